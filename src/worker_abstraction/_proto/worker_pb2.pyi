@@ -198,12 +198,14 @@ class ExecuteTaskResponse(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
 
 class GetTaskStatusRequest(_message.Message):
-    __slots__ = ("task_id", "after_sequence")
+    __slots__ = ("task_id", "after_sequence", "from_start")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    FROM_START_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     after_sequence: int
-    def __init__(self, task_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+    from_start: bool
+    def __init__(self, task_id: _Optional[str] = ..., after_sequence: _Optional[int] = ..., from_start: _Optional[bool] = ...) -> None: ...
 
 class StreamTaskStatusResponse(_message.Message):
     __slots__ = ("result",)

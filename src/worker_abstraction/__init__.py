@@ -1,0 +1,60 @@
+"""worker-abstraction: any agent joins a team of workers through one gRPC contract.
+
+A worker subclasses `BaseWorker` and marks methods with `@capability`; a `RegistryServer` keeps track of
+live workers; an `Orchestrator` (or `AsyncOrchestrator`) finds a capable worker, dispatches a task and
+streams its updates back.
+"""
+
+from worker_abstraction.capability import capability
+from worker_abstraction.context import TaskContext
+from worker_abstraction.errors import (
+    InvalidCapabilityError,
+    InvalidParametersError,
+    InvalidWorkerInfoError,
+    NoWorkerError,
+    RegistryUnavailableError,
+    TaskCanceledError,
+    TaskError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskRejectedError,
+    TaskTimeoutError,
+    WorkerAbstractionError,
+    WorkerNotFoundError,
+)
+from worker_abstraction.orchestrator import AsyncOrchestrator, AsyncTaskHandle, Orchestrator, TaskHandle
+from worker_abstraction.registry import RegistryClient, RegistryServer
+from worker_abstraction.types import CapabilitySpec, ParameterSpec, TaskStatus, TaskUpdate, WorkerInfo
+from worker_abstraction.worker import BaseWorker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncOrchestrator",
+    "AsyncTaskHandle",
+    "BaseWorker",
+    "CapabilitySpec",
+    "InvalidCapabilityError",
+    "InvalidParametersError",
+    "InvalidWorkerInfoError",
+    "NoWorkerError",
+    "Orchestrator",
+    "ParameterSpec",
+    "RegistryClient",
+    "RegistryServer",
+    "RegistryUnavailableError",
+    "TaskCanceledError",
+    "TaskContext",
+    "TaskError",
+    "TaskFailedError",
+    "TaskHandle",
+    "TaskNotFoundError",
+    "TaskRejectedError",
+    "TaskStatus",
+    "TaskTimeoutError",
+    "TaskUpdate",
+    "WorkerAbstractionError",
+    "WorkerInfo",
+    "WorkerNotFoundError",
+    "capability",
+]

@@ -1,0 +1,121 @@
+"""The one place where the package's own types meet the generated protobuf messages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.types import CapabilitySpec, ParameterSpec, TaskStatus, TaskUpdate, WorkerInfo
+
+
+def timestamp(moment: datetime | None = None) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment or datetime.now(UTC))
+    return stamp
+
+
+def now_timestamp() -> Timestamp:
+    stamp = Timestamp()
+    stamp.GetCurrentTime()
+    return stamp
+
+
+def from_timestamp(stamp: Timestamp) -> datetime | None:
+    if stamp.seconds == 0 and stamp.nanos == 0:
+        return None
+    return stamp.ToDatetime(UTC)
+
+
+def capability_to_pb(spec: CapabilitySpec) -> pb.ToolCapability:
+    return pb.ToolCapability(
+        name=spec.name,
+        description=spec.description,
+        parameters=[
+            pb.ToolParameter(name=p.name, type=p.type, description=p.description, required=p.required)
+            for p in spec.parameters
+        ],
+    )
+
+
+def capability_from_pb(message: pb.ToolCapability) -> CapabilitySpec:
+    return CapabilitySpec(
+        name=message.name,
+        description=message.description,
+        parameters=tuple(
+            ParameterSpec(name=p.name, type=p.type, description=p.description, required=p.required)
+            for p in message.parameters
+        ),
+    )
+
+
+def worker_to_pb(info: WorkerInfo) -> pb.WorkerInfo:
+    message = pb.WorkerInfo(
+        worker_id=info.worker_id,
+        name=info.name,
+        version=info.version,
+        address=info.address,
+        tags=list(info.tags),
+        capabilities=[capability_to_pb(c) for c in info.capabilities],
+        current_load=info.current_load,
+    )
+    if info.last_heartbeat is not None:
+        message.last_heartbeat.CopyFrom(timestamp(info.last_heartbeat))
+    return message
+
+
+def worker_from_pb(message: pb.WorkerInfo) -> WorkerInfo:
+    return WorkerInfo(
+        worker_id=message.worker_id,
+        name=message.name,
+        version=message.version,
+        address=message.address,
+        tags=tuple(message.tags),
+        capabilities=tuple(capability_from_pb(c) for c in message.capabilities),
+        last_heartbeat=from_timestamp(message.last_heartbeat),
+        current_load=message.current_load,
+    )
+
+
+def task_result(
+    task_id: str,
+    status: TaskStatus,
+    *,
+    sequence: int,
+    worker_id: str,
+    output_json: str = "",
+    error_message: str = "",
+    progress: float = 0.0,
+    progress_message: str = "",
+) -> pb.TaskResult:
+    return pb.TaskResult(
+        task_id=task_id,
+        status=int(status),  # type: ignore[arg-type]  # TaskStatus mirrors the proto enum value for value
+        output_json=output_json,
+        error_message=error_message,
+        completed_at=now_timestamp(),
+        sequence=sequence,
+        progress=progress,
+        progress_message=progress_message,
+        worker_id=worker_id,
+    )
+
+
+def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
+    try:
+        status = TaskStatus(message.status)
+    except ValueError:  # a newer peer's status we do not know yet
+        status = TaskStatus.UNKNOWN
+    return TaskUpdate(
+        task_id=message.task_id,
+        status=status,
+        sequence=message.sequence,
+        output_json=message.output_json,
+        error_message=message.error_message,
+        progress=message.progress,
+        progress_message=message.progress_message,
+        worker_id=message.worker_id,
+        timestamp=from_timestamp(message.completed_at),
+        metadata=dict(message.metadata),
+    )

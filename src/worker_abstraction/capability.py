@@ -1,0 +1,219 @@
+"""`@capability`: a type-hinted method becomes a tool with a typed, validated parameter list.
+
+The decorator inspects the signature once, at class creation, and stores a frozen `CapabilityDef`: the
+public `CapabilitySpec` (what the registry and orchestrators see) plus one pydantic adapter per parameter,
+which validates each `value_json` straight from JSON in strict mode (so `"3"` is not an integer).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints, overload
+
+import pydantic
+from pydantic.fields import FieldInfo
+
+from worker_abstraction.context import TaskContext
+from worker_abstraction.errors import InvalidCapabilityError
+from worker_abstraction.types import CapabilitySpec, ParameterSpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ATTRIBUTE = "__wa_capability__"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Yields|Raises|Example|Examples|Note|Notes):\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Parameter:
+    spec: ParameterSpec
+    adapter: pydantic.TypeAdapter[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilityDef:
+    """A capability as the worker runs it: its spec, how to validate its arguments, and its handler."""
+
+    spec: CapabilitySpec
+    function: Callable[..., Any]
+    is_async: bool
+    context_parameter: str | None
+    parameters: tuple[_Parameter, ...]
+
+    def parse_arguments(self, values_json: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+        """Decode and type-check JSON arguments; returns (arguments, every problem found)."""
+        problems: list[str] = []
+        arguments: dict[str, Any] = {}
+        known = {p.spec.name for p in self.parameters}
+        problems.extend(
+            f"unknown parameter {key!r} (capability {self.spec.name!r} takes: {_names(known)})"
+            for key in values_json
+            if key not in known
+        )
+        for parameter in self.parameters:
+            name = parameter.spec.name
+            if name not in values_json:
+                if parameter.spec.required:
+                    problems.append(f"missing required parameter {name!r} ({parameter.spec.type})")
+                continue
+            raw = values_json[name]
+            try:
+                arguments[name] = parameter.adapter.validate_json(raw, strict=True)
+            except pydantic.ValidationError as error:
+                problems.append(_describe(name, parameter.spec.type, raw, error))
+        return arguments, problems
+
+
+def _names(names: set[str]) -> str:
+    return ", ".join(sorted(names)) or "no parameters"
+
+
+def _describe(name: str, type_: str, raw: str, error: pydantic.ValidationError) -> str:
+    first = error.errors()[0]
+    if first["type"] == "json_invalid":
+        return f"parameter {name!r} is not valid JSON: {raw[:80]!r}"
+    where = ".".join(str(p) for p in first["loc"])
+    detail = f" at {where}" if where else ""
+    return f"parameter {name!r} expects {type_}, got {raw[:80]}{detail}: {first['msg']}"
+
+
+@overload
+def capability(function: F, /) -> F: ...
+@overload
+def capability(*, name: str | None = None, description: str | None = None) -> Callable[[F], F]: ...
+
+
+def capability(
+    function: F | None = None, /, *, name: str | None = None, description: str | None = None
+) -> F | Callable[[F], F]:
+    """Mark a `BaseWorker` method as a capability; works bare (`@capability`) or called.
+
+    Parameters come from the type hints: a parameter with a default is optional. A parameter annotated
+    `TaskContext` receives the task's context and is not part of the schema. Descriptions come from the
+    docstring (its `Args:` section for parameters) or from `Annotated[T, "description"]`.
+
+    Raises:
+        InvalidCapabilityError: at import time, naming the method, when the signature cannot be described.
+    """
+
+    def mark(fn: F) -> F:
+        setattr(fn, _ATTRIBUTE, describe(fn, name=name, description=description))
+        return fn
+
+    return mark(function) if function is not None else mark
+
+
+def definition_of(member: object) -> CapabilityDef | None:
+    """The CapabilityDef a method was marked with, if any."""
+    found = getattr(member, _ATTRIBUTE, None)
+    return found if isinstance(found, CapabilityDef) else None
+
+
+def describe(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> CapabilityDef:
+    """Build the CapabilityDef of a function (the work behind `@capability`)."""
+    label = getattr(fn, "__qualname__", repr(fn))
+    if not inspect.isfunction(fn):
+        raise InvalidCapabilityError(f"@capability expects a function, got {fn!r}")
+    if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+        raise InvalidCapabilityError(f"capability {label}: generators are not supported; return a value")
+    cap_name = name or fn.__name__
+    if not _NAME.match(cap_name):
+        raise InvalidCapabilityError(f"capability {label}: invalid name {cap_name!r}")
+    try:
+        hints = get_type_hints(fn, include_extras=True)
+    except Exception as error:  # NameError for forward references that do not resolve, and kin
+        raise InvalidCapabilityError(f"capability {label}: cannot resolve type hints: {error}") from error
+    summary, arg_docs = _parse_docstring(inspect.getdoc(fn) or "")
+
+    context_parameter: str | None = None
+    parameters: list[_Parameter] = []
+    signature = inspect.signature(fn)
+    for index, param in enumerate(signature.parameters.values()):
+        if index == 0 and param.name in ("self", "cls"):
+            continue
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise InvalidCapabilityError(f"capability {label}: *args/**kwargs cannot be described")
+        if param.kind is param.POSITIONAL_ONLY:
+            raise InvalidCapabilityError(f"capability {label}: parameter {param.name!r} is positional-only")
+        if param.name not in hints:
+            raise InvalidCapabilityError(f"capability {label}: parameter {param.name!r} has no type hint")
+        hint = hints[param.name]
+        if hint is TaskContext:
+            context_parameter = param.name
+            continue
+        note = _split_annotated(hint)
+        try:
+            adapter: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(hint)
+            schema = adapter.json_schema()
+        except Exception as error:
+            raise InvalidCapabilityError(
+                f"capability {label}: parameter {param.name!r} has a type without a JSON form: {error}"
+            ) from error
+        spec = ParameterSpec(
+            name=param.name,
+            type=_json_type(schema),
+            description=note or arg_docs.get(param.name, "") or str(schema.get("description", "")),
+            required=param.default is inspect.Parameter.empty,
+        )
+        parameters.append(_Parameter(spec=spec, adapter=adapter))
+
+    capability_spec = CapabilitySpec(
+        name=cap_name,
+        description=description if description is not None else summary,
+        parameters=tuple(p.spec for p in parameters),
+    )
+    return CapabilityDef(
+        spec=capability_spec,
+        function=fn,
+        is_async=inspect.iscoroutinefunction(fn),
+        context_parameter=context_parameter,
+        parameters=tuple(parameters),
+    )
+
+
+def _split_annotated(hint: Any) -> str:
+    """The description carried by `Annotated[T, "text"]` or `Annotated[T, Field(description=...)]`."""
+    if get_origin(hint) is not Annotated:
+        return ""
+    for extra in get_args(hint)[1:]:
+        if isinstance(extra, str):
+            return extra
+        if isinstance(extra, FieldInfo) and extra.description:
+            return extra.description
+    return ""
+
+
+def _json_type(schema: Mapping[str, Any]) -> str:
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return kind
+    options = [s for s in schema.get("anyOf", ()) if s.get("type") != "null"]
+    if len(options) == 1:
+        return _json_type(options[0])
+    return "any"
+
+
+def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a Google-style docstring into its description and its `Args:` entries."""
+    description: list[str] = []
+    args: dict[str, str] = {}
+    section: str | None = None
+    current: str | None = None
+    for line in doc.splitlines():
+        header = _SECTION.match(line)
+        if header:
+            section, current = header.group(1), None
+            continue
+        if section is None:
+            description.append(line)
+        elif section in ("Args", "Arguments", "Parameters"):
+            entry = re.match(r"^\s*(\w+)\s*(\([^)]*\))?:\s*(.*)$", line)
+            if entry and not line.startswith("        "):
+                current = entry.group(1)
+                args[current] = entry.group(3).strip()
+            elif current and line.strip():
+                args[current] = f"{args[current]} {line.strip()}".strip()
+    return "\n".join(description).strip(), args

@@ -1,0 +1,79 @@
+"""`wa`: the parser and the dispatch to one module per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from types import ModuleType
+from typing import Any
+
+from worker_abstraction.cli import UsageError, env, registry_cmd, submit_cmd, worker_cmd, workers_cmd
+from worker_abstraction.errors import WorkerAbstractionError
+from worker_abstraction.observability import log
+
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+_COMMANDS: tuple[ModuleType, ...] = (registry_cmd, worker_cmd, submit_cmd, workers_cmd)
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults after each flag and keeps the examples in the epilog as written."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `wa` parser; flag defaults come from `WA_*` environment variables read now."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=_LOG_LEVELS,
+        default=env("WA_LOG_LEVEL", None),
+        help="log level on stderr [env WA_LOG_LEVEL] (default: INFO for registry/worker, WARNING otherwise)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="wa",
+        description="worker-abstraction: run a registry and workers, submit tasks, list workers.",
+        epilog="Run `wa COMMAND --help` for the flags and an example of each command.",
+        formatter_class=_HelpFormatter,
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in _COMMANDS:
+        sub = subparsers.add_parser(
+            module.NAME,
+            help=module.SUMMARY,
+            description=module.__doc__,
+            epilog=module.EPILOG,
+            formatter_class=_HelpFormatter,
+            parents=[common],
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(run=module.run, default_log_level=module.DEFAULT_LOG_LEVEL)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `wa` with `argv` (default: `sys.argv[1:]`) and return the process exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # --help and usage errors; keep `main` returning the code
+        return exc.code if isinstance(exc.code, int) else 2
+    name: str = args.command
+    run: Command = args.run
+    try:
+        log.configure(args.log_level or args.default_log_level)
+    except ValueError as exc:  # a bad WA_LOG_LEVEL: argparse checks `choices` on flags, not on defaults
+        print(f"wa {name}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(run(args))
+    except UsageError as exc:
+        print(f"wa {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except WorkerAbstractionError as exc:  # e.g. a port already in use, a registration the registry refuses
+        print(f"wa {name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

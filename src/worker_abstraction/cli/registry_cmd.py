@@ -1,0 +1,67 @@
+"""Run the worker registry until SIGINT/SIGTERM.
+
+Workers register here and heartbeat; workers silent for longer than --ttl seconds are evicted by a
+background sweep. As soon as it serves, the command prints one line to stdout:
+`registry listening on HOST:PORT` (the real port, also with --port 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from worker_abstraction import RegistryServer
+from worker_abstraction.cli import env, run_until_signal
+
+NAME = "registry"
+SUMMARY = "run the worker registry"
+DEFAULT_LOG_LEVEL = "INFO"
+EPILOG = """\
+example:
+  wa registry --host 127.0.0.1 --port 50051 --ttl 30
+"""
+
+_log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", default=env("WA_REGISTRY_HOST", "127.0.0.1"), help="interface to listen on [env WA_REGISTRY_HOST]"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=env("WA_REGISTRY_PORT", "50051"),
+        help="port to listen on, 0 picks a free one [env WA_REGISTRY_PORT]",
+    )
+    parser.add_argument(
+        "--ttl",
+        type=float,
+        default=env("WA_TTL", "30"),
+        help="seconds without a heartbeat before a worker is evicted [env WA_TTL]",
+    )
+    parser.add_argument(
+        "--sweep-interval",
+        type=float,
+        default=env("WA_SWEEP_INTERVAL", None),
+        help="seconds between eviction sweeps; None derives it from --ttl [env WA_SWEEP_INTERVAL]",
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Serve until a signal, then stop and return 0."""
+    server = RegistryServer(
+        host=args.host,
+        port=args.port,
+        ttl_seconds=args.ttl,
+        sweep_interval_seconds=args.sweep_interval,
+    )
+    await server.start()
+    try:
+        print(f"registry listening on {server.address}", flush=True)
+        if await run_until_signal(server.wait_for_termination()) is None:
+            _log.error("registry server terminated on its own")
+            return 1
+    finally:
+        await server.stop(grace_seconds=1.0)
+    return 0

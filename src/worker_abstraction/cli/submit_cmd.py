@@ -1,0 +1,130 @@
+"""Run one task on a worker that offers CAPABILITY, print its status transitions and its output.
+
+Each --param is KEY=VALUE; VALUE is parsed as JSON (`n=3` is a number, `flags=[1,2]` a list,
+`opts={"a":1}` an object, `s='"3"'` the string "3"), and when it is not valid JSON it is taken as a plain
+string (`text=hello world`). The first line names the task and the worker running it, then one line per
+status update (PENDING, RUNNING, COMPLETED, ...), then the output as JSON; errors go to stderr.
+
+exit codes: 0 completed; 1 failed, canceled or timed out; 2 not run (no live worker offers the capability,
+the registry is unreachable, the worker rejected the task, or a usage error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from typing import Any
+
+from worker_abstraction import AsyncOrchestrator, AsyncTaskHandle, TaskStatus, TaskUpdate
+from worker_abstraction.cli import DEFAULT_REGISTRY, UsageError, env
+from worker_abstraction.errors import (
+    NoWorkerError,
+    RegistryUnavailableError,
+    TaskRejectedError,
+    WorkerAbstractionError,
+)
+
+NAME = "submit"
+SUMMARY = "run one task and stream its status"
+DEFAULT_LOG_LEVEL = "WARNING"
+EPILOG = """\
+examples:
+  wa submit dummy_processor --param input=hello
+  wa submit word_count --param text="the quick brown fox" --param min_len=4 --timeout 10
+"""
+
+EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_RUN = 0, 1, 2
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """`KEY=VALUE` to `(KEY, value)`: VALUE decoded as JSON, or kept as a string when it is not JSON."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("capability", metavar="CAPABILITY", help="name of the capability to run")
+    parser.add_argument(
+        "--param",
+        "-p",
+        dest="params",
+        action="append",
+        default=[],
+        type=parse_param,
+        metavar="KEY=VALUE",
+        help="a parameter (repeatable); VALUE is JSON, or a plain string when not valid JSON",
+    )
+    parser.add_argument(
+        "--registry", default=env("WA_REGISTRY", DEFAULT_REGISTRY), help="registry address HOST:PORT [env WA_REGISTRY]"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=env("WA_TIMEOUT", "60"),
+        help="seconds the task may take before it counts as timed out [env WA_TIMEOUT]",
+    )
+    parser.add_argument(
+        "--wait",
+        type=float,
+        default=env("WA_WAIT", "3"),
+        help="seconds to wait for a worker offering CAPABILITY to appear [env WA_WAIT]",
+    )
+
+
+def _params(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in params:
+            raise UsageError(f"parameter {key!r} given more than once")
+        params[key] = value
+    return params
+
+
+def _describe(update: TaskUpdate) -> str:
+    line = update.status.name
+    if update.status is TaskStatus.RUNNING and (update.progress or update.progress_message):
+        line += f" {update.progress:.0%} {update.progress_message}".rstrip()
+    return line
+
+
+def _error(exc: BaseException) -> None:
+    print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Submit the task and follow it to its end; return the exit code described in --help."""
+    params = _params(args.params)
+    capability: str = args.capability
+    try:
+        async with AsyncOrchestrator(args.registry) as orchestrator:
+            if args.wait > 0:
+                # A worker that just started may not be listed yet; if none comes, execute_task below
+                # raises NoWorkerError with the full story.
+                with contextlib.suppress(NoWorkerError, TimeoutError):
+                    await orchestrator.wait_for_workers(capability, timeout_seconds=args.wait)
+            handle = await orchestrator.execute_task(capability, params, timeout_seconds=args.timeout)
+            return await _follow(handle)
+    except (NoWorkerError, TaskRejectedError, RegistryUnavailableError) as exc:
+        _error(exc)
+        return EXIT_NOT_RUN
+
+
+async def _follow(handle: AsyncTaskHandle) -> int:
+    print(f"task {handle.task_id} -> worker {handle.worker_id} ({handle.worker_address})", flush=True)
+    try:
+        async for update in handle:
+            print(_describe(update), flush=True)
+        output = await handle.result()
+    except (WorkerAbstractionError, TimeoutError) as exc:
+        _error(exc)
+        return EXIT_FAILED
+    print(json.dumps(output, indent=2, ensure_ascii=False), flush=True)
+    return EXIT_COMPLETED

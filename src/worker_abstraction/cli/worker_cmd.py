@@ -1,0 +1,123 @@
+"""Run a worker class: serve its capabilities, register with the registry, heartbeat.
+
+WORKER is `package.module:ClassName`, a BaseWorker subclass; the current directory is put first on the
+import path, so a module next to you imports as is. As soon as it serves, the command prints one line to
+stdout: `worker WORKER_ID listening on HOST:PORT` (the advertised address). On SIGINT/SIGTERM it stops
+accepting tasks, lets running ones finish within --grace seconds, deregisters and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+from worker_abstraction import BaseWorker
+from worker_abstraction.cli import DEFAULT_REGISTRY, UsageError, env, run_until_signal
+from worker_abstraction.errors import InvalidCapabilityError
+
+NAME = "worker"
+SUMMARY = "run a worker class (package.module:ClassName)"
+DEFAULT_LOG_LEVEL = "INFO"
+EPILOG = """\
+example (from the repository root):
+  wa worker examples.seed_worker:SeedWorker --port 0 --registry 127.0.0.1:50051 --tag demo
+"""
+
+_log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("worker", metavar="WORKER", help="the worker class, as package.module:ClassName")
+    parser.add_argument(
+        "--registry",
+        default=env("WA_REGISTRY", DEFAULT_REGISTRY),
+        help="registry address HOST:PORT; an empty string serves without registering [env WA_REGISTRY]",
+    )
+    parser.add_argument(
+        "--host", default=env("WA_WORKER_HOST", "127.0.0.1"), help="interface to listen on [env WA_WORKER_HOST]"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=env("WA_WORKER_PORT", "0"),
+        help="port to listen on, 0 picks a free one [env WA_WORKER_PORT]",
+    )
+    parser.add_argument(
+        "--advertise-host",
+        default=env("WA_ADVERTISE_HOST", None),
+        help="host put in the registered address, when --host is not reachable as is "
+        "(e.g. 0.0.0.0) [env WA_ADVERTISE_HOST]",
+    )
+    parser.add_argument(
+        "--name", default=env("WA_WORKER_NAME", None), help="worker name; None uses the class's [env WA_WORKER_NAME]"
+    )
+    parser.add_argument(
+        "--worker-id", default=env("WA_WORKER_ID", None), help="worker id; None generates one [env WA_WORKER_ID]"
+    )
+    parser.add_argument("--tag", action="append", default=[], metavar="TAG", help="a tag to register with (repeatable)")
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=env("WA_HEARTBEAT_INTERVAL", None),
+        help="seconds between heartbeats; None uses the SDK's default [env WA_HEARTBEAT_INTERVAL]",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=env("WA_GRACE", "10"),
+        help="seconds running tasks get to finish on SIGINT/SIGTERM [env WA_GRACE]",
+    )
+
+
+def load_worker_class(spec: str) -> type[BaseWorker]:
+    """Import `package.module:ClassName` from the current directory or the installed packages.
+
+    Raises:
+        UsageError: the spec is malformed, does not import, or names something that is not a BaseWorker.
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise UsageError(f"worker {spec!r} must look like package.module:ClassName")
+    cwd = os.getcwd()
+    if sys.path[:1] != [cwd]:
+        sys.path.insert(0, cwd)  # like uvicorn: a module in the current directory imports as is
+    try:
+        target: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import {module_name!r} (from {cwd}): {exc}") from exc
+    except InvalidCapabilityError as exc:
+        raise UsageError(f"{module_name!r} defines an invalid capability: {exc}") from exc
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise UsageError(f"{module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if not (isinstance(target, type) and issubclass(target, BaseWorker)):
+        raise UsageError(f"{spec!r} is not a BaseWorker subclass")
+    return target
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Start the worker, serve until a signal, then stop it gracefully and return 0."""
+    worker_class = load_worker_class(args.worker)
+    worker = worker_class(
+        registry=args.registry or None,
+        host=args.host,
+        port=args.port,
+        name=args.name,
+        worker_id=args.worker_id,
+        tags=tuple(args.tag),
+        heartbeat_interval_seconds=args.heartbeat_interval,
+        advertise_host=args.advertise_host,
+    )
+    await worker.start()
+    try:
+        print(f"worker {worker.worker_id} listening on {worker.address}", flush=True)
+        if await run_until_signal(worker.wait_stopped()) is None:
+            _log.error("worker stopped on its own")
+            return 1
+    finally:
+        await worker.stop(grace_seconds=args.grace)
+    return 0

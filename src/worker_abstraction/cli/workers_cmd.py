@@ -1,0 +1,124 @@
+"""List the live workers the registry knows: id, name, address, capabilities, load, last heartbeat.
+
+With --json, print a JSON list instead, one object per worker with the keys worker_id, name, version,
+address, tags, capabilities (name, description, parameters: name, type, description, required),
+current_load and last_heartbeat (ISO 8601, or null). Exits 1 when the registry cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from worker_abstraction import RegistryClient, WorkerInfo
+from worker_abstraction.cli import DEFAULT_REGISTRY, env
+from worker_abstraction.errors import RegistryUnavailableError
+
+NAME = "workers"
+SUMMARY = "list the live workers"
+DEFAULT_LOG_LEVEL = "WARNING"
+EPILOG = """\
+examples:
+  wa workers --registry 127.0.0.1:50051
+  wa workers --json | jq '.[].address'
+"""
+
+_COLUMNS = ("ID", "NAME", "ADDRESS", "CAPABILITIES", "LOAD", "LAST HEARTBEAT")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry", default=env("WA_REGISTRY", DEFAULT_REGISTRY), help="registry address HOST:PORT [env WA_REGISTRY]"
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=env("WA_TIMEOUT", "5"),
+        help="seconds to wait for the registry's answer [env WA_TIMEOUT]",
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def worker_to_json(worker: WorkerInfo) -> dict[str, Any]:
+    """The `--json` form of one worker."""
+    return {
+        "worker_id": worker.worker_id,
+        "name": worker.name,
+        "version": worker.version,
+        "address": worker.address,
+        "tags": list(worker.tags),
+        "capabilities": [
+            {
+                "name": cap.name,
+                "description": cap.description,
+                "parameters": [
+                    {"name": p.name, "type": p.type, "description": p.description, "required": p.required}
+                    for p in cap.parameters
+                ],
+            }
+            for cap in worker.capabilities
+        ],
+        "current_load": worker.current_load,
+        "last_heartbeat": _aware(worker.last_heartbeat).isoformat() if worker.last_heartbeat else None,
+    }
+
+
+def age(moment: datetime | None, now: datetime) -> str:
+    """How long ago `moment` was, e.g. `1.2s ago`, `3m04s ago`, `2h05m ago`; `-` when unknown."""
+    if moment is None:
+        return "-"
+    seconds = max(0.0, (now - _aware(moment)).total_seconds())
+    if seconds < 60:
+        return f"{seconds:.1f}s ago"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s ago"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m ago"
+
+
+def render_table(workers: list[WorkerInfo], now: datetime) -> str:
+    """The workers as an aligned text table with a header row."""
+    rows = [_COLUMNS] + [
+        (
+            w.worker_id,
+            w.name,
+            w.address,
+            ",".join(c.name for c in w.capabilities) or "-",
+            str(w.current_load),
+            age(w.last_heartbeat, now),
+        )
+        for w in workers
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Fetch the workers and print them; return 1 when the registry is unreachable."""
+    client = RegistryClient(args.registry)
+    try:
+        async with asyncio.timeout(args.timeout):
+            workers = await client.list_workers()
+    except (RegistryUnavailableError, TimeoutError) as exc:
+        reason = str(exc) or f"no answer within {args.timeout:g}s"
+        print(f"cannot reach the registry at {args.registry}: {reason}", file=sys.stderr)
+        return 1
+    finally:
+        await client.aclose()
+    workers.sort(key=lambda w: (w.name, w.worker_id))
+    if args.json:
+        print(json.dumps([worker_to_json(w) for w in workers], indent=2))
+    else:
+        print(render_table(workers, datetime.now(UTC)))
+    return 0

@@ -1,0 +1,78 @@
+"""TaskContext: what a capability handler knows about the task it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping
+from datetime import datetime
+from typing import Any
+
+
+class _Reported:
+    """Returned by `report_progress`; awaiting it is allowed and does nothing more."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[None, None, None]:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+
+_REPORTED = _Reported()
+
+
+class TaskContext:
+    """Handed to a capability that declares a parameter annotated `TaskContext`.
+
+    Attributes:
+        task_id: the task's id.
+        capability: the capability's name.
+        params: the decoded arguments.
+        metadata: the task's metadata map.
+        worker_id: the worker running the task.
+        deadline: when the task times out (None when it has no timeout).
+    """
+
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        capability: str,
+        params: Mapping[str, Any],
+        metadata: Mapping[str, str],
+        worker_id: str,
+        deadline: datetime | None,
+        deadline_monotonic: float | None,
+        publish_progress: Callable[[float, str], None],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.task_id = task_id
+        self.capability = capability
+        self.params = params
+        self.metadata = metadata
+        self.worker_id = worker_id
+        self.deadline = deadline
+        self._deadline_monotonic = deadline_monotonic
+        self._publish_progress = publish_progress
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+
+    def time_remaining_seconds(self) -> float | None:
+        """Seconds left before the deadline, or None without one."""
+        if self._deadline_monotonic is None:
+            return None
+        return max(0.0, self._deadline_monotonic - time.monotonic())
+
+    def report_progress(self, progress: float, message: str = "") -> _Reported:
+        """Publish progress (0.0 to 1.0) as a RUNNING update subscribers see.
+
+        Safe from async handlers and from plain handlers running in the thread pool; `await` is optional.
+        """
+        value = min(1.0, max(0.0, float(progress)))
+        if threading.get_ident() == self._loop_thread:
+            self._publish_progress(value, message)
+        else:
+            self._loop.call_soon_threadsafe(self._publish_progress, value, message)
+        return _REPORTED

@@ -1,0 +1,5 @@
+"""Logging (and later metrics and tracing) set up by the processes that run the library.
+
+The library only calls `logging.getLogger(__name__)`; `log.configure()` is the one place handlers are added,
+and only the CLI and the daemons in `services/` call it.
+"""

@@ -1,0 +1,103 @@
+"""The orchestrator's live view of workers: WatchWorkers when the registry has it, polling otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+
+from worker_abstraction.errors import RegistryUnavailableError
+from worker_abstraction.registry.client import RegistryClient, WatchUnsupportedError
+from worker_abstraction.registry.events import WorkerEventType
+from worker_abstraction.types import WorkerInfo
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerDirectory:
+    """Workers the orchestrator can dispatch to, kept current in the background.
+
+    While the registry is unreachable the last known view is kept (workers keep getting tasks) and the
+    directory reconnects with backoff; a fresh snapshot then replaces the view.
+    """
+
+    def __init__(self, client: RegistryClient, *, poll_interval_seconds: float = 2.0) -> None:
+        self._client = client
+        self._poll_interval = poll_interval_seconds
+        self.workers: dict[str, WorkerInfo] = {}
+        self.synced = asyncio.Event()
+        self.mode = "watch"
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self.last_error: str = ""
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="worker-directory")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def capable(self, capability: str) -> list[WorkerInfo]:
+        return [w for w in self.workers.values() if w.offers(capability)]
+
+    async def wait_until(self, capability: str | None, count: int) -> list[WorkerInfo]:
+        """Wait until at least `count` live workers (offering `capability`, if given) are known."""
+        async with self._changed:
+            while True:
+                found = self.capable(capability) if capability else list(self.workers.values())
+                if len(found) >= count:
+                    return found
+                await self._changed.wait()
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                if self.mode == "watch":
+                    await self._watch()
+                else:
+                    await self._poll()
+                backoff = 0.1
+            except WatchUnsupportedError:
+                logger.info("registry %s has no WatchWorkers; polling GetAvailableWorkers", self._client.address)
+                self.mode = "poll"
+            except RegistryUnavailableError as error:
+                self.last_error = str(error)
+                logger.debug("registry unreachable, keeping %d known workers: %s", len(self.workers), error)
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                backoff = min(backoff * 2, 2.0)
+
+    async def _watch(self) -> None:
+        snapshot: dict[str, WorkerInfo] | None = {}
+        async for event in self._client.watch():
+            if event.type is WorkerEventType.SYNCED:
+                await self._replace(snapshot or {})
+                snapshot = None
+            elif snapshot is not None:
+                if event.worker is not None:
+                    snapshot[event.worker.worker_id] = event.worker
+            elif event.worker is not None:
+                if event.type is WorkerEventType.LEFT:
+                    self.workers.pop(event.worker.worker_id, None)
+                else:
+                    self.workers[event.worker.worker_id] = event.worker
+                await self._notify()
+
+    async def _poll(self) -> None:
+        while True:
+            await self._replace({w.worker_id: w for w in await self._client.list_workers()})
+            await asyncio.sleep(self._poll_interval)
+
+    async def _replace(self, workers: dict[str, WorkerInfo]) -> None:
+        self.workers = workers
+        self.last_error = ""
+        self.synced.set()
+        await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()

@@ -1,0 +1,111 @@
+"""Blocking twins of AsyncOrchestrator and AsyncTaskHandle for scripts; no logic lives here."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+from worker_abstraction._loop import LoopThread
+from worker_abstraction.orchestrator.client import AsyncOrchestrator
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.types import TaskStatus, TaskUpdate, WorkerInfo
+
+
+async def _next(stream: AsyncIterator[TaskUpdate]) -> TaskUpdate:
+    return await anext(stream)
+
+
+class TaskHandle:
+    """Blocking twin of AsyncTaskHandle; see it for behaviour."""
+
+    def __init__(self, loop: LoopThread, core: AsyncTaskHandle) -> None:
+        self._loop = loop
+        self._core = core
+
+    @property
+    def task_id(self) -> str:
+        return self._core.task_id
+
+    @property
+    def capability(self) -> str:
+        return self._core.capability
+
+    @property
+    def worker_id(self) -> str:
+        return self._core.worker_id
+
+    @property
+    def worker_address(self) -> str:
+        return self._core.worker_address
+
+    @property
+    def status(self) -> TaskStatus:
+        return self._core.status
+
+    @property
+    def updates(self) -> list[TaskUpdate]:
+        return list(self._core.updates)
+
+    def done(self) -> bool:
+        return self._core.done()
+
+    def __iter__(self) -> Iterator[TaskUpdate]:
+        stream = self._core.__aiter__()
+        while True:
+            try:
+                yield self._loop.run(_next(stream))
+            except StopAsyncIteration:
+                return
+
+    def wait(self, timeout_seconds: float | None = None) -> TaskUpdate:
+        return self._loop.run(self._core.wait(timeout_seconds))
+
+    def result(self, timeout_seconds: float | None = None) -> Any:
+        return self._loop.run(self._core.result(timeout_seconds))
+
+
+class Orchestrator:
+    """Blocking twin of AsyncOrchestrator; see it for behaviour."""
+
+    def __init__(self, registry: str, **options: Any) -> None:
+        self._loop = LoopThread()
+        self._core = self._loop.run(AsyncOrchestrator.create(registry, **options))
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._core.workers()
+
+    def wait_for_workers(
+        self, capability: str | None = None, *, count: int = 1, timeout_seconds: float = 10.0
+    ) -> list[WorkerInfo]:
+        return self._loop.run(self._core.wait_for_workers(capability, count=count, timeout_seconds=timeout_seconds))
+
+    def execute_task(
+        self,
+        capability: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout_seconds: float = 60,
+        metadata: Mapping[str, str] | None = None,
+        task_id: str | None = None,
+    ) -> TaskHandle:
+        return TaskHandle(
+            self._loop,
+            self._loop.run(
+                self._core.execute_task(
+                    capability, params, timeout_seconds=timeout_seconds, metadata=metadata, task_id=task_id
+                )
+            ),
+        )
+
+    def close(self) -> None:
+        self._loop.run(self._core.aclose())
+        self._loop.close()
+
+    def __enter__(self) -> Orchestrator:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,80 @@
+"""RegistryServer: the registry as an embeddable asyncio server (what `wa registry` runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from types import TracebackType
+
+from worker_abstraction import _rpc
+from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.registry.service import Registry
+from worker_abstraction.registry.servicer import RegistryServicer
+from worker_abstraction.stores.base import WorkerStore
+from worker_abstraction.stores.memory import MemoryWorkerStore
+
+logger = logging.getLogger(__name__)
+
+
+class RegistryServer:
+    """Serves RegistryService and evicts workers whose heartbeats stop.
+
+    Args:
+        host: interface to listen on.
+        port: port to listen on; 0 picks a free one (see `address` after `start`).
+        ttl_seconds: a worker silent for longer than this is evicted.
+        sweep_interval_seconds: how often stale workers are looked for (default: a quarter of the TTL,
+            at most 5 s), so a dead worker leaves within TTL + one sweep.
+        store: where workers are kept (default: in memory).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 50051,
+        *,
+        ttl_seconds: float = 30.0,
+        sweep_interval_seconds: float | None = None,
+        store: WorkerStore | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.registry = Registry(store or MemoryWorkerStore(), ttl_seconds=ttl_seconds)
+        self.sweep_interval_seconds = sweep_interval_seconds or min(ttl_seconds / 4, 5.0)
+        self._server = _rpc.new_server()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        pb_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(self.registry), self._server)
+        self.port = _rpc.bind(self._server, self.host, self.port)
+        await self._server.start()
+        self._sweeper = asyncio.create_task(
+            self.registry.sweep_forever(self.sweep_interval_seconds), name="registry-sweeper"
+        )
+        logger.info("registry listening on %s (ttl %gs)", self.address, self.registry.ttl_seconds)
+
+    async def stop(self, grace_seconds: float | None = 1.0) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        self.registry.events.close()
+        await self._server.stop(grace_seconds)
+
+    async def wait_for_termination(self) -> None:
+        await self._server.wait_for_termination()
+
+    async def __aenter__(self) -> RegistryServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

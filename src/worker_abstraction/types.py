@@ -1,0 +1,109 @@
+"""The package's own value types: frozen dataclasses and enums, free of protobuf."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class TaskStatus(enum.IntEnum):
+    """Where a task is in its life; mirrors the contract's TaskStatus member for member."""
+
+    UNKNOWN = 0
+    PENDING = 1
+    RUNNING = 2
+    COMPLETED = 3
+    FAILED = 4
+    CANCELED = 5
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED})
+
+# JSON types a ToolParameter may declare, with the short forms the seed's examples use.
+PARAMETER_TYPES: dict[str, str] = {
+    "string": "string",
+    "str": "string",
+    "integer": "integer",
+    "int": "integer",
+    "number": "number",
+    "float": "number",
+    "boolean": "boolean",
+    "bool": "boolean",
+    "object": "object",
+    "dict": "object",
+    "array": "array",
+    "list": "array",
+    "any": "any",
+    "null": "null",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ParameterSpec:
+    """One parameter of a capability."""
+
+    name: str
+    type: str
+    description: str = ""
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilitySpec:
+    """What a capability is called, what it does and which parameters it takes."""
+
+    name: str
+    description: str = ""
+    parameters: tuple[ParameterSpec, ...] = ()
+
+    def parameter(self, name: str) -> ParameterSpec | None:
+        return next((p for p in self.parameters if p.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live worker as the registry knows it."""
+
+    worker_id: str
+    name: str
+    address: str
+    version: str = ""
+    tags: tuple[str, ...] = ()
+    capabilities: tuple[CapabilitySpec, ...] = ()
+    last_heartbeat: datetime | None = None
+    current_load: int = 0
+
+    def offers(self, capability: str) -> bool:
+        return any(c.name == capability for c in self.capabilities)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdate:
+    """One state of a task, as streamed by its worker."""
+
+    task_id: str
+    status: TaskStatus
+    sequence: int = 0
+    output_json: str = ""
+    error_message: str = ""
+    progress: float = 0.0
+    progress_message: str = ""
+    worker_id: str = ""
+    timestamp: datetime | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    @property
+    def output(self) -> Any:
+        """The output decoded from JSON (None when there is none)."""
+        return json.loads(self.output_json) if self.output_json else None

@@ -1,0 +1,190 @@
+"""BaseWorker: subclass it, mark methods with @capability, start it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, ClassVar
+
+from worker_abstraction import _rpc
+from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.capability import CapabilityDef, definition_of
+from worker_abstraction.errors import InvalidCapabilityError
+from worker_abstraction.registry.client import RegistryClient
+from worker_abstraction.types import CapabilitySpec, WorkerInfo
+from worker_abstraction.worker.membership import Membership
+from worker_abstraction.worker.servicer import WorkerServicer
+
+logger = logging.getLogger(__name__)
+
+
+class BaseWorker:
+    """A worker process's capabilities, served over WorkerService and kept registered.
+
+    Subclass it and mark methods with `@capability`; `start()` serves, registers and heartbeats,
+    `stop()` drains and leaves.
+
+    Args:
+        registry: host:port of the registry; None serves without registering.
+        host: interface to listen on.
+        port: port to listen on; 0 picks a free one (the advertised address is the real one).
+        advertise_host: host put in the advertised address when it differs from `host`
+            (e.g. listening on 0.0.0.0); defaults to `host`, or this machine's name for wildcard hosts.
+        name: friendly name (default: the class name).
+        worker_id: stable id (default: a new random id per process).
+        version: version string (default: the class's `version` attribute).
+        tags: labels for filtering, e.g. ("gpu",).
+        heartbeat_interval_seconds: fixed heartbeat interval (default: the registry's advice).
+        max_threads: threads for plain (non-async) capabilities.
+    """
+
+    version: ClassVar[str] = "0.1.0"
+    capabilities: ClassVar[dict[str, CapabilityDef]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, CapabilityDef] = {}
+        for klass in reversed(cls.__mro__):
+            for attribute, member in vars(klass).items():
+                definition = definition_of(member)
+                if definition is None:
+                    continue
+                clash = found.get(definition.spec.name)
+                if clash is not None and clash.function.__name__ != attribute:
+                    raise InvalidCapabilityError(
+                        f"{cls.__qualname__}: two methods declare capability {definition.spec.name!r}"
+                    )
+                found[definition.spec.name] = definition
+        cls.capabilities = found
+
+    def __init__(
+        self,
+        registry: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        advertise_host: str | None = None,
+        name: str | None = None,
+        worker_id: str | None = None,
+        version: str | None = None,
+        tags: tuple[str, ...] | list[str] = (),
+        heartbeat_interval_seconds: float | None = None,
+        max_threads: int = 32,
+    ) -> None:
+        self.registry_address = registry
+        self.host = host
+        self.port = port
+        self.advertise_host = advertise_host or (socket.gethostname() if host in ("0.0.0.0", "::", "[::]") else host)
+        self.name = name or type(self).__name__
+        self.worker_id = worker_id or uuid.uuid4().hex
+        self.worker_version = version or self.version
+        self.tags = tuple(tags)
+        self._heartbeat_interval = heartbeat_interval_seconds
+        self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{self.name}-task")
+        self._server = _rpc.new_server()
+        self._servicer: WorkerServicer | None = None
+        self._membership: Membership | None = None
+        self._registry_client: RegistryClient | None = None
+        self._stopped = asyncio.Event()
+
+    @property
+    def address(self) -> str:
+        """The advertised host:port (the real port once started)."""
+        return f"{self.advertise_host}:{self.port}"
+
+    @property
+    def load(self) -> int:
+        """Tasks accepted and not finished yet."""
+        return self._servicer.load if self._servicer else 0
+
+    def info(self) -> WorkerInfo:
+        """How this worker describes itself to the registry."""
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            name=self.name,
+            address=self.address,
+            version=self.worker_version,
+            tags=self.tags,
+            capabilities=tuple(self.capability_specs()),
+            current_load=self.load,
+        )
+
+    @classmethod
+    def capability_specs(cls) -> list[CapabilitySpec]:
+        return [definition.spec for definition in cls.capabilities.values()]
+
+    async def start(self) -> None:
+        """Serve WorkerService and register with the registry (retrying in the background if it is down).
+
+        Raises:
+            InvalidWorkerInfoError: the registry refused this worker's description.
+        """
+        if not self.capabilities:
+            logger.warning("%s declares no @capability methods", type(self).__name__)
+        self._servicer = WorkerServicer(self, self.capabilities, self.info, self._executor)
+        pb_grpc.add_WorkerServiceServicer_to_server(self._servicer, self._server)
+        self.port = _rpc.bind(self._server, self.host, self.port)
+        await self._server.start()
+        logger.info("worker %s (%s) serving on %s", self.worker_id, self.name, self.address)
+        if self.registry_address:
+            self._registry_client = RegistryClient(self.registry_address)
+            self._membership = Membership(
+                self._registry_client,
+                self.info,
+                lambda: self.load,
+                heartbeat_interval_seconds=self._heartbeat_interval,
+            )
+            try:
+                await self._membership.start()
+            except BaseException:
+                await self._server.stop(None)
+                raise
+
+    async def wait_registered(self, timeout_seconds: float = 10.0) -> None:
+        """Wait until the registry has accepted this worker."""
+        if self._membership is None:
+            raise RuntimeError("worker has no registry or is not started")
+        async with asyncio.timeout(timeout_seconds):
+            await self._membership.registered.wait()
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Stop accepting tasks, let running ones finish within the grace period, deregister, stop serving.
+
+        Tasks still running after the grace period are canceled (they end CANCELED).
+        """
+        if self._stopped.is_set():
+            return
+        servicer = self._servicer
+        if servicer is not None:
+            servicer.accepting = False
+            try:
+                async with asyncio.timeout(grace_seconds):
+                    await servicer.idle.wait()
+            except TimeoutError:
+                logger.warning("grace period over; canceling %d running task(s)", servicer.load)
+                await servicer.cancel_running()
+        if self._membership is not None:
+            await self._membership.stop(deregister=True)
+        if self._registry_client is not None:
+            await self._registry_client.aclose()
+        # Open status streams have delivered their terminal update by now; give them a moment to flush.
+        await self._server.stop(1.0)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stopped.set()
+        logger.info("worker %s stopped", self.worker_id)
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> BaseWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

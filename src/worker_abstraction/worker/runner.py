@@ -1,0 +1,72 @@
+"""Runs one accepted task: its handler, its deadline, and the updates it publishes."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pydantic_core
+
+from worker_abstraction.capability import CapabilityDef
+from worker_abstraction.context import TaskContext
+from worker_abstraction.worker.tasks import TaskRecord
+
+logger = logging.getLogger(__name__)
+
+
+async def run_task(
+    record: TaskRecord,
+    definition: CapabilityDef,
+    owner: object,
+    arguments: dict[str, Any],
+    *,
+    timeout_seconds: float,
+    metadata: Mapping[str, str],
+    executor: Executor,
+) -> None:
+    """Drive a task from PENDING to a terminal state; never raises (a failing handler means FAILED)."""
+    record.running()
+    loop = asyncio.get_running_loop()
+    deadline_monotonic = time.monotonic() + timeout_seconds if timeout_seconds > 0 else None
+    if definition.context_parameter is not None:
+        arguments[definition.context_parameter] = TaskContext(
+            task_id=record.task_id,
+            capability=definition.spec.name,
+            params=dict(arguments),
+            metadata=metadata,
+            worker_id=record.worker_id,
+            deadline=datetime.now(UTC) + timedelta(seconds=timeout_seconds) if timeout_seconds > 0 else None,
+            deadline_monotonic=deadline_monotonic,
+            publish_progress=record.progress,
+            loop=loop,
+        )
+    try:
+        async with asyncio.timeout_at(_loop_deadline(loop, timeout_seconds)):
+            if definition.is_async:
+                result = await definition.function(owner, **arguments)
+            else:
+                call = functools.partial(definition.function, owner, **arguments)
+                result = await loop.run_in_executor(executor, call)
+        output_json = pydantic_core.to_json(result).decode()
+    except TimeoutError:
+        record.failed(f"DeadlineExceeded: task ran longer than its timeout of {timeout_seconds:g}s")
+    except asyncio.CancelledError:
+        record.canceled("worker stopped before the task finished")
+        raise
+    except pydantic_core.PydanticSerializationError as error:
+        record.failed(f"TypeError: output is not JSON-serializable: {error}")
+    except Exception as error:
+        logger.debug("task %s raised", record.task_id, exc_info=True, extra={"task_id": record.task_id})
+        record.failed(f"{type(error).__name__}: {error}")
+    else:
+        record.completed(output_json)
+
+
+def _loop_deadline(loop: asyncio.AbstractEventLoop, timeout_seconds: float) -> float | None:
+    return loop.time() + timeout_seconds if timeout_seconds > 0 else None

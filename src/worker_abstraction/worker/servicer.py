@@ -1,0 +1,127 @@
+"""WorkerService over gRPC: accept or reject tasks, stream their updates, describe the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+from grpc import aio
+
+from worker_abstraction import _convert
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.capability import CapabilityDef
+from worker_abstraction.types import WorkerInfo
+from worker_abstraction.worker.runner import run_task
+from worker_abstraction.worker.tasks import ResumeOutOfRangeError, TaskRecord, TaskTable
+
+logger = logging.getLogger(__name__)
+
+Context = aio.ServicerContext[Any, Any]
+
+
+class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # generated, untyped
+    def __init__(
+        self,
+        owner: object,
+        capabilities: dict[str, CapabilityDef],
+        describe: Callable[[], WorkerInfo],
+        executor: Executor,
+    ) -> None:
+        self._owner = owner
+        self._capabilities = capabilities
+        self._describe = describe
+        self._executor = executor
+        self.tasks = TaskTable()
+        self.accepting = True
+        self._running: set[asyncio.Task[None]] = set()
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    @property
+    def load(self) -> int:
+        return self.tasks.active
+
+    async def ExecuteTask(self, request: pb.ExecuteTaskRequest, context: Context) -> pb.ExecuteTaskResponse:
+        task = request.task
+        if not task.task_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task.task_id is empty; give every task an id")
+        if task.task_id in self.tasks:
+            # Delivering the same task twice (a retried RPC) must not run it twice.
+            return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already accepted")
+        reason, arguments = self._check(task)
+        if reason:
+            logger.debug("rejected task %s: %s", task.task_id, reason, extra={"task_id": task.task_id})
+            return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=False, message=reason)
+        definition = self._capabilities[task.capability_name]
+        record = TaskRecord(task.task_id, task.capability_name, self._describe().worker_id)
+        self.tasks.add(record)
+        self.idle.clear()
+        runner = asyncio.create_task(
+            run_task(
+                record,
+                definition,
+                self._owner,
+                arguments,
+                timeout_seconds=max(0, task.timeout_seconds),
+                metadata=dict(task.metadata),
+                executor=self._executor,
+            ),
+            name=f"task-{task.task_id}",
+        )
+        self._running.add(runner)
+        runner.add_done_callback(lambda done: self._finished(done, record))
+        return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted")
+
+    def _check(self, task: pb.Task) -> tuple[str, dict[str, Any]]:
+        if not self.accepting:
+            return "worker is shutting down", {}
+        definition = self._capabilities.get(task.capability_name)
+        if definition is None:
+            offered = ", ".join(sorted(self._capabilities)) or "none"
+            return f"unknown capability {task.capability_name!r} (this worker offers: {offered})", {}
+        values = {}
+        duplicates = []
+        for parameter in task.parameters:
+            if parameter.key in values:
+                duplicates.append(f"parameter {parameter.key!r} given twice")
+            values[parameter.key] = parameter.value_json
+        arguments, problems = definition.parse_arguments(values)
+        problems = duplicates + problems
+        return "; ".join(problems), arguments
+
+    def _finished(self, runner: asyncio.Task[None], record: TaskRecord) -> None:
+        self._running.discard(runner)
+        self.tasks.finish(record)
+        if not runner.cancelled() and runner.exception() is not None:
+            logger.error("task %s runner crashed", record.task_id, exc_info=runner.exception())
+        if not self._running:
+            self.idle.set()
+
+    async def cancel_running(self) -> None:
+        """Cancel every task still running (used after the shutdown grace period)."""
+        for runner in list(self._running):
+            runner.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def StreamTaskStatus(
+        self, request: pb.GetTaskStatusRequest, context: Context
+    ) -> AsyncIterator[pb.StreamTaskStatusResponse]:
+        record = self.tasks.get(request.task_id)
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this worker")
+        try:
+            async for update in record.follow(request.after_sequence, from_start=request.from_start):
+                yield pb.StreamTaskStatusResponse(result=update)
+        except ResumeOutOfRangeError as error:
+            await context.abort(grpc.StatusCode.OUT_OF_RANGE, str(error))
+
+    async def GetWorkerInfo(self, request: empty_pb2.Empty, context: Context) -> pb.WorkerInfo:
+        message = _convert.worker_to_pb(self._describe())
+        message.last_heartbeat.CopyFrom(_convert.now_timestamp())
+        return message

@@ -1,0 +1,142 @@
+"""A worker's tasks: each one's update log, and the log's guarantees to subscribers.
+
+Every state change of a task is appended to its log with the next sequence number (1, 2, 3, ...). A
+subscriber reads the log by position, so a reconnecting subscriber that says "after N" gets exactly the
+updates it has not seen: no gap, no repeat, and no sleep needed to avoid the race between "task finished"
+and "subscriber connected".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+
+from worker_abstraction import _convert
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.types import TaskStatus
+
+# Legal moves of the worker-side lifecycle; anything else is a bug in the worker, not a user error.
+_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
+    TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELED}),
+    TaskStatus.RUNNING: frozenset(
+        {TaskStatus.RUNNING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED}
+    ),
+}
+
+
+class IllegalTransitionError(RuntimeError):
+    """A task was moved between two states the lifecycle does not connect."""
+
+
+class ResumeOutOfRangeError(ValueError):
+    """A subscriber asked to resume after a sequence number the task never produced."""
+
+
+class TaskRecord:
+    """One task's update log."""
+
+    __slots__ = ("_changed", "capability", "log", "task_id", "worker_id")
+
+    def __init__(self, task_id: str, capability: str, worker_id: str) -> None:
+        self.task_id = task_id
+        self.capability = capability
+        self.worker_id = worker_id
+        self.log: list[pb.TaskResult] = []
+        self._changed: asyncio.Future[None] | None = None
+        self._append(TaskStatus.PENDING)
+
+    @property
+    def status(self) -> TaskStatus:
+        return TaskStatus(self.log[-1].status)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def running(self) -> None:
+        self._move(TaskStatus.RUNNING)
+
+    def progress(self, fraction: float, message: str) -> None:
+        # A late report from a handler that already finished (e.g. a thread outliving its timeout) is moot.
+        if self.status is TaskStatus.RUNNING:
+            self._append(TaskStatus.RUNNING, progress=fraction, progress_message=message)
+
+    def completed(self, output_json: str) -> None:
+        self._move(TaskStatus.COMPLETED, output_json=output_json, progress=1.0)
+
+    def failed(self, error_message: str) -> None:
+        self._move(TaskStatus.FAILED, error_message=error_message)
+
+    def canceled(self, reason: str) -> None:
+        self._move(TaskStatus.CANCELED, error_message=reason)
+
+    def _move(self, status: TaskStatus, **fields: object) -> None:
+        if status not in _TRANSITIONS.get(self.status, frozenset()):
+            raise IllegalTransitionError(f"task {self.task_id}: {self.status.name} -> {status.name}")
+        self._append(status, **fields)
+
+    def _append(self, status: TaskStatus, **fields: object) -> None:
+        self.log.append(
+            _convert.task_result(
+                self.task_id,
+                status,
+                sequence=len(self.log) + 1,
+                worker_id=self.worker_id,
+                **fields,  # type: ignore[arg-type]
+            )
+        )
+        if self._changed is not None and not self._changed.done():
+            self._changed.set_result(None)
+        self._changed = None
+
+    async def follow(self, after_sequence: int = 0, *, from_start: bool = False) -> AsyncIterator[pb.TaskResult]:
+        """Yield the current update (or those after `after_sequence`, or all with `from_start`), then each
+        new one, up to the terminal one."""
+        if after_sequence < 0 or after_sequence > len(self.log):
+            raise ResumeOutOfRangeError(
+                f"after_sequence {after_sequence} is outside 0..{len(self.log)} for task {self.task_id}"
+            )
+        if after_sequence > 0 or from_start:
+            position = after_sequence
+        else:
+            position = len(self.log) - 1
+        while True:
+            while position < len(self.log):
+                update = self.log[position]
+                position += 1
+                yield update
+                if TaskStatus(update.status).is_terminal:
+                    return
+            if self.is_terminal:
+                return
+            if self._changed is None:
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
+
+
+class TaskTable:
+    """All tasks a worker knows: the live ones, and a bounded window of finished ones for late readers."""
+
+    def __init__(self, *, keep_finished: int = 10_000) -> None:
+        self._tasks: dict[str, TaskRecord] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._keep_finished = keep_finished
+        self.active = 0
+
+    def __contains__(self, task_id: str) -> bool:
+        return task_id in self._tasks
+
+    def get(self, task_id: str) -> TaskRecord | None:
+        return self._tasks.get(task_id)
+
+    def add(self, record: TaskRecord) -> None:
+        self._tasks[record.task_id] = record
+        self.active += 1
+
+    def finish(self, record: TaskRecord) -> None:
+        self.active -= 1
+        self._finished[record.task_id] = None
+        while len(self._finished) > self._keep_finished:
+            oldest, _ = self._finished.popitem(last=False)
+            self._tasks.pop(oldest, None)
