@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable
+from typing import Any
 
 _log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def env(name: str, fallback: str | None) -> str | None:
     return os.environ.get(name, fallback)
 
 
-async def run_until_signal(done: Awaitable[object]) -> signal.Signals | None:
+async def run_until_signal(done: Awaitable[None]) -> signal.Signals | None:
     """Wait for SIGINT/SIGTERM or for `done` to finish, whichever comes first.
 
     The handlers are removed before returning, so a second signal during a graceful stop interrupts it.
@@ -46,8 +47,9 @@ async def run_until_signal(done: Awaitable[object]) -> signal.Signals | None:
     for sig in signals:
         loop.add_signal_handler(sig, on_signal, sig)
     finished = asyncio.ensure_future(done)
+    waiters: set[asyncio.Future[Any]] = {received, finished}
     try:
-        await asyncio.wait({received, finished}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)
