@@ -14,7 +14,7 @@ from grpc import aio
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.errors import TaskCanceledError, TaskFailedError, TaskTimeoutError
+from worker_abstraction.errors import TaskCanceledError, TaskError, TaskFailedError, TaskTimeoutError
 from worker_abstraction.types import TaskStatus, TaskUpdate
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,8 @@ class AsyncTaskHandle:
             raise TaskTimeoutError(self.task_id, timeout_seconds or 0.0) from None
         if self._timed_out:
             raise TaskTimeoutError(self.task_id, self.timeout_seconds)
+        if not self.updates or not self.updates[-1].is_terminal:
+            raise TaskError(self.task_id, f"stopped following task {self.task_id} before it finished")
         return self.updates[-1]
 
     async def result(self, timeout_seconds: float | None = None) -> Any:

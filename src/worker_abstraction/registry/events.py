@@ -36,6 +36,7 @@ class EventHub:
     def __init__(self, *, max_backlog: int = 10_000) -> None:
         self._subscribers: set[asyncio.Queue[WorkerEvent | None]] = set()
         self._max_backlog = max_backlog
+        self.closed = False
 
     def subscribe(self) -> asyncio.Queue[WorkerEvent | None]:
         queue: asyncio.Queue[WorkerEvent | None] = asyncio.Queue()
@@ -55,6 +56,7 @@ class EventHub:
                 queue.put_nowait(event)
 
     def close(self) -> None:
+        self.closed = True
         for queue in self._subscribers:
             queue.put_nowait(None)
         self._subscribers.clear()

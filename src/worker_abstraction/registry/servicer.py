@@ -90,6 +90,8 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
             yield pb.WorkerEvent(type=pb.WORKER_EVENT_TYPE_SYNCED)
             while True:
                 event = await queue.get()
+                if event is None and self._registry.events.closed:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "registry is shutting down")
                 if event is None:
                     await context.abort(
                         grpc.StatusCode.RESOURCE_EXHAUSTED, "watcher fell behind; watch again to resync"
