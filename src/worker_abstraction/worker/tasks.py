@@ -97,10 +97,7 @@ class TaskRecord:
             raise ResumeOutOfRangeError(
                 f"after_sequence {after_sequence} is outside 0..{len(self.log)} for task {self.task_id}"
             )
-        if after_sequence > 0 or from_start:
-            position = after_sequence
-        else:
-            position = len(self.log) - 1
+        position = after_sequence if after_sequence > 0 or from_start else len(self.log) - 1
         while True:
             while position < len(self.log):
                 update = self.log[position]

@@ -1,0 +1,1 @@
+"""Example workers and the `make demo` program."""
