@@ -21,6 +21,7 @@ def test_all_is_pinned() -> None:
         "AsyncOrchestrator",
         "AsyncTaskHandle",
         "BaseWorker",
+        "BindError",
         "CapabilitySpec",
         "InvalidCapabilityError",
         "InvalidParametersError",

@@ -8,6 +8,7 @@ streams its updates back.
 from worker_abstraction.capability import capability
 from worker_abstraction.context import TaskContext
 from worker_abstraction.errors import (
+    BindError,
     InvalidCapabilityError,
     InvalidParametersError,
     InvalidWorkerInfoError,
@@ -33,6 +34,7 @@ __all__ = [
     "AsyncOrchestrator",
     "AsyncTaskHandle",
     "BaseWorker",
+    "BindError",
     "CapabilitySpec",
     "InvalidCapabilityError",
     "InvalidParametersError",

@@ -8,6 +8,7 @@ import grpc
 from grpc import aio
 
 from worker_abstraction.errors import (
+    BindError,
     InvalidWorkerInfoError,
     TaskNotFoundError,
     WorkerAbstractionError,
@@ -34,10 +35,6 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
 TRANSPORT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
-class BindError(WorkerAbstractionError):
-    """A server could not listen on the requested address."""
-
-
 def channel(address: str) -> aio.Channel:
     return aio.insecure_channel(address, options=CHANNEL_OPTIONS)
 
@@ -48,7 +45,10 @@ def new_server() -> aio.Server:
 
 def bind(server: aio.Server, host: str, port: int) -> int:
     """Listen on host:port (port 0 picks a free one) and return the real port."""
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError as error:  # grpcio >= 1.5x raises instead of returning 0
+        raise BindError(f"cannot listen on {host}:{port}: address in use or not local") from error
     if bound == 0:
         raise BindError(f"cannot listen on {host}:{port} (address in use or not local)")
     return bound

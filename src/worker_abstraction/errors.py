@@ -5,6 +5,7 @@
     ├── InvalidWorkerInfoError      a registration the registry refuses (INVALID_ARGUMENT)
     ├── WorkerNotFoundError         an unknown worker id (NOT_FOUND)
     ├── RegistryUnavailableError    the registry cannot be reached
+    ├── BindError                   a server cannot listen on its address
     ├── NoWorkerError               no live worker offers the capability
     ├── InvalidParametersError      task arguments that cannot be sent (INVALID_ARGUMENT)
     └── TaskError                   something about one task
@@ -44,6 +45,10 @@ class WorkerNotFoundError(WorkerAbstractionError):
 
 class RegistryUnavailableError(WorkerAbstractionError):
     """The registry could not be reached."""
+
+
+class BindError(WorkerAbstractionError):
+    """A server could not listen on the requested address (in use, or not an address of this machine)."""
 
 
 class NoWorkerError(WorkerAbstractionError):

@@ -37,6 +37,6 @@ async def run_capability(
             record, definition, worker, arguments, timeout_seconds=timeout_seconds, metadata={}, executor=executor
         )
     final = record.log[-1]
-    if final.status != TaskStatus.COMPLETED:
+    if TaskStatus(final.status) is not TaskStatus.COMPLETED:
         raise TaskFailedError(record.task_id, final.error_message)
     return json.loads(final.output_json)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ToolWorker, eventually
-from worker_abstraction import InvalidWorkerInfoError, RegistryClient, RegistryServer
+from worker_abstraction import BindError, InvalidWorkerInfoError, RegistryClient, RegistryServer
 from worker_abstraction.registry.events import WorkerEventType
 
 
@@ -105,3 +105,13 @@ async def test_registration_the_registry_refuses_fails_start(registry: RegistryS
     worker = ToolWorker(registry.address, name=" ")
     with pytest.raises(InvalidWorkerInfoError):
         await worker.start()
+
+
+async def test_busy_port_is_a_named_error(registry: RegistryServer) -> None:
+    taken = RegistryServer(port=0)
+    await taken.start()
+    try:
+        with pytest.raises(BindError):
+            await ToolWorker(None, port=taken.port).start()
+    finally:
+        await taken.stop(None)

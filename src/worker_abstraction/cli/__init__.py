@@ -1,13 +1,12 @@
 """The `wa` command line: `wa registry`, `wa worker`, `wa submit`, `wa workers` (see `wa --help`).
 
 This package is the only place that reads `WA_*` environment variables and installs signal handlers;
-the helpers both subcommands share live here, the parser in `main.py`.
+the helpers the subcommands share live here, the parser in `main.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 _log = logging.getLogger(__name__)
 
 DEFAULT_REGISTRY = "127.0.0.1:50051"
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class UsageError(Exception):
@@ -28,35 +28,46 @@ def env(name: str, fallback: str | None) -> str | None:
     return os.environ.get(name, fallback)
 
 
-async def run_until_signal(done: Awaitable[None]) -> signal.Signals | None:
-    """Wait for SIGINT/SIGTERM or for `done` to finish, whichever comes first.
+class StopSignals:
+    """SIGINT/SIGTERM, caught from `with StopSignals()` on; use it before printing a readiness line.
 
-    The handlers are removed before returning, so a second signal during a graceful stop interrupts it.
-
-    Returns:
-        The signal received, or None when `done` finished first.
+    The handlers are removed at the first signal, so a second one interrupts a graceful stop.
     """
-    loop = asyncio.get_running_loop()
-    received: asyncio.Future[signal.Signals] = loop.create_future()
-    signals = (signal.SIGINT, signal.SIGTERM)
 
-    def on_signal(sig: signal.Signals) -> None:
-        if not received.done():
-            received.set_result(sig)
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.received: asyncio.Future[signal.Signals] = self._loop.create_future()
 
-    for sig in signals:
-        loop.add_signal_handler(sig, on_signal, sig)
-    finished = asyncio.ensure_future(done)
-    waiters: set[asyncio.Future[Any]] = {received, finished}
-    try:
+    def __enter__(self) -> StopSignals:
+        for sig in _STOP_SIGNALS:
+            self._loop.add_signal_handler(sig, self._on_signal, sig)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._remove_handlers()
+
+    async def wait(self, done: Awaitable[None]) -> signal.Signals | None:
+        """Wait for a signal or for `done` to finish, whichever comes first.
+
+        Returns:
+            The signal received, or None when `done` finished first.
+        """
+        finished = asyncio.ensure_future(done)
+        waiters: set[asyncio.Future[Any]] = {self.received, finished}
         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        finished.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await finished
-    if received.done():
-        _log.info("received %s, stopping (send it again to force)", received.result().name)
-        return received.result()
-    return None
+        if self.received.done():
+            # `finished` is left to end by itself once the caller stops the server: canceling grpc's
+            # wait_for_termination() cancels the server's own shutdown future, and stop() then raises.
+            return self.received.result()
+        finished.result()  # re-raises what ended it
+        return None
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if not self.received.done():
+            _log.info("received %s, stopping (send it again to force)", sig.name)
+            self.received.set_result(sig)
+        self._remove_handlers()
+
+    def _remove_handlers(self) -> None:
+        for sig in _STOP_SIGNALS:
+            self._loop.remove_signal_handler(sig)

@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from worker_abstraction import RegistryServer
-from worker_abstraction.cli import env, run_until_signal
+from worker_abstraction.cli import StopSignals, env
 
 NAME = "registry"
 SUMMARY = "run the worker registry"
@@ -37,14 +37,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ttl",
         type=float,
+        metavar="SECONDS",
         default=env("WA_TTL", "30"),
         help="seconds without a heartbeat before a worker is evicted [env WA_TTL]",
     )
     parser.add_argument(
         "--sweep-interval",
         type=float,
+        metavar="SECONDS",
         default=env("WA_SWEEP_INTERVAL", None),
-        help="seconds between eviction sweeps; None derives it from --ttl [env WA_SWEEP_INTERVAL]",
+        help="seconds between eviction sweeps; unset: a quarter of --ttl, at most 5 [env WA_SWEEP_INTERVAL]",
     )
 
 
@@ -56,12 +58,13 @@ async def run(args: argparse.Namespace) -> int:
         ttl_seconds=args.ttl,
         sweep_interval_seconds=args.sweep_interval,
     )
-    await server.start()
-    try:
-        print(f"registry listening on {server.address}", flush=True)
-        if await run_until_signal(server.wait_for_termination()) is None:
-            _log.error("registry server terminated on its own")
-            return 1
-    finally:
-        await server.stop(grace_seconds=1.0)
+    with StopSignals() as stop:
+        await server.start()
+        try:
+            print(f"registry listening on {server.address}", flush=True)
+            if await stop.wait(server.wait_for_termination()) is None:
+                _log.error("registry server terminated on its own")
+                return 1
+        finally:
+            await server.stop(grace_seconds=1.0)
     return 0

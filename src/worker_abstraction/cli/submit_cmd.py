@@ -63,17 +63,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a parameter (repeatable); VALUE is JSON, or a plain string when not valid JSON",
     )
     parser.add_argument(
-        "--registry", default=env("WA_REGISTRY", DEFAULT_REGISTRY), help="registry address HOST:PORT [env WA_REGISTRY]"
+        "--registry",
+        metavar="HOST:PORT",
+        default=env("WA_REGISTRY", DEFAULT_REGISTRY),
+        help="registry address [env WA_REGISTRY]",
     )
     parser.add_argument(
         "--timeout",
         type=float,
-        default=env("WA_TIMEOUT", "60"),
-        help="seconds the task may take before it counts as timed out [env WA_TIMEOUT]",
+        metavar="SECONDS",
+        default=env("WA_TASK_TIMEOUT", "60"),
+        help="seconds the task may take before it counts as timed out [env WA_TASK_TIMEOUT]",
     )
     parser.add_argument(
         "--wait",
         type=float,
+        metavar="SECONDS",
         default=env("WA_WAIT", "3"),
         help="seconds to wait for a worker offering CAPABILITY to appear [env WA_WAIT]",
     )

@@ -15,7 +15,7 @@ import os
 import sys
 
 from worker_abstraction import BaseWorker
-from worker_abstraction.cli import DEFAULT_REGISTRY, UsageError, env, run_until_signal
+from worker_abstraction.cli import DEFAULT_REGISTRY, StopSignals, UsageError, env
 from worker_abstraction.errors import InvalidCapabilityError
 
 NAME = "worker"
@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("worker", metavar="WORKER", help="the worker class, as package.module:ClassName")
     parser.add_argument(
         "--registry",
+        metavar="HOST:PORT",
         default=env("WA_REGISTRY", DEFAULT_REGISTRY),
-        help="registry address HOST:PORT; an empty string serves without registering [env WA_REGISTRY]",
+        help="registry address; an empty string serves without registering [env WA_REGISTRY]",
     )
     parser.add_argument(
         "--host", default=env("WA_WORKER_HOST", "127.0.0.1"), help="interface to listen on [env WA_WORKER_HOST]"
@@ -47,26 +48,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--advertise-host",
+        metavar="HOST",
         default=env("WA_ADVERTISE_HOST", None),
-        help="host put in the registered address, when --host is not reachable as is "
-        "(e.g. 0.0.0.0) [env WA_ADVERTISE_HOST]",
+        help="host put in the registered address when --host is not reachable as is (e.g. 0.0.0.0); "
+        "unset: --host, or this machine's name for a wildcard --host [env WA_ADVERTISE_HOST]",
     )
     parser.add_argument(
-        "--name", default=env("WA_WORKER_NAME", None), help="worker name; None uses the class's [env WA_WORKER_NAME]"
+        "--name", default=env("WA_WORKER_NAME", None), help="worker name; unset: the class name [env WA_WORKER_NAME]"
     )
     parser.add_argument(
-        "--worker-id", default=env("WA_WORKER_ID", None), help="worker id; None generates one [env WA_WORKER_ID]"
+        "--worker-id",
+        metavar="ID",
+        default=env("WA_WORKER_ID", None),
+        help="stable worker id; unset: a new random id [env WA_WORKER_ID]",
     )
-    parser.add_argument("--tag", action="append", default=[], metavar="TAG", help="a tag to register with (repeatable)")
+    parser.add_argument("--tag", action="append", default=[], help="a tag to register with (repeatable)")
     parser.add_argument(
         "--heartbeat-interval",
         type=float,
+        metavar="SECONDS",
         default=env("WA_HEARTBEAT_INTERVAL", None),
-        help="seconds between heartbeats; None uses the SDK's default [env WA_HEARTBEAT_INTERVAL]",
+        help="seconds between heartbeats; unset: what the registry advises [env WA_HEARTBEAT_INTERVAL]",
     )
     parser.add_argument(
         "--grace",
         type=float,
+        metavar="SECONDS",
         default=env("WA_GRACE", "10"),
         help="seconds running tasks get to finish on SIGINT/SIGTERM [env WA_GRACE]",
     )
@@ -112,12 +119,13 @@ async def run(args: argparse.Namespace) -> int:
         heartbeat_interval_seconds=args.heartbeat_interval,
         advertise_host=args.advertise_host,
     )
-    await worker.start()
-    try:
-        print(f"worker {worker.worker_id} listening on {worker.address}", flush=True)
-        if await run_until_signal(worker.wait_stopped()) is None:
-            _log.error("worker stopped on its own")
-            return 1
-    finally:
-        await worker.stop(grace_seconds=args.grace)
+    with StopSignals() as stop:
+        await worker.start()
+        try:
+            print(f"worker {worker.worker_id} listening on {worker.address}", flush=True)
+            if await stop.wait(worker.wait_stopped()) is None:
+                _log.error("worker stopped on its own")
+                return 1
+        finally:
+            await worker.stop(grace_seconds=args.grace)
     return 0

@@ -32,14 +32,18 @@ _COLUMNS = ("ID", "NAME", "ADDRESS", "CAPABILITIES", "LOAD", "LAST HEARTBEAT")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--registry", default=env("WA_REGISTRY", DEFAULT_REGISTRY), help="registry address HOST:PORT [env WA_REGISTRY]"
+        "--registry",
+        metavar="HOST:PORT",
+        default=env("WA_REGISTRY", DEFAULT_REGISTRY),
+        help="registry address [env WA_REGISTRY]",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument(
         "--timeout",
         type=float,
-        default=env("WA_TIMEOUT", "5"),
-        help="seconds to wait for the registry's answer [env WA_TIMEOUT]",
+        metavar="SECONDS",
+        default=5.0,
+        help="seconds to wait for the registry's answer",
     )
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 _HANDLER_NAME = "worker_abstraction.observability.log"
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # Keys the library passes in `extra=`; shown after the message when a record carries them.
 _EXTRA_KEYS = ("worker_id", "task_id", "capability")
+# Libraries whose DEBUG output is about their own internals (selectors, completion queues), not ours.
+_CHATTY = ("asyncio", "grpc")
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to whatever `sys.stderr` is at emit time, so swapped streams (pytest's capture) stay valid."""
 
     def __init__(self) -> None:
@@ -32,7 +35,8 @@ class _Formatter(logging.Formatter):
 def configure(level: str = "INFO") -> None:
     """Send log records at `level` and above to stderr.
 
-    Calling it again replaces the handler it added before instead of adding a second one.
+    Calling it again replaces the handler it added before instead of adding a second one. asyncio and
+    grpc stay at INFO or above even at DEBUG.
 
     Args:
         level: A logging level name such as "DEBUG", "INFO" or "WARNING" (case-insensitive).
@@ -52,3 +56,5 @@ def configure(level: str = "INFO") -> None:
     handler.setFormatter(_Formatter(_FORMAT))
     root.addHandler(handler)
     root.setLevel(numeric)
+    for name in _CHATTY:
+        logging.getLogger(name).setLevel(max(numeric, logging.INFO))

@@ -68,7 +68,8 @@ class RegistryServer:
         await self._server.stop(grace_seconds)
 
     async def wait_for_termination(self) -> None:
-        await self._server.wait_for_termination()
+        # Shielded: canceling this wait must not cancel gRPC's own shutdown future, which stop() awaits.
+        await asyncio.shield(self._server.wait_for_termination())
 
     async def __aenter__(self) -> RegistryServer:
         await self.start()

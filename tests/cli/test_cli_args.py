@@ -1,0 +1,126 @@
+"""`wa` in-process: help text, parameter parsing and usage errors (no servers started)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from worker_abstraction.cli.main import main
+from worker_abstraction.cli.submit_cmd import parse_param
+
+E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """`main` configures the root logger as a process would; give it back as it was."""
+    loggers = [logging.getLogger(name) for name in ("", "asyncio", "grpc")]
+    saved = [(logger, list(logger.handlers), logger.level) for logger in loggers]
+    yield
+    for logger, handlers, level in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        ("registry", ["--host", "--port", "--ttl", "--sweep-interval", "WA_REGISTRY_PORT", "example"]),
+        ("worker", ["WORKER", "--registry", "--advertise-host", "--tag", "--grace", "WA_REGISTRY", "example"]),
+        ("submit", ["CAPABILITY", "--param", "plain string", "--timeout", "exit codes", "example"]),
+        ("workers", ["--registry", "--json", "LAST HEARTBEAT".lower(), "example"]),
+    ],
+)
+def test_each_subcommand_has_help_with_its_flags_and_an_example(
+    command: str, expected: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([command, "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.lower().split())
+    missing = [word for word in expected if word.lower() not in text]
+    assert not missing, text
+
+
+def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(name in text for name in ("registry", "worker", "submit", "workers"))
+
+
+@pytest.mark.parametrize(
+    ("argument", "expected"),
+    [
+        ("n=3", ("n", 3)),
+        ("ratio=0.5", ("ratio", 0.5)),
+        ("flag=true", ("flag", True)),
+        ("nothing=null", ("nothing", None)),
+        ('opts={"a": [1, 2]}', ("opts", {"a": [1, 2]})),
+        ('quoted="3"', ("quoted", "3")),
+        ("text=hello world", ("text", "hello world")),
+        ("empty=", ("empty", "")),
+        ("expr=a=b", ("expr", "a=b")),
+    ],
+)
+def test_param_values_are_json_or_else_plain_strings(argument: str, expected: tuple[str, object]) -> None:
+    assert parse_param(argument) == expected
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["nonsense"],
+        ["registry", "--port", "not-a-port"],
+        ["registry", "--ttl", "soon"],
+        ["registry", "--no-such-flag"],
+        ["worker"],
+        ["submit"],
+        ["submit", "shout", "--param", "no-equals-sign"],
+        ["submit", "shout", "--param", "=value"],
+        ["submit", "shout", "--timeout", "x"],
+        ["workers", "--log-level", "LOUD"],
+    ],
+)
+def test_bad_arguments_exit_2_with_usage_on_stderr(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert "usage: wa" in capsys.readouterr().err
+
+
+def test_a_repeated_param_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["submit", "shout", "--param", "text=a", "--param", "text=b", "--registry", "127.0.0.1:1"]
+    assert main(argv) == 2
+    assert "more than once" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["no_colon", "_workers:", ":EchoWorker", "no_such_module_xyz:Thing", "_workers:Missing", "_workers:NotAWorker"],
+)
+def test_a_bad_worker_spec_exits_2_before_serving(
+    spec: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(E2E_DIR)
+    monkeypatch.syspath_prepend(str(E2E_DIR))  # undone after the test, unlike the CLI's own insertion
+    assert main(["worker", spec, "--registry", ""]) == 2
+    assert "wa worker: error:" in capsys.readouterr().err
+
+
+def test_flag_defaults_come_from_wa_environment_variables(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WA_REGISTRY", "10.1.2.3:6000")
+    monkeypatch.setenv("WA_TTL", "7.5")
+    assert main(["workers", "--help"]) == 0
+    assert "10.1.2.3:6000" in capsys.readouterr().out
+    assert main(["registry", "--help"]) == 0
+    assert "default: 7.5" in capsys.readouterr().out
+
+
+def test_a_bad_log_level_in_the_environment_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WA_LOG_LEVEL", "LOUD")
+    assert main(["workers", "--registry", "127.0.0.1:1"]) == 2
+    assert "unknown log level" in capsys.readouterr().err

@@ -1,0 +1,259 @@
+"""`wa registry`, `wa worker`, `wa submit` and `wa workers` as real processes talking over gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+STARTUP_SECONDS = 15.0
+STOP_SECONDS = 15.0
+
+# A registry that forgets fast and sweeps often, and workers that heartbeat often, so eviction and
+# re-registration happen within a second or two.
+FAST_REGISTRY = ("--ttl", "1", "--sweep-interval", "0.2")
+FAST_WORKER = ("--heartbeat-interval", "0.2")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WA_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@dataclass
+class Daemon:
+    """A started `wa registry` / `wa worker` and the readiness line it printed."""
+
+    process: asyncio.subprocess.Process
+    ready_line: str
+    stderr_path: Path
+
+    @property
+    def address(self) -> str:
+        return self.ready_line.rsplit(" ", 1)[-1]
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+    @property
+    def worker_id(self) -> str:
+        return self.ready_line.split()[1]
+
+    async def stop(self, sig: signal.Signals = signal.SIGTERM) -> int:
+        self.process.send_signal(sig)
+        async with asyncio.timeout(STOP_SECONDS):
+            return await self.process.wait()
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+Start = Callable[..., Awaitable[Daemon]]
+
+
+@pytest.fixture
+async def start(tmp_path: Path) -> AsyncIterator[Start]:
+    """Starts `wa ARGS...` and returns once it printed its readiness line; kills everything at teardown."""
+    started: list[asyncio.subprocess.Process] = []
+
+    async def _start(*args: str, cwd: Path = HERE) -> Daemon:
+        stderr_path = tmp_path / f"daemon-{len(started)}.stderr"
+        with stderr_path.open("wb") as stderr:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "worker_abstraction.cli",
+                *args,
+                cwd=cwd,
+                env=_env(),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+            )
+        started.append(process)
+        assert process.stdout is not None
+        try:
+            async with asyncio.timeout(STARTUP_SECONDS):
+                line = (await process.stdout.readline()).decode().strip()
+        except TimeoutError:
+            line = ""
+        assert " listening on " in line, f"wa {' '.join(args)} printed {line!r}; stderr:\n{stderr_path.read_text()}"
+        return Daemon(process, line, stderr_path)
+
+    yield _start
+    for process in started:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def wa(*args: str, cwd: Path = HERE) -> Result:
+    """Run a short-lived `wa` command to completion."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker_abstraction.cli",
+        *args,
+        cwd=cwd,
+        env=_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
+async def listed(registry: Daemon) -> dict[str, dict[str, Any]]:
+    """`wa workers --json`, keyed by worker id."""
+    result = await wa("workers", "--registry", registry.address, "--json")
+    assert result.code == 0, result.err
+    return {w["worker_id"]: w for w in json.loads(result.out)}
+
+
+async def until_listed(
+    registry: Daemon, condition: Callable[[dict[str, dict[str, Any]]], bool], deadline_seconds: float
+) -> float:
+    """Poll `wa workers --json` until `condition` holds; returns the seconds it took."""
+    began = time.monotonic()
+    while True:
+        workers = await listed(registry)
+        if condition(workers):
+            return time.monotonic() - began
+        assert time.monotonic() - began < deadline_seconds, f"condition never held; last listing: {workers}"
+
+
+async def start_cluster(start: Start, workers: int = 1) -> tuple[Daemon, list[Daemon]]:
+    registry = await start("registry", "--host", "127.0.0.1", "--port", "0", *FAST_REGISTRY)
+    started = [
+        await start("worker", "_workers:EchoWorker", "--port", "0", "--registry", registry.address, *FAST_WORKER)
+        for _ in range(workers)
+    ]
+    ids = {w.worker_id for w in started}
+    await until_listed(registry, lambda listing: ids <= listing.keys(), deadline_seconds=10)
+    return registry, started
+
+
+async def test_submit_prints_the_worker_each_transition_and_the_output_then_exits_0(start: Start) -> None:
+    registry, [worker] = await start_cluster(start)
+    result = await wa("submit", "shout", "--param", "text=hello world", "--registry", registry.address)
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0].startswith("task ") and f"-> worker {worker.worker_id} ({worker.address})" in lines[0]
+    statuses = [line.split()[0] for line in lines[1:] if line.split() and line.split()[0].isupper()]
+    assert statuses[-1] == "COMPLETED"
+    assert json.loads(result.out[result.out.index("{") :]) == {"result": "Processed: HELLO WORLD"}
+
+
+async def test_submit_of_a_failing_capability_exits_1_with_its_message(start: Start) -> None:
+    registry, _ = await start_cluster(start)
+    result = await wa("submit", "explode", "--registry", registry.address)
+    assert result.code == 1
+    assert "FAILED" in result.out
+    assert "TaskFailedError" in result.err and "kaboom from explode" in result.err
+
+
+async def test_submit_of_an_unknown_capability_exits_2(start: Start) -> None:
+    registry, _ = await start_cluster(start)
+    result = await wa("submit", "no_such_capability", "--wait", "0.5", "--registry", registry.address)
+    assert result.code == 2
+    assert "NoWorkerError" in result.err
+
+
+async def test_submit_with_bad_parameters_is_rejected_with_exit_2(start: Start) -> None:
+    registry, _ = await start_cluster(start)
+    result = await wa("submit", "shout", "--param", "text=3", "--registry", registry.address)
+    assert result.code == 2
+    assert "TaskRejectedError" in result.err
+
+
+async def test_workers_json_lists_both_workers_with_their_capabilities(start: Start) -> None:
+    registry, workers = await start_cluster(start, workers=2)
+    listing = await listed(registry)
+    assert listing.keys() == {w.worker_id for w in workers}
+    for worker in workers:
+        entry = listing[worker.worker_id]
+        assert entry["address"] == worker.address
+        assert entry["name"] == "EchoWorker"
+        assert {c["name"] for c in entry["capabilities"]} == {"shout", "explode"}
+        shout = next(c for c in entry["capabilities"] if c["name"] == "shout")
+        assert shout["parameters"] == [{"name": "text", "type": "string", "description": "", "required": True}]
+        assert entry["last_heartbeat"] is not None
+    table = await wa("workers", "--registry", registry.address)
+    assert table.code == 0, table.err
+    assert table.out.splitlines()[0].split() == ["ID", "NAME", "ADDRESS", "CAPABILITIES", "LOAD", "LAST", "HEARTBEAT"]
+    assert all(w.worker_id in table.out for w in workers) and "s ago" in table.out
+
+
+async def test_workers_exits_1_when_the_registry_is_unreachable() -> None:
+    with socket.socket() as probe:  # a port nobody listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = await wa("workers", "--registry", f"127.0.0.1:{port}", "--timeout", "3")
+    assert result.code == 1
+    assert "cannot reach the registry" in result.err
+
+
+async def test_a_sigkilled_worker_leaves_the_list_within_ttl_and_one_sweep(start: Start) -> None:
+    registry, [doomed, survivor] = await start_cluster(start, workers=2)
+    doomed.process.kill()
+    await doomed.process.wait()
+    # TTL 1 s + sweep 0.2 s; the rest is slack for spawning `wa workers` on a busy machine.
+    await until_listed(registry, lambda listing: doomed.worker_id not in listing, deadline_seconds=1.2 + 5)
+    assert survivor.worker_id in await listed(registry)
+
+
+async def test_live_workers_reappear_after_the_registry_restarts_on_the_same_port(start: Start) -> None:
+    registry, workers = await start_cluster(start, workers=2)
+    assert await registry.stop(signal.SIGTERM) == 0
+    restarted = await start("registry", "--host", "127.0.0.1", "--port", str(registry.port), *FAST_REGISTRY)
+    assert restarted.address == registry.address
+    ids = {w.worker_id for w in workers}
+    await until_listed(restarted, lambda listing: listing.keys() == ids, deadline_seconds=10)
+
+
+async def test_sigterm_on_a_worker_exits_0_and_deregisters_it(start: Start) -> None:
+    # A long TTL: only deregistration, not eviction, can take the worker off the list.
+    registry = await start("registry", "--host", "127.0.0.1", "--port", "0", "--ttl", "60")
+    worker = await start("worker", "_workers:EchoWorker", "--port", "0", "--registry", registry.address)
+    await until_listed(registry, lambda listing: worker.worker_id in listing, deadline_seconds=10)
+    assert await worker.stop(signal.SIGTERM) == 0
+    assert worker.worker_id not in await listed(registry)
+
+
+async def test_sigint_on_the_registry_exits_0(start: Start) -> None:
+    registry = await start("registry", "--host", "127.0.0.1", "--port", "0")
+    assert registry.port > 0
+    assert await registry.stop(signal.SIGINT) == 0
+
+
+@pytest.mark.skipif(not (REPO / "examples" / "seed_worker.py").exists(), reason="examples/seed_worker.py absent")
+async def test_the_seed_example_runs_from_the_repository_root(start: Start) -> None:
+    registry = await start("registry", "--host", "127.0.0.1", "--port", "0", cwd=REPO)
+    await start("worker", "examples.seed_worker:SeedWorker", "--registry", registry.address, cwd=REPO)
+    result = await wa("submit", "dummy_processor", "--param", "input=hello world", "--registry", registry.address)
+    assert result.code == 0, result.err
+    assert "Processed: HELLO WORLD" in result.out
