@@ -1,19 +1,19 @@
 """Every error this package raises, under one root.
 
-    WorkerAbstractionError
-    ├── InvalidCapabilityError      a @capability signature that cannot be described (raised at import)
-    ├── InvalidWorkerInfoError      a registration the registry refuses (INVALID_ARGUMENT)
-    ├── WorkerNotFoundError         an unknown worker id (NOT_FOUND)
-    ├── RegistryUnavailableError    the registry cannot be reached
-    ├── BindError                   a server cannot listen on its address
-    ├── NoWorkerError               no live worker offers the capability
-    ├── InvalidParametersError      task arguments that cannot be sent (INVALID_ARGUMENT)
-    └── TaskError                   something about one task
-        ├── TaskNotFoundError       the worker does not know the task id (NOT_FOUND)
-        ├── TaskRejectedError       the worker refused the task, with its reason
-        ├── TaskFailedError         the task ended FAILED, with the worker's error message
-        ├── TaskCanceledError       the task ended CANCELED
-        └── TaskTimeoutError        no terminal state within the timeout
+WorkerAbstractionError
+├── InvalidCapabilityError      a @capability signature that cannot be described (raised at import)
+├── InvalidWorkerInfoError      a registration the registry refuses (INVALID_ARGUMENT)
+├── WorkerNotFoundError         an unknown worker id (NOT_FOUND)
+├── RegistryUnavailableError    the registry cannot be reached
+├── BindError                   a server cannot listen on its address
+├── NoWorkerError               no live worker offers the capability
+├── InvalidParametersError      task arguments that cannot be sent (INVALID_ARGUMENT)
+└── TaskError                   something about one task
+    ├── TaskNotFoundError       the worker does not know the task id (NOT_FOUND)
+    ├── TaskRejectedError       the worker refused the task, with its reason
+    ├── TaskFailedError         the task ended FAILED, with the worker's error message
+    ├── TaskCanceledError       the task ended CANCELED
+    └── TaskTimeoutError        no terminal state within the timeout
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Helpers for testing workers without a network: run one capability with a real context.
 
-    result = await run_capability(MyWorker(), "word_count", text="a b c")
+result = await run_capability(MyWorker(), "word_count", text="a b c")
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from worker_abstraction.worker.runner import run_task
 from worker_abstraction.worker.tasks import TaskRecord
 
 
-async def run_capability(
-    worker: BaseWorker, capability: str, *, timeout_seconds: float = 0, **params: Any
-) -> Any:
+async def run_capability(worker: BaseWorker, capability: str, *, timeout_seconds: float = 0, **params: Any) -> Any:
     """Validate `params` as the worker would, run the capability, and return its decoded output.
 
     Raises:

@@ -39,7 +39,10 @@ async def test_task_streams_to_completion_and_handle_knows_its_worker(
         assert handle.worker_id == worker.worker_id and handle.worker_address == worker.address
         seen = [update async for update in handle]
         assert [u.status for u in seen] == [
-            TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.RUNNING, TaskStatus.COMPLETED,
+            TaskStatus.PENDING,
+            TaskStatus.RUNNING,
+            TaskStatus.RUNNING,
+            TaskStatus.COMPLETED,
         ]
         assert await handle.result() == {"text": "hihihi"}
         replay = [u.sequence async for u in handle]

@@ -199,9 +199,7 @@ async def test_worker_info_describes_capabilities_and_real_address(
     assert {c.name for c in info.capabilities} == {"echo", "wait_for", "blocking_wait", "explode", "sleepy"}
 
 
-async def test_stop_drains_running_tasks_and_refuses_new_ones(
-    start_worker: Callable[..., Any], gates: Gates
-) -> None:
+async def test_stop_drains_running_tasks_and_refuses_new_ones(start_worker: Callable[..., Any], gates: Gates) -> None:
     worker = await start_worker()
     async with aio.insecure_channel(worker.address) as channel:
         stub = pb_grpc.WorkerServiceStub(channel)

@@ -109,9 +109,7 @@ class AsyncOrchestrator:
             async with asyncio.timeout(timeout_seconds):
                 return await self._directory.wait_until(capability, count)
         except TimeoutError:
-            raise NoWorkerError(
-                capability or "*", f"fewer than {count} worker(s) after {timeout_seconds:g}s"
-            ) from None
+            raise NoWorkerError(capability or "*", f"fewer than {count} worker(s) after {timeout_seconds:g}s") from None
 
     async def execute_task(
         self,

@@ -106,4 +106,3 @@ def _event_to_pb(event: WorkerEvent) -> pb.WorkerEvent:
     if event.worker is not None:
         message.worker.CopyFrom(_convert.worker_to_pb(event.worker))
     return message
-

@@ -29,9 +29,7 @@ def registration_problems(info: WorkerInfo) -> list[str]:
                 problems.append(f"{p_where}: duplicate parameter name {parameter.name!r}")
             parameter_names.add(parameter.name)
             if parameter.type.lower() not in PARAMETER_TYPES:
-                problems.append(
-                    f"{p_where} ({parameter.name!r}): unknown type {parameter.type!r}; use one of {_TYPES}"
-                )
+                problems.append(f"{p_where} ({parameter.name!r}): unknown type {parameter.type!r}; use one of {_TYPES}")
     return problems
 
 

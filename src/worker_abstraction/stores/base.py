@@ -19,9 +19,7 @@ class WorkerRecord:
 
     def snapshot(self) -> WorkerInfo:
         """The declared info with the live fields (last heartbeat, load) filled in."""
-        return replace(
-            self.info, last_heartbeat=datetime.fromtimestamp(self.last_seen, UTC), current_load=self.load
-        )
+        return replace(self.info, last_heartbeat=datetime.fromtimestamp(self.last_seen, UTC), current_load=self.load)
 
 
 class WorkerStore(Protocol):

@@ -19,9 +19,7 @@ from worker_abstraction.types import TaskStatus
 # Legal moves of the worker-side lifecycle; anything else is a bug in the worker, not a user error.
 _TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
     TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELED}),
-    TaskStatus.RUNNING: frozenset(
-        {TaskStatus.RUNNING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED}
-    ),
+    TaskStatus.RUNNING: frozenset({TaskStatus.RUNNING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED}),
 }
 
 
