@@ -31,6 +31,9 @@ SERVER_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.so_reuseport", 0),
 ]
 
+# End of a stream read with call.read(); grpc-stubs does not declare it.
+EOF: object = getattr(aio, "EOF")  # noqa: B009
+
 # Codes meaning "the peer could not be reached / did not answer", as opposed to a deliberate refusal.
 TRANSPORT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 

@@ -219,6 +219,20 @@ class GetWorkerByIdRequest(_message.Message):
     worker_id: str
     def __init__(self, worker_id: _Optional[str] = ...) -> None: ...
 
+class TaskChannelRequest(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
+
+class TaskChannelResponse(_message.Message):
+    __slots__ = ("acks", "updates")
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    acks: _containers.RepeatedCompositeFieldContainer[ExecuteTaskResponse]
+    updates: _containers.RepeatedCompositeFieldContainer[TaskResult]
+    def __init__(self, acks: _Optional[_Iterable[_Union[ExecuteTaskResponse, _Mapping]]] = ..., updates: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ...) -> None: ...
+
 class DeregisterWorkerRequest(_message.Message):
     __slots__ = ("worker_id",)
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -51,6 +51,11 @@ class WorkerServiceStub:
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.WorkerInfo.FromString,
                 _registered_method=True)
+        self.OpenTaskChannel = channel.stream_stream(
+                '/worker_abstraction.WorkerService/OpenTaskChannel',
+                request_serializer=worker__abstraction_dot_worker__pb2.TaskChannelRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.TaskChannelResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -78,6 +83,16 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenTaskChannel(self, request_iterator, context):
+        """Added: the fast path. One long-lived stream between an orchestrator and a worker carries many tasks:
+        tasks go out, acceptances and status updates come back, several per message. The worker first sends
+        one empty TaskChannelResponse (ready). A worker without it answers UNIMPLEMENTED and orchestrators
+        fall back to ExecuteTask + StreamTaskStatus, which keep working for every task sent on a channel.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +110,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.GetWorkerInfo,
                     request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.WorkerInfo.SerializeToString,
+            ),
+            'OpenTaskChannel': grpc.stream_stream_rpc_method_handler(
+                    servicer.OpenTaskChannel,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.TaskChannelRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.TaskChannelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -179,6 +199,33 @@ class WorkerService:
             '/worker_abstraction.WorkerService/GetWorkerInfo',
             google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             worker__abstraction_dot_worker__pb2.WorkerInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenTaskChannel(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/worker_abstraction.WorkerService/OpenTaskChannel',
+            worker__abstraction_dot_worker__pb2.TaskChannelRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.TaskChannelResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,14 +13,12 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
-from grpc import aio
-
-from worker_abstraction import _convert, _rpc
+from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import InvalidParametersError, NoWorkerError, TaskRejectedError
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.link import WorkerLink, WorkerUnreachableError
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.types import WorkerInfo
 
@@ -34,6 +32,7 @@ class AsyncOrchestrator:
         registry: host:port of the registry.
         discovery_timeout_seconds: how long `start()` waits for the first view of the workers.
         poll_interval_seconds: polling period when the registry lacks WatchWorkers (a seed registry).
+        fast_path: use a worker's task channel when it offers one (False: always the seed's RPCs).
     """
 
     def __init__(
@@ -42,13 +41,14 @@ class AsyncOrchestrator:
         *,
         discovery_timeout_seconds: float = 5.0,
         poll_interval_seconds: float = 2.0,
+        fast_path: bool = True,
     ) -> None:
         self.registry = registry
         self._discovery_timeout = discovery_timeout_seconds
         self._registry_client = RegistryClient(registry)
         self._directory = WorkerDirectory(self._registry_client, poll_interval_seconds=poll_interval_seconds)
-        self._channels: dict[str, aio.Channel] = {}
-        self._stubs: dict[str, pb_grpc.WorkerServiceStub] = {}
+        self._fast_path = fast_path
+        self._links: dict[str, WorkerLink] = {}
         # Tasks this orchestrator has in flight per worker: fresher than the load in the last heartbeat.
         self._in_flight: Counter[str] = Counter()
         self._handles: dict[str, AsyncTaskHandle] = {}
@@ -77,11 +77,12 @@ class AsyncOrchestrator:
     async def aclose(self) -> None:
         """Stop following tasks and close every connection."""
         await self._directory.aclose()
-        for handle in list(self._handles.values()):
-            handle._follower.cancel()
-        await asyncio.gather(*(h._follower for h in self._handles.values()), return_exceptions=True)
-        for channel in self._channels.values():
-            await channel.close(None)
+        followers = [h.follower for h in self._handles.values() if h.follower is not None]
+        for follower in followers:
+            follower.cancel()
+        await asyncio.gather(*followers, return_exceptions=True)
+        for link in self._links.values():
+            await link.aclose()
         await self._registry_client.aclose()
 
     async def __aenter__(self) -> AsyncOrchestrator:
@@ -152,30 +153,37 @@ class AsyncOrchestrator:
             worker = self._pick(capability, exclude=tried)
             tried.append(worker.worker_id)
             task.worker_id = worker.worker_id
-            stub = self._stub(worker.address)
+            handle = self._track(task, worker)
             try:
-                response = await stub.ExecuteTask(pb.ExecuteTaskRequest(task=task), timeout=10.0)
-            except aio.AioRpcError as error:
-                if _rpc.is_transport_error(error) and self._pick_or_none(capability, exclude=tried):
-                    logger.info("worker %s unreachable (%s); trying another", worker.worker_id, error.code().name)
-                    continue
-                reason = f"worker {worker.worker_id} at {worker.address}: {error.code().name}: {error.details()}"
-                raise TaskRejectedError(task.task_id, reason) from error
+                response = await self._link(worker.address).dispatch(task, handle)
+            except WorkerUnreachableError as error:
+                handle.finish()
+                if self._pick_or_none(capability, exclude=tried) is None:
+                    raise TaskRejectedError(
+                        task.task_id, f"worker {worker.worker_id} at {worker.address}: {error}"
+                    ) from error
+                logger.info("worker %s unreachable (%s); trying another", worker.worker_id, error)
+                continue
+            except BaseException:
+                handle.finish()
+                raise
             if not response.accepted:
+                handle.finish()
                 raise TaskRejectedError(task.task_id, response.message or "no reason given")
-            break
-        self._in_flight[worker.worker_id] += 1
+            logger.debug("task %s -> worker %s", task.task_id, worker.worker_id, extra={"task_id": task.task_id})
+            return handle
+
+    def _track(self, task: pb.Task, worker: WorkerInfo) -> AsyncTaskHandle:
         handle = AsyncTaskHandle(
             task_id=task.task_id,
-            capability=capability,
+            capability=task.capability_name,
             worker_id=worker.worker_id,
             worker_address=worker.address,
-            stub=stub,
             timeout_seconds=float(task.timeout_seconds),
             on_done=self._task_done,
         )
+        self._in_flight[worker.worker_id] += 1
         self._handles[task.task_id] = handle
-        logger.debug("task %s -> worker %s", task.task_id, worker.worker_id, extra={"task_id": task.task_id})
         return handle
 
     def _pick(self, capability: str, *, exclude: list[str]) -> WorkerInfo:
@@ -208,13 +216,11 @@ class AsyncOrchestrator:
             ),
         )
 
-    def _stub(self, address: str) -> pb_grpc.WorkerServiceStub:
-        stub = self._stubs.get(address)
-        if stub is None:
-            channel = _rpc.channel(address)
-            self._channels[address] = channel
-            stub = self._stubs[address] = pb_grpc.WorkerServiceStub(channel)
-        return stub
+    def _link(self, address: str) -> WorkerLink:
+        link = self._links.get(address)
+        if link is None:
+            link = self._links[address] = WorkerLink(address, fast_path=self._fast_path)
+        return link
 
     def _task_done(self, handle: AsyncTaskHandle) -> None:
         self._handles.pop(handle.task_id, None)

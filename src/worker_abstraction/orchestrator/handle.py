@@ -1,26 +1,21 @@
-"""AsyncTaskHandle: one dispatched task, its updates as they stream in, and its result."""
+"""AsyncTaskHandle: one dispatched task, its updates as they arrive, and its result.
+
+The handle itself is passive: updates are delivered to it by whatever carries them (the task channel, or
+a StreamTaskStatus follower), and it keeps its own deadline.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import grpc
-from grpc import aio
-
-from worker_abstraction import _convert
-from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import TaskCanceledError, TaskError, TaskFailedError, TaskTimeoutError
 from worker_abstraction.types import TaskStatus, TaskUpdate
 
-logger = logging.getLogger(__name__)
-
-# How long to keep trying to reach a worker whose status stream broke before declaring the task lost.
-_RECONNECT_WINDOW_SECONDS = 10.0
+# The worker enforces the timeout itself; the orchestrator's own deadline comes a little later, so the
+# worker's FAILED update wins when it can, and a silent worker still cannot hold the caller forever.
+DEADLINE_SLACK_SECONDS = 2.0
 
 
 class AsyncTaskHandle:
@@ -28,6 +23,7 @@ class AsyncTaskHandle:
 
     Iterate it (`async for update in handle`) to see every update from the first one on, ending with the
     terminal one; iterating again replays them. `await handle.result()` returns the decoded output.
+    Handles are made by the orchestrator.
     """
 
     def __init__(
@@ -37,7 +33,6 @@ class AsyncTaskHandle:
         capability: str,
         worker_id: str,
         worker_address: str,
-        stub: pb_grpc.WorkerServiceStub,
         timeout_seconds: float,
         on_done: Callable[[AsyncTaskHandle], None],
     ) -> None:
@@ -47,12 +42,17 @@ class AsyncTaskHandle:
         self.worker_address = worker_address
         self.timeout_seconds = timeout_seconds
         self.updates: list[TaskUpdate] = []
-        self._stub = stub
-        self._changed = asyncio.Event()
-        self._done = asyncio.Event()
+        self.last_sequence = 0
+        self._changed: asyncio.Future[None] | None = None
+        self._done = asyncio.get_running_loop().create_future()
         self._timed_out = False
         self._on_done = on_done
-        self._follower = asyncio.create_task(self._follow(), name=f"follow-{task_id}")
+        self._deadline: asyncio.TimerHandle | None = None
+        if timeout_seconds > 0:
+            self._deadline = asyncio.get_running_loop().call_later(
+                timeout_seconds + DEADLINE_SLACK_SECONDS, self._expire
+            )
+        self.follower: asyncio.Task[None] | None = None
 
     @property
     def status(self) -> TaskStatus:
@@ -60,7 +60,7 @@ class AsyncTaskHandle:
         return self.updates[-1].status if self.updates else TaskStatus.PENDING
 
     def done(self) -> bool:
-        return self._done.is_set()
+        return self._done.done()
 
     async def __aiter__(self) -> AsyncIterator[TaskUpdate]:
         position = 0
@@ -68,12 +68,13 @@ class AsyncTaskHandle:
             while position < len(self.updates):
                 position += 1
                 yield self.updates[position - 1]
-            if self._done.is_set():
+            if self._done.done():
                 if self._timed_out:
                     raise TaskTimeoutError(self.task_id, self.timeout_seconds)
                 return
-            self._changed.clear()
-            await self._changed.wait()
+            if self._changed is None:
+                self._changed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._changed)
 
     async def wait(self, timeout_seconds: float | None = None) -> TaskUpdate:
         """Wait for the terminal update and return it (without raising for FAILED / CANCELED).
@@ -81,11 +82,12 @@ class AsyncTaskHandle:
         Raises:
             TaskTimeoutError: the task did not finish in time.
         """
-        try:
-            async with asyncio.timeout(timeout_seconds):
-                await self._done.wait()
-        except TimeoutError:
-            raise TaskTimeoutError(self.task_id, timeout_seconds or 0.0) from None
+        if not self._done.done():
+            try:
+                async with asyncio.timeout(timeout_seconds):
+                    await asyncio.shield(self._done)
+            except TimeoutError:
+                raise TaskTimeoutError(self.task_id, timeout_seconds or 0.0) from None
         if self._timed_out:
             raise TaskTimeoutError(self.task_id, self.timeout_seconds)
         if not self.updates or not self.updates[-1].is_terminal:
@@ -107,71 +109,44 @@ class AsyncTaskHandle:
             raise TaskCanceledError(self.task_id, final.error_message)
         raise TaskFailedError(self.task_id, final.error_message or f"ended {final.status.name}")
 
-    def _publish(self, update: TaskUpdate) -> None:
-        self.updates.append(update)
-        self._changed.set()
+    # ---- used by the orchestrator's carriers -------------------------------------------------------
 
-    def _finish(self) -> None:
-        self._done.set()
-        self._changed.set()
-        self._on_done(self)
-
-    async def _follow(self) -> None:
-        # The worker enforces the timeout itself; the orchestrator's own deadline is a little later, so
-        # a silent worker cannot hold the caller forever.
-        deadline = time.monotonic() + self.timeout_seconds + 2.0 if self.timeout_seconds > 0 else None
-        try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
-                await self._stream_until_terminal()
-        except TimeoutError:
-            self._timed_out = True
-        except Exception as error:  # never leave a caller waiting on a follower that died
-            logger.exception("following task %s failed", self.task_id)
-            self._publish(self._lost(f"orchestrator lost track of the task: {error}"))
-        finally:
-            self._finish()
-
-    async def _stream_until_terminal(self) -> None:
-        last_sequence = 0
-        lost_since: float | None = None
-        backoff = 0.05
-        while True:
-            call = self._stub.StreamTaskStatus(
-                pb.GetTaskStatusRequest(task_id=self.task_id, after_sequence=last_sequence, from_start=True)
-            )
-            try:
-                async for response in call:
-                    update = _convert.update_from_pb(response.result)
-                    # Seed workers do not number updates (sequence 0); ours never repeat one after a resume.
-                    if update.sequence and update.sequence <= last_sequence:
-                        continue
-                    last_sequence = max(last_sequence, update.sequence)
-                    lost_since, backoff = None, 0.05
-                    self._publish(update)
-                    if update.is_terminal:
-                        return
-            except aio.AioRpcError as error:
-                if error.code() is grpc.StatusCode.NOT_FOUND:
-                    self._publish(self._lost(f"worker {self.worker_id} no longer knows the task"))
-                    return
-                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                    self._publish(self._lost(f"status stream failed: {error.code().name}: {error.details()}"))
-                    return
-            # The stream broke (or ended early): resume after the last update we saw.
-            lost_since = lost_since or time.monotonic()
-            if time.monotonic() - lost_since > _RECONNECT_WINDOW_SECONDS:
-                self._publish(self._lost(f"worker {self.worker_id} at {self.worker_address} is unreachable"))
+    def deliver(self, update: TaskUpdate) -> None:
+        """Record an update; a repeated or out-of-date sequence number is ignored."""
+        if self._done.done():
+            return
+        # Seed workers do not number updates (sequence 0); ours never repeat one after a resume.
+        if update.sequence:
+            if update.sequence <= self.last_sequence:
                 return
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 1.0)
+            self.last_sequence = update.sequence
+        self.updates.append(update)
+        self._notify()
+        if update.is_terminal:
+            self.finish()
 
-    def _lost(self, message: str) -> TaskUpdate:
-        return TaskUpdate(
-            task_id=self.task_id, status=TaskStatus.FAILED, error_message=message, worker_id=self.worker_id
+    def lost(self, message: str) -> None:
+        """End the task as FAILED because the orchestrator cannot learn its outcome."""
+        self.deliver(
+            TaskUpdate(task_id=self.task_id, status=TaskStatus.FAILED, error_message=message, worker_id=self.worker_id)
         )
 
+    def finish(self) -> None:
+        if self._done.done():
+            return
+        self._done.set_result(None)
+        if self._deadline is not None:
+            self._deadline.cancel()
+        if self.follower is not None and self.follower is not asyncio.current_task():
+            self.follower.cancel()
+        self._notify()
+        self._on_done(self)
 
-def _loop_time(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    return asyncio.get_running_loop().time() + (deadline - time.monotonic())
+    def _expire(self) -> None:
+        self._timed_out = True
+        self.finish()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set_result(None)
+            self._changed = None

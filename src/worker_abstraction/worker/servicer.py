@@ -17,6 +17,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.types import WorkerInfo
+from worker_abstraction.worker.channel import ChannelSession
 from worker_abstraction.worker.runner import run_task
 from worker_abstraction.worker.tasks import ResumeOutOfRangeError, TaskRecord, TaskTable
 
@@ -36,6 +37,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         self._owner = owner
         self._capabilities = capabilities
         self._describe = describe
+        self._worker_id = describe().worker_id
         self._executor = executor
         self.tasks = TaskTable()
         self.accepting = True
@@ -48,18 +50,30 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         return self.tasks.active
 
     async def ExecuteTask(self, request: pb.ExecuteTaskRequest, context: Context) -> pb.ExecuteTaskResponse:
-        task = request.task
-        if not task.task_id:
+        if not request.task.task_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task.task_id is empty; give every task an id")
+        response, _ = self.accept(request.task)
+        return response
+
+    async def OpenTaskChannel(
+        self, request_iterator: AsyncIterator[pb.TaskChannelRequest], context: Context
+    ) -> AsyncIterator[pb.TaskChannelResponse]:
+        async for response in ChannelSession(self.accept).serve(request_iterator):
+            yield response
+
+    def accept(self, task: pb.Task) -> tuple[pb.ExecuteTaskResponse, TaskRecord | None]:
+        """Validate a task and start it; the record is None when nothing new was started."""
+        if not task.task_id:
+            return pb.ExecuteTaskResponse(accepted=False, message="task.task_id is empty; give every task an id"), None
         if task.task_id in self.tasks:
             # Delivering the same task twice (a retried RPC) must not run it twice.
-            return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already accepted")
+            return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already accepted"), None
         reason, arguments = self._check(task)
         if reason:
             logger.debug("rejected task %s: %s", task.task_id, reason, extra={"task_id": task.task_id})
-            return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=False, message=reason)
+            return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=False, message=reason), None
         definition = self._capabilities[task.capability_name]
-        record = TaskRecord(task.task_id, task.capability_name, self._describe().worker_id)
+        record = TaskRecord(task.task_id, task.capability_name, self._worker_id)
         self.tasks.add(record)
         self.idle.clear()
         runner = asyncio.create_task(
@@ -69,14 +83,14 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                 self._owner,
                 arguments,
                 timeout_seconds=max(0, task.timeout_seconds),
-                metadata=dict(task.metadata),
+                metadata=task.metadata,
                 executor=self._executor,
             ),
             name=f"task-{task.task_id}",
         )
         self._running.add(runner)
         runner.add_done_callback(lambda done: self._finished(done, record))
-        return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted")
+        return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted"), record
 
     def _check(self, task: pb.Task) -> tuple[str, dict[str, Any]]:
         if not self.accepting:

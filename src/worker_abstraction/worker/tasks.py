@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
@@ -34,13 +34,15 @@ class ResumeOutOfRangeError(ValueError):
 class TaskRecord:
     """One task's update log."""
 
-    __slots__ = ("_changed", "capability", "log", "task_id", "worker_id")
+    __slots__ = ("_changed", "capability", "listener", "log", "task_id", "worker_id")
 
     def __init__(self, task_id: str, capability: str, worker_id: str) -> None:
         self.task_id = task_id
         self.capability = capability
         self.worker_id = worker_id
         self.log: list[pb.TaskResult] = []
+        # Push delivery for the task channel (the fast path): called with each new update, no task per reader.
+        self.listener: Callable[[pb.TaskResult], None] | None = None
         self._changed: asyncio.Future[None] | None = None
         self._append(TaskStatus.PENDING)
 
@@ -75,15 +77,16 @@ class TaskRecord:
         self._append(status, **fields)
 
     def _append(self, status: TaskStatus, **fields: object) -> None:
-        self.log.append(
-            _convert.task_result(
-                self.task_id,
-                status,
-                sequence=len(self.log) + 1,
-                worker_id=self.worker_id,
-                **fields,  # type: ignore[arg-type]
-            )
+        update = _convert.task_result(
+            self.task_id,
+            status,
+            sequence=len(self.log) + 1,
+            worker_id=self.worker_id,
+            **fields,  # type: ignore[arg-type]
         )
+        self.log.append(update)
+        if self.listener is not None:
+            self.listener(update)
         if self._changed is not None and not self._changed.done():
             self._changed.set_result(None)
         self._changed = None

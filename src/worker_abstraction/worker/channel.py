@@ -1,0 +1,77 @@
+"""The worker's end of the task channel (the fast path): many tasks over one stream, updates batched."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.worker.tasks import TaskRecord
+
+Accept = Callable[[pb.Task], tuple[pb.ExecuteTaskResponse, TaskRecord | None]]
+
+
+class ChannelSession:
+    """One open channel: takes tasks from the request stream, returns acks and updates in batches.
+
+    Everything produced between two writes goes out in one message, so under load one message carries
+    many acks and updates, and a quick task's whole life usually fits in one.
+    """
+
+    def __init__(self, accept: Accept) -> None:
+        self._accept = accept
+        self._acks: list[pb.ExecuteTaskResponse] = []
+        self._updates: list[pb.TaskResult] = []
+        self._open: dict[str, TaskRecord] = {}
+        self._wake = asyncio.Event()
+
+    async def serve(self, requests: AsyncIterator[pb.TaskChannelRequest]) -> AsyncIterator[pb.TaskChannelResponse]:
+        reader = asyncio.create_task(self._read(requests), name="task-channel-reader")
+        try:
+            yield pb.TaskChannelResponse()  # ready: tells the orchestrator the fast path exists
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._acks or self._updates:
+                    response = pb.TaskChannelResponse(acks=self._acks, updates=self._updates)
+                    self._acks, self._updates = [], []
+                    yield response
+                if reader.done() and not self._open:
+                    reader.result()  # surfaces a reader error as the stream's status
+                    return
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            for record in self._open.values():  # the orchestrator resumes these over StreamTaskStatus
+                record.listener = None
+
+    async def _read(self, requests: AsyncIterator[pb.TaskChannelRequest]) -> None:
+        try:
+            async for request in requests:
+                for task in request.tasks:
+                    self._take(task)
+        finally:
+            self._wake.set()
+
+    def _take(self, task: pb.Task) -> None:
+        response, record = self._accept(task)
+        self._acks.append(response)
+        if record is not None:
+            self._updates.extend(record.log)  # what happened before we listened (at least PENDING)
+            if not record.is_terminal:
+                self._open[record.task_id] = record
+                record.listener = self._on_update
+        self._wake.set()
+
+    def _on_update(self, update: pb.TaskResult) -> None:
+        self._updates.append(update)
+        self._wake.set()
+        if update.status in _TERMINAL:
+            record = self._open.pop(update.task_id, None)
+            if record is not None:
+                record.listener = None
+
+
+_TERMINAL = frozenset({pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_CANCELED})
