@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -96,12 +96,18 @@ class TaskUpdate:
     progress: float = 0.0
     progress_message: str = ""
     worker_id: str = ""
-    timestamp: datetime | None = None
+    timestamp_ns: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
+
+    @property
+    def timestamp(self) -> datetime | None:
+        """When the worker produced the update (UTC), if it said."""
+        # Kept as integer nanoseconds on the hot path; the datetime is made only when asked for.
+        return datetime.fromtimestamp(self.timestamp_ns / 1e9, UTC) if self.timestamp_ns else None
 
     @property
     def output(self) -> Any:

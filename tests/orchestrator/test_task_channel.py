@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from grpc import aio
 
-from tests.conftest import Gates
+from tests.conftest import Gates, eventually
 from worker_abstraction import AsyncOrchestrator, BaseWorker, RegistryServer, TaskRejectedError, TaskStatus
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
@@ -46,9 +46,8 @@ async def test_broken_channel_resumes_running_tasks_over_stream_task_status(
         channel = orchestrator._links[worker.address]._task_channel
         assert channel is not None and channel._call is not None
         channel._call.cancel()  # the stream breaks while the task runs
-        async with asyncio.timeout(5):
-            while handle.follower is None:  # the reader notices and hands the task to a follower
-                await asyncio.sleep(0)
+        # The reader notices and hands the task to a StreamTaskStatus follower.
+        await eventually(lambda: handle.follower is not None, what="follower took over")
         gates.open("resume")
         assert await handle.result(timeout_seconds=5) == "resume"
         sequences = [u.sequence for u in handle.updates]
