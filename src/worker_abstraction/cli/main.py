@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from types import ModuleType
@@ -60,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (`pip install 'worker-abstraction[uvloop]'`) unless WA_LOOP=asyncio."""
+    if os.environ.get("WA_LOOP", "auto") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `wa` with `argv` (default: `sys.argv[1:]`) and return the process exit code."""
     try:
@@ -74,7 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wa {name}: error: {exc}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(run(args))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(run(args))
     except UsageError as exc:
         print(f"wa {name}: error: {exc}", file=sys.stderr)
         return 2
