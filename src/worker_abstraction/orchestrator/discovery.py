@@ -26,6 +26,9 @@ class WorkerDirectory:
         self._client = client
         self._poll_interval = poll_interval_seconds
         self.workers: dict[str, WorkerInfo] = {}
+        # capability -> ids of the workers offering it; rebuilt on the first lookup after the set of
+        # workers or their capabilities changed (not on load updates, and never per task).
+        self._index: dict[str, list[str]] | None = None
         self.synced = asyncio.Event()
         self.mode = "watch"
         self._changed = asyncio.Condition()
@@ -42,7 +45,13 @@ class WorkerDirectory:
                 await self._task
 
     def capable(self, capability: str) -> list[WorkerInfo]:
-        return [w for w in self.workers.values() if w.offers(capability)]
+        if self._index is None:
+            index: dict[str, list[str]] = {}
+            for worker in self.workers.values():
+                for offered in {c.name for c in worker.capabilities}:
+                    index.setdefault(offered, []).append(worker.worker_id)
+            self._index = index
+        return [self.workers[worker_id] for worker_id in self._index.get(capability, ())]
 
     async def wait_until(self, capability: str | None, count: int) -> list[WorkerInfo]:
         """Wait until at least `count` live workers (offering `capability`, if given) are known."""
@@ -83,8 +92,12 @@ class WorkerDirectory:
             elif event.worker is not None:
                 if event.type is WorkerEventType.LEFT:
                     self.workers.pop(event.worker.worker_id, None)
+                    self._index = None
                 else:
+                    previous = self.workers.get(event.worker.worker_id)
                     self.workers[event.worker.worker_id] = event.worker
+                    if previous is None or previous.capabilities != event.worker.capabilities:
+                        self._index = None
                 await self._notify()
 
     async def _poll(self) -> None:
@@ -94,6 +107,7 @@ class WorkerDirectory:
 
     async def _replace(self, workers: dict[str, WorkerInfo]) -> None:
         self.workers = workers
+        self._index = None
         self.last_error = ""
         self.synced.set()
         await self._notify()
