@@ -32,7 +32,7 @@ class TextStats(BaseWorker):
         ctx.report_progress(1.0)
         return {"words": sum(len(w) >= min_len for w in text.split())}
 
-    @capability(name="summarise", description="Summary stats.")
+    @capability(name="summarise", description="Summary stats.", max_concurrent_tasks=2, required_tags=("gpu",))
     def stats(
         self,
         numbers: list[float],
@@ -57,11 +57,20 @@ def test_specs_are_derived_from_hints_defaults_and_docstrings() -> None:
             name="summarise",
             description="Summary stats.",
             parameters=(
-                ParameterSpec("numbers", "array", "", True),
+                ParameterSpec("numbers", "array", "", True, '{"items": {"type": "number"}, "type": "array"}'),
                 ParameterSpec("label", "string", "what the numbers are", False),
-                ParameterSpec("options", "object", "extra switches", False),
+                ParameterSpec(
+                    "options",
+                    "object",
+                    "extra switches",
+                    False,
+                    '{"anyOf": [{"additionalProperties": true, "type": "object"}, {"type": "null"}], '
+                    '"description": "extra switches"}',
+                ),
                 ParameterSpec("flag", "boolean", "", False),
             ),
+            max_concurrent_tasks=2,
+            required_tags=("gpu",),
         ),
     ]
 

@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.types import CapabilitySpec, ParameterSpec, TaskStatus, TaskUpdate, WorkerInfo
+from worker_abstraction.types import (
+    CapabilitySpec,
+    LoadReport,
+    ParameterSpec,
+    TaskStatus,
+    TaskUpdate,
+    WorkerInfo,
+)
 
 
 def timestamp(moment: datetime | None = None) -> Timestamp:
@@ -34,9 +41,13 @@ def capability_to_pb(spec: CapabilitySpec) -> pb.ToolCapability:
         name=spec.name,
         description=spec.description,
         parameters=[
-            pb.ToolParameter(name=p.name, type=p.type, description=p.description, required=p.required)
+            pb.ToolParameter(
+                name=p.name, type=p.type, description=p.description, required=p.required, json_schema=p.json_schema
+            )
             for p in spec.parameters
         ],
+        max_concurrent_tasks=spec.max_concurrent_tasks,
+        required_tags=list(spec.required_tags),
     )
 
 
@@ -45,9 +56,33 @@ def capability_from_pb(message: pb.ToolCapability) -> CapabilitySpec:
         name=message.name,
         description=message.description,
         parameters=tuple(
-            ParameterSpec(name=p.name, type=p.type, description=p.description, required=p.required)
+            ParameterSpec(
+                name=p.name, type=p.type, description=p.description, required=p.required, json_schema=p.json_schema
+            )
             for p in message.parameters
         ),
+        max_concurrent_tasks=message.max_concurrent_tasks,
+        required_tags=tuple(message.required_tags),
+    )
+
+
+def load_to_pb(report: LoadReport) -> pb.LoadReport:
+    return pb.LoadReport(
+        free_slots=report.free_slots,
+        queued=report.queued,
+        cpu_utilization=report.cpu_utilization,
+        mem_utilization=report.mem_utilization,
+        utilization=dict(report.utilization),
+    )
+
+
+def load_from_pb(message: pb.LoadReport) -> LoadReport:
+    return LoadReport(
+        free_slots=message.free_slots,
+        queued=message.queued,
+        cpu_utilization=message.cpu_utilization,
+        mem_utilization=message.mem_utilization,
+        utilization=tuple(sorted(message.utilization.items())),
     )
 
 
@@ -60,7 +95,10 @@ def worker_to_pb(info: WorkerInfo) -> pb.WorkerInfo:
         tags=list(info.tags),
         capabilities=[capability_to_pb(c) for c in info.capabilities],
         current_load=info.current_load,
+        max_concurrent_tasks=info.max_concurrent_tasks,
     )
+    if info.load_report is not None:
+        message.load_report.CopyFrom(load_to_pb(info.load_report))
     if info.last_heartbeat is not None:
         message.last_heartbeat.CopyFrom(timestamp(info.last_heartbeat))
     return message
@@ -76,6 +114,8 @@ def worker_from_pb(message: pb.WorkerInfo) -> WorkerInfo:
         capabilities=tuple(capability_from_pb(c) for c in message.capabilities),
         last_heartbeat=from_timestamp(message.last_heartbeat),
         current_load=message.current_load,
+        max_concurrent_tasks=message.max_concurrent_tasks,
+        load_report=load_from_pb(message.load_report) if message.HasField("load_report") else None,
     )
 
 

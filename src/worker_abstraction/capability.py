@@ -8,9 +8,10 @@ which validates each `value_json` straight from JSON in strict mode (so `"3"` is
 from __future__ import annotations
 
 import inspect
+import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints, overload
 
 import pydantic
@@ -83,24 +84,47 @@ def _describe(name: str, type_: str, raw: str, error: pydantic.ValidationError) 
 @overload
 def capability(function: F, /) -> F: ...
 @overload
-def capability(*, name: str | None = None, description: str | None = None) -> Callable[[F], F]: ...
+def capability(
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    max_concurrent_tasks: int = 0,
+    required_tags: Sequence[str] = (),
+) -> Callable[[F], F]: ...
 
 
 def capability(
-    function: F | None = None, /, *, name: str | None = None, description: str | None = None
+    function: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    max_concurrent_tasks: int = 0,
+    required_tags: Sequence[str] = (),
 ) -> F | Callable[[F], F]:
     """Mark a `BaseWorker` method as a capability; works bare (`@capability`) or called.
 
     Parameters come from the type hints: a parameter with a default is optional. A parameter annotated
     `TaskContext` receives the task's context and is not part of the schema. Descriptions come from the
-    docstring (its `Args:` section for parameters) or from `Annotated[T, "description"]`.
+    docstring (its `Args:` section for parameters) or from `Annotated[T, "description"]`; constraints from
+    the type (`Literal[...]`, `Annotated[int, Field(ge=1, le=10)]`, ...) become the parameter's JSON Schema.
+
+    Args:
+        name: the capability's name (default: the method's).
+        description: overrides the docstring.
+        max_concurrent_tasks: at most this many of its tasks run at once on one worker (0: no own limit).
+        required_tags: worker tags it needs (e.g. ("gpu",)); tasks for it only go to workers carrying them.
 
     Raises:
         InvalidCapabilityError: at import time, naming the method, when the signature cannot be described.
     """
+    if max_concurrent_tasks < 0:
+        raise InvalidCapabilityError(f"max_concurrent_tasks must be >= 0, got {max_concurrent_tasks}")
 
     def mark(fn: F) -> F:
-        setattr(fn, _ATTRIBUTE, describe(fn, name=name, description=description))
+        definition = describe(fn, name=name, description=description)
+        spec = replace(definition.spec, max_concurrent_tasks=max_concurrent_tasks, required_tags=tuple(required_tags))
+        setattr(fn, _ATTRIBUTE, replace(definition, spec=spec))
         return fn
 
     return mark(function) if function is not None else mark
@@ -157,6 +181,7 @@ def describe(fn: Callable[..., Any], *, name: str | None = None, description: st
             type=_json_type(schema),
             description=note or arg_docs.get(param.name, "") or str(schema.get("description", "")),
             required=param.default is inspect.Parameter.empty,
+            json_schema=json.dumps(schema, sort_keys=True) if _constrains_more_than_type(schema) else "",
         )
         parameters.append(_Parameter(spec=spec, adapter=adapter))
 
@@ -184,6 +209,10 @@ def _split_annotated(hint: Any) -> str:
         if isinstance(extra, FieldInfo) and extra.description:
             return extra.description
     return ""
+
+
+def _constrains_more_than_type(schema: Mapping[str, Any]) -> bool:
+    return bool(set(schema) - {"type", "title", "description"})
 
 
 def _json_type(schema: Mapping[str, Any]) -> str:

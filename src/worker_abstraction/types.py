@@ -53,6 +53,7 @@ class ParameterSpec:
     type: str
     description: str = ""
     required: bool = True
+    json_schema: str = ""  # the full JSON Schema as JSON text; empty: only `type` is checked
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +63,22 @@ class CapabilitySpec:
     name: str
     description: str = ""
     parameters: tuple[ParameterSpec, ...] = ()
+    max_concurrent_tasks: int = 0  # per worker; 0: only the worker's own limit
+    required_tags: tuple[str, ...] = ()  # worker tags this capability needs, e.g. ("gpu",)
 
     def parameter(self, name: str) -> ParameterSpec | None:
         return next((p for p in self.parameters if p.name == name), None)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """A worker's load as of its last heartbeat (the shape of gRPC's ORCA load reports)."""
+
+    free_slots: int = -1  # -1: unlimited
+    queued: int = 0
+    cpu_utilization: float = 0.0  # in cores
+    mem_utilization: float = 0.0  # fraction of the machine's memory
+    utilization: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +93,14 @@ class WorkerInfo:
     capabilities: tuple[CapabilitySpec, ...] = ()
     last_heartbeat: datetime | None = None
     current_load: int = 0
+    max_concurrent_tasks: int = 0  # 0: no limit
+    load_report: LoadReport | None = None
 
     def offers(self, capability: str) -> bool:
         return any(c.name == capability for c in self.capabilities)
+
+    def capability(self, name: str) -> CapabilitySpec | None:
+        return next((c for c in self.capabilities if c.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,13 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATUS_FAILED: _ClassVar[TaskStatus]
     TASK_STATUS_CANCELED: _ClassVar[TaskStatus]
 
+class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REJECT_REASON_UNSPECIFIED: _ClassVar[RejectReason]
+    REJECT_REASON_INVALID_TASK: _ClassVar[RejectReason]
+    REJECT_REASON_RESOURCE_EXHAUSTED: _ClassVar[RejectReason]
+    REJECT_REASON_SHUTTING_DOWN: _ClassVar[RejectReason]
+
 class WorkerEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     WORKER_EVENT_TYPE_UNSPECIFIED: _ClassVar[WorkerEventType]
@@ -33,6 +40,10 @@ TASK_STATUS_RUNNING: TaskStatus
 TASK_STATUS_COMPLETED: TaskStatus
 TASK_STATUS_FAILED: TaskStatus
 TASK_STATUS_CANCELED: TaskStatus
+REJECT_REASON_UNSPECIFIED: RejectReason
+REJECT_REASON_INVALID_TASK: RejectReason
+REJECT_REASON_RESOURCE_EXHAUSTED: RejectReason
+REJECT_REASON_SHUTTING_DOWN: RejectReason
 WORKER_EVENT_TYPE_UNSPECIFIED: WorkerEventType
 WORKER_EVENT_TYPE_JOINED: WorkerEventType
 WORKER_EVENT_TYPE_UPDATED: WorkerEventType
@@ -40,29 +51,35 @@ WORKER_EVENT_TYPE_LEFT: WorkerEventType
 WORKER_EVENT_TYPE_SYNCED: WorkerEventType
 
 class ToolParameter(_message.Message):
-    __slots__ = ("name", "type", "description", "required")
+    __slots__ = ("name", "type", "description", "required", "json_schema")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    JSON_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
     description: str
     required: bool
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ...) -> None: ...
+    json_schema: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ..., json_schema: _Optional[str] = ...) -> None: ...
 
 class ToolCapability(_message.Message):
-    __slots__ = ("name", "description", "parameters")
+    __slots__ = ("name", "description", "parameters", "max_concurrent_tasks", "required_tags")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_TASKS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_TAGS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     parameters: _containers.RepeatedCompositeFieldContainer[ToolParameter]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ToolParameter, _Mapping]]] = ...) -> None: ...
+    max_concurrent_tasks: int
+    required_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ToolParameter, _Mapping]]] = ..., max_concurrent_tasks: _Optional[int] = ..., required_tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_id", "name", "version", "address", "tags", "last_heartbeat", "capabilities", "current_load")
+    __slots__ = ("worker_id", "name", "version", "address", "tags", "last_heartbeat", "capabilities", "current_load", "max_concurrent_tasks", "load_report")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +88,8 @@ class WorkerInfo(_message.Message):
     LAST_HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     CURRENT_LOAD_FIELD_NUMBER: _ClassVar[int]
+    MAX_CONCURRENT_TASKS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_REPORT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     name: str
     version: str
@@ -79,7 +98,30 @@ class WorkerInfo(_message.Message):
     last_heartbeat: _timestamp_pb2.Timestamp
     capabilities: _containers.RepeatedCompositeFieldContainer[ToolCapability]
     current_load: int
-    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., address: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., capabilities: _Optional[_Iterable[_Union[ToolCapability, _Mapping]]] = ..., current_load: _Optional[int] = ...) -> None: ...
+    max_concurrent_tasks: int
+    load_report: LoadReport
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., address: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., capabilities: _Optional[_Iterable[_Union[ToolCapability, _Mapping]]] = ..., current_load: _Optional[int] = ..., max_concurrent_tasks: _Optional[int] = ..., load_report: _Optional[_Union[LoadReport, _Mapping]] = ...) -> None: ...
+
+class LoadReport(_message.Message):
+    __slots__ = ("free_slots", "queued", "cpu_utilization", "mem_utilization", "utilization")
+    class UtilizationEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    QUEUED_FIELD_NUMBER: _ClassVar[int]
+    CPU_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    MEM_UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    free_slots: int
+    queued: int
+    cpu_utilization: float
+    mem_utilization: float
+    utilization: _containers.ScalarMap[str, float]
+    def __init__(self, free_slots: _Optional[int] = ..., queued: _Optional[int] = ..., cpu_utilization: _Optional[float] = ..., mem_utilization: _Optional[float] = ..., utilization: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class TaskParameter(_message.Message):
     __slots__ = ("key", "value_json")
@@ -90,7 +132,7 @@ class TaskParameter(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value_json: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "worker_id", "capability_name", "parameters", "timeout_seconds", "created_at", "metadata")
+    __slots__ = ("task_id", "worker_id", "capability_name", "parameters", "timeout_seconds", "created_at", "metadata", "priority", "fairness_key", "required_tags", "preferred_tags")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +147,10 @@ class Task(_message.Message):
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    FAIRNESS_KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_TAGS_FIELD_NUMBER: _ClassVar[int]
+    PREFERRED_TAGS_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     worker_id: str
     capability_name: str
@@ -112,7 +158,11 @@ class Task(_message.Message):
     timeout_seconds: int
     created_at: _timestamp_pb2.Timestamp
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., capability_name: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., timeout_seconds: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    priority: int
+    fairness_key: str
+    required_tags: _containers.RepeatedScalarFieldContainer[str]
+    preferred_tags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., capability_name: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., timeout_seconds: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., fairness_key: _Optional[str] = ..., required_tags: _Optional[_Iterable[str]] = ..., preferred_tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskResult(_message.Message):
     __slots__ = ("task_id", "status", "output_json", "error_message", "completed_at", "metadata", "sequence", "progress", "progress_message", "worker_id")
@@ -164,12 +214,14 @@ class RegisterWorkerResponse(_message.Message):
     def __init__(self, success: _Optional[bool] = ..., message: _Optional[str] = ..., worker_id: _Optional[str] = ..., heartbeat_interval_seconds: _Optional[float] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("worker_id", "current_load")
+    __slots__ = ("worker_id", "current_load", "load_report")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENT_LOAD_FIELD_NUMBER: _ClassVar[int]
+    LOAD_REPORT_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     current_load: int
-    def __init__(self, worker_id: _Optional[str] = ..., current_load: _Optional[int] = ...) -> None: ...
+    load_report: LoadReport
+    def __init__(self, worker_id: _Optional[str] = ..., current_load: _Optional[int] = ..., load_report: _Optional[_Union[LoadReport, _Mapping]] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("success", "message", "must_register")
@@ -188,14 +240,16 @@ class ExecuteTaskRequest(_message.Message):
     def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
 
 class ExecuteTaskResponse(_message.Message):
-    __slots__ = ("task_id", "accepted", "message")
+    __slots__ = ("task_id", "accepted", "message", "reject_reason")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REJECT_REASON_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     accepted: bool
     message: str
-    def __init__(self, task_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+    reject_reason: RejectReason
+    def __init__(self, task_id: _Optional[str] = ..., accepted: _Optional[bool] = ..., message: _Optional[str] = ..., reject_reason: _Optional[_Union[RejectReason, str]] = ...) -> None: ...
 
 class GetTaskStatusRequest(_message.Message):
     __slots__ = ("task_id", "after_sequence", "from_start")

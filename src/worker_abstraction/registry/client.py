@@ -19,7 +19,7 @@ from worker_abstraction.errors import (
     WorkerNotFoundError,
 )
 from worker_abstraction.registry.events import WorkerEvent, WorkerEventType
-from worker_abstraction.types import WorkerInfo
+from worker_abstraction.types import LoadReport, WorkerInfo
 
 
 class WatchUnsupportedError(WorkerAbstractionError):
@@ -66,12 +66,13 @@ class RegistryClient:
             heartbeat_interval_seconds=response.heartbeat_interval_seconds or None,
         )
 
-    async def heartbeat(self, worker_id: str, load: int) -> bool:
+    async def heartbeat(self, worker_id: str, load: int, report: LoadReport | None = None) -> bool:
         """Send a heartbeat; False means the registry does not know the worker and it must register."""
+        request = pb.HeartbeatRequest(worker_id=worker_id, current_load=load)
+        if report is not None:
+            request.load_report.CopyFrom(_convert.load_to_pb(report))
         try:
-            response = await self._stub.WorkerHeartbeat(
-                pb.HeartbeatRequest(worker_id=worker_id, current_load=load), timeout=self._timeout
-            )
+            response = await self._stub.WorkerHeartbeat(request, timeout=self._timeout)
         except aio.AioRpcError as error:
             raise self._unavailable("WorkerHeartbeat", error) from error
         # A seed registry only says success=false; ours also sets must_register.

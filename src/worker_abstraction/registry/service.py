@@ -12,7 +12,7 @@ from worker_abstraction.errors import InvalidWorkerInfoError, WorkerNotFoundErro
 from worker_abstraction.registry.events import EventHub, WorkerEvent, WorkerEventType
 from worker_abstraction.registry.validation import registration_problems
 from worker_abstraction.stores.base import WorkerRecord, WorkerStore
-from worker_abstraction.types import WorkerInfo
+from worker_abstraction.types import LoadReport, WorkerInfo
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +58,14 @@ class Registry:
             self.events.publish(WorkerEvent(WorkerEventType.UPDATED, record.snapshot()))
         return info
 
-    async def heartbeat(self, worker_id: str, load: int) -> bool:
+    async def heartbeat(self, worker_id: str, load: int, report: LoadReport | None = None) -> bool:
         """Record a heartbeat; False when the worker is unknown and must register again."""
         record = await self.store.get(worker_id)
         if record is None:
             return False
-        changed = record.load != load
-        updated = await self.store.touch(worker_id, load=load, now=time.time())
+        # Watchers hear of slot changes, not of every wiggle in CPU use.
+        changed = record.load != load or _slots(record.report) != _slots(report)
+        updated = await self.store.touch(worker_id, load=load, now=time.time(), report=report)
         if updated is None:  # removed between the two calls
             return False
         if changed:
@@ -118,3 +119,7 @@ class Registry:
         logger.info("worker %s (%s) left: %s", worker_id, record.info.name, reason)
         self.events.publish(WorkerEvent(WorkerEventType.LEFT, record.snapshot(), reason))
         return True
+
+
+def _slots(report: LoadReport | None) -> tuple[int, int] | None:
+    return (report.free_slots, report.queued) if report is not None else None

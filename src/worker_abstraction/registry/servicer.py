@@ -47,7 +47,8 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, f"current_load must be >= 0, got {request.current_load}"
             )
-        if await self._registry.heartbeat(request.worker_id, request.current_load):
+        report = _convert.load_from_pb(request.load_report) if request.HasField("load_report") else None
+        if await self._registry.heartbeat(request.worker_id, request.current_load, report):
             return pb.HeartbeatResponse(success=True, message="ok")
         # success=false is how a seed worker learns it must register again; must_register says it plainly.
         return pb.HeartbeatResponse(

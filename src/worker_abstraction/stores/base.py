@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from worker_abstraction.types import WorkerInfo
+from worker_abstraction.types import LoadReport, WorkerInfo
 
 
 @dataclass(slots=True)
@@ -16,10 +16,16 @@ class WorkerRecord:
     info: WorkerInfo
     last_seen: float
     load: int = 0
+    report: LoadReport | None = None
 
     def snapshot(self) -> WorkerInfo:
         """The declared info with the live fields (last heartbeat, load) filled in."""
-        return replace(self.info, last_heartbeat=datetime.fromtimestamp(self.last_seen, UTC), current_load=self.load)
+        return replace(
+            self.info,
+            last_heartbeat=datetime.fromtimestamp(self.last_seen, UTC),
+            current_load=self.load,
+            load_report=self.report,
+        )
 
 
 class WorkerStore(Protocol):
@@ -35,7 +41,9 @@ class WorkerStore(Protocol):
         """Delete a worker; returns the removed record, or None if it was unknown."""
         ...
 
-    async def touch(self, worker_id: str, *, load: int, now: float) -> WorkerRecord | None:
+    async def touch(
+        self, worker_id: str, *, load: int, now: float, report: LoadReport | None = None
+    ) -> WorkerRecord | None:
         """Record a heartbeat; returns the updated record, or None if the worker is unknown."""
         ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from worker_abstraction.stores.base import WorkerRecord
+from worker_abstraction.types import LoadReport
 
 
 class MemoryWorkerStore:
@@ -22,10 +23,12 @@ class MemoryWorkerStore:
     async def remove(self, worker_id: str) -> WorkerRecord | None:
         return self._records.pop(worker_id, None)
 
-    async def touch(self, worker_id: str, *, load: int, now: float) -> WorkerRecord | None:
+    async def touch(
+        self, worker_id: str, *, load: int, now: float, report: LoadReport | None = None
+    ) -> WorkerRecord | None:
         record = self._records.get(worker_id)
         if record is not None:
-            record.last_seen, record.load = now, load
+            record.last_seen, record.load, record.report = now, load, report
         return record
 
     async def all(self) -> list[WorkerRecord]:

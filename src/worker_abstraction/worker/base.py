@@ -15,7 +15,8 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef, definition_of
 from worker_abstraction.errors import InvalidCapabilityError
 from worker_abstraction.registry.client import RegistryClient
-from worker_abstraction.types import CapabilitySpec, WorkerInfo
+from worker_abstraction.types import CapabilitySpec, LoadReport, WorkerInfo
+from worker_abstraction.worker.load import LoadMeter
 from worker_abstraction.worker.membership import Membership
 from worker_abstraction.worker.servicer import WorkerServicer
 
@@ -39,10 +40,13 @@ class BaseWorker:
         version: version string (default: the class's `version` attribute).
         tags: labels for filtering, e.g. ("gpu",).
         heartbeat_interval_seconds: fixed heartbeat interval (default: the registry's advice).
+        max_concurrent_tasks: task slots; past them new tasks are refused as RESOURCE_EXHAUSTED
+            (default: the class's `max_concurrent_tasks`, 0 meaning no limit).
         max_threads: threads for plain (non-async) capabilities.
     """
 
     version: ClassVar[str] = "0.1.0"
+    max_concurrent_tasks: ClassVar[int] = 0
     capabilities: ClassVar[dict[str, CapabilityDef]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -73,6 +77,7 @@ class BaseWorker:
         version: str | None = None,
         tags: tuple[str, ...] | list[str] = (),
         heartbeat_interval_seconds: float | None = None,
+        max_concurrent_tasks: int | None = None,
         max_threads: int = 32,
     ) -> None:
         self.registry_address = registry
@@ -83,6 +88,10 @@ class BaseWorker:
         self.worker_id = worker_id or uuid.uuid4().hex
         self.worker_version = version or self.version
         self.tags = tuple(tags)
+        self.slots = type(self).max_concurrent_tasks if max_concurrent_tasks is None else max_concurrent_tasks
+        if self.slots < 0:
+            raise ValueError(f"max_concurrent_tasks must be >= 0, got {self.slots}")
+        self._load_meter = LoadMeter()
         self._heartbeat_interval = heartbeat_interval_seconds
         self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{self.name}-task")
         self._server = _rpc.new_server()
@@ -101,6 +110,15 @@ class BaseWorker:
         """Tasks accepted and not finished yet."""
         return self._servicer.load if self._servicer else 0
 
+    @property
+    def peak_load(self) -> int:
+        """The most tasks this worker has run at once."""
+        return self._servicer.tasks.peak if self._servicer else 0
+
+    def load_report(self) -> LoadReport:
+        """The load report sent with the next heartbeat."""
+        return self._load_meter.report(active=self.load, max_concurrent_tasks=self.slots)
+
     def info(self) -> WorkerInfo:
         """How this worker describes itself to the registry."""
         return WorkerInfo(
@@ -111,6 +129,7 @@ class BaseWorker:
             tags=self.tags,
             capabilities=tuple(self.capability_specs()),
             current_load=self.load,
+            max_concurrent_tasks=self.slots,
         )
 
     @classmethod
@@ -125,7 +144,9 @@ class BaseWorker:
         """
         if not self.capabilities:
             logger.warning("%s declares no @capability methods", type(self).__name__)
-        self._servicer = WorkerServicer(self, self.capabilities, self.info, self._executor)
+        self._servicer = WorkerServicer(
+            self, self.capabilities, self.info, self._executor, max_concurrent_tasks=self.slots
+        )
         pb_grpc.add_WorkerServiceServicer_to_server(self._servicer, self._server)
         self.port = _rpc.bind(self._server, self.host, self.port)
         await self._server.start()
@@ -135,7 +156,7 @@ class BaseWorker:
             self._membership = Membership(
                 self._registry_client,
                 self.info,
-                lambda: self.load,
+                self.load_report,
                 heartbeat_interval_seconds=self._heartbeat_interval,
             )
             try:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from worker_abstraction.errors import InvalidWorkerInfoError, RegistryUnavailableError
 from worker_abstraction.registry.client import RegistryClient
-from worker_abstraction.types import WorkerInfo
+from worker_abstraction.types import LoadReport, WorkerInfo
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class Membership:
         self,
         client: RegistryClient,
         describe: Callable[[], WorkerInfo],
-        load: Callable[[], int],
+        load: Callable[[], LoadReport],
         *,
         heartbeat_interval_seconds: float | None = None,
     ) -> None:
@@ -86,7 +86,9 @@ class Membership:
             try:
                 if self.registered.is_set():
                     await self._pause(self.interval_seconds)
-                    if not await self._client.heartbeat(self._describe().worker_id, self._load()):
+                    report = self._load()
+                    info = self._describe()
+                    if not await self._client.heartbeat(info.worker_id, info.current_load, report):
                         logger.info("registry does not know this worker any more; registering again")
                         self.registered.clear()
                 if not self.registered.is_set():

@@ -33,7 +33,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         capabilities: dict[str, CapabilityDef],
         describe: Callable[[], WorkerInfo],
         executor: Executor,
+        *,
+        max_concurrent_tasks: int = 0,
     ) -> None:
+        self.max_concurrent_tasks = max_concurrent_tasks
         self._owner = owner
         self._capabilities = capabilities
         self._describe = describe
@@ -53,6 +56,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         if not request.task.task_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task.task_id is empty; give every task an id")
         response, _ = self.accept(request.task)
+        if response.reject_reason == pb.REJECT_REASON_RESOURCE_EXHAUSTED:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, response.message)
         return response
 
     async def OpenTaskChannel(
@@ -68,10 +73,12 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         if task.task_id in self.tasks:
             # Delivering the same task twice (a retried RPC) must not run it twice.
             return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already accepted"), None
-        reason, arguments = self._check(task)
+        code, reason, arguments = self._check(task)
         if reason:
             logger.debug("rejected task %s: %s", task.task_id, reason, extra={"task_id": task.task_id})
-            return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=False, message=reason), None
+            return pb.ExecuteTaskResponse(
+                task_id=task.task_id, accepted=False, message=reason, reject_reason=code
+            ), None
         definition = self._capabilities[task.capability_name]
         record = TaskRecord(task.task_id, task.capability_name, self._worker_id)
         self.tasks.add(record)
@@ -92,13 +99,22 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         runner.add_done_callback(lambda done: self._finished(done, record))
         return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted"), record
 
-    def _check(self, task: pb.Task) -> tuple[str, dict[str, Any]]:
+    def _check(self, task: pb.Task) -> tuple[pb.RejectReason, str, dict[str, Any]]:
         if not self.accepting:
-            return "worker is shutting down", {}
+            return pb.REJECT_REASON_SHUTTING_DOWN, "worker is shutting down", {}
         definition = self._capabilities.get(task.capability_name)
         if definition is None:
             offered = ", ".join(sorted(self._capabilities)) or "none"
-            return f"unknown capability {task.capability_name!r} (this worker offers: {offered})", {}
+            reason = f"unknown capability {task.capability_name!r} (this worker offers: {offered})"
+            return pb.REJECT_REASON_INVALID_TASK, reason, {}
+        if self.max_concurrent_tasks and self.tasks.active >= self.max_concurrent_tasks:
+            reason = f"worker at capacity: {self.tasks.active}/{self.max_concurrent_tasks} tasks running"
+            return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
+        limit = definition.spec.max_concurrent_tasks
+        running = self.tasks.active_by_capability.get(task.capability_name, 0)
+        if limit and running >= limit:
+            reason = f"capability {task.capability_name!r} at capacity: {running}/{limit} tasks running"
+            return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
         values = {}
         duplicates = []
         for parameter in task.parameters:
@@ -107,7 +123,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             values[parameter.key] = parameter.value_json
         arguments, problems = definition.parse_arguments(values)
         problems = duplicates + problems
-        return "; ".join(problems), arguments
+        return pb.REJECT_REASON_INVALID_TASK, "; ".join(problems), arguments
 
     def _finished(self, runner: asyncio.Task[None], record: TaskRecord) -> None:
         self._running.discard(runner)

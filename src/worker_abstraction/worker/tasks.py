@@ -121,6 +121,8 @@ class TaskTable:
         self._finished: OrderedDict[str, None] = OrderedDict()
         self._keep_finished = keep_finished
         self.active = 0
+        self.peak = 0  # the most tasks ever running at once
+        self.active_by_capability: dict[str, int] = {}
 
     def __contains__(self, task_id: str) -> bool:
         return task_id in self._tasks
@@ -131,9 +133,12 @@ class TaskTable:
     def add(self, record: TaskRecord) -> None:
         self._tasks[record.task_id] = record
         self.active += 1
+        self.peak = max(self.peak, self.active)
+        self.active_by_capability[record.capability] = self.active_by_capability.get(record.capability, 0) + 1
 
     def finish(self, record: TaskRecord) -> None:
         self.active -= 1
+        self.active_by_capability[record.capability] -= 1
         self._finished[record.task_id] = None
         while len(self._finished) > self._keep_finished:
             oldest, _ = self._finished.popitem(last=False)
