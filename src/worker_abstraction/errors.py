@@ -6,7 +6,8 @@ WorkerAbstractionError
 ├── WorkerNotFoundError         an unknown worker id (NOT_FOUND)
 ├── RegistryUnavailableError    the registry cannot be reached
 ├── BindError                   a server cannot listen on its address
-├── NoWorkerError               no live worker offers the capability
+├── NoWorkerError               no live worker offers the capability or meets the task's needs
+├── QueueFullError              the orchestrator's queue is at its bound (RESOURCE_EXHAUSTED)
 ├── InvalidParametersError      task arguments that cannot be sent (INVALID_ARGUMENT)
 └── TaskError                   something about one task
     ├── TaskNotFoundError       the worker does not know the task id (NOT_FOUND)
@@ -66,6 +67,14 @@ class InvalidParametersError(WorkerAbstractionError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("invalid task parameters: " + "; ".join(problems))
         self.problems = problems
+
+
+class QueueFullError(WorkerAbstractionError):
+    """The orchestrator's queue is full; nothing was accepted. Retry later or raise the bound."""
+
+    def __init__(self, capability: str, limit: int, scope: str) -> None:
+        super().__init__(f"queue full: {limit} task(s) already waiting ({scope}); task for {capability!r} refused")
+        self.capability, self.limit, self.scope = capability, limit, scope
 
 
 class TaskError(WorkerAbstractionError):

@@ -187,7 +187,7 @@ async def test_submit_with_bad_parameters_is_rejected_with_exit_2(start: Start) 
     registry, _ = await start_cluster(start)
     result = await wa("submit", "shout", "--param", "text=3", "--registry", registry.address)
     assert result.code == 2
-    assert "TaskRejectedError" in result.err
+    assert "InvalidParametersError" in result.err  # caught by the orchestrator before any dispatch
 
 
 async def test_workers_json_lists_both_workers_with_their_capabilities(start: Start) -> None:

@@ -14,11 +14,11 @@ from grpc import aio
 from tests.conftest import Gates, eventually
 from worker_abstraction import (
     AsyncOrchestrator,
+    InvalidParametersError,
     NoWorkerError,
     Orchestrator,
     RegistryServer,
     TaskFailedError,
-    TaskRejectedError,
     TaskStatus,
     TaskTimeoutError,
 )
@@ -56,9 +56,9 @@ async def test_named_errors(registry: RegistryServer, start_worker: Callable[...
         with pytest.raises(NoWorkerError) as no_worker:
             await orchestrator.execute_task("unsupported_tool", {})
         assert "echo" in str(no_worker.value)  # names what live workers do offer
-        with pytest.raises(TaskRejectedError) as rejected:
-            await orchestrator.execute_task("echo", {"text": 1})
-        assert "'text'" in rejected.value.reason
+        with pytest.raises(InvalidParametersError) as invalid:
+            await orchestrator.execute_task("echo", {"text": 1, "times": "2", "colour": "red"})
+        assert len(invalid.value.problems) == 3  # every problem, before anything reached a worker
         failing = await orchestrator.execute_task("explode", {"message": "nope"})
         with pytest.raises(TaskFailedError) as failed:
             await failing.result()

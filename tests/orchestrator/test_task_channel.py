@@ -11,7 +11,16 @@ import pytest
 from grpc import aio
 
 from tests.conftest import Gates, eventually
-from worker_abstraction import AsyncOrchestrator, BaseWorker, RegistryServer, TaskRejectedError, TaskStatus
+from worker_abstraction import (
+    AsyncOrchestrator,
+    BaseWorker,
+    CapabilitySpec,
+    RegistryClient,
+    RegistryServer,
+    TaskRejectedError,
+    TaskStatus,
+    WorkerInfo,
+)
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 
@@ -32,8 +41,29 @@ async def test_orchestrator_sends_tasks_over_the_channel(
             TaskStatus.RUNNING,
             TaskStatus.COMPLETED,
         ]
-        with pytest.raises(TaskRejectedError):
-            await orchestrator.execute_task("echo", {"text": 1})
+
+
+async def test_refusal_by_the_worker_surfaces_as_task_rejected(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    worker = await start_worker()
+    # A registration that claims a capability the process behind the address does not serve.
+    impostor = WorkerInfo(
+        worker_id="impostor",
+        name="impostor",
+        address=worker.address.replace("127.0.0.1", "localhost"),
+        capabilities=(CapabilitySpec(name="ghost"),),
+    )
+    client = RegistryClient(registry.address)
+    await client.register(impostor)
+    try:
+        async with AsyncOrchestrator(registry.address) as orchestrator:
+            await orchestrator.wait_for_workers("ghost", timeout_seconds=5)
+            with pytest.raises(TaskRejectedError) as rejected:
+                await orchestrator.execute_task("ghost", {})
+            assert "unknown capability 'ghost'" in rejected.value.reason
+    finally:
+        await client.aclose()
 
 
 async def test_broken_channel_resumes_running_tasks_over_stream_task_status(

@@ -6,7 +6,8 @@ string (`text=hello world`). The first line names the task and the worker runnin
 status update (PENDING, RUNNING, COMPLETED, ...), then the output as JSON; errors go to stderr.
 
 exit codes: 0 completed; 1 failed, canceled or timed out; 2 not run (no live worker offers the capability,
-the registry is unreachable, the worker rejected the task, or a usage error).
+the registry is unreachable, the parameters are invalid, the queue is full, the worker rejected the task, or
+a usage error).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 from worker_abstraction import AsyncOrchestrator, AsyncTaskHandle, TaskStatus, TaskUpdate
 from worker_abstraction.cli import DEFAULT_REGISTRY, UsageError, env
 from worker_abstraction.errors import (
+    InvalidParametersError,
     NoWorkerError,
+    QueueFullError,
     RegistryUnavailableError,
     TaskRejectedError,
     WorkerAbstractionError,
@@ -117,7 +120,13 @@ async def run(args: argparse.Namespace) -> int:
                     await orchestrator.wait_for_workers(capability, timeout_seconds=args.wait)
             handle = await orchestrator.execute_task(capability, params, timeout_seconds=args.timeout)
             return await _follow(handle)
-    except (NoWorkerError, TaskRejectedError, RegistryUnavailableError) as exc:
+    except (
+        NoWorkerError,
+        TaskRejectedError,
+        RegistryUnavailableError,
+        InvalidParametersError,
+        QueueFullError,
+    ) as exc:
         _error(exc)
         return EXIT_NOT_RUN
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import math
 import uuid
-from collections import Counter
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -18,21 +16,27 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError, NoWorkerError, TaskRejectedError
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.link import WorkerLink, WorkerUnreachableError
+from worker_abstraction.orchestrator.link import WorkerLink
+from worker_abstraction.orchestrator.scheduler import Job, Scheduler
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.types import WorkerInfo
+from worker_abstraction.validation import parameter_problems
 
 logger = logging.getLogger(__name__)
 
 
 class AsyncOrchestrator:
-    """Dispatches tasks to the least loaded capable worker and follows them.
+    """Queues tasks, hands them to capable workers with free slots, and follows them.
 
     Args:
         registry: host:port of the registry.
         discovery_timeout_seconds: how long `start()` waits for the first view of the workers.
         poll_interval_seconds: polling period when the registry lacks WatchWorkers (a seed registry).
         fast_path: use a worker's task channel when it offers one (False: always the seed's RPCs).
+        max_queued: tasks that may wait for a free worker at once; past it submissions raise QueueFullError.
+        max_queued_per_capability: tighter bounds for single capabilities.
+        aging_seconds: a waiting task gains one priority level per this many seconds, so none starves.
+        fairness_weights: turns per round for fairness keys (default 1 each).
     """
 
     def __init__(
@@ -42,6 +46,10 @@ class AsyncOrchestrator:
         discovery_timeout_seconds: float = 5.0,
         poll_interval_seconds: float = 2.0,
         fast_path: bool = True,
+        max_queued: int = 100_000,
+        max_queued_per_capability: Mapping[str, int] | None = None,
+        aging_seconds: float = 10.0,
+        fairness_weights: Mapping[str, int] | None = None,
     ) -> None:
         self.registry = registry
         self._discovery_timeout = discovery_timeout_seconds
@@ -49,10 +57,16 @@ class AsyncOrchestrator:
         self._directory = WorkerDirectory(self._registry_client, poll_interval_seconds=poll_interval_seconds)
         self._fast_path = fast_path
         self._links: dict[str, WorkerLink] = {}
-        # Tasks this orchestrator has in flight per worker: fresher than the load in the last heartbeat.
-        self._in_flight: Counter[str] = Counter()
         self._handles: dict[str, AsyncTaskHandle] = {}
-        self._tie_breaker = itertools.count()
+        self._jobs: dict[str, Job] = {}
+        self._scheduler = Scheduler(
+            self._directory,
+            self._link,
+            max_queued=max_queued,
+            max_queued_per_capability=max_queued_per_capability,
+            aging_seconds=aging_seconds,
+            fairness_weights=fairness_weights,
+        )
         self._started = False
 
     @classmethod
@@ -112,109 +126,150 @@ class AsyncOrchestrator:
         except TimeoutError:
             raise NoWorkerError(capability or "*", f"fewer than {count} worker(s) after {timeout_seconds:g}s") from None
 
+    def queue_depths(self) -> dict[str, dict[int, int]]:
+        """Tasks waiting for a worker, per capability and priority."""
+        return self._scheduler.depths()
+
     async def execute_task(
         self,
         capability: str,
         params: Mapping[str, Any] | None = None,
         *,
         timeout_seconds: float = 60,
+        priority: int = 0,
+        fairness_key: str = "",
+        required_tags: Iterable[str] = (),
+        preferred_tags: Iterable[str] = (),
+        worker_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         task_id: str | None = None,
     ) -> AsyncTaskHandle:
-        """Send a task to the least loaded worker offering `capability`.
+        """Submit a task: it runs on a capable worker with a free slot, or waits in the queue for one.
 
         Args:
             capability: the capability to invoke.
-            params: its arguments; each value must be JSON-serializable.
-            timeout_seconds: execution deadline (the worker enforces it; 0 means none).
+            params: its arguments, checked against the capability's declared parameters before anything
+                is sent; each value must be JSON-serializable.
+            timeout_seconds: execution deadline once a worker has the task (0 means none).
+            priority: higher runs first; waiting tasks age, so low priorities still run.
+            fairness_key: e.g. a tenant; keys of equal priority take turns.
+            required_tags: run only on workers carrying all these tags.
+            preferred_tags: among fitting workers, prefer those carrying these tags.
+            worker_id: run only on this worker.
             metadata: free-form string metadata carried with the task.
             task_id: the task's id (default: a new random id).
 
         Returns:
-            A handle that streams the task's updates and gives its result.
+            A handle that streams the task's updates and gives its result; PENDING while it waits.
 
         Raises:
-            NoWorkerError: no live worker offers the capability.
+            InvalidParametersError: the arguments break the capability's declared parameters (all listed).
+            NoWorkerError: no live worker offers the capability, or none meets the tags / pin asked for.
+            QueueFullError: the queue is at its bound.
             TaskRejectedError: the worker refused the task (its reason is in `reason`).
         """
         if not self._started:
             await self.start()
-        task = pb.Task(
-            task_id=task_id or uuid.uuid4().hex,
-            capability_name=capability,
-            parameters=_encode_parameters(params or {}),
-            # The contract counts whole seconds; round up so a short deadline never becomes "none".
-            timeout_seconds=math.ceil(timeout_seconds) if timeout_seconds > 0 else 0,
-            created_at=_convert.now_timestamp(),
-            metadata=dict(metadata or {}),
+        params = dict(params or {})
+        job = Job(
+            task=pb.Task(
+                task_id=task_id or uuid.uuid4().hex,
+                capability_name=capability,
+                parameters=_encode_parameters(params),
+                # The contract counts whole seconds; round up so a short deadline never becomes "none".
+                timeout_seconds=math.ceil(timeout_seconds) if timeout_seconds > 0 else 0,
+                created_at=_convert.now_timestamp(),
+                metadata=dict(metadata or {}),
+                priority=priority,
+                fairness_key=fairness_key,
+                required_tags=sorted(required_tags),
+                preferred_tags=sorted(preferred_tags),
+            ),
+            handle=AsyncTaskHandle(
+                task_id=task_id or "",
+                capability=capability,
+                params=params,
+                timeout_seconds=timeout_seconds,
+                on_done=self._task_done,
+            ),
+            required_tags=frozenset(t.lower() for t in required_tags),
+            preferred_tags=frozenset(t.lower() for t in preferred_tags),
+            pinned=worker_id or "",
+            first_attempt=asyncio.get_running_loop().create_future(),
         )
-        tried: list[str] = []
-        while True:
-            worker = self._pick(capability, exclude=tried)
-            tried.append(worker.worker_id)
-            task.worker_id = worker.worker_id
-            handle = self._track(task, worker)
-            try:
-                response = await self._link(worker.address).dispatch(task, handle)
-            except WorkerUnreachableError as error:
-                handle.finish()
-                if self._pick_or_none(capability, exclude=tried) is None:
-                    raise TaskRejectedError(
-                        task.task_id, f"worker {worker.worker_id} at {worker.address}: {error}"
-                    ) from error
-                logger.info("worker %s unreachable (%s); trying another", worker.worker_id, error)
-                continue
-            except BaseException:
-                handle.finish()
-                raise
-            if not response.accepted:
-                handle.finish()
-                raise TaskRejectedError(task.task_id, response.message or "no reason given")
-            logger.debug("task %s -> worker %s", task.task_id, worker.worker_id, extra={"task_id": task.task_id})
-            return handle
+        job.handle.task_id = job.task.task_id
+        self._check(job, params)
+        self._handles[job.task.task_id] = job.handle
+        self._jobs[job.task.task_id] = job
+        try:
+            self._scheduler.submit(job, priority=priority, fairness_key=fairness_key)
+        except BaseException:
+            del self._handles[job.task.task_id], self._jobs[job.task.task_id]
+            raise
+        if job.handle.worker_id:
+            # A worker had room at once: wait for its answer, so a refusal surfaces here as it always has.
+            await asyncio.shield(job.first_attempt)
+            if job.handle.rejection:
+                raise TaskRejectedError(job.task.task_id, job.handle.rejection)
+        logger.debug("task %s submitted", job.task.task_id, extra={"task_id": job.task.task_id})
+        return job.handle
 
-    def _track(self, task: pb.Task, worker: WorkerInfo) -> AsyncTaskHandle:
-        handle = AsyncTaskHandle(
-            task_id=task.task_id,
-            capability=task.capability_name,
-            worker_id=worker.worker_id,
-            worker_address=worker.address,
-            timeout_seconds=float(task.timeout_seconds),
-            on_done=self._task_done,
-        )
-        self._in_flight[worker.worker_id] += 1
-        self._handles[task.task_id] = handle
-        return handle
+    async def execute_many(
+        self,
+        capability: str,
+        params: Iterable[Mapping[str, Any]],
+        *,
+        max_pending: int = 1000,
+        **options: Any,
+    ) -> AsyncIterator[AsyncTaskHandle]:
+        """Submit one task per params mapping and yield each handle as its task finishes.
 
-    def _pick(self, capability: str, *, exclude: list[str]) -> WorkerInfo:
-        worker = self._pick_or_none(capability, exclude=exclude)
-        if worker is not None:
-            return worker
-        if exclude:
-            raise NoWorkerError(capability, "every capable worker was unreachable")
+        At most `max_pending` tasks are submitted and unfinished at once, so a million-item input never
+        floods the queue. Options are those of `execute_task`; `handle.params` tells the tasks apart.
+
+        Raises:
+            InvalidParametersError, NoWorkerError, QueueFullError, TaskRejectedError: as `execute_task`,
+                for the first task that hits them; tasks already submitted keep running.
+        """
+        finished: asyncio.Queue[AsyncTaskHandle] = asyncio.Queue()
+        pending = 0
+        for item in params:
+            while pending >= max_pending:
+                yield await finished.get()
+                pending -= 1
+            handle = await self.execute_task(capability, item, **options)
+            handle.add_done_callback(finished.put_nowait)
+            pending += 1
+        while pending:
+            yield await finished.get()
+            pending -= 1
+
+    def _check(self, job: Job, params: Mapping[str, Any]) -> None:
+        capable = self._directory.capable(job.capability)
+        if not capable:
+            raise NoWorkerError(job.capability, self._why_no_worker())
+        fitting = [w for w in capable if self._scheduler.fits(job, w)]
+        if not fitting:
+            wanted = [f"tags {sorted(job.required_tags)}"] if job.required_tags else []
+            wanted += [f"worker {job.pinned!r}"] if job.pinned else []
+            offers = "; ".join(f"{w.worker_id} tags {sorted(w.tags)}" for w in capable)
+            needs = {t for w in capable for c in w.capabilities if c.name == job.capability for t in c.required_tags}
+            if needs:
+                wanted.append(f"the capability's own required tags {sorted(needs)}")
+            raise NoWorkerError(
+                job.capability, f"none meets {' and '.join(wanted)}; live workers offering it: {offers}"
+            )
+        spec = fitting[0].capability(job.capability)
+        problems = parameter_problems(spec, params) if spec is not None else []
+        if problems:
+            raise InvalidParametersError(problems)
+
+    def _why_no_worker(self) -> str:
         if not self._directory.synced.is_set():
             detail = f"registry {self.registry} not reached yet"
-            if self._directory.last_error:
-                detail += f": {self._directory.last_error}"
-            raise NoWorkerError(capability, detail)
+            return f"{detail}: {self._directory.last_error}" if self._directory.last_error else detail
         offered = sorted({c.name for w in self._directory.workers.values() for c in w.capabilities})
-        raise NoWorkerError(capability, "live workers offer: " + (", ".join(offered) or "nothing, none are live"))
-
-    def _pick_or_none(self, capability: str, *, exclude: list[str]) -> WorkerInfo | None:
-        candidates = [w for w in self._directory.capable(capability) if w.worker_id not in exclude]
-        if not candidates:
-            return None
-        # Least loaded by our own in-flight count, then by the worker's reported load; the rotating
-        # tie-breaker spreads equal candidates instead of always picking the first.
-        turn = next(self._tie_breaker)
-        return min(
-            candidates,
-            key=lambda w: (
-                self._in_flight[w.worker_id],
-                w.current_load,
-                (hash(w.worker_id) + turn) % len(candidates),
-            ),
-        )
+        return "live workers offer: " + (", ".join(offered) or "nothing, none are live")
 
     def _link(self, address: str) -> WorkerLink:
         link = self._links.get(address)
@@ -224,16 +279,19 @@ class AsyncOrchestrator:
 
     def _task_done(self, handle: AsyncTaskHandle) -> None:
         self._handles.pop(handle.task_id, None)
-        self._in_flight[handle.worker_id] -= 1
-        if self._in_flight[handle.worker_id] <= 0:
-            del self._in_flight[handle.worker_id]
+        job = self._jobs.pop(handle.task_id, None)
+        if job is not None:
+            self._scheduler.release(job)
 
 
 def _encode_parameters(params: Mapping[str, Any]) -> list[pb.TaskParameter]:
     encoded = []
+    problems = []
     for key, value in params.items():
         try:
             encoded.append(pb.TaskParameter(key=key, value_json=json.dumps(value)))
         except (TypeError, ValueError) as error:
-            raise InvalidParametersError([f"parameter {key!r} is not JSON-serializable: {error}"]) from error
+            problems.append(f"parameter {key!r} is not JSON-serializable: {error}")
+    if problems:
+        raise InvalidParametersError(problems)
     return encoded

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 
 from worker_abstraction.errors import RegistryUnavailableError
 from worker_abstraction.registry.client import RegistryClient, WatchUnsupportedError
@@ -34,6 +35,7 @@ class WorkerDirectory:
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str = ""
+        self.on_change: list[Callable[[], None]] = []  # called after every change to the view
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="worker-directory")
@@ -113,5 +115,7 @@ class WorkerDirectory:
         await self._notify()
 
     async def _notify(self) -> None:
+        for callback in self.on_change:
+            callback()
         async with self._changed:
             self._changed.notify_all()

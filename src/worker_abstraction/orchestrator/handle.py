@@ -7,10 +7,16 @@ a StreamTaskStatus follower), and it keeps its own deadline.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from worker_abstraction.errors import TaskCanceledError, TaskError, TaskFailedError, TaskTimeoutError
+from worker_abstraction.errors import (
+    TaskCanceledError,
+    TaskError,
+    TaskFailedError,
+    TaskRejectedError,
+    TaskTimeoutError,
+)
 from worker_abstraction.types import TaskStatus, TaskUpdate
 
 # The worker enforces the timeout itself; the orchestrator's own deadline comes a little later, so the
@@ -23,6 +29,7 @@ class AsyncTaskHandle:
 
     Iterate it (`async for update in handle`) to see every update from the first one on, ending with the
     terminal one; iterating again replays them. `await handle.result()` returns the decoded output.
+    While the task waits in the orchestrator's queue its status is PENDING and `worker_id` is empty.
     Handles are made by the orchestrator.
     """
 
@@ -31,27 +38,24 @@ class AsyncTaskHandle:
         *,
         task_id: str,
         capability: str,
-        worker_id: str,
-        worker_address: str,
+        params: Mapping[str, Any],
         timeout_seconds: float,
         on_done: Callable[[AsyncTaskHandle], None],
     ) -> None:
         self.task_id = task_id
         self.capability = capability
-        self.worker_id = worker_id
-        self.worker_address = worker_address
+        self.params = params
+        self.worker_id = ""
+        self.worker_address = ""
         self.timeout_seconds = timeout_seconds
         self.updates: list[TaskUpdate] = []
         self.last_sequence = 0
+        self.rejection = ""
         self._changed: asyncio.Future[None] | None = None
         self._done = asyncio.get_running_loop().create_future()
         self._timed_out = False
         self._on_done = on_done
         self._deadline: asyncio.TimerHandle | None = None
-        if timeout_seconds > 0:
-            self._deadline = asyncio.get_running_loop().call_later(
-                timeout_seconds + DEADLINE_SLACK_SECONDS, self._expire
-            )
         self.follower: asyncio.Task[None] | None = None
 
     @property
@@ -90,6 +94,8 @@ class AsyncTaskHandle:
                 raise TaskTimeoutError(self.task_id, timeout_seconds or 0.0) from None
         if self._timed_out:
             raise TaskTimeoutError(self.task_id, self.timeout_seconds)
+        if self.rejection:
+            raise TaskRejectedError(self.task_id, self.rejection)
         if not self.updates or not self.updates[-1].is_terminal:
             raise TaskError(self.task_id, f"stopped following task {self.task_id} before it finished")
         return self.updates[-1]
@@ -109,7 +115,27 @@ class AsyncTaskHandle:
             raise TaskCanceledError(self.task_id, final.error_message)
         raise TaskFailedError(self.task_id, final.error_message or f"ended {final.status.name}")
 
-    # ---- used by the orchestrator's carriers -------------------------------------------------------
+    # ---- used by the orchestrator's scheduler and carriers -------------------------------------------
+
+    def assign(self, worker_id: str, worker_address: str) -> None:
+        """The task was handed to a worker (or taken back, with empty values): remember which, and run the
+        execution deadline only while a worker has it."""
+        self.worker_id, self.worker_address = worker_id, worker_address
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if worker_id and self.timeout_seconds > 0:
+            self._deadline = asyncio.get_running_loop().call_later(
+                self.timeout_seconds + DEADLINE_SLACK_SECONDS, self._expire
+            )
+
+    def reject(self, reason: str) -> None:
+        """A worker refused the task for good (e.g. invalid for it); `result()` raises TaskRejectedError."""
+        self.rejection = reason
+        self.finish()
+
+    def add_done_callback(self, callback: Callable[[AsyncTaskHandle], None]) -> None:
+        self._done.add_done_callback(lambda _: callback(self))
 
     def deliver(self, update: TaskUpdate) -> None:
         """Record an update; a repeated or out-of-date sequence number is ignored."""

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from worker_abstraction._loop import LoopThread
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.types import TaskStatus, TaskUpdate, WorkerInfo
 
+T = TypeVar("T")
 
-async def _next(stream: AsyncIterator[TaskUpdate]) -> TaskUpdate:
+
+async def _next(stream: AsyncIterator[T]) -> T:
     return await anext(stream)
 
 
@@ -38,6 +40,10 @@ class TaskHandle:
     @property
     def worker_address(self) -> str:
         return self._core.worker_address
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self._core.params
 
     @property
     def status(self) -> TaskStatus:
@@ -80,12 +86,20 @@ class Orchestrator:
     ) -> list[WorkerInfo]:
         return self._loop.run(self._core.wait_for_workers(capability, count=count, timeout_seconds=timeout_seconds))
 
+    def queue_depths(self) -> dict[str, dict[int, int]]:
+        return self._core.queue_depths()
+
     def execute_task(
         self,
         capability: str,
         params: Mapping[str, Any] | None = None,
         *,
         timeout_seconds: float = 60,
+        priority: int = 0,
+        fairness_key: str = "",
+        required_tags: Iterable[str] = (),
+        preferred_tags: Iterable[str] = (),
+        worker_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         task_id: str | None = None,
     ) -> TaskHandle:
@@ -93,10 +107,34 @@ class Orchestrator:
             self._loop,
             self._loop.run(
                 self._core.execute_task(
-                    capability, params, timeout_seconds=timeout_seconds, metadata=metadata, task_id=task_id
+                    capability,
+                    params,
+                    timeout_seconds=timeout_seconds,
+                    priority=priority,
+                    fairness_key=fairness_key,
+                    required_tags=required_tags,
+                    preferred_tags=preferred_tags,
+                    worker_id=worker_id,
+                    metadata=metadata,
+                    task_id=task_id,
                 )
             ),
         )
+
+    def execute_many(
+        self,
+        capability: str,
+        params: Iterable[Mapping[str, Any]],
+        *,
+        max_pending: int = 1000,
+        **options: Any,
+    ) -> Iterator[TaskHandle]:
+        stream = self._core.execute_many(capability, params, max_pending=max_pending, **options)
+        while True:
+            try:
+                yield TaskHandle(self._loop, self._loop.run(_next(stream)))
+            except StopAsyncIteration:
+                return
 
     def close(self) -> None:
         self._loop.run(self._core.aclose())

@@ -111,6 +111,11 @@ class BaseWorker:
         return self._servicer.load if self._servicer else 0
 
     @property
+    def tasks_received(self) -> int:
+        """Tasks offered to this worker so far, accepted or refused."""
+        return self._servicer.received if self._servicer else 0
+
+    @property
     def peak_load(self) -> int:
         """The most tasks this worker has run at once."""
         return self._servicer.tasks.peak if self._servicer else 0

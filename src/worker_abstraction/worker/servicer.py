@@ -43,6 +43,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         self._worker_id = describe().worker_id
         self._executor = executor
         self.tasks = TaskTable()
+        self.received = 0  # tasks offered to this worker, accepted or not
         self.accepting = True
         self._running: set[asyncio.Task[None]] = set()
         self.idle = asyncio.Event()
@@ -68,6 +69,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
 
     def accept(self, task: pb.Task) -> tuple[pb.ExecuteTaskResponse, TaskRecord | None]:
         """Validate a task and start it; the record is None when nothing new was started."""
+        self.received += 1
         if not task.task_id:
             return pb.ExecuteTaskResponse(accepted=False, message="task.task_id is empty; give every task an id"), None
         if task.task_id in self.tasks:

@@ -1,0 +1,226 @@
+"""Placement and capacity: which waiting task goes to which worker, and when.
+
+Tasks wait in `TaskQueue`s, one per (capability, required tags, pinned worker), so tasks in one queue
+can all use the same workers and the head of a queue never blocks a task that could run elsewhere.
+A worker gets a task only while it has a free slot by the orchestrator's own count of tasks in flight
+(its `max_concurrent_tasks`, and the capability's); a worker that still refuses for capacity (another
+orchestrator filled it) is skipped until one of our tasks on it ends or a short back-off passes.
+Among the workers that fit, the one carrying more preferred tags wins, then the one with the lowest share
+of its slots in use; remaining ties rotate, so equal workers take turns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.errors import QueueFullError
+from worker_abstraction.orchestrator.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.link import WorkerLink, WorkerUnreachableError
+from worker_abstraction.orchestrator.queue import QueuedTask, TaskQueue
+from worker_abstraction.types import WorkerInfo
+
+logger = logging.getLogger(__name__)
+
+QueueKey = tuple[str, frozenset[str], str]  # capability, required tags, pinned worker id
+
+_UNLIMITED_SLOTS = 1024  # how an unlimited worker counts when comparing how busy workers are
+_RETRY_FULL_SECONDS = 0.25  # back-off for a worker that refused a task for capacity
+_RETRY_UNREACHABLE_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class Job:
+    """One task on its way to a worker."""
+
+    task: pb.Task
+    handle: AsyncTaskHandle
+    required_tags: frozenset[str]
+    preferred_tags: frozenset[str]
+    pinned: str
+    first_attempt: asyncio.Future[None]  # resolved once a worker has answered (accepted or refused)
+    reserved_on: str = ""  # the worker whose slot this job holds right now
+
+    @property
+    def capability(self) -> str:
+        return self.task.capability_name
+
+
+class Scheduler:
+    """Queues tasks and hands them to workers as slots free up."""
+
+    def __init__(
+        self,
+        directory: WorkerDirectory,
+        link: Callable[[str], WorkerLink],
+        *,
+        max_queued: int,
+        max_queued_per_capability: Mapping[str, int] | None,
+        aging_seconds: float,
+        fairness_weights: Mapping[str, int] | None,
+    ) -> None:
+        self._directory = directory
+        self._link = link
+        self._max_queued = max_queued
+        self._max_per_capability = dict(max_queued_per_capability or {})
+        self._aging = aging_seconds
+        self._weights = dict(fairness_weights or {})
+        self._queues: dict[QueueKey, TaskQueue] = {}
+        self._waiting: Counter[str] = Counter()
+        self.in_flight: Counter[str] = Counter()
+        self._in_flight_capability: Counter[tuple[str, str]] = Counter()
+        self._held_back: dict[str, float] = {}  # worker id -> monotonic time it may get tasks again
+        self._turn = 0
+        self._dispatching: set[asyncio.Task[None]] = set()
+        directory.on_change.append(self.pump)
+
+    @property
+    def waiting(self) -> int:
+        return sum(self._waiting.values())
+
+    def depths(self) -> dict[str, dict[int, int]]:
+        """Waiting tasks per capability and priority."""
+        depths: dict[str, Counter[int]] = {}
+        for (capability, _, _), queue in self._queues.items():
+            depths.setdefault(capability, Counter()).update(queue.depth_by_priority())
+        return {capability: dict(sorted(c.items(), reverse=True)) for capability, c in sorted(depths.items())}
+
+    def submit(self, job: Job, *, priority: int, fairness_key: str) -> None:
+        """Queue a job and dispatch whatever can run now.
+
+        Raises:
+            QueueFullError: the queue (overall or for this capability) is at its bound.
+        """
+        limit = self._max_per_capability.get(job.capability)
+        if limit is not None and self._waiting[job.capability] >= limit:
+            raise QueueFullError(job.capability, limit, f"limit for capability {job.capability!r}")
+        if self.waiting >= self._max_queued:
+            raise QueueFullError(job.capability, self._max_queued, "orchestrator limit")
+        key = (job.capability, job.required_tags, job.pinned)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = TaskQueue(aging_seconds=self._aging, weights=self._weights)
+        queue.push(job, priority=priority, fairness_key=fairness_key, now=time.monotonic())
+        self._waiting[job.capability] += 1
+        self.pump()
+
+    def pump(self) -> None:
+        """Hand queued jobs to workers with free slots, best effective priority first."""
+        now = time.monotonic()
+        for key, queue in sorted(self._queues.items(), key=lambda kv: -kv[1].head_level(now)):
+            while len(queue):
+                head = queue.peek(now)
+                assert head is not None
+                worker = self._pick(head.payload, now)
+                if worker is None:
+                    break
+                self._start(queue.pop(now), worker)
+            if not len(queue):
+                del self._queues[key]
+
+    def fits(self, job: Job, worker: WorkerInfo) -> bool:
+        """Whether the worker may ever run the job (capability, tags, pin), ignoring its load."""
+        spec = worker.capability(job.capability)
+        if spec is None or (job.pinned and worker.worker_id != job.pinned):
+            return False
+        needed = job.required_tags | {t.lower() for t in spec.required_tags}
+        return needed <= {t.lower() for t in worker.tags}
+
+    def _has_room(self, job: Job, worker: WorkerInfo, now: float) -> bool:
+        if self._held_back.get(worker.worker_id, 0.0) > now:
+            return False
+        if worker.max_concurrent_tasks and self.in_flight[worker.worker_id] >= worker.max_concurrent_tasks:
+            return False
+        spec = worker.capability(job.capability)
+        limit = spec.max_concurrent_tasks if spec is not None else 0
+        return not limit or self._in_flight_capability[(worker.worker_id, job.capability)] < limit
+
+    def _pick(self, job: Job, now: float) -> WorkerInfo | None:
+        candidates = [
+            w for w in self._directory.capable(job.capability) if self.fits(job, w) and self._has_room(job, w, now)
+        ]
+        if not candidates:
+            return None
+        self._turn += 1
+        count = len(candidates)
+
+        def preference(index: int) -> tuple[int, float, int]:
+            worker = candidates[index]
+            preferred = len(job.preferred_tags & {t.lower() for t in worker.tags})
+            share = self.in_flight[worker.worker_id] / (worker.max_concurrent_tasks or _UNLIMITED_SLOTS)
+            return (-preferred, share, (index - self._turn) % count)
+
+        return candidates[min(range(count), key=preference)]
+
+    def _start(self, item: QueuedTask, worker: WorkerInfo) -> None:
+        job: Job = item.payload
+        self._waiting[job.capability] -= 1
+        self._reserve(job, worker.worker_id)
+        job.handle.assign(worker.worker_id, worker.address)
+        job.task.worker_id = worker.worker_id
+        dispatch = asyncio.create_task(self._dispatch(item, worker), name=f"dispatch-{job.task.task_id}")
+        self._dispatching.add(dispatch)
+        dispatch.add_done_callback(self._dispatching.discard)
+
+    async def _dispatch(self, item: QueuedTask, worker: WorkerInfo) -> None:
+        job: Job = item.payload
+        try:
+            response = await self._link(worker.address).dispatch(job.task, job.handle)
+        except WorkerUnreachableError as error:
+            logger.info(
+                "worker %s unreachable (%s); task %s waits for another", worker.worker_id, error, job.task.task_id
+            )
+            self._requeue(item, worker, _RETRY_UNREACHABLE_SECONDS)
+            return
+        except Exception as error:  # a bug or an unexpected status: fail the task, never lose it silently
+            logger.exception("dispatching task %s failed", job.task.task_id)
+            job.handle.reject(f"dispatch to worker {worker.worker_id} failed: {error}")
+            _settle(job.first_attempt)
+            return
+        if response.accepted:
+            _settle(job.first_attempt)
+        elif response.reject_reason in (pb.REJECT_REASON_RESOURCE_EXHAUSTED, pb.REJECT_REASON_SHUTTING_DOWN):
+            self._requeue(item, worker, _RETRY_FULL_SECONDS)
+        else:
+            job.handle.reject(response.message or "no reason given")
+            _settle(job.first_attempt)
+
+    def _requeue(self, item: QueuedTask, worker: WorkerInfo, hold_seconds: float) -> None:
+        job: Job = item.payload
+        self.release(job)
+        job.handle.assign("", "")
+        self._held_back[worker.worker_id] = time.monotonic() + hold_seconds
+        asyncio.get_running_loop().call_later(hold_seconds, self.pump)
+        key = (job.capability, job.required_tags, job.pinned)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = TaskQueue(aging_seconds=self._aging, weights=self._weights)
+        queue.push_front(item)
+        self._waiting[job.capability] += 1
+        self.pump()
+
+    def _reserve(self, job: Job, worker_id: str) -> None:
+        job.reserved_on = worker_id
+        self.in_flight[worker_id] += 1
+        self._in_flight_capability[(worker_id, job.capability)] += 1
+
+    def release(self, job: Job) -> None:
+        """Give back the slot a job holds (when its task ends, or before it is queued again)."""
+        worker_id, job.reserved_on = job.reserved_on, ""
+        if not worker_id:
+            return
+        self.in_flight[worker_id] -= 1
+        self._in_flight_capability[(worker_id, job.capability)] -= 1
+        self._held_back.pop(worker_id, None)  # it just finished one of ours: it has room again
+        self.pump()
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
