@@ -13,6 +13,7 @@ from worker_abstraction.errors import (
     InvalidParametersError,
     InvalidWorkerInfoError,
     NoWorkerError,
+    QueueFullError,
     RegistryUnavailableError,
     TaskCanceledError,
     TaskError,
@@ -25,7 +26,7 @@ from worker_abstraction.errors import (
 )
 from worker_abstraction.orchestrator import AsyncOrchestrator, AsyncTaskHandle, Orchestrator, TaskHandle
 from worker_abstraction.registry import RegistryClient, RegistryServer
-from worker_abstraction.types import CapabilitySpec, ParameterSpec, TaskStatus, TaskUpdate, WorkerInfo
+from worker_abstraction.types import CapabilitySpec, LoadReport, ParameterSpec, TaskStatus, TaskUpdate, WorkerInfo
 from worker_abstraction.worker import BaseWorker
 
 __version__ = "0.1.0"
@@ -39,9 +40,11 @@ __all__ = [
     "InvalidCapabilityError",
     "InvalidParametersError",
     "InvalidWorkerInfoError",
+    "LoadReport",
     "NoWorkerError",
     "Orchestrator",
     "ParameterSpec",
+    "QueueFullError",
     "RegistryClient",
     "RegistryServer",
     "RegistryUnavailableError",

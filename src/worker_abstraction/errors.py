@@ -55,8 +55,8 @@ class BindError(WorkerAbstractionError):
 class NoWorkerError(WorkerAbstractionError):
     """No live worker offers the requested capability."""
 
-    def __init__(self, capability: str, detail: str = "") -> None:
-        message = f"no live worker offers capability {capability!r}"
+    def __init__(self, capability: str, detail: str = "", *, headline: str = "") -> None:
+        message = headline or f"no live worker offers capability {capability!r}"
         super().__init__(f"{message} ({detail})" if detail else message)
         self.capability = capability
 

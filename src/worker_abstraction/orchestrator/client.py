@@ -257,7 +257,9 @@ class AsyncOrchestrator:
             if needs:
                 wanted.append(f"the capability's own required tags {sorted(needs)}")
             raise NoWorkerError(
-                job.capability, f"none meets {' and '.join(wanted)}; live workers offering it: {offers}"
+                job.capability,
+                f"it needs {' and '.join(wanted)}; live workers offering it: {offers}",
+                headline=f"no live worker offering {job.capability!r} meets the task's requirements",
             )
         spec = fitting[0].capability(job.capability)
         problems = parameter_problems(spec, params) if spec is not None else []

@@ -1,0 +1,31 @@
+"""A worker for the scheduling tests: two slots, and it counts what it ran and its own peak."""
+
+from __future__ import annotations
+
+import asyncio
+
+from worker_abstraction import BaseWorker, capability
+
+
+class SlotWorker(BaseWorker):
+    max_concurrent_tasks = 2
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.running = 0
+        self.peak = 0
+        self.done = 0
+
+    @capability
+    async def noop(self) -> None:
+        """Do nothing, but count it and how many ran at once."""
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        await asyncio.sleep(0.001)
+        self.running -= 1
+        self.done += 1
+
+    @capability
+    async def stats(self) -> dict[str, int]:
+        """What this worker saw, by its own count."""
+        return {"done": self.done, "peak": self.peak, "received": self.tasks_received}

@@ -1,0 +1,5 @@
+"""Fixtures shared by the end-to-end tests."""
+
+from processes import start
+
+__all__ = ["start"]
