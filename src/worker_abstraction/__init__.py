@@ -13,6 +13,7 @@ from worker_abstraction.errors import (
     InvalidParametersError,
     InvalidWorkerInfoError,
     NoWorkerError,
+    OrchestratorUnavailableError,
     QueueFullError,
     RegistryUnavailableError,
     TaskCanceledError,
@@ -25,6 +26,8 @@ from worker_abstraction.errors import (
     WorkerNotFoundError,
 )
 from worker_abstraction.orchestrator import AsyncOrchestrator, AsyncTaskHandle, Orchestrator, TaskHandle
+from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+from worker_abstraction.orchestrator.service import OrchestratorServer
 from worker_abstraction.registry import RegistryClient, RegistryServer
 from worker_abstraction.types import CapabilitySpec, LoadReport, ParameterSpec, TaskStatus, TaskUpdate, WorkerInfo
 from worker_abstraction.worker import BaseWorker
@@ -43,11 +46,14 @@ __all__ = [
     "LoadReport",
     "NoWorkerError",
     "Orchestrator",
+    "OrchestratorServer",
+    "OrchestratorUnavailableError",
     "ParameterSpec",
     "QueueFullError",
     "RegistryClient",
     "RegistryServer",
     "RegistryUnavailableError",
+    "RemoteOrchestrator",
     "TaskCanceledError",
     "TaskContext",
     "TaskError",

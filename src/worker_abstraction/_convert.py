@@ -162,3 +162,20 @@ def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
         timestamp_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
         metadata=dict(message.metadata) if message.metadata else {},
     )
+
+
+def update_to_pb(update: TaskUpdate, *, sequence: int | None = None) -> pb.TaskResult:
+    message = pb.TaskResult(
+        task_id=update.task_id,
+        status=int(update.status),  # type: ignore[arg-type]  # TaskStatus mirrors the proto enum
+        output_json=update.output_json,
+        error_message=update.error_message,
+        sequence=update.sequence if sequence is None else sequence,
+        progress=update.progress,
+        progress_message=update.progress_message,
+        worker_id=update.worker_id,
+        metadata=update.metadata,
+    )
+    if update.timestamp_ns:
+        message.completed_at.seconds, message.completed_at.nanos = divmod(update.timestamp_ns, 1_000_000_000)
+    return message

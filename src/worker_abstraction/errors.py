@@ -5,6 +5,7 @@ WorkerAbstractionError
 ├── InvalidWorkerInfoError      a registration the registry refuses (INVALID_ARGUMENT)
 ├── WorkerNotFoundError         an unknown worker id (NOT_FOUND)
 ├── RegistryUnavailableError    the registry cannot be reached
+├── OrchestratorUnavailableError  the orchestrator daemon cannot be reached
 ├── BindError                   a server cannot listen on its address
 ├── NoWorkerError               no live worker offers the capability or meets the task's needs
 ├── QueueFullError              the orchestrator's queue is at its bound (RESOURCE_EXHAUSTED)
@@ -46,6 +47,10 @@ class WorkerNotFoundError(WorkerAbstractionError):
 
 class RegistryUnavailableError(WorkerAbstractionError):
     """The registry could not be reached."""
+
+
+class OrchestratorUnavailableError(WorkerAbstractionError):
+    """The orchestrator daemon could not be reached."""
 
 
 class BindError(WorkerAbstractionError):

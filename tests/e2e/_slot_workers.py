@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from worker_abstraction import BaseWorker, capability
 
@@ -24,6 +25,15 @@ class SlotWorker(BaseWorker):
         await asyncio.sleep(0.001)
         self.running -= 1
         self.done += 1
+
+    @capability
+    async def hold(self, label: str = "", until_file: str = "", seconds: float = 30) -> str:
+        """Keep a slot busy until `until_file` exists (the test's cross-process gate), at most `seconds`."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        # A file is the simplest gate another process can open; checking it is cheap enough here.
+        while until_file and not os.path.exists(until_file) and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110, ASYNC240
+            await asyncio.sleep(0.01)
+        return label
 
     @capability
     async def stats(self) -> dict[str, int]:

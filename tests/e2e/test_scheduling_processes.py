@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
 
-from processes import FAST_REGISTRY, FAST_WORKER, Start
+from processes import FAST_REGISTRY, FAST_WORKER, HERE, Start, env
 
 from worker_abstraction import AsyncOrchestrator, TaskStatus
 
@@ -33,3 +37,60 @@ async def test_two_thousand_tasks_over_four_two_slot_workers(start: Start) -> No
     assert sum(s["received"] for s in seen.values()) == 2000 + 4
     done = [s["done"] for s in seen.values()]
     assert max(done) <= 1.3 * min(done), done
+
+
+async def _wa(*args: str) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker_abstraction.cli",
+        *args,
+        cwd=HERE,
+        env=env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def test_cli_daemon_queue_priorities_and_tags(start: Start, tmp_path: Path) -> None:
+    gate = tmp_path / "release-first"
+    registry = await start("registry", "--port", "0", *FAST_REGISTRY)
+    await start(
+        "worker", "_slot_workers:SlotWorker", "--port", "0", "--registry", registry.address,
+        "--max-concurrent", "1", "--tag", "blue", *FAST_WORKER,
+    )  # fmt: skip
+    daemon = await start("orchestrator", "--port", "0", "--registry", registry.address)
+    via = ("--orchestrator", daemon.address)
+    submits = []
+    try:
+        async with asyncio.timeout(30):
+            while True:  # wait until the daemon's view has the worker
+                probe = await _wa("submit", "hold", *via, "--require-tag", "blue")
+                if await probe.wait() == 0:
+                    break
+            submits.append(await _wa("submit", "hold", "-p", "label=first", "-p", f"until_file={gate}", *via))
+            first_line = await submits[0].stdout.readline()  # type: ignore[union-attr]
+            assert b"-> worker" in first_line
+            for label, priority in [("low", "0"), ("high", "5")]:
+                submits.append(await _wa("submit", "hold", "-p", f"label={label}", *via,
+                                         "--priority", priority))  # fmt: skip
+            depths: dict[str, Any] = {}
+            while depths != {"hold": {"5": 1, "0": 1}}:
+                queue = await _wa("queue", *via, "--json")
+                out, _ = await queue.communicate()
+                depths = json.loads(out)
+            gate.touch()  # the first task ends; the queued ones run
+            results = [await p.communicate() for p in submits]
+        assert [p.returncode for p in submits] == [0, 0, 0]
+        assert all(b"queued" in out.splitlines()[0] for out, _ in results[1:])
+        impossible = await _wa("submit", "hold", *via, "--require-tag", "red")
+        _, err = await impossible.communicate()
+        assert impossible.returncode == 2 and b"red" in err
+        table = await _wa("queue", *via)
+        out, _ = await table.communicate()
+        assert out.splitlines()[0].split() == [b"CAPABILITY", b"PRIORITY", b"WAITING"]
+    finally:
+        for process in submits:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()

@@ -314,3 +314,45 @@ class WorkerEvent(_message.Message):
     worker: WorkerInfo
     reason: str
     def __init__(self, type: _Optional[_Union[WorkerEventType, str]] = ..., worker: _Optional[_Union[WorkerInfo, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SubmitTaskRequest(_message.Message):
+    __slots__ = ("task",)
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    task: Task
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+
+class SubmitTaskResponse(_message.Message):
+    __slots__ = ("task_id", "worker_id", "worker_address")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    worker_id: str
+    worker_address: str
+    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_address: _Optional[str] = ...) -> None: ...
+
+class WatchTaskRequest(_message.Message):
+    __slots__ = ("task_id", "after_sequence")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    after_sequence: int
+    def __init__(self, task_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class QueueDepth(_message.Message):
+    __slots__ = ("capability", "priority", "waiting")
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    priority: int
+    waiting: int
+    def __init__(self, capability: _Optional[str] = ..., priority: _Optional[int] = ..., waiting: _Optional[int] = ...) -> None: ...
+
+class QueueStats(_message.Message):
+    __slots__ = ("depths", "total_waiting")
+    DEPTHS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_WAITING_FIELD_NUMBER: _ClassVar[int]
+    depths: _containers.RepeatedCompositeFieldContainer[QueueDepth]
+    total_waiting: int
+    def __init__(self, depths: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ..., total_waiting: _Optional[int] = ...) -> None: ...

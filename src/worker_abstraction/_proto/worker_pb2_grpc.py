@@ -528,3 +528,170 @@ class RegistryService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class OrchestratorServiceStub:
+    """Added: the orchestrator as a service, so that many callers (and the `wa` command line) share one queue.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SubmitTask = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/SubmitTask',
+                request_serializer=worker__abstraction_dot_worker__pb2.SubmitTaskRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.SubmitTaskResponse.FromString,
+                _registered_method=True)
+        self.WatchTask = channel.unary_stream(
+                '/worker_abstraction.OrchestratorService/WatchTask',
+                request_serializer=worker__abstraction_dot_worker__pb2.WatchTaskRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.TaskResult.FromString,
+                _registered_method=True)
+        self.GetQueueStats = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/GetQueueStats',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.QueueStats.FromString,
+                _registered_method=True)
+
+
+class OrchestratorServiceServicer:
+    """Added: the orchestrator as a service, so that many callers (and the `wa` command line) share one queue.
+    """
+
+    def SubmitTask(self, request, context):
+        """Check, queue and dispatch a task. Answers once the task is queued or a worker took it.
+        INVALID_ARGUMENT: bad parameters; FAILED_PRECONDITION: no live worker can run it, or the worker refused
+        it; RESOURCE_EXHAUSTED: the queue is full. The trailing metadata "wa-error" names the error type.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchTask(self, request, context):
+        """A task's updates from the first one (or after after_sequence), ending with the terminal one.
+        NOT_FOUND for ids the orchestrator does not know (any more).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQueueStats(self, request, context):
+        """Tasks waiting for a worker, per capability and priority.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_OrchestratorServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SubmitTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTask,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.SubmitTaskRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.SubmitTaskResponse.SerializeToString,
+            ),
+            'WatchTask': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchTask,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.WatchTaskRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.TaskResult.SerializeToString,
+            ),
+            'GetQueueStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueueStats,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.QueueStats.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'worker_abstraction.OrchestratorService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('worker_abstraction.OrchestratorService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class OrchestratorService:
+    """Added: the orchestrator as a service, so that many callers (and the `wa` command line) share one queue.
+    """
+
+    @staticmethod
+    def SubmitTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/SubmitTask',
+            worker__abstraction_dot_worker__pb2.SubmitTaskRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.SubmitTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/WatchTask',
+            worker__abstraction_dot_worker__pb2.WatchTaskRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.TaskResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueueStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/GetQueueStats',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            worker__abstraction_dot_worker__pb2.QueueStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

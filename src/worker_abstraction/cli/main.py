@@ -10,13 +10,22 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import ModuleType
 from typing import Any
 
-from worker_abstraction.cli import UsageError, env, registry_cmd, submit_cmd, worker_cmd, workers_cmd
+from worker_abstraction.cli import (
+    UsageError,
+    env,
+    orchestrator_cmd,
+    queue_cmd,
+    registry_cmd,
+    submit_cmd,
+    worker_cmd,
+    workers_cmd,
+)
 from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.observability import log
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
-_COMMANDS: tuple[ModuleType, ...] = (registry_cmd, worker_cmd, submit_cmd, workers_cmd)
+_COMMANDS: tuple[ModuleType, ...] = (registry_cmd, worker_cmd, orchestrator_cmd, submit_cmd, workers_cmd, queue_cmd)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -42,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(
         prog="wa",
-        description="worker-abstraction: run a registry and workers, submit tasks, list workers.",
+        description="worker-abstraction: run a registry, workers and an orchestrator; submit tasks; inspect.",
         epilog="Run `wa COMMAND --help` for the flags and an example of each command.",
         formatter_class=_HelpFormatter,
     )

@@ -23,11 +23,13 @@ from worker_abstraction.cli import DEFAULT_REGISTRY, UsageError, env
 from worker_abstraction.errors import (
     InvalidParametersError,
     NoWorkerError,
+    OrchestratorUnavailableError,
     QueueFullError,
     RegistryUnavailableError,
     TaskRejectedError,
     WorkerAbstractionError,
 )
+from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 
 NAME = "submit"
 SUMMARY = "run one task and stream its status"
@@ -79,6 +81,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds the task may take before it counts as timed out [env WA_TASK_TIMEOUT]",
     )
     parser.add_argument(
+        "--orchestrator",
+        metavar="HOST:PORT",
+        default=env("WA_ORCHESTRATOR", None),
+        help="submit through this orchestrator daemon (its shared queue) instead of an embedded orchestrator "
+        "[env WA_ORCHESTRATOR]",
+    )
+    parser.add_argument("--priority", type=int, default=0, help="higher runs first when workers are busy")
+    parser.add_argument(
+        "--require-tag", action="append", default=[], metavar="TAG", help="run only on workers with this tag"
+    )
+    parser.add_argument("--prefer-tag", action="append", default=[], metavar="TAG", help="prefer workers with this tag")
+    parser.add_argument("--worker-id", metavar="ID", default=None, help="run only on this worker")
+    parser.add_argument(
+        "--fairness-key", metavar="KEY", default="", help="e.g. a tenant: keys of equal priority take turns"
+    )
+    parser.add_argument(
         "--wait",
         type=float,
         metavar="SECONDS",
@@ -111,28 +129,42 @@ async def run(args: argparse.Namespace) -> int:
     """Submit the task and follow it to its end; return the exit code described in --help."""
     params = _params(args.params)
     capability: str = args.capability
+    options: dict[str, Any] = {
+        "timeout_seconds": args.timeout,
+        "priority": args.priority,
+        "required_tags": args.require_tag,
+        "preferred_tags": args.prefer_tag,
+        "worker_id": args.worker_id,
+        "fairness_key": args.fairness_key,
+    }
     try:
+        if args.orchestrator:
+            async with RemoteOrchestrator(args.orchestrator) as remote:
+                return await _follow(await remote.execute_task(capability, params, **options))
         async with AsyncOrchestrator(args.registry) as orchestrator:
             if args.wait > 0:
                 # A worker that just started may not be listed yet; if none comes, execute_task below
                 # raises NoWorkerError with the full story.
                 with contextlib.suppress(NoWorkerError, TimeoutError):
                     await orchestrator.wait_for_workers(capability, timeout_seconds=args.wait)
-            handle = await orchestrator.execute_task(capability, params, timeout_seconds=args.timeout)
-            return await _follow(handle)
+            return await _follow(await orchestrator.execute_task(capability, params, **options))
     except (
         NoWorkerError,
         TaskRejectedError,
         RegistryUnavailableError,
         InvalidParametersError,
         QueueFullError,
+        OrchestratorUnavailableError,
     ) as exc:
         _error(exc)
         return EXIT_NOT_RUN
 
 
 async def _follow(handle: AsyncTaskHandle) -> int:
-    print(f"task {handle.task_id} -> worker {handle.worker_id} ({handle.worker_address})", flush=True)
+    if handle.worker_id:
+        print(f"task {handle.task_id} -> worker {handle.worker_id} ({handle.worker_address})", flush=True)
+    else:
+        print(f"task {handle.task_id} queued: every capable worker is busy", flush=True)
     try:
         async for update in handle:
             print(_describe(update), flush=True)

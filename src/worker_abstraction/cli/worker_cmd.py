@@ -71,6 +71,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between heartbeats; unset: what the registry advises [env WA_HEARTBEAT_INTERVAL]",
     )
     parser.add_argument(
+        "--max-concurrent",
+        type=int,
+        metavar="N",
+        default=env("WA_MAX_CONCURRENT", None),
+        help="task slots; past them tasks are refused as RESOURCE_EXHAUSTED; unset: the class's setting "
+        "[env WA_MAX_CONCURRENT]",
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         metavar="SECONDS",
@@ -118,6 +126,7 @@ async def run(args: argparse.Namespace) -> int:
         tags=tuple(args.tag),
         heartbeat_interval_seconds=args.heartbeat_interval,
         advertise_host=args.advertise_host,
+        max_concurrent_tasks=args.max_concurrent,
     )
     with StopSignals() as stop:
         await worker.start()

@@ -1,0 +1,75 @@
+"""Run an orchestrator daemon until SIGINT/SIGTERM.
+
+It watches the registry, queues tasks submitted over OrchestratorService (`wa submit --orchestrator`),
+hands them to workers with free slots and streams their updates back. As soon as it serves, it prints one
+line to stdout: `orchestrator listening on HOST:PORT`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from worker_abstraction.cli import DEFAULT_REGISTRY, StopSignals, env
+from worker_abstraction.orchestrator.service import OrchestratorServer
+
+NAME = "orchestrator"
+SUMMARY = "run an orchestrator daemon with a shared task queue"
+DEFAULT_LOG_LEVEL = "INFO"
+EPILOG = """\
+example:
+  wa orchestrator --registry 127.0.0.1:50051 --port 50052 --max-queued 100000
+"""
+
+_log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry",
+        metavar="HOST:PORT",
+        default=env("WA_REGISTRY", DEFAULT_REGISTRY),
+        help="registry address [env WA_REGISTRY]",
+    )
+    parser.add_argument(
+        "--host",
+        default=env("WA_ORCHESTRATOR_HOST", "127.0.0.1"),
+        help="interface to listen on [env WA_ORCHESTRATOR_HOST]",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=env("WA_ORCHESTRATOR_PORT", "50052"),
+        help="port to listen on, 0 picks a free one [env WA_ORCHESTRATOR_PORT]",
+    )
+    parser.add_argument(
+        "--max-queued",
+        type=int,
+        metavar="N",
+        default=env("WA_MAX_QUEUED", "100000"),
+        help="tasks that may wait for a worker; past it submissions fail with RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
+        "--aging",
+        type=float,
+        metavar="SECONDS",
+        default=env("WA_AGING", "10"),
+        help="a waiting task gains one priority level per this many seconds (no starvation)",
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Serve until a signal, then stop and return 0."""
+    server = OrchestratorServer(
+        args.registry, host=args.host, port=args.port, max_queued=args.max_queued, aging_seconds=args.aging
+    )
+    with StopSignals() as stop:
+        await server.start()
+        try:
+            print(f"orchestrator listening on {server.address}", flush=True)
+            if await stop.wait(server.wait_for_termination()) is None:
+                _log.error("orchestrator server terminated on its own")
+                return 1
+        finally:
+            await server.stop(grace_seconds=1.0)
+    return 0

@@ -1,0 +1,42 @@
+"""Show the tasks waiting in an orchestrator daemon's queue, per capability and priority."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from worker_abstraction.cli import env
+from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+
+NAME = "queue"
+SUMMARY = "show an orchestrator's queue depth per capability and priority"
+DEFAULT_LOG_LEVEL = "WARNING"
+EPILOG = """\
+example:
+  wa queue --orchestrator 127.0.0.1:50052
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--orchestrator",
+        metavar="HOST:PORT",
+        default=env("WA_ORCHESTRATOR", "127.0.0.1:50052"),
+        help="orchestrator daemon address [env WA_ORCHESTRATOR]",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON object {capability: {priority: waiting}}")
+
+
+async def run(args: argparse.Namespace) -> int:
+    async with RemoteOrchestrator(args.orchestrator) as orchestrator:
+        depths = await orchestrator.queue_depths()
+    if args.json:
+        print(json.dumps({c: {str(p): n for p, n in d.items()} for c, d in depths.items()}, indent=2))
+        return 0
+    rows = [(capability, priority, waiting) for capability, d in depths.items() for priority, waiting in d.items()]
+    width = max([len("CAPABILITY"), *(len(r[0]) for r in rows)])
+    print(f"{'CAPABILITY':<{width}}  PRIORITY  WAITING")
+    for capability, priority, waiting in rows:
+        print(f"{capability:<{width}}  {priority:>8}  {waiting:>7}")
+    print(f"{'total':<{width}}  {'':>8}  {sum(r[2] for r in rows):>7}")
+    return 0

@@ -1,0 +1,167 @@
+"""RemoteOrchestrator: the same calls as AsyncOrchestrator, served by an orchestrator daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping
+from types import TracebackType
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+from grpc import aio
+
+from worker_abstraction import _convert, _rpc
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.errors import (
+    InvalidParametersError,
+    NoWorkerError,
+    OrchestratorUnavailableError,
+    QueueFullError,
+    TaskRejectedError,
+    WorkerAbstractionError,
+)
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.service import ERROR_KEY
+
+logger = logging.getLogger(__name__)
+
+_RECONNECT_WINDOW_SECONDS = 10.0
+
+
+class RemoteOrchestrator:
+    """Submits tasks to an orchestrator daemon (`wa orchestrator`) and follows them.
+
+    Args:
+        address: host:port of the daemon's OrchestratorService.
+    """
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel = _rpc.channel(address)
+        self._stub = pb_grpc.OrchestratorServiceStub(self._channel)
+        self._followers: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> RemoteOrchestrator:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        for follower in self._followers:
+            follower.cancel()
+        await asyncio.gather(*self._followers, return_exceptions=True)
+        await self._channel.close(None)
+
+    async def queue_depths(self) -> dict[str, dict[int, int]]:
+        """Tasks waiting for a worker, per capability and priority."""
+        try:
+            stats = await self._stub.GetQueueStats(empty_pb2.Empty(), timeout=10)
+        except aio.AioRpcError as error:
+            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+        depths: dict[str, dict[int, int]] = {}
+        for depth in stats.depths:
+            depths.setdefault(depth.capability, {})[depth.priority] = depth.waiting
+        return depths
+
+    async def execute_task(
+        self,
+        capability: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout_seconds: float = 60,
+        priority: int = 0,
+        fairness_key: str = "",
+        required_tags: Iterable[str] = (),
+        preferred_tags: Iterable[str] = (),
+        worker_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        task_id: str | None = None,
+    ) -> AsyncTaskHandle:
+        """Submit a task through the daemon; behaves as `AsyncOrchestrator.execute_task`."""
+        params = dict(params or {})
+        try:
+            parameters = [pb.TaskParameter(key=k, value_json=json.dumps(v)) for k, v in params.items()]
+        except (TypeError, ValueError) as error:
+            raise InvalidParametersError([f"parameters are not JSON-serializable: {error}"]) from error
+        task = pb.Task(
+            task_id=task_id or "",
+            worker_id=worker_id or "",
+            capability_name=capability,
+            parameters=parameters,
+            timeout_seconds=math.ceil(timeout_seconds) if timeout_seconds > 0 else 0,
+            metadata=dict(metadata or {}),
+            priority=priority,
+            fairness_key=fairness_key,
+            required_tags=list(required_tags),
+            preferred_tags=list(preferred_tags),
+        )
+        try:
+            response = await self._stub.SubmitTask(pb.SubmitTaskRequest(task=task), timeout=30)
+        except aio.AioRpcError as error:
+            raise _error_from(error, capability, task.task_id) from error
+        # The daemon enforces deadlines and reports them as updates; this handle keeps none of its own.
+        handle = AsyncTaskHandle(
+            task_id=response.task_id, capability=capability, params=params, timeout_seconds=0, on_done=_ignore
+        )
+        handle.assign(response.worker_id, response.worker_address)
+        follower = asyncio.create_task(self._follow(handle), name=f"watch-{handle.task_id}")
+        self._followers.add(follower)
+        follower.add_done_callback(self._followers.discard)
+        return handle
+
+    async def _follow(self, handle: AsyncTaskHandle) -> None:
+        lost_since: float | None = None
+        loop = asyncio.get_running_loop()
+        while not handle.done():
+            request = pb.WatchTaskRequest(task_id=handle.task_id, after_sequence=handle.last_sequence)
+            try:
+                async for message in self._stub.WatchTask(request):
+                    lost_since = None
+                    error_type = message.metadata.get(ERROR_KEY, "")
+                    if error_type == TaskRejectedError.__name__:
+                        handle.reject(message.error_message)
+                        return
+                    update = _convert.update_from_pb(message)
+                    if update.worker_id and update.worker_id != handle.worker_id:
+                        handle.worker_id = update.worker_id
+                    handle.deliver(update)
+            except aio.AioRpcError as error:
+                if error.code() is not grpc.StatusCode.UNAVAILABLE:
+                    handle.lost(f"orchestrator {self.address}: {error.code().name}: {error.details()}")
+                    return
+            if handle.done():
+                return
+            lost_since = lost_since or loop.time()
+            if loop.time() - lost_since > _RECONNECT_WINDOW_SECONDS:
+                handle.lost(f"orchestrator {self.address} is unreachable")
+                return
+            await asyncio.sleep(0.2)
+
+
+def _ignore(handle: AsyncTaskHandle) -> None:
+    del handle
+
+
+def _error_from(error: aio.AioRpcError, capability: str, task_id: str) -> WorkerAbstractionError:
+    metadata: Any = error.trailing_metadata() or ()
+    kind = next((str(entry[1]) for entry in metadata if entry[0] == ERROR_KEY), "")
+    details = error.details() or ""
+    if kind == InvalidParametersError.__name__:
+        return InvalidParametersError([details.removeprefix("invalid task parameters: ")])
+    if kind == NoWorkerError.__name__:
+        return NoWorkerError(capability, headline=details)
+    if kind == QueueFullError.__name__:
+        full = QueueFullError(capability, 0, "orchestrator daemon")
+        full.args = (details,)
+        return full
+    if kind == TaskRejectedError.__name__:
+        return TaskRejectedError(task_id, details)
+    return OrchestratorUnavailableError(f"orchestrator: {error.code().name}: {details}")

@@ -1,0 +1,169 @@
+"""OrchestratorService: one orchestrator's queue and tasks, shared over gRPC (what `wa orchestrator` runs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+from grpc import aio
+
+from worker_abstraction import _convert, _rpc
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.errors import (
+    InvalidParametersError,
+    NoWorkerError,
+    QueueFullError,
+    TaskRejectedError,
+    TaskTimeoutError,
+    WorkerAbstractionError,
+)
+from worker_abstraction.orchestrator.client import AsyncOrchestrator
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.types import TaskStatus, TaskUpdate
+
+logger = logging.getLogger(__name__)
+
+Context = aio.ServicerContext[Any, Any]
+ERROR_KEY = "wa-error"  # trailing metadata / update metadata naming our error type
+
+_STATUS = {
+    InvalidParametersError: grpc.StatusCode.INVALID_ARGUMENT,
+    NoWorkerError: grpc.StatusCode.FAILED_PRECONDITION,
+    TaskRejectedError: grpc.StatusCode.FAILED_PRECONDITION,
+    QueueFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore[misc]  # generated, untyped
+    def __init__(self, orchestrator: AsyncOrchestrator, *, keep_finished: int = 10_000) -> None:
+        self._orchestrator = orchestrator
+        self._handles: OrderedDict[str, AsyncTaskHandle] = OrderedDict()
+        self._keep = keep_finished
+
+    async def SubmitTask(self, request: pb.SubmitTaskRequest, context: Context) -> pb.SubmitTaskResponse:
+        task = request.task
+        try:
+            params = {p.key: json.loads(p.value_json) for p in task.parameters}
+        except json.JSONDecodeError as error:
+            await _abort(context, InvalidParametersError([f"a parameter's value_json is not valid JSON: {error}"]))
+        try:
+            handle = await self._orchestrator.execute_task(
+                task.capability_name,
+                params,
+                timeout_seconds=task.timeout_seconds,
+                priority=task.priority,
+                fairness_key=task.fairness_key,
+                required_tags=list(task.required_tags),
+                preferred_tags=list(task.preferred_tags),
+                worker_id=task.worker_id or None,
+                metadata=dict(task.metadata),
+                task_id=task.task_id or None,
+            )
+        except (InvalidParametersError, NoWorkerError, QueueFullError, TaskRejectedError) as error:
+            await _abort(context, error)
+        self._remember(handle)
+        return pb.SubmitTaskResponse(
+            task_id=handle.task_id, worker_id=handle.worker_id, worker_address=handle.worker_address
+        )
+
+    async def WatchTask(self, request: pb.WatchTaskRequest, context: Context) -> AsyncIterator[pb.TaskResult]:
+        handle = self._handles.get(request.task_id)
+        if handle is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this orchestrator")
+        # Positions in the handle's update list number the stream: gapless even for updates the
+        # orchestrator made itself (a lost worker, a deadline), so resuming is exact.
+        position = 0
+        try:
+            async for update in handle:
+                position += 1
+                if position > request.after_sequence:
+                    yield _convert.update_to_pb(update, sequence=position)
+        except TaskTimeoutError as error:
+            yield _final(handle, f"DeadlineExceeded: {error}", type(error).__name__, position + 1)
+            return
+        if handle.rejection:
+            yield _final(handle, handle.rejection, TaskRejectedError.__name__, position + 1)
+
+    async def GetQueueStats(self, request: empty_pb2.Empty, context: Context) -> pb.QueueStats:
+        depths = [
+            pb.QueueDepth(capability=capability, priority=priority, waiting=waiting)
+            for capability, by_priority in self._orchestrator.queue_depths().items()
+            for priority, waiting in by_priority.items()
+        ]
+        return pb.QueueStats(depths=depths, total_waiting=sum(d.waiting for d in depths))
+
+    def _remember(self, handle: AsyncTaskHandle) -> None:
+        self._handles[handle.task_id] = handle
+        while len(self._handles) > self._keep:
+            oldest = next(iter(self._handles))
+            if not self._handles[oldest].done():
+                break  # never forget a task still in progress
+            del self._handles[oldest]
+
+
+def _final(handle: AsyncTaskHandle, message: str, error_type: str, sequence: int) -> pb.TaskResult:
+    update = TaskUpdate(
+        task_id=handle.task_id,
+        status=TaskStatus.FAILED,
+        error_message=message,
+        worker_id=handle.worker_id,
+        metadata={ERROR_KEY: error_type},
+    )
+    return _convert.update_to_pb(update, sequence=sequence)
+
+
+async def _abort(context: Context, error: WorkerAbstractionError) -> Any:
+    context.set_trailing_metadata(((ERROR_KEY, type(error).__name__),))
+    await context.abort(_STATUS.get(type(error), grpc.StatusCode.INTERNAL), str(error))
+
+
+class OrchestratorServer:
+    """An AsyncOrchestrator serving OrchestratorService.
+
+    Args:
+        registry: host:port of the registry.
+        host: interface to listen on.
+        port: port to listen on; 0 picks a free one.
+        options: passed to AsyncOrchestrator (queue bounds, aging, ...).
+    """
+
+    def __init__(self, registry: str, host: str = "127.0.0.1", port: int = 50052, **options: Any) -> None:
+        self.host, self.port = host, port
+        self.orchestrator = AsyncOrchestrator(registry, **options)
+        self._server = _rpc.new_server()
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        await self.orchestrator.start()
+        pb_grpc.add_OrchestratorServiceServicer_to_server(OrchestratorServicer(self.orchestrator), self._server)
+        self.port = _rpc.bind(self._server, self.host, self.port)
+        await self._server.start()
+        logger.info("orchestrator listening on %s (registry %s)", self.address, self.orchestrator.registry)
+
+    async def stop(self, grace_seconds: float | None = 1.0) -> None:
+        await self._server.stop(grace_seconds)
+        await self.orchestrator.aclose()
+
+    async def wait_for_termination(self) -> None:
+        # Shielded: canceling this wait must not cancel gRPC's own shutdown future, which stop() awaits.
+        await asyncio.shield(self._server.wait_for_termination())
+
+    async def __aenter__(self) -> OrchestratorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

@@ -1,0 +1,32 @@
+"""The benchmark harness runs end to end with tiny counts; the figures themselves are not judged here."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.suite import FIGURE_KEYS, REQUIRED_KEYS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_tiny_run_prints_the_table_and_writes_every_required_key(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    command = [sys.executable, "bench/run.py", "--tiny", "--out", str(out), "--log-dir", str(tmp_path / "logs")]
+    completed = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=50, check=False)
+
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "ratio to floor" in completed.stdout
+    doc = json.loads(out.read_text())
+    assert doc["failures"] == {}
+    assert doc["mode"] == "tiny"
+    assert set(REQUIRED_KEYS) <= doc.keys()
+    # Scenario 5 needs the scheduler queue; every other figure is a number.
+    assert doc["orchestrator_rss_mb_100k_queued"] is None
+    for key in (*FIGURE_KEYS, "latency_ratio", "throughput_ratio"):
+        assert isinstance(doc[key], int | float), key
+    for key in FIGURE_KEYS:
+        assert len(doc["figures"][key]["rounds"]) >= 3, key
+    assert doc["machine"]["cpu_count"] >= 1
