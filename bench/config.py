@@ -1,0 +1,81 @@
+"""How much each scenario runs in `--quick` and full mode; both produce the same figures and JSON keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Config:
+    mode: str
+    rounds: int = 3
+    # The floor: bare grpc.aio between two processes.
+    floor_latency_warmup: int = 1_000
+    floor_latency_count: int = 3_000
+    floor_throughput_warmup: int = 2_000
+    floor_throughput_count: int = 20_000
+    floor_seed_latency_count: int = 2_000
+    floor_seed_throughput_count: int = 10_000
+    # Tasks through AsyncOrchestrator -> 2 worker processes.
+    task_latency_warmup: int = 500
+    task_latency_count: int = 2_000
+    task_throughput_warmup: int = 2_000
+    task_throughput_count: int = 20_000
+    sleep_throughput_count: int = 20_000
+    sleep_in_flight: int = 1_000
+    sleep_ms: int = 10
+    sync_latency_count: int = 1_000
+    # The registry under simulated workers.
+    heartbeat_workers: int = 2_000
+    # Connections the simulated workers share; 0: one each, as real workers have.
+    heartbeat_channels: int = 0
+    heartbeat_warmup_seconds: float = 3.0
+    heartbeat_window_seconds: float = 10.0
+    register_workers: int = 10_000
+    # Scenario 5: tasks waiting in one orchestrator's queue.
+    queued_tasks: int = 100_000
+
+
+FULL = Config(mode="full")
+
+QUICK = Config(
+    mode="quick",
+    floor_latency_warmup=300,
+    floor_latency_count=1_000,
+    floor_throughput_warmup=500,
+    floor_throughput_count=4_000,
+    floor_seed_latency_count=500,
+    floor_seed_throughput_count=2_000,
+    task_latency_warmup=200,
+    task_latency_count=500,
+    task_throughput_warmup=500,
+    task_throughput_count=4_000,
+    sleep_throughput_count=4_000,
+    sync_latency_count=300,
+    heartbeat_warmup_seconds=2.0,
+    heartbeat_window_seconds=3.0,
+    register_workers=10_000,
+)
+
+# For the smoke test: proves the harness end to end in seconds; the figures mean nothing.
+TINY = Config(
+    mode="tiny",
+    floor_latency_warmup=5,
+    floor_latency_count=20,
+    floor_throughput_warmup=10,
+    floor_throughput_count=100,
+    floor_seed_latency_count=20,
+    floor_seed_throughput_count=100,
+    task_latency_warmup=5,
+    task_latency_count=20,
+    task_throughput_warmup=10,
+    task_throughput_count=100,
+    sleep_throughput_count=200,
+    sleep_in_flight=100,
+    sync_latency_count=10,
+    heartbeat_workers=50,
+    heartbeat_warmup_seconds=0.2,
+    heartbeat_window_seconds=0.3,
+    register_workers=200,
+    queued_tasks=200,
+)

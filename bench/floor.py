@@ -1,0 +1,185 @@
+"""The floor: bare grpc.aio between two processes, measured in the same run as the framework.
+
+Run as `python -m bench.floor --port 0`, it serves two raw-bytes methods through a generic handler (no
+proto, no serializers, so the figure is gRPC itself) and prints `floor listening on HOST:PORT`:
+
+- `/bench.Floor/Unary`: a no-op unary call (empty request, empty response);
+- `/bench.Floor/Stream`: a server stream of three empty messages, so that one unary call followed by
+  one stream is the seed's per-task shape (ExecuteTask, then StreamTaskStatus: PENDING, RUNNING, COMPLETED).
+
+It also answers the registry's `RegisterWorker` and `WorkerHeartbeat` with a constant `success=true`
+response without decoding the request, so the registry scenario's load generator can be pointed at it:
+the floor for the registry is grpc.aio receiving the same heartbeat traffic.
+
+`measure()` starts that server and measures it from the bench process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import signal
+from collections.abc import AsyncIterator
+
+import grpc
+from grpc import aio
+
+from bench.config import Config
+from bench.loops import run
+from bench.measure import Errors, Results, latency_rounds, throughput_rounds
+from bench.procs import Children, CpuWatch
+
+SERVICE = "bench.Floor"
+UNARY = f"/{SERVICE}/Unary"
+STREAM = f"/{SERVICE}/Stream"
+STREAM_MESSAGES = 3
+READY_PREFIX = "floor listening on "
+REGISTRY_SERVICE = "worker_abstraction.RegistryService"
+# A serialized RegisterWorkerResponse / HeartbeatResponse with only `bool success = 1` set to true.
+SUCCESS = b"\x08\x01"
+
+
+async def _unary(request: bytes, context: aio.ServicerContext[bytes, bytes]) -> bytes:
+    return b""
+
+
+async def _stream(request: bytes, context: aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
+    for _ in range(STREAM_MESSAGES):
+        yield b""
+
+
+async def _success(request: bytes, context: aio.ServicerContext[bytes, bytes]) -> bytes:
+    return SUCCESS
+
+
+async def serve(host: str, port: int) -> None:
+    """Serve the floor methods until SIGINT/SIGTERM."""
+    # Without serializers gRPC hands the handlers the raw bytes and sends theirs as they are.
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Unary": grpc.unary_unary_rpc_method_handler(_unary),
+            "Stream": grpc.unary_stream_rpc_method_handler(_stream),
+        },
+    )
+    registry = grpc.method_handlers_generic_handler(
+        REGISTRY_SERVICE,
+        {
+            "RegisterWorker": grpc.unary_unary_rpc_method_handler(_success),
+            "WorkerHeartbeat": grpc.unary_unary_rpc_method_handler(_success),
+        },
+    )
+    server = aio.server()
+    server.add_generic_rpc_handlers((handler, registry))
+    bound = server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"{READY_PREFIX}{host}:{bound}", flush=True)
+    await stop.wait()
+    await server.stop(None)
+
+
+async def measure(children: Children, config: Config) -> Results:
+    """Start the floor server in a subprocess and measure it from this process.
+
+    Returns:
+        floor_unary_p50_us / _p99_us, floor_unary_throughput_64 / _256 (calls/s), floor_seed_p50_us /
+        _p99_us (unary + 3-message stream, sequential) and floor_seed_throughput_256 (such pairs per second);
+        extras: the CPU share of client and server at 256 in flight. Also
+        floor_unary_throughput_256_2servers: the same calls spread over two server processes, as the
+        task scenarios spread tasks over two workers.
+    """
+    server, second = await asyncio.gather(
+        *(children.start(f"floor-{i}", "-m", "bench.floor", "--port", "0", ready_prefix=READY_PREFIX) for i in (1, 2))
+    )
+    errors = Errors()
+    results = Results()
+    figures = results.figures
+    cpu = CpuWatch({"client": os.getpid(), "server": server.pid})
+    async with aio.insecure_channel(server.address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 10)
+        unary = channel.unary_unary(UNARY, None, None)
+        stream = channel.unary_stream(STREAM, None, None)
+
+        async def unary_call() -> object:
+            return await unary(b"")
+
+        async def seed_shape() -> object:
+            await unary(b"")
+            async for _ in stream(b""):
+                pass
+            return None
+
+        latency = await latency_rounds(
+            unary_call,
+            warmup=config.floor_latency_warmup,
+            count=config.floor_latency_count,
+            rounds=config.rounds,
+            errors=errors,
+        )
+        figures["floor_unary_p50_us"], figures["floor_unary_p99_us"] = latency.p50_us, latency.p99_us
+        for in_flight in (64, 256):
+            figures[f"floor_unary_throughput_{in_flight}"] = await throughput_rounds(
+                unary_call,
+                warmup=config.floor_throughput_warmup,
+                count=config.floor_throughput_count,
+                in_flight=in_flight,
+                rounds=config.rounds,
+                errors=errors,
+                cpu=cpu if in_flight == 256 else None,
+            )
+        results.extras["floor_cpu_share_256"] = cpu.shares
+        results.extras["floor_cpu_us_per_call_256"] = cpu.per_call_us(config.floor_throughput_count * config.rounds)
+        seed = await latency_rounds(
+            seed_shape,
+            warmup=config.floor_latency_warmup // 2,
+            count=config.floor_seed_latency_count,
+            rounds=config.rounds,
+            errors=errors,
+        )
+        figures["floor_seed_p50_us"], figures["floor_seed_p99_us"] = seed.p50_us, seed.p99_us
+        figures["floor_seed_throughput_256"] = await throughput_rounds(
+            seed_shape,
+            warmup=config.floor_throughput_warmup // 2,
+            count=config.floor_seed_throughput_count,
+            in_flight=256,
+            rounds=config.rounds,
+            errors=errors,
+        )
+        async with aio.insecure_channel(second.address) as other:
+            both = (unary, other.unary_unary(UNARY, None, None))
+            turn = itertools.count()
+
+            async def unary_either() -> object:
+                return await both[next(turn) % 2](b"")
+
+            figures["floor_unary_throughput_256_2servers"] = await throughput_rounds(
+                unary_either,
+                warmup=config.floor_throughput_warmup,
+                count=config.floor_throughput_count,
+                in_flight=256,
+                rounds=config.rounds,
+                errors=errors,
+            )
+    await children.stop(server)
+    await children.stop(second)
+    if errors.total:
+        raise RuntimeError(f"the bare gRPC floor saw errors: {dict(errors.counts)} {errors.examples}")
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    run(serve(args.host, args.port))
+
+
+if __name__ == "__main__":
+    main()

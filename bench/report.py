@@ -1,0 +1,148 @@
+"""The one table `make bench` prints: figure, median, min–max, ratio to the floor, and the issue's target."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    unit: str
+    ratios: tuple[tuple[str, str], ...] = ()  # (ratio key in the document, what it is relative to)
+    target: str = ""
+
+
+SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
+    (
+        "floor: bare grpc.aio, 2 processes",
+        (
+            Row("floor_unary_p50_us", "unary latency p50", "µs"),
+            Row("floor_unary_p99_us", "unary latency p99", "µs"),
+            Row("floor_unary_throughput_64", "unary throughput, 64 in flight", "calls/s"),
+            Row("floor_unary_throughput_256", "unary throughput, 256 in flight", "calls/s"),
+            Row("floor_unary_throughput_256_2servers", "same, over 2 server processes", "calls/s"),
+            Row("floor_seed_p50_us", "seed shape (unary + 3-msg stream) p50", "µs"),
+            Row("floor_seed_p99_us", "seed shape p99", "µs"),
+            Row("floor_seed_throughput_256", "seed shape throughput, 256 in flight", "tasks/s"),
+            Row("floor_heartbeat_p50_ms", "(4)'s heartbeat load, constant answer: p50", "ms"),
+            Row("floor_heartbeat_p99_ms", "(4)'s heartbeat load: p99", "ms"),
+            Row("floor_heartbeat_cpu_share", "(4)'s heartbeat load: server CPU", "core"),
+        ),
+    ),
+    (
+        "tasks: AsyncOrchestrator -> 2 worker processes",
+        (
+            Row(
+                "task_p50_us",
+                "(1) no-op task latency p50",
+                "µs",
+                (("latency_ratio", "unary"), ("latency_ratio_to_seed_shape", "seed")),
+                "≤ 1.5× unary",
+            ),
+            Row("task_p99_us", "(1) no-op task latency p99", "µs", (("latency_p99_ratio", "unary p99"),)),
+            Row("sync_task_p50_us", "(1) same, blocking Orchestrator, p50", "µs", (("sync_latency_ratio", "unary"),)),
+            Row("sync_task_p99_us", "(1) same, blocking Orchestrator, p99", "µs"),
+            Row(
+                "task_throughput_256",
+                "(2) no-op throughput, 256 in flight",
+                "tasks/s",
+                (
+                    ("throughput_ratio", "unary"),
+                    ("throughput_ratio_to_2servers", "unary 2 srv"),
+                    ("throughput_ratio_to_seed_shape", "seed"),
+                ),
+                "≥ 0.75× unary",
+            ),
+            Row("sleep_throughput_1000", "(3) 10 ms tasks, 1,000 in flight", "tasks/s"),
+        ),
+    ),
+    (
+        "registry: wa registry process, simulated workers",
+        (
+            Row("registry_heartbeat_p50_ms", "(4) heartbeat p50, 2,000 workers @ 1/s", "ms"),
+            Row(
+                "registry_heartbeat_p99_ms",
+                "(4) heartbeat p99",
+                "ms",
+                (("registry_heartbeat_p99_ratio", "bare server"),),
+                "< 10 ms",
+            ),
+            Row(
+                "registry_cpu_share",
+                "(4) registry CPU, fraction of one core",
+                "core",
+                (("registry_cpu_ratio", "bare server"),),
+                "< 0.5",
+            ),
+            Row("registry_register_seconds_10k", "(4) register 10,000 workers", "s"),
+            Row("registry_rss_mb_10k_workers", "(4) registry RSS with 10,000 workers", "MiB", target="< 200"),
+        ),
+    ),
+    (
+        "queue: AsyncOrchestrator process, one worker with its only slot taken",
+        (
+            Row("orchestrator_rss_mb_100k_queued", "(5) orchestrator RSS, 100,000 queued", "MiB", target="< 500"),
+            Row("orchestrator_queue_seconds_100k", "(5) time to queue them", "s"),
+        ),
+    ),
+)
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def table(doc: dict[str, Any]) -> str:
+    """The figures of a results document as an aligned text table."""
+    header = ("figure", "median", "min–max", "unit", "ratio to floor", "target")
+    lines: list[tuple[str, ...]] = []
+    for title, rows in SECTIONS:
+        lines.append((f"-- {title}",))
+        for row in rows:
+            spread = doc["figures"].get(row.key)
+            ratios = ", ".join(f"{_number(doc[key])}× {what}" for key, what in row.ratios if doc.get(key) is not None)
+            lines.append(
+                (
+                    "  " + row.label,
+                    _number(doc.get(row.key)),
+                    f"{_number(spread['min'])}–{_number(spread['max'])}" if spread else "",
+                    row.unit,
+                    ratios,
+                    row.target,
+                )
+            )
+    cells = [header, *(line for line in lines if len(line) > 1)]  # section titles do not set widths
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    out = [_format(header, widths), _format(tuple("-" * w for w in widths), widths)]
+    for line in lines:
+        out.append(line[0] if len(line) == 1 else _format(line, widths))
+    footer = f"mode {doc['mode']}, {doc['rounds']} rounds per figure (median, min–max), {doc['duration_seconds']}s"
+    machine = doc["machine"]
+    out.append(
+        f"{footer}; {machine['cpu_count']} CPUs ({machine['cpu_model']}), Python {machine['python']}, "
+        f"grpcio {machine['grpcio']}, {machine['event_loop']}, git {machine['git']}"
+    )
+    foreign = doc["details"].get("foreign_cpu_share") or {}
+    if foreign:
+        worst = max(foreign, key=foreign.__getitem__)
+        note = " (figures disturbed; rerun on a quiet machine)" if foreign[worst] > 0.1 else ""
+        out.append(f"other processes on the machine: up to {foreign[worst]:.2f} of a core, during {worst}{note}")
+    if doc["failures"]:
+        out.extend(f"FAILED {name}: {message}" for name, message in doc["failures"].items())
+    return "\n".join(line.rstrip() for line in out)
+
+
+def _format(cells: tuple[str, ...], widths: list[int]) -> str:
+    left = {0, 3, 4, 5}
+    return "  ".join(
+        c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )

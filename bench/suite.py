@@ -1,0 +1,220 @@
+"""The whole suite: run each scenario group in turn, then derive ratios and assemble the JSON document."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+import worker_abstraction
+from bench import floor
+from bench.config import Config
+from bench.loops import loop_name
+from bench.measure import Figure, Results
+from bench.procs import REPO, Children, ForeignCpu
+from bench.scenarios import queue, registry, tasks
+
+Scenario = Callable[[Children, Config], Awaitable[Results]]
+
+SCENARIOS: tuple[tuple[str, Scenario], ...] = (
+    ("floor", floor.measure),
+    ("tasks", tasks.measure),
+    ("registry heartbeats", registry.measure_heartbeats),
+    ("registry registration", registry.measure_registration),
+    ("queue", queue.measure),
+)
+
+# The keys issue 3 requires in latest.json (null when a scenario could not run).
+REQUIRED_KEYS = (
+    "floor_unary_p50_us",
+    "task_p50_us",
+    "latency_ratio",
+    "floor_unary_throughput_256",
+    "task_throughput_256",
+    "throughput_ratio",
+    "registry_heartbeat_p99_ms",
+    "registry_cpu_share",
+    "registry_rss_mb_10k_workers",
+    "orchestrator_rss_mb_100k_queued",
+)
+
+# Figures every complete run has; a failed scenario leaves its own as null.
+FIGURE_KEYS = (
+    "floor_unary_p50_us",
+    "floor_unary_p99_us",
+    "floor_unary_throughput_64",
+    "floor_unary_throughput_256",
+    "floor_unary_throughput_256_2servers",
+    "floor_seed_p50_us",
+    "floor_seed_p99_us",
+    "floor_seed_throughput_256",
+    "task_p50_us",
+    "task_p99_us",
+    "sync_task_p50_us",
+    "sync_task_p99_us",
+    "task_throughput_256",
+    "sleep_throughput_1000",
+    "registry_heartbeat_p50_ms",
+    "registry_heartbeat_p99_ms",
+    "registry_cpu_share",
+    "floor_heartbeat_p50_ms",
+    "floor_heartbeat_p99_ms",
+    "floor_heartbeat_cpu_share",
+    "registry_register_seconds_10k",
+    "registry_rss_mb_10k_workers",
+    "orchestrator_rss_mb_100k_queued",
+    "orchestrator_queue_seconds_100k",
+)
+
+# ratio name -> (numerator, denominator): framework figure over the floor measured in the same run.
+RATIOS = {
+    "latency_ratio": ("task_p50_us", "floor_unary_p50_us"),
+    "throughput_ratio": ("task_throughput_256", "floor_unary_throughput_256"),
+    "throughput_ratio_to_2servers": ("task_throughput_256", "floor_unary_throughput_256_2servers"),
+    "latency_p99_ratio": ("task_p99_us", "floor_unary_p99_us"),
+    "sync_latency_ratio": ("sync_task_p50_us", "floor_unary_p50_us"),
+    "latency_ratio_to_seed_shape": ("task_p50_us", "floor_seed_p50_us"),
+    "throughput_ratio_to_seed_shape": ("task_throughput_256", "floor_seed_throughput_256"),
+    "registry_cpu_ratio": ("registry_cpu_share", "floor_heartbeat_cpu_share"),
+    "registry_heartbeat_p99_ratio": ("registry_heartbeat_p99_ms", "floor_heartbeat_p99_ms"),
+}
+
+
+async def run_suite(config: Config, log_dir: Path) -> dict[str, Any]:
+    """Run every scenario (a failing one is recorded and the rest still run) and return the JSON document."""
+    began = time.perf_counter()
+    results = Results()
+    failures: dict[str, str] = {}
+    quiet: dict[str, float] = {}
+    _clear_logs(log_dir)
+    for name, scenario in SCENARIOS:
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        started, foreign = time.perf_counter(), ForeignCpu()
+        try:
+            async with Children(log_dir) as children:
+                results.merge(await scenario(children, config))
+        except Exception as error:
+            failures[name] = f"{type(error).__name__}: {error}"
+            print(f"[bench] {name} FAILED:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+        quiet[name] = foreign.share()
+        print(
+            f"[bench] {name} took {time.perf_counter() - started:.1f}s"
+            f" (other processes used {quiet[name]:.2f} of a core meanwhile)",
+            file=sys.stderr,
+            flush=True,
+        )
+    results.extras["foreign_cpu_share"] = quiet
+    return document(config, results, failures, time.perf_counter() - began, log_dir)
+
+
+def document(
+    config: Config, results: Results, failures: dict[str, str], seconds: float, log_dir: Path
+) -> dict[str, Any]:
+    """Medians at the top level (the issue's keys first), then ratios, spreads, details and the machine."""
+    medians: dict[str, float | None] = {key: None for key in FIGURE_KEYS}
+    medians.update({key: figure.median for key, figure in results.figures.items()})
+    ratios = {name: _ratio(medians.get(num), medians.get(den)) for name, (num, den) in RATIOS.items()}
+    values: dict[str, Any] = medians | ratios
+    doc: dict[str, Any] = {key: values[key] for key in REQUIRED_KEYS}
+    doc.update({key: value for key, value in values.items() if key not in doc})
+    doc["mode"] = config.mode
+    doc["rounds"] = config.rounds
+    doc["figures"] = {key: _spread(figure) for key, figure in results.figures.items()}
+    doc["details"] = results.extras | {"child_log_warnings": _log_warnings(log_dir)}
+    doc["failures"] = failures
+    doc["duration_seconds"] = round(seconds, 1)
+    doc["timestamp"] = datetime.now(UTC).isoformat(timespec="seconds")
+    doc["machine"] = machine()
+    return doc
+
+
+def _clear_logs(log_dir: Path) -> None:
+    for stale in log_dir.glob("*.log"):
+        stale.unlink()
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def _spread(figure: Figure) -> dict[str, Any]:
+    return {"median": figure.median, "min": figure.low, "max": figure.high, "rounds": list(figure.rounds)}
+
+
+_LEVEL = re.compile(r"^\S+ \S+ (WARNING|ERROR|CRITICAL)\b")
+
+
+def _log_warnings(log_dir: Path) -> dict[str, dict[str, int]]:
+    """WARNING/ERROR lines in each child's stderr log (the logs themselves stay in log_dir)."""
+    found: dict[str, dict[str, int]] = {}
+    for path in sorted(log_dir.glob("*.log")):
+        counts: dict[str, int] = {}
+        for line in path.read_text(errors="replace").splitlines():
+            match = _LEVEL.match(line)
+            if match or line.startswith("Traceback"):
+                level = match.group(1) if match else "Traceback"
+                counts[level] = counts.get(level, 0) + 1
+        if counts:
+            found[path.stem] = counts
+    return found
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_gb": _memory_gb(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "event_loop": loop_name(),
+        "worker_abstraction": worker_abstraction.__version__,
+        "git": _git_revision(),
+        "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
+    }
+
+
+def _cpu_model() -> str | None:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _memory_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _git_revision() -> str | None:
+    """HEAD's short hash, with `+dirty` when the library or the contract has uncommitted changes."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src", "proto"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}+dirty" if dirty else head

@@ -1,0 +1,22 @@
+"""The workers the benchmark runs as `wa worker bench.workers:NoopWorker` processes (cwd = repo root)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from worker_abstraction import BaseWorker, capability
+
+
+class NoopWorker(BaseWorker):
+    """Capabilities that cost as little as possible, so what is measured is the framework."""
+
+    @capability
+    async def noop(self) -> None:
+        """Do nothing and return None."""
+        return None
+
+    @capability
+    async def sleep_ms(self, ms: int = 10) -> int:
+        """Sleep `ms` milliseconds without using the CPU, then return `ms`."""
+        await asyncio.sleep(ms / 1000)
+        return ms
