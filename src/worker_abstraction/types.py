@@ -95,12 +95,19 @@ class WorkerInfo:
     current_load: int = 0
     max_concurrent_tasks: int = 0  # 0: no limit
     load_report: LoadReport | None = None
+    # Derived once, for the scheduler's hot path: capabilities by name, tags lower-cased.
+    _by_name: dict[str, CapabilitySpec] = field(init=False, repr=False, compare=False, hash=False)
+    tag_set: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {c.name: c for c in self.capabilities})
+        object.__setattr__(self, "tag_set", frozenset(t.lower() for t in self.tags))
 
     def offers(self, capability: str) -> bool:
-        return any(c.name == capability for c in self.capabilities)
+        return capability in self._by_name
 
     def capability(self, name: str) -> CapabilitySpec | None:
-        return next((c for c in self.capabilities if c.name == name), None)
+        return self._by_name.get(name)
 
 
 @dataclass(frozen=True, slots=True)

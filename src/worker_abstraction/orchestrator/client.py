@@ -192,6 +192,7 @@ class AsyncOrchestrator:
                 timeout_seconds=timeout_seconds,
                 on_done=self._task_done,
             ),
+            capability=capability,
             required_tags=frozenset(t.lower() for t in required_tags),
             preferred_tags=frozenset(t.lower() for t in preferred_tags),
             pinned=worker_id or "",

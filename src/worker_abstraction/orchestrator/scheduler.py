@@ -41,15 +41,12 @@ class Job:
 
     task: pb.Task
     handle: AsyncTaskHandle
+    capability: str
     required_tags: frozenset[str]
     preferred_tags: frozenset[str]
     pinned: str
     first_attempt: asyncio.Future[None]  # resolved once a worker has answered (accepted or refused)
     reserved_on: str = ""  # the worker whose slot this job holds right now
-
-    @property
-    def capability(self) -> str:
-        return self.task.capability_name
 
 
 class Scheduler:
@@ -129,8 +126,9 @@ class Scheduler:
         spec = worker.capability(job.capability)
         if spec is None or (job.pinned and worker.worker_id != job.pinned):
             return False
-        needed = job.required_tags | {t.lower() for t in spec.required_tags}
-        return needed <= {t.lower() for t in worker.tags}
+        if spec.required_tags and not {t.lower() for t in spec.required_tags} <= worker.tag_set:
+            return False
+        return job.required_tags <= worker.tag_set
 
     def _has_room(self, job: Job, worker: WorkerInfo, now: float) -> bool:
         if self._held_back.get(worker.worker_id, 0.0) > now:
@@ -152,7 +150,7 @@ class Scheduler:
 
         def preference(index: int) -> tuple[int, float, int]:
             worker = candidates[index]
-            preferred = len(job.preferred_tags & {t.lower() for t in worker.tags})
+            preferred = len(job.preferred_tags & worker.tag_set)
             share = self.in_flight[worker.worker_id] / (worker.max_concurrent_tasks or _UNLIMITED_SLOTS)
             return (-preferred, share, (index - self._turn) % count)
 

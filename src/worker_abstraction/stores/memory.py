@@ -1,4 +1,4 @@
-"""The default worker store: a dict in the registry's memory."""
+"""The default worker store: dicts in the registry's memory."""
 
 from __future__ import annotations
 
@@ -11,17 +11,26 @@ class MemoryWorkerStore:
 
     def __init__(self) -> None:
         self._records: dict[str, WorkerRecord] = {}
+        # address -> worker ids, so registering the 10,000th worker does not scan the other 9,999.
+        self._by_address: dict[str, set[str]] = {}
 
     async def put(self, record: WorkerRecord) -> WorkerRecord | None:
-        previous = self._records.get(record.info.worker_id)
-        self._records[record.info.worker_id] = record
+        worker_id = record.info.worker_id
+        previous = self._records.get(worker_id)
+        if previous is not None:
+            self._unindex(previous)
+        self._records[worker_id] = record
+        self._by_address.setdefault(record.info.address, set()).add(worker_id)
         return previous
 
     async def get(self, worker_id: str) -> WorkerRecord | None:
         return self._records.get(worker_id)
 
     async def remove(self, worker_id: str) -> WorkerRecord | None:
-        return self._records.pop(worker_id, None)
+        record = self._records.pop(worker_id, None)
+        if record is not None:
+            self._unindex(record)
+        return record
 
     async def touch(
         self, worker_id: str, *, load: int, now: float, report: LoadReport | None = None
@@ -35,7 +44,14 @@ class MemoryWorkerStore:
         return list(self._records.values())
 
     async def find_by_address(self, address: str) -> list[WorkerRecord]:
-        return [r for r in self._records.values() if r.info.address == address]
+        return [self._records[i] for i in self._by_address.get(address, ())]
 
     async def expired(self, before: float) -> list[WorkerRecord]:
         return [r for r in self._records.values() if r.last_seen < before]
+
+    def _unindex(self, record: WorkerRecord) -> None:
+        ids = self._by_address.get(record.info.address)
+        if ids is not None:
+            ids.discard(record.info.worker_id)
+            if not ids:
+                del self._by_address[record.info.address]
