@@ -116,8 +116,11 @@ class Fleet:
 class Heartbeats:
     """One heartbeat per worker per second, spread evenly; latencies kept per send time."""
 
-    def __init__(self, fleet: Fleet, rate_per_worker: float = 1.0) -> None:
+    def __init__(self, fleet: Fleet, rate_per_worker: float = 1.0, *, stream: bool = False) -> None:
         self.fleet = fleet
+        # As our workers do: one HeartbeatStream per worker, one message per beat (else one unary call each).
+        self.stream = stream
+        self._calls: dict[int, Any] = {}
         self.rate = fleet.workers * rate_per_worker
         self.latencies: list[float] = []
         self.errors: Counter[str] = Counter()
@@ -132,7 +135,14 @@ class Heartbeats:
         request = pb.HeartbeatRequest(worker_id=f"sim-{index:06d}", current_load=index % 3)
         start = time.perf_counter()
         try:
-            response = await self.fleet.stub(index).WorkerHeartbeat(request, timeout=RPC_TIMEOUT_SECONDS)
+            if self.stream:
+                call = self._calls.get(index)
+                if call is None:
+                    call = self._calls[index] = self.fleet.stub(index).HeartbeatStream()
+                await call.write(request)
+                response = await call.read()
+            else:
+                response = await self.fleet.stub(index).WorkerHeartbeat(request, timeout=RPC_TIMEOUT_SECONDS)
         except grpc.RpcError as error:
             self.errors[error.code().name] += 1
             return
@@ -185,7 +195,7 @@ async def heartbeat_mode(args: argparse.Namespace) -> None:
         await fleet.ready()
         seconds = await fleet.register_all()
         emit("registered", seconds=seconds, errors=dict(fleet.errors))
-        beats = Heartbeats(fleet)
+        beats = Heartbeats(fleet, stream=args.stream)
         next_beat = await beats.run_for(args.warmup, 0)
         beats.window_report()
         for round_ in range(1, args.rounds + 1):
@@ -214,6 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["heartbeat", "register"])
     parser.add_argument("--registry", required=True, metavar="HOST:PORT")
+    parser.add_argument("--stream", action="store_true", help="heartbeat over HeartbeatStream, as workers do")
     parser.add_argument("--workers", type=int, default=2_000)
     parser.add_argument(
         "--channels", type=int, default=0, help="connections to the registry (0: one per worker for heartbeat)"

@@ -44,9 +44,14 @@ class _Windows:
         return total
 
 
-async def _heartbeat_windows(children: Children, config: Config, target: Child, name: str) -> _Windows:
-    """Point a heartbeat load generator at `target`; its CPU share and the beats' latency per window."""
-    args = ["-m", "bench.loadgen", "heartbeat", "--registry", target.address]
+async def _heartbeat_windows(
+    children: Children, config: Config, target: Child, name: str, *, stream: bool = False
+) -> _Windows:
+    """Point a heartbeat load generator at `target`; its CPU share and the beats' latency per window.
+
+    `stream` sends the beats as our workers do (HeartbeatStream); the bare floor server answers unary only.
+    """
+    args = ["-m", "bench.loadgen", "heartbeat", "--registry", target.address, *(["--stream"] if stream else [])]
     args += ["--workers", str(config.heartbeat_workers), "--channels", str(config.heartbeat_channels)]
     args += ["--rounds", str(config.rounds)]
     args += ["--warmup", str(config.heartbeat_warmup_seconds), "--window", str(config.heartbeat_window_seconds)]
@@ -83,7 +88,7 @@ async def measure_heartbeats(children: Children, config: Config) -> Results:
         start_registry(children, "heartbeat-registry"),
         children.start("heartbeat-floor", "-m", "bench.floor", "--port", "0", ready_prefix=floor.READY_PREFIX),
     )
-    seen = await _heartbeat_windows(children, config, registry, "heartbeat-loadgen")
+    seen = await _heartbeat_windows(children, config, registry, "heartbeat-loadgen", stream=True)
     results = Results()
     results.extras["registry_rss_mb_2k_workers"] = rss_mb(registry.pid)
     await children.stop(registry)

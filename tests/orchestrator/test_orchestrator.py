@@ -126,6 +126,10 @@ class SeedOnlyRegistryServicer(RegistryServicer):
     async def DeregisterWorker(self, request: Any, context: Any) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
 
+    async def HeartbeatStream(self, request_iterator: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        yield  # pragma: no cover
+
     async def WorkerHeartbeat(self, request: Any, context: Any) -> Any:
         response = await super().WorkerHeartbeat(request, context)
         return pb.HeartbeatResponse(success=response.success, message=response.message)  # no must_register

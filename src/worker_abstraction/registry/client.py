@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -40,8 +41,11 @@ class RegistryClient:
         self._channel = _rpc.channel(address)
         self._stub = pb_grpc.RegistryServiceStub(self._channel)
         self._timeout = call_timeout_seconds
+        self._heartbeat_call: aio.StreamStreamCall[pb.HeartbeatRequest, pb.HeartbeatResponse] | None = None
+        self._heartbeat_stream_offered = True  # until the registry answers UNIMPLEMENTED
 
     async def aclose(self) -> None:
+        self._close_heartbeat_stream()
         await self._channel.close(None)
 
     async def register(self, info: WorkerInfo) -> Registration:
@@ -67,16 +71,50 @@ class RegistryClient:
         )
 
     async def heartbeat(self, worker_id: str, load: int, report: LoadReport | None = None) -> bool:
-        """Send a heartbeat; False means the registry does not know the worker and it must register."""
+        """Send a heartbeat; False means the registry does not know the worker and it must register.
+
+        Heartbeats go as messages on one HeartbeatStream (far cheaper for the registry than a unary call
+        each); a registry without it gets WorkerHeartbeat calls. Call it from one task at a time.
+        """
         request = pb.HeartbeatRequest(worker_id=worker_id, current_load=load)
         if report is not None:
             request.load_report.CopyFrom(_convert.load_to_pb(report))
+        if self._heartbeat_stream_offered:
+            try:
+                response = await self._beat_on_stream(request)
+            except aio.AioRpcError as error:
+                self._close_heartbeat_stream()
+                if error.code() is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise self._unavailable("HeartbeatStream", error) from error
+                self._heartbeat_stream_offered = False
+            except (TimeoutError, asyncio.InvalidStateError, aio.UsageError) as error:
+                # Unanswered, or written to a stream that already ended (grpc raises these, not AioRpcError).
+                self._close_heartbeat_stream()
+                raise RegistryUnavailableError(f"registry {self.address}: heartbeat stream broke: {error!r}") from error
+            else:
+                return response.success and not response.must_register
         try:
             response = await self._stub.WorkerHeartbeat(request, timeout=self._timeout)
         except aio.AioRpcError as error:
             raise self._unavailable("WorkerHeartbeat", error) from error
         # A seed registry only says success=false; ours also sets must_register.
         return response.success and not response.must_register
+
+    async def _beat_on_stream(self, request: pb.HeartbeatRequest) -> pb.HeartbeatResponse:
+        if self._heartbeat_call is None:
+            self._heartbeat_call = self._stub.HeartbeatStream()
+        async with asyncio.timeout(self._timeout):
+            await self._heartbeat_call.write(request)
+            response = await self._heartbeat_call.read()
+        if not isinstance(response, pb.HeartbeatResponse):  # the stream ended: open a new one next time
+            self._close_heartbeat_stream()
+            raise RegistryUnavailableError(f"registry {self.address} closed the heartbeat stream")
+        return response
+
+    def _close_heartbeat_stream(self) -> None:
+        if self._heartbeat_call is not None:
+            self._heartbeat_call.cancel()
+            self._heartbeat_call = None
 
     async def deregister(self, worker_id: str) -> bool:
         """Leave cleanly; False when the registry does not offer DeregisterWorker or forgot the worker."""

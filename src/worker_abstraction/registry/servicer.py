@@ -41,15 +41,24 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
         )
 
     async def WorkerHeartbeat(self, request: pb.HeartbeatRequest, context: Context) -> pb.HeartbeatResponse:
-        if not request.worker_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id is empty")
-        if request.current_load < 0:
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, f"current_load must be >= 0, got {request.current_load}"
-            )
+        problem = _heartbeat_problem(request)
+        if problem:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        return await self._heartbeat(request)
+
+    async def HeartbeatStream(
+        self, request_iterator: AsyncIterator[pb.HeartbeatRequest], context: Context
+    ) -> AsyncIterator[pb.HeartbeatResponse]:
+        async for request in request_iterator:
+            problem = _heartbeat_problem(request)
+            if problem:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+            yield await self._heartbeat(request)
+
+    async def _heartbeat(self, request: pb.HeartbeatRequest) -> pb.HeartbeatResponse:
         report = _convert.load_from_pb(request.load_report) if request.HasField("load_report") else None
         if await self._registry.heartbeat(request.worker_id, request.current_load, report):
-            return pb.HeartbeatResponse(success=True, message="ok")
+            return _OK
         # success=false is how a seed worker learns it must register again; must_register says it plainly.
         return pb.HeartbeatResponse(
             success=False,
@@ -100,6 +109,17 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
                 yield _event_to_pb(event)
         finally:
             self._registry.events.unsubscribe(queue)
+
+
+_OK = pb.HeartbeatResponse(success=True, message="ok")
+
+
+def _heartbeat_problem(request: pb.HeartbeatRequest) -> str:
+    if not request.worker_id:
+        return "worker_id is empty"
+    if request.current_load < 0:
+        return f"current_load must be >= 0, got {request.current_load}"
+    return ""
 
 
 def _event_to_pb(event: WorkerEvent) -> pb.WorkerEvent:

@@ -102,6 +102,10 @@ class Membership:
             except InvalidWorkerInfoError as error:
                 logger.error("registry refuses this worker: %s", error)
                 await self._pause(self.interval_seconds)
+            except Exception:  # membership must outlive any surprise, or the worker silently drops out
+                logger.exception("heartbeat failed unexpectedly; retrying")
+                self.registered.clear()
+                await self._pause(self.interval_seconds)
 
     async def _pause(self, seconds: float) -> None:
         self._wake.clear()
