@@ -10,7 +10,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 _log = logging.getLogger(__name__)
@@ -71,3 +71,27 @@ class StopSignals:
     def _remove_handlers(self) -> None:
         for sig in _STOP_SIGNALS:
             self._loop.remove_signal_handler(sig)
+
+
+async def serve_until_signal(
+    *,
+    start: Callable[[], Awaitable[None]],
+    ready_line: Callable[[], str],
+    ended: Callable[[], Awaitable[None]],
+    stop: Callable[[], Awaitable[None]],
+    what: str,
+) -> int:
+    """Start a daemon, print its readiness line, serve until SIGINT/SIGTERM, stop it; the exit code.
+
+    Signals are caught before `start`, so a signal during start-up still stops it cleanly.
+    """
+    with StopSignals() as signals:
+        await start()
+        try:
+            print(ready_line(), flush=True)
+            if await signals.wait(ended()) is None:
+                _log.error("%s ended on its own", what)
+                return 1
+        finally:
+            await stop()
+    return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from worker_abstraction.cli import DEFAULT_REGISTRY, StopSignals, env
+from worker_abstraction.cli import DEFAULT_REGISTRY, env, serve_until_signal
 from worker_abstraction.orchestrator.service import OrchestratorServer
 
 NAME = "orchestrator"
@@ -63,13 +63,10 @@ async def run(args: argparse.Namespace) -> int:
     server = OrchestratorServer(
         args.registry, host=args.host, port=args.port, max_queued=args.max_queued, aging_seconds=args.aging
     )
-    with StopSignals() as stop:
-        await server.start()
-        try:
-            print(f"orchestrator listening on {server.address}", flush=True)
-            if await stop.wait(server.wait_for_termination()) is None:
-                _log.error("orchestrator server terminated on its own")
-                return 1
-        finally:
-            await server.stop(grace_seconds=1.0)
-    return 0
+    return await serve_until_signal(
+        start=server.start,
+        ready_line=lambda: f"orchestrator listening on {server.address}",
+        ended=server.wait_for_termination,
+        stop=lambda: server.stop(grace_seconds=1.0),
+        what="orchestrator server",
+    )

@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from worker_abstraction import RegistryServer
-from worker_abstraction.cli import StopSignals, env
+from worker_abstraction.cli import env, serve_until_signal
 
 NAME = "registry"
 SUMMARY = "run the worker registry"
@@ -58,13 +58,10 @@ async def run(args: argparse.Namespace) -> int:
         ttl_seconds=args.ttl,
         sweep_interval_seconds=args.sweep_interval,
     )
-    with StopSignals() as stop:
-        await server.start()
-        try:
-            print(f"registry listening on {server.address}", flush=True)
-            if await stop.wait(server.wait_for_termination()) is None:
-                _log.error("registry server terminated on its own")
-                return 1
-        finally:
-            await server.stop(grace_seconds=1.0)
-    return 0
+    return await serve_until_signal(
+        start=server.start,
+        ready_line=lambda: f"registry listening on {server.address}",
+        ended=server.wait_for_termination,
+        stop=lambda: server.stop(grace_seconds=1.0),
+        what="registry server",
+    )

@@ -15,7 +15,7 @@ import os
 import sys
 
 from worker_abstraction import BaseWorker
-from worker_abstraction.cli import DEFAULT_REGISTRY, StopSignals, UsageError, env
+from worker_abstraction.cli import DEFAULT_REGISTRY, UsageError, env, serve_until_signal
 from worker_abstraction.errors import InvalidCapabilityError
 
 NAME = "worker"
@@ -128,13 +128,10 @@ async def run(args: argparse.Namespace) -> int:
         advertise_host=args.advertise_host,
         max_concurrent_tasks=args.max_concurrent,
     )
-    with StopSignals() as stop:
-        await worker.start()
-        try:
-            print(f"worker {worker.worker_id} listening on {worker.address}", flush=True)
-            if await stop.wait(worker.wait_stopped()) is None:
-                _log.error("worker stopped on its own")
-                return 1
-        finally:
-            await worker.stop(grace_seconds=args.grace)
-    return 0
+    return await serve_until_signal(
+        start=worker.start,
+        ready_line=lambda: f"worker {worker.worker_id} listening on {worker.address}",
+        ended=worker.wait_stopped,
+        stop=lambda: worker.stop(grace_seconds=args.grace),
+        what="worker",
+    )
