@@ -18,13 +18,13 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP)
-	$(PY) -m ruff check src tests examples services scripts
+	$(PY) -m ruff check src tests examples services scripts bench
 	$(PY) -m mypy src
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests examples services scripts
-	$(PY) -m ruff format --check src tests examples services scripts
+	$(PY) -m ruff check src tests examples services scripts bench
+	$(PY) -m ruff format --check src tests examples services scripts bench
 	$(PY) -m mypy src
 
 proto: $(STAMP)
