@@ -47,6 +47,12 @@ class ToolWorker(BaseWorker):
         raise ValueError(message)
 
     @capability
+    async def cooperative(self, ctx: TaskContext) -> str:
+        """Runs until asked to cancel, then gives up cleanly."""
+        await ctx.wait_cancel_requested()
+        raise RuntimeError("stopped on request")
+
+    @capability
     async def sleepy(self, seconds: float) -> float:
         await asyncio.sleep(seconds)
         return seconds

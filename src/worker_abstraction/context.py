@@ -47,6 +47,7 @@ class TaskContext:
         deadline_monotonic: float | None,
         publish_progress: Callable[[float, str], None],
         loop: asyncio.AbstractEventLoop,
+        cancel_requested: asyncio.Event | None = None,
     ) -> None:
         self.task_id = task_id
         self.capability = capability
@@ -58,6 +59,20 @@ class TaskContext:
         self._publish_progress = publish_progress
         self._loop = loop
         self._loop_thread = threading.get_ident()
+        self._cancel_requested = cancel_requested or asyncio.Event()
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once someone asked to cancel the task: finish up (or raise) soon, or be stopped.
+
+        Plain handlers running in threads should check it now and then; async handlers may also await
+        `wait_cancel_requested()`. After the worker's grace period an async handler is canceled outright.
+        """
+        return self._cancel_requested.is_set()
+
+    async def wait_cancel_requested(self) -> None:
+        """Return once cancellation was asked for (from async handlers)."""
+        await self._cancel_requested.wait()
 
     def time_remaining_seconds(self) -> float | None:
         """Seconds left before the deadline, or None without one."""

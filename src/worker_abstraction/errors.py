@@ -93,8 +93,8 @@ class TaskError(WorkerAbstractionError):
 class TaskNotFoundError(TaskError):
     """The worker does not know this task id."""
 
-    def __init__(self, task_id: str) -> None:
-        super().__init__(task_id, f"task {task_id!r} is unknown to the worker")
+    def __init__(self, task_id: str, where: str = "the worker") -> None:
+        super().__init__(task_id, f"task {task_id!r} is unknown to {where}")
 
 
 class TaskRejectedError(TaskError):

@@ -196,7 +196,14 @@ async def test_worker_info_describes_capabilities_and_real_address(
 ) -> None:
     info = await stub.GetWorkerInfo(empty_pb2.Empty())
     assert info.address == worker.address and not info.address.endswith(":0")
-    assert {c.name for c in info.capabilities} == {"echo", "wait_for", "blocking_wait", "explode", "sleepy"}
+    assert {c.name for c in info.capabilities} == {
+        "echo",
+        "wait_for",
+        "blocking_wait",
+        "explode",
+        "cooperative",
+        "sleepy",
+    }
 
 
 async def test_stop_drains_running_tasks_and_refuses_new_ones(start_worker: Callable[..., Any], gates: Gates) -> None:

@@ -267,6 +267,26 @@ class StreamTaskStatusResponse(_message.Message):
     result: TaskResult
     def __init__(self, result: _Optional[_Union[TaskResult, _Mapping]] = ...) -> None: ...
 
+class CancelTaskRequest(_message.Message):
+    __slots__ = ("task_id", "reason")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    reason: str
+    def __init__(self, task_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CancelTaskResponse(_message.Message):
+    __slots__ = ("task_id", "canceled", "status", "message")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CANCELED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    canceled: bool
+    status: TaskStatus
+    message: str
+    def __init__(self, task_id: _Optional[str] = ..., canceled: _Optional[bool] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
 class GetWorkerByIdRequest(_message.Message):
     __slots__ = ("worker_id",)
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -56,6 +56,11 @@ class WorkerServiceStub:
                 request_serializer=worker__abstraction_dot_worker__pb2.TaskChannelRequest.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.TaskChannelResponse.FromString,
                 _registered_method=True)
+        self.CancelTask = channel.unary_unary(
+                '/worker_abstraction.WorkerService/CancelTask',
+                request_serializer=worker__abstraction_dot_worker__pb2.CancelTaskRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.CancelTaskResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -93,6 +98,15 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelTask(self, request, context):
+        """Added: ask the worker to cancel a task. The handler sees the request through its context first and
+        may clean up; after a grace period it is stopped. The task then ends CANCELED (streamed as usual).
+        NOT_FOUND for unknown ids; an already finished task is left as it is (canceled = false).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +129,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.OpenTaskChannel,
                     request_deserializer=worker__abstraction_dot_worker__pb2.TaskChannelRequest.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.TaskChannelResponse.SerializeToString,
+            ),
+            'CancelTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTask,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.CancelTaskRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.CancelTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -226,6 +245,33 @@ class WorkerService:
             '/worker_abstraction.WorkerService/OpenTaskChannel',
             worker__abstraction_dot_worker__pb2.TaskChannelRequest.SerializeToString,
             worker__abstraction_dot_worker__pb2.TaskChannelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.WorkerService/CancelTask',
+            worker__abstraction_dot_worker__pb2.CancelTaskRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.CancelTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -600,6 +646,11 @@ class OrchestratorServiceStub:
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.QueueStats.FromString,
                 _registered_method=True)
+        self.CancelTask = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/CancelTask',
+                request_serializer=worker__abstraction_dot_worker__pb2.CancelTaskRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.CancelTaskResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -630,6 +681,13 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CancelTask(self, request, context):
+        """Cancel a task: a queued one never dispatches, a running one is canceled on its worker.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -647,6 +705,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.GetQueueStats,
                     request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.QueueStats.SerializeToString,
+            ),
+            'CancelTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTask,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.CancelTaskRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.CancelTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -731,6 +794,33 @@ class OrchestratorService:
             '/worker_abstraction.OrchestratorService/GetQueueStats',
             google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             worker__abstraction_dot_worker__pb2.QueueStats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/CancelTask',
+            worker__abstraction_dot_worker__pb2.CancelTaskRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.CancelTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

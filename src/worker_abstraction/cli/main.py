@@ -12,6 +12,7 @@ from typing import Any
 
 from worker_abstraction.cli import (
     UsageError,
+    cancel_cmd,
     env,
     orchestrator_cmd,
     queue_cmd,
@@ -25,7 +26,15 @@ from worker_abstraction.observability import log
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
-_COMMANDS: tuple[ModuleType, ...] = (registry_cmd, worker_cmd, orchestrator_cmd, submit_cmd, workers_cmd, queue_cmd)
+_COMMANDS: tuple[ModuleType, ...] = (
+    registry_cmd,
+    worker_cmd,
+    orchestrator_cmd,
+    submit_cmd,
+    cancel_cmd,
+    workers_cmd,
+    queue_cmd,
+)
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 

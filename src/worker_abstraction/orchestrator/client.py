@@ -13,13 +13,13 @@ from typing import Any
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.errors import InvalidParametersError, NoWorkerError, TaskRejectedError
+from worker_abstraction.errors import InvalidParametersError, NoWorkerError, TaskNotFoundError, TaskRejectedError
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.link import WorkerLink
 from worker_abstraction.orchestrator.scheduler import Job, Scheduler
 from worker_abstraction.registry.client import RegistryClient
-from worker_abstraction.types import WorkerInfo
+from worker_abstraction.types import TaskStatus, TaskUpdate, WorkerInfo
 from worker_abstraction.validation import parameter_problems
 
 logger = logging.getLogger(__name__)
@@ -199,6 +199,7 @@ class AsyncOrchestrator:
             first_attempt=asyncio.get_running_loop().create_future(),
         )
         job.handle.task_id = job.task.task_id
+        job.handle.canceller = self._cancel
         self._check(job, params)
         self._handles[job.task.task_id] = job.handle
         self._jobs[job.task.task_id] = job
@@ -244,6 +245,26 @@ class AsyncOrchestrator:
         while pending:
             yield await finished.get()
             pending -= 1
+
+    async def cancel(self, task_id: str, reason: str = "") -> bool:
+        """Cancel a task this orchestrator is running or holding; see `AsyncTaskHandle.cancel`.
+
+        Raises:
+            TaskNotFoundError: the orchestrator has no unfinished task with this id.
+        """
+        handle = self._handles.get(task_id)
+        if handle is None:
+            raise TaskNotFoundError(task_id)
+        return await handle.cancel(reason)
+
+    async def _cancel(self, handle: AsyncTaskHandle, reason: str) -> bool:
+        job = self._jobs.get(handle.task_id)
+        if job is None or handle.done():
+            return False
+        if self._scheduler.withdraw(job):  # still waiting: it simply never runs
+            handle.deliver(TaskUpdate(task_id=handle.task_id, status=TaskStatus.CANCELED, error_message=reason))
+            return True
+        return await self._scheduler.cancel_on_worker(job, reason)
 
     def _check(self, job: Job, params: Mapping[str, Any]) -> None:
         capable = self._directory.capable(job.capability)

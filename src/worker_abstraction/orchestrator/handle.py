@@ -7,7 +7,7 @@ a StreamTaskStatus follower), and it keeps its own deadline.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from worker_abstraction.errors import (
@@ -57,6 +57,7 @@ class AsyncTaskHandle:
         self._on_done = on_done
         self._deadline: asyncio.TimerHandle | None = None
         self.follower: asyncio.Task[None] | None = None
+        self.canceller: Callable[[AsyncTaskHandle, str], Awaitable[bool]] | None = None
 
     @property
     def status(self) -> TaskStatus:
@@ -99,6 +100,18 @@ class AsyncTaskHandle:
         if not self.updates or not self.updates[-1].is_terminal:
             raise TaskError(self.task_id, f"stopped following task {self.task_id} before it finished")
         return self.updates[-1]
+
+    async def cancel(self, reason: str = "") -> bool:
+        """Cancel the task: a queued one never runs; a running one is asked to stop, then stopped.
+
+        The task ends CANCELED (`result()` raises TaskCanceledError) unless it finished first.
+
+        Returns:
+            False when the task had already finished, True otherwise.
+        """
+        if self.done() or self.canceller is None:
+            return False
+        return await self.canceller(self, reason or "canceled by the caller")
 
     async def result(self, timeout_seconds: float | None = None) -> Any:
         """The task's decoded output.

@@ -76,6 +76,19 @@ class TaskQueue:
         heapq.heappush(heap, item)
         self._size += 1
 
+    def remove(self, item: QueuedTask) -> bool:
+        """Take a waiting task out (it was canceled); False if it is not waiting here."""
+        heap = self._heaps.get(item.fairness_key)
+        if heap is None or item not in heap:
+            return False
+        heap.remove(item)
+        heapq.heapify(heap)
+        self._size -= 1
+        if not heap:
+            del self._heaps[item.fairness_key], self._credit[item.fairness_key]
+            self._turns.remove(item.fairness_key)
+        return True
+
     def peek(self, now: float) -> QueuedTask | None:
         """The task that should run next."""
         key = self._next_key(now)

@@ -22,6 +22,7 @@ from worker_abstraction.errors import (
     NoWorkerError,
     OrchestratorUnavailableError,
     QueueFullError,
+    TaskNotFoundError,
     TaskRejectedError,
     WorkerAbstractionError,
 )
@@ -112,10 +113,29 @@ class RemoteOrchestrator:
             task_id=response.task_id, capability=capability, params=params, timeout_seconds=0, on_done=_ignore
         )
         handle.assign(response.worker_id, response.worker_address)
+        handle.canceller = self._cancel
         follower = asyncio.create_task(self._follow(handle), name=f"watch-{handle.task_id}")
         self._followers.add(follower)
         follower.add_done_callback(self._followers.discard)
         return handle
+
+    async def cancel(self, task_id: str, reason: str = "") -> bool:
+        """Cancel a task held by the daemon; see `AsyncTaskHandle.cancel`.
+
+        Raises:
+            TaskNotFoundError: the daemon does not know the task.
+            OrchestratorUnavailableError: the daemon could not be reached.
+        """
+        try:
+            response = await self._stub.CancelTask(pb.CancelTaskRequest(task_id=task_id, reason=reason), timeout=10)
+        except aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                raise TaskNotFoundError(task_id, "the orchestrator") from error
+            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+        return bool(response.canceled)
+
+    async def _cancel(self, handle: AsyncTaskHandle, reason: str) -> bool:
+        return await self.cancel(handle.task_id, reason)
 
     async def _follow(self, handle: AsyncTaskHandle) -> None:
         lost_since: float | None = None

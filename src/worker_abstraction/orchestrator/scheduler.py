@@ -18,6 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import grpc
+from grpc import aio
+
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import QueueFullError
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
@@ -47,6 +50,8 @@ class Job:
     pinned: str
     first_attempt: asyncio.Future[None]  # resolved once a worker has answered (accepted or refused)
     reserved_on: str = ""  # the worker whose slot this job holds right now
+    waiting: QueuedTask | None = None  # its queue entry while it waits
+    cancel_reason: str = ""  # set when canceled while its first dispatch was on the way
 
 
 class Scheduler:
@@ -103,9 +108,21 @@ class Scheduler:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = TaskQueue(aging_seconds=self._aging, weights=self._weights)
-        queue.push(job, priority=priority, fairness_key=fairness_key, now=time.monotonic())
+        job.waiting = queue.push(job, priority=priority, fairness_key=fairness_key, now=time.monotonic())
         self._waiting[job.capability] += 1
         self.pump()
+
+    def withdraw(self, job: Job) -> bool:
+        """Take a job out of the queue before it is dispatched; False if it is not waiting."""
+        key = (job.capability, job.required_tags, job.pinned)
+        queue = self._queues.get(key)
+        if job.waiting is None or queue is None or not queue.remove(job.waiting):
+            return False
+        if not len(queue):
+            del self._queues[key]
+        job.waiting = None
+        self._waiting[job.capability] -= 1
+        return True
 
     def pump(self) -> None:
         """Hand queued jobs to workers with free slots, best effective priority first."""
@@ -158,6 +175,7 @@ class Scheduler:
 
     def _start(self, item: QueuedTask, worker: WorkerInfo) -> None:
         job: Job = item.payload
+        job.waiting = None
         self._waiting[job.capability] -= 1
         self._reserve(job, worker.worker_id)
         job.handle.assign(worker.worker_id, worker.address)
@@ -183,6 +201,8 @@ class Scheduler:
             return
         if response.accepted:
             _settle(job.first_attempt)
+            if job.cancel_reason:  # canceled while this dispatch was on its way
+                await self.cancel_on_worker(job, job.cancel_reason)
         elif response.reject_reason in (pb.REJECT_REASON_RESOURCE_EXHAUSTED, pb.REJECT_REASON_SHUTTING_DOWN):
             self._requeue(item, worker, _RETRY_FULL_SECONDS)
         else:
@@ -200,8 +220,24 @@ class Scheduler:
         if queue is None:
             queue = self._queues[key] = TaskQueue(aging_seconds=self._aging, weights=self._weights)
         queue.push_front(item)
+        job.waiting = item
         self._waiting[job.capability] += 1
         self.pump()
+
+    async def cancel_on_worker(self, job: Job, reason: str) -> bool:
+        """Ask the worker running the job to cancel it; its CANCELED update then arrives as usual."""
+        link = self._link(job.handle.worker_address)
+        try:
+            response = await link.stub.CancelTask(
+                pb.CancelTaskRequest(task_id=job.task.task_id, reason=reason), timeout=10.0
+            )
+        except aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                job.cancel_reason = reason  # not arrived yet: canceled once the worker acknowledges it
+                return True
+            logger.warning("could not cancel task %s on worker %s: %s", job.task.task_id, job.handle.worker_id, error)
+            return False
+        return bool(response.canceled)
 
     def _reserve(self, job: Job, worker_id: str) -> None:
         job.reserved_on = worker_id

@@ -100,6 +100,15 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         ]
         return pb.QueueStats(depths=depths, total_waiting=sum(d.waiting for d in depths))
 
+    async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.CancelTaskResponse:
+        handle = self._handles.get(request.task_id)
+        if handle is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this orchestrator")
+        status = f"TASK_STATUS_{handle.status.name}"
+        canceled = await handle.cancel(request.reason)
+        message = "canceling" if canceled else "task already finished"
+        return pb.CancelTaskResponse(task_id=handle.task_id, canceled=canceled, status=status, message=message)
+
     def _remember(self, handle: AsyncTaskHandle) -> None:
         self._handles[handle.task_id] = handle
         while len(self._handles) > self._keep:

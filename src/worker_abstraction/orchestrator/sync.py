@@ -70,6 +70,9 @@ class TaskHandle:
     def result(self, timeout_seconds: float | None = None) -> Any:
         return self._loop.run(self._core.result(timeout_seconds))
 
+    def cancel(self, reason: str = "") -> bool:
+        return self._loop.run(self._core.cancel(reason))
+
 
 class Orchestrator:
     """Blocking twin of AsyncOrchestrator; see it for behaviour."""
@@ -88,6 +91,9 @@ class Orchestrator:
 
     def queue_depths(self) -> dict[str, dict[int, int]]:
         return self._core.queue_depths()
+
+    def cancel(self, task_id: str, reason: str = "") -> bool:
+        return self._loop.run(self._core.cancel(task_id, reason))
 
     def execute_task(
         self,

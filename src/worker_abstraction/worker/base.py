@@ -42,6 +42,7 @@ class BaseWorker:
         heartbeat_interval_seconds: fixed heartbeat interval (default: the registry's advice).
         max_concurrent_tasks: task slots; past them new tasks are refused as RESOURCE_EXHAUSTED
             (default: the class's `max_concurrent_tasks`, 0 meaning no limit).
+        cancel_grace_seconds: how long a handler asked to cancel may clean up before it is stopped.
         max_threads: threads for plain (non-async) capabilities.
     """
 
@@ -78,6 +79,7 @@ class BaseWorker:
         tags: tuple[str, ...] | list[str] = (),
         heartbeat_interval_seconds: float | None = None,
         max_concurrent_tasks: int | None = None,
+        cancel_grace_seconds: float = 5.0,
         max_threads: int = 32,
     ) -> None:
         self.registry_address = registry
@@ -92,6 +94,7 @@ class BaseWorker:
         if self.slots < 0:
             raise ValueError(f"max_concurrent_tasks must be >= 0, got {self.slots}")
         self._load_meter = LoadMeter()
+        self._cancel_grace = cancel_grace_seconds
         self._heartbeat_interval = heartbeat_interval_seconds
         self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{self.name}-task")
         self._server = _rpc.new_server()
@@ -150,7 +153,12 @@ class BaseWorker:
         if not self.capabilities:
             logger.warning("%s declares no @capability methods", type(self).__name__)
         self._servicer = WorkerServicer(
-            self, self.capabilities, self.info, self._executor, max_concurrent_tasks=self.slots
+            self,
+            self.capabilities,
+            self.info,
+            self._executor,
+            max_concurrent_tasks=self.slots,
+            cancel_grace_seconds=self._cancel_grace,
         )
         pb_grpc.add_WorkerServiceServicer_to_server(self._servicer, self._server)
         self.port = _rpc.bind(self._server, self.host, self.port)

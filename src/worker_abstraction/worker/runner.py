@@ -45,6 +45,7 @@ async def run_task(
             deadline_monotonic=deadline_monotonic,
             publish_progress=record.progress,
             loop=loop,
+            cancel_requested=record.cancel_requested,
         )
     try:
         async with asyncio.timeout_at(_loop_deadline(loop, timeout_seconds)):
@@ -57,13 +58,16 @@ async def run_task(
     except TimeoutError:
         record.failed(f"DeadlineExceeded: task ran longer than its timeout of {timeout_seconds:g}s")
     except asyncio.CancelledError:
-        record.canceled("worker stopped before the task finished")
+        record.canceled(record.cancel_reason or "worker stopped before the task finished")
         raise
     except pydantic_core.PydanticSerializationError as error:
         record.failed(f"TypeError: output is not JSON-serializable: {error}")
     except Exception as error:
         logger.debug("task %s raised", record.task_id, exc_info=True, extra={"task_id": record.task_id})
-        record.failed(f"{type(error).__name__}: {error}")
+        if record.cancel_requested.is_set():  # the handler gave up because it was asked to
+            record.canceled(record.cancel_reason)
+        else:
+            record.failed(f"{type(error).__name__}: {error}")
     else:
         record.completed(output_json)
 

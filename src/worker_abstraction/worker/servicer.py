@@ -16,7 +16,7 @@ from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef
-from worker_abstraction.types import WorkerInfo
+from worker_abstraction.types import TaskStatus, WorkerInfo
 from worker_abstraction.worker.channel import ChannelSession
 from worker_abstraction.worker.runner import run_task
 from worker_abstraction.worker.tasks import ResumeOutOfRangeError, TaskRecord, TaskTable
@@ -35,8 +35,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         executor: Executor,
         *,
         max_concurrent_tasks: int = 0,
+        cancel_grace_seconds: float = 5.0,
     ) -> None:
         self.max_concurrent_tasks = max_concurrent_tasks
+        self.cancel_grace_seconds = cancel_grace_seconds
+        self._runners: dict[str, asyncio.Task[None]] = {}
         self._owner = owner
         self._capabilities = capabilities
         self._describe = describe
@@ -98,6 +101,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             name=f"task-{task.task_id}",
         )
         self._running.add(runner)
+        self._runners[record.task_id] = runner
         runner.add_done_callback(lambda done: self._finished(done, record))
         return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted"), record
 
@@ -129,6 +133,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
 
     def _finished(self, runner: asyncio.Task[None], record: TaskRecord) -> None:
         self._running.discard(runner)
+        self._runners.pop(record.task_id, None)
         self.tasks.finish(record)
         if not runner.cancelled() and runner.exception() is not None:
             logger.error("task %s runner crashed", record.task_id, exc_info=runner.exception())
@@ -140,6 +145,32 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         for runner in list(self._running):
             runner.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.CancelTaskResponse:
+        record = self.tasks.get(request.task_id)
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this worker")
+        status = f"TASK_STATUS_{record.status.name}"  # the enum by name: TaskStatus mirrors it
+        if record.is_terminal:
+            return pb.CancelTaskResponse(
+                task_id=record.task_id, canceled=False, status=status, message="task already finished"
+            )
+        self.cancel(record, request.reason or "canceled on request")
+        return pb.CancelTaskResponse(task_id=record.task_id, canceled=True, status=status, message="canceling")
+
+    def cancel(self, record: TaskRecord, reason: str) -> None:
+        """Ask the handler to stop (its context sees it), and stop it after the grace period."""
+        if record.cancel_requested.is_set():
+            return
+        record.cancel_reason = reason
+        record.cancel_requested.set()
+        runner = self._runners.get(record.task_id)
+        if runner is None:
+            return
+        if record.status is TaskStatus.PENDING:
+            runner.cancel()  # not started yet: nothing to clean up
+        else:
+            asyncio.get_running_loop().call_later(self.cancel_grace_seconds, runner.cancel)
 
     async def StreamTaskStatus(
         self, request: pb.GetTaskStatusRequest, context: Context

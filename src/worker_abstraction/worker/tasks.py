@@ -34,7 +34,16 @@ class ResumeOutOfRangeError(ValueError):
 class TaskRecord:
     """One task's update log."""
 
-    __slots__ = ("_changed", "capability", "listener", "log", "task_id", "worker_id")
+    __slots__ = (
+        "_changed",
+        "cancel_reason",
+        "cancel_requested",
+        "capability",
+        "listener",
+        "log",
+        "task_id",
+        "worker_id",
+    )
 
     def __init__(self, task_id: str, capability: str, worker_id: str) -> None:
         self.task_id = task_id
@@ -44,6 +53,8 @@ class TaskRecord:
         # Push delivery for the task channel (the fast path): called with each new update, no task per reader.
         self.listener: Callable[[pb.TaskResult], None] | None = None
         self._changed: asyncio.Future[None] | None = None
+        self.cancel_requested = asyncio.Event()  # what the handler's context watches
+        self.cancel_reason = ""
         self._append(TaskStatus.PENDING)
 
     @property

@@ -1,0 +1,46 @@
+"""Cancel a task held by an orchestrator daemon.
+
+A waiting task never runs; a running one is asked to stop (its handler sees it through its context) and
+is stopped after the worker's grace period. Either way it ends CANCELED.
+
+exit codes: 0 cancel requested; 1 the task had already finished; 2 unknown task or daemon unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from worker_abstraction.cli import env
+from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError
+from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+
+NAME = "cancel"
+SUMMARY = "cancel a task held by an orchestrator daemon"
+DEFAULT_LOG_LEVEL = "WARNING"
+EPILOG = """\
+example:
+  wa cancel 5919c1f0d4e44c5f9d0f3a8be0c1d2e3 --orchestrator 127.0.0.1:50052 --reason "no longer needed"
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task_id", metavar="TASK_ID", help="the id `wa submit` printed")
+    parser.add_argument(
+        "--orchestrator",
+        metavar="HOST:PORT",
+        default=env("WA_ORCHESTRATOR", "127.0.0.1:50052"),
+        help="orchestrator daemon address [env WA_ORCHESTRATOR]",
+    )
+    parser.add_argument("--reason", default="canceled from the command line", help="recorded on the task")
+
+
+async def run(args: argparse.Namespace) -> int:
+    try:
+        async with RemoteOrchestrator(args.orchestrator) as orchestrator:
+            canceled = await orchestrator.cancel(args.task_id, args.reason)
+    except (TaskNotFoundError, OrchestratorUnavailableError) as exc:
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print(f"task {args.task_id}: " + ("cancel requested" if canceled else "already finished"))
+    return 0 if canceled else 1
