@@ -20,6 +20,7 @@ def test_all_is_pinned() -> None:
     assert worker_abstraction.__all__ == [
         "AsyncOrchestrator",
         "AsyncTaskHandle",
+        "Attempt",
         "BaseWorker",
         "BindError",
         "CapabilitySpec",
@@ -37,6 +38,7 @@ def test_all_is_pinned() -> None:
         "RegistryServer",
         "RegistryUnavailableError",
         "RemoteOrchestrator",
+        "RetryPolicy",
         "TaskCanceledError",
         "TaskContext",
         "TaskError",

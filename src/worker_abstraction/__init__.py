@@ -27,9 +27,18 @@ from worker_abstraction.errors import (
 )
 from worker_abstraction.orchestrator import AsyncOrchestrator, AsyncTaskHandle, Orchestrator, TaskHandle
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.orchestrator.service import OrchestratorServer
 from worker_abstraction.registry import RegistryClient, RegistryServer
-from worker_abstraction.types import CapabilitySpec, LoadReport, ParameterSpec, TaskStatus, TaskUpdate, WorkerInfo
+from worker_abstraction.types import (
+    Attempt,
+    CapabilitySpec,
+    LoadReport,
+    ParameterSpec,
+    TaskStatus,
+    TaskUpdate,
+    WorkerInfo,
+)
 from worker_abstraction.worker import BaseWorker
 
 __version__ = "0.1.0"
@@ -37,6 +46,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncOrchestrator",
     "AsyncTaskHandle",
+    "Attempt",
     "BaseWorker",
     "BindError",
     "CapabilitySpec",
@@ -54,6 +64,7 @@ __all__ = [
     "RegistryServer",
     "RegistryUnavailableError",
     "RemoteOrchestrator",
+    "RetryPolicy",
     "TaskCanceledError",
     "TaskContext",
     "TaskError",

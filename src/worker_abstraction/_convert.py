@@ -129,8 +129,10 @@ def task_result(
     error_message: str = "",
     progress: float = 0.0,
     progress_message: str = "",
+    attempt: int = 0,
 ) -> pb.TaskResult:
     return pb.TaskResult(
+        attempt=attempt,
         task_id=task_id,
         status=int(status),  # type: ignore[arg-type]  # TaskStatus mirrors the proto enum value for value
         output_json=output_json,
@@ -159,6 +161,7 @@ def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
         progress=message.progress,
         progress_message=message.progress_message,
         worker_id=message.worker_id,
+        attempt=message.attempt,
         timestamp_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
         metadata=dict(message.metadata) if message.metadata else {},
     )
@@ -175,6 +178,7 @@ def update_to_pb(update: TaskUpdate, *, sequence: int | None = None) -> pb.TaskR
         progress_message=update.progress_message,
         worker_id=update.worker_id,
         metadata=update.metadata,
+        attempt=update.attempt,
     )
     if update.timestamp_ns:
         message.completed_at.seconds, message.completed_at.nanos = divmod(update.timestamp_ns, 1_000_000_000)

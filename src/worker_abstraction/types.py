@@ -122,6 +122,7 @@ class TaskUpdate:
     progress: float = 0.0
     progress_message: str = ""
     worker_id: str = ""
+    attempt: int = 0  # which dispatch of the task produced it (0: not numbered, e.g. a seed worker)
     timestamp_ns: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
 
@@ -139,3 +140,15 @@ class TaskUpdate:
     def output(self) -> Any:
         """The output decoded from JSON (None when there is none)."""
         return json.loads(self.output_json) if self.output_json else None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One dispatch of a task to a worker, as the orchestrator saw it."""
+
+    number: int
+    worker_id: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    status: TaskStatus = TaskStatus.RUNNING
+    error_message: str = ""

@@ -132,7 +132,7 @@ class TaskParameter(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value_json: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "worker_id", "capability_name", "parameters", "timeout_seconds", "created_at", "metadata", "priority", "fairness_key", "required_tags", "preferred_tags")
+    __slots__ = ("task_id", "worker_id", "capability_name", "parameters", "timeout_seconds", "created_at", "metadata", "priority", "fairness_key", "required_tags", "preferred_tags", "attempt")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +151,7 @@ class Task(_message.Message):
     FAIRNESS_KEY_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_TAGS_FIELD_NUMBER: _ClassVar[int]
     PREFERRED_TAGS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     worker_id: str
     capability_name: str
@@ -162,10 +163,11 @@ class Task(_message.Message):
     fairness_key: str
     required_tags: _containers.RepeatedScalarFieldContainer[str]
     preferred_tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., capability_name: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., timeout_seconds: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., fairness_key: _Optional[str] = ..., required_tags: _Optional[_Iterable[str]] = ..., preferred_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., capability_name: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., timeout_seconds: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., fairness_key: _Optional[str] = ..., required_tags: _Optional[_Iterable[str]] = ..., preferred_tags: _Optional[_Iterable[str]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "status", "output_json", "error_message", "completed_at", "metadata", "sequence", "progress", "progress_message", "worker_id")
+    __slots__ = ("task_id", "status", "output_json", "error_message", "completed_at", "metadata", "sequence", "progress", "progress_message", "worker_id", "attempt")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +185,7 @@ class TaskResult(_message.Message):
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: TaskStatus
     output_json: str
@@ -193,7 +196,8 @@ class TaskResult(_message.Message):
     progress: float
     progress_message: str
     worker_id: str
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., output_json: _Optional[str] = ..., error_message: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., sequence: _Optional[int] = ..., progress: _Optional[float] = ..., progress_message: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., output_json: _Optional[str] = ..., error_message: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., sequence: _Optional[int] = ..., progress: _Optional[float] = ..., progress_message: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class RegisterWorkerRequest(_message.Message):
     __slots__ = ("worker_info",)

@@ -15,8 +15,9 @@ from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError, NoWorkerError, TaskNotFoundError, TaskRejectedError
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.handle import LOST, AsyncTaskHandle
 from worker_abstraction.orchestrator.link import WorkerLink
+from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.orchestrator.scheduler import Job, Scheduler
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.types import TaskStatus, TaskUpdate, WorkerInfo
@@ -37,6 +38,7 @@ class AsyncOrchestrator:
         max_queued_per_capability: tighter bounds for single capabilities.
         aging_seconds: a waiting task gains one priority level per this many seconds, so none starves.
         fairness_weights: turns per round for fairness keys (default 1 each).
+        retry_policy: the default RetryPolicy (a task may bring its own).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class AsyncOrchestrator:
         max_queued_per_capability: Mapping[str, int] | None = None,
         aging_seconds: float = 10.0,
         fairness_weights: Mapping[str, int] | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.registry = registry
         self._discovery_timeout = discovery_timeout_seconds
@@ -67,6 +70,8 @@ class AsyncOrchestrator:
             aging_seconds=aging_seconds,
             fairness_weights=fairness_weights,
         )
+        self._retry_policy = retry_policy or RetryPolicy()
+        self._directory.on_left.append(self._worker_left)
         self._started = False
 
     @classmethod
@@ -143,6 +148,7 @@ class AsyncOrchestrator:
         worker_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         task_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> AsyncTaskHandle:
         """Submit a task: it runs on a capable worker with a free slot, or waits in the queue for one.
 
@@ -158,6 +164,7 @@ class AsyncOrchestrator:
             worker_id: run only on this worker.
             metadata: free-form string metadata carried with the task.
             task_id: the task's id (default: a new random id).
+            retry_policy: overrides the orchestrator's default RetryPolicy for this task.
 
         Returns:
             A handle that streams the task's updates and gives its result; PENDING while it waits.
@@ -184,6 +191,7 @@ class AsyncOrchestrator:
                 fairness_key=fairness_key,
                 required_tags=sorted(required_tags),
                 preferred_tags=sorted(preferred_tags),
+                attempt=1,
             ),
             handle=AsyncTaskHandle(
                 task_id=task_id or "",
@@ -196,10 +204,12 @@ class AsyncOrchestrator:
             required_tags=frozenset(t.lower() for t in required_tags),
             preferred_tags=frozenset(t.lower() for t in preferred_tags),
             pinned=worker_id or "",
+            retry=retry_policy or self._retry_policy,
             first_attempt=asyncio.get_running_loop().create_future(),
         )
         job.handle.task_id = job.task.task_id
         job.handle.canceller = self._cancel
+        job.handle.retrier = self._retry
         self._check(job, params)
         self._handles[job.task.task_id] = job.handle
         self._jobs[job.task.task_id] = job
@@ -261,10 +271,33 @@ class AsyncOrchestrator:
         job = self._jobs.get(handle.task_id)
         if job is None or handle.done():
             return False
-        if self._scheduler.withdraw(job):  # still waiting: it simply never runs
+        if self._scheduler.withdraw(job) or not handle.worker_id:  # waiting (or between attempts): never runs
             handle.deliver(TaskUpdate(task_id=handle.task_id, status=TaskStatus.CANCELED, error_message=reason))
             return True
         return await self._scheduler.cancel_on_worker(job, reason)
+
+    def _retry(self, handle: AsyncTaskHandle, update: TaskUpdate) -> bool:
+        job = self._jobs.get(handle.task_id)
+        if job is None:
+            return False
+        attempt = job.task.attempt
+        infrastructure = update.metadata.get(LOST) == "1"
+        if not job.retry.allows(attempt, error_message=update.error_message, infrastructure=infrastructure):
+            return False
+        delay = job.retry.backoff_seconds(attempt)
+        logger.info(
+            "task %s attempt %d on worker %s failed (%s); retrying in %.2fs",
+            handle.task_id, attempt, handle.worker_id, update.error_message, delay,
+            extra={"task_id": handle.task_id},
+        )  # fmt: skip
+        self._scheduler.retry(job, delay)
+        return True
+
+    def _worker_left(self, worker: WorkerInfo, reason: str) -> None:
+        # Tasks still running there will not report back: each attempt fails (and is retried if allowed).
+        for job in list(self._jobs.values()):
+            if job.reserved_on == worker.worker_id and not job.handle.done():
+                job.handle.lost(f"worker {worker.worker_id} left the registry: {reason}")
 
     def _check(self, job: Job, params: Mapping[str, Any]) -> None:
         capable = self._directory.capable(job.capability)

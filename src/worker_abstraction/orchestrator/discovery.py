@@ -36,6 +36,9 @@ class WorkerDirectory:
         self._task: asyncio.Task[None] | None = None
         self.last_error: str = ""
         self.on_change: list[Callable[[], None]] = []  # called after every change to the view
+        # Called when the registry says a worker left (deregistered or evicted); not for snapshot swaps,
+        # which may briefly miss live workers after a registry restart.
+        self.on_left: list[Callable[[WorkerInfo, str], None]] = []
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="worker-directory")
@@ -95,6 +98,8 @@ class WorkerDirectory:
                 if event.type is WorkerEventType.LEFT:
                     self.workers.pop(event.worker.worker_id, None)
                     self._index = None
+                    for callback in self.on_left:
+                        callback(event.worker, event.reason)
                 else:
                     previous = self.workers.get(event.worker.worker_id)
                     self.workers[event.worker.worker_id] = event.worker

@@ -42,9 +42,10 @@ async def _stream_until_terminal(handle: AsyncTaskHandle, stub: pb_grpc.WorkerSe
         request = pb.GetTaskStatusRequest(task_id=handle.task_id, after_sequence=handle.last_sequence, from_start=True)
         try:
             async for response in stub.StreamTaskStatus(request):
-                handle.deliver(_convert.update_from_pb(response.result))
+                update = _convert.update_from_pb(response.result)
+                handle.deliver(update)
                 lost_since, backoff = None, 0.05
-                if handle.done():
+                if update.is_terminal or handle.done():  # this attempt is over (a retry has its own carrier)
                     return
         except aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.NOT_FOUND:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction.errors import (
@@ -17,7 +19,9 @@ from worker_abstraction.errors import (
     TaskRejectedError,
     TaskTimeoutError,
 )
-from worker_abstraction.types import TaskStatus, TaskUpdate
+from worker_abstraction.types import Attempt, TaskStatus, TaskUpdate
+
+LOST = "wa-lost"  # metadata marking a failure the orchestrator inferred (worker gone), not one it was told
 
 # The worker enforces the timeout itself; the orchestrator's own deadline comes a little later, so the
 # worker's FAILED update wins when it can, and a silent worker still cannot hold the caller forever.
@@ -49,6 +53,9 @@ class AsyncTaskHandle:
         self.worker_address = ""
         self.timeout_seconds = timeout_seconds
         self.updates: list[TaskUpdate] = []
+        self.attempts: list[Attempt] = []  # every dispatch, with its worker, times and outcome
+        self.attempt = 0  # the current attempt's number; updates of other attempts are fenced off
+        self.stale_updates = 0  # updates that arrived from a superseded attempt (a "zombie" worker)
         self.last_sequence = 0
         self.rejection = ""
         self._changed: asyncio.Future[None] | None = None
@@ -58,6 +65,8 @@ class AsyncTaskHandle:
         self._deadline: asyncio.TimerHandle | None = None
         self.follower: asyncio.Task[None] | None = None
         self.canceller: Callable[[AsyncTaskHandle, str], Awaitable[bool]] | None = None
+        # Called with a FAILED update of the current attempt; True means "retried", and the task goes on.
+        self.retrier: Callable[[AsyncTaskHandle, TaskUpdate], bool] | None = None
 
     @property
     def status(self) -> TaskStatus:
@@ -130,10 +139,15 @@ class AsyncTaskHandle:
 
     # ---- used by the orchestrator's scheduler and carriers -------------------------------------------
 
-    def assign(self, worker_id: str, worker_address: str) -> None:
+    def assign(self, worker_id: str, worker_address: str, attempt: int = 0) -> None:
         """The task was handed to a worker (or taken back, with empty values): remember which, and run the
         execution deadline only while a worker has it."""
         self.worker_id, self.worker_address = worker_id, worker_address
+        if worker_id and attempt:
+            if self.attempts and self.attempts[-1].number == attempt:
+                self.attempts.pop()  # the same attempt, handed to another worker before it started
+            self.attempt, self.last_sequence = attempt, 0
+            self.attempts.append(Attempt(number=attempt, worker_id=worker_id, started_at=datetime.now(UTC)))
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
@@ -151,24 +165,55 @@ class AsyncTaskHandle:
         self._done.add_done_callback(lambda _: callback(self))
 
     def deliver(self, update: TaskUpdate) -> None:
-        """Record an update; a repeated or out-of-date sequence number is ignored."""
+        """Record an update; a repeated, out-of-date or superseded one is ignored."""
         if self._done.done():
+            return
+        if update.attempt and self.attempt and update.attempt != self.attempt:
+            self.stale_updates += 1  # fenced: an attempt we gave up on still talks
             return
         # Seed workers do not number updates (sequence 0); ours never repeat one after a resume.
         if update.sequence:
             if update.sequence <= self.last_sequence:
                 return
             self.last_sequence = update.sequence
+        if update.is_terminal:
+            self._end_attempt(update)
+            if update.status is TaskStatus.FAILED and self.retrier is not None and self.retrier(self, update):
+                self.updates.append(
+                    TaskUpdate(
+                        task_id=self.task_id,
+                        status=TaskStatus.PENDING,
+                        error_message=f"attempt {self.attempt} failed, retrying: {update.error_message}",
+                        worker_id=update.worker_id,
+                        attempt=update.attempt,
+                        metadata={"retry": "scheduled"},
+                    )
+                )
+                self._notify()
+                return
         self.updates.append(update)
         self._notify()
         if update.is_terminal:
             self.finish()
 
     def lost(self, message: str) -> None:
-        """End the task as FAILED because the orchestrator cannot learn its outcome."""
+        """The current attempt's outcome cannot be learnt (worker gone): it failed, for infrastructure reasons."""
         self.deliver(
-            TaskUpdate(task_id=self.task_id, status=TaskStatus.FAILED, error_message=message, worker_id=self.worker_id)
+            TaskUpdate(
+                task_id=self.task_id,
+                status=TaskStatus.FAILED,
+                error_message=message,
+                worker_id=self.worker_id,
+                attempt=self.attempt,
+                metadata={LOST: "1"},
+            )
         )
+
+    def _end_attempt(self, update: TaskUpdate) -> None:
+        if self.attempts and self.attempts[-1].ended_at is None:
+            self.attempts[-1] = replace(
+                self.attempts[-1], ended_at=datetime.now(UTC), status=update.status, error_message=update.error_message
+            )
 
     def finish(self) -> None:
         if self._done.done():

@@ -164,7 +164,7 @@ class TaskChannel:
                     handle = self._routes.get(update.task_id)
                     if handle is not None:
                         handle.deliver(_convert.update_from_pb(update))
-                        if handle.done():
+                        if handle.done() or update.status in _TERMINAL:
                             del self._routes[update.task_id]
         except aio.AioRpcError as error:
             logger.debug("task channel to %s broke: %s", self.address, error.code().name)
@@ -192,3 +192,6 @@ class TaskChannel:
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
+
+
+_TERMINAL = frozenset({pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_CANCELED})

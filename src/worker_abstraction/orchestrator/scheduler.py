@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 from grpc import aio
@@ -27,6 +27,7 @@ from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.link import WorkerLink, WorkerUnreachableError
 from worker_abstraction.orchestrator.queue import QueuedTask, TaskQueue
+from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.types import WorkerInfo
 
 logger = logging.getLogger(__name__)
@@ -48,10 +49,13 @@ class Job:
     required_tags: frozenset[str]
     preferred_tags: frozenset[str]
     pinned: str
+    retry: RetryPolicy
     first_attempt: asyncio.Future[None]  # resolved once a worker has answered (accepted or refused)
     reserved_on: str = ""  # the worker whose slot this job holds right now
     waiting: QueuedTask | None = None  # its queue entry while it waits
+    entry: QueuedTask | None = None  # its queue entry, kept so a retry goes back in its old place
     cancel_reason: str = ""  # set when canceled while its first dispatch was on the way
+    avoid: set[str] = field(default_factory=set)  # workers that failed it: a retry prefers others
 
 
 class Scheduler:
@@ -108,7 +112,7 @@ class Scheduler:
         queue = self._queues.get(key)
         if queue is None:
             queue = self._queues[key] = TaskQueue(aging_seconds=self._aging, weights=self._weights)
-        job.waiting = queue.push(job, priority=priority, fairness_key=fairness_key, now=time.monotonic())
+        job.waiting = job.entry = queue.push(job, priority=priority, fairness_key=fairness_key, now=time.monotonic())
         self._waiting[job.capability] += 1
         self.pump()
 
@@ -165,11 +169,11 @@ class Scheduler:
         self._turn += 1
         count = len(candidates)
 
-        def preference(index: int) -> tuple[int, float, int]:
+        def preference(index: int) -> tuple[bool, int, float, int]:
             worker = candidates[index]
             preferred = len(job.preferred_tags & worker.tag_set)
             share = self.in_flight[worker.worker_id] / (worker.max_concurrent_tasks or _UNLIMITED_SLOTS)
-            return (-preferred, share, (index - self._turn) % count)
+            return (worker.worker_id in job.avoid, -preferred, share, (index - self._turn) % count)
 
         return candidates[min(range(count), key=preference)]
 
@@ -178,7 +182,7 @@ class Scheduler:
         job.waiting = None
         self._waiting[job.capability] -= 1
         self._reserve(job, worker.worker_id)
-        job.handle.assign(worker.worker_id, worker.address)
+        job.handle.assign(worker.worker_id, worker.address, job.task.attempt)
         job.task.worker_id = worker.worker_id
         dispatch = asyncio.create_task(self._dispatch(item, worker), name=f"dispatch-{job.task.task_id}")
         self._dispatching.add(dispatch)
@@ -221,6 +225,30 @@ class Scheduler:
             queue = self._queues[key] = TaskQueue(aging_seconds=self._aging, weights=self._weights)
         queue.push_front(item)
         job.waiting = item
+        self._waiting[job.capability] += 1
+        self.pump()
+
+    def retry(self, job: Job, delay_seconds: float) -> None:
+        """Queue a job again, as its next attempt, after a back-off; a different worker is preferred."""
+        job.avoid.add(job.handle.worker_id)
+        follower = job.handle.follower
+        if follower is not None and follower is not asyncio.current_task():
+            follower.cancel()
+        job.handle.follower = None
+        self.release(job)
+        job.handle.assign("", "")
+        job.task.attempt += 1
+        asyncio.get_running_loop().call_later(delay_seconds, self._requeue_retry, job)
+
+    def _requeue_retry(self, job: Job) -> None:
+        if job.handle.done() or job.entry is None:  # canceled during the back-off
+            return
+        key = (job.capability, job.required_tags, job.pinned)
+        queue = self._queues.get(key)
+        if queue is None:
+            queue = self._queues[key] = TaskQueue(aging_seconds=self._aging, weights=self._weights)
+        queue.push_front(job.entry)
+        job.waiting = job.entry
         self._waiting[job.capability] += 1
         self.pump()
 

@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 from worker_abstraction._loop import LoopThread
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.types import TaskStatus, TaskUpdate, WorkerInfo
+from worker_abstraction.orchestrator.retry import RetryPolicy
+from worker_abstraction.types import Attempt, TaskStatus, TaskUpdate, WorkerInfo
 
 T = TypeVar("T")
 
@@ -52,6 +53,10 @@ class TaskHandle:
     @property
     def updates(self) -> list[TaskUpdate]:
         return list(self._core.updates)
+
+    @property
+    def attempts(self) -> list[Attempt]:
+        return list(self._core.attempts)
 
     def done(self) -> bool:
         return self._core.done()
@@ -108,6 +113,7 @@ class Orchestrator:
         worker_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         task_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> TaskHandle:
         return TaskHandle(
             self._loop,
@@ -123,6 +129,7 @@ class Orchestrator:
                     worker_id=worker_id,
                     metadata=metadata,
                     task_id=task_id,
+                    retry_policy=retry_policy,
                 )
             ),
         )

@@ -75,8 +75,10 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         self.received += 1
         if not task.task_id:
             return pb.ExecuteTaskResponse(accepted=False, message="task.task_id is empty; give every task an id"), None
-        if task.task_id in self.tasks:
-            # Delivering the same task twice (a retried RPC) must not run it twice.
+        known = self.tasks.get(task.task_id)
+        if known is not None and (task.attempt <= known.attempt or not known.is_terminal):
+            # Delivering the same attempt twice (a retried RPC) must not run it twice; a newer attempt of a
+            # task that ended here (a retry landing on the same worker) runs afresh below.
             return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already accepted"), None
         code, reason, arguments = self._check(task)
         if reason:
@@ -85,7 +87,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                 task_id=task.task_id, accepted=False, message=reason, reject_reason=code
             ), None
         definition = self._capabilities[task.capability_name]
-        record = TaskRecord(task.task_id, task.capability_name, self._worker_id)
+        record = TaskRecord(task.task_id, task.capability_name, self._worker_id, task.attempt)
         self.tasks.add(record)
         self.idle.clear()
         runner = asyncio.create_task(

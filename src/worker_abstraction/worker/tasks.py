@@ -36,6 +36,7 @@ class TaskRecord:
 
     __slots__ = (
         "_changed",
+        "attempt",
         "cancel_reason",
         "cancel_requested",
         "capability",
@@ -45,8 +46,9 @@ class TaskRecord:
         "worker_id",
     )
 
-    def __init__(self, task_id: str, capability: str, worker_id: str) -> None:
+    def __init__(self, task_id: str, capability: str, worker_id: str, attempt: int = 0) -> None:
         self.task_id = task_id
+        self.attempt = attempt
         self.capability = capability
         self.worker_id = worker_id
         self.log: list[pb.TaskResult] = []
@@ -93,6 +95,7 @@ class TaskRecord:
             status,
             sequence=len(self.log) + 1,
             worker_id=self.worker_id,
+            attempt=self.attempt,
             **fields,  # type: ignore[arg-type]
         )
         self.log.append(update)
@@ -142,6 +145,7 @@ class TaskTable:
         return self._tasks.get(task_id)
 
     def add(self, record: TaskRecord) -> None:
+        self._finished.pop(record.task_id, None)  # a newer attempt replaces a finished one
         self._tasks[record.task_id] = record
         self.active += 1
         self.peak = max(self.peak, self.active)

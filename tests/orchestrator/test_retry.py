@@ -1,0 +1,113 @@
+"""Retries: policy, a different worker, recorded attempts, worker death, fencing of superseded attempts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytest
+
+from tests.conftest import Gates, ToolWorker
+from worker_abstraction import (
+    AsyncOrchestrator,
+    RegistryServer,
+    RetryPolicy,
+    TaskFailedError,
+    TaskStatus,
+    TaskUpdate,
+    capability,
+)
+
+
+class Flaky(ToolWorker):
+    """The first call of `flaky` in the whole test process fails; later ones succeed."""
+
+    failures_left: ClassVar[int] = 1
+
+    @capability
+    async def flaky(self) -> str:
+        if Flaky.failures_left > 0:
+            Flaky.failures_left -= 1
+            raise RuntimeError("transient trouble")
+        return self.worker_id
+
+
+RETRY_ERRORS = RetryPolicy(max_attempts=3, initial_backoff_seconds=0.01, retry_task_errors=True)
+
+
+async def test_task_error_is_retried_on_another_worker_and_every_attempt_is_recorded(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    Flaky.failures_left = 1
+    first, second = await start_worker(Flaky), await start_worker(Flaky)
+    async with AsyncOrchestrator(registry.address, retry_policy=RETRY_ERRORS) as orchestrator:
+        await orchestrator.wait_for_workers("flaky", count=2, timeout_seconds=5)
+        handle = await orchestrator.execute_task("flaky", {})
+        winner = await handle.result(timeout_seconds=5)
+    assert [a.status for a in handle.attempts] == [TaskStatus.FAILED, TaskStatus.COMPLETED]
+    assert handle.attempts[0].worker_id != handle.attempts[1].worker_id == winner
+    assert {a.worker_id for a in handle.attempts} == {first.worker_id, second.worker_id}
+    assert handle.attempts[0].error_message == "RuntimeError: transient trouble"
+    assert [u.status for u in handle.updates][-1] is TaskStatus.COMPLETED
+
+
+async def test_task_errors_are_not_retried_by_default_nor_when_marked_non_retryable(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    await start_worker()
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("explode", timeout_seconds=5)
+        plain = await orchestrator.execute_task("explode", {})
+        strict = RetryPolicy(retry_task_errors=True, non_retryable_errors=("ValueError",))
+        marked = await orchestrator.execute_task("explode", {}, retry_policy=strict)
+        for handle in (plain, marked):
+            with pytest.raises(TaskFailedError):
+                await handle.result(timeout_seconds=5)
+            assert len(handle.attempts) == 1
+
+
+async def test_attempts_stop_at_max_attempts(registry: RegistryServer, start_worker: Callable[..., Any]) -> None:
+    await start_worker()
+    policy = RetryPolicy(max_attempts=2, initial_backoff_seconds=0.01, retry_task_errors=True)
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("explode", timeout_seconds=5)
+        handle = await orchestrator.execute_task("explode", {"message": "always"}, retry_policy=policy)
+        with pytest.raises(TaskFailedError) as failed:
+            await handle.result(timeout_seconds=5)
+    assert failed.value.error_message == "ValueError: always"
+    assert [a.number for a in handle.attempts] == [1, 2]
+
+
+async def test_a_worker_that_dies_mid_task_has_its_task_run_elsewhere(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    doomed = await start_worker()
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("wait_for", timeout_seconds=5)
+        handle = await orchestrator.execute_task("wait_for", {"name": "g"})
+        assert handle.worker_id == doomed.worker_id
+        survivor = await start_worker()
+        # Die without a goodbye: stop serving and heartbeating, do not deregister; the registry evicts it.
+        await doomed._membership.stop(deregister=False)  # type: ignore[union-attr]
+        await doomed._server.stop(None)
+        gates.open("g")
+        assert await handle.result(timeout_seconds=10) == "g"
+    assert [a.worker_id for a in handle.attempts] == [doomed.worker_id, survivor.worker_id]
+    assert "left the registry" in handle.attempts[0].error_message
+
+
+async def test_updates_of_a_superseded_attempt_are_fenced_off(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    worker = await start_worker()
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("wait_for", timeout_seconds=5)
+        handle = await orchestrator.execute_task("wait_for", {"name": "fence"})
+        zombie = TaskUpdate(
+            task_id=handle.task_id, status=TaskStatus.COMPLETED, output_json='"forged"', attempt=handle.attempt + 1
+        )
+        handle.deliver(zombie)  # not the current attempt: must not become the outcome
+        assert handle.stale_updates == 1 and not handle.done()
+        gates.open("fence")
+        assert await handle.result(timeout_seconds=5) == "fence"
+    assert worker.tasks_received == 1
