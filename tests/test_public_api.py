@@ -24,6 +24,7 @@ def test_all_is_pinned() -> None:
         "BaseWorker",
         "BindError",
         "CapabilitySpec",
+        "DeadLetter",
         "InvalidCapabilityError",
         "InvalidParametersError",
         "InvalidWorkerInfoError",
@@ -64,8 +65,21 @@ def test_every_error_shares_one_root() -> None:
 
 def test_sync_twins_have_the_async_signatures() -> None:
     for sync_cls, async_cls, methods in [
-        (Orchestrator, AsyncOrchestrator, ["execute_task", "wait_for_workers", "workers"]),
-        (TaskHandle, AsyncTaskHandle, ["result", "wait", "done"]),
+        (
+            Orchestrator,
+            AsyncOrchestrator,
+            [
+                "execute_task",
+                "wait_for_workers",
+                "workers",
+                "queue_depths",
+                "cancel",
+                "dead_letters",
+                "requeue_dead_letter",
+                "purge_dead_letters",
+            ],
+        ),
+        (TaskHandle, AsyncTaskHandle, ["result", "wait", "done", "cancel"]),
     ]:
         for name in methods:
             sync_params = list(inspect.signature(getattr(sync_cls, name)).parameters.values())

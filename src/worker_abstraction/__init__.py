@@ -33,6 +33,7 @@ from worker_abstraction.registry import RegistryClient, RegistryServer
 from worker_abstraction.types import (
     Attempt,
     CapabilitySpec,
+    DeadLetter,
     LoadReport,
     ParameterSpec,
     TaskStatus,
@@ -50,6 +51,7 @@ __all__ = [
     "BaseWorker",
     "BindError",
     "CapabilitySpec",
+    "DeadLetter",
     "InvalidCapabilityError",
     "InvalidParametersError",
     "InvalidWorkerInfoError",

@@ -124,6 +124,10 @@ class TaskCanceledError(TaskError):
 class TaskTimeoutError(TaskError):
     """The task reached no terminal state within its timeout."""
 
-    def __init__(self, task_id: str, timeout_seconds: float) -> None:
-        super().__init__(task_id, f"task {task_id} did not finish within {timeout_seconds:g}s")
-        self.timeout_seconds = timeout_seconds
+    def __init__(self, task_id: str, timeout_seconds: float, *, in_queue: bool = False) -> None:
+        if in_queue:
+            message = f"task {task_id} waited {timeout_seconds:g}s in the queue and no worker took it"
+        else:
+            message = f"task {task_id} did not finish within {timeout_seconds:g}s"
+        super().__init__(task_id, message)
+        self.timeout_seconds, self.in_queue = timeout_seconds, in_queue

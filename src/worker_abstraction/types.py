@@ -152,3 +152,15 @@ class Attempt:
     ended_at: datetime | None = None
     status: TaskStatus = TaskStatus.RUNNING
     error_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A task that failed for good after retryable failures, kept with its whole history."""
+
+    task_id: str
+    capability: str
+    params: dict[str, Any]
+    attempts: tuple[Attempt, ...]
+    error_message: str
+    options: dict[str, Any] = field(default_factory=dict, repr=False)  # to submit it again as it was

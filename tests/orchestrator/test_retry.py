@@ -14,6 +14,7 @@ from worker_abstraction import (
     RetryPolicy,
     TaskFailedError,
     TaskStatus,
+    TaskTimeoutError,
     TaskUpdate,
     capability,
 )
@@ -111,3 +112,41 @@ async def test_updates_of_a_superseded_attempt_are_fenced_off(
         gates.open("fence")
         assert await handle.result(timeout_seconds=5) == "fence"
     assert worker.tasks_received == 1
+
+
+async def test_a_task_that_never_finds_a_worker_times_out_in_the_queue(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    from tests.orchestrator.test_scheduling import OneSlot
+
+    worker = await start_worker(OneSlot)
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("step", timeout_seconds=5)
+        blocker = await orchestrator.execute_task("step", {"label": "blocker", "gate": "g"})
+        waiting = await orchestrator.execute_task("step", {"label": "late"}, queue_timeout_seconds=0.2)
+        with pytest.raises(TaskTimeoutError) as expired:
+            await waiting.result(timeout_seconds=5)
+        assert expired.value.in_queue and orchestrator.queue_depths() == {}
+        gates.open("g")
+        await blocker.result(timeout_seconds=5)
+    assert "late" not in worker.ran  # it never reached the worker
+
+
+async def test_exhausted_tasks_go_to_the_dead_letter_queue_and_can_be_requeued(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    Flaky.failures_left = 2
+    await start_worker(Flaky)
+    policy = RetryPolicy(max_attempts=2, initial_backoff_seconds=0.01, retry_task_errors=True)
+    async with AsyncOrchestrator(registry.address, retry_policy=policy) as orchestrator:
+        await orchestrator.wait_for_workers("flaky", timeout_seconds=5)
+        handle = await orchestrator.execute_task("flaky", {})
+        with pytest.raises(TaskFailedError):
+            await handle.result(timeout_seconds=5)
+        [letter] = orchestrator.dead_letters()
+        assert letter.task_id == handle.task_id and letter.capability == "flaky"
+        assert [a.status for a in letter.attempts] == [TaskStatus.FAILED, TaskStatus.FAILED]
+        again = await orchestrator.requeue_dead_letter(handle.task_id)
+        assert await again.result(timeout_seconds=5)  # transient trouble is over
+        assert orchestrator.dead_letters() == []
+        assert orchestrator.purge_dead_letters() == 0

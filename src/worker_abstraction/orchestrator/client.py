@@ -20,7 +20,7 @@ from worker_abstraction.orchestrator.link import WorkerLink
 from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.orchestrator.scheduler import Job, Scheduler
 from worker_abstraction.registry.client import RegistryClient
-from worker_abstraction.types import TaskStatus, TaskUpdate, WorkerInfo
+from worker_abstraction.types import DeadLetter, TaskStatus, TaskUpdate, WorkerInfo
 from worker_abstraction.validation import parameter_problems
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class AsyncOrchestrator:
         aging_seconds: a waiting task gains one priority level per this many seconds, so none starves.
         fairness_weights: turns per round for fairness keys (default 1 each).
         retry_policy: the default RetryPolicy (a task may bring its own).
+        queue_timeout_seconds: default limit on how long a task may wait for a worker (None: no limit).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class AsyncOrchestrator:
         aging_seconds: float = 10.0,
         fairness_weights: Mapping[str, int] | None = None,
         retry_policy: RetryPolicy | None = None,
+        queue_timeout_seconds: float | None = None,
     ) -> None:
         self.registry = registry
         self._discovery_timeout = discovery_timeout_seconds
@@ -71,6 +73,8 @@ class AsyncOrchestrator:
             fairness_weights=fairness_weights,
         )
         self._retry_policy = retry_policy or RetryPolicy()
+        self._queue_timeout = queue_timeout_seconds
+        self._dead_letters: dict[str, DeadLetter] = {}
         self._directory.on_left.append(self._worker_left)
         self._started = False
 
@@ -149,6 +153,7 @@ class AsyncOrchestrator:
         metadata: Mapping[str, str] | None = None,
         task_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        queue_timeout_seconds: float | None = None,
     ) -> AsyncTaskHandle:
         """Submit a task: it runs on a capable worker with a free slot, or waits in the queue for one.
 
@@ -165,6 +170,8 @@ class AsyncOrchestrator:
             metadata: free-form string metadata carried with the task.
             task_id: the task's id (default: a new random id).
             retry_policy: overrides the orchestrator's default RetryPolicy for this task.
+            queue_timeout_seconds: how long the task may wait for a worker before it fails with
+                TaskTimeoutError (in_queue=True); None: the orchestrator's default.
 
         Returns:
             A handle that streams the task's updates and gives its result; PENDING while it waits.
@@ -218,6 +225,9 @@ class AsyncOrchestrator:
         except BaseException:
             del self._handles[job.task.task_id], self._jobs[job.task.task_id]
             raise
+        wait_limit = queue_timeout_seconds if queue_timeout_seconds is not None else self._queue_timeout
+        if wait_limit is not None and not job.handle.worker_id:
+            asyncio.get_running_loop().call_later(wait_limit, self._queue_expired, job, wait_limit)
         if job.handle.worker_id:
             # A worker had room at once: wait for its answer, so a refusal surfaces here as it always has.
             await asyncio.shield(job.first_attempt)
@@ -276,6 +286,33 @@ class AsyncOrchestrator:
             return True
         return await self._scheduler.cancel_on_worker(job, reason)
 
+    def _queue_expired(self, job: Job, waited_seconds: float) -> None:
+        # Only a task still waiting expires; one that reached a worker runs under its execution deadline.
+        if not job.handle.done() and self._scheduler.withdraw(job):
+            job.handle.expire_in_queue(waited_seconds)
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Tasks that failed for good after retryable failures, oldest first, with their attempts."""
+        return list(self._dead_letters.values())
+
+    async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle:
+        """Submit a dead-lettered task again: same capability, parameters and options, a new task id.
+
+        Raises:
+            TaskNotFoundError: no dead letter has this id.
+        """
+        letter = self._dead_letters.pop(task_id, None)
+        if letter is None:
+            raise TaskNotFoundError(task_id, "the dead-letter queue")
+        return await self.execute_task(letter.capability, letter.params, **letter.options)
+
+    def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
+        """Drop dead letters (all, or those given); returns how many were dropped."""
+        ids = list(self._dead_letters) if task_ids is None else [i for i in task_ids if i in self._dead_letters]
+        for task_id in ids:
+            del self._dead_letters[task_id]
+        return len(ids)
+
     def _retry(self, handle: AsyncTaskHandle, update: TaskUpdate) -> bool:
         job = self._jobs.get(handle.task_id)
         if job is None:
@@ -283,6 +320,8 @@ class AsyncOrchestrator:
         attempt = job.task.attempt
         infrastructure = update.metadata.get(LOST) == "1"
         if not job.retry.allows(attempt, error_message=update.error_message, infrastructure=infrastructure):
+            if attempt > 1 or infrastructure:  # it was worth retrying and ran out of attempts
+                self._dead_letter(job, handle, update)
             return False
         delay = job.retry.backoff_seconds(attempt)
         logger.info(
@@ -292,6 +331,28 @@ class AsyncOrchestrator:
         )  # fmt: skip
         self._scheduler.retry(job, delay)
         return True
+
+    def _dead_letter(self, job: Job, handle: AsyncTaskHandle, update: TaskUpdate) -> None:
+        options: dict[str, Any] = {
+            "timeout_seconds": job.task.timeout_seconds,
+            "priority": job.task.priority,
+            "fairness_key": job.task.fairness_key,
+            "required_tags": list(job.task.required_tags),
+            "preferred_tags": list(job.task.preferred_tags),
+            "worker_id": job.pinned or None,
+            "metadata": dict(job.task.metadata),
+            "retry_policy": job.retry,
+        }
+        self._dead_letters[handle.task_id] = DeadLetter(
+            task_id=handle.task_id,
+            capability=job.capability,
+            params=dict(handle.params),
+            attempts=tuple(handle.attempts),
+            error_message=update.error_message,
+            options=options,
+        )
+        logger.warning("task %s dead-lettered after %d attempt(s): %s", handle.task_id, len(handle.attempts),
+                       update.error_message, extra={"task_id": handle.task_id})  # fmt: skip
 
     def _worker_left(self, worker: WorkerInfo, reason: str) -> None:
         # Tasks still running there will not report back: each attempt fails (and is retried if allowed).

@@ -61,6 +61,7 @@ class AsyncTaskHandle:
         self._changed: asyncio.Future[None] | None = None
         self._done = asyncio.get_running_loop().create_future()
         self._timed_out = False
+        self._queue_timeout: float | None = None  # set when the task expired waiting for a worker
         self._on_done = on_done
         self._deadline: asyncio.TimerHandle | None = None
         self.follower: asyncio.Task[None] | None = None
@@ -83,8 +84,7 @@ class AsyncTaskHandle:
                 position += 1
                 yield self.updates[position - 1]
             if self._done.done():
-                if self._timed_out:
-                    raise TaskTimeoutError(self.task_id, self.timeout_seconds)
+                self._raise_if_timed_out()
                 return
             if self._changed is None:
                 self._changed = asyncio.get_running_loop().create_future()
@@ -102,8 +102,7 @@ class AsyncTaskHandle:
                     await asyncio.shield(self._done)
             except TimeoutError:
                 raise TaskTimeoutError(self.task_id, timeout_seconds or 0.0) from None
-        if self._timed_out:
-            raise TaskTimeoutError(self.task_id, self.timeout_seconds)
+        self._raise_if_timed_out()
         if self.rejection:
             raise TaskRejectedError(self.task_id, self.rejection)
         if not self.updates or not self.updates[-1].is_terminal:
@@ -225,6 +224,17 @@ class AsyncTaskHandle:
             self.follower.cancel()
         self._notify()
         self._on_done(self)
+
+    def _raise_if_timed_out(self) -> None:
+        if self._queue_timeout is not None:
+            raise TaskTimeoutError(self.task_id, self._queue_timeout, in_queue=True)
+        if self._timed_out:
+            raise TaskTimeoutError(self.task_id, self.timeout_seconds)
+
+    def expire_in_queue(self, waited_seconds: float) -> None:
+        """No worker took the task in time; `result()` raises TaskTimeoutError (in_queue=True)."""
+        self._queue_timeout = waited_seconds
+        self.finish()
 
     def _expire(self) -> None:
         self._timed_out = True

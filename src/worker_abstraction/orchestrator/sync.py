@@ -10,7 +10,7 @@ from worker_abstraction._loop import LoopThread
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.retry import RetryPolicy
-from worker_abstraction.types import Attempt, TaskStatus, TaskUpdate, WorkerInfo
+from worker_abstraction.types import Attempt, DeadLetter, TaskStatus, TaskUpdate, WorkerInfo
 
 T = TypeVar("T")
 
@@ -100,6 +100,15 @@ class Orchestrator:
     def cancel(self, task_id: str, reason: str = "") -> bool:
         return self._loop.run(self._core.cancel(task_id, reason))
 
+    def dead_letters(self) -> list[DeadLetter]:
+        return self._core.dead_letters()
+
+    def requeue_dead_letter(self, task_id: str) -> TaskHandle:
+        return TaskHandle(self._loop, self._loop.run(self._core.requeue_dead_letter(task_id)))
+
+    def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
+        return self._core.purge_dead_letters(task_ids)
+
     def execute_task(
         self,
         capability: str,
@@ -114,6 +123,7 @@ class Orchestrator:
         metadata: Mapping[str, str] | None = None,
         task_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
+        queue_timeout_seconds: float | None = None,
     ) -> TaskHandle:
         return TaskHandle(
             self._loop,
@@ -130,6 +140,7 @@ class Orchestrator:
                     metadata=metadata,
                     task_id=task_id,
                     retry_policy=retry_policy,
+                    queue_timeout_seconds=queue_timeout_seconds,
                 )
             ),
         )
