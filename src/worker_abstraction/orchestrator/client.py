@@ -14,6 +14,7 @@ from typing import Any
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError, NoWorkerError, TaskNotFoundError, TaskRejectedError
+from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.handle import LOST, AsyncTaskHandle
 from worker_abstraction.orchestrator.link import WorkerLink
@@ -74,7 +75,7 @@ class AsyncOrchestrator:
         )
         self._retry_policy = retry_policy or RetryPolicy()
         self._queue_timeout = queue_timeout_seconds
-        self._dead_letters: dict[str, DeadLetter] = {}
+        self._dead_letters = DeadLetterQueue()
         self._directory.on_left.append(self._worker_left)
         self._started = False
 
@@ -293,7 +294,7 @@ class AsyncOrchestrator:
 
     def dead_letters(self) -> list[DeadLetter]:
         """Tasks that failed for good after retryable failures, oldest first, with their attempts."""
-        return list(self._dead_letters.values())
+        return self._dead_letters.list()
 
     async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle:
         """Submit a dead-lettered task again: same capability, parameters and options, a new task id.
@@ -301,17 +302,14 @@ class AsyncOrchestrator:
         Raises:
             TaskNotFoundError: no dead letter has this id.
         """
-        letter = self._dead_letters.pop(task_id, None)
+        letter = self._dead_letters.take(task_id)
         if letter is None:
             raise TaskNotFoundError(task_id, "the dead-letter queue")
         return await self.execute_task(letter.capability, letter.params, **letter.options)
 
     def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
         """Drop dead letters (all, or those given); returns how many were dropped."""
-        ids = list(self._dead_letters) if task_ids is None else [i for i in task_ids if i in self._dead_letters]
-        for task_id in ids:
-            del self._dead_letters[task_id]
-        return len(ids)
+        return self._dead_letters.purge(task_ids)
 
     def _retry(self, handle: AsyncTaskHandle, update: TaskUpdate) -> bool:
         job = self._jobs.get(handle.task_id)
@@ -321,7 +319,7 @@ class AsyncOrchestrator:
         infrastructure = update.metadata.get(LOST) == "1"
         if not job.retry.allows(attempt, error_message=update.error_message, infrastructure=infrastructure):
             if attempt > 1 or infrastructure:  # it was worth retrying and ran out of attempts
-                self._dead_letter(job, handle, update)
+                self._dead_letters.add(job, handle, update)
             return False
         delay = job.retry.backoff_seconds(attempt)
         logger.info(
@@ -331,28 +329,6 @@ class AsyncOrchestrator:
         )  # fmt: skip
         self._scheduler.retry(job, delay)
         return True
-
-    def _dead_letter(self, job: Job, handle: AsyncTaskHandle, update: TaskUpdate) -> None:
-        options: dict[str, Any] = {
-            "timeout_seconds": job.task.timeout_seconds,
-            "priority": job.task.priority,
-            "fairness_key": job.task.fairness_key,
-            "required_tags": list(job.task.required_tags),
-            "preferred_tags": list(job.task.preferred_tags),
-            "worker_id": job.pinned or None,
-            "metadata": dict(job.task.metadata),
-            "retry_policy": job.retry,
-        }
-        self._dead_letters[handle.task_id] = DeadLetter(
-            task_id=handle.task_id,
-            capability=job.capability,
-            params=dict(handle.params),
-            attempts=tuple(handle.attempts),
-            error_message=update.error_message,
-            options=options,
-        )
-        logger.warning("task %s dead-lettered after %d attempt(s): %s", handle.task_id, len(handle.attempts),
-                       update.error_message, extra={"task_id": handle.task_id})  # fmt: skip
 
     def _worker_left(self, worker: WorkerInfo, reason: str) -> None:
         # Tasks still running there will not report back: each attempt fails (and is retried if allowed).

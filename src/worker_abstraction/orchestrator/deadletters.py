@@ -1,0 +1,54 @@
+"""The dead-letter queue: tasks that failed for good after retryable failures, with their history."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.scheduler import Job
+from worker_abstraction.types import DeadLetter, TaskUpdate
+
+logger = logging.getLogger(__name__)
+
+
+class DeadLetterQueue:
+    """Kept in memory, oldest first."""
+
+    def __init__(self) -> None:
+        self._letters: dict[str, DeadLetter] = {}
+
+    def add(self, job: Job, handle: AsyncTaskHandle, final: TaskUpdate) -> None:
+        options: dict[str, Any] = {
+            "timeout_seconds": job.task.timeout_seconds,
+            "priority": job.task.priority,
+            "fairness_key": job.task.fairness_key,
+            "required_tags": list(job.task.required_tags),
+            "preferred_tags": list(job.task.preferred_tags),
+            "worker_id": job.pinned or None,
+            "metadata": dict(job.task.metadata),
+            "retry_policy": job.retry,
+        }
+        self._letters[handle.task_id] = DeadLetter(
+            task_id=handle.task_id,
+            capability=job.capability,
+            params=dict(handle.params),
+            attempts=tuple(handle.attempts),
+            error_message=final.error_message,
+            options=options,
+        )
+        logger.warning("task %s dead-lettered after %d attempt(s): %s", handle.task_id, len(handle.attempts),
+                       final.error_message, extra={"task_id": handle.task_id})  # fmt: skip
+
+    def list(self) -> list[DeadLetter]:
+        return list(self._letters.values())
+
+    def take(self, task_id: str) -> DeadLetter | None:
+        return self._letters.pop(task_id, None)
+
+    def purge(self, task_ids: Iterable[str] | None = None) -> int:
+        ids = list(self._letters) if task_ids is None else [i for i in task_ids if i in self._letters]
+        for task_id in ids:
+            del self._letters[task_id]
+        return len(ids)
