@@ -14,6 +14,7 @@ from typing import Any
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError, NoWorkerError, TaskNotFoundError, TaskRejectedError
+from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.handle import LOST, AsyncTaskHandle
@@ -41,6 +42,8 @@ class AsyncOrchestrator:
         fairness_weights: turns per round for fairness keys (default 1 each).
         retry_policy: the default RetryPolicy (a task may bring its own).
         queue_timeout_seconds: default limit on how long a task may wait for a worker (None: no limit).
+        breaker_failure_threshold: consecutive infrastructure failures that open a worker's circuit.
+        breaker_cooldown_seconds: how long an open circuit keeps tasks away before one probe may go.
     """
 
     def __init__(
@@ -56,6 +59,8 @@ class AsyncOrchestrator:
         fairness_weights: Mapping[str, int] | None = None,
         retry_policy: RetryPolicy | None = None,
         queue_timeout_seconds: float | None = None,
+        breaker_failure_threshold: int = 5,
+        breaker_cooldown_seconds: float = 10.0,
     ) -> None:
         self.registry = registry
         self._discovery_timeout = discovery_timeout_seconds
@@ -72,6 +77,9 @@ class AsyncOrchestrator:
             max_queued_per_capability=max_queued_per_capability,
             aging_seconds=aging_seconds,
             fairness_weights=fairness_weights,
+            breakers=CircuitBreakers(
+                failure_threshold=breaker_failure_threshold, cooldown_seconds=breaker_cooldown_seconds
+            ),
         )
         self._retry_policy = retry_policy or RetryPolicy()
         self._queue_timeout = queue_timeout_seconds
@@ -317,6 +325,10 @@ class AsyncOrchestrator:
             return False
         attempt = job.task.attempt
         infrastructure = update.metadata.get(LOST) == "1"
+        if infrastructure:
+            self._scheduler.worker_failed(handle.worker_id)
+        else:
+            self._scheduler.breakers.succeeded(handle.worker_id)  # it answered: the task failed, not the worker
         if not job.retry.allows(attempt, error_message=update.error_message, infrastructure=infrastructure):
             if attempt > 1 or infrastructure:  # it was worth retrying and ran out of attempts
                 self._dead_letters.add(job, handle, update)
@@ -371,7 +383,13 @@ class AsyncOrchestrator:
             link = self._links[address] = WorkerLink(address, fast_path=self._fast_path)
         return link
 
+    def breaker_states(self) -> dict[str, BreakerState]:
+        """Workers whose circuit is open or half-open (all others are closed)."""
+        return self._scheduler.breakers.states()
+
     def _task_done(self, handle: AsyncTaskHandle) -> None:
+        if handle.updates and handle.updates[-1].status in (TaskStatus.COMPLETED, TaskStatus.CANCELED):
+            self._scheduler.breakers.succeeded(handle.worker_id)
         self._handles.pop(handle.task_id, None)
         job = self._jobs.pop(handle.task_id, None)
         if job is not None:

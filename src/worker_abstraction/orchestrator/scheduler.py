@@ -23,6 +23,7 @@ from grpc import aio
 
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import QueueFullError
+from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.link import WorkerLink, WorkerUnreachableError
@@ -70,7 +71,9 @@ class Scheduler:
         max_queued_per_capability: Mapping[str, int] | None,
         aging_seconds: float,
         fairness_weights: Mapping[str, int] | None,
+        breakers: CircuitBreakers | None = None,
     ) -> None:
+        self.breakers = breakers or CircuitBreakers()
         self._directory = directory
         self._link = link
         self._max_queued = max_queued
@@ -152,7 +155,7 @@ class Scheduler:
         return job.required_tags <= worker.tag_set
 
     def _has_room(self, job: Job, worker: WorkerInfo, now: float) -> bool:
-        if self._held_back.get(worker.worker_id, 0.0) > now:
+        if self._held_back.get(worker.worker_id, 0.0) > now or not self.breakers.allows(worker.worker_id, now):
             return False
         if worker.max_concurrent_tasks and self.in_flight[worker.worker_id] >= worker.max_concurrent_tasks:
             return False
@@ -182,6 +185,7 @@ class Scheduler:
         job.waiting = None
         self._waiting[job.capability] -= 1
         self._reserve(job, worker.worker_id)
+        self.breakers.dispatched(worker.worker_id)
         job.handle.assign(worker.worker_id, worker.address, job.task.attempt)
         job.task.worker_id = worker.worker_id
         dispatch = asyncio.create_task(self._dispatch(item, worker), name=f"dispatch-{job.task.task_id}")
@@ -196,6 +200,7 @@ class Scheduler:
             logger.info(
                 "worker %s unreachable (%s); task %s waits for another", worker.worker_id, error, job.task.task_id
             )
+            self.worker_failed(worker.worker_id)
             self._requeue(item, worker, _RETRY_UNREACHABLE_SECONDS)
             return
         except Exception as error:  # a bug or an unexpected status: fail the task, never lose it silently
@@ -227,6 +232,13 @@ class Scheduler:
         job.waiting = item
         self._waiting[job.capability] += 1
         self.pump()
+
+    def worker_failed(self, worker_id: str) -> None:
+        """Count an infrastructure failure against the worker's breaker; pump again when it may probe."""
+        self.breakers.failed(worker_id)
+        if self.breakers.state(worker_id) is BreakerState.OPEN:
+            logger.warning("circuit open for worker %s: no tasks for %gs", worker_id, self.breakers.cooldown_seconds)
+            asyncio.get_running_loop().call_later(self.breakers.cooldown_seconds, self.pump)
 
     def retry(self, job: Job, delay_seconds: float) -> None:
         """Queue a job again, as its next attempt, after a back-off; a different worker is preferred."""
