@@ -150,3 +150,21 @@ async def test_exhausted_tasks_go_to_the_dead_letter_queue_and_can_be_requeued(
         assert await again.result(timeout_seconds=5)  # transient trouble is over
         assert orchestrator.dead_letters() == []
         assert orchestrator.purge_dead_letters() == 0
+
+
+async def test_the_same_idempotency_key_gets_the_same_task_back(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    worker = await start_worker()
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("echo", timeout_seconds=5)
+        first = await orchestrator.execute_task("echo", {"text": "once"}, idempotency_key="order-42")
+        again = await orchestrator.execute_task("echo", {"text": "once"}, idempotency_key="order-42")
+        assert again is first
+        await first.result(timeout_seconds=5)
+        after = await orchestrator.execute_task("echo", {"text": "once"}, idempotency_key="order-42")
+        assert after.task_id == first.task_id  # finished tasks are remembered too
+        other = await orchestrator.execute_task("echo", {"text": "once"}, idempotency_key="order-43")
+        assert other.task_id != first.task_id
+        await other.result(timeout_seconds=5)
+    assert worker.tasks_received == 2

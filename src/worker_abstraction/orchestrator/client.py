@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
@@ -84,6 +85,9 @@ class AsyncOrchestrator:
         self._retry_policy = retry_policy or RetryPolicy()
         self._queue_timeout = queue_timeout_seconds
         self._dead_letters = DeadLetterQueue()
+        # idempotency key -> handle, finished ones included, so a resubmission gets the same task back.
+        self._by_key: OrderedDict[str, AsyncTaskHandle] = OrderedDict()
+        self._keep_keys = 100_000
         self._directory.on_left.append(self._worker_left)
         self._started = False
 
@@ -163,6 +167,7 @@ class AsyncOrchestrator:
         task_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
         queue_timeout_seconds: float | None = None,
+        idempotency_key: str | None = None,
     ) -> AsyncTaskHandle:
         """Submit a task: it runs on a capable worker with a free slot, or waits in the queue for one.
 
@@ -181,6 +186,8 @@ class AsyncOrchestrator:
             retry_policy: overrides the orchestrator's default RetryPolicy for this task.
             queue_timeout_seconds: how long the task may wait for a worker before it fails with
                 TaskTimeoutError (in_queue=True); None: the orchestrator's default.
+            idempotency_key: submitting again with a key already used returns the first submission's
+                handle (running or finished) instead of a new task.
 
         Returns:
             A handle that streams the task's updates and gives its result; PENDING while it waits.
@@ -193,6 +200,9 @@ class AsyncOrchestrator:
         """
         if not self._started:
             await self.start()
+        if idempotency_key is not None and idempotency_key in self._by_key:
+            self._by_key.move_to_end(idempotency_key)
+            return self._by_key[idempotency_key]
         params = dict(params or {})
         job = Job(
             task=pb.Task(
@@ -234,6 +244,10 @@ class AsyncOrchestrator:
         except BaseException:
             del self._handles[job.task.task_id], self._jobs[job.task.task_id]
             raise
+        if idempotency_key is not None:
+            self._by_key[idempotency_key] = job.handle
+            while len(self._by_key) > self._keep_keys:
+                self._by_key.popitem(last=False)
         wait_limit = queue_timeout_seconds if queue_timeout_seconds is not None else self._queue_timeout
         if wait_limit is not None and not job.handle.worker_id:
             asyncio.get_running_loop().call_later(wait_limit, self._queue_expired, job, wait_limit)

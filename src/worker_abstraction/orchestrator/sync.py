@@ -124,6 +124,7 @@ class Orchestrator:
         task_id: str | None = None,
         retry_policy: RetryPolicy | None = None,
         queue_timeout_seconds: float | None = None,
+        idempotency_key: str | None = None,
     ) -> TaskHandle:
         return TaskHandle(
             self._loop,
@@ -141,6 +142,7 @@ class Orchestrator:
                     task_id=task_id,
                     retry_policy=retry_policy,
                     queue_timeout_seconds=queue_timeout_seconds,
+                    idempotency_key=idempotency_key,
                 )
             ),
         )
