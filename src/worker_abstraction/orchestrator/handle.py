@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from worker_abstraction import lifecycle
 from worker_abstraction.errors import (
     TaskCanceledError,
     TaskError,
@@ -56,6 +57,7 @@ class AsyncTaskHandle:
         self.attempts: list[Attempt] = []  # every dispatch, with its worker, times and outcome
         self.attempt = 0  # the current attempt's number; updates of other attempts are fenced off
         self.stale_updates = 0  # updates that arrived from a superseded attempt (a "zombie" worker)
+        self.illegal_updates = 0  # updates that would break the lifecycle table (see worker_abstraction.lifecycle)
         self.last_sequence = 0
         self.rejection = ""
         self._changed: asyncio.Future[None] | None = None
@@ -175,6 +177,9 @@ class AsyncTaskHandle:
             if update.sequence <= self.last_sequence:
                 return
             self.last_sequence = update.sequence
+        if not lifecycle.allowed(self.status if self.updates else TaskStatus.UNKNOWN, update.status):
+            self.illegal_updates += 1
+            return
         if update.is_terminal:
             self._end_attempt(update)
             if update.status is TaskStatus.FAILED and self.retrier is not None and self.retrier(self, update):
