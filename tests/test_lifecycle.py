@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from worker_abstraction.lifecycle import TRANSITIONS, allowed
 from worker_abstraction.types import TaskStatus
 
@@ -13,7 +15,7 @@ def test_terminal_states_are_final() -> None:
 
 def test_the_ordinary_and_retry_paths_are_legal() -> None:
     path = [TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.RUNNING, TaskStatus.PENDING, TaskStatus.RUNNING]
-    assert all(allowed(a, b) for a, b in zip(path, path[1:], strict=False))
+    assert all(allowed(a, b) for a, b in itertools.pairwise(path))
     assert allowed(TaskStatus.RUNNING, TaskStatus.COMPLETED) and allowed(TaskStatus.PENDING, TaskStatus.CANCELED)
 
 
