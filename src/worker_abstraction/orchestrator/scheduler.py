@@ -16,7 +16,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 from grpc import aio
@@ -56,7 +56,7 @@ class Job:
     waiting: QueuedTask | None = None  # its queue entry while it waits
     entry: QueuedTask | None = None  # its queue entry, kept so a retry goes back in its old place
     cancel_reason: str = ""  # set when canceled while its first dispatch was on the way
-    avoid: set[str] = field(default_factory=set)  # workers that failed it: a retry prefers others
+    avoid: frozenset[str] = frozenset()  # workers that failed it: a retry prefers others (shared empty set)
 
 
 class Scheduler:
@@ -242,7 +242,7 @@ class Scheduler:
 
     def retry(self, job: Job, delay_seconds: float) -> None:
         """Queue a job again, as its next attempt, after a back-off; a different worker is preferred."""
-        job.avoid.add(job.handle.worker_id)
+        job.avoid = job.avoid | {job.handle.worker_id}
         follower = job.handle.follower
         if follower is not None and follower is not asyncio.current_task():
             follower.cancel()
