@@ -59,7 +59,9 @@ async def test_cli_daemon_queue_priorities_and_tags(start: Start, tmp_path: Path
         "worker", "_slot_workers:SlotWorker", "--port", "0", "--registry", registry.address,
         "--max-concurrent", "1", "--tag", "blue", *FAST_WORKER,
     )  # fmt: skip
-    daemon = await start("orchestrator", "--port", "0", "--registry", registry.address)
+    daemon = await start(
+        "orchestrator", "--port", "0", "--registry", registry.address, "--store", str(tmp_path / "tasks.db")
+    )
     via = ("--orchestrator", daemon.address)
     submits = []
     try:

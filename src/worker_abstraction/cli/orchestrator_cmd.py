@@ -50,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="tasks that may wait for a worker; past it submissions fail with RESOURCE_EXHAUSTED",
     )
     parser.add_argument(
+        "--store",
+        metavar="PATH",
+        default=env("WA_STORE", "wa-orchestrator.db"),
+        help="SQLite file that keeps accepted tasks across restarts; ':memory:' keeps nothing [env WA_STORE]",
+    )
+    parser.add_argument(
         "--aging",
         type=float,
         metavar="SECONDS",
@@ -61,7 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 async def run(args: argparse.Namespace) -> int:
     """Serve until a signal, then stop and return 0."""
     server = OrchestratorServer(
-        args.registry, host=args.host, port=args.port, max_queued=args.max_queued, aging_seconds=args.aging
+        args.registry,
+        host=args.host,
+        port=args.port,
+        store_path=None if args.store == ":memory:" else args.store,
+        max_queued=args.max_queued,
+        aging_seconds=args.aging,
     )
     return await serve_until_signal(
         start=server.start,

@@ -8,7 +8,7 @@ import logging
 import math
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -18,11 +18,13 @@ from worker_abstraction.errors import InvalidParametersError, NoWorkerError, Tas
 from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.follow import follow
 from worker_abstraction.orchestrator.handle import LOST, AsyncTaskHandle
 from worker_abstraction.orchestrator.link import WorkerLink
 from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.orchestrator.scheduler import Job, Scheduler
 from worker_abstraction.registry.client import RegistryClient
+from worker_abstraction.stores.tasks import MemoryTaskStore, TaskStore
 from worker_abstraction.types import DeadLetter, TaskStatus, TaskUpdate, WorkerInfo
 from worker_abstraction.validation import parameter_problems
 
@@ -45,6 +47,8 @@ class AsyncOrchestrator:
         queue_timeout_seconds: default limit on how long a task may wait for a worker (None: no limit).
         breaker_failure_threshold: consecutive infrastructure failures that open a worker's circuit.
         breaker_cooldown_seconds: how long an open circuit keeps tasks away before one probe may go.
+        task_store: where accepted tasks are kept (e.g. SqliteTaskStore); unfinished ones are resumed by
+            `start()`. Default: memory only.
     """
 
     def __init__(
@@ -62,6 +66,7 @@ class AsyncOrchestrator:
         queue_timeout_seconds: float | None = None,
         breaker_failure_threshold: int = 5,
         breaker_cooldown_seconds: float = 10.0,
+        task_store: TaskStore | None = None,
     ) -> None:
         self.registry = registry
         self._discovery_timeout = discovery_timeout_seconds
@@ -89,6 +94,12 @@ class AsyncOrchestrator:
         self._by_key: OrderedDict[str, AsyncTaskHandle] = OrderedDict()
         self._keep_keys = 100_000
         self._directory.on_left.append(self._worker_left)
+        self._store: TaskStore = task_store or MemoryTaskStore()
+        self._durable = task_store is not None and not isinstance(task_store, MemoryTaskStore)
+        self._writes: set[asyncio.Future[None]] = set()
+        if self._durable:
+            self._scheduler.on_dispatch = self._persist_dispatch
+            self._scheduler.on_requeue = lambda job: self._persist(self._store.requeued(job.task.task_id))
         self._started = False
 
     @classmethod
@@ -109,10 +120,14 @@ class AsyncOrchestrator:
                 await self._directory.synced.wait()
         except TimeoutError:
             logger.warning("no answer from registry %s yet; continuing without workers", self.registry)
+        if self._durable:
+            await self._recover()
 
     async def aclose(self) -> None:
         """Stop following tasks and close every connection."""
         await self._directory.aclose()
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         followers = [h.follower for h in self._handles.values() if h.follower is not None]
         for follower in followers:
             follower.cancel()
@@ -204,39 +219,24 @@ class AsyncOrchestrator:
             self._by_key.move_to_end(idempotency_key)
             return self._by_key[idempotency_key]
         params = dict(params or {})
-        job = Job(
-            task=pb.Task(
-                task_id=task_id or uuid.uuid4().hex,
-                capability_name=capability,
-                parameters=_encode_parameters(params),
-                # The contract counts whole seconds; round up so a short deadline never becomes "none".
-                timeout_seconds=math.ceil(timeout_seconds) if timeout_seconds > 0 else 0,
-                created_at=_convert.now_timestamp(),
-                metadata=dict(metadata or {}),
-                priority=priority,
-                fairness_key=fairness_key,
-                required_tags=sorted(required_tags),
-                preferred_tags=sorted(preferred_tags),
-                attempt=1,
-            ),
-            handle=AsyncTaskHandle(
-                task_id=task_id or "",
-                capability=capability,
-                params=params,
-                timeout_seconds=timeout_seconds,
-                on_done=self._task_done,
-            ),
-            capability=capability,
-            required_tags=frozenset(t.lower() for t in required_tags),
-            preferred_tags=frozenset(t.lower() for t in preferred_tags),
-            pinned=worker_id or "",
-            retry=retry_policy or self._retry_policy,
-            first_attempt=asyncio.get_running_loop().create_future(),
+        task = pb.Task(
+            task_id=task_id or uuid.uuid4().hex,
+            capability_name=capability,
+            parameters=_encode_parameters(params),
+            # The contract counts whole seconds; round up so a short deadline never becomes "none".
+            timeout_seconds=math.ceil(timeout_seconds) if timeout_seconds > 0 else 0,
+            created_at=_convert.now_timestamp(),
+            metadata=dict(metadata or {}),
+            priority=priority,
+            fairness_key=fairness_key,
+            required_tags=sorted(required_tags),
+            preferred_tags=sorted(preferred_tags),
+            attempt=1,
         )
-        job.handle.task_id = job.task.task_id
-        job.handle.canceller = self._cancel
-        job.handle.retrier = self._retry
+        job = self._make_job(task, params, timeout_seconds, worker_id or "", retry_policy or self._retry_policy)
         self._check(job, params)
+        if self._durable:  # stored before anyone is told "accepted": a crash now cannot lose it
+            await self._store.accepted(task.task_id, task.SerializeToString(), _options_json(job, idempotency_key))
         self._handles[job.task.task_id] = job.handle
         self._jobs[job.task.task_id] = job
         try:
@@ -362,6 +362,76 @@ class AsyncOrchestrator:
             if job.reserved_on == worker.worker_id and not job.handle.done():
                 job.handle.lost(f"worker {worker.worker_id} left the registry: {reason}")
 
+    def _make_job(
+        self, task: pb.Task, params: dict[str, Any], timeout_seconds: float, pinned: str, retry: RetryPolicy
+    ) -> Job:
+        job = Job(
+            task=task,
+            handle=AsyncTaskHandle(
+                task_id=task.task_id,
+                capability=task.capability_name,
+                params=params,
+                timeout_seconds=timeout_seconds,
+                on_done=self._task_done,
+            ),
+            capability=task.capability_name,
+            required_tags=frozenset(t.lower() for t in task.required_tags),
+            preferred_tags=frozenset(t.lower() for t in task.preferred_tags),
+            pinned=pinned,
+            retry=retry,
+            first_attempt=asyncio.get_running_loop().create_future(),
+        )
+        job.handle.canceller = self._cancel
+        job.handle.retrier = self._retry
+        return job
+
+    def unfinished(self) -> list[AsyncTaskHandle]:
+        """Handles of every task this orchestrator holds that has not finished."""
+        return list(self._handles.values())
+
+    def handle(self, task_id: str) -> AsyncTaskHandle | None:
+        """The handle of an unfinished task this orchestrator holds (also one resumed after a restart)."""
+        return self._handles.get(task_id)
+
+    async def _recover(self) -> None:
+        """Resume the tasks the store holds unfinished: queue the waiting ones, follow the dispatched ones."""
+        resumed = 0
+        for stored in await self._store.unfinished():
+            task = pb.Task.FromString(stored.task)
+            options = json.loads(stored.options)
+            params = {p.key: json.loads(p.value_json) for p in task.parameters}
+            job = self._make_job(
+                task, params, options.get("timeout_seconds", 0), options.get("pinned", ""),
+                _retry_from(options) or self._retry_policy,
+            )  # fmt: skip
+            self._handles[task.task_id] = job.handle
+            self._jobs[task.task_id] = job
+            _settle(job.first_attempt)
+            if stored.worker_id:
+                # It may still be running there: follow it from its first update; a worker that lost it
+                # answers NOT_FOUND and the attempt is retried like any lost one.
+                task.attempt = stored.attempt
+                self._scheduler.adopt(job, stored.worker_id)
+                job.handle.assign(stored.worker_id, stored.worker_address, stored.attempt)
+                follow(job.handle, self._link(stored.worker_address).stub)
+            else:
+                self._scheduler.submit(job, priority=task.priority, fairness_key=task.fairness_key)
+            resumed += 1
+        if resumed:
+            logger.info("resumed %d unfinished task(s) from the task store", resumed)
+
+    def _persist_dispatch(self, job: Job) -> None:
+        handle = job.handle
+        self._persist(
+            self._store.dispatched(job.task.task_id, handle.worker_id, handle.worker_address, job.task.attempt)
+        )
+
+    def _persist(self, write: Coroutine[Any, Any, None]) -> None:
+        # One writer thread in the store keeps writes in the order they are made here.
+        pending = asyncio.ensure_future(write)
+        self._writes.add(pending)
+        pending.add_done_callback(self._writes.discard)
+
     def _check(self, job: Job, params: Mapping[str, Any]) -> None:
         capable = self._directory.capable(job.capability)
         if not capable:
@@ -402,6 +472,11 @@ class AsyncOrchestrator:
         return self._scheduler.breakers.states()
 
     def _task_done(self, handle: AsyncTaskHandle) -> None:
+        if self._durable:
+            final = handle.updates[-1] if handle.updates else None
+            self._persist(
+                self._store.finished(handle.task_id, _convert.update_to_pb(final).SerializeToString() if final else b"")
+            )
         if handle.updates and handle.updates[-1].status in (TaskStatus.COMPLETED, TaskStatus.CANCELED):
             self._scheduler.breakers.succeeded(handle.worker_id)
         self._handles.pop(handle.task_id, None)
@@ -421,3 +496,36 @@ def _encode_parameters(params: Mapping[str, Any]) -> list[pb.TaskParameter]:
     if problems:
         raise InvalidParametersError(problems)
     return encoded
+
+
+def _options_json(job: Job, idempotency_key: str | None) -> str:
+    """What a resumed task needs beyond its Task message."""
+    retry = job.retry
+    return json.dumps(
+        {
+            "timeout_seconds": job.handle.timeout_seconds,
+            "pinned": job.pinned,
+            "idempotency_key": idempotency_key,
+            "retry": {
+                "max_attempts": retry.max_attempts,
+                "initial_backoff_seconds": retry.initial_backoff_seconds,
+                "backoff_multiplier": retry.backoff_multiplier,
+                "max_backoff_seconds": retry.max_backoff_seconds,
+                "jitter": retry.jitter,
+                "retry_task_errors": retry.retry_task_errors,
+                "non_retryable_errors": list(retry.non_retryable_errors),
+            },
+        }
+    )
+
+
+def _retry_from(options: dict[str, Any]) -> RetryPolicy | None:
+    fields = options.get("retry")
+    if not fields:
+        return None
+    return RetryPolicy(**{**fields, "non_retryable_errors": tuple(fields.get("non_retryable_errors", ()))})
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -119,6 +119,15 @@ class RemoteOrchestrator:
         follower.add_done_callback(self._followers.discard)
         return handle
 
+    async def watch(self, task_id: str) -> AsyncTaskHandle:
+        """A handle on a task the daemon holds (e.g. to follow it again after a restart on either side)."""
+        handle = AsyncTaskHandle(task_id=task_id, capability="", params={}, timeout_seconds=0, on_done=_ignore)
+        handle.canceller = self._cancel
+        follower = asyncio.create_task(self._follow(handle), name=f"watch-{task_id}")
+        self._followers.add(follower)
+        follower.add_done_callback(self._followers.discard)
+        return handle
+
     async def cancel(self, task_id: str, reason: str = "") -> bool:
         """Cancel a task held by the daemon; see `AsyncTaskHandle.cancel`.
 

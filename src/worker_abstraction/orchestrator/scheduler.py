@@ -74,6 +74,9 @@ class Scheduler:
         breakers: CircuitBreakers | None = None,
     ) -> None:
         self.breakers = breakers or CircuitBreakers()
+        # Told when a job is handed to a worker / taken back (the orchestrator persists both).
+        self.on_dispatch: Callable[[Job], None] | None = None
+        self.on_requeue: Callable[[Job], None] | None = None
         self._directory = directory
         self._link = link
         self._max_queued = max_queued
@@ -188,6 +191,8 @@ class Scheduler:
         self.breakers.dispatched(worker.worker_id)
         job.handle.assign(worker.worker_id, worker.address, job.task.attempt)
         job.task.worker_id = worker.worker_id
+        if self.on_dispatch is not None:
+            self.on_dispatch(job)
         dispatch = asyncio.create_task(self._dispatch(item, worker), name=f"dispatch-{job.task.task_id}")
         self._dispatching.add(dispatch)
         dispatch.add_done_callback(self._dispatching.discard)
@@ -222,6 +227,8 @@ class Scheduler:
         job: Job = item.payload
         self.release(job)
         job.handle.assign("", "")
+        if self.on_requeue is not None:
+            self.on_requeue(job)
         self._held_back[worker.worker_id] = time.monotonic() + hold_seconds
         asyncio.get_running_loop().call_later(hold_seconds, self.pump)
         key = (job.capability, job.required_tags, job.pinned)
@@ -250,6 +257,8 @@ class Scheduler:
         self.release(job)
         job.handle.assign("", "")
         job.task.attempt += 1
+        if self.on_requeue is not None:
+            self.on_requeue(job)
         asyncio.get_running_loop().call_later(delay_seconds, self._requeue_retry, job)
 
     def _requeue_retry(self, job: Job) -> None:
@@ -278,6 +287,10 @@ class Scheduler:
             logger.warning("could not cancel task %s on worker %s: %s", job.task.task_id, job.handle.worker_id, error)
             return False
         return bool(response.canceled)
+
+    def adopt(self, job: Job, worker_id: str) -> None:
+        """Count a job already running on a worker (resumed after a restart) against that worker's slots."""
+        self._reserve(job, worker_id)
 
     def _reserve(self, job: Job, worker_id: str) -> None:
         job.reserved_on = worker_id

@@ -27,6 +27,7 @@ from worker_abstraction.errors import (
 )
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.types import TaskStatus, TaskUpdate
 
 logger = logging.getLogger(__name__)
@@ -69,13 +70,13 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
             )
         except (InvalidParametersError, NoWorkerError, QueueFullError, TaskRejectedError) as error:
             await _abort(context, error)
-        self._remember(handle)
+        self.remember(handle)
         return pb.SubmitTaskResponse(
             task_id=handle.task_id, worker_id=handle.worker_id, worker_address=handle.worker_address
         )
 
     async def WatchTask(self, request: pb.WatchTaskRequest, context: Context) -> AsyncIterator[pb.TaskResult]:
-        handle = self._handles.get(request.task_id)
+        handle = self._lookup(request.task_id)
         if handle is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this orchestrator")
         # Positions in the handle's update list number the stream: gapless even for updates the
@@ -101,7 +102,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         return pb.QueueStats(depths=depths, total_waiting=sum(d.waiting for d in depths))
 
     async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.CancelTaskResponse:
-        handle = self._handles.get(request.task_id)
+        handle = self._lookup(request.task_id)
         if handle is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this orchestrator")
         status = f"TASK_STATUS_{handle.status.name}"
@@ -109,7 +110,10 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         message = "canceling" if canceled else "task already finished"
         return pb.CancelTaskResponse(task_id=handle.task_id, canceled=canceled, status=status, message=message)
 
-    def _remember(self, handle: AsyncTaskHandle) -> None:
+    def _lookup(self, task_id: str) -> AsyncTaskHandle | None:
+        return self._handles.get(task_id) or self._orchestrator.handle(task_id)
+
+    def remember(self, handle: AsyncTaskHandle) -> None:
         self._handles[handle.task_id] = handle
         while len(self._handles) > self._keep:
             oldest = next(iter(self._handles))
@@ -141,12 +145,22 @@ class OrchestratorServer:
         registry: host:port of the registry.
         host: interface to listen on.
         port: port to listen on; 0 picks a free one.
+        store_path: SQLite file keeping accepted tasks across restarts (None: memory only).
         options: passed to AsyncOrchestrator (queue bounds, aging, ...).
     """
 
-    def __init__(self, registry: str, host: str = "127.0.0.1", port: int = 50052, **options: Any) -> None:
+    def __init__(
+        self,
+        registry: str,
+        host: str = "127.0.0.1",
+        port: int = 50052,
+        *,
+        store_path: str | None = None,
+        **options: Any,
+    ) -> None:
         self.host, self.port = host, port
-        self.orchestrator = AsyncOrchestrator(registry, **options)
+        self._store = SqliteTaskStore(store_path) if store_path else None
+        self.orchestrator = AsyncOrchestrator(registry, task_store=self._store, **options)
         self._server = _rpc.new_server()
 
     @property
@@ -154,8 +168,13 @@ class OrchestratorServer:
         return f"{self.host}:{self.port}"
 
     async def start(self) -> None:
+        if self._store is not None:
+            await self._store.open()
         await self.orchestrator.start()
-        pb_grpc.add_OrchestratorServiceServicer_to_server(OrchestratorServicer(self.orchestrator), self._server)
+        servicer = OrchestratorServicer(self.orchestrator)
+        for handle in self.orchestrator.unfinished():  # resumed from the store: watchable like new ones
+            servicer.remember(handle)
+        pb_grpc.add_OrchestratorServiceServicer_to_server(servicer, self._server)
         self.port = _rpc.bind(self._server, self.host, self.port)
         await self._server.start()
         logger.info("orchestrator listening on %s (registry %s)", self.address, self.orchestrator.registry)
@@ -163,6 +182,8 @@ class OrchestratorServer:
     async def stop(self, grace_seconds: float | None = 1.0) -> None:
         await self._server.stop(grace_seconds)
         await self.orchestrator.aclose()
+        if self._store is not None:
+            await self._store.close()
 
     async def wait_for_termination(self) -> None:
         # Shielded: canceling this wait must not cancel gRPC's own shutdown future, which stop() awaits.

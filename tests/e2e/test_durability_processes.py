@@ -1,0 +1,40 @@
+"""An orchestrator daemon SIGKILLed and restarted from its SQLite store loses no accepted task."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+from processes import FAST_REGISTRY, FAST_WORKER, Start
+
+from worker_abstraction import RemoteOrchestrator, TaskStatus
+
+
+async def test_tasks_survive_a_sigkilled_daemon(start: Start, tmp_path: Path) -> None:
+    store, gate = tmp_path / "tasks.db", tmp_path / "release"
+    registry = await start("registry", "--port", "0", *FAST_REGISTRY)
+    await start(
+        "worker", "_slot_workers:SlotWorker", "--port", "0", "--registry", registry.address,
+        "--max-concurrent", "1", *FAST_WORKER,
+    )  # fmt: skip
+    daemon_args = ("orchestrator", "--port", "0", "--registry", registry.address, "--store", str(store))
+    first = await start(*daemon_args)
+    async with RemoteOrchestrator(first.address) as remote:
+        async with asyncio.timeout(20):
+            while True:  # until the daemon's view has the worker
+                probe = await remote.execute_task("hold", {})
+                if (await probe.wait()).status is TaskStatus.COMPLETED:
+                    break
+        running = await remote.execute_task("hold", {"label": "running", "until_file": str(gate)})
+        queued = await remote.execute_task("hold", {"label": "queued"})
+        assert running.worker_id and not queued.worker_id
+    assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    second = await start(*daemon_args)
+    async with RemoteOrchestrator(second.address) as remote:
+        resumed = [await remote.watch(running.task_id), await remote.watch(queued.task_id)]
+        gate.touch()
+        finals = [await h.wait(timeout_seconds=20) for h in resumed]
+    assert [f.status for f in finals] == [TaskStatus.COMPLETED, TaskStatus.COMPLETED], [f.error_message for f in finals]
+    assert [f.output for f in finals] == ["running", "queued"]
