@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.types import (
     CapabilitySpec,
     LoadReport,
@@ -183,3 +187,20 @@ def update_to_pb(update: TaskUpdate, *, sequence: int | None = None) -> pb.TaskR
     if update.timestamp_ns:
         message.completed_at.seconds, message.completed_at.nanos = divmod(update.timestamp_ns, 1_000_000_000)
     return message
+
+
+def task_parameters(params: Mapping[str, Any]) -> list[pb.TaskParameter]:
+    """Arguments as the contract carries them, JSON-encoded.
+
+    Raises:
+        InvalidParametersError: listing every value that is not JSON-serializable.
+    """
+    encoded, problems = [], []
+    for key, value in params.items():
+        try:
+            encoded.append(pb.TaskParameter(key=key, value_json=json.dumps(value)))
+        except (TypeError, ValueError) as error:
+            problems.append(f"parameter {key!r} is not JSON-serializable: {error}")
+    if problems:
+        raise InvalidParametersError(problems)
+    return encoded

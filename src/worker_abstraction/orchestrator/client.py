@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -20,11 +19,12 @@ from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.follow import follow
 from worker_abstraction.orchestrator.handle import LOST, AsyncTaskHandle
+from worker_abstraction.orchestrator.journal import TaskJournal
 from worker_abstraction.orchestrator.link import WorkerLink
 from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.orchestrator.scheduler import Job, Scheduler
 from worker_abstraction.registry.client import RegistryClient
-from worker_abstraction.stores.tasks import MemoryTaskStore, TaskStore
+from worker_abstraction.stores.tasks import TaskStore
 from worker_abstraction.types import DeadLetter, TaskStatus, TaskUpdate, WorkerInfo
 from worker_abstraction.validation import parameter_problems
 
@@ -94,12 +94,10 @@ class AsyncOrchestrator:
         self._by_key: OrderedDict[str, AsyncTaskHandle] = OrderedDict()
         self._keep_keys = 100_000
         self._directory.on_left.append(self._worker_left)
-        self._store: TaskStore = task_store or MemoryTaskStore()
-        self._durable = task_store is not None and not isinstance(task_store, MemoryTaskStore)
-        self._writes: set[asyncio.Future[None]] = set()
-        if self._durable:
-            self._scheduler.on_dispatch = self._persist_dispatch
-            self._scheduler.on_requeue = lambda job: self._persist(self._store.requeued(job.task.task_id))
+        self._journal = TaskJournal(task_store)
+        if self._journal.durable:
+            self._scheduler.on_dispatch = self._journal.dispatched
+            self._scheduler.on_requeue = self._journal.requeued
         self._started = False
 
     @classmethod
@@ -120,14 +118,13 @@ class AsyncOrchestrator:
                 await self._directory.synced.wait()
         except TimeoutError:
             logger.warning("no answer from registry %s yet; continuing without workers", self.registry)
-        if self._durable:
+        if self._journal.durable:
             await self._recover()
 
     async def aclose(self) -> None:
         """Stop following tasks and close every connection."""
         await self._directory.aclose()
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        await self._journal.drain()
         followers = [h.follower for h in self._handles.values() if h.follower is not None]
         for follower in followers:
             follower.cancel()
@@ -222,7 +219,7 @@ class AsyncOrchestrator:
         task = pb.Task(
             task_id=task_id or uuid.uuid4().hex,
             capability_name=capability,
-            parameters=_encode_parameters(params),
+            parameters=_convert.task_parameters(params),
             # The contract counts whole seconds; round up so a short deadline never becomes "none".
             timeout_seconds=math.ceil(timeout_seconds) if timeout_seconds > 0 else 0,
             created_at=_convert.now_timestamp(),
@@ -235,8 +232,8 @@ class AsyncOrchestrator:
         )
         job = self._make_job(task, params, timeout_seconds, worker_id or "", retry_policy or self._retry_policy)
         self._check(job, params)
-        if self._durable:  # stored before anyone is told "accepted": a crash now cannot lose it
-            await self._store.accepted(task.task_id, task.SerializeToString(), _options_json(job, idempotency_key))
+        if self._journal.durable:
+            await self._journal.accepted(job, idempotency_key)
         self._handles[job.task.task_id] = job.handle
         self._jobs[job.task.task_id] = job
         try:
@@ -395,18 +392,14 @@ class AsyncOrchestrator:
 
     async def _recover(self) -> None:
         """Resume the tasks the store holds unfinished: queue the waiting ones, follow the dispatched ones."""
-        resumed = 0
-        for stored in await self._store.unfinished():
-            task = pb.Task.FromString(stored.task)
-            options = json.loads(stored.options)
-            params = {p.key: json.loads(p.value_json) for p in task.parameters}
-            job = self._make_job(
-                task, params, options.get("timeout_seconds", 0), options.get("pinned", ""),
-                _retry_from(options) or self._retry_policy,
-            )  # fmt: skip
+        found = await self._journal.resumable()
+        for item in found:
+            task = item.task
+            job = self._make_job(task, item.params, item.timeout_seconds, item.pinned, item.retry or self._retry_policy)
             self._handles[task.task_id] = job.handle
             self._jobs[task.task_id] = job
             _settle(job.first_attempt)
+            stored = item.stored
             if stored.worker_id:
                 # It may still be running there: follow it from its first update; a worker that lost it
                 # answers NOT_FOUND and the attempt is retried like any lost one.
@@ -416,21 +409,8 @@ class AsyncOrchestrator:
                 follow(job.handle, self._link(stored.worker_address).stub)
             else:
                 self._scheduler.submit(job, priority=task.priority, fairness_key=task.fairness_key)
-            resumed += 1
-        if resumed:
-            logger.info("resumed %d unfinished task(s) from the task store", resumed)
-
-    def _persist_dispatch(self, job: Job) -> None:
-        handle = job.handle
-        self._persist(
-            self._store.dispatched(job.task.task_id, handle.worker_id, handle.worker_address, job.task.attempt)
-        )
-
-    def _persist(self, write: Coroutine[Any, Any, None]) -> None:
-        # One writer thread in the store keeps writes in the order they are made here.
-        pending = asyncio.ensure_future(write)
-        self._writes.add(pending)
-        pending.add_done_callback(self._writes.discard)
+        if found:
+            logger.info("resumed %d unfinished task(s) from the task store", len(found))
 
     def _check(self, job: Job, params: Mapping[str, Any]) -> None:
         capable = self._directory.capable(job.capability)
@@ -472,58 +452,14 @@ class AsyncOrchestrator:
         return self._scheduler.breakers.states()
 
     def _task_done(self, handle: AsyncTaskHandle) -> None:
-        if self._durable:
-            final = handle.updates[-1] if handle.updates else None
-            self._persist(
-                self._store.finished(handle.task_id, _convert.update_to_pb(final).SerializeToString() if final else b"")
-            )
+        if self._journal.durable:
+            self._journal.finished(handle)
         if handle.updates and handle.updates[-1].status in (TaskStatus.COMPLETED, TaskStatus.CANCELED):
             self._scheduler.breakers.succeeded(handle.worker_id)
         self._handles.pop(handle.task_id, None)
         job = self._jobs.pop(handle.task_id, None)
         if job is not None:
             self._scheduler.release(job)
-
-
-def _encode_parameters(params: Mapping[str, Any]) -> list[pb.TaskParameter]:
-    encoded = []
-    problems = []
-    for key, value in params.items():
-        try:
-            encoded.append(pb.TaskParameter(key=key, value_json=json.dumps(value)))
-        except (TypeError, ValueError) as error:
-            problems.append(f"parameter {key!r} is not JSON-serializable: {error}")
-    if problems:
-        raise InvalidParametersError(problems)
-    return encoded
-
-
-def _options_json(job: Job, idempotency_key: str | None) -> str:
-    """What a resumed task needs beyond its Task message."""
-    retry = job.retry
-    return json.dumps(
-        {
-            "timeout_seconds": job.handle.timeout_seconds,
-            "pinned": job.pinned,
-            "idempotency_key": idempotency_key,
-            "retry": {
-                "max_attempts": retry.max_attempts,
-                "initial_backoff_seconds": retry.initial_backoff_seconds,
-                "backoff_multiplier": retry.backoff_multiplier,
-                "max_backoff_seconds": retry.max_backoff_seconds,
-                "jitter": retry.jitter,
-                "retry_task_errors": retry.retry_task_errors,
-                "non_retryable_errors": list(retry.non_retryable_errors),
-            },
-        }
-    )
-
-
-def _retry_from(options: dict[str, Any]) -> RetryPolicy | None:
-    fields = options.get("retry")
-    if not fields:
-        return None
-    return RetryPolicy(**{**fields, "non_retryable_errors": tuple(fields.get("non_retryable_errors", ()))})
 
 
 def _settle(future: asyncio.Future[None]) -> None:
