@@ -13,7 +13,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.types import (
+    Attempt,
     CapabilitySpec,
+    DeadLetter,
     LoadReport,
     ParameterSpec,
     TaskStatus,
@@ -204,3 +206,47 @@ def task_parameters(params: Mapping[str, Any]) -> list[pb.TaskParameter]:
     if problems:
         raise InvalidParametersError(problems)
     return encoded
+
+
+def attempt_to_pb(attempt: Attempt) -> pb.AttemptRecord:
+    message = pb.AttemptRecord(
+        number=attempt.number,
+        worker_id=attempt.worker_id,
+        status=f"TASK_STATUS_{attempt.status.name}",
+        error_message=attempt.error_message,
+    )
+    message.started_at.CopyFrom(timestamp(attempt.started_at))
+    if attempt.ended_at is not None:
+        message.ended_at.CopyFrom(timestamp(attempt.ended_at))
+    return message
+
+
+def attempt_from_pb(message: pb.AttemptRecord) -> Attempt:
+    return Attempt(
+        number=message.number,
+        worker_id=message.worker_id,
+        started_at=from_timestamp(message.started_at) or datetime.now(UTC),
+        ended_at=from_timestamp(message.ended_at),
+        status=_STATUSES.get(message.status, TaskStatus.UNKNOWN),
+        error_message=message.error_message,
+    )
+
+
+def dead_letter_to_pb(letter: DeadLetter) -> pb.DeadLetterEntry:
+    return pb.DeadLetterEntry(
+        task_id=letter.task_id,
+        capability=letter.capability,
+        parameters=task_parameters(letter.params),
+        attempts=[attempt_to_pb(a) for a in letter.attempts],
+        error_message=letter.error_message,
+    )
+
+
+def dead_letter_from_pb(message: pb.DeadLetterEntry) -> DeadLetter:
+    return DeadLetter(
+        task_id=message.task_id,
+        capability=message.capability,
+        params={p.key: json.loads(p.value_json) for p in message.parameters},
+        attempts=tuple(attempt_from_pb(a) for a in message.attempts),
+        error_message=message.error_message,
+    )

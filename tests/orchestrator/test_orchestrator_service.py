@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -78,3 +79,30 @@ async def test_unreachable_daemon_is_a_named_error() -> None:
     async with RemoteOrchestrator("127.0.0.1:1") as remote:
         with pytest.raises(OrchestratorUnavailableError):
             await remote.queue_depths()
+
+
+async def test_dead_letters_through_the_daemon_and_wa_dlq(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    from worker_abstraction import RetryPolicy
+    from worker_abstraction.cli.main import main as wa
+
+    await start_worker()
+    policy = RetryPolicy(max_attempts=2, initial_backoff_seconds=0.01, retry_task_errors=True)
+    async with OrchestratorServer(registry.address, port=0, retry_policy=policy) as daemon:
+        await daemon.orchestrator.wait_for_workers("explode", timeout_seconds=5)
+        async with RemoteOrchestrator(daemon.address) as remote:
+            handle = await remote.execute_task("explode", {"message": "always"})
+            with pytest.raises(TaskFailedError):
+                await handle.result(timeout_seconds=5)
+            [letter] = await remote.dead_letters()
+            assert letter.task_id == handle.task_id and letter.params == {"message": "always"}
+            assert [a.status for a in letter.attempts] == [TaskStatus.FAILED, TaskStatus.FAILED]
+            assert await asyncio.to_thread(wa, ["dlq", "list", "--orchestrator", daemon.address]) == 0
+            again = await remote.requeue_dead_letter(handle.task_id)
+            assert again.task_id != handle.task_id
+            await again.wait(timeout_seconds=5)
+            assert len(await remote.dead_letters()) == 1  # it failed for good again
+            assert await asyncio.to_thread(wa, ["dlq", "purge", "--orchestrator", daemon.address]) == 0
+            assert await remote.dead_letters() == []
+            assert await asyncio.to_thread(wa, ["dlq", "requeue", "nope", "--orchestrator", daemon.address]) == 2

@@ -651,6 +651,21 @@ class OrchestratorServiceStub:
                 request_serializer=worker__abstraction_dot_worker__pb2.CancelTaskRequest.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.CancelTaskResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ListDeadLetters',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.DeadLetters.FromString,
+                _registered_method=True)
+        self.RequeueDeadLetter = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/RequeueDeadLetter',
+                request_serializer=worker__abstraction_dot_worker__pb2.DeadLetterRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.SubmitTaskResponse.FromString,
+                _registered_method=True)
+        self.PurgeDeadLetters = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/PurgeDeadLetters',
+                request_serializer=worker__abstraction_dot_worker__pb2.PurgeDeadLettersRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.PurgeDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -688,6 +703,27 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Tasks that failed for good after retryable failures, with every attempt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequeueDeadLetter(self, request, context):
+        """Submit a dead-lettered task again (a new task id); NOT_FOUND for unknown ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeDeadLetters(self, request, context):
+        """Drop dead letters: those named, or all when none is named.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -710,6 +746,21 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.CancelTask,
                     request_deserializer=worker__abstraction_dot_worker__pb2.CancelTaskRequest.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.CancelTaskResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.DeadLetters.SerializeToString,
+            ),
+            'RequeueDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequeueDeadLetter,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.DeadLetterRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.SubmitTaskResponse.SerializeToString,
+            ),
+            'PurgeDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeDeadLetters,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.PurgeDeadLettersRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.PurgeDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -821,6 +872,87 @@ class OrchestratorService:
             '/worker_abstraction.OrchestratorService/CancelTask',
             worker__abstraction_dot_worker__pb2.CancelTaskRequest.SerializeToString,
             worker__abstraction_dot_worker__pb2.CancelTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ListDeadLetters',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            worker__abstraction_dot_worker__pb2.DeadLetters.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequeueDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/RequeueDeadLetter',
+            worker__abstraction_dot_worker__pb2.DeadLetterRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.SubmitTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/PurgeDeadLetters',
+            worker__abstraction_dot_worker__pb2.PurgeDeadLettersRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.PurgeDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

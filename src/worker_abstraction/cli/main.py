@@ -13,6 +13,7 @@ from typing import Any
 from worker_abstraction.cli import (
     UsageError,
     cancel_cmd,
+    dlq_cmd,
     env,
     orchestrator_cmd,
     queue_cmd,
@@ -34,6 +35,7 @@ _COMMANDS: tuple[ModuleType, ...] = (
     cancel_cmd,
     workers_cmd,
     queue_cmd,
+    dlq_cmd,
 )
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 

@@ -28,6 +28,7 @@ from worker_abstraction.errors import (
 )
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.service import ERROR_KEY
+from worker_abstraction.types import DeadLetter
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,39 @@ class RemoteOrchestrator:
         self._followers.add(follower)
         follower.add_done_callback(self._followers.discard)
         return handle
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """The daemon's dead letters."""
+        try:
+            letters = await self._stub.ListDeadLetters(empty_pb2.Empty(), timeout=10)
+        except aio.AioRpcError as error:
+            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+        return [_convert.dead_letter_from_pb(entry) for entry in letters.entries]
+
+    async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle:
+        """Submit a dead-lettered task again (a new task id) and follow it.
+
+        Raises:
+            TaskNotFoundError: no dead letter has this id.
+        """
+        try:
+            response = await self._stub.RequeueDeadLetter(pb.DeadLetterRequest(task_id=task_id), timeout=30)
+        except aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                raise TaskNotFoundError(task_id, "the dead-letter queue") from error
+            raise _error_from(error, "", task_id) from error
+        handle = await self.watch(response.task_id)
+        handle.assign(response.worker_id, response.worker_address)
+        return handle
+
+    async def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
+        """Drop dead letters (all, or those given); returns how many were dropped."""
+        request = pb.PurgeDeadLettersRequest(task_ids=list(task_ids or ()))
+        try:
+            response = await self._stub.PurgeDeadLetters(request, timeout=10)
+        except aio.AioRpcError as error:
+            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+        return int(response.purged)
 
     async def watch(self, task_id: str) -> AsyncTaskHandle:
         """A handle on a task the daemon holds (e.g. to follow it again after a restart on either side)."""

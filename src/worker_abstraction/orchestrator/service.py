@@ -21,6 +21,7 @@ from worker_abstraction.errors import (
     InvalidParametersError,
     NoWorkerError,
     QueueFullError,
+    TaskNotFoundError,
     TaskRejectedError,
     TaskTimeoutError,
     WorkerAbstractionError,
@@ -109,6 +110,27 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         canceled = await handle.cancel(request.reason)
         message = "canceling" if canceled else "task already finished"
         return pb.CancelTaskResponse(task_id=handle.task_id, canceled=canceled, status=status, message=message)
+
+    async def ListDeadLetters(self, request: empty_pb2.Empty, context: Context) -> pb.DeadLetters:
+        return pb.DeadLetters(entries=[_convert.dead_letter_to_pb(d) for d in self._orchestrator.dead_letters()])
+
+    async def RequeueDeadLetter(self, request: pb.DeadLetterRequest, context: Context) -> pb.SubmitTaskResponse:
+        try:
+            handle = await self._orchestrator.requeue_dead_letter(request.task_id)
+        except TaskNotFoundError as error:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+        except (InvalidParametersError, NoWorkerError, QueueFullError, TaskRejectedError) as error:
+            await _abort(context, error)
+        self.remember(handle)
+        return pb.SubmitTaskResponse(
+            task_id=handle.task_id, worker_id=handle.worker_id, worker_address=handle.worker_address
+        )
+
+    async def PurgeDeadLetters(
+        self, request: pb.PurgeDeadLettersRequest, context: Context
+    ) -> pb.PurgeDeadLettersResponse:
+        purged = self._orchestrator.purge_dead_letters(list(request.task_ids) or None)
+        return pb.PurgeDeadLettersResponse(purged=purged)
 
     def _lookup(self, task_id: str) -> AsyncTaskHandle | None:
         return self._handles.get(task_id) or self._orchestrator.handle(task_id)
