@@ -6,6 +6,7 @@ the helpers the subcommands share live here, the parser in `main.py`.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import os
@@ -95,3 +96,24 @@ async def serve_until_signal(
         finally:
             await stop()
     return 0
+
+
+DEFAULT_ORCHESTRATOR = "127.0.0.1:50052"
+
+
+def add_registry_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--registry",
+        metavar="HOST:PORT",
+        default=env("WA_REGISTRY", DEFAULT_REGISTRY),
+        help="registry address [env WA_REGISTRY]",
+    )
+
+
+def add_orchestrator_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--orchestrator",
+        metavar="HOST:PORT",
+        default=env("WA_ORCHESTRATOR", DEFAULT_ORCHESTRATOR),
+        help="orchestrator daemon address [env WA_ORCHESTRATOR]",
+    )

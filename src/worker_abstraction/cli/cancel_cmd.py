@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from worker_abstraction.cli import env
+from worker_abstraction.cli import add_orchestrator_argument
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 
@@ -26,12 +26,7 @@ example:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("task_id", metavar="TASK_ID", help="the id `wa submit` printed")
-    parser.add_argument(
-        "--orchestrator",
-        metavar="HOST:PORT",
-        default=env("WA_ORCHESTRATOR", "127.0.0.1:50052"),
-        help="orchestrator daemon address [env WA_ORCHESTRATOR]",
-    )
+    add_orchestrator_argument(parser)
     parser.add_argument("--reason", default="canceled from the command line", help="recorded on the task")
 
 

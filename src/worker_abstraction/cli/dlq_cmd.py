@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from worker_abstraction.cli import env
+from worker_abstraction.cli import add_orchestrator_argument
 from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.types import DeadLetter
@@ -34,12 +34,7 @@ examples:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["list", "requeue", "purge"], help="what to do")
     parser.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="for requeue (one) and purge (any)")
-    parser.add_argument(
-        "--orchestrator",
-        metavar="HOST:PORT",
-        default=env("WA_ORCHESTRATOR", "127.0.0.1:50052"),
-        help="orchestrator daemon address [env WA_ORCHESTRATOR]",
-    )
+    add_orchestrator_argument(parser)
     parser.add_argument("--json", action="store_true", help="list: print every dead letter with its attempts")
 
 

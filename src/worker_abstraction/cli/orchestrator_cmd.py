@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from worker_abstraction.cli import DEFAULT_REGISTRY, env, serve_until_signal
+from worker_abstraction.cli import add_registry_argument, env, serve_until_signal
 from worker_abstraction.orchestrator.service import OrchestratorServer
 
 NAME = "orchestrator"
@@ -25,12 +25,7 @@ _log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--registry",
-        metavar="HOST:PORT",
-        default=env("WA_REGISTRY", DEFAULT_REGISTRY),
-        help="registry address [env WA_REGISTRY]",
-    )
+    add_registry_argument(parser)
     parser.add_argument(
         "--host",
         default=env("WA_ORCHESTRATOR_HOST", "127.0.0.1"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from worker_abstraction.cli import env
+from worker_abstraction.cli import add_orchestrator_argument
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 
 NAME = "queue"
@@ -18,12 +18,7 @@ example:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--orchestrator",
-        metavar="HOST:PORT",
-        default=env("WA_ORCHESTRATOR", "127.0.0.1:50052"),
-        help="orchestrator daemon address [env WA_ORCHESTRATOR]",
-    )
+    add_orchestrator_argument(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON object {capability: {priority: waiting}}")
 
 

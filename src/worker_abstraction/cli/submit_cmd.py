@@ -19,7 +19,7 @@ import sys
 from typing import Any
 
 from worker_abstraction import AsyncOrchestrator, AsyncTaskHandle, TaskStatus, TaskUpdate
-from worker_abstraction.cli import DEFAULT_REGISTRY, UsageError, env
+from worker_abstraction.cli import UsageError, add_registry_argument, env
 from worker_abstraction.errors import (
     InvalidParametersError,
     NoWorkerError,
@@ -67,12 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a parameter (repeatable); VALUE is JSON, or a plain string when not valid JSON",
     )
-    parser.add_argument(
-        "--registry",
-        metavar="HOST:PORT",
-        default=env("WA_REGISTRY", DEFAULT_REGISTRY),
-        help="registry address [env WA_REGISTRY]",
-    )
+    add_registry_argument(parser)
     parser.add_argument(
         "--timeout",
         type=float,

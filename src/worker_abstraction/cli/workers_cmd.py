@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction import RegistryClient, WorkerInfo
-from worker_abstraction.cli import DEFAULT_REGISTRY, env
+from worker_abstraction.cli import add_registry_argument
 from worker_abstraction.errors import RegistryUnavailableError
 
 NAME = "workers"
@@ -31,12 +31,7 @@ _COLUMNS = ("ID", "NAME", "ADDRESS", "CAPABILITIES", "LOAD", "LAST HEARTBEAT")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--registry",
-        metavar="HOST:PORT",
-        default=env("WA_REGISTRY", DEFAULT_REGISTRY),
-        help="registry address [env WA_REGISTRY]",
-    )
+    add_registry_argument(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument(
         "--timeout",
