@@ -38,3 +38,27 @@ async def test_tasks_survive_a_sigkilled_daemon(start: Start, tmp_path: Path) ->
         finals = [await h.wait(timeout_seconds=20) for h in resumed]
     assert [f.status for f in finals] == [TaskStatus.COMPLETED, TaskStatus.COMPLETED], [f.error_message for f in finals]
     assert [f.output for f in finals] == ["running", "queued"]
+
+
+async def test_a_stopped_worker_is_replaced_and_its_late_result_is_fenced_off(start: Start, tmp_path: Path) -> None:
+    gate = tmp_path / "release"
+    registry = await start("registry", "--port", "0", *FAST_REGISTRY)
+    frozen = await start("worker", "_slot_workers:SlotWorker", "--port", "0", "--registry", registry.address,
+                         *FAST_WORKER)  # fmt: skip
+    daemon = await start("orchestrator", "--port", "0", "--registry", registry.address, "--store", ":memory:")
+    async with RemoteOrchestrator(daemon.address) as remote:
+        async with asyncio.timeout(20):
+            while (await (await remote.execute_task("hold", {})).wait()).status is not TaskStatus.COMPLETED:
+                pass
+        handle = await remote.execute_task("hold", {"label": "once", "until_file": str(gate)})
+        assert handle.worker_id == frozen.worker_id
+        frozen.process.send_signal(signal.SIGSTOP)  # alive but silent: the registry evicts it after its TTL
+        try:
+            survivor = await start("worker", "_slot_workers:SlotWorker", "--port", "0", "--registry",
+                                   registry.address, *FAST_WORKER)  # fmt: skip
+            gate.touch()  # the retry on the survivor finishes at once
+            final = await handle.wait(timeout_seconds=20)
+        finally:
+            frozen.process.send_signal(signal.SIGCONT)  # the zombie wakes up and reports its old attempt
+    assert final.status is TaskStatus.COMPLETED and final.output == "once"
+    assert final.worker_id == survivor.worker_id and final.attempt == 2
