@@ -62,3 +62,22 @@ async def test_a_stopped_worker_is_replaced_and_its_late_result_is_fenced_off(st
             frozen.process.send_signal(signal.SIGCONT)  # the zombie wakes up and reports its old attempt
     assert final.status is TaskStatus.COMPLETED and final.output == "once"
     assert final.worker_id == survivor.worker_id and final.attempt == 2
+
+
+async def test_a_cancel_reaches_a_worker_that_was_unreachable_when_asked(start: Start) -> None:
+    registry = await start("registry", "--port", "0", "--ttl", "30")
+    worker = await start("worker", "_slot_workers:SlotWorker", "--port", "0", "--registry", registry.address,
+                         *FAST_WORKER)  # fmt: skip
+    daemon = await start("orchestrator", "--port", "0", "--registry", registry.address, "--store", ":memory:")
+    async with RemoteOrchestrator(daemon.address) as remote:
+        async with asyncio.timeout(20):
+            while (await (await remote.execute_task("hold", {})).wait()).status is not TaskStatus.COMPLETED:
+                pass
+        handle = await remote.execute_task("hold", {"label": "never", "until_file": "/nonexistent", "seconds": 60})
+        worker.process.send_signal(signal.SIGSTOP)  # unreachable, but not gone (the registry's TTL is long)
+        try:
+            assert await handle.cancel("asked while it slept")
+        finally:
+            worker.process.send_signal(signal.SIGCONT)
+        final = await handle.wait(timeout_seconds=20)
+    assert final.status is TaskStatus.CANCELED and final.error_message == "asked while it slept"

@@ -334,6 +334,8 @@ class AsyncOrchestrator:
         job = self._jobs.get(handle.task_id)
         if job is None:
             return False
+        if job.cancel_reason:  # canceled: a failed attempt is not run again
+            return False
         attempt = job.task.attempt
         infrastructure = update.metadata.get(LOST) == "1"
         if infrastructure:

@@ -38,6 +38,8 @@ QueueKey = tuple[str, frozenset[str], str]  # capability, required tags, pinned 
 _UNLIMITED_SLOTS = 1024  # how an unlimited worker counts when comparing how busy workers are
 _RETRY_FULL_SECONDS = 0.25  # back-off for a worker that refused a task for capacity
 _RETRY_UNREACHABLE_SECONDS = 1.0
+_CANCEL_RETRY_SECONDS = 1.0
+_CANCEL_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(slots=True)
@@ -90,6 +92,7 @@ class Scheduler:
         self._held_back: dict[str, float] = {}  # worker id -> monotonic time it may get tasks again
         self._turn = 0
         self._dispatching: set[asyncio.Task[None]] = set()
+        self._cancels: set[asyncio.Task[bool]] = set()
         directory.on_change.append(self.pump)
 
     @property
@@ -278,15 +281,26 @@ class Scheduler:
         link = self._link(job.handle.worker_address)
         try:
             response = await link.stub.CancelTask(
-                pb.CancelTaskRequest(task_id=job.task.task_id, reason=reason), timeout=10.0
+                pb.CancelTaskRequest(task_id=job.task.task_id, reason=reason), timeout=_CANCEL_TIMEOUT_SECONDS
             )
         except aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.NOT_FOUND:
                 job.cancel_reason = reason  # not arrived yet: canceled once the worker acknowledges it
                 return True
-            logger.warning("could not cancel task %s on worker %s: %s", job.task.task_id, job.handle.worker_id, error)
-            return False
+            # Unreachable for now: keep asking until the task ends one way or another (a lost worker's
+            # attempt fails and, being canceled, is not retried).
+            job.cancel_reason = reason
+            logger.info("cancel of task %s not delivered (%s); retrying", job.task.task_id, error.code().name)
+            asyncio.get_running_loop().call_later(_CANCEL_RETRY_SECONDS, self._retry_cancel, job)
+            return True
         return bool(response.canceled)
+
+    def _retry_cancel(self, job: Job) -> None:
+        if job.handle.done() or not job.handle.worker_id:
+            return
+        resend = asyncio.create_task(self.cancel_on_worker(job, job.cancel_reason), name="resend-cancel")
+        self._cancels.add(resend)
+        resend.add_done_callback(self._cancels.discard)
 
     def adopt(self, job: Job, worker_id: str) -> None:
         """Count a job already running on a worker (resumed after a restart) against that worker's slots."""
