@@ -400,7 +400,7 @@ class AsyncOrchestrator:
             job = self._make_job(task, item.params, item.timeout_seconds, item.pinned, item.retry or self._retry_policy)
             self._handles[task.task_id] = job.handle
             self._jobs[task.task_id] = job
-            _settle(job.first_attempt)
+            job.settle_first_attempt()
             stored = item.stored
             if stored.worker_id:
                 # It may still be running there: follow it from its first update; a worker that lost it
@@ -462,8 +462,3 @@ class AsyncOrchestrator:
         job = self._jobs.pop(handle.task_id, None)
         if job is not None:
             self._scheduler.release(job)
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)

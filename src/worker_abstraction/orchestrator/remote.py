@@ -26,13 +26,12 @@ from worker_abstraction.errors import (
     TaskRejectedError,
     WorkerAbstractionError,
 )
+from worker_abstraction.orchestrator.follow import RECONNECT_WINDOW_SECONDS
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.service import ERROR_KEY
 from worker_abstraction.types import DeadLetter
 
 logger = logging.getLogger(__name__)
-
-_RECONNECT_WINDOW_SECONDS = 10.0
 
 
 class RemoteOrchestrator:
@@ -203,7 +202,7 @@ class RemoteOrchestrator:
             if handle.done():
                 return
             lost_since = lost_since or loop.time()
-            if loop.time() - lost_since > _RECONNECT_WINDOW_SECONDS:
+            if loop.time() - lost_since > RECONNECT_WINDOW_SECONDS:
                 handle.lost(f"orchestrator {self.address} is unreachable")
                 return
             await asyncio.sleep(0.2)

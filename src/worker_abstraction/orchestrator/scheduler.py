@@ -60,6 +60,11 @@ class Job:
     cancel_reason: str = ""  # set when canceled while its first dispatch was on the way
     avoid: frozenset[str] = frozenset()  # workers that failed it: a retry prefers others (shared empty set)
 
+    def settle_first_attempt(self) -> None:
+        """A worker has answered (or none will be asked): release whoever awaits the first dispatch."""
+        if not self.first_attempt.done():
+            self.first_attempt.set_result(None)
+
 
 class Scheduler:
     """Queues tasks and hands them to workers as slots free up."""
@@ -214,17 +219,17 @@ class Scheduler:
         except Exception as error:  # a bug or an unexpected status: fail the task, never lose it silently
             logger.exception("dispatching task %s failed", job.task.task_id)
             job.handle.reject(f"dispatch to worker {worker.worker_id} failed: {error}")
-            _settle(job.first_attempt)
+            job.settle_first_attempt()
             return
         if response.accepted:
-            _settle(job.first_attempt)
+            job.settle_first_attempt()
             if job.cancel_reason:  # canceled while this dispatch was on its way
                 await self.cancel_on_worker(job, job.cancel_reason)
         elif response.reject_reason in (pb.REJECT_REASON_RESOURCE_EXHAUSTED, pb.REJECT_REASON_SHUTTING_DOWN):
             self._requeue(item, worker, _RETRY_FULL_SECONDS)
         else:
             job.handle.reject(response.message or "no reason given")
-            _settle(job.first_attempt)
+            job.settle_first_attempt()
 
     def _requeue(self, item: QueuedTask, worker: WorkerInfo, hold_seconds: float) -> None:
         job: Job = item.payload
@@ -320,8 +325,3 @@ class Scheduler:
         self._in_flight_capability[(worker_id, job.capability)] -= 1
         self._held_back.pop(worker_id, None)  # it just finished one of ours: it has room again
         self.pump()
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
