@@ -11,6 +11,13 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class WorkerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKER_STATE_UNSPECIFIED: _ClassVar[WorkerState]
+    WORKER_STATE_ACTIVE: _ClassVar[WorkerState]
+    WORKER_STATE_SUSPECT: _ClassVar[WorkerState]
+    WORKER_STATE_EVICTED: _ClassVar[WorkerState]
+
 class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK_STATUS_UNKNOWN: _ClassVar[TaskStatus]
@@ -34,6 +41,10 @@ class WorkerEventType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WORKER_EVENT_TYPE_UPDATED: _ClassVar[WorkerEventType]
     WORKER_EVENT_TYPE_LEFT: _ClassVar[WorkerEventType]
     WORKER_EVENT_TYPE_SYNCED: _ClassVar[WorkerEventType]
+WORKER_STATE_UNSPECIFIED: WorkerState
+WORKER_STATE_ACTIVE: WorkerState
+WORKER_STATE_SUSPECT: WorkerState
+WORKER_STATE_EVICTED: WorkerState
 TASK_STATUS_UNKNOWN: TaskStatus
 TASK_STATUS_PENDING: TaskStatus
 TASK_STATUS_RUNNING: TaskStatus
@@ -79,7 +90,7 @@ class ToolCapability(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ToolParameter, _Mapping]]] = ..., max_concurrent_tasks: _Optional[int] = ..., required_tags: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
-    __slots__ = ("worker_id", "name", "version", "address", "tags", "last_heartbeat", "capabilities", "current_load", "max_concurrent_tasks", "load_report")
+    __slots__ = ("worker_id", "name", "version", "address", "tags", "last_heartbeat", "capabilities", "current_load", "max_concurrent_tasks", "load_report", "state", "state_reason")
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +101,8 @@ class WorkerInfo(_message.Message):
     CURRENT_LOAD_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_TASKS_FIELD_NUMBER: _ClassVar[int]
     LOAD_REPORT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
     worker_id: str
     name: str
     version: str
@@ -100,7 +113,9 @@ class WorkerInfo(_message.Message):
     current_load: int
     max_concurrent_tasks: int
     load_report: LoadReport
-    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., address: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., capabilities: _Optional[_Iterable[_Union[ToolCapability, _Mapping]]] = ..., current_load: _Optional[int] = ..., max_concurrent_tasks: _Optional[int] = ..., load_report: _Optional[_Union[LoadReport, _Mapping]] = ...) -> None: ...
+    state: WorkerState
+    state_reason: str
+    def __init__(self, worker_id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., address: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., last_heartbeat: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., capabilities: _Optional[_Iterable[_Union[ToolCapability, _Mapping]]] = ..., current_load: _Optional[int] = ..., max_concurrent_tasks: _Optional[int] = ..., load_report: _Optional[_Union[LoadReport, _Mapping]] = ..., state: _Optional[_Union[WorkerState, str]] = ..., state_reason: _Optional[str] = ...) -> None: ...
 
 class LoadReport(_message.Message):
     __slots__ = ("free_slots", "queued", "cpu_utilization", "mem_utilization", "utilization")
@@ -339,6 +354,94 @@ class WorkerEvent(_message.Message):
     reason: str
     def __init__(self, type: _Optional[_Union[WorkerEventType, str]] = ..., worker: _Optional[_Union[WorkerInfo, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class GetTaskRequest(_message.Message):
+    __slots__ = ("task_id",)
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    def __init__(self, task_id: _Optional[str] = ...) -> None: ...
+
+class TaskRecord(_message.Message):
+    __slots__ = ("task_id", "capability", "status", "parameters", "last_update", "attempts", "submitted_at", "dead_lettered", "cancel_reason", "idempotency_key")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    LAST_UPDATE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    SUBMITTED_AT_FIELD_NUMBER: _ClassVar[int]
+    DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    capability: str
+    status: TaskStatus
+    parameters: _containers.RepeatedCompositeFieldContainer[TaskParameter]
+    last_update: TaskResult
+    attempts: _containers.RepeatedCompositeFieldContainer[AttemptRecord]
+    submitted_at: _timestamp_pb2.Timestamp
+    dead_lettered: bool
+    cancel_reason: str
+    idempotency_key: str
+    def __init__(self, task_id: _Optional[str] = ..., capability: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., last_update: _Optional[_Union[TaskResult, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_lettered: _Optional[bool] = ..., cancel_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("statuses", "capability", "limit", "page_token")
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[TaskStatus]
+    capability: str
+    limit: int
+    page_token: str
+    def __init__(self, statuses: _Optional[_Iterable[_Union[TaskStatus, str]]] = ..., capability: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks", "next_page_token")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskRecord]
+    next_page_token: str
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class WorkerHealth(_message.Message):
+    __slots__ = ("worker", "state", "state_reason", "circuit", "in_flight")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    worker: WorkerInfo
+    state: WorkerState
+    state_reason: str
+    circuit: str
+    in_flight: int
+    def __init__(self, worker: _Optional[_Union[WorkerInfo, _Mapping]] = ..., state: _Optional[_Union[WorkerState, str]] = ..., state_reason: _Optional[str] = ..., circuit: _Optional[str] = ..., in_flight: _Optional[int] = ...) -> None: ...
+
+class WorkerHealthList(_message.Message):
+    __slots__ = ("workers",)
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    workers: _containers.RepeatedCompositeFieldContainer[WorkerHealth]
+    def __init__(self, workers: _Optional[_Iterable[_Union[WorkerHealth, _Mapping]]] = ...) -> None: ...
+
+class RetryPolicy(_message.Message):
+    __slots__ = ("max_attempts", "initial_backoff_seconds", "backoff_multiplier", "max_backoff_seconds", "jitter", "retry_task_errors", "non_retryable_errors")
+    MAX_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_BACKOFF_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    BACKOFF_MULTIPLIER_FIELD_NUMBER: _ClassVar[int]
+    MAX_BACKOFF_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    JITTER_FIELD_NUMBER: _ClassVar[int]
+    RETRY_TASK_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    NON_RETRYABLE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    max_attempts: int
+    initial_backoff_seconds: float
+    backoff_multiplier: float
+    max_backoff_seconds: float
+    jitter: float
+    retry_task_errors: bool
+    non_retryable_errors: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, max_attempts: _Optional[int] = ..., initial_backoff_seconds: _Optional[float] = ..., backoff_multiplier: _Optional[float] = ..., max_backoff_seconds: _Optional[float] = ..., jitter: _Optional[float] = ..., retry_task_errors: _Optional[bool] = ..., non_retryable_errors: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class AttemptRecord(_message.Message):
     __slots__ = ("number", "worker_id", "started_at", "ended_at", "status", "error_message")
     NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -394,20 +497,28 @@ class PurgeDeadLettersResponse(_message.Message):
     def __init__(self, purged: _Optional[int] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("task",)
+    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds")
     TASK_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     task: Task
-    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+    idempotency_key: str
+    retry_policy: RetryPolicy
+    queue_timeout_seconds: float
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
-    __slots__ = ("task_id", "worker_id", "worker_address")
+    __slots__ = ("task_id", "worker_id", "worker_address", "duplicate")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     worker_id: str
     worker_address: str
-    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_address: _Optional[str] = ...) -> None: ...
+    duplicate: bool
+    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., worker_address: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
 class WatchTaskRequest(_message.Message):
     __slots__ = ("task_id", "after_sequence")

@@ -666,6 +666,21 @@ class OrchestratorServiceStub:
                 request_serializer=worker__abstraction_dot_worker__pb2.PurgeDeadLettersRequest.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.PurgeDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.GetTask = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/GetTask',
+                request_serializer=worker__abstraction_dot_worker__pb2.GetTaskRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.TaskRecord.FromString,
+                _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ListTasks',
+                request_serializer=worker__abstraction_dot_worker__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ListWorkers',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.WorkerHealthList.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -724,6 +739,27 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTask(self, request, context):
+        """One task, finished or not: status, latest update, every attempt. NOT_FOUND for ids it does not know.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTasks(self, request, context):
+        """Tasks, most recently submitted first, filtered by status and capability, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """The workers as this orchestrator sees them: standing, circuit breaker, its tasks on each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -761,6 +797,21 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.PurgeDeadLetters,
                     request_deserializer=worker__abstraction_dot_worker__pb2.PurgeDeadLettersRequest.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.PurgeDeadLettersResponse.SerializeToString,
+            ),
+            'GetTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTask,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.GetTaskRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.TaskRecord.SerializeToString,
+            ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ListTasksRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.WorkerHealthList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -953,6 +1004,87 @@ class OrchestratorService:
             '/worker_abstraction.OrchestratorService/PurgeDeadLetters',
             worker__abstraction_dot_worker__pb2.PurgeDeadLettersRequest.SerializeToString,
             worker__abstraction_dot_worker__pb2.PurgeDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/GetTask',
+            worker__abstraction_dot_worker__pb2.GetTaskRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.TaskRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ListTasks',
+            worker__abstraction_dot_worker__pb2.ListTasksRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ListWorkers',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            worker__abstraction_dot_worker__pb2.WorkerHealthList.FromString,
             options,
             channel_credentials,
             insecure,
