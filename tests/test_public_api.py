@@ -11,7 +11,7 @@ from pathlib import Path
 import worker_abstraction
 from worker_abstraction import AsyncOrchestrator, AsyncTaskHandle, Orchestrator, TaskHandle
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.types import TaskStatus
+from worker_abstraction.types import TaskStatus, WorkerState
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,16 +43,20 @@ def test_all_is_pinned() -> None:
         "TaskCanceledError",
         "TaskContext",
         "TaskError",
+        "TaskExistsError",
         "TaskFailedError",
         "TaskHandle",
         "TaskNotFoundError",
+        "TaskRecord",
         "TaskRejectedError",
         "TaskStatus",
         "TaskTimeoutError",
         "TaskUpdate",
         "WorkerAbstractionError",
+        "WorkerHealth",
         "WorkerInfo",
         "WorkerNotFoundError",
+        "WorkerState",
         "capability",
     ]
     assert sorted(worker_abstraction.__all__) == worker_abstraction.__all__
@@ -77,6 +81,9 @@ def test_sync_twins_have_the_async_signatures() -> None:
                 "dead_letters",
                 "requeue_dead_letter",
                 "purge_dead_letters",
+                "task",
+                "tasks",
+                "worker_health",
             ],
         ),
         (TaskHandle, AsyncTaskHandle, ["result", "wait", "done", "cancel"]),
@@ -92,6 +99,12 @@ def test_sync_twins_have_the_async_signatures() -> None:
 def test_task_status_mirrors_the_contract_member_for_member() -> None:
     assert {s.name: s.value for s in TaskStatus} == {
         name.removeprefix("TASK_STATUS_"): value for name, value in pb.TaskStatus.items()
+    }
+
+
+def test_worker_state_mirrors_the_contract_member_for_member() -> None:
+    assert {s.name: s.value for s in WorkerState} == {
+        name.removeprefix("WORKER_STATE_"): value for name, value in pb.WorkerState.items()
     }
 
 

@@ -18,9 +18,12 @@ from worker_abstraction.types import (
     DeadLetter,
     LoadReport,
     ParameterSpec,
+    TaskRecord,
     TaskStatus,
     TaskUpdate,
+    WorkerHealth,
     WorkerInfo,
+    WorkerState,
 )
 
 
@@ -102,6 +105,8 @@ def worker_to_pb(info: WorkerInfo) -> pb.WorkerInfo:
         capabilities=[capability_to_pb(c) for c in info.capabilities],
         current_load=info.current_load,
         max_concurrent_tasks=info.max_concurrent_tasks,
+        state=int(info.state),  # type: ignore[arg-type]  # WorkerState mirrors the proto enum value for value
+        state_reason=info.state_reason,
     )
     if info.load_report is not None:
         message.load_report.CopyFrom(load_to_pb(info.load_report))
@@ -122,7 +127,19 @@ def worker_from_pb(message: pb.WorkerInfo) -> WorkerInfo:
         current_load=message.current_load,
         max_concurrent_tasks=message.max_concurrent_tasks,
         load_report=load_from_pb(message.load_report) if message.HasField("load_report") else None,
+        state=_worker_state(message.state),
+        state_reason=message.state_reason,
     )
+
+
+def _worker_state(value: int) -> WorkerState:
+    # A seed registry sends nothing (UNSPECIFIED) and a newer one may send a state we do not know yet:
+    # both read as ACTIVE, since the registry still lists the worker.
+    state = _WORKER_STATES.get(value, WorkerState.ACTIVE)
+    return WorkerState.ACTIVE if state is WorkerState.UNSPECIFIED else state
+
+
+_WORKER_STATES = {int(s): s for s in WorkerState}
 
 
 def task_result(
@@ -249,4 +266,58 @@ def dead_letter_from_pb(message: pb.DeadLetterEntry) -> DeadLetter:
         params={p.key: json.loads(p.value_json) for p in message.parameters},
         attempts=tuple(attempt_from_pb(a) for a in message.attempts),
         error_message=message.error_message,
+    )
+
+
+def record_to_pb(record: TaskRecord) -> pb.TaskRecord:
+    message = pb.TaskRecord(
+        task_id=record.task_id,
+        capability=record.capability,
+        status=f"TASK_STATUS_{record.status.name}",
+        parameters=task_parameters(record.params),
+        attempts=[attempt_to_pb(a) for a in record.attempts],
+        dead_lettered=record.dead_lettered,
+        cancel_reason=record.cancel_reason,
+        idempotency_key=record.idempotency_key,
+    )
+    if record.last_update is not None:
+        message.last_update.CopyFrom(update_to_pb(record.last_update))
+    if record.submitted_at is not None:
+        message.submitted_at.CopyFrom(timestamp(record.submitted_at))
+    return message
+
+
+def record_from_pb(message: pb.TaskRecord) -> TaskRecord:
+    return TaskRecord(
+        task_id=message.task_id,
+        capability=message.capability,
+        status=_STATUSES.get(message.status, TaskStatus.UNKNOWN),
+        params={p.key: json.loads(p.value_json) for p in message.parameters},
+        attempts=tuple(attempt_from_pb(a) for a in message.attempts),
+        last_update=update_from_pb(message.last_update) if message.HasField("last_update") else None,
+        submitted_at=from_timestamp(message.submitted_at),
+        dead_lettered=message.dead_lettered,
+        cancel_reason=message.cancel_reason,
+        idempotency_key=message.idempotency_key,
+    )
+
+
+def health_to_pb(health: WorkerHealth) -> pb.WorkerHealth:
+    return pb.WorkerHealth(
+        worker=worker_to_pb(health.worker),
+        state=int(health.state),  # type: ignore[arg-type]  # WorkerState mirrors the proto enum
+        state_reason=health.state_reason,
+        circuit=health.circuit,
+        in_flight=health.in_flight,
+    )
+
+
+def health_from_pb(message: pb.WorkerHealth) -> WorkerHealth:
+    worker = worker_from_pb(message.worker)
+    return WorkerHealth(
+        worker=worker,
+        state=_worker_state(message.state),
+        state_reason=message.state_reason,
+        circuit=message.circuit or "closed",
+        in_flight=message.in_flight,
     )

@@ -97,6 +97,13 @@ class TaskNotFoundError(TaskError):
         super().__init__(task_id, f"task {task_id!r} is unknown to {where}")
 
 
+class TaskExistsError(TaskError):
+    """A task with this id is already in progress (give a new id, or use an idempotency key)."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(task_id, f"task {task_id!r} already exists and has not finished; submit with a new id")
+
+
 class TaskRejectedError(TaskError):
     """The worker refused the task; `reason` is the worker's explanation."""
 

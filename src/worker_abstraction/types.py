@@ -26,6 +26,21 @@ class TaskStatus(enum.IntEnum):
 
 _TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED})
 
+
+class WorkerState(enum.IntEnum):
+    """A worker's standing in the registry; mirrors the contract's WorkerState member for member.
+
+    ACTIVE: heartbeating. SUSPECT: silent for longer than the registry's `suspect_after_seconds` but not
+    yet past its TTL; still listed, best not given new work. EVICTED: removed for silence (only in the
+    LEFT event). UNSPECIFIED is what a seed registry sends, which knows no states; it reads as ACTIVE.
+    """
+
+    UNSPECIFIED = 0
+    ACTIVE = 1
+    SUSPECT = 2
+    EVICTED = 3
+
+
 # JSON types a ToolParameter may declare, with the short forms the seed's examples use.
 PARAMETER_TYPES: dict[str, str] = {
     "string": "string",
@@ -95,6 +110,8 @@ class WorkerInfo:
     current_load: int = 0
     max_concurrent_tasks: int = 0  # 0: no limit
     load_report: LoadReport | None = None
+    state: WorkerState = WorkerState.ACTIVE
+    state_reason: str = ""  # why it is SUSPECT or EVICTED, e.g. "no heartbeat for 1.4s"
     # Derived once, for the scheduler's hot path: capabilities by name, tags lower-cased.
     _by_name: dict[str, CapabilitySpec] = field(init=False, repr=False, compare=False, hash=False)
     tag_set: frozenset[str] = field(init=False, repr=False, compare=False, hash=False)
@@ -164,3 +181,41 @@ class DeadLetter:
     attempts: tuple[Attempt, ...]
     error_message: str
     options: dict[str, Any] = field(default_factory=dict, repr=False)  # to submit it again as it was
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRecord:
+    """What an orchestrator knows of one task, finished or not: where it stands, every attempt, its outcome."""
+
+    task_id: str
+    capability: str
+    status: TaskStatus
+    params: dict[str, Any] = field(default_factory=dict)
+    attempts: tuple[Attempt, ...] = ()
+    last_update: TaskUpdate | None = None  # the final update once the task finished
+    submitted_at: datetime | None = None
+    dead_lettered: bool = False  # it is (or was) in the dead-letter queue
+    cancel_reason: str = ""  # set once a cancel was asked for
+    idempotency_key: str = ""
+
+    @property
+    def output(self) -> Any:
+        """The decoded output of a COMPLETED task (None otherwise)."""
+        if self.status is not TaskStatus.COMPLETED or self.last_update is None:
+            return None
+        return self.last_update.output
+
+    @property
+    def error_message(self) -> str:
+        return self.last_update.error_message if self.last_update is not None else ""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerHealth:
+    """A worker as one orchestrator sees it: its standing, its circuit breaker, that orchestrator's tasks on it."""
+
+    worker: WorkerInfo
+    state: WorkerState  # SUSPECT when the registry or this orchestrator suspects it
+    state_reason: str = ""
+    circuit: str = "closed"  # "closed", "open" or "half-open"
+    in_flight: int = 0

@@ -28,10 +28,10 @@ def _restore_logging() -> Iterator[None]:
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        ("registry", ["--host", "--port", "--ttl", "--sweep-interval", "WA_REGISTRY_PORT", "example"]),
+        ("registry", ["--host", "--port", "--ttl", "--suspect-after", "--sweep-interval", "WA_SUSPECT_AFTER"]),
         ("worker", ["WORKER", "--registry", "--advertise-host", "--tag", "--grace", "WA_REGISTRY", "example"]),
         ("submit", ["CAPABILITY", "--param", "plain string", "--timeout", "exit codes", "example"]),
-        ("workers", ["--registry", "--json", "LAST HEARTBEAT".lower(), "example"]),
+        ("workers", ["--registry", "--json", "LAST HEARTBEAT".lower(), "state_reason", "SUSPECT", "example"]),
     ],
 )
 def test_each_subcommand_has_help_with_its_flags_and_an_example(
@@ -86,6 +86,11 @@ def test_param_values_are_json_or_else_plain_strings(argument: str, expected: tu
 def test_bad_arguments_exit_2_with_usage_on_stderr(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert "usage: wa" in capsys.readouterr().err
+
+
+def test_suspect_after_not_below_the_ttl_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["registry", "--port", "0", "--ttl", "2", "--suspect-after", "2"]) == 2
+    assert "wa registry: error: suspect_after_seconds" in capsys.readouterr().err
 
 
 def test_a_repeated_param_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -114,10 +114,12 @@ async def test_workers_json_lists_both_workers_with_their_capabilities(start: St
         shout = next(c for c in entry["capabilities"] if c["name"] == "shout")
         assert shout["parameters"] == [{"name": "text", "type": "string", "description": "", "required": True}]
         assert entry["last_heartbeat"] is not None
+        assert (entry["state"], entry["state_reason"]) == ("ACTIVE", "")  # heartbeating
     table = await wa("workers", "--registry", registry.address)
     assert table.code == 0, table.err
-    assert table.out.splitlines()[0].split() == ["ID", "NAME", "ADDRESS", "CAPABILITIES", "LOAD", "LAST", "HEARTBEAT"]
-    assert all(w.worker_id in table.out for w in workers) and "s ago" in table.out
+    header = ["ID", "NAME", "ADDRESS", "CAPABILITIES", "LOAD", "LAST", "HEARTBEAT", "STATE"]
+    assert table.out.splitlines()[0].split() == header
+    assert all(w.worker_id in table.out for w in workers) and "s ago" in table.out and "ACTIVE" in table.out
 
 
 async def test_workers_exits_1_when_the_registry_is_unreachable() -> None:

@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import empty_pb2
 from grpc import aio
 
-from worker_abstraction import RegistryClient, RegistryServer, WorkerNotFoundError
+from worker_abstraction import RegistryClient, RegistryServer, WorkerNotFoundError, WorkerState
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.registry.events import WorkerEventType
@@ -129,7 +129,10 @@ async def test_sweeper_evicts_silent_workers_without_anyone_listing(registry: Re
         await client.register(_domain_info())
         assert (await anext(events)).type is WorkerEventType.JOINED
         async with asyncio.timeout(5):  # ttl 1 s + sweep 0.1 s
+            suspect = await anext(events)  # silent past two thirds of the TTL first
             left = await anext(events)
+        assert suspect.type is WorkerEventType.UPDATED and suspect.worker
+        assert suspect.worker.state is WorkerState.SUSPECT
         assert left.type is WorkerEventType.LEFT
         assert "evicted" in left.reason
         assert await client.list_workers() == []

@@ -1,8 +1,9 @@
 """Run the worker registry until SIGINT/SIGTERM.
 
-Workers register here and heartbeat; workers silent for longer than --ttl seconds are evicted by a
-background sweep. As soon as it serves, the command prints one line to stdout:
-`registry listening on HOST:PORT` (the real port, also with --port 0).
+Workers register here and heartbeat; a background sweep lists workers silent for longer than
+--suspect-after seconds as SUSPECT and evicts those silent for longer than --ttl seconds. As soon as it
+serves, the command prints one line to stdout: `registry listening on HOST:PORT` (the real port, also
+with --port 0).
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ import argparse
 import logging
 
 from worker_abstraction import RegistryServer
-from worker_abstraction.cli import env, serve_until_signal
+from worker_abstraction.cli import UsageError, env, serve_until_signal
 
 NAME = "registry"
 SUMMARY = "run the worker registry"
 DEFAULT_LOG_LEVEL = "INFO"
 EPILOG = """\
 example:
-  wa registry --host 127.0.0.1 --port 50051 --ttl 30
+  wa registry --host 127.0.0.1 --port 50051 --ttl 30 --suspect-after 20
 """
 
 _log = logging.getLogger(__name__)
@@ -42,6 +43,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds without a heartbeat before a worker is evicted [env WA_TTL]",
     )
     parser.add_argument(
+        "--suspect-after",
+        type=float,
+        metavar="SECONDS",
+        default=env("WA_SUSPECT_AFTER", None),
+        help="seconds without a heartbeat before a worker is listed as SUSPECT, below --ttl; "
+        "unset: two thirds of --ttl [env WA_SUSPECT_AFTER]",
+    )
+    parser.add_argument(
         "--sweep-interval",
         type=float,
         metavar="SECONDS",
@@ -51,13 +60,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Serve until a signal, then stop and return 0."""
-    server = RegistryServer(
-        host=args.host,
-        port=args.port,
-        ttl_seconds=args.ttl,
-        sweep_interval_seconds=args.sweep_interval,
-    )
+    """Serve until a signal, then stop and return 0.
+
+    Raises:
+        UsageError: the timings do not fit together (e.g. --suspect-after not below --ttl).
+    """
+    try:
+        server = RegistryServer(
+            host=args.host,
+            port=args.port,
+            ttl_seconds=args.ttl,
+            suspect_after_seconds=args.suspect_after,
+            sweep_interval_seconds=args.sweep_interval,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
     return await serve_until_signal(
         start=server.start,
         ready_line=lambda: f"registry listening on {server.address}",

@@ -1,8 +1,17 @@
-"""List the live workers the registry knows: id, name, address, capabilities, load, last heartbeat.
+"""List the live workers the registry knows: id, name, address, capabilities, load, last heartbeat, state.
+
+The state is ACTIVE, or SUSPECT with its reason (e.g. `SUSPECT (no heartbeat for 1.4s)`) for a worker
+that stopped heartbeating but is not evicted yet.
 
 With --json, print a JSON list instead, one object per worker with the keys worker_id, name, version,
 address, tags, capabilities (name, description, parameters: name, type, description, required),
-current_load and last_heartbeat (ISO 8601, or null). Exits 1 when the registry cannot be reached.
+current_load, last_heartbeat (ISO 8601, or null), state ("ACTIVE" or "SUSPECT") and state_reason
+(empty when ACTIVE). Exits 1 when the registry cannot be reached.
+
+With --orchestrator, the workers are those an orchestrator daemon knows, as it sees them: a worker it
+cannot reach or that went silent on a task is SUSPECT there even while its heartbeats arrive; two more
+columns show its circuit breaker (closed, open, half-open) and the daemon's tasks in flight on it (JSON
+keys "circuit" and "in_flight").
 """
 
 from __future__ import annotations
@@ -11,12 +20,14 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from worker_abstraction import RegistryClient, WorkerInfo
+from worker_abstraction import RegistryClient, RemoteOrchestrator, WorkerInfo
 from worker_abstraction.cli import add_registry_argument
-from worker_abstraction.errors import RegistryUnavailableError
+from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
+from worker_abstraction.types import WorkerHealth
 
 NAME = "workers"
 SUMMARY = "list the live workers"
@@ -25,14 +36,22 @@ EPILOG = """\
 examples:
   wa workers --registry 127.0.0.1:50051
   wa workers --json | jq '.[].address'
+  wa workers --orchestrator 127.0.0.1:50052
 """
 
-_COLUMNS = ("ID", "NAME", "ADDRESS", "CAPABILITIES", "LOAD", "LAST HEARTBEAT")
+# STATE last: a SUSPECT worker's reason is the one cell of unbounded width.
+_COLUMNS = ("ID", "NAME", "ADDRESS", "CAPABILITIES", "LOAD", "LAST HEARTBEAT", "STATE")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_registry_argument(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument(
+        "--orchestrator",
+        metavar="HOST:PORT",
+        default=None,
+        help="ask this orchestrator daemon instead: its view of each worker, circuit breaker and tasks in flight",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -67,7 +86,14 @@ def worker_to_json(worker: WorkerInfo) -> dict[str, Any]:
         ],
         "current_load": worker.current_load,
         "last_heartbeat": _aware(worker.last_heartbeat).isoformat() if worker.last_heartbeat else None,
+        "state": worker.state.name,
+        "state_reason": worker.state_reason,
     }
+
+
+def state(worker: WorkerInfo) -> str:
+    """The STATE cell: the state's name, with the reason when there is one."""
+    return f"{worker.state.name} ({worker.state_reason})" if worker.state_reason else worker.state.name
 
 
 def age(moment: datetime | None, now: datetime) -> str:
@@ -84,9 +110,10 @@ def age(moment: datetime | None, now: datetime) -> str:
     return f"{hours}h{minutes:02d}m ago"
 
 
-def render_table(workers: list[WorkerInfo], now: datetime) -> str:
-    """The workers as an aligned text table with a header row."""
-    rows = [_COLUMNS] + [
+def render_table(workers: list[WorkerInfo], now: datetime, health: dict[str, WorkerHealth] | None = None) -> str:
+    """The workers as an aligned text table with a header row (with an orchestrator's view, if given)."""
+    header: tuple[str, ...] = _COLUMNS if health is None else (*_COLUMNS[:-1], "CIRCUIT", "IN FLIGHT", "STATE")
+    rows = [header] + [
         (
             w.worker_id,
             w.name,
@@ -94,17 +121,21 @@ def render_table(workers: list[WorkerInfo], now: datetime) -> str:
             ",".join(c.name for c in w.capabilities) or "-",
             str(w.current_load),
             age(w.last_heartbeat, now),
+            *(() if health is None else (health[w.worker_id].circuit, str(health[w.worker_id].in_flight))),
+            state(w),
         )
         for w in workers
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join(
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
     )
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Fetch the workers and print them; return 1 when the registry is unreachable."""
+    """Fetch the workers and print them; return 1 when the registry (or orchestrator) is unreachable."""
+    if args.orchestrator:
+        return await _run_orchestrator(args)
     client = RegistryClient(args.registry)
     try:
         async with asyncio.timeout(args.timeout):
@@ -120,4 +151,29 @@ async def run(args: argparse.Namespace) -> int:
         print(json.dumps([worker_to_json(w) for w in workers], indent=2))
     else:
         print(render_table(workers, datetime.now(UTC)))
+    return 0
+
+
+async def _run_orchestrator(args: argparse.Namespace) -> int:
+    try:
+        async with RemoteOrchestrator(args.orchestrator) as remote, asyncio.timeout(args.timeout):
+            found = await remote.worker_health()
+    except (OrchestratorUnavailableError, TimeoutError) as exc:
+        reason = str(exc) or f"no answer within {args.timeout:g}s"
+        print(f"cannot reach the orchestrator at {args.orchestrator}: {reason}", file=sys.stderr)
+        return 1
+    # The orchestrator's view of the standing replaces the registry's.
+    workers = sorted(
+        (replace(h.worker, state=h.state, state_reason=h.state_reason) for h in found),
+        key=lambda w: (w.name, w.worker_id),
+    )
+    health = {h.worker.worker_id: h for h in found}
+    if args.json:
+        documents = [
+            {**worker_to_json(w), "circuit": health[w.worker_id].circuit, "in_flight": health[w.worker_id].in_flight}
+            for w in workers
+        ]
+        print(json.dumps(documents, indent=2))
+    else:
+        print(render_table(workers, datetime.now(UTC), health))
     return 0

@@ -11,24 +11,37 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
+from google.protobuf import empty_pb2
+from grpc import aio
+
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.errors import InvalidParametersError, NoWorkerError, TaskNotFoundError, TaskRejectedError
+from worker_abstraction.errors import (
+    InvalidParametersError,
+    NoWorkerError,
+    TaskExistsError,
+    TaskNotFoundError,
+    TaskRejectedError,
+)
 from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.follow import follow
 from worker_abstraction.orchestrator.handle import LOST, AsyncTaskHandle
+from worker_abstraction.orchestrator.health import HealthWatch
 from worker_abstraction.orchestrator.journal import TaskJournal
 from worker_abstraction.orchestrator.link import WorkerLink
+from worker_abstraction.orchestrator.records import TaskRecords, finished_handle, record_of
 from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.orchestrator.scheduler import Job, Scheduler
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.stores.tasks import TaskStore
-from worker_abstraction.types import DeadLetter, TaskStatus, TaskUpdate, WorkerInfo
+from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, TaskUpdate, WorkerHealth, WorkerInfo
 from worker_abstraction.validation import parameter_problems
 
 logger = logging.getLogger(__name__)
+
+_PROBE_TIMEOUT_SECONDS = 1.0
 
 
 class AsyncOrchestrator:
@@ -48,7 +61,8 @@ class AsyncOrchestrator:
         breaker_failure_threshold: consecutive infrastructure failures that open a worker's circuit.
         breaker_cooldown_seconds: how long an open circuit keeps tasks away before one probe may go.
         task_store: where accepted tasks are kept (e.g. SqliteTaskStore); unfinished ones are resumed by
-            `start()`. Default: memory only.
+            `start()`, finished ones and dead letters stay readable. Default: memory only.
+        keep_finished: finished tasks whose records are kept in memory for `task()` / `tasks()`.
     """
 
     def __init__(
@@ -67,6 +81,7 @@ class AsyncOrchestrator:
         breaker_failure_threshold: int = 5,
         breaker_cooldown_seconds: float = 10.0,
         task_store: TaskStore | None = None,
+        keep_finished: int = 10_000,
     ) -> None:
         self.registry = registry
         self._discovery_timeout = discovery_timeout_seconds
@@ -76,6 +91,7 @@ class AsyncOrchestrator:
         self._links: dict[str, WorkerLink] = {}
         self._handles: dict[str, AsyncTaskHandle] = {}
         self._jobs: dict[str, Job] = {}
+        self._health = HealthWatch(self._probe, lambda worker_id: self._directory.workers.get(worker_id))
         self._scheduler = Scheduler(
             self._directory,
             self._link,
@@ -86,7 +102,9 @@ class AsyncOrchestrator:
             breakers=CircuitBreakers(
                 failure_threshold=breaker_failure_threshold, cooldown_seconds=breaker_cooldown_seconds
             ),
+            health=self._health,
         )
+        self._health.on_recovered.append(self._scheduler.pump)
         self._retry_policy = retry_policy or RetryPolicy()
         self._queue_timeout = queue_timeout_seconds
         self._dead_letters = DeadLetterQueue()
@@ -95,6 +113,7 @@ class AsyncOrchestrator:
         self._keep_keys = 100_000
         self._directory.on_left.append(self._worker_left)
         self._journal = TaskJournal(task_store)
+        self._records = TaskRecords(self._journal, keep_finished=keep_finished)
         if self._journal.durable:
             self._scheduler.on_dispatch = self._journal.dispatched
             self._scheduler.on_requeue = self._journal.requeued
@@ -124,6 +143,7 @@ class AsyncOrchestrator:
     async def aclose(self) -> None:
         """Stop following tasks and close every connection."""
         await self._directory.aclose()
+        await self._health.aclose()
         await self._journal.drain()
         followers = [h.follower for h in self._handles.values() if h.follower is not None]
         for follower in followers:
@@ -212,9 +232,12 @@ class AsyncOrchestrator:
         """
         if not self._started:
             await self.start()
-        if idempotency_key is not None and idempotency_key in self._by_key:
-            self._by_key.move_to_end(idempotency_key)
-            return self._by_key[idempotency_key]
+        if idempotency_key is not None:
+            known = await self.find_idempotent(idempotency_key)
+            if known is not None:
+                return known
+        if task_id is not None and task_id in self._jobs:
+            raise TaskExistsError(task_id)
         params = dict(params or {})
         task = pb.Task(
             task_id=task_id or uuid.uuid4().hex,
@@ -231,20 +254,21 @@ class AsyncOrchestrator:
             attempt=1,
         )
         job = self._make_job(task, params, timeout_seconds, worker_id or "", retry_policy or self._retry_policy)
+        job.idempotency_key = idempotency_key or ""
         self._check(job, params)
-        if self._journal.durable:
-            await self._journal.accepted(job, idempotency_key)
         self._handles[job.task.task_id] = job.handle
         self._jobs[job.task.task_id] = job
+        if idempotency_key is not None:  # taken now, so a concurrent resubmission finds this task
+            self._remember_key(idempotency_key, job.handle)
         try:
+            if self._journal.durable:
+                await self._journal.accepted(job, idempotency_key)
             self._scheduler.submit(job, priority=priority, fairness_key=fairness_key)
         except BaseException:
             del self._handles[job.task.task_id], self._jobs[job.task.task_id]
+            if idempotency_key is not None:
+                self._by_key.pop(idempotency_key, None)
             raise
-        if idempotency_key is not None:
-            self._by_key[idempotency_key] = job.handle
-            while len(self._by_key) > self._keep_keys:
-                self._by_key.popitem(last=False)
         wait_limit = queue_timeout_seconds if queue_timeout_seconds is not None else self._queue_timeout
         if wait_limit is not None and not job.handle.worker_id:
             asyncio.get_running_loop().call_later(wait_limit, self._queue_expired, job, wait_limit)
@@ -255,6 +279,62 @@ class AsyncOrchestrator:
                 raise TaskRejectedError(job.task.task_id, job.handle.rejection)
         logger.debug("task %s submitted", job.task.task_id, extra={"task_id": job.task.task_id})
         return job.handle
+
+    async def find_idempotent(self, idempotency_key: str) -> AsyncTaskHandle | None:
+        """The task submitted with this idempotency key (running or finished), if this orchestrator knows it."""
+        handle = self._by_key.get(idempotency_key)
+        if handle is None:
+            record = await self._records.by_key(idempotency_key)
+            handle = self._by_key.get(idempotency_key)  # submitted while the store was asked
+            if handle is None and record is not None:
+                handle = finished_handle(record)
+                self._remember_key(idempotency_key, handle)
+        if handle is not None:
+            self._by_key.move_to_end(idempotency_key)
+        return handle
+
+    def _remember_key(self, idempotency_key: str, handle: AsyncTaskHandle) -> None:
+        self._by_key[idempotency_key] = handle
+        while len(self._by_key) > self._keep_keys:
+            self._by_key.popitem(last=False)
+
+    async def task(self, task_id: str) -> TaskRecord:
+        """Where a task stands: status, latest update, every attempt (finished tasks too, see `keep_finished`).
+
+        Raises:
+            TaskNotFoundError: the orchestrator does not know (or no longer remembers) the task.
+        """
+        job = self._jobs.get(task_id)
+        record = record_of(job) if job is not None else await self._records.get(task_id)
+        if record is None:
+            raise TaskNotFoundError(task_id, "the orchestrator")
+        return record
+
+    async def tasks(
+        self,
+        *,
+        status: TaskStatus | Iterable[TaskStatus] | None = None,
+        capability: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[TaskRecord]:
+        """Task records, most recently submitted first, optionally of some statuses / one capability."""
+        records, _ = await self.task_page(status=status, capability=capability, limit=limit, offset=offset)
+        return records
+
+    async def task_page(
+        self,
+        *,
+        status: TaskStatus | Iterable[TaskStatus] | None = None,
+        capability: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[TaskRecord], bool]:
+        """As `tasks`, and whether more records follow this page."""
+        statuses = [status] if isinstance(status, TaskStatus) else list(status or ())
+        return await self._records.page(
+            self._jobs.values(), statuses=statuses, capability=capability or "", limit=limit, offset=offset
+        )
 
     async def execute_many(
         self,
@@ -301,6 +381,9 @@ class AsyncOrchestrator:
         job = self._jobs.get(handle.task_id)
         if job is None or handle.done():
             return False
+        job.cancel_reason = reason
+        if self._journal.durable:
+            self._journal.cancel_requested(job, reason)
         if self._scheduler.withdraw(job) or not handle.worker_id:  # waiting (or between attempts): never runs
             handle.deliver(TaskUpdate(task_id=handle.task_id, status=TaskStatus.CANCELED, error_message=reason))
             return True
@@ -324,11 +407,21 @@ class AsyncOrchestrator:
         letter = self._dead_letters.take(task_id)
         if letter is None:
             raise TaskNotFoundError(task_id, "the dead-letter queue")
-        return await self.execute_task(letter.capability, letter.params, **letter.options)
+        try:
+            handle = await self.execute_task(letter.capability, letter.params, **letter.options)
+        except BaseException:
+            self._dead_letters.restore([letter])  # not resubmitted: it stays a dead letter
+            raise
+        if self._journal.durable:
+            self._journal.dead_letters_removed([task_id])
+        return handle
 
     def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
         """Drop dead letters (all, or those given); returns how many were dropped."""
-        return self._dead_letters.purge(task_ids)
+        purged = self._dead_letters.purge(task_ids)
+        if purged and self._journal.durable:
+            self._journal.dead_letters_removed(purged)
+        return len(purged)
 
     def _retry(self, handle: AsyncTaskHandle, update: TaskUpdate) -> bool:
         job = self._jobs.get(handle.task_id)
@@ -340,11 +433,15 @@ class AsyncOrchestrator:
         infrastructure = update.metadata.get(LOST) == "1"
         if infrastructure:
             self._scheduler.worker_failed(handle.worker_id)
+            self._health.suspect(handle.worker_id, f"lost task {handle.task_id}: {update.error_message}")
         else:
             self._scheduler.breakers.succeeded(handle.worker_id)  # it answered: the task failed, not the worker
         if not job.retry.allows(attempt, error_message=update.error_message, infrastructure=infrastructure):
             if attempt > 1 or infrastructure:  # it was worth retrying and ran out of attempts
-                self._dead_letters.add(job, handle, update)
+                letter = self._dead_letters.add(job, handle, update)
+                job.dead_lettered = True
+                if self._journal.durable:
+                    self._journal.dead_lettered(letter)
             return False
         delay = job.retry.backoff_seconds(attempt)
         logger.info(
@@ -360,6 +457,7 @@ class AsyncOrchestrator:
         for job in list(self._jobs.values()):
             if job.reserved_on == worker.worker_id and not job.handle.done():
                 job.handle.lost(f"worker {worker.worker_id} left the registry: {reason}")
+        self._health.forget(worker.worker_id)
 
     def _make_job(
         self, task: pb.Task, params: dict[str, Any], timeout_seconds: float, pinned: str, retry: RetryPolicy
@@ -382,24 +480,39 @@ class AsyncOrchestrator:
         )
         job.handle.canceller = self._cancel
         job.handle.retrier = self._retry
+        job.handle.on_silent_worker = self._silent_worker
         return job
+
+    def _silent_worker(self, worker_id: str) -> None:
+        self._health.suspect(worker_id, "let a task pass its deadline without a word")
+
+    async def _probe(self, worker: WorkerInfo) -> bool:
+        try:
+            await self._link(worker.address).stub.GetWorkerInfo(empty_pb2.Empty(), timeout=_PROBE_TIMEOUT_SECONDS)
+        except aio.AioRpcError:
+            return False
+        return True
 
     def unfinished(self) -> list[AsyncTaskHandle]:
         """Handles of every task this orchestrator holds that has not finished."""
         return list(self._handles.values())
 
     def handle(self, task_id: str) -> AsyncTaskHandle | None:
-        """The handle of an unfinished task this orchestrator holds (also one resumed after a restart)."""
-        return self._handles.get(task_id)
+        """The handle of a task this orchestrator holds (also one resumed after a restart) or recently finished."""
+        return self._handles.get(task_id) or self._records.recent_handle(task_id)
 
     async def _recover(self) -> None:
         """Resume the tasks the store holds unfinished: queue the waiting ones, follow the dispatched ones."""
+        self._dead_letters.restore(await self._journal.dead_letters())
         found = await self._journal.resumable()
         for item in found:
             task = item.task
             job = self._make_job(task, item.params, item.timeout_seconds, item.pinned, item.retry or self._retry_policy)
+            job.idempotency_key = item.idempotency_key
             self._handles[task.task_id] = job.handle
             self._jobs[task.task_id] = job
+            if item.idempotency_key:
+                self._remember_key(item.idempotency_key, job.handle)
             job.settle_first_attempt()
             stored = item.stored
             if stored.worker_id:
@@ -409,6 +522,14 @@ class AsyncOrchestrator:
                 self._scheduler.adopt(job, stored.worker_id)
                 job.handle.assign(stored.worker_id, stored.worker_address, stored.attempt)
                 follow(job.handle, self._link(stored.worker_address).stub)
+                if stored.cancel_reason:  # asked before the restart: carried out now
+                    job.cancel_reason = stored.cancel_reason
+                    self._scheduler.retry_cancel_soon(job)
+            elif stored.cancel_reason:
+                job.cancel_reason = stored.cancel_reason
+                job.handle.deliver(
+                    TaskUpdate(task_id=task.task_id, status=TaskStatus.CANCELED, error_message=stored.cancel_reason)
+                )
             else:
                 self._scheduler.submit(job, priority=task.priority, fairness_key=task.fairness_key)
         if found:
@@ -453,12 +574,27 @@ class AsyncOrchestrator:
         """Workers whose circuit is open or half-open (all others are closed)."""
         return self._scheduler.breakers.states()
 
+    def worker_health(self) -> list[WorkerHealth]:
+        """Every live worker as this orchestrator sees it: standing, circuit breaker, its tasks there."""
+        found = []
+        for worker in self._directory.workers.values():
+            state, reason = self._health.state(worker)
+            found.append(
+                WorkerHealth(
+                    worker=worker,
+                    state=state,
+                    state_reason=reason,
+                    circuit=self._scheduler.breakers.state(worker.worker_id).value,
+                    in_flight=self._scheduler.in_flight[worker.worker_id],
+                )
+            )
+        return found
+
     def _task_done(self, handle: AsyncTaskHandle) -> None:
-        if self._journal.durable:
-            self._journal.finished(handle)
         if handle.updates and handle.updates[-1].status in (TaskStatus.COMPLETED, TaskStatus.CANCELED):
             self._scheduler.breakers.succeeded(handle.worker_id)
         self._handles.pop(handle.task_id, None)
         job = self._jobs.pop(handle.task_id, None)
         if job is not None:
+            self._records.finished(job)
             self._scheduler.release(job)

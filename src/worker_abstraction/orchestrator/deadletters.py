@@ -19,7 +19,7 @@ class DeadLetterQueue:
     def __init__(self) -> None:
         self._letters: dict[str, DeadLetter] = {}
 
-    def add(self, job: Job, handle: AsyncTaskHandle, final: TaskUpdate) -> None:
+    def add(self, job: Job, handle: AsyncTaskHandle, final: TaskUpdate) -> DeadLetter:
         options: dict[str, Any] = {
             "timeout_seconds": job.task.timeout_seconds,
             "priority": job.task.priority,
@@ -30,7 +30,7 @@ class DeadLetterQueue:
             "metadata": dict(job.task.metadata),
             "retry_policy": job.retry,
         }
-        self._letters[handle.task_id] = DeadLetter(
+        letter = self._letters[handle.task_id] = DeadLetter(
             task_id=handle.task_id,
             capability=job.capability,
             params=dict(handle.params),
@@ -40,6 +40,12 @@ class DeadLetterQueue:
         )
         logger.warning("task %s dead-lettered after %d attempt(s): %s", handle.task_id, len(handle.attempts),
                        final.error_message, extra={"task_id": handle.task_id})  # fmt: skip
+        return letter
+
+    def restore(self, letters: Iterable[DeadLetter]) -> None:
+        """Put back letters kept by a durable store (after a restart)."""
+        for letter in letters:
+            self._letters[letter.task_id] = letter
 
     def list(self) -> list[DeadLetter]:
         return list(self._letters.values())
@@ -47,8 +53,9 @@ class DeadLetterQueue:
     def take(self, task_id: str) -> DeadLetter | None:
         return self._letters.pop(task_id, None)
 
-    def purge(self, task_ids: Iterable[str] | None = None) -> int:
-        ids = list(self._letters) if task_ids is None else [i for i in task_ids if i in self._letters]
+    def purge(self, task_ids: Iterable[str] | None = None) -> tuple[str, ...]:
+        """Drop letters (all, or those given); returns the ids dropped."""
+        ids = tuple(self._letters) if task_ids is None else tuple(i for i in task_ids if i in self._letters)
         for task_id in ids:
             del self._letters[task_id]
-        return len(ids)
+        return ids

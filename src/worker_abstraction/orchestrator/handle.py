@@ -7,6 +7,7 @@ a StreamTaskStatus follower), and it keeps its own deadline.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from worker_abstraction.errors import (
 from worker_abstraction.types import Attempt, TaskStatus, TaskUpdate
 
 LOST = "wa-lost"  # metadata marking a failure the orchestrator inferred (worker gone), not one it was told
+ERROR_KEY = "wa-error"  # metadata naming the error type of a failure the orchestrator decided itself
 
 # The worker enforces the timeout itself; the orchestrator's own deadline comes a little later, so the
 # worker's FAILED update wins when it can, and a silent worker still cannot hold the caller forever.
@@ -70,6 +72,7 @@ class AsyncTaskHandle:
         self.canceller: Callable[[AsyncTaskHandle, str], Awaitable[bool]] | None = None
         # Called with a FAILED update of the current attempt; True means "retried", and the task goes on.
         self.retrier: Callable[[AsyncTaskHandle, TaskUpdate], bool] | None = None
+        self.on_silent_worker: Callable[[str], None] | None = None  # told of a worker that missed a deadline
 
     @property
     def status(self) -> TaskStatus:
@@ -160,7 +163,7 @@ class AsyncTaskHandle:
     def reject(self, reason: str) -> None:
         """A worker refused the task for good (e.g. invalid for it); `result()` raises TaskRejectedError."""
         self.rejection = reason
-        self.finish()
+        self._conclude(reason, TaskRejectedError.__name__)
 
     def add_done_callback(self, callback: Callable[[AsyncTaskHandle], None]) -> None:
         self._done.add_done_callback(lambda _: callback(self))
@@ -239,10 +242,32 @@ class AsyncTaskHandle:
     def expire_in_queue(self, waited_seconds: float) -> None:
         """No worker took the task in time; `result()` raises TaskTimeoutError (in_queue=True)."""
         self._queue_timeout = waited_seconds
-        self.finish()
+        error = TaskTimeoutError(self.task_id, waited_seconds, in_queue=True)
+        self._conclude(f"DeadlineExceeded: {error}", TaskTimeoutError.__name__)
 
     def _expire(self) -> None:
+        # The worker should have ended the task at its deadline and said nothing: it may be a zombie.
         self._timed_out = True
+        error = TaskTimeoutError(self.task_id, self.timeout_seconds)
+        self._conclude(f"DeadlineExceeded: {error} (worker {self.worker_id} went silent)", TaskTimeoutError.__name__)
+        if self.on_silent_worker is not None and self.worker_id:
+            self.on_silent_worker(self.worker_id)
+
+    def _conclude(self, message: str, error_type: str) -> None:
+        """End the task FAILED for a reason the orchestrator decided (not retried): one recorded final update."""
+        if self._done.done():
+            return
+        final = TaskUpdate(
+            task_id=self.task_id,
+            status=TaskStatus.FAILED,
+            error_message=message,
+            worker_id=self.worker_id,
+            attempt=self.attempt,
+            timestamp_ns=time.time_ns(),
+            metadata={ERROR_KEY: error_type},
+        )
+        self._end_attempt(final)
+        self.updates.append(final)
         self.finish()
 
     def _notify(self) -> None:

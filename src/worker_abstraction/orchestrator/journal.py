@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.orchestrator.scheduler import Job
 from worker_abstraction.stores.tasks import MemoryTaskStore, StoredTask, TaskStore
+from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,10 +26,12 @@ class Resumable:
     timeout_seconds: float
     pinned: str
     retry: RetryPolicy | None
+    idempotency_key: str
 
 
 class TaskJournal:
-    """Writes "accepted", "dispatched", "requeued" and "finished" for every task when the store is durable."""
+    """Writes each task's facts (accepted, dispatched, requeued, cancel requested, finished) when the store is
+    durable, and the dead-letter queue's changes; reads them back after a restart."""
 
     def __init__(self, store: TaskStore | None) -> None:
         self.store: TaskStore = store or MemoryTaskStore()
@@ -38,7 +40,13 @@ class TaskJournal:
 
     async def accepted(self, job: Job, idempotency_key: str | None) -> None:
         """Awaited before the caller hears "accepted": a crash after it cannot lose the task."""
-        await self.store.accepted(job.task.task_id, job.task.SerializeToString(), _options(job, idempotency_key))
+        await self.store.accepted(
+            job.task.task_id,
+            job.task.SerializeToString(),
+            _options(job, idempotency_key),
+            capability=job.capability,
+            idempotency_key=idempotency_key or "",
+        )
 
     def dispatched(self, job: Job) -> None:
         handle = job.handle
@@ -47,11 +55,46 @@ class TaskJournal:
     def requeued(self, job: Job) -> None:
         self._write(self.store.requeued(job.task.task_id))
 
-    def finished(self, handle: AsyncTaskHandle) -> None:
-        final = handle.updates[-1] if handle.updates else None
+    def cancel_requested(self, job: Job, reason: str) -> None:
+        self._write(self.store.cancel_requested(job.task.task_id, reason))
+
+    def finished(self, record: TaskRecord) -> None:
         self._write(
-            self.store.finished(handle.task_id, _convert.update_to_pb(final).SerializeToString() if final else b"")
+            self.store.finished(record.task_id, _convert.record_to_pb(record).SerializeToString(), int(record.status))
         )
+
+    def dead_lettered(self, letter: DeadLetter) -> None:
+        entry = _convert.dead_letter_to_pb(letter).SerializeToString()
+        self._write(self.store.dead_lettered(letter.task_id, entry, json.dumps(_letter_options(letter.options))))
+
+    def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
+        self._write(self.store.dead_letters_removed(task_ids))
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        letters = []
+        for stored in await self.store.dead_letters():
+            letter = _convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(stored.entry))
+            options = json.loads(stored.options)
+            if options.get("retry_policy"):
+                options["retry_policy"] = _retry_from({"retry": options["retry_policy"]})
+            letters.append(replace(letter, options=options))
+        return letters
+
+    async def finished_record(self, task_id: str) -> TaskRecord | None:
+        data = await self.store.finished_record(task_id)
+        return _convert.record_from_pb(pb.TaskRecord.FromString(data)) if data else None
+
+    async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
+        data = await self.store.finished_by_key(idempotency_key)
+        return _convert.record_from_pb(pb.TaskRecord.FromString(data)) if data else None
+
+    async def finished_records(
+        self, *, statuses: list[TaskStatus], capability: str, limit: int, offset: int
+    ) -> list[TaskRecord]:
+        found = await self.store.finished_records(
+            statuses=[int(s) for s in statuses], capability=capability, limit=limit, offset=offset
+        )
+        return [_convert.record_from_pb(pb.TaskRecord.FromString(data)) for data in found]
 
     async def drain(self) -> None:
         """Wait for every write made so far."""
@@ -71,6 +114,7 @@ class TaskJournal:
                     timeout_seconds=float(options.get("timeout_seconds", 0)),
                     pinned=options.get("pinned", ""),
                     retry=_retry_from(options),
+                    idempotency_key=options.get("idempotency_key") or "",
                 )
             )
         return found
@@ -84,23 +128,24 @@ class TaskJournal:
 
 def _options(job: Job, idempotency_key: str | None) -> str:
     """What a resumed task needs beyond its Task message."""
-    retry = job.retry
     return json.dumps(
         {
             "timeout_seconds": job.handle.timeout_seconds,
             "pinned": job.pinned,
             "idempotency_key": idempotency_key,
-            "retry": {
-                "max_attempts": retry.max_attempts,
-                "initial_backoff_seconds": retry.initial_backoff_seconds,
-                "backoff_multiplier": retry.backoff_multiplier,
-                "max_backoff_seconds": retry.max_backoff_seconds,
-                "jitter": retry.jitter,
-                "retry_task_errors": retry.retry_task_errors,
-                "non_retryable_errors": list(retry.non_retryable_errors),
-            },
+            "retry": _retry_fields(job.retry),
         }
     )
+
+
+def _retry_fields(retry: RetryPolicy) -> dict[str, Any]:
+    return {**asdict(retry), "non_retryable_errors": list(retry.non_retryable_errors)}
+
+
+def _letter_options(options: dict[str, Any]) -> dict[str, Any]:
+    """A dead letter's resubmission options as JSON (its RetryPolicy as fields)."""
+    retry = options.get("retry_policy")
+    return {**options, "retry_policy": _retry_fields(retry) if isinstance(retry, RetryPolicy) else None}
 
 
 def _retry_from(options: dict[str, Any]) -> RetryPolicy | None:

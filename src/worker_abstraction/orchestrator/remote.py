@@ -22,14 +22,15 @@ from worker_abstraction.errors import (
     NoWorkerError,
     OrchestratorUnavailableError,
     QueueFullError,
+    TaskExistsError,
     TaskNotFoundError,
     TaskRejectedError,
     WorkerAbstractionError,
 )
 from worker_abstraction.orchestrator.follow import RECONNECT_WINDOW_SECONDS
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.service import ERROR_KEY
-from worker_abstraction.types import DeadLetter
+from worker_abstraction.orchestrator.handle import ERROR_KEY, AsyncTaskHandle
+from worker_abstraction.orchestrator.retry import RetryPolicy, policy_to_pb
+from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, WorkerHealth
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +86,16 @@ class RemoteOrchestrator:
         worker_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         task_id: str | None = None,
+        retry_policy: RetryPolicy | None = None,
+        queue_timeout_seconds: float | None = None,
+        idempotency_key: str | None = None,
     ) -> AsyncTaskHandle:
-        """Submit a task through the daemon; behaves as `AsyncOrchestrator.execute_task`."""
+        """Submit a task through the daemon; behaves as `AsyncOrchestrator.execute_task`.
+
+        Raises (besides those of `AsyncOrchestrator.execute_task`):
+            OrchestratorUnavailableError: the daemon could not be reached; whether it accepted the task is
+                unknown, so submit again with the same `idempotency_key` to be sure of exactly one task.
+        """
         params = dict(params or {})
         try:
             parameters = [pb.TaskParameter(key=k, value_json=json.dumps(v)) for k, v in params.items()]
@@ -104,8 +113,13 @@ class RemoteOrchestrator:
             required_tags=list(required_tags),
             preferred_tags=list(preferred_tags),
         )
+        request = pb.SubmitTaskRequest(task=task, idempotency_key=idempotency_key or "")
+        if retry_policy is not None:
+            request.retry_policy.CopyFrom(policy_to_pb(retry_policy))
+        if queue_timeout_seconds is not None:
+            request.queue_timeout_seconds = queue_timeout_seconds
         try:
-            response = await self._stub.SubmitTask(pb.SubmitTaskRequest(task=task), timeout=30)
+            response = await self._stub.SubmitTask(request, timeout=30)
         except aio.AioRpcError as error:
             raise _error_from(error, capability, task.task_id) from error
         # The daemon enforces deadlines and reports them as updates; this handle keeps none of its own.
@@ -118,6 +132,63 @@ class RemoteOrchestrator:
         self._followers.add(follower)
         follower.add_done_callback(self._followers.discard)
         return handle
+
+    async def task(self, task_id: str) -> TaskRecord:
+        """Where a task stands on the daemon, finished or not (see `AsyncOrchestrator.task`).
+
+        Raises:
+            TaskNotFoundError: the daemon does not know the task.
+            OrchestratorUnavailableError: the daemon could not be reached.
+        """
+        try:
+            record = await self._stub.GetTask(pb.GetTaskRequest(task_id=task_id), timeout=10)
+        except aio.AioRpcError as error:
+            if error.code() is grpc.StatusCode.NOT_FOUND:
+                raise TaskNotFoundError(task_id, "the orchestrator") from error
+            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+        return _convert.record_from_pb(record)
+
+    async def tasks(
+        self,
+        *,
+        status: TaskStatus | Iterable[TaskStatus] | None = None,
+        capability: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[TaskRecord]:
+        """The daemon's task records, most recently submitted first (see `AsyncOrchestrator.tasks`)."""
+        records, _ = await self.task_page(status=status, capability=capability, limit=limit, offset=offset)
+        return records
+
+    async def task_page(
+        self,
+        *,
+        status: TaskStatus | Iterable[TaskStatus] | None = None,
+        capability: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[TaskRecord], bool]:
+        """As `tasks`, and whether more records follow this page."""
+        statuses = [status] if isinstance(status, TaskStatus) else list(status or ())
+        request = pb.ListTasksRequest(
+            statuses=[int(s) for s in statuses],  # type: ignore[misc]  # TaskStatus mirrors the proto enum
+            capability=capability or "",
+            limit=limit,
+            page_token=str(offset) if offset else "",
+        )
+        try:
+            response = await self._stub.ListTasks(request, timeout=30)
+        except aio.AioRpcError as error:
+            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+        return [_convert.record_from_pb(r) for r in response.tasks], bool(response.next_page_token)
+
+    async def worker_health(self) -> list[WorkerHealth]:
+        """Every live worker as the daemon sees it: standing, circuit breaker, its tasks there."""
+        try:
+            response = await self._stub.ListWorkers(empty_pb2.Empty(), timeout=10)
+        except aio.AioRpcError as error:
+            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+        return [_convert.health_from_pb(h) for h in response.workers]
 
     async def dead_letters(self) -> list[DeadLetter]:
         """The daemon's dead letters."""
@@ -226,4 +297,6 @@ def _error_from(error: aio.AioRpcError, capability: str, task_id: str) -> Worker
         return full
     if kind == TaskRejectedError.__name__:
         return TaskRejectedError(task_id, details)
+    if kind == TaskExistsError.__name__:
+        return TaskExistsError(task_id)
     return OrchestratorUnavailableError(f"orchestrator: {error.code().name}: {details}")

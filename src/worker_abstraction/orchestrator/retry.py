@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from worker_abstraction._proto import worker_pb2 as pb
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
@@ -51,3 +53,28 @@ class RetryPolicy:
         """How long to wait after failed attempt number `attempt` (1-based)."""
         base = min(self.max_backoff_seconds, self.initial_backoff_seconds * self.backoff_multiplier ** (attempt - 1))
         return max(0.0, base * random.uniform(1 - self.jitter, 1 + self.jitter))
+
+
+def policy_to_pb(policy: RetryPolicy) -> pb.RetryPolicy:
+    return pb.RetryPolicy(
+        max_attempts=policy.max_attempts,
+        initial_backoff_seconds=policy.initial_backoff_seconds,
+        backoff_multiplier=policy.backoff_multiplier,
+        max_backoff_seconds=policy.max_backoff_seconds,
+        jitter=policy.jitter,
+        retry_task_errors=policy.retry_task_errors,
+        non_retryable_errors=list(policy.non_retryable_errors),
+    )
+
+
+def policy_from_pb(message: pb.RetryPolicy) -> RetryPolicy:
+    """Raises ValueError for a policy that makes no sense (e.g. max_attempts < 1)."""
+    return RetryPolicy(
+        max_attempts=message.max_attempts,
+        initial_backoff_seconds=message.initial_backoff_seconds,
+        backoff_multiplier=message.backoff_multiplier,
+        max_backoff_seconds=message.max_backoff_seconds,
+        jitter=message.jitter,
+        retry_task_errors=message.retry_task_errors,
+        non_retryable_errors=tuple(message.non_retryable_errors),
+    )

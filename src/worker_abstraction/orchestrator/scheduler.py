@@ -26,6 +26,7 @@ from worker_abstraction.errors import QueueFullError
 from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.health import HealthWatch
 from worker_abstraction.orchestrator.link import WorkerLink, WorkerUnreachableError
 from worker_abstraction.orchestrator.queue import QueuedTask, TaskQueue
 from worker_abstraction.orchestrator.retry import RetryPolicy
@@ -59,6 +60,8 @@ class Job:
     entry: QueuedTask | None = None  # its queue entry, kept so a retry goes back in its old place
     cancel_reason: str = ""  # set when canceled while its first dispatch was on the way
     avoid: frozenset[str] = frozenset()  # workers that failed it: a retry prefers others (shared empty set)
+    idempotency_key: str = ""
+    dead_lettered: bool = False
 
     def settle_first_attempt(self) -> None:
         """A worker has answered (or none will be asked): release whoever awaits the first dispatch."""
@@ -79,8 +82,10 @@ class Scheduler:
         aging_seconds: float,
         fairness_weights: Mapping[str, int] | None,
         breakers: CircuitBreakers | None = None,
+        health: HealthWatch | None = None,
     ) -> None:
         self.breakers = breakers or CircuitBreakers()
+        self.health = health
         # Told when a job is handed to a worker / taken back (the orchestrator persists both).
         self.on_dispatch: Callable[[Job], None] | None = None
         self.on_requeue: Callable[[Job], None] | None = None
@@ -168,6 +173,8 @@ class Scheduler:
     def _has_room(self, job: Job, worker: WorkerInfo, now: float) -> bool:
         if self._held_back.get(worker.worker_id, 0.0) > now or not self.breakers.allows(worker.worker_id, now):
             return False
+        if self.health is not None and not self.health.allows(worker):
+            return False
         if worker.max_concurrent_tasks and self.in_flight[worker.worker_id] >= worker.max_concurrent_tasks:
             return False
         spec = worker.capability(job.capability)
@@ -214,6 +221,8 @@ class Scheduler:
                 "worker %s unreachable (%s); task %s waits for another", worker.worker_id, error, job.task.task_id
             )
             self.worker_failed(worker.worker_id)
+            if self.health is not None:
+                self.health.suspect(worker.worker_id, f"task dispatch failed: {error}")
             self._requeue(item, worker, _RETRY_UNREACHABLE_SECONDS)
             return
         except Exception as error:  # a bug or an unexpected status: fail the task, never lose it silently
@@ -299,6 +308,10 @@ class Scheduler:
             asyncio.get_running_loop().call_later(_CANCEL_RETRY_SECONDS, self._retry_cancel, job)
             return True
         return bool(response.canceled)
+
+    def retry_cancel_soon(self, job: Job) -> None:
+        """Send the job's pending cancel to its worker shortly (e.g. one stored before a restart)."""
+        asyncio.get_running_loop().call_soon(self._retry_cancel, job)
 
     def _retry_cancel(self, job: Job) -> None:
         if job.handle.done() or not job.handle.worker_id:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
@@ -21,34 +21,37 @@ from worker_abstraction.errors import (
     InvalidParametersError,
     NoWorkerError,
     QueueFullError,
+    TaskExistsError,
     TaskNotFoundError,
     TaskRejectedError,
     TaskTimeoutError,
     WorkerAbstractionError,
 )
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.handle import ERROR_KEY, AsyncTaskHandle
+from worker_abstraction.orchestrator.records import finished_handle
+from worker_abstraction.orchestrator.retry import policy_from_pb
 from worker_abstraction.stores.sqlite import SqliteTaskStore
-from worker_abstraction.types import TaskStatus, TaskUpdate
+from worker_abstraction.types import TaskStatus
 
 logger = logging.getLogger(__name__)
 
 Context = aio.ServicerContext[Any, Any]
-ERROR_KEY = "wa-error"  # trailing metadata / update metadata naming our error type
 
 _STATUS = {
     InvalidParametersError: grpc.StatusCode.INVALID_ARGUMENT,
     NoWorkerError: grpc.StatusCode.FAILED_PRECONDITION,
     TaskRejectedError: grpc.StatusCode.FAILED_PRECONDITION,
     QueueFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    TaskExistsError: grpc.StatusCode.ALREADY_EXISTS,
 }
+MAX_PAGE = 1000  # ListTasks page size bound
+_KNOWN_STATUSES = frozenset(int(s) for s in TaskStatus)
 
 
 class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore[misc]  # generated, untyped
-    def __init__(self, orchestrator: AsyncOrchestrator, *, keep_finished: int = 10_000) -> None:
+    def __init__(self, orchestrator: AsyncOrchestrator) -> None:
         self._orchestrator = orchestrator
-        self._handles: OrderedDict[str, AsyncTaskHandle] = OrderedDict()
-        self._keep = keep_finished
 
     async def SubmitTask(self, request: pb.SubmitTaskRequest, context: Context) -> pb.SubmitTaskResponse:
         task = request.task
@@ -56,6 +59,17 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
             params = {p.key: json.loads(p.value_json) for p in task.parameters}
         except json.JSONDecodeError as error:
             await _abort(context, InvalidParametersError([f"a parameter's value_json is not valid JSON: {error}"]))
+        try:
+            retry = policy_from_pb(request.retry_policy) if request.HasField("retry_policy") else None
+        except ValueError as error:
+            await _abort(context, InvalidParametersError([f"retry_policy: {error}"]))
+        key = request.idempotency_key or None
+        known = await self._orchestrator.find_idempotent(key) if key else None
+        if known is not None:
+            return pb.SubmitTaskResponse(
+                task_id=known.task_id, worker_id=known.worker_id, worker_address=known.worker_address, duplicate=True
+            )
+        queue_timeout = request.queue_timeout_seconds if request.HasField("queue_timeout_seconds") else None
         try:
             handle = await self._orchestrator.execute_task(
                 task.capability_name,
@@ -68,31 +82,31 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
                 worker_id=task.worker_id or None,
                 metadata=dict(task.metadata),
                 task_id=task.task_id or None,
+                retry_policy=retry,
+                queue_timeout_seconds=queue_timeout,
+                idempotency_key=key,
             )
-        except (InvalidParametersError, NoWorkerError, QueueFullError, TaskRejectedError) as error:
+        except (InvalidParametersError, NoWorkerError, QueueFullError, TaskRejectedError, TaskExistsError) as error:
             await _abort(context, error)
-        self.remember(handle)
         return pb.SubmitTaskResponse(
             task_id=handle.task_id, worker_id=handle.worker_id, worker_address=handle.worker_address
         )
 
     async def WatchTask(self, request: pb.WatchTaskRequest, context: Context) -> AsyncIterator[pb.TaskResult]:
-        handle = self._lookup(request.task_id)
-        if handle is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this orchestrator")
+        handle = await self._lookup(request.task_id, context)
         # Positions in the handle's update list number the stream: gapless even for updates the
-        # orchestrator made itself (a lost worker, a deadline), so resuming is exact.
-        position = 0
-        try:
+        # orchestrator made itself (a lost worker, a deadline), so resuming is exact. A deadline or a
+        # refusal ends with a FAILED update naming the error type in ERROR_KEY.
+        position, after = 0, request.after_sequence
+        with contextlib.suppress(TaskTimeoutError):
             async for update in handle:
                 position += 1
-                if position > request.after_sequence:
+                if position > after:
                     yield _convert.update_to_pb(update, sequence=position)
-        except TaskTimeoutError as error:
-            yield _final(handle, f"DeadlineExceeded: {error}", type(error).__name__, position + 1)
-            return
-        if handle.rejection:
-            yield _final(handle, handle.rejection, TaskRejectedError.__name__, position + 1)
+                elif update.is_terminal:
+                    # After a restart of this daemon the positions start again: a watcher resuming from an
+                    # older, longer stream must still hear how the task ended.
+                    yield _convert.update_to_pb(update, sequence=after + 1)
 
     async def GetQueueStats(self, request: empty_pb2.Empty, context: Context) -> pb.QueueStats:
         depths = [
@@ -103,9 +117,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         return pb.QueueStats(depths=depths, total_waiting=sum(d.waiting for d in depths))
 
     async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.CancelTaskResponse:
-        handle = self._lookup(request.task_id)
-        if handle is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this orchestrator")
+        handle = await self._lookup(request.task_id, context)
         status = f"TASK_STATUS_{handle.status.name}"
         canceled = await handle.cancel(request.reason)
         message = "canceling" if canceled else "task already finished"
@@ -121,7 +133,6 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
             await context.abort(grpc.StatusCode.NOT_FOUND, str(error))
         except (InvalidParametersError, NoWorkerError, QueueFullError, TaskRejectedError) as error:
             await _abort(context, error)
-        self.remember(handle)
         return pb.SubmitTaskResponse(
             task_id=handle.task_id, worker_id=handle.worker_id, worker_address=handle.worker_address
         )
@@ -132,27 +143,42 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         purged = self._orchestrator.purge_dead_letters(list(request.task_ids) or None)
         return pb.PurgeDeadLettersResponse(purged=purged)
 
-    def _lookup(self, task_id: str) -> AsyncTaskHandle | None:
-        return self._handles.get(task_id) or self._orchestrator.handle(task_id)
+    async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.TaskRecord:
+        try:
+            record = await self._orchestrator.task(request.task_id)
+        except TaskNotFoundError:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this orchestrator")
+        return _convert.record_to_pb(record)
 
-    def remember(self, handle: AsyncTaskHandle) -> None:
-        self._handles[handle.task_id] = handle
-        while len(self._handles) > self._keep:
-            oldest = next(iter(self._handles))
-            if not self._handles[oldest].done():
-                break  # never forget a task still in progress
-            del self._handles[oldest]
+    async def ListTasks(self, request: pb.ListTasksRequest, context: Context) -> pb.ListTasksResponse:
+        if request.limit < 0 or request.limit > MAX_PAGE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"limit must be 0..{MAX_PAGE}, got {request.limit}")
+        try:
+            offset = int(request.page_token or 0)
+        except ValueError:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"page_token {request.page_token!r} is not one this daemon gave out"
+            )
+        limit = request.limit or 100
+        statuses = [TaskStatus(s) for s in request.statuses if s in _KNOWN_STATUSES]
+        records, more = await self._orchestrator.task_page(
+            status=statuses, capability=request.capability or None, limit=limit, offset=offset
+        )
+        return pb.ListTasksResponse(
+            tasks=[_convert.record_to_pb(r) for r in records], next_page_token=str(offset + limit) if more else ""
+        )
 
+    async def ListWorkers(self, request: empty_pb2.Empty, context: Context) -> pb.WorkerHealthList:
+        return pb.WorkerHealthList(workers=[_convert.health_to_pb(h) for h in self._orchestrator.worker_health()])
 
-def _final(handle: AsyncTaskHandle, message: str, error_type: str, sequence: int) -> pb.TaskResult:
-    update = TaskUpdate(
-        task_id=handle.task_id,
-        status=TaskStatus.FAILED,
-        error_message=message,
-        worker_id=handle.worker_id,
-        metadata={ERROR_KEY: error_type},
-    )
-    return _convert.update_to_pb(update, sequence=sequence)
+    async def _lookup(self, task_id: str, context: Context) -> AsyncTaskHandle:
+        handle = self._orchestrator.handle(task_id)
+        if handle is None:
+            try:
+                handle = finished_handle(await self._orchestrator.task(task_id))
+            except TaskNotFoundError:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"task {task_id!r} is unknown to this orchestrator")
+        return handle
 
 
 async def _abort(context: Context, error: WorkerAbstractionError) -> Any:
@@ -194,8 +220,6 @@ class OrchestratorServer:
             await self._store.open()
         await self.orchestrator.start()
         servicer = OrchestratorServicer(self.orchestrator)
-        for handle in self.orchestrator.unfinished():  # resumed from the store: watchable like new ones
-            servicer.remember(handle)
         pb_grpc.add_OrchestratorServiceServicer_to_server(servicer, self._server)
         self.port = _rpc.bind(self._server, self.host, self.port)
         await self._server.start()

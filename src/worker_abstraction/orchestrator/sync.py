@@ -10,7 +10,7 @@ from worker_abstraction._loop import LoopThread
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.retry import RetryPolicy
-from worker_abstraction.types import Attempt, DeadLetter, TaskStatus, TaskUpdate, WorkerInfo
+from worker_abstraction.types import Attempt, DeadLetter, TaskRecord, TaskStatus, TaskUpdate, WorkerHealth, WorkerInfo
 
 T = TypeVar("T")
 
@@ -108,6 +108,22 @@ class Orchestrator:
 
     def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
         return self._core.purge_dead_letters(task_ids)
+
+    def worker_health(self) -> list[WorkerHealth]:
+        return self._core.worker_health()
+
+    def task(self, task_id: str) -> TaskRecord:
+        return self._loop.run(self._core.task(task_id))
+
+    def tasks(
+        self,
+        *,
+        status: TaskStatus | Iterable[TaskStatus] | None = None,
+        capability: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[TaskRecord]:
+        return self._loop.run(self._core.tasks(status=status, capability=capability, limit=limit, offset=offset))
 
     def execute_task(
         self,

@@ -18,13 +18,15 @@ logger = logging.getLogger(__name__)
 
 
 class RegistryServer:
-    """Serves RegistryService and evicts workers whose heartbeats stop.
+    """Serves RegistryService, marks workers whose heartbeats stop SUSPECT, then evicts them.
 
     Args:
         host: interface to listen on.
         port: port to listen on; 0 picks a free one (see `address` after `start`).
         ttl_seconds: a worker silent for longer than this is evicted.
-        sweep_interval_seconds: how often stale workers are looked for (default: a quarter of the TTL,
+        suspect_after_seconds: a worker silent for longer than this is listed as SUSPECT until it
+            heartbeats again or is evicted; below `ttl_seconds` (default: two thirds of it).
+        sweep_interval_seconds: how often silent workers are looked for (default: a quarter of the TTL,
             at most 5 s), so a dead worker leaves within TTL + one sweep.
         store: where workers are kept (default: in memory).
     """
@@ -35,12 +37,15 @@ class RegistryServer:
         port: int = 50051,
         *,
         ttl_seconds: float = 30.0,
+        suspect_after_seconds: float | None = None,
         sweep_interval_seconds: float | None = None,
         store: WorkerStore | None = None,
     ) -> None:
         self.host = host
         self.port = port
-        self.registry = Registry(store or MemoryWorkerStore(), ttl_seconds=ttl_seconds)
+        self.registry = Registry(
+            store or MemoryWorkerStore(), ttl_seconds=ttl_seconds, suspect_after_seconds=suspect_after_seconds
+        )
         self.sweep_interval_seconds = sweep_interval_seconds or min(ttl_seconds / 4, 5.0)
         self._server = _rpc.new_server()
         self._sweeper: asyncio.Task[None] | None = None
@@ -56,7 +61,12 @@ class RegistryServer:
         self._sweeper = asyncio.create_task(
             self.registry.sweep_forever(self.sweep_interval_seconds), name="registry-sweeper"
         )
-        logger.info("registry listening on %s (ttl %gs)", self.address, self.registry.ttl_seconds)
+        logger.info(
+            "registry listening on %s (ttl %gs, suspect after %gs)",
+            self.address,
+            self.registry.ttl_seconds,
+            self.registry.suspect_after_seconds,
+        )
 
     async def stop(self, grace_seconds: float | None = 1.0) -> None:
         if self._sweeper is not None:

@@ -1,4 +1,4 @@
-"""The registry's logic, independent of gRPC: register, heartbeat, leave, evict, and events."""
+"""The registry's logic, independent of gRPC: register, heartbeat, suspect, leave, evict, and events."""
 
 from __future__ import annotations
 
@@ -12,25 +12,46 @@ from worker_abstraction.errors import InvalidWorkerInfoError, WorkerNotFoundErro
 from worker_abstraction.registry.events import EventHub, WorkerEvent, WorkerEventType
 from worker_abstraction.registry.validation import registration_problems
 from worker_abstraction.stores.base import WorkerRecord, WorkerStore
-from worker_abstraction.types import LoadReport, WorkerInfo
+from worker_abstraction.types import LoadReport, WorkerInfo, WorkerState
 
 logger = logging.getLogger(__name__)
 
 
 class Registry:
-    """Live workers and their heartbeats, behind a `WorkerStore`."""
+    """Live workers, their heartbeats and their standing, behind a `WorkerStore`.
 
-    def __init__(self, store: WorkerStore, *, ttl_seconds: float) -> None:
+    A worker silent for longer than `suspect_after_seconds` becomes SUSPECT (still listed, one UPDATED
+    event); its next heartbeat or registration makes it ACTIVE again (one UPDATED event). Silent for
+    longer than `ttl_seconds`, it is evicted: LEFT, with a snapshot in state EVICTED whose state_reason is
+    the event's reason. A worker that deregisters leaves as it stood (LEFT, reason "deregistered"):
+    EVICTED marks only the registry's own removals (silence, or a new worker on its address).
+
+    Args:
+        ttl_seconds: silence after which a worker is evicted.
+        suspect_after_seconds: silence after which it is SUSPECT; must be below the TTL (default: two
+            thirds of it, i.e. two heartbeat intervals).
+    """
+
+    def __init__(self, store: WorkerStore, *, ttl_seconds: float, suspect_after_seconds: float | None = None) -> None:
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+        if suspect_after_seconds is None:
+            suspect_after_seconds = ttl_seconds * 2 / 3
+        if not 0 < suspect_after_seconds < ttl_seconds:
+            raise ValueError(
+                f"suspect_after_seconds must be positive and below ttl_seconds ({ttl_seconds:g}), "
+                f"got {suspect_after_seconds:g}"
+            )
         self.store = store
         self.ttl_seconds = ttl_seconds
+        self.suspect_after_seconds = suspect_after_seconds
         self.events = EventHub()
 
     @property
     def heartbeat_interval_seconds(self) -> float:
-        # Three heartbeats per TTL: one lost heartbeat never evicts a live worker.
-        return self.ttl_seconds / 3
+        # Three heartbeats per TTL and two per suspect window: one lost heartbeat never evicts a live
+        # worker, nor makes it SUSPECT.
+        return min(self.ttl_seconds / 3, self.suspect_after_seconds / 2)
 
     async def register(self, info: WorkerInfo) -> WorkerInfo:
         """Add or refresh a worker; returns it with its (possibly assigned) id.
@@ -43,11 +64,12 @@ class Registry:
             raise InvalidWorkerInfoError(problems)
         if not info.worker_id:
             info = replace(info, worker_id=uuid.uuid4().hex)
-        info = replace(info, last_heartbeat=None, current_load=0)
+        info = replace(info, last_heartbeat=None, current_load=0, state=WorkerState.ACTIVE, state_reason="")
         # A new process on the address of a dead one replaces it at once instead of waiting for eviction.
         for stale in await self.store.find_by_address(info.address):
             if stale.info.worker_id != info.worker_id:
-                await self._drop(stale.info.worker_id, f"replaced by {info.worker_id} at {info.address}")
+                reason = f"replaced by {info.worker_id} at {info.address}"
+                await self._drop(stale.info.worker_id, reason, evicted=True)
         record = WorkerRecord(info=info, last_seen=time.time())
         previous = await self.store.put(record)
         if previous is None:
@@ -63,11 +85,14 @@ class Registry:
         record = await self.store.get(worker_id)
         if record is None:
             return False
-        # Watchers hear of slot changes, not of every wiggle in CPU use.
-        changed = record.load != load or _slots(record.report) != _slots(report)
+        # Watchers hear of slot and state changes, not of every wiggle in CPU use.
+        was_suspect = record.state is not WorkerState.ACTIVE
+        changed = was_suspect or record.load != load or _slots(record.report) != _slots(report)
         updated = await self.store.touch(worker_id, load=load, now=time.time(), report=report)
         if updated is None:  # removed between the two calls
             return False
+        if was_suspect:
+            logger.info("worker %s (%s) is active again", worker_id, record.info.name)
         if changed:
             self.events.publish(WorkerEvent(WorkerEventType.UPDATED, updated.snapshot()))
         return True
@@ -91,33 +116,54 @@ class Registry:
         now = time.time()
         return [r.snapshot() for r in await self.store.all() if not self._is_stale(r, now)]
 
-    async def evict_stale(self) -> int:
+    async def sweep(self) -> tuple[int, int]:
+        """Mark workers silent past `suspect_after_seconds` SUSPECT and evict those silent past the TTL.
+
+        Returns:
+            How many workers became SUSPECT and how many were evicted.
+        """
         now = time.time()
-        evicted = 0
-        for record in await self.store.expired(now - self.ttl_seconds):
-            silence = now - record.last_seen
-            if await self._drop(record.info.worker_id, f"evicted: no heartbeat for {silence:.1f}s"):
-                evicted += 1
-        return evicted
+        suspect_before = now - self.suspect_after_seconds
+        suspected = evicted = 0
+        for record in await self.store.expired(suspect_before):
+            worker_id, silence = record.info.worker_id, now - record.last_seen
+            if silence > self.ttl_seconds:
+                reason = f"evicted: no heartbeat for {silence:.1f}s"
+                evicted += await self._drop(worker_id, reason, evicted=True)
+            elif record.state is WorkerState.ACTIVE:
+                reason = f"no heartbeat for {silence:.1f}s"
+                marked = await self.store.mark_suspect(worker_id, reason=reason, seen_before=suspect_before)
+                if marked is not None:
+                    logger.info("worker %s (%s) is suspect: %s", worker_id, record.info.name, reason)
+                    self.events.publish(WorkerEvent(WorkerEventType.UPDATED, marked.snapshot()))
+                    suspected += 1
+        return suspected, evicted
+
+    async def evict_stale(self) -> int:
+        """Sweep once (see `sweep`); returns how many workers were evicted."""
+        return (await self.sweep())[1]
 
     async def sweep_forever(self, interval_seconds: float) -> None:
-        """Evict stale workers every interval, whether or not anyone lists them."""
+        """Sweep every interval, whether or not anyone lists the workers."""
         while True:
             await asyncio.sleep(interval_seconds)
             try:
-                await self.evict_stale()
+                await self.sweep()
             except Exception:  # a store hiccup must not stop future sweeps
                 logger.exception("sweep failed")
 
     def _is_stale(self, record: WorkerRecord, now: float) -> bool:
         return now - record.last_seen > self.ttl_seconds
 
-    async def _drop(self, worker_id: str, reason: str) -> bool:
+    async def _drop(self, worker_id: str, reason: str, *, evicted: bool = False) -> bool:
         record = await self.store.remove(worker_id)
         if record is None:
             return False
         logger.info("worker %s (%s) left: %s", worker_id, record.info.name, reason)
-        self.events.publish(WorkerEvent(WorkerEventType.LEFT, record.snapshot(), reason))
+        snapshot = record.snapshot()
+        if evicted:
+            snapshot = replace(snapshot, state=WorkerState.EVICTED, state_reason=reason)
+        self.events.publish(WorkerEvent(WorkerEventType.LEFT, snapshot, reason))
         return True
 
 

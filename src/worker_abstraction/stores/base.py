@@ -6,25 +6,32 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
-from worker_abstraction.types import LoadReport, WorkerInfo
+from worker_abstraction.types import LoadReport, WorkerInfo, WorkerState
 
 
 @dataclass(slots=True)
 class WorkerRecord:
-    """A registered worker: what it declared, plus when it was last heard from (wall clock) and its load."""
+    """A registered worker: what it declared, when it was last heard from (wall clock), its load and state.
+
+    The state is ACTIVE or SUSPECT: an evicted worker has no record.
+    """
 
     info: WorkerInfo
     last_seen: float
     load: int = 0
     report: LoadReport | None = None
+    state: WorkerState = WorkerState.ACTIVE
+    state_reason: str = ""
 
     def snapshot(self) -> WorkerInfo:
-        """The declared info with the live fields (last heartbeat, load) filled in."""
+        """The declared info with the live fields (last heartbeat, load, state) filled in."""
         return replace(
             self.info,
             last_heartbeat=datetime.fromtimestamp(self.last_seen, UTC),
             current_load=self.load,
             load_report=self.report,
+            state=self.state,
+            state_reason=self.state_reason,
         )
 
 
@@ -44,7 +51,19 @@ class WorkerStore(Protocol):
     async def touch(
         self, worker_id: str, *, load: int, now: float, report: LoadReport | None = None
     ) -> WorkerRecord | None:
-        """Record a heartbeat; returns the updated record, or None if the worker is unknown."""
+        """Record a heartbeat, which makes the worker ACTIVE again.
+
+        Returns the updated record, or None if the worker is unknown.
+        """
+        ...
+
+    async def mark_suspect(self, worker_id: str, *, reason: str, seen_before: float) -> WorkerRecord | None:
+        """Make a worker SUSPECT if it is still ACTIVE and was last seen before `seen_before`.
+
+        Returns the updated record, or None if nothing changed (unknown, already SUSPECT, or a heartbeat
+        arrived since the caller looked: the check and the change are one step, so a heartbeat is never
+        overwritten by a stale verdict).
+        """
         ...
 
     async def all(self) -> list[WorkerRecord]: ...

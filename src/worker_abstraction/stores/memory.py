@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from worker_abstraction.stores.base import WorkerRecord
-from worker_abstraction.types import LoadReport
+from worker_abstraction.types import LoadReport, WorkerState
 
 
 class MemoryWorkerStore:
@@ -38,6 +38,14 @@ class MemoryWorkerStore:
         record = self._records.get(worker_id)
         if record is not None:
             record.last_seen, record.load, record.report = now, load, report
+            record.state, record.state_reason = WorkerState.ACTIVE, ""
+        return record
+
+    async def mark_suspect(self, worker_id: str, *, reason: str, seen_before: float) -> WorkerRecord | None:
+        record = self._records.get(worker_id)
+        if record is None or record.state is not WorkerState.ACTIVE or record.last_seen >= seen_before:
+            return None
+        record.state, record.state_reason = WorkerState.SUSPECT, reason
         return record
 
     async def all(self) -> list[WorkerRecord]:

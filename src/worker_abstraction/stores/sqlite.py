@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from worker_abstraction.stores.tasks import StoredTask
+from worker_abstraction.stores.tasks import StoredDeadLetter, StoredTask
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -27,7 +28,28 @@ CREATE TABLE IF NOT EXISTS tasks (
     final BLOB,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dead_letters (
+    task_id TEXT PRIMARY KEY,
+    entry BLOB NOT NULL,
+    options TEXT NOT NULL,
+    added_at REAL NOT NULL
+);
+"""
+
+# Columns added after the first schema; a file written by an older version gains them on open.
+_ADDED_COLUMNS = {
+    "accepted_at": "REAL NOT NULL DEFAULT 0",
+    "capability": "TEXT NOT NULL DEFAULT ''",
+    "status": "INTEGER NOT NULL DEFAULT 0",
+    "idempotency_key": "TEXT NOT NULL DEFAULT ''",
+    "cancel_reason": "TEXT NOT NULL DEFAULT ''",
+    "record": "BLOB",  # the finished task's TaskRecord
+}
+
+_INDEXES = """
 CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (state) WHERE state != 'finished';
+CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (idempotency_key) WHERE idempotency_key != '';
+CREATE INDEX IF NOT EXISTS tasks_by_age ON tasks (accepted_at);
 """
 
 
@@ -49,11 +71,20 @@ class SqliteTaskStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
+        for column, declaration in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {declaration}")
+        self._db.executescript(_INDEXES)
 
-    async def accepted(self, task_id: str, task: bytes, options: str) -> None:
+    async def accepted(
+        self, task_id: str, task: bytes, options: str, *, capability: str = "", idempotency_key: str = ""
+    ) -> None:
+        now = time.time()
         await self._write(
-            "INSERT OR REPLACE INTO tasks (task_id, task, options, state, updated_at) VALUES (?, ?, ?, 'queued', ?)",
-            (task_id, task, options, time.time()),
+            "INSERT OR REPLACE INTO tasks (task_id, task, options, state, capability, idempotency_key, accepted_at, "
+            "updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+            (task_id, task, options, capability, idempotency_key, now, now),
         )
 
     async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
@@ -70,19 +101,67 @@ class SqliteTaskStore:
             (time.time(), task_id),
         )
 
-    async def finished(self, task_id: str, final: bytes) -> None:
+    async def cancel_requested(self, task_id: str, reason: str) -> None:
         await self._write(
-            "UPDATE tasks SET state = 'finished', final = ?, updated_at = ? WHERE task_id = ?",
-            (final, time.time(), task_id),
+            "UPDATE tasks SET cancel_reason = ?, updated_at = ? WHERE task_id = ? AND state != 'finished'",
+            (reason, time.time(), task_id),
+        )
+
+    async def finished(self, task_id: str, record: bytes, status: int) -> None:
+        await self._write(
+            "UPDATE tasks SET state = 'finished', record = ?, status = ?, updated_at = ? WHERE task_id = ?",
+            (record, status, time.time(), task_id),
         )
 
     async def unfinished(self) -> list[StoredTask]:
-        rows = await self._run(
-            self._query,
-            "SELECT task_id, task, options, worker_id, worker_address, attempt FROM tasks "
-            "WHERE state != 'finished' ORDER BY updated_at",
+        rows = await self._query(
+            "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason FROM tasks "
+            "WHERE state != 'finished' ORDER BY accepted_at, updated_at"
         )
         return [StoredTask(*row) for row in rows]
+
+    async def finished_record(self, task_id: str) -> bytes | None:
+        rows = await self._query(
+            "SELECT record FROM tasks WHERE task_id = ? AND state = 'finished' AND record IS NOT NULL", (task_id,)
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    async def finished_by_key(self, idempotency_key: str) -> bytes | None:
+        rows = await self._query(
+            "SELECT record FROM tasks WHERE idempotency_key = ? AND state = 'finished' AND record IS NOT NULL "
+            "ORDER BY accepted_at DESC LIMIT 1",
+            (idempotency_key,),
+        )
+        return bytes(rows[0][0]) if rows else None
+
+    async def finished_records(
+        self, *, statuses: Sequence[int], capability: str, limit: int, offset: int
+    ) -> list[bytes]:
+        where, parameters = ["state = 'finished'", "record IS NOT NULL"], list[Any]()
+        if statuses:
+            where.append(f"status IN ({', '.join('?' * len(statuses))})")
+            parameters.extend(statuses)
+        if capability:
+            where.append("capability = ?")
+            parameters.append(capability)
+        rows = await self._query(
+            f"SELECT record FROM tasks WHERE {' AND '.join(where)} ORDER BY accepted_at DESC, task_id LIMIT ? OFFSET ?",
+            (*parameters, limit, offset),
+        )
+        return [bytes(row[0]) for row in rows]
+
+    async def dead_lettered(self, task_id: str, entry: bytes, options: str) -> None:
+        await self._write(
+            "INSERT OR REPLACE INTO dead_letters (task_id, entry, options, added_at) VALUES (?, ?, ?, ?)",
+            (task_id, entry, options, time.time()),
+        )
+
+    async def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
+        await self._run(self._execute_many, "DELETE FROM dead_letters WHERE task_id = ?", [(i,) for i in task_ids])
+
+    async def dead_letters(self) -> list[StoredDeadLetter]:
+        rows = await self._query("SELECT entry, options FROM dead_letters ORDER BY added_at")
+        return [StoredDeadLetter(bytes(entry), options) for entry, options in rows]
 
     async def close(self) -> None:
         if self._db is not None:
@@ -97,9 +176,19 @@ class SqliteTaskStore:
         assert self._db is not None, "open() the store first"
         self._db.execute(sql, parameters)  # autocommit: each statement is its own transaction
 
-    def _query(self, sql: str) -> list[tuple[Any, ...]]:
+    def _execute_many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
         assert self._db is not None, "open() the store first"
-        return list(self._db.execute(sql).fetchall())
+        with self._db:  # one transaction for the batch
+            self._db.execute("BEGIN")
+            self._db.executemany(sql, rows)
+
+    def _fetch(self, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        assert self._db is not None, "open() the store first"
+        return list(self._db.execute(sql, parameters).fetchall())
+
+    async def _query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        result: list[tuple[Any, ...]] = await self._run(self._fetch, sql, parameters)
+        return result
 
     async def _run(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
