@@ -81,3 +81,30 @@ async def test_a_cancel_reaches_a_worker_that_was_unreachable_when_asked(start: 
             worker.process.send_signal(signal.SIGCONT)
         final = await handle.wait(timeout_seconds=20)
     assert final.status is TaskStatus.CANCELED and final.error_message == "asked while it slept"
+
+
+async def test_a_cancel_is_stored_and_carried_out_by_a_restarted_daemon(start: Start, tmp_path: Path) -> None:
+    store = tmp_path / "tasks.db"
+    registry = await start("registry", "--port", "0", "--ttl", "30")
+    worker = await start("worker", "_slot_workers:SlotWorker", "--port", "0", "--registry", registry.address,
+                         *FAST_WORKER)  # fmt: skip
+    daemon_args = ("orchestrator", "--port", "0", "--registry", registry.address, "--store", str(store))
+    first = await start(*daemon_args)
+    async with RemoteOrchestrator(first.address) as remote:
+        async with asyncio.timeout(20):
+            while (await (await remote.execute_task("hold", {})).wait()).status is not TaskStatus.COMPLETED:
+                pass
+        handle = await remote.execute_task("hold", {"label": "never", "until_file": "/nonexistent", "seconds": 60})
+        worker.process.send_signal(signal.SIGSTOP)  # the cancel cannot reach it...
+        try:
+            assert await handle.cancel("asked before the crash")
+            assert (await remote.task(handle.task_id)).cancel_reason == "asked before the crash"
+            assert await first.stop(signal.SIGKILL) == -signal.SIGKILL  # ...and the daemon dies meanwhile
+            second = await start(*daemon_args)
+        finally:
+            worker.process.send_signal(signal.SIGCONT)
+    async with RemoteOrchestrator(second.address) as remote:
+        final = await (await remote.watch(handle.task_id)).wait(timeout_seconds=20)
+        record = await remote.task(handle.task_id)
+    assert final.status is TaskStatus.CANCELED and final.error_message == "asked before the crash"
+    assert record.status is TaskStatus.CANCELED and len(record.attempts) == 1

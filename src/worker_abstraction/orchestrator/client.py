@@ -383,7 +383,9 @@ class AsyncOrchestrator:
             return False
         job.cancel_reason = reason
         if self._journal.durable:
-            self._journal.cancel_requested(job, reason)
+            await self._journal.cancel_requested(job, reason)
+            if handle.done():  # it ended while the request was being stored
+                return False
         if self._scheduler.withdraw(job) or not handle.worker_id:  # waiting (or between attempts): never runs
             handle.deliver(TaskUpdate(task_id=handle.task_id, status=TaskStatus.CANCELED, error_message=reason))
             return True

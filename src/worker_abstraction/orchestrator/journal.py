@@ -55,8 +55,9 @@ class TaskJournal:
     def requeued(self, job: Job) -> None:
         self._write(self.store.requeued(job.task.task_id))
 
-    def cancel_requested(self, job: Job, reason: str) -> None:
-        self._write(self.store.cancel_requested(job.task.task_id, reason))
+    async def cancel_requested(self, job: Job, reason: str) -> None:
+        """Awaited before the caller hears "canceling": a restart after it still carries the cancel out."""
+        await self.store.cancel_requested(job.task.task_id, reason)
 
     def finished(self, record: TaskRecord) -> None:
         self._write(
