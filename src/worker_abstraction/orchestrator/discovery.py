@@ -20,12 +20,19 @@ class WorkerDirectory:
     """Workers the orchestrator can dispatch to, kept current in the background.
 
     While the registry is unreachable the last known view is kept (workers keep getting tasks) and the
-    directory reconnects with backoff; a fresh snapshot then replaces the view.
+    directory reconnects with backoff; a fresh snapshot then replaces the view. A registry that restarted
+    knows nobody until the workers register again (within a heartbeat interval), so workers missing from
+    the snapshot after a reconnection are kept for `carry_over_seconds` unless the registry says they left.
     """
 
-    def __init__(self, client: RegistryClient, *, poll_interval_seconds: float = 2.0) -> None:
+    def __init__(
+        self, client: RegistryClient, *, poll_interval_seconds: float = 2.0, carry_over_seconds: float = 10.0
+    ) -> None:
         self._client = client
         self._poll_interval = poll_interval_seconds
+        self._carry_over = carry_over_seconds
+        self._carried: dict[str, asyncio.TimerHandle] = {}  # worker id -> when it is dropped
+        self.snapshots = 0  # full views taken from the registry (more than one: it reconnected)
         self.workers: dict[str, WorkerInfo] = {}
         # capability -> ids of the workers offering it; rebuilt on the first lookup after the set of
         # workers or their capabilities changed (not on load updates, and never per task).
@@ -44,6 +51,9 @@ class WorkerDirectory:
         self._task = asyncio.create_task(self._run(), name="worker-directory")
 
     async def aclose(self) -> None:
+        for timer in self._carried.values():
+            timer.cancel()
+        self._carried.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -89,12 +99,13 @@ class WorkerDirectory:
         snapshot: dict[str, WorkerInfo] | None = {}
         async for event in self._client.watch():
             if event.type is WorkerEventType.SYNCED:
-                await self._replace(snapshot or {})
+                await self._replace(snapshot or {}, carry_over=self.synced.is_set())
                 snapshot = None
             elif snapshot is not None:
                 if event.worker is not None:
                     snapshot[event.worker.worker_id] = event.worker
             elif event.worker is not None:
+                self._stop_carrying(event.worker.worker_id)
                 if event.type is WorkerEventType.LEFT:
                     self.workers.pop(event.worker.worker_id, None)
                     self._index = None
@@ -112,12 +123,36 @@ class WorkerDirectory:
             await self._replace({w.worker_id: w for w in await self._client.list_workers()})
             await asyncio.sleep(self._poll_interval)
 
-    async def _replace(self, workers: dict[str, WorkerInfo]) -> None:
+    async def _replace(self, workers: dict[str, WorkerInfo], *, carry_over: bool = False) -> None:
+        for worker_id in [w for w in self._carried if w in workers]:
+            self._stop_carrying(worker_id)
+        if carry_over and self._carry_over > 0:
+            loop = asyncio.get_running_loop()
+            for worker_id, worker in self.workers.items():
+                if worker_id not in workers:
+                    workers[worker_id] = worker
+                    if worker_id not in self._carried:
+                        self._carried[worker_id] = loop.call_later(self._carry_over, self._drop_carried, worker_id)
         self.workers = workers
+        self.snapshots += 1
         self._index = None
         self.last_error = ""
         self.synced.set()
         await self._notify()
+
+    def _stop_carrying(self, worker_id: str) -> None:
+        timer = self._carried.pop(worker_id, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _drop_carried(self, worker_id: str) -> None:
+        # Not back in the registry in time: gone (its tasks' streams tell the rest).
+        self._carried.pop(worker_id, None)
+        if self.workers.pop(worker_id, None) is not None:
+            logger.info("worker %s did not register again after the registry came back; dropped", worker_id)
+            self._index = None
+            for callback in self.on_change:
+                callback()
 
     async def _notify(self) -> None:
         for callback in self.on_change:
