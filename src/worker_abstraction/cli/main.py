@@ -19,6 +19,7 @@ from worker_abstraction.cli import (
     queue_cmd,
     registry_cmd,
     submit_cmd,
+    task_cmd,
     worker_cmd,
     workers_cmd,
 )
@@ -33,6 +34,7 @@ _COMMANDS: tuple[ModuleType, ...] = (
     orchestrator_cmd,
     submit_cmd,
     cancel_cmd,
+    task_cmd,
     workers_cmd,
     queue_cmd,
     dlq_cmd,

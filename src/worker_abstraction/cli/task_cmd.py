@@ -1,0 +1,307 @@
+"""Look up the tasks an orchestrator daemon holds or remembers: one task, a list, or one task's updates live.
+
+  wa task get TASK_ID [--json]   where it stands: capability, status, worker, submitted, output or error,
+                                 cancel reason, dead-lettered, idempotency key; then one line per attempt
+                                 (number, worker, start, duration, status, error)
+  wa task list [--status S ...] [--capability NAME] [--limit N | --all] [--json]
+                                 a table, newest first: ID, CAPABILITY, STATUS, ATTEMPTS, WORKER,
+                                 SUBMITTED and RESULT (the output, the error or the progress, shortened)
+  wa task watch TASK_ID          one line per update (status, progress and its message, attempt, worker)
+                                 from the first to the terminal one, then the output as JSON; the error
+                                 of a task that did not complete goes to stderr
+
+STATUS is pending, running, completed, failed or canceled, in any case; --status may be repeated or given
+several values. With --json, `get` prints one object and `list` a list of them, with the keys task_id,
+capability, status, params, output (decoded), error_message, worker_id, submitted_at, attempts (number,
+worker_id, started_at, ended_at, status, error_message; times in ISO 8601, or null), dead_lettered,
+cancel_reason and idempotency_key.
+
+exit codes: 0 found (`watch`: the task completed); 1 the task is unknown to the daemon, the daemon cannot
+be reached, or (`watch`) the task failed or was canceled; 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from worker_abstraction.cli import add_orchestrator_argument
+from worker_abstraction.cli.submit_cmd import _describe, _error
+from worker_abstraction.cli.workers_cmd import age
+from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError, WorkerAbstractionError
+from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+from worker_abstraction.orchestrator.service import MAX_PAGE
+from worker_abstraction.types import Attempt, TaskRecord, TaskStatus, TaskUpdate
+
+NAME = "task"
+SUMMARY = "show one task, list tasks, or watch a task's updates on an orchestrator daemon"
+DEFAULT_LOG_LEVEL = "WARNING"
+EPILOG = """\
+examples:
+  wa task get 5919c1f0d4e44c5f9d0f3a8be0c1d2e3 --orchestrator 127.0.0.1:50052
+  wa task list --status failed canceled --capability word_count --limit 20
+  wa task list --all --json | jq '.[] | select(.dead_lettered) | .task_id'
+  wa task watch 5919c1f0d4e44c5f9d0f3a8be0c1d2e3
+"""
+
+EXIT_OK, EXIT_FAILED = 0, 1
+STATUS_NAMES = tuple(s.name.lower() for s in TaskStatus if s is not TaskStatus.UNKNOWN)
+_COLUMNS = ("ID", "CAPABILITY", "STATUS", "ATTEMPTS", "WORKER", "SUBMITTED", "RESULT")
+_RESULT_WIDTH = 60  # the RESULT cell is cut to this many characters
+
+
+def parse_status(text: str) -> TaskStatus:
+    """A --status value, case-insensitive; anything else is a usage error naming the valid ones."""
+    status = TaskStatus.__members__.get(text.strip().upper())
+    if status is None or status is TaskStatus.UNKNOWN:
+        raise argparse.ArgumentTypeError(f"unknown status {text!r}; choose from {', '.join(STATUS_NAMES)}")
+    return status
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    get = actions.add_parser(
+        "get",
+        help="one task: where it stands and every attempt",
+        description="Show one task: where it stands, its outcome and every attempt (or one JSON object).",
+        formatter_class=parser.formatter_class,
+    )
+    get.add_argument("task_id", metavar="TASK_ID", help="the id `wa submit` printed")
+    listing = actions.add_parser(
+        "list",
+        help="tasks, newest first",
+        description="List tasks, most recently submitted first, as a table (or a JSON list).",
+        formatter_class=parser.formatter_class,
+    )
+    listing.add_argument(
+        "--status",
+        nargs="+",
+        action="extend",
+        type=parse_status,
+        metavar="STATUS",
+        help=f"only tasks in these states ({', '.join(STATUS_NAMES)}); repeatable",
+    )
+    listing.add_argument("--capability", metavar="NAME", help="only tasks of this capability")
+    listing.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="show at most N tasks")
+    listing.add_argument("--all", action="store_true", help="show every task, ignoring --limit")
+    watch = actions.add_parser(
+        "watch",
+        help="follow a task's updates until it ends",
+        description="Print a task's updates from the first to the terminal one, then its output; "
+        "exit 0 when it completed, 1 otherwise.",
+        formatter_class=parser.formatter_class,
+    )
+    watch.add_argument("task_id", metavar="TASK_ID", help="the id `wa submit` printed")
+    for sub in (get, listing, watch):
+        add_orchestrator_argument(sub)
+    for sub in (get, listing):
+        sub.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Ask the daemon and print the answer; return the exit code described in --help."""
+    address: str = args.orchestrator
+    try:
+        async with RemoteOrchestrator(address) as remote:
+            if args.action == "list":
+                return await _list(remote, args)
+            record = await remote.task(args.task_id)
+            if args.action == "get":
+                print(json.dumps(record_to_json(record), indent=2, ensure_ascii=False) if args.json else render(record))
+                return EXIT_OK
+            return await _watch(remote, record)
+    except TaskNotFoundError:
+        print(f"no task {args.task_id!r} on the orchestrator at {address}", file=sys.stderr)
+    except OrchestratorUnavailableError as exc:
+        reason = str(exc).removeprefix(f"orchestrator {address}: ")
+        print(f"cannot reach the orchestrator at {address}: {reason}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+async def _list(remote: RemoteOrchestrator, args: argparse.Namespace) -> int:
+    wanted: int | None = None if args.all else args.limit
+    records: list[TaskRecord] = []
+    seen: set[str] = set()
+    more = True
+    while more and (wanted is None or len(records) < wanted):
+        size = MAX_PAGE if wanted is None else min(MAX_PAGE, wanted - len(records))
+        page, more = await remote.task_page(
+            status=args.status, capability=args.capability, limit=size, offset=len(records)
+        )
+        # Tasks submitted meanwhile shift the pages by as many: a task is listed once.
+        records += [r for r in page if r.task_id not in seen]
+        seen.update(r.task_id for r in page)
+        more = more and bool(page)
+    if args.json:
+        print(json.dumps([record_to_json(r) for r in records], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(render_table(records, datetime.now(UTC)))
+    if more:
+        print(f"(only the newest {len(records)} shown: use --limit N or --all for more)", file=sys.stderr)
+    return EXIT_OK
+
+
+async def _watch(remote: RemoteOrchestrator, record: TaskRecord) -> int:
+    print(f"task {record.task_id} ({record.capability})", flush=True)
+    handle = await remote.watch(record.task_id)
+    try:
+        async for update in handle:
+            print(describe_update(update), flush=True)
+        output = await handle.result()
+    except (WorkerAbstractionError, TimeoutError) as exc:
+        _error(exc)
+        return EXIT_FAILED
+    print(json.dumps(output, indent=2, ensure_ascii=False), flush=True)
+    return EXIT_OK
+
+
+def describe_update(update: TaskUpdate) -> str:
+    """One `watch` line: the status (with progress) as `wa submit` shows it, then attempt and worker."""
+    where = [f"attempt {update.attempt}"] if update.attempt else []
+    where += [f"worker {update.worker_id}"] if update.worker_id else []
+    return f"{_describe(update)}  ({', '.join(where)})" if where else _describe(update)
+
+
+def worker_of(record: TaskRecord) -> str:
+    """The worker of the latest attempt ('' when none ran it yet)."""
+    if record.attempts:
+        return record.attempts[-1].worker_id
+    return record.last_update.worker_id if record.last_update is not None else ""
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).isoformat() if moment is not None else None
+
+
+def _when(moment: datetime | None) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.3f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def attempt_to_json(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "number": attempt.number,
+        "worker_id": attempt.worker_id,
+        "started_at": _iso(attempt.started_at),
+        "ended_at": _iso(attempt.ended_at),
+        "status": attempt.status.name,
+        "error_message": attempt.error_message,
+    }
+
+
+def record_to_json(record: TaskRecord) -> dict[str, Any]:
+    """The `--json` form of one task."""
+    return {
+        "task_id": record.task_id,
+        "capability": record.capability,
+        "status": record.status.name,
+        "params": record.params,
+        "output": record.output,
+        "error_message": record.error_message,
+        "worker_id": worker_of(record),
+        "submitted_at": _iso(record.submitted_at),
+        "attempts": [attempt_to_json(a) for a in record.attempts],
+        "dead_lettered": record.dead_lettered,
+        "cancel_reason": record.cancel_reason,
+        "idempotency_key": record.idempotency_key,
+    }
+
+
+def _outcome(record: TaskRecord) -> str:
+    """The output of a completed task as compact JSON, an error, or the progress of a running one."""
+    if record.status is TaskStatus.COMPLETED:
+        return json.dumps(record.output, ensure_ascii=False, separators=(",", ":"))
+    if record.error_message or record.cancel_reason:
+        return record.error_message or f"cancel requested: {record.cancel_reason}"
+    update = record.last_update
+    if record.status is TaskStatus.RUNNING and update is not None and (update.progress or update.progress_message):
+        return f"{update.progress:.0%} {update.progress_message}".rstrip()
+    return ""
+
+
+def _shorten(text: str, width: int = _RESULT_WIDTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def render(record: TaskRecord, now: datetime | None = None) -> str:
+    """The text form of `wa task get`: one `key  value` line per fact, then one line per attempt."""
+    now = now or datetime.now(UTC)
+    submitted = f"{_when(record.submitted_at)} ({age(record.submitted_at, now)})" if record.submitted_at else "-"
+    facts = [
+        ("task", record.task_id),
+        ("capability", record.capability),
+        ("status", record.status.name),
+        ("worker", worker_of(record) or "-"),
+        ("submitted", submitted),
+    ]
+    if record.status is TaskStatus.COMPLETED:
+        facts.append(("output", json.dumps(record.output, ensure_ascii=False)))
+    elif record.error_message:
+        facts.append(("error", record.error_message))
+    facts += [
+        ("cancel reason", record.cancel_reason or "-"),
+        ("dead-lettered", "yes" if record.dead_lettered else "no"),
+        ("idempotency key", record.idempotency_key or "-"),
+    ]
+    width = max(len(key) for key, _ in facts)
+    lines = [f"{key:<{width}}  {value}" for key, value in facts]
+    lines.append(f"attempts ({len(record.attempts)}):" if record.attempts else "attempts: none yet")
+    rows = [_attempt_row(a, now) for a in record.attempts]
+    lines += ["  " + line for line in _align(rows)]
+    return "\n".join(lines)
+
+
+def _attempt_row(attempt: Attempt, now: datetime) -> tuple[str, ...]:
+    if attempt.ended_at is not None:
+        took = f"took {_duration((attempt.ended_at - attempt.started_at).total_seconds())}"
+    else:
+        took = f"running for {_duration(max(0.0, (now - attempt.started_at).total_seconds()))}"
+    return (f"#{attempt.number}", attempt.worker_id or "-", _when(attempt.started_at), took, attempt.status.name,
+            attempt.error_message)  # fmt: skip
+
+
+def _align(rows: Sequence[tuple[str, ...]]) -> list[str]:
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def render_table(records: list[TaskRecord], now: datetime) -> str:
+    """The tasks as an aligned text table with a header row, in the order given."""
+    rows = [_COLUMNS] + [
+        (
+            r.task_id,
+            r.capability,
+            r.status.name,
+            str(len(r.attempts)),
+            worker_of(r) or "-",
+            age(r.submitted_at, now),
+            _shorten(_outcome(r)) or "-",
+        )
+        for r in records
+    ]
+    return "\n".join(_align(rows))
