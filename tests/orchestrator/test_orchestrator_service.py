@@ -13,6 +13,7 @@ from tests.orchestrator.test_scheduling import OneSlot
 from worker_abstraction import (
     InvalidParametersError,
     NoWorkerError,
+    Orchestrator,
     OrchestratorServer,
     OrchestratorUnavailableError,
     QueueFullError,
@@ -106,3 +107,27 @@ async def test_dead_letters_through_the_daemon_and_wa_dlq(
             assert await asyncio.to_thread(wa, ["dlq", "purge", "--orchestrator", daemon.address]) == 0
             assert await remote.dead_letters() == []
             assert await asyncio.to_thread(wa, ["dlq", "requeue", "nope", "--orchestrator", daemon.address]) == 2
+
+
+async def test_the_blocking_orchestrator_connects_to_a_daemon_with_the_same_calls(
+    daemon: OrchestratorServer, start_worker: Callable[..., Any]
+) -> None:
+    worker = await start_worker()
+
+    def script() -> tuple[Any, ...]:
+        with Orchestrator.connect(daemon.address) as orchestrator:
+            [seen] = orchestrator.wait_for_workers("echo", timeout_seconds=5)
+            handle = orchestrator.execute_task("echo", {"text": "daemon"})
+            output = handle.result(timeout_seconds=5)
+            batch = orchestrator.execute_many("echo", [{"text": "a"}, {"text": "b"}])
+            outputs = sorted((h.result() for h in batch), key=str)
+            record = orchestrator.task(handle.task_id)
+            health = orchestrator.worker_health()
+            return seen, output, outputs, record, health, orchestrator.queue_depths(), orchestrator.dead_letters()
+
+    seen, output, outputs, record, health, depths, letters = await asyncio.to_thread(script)
+    assert seen.worker_id == worker.worker_id and output == {"text": "daemon"}
+    assert outputs == [{"text": "a"}, {"text": "b"}]
+    assert record.status is TaskStatus.COMPLETED and record.output == {"text": "daemon"}
+    assert [h.worker.worker_id for h in health] == [worker.worker_id]
+    assert depths == {} and letters == []

@@ -23,6 +23,7 @@ from worker_abstraction.errors import (
     TaskNotFoundError,
     TaskRejectedError,
 )
+from worker_abstraction.orchestrator import batch
 from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
@@ -353,18 +354,10 @@ class AsyncOrchestrator:
             InvalidParametersError, NoWorkerError, QueueFullError, TaskRejectedError: as `execute_task`,
                 for the first task that hits them; tasks already submitted keep running.
         """
-        finished: asyncio.Queue[AsyncTaskHandle] = asyncio.Queue()
-        pending = 0
-        for item in params:
-            while pending >= max_pending:
-                yield await finished.get()
-                pending -= 1
-            handle = await self.execute_task(capability, item, **options)
-            handle.add_done_callback(finished.put_nowait)
-            pending += 1
-        while pending:
-            yield await finished.get()
-            pending -= 1
+        async for handle in batch.execute_many(
+            self.execute_task, capability, params, max_pending=max_pending, **options
+        ):
+            yield handle
 
     async def cancel(self, task_id: str, reason: str = "") -> bool:
         """Cancel a task this orchestrator is running or holding; see `AsyncTaskHandle.cancel`.

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -27,12 +27,15 @@ from worker_abstraction.errors import (
     TaskRejectedError,
     WorkerAbstractionError,
 )
+from worker_abstraction.orchestrator import batch
 from worker_abstraction.orchestrator.follow import RECONNECT_WINDOW_SECONDS
 from worker_abstraction.orchestrator.handle import ERROR_KEY, AsyncTaskHandle
 from worker_abstraction.orchestrator.retry import RetryPolicy, policy_to_pb
-from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, WorkerHealth
+from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, WorkerHealth, WorkerInfo
 
 logger = logging.getLogger(__name__)
+
+_WORKER_POLL_SECONDS = 0.1
 
 
 class RemoteOrchestrator:
@@ -61,6 +64,42 @@ class RemoteOrchestrator:
             follower.cancel()
         await asyncio.gather(*self._followers, return_exceptions=True)
         await self._channel.close(None)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers as the daemon knows them."""
+        return [health.worker for health in await self.worker_health()]
+
+    async def wait_for_workers(
+        self, capability: str | None = None, *, count: int = 1, timeout_seconds: float = 10.0
+    ) -> list[WorkerInfo]:
+        """Wait until the daemon knows `count` live workers (offering `capability`, if given).
+
+        Raises:
+            NoWorkerError: not enough such workers appeared in time.
+            OrchestratorUnavailableError: the daemon could not be reached.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        while True:
+            found = [w for w in await self.workers() if capability is None or w.offers(capability)]
+            if len(found) >= count:
+                return found
+            if asyncio.get_running_loop().time() > deadline:
+                raise NoWorkerError(capability or "*", f"fewer than {count} worker(s) after {timeout_seconds:g}s")
+            await asyncio.sleep(_WORKER_POLL_SECONDS)
+
+    async def execute_many(
+        self,
+        capability: str,
+        params: Iterable[Mapping[str, Any]],
+        *,
+        max_pending: int = 1000,
+        **options: Any,
+    ) -> AsyncIterator[AsyncTaskHandle]:
+        """Submit one task per params mapping through the daemon; see `AsyncOrchestrator.execute_many`."""
+        async for handle in batch.execute_many(
+            self.execute_task, capability, params, max_pending=max_pending, **options
+        ):
+            yield handle
 
     async def queue_depths(self) -> dict[str, dict[int, int]]:
         """Tasks waiting for a worker, per capability and priority."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from worker_abstraction._loop import LoopThread
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.types import Attempt, DeadLetter, TaskRecord, TaskStatus, TaskUpdate, WorkerHealth, WorkerInfo
 
@@ -17,6 +19,14 @@ T = TypeVar("T")
 
 async def _next(stream: AsyncIterator[T]) -> T:
     return await anext(stream)
+
+
+async def _awaited(value: Awaitable[T]) -> T:
+    return await value
+
+
+async def _remote(address: str) -> RemoteOrchestrator:
+    return RemoteOrchestrator(address)  # its channel belongs to the loop it is made on
 
 
 class TaskHandle:
@@ -80,14 +90,34 @@ class TaskHandle:
 
 
 class Orchestrator:
-    """Blocking twin of AsyncOrchestrator; see it for behaviour."""
+    """Blocking twin of AsyncOrchestrator; see it for behaviour.
+
+    `Orchestrator(registry)` embeds the engine in this process; `Orchestrator.connect("host:port")` offers
+    the same calls served by an orchestrator daemon (`wa orchestrator`), through RemoteOrchestrator.
+    """
 
     def __init__(self, registry: str, **options: Any) -> None:
         self._loop = LoopThread()
-        self._core = self._loop.run(AsyncOrchestrator.create(registry, **options))
+        self._core: AsyncOrchestrator | RemoteOrchestrator = self._loop.run(
+            AsyncOrchestrator.create(registry, **options)
+        )
+
+    @classmethod
+    def connect(cls, address: str) -> Orchestrator:
+        """The same blocking API, served by the orchestrator daemon at host:port."""
+        orchestrator = cls.__new__(cls)
+        orchestrator._loop = LoopThread()
+        orchestrator._core = orchestrator._loop.run(_remote(address))
+        return orchestrator
+
+    def _resolve(self, value: Awaitable[T] | T) -> T:
+        # The embedded engine answers some calls at once; the daemon's client always awaits the network.
+        if inspect.isawaitable(value):
+            return self._loop.run(_awaited(cast(Awaitable[T], value)))
+        return value
 
     def workers(self) -> list[WorkerInfo]:
-        return self._core.workers()
+        return self._resolve(self._core.workers())
 
     def wait_for_workers(
         self, capability: str | None = None, *, count: int = 1, timeout_seconds: float = 10.0
@@ -95,22 +125,22 @@ class Orchestrator:
         return self._loop.run(self._core.wait_for_workers(capability, count=count, timeout_seconds=timeout_seconds))
 
     def queue_depths(self) -> dict[str, dict[int, int]]:
-        return self._core.queue_depths()
+        return self._resolve(self._core.queue_depths())
 
     def cancel(self, task_id: str, reason: str = "") -> bool:
         return self._loop.run(self._core.cancel(task_id, reason))
 
     def dead_letters(self) -> list[DeadLetter]:
-        return self._core.dead_letters()
+        return self._resolve(self._core.dead_letters())
 
     def requeue_dead_letter(self, task_id: str) -> TaskHandle:
         return TaskHandle(self._loop, self._loop.run(self._core.requeue_dead_letter(task_id)))
 
     def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
-        return self._core.purge_dead_letters(task_ids)
+        return self._resolve(self._core.purge_dead_letters(task_ids))
 
     def worker_health(self) -> list[WorkerHealth]:
-        return self._core.worker_health()
+        return self._resolve(self._core.worker_health())
 
     def task(self, task_id: str) -> TaskRecord:
         return self._loop.run(self._core.task(task_id))
