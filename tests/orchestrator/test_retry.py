@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tests.conftest import Gates, ToolWorker
+from tests.conftest import Gates, ToolWorker, eventually
 from worker_abstraction import (
     AsyncOrchestrator,
     RegistryServer,
@@ -112,6 +112,28 @@ async def test_updates_of_a_superseded_attempt_are_fenced_off(
         gates.open("fence")
         assert await handle.result(timeout_seconds=5) == "fence"
     assert worker.tasks_received == 1
+
+
+async def test_a_zombie_result_arriving_during_the_retry_back_off_is_fenced_off(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    zombie = await start_worker()
+    policy = RetryPolicy(initial_backoff_seconds=1.0, jitter=0.0)
+    async with AsyncOrchestrator(registry.address, retry_policy=policy) as orchestrator:
+        await orchestrator.wait_for_workers("wait_for", timeout_seconds=5)
+        handle = await orchestrator.execute_task("wait_for", {"name": "z"})
+        assert handle.worker_id == zombie.worker_id
+        survivor = await start_worker()
+        await orchestrator.wait_for_workers("wait_for", count=2, timeout_seconds=5)
+        await registry.registry.deregister(zombie.worker_id)  # presumed gone: attempt 1 fails, a retry waits 1s
+        await eventually(lambda: handle.status is TaskStatus.PENDING and not handle.worker_id, what="back-off")
+        gates.open("z")  # ...and the zombie finishes attempt 1 during the back-off
+        await eventually(lambda: handle.stale_updates > 0, what="the zombie's result arrived and was fenced")
+        assert not handle.done()
+        final = await handle.wait(timeout_seconds=10)
+    assert final.status is TaskStatus.COMPLETED and final.attempt == 2
+    assert [(a.number, a.status) for a in handle.attempts] == [(1, TaskStatus.FAILED), (2, TaskStatus.COMPLETED)]
+    assert handle.attempts[1].worker_id == survivor.worker_id
 
 
 async def test_a_task_that_never_finds_a_worker_times_out_in_the_queue(

@@ -135,3 +135,31 @@ async def test_worker_channel_acks_every_task_and_streams_every_update(
         assert await call.read() is aio.EOF  # nothing open: the worker ends the stream
     assert acks == {"a": [True, True], "b": [False]}  # the duplicate is acked, not run twice
     assert updates == {"a": [1, 2, 3, 4]}
+
+
+async def test_a_task_sent_again_on_a_new_channel_streams_its_updates_there(
+    channel_stub: pb_grpc.WorkerServiceStub, gates: Gates
+) -> None:
+    # An orchestrator that sent a task and died before noting it sends it again after its restart.
+    first, second = channel_stub.OpenTaskChannel(), channel_stub.OpenTaskChannel()
+    task = _task("t", "wait_for", name="resend")
+    task.attempt = 1
+    async with asyncio.timeout(5):
+        assert await first.read() == pb.TaskChannelResponse()
+        await first.write(pb.TaskChannelRequest(tasks=[task]))
+        while not (await first.read()).acks:
+            pass
+        first.cancel()  # the first sender is gone
+
+        assert await second.read() == pb.TaskChannelResponse()
+        await second.write(pb.TaskChannelRequest(tasks=[task]))
+        gates.open("resend")
+        statuses: list[int] = []
+        acks: list[str] = []
+        while pb.TASK_STATUS_COMPLETED not in statuses:
+            message = await second.read()
+            acks += [a.message for a in message.acks]
+            statuses += [u.status for u in message.updates]
+        await second.done_writing()
+    assert acks == ["already accepted"]  # not run twice...
+    assert statuses[0] == pb.TASK_STATUS_PENDING and statuses[-1] == pb.TASK_STATUS_COMPLETED  # ...but heard

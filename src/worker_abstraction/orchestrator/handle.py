@@ -185,12 +185,13 @@ class AsyncTaskHandle:
             return
         if update.is_terminal:
             self._end_attempt(update)
+            failed_attempt = self.attempt  # the retrier moves the handle on to the next one
             if update.status is TaskStatus.FAILED and self.retrier is not None and self.retrier(self, update):
                 self.updates.append(
                     TaskUpdate(
                         task_id=self.task_id,
                         status=TaskStatus.PENDING,
-                        error_message=f"attempt {self.attempt} failed, retrying: {update.error_message}",
+                        error_message=f"attempt {failed_attempt} failed, retrying: {update.error_message}",
                         worker_id=update.worker_id,
                         attempt=update.attempt,
                         metadata={"retry": "scheduled"},

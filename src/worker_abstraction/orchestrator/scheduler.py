@@ -274,6 +274,9 @@ class Scheduler:
         self.release(job)
         job.handle.assign("", "")
         job.task.attempt += 1
+        # From now on only the next attempt may speak: a late word from the one given up on (a zombie
+        # back from a pause) is fenced off even during the back-off.
+        job.handle.attempt = job.task.attempt
         if self.on_requeue is not None:
             self.on_requeue(job)
         asyncio.get_running_loop().call_later(delay_seconds, self._requeue_retry, job)

@@ -58,7 +58,7 @@ class ChannelSession:
     def _take(self, task: pb.Task) -> None:
         response, record = self._accept(task)
         self._acks.append(response)
-        if record is not None:
+        if record is not None and record.task_id not in self._open:  # (already listening: nothing to add)
             self._updates.extend(record.log)  # what happened before we listened (at least PENDING)
             if not record.is_terminal:
                 self._open[record.task_id] = record

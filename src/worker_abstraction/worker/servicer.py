@@ -71,7 +71,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             yield response
 
     def accept(self, task: pb.Task) -> tuple[pb.ExecuteTaskResponse, TaskRecord | None]:
-        """Validate a task and start it; the record is None when nothing new was started."""
+        """Validate a task and start it; returns the task's record to stream (None: nothing to stream).
+
+        The same attempt delivered again (a retried call, or an orchestrator that restarted before it noted
+        the first delivery) is not run twice, but its record is returned so the new sender hears its updates.
+        """
         self.received += 1
         if not task.task_id:
             return pb.ExecuteTaskResponse(accepted=False, message="task.task_id is empty; give every task an id"), None
@@ -79,7 +83,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         if known is not None and (task.attempt <= known.attempt or not known.is_terminal):
             # Delivering the same attempt twice (a retried RPC) must not run it twice; a newer attempt of a
             # task that ended here (a retry landing on the same worker) runs afresh below.
-            return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already accepted"), None
+            again = pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already accepted")
+            return again, known if task.attempt == known.attempt else None
         code, reason, arguments = self._check(task)
         if reason:
             logger.debug("rejected task %s: %s", task.task_id, reason, extra={"task_id": task.task_id})
