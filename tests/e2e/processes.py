@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import sys
@@ -69,9 +70,10 @@ Start = Callable[..., Awaitable[Daemon]]
 async def start(tmp_path: Path) -> AsyncIterator[Start]:
     """Starts `wa ARGS...` and returns once it printed its readiness line; kills everything at teardown."""
     started: list[asyncio.subprocess.Process] = []
+    names = itertools.count()  # taken before any await, so concurrent starts get files of their own
 
     async def _start(*args: str, cwd: Path = HERE) -> Daemon:
-        stderr_path = tmp_path / f"daemon-{len(started)}.stderr"
+        stderr_path = tmp_path / f"daemon-{next(names)}-{args[0]}.stderr"
         with stderr_path.open("wb") as stderr:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
