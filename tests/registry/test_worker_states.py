@@ -237,3 +237,20 @@ async def test_a_unary_heartbeat_also_restores_a_suspect_worker(server: Registry
         finally:
             await events.aclose()
             await client.aclose()
+
+
+async def test_a_heartbeat_after_the_ttl_evicts_before_the_sweep_and_asks_to_register() -> None:
+    registry = Registry(MemoryWorkerStore(), ttl_seconds=30)
+    events = registry.events.subscribe()
+    await registry.register(WorkerInfo(worker_id="late", name="late", address="127.0.0.1:6003"))
+    record = await registry.store.get("late")
+    assert record is not None
+    record.last_seen = time.time() - 31  # past the TTL; no sweep ran yet
+    assert await registry.heartbeat("late", load=0) is False  # must register again
+    kinds = []
+    while not events.empty():
+        event = events.get_nowait()
+        assert event is not None
+        kinds.append((event.type, event.worker.state if event.worker else None))
+    assert kinds[-1] == (WorkerEventType.LEFT, WorkerState.EVICTED)
+    assert await registry.live_workers() == []

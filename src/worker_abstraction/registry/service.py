@@ -85,10 +85,16 @@ class Registry:
         record = await self.store.get(worker_id)
         if record is None:
             return False
+        now = time.time()
+        if self._is_stale(record, now):
+            # Past its TTL it is already gone for every reader (GetAvailableWorkers hides it); evict it now,
+            # before the sweep would, so watchers hear LEFT and the worker registers afresh.
+            await self._drop(worker_id, f"evicted: no heartbeat for {now - record.last_seen:.1f}s", evicted=True)
+            return False
         # Watchers hear of slot and state changes, not of every wiggle in CPU use.
         was_suspect = record.state is not WorkerState.ACTIVE
         changed = was_suspect or record.load != load or _slots(record.report) != _slots(report)
-        updated = await self.store.touch(worker_id, load=load, now=time.time(), report=report)
+        updated = await self.store.touch(worker_id, load=load, now=now, report=report)
         if updated is None:  # removed between the two calls
             return False
         if was_suspect:
