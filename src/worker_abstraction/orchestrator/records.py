@@ -54,25 +54,24 @@ class TaskRecords:
     def __init__(self, journal: TaskJournal, *, keep_finished: int = 10_000) -> None:
         self._journal = journal
         self._keep = keep_finished
-        # The handles stay too, so a late watcher still replays every update of a recent task.
-        self._recent: OrderedDict[str, tuple[TaskRecord, AsyncTaskHandle]] = OrderedDict()
+        # Finished jobs, whose records are made only when asked for (the hot path just keeps a reference);
+        # their handles also let a late watcher replay every update of a recent task.
+        self._recent: OrderedDict[str, Job] = OrderedDict()
 
-    def finished(self, job: Job) -> TaskRecord:
-        record = record_of(job)
-        self._recent[record.task_id] = (record, job.handle)
+    def finished(self, job: Job) -> None:
+        self._recent[job.task.task_id] = job
         while len(self._recent) > self._keep:
             self._recent.popitem(last=False)
         if self._journal.durable:
-            self._journal.finished(record)
-        return record
+            self._journal.finished(record_of(job))
 
     def recent_handle(self, task_id: str) -> AsyncTaskHandle | None:
-        recent = self._recent.get(task_id)
-        return recent[1] if recent is not None else None
+        job = self._recent.get(task_id)
+        return job.handle if job is not None else None
 
     async def get(self, task_id: str) -> TaskRecord | None:
-        recent = self._recent.get(task_id)
-        record = recent[0] if recent is not None else None
+        job = self._recent.get(task_id)
+        record = record_of(job) if job is not None else None
         if record is None and self._journal.durable:
             record = await self._journal.finished_record(task_id)
         return record
@@ -101,7 +100,7 @@ class TaskRecords:
             return (not wanted or record.status in wanted) and (not capability or record.capability == capability)
 
         found = {r.task_id: r for r in (record_of(job) for job in live) if keep(r)}
-        for record, _ in reversed(self._recent.values()):
+        for record in map(record_of, reversed(self._recent.values())):
             if keep(record):
                 found.setdefault(record.task_id, record)
         if self._journal.durable:
