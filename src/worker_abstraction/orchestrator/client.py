@@ -32,7 +32,7 @@ from worker_abstraction.orchestrator.handle import LOST, AsyncTaskHandle
 from worker_abstraction.orchestrator.health import HealthWatch
 from worker_abstraction.orchestrator.journal import TaskJournal
 from worker_abstraction.orchestrator.link import WorkerLink
-from worker_abstraction.orchestrator.records import TaskRecords, finished_handle, record_of
+from worker_abstraction.orchestrator.records import TaskRecords, finished_handle, record_of, statuses_of
 from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.orchestrator.scheduler import Job, Scheduler
 from worker_abstraction.registry.client import RegistryClient
@@ -332,9 +332,8 @@ class AsyncOrchestrator:
         offset: int = 0,
     ) -> tuple[list[TaskRecord], bool]:
         """As `tasks`, and whether more records follow this page."""
-        statuses = [status] if isinstance(status, TaskStatus) else list(status or ())
         return await self._records.page(
-            self._jobs.values(), statuses=statuses, capability=capability or "", limit=limit, offset=offset
+            self._jobs.values(), statuses=statuses_of(status), capability=capability or "", limit=limit, offset=offset
         )
 
     async def execute_many(

@@ -47,7 +47,7 @@ class AsyncTaskHandle:
         capability: str,
         params: Mapping[str, Any],
         timeout_seconds: float,
-        on_done: Callable[[AsyncTaskHandle], None],
+        on_done: Callable[[AsyncTaskHandle], None] | None = None,
     ) -> None:
         self.task_id = task_id
         self.capability = capability
@@ -232,7 +232,8 @@ class AsyncTaskHandle:
         if self.follower is not None and self.follower is not asyncio.current_task():
             self.follower.cancel()
         self._notify()
-        self._on_done(self)
+        if self._on_done is not None:
+            self._on_done(self)
 
     def _raise_if_timed_out(self) -> None:
         if self._queue_timeout is not None:

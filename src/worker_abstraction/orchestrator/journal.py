@@ -82,12 +82,10 @@ class TaskJournal:
         return letters
 
     async def finished_record(self, task_id: str) -> TaskRecord | None:
-        data = await self.store.finished_record(task_id)
-        return _convert.record_from_pb(pb.TaskRecord.FromString(data)) if data else None
+        return _record(await self.store.finished_record(task_id))
 
     async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
-        data = await self.store.finished_by_key(idempotency_key)
-        return _convert.record_from_pb(pb.TaskRecord.FromString(data)) if data else None
+        return _record(await self.store.finished_by_key(idempotency_key))
 
     async def finished_records(
         self, *, statuses: list[TaskStatus], capability: str, limit: int, offset: int
@@ -95,7 +93,7 @@ class TaskJournal:
         found = await self.store.finished_records(
             statuses=[int(s) for s in statuses], capability=capability, limit=limit, offset=offset
         )
-        return [_convert.record_from_pb(pb.TaskRecord.FromString(data)) for data in found]
+        return [record for data in found if (record := _record(data)) is not None]
 
     async def drain(self) -> None:
         """Wait for every write made so far."""
@@ -125,6 +123,10 @@ class TaskJournal:
         pending = asyncio.ensure_future(write)
         self._writes.add(pending)
         pending.add_done_callback(self._writes.discard)
+
+
+def _record(data: bytes | None) -> TaskRecord | None:
+    return _convert.record_from_pb(pb.TaskRecord.FromString(data)) if data else None
 
 
 def _options(job: Job, idempotency_key: str | None) -> str:

@@ -33,10 +33,15 @@ def record_of(job: Job) -> TaskRecord:
     )
 
 
+def statuses_of(status: TaskStatus | Iterable[TaskStatus] | None) -> list[TaskStatus]:
+    """A status filter as a list (empty: any status)."""
+    return [status] if isinstance(status, TaskStatus) else list(status or ())
+
+
 def finished_handle(record: TaskRecord) -> AsyncTaskHandle:
     """A handle on a task that finished before this orchestrator started: it replays the final update."""
     handle = AsyncTaskHandle(
-        task_id=record.task_id, capability=record.capability, params=record.params, timeout_seconds=0, on_done=_ignore
+        task_id=record.task_id, capability=record.capability, params=record.params, timeout_seconds=0
     )
     handle.attempts = list(record.attempts)
     if record.attempts:
@@ -116,7 +121,3 @@ class TaskRecords:
 
 def _newest_first(record: TaskRecord) -> tuple[float, str]:
     return (-(record.submitted_at.timestamp() if record.submitted_at else 0.0), record.task_id)
-
-
-def _ignore(handle: AsyncTaskHandle) -> None:
-    del handle

@@ -30,6 +30,7 @@ from worker_abstraction.errors import (
 from worker_abstraction.orchestrator import batch
 from worker_abstraction.orchestrator.follow import RECONNECT_WINDOW_SECONDS
 from worker_abstraction.orchestrator.handle import ERROR_KEY, AsyncTaskHandle
+from worker_abstraction.orchestrator.records import statuses_of
 from worker_abstraction.orchestrator.retry import RetryPolicy, policy_to_pb
 from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, WorkerHealth, WorkerInfo
 
@@ -106,7 +107,7 @@ class RemoteOrchestrator:
         try:
             stats = await self._stub.GetQueueStats(empty_pb2.Empty(), timeout=10)
         except aio.AioRpcError as error:
-            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+            raise self._unavailable(error) from error
         depths: dict[str, dict[int, int]] = {}
         for depth in stats.depths:
             depths.setdefault(depth.capability, {})[depth.priority] = depth.waiting
@@ -162,9 +163,7 @@ class RemoteOrchestrator:
         except aio.AioRpcError as error:
             raise _error_from(error, capability, task.task_id) from error
         # The daemon enforces deadlines and reports them as updates; this handle keeps none of its own.
-        handle = AsyncTaskHandle(
-            task_id=response.task_id, capability=capability, params=params, timeout_seconds=0, on_done=_ignore
-        )
+        handle = AsyncTaskHandle(task_id=response.task_id, capability=capability, params=params, timeout_seconds=0)
         handle.assign(response.worker_id, response.worker_address)
         handle.canceller = self._cancel
         follower = asyncio.create_task(self._follow(handle), name=f"watch-{handle.task_id}")
@@ -184,7 +183,7 @@ class RemoteOrchestrator:
         except aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.NOT_FOUND:
                 raise TaskNotFoundError(task_id, "the orchestrator") from error
-            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+            raise self._unavailable(error) from error
         return _convert.record_from_pb(record)
 
     async def tasks(
@@ -208,9 +207,8 @@ class RemoteOrchestrator:
         offset: int = 0,
     ) -> tuple[list[TaskRecord], bool]:
         """As `tasks`, and whether more records follow this page."""
-        statuses = [status] if isinstance(status, TaskStatus) else list(status or ())
         request = pb.ListTasksRequest(
-            statuses=[int(s) for s in statuses],  # type: ignore[misc]  # TaskStatus mirrors the proto enum
+            statuses=[int(s) for s in statuses_of(status)],  # type: ignore[misc]  # TaskStatus mirrors the proto enum
             capability=capability or "",
             limit=limit,
             page_token=str(offset) if offset else "",
@@ -218,7 +216,7 @@ class RemoteOrchestrator:
         try:
             response = await self._stub.ListTasks(request, timeout=30)
         except aio.AioRpcError as error:
-            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+            raise self._unavailable(error) from error
         return [_convert.record_from_pb(r) for r in response.tasks], bool(response.next_page_token)
 
     async def worker_health(self) -> list[WorkerHealth]:
@@ -226,7 +224,7 @@ class RemoteOrchestrator:
         try:
             response = await self._stub.ListWorkers(empty_pb2.Empty(), timeout=10)
         except aio.AioRpcError as error:
-            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+            raise self._unavailable(error) from error
         return [_convert.health_from_pb(h) for h in response.workers]
 
     async def dead_letters(self) -> list[DeadLetter]:
@@ -234,7 +232,7 @@ class RemoteOrchestrator:
         try:
             letters = await self._stub.ListDeadLetters(empty_pb2.Empty(), timeout=10)
         except aio.AioRpcError as error:
-            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+            raise self._unavailable(error) from error
         return [_convert.dead_letter_from_pb(entry) for entry in letters.entries]
 
     async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle:
@@ -259,12 +257,12 @@ class RemoteOrchestrator:
         try:
             response = await self._stub.PurgeDeadLetters(request, timeout=10)
         except aio.AioRpcError as error:
-            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+            raise self._unavailable(error) from error
         return int(response.purged)
 
     async def watch(self, task_id: str) -> AsyncTaskHandle:
         """A handle on a task the daemon holds (e.g. to follow it again after a restart on either side)."""
-        handle = AsyncTaskHandle(task_id=task_id, capability="", params={}, timeout_seconds=0, on_done=_ignore)
+        handle = AsyncTaskHandle(task_id=task_id, capability="", params={}, timeout_seconds=0)
         handle.canceller = self._cancel
         follower = asyncio.create_task(self._follow(handle), name=f"watch-{task_id}")
         self._followers.add(follower)
@@ -283,8 +281,11 @@ class RemoteOrchestrator:
         except aio.AioRpcError as error:
             if error.code() is grpc.StatusCode.NOT_FOUND:
                 raise TaskNotFoundError(task_id, "the orchestrator") from error
-            raise OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}") from error
+            raise self._unavailable(error) from error
         return bool(response.canceled)
+
+    def _unavailable(self, error: aio.AioRpcError) -> OrchestratorUnavailableError:
+        return OrchestratorUnavailableError(f"orchestrator {self.address}: {error.details()}")
 
     async def _cancel(self, handle: AsyncTaskHandle, reason: str) -> bool:
         return await self.cancel(handle.task_id, reason)
@@ -316,10 +317,6 @@ class RemoteOrchestrator:
                 handle.lost(f"orchestrator {self.address} is unreachable")
                 return
             await asyncio.sleep(0.2)
-
-
-def _ignore(handle: AsyncTaskHandle) -> None:
-    del handle
 
 
 def _error_from(error: aio.AioRpcError, capability: str, task_id: str) -> WorkerAbstractionError:
