@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from worker_abstraction.lifecycle import TRANSITIONS, allowed
+from worker_abstraction.lifecycle import ATTEMPT_TRANSITIONS, TASK_TRANSITIONS, allowed, attempt_allowed
 from worker_abstraction.types import TaskStatus
 
 
@@ -20,4 +20,13 @@ def test_the_ordinary_and_retry_paths_are_legal() -> None:
 
 
 def test_every_status_has_a_row() -> None:
-    assert set(TRANSITIONS) == set(TaskStatus)
+    assert set(TASK_TRANSITIONS) == set(TaskStatus)
+
+
+def test_an_attempt_on_a_worker_is_a_strict_subset_of_the_task_lifecycle() -> None:
+    # A worker never sends PENDING after PENDING, nor goes back from RUNNING: only the orchestrator retries.
+    for current, following in ATTEMPT_TRANSITIONS.items():
+        assert following <= TASK_TRANSITIONS[current]
+    assert not attempt_allowed(TaskStatus.RUNNING, TaskStatus.PENDING)
+    assert not attempt_allowed(TaskStatus.COMPLETED, TaskStatus.RUNNING)
+    assert attempt_allowed(TaskStatus.PENDING, TaskStatus.CANCELED)

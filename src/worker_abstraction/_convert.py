@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import json
+import math
 import time
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.errors import InvalidParametersError
+from worker_abstraction.codec import EncodedParams, decode_params, encode_params
+from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError
+from worker_abstraction.options import RetryPolicy, TaskOptions
 from worker_abstraction.types import (
     Attempt,
     CapabilitySpec,
     DeadLetter,
+    FailureOrigin,
     LoadReport,
     ParameterSpec,
+    TaskFailure,
     TaskRecord,
+    TaskSpec,
     TaskStatus,
     TaskUpdate,
     WorkerHealth,
@@ -153,8 +157,9 @@ def task_result(
     progress: float = 0.0,
     progress_message: str = "",
     attempt: int = 0,
+    failure: TaskFailure | None = None,
 ) -> pb.TaskResult:
-    return pb.TaskResult(
+    message = pb.TaskResult(
         attempt=attempt,
         task_id=task_id,
         status=int(status),  # type: ignore[arg-type]  # TaskStatus mirrors the proto enum value for value
@@ -166,6 +171,44 @@ def task_result(
         progress_message=progress_message,
         worker_id=worker_id,
     )
+    if failure is not None:
+        message.failure.CopyFrom(failure_to_pb(failure))
+    return message
+
+
+def failure_to_pb(failure: TaskFailure) -> pb.TaskFailure:
+    return pb.TaskFailure(
+        type=failure.type,
+        message=failure.message,
+        retryable=failure.retryable,
+        origin=int(failure.origin),  # type: ignore[arg-type]  # FailureOrigin mirrors the proto enum
+    )
+
+
+_ORIGINS = {int(o): o for o in FailureOrigin}
+
+
+def failure_from_pb(message: pb.TaskFailure) -> TaskFailure:
+    return TaskFailure(
+        type=message.type,
+        message=message.message,
+        origin=_ORIGINS.get(message.origin, FailureOrigin.UNSPECIFIED),
+        retryable=message.retryable,
+    )
+
+
+def _failure_of(message: pb.TaskResult, status: TaskStatus) -> TaskFailure | None:
+    if message.HasField("failure"):
+        return failure_from_pb(message.failure)
+    # A seed worker says only "Type: message" (or anything at all): the best reading of its text.
+    if status is TaskStatus.FAILED:
+        kind, colon, rest = message.error_message.partition(":")
+        if colon and kind.isidentifier():
+            return TaskFailure(kind, rest.strip(), FailureOrigin.HANDLER)
+        return TaskFailure("Error", message.error_message, FailureOrigin.HANDLER)
+    if status is TaskStatus.CANCELED:
+        return TaskFailure("Canceled", message.error_message, FailureOrigin.CANCELED, retryable=False)
+    return None
 
 
 _STATUSES = {int(s): s for s in TaskStatus}
@@ -187,6 +230,7 @@ def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
         attempt=message.attempt,
         timestamp_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
         metadata=dict(message.metadata) if message.metadata else {},
+        failure=_failure_of(message, status) if status.is_terminal else None,
     )
 
 
@@ -205,24 +249,140 @@ def update_to_pb(update: TaskUpdate, *, sequence: int | None = None) -> pb.TaskR
     )
     if update.timestamp_ns:
         message.completed_at.seconds, message.completed_at.nanos = divmod(update.timestamp_ns, 1_000_000_000)
+    if update.failure is not None:
+        message.failure.CopyFrom(failure_to_pb(update.failure))
     return message
 
 
-def task_parameters(params: Mapping[str, Any]) -> list[pb.TaskParameter]:
-    """Arguments as the contract carries them, JSON-encoded.
+def parameters_to_pb(encoded: EncodedParams) -> list[pb.TaskParameter]:
+    return [pb.TaskParameter(key=key, value_json=text) for key, text in encoded]
+
+
+def parameters_from_pb(parameters: Any) -> tuple[EncodedParams, dict[str, Any]]:
+    """The arguments of a wire message, as JSON texts and decoded.
 
     Raises:
-        InvalidParametersError: listing every value that is not JSON-serializable.
+        InvalidParametersError: a repeated name or a value that is not JSON (every one listed).
     """
-    encoded, problems = [], []
-    for key, value in params.items():
+    encoded = tuple((p.key, p.value_json) for p in parameters)
+    return encoded, decode_params(encoded)
+
+
+def task_to_pb(spec: TaskSpec, *, attempt: int, worker_id: str) -> pb.Task:
+    """The task as a worker receives it (one dispatch of it: `attempt`)."""
+    options = spec.options
+    created = pb.Task(
+        task_id=spec.task_id,
+        worker_id=worker_id,
+        capability_name=spec.capability,
+        parameters=parameters_to_pb(spec.encoded_params),
+        # The contract counts whole seconds; round up so a short deadline never becomes "none".
+        timeout_seconds=math.ceil(options.timeout_seconds),
+        metadata=options.metadata,
+        priority=options.priority,
+        fairness_key=options.fairness_key,
+        required_tags=options.required_tags,
+        preferred_tags=options.preferred_tags,
+        attempt=attempt,
+    )
+    created.created_at.seconds, created.created_at.nanos = divmod(spec.created_at_ns, 1_000_000_000)
+    return created
+
+
+def retry_policy_to_pb(policy: RetryPolicy) -> pb.RetryPolicy:
+    return pb.RetryPolicy(
+        max_attempts=policy.max_attempts,
+        initial_backoff_seconds=policy.initial_backoff_seconds,
+        backoff_multiplier=policy.backoff_multiplier,
+        max_backoff_seconds=policy.max_backoff_seconds,
+        jitter=policy.jitter,
+        retry_task_errors=policy.retry_task_errors,
+        non_retryable_errors=list(policy.non_retryable_errors),
+    )
+
+
+def retry_policy_from_pb(message: pb.RetryPolicy) -> RetryPolicy:
+    """Raises InvalidTaskOptionsError for a policy out of range (e.g. max_attempts < 1)."""
+    return RetryPolicy(
+        max_attempts=message.max_attempts,
+        initial_backoff_seconds=message.initial_backoff_seconds,
+        backoff_multiplier=message.backoff_multiplier,
+        max_backoff_seconds=message.max_backoff_seconds,
+        jitter=message.jitter,
+        retry_task_errors=message.retry_task_errors,
+        non_retryable_errors=tuple(message.non_retryable_errors),
+    )
+
+
+def spec_to_pb(spec: TaskSpec) -> pb.SubmitTaskRequest:
+    """A submission (what the daemon's SubmitTask takes, and what a store keeps of a task)."""
+    options = spec.options
+    request = pb.SubmitTaskRequest(
+        task=task_to_pb(spec, attempt=0, worker_id=options.worker_id),
+        idempotency_key=options.idempotency_key,
+        exact_timeout_seconds=options.timeout_seconds,
+    )
+    if options.retry_policy is not None:
+        request.retry_policy.CopyFrom(retry_policy_to_pb(options.retry_policy))
+    if options.queue_timeout_seconds is not None:
+        request.queue_timeout_seconds = options.queue_timeout_seconds
+    return request
+
+
+def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
+    """A submission read from the wire or a store; the task id and creation time may be empty (0).
+
+    Raises:
+        InvalidParametersError: the arguments or the options break the contract (every problem listed; an
+            InvalidTaskOptionsError when only the options do).
+    """
+    task = request.task
+    param_problems: list[str] = []
+    option_problems: list[str] = []
+    encoded: EncodedParams = ()
+    params: dict[str, Any] = {}
+    try:
+        encoded, params = parameters_from_pb(task.parameters)
+    except InvalidParametersError as error:
+        param_problems = error.problems
+    retry = None
+    if request.HasField("retry_policy"):
         try:
-            encoded.append(pb.TaskParameter(key=key, value_json=json.dumps(value)))
-        except (TypeError, ValueError) as error:
-            problems.append(f"parameter {key!r} is not JSON-serializable: {error}")
-    if problems:
-        raise InvalidParametersError(problems)
-    return encoded
+            retry = retry_policy_from_pb(request.retry_policy)
+        except InvalidTaskOptionsError as error:
+            option_problems += error.problems
+    timeout = request.exact_timeout_seconds if request.HasField("exact_timeout_seconds") else task.timeout_seconds
+    queue_timeout = request.queue_timeout_seconds if request.HasField("queue_timeout_seconds") else None
+    options = TaskOptions()
+    try:
+        options = TaskOptions(
+            timeout_seconds=timeout,
+            priority=task.priority,
+            fairness_key=task.fairness_key,
+            required_tags=tuple(task.required_tags),
+            preferred_tags=tuple(task.preferred_tags),
+            worker_id=task.worker_id,
+            metadata=dict(task.metadata),
+            task_id=task.task_id,
+            retry_policy=retry,
+            queue_timeout_seconds=queue_timeout,
+            idempotency_key=request.idempotency_key,
+        )
+    except InvalidTaskOptionsError as error:
+        option_problems += error.problems
+    if param_problems:
+        raise InvalidParametersError(param_problems + option_problems)
+    if option_problems:
+        raise InvalidTaskOptionsError(option_problems)
+    stamp = task.created_at
+    return TaskSpec(
+        task_id=task.task_id,
+        capability=task.capability_name,
+        params=params,
+        encoded_params=encoded,
+        options=options,
+        created_at_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
+    )
 
 
 def attempt_to_pb(attempt: Attempt) -> pb.AttemptRecord:
@@ -250,22 +410,28 @@ def attempt_from_pb(message: pb.AttemptRecord) -> Attempt:
 
 
 def dead_letter_to_pb(letter: DeadLetter) -> pb.DeadLetterEntry:
+    encoded = encode_params(letter.params)
+    spec = TaskSpec(letter.task_id, letter.capability, letter.params, encoded, letter.options, 0)
     return pb.DeadLetterEntry(
         task_id=letter.task_id,
         capability=letter.capability,
-        parameters=task_parameters(letter.params),
+        parameters=parameters_to_pb(encoded),
         attempts=[attempt_to_pb(a) for a in letter.attempts],
         error_message=letter.error_message,
+        submission=spec_to_pb(spec),
     )
 
 
 def dead_letter_from_pb(message: pb.DeadLetterEntry) -> DeadLetter:
+    """Raises InvalidParametersError for an entry whose arguments or options are broken."""
+    options = spec_from_pb(message.submission).options if message.HasField("submission") else TaskOptions()
     return DeadLetter(
         task_id=message.task_id,
         capability=message.capability,
-        params={p.key: json.loads(p.value_json) for p in message.parameters},
+        params=parameters_from_pb(message.parameters)[1],
         attempts=tuple(attempt_from_pb(a) for a in message.attempts),
         error_message=message.error_message,
+        options=options,
     )
 
 
@@ -274,7 +440,7 @@ def record_to_pb(record: TaskRecord) -> pb.TaskRecord:
         task_id=record.task_id,
         capability=record.capability,
         status=f"TASK_STATUS_{record.status.name}",
-        parameters=task_parameters(record.params),
+        parameters=parameters_to_pb(encode_params(record.params)),
         attempts=[attempt_to_pb(a) for a in record.attempts],
         dead_lettered=record.dead_lettered,
         cancel_reason=record.cancel_reason,
@@ -292,7 +458,7 @@ def record_from_pb(message: pb.TaskRecord) -> TaskRecord:
         task_id=message.task_id,
         capability=message.capability,
         status=_STATUSES.get(message.status, TaskStatus.UNKNOWN),
-        params={p.key: json.loads(p.value_json) for p in message.parameters},
+        params=parameters_from_pb(message.parameters)[1],
         attempts=tuple(attempt_from_pb(a) for a in message.attempts),
         last_update=update_from_pb(message.last_update) if message.HasField("last_update") else None,
         submitted_at=from_timestamp(message.submitted_at),

@@ -1,7 +1,15 @@
-"""gRPC plumbing shared by every part: servers, channels, and the status-code boundary."""
+"""gRPC plumbing shared by every part: servers, channels, and the one error <-> status table.
+
+The table serves both directions. A servicer raises one of our errors and `abort` turns it into its status
+code, with the error's class and fields in the trailing metadata; `error_from` turns that back into the same
+class with the same fields in the caller. A peer that sends no such metadata (a seed-built server) still
+gets the most fitting class for its status code.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -9,10 +17,19 @@ from grpc import aio
 
 from worker_abstraction.errors import (
     BindError,
+    InvalidParametersError,
     InvalidWorkerInfoError,
+    NoWorkerError,
+    OrchestratorUnavailableError,
+    QueueFullError,
+    RegistryUnavailableError,
+    StoreInUseError,
+    TaskExistsError,
     TaskNotFoundError,
+    TaskRejectedError,
     WorkerAbstractionError,
     WorkerNotFoundError,
+    error_class,
 )
 
 # Keepalive lets both ends notice a dead peer on an idle long-lived stream (watch, status streams).
@@ -65,15 +82,67 @@ def code_of(error: BaseException) -> grpc.StatusCode | None:
     return error.code() if isinstance(error, aio.AioRpcError) else None
 
 
+# The one table: the first class an error is an instance of gives its status code.
+STATUS: tuple[tuple[type[WorkerAbstractionError], grpc.StatusCode], ...] = (
+    (InvalidParametersError, grpc.StatusCode.INVALID_ARGUMENT),  # InvalidTaskOptionsError too
+    (InvalidWorkerInfoError, grpc.StatusCode.INVALID_ARGUMENT),
+    (WorkerNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (TaskNotFoundError, grpc.StatusCode.NOT_FOUND),
+    (TaskExistsError, grpc.StatusCode.ALREADY_EXISTS),
+    (QueueFullError, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (NoWorkerError, grpc.StatusCode.FAILED_PRECONDITION),
+    (TaskRejectedError, grpc.StatusCode.FAILED_PRECONDITION),
+    (StoreInUseError, grpc.StatusCode.FAILED_PRECONDITION),
+    (RegistryUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (OrchestratorUnavailableError, grpc.StatusCode.UNAVAILABLE),
+)
+# Trailing metadata naming the error's class and carrying its fields (JSON), so it is rebuilt exactly.
+ERROR_KEY = "wa-error"
+FIELDS_KEY = "wa-error-fields"
+# Status details and metadata travel in HTTP/2 headers (8 KiB by default): long messages are cut.
+_MAX_DETAILS = 2000
+_MAX_FIELDS = 4000
+
+
+def status_of(error: WorkerAbstractionError) -> grpc.StatusCode:
+    """The status code an error travels as."""
+    return next((code for kind, code in STATUS if isinstance(error, kind)), grpc.StatusCode.INTERNAL)
+
+
 async def abort(context: aio.ServicerContext[Any, Any], error: WorkerAbstractionError) -> NoReturn:
-    """The server-side boundary: turn one of our errors into the matching status code."""
-    await context.abort(_status_of(error), str(error))
+    """The server-side boundary: turn one of our errors into its status code, class and fields."""
+    metadata = [(ERROR_KEY, type(error).__name__)]
+    fields = json.dumps(error.fields(), default=str)
+    if len(fields) <= _MAX_FIELDS:
+        metadata.append((FIELDS_KEY, fields))
+    context.set_trailing_metadata(tuple(metadata))
+    details = str(error)
+    if len(details) > _MAX_DETAILS:
+        details = details[:_MAX_DETAILS] + f"... ({len(details) - _MAX_DETAILS} more characters)"
+    await context.abort(status_of(error), details)
     raise AssertionError("unreachable: context.abort raises")
 
 
-def _status_of(error: WorkerAbstractionError) -> grpc.StatusCode:
-    if isinstance(error, InvalidWorkerInfoError):
-        return grpc.StatusCode.INVALID_ARGUMENT
-    if isinstance(error, (WorkerNotFoundError, TaskNotFoundError)):
-        return grpc.StatusCode.NOT_FOUND
-    return grpc.StatusCode.INTERNAL
+def error_from(error: aio.AioRpcError, unavailable: Callable[[str], WorkerAbstractionError]) -> WorkerAbstractionError:
+    """The client-side boundary: the error a failed call stands for.
+
+    Args:
+        error: the failed call.
+        unavailable: makes the error for "the server could not be reached / did not answer".
+    """
+    metadata: Any = error.trailing_metadata() or ()
+    found = {str(key): value for key, value in metadata if key in (ERROR_KEY, FIELDS_KEY)}
+    kind = error_class(str(found.get(ERROR_KEY, "")))
+    details = error.details() or ""
+    if kind is not None and FIELDS_KEY in found:
+        try:
+            return kind(**json.loads(found[FIELDS_KEY]))
+        except (TypeError, ValueError):
+            pass  # fields of another version: fall back to the status code
+    if kind is not None and kind.fields is WorkerAbstractionError.fields:
+        return kind(details)
+    if error.code() in TRANSPORT_CODES or error.code() is grpc.StatusCode.CANCELLED:
+        return unavailable(f"{error.code().name}: {details}")
+    if error.code() is grpc.StatusCode.INVALID_ARGUMENT:
+        return InvalidParametersError([details])
+    return WorkerAbstractionError(f"{error.code().name}: {details}")

@@ -4,25 +4,40 @@ WorkerAbstractionError
 ├── InvalidCapabilityError      a @capability signature that cannot be described (raised at import)
 ├── InvalidWorkerInfoError      a registration the registry refuses (INVALID_ARGUMENT)
 ├── WorkerNotFoundError         an unknown worker id (NOT_FOUND)
-├── RegistryUnavailableError    the registry cannot be reached
-├── OrchestratorUnavailableError  the orchestrator daemon cannot be reached
+├── RegistryUnavailableError    the registry cannot be reached (UNAVAILABLE)
+├── OrchestratorUnavailableError  the orchestrator daemon cannot be reached (UNAVAILABLE)
 ├── BindError                   a server cannot listen on its address
-├── NoWorkerError               no live worker offers the capability or meets the task's needs
+├── StoreInUseError             another daemon holds the task store
+├── NoWorkerError               no live worker offers the capability or meets the task's needs (FAILED_PRECONDITION)
 ├── QueueFullError              the orchestrator's queue is at its bound (RESOURCE_EXHAUSTED)
 ├── InvalidParametersError      task arguments that cannot be sent (INVALID_ARGUMENT)
+│   └── InvalidTaskOptionsError task options out of range (INVALID_ARGUMENT)
 └── TaskError                   something about one task
-    ├── TaskNotFoundError       the worker does not know the task id (NOT_FOUND)
-    ├── TaskRejectedError       the worker refused the task, with its reason
+    ├── TaskNotFoundError       nobody knows the task id (NOT_FOUND)
+    ├── TaskExistsError         the task id is taken (ALREADY_EXISTS)
+    ├── TaskRejectedError       the worker refused the task, with its reason (FAILED_PRECONDITION)
     ├── TaskFailedError         the task ended FAILED, with the worker's error message
     ├── TaskCanceledError       the task ended CANCELED
     └── TaskTimeoutError        no terminal state within the timeout
+
+Every error can say what it was made from (`fields()`), so an error raised by a daemon arrives in the
+caller as the same class with the same fields (see `_rpc.py`, the one status table).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class WorkerAbstractionError(Exception):
     """Root of everything this package raises."""
+
+    def fields(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this error (`type(error)(**error.fields())`)."""
+        return {"message": str(self)}
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
 
 
 class InvalidCapabilityError(WorkerAbstractionError):
@@ -34,7 +49,10 @@ class InvalidWorkerInfoError(WorkerAbstractionError):
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("invalid worker registration: " + "; ".join(problems))
-        self.problems = problems
+        self.problems = list(problems)
+
+    def fields(self) -> dict[str, Any]:
+        return {"problems": self.problems}
 
 
 class WorkerNotFoundError(WorkerAbstractionError):
@@ -43,6 +61,9 @@ class WorkerNotFoundError(WorkerAbstractionError):
     def __init__(self, worker_id: str) -> None:
         super().__init__(f"worker {worker_id!r} is not registered")
         self.worker_id = worker_id
+
+    def fields(self) -> dict[str, Any]:
+        return {"worker_id": self.worker_id}
 
 
 class RegistryUnavailableError(WorkerAbstractionError):
@@ -57,21 +78,46 @@ class BindError(WorkerAbstractionError):
     """A server could not listen on the requested address (in use, or not an address of this machine)."""
 
 
+class StoreInUseError(WorkerAbstractionError):
+    """Another orchestrator daemon holds this task store; one store has one daemon."""
+
+    def __init__(self, path: str, holder: str) -> None:
+        super().__init__(f"task store {path} is in use by {holder}; stop that daemon or use another --store")
+        self.path, self.holder = path, holder
+
+    def fields(self) -> dict[str, Any]:
+        return {"path": self.path, "holder": self.holder}
+
+
 class NoWorkerError(WorkerAbstractionError):
-    """No live worker offers the requested capability."""
+    """No live worker offers the requested capability (or none meets the task's requirements)."""
 
     def __init__(self, capability: str, detail: str = "", *, headline: str = "") -> None:
         message = headline or f"no live worker offers capability {capability!r}"
         super().__init__(f"{message} ({detail})" if detail else message)
-        self.capability = capability
+        self.capability, self.detail, self.headline = capability, detail, headline
+
+    def fields(self) -> dict[str, Any]:
+        return {"capability": self.capability, "detail": self.detail, "headline": self.headline}
 
 
 class InvalidParametersError(WorkerAbstractionError):
     """Task arguments that cannot be sent; `problems` lists every issue found."""
 
+    what = "task parameters"
+
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid task parameters: " + "; ".join(problems))
-        self.problems = problems
+        super().__init__(f"invalid {self.what}: " + "; ".join(problems))
+        self.problems = list(problems)
+
+    def fields(self) -> dict[str, Any]:
+        return {"problems": self.problems}
+
+
+class InvalidTaskOptionsError(InvalidParametersError):
+    """Task options out of range or of the wrong type; `problems` lists every issue found."""
+
+    what = "task options"
 
 
 class QueueFullError(WorkerAbstractionError):
@@ -81,6 +127,9 @@ class QueueFullError(WorkerAbstractionError):
         super().__init__(f"queue full: {limit} task(s) already waiting ({scope}); task for {capability!r} refused")
         self.capability, self.limit, self.scope = capability, limit, scope
 
+    def fields(self) -> dict[str, Any]:
+        return {"capability": self.capability, "limit": self.limit, "scope": self.scope}
+
 
 class TaskError(WorkerAbstractionError):
     """Base of the errors about one task."""
@@ -89,19 +138,29 @@ class TaskError(WorkerAbstractionError):
         super().__init__(message)
         self.task_id = task_id
 
+    def fields(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "message": str(self)}
+
 
 class TaskNotFoundError(TaskError):
-    """The worker does not know this task id."""
+    """Nobody here knows this task id."""
 
     def __init__(self, task_id: str, where: str = "the worker") -> None:
         super().__init__(task_id, f"task {task_id!r} is unknown to {where}")
+        self.where = where
+
+    def fields(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "where": self.where}
 
 
 class TaskExistsError(TaskError):
-    """A task with this id is already in progress (give a new id, or use an idempotency key)."""
+    """A task with this id was already submitted (ids are never reused; use an idempotency key to resubmit)."""
 
     def __init__(self, task_id: str) -> None:
-        super().__init__(task_id, f"task {task_id!r} already exists and has not finished; submit with a new id")
+        super().__init__(task_id, f"task id {task_id!r} is already taken; submit with a new id")
+
+    def fields(self) -> dict[str, Any]:
+        return {"task_id": self.task_id}
 
 
 class TaskRejectedError(TaskError):
@@ -111,13 +170,19 @@ class TaskRejectedError(TaskError):
         super().__init__(task_id, f"task {task_id} rejected: {reason}")
         self.reason = reason
 
+    def fields(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "reason": self.reason}
+
 
 class TaskFailedError(TaskError):
-    """The task ended FAILED; `error_message` is what the worker reported."""
+    """The task ended FAILED; `error_message` is what the worker reported, `error_type` the error's type."""
 
-    def __init__(self, task_id: str, error_message: str) -> None:
+    def __init__(self, task_id: str, error_message: str, *, error_type: str = "") -> None:
         super().__init__(task_id, f"task {task_id} failed: {error_message}")
-        self.error_message = error_message
+        self.error_message, self.error_type = error_message, error_type
+
+    def fields(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "error_message": self.error_message, "error_type": self.error_type}
 
 
 class TaskCanceledError(TaskError):
@@ -127,9 +192,12 @@ class TaskCanceledError(TaskError):
         super().__init__(task_id, f"task {task_id} was canceled" + (f": {reason}" if reason else ""))
         self.reason = reason
 
+    def fields(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "reason": self.reason}
+
 
 class TaskTimeoutError(TaskError):
-    """The task reached no terminal state within its timeout."""
+    """The task reached no terminal state within its timeout (or waited too long for a worker: `in_queue`)."""
 
     def __init__(self, task_id: str, timeout_seconds: float, *, in_queue: bool = False) -> None:
         if in_queue:
@@ -138,3 +206,14 @@ class TaskTimeoutError(TaskError):
             message = f"task {task_id} did not finish within {timeout_seconds:g}s"
         super().__init__(task_id, message)
         self.timeout_seconds, self.in_queue = timeout_seconds, in_queue
+
+    def fields(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "timeout_seconds": self.timeout_seconds, "in_queue": self.in_queue}
+
+
+def error_class(name: str) -> type[WorkerAbstractionError] | None:
+    """The error class of this package called `name` (None for any other name)."""
+    found = globals().get(name)
+    if isinstance(found, type) and issubclass(found, WorkerAbstractionError):
+        return found
+    return None

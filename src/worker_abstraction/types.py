@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from worker_abstraction.options import TaskOptions
 
 
 class TaskStatus(enum.IntEnum):
@@ -127,6 +130,36 @@ class WorkerInfo:
         return self._by_name.get(name)
 
 
+class FailureOrigin(enum.IntEnum):
+    """Where a failure came from; mirrors the contract's FailureOrigin member for member."""
+
+    UNSPECIFIED = 0
+    HANDLER = 1  # the capability's handler raised (or returned an output that cannot be sent)
+    TIMEOUT = 2  # a deadline passed: the execution timeout, or the wait in the queue
+    INFRASTRUCTURE = 3  # the worker died, became unreachable, lost the task or gave it up
+    CANCELED = 4  # someone canceled the task
+    REJECTED = 5  # the worker refused the task as invalid for it
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFailure:
+    """Why a task (or one attempt of it) failed or was canceled, for programs.
+
+    `type` names the error ("ValueError", "DeadlineExceeded", "WorkerLost", ...), `message` is its own
+    message, `retryable` False means trying again cannot help, `origin` says who or what ended it.
+    """
+
+    type: str
+    message: str = ""
+    origin: FailureOrigin = FailureOrigin.HANDLER
+    retryable: bool = True
+
+    @property
+    def text(self) -> str:
+        """The failure as one line, "Type: message" (what `TaskUpdate.error_message` carries)."""
+        return f"{self.type}: {self.message}" if self.type and self.message else self.type or self.message
+
+
 @dataclass(frozen=True, slots=True)
 class TaskUpdate:
     """One state of a task, as streamed by its worker."""
@@ -142,6 +175,7 @@ class TaskUpdate:
     attempt: int = 0  # which dispatch of the task produced it (0: not numbered, e.g. a seed worker)
     timestamp_ns: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
+    failure: TaskFailure | None = None  # set on FAILED and CANCELED updates
 
     @property
     def is_terminal(self) -> bool:
@@ -180,7 +214,7 @@ class DeadLetter:
     params: dict[str, Any]
     attempts: tuple[Attempt, ...]
     error_message: str
-    options: dict[str, Any] = field(default_factory=dict, repr=False)  # to submit it again as it was
+    options: TaskOptions = field(default_factory=TaskOptions, repr=False)  # to submit it again as it was
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,3 +253,19 @@ class WorkerHealth:
     state_reason: str = ""
     circuit: str = "closed"  # "closed", "open" or "half-open"
     in_flight: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A submitted task as the engine carries it: id, capability, arguments (decoded and as JSON), options."""
+
+    task_id: str
+    capability: str
+    params: Mapping[str, Any]
+    encoded_params: tuple[tuple[str, str], ...]  # (name, JSON) pairs: encoded once, sent as they are
+    options: TaskOptions
+    created_at_ns: int  # wall clock, nanoseconds since the epoch
+
+    @property
+    def created_at(self) -> datetime:
+        return datetime.fromtimestamp(self.created_at_ns / 1e9, UTC)

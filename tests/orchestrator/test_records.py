@@ -93,7 +93,7 @@ async def test_a_restarted_orchestrator_still_knows_finished_tasks_dead_letters_
 
         [letter] = second.dead_letters()
         assert letter.task_id == lettered.task_id and len(letter.attempts) == 2
-        assert letter.options["retry_policy"] == policy  # requeued as it was submitted
+        assert letter.options.retry_policy == policy  # requeued as it was submitted
         requeued = await second.requeue_dead_letter(lettered.task_id)
         assert await requeued.result(timeout_seconds=5)
         await second.task(requeued.task_id)

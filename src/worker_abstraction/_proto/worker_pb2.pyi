@@ -27,6 +27,15 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATUS_FAILED: _ClassVar[TaskStatus]
     TASK_STATUS_CANCELED: _ClassVar[TaskStatus]
 
+class FailureOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAILURE_ORIGIN_UNSPECIFIED: _ClassVar[FailureOrigin]
+    FAILURE_ORIGIN_HANDLER: _ClassVar[FailureOrigin]
+    FAILURE_ORIGIN_TIMEOUT: _ClassVar[FailureOrigin]
+    FAILURE_ORIGIN_INFRASTRUCTURE: _ClassVar[FailureOrigin]
+    FAILURE_ORIGIN_CANCELED: _ClassVar[FailureOrigin]
+    FAILURE_ORIGIN_REJECTED: _ClassVar[FailureOrigin]
+
 class RejectReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REJECT_REASON_UNSPECIFIED: _ClassVar[RejectReason]
@@ -51,6 +60,12 @@ TASK_STATUS_RUNNING: TaskStatus
 TASK_STATUS_COMPLETED: TaskStatus
 TASK_STATUS_FAILED: TaskStatus
 TASK_STATUS_CANCELED: TaskStatus
+FAILURE_ORIGIN_UNSPECIFIED: FailureOrigin
+FAILURE_ORIGIN_HANDLER: FailureOrigin
+FAILURE_ORIGIN_TIMEOUT: FailureOrigin
+FAILURE_ORIGIN_INFRASTRUCTURE: FailureOrigin
+FAILURE_ORIGIN_CANCELED: FailureOrigin
+FAILURE_ORIGIN_REJECTED: FailureOrigin
 REJECT_REASON_UNSPECIFIED: RejectReason
 REJECT_REASON_INVALID_TASK: RejectReason
 REJECT_REASON_RESOURCE_EXHAUSTED: RejectReason
@@ -182,7 +197,7 @@ class Task(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., capability_name: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., timeout_seconds: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., fairness_key: _Optional[str] = ..., required_tags: _Optional[_Iterable[str]] = ..., preferred_tags: _Optional[_Iterable[str]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "status", "output_json", "error_message", "completed_at", "metadata", "sequence", "progress", "progress_message", "worker_id", "attempt")
+    __slots__ = ("task_id", "status", "output_json", "error_message", "completed_at", "metadata", "sequence", "progress", "progress_message", "worker_id", "attempt", "failure")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +216,7 @@ class TaskResult(_message.Message):
     PROGRESS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: TaskStatus
     output_json: str
@@ -212,7 +228,20 @@ class TaskResult(_message.Message):
     progress_message: str
     worker_id: str
     attempt: int
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., output_json: _Optional[str] = ..., error_message: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., sequence: _Optional[int] = ..., progress: _Optional[float] = ..., progress_message: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+    failure: TaskFailure
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., output_json: _Optional[str] = ..., error_message: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., sequence: _Optional[int] = ..., progress: _Optional[float] = ..., progress_message: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., failure: _Optional[_Union[TaskFailure, _Mapping]] = ...) -> None: ...
+
+class TaskFailure(_message.Message):
+    __slots__ = ("type", "message", "retryable", "origin")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    RETRYABLE_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    message: str
+    retryable: bool
+    origin: FailureOrigin
+    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ..., origin: _Optional[_Union[FailureOrigin, str]] = ...) -> None: ...
 
 class RegisterWorkerRequest(_message.Message):
     __slots__ = ("worker_info",)
@@ -459,18 +488,20 @@ class AttemptRecord(_message.Message):
     def __init__(self, number: _Optional[int] = ..., worker_id: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., error_message: _Optional[str] = ...) -> None: ...
 
 class DeadLetterEntry(_message.Message):
-    __slots__ = ("task_id", "capability", "parameters", "attempts", "error_message")
+    __slots__ = ("task_id", "capability", "parameters", "attempts", "error_message", "submission")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SUBMISSION_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     capability: str
     parameters: _containers.RepeatedCompositeFieldContainer[TaskParameter]
     attempts: _containers.RepeatedCompositeFieldContainer[AttemptRecord]
     error_message: str
-    def __init__(self, task_id: _Optional[str] = ..., capability: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., error_message: _Optional[str] = ...) -> None: ...
+    submission: SubmitTaskRequest
+    def __init__(self, task_id: _Optional[str] = ..., capability: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., error_message: _Optional[str] = ..., submission: _Optional[_Union[SubmitTaskRequest, _Mapping]] = ...) -> None: ...
 
 class DeadLetters(_message.Message):
     __slots__ = ("entries",)
@@ -497,16 +528,18 @@ class PurgeDeadLettersResponse(_message.Message):
     def __init__(self, purged: _Optional[int] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds")
+    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds", "exact_timeout_seconds")
     TASK_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     QUEUE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     task: Task
     idempotency_key: str
     retry_policy: RetryPolicy
     queue_timeout_seconds: float
-    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ...) -> None: ...
+    exact_timeout_seconds: float
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ..., exact_timeout_seconds: _Optional[float] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("task_id", "worker_id", "worker_address", "duplicate")

@@ -16,6 +16,7 @@ from grpc import aio
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.codec import encode_params
 from worker_abstraction.errors import (
     InvalidParametersError,
     NoWorkerError,
@@ -24,6 +25,7 @@ from worker_abstraction.errors import (
     TaskRejectedError,
 )
 from worker_abstraction.orchestrator import batch
+from worker_abstraction.orchestrator import retry as retries
 from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
@@ -243,7 +245,7 @@ class AsyncOrchestrator:
         task = pb.Task(
             task_id=task_id or uuid.uuid4().hex,
             capability_name=capability,
-            parameters=_convert.task_parameters(params),
+            parameters=_convert.parameters_to_pb(encode_params(params)),
             # The contract counts whole seconds; round up so a short deadline never becomes "none".
             timeout_seconds=math.ceil(timeout_seconds) if timeout_seconds > 0 else 0,
             created_at=_convert.now_timestamp(),
@@ -402,7 +404,19 @@ class AsyncOrchestrator:
         if letter is None:
             raise TaskNotFoundError(task_id, "the dead-letter queue")
         try:
-            handle = await self.execute_task(letter.capability, letter.params, **letter.options)
+            o = letter.options
+            handle = await self.execute_task(
+                letter.capability,
+                letter.params,
+                timeout_seconds=o.timeout_seconds,
+                priority=o.priority,
+                fairness_key=o.fairness_key,
+                required_tags=o.required_tags,
+                preferred_tags=o.preferred_tags,
+                worker_id=o.worker_id or None,
+                metadata=o.metadata,
+                retry_policy=o.retry_policy,
+            )
         except BaseException:
             self._dead_letters.restore([letter])  # not resubmitted: it stays a dead letter
             raise
@@ -430,7 +444,7 @@ class AsyncOrchestrator:
             self._health.suspect(handle.worker_id, f"lost task {handle.task_id}: {update.error_message}")
         else:
             self._scheduler.breakers.succeeded(handle.worker_id)  # it answered: the task failed, not the worker
-        if not job.retry.allows(attempt, error_message=update.error_message, infrastructure=infrastructure):
+        if not retries.allows(job.retry, attempt, error_message=update.error_message, infrastructure=infrastructure):
             if attempt > 1 or infrastructure:  # it was worth retrying and ran out of attempts
                 letter = self._dead_letters.add(job, handle, update)
                 job.dead_lettered = True

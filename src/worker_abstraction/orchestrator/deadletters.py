@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
 
+from worker_abstraction.options import TaskOptions
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.scheduler import Job
 from worker_abstraction.types import DeadLetter, TaskUpdate
@@ -20,16 +20,16 @@ class DeadLetterQueue:
         self._letters: dict[str, DeadLetter] = {}
 
     def add(self, job: Job, handle: AsyncTaskHandle, final: TaskUpdate) -> DeadLetter:
-        options: dict[str, Any] = {
-            "timeout_seconds": job.task.timeout_seconds,
-            "priority": job.task.priority,
-            "fairness_key": job.task.fairness_key,
-            "required_tags": list(job.task.required_tags),
-            "preferred_tags": list(job.task.preferred_tags),
-            "worker_id": job.pinned or None,
-            "metadata": dict(job.task.metadata),
-            "retry_policy": job.retry,
-        }
+        options = TaskOptions(
+            timeout_seconds=job.task.timeout_seconds,
+            priority=job.task.priority,
+            fairness_key=job.task.fairness_key,
+            required_tags=tuple(job.task.required_tags),
+            preferred_tags=tuple(job.task.preferred_tags),
+            worker_id=job.pinned,
+            metadata=dict(job.task.metadata),
+            retry_policy=job.retry,
+        )
         letter = self._letters[handle.task_id] = DeadLetter(
             task_id=handle.task_id,
             capability=job.capability,

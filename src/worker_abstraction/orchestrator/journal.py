@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Coroutine, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from worker_abstraction import _convert
@@ -66,7 +66,7 @@ class TaskJournal:
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         entry = _convert.dead_letter_to_pb(letter).SerializeToString()
-        self._write(self.store.dead_lettered(letter.task_id, entry, json.dumps(_letter_options(letter.options))))
+        self._write(self.store.dead_lettered(letter.task_id, entry, "{}"))
 
     def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
         self._write(self.store.dead_letters_removed(task_ids))
@@ -74,11 +74,7 @@ class TaskJournal:
     async def dead_letters(self) -> list[DeadLetter]:
         letters = []
         for stored in await self.store.dead_letters():
-            letter = _convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(stored.entry))
-            options = json.loads(stored.options)
-            if options.get("retry_policy"):
-                options["retry_policy"] = _retry_from({"retry": options["retry_policy"]})
-            letters.append(replace(letter, options=options))
+            letters.append(_convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(stored.entry)))
         return letters
 
     async def finished_record(self, task_id: str) -> TaskRecord | None:
@@ -143,12 +139,6 @@ def _options(job: Job, idempotency_key: str | None) -> str:
 
 def _retry_fields(retry: RetryPolicy) -> dict[str, Any]:
     return {**asdict(retry), "non_retryable_errors": list(retry.non_retryable_errors)}
-
-
-def _letter_options(options: dict[str, Any]) -> dict[str, Any]:
-    """A dead letter's resubmission options as JSON (its RetryPolicy as fields)."""
-    retry = options.get("retry_policy")
-    return {**options, "retry_policy": _retry_fields(retry) if isinstance(retry, RetryPolicy) else None}
 
 
 def _retry_from(options: dict[str, Any]) -> RetryPolicy | None:

@@ -31,7 +31,7 @@ from worker_abstraction.orchestrator import batch
 from worker_abstraction.orchestrator.follow import RECONNECT_WINDOW_SECONDS
 from worker_abstraction.orchestrator.handle import ERROR_KEY, AsyncTaskHandle
 from worker_abstraction.orchestrator.records import statuses_of
-from worker_abstraction.orchestrator.retry import RetryPolicy, policy_to_pb
+from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, WorkerHealth, WorkerInfo
 
 logger = logging.getLogger(__name__)
@@ -155,7 +155,7 @@ class RemoteOrchestrator:
         )
         request = pb.SubmitTaskRequest(task=task, idempotency_key=idempotency_key or "")
         if retry_policy is not None:
-            request.retry_policy.CopyFrom(policy_to_pb(retry_policy))
+            request.retry_policy.CopyFrom(_convert.retry_policy_to_pb(retry_policy))
         if queue_timeout_seconds is not None:
             request.queue_timeout_seconds = queue_timeout_seconds
         try:

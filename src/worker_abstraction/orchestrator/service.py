@@ -30,7 +30,6 @@ from worker_abstraction.errors import (
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.handle import ERROR_KEY, AsyncTaskHandle
 from worker_abstraction.orchestrator.records import finished_handle
-from worker_abstraction.orchestrator.retry import policy_from_pb
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.types import TaskStatus
 
@@ -60,8 +59,8 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         except json.JSONDecodeError as error:
             await _abort(context, InvalidParametersError([f"a parameter's value_json is not valid JSON: {error}"]))
         try:
-            retry = policy_from_pb(request.retry_policy) if request.HasField("retry_policy") else None
-        except ValueError as error:
+            retry = _convert.retry_policy_from_pb(request.retry_policy) if request.HasField("retry_policy") else None
+        except InvalidParametersError as error:
             await _abort(context, InvalidParametersError([f"retry_policy: {error}"]))
         key = request.idempotency_key or None
         known = await self._orchestrator.find_idempotent(key) if key else None

@@ -1,0 +1,231 @@
+"""Per-task options: one value object that travels from `execute_task` to the store and the wire.
+
+`TaskOptions` is what a caller may say about a task besides its capability and arguments: deadlines,
+placement, priority, retries, idempotency. Every layer passes the one object; none re-lists its fields.
+`execute_task(..., **overrides)` takes the same names as keyword arguments (`TaskOptionFields`).
+
+Both are checked where they are made, so a value that could wedge the engine (an overflowing timeout, a
+megabyte of tags) never gets past the caller: every problem is listed in one `InvalidTaskOptionsError`.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypedDict
+
+from worker_abstraction.codec import short as _short
+from worker_abstraction.errors import InvalidTaskOptionsError
+
+# Bounds that keep one task's options small and every deadline representable (a year is far beyond any
+# sane task, and far below where timers and datetimes overflow).
+MAX_TIMEOUT_SECONDS = 366 * 24 * 3600.0
+MAX_ID_LENGTH = 256
+MAX_TAGS = 64
+MAX_METADATA_ENTRIES = 64
+MAX_METADATA_VALUE_LENGTH = 4096
+MAX_ATTEMPTS = 100
+_INT32 = (-(2**31), 2**31 - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """When a failed attempt is tried again.
+
+    Infrastructure failures (the worker died, became unreachable, lost the task or gave it up) are always
+    retried, up to `max_attempts`: execution is at-least-once. Failures of the task itself (its handler
+    raised, or it overran its timeout) are retried only with `retry_task_errors`, and never for the error
+    types in `non_retryable_errors` (e.g. "ValueError", "DeadlineExceeded") nor for a failure its worker
+    marked not retryable. A retry prefers a worker that has not failed the task yet.
+
+    Args:
+        max_attempts: attempts in all, the first included (1: never retry).
+        initial_backoff_seconds: wait before the second attempt.
+        backoff_multiplier: each further wait grows by this factor...
+        max_backoff_seconds: ...up to this.
+        jitter: each wait is spread by up to this fraction either way, so retries do not arrive in step.
+        retry_task_errors: also retry failures of the task itself.
+        non_retryable_errors: error types never retried.
+
+    Raises:
+        InvalidTaskOptionsError: a value out of range (all listed).
+    """
+
+    max_attempts: int = 3
+    initial_backoff_seconds: float = 0.2
+    backoff_multiplier: float = 2.0
+    max_backoff_seconds: float = 30.0
+    jitter: float = 0.2
+    retry_task_errors: bool = False
+    non_retryable_errors: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "non_retryable_errors", tuple(self.non_retryable_errors))
+        problems = []
+        if not 1 <= self.max_attempts <= MAX_ATTEMPTS:
+            problems.append(f"retry_policy.max_attempts must be 1..{MAX_ATTEMPTS}, got {self.max_attempts}")
+        for name in ("initial_backoff_seconds", "max_backoff_seconds"):
+            value = getattr(self, name)
+            if not _number(value) or not 0 <= value <= MAX_TIMEOUT_SECONDS:
+                problems.append(f"retry_policy.{name} must be 0..{MAX_TIMEOUT_SECONDS:g}, got {_short(value)}")
+        if not _number(self.backoff_multiplier) or not 1 <= self.backoff_multiplier <= 100:
+            problems.append(f"retry_policy.backoff_multiplier must be 1..100, got {_short(self.backoff_multiplier)}")
+        if not _number(self.jitter) or not 0 <= self.jitter <= 1:
+            problems.append(f"retry_policy.jitter must be 0..1, got {_short(self.jitter)}")
+        problems += _strings("retry_policy.non_retryable_errors", self.non_retryable_errors, MAX_TAGS)
+        if problems:
+            raise InvalidTaskOptionsError(problems)
+
+    def backoff_seconds(self, attempt: int) -> float:
+        """How long to wait after failed attempt number `attempt` (1-based)."""
+        exponent = min(max(attempt - 1, 0), 64)  # far past max_backoff already; keeps the power finite
+        base = min(self.max_backoff_seconds, self.initial_backoff_seconds * self.backoff_multiplier**exponent)
+        return max(0.0, base * random.uniform(1 - self.jitter, 1 + self.jitter))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """Everything a caller may say about one task besides its capability and arguments.
+
+    Args:
+        timeout_seconds: execution deadline once a worker has the task (0: none).
+        priority: higher runs first; waiting tasks age, so low priorities still run.
+        fairness_key: e.g. a tenant; keys of equal priority take turns.
+        required_tags: run only on workers carrying all these tags.
+        preferred_tags: among fitting workers, prefer those carrying more of these tags.
+        worker_id: run only on this worker (empty: any).
+        metadata: free-form string metadata carried to the worker.
+        task_id: the task's id (empty: a new random id). Ids are never reused: a known id is refused.
+        retry_policy: overrides the orchestrator's default RetryPolicy (None: the default).
+        queue_timeout_seconds: how long the task may wait for a worker (None: the orchestrator's default).
+        idempotency_key: submitting again with a key already used returns the first submission's task.
+
+    Raises:
+        InvalidTaskOptionsError: a value out of range or of the wrong type (all listed).
+    """
+
+    timeout_seconds: float = 60.0
+    priority: int = 0
+    fairness_key: str = ""
+    required_tags: tuple[str, ...] = ()
+    preferred_tags: tuple[str, ...] = ()
+    worker_id: str = ""
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    task_id: str = ""
+    retry_policy: RetryPolicy | None = None
+    queue_timeout_seconds: float | None = None
+    idempotency_key: str = ""
+
+    def __post_init__(self) -> None:
+        # Normalised so that equal options compare equal and callers may pass any iterable or None.
+        object.__setattr__(self, "required_tags", tuple(sorted(_iterable(self.required_tags))))
+        object.__setattr__(self, "preferred_tags", tuple(sorted(_iterable(self.preferred_tags))))
+        object.__setattr__(self, "metadata", dict(self.metadata or {}))
+        for name in ("fairness_key", "worker_id", "task_id", "idempotency_key"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, "")
+        problems = self.problems()
+        if problems:
+            raise InvalidTaskOptionsError(problems)
+
+    def problems(self) -> list[str]:
+        """Every way these options break the bounds (empty when they are fine)."""
+        problems = []
+        if not _number(self.timeout_seconds) or not 0 <= self.timeout_seconds <= MAX_TIMEOUT_SECONDS:
+            problems.append(
+                f"timeout_seconds must be 0 (none) to {MAX_TIMEOUT_SECONDS:g}, got {_short(self.timeout_seconds)}"
+            )
+        if self.queue_timeout_seconds is not None and (
+            not _number(self.queue_timeout_seconds) or not 0 <= self.queue_timeout_seconds <= MAX_TIMEOUT_SECONDS
+        ):
+            problems.append(
+                f"queue_timeout_seconds must be 0..{MAX_TIMEOUT_SECONDS:g} or unset, "
+                f"got {_short(self.queue_timeout_seconds)}"
+            )
+        if (
+            not isinstance(self.priority, int)
+            or isinstance(self.priority, bool)
+            or not (_INT32[0] <= self.priority <= _INT32[1])
+        ):
+            problems.append(f"priority must be a 32-bit integer, got {_short(self.priority)}")
+        for name in ("fairness_key", "worker_id", "task_id", "idempotency_key"):
+            problems += _strings(name, (getattr(self, name),), 1, allow_empty=True)
+        problems += _strings("required_tags", self.required_tags, MAX_TAGS)
+        problems += _strings("preferred_tags", self.preferred_tags, MAX_TAGS)
+        if len(self.metadata) > MAX_METADATA_ENTRIES:
+            problems.append(f"metadata may hold {MAX_METADATA_ENTRIES} entries, got {len(self.metadata)}")
+        for key, value in list(self.metadata.items())[:MAX_METADATA_ENTRIES]:
+            problems += _strings("metadata key", (key,), 1)
+            if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE_LENGTH:
+                problems.append(
+                    f"metadata[{_short(key)}] must be a string of at most {MAX_METADATA_VALUE_LENGTH} characters"
+                )
+        if self.retry_policy is not None and not isinstance(self.retry_policy, RetryPolicy):
+            problems.append(f"retry_policy must be a RetryPolicy, got {type(self.retry_policy).__name__}")
+        return problems
+
+
+class TaskOptionFields(TypedDict, total=False):
+    """`TaskOptions` as keyword arguments of `execute_task` (a test keeps the two in step)."""
+
+    timeout_seconds: float
+    priority: int
+    fairness_key: str
+    required_tags: tuple[str, ...] | list[str]
+    preferred_tags: tuple[str, ...] | list[str]
+    worker_id: str | None
+    metadata: Mapping[str, str] | None
+    task_id: str | None
+    retry_policy: RetryPolicy | None
+    queue_timeout_seconds: float | None
+    idempotency_key: str | None
+
+
+OPTION_NAMES = frozenset(f.name for f in fields(TaskOptions))
+
+
+def options_of(options: TaskOptions | None, overrides: Mapping[str, Any]) -> TaskOptions:
+    """`options` (or the defaults) with keyword overrides applied.
+
+    Raises:
+        InvalidTaskOptionsError: an unknown option name, or a value out of range.
+    """
+    unknown = sorted(set(overrides) - OPTION_NAMES)
+    if unknown:
+        known = ", ".join(sorted(OPTION_NAMES))
+        raise InvalidTaskOptionsError([f"unknown task option {_short(name)} (known: {known})" for name in unknown])
+    base = options if options is not None else TaskOptions()
+    return replace(base, **overrides) if overrides else base
+
+
+def _iterable(value: Any) -> tuple[Any, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):  # a lone tag, not its letters
+        return (value,)
+    try:
+        return tuple(value)
+    except TypeError:
+        raise InvalidTaskOptionsError([f"expected a list of strings, got {_short(value)}"]) from None
+
+
+def _strings(name: str, values: tuple[Any, ...], limit: int, *, allow_empty: bool = False) -> list[str]:
+    problems = []
+    if len(values) > limit:
+        problems.append(f"{name} may hold {limit} entries, got {len(values)}")
+    for value in values[:limit]:
+        if not isinstance(value, str):
+            problems.append(f"{name} must be strings, got {_short(value)}")
+        elif len(value) > MAX_ID_LENGTH:
+            problems.append(f"{name} must be at most {MAX_ID_LENGTH} characters, got {len(value)}: {_short(value)}")
+        elif not value and not allow_empty:
+            problems.append(f"{name} must not be empty")
+        elif not value.isprintable():
+            problems.append(f"{name} must be printable text, got {_short(value)}")
+    return problems
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
