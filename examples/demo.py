@@ -266,7 +266,7 @@ async def run_scenarios(registry_address: str, children: Mapping[str, Child]) ->
         say("\nWaiting until the orchestrator sees the workers...")
         await orch.wait_for_workers("dummy_processor", count=2, timeout_seconds=STARTUP_TIMEOUT_SECONDS)
         await orch.wait_for_workers("text_stats", count=1, timeout_seconds=STARTUP_TIMEOUT_SECONDS)
-        print_workers(orch.workers(), children)
+        print_workers(await orch.workers(), children)
         for name, scenario in SCENARIOS:
             try:
                 outcome = await scenario(orch, children)

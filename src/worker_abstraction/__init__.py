@@ -11,11 +11,13 @@ from worker_abstraction.errors import (
     BindError,
     InvalidCapabilityError,
     InvalidParametersError,
+    InvalidTaskOptionsError,
     InvalidWorkerInfoError,
     NoWorkerError,
     OrchestratorUnavailableError,
     QueueFullError,
     RegistryUnavailableError,
+    StoreInUseError,
     TaskCanceledError,
     TaskError,
     TaskExistsError,
@@ -26,17 +28,25 @@ from worker_abstraction.errors import (
     WorkerAbstractionError,
     WorkerNotFoundError,
 )
-from worker_abstraction.orchestrator import AsyncOrchestrator, AsyncTaskHandle, Orchestrator, TaskHandle
-from worker_abstraction.orchestrator.remote import RemoteOrchestrator
-from worker_abstraction.orchestrator.retry import RetryPolicy
-from worker_abstraction.orchestrator.service import OrchestratorServer
+from worker_abstraction.options import RetryPolicy, TaskOptions
+from worker_abstraction.orchestrator import (
+    AsyncOrchestrator,
+    AsyncOrchestratorAPI,
+    AsyncTaskHandle,
+    Orchestrator,
+    RemoteOrchestrator,
+    TaskHandle,
+)
+from worker_abstraction.orchestrator.server import OrchestratorServer
 from worker_abstraction.registry import RegistryClient, RegistryServer
 from worker_abstraction.types import (
     Attempt,
     CapabilitySpec,
     DeadLetter,
+    FailureOrigin,
     LoadReport,
     ParameterSpec,
+    TaskFailure,
     TaskRecord,
     TaskStatus,
     TaskUpdate,
@@ -50,14 +60,17 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncOrchestrator",
+    "AsyncOrchestratorAPI",
     "AsyncTaskHandle",
     "Attempt",
     "BaseWorker",
     "BindError",
     "CapabilitySpec",
     "DeadLetter",
+    "FailureOrigin",
     "InvalidCapabilityError",
     "InvalidParametersError",
+    "InvalidTaskOptionsError",
     "InvalidWorkerInfoError",
     "LoadReport",
     "NoWorkerError",
@@ -71,13 +84,16 @@ __all__ = [
     "RegistryUnavailableError",
     "RemoteOrchestrator",
     "RetryPolicy",
+    "StoreInUseError",
     "TaskCanceledError",
     "TaskContext",
     "TaskError",
     "TaskExistsError",
     "TaskFailedError",
+    "TaskFailure",
     "TaskHandle",
     "TaskNotFoundError",
+    "TaskOptions",
     "TaskRecord",
     "TaskRejectedError",
     "TaskStatus",

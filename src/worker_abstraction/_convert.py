@@ -411,7 +411,7 @@ def attempt_from_pb(message: pb.AttemptRecord) -> Attempt:
 
 def dead_letter_to_pb(letter: DeadLetter) -> pb.DeadLetterEntry:
     encoded = encode_params(letter.params)
-    spec = TaskSpec(letter.task_id, letter.capability, letter.params, encoded, letter.options, 0)
+    spec = TaskSpec(letter.options.task_id, letter.capability, letter.params, encoded, letter.options, 0)
     return pb.DeadLetterEntry(
         task_id=letter.task_id,
         capability=letter.capability,

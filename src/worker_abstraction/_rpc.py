@@ -8,8 +8,10 @@ gets the most fitting class for its status code.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -31,6 +33,8 @@ from worker_abstraction.errors import (
     WorkerNotFoundError,
     error_class,
 )
+
+logger = logging.getLogger(__name__)
 
 # Keepalive lets both ends notice a dead peer on an idle long-lived stream (watch, status streams).
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -60,7 +64,8 @@ def channel(address: str) -> aio.Channel:
 
 
 def new_server() -> aio.Server:
-    return aio.server(options=SERVER_OPTIONS)
+    """A server whose handlers may raise our errors: the ErrorBoundary turns them into statuses."""
+    return aio.server(options=SERVER_OPTIONS, interceptors=[ErrorBoundary()])
 
 
 def bind(server: aio.Server, host: str, port: int) -> int:
@@ -146,3 +151,71 @@ def error_from(error: aio.AioRpcError, unavailable: Callable[[str], WorkerAbstra
     if error.code() is grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidParametersError([details])
     return WorkerAbstractionError(f"{error.code().name}: {details}")
+
+
+class ErrorBoundary(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
+    """The server side's one error boundary: a handler raises, the caller gets the right status.
+
+    Our errors travel with their class and fields (`abort`); anything else is a bug, logged here and
+    answered INTERNAL, so no exception ever reaches a caller as UNKNOWN.
+    """
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], handler_call_details: Any) -> Any:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _guard_unary(handler.unary_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _guard_stream(handler.unary_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                _guard_stream(handler.stream_stream, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def _guard_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
+    async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            return await behavior(request, context)
+        except (aio.AbortError, aio.BaseError, asyncio.CancelledError):  # (BaseError: the call itself broke)
+            raise
+        except WorkerAbstractionError as error:
+            await abort(context, error)
+        except Exception:
+            await _internal(context, method)
+
+    return guarded
+
+
+def _guard_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
+    async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        try:
+            async for response in behavior(request, context):
+                yield response
+        except (aio.AbortError, aio.BaseError, asyncio.CancelledError, GeneratorExit):  # (BaseError: the call broke)
+            raise
+        except WorkerAbstractionError as error:
+            await abort(context, error)
+        except Exception:
+            await _internal(context, method)
+
+    return guarded
+
+
+async def _internal(context: aio.ServicerContext[Any, Any], method: str) -> NoReturn:
+    logger.exception("%s failed", method)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; the server logged it")
+    raise AssertionError("unreachable: context.abort raises")

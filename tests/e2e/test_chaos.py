@@ -13,6 +13,7 @@ WA_CHAOS_MAX_MS=500. WA_CHAOS_SEED picks the durations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -34,14 +35,11 @@ from worker_abstraction import (
     RegistryUnavailableError,
     RemoteOrchestrator,
     RetryPolicy,
-    TaskError,
     TaskRecord,
-    TaskRejectedError,
     TaskStatus,
     TaskUpdate,
     WorkerAbstractionError,
 )
-from worker_abstraction.orchestrator.handle import LOST
 from worker_abstraction.registry.events import WorkerEventType
 
 TASKS = int(os.environ.get("WA_CHAOS_TASKS", "100"))
@@ -131,16 +129,12 @@ async def _follow(remote: RemoteOrchestrator, run: Run, handle: AsyncTaskHandle)
     """The final update, following the task again whenever the handle lost the daemon."""
     while True:
         try:
-            final = await handle.wait()
-        except TaskRejectedError:
-            raise
-        except TaskError:  # the handle stopped following
-            final = None
-        if final is not None and LOST not in final.metadata:
-            return final
-        await run.bump(_add("rewatches", 1))
+            return await handle.wait()
+        except OrchestratorUnavailableError:  # the handle lost the daemon: follow the task again
+            await run.bump(_add("rewatches", 1))
         await asyncio.sleep(0.2)
-        handle = await remote.watch(handle.task_id)
+        with contextlib.suppress(OrchestratorUnavailableError):
+            handle = await remote.watch(handle.task_id)
 
 
 async def _submitter(remote: RemoteOrchestrator, run: Run, durations: list[int], group: asyncio.TaskGroup) -> None:

@@ -298,8 +298,10 @@ async def test_a_seed_worker_registers_with_our_registry_and_serves_our_orchestr
                 await handle.result()
         assert failed.value.error_message == SEED_ERROR
 
+        handle = await orch.execute_task("dummy_processor", {"input": "reject me"}, timeout_seconds=10)
         with pytest.raises(TaskRejectedError) as rejected:
-            await orch.execute_task("dummy_processor", {"input": "reject me"}, timeout_seconds=10)
+            async with asyncio.timeout(WAIT_SECONDS):
+                await handle.result()
         assert rejected.value.reason == "this seed worker refuses 'reject me'"
 
 

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
-from worker_abstraction import AsyncOrchestrator, CapabilitySpec, RegistryClient, RegistryServer, WorkerInfo
+import grpc
+from grpc import aio
+
+from worker_abstraction import (
+    AsyncOrchestrator,
+    CapabilitySpec,
+    RegistryClient,
+    RegistryServer,
+    WorkerInfo,
+    WorkerState,
+)
 from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
+from worker_abstraction.orchestrator.link import WorkerLinks
 
 
 def test_breaker_opens_half_opens_with_one_probe_and_closes() -> None:
@@ -35,26 +47,53 @@ def test_a_failed_probe_opens_the_breaker_again() -> None:
     assert breakers.state("w") is BreakerState.OPEN
 
 
-async def test_an_unreachable_worker_is_skipped_once_its_circuit_opens(
+async def test_a_registration_nobody_answers_for_never_gets_a_task(
     registry: RegistryServer, start_worker: Callable[..., Any]
 ) -> None:
     good = await start_worker()
-    dead = WorkerInfo(
-        worker_id="dead",
-        name="dead",
-        address="127.0.0.1:9",  # nothing listens there
-        capabilities=tuple(c for c in type(good).capability_specs() if c.name == "echo") or (CapabilitySpec("echo"),),
-    )
+    dead = WorkerInfo(worker_id="dead", name="dead", address="127.0.0.1:9", capabilities=(CapabilitySpec("echo"),))
     client = RegistryClient(registry.address)
-    await client.register(dead)
+    await client.register(dead)  # nothing listens at port 9
     try:
-        async with AsyncOrchestrator(
-            registry.address, breaker_failure_threshold=1, breaker_cooldown_seconds=60
-        ) as orchestrator:
-            await orchestrator.wait_for_workers("echo", count=2, timeout_seconds=5)
+        async with AsyncOrchestrator(registry.address) as orchestrator:
+            await orchestrator.wait_for_workers("echo", timeout_seconds=5)
             handles = [await orchestrator.execute_task("echo", {"text": str(i)}) for i in range(6)]
             assert [await h.result(timeout_seconds=10) for h in handles] == [{"text": str(i)} for i in range(6)]
-            assert {h.worker_id for h in handles} == {good.worker_id}
-            assert orchestrator.breaker_states() == {"dead": BreakerState.OPEN}
+            assert {a.worker_id for h in handles for a in h.attempts} == {good.worker_id}
+            health = {h.worker.worker_id: h for h in await orchestrator.worker_health()}
+            assert health["dead"].state is WorkerState.SUSPECT and "probe" in health["dead"].state_reason
     finally:
         await client.aclose()
+
+
+async def test_a_worker_whose_dispatches_fail_has_its_circuit_opened(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    good, failing = await start_worker(), await start_worker()
+    down = asyncio.Event()
+
+    def channel(address: str) -> aio.Channel:
+        interceptors = [_Unreachable(down)] if address == failing.address else []
+        return aio.insecure_channel(address, interceptors=interceptors)
+
+    links = WorkerLinks(fast_path=False, channel_factory=channel)
+    async with AsyncOrchestrator(
+        registry.address, links=links, breaker_failure_threshold=1, breaker_cooldown_seconds=60
+    ) as orchestrator:
+        await orchestrator.wait_for_workers("echo", count=2, timeout_seconds=5)
+        down.set()
+        handles = [await orchestrator.execute_task("echo", {"text": str(i)}) for i in range(6)]
+        assert [await h.result(timeout_seconds=10) for h in handles] == [{"text": str(i)} for i in range(6)]
+        assert {h.worker_id for h in handles} == {good.worker_id}
+        circuits = {h.worker.worker_id: h.circuit for h in await orchestrator.worker_health()}
+        assert circuits == {good.worker_id: "closed", failing.worker_id: "open"}
+
+
+class _Unreachable(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, down: asyncio.Event) -> None:
+        self._down = down
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        if self._down.is_set():
+            raise aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, aio.Metadata(), aio.Metadata(), "switched off")
+        return await continuation(details, request)

@@ -35,7 +35,7 @@ async def test_canceling_a_queued_task_means_it_never_runs(
         with pytest.raises(TaskCanceledError) as canceled:
             await queued.result(timeout_seconds=5)
         assert canceled.value.reason == "not needed"
-        assert orchestrator.queue_depths() == {}
+        assert await orchestrator.queue_depths() == {}
         gates.open("g")
         await blocker.result(timeout_seconds=5)
         assert worker.tasks_received == 1 and "never" not in worker.ran

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import ToolWorker, eventually
-from worker_abstraction import AsyncOrchestrator, RegistryServer
+from worker_abstraction import AsyncOrchestrator, RegistryClient, RegistryServer
+from worker_abstraction.orchestrator.discovery import WorkerDirectory
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -17,7 +18,8 @@ async def test_workers_are_used_while_the_registry_is_down_and_after_it_restarts
     worker = ToolWorker(first.address, heartbeat_interval_seconds=10)
     await worker.start()
     try:
-        async with AsyncOrchestrator(first.address) as orchestrator:
+        directory = WorkerDirectory(RegistryClient(first.address))
+        async with AsyncOrchestrator(first.address, directory=directory) as orchestrator:
             await orchestrator.wait_for_workers("echo", timeout_seconds=5)
             await first.stop(None)
             down = await orchestrator.execute_task("echo", {"text": "registry down"})
@@ -26,7 +28,7 @@ async def test_workers_are_used_while_the_registry_is_down_and_after_it_restarts
             second = RegistryServer(port=first.port, ttl_seconds=30)  # back on its port, knowing nobody
             await second.start()
             try:
-                await eventually(lambda: orchestrator._directory.snapshots >= 2, what="the orchestrator re-synced")
+                await eventually(lambda: directory.snapshots >= 2, what="the orchestrator re-synced")
                 assert await second.registry.live_workers() == []
                 empty = await orchestrator.execute_task("echo", {"text": "registry empty"})
                 assert await empty.result(timeout_seconds=5) == {"text": "registry empty"}
@@ -43,15 +45,15 @@ async def test_a_carried_worker_that_never_registers_again_is_dropped() -> None:
     worker = ToolWorker(first.address, heartbeat_interval_seconds=10)
     await worker.start()
     try:
-        async with AsyncOrchestrator(first.address) as orchestrator:
-            orchestrator._directory._carry_over = 0.3
+        directory = WorkerDirectory(RegistryClient(first.address), carry_over_seconds=0.3)
+        async with AsyncOrchestrator(first.address, directory=directory) as orchestrator:
             await orchestrator.wait_for_workers("echo", timeout_seconds=5)
             await first.stop(None)
             second = RegistryServer(port=first.port, ttl_seconds=30)
             await second.start()
             try:
-                await eventually(lambda: orchestrator._directory.snapshots >= 2, what="the orchestrator re-synced")
-                await eventually(lambda: orchestrator.workers() == [], what="the carried worker is dropped")
+                await eventually(lambda: directory.snapshots >= 2, what="the orchestrator re-synced")
+                await eventually(lambda: directory.workers == {}, what="the carried worker is dropped")
             finally:
                 await second.stop(None)
     finally:

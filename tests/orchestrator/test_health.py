@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import grpc
 import pytest
+from grpc import aio
 
 from tests.conftest import eventually
-from worker_abstraction import AsyncOrchestrator, RegistryServer, WorkerInfo, WorkerState
+from tests.orchestrator.manual_clock import ManualClock
+from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskStatus, WorkerInfo, WorkerState
 from worker_abstraction.cli.main import build_parser
-from worker_abstraction.orchestrator.health import HealthWatch
-from worker_abstraction.orchestrator.service import OrchestratorServer
+from worker_abstraction.orchestrator.health import WorkerStanding
+from worker_abstraction.orchestrator.link import WorkerLinks
+from worker_abstraction.orchestrator.server import OrchestratorServer
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -30,7 +35,7 @@ async def test_a_worker_whose_service_died_but_still_heartbeats_is_suspect_and_g
         handles = [await orchestrator.execute_task("echo", {"text": str(i)}) for i in range(6)]
         assert [await h.result(timeout_seconds=10) for h in handles] == [{"text": str(i)} for i in range(6)]
         assert {h.worker_id for h in handles} == {healthy.worker_id}
-        standing = {h.worker.worker_id: h for h in orchestrator.worker_health()}
+        standing = {h.worker.worker_id: h for h in await orchestrator.worker_health()}
         assert standing[zombie.worker_id].state is WorkerState.SUSPECT
         assert "task dispatch failed" in standing[zombie.worker_id].state_reason
         assert standing[healthy.worker_id].state is WorkerState.ACTIVE
@@ -59,36 +64,78 @@ async def test_a_worker_whose_service_died_but_still_heartbeats_is_suspect_and_g
 async def test_a_suspect_that_answers_its_probe_is_active_again(
     registry: RegistryServer, start_worker: Callable[..., Any]
 ) -> None:
-    worker = await start_worker()
-    async with AsyncOrchestrator(registry.address) as orchestrator:
+    await start_worker()
+    down = asyncio.Event()  # while set, the worker's address swallows every call
+    links = WorkerLinks(fast_path=False, channel_factory=lambda address: _channel_down_while(address, down))
+    async with AsyncOrchestrator(registry.address, links=links) as orchestrator:
         await orchestrator.wait_for_workers("echo", timeout_seconds=5)
-        orchestrator._health.suspect(worker.worker_id, "lost a task")
 
-        def standing() -> WorkerState:
-            [health] = orchestrator.worker_health()
+        async def standing() -> WorkerState:
+            [health] = await orchestrator.worker_health()
             return health.state
 
-        assert standing() is WorkerState.SUSPECT
-        handle = await orchestrator.execute_task("echo", {"text": "waits"})
-        assert not handle.worker_id  # queued, not sent to a suspect
-        await eventually(lambda: standing() is WorkerState.ACTIVE, what="the probe clears the suspicion")
-        assert await handle.result(timeout_seconds=5) == {"text": "waits"}
+        down.set()
+        first = await orchestrator.execute_task("echo", {"text": "first"})
+        await eventually(lambda: _is(standing(), WorkerState.SUSPECT), what="a failed dispatch makes it suspect")
+        [health] = await orchestrator.worker_health()
+        assert "task dispatch failed" in health.state_reason
+        second = await orchestrator.execute_task("echo", {"text": "waits"})
+        assert not second.worker_id  # queued, not sent to a suspect
+        down.clear()
+        await eventually(lambda: _is(standing(), WorkerState.ACTIVE), what="the probe clears the suspicion")
+        assert await first.result(timeout_seconds=5) == {"text": "first"}
+        assert await second.result(timeout_seconds=5) == {"text": "waits"}
+        assert [a.status for a in first.attempts][-1] is TaskStatus.COMPLETED
 
 
-async def test_a_worker_the_registry_suspects_gets_no_new_tasks() -> None:
-    probed: list[str] = []
+async def _is(state: Awaitable[WorkerState], expected: WorkerState) -> bool:
+    return await state is expected
 
-    async def probe(worker: WorkerInfo) -> bool:
-        probed.append(worker.worker_id)
-        return True
 
-    watch = HealthWatch(probe, lambda worker_id: None)
+class _Unreachable(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, down: asyncio.Event) -> None:
+        self._down = down
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        if self._down.is_set():
+            raise aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, aio.Metadata(), aio.Metadata(), "switched off")
+        return await continuation(details, request)
+
+
+def _channel_down_while(address: str, down: asyncio.Event) -> aio.Channel:
+    return aio.insecure_channel(address, interceptors=[_Unreachable(down)])
+
+
+async def test_standing_proves_new_workers_suspects_failing_ones_and_honours_the_registry() -> None:
+    answers: dict[str, str | None] = {"w": None}
+    clock = ManualClock()
+
+    async def probe(worker: WorkerInfo) -> str | None:
+        return answers[worker.worker_id]
+
+    standing = WorkerStanding(probe, clock)
+    recovered: list[str] = []
+    standing.on_recovered.append(lambda: recovered.append("pump"))
     worker = WorkerInfo(worker_id="w", name="w", address="127.0.0.1:1")
+    assert not standing.allows(worker, clock.now())  # unknown: not proven
+    standing.joined(worker)
+    await eventually(lambda: standing.usable(worker), what="the first probe proves it")
+    assert standing.allows(worker, clock.now()) and recovered
     late = replace(worker, state=WorkerState.SUSPECT, state_reason="no heartbeat for 1.4s")
-    assert watch.allows(worker) and not watch.allows(late)
-    assert watch.state(late) == (WorkerState.SUSPECT, "registry: no heartbeat for 1.4s")
-    watch.suspect("w", "task stream died")
-    assert not watch.allows(worker) and watch.state(worker) == (WorkerState.SUSPECT, "task stream died")
-    watch.forget("w")
-    assert watch.allows(worker)
-    await watch.aclose()
+    assert not standing.allows(late, clock.now())
+    assert standing.state(late) == (WorkerState.SUSPECT, "registry: no heartbeat for 1.4s")
+
+    answers["w"] = "probe refused: connection refused"
+    standing.failed("w", "task stream died")
+    assert not standing.allows(worker, clock.now())
+    assert standing.state(worker) == (WorkerState.SUSPECT, "task stream died")
+    clock.advance(1.0)  # the first re-probe fails: it stays suspect, and the next one comes later
+    await eventually(lambda: standing.state(worker)[1] == "probe refused: connection refused", what="re-probed")
+    answers["w"] = None
+    clock.advance(1.0)
+    assert not standing.usable(worker)  # the interval doubled after a failed probe
+    clock.advance(1.0)
+    await eventually(lambda: standing.usable(worker), what="the probe clears the suspicion")
+    standing.left("w")
+    assert not standing.allows(worker, clock.now())
+    await standing.aclose()

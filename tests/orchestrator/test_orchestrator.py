@@ -24,6 +24,8 @@ from worker_abstraction import (
 )
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.orchestrator.discovery import WorkerDirectory
+from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.registry.service import Registry
 from worker_abstraction.registry.servicer import RegistryServicer
 from worker_abstraction.stores import MemoryWorkerStore
@@ -97,7 +99,11 @@ async def test_workers_that_leave_disappear_from_the_view(
     async with AsyncOrchestrator(registry.address) as orchestrator:
         await orchestrator.wait_for_workers("echo", timeout_seconds=5)
         await worker.stop(grace_seconds=0.1)
-        await eventually(lambda: orchestrator.workers() == [], what="worker left the view")
+
+        async def gone() -> bool:
+            return await orchestrator.workers() == []
+
+        await eventually(gone, what="worker left the view")
         with pytest.raises(NoWorkerError):
             await orchestrator.execute_task("echo", {"text": "x"})
 
@@ -144,11 +150,12 @@ async def test_orchestrator_polls_a_registry_without_watch(start_worker: Callabl
     try:
         worker = await start_worker(registry=f"127.0.0.1:{port}")
         await worker.wait_registered()
-        async with AsyncOrchestrator(f"127.0.0.1:{port}", poll_interval_seconds=0.1) as orchestrator:
+        directory = WorkerDirectory(RegistryClient(f"127.0.0.1:{port}"), poll_interval_seconds=0.1)
+        async with AsyncOrchestrator(f"127.0.0.1:{port}", directory=directory) as orchestrator:
             await orchestrator.wait_for_workers("echo", timeout_seconds=5)
             handle = await orchestrator.execute_task("echo", {"text": "polled"})
             assert await handle.result(timeout_seconds=5) == {"text": "polled"}
-            assert orchestrator._directory.mode == "poll"
+            assert directory.mode == "poll"
             # The seed registry forgets the worker: success=false on its next heartbeat makes it register again.
             for record in await seed_registry.store.all():
                 await seed_registry.store.remove(record.info.worker_id)

@@ -24,7 +24,7 @@ from worker_abstraction import (
 )
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.orchestrator.service import OrchestratorServer
+from worker_abstraction.orchestrator.server import OrchestratorServer
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 
 
@@ -78,7 +78,7 @@ async def test_a_restarted_orchestrator_still_knows_finished_tasks_dead_letters_
         lettered = await first.execute_task("flaky", {})
         with pytest.raises(TaskFailedError):
             await lettered.result(timeout_seconds=5)
-        assert [d.task_id for d in first.dead_letters()] == [lettered.task_id]
+        assert [d.task_id for d in await first.dead_letters()] == [lettered.task_id]
     await store.close()
 
     store = await SqliteTaskStore(path).open()
@@ -91,7 +91,7 @@ async def test_a_restarted_orchestrator_still_knows_finished_tasks_dead_letters_
         assert again.task_id == echoed.task_id and again.done()
         assert (await again.wait()).output == {"text": "kept"}
 
-        [letter] = second.dead_letters()
+        [letter] = await second.dead_letters()
         assert letter.task_id == lettered.task_id and len(letter.attempts) == 2
         assert letter.options.retry_policy == policy  # requeued as it was submitted
         requeued = await second.requeue_dead_letter(lettered.task_id)
@@ -101,7 +101,7 @@ async def test_a_restarted_orchestrator_still_knows_finished_tasks_dead_letters_
 
     store = await SqliteTaskStore(path).open()
     async with AsyncOrchestrator(registry.address, task_store=store) as third:
-        assert third.dead_letters() == []  # the requeue was stored too
+        assert await third.dead_letters() == []  # the requeue was stored too
     await store.close()
 
 

@@ -11,7 +11,7 @@ import pytest
 from grpc import aio
 from pydantic import Field
 
-from tests.conftest import GATES, Gates
+from tests.conftest import GATES, Gates, eventually
 from worker_abstraction import (
     AsyncOrchestrator,
     BaseWorker,
@@ -66,8 +66,10 @@ async def orchestrator(registry: RegistryServer) -> AsyncIterator[AsyncOrchestra
 
 
 async def _blocked(orchestrator: AsyncOrchestrator, gate: str, **options: Any) -> Any:
-    """Occupy the only slot until the gate opens."""
-    return await orchestrator.execute_task("step", {"label": "blocker", "gate": gate}, **options)
+    """Occupy the only slot until the gate opens (returns once the worker runs it)."""
+    handle = await orchestrator.execute_task("step", {"label": "blocker", "gate": gate}, **options)
+    await eventually(lambda: handle.status is TaskStatus.RUNNING, what="the blocker runs")
+    return handle
 
 
 async def test_busy_workers_queue_tasks_instead_of_refusing(
@@ -78,11 +80,11 @@ async def test_busy_workers_queue_tasks_instead_of_refusing(
     blocker = await _blocked(orchestrator, "g")
     queued = [await orchestrator.execute_task("step", {"label": str(i)}) for i in range(3)]
     assert all(h.status is TaskStatus.PENDING and h.worker_id == "" for h in queued)
-    assert orchestrator.queue_depths() == {"step": {0: 3}}
+    assert await orchestrator.queue_depths() == {"step": {0: 3}}
     assert worker.tasks_received == 1  # nothing oversubscribed the single slot
     gates.open("g")
     assert [await h.result(timeout_seconds=5) for h in (blocker, *queued)] == ["blocker", "0", "1", "2"]
-    assert worker.peak_load == 1 and orchestrator.queue_depths() == {}
+    assert worker.peak_load == 1 and await orchestrator.queue_depths() == {}
 
 
 async def test_higher_priority_runs_first_and_fifo_within_a_priority(

@@ -23,18 +23,20 @@ from worker_abstraction import (
 )
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.orchestrator.link import WorkerLinks
 
 
 async def test_orchestrator_sends_tasks_over_the_channel(
     registry: RegistryServer, start_worker: Callable[..., Any]
 ) -> None:
     worker = await start_worker()
-    async with AsyncOrchestrator(registry.address) as orchestrator:
+    links = WorkerLinks()
+    async with AsyncOrchestrator(registry.address, links=links) as orchestrator:
         await orchestrator.wait_for_workers("echo", timeout_seconds=5)
         handles = await asyncio.gather(*(orchestrator.execute_task("echo", {"text": str(i)}) for i in range(50)))
         assert [await h.result(timeout_seconds=5) for h in handles] == [{"text": str(i)} for i in range(50)]
-        link = orchestrator._links[worker.address]
-        assert link._task_channel is not None and link._task_channel.is_open
+        channel = links.get(worker.address).task_channel
+        assert channel is not None and channel.is_open
         assert [u.status for u in handles[0].updates] == [
             TaskStatus.PENDING,
             TaskStatus.RUNNING,
@@ -59,8 +61,9 @@ async def test_refusal_by_the_worker_surfaces_as_task_rejected(
     try:
         async with AsyncOrchestrator(registry.address) as orchestrator:
             await orchestrator.wait_for_workers("ghost", timeout_seconds=5)
+            handle = await orchestrator.execute_task("ghost", {})
             with pytest.raises(TaskRejectedError) as rejected:
-                await orchestrator.execute_task("ghost", {})
+                await handle.result(timeout_seconds=5)
             assert "unknown capability 'ghost'" in rejected.value.reason
     finally:
         await client.aclose()
@@ -70,14 +73,15 @@ async def test_broken_channel_resumes_running_tasks_over_stream_task_status(
     registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates
 ) -> None:
     worker = await start_worker()
-    async with AsyncOrchestrator(registry.address) as orchestrator:
+    links = WorkerLinks()
+    async with AsyncOrchestrator(registry.address, links=links) as orchestrator:
         await orchestrator.wait_for_workers("wait_for", timeout_seconds=5)
         handle = await orchestrator.execute_task("wait_for", {"name": "resume"})
-        channel = orchestrator._links[worker.address]._task_channel
-        assert channel is not None and channel._call is not None
-        channel._call.cancel()  # the stream breaks while the task runs
-        # The reader notices and hands the task to a StreamTaskStatus follower.
-        await eventually(lambda: handle.follower is not None, what="follower took over")
+        await eventually(lambda: handle.status is TaskStatus.RUNNING, what="the task runs")
+        channel = links.get(worker.address).task_channel
+        assert channel is not None
+        channel.abort()  # the stream breaks while the task runs; a StreamTaskStatus follower takes over
+        await eventually(lambda: not channel.is_open, what="the channel is seen broken")
         gates.open("resume")
         assert await handle.result(timeout_seconds=5) == "resume"
         sequences = [u.sequence for u in handle.updates]
@@ -90,11 +94,12 @@ async def test_broken_channel_resumes_running_tasks_over_stream_task_status(
 
 async def test_fast_path_can_be_switched_off(registry: RegistryServer, start_worker: Callable[..., Any]) -> None:
     worker = await start_worker()
-    async with AsyncOrchestrator(registry.address, fast_path=False) as orchestrator:
+    links = WorkerLinks(fast_path=False)
+    async with AsyncOrchestrator(registry.address, links=links) as orchestrator:
         await orchestrator.wait_for_workers("echo", timeout_seconds=5)
         handle = await orchestrator.execute_task("echo", {"text": "seed"})
         assert await handle.result(timeout_seconds=5) == {"text": "seed"}
-        assert orchestrator._links[worker.address]._task_channel is None
+        assert links.get(worker.address).task_channel is None
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from worker_abstraction.cli import add_registry_argument, env, serve_until_signal
-from worker_abstraction.orchestrator.service import OrchestratorServer
+from worker_abstraction.orchestrator.server import OrchestratorServer
 
 NAME = "orchestrator"
 SUMMARY = "run an orchestrator daemon with a shared task queue"

@@ -34,7 +34,7 @@ from worker_abstraction.cli.submit_cmd import _describe, _error
 from worker_abstraction.cli.workers_cmd import age
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError, WorkerAbstractionError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
-from worker_abstraction.orchestrator.service import MAX_PAGE
+from worker_abstraction.orchestrator.servicer import MAX_PAGE
 from worker_abstraction.types import Attempt, TaskRecord, TaskStatus, TaskUpdate
 
 NAME = "task"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -30,11 +31,18 @@ class _Breaker:
 class CircuitBreakers:
     """The breakers of every worker an orchestrator talks to."""
 
-    def __init__(self, *, failure_threshold: int = 5, cooldown_seconds: float = 10.0) -> None:
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 5,
+        cooldown_seconds: float = 10.0,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
         if failure_threshold < 1:
             raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
         self.failure_threshold = failure_threshold
         self.cooldown_seconds = cooldown_seconds
+        self._now = now
         self._breakers: dict[str, _Breaker] = {}
 
     def state(self, worker_id: str, now: float | None = None) -> BreakerState:
@@ -43,7 +51,7 @@ class CircuitBreakers:
             return BreakerState.CLOSED
         if (
             breaker.state is BreakerState.OPEN
-            and (now or time.monotonic()) - breaker.opened_at >= self.cooldown_seconds
+            and (now if now is not None else self._now()) - breaker.opened_at >= self.cooldown_seconds
         ):
             breaker.state, breaker.probing = BreakerState.HALF_OPEN, False
         return breaker.state
@@ -67,7 +75,7 @@ class CircuitBreakers:
         breaker = self._breakers.setdefault(worker_id, _Breaker())
         breaker.failures += 1
         if breaker.state is BreakerState.HALF_OPEN or breaker.failures >= self.failure_threshold:
-            breaker.state, breaker.opened_at, breaker.probing = BreakerState.OPEN, time.monotonic(), False
+            breaker.state, breaker.opened_at, breaker.probing = BreakerState.OPEN, self._now(), False
 
     def states(self) -> dict[str, BreakerState]:
         """Workers whose breaker is not CLOSED."""

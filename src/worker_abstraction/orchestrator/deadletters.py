@@ -3,43 +3,35 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
-from worker_abstraction.options import TaskOptions
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.scheduler import Job
-from worker_abstraction.types import DeadLetter, TaskUpdate
+from worker_abstraction.options import RetryPolicy
+from worker_abstraction.types import Attempt, DeadLetter, TaskSpec
 
 logger = logging.getLogger(__name__)
 
 
 class DeadLetterQueue:
-    """Kept in memory, oldest first."""
+    """Kept in memory, oldest first (a durable journal keeps a copy)."""
 
     def __init__(self) -> None:
         self._letters: dict[str, DeadLetter] = {}
 
-    def add(self, job: Job, handle: AsyncTaskHandle, final: TaskUpdate) -> DeadLetter:
-        options = TaskOptions(
-            timeout_seconds=job.task.timeout_seconds,
-            priority=job.task.priority,
-            fairness_key=job.task.fairness_key,
-            required_tags=tuple(job.task.required_tags),
-            preferred_tags=tuple(job.task.preferred_tags),
-            worker_id=job.pinned,
-            metadata=dict(job.task.metadata),
-            retry_policy=job.retry,
+    def add(self, spec: TaskSpec, retry: RetryPolicy, attempts: Sequence[Attempt], error_message: str) -> DeadLetter:
+        letter = self._letters[spec.task_id] = DeadLetter(
+            task_id=spec.task_id,
+            capability=spec.capability,
+            params=dict(spec.params),
+            attempts=tuple(attempts),
+            error_message=error_message,
+            # Resubmitted as it ran (its retry policy included), but as a new task: a new id, no old key.
+            options=replace(spec.options, task_id="", idempotency_key="", retry_policy=retry),
         )
-        letter = self._letters[handle.task_id] = DeadLetter(
-            task_id=handle.task_id,
-            capability=job.capability,
-            params=dict(handle.params),
-            attempts=tuple(handle.attempts),
-            error_message=final.error_message,
-            options=options,
-        )
-        logger.warning("task %s dead-lettered after %d attempt(s): %s", handle.task_id, len(handle.attempts),
-                       final.error_message, extra={"task_id": handle.task_id})  # fmt: skip
+        logger.warning(
+            "task %s dead-lettered after %d attempt(s): %s", spec.task_id, len(attempts), error_message,
+            extra={"task_id": spec.task_id},
+        )  # fmt: skip
         return letter
 
     def restore(self, letters: Iterable[DeadLetter]) -> None:

@@ -39,13 +39,18 @@ class WorkerDirectory:
         self._index: dict[str, list[str]] | None = None
         self.synced = asyncio.Event()
         self.mode = "watch"
-        self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self.last_error: str = ""
         self.on_change: list[Callable[[], None]] = []  # called after every change to the view
         # Called when the registry says a worker left (deregistered or evicted); not for snapshot swaps,
         # which may briefly miss live workers after a registry restart.
         self.on_left: list[Callable[[WorkerInfo, str], None]] = []
+        self.on_seen: list[Callable[[WorkerInfo], None]] = []  # a worker joined, or its info changed
+        self.on_dropped: list[Callable[[str], None]] = []  # a worker is no longer in the view, for any reason
+
+    @property
+    def registry(self) -> str:
+        return self._client.address
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="worker-directory")
@@ -58,6 +63,21 @@ class WorkerDirectory:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self._client.aclose()
+
+    async def fresh(self, timeout_seconds: float = 2.0) -> list[WorkerInfo]:
+        """The known workers with their latest heartbeat and load, as the registry has them right now.
+
+        The live view is updated on joins, leaves and load changes, not on every heartbeat; this asks the
+        registry once. When it does not answer in time, the view as it stands is returned.
+        """
+        known = list(self.workers.values())
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                latest = {w.worker_id: w for w in await self._client.list_workers()}
+        except (RegistryUnavailableError, TimeoutError):
+            return known
+        return [latest.get(worker.worker_id, worker) for worker in known]
 
     def capable(self, capability: str) -> list[WorkerInfo]:
         if self._index is None:
@@ -67,15 +87,6 @@ class WorkerDirectory:
                     index.setdefault(offered, []).append(worker.worker_id)
             self._index = index
         return [self.workers[worker_id] for worker_id in self._index.get(capability, ())]
-
-    async def wait_until(self, capability: str | None, count: int) -> list[WorkerInfo]:
-        """Wait until at least `count` live workers (offering `capability`, if given) are known."""
-        async with self._changed:
-            while True:
-                found = self.capable(capability) if capability else list(self.workers.values())
-                if len(found) >= count:
-                    return found
-                await self._changed.wait()
 
     async def _run(self) -> None:
         backoff = 0.1
@@ -111,12 +122,15 @@ class WorkerDirectory:
                     self._index = None
                     for callback in self.on_left:
                         callback(event.worker, event.reason)
+                    self._dropped(event.worker.worker_id)
                 else:
                     previous = self.workers.get(event.worker.worker_id)
                     self.workers[event.worker.worker_id] = event.worker
                     if previous is None or previous.capabilities != event.worker.capabilities:
                         self._index = None
-                await self._notify()
+                    for seen in self.on_seen:
+                        seen(event.worker)
+                self._notify()
 
     async def _poll(self) -> None:
         while True:
@@ -133,12 +147,18 @@ class WorkerDirectory:
                     workers[worker_id] = worker
                     if worker_id not in self._carried:
                         self._carried[worker_id] = loop.call_later(self._carry_over, self._drop_carried, worker_id)
+        gone = [worker_id for worker_id in self.workers if worker_id not in workers]
         self.workers = workers
         self.snapshots += 1
         self._index = None
+        for worker_id in gone:
+            self._dropped(worker_id)
+        for worker in workers.values():
+            for seen in self.on_seen:
+                seen(worker)
         self.last_error = ""
         self.synced.set()
-        await self._notify()
+        self._notify()
 
     def _stop_carrying(self, worker_id: str) -> None:
         timer = self._carried.pop(worker_id, None)
@@ -151,11 +171,14 @@ class WorkerDirectory:
         if self.workers.pop(worker_id, None) is not None:
             logger.info("worker %s did not register again after the registry came back; dropped", worker_id)
             self._index = None
+            self._dropped(worker_id)
             for callback in self.on_change:
                 callback()
 
-    async def _notify(self) -> None:
+    def _dropped(self, worker_id: str) -> None:
+        for callback in self.on_dropped:
+            callback(worker_id)
+
+    def _notify(self) -> None:
         for callback in self.on_change:
             callback()
-        async with self._changed:
-            self._changed.notify_all()

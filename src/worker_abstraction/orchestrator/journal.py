@@ -1,72 +1,158 @@
-"""The orchestrator's journal: each task's facts written to a TaskStore in order, and read back after a restart."""
+"""The orchestrator's journal: each task's facts, written in order to a TaskStore and read back after a restart.
+
+This is the edge towards storage: facts go in as domain values and are stored as protobuf bytes. An
+orchestrator without a store gets the `NullJournal`, which keeps nothing, so no caller ever asks "is
+this durable?".
+
+What is awaited and what is not: "accepted" and "cancel requested" are stored before the caller hears
+"yes"; "dispatched" is stored before the task is sent, so an attempt number is never sent twice, even
+across a crash. The rest (requeued, finished, dead letters) is written behind, in order.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Coroutine, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.orchestrator.retry import RetryPolicy
-from worker_abstraction.orchestrator.scheduler import Job
-from worker_abstraction.stores.tasks import MemoryTaskStore, StoredTask, TaskStore
-from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus
+from worker_abstraction.errors import InvalidParametersError
+from worker_abstraction.options import RetryPolicy
+from worker_abstraction.stores.tasks import StoredTask, TaskStore
+from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus
+
+logger = logging.getLogger(__name__)
+
+_FORMAT = json.dumps({"format": 2})  # the `options` column of a row whose `task` is a SubmitTaskRequest
 
 
 @dataclass(frozen=True, slots=True)
 class Resumable:
-    """An unfinished task read back from the store, ready to be rebuilt into a job."""
+    """An unfinished task read back from the store."""
 
-    stored: StoredTask
-    task: pb.Task
-    params: dict[str, Any]
-    timeout_seconds: float
-    pinned: str
-    retry: RetryPolicy | None
-    idempotency_key: str
+    spec: TaskSpec
+    worker_id: str  # empty: it was waiting for a worker
+    worker_address: str
+    attempt: int  # the highest attempt number ever sent
+    failures: int
+    cancel_reason: str
 
 
-class TaskJournal:
-    """Writes each task's facts (accepted, dispatched, requeued, cancel requested, finished) when the store is
-    durable, and the dead-letter queue's changes; reads them back after a restart."""
+class Journal(Protocol):
+    async def accepted(self, spec: TaskSpec) -> None: ...
 
-    def __init__(self, store: TaskStore | None) -> None:
-        self.store: TaskStore = store or MemoryTaskStore()
-        self.durable = store is not None and not isinstance(store, MemoryTaskStore)
-        self._writes: set[asyncio.Future[None]] = set()
+    async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None: ...
 
-    async def accepted(self, job: Job, idempotency_key: str | None) -> None:
-        """Awaited before the caller hears "accepted": a crash after it cannot lose the task."""
-        await self.store.accepted(
-            job.task.task_id,
-            job.task.SerializeToString(),
-            _options(job, idempotency_key),
-            capability=job.capability,
-            idempotency_key=idempotency_key or "",
-        )
+    def requeued(self, task_id: str, attempt: int, failures: int) -> None: ...
 
-    def dispatched(self, job: Job) -> None:
-        handle = job.handle
-        self._write(self.store.dispatched(job.task.task_id, handle.worker_id, handle.worker_address, job.task.attempt))
+    async def cancel_requested(self, task_id: str, reason: str) -> None: ...
 
-    def requeued(self, job: Job) -> None:
-        self._write(self.store.requeued(job.task.task_id))
+    def finished(self, record: TaskRecord) -> None: ...
 
-    async def cancel_requested(self, job: Job, reason: str) -> None:
-        """Awaited before the caller hears "canceling": a restart after it still carries the cancel out."""
-        await self.store.cancel_requested(job.task.task_id, reason)
+    def dead_lettered(self, letter: DeadLetter) -> None: ...
+
+    def dead_letters_removed(self, task_ids: Sequence[str]) -> None: ...
+
+    async def dead_letters(self) -> list[DeadLetter]: ...
+
+    async def unfinished(self) -> list[Resumable]: ...
+
+    async def finished_record(self, task_id: str) -> TaskRecord | None: ...
+
+    async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None: ...
+
+    async def finished_records(
+        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int
+    ) -> list[TaskRecord]: ...
+
+    async def drain(self) -> None:
+        """Wait for every write made so far."""
+        ...
+
+
+class NullJournal:
+    """Keeps nothing: an orchestrator embedded in a program, without a store."""
+
+    async def accepted(self, spec: TaskSpec) -> None:
+        return None
+
+    async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+        return None
+
+    def requeued(self, task_id: str, attempt: int, failures: int) -> None:
+        return None
+
+    async def cancel_requested(self, task_id: str, reason: str) -> None:
+        return None
 
     def finished(self, record: TaskRecord) -> None:
-        self._write(
-            self.store.finished(record.task_id, _convert.record_to_pb(record).SerializeToString(), int(record.status))
+        return None
+
+    def dead_lettered(self, letter: DeadLetter) -> None:
+        return None
+
+    def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
+        return None
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return []
+
+    async def unfinished(self) -> list[Resumable]:
+        return []
+
+    async def finished_record(self, task_id: str) -> TaskRecord | None:
+        return None
+
+    async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
+        return None
+
+    async def finished_records(
+        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int
+    ) -> list[TaskRecord]:
+        return []
+
+    async def drain(self) -> None:
+        return None
+
+
+class StoreJournal:
+    """Writes each fact to a TaskStore, in the order the facts happen."""
+
+    def __init__(self, store: TaskStore) -> None:
+        self.store = store
+        self._writes: set[asyncio.Future[None]] = set()
+
+    async def accepted(self, spec: TaskSpec) -> None:
+        await self._write(
+            self.store.accepted(
+                spec.task_id,
+                _convert.spec_to_pb(spec).SerializeToString(),
+                _FORMAT,
+                capability=spec.capability,
+                idempotency_key=spec.options.idempotency_key,
+            )
         )
+
+    async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+        await self._write(self.store.dispatched(task_id, worker_id, worker_address, attempt))
+
+    def requeued(self, task_id: str, attempt: int, failures: int) -> None:
+        self._write(self.store.requeued(task_id, attempt, failures))
+
+    async def cancel_requested(self, task_id: str, reason: str) -> None:
+        await self._write(self.store.cancel_requested(task_id, reason))
+
+    def finished(self, record: TaskRecord) -> None:
+        data = _convert.record_to_pb(record).SerializeToString()
+        self._write(self.store.finished(record.task_id, data, int(record.status)))
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         entry = _convert.dead_letter_to_pb(letter).SerializeToString()
-        self._write(self.store.dead_lettered(letter.task_id, entry, "{}"))
+        self._write(self.store.dead_lettered(letter.task_id, entry, _FORMAT))
 
     def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
         self._write(self.store.dead_letters_removed(task_ids))
@@ -74,75 +160,82 @@ class TaskJournal:
     async def dead_letters(self) -> list[DeadLetter]:
         letters = []
         for stored in await self.store.dead_letters():
-            letters.append(_convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(stored.entry)))
+            try:
+                letters.append(_convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(stored.entry)))
+            except (InvalidParametersError, ValueError) as error:  # a damaged row must not stop the daemon
+                logger.error("skipping an unreadable dead letter in the store: %s", error)
         return letters
+
+    async def unfinished(self) -> list[Resumable]:
+        found = []
+        for stored in await self.store.unfinished():
+            try:
+                spec = _spec_of(stored)
+            except (InvalidParametersError, ValueError) as error:
+                logger.error("task %s in the store cannot be read back; left as it is: %s", stored.task_id, error)
+                continue
+            found.append(
+                Resumable(
+                    spec=spec,
+                    worker_id=stored.worker_id,
+                    worker_address=stored.worker_address,
+                    attempt=stored.attempt,
+                    failures=stored.failures,
+                    cancel_reason=stored.cancel_reason,
+                )
+            )
+        return found
 
     async def finished_record(self, task_id: str) -> TaskRecord | None:
         return _record(await self.store.finished_record(task_id))
 
     async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
+        await self.drain()  # a record written a moment ago must be found
         return _record(await self.store.finished_by_key(idempotency_key))
 
     async def finished_records(
-        self, *, statuses: list[TaskStatus], capability: str, limit: int, offset: int
+        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int
     ) -> list[TaskRecord]:
+        await self.drain()
         found = await self.store.finished_records(
             statuses=[int(s) for s in statuses], capability=capability, limit=limit, offset=offset
         )
         return [record for data in found if (record := _record(data)) is not None]
 
     async def drain(self) -> None:
-        """Wait for every write made so far."""
         if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
 
-    async def resumable(self) -> list[Resumable]:
-        found = []
-        for stored in await self.store.unfinished():
-            task = pb.Task.FromString(stored.task)
-            options = json.loads(stored.options)
-            found.append(
-                Resumable(
-                    stored=stored,
-                    task=task,
-                    params={p.key: json.loads(p.value_json) for p in task.parameters},
-                    timeout_seconds=float(options.get("timeout_seconds", 0)),
-                    pinned=options.get("pinned", ""),
-                    retry=_retry_from(options),
-                    idempotency_key=options.get("idempotency_key") or "",
-                )
-            )
-        return found
-
-    def _write(self, write: Coroutine[Any, Any, None]) -> None:
-        # The store runs writes in the order they are made; keeping a reference lets drain() await them.
+    def _write(self, write: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
+        # Started now, as a task: tasks take their first step in the order they were made, so the store
+        # receives the writes in the order the facts happened, awaited or not.
         pending = asyncio.ensure_future(write)
         self._writes.add(pending)
-        pending.add_done_callback(self._writes.discard)
+        pending.add_done_callback(self._written)
+        return pending
+
+    def _written(self, write: asyncio.Future[None]) -> None:
+        self._writes.discard(write)
+        if not write.cancelled() and write.exception() is not None:
+            logger.error("a task store write failed", exc_info=write.exception())
 
 
 def _record(data: bytes | None) -> TaskRecord | None:
     return _convert.record_from_pb(pb.TaskRecord.FromString(data)) if data else None
 
 
-def _options(job: Job, idempotency_key: str | None) -> str:
-    """What a resumed task needs beyond its Task message."""
-    return json.dumps(
-        {
-            "timeout_seconds": job.handle.timeout_seconds,
-            "pinned": job.pinned,
-            "idempotency_key": idempotency_key,
-            "retry": _retry_fields(job.retry),
-        }
-    )
-
-
-def _retry_fields(retry: RetryPolicy) -> dict[str, Any]:
-    return {**asdict(retry), "non_retryable_errors": list(retry.non_retryable_errors)}
-
-
-def _retry_from(options: dict[str, Any]) -> RetryPolicy | None:
-    fields = options.get("retry")
-    if not fields:
-        return None
-    return RetryPolicy(**{**fields, "non_retryable_errors": tuple(fields.get("non_retryable_errors", ()))})
+def _spec_of(stored: StoredTask) -> TaskSpec:
+    if stored.options == _FORMAT:
+        return _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(stored.task))
+    # Written by an older version: the Task message, and the options beside it as JSON.
+    task = pb.Task.FromString(stored.task)
+    options: dict[str, Any] = json.loads(stored.options or "{}")
+    request = pb.SubmitTaskRequest(task=task, idempotency_key=options.get("idempotency_key") or "")
+    request.task.worker_id = options.get("pinned", "")
+    if options.get("timeout_seconds") is not None:
+        request.exact_timeout_seconds = float(options["timeout_seconds"])
+    retry = options.get("retry")
+    if retry:
+        policy = RetryPolicy(**{**retry, "non_retryable_errors": tuple(retry.get("non_retryable_errors", ()))})
+        request.retry_policy.CopyFrom(_convert.retry_policy_to_pb(policy))
+    return _convert.spec_from_pb(request)

@@ -1,197 +1,194 @@
-"""The orchestrator's connection to one worker: the task channel when offered, the seed's RPCs otherwise."""
+"""The orchestrator's connection to workers: the task channel when offered, the seed's RPCs otherwise.
+
+This is the edge towards workers: tasks leave as `pb.Task`, updates come back as `TaskUpdate`s and are
+handed to an `AttemptSink`, one per attempt, which decides what they mean. Every answer a worker can give
+to a dispatch, a cancel or a probe becomes a small domain value (`dispatch.py`), never an exception.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import grpc
+from google.protobuf import empty_pb2
 from grpc import aio
 
 from worker_abstraction import _convert, _rpc
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.orchestrator.follow import follow
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.channel import TaskChannel
+from worker_abstraction.orchestrator.clock import Clock, LoopClock
+from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer, answer_of
+from worker_abstraction.orchestrator.follow import Reach, follow
+from worker_abstraction.types import TaskSpec
 
 logger = logging.getLogger(__name__)
 
-_DISPATCH_TIMEOUT_SECONDS = 10.0
-
-
-class WorkerUnreachableError(Exception):
-    """The task could not be handed over (transport failure); it may go to another worker."""
+DISPATCH_TIMEOUT_SECONDS = 10.0
+PROBE_TIMEOUT_SECONDS = 1.0
+_CANCEL_TIMEOUT_SECONDS = 2.0
 
 
 class WorkerLink:
     """One worker's channel, stub and task channel, shared by every task sent to it."""
 
-    def __init__(self, address: str, *, fast_path: bool = True) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        fast_path: bool = True,
+        channel_factory: Callable[[str], aio.Channel] = _rpc.channel,
+        clock: Clock | None = None,
+    ) -> None:
         self.address = address
-        self._channel = _rpc.channel(address)
-        self.stub = pb_grpc.WorkerServiceStub(self._channel)
+        self._channel = channel_factory(address)
+        self._stub = pb_grpc.WorkerServiceStub(self._channel)
+        self._clock = clock or LoopClock()
         self._fast_path = fast_path
-        self._task_channel: TaskChannel | None = None
-        self._opening: asyncio.Lock = asyncio.Lock()
+        self.task_channel: TaskChannel | None = None  # open while the fast path is in use
+        self._opening = asyncio.Lock()
+        self._followers: dict[AttemptSink, asyncio.Task[None]] = {}
 
-    async def dispatch(self, task: pb.Task, handle: AsyncTaskHandle) -> pb.ExecuteTaskResponse:
-        """Hand a task to the worker; updates then flow to `handle` until it is done.
-
-        Raises:
-            WorkerUnreachableError: the worker could not be reached.
-        """
+    async def dispatch(self, spec: TaskSpec, *, attempt: int, worker_id: str, sink: AttemptSink) -> DispatchAnswer:
+        """Hand one attempt of a task to the worker; its updates then flow to `sink` until it ends."""
+        task = _convert.task_to_pb(spec, attempt=attempt, worker_id=worker_id)
         channel = await self._usable_channel()
         if channel is not None:
-            return await channel.submit(task, handle)
+            return await channel.submit(task, sink)
         try:
-            response: pb.ExecuteTaskResponse = await self.stub.ExecuteTask(
-                pb.ExecuteTaskRequest(task=task), timeout=_DISPATCH_TIMEOUT_SECONDS
+            response: pb.ExecuteTaskResponse = await self._stub.ExecuteTask(
+                pb.ExecuteTaskRequest(task=task), timeout=DISPATCH_TIMEOUT_SECONDS
             )
         except aio.AioRpcError as error:
-            if _rpc.is_transport_error(error):
-                raise WorkerUnreachableError(f"{error.code().name}: {error.details()}") from error
-            raise
+            if error.code() is grpc.StatusCode.RESOURCE_EXHAUSTED:  # our worker's "full" on the seed's RPC
+                return DispatchAnswer(Answer.BUSY, error.details() or "")
+            answer = Answer.UNREACHABLE if _rpc.is_transport_error(error) else Answer.BROKEN
+            return DispatchAnswer(answer, f"{error.code().name}: {error.details()}")
         if response.accepted:
-            follow(handle, self.stub)
-        return response
+            self.follow(sink)
+            return DispatchAnswer(Answer.ACCEPTED)
+        return answer_of(response)
+
+    def follow(self, sink: AttemptSink) -> None:
+        """Deliver the attempt's updates to `sink` from StreamTaskStatus, resuming after what it saw."""
+        follower = asyncio.get_running_loop().create_task(
+            follow(self._stub, sink, self.reach, self._clock), name=f"follow-{sink.task_id}"
+        )
+        self._followers[sink] = follower
+        follower.add_done_callback(lambda _: self._followers.pop(sink, None))
+
+    def forget(self, sink: AttemptSink) -> None:
+        """Nobody wants the attempt's updates any more: stop following it."""
+        if self.task_channel is not None:
+            self.task_channel.forget(sink)
+        follower = self._followers.pop(sink, None)
+        if follower is not None and follower is not asyncio.current_task():
+            follower.cancel()
+
+    async def cancel(self, task_id: str, reason: str) -> CancelAnswer:
+        """Ask the worker to cancel a task."""
+        try:
+            response = await self._stub.CancelTask(
+                pb.CancelTaskRequest(task_id=task_id, reason=reason), timeout=_CANCEL_TIMEOUT_SECONDS
+            )
+        except aio.AioRpcError as error:
+            code = error.code()
+            if code is grpc.StatusCode.NOT_FOUND:
+                return CancelAnswer.UNKNOWN
+            if code is grpc.StatusCode.UNIMPLEMENTED:
+                return CancelAnswer.UNSUPPORTED
+            return CancelAnswer.UNREACHABLE
+        return CancelAnswer.CANCELING if response.canceled else CancelAnswer.FINISHED
+
+    async def reach(self) -> tuple[Reach, str]:
+        """Whether a worker answers at this address (`GetWorkerInfo`, which every worker serves)."""
+        started = self._clock.now()
+        try:
+            await self._stub.GetWorkerInfo(empty_pb2.Empty(), timeout=PROBE_TIMEOUT_SECONDS)
+        except aio.AioRpcError as error:
+            detail = f"{error.code().name}: {error.details()}"
+            if error.code() is grpc.StatusCode.DEADLINE_EXCEEDED:
+                return Reach.SILENT, detail
+            if error.code() is grpc.StatusCode.UNAVAILABLE:
+                # Turned away at once (connection refused or reset): nothing listens there any more. A
+                # network that swallows packets instead makes the probe wait: that is silence.
+                quick = self._clock.now() - started < PROBE_TIMEOUT_SECONDS / 2
+                return (Reach.REFUSED if quick else Reach.SILENT), detail
+            return Reach.NOT_A_WORKER, detail
+        return Reach.ANSWERED, ""
 
     async def _usable_channel(self) -> TaskChannel | None:
         if not self._fast_path:
             return None
-        if self._task_channel is not None and self._task_channel.is_open:
-            return self._task_channel
+        if self.task_channel is not None and self.task_channel.is_open:
+            return self.task_channel
         async with self._opening:
-            if self._task_channel is None or not self._task_channel.is_open:
-                channel = TaskChannel(self.stub, self.address)
+            if self.task_channel is None or not self.task_channel.is_open:
+                channel = TaskChannel(self._stub, self.address, resume=self.follow)
                 if not await channel.open():
                     if channel.unsupported:
                         logger.info("worker at %s has no task channel; using ExecuteTask", self.address)
                         self._fast_path = False
                     return None
-                self._task_channel = channel
-        return self._task_channel
+                self.task_channel = channel
+        return self.task_channel
 
     async def aclose(self) -> None:
-        if self._task_channel is not None:
-            await self._task_channel.aclose()
+        if self.task_channel is not None:
+            await self.task_channel.aclose()
+        followers = list(self._followers.values())
+        for follower in followers:
+            follower.cancel()
+        for follower in followers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
         await self._channel.close(None)
 
 
-class TaskChannel:
-    """The orchestrator's end of one OpenTaskChannel stream.
+class WorkerLinks:
+    """The orchestrator's links, one per worker address. Inject one to watch or break them in tests.
 
-    Tasks submitted between two writes go out in one message; acks and updates are routed to handles
-    by task id. If the stream breaks, tasks still running are resumed over StreamTaskStatus from the
-    last update each handle saw, so nothing already accepted is lost.
+    Args:
+        fast_path: use a worker's task channel when it offers one (False: always the seed's RPCs).
+        channel_factory: makes the gRPC channel for an address.
+        clock: time for reconnection windows.
     """
 
-    def __init__(self, stub: pb_grpc.WorkerServiceStub, address: str) -> None:
-        self._stub = stub
-        self.address = address
-        self._call: aio.StreamStreamCall[pb.TaskChannelRequest, pb.TaskChannelResponse] | None = None
-        self._outbox: list[pb.Task] = []
-        self._wake = asyncio.Event()
-        self._acks: dict[str, asyncio.Future[pb.ExecuteTaskResponse]] = {}
-        self._routes: dict[str, AsyncTaskHandle] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self.is_open = False
-        self.unsupported = False
+    def __init__(
+        self,
+        *,
+        fast_path: bool = True,
+        channel_factory: Callable[[str], aio.Channel] = _rpc.channel,
+        clock: Clock | None = None,
+    ) -> None:
+        self.fast_path = fast_path
+        self._channel_factory = channel_factory
+        self._clock = clock or LoopClock()
+        self._links: dict[str, WorkerLink] = {}
 
-    async def open(self) -> bool:
-        """Open the stream and wait for the worker's ready message; False if it cannot be used."""
-        self._call = self._stub.OpenTaskChannel()
-        try:
-            async with asyncio.timeout(_DISPATCH_TIMEOUT_SECONDS):
-                ready = await self._call.read()
-        except (aio.AioRpcError, TimeoutError) as error:
-            code = _rpc.code_of(error)
-            self.unsupported = code is grpc.StatusCode.UNIMPLEMENTED
-            self._call.cancel()
-            return False
-        if ready is _rpc.EOF:
-            self.unsupported = True
-            return False
-        self.is_open = True
-        self._tasks = [
-            asyncio.create_task(self._write_loop(), name=f"channel-writer-{self.address}"),
-            asyncio.create_task(self._read_loop(), name=f"channel-reader-{self.address}"),
-        ]
-        return True
+    def get(self, address: str) -> WorkerLink:
+        """The link to the worker at `address` (made on first use)."""
+        link = self._links.get(address)
+        if link is None:
+            link = self._links[address] = WorkerLink(
+                address, fast_path=self.fast_path, channel_factory=self._channel_factory, clock=self._clock
+            )
+        return link
 
-    async def submit(self, task: pb.Task, handle: AsyncTaskHandle) -> pb.ExecuteTaskResponse:
-        ack: asyncio.Future[pb.ExecuteTaskResponse] = asyncio.get_running_loop().create_future()
-        self._acks[task.task_id] = ack
-        self._routes[task.task_id] = handle
-        self._outbox.append(task)
-        self._wake.set()
-        return await ack
+    def known(self, address: str) -> WorkerLink | None:
+        """The link to `address` if one was made."""
+        return self._links.get(address)
+
+    async def discard(self, address: str) -> None:
+        """Close the link to a worker that left (a later task to the address opens a new one)."""
+        link = self._links.pop(address, None)
+        if link is not None:
+            await link.aclose()
 
     async def aclose(self) -> None:
-        self.is_open = False
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._call is not None:
-            self._call.cancel()
-
-    async def _write_loop(self) -> None:
-        assert self._call is not None
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                batch, self._outbox = self._outbox, []
-                if batch:
-                    await self._call.write(pb.TaskChannelRequest(tasks=batch))
-        except (aio.AioRpcError, aio.UsageError) as error:
-            logger.debug("task channel to %s: write failed: %s", self.address, error)
-            self._broken()
-
-    async def _read_loop(self) -> None:
-        assert self._call is not None
-        try:
-            while isinstance(message := await self._call.read(), pb.TaskChannelResponse):
-                for ack in message.acks:
-                    waiter = self._acks.pop(ack.task_id, None)
-                    if not ack.accepted:
-                        self._routes.pop(ack.task_id, None)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(ack)
-                for update in message.updates:
-                    handle = self._routes.get(update.task_id)
-                    if handle is not None:
-                        handle.deliver(_convert.update_from_pb(update))
-                        if handle.done() or update.status in _TERMINAL:
-                            del self._routes[update.task_id]
-        except aio.AioRpcError as error:
-            logger.debug("task channel to %s broke: %s", self.address, error.code().name)
-        finally:
-            self._broken()
-
-    def _broken(self) -> None:
-        if not self.is_open:
-            return
-        self.is_open = False
-        if self._call is not None:
-            self._call.cancel()
-        # Tasks not acknowledged yet may or may not have arrived; the caller may send them elsewhere.
-        unreachable = WorkerUnreachableError(f"task channel to {self.address} broke")
-        for task_id, waiter in self._acks.items():
-            if not waiter.done():
-                waiter.set_exception(unreachable)
-            self._routes.pop(task_id, None)
-        self._acks.clear()
-        # Accepted tasks keep running on the worker: resume each from the last update its handle saw.
-        for handle in self._routes.values():
-            if not handle.done():
-                follow(handle, self._stub)
-        self._routes.clear()
-        for task in self._tasks:
-            if task is not asyncio.current_task():
-                task.cancel()
-
-
-_TERMINAL = frozenset({pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_CANCELED})
+        links, self._links = list(self._links.values()), {}
+        for link in links:
+            await link.aclose()

@@ -1,7 +1,7 @@
-"""Task records: what an orchestrator can tell about any task it accepted, finished or not.
+"""Every task an orchestrator knows: the live ones, the recently finished ones, and (with a store) all others.
 
-Unfinished tasks are read from their live jobs; finished ones from a bounded memory of recent ones and,
-with a durable store, from the store (which keeps them all).
+Live tasks are read from their runs; finished ones from a bounded memory of recent runs and, with a
+durable journal, from the store, which keeps them all. Idempotency keys are remembered here too.
 """
 
 from __future__ import annotations
@@ -9,28 +9,31 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from worker_abstraction import _convert
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.journal import TaskJournal
-from worker_abstraction.orchestrator.scheduler import Job
+from worker_abstraction.orchestrator.journal import Journal
+from worker_abstraction.orchestrator.run import TaskRun
+from worker_abstraction.orchestrator.state import TaskState
 from worker_abstraction.types import TaskRecord, TaskStatus, TaskUpdate
 
+_KEEP_KEYS = 100_000
 
-def record_of(job: Job) -> TaskRecord:
-    """The record of a job as it stands now."""
-    handle = job.handle
-    return TaskRecord(
-        task_id=handle.task_id,
-        capability=job.capability,
-        status=handle.status,
-        params=dict(handle.params),
-        attempts=tuple(handle.attempts),
-        last_update=handle.updates[-1] if handle.updates else None,
-        submitted_at=_convert.from_timestamp(job.task.created_at),
-        dead_lettered=job.dead_lettered,
-        cancel_reason=job.cancel_reason,
-        idempotency_key=job.idempotency_key,
-    )
+
+class _Finished:
+    """The owner of a handle on a task that ended before this orchestrator started: nothing to cancel."""
+
+    async def cancel(self, reason: str) -> bool:
+        return False
+
+
+def finished_handle(record: TaskRecord) -> AsyncTaskHandle:
+    """A handle on a task that finished before this orchestrator started: it replays the final update."""
+    state = TaskState(record.task_id, record.capability, record.params)
+    state.attempts = list(record.attempts)
+    if record.attempts:
+        state.worker_id = record.attempts[-1].worker_id
+        state.attempt = record.attempts[-1].number
+    state.append(record.last_update or TaskUpdate(task_id=record.task_id, status=record.status))
+    return AsyncTaskHandle(state, _Finished())
 
 
 def statuses_of(status: TaskStatus | Iterable[TaskStatus] | None) -> list[TaskStatus]:
@@ -38,83 +41,87 @@ def statuses_of(status: TaskStatus | Iterable[TaskStatus] | None) -> list[TaskSt
     return [status] if isinstance(status, TaskStatus) else list(status or ())
 
 
-def finished_handle(record: TaskRecord) -> AsyncTaskHandle:
-    """A handle on a task that finished before this orchestrator started: it replays the final update."""
-    handle = AsyncTaskHandle(
-        task_id=record.task_id, capability=record.capability, params=record.params, timeout_seconds=0
-    )
-    handle.attempts = list(record.attempts)
-    if record.attempts:
-        handle.worker_id = record.attempts[-1].worker_id
-        handle.attempt = record.attempts[-1].number
-    final = record.last_update or TaskUpdate(task_id=record.task_id, status=record.status)
-    handle.updates.append(final)
-    handle.finish()
-    return handle
+class TaskIndex:
+    """Live runs by id, the latest `keep_finished` finished ones, and idempotency keys."""
 
-
-class TaskRecords:
-    """Finished tasks' records: the latest `keep_finished` in memory, all of them in a durable store."""
-
-    def __init__(self, journal: TaskJournal, *, keep_finished: int = 10_000) -> None:
+    def __init__(self, journal: Journal, *, keep_finished: int = 10_000) -> None:
         self._journal = journal
         self._keep = keep_finished
-        # Finished jobs, whose records are made only when asked for (the hot path just keeps a reference);
+        self.live: dict[str, TaskRun] = {}
+        # Finished runs, whose records are made only when asked for (the hot path keeps a reference);
         # their handles also let a late watcher replay every update of a recent task.
-        self._recent: OrderedDict[str, Job] = OrderedDict()
+        self._recent: OrderedDict[str, TaskRun] = OrderedDict()
+        self._keys: OrderedDict[str, AsyncTaskHandle] = OrderedDict()
 
-    def finished(self, job: Job) -> None:
-        self._recent[job.task.task_id] = job
+    def add(self, run: TaskRun) -> None:
+        self.live[run.spec.task_id] = run
+        key = run.spec.options.idempotency_key
+        if key:  # taken now, so a concurrent resubmission finds this task
+            self.remember_key(key, run.handle)
+
+    def remove(self, run: TaskRun) -> None:
+        """Forget a run that was never accepted (its submission failed)."""
+        self.live.pop(run.spec.task_id, None)
+        key = run.spec.options.idempotency_key
+        if key and self._keys.get(key) is run.handle:
+            del self._keys[key]
+
+    def finished(self, run: TaskRun) -> None:
+        task_id = run.spec.task_id
+        self.live.pop(task_id, None)
+        self._recent[task_id] = run
         while len(self._recent) > self._keep:
             self._recent.popitem(last=False)
-        if self._journal.durable:
-            self._journal.finished(record_of(job))
+        self._journal.finished(run.record())
 
-    def recent_handle(self, task_id: str) -> AsyncTaskHandle | None:
-        job = self._recent.get(task_id)
-        return job.handle if job is not None else None
+    def get(self, task_id: str) -> TaskRun | None:
+        """A live or recently finished run."""
+        return self.live.get(task_id) or self._recent.get(task_id)
 
-    async def get(self, task_id: str) -> TaskRecord | None:
-        job = self._recent.get(task_id)
-        record = record_of(job) if job is not None else None
-        if record is None and self._journal.durable:
-            record = await self._journal.finished_record(task_id)
-        return record
+    async def taken(self, task_id: str) -> bool:
+        """Whether a task with this id was ever accepted here (ids are never reused)."""
+        return self.get(task_id) is not None or await self._journal.finished_record(task_id) is not None
 
-    async def by_key(self, idempotency_key: str) -> TaskRecord | None:
-        """The finished task submitted with this idempotency key, if the store still has it."""
-        if not self._journal.durable:
-            return None
-        await self._journal.drain()  # a record written a moment ago must be found
-        return await self._journal.finished_by_key(idempotency_key)
+    def remember_key(self, key: str, handle: AsyncTaskHandle) -> None:
+        self._keys[key] = handle
+        while len(self._keys) > _KEEP_KEYS:
+            self._keys.popitem(last=False)
+
+    async def by_key(self, key: str) -> AsyncTaskHandle | None:
+        """The task submitted with this idempotency key (running or finished), if known."""
+        handle = self._keys.get(key)
+        if handle is None:
+            record = await self._journal.finished_by_key(key)
+            handle = self._keys.get(key)  # submitted while the store was asked
+            if handle is None and record is not None:
+                handle = finished_handle(record)
+                self.remember_key(key, handle)
+        if handle is not None:
+            self._keys.move_to_end(key)
+        return handle
+
+    async def record(self, task_id: str) -> TaskRecord | None:
+        run = self.get(task_id)
+        return run.record() if run is not None else await self._journal.finished_record(task_id)
 
     async def page(
-        self,
-        live: Iterable[Job],
-        *,
-        statuses: Iterable[TaskStatus] = (),
-        capability: str = "",
-        limit: int = 100,
-        offset: int = 0,
+        self, *, statuses: Iterable[TaskStatus] = (), capability: str = "", limit: int = 100, offset: int = 0
     ) -> tuple[list[TaskRecord], bool]:
         """Records, most recently submitted first; True when more follow this page."""
         wanted = frozenset(statuses)
-        fetch = offset + limit + 1
 
         def keep(record: TaskRecord) -> bool:
             return (not wanted or record.status in wanted) and (not capability or record.capability == capability)
 
-        found = {r.task_id: r for r in (record_of(job) for job in live) if keep(r)}
-        for record in map(record_of, reversed(self._recent.values())):
+        found = {r.task_id: r for r in (run.record() for run in self.live.values()) if keep(r)}
+        for record in (run.record() for run in reversed(self._recent.values())):
             if keep(record):
                 found.setdefault(record.task_id, record)
-        if self._journal.durable:
-            await self._journal.drain()
-            stored = await self._journal.finished_records(
-                statuses=sorted(wanted), capability=capability, limit=fetch, offset=0
-            )
-            for record in stored:
-                found.setdefault(record.task_id, record)
+        stored = await self._journal.finished_records(
+            statuses=sorted(wanted), capability=capability, limit=offset + limit + 1, offset=0
+        )
+        for record in stored:
+            found.setdefault(record.task_id, record)
         ordered = sorted(found.values(), key=_newest_first)
         return ordered[offset : offset + limit], len(ordered) > offset + limit
 

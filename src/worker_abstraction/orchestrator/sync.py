@@ -1,17 +1,21 @@
-"""Blocking twins of AsyncOrchestrator and AsyncTaskHandle for scripts; no logic lives here."""
+"""Blocking twins for scripts, written once over the orchestrator contract; no logic lives here.
+
+`Orchestrator` wraps any `AsyncOrchestratorAPI`, the embedded engine or the daemon client alike, and runs
+each call on a private event loop thread; `TaskHandle` does the same for `AsyncTaskHandle`.
+"""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack
 
 from worker_abstraction._loop import LoopThread
+from worker_abstraction.options import TaskOptionFields, TaskOptions
+from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
-from worker_abstraction.orchestrator.retry import RetryPolicy
 from worker_abstraction.types import Attempt, DeadLetter, TaskRecord, TaskStatus, TaskUpdate, WorkerHealth, WorkerInfo
 
 T = TypeVar("T")
@@ -21,12 +25,12 @@ async def _next(stream: AsyncIterator[T]) -> T:
     return await anext(stream)
 
 
-async def _awaited(value: Awaitable[T]) -> T:
-    return await value
-
-
-async def _remote(address: str) -> RemoteOrchestrator:
-    return RemoteOrchestrator(address)  # its channel belongs to the loop it is made on
+def _each(loop: LoopThread, stream: AsyncIterator[T]) -> Iterator[T]:
+    while True:
+        try:
+            yield loop.run(_next(stream))
+        except StopAsyncIteration:
+            return
 
 
 class TaskHandle:
@@ -61,23 +65,18 @@ class TaskHandle:
         return self._core.status
 
     @property
-    def updates(self) -> list[TaskUpdate]:
-        return list(self._core.updates)
+    def updates(self) -> Sequence[TaskUpdate]:
+        return tuple(self._core.updates)
 
     @property
-    def attempts(self) -> list[Attempt]:
-        return list(self._core.attempts)
+    def attempts(self) -> Sequence[Attempt]:
+        return tuple(self._core.attempts)
 
     def done(self) -> bool:
         return self._core.done()
 
     def __iter__(self) -> Iterator[TaskUpdate]:
-        stream = self._core.__aiter__()
-        while True:
-            try:
-                yield self._loop.run(_next(stream))
-            except StopAsyncIteration:
-                return
+        return _each(self._loop, self._core.__aiter__())
 
     def wait(self, timeout_seconds: float | None = None) -> TaskUpdate:
         return self._loop.run(self._core.wait(timeout_seconds))
@@ -90,57 +89,76 @@ class TaskHandle:
 
 
 class Orchestrator:
-    """Blocking twin of AsyncOrchestrator; see it for behaviour.
+    """Blocking twin of the orchestrator contract; see AsyncOrchestrator for behaviour.
 
-    `Orchestrator(registry)` embeds the engine in this process; `Orchestrator.connect("host:port")` offers
-    the same calls served by an orchestrator daemon (`wa orchestrator`), through RemoteOrchestrator.
+    `Orchestrator(registry, **options)` embeds the engine in this process (options as AsyncOrchestrator's);
+    `Orchestrator.connect("host:port")` offers the same calls served by a daemon (`wa orchestrator`).
     """
 
-    def __init__(self, registry: str, **options: Any) -> None:
+    def __init__(self, registry: str | None = None, *, address: str | None = None, **options: Any) -> None:
+        if (registry is None) == (address is None):
+            raise TypeError("give either a registry (the engine runs here) or an address (a daemon), not both")
+        if address is not None and options:
+            raise TypeError(f"options apply to the engine in this process, not to a daemon: {sorted(options)}")
         self._loop = LoopThread()
-        self._core: AsyncOrchestrator | RemoteOrchestrator = self._loop.run(
-            AsyncOrchestrator.create(registry, **options)
-        )
+        make: Callable[[], Coroutine[Any, Any, AsyncOrchestratorAPI]]
+        if registry is not None:
+            make = _embedded(registry, options)
+        else:
+            assert address is not None
+            make = _remote(address)
+        try:
+            self._core: AsyncOrchestratorAPI = self._loop.run(make())
+        except BaseException:
+            self._loop.close()
+            raise
 
     @classmethod
     def connect(cls, address: str) -> Orchestrator:
         """The same blocking API, served by the orchestrator daemon at host:port."""
-        orchestrator = cls.__new__(cls)
-        orchestrator._loop = LoopThread()
-        orchestrator._core = orchestrator._loop.run(_remote(address))
-        return orchestrator
-
-    def _resolve(self, value: Awaitable[T] | T) -> T:
-        # The embedded engine answers some calls at once; the daemon's client always awaits the network.
-        if inspect.isawaitable(value):
-            return self._loop.run(_awaited(cast(Awaitable[T], value)))
-        return value
+        return cls(address=address)
 
     def workers(self) -> list[WorkerInfo]:
-        return self._resolve(self._core.workers())
+        return self._loop.run(self._core.workers())
 
     def wait_for_workers(
         self, capability: str | None = None, *, count: int = 1, timeout_seconds: float = 10.0
     ) -> list[WorkerInfo]:
         return self._loop.run(self._core.wait_for_workers(capability, count=count, timeout_seconds=timeout_seconds))
 
+    def worker_health(self) -> list[WorkerHealth]:
+        return self._loop.run(self._core.worker_health())
+
     def queue_depths(self) -> dict[str, dict[int, int]]:
-        return self._resolve(self._core.queue_depths())
+        return self._loop.run(self._core.queue_depths())
+
+    def execute_task(
+        self,
+        capability: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        options: TaskOptions | None = None,
+        **overrides: Unpack[TaskOptionFields],
+    ) -> TaskHandle:
+        return self._handle(self._core.execute_task(capability, params, options=options, **overrides))
+
+    def execute_many(
+        self,
+        capability: str,
+        params: Iterable[Mapping[str, Any]],
+        *,
+        max_pending: int = 1000,
+        options: TaskOptions | None = None,
+        **overrides: Unpack[TaskOptionFields],
+    ) -> Iterator[TaskHandle]:
+        stream = self._core.execute_many(capability, params, max_pending=max_pending, options=options, **overrides)
+        return (TaskHandle(self._loop, handle) for handle in _each(self._loop, stream))
+
+    def watch(self, task_id: str) -> TaskHandle:
+        return self._handle(self._core.watch(task_id))
 
     def cancel(self, task_id: str, reason: str = "") -> bool:
         return self._loop.run(self._core.cancel(task_id, reason))
-
-    def dead_letters(self) -> list[DeadLetter]:
-        return self._resolve(self._core.dead_letters())
-
-    def requeue_dead_letter(self, task_id: str) -> TaskHandle:
-        return TaskHandle(self._loop, self._loop.run(self._core.requeue_dead_letter(task_id)))
-
-    def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
-        return self._resolve(self._core.purge_dead_letters(task_ids))
-
-    def worker_health(self) -> list[WorkerHealth]:
-        return self._resolve(self._core.worker_health())
 
     def task(self, task_id: str) -> TaskRecord:
         return self._loop.run(self._core.task(task_id))
@@ -155,58 +173,24 @@ class Orchestrator:
     ) -> list[TaskRecord]:
         return self._loop.run(self._core.tasks(status=status, capability=capability, limit=limit, offset=offset))
 
-    def execute_task(
+    def task_page(
         self,
-        capability: str,
-        params: Mapping[str, Any] | None = None,
         *,
-        timeout_seconds: float = 60,
-        priority: int = 0,
-        fairness_key: str = "",
-        required_tags: Iterable[str] = (),
-        preferred_tags: Iterable[str] = (),
-        worker_id: str | None = None,
-        metadata: Mapping[str, str] | None = None,
-        task_id: str | None = None,
-        retry_policy: RetryPolicy | None = None,
-        queue_timeout_seconds: float | None = None,
-        idempotency_key: str | None = None,
-    ) -> TaskHandle:
-        return TaskHandle(
-            self._loop,
-            self._loop.run(
-                self._core.execute_task(
-                    capability,
-                    params,
-                    timeout_seconds=timeout_seconds,
-                    priority=priority,
-                    fairness_key=fairness_key,
-                    required_tags=required_tags,
-                    preferred_tags=preferred_tags,
-                    worker_id=worker_id,
-                    metadata=metadata,
-                    task_id=task_id,
-                    retry_policy=retry_policy,
-                    queue_timeout_seconds=queue_timeout_seconds,
-                    idempotency_key=idempotency_key,
-                )
-            ),
-        )
+        status: TaskStatus | Iterable[TaskStatus] | None = None,
+        capability: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[TaskRecord], bool]:
+        return self._loop.run(self._core.task_page(status=status, capability=capability, limit=limit, offset=offset))
 
-    def execute_many(
-        self,
-        capability: str,
-        params: Iterable[Mapping[str, Any]],
-        *,
-        max_pending: int = 1000,
-        **options: Any,
-    ) -> Iterator[TaskHandle]:
-        stream = self._core.execute_many(capability, params, max_pending=max_pending, **options)
-        while True:
-            try:
-                yield TaskHandle(self._loop, self._loop.run(_next(stream)))
-            except StopAsyncIteration:
-                return
+    def dead_letters(self) -> list[DeadLetter]:
+        return self._loop.run(self._core.dead_letters())
+
+    def requeue_dead_letter(self, task_id: str) -> TaskHandle:
+        return self._handle(self._core.requeue_dead_letter(task_id))
+
+    def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
+        return self._loop.run(self._core.purge_dead_letters(task_ids))
 
     def close(self) -> None:
         self._loop.run(self._core.aclose())
@@ -219,3 +203,20 @@ class Orchestrator:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    def _handle(self, submitted: Coroutine[Any, Any, AsyncTaskHandle]) -> TaskHandle:
+        return TaskHandle(self._loop, self._loop.run(submitted))
+
+
+def _embedded(registry: str, options: dict[str, Any]) -> Callable[[], Coroutine[Any, Any, AsyncOrchestratorAPI]]:
+    async def make() -> AsyncOrchestratorAPI:
+        return await AsyncOrchestrator.create(registry, **options)
+
+    return make
+
+
+def _remote(address: str) -> Callable[[], Coroutine[Any, Any, AsyncOrchestratorAPI]]:
+    async def make() -> AsyncOrchestratorAPI:
+        return RemoteOrchestrator(address)  # its channel belongs to the loop it is made on
+
+    return make

@@ -44,6 +44,7 @@ _ADDED_COLUMNS = {
     "idempotency_key": "TEXT NOT NULL DEFAULT ''",
     "cancel_reason": "TEXT NOT NULL DEFAULT ''",
     "record": "BLOB",  # the finished task's TaskRecord
+    "failures": "INTEGER NOT NULL DEFAULT 0",  # attempts that ran and failed (the retry budget)
 }
 
 _INDEXES = """
@@ -94,11 +95,11 @@ class SqliteTaskStore:
             (worker_id, worker_address, attempt, time.time(), task_id),
         )
 
-    async def requeued(self, task_id: str) -> None:
+    async def requeued(self, task_id: str, attempt: int = 0, failures: int = 0) -> None:
         await self._write(
-            "UPDATE tasks SET state = 'queued', worker_id = '', worker_address = '', updated_at = ? "
-            "WHERE task_id = ? AND state != 'finished'",
-            (time.time(), task_id),
+            "UPDATE tasks SET state = 'queued', worker_id = '', worker_address = '', attempt = MAX(attempt, ?), "
+            "failures = ?, updated_at = ? WHERE task_id = ? AND state != 'finished'",
+            (attempt, failures, time.time(), task_id),
         )
 
     async def cancel_requested(self, task_id: str, reason: str) -> None:
@@ -115,7 +116,7 @@ class SqliteTaskStore:
 
     async def unfinished(self) -> list[StoredTask]:
         rows = await self._query(
-            "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason FROM tasks "
+            "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason, failures FROM tasks "
             "WHERE state != 'finished' ORDER BY accepted_at, updated_at"
         )
         return [StoredTask(*row) for row in rows]

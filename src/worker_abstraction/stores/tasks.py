@@ -19,22 +19,23 @@ class StoredTask:
     """An unfinished task as the store keeps it."""
 
     task_id: str
-    task: bytes  # the serialized Task
-    options: str  # JSON: what execute_task was given beyond the Task itself
+    task: bytes  # the serialized SubmitTaskRequest (a store written by an older version: a Task)
+    options: str  # JSON: {"format": 2} for the above (older versions: what execute_task was given)
     worker_id: str = ""  # empty while it waits for a worker
     worker_address: str = ""
-    attempt: int = 0
+    attempt: int = 0  # the highest attempt number ever sent (stored before it is sent)
     cancel_reason: str = ""  # a cancel was asked for and is to be carried out
+    failures: int = 0  # attempts that ran and failed so far (what the retry budget counts)
 
 
 @dataclass(frozen=True, slots=True)
 class StoredDeadLetter:
     entry: bytes  # the serialized DeadLetterEntry
-    options: str  # JSON: how to submit it again
+    options: str  # JSON (unused since format 2: the entry carries its submission)
 
 
 class TaskStore(Protocol):
-    """What the orchestrator needs from durable storage."""
+    """What the orchestrator needs from durable storage. Writes are carried out in the order they are made."""
 
     async def accepted(
         self, task_id: str, task: bytes, options: str, *, capability: str = "", idempotency_key: str = ""
@@ -42,7 +43,7 @@ class TaskStore(Protocol):
 
     async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None: ...
 
-    async def requeued(self, task_id: str) -> None: ...
+    async def requeued(self, task_id: str, attempt: int = 0, failures: int = 0) -> None: ...
 
     async def cancel_requested(self, task_id: str, reason: str) -> None: ...
 
@@ -67,53 +68,3 @@ class TaskStore(Protocol):
     async def dead_letters(self) -> list[StoredDeadLetter]: ...
 
     async def close(self) -> None: ...
-
-
-class MemoryTaskStore:
-    """Keeps nothing across restarts: the default for an orchestrator embedded in a program.
-
-    (The orchestrator itself remembers recently finished tasks and its dead letters while it runs.)
-    """
-
-    async def accepted(
-        self, task_id: str, task: bytes, options: str, *, capability: str = "", idempotency_key: str = ""
-    ) -> None:
-        return None
-
-    async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
-        return None
-
-    async def requeued(self, task_id: str) -> None:
-        return None
-
-    async def cancel_requested(self, task_id: str, reason: str) -> None:
-        return None
-
-    async def finished(self, task_id: str, record: bytes, status: int) -> None:
-        return None
-
-    async def unfinished(self) -> list[StoredTask]:
-        return []
-
-    async def finished_record(self, task_id: str) -> bytes | None:
-        return None
-
-    async def finished_by_key(self, idempotency_key: str) -> bytes | None:
-        return None
-
-    async def finished_records(
-        self, *, statuses: Sequence[int], capability: str, limit: int, offset: int
-    ) -> list[bytes]:
-        return []
-
-    async def dead_lettered(self, task_id: str, entry: bytes, options: str) -> None:
-        return None
-
-    async def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
-        return None
-
-    async def dead_letters(self) -> list[StoredDeadLetter]:
-        return []
-
-    async def close(self) -> None:
-        return None

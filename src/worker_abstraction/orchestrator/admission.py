@@ -1,0 +1,52 @@
+"""Admission: whether a task may be accepted at all, checked before anything is stored or queued.
+
+A task is admitted when some live worker offers its capability and meets its requirements (tags, pin, the
+capability's own required tags) and its arguments fit the capability's declared parameters. The errors
+say what was asked for and what the live workers offer, so the caller can fix the call.
+"""
+
+from __future__ import annotations
+
+from worker_abstraction.errors import InvalidParametersError, NoWorkerError
+from worker_abstraction.orchestrator.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.scheduler import Placeable, Scheduler
+from worker_abstraction.types import TaskSpec
+from worker_abstraction.validation import parameter_problems
+
+
+def admit(spec: TaskSpec, task: Placeable, directory: WorkerDirectory, scheduler: Scheduler) -> None:
+    """Raise if the task cannot be accepted.
+
+    Raises:
+        NoWorkerError: no live worker offers the capability, or none meets the task's requirements.
+        InvalidParametersError: the arguments break the capability's declared parameters (all listed).
+    """
+    capable = directory.capable(spec.capability)
+    if not capable:
+        raise NoWorkerError(spec.capability, _why_no_worker(directory))
+    fitting = [w for w in capable if scheduler.fits(task, w)]
+    if not fitting:
+        wanted = [f"tags {sorted(task.required_tags)}"] if task.required_tags else []
+        wanted += [f"worker {task.pinned!r}"] if task.pinned else []
+        offers = "; ".join(f"{w.worker_id} tags {sorted(w.tags)}" for w in capable[:20])
+        needs = {t for w in capable for c in w.capabilities if c.name == spec.capability for t in c.required_tags}
+        if needs:
+            wanted.append(f"the capability's own required tags {sorted(needs)}")
+        raise NoWorkerError(
+            spec.capability,
+            f"it needs {' and '.join(wanted)}; live workers offering it: {offers}",
+            headline=f"no live worker offering {spec.capability!r} meets the task's requirements",
+        )
+    declared = fitting[0].capability(spec.capability)
+    problems = parameter_problems(declared, spec.params) if declared is not None else []
+    if problems:
+        raise InvalidParametersError(problems)
+
+
+def _why_no_worker(directory: WorkerDirectory) -> str:
+    if not directory.synced.is_set():
+        detail = f"registry {directory.registry} not reached yet"
+        return f"{detail}: {directory.last_error}" if directory.last_error else detail
+    offered = sorted({c.name for w in directory.workers.values() for c in w.capabilities})
+    shown = ", ".join(offered[:50]) + (f", ... ({len(offered) - 50} more)" if len(offered) > 50 else "")
+    return "live workers offer: " + (shown or "nothing, none are live")

@@ -1,0 +1,224 @@
+"""The engine: the orchestrator's logic without any gRPC of its own (the registry's `service` layer, here).
+
+It accepts tasks (admission, idempotency, ids never reused), keeps the index of tasks, answers queries,
+cancels, manages dead letters and resumes unfinished tasks after a restart. A task's life itself is its
+`TaskRun`'s business. `AsyncOrchestrator` wires an engine up in a program; `OrchestratorServicer` serves
+one over the wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from worker_abstraction.codec import encode_params, short
+from worker_abstraction.errors import InvalidParametersError, TaskExistsError, TaskNotFoundError
+from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
+from worker_abstraction.orchestrator.admission import admit
+from worker_abstraction.orchestrator.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.records import TaskIndex, finished_handle, statuses_of
+from worker_abstraction.orchestrator.run import Crew, TaskRun
+from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus, WorkerHealth, WorkerInfo
+
+logger = logging.getLogger(__name__)
+
+
+class Engine:
+    """Accepts, tracks, cancels and resumes tasks.
+
+    Args:
+        crew: the collaborators every run works with.
+        directory: the live view of workers.
+        index: where tasks are found by id and by idempotency key.
+        queue_timeout_seconds: default limit on how long a task may wait for a worker (None: no limit).
+    """
+
+    def __init__(
+        self, crew: Crew, directory: WorkerDirectory, index: TaskIndex, *, queue_timeout_seconds: float | None
+    ) -> None:
+        self.crew = crew
+        self.directory = directory
+        self.index = index
+        self._queue_timeout = queue_timeout_seconds
+        directory.on_left.append(self._worker_left)
+
+    async def submit(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> AsyncTaskHandle:
+        """Accept a task: it runs on a capable worker with a free slot, or waits in the queue for one.
+
+        Returns at once, whatever the workers are doing: the handle is PENDING while the task waits.
+
+        Raises:
+            InvalidParametersError: the arguments break the capability's declared parameters (all listed).
+            NoWorkerError: no live worker offers the capability, or none meets the task's requirements.
+            QueueFullError: the queue is at its bound.
+            TaskExistsError: a task with this id was submitted before.
+        """
+        if options.idempotency_key:
+            known = await self.index.by_key(options.idempotency_key)
+            if known is not None:
+                return known
+        spec = self.spec(capability, params, options)
+        if await self.index.taken(spec.task_id):
+            raise TaskExistsError(spec.task_id)
+        return await self.accept(spec)
+
+    async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:
+        """Accept a task already made into a spec (see `submit`)."""
+        crew = self.crew
+        queue_timeout = spec.options.queue_timeout_seconds
+        run = TaskRun(spec, crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout)
+        admit(spec, run, self.directory, crew.scheduler)
+        crew.scheduler.check_room(spec.capability)
+        self.index.add(run)  # before the store is asked: a concurrent resubmission of the key finds it
+        try:
+            await crew.journal.accepted(spec)  # a crash after this cannot lose the task
+        except BaseException:
+            self.index.remove(run)
+            raise
+        run.start()
+        logger.debug("task %s accepted", spec.task_id, extra={"task_id": spec.task_id})
+        return run.handle
+
+    def spec(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> TaskSpec:
+        """The task as the engine carries it: a new id unless one was given, arguments encoded once.
+
+        Raises:
+            InvalidParametersError: a bad capability name, or arguments that cannot be sent.
+        """
+        problems = []
+        if not isinstance(capability, str) or not capability or len(capability) > MAX_ID_LENGTH:
+            problems.append(f"capability must be a name of 1..{MAX_ID_LENGTH} characters, got {short(capability)}")
+        if params is not None and not isinstance(params, Mapping):
+            problems.append(f"params must be a mapping of parameter names to values, got {short(params)}")
+        if problems:
+            raise InvalidParametersError(problems)
+        params = dict(params or {})
+        return TaskSpec(
+            task_id=options.task_id or uuid.uuid4().hex,
+            capability=capability,
+            params=params,
+            encoded_params=encode_params(params),
+            options=options,
+            created_at_ns=time.time_ns(),
+        )
+
+    async def find_idempotent(self, key: str) -> AsyncTaskHandle | None:
+        return await self.index.by_key(key)
+
+    def handle(self, task_id: str) -> AsyncTaskHandle | None:
+        """The handle of a live or recently finished task."""
+        run = self.index.get(task_id)
+        return run.handle if run is not None else None
+
+    async def watch(self, task_id: str) -> AsyncTaskHandle:
+        """A handle on any task this engine knows (finished ones read back from the store replay their end).
+
+        Raises:
+            TaskNotFoundError: the task is unknown (or forgotten).
+        """
+        handle = self.handle(task_id)
+        if handle is not None:
+            return handle
+        return finished_handle(await self.task(task_id))
+
+    async def task(self, task_id: str) -> TaskRecord:
+        record = await self.index.record(task_id)
+        if record is None:
+            raise TaskNotFoundError(task_id, "the orchestrator")
+        return record
+
+    async def task_page(
+        self,
+        *,
+        status: TaskStatus | Iterable[TaskStatus] | None = None,
+        capability: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[TaskRecord], bool]:
+        if limit < 0 or offset < 0:
+            raise InvalidParametersError([f"limit and offset must be >= 0, got {limit} and {offset}"])
+        return await self.index.page(
+            statuses=statuses_of(status), capability=capability or "", limit=limit, offset=offset
+        )
+
+    async def cancel(self, task_id: str, reason: str) -> bool:
+        run = self.index.live.get(task_id)
+        if run is None:
+            if self.index.get(task_id) is not None or await self.index.record(task_id) is not None:
+                return False  # it finished
+            raise TaskNotFoundError(task_id, "the orchestrator")
+        return await run.cancel(reason or "canceled by the caller")
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.crew.dead_letters.list()
+
+    async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle:
+        letters = self.crew.dead_letters
+        letter = letters.take(task_id)
+        if letter is None:
+            raise TaskNotFoundError(task_id, "the dead-letter queue")
+        try:
+            handle = await self.submit(letter.capability, letter.params, letter.options)
+        except BaseException:
+            letters.restore([letter])  # not resubmitted: it stays a dead letter
+            raise
+        self.crew.journal.dead_letters_removed([task_id])
+        return handle
+
+    def purge_dead_letters(self, task_ids: Iterable[str] | None) -> int:
+        purged = self.crew.dead_letters.purge(task_ids)
+        if purged:
+            self.crew.journal.dead_letters_removed(purged)
+        return len(purged)
+
+    def queue_depths(self) -> dict[str, dict[int, int]]:
+        return self.crew.scheduler.depths()
+
+    def worker_health(self, workers: Iterable[WorkerInfo]) -> list[WorkerHealth]:
+        crew = self.crew
+        found = []
+        for worker in workers:
+            state, reason = crew.standing.state(worker)
+            found.append(
+                WorkerHealth(
+                    worker=worker,
+                    state=state,
+                    state_reason=reason,
+                    circuit=crew.standing.breakers.state(worker.worker_id).value,
+                    in_flight=crew.scheduler.in_flight(worker.worker_id),
+                )
+            )
+        return found
+
+    async def recover(self) -> None:
+        """Resume the tasks the journal holds unfinished, and its dead letters."""
+        crew = self.crew
+        crew.dead_letters.restore(await crew.journal.dead_letters())
+        found = await crew.journal.unfinished()
+        for item in found:
+            queue_timeout = item.spec.options.queue_timeout_seconds
+            run = TaskRun(
+                item.spec, crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout
+            )
+            self.index.add(run)
+            run.resume(item)
+        if found:
+            logger.info("resumed %d unfinished task(s) from the task store", len(found))
+
+    async def aclose(self) -> None:
+        background = list(self.crew.background)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await self.crew.journal.drain()
+
+    def _worker_left(self, worker: WorkerInfo, reason: str) -> None:
+        # Attempts still running there will not report back: each fails (and is retried if allowed).
+        for run in list(self.index.live.values()):
+            run.worker_left(worker.worker_id, reason)
+        self.crew.standing.left(worker.worker_id)

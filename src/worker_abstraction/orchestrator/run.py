@@ -1,0 +1,511 @@
+"""TaskRun: one task's whole life on the orchestrator, in one place.
+
+Attempts, fencing, retry decisions, cancel, deadlines, completion and dead-lettering are all decided here.
+Collaborators are handed down in one `Crew` (the scheduler, the links to workers, the journal, ...); none
+of them calls back into a run except through the two narrow doors it opens: the scheduler tells it where
+to go (`place`), and each attempt's `AttemptSink` passes on what its worker says.
+
+Phases::
+
+    WAITING ──place──► SENDING ──accepted──► RUNNING ──terminal──► DONE
+       ▲                  │ busy / unreachable   │ failed, retryable
+       └──────────────────┴───────────── BACKOFF ◄┘
+
+- **Attempt numbers** only grow, and each is stored before it is sent, so no number ever runs on two
+  workers, even across a crash. A dispatch the worker provably did not run (it was full) keeps its number.
+- **Fencing**: an update counts only if it belongs to the current attempt; anything else is a zombie's.
+- **Retries**: a failure is retried if the worker did not mark it final, it is an infrastructure failure
+  (always) or the policy retries task errors of its type, and attempts remain; after the policy's back-off,
+  on another worker if one can take it. When attempts run out after a retryable failure, the task is
+  dead-lettered.
+- **Cancel**: a waiting task never runs; a running one is canceled on its worker and ends CANCELED whatever
+  its handler does. A worker that cannot cancel (seed-built) is not waited for: the task ends CANCELED here
+  and the worker's late result is fenced off. A cancel nobody confirms ends the task after a while anyway.
+- **Deadlines**: the worker enforces `timeout_seconds`; the run's own deadline comes a little later, so a
+  silent worker cannot hold a task forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from worker_abstraction import lifecycle
+from worker_abstraction.options import RetryPolicy
+from worker_abstraction.orchestrator.clock import Clock, Timer
+from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
+from worker_abstraction.orchestrator.dispatch import Answer, CancelAnswer
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.health import WorkerStanding
+from worker_abstraction.orchestrator.journal import Journal, Resumable
+from worker_abstraction.orchestrator.link import WorkerLinks
+from worker_abstraction.orchestrator.scheduler import Scheduler
+from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.types import (
+    FailureOrigin,
+    TaskFailure,
+    TaskRecord,
+    TaskSpec,
+    TaskStatus,
+    TaskUpdate,
+    WorkerInfo,
+)
+
+logger = logging.getLogger(__name__)
+
+# The worker enforces the timeout itself; the run's own deadline comes a little later, so the worker's
+# FAILED update wins when it can, and a silent worker still cannot hold the task forever.
+DEADLINE_SLACK_SECONDS = 2.0
+BUSY_HOLD_SECONDS = 0.25  # a worker that refused for capacity gets no task for this long
+CANCEL_RESEND_SECONDS = 1.0
+CANCEL_CONFIRM_SECONDS = 30.0  # a cancel the worker never confirms ends the task after this long
+
+
+class Phase(enum.Enum):
+    WAITING = "waiting"  # in the scheduler's queue
+    SENDING = "sending"  # placed on a worker, the dispatch on its way
+    RUNNING = "running"  # the worker accepted it
+    BACKOFF = "backoff"  # an attempt failed; the next one waits for its back-off
+    DONE = "done"
+
+
+class FinishedTasks(Protocol):
+    def finished(self, run: TaskRun) -> None:
+        """The run ended: keep its record."""
+        ...
+
+
+@dataclass(slots=True)
+class Crew:
+    """What every run works with."""
+
+    scheduler: Scheduler
+    links: WorkerLinks
+    standing: WorkerStanding
+    journal: Journal
+    finished: FinishedTasks
+    dead_letters: DeadLetterQueue
+    clock: Clock
+    retry_policy: RetryPolicy
+    background: set[asyncio.Task[Any]] = field(default_factory=set)  # dispatches and cancels in flight
+
+
+class _AttemptSink:
+    """Where one attempt's updates go: to its run, tagged with the attempt's number."""
+
+    __slots__ = ("_run", "attempt")
+
+    def __init__(self, run: TaskRun, attempt: int) -> None:
+        self._run, self.attempt = run, attempt
+
+    @property
+    def task_id(self) -> str:
+        return self._run.spec.task_id
+
+    def active(self) -> bool:
+        return self._run.is_current(self.attempt)
+
+    def resume_after(self) -> int:
+        return self._run.state.last_sequence if self.active() else 0
+
+    def deliver(self, update: TaskUpdate) -> None:
+        self._run.on_update(self.attempt, update)
+
+    def lost(self, reason: str) -> None:
+        self._run.on_lost(self.attempt, reason)
+
+
+class TaskRun:
+    """One task, from acceptance to its one terminal state."""
+
+    def __init__(self, spec: TaskSpec, crew: Crew, *, queue_timeout_seconds: float | None = None) -> None:
+        options = spec.options
+        self.spec = spec
+        self._crew = crew
+        self.state = TaskState(
+            spec.task_id,
+            spec.capability,
+            spec.params,
+            timeout_seconds=options.timeout_seconds,
+            queue_timeout_seconds=queue_timeout_seconds,
+        )
+        self.handle = AsyncTaskHandle(self.state, self)
+        # What the scheduler reads (Placeable).
+        self.capability = spec.capability
+        self.required_tags = frozenset(t.lower() for t in options.required_tags)
+        self.preferred_tags = frozenset(t.lower() for t in options.preferred_tags)
+        self.pinned = options.worker_id
+        self.priority = options.priority
+        self.fairness_key = options.fairness_key
+        self.avoid: frozenset[str] = frozenset()  # workers that failed it (shared empty set until one does)
+        self.retry = options.retry_policy or crew.retry_policy
+        self.cancel_reason = ""
+        self.dead_lettered = False
+        self.phase = Phase.WAITING
+        self._queue_timeout = queue_timeout_seconds
+        self._failures = 0  # attempts that ran and failed: what the retry budget counts
+        self._sent = 0  # the highest attempt number stored as sent
+        self._reuse_number = False  # the next dispatch keeps the current number (the last one never ran)
+        self._timers: dict[str, Timer] = {}
+        # Every attempt's sink and its worker's address: a superseded attempt stays heard (its late words
+        # are counted as stale) until the task ends.
+        self._sinks: list[tuple[_AttemptSink, str]] = []
+
+    # ---- the way in -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Queue the task (its acceptance is stored; the scheduler had room for it)."""
+        self._crew.scheduler.enqueue(self)
+        if self._queue_timeout is not None and self.phase is Phase.WAITING:
+            self._timer("queue", self._queue_timeout, self._queue_expired)
+
+    def resume(self, found: Resumable) -> None:
+        """Carry on a task read back from the store after a restart."""
+        self._sent, self._failures, self.cancel_reason = found.attempt, found.failures, found.cancel_reason
+        self.state.attempt = found.attempt
+        if found.worker_id:
+            # It may still run there: follow it from its first update. A worker that lost it answers
+            # NOT_FOUND and the attempt is retried under a new number like any lost one.
+            self._crew.scheduler.adopt(self, found.worker_id)
+            self.state.begin_attempt(found.attempt, found.worker_id, found.worker_address)
+            self.phase = Phase.RUNNING
+            self._start_deadline()
+            sink = self._sink(found.attempt, found.worker_address)
+            self._crew.links.get(found.worker_address).follow(sink)
+            if self.cancel_reason:  # asked for before the restart: carried out now
+                self._spawn(self._cancel_on_worker(), "resend-cancel")
+        elif self.cancel_reason:
+            self._finish_canceled(self.cancel_reason)
+        else:
+            self.start()
+
+    def place(self, worker: WorkerInfo) -> None:
+        """The scheduler reserved a slot on `worker` for this task: send it there."""
+        state = self.state
+        number = state.attempt if self._reuse_number else max(self._sent, state.attempt) + 1
+        self._reuse_number = False
+        self.phase = Phase.SENDING
+        state.begin_attempt(number, worker.worker_id, worker.address)
+        self._crew.standing.dispatched(worker.worker_id)
+        self._start_deadline()
+        self._spawn(self._send(worker, number), f"dispatch-{self.spec.task_id}")
+
+    async def cancel(self, reason: str) -> bool:
+        """Cancel the task (see the module docstring); False if it had already finished."""
+        if self.phase is Phase.DONE:
+            return False
+        if self.cancel_reason:
+            return True
+        self.cancel_reason = reason
+        await self._crew.journal.cancel_requested(self.spec.task_id, reason)
+        if self.done():  # it ended while the request was being stored
+            return self.state.status is TaskStatus.CANCELED
+        if self.phase is Phase.WAITING:
+            self._crew.scheduler.withdraw(self)
+        if self.phase in (Phase.WAITING, Phase.BACKOFF):
+            self._finish_canceled(reason)
+            return True
+        self._timer("cancel", CANCEL_CONFIRM_SECONDS, self._cancel_unconfirmed)
+        if self.phase is Phase.SENDING:  # the cancel follows the dispatch once the worker has it
+            return True
+        return await self._cancel_on_worker()
+
+    # ---- what workers say (through an attempt's sink) ------------------------------------------------------
+
+    def done(self) -> bool:
+        return self.phase is Phase.DONE
+
+    def is_current(self, number: int) -> bool:
+        return self.state.attempt == number and self.phase in (Phase.SENDING, Phase.RUNNING)
+
+    def on_update(self, number: int, update: TaskUpdate) -> None:
+        state = self.state
+        if not self.is_current(number) or (update.attempt and update.attempt != number):
+            state.stale_updates += 1  # fenced: an attempt given up on still talks
+            return
+        # Seed workers do not number updates (sequence 0); ours never repeat one after a resume.
+        if update.sequence:
+            if update.sequence <= state.last_sequence:
+                return
+            state.last_sequence = update.sequence
+        if not lifecycle.allowed(state.status if state.updates else TaskStatus.UNKNOWN, update.status):
+            state.illegal_updates += 1
+            return
+        if not update.is_terminal:
+            state.append(update)
+            return
+        worker_id = state.worker_id
+        if update.status is TaskStatus.COMPLETED or (update.status is TaskStatus.CANCELED and self.cancel_reason):
+            self._crew.standing.answered(worker_id)
+            self._finish(update)
+        elif update.status is TaskStatus.CANCELED:
+            # Nobody asked: the worker gave the task up (it is stopping). That is the worker's failure.
+            given_up = update.failure or TaskFailure(lifecycle.CANCELED, update.error_message)
+            failure = TaskFailure(given_up.type, given_up.message, FailureOrigin.INFRASTRUCTURE, retryable=True)
+            self._attempt_failed(failure, None)
+        else:
+            self._crew.standing.answered(worker_id)  # it answered: the task failed, not the worker
+            failure = update.failure or TaskFailure("Error", update.error_message)
+            self._attempt_failed(failure, update)
+
+    def on_lost(self, number: int, reason: str) -> None:
+        if not self.is_current(number):
+            return
+        message = f"attempt {number} on worker {self.state.worker_id}: {reason}"
+        self._attempt_failed(TaskFailure(lifecycle.WORKER_LOST, message, FailureOrigin.INFRASTRUCTURE), None)
+
+    def worker_left(self, worker_id: str, reason: str) -> None:
+        """The registry says the worker left: its attempt here will never report back."""
+        if self.phase in (Phase.SENDING, Phase.RUNNING) and self.state.worker_id == worker_id:
+            self.on_lost(self.state.attempt, f"the worker left the registry ({reason})")
+
+    # ---- the record --------------------------------------------------------------------------------------
+
+    def record(self) -> TaskRecord:
+        state = self.state
+        return TaskRecord(
+            task_id=self.spec.task_id,
+            capability=self.spec.capability,
+            status=state.status,
+            params=dict(self.spec.params),
+            attempts=tuple(state.attempts),
+            last_update=state.updates[-1] if state.updates else None,
+            submitted_at=self.spec.created_at,
+            dead_lettered=self.dead_lettered,
+            cancel_reason=self.cancel_reason,
+            idempotency_key=self.spec.options.idempotency_key,
+        )
+
+    # ---- inside ------------------------------------------------------------------------------------------
+
+    async def _send(self, worker: WorkerInfo, number: int) -> None:
+        crew = self._crew
+        try:
+            if number > self._sent:
+                await crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
+                self._sent = max(self._sent, number)
+            if not self.is_current(number):  # canceled (or expired) while it was being stored
+                return
+            sink = self._sink(number, worker.address)
+            link = crew.links.get(worker.address)
+            answer = await link.dispatch(self.spec, attempt=number, worker_id=worker.worker_id, sink=sink)
+        except Exception as error:  # a bug, or a store that cannot write: fail loudly, never hang
+            logger.exception("dispatching task %s failed", self.spec.task_id)
+            failure = TaskFailure("OrchestratorError", repr(error), FailureOrigin.INFRASTRUCTURE, retryable=False)
+            self._finish(self._failed_update(failure))
+            return
+        if not self.is_current(number):
+            return
+        if answer.answer is Answer.ACCEPTED:
+            self.phase = Phase.RUNNING
+            if self.cancel_reason:  # canceled while the dispatch was on its way
+                await self._cancel_on_worker()
+            return
+        if self.cancel_reason:
+            self._finish_canceled(self.cancel_reason)
+            return
+        if answer.answer is Answer.REJECTED:
+            crew.standing.answered(worker.worker_id)
+            failure = TaskFailure(lifecycle.REJECTED, answer.message, FailureOrigin.REJECTED, retryable=False)
+            self._finish(self._failed_update(failure))
+            return
+        crew.scheduler.release(self)
+        if answer.answer is Answer.BUSY:
+            self.state.forget_attempt()
+            self._reuse_number = True  # it provably did not run there
+            crew.scheduler.hold_back(worker.worker_id, BUSY_HOLD_SECONDS)
+        else:  # unreachable, or not a worker: never the task's fault; it goes to another worker
+            logger.info("task %s could not be handed to worker %s (%s); it waits for another",
+                        self.spec.task_id, worker.worker_id, answer.message)  # fmt: skip
+            crew.standing.failed(worker.worker_id, f"task dispatch failed: {answer.message}")
+            self.state.end_attempt(TaskStatus.FAILED, f"{lifecycle.DISPATCH_FAILED}: {answer.message}")
+            self.state.worker_id = self.state.worker_address = ""
+            self.avoid = self.avoid | {worker.worker_id}
+        self._stop_attempt()
+        self.phase = Phase.WAITING
+        crew.scheduler.enqueue(self)
+
+    def _attempt_failed(self, failure: TaskFailure, update: TaskUpdate | None) -> None:
+        """The current attempt failed: retry it, or end the task."""
+        state, crew = self.state, self._crew
+        number, worker_id = state.attempt, state.worker_id
+        state.end_attempt(TaskStatus.FAILED, failure.text)
+        self._stop_attempt()
+        infrastructure = failure.origin is FailureOrigin.INFRASTRUCTURE
+        if infrastructure:
+            crew.standing.failed(worker_id, failure.text)
+        if self.cancel_reason:  # canceled: a failed attempt is not run again
+            self._finish_canceled(self.cancel_reason)
+            return
+        self._failures += 1
+        retryable = self._retryable(failure)
+        if retryable and self._failures < self.retry.max_attempts:
+            delay = self.retry.backoff_seconds(self._failures)
+            logger.info(
+                "task %s attempt %d on worker %s failed (%s); retrying in %.2fs",
+                self.spec.task_id, number, worker_id, failure.text, delay, extra={"task_id": self.spec.task_id},
+            )  # fmt: skip
+            crew.scheduler.release(self)
+            self.avoid = self.avoid | {worker_id}
+            self.phase = Phase.BACKOFF
+            state.append(
+                TaskUpdate(
+                    task_id=self.spec.task_id,
+                    status=TaskStatus.PENDING,
+                    error_message=f"attempt {number} failed, retrying as attempt {number + 1}: {failure.text}",
+                    worker_id=worker_id,
+                    attempt=number,
+                    timestamp_ns=time.time_ns(),
+                    metadata={"retry": "scheduled", "next_attempt": str(number + 1)},
+                    failure=failure,
+                )
+            )
+            state.worker_id = state.worker_address = ""  # waiting again: no worker has it
+            crew.journal.requeued(self.spec.task_id, number, self._failures)
+            self._timer("backoff", delay, self._retry)
+            return
+        if retryable:  # it was worth retrying and ran out of attempts
+            self.dead_lettered = True
+            crew.journal.dead_lettered(crew.dead_letters.add(self.spec, self.retry, state.attempts, failure.text))
+        self._finish(update if update is not None else self._failed_update(failure))
+
+    def _retryable(self, failure: TaskFailure) -> bool:
+        if not failure.retryable:
+            return False
+        if failure.origin is FailureOrigin.INFRASTRUCTURE:
+            return True
+        if failure.origin in (FailureOrigin.CANCELED, FailureOrigin.REJECTED):
+            return False
+        return self.retry.retry_task_errors and failure.type not in self.retry.non_retryable_errors
+
+    def _retry(self) -> None:
+        if self.phase is Phase.BACKOFF:
+            self.phase = Phase.WAITING
+            self._crew.scheduler.enqueue(self)
+
+    async def _cancel_on_worker(self) -> bool:
+        state = self.state
+        link = self._crew.links.get(state.worker_address)
+        answer = await link.cancel(self.spec.task_id, self.cancel_reason)
+        if self.phase is Phase.DONE:
+            return state.status is TaskStatus.CANCELED
+        if answer is CancelAnswer.FINISHED:
+            return False  # its terminal update is on the way: it ends as it ended
+        if answer is CancelAnswer.UNSUPPORTED:
+            note = f"worker {state.worker_id} cannot cancel tasks (no CancelTask), so its late result is ignored"
+            logger.warning("task %s canceled here: %s", self.spec.task_id, note)
+            self._finish_canceled(f"{self.cancel_reason} ({note})")
+            return True
+        if answer in (CancelAnswer.UNREACHABLE, CancelAnswer.UNKNOWN):
+            # Not delivered: keep asking until the task ends one way or another (a lost worker's attempt
+            # fails and, being canceled, is not retried; the confirmation timer ends it at the latest).
+            self._timer("resend-cancel", CANCEL_RESEND_SECONDS, self._resend_cancel)
+        return True
+
+    def _resend_cancel(self) -> None:
+        if self.phase is Phase.RUNNING:
+            self._spawn(self._cancel_on_worker(), "resend-cancel")
+
+    def _cancel_unconfirmed(self) -> None:
+        if self.phase is not Phase.DONE:
+            worker = self.state.worker_id
+            self._finish_canceled(f"{self.cancel_reason} (worker {worker} did not confirm within "
+                                  f"{CANCEL_CONFIRM_SECONDS:g}s; its late result is ignored)")  # fmt: skip
+
+    def _queue_expired(self) -> None:
+        # Only a task still waiting expires; one that reached a worker runs under its execution deadline.
+        if self.phase is Phase.WAITING and self._crew.scheduler.withdraw(self):
+            waited = self._queue_timeout or 0.0
+            message = f"waited {waited:g}s in the queue and no worker took it"
+            failure = TaskFailure(lifecycle.QUEUE_TIMEOUT, message, FailureOrigin.TIMEOUT, retryable=False)
+            self._finish(self._failed_update(failure))
+
+    def _start_deadline(self) -> None:
+        timeout = self.spec.options.timeout_seconds
+        if timeout > 0:
+            self._timer("deadline", timeout + DEADLINE_SLACK_SECONDS, self._overran)
+
+    def _overran(self) -> None:
+        # The worker should have ended the task at its deadline and said nothing: it may be a zombie.
+        if self.phase not in (Phase.SENDING, Phase.RUNNING):
+            return
+        worker = self.state.worker_id
+        self._crew.standing.suspect(worker, "let a task pass its deadline without a word")
+        timeout = self.spec.options.timeout_seconds
+        message = f"task did not finish within {timeout:g}s and worker {worker} went silent"
+        failure = TaskFailure(lifecycle.DEADLINE_EXCEEDED, message, FailureOrigin.TIMEOUT, retryable=False)
+        self._finish(self._failed_update(failure))
+
+    def _failed_update(self, failure: TaskFailure) -> TaskUpdate:
+        """A FAILED update for an ending the orchestrator decided itself."""
+        state = self.state
+        return TaskUpdate(
+            task_id=self.spec.task_id,
+            status=TaskStatus.FAILED,
+            error_message=failure.text,
+            worker_id=state.worker_id,
+            attempt=state.attempt,
+            timestamp_ns=time.time_ns(),
+            failure=failure,
+        )
+
+    def _finish_canceled(self, reason: str) -> None:
+        failure = TaskFailure(lifecycle.CANCELED, reason, FailureOrigin.CANCELED, retryable=False)
+        state = self.state
+        self._finish(
+            TaskUpdate(
+                task_id=self.spec.task_id,
+                status=TaskStatus.CANCELED,
+                error_message=reason,
+                worker_id=state.worker_id,
+                attempt=state.attempt,
+                timestamp_ns=time.time_ns(),
+                failure=failure,
+            )
+        )
+
+    def _finish(self, update: TaskUpdate) -> None:
+        if self.phase is Phase.DONE:
+            return
+        self.phase = Phase.DONE
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        self._forget_sinks()
+        self._crew.scheduler.discard(self)
+        self.state.append(update)
+        self._crew.finished.finished(self)
+
+    def _stop_attempt(self) -> None:
+        timer = self._timers.pop("deadline", None)
+        if timer is not None:
+            timer.cancel()
+
+    def _sink(self, attempt: int, address: str) -> _AttemptSink:
+        sink = _AttemptSink(self, attempt)
+        self._sinks.append((sink, address))
+        return sink
+
+    def _forget_sinks(self) -> None:
+        for sink, address in self._sinks:
+            link = self._crew.links.known(address)
+            if link is not None:
+                link.forget(sink)
+        self._sinks.clear()
+
+    def _timer(self, name: str, delay: float, callback: Callable[[], None]) -> None:
+        previous = self._timers.pop(name, None)
+        if previous is not None:
+            previous.cancel()
+        self._timers[name] = self._crew.clock.call_later(delay, callback)
+
+    def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
+        background = self._crew.background
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        background.add(task)
+        task.add_done_callback(background.discard)

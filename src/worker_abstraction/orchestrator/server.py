@@ -1,0 +1,89 @@
+"""OrchestratorServer: an AsyncOrchestrator serving OrchestratorService in this process (`wa orchestrator`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Any
+
+from worker_abstraction import _rpc
+from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.orchestrator.client import AsyncOrchestrator
+from worker_abstraction.orchestrator.servicer import OrchestratorServicer
+from worker_abstraction.stores.sqlite import SqliteTaskStore
+
+logger = logging.getLogger(__name__)
+
+
+class OrchestratorServer:
+    """An AsyncOrchestrator serving OrchestratorService.
+
+    Args:
+        registry: host:port of the registry.
+        host: interface to listen on.
+        port: port to listen on; 0 picks a free one.
+        store_path: SQLite file keeping accepted tasks across restarts (None: memory only). One store
+            serves one daemon: a second one on the same file fails to start with StoreInUseError.
+        options: passed to AsyncOrchestrator (queue bounds, aging, ...).
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        host: str = "127.0.0.1",
+        port: int = 50052,
+        *,
+        store_path: str | None = None,
+        **options: Any,
+    ) -> None:
+        self.host, self.port = host, port
+        self._store = SqliteTaskStore(store_path) if store_path else None
+        self.orchestrator = AsyncOrchestrator(registry, task_store=self._store, **options)
+        self._server = _rpc.new_server()
+        self._started = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        """Open the store, resume its tasks, and serve.
+
+        Raises:
+            StoreInUseError: another daemon holds the store.
+            BindError: the address cannot be listened on.
+        """
+        if self._store is not None:
+            await self._store.open()
+        try:
+            await self.orchestrator.start()
+            pb_grpc.add_OrchestratorServiceServicer_to_server(OrchestratorServicer(self.orchestrator), self._server)
+            self.port = _rpc.bind(self._server, self.host, self.port)
+            await self._server.start()
+        except BaseException:
+            await self.orchestrator.aclose()
+            if self._store is not None:
+                await self._store.close()
+            raise
+        self._started = True
+        logger.info("orchestrator listening on %s (registry %s)", self.address, self.orchestrator.registry)
+
+    async def stop(self, grace_seconds: float | None = 1.0) -> None:
+        await self._server.stop(grace_seconds)
+        await self.orchestrator.aclose()
+        if self._store is not None:
+            await self._store.close()
+
+    async def wait_for_termination(self) -> None:
+        # Shielded: canceling this wait must not cancel gRPC's own shutdown future, which stop() awaits.
+        await asyncio.shield(self._server.wait_for_termination())
+
+    async def __aenter__(self) -> OrchestratorServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()

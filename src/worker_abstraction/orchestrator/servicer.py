@@ -1,0 +1,161 @@
+"""OrchestratorService over gRPC: the engine's calls on the wire (what `wa orchestrator` serves).
+
+Requests are checked and converted here, once; handlers raise the package's errors and the server's
+ErrorBoundary (`_rpc.py`) turns each into its status code, with its class and fields for the caller.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+from google.protobuf import empty_pb2
+from grpc import aio
+
+from worker_abstraction import _convert
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.codec import short
+from worker_abstraction.errors import InvalidParametersError, TaskExistsError, TaskNotFoundError
+from worker_abstraction.options import MAX_ID_LENGTH
+from worker_abstraction.orchestrator.client import AsyncOrchestrator
+from worker_abstraction.types import TaskStatus
+
+Context = aio.ServicerContext[Any, Any]
+
+MAX_PAGE = 1000  # ListTasks page size bound
+_KNOWN_STATUSES = frozenset(int(s) for s in TaskStatus)
+_MAX_PURGE = 10_000
+
+
+class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore[misc]  # generated, untyped
+    def __init__(self, orchestrator: AsyncOrchestrator) -> None:
+        self._orchestrator = orchestrator
+        self._engine = orchestrator.engine
+
+    async def SubmitTask(self, request: pb.SubmitTaskRequest, context: Context) -> pb.SubmitTaskResponse:
+        spec = _convert.spec_from_pb(request)
+        key = spec.options.idempotency_key
+        known = await self._engine.find_idempotent(key) if key else None
+        if known is not None:
+            return pb.SubmitTaskResponse(
+                task_id=known.task_id, worker_id=known.worker_id, worker_address=known.worker_address, duplicate=True
+            )
+        if spec.task_id and await self._engine.index.taken(spec.task_id):
+            raise TaskExistsError(spec.task_id)
+        self._engine.spec(spec.capability, spec.params, spec.options)  # checks the capability's name
+        spec = replace(spec, task_id=spec.task_id or uuid.uuid4().hex, created_at_ns=time.time_ns())
+        handle = await self._engine.accept(spec)
+        return pb.SubmitTaskResponse(
+            task_id=handle.task_id, worker_id=handle.worker_id, worker_address=handle.worker_address
+        )
+
+    async def WatchTask(self, request: pb.WatchTaskRequest, context: Context) -> AsyncIterator[pb.TaskResult]:
+        _check_id(request.task_id)
+        if request.after_sequence < 0:
+            raise InvalidParametersError([f"after_sequence must be >= 0, got {request.after_sequence}"])
+        handle = await self._engine.watch(request.task_id)
+        # Positions in the handle's update list number the stream: gapless even for updates the
+        # orchestrator made itself (a lost worker, a deadline), so resuming is exact.
+        position, after = 0, request.after_sequence
+        async for update in handle:
+            position += 1
+            if position > after:
+                yield _convert.update_to_pb(update, sequence=position)
+            elif update.is_terminal:
+                # After a restart of this daemon the positions start again: a watcher resuming from an
+                # older, longer stream must still hear how the task ended.
+                yield _convert.update_to_pb(update, sequence=after + 1)
+
+    async def GetQueueStats(self, request: empty_pb2.Empty, context: Context) -> pb.QueueStats:
+        depths = [
+            pb.QueueDepth(capability=capability, priority=priority, waiting=waiting)
+            for capability, by_priority in (await self._orchestrator.queue_depths()).items()
+            for priority, waiting in by_priority.items()
+        ]
+        return pb.QueueStats(depths=depths, total_waiting=sum(d.waiting for d in depths))
+
+    async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.CancelTaskResponse:
+        _check_id(request.task_id)
+        if len(request.reason) > 4096:
+            raise InvalidParametersError([f"reason may be at most 4096 characters, got {len(request.reason)}"])
+        handle = await self._engine.watch(request.task_id)
+        status = handle.status
+        canceled = await self._engine.cancel(request.task_id, request.reason)
+        final = handle.updates[-1] if handle.done() and handle.updates else None
+        if not canceled:
+            message = "task already finished"
+        elif final is not None and final.status is TaskStatus.CANCELED:
+            message = f"canceled: {final.error_message}"
+        else:
+            message = "canceling: the worker was asked to stop it"
+        return pb.CancelTaskResponse(
+            task_id=request.task_id,
+            canceled=canceled,
+            status=int(status),  # type: ignore[arg-type]  # TaskStatus mirrors the proto enum
+            message=message,
+        )
+
+    async def ListDeadLetters(self, request: empty_pb2.Empty, context: Context) -> pb.DeadLetters:
+        letters = await self._orchestrator.dead_letters()
+        return pb.DeadLetters(entries=[_convert.dead_letter_to_pb(d) for d in letters])
+
+    async def RequeueDeadLetter(self, request: pb.DeadLetterRequest, context: Context) -> pb.SubmitTaskResponse:
+        _check_id(request.task_id)
+        handle = await self._engine.requeue_dead_letter(request.task_id)
+        return pb.SubmitTaskResponse(
+            task_id=handle.task_id, worker_id=handle.worker_id, worker_address=handle.worker_address
+        )
+
+    async def PurgeDeadLetters(
+        self, request: pb.PurgeDeadLettersRequest, context: Context
+    ) -> pb.PurgeDeadLettersResponse:
+        if len(request.task_ids) > _MAX_PURGE:
+            raise InvalidParametersError([f"name at most {_MAX_PURGE} task ids at once, got {len(request.task_ids)}"])
+        purged = self._engine.purge_dead_letters(list(request.task_ids) or None)
+        return pb.PurgeDeadLettersResponse(purged=purged)
+
+    async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.TaskRecord:
+        _check_id(request.task_id)
+        return _convert.record_to_pb(await self._engine.task(request.task_id))
+
+    async def ListTasks(self, request: pb.ListTasksRequest, context: Context) -> pb.ListTasksResponse:
+        problems = []
+        if not 0 <= request.limit <= MAX_PAGE:
+            problems.append(f"limit must be 0..{MAX_PAGE}, got {request.limit}")
+        token = request.page_token
+        valid_token = not token or (token.isdigit() and len(token) <= 9)
+        if not valid_token:
+            problems.append(f"page_token {short(token)} is not one this daemon gave out")
+        offset = int(token) if token and valid_token else 0
+        unknown = [s for s in request.statuses if s not in _KNOWN_STATUSES]
+        if unknown:
+            problems.append(f"unknown statuses {unknown[:5]}")
+        if len(request.capability) > MAX_ID_LENGTH:
+            problems.append(f"capability may be at most {MAX_ID_LENGTH} characters")
+        if problems:
+            raise InvalidParametersError(problems)
+        limit = request.limit or 100
+        records, more = await self._engine.task_page(
+            status=[TaskStatus(s) for s in request.statuses],
+            capability=request.capability or None,
+            limit=limit,
+            offset=offset,
+        )
+        return pb.ListTasksResponse(
+            tasks=[_convert.record_to_pb(r) for r in records], next_page_token=str(offset + limit) if more else ""
+        )
+
+    async def ListWorkers(self, request: empty_pb2.Empty, context: Context) -> pb.WorkerHealthList:
+        health = await self._orchestrator.worker_health()
+        return pb.WorkerHealthList(workers=[_convert.health_to_pb(h) for h in health])
+
+
+def _check_id(task_id: str) -> None:
+    if not task_id:
+        raise InvalidParametersError(["task_id is empty; name the task"])
+    if len(task_id) > MAX_ID_LENGTH:
+        raise TaskNotFoundError(short(task_id), "the orchestrator (ids are at most 256 characters)")

@@ -1,0 +1,150 @@
+"""What is known of one task: its updates in order, its attempts, which worker has it, whether it ended.
+
+A `TaskState` is written by exactly one owner (the embedded engine's `TaskRun`, or the daemon client's
+watcher) and read by any number of `AsyncTaskHandle`s. It holds no policy: deciding what an update means
+(fencing, retries, cancel) is the owner's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from worker_abstraction.errors import WorkerAbstractionError
+from worker_abstraction.types import Attempt, TaskStatus, TaskUpdate
+
+
+class TaskState:
+    """One task's updates and attempts, with a way to wait for the next change."""
+
+    __slots__ = (
+        "_broken",
+        "_changed",
+        "_done",
+        "attempt",
+        "attempts",
+        "capability",
+        "illegal_updates",
+        "last_sequence",
+        "params",
+        "queue_timeout_seconds",
+        "stale_updates",
+        "task_id",
+        "timeout_seconds",
+        "updates",
+        "worker_address",
+        "worker_id",
+    )
+
+    def __init__(
+        self,
+        task_id: str,
+        capability: str,
+        params: Mapping[str, Any],
+        *,
+        timeout_seconds: float = 0.0,
+        queue_timeout_seconds: float | None = None,
+    ) -> None:
+        self.task_id = task_id
+        self.capability = capability
+        self.params = params
+        self.timeout_seconds = timeout_seconds
+        self.queue_timeout_seconds = queue_timeout_seconds
+        self.worker_id = ""
+        self.worker_address = ""
+        self.updates: list[TaskUpdate] = []
+        self.attempts: list[Attempt] = []  # every dispatch, with its worker, times and outcome
+        self.attempt = 0  # the current attempt's number
+        self.last_sequence = 0  # of the current attempt's updates, as its worker numbered them
+        self.stale_updates = 0  # updates from an attempt given up on (a "zombie" worker), ignored
+        self.illegal_updates = 0  # updates that would break the lifecycle table, ignored
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._changed: asyncio.Future[None] | None = None
+        self._broken: WorkerAbstractionError | None = None
+
+    @property
+    def status(self) -> TaskStatus:
+        return self.updates[-1].status if self.updates else TaskStatus.PENDING
+
+    @property
+    def final(self) -> TaskUpdate | None:
+        """The terminal update, once there is one."""
+        return self.updates[-1] if self.updates and self.updates[-1].is_terminal else None
+
+    @property
+    def broken(self) -> WorkerAbstractionError | None:
+        """Why this state stopped hearing about the task before it ended (None: it did not)."""
+        return self._broken
+
+    def done(self) -> bool:
+        """No more updates will come: the task ended, or this state lost track of it."""
+        return self._done.done()
+
+    def append(self, update: TaskUpdate) -> None:
+        """Record an update; a terminal one ends the task."""
+        if self._done.done():
+            return
+        self.updates.append(update)
+        if update.is_terminal:
+            self._end_attempt(update)
+            self._done.set_result(None)
+        self._notify()
+
+    def lose_track(self, error: WorkerAbstractionError) -> None:
+        """Stop: the task's updates cannot be heard any more (readers get `error`)."""
+        if not self._done.done():
+            self._broken = error
+            self._done.set_result(None)
+            self._notify()
+
+    def begin_attempt(self, number: int, worker_id: str, worker_address: str) -> None:
+        """The task was handed to a worker as attempt `number`."""
+        if self.attempts and self.attempts[-1].number == number and self.attempts[-1].ended_at is None:
+            self.attempts.pop()  # the same attempt handed to another worker before it started there
+        self.attempt, self.last_sequence = number, 0
+        self.worker_id, self.worker_address = worker_id, worker_address
+        self.attempts.append(Attempt(number=number, worker_id=worker_id, started_at=datetime.now(UTC)))
+
+    def end_attempt(self, status: TaskStatus, error_message: str = "") -> None:
+        """The current attempt is over (it failed and the task goes on, or it never started)."""
+        self._end_attempt(TaskUpdate(task_id=self.task_id, status=status, error_message=error_message))
+
+    def forget_attempt(self) -> None:
+        """The current attempt never reached its worker (it refused for capacity): take it back."""
+        if self.attempts and self.attempts[-1].ended_at is None:
+            self.attempts.pop()
+        self.worker_id = self.worker_address = ""
+
+    def _end_attempt(self, update: TaskUpdate) -> None:
+        if self.attempts and self.attempts[-1].ended_at is None:
+            self.attempts[-1] = replace(
+                self.attempts[-1], ended_at=datetime.now(UTC), status=update.status, error_message=update.error_message
+            )
+
+    def add_done_callback(self, callback: Callable[[], None]) -> None:
+        self._done.add_done_callback(lambda _: callback())
+
+    async def wait_done(self) -> None:
+        await asyncio.shield(self._done)
+
+    async def wait_changed(self) -> None:
+        """Return after the next update (at once if the task already ended)."""
+        if self._done.done():
+            return
+        if self._changed is None:
+            self._changed = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._changed)
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set_result(None)
+            self._changed = None
+
+
+def replayed(updates: Sequence[TaskUpdate], state: TaskState) -> None:
+    """Fill a fresh state with updates already known (a finished task read back from a record)."""
+    for update in updates:
+        state.append(update)
