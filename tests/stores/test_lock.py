@@ -10,6 +10,34 @@ import pytest
 
 from worker_abstraction.errors import StoreInUseError
 from worker_abstraction.stores.lock import StoreLock
+from worker_abstraction.stores.sqlite import SqliteTaskStore
+
+
+async def test_a_second_store_on_the_same_file_is_refused_until_the_first_closes(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    first = await SqliteTaskStore(path).open()
+    second = SqliteTaskStore(path)
+    try:
+        with pytest.raises(StoreInUseError) as refused:
+            await second.open()
+        assert refused.value.path == str(path)
+        assert refused.value.holder.startswith(f"PID {os.getpid()} on host ")
+        await first.accepted("t-1", b"task", "{}")  # the holder is undisturbed
+        assert [t.task_id for t in await first.unfinished()] == ["t-1"]
+    finally:
+        await first.close()
+    await second.open()  # the lock went with close()
+    try:
+        assert [t.task_id for t in await second.unfinished()] == ["t-1"]
+    finally:
+        await second.close()
+
+
+async def test_a_refused_store_does_not_touch_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    with StoreLock(path), pytest.raises(StoreInUseError):
+        await SqliteTaskStore(path).open()
+    assert not path.exists()
 
 
 def test_the_lock_file_names_its_holder_and_the_lock_is_free_again_after_release(tmp_path: Path) -> None:
