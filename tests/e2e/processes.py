@@ -66,6 +66,29 @@ class Result:
 Start = Callable[..., Awaitable[Daemon]]
 
 
+async def wa(*args: str, cwd: Path = HERE) -> Result:
+    """Run a short-lived `wa` command to completion."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "worker_abstraction.cli",
+        *args,
+        cwd=cwd,
+        env=env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return Result(process.returncode, out.decode(), err.decode())
+
+
 @pytest.fixture
 async def start(tmp_path: Path) -> AsyncIterator[Start]:
     """Starts `wa ARGS...` and returns once it printed its readiness line; kills everything at teardown."""

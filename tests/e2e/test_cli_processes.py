@@ -2,41 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
-from processes import FAST_REGISTRY, FAST_WORKER, HERE, REPO, Daemon, Result, Start, env
-
-
-async def wa(*args: str, cwd: Path = HERE) -> Result:
-    """Run a short-lived `wa` command to completion."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "worker_abstraction.cli",
-        *args,
-        cwd=cwd,
-        env=env(),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(30):
-            out, err = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return Result(process.returncode, out.decode(), err.decode())
+from processes import FAST_REGISTRY, FAST_WORKER, REPO, Daemon, Start, wa
 
 
 async def listed(registry: Daemon) -> dict[str, dict[str, Any]]:

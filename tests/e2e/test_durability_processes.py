@@ -1,4 +1,7 @@
-"""An orchestrator daemon SIGKILLed and restarted from its SQLite store loses no accepted task."""
+"""An orchestrator daemon SIGKILLed and restarted from its SQLite store loses no accepted task.
+
+One store has one daemon: a second one on a store in use is refused, and a dead holder's store is free at once.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ import asyncio
 import signal
 from pathlib import Path
 
-from processes import FAST_REGISTRY, FAST_WORKER, Start
+from processes import FAST_REGISTRY, FAST_WORKER, STARTUP_SECONDS, Daemon, Start, wa
 
 from worker_abstraction import RemoteOrchestrator, TaskStatus
 
@@ -108,3 +111,36 @@ async def test_a_cancel_is_stored_and_carried_out_by_a_restarted_daemon(start: S
         record = await remote.task(handle.task_id)
     assert final.status is TaskStatus.CANCELED and final.error_message == "asked before the crash"
     assert record.status is TaskStatus.CANCELED and len(record.attempts) == 1
+
+
+async def refused(daemon_args: tuple[str, ...], holder: Daemon) -> None:
+    """A daemon started on `holder`'s store exits 2 at once, with one line naming the store and `holder`."""
+    try:
+        async with asyncio.timeout(STARTUP_SECONDS):
+            second = await wa(*daemon_args)
+    except TimeoutError:
+        raise AssertionError(f"a second daemon on {daemon_args[-1]} did not exit in {STARTUP_SECONDS}s") from None
+    assert second.code == 2 and " listening on " not in second.out, (second.code, second.out, second.err)
+    [line] = [line for line in second.err.splitlines() if " in use by " in line]
+    assert f"task store {daemon_args[-1]} is in use by PID {holder.process.pid} on host " in line
+
+
+async def test_a_second_daemon_on_a_store_in_use_exits_2_and_the_first_keeps_serving(
+    start: Start, tmp_path: Path
+) -> None:
+    registry = await start("registry", "--port", "0", *FAST_REGISTRY)
+    daemon_args = ("orchestrator", "--port", "0", "--registry", registry.address, "--store", str(tmp_path / "t.db"))
+    first = await start(*daemon_args)
+    await refused(daemon_args, first)
+    assert first.process.returncode is None
+    async with RemoteOrchestrator(first.address) as remote:
+        assert await remote.queue_depths() == {}  # still serving
+
+
+async def test_a_sigkilled_daemons_store_is_taken_at_once_by_the_next_one(start: Start, tmp_path: Path) -> None:
+    registry = await start("registry", "--port", "0", *FAST_REGISTRY)
+    daemon_args = ("orchestrator", "--port", "0", "--registry", registry.address, "--store", str(tmp_path / "t.db"))
+    first = await start(*daemon_args)
+    assert await first.stop(signal.SIGKILL) == -signal.SIGKILL  # no chance to let go of its lock
+    second = await start(*daemon_args)
+    await refused(daemon_args, second)  # the lock is the new daemon's now, not merely gone

@@ -2,7 +2,8 @@
 
 It watches the registry, queues tasks submitted over OrchestratorService (`wa submit --orchestrator`),
 hands them to workers with free slots and streams their updates back. As soon as it serves, it prints one
-line to stdout: `orchestrator listening on HOST:PORT`.
+line to stdout: `orchestrator listening on HOST:PORT`. A store another daemon holds is refused before
+anything is served: one line on stderr naming the holder, exit code 2.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from worker_abstraction.cli import add_registry_argument, env, serve_until_signal
+from worker_abstraction.cli import UsageError, add_registry_argument, env, serve_until_signal
+from worker_abstraction.errors import StoreInUseError
 from worker_abstraction.orchestrator.server import OrchestratorServer
 
 NAME = "orchestrator"
@@ -69,8 +71,15 @@ async def run(args: argparse.Namespace) -> int:
         max_queued=args.max_queued,
         aging_seconds=args.aging,
     )
+
+    async def start() -> None:
+        try:
+            await server.start()
+        except StoreInUseError as error:  # one store, one daemon: refused like an unusable flag, exit 2
+            raise UsageError(str(error)) from error
+
     return await serve_until_signal(
-        start=server.start,
+        start=start,
         ready_line=lambda: f"orchestrator listening on {server.address}",
         ended=server.wait_for_termination,
         stop=lambda: server.stop(grace_seconds=1.0),

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from worker_abstraction.stores.lock import StoreLock
 from worker_abstraction.stores.tasks import StoredDeadLetter, StoredTask
 
 _SCHEMA = """
@@ -62,9 +63,20 @@ class SqliteTaskStore:
         # One thread owns the connection: sqlite3 connections are not shared across threads.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="task-store")
         self._db: sqlite3.Connection | None = None
+        self._lock = StoreLock(self.path)
 
     async def open(self) -> SqliteTaskStore:
-        await self._run(self._open)
+        """Take the store and open it.
+
+        Raises:
+            StoreInUseError: another store (another daemon) holds this file; it was not opened.
+        """
+        self._lock.acquire()  # before SQLite touches the file: a refused second daemon changes nothing
+        try:
+            await self._run(self._open)
+        except Exception:
+            await self.close()  # a half-opened store holds neither the file nor the lock
+            raise
         return self
 
     def _open(self) -> None:
@@ -169,6 +181,7 @@ class SqliteTaskStore:
             await self._run(self._db.close)
             self._db = None
         self._executor.shutdown(wait=True)
+        self._lock.release()  # only once the database is closed
 
     async def _write(self, sql: str, parameters: tuple[Any, ...]) -> None:
         await self._run(self._execute, sql, parameters)
