@@ -14,17 +14,12 @@ from collections.abc import AsyncIterator, Callable
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.lifecycle import attempt_allowed
 from worker_abstraction.types import TaskStatus
-
-# Legal moves of the worker-side lifecycle; anything else is a bug in the worker, not a user error.
-_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELED}),
-    TaskStatus.RUNNING: frozenset({TaskStatus.RUNNING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED}),
-}
 
 
 class IllegalTransitionError(RuntimeError):
-    """A task was moved between two states the lifecycle does not connect."""
+    """A task was moved between two states `lifecycle.ATTEMPT_TRANSITIONS` does not connect (a worker bug)."""
 
 
 class ResumeOutOfRangeError(ValueError):
@@ -85,7 +80,7 @@ class TaskRecord:
         self._move(TaskStatus.CANCELED, error_message=reason)
 
     def _move(self, status: TaskStatus, **fields: object) -> None:
-        if status not in _TRANSITIONS.get(self.status, frozenset()):
+        if not attempt_allowed(self.status, status):
             raise IllegalTransitionError(f"task {self.task_id}: {self.status.name} -> {status.name}")
         self._append(status, **fields)
 
