@@ -15,6 +15,7 @@ import pydantic_core
 
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.context import TaskContext
+from worker_abstraction.worker import failures
 from worker_abstraction.worker.tasks import TaskRecord
 
 logger = logging.getLogger(__name__)
@@ -56,18 +57,21 @@ async def run_task(
                 result = await loop.run_in_executor(executor, call)
         output_json = pydantic_core.to_json(result).decode()
     except TimeoutError:
-        record.failed(f"DeadlineExceeded: task ran longer than its timeout of {timeout_seconds:g}s")
+        record.failed(failures.deadline_exceeded(timeout_seconds))
     except asyncio.CancelledError:
-        record.canceled(record.cancel_reason or "worker stopped before the task finished")
+        # Asked to cancel (and past the grace period), or stopped by the worker shutting down: only the first
+        # was wanted; the second is the worker's doing, and the task deserves another try elsewhere.
+        asked = record.cancel_requested.is_set()
+        record.canceled(failures.canceled(record.cancel_reason) if asked else failures.worker_stopped())
         raise
     except pydantic_core.PydanticSerializationError as error:
-        record.failed(f"TypeError: output is not JSON-serializable: {error}")
+        record.failed(failures.output_not_serializable(error))
     except Exception as error:
         logger.debug("task %s raised", record.task_id, exc_info=True, extra={"task_id": record.task_id})
         if record.cancel_requested.is_set():  # the handler gave up because it was asked to
-            record.canceled(record.cancel_reason)
+            record.canceled(failures.canceled(record.cancel_reason))
         else:
-            record.failed(f"{type(error).__name__}: {error}")
+            record.failed(failures.handler_error(error))
     else:
         record.completed(output_json)
 

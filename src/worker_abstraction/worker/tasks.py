@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.lifecycle import attempt_allowed
-from worker_abstraction.types import TaskStatus
+from worker_abstraction.types import TaskFailure, TaskStatus
 
 
 class IllegalTransitionError(RuntimeError):
@@ -73,11 +73,17 @@ class TaskRecord:
     def completed(self, output_json: str) -> None:
         self._move(TaskStatus.COMPLETED, output_json=output_json, progress=1.0)
 
-    def failed(self, error_message: str) -> None:
-        self._move(TaskStatus.FAILED, error_message=error_message)
+    def failed(self, failure: TaskFailure) -> None:
+        """End the attempt FAILED; `error_message` is the failure's "Type: message" line."""
+        self._move(TaskStatus.FAILED, error_message=failure.text, failure=failure)
 
-    def canceled(self, reason: str) -> None:
-        self._move(TaskStatus.CANCELED, error_message=reason)
+    def canceled(self, failure: TaskFailure) -> None:
+        """End the attempt CANCELED; `error_message` is the failure's message alone (the cancel reason).
+
+        The contract records CancelTaskRequest.reason as the CANCELED update's error_message, and seed
+        orchestrators show it as it is, so no "Type: " prefix here.
+        """
+        self._move(TaskStatus.CANCELED, error_message=failure.message, failure=failure)
 
     def _move(self, status: TaskStatus, **fields: object) -> None:
         if not attempt_allowed(self.status, status):
