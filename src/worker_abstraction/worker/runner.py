@@ -15,6 +15,7 @@ import pydantic_core
 
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.context import TaskContext
+from worker_abstraction.types import TaskFailure
 from worker_abstraction.worker import failures
 from worker_abstraction.worker.tasks import TaskRecord
 
@@ -48,6 +49,8 @@ async def run_task(
             loop=loop,
             cancel_requested=record.cancel_requested,
         )
+    failure: TaskFailure | None = None
+    output_json = ""
     try:
         async with asyncio.timeout_at(_loop_deadline(loop, timeout_seconds)):
             if definition.is_async:
@@ -57,7 +60,7 @@ async def run_task(
                 result = await loop.run_in_executor(executor, call)
         output_json = pydantic_core.to_json(result).decode()
     except TimeoutError:
-        record.failed(failures.deadline_exceeded(timeout_seconds))
+        failure = failures.deadline_exceeded(timeout_seconds)
     except asyncio.CancelledError:
         # Asked to cancel (and past the grace period), or stopped by the worker shutting down: only the first
         # was wanted; the second is the worker's doing, and the task deserves another try elsewhere.
@@ -65,13 +68,16 @@ async def run_task(
         record.canceled(failures.canceled(record.cancel_reason) if asked else failures.worker_stopped())
         raise
     except pydantic_core.PydanticSerializationError as error:
-        record.failed(failures.output_not_serializable(error))
+        failure = failures.output_not_serializable(error)
     except Exception as error:
         logger.debug("task %s raised", record.task_id, exc_info=True, extra={"task_id": record.task_id})
-        if record.cancel_requested.is_set():  # the handler gave up because it was asked to
-            record.canceled(failures.canceled(record.cancel_reason))
-        else:
-            record.failed(failures.handler_error(error))
+        failure = failures.handler_error(error)
+    if record.cancel_requested.is_set():
+        # Once a cancel was asked for (and CancelTask answered canceled=True), the task ends CANCELED whatever
+        # the handler did next: raised, overran, or noticed the request and returned normally.
+        record.canceled(failures.canceled(record.cancel_reason))
+    elif failure is not None:
+        record.failed(failure)
     else:
         record.completed(output_json)
 
