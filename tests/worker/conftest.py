@@ -33,6 +33,11 @@ class EdgeCaseWorker(ToolWorker):
         raise SomeError(message)
 
     @capability
+    async def raise_timeout_error(self, message: str) -> None:
+        """Raises its own TimeoutError (say, a client library's), with no task timeout involved."""
+        raise TimeoutError(message)
+
+    @capability
     async def unserializable(self) -> object:
         """Returns something JSON cannot carry."""
         return object()

@@ -36,6 +36,15 @@ async def test_overrunning_the_timeout_is_a_retryable_timeout_failure(edge_stub:
     assert final.error_message == expected.text
 
 
+async def test_a_timeout_error_the_handler_raises_itself_is_its_error_not_the_deadline(
+    edge_stub: pb_grpc.WorkerServiceStub,
+) -> None:
+    task = make_task("raise_timeout_error", timeout_seconds=60, message="upstream took too long")
+    assert (await execute(edge_stub, task)).accepted
+    final = (await log_of(edge_stub, task.task_id))[-1]
+    assert failure_of(final) == TaskFailure("TimeoutError", "upstream took too long", FailureOrigin.HANDLER, True)
+
+
 async def test_output_json_cannot_carry_is_a_handler_failure_not_worth_retrying(
     edge_stub: pb_grpc.WorkerServiceStub,
 ) -> None:

@@ -52,15 +52,16 @@ async def run_task(
     failure: TaskFailure | None = None
     output_json = ""
     try:
-        async with asyncio.timeout_at(_loop_deadline(loop, timeout_seconds)):
+        async with asyncio.timeout_at(_loop_deadline(loop, timeout_seconds)) as scope:
             if definition.is_async:
                 result = await definition.function(owner, **arguments)
             else:
                 call = functools.partial(definition.function, owner, **arguments)
                 result = await loop.run_in_executor(executor, call)
         output_json = pydantic_core.to_json(result).decode()
-    except TimeoutError:
-        failure = failures.deadline_exceeded(timeout_seconds)
+    except TimeoutError as error:
+        # Only our own deadline is DeadlineExceeded; a TimeoutError the handler raised itself is its error.
+        failure = failures.deadline_exceeded(timeout_seconds) if scope.expired() else failures.handler_error(error)
     except asyncio.CancelledError:
         # Asked to cancel (and past the grace period), or stopped by the worker shutting down: only the first
         # was wanted; the second is the worker's doing, and the task deserves another try elsewhere.
