@@ -35,15 +35,17 @@ class TaskRecord:
         "cancel_reason",
         "cancel_requested",
         "capability",
+        "fingerprint",
         "listener",
         "log",
         "task_id",
         "worker_id",
     )
 
-    def __init__(self, task_id: str, capability: str, worker_id: str, attempt: int = 0) -> None:
+    def __init__(self, task_id: str, capability: str, worker_id: str, attempt: int = 0, fingerprint: int = 0) -> None:
         self.task_id = task_id
         self.attempt = attempt
+        self.fingerprint = fingerprint  # admission.fingerprint of the delivery that made this record
         self.capability = capability
         self.worker_id = worker_id
         self.log: list[pb.TaskResult] = []
@@ -129,11 +131,16 @@ class TaskRecord:
 
 
 class TaskTable:
-    """All tasks a worker knows: the live ones, and a bounded window of finished ones for late readers."""
+    """All tasks a worker knows: the live ones, and a bounded window of finished ones for late readers.
+
+    A task id maps to its latest record. A record may be replaced by a newer one of the same id (a retry, or
+    a new task reusing the id) as soon as it is terminal, which can be before `finish` is called for it:
+    `finish` of a replaced record still settles the counters but leaves the id's entries to its successor.
+    """
 
     def __init__(self, *, keep_finished: int = 10_000) -> None:
         self._tasks: dict[str, TaskRecord] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()  # ids whose current record is finished, oldest first
         self._keep_finished = keep_finished
         self.active = 0
         self.peak = 0  # the most tasks ever running at once
@@ -146,15 +153,19 @@ class TaskTable:
         return self._tasks.get(task_id)
 
     def add(self, record: TaskRecord) -> None:
-        self._finished.pop(record.task_id, None)  # a newer attempt replaces a finished one
+        """Count a new record as running; it replaces any earlier record of its id."""
+        self._finished.pop(record.task_id, None)  # the id is live again: not the eviction's to take
         self._tasks[record.task_id] = record
         self.active += 1
         self.peak = max(self.peak, self.active)
         self.active_by_capability[record.capability] = self.active_by_capability.get(record.capability, 0) + 1
 
     def finish(self, record: TaskRecord) -> None:
+        """Count a record as no longer running (once per record added)."""
         self.active -= 1
         self.active_by_capability[record.capability] -= 1
+        if self._tasks.get(record.task_id) is not record:
+            return  # replaced already: the id belongs to a newer record, maybe still running
         self._finished[record.task_id] = None
         while len(self._finished) > self._keep_finished:
             oldest, _ = self._finished.popitem(last=False)
