@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,41 +32,30 @@ async def run_task(
     metadata: Mapping[str, str],
     executor: Executor,
 ) -> None:
-    """Drive a task from PENDING to a terminal state; never raises (a failing handler means FAILED)."""
+    """Drive a task from PENDING to a terminal state; never raises (a failing handler means FAILED).
+
+    The one exception is cancellation of the runner itself, re-raised once the task is CANCELED.
+    """
     record.running()
-    loop = asyncio.get_running_loop()
-    deadline_monotonic = time.monotonic() + timeout_seconds if timeout_seconds > 0 else None
-    if definition.context_parameter is not None:
-        arguments[definition.context_parameter] = TaskContext(
-            task_id=record.task_id,
-            capability=definition.spec.name,
-            params=dict(arguments),
-            metadata=metadata,
-            worker_id=record.worker_id,
-            deadline=datetime.now(UTC) + timedelta(seconds=timeout_seconds) if timeout_seconds > 0 else None,
-            deadline_monotonic=deadline_monotonic,
-            publish_progress=record.progress,
-            loop=loop,
-            cancel_requested=record.cancel_requested,
-        )
+    try:
+        call, loop_deadline = _prepare(record, definition, owner, arguments, timeout_seconds, metadata, executor)
+    except Exception as error:
+        # The handler never started, so it is not the handler's failure; but the task must still end, or its
+        # sender waits for ever.
+        logger.exception("task %s could not be started", record.task_id, extra={"task_id": record.task_id})
+        record.failed(failures.worker_error(error))
+        return
     failure: TaskFailure | None = None
     output_json = ""
     try:
-        async with asyncio.timeout_at(_loop_deadline(loop, timeout_seconds)) as scope:
-            if definition.is_async:
-                result = await definition.function(owner, **arguments)
-            else:
-                call = functools.partial(definition.function, owner, **arguments)
-                result = await loop.run_in_executor(executor, call)
+        async with asyncio.timeout_at(loop_deadline) as scope:
+            result = await call()
         output_json = pydantic_core.to_json(result).decode()
     except TimeoutError as error:
         # Only our own deadline is DeadlineExceeded; a TimeoutError the handler raised itself is its error.
         failure = failures.deadline_exceeded(timeout_seconds) if scope.expired() else failures.handler_error(error)
     except asyncio.CancelledError:
-        # Asked to cancel (and past the grace period), or stopped by the worker shutting down: only the first
-        # was wanted; the second is the worker's doing, and the task deserves another try elsewhere.
-        asked = record.cancel_requested.is_set()
-        record.canceled(failures.canceled(record.cancel_reason) if asked else failures.worker_stopped())
+        record.canceled(cut_short(record))
         raise
     except pydantic_core.PydanticSerializationError as error:
         failure = failures.output_not_serializable(error)
@@ -83,5 +72,53 @@ async def run_task(
         record.completed(output_json)
 
 
-def _loop_deadline(loop: asyncio.AbstractEventLoop, timeout_seconds: float) -> float | None:
-    return loop.time() + timeout_seconds if timeout_seconds > 0 else None
+def cut_short(record: TaskRecord) -> TaskFailure:
+    """Why a task's runner was stopped before its handler finished.
+
+    Asked to cancel (and past the grace period), or stopped by the worker shutting down: only the first was
+    wanted; the second is the worker's doing, and the task deserves another try elsewhere.
+    """
+    if record.cancel_requested.is_set():
+        return failures.canceled(record.cancel_reason)
+    return failures.worker_stopped()
+
+
+def _prepare(
+    record: TaskRecord,
+    definition: CapabilityDef,
+    owner: object,
+    arguments: dict[str, Any],
+    timeout_seconds: float,
+    metadata: Mapping[str, str],
+    executor: Executor,
+) -> tuple[Callable[[], Awaitable[Any]], float | None]:
+    """The handler call, ready to await, and the loop time at which it overruns (None: no timeout)."""
+    loop = asyncio.get_running_loop()
+    # One instant for the deadline the handler sees and the one the worker enforces.
+    loop_now, monotonic_now, wall_now = loop.time(), time.monotonic(), datetime.now(UTC)
+    limited = timeout_seconds > 0
+    if definition.context_parameter is not None:
+        arguments[definition.context_parameter] = TaskContext(
+            task_id=record.task_id,
+            capability=definition.spec.name,
+            params=dict(arguments),
+            metadata=metadata,
+            worker_id=record.worker_id,
+            deadline=wall_now + timedelta(seconds=timeout_seconds) if limited else None,
+            deadline_monotonic=monotonic_now + timeout_seconds if limited else None,
+            publish_progress=record.progress,
+            loop=loop,
+            cancel_requested=record.cancel_requested,
+        )
+    if definition.is_async:
+
+        async def call() -> Any:
+            return await definition.function(owner, **arguments)
+
+    else:
+        blocking = functools.partial(definition.function, owner, **arguments)
+
+        async def call() -> Any:
+            return await loop.run_in_executor(executor, blocking)
+
+    return call, loop_now + timeout_seconds if limited else None

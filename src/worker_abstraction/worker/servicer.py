@@ -18,9 +18,9 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.codec import short
 from worker_abstraction.types import TaskStatus, WorkerInfo
-from worker_abstraction.worker import admission
+from worker_abstraction.worker import admission, failures
 from worker_abstraction.worker.channel import ChannelSession
-from worker_abstraction.worker.runner import run_task
+from worker_abstraction.worker.runner import cut_short, run_task
 from worker_abstraction.worker.tasks import ResumeOutOfRangeError, TaskRecord, TaskTable
 
 logger = logging.getLogger(__name__)
@@ -82,8 +82,6 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         sender hears its updates. Any other delivery of a known id is refused or run afresh (`_redelivery`).
         """
         self.received += 1
-        if not task.task_id:
-            return pb.ExecuteTaskResponse(accepted=False, message="task.task_id is empty; give every task an id"), None
         fingerprint = admission.fingerprint(task)
         known = self.tasks.get(task.task_id)
         if known is not None:
@@ -103,7 +101,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                 definition,
                 self._owner,
                 arguments,
-                timeout_seconds=max(0, task.timeout_seconds),
+                timeout_seconds=task.timeout_seconds,  # 0..MAX_TIMEOUT_SECONDS: checked by _check
                 metadata=task.metadata,
                 executor=self._executor,
             ),
@@ -132,39 +130,41 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         return None  # a newer attempt, or a new task reusing the id, after the known one finished
 
     def _check(self, task: pb.Task) -> tuple[pb.RejectReason, str, dict[str, Any]]:
+        """Why the task cannot be taken now (reason and message; an empty message: it can), and its arguments."""
         if not self.accepting:
             return pb.REJECT_REASON_SHUTTING_DOWN, "worker is shutting down", {}
-        definition = self._capabilities.get(task.capability_name)
-        if definition is None:
-            offered = ", ".join(sorted(self._capabilities)) or "none"
-            reason = f"unknown capability {task.capability_name!r} (this worker offers: {offered})"
-            return pb.REJECT_REASON_INVALID_TASK, reason, {}
+        # Invalid before full: a task no worker can run should not be retried as if a slot might free up.
+        arguments, problems = admission.check(task, self._capabilities)
+        if problems:
+            return pb.REJECT_REASON_INVALID_TASK, "; ".join(problems), {}
         if self.max_concurrent_tasks and self.tasks.active >= self.max_concurrent_tasks:
             reason = f"worker at capacity: {self.tasks.active}/{self.max_concurrent_tasks} tasks running"
             return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
-        limit = definition.spec.max_concurrent_tasks
+        limit = self._capabilities[task.capability_name].spec.max_concurrent_tasks
         running = self.tasks.active_by_capability.get(task.capability_name, 0)
         if limit and running >= limit:
             reason = f"capability {task.capability_name!r} at capacity: {running}/{limit} tasks running"
             return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
-        values = {}
-        duplicates = []
-        for parameter in task.parameters:
-            if parameter.key in values:
-                duplicates.append(f"parameter {parameter.key!r} given twice")
-            values[parameter.key] = parameter.value_json
-        arguments, problems = definition.parse_arguments(values)
-        problems = duplicates + problems
-        return pb.REJECT_REASON_INVALID_TASK, "; ".join(problems), arguments
+        return pb.REJECT_REASON_UNSPECIFIED, "", arguments
 
     def _finished(self, runner: asyncio.Task[None], record: TaskRecord) -> None:
         self._running.discard(runner)
         del self._runners[record]
-        self.tasks.finish(record)
-        if not runner.cancelled() and runner.exception() is not None:
-            logger.error("task %s runner crashed", record.task_id, exc_info=runner.exception())
-        if not self._running:
-            self.idle.set()
+        error = None if runner.cancelled() else runner.exception()
+        if error is not None:
+            logger.error("task %s runner crashed", record.task_id, exc_info=error)
+        try:
+            if not record.is_terminal:
+                # run_task ends every task it runs; this one never ran (canceled before its first step) or its
+                # runner broke. Either way the task must still end, or its subscribers wait for ever.
+                if runner.cancelled():
+                    record.canceled(cut_short(record))
+                else:
+                    record.failed(failures.worker_error(error or RuntimeError("task runner ended without an outcome")))
+        finally:
+            self.tasks.finish(record)
+            if not self._running:
+                self.idle.set()
 
     async def cancel_running(self) -> None:
         """Cancel every task still running (used after the shutdown grace period)."""
