@@ -104,6 +104,7 @@ def _prepare(
             params=dict(arguments),
             metadata=metadata,
             worker_id=record.worker_id,
+            attempt=max(record.attempt, 1),  # Task.attempt 0: an orchestrator that does not number attempts
             deadline=wall_now + timedelta(seconds=timeout_seconds) if limited else None,
             deadline_monotonic=monotonic_now + timeout_seconds if limited else None,
             publish_progress=record.progress,
