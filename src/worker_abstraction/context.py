@@ -32,7 +32,11 @@ class TaskContext:
         params: the decoded arguments.
         metadata: the task's metadata map.
         worker_id: the worker running the task.
-        deadline: when the task times out (None when it has no timeout).
+        attempt: which try of the task this is, counting from 1 (an orchestrator that does not number its
+            tries, as a seed-built one, always reads as 1).
+        deadline: when this worker stops the handler for overrunning the task's `timeout_seconds`, counted
+            from when the task started running here, in UTC (None when it has no timeout). It is the same
+            instant `time_remaining_seconds()` counts down to.
     """
 
     def __init__(
@@ -48,12 +52,14 @@ class TaskContext:
         publish_progress: Callable[[float, str], None],
         loop: asyncio.AbstractEventLoop,
         cancel_requested: asyncio.Event | None = None,
+        attempt: int = 1,
     ) -> None:
         self.task_id = task_id
         self.capability = capability
         self.params = params
         self.metadata = metadata
         self.worker_id = worker_id
+        self.attempt = attempt
         self.deadline = deadline
         self._deadline_monotonic = deadline_monotonic
         self._publish_progress = publish_progress

@@ -45,6 +45,7 @@ WORKER_LOST = "WorkerLost"  # the worker died, left, became unreachable or forgo
 DISPATCH_FAILED = "DispatchFailed"  # the task could not be handed to the worker
 REJECTED = "Rejected"  # the worker refused the task as invalid
 CANCELED = "Canceled"  # someone canceled the task
+WORKER_STOPPED = "WorkerStopped"  # the worker stopped before the task finished; nobody asked, so retry elsewhere
 OUTPUT_NOT_SERIALIZABLE = "TypeError"  # the handler returned something JSON cannot carry
 
 

@@ -184,13 +184,6 @@ async def test_sync_capability_does_not_block_async_ones(
     assert (await updates(stub, blocked.task.task_id))[-1].status == pb.TASK_STATUS_COMPLETED
 
 
-async def test_worker_enforces_the_task_timeout(stub: pb_grpc.WorkerServiceStub) -> None:
-    request = task("sleepy", timeout_seconds=1, seconds=30)
-    await stub.ExecuteTask(request)
-    final = (await updates(stub, request.task.task_id))[-1]
-    assert final.status == pb.TASK_STATUS_FAILED and "DeadlineExceeded" in final.error_message
-
-
 async def test_worker_info_describes_capabilities_and_real_address(
     stub: pb_grpc.WorkerServiceStub, worker: BaseWorker
 ) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +15,8 @@ import pydantic_core
 
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.context import TaskContext
+from worker_abstraction.types import TaskFailure
+from worker_abstraction.worker import failures
 from worker_abstraction.worker.tasks import TaskRecord
 
 logger = logging.getLogger(__name__)
@@ -30,10 +32,71 @@ async def run_task(
     metadata: Mapping[str, str],
     executor: Executor,
 ) -> None:
-    """Drive a task from PENDING to a terminal state; never raises (a failing handler means FAILED)."""
+    """Drive a task from PENDING to a terminal state; never raises (a failing handler means FAILED).
+
+    The one exception is cancellation of the runner itself, re-raised once the task is CANCELED.
+    """
     record.running()
+    try:
+        call, loop_deadline = _prepare(record, definition, owner, arguments, timeout_seconds, metadata, executor)
+    except Exception as error:
+        # The handler never started, so it is not the handler's failure; but the task must still end, or its
+        # sender waits for ever.
+        logger.exception("task %s could not be started", record.task_id, extra={"task_id": record.task_id})
+        record.failed(failures.worker_error(error))
+        return
+    failure: TaskFailure | None = None
+    output_json = ""
+    try:
+        async with asyncio.timeout_at(loop_deadline) as scope:
+            result = await call()
+        output_json = pydantic_core.to_json(result).decode()
+    except TimeoutError as error:
+        # Only our own deadline is DeadlineExceeded; a TimeoutError the handler raised itself is its error.
+        failure = failures.deadline_exceeded(timeout_seconds) if scope.expired() else failures.handler_error(error)
+    except asyncio.CancelledError:
+        record.canceled(cut_short(record))
+        raise
+    except pydantic_core.PydanticSerializationError as error:
+        failure = failures.output_not_serializable(error)
+    except Exception as error:
+        logger.debug("task %s raised", record.task_id, exc_info=True, extra={"task_id": record.task_id})
+        failure = failures.handler_error(error)
+    if record.cancel_requested.is_set():
+        # Once a cancel was asked for (and CancelTask answered canceled=True), the task ends CANCELED whatever
+        # the handler did next: raised, overran, or noticed the request and returned normally.
+        record.canceled(failures.canceled(record.cancel_reason))
+    elif failure is not None:
+        record.failed(failure)
+    else:
+        record.completed(output_json)
+
+
+def cut_short(record: TaskRecord) -> TaskFailure:
+    """Why a task's runner was stopped before its handler finished.
+
+    Asked to cancel (and past the grace period), or stopped by the worker shutting down: only the first was
+    wanted; the second is the worker's doing, and the task deserves another try elsewhere.
+    """
+    if record.cancel_requested.is_set():
+        return failures.canceled(record.cancel_reason)
+    return failures.worker_stopped()
+
+
+def _prepare(
+    record: TaskRecord,
+    definition: CapabilityDef,
+    owner: object,
+    arguments: dict[str, Any],
+    timeout_seconds: float,
+    metadata: Mapping[str, str],
+    executor: Executor,
+) -> tuple[Callable[[], Awaitable[Any]], float | None]:
+    """The handler call, ready to await, and the loop time at which it overruns (None: no timeout)."""
     loop = asyncio.get_running_loop()
-    deadline_monotonic = time.monotonic() + timeout_seconds if timeout_seconds > 0 else None
+    # One instant for the deadline the handler sees and the one the worker enforces.
+    loop_now, monotonic_now, wall_now = loop.time(), time.monotonic(), datetime.now(UTC)
+    limited = timeout_seconds > 0
     if definition.context_parameter is not None:
         arguments[definition.context_parameter] = TaskContext(
             task_id=record.task_id,
@@ -41,36 +104,22 @@ async def run_task(
             params=dict(arguments),
             metadata=metadata,
             worker_id=record.worker_id,
-            deadline=datetime.now(UTC) + timedelta(seconds=timeout_seconds) if timeout_seconds > 0 else None,
-            deadline_monotonic=deadline_monotonic,
+            attempt=max(record.attempt, 1),  # Task.attempt 0: an orchestrator that does not number attempts
+            deadline=wall_now + timedelta(seconds=timeout_seconds) if limited else None,
+            deadline_monotonic=monotonic_now + timeout_seconds if limited else None,
             publish_progress=record.progress,
             loop=loop,
             cancel_requested=record.cancel_requested,
         )
-    try:
-        async with asyncio.timeout_at(_loop_deadline(loop, timeout_seconds)):
-            if definition.is_async:
-                result = await definition.function(owner, **arguments)
-            else:
-                call = functools.partial(definition.function, owner, **arguments)
-                result = await loop.run_in_executor(executor, call)
-        output_json = pydantic_core.to_json(result).decode()
-    except TimeoutError:
-        record.failed(f"DeadlineExceeded: task ran longer than its timeout of {timeout_seconds:g}s")
-    except asyncio.CancelledError:
-        record.canceled(record.cancel_reason or "worker stopped before the task finished")
-        raise
-    except pydantic_core.PydanticSerializationError as error:
-        record.failed(f"TypeError: output is not JSON-serializable: {error}")
-    except Exception as error:
-        logger.debug("task %s raised", record.task_id, exc_info=True, extra={"task_id": record.task_id})
-        if record.cancel_requested.is_set():  # the handler gave up because it was asked to
-            record.canceled(record.cancel_reason)
-        else:
-            record.failed(f"{type(error).__name__}: {error}")
+    if definition.is_async:
+
+        async def call() -> Any:
+            return await definition.function(owner, **arguments)
+
     else:
-        record.completed(output_json)
+        blocking = functools.partial(definition.function, owner, **arguments)
 
+        async def call() -> Any:
+            return await loop.run_in_executor(executor, blocking)
 
-def _loop_deadline(loop: asyncio.AbstractEventLoop, timeout_seconds: float) -> float | None:
-    return loop.time() + timeout_seconds if timeout_seconds > 0 else None
+    return call, loop_now + timeout_seconds if limited else None

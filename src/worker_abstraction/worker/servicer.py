@@ -16,9 +16,11 @@ from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef
+from worker_abstraction.codec import short
 from worker_abstraction.types import TaskStatus, WorkerInfo
+from worker_abstraction.worker import admission, failures
 from worker_abstraction.worker.channel import ChannelSession
-from worker_abstraction.worker.runner import run_task
+from worker_abstraction.worker.runner import cut_short, run_task
 from worker_abstraction.worker.tasks import ResumeOutOfRangeError, TaskRecord, TaskTable
 
 logger = logging.getLogger(__name__)
@@ -39,7 +41,9 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
     ) -> None:
         self.max_concurrent_tasks = max_concurrent_tasks
         self.cancel_grace_seconds = cancel_grace_seconds
-        self._runners: dict[str, asyncio.Task[None]] = {}
+        # By record, not task id: a finished record's runner may still be cleaning up when a new record of
+        # the same id starts.
+        self._runners: dict[TaskRecord, asyncio.Task[None]] = {}
         self._owner = owner
         self._capabilities = capabilities
         self._describe = describe
@@ -73,27 +77,23 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
     def accept(self, task: pb.Task) -> tuple[pb.ExecuteTaskResponse, TaskRecord | None]:
         """Validate a task and start it; returns the task's record to stream (None: nothing to stream).
 
-        The same attempt delivered again (a retried call, or an orchestrator that restarted before it noted
-        the first delivery) is not run twice, but its record is returned so the new sender hears its updates.
+        The same delivery again (same id, attempt and fingerprint: a retried call, or an orchestrator that
+        restarted before it noted the first delivery) is not run twice, but its record is returned so the new
+        sender hears its updates. Any other delivery of a known id is refused or run afresh (`_redelivery`).
         """
         self.received += 1
-        if not task.task_id:
-            return pb.ExecuteTaskResponse(accepted=False, message="task.task_id is empty; give every task an id"), None
+        fingerprint = admission.fingerprint(task)
         known = self.tasks.get(task.task_id)
-        if known is not None and (task.attempt <= known.attempt or not known.is_terminal):
-            # Delivering the same attempt twice (a retried RPC) must not run it twice; a newer attempt of a
-            # task that ended here (a retry landing on the same worker) runs afresh below.
-            again = pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already accepted")
-            return again, known if task.attempt == known.attempt else None
+        if known is not None:
+            answer = self._redelivery(task, fingerprint, known)
+            if answer is not None:
+                return answer
         code, reason, arguments = self._check(task)
         if reason:
-            logger.debug("rejected task %s: %s", task.task_id, reason, extra={"task_id": task.task_id})
-            return pb.ExecuteTaskResponse(
-                task_id=task.task_id, accepted=False, message=reason, reject_reason=code
-            ), None
+            return _refuse(task, code, reason), None
         definition = self._capabilities[task.capability_name]
-        record = TaskRecord(task.task_id, task.capability_name, self._worker_id, task.attempt)
-        self.tasks.add(record)
+        record = TaskRecord(task.task_id, task.capability_name, self._worker_id, task.attempt, fingerprint)
+        self.tasks.add(record)  # replaces a finished record of the same id, if any
         self.idle.clear()
         runner = asyncio.create_task(
             run_task(
@@ -101,51 +101,70 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                 definition,
                 self._owner,
                 arguments,
-                timeout_seconds=max(0, task.timeout_seconds),
+                timeout_seconds=task.timeout_seconds,  # 0..MAX_TIMEOUT_SECONDS: checked by _check
                 metadata=task.metadata,
                 executor=self._executor,
             ),
             name=f"task-{task.task_id}",
         )
         self._running.add(runner)
-        self._runners[record.task_id] = runner
+        self._runners[record] = runner
         runner.add_done_callback(lambda done: self._finished(done, record))
         return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted"), record
 
+    def _redelivery(
+        self, task: pb.Task, fingerprint: int, known: TaskRecord
+    ) -> tuple[pb.ExecuteTaskResponse, TaskRecord | None] | None:
+        """The answer to a task whose id this worker knows; None: run it afresh as a new record."""
+        if task.attempt < known.attempt:
+            # An older attempt after a newer one was seen is a stale delivery (a late retried call); running it
+            # would resurrect an attempt the orchestrator has superseded.
+            reason = f"attempt {task.attempt} is older than attempt {known.attempt} already seen"
+            return _refuse(task, pb.REJECT_REASON_INVALID_TASK, reason), None
+        if task.attempt == known.attempt and fingerprint == known.fingerprint:
+            return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already accepted"), known
+        if not known.is_terminal:
+            # Two records cannot share an id while both run; the sender may try later or elsewhere.
+            reason = f"an earlier attempt of task {short(task.task_id)} is still running on this worker"
+            return _refuse(task, pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason), None
+        return None  # a newer attempt, or a new task reusing the id, after the known one finished
+
     def _check(self, task: pb.Task) -> tuple[pb.RejectReason, str, dict[str, Any]]:
+        """Why the task cannot be taken now (reason and message; an empty message: it can), and its arguments."""
         if not self.accepting:
             return pb.REJECT_REASON_SHUTTING_DOWN, "worker is shutting down", {}
-        definition = self._capabilities.get(task.capability_name)
-        if definition is None:
-            offered = ", ".join(sorted(self._capabilities)) or "none"
-            reason = f"unknown capability {task.capability_name!r} (this worker offers: {offered})"
-            return pb.REJECT_REASON_INVALID_TASK, reason, {}
+        # Invalid before full: a task no worker can run should not be retried as if a slot might free up.
+        arguments, problems = admission.check(task, self._capabilities)
+        if problems:
+            return pb.REJECT_REASON_INVALID_TASK, "; ".join(problems), {}
         if self.max_concurrent_tasks and self.tasks.active >= self.max_concurrent_tasks:
             reason = f"worker at capacity: {self.tasks.active}/{self.max_concurrent_tasks} tasks running"
             return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
-        limit = definition.spec.max_concurrent_tasks
+        limit = self._capabilities[task.capability_name].spec.max_concurrent_tasks
         running = self.tasks.active_by_capability.get(task.capability_name, 0)
         if limit and running >= limit:
             reason = f"capability {task.capability_name!r} at capacity: {running}/{limit} tasks running"
             return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
-        values = {}
-        duplicates = []
-        for parameter in task.parameters:
-            if parameter.key in values:
-                duplicates.append(f"parameter {parameter.key!r} given twice")
-            values[parameter.key] = parameter.value_json
-        arguments, problems = definition.parse_arguments(values)
-        problems = duplicates + problems
-        return pb.REJECT_REASON_INVALID_TASK, "; ".join(problems), arguments
+        return pb.REJECT_REASON_UNSPECIFIED, "", arguments
 
     def _finished(self, runner: asyncio.Task[None], record: TaskRecord) -> None:
         self._running.discard(runner)
-        self._runners.pop(record.task_id, None)
-        self.tasks.finish(record)
-        if not runner.cancelled() and runner.exception() is not None:
-            logger.error("task %s runner crashed", record.task_id, exc_info=runner.exception())
-        if not self._running:
-            self.idle.set()
+        del self._runners[record]
+        error = None if runner.cancelled() else runner.exception()
+        if error is not None:
+            logger.error("task %s runner crashed", record.task_id, exc_info=error)
+        try:
+            if not record.is_terminal:
+                # run_task ends every task it runs; this one never ran (canceled before its first step) or its
+                # runner broke. Either way the task must still end, or its subscribers wait for ever.
+                if runner.cancelled():
+                    record.canceled(cut_short(record))
+                else:
+                    record.failed(failures.worker_error(error or RuntimeError("task runner ended without an outcome")))
+        finally:
+            self.tasks.finish(record)
+            if not self._running:
+                self.idle.set()
 
     async def cancel_running(self) -> None:
         """Cancel every task still running (used after the shutdown grace period)."""
@@ -171,7 +190,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             return
         record.cancel_reason = reason
         record.cancel_requested.set()
-        runner = self._runners.get(record.task_id)
+        runner = self._runners.get(record)
         if runner is None:
             return
         if record.status is TaskStatus.PENDING:
@@ -195,3 +214,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         message = _convert.worker_to_pb(self._describe())
         message.last_heartbeat.CopyFrom(_convert.now_timestamp())
         return message
+
+
+def _refuse(task: pb.Task, code: pb.RejectReason, reason: str) -> pb.ExecuteTaskResponse:
+    logger.debug("refused task %s: %s", task.task_id, reason, extra={"task_id": task.task_id})
+    return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=False, message=reason, reject_reason=code)

@@ -14,17 +14,12 @@ from collections.abc import AsyncIterator, Callable
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.types import TaskStatus
-
-# Legal moves of the worker-side lifecycle; anything else is a bug in the worker, not a user error.
-_TRANSITIONS: dict[TaskStatus, frozenset[TaskStatus]] = {
-    TaskStatus.PENDING: frozenset({TaskStatus.RUNNING, TaskStatus.FAILED, TaskStatus.CANCELED}),
-    TaskStatus.RUNNING: frozenset({TaskStatus.RUNNING, TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELED}),
-}
+from worker_abstraction.lifecycle import attempt_allowed
+from worker_abstraction.types import TaskFailure, TaskStatus
 
 
 class IllegalTransitionError(RuntimeError):
-    """A task was moved between two states the lifecycle does not connect."""
+    """A task was moved between two states `lifecycle.ATTEMPT_TRANSITIONS` does not connect (a worker bug)."""
 
 
 class ResumeOutOfRangeError(ValueError):
@@ -40,15 +35,17 @@ class TaskRecord:
         "cancel_reason",
         "cancel_requested",
         "capability",
+        "fingerprint",
         "listener",
         "log",
         "task_id",
         "worker_id",
     )
 
-    def __init__(self, task_id: str, capability: str, worker_id: str, attempt: int = 0) -> None:
+    def __init__(self, task_id: str, capability: str, worker_id: str, attempt: int = 0, fingerprint: int = 0) -> None:
         self.task_id = task_id
         self.attempt = attempt
+        self.fingerprint = fingerprint  # admission.fingerprint of the delivery that made this record
         self.capability = capability
         self.worker_id = worker_id
         self.log: list[pb.TaskResult] = []
@@ -78,14 +75,20 @@ class TaskRecord:
     def completed(self, output_json: str) -> None:
         self._move(TaskStatus.COMPLETED, output_json=output_json, progress=1.0)
 
-    def failed(self, error_message: str) -> None:
-        self._move(TaskStatus.FAILED, error_message=error_message)
+    def failed(self, failure: TaskFailure) -> None:
+        """End the attempt FAILED; `error_message` is the failure's "Type: message" line."""
+        self._move(TaskStatus.FAILED, error_message=failure.text, failure=failure)
 
-    def canceled(self, reason: str) -> None:
-        self._move(TaskStatus.CANCELED, error_message=reason)
+    def canceled(self, failure: TaskFailure) -> None:
+        """End the attempt CANCELED; `error_message` is the failure's message alone (the cancel reason).
+
+        The contract records CancelTaskRequest.reason as the CANCELED update's error_message, and seed
+        orchestrators show it as it is, so no "Type: " prefix here.
+        """
+        self._move(TaskStatus.CANCELED, error_message=failure.message, failure=failure)
 
     def _move(self, status: TaskStatus, **fields: object) -> None:
-        if status not in _TRANSITIONS.get(self.status, frozenset()):
+        if not attempt_allowed(self.status, status):
             raise IllegalTransitionError(f"task {self.task_id}: {self.status.name} -> {status.name}")
         self._append(status, **fields)
 
@@ -128,11 +131,16 @@ class TaskRecord:
 
 
 class TaskTable:
-    """All tasks a worker knows: the live ones, and a bounded window of finished ones for late readers."""
+    """All tasks a worker knows: the live ones, and a bounded window of finished ones for late readers.
+
+    A task id maps to its latest record. A record may be replaced by a newer one of the same id (a retry, or
+    a new task reusing the id) as soon as it is terminal, which can be before `finish` is called for it:
+    `finish` of a replaced record still settles the counters but leaves the id's entries to its successor.
+    """
 
     def __init__(self, *, keep_finished: int = 10_000) -> None:
         self._tasks: dict[str, TaskRecord] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._finished: OrderedDict[str, None] = OrderedDict()  # ids whose current record is finished, oldest first
         self._keep_finished = keep_finished
         self.active = 0
         self.peak = 0  # the most tasks ever running at once
@@ -145,15 +153,19 @@ class TaskTable:
         return self._tasks.get(task_id)
 
     def add(self, record: TaskRecord) -> None:
-        self._finished.pop(record.task_id, None)  # a newer attempt replaces a finished one
+        """Count a new record as running; it replaces any earlier record of its id."""
+        self._finished.pop(record.task_id, None)  # the id is live again: not the eviction's to take
         self._tasks[record.task_id] = record
         self.active += 1
         self.peak = max(self.peak, self.active)
         self.active_by_capability[record.capability] = self.active_by_capability.get(record.capability, 0) + 1
 
     def finish(self, record: TaskRecord) -> None:
+        """Count a record as no longer running (once per record added)."""
         self.active -= 1
         self.active_by_capability[record.capability] -= 1
+        if self._tasks.get(record.task_id) is not record:
+            return  # replaced already: the id belongs to a newer record, maybe still running
         self._finished[record.task_id] = None
         while len(self._finished) > self._keep_finished:
             oldest, _ = self._finished.popitem(last=False)
