@@ -198,7 +198,7 @@ def failure_from_pb(message: pb.TaskFailure) -> TaskFailure:
 
 
 def _failure_of(message: pb.TaskResult, status: TaskStatus) -> TaskFailure | None:
-    if message.HasField("failure"):
+    if message.HasField("failure"):  # (a retry's PENDING update carries the failure it retries, too)
         return failure_from_pb(message.failure)
     # A seed worker says only "Type: message" (or anything at all): the best reading of its text.
     if status is TaskStatus.FAILED:
@@ -230,7 +230,7 @@ def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
         attempt=message.attempt,
         timestamp_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
         metadata=dict(message.metadata) if message.metadata else {},
-        failure=_failure_of(message, status) if status.is_terminal else None,
+        failure=_failure_of(message, status),
     )
 
 

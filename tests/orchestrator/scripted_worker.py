@@ -7,6 +7,7 @@ gives for it, which lets a test play a zombie, a liar or a worker that cannot ca
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -39,6 +40,7 @@ class ScriptedWorker(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]
         self._server = aio.server()
         self.address = ""
         self._client: RegistryClient | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
 
     async def start(self, registry: str) -> ScriptedWorker:
         pb_grpc.add_WorkerServiceServicer_to_server(self, self._server)
@@ -46,9 +48,19 @@ class ScriptedWorker(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]
         await self._server.start()
         self._client = RegistryClient(registry)
         await self._client.register(self.info())
+        self._heartbeats = asyncio.create_task(self._beat(self._client))
         return self
 
+    async def _beat(self, client: RegistryClient) -> None:
+        while True:
+            await asyncio.sleep(0.1)  # (a heartbeat period, not a synchronisation)
+            await client.heartbeat(self.worker_id, 0)
+
     async def stop(self) -> None:
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._heartbeats
         if self._client is not None:
             await self._client.aclose()
         await self._server.stop(None)

@@ -14,6 +14,7 @@ import sys
 from worker_abstraction.cli import add_orchestrator_argument
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+from worker_abstraction.types import TaskStatus
 
 NAME = "cancel"
 SUMMARY = "cancel a task held by an orchestrator daemon"
@@ -34,8 +35,15 @@ async def run(args: argparse.Namespace) -> int:
     try:
         async with RemoteOrchestrator(args.orchestrator) as orchestrator:
             canceled = await orchestrator.cancel(args.task_id, args.reason)
+            record = await orchestrator.task(args.task_id)
     except (TaskNotFoundError, OrchestratorUnavailableError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    print(f"task {args.task_id}: " + ("cancel requested" if canceled else "already finished"))
-    return 0 if canceled else 1
+    if not canceled:
+        print(f"task {args.task_id}: already finished ({record.status.name})")
+        return 1
+    if record.status is TaskStatus.CANCELED:  # ended at once (it waited, or its worker cannot cancel)
+        print(f"task {args.task_id}: canceled: {record.error_message}")
+    else:
+        print(f"task {args.task_id}: cancel requested; its worker was asked to stop it")
+    return 0
