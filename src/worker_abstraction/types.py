@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
+from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.options import TaskOptions
 
 
@@ -269,3 +270,41 @@ class TaskSpec:
     @property
     def created_at(self) -> datetime:
         return datetime.fromtimestamp(self.created_at_ns / 1e9, UTC)
+
+
+MAX_PAGE = 1000  # the most records one page may hold
+
+
+class TaskQueryFields(TypedDict, total=False):
+    """The filters of `tasks()` / `task_page()`, as keyword arguments."""
+
+    status: TaskStatus | Iterable[TaskStatus] | None  # one status or several (default: any)
+    capability: str | None  # default: any
+    limit: int  # records per page, 1..1000 (default 100)
+    offset: int  # records skipped, newest first (default 0)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuery:
+    """Which task records to list: statuses (empty: any), a capability (empty: any), and a page of them."""
+
+    statuses: tuple[TaskStatus, ...] = ()
+    capability: str = ""
+    limit: int = 100
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not 1 <= self.limit <= MAX_PAGE:
+            problems.append(f"limit must be 1..{MAX_PAGE}, got {self.limit}")
+        if self.offset < 0:
+            problems.append(f"offset must be >= 0, got {self.offset}")
+        if problems:
+            raise InvalidParametersError(problems)
+
+    @classmethod
+    def of(cls, **filters: Any) -> TaskQuery:
+        """A query from the keyword filters of `tasks()` (see `TaskQueryFields`)."""
+        status = filters.pop("status", None)
+        statuses = (status,) if isinstance(status, TaskStatus) else tuple(status or ())
+        return cls(statuses=statuses, capability=filters.pop("capability", None) or "", **filters)

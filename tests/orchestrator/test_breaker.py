@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from grpc import aio
 
+from tests.orchestrator.unreachable import Unreachable
 from worker_abstraction import (
     AsyncOrchestrator,
     CapabilitySpec,
@@ -73,7 +73,7 @@ async def test_a_worker_whose_dispatches_fail_has_its_circuit_opened(
     down = asyncio.Event()
 
     def channel(address: str) -> aio.Channel:
-        interceptors = [_Unreachable(down)] if address == failing.address else []
+        interceptors = [Unreachable(down)] if address == failing.address else []
         return aio.insecure_channel(address, interceptors=interceptors)
 
     links = WorkerLinks(fast_path=False, channel_factory=channel)
@@ -87,13 +87,3 @@ async def test_a_worker_whose_dispatches_fail_has_its_circuit_opened(
         assert {h.worker_id for h in handles} == {good.worker_id}
         circuits = {h.worker.worker_id: h.circuit for h in await orchestrator.worker_health()}
         assert circuits == {good.worker_id: "closed", failing.worker_id: "open"}
-
-
-class _Unreachable(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    def __init__(self, down: asyncio.Event) -> None:
-        self._down = down
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        if self._down.is_set():
-            raise aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, aio.Metadata(), aio.Metadata(), "switched off")
-        return await continuation(details, request)

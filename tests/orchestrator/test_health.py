@@ -8,12 +8,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-import grpc
 import pytest
-from grpc import aio
 
 from tests.conftest import eventually
 from tests.orchestrator.manual_clock import ManualClock
+from tests.orchestrator.unreachable import channel_down_while
 from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskStatus, WorkerInfo, WorkerState
 from worker_abstraction.cli.main import build_parser
 from worker_abstraction.orchestrator.health import WorkerStanding
@@ -66,7 +65,7 @@ async def test_a_suspect_that_answers_its_probe_is_active_again(
 ) -> None:
     await start_worker()
     down = asyncio.Event()  # while set, the worker's address swallows every call
-    links = WorkerLinks(fast_path=False, channel_factory=lambda address: _channel_down_while(address, down))
+    links = WorkerLinks(fast_path=False, channel_factory=lambda address: channel_down_while(address, down))
     async with AsyncOrchestrator(registry.address, links=links) as orchestrator:
         await orchestrator.wait_for_workers("echo", timeout_seconds=5)
 
@@ -90,20 +89,6 @@ async def test_a_suspect_that_answers_its_probe_is_active_again(
 
 async def _is(state: Awaitable[WorkerState], expected: WorkerState) -> bool:
     return await state is expected
-
-
-class _Unreachable(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    def __init__(self, down: asyncio.Event) -> None:
-        self._down = down
-
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        if self._down.is_set():
-            raise aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, aio.Metadata(), aio.Metadata(), "switched off")
-        return await continuation(details, request)
-
-
-def _channel_down_while(address: str, down: asyncio.Event) -> aio.Channel:
-    return aio.insecure_channel(address, interceptors=[_Unreachable(down)])
 
 
 async def test_standing_proves_new_workers_suspects_failing_ones_and_honours_the_registry() -> None:

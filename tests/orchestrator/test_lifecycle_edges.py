@@ -20,6 +20,7 @@ import pytest
 from grpc import aio
 
 from tests.conftest import ToolWorker, eventually
+from tests.orchestrator.manual_clock import ManualClock
 from tests.orchestrator.scripted_worker import ScriptedWorker, result
 from worker_abstraction import (
     AsyncOrchestrator,
@@ -341,3 +342,22 @@ async def test_the_daemons_view_of_workers_shows_fresh_heartbeats(
         [shown] = json.loads(capsys.readouterr().out)
         age = time.time() - datetime.fromisoformat(shown["last_heartbeat"]).timestamp()
         assert age < 0.8, f"LAST HEARTBEAT {age:.2f}s old for a worker that beats every 0.1s"
+
+
+async def test_deadlines_follow_the_injected_clock(registry: RegistryServer) -> None:
+    worker = await ScriptedWorker("seed", "job", _never_finishes).start(registry.address)
+    clock = ManualClock()
+    try:
+        async with AsyncOrchestrator(registry.address, clock=clock) as orchestrator:
+            await orchestrator.wait_for_workers("job", timeout_seconds=5)
+            handle = await orchestrator.execute_task("job", {}, timeout_seconds=600)
+            await eventually(lambda: handle.status is TaskStatus.RUNNING, what="it runs")
+            clock.advance(600)
+            assert not handle.done()  # the worker gets its own deadline first, and a little slack
+            clock.advance(2.5)  # past the slack, before the suspect's first re-probe
+            with pytest.raises(TaskTimeoutError):
+                await handle.result(timeout_seconds=1)  # ten minutes passed, for the orchestrator
+            [health] = await orchestrator.worker_health()
+            assert health.state_reason == "let a task pass its deadline without a word"
+    finally:
+        await worker.stop()

@@ -169,15 +169,17 @@ async def test_tags_and_pins_route_and_impossible_requirements_name_themselves(
     cpu = await start_worker(OneSlot, tags=("cpu",))
     await orchestrator.wait_for_workers("step", count=2, timeout_seconds=5)
     for _ in range(3):
-        assert (
-            await orchestrator.execute_task("step", {"label": "x"}, required_tags=["gpu"])
-        ).worker_id == gpu.worker_id
+        tagged = await orchestrator.execute_task("step", {"label": "x"}, required_tags=["gpu"])
         pinned = await orchestrator.execute_task("step", {"label": "x"}, worker_id=cpu.worker_id)
-        assert pinned.worker_id == cpu.worker_id
+        await tagged.wait(timeout_seconds=5)
         await pinned.wait(timeout_seconds=5)
+        assert tagged.worker_id == gpu.worker_id and pinned.worker_id == cpu.worker_id
     preferred = await orchestrator.execute_task("step", {"label": "x"}, preferred_tags=["cpu"])
+    await preferred.wait(timeout_seconds=5)
     assert preferred.worker_id == cpu.worker_id
-    assert (await orchestrator.execute_task("render", {})).worker_id == gpu.worker_id  # the capability needs gpu
+    rendered = await orchestrator.execute_task("render", {})
+    await rendered.wait(timeout_seconds=5)
+    assert rendered.worker_id == gpu.worker_id  # the capability needs gpu
     with pytest.raises(NoWorkerError) as impossible:
         await orchestrator.execute_task("step", {"label": "x"}, required_tags=["tpu"])
     assert "tpu" in str(impossible.value) and "gpu" in str(impossible.value).lower()  # needed, and offered

@@ -688,9 +688,11 @@ class OrchestratorServiceServicer:
     """
 
     def SubmitTask(self, request, context):
-        """Check, queue and dispatch a task. Answers once the task is queued or a worker took it.
-        INVALID_ARGUMENT: bad parameters; FAILED_PRECONDITION: no live worker can run it, or the worker refused
-        it; RESOURCE_EXHAUSTED: the queue is full. The trailing metadata "wa-error" names the error type.
+        """Check and queue a task (it goes to a worker at once if one has room). Answers at once, whatever the
+        workers do: worker_id is empty while the task waits; a worker's refusal comes as its FAILED update.
+        INVALID_ARGUMENT: bad parameters or options; FAILED_PRECONDITION: no live worker can run it;
+        RESOURCE_EXHAUSTED: the queue is full; ALREADY_EXISTS: the task id was used before. Every error's
+        trailing metadata names its type ("wa-error") and carries its fields as JSON ("wa-error-fields").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -164,6 +164,9 @@ async def _follow(handle: AsyncTaskHandle) -> int:
         async for update in handle:
             print(_describe(update), flush=True)
         output = await handle.result()
+    except TaskRejectedError as exc:  # the worker refused it: it never ran
+        _error(exc)
+        return EXIT_NOT_RUN
     except (WorkerAbstractionError, TimeoutError) as exc:
         _error(exc)
         return EXIT_FAILED

@@ -34,8 +34,7 @@ from worker_abstraction.cli.submit_cmd import _describe, _error
 from worker_abstraction.cli.workers_cmd import age
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError, WorkerAbstractionError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
-from worker_abstraction.orchestrator.servicer import MAX_PAGE
-from worker_abstraction.types import Attempt, TaskRecord, TaskStatus, TaskUpdate
+from worker_abstraction.types import MAX_PAGE, Attempt, TaskRecord, TaskStatus, TaskUpdate
 
 NAME = "task"
 SUMMARY = "show one task, list tasks, or watch a task's updates on an orchestrator daemon"

@@ -1,10 +1,11 @@
-"""The one orchestrator contract, and what its two backends share.
+"""The one orchestrator contract.
 
 `AsyncOrchestratorAPI` is what both `AsyncOrchestrator` (the engine in this process) and
-`RemoteOrchestrator` (the engine in an `wa orchestrator` daemon) offer, with the same names, the same
+`RemoteOrchestrator` (the engine in a `wa orchestrator` daemon) offer, with the same names, the same
 signatures and the same coroutine-or-not for every call, so a script moves from one to the other by
-changing the line that makes it. The blocking `Orchestrator` is written once over this contract, and a
-test pins all three.
+changing the line that makes it. Both subclass it: the calls that are the same on both are written here
+once, over two small hooks each backend fills in (`_submit`, `_page`). The blocking `Orchestrator` is
+written once over this contract, and a test pins all three.
 """
 
 from __future__ import annotations
@@ -16,90 +17,19 @@ from typing import Any, Protocol, Self, Unpack
 from worker_abstraction.options import TaskOptionFields, TaskOptions, options_of
 from worker_abstraction.orchestrator import batch
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, WorkerHealth, WorkerInfo
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskQueryFields, TaskRecord, WorkerHealth, WorkerInfo
 
 
 class AsyncOrchestratorAPI(Protocol):
-    """What every orchestrator offers; see `AsyncOrchestrator` for each call's behaviour."""
-
-    async def start(self) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-    async def __aenter__(self) -> Self: ...
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None: ...
-
-    async def workers(self) -> list[WorkerInfo]: ...
-
-    async def wait_for_workers(
-        self, capability: str | None = None, *, count: int = 1, timeout_seconds: float = 10.0
-    ) -> list[WorkerInfo]: ...
-
-    async def worker_health(self) -> list[WorkerHealth]: ...
-
-    async def queue_depths(self) -> dict[str, dict[int, int]]: ...
-
-    async def execute_task(
-        self,
-        capability: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        options: TaskOptions | None = None,
-        **overrides: Unpack[TaskOptionFields],
-    ) -> AsyncTaskHandle: ...
-
-    def execute_many(
-        self,
-        capability: str,
-        params: Iterable[Mapping[str, Any]],
-        *,
-        max_pending: int = 1000,
-        options: TaskOptions | None = None,
-        **overrides: Unpack[TaskOptionFields],
-    ) -> AsyncIterator[AsyncTaskHandle]: ...
-
-    async def watch(self, task_id: str) -> AsyncTaskHandle: ...
-
-    async def cancel(self, task_id: str, reason: str = "") -> bool: ...
-
-    async def task(self, task_id: str) -> TaskRecord: ...
-
-    async def tasks(
-        self,
-        *,
-        status: TaskStatus | Iterable[TaskStatus] | None = None,
-        capability: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[TaskRecord]: ...
-
-    async def task_page(
-        self,
-        *,
-        status: TaskStatus | Iterable[TaskStatus] | None = None,
-        capability: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> tuple[list[TaskRecord], bool]: ...
-
-    async def dead_letters(self) -> list[DeadLetter]: ...
-
-    async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle: ...
-
-    async def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int: ...
-
-
-class OrchestratorBase:
-    """The calls both backends make the same way, on top of the ones each makes its own way."""
+    """What every orchestrator offers. Each call behaves the same on the engine here and on a daemon."""
 
     async def start(self) -> None:
-        raise NotImplementedError
+        """Get ready: watch the registry and resume stored tasks (embedded); nothing to do for a daemon."""
+        ...
 
     async def aclose(self) -> None:
-        raise NotImplementedError
+        """Stop following tasks and close every connection."""
+        ...
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -109,6 +39,29 @@ class OrchestratorBase:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers, with their latest heartbeat and load as the registry has them."""
+        ...
+
+    async def wait_for_workers(
+        self, capability: str | None = None, *, count: int = 1, timeout_seconds: float = 10.0
+    ) -> list[WorkerInfo]:
+        """Wait until `count` workers (offering `capability`, if given) can take tasks: live, and proven to
+        answer as workers.
+
+        Raises:
+            NoWorkerError: not enough such workers appeared in time.
+        """
+        ...
+
+    async def worker_health(self) -> list[WorkerHealth]:
+        """Every live worker as the orchestrator sees it: standing, circuit breaker, its tasks there."""
+        ...
+
+    async def queue_depths(self) -> dict[str, dict[int, int]]:
+        """Tasks waiting for a worker, per capability and priority."""
+        ...
 
     async def execute_task(
         self,
@@ -120,7 +73,8 @@ class OrchestratorBase:
     ) -> AsyncTaskHandle:
         """Submit a task: it runs on a capable worker with a free slot, or waits in the queue for one.
 
-        Returns at once: the handle is PENDING (with no worker) while the task waits.
+        Returns at once, whatever the workers are doing: the handle is PENDING (with no worker) while the
+        task waits; a worker's refusal comes out of `handle.result()` as TaskRejectedError.
 
         Args:
             capability: the capability to invoke.
@@ -143,10 +97,7 @@ class OrchestratorBase:
         """
         return await self._submit(capability, params, options_of(options, overrides))
 
-    async def _submit(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> AsyncTaskHandle:
-        raise NotImplementedError
-
-    async def execute_many(
+    def execute_many(
         self,
         capability: str,
         params: Iterable[Mapping[str, Any]],
@@ -165,27 +116,61 @@ class OrchestratorBase:
             running.
         """
         chosen = options_of(options, overrides)
-        async for handle in batch.execute_many(self._submit, capability, params, chosen, max_pending=max_pending):
-            yield handle
+        return batch.execute_many(self._submit, capability, params, chosen, max_pending=max_pending)
 
-    async def tasks(
-        self,
-        *,
-        status: TaskStatus | Iterable[TaskStatus] | None = None,
-        capability: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[TaskRecord]:
-        """Task records, most recently submitted first, optionally of some statuses / one capability."""
-        records, _ = await self.task_page(status=status, capability=capability, limit=limit, offset=offset)
+    async def watch(self, task_id: str) -> AsyncTaskHandle:
+        """A handle on any task the orchestrator knows, running or finished.
+
+        Raises:
+            TaskNotFoundError: the task is unknown (or no longer remembered).
+        """
+        ...
+
+    async def cancel(self, task_id: str, reason: str = "") -> bool:
+        """Cancel a task; see `AsyncTaskHandle.cancel`. False if it had already finished.
+
+        Raises:
+            TaskNotFoundError: the task is unknown.
+        """
+        ...
+
+    async def task(self, task_id: str) -> TaskRecord:
+        """Where a task stands: status, latest update, every attempt; finished tasks too.
+
+        Raises:
+            TaskNotFoundError: the task is unknown (or no longer remembered).
+        """
+        ...
+
+    async def tasks(self, **filters: Unpack[TaskQueryFields]) -> list[TaskRecord]:
+        """Task records, most recently submitted first: `status=`, `capability=`, `limit=`, `offset=`."""
+        records, _ = await self._page(TaskQuery.of(**filters))
         return records
 
-    async def task_page(
-        self,
-        *,
-        status: TaskStatus | Iterable[TaskStatus] | None = None,
-        capability: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> tuple[list[TaskRecord], bool]:
+    async def task_page(self, **filters: Unpack[TaskQueryFields]) -> tuple[list[TaskRecord], bool]:
+        """As `tasks`, and whether more records follow this page."""
+        return await self._page(TaskQuery.of(**filters))
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """Tasks that failed for good after retryable failures, oldest first, with their attempts."""
+        ...
+
+    async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle:
+        """Submit a dead-lettered task again: same capability, arguments and options, a new task id.
+
+        Raises:
+            TaskNotFoundError: no dead letter has this id.
+        """
+        ...
+
+    async def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
+        """Drop dead letters (all, or those given); returns how many were dropped."""
+        ...
+
+    # ---- what each backend fills in -----------------------------------------------------------------
+
+    async def _submit(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> AsyncTaskHandle:
+        raise NotImplementedError
+
+    async def _page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
         raise NotImplementedError

@@ -87,6 +87,11 @@ class TaskChannel:
             return DispatchAnswer(Answer.UNREACHABLE, str(error))
         return answer_of(response)
 
+    @property
+    def routed(self) -> bool:
+        """Whether any attempt's updates are still expected on this stream."""
+        return bool(self._routes or self._acks)
+
     def forget(self, sink: AttemptSink) -> None:
         """Stop routing updates to `sink` (its attempt is over)."""
         if self._routes.get(sink.task_id) is sink:

@@ -9,9 +9,10 @@ from typing import Any
 
 from worker_abstraction.errors import NoWorkerError
 from worker_abstraction.options import RetryPolicy, TaskOptions
-from worker_abstraction.orchestrator.api import OrchestratorBase
+from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.breaker import CircuitBreakers
 from worker_abstraction.orchestrator.clock import Clock, LoopClock
+from worker_abstraction.orchestrator.crew import Crew
 from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.engine import Engine
@@ -21,16 +22,15 @@ from worker_abstraction.orchestrator.health import WorkerStanding
 from worker_abstraction.orchestrator.journal import Journal, NullJournal, StoreJournal
 from worker_abstraction.orchestrator.link import WorkerLinks
 from worker_abstraction.orchestrator.records import TaskIndex
-from worker_abstraction.orchestrator.run import Crew
 from worker_abstraction.orchestrator.scheduler import Scheduler
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.stores.tasks import TaskStore
-from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, WorkerHealth, WorkerInfo
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, WorkerHealth, WorkerInfo
 
 logger = logging.getLogger(__name__)
 
 
-class AsyncOrchestrator(OrchestratorBase):
+class AsyncOrchestrator(AsyncOrchestratorAPI):
     """Queues tasks, hands them to capable workers with free slots, and follows them to their end.
 
     `RemoteOrchestrator` offers the same calls served by a daemon (see `AsyncOrchestratorAPI`).
@@ -216,16 +216,8 @@ class AsyncOrchestrator(OrchestratorBase):
         """
         return await self.engine.task(task_id)
 
-    async def task_page(
-        self,
-        *,
-        status: TaskStatus | Iterable[TaskStatus] | None = None,
-        capability: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> tuple[list[TaskRecord], bool]:
-        """As `tasks`, and whether more records follow this page."""
-        return await self.engine.task_page(status=status, capability=capability, limit=limit, offset=offset)
+    async def _page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
+        return await self.engine.task_page(query)
 
     async def dead_letters(self) -> list[DeadLetter]:
         """Tasks that failed for good after retryable failures, oldest first, with their attempts."""
@@ -245,4 +237,7 @@ class AsyncOrchestrator(OrchestratorBase):
 
     async def _probe(self, worker: WorkerInfo) -> str | None:
         verdict, detail = await self._links.get(worker.address).reach()
-        return None if verdict is Reach.ANSWERED else f"probe {verdict.value}: {detail}"
+        if verdict is Reach.ANSWERED:
+            return None
+        await self._links.discard_idle(worker.address)
+        return f"probe {verdict.value}: {detail}"

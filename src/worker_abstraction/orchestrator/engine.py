@@ -13,17 +13,19 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from worker_abstraction.codec import encode_params, short
 from worker_abstraction.errors import InvalidParametersError, TaskExistsError, TaskNotFoundError
 from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
 from worker_abstraction.orchestrator.admission import admit
+from worker_abstraction.orchestrator.crew import Crew
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.records import TaskIndex, finished_handle, statuses_of
-from worker_abstraction.orchestrator.run import Crew, TaskRun
-from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus, WorkerHealth, WorkerInfo
+from worker_abstraction.orchestrator.records import TaskIndex, finished_handle
+from worker_abstraction.orchestrator.run import TaskRun
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, WorkerHealth, WorkerInfo
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +60,23 @@ class Engine:
             QueueFullError: the queue is at its bound.
             TaskExistsError: a task with this id was submitted before.
         """
-        if options.idempotency_key:
-            known = await self.index.by_key(options.idempotency_key)
+        return await self.submit_spec(self.spec(capability, params, options))
+
+    async def submit_spec(self, spec: TaskSpec) -> AsyncTaskHandle:
+        """Accept a task already made into a spec (from the wire, say); see `submit`.
+
+        A spec without an id or a creation time gets them here.
+        """
+        key = spec.options.idempotency_key
+        if key:
+            known = await self.index.by_key(key)
             if known is not None:
                 return known
-        spec = self.spec(capability, params, options)
-        if await self.index.taken(spec.task_id):
+        _check_capability(spec.capability)
+        if spec.task_id and await self.index.taken(spec.task_id):
             raise TaskExistsError(spec.task_id)
+        if not spec.task_id or not spec.created_at_ns:
+            spec = replace(spec, task_id=spec.task_id or uuid.uuid4().hex, created_at_ns=time.time_ns())
         return await self.accept(spec)
 
     async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:
@@ -85,26 +97,22 @@ class Engine:
         return run.handle
 
     def spec(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> TaskSpec:
-        """The task as the engine carries it: a new id unless one was given, arguments encoded once.
+        """The task as the engine carries it, its arguments encoded once (its id comes with `submit_spec`).
 
         Raises:
             InvalidParametersError: a bad capability name, or arguments that cannot be sent.
         """
-        problems = []
-        if not isinstance(capability, str) or not capability or len(capability) > MAX_ID_LENGTH:
-            problems.append(f"capability must be a name of 1..{MAX_ID_LENGTH} characters, got {short(capability)}")
+        _check_capability(capability)
         if params is not None and not isinstance(params, Mapping):
-            problems.append(f"params must be a mapping of parameter names to values, got {short(params)}")
-        if problems:
-            raise InvalidParametersError(problems)
+            raise InvalidParametersError([f"params must be a mapping of names to values, got {short(params)}"])
         params = dict(params or {})
         return TaskSpec(
-            task_id=options.task_id or uuid.uuid4().hex,
+            task_id=options.task_id,
             capability=capability,
             params=params,
             encoded_params=encode_params(params),
             options=options,
-            created_at_ns=time.time_ns(),
+            created_at_ns=0,
         )
 
     async def find_idempotent(self, key: str) -> AsyncTaskHandle | None:
@@ -132,19 +140,8 @@ class Engine:
             raise TaskNotFoundError(task_id, "the orchestrator")
         return record
 
-    async def task_page(
-        self,
-        *,
-        status: TaskStatus | Iterable[TaskStatus] | None = None,
-        capability: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> tuple[list[TaskRecord], bool]:
-        if limit < 0 or offset < 0:
-            raise InvalidParametersError([f"limit and offset must be >= 0, got {limit} and {offset}"])
-        return await self.index.page(
-            statuses=statuses_of(status), capability=capability or "", limit=limit, offset=offset
-        )
+    async def task_page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
+        return await self.index.page(query)
 
     async def cancel(self, task_id: str, reason: str) -> bool:
         run = self.index.live.get(task_id)
@@ -222,3 +219,10 @@ class Engine:
         for run in list(self.index.live.values()):
             run.worker_left(worker.worker_id, reason)
         self.crew.standing.left(worker.worker_id)
+
+
+def _check_capability(capability: object) -> None:
+    if not isinstance(capability, str) or not capability or len(capability) > MAX_ID_LENGTH:
+        raise InvalidParametersError(
+            [f"capability must be a name of 1..{MAX_ID_LENGTH} characters, got {short(capability)}"]
+        )

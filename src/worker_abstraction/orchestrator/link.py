@@ -51,10 +51,23 @@ class WorkerLink:
         self.task_channel: TaskChannel | None = None  # open while the fast path is in use
         self._opening = asyncio.Lock()
         self._followers: dict[AttemptSink, asyncio.Task[None]] = {}
+        self._dispatching = 0
 
     async def dispatch(self, spec: TaskSpec, *, attempt: int, worker_id: str, sink: AttemptSink) -> DispatchAnswer:
         """Hand one attempt of a task to the worker; its updates then flow to `sink` until it ends."""
-        task = _convert.task_to_pb(spec, attempt=attempt, worker_id=worker_id)
+        self._dispatching += 1
+        try:
+            return await self._dispatch(_convert.task_to_pb(spec, attempt=attempt, worker_id=worker_id), sink)
+        finally:
+            self._dispatching -= 1
+
+    @property
+    def idle(self) -> bool:
+        """Nothing is on its way to the worker or followed there (the link may be closed)."""
+        channel = self.task_channel
+        return not self._dispatching and not self._followers and (channel is None or not channel.routed)
+
+    async def _dispatch(self, task: pb.Task, sink: AttemptSink) -> DispatchAnswer:
         channel = await self._usable_channel()
         if channel is not None:
             return await channel.submit(task, sink)
@@ -78,7 +91,11 @@ class WorkerLink:
             follow(self._stub, sink, self.reach, self._clock), name=f"follow-{sink.task_id}"
         )
         self._followers[sink] = follower
-        follower.add_done_callback(lambda _: self._followers.pop(sink, None))
+        follower.add_done_callback(lambda done: self._followed(sink, done))
+
+    def _followed(self, sink: AttemptSink, follower: asyncio.Task[None]) -> None:
+        if self._followers.get(sink) is follower:
+            del self._followers[sink]
 
     def forget(self, sink: AttemptSink) -> None:
         """Nobody wants the attempt's updates any more: stop following it."""
@@ -182,10 +199,13 @@ class WorkerLinks:
         """The link to `address` if one was made."""
         return self._links.get(address)
 
-    async def discard(self, address: str) -> None:
-        """Close the link to a worker that left (a later task to the address opens a new one)."""
-        link = self._links.pop(address, None)
-        if link is not None:
+    async def discard_idle(self, address: str) -> None:
+        """Close the link to `address` if nothing uses it (a worker that left or does not answer); a later
+        task or probe to the address opens a new one. Keeps thousands of dead registrations from holding
+        thousands of channels."""
+        link = self._links.get(address)
+        if link is not None and link.idle:
+            del self._links[address]
             await link.aclose()
 
     async def aclose(self) -> None:

@@ -7,13 +7,12 @@ durable journal, from the store, which keeps them all. Idempotency keys are reme
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
 
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.journal import Journal
 from worker_abstraction.orchestrator.run import TaskRun
 from worker_abstraction.orchestrator.state import TaskState
-from worker_abstraction.types import TaskRecord, TaskStatus, TaskUpdate
+from worker_abstraction.types import TaskQuery, TaskRecord, TaskUpdate
 
 _KEEP_KEYS = 100_000
 
@@ -34,11 +33,6 @@ def finished_handle(record: TaskRecord) -> AsyncTaskHandle:
         state.attempt = record.attempts[-1].number
     state.append(record.last_update or TaskUpdate(task_id=record.task_id, status=record.status))
     return AsyncTaskHandle(state, _Finished())
-
-
-def statuses_of(status: TaskStatus | Iterable[TaskStatus] | None) -> list[TaskStatus]:
-    """A status filter as a list (empty: any status)."""
-    return [status] if isinstance(status, TaskStatus) else list(status or ())
 
 
 class TaskIndex:
@@ -104,11 +98,9 @@ class TaskIndex:
         run = self.get(task_id)
         return run.record() if run is not None else await self._journal.finished_record(task_id)
 
-    async def page(
-        self, *, statuses: Iterable[TaskStatus] = (), capability: str = "", limit: int = 100, offset: int = 0
-    ) -> tuple[list[TaskRecord], bool]:
+    async def page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
         """Records, most recently submitted first; True when more follow this page."""
-        wanted = frozenset(statuses)
+        wanted, capability, limit, offset = frozenset(query.statuses), query.capability, query.limit, query.offset
 
         def keep(record: TaskRecord) -> bool:
             return (not wanted or record.status in wanted) and (not capability or record.capability == capability)

@@ -26,13 +26,13 @@ from worker_abstraction.errors import (
     WorkerAbstractionError,
 )
 from worker_abstraction.options import TaskOptions
-from worker_abstraction.orchestrator.api import OrchestratorBase
+from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.follow import RECONNECT_WINDOW_SECONDS
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.records import statuses_of
 from worker_abstraction.orchestrator.state import TaskState
 from worker_abstraction.types import (
     DeadLetter,
+    TaskQuery,
     TaskRecord,
     TaskSpec,
     TaskStatus,
@@ -48,7 +48,7 @@ _WORKER_POLL_SECONDS = 0.1
 _RESUME_BACKOFF_SECONDS = 0.2
 
 
-class RemoteOrchestrator(OrchestratorBase):
+class RemoteOrchestrator(AsyncOrchestratorAPI):
     """Submits tasks to an orchestrator daemon (`wa orchestrator`) and follows them.
 
     Args:
@@ -164,20 +164,12 @@ class RemoteOrchestrator(OrchestratorBase):
         """
         return _convert.record_from_pb(await self._call(self._stub.GetTask, pb.GetTaskRequest(task_id=task_id)))
 
-    async def task_page(
-        self,
-        *,
-        status: TaskStatus | Iterable[TaskStatus] | None = None,
-        capability: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> tuple[list[TaskRecord], bool]:
-        """As `tasks`, and whether more records follow this page."""
+    async def _page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
         request = pb.ListTasksRequest(
-            statuses=[int(s) for s in statuses_of(status)],  # type: ignore[misc]  # TaskStatus mirrors the proto enum
-            capability=capability or "",
-            limit=limit,
-            page_token=str(offset) if offset else "",
+            statuses=[int(s) for s in query.statuses],  # type: ignore[misc]  # TaskStatus mirrors the proto enum
+            capability=query.capability,
+            limit=query.limit,
+            page_token=str(query.offset) if query.offset else "",
         )
         response = await self._call(self._stub.ListTasks, request)
         return [_convert.record_from_pb(r) for r in response.tasks], bool(response.next_page_token)

@@ -14,10 +14,8 @@ Phases::
 - **Attempt numbers** only grow, and each is stored before it is sent, so no number ever runs on two
   workers, even across a crash. A dispatch the worker provably did not run (it was full) keeps its number.
 - **Fencing**: an update counts only if it belongs to the current attempt; anything else is a zombie's.
-- **Retries**: a failure is retried if the worker did not mark it final, it is an infrastructure failure
-  (always) or the policy retries task errors of its type, and attempts remain; after the policy's back-off,
-  on another worker if one can take it. When attempts run out after a retryable failure, the task is
-  dead-lettered.
+- **Retries** (which failures: `retries.py`): after the policy's back-off, on another worker if one can
+  take it; when attempts run out after a retryable failure, the task is dead-lettered.
 - **Cancel**: a waiting task never runs; a running one is canceled on its worker and ends CANCELED whatever
   its handler does. A worker that cannot cancel (seed-built) is not waited for: the task ends CANCELED here
   and the worker's late result is fenced off. A cancel nobody confirms ends the task after a while anyway.
@@ -28,23 +26,17 @@ Phases::
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
-import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from worker_abstraction import lifecycle
-from worker_abstraction.options import RetryPolicy
-from worker_abstraction.orchestrator.clock import Clock, Timer
-from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
+from worker_abstraction.orchestrator import retries
+from worker_abstraction.orchestrator.clock import Timer
+from worker_abstraction.orchestrator.crew import Crew, Phase
 from worker_abstraction.orchestrator.dispatch import Answer, CancelAnswer
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.health import WorkerStanding
-from worker_abstraction.orchestrator.journal import Journal, Resumable
-from worker_abstraction.orchestrator.link import WorkerLinks
-from worker_abstraction.orchestrator.scheduler import Scheduler
+from worker_abstraction.orchestrator.journal import Resumable
 from worker_abstraction.orchestrator.state import TaskState
 from worker_abstraction.types import (
     FailureOrigin,
@@ -64,35 +56,6 @@ DEADLINE_SLACK_SECONDS = 2.0
 BUSY_HOLD_SECONDS = 0.25  # a worker that refused for capacity gets no task for this long
 CANCEL_RESEND_SECONDS = 1.0
 CANCEL_CONFIRM_SECONDS = 30.0  # a cancel the worker never confirms ends the task after this long
-
-
-class Phase(enum.Enum):
-    WAITING = "waiting"  # in the scheduler's queue
-    SENDING = "sending"  # placed on a worker, the dispatch on its way
-    RUNNING = "running"  # the worker accepted it
-    BACKOFF = "backoff"  # an attempt failed; the next one waits for its back-off
-    DONE = "done"
-
-
-class FinishedTasks(Protocol):
-    def finished(self, run: TaskRun) -> None:
-        """The run ended: keep its record."""
-        ...
-
-
-@dataclass(slots=True)
-class Crew:
-    """What every run works with."""
-
-    scheduler: Scheduler
-    links: WorkerLinks
-    standing: WorkerStanding
-    journal: Journal
-    finished: FinishedTasks
-    dead_letters: DeadLetterQueue
-    clock: Clock
-    retry_policy: RetryPolicy
-    background: set[asyncio.Task[Any]] = field(default_factory=set)  # dispatches and cancels in flight
 
 
 class _AttemptSink:
@@ -297,7 +260,7 @@ class TaskRun:
         except Exception as error:  # a bug, or a store that cannot write: fail loudly, never hang
             logger.exception("dispatching task %s failed", self.spec.task_id)
             failure = TaskFailure("OrchestratorError", repr(error), FailureOrigin.INFRASTRUCTURE, retryable=False)
-            self._finish(self._failed_update(failure))
+            self._finish(retries.failed(self.state, failure))
             return
         if not self.is_current(number):
             return
@@ -312,7 +275,7 @@ class TaskRun:
         if answer.answer is Answer.REJECTED:
             crew.standing.answered(worker.worker_id)
             failure = TaskFailure(lifecycle.REJECTED, answer.message, FailureOrigin.REJECTED, retryable=False)
-            self._finish(self._failed_update(failure))
+            self._finish(retries.failed(self.state, failure))
             return
         crew.scheduler.release(self)
         if answer.answer is Answer.BUSY:
@@ -343,8 +306,8 @@ class TaskRun:
             self._finish_canceled(self.cancel_reason)
             return
         self._failures += 1
-        retryable = self._retryable(failure)
-        if retryable and self._failures < self.retry.max_attempts:
+        worth_it = retries.retryable(self.retry, failure)
+        if worth_it and self._failures < self.retry.max_attempts:
             delay = self.retry.backoff_seconds(self._failures)
             logger.info(
                 "task %s attempt %d on worker %s failed (%s); retrying in %.2fs",
@@ -353,35 +316,15 @@ class TaskRun:
             crew.scheduler.release(self)
             self.avoid = self.avoid | {worker_id}
             self.phase = Phase.BACKOFF
-            state.append(
-                TaskUpdate(
-                    task_id=self.spec.task_id,
-                    status=TaskStatus.PENDING,
-                    error_message=f"attempt {number} failed, retrying as attempt {number + 1}: {failure.text}",
-                    worker_id=worker_id,
-                    attempt=number,
-                    timestamp_ns=time.time_ns(),
-                    metadata={"retry": "scheduled", "next_attempt": str(number + 1)},
-                    failure=failure,
-                )
-            )
+            state.append(retries.retrying(state, failure))
             state.worker_id = state.worker_address = ""  # waiting again: no worker has it
             crew.journal.requeued(self.spec.task_id, number, self._failures)
             self._timer("backoff", delay, self._retry)
             return
-        if retryable:  # it was worth retrying and ran out of attempts
+        if worth_it:  # it was worth retrying and ran out of attempts
             self.dead_lettered = True
             crew.journal.dead_lettered(crew.dead_letters.add(self.spec, self.retry, state.attempts, failure.text))
-        self._finish(update if update is not None else self._failed_update(failure))
-
-    def _retryable(self, failure: TaskFailure) -> bool:
-        if not failure.retryable:
-            return False
-        if failure.origin is FailureOrigin.INFRASTRUCTURE:
-            return True
-        if failure.origin in (FailureOrigin.CANCELED, FailureOrigin.REJECTED):
-            return False
-        return self.retry.retry_task_errors and failure.type not in self.retry.non_retryable_errors
+        self._finish(update if update is not None else retries.failed(state, failure))
 
     def _retry(self) -> None:
         if self.phase is Phase.BACKOFF:
@@ -423,7 +366,7 @@ class TaskRun:
             waited = self._queue_timeout or 0.0
             message = f"waited {waited:g}s in the queue and no worker took it"
             failure = TaskFailure(lifecycle.QUEUE_TIMEOUT, message, FailureOrigin.TIMEOUT, retryable=False)
-            self._finish(self._failed_update(failure))
+            self._finish(retries.failed(self.state, failure))
 
     def _start_deadline(self) -> None:
         timeout = self.spec.options.timeout_seconds
@@ -439,35 +382,10 @@ class TaskRun:
         timeout = self.spec.options.timeout_seconds
         message = f"task did not finish within {timeout:g}s and worker {worker} went silent"
         failure = TaskFailure(lifecycle.DEADLINE_EXCEEDED, message, FailureOrigin.TIMEOUT, retryable=False)
-        self._finish(self._failed_update(failure))
-
-    def _failed_update(self, failure: TaskFailure) -> TaskUpdate:
-        """A FAILED update for an ending the orchestrator decided itself."""
-        state = self.state
-        return TaskUpdate(
-            task_id=self.spec.task_id,
-            status=TaskStatus.FAILED,
-            error_message=failure.text,
-            worker_id=state.worker_id,
-            attempt=state.attempt,
-            timestamp_ns=time.time_ns(),
-            failure=failure,
-        )
+        self._finish(retries.failed(self.state, failure))
 
     def _finish_canceled(self, reason: str) -> None:
-        failure = TaskFailure(lifecycle.CANCELED, reason, FailureOrigin.CANCELED, retryable=False)
-        state = self.state
-        self._finish(
-            TaskUpdate(
-                task_id=self.spec.task_id,
-                status=TaskStatus.CANCELED,
-                error_message=reason,
-                worker_id=state.worker_id,
-                attempt=state.attempt,
-                timestamp_ns=time.time_ns(),
-                failure=failure,
-            )
-        )
+        self._finish(retries.canceled(self.state, reason))
 
     def _finish(self, update: TaskUpdate) -> None:
         if self.phase is Phase.DONE:

@@ -6,10 +6,7 @@ ErrorBoundary (`_rpc.py`) turns each into its status code, with its class and fi
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -19,14 +16,13 @@ from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.codec import short
-from worker_abstraction.errors import InvalidParametersError, TaskExistsError, TaskNotFoundError
+from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
-from worker_abstraction.types import TaskStatus
+from worker_abstraction.types import TaskQuery, TaskStatus
 
 Context = aio.ServicerContext[Any, Any]
 
-MAX_PAGE = 1000  # ListTasks page size bound
 _KNOWN_STATUSES = frozenset(int(s) for s in TaskStatus)
 _MAX_PURGE = 10_000
 
@@ -40,17 +36,12 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         spec = _convert.spec_from_pb(request)
         key = spec.options.idempotency_key
         known = await self._engine.find_idempotent(key) if key else None
-        if known is not None:
-            return pb.SubmitTaskResponse(
-                task_id=known.task_id, worker_id=known.worker_id, worker_address=known.worker_address, duplicate=True
-            )
-        if spec.task_id and await self._engine.index.taken(spec.task_id):
-            raise TaskExistsError(spec.task_id)
-        self._engine.spec(spec.capability, spec.params, spec.options)  # checks the capability's name
-        spec = replace(spec, task_id=spec.task_id or uuid.uuid4().hex, created_at_ns=time.time_ns())
-        handle = await self._engine.accept(spec)
+        handle = known or await self._engine.submit_spec(spec)
         return pb.SubmitTaskResponse(
-            task_id=handle.task_id, worker_id=handle.worker_id, worker_address=handle.worker_address
+            task_id=handle.task_id,
+            worker_id=handle.worker_id,
+            worker_address=handle.worker_address,
+            duplicate=known is not None,
         )
 
     async def WatchTask(self, request: pb.WatchTaskRequest, context: Context) -> AsyncIterator[pb.TaskResult]:
@@ -124,13 +115,10 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
 
     async def ListTasks(self, request: pb.ListTasksRequest, context: Context) -> pb.ListTasksResponse:
         problems = []
-        if not 0 <= request.limit <= MAX_PAGE:
-            problems.append(f"limit must be 0..{MAX_PAGE}, got {request.limit}")
         token = request.page_token
         valid_token = not token or (token.isdigit() and len(token) <= 9)
         if not valid_token:
             problems.append(f"page_token {short(token)} is not one this daemon gave out")
-        offset = int(token) if token and valid_token else 0
         unknown = [s for s in request.statuses if s not in _KNOWN_STATUSES]
         if unknown:
             problems.append(f"unknown statuses {unknown[:5]}")
@@ -138,16 +126,15 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
             problems.append(f"capability may be at most {MAX_ID_LENGTH} characters")
         if problems:
             raise InvalidParametersError(problems)
-        limit = request.limit or 100
-        records, more = await self._engine.task_page(
-            status=[TaskStatus(s) for s in request.statuses],
-            capability=request.capability or None,
-            limit=limit,
-            offset=offset,
+        query = TaskQuery(
+            statuses=tuple(TaskStatus(s) for s in request.statuses),
+            capability=request.capability,
+            limit=request.limit or 100,
+            offset=int(token) if token else 0,
         )
-        return pb.ListTasksResponse(
-            tasks=[_convert.record_to_pb(r) for r in records], next_page_token=str(offset + limit) if more else ""
-        )
+        records, more = await self._engine.task_page(query)
+        next_token = str(query.offset + query.limit) if more else ""
+        return pb.ListTasksResponse(tasks=[_convert.record_to_pb(r) for r in records], next_page_token=next_token)
 
     async def ListWorkers(self, request: empty_pb2.Empty, context: Context) -> pb.WorkerHealthList:
         health = await self._orchestrator.worker_health()

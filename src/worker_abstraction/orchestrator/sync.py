@@ -16,7 +16,16 @@ from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
-from worker_abstraction.types import Attempt, DeadLetter, TaskRecord, TaskStatus, TaskUpdate, WorkerHealth, WorkerInfo
+from worker_abstraction.types import (
+    Attempt,
+    DeadLetter,
+    TaskQueryFields,
+    TaskRecord,
+    TaskStatus,
+    TaskUpdate,
+    WorkerHealth,
+    WorkerInfo,
+)
 
 T = TypeVar("T")
 
@@ -163,25 +172,11 @@ class Orchestrator:
     def task(self, task_id: str) -> TaskRecord:
         return self._loop.run(self._core.task(task_id))
 
-    def tasks(
-        self,
-        *,
-        status: TaskStatus | Iterable[TaskStatus] | None = None,
-        capability: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[TaskRecord]:
-        return self._loop.run(self._core.tasks(status=status, capability=capability, limit=limit, offset=offset))
+    def tasks(self, **filters: Unpack[TaskQueryFields]) -> list[TaskRecord]:
+        return self._loop.run(self._core.tasks(**filters))
 
-    def task_page(
-        self,
-        *,
-        status: TaskStatus | Iterable[TaskStatus] | None = None,
-        capability: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> tuple[list[TaskRecord], bool]:
-        return self._loop.run(self._core.task_page(status=status, capability=capability, limit=limit, offset=offset))
+    def task_page(self, **filters: Unpack[TaskQueryFields]) -> tuple[list[TaskRecord], bool]:
+        return self._loop.run(self._core.task_page(**filters))
 
     def dead_letters(self) -> list[DeadLetter]:
         return self._loop.run(self._core.dead_letters())

@@ -1,149 +1,16 @@
-"""The one place where the package's own types meet the generated protobuf messages."""
+"""Tasks, their updates and failures, retry policies and submissions: as the contract carries them."""
 
 from __future__ import annotations
 
 import math
-import time
-from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
+from worker_abstraction._convert.workers import now_timestamp
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.codec import EncodedParams, decode_params, encode_params
+from worker_abstraction.codec import EncodedParams, decode_params
 from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError
 from worker_abstraction.options import RetryPolicy, TaskOptions
-from worker_abstraction.types import (
-    Attempt,
-    CapabilitySpec,
-    DeadLetter,
-    FailureOrigin,
-    LoadReport,
-    ParameterSpec,
-    TaskFailure,
-    TaskRecord,
-    TaskSpec,
-    TaskStatus,
-    TaskUpdate,
-    WorkerHealth,
-    WorkerInfo,
-    WorkerState,
-)
-
-
-def timestamp(moment: datetime | None = None) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment or datetime.now(UTC))
-    return stamp
-
-
-def now_timestamp() -> Timestamp:
-    # Built from integers: Timestamp.GetCurrentTime goes through datetime and costs several times more.
-    now = time.time_ns()
-    return Timestamp(seconds=now // 1_000_000_000, nanos=now % 1_000_000_000)
-
-
-def from_timestamp(stamp: Timestamp) -> datetime | None:
-    if stamp.seconds == 0 and stamp.nanos == 0:
-        return None
-    return stamp.ToDatetime(UTC)
-
-
-def capability_to_pb(spec: CapabilitySpec) -> pb.ToolCapability:
-    return pb.ToolCapability(
-        name=spec.name,
-        description=spec.description,
-        parameters=[
-            pb.ToolParameter(
-                name=p.name, type=p.type, description=p.description, required=p.required, json_schema=p.json_schema
-            )
-            for p in spec.parameters
-        ],
-        max_concurrent_tasks=spec.max_concurrent_tasks,
-        required_tags=list(spec.required_tags),
-    )
-
-
-def capability_from_pb(message: pb.ToolCapability) -> CapabilitySpec:
-    return CapabilitySpec(
-        name=message.name,
-        description=message.description,
-        parameters=tuple(
-            ParameterSpec(
-                name=p.name, type=p.type, description=p.description, required=p.required, json_schema=p.json_schema
-            )
-            for p in message.parameters
-        ),
-        max_concurrent_tasks=message.max_concurrent_tasks,
-        required_tags=tuple(message.required_tags),
-    )
-
-
-def load_to_pb(report: LoadReport) -> pb.LoadReport:
-    return pb.LoadReport(
-        free_slots=report.free_slots,
-        queued=report.queued,
-        cpu_utilization=report.cpu_utilization,
-        mem_utilization=report.mem_utilization,
-        utilization=dict(report.utilization),
-    )
-
-
-def load_from_pb(message: pb.LoadReport) -> LoadReport:
-    return LoadReport(
-        free_slots=message.free_slots,
-        queued=message.queued,
-        cpu_utilization=message.cpu_utilization,
-        mem_utilization=message.mem_utilization,
-        utilization=tuple(sorted(message.utilization.items())),
-    )
-
-
-def worker_to_pb(info: WorkerInfo) -> pb.WorkerInfo:
-    message = pb.WorkerInfo(
-        worker_id=info.worker_id,
-        name=info.name,
-        version=info.version,
-        address=info.address,
-        tags=list(info.tags),
-        capabilities=[capability_to_pb(c) for c in info.capabilities],
-        current_load=info.current_load,
-        max_concurrent_tasks=info.max_concurrent_tasks,
-        state=int(info.state),  # type: ignore[arg-type]  # WorkerState mirrors the proto enum value for value
-        state_reason=info.state_reason,
-    )
-    if info.load_report is not None:
-        message.load_report.CopyFrom(load_to_pb(info.load_report))
-    if info.last_heartbeat is not None:
-        message.last_heartbeat.CopyFrom(timestamp(info.last_heartbeat))
-    return message
-
-
-def worker_from_pb(message: pb.WorkerInfo) -> WorkerInfo:
-    return WorkerInfo(
-        worker_id=message.worker_id,
-        name=message.name,
-        version=message.version,
-        address=message.address,
-        tags=tuple(message.tags),
-        capabilities=tuple(capability_from_pb(c) for c in message.capabilities),
-        last_heartbeat=from_timestamp(message.last_heartbeat),
-        current_load=message.current_load,
-        max_concurrent_tasks=message.max_concurrent_tasks,
-        load_report=load_from_pb(message.load_report) if message.HasField("load_report") else None,
-        state=_worker_state(message.state),
-        state_reason=message.state_reason,
-    )
-
-
-def _worker_state(value: int) -> WorkerState:
-    # A seed registry sends nothing (UNSPECIFIED) and a newer one may send a state we do not know yet:
-    # both read as ACTIVE, since the registry still lists the worker.
-    state = _WORKER_STATES.get(value, WorkerState.ACTIVE)
-    return WorkerState.ACTIVE if state is WorkerState.UNSPECIFIED else state
-
-
-_WORKER_STATES = {int(s): s for s in WorkerState}
+from worker_abstraction.types import FailureOrigin, TaskFailure, TaskSpec, TaskStatus, TaskUpdate
 
 
 def task_result(
@@ -211,12 +78,12 @@ def _failure_of(message: pb.TaskResult, status: TaskStatus) -> TaskFailure | Non
     return None
 
 
-_STATUSES = {int(s): s for s in TaskStatus}
+STATUSES = {int(s): s for s in TaskStatus}
 
 
 def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
     # A newer peer's status we do not know yet reads as UNKNOWN.
-    status = _STATUSES.get(message.status, TaskStatus.UNKNOWN)
+    status = STATUSES.get(message.status, TaskStatus.UNKNOWN)
     stamp = message.completed_at
     return TaskUpdate(
         task_id=message.task_id,
@@ -382,108 +249,4 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         encoded_params=encoded,
         options=options,
         created_at_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
-    )
-
-
-def attempt_to_pb(attempt: Attempt) -> pb.AttemptRecord:
-    message = pb.AttemptRecord(
-        number=attempt.number,
-        worker_id=attempt.worker_id,
-        status=f"TASK_STATUS_{attempt.status.name}",
-        error_message=attempt.error_message,
-    )
-    message.started_at.CopyFrom(timestamp(attempt.started_at))
-    if attempt.ended_at is not None:
-        message.ended_at.CopyFrom(timestamp(attempt.ended_at))
-    return message
-
-
-def attempt_from_pb(message: pb.AttemptRecord) -> Attempt:
-    return Attempt(
-        number=message.number,
-        worker_id=message.worker_id,
-        started_at=from_timestamp(message.started_at) or datetime.now(UTC),
-        ended_at=from_timestamp(message.ended_at),
-        status=_STATUSES.get(message.status, TaskStatus.UNKNOWN),
-        error_message=message.error_message,
-    )
-
-
-def dead_letter_to_pb(letter: DeadLetter) -> pb.DeadLetterEntry:
-    encoded = encode_params(letter.params)
-    spec = TaskSpec(letter.options.task_id, letter.capability, letter.params, encoded, letter.options, 0)
-    return pb.DeadLetterEntry(
-        task_id=letter.task_id,
-        capability=letter.capability,
-        parameters=parameters_to_pb(encoded),
-        attempts=[attempt_to_pb(a) for a in letter.attempts],
-        error_message=letter.error_message,
-        submission=spec_to_pb(spec),
-    )
-
-
-def dead_letter_from_pb(message: pb.DeadLetterEntry) -> DeadLetter:
-    """Raises InvalidParametersError for an entry whose arguments or options are broken."""
-    options = spec_from_pb(message.submission).options if message.HasField("submission") else TaskOptions()
-    return DeadLetter(
-        task_id=message.task_id,
-        capability=message.capability,
-        params=parameters_from_pb(message.parameters)[1],
-        attempts=tuple(attempt_from_pb(a) for a in message.attempts),
-        error_message=message.error_message,
-        options=options,
-    )
-
-
-def record_to_pb(record: TaskRecord) -> pb.TaskRecord:
-    message = pb.TaskRecord(
-        task_id=record.task_id,
-        capability=record.capability,
-        status=f"TASK_STATUS_{record.status.name}",
-        parameters=parameters_to_pb(encode_params(record.params)),
-        attempts=[attempt_to_pb(a) for a in record.attempts],
-        dead_lettered=record.dead_lettered,
-        cancel_reason=record.cancel_reason,
-        idempotency_key=record.idempotency_key,
-    )
-    if record.last_update is not None:
-        message.last_update.CopyFrom(update_to_pb(record.last_update))
-    if record.submitted_at is not None:
-        message.submitted_at.CopyFrom(timestamp(record.submitted_at))
-    return message
-
-
-def record_from_pb(message: pb.TaskRecord) -> TaskRecord:
-    return TaskRecord(
-        task_id=message.task_id,
-        capability=message.capability,
-        status=_STATUSES.get(message.status, TaskStatus.UNKNOWN),
-        params=parameters_from_pb(message.parameters)[1],
-        attempts=tuple(attempt_from_pb(a) for a in message.attempts),
-        last_update=update_from_pb(message.last_update) if message.HasField("last_update") else None,
-        submitted_at=from_timestamp(message.submitted_at),
-        dead_lettered=message.dead_lettered,
-        cancel_reason=message.cancel_reason,
-        idempotency_key=message.idempotency_key,
-    )
-
-
-def health_to_pb(health: WorkerHealth) -> pb.WorkerHealth:
-    return pb.WorkerHealth(
-        worker=worker_to_pb(health.worker),
-        state=int(health.state),  # type: ignore[arg-type]  # WorkerState mirrors the proto enum
-        state_reason=health.state_reason,
-        circuit=health.circuit,
-        in_flight=health.in_flight,
-    )
-
-
-def health_from_pb(message: pb.WorkerHealth) -> WorkerHealth:
-    worker = worker_from_pb(message.worker)
-    return WorkerHealth(
-        worker=worker,
-        state=_worker_state(message.state),
-        state_reason=message.state_reason,
-        circuit=message.circuit or "closed",
-        in_flight=message.in_flight,
     )

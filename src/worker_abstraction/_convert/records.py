@@ -1,0 +1,103 @@
+"""What an orchestrator tells of tasks: attempts, records and dead letters, as the contract carries them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from worker_abstraction._convert.tasks import (
+    STATUSES,
+    parameters_from_pb,
+    parameters_to_pb,
+    spec_from_pb,
+    spec_to_pb,
+    update_from_pb,
+    update_to_pb,
+)
+from worker_abstraction._convert.workers import from_timestamp, timestamp
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.codec import encode_params
+from worker_abstraction.options import TaskOptions
+from worker_abstraction.types import Attempt, DeadLetter, TaskRecord, TaskSpec, TaskStatus
+
+
+def attempt_to_pb(attempt: Attempt) -> pb.AttemptRecord:
+    message = pb.AttemptRecord(
+        number=attempt.number,
+        worker_id=attempt.worker_id,
+        status=f"TASK_STATUS_{attempt.status.name}",
+        error_message=attempt.error_message,
+    )
+    message.started_at.CopyFrom(timestamp(attempt.started_at))
+    if attempt.ended_at is not None:
+        message.ended_at.CopyFrom(timestamp(attempt.ended_at))
+    return message
+
+
+def attempt_from_pb(message: pb.AttemptRecord) -> Attempt:
+    return Attempt(
+        number=message.number,
+        worker_id=message.worker_id,
+        started_at=from_timestamp(message.started_at) or datetime.now(UTC),
+        ended_at=from_timestamp(message.ended_at),
+        status=STATUSES.get(message.status, TaskStatus.UNKNOWN),
+        error_message=message.error_message,
+    )
+
+
+def dead_letter_to_pb(letter: DeadLetter) -> pb.DeadLetterEntry:
+    encoded = encode_params(letter.params)
+    spec = TaskSpec(letter.options.task_id, letter.capability, letter.params, encoded, letter.options, 0)
+    return pb.DeadLetterEntry(
+        task_id=letter.task_id,
+        capability=letter.capability,
+        parameters=parameters_to_pb(encoded),
+        attempts=[attempt_to_pb(a) for a in letter.attempts],
+        error_message=letter.error_message,
+        submission=spec_to_pb(spec),
+    )
+
+
+def dead_letter_from_pb(message: pb.DeadLetterEntry) -> DeadLetter:
+    """Raises InvalidParametersError for an entry whose arguments or options are broken."""
+    options = spec_from_pb(message.submission).options if message.HasField("submission") else TaskOptions()
+    return DeadLetter(
+        task_id=message.task_id,
+        capability=message.capability,
+        params=parameters_from_pb(message.parameters)[1],
+        attempts=tuple(attempt_from_pb(a) for a in message.attempts),
+        error_message=message.error_message,
+        options=options,
+    )
+
+
+def record_to_pb(record: TaskRecord) -> pb.TaskRecord:
+    message = pb.TaskRecord(
+        task_id=record.task_id,
+        capability=record.capability,
+        status=f"TASK_STATUS_{record.status.name}",
+        parameters=parameters_to_pb(encode_params(record.params)),
+        attempts=[attempt_to_pb(a) for a in record.attempts],
+        dead_lettered=record.dead_lettered,
+        cancel_reason=record.cancel_reason,
+        idempotency_key=record.idempotency_key,
+    )
+    if record.last_update is not None:
+        message.last_update.CopyFrom(update_to_pb(record.last_update))
+    if record.submitted_at is not None:
+        message.submitted_at.CopyFrom(timestamp(record.submitted_at))
+    return message
+
+
+def record_from_pb(message: pb.TaskRecord) -> TaskRecord:
+    return TaskRecord(
+        task_id=message.task_id,
+        capability=message.capability,
+        status=STATUSES.get(message.status, TaskStatus.UNKNOWN),
+        params=parameters_from_pb(message.parameters)[1],
+        attempts=tuple(attempt_from_pb(a) for a in message.attempts),
+        last_update=update_from_pb(message.last_update) if message.HasField("last_update") else None,
+        submitted_at=from_timestamp(message.submitted_at),
+        dead_lettered=message.dead_lettered,
+        cancel_reason=message.cancel_reason,
+        idempotency_key=message.idempotency_key,
+    )

@@ -1,0 +1,48 @@
+"""What every task run works with (its crew), and the phases a run goes through."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from worker_abstraction.options import RetryPolicy
+from worker_abstraction.orchestrator.clock import Clock
+from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
+from worker_abstraction.orchestrator.health import WorkerStanding
+from worker_abstraction.orchestrator.journal import Journal
+from worker_abstraction.orchestrator.link import WorkerLinks
+from worker_abstraction.orchestrator.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.run import TaskRun
+
+
+class Phase(enum.Enum):
+    WAITING = "waiting"  # in the scheduler's queue
+    SENDING = "sending"  # placed on a worker, the dispatch on its way
+    RUNNING = "running"  # the worker accepted it
+    BACKOFF = "backoff"  # an attempt failed; the next one waits for its back-off
+    DONE = "done"
+
+
+class FinishedTasks(Protocol):
+    def finished(self, run: TaskRun) -> None:
+        """The run ended: keep its record."""
+        ...
+
+
+@dataclass(slots=True)
+class Crew:
+    """What every run works with."""
+
+    scheduler: Scheduler
+    links: WorkerLinks
+    standing: WorkerStanding
+    journal: Journal
+    finished: FinishedTasks
+    dead_letters: DeadLetterQueue
+    clock: Clock
+    retry_policy: RetryPolicy
+    background: set[asyncio.Task[Any]] = field(default_factory=set)  # dispatches and cancels in flight
