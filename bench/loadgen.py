@@ -135,22 +135,37 @@ class Heartbeats:
         request = pb.HeartbeatRequest(worker_id=f"sim-{index:06d}", current_load=index % 3)
         start = time.perf_counter()
         try:
-            if self.stream:
-                call = self._calls.get(index)
-                if call is None:
-                    call = self._calls[index] = self.fleet.stub(index).HeartbeatStream()
-                await call.write(request)
-                response = await call.read()
-            else:
-                response = await self.fleet.stub(index).WorkerHeartbeat(request, timeout=RPC_TIMEOUT_SECONDS)
+            async with asyncio.timeout(RPC_TIMEOUT_SECONDS):  # a stuck stream must not stall the window
+                send = self._beat_on_stream if self.stream else self._beat_unary
+                response = await send(index, request)
         except grpc.RpcError as error:
             self.errors[error.code().name] += 1
+            self._calls.pop(index, None)  # a broken stream is opened again by the next beat, as a worker does
+            return
+        except (asyncio.InvalidStateError, TimeoutError, ConnectionError) as error:
+            self.errors[type(error).__name__] += 1
+            broken = self._calls.pop(index, None)
+            if broken is not None:
+                broken.cancel()
             return
         finally:
             self.in_flight -= 1
         self.latencies.append(time.perf_counter() - start)
         if not response.success:
             self.errors["unknown_worker"] += 1
+
+    async def _beat_on_stream(self, index: int, request: pb.HeartbeatRequest) -> Any:
+        call = self._calls.get(index)
+        if call is None:
+            call = self._calls[index] = self.fleet.stub(index).HeartbeatStream()
+        await call.write(request)
+        response = await call.read()
+        if response is aio.EOF:
+            raise ConnectionError("the registry ended the heartbeat stream")
+        return response
+
+    async def _beat_unary(self, index: int, request: pb.HeartbeatRequest) -> Any:
+        return await self.fleet.stub(index).WorkerHeartbeat(request, timeout=RPC_TIMEOUT_SECONDS)
 
     async def run_for(self, seconds: float, start_beat: int) -> int:
         """Send beats at the fleet's rate for `seconds`; returns the index of the next beat to send."""

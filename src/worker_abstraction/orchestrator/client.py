@@ -152,12 +152,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
     async def wait_for_workers(
         self, capability: str | None = None, *, count: int = 1, timeout_seconds: float = 10.0
     ) -> list[WorkerInfo]:
-        """Wait until `count` workers (offering `capability`, if given) can take tasks: live, and proven to
-        answer as workers.
-
-        Raises:
-            NoWorkerError: not enough such workers appeared in time.
-        """
+        """See `AsyncOrchestratorAPI.wait_for_workers`: a worker counts once it answered its probe."""
         if not self._started:
             await self.start()
         changed = asyncio.Event()
