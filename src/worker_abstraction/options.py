@@ -196,7 +196,7 @@ def options_of(options: TaskOptions | None, overrides: Mapping[str, Any]) -> Tas
     if unknown:
         known = ", ".join(sorted(OPTION_NAMES))
         raise InvalidTaskOptionsError([f"unknown task option {_short(name)} (known: {known})" for name in unknown])
-    base = options if options is not None else TaskOptions()
+    base = options if options is not None else _DEFAULTS
     return replace(base, **overrides) if overrides else base
 
 
@@ -229,3 +229,6 @@ def _strings(name: str, values: tuple[Any, ...], limit: int, *, allow_empty: boo
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_DEFAULTS = TaskOptions()  # immutable: shared by every task submitted without options

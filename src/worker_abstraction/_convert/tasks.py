@@ -97,7 +97,8 @@ def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
         attempt=message.attempt,
         timestamp_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
         metadata=dict(message.metadata) if message.metadata else {},
-        failure=_failure_of(message, status),
+        # Only a terminal update, or a retry's PENDING, carries a failure: RUNNING (the common one) never does.
+        failure=_failure_of(message, status) if status is not TaskStatus.RUNNING else None,
     )
 
 

@@ -40,6 +40,8 @@ class TaskChannel:
         self._outbox: list[pb.Task] = []
         self._wake = asyncio.Event()
         self._acks: dict[str, asyncio.Future[pb.ExecuteTaskResponse]] = {}
+        self._sent_at: dict[str, float] = {}  # task id -> when it was sent, oldest first, until acked
+        self._watchdog: asyncio.TimerHandle | None = None
         self._routes: dict[str, AttemptSink] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.is_open = False
@@ -69,23 +71,37 @@ class TaskChannel:
         """Send a task and wait for the worker's ack (updates then flow to `sink`)."""
         if not self.is_open:
             return DispatchAnswer(Answer.UNREACHABLE, f"task channel to {self.address} is closed")
-        ack: asyncio.Future[pb.ExecuteTaskResponse] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        ack: asyncio.Future[pb.ExecuteTaskResponse] = loop.create_future()
         self._acks[task.task_id] = ack
+        self._sent_at[task.task_id] = loop.time()
         self._routes[task.task_id] = sink
         self._outbox.append(task)
         self._wake.set()
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(_ACK_TIMEOUT_SECONDS / 4, self._expire_acks)
         try:
-            async with asyncio.timeout(_ACK_TIMEOUT_SECONDS):
-                response = await ack
-        except TimeoutError:
-            if self._acks.get(task.task_id) is ack:
-                del self._acks[task.task_id]
+            response = await ack
+        except ConnectionError as error:  # the channel broke, or the worker never answered
             if self._routes.get(task.task_id) is sink:
                 del self._routes[task.task_id]
-            return DispatchAnswer(Answer.UNREACHABLE, f"no answer from {self.address} within {_ACK_TIMEOUT_SECONDS:g}s")
-        except ConnectionError as error:
             return DispatchAnswer(Answer.UNREACHABLE, str(error))
         return answer_of(response)
+
+    def _expire_acks(self) -> None:
+        # One timer for every task in flight (not one each): oldest first, so the scan stops at a young one.
+        self._watchdog = None
+        now = asyncio.get_running_loop().time()
+        while self._sent_at:
+            task_id, sent = next(iter(self._sent_at.items()))
+            if now - sent < _ACK_TIMEOUT_SECONDS:
+                break
+            del self._sent_at[task_id]
+            waiter = self._acks.pop(task_id, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(ConnectionError(f"no answer from {self.address} within {_ACK_TIMEOUT_SECONDS:g}s"))
+        if self._sent_at and self.is_open:
+            self._watchdog = asyncio.get_running_loop().call_later(_ACK_TIMEOUT_SECONDS / 4, self._expire_acks)
 
     @property
     def routed(self) -> bool:
@@ -104,6 +120,8 @@ class TaskChannel:
 
     async def aclose(self) -> None:
         self.is_open = False
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -130,6 +148,7 @@ class TaskChannel:
         try:
             while isinstance(message := await self._call.read(), pb.TaskChannelResponse):
                 for ack in message.acks:
+                    self._sent_at.pop(ack.task_id, None)
                     waiter = self._acks.pop(ack.task_id, None)
                     if not ack.accepted:
                         self._routes.pop(ack.task_id, None)
@@ -159,6 +178,9 @@ class TaskChannel:
                 waiter.set_exception(ConnectionError(f"task channel to {self.address} broke"))
             self._routes.pop(task_id, None)
         self._acks.clear()
+        self._sent_at.clear()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         # Accepted tasks keep running on the worker: follow each from the last update its sink saw.
         for sink in self._routes.values():
             if sink.active():

@@ -131,8 +131,12 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         try:
             async with asyncio.timeout(self._discovery_timeout):
                 await self._directory.synced.wait()
+                # The workers known now answer their first probe within a round trip: wait for that, so
+                # the first tasks go straight to them instead of queueing behind the probes.
+                await self._standing.first_probes()
         except TimeoutError:
-            logger.warning("no answer from registry %s yet; continuing without workers", self.registry)
+            if not self._directory.synced.is_set():
+                logger.warning("no answer from registry %s yet; continuing without workers", self.registry)
         await self.engine.recover()
 
     async def aclose(self) -> None:

@@ -73,7 +73,7 @@ class Engine:
             if known is not None:
                 return known
         _check_capability(spec.capability)
-        if spec.task_id and await self.index.taken(spec.task_id):
+        if spec.options.task_id and await self.index.taken(spec.task_id):  # (a new id of ours is new)
             raise TaskExistsError(spec.task_id)
         if not spec.task_id or not spec.created_at_ns:
             spec = replace(spec, task_id=spec.task_id or uuid.uuid4().hex, created_at_ns=time.time_ns())
@@ -97,7 +97,7 @@ class Engine:
         return run.handle
 
     def spec(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> TaskSpec:
-        """The task as the engine carries it, its arguments encoded once (its id comes with `submit_spec`).
+        """The task as the engine carries it: its own id unless one was given, its arguments encoded once.
 
         Raises:
             InvalidParametersError: a bad capability name, or arguments that cannot be sent.
@@ -107,12 +107,12 @@ class Engine:
             raise InvalidParametersError([f"params must be a mapping of names to values, got {short(params)}"])
         params = dict(params or {})
         return TaskSpec(
-            task_id=options.task_id,
+            task_id=options.task_id or uuid.uuid4().hex,
             capability=capability,
             params=params,
             encoded_params=encode_params(params),
             options=options,
-            created_at_ns=0,
+            created_at_ns=time.time_ns(),
         )
 
     async def find_idempotent(self, key: str) -> AsyncTaskHandle | None:

@@ -119,7 +119,9 @@ class AsyncTaskHandle:
             OrchestratorUnavailableError: the handle lost contact with the daemon (`watch` it again).
         """
         state = self._state
-        if not state.done():
+        if not state.done() and timeout_seconds is None:
+            await state.wait_done()
+        elif not state.done():
             try:
                 async with asyncio.timeout(timeout_seconds):
                     await state.wait_done()

@@ -42,6 +42,7 @@ class _Standing:
     retry_seconds: float = _FIRST_RETRY_SECONDS
     timer: Timer | None = None
     probing: bool = False
+    probed: bool = False  # its first probe has answered (one way or the other)
 
 
 class WorkerStanding:
@@ -64,6 +65,8 @@ class WorkerStanding:
         self._slots = concurrency
         self._running: set[asyncio.Task[None]] = set()
         self.on_recovered: list[Callable[[], None]] = []  # a worker may take tasks again (pump the queue)
+        self._probed = asyncio.Event()  # set whenever no known worker waits for its first probe
+        self._probed.set()
 
     # ---- what the scheduler asks ---------------------------------------------------------------------
 
@@ -102,6 +105,7 @@ class WorkerStanding:
         if standing is not None and standing.timer is not None:
             standing.timer.cancel()
         self._standing[worker.worker_id] = _Standing(address=worker.address)
+        self._probed.clear()
         self._queue_probe(worker.worker_id)
 
     def left(self, worker_id: str) -> None:
@@ -109,6 +113,15 @@ class WorkerStanding:
         standing = self._standing.pop(worker_id, None)
         if standing is not None and standing.timer is not None:
             standing.timer.cancel()
+        self._check_probed()
+
+    async def first_probes(self) -> None:
+        """Return once every worker known now has answered its first probe (or failed it)."""
+        await self._probed.wait()
+
+    def _check_probed(self) -> None:
+        if all(s.probed for s in self._standing.values()):
+            self._probed.set()
 
     # ---- what the task lifecycle reports --------------------------------------------------------------
 
@@ -186,6 +199,9 @@ class WorkerStanding:
         standing.probing = False
         if self._standing.get(worker_id) is not standing:
             return  # it left, or re-registered elsewhere, meanwhile
+        if not standing.probed:
+            standing.probed = True
+            self._check_probed()
         if problem is None:
             was = "suspect" if standing.suspicion else "new"
             standing.proven, standing.suspicion = True, ""

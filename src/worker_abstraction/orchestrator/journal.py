@@ -42,6 +42,10 @@ class Resumable:
     cancel_reason: str
 
 
+class Recorded(Protocol):
+    def record(self) -> TaskRecord: ...
+
+
 class Journal(Protocol):
     async def accepted(self, spec: TaskSpec) -> None: ...
 
@@ -51,7 +55,9 @@ class Journal(Protocol):
 
     async def cancel_requested(self, task_id: str, reason: str) -> None: ...
 
-    def finished(self, record: TaskRecord) -> None: ...
+    def finished(self, task: Recorded) -> None:
+        """The task ended (its record is made only if it is kept)."""
+        ...
 
     def dead_lettered(self, letter: DeadLetter) -> None: ...
 
@@ -89,7 +95,7 @@ class NullJournal:
     async def cancel_requested(self, task_id: str, reason: str) -> None:
         return None
 
-    def finished(self, record: TaskRecord) -> None:
+    def finished(self, task: Recorded) -> None:
         return None
 
     def dead_lettered(self, letter: DeadLetter) -> None:
@@ -146,7 +152,8 @@ class StoreJournal:
     async def cancel_requested(self, task_id: str, reason: str) -> None:
         await self._write(self.store.cancel_requested(task_id, reason))
 
-    def finished(self, record: TaskRecord) -> None:
+    def finished(self, task: Recorded) -> None:
+        record = task.record()
         data = _convert.record_to_pb(record).SerializeToString()
         self._write(self.store.finished(record.task_id, data, int(record.status)))
 

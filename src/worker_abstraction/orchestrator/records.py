@@ -66,7 +66,7 @@ class TaskIndex:
         self._recent[task_id] = run
         while len(self._recent) > self._keep:
             self._recent.popitem(last=False)
-        self._journal.finished(run.record())
+        self._journal.finished(run)
 
     def get(self, task_id: str) -> TaskRun | None:
         """A live or recently finished run."""

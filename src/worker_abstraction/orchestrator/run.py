@@ -100,8 +100,8 @@ class TaskRun:
         self.handle = AsyncTaskHandle(self.state, self)
         # What the scheduler reads (Placeable).
         self.capability = spec.capability
-        self.required_tags = frozenset(t.lower() for t in options.required_tags)
-        self.preferred_tags = frozenset(t.lower() for t in options.preferred_tags)
+        self.required_tags = _lowered(options.required_tags)
+        self.preferred_tags = _lowered(options.preferred_tags)
         self.pinned = options.worker_id
         self.priority = options.priority
         self.fairness_key = options.fairness_key
@@ -249,9 +249,9 @@ class TaskRun:
     async def _send(self, worker: WorkerInfo, number: int) -> None:
         crew = self._crew
         try:
-            if number > self._sent:
-                await crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
-                self._sent = max(self._sent, number)
+            # Stored before it is sent (a resend of a number the last worker refused names the new worker).
+            await crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
+            self._sent = max(self._sent, number)
             if not self.is_current(number):  # canceled (or expired) while it was being stored
                 return
             sink = self._sink(number, worker.address)
@@ -427,3 +427,10 @@ class TaskRun:
         task = asyncio.get_running_loop().create_task(work, name=name)
         background.add(task)
         task.add_done_callback(background.discard)
+
+
+_NO_TAGS: frozenset[str] = frozenset()
+
+
+def _lowered(tags: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(t.lower() for t in tags) if tags else _NO_TAGS

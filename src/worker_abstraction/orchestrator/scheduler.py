@@ -194,7 +194,7 @@ class Scheduler:
 
     def pump(self) -> None:
         """Hand queued tasks to workers with free slots, best effective priority first."""
-        if self._pumping:  # a task placed below may end at once and pump again: the loop below sees it
+        if self._pumping or not self._waiting_now:  # (a task placed below may end at once and pump again)
             return
         self._pumping = True
         try:

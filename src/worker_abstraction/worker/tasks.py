@@ -31,6 +31,7 @@ class TaskRecord:
 
     __slots__ = (
         "_changed",
+        "_status",
         "attempt",
         "cancel_reason",
         "cancel_requested",
@@ -58,11 +59,11 @@ class TaskRecord:
 
     @property
     def status(self) -> TaskStatus:
-        return TaskStatus(self.log[-1].status)
+        return self._status
 
     @property
     def is_terminal(self) -> bool:
-        return self.status.is_terminal
+        return self._status.is_terminal
 
     def running(self) -> None:
         self._move(TaskStatus.RUNNING)
@@ -102,6 +103,7 @@ class TaskRecord:
             **fields,  # type: ignore[arg-type]
         )
         self.log.append(update)
+        self._status = status  # kept as the enum: read on every move, never rebuilt from the message
         if self.listener is not None:
             self.listener(update)
         if self._changed is not None and not self._changed.done():
