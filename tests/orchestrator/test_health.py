@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from grpc import aio
 
 from tests.conftest import eventually
 from tests.orchestrator.manual_clock import ManualClock
@@ -26,10 +27,16 @@ async def test_a_worker_whose_service_died_but_still_heartbeats_is_suspect_and_g
     registry: RegistryServer, start_worker: Callable[..., Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     zombie, healthy = await start_worker(), await start_worker()
-    async with OrchestratorServer(registry.address, port=0) as server:
+    dead = asyncio.Event()  # once set, the zombie's task service does not answer; its heartbeats go on
+
+    def channel(address: str) -> aio.Channel:
+        return channel_down_while(address, dead) if address == zombie.address else aio.insecure_channel(address)
+
+    links = WorkerLinks(fast_path=False, channel_factory=channel)
+    async with OrchestratorServer(registry.address, port=0, links=links) as server:
         orchestrator = server.orchestrator
         await orchestrator.wait_for_workers("echo", count=2, timeout_seconds=5)
-        await zombie._server.stop(None)  # its task service is gone; its heartbeats go on
+        dead.set()
 
         handles = [await orchestrator.execute_task("echo", {"text": str(i)}) for i in range(6)]
         assert [await h.result(timeout_seconds=10) for h in handles] == [{"text": str(i)} for i in range(6)]
