@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when installed (`pip install 'worker-abstraction[uvloop]'`) unless WA_LOOP=asyncio."""
+    """uvloop (a dependency wherever it installs) unless WA_LOOP=asyncio; asyncio's loop without it."""
     if os.environ.get("WA_LOOP", "auto") == "asyncio":
         return None
     try:
