@@ -34,6 +34,13 @@ class Config:
     register_workers: int = 10_000
     # Scenario 5: tasks waiting in one orchestrator's queue.
     queued_tasks: int = 100_000
+    # Scenario 6: the daemon, through RemoteOrchestrator.
+    daemon_latency_warmup: int = 300
+    daemon_latency_count: int = 1_000
+    daemon_throughput_warmup: int = 1_000
+    daemon_throughput_count: int = 10_000
+    daemon_burst: int = 10_000
+    daemon_queued_tasks: int = 100_000
 
 
 FULL = Config(mode="full")
@@ -55,6 +62,11 @@ QUICK = Config(
     heartbeat_warmup_seconds=2.0,
     heartbeat_window_seconds=3.0,
     register_workers=10_000,
+    daemon_latency_warmup=100,
+    daemon_latency_count=300,
+    daemon_throughput_warmup=300,
+    daemon_throughput_count=2_000,
+    daemon_burst=2_000,
 )
 
 # For the smoke test: proves the harness end to end in seconds; the figures mean nothing.
@@ -78,4 +90,10 @@ TINY = Config(
     heartbeat_window_seconds=0.3,
     register_workers=200,
     queued_tasks=200,
+    daemon_latency_warmup=5,
+    daemon_latency_count=20,
+    daemon_throughput_warmup=10,
+    daemon_throughput_count=100,
+    daemon_burst=50,
+    daemon_queued_tasks=200,
 )

@@ -28,7 +28,7 @@ from grpc import aio
 
 from bench.config import Config
 from bench.loops import run
-from bench.measure import Errors, Results, latency_rounds, throughput_rounds
+from bench.measure import Errors, Figure, Results, latency_rounds, throughput_rounds
 from bench.procs import Children, CpuWatch
 
 SERVICE = "bench.Floor"
@@ -123,6 +123,8 @@ async def measure(children: Children, config: Config) -> Results:
             errors=errors,
         )
         figures["floor_unary_p50_us"], figures["floor_unary_p99_us"] = latency.p50_us, latency.p99_us
+        # One call after the other: how many a caller makes per second (what one-by-one submission is held to).
+        figures["floor_unary_sequential_per_s"] = Figure(tuple(1e6 / p50 for p50 in latency.p50_us.rounds))
         for in_flight in (64, 256):
             figures[f"floor_unary_throughput_{in_flight}"] = await throughput_rounds(
                 unary_call,

@@ -88,6 +88,59 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
             Row("orchestrator_queue_seconds_100k", "(5) time to queue them", "s"),
         ),
     ),
+    (
+        "daemon: wa orchestrator process with its SQLite store, RemoteOrchestrator in this process",
+        (
+            Row(
+                "daemon_task_p50_us",
+                "(6) no-op task latency p50",
+                "µs",
+                (("daemon_latency_ratio", "unary"),),
+                "≤ 2.5× unary",
+            ),
+            Row("daemon_task_p99_us", "(6) no-op task latency p99", "µs"),
+            Row(
+                "daemon_throughput_256",
+                "(6) no-op throughput, 256 in flight",
+                "tasks/s",
+                (("daemon_throughput_ratio", "unary"),),
+                "≥ 0.75× unary",
+            ),
+            Row(
+                "daemon_submit_burst_per_s",
+                "(6) submitted one by one, then awaited",
+                "tasks/s",
+                (("daemon_submit_burst_ratio", "unary seq."),),
+                "≥ 0.6× unary seq.",
+            ),
+            Row("daemon_rss_mb_100k_queued", "(6) daemon RSS, 100,000 queued", "MiB", target="< 250"),
+        ),
+    ),
+    (
+        "daemon: the same with --store :memory:",
+        (
+            Row(
+                "daemon_memory_task_p50_us",
+                "(6m) no-op task latency p50",
+                "µs",
+                (("daemon_memory_latency_ratio", "unary"),),
+            ),
+            Row("daemon_memory_task_p99_us", "(6m) no-op task latency p99", "µs"),
+            Row(
+                "daemon_memory_throughput_256",
+                "(6m) no-op throughput, 256 in flight",
+                "tasks/s",
+                (("daemon_memory_throughput_ratio", "unary"),),
+            ),
+            Row(
+                "daemon_memory_submit_burst_per_s",
+                "(6m) submitted one by one, then awaited",
+                "tasks/s",
+                (("daemon_memory_submit_burst_ratio", "unary seq."),),
+            ),
+            Row("daemon_memory_rss_mb_100k_queued", "(6m) daemon RSS, 100,000 queued", "MiB"),
+        ),
+    ),
 )
 
 

@@ -22,7 +22,7 @@ from bench.config import Config
 from bench.loops import loop_name
 from bench.measure import Figure, Results
 from bench.procs import REPO, Children, ForeignCpu
-from bench.scenarios import queue, registry, tasks
+from bench.scenarios import daemon, queue, registry, tasks
 
 Scenario = Callable[[Children, Config], Awaitable[Results]]
 
@@ -32,6 +32,7 @@ SCENARIOS: tuple[tuple[str, Scenario], ...] = (
     ("registry heartbeats", registry.measure_heartbeats),
     ("registry registration", registry.measure_registration),
     ("queue", queue.measure),
+    ("daemon", daemon.measure),
 )
 
 # The keys issue 3 requires in latest.json (null when a scenario could not run).
@@ -74,6 +75,12 @@ FIGURE_KEYS = (
     "registry_rss_mb_10k_workers",
     "orchestrator_rss_mb_100k_queued",
     "orchestrator_queue_seconds_100k",
+    "floor_unary_sequential_per_s",
+    *(
+        f"{prefix}{name}"
+        for prefix in ("daemon_", "daemon_memory_")
+        for name in ("task_p50_us", "task_p99_us", "throughput_256", "submit_burst_per_s", "rss_mb_100k_queued")
+    ),
 )
 
 # ratio name -> (numerator, denominator): framework figure over the floor measured in the same run.
@@ -87,6 +94,12 @@ RATIOS = {
     "throughput_ratio_to_seed_shape": ("task_throughput_256", "floor_seed_throughput_256"),
     "registry_cpu_ratio": ("registry_cpu_share", "floor_heartbeat_cpu_share"),
     "registry_heartbeat_p99_ratio": ("registry_heartbeat_p99_ms", "floor_heartbeat_p99_ms"),
+    "daemon_latency_ratio": ("daemon_task_p50_us", "floor_unary_p50_us"),
+    "daemon_throughput_ratio": ("daemon_throughput_256", "floor_unary_throughput_256"),
+    "daemon_submit_burst_ratio": ("daemon_submit_burst_per_s", "floor_unary_sequential_per_s"),
+    "daemon_memory_latency_ratio": ("daemon_memory_task_p50_us", "floor_unary_p50_us"),
+    "daemon_memory_throughput_ratio": ("daemon_memory_throughput_256", "floor_unary_throughput_256"),
+    "daemon_memory_submit_burst_ratio": ("daemon_memory_submit_burst_per_s", "floor_unary_sequential_per_s"),
 }
 
 

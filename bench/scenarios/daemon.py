@@ -1,0 +1,137 @@
+"""Scenario 6: the deployed path, tasks through an orchestrator daemon (`wa orchestrator`).
+
+The daemon runs as its own process, once with its SQLite store (the default a team deploys) and once with
+`--store :memory:`; the bench process talks to it through `RemoteOrchestrator`, as a caller would. The
+same registry and two `NoopWorker` processes as scenarios 1-3 do the work.
+
+- `daemon_task_p50_us` / `_p99_us`: sequential no-op tasks, submit then wait for the result.
+- `daemon_throughput_256`: no-op tasks at 256 in flight.
+- `daemon_submit_burst_per_s`: `daemon_burst` tasks submitted one by one (each submission awaited), then all
+  awaited; tasks per second over the whole.
+- `daemon_rss_mb_100k_queued`: the daemon's RSS once `daemon_queued_tasks` no-op tasks wait in its queue
+  (a fresh registry with one worker whose only slot is taken); one round.
+
+Every figure is given for the SQLite store (`daemon_` prefix) and for `:memory:` (`daemon_memory_`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.config import Config
+from bench.measure import Errors, Figure, Results, latency_rounds, throughput_rounds
+from bench.procs import Child, Children, CpuWatch, rss_mb
+from bench.scenarios.tasks import WORKERS, start_registry, start_worker
+from worker_abstraction import AsyncTaskHandle, RemoteOrchestrator
+
+DAEMON_READY = "orchestrator listening on "
+_SUBMIT_IN_FLIGHT = 256  # submissions at once while filling the queue for the RSS figure
+
+
+async def start_daemon(children: Children, name: str, registry: str, store: str) -> Child:
+    """`wa orchestrator` on a free port with the given store."""
+    args = ("-m", "worker_abstraction.cli", "orchestrator", "--port", "0", "--registry", registry, "--store", store)
+    return await children.start(name, *args, ready_prefix=DAEMON_READY)
+
+
+async def measure(children: Children, config: Config) -> Results:
+    """The deployed path's figures, for the SQLite store and for :memory:."""
+    results = Results()
+    errors = Errors()
+    with tempfile.TemporaryDirectory(prefix="wa-bench-") as scratch:
+        registry = await start_registry(children, "daemon-registry")
+        workers = await asyncio.gather(
+            *(start_worker(children, f"daemon-worker-{i}", registry.address) for i in range(WORKERS))
+        )
+        for prefix, store in (("daemon_", str(Path(scratch) / "tasks.db")), ("daemon_memory_", ":memory:")):
+            daemon = await start_daemon(children, f"{prefix}orchestrator", registry.address, store)
+            await _tasks(results, errors, prefix, daemon, workers, config)
+            await children.stop(daemon)
+        for worker in workers:
+            await children.stop(worker)
+        await children.stop(registry)
+        for prefix, store in (("daemon_", str(Path(scratch) / "queued.db")), ("daemon_memory_", ":memory:")):
+            results.figures[f"{prefix}rss_mb_100k_queued"] = await _queued_rss(children, prefix, store, config, errors)
+    results.extras["daemon_errors"] = dict(errors.counts)
+    results.extras["daemon_error_examples"] = errors.examples
+    return results
+
+
+async def _tasks(
+    results: Results, errors: Errors, prefix: str, daemon: Child, workers: list[Child], config: Config
+) -> None:
+    figures = results.figures
+    async with RemoteOrchestrator(daemon.address) as remote:
+        await remote.wait_for_workers("noop", count=WORKERS, timeout_seconds=30)
+
+        async def noop() -> Any:
+            return await (await remote.execute_task("noop", {})).result()
+
+        latency = await latency_rounds(
+            noop, warmup=config.daemon_latency_warmup, count=config.daemon_latency_count,
+            rounds=config.rounds, errors=errors,
+        )  # fmt: skip
+        figures[f"{prefix}task_p50_us"], figures[f"{prefix}task_p99_us"] = latency.p50_us, latency.p99_us
+        pids = {"daemon": daemon.pid, "caller": os.getpid()} | {f"worker_{i}": w.pid for i, w in enumerate(workers)}
+        cpu = CpuWatch(pids)
+        figures[f"{prefix}throughput_256"] = await throughput_rounds(
+            noop, warmup=config.daemon_throughput_warmup, count=config.daemon_throughput_count,
+            in_flight=256, rounds=config.rounds, errors=errors, cpu=cpu,
+        )  # fmt: skip
+        results.extras[f"{prefix}cpu_us_per_task_256"] = cpu.per_call_us(config.daemon_throughput_count * config.rounds)
+        bursts = [await _burst(remote, config.daemon_burst, errors) for _ in range(config.rounds)]
+        figures[f"{prefix}submit_burst_per_s"] = Figure(tuple(bursts))
+
+
+async def _burst(remote: RemoteOrchestrator, count: int, errors: Errors) -> float:
+    """Submit `count` tasks one by one, then wait for all: tasks per second over the whole."""
+    started = time.perf_counter()
+    handles: list[AsyncTaskHandle] = []
+    for _ in range(count):
+        try:
+            handles.append(await remote.execute_task("noop", {}))
+        except Exception as error:
+            errors.record(error)
+    for handle in handles:
+        try:
+            await handle.result(timeout_seconds=120)
+        except Exception as error:
+            errors.record(error)
+    return count / (time.perf_counter() - started)
+
+
+async def _queued_rss(children: Children, prefix: str, store: str, config: Config, errors: Errors) -> Figure:
+    """One round: a daemon whose only worker's only slot is taken, `daemon_queued_tasks` tasks waiting."""
+    registry = await start_registry(children, f"{prefix}queue-registry")
+    worker = await start_worker(
+        children, f"{prefix}queue-worker", registry.address, "--max-concurrent", "1", "--grace", "0"
+    )
+    daemon = await start_daemon(children, f"{prefix}queue-orchestrator", registry.address, store)
+    async with RemoteOrchestrator(daemon.address) as remote:
+        await remote.wait_for_workers("sleep_ms", timeout_seconds=30)
+        await remote.execute_task("sleep_ms", {"ms": 3_600_000}, timeout_seconds=0)  # takes the only slot
+        pending = config.daemon_queued_tasks
+        lock = asyncio.Lock()
+
+        async def submitter() -> None:
+            nonlocal pending
+            while True:
+                async with lock:
+                    if pending <= 0:
+                        return
+                    pending -= 1
+                try:
+                    await remote.execute_task("noop", {})
+                except Exception as error:
+                    errors.record(error)
+
+        await asyncio.gather(*(submitter() for _ in range(_SUBMIT_IN_FLIGHT)))
+        rss = rss_mb(daemon.pid)
+    for child in (daemon, worker, registry):
+        await children.stop(child)
+    return Figure((rss,))
