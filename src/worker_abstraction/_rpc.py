@@ -114,17 +114,22 @@ def status_of(error: WorkerAbstractionError) -> grpc.StatusCode:
     return next((code for kind, code in STATUS if isinstance(error, kind)), grpc.StatusCode.INTERNAL)
 
 
-async def abort(context: aio.ServicerContext[Any, Any], error: WorkerAbstractionError) -> NoReturn:
-    """The server-side boundary: turn one of our errors into its status code, class and fields."""
-    metadata = [(ERROR_KEY, type(error).__name__)]
-    fields = json.dumps(error.fields(), default=str)
-    if len(fields) <= _MAX_FIELDS:
-        metadata.append((FIELDS_KEY, fields))
-    context.set_trailing_metadata(tuple(metadata))
+def describe(error: WorkerAbstractionError) -> tuple[grpc.StatusCode, str, str, str]:
+    """How an error travels: status code, details (cut to what headers carry), class name, fields as JSON
+    ("" when they are too long to carry)."""
     details = str(error)
     if len(details) > _MAX_DETAILS:
         details = details[:_MAX_DETAILS] + f"... ({len(details) - _MAX_DETAILS} more characters)"
-    await context.abort(status_of(error), details)
+    fields = json.dumps(error.fields(), default=str)
+    return status_of(error), details, type(error).__name__, fields if len(fields) <= _MAX_FIELDS else ""
+
+
+async def abort(context: aio.ServicerContext[Any, Any], error: WorkerAbstractionError) -> NoReturn:
+    """The server-side boundary: turn one of our errors into its status code, class and fields."""
+    code, details, kind, fields = describe(error)
+    metadata = [(ERROR_KEY, kind)] + ([(FIELDS_KEY, fields)] if fields else [])
+    context.set_trailing_metadata(tuple(metadata))
+    await context.abort(code, details)
     raise AssertionError("unreachable: context.abort raises")
 
 
@@ -136,21 +141,33 @@ def error_from(error: aio.AioRpcError, unavailable: Callable[[str], WorkerAbstra
         unavailable: makes the error for "the server could not be reached / did not answer".
     """
     metadata: Any = error.trailing_metadata() or ()
-    found = {str(key): value for key, value in metadata if key in (ERROR_KEY, FIELDS_KEY)}
-    kind = error_class(str(found.get(ERROR_KEY, "")))
-    details = error.details() or ""
-    if kind is not None and FIELDS_KEY in found:
+    found = {str(key): str(value) for key, value in metadata if key in (ERROR_KEY, FIELDS_KEY)}
+    return rebuild(
+        error.code(), error.details() or "", found.get(ERROR_KEY, ""), found.get(FIELDS_KEY, ""), unavailable
+    )
+
+
+def rebuild(
+    code: grpc.StatusCode,
+    details: str,
+    error_type: str,
+    fields_json: str,
+    unavailable: Callable[[str], WorkerAbstractionError],
+) -> WorkerAbstractionError:
+    """The error that `describe` described (the most fitting one for the code when the class is unknown)."""
+    kind = error_class(error_type)
+    if kind is not None and fields_json:
         try:
-            return kind(**json.loads(found[FIELDS_KEY]))
+            return kind(**json.loads(fields_json))
         except (TypeError, ValueError):
             pass  # fields of another version: fall back to the status code
     if kind is not None and kind.fields is WorkerAbstractionError.fields:
         return kind(details)
-    if error.code() in TRANSPORT_CODES or error.code() is grpc.StatusCode.CANCELLED:
-        return unavailable(f"{error.code().name}: {details}")
-    if error.code() is grpc.StatusCode.INVALID_ARGUMENT:
+    if code in TRANSPORT_CODES or code is grpc.StatusCode.CANCELLED:
+        return unavailable(f"{code.name}: {details}")
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidParametersError([details])
-    return WorkerAbstractionError(f"{error.code().name}: {details}")
+    return WorkerAbstractionError(f"{code.name}: {details}")
 
 
 class ErrorBoundary(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs

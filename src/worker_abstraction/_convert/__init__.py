@@ -3,6 +3,7 @@
 One module per family of messages; every conversion is reachable as `_convert.<name>`.
 """
 
+from worker_abstraction._convert.errors import error_from_pb, error_to_pb, internal_error_to_pb
 from worker_abstraction._convert.records import (
     attempt_from_pb,
     attempt_to_pb,
@@ -46,11 +47,14 @@ __all__ = [
     "capability_to_pb",
     "dead_letter_from_pb",
     "dead_letter_to_pb",
+    "error_from_pb",
+    "error_to_pb",
     "failure_from_pb",
     "failure_to_pb",
     "from_timestamp",
     "health_from_pb",
     "health_to_pb",
+    "internal_error_to_pb",
     "load_from_pb",
     "load_to_pb",
     "now_timestamp",

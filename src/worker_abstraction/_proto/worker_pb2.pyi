@@ -383,6 +383,56 @@ class WorkerEvent(_message.Message):
     reason: str
     def __init__(self, type: _Optional[_Union[WorkerEventType, str]] = ..., worker: _Optional[_Union[WorkerInfo, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class SessionRequest(_message.Message):
+    __slots__ = ("submits", "watches", "unwatch")
+    SUBMITS_FIELD_NUMBER: _ClassVar[int]
+    WATCHES_FIELD_NUMBER: _ClassVar[int]
+    UNWATCH_FIELD_NUMBER: _ClassVar[int]
+    submits: _containers.RepeatedCompositeFieldContainer[SessionSubmit]
+    watches: _containers.RepeatedCompositeFieldContainer[WatchTaskRequest]
+    unwatch: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, submits: _Optional[_Iterable[_Union[SessionSubmit, _Mapping]]] = ..., watches: _Optional[_Iterable[_Union[WatchTaskRequest, _Mapping]]] = ..., unwatch: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SessionSubmit(_message.Message):
+    __slots__ = ("request_id", "submit")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBMIT_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    submit: SubmitTaskRequest
+    def __init__(self, request_id: _Optional[int] = ..., submit: _Optional[_Union[SubmitTaskRequest, _Mapping]] = ...) -> None: ...
+
+class SessionResponse(_message.Message):
+    __slots__ = ("acks", "updates")
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    UPDATES_FIELD_NUMBER: _ClassVar[int]
+    acks: _containers.RepeatedCompositeFieldContainer[SessionAck]
+    updates: _containers.RepeatedCompositeFieldContainer[TaskResult]
+    def __init__(self, acks: _Optional[_Iterable[_Union[SessionAck, _Mapping]]] = ..., updates: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ...) -> None: ...
+
+class SessionAck(_message.Message):
+    __slots__ = ("request_id", "response", "error", "task_id")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    response: SubmitTaskResponse
+    error: ErrorStatus
+    task_id: str
+    def __init__(self, request_id: _Optional[int] = ..., response: _Optional[_Union[SubmitTaskResponse, _Mapping]] = ..., error: _Optional[_Union[ErrorStatus, _Mapping]] = ..., task_id: _Optional[str] = ...) -> None: ...
+
+class ErrorStatus(_message.Message):
+    __slots__ = ("code", "details", "error_type", "fields_json")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_JSON_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    details: str
+    error_type: str
+    fields_json: str
+    def __init__(self, code: _Optional[int] = ..., details: _Optional[str] = ..., error_type: _Optional[str] = ..., fields_json: _Optional[str] = ...) -> None: ...
+
 class GetTaskRequest(_message.Message):
     __slots__ = ("task_id",)
     TASK_ID_FIELD_NUMBER: _ClassVar[int]

@@ -681,6 +681,11 @@ class OrchestratorServiceStub:
                 request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.WorkerHealthList.FromString,
                 _registered_method=True)
+        self.OpenSession = channel.stream_stream(
+                '/worker_abstraction.OrchestratorService/OpenSession',
+                request_serializer=worker__abstraction_dot_worker__pb2.SessionRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.SessionResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -762,6 +767,16 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenSession(self, request_iterator, context):
+        """Added: one long-lived stream per caller, the fast path of SubmitTask and WatchTask (as OpenTaskChannel is
+        of ExecuteTask and StreamTaskStatus): submissions and watches go out, acks and the updates of every task
+        the stream submitted or watches come back, several per message. A daemon without it answers
+        UNIMPLEMENTED and callers use SubmitTask and WatchTask.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -814,6 +829,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ListWorkers,
                     request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.WorkerHealthList.SerializeToString,
+            ),
+            'OpenSession': grpc.stream_stream_rpc_method_handler(
+                    servicer.OpenSession,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.SessionRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.SessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1087,6 +1107,33 @@ class OrchestratorService:
             '/worker_abstraction.OrchestratorService/ListWorkers',
             google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             worker__abstraction_dot_worker__pb2.WorkerHealthList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenSession(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/worker_abstraction.OrchestratorService/OpenSession',
+            worker__abstraction_dot_worker__pb2.SessionRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.SessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -29,14 +29,13 @@ from worker_abstraction.options import TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.follow import RECONNECT_WINDOW_SECONDS
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.remote_session import Followed, RemoteSession, observe
 from worker_abstraction.orchestrator.state import TaskState
 from worker_abstraction.types import (
     DeadLetter,
     TaskQuery,
     TaskRecord,
     TaskSpec,
-    TaskStatus,
-    TaskUpdate,
     WorkerHealth,
     WorkerInfo,
     WorkerState,
@@ -69,11 +68,16 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         self._channel = channel_factory(address)
         self._stub = pb_grpc.OrchestratorServiceStub(self._channel)
         self._followers: set[asyncio.Task[None]] = set()
+        self._session: RemoteSession | None = None
+        self._opening = asyncio.Lock()
+        self._unary_only = False  # the daemon has no OpenSession (an older one)
 
     async def start(self) -> None:
         """Nothing to start: the daemon runs the engine (calls connect on first use)."""
 
     async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.aclose()
         for follower in list(self._followers):
             follower.cancel()
         await asyncio.gather(*self._followers, return_exceptions=True)
@@ -123,17 +127,23 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         if params is not None and not isinstance(params, Mapping):
             raise InvalidParametersError([f"params must be a mapping, got {type(params).__name__}"])
         values = dict(params or {})
-        spec = TaskSpec(options.task_id, capability, values, encode_params(values), options, 0)
-        response = await self._call(self._stub.SubmitTask, _convert.spec_to_pb(spec))
-        state = TaskState(
-            response.task_id,
-            capability,
-            values,
-            timeout_seconds=options.timeout_seconds,
-            queue_timeout_seconds=options.queue_timeout_seconds,
-        )
-        state.worker_id, state.worker_address = response.worker_id, response.worker_address
-        return self._follow(state)
+        request = _convert.spec_to_pb(TaskSpec(options.task_id, capability, values, encode_params(values), options, 0))
+
+        def state_of(response: pb.SubmitTaskResponse) -> TaskState:
+            state = TaskState(
+                response.task_id,
+                capability,
+                values,
+                timeout_seconds=options.timeout_seconds,
+                queue_timeout_seconds=options.queue_timeout_seconds,
+            )
+            state.worker_id, state.worker_address = response.worker_id, response.worker_address
+            return state
+
+        session = await self._open_session()
+        if session is not None:
+            return self._handle(await session.submit(request, state_of))
+        return self._follow(state_of(await self._call(self._stub.SubmitTask, request)))
 
     async def watch(self, task_id: str) -> AsyncTaskHandle:
         """A handle on a task the daemon knows, running or finished (e.g. after a restart on either side).
@@ -143,7 +153,12 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
             OrchestratorUnavailableError: the daemon could not be reached.
         """
         record = await self.task(task_id)
-        return self._follow(TaskState(task_id, record.capability, record.params))
+        state = TaskState(task_id, record.capability, record.params)
+        session = await self._open_session()
+        if session is None:
+            return self._follow(state)
+        session.follow(state, 0)
+        return self._handle(state)
 
     async def cancel(self, task_id: str, reason: str = "") -> bool:
         """Cancel a task held by the daemon; see `AsyncTaskHandle.cancel`.
@@ -204,12 +219,54 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
     def _unavailable(self, detail: str) -> WorkerAbstractionError:
         return OrchestratorUnavailableError(f"orchestrator {self.address}: {detail}")
 
+    def _handle(self, state: TaskState) -> AsyncTaskHandle:
+        return AsyncTaskHandle(state, _RemoteOwner(self, state.task_id))
+
+    async def _open_session(self) -> RemoteSession | None:
+        """The session stream (opened on first use, again after a break); None: use the unary calls."""
+        if self._unary_only:
+            return None
+        if self._session is not None and self._session.is_open:
+            return self._session
+        async with self._opening:
+            if self._session is None or not self._session.is_open:
+                session = RemoteSession(self._stub, self._unavailable, self._resume)
+                if not await session.open():
+                    # Unreachable: the unary call that follows says so. An older daemon: unary from now on.
+                    self._unary_only = session.unsupported
+                    return None
+                self._session = session
+        return self._session
+
+    def _resume(self, followed: Followed) -> None:
+        """The session broke: follow its tasks again on a new one, from where each got."""
+        resumer = asyncio.get_running_loop().create_task(self._follow_again(followed), name="resume-session")
+        self._followers.add(resumer)
+        resumer.add_done_callback(self._followers.discard)
+
+    async def _follow_again(self, followed: Followed) -> None:
+        loop = asyncio.get_running_loop()
+        given_up_at = loop.time() + RECONNECT_WINDOW_SECONDS
+        while loop.time() < given_up_at:
+            session = await self._open_session()
+            if session is not None:
+                for state, seen in followed:
+                    if not state.done():
+                        session.follow(state, seen)
+                return
+            if self._unary_only:
+                for state, _ in followed:
+                    self._follow(state)
+                return
+            await asyncio.sleep(_RESUME_BACKOFF_SECONDS)
+        for state, _ in followed:
+            state.lose_track(self._unavailable(f"unreachable for {RECONNECT_WINDOW_SECONDS:g}s; watch it again"))
+
     def _follow(self, state: TaskState) -> AsyncTaskHandle:
-        handle = AsyncTaskHandle(state, _RemoteOwner(self, state.task_id))
         follower = asyncio.get_running_loop().create_task(self._watch(state), name=f"watch-{state.task_id}")
         self._followers.add(follower)
         follower.add_done_callback(self._followers.discard)
-        return handle
+        return self._handle(state)
 
     async def _watch(self, state: TaskState) -> None:
         loop = asyncio.get_running_loop()
@@ -241,16 +298,3 @@ class _RemoteOwner:
 
     async def cancel(self, reason: str) -> bool:
         return await self._remote.cancel(self._task_id, reason)
-
-
-def observe(state: TaskState, update: TaskUpdate) -> None:
-    """Record an update the daemon streamed (it already fenced and ordered them): track its attempts too."""
-    if update.attempt and update.worker_id and (update.attempt != state.attempt or not state.attempts):
-        state.begin_attempt(
-            update.attempt, update.worker_id, state.worker_address if update.worker_id == state.worker_id else ""
-        )
-    elif update.worker_id and update.worker_id != state.worker_id:
-        state.worker_id = update.worker_id
-    if update.status is TaskStatus.PENDING and update.metadata.get("retry"):
-        state.end_attempt(TaskStatus.FAILED, update.error_message)
-    state.append(update)

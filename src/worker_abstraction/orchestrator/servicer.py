@@ -19,6 +19,7 @@ from worker_abstraction.codec import short
 from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
+from worker_abstraction.orchestrator.session import CallerSession
 from worker_abstraction.types import TaskQuery, TaskStatus
 
 Context = aio.ServicerContext[Any, Any]
@@ -135,6 +136,12 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         records, more = await self._engine.task_page(query)
         next_token = str(query.offset + query.limit) if more else ""
         return pb.ListTasksResponse(tasks=[_convert.record_to_pb(r) for r in records], next_page_token=next_token)
+
+    async def OpenSession(
+        self, request_iterator: AsyncIterator[pb.SessionRequest], context: Context
+    ) -> AsyncIterator[pb.SessionResponse]:
+        async for response in CallerSession(self._engine).serve(request_iterator):
+            yield response
 
     async def ListWorkers(self, request: empty_pb2.Empty, context: Context) -> pb.WorkerHealthList:
         health = await self._orchestrator.worker_health()

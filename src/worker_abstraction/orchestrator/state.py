@@ -24,6 +24,7 @@ class TaskState:
         "_broken",
         "_changed",
         "_done",
+        "_listeners",
         "attempt",
         "attempts",
         "capability",
@@ -64,6 +65,7 @@ class TaskState:
         self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._changed: asyncio.Future[None] | None = None
         self._broken: WorkerAbstractionError | None = None
+        self._listeners: list[Callable[[int, TaskUpdate], None]] | None = None
 
     @property
     def status(self) -> TaskStatus:
@@ -92,6 +94,27 @@ class TaskState:
             self._end_attempt(update)
             self._done.set_result(None)
         self._notify()
+        if self._listeners:
+            position = len(self.updates)
+            for listener in list(self._listeners):
+                listener(position, update)
+
+    def listen(self, listener: Callable[[int, TaskUpdate], None], after: int = 0) -> Callable[[], None]:
+        """Call `listener(position, update)` for every update after position `after` (1-based): those there
+        now at once, the rest as they come. Returns a function that stops it."""
+        for position in range(after + 1, len(self.updates) + 1):
+            listener(position, self.updates[position - 1])
+        if self._done.done():
+            return _nothing
+        if self._listeners is None:
+            self._listeners = []
+        self._listeners.append(listener)
+
+        def stop() -> None:
+            if self._listeners is not None and listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return stop
 
     def lose_track(self, error: WorkerAbstractionError) -> None:
         """Stop: the task's updates cannot be heard any more (readers get `error`)."""
@@ -148,3 +171,7 @@ def replayed(updates: Sequence[TaskUpdate], state: TaskState) -> None:
     """Fill a fresh state with updates already known (a finished task read back from a record)."""
     for update in updates:
         state.append(update)
+
+
+def _nothing() -> None:
+    return None

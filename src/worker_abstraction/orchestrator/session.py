@@ -1,0 +1,153 @@
+"""The daemon's end of one OpenSession stream: a caller's submissions in, acks and task updates out, batched.
+
+Everything produced between two writes goes out in one message, so under load one message carries many
+acks and updates. Submissions are accepted concurrently (their store writes share transactions) up to a
+bound, past which the session stops reading: a flood slows its own sender, not the daemon. Each task the
+session submitted or watches has its updates pushed as they happen, numbered as WatchTask numbers them,
+without a coroutine per task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from worker_abstraction import _convert
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.errors import InvalidParametersError, WorkerAbstractionError
+from worker_abstraction.options import MAX_ID_LENGTH
+from worker_abstraction.orchestrator.engine import Engine
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.types import TaskUpdate
+
+logger = logging.getLogger(__name__)
+
+MAX_IN_FLIGHT = 1024  # submissions of one session being accepted at once
+MAX_WATCHED = 1_000_000  # tasks one session follows at once
+
+
+class CallerSession:
+    """One open session."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._acks: list[pb.SessionAck] = []
+        self._updates: list[pb.TaskResult] = []
+        self._wake = asyncio.Event()
+        self._stops: dict[str, Callable[[], None]] = {}  # task id -> stop following it
+        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._accepting: set[asyncio.Task[None]] = set()
+
+    async def serve(self, requests: AsyncIterator[pb.SessionRequest]) -> AsyncIterator[pb.SessionResponse]:
+        reader = asyncio.create_task(self._read(requests), name="session-reader")
+        try:
+            yield pb.SessionResponse()  # ready: tells the caller the session exists
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._acks or self._updates:
+                    response = pb.SessionResponse(acks=self._acks, updates=self._updates)
+                    self._acks, self._updates = [], []
+                    yield response
+                if reader.done() and not self._accepting and not self._stops:
+                    reader.result()  # surfaces a reader error as the stream's status
+                    return
+        finally:
+            reader.cancel()
+            for task in list(self._accepting):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            for stop in self._stops.values():
+                stop()
+            self._stops.clear()
+
+    async def _read(self, requests: AsyncIterator[pb.SessionRequest]) -> None:
+        try:
+            async for request in requests:
+                for submit in request.submits:
+                    await self._slots.acquire()
+                    accepting = asyncio.create_task(self._submit(submit), name="session-submit")
+                    self._accepting.add(accepting)
+                    accepting.add_done_callback(self._accepted)
+                for watch in request.watches:
+                    await self._watch(watch)
+                for task_id in request.unwatch:
+                    stop = self._stops.pop(task_id, None)
+                    if stop is not None:
+                        stop()
+        finally:
+            self._wake.set()
+
+    def _accepted(self, accepting: asyncio.Task[None]) -> None:
+        self._accepting.discard(accepting)
+        self._slots.release()
+        self._wake.set()
+
+    async def _submit(self, submit: pb.SessionSubmit) -> None:
+        ack = pb.SessionAck(request_id=submit.request_id)
+        try:
+            spec = _convert.spec_from_pb(submit.submit)
+            key = spec.options.idempotency_key
+            known = await self._engine.find_idempotent(key) if key else None
+            handle = known or await self._engine.submit_spec(spec)
+            ack.response.CopyFrom(
+                pb.SubmitTaskResponse(
+                    task_id=handle.task_id,
+                    worker_id=handle.worker_id,
+                    worker_address=handle.worker_address,
+                    duplicate=known is not None,
+                )
+            )
+        except WorkerAbstractionError as error:
+            ack.error.CopyFrom(_convert.error_to_pb(error))
+            self._send_ack(ack)
+            return
+        except Exception:
+            logger.exception("a session submission failed")
+            ack.error.CopyFrom(_convert.internal_error_to_pb("internal error accepting the task; the daemon logged it"))
+            self._send_ack(ack)
+            return
+        self._send_ack(ack)  # before its updates: the caller learns the task's id from the ack
+        self._follow(handle, 0)
+
+    async def _watch(self, watch: pb.WatchTaskRequest) -> None:
+        try:
+            if not watch.task_id or len(watch.task_id) > MAX_ID_LENGTH or watch.after_sequence < 0:
+                raise InvalidParametersError([f"cannot watch task {watch.task_id[:40]!r} after {watch.after_sequence}"])
+            if len(self._stops) >= MAX_WATCHED:
+                raise InvalidParametersError([f"a session follows at most {MAX_WATCHED} tasks at once"])
+            handle = await self._engine.watch(watch.task_id)
+        except WorkerAbstractionError as error:
+            self._send_ack(pb.SessionAck(task_id=watch.task_id, error=_convert.error_to_pb(error)))
+            return
+        self._follow(handle, watch.after_sequence)
+
+    def _follow(self, handle: AsyncTaskHandle, after: int) -> None:
+        task_id = handle.task_id
+        previous = self._stops.pop(task_id, None)
+        if previous is not None:
+            previous()
+        final: list[bool] = []
+
+        def send(position: int, update: TaskUpdate) -> None:
+            if position <= after and not update.is_terminal:
+                return  # seen already
+            # A caller that numbered a longer stream (this daemon restarted since) still hears the end.
+            self._updates.append(_convert.update_to_pb(update, sequence=max(position, after + 1)))
+            self._wake.set()
+            if update.is_terminal:
+                final.append(True)
+                stop = self._stops.pop(task_id, None)
+                if stop is not None:
+                    stop()
+
+        stop = handle.subscribe(send)
+        if not final:
+            self._stops[task_id] = stop
+
+    def _send_ack(self, ack: pb.SessionAck) -> None:
+        self._acks.append(ack)
+        self._wake.set()
