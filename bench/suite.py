@@ -83,6 +83,9 @@ FIGURE_KEYS = (
     ),
 )
 
+# Figures measured once per run (filling a daemon's queue with 100,000 tasks takes a minute a time).
+SINGLE_ROUND_KEYS = ("daemon_rss_mb_100k_queued", "daemon_memory_rss_mb_100k_queued")
+
 # ratio name -> (numerator, denominator): framework figure over the floor measured in the same run.
 RATIOS = {
     "latency_ratio": ("task_p50_us", "floor_unary_p50_us"),

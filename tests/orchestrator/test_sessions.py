@@ -1,0 +1,147 @@
+"""The caller's session with the daemon: one stream for every submission and update, resumed after a break,
+and the unary calls for a daemon that has no sessions."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import pytest
+from grpc import aio
+
+from tests.conftest import Gates
+from worker_abstraction import (
+    InvalidParametersError,
+    RegistryServer,
+    RemoteOrchestrator,
+    TaskNotFoundError,
+    TaskStatus,
+)
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.servicer import OrchestratorServicer
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def _name(details: Any) -> str:
+    method = details.method.decode() if isinstance(details.method, bytes) else details.method
+    return str(method).rsplit("/", 1)[-1]
+
+
+class _CountStreams(aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    def __init__(self, calls: dict[str, int]) -> None:
+        self.calls = calls
+
+    async def intercept_stream_stream(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
+        self.calls[_name(details)] = self.calls.get(_name(details), 0) + 1
+        return await continuation(details, request_iterator)
+
+
+class _CountUnary(aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    def __init__(self, calls: dict[str, int]) -> None:
+        self.calls = calls
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        self.calls[_name(details)] = self.calls.get(_name(details), 0) + 1
+        return await continuation(details, request)
+
+
+class _CountWatches(aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    def __init__(self, calls: dict[str, int]) -> None:
+        self.calls = calls
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        self.calls[_name(details)] = self.calls.get(_name(details), 0) + 1
+        return await continuation(details, request)
+
+
+async def test_many_tasks_share_one_stream_and_errors_keep_their_class(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    await start_worker()
+    calls: dict[str, int] = {}
+    counters = [_CountStreams(calls), _CountUnary(calls), _CountWatches(calls)]
+    async with OrchestratorServer(registry.address, port=0) as server:
+        channel = lambda address: aio.insecure_channel(address, interceptors=counters)  # noqa: E731
+        async with RemoteOrchestrator(server.address, channel_factory=channel) as remote:
+            await remote.wait_for_workers("echo", timeout_seconds=5)
+            handles = await asyncio.gather(*(remote.execute_task("echo", {"text": str(i)}) for i in range(200)))
+            outputs = await asyncio.gather(*(h.result(timeout_seconds=10) for h in handles))
+            assert outputs == [{"text": str(i)} for i in range(200)]
+            assert [u.status for u in handles[0].updates][-1] is TaskStatus.COMPLETED
+            with pytest.raises(InvalidParametersError) as refused:
+                await remote.execute_task("echo", {"text": 1, "nope": 2})
+            assert len(refused.value.problems) == 2
+    assert calls.get("OpenSession") == 1
+    assert "SubmitTask" not in calls and "WatchTask" not in calls
+
+
+class NoSessions(OrchestratorServicer):
+    """A daemon from before sessions: OpenSession is UNIMPLEMENTED."""
+
+    async def OpenSession(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.SessionResponse]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")
+        yield pb.SessionResponse()  # pragma: no cover
+
+
+async def test_a_daemon_without_sessions_is_used_through_the_unary_calls(
+    registry: RegistryServer, start_worker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await start_worker()
+    monkeypatch.setattr("worker_abstraction.orchestrator.server.OrchestratorServicer", NoSessions)
+    async with OrchestratorServer(registry.address, port=0) as server, RemoteOrchestrator(server.address) as remote:
+        await remote.wait_for_workers("echo", timeout_seconds=5)
+        handle = await remote.execute_task("echo", {"text": "old"})
+        assert await handle.result(timeout_seconds=5) == {"text": "old"}
+        again = await remote.watch(handle.task_id)
+        assert (await again.wait(timeout_seconds=5)).status is TaskStatus.COMPLETED
+
+
+async def test_a_followed_task_is_followed_again_after_the_daemon_restarts(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates, tmp_path: Any
+) -> None:
+    await start_worker()
+    store = str(tmp_path / "tasks.db")
+    first = OrchestratorServer(registry.address, port=0, store_path=store)
+    await first.start()
+    async with RemoteOrchestrator(first.address) as remote:
+        await remote.wait_for_workers("wait_for", timeout_seconds=5)
+        handle = await remote.execute_task("wait_for", {"name": "across"})
+        await asyncio.wait_for(_running(handle), 5)
+        await first.stop(None)  # the session breaks while the task runs on its worker
+        second = OrchestratorServer(registry.address, port=first.port, store_path=store)
+        await second.start()
+        try:
+            gates.open("across")
+            assert await handle.result(timeout_seconds=15) == "across"
+        finally:
+            await second.stop(None)
+
+
+async def test_a_task_the_restarted_daemon_does_not_know_ends_the_handle_with_not_found(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker()
+    first = OrchestratorServer(registry.address, port=0)  # memory only: a restart forgets everything
+    await first.start()
+    async with RemoteOrchestrator(first.address) as remote:
+        await remote.wait_for_workers("wait_for", timeout_seconds=5)
+        handle = await remote.execute_task("wait_for", {"name": "forgotten"})
+        await first.stop(None)
+        second = OrchestratorServer(registry.address, port=first.port)
+        await second.start()
+        try:
+            with pytest.raises(TaskNotFoundError):
+                await handle.result(timeout_seconds=15)
+        finally:
+            gates.open("forgotten")
+            await second.stop(None)
+
+
+async def _running(handle: Any) -> None:
+    async for update in handle:
+        if update.status is TaskStatus.RUNNING:
+            return
