@@ -12,11 +12,12 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import grpc
 from grpc import aio
 
+from worker_abstraction import limits
 from worker_abstraction.errors import (
     BindError,
     InvalidParametersError,
@@ -35,6 +36,8 @@ from worker_abstraction.errors import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # Keepalive lets both ends notice a dead peer on an idle long-lived stream (watch, status streams).
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
@@ -59,13 +62,37 @@ EOF: object = getattr(aio, "EOF")  # noqa: B009
 TRANSPORT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
+def _size_options() -> list[tuple[str, Any]]:
+    return [
+        ("grpc.max_send_message_length", limits.max_message_bytes()),
+        ("grpc.max_receive_message_length", limits.max_message_bytes()),
+    ]
+
+
 def channel(address: str) -> aio.Channel:
-    return aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    return aio.insecure_channel(address, options=CHANNEL_OPTIONS + _size_options())
 
 
 def new_server() -> aio.Server:
     """A server whose handlers may raise our errors: the ErrorBoundary turns them into statuses."""
-    return aio.server(options=SERVER_OPTIONS, interceptors=[ErrorBoundary()])
+    return aio.server(options=SERVER_OPTIONS + _size_options(), interceptors=[ErrorBoundary()])
+
+
+def split_by_size(items: list[T], budget: int) -> list[list[T]]:
+    """`items` in runs whose encoded sizes add up to at most `budget` (an oversized item runs alone), so a
+    batch of several large messages never makes one message over the limit."""
+    if len(items) <= 1:
+        return [items]
+    runs: list[list[T]] = [[]]
+    used = 0
+    for item in items:
+        size = item.ByteSize()  # type: ignore[attr-defined]  # every protobuf message has it
+        if runs[-1] and used + size > budget:
+            runs.append([])
+            used = 0
+        runs[-1].append(item)
+        used += size
+    return runs
 
 
 def bind(server: aio.Server, host: str, port: int) -> int:

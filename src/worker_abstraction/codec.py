@@ -52,6 +52,11 @@ def decode_params(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     return params
 
 
+def payload_bytes(encoded: EncodedParams) -> int:
+    """About how many bytes the arguments take in a message (their names and JSON texts)."""
+    return sum(len(key) + len(text) for key, text in encoded)
+
+
 def short(value: Any) -> str:
     """A value as an error message may quote it: its repr, cut to a short prefix."""
     text = repr(value)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import grpc
 from grpc import aio
 
-from worker_abstraction import _convert, _rpc
+from worker_abstraction import _convert, _rpc, limits
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, DispatchAnswer, answer_of
@@ -137,8 +137,8 @@ class TaskChannel:
                 await self._wake.wait()
                 self._wake.clear()
                 batch, self._outbox = self._outbox, []
-                if batch:
-                    await self._call.write(pb.TaskChannelRequest(tasks=batch))
+                for run in _rpc.split_by_size(batch, limits.payload_limit()) if batch else ():
+                    await self._call.write(pb.TaskChannelRequest(tasks=run))
         except (aio.AioRpcError, aio.UsageError, asyncio.InvalidStateError) as error:
             logger.debug("task channel to %s: write failed: %s", self.address, error)
             self._broken()

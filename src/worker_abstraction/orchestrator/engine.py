@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from worker_abstraction.codec import encode_params, short
+from worker_abstraction import limits
+from worker_abstraction.codec import encode_params, payload_bytes, short
 from worker_abstraction.errors import InvalidParametersError, TaskExistsError, TaskNotFoundError
 from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
 from worker_abstraction.orchestrator.admission import admit
@@ -82,6 +83,9 @@ class Engine:
     async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:
         """Accept a task already made into a spec (see `submit`)."""
         crew = self.crew
+        problem = limits.too_large("the task's arguments", payload_bytes(spec.encoded_params))
+        if problem is not None:
+            raise InvalidParametersError([problem])
         queue_timeout = spec.options.queue_timeout_seconds
         run = TaskRun(spec, crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout)
         admit(spec, run, self.directory, crew.scheduler)

@@ -15,10 +15,10 @@ import grpc
 from google.protobuf import empty_pb2
 from grpc import aio
 
-from worker_abstraction import _convert, _rpc
+from worker_abstraction import _convert, _rpc, limits
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.codec import encode_params
+from worker_abstraction.codec import encode_params, payload_bytes
 from worker_abstraction.errors import (
     InvalidParametersError,
     NoWorkerError,
@@ -127,7 +127,11 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         if params is not None and not isinstance(params, Mapping):
             raise InvalidParametersError([f"params must be a mapping, got {type(params).__name__}"])
         values = dict(params or {})
-        request = _convert.spec_to_pb(TaskSpec(options.task_id, capability, values, encode_params(values), options, 0))
+        encoded = encode_params(values)
+        problem = limits.too_large("the task's arguments", payload_bytes(encoded))
+        if problem is not None:  # refused here: sent, it would break the call, and it is no fault of the daemon's
+            raise InvalidParametersError([problem])
+        request = _convert.spec_to_pb(TaskSpec(options.task_id, capability, values, encoded, options, 0))
 
         def state_of(response: pb.SubmitTaskResponse) -> TaskState:
             state = TaskState(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import grpc
 from grpc import aio
 
-from worker_abstraction import _convert, _rpc
+from worker_abstraction import _convert, _rpc, limits
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import WorkerAbstractionError
@@ -116,9 +116,10 @@ class RemoteSession:
                 await self._wake.wait()
                 self._wake.clear()
                 if self._submits or self._watches:
-                    request = pb.SessionRequest(submits=self._submits, watches=self._watches)
+                    submits, watches = self._submits, self._watches
                     self._submits, self._watches = [], []
-                    await self._call.write(request)
+                    for number, run in enumerate(_rpc.split_by_size(submits, limits.payload_limit())):
+                        await self._call.write(pb.SessionRequest(submits=run, watches=watches if number == 0 else ()))
         except (aio.AioRpcError, aio.UsageError, asyncio.InvalidStateError) as error:
             logger.debug("session: write failed: %s", error)
             self._broken()

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
-from worker_abstraction import _convert
+from worker_abstraction import _convert, _rpc, limits
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError, WorkerAbstractionError
 from worker_abstraction.options import MAX_ID_LENGTH
@@ -48,9 +48,11 @@ class CallerSession:
                 await self._wake.wait()
                 self._wake.clear()
                 if self._acks or self._updates:
-                    response = pb.SessionResponse(acks=self._acks, updates=self._updates)
+                    acks, updates = self._acks, self._updates
                     self._acks, self._updates = [], []
-                    yield response
+                    # Large outputs go in messages of their own: together they would pass the size limit.
+                    for number, run in enumerate(_rpc.split_by_size(updates, limits.payload_limit())):
+                        yield pb.SessionResponse(acks=acks if number == 0 else (), updates=run)
                 if reader.done() and not self._accepting and not self._stops:
                     reader.result()  # surfaces a reader error as the stream's status
                     return

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+from worker_abstraction import _rpc, limits
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.worker.tasks import TaskRecord
 
@@ -34,9 +35,11 @@ class ChannelSession:
                 await self._wake.wait()
                 self._wake.clear()
                 if self._acks or self._updates:
-                    response = pb.TaskChannelResponse(acks=self._acks, updates=self._updates)
+                    acks, updates = self._acks, self._updates
                     self._acks, self._updates = [], []
-                    yield response
+                    # Large outputs go in messages of their own: together they would pass the size limit.
+                    for number, run in enumerate(_rpc.split_by_size(updates, limits.payload_limit())):
+                        yield pb.TaskChannelResponse(acks=acks if number == 0 else (), updates=run)
                 if reader.done() and not self._open:
                     reader.result()  # surfaces a reader error as the stream's status
                     return

@@ -30,6 +30,11 @@ def output_not_serializable(error: Exception) -> TaskFailure:
     return TaskFailure(lifecycle.OUTPUT_NOT_SERIALIZABLE, message, FailureOrigin.HANDLER, retryable=False)
 
 
+def output_too_large(problem: str) -> TaskFailure:
+    """The output would not fit in one message: the same code returns it again, so no retry."""
+    return TaskFailure("OutputTooLarge", problem, FailureOrigin.HANDLER, retryable=False)
+
+
 def canceled(reason: str) -> TaskFailure:
     """Someone asked to cancel the task."""
     return TaskFailure(lifecycle.CANCELED, reason, FailureOrigin.CANCELED, retryable=False)

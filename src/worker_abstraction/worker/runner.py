@@ -13,6 +13,7 @@ from typing import Any
 
 import pydantic_core
 
+from worker_abstraction import limits
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.context import TaskContext
 from worker_abstraction.types import TaskFailure
@@ -68,6 +69,8 @@ async def run_task(
         record.canceled(failures.canceled(record.cancel_reason))
     elif failure is not None:
         record.failed(failure)
+    elif (problem := limits.too_large("the output would", len(output_json))) is not None:
+        record.failed(failures.output_too_large(problem))
     else:
         record.completed(output_json)
 
