@@ -16,8 +16,8 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.worker import failures, tasklog
 from worker_abstraction.worker.tasks import TaskRecord
 
-DURATION = re.compile(r" in \d+\.\d (ms|s)\b")
-AFTER = re.compile(r" after \d+\.\d (ms|s)\b")
+DURATION = re.compile(r" in \d+\.\d\d (ms|s)\b")
+AFTER = re.compile(r" after \d+\.\d\d (ms|s)\b")
 
 
 def records_of(caplog: pytest.LogCaptureFixture, task_id: str) -> list[logging.LogRecord]:

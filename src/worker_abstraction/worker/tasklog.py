@@ -50,7 +50,7 @@ def succeeded(record: TaskRecord, seconds: float) -> None:
     if logger.isEnabledFor(_INFO):
         value, unit = _duration(seconds)
         logger.info(
-            "task %s[%s] succeeded in %.1f %s",
+            "task %s[%s] succeeded in %.2f %s",
             record.capability,
             record.task_id,
             value,
@@ -65,7 +65,7 @@ def failed(record: TaskRecord, failure: TaskFailure, seconds: float, raised: Bas
     if logger.isEnabledFor(_ERROR):
         value, unit = _duration(seconds)
         logger.error(
-            "task %s[%s] failed after %.1f %s: %s: %s",
+            "task %s[%s] failed after %.2f %s: %s: %s",
             record.capability,
             record.task_id,
             value,
@@ -92,10 +92,10 @@ def canceled(record: TaskRecord, failure: TaskFailure, seconds: float | None) ->
         logger.log(level, message, record.capability, record.task_id, failure.message, extra=extra)
         return
     value, unit = _duration(seconds)
-    message = "task %s[%s] canceled after %.1f %s: %s"
+    message = "task %s[%s] canceled after %.2f %s: %s"
     logger.log(level, message, record.capability, record.task_id, value, unit, failure.message, extra=extra)
 
 
 def _duration(seconds: float) -> tuple[float, str]:
-    """Milliseconds below a second, seconds above: "0.4 ms", "312.5 ms", "12.3 s"."""
+    """Milliseconds below a second, seconds above: "0.04 ms", "312.50 ms", "12.30 s"."""
     return (seconds * 1000, "ms") if seconds < 1 else (seconds, "s")
