@@ -10,7 +10,8 @@
 Received and succeeded are lifecycle events of a task, so INFO, where Celery puts them: `wa worker` (INFO by
 default) shows them, and a program that embeds a worker shows them only if it logs INFO. They all go to this
 module's logger, so such a program can keep the worker's own lines and quiet these
-(`logging.getLogger("worker_abstraction.worker.tasklog").setLevel(logging.WARNING)` keeps failures only).
+(`logging.getLogger("worker_abstraction.worker.tasklog").setLevel(logging.WARNING)` keeps failures and
+tasks cut short).
 
 Each record carries `task_id` and `capability` in `extra=`, for formatters that index fields. Never the task's
 arguments or output: they can be large, or secret.
@@ -60,8 +61,11 @@ def succeeded(record: TaskRecord, seconds: float) -> None:
 
 
 def failed(record: TaskRecord, failure: TaskFailure, seconds: float, raised: BaseException | None = None) -> None:
-    """The task ended FAILED after `seconds`; `raised` is what the handler raised, if it did (its traceback
-    is logged in full)."""
+    """The task ended FAILED after `seconds`.
+
+    Args:
+        raised: what the handler raised, if it did; its traceback is logged in full.
+    """
     if logger.isEnabledFor(_ERROR):
         value, unit = _duration(seconds)
         logger.error(
