@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import signal
 import socket
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from grpc import aio
 from processes import FAST_REGISTRY, FAST_WORKER, REPO, Daemon, Start, wa
+
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 
 
 async def listed(registry: Daemon) -> dict[str, dict[str, Any]]:
@@ -130,6 +137,34 @@ async def test_sigterm_on_a_worker_exits_0_and_deregisters_it(start: Start) -> N
     await until_listed(registry, lambda listing: worker.worker_id in listing, deadline_seconds=10)
     assert await worker.stop(signal.SIGTERM) == 0
     assert worker.worker_id not in await listed(registry)
+
+
+async def test_a_worker_logs_each_task_received_and_how_it_ended_at_its_default_level(start: Start) -> None:
+    worker = await start("worker", "_workers:EchoWorker", "--port", "0", "--registry", "")
+    shout, explode = uuid.uuid4().hex, uuid.uuid4().hex
+    async with aio.insecure_channel(worker.address) as channel, asyncio.timeout(10):
+        stub = pb_grpc.WorkerServiceStub(channel)
+        for task_id, capability, params in ((shout, "shout", {"text": "hi"}), (explode, "explode", {})):
+            parameters = [pb.TaskParameter(key=k, value_json=json.dumps(v)) for k, v in params.items()]
+            task = pb.Task(task_id=task_id, capability_name=capability, parameters=parameters, attempt=1)
+            assert (await stub.ExecuteTask(pb.ExecuteTaskRequest(task=task))).accepted
+            call = stub.StreamTaskStatus(pb.GetTaskStatusRequest(task_id=task_id))
+            _ = [message async for message in call]  # to its terminal update
+    assert await worker.stop(signal.SIGTERM) == 0
+    lines = worker.stderr_path.read_text().splitlines()
+
+    def line_with(text: str) -> int:
+        [index] = [i for i, line in enumerate(lines) if text in line]
+        return index
+
+    assert " INFO " in lines[line_with(f"task shout[{shout}] received (attempt 1)")]
+    assert re.search(r" INFO .* succeeded in \d+\.\d\d m?s$", lines[line_with(f"task shout[{shout}] succeeded in ")])
+    assert " INFO " in lines[line_with(f"task explode[{explode}] received (attempt 1)")]
+    failed = line_with(f"task explode[{explode}] failed after ")
+    assert " ERROR " in lines[failed] and lines[failed].endswith("RuntimeError: kaboom from explode")
+    traceback = lines[failed + 1 :]
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert any('raise RuntimeError("kaboom from explode")' in line for line in traceback)  # the handler's frame
 
 
 async def test_sigint_on_the_registry_exits_0(start: Start) -> None:

@@ -4,6 +4,10 @@ WORKER is `package.module:ClassName`, a BaseWorker subclass; the current directo
 import path, so a module next to you imports as is. As soon as it serves, the command prints one line to
 stdout: `worker WORKER_ID listening on HOST:PORT` (the advertised address). On SIGINT/SIGTERM it stops
 accepting tasks, lets running ones finish within --grace seconds, deregisters and exits 0.
+
+It logs to stderr at INFO by default, one line when a task is received and one when it ends: succeeded (with
+its duration), failed (ERROR, with the handler's traceback when it raised), or canceled (with the reason).
+--log-level WARNING keeps only failures and tasks cut short.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from worker_abstraction.errors import InvalidCapabilityError
 
 NAME = "worker"
 SUMMARY = "run a worker class (package.module:ClassName)"
-DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_LOG_LEVEL = "INFO"  # the level of each task's received and succeeded lines (worker/tasklog.py)
 EPILOG = """\
 example (from the repository root):
   wa worker examples.seed_worker:SeedWorker --port 0 --registry 127.0.0.1:50051 --tag demo

@@ -8,7 +8,8 @@ from typing import TextIO
 
 _HANDLER_NAME = "worker_abstraction.observability.log"
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-# Keys the library passes in `extra=`; shown after the message when a record carries them.
+# Keys the library passes in `extra=`; shown after the message when a record carries them and the message
+# does not already show their values.
 _EXTRA_KEYS = ("worker_id", "task_id", "capability")
 # Libraries whose DEBUG output is about their own internals (selectors, completion queues), not ours.
 _CHATTY = ("asyncio", "grpc")
@@ -26,9 +27,14 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
 
 
 class _Formatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
-        extras = [f"{key}={record.__dict__[key]}" for key in _EXTRA_KEYS if key in record.__dict__]
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # Extras go after the message, before any traceback, and only those the message does not show already
+        # (a task line names its task and capability): once per line is enough for a reader or a grep.
+        text = super().formatMessage(record)
+        fields = record.__dict__
+        extras = [
+            f"{key}={fields[key]}" for key in _EXTRA_KEYS if key in fields and str(fields[key]) not in record.message
+        ]
         return f"{text} [{' '.join(extras)}]" if extras else text
 
 

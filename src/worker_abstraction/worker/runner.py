@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
@@ -17,10 +16,8 @@ from worker_abstraction import limits
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.context import TaskContext
 from worker_abstraction.types import TaskFailure
-from worker_abstraction.worker import failures
+from worker_abstraction.worker import failures, tasklog
 from worker_abstraction.worker.tasks import TaskRecord
-
-logger = logging.getLogger(__name__)
 
 
 async def run_task(
@@ -37,16 +34,19 @@ async def run_task(
 
     The one exception is cancellation of the runner itself, re-raised once the task is CANCELED.
     """
+    started = time.perf_counter()
     record.running()
     try:
         call, loop_deadline = _prepare(record, definition, owner, arguments, timeout_seconds, metadata, executor)
     except Exception as error:
         # The handler never started, so it is not the handler's failure; but the task must still end, or its
         # sender waits for ever.
-        logger.exception("task %s could not be started", record.task_id, extra={"task_id": record.task_id})
-        record.failed(failures.worker_error(error))
+        broken = failures.worker_error(error)
+        record.failed(broken)
+        tasklog.failed(record, broken, time.perf_counter() - started, error)
         return
     failure: TaskFailure | None = None
+    raised: BaseException | None = None  # what the handler raised, for the log's traceback
     output_json = ""
     try:
         async with asyncio.timeout_at(loop_deadline) as scope:
@@ -54,25 +54,39 @@ async def run_task(
         output_json = pydantic_core.to_json(result).decode()
     except TimeoutError as error:
         # Only our own deadline is DeadlineExceeded; a TimeoutError the handler raised itself is its error.
-        failure = failures.deadline_exceeded(timeout_seconds) if scope.expired() else failures.handler_error(error)
+        if scope.expired():
+            failure = failures.deadline_exceeded(timeout_seconds)
+        else:
+            failure, raised = failures.handler_error(error), error
     except asyncio.CancelledError:
-        record.canceled(cut_short(record))
+        failure = cut_short(record)
+        record.canceled(failure)
+        tasklog.canceled(record, failure, time.perf_counter() - started)
         raise
     except pydantic_core.PydanticSerializationError as error:
         failure = failures.output_not_serializable(error)
     except Exception as error:
-        logger.debug("task %s raised", record.task_id, exc_info=True, extra={"task_id": record.task_id})
-        failure = failures.handler_error(error)
+        failure, raised = failures.handler_error(error), error
+    seconds = time.perf_counter() - started
     if record.cancel_requested.is_set():
         # Once a cancel was asked for (and CancelTask answered canceled=True), the task ends CANCELED whatever
         # the handler did next: raised, overran, or noticed the request and returned normally.
-        record.canceled(failures.canceled(record.cancel_reason))
+        failure = failures.canceled(record.cancel_reason)
+        record.canceled(failure)
+        tasklog.canceled(record, failure, seconds)
     elif failure is not None:
         record.failed(failure)
+        tasklog.failed(record, failure, seconds, raised)
     elif (problem := limits.too_large("the output would", len(output_json))) is not None:
-        record.failed(failures.output_too_large(problem))
+        failure = failures.output_too_large(problem)
+        record.failed(failure)
+        tasklog.failed(record, failure, seconds, None)
     else:
         record.completed(output_json)
+        tasklog.succeeded(record, seconds)
+    # The error's traceback holds this frame, which holds the error: drop it, as `except ... as` does, so the
+    # handler's frames (and its arguments) are freed now rather than by the cycle collector.
+    raised = None
 
 
 def cut_short(record: TaskRecord) -> TaskFailure:

@@ -18,7 +18,7 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.codec import short
 from worker_abstraction.types import TaskStatus, WorkerInfo
-from worker_abstraction.worker import admission, failures
+from worker_abstraction.worker import admission, failures, tasklog
 from worker_abstraction.worker.channel import ChannelSession
 from worker_abstraction.worker.runner import cut_short, run_task
 from worker_abstraction.worker.tasks import ResumeOutOfRangeError, TaskRecord, TaskTable
@@ -110,6 +110,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         self._running.add(runner)
         self._runners[record] = runner
         runner.add_done_callback(lambda done: self._finished(done, record))
+        tasklog.received(record)
         return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted"), record
 
     def _redelivery(
@@ -152,13 +153,16 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         del self._runners[record]
         error = None if runner.cancelled() else runner.exception()
         if error is not None:
-            logger.error("task %s runner crashed", record.task_id, exc_info=error)
+            extra = {"task_id": record.task_id, "capability": record.capability}
+            logger.error("task %s[%s] runner crashed", record.capability, record.task_id, exc_info=error, extra=extra)
         try:
             if not record.is_terminal:
                 # run_task ends every task it runs; this one never ran (canceled before its first step) or its
                 # runner broke. Either way the task must still end, or its subscribers wait for ever.
                 if runner.cancelled():
-                    record.canceled(cut_short(record))
+                    failure = cut_short(record)
+                    record.canceled(failure)
+                    tasklog.canceled(record, failure, None)
                 else:
                     record.failed(failures.worker_error(error or RuntimeError("task runner ended without an outcome")))
         finally:
@@ -190,6 +194,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             return
         record.cancel_reason = reason
         record.cancel_requested.set()
+        extra = {"task_id": record.task_id, "capability": record.capability}
+        logger.debug("task %s[%s] cancel requested: %s", record.capability, record.task_id, reason, extra=extra)
         runner = self._runners.get(record)
         if runner is None:
             return
@@ -217,5 +223,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
 
 
 def _refuse(task: pb.Task, code: pb.RejectReason, reason: str) -> pb.ExecuteTaskResponse:
-    logger.debug("refused task %s: %s", task.task_id, reason, extra={"task_id": task.task_id})
+    if logger.isEnabledFor(logging.DEBUG):  # refusals come in bursts when the worker is full: no dict for nothing
+        extra = {"task_id": task.task_id, "capability": task.capability_name}
+        logger.debug("task %s[%s] refused: %s", task.capability_name, task.task_id, reason, extra=extra)
     return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=False, message=reason, reject_reason=code)

@@ -1,0 +1,105 @@
+"""The lines a worker logs about each task, as Celery's workers do: one when it is received, one when it ends.
+
+    received                                  INFO
+    succeeded, with its duration              INFO
+    failed: the handler raised                ERROR, with the handler's traceback in full
+    failed: timeout, output JSON cannot carry ERROR, one line
+    canceled on request, with the reason      INFO
+    cut short by the worker stopping          WARNING
+
+Received and succeeded are lifecycle events of a task, so INFO, where Celery puts them: `wa worker` (INFO by
+default) shows them, and a program that embeds a worker shows them only if it logs INFO. They all go to this
+module's logger, so such a program can keep the worker's own lines and quiet these
+(`logging.getLogger("worker_abstraction.worker.tasklog").setLevel(logging.WARNING)` keeps failures and
+tasks cut short).
+
+Each record carries `task_id` and `capability` in `extra=`, for formatters that index fields. Never the task's
+arguments or output: they can be large, or secret.
+
+These calls sit on every task's path, so they cost next to nothing when their level is off: the level is
+checked before the `extra` dict is made, and messages take lazy %-args, formatted only by a handler that emits
+them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from worker_abstraction.types import FailureOrigin, TaskFailure
+from worker_abstraction.worker.tasks import TaskRecord
+
+logger = logging.getLogger(__name__)
+
+_INFO, _WARNING, _ERROR = logging.INFO, logging.WARNING, logging.ERROR
+
+
+def received(record: TaskRecord) -> None:
+    """A task was accepted and will run (a refused one is logged at DEBUG by the servicer)."""
+    if logger.isEnabledFor(_INFO):
+        # Attempt 0 is an orchestrator that does not number attempts: the handler's context calls it 1, too.
+        logger.info(
+            "task %s[%s] received (attempt %d)",
+            record.capability,
+            record.task_id,
+            max(record.attempt, 1),
+            extra={"task_id": record.task_id, "capability": record.capability},
+        )
+
+
+def succeeded(record: TaskRecord, seconds: float) -> None:
+    """The handler returned after `seconds`, and its output is on its way."""
+    if logger.isEnabledFor(_INFO):
+        value, unit = _duration(seconds)
+        logger.info(
+            "task %s[%s] succeeded in %.2f %s",
+            record.capability,
+            record.task_id,
+            value,
+            unit,
+            extra={"task_id": record.task_id, "capability": record.capability},
+        )
+
+
+def failed(record: TaskRecord, failure: TaskFailure, seconds: float, raised: BaseException | None = None) -> None:
+    """The task ended FAILED after `seconds`.
+
+    Args:
+        raised: what the handler raised, if it did; its traceback is logged in full.
+    """
+    if logger.isEnabledFor(_ERROR):
+        value, unit = _duration(seconds)
+        logger.error(
+            "task %s[%s] failed after %.2f %s: %s: %s",
+            record.capability,
+            record.task_id,
+            value,
+            unit,
+            failure.type,
+            failure.message,
+            exc_info=raised,
+            extra={"task_id": record.task_id, "capability": record.capability},
+        )
+
+
+def canceled(record: TaskRecord, failure: TaskFailure, seconds: float | None) -> None:
+    """The task ended CANCELED after `seconds` (None: before its handler started).
+
+    Canceled on request is the requester's business (INFO); cut short by the worker stopping is the
+    worker's (WARNING). No traceback: a handler that raised on its way out was asked to stop.
+    """
+    level = _INFO if failure.origin is FailureOrigin.CANCELED else _WARNING
+    if not logger.isEnabledFor(level):
+        return
+    extra = {"task_id": record.task_id, "capability": record.capability}
+    if seconds is None:
+        message = "task %s[%s] canceled before it started: %s"
+        logger.log(level, message, record.capability, record.task_id, failure.message, extra=extra)
+        return
+    value, unit = _duration(seconds)
+    message = "task %s[%s] canceled after %.2f %s: %s"
+    logger.log(level, message, record.capability, record.task_id, value, unit, failure.message, extra=extra)
+
+
+def _duration(seconds: float) -> tuple[float, str]:
+    """Milliseconds below a second, seconds above: "0.04 ms", "312.50 ms", "12.30 s"."""
+    return (seconds * 1000, "ms") if seconds < 1 else (seconds, "s")
