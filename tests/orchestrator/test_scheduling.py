@@ -21,6 +21,7 @@ from worker_abstraction import (
     RegistryServer,
     TaskContext,
     TaskStatus,
+    TaskTimeoutError,
     capability,
 )
 from worker_abstraction._proto import worker_pb2 as pb
@@ -239,3 +240,23 @@ async def test_worker_refuses_past_its_slots_with_resource_exhausted(
             await stub.ExecuteTask(task("second"))
         assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
         gates.open("s")
+
+
+async def test_tasks_may_wait_for_a_worker_that_does_not_exist_yet_when_asked_to(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    async with AsyncOrchestrator(registry.address) as strict:
+        with pytest.raises(NoWorkerError):  # the seed's behaviour, by default
+            await strict.execute_task("echo", {"text": "early"})
+    async with AsyncOrchestrator(registry.address, queue_without_workers=True) as patient:
+        early = await patient.execute_task("echo", {"text": "early"})
+        expiring = await patient.execute_task("never_offered", {}, queue_timeout_seconds=0.2)
+        assert early.status is TaskStatus.PENDING and await patient.queue_depths() == {
+            "echo": {0: 1},
+            "never_offered": {0: 1},
+        }
+        with pytest.raises(TaskTimeoutError) as expired:
+            await expiring.result(timeout_seconds=5)
+        assert expired.value.in_queue
+        await start_worker()  # the worker comes, and the waiting task runs
+        assert await early.result(timeout_seconds=5) == {"text": "early"}

@@ -14,14 +14,21 @@ from worker_abstraction.types import TaskSpec
 from worker_abstraction.validation import parameter_problems
 
 
-def admit(spec: TaskSpec, task: Placeable, directory: WorkerDirectory, scheduler: Scheduler) -> None:
+def admit(
+    spec: TaskSpec, task: Placeable, directory: WorkerDirectory, scheduler: Scheduler, *, wait_for_workers: bool
+) -> None:
     """Raise if the task cannot be accepted.
+
+    With `wait_for_workers`, a task for a capability no live worker offers yet is accepted to wait (its
+    arguments are checked by the worker that takes it); otherwise that is NoWorkerError, as the seed has it.
 
     Raises:
         NoWorkerError: no live worker offers the capability, or none meets the task's requirements.
         InvalidParametersError: the arguments break the capability's declared parameters (all listed).
     """
     capable = directory.capable(spec.capability)
+    if not capable and wait_for_workers:
+        return
     if not capable:
         raise NoWorkerError(spec.capability, _why_no_worker(directory))
     fitting = [w for w in capable if scheduler.fits(task, w)]

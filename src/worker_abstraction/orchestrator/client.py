@@ -46,6 +46,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         fairness_weights: turns per round for fairness keys (default 1 each).
         retry_policy: the default RetryPolicy (a task may bring its own).
         queue_timeout_seconds: default limit on how long a task may wait for a worker (None: no limit).
+        queue_without_workers: accept tasks for a capability no live worker offers yet; they wait (bounded
+            by their queue timeout) instead of being refused with NoWorkerError, the seed's behaviour.
         breaker_failure_threshold: consecutive infrastructure failures that open a worker's circuit.
         breaker_cooldown_seconds: how long an open circuit keeps tasks away before one probe may go.
         task_store: where accepted tasks are kept (e.g. SqliteTaskStore); unfinished ones are resumed by
@@ -69,6 +71,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         fairness_weights: Mapping[str, int] | None = None,
         retry_policy: RetryPolicy | None = None,
         queue_timeout_seconds: float | None = None,
+        queue_without_workers: bool = False,
         breaker_failure_threshold: int = 5,
         breaker_cooldown_seconds: float = 10.0,
         task_store: TaskStore | None = None,
@@ -111,7 +114,13 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             clock=clock,
             retry_policy=retry_policy or RetryPolicy(),
         )
-        self.engine = Engine(crew, self._directory, index, queue_timeout_seconds=queue_timeout_seconds)
+        self.engine = Engine(
+            crew,
+            self._directory,
+            index,
+            queue_timeout_seconds=queue_timeout_seconds,
+            queue_without_workers=queue_without_workers,
+        )
         self._started = False
         self._closed = False
 

@@ -39,15 +39,24 @@ class Engine:
         directory: the live view of workers.
         index: where tasks are found by id and by idempotency key.
         queue_timeout_seconds: default limit on how long a task may wait for a worker (None: no limit).
+        queue_without_workers: accept tasks for a capability no live worker offers yet (they wait);
+            otherwise they are refused with NoWorkerError.
     """
 
     def __init__(
-        self, crew: Crew, directory: WorkerDirectory, index: TaskIndex, *, queue_timeout_seconds: float | None
+        self,
+        crew: Crew,
+        directory: WorkerDirectory,
+        index: TaskIndex,
+        *,
+        queue_timeout_seconds: float | None,
+        queue_without_workers: bool = False,
     ) -> None:
         self.crew = crew
         self.directory = directory
         self.index = index
         self._queue_timeout = queue_timeout_seconds
+        self._queue_without_workers = queue_without_workers
         directory.on_left.append(self._worker_left)
 
     async def submit(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> AsyncTaskHandle:
@@ -88,7 +97,7 @@ class Engine:
             raise InvalidParametersError([problem])
         queue_timeout = spec.options.queue_timeout_seconds
         run = TaskRun(spec, crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout)
-        admit(spec, run, self.directory, crew.scheduler)
+        admit(spec, run, self.directory, crew.scheduler, wait_for_workers=self._queue_without_workers)
         crew.scheduler.check_room(spec.capability)
         self.index.add(run)  # before the store is asked: a concurrent resubmission of the key finds it
         try:
