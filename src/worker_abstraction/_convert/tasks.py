@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -221,20 +222,29 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
             option_problems += error.problems
     timeout = request.exact_timeout_seconds if request.HasField("exact_timeout_seconds") else task.timeout_seconds
     queue_timeout = request.queue_timeout_seconds if request.HasField("queue_timeout_seconds") else None
+    plain = not (
+        task.priority or task.fairness_key or task.required_tags or task.preferred_tags or task.worker_id
+        or task.metadata or task.task_id or retry or request.idempotency_key
+    )  # fmt: skip
     options = TaskOptions()
     try:
-        options = TaskOptions(
-            timeout_seconds=timeout,
-            priority=task.priority,
-            fairness_key=task.fairness_key,
-            required_tags=tuple(task.required_tags),
-            preferred_tags=tuple(task.preferred_tags),
-            worker_id=task.worker_id,
-            metadata=dict(task.metadata),
-            task_id=task.task_id,
-            retry_policy=retry,
-            queue_timeout_seconds=queue_timeout,
-            idempotency_key=request.idempotency_key,
+        # Most submissions differ from the defaults in their timeouts at most: those options are made once.
+        options = (
+            _plain_options(timeout, queue_timeout)
+            if plain
+            else TaskOptions(
+                timeout_seconds=timeout,
+                priority=task.priority,
+                fairness_key=task.fairness_key,
+                required_tags=tuple(task.required_tags),
+                preferred_tags=tuple(task.preferred_tags),
+                worker_id=task.worker_id,
+                metadata=dict(task.metadata),
+                task_id=task.task_id,
+                retry_policy=retry,
+                queue_timeout_seconds=queue_timeout,
+                idempotency_key=request.idempotency_key,
+            )
         )
     except InvalidTaskOptionsError as error:
         option_problems += error.problems
@@ -251,3 +261,9 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         options=options,
         created_at_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_options(timeout_seconds: float, queue_timeout_seconds: float | None) -> TaskOptions:
+    """Options that differ from the defaults in their timeouts only (frozen, so they can be shared)."""
+    return TaskOptions(timeout_seconds=timeout_seconds, queue_timeout_seconds=queue_timeout_seconds)
