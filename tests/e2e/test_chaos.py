@@ -296,8 +296,11 @@ def _problems(run: Run, records: dict[int, TaskRecord], listed: list[TaskRecord]
             continue
         if record.output != expected_output(n):
             problems.append(f"{where} output {record.output!r}, expected {expected_output(n)!r}")
-        if [a.number for a in record.attempts] != list(range(1, len(record.attempts) + 1)):
-            problems.append(f"{where} attempt numbers are not 1..k: {attempts}")
+        numbers = [a.number for a in record.attempts]
+        # Strictly increasing: never reused. (They start at 1; a task resumed after the daemon's crash goes on
+        # past the numbers it had reserved, any of which may have been sent before the crash.)
+        if not numbers or numbers[0] < 1 or any(b <= a for a, b in zip(numbers, numbers[1:], strict=False)):
+            problems.append(f"{where} attempt numbers do not grow: {attempts}")
         if [a.status for a in record.attempts].count(TaskStatus.COMPLETED) != 1 or (
             record.attempts and record.attempts[-1].status is not TaskStatus.COMPLETED
         ):

@@ -29,9 +29,11 @@ from worker_abstraction import (
     RegistryClient,
     RegistryServer,
     RemoteOrchestrator,
+    RetryPolicy,
     TaskCanceledError,
     TaskContext,
     TaskExistsError,
+    TaskFailedError,
     TaskOptions,
     TaskStatus,
     TaskTimeoutError,
@@ -42,7 +44,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.cli.main import build_parser
 from worker_abstraction.codec import encode_params
-from worker_abstraction.orchestrator.journal import StoreJournal
+from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, StoreJournal
 from worker_abstraction.orchestrator.server import OrchestratorServer
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.types import TaskSpec
@@ -241,37 +243,47 @@ async def test_out_of_range_options_are_refused_with_every_problem_named(
 # ---- attempt numbers are stored before they are sent, and never reused ----------------------------------------
 
 
-class HoldDispatched(SqliteTaskStore):
-    """A store whose "dispatched" write waits for the test."""
+class HoldReservations(SqliteTaskStore):
+    """A store whose attempt reservations wait for the test."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.release = asyncio.Event()
-        self.writing = asyncio.Event()
-        self.dispatched_attempts: list[int] = []
+        self.reserving = asyncio.Event()
+        self.reserved: list[int] = []
 
-    async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
-        self.writing.set()
+    async def reserve(self, task_id: str, up_to: int) -> None:
+        self.reserving.set()
         await self.release.wait()
-        await super().dispatched(task_id, worker_id, worker_address, attempt)
-        self.dispatched_attempts.append(attempt)
+        await super().reserve(task_id, up_to)
+        self.reserved.append(up_to)
 
 
-async def test_an_attempt_is_stored_before_it_is_sent(
+class Failing(ToolWorker):
+    @capability
+    async def fail_with_attempt(self, ctx: TaskContext) -> None:
+        """Always fails, naming its attempt."""
+        raise RuntimeError(f"attempt {ctx.attempt}")
+
+
+async def test_attempt_numbers_are_reserved_in_the_store_before_they_are_sent(
     registry: RegistryServer, start_worker: Callable[..., Any], tmp_path: Path
 ) -> None:
-    worker = await start_worker(AttemptWorker)
-    store = await HoldDispatched(tmp_path / "tasks.db").open()
+    worker = await start_worker(Failing)
+    store = await HoldReservations(tmp_path / "tasks.db").open()
+    policy = RetryPolicy(max_attempts=5, initial_backoff_seconds=0.01, retry_task_errors=True)
     try:
-        async with AsyncOrchestrator(registry.address, task_store=store) as orchestrator:
-            await orchestrator.wait_for_workers("which_attempt", timeout_seconds=5)
-            handle = await orchestrator.execute_task("which_attempt", {})
+        async with AsyncOrchestrator(registry.address, task_store=store, retry_policy=policy) as orchestrator:
+            await orchestrator.wait_for_workers("fail_with_attempt", timeout_seconds=5)
+            handle = await orchestrator.execute_task("fail_with_attempt", {})
             async with asyncio.timeout(5):
-                await store.writing.wait()
-            assert worker.tasks_received == 0  # nothing leaves before its attempt number is stored
+                await store.reserving.wait()  # acceptance reserved attempts 1-3; attempt 4 needs more
+            assert worker.tasks_received == ATTEMPT_BLOCK  # nothing past the reservation left
             store.release.set()
-            assert await handle.result(timeout_seconds=5) == 1
-            assert store.dispatched_attempts == [1]
+            with pytest.raises(TaskFailedError) as failed:
+                await handle.result(timeout_seconds=10)
+            assert failed.value.error_message == "RuntimeError: attempt 5"
+            assert store.reserved == [2 * ATTEMPT_BLOCK] and worker.tasks_received == 5
     finally:
         await store.close()
 
@@ -291,7 +303,7 @@ async def test_a_resumed_task_never_reuses_an_attempt_number(
     try:
         # Before a crash: attempt 3 was sent somewhere, then the task went back to the queue.
         journal = await _stored(store, "resumed", "which_attempt")
-        await journal.dispatched("resumed", "gone", "127.0.0.1:9", 3)
+        journal.dispatched("resumed", "gone", "127.0.0.1:9", 3)
         journal.requeued("resumed", 3, 0)
         await journal.drain()
         async with AsyncOrchestrator(registry.address, task_store=store) as orchestrator:
@@ -309,11 +321,12 @@ async def test_a_resumed_task_whose_worker_forgot_it_runs_again_instead_of_waiti
     try:
         # Before a crash: attempt 1 was stored as sent to a live worker that never got it.
         journal = await _stored(store, "forgotten", "which_attempt")
-        await journal.dispatched("forgotten", worker.worker_id, worker.address, 1)
+        journal.dispatched("forgotten", worker.worker_id, worker.address, 1)
         await journal.drain()
         async with AsyncOrchestrator(registry.address, task_store=store) as orchestrator:
             handle = await orchestrator.watch("forgotten")
-            assert await handle.result(timeout_seconds=10) == 2
+            # Any number up to the reservation may have been sent before the crash: the next is past it.
+            assert await handle.result(timeout_seconds=10) == ATTEMPT_BLOCK + 1
             [lost, ran] = handle.attempts
             assert lost.status is TaskStatus.FAILED and "no longer knows the task" in lost.error_message
             assert ran.status is TaskStatus.COMPLETED

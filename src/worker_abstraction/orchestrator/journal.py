@@ -5,8 +5,10 @@ orchestrator without a store gets the `NullJournal`, which keeps nothing, so no 
 this durable?".
 
 What is awaited and what is not: "accepted" and "cancel requested" are stored before the caller hears
-"yes"; "dispatched" is stored before the task is sent, so an attempt number is never sent twice, even
-across a crash. The rest (requeued, finished, dead letters) is written behind, in order.
+"yes". Attempt numbers are reserved before any is sent (acceptance reserves the first `ATTEMPT_BLOCK`, a
+later attempt past them reserves the next block first), so a task resumed after a crash gets a number
+beyond any that may have been sent: no number ever runs twice. The rest (dispatched, requeued, finished,
+dead letters) is written behind, in order.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ class Resumable:
     spec: TaskSpec
     worker_id: str  # empty: it was waiting for a worker
     worker_address: str
-    attempt: int  # the highest attempt number ever sent
+    attempt: int  # the attempt last stored as sent (followed on `worker_id` if there is one)
+    reserved: int  # attempt numbers up to this one may have been sent: the next one is above both
     failures: int
     cancel_reason: str
 
@@ -46,10 +49,19 @@ class Recorded(Protocol):
     def record(self) -> TaskRecord: ...
 
 
-class Journal(Protocol):
-    async def accepted(self, spec: TaskSpec) -> None: ...
+ATTEMPT_BLOCK = 3  # attempt numbers reserved at a time (the default retry policy never needs a second block)
 
-    async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None: ...
+
+class Journal(Protocol):
+    async def accepted(self, spec: TaskSpec) -> None:
+        """Stored before the caller hears "accepted"; reserves attempts 1 to ATTEMPT_BLOCK."""
+        ...
+
+    async def reserve(self, task_id: str, up_to: int) -> None:
+        """Stored before attempt numbers up to `up_to` are sent."""
+        ...
+
+    def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None: ...
 
     def requeued(self, task_id: str, attempt: int, failures: int) -> None: ...
 
@@ -86,7 +98,10 @@ class NullJournal:
     async def accepted(self, spec: TaskSpec) -> None:
         return None
 
-    async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+    async def reserve(self, task_id: str, up_to: int) -> None:
+        return None
+
+    def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
         return None
 
     def requeued(self, task_id: str, attempt: int, failures: int) -> None:
@@ -140,11 +155,15 @@ class StoreJournal:
                 _FORMAT,
                 capability=spec.capability,
                 idempotency_key=spec.options.idempotency_key,
+                reserved=ATTEMPT_BLOCK,
             )
         )
 
-    async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
-        await self._write(self.store.dispatched(task_id, worker_id, worker_address, attempt))
+    async def reserve(self, task_id: str, up_to: int) -> None:
+        await self._write(self.store.reserve(task_id, up_to))
+
+    def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+        self._write(self.store.dispatched(task_id, worker_id, worker_address, attempt))
 
     def requeued(self, task_id: str, attempt: int, failures: int) -> None:
         self._write(self.store.requeued(task_id, attempt, failures))
@@ -187,6 +206,7 @@ class StoreJournal:
                     worker_id=stored.worker_id,
                     worker_address=stored.worker_address,
                     attempt=stored.attempt,
+                    reserved=stored.reserved,
                     failures=stored.failures,
                     cancel_reason=stored.cancel_reason,
                 )

@@ -11,8 +11,9 @@ Phases::
        ▲                  │ busy / unreachable   │ failed, retryable
        └──────────────────┴───────────── BACKOFF ◄┘
 
-- **Attempt numbers** only grow, and each is stored before it is sent, so no number ever runs on two
-  workers, even across a crash. A dispatch the worker provably did not run (it was full) keeps its number.
+- **Attempt numbers** only grow, and each is reserved in the journal before it is sent, so no number ever
+  runs on two workers, even across a crash. A dispatch the worker provably did not run (it was full) keeps
+  its number.
 - **Fencing**: an update counts only if it belongs to the current attempt; anything else is a zombie's.
 - **Retries** (which failures: `retries.py`): after the policy's back-off, on another worker if one can
   take it; when attempts run out after a retryable failure, the task is dead-lettered.
@@ -36,7 +37,7 @@ from worker_abstraction.orchestrator.clock import Timer
 from worker_abstraction.orchestrator.crew import Crew, Phase
 from worker_abstraction.orchestrator.dispatch import Answer, CancelAnswer
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.journal import Resumable
+from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.state import TaskState
 from worker_abstraction.types import (
     FailureOrigin,
@@ -112,7 +113,8 @@ class TaskRun:
         self.phase = Phase.WAITING
         self._queue_timeout = queue_timeout_seconds
         self._failures = 0  # attempts that ran and failed: what the retry budget counts
-        self._sent = 0  # the highest attempt number stored as sent
+        self._sent = 0  # the highest attempt number that may have been sent
+        self._reserved = ATTEMPT_BLOCK  # attempt numbers up to this one are reserved in the journal
         self._reuse_number = False  # the next dispatch keeps the current number (the last one never ran)
         self._timers: dict[str, Timer] = {}
         # Every attempt's sink and its worker's address: a superseded attempt stays heard (its late words
@@ -129,7 +131,10 @@ class TaskRun:
 
     def resume(self, found: Resumable) -> None:
         """Carry on a task read back from the store after a restart."""
-        self._sent, self._failures, self.cancel_reason = found.attempt, found.failures, found.cancel_reason
+        # Any number up to the reservation may have been sent before the crash: the next one is above it.
+        self._sent = max(found.attempt, found.reserved)
+        self._reserved = found.reserved
+        self._failures, self.cancel_reason = found.failures, found.cancel_reason
         self.state.attempt = found.attempt
         if found.worker_id:
             # It may still run there: follow it from its first update. A worker that lost it answers
@@ -249,8 +254,10 @@ class TaskRun:
     async def _send(self, worker: WorkerInfo, number: int) -> None:
         crew = self._crew
         try:
-            # Stored before it is sent (a resend of a number the last worker refused names the new worker).
-            await crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
+            if number > self._reserved:  # reserved before it is sent: never reused after a crash
+                self._reserved = number + ATTEMPT_BLOCK - 1
+                await crew.journal.reserve(self.spec.task_id, self._reserved)
+            crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
             self._sent = max(self._sent, number)
             if not self.is_current(number):  # canceled (or expired) while it was being stored
                 return

@@ -49,6 +49,7 @@ _ADDED_COLUMNS = {
     "cancel_reason": "TEXT NOT NULL DEFAULT ''",
     "record": "BLOB",  # the finished task's TaskRecord
     "failures": "INTEGER NOT NULL DEFAULT 0",  # attempts that ran and failed (the retry budget)
+    "reserved": "INTEGER NOT NULL DEFAULT 0",  # attempt numbers up to this may have been sent
 }
 
 _INDEXES = """
@@ -98,13 +99,26 @@ class SqliteTaskStore:
         self._db.executescript(_INDEXES)
 
     async def accepted(
-        self, task_id: str, task: bytes, options: str, *, capability: str = "", idempotency_key: str = ""
+        self,
+        task_id: str,
+        task: bytes,
+        options: str,
+        *,
+        capability: str = "",
+        idempotency_key: str = "",
+        reserved: int = 0,
     ) -> None:
         now = time.time()
         await self._write(
             "INSERT OR REPLACE INTO tasks (task_id, task, options, state, capability, idempotency_key, accepted_at, "
-            "updated_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
-            (task_id, task, options, capability, idempotency_key, now, now),
+            "updated_at, reserved) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+            (task_id, task, options, capability, idempotency_key, now, now, reserved),
+        )
+
+    async def reserve(self, task_id: str, up_to: int) -> None:
+        await self._write(
+            "UPDATE tasks SET reserved = MAX(reserved, ?), updated_at = ? WHERE task_id = ? AND state != 'finished'",
+            (up_to, time.time(), task_id),
         )
 
     async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
@@ -135,7 +149,8 @@ class SqliteTaskStore:
 
     async def unfinished(self) -> list[StoredTask]:
         rows = await self._query(
-            "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason, failures FROM tasks "
+            "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason, failures, reserved "
+            "FROM tasks "
             "WHERE state != 'finished' ORDER BY accepted_at, updated_at"
         )
         return [StoredTask(*row) for row in rows]

@@ -26,6 +26,7 @@ class StoredTask:
     attempt: int = 0  # the highest attempt number ever sent (stored before it is sent)
     cancel_reason: str = ""  # a cancel was asked for and is to be carried out
     failures: int = 0  # attempts that ran and failed so far (what the retry budget counts)
+    reserved: int = 0  # attempt numbers up to this one may have been sent (stored before any is)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,18 @@ class TaskStore(Protocol):
     """What the orchestrator needs from durable storage. Writes are carried out in the order they are made."""
 
     async def accepted(
-        self, task_id: str, task: bytes, options: str, *, capability: str = "", idempotency_key: str = ""
+        self,
+        task_id: str,
+        task: bytes,
+        options: str,
+        *,
+        capability: str = "",
+        idempotency_key: str = "",
+        reserved: int = 0,
     ) -> None: ...
+
+    async def reserve(self, task_id: str, up_to: int) -> None:
+        """Attempt numbers up to `up_to` may be sent from now on."""
 
     async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None: ...
 
