@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from worker_abstraction.cli import add_orchestrator_argument
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.types import TaskStatus
@@ -25,9 +26,9 @@ example:
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("task_id", metavar="TASK_ID", help="the id `wa submit` printed")
-    add_orchestrator_argument(parser)
+    add_orchestrator_argument(parser, settings)
     parser.add_argument("--reason", default="canceled from the command line", help="recorded on the task")
 
 

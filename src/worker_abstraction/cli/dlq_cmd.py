@@ -16,6 +16,7 @@ import sys
 from dataclasses import asdict
 
 from worker_abstraction.cli import add_orchestrator_argument
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.types import DeadLetter
@@ -31,10 +32,10 @@ examples:
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("action", choices=["list", "requeue", "purge"], help="what to do")
     parser.add_argument("task_ids", nargs="*", metavar="TASK_ID", help="for requeue (one) and purge (any)")
-    add_orchestrator_argument(parser)
+    add_orchestrator_argument(parser, settings)
     parser.add_argument("--json", action="store_true", help="list: print every dead letter with its attempts")
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from worker_abstraction.cli import add_orchestrator_argument
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 
 NAME = "queue"
@@ -17,8 +18,8 @@ example:
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_orchestrator_argument(parser)
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    add_orchestrator_argument(parser, settings)
     parser.add_argument("--json", action="store_true", help="print a JSON object {capability: {priority: waiting}}")
 
 

@@ -19,7 +19,8 @@ import sys
 from typing import Any
 
 from worker_abstraction import AsyncOrchestrator, AsyncTaskHandle, TaskStatus, TaskUpdate
-from worker_abstraction.cli import UsageError, add_registry_argument, env
+from worker_abstraction.cli import UsageError, add_registry_argument
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import (
     InvalidParametersError,
     NoWorkerError,
@@ -55,7 +56,7 @@ def parse_param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("capability", metavar="CAPABILITY", help="name of the capability to run")
     parser.add_argument(
         "--param",
@@ -67,20 +68,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a parameter (repeatable); VALUE is JSON, or a plain string when not valid JSON",
     )
-    add_registry_argument(parser)
+    add_registry_argument(parser, settings)
     parser.add_argument(
         "--timeout",
         type=float,
         metavar="SECONDS",
-        default=env("WA_TASK_TIMEOUT", "60"),
-        help="seconds the task may take before it counts as timed out [env WA_TASK_TIMEOUT]",
+        default=settings.default("task_timeout"),
+        help=settings.help("task_timeout", "seconds the task may take before it counts as timed out"),
     )
     parser.add_argument(
         "--orchestrator",
         metavar="HOST:PORT",
-        default=env("WA_ORCHESTRATOR", None),
-        help="submit through this orchestrator daemon (its shared queue) instead of an embedded orchestrator "
-        "[env WA_ORCHESTRATOR]",
+        default=settings.default("orchestrator"),
+        help=settings.help(
+            "orchestrator",
+            "submit through this orchestrator daemon (its shared queue); unset: run an orchestrator in this process",
+        ),
     )
     parser.add_argument("--priority", type=int, default=0, help="higher runs first when workers are busy")
     parser.add_argument(
@@ -95,8 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--wait",
         type=float,
         metavar="SECONDS",
-        default=env("WA_WAIT", "3"),
-        help="seconds to wait for a worker offering CAPABILITY to appear [env WA_WAIT]",
+        default=settings.default("wait"),
+        help=settings.help(
+            "wait", "seconds to wait for a worker offering CAPABILITY to appear (in-process orchestrator)"
+        ),
     )
 
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction.cli import add_orchestrator_argument
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.submit_cmd import _describe, _error
 from worker_abstraction.cli.workers_cmd import age
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError, WorkerAbstractionError
@@ -71,7 +72,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     get = actions.add_parser(
         "get",
@@ -106,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     watch.add_argument("task_id", metavar="TASK_ID", help="the id `wa submit` printed")
     for sub in (get, listing, watch):
-        add_orchestrator_argument(sub)
+        add_orchestrator_argument(sub, settings)
     for sub in (get, listing):
         sub.add_argument("--json", action="store_true", help="print JSON instead of text")
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from worker_abstraction import RegistryClient, RemoteOrchestrator, WorkerInfo
 from worker_abstraction.cli import add_registry_argument
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
 from worker_abstraction.types import WorkerHealth
 
@@ -43,8 +44,8 @@ examples:
 _COLUMNS = ("ID", "NAME", "ADDRESS", "CAPABILITIES", "LOAD", "LAST HEARTBEAT", "STATE")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_registry_argument(parser)
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    add_registry_argument(parser, settings)
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument(
         "--orchestrator",
