@@ -27,6 +27,8 @@ from worker_abstraction.cli.config import LOG_LEVELS, ConfigError, Settings, add
 from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.observability import log
 
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE
+
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
 _COMMANDS: tuple[ModuleType, ...] = (
@@ -96,6 +98,22 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def reader_gone() -> int:
+    """Stdout's reader left (`wa task list | head`): end quietly, as a program killed by SIGPIPE would.
+
+    Returns:
+        EXIT_BROKEN_PIPE, the code a shell shows for a pipeline's SIGPIPEd writer.
+    """
+    try:
+        # Whatever is still buffered goes nowhere, so the flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no file (e.g. captured in a test)
+        pass
+    return EXIT_BROKEN_PIPE
+
+
 def _share_common_options(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
     """The common options on the actions of a subcommand too (`wa task get ID --config PATH`).
 
@@ -129,6 +147,15 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `wa` with `argv` (default: `sys.argv[1:]`) and return the process exit code."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a reader that left shows here, not as a traceback at exit
+    except BrokenPipeError:
+        return reader_gone()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         settings = Settings.load(os.environ, config_argument(argv))
