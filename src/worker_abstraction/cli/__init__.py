@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from worker_abstraction.cli.config import Settings
+from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
 
 _log = logging.getLogger(__name__)
 
@@ -112,3 +113,22 @@ def add_orchestrator_argument(parser: argparse.ArgumentParser, settings: Setting
         default=settings.default("orchestrator") or DEFAULT_ORCHESTRATOR,
         help=settings.help("orchestrator", "orchestrator daemon address"),
     )
+
+
+def cannot_reach(what: str, address: str, reason: str) -> str:
+    """The one wording for a daemon that cannot be reached: `cannot reach the orchestrator at ADDR: why`."""
+    return f"cannot reach the {what} at {address}: {reason or 'no answer'}"
+
+
+def unreachable(error: OrchestratorUnavailableError | RegistryUnavailableError, address: str) -> str:
+    """`cannot_reach` for the error a client raised (its own "orchestrator ADDR:" prefix dropped)."""
+    what = "orchestrator" if isinstance(error, OrchestratorUnavailableError) else "registry"
+    reason = str(error)
+    for prefix in (f"{what} {address}: ", f"{what} {address} "):
+        reason = reason.removeprefix(prefix)
+    return cannot_reach(what, address, reason)
+
+
+def unknown_task(task_id: str, address: str) -> str:
+    """The one wording for a task id the daemon does not know."""
+    return f"no task {task_id!r} on the orchestrator at {address}"

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from worker_abstraction.cli import add_orchestrator_argument
+from worker_abstraction.cli import add_orchestrator_argument, unknown_task, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.submit_cmd import _describe, _error
 from worker_abstraction.cli.workers_cmd import age
@@ -125,10 +125,9 @@ async def run(args: argparse.Namespace) -> int:
                 return EXIT_OK
             return await _watch(remote, record)
     except TaskNotFoundError:
-        print(f"no task {args.task_id!r} on the orchestrator at {address}", file=sys.stderr)
+        print(unknown_task(args.task_id, address), file=sys.stderr)
     except OrchestratorUnavailableError as exc:
-        reason = str(exc).removeprefix(f"orchestrator {address}: ")
-        print(f"cannot reach the orchestrator at {address}: {reason}", file=sys.stderr)
+        print(unreachable(exc, address), file=sys.stderr)
     return EXIT_FAILED
 
 
