@@ -4,8 +4,10 @@ when one is configured, --json, --detach, the task options, parameters from file
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 from tests.conftest import Gates, eventually
 from worker_abstraction import CapabilitySpec, RegistryClient, RegistryServer, TaskStatus, WorkerInfo
 from worker_abstraction.cli.config import SETTINGS, Settings
-from worker_abstraction.cli.main import build_parser
+from worker_abstraction.cli.main import build_parser, main
 from worker_abstraction.orchestrator.server import OrchestratorServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -185,3 +187,17 @@ async def test_params_from_a_file_and_from_stdin(
     assert json_lines(capsys.readouterr().out)[-1]["output"] == {"text": "line one\nline two\n" * 2}
     assert await submit("echo", "-p", "text=@-", "--json", "--orchestrator", daemon.address) == 0
     assert json_lines(capsys.readouterr().out)[-1]["output"] == {"text": "from stdin"}
+
+
+async def test_submit_runs_in_a_thread_where_no_signal_can_be_caught(
+    daemon: OrchestratorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        argv = ["submit", "echo", "-p", "text=x", "--json", "--orchestrator", daemon.address]
+        assert await asyncio.to_thread(main, argv) == 0
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert json_lines(capsys.readouterr().out)[-1]["output"] == {"text": "x"}

@@ -12,6 +12,7 @@ import contextlib
 import json
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
@@ -74,8 +75,10 @@ class Submission:
         self, params: Mapping[str, Any], options: Mapping[str, Any], *, detach: bool, wait_seconds: float
     ) -> int:
         """Submit, then follow (or not, with `detach`); the exit code."""
-        with StopSignals() as signals:
-            self._signals = signals
+        with contextlib.ExitStack() as stack:
+            self._signals = signals = StopSignals()
+            if threading.current_thread() is threading.main_thread():  # only there can signals be caught
+                stack.enter_context(signals)
             try:
                 if self.address is not None:
                     async with RemoteOrchestrator(self.address) as remote:
