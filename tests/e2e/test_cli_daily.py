@@ -77,6 +77,7 @@ async def test_every_printing_command_into_a_pipe_whose_reader_left_exits_141_wi
         ("task", "list", "--json", *daemon),
         ("task", "get", handle.task_id, *daemon),
         ("task", "get", handle.task_id, "--json", *daemon),
+        ("task", "watch", handle.task_id, *daemon),
         ("dlq", "list", "--json", *daemon),
         ("queue", *daemon),
         ("queue", "--json", *daemon),

@@ -50,7 +50,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if not action.option_strings or action.default in (None, [], False, argparse.SUPPRESS):
+        if not action.option_strings or action.default in (None, "", [], False, argparse.SUPPRESS):
             return text
         return f"{text} (default: %(default)s)"
 

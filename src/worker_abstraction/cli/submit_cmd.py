@@ -152,7 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument(
         "--retry-task-errors",
         action="store_true",
-        help="also retry when the task itself failed (its handler raised or it timed out)",
+        help="also retry when the task itself failed (its handler raised or it timed out); "
+        "without --retries, up to 2 retries",
     )
     parser.add_argument(
         "--queue-timeout",
