@@ -41,7 +41,8 @@ async def daemon(registry: RegistryServer, start_worker: Callable[..., Any]) -> 
 
 async def submit(*argv: str, settings: Settings | None = None) -> int:
     args = build_parser(settings or Settings.load({})).parse_args(["submit", *argv])
-    code: int = await args.run(args)
+    async with asyncio.timeout(20):
+        code: int = await args.run(args)
     return code
 
 

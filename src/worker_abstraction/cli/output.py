@@ -52,4 +52,5 @@ def update_to_json(update: TaskUpdate) -> dict[str, Any]:
 
 
 def error_to_json(exc: BaseException) -> dict[str, str]:
+    """The `--json` form of an error: its class name and message."""
     return {"type": type(exc).__name__, "message": str(exc)}
