@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from worker_abstraction.cli.main import main
-from worker_abstraction.cli.submit_cmd import parse_param
+from worker_abstraction.cli.submit_cmd import FromFile, parse_param
 
 E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
 
@@ -30,7 +30,27 @@ def _restore_logging() -> Iterator[None]:
     [
         ("registry", ["--host", "--port", "--ttl", "--suspect-after", "--sweep-interval", "WA_SUSPECT_AFTER"]),
         ("worker", ["WORKER", "--registry", "--advertise-host", "--tag", "--grace", "WA_REGISTRY", "example"]),
-        ("submit", ["CAPABILITY", "--param", "plain string", "--timeout", "exit codes", "example"]),
+        (
+            "submit",
+            [
+                "CAPABILITY",
+                "--param",
+                "plain string",
+                "--timeout",
+                "exit codes",
+                "example",
+                "--json",
+                "--detach",
+                "--idempotency-key",
+                "--retries",
+                "--retry-task-errors",
+                "--queue-timeout",
+                "@-",
+                "130",
+                "141",
+            ],
+        ),
+        ("config", ["show", "wa.toml", "WA_CONFIG", "flag > environment variable > config file", "example"]),
         ("workers", ["--registry", "--json", "LAST HEARTBEAT".lower(), "state_reason", "SUSPECT", "example"]),
     ],
 )
@@ -61,6 +81,9 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
         ("text=hello world", ("text", "hello world")),
         ("empty=", ("empty", "")),
         ("expr=a=b", ("expr", "a=b")),
+        ("doc=@notes.json", ("doc", FromFile("notes.json"))),
+        ("doc=@-", ("doc", FromFile("-"))),
+        ('at="@home"', ("at", "@home")),  # a string that starts with @ is quoted as JSON
     ],
 )
 def test_param_values_are_json_or_else_plain_strings(argument: str, expected: tuple[str, object]) -> None:
@@ -81,6 +104,9 @@ def test_param_values_are_json_or_else_plain_strings(argument: str, expected: tu
         ["submit", "shout", "--param", "=value"],
         ["submit", "shout", "--timeout", "x"],
         ["workers", "--log-level", "LOUD"],
+        ["submit", "shout", "--param", "doc=@"],
+        ["submit", "shout", "--retries", "-1"],
+        ["submit", "shout", "--queue-timeout", "soon"],
     ],
 )
 def test_bad_arguments_exit_2_with_usage_on_stderr(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -129,3 +155,28 @@ def test_a_bad_log_level_in_the_environment_is_a_usage_error(
     monkeypatch.setenv("WA_LOG_LEVEL", "LOUD")
     assert main(["workers", "--registry", "127.0.0.1:1"]) == 2
     assert "unknown log level" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["-p", "text=@no/such/file.json"], ["parameter 'text'", "no such file no/such/file.json"]),
+        (["-p", "a=@-", "-p", "b=@-"], ["only one parameter can be read from stdin", "a, b"]),
+        (["--detach"], ["--detach needs an orchestrator daemon"]),
+    ],
+)
+def test_submit_usage_errors_exit_2_before_anything_runs(
+    argv: list[str], named: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("WA_ORCHESTRATOR", raising=False)
+    monkeypatch.setenv("WA_CONFIG", "")
+    # Port 1: nothing listens there, so anything that tried to connect would fail differently.
+    assert main(["submit", "shout", *argv, "--registry", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wa submit: error: ") and all(word in err for word in named), err
+
+
+def test_retries_past_the_most_attempts_is_not_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["submit", "shout", "--retries", "100", "--orchestrator", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert "InvalidTaskOptionsError" in err and "max_attempts must be 1..100" in err

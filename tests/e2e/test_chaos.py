@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import random
 import signal
@@ -299,7 +300,7 @@ def _problems(run: Run, records: dict[int, TaskRecord], listed: list[TaskRecord]
         numbers = [a.number for a in record.attempts]
         # Strictly increasing: never reused. (They start at 1; a task resumed after the daemon's crash goes on
         # past the numbers it had reserved, any of which may have been sent before the crash.)
-        if not numbers or numbers[0] < 1 or any(b <= a for a, b in zip(numbers, numbers[1:], strict=False)):
+        if not numbers or numbers[0] < 1 or any(b <= a for a, b in itertools.pairwise(numbers)):
             problems.append(f"{where} attempt numbers do not grow: {attempts}")
         if [a.status for a in record.attempts].count(TaskStatus.COMPLETED) != 1 or (
             record.attempts and record.attempts[-1].status is not TaskStatus.COMPLETED

@@ -1,7 +1,7 @@
 """The `wa` command line: `wa registry`, `wa worker`, `wa submit`, `wa workers` (see `wa --help`).
 
-This package is the only place that reads `WA_*` environment variables and installs signal handlers;
-the helpers the subcommands share live here, the parser in `main.py`.
+This package is the only place that reads `WA_*` environment variables and config files (`config.py`) and
+installs signal handlers; the helpers the subcommands share live here, the parser in `main.py`.
 """
 
 from __future__ import annotations
@@ -9,24 +9,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from worker_abstraction.cli.config import Settings
+from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
+
 _log = logging.getLogger(__name__)
 
-DEFAULT_REGISTRY = "127.0.0.1:50051"
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class UsageError(Exception):
     """A command line that parsed but cannot be acted on (e.g. a worker class that does not import)."""
-
-
-def env(name: str, fallback: str | None) -> str | None:
-    """The default for a flag: environment variable `name` if set, else `fallback`."""
-    return os.environ.get(name, fallback)
 
 
 class StopSignals:
@@ -98,22 +94,41 @@ async def serve_until_signal(
     return 0
 
 
-DEFAULT_ORCHESTRATOR = "127.0.0.1:50052"
+DEFAULT_ORCHESTRATOR = "127.0.0.1:50052"  # for the commands that need a daemon when none is configured
 
 
-def add_registry_argument(parser: argparse.ArgumentParser) -> None:
+def add_registry_argument(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument(
         "--registry",
         metavar="HOST:PORT",
-        default=env("WA_REGISTRY", DEFAULT_REGISTRY),
-        help="registry address [env WA_REGISTRY]",
+        default=settings.default("registry"),
+        help=settings.help("registry", "registry address"),
     )
 
 
-def add_orchestrator_argument(parser: argparse.ArgumentParser) -> None:
+def add_orchestrator_argument(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument(
         "--orchestrator",
         metavar="HOST:PORT",
-        default=env("WA_ORCHESTRATOR", DEFAULT_ORCHESTRATOR),
-        help="orchestrator daemon address [env WA_ORCHESTRATOR]",
+        default=settings.default("orchestrator") or DEFAULT_ORCHESTRATOR,
+        help=settings.help("orchestrator", "orchestrator daemon address"),
     )
+
+
+def cannot_reach(what: str, address: str, reason: str) -> str:
+    """The one wording for a daemon that cannot be reached: `cannot reach the orchestrator at ADDR: why`."""
+    return f"cannot reach the {what} at {address}: {reason or 'no answer'}"
+
+
+def unreachable(error: OrchestratorUnavailableError | RegistryUnavailableError, address: str) -> str:
+    """`cannot_reach` for the error a client raised (its own "orchestrator ADDR:" prefix dropped)."""
+    what = "orchestrator" if isinstance(error, OrchestratorUnavailableError) else "registry"
+    reason = str(error)
+    for prefix in (f"{what} {address}: ", f"{what} {address} "):
+        reason = reason.removeprefix(prefix)
+    return cannot_reach(what, address, reason)
+
+
+def unknown_task(task_id: str, address: str) -> str:
+    """The one wording for a task id the daemon does not know."""
+    return f"no task {task_id!r} on the orchestrator at {address}"

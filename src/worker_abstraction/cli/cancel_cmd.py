@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from worker_abstraction.cli import add_orchestrator_argument
+from worker_abstraction.cli import add_orchestrator_argument, unknown_task, unreachable
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.types import TaskStatus
@@ -25,9 +26,9 @@ example:
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("task_id", metavar="TASK_ID", help="the id `wa submit` printed")
-    add_orchestrator_argument(parser)
+    add_orchestrator_argument(parser, settings)
     parser.add_argument("--reason", default="canceled from the command line", help="recorded on the task")
 
 
@@ -36,8 +37,11 @@ async def run(args: argparse.Namespace) -> int:
         async with RemoteOrchestrator(args.orchestrator) as orchestrator:
             canceled = await orchestrator.cancel(args.task_id, args.reason)
             record = await orchestrator.task(args.task_id)
-    except (TaskNotFoundError, OrchestratorUnavailableError) as exc:
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+    except TaskNotFoundError:
+        print(unknown_task(args.task_id, args.orchestrator), file=sys.stderr)
+        return 2
+    except OrchestratorUnavailableError as exc:
+        print(unreachable(exc, args.orchestrator), file=sys.stderr)
         return 2
     if not canceled:
         print(f"task {args.task_id}: already finished ({record.status.name})")

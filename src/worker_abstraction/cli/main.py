@@ -13,8 +13,8 @@ from typing import Any
 from worker_abstraction.cli import (
     UsageError,
     cancel_cmd,
+    config_cmd,
     dlq_cmd,
-    env,
     orchestrator_cmd,
     queue_cmd,
     registry_cmd,
@@ -23,8 +23,11 @@ from worker_abstraction.cli import (
     worker_cmd,
     workers_cmd,
 )
+from worker_abstraction.cli.config import LOG_LEVELS, ConfigError, Settings, add_config_argument, config_argument
 from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.observability import log
+
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -38,8 +41,8 @@ _COMMANDS: tuple[ModuleType, ...] = (
     workers_cmd,
     queue_cmd,
     dlq_cmd,
+    config_cmd,
 )
-_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -47,27 +50,38 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if not action.option_strings or action.default in (None, [], False, argparse.SUPPRESS):
+        if not action.option_strings or action.default in (None, "", [], False, argparse.SUPPRESS):
             return text
         return f"{text} (default: %(default)s)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The `wa` parser; flag defaults come from `WA_*` environment variables read now."""
+def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
+    """The `wa` parser; flag defaults come from `settings` (default: `WA_*` variables and the config file now).
+
+    Raises:
+        ConfigError: (without `settings`) the config file cannot be used.
+    """
+    settings = settings if settings is not None else Settings.load(os.environ)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--log-level",
         type=str.upper,
-        choices=_LOG_LEVELS,
-        default=env("WA_LOG_LEVEL", None),
-        help="log level on stderr [env WA_LOG_LEVEL] (default: INFO for registry/worker, WARNING otherwise)",
+        choices=LOG_LEVELS,
+        default=settings.default("log_level"),
+        help=settings.help("log_level", "log level on stderr")
+        + " (default: INFO for registry/worker/orchestrator, WARNING otherwise)",
     )
+    add_config_argument(common, documented_default=False)
     parser = argparse.ArgumentParser(
         prog="wa",
         description="worker-abstraction: run a registry, workers and an orchestrator; submit tasks; inspect.",
-        epilog="Run `wa COMMAND --help` for the flags and an example of each command.",
+        epilog="Run `wa COMMAND --help` for the flags and an example of each command. Every flag marked "
+        "[env WA_X, config x] may also be set by that environment variable or by key x in the config file "
+        "(flag > env > file > default); `wa config show` prints what is in effect.",
         formatter_class=_HelpFormatter,
     )
+    add_config_argument(parser, documented_default=True)
+    parser.set_defaults(settings=settings)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _COMMANDS:
         sub = subparsers.add_parser(
@@ -78,9 +92,45 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=_HelpFormatter,
             parents=[common],
         )
-        module.add_arguments(sub)
+        module.add_arguments(sub, settings)
+        _share_common_options(sub, common)
         sub.set_defaults(run=module.run, default_log_level=module.DEFAULT_LOG_LEVEL)
     return parser
+
+
+def reader_gone() -> int:
+    """Stdout's reader left (`wa task list | head`): end quietly, as a program killed by SIGPIPE would.
+
+    Returns:
+        EXIT_BROKEN_PIPE, the code a shell shows for a pipeline's SIGPIPEd writer.
+    """
+    try:
+        # Whatever is still buffered goes nowhere, so the flush at exit cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is no file (e.g. captured in a test)
+        pass
+    return EXIT_BROKEN_PIPE
+
+
+def _share_common_options(parser: argparse.ArgumentParser, common: argparse.ArgumentParser) -> None:
+    """The common options on the actions of a subcommand too (`wa task get ID --config PATH`).
+
+    Their defaults are suppressed there, so a value given before the action is not overwritten.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in action.choices.values():
+                for option in common._actions:
+                    nested.add_argument(
+                        *option.option_strings,
+                        type=option.type,
+                        choices=option.choices,
+                        metavar=option.metavar,
+                        default=argparse.SUPPRESS,
+                        help=option.help,
+                    )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -98,7 +148,22 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run `wa` with `argv` (default: `sys.argv[1:]`) and return the process exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # a reader that left shows here, not as a traceback at exit
+    except BrokenPipeError:
+        return reader_gone()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        settings = Settings.load(os.environ, config_argument(argv))
+    except ConfigError as exc:
+        print(f"wa: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        args = build_parser(settings).parse_args(argv)
     except SystemExit as exc:  # --help and usage errors; keep `main` returning the code
         return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
     name: str = args.command

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from worker_abstraction.cli import UsageError, add_registry_argument, env, serve_until_signal
+from worker_abstraction.cli import UsageError, add_registry_argument, serve_until_signal
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import StoreInUseError
 from worker_abstraction.orchestrator.server import OrchestratorServer
 
@@ -26,38 +27,40 @@ example:
 _log = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_registry_argument(parser)
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    add_registry_argument(parser, settings)
     parser.add_argument(
         "--host",
-        default=env("WA_ORCHESTRATOR_HOST", "127.0.0.1"),
-        help="interface to listen on [env WA_ORCHESTRATOR_HOST]",
+        default=settings.default("orchestrator_host"),
+        help=settings.help("orchestrator_host", "interface to listen on"),
     )
     parser.add_argument(
         "--port",
         type=int,
-        default=env("WA_ORCHESTRATOR_PORT", "50052"),
-        help="port to listen on, 0 picks a free one [env WA_ORCHESTRATOR_PORT]",
+        default=settings.default("orchestrator_port"),
+        help=settings.help("orchestrator_port", "port to listen on, 0 picks a free one"),
     )
     parser.add_argument(
         "--max-queued",
         type=int,
         metavar="N",
-        default=env("WA_MAX_QUEUED", "100000"),
-        help="tasks that may wait for a worker; past it submissions fail with RESOURCE_EXHAUSTED",
+        default=settings.default("max_queued"),
+        help=settings.help(
+            "max_queued", "tasks that may wait for a worker; past it submissions fail with RESOURCE_EXHAUSTED"
+        ),
     )
     parser.add_argument(
         "--store",
         metavar="PATH",
-        default=env("WA_STORE", "wa-orchestrator.db"),
-        help="SQLite file that keeps accepted tasks across restarts; ':memory:' keeps nothing [env WA_STORE]",
+        default=settings.default("store"),
+        help=settings.help("store", "SQLite file that keeps accepted tasks across restarts; ':memory:' keeps nothing"),
     )
     parser.add_argument(
         "--aging",
         type=float,
         metavar="SECONDS",
-        default=env("WA_AGING", "10"),
-        help="a waiting task gains one priority level per this many seconds (no starvation)",
+        default=settings.default("aging"),
+        help=settings.help("aging", "a waiting task gains one priority level per this many seconds (no starvation)"),
     )
 
 

@@ -1,11 +1,17 @@
-"""Show the tasks waiting in an orchestrator daemon's queue, per capability and priority."""
+"""Show the tasks waiting in an orchestrator daemon's queue, per capability and priority.
+
+exit codes: 0 shown; 1 the daemon cannot be reached; 2 a usage error.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
-from worker_abstraction.cli import add_orchestrator_argument
+from worker_abstraction.cli import add_orchestrator_argument, unreachable
+from worker_abstraction.cli.config import Settings
+from worker_abstraction.errors import OrchestratorUnavailableError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 
 NAME = "queue"
@@ -17,14 +23,18 @@ example:
 """
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_orchestrator_argument(parser)
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    add_orchestrator_argument(parser, settings)
     parser.add_argument("--json", action="store_true", help="print a JSON object {capability: {priority: waiting}}")
 
 
 async def run(args: argparse.Namespace) -> int:
-    async with RemoteOrchestrator(args.orchestrator) as orchestrator:
-        depths = await orchestrator.queue_depths()
+    try:
+        async with RemoteOrchestrator(args.orchestrator) as orchestrator:
+            depths = await orchestrator.queue_depths()
+    except OrchestratorUnavailableError as exc:
+        print(unreachable(exc, args.orchestrator), file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({c: {str(p): n for p, n in d.items()} for c, d in depths.items()}, indent=2))
         return 0

@@ -12,7 +12,8 @@ import argparse
 import logging
 
 from worker_abstraction import RegistryServer
-from worker_abstraction.cli import UsageError, env, serve_until_signal
+from worker_abstraction.cli import UsageError, serve_until_signal
+from worker_abstraction.cli.config import Settings
 
 NAME = "registry"
 SUMMARY = "run the worker registry"
@@ -25,37 +26,41 @@ example:
 _log = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument(
-        "--host", default=env("WA_REGISTRY_HOST", "127.0.0.1"), help="interface to listen on [env WA_REGISTRY_HOST]"
+        "--host",
+        default=settings.default("registry_host"),
+        help=settings.help("registry_host", "interface to listen on"),
     )
     parser.add_argument(
         "--port",
         type=int,
-        default=env("WA_REGISTRY_PORT", "50051"),
-        help="port to listen on, 0 picks a free one [env WA_REGISTRY_PORT]",
+        default=settings.default("registry_port"),
+        help=settings.help("registry_port", "port to listen on, 0 picks a free one"),
     )
     parser.add_argument(
         "--ttl",
         type=float,
         metavar="SECONDS",
-        default=env("WA_TTL", "30"),
-        help="seconds without a heartbeat before a worker is evicted [env WA_TTL]",
+        default=settings.default("ttl"),
+        help=settings.help("ttl", "seconds without a heartbeat before a worker is evicted"),
     )
     parser.add_argument(
         "--suspect-after",
         type=float,
         metavar="SECONDS",
-        default=env("WA_SUSPECT_AFTER", None),
-        help="seconds without a heartbeat before a worker is listed as SUSPECT, below --ttl; "
-        "unset: two thirds of --ttl [env WA_SUSPECT_AFTER]",
+        default=settings.default("suspect_after"),
+        help=settings.help(
+            "suspect_after",
+            "seconds without a heartbeat before a worker is listed as SUSPECT, below --ttl; unset: two thirds of --ttl",
+        ),
     )
     parser.add_argument(
         "--sweep-interval",
         type=float,
         metavar="SECONDS",
-        default=env("WA_SWEEP_INTERVAL", None),
-        help="seconds between eviction sweeps; unset: a quarter of --ttl, at most 5 [env WA_SWEEP_INTERVAL]",
+        default=settings.default("sweep_interval"),
+        help=settings.help("sweep_interval", "seconds between eviction sweeps; unset: a quarter of --ttl, at most 5"),
     )
 
 

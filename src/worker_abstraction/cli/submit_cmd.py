@@ -1,35 +1,50 @@
 """Run one task on a worker that offers CAPABILITY, print its status transitions and its output.
 
+With an orchestrator daemon configured (--orchestrator, WA_ORCHESTRATOR or `orchestrator` in the config
+file) the task goes into the daemon's shared queue, and the daemon keeps it whatever happens to this
+command. Without one, an orchestrator runs in this process (one line on stderr says so), and the task
+lives as long as the command does.
+
 Each --param is KEY=VALUE; VALUE is parsed as JSON (`n=3` is a number, `flags=[1,2]` a list,
 `opts={"a":1}` an object, `s='"3"'` the string "3"), and when it is not valid JSON it is taken as a plain
-string (`text=hello world`). The first line names the task and the worker running it, then one line per
-status update (PENDING, RUNNING, COMPLETED, ...), then the output as JSON; errors go to stderr.
+string (`text=hello world`). KEY=@PATH reads VALUE from a file, KEY=@- from stdin (at most one), the same
+way: JSON, or else the text as it is. The first line names the task and the worker running it, then one
+line per status update (PENDING, RUNNING, COMPLETED, ...), then the output as JSON; errors go to stderr.
+
+With --json, stdout has one JSON object per line: {"event": "submitted", "task_id", "worker_id",
+"worker_address", "orchestrator"}, then one {"event": "update", "task_id", "status", "sequence",
+"attempt", "worker_id", "progress", "progress_message", "error_message", "timestamp"} per update (with
+"failure": {"type", "message", "retryable", "origin"} when the update has one), then {"event": "result",
+"task_id", "status", "output"}, or "error": {"type", "message"} instead of "output" when the task did not
+complete (task_id and status are null when it was never submitted).
+
+With --detach (a daemon only), the task id alone is printed (with --json, the "submitted" object) and the
+command exits 0 at once; `wa task watch ID` follows the task later.
+
+On Ctrl-C (SIGINT) or SIGTERM: through a daemon the task keeps running there, and stderr says how to
+follow it (`wa task watch ID`) or cancel it (`wa cancel ID`); in-process the task is canceled on its
+worker first (waiting at most 5 seconds for it to confirm). Either way the exit code is 130 (143 on
+SIGTERM). A second Ctrl-C does not wait.
 
 exit codes: 0 completed; 1 failed, canceled or timed out; 2 not run (no live worker offers the capability,
-the registry is unreachable, the parameters are invalid, the queue is full, the worker rejected the task, or
-a usage error).
+the registry or the daemon is unreachable, the parameters or options are invalid, the queue is full, the
+worker rejected the task, or a usage error); 130 interrupted; 141 stdout's reader left (e.g. `| head`).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
 
-from worker_abstraction import AsyncOrchestrator, AsyncTaskHandle, TaskStatus, TaskUpdate
-from worker_abstraction.cli import UsageError, add_registry_argument, env
-from worker_abstraction.errors import (
-    InvalidParametersError,
-    NoWorkerError,
-    OrchestratorUnavailableError,
-    QueueFullError,
-    RegistryUnavailableError,
-    TaskRejectedError,
-    WorkerAbstractionError,
-)
-from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+from worker_abstraction.cli import UsageError, add_registry_argument
+from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.submission import Submission
+from worker_abstraction.errors import InvalidTaskOptionsError
+from worker_abstraction.options import RetryPolicy
 
 NAME = "submit"
 SUMMARY = "run one task and stream its status"
@@ -38,24 +53,53 @@ EPILOG = """\
 examples:
   wa submit dummy_processor --param input=hello
   wa submit word_count --param text="the quick brown fox" --param min_len=4 --timeout 10
+  wa submit word_count -p text=@README.md --json | jq -c 'select(.event == "result") | .output'
+  cat opts.json | wa submit render -p options=@- --orchestrator 127.0.0.1:50052 --retries 2
+  wa submit nightly_report --detach --idempotency-key report-2025-06-01 --orchestrator 127.0.0.1:50052
 """
 
-EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_RUN = 0, 1, 2
+STDIN = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class FromFile:
+    """A parameter value still to be read: from the file at `path`, or from stdin when `path` is "-"."""
+
+    path: str
+
+
+def decode(raw: str) -> Any:
+    """A parameter value: JSON when it parses as JSON, else the text as it is."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 def parse_param(text: str) -> tuple[str, Any]:
-    """`KEY=VALUE` to `(KEY, value)`: VALUE decoded as JSON, or kept as a string when it is not JSON."""
+    """`KEY=VALUE` to `(KEY, value)`: VALUE decoded as JSON, or kept as a string; `KEY=@PATH` to a FromFile."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if raw.startswith("@"):
+        if raw == "@":
+            raise argparse.ArgumentTypeError(f"expected a file (or - for stdin) after @, got {text!r}")
+        return key, FromFile(raw[1:])
+    return key, decode(raw)
+
+
+def _non_negative_int(text: str) -> int:
     try:
-        return key, json.loads(raw)
-    except json.JSONDecodeError:
-        return key, raw
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {text!r}")
+    return value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("capability", metavar="CAPABILITY", help="name of the capability to run")
     parser.add_argument(
         "--param",
@@ -65,22 +109,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         type=parse_param,
         metavar="KEY=VALUE",
-        help="a parameter (repeatable); VALUE is JSON, or a plain string when not valid JSON",
+        help="a parameter (repeatable); VALUE is JSON, or a plain string when not valid JSON; "
+        "KEY=@FILE reads VALUE from FILE, KEY=@- from stdin",
     )
-    add_registry_argument(parser)
+    add_registry_argument(parser, settings)
+    parser.add_argument(
+        "--orchestrator",
+        metavar="HOST:PORT",
+        default=settings.default("orchestrator"),
+        help=settings.help(
+            "orchestrator",
+            "submit through this orchestrator daemon (its shared queue); unset: run an orchestrator in this process",
+        ),
+    )
     parser.add_argument(
         "--timeout",
         type=float,
         metavar="SECONDS",
-        default=env("WA_TASK_TIMEOUT", "60"),
-        help="seconds the task may take before it counts as timed out [env WA_TASK_TIMEOUT]",
+        default=settings.default("task_timeout"),
+        help=settings.help("task_timeout", "seconds the task may take before it counts as timed out"),
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object per line: each update, the result")
+    parser.add_argument(
+        "--detach",
+        action="store_true",
+        help="print the task id and exit 0 without waiting (needs an orchestrator daemon)",
     )
     parser.add_argument(
-        "--orchestrator",
-        metavar="HOST:PORT",
-        default=env("WA_ORCHESTRATOR", None),
-        help="submit through this orchestrator daemon (its shared queue) instead of an embedded orchestrator "
-        "[env WA_ORCHESTRATOR]",
+        "--idempotency-key",
+        metavar="KEY",
+        default="",
+        help="submitting again with the same KEY gives the first submission's task instead of a new one",
+    )
+    parser.add_argument(
+        "--retries",
+        type=_non_negative_int,
+        metavar="N",
+        default=None,
+        help="retry a failed attempt up to N times (infrastructure failures; task errors too with "
+        "--retry-task-errors); unset: the orchestrator's policy",
+    )
+    parser.add_argument(
+        "--retry-task-errors",
+        action="store_true",
+        help="also retry when the task itself failed (its handler raised or it timed out); "
+        "without --retries, up to 2 retries",
+    )
+    parser.add_argument(
+        "--queue-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=None,
+        help="fail the task if no worker takes it within SECONDS; unset: the orchestrator's default",
     )
     parser.add_argument("--priority", type=int, default=0, help="higher runs first when workers are busy")
     parser.add_argument(
@@ -95,35 +175,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--wait",
         type=float,
         metavar="SECONDS",
-        default=env("WA_WAIT", "3"),
-        help="seconds to wait for a worker offering CAPABILITY to appear [env WA_WAIT]",
+        default=settings.default("wait"),
+        help=settings.help("wait", "seconds to wait for a worker offering CAPABILITY to appear (in-process)"),
     )
 
 
-def _params(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def read_params(pairs: list[tuple[str, Any]], stdin: TextIO) -> dict[str, Any]:
+    """The parameters, with `@FILE` and `@-` values read and decoded.
+
+    Raises:
+        UsageError: a key given twice, a file that cannot be read (named), or more than one `@-`.
+    """
+    from_stdin = [key for key, value in pairs if isinstance(value, FromFile) and value.path == STDIN]
+    if len(from_stdin) > 1:
+        raise UsageError(
+            f"only one parameter can be read from stdin (@-), got {len(from_stdin)}: {', '.join(from_stdin)}"
+        )
     params: dict[str, Any] = {}
     for key, value in pairs:
         if key in params:
             raise UsageError(f"parameter {key!r} given more than once")
-        params[key] = value
+        params[key] = _read(key, value, stdin) if isinstance(value, FromFile) else value
     return params
 
 
-def _describe(update: TaskUpdate) -> str:
-    line = update.status.name
-    if update.status is TaskStatus.RUNNING and (update.progress or update.progress_message):
-        line += f" {update.progress:.0%} {update.progress_message}".rstrip()
-    return line
+def _read(key: str, source: FromFile, stdin: TextIO) -> Any:
+    if source.path == STDIN:
+        return decode(stdin.read())
+    try:
+        return decode(Path(source.path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"parameter {key!r}: no such file {source.path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"parameter {key!r}: cannot read {source.path}: {reason}") from None
 
 
-def _error(exc: BaseException) -> None:
-    print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+def task_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `TaskOptions` fields the flags set.
 
-
-async def run(args: argparse.Namespace) -> int:
-    """Submit the task and follow it to its end; return the exit code described in --help."""
-    params = _params(args.params)
-    capability: str = args.capability
+    Raises:
+        InvalidTaskOptionsError: --retries past the most attempts a task may have.
+    """
     options: dict[str, Any] = {
         "timeout_seconds": args.timeout,
         "priority": args.priority,
@@ -131,44 +224,34 @@ async def run(args: argparse.Namespace) -> int:
         "preferred_tags": args.prefer_tag,
         "worker_id": args.worker_id,
         "fairness_key": args.fairness_key,
+        "idempotency_key": args.idempotency_key,
     }
-    try:
-        if args.orchestrator:
-            async with RemoteOrchestrator(args.orchestrator) as remote:
-                return await _follow(await remote.execute_task(capability, params, **options))
-        async with AsyncOrchestrator(args.registry) as orchestrator:
-            if args.wait > 0:
-                # A worker that just started may not be listed yet; if none comes, execute_task below
-                # raises NoWorkerError with the full story.
-                with contextlib.suppress(NoWorkerError, TimeoutError):
-                    await orchestrator.wait_for_workers(capability, timeout_seconds=args.wait)
-            return await _follow(await orchestrator.execute_task(capability, params, **options))
-    except (
-        NoWorkerError,
-        TaskRejectedError,
-        RegistryUnavailableError,
-        InvalidParametersError,
-        QueueFullError,
-        OrchestratorUnavailableError,
-    ) as exc:
-        _error(exc)
-        return EXIT_NOT_RUN
+    if args.retries is not None or args.retry_task_errors:
+        policy: dict[str, Any] = {"retry_task_errors": args.retry_task_errors}
+        if args.retries is not None:
+            policy["max_attempts"] = args.retries + 1
+        options["retry_policy"] = RetryPolicy(**policy)
+    if args.queue_timeout is not None:
+        options["queue_timeout_seconds"] = args.queue_timeout
+    return options
 
 
-async def _follow(handle: AsyncTaskHandle) -> int:
-    if handle.worker_id:
-        print(f"task {handle.task_id} -> worker {handle.worker_id} ({handle.worker_address})", flush=True)
-    else:
-        print(f"task {handle.task_id} queued: every capable worker is busy", flush=True)
+async def run(args: argparse.Namespace) -> int:
+    """Submit the task and follow it to its end (or not, with --detach); the exit code described in --help.
+
+    Raises:
+        UsageError: --detach without a daemon, or a parameter that cannot be read.
+    """
+    address: str | None = args.orchestrator or None
+    if args.detach and address is None:
+        raise UsageError(
+            "--detach needs an orchestrator daemon (--orchestrator, WA_ORCHESTRATOR or the config file): "
+            "a task of an orchestrator in this process would end with it"
+        )
+    submission = Submission(args.capability, registry=args.registry, orchestrator=address, json_output=args.json)
+    params = read_params(args.params, sys.stdin)
     try:
-        async for update in handle:
-            print(_describe(update), flush=True)
-        output = await handle.result()
-    except TaskRejectedError as exc:  # the worker refused it: it never ran
-        _error(exc)
-        return EXIT_NOT_RUN
-    except (WorkerAbstractionError, TimeoutError) as exc:
-        _error(exc)
-        return EXIT_FAILED
-    print(json.dumps(output, indent=2, ensure_ascii=False), flush=True)
-    return EXIT_COMPLETED
+        options = task_options(args)
+    except InvalidTaskOptionsError as exc:
+        return submission.not_run(exc)
+    return await submission.run(params, options, detach=args.detach, wait_seconds=args.wait)

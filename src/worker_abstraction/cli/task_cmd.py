@@ -29,8 +29,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from worker_abstraction.cli import add_orchestrator_argument
-from worker_abstraction.cli.submit_cmd import _describe, _error
+from worker_abstraction.cli import add_orchestrator_argument, unknown_task, unreachable
+from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.output import iso, print_error, status_line
 from worker_abstraction.cli.workers_cmd import age
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError, WorkerAbstractionError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
@@ -71,7 +72,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     get = actions.add_parser(
         "get",
@@ -106,7 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     watch.add_argument("task_id", metavar="TASK_ID", help="the id `wa submit` printed")
     for sub in (get, listing, watch):
-        add_orchestrator_argument(sub)
+        add_orchestrator_argument(sub, settings)
     for sub in (get, listing):
         sub.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -124,10 +125,9 @@ async def run(args: argparse.Namespace) -> int:
                 return EXIT_OK
             return await _watch(remote, record)
     except TaskNotFoundError:
-        print(f"no task {args.task_id!r} on the orchestrator at {address}", file=sys.stderr)
+        print(unknown_task(args.task_id, address), file=sys.stderr)
     except OrchestratorUnavailableError as exc:
-        reason = str(exc).removeprefix(f"orchestrator {address}: ")
-        print(f"cannot reach the orchestrator at {address}: {reason}", file=sys.stderr)
+        print(unreachable(exc, address), file=sys.stderr)
     return EXIT_FAILED
 
 
@@ -162,7 +162,7 @@ async def _watch(remote: RemoteOrchestrator, record: TaskRecord) -> int:
             print(describe_update(update), flush=True)
         output = await handle.result()
     except (WorkerAbstractionError, TimeoutError) as exc:
-        _error(exc)
+        print_error(exc)
         return EXIT_FAILED
     print(json.dumps(output, indent=2, ensure_ascii=False), flush=True)
     return EXIT_OK
@@ -172,7 +172,7 @@ def describe_update(update: TaskUpdate) -> str:
     """One `watch` line: the status (with progress) as `wa submit` shows it, then attempt and worker."""
     where = [f"attempt {update.attempt}"] if update.attempt else []
     where += [f"worker {update.worker_id}"] if update.worker_id else []
-    return f"{_describe(update)}  ({', '.join(where)})" if where else _describe(update)
+    return f"{status_line(update)}  ({', '.join(where)})" if where else status_line(update)
 
 
 def worker_of(record: TaskRecord) -> str:
@@ -180,10 +180,6 @@ def worker_of(record: TaskRecord) -> str:
     if record.attempts:
         return record.attempts[-1].worker_id
     return record.last_update.worker_id if record.last_update is not None else ""
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat() if moment is not None else None
 
 
 def _when(moment: datetime | None) -> str:
@@ -203,8 +199,8 @@ def attempt_to_json(attempt: Attempt) -> dict[str, Any]:
     return {
         "number": attempt.number,
         "worker_id": attempt.worker_id,
-        "started_at": _iso(attempt.started_at),
-        "ended_at": _iso(attempt.ended_at),
+        "started_at": iso(attempt.started_at),
+        "ended_at": iso(attempt.ended_at),
         "status": attempt.status.name,
         "error_message": attempt.error_message,
     }
@@ -220,7 +216,7 @@ def record_to_json(record: TaskRecord) -> dict[str, Any]:
         "output": record.output,
         "error_message": record.error_message,
         "worker_id": worker_of(record),
-        "submitted_at": _iso(record.submitted_at),
+        "submitted_at": iso(record.submitted_at),
         "attempts": [attempt_to_json(a) for a in record.attempts],
         "dead_lettered": record.dead_lettered,
         "cancel_reason": record.cancel_reason,

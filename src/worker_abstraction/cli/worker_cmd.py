@@ -19,7 +19,8 @@ import os
 import sys
 
 from worker_abstraction import BaseWorker
-from worker_abstraction.cli import DEFAULT_REGISTRY, UsageError, env, serve_until_signal
+from worker_abstraction.cli import UsageError, serve_until_signal
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import InvalidCapabilityError
 
 NAME = "worker"
@@ -33,61 +34,68 @@ example (from the repository root):
 _log = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("worker", metavar="WORKER", help="the worker class, as package.module:ClassName")
     parser.add_argument(
         "--registry",
         metavar="HOST:PORT",
-        default=env("WA_REGISTRY", DEFAULT_REGISTRY),
-        help="registry address; an empty string serves without registering [env WA_REGISTRY]",
+        default=settings.default("registry"),
+        help=settings.help("registry", "registry address; an empty string serves without registering"),
     )
     parser.add_argument(
-        "--host", default=env("WA_WORKER_HOST", "127.0.0.1"), help="interface to listen on [env WA_WORKER_HOST]"
+        "--host", default=settings.default("worker_host"), help=settings.help("worker_host", "interface to listen on")
     )
     parser.add_argument(
         "--port",
         type=int,
-        default=env("WA_WORKER_PORT", "0"),
-        help="port to listen on, 0 picks a free one [env WA_WORKER_PORT]",
+        default=settings.default("worker_port"),
+        help=settings.help("worker_port", "port to listen on, 0 picks a free one"),
     )
     parser.add_argument(
         "--advertise-host",
         metavar="HOST",
-        default=env("WA_ADVERTISE_HOST", None),
-        help="host put in the registered address when --host is not reachable as is (e.g. 0.0.0.0); "
-        "unset: --host, or this machine's name for a wildcard --host [env WA_ADVERTISE_HOST]",
+        default=settings.default("advertise_host"),
+        help=settings.help(
+            "advertise_host",
+            "host put in the registered address when --host is not reachable as is (e.g. 0.0.0.0); "
+            "unset: --host, or this machine's name for a wildcard --host",
+        ),
     )
     parser.add_argument(
-        "--name", default=env("WA_WORKER_NAME", None), help="worker name; unset: the class name [env WA_WORKER_NAME]"
+        "--name",
+        default=settings.default("worker_name"),
+        help=settings.help("worker_name", "worker name; unset: the class name"),
     )
     parser.add_argument(
         "--worker-id",
         metavar="ID",
-        default=env("WA_WORKER_ID", None),
-        help="stable worker id; unset: a new random id [env WA_WORKER_ID]",
+        default=settings.default("worker_id"),
+        help=settings.help("worker_id", "stable worker id; unset: a new random id"),
     )
     parser.add_argument("--tag", action="append", default=[], help="a tag to register with (repeatable)")
     parser.add_argument(
         "--heartbeat-interval",
         type=float,
         metavar="SECONDS",
-        default=env("WA_HEARTBEAT_INTERVAL", None),
-        help="seconds between heartbeats; unset: what the registry advises [env WA_HEARTBEAT_INTERVAL]",
+        default=settings.default("heartbeat_interval"),
+        help=settings.help("heartbeat_interval", "seconds between heartbeats; unset: what the registry advises"),
     )
     parser.add_argument(
         "--max-concurrent",
         type=int,
         metavar="N",
-        default=env("WA_MAX_CONCURRENT", None),
-        help="task slots; past them tasks are refused as RESOURCE_EXHAUSTED; unset: the class's setting "
-        "[env WA_MAX_CONCURRENT]",
+        default=settings.default("max_concurrent"),
+        help=settings.help(
+            "max_concurrent",
+            "task slots; past them tasks are refused as RESOURCE_EXHAUSTED; unset: the class's setting",
+        ),
     )
     parser.add_argument(
         "--grace",
         type=float,
         metavar="SECONDS",
-        default=env("WA_GRACE", "10"),
-        help="seconds running tasks get to finish on SIGINT/SIGTERM [env WA_GRACE]",
+        default=settings.default("grace"),
+        help=settings.help("grace", "seconds running tasks get to finish on SIGINT/SIGTERM"),
     )
 
 

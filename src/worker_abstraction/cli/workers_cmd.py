@@ -25,7 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction import RegistryClient, RemoteOrchestrator, WorkerInfo
-from worker_abstraction.cli import add_registry_argument
+from worker_abstraction.cli import add_registry_argument, cannot_reach, unreachable
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
 from worker_abstraction.types import WorkerHealth
 
@@ -43,8 +44,8 @@ examples:
 _COLUMNS = ("ID", "NAME", "ADDRESS", "CAPABILITIES", "LOAD", "LAST HEARTBEAT", "STATE")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_registry_argument(parser)
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    add_registry_argument(parser, settings)
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     parser.add_argument(
         "--orchestrator",
@@ -140,9 +141,11 @@ async def run(args: argparse.Namespace) -> int:
     try:
         async with asyncio.timeout(args.timeout):
             workers = await client.list_workers()
-    except (RegistryUnavailableError, TimeoutError) as exc:
-        reason = str(exc) or f"no answer within {args.timeout:g}s"
-        print(f"cannot reach the registry at {args.registry}: {reason}", file=sys.stderr)
+    except RegistryUnavailableError as exc:
+        print(unreachable(exc, args.registry), file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(cannot_reach("registry", args.registry, f"no answer within {args.timeout:g}s"), file=sys.stderr)
         return 1
     finally:
         await client.aclose()
@@ -158,9 +161,11 @@ async def _run_orchestrator(args: argparse.Namespace) -> int:
     try:
         async with RemoteOrchestrator(args.orchestrator) as remote, asyncio.timeout(args.timeout):
             found = await remote.worker_health()
-    except (OrchestratorUnavailableError, TimeoutError) as exc:
-        reason = str(exc) or f"no answer within {args.timeout:g}s"
-        print(f"cannot reach the orchestrator at {args.orchestrator}: {reason}", file=sys.stderr)
+    except OrchestratorUnavailableError as exc:
+        print(unreachable(exc, args.orchestrator), file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(cannot_reach("orchestrator", args.orchestrator, f"no answer within {args.timeout:g}s"), file=sys.stderr)
         return 1
     # The orchestrator's view of the standing replaces the registry's.
     workers = sorted(
