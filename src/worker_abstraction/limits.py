@@ -10,6 +10,8 @@ from __future__ import annotations
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 2**20
 # Room for everything around a task's arguments or output in its message (ids, metadata, timestamps, ...).
 ENVELOPE_BYTES = 64 * 2**10
+# gRPC keeps message sizes in a signed 32-bit integer.
+MAX_GRPC_MESSAGE_BYTES = 2**31 - 1
 _max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
 
 
@@ -24,6 +26,8 @@ def set_max_message_bytes(limit: int) -> None:
     global _max_message_bytes
     if limit < 2 * ENVELOPE_BYTES:
         raise ValueError(f"a message limit must be at least {2 * ENVELOPE_BYTES} bytes, got {limit}")
+    if limit > MAX_GRPC_MESSAGE_BYTES:
+        raise ValueError(f"a message limit must be at most {MAX_GRPC_MESSAGE_BYTES} bytes (gRPC's), got {limit}")
     _max_message_bytes = limit
 
 

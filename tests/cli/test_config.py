@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from worker_abstraction import limits
 from worker_abstraction.cli.config import SETTINGS, Settings
 from worker_abstraction.cli.main import build_parser, main
 
@@ -153,3 +154,25 @@ def test_config_show_refuses_an_environment_value_that_does_not_fit(
     monkeypatch.setenv("WA_REGISTRY_PORT", "http")
     assert main(["config", "show"]) == 2
     assert "registry_port (env WA_REGISTRY_PORT): expected an integer, got 'http'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("value", "words"), [("0.01", "at least"), ("4096", "at most")])
+def test_a_message_limit_gRPC_cannot_keep_exits_2_naming_the_bound(
+    value: str, words: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["workers", "--max-message-mb", value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wa workers: error: a message limit must be") and words in err, err
+
+
+def test_the_message_limit_comes_from_the_flag_or_the_file_and_applies_to_the_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        (tmp_path / "wa.toml").write_text("max_message_mb = 64\n")
+        assert show(capsys)["max_message_mb"]["value"] == 64.0
+        assert limits.max_message_bytes() == 64 * 2**20
+        assert main(["config", "show", "--max-message-mb", "0.5"]) == 0
+        assert limits.max_message_bytes() == 2**19
+    finally:
+        limits.set_max_message_bytes(limits.DEFAULT_MAX_MESSAGE_BYTES)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from processes import FAST_REGISTRY, FAST_WORKER, HERE, Start, env
+from processes import FAST_REGISTRY, FAST_WORKER, HERE, Start, env, wa
 
 from worker_abstraction import AsyncOrchestrator, TaskStatus
 
@@ -96,3 +96,25 @@ async def test_cli_daemon_queue_priorities_and_tags(start: Start, tmp_path: Path
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_a_daemon_told_to_queue_without_workers_runs_the_task_once_one_arrives(start: Start) -> None:
+    registry = await start("registry", "--port", "0", *FAST_REGISTRY)
+    plain = await start("orchestrator", "--port", "0", "--registry", registry.address, "--store", ":memory:")
+    refused = await wa("submit", "noop", "--detach", "--orchestrator", plain.address)
+    assert refused.code != 0 and "noop" in refused.err  # the default: no capable worker, refused at once
+
+    daemon = await start(
+        "orchestrator", "--port", "0", "--registry", registry.address, "--store", ":memory:",
+        "--queue-without-workers",
+    )  # fmt: skip
+    detached = await wa("submit", "noop", "--detach", "--orchestrator", daemon.address)
+    assert detached.code == 0, detached.err
+    [task_id] = detached.out.split()
+    queued = await wa("queue", "--orchestrator", daemon.address, "--json")
+    assert json.loads(queued.out) == {"noop": {"0": 1}}
+
+    await start("worker", "_slot_workers:SlotWorker", "--port", "0", "--registry", registry.address, *FAST_WORKER)
+    watched = await wa("task", "watch", task_id, "--orchestrator", daemon.address)
+    assert watched.code == 0, watched.err
+    assert watched.out.splitlines()[-2].startswith("COMPLETED"), watched.out

@@ -70,6 +70,12 @@ SETTINGS: tuple[Setting, ...] = (
         "the daemon's commands use 127.0.0.1:50052)",
     ),
     Setting("log_level", str, None, "log level on stderr (unset: INFO for daemons, WARNING otherwise)", LOG_LEVELS),
+    Setting(
+        "max_message_mb",
+        float,
+        "32",
+        "the largest message (task arguments or output) every part sends or receives, in MiB; all must agree",
+    ),
     Setting("task_timeout", float, "60", "wa submit: seconds a task may run"),
     Setting("wait", float, "3", "wa submit: seconds to wait for a capable worker (in-process orchestrator)"),
     Setting("registry_host", str, "127.0.0.1", "wa registry: interface to listen on"),

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import ModuleType
 from typing import Any
 
+from worker_abstraction import limits
 from worker_abstraction.cli import (
     UsageError,
     cancel_cmd,
@@ -70,6 +71,13 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         default=settings.default("log_level"),
         help=settings.help("log_level", "log level on stderr")
         + " (default: INFO for registry/worker/orchestrator, WARNING otherwise)",
+    )
+    common.add_argument(
+        "--max-message-mb",
+        type=float,
+        metavar="MIB",
+        default=settings.default("max_message_mb"),
+        help=settings.help("max_message_mb", "the largest message any part sends or receives, in MiB"),
     )
     add_config_argument(common, documented_default=False)
     parser = argparse.ArgumentParser(
@@ -170,7 +178,8 @@ def _main(argv: Sequence[str] | None) -> int:
     run: Command = args.run
     try:
         log.configure(args.log_level or args.default_log_level)
-    except ValueError as exc:  # a bad WA_LOG_LEVEL: argparse checks `choices` on flags, not on defaults
+        limits.set_max_message_bytes(int(float(args.max_message_mb) * 2**20))
+    except ValueError as exc:  # a bad WA_LOG_LEVEL or limit: argparse checks flags, not defaults
         print(f"wa {name}: error: {exc}", file=sys.stderr)
         return 2
     try:

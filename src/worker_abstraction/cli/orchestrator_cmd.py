@@ -62,6 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         default=settings.default("aging"),
         help=settings.help("aging", "a waiting task gains one priority level per this many seconds (no starvation)"),
     )
+    parser.add_argument(
+        "--queue-without-workers",
+        action="store_true",
+        help="accept tasks for a capability no live worker offers yet: they wait (bounded by their queue "
+        "timeout, visible in `wa queue`) instead of being refused with NoWorkerError",
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -73,6 +79,7 @@ async def run(args: argparse.Namespace) -> int:
         store_path=None if args.store == ":memory:" else args.store,
         max_queued=args.max_queued,
         aging_seconds=args.aging,
+        queue_without_workers=args.queue_without_workers,
     )
 
     async def start() -> None:
