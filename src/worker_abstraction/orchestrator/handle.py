@@ -98,10 +98,14 @@ class AsyncTaskHandle:
         """Call `callback(handle)` once the handle is done."""
         self._state.add_done_callback(lambda: callback(self))
 
-    def subscribe(self, callback: Callable[[int, TaskUpdate], None], after: int = 0) -> Callable[[], None]:
+    def subscribe(self, callback: Callable[[int, TaskUpdate], None], after: int = 0) -> None:
         """Call `callback(position, update)` for every update after position `after` (1-based), those already
-        there at once, without a task per subscriber. Returns a function that stops it."""
-        return self._state.listen(callback, after)
+        there at once, without a task per subscriber, until `unsubscribe(callback)` or the task's end."""
+        self._state.listen(callback, after)
+
+    def unsubscribe(self, callback: Callable[[int, TaskUpdate], None]) -> None:
+        """Stop calling `callback` (a subscribe's)."""
+        self._state.unlisten(callback)
 
     async def __aiter__(self) -> AsyncIterator[TaskUpdate]:
         position = 0

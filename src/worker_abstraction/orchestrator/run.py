@@ -106,7 +106,7 @@ class TaskRun:
         self.pinned = options.worker_id
         self.priority = options.priority
         self.fairness_key = options.fairness_key
-        self.avoid: frozenset[str] = frozenset()  # workers that failed it (shared empty set until one does)
+        self.avoid = _NO_WORKERS  # workers that failed it (one shared empty set until one does)
         self.retry = options.retry_policy or crew.retry_policy
         self.cancel_reason = ""
         self.dead_lettered = False
@@ -437,6 +437,7 @@ class TaskRun:
 
 
 _NO_TAGS: frozenset[str] = frozenset()
+_NO_WORKERS: frozenset[str] = frozenset()
 
 
 def _lowered(tags: tuple[str, ...]) -> frozenset[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from worker_abstraction import _convert, _rpc, limits
 from worker_abstraction._proto import worker_pb2 as pb
@@ -36,7 +36,7 @@ class CallerSession:
         self._acks: list[pb.SessionAck] = []
         self._updates: list[pb.TaskResult] = []
         self._wake = asyncio.Event()
-        self._stops: dict[str, Callable[[], None]] = {}  # task id -> stop following it
+        self._stops: dict[str, _Follower] = {}  # task id -> what follows it
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._accepting: set[asyncio.Task[None]] = set()
 
@@ -62,8 +62,8 @@ class CallerSession:
                 task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            for stop in self._stops.values():
-                stop()
+            for follower in self._stops.values():
+                follower.cancel()
             self._stops.clear()
 
     async def _read(self, requests: AsyncIterator[pb.SessionRequest]) -> None:
@@ -77,9 +77,9 @@ class CallerSession:
                 for watch in request.watches:
                     await self._watch(watch)
                 for task_id in request.unwatch:
-                    stop = self._stops.pop(task_id, None)
-                    if stop is not None:
-                        stop()
+                    follower = self._stops.pop(task_id, None)
+                    if follower is not None:
+                        follower.cancel()
         finally:
             self._wake.set()
 
@@ -131,25 +131,53 @@ class CallerSession:
         task_id = handle.task_id
         previous = self._stops.pop(task_id, None)
         if previous is not None:
-            previous()
-        final: list[bool] = []
+            previous.cancel()
+        follower = _Follower(self, handle, after)
+        handle.subscribe(follower)
+        if not follower.ended:  # (a finished task's updates were all pushed during subscribe)
+            self._stops[task_id] = follower
 
-        def send(position: int, update: TaskUpdate) -> None:
-            if position <= after and not update.is_terminal:
-                return  # seen already
-            # A caller that numbered a longer stream (this daemon restarted since) still hears the end.
-            self._updates.append(_convert.update_to_pb(update, sequence=max(position, after + 1)))
-            self._wake.set()
-            if update.is_terminal:
-                final.append(True)
-                stop = self._stops.pop(task_id, None)
-                if stop is not None:
-                    stop()
+    def _push(self, update: pb.TaskResult) -> None:
+        self._updates.append(update)
+        self._wake.set()
 
-        stop = handle.subscribe(send)
-        if not final:
-            self._stops[task_id] = stop
+    def _ended(self, follower: _Follower) -> None:
+        if self._stops.get(follower.task_id) is follower:
+            del self._stops[follower.task_id]
+        follower.cancel()
 
     def _send_ack(self, ack: pb.SessionAck) -> None:
         self._acks.append(ack)
         self._wake.set()
+
+
+class _Follower:
+    """Pushes one task's updates into its session's next message, numbered as WatchTask numbers them.
+
+    An object with slots rather than a closure: the daemon holds one per task its callers follow, queued
+    ones included, and this is a third of the size.
+    """
+
+    __slots__ = ("after", "ended", "handle", "session")
+
+    def __init__(self, session: CallerSession, handle: AsyncTaskHandle, after: int) -> None:
+        self.session = session
+        self.handle = handle
+        self.after = after  # the caller has seen the updates up to this position
+        self.ended = False
+
+    @property
+    def task_id(self) -> str:
+        return self.handle.task_id
+
+    def __call__(self, position: int, update: TaskUpdate) -> None:
+        if position <= self.after and not update.is_terminal:
+            return  # seen already
+        # A caller that numbered a longer stream (this daemon restarted since) still hears the end.
+        self.session._push(_convert.update_to_pb(update, sequence=max(position, self.after + 1)))
+        if update.is_terminal:
+            self.ended = True
+            self.session._ended(self)
+
+    def cancel(self) -> None:
+        self.handle.unsubscribe(self)

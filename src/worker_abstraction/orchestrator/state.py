@@ -24,6 +24,7 @@ class TaskState:
         "_broken",
         "_changed",
         "_done",
+        "_ended",
         "_listeners",
         "attempt",
         "attempts",
@@ -62,7 +63,10 @@ class TaskState:
         self.last_sequence = 0  # of the current attempt's updates, as its worker numbered them
         self.stale_updates = 0  # updates from an attempt given up on (a "zombie" worker), ignored
         self.illegal_updates = 0  # updates that would break the lifecycle table, ignored
-        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ended = False
+        # Made only when someone waits: most tasks are followed through listeners, and a queued task is
+        # held as long as it waits, so every byte of it counts a hundred thousand times.
+        self._done: asyncio.Future[None] | None = None
         self._changed: asyncio.Future[None] | None = None
         self._broken: WorkerAbstractionError | None = None
         self._listeners: list[Callable[[int, TaskUpdate], None]] | None = None
@@ -83,44 +87,43 @@ class TaskState:
 
     def done(self) -> bool:
         """No more updates will come: the task ended, or this state lost track of it."""
-        return self._done.done()
+        return self._ended
 
     def append(self, update: TaskUpdate) -> None:
         """Record an update; a terminal one ends the task."""
-        if self._done.done():
+        if self._ended:
             return
         self.updates.append(update)
         if update.is_terminal:
             self._end_attempt(update)
-            self._done.set_result(None)
+            self._end()
         self._notify()
         if self._listeners:
             position = len(self.updates)
             for listener in list(self._listeners):
                 listener(position, update)
 
-    def listen(self, listener: Callable[[int, TaskUpdate], None], after: int = 0) -> Callable[[], None]:
+    def listen(self, listener: Callable[[int, TaskUpdate], None], after: int = 0) -> None:
         """Call `listener(position, update)` for every update after position `after` (1-based): those there
-        now at once, the rest as they come. Returns a function that stops it."""
+        now at once, the rest as they come, until `unlisten(listener)`. (No stop function is made: the
+        daemon holds a listener per followed task, queued ones included, and every byte counts.)"""
         for position in range(after + 1, len(self.updates) + 1):
             listener(position, self.updates[position - 1])
-        if self._done.done():
-            return _nothing
+        if self._ended:
+            return
         if self._listeners is None:
             self._listeners = []
         self._listeners.append(listener)
 
-        def stop() -> None:
-            if self._listeners is not None and listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return stop
+    def unlisten(self, listener: Callable[[int, TaskUpdate], None]) -> None:
+        if self._listeners is not None and listener in self._listeners:
+            self._listeners.remove(listener)
 
     def lose_track(self, error: WorkerAbstractionError) -> None:
         """Stop: the task's updates cannot be heard any more (readers get `error`)."""
-        if not self._done.done():
+        if not self._ended:
             self._broken = error
-            self._done.set_result(None)
+            self._end()
             self._notify()
 
     def begin_attempt(self, number: int, worker_id: str, worker_address: str) -> None:
@@ -147,15 +150,29 @@ class TaskState:
                 self.attempts[-1], ended_at=datetime.now(UTC), status=update.status, error_message=update.error_message
             )
 
+    def _end(self) -> None:
+        self._ended = True
+        if self._done is not None:
+            self._done.set_result(None)
+
+    def _done_future(self) -> asyncio.Future[None]:
+        if self._done is None:
+            self._done = asyncio.get_running_loop().create_future()
+            if self._ended:
+                self._done.set_result(None)
+        return self._done
+
     def add_done_callback(self, callback: Callable[[], None]) -> None:
-        self._done.add_done_callback(lambda _: callback())
+        """Call `callback()` soon after the task ends (soon, if it has)."""
+        self._done_future().add_done_callback(lambda _: callback())
 
     async def wait_done(self) -> None:
-        await asyncio.shield(self._done)
+        if not self._ended:
+            await asyncio.shield(self._done_future())
 
     async def wait_changed(self) -> None:
         """Return after the next update (at once if the task already ended)."""
-        if self._done.done():
+        if self._ended:
             return
         if self._changed is None:
             self._changed = asyncio.get_running_loop().create_future()
@@ -171,7 +188,3 @@ def replayed(updates: Sequence[TaskUpdate], state: TaskState) -> None:
     """Fill a fresh state with updates already known (a finished task read back from a record)."""
     for update in updates:
         state.append(update)
-
-
-def _nothing() -> None:
-    return None
