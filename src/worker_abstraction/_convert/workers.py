@@ -17,11 +17,17 @@ from worker_abstraction.types import (
     WorkerState,
 )
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def timestamp(moment: datetime | None = None) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment or datetime.now(UTC))
-    return stamp
+    """`moment` (naive: UTC) as a Timestamp; built from integers, several times quicker than FromDatetime."""
+    if moment is None:
+        return now_timestamp()
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1_000)
 
 
 def now_timestamp() -> Timestamp:

@@ -55,7 +55,8 @@ def configure(level: str = "INFO") -> None:
     """Send log records at `level` and above to stderr.
 
     Calling it again replaces the handler it added before instead of adding a second one. asyncio and
-    grpc stay at INFO or above even at DEBUG.
+    grpc stay at INFO or above even at DEBUG. Records no longer look up their caller's file and line,
+    thread or process (the format shows none of them): this is meant for the `wa` processes.
 
     Args:
         level: A logging level name such as "DEBUG", "INFO" or "WARNING" (case-insensitive).
