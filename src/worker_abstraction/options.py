@@ -27,6 +27,7 @@ MAX_TAGS = 64
 MAX_METADATA_ENTRIES = 64
 MAX_METADATA_VALUE_LENGTH = 4096
 MAX_ATTEMPTS = 100
+_REAL = (float, int)  # exactly these types (not bool): a quick check
 _INT32 = (-(2**31), 2**31 - 1)
 
 
@@ -132,6 +133,8 @@ class TaskOptions:
 
     def problems(self) -> list[str]:
         """Every way these options break the bounds (empty when they are fine)."""
+        if self._plainly_fine():
+            return []
         problems = []
         if not _number(self.timeout_seconds) or not 0 <= self.timeout_seconds <= MAX_TIMEOUT_SECONDS:
             problems.append(
@@ -165,6 +168,25 @@ class TaskOptions:
         if self.retry_policy is not None and not isinstance(self.retry_policy, RetryPolicy):
             problems.append(f"retry_policy must be a RetryPolicy, got {type(self.retry_policy).__name__}")
         return problems
+
+    def _plainly_fine(self) -> bool:
+        # The common case, checked in one pass (every task is checked): no tags, metadata or policy to
+        # look into, numbers in range, short printable names. Anything else gets the full listing.
+        if self.required_tags or self.preferred_tags or self.metadata or self.retry_policy is not None:
+            return False
+        timeout, queue_timeout, priority = self.timeout_seconds, self.queue_timeout_seconds, self.priority
+        if type(timeout) not in _REAL or not 0 <= timeout <= MAX_TIMEOUT_SECONDS:
+            return False
+        if queue_timeout is not None and (
+            type(queue_timeout) not in _REAL or not 0 <= queue_timeout <= MAX_TIMEOUT_SECONDS
+        ):
+            return False
+        if type(priority) is not int or not _INT32[0] <= priority <= _INT32[1]:
+            return False
+        for text in (self.fairness_key, self.worker_id, self.task_id, self.idempotency_key):
+            if type(text) is not str or len(text) > MAX_ID_LENGTH or not text.isprintable():
+                return False
+        return True
 
 
 class TaskOptionFields(TypedDict, total=False):

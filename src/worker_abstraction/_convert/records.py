@@ -15,7 +15,7 @@ from worker_abstraction._convert.tasks import (
 )
 from worker_abstraction._convert.workers import from_timestamp, timestamp
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.codec import encode_params
+from worker_abstraction.codec import EncodedParams, encode_params
 from worker_abstraction.options import TaskOptions
 from worker_abstraction.types import Attempt, DeadLetter, TaskRecord, TaskSpec, TaskStatus
 
@@ -70,12 +70,13 @@ def dead_letter_from_pb(message: pb.DeadLetterEntry) -> DeadLetter:
     )
 
 
-def record_to_pb(record: TaskRecord) -> pb.TaskRecord:
+def record_to_pb(record: TaskRecord, *, encoded_params: EncodedParams | None = None) -> pb.TaskRecord:
+    """`encoded_params`: the record's arguments as their JSON texts, when the caller has them already."""
     message = pb.TaskRecord(
         task_id=record.task_id,
         capability=record.capability,
         status=f"TASK_STATUS_{record.status.name}",
-        parameters=parameters_to_pb(encode_params(record.params)),
+        parameters=parameters_to_pb(encode_params(record.params) if encoded_params is None else encoded_params),
         attempts=[attempt_to_pb(a) for a in record.attempts],
         dead_lettered=record.dead_lettered,
         cancel_reason=record.cancel_reason,

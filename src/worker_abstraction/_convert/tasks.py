@@ -113,9 +113,10 @@ def update_to_pb(update: TaskUpdate, *, sequence: int | None = None) -> pb.TaskR
         progress=update.progress,
         progress_message=update.progress_message,
         worker_id=update.worker_id,
-        metadata=update.metadata,
         attempt=update.attempt,
     )
+    if update.metadata:  # (an empty mapping costs as much to pass as a full one)
+        message.metadata.update(update.metadata)
     if update.timestamp_ns:
         message.completed_at.seconds, message.completed_at.nanos = divmod(update.timestamp_ns, 1_000_000_000)
     if update.failure is not None:
@@ -144,16 +145,22 @@ def task_to_pb(spec: TaskSpec, *, attempt: int, worker_id: str) -> pb.Task:
         task_id=spec.task_id,
         worker_id=worker_id,
         capability_name=spec.capability,
-        parameters=parameters_to_pb(spec.encoded_params),
         # The contract counts whole seconds; round up so a short deadline never becomes "none".
         timeout_seconds=math.ceil(options.timeout_seconds),
-        metadata=options.metadata,
         priority=options.priority,
         fairness_key=options.fairness_key,
-        required_tags=options.required_tags,
-        preferred_tags=options.preferred_tags,
         attempt=attempt,
     )
+    add = created.parameters.add
+    for key, text in spec.encoded_params:
+        add(key=key, value_json=text)
+    # Set only when there is something to set (most tasks have none): an empty one costs as much as a full one.
+    if options.metadata:
+        created.metadata.update(options.metadata)
+    if options.required_tags:
+        created.required_tags.extend(options.required_tags)
+    if options.preferred_tags:
+        created.preferred_tags.extend(options.preferred_tags)
     created.created_at.seconds, created.created_at.nanos = divmod(spec.created_at_ns, 1_000_000_000)
     return created
 
@@ -226,7 +233,7 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         task.priority or task.fairness_key or task.required_tags or task.preferred_tags or task.worker_id
         or task.metadata or task.task_id or retry or request.idempotency_key
     )  # fmt: skip
-    options = TaskOptions()
+    options: TaskOptions | None = None
     try:
         # Most submissions differ from the defaults in their timeouts at most: those options are made once.
         options = (
@@ -250,7 +257,7 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         option_problems += error.problems
     if param_problems:
         raise InvalidParametersError(param_problems + option_problems)
-    if option_problems:
+    if option_problems or options is None:
         raise InvalidTaskOptionsError(option_problems)
     stamp = task.created_at
     return TaskSpec(

@@ -13,7 +13,6 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from worker_abstraction import limits
@@ -86,7 +85,8 @@ class Engine:
         if spec.options.task_id and await self.index.taken(spec.task_id):  # (a new id of ours is new)
             raise TaskExistsError(spec.task_id)
         if not spec.task_id or not spec.created_at_ns:
-            spec = replace(spec, task_id=spec.task_id or uuid.uuid4().hex, created_at_ns=time.time_ns())
+            task_id = spec.task_id or uuid.uuid4().hex
+            spec = TaskSpec(task_id, spec.capability, spec.params, spec.encoded_params, spec.options, time.time_ns())
         return await self.accept(spec)
 
     async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -46,6 +46,9 @@ class Resumable:
 
 
 class Recorded(Protocol):
+    @property
+    def spec(self) -> TaskSpec: ...
+
     def record(self) -> TaskRecord: ...
 
 
@@ -173,7 +176,7 @@ class StoreJournal:
 
     def finished(self, task: Recorded) -> None:
         record = task.record()
-        data = _convert.record_to_pb(record).SerializeToString()
+        data = _convert.record_to_pb(record, encoded_params=task.spec.encoded_params).SerializeToString()
         self._write(self.store.finished(record.task_id, data, int(record.status)))
 
     def dead_lettered(self, letter: DeadLetter) -> None:
@@ -233,9 +236,9 @@ class StoreJournal:
         if self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
 
-    def _write(self, write: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
-        # Started now, as a task: tasks take their first step in the order they were made, so the store
-        # receives the writes in the order the facts happened, awaited or not.
+    def _write(self, write: Awaitable[None]) -> asyncio.Future[None]:
+        # The store queued the write when it was called, so it has the facts in the order they happened,
+        # awaited or not.
         pending = asyncio.ensure_future(write)
         self._writes.add(pending)
         pending.add_done_callback(self._written)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -146,8 +145,9 @@ class TaskState:
 
     def _end_attempt(self, update: TaskUpdate) -> None:
         if self.attempts and self.attempts[-1].ended_at is None:
-            self.attempts[-1] = replace(
-                self.attempts[-1], ended_at=datetime.now(UTC), status=update.status, error_message=update.error_message
+            last = self.attempts[-1]
+            self.attempts[-1] = Attempt(
+                last.number, last.worker_id, last.started_at, datetime.now(UTC), update.status, update.error_message
             )
 
     def _end(self) -> None:

@@ -110,7 +110,7 @@ class SqliteTaskStore:
     def _open_reader(self) -> None:
         self._reader = _connect(self.path)
 
-    async def accepted(
+    def accepted(
         self,
         task_id: str,
         task: bytes,
@@ -119,42 +119,42 @@ class SqliteTaskStore:
         capability: str = "",
         idempotency_key: str = "",
         reserved: int = 0,
-    ) -> None:
+    ) -> asyncio.Future[None]:
         now = time.time()
-        await self._write(
+        return self._write(
             "INSERT OR REPLACE INTO tasks (task_id, task, options, state, capability, idempotency_key, accepted_at, "
             "updated_at, reserved) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
             (task_id, task, options, capability, idempotency_key, now, now, reserved),
         )
 
-    async def reserve(self, task_id: str, up_to: int) -> None:
-        await self._write(
+    def reserve(self, task_id: str, up_to: int) -> asyncio.Future[None]:
+        return self._write(
             "UPDATE tasks SET reserved = MAX(reserved, ?), updated_at = ? WHERE task_id = ? AND state != 'finished'",
             (up_to, time.time(), task_id),
         )
 
-    async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
-        await self._write(
+    def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> asyncio.Future[None]:
+        return self._write(
             "UPDATE tasks SET state = 'dispatched', worker_id = ?, worker_address = ?, attempt = ?, updated_at = ? "
             "WHERE task_id = ? AND state != 'finished'",
             (worker_id, worker_address, attempt, time.time(), task_id),
         )
 
-    async def requeued(self, task_id: str, attempt: int = 0, failures: int = 0) -> None:
-        await self._write(
+    def requeued(self, task_id: str, attempt: int = 0, failures: int = 0) -> asyncio.Future[None]:
+        return self._write(
             "UPDATE tasks SET state = 'queued', worker_id = '', worker_address = '', attempt = MAX(attempt, ?), "
             "failures = ?, updated_at = ? WHERE task_id = ? AND state != 'finished'",
             (attempt, failures, time.time(), task_id),
         )
 
-    async def cancel_requested(self, task_id: str, reason: str) -> None:
-        await self._write(
+    def cancel_requested(self, task_id: str, reason: str) -> asyncio.Future[None]:
+        return self._write(
             "UPDATE tasks SET cancel_reason = ?, updated_at = ? WHERE task_id = ? AND state != 'finished'",
             (reason, time.time(), task_id),
         )
 
-    async def finished(self, task_id: str, record: bytes, status: int) -> None:
-        await self._write(
+    def finished(self, task_id: str, record: bytes, status: int) -> asyncio.Future[None]:
+        return self._write(
             "UPDATE tasks SET state = 'finished', record = ?, status = ?, updated_at = ? WHERE task_id = ?",
             (record, status, time.time(), task_id),
         )
@@ -197,14 +197,14 @@ class SqliteTaskStore:
         )
         return [bytes(row[0]) for row in rows]
 
-    async def dead_lettered(self, task_id: str, entry: bytes, options: str) -> None:
-        await self._write(
+    def dead_lettered(self, task_id: str, entry: bytes, options: str) -> asyncio.Future[None]:
+        return self._write(
             "INSERT OR REPLACE INTO dead_letters (task_id, entry, options, added_at) VALUES (?, ?, ?, ?)",
             (task_id, entry, options, time.time()),
         )
 
-    async def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
-        await asyncio.gather(*(self._write("DELETE FROM dead_letters WHERE task_id = ?", (i,)) for i in task_ids))
+    def dead_letters_removed(self, task_ids: Sequence[str]) -> asyncio.Future[Any]:
+        return asyncio.gather(*(self._write("DELETE FROM dead_letters WHERE task_id = ?", (i,)) for i in task_ids))
 
     async def dead_letters(self) -> list[StoredDeadLetter]:
         rows = await self._query("SELECT entry, options FROM dead_letters ORDER BY added_at")
@@ -226,14 +226,18 @@ class SqliteTaskStore:
             self._reader.close()
             self._reader = None
 
-    async def _write(self, sql: str, parameters: tuple[Any, ...]) -> None:
-        """Write one fact; it is committed (with the rest of this turn's) before this returns."""
+    def _write(self, sql: str, parameters: tuple[Any, ...]) -> asyncio.Future[None]:
+        """Queue one fact, now: the future is done once it is committed (with the rest of this turn's).
+
+        Queued when called, not when awaited: the store receives facts in the order they happen, and a
+        fact written behind costs no task of its own.
+        """
         loop = asyncio.get_running_loop()
         written: asyncio.Future[None] = loop.create_future()
         if not self._pending and not self._checkpointing:
             loop.call_soon(self._commit_pending)
         self._pending.append((sql, parameters, written))
-        await written
+        return written
 
     def _commit_pending(self) -> None:
         if self._checkpointing:
@@ -265,8 +269,18 @@ class SqliteTaskStore:
             return [sqlite3.ProgrammingError("the store is closed")] * len(batch)
         try:
             self._db.execute("BEGIN")
-            for sql, parameters, _ in batch:
-                self._db.execute(sql, parameters)
+            # Consecutive writes of one kind go in one call (in their order): a turn's facts come in runs.
+            start = 0
+            while start < len(batch):
+                sql = batch[start][0]
+                end = start + 1
+                while end < len(batch) and batch[end][0] == sql:
+                    end += 1
+                if end - start == 1:
+                    self._db.execute(sql, batch[start][1])
+                else:
+                    self._db.executemany(sql, [parameters for _, parameters, _ in batch[start:end]])
+                start = end
             self._db.execute("COMMIT")
             return [None] * len(batch)
         except sqlite3.Error:

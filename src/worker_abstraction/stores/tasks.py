@@ -9,7 +9,7 @@ a cancel asked for before the restart is carried out. Finished tasks and dead le
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,9 +36,14 @@ class StoredDeadLetter:
 
 
 class TaskStore(Protocol):
-    """What the orchestrator needs from durable storage. Writes are carried out in the order they are made."""
+    """What the orchestrator needs from durable storage.
 
-    async def accepted(
+    A write is queued when it is called (not when it is awaited), and writes are carried out in the order
+    they are called; awaiting one waits until it is durable. A write the orchestrator does not wait for
+    costs no task of its own.
+    """
+
+    def accepted(
         self,
         task_id: str,
         task: bytes,
@@ -47,18 +52,18 @@ class TaskStore(Protocol):
         capability: str = "",
         idempotency_key: str = "",
         reserved: int = 0,
-    ) -> None: ...
+    ) -> Awaitable[None]: ...
 
-    async def reserve(self, task_id: str, up_to: int) -> None:
+    def reserve(self, task_id: str, up_to: int) -> Awaitable[None]:
         """Attempt numbers up to `up_to` may be sent from now on."""
 
-    async def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None: ...
+    def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> Awaitable[None]: ...
 
-    async def requeued(self, task_id: str, attempt: int = 0, failures: int = 0) -> None: ...
+    def requeued(self, task_id: str, attempt: int = 0, failures: int = 0) -> Awaitable[None]: ...
 
-    async def cancel_requested(self, task_id: str, reason: str) -> None: ...
+    def cancel_requested(self, task_id: str, reason: str) -> Awaitable[None]: ...
 
-    async def finished(self, task_id: str, record: bytes, status: int) -> None:
+    def finished(self, task_id: str, record: bytes, status: int) -> Awaitable[None]:
         """The task ended: `record` is its serialized TaskRecord, `status` its final TaskStatus."""
 
     async def unfinished(self) -> list[StoredTask]: ...
@@ -72,9 +77,9 @@ class TaskStore(Protocol):
     ) -> list[bytes]:
         """Serialized TaskRecords of finished tasks, most recently accepted first."""
 
-    async def dead_lettered(self, task_id: str, entry: bytes, options: str) -> None: ...
+    def dead_lettered(self, task_id: str, entry: bytes, options: str) -> Awaitable[None]: ...
 
-    async def dead_letters_removed(self, task_ids: Sequence[str]) -> None: ...
+    def dead_letters_removed(self, task_ids: Sequence[str]) -> Awaitable[None]: ...
 
     async def dead_letters(self) -> list[StoredDeadLetter]: ...
 
