@@ -48,3 +48,32 @@ async def test_the_write_ahead_log_stays_bounded_under_a_load_that_never_pauses(
         assert len(await store.unfinished()) == 4000
     finally:
         await store.close()
+
+
+async def test_writes_queued_one_after_another_land_in_that_order(tmp_path: Path) -> None:
+    store = await SqliteTaskStore(tmp_path / "tasks.db").open()
+    try:
+        writes = [
+            store.accepted("task-1", b"spec", "{}", capability="noop", reserved=3),
+            store.dispatched("task-1", "worker-a", "127.0.0.1:1", 1),
+            store.requeued("task-1", 1, 1),
+            store.dispatched("task-1", "worker-b", "127.0.0.1:2", 2),
+        ]  # queued when called: none of them awaited yet
+        await asyncio.gather(*writes)
+        (task,) = await store.unfinished()
+        assert (task.worker_id, task.attempt, task.failures, task.reserved) == ("worker-b", 2, 1, 3)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("path", [":memory:", "file:tasks?mode=memory"])
+async def test_a_store_kept_in_memory_reads_what_it_wrote(path: str) -> None:
+    store = await SqliteTaskStore(path).open()
+    try:
+        await asyncio.gather(*(_accept(store, n) for n in range(3)))
+        await store.finished("task-00001", b"record", 3)
+        assert [t.task_id for t in await store.unfinished()] == ["task-00000", "task-00002"]
+        assert await store.finished_record("task-00001") == b"record"
+        assert await store.dead_letters() == []
+    finally:
+        await store.close()

@@ -33,7 +33,7 @@ class StoreLock:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        database = _database_file(self.path)
+        database = database_file(self.path)
         # Resolved, so two spellings of one store (a symlink, a relative path) meet on one lock file.
         self.lock_path = None if database is None else f"{Path(database).resolve()}.lock"
         self._fd: int | None = None
@@ -87,7 +87,7 @@ class StoreLock:
         self.release()
 
 
-def _database_file(path: str) -> str | None:
+def database_file(path: str) -> str | None:
     """The file SQLite opens for `path`, or None when it keeps the database in memory."""
     if path in ("", ":memory:"):
         return None

@@ -9,7 +9,8 @@ handing the batch to a thread and back (two wake-ups, and the interpreter lock b
 Reads, and the checkpoints that fold the log back into the database and do wait for the disk, run on a
 thread of their own with a connection of their own. While a checkpoint runs, commits wait for it (the loop
 goes on with everything else): the log then starts over once the checkpoint ends, so it stays bounded even
-under a load that never pauses.
+under a load that never pauses. A database kept in memory (`:memory:`, a `mode=memory` URI) is private to
+its one connection, which then reads too, on the loop.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from worker_abstraction.stores.lock import StoreLock
+from worker_abstraction.stores.lock import StoreLock, database_file
 from worker_abstraction.stores.tasks import StoredDeadLetter, StoredTask
 
 # Writes between two checkpoints (each run on the reader thread; the writer never checkpoints itself).
@@ -79,6 +80,8 @@ class SqliteTaskStore:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="task-store")
         self._reader: sqlite3.Connection | None = None
         self._lock = StoreLock(self.path)
+        # A database kept in memory is private to its connection: the writer reads it too, on the loop.
+        self._in_memory = database_file(self.path) is None
         self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
         self._since_checkpoint = 0
         self._checkpointing = False
@@ -108,7 +111,8 @@ class SqliteTaskStore:
         return self
 
     def _open_reader(self) -> None:
-        self._reader = _connect(self.path)
+        if not self._in_memory:
+            self._reader = _connect(self.path)
 
     def accepted(
         self,
@@ -247,7 +251,7 @@ class SqliteTaskStore:
             return
         _settle(batch, self._commit(batch))
         self._since_checkpoint += len(batch)
-        if self._since_checkpoint >= self._checkpoint_every:
+        if self._since_checkpoint >= self._checkpoint_every and not self._in_memory:
             self._since_checkpoint, self._checkpointing = 0, True
             self._executor.submit(self._checkpoint, asyncio.get_running_loop())
 
@@ -304,6 +308,9 @@ class SqliteTaskStore:
         self._commit_pending()  # a read made after a write sees it
         if self._pending:  # (a checkpoint holds the commit back)
             await asyncio.gather(*(written for _, _, written in self._pending), return_exceptions=True)
+        if self._in_memory:
+            assert self._db is not None, "open() the store first"
+            return list(self._db.execute(sql, parameters).fetchall())
         result: list[tuple[Any, ...]] = await self._run(self._fetch, sql, parameters)
         return result
 
