@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
@@ -221,6 +222,12 @@ class ErrorBoundary(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                _guard_unary(handler.stream_unary, method),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
                 _guard_stream(handler.stream_stream, method),
@@ -259,7 +266,18 @@ def _guard_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> C
     return guarded
 
 
+_LOG_EVERY_SECONDS = 10.0  # one traceback per method this often at most: a flood of bad requests is one line
+_last_logged: dict[str, float] = {}
+_unlogged: dict[str, int] = {}
+
+
 async def _internal(context: aio.ServicerContext[Any, Any], method: str) -> NoReturn:
-    logger.exception("%s failed", method)
+    now = time.monotonic()
+    if now - _last_logged.get(method, -_LOG_EVERY_SECONDS) >= _LOG_EVERY_SECONDS and len(_last_logged) < 1024:
+        _last_logged[method] = now
+        more = _unlogged.pop(method, 0)
+        logger.exception("%s failed%s", method, f" (and {more} more times since the last report)" if more else "")
+    else:
+        _unlogged[method] = _unlogged.get(method, 0) + 1
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; the server logged it")
     raise AssertionError("unreachable: context.abort raises")

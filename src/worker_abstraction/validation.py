@@ -2,20 +2,27 @@
 
 The orchestrator runs this before a task is queued, so a bad call fails at the caller with every problem
 listed and never reaches a worker. Types follow the contract's `ToolParameter.type`; constraints (enums,
-ranges, patterns, nested shapes) follow `ToolParameter.json_schema` through the `jsonschema` library.
+ranges, patterns, nested shapes) follow `ToolParameter.json_schema` through `schemas` (jsonschema, with RE2).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import jsonschema
-from jsonschema.protocols import Validator
 
+from worker_abstraction import schemas
+from worker_abstraction.codec import short
 from worker_abstraction.types import PARAMETER_TYPES, CapabilitySpec
+
+logger = logging.getLogger(__name__)
+
+_MAX_LISTED = 20  # problems listed per parameter
+_MAX_PROBLEM = 300  # characters per problem: a message quotes at most a short prefix of a value
 
 
 def parameter_problems(spec: CapabilitySpec, params: Mapping[str, Any]) -> list[str]:
@@ -25,17 +32,31 @@ def parameter_problems(spec: CapabilitySpec, params: Mapping[str, Any]) -> list[
     for key in params:
         if key not in declared:
             takes = ", ".join(sorted(declared)) or "no parameters"
-            problems.append(f"unknown parameter {key!r} (capability {spec.name!r} takes: {takes})")
+            problems.append(f"unknown parameter {short(key)} (capability {spec.name!r} takes: {takes})")
     for parameter in spec.parameters:
         if parameter.name not in params:
             if parameter.required:
                 problems.append(f"missing required parameter {parameter.name!r} ({parameter.type})")
             continue
         value = params[parameter.name]
-        validator = _validator(PARAMETER_TYPES.get(parameter.type.lower(), "any"), parameter.json_schema)
-        for error in sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path)):
-            where = "".join(f"[{p!r}]" for p in error.absolute_path)
-            problems.append(f"parameter {parameter.name!r}{where}: {_message(error, value)}")
+        json_type = PARAMETER_TYPES.get(parameter.type.lower(), "any")
+        try:
+            validator = schemas.validator(json_type, parameter.json_schema)
+        except schemas.UnusableSchemaError as unusable:
+            # A worker registered with a registry that let it through: only the type can be checked.
+            _warn_once(spec.name, parameter.name, str(unusable))
+            validator = schemas.validator(json_type, "")
+        try:
+            errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
+        except Exception as unchecked:  # (e.g. a value nested too deep, a reference the schema cannot resolve)
+            kind = type(unchecked).__name__
+            problems.append(f"parameter {parameter.name!r} cannot be checked against its schema ({kind})")
+            continue
+        for error in errors[:_MAX_LISTED]:
+            where = "".join(f"[{short(p)}]" for p in error.absolute_path)[:120]
+            problems.append(f"parameter {parameter.name!r}{where}: {_message(error, value)}"[:_MAX_PROBLEM])
+        if len(errors) > _MAX_LISTED:
+            problems.append(f"parameter {parameter.name!r}: {len(errors) - _MAX_LISTED} more problems")
     return problems
 
 
@@ -46,15 +67,14 @@ def _message(error: jsonschema.ValidationError, value: Any) -> str:
 
 
 def _show(value: Any) -> str:
-    text = json.dumps(value, default=repr)
+    if isinstance(value, dict | list):
+        return f"an {'object' if isinstance(value, dict) else 'array'} of {len(value)}"
+    text = json.dumps(value if not isinstance(value, str) else value[:60], default=repr)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 @functools.lru_cache(maxsize=1024)
-def _validator(json_type: str, json_schema: str) -> Validator:
-    schema: dict[str, Any] = json.loads(json_schema) if json_schema else {}
-    if json_type not in ("any", "") and "type" not in schema and "anyOf" not in schema:
-        schema["type"] = json_type
-    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    validator: Validator = validator_class(schema)
-    return validator
+def _warn_once(capability: str, parameter: str, problem: str) -> None:
+    logger.warning(
+        "capability %r parameter %r: schema ignored, only its type is checked: %s", capability, parameter, problem
+    )

@@ -80,6 +80,7 @@ def _failure_of(message: pb.TaskResult, status: TaskStatus) -> TaskFailure | Non
 
 
 STATUSES = {int(s): s for s in TaskStatus}
+_MAX_TIMESTAMP_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a Timestamp may hold
 
 
 def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
@@ -255,11 +256,15 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         )
     except InvalidTaskOptionsError as error:
         option_problems += error.problems
+    stamp = task.created_at
+    if not (0 <= stamp.seconds <= _MAX_TIMESTAMP_SECONDS and 0 <= stamp.nanos < 1_000_000_000):
+        option_problems.append(
+            f"task.created_at must lie in years 1970..9999, got seconds={stamp.seconds} nanos={stamp.nanos}"
+        )
     if param_problems:
         raise InvalidParametersError(param_problems + option_problems)
     if option_problems or options is None:
         raise InvalidTaskOptionsError(option_problems)
-    stamp = task.created_at
     return TaskSpec(
         task_id=task.task_id,
         capability=task.capability_name,

@@ -31,28 +31,43 @@ class SubscriberOverflowError(Exception):
 
 
 class EventHub:
-    """Delivers each published event to every subscriber queue, dropping subscribers that fall behind."""
+    """Delivers each published event to every subscriber queue, dropping subscribers that fall behind.
 
-    def __init__(self, *, max_backlog: int = 10_000) -> None:
-        self._subscribers: set[asyncio.Queue[WorkerEvent | None]] = set()
+    A subscriber falls behind when its backlog holds `max_backlog` events or `max_backlog_bytes` of
+    registrations (about: the text its workers declared), so a watcher that stops reading costs a bounded
+    amount of memory however large the registrations are.
+    """
+
+    def __init__(self, *, max_backlog: int = 10_000, max_backlog_bytes: int = 16 * 2**20) -> None:
+        self._subscribers: dict[asyncio.Queue[WorkerEvent | None], int] = {}  # queue -> bytes it holds
         self._max_backlog = max_backlog
+        self._max_backlog_bytes = max_backlog_bytes
         self.closed = False
 
     def subscribe(self) -> asyncio.Queue[WorkerEvent | None]:
         queue: asyncio.Queue[WorkerEvent | None] = asyncio.Queue()
-        self._subscribers.add(queue)
+        self._subscribers[queue] = 0
         return queue
 
     def unsubscribe(self, queue: asyncio.Queue[WorkerEvent | None]) -> None:
-        self._subscribers.discard(queue)
+        self._subscribers.pop(queue, None)
+
+    async def next(self, queue: asyncio.Queue[WorkerEvent | None]) -> WorkerEvent | None:
+        """The subscriber's next event (None: it overflowed, or the hub closed)."""
+        event = await queue.get()
+        if event is not None and queue in self._subscribers:
+            self._subscribers[queue] -= _weight(event)
+        return event
 
     def publish(self, event: WorkerEvent) -> None:
-        for queue in list(self._subscribers):
-            if queue.qsize() >= self._max_backlog:
+        weight = _weight(event)
+        for queue, held in list(self._subscribers.items()):
+            if queue.qsize() >= self._max_backlog or held + weight > self._max_backlog_bytes:
                 # None tells the subscriber it overflowed; it stops reading and the client re-watches.
-                self._subscribers.discard(queue)
+                del self._subscribers[queue]
                 queue.put_nowait(None)
             else:
+                self._subscribers[queue] = held + weight
                 queue.put_nowait(event)
 
     def close(self) -> None:
@@ -60,3 +75,15 @@ class EventHub:
         for queue in self._subscribers:
             queue.put_nowait(None)
         self._subscribers.clear()
+
+
+def _weight(event: WorkerEvent) -> int:
+    """About how many bytes an event keeps alive: its worker's declared text, plus a fixed part."""
+    worker = event.worker
+    if worker is None:
+        return 256
+    size = 512 + len(worker.name) + len(worker.address) + sum(len(tag) for tag in worker.tags)
+    for capability in worker.capabilities:
+        size += 128 + len(capability.name) + len(capability.description)
+        size += sum(64 + len(p.name) + len(p.description) + len(p.json_schema) for p in capability.parameters)
+    return size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,9 +14,12 @@ from grpc import aio
 from worker_abstraction import _convert, _rpc
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.codec import short
 from worker_abstraction.errors import WorkerAbstractionError
+from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.registry.events import WorkerEvent
 from worker_abstraction.registry.service import Registry
+from worker_abstraction.registry.validation import MAX_REGISTRATION_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +33,13 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
     async def RegisterWorker(self, request: pb.RegisterWorkerRequest, context: Context) -> pb.RegisterWorkerResponse:
         if not request.HasField("worker_info"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_info is missing")
+        size = request.worker_info.ByteSize()
+        if size > MAX_REGISTRATION_BYTES:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"worker_info takes {size:,} bytes; a registration may take at most {MAX_REGISTRATION_BYTES:,} "
+                "(shorten descriptions and schemas, or offer fewer capabilities)",
+            )
         try:
             info = await self._registry.register(_convert.worker_from_pb(request.worker_info))
         except WorkerAbstractionError as error:
@@ -62,7 +73,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
         # success=false is how a seed worker learns it must register again; must_register says it plainly.
         return pb.HeartbeatResponse(
             success=False,
-            message=f"unknown worker_id {request.worker_id!r}; register again",
+            message=f"unknown worker_id {short(request.worker_id)}; register again",
             must_register=True,
         )
 
@@ -71,8 +82,8 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
             yield _convert.worker_to_pb(info)
 
     async def GetWorkerById(self, request: pb.GetWorkerByIdRequest, context: Context) -> pb.WorkerInfo:
-        if not request.worker_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id is empty")
+        if not request.worker_id or len(request.worker_id) > MAX_ID_LENGTH:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _id_problem(request.worker_id))
         try:
             return _convert.worker_to_pb(await self._registry.get(request.worker_id))
         except WorkerAbstractionError as error:
@@ -81,8 +92,8 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
     async def DeregisterWorker(
         self, request: pb.DeregisterWorkerRequest, context: Context
     ) -> pb.DeregisterWorkerResponse:
-        if not request.worker_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_id is empty")
+        if not request.worker_id or len(request.worker_id) > MAX_ID_LENGTH:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _id_problem(request.worker_id))
         try:
             await self._registry.deregister(request.worker_id)
         except WorkerAbstractionError as error:
@@ -99,7 +110,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
                 yield pb.WorkerEvent(type=pb.WORKER_EVENT_TYPE_JOINED, worker=_convert.worker_to_pb(info))
             yield pb.WorkerEvent(type=pb.WORKER_EVENT_TYPE_SYNCED)
             while True:
-                event = await queue.get()
+                event = await self._registry.events.next(queue)
                 if event is None and self._registry.events.closed:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "registry is shutting down")
                 if event is None:
@@ -114,12 +125,36 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
 _OK = pb.HeartbeatResponse(success=True, message="ok")
 
 
+def _id_problem(worker_id: str) -> str:
+    if not worker_id:
+        return "worker_id is empty"
+    return f"worker_id may be at most {MAX_ID_LENGTH} characters, got {len(worker_id):,}: {short(worker_id)}"
+
+
 def _heartbeat_problem(request: pb.HeartbeatRequest) -> str:
     if not request.worker_id:
         return "worker_id is empty"
+    if len(request.worker_id) > MAX_ID_LENGTH:
+        return f"worker_id may be at most {MAX_ID_LENGTH} characters, got {len(request.worker_id):,}"
     if request.current_load < 0:
         return f"current_load must be >= 0, got {request.current_load}"
+    if request.HasField("load_report"):
+        report = request.load_report
+        if report.free_slots < -1 or report.queued < 0:
+            return f"load_report: free_slots must be >= -1 and queued >= 0, got {report.free_slots}, {report.queued}"
+        if len(report.utilization) > _MAX_METRICS:
+            return f"load_report.utilization may hold at most {_MAX_METRICS} metrics, got {len(report.utilization)}"
+        for name, value in (
+            ("cpu_utilization", report.cpu_utilization),
+            ("mem_utilization", report.mem_utilization),
+            *((f"utilization[{short(key)}]", v) for key, v in report.utilization.items()),
+        ):
+            if not math.isfinite(value) or value < 0:
+                return f"load_report.{name} must be a finite number >= 0, got {value}"
     return ""
+
+
+_MAX_METRICS = 32
 
 
 def _event_to_pb(event: WorkerEvent) -> pb.WorkerEvent:
