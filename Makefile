@@ -43,7 +43,7 @@ bench-quick: $(STAMP)
 chaos: $(STAMP)
 	WA_CHAOS_TASKS=500 WA_CHAOS_MIN_MS=50 WA_CHAOS_MAX_MS=500 $(PY) -m pytest tests/e2e/test_chaos.py -s
 
-# The fuzz harness at full size (`make test` runs about 6 cases per RPC and kind): 220 cases for each of the
+# The fuzz harness at full size (`make test` runs 4 cases per RPC and kind): 220 cases for each of the
 # 23 RPCs, raw and hostile, over 10,000 in all. --runxfail: here the findings fail the run even while
 # tests/fuzz/test_fuzz_rpcs.py's KNOWN_FAILURES_PENDING keeps them expected in `make test`.
 fuzz: $(STAMP)

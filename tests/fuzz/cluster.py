@@ -94,7 +94,9 @@ class Cluster:
     def start(self) -> None:
         self.generation += 1
         gen = self.generation
-        registry = _start(f"registry-{gen}", ["registry", "--port", "0", "--ttl", str(REGISTRY_TTL_SECONDS)], self.workdir)
+        registry = _start(
+            f"registry-{gen}", ["registry", "--port", "0", "--ttl", str(REGISTRY_TTL_SECONDS)], self.workdir
+        )
         self.procs["registry"] = registry
         self.procs["worker"] = _start(
             f"worker-{gen}",

@@ -60,7 +60,9 @@ def _rpc(service: str, method: MethodDescriptor) -> Rpc:
 def all_rpcs() -> list[Rpc]:
     """Every method of every service the package's descriptor declares."""
     services = worker_pb2.DESCRIPTOR.services_by_name
-    assert set(services) == set(SERVICES), f"worker.proto declares services {sorted(services)}; the harness knows {SERVICES}"
+    assert set(services) == set(SERVICES), (
+        f"worker.proto declares services {sorted(services)}; the harness knows {SERVICES}"
+    )
     return [_rpc(name, method) for name in SERVICES for method in services[name].methods]
 
 

@@ -1,12 +1,13 @@
 """Fuzz every RPC of worker.proto against real `wa` processes: raw bytes, then hostile but valid messages.
 
-Sizes: WA_FUZZ_EXAMPLES cases per RPC and kind (default 6: a few hundred cases in all for `make test`;
-`make fuzz` runs 220, over 10,000). Each test collects every failure of its cases and reports them all.
+Sizes: WA_FUZZ_EXAMPLES cases per RPC and kind (default 4: a few hundred cases in all for `make test`;
+`make fuzz` runs 220 per RPC and kind, over 10,000). Each test collects every failure of its cases and reports them all.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import grpc
 import pytest
@@ -15,21 +16,25 @@ from hypothesis import strategies as st
 
 from tests.fuzz.harness import Harness
 from tests.fuzz.rpcs import Rpc, all_rpcs, stub_paths
-from tests.fuzz.strategies import Case, baselines, hostile_message, must_refuse, raw_bytes
+from tests.fuzz.strategies import Case, Known, baselines, hostile_message, must_refuse, raw_bytes
 from worker_abstraction._proto import worker_pb2 as pb
 
 # The switch the engineer fixing the servers flips to False: until then the findings this harness reports
 # are expected, and the fuzz tests are xfail (not strict) so that `make test` stays green.
 KNOWN_FAILURES_PENDING = True
 
-EXAMPLES = int(os.environ.get("WA_FUZZ_EXAMPLES", "6"))
+EXAMPLES = int(os.environ.get("WA_FUZZ_EXAMPLES", "4"))
 RPCS = all_rpcs()
 
 pytestmark = [
     pytest.mark.fuzz,
     pytest.mark.timeout(120 + 3 * EXAMPLES),
-    *([pytest.mark.xfail(reason="fuzz findings not fixed yet", strict=False)] if KNOWN_FAILURES_PENDING else []),
 ]
+pending = (
+    pytest.mark.xfail(reason="fuzz findings not fixed yet", strict=False)
+    if KNOWN_FAILURES_PENDING
+    else pytest.mark.fuzz
+)
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -43,13 +48,7 @@ FUZZ_SETTINGS = settings(
 def test_the_harness_covers_every_rpc_of_the_generated_stubs() -> None:
     covered = {rpc.path for rpc in RPCS}
     assert covered == stub_paths()
-    assert {rpc.name for rpc in RPCS} == set(baselines.__globals__["baselines"](_no_ids()).keys())
-
-
-def _no_ids():  # type: ignore[no-untyped-def]
-    from tests.fuzz.strategies import Known
-
-    return Known()
+    assert {rpc.name for rpc in RPCS} == set(baselines(Known()))
 
 
 def _assert_no_findings(harness: Harness, rpc: Rpc) -> None:
@@ -57,6 +56,7 @@ def _assert_no_findings(harness: Harness, rpc: Rpc) -> None:
     assert not found, f"{len(found)} distinct findings on {rpc.name}:\n" + harness.findings.report(found)
 
 
+@pending
 @pytest.mark.parametrize("rpc", RPCS, ids=lambda rpc: rpc.name)
 def test_raw_bytes_never_get_unknown_hang_or_crash(harness: Harness, rpc: Rpc) -> None:
     @FUZZ_SETTINGS
@@ -68,6 +68,7 @@ def test_raw_bytes_never_get_unknown_hang_or_crash(harness: Harness, rpc: Rpc) -
     _assert_no_findings(harness, rpc)
 
 
+@pending
 @pytest.mark.parametrize("rpc", RPCS, ids=lambda rpc: rpc.name)
 def test_hostile_messages_are_refused_briefly_without_unknown_hang_or_crash(harness: Harness, rpc: Rpc) -> None:
     _seed_known_tasks(harness)
@@ -143,8 +144,6 @@ def _tasks_left_running(harness: Harness) -> list[str]:
         response_deserializer=pb.ListTasksResponse.FromString,
     )
     statuses = [pb.TASK_STATUS_UNKNOWN, pb.TASK_STATUS_PENDING, pb.TASK_STATUS_RUNNING]
-    import time
-
     deadline = time.monotonic() + 20
     while True:
         try:
