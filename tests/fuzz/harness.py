@@ -1,0 +1,198 @@
+"""Sends one fuzz case to its RPC over a generic channel (identity serializers) and applies every oracle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf.message import DecodeError, Message
+
+from tests.fuzz import oracle
+from tests.fuzz.cluster import Cluster
+from tests.fuzz.oracle import Finding, Findings
+from tests.fuzz.rpcs import Rpc
+from tests.fuzz.strategies import Case, Known, submit_problem, task_problem
+from worker_abstraction._proto import worker_pb2 as pb
+
+UNARY_DEADLINE_SECONDS = 5.0
+OPEN_STREAM_SECONDS = 3.0
+MAX_STREAM_MESSAGES = 10_000
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", 64 * 2**20), ("grpc.max_receive_message_length", 64 * 2**20)]
+TERMINAL = {pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_CANCELED}
+
+
+@dataclass
+class Outcome:
+    code: grpc.StatusCode | None = None  # None: OK
+    details: str = ""
+    metadata: tuple[tuple[str, str | bytes], ...] = ()
+    responses: list[bytes] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+@dataclass
+class Harness:
+    cluster: Cluster
+    findings: Findings
+    known: Known = field(default_factory=Known)
+    _channels: dict[str, grpc.Channel] = field(default_factory=dict)
+
+    def channel(self, address: str) -> grpc.Channel:
+        if address not in self._channels:
+            self._channels[address] = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        return self._channels[address]
+
+    def close(self) -> None:
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
+
+    # ---- sending ------------------------------------------------------------------------------------------
+
+    def send(self, rpc: Rpc, messages: list[bytes], *, expected_tasks: int = 0) -> Outcome:
+        channel = self.channel(self.cluster.address(rpc.service))
+        kwargs = {"request_serializer": _identity, "response_deserializer": _identity}
+        outcome = Outcome()
+        started = time.monotonic()
+        try:
+            if not rpc.client_streaming and not rpc.server_streaming:
+                response, call = channel.unary_unary(rpc.path, **kwargs).with_call(
+                    messages[0], timeout=UNARY_DEADLINE_SECONDS
+                )
+                outcome.responses.append(response)
+                outcome.metadata = tuple(call.trailing_metadata() or ())
+            elif rpc.client_streaming and not rpc.server_streaming:
+                response, call = channel.stream_unary(rpc.path, **kwargs).with_call(
+                    iter(messages), timeout=UNARY_DEADLINE_SECONDS
+                )
+                outcome.responses.append(response)
+            else:
+                timeout = OPEN_STREAM_SECONDS if rpc.open_ended else UNARY_DEADLINE_SECONDS
+                if rpc.client_streaming:
+                    call = channel.stream_stream(rpc.path, **kwargs)(iter(messages), timeout=timeout)
+                else:
+                    call = channel.unary_stream(rpc.path, **kwargs)(messages[0], timeout=timeout)
+                self._read_stream(rpc, call, outcome, expected_tasks)
+        except grpc.RpcError as error:
+            outcome.code = error.code()
+            outcome.details = error.details() or ""
+            outcome.metadata = tuple(error.trailing_metadata() or ())
+        outcome.seconds = time.monotonic() - started
+        return outcome
+
+    def _read_stream(self, rpc: Rpc, call: Iterator[bytes], outcome: Outcome, expected_tasks: int) -> None:
+        """Read a stream to its end, or (open-ended ones) until what the case waits for arrived."""
+        acks, finished = 0, set()
+        for raw in call:
+            outcome.responses.append(raw)
+            if len(outcome.responses) >= MAX_STREAM_MESSAGES:
+                break
+            if not rpc.open_ended:
+                continue
+            message = rpc.response_type.FromString(raw)
+            if rpc.method == "WatchWorkers":
+                break
+            if rpc.method in ("StreamTaskStatus", "WatchTask"):
+                result = message.result if rpc.method == "StreamTaskStatus" else message  # type: ignore[attr-defined]
+                if result.status in TERMINAL:
+                    break
+                continue
+            acks += len(message.acks)  # type: ignore[attr-defined]
+            finished |= {u.task_id for u in message.updates if u.status in TERMINAL}  # type: ignore[attr-defined]
+            if acks >= expected_tasks and len(finished) >= min(expected_tasks, 1):
+                break
+        call.cancel()  # type: ignore[attr-defined]
+
+    # ---- checking -----------------------------------------------------------------------------------------
+
+    def check(self, rpc: Rpc, case: Case) -> None:
+        self.findings.cases += 1
+        if self.findings.seen(rpc.name, "hang", case.label):
+            return  # the same shape already hung: another 5 s would find nothing new
+        procs = list(self.cluster.procs.values())
+        logs_before = [p.log_bytes() for p in procs]
+        expected = 0
+        if case.built and rpc.method in ("OpenTaskChannel", "OpenSession"):
+            expected = sum(len(getattr(m, "tasks", [])) + len(getattr(m, "submits", [])) for m in case.built)
+        outcome = self.send(rpc, case.messages, expected_tasks=expected)
+        repro = self._repro(rpc, case)
+
+        def found(kind: str, what: str) -> None:
+            self.findings.add(Finding(rpc.name, kind, what, case.label, repro))
+
+        code = outcome.code
+        if code == grpc.StatusCode.UNKNOWN:
+            found("UNKNOWN status", oracle.status_outcome(code, outcome.details))
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED and (not rpc.open_ended or not outcome.responses):
+            found("hang", f"DEADLINE_EXCEEDED after {outcome.seconds:.1f}s with {len(outcome.responses)} messages")
+        if len(outcome.details) > oracle.MAX_DETAILS_CHARS:
+            found("details too long", f"{code and code.name} details of {len(outcome.details):,} chars")
+        for key, value in outcome.metadata:
+            if len(value) > oracle.MAX_METADATA_CHARS:
+                found("metadata too long", f"{code and code.name} trailing {key!r} of {len(value):,} chars")
+        self._check_responses(rpc, case, outcome, found)
+        for proc, before in zip(procs, logs_before, strict=True):
+            grown = proc.log_bytes() - before
+            if grown > oracle.MAX_LOG_BYTES_PER_CALL:
+                found("log flood", f"{proc.name} stderr grew {grown:,} bytes in one call")
+        dead = self.cluster.dead()
+        if dead:
+            for proc in dead:
+                found("crash", f"{proc.name} exited {proc.popen.returncode}; stderr tail: {proc.stderr_tail(300)!r}")
+            self.close()
+            self.cluster.restart()
+            self.known.worker_id = self.cluster.procs["worker"].worker_id
+
+    def _check_responses(self, rpc: Rpc, case: Case, outcome: Outcome, found: object) -> None:
+        add = found  # a callable (kind, what)
+        for raw in outcome.responses[:100]:
+            try:
+                message = rpc.response_type.FromString(raw)
+            except DecodeError:
+                add("bad response", "response does not parse as " + rpc.response_type.__name__)  # type: ignore[operator]
+                continue
+            long = oracle.text_too_long(message)
+            if long:
+                add("message too long", f"{'OK' if outcome.code is None else outcome.code.name}: {', '.join(long)}")  # type: ignore[operator]
+            if rpc.method == "OpenSession":
+                self._check_session(case, message, add)
+            if rpc.method == "OpenTaskChannel":
+                self._check_channel(case, message, add)
+        if outcome.code is not None or case.must_refuse is None or rpc.server_streaming:
+            return
+        if not outcome.responses:
+            return
+        response = rpc.response_type.FromString(outcome.responses[0])
+        refused = getattr(response, "success", True) is False or getattr(response, "accepted", True) is False
+        if not refused:
+            add("accepted invalid input", f"OK ({case.must_refuse})")  # type: ignore[operator]
+
+    def _check_session(self, case: Case, message: Message, add: object) -> None:
+        submits = {s.request_id: s.submit for m in case.built or [] for s in m.submits}  # type: ignore[attr-defined]
+        for ack in message.acks:  # type: ignore[attr-defined]
+            if ack.HasField("error") and ack.error.code == grpc.StatusCode.UNKNOWN.value[0]:
+                add("UNKNOWN status", f"session ack error code 2 {ack.error.details[:120]!r}")  # type: ignore[operator]
+            submit = submits.get(ack.request_id)
+            problem = submit_problem(submit) if submit is not None else None
+            if ack.HasField("response") and problem:
+                add("accepted invalid input", f"session ack accepted ({problem})")  # type: ignore[operator]
+
+    def _check_channel(self, case: Case, message: Message, add: object) -> None:
+        tasks = {t.task_id: t for m in case.built or [] for t in m.tasks}  # type: ignore[attr-defined]
+        for ack in message.acks:  # type: ignore[attr-defined]
+            task = tasks.get(ack.task_id)
+            problem = task_problem(task) if task is not None else None
+            if ack.accepted and problem:
+                add("accepted invalid input", f"channel ack accepted ({problem})")  # type: ignore[operator]
+
+    def _repro(self, rpc: Rpc, case: Case) -> str:
+        data = b"".join(case.messages)
+        if len(data) <= 200:
+            return f"{rpc.path} <- bytes.fromhex({data.hex()!r})"
+        return f"{rpc.path} <- {case.label} ({len(data):,} bytes)"

@@ -1,0 +1,421 @@
+"""Hypothesis strategies: raw bytes, and structurally valid but hostile messages for every request type.
+
+A case is a `Case`: the request messages (one, or a few for a client stream), a label naming the hostile
+shapes it carries (what a finding reports), and why it must be refused, if it must.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from hypothesis import strategies as st
+
+from tests.fuzz.rpcs import Rpc
+from worker_abstraction._proto import worker_pb2 as pb
+
+MB = 2**20
+DEEP = 10_000
+KNOWN_CAPABILITIES = ("echo", "add", "nap")
+
+
+@dataclass
+class Case:
+    messages: list[bytes]
+    label: str
+    must_refuse: str | None = None
+    built: list[Message] | None = None
+
+
+# ---- hostile values, each with a short label --------------------------------------------------------------
+
+HOSTILE_STRINGS: list[tuple[str, str]] = [
+    ("empty", ""),
+    ("1MB string", "a" * MB),
+    ("100k unicode", "é🙂" * 50_000),
+    ("control chars", "\x00\x01\x1b[31m\r\n\x7f"),
+    ("bidi/zero-width", "\u202eevil\u200b\ufeff"),
+    ("path traversal", "../../../../etc/passwd"),
+    ("format string", "%s%s%n{0}{}${jndi:x}"),
+    ("whitespace", "   \t "),
+]
+HOSTILE_JSON: list[tuple[str, str]] = [
+    ("10,000-deep JSON list", "[" * DEEP + "]" * DEEP),
+    ("10,000-deep JSON object", '{"a":' * DEEP + "1" + "}" * DEEP),
+    ("5,000-digit integer JSON", "9" * 5000),
+    ("JSON NaN", "NaN"),
+    ("JSON Infinity", "-Infinity"),
+    ("JSON 1e400", "1e400"),
+    ("truncated JSON '{'", "{"),
+    ("empty JSON text", ""),
+    ("lone surrogate JSON", '"\\ud800"'),
+    ("duplicate-key JSON", '{"a":1,"a":2}'),
+    ("1MB JSON string", json.dumps("x" * MB)),
+]
+HOSTILE_SCHEMAS: list[tuple[str, str]] = [
+    ("schema '{'", "{"),
+    ("schema catastrophic regex ^(a+)+$", '{"type":"string","pattern":"^(a+)+$"}'),
+    ("schema invalid regex", '{"type":"string","pattern":"(("}'),
+    ("schema self $ref", '{"$ref":"#"}'),
+    ("schema remote $ref", '{"$ref":"http://169.254.169.254/latest"}'),
+    ("schema unknown type", '{"type":"nonsense"}'),
+    ("schema not an object", "[1,2]"),
+    ("schema 10,000-deep", '{"items":' * DEEP + "{}" + "}" * DEEP),
+    ("schema minimum 5,000 digits", '{"type":"integer","minimum":' + "9" * 5000 + "}"),
+]
+INT32 = [("int32 -1", -1), ("int32 min", -(2**31)), ("int32 max", 2**31 - 1)]
+INT64 = [("int64 -1", -1), ("int64 min", -(2**63)), ("int64 max", 2**63 - 1)]
+UINT64 = [("uint64 max", 2**64 - 1)]
+DOUBLES = [
+    ("NaN", float("nan")),
+    ("inf", float("inf")),
+    ("-inf", float("-inf")),
+    ("negative", -1.0),
+    ("1e308", 1e308),
+    ("denormal", 5e-324),
+]
+ENUMS = [("unknown enum 99", 99), ("unknown enum -1", -1), ("unknown enum int32 max", 2**31 - 1)]
+
+
+def _labelled(pool: list[tuple[str, object]]) -> st.SearchStrategy[tuple[str, object]]:
+    return st.sampled_from(pool)
+
+
+random_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40).map(lambda s: ("random text", s))
+
+
+def string_values(field: FieldDescriptor) -> st.SearchStrategy[tuple[str, object]]:
+    pools = [_labelled(HOSTILE_STRINGS), random_text]  # type: ignore[arg-type]
+    if field.name == "json_schema":
+        pools.insert(0, _labelled(HOSTILE_SCHEMAS))  # type: ignore[arg-type]
+    elif field.name.endswith("_json"):
+        pools.insert(0, _labelled(HOSTILE_JSON))  # type: ignore[arg-type]
+    return st.one_of(*pools)
+
+
+def scalar_values(field: FieldDescriptor) -> st.SearchStrategy[tuple[str, object]]:
+    t = field.type
+    if t == FieldDescriptor.TYPE_STRING:
+        return string_values(field)
+    if t == FieldDescriptor.TYPE_INT32:
+        return _labelled(INT32)  # type: ignore[arg-type]
+    if t == FieldDescriptor.TYPE_INT64:
+        return _labelled(INT64)  # type: ignore[arg-type]
+    if t == FieldDescriptor.TYPE_UINT64:
+        return _labelled(UINT64)  # type: ignore[arg-type]
+    if t == FieldDescriptor.TYPE_DOUBLE:
+        return _labelled(DOUBLES)  # type: ignore[arg-type]
+    if t == FieldDescriptor.TYPE_ENUM:
+        return _labelled(ENUMS)  # type: ignore[arg-type]
+    if t == FieldDescriptor.TYPE_BOOL:
+        return st.sampled_from([("true", True), ("false", False)])
+    return st.just(("bytes", b"\x00" * 10))
+
+
+# ---- mutations over a message's field tree ----------------------------------------------------------------
+
+Path = tuple[FieldDescriptor, ...]
+
+
+def field_paths(descriptor: object, depth: int = 4) -> list[Path]:
+    paths: list[Path] = []
+    for field in descriptor.fields:  # type: ignore[attr-defined]
+        paths.append((field,))
+        if field.type == FieldDescriptor.TYPE_MESSAGE and depth > 1 and not field.message_type.GetOptions().map_entry:
+            paths += [(field, *rest) for rest in field_paths(field.message_type, depth - 1)]
+    return paths
+
+
+def _descend(message: Message, field: FieldDescriptor) -> Message:
+    if field.is_repeated:
+        items = getattr(message, field.name)
+        return items[0] if len(items) else items.add()
+    return getattr(message, field.name)  # type: ignore[no-any-return]
+
+
+@st.composite
+def mutation(draw: st.DrawFn, descriptor: object) -> Callable[[Message], str]:
+    path = draw(st.sampled_from(field_paths(descriptor)))
+    last = path[-1]
+    dotted = ".".join(f.name for f in path)
+    if last.type == FieldDescriptor.TYPE_MESSAGE:
+        if last.message_type.GetOptions().map_entry:
+            key_label, key = draw(string_values(last.message_type.fields_by_name["key"]))
+            value_field = last.message_type.fields_by_name["value"]
+            value_label, value = draw(scalar_values(value_field))
+            many = draw(st.sampled_from([1, 2000]))
+
+            def put(message: Message) -> str:
+                target = message
+                for field in path[:-1]:
+                    target = _descend(target, field)
+                entries = getattr(target, last.name)
+                for i in range(many):
+                    entries[f"{key}{i}" if many > 1 else key] = value
+                return f"{dotted}[{key_label}]={value_label}" + (f" x{many}" if many > 1 else "")
+
+            return put
+        action = draw(st.sampled_from(["clear", "repeat-1000"] if last.is_repeated else ["clear"]))
+
+        def structural(message: Message) -> str:
+            target = message
+            for field in path[:-1]:
+                target = _descend(target, field)
+            if action == "clear":
+                target.ClearField(last.name)
+                return f"{dotted} unset"
+            items = getattr(target, last.name)
+            template = items[0] if len(items) else None
+            for _ in range(1000):
+                added = items.add()
+                if template is not None:
+                    added.CopyFrom(template)
+            return f"{dotted} x1000 (duplicates)"
+
+        return structural
+    label, value = draw(scalar_values(last))
+
+    def set_value(message: Message) -> str:
+        target = message
+        for field in path[:-1]:
+            target = _descend(target, field)
+        if last.is_repeated:
+            items = getattr(target, last.name)
+            del items[:]
+            items.extend([value] * (1 if len(str(value)) > 1000 else 3))
+        else:
+            setattr(target, last.name, value)
+        return f"{dotted}={label}"
+
+    return set_value
+
+
+UNKNOWN_FIELD_TAILS: list[tuple[str, bytes]] = [
+    ("unknown field 999 varint", b"\xb8\x3e\x01"),
+    ("unknown field 5 length-delimited 1MB", b"\x2a\x80\x80\x40" + b"z" * MB),
+    ("unknown group field", b"\x0b\x08\x01\x0c"),
+]
+
+
+@st.composite
+def hostile_message(draw: st.DrawFn, rpc: Rpc, baseline: Callable[[], Message]) -> tuple[Message, str, bytes]:
+    message = baseline()
+    labels: list[str] = []
+    if rpc.request_type.DESCRIPTOR.fields:
+        for _ in range(draw(st.integers(1, 3))):
+            labels.append(draw(mutation(rpc.request_type.DESCRIPTOR))(message))
+    tail = b""
+    if not rpc.request_type.DESCRIPTOR.fields or draw(st.integers(0, 9)) == 0:
+        tail_label, tail = draw(st.sampled_from(UNKNOWN_FIELD_TAILS))
+        labels.append(tail_label)
+    return message, "; ".join(labels), tail
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _nested(depth: int) -> bytes:
+    inner = b""
+    for _ in range(depth):
+        inner = b"\x0a" + _varint(len(inner)) + inner
+    return inner
+
+
+RAW_SPECIALS: list[tuple[str, bytes]] = [
+    ("raw: truncated varint", b"\x08\xff\xff\xff"),
+    ("raw: length prefix 2 GiB", b"\x0a\xff\xff\xff\xff\x07"),
+    ("raw: wrong wire type for field 1", b"\x0d\x00\x00\x00\x00"),
+    ("raw: field number 0", b"\x00\x01"),
+    ("raw: 200-deep nested field 1", _nested(200)),
+    ("raw: invalid UTF-8 in field 1", b"\x0a\x02\xff\xfe"),
+    ("raw: end-group without start", b"\x0c"),
+]
+
+
+def raw_bytes() -> st.SearchStrategy[tuple[str, bytes]]:
+    return st.one_of(st.sampled_from(RAW_SPECIALS), st.binary(max_size=256).map(lambda b: ("raw: random bytes", b)))
+
+
+# ---- valid baselines, and the inputs that must be refused --------------------------------------------------
+
+
+@dataclass
+class Known:
+    """Ids the baselines draw on: the real worker's, finished tasks', fuzz-registered workers'."""
+
+    worker_id: str = ""
+    task_ids: tuple[str, ...] = ()
+
+
+def _task(capability: str = "echo") -> pb.Task:
+    task = pb.Task(task_id=f"fz-{uuid.uuid4().hex[:12]}", capability_name=capability, timeout_seconds=5)
+    task.parameters.add(key="text", value_json='"hi"')
+    return task
+
+
+def baselines(known: Known) -> dict[str, Callable[[], Message]]:
+    task_id = known.task_ids[0] if known.task_ids else "no-such-task"
+
+    def register() -> Message:
+        info = pb.WorkerInfo(worker_id="fz-reg", name="fz", version="1", address="127.0.0.1:9")
+        cap = info.capabilities.add(name="fz_cap", description="fuzz")
+        cap.parameters.add(name="x", type="string", required=True, json_schema='{"type":"string"}')
+        return pb.RegisterWorkerRequest(worker_info=info)
+
+    def submit() -> Message:
+        return pb.SubmitTaskRequest(task=_task(), queue_timeout_seconds=5.0)
+
+    return {
+        "RegistryService/RegisterWorker": register,
+        "RegistryService/WorkerHeartbeat": lambda: pb.HeartbeatRequest(worker_id="fz-reg", current_load=1),
+        "RegistryService/GetAvailableWorkers": pb.google_dot_protobuf_dot_empty__pb2.Empty,
+        "RegistryService/GetWorkerById": lambda: pb.GetWorkerByIdRequest(worker_id=known.worker_id),
+        "RegistryService/DeregisterWorker": lambda: pb.DeregisterWorkerRequest(worker_id="fz-reg"),
+        "RegistryService/WatchWorkers": pb.WatchWorkersRequest,
+        "RegistryService/HeartbeatStream": lambda: pb.HeartbeatRequest(worker_id="fz-reg", current_load=1),
+        "WorkerService/ExecuteTask": lambda: pb.ExecuteTaskRequest(task=_task()),
+        "WorkerService/StreamTaskStatus": lambda: pb.GetTaskStatusRequest(task_id=task_id),
+        "WorkerService/GetWorkerInfo": pb.google_dot_protobuf_dot_empty__pb2.Empty,
+        "WorkerService/OpenTaskChannel": lambda: pb.TaskChannelRequest(tasks=[_task()]),
+        "WorkerService/CancelTask": lambda: pb.CancelTaskRequest(task_id=task_id, reason="fuzz"),
+        "OrchestratorService/SubmitTask": submit,
+        "OrchestratorService/WatchTask": lambda: pb.WatchTaskRequest(task_id=task_id),
+        "OrchestratorService/GetQueueStats": pb.google_dot_protobuf_dot_empty__pb2.Empty,
+        "OrchestratorService/CancelTask": lambda: pb.CancelTaskRequest(task_id=task_id, reason="fuzz"),
+        "OrchestratorService/ListDeadLetters": pb.google_dot_protobuf_dot_empty__pb2.Empty,
+        "OrchestratorService/RequeueDeadLetter": lambda: pb.DeadLetterRequest(task_id=task_id),
+        "OrchestratorService/PurgeDeadLetters": lambda: pb.PurgeDeadLettersRequest(task_ids=["no-such-task"]),
+        "OrchestratorService/GetTask": lambda: pb.GetTaskRequest(task_id=task_id),
+        "OrchestratorService/ListTasks": lambda: pb.ListTasksRequest(limit=10),
+        "OrchestratorService/ListWorkers": pb.google_dot_protobuf_dot_empty__pb2.Empty,
+        "OrchestratorService/OpenSession": lambda: pb.SessionRequest(
+            submits=[pb.SessionSubmit(request_id=1, submit=submit())]  # type: ignore[arg-type]
+        ),
+    }
+
+
+def _json_ok(text: str) -> bool:
+    """Strict JSON (no NaN/Infinity), parseable by Python at all."""
+
+    def reject(token: str) -> float:
+        raise ValueError(token)
+
+    try:
+        json.loads(text, parse_constant=reject)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+def _bad_double(value: float, *, negative_ok: bool = False) -> bool:
+    return value != value or value in (float("inf"), float("-inf")) or (value < 0 and not negative_ok)
+
+
+def task_problem(task: pb.Task, *, known_capability: bool = True) -> str | None:
+    """Why a task must be refused (by a worker or the daemon), or None."""
+    if not task.capability_name:
+        return "empty capability_name"
+    if known_capability and task.capability_name not in KNOWN_CAPABILITIES:
+        return "unknown capability"
+    if task.timeout_seconds < 0:
+        return "negative timeout_seconds"
+    keys = [p.key for p in task.parameters]
+    if len(keys) != len(set(keys)):
+        return "duplicate parameter keys"
+    for p in task.parameters:
+        if not _json_ok(p.value_json):
+            return f"parameter {p.key[:20]!r} value_json is not JSON"
+    known = {"echo": {"text", "times"}, "add": {"a", "b"}, "nap": {"seconds"}}.get(task.capability_name)
+    if known is not None and not set(keys) <= known:
+        return "unknown parameter"
+    if task.capability_name == "echo" and "text" not in keys:
+        return "missing required parameter"
+    return None
+
+
+def submit_problem(request: pb.SubmitTaskRequest) -> str | None:
+    if not request.HasField("task"):
+        return "no task"
+    problem = task_problem(request.task)
+    if problem:
+        return problem
+    for name in ("queue_timeout_seconds", "exact_timeout_seconds"):
+        if request.HasField(name) and _bad_double(getattr(request, name)):
+            return f"{name} NaN/inf/negative"
+    if request.HasField("retry_policy"):
+        policy = request.retry_policy
+        if policy.max_attempts < 0:
+            return "negative retry max_attempts"
+        for name in ("initial_backoff_seconds", "backoff_multiplier", "max_backoff_seconds", "jitter"):
+            if _bad_double(getattr(policy, name)):
+                return f"retry {name} NaN/inf/negative"
+    return None
+
+
+def register_problem(request: pb.RegisterWorkerRequest) -> str | None:
+    if not request.HasField("worker_info"):
+        return "no worker_info"
+    info = request.worker_info
+    if not info.address.strip():
+        return "empty address"
+    if info.max_concurrent_tasks < 0:
+        return "negative max_concurrent_tasks"
+    names = [c.name for c in info.capabilities]
+    if len(names) != len(set(names)):
+        return "duplicate capability names"
+    for cap in info.capabilities:
+        if not cap.name.strip():
+            return "empty capability name"
+        if cap.max_concurrent_tasks < 0:
+            return "negative capability max_concurrent_tasks"
+        params = [p.name for p in cap.parameters]
+        if len(params) != len(set(params)):
+            return "duplicate parameter names"
+        for param in cap.parameters:
+            if param.json_schema and not _json_ok(param.json_schema):
+                return "json_schema is not JSON"
+            if param.json_schema and not isinstance(json.loads(param.json_schema), dict | bool):
+                return "json_schema is not a schema"
+    return None
+
+
+def list_tasks_problem(request: pb.ListTasksRequest) -> str | None:
+    if request.limit < 0:
+        return "negative limit"
+    if any(s not in pb.TaskStatus.values() for s in request.statuses):
+        return "unknown status enum"
+    return None
+
+
+def must_refuse(rpc: Rpc, message: Message) -> str | None:
+    """The inputs treated as obviously invalid: answered OK (or accepted/success) they are a finding."""
+    name = rpc.name
+    if name == "RegistryService/RegisterWorker":
+        return register_problem(message)  # type: ignore[arg-type]
+    if name in ("WorkerService/ExecuteTask",):
+        request = message
+        if not request.HasField("task"):  # type: ignore[attr-defined]
+            return "no task"
+        return task_problem(request.task)  # type: ignore[attr-defined]
+    if name == "OrchestratorService/SubmitTask":
+        return submit_problem(message)  # type: ignore[arg-type]
+    if name == "OrchestratorService/ListTasks":
+        return list_tasks_problem(message)  # type: ignore[arg-type]
+    if name in (
+        "OrchestratorService/GetTask",
+        "OrchestratorService/RequeueDeadLetter",
+        "RegistryService/GetWorkerById",
+    ):
+        ident = message.task_id if hasattr(message, "task_id") else message.worker_id  # type: ignore[attr-defined]
+        return "empty id" if not ident else None
+    return None
