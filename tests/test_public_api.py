@@ -41,6 +41,7 @@ def test_all_is_pinned() -> None:
         "FailureOrigin",
         "InvalidCapabilityError",
         "InvalidParametersError",
+        "InvalidRequestError",
         "InvalidTaskOptionsError",
         "InvalidWorkerInfoError",
         "LoadReport",

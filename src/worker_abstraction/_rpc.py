@@ -22,6 +22,7 @@ from worker_abstraction import limits
 from worker_abstraction.errors import (
     BindError,
     InvalidParametersError,
+    InvalidRequestError,
     InvalidWorkerInfoError,
     NoWorkerError,
     OrchestratorUnavailableError,
@@ -133,7 +134,7 @@ STATUS: tuple[tuple[type[WorkerAbstractionError], grpc.StatusCode], ...] = (
 ERROR_KEY = "wa-error"
 FIELDS_KEY = "wa-error-fields"
 # Status details and metadata travel in HTTP/2 headers (8 KiB by default): long messages are cut.
-_MAX_DETAILS = 2000
+_MAX_DETAILS = 900
 _MAX_FIELDS = 4000
 
 
@@ -210,37 +211,77 @@ class ErrorBoundary(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
         if handler is None:
             return None
         method = handler_call_details.method
+        decode = _lenient(handler.request_deserializer)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _guard_unary(handler.unary_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=decode,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
                 _guard_stream(handler.unary_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=decode,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
                 _guard_unary(handler.stream_unary, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=decode,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
                 _guard_stream(handler.stream_stream, method),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=decode,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
 
+class _Undecodable:
+    """A request whose bytes are not the message the method takes (answered INVALID_ARGUMENT)."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """The method's request decoder, returning `_Undecodable` instead of raising (gRPC would say UNKNOWN)."""
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except Exception as error:
+            return _Undecodable(f"the request is not a valid message for this method ({type(error).__name__})")
+
+    return decode
+
+
+def _checked(request: Any) -> Any:
+    """The request itself, or for a stream of them, the stream: raising for bytes that were not a message."""
+    if isinstance(request, _Undecodable):
+        raise InvalidRequestError([request.problem])
+    if hasattr(request, "__aiter__"):
+        return _checked_stream(request)
+    return request
+
+
+async def _checked_stream(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async for request in requests:
+        if isinstance(request, _Undecodable):
+            raise InvalidRequestError([request.problem])
+        yield request
+
+
 def _guard_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Awaitable[Any]]:
     async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
         try:
-            return await behavior(request, context)
+            return await behavior(_checked(request), context)
         except (aio.AbortError, aio.BaseError, asyncio.CancelledError):  # (BaseError: the call itself broke)
             raise
         except WorkerAbstractionError as error:
@@ -254,7 +295,7 @@ def _guard_unary(behavior: Callable[..., Awaitable[Any]], method: str) -> Callab
 def _guard_stream(behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., AsyncIterator[Any]]:
     async def guarded(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
-            async for response in behavior(request, context):
+            async for response in behavior(_checked(request), context):
                 yield response
         except (aio.AbortError, aio.BaseError, asyncio.CancelledError, GeneratorExit):  # (BaseError: the call broke)
             raise

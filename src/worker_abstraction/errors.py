@@ -120,6 +120,12 @@ class InvalidTaskOptionsError(InvalidParametersError):
     what = "task options"
 
 
+class InvalidRequestError(InvalidParametersError):
+    """A request that is not what the call takes (bytes that are not its message, a field out of range)."""
+
+    what = "request"
+
+
 class QueueFullError(WorkerAbstractionError):
     """The orchestrator's queue is full; nothing was accepted. Retry later or raise the bound."""
 

@@ -19,10 +19,6 @@ from tests.fuzz.rpcs import Rpc, all_rpcs, stub_paths
 from tests.fuzz.strategies import Case, Known, baselines, hostile_message, must_refuse, raw_bytes
 from worker_abstraction._proto import worker_pb2 as pb
 
-# The switch the engineer fixing the servers flips to False: until then the findings this harness reports
-# are expected, and the fuzz tests are xfail (not strict) so that `make test` stays green.
-KNOWN_FAILURES_PENDING = True
-
 EXAMPLES = int(os.environ.get("WA_FUZZ_EXAMPLES", "4"))
 RPCS = all_rpcs()
 
@@ -30,11 +26,6 @@ pytestmark = [
     pytest.mark.fuzz,
     pytest.mark.timeout(120 + 3 * EXAMPLES),
 ]
-pending = (
-    pytest.mark.xfail(reason="fuzz findings not fixed yet", strict=False)
-    if KNOWN_FAILURES_PENDING
-    else pytest.mark.fuzz
-)
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -56,7 +47,6 @@ def _assert_no_findings(harness: Harness, rpc: Rpc) -> None:
     assert not found, f"{len(found)} distinct findings on {rpc.name}:\n" + harness.findings.report(found)
 
 
-@pending
 @pytest.mark.parametrize("rpc", RPCS, ids=lambda rpc: rpc.name)
 def test_raw_bytes_never_get_unknown_hang_or_crash(harness: Harness, rpc: Rpc) -> None:
     @FUZZ_SETTINGS
@@ -68,7 +58,6 @@ def test_raw_bytes_never_get_unknown_hang_or_crash(harness: Harness, rpc: Rpc) -
     _assert_no_findings(harness, rpc)
 
 
-@pending
 @pytest.mark.parametrize("rpc", RPCS, ids=lambda rpc: rpc.name)
 def test_hostile_messages_are_refused_briefly_without_unknown_hang_or_crash(harness: Harness, rpc: Rpc) -> None:
     _seed_known_tasks(harness)

@@ -10,7 +10,7 @@ from worker_abstraction._convert.workers import now_timestamp
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.codec import EncodedParams, decode_params
 from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError
-from worker_abstraction.options import RetryPolicy, TaskOptions
+from worker_abstraction.options import MAX_ID_LENGTH, RetryPolicy, TaskOptions
 from worker_abstraction.types import FailureOrigin, TaskFailure, TaskSpec, TaskStatus, TaskUpdate
 
 
@@ -256,6 +256,8 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         )
     except InvalidTaskOptionsError as error:
         option_problems += error.problems
+    if not task.capability_name or len(task.capability_name) > MAX_ID_LENGTH:
+        param_problems.append(f"task.capability_name must name a capability (1..{MAX_ID_LENGTH} characters)")
     stamp = task.created_at
     if not (0 <= stamp.seconds <= _MAX_TIMESTAMP_SECONDS and 0 <= stamp.nanos < 1_000_000_000):
         option_problems.append(

@@ -226,4 +226,9 @@ def _refuse(task: pb.Task, code: pb.RejectReason, reason: str) -> pb.ExecuteTask
     if logger.isEnabledFor(logging.DEBUG):  # refusals come in bursts when the worker is full: no dict for nothing
         extra = {"task_id": task.task_id, "capability": task.capability_name}
         logger.debug("task %s[%s] refused: %s", task.capability_name, task.task_id, reason, extra=extra)
+    if len(reason) > _MAX_REASON:  # (a reason lists problems with the input: never echo all of it)
+        reason = reason[: _MAX_REASON - 20] + f"... ({len(reason):,} chars)"
     return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=False, message=reason, reject_reason=code)
+
+
+_MAX_REASON = 900
