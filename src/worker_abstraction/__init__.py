@@ -12,6 +12,7 @@ from worker_abstraction.errors import (
     InvalidCapabilityError,
     InvalidParametersError,
     InvalidTaskOptionsError,
+    InvalidTLSConfigError,
     InvalidWorkerInfoError,
     NoWorkerError,
     OrchestratorUnavailableError,
@@ -39,6 +40,7 @@ from worker_abstraction.orchestrator import (
 )
 from worker_abstraction.orchestrator.server import OrchestratorServer
 from worker_abstraction.registry import RegistryClient, RegistryServer
+from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import (
     Attempt,
     CapabilitySpec,
@@ -70,6 +72,7 @@ __all__ = [
     "FailureOrigin",
     "InvalidCapabilityError",
     "InvalidParametersError",
+    "InvalidTLSConfigError",
     "InvalidTaskOptionsError",
     "InvalidWorkerInfoError",
     "LoadReport",
@@ -85,6 +88,7 @@ __all__ = [
     "RemoteOrchestrator",
     "RetryPolicy",
     "StoreInUseError",
+    "TLSConfig",
     "TaskCanceledError",
     "TaskContext",
     "TaskError",
