@@ -13,6 +13,7 @@ from worker_abstraction.errors import (
     InvalidParametersError,
     InvalidRequestError,
     InvalidTaskOptionsError,
+    InvalidTLSConfigError,
     InvalidWorkerInfoError,
     NoWorkerError,
     OrchestratorUnavailableError,
@@ -40,6 +41,7 @@ from worker_abstraction.orchestrator import (
 )
 from worker_abstraction.orchestrator.server import OrchestratorServer
 from worker_abstraction.registry import RegistryClient, RegistryServer
+from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import (
     Attempt,
     CapabilitySpec,
@@ -72,6 +74,7 @@ __all__ = [
     "InvalidCapabilityError",
     "InvalidParametersError",
     "InvalidRequestError",
+    "InvalidTLSConfigError",
     "InvalidTaskOptionsError",
     "InvalidWorkerInfoError",
     "LoadReport",
@@ -87,6 +90,7 @@ __all__ = [
     "RemoteOrchestrator",
     "RetryPolicy",
     "StoreInUseError",
+    "TLSConfig",
     "TaskCanceledError",
     "TaskContext",
     "TaskError",

@@ -36,6 +36,7 @@ from worker_abstraction.errors import (
     WorkerNotFoundError,
     error_class,
 )
+from worker_abstraction.tls import TLSConfig
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,14 @@ def _size_options() -> list[tuple[str, Any]]:
     ]
 
 
-def channel(address: str) -> aio.Channel:
-    return aio.insecure_channel(address, options=CHANNEL_OPTIONS + _size_options())
+def channel(address: str, tls: TLSConfig | None = None) -> aio.Channel:
+    """A channel to `address`: plaintext, or TLS (and mTLS when `tls` has a cert) when `tls` is given."""
+    options = CHANNEL_OPTIONS + _size_options()
+    if tls is None:
+        return aio.insecure_channel(address, options=options)
+    if tls.server_name is not None:
+        options = [*options, ("grpc.ssl_target_name_override", tls.server_name)]
+    return aio.secure_channel(address, tls.channel_credentials(), options=options)
 
 
 def new_server() -> aio.Server:
@@ -97,10 +104,20 @@ def split_by_size(items: list[T], budget: int) -> list[list[T]]:
     return runs
 
 
-def bind(server: aio.Server, host: str, port: int) -> int:
-    """Listen on host:port (port 0 picks a free one) and return the real port."""
+def bind(server: aio.Server, host: str, port: int, tls: TLSConfig | None = None) -> int:
+    """Listen on host:port (port 0 picks a free one), with TLS when `tls` is given, and return the real port.
+
+    Raises:
+        BindError: the address cannot be listened on.
+        InvalidTLSConfigError: `tls` has no cert and key to serve with.
+    """
+    target = f"{host}:{port}"
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        bound = (
+            server.add_insecure_port(target)
+            if tls is None
+            else server.add_secure_port(target, tls.server_credentials())
+        )
     except RuntimeError as error:  # grpcio >= 1.5x raises instead of returning 0
         raise BindError(f"cannot listen on {host}:{port}: address in use or not local") from error
     if bound == 0:
@@ -322,3 +339,10 @@ async def _internal(context: aio.ServicerContext[Any, Any], method: str) -> NoRe
         _unlogged[method] = _unlogged.get(method, 0) + 1
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error in {method}; the server logged it")
     raise AssertionError("unreachable: context.abort raises")
+
+
+def security_of(tls: TLSConfig | None) -> str:
+    """How a server listens, for its start-up log line: "", " (TLS)" or " (mTLS)"."""
+    if tls is None:
+        return ""
+    return " (mTLS)" if tls.require_client_cert else " (TLS)"

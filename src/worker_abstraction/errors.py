@@ -7,6 +7,7 @@ WorkerAbstractionError
 ├── RegistryUnavailableError    the registry cannot be reached (UNAVAILABLE)
 ├── OrchestratorUnavailableError  the orchestrator daemon cannot be reached (UNAVAILABLE)
 ├── BindError                   a server cannot listen on its address
+├── InvalidTLSConfigError       a TLSConfig that cannot be used (unreadable files, a cert without its key)
 ├── StoreInUseError             another daemon holds the task store
 ├── NoWorkerError               no live worker offers the capability or meets the task's needs (FAILED_PRECONDITION)
 ├── QueueFullError              the orchestrator's queue is at its bound (RESOURCE_EXHAUSTED)
@@ -76,6 +77,17 @@ class OrchestratorUnavailableError(WorkerAbstractionError):
 
 class BindError(WorkerAbstractionError):
     """A server could not listen on the requested address (in use, or not an address of this machine)."""
+
+
+class InvalidTLSConfigError(WorkerAbstractionError, ValueError):
+    """A TLSConfig that cannot be used; `problems` lists every issue found."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid TLS configuration: " + "; ".join(problems))
+        self.problems = list(problems)
+
+    def fields(self) -> dict[str, Any]:
+        return {"problems": self.problems}
 
 
 class StoreInUseError(WorkerAbstractionError):

@@ -13,6 +13,7 @@ import sys
 
 from worker_abstraction.cli import add_orchestrator_argument, unknown_task, unreachable
 from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.types import TaskStatus
@@ -34,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     try:
-        async with RemoteOrchestrator(args.orchestrator) as orchestrator:
+        async with RemoteOrchestrator(args.orchestrator, tls=tls_of(args)) as orchestrator:
             canceled = await orchestrator.cancel(args.task_id, args.reason)
             record = await orchestrator.task(args.task_id)
     except TaskNotFoundError:

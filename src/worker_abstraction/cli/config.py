@@ -23,7 +23,8 @@ from typing import Any
 CONFIG_ENV = "WA_CONFIG"
 CONFIG_FILE = "wa.toml"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 class ConfigError(Exception):
@@ -35,7 +36,7 @@ class Setting:
     """One setting: its file key, its type, its built-in default (as a flag would take it), what it sets."""
 
     key: str
-    kind: type[str] | type[int] | type[float]
+    kind: type[str] | type[int] | type[float] | type[bool]
     default: str | None
     about: str
     choices: tuple[str, ...] = ()
@@ -46,6 +47,8 @@ class Setting:
 
     def check(self, value: Any) -> tuple[Any, str]:
         """`(value, "")` converted to this setting's type, or `(None, problem)`."""
+        if self.kind is bool:
+            return _boolean(value)
         if isinstance(value, str) and self.kind is not str:
             try:
                 value = self.kind(value)
@@ -96,6 +99,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("heartbeat_interval", float, None, "wa worker: seconds between heartbeats"),
     Setting("max_concurrent", int, None, "wa worker: task slots"),
     Setting("grace", float, "10", "wa worker: seconds running tasks get to finish on SIGINT/SIGTERM"),
+    Setting(
+        "tls_cert",
+        str,
+        None,
+        "TLS certificate (PEM): a server's identity, and a client's under mTLS; needs tls_key (unset: plaintext)",
+    ),
+    Setting("tls_key", str, None, "the private key (PEM) of tls_cert"),
+    Setting("tls_ca", str, None, "CA certificate (PEM) verifying servers, and clients under mTLS; turns TLS on"),
+    Setting("tls_client_auth", bool, None, "servers: require client certificates signed by tls_ca (mTLS)"),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 
@@ -222,6 +234,26 @@ def _read(path: Path) -> dict[str, Any]:
     if problems:
         raise ConfigError(f"config file {path}: " + "; ".join(problems))
     return values
+
+
+def to_bool(value: Any) -> bool:
+    """A boolean setting's value (a flag's, the environment's text, the file's boolean) as a bool.
+
+    Raises:
+        ValueError: the value is no boolean.
+    """
+    converted, problem = _boolean(False if value is None else value)
+    if problem:
+        raise ValueError(problem)
+    return bool(converted)
+
+
+def _boolean(value: Any) -> tuple[Any, str]:
+    if isinstance(value, bool):
+        return value, ""
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE, ""
+    return None, f"expected a boolean (true/false, 1/0, yes/no, on/off), got {value!r}"
 
 
 def _toml_type(value: Any) -> str:

@@ -29,6 +29,7 @@ from worker_abstraction.cli.config import SETTINGS, Settings
 NAME = "config"
 SUMMARY = "show the effective settings (flags, WA_* variables, wa.toml) and where each came from"
 DEFAULT_LOG_LEVEL = "WARNING"
+USES_TLS = False  # shows the TLS settings, files that cannot be read included
 EPILOG = """\
 examples:
   wa config show

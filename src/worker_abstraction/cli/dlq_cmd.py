@@ -21,6 +21,7 @@ import sys
 from worker_abstraction.cli import add_orchestrator_argument, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.task_cmd import record_to_json
+from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, TaskUpdate
@@ -52,7 +53,7 @@ async def run(args: argparse.Namespace) -> int:
         print("wa dlq requeue: give exactly one TASK_ID", file=sys.stderr)
         return EXIT_ERROR
     try:
-        async with RemoteOrchestrator(address) as orchestrator:
+        async with RemoteOrchestrator(address, tls=tls_of(args)) as orchestrator:
             if args.action == "list":
                 return await _list(orchestrator, json_output=args.json)
             if args.action == "requeue":

@@ -14,6 +14,7 @@ from worker_abstraction import limits
 from worker_abstraction.cli import (
     UsageError,
     cancel_cmd,
+    certs_cmd,
     config_cmd,
     dlq_cmd,
     orchestrator_cmd,
@@ -25,6 +26,7 @@ from worker_abstraction.cli import (
     workers_cmd,
 )
 from worker_abstraction.cli.config import LOG_LEVELS, ConfigError, Settings, add_config_argument, config_argument
+from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.observability import log
 
@@ -43,6 +45,7 @@ _COMMANDS: tuple[ModuleType, ...] = (
     queue_cmd,
     dlq_cmd,
     config_cmd,
+    certs_cmd,
 )
 
 
@@ -79,6 +82,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         default=settings.default("max_message_mb"),
         help=settings.help("max_message_mb", "the largest message any part sends or receives, in MiB"),
     )
+    _add_tls_arguments(common, settings)
     add_config_argument(common, documented_default=False)
     parser = argparse.ArgumentParser(
         prog="wa",
@@ -102,8 +106,25 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         )
         module.add_arguments(sub, settings)
         _share_common_options(sub, common)
-        sub.set_defaults(run=module.run, default_log_level=module.DEFAULT_LOG_LEVEL)
+        sub.set_defaults(
+            run=module.run, default_log_level=module.DEFAULT_LOG_LEVEL, uses_tls=getattr(module, "USES_TLS", True)
+        )
     return parser
+
+
+def _add_tls_arguments(common: argparse.ArgumentParser, settings: Settings) -> None:
+    for key, flag, text in (
+        ("tls_cert", "--tls-cert", "TLS certificate (PEM): a server's identity, a client's under mTLS"),
+        ("tls_key", "--tls-key", "private key (PEM) of --tls-cert"),
+        ("tls_ca", "--tls-ca", "CA certificate (PEM) verifying servers, and clients under --tls-client-auth"),
+    ):
+        common.add_argument(flag, metavar="PATH", default=settings.default(key), help=settings.help(key, text))
+    common.add_argument(
+        "--tls-client-auth",
+        action="store_true",
+        default=settings.default("tls_client_auth"),
+        help=settings.help("tls_client_auth", "servers: require client certificates signed by --tls-ca (mTLS)"),
+    )
 
 
 def reader_gone() -> int:
@@ -131,6 +152,11 @@ def _share_common_options(parser: argparse.ArgumentParser, common: argparse.Argu
         if isinstance(action, argparse._SubParsersAction):
             for nested in action.choices.values():
                 for option in common._actions:
+                    if isinstance(option, argparse._StoreTrueAction):
+                        nested.add_argument(
+                            *option.option_strings, action="store_true", default=argparse.SUPPRESS, help=option.help
+                        )
+                        continue
                     nested.add_argument(
                         *option.option_strings,
                         type=option.type,
@@ -179,7 +205,9 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         log.configure(args.log_level or args.default_log_level)
         limits.set_max_message_bytes(int(float(args.max_message_mb) * 2**20))
-    except ValueError as exc:  # a bad WA_LOG_LEVEL or limit: argparse checks flags, not defaults
+        if args.uses_tls:
+            tls_of(args)  # checked before the command runs, so unusable TLS files are a usage error (2)
+    except ValueError as exc:  # a bad WA_LOG_LEVEL, limit or TLS file: argparse checks flags, not defaults
         print(f"wa {name}: error: {exc}", file=sys.stderr)
         return 2
     try:

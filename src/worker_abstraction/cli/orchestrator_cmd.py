@@ -13,6 +13,7 @@ import logging
 
 from worker_abstraction.cli import UsageError, add_registry_argument, serve_until_signal
 from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import StoreInUseError
 from worker_abstraction.orchestrator.server import OrchestratorServer
 
@@ -80,6 +81,7 @@ async def run(args: argparse.Namespace) -> int:
         max_queued=args.max_queued,
         aging_seconds=args.aging,
         queue_without_workers=args.queue_without_workers,
+        tls=tls_of(args),
     )
 
     async def start() -> None:

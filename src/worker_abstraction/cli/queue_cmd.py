@@ -11,6 +11,7 @@ import sys
 
 from worker_abstraction.cli import add_orchestrator_argument, unreachable
 from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import OrchestratorUnavailableError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     try:
-        async with RemoteOrchestrator(args.orchestrator) as orchestrator:
+        async with RemoteOrchestrator(args.orchestrator, tls=tls_of(args)) as orchestrator:
             depths = await orchestrator.queue_depths()
     except OrchestratorUnavailableError as exc:
         print(unreachable(exc, args.orchestrator), file=sys.stderr)

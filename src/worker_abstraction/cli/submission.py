@@ -31,6 +31,7 @@ from worker_abstraction.errors import (
 )
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+from worker_abstraction.tls import TLSConfig
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_RUN = 0, 1, 2
 CANCEL_WAIT_SECONDS = 5.0  # how long an interrupted in-process submit waits for the worker to confirm a cancel
@@ -64,8 +65,17 @@ class Interrupted(Exception):
 class Submission:
     """Submits one task and follows it; prints as text or JSON lines."""
 
-    def __init__(self, capability: str, *, registry: str, orchestrator: str | None, json_output: bool) -> None:
+    def __init__(
+        self,
+        capability: str,
+        *,
+        registry: str,
+        orchestrator: str | None,
+        json_output: bool,
+        tls: TLSConfig | None = None,
+    ) -> None:
         self.capability = capability
+        self.tls = tls
         self.registry = registry
         self.address = orchestrator
         self.json = json_output
@@ -81,7 +91,7 @@ class Submission:
                 stack.enter_context(signals)
             try:
                 if self.address is not None:
-                    async with RemoteOrchestrator(self.address) as remote:
+                    async with RemoteOrchestrator(self.address, tls=self.tls) as remote:
                         return await self._submit(remote, params, options, detach=detach)
                 print(
                     f"no orchestrator daemon configured: running one in this process (registry {self.registry})",
@@ -89,7 +99,7 @@ class Submission:
                     flush=True,
                 )
                 await self._guard(self._registry_answers())
-                local = AsyncOrchestrator(self.registry)
+                local = AsyncOrchestrator(self.registry, tls=self.tls)
                 try:
                     await self._guard(local.start())
                     if wait_seconds > 0:
@@ -119,7 +129,7 @@ class Submission:
 
     async def _registry_answers(self) -> None:
         """Fail fast, in the one wording, when the registry an in-process orchestrator needs is not there."""
-        client = RegistryClient(self.registry)
+        client = RegistryClient(self.registry, tls=self.tls)
         try:
             async with asyncio.timeout(REGISTRY_ANSWER_SECONDS):
                 await client.list_workers()

@@ -43,6 +43,7 @@ from typing import Any, TextIO
 from worker_abstraction.cli import UsageError, add_registry_argument
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.submission import Submission
+from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import InvalidTaskOptionsError
 from worker_abstraction.options import RetryPolicy
 
@@ -248,7 +249,9 @@ async def run(args: argparse.Namespace) -> int:
             "--detach needs an orchestrator daemon (--orchestrator, WA_ORCHESTRATOR or the config file): "
             "a task of an orchestrator in this process would end with it"
         )
-    submission = Submission(args.capability, registry=args.registry, orchestrator=address, json_output=args.json)
+    submission = Submission(
+        args.capability, registry=args.registry, orchestrator=address, json_output=args.json, tls=tls_of(args)
+    )
     params = read_params(args.params, sys.stdin)
     try:
         options = task_options(args)

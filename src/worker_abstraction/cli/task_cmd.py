@@ -32,6 +32,7 @@ from typing import Any
 from worker_abstraction.cli import add_orchestrator_argument, unknown_task, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.output import iso, print_error, status_line
+from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.cli.workers_cmd import age
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError, WorkerAbstractionError
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
@@ -116,7 +117,7 @@ async def run(args: argparse.Namespace) -> int:
     """Ask the daemon and print the answer; return the exit code described in --help."""
     address: str = args.orchestrator
     try:
-        async with RemoteOrchestrator(address) as remote:
+        async with RemoteOrchestrator(address, tls=tls_of(args)) as remote:
             if args.action == "list":
                 return await _list(remote, args)
             record = await remote.task(args.task_id)

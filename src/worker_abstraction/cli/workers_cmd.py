@@ -27,6 +27,7 @@ from typing import Any
 from worker_abstraction import RegistryClient, RemoteOrchestrator, WorkerInfo
 from worker_abstraction.cli import add_registry_argument, cannot_reach, unreachable
 from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
 from worker_abstraction.types import WorkerHealth
 
@@ -137,7 +138,7 @@ async def run(args: argparse.Namespace) -> int:
     """Fetch the workers and print them; return 1 when the registry (or orchestrator) is unreachable."""
     if args.orchestrator:
         return await _run_orchestrator(args)
-    client = RegistryClient(args.registry)
+    client = RegistryClient(args.registry, tls=tls_of(args))
     try:
         async with asyncio.timeout(args.timeout):
             workers = await client.list_workers()
@@ -159,7 +160,7 @@ async def run(args: argparse.Namespace) -> int:
 
 async def _run_orchestrator(args: argparse.Namespace) -> int:
     try:
-        async with RemoteOrchestrator(args.orchestrator) as remote, asyncio.timeout(args.timeout):
+        async with RemoteOrchestrator(args.orchestrator, tls=tls_of(args)) as remote, asyncio.timeout(args.timeout):
             found = await remote.worker_health()
     except OrchestratorUnavailableError as exc:
         print(unreachable(exc, args.orchestrator), file=sys.stderr)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from worker_abstraction import _rpc
 from worker_abstraction.errors import NoWorkerError
 from worker_abstraction.options import RetryPolicy, TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
@@ -25,6 +27,7 @@ from worker_abstraction.orchestrator.records import TaskIndex
 from worker_abstraction.orchestrator.scheduler import Scheduler
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.stores.tasks import TaskStore
+from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, WorkerHealth, WorkerInfo
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         links: the connections to workers (inject a `WorkerLinks` to watch or break them).
         directory: the live view of workers (inject one to tune or observe discovery).
         clock: the source of time for deadlines, back-offs and probes.
+        tls: reach the registry and the workers over TLS, trusting `tls.ca` (and presenting `tls.cert` for
+            mTLS); default plaintext. Injected `links` and `directory` bring their own channels.
     """
 
     def __init__(
@@ -79,14 +84,17 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         links: WorkerLinks | None = None,
         directory: WorkerDirectory | None = None,
         clock: Clock | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         self.registry = registry
         self._discovery_timeout = discovery_timeout_seconds
         clock = clock or LoopClock()
         self._directory = directory or WorkerDirectory(
-            RegistryClient(registry), poll_interval_seconds=poll_interval_seconds
+            RegistryClient(registry, tls=tls), poll_interval_seconds=poll_interval_seconds
         )
-        self._links = links or WorkerLinks(fast_path=fast_path, clock=clock)
+        self._links = links or WorkerLinks(
+            fast_path=fast_path, clock=clock, channel_factory=functools.partial(_rpc.channel, tls=tls)
+        )
         breakers = CircuitBreakers(
             failure_threshold=breaker_failure_threshold, cooldown_seconds=breaker_cooldown_seconds, now=clock.now
         )

@@ -31,6 +31,7 @@ from worker_abstraction.orchestrator.follow import RECONNECT_WINDOW_SECONDS
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.remote_session import Followed, RemoteSession, observe
 from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.tls import TLSConfig, explain
 from worker_abstraction.types import (
     DeadLetter,
     TaskQuery,
@@ -54,6 +55,8 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         address: host:port of the daemon's OrchestratorService.
         call_timeout_seconds: deadline of each unary call to the daemon.
         channel_factory: makes the gRPC channel (inject one to add credentials or interceptors).
+        tls: connect over TLS, trusting `tls.ca` (and presenting `tls.cert` for mTLS); default plaintext.
+            Not together with `channel_factory`.
     """
 
     def __init__(
@@ -62,10 +65,14 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         *,
         call_timeout_seconds: float = 30.0,
         channel_factory: Callable[[str], aio.Channel] = _rpc.channel,
+        tls: TLSConfig | None = None,
     ) -> None:
+        if tls is not None and channel_factory is not _rpc.channel:
+            raise TypeError("give tls or a channel_factory, not both (the factory makes the channel's credentials)")
         self.address = address
+        self.tls = tls
         self._timeout = call_timeout_seconds
-        self._channel = channel_factory(address)
+        self._channel = channel_factory(address) if tls is None else _rpc.channel(address, tls)
         self._stub = pb_grpc.OrchestratorServiceStub(self._channel)
         self._followers: set[asyncio.Task[None]] = set()
         self._session: RemoteSession | None = None
@@ -221,7 +228,7 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
             raise _rpc.error_from(error, self._unavailable) from error
 
     def _unavailable(self, detail: str) -> WorkerAbstractionError:
-        return OrchestratorUnavailableError(f"orchestrator {self.address}: {detail}")
+        return OrchestratorUnavailableError(f"orchestrator {self.address}: {detail}" + explain(detail, self.tls))
 
     def _handle(self, state: TaskState) -> AsyncTaskHandle:
         return AsyncTaskHandle(state, _RemoteOwner(self, state.task_id))

@@ -12,6 +12,7 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.servicer import OrchestratorServicer
 from worker_abstraction.stores.sqlite import SqliteTaskStore
+from worker_abstraction.tls import TLSConfig
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ class OrchestratorServer:
         port: port to listen on; 0 picks a free one.
         store_path: SQLite file keeping accepted tasks across restarts (None: memory only). One store
             serves one daemon: a second one on the same file fails to start with StoreInUseError.
+        tls: serve over TLS with `tls.cert` (mTLS with `require_client_cert`), and reach the registry and
+            the workers over TLS with the same certificates; default plaintext.
         options: passed to AsyncOrchestrator (queue bounds, aging, ...).
     """
 
@@ -35,11 +38,13 @@ class OrchestratorServer:
         port: int = 50052,
         *,
         store_path: str | None = None,
+        tls: TLSConfig | None = None,
         **options: Any,
     ) -> None:
         self.host, self.port = host, port
+        self.tls = tls
         self._store = SqliteTaskStore(store_path) if store_path else None
-        self.orchestrator = AsyncOrchestrator(registry, task_store=self._store, **options)
+        self.orchestrator = AsyncOrchestrator(registry, task_store=self._store, tls=tls, **options)
         self._server = _rpc.new_server()
         self._started = False
 
@@ -59,7 +64,7 @@ class OrchestratorServer:
         try:
             await self.orchestrator.start()
             pb_grpc.add_OrchestratorServiceServicer_to_server(OrchestratorServicer(self.orchestrator), self._server)
-            self.port = _rpc.bind(self._server, self.host, self.port)
+            self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
             await self._server.start()
         except BaseException:
             await self.orchestrator.aclose()
@@ -67,7 +72,12 @@ class OrchestratorServer:
                 await self._store.close()
             raise
         self._started = True
-        logger.info("orchestrator listening on %s (registry %s)", self.address, self.orchestrator.registry)
+        logger.info(
+            "orchestrator listening on %s%s (registry %s)",
+            self.address,
+            _rpc.security_of(self.tls),
+            self.orchestrator.registry,
+        )
 
     async def stop(self, grace_seconds: float | None = 1.0) -> None:
         await self._server.stop(grace_seconds)

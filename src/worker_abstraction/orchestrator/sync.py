@@ -16,6 +16,7 @@ from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import (
     Attempt,
     DeadLetter,
@@ -102,9 +103,12 @@ class Orchestrator:
 
     `Orchestrator(registry, **options)` embeds the engine in this process (options as AsyncOrchestrator's);
     `Orchestrator.connect("host:port")` offers the same calls served by a daemon (`wa orchestrator`).
+    `tls` (a TLSConfig) makes either reach its peers over TLS.
     """
 
-    def __init__(self, registry: str | None = None, *, address: str | None = None, **options: Any) -> None:
+    def __init__(
+        self, registry: str | None = None, *, address: str | None = None, tls: TLSConfig | None = None, **options: Any
+    ) -> None:
         if (registry is None) == (address is None):
             raise TypeError("give either a registry (the engine runs here) or an address (a daemon), not both")
         if address is not None and options:
@@ -112,10 +116,10 @@ class Orchestrator:
         self._loop = LoopThread()
         make: Callable[[], Coroutine[Any, Any, AsyncOrchestratorAPI]]
         if registry is not None:
-            make = _embedded(registry, options)
+            make = _embedded(registry, {**options, "tls": tls})
         else:
             assert address is not None
-            make = _remote(address)
+            make = _remote(address, tls)
         try:
             self._core: AsyncOrchestratorAPI = self._loop.run(make())
         except BaseException:
@@ -123,9 +127,9 @@ class Orchestrator:
             raise
 
     @classmethod
-    def connect(cls, address: str) -> Orchestrator:
-        """The same blocking API, served by the orchestrator daemon at host:port."""
-        return cls(address=address)
+    def connect(cls, address: str, *, tls: TLSConfig | None = None) -> Orchestrator:
+        """The same blocking API, served by the orchestrator daemon at host:port (over TLS with `tls`)."""
+        return cls(address=address, tls=tls)
 
     def workers(self) -> list[WorkerInfo]:
         return self._loop.run(self._core.workers())
@@ -210,8 +214,8 @@ def _embedded(registry: str, options: dict[str, Any]) -> Callable[[], Coroutine[
     return make
 
 
-def _remote(address: str) -> Callable[[], Coroutine[Any, Any, AsyncOrchestratorAPI]]:
+def _remote(address: str, tls: TLSConfig | None) -> Callable[[], Coroutine[Any, Any, AsyncOrchestratorAPI]]:
     async def make() -> AsyncOrchestratorAPI:
-        return RemoteOrchestrator(address)  # its channel belongs to the loop it is made on
+        return RemoteOrchestrator(address, tls=tls)  # its channel belongs to the loop it is made on
 
     return make

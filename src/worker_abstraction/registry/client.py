@@ -20,6 +20,7 @@ from worker_abstraction.errors import (
     WorkerNotFoundError,
 )
 from worker_abstraction.registry.events import WorkerEvent, WorkerEventType
+from worker_abstraction.tls import TLSConfig, explain
 from worker_abstraction.types import LoadReport, WorkerInfo
 
 
@@ -34,11 +35,18 @@ class Registration:
 
 
 class RegistryClient:
-    """Talks to one registry. Transport failures raise `RegistryUnavailableError`."""
+    """Talks to one registry. Transport failures raise `RegistryUnavailableError`.
 
-    def __init__(self, address: str, *, call_timeout_seconds: float = 5.0) -> None:
+    Args:
+        address: host:port of the registry.
+        call_timeout_seconds: deadline of each unary call.
+        tls: connect over TLS, trusting `tls.ca` (and presenting `tls.cert` for mTLS); default plaintext.
+    """
+
+    def __init__(self, address: str, *, call_timeout_seconds: float = 5.0, tls: TLSConfig | None = None) -> None:
         self.address = address
-        self._channel = _rpc.channel(address)
+        self.tls = tls
+        self._channel = _rpc.channel(address, tls)
         self._stub = pb_grpc.RegistryServiceStub(self._channel)
         self._timeout = call_timeout_seconds
         self._heartbeat_call: aio.StreamStreamCall[pb.HeartbeatRequest, pb.HeartbeatResponse] | None = None
@@ -176,6 +184,7 @@ class RegistryClient:
     def _unavailable(self, method: str, error: aio.AioRpcError) -> RegistryUnavailableError:
         return RegistryUnavailableError(
             f"registry {self.address}: {method} failed with {error.code().name}: {error.details()}"
+            + explain(error.details() or "", self.tls)
         )
 
 

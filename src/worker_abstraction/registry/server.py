@@ -13,6 +13,7 @@ from worker_abstraction.registry.service import Registry
 from worker_abstraction.registry.servicer import RegistryServicer
 from worker_abstraction.stores.base import WorkerStore
 from worker_abstraction.stores.memory import MemoryWorkerStore
+from worker_abstraction.tls import TLSConfig
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ class RegistryServer:
         sweep_interval_seconds: how often silent workers are looked for (default: a quarter of the TTL,
             at most 5 s), so a dead worker leaves within TTL + one sweep.
         store: where workers are kept (default: in memory).
+        tls: serve over TLS with these certificates (mTLS with `require_client_cert`); default plaintext.
     """
 
     def __init__(
@@ -40,12 +42,14 @@ class RegistryServer:
         suspect_after_seconds: float | None = None,
         sweep_interval_seconds: float | None = None,
         store: WorkerStore | None = None,
+        tls: TLSConfig | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.registry = Registry(
             store or MemoryWorkerStore(), ttl_seconds=ttl_seconds, suspect_after_seconds=suspect_after_seconds
         )
+        self.tls = tls
         self.sweep_interval_seconds = sweep_interval_seconds or min(ttl_seconds / 4, 5.0)
         self._server = _rpc.new_server()
         self._sweeper: asyncio.Task[None] | None = None
@@ -56,14 +60,15 @@ class RegistryServer:
 
     async def start(self) -> None:
         pb_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(self.registry), self._server)
-        self.port = _rpc.bind(self._server, self.host, self.port)
+        self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
         await self._server.start()
         self._sweeper = asyncio.create_task(
             self.registry.sweep_forever(self.sweep_interval_seconds), name="registry-sweeper"
         )
         logger.info(
-            "registry listening on %s (ttl %gs, suspect after %gs)",
+            "registry listening on %s%s (ttl %gs, suspect after %gs)",
             self.address,
+            _rpc.security_of(self.tls),
             self.registry.ttl_seconds,
             self.registry.suspect_after_seconds,
         )

@@ -15,6 +15,7 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef, definition_of
 from worker_abstraction.errors import InvalidCapabilityError
 from worker_abstraction.registry.client import RegistryClient
+from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import CapabilitySpec, LoadReport, WorkerInfo
 from worker_abstraction.worker.load import LoadMeter
 from worker_abstraction.worker.membership import Membership
@@ -44,6 +45,8 @@ class BaseWorker:
             (default: the class's `max_concurrent_tasks`, 0 meaning no limit).
         cancel_grace_seconds: how long a handler asked to cancel may clean up before it is stopped.
         max_threads: threads for plain (non-async) capabilities.
+        tls: serve over TLS with `tls.cert` (mTLS with `require_client_cert`) and reach the registry over
+            TLS, trusting `tls.ca` and presenting the same certificate; default plaintext.
     """
 
     version: ClassVar[str] = "0.1.0"
@@ -81,6 +84,7 @@ class BaseWorker:
         max_concurrent_tasks: int | None = None,
         cancel_grace_seconds: float = 5.0,
         max_threads: int = 32,
+        tls: TLSConfig | None = None,
     ) -> None:
         self.registry_address = registry
         self.host = host
@@ -90,6 +94,7 @@ class BaseWorker:
         self.worker_id = worker_id or uuid.uuid4().hex
         self.worker_version = version or self.version
         self.tags = tuple(tags)
+        self.tls = tls
         self.slots = type(self).max_concurrent_tasks if max_concurrent_tasks is None else max_concurrent_tasks
         if self.slots < 0:
             raise ValueError(f"max_concurrent_tasks must be >= 0, got {self.slots}")
@@ -161,11 +166,13 @@ class BaseWorker:
             cancel_grace_seconds=self._cancel_grace,
         )
         pb_grpc.add_WorkerServiceServicer_to_server(self._servicer, self._server)
-        self.port = _rpc.bind(self._server, self.host, self.port)
+        self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
         await self._server.start()
-        logger.info("worker %s (%s) serving on %s", self.worker_id, self.name, self.address)
+        logger.info(
+            "worker %s (%s) serving on %s%s", self.worker_id, self.name, self.address, _rpc.security_of(self.tls)
+        )
         if self.registry_address:
-            self._registry_client = RegistryClient(self.registry_address)
+            self._registry_client = RegistryClient(self.registry_address, tls=self.tls)
             self._membership = Membership(
                 self._registry_client,
                 self.info,
