@@ -51,6 +51,7 @@ def test_all_is_pinned() -> None:
         "OrchestratorServer",
         "OrchestratorUnavailableError",
         "ParameterSpec",
+        "PermissionDeniedError",
         "QueueFullError",
         "RegistryClient",
         "RegistryServer",

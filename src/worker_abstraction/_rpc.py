@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from grpc import aio
 
-from worker_abstraction import limits
+from worker_abstraction import auth, limits
 from worker_abstraction.errors import (
     BindError,
     InvalidParametersError,
@@ -26,6 +26,7 @@ from worker_abstraction.errors import (
     InvalidWorkerInfoError,
     NoWorkerError,
     OrchestratorUnavailableError,
+    PermissionDeniedError,
     QueueFullError,
     RegistryUnavailableError,
     StoreInUseError,
@@ -75,16 +76,19 @@ def _size_options() -> list[tuple[str, Any]]:
 def channel(address: str, tls: TLSConfig | None = None) -> aio.Channel:
     """A channel to `address`: plaintext, or TLS (and mTLS when `tls` has a cert) when `tls` is given."""
     options = CHANNEL_OPTIONS + _size_options()
+    interceptors = auth.channel_interceptors()  # the process's token, if it has one
     if tls is None:
-        return aio.insecure_channel(address, options=options)
+        return aio.insecure_channel(address, options=options, interceptors=interceptors)
     if tls.server_name is not None:
         options = [*options, ("grpc.ssl_target_name_override", tls.server_name)]
-    return aio.secure_channel(address, tls.channel_credentials(), options=options)
+    return aio.secure_channel(address, tls.channel_credentials(), options=options, interceptors=interceptors)
 
 
-def new_server() -> aio.Server:
-    """A server whose handlers may raise our errors: the ErrorBoundary turns them into statuses."""
-    return aio.server(options=SERVER_OPTIONS + _size_options(), interceptors=[ErrorBoundary()])
+def new_server(auth: aio.ServerInterceptor | None = None) -> aio.Server:  # type: ignore[type-arg]
+    """A server whose handlers may raise our errors: the ErrorBoundary turns them into statuses. With
+    `auth` (an `auth.Authenticator`), every call's credentials and role are checked before its handler."""
+    interceptors: list[Any] = [ErrorBoundary()] + ([auth] if auth is not None else [])
+    return aio.server(options=SERVER_OPTIONS + _size_options(), interceptors=interceptors)
 
 
 def split_by_size(items: list[T], budget: int) -> list[list[T]]:
@@ -137,6 +141,7 @@ def code_of(error: BaseException) -> grpc.StatusCode | None:
 STATUS: tuple[tuple[type[WorkerAbstractionError], grpc.StatusCode], ...] = (
     (InvalidParametersError, grpc.StatusCode.INVALID_ARGUMENT),  # InvalidTaskOptionsError too
     (InvalidWorkerInfoError, grpc.StatusCode.INVALID_ARGUMENT),
+    (PermissionDeniedError, grpc.StatusCode.PERMISSION_DENIED),
     (WorkerNotFoundError, grpc.StatusCode.NOT_FOUND),
     (TaskNotFoundError, grpc.StatusCode.NOT_FOUND),
     (TaskExistsError, grpc.StatusCode.ALREADY_EXISTS),

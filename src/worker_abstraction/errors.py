@@ -132,6 +132,10 @@ class InvalidTaskOptionsError(InvalidParametersError):
     what = "task options"
 
 
+class PermissionDeniedError(WorkerAbstractionError):
+    """The caller is known but may not do this (another principal's worker id, a capability it may not use)."""
+
+
 class InvalidRequestError(InvalidParametersError):
     """A request that is not what the call takes (bytes that are not its message, a field out of range)."""
 

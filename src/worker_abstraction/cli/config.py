@@ -108,6 +108,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls_key", str, None, "the private key (PEM) of tls_cert"),
     Setting("tls_ca", str, None, "CA certificate (PEM) verifying servers, and clients under mTLS; turns TLS on"),
     Setting("tls_client_auth", bool, None, "servers: require client certificates signed by tls_ca (mTLS)"),
+    Setting("token", str, None, "the bearer token this command sends to every server (unset: none)"),
+    Setting("auth_tokens", str, None, "servers: TOML file of principals and their tokens; turns checking on"),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import ModuleType
 from typing import Any
 
-from worker_abstraction import limits
+from worker_abstraction import auth, limits
 from worker_abstraction.cli import (
     UsageError,
     cancel_cmd,
@@ -26,6 +26,7 @@ from worker_abstraction.cli import (
     workers_cmd,
 )
 from worker_abstraction.cli.config import LOG_LEVELS, ConfigError, Settings, add_config_argument, config_argument
+from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.observability import log
@@ -83,6 +84,7 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         help=settings.help("max_message_mb", "the largest message any part sends or receives, in MiB"),
     )
     _add_tls_arguments(common, settings)
+    _add_auth_arguments(common, settings)
     add_config_argument(common, documented_default=False)
     parser = argparse.ArgumentParser(
         prog="wa",
@@ -124,6 +126,21 @@ def _add_tls_arguments(common: argparse.ArgumentParser, settings: Settings) -> N
         action="store_true",
         default=settings.default("tls_client_auth"),
         help=settings.help("tls_client_auth", "servers: require client certificates signed by --tls-ca (mTLS)"),
+    )
+
+
+def _add_auth_arguments(common: argparse.ArgumentParser, settings: Settings) -> None:
+    common.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=settings.default("token"),
+        help=settings.help("token", "bearer token sent to every server (prefer WA_TOKEN: flags show in ps)"),
+    )
+    common.add_argument(
+        "--auth-tokens",
+        metavar="PATH",
+        default=settings.default("auth_tokens"),
+        help=settings.help("auth_tokens", "servers: check every caller against this token file (TOML)"),
     )
 
 
@@ -207,6 +224,8 @@ def _main(argv: Sequence[str] | None) -> int:
         limits.set_max_message_bytes(int(float(args.max_message_mb) * 2**20))
         if args.uses_tls:
             tls_of(args)  # checked before the command runs, so unusable TLS files are a usage error (2)
+            auth.use_token(args.token)
+            authenticator_of(args)  # (likewise an unusable token file)
     except ValueError as exc:  # a bad WA_LOG_LEVEL, limit or TLS file: argparse checks flags, not defaults
         print(f"wa {name}: error: {exc}", file=sys.stderr)
         return 2

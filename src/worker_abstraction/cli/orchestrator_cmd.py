@@ -13,6 +13,7 @@ import logging
 
 from worker_abstraction.cli import UsageError, add_registry_argument, serve_until_signal
 from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import StoreInUseError
 from worker_abstraction.orchestrator.server import OrchestratorServer
@@ -82,6 +83,7 @@ async def run(args: argparse.Namespace) -> int:
         aging_seconds=args.aging,
         queue_without_workers=args.queue_without_workers,
         tls=tls_of(args),
+        auth=authenticator_of(args),
     )
 
     async def start() -> None:

@@ -14,6 +14,7 @@ import logging
 from worker_abstraction import RegistryServer
 from worker_abstraction.cli import UsageError, serve_until_signal
 from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 
 NAME = "registry"
@@ -79,6 +80,7 @@ async def run(args: argparse.Namespace) -> int:
             suspect_after_seconds=args.suspect_after,
             sweep_interval_seconds=args.sweep_interval,
             tls=tls_of(args),
+            auth=authenticator_of(args),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

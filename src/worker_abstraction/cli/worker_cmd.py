@@ -21,6 +21,7 @@ import sys
 from worker_abstraction import BaseWorker
 from worker_abstraction.cli import UsageError, serve_until_signal
 from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import InvalidCapabilityError
 
@@ -141,6 +142,7 @@ async def run(args: argparse.Namespace) -> int:
         advertise_host=args.advertise_host,
         max_concurrent_tasks=args.max_concurrent,
         tls=tls_of(args),
+        auth=authenticator_of(args),
     )
     return await serve_until_signal(
         start=worker.start,

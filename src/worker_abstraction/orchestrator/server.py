@@ -9,6 +9,7 @@ from typing import Any
 
 from worker_abstraction import _rpc
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.auth import Authenticator
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.servicer import OrchestratorServicer
 from worker_abstraction.stores.sqlite import SqliteTaskStore
@@ -39,13 +40,14 @@ class OrchestratorServer:
         *,
         store_path: str | None = None,
         tls: TLSConfig | None = None,
+        auth: Authenticator | None = None,
         **options: Any,
     ) -> None:
         self.host, self.port = host, port
         self.tls = tls
         self._store = SqliteTaskStore(store_path) if store_path else None
         self.orchestrator = AsyncOrchestrator(registry, task_store=self._store, tls=tls, **options)
-        self._server = _rpc.new_server()
+        self._server = _rpc.new_server(auth)
         self._started = False
 
     @property

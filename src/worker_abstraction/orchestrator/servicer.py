@@ -12,7 +12,7 @@ from typing import Any
 from google.protobuf import empty_pb2
 from grpc import aio
 
-from worker_abstraction import _convert
+from worker_abstraction import _convert, auth
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.codec import short
@@ -35,6 +35,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
 
     async def SubmitTask(self, request: pb.SubmitTaskRequest, context: Context) -> pb.SubmitTaskResponse:
         spec = _convert.spec_from_pb(request)
+        auth.check_may_call(spec.capability)
         key = spec.options.idempotency_key
         known = await self._engine.find_idempotent(key) if key else None
         handle = known or await self._engine.submit_spec(spec)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from worker_abstraction import _convert, _rpc, limits
+from worker_abstraction import _convert, _rpc, auth, limits
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError, WorkerAbstractionError
 from worker_abstraction.options import MAX_ID_LENGTH
@@ -92,6 +92,7 @@ class CallerSession:
         ack = pb.SessionAck(request_id=submit.request_id)
         try:
             spec = _convert.spec_from_pb(submit.submit)
+            auth.check_may_call(spec.capability)
             key = spec.options.idempotency_key
             known = await self._engine.find_idempotent(key) if key else None
             handle = known or await self._engine.submit_spec(spec)

@@ -9,6 +9,7 @@ from types import TracebackType
 
 from worker_abstraction import _rpc
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.auth import Authenticator
 from worker_abstraction.registry.service import Registry
 from worker_abstraction.registry.servicer import RegistryServicer
 from worker_abstraction.stores.base import WorkerStore
@@ -43,6 +44,7 @@ class RegistryServer:
         sweep_interval_seconds: float | None = None,
         store: WorkerStore | None = None,
         tls: TLSConfig | None = None,
+        auth: Authenticator | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -51,7 +53,7 @@ class RegistryServer:
         )
         self.tls = tls
         self.sweep_interval_seconds = sweep_interval_seconds or min(ttl_seconds / 4, 5.0)
-        self._server = _rpc.new_server()
+        self._server = _rpc.new_server(auth)
         self._sweeper: asyncio.Task[None] | None = None
 
     @property

@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import replace
 
-from worker_abstraction.errors import InvalidWorkerInfoError, WorkerNotFoundError
+from worker_abstraction.errors import InvalidWorkerInfoError, PermissionDeniedError, WorkerNotFoundError
 from worker_abstraction.registry.events import EventHub, WorkerEvent, WorkerEventType
 from worker_abstraction.registry.validation import registration_problems
 from worker_abstraction.stores.base import WorkerRecord, WorkerStore
@@ -46,6 +46,7 @@ class Registry:
         self.ttl_seconds = ttl_seconds
         self.suspect_after_seconds = suspect_after_seconds
         self.events = EventHub()
+        self._owners: dict[str, str] = {}  # worker id -> the principal that registered it (when known)
 
     @property
     def heartbeat_interval_seconds(self) -> float:
@@ -53,17 +54,25 @@ class Registry:
         # worker, nor makes it SUSPECT.
         return min(self.ttl_seconds / 3, self.suspect_after_seconds / 2)
 
-    async def register(self, info: WorkerInfo) -> WorkerInfo:
+    async def register(self, info: WorkerInfo, *, owner: str = "") -> WorkerInfo:
         """Add or refresh a worker; returns it with its (possibly assigned) id.
+
+        Args:
+            owner: the principal registering it (empty: callers are not identified). An owned id can be
+                registered, refreshed and removed by its owner only, and a live worker's address cannot be
+                taken by another principal.
 
         Raises:
             InvalidWorkerInfoError: listing everything wrong with the registration.
+            PermissionDeniedError: the id or the address belongs to another principal's live worker.
         """
         problems = registration_problems(info)
         if problems:
             raise InvalidWorkerInfoError(problems)
         if not info.worker_id:
             info = replace(info, worker_id=uuid.uuid4().hex)
+        if owner:
+            await self._check_takeover(info, owner)
         info = replace(info, last_heartbeat=None, current_load=0, state=WorkerState.ACTIVE, state_reason="")
         # A new process on the address of a dead one replaces it at once instead of waiting for eviction.
         for stale in await self.store.find_by_address(info.address):
@@ -72,6 +81,8 @@ class Registry:
                 await self._drop(stale.info.worker_id, reason, evicted=True)
         record = WorkerRecord(info=info, last_seen=time.time())
         previous = await self.store.put(record)
+        if owner:
+            self._owners[info.worker_id] = owner
         if previous is None:
             logger.info("worker %s (%s) joined at %s", info.worker_id, info.name, info.address)
             self.events.publish(WorkerEvent(WorkerEventType.JOINED, record.snapshot()))
@@ -80,11 +91,16 @@ class Registry:
             self.events.publish(WorkerEvent(WorkerEventType.UPDATED, record.snapshot()))
         return info
 
-    async def heartbeat(self, worker_id: str, load: int, report: LoadReport | None = None) -> bool:
-        """Record a heartbeat; False when the worker is unknown and must register again."""
+    async def heartbeat(self, worker_id: str, load: int, report: LoadReport | None = None, *, owner: str = "") -> bool:
+        """Record a heartbeat; False when the worker is unknown and must register again.
+
+        Raises:
+            PermissionDeniedError: `owner` is not the principal that registered the worker.
+        """
         record = await self.store.get(worker_id)
         if record is None:
             return False
+        self._check_owner(worker_id, owner)
         now = time.time()
         if self._is_stale(record, now):
             # Past its TTL it is already gone for every reader (GetAvailableWorkers hides it); evict it now,
@@ -103,12 +119,15 @@ class Registry:
             self.events.publish(WorkerEvent(WorkerEventType.UPDATED, updated.snapshot()))
         return True
 
-    async def deregister(self, worker_id: str) -> None:
+    async def deregister(self, worker_id: str, *, owner: str = "") -> None:
         """Remove a worker that leaves cleanly.
 
         Raises:
             WorkerNotFoundError: the id is unknown.
+            PermissionDeniedError: `owner` is not the principal that registered the worker.
         """
+        if await self.store.get(worker_id) is not None:
+            self._check_owner(worker_id, owner)
         if not await self._drop(worker_id, "deregistered"):
             raise WorkerNotFoundError(worker_id)
 
@@ -158,11 +177,30 @@ class Registry:
             except Exception:  # a store hiccup must not stop future sweeps
                 logger.exception("sweep failed")
 
+    async def _check_takeover(self, info: WorkerInfo, owner: str) -> None:
+        now = time.time()
+        existing = await self.store.get(info.worker_id)
+        if existing is not None and not self._is_stale(existing, now):
+            self._check_owner(info.worker_id, owner)
+        for other in await self.store.find_by_address(info.address):
+            holder = self._owners.get(other.info.worker_id, "")
+            if other.info.worker_id != info.worker_id and holder != owner and not self._is_stale(other, now):
+                raise PermissionDeniedError(
+                    f"address {info.address} is served by live worker {other.info.worker_id} of another "
+                    "principal; it cannot be taken over"
+                )
+
+    def _check_owner(self, worker_id: str, owner: str) -> None:
+        holder = self._owners.get(worker_id, "")
+        if owner and holder != owner:
+            raise PermissionDeniedError(f"worker {worker_id} belongs to another principal")
+
     def _is_stale(self, record: WorkerRecord, now: float) -> bool:
         return now - record.last_seen > self.ttl_seconds
 
     async def _drop(self, worker_id: str, reason: str, *, evicted: bool = False) -> bool:
         record = await self.store.remove(worker_id)
+        self._owners.pop(worker_id, None)
         if record is None:
             return False
         logger.info("worker %s (%s) left: %s", worker_id, record.info.name, reason)

@@ -11,11 +11,11 @@ import grpc
 from google.protobuf import empty_pb2
 from grpc import aio
 
-from worker_abstraction import _convert, _rpc
+from worker_abstraction import _convert, _rpc, auth
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.codec import short
-from worker_abstraction.errors import WorkerAbstractionError
+from worker_abstraction.errors import PermissionDeniedError, WorkerAbstractionError
 from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.registry.events import WorkerEvent
 from worker_abstraction.registry.service import Registry
@@ -41,7 +41,15 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
                 "(shorten descriptions and schemas, or offer fewer capabilities)",
             )
         try:
-            info = await self._registry.register(_convert.worker_from_pb(request.worker_info))
+            info = _convert.worker_from_pb(request.worker_info)
+            principal = auth.current_principal()
+            refused = [c.name for c in info.capabilities if not principal.may_use(c.name)]
+            if refused:
+                raise PermissionDeniedError(
+                    f"{short(principal.name)} may not offer capability {short(refused[0])} (its token allows "
+                    f"{', '.join(principal.capabilities)})"
+                )
+            info = await self._registry.register(info, owner=_owner())
         except WorkerAbstractionError as error:
             await _rpc.abort(context, error)
         return pb.RegisterWorkerResponse(
@@ -68,7 +76,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
 
     async def _heartbeat(self, request: pb.HeartbeatRequest) -> pb.HeartbeatResponse:
         report = _convert.load_from_pb(request.load_report) if request.HasField("load_report") else None
-        if await self._registry.heartbeat(request.worker_id, request.current_load, report):
+        if await self._registry.heartbeat(request.worker_id, request.current_load, report, owner=_owner()):
             return _OK
         # success=false is how a seed worker learns it must register again; must_register says it plainly.
         return pb.HeartbeatResponse(
@@ -95,7 +103,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
         if not request.worker_id or len(request.worker_id) > MAX_ID_LENGTH:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _id_problem(request.worker_id))
         try:
-            await self._registry.deregister(request.worker_id)
+            await self._registry.deregister(request.worker_id, owner=_owner())
         except WorkerAbstractionError as error:
             await _rpc.abort(context, error)
         return pb.DeregisterWorkerResponse(success=True, message=f"worker {request.worker_id} deregistered")
@@ -123,6 +131,12 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
 
 
 _OK = pb.HeartbeatResponse(success=True, message="ok")
+
+
+def _owner() -> str:
+    """The principal a worker id belongs to ("" when callers are not identified, or for an operator)."""
+    principal = auth.current_principal()
+    return "" if principal is auth.ANYONE or auth.Role.OPERATOR in principal.roles else principal.name
 
 
 def _id_problem(worker_id: str) -> str:

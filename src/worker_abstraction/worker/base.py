@@ -12,6 +12,7 @@ from typing import Any, ClassVar
 
 from worker_abstraction import _rpc
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.auth import Authenticator
 from worker_abstraction.capability import CapabilityDef, definition_of
 from worker_abstraction.errors import InvalidCapabilityError
 from worker_abstraction.registry.client import RegistryClient
@@ -85,6 +86,7 @@ class BaseWorker:
         cancel_grace_seconds: float = 5.0,
         max_threads: int = 32,
         tls: TLSConfig | None = None,
+        auth: Authenticator | None = None,
     ) -> None:
         self.registry_address = registry
         self.host = host
@@ -102,7 +104,7 @@ class BaseWorker:
         self._cancel_grace = cancel_grace_seconds
         self._heartbeat_interval = heartbeat_interval_seconds
         self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{self.name}-task")
-        self._server = _rpc.new_server()
+        self._server = _rpc.new_server(auth)
         self._servicer: WorkerServicer | None = None
         self._membership: Membership | None = None
         self._registry_client: RegistryClient | None = None

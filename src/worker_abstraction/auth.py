@@ -1,0 +1,342 @@
+"""Who may call what: principals, their roles and capabilities, and the server interceptor that checks them.
+
+A caller proves who it is with a bearer token (`authorization: Bearer TOKEN` metadata) or, over mTLS,
+with its client certificate (whose principal is `ROLE/NAME`, as `wa certs init` issues them). Tokens live
+in a TOML file the servers read (and read again when it changes, without a restart); only their SHA-256
+digests are kept, and a presented token is looked up by its digest, so no comparison leaks a token's
+bytes through its timing:
+
+    [[principal]]
+    name = "worker/ocr-1"
+    roles = ["worker"]
+    token = "..."                 # or token_sha256 = "<hex digest>"
+    capabilities = ["ocr*"]       # optional: capabilities it may offer (worker) or call (client)
+
+Roles: `worker` (register, heartbeat and leave with ids it owns), `orchestrator` (read the registry, send
+tasks to workers), `client` (submit, watch, cancel and read tasks), `operator` (everything a client may,
+plus dead letters and every other call). Without an `Authenticator` a server trusts every caller, as the
+seed contract's programs expect.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import enum
+import fnmatch
+import hashlib
+import time
+import tomllib
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from worker_abstraction.codec import short
+from worker_abstraction.errors import PermissionDeniedError
+
+
+class Role(enum.StrEnum):
+    WORKER = "worker"
+    ORCHESTRATOR = "orchestrator"
+    CLIENT = "client"
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: its name, roles and (if limited) the capabilities it may offer or call."""
+
+    name: str
+    roles: frozenset[Role]
+    capabilities: tuple[str, ...] = ()  # shell-style patterns; empty: any capability
+
+    def may_use(self, capability: str) -> bool:
+        return not self.capabilities or any(fnmatch.fnmatchcase(capability, p) for p in self.capabilities)
+
+
+ANYONE = Principal("anyone", frozenset(Role))  # the caller of a server without an Authenticator
+_current: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal", default=ANYONE)
+
+
+def current_principal() -> Principal:
+    """The principal of the call being handled (`ANYONE` when the server checks no credentials)."""
+    return _current.get()
+
+
+def check_may_call(capability: str) -> None:
+    """Refuse a task for a capability the caller's credentials do not allow.
+
+    Raises:
+        PermissionDeniedError: naming the principal and the capability.
+    """
+    principal = _current.get()
+    if not principal.may_use(capability):
+        raise PermissionDeniedError(f"{short(principal.name)} may not call capability {short(capability)}")
+
+
+class InvalidTokenFileError(ValueError):
+    """The token file cannot be read or breaks its format (every problem listed)."""
+
+
+_S = "worker_abstraction.RegistryService/"
+_W = "worker_abstraction.WorkerService/"
+_O = "worker_abstraction.OrchestratorService/"
+_READERS = frozenset({Role.ORCHESTRATOR, Role.CLIENT, Role.OPERATOR})
+_CALLERS = frozenset({Role.CLIENT, Role.OPERATOR})
+# The roles that may call each method; a method not listed is for operators only.
+RULES: Mapping[str, frozenset[Role]] = {
+    **{_S + m: frozenset({Role.WORKER}) for m in ("RegisterWorker", "WorkerHeartbeat", "HeartbeatStream")},
+    _S + "DeregisterWorker": frozenset({Role.WORKER, Role.OPERATOR}),
+    **{_S + m: _READERS for m in ("GetAvailableWorkers", "GetWorkerById", "WatchWorkers")},
+    **{
+        _W + m: frozenset({Role.ORCHESTRATOR})
+        for m in ("ExecuteTask", "OpenTaskChannel", "CancelTask", "StreamTaskStatus")
+    },
+    _W + "GetWorkerInfo": frozenset({Role.ORCHESTRATOR, Role.OPERATOR}),
+    **{
+        _O + m: _CALLERS
+        for m in ("SubmitTask", "OpenSession", "WatchTask", "GetTask", "ListTasks", "CancelTask", "GetQueueStats")
+    },
+    _O + "ListWorkers": _CALLERS,
+}
+
+
+@dataclass(slots=True)
+class TokenFile:
+    """Principals by token digest, read from a TOML file and read again when the file changes."""
+
+    path: Path
+    check_every_seconds: float = 1.0
+    _by_digest: dict[bytes, Principal] = field(default_factory=dict)
+    _stamp: tuple[int, int] = (0, 0)
+    _checked: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.path = Path(self.path)
+        self.reload()
+
+    def reload(self) -> None:
+        """Read the file now.
+
+        Raises:
+            InvalidTokenFileError: it cannot be read or breaks the format (the principals in use are kept).
+        """
+        try:
+            stat = self.path.stat()
+            document = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise InvalidTokenFileError(f"token file {self.path}: {error}") from None
+        self._by_digest = _principals(document, str(self.path))
+        self._stamp = (stat.st_mtime_ns, stat.st_size)
+
+    def principal(self, token: str) -> Principal | None:
+        now = time.monotonic()
+        if now - self._checked >= self.check_every_seconds:
+            self._checked = now
+            self._reload_if_changed()
+        return self._by_digest.get(hashlib.sha256(token.encode()).digest())
+
+    def _reload_if_changed(self) -> None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return  # gone for a moment (an editor replacing it): keep what we have
+        if (stat.st_mtime_ns, stat.st_size) != self._stamp:
+            with contextlib.suppress(InvalidTokenFileError):  # half-written: the principals in use stay
+                self.reload()
+
+
+def _principals(document: dict[str, Any], where: str) -> dict[bytes, Principal]:
+    found: dict[bytes, Principal] = {}
+    problems: list[str] = []
+    entries = document.get("principal", [])
+    if not isinstance(entries, list):
+        raise InvalidTokenFileError(f"token file {where}: [[principal]] entries expected")
+    known_roles = {r.value for r in Role}
+    for index, entry in enumerate(entries):
+        at = f"principal[{index}]"
+        name, roles = entry.get("name"), entry.get("roles", [])
+        if not isinstance(name, str) or not name:
+            problems.append(f"{at}: name is missing")
+            continue
+        if not isinstance(roles, list) or not roles or not set(roles) <= known_roles:
+            problems.append(f"{at} ({name}): roles must be a non-empty list of {sorted(known_roles)}")
+            continue
+        token, digest = entry.get("token"), entry.get("token_sha256")
+        if isinstance(token, str) and len(token) >= 16:
+            key = hashlib.sha256(token.encode()).digest()
+        elif isinstance(digest, str) and len(digest) == 64:
+            try:
+                key = bytes.fromhex(digest)
+            except ValueError:
+                problems.append(f"{at} ({name}): token_sha256 is not hex")
+                continue
+        else:
+            problems.append(f"{at} ({name}): give token (16 characters or more) or token_sha256 (hex)")
+            continue
+        capabilities = entry.get("capabilities", [])
+        if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
+            problems.append(f"{at} ({name}): capabilities must be a list of patterns")
+            continue
+        if key in found:
+            problems.append(f"{at} ({name}): the same token as {found[key].name}")
+            continue
+        found[key] = Principal(name, frozenset(Role(r) for r in roles), tuple(capabilities))
+    if problems:
+        raise InvalidTokenFileError(f"token file {where}: " + "; ".join(problems))
+    return found
+
+
+class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
+    """Checks every call's credentials and role before its handler runs (a server interceptor).
+
+    Args:
+        tokens: the token file (None: only client certificates identify callers).
+        certificates: accept a verified client certificate's principal (`ROLE/NAME`) as the caller.
+    """
+
+    def __init__(self, tokens: TokenFile | None, *, certificates: bool = True) -> None:
+        self._tokens = tokens
+        self._certificates = certificates
+
+    async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method = details.method.lstrip("/")
+        allowed = RULES.get(method, frozenset({Role.OPERATOR}))
+        short_name = method.rsplit("/", 1)[-1]
+        wrap = _unary if handler.unary_unary or handler.stream_unary else _stream
+        kinds = (
+            ("unary_unary", grpc.unary_unary_rpc_method_handler),
+            ("unary_stream", grpc.unary_stream_rpc_method_handler),
+            ("stream_unary", grpc.stream_unary_rpc_method_handler),
+            ("stream_stream", grpc.stream_stream_rpc_method_handler),
+        )
+        for attribute, make in kinds:
+            behavior = getattr(handler, attribute)
+            if behavior is not None:
+                return make(
+                    wrap(behavior, self, short_name, allowed),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        return handler
+
+    def identify(self, context: aio.ServicerContext[Any, Any]) -> Principal | str:
+        """The caller, or why it cannot be identified."""
+        token = ""
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str):
+                scheme, _, token = value.partition(" ")
+                if scheme.lower() != "bearer" or not token:
+                    return "the authorization metadata must read 'Bearer TOKEN'"
+        if token:
+            found = self._tokens.principal(token.strip()) if self._tokens is not None else None
+            return found or "the token is not known to this server (check --token / WA_TOKEN)"
+        if self._certificates:
+            principal = _from_certificate(context)
+            if principal is not None:
+                return principal
+        return (
+            "this server requires credentials: a token (--token / WA_TOKEN, sent as 'authorization: Bearer "
+            "TOKEN') or a client certificate"
+        )
+
+    async def admit(self, context: aio.ServicerContext[Any, Any], method: str, allowed: frozenset[Role]) -> None:
+        found = self.identify(context)
+        if isinstance(found, str):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, found)
+        assert isinstance(found, Principal)
+        if not found.roles & allowed:
+            have = ", ".join(sorted(found.roles))
+            need = " or ".join(sorted(allowed))
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{short(found.name)} ({have}) may not call {method}: it needs {need}",
+            )
+        _current.set(found)
+
+
+def _from_certificate(context: aio.ServicerContext[Any, Any]) -> Principal | None:
+    auth = context.auth_context() or {}
+    for key in ("x509_subject_alternative_name", "x509_common_name"):
+        for raw in auth.get(key, ()):
+            text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            text = text.removeprefix("wa://")
+            role, slash, _ = text.partition("/")
+            if slash and role in Role.__members__.values():
+                return Principal(text, frozenset({Role(role)}))
+    return None
+
+
+def _unary(behavior: Any, auth: Authenticator, method: str, allowed: frozenset[Role]) -> Any:
+    async def checked(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        await auth.admit(context, method, allowed)
+        return await behavior(request, context)
+
+    return checked
+
+
+def _stream(behavior: Any, auth: Authenticator, method: str, allowed: frozenset[Role]) -> Any:
+    async def checked(request: Any, context: aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+        await auth.admit(context, method, allowed)
+        async for response in behavior(request, context):
+            yield response
+
+    return checked
+
+
+# ---- the caller's side ----------------------------------------------------------------------------------
+
+
+class _Bearer:
+    def __init__(self, token: str) -> None:
+        self._pair = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: Any) -> Any:
+        return details._replace(metadata=aio.Metadata(*(details.metadata or ()), self._pair))
+
+
+# One class per kind of call: a channel files each interceptor under the first kind it is an instance of.
+class _UnaryUnary(_Bearer, aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._with_token(details), request)
+
+
+class _UnaryStream(_Bearer, aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._with_token(details), request)
+
+
+class _StreamUnary(_Bearer, aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._with_token(details), requests)
+
+
+class _StreamStream(_Bearer, aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._with_token(details), requests)
+
+
+def bearer_interceptors(token: str) -> list[Any]:
+    """Client interceptors that send `authorization: Bearer TOKEN` with every call of a channel."""
+    return [kind(token) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
+
+
+_token: str | None = None
+
+
+def use_token(token: str | None) -> None:
+    """Send `token` on every channel this process makes from now on (None: send none). `wa` sets it from
+    --token / WA_TOKEN; a process has one identity, as a worker or a daemon does."""
+    global _token
+    _token = token or None
+
+
+def channel_interceptors() -> list[Any]:
+    return bearer_interceptors(_token) if _token else []

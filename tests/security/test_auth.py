@@ -1,0 +1,222 @@
+"""Tokens and roles: every RPC refuses a caller without credentials or with the wrong role, a worker owns its
+id and address, tokens may be limited to capabilities, and the token file is read again when it changes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2
+from grpc import aio
+
+from tests.conftest import ToolWorker
+from worker_abstraction import OrchestratorServer, RegistryServer, RemoteOrchestrator, TaskStatus, auth
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.auth import Authenticator, InvalidTokenFileError, TokenFile
+
+SYSTEM = "system-token-0123456789"  # worker and orchestrator: what the in-process parts send
+TOKENS = {
+    "worker": "worker-token-0123456789",
+    "other-worker": "other-worker-token-0123",
+    "orchestrator": "orchestrator-token-01234",
+    "client": "client-token-0123456789",
+    "operator": "operator-token-01234567",
+    "echo-only": "echo-only-token-0123456",
+}
+FILE = f"""
+[[principal]]
+name = "system/test"
+roles = ["worker", "orchestrator", "client"]
+token = "{SYSTEM}"
+
+[[principal]]
+name = "worker/a"
+roles = ["worker"]
+token = "{TOKENS["worker"]}"
+
+[[principal]]
+name = "worker/b"
+roles = ["worker"]
+token = "{TOKENS["other-worker"]}"
+capabilities = ["ocr*"]
+
+[[principal]]
+name = "orchestrator/d"
+roles = ["orchestrator"]
+token = "{TOKENS["orchestrator"]}"
+
+[[principal]]
+name = "client/alice"
+roles = ["client"]
+token = "{TOKENS["client"]}"
+
+[[principal]]
+name = "operator/root"
+roles = ["operator"]
+token = "{TOKENS["operator"]}"
+
+[[principal]]
+name = "client/echo"
+roles = ["client"]
+token = "{TOKENS["echo-only"]}"
+capabilities = ["echo"]
+"""
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tokens.toml"
+    path.write_text(FILE)
+    return path
+
+
+@pytest.fixture
+def system_token() -> Iterator[None]:
+    auth.use_token(SYSTEM)
+    yield
+    auth.use_token(None)
+
+
+@pytest.fixture
+async def secured(token_file: Path, system_token: None) -> AsyncIterator[tuple[str, str, str]]:
+    """A registry, a worker and a daemon that check every caller: their addresses."""
+    checks = Authenticator(TokenFile(token_file, check_every_seconds=0))
+    async with RegistryServer(port=0, auth=checks) as registry:
+        worker = ToolWorker(registry.address, heartbeat_interval_seconds=0.2, auth=checks)
+        await worker.start()
+        try:
+            async with OrchestratorServer(registry.address, port=0, auth=checks) as daemon:
+                yield registry.address, worker.address, daemon.address
+        finally:
+            await worker.stop(grace_seconds=0.5)
+
+
+REGISTRY, WORKER, ORCHESTRATOR = "RegistryService", "WorkerService", "OrchestratorService"
+READERS = {"orchestrator", "client", "operator"}
+# (service, method, request, streaming response, the roles allowed)
+CALLS: list[tuple[str, str, Any, bool, set[str]]] = [
+    (REGISTRY, "RegisterWorker", pb.RegisterWorkerRequest(), False, {"worker"}),
+    (REGISTRY, "WorkerHeartbeat", pb.HeartbeatRequest(worker_id="nobody"), False, {"worker"}),
+    (REGISTRY, "DeregisterWorker", pb.DeregisterWorkerRequest(worker_id="nobody"), False, {"worker", "operator"}),
+    (
+        REGISTRY,
+        "GetWorkerById",
+        pb.GetWorkerByIdRequest(worker_id="nobody"),
+        False,
+        {"orchestrator", "client", "operator"},
+    ),
+    (REGISTRY, "GetAvailableWorkers", empty_pb2.Empty(), True, {"orchestrator", "client", "operator"}),
+    (WORKER, "ExecuteTask", pb.ExecuteTaskRequest(), False, {"orchestrator"}),
+    (WORKER, "CancelTask", pb.CancelTaskRequest(task_id="nobody"), False, {"orchestrator"}),
+    (WORKER, "StreamTaskStatus", pb.GetTaskStatusRequest(task_id="nobody"), True, {"orchestrator"}),
+    (WORKER, "GetWorkerInfo", empty_pb2.Empty(), False, {"orchestrator", "operator"}),
+    (ORCHESTRATOR, "SubmitTask", pb.SubmitTaskRequest(), False, {"client", "operator"}),
+    (ORCHESTRATOR, "GetTask", pb.GetTaskRequest(task_id="nobody"), False, {"client", "operator"}),
+    (ORCHESTRATOR, "ListTasks", pb.ListTasksRequest(), False, {"client", "operator"}),
+    (ORCHESTRATOR, "CancelTask", pb.CancelTaskRequest(task_id="nobody"), False, {"client", "operator"}),
+    (ORCHESTRATOR, "WatchTask", pb.WatchTaskRequest(task_id="nobody"), True, {"client", "operator"}),
+    (ORCHESTRATOR, "GetQueueStats", empty_pb2.Empty(), False, {"client", "operator"}),
+    (ORCHESTRATOR, "ListDeadLetters", empty_pb2.Empty(), False, {"operator"}),
+    (ORCHESTRATOR, "PurgeDeadLetters", pb.PurgeDeadLettersRequest(task_ids=["nobody"]), False, {"operator"}),
+    (ORCHESTRATOR, "RequeueDeadLetter", pb.DeadLetterRequest(task_id="nobody"), False, {"operator"}),
+]
+
+
+async def _call(address: str, service: str, method: str, request: Any, streaming: bool, token: str | None) -> Any:
+    """The status code the call ends with (OK included)."""
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    async with aio.insecure_channel(address) as channel:
+        path = f"/worker_abstraction.{service}/{method}"
+        kind = channel.unary_stream if streaming else channel.unary_unary
+        call = kind(path, request_serializer=type(request).SerializeToString, response_deserializer=None)(
+            request, metadata=metadata, timeout=5
+        )
+        try:
+            if streaming:
+                async for _ in call:
+                    pass
+            else:
+                await call
+        except aio.AioRpcError as error:
+            return error.code(), error.details() or ""
+        return grpc.StatusCode.OK, ""
+
+
+async def test_every_call_needs_credentials_and_the_right_role(secured: tuple[str, str, str]) -> None:
+    addresses = dict(zip((REGISTRY, WORKER, ORCHESTRATOR), secured, strict=True))
+    for service, method, request, streaming, allowed in CALLS:
+        address = addresses[service]
+        code, details = await _call(address, service, method, request, streaming, None)
+        assert code is grpc.StatusCode.UNAUTHENTICATED and "token" in details, (method, code)
+        code, details = await _call(address, service, method, request, streaming, "not-a-known-token-at-all")
+        assert code is grpc.StatusCode.UNAUTHENTICATED and "not known" in details, (method, code)
+        wrong = next(r for r in ("worker", "orchestrator", "client", "operator") if r not in allowed)
+        code, details = await _call(address, service, method, request, streaming, TOKENS[wrong])
+        assert code is grpc.StatusCode.PERMISSION_DENIED and "needs" in details, (method, wrong, code)
+        for role in allowed:
+            code, details = await _call(address, service, method, request, streaming, TOKENS[role])
+            assert code not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED), (method, role)
+
+
+def _registration(worker_id: str, address: str, capability: str = "echo") -> pb.RegisterWorkerRequest:
+    info = pb.WorkerInfo(worker_id=worker_id, name="w", address=address)
+    info.capabilities.add(name=capability)
+    return pb.RegisterWorkerRequest(worker_info=info)
+
+
+async def test_a_worker_owns_its_id_and_address(secured: tuple[str, str, str]) -> None:
+    registry = secured[0]
+    mine, theirs = TOKENS["worker"], TOKENS["other-worker"]
+    code, _ = await _call(registry, REGISTRY, "RegisterWorker", _registration("w-a", "127.0.0.1:7001"), False, mine)
+    assert code is grpc.StatusCode.OK
+    taken = [
+        ("RegisterWorker", _registration("w-a", "127.0.0.1:7002", "ocr")),  # its id
+        ("RegisterWorker", _registration("w-b", "127.0.0.1:7001", "ocr")),  # its live address
+        ("WorkerHeartbeat", pb.HeartbeatRequest(worker_id="w-a")),
+        ("DeregisterWorker", pb.DeregisterWorkerRequest(worker_id="w-a")),
+    ]
+    for method, request in taken:
+        code, details = await _call(registry, REGISTRY, method, request, False, theirs)
+        assert code is grpc.StatusCode.PERMISSION_DENIED and "another principal" in details, (method, code)
+    code, _ = await _call(registry, REGISTRY, "WorkerHeartbeat", pb.HeartbeatRequest(worker_id="w-a"), False, mine)
+    assert code is grpc.StatusCode.OK  # the spoofs changed nothing
+    code, _ = await _call(
+        registry, REGISTRY, "DeregisterWorker", pb.DeregisterWorkerRequest(worker_id="w-a"), False, mine
+    )
+    assert code is grpc.StatusCode.OK
+
+
+async def test_tokens_may_be_limited_to_capabilities(secured: tuple[str, str, str]) -> None:
+    registry, _, daemon = secured
+    request = _registration("w-c", "127.0.0.1:7003", "echo")
+    code, details = await _call(registry, REGISTRY, "RegisterWorker", request, False, TOKENS["other-worker"])
+    assert code is grpc.StatusCode.PERMISSION_DENIED and "may not offer capability 'echo'" in details
+    submit = pb.SubmitTaskRequest(task=pb.Task(capability_name="explode"))
+    code, details = await _call(daemon, ORCHESTRATOR, "SubmitTask", submit, False, TOKENS["echo-only"])
+    assert code is grpc.StatusCode.PERMISSION_DENIED and "may not call capability 'explode'" in details
+
+
+async def test_a_task_runs_end_to_end_with_checks_on(secured: tuple[str, str, str]) -> None:
+    async with RemoteOrchestrator(secured[2]) as remote:
+        await remote.wait_for_workers("echo", timeout_seconds=10)
+        handle = await remote.execute_task("echo", {"text": "hi"})
+        assert await handle.result(timeout_seconds=10) == {"text": "hi"}
+        assert handle.status is TaskStatus.COMPLETED
+
+
+def test_the_token_file_is_read_again_when_it_changes(token_file: Path, tmp_path: Path) -> None:
+    tokens = TokenFile(token_file, check_every_seconds=0)
+    assert tokens.principal("brand-new-token-0123456") is None
+    added = '[[principal]]\nname = "client/new"\nroles = ["client"]\ntoken = "brand-new-token-0123456"\n'
+    token_file.write_text(FILE + "\n" + added)
+    found = tokens.principal("brand-new-token-0123456")
+    assert found is not None and found.name == "client/new"
+    token_file.write_text("[[principal]]\nname = 'half-writ")  # a broken file keeps the principals in use
+    assert tokens.principal("brand-new-token-0123456") is not None
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[[principal]]\nname = "x"\nroles = ["king"]\ntoken = "short"\n')
+    with pytest.raises(InvalidTokenFileError, match="roles must be"):
+        TokenFile(broken)
