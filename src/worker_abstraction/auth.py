@@ -11,6 +11,7 @@ bytes through its timing:
     roles = ["worker"]
     token = "..."                 # or token_sha256 = "<hex digest>"
     capabilities = ["ocr*"]       # optional: capabilities it may offer (worker) or call (client)
+    calls_per_second = 50         # optional: its rate limit (default 2,000 a second; a stream counts once)
 
 Roles: `worker` (register, heartbeat and leave with ids it owns), `orchestrator` (read the registry, send
 tasks to workers), `client` (submit, watch, cancel and read tasks), `operator` (everything a client may,
@@ -53,6 +54,7 @@ class Principal:
     name: str
     roles: frozenset[Role]
     capabilities: tuple[str, ...] = ()  # shell-style patterns; empty: any capability
+    calls_per_second: float = 0.0  # its rate limit (0: the server's default)
 
     def may_use(self, capability: str) -> bool:
         return not self.capabilities or any(fnmatch.fnmatchcase(capability, p) for p in self.capabilities)
@@ -76,6 +78,29 @@ def check_may_call(capability: str) -> None:
     principal = _current.get()
     if not principal.may_use(capability):
         raise PermissionDeniedError(f"{short(principal.name)} may not call capability {short(capability)}")
+
+
+DEFAULT_CALLS_PER_SECOND = 2000.0  # a principal's calls (a stream counts once), unless its entry says otherwise
+BURST_SECONDS = 2.0  # a bucket holds this many seconds of calls
+
+
+class _Bucket:
+    """A token bucket: `rate` calls a second, up to `rate * BURST_SECONDS` at once."""
+
+    __slots__ = ("level", "rate", "stamp")
+
+    def __init__(self, rate: float) -> None:
+        self.rate, self.level, self.stamp = rate, rate * BURST_SECONDS, time.monotonic()
+
+    def take(self) -> float:
+        """0 when the call may go ahead, else the seconds until it may."""
+        now = time.monotonic()
+        self.level = min(self.rate * BURST_SECONDS, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.level >= 1:
+            self.level -= 1
+            return 0.0
+        return (1 - self.level) / self.rate
 
 
 class InvalidTokenFileError(ValueError):
@@ -178,6 +203,10 @@ def _principals(document: dict[str, Any], where: str) -> dict[bytes, Principal]:
         else:
             problems.append(f"{at} ({name}): give token (16 characters or more) or token_sha256 (hex)")
             continue
+        rate = entry.get("calls_per_second", 0)
+        if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0 <= rate <= 1e6:
+            problems.append(f"{at} ({name}): calls_per_second must be a number in 0..1000000 (0: the default)")
+            continue
         capabilities = entry.get("capabilities", [])
         if not isinstance(capabilities, list) or not all(isinstance(c, str) for c in capabilities):
             problems.append(f"{at} ({name}): capabilities must be a list of patterns")
@@ -185,7 +214,7 @@ def _principals(document: dict[str, Any], where: str) -> dict[bytes, Principal]:
         if key in found:
             problems.append(f"{at} ({name}): the same token as {found[key].name}")
             continue
-        found[key] = Principal(name, frozenset(Role(r) for r in roles), tuple(capabilities))
+        found[key] = Principal(name, frozenset(Role(r) for r in roles), tuple(capabilities), float(rate))
     if problems:
         raise InvalidTokenFileError(f"token file {where}: " + "; ".join(problems))
     return found
@@ -199,9 +228,17 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
         certificates: accept a verified client certificate's principal (`ROLE/NAME`) as the caller.
     """
 
-    def __init__(self, tokens: TokenFile | None, *, certificates: bool = True) -> None:
+    def __init__(
+        self,
+        tokens: TokenFile | None,
+        *,
+        certificates: bool = True,
+        calls_per_second: float = DEFAULT_CALLS_PER_SECOND,
+    ) -> None:
         self._tokens = tokens
         self._certificates = certificates
+        self._rate = calls_per_second
+        self._buckets: dict[str, _Bucket] = {}
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
@@ -259,7 +296,25 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
                 grpc.StatusCode.PERMISSION_DENIED,
                 f"{short(found.name)} ({have}) may not call {method}: it needs {need}",
             )
+        bucket = self._bucket(found)
+        wait = bucket.take()
+        if wait:
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{short(found.name)} is over its rate of {bucket.rate:g} calls a second; retry in {wait:.2f} s",
+            )
         _current.set(found)
+
+    def _bucket(self, principal: Principal) -> _Bucket:
+        bucket = self._buckets.get(principal.name)
+        if bucket is None:
+            if len(self._buckets) >= _MAX_BUCKETS:  # (principals come from a file or a CA: few)
+                self._buckets.clear()
+            bucket = self._buckets[principal.name] = _Bucket(principal.calls_per_second or self._rate)
+        return bucket
+
+
+_MAX_BUCKETS = 100_000
 
 
 def _from_certificate(context: aio.ServicerContext[Any, Any]) -> Principal | None:

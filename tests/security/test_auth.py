@@ -25,6 +25,7 @@ TOKENS = {
     "client": "client-token-0123456789",
     "operator": "operator-token-01234567",
     "echo-only": "echo-only-token-0123456",
+    "slow": "slow-client-token-012345",
 }
 FILE = f"""
 [[principal]]
@@ -63,6 +64,12 @@ name = "client/echo"
 roles = ["client"]
 token = "{TOKENS["echo-only"]}"
 capabilities = ["echo"]
+
+[[principal]]
+name = "client/slow"
+roles = ["client"]
+token = "{TOKENS["slow"]}"
+calls_per_second = 0.5
 """
 
 
@@ -220,3 +227,14 @@ def test_the_token_file_is_read_again_when_it_changes(token_file: Path, tmp_path
     broken.write_text('[[principal]]\nname = "x"\nroles = ["king"]\ntoken = "short"\n')
     with pytest.raises(InvalidTokenFileError, match="roles must be"):
         TokenFile(broken)
+
+
+async def test_a_principal_over_its_rate_is_told_to_come_back_later(secured: tuple[str, str, str]) -> None:
+    daemon = secured[2]
+    stats = (daemon, ORCHESTRATOR, "GetQueueStats", empty_pb2.Empty(), False)
+    first, _ = await _call(*stats, TOKENS["slow"])
+    assert first is grpc.StatusCode.OK  # its bucket holds one call (two seconds at 0.5 a second)
+    code, details = await _call(*stats, TOKENS["slow"])
+    assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and "rate of 0.5 calls a second" in details, details
+    other, _ = await _call(*stats, TOKENS["client"])
+    assert other is grpc.StatusCode.OK  # one principal's limit is its own
