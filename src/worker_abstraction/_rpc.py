@@ -157,7 +157,7 @@ ERROR_KEY = "wa-error"
 FIELDS_KEY = "wa-error-fields"
 # Status details and metadata travel in HTTP/2 headers (8 KiB by default): long messages are cut.
 _MAX_DETAILS = 900
-_MAX_FIELDS = 4000
+_MAX_FIELDS = 1800
 
 
 def status_of(error: WorkerAbstractionError) -> grpc.StatusCode:
@@ -171,8 +171,20 @@ def describe(error: WorkerAbstractionError) -> tuple[grpc.StatusCode, str, str, 
     details = str(error)
     if len(details) > _MAX_DETAILS:
         details = details[:_MAX_DETAILS] + f"... ({len(details) - _MAX_DETAILS} more characters)"
-    fields = json.dumps(error.fields(), default=str)
-    return status_of(error), details, type(error).__name__, fields if len(fields) <= _MAX_FIELDS else ""
+    return status_of(error), details, type(error).__name__, _fields_json(error.fields())
+
+
+def _fields_json(fields: dict[str, Any]) -> str:
+    """The fields as JSON within `_MAX_FIELDS`: a long list of problems keeps its first ones and a count of
+    the rest; fields that still do not fit are left out ("", the class is rebuilt from the message)."""
+    text = json.dumps(fields, default=str)
+    problems = fields.get("problems")
+    if len(text) > _MAX_FIELDS and isinstance(problems, list):
+        kept = [str(p)[:200] for p in problems[:5]]
+        if len(problems) > len(kept):
+            kept.append(f"... and {len(problems) - len(kept)} more")
+        text = json.dumps({**fields, "problems": kept}, default=str)
+    return text if len(text) <= _MAX_FIELDS else ""
 
 
 async def abort(context: aio.ServicerContext[Any, Any], error: WorkerAbstractionError) -> NoReturn:

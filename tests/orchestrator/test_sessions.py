@@ -145,3 +145,47 @@ async def _running(handle: Any) -> None:
     async for update in handle:
         if update.status is TaskStatus.RUNNING:
             return
+
+
+async def test_a_caller_that_stops_reading_is_disconnected_instead_of_growing_the_daemon(
+    registry: RegistryServer, start_worker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await start_worker()
+    monkeypatch.setattr("worker_abstraction.orchestrator.session.MAX_BACKLOG_BYTES", 2**20)
+    text = "x" * 2**16  # echo returns it: 100 tasks make about 6.5 MB of outputs, far past the budget
+    async with OrchestratorServer(registry.address, port=0) as server, RemoteOrchestrator(server.address) as remote:
+        await remote.wait_for_workers("echo", timeout_seconds=5)
+        async with aio.insecure_channel(server.address) as channel:
+            call = channel.stream_stream(
+                "/worker_abstraction.OrchestratorService/OpenSession",
+                request_serializer=pb.SessionRequest.SerializeToString,
+                response_deserializer=pb.SessionResponse.FromString,
+            )()
+            await call.read()  # ready
+            submits = []
+            for number in range(1, 101):
+                submit = pb.SessionSubmit(request_id=number)
+                submit.submit.task.capability_name = "echo"
+                submit.submit.task.parameters.add(
+                    key="text",
+                    value_json=f'"{text}"',
+                )
+                submits.append(submit)
+            await call.write(pb.SessionRequest(submits=submits))
+            # ... and reads nothing while the daemon runs them: past 1 MiB waiting it ends the session and
+            # drops what waited (what gRPC already buffered arrives first, then the status).
+            async with asyncio.timeout(30):
+                while len(await remote.tasks(status=TaskStatus.COMPLETED, limit=1000)) < 100:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            received = 0
+            with pytest.raises(aio.AioRpcError) as ended:
+                async with asyncio.timeout(10):
+                    while True:
+                        received += len((await call.read()).updates)
+            assert received < 300  # not every update of the 100 tasks: the rest was dropped
+            assert ended.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED and "stopped reading" in (
+                ended.value.details() or ""
+            )
+        # The daemon goes on serving everyone else.
+        handle = await remote.execute_task("echo", {"text": "after"})
+        assert await handle.result(timeout_seconds=5) == {"text": "after"}

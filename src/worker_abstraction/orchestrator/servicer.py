@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 from google.protobuf import empty_pb2
 from grpc import aio
 
@@ -141,7 +142,10 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
     async def OpenSession(
         self, request_iterator: AsyncIterator[pb.SessionRequest], context: Context
     ) -> AsyncIterator[pb.SessionResponse]:
-        async for response in CallerSession(self._engine).serve(request_iterator):
+        async def stop(reason: str) -> None:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, reason)
+
+        async for response in CallerSession(self._engine, stop=stop).serve(request_iterator):
             yield response
 
     async def ListWorkers(self, request: empty_pb2.Empty, context: Context) -> pb.WorkerHealthList:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from worker_abstraction import _convert, _rpc, auth, limits
 from worker_abstraction._proto import worker_pb2 as pb
@@ -25,20 +25,27 @@ from worker_abstraction.types import TaskUpdate
 logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 1024  # submissions of one session being accepted at once
+# Updates waiting for a caller that stopped reading: past this many bytes the session is closed (the caller
+# follows its tasks again when it reconnects) rather than the daemon's memory growing without bound.
+MAX_BACKLOG_BYTES = 64 * 2**20
 MAX_WATCHED = 1_000_000  # tasks one session follows at once
 
 
 class CallerSession:
     """One open session."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, stop: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """`stop(reason)` ends the call with RESOURCE_EXHAUSTED, even while a write waits for the caller."""
         self._engine = engine
+        self._stop = stop
         self._acks: list[pb.SessionAck] = []
         self._updates: list[pb.TaskResult] = []
         self._wake = asyncio.Event()
         self._stops: dict[str, _Follower] = {}  # task id -> what follows it
         self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
         self._accepting: set[asyncio.Task[None]] = set()
+        self._backlog = 0  # bytes of updates made since the last write began
+        self._stopping: asyncio.Future[None] | None = None
 
     async def serve(self, requests: AsyncIterator[pb.SessionRequest]) -> AsyncIterator[pb.SessionResponse]:
         reader = asyncio.create_task(self._read(requests), name="session-reader")
@@ -49,7 +56,7 @@ class CallerSession:
                 self._wake.clear()
                 if self._acks or self._updates:
                     acks, updates = self._acks, self._updates
-                    self._acks, self._updates = [], []
+                    self._acks, self._updates, self._backlog = [], [], 0
                     # Large outputs go in messages of their own: together they would pass the size limit.
                     for number, run in enumerate(_rpc.split_by_size(updates, limits.payload_limit())):
                         yield pb.SessionResponse(acks=acks if number == 0 else (), updates=run)
@@ -139,8 +146,23 @@ class CallerSession:
             self._stops[task_id] = follower
 
     def _push(self, update: pb.TaskResult) -> None:
+        if self._stopping is not None:
+            return  # the session is over: its caller follows its tasks again when it comes back
         self._updates.append(update)
         self._wake.set()
+        self._backlog += update.ByteSize()
+        if self._backlog > MAX_BACKLOG_BYTES and self._stop is not None and self._stopping is None:
+            reason = (
+                f"the caller stopped reading: {len(self._updates)} updates ({self._backlog:,} bytes) waited; "
+                "follow the tasks again"
+            )
+            logger.warning("session closed: %s", reason)
+            self._stopping = asyncio.ensure_future(self._stop(reason))  # (the writer may wait on the caller)
+            self._stopping.add_done_callback(_quiet)
+            self._updates, self._acks = [], []  # what waited is dropped, and nothing more is kept
+            for follower in self._stops.values():
+                follower.cancel()
+            self._stops.clear()
 
     def _ended(self, follower: _Follower) -> None:
         if self._stops.get(follower.task_id) is follower:
@@ -148,8 +170,15 @@ class CallerSession:
         follower.cancel()
 
     def _send_ack(self, ack: pb.SessionAck) -> None:
+        if self._stopping is not None:
+            return
         self._acks.append(ack)
         self._wake.set()
+
+
+def _quiet(stopping: asyncio.Future[None]) -> None:
+    if not stopping.cancelled():
+        stopping.exception()  # (the abort's own AbortError: the call has ended, as wanted)
 
 
 class _Follower:
