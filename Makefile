@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint proto clean bench bench-quick chaos fuzz
+.PHONY: install demo demo-secure test lint proto clean bench bench-quick chaos fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
+
+# The same system with mTLS and tokens (development certificates and a token file in a temporary directory).
+demo-secure: $(STAMP)
+	$(PY) examples/demo_secure.py
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests examples services scripts bench

@@ -230,6 +230,8 @@ def rebuild(
         return unavailable(f"{code.name}: {details}")
     if code is grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidParametersError([details])
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        return PermissionDeniedError(f"{code.name}: {details}")
     return WorkerAbstractionError(f"{code.name}: {details}")
 
 

@@ -148,12 +148,12 @@ class DemoRun:
     out: str
 
 
-async def _start_demo() -> asyncio.subprocess.Process:
+async def _start_demo(program: Path = DEMO) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA_")}
     env["PYTHONUNBUFFERED"] = "1"
     return await asyncio.create_subprocess_exec(
         sys.executable,
-        str(DEMO),
+        str(program),
         cwd=REPO,
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
@@ -220,3 +220,10 @@ async def test_demo_stops_every_process_it_started_when_interrupted() -> None:
     assert demo.code == 130, demo.out
     assert len(ports) == 4, demo.out
     assert all(_refuses_connections(port) for port in ports), demo.out
+
+
+async def test_demo_secure_runs_with_mtls_and_tokens_and_refuses_the_wrong_callers() -> None:
+    demo = await _finish(await _start_demo(REPO / "examples" / "demo_secure.py"), bytearray())
+    assert demo.code == 0, demo.out
+    assert demo.out.count("(as expected)") == 3
+    assert "UNAUTHENTICATED" in demo.out and "PERMISSION_DENIED" in demo.out and "-> worker" in demo.out
