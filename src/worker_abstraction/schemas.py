@@ -112,32 +112,30 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _patterns(schema: Any) -> Iterator[str]:
-    """Every regular expression in a schema: `pattern` values and `patternProperties` names."""
+def _objects(schema: Any) -> Iterator[dict[str, Any]]:
+    """Every JSON object in a schema, at any depth."""
     stack = [schema]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
             stack.extend(item)
         elif isinstance(item, dict):
-            if isinstance(item.get("pattern"), str):
-                yield item["pattern"]
-            if isinstance(item.get("patternProperties"), dict):
-                yield from (key for key in item["patternProperties"] if isinstance(key, str))
+            yield item
             stack.extend(value for value in item.values() if isinstance(value, dict | list))
+
+
+def _patterns(schema: Any) -> Iterator[str]:
+    """Every regular expression in a schema: `pattern` values and `patternProperties` names."""
+    for item in _objects(schema):
+        if isinstance(item.get("pattern"), str):
+            yield item["pattern"]
+        if isinstance(item.get("patternProperties"), dict):
+            yield from (key for key in item["patternProperties"] if isinstance(key, str))
 
 
 def _uses_both(schema: Any, first: str, second: str) -> bool:
-    seen: set[str] = set()
-    stack = [schema]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            seen.update(key for key in (first, second) if key in item)
-            stack.extend(value for value in item.values() if isinstance(value, dict | list))
-    return first in seen and second in seen
+    seen = {key for item in _objects(schema) for key in (first, second) if key in item}
+    return seen == {first, second}
 
 
 @functools.lru_cache(maxsize=4096)
