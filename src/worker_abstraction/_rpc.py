@@ -157,7 +157,7 @@ ERROR_KEY = "wa-error"
 FIELDS_KEY = "wa-error-fields"
 # Status details and metadata travel in HTTP/2 headers (8 KiB by default): long messages are cut.
 _MAX_DETAILS = 900
-_MAX_FIELDS = 1800
+_MAX_FIELDS = 1000
 
 
 def status_of(error: WorkerAbstractionError) -> grpc.StatusCode:
@@ -180,7 +180,7 @@ def _fields_json(fields: dict[str, Any]) -> str:
     text = json.dumps(fields, default=str)
     problems = fields.get("problems")
     if len(text) > _MAX_FIELDS and isinstance(problems, list):
-        kept = [str(p)[:200] for p in problems[:5]]
+        kept = [str(p)[:150] for p in problems[:4]]
         if len(problems) > len(kept):
             kept.append(f"... and {len(problems) - len(kept)} more")
         text = json.dumps({**fields, "problems": kept}, default=str)

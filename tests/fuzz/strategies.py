@@ -148,6 +148,8 @@ def mutation(draw: st.DrawFn, descriptor: object) -> Callable[[Message], str]:
             value_field = last.message_type.fields_by_name["value"]
             value_label, value = draw(scalar_values(value_field))
             many = draw(st.sampled_from([1, 2000]))
+            if many > 1 and len(str(key)) + len(str(value)) > 4096:
+                many = 16  # 2,000 entries of a megabyte would be gigabytes: past any limit, and past RAM
 
             def put(message: Message) -> str:
                 target = message
@@ -170,11 +172,13 @@ def mutation(draw: st.DrawFn, descriptor: object) -> Callable[[Message], str]:
                 return f"{dotted} unset"
             items = getattr(target, last.name)
             template = items[0] if len(items) else None
-            for _ in range(1000):
+            # A thousand copies of a megabyte would be a gigabyte: past any limit, and past RAM.
+            count = 1000 if template is None or template.ByteSize() < 2**16 else 16
+            for _ in range(count):
                 added = items.add()
                 if template is not None:
                     added.CopyFrom(template)
-            return f"{dotted} x1000 (duplicates)"
+            return f"{dotted} x{count} (duplicates)"
 
         return structural
     label, value = draw(scalar_values(last))
