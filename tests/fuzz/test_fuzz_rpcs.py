@@ -1,7 +1,8 @@
 """Fuzz every RPC of worker.proto against real `wa` processes: raw bytes, then hostile but valid messages.
 
 Sizes: WA_FUZZ_EXAMPLES cases per RPC and kind (default 4: a few hundred cases in all for `make test`;
-`make fuzz` runs 280 per RPC and kind, over 10,000 distinct cases). Each test collects every failure of its cases and reports them all.
+`make fuzz` runs 280 per RPC and kind, over 10,000 distinct cases). Each test collects every failure of its
+cases and reports them all.
 """
 
 from __future__ import annotations
