@@ -19,6 +19,7 @@ import grpc
 from grpc import aio
 
 from worker_abstraction import auth, limits
+from worker_abstraction._handlers import rewrap
 from worker_abstraction.errors import (
     BindError,
     InvalidParametersError,
@@ -247,32 +248,12 @@ class ErrorBoundary(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
         if handler is None:
             return None
         method = handler_call_details.method
-        decode = _lenient(handler.request_deserializer)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _guard_unary(handler.unary_unary, method),
-                request_deserializer=decode,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _guard_stream(handler.unary_stream, method),
-                request_deserializer=decode,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                _guard_unary(handler.stream_unary, method),
-                request_deserializer=decode,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                _guard_stream(handler.stream_stream, method),
-                request_deserializer=decode,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        return rewrap(
+            handler,
+            answer_once=lambda behavior: _guard_unary(behavior, method),
+            answer_stream=lambda behavior: _guard_stream(behavior, method),
+            decode=_lenient(handler.request_deserializer),
+        )
 
 
 class _Undecodable:

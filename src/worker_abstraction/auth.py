@@ -36,6 +36,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from worker_abstraction._handlers import rewrap
 from worker_abstraction.codec import short
 from worker_abstraction.errors import PermissionDeniedError
 
@@ -247,22 +248,11 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
         method = details.method.lstrip("/")
         allowed = RULES.get(method, frozenset({Role.OPERATOR}))
         short_name = method.rsplit("/", 1)[-1]
-        wrap = _unary if handler.unary_unary or handler.stream_unary else _stream
-        kinds = (
-            ("unary_unary", grpc.unary_unary_rpc_method_handler),
-            ("unary_stream", grpc.unary_stream_rpc_method_handler),
-            ("stream_unary", grpc.stream_unary_rpc_method_handler),
-            ("stream_stream", grpc.stream_stream_rpc_method_handler),
+        return rewrap(
+            handler,
+            answer_once=lambda behavior: _unary(behavior, self, short_name, allowed),
+            answer_stream=lambda behavior: _stream(behavior, self, short_name, allowed),
         )
-        for attribute, make in kinds:
-            behavior = getattr(handler, attribute)
-            if behavior is not None:
-                return make(
-                    wrap(behavior, self, short_name, allowed),
-                    request_deserializer=handler.request_deserializer,
-                    response_serializer=handler.response_serializer,
-                )
-        return handler
 
     def identify(self, context: aio.ServicerContext[Any, Any]) -> Principal | str:
         """The caller, or why it cannot be identified."""
