@@ -11,7 +11,7 @@ import grpc
 import pytest
 from grpc import aio
 
-from tests.conftest import Gates
+from tests.conftest import Gates, eventually
 from worker_abstraction import (
     InvalidParametersError,
     RegistryServer,
@@ -172,11 +172,13 @@ async def test_a_caller_that_stops_reading_is_disconnected_instead_of_growing_th
                 )
                 submits.append(submit)
             await call.write(pb.SessionRequest(submits=submits))
+
             # ... and reads nothing while the daemon runs them: past 1 MiB waiting it ends the session and
             # drops what waited (what gRPC already buffered arrives first, then the status).
-            async with asyncio.timeout(30):
-                while len(await remote.tasks(status=TaskStatus.COMPLETED, limit=1000)) < 100:  # noqa: ASYNC110
-                    await asyncio.sleep(0.05)
+            async def all_done() -> bool:
+                return len(await remote.tasks(status=TaskStatus.COMPLETED, limit=1000)) == 100
+
+            await eventually(all_done, timeout_seconds=30, what="the daemon ran the 100 tasks")
             received = 0
             with pytest.raises(aio.AioRpcError) as ended:
                 async with asyncio.timeout(10):
