@@ -53,6 +53,7 @@ def test_all_is_pinned() -> None:
         "ParameterSpec",
         "PermissionDeniedError",
         "QueueFullError",
+        "RateLimitedError",
         "RegistryClient",
         "RegistryServer",
         "RegistryUnavailableError",

@@ -11,16 +11,21 @@ bytes through its timing:
     roles = ["worker"]
     token = "..."                 # or token_sha256 = "<hex digest>"
     capabilities = ["ocr*"]       # optional: capabilities it may offer (worker) or call (client)
-    calls_per_second = 50         # optional: its rate limit (default 2,000 a second; a stream counts once)
+    calls_per_second = 50         # optional: its rate limit (default 2,000 a second; see below)
 
 Roles: `worker` (register, heartbeat and leave with ids it owns), `orchestrator` (read the registry, send
 tasks to workers), `client` (submit, watch, cancel and read tasks), `operator` (everything a client may,
 plus dead letters and every other call). Without an `Authenticator` a server trusts every caller, as the
 seed contract's programs expect.
+
+Rate: each call counts once against its principal's token bucket (over it: RESOURCE_EXHAUSTED), and so
+does each submission or watch sent on a session stream, which waits for the bucket instead of being
+refused: a flood slows its own sender.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import enum
@@ -38,7 +43,7 @@ from grpc import aio
 
 from worker_abstraction._handlers import rewrap
 from worker_abstraction.codec import short
-from worker_abstraction.errors import PermissionDeniedError
+from worker_abstraction.errors import PermissionDeniedError, RateLimitedError
 
 
 class Role(enum.StrEnum):
@@ -81,7 +86,30 @@ def check_may_call(capability: str) -> None:
         raise PermissionDeniedError(f"{short(principal.name)} may not call capability {short(capability)}")
 
 
-DEFAULT_CALLS_PER_SECOND = 2000.0  # a principal's calls (a stream counts once), unless its entry says otherwise
+def current_owner() -> str:
+    """The name a task submitted by this call is recorded under ("" when the server checks no credentials)."""
+    principal = _current.get()
+    return "" if principal is ANYONE else principal.name
+
+
+def restricted_to() -> str | None:
+    """The owner whose tasks alone the caller may see and touch; None when it may see every task (an
+    operator, or any caller of a server that checks no credentials)."""
+    principal = _current.get()
+    return None if principal is ANYONE or Role.OPERATOR in principal.roles else principal.name
+
+
+async def pace() -> None:
+    """Count one more request of the call being handled against its caller's rate, waiting while the caller
+    is over it: a stream's messages that each ask for work (a session's submissions) are counted so, and a
+    stream over its rate is slowed down rather than refused."""
+    bucket = _bucket.get()
+    wait = bucket.reserve() if bucket is not None else 0.0
+    if wait:
+        await asyncio.sleep(wait)  # (pacing, not a synchronisation: the bucket refills at its rate)
+
+
+DEFAULT_CALLS_PER_SECOND = 2000.0  # a principal's calls and session submissions, unless its entry says otherwise
 BURST_SECONDS = 2.0  # a bucket holds this many seconds of calls
 
 
@@ -94,14 +122,27 @@ class _Bucket:
         self.rate, self.level, self.stamp = rate, rate * BURST_SECONDS, time.monotonic()
 
     def take(self) -> float:
-        """0 when the call may go ahead, else the seconds until it may."""
-        now = time.monotonic()
-        self.level = min(self.rate * BURST_SECONDS, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
+        """0 when the call may go ahead (it is counted), else the seconds until it may (it is not)."""
+        self._refill()
         if self.level >= 1:
             self.level -= 1
             return 0.0
         return (1 - self.level) / self.rate
+
+    def reserve(self) -> float:
+        """Count a request that will wait its turn: the seconds until its turn (0: now)."""
+        self._refill()
+        self.level -= 1
+        return max(0.0, -self.level / self.rate)
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.rate * BURST_SECONDS, self.level + (now - self.stamp) * self.rate)
+        self.stamp = now
+
+
+# The rate limit of the call being handled (None: the server limits nobody).
+_bucket: contextvars.ContextVar[_Bucket | None] = contextvars.ContextVar("bucket", default=None)
 
 
 class InvalidTokenFileError(ValueError):
@@ -289,11 +330,9 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
         bucket = self._bucket(found)
         wait = bucket.take()
         if wait:
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"{short(found.name)} is over its rate of {bucket.rate:g} calls a second; retry in {wait:.2f} s",
-            )
+            raise RateLimitedError(short(found.name), bucket.rate, wait)
         _current.set(found)
+        _bucket.set(bucket)
 
     def _bucket(self, principal: Principal) -> _Bucket:
         bucket = self._buckets.get(principal.name)

@@ -45,7 +45,7 @@ class Identity:
 
 
 IDENTITIES = (
-    Identity("server", "server", "server", serves=True),
+    Identity("server", "orchestrator", "server", serves=True),
     Identity("worker", "worker", "worker", serves=True),
     Identity("client", "client", "client", serves=False),
     Identity("operator", "operator", "operator", serves=False),

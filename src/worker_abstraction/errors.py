@@ -11,6 +11,7 @@ WorkerAbstractionError
 ├── StoreInUseError             another daemon holds the task store
 ├── NoWorkerError               no live worker offers the capability or meets the task's needs (FAILED_PRECONDITION)
 ├── QueueFullError              the orchestrator's queue is at its bound (RESOURCE_EXHAUSTED)
+├── RateLimitedError            the caller is over its rate of calls (RESOURCE_EXHAUSTED)
 ├── InvalidParametersError      task arguments that cannot be sent (INVALID_ARGUMENT)
 │   └── InvalidTaskOptionsError task options out of range (INVALID_ARGUMENT)
 └── TaskError                   something about one task
@@ -151,6 +152,19 @@ class QueueFullError(WorkerAbstractionError):
 
     def fields(self) -> dict[str, Any]:
         return {"capability": self.capability, "limit": self.limit, "scope": self.scope}
+
+
+class RateLimitedError(WorkerAbstractionError):
+    """The caller made more calls (or a session's submissions) than its rate allows; retry after a moment."""
+
+    def __init__(self, principal: str, rate: float, retry_after_seconds: float) -> None:
+        super().__init__(
+            f"{principal} is over its rate of {rate:g} calls a second; retry in {retry_after_seconds:.2f} s"
+        )
+        self.principal, self.rate, self.retry_after_seconds = principal, rate, retry_after_seconds
+
+    def fields(self) -> dict[str, Any]:
+        return {"principal": self.principal, "rate": self.rate, "retry_after_seconds": self.retry_after_seconds}
 
 
 class TaskError(WorkerAbstractionError):

@@ -232,6 +232,7 @@ class TaskRecord:
     dead_lettered: bool = False  # it is (or was) in the dead-letter queue
     cancel_reason: str = ""  # set once a cancel was asked for
     idempotency_key: str = ""
+    owner: str = ""  # the principal that submitted it (empty: the orchestrator checked no credentials)
 
     @property
     def output(self) -> Any:
@@ -266,6 +267,7 @@ class TaskSpec:
     encoded_params: tuple[tuple[str, str], ...]  # (name, JSON) pairs: encoded once, sent as they are
     options: TaskOptions
     created_at_ns: int  # wall clock, nanoseconds since the epoch
+    owner: str = ""  # the principal that submitted it (set by the daemon from its credentials)
 
     @property
     def created_at(self) -> datetime:
@@ -292,6 +294,7 @@ class TaskQuery:
     capability: str = ""
     limit: int = 100
     offset: int = 0
+    owner: str | None = None  # only the tasks this principal submitted (None: anyone's)
 
     def __post_init__(self) -> None:
         problems = []

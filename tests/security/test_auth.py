@@ -3,6 +3,8 @@ id and address, tokens may be limited to capabilities, and the token file is rea
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ TOKENS = {
     "operator": "operator-token-01234567",
     "echo-only": "echo-only-token-0123456",
     "slow": "slow-client-token-012345",
+    "paced": "paced-client-token-01234",
 }
 FILE = f"""
 [[principal]]
@@ -70,6 +73,12 @@ name = "client/slow"
 roles = ["client"]
 token = "{TOKENS["slow"]}"
 calls_per_second = 0.5
+
+[[principal]]
+name = "client/paced"
+roles = ["client"]
+token = "{TOKENS["paced"]}"
+calls_per_second = 50
 """
 
 
@@ -103,8 +112,9 @@ async def secured(token_file: Path, system_token: None) -> AsyncIterator[tuple[s
 
 REGISTRY, WORKER, ORCHESTRATOR = "RegistryService", "WorkerService", "OrchestratorService"
 READERS = {"orchestrator", "client", "operator"}
-# (service, method, request, streaming response, the roles allowed)
-CALLS: list[tuple[str, str, Any, bool, set[str]]] = [
+BIDI = "bidi"  # a stream of requests and one of responses
+# (service, method, request, streaming response (or BIDI), the roles allowed): every RPC of every service
+CALLS: list[tuple[str, str, Any, bool | str, set[str]]] = [
     (REGISTRY, "RegisterWorker", pb.RegisterWorkerRequest(), False, {"worker"}),
     (REGISTRY, "WorkerHeartbeat", pb.HeartbeatRequest(worker_id="nobody"), False, {"worker"}),
     (REGISTRY, "DeregisterWorker", pb.DeregisterWorkerRequest(worker_id="nobody"), False, {"worker", "operator"}),
@@ -116,6 +126,9 @@ CALLS: list[tuple[str, str, Any, bool, set[str]]] = [
         {"orchestrator", "client", "operator"},
     ),
     (REGISTRY, "GetAvailableWorkers", empty_pb2.Empty(), True, {"orchestrator", "client", "operator"}),
+    (REGISTRY, "WatchWorkers", pb.WatchWorkersRequest(), True, {"orchestrator", "client", "operator"}),
+    (REGISTRY, "HeartbeatStream", pb.HeartbeatRequest(worker_id="nobody"), BIDI, {"worker"}),
+    (WORKER, "OpenTaskChannel", pb.TaskChannelRequest(), BIDI, {"orchestrator"}),
     (WORKER, "ExecuteTask", pb.ExecuteTaskRequest(), False, {"orchestrator"}),
     (WORKER, "CancelTask", pb.CancelTaskRequest(task_id="nobody"), False, {"orchestrator"}),
     (WORKER, "StreamTaskStatus", pb.GetTaskStatusRequest(task_id="nobody"), True, {"orchestrator"}),
@@ -126,25 +139,39 @@ CALLS: list[tuple[str, str, Any, bool, set[str]]] = [
     (ORCHESTRATOR, "CancelTask", pb.CancelTaskRequest(task_id="nobody"), False, {"client", "operator"}),
     (ORCHESTRATOR, "WatchTask", pb.WatchTaskRequest(task_id="nobody"), True, {"client", "operator"}),
     (ORCHESTRATOR, "GetQueueStats", empty_pb2.Empty(), False, {"client", "operator"}),
+    (ORCHESTRATOR, "ListWorkers", empty_pb2.Empty(), False, {"client", "operator"}),
+    (ORCHESTRATOR, "OpenSession", pb.SessionRequest(), BIDI, {"client", "operator"}),
     (ORCHESTRATOR, "ListDeadLetters", empty_pb2.Empty(), False, {"operator"}),
     (ORCHESTRATOR, "PurgeDeadLetters", pb.PurgeDeadLettersRequest(task_ids=["nobody"]), False, {"operator"}),
     (ORCHESTRATOR, "RequeueDeadLetter", pb.DeadLetterRequest(task_id="nobody"), False, {"operator"}),
 ]
 
 
-async def _call(address: str, service: str, method: str, request: Any, streaming: bool, token: str | None) -> Any:
-    """The status code the call ends with (OK included)."""
+async def _call(address: str, service: str, method: str, request: Any, streaming: bool | str, token: str | None) -> Any:
+    """The status code the call ends with (OK included), or (a stream) that it answered with, once it
+    answered (DEADLINE_EXCEEDED: it waits for more, as a channel may)."""
     metadata = (("authorization", f"Bearer {token}"),) if token else ()
     async with aio.insecure_channel(address) as channel:
         path = f"/worker_abstraction.{service}/{method}"
+        serializer = type(request).SerializeToString
+        if streaming == BIDI:
+            bidi = channel.stream_stream(path, request_serializer=serializer, response_deserializer=None)(
+                iter([request]), metadata=metadata, timeout=2
+            )
+            try:
+                await bidi.read()
+            except aio.AioRpcError as error:
+                return error.code(), error.details() or ""
+            bidi.cancel()
+            return grpc.StatusCode.OK, ""
         kind = channel.unary_stream if streaming else channel.unary_unary
-        call = kind(path, request_serializer=type(request).SerializeToString, response_deserializer=None)(
+        call = kind(path, request_serializer=serializer, response_deserializer=None)(
             request, metadata=metadata, timeout=5
         )
         try:
             if streaming:
-                async for _ in call:
-                    pass
+                await call.read()  # (the first message, or the end: a watch would go on)
+                call.cancel()
             else:
                 await call
         except aio.AioRpcError as error:
@@ -238,3 +265,18 @@ async def test_a_principal_over_its_rate_is_told_to_come_back_later(secured: tup
     assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and "rate of 0.5 calls a second" in details, details
     other, _ = await _call(*stats, TOKENS["client"])
     assert other is grpc.StatusCode.OK  # one principal's limit is its own
+
+
+async def test_a_session_over_its_rate_is_slowed_down_not_refused(secured: tuple[str, str, str]) -> None:
+    auth.use_token(TOKENS["paced"])  # 50 a second, 100 at once; each submission on the session counts
+    try:
+        remote = RemoteOrchestrator(secured[2])
+    finally:
+        auth.use_token(SYSTEM)
+    async with remote:
+        started = time.monotonic()
+        handles = await asyncio.gather(*(remote.execute_task("echo", {"text": str(n)}) for n in range(150)))
+        outputs = await asyncio.gather(*(handle.result(timeout_seconds=30) for handle in handles))
+        elapsed = time.monotonic() - started
+    assert outputs == [{"text": str(n)} for n in range(150)]  # every one accepted and run
+    assert elapsed >= 0.9  # 50 past the burst of 100, at 50 a second: a lower bound the bucket enforces

@@ -8,7 +8,9 @@ import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc import aio
 
 from tests.conftest import ToolWorker
 from worker_abstraction import (
@@ -22,6 +24,9 @@ from worker_abstraction import (
     TLSConfig,
     certs,
 )
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.auth import Authenticator
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +200,31 @@ def test_init_dir_writes_private_keys_and_refuses_to_overwrite(tmp_path: Path) -
     assert (tmp_path / "pki" / "ca.pem").read_bytes() == before
     certs.init_dir(tmp_path / "pki", force=True)
     assert (tmp_path / "pki" / "ca.pem").read_bytes() != before
+
+
+async def test_under_mtls_without_tokens_the_certificates_roles_are_checked(pki: Path) -> None:
+    checks = Authenticator(None)  # what `--tls-client-auth` without `--auth-tokens` gives a `wa` server
+    registry = RegistryServer(port=0, tls=tls_for(pki, "server", require_client_cert=True), auth=checks)
+    async with registry:
+        worker = ToolWorker(registry.address, tls=tls_for(pki, "worker", require_client_cert=True), auth=checks)
+        daemon = OrchestratorServer(
+            registry.address, port=0, tls=tls_for(pki, "server", require_client_cert=True), auth=checks
+        )
+        async with worker, daemon, RemoteOrchestrator(daemon.address, tls=tls_for(pki, "client")) as remote:
+            async with asyncio.timeout(10):
+                await worker.wait_registered()
+                await remote.wait_for_workers("echo", timeout_seconds=5)
+                handle = await remote.execute_task("echo", {"text": "roles"})
+                assert await handle.result(timeout_seconds=5) == {"text": "roles"}
+            # A client's certificate may not register a worker, nor a worker's submit a task.
+            client = tls_for(pki, "client")
+            async with aio.secure_channel(registry.address, client.channel_credentials()) as channel:
+                with pytest.raises(aio.AioRpcError) as refused:
+                    await pb_grpc.RegistryServiceStub(channel).RegisterWorker(pb.RegisterWorkerRequest(), timeout=5)
+            assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+            assert "'client/client' (client) may not call RegisterWorker" in (refused.value.details() or "")
+            as_worker = tls_for(pki, "worker")
+            async with aio.secure_channel(daemon.address, as_worker.channel_credentials()) as channel:
+                with pytest.raises(aio.AioRpcError) as refused:
+                    await pb_grpc.OrchestratorServiceStub(channel).SubmitTask(pb.SubmitTaskRequest(), timeout=5)
+            assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED

@@ -81,6 +81,7 @@ def record_to_pb(record: TaskRecord, *, encoded_params: EncodedParams | None = N
         dead_lettered=record.dead_lettered,
         cancel_reason=record.cancel_reason,
         idempotency_key=record.idempotency_key,
+        owner=record.owner,
     )
     if record.last_update is not None:
         message.last_update.CopyFrom(update_to_pb(record.last_update))
@@ -101,4 +102,5 @@ def record_from_pb(message: pb.TaskRecord) -> TaskRecord:
         dead_lettered=message.dead_lettered,
         cancel_reason=message.cancel_reason,
         idempotency_key=message.idempotency_key,
+        owner=message.owner,
     )

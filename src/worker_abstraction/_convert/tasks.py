@@ -198,6 +198,7 @@ def spec_to_pb(spec: TaskSpec) -> pb.SubmitTaskRequest:
         task=task_to_pb(spec, attempt=0, worker_id=options.worker_id),
         idempotency_key=options.idempotency_key,
         exact_timeout_seconds=options.timeout_seconds,
+        owner=spec.owner,
     )
     if options.retry_policy is not None:
         request.retry_policy.CopyFrom(retry_policy_to_pb(options.retry_policy))
@@ -274,6 +275,7 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         encoded_params=encoded,
         options=options,
         created_at_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
+        owner=request.owner,
     )
 
 

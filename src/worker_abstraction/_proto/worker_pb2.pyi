@@ -440,7 +440,7 @@ class GetTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class TaskRecord(_message.Message):
-    __slots__ = ("task_id", "capability", "status", "parameters", "last_update", "attempts", "submitted_at", "dead_lettered", "cancel_reason", "idempotency_key")
+    __slots__ = ("task_id", "capability", "status", "parameters", "last_update", "attempts", "submitted_at", "dead_lettered", "cancel_reason", "idempotency_key", "owner")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -451,6 +451,7 @@ class TaskRecord(_message.Message):
     DEAD_LETTERED_FIELD_NUMBER: _ClassVar[int]
     CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     capability: str
     status: TaskStatus
@@ -461,7 +462,8 @@ class TaskRecord(_message.Message):
     dead_lettered: bool
     cancel_reason: str
     idempotency_key: str
-    def __init__(self, task_id: _Optional[str] = ..., capability: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., last_update: _Optional[_Union[TaskResult, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_lettered: _Optional[bool] = ..., cancel_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
+    owner: str
+    def __init__(self, task_id: _Optional[str] = ..., capability: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., last_update: _Optional[_Union[TaskResult, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_lettered: _Optional[bool] = ..., cancel_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("statuses", "capability", "limit", "page_token")
@@ -578,18 +580,20 @@ class PurgeDeadLettersResponse(_message.Message):
     def __init__(self, purged: _Optional[int] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds", "exact_timeout_seconds")
+    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds", "exact_timeout_seconds", "owner")
     TASK_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
     QUEUE_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     EXACT_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     task: Task
     idempotency_key: str
     retry_policy: RetryPolicy
     queue_timeout_seconds: float
     exact_timeout_seconds: float
-    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ..., exact_timeout_seconds: _Optional[float] = ...) -> None: ...
+    owner: str
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ..., exact_timeout_seconds: _Optional[float] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("task_id", "worker_id", "worker_address", "duplicate")

@@ -14,7 +14,7 @@ STATUS is pending, running, completed, failed or canceled, in any case; --status
 several values. With --json, `get` prints one object and `list` a list of them, with the keys task_id,
 capability, status, params, output (decoded), error_message, worker_id, submitted_at, attempts (number,
 worker_id, started_at, ended_at, status, error_message; times in ISO 8601, or null), dead_lettered,
-cancel_reason and idempotency_key.
+cancel_reason, idempotency_key and owner (the principal that submitted it; empty without credentials).
 
 exit codes: 0 found (`watch`: the task completed); 1 the task is unknown to the daemon, the daemon cannot
 be reached, or (`watch`) the task failed or was canceled; 2 a usage error.
@@ -222,6 +222,7 @@ def record_to_json(record: TaskRecord) -> dict[str, Any]:
         "dead_lettered": record.dead_lettered,
         "cancel_reason": record.cancel_reason,
         "idempotency_key": record.idempotency_key,
+        "owner": record.owner,
     }
 
 
@@ -262,6 +263,8 @@ def render(record: TaskRecord, now: datetime | None = None) -> str:
         ("dead-lettered", "yes" if record.dead_lettered else "no"),
         ("idempotency key", record.idempotency_key or "-"),
     ]
+    if record.owner:
+        facts.append(("owner", record.owner))
     width = max(len(key) for key, _ in facts)
     lines = [f"{key:<{width}}  {value}" for key, value in facts]
     lines.append(f"attempts ({len(record.attempts)}):" if record.attempts else "attempts: none yet")

@@ -86,7 +86,9 @@ class Engine:
             raise TaskExistsError(spec.task_id)
         if not spec.task_id or not spec.created_at_ns:
             task_id = spec.task_id or uuid.uuid4().hex
-            spec = TaskSpec(task_id, spec.capability, spec.params, spec.encoded_params, spec.options, time.time_ns())
+            spec = TaskSpec(
+                task_id, spec.capability, spec.params, spec.encoded_params, spec.options, time.time_ns(), spec.owner
+            )
         return await self.accept(spec)
 
     async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:

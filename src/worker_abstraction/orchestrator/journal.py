@@ -87,7 +87,7 @@ class Journal(Protocol):
     async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None: ...
 
     async def finished_records(
-        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int
+        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int, owner: str | None = None
     ) -> list[TaskRecord]: ...
 
     async def drain(self) -> None:
@@ -135,7 +135,7 @@ class NullJournal:
         return None
 
     async def finished_records(
-        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int
+        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int, owner: str | None = None
     ) -> list[TaskRecord]:
         return []
 
@@ -159,6 +159,7 @@ class StoreJournal:
                 capability=spec.capability,
                 idempotency_key=spec.options.idempotency_key,
                 reserved=ATTEMPT_BLOCK,
+                owner=spec.owner,
             )
         )
 
@@ -224,11 +225,11 @@ class StoreJournal:
         return _record(await self.store.finished_by_key(idempotency_key))
 
     async def finished_records(
-        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int
+        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int, owner: str | None = None
     ) -> list[TaskRecord]:
         await self.drain()
         found = await self.store.finished_records(
-            statuses=[int(s) for s in statuses], capability=capability, limit=limit, offset=offset
+            statuses=[int(s) for s in statuses], capability=capability, limit=limit, offset=offset, owner=owner
         )
         return [record for data in found if (record := _record(data)) is not None]
 

@@ -101,16 +101,21 @@ class TaskIndex:
     async def page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
         """Records, most recently submitted first; True when more follow this page."""
         wanted, capability, limit, offset = frozenset(query.statuses), query.capability, query.limit, query.offset
+        owner = query.owner
 
         def keep(record: TaskRecord) -> bool:
-            return (not wanted or record.status in wanted) and (not capability or record.capability == capability)
+            return (
+                (not wanted or record.status in wanted)
+                and (not capability or record.capability == capability)
+                and (owner is None or record.owner == owner)
+            )
 
         found = {r.task_id: r for r in (run.record() for run in self.live.values()) if keep(r)}
         for record in (run.record() for run in reversed(self._recent.values())):
             if keep(record):
                 found.setdefault(record.task_id, record)
         stored = await self._journal.finished_records(
-            statuses=sorted(wanted), capability=capability, limit=offset + limit + 1, offset=0
+            statuses=sorted(wanted), capability=capability, limit=offset + limit + 1, offset=0, owner=owner
         )
         for record in stored:
             found.setdefault(record.task_id, record)

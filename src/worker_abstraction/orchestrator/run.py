@@ -247,6 +247,7 @@ class TaskRun:
             dead_lettered=self.dead_lettered,
             cancel_reason=self.cancel_reason,
             idempotency_key=self.spec.options.idempotency_key,
+            owner=self.spec.owner,
         )
 
     # ---- inside ------------------------------------------------------------------------------------------

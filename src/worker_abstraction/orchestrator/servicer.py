@@ -13,12 +13,13 @@ import grpc
 from google.protobuf import empty_pb2
 from grpc import aio
 
-from worker_abstraction import _convert, auth
+from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.codec import short
 from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.options import MAX_ID_LENGTH
+from worker_abstraction.orchestrator import callers
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.session import CallerSession
 from worker_abstraction.types import TaskQuery, TaskStatus
@@ -35,23 +36,19 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         self._engine = orchestrator.engine
 
     async def SubmitTask(self, request: pb.SubmitTaskRequest, context: Context) -> pb.SubmitTaskResponse:
-        spec = _convert.spec_from_pb(request)
-        auth.check_may_call(spec.capability)
-        key = spec.options.idempotency_key
-        known = await self._engine.find_idempotent(key) if key else None
-        handle = known or await self._engine.submit_spec(spec)
+        handle, duplicate = await callers.submit(self._engine, request)
         return pb.SubmitTaskResponse(
             task_id=handle.task_id,
             worker_id=handle.worker_id,
             worker_address=handle.worker_address,
-            duplicate=known is not None,
+            duplicate=duplicate,
         )
 
     async def WatchTask(self, request: pb.WatchTaskRequest, context: Context) -> AsyncIterator[pb.TaskResult]:
         _check_id(request.task_id)
         if request.after_sequence < 0:
             raise InvalidParametersError([f"after_sequence must be >= 0, got {request.after_sequence}"])
-        handle = await self._engine.watch(request.task_id)
+        handle = await callers.watch(self._engine, request.task_id)
         # Positions in the handle's update list number the stream: gapless even for updates the
         # orchestrator made itself (a lost worker, a deadline), so resuming is exact.
         position, after = 0, request.after_sequence
@@ -76,7 +73,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         _check_id(request.task_id)
         if len(request.reason) > 4096:
             raise InvalidParametersError([f"reason may be at most 4096 characters, got {len(request.reason)}"])
-        handle = await self._engine.watch(request.task_id)
+        handle = await callers.watch(self._engine, request.task_id)
         status = handle.status
         canceled = await self._engine.cancel(request.task_id, request.reason)
         final = handle.updates[-1] if handle.done() and handle.updates else None
@@ -114,6 +111,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.TaskRecord:
         _check_id(request.task_id)
+        await callers.check_visible(self._engine, request.task_id)
         return _convert.record_to_pb(await self._engine.task(request.task_id))
 
     async def ListTasks(self, request: pb.ListTasksRequest, context: Context) -> pb.ListTasksResponse:
@@ -129,11 +127,13 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
             problems.append(f"capability may be at most {MAX_ID_LENGTH} characters")
         if problems:
             raise InvalidParametersError(problems)
-        query = TaskQuery(
-            statuses=tuple(TaskStatus(s) for s in request.statuses),
-            capability=request.capability,
-            limit=request.limit or 100,
-            offset=int(token) if token else 0,
+        query = callers.scoped(
+            TaskQuery(
+                statuses=tuple(TaskStatus(s) for s in request.statuses),
+                capability=request.capability,
+                limit=request.limit or 100,
+                offset=int(token) if token else 0,
+            )
         )
         records, more = await self._engine.task_page(query)
         next_token = str(query.offset + query.limit) if more else ""

@@ -18,6 +18,7 @@ from worker_abstraction import _convert, _rpc, auth, limits
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError, WorkerAbstractionError
 from worker_abstraction.options import MAX_ID_LENGTH
+from worker_abstraction.orchestrator import callers
 from worker_abstraction.orchestrator.engine import Engine
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.types import TaskUpdate
@@ -77,11 +78,13 @@ class CallerSession:
         try:
             async for request in requests:
                 for submit in request.submits:
+                    await auth.pace()
                     await self._slots.acquire()
                     accepting = asyncio.create_task(self._submit(submit), name="session-submit")
                     self._accepting.add(accepting)
                     accepting.add_done_callback(self._accepted)
                 for watch in request.watches:
+                    await auth.pace()
                     await self._watch(watch)
                 for task_id in request.unwatch:
                     follower = self._stops.pop(task_id, None)
@@ -98,17 +101,13 @@ class CallerSession:
     async def _submit(self, submit: pb.SessionSubmit) -> None:
         ack = pb.SessionAck(request_id=submit.request_id)
         try:
-            spec = _convert.spec_from_pb(submit.submit)
-            auth.check_may_call(spec.capability)
-            key = spec.options.idempotency_key
-            known = await self._engine.find_idempotent(key) if key else None
-            handle = known or await self._engine.submit_spec(spec)
+            handle, duplicate = await callers.submit(self._engine, submit.submit)
             ack.response.CopyFrom(
                 pb.SubmitTaskResponse(
                     task_id=handle.task_id,
                     worker_id=handle.worker_id,
                     worker_address=handle.worker_address,
-                    duplicate=known is not None,
+                    duplicate=duplicate,
                 )
             )
         except WorkerAbstractionError as error:
@@ -129,7 +128,7 @@ class CallerSession:
                 raise InvalidParametersError([f"cannot watch task {watch.task_id[:40]!r} after {watch.after_sequence}"])
             if len(self._stops) >= MAX_WATCHED:
                 raise InvalidParametersError([f"a session follows at most {MAX_WATCHED} tasks at once"])
-            handle = await self._engine.watch(watch.task_id)
+            handle = await callers.watch(self._engine, watch.task_id)
         except WorkerAbstractionError as error:
             self._send_ack(pb.SessionAck(task_id=watch.task_id, error=_convert.error_to_pb(error)))
             return

@@ -60,6 +60,7 @@ _ADDED_COLUMNS = {
     "record": "BLOB",  # the finished task's TaskRecord
     "failures": "INTEGER NOT NULL DEFAULT 0",  # attempts that ran and failed (the retry budget)
     "reserved": "INTEGER NOT NULL DEFAULT 0",  # attempt numbers up to this may have been sent
+    "owner": "TEXT NOT NULL DEFAULT ''",  # the principal that submitted it
 }
 
 _INDEXES = """
@@ -123,12 +124,13 @@ class SqliteTaskStore:
         capability: str = "",
         idempotency_key: str = "",
         reserved: int = 0,
+        owner: str = "",
     ) -> asyncio.Future[None]:
         now = time.time()
         return self._write(
             "INSERT OR REPLACE INTO tasks (task_id, task, options, state, capability, idempotency_key, accepted_at, "
-            "updated_at, reserved) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-            (task_id, task, options, capability, idempotency_key, now, now, reserved),
+            "updated_at, reserved, owner) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+            (task_id, task, options, capability, idempotency_key, now, now, reserved, owner),
         )
 
     def reserve(self, task_id: str, up_to: int) -> asyncio.Future[None]:
@@ -186,7 +188,7 @@ class SqliteTaskStore:
         return bytes(rows[0][0]) if rows else None
 
     async def finished_records(
-        self, *, statuses: Sequence[int], capability: str, limit: int, offset: int
+        self, *, statuses: Sequence[int], capability: str, limit: int, offset: int, owner: str | None = None
     ) -> list[bytes]:
         where, parameters = ["state = 'finished'", "record IS NOT NULL"], list[Any]()
         if statuses:
@@ -195,6 +197,9 @@ class SqliteTaskStore:
         if capability:
             where.append("capability = ?")
             parameters.append(capability)
+        if owner is not None:
+            where.append("owner = ?")
+            parameters.append(owner)
         rows = await self._query(
             f"SELECT record FROM tasks WHERE {' AND '.join(where)} ORDER BY accepted_at DESC, task_id LIMIT ? OFFSET ?",
             (*parameters, limit, offset),

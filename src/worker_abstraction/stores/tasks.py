@@ -52,6 +52,7 @@ class TaskStore(Protocol):
         capability: str = "",
         idempotency_key: str = "",
         reserved: int = 0,
+        owner: str = "",
     ) -> Awaitable[None]: ...
 
     def reserve(self, task_id: str, up_to: int) -> Awaitable[None]:
@@ -73,9 +74,9 @@ class TaskStore(Protocol):
     async def finished_by_key(self, idempotency_key: str) -> bytes | None: ...
 
     async def finished_records(
-        self, *, statuses: Sequence[int], capability: str, limit: int, offset: int
+        self, *, statuses: Sequence[int], capability: str, limit: int, offset: int, owner: str | None = None
     ) -> list[bytes]:
-        """Serialized TaskRecords of finished tasks, most recently accepted first."""
+        """Serialized TaskRecords of finished tasks, most recently accepted first (`owner`: only its tasks)."""
 
     def dead_lettered(self, task_id: str, entry: bytes, options: str) -> Awaitable[None]: ...
 

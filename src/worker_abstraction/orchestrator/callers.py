@@ -1,0 +1,66 @@
+"""What a caller of the daemon may do with tasks: submit under its own name, and see and touch only its own.
+
+With credentials on, a task records the principal that submitted it (its owner). A `client` sees, watches
+and cancels only the tasks it owns: another's task is answered as unknown, so ids are no way to learn what
+others run. An `operator` sees every task, as does every caller of a daemon that checks no credentials.
+SubmitTask and a session's submissions share `submit` so both paths apply the same rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from worker_abstraction import _convert, auth
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.codec import short
+from worker_abstraction.errors import PermissionDeniedError, TaskNotFoundError
+from worker_abstraction.orchestrator.engine import Engine
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.types import TaskQuery
+
+
+async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTaskHandle, bool]:
+    """Accept a submission from the wire as the calling principal's: its handle, and whether its idempotency
+    key named an earlier submission (then that task's handle).
+
+    Raises:
+        InvalidParametersError / InvalidTaskOptionsError: the request breaks the contract.
+        PermissionDeniedError: the caller may not call the capability, or its idempotency key is another
+            principal's.
+    """
+    spec = _convert.spec_from_pb(request)
+    auth.check_may_call(spec.capability)
+    spec = dataclasses.replace(spec, owner=auth.current_owner())  # (whatever the request claimed)
+    key = spec.options.idempotency_key
+    known = await engine.find_idempotent(key) if key else None
+    if known is not None:
+        mine = auth.restricted_to()
+        if mine is not None and (await engine.task(known.task_id)).owner != mine:
+            raise PermissionDeniedError(
+                f"idempotency key {short(key)} was used by another caller; choose a key of your own"
+            )
+        return known, True
+    return await engine.submit_spec(spec), False
+
+
+async def check_visible(engine: Engine, task_id: str) -> None:
+    """Raises TaskNotFoundError when the caller may not see this task (or nobody knows it)."""
+    mine = auth.restricted_to()
+    if mine is not None and (await engine.task(task_id)).owner != mine:
+        raise TaskNotFoundError(task_id, "the orchestrator")
+
+
+async def watch(engine: Engine, task_id: str) -> AsyncTaskHandle:
+    """A handle on a task the caller may see.
+
+    Raises:
+        TaskNotFoundError: nobody knows it, or it is another principal's.
+    """
+    await check_visible(engine, task_id)
+    return await engine.watch(task_id)
+
+
+def scoped(query: TaskQuery) -> TaskQuery:
+    """The query narrowed to the caller's own tasks when it may not see every task."""
+    mine = auth.restricted_to()
+    return query if mine is None else dataclasses.replace(query, owner=mine)
