@@ -4,6 +4,7 @@ id and address, tokens may be limited to capabilities, and the token file is rea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -156,9 +157,11 @@ async def _call(address: str, service: str, method: str, request: Any, streaming
         serializer = type(request).SerializeToString
         if streaming == BIDI:
             bidi = channel.stream_stream(path, request_serializer=serializer, response_deserializer=None)(
-                iter([request]), metadata=metadata, timeout=2
+                metadata=metadata, timeout=2
             )
             try:
+                with contextlib.suppress(aio.AioRpcError, asyncio.InvalidStateError):  # (refused first: see below)
+                    await bidi.write(request)
                 await bidi.read()
             except aio.AioRpcError as error:
                 return error.code(), error.details() or ""
@@ -184,12 +187,12 @@ async def test_every_call_needs_credentials_and_the_right_role(secured: tuple[st
     for service, method, request, streaming, allowed in CALLS:
         address = addresses[service]
         code, details = await _call(address, service, method, request, streaming, None)
-        assert code is grpc.StatusCode.UNAUTHENTICATED and "token" in details, (method, code)
+        assert code is grpc.StatusCode.UNAUTHENTICATED and "token" in details, (method, code, details)
         code, details = await _call(address, service, method, request, streaming, "not-a-known-token-at-all")
         assert code is grpc.StatusCode.UNAUTHENTICATED and "not known" in details, (method, code)
         wrong = next(r for r in ("worker", "orchestrator", "client", "operator") if r not in allowed)
         code, details = await _call(address, service, method, request, streaming, TOKENS[wrong])
-        assert code is grpc.StatusCode.PERMISSION_DENIED and "needs" in details, (method, wrong, code)
+        assert code is grpc.StatusCode.PERMISSION_DENIED and "needs" in details, (method, wrong, code, details)
         for role in allowed:
             code, details = await _call(address, service, method, request, streaming, TOKENS[role])
             assert code not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED), (method, role)

@@ -33,6 +33,9 @@ class ChannelSession:
             yield pb.TaskChannelResponse()  # ready: tells the orchestrator the fast path exists
             while True:
                 await self._wake.wait()
+                # One more turn of the loop: tasks just taken start, and a quick one ends, before the batch
+                # is written, so its PENDING and RUNNING need not travel.
+                await asyncio.sleep(0)
                 self._wake.clear()
                 if self._acks or self._updates:
                     acks, updates = self._acks, self._updates
