@@ -216,6 +216,7 @@ class DeadLetter:
     attempts: tuple[Attempt, ...]
     error_message: str
     options: TaskOptions = field(default_factory=TaskOptions, repr=False)  # to submit it again as it was
+    owner: str = ""  # the principal that submitted it (a requeued letter is still theirs)
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,3 +112,26 @@ async def test_a_client_sees_only_its_own_tasks_and_an_operator_sees_all(
         assert code is grpc.StatusCode.OK and record.owner == "client/alice"
         assert await _listed(daemon.address, BOB) == {theirs.task_id}
         assert {mine, theirs.task_id, first.task_id} <= await _listed(daemon.address, ROOT)
+
+
+async def test_a_dead_letter_requeued_by_an_operator_stays_its_submitters(
+    parts: tuple[Authenticator, str, Path],
+) -> None:
+    checks, registry, _ = parts
+    async with OrchestratorServer(registry, port=0, auth=checks) as daemon:
+        await daemon.orchestrator.wait_for_workers("explode", timeout_seconds=10)
+        address = daemon.address
+        retry = pb.RetryPolicy(
+            max_attempts=2, initial_backoff_seconds=0.01, backoff_multiplier=1, retry_task_errors=True
+        )
+        task = pb.Task(capability_name="explode", parameters=[pb.TaskParameter(key="message", value_json='"no"')])
+        code, submitted = await _ask(address, "SubmitTask", pb.SubmitTaskRequest(task=task, retry_policy=retry), ALICE)
+        assert code is grpc.StatusCode.OK, submitted
+        code, updates = await _ask(address, "WatchTask", pb.WatchTaskRequest(task_id=submitted.task_id), ALICE)
+        assert code is grpc.StatusCode.OK and updates[-1].status == pb.TASK_STATUS_FAILED
+        code, requeued = await _ask(address, "RequeueDeadLetter", pb.DeadLetterRequest(task_id=submitted.task_id), ROOT)
+        assert code is grpc.StatusCode.OK, requeued
+        code, record = await _ask(address, "GetTask", pb.GetTaskRequest(task_id=requeued.task_id), ALICE)
+        assert code is grpc.StatusCode.OK and record.owner == "client/alice"
+        code, _ = await _ask(address, "GetTask", pb.GetTaskRequest(task_id=requeued.task_id), BOB)
+        assert code is grpc.StatusCode.NOT_FOUND

@@ -46,7 +46,9 @@ def attempt_from_pb(message: pb.AttemptRecord) -> Attempt:
 
 def dead_letter_to_pb(letter: DeadLetter) -> pb.DeadLetterEntry:
     encoded = encode_params(letter.params)
-    spec = TaskSpec(letter.options.task_id, letter.capability, letter.params, encoded, letter.options, 0)
+    spec = TaskSpec(
+        letter.options.task_id, letter.capability, letter.params, encoded, letter.options, 0, owner=letter.owner
+    )
     return pb.DeadLetterEntry(
         task_id=letter.task_id,
         capability=letter.capability,
@@ -67,6 +69,7 @@ def dead_letter_from_pb(message: pb.DeadLetterEntry) -> DeadLetter:
         attempts=tuple(attempt_from_pb(a) for a in message.attempts),
         error_message=message.error_message,
         options=options,
+        owner=message.submission.owner,
     )
 
 

@@ -27,6 +27,7 @@ class DeadLetterQueue:
             error_message=error_message,
             # Resubmitted as it ran (its retry policy included), but as a new task: a new id, no old key.
             options=replace(spec.options, task_id="", idempotency_key="", retry_policy=retry),
+            owner=spec.owner,
         )
         logger.warning(
             "task %s dead-lettered after %d attempt(s): %s", spec.task_id, len(attempts), error_message,

@@ -9,6 +9,7 @@ one over the wire.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import uuid
@@ -175,7 +176,8 @@ class Engine:
         if letter is None:
             raise TaskNotFoundError(task_id, "the dead-letter queue")
         try:
-            handle = await self.submit(letter.capability, letter.params, letter.options)
+            spec = self.spec(letter.capability, letter.params, letter.options)
+            handle = await self.submit_spec(dataclasses.replace(spec, owner=letter.owner))
         except BaseException:
             letters.restore([letter])  # not resubmitted: it stays a dead letter
             raise
