@@ -167,6 +167,25 @@ async def test_a_worker_logs_each_task_received_and_how_it_ended_at_its_default_
     assert any('raise RuntimeError("kaboom from explode")' in line for line in traceback)  # the handler's frame
 
 
+async def test_with_log_format_json_every_line_is_an_object_and_task_lines_name_task_worker_and_attempt(
+    start: Start,
+) -> None:
+    worker = await start("worker", "_workers:EchoWorker", "--port", "0", "--registry", "", "--log-format", "json")
+    task_id = uuid.uuid4().hex
+    async with aio.insecure_channel(worker.address) as channel, asyncio.timeout(10):
+        stub = pb_grpc.WorkerServiceStub(channel)
+        parameters = [pb.TaskParameter(key="text", value_json='"hi"')]
+        task = pb.Task(task_id=task_id, capability_name="shout", parameters=parameters, attempt=3)
+        assert (await stub.ExecuteTask(pb.ExecuteTaskRequest(task=task))).accepted
+        _ = [message async for message in stub.StreamTaskStatus(pb.GetTaskStatusRequest(task_id=task_id))]
+    assert await worker.stop(signal.SIGTERM) == 0
+    lines = [json.loads(line) for line in worker.stderr_path.read_text().splitlines()]
+    mine = [line for line in lines if line.get("task_id") == task_id]
+    assert mine[0]["message"].endswith("received (attempt 3)") and len(mine) == 2
+    assert "succeeded in" in mine[1]["message"]
+    assert all((line["worker_id"], line["attempt"]) == (worker.worker_id, 3) for line in mine)
+
+
 async def test_sigint_on_the_registry_exits_0(start: Start) -> None:
     registry = await start("registry", "--host", "127.0.0.1", "--port", "0")
     assert registry.port > 0

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
+from datetime import datetime
 
 import pytest
 
 from worker_abstraction.observability import log
+from worker_abstraction.types import TaskFailure
+from worker_abstraction.worker import tasklog
+from worker_abstraction.worker.tasks import TaskRecord as WorkerTaskRecord
 
 logger = logging.getLogger("worker_abstraction.tests")
 
@@ -50,3 +55,33 @@ def test_extras_come_before_the_traceback(configured: None, capsys: pytest.Captu
     first, *rest = capsys.readouterr().err.splitlines()
     assert first.endswith("it broke [task_id=t-1]")
     assert rest[0] == "Traceback (most recent call last):" and rest[-1] == "ValueError: boom"
+
+
+@pytest.fixture
+def configured_json(configured: None) -> None:
+    log.configure("INFO", "json")  # (replaces the text handler `configured` installed; it removes ours after)
+
+
+def test_json_lines_carry_the_task_fields_and_the_traceback(
+    configured_json: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = WorkerTaskRecord("t-1", "echo", "w-1", attempt=2)
+    tasklog.received(record)
+    try:
+        raise ValueError("boom")
+    except ValueError as error:
+        tasklog.failed(record, TaskFailure("ValueError", "boom"), 0.25, error)
+    logger.warning("plain line")
+    received, failed, plain = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+    assert received["message"] == "task echo[t-1] received (attempt 2)" and received["level"] == "INFO"
+    for line in (received, failed):
+        assert (line["task_id"], line["worker_id"], line["attempt"], line["capability"]) == ("t-1", "w-1", 2, "echo")
+    assert failed["level"] == "ERROR" and failed["exception"].startswith("Traceback (most recent call last):")
+    assert failed["exception"].endswith("ValueError: boom")
+    assert datetime.fromisoformat(plain["time"]).tzinfo is not None
+    assert plain["logger"] == "worker_abstraction.tests" and "task_id" not in plain
+
+
+def test_an_unknown_log_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown log format 'xml'"):
+        log.configure("INFO", "xml")

@@ -73,6 +73,7 @@ SETTINGS: tuple[Setting, ...] = (
         "the daemon's commands use 127.0.0.1:50052)",
     ),
     Setting("log_level", str, None, "log level on stderr (unset: INFO for daemons, WARNING otherwise)", LOG_LEVELS),
+    Setting("log_format", str, "text", "log lines on stderr: text, or one JSON object per line", ("TEXT", "JSON")),
     Setting(
         "max_message_mb",
         float,

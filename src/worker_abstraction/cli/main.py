@@ -77,6 +77,13 @@ def build_parser(settings: Settings | None = None) -> argparse.ArgumentParser:
         + " (default: INFO for registry/worker/orchestrator, WARNING otherwise)",
     )
     common.add_argument(
+        "--log-format",
+        type=str.lower,
+        choices=log.FORMATS,
+        default=settings.default("log_format"),
+        help=settings.help("log_format", "log lines on stderr: text, or one JSON object per line"),
+    )
+    common.add_argument(
         "--max-message-mb",
         type=float,
         metavar="MIB",
@@ -220,7 +227,7 @@ def _main(argv: Sequence[str] | None) -> int:
     name: str = args.command
     run: Command = args.run
     try:
-        log.configure(args.log_level or args.default_log_level)
+        log.configure(args.log_level or args.default_log_level, str(args.log_format).lower())
         limits.set_max_message_bytes(int(float(args.max_message_mb) * 2**20))
         if args.uses_tls:
             tls_of(args)  # checked before the command runs, so unusable TLS files are a usage error (2)

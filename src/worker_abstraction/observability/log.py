@@ -1,17 +1,29 @@
-"""Process-wide logging set-up: one stderr handler on the root logger."""
+"""Process-wide logging set-up: one stderr handler on the root logger, as text lines or JSON objects.
+
+Text (the default) is one line per record, `time level logger: message`, with the task and capability the
+message does not show already after it in brackets. JSON (`--log-format json`) is one object per line with
+`time` (ISO 8601, UTC), `level`, `logger`, `message`, the fields a record carries (`task_id`, `worker_id`,
+`attempt`, `capability`, `trace_id`: every per-task line has the first three) and `exception` (the
+traceback) when there is one: what a log shipper indexes without parsing text.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
+from datetime import UTC, datetime
 from typing import TextIO
 
 _HANDLER_NAME = "worker_abstraction.observability.log"
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 # Keys the library passes in `extra=`; shown after the message when a record carries them and the message
 # does not already show their values.
-_EXTRA_KEYS = ("worker_id", "task_id", "capability")
+_EXTRA_KEYS = ("task_id", "capability")
+# The fields a JSON line carries when its record has them (a per-task line: the first three at least).
+_JSON_KEYS = ("task_id", "worker_id", "attempt", "capability", "trace_id")
+FORMATS = ("text", "json")
 # Libraries whose DEBUG output is about their own internals (selectors, completion queues), not ours.
 _CHATTY = ("asyncio", "grpc")
 
@@ -51,8 +63,25 @@ class _Formatter(logging.Formatter):
         return f"{text} [{' '.join(extras)}]" if extras else text
 
 
-def configure(level: str = "INFO") -> None:
-    """Send log records at `level` and above to stderr.
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        fields = record.__dict__
+        for key in _JSON_KEYS:
+            if key in fields:
+                entry[key] = fields[key]
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def configure(level: str = "INFO", log_format: str = "text") -> None:
+    """Send log records at `level` and above to stderr, as text lines or (`log_format="json"`) JSON objects.
 
     Calling it again replaces the handler it added before instead of adding a second one. asyncio and
     grpc stay at INFO or above even at DEBUG. Records no longer look up their caller's file and line,
@@ -60,10 +89,13 @@ def configure(level: str = "INFO") -> None:
 
     Args:
         level: A logging level name such as "DEBUG", "INFO" or "WARNING" (case-insensitive).
+        log_format: "text" or "json".
 
     Raises:
-        ValueError: `level` is not a logging level name.
+        ValueError: `level` is not a logging level name, or `log_format` not one of `FORMATS`.
     """
+    if log_format not in FORMATS:
+        raise ValueError(f"unknown log format {log_format!r}; expected one of {', '.join(FORMATS)}")
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}; expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
@@ -79,7 +111,7 @@ def configure(level: str = "INFO") -> None:
             root.removeHandler(handler)
     handler = _StderrHandler()
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(_Formatter(_FORMAT))
+    handler.setFormatter(_JsonFormatter() if log_format == "json" else _Formatter(_FORMAT))
     root.addHandler(handler)
     root.setLevel(numeric)
     for name in _CHATTY:

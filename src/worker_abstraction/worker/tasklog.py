@@ -13,7 +13,8 @@ module's logger, so such a program can keep the worker's own lines and quiet the
 (`logging.getLogger("worker_abstraction.worker.tasklog").setLevel(logging.WARNING)` keeps failures and
 tasks cut short).
 
-Each record carries `task_id` and `capability` in `extra=`, for formatters that index fields. Never the task's
+Each record carries `task_id`, `capability`, `worker_id` and `attempt` in `extra=`, for formatters that index
+fields (`--log-format json`). Never the task's
 arguments or output: they can be large, or secret.
 
 These calls sit on every task's path, so they cost next to nothing when their level is off: the level is
@@ -42,7 +43,7 @@ def received(record: TaskRecord) -> None:
             record.capability,
             record.task_id,
             max(record.attempt, 1),
-            extra={"task_id": record.task_id, "capability": record.capability},
+            extra=_fields(record),
         )
 
 
@@ -56,7 +57,7 @@ def succeeded(record: TaskRecord, seconds: float) -> None:
             record.task_id,
             value,
             unit,
-            extra={"task_id": record.task_id, "capability": record.capability},
+            extra=_fields(record),
         )
 
 
@@ -77,7 +78,7 @@ def failed(record: TaskRecord, failure: TaskFailure, seconds: float, raised: Bas
             failure.type,
             failure.message,
             exc_info=raised,
-            extra={"task_id": record.task_id, "capability": record.capability},
+            extra=_fields(record),
         )
 
 
@@ -90,7 +91,7 @@ def canceled(record: TaskRecord, failure: TaskFailure, seconds: float | None) ->
     level = _INFO if failure.origin is FailureOrigin.CANCELED else _WARNING
     if not logger.isEnabledFor(level):
         return
-    extra = {"task_id": record.task_id, "capability": record.capability}
+    extra = _fields(record)
     if seconds is None:
         message = "task %s[%s] canceled before it started: %s"
         logger.log(level, message, record.capability, record.task_id, failure.message, extra=extra)
@@ -98,6 +99,15 @@ def canceled(record: TaskRecord, failure: TaskFailure, seconds: float | None) ->
     value, unit = _duration(seconds)
     message = "task %s[%s] canceled after %.2f %s: %s"
     logger.log(level, message, record.capability, record.task_id, value, unit, failure.message, extra=extra)
+
+
+def _fields(record: TaskRecord) -> dict[str, object]:
+    return {
+        "task_id": record.task_id,
+        "capability": record.capability,
+        "worker_id": record.worker_id,
+        "attempt": max(record.attempt, 1),
+    }
 
 
 def _duration(seconds: float) -> tuple[float, str]:
