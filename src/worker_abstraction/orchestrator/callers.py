@@ -30,7 +30,9 @@ async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTa
     """
     spec = _convert.spec_from_pb(request)
     auth.check_may_call(spec.capability)
-    spec = dataclasses.replace(spec, owner=auth.current_owner())  # (whatever the request claimed)
+    owner = auth.current_owner()
+    if spec.owner != owner:  # (whatever the request claimed; most requests claim nothing, as they should)
+        spec = dataclasses.replace(spec, owner=owner)
     key = spec.options.idempotency_key
     known = await engine.find_idempotent(key) if key else None
     if known is not None:
