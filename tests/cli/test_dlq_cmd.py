@@ -109,6 +109,7 @@ def dead_address() -> str:
         (["task", "watch", "x"], 1),
         (["cancel", "x"], 2),
         (["queue"], 1),
+        (["top", "--once"], 1),
         (["dlq", "list"], 2),
         (["dlq", "purge", "x"], 2),
         (["dlq", "requeue", "x"], 2),

@@ -1,5 +1,5 @@
 """`wa` for daily use, as real processes: submit through a daemon or in-process, --json, --detach, Ctrl-C,
-and output into a pipe whose reader leaves early.
+output into a pipe whose reader leaves early, and `wa top` and `wa submit`'s progress bar on a terminal.
 """
 
 from __future__ import annotations
@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +82,8 @@ async def test_every_printing_command_into_a_pipe_whose_reader_left_exits_141_wi
         ("dlq", "list", "--json", *daemon),
         ("queue", *daemon),
         ("queue", "--json", *daemon),
+        ("top", "--once", *daemon),
+        ("top", *daemon),
         ("submit", "shout", "-p", "text=hi", *daemon),
         ("config", "show"),
     ]
@@ -205,3 +208,108 @@ async def test_submit_json_into_head_exits_141_quietly(cluster: Cluster, tmp_pat
     assert json.loads(first)["event"] == "submitted"
     result = await ended(submit)
     assert (result.code, result.err) == (141, "")
+
+
+async def test_top_into_a_pipe_prints_a_snapshot_per_interval_names_a_daemon_gone_and_ends_0_on_ctrl_c(
+    cluster: Cluster,
+) -> None:
+    process = await spawn("top", "--interval", "0.2", "--orchestrator", cluster.daemon.address)
+    first = await lines_until(process, "TASKS")
+    assert first[0].startswith(f"orchestrator {cluster.daemon.address}  1 worker, 0 waiting")
+    assert cluster.worker.worker_id in "\n".join(first)
+    await lines_until(process, "orchestrator ")  # the next snapshot
+    assert await cluster.daemon.stop() == 0
+    await lines_until(process, f"cannot reach the orchestrator at {cluster.daemon.address}: ")
+    process.send_signal(signal.SIGINT)
+    result = await ended(process)
+    assert (result.code, result.err) == (0, "")
+    assert "\x1b" not in result.out
+
+
+class Terminal:
+    """A pseudo-terminal for a `wa` process to draw on, and what it drew."""
+
+    def __init__(self) -> None:
+        self.fd, self.process_end = pty.openpty()
+        self.drawn = b""
+
+    async def until(self, text: str) -> None:
+        """Read what the process draws until `text` is there."""
+        await self._read(lambda: text.encode() in self.drawn, f"{text!r} never drawn")
+
+    async def until_closed(self) -> None:
+        """Read until every process holding the terminal ended (the read then fails)."""
+        await self._read(lambda: False, "the terminal stayed open")
+
+    async def _read(self, done: Callable[[], bool], what: str) -> None:
+        loop = asyncio.get_running_loop()
+        readable = asyncio.Event()
+        loop.add_reader(self.fd, readable.set)
+        try:
+            async with asyncio.timeout(WAIT_SECONDS):
+                while not done():
+                    await readable.wait()
+                    readable.clear()
+                    try:
+                        self.drawn += os.read(self.fd, 65536)
+                    except OSError:  # EIO: nothing holds the other end any more
+                        return
+        except TimeoutError:
+            raise AssertionError(f"{what}; drawn: {self.drawn[-2000:]!r}") from None
+        finally:
+            loop.remove_reader(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+@pytest.fixture
+def terminal() -> Iterator[Terminal]:
+    term = Terminal()
+    yield term
+    term.close()
+
+
+async def spawn_on(terminal: Terminal, *args: str, stdout_piped: bool = False) -> asyncio.subprocess.Process:
+    """`wa ARGS` with stderr (and stdout, unless `stdout_piped`) on `terminal`."""
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "worker_abstraction.cli", *args,
+            cwd=HERE, env=env(), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE if stdout_piped else terminal.process_end, stderr=terminal.process_end,
+        )  # fmt: skip
+    finally:
+        os.close(terminal.process_end)
+
+
+async def test_top_on_a_terminal_redraws_in_place_and_ends_0_on_ctrl_c(cluster: Cluster, terminal: Terminal) -> None:
+    process = await spawn_on(terminal, "top", "--interval", "0.2", "--orchestrator", cluster.daemon.address)
+    try:
+        await terminal.until("WORKERS")
+        await terminal.until("\x1b[2K\x1b[1A")  # redrawn in place: a line erased, the cursor moved up
+        assert cluster.worker.worker_id.encode() in terminal.drawn and b"\x1b[1mWORKERS" in terminal.drawn  # bold
+        process.send_signal(signal.SIGINT)
+        await terminal.until_closed()
+        async with asyncio.timeout(WAIT_SECONDS):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_submit_draws_a_progress_bar_on_a_terminal_stderr_and_keeps_stdout_plain(
+    cluster: Cluster, terminal: Terminal
+) -> None:
+    argv = ("submit", "shout", "-p", "text=hi", "--orchestrator", cluster.daemon.address)
+    process = await spawn_on(terminal, *argv, stdout_piped=True)
+    try:
+        await terminal.until_closed()
+        result = await ended(process)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert result.code == 0
+    assert b"shout" in terminal.drawn and b" 50%" in terminal.drawn and b"shouting" in terminal.drawn
+    assert "\x1b" not in result.out and "RUNNING 50% shouting" in result.out.splitlines()

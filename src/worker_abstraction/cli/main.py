@@ -22,6 +22,7 @@ from worker_abstraction.cli import (
     registry_cmd,
     submit_cmd,
     task_cmd,
+    top_cmd,
     worker_cmd,
     workers_cmd,
 )
@@ -44,6 +45,7 @@ _COMMANDS: tuple[ModuleType, ...] = (
     task_cmd,
     workers_cmd,
     queue_cmd,
+    top_cmd,
     dlq_cmd,
     config_cmd,
     certs_cmd,

@@ -1,5 +1,7 @@
 """One `wa submit`: submit the task, follow it, print it as text or JSON, and stop cleanly on a signal.
 
+On a terminal, a task that reports progress also gets a progress bar on stderr (`progress.py`).
+
 A signal (Ctrl-C, SIGTERM) or a reader that left stdout ends the following, never the task a daemon
 holds: the daemon keeps it, and stderr says how to follow or cancel it. A task of the orchestrator in
 this process would be lost with the process, so it is canceled on its worker first, within a bound.
@@ -19,6 +21,7 @@ from typing import Any, TypeVar
 from worker_abstraction import AsyncOrchestrator, AsyncTaskHandle, RegistryClient
 from worker_abstraction.cli import StopSignals, unreachable
 from worker_abstraction.cli.output import error_to_json, print_error, status_line, update_to_json
+from worker_abstraction.cli.progress import ProgressBar
 from worker_abstraction.errors import (
     InvalidParametersError,
     NoWorkerError,
@@ -169,11 +172,13 @@ class Submission:
     async def _follow(self, handle: AsyncTaskHandle) -> int:
         self._submitted(handle, detached=False)
         try:
-            async for update in handle:
-                if self.json:
-                    self._print_json(update_to_json(update))
-                else:
-                    print(status_line(update), flush=True)
+            with ProgressBar(self.capability, enabled=not self.json) as bar:
+                async for update in handle:
+                    if self.json:
+                        self._print_json(update_to_json(update))
+                    else:
+                        print(status_line(update), flush=True)
+                    bar.show(update)
             output = await handle.result()
         except TaskRejectedError as exc:  # the worker refused it: it never ran
             print_error(exc)
