@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -21,13 +22,15 @@ _KINDS = (
 def rewrap(
     handler: Any, *, answer_once: Wrap, answer_stream: Wrap, decode: Callable[[bytes], Any] | None = None
 ) -> Any:
-    """`handler` with its behavior wrapped: by `answer_once` when it answers with one message, by
-    `answer_stream` when it streams its answers; `decode` replaces its request decoder when given."""
+    """`handler` with its behavior wrapped: by `answer_stream` when it yields its answers, by `answer_once`
+    when it returns them (one message, or nothing from a streaming method that writes its answers with
+    `context.write`, as grpc's own health service does); `decode` replaces its request decoder when given."""
     for attribute, make, streams in _KINDS:
         behavior = getattr(handler, attribute)
         if behavior is not None:
+            yields = streams and not inspect.iscoroutinefunction(behavior)
             return make(
-                (answer_stream if streams else answer_once)(behavior),
+                (answer_stream if yields else answer_once)(behavior),
                 request_deserializer=decode or handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

@@ -15,8 +15,9 @@ bytes through its timing:
 
 Roles: `worker` (register, heartbeat and leave with ids it owns), `orchestrator` (read the registry, send
 tasks to workers), `client` (submit, watch, cancel and read tasks), `operator` (everything a client may,
-plus dead letters and every other call). Without an `Authenticator` a server trusts every caller, as the
-seed contract's programs expect.
+plus dead letters and every other call). Health checks and server reflection need no credentials
+(`OPEN_SERVICES`). Without an `Authenticator` a server trusts every caller, as the seed contract's
+programs expect.
 
 Rate: each call counts once against its principal's token bucket (over it: RESOURCE_EXHAUSTED), and so
 does each submission or watch sent on a session stream, which waits for the bucket instead of being
@@ -154,7 +155,8 @@ _W = "worker_abstraction.WorkerService/"
 _O = "worker_abstraction.OrchestratorService/"
 _READERS = frozenset({Role.ORCHESTRATOR, Role.CLIENT, Role.OPERATOR})
 _CALLERS = frozenset({Role.CLIENT, Role.OPERATOR})
-# The roles that may call each method; a method not listed is for operators only.
+# The roles that may call each method; a method not listed is for operators only (those of OPEN_SERVICES
+# excepted).
 RULES: Mapping[str, frozenset[Role]] = {
     **{_S + m: frozenset({Role.WORKER}) for m in ("RegisterWorker", "WorkerHeartbeat", "HeartbeatStream")},
     _S + "DeregisterWorker": frozenset({Role.WORKER, Role.OPERATOR}),
@@ -170,6 +172,13 @@ RULES: Mapping[str, frozenset[Role]] = {
     },
     _O + "ListWorkers": _CALLERS,
 }
+
+
+# Services anyone may call without credentials, because load balancers, `grpc_health_probe` and `grpcurl`
+# call them bare: health checking and server reflection (see observability/health.py). They tell whether a
+# server serves and what its services look like (worker.proto, which is public), and nothing else; their
+# calls are not counted against any rate.
+OPEN_SERVICES: frozenset[str] = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
 
 
 @dataclass(slots=True)
@@ -287,6 +296,8 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
         if handler is None:
             return None
         method = details.method.lstrip("/")
+        if method.rpartition("/")[0] in OPEN_SERVICES:
+            return handler
         allowed = RULES.get(method, frozenset({Role.OPERATOR}))
         short_name = method.rsplit("/", 1)[-1]
         return rewrap(

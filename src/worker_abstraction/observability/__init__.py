@@ -1,4 +1,5 @@
-"""Logging (and later metrics and tracing) set up by the processes that run the library.
+"""Logging (and later metrics and tracing) set up by the processes that run the library, and the health
+checks and reflection every server offers (`health.py`).
 
 The library only calls `logging.getLogger(__name__)`; `log.configure()` is the one place handlers are added,
 and only the CLI and the daemons in `services/` call it.

@@ -10,6 +10,7 @@ from typing import Any
 from worker_abstraction import _rpc
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator
+from worker_abstraction.observability.health import ORCHESTRATOR_SERVICE, ServerHealth
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.servicer import OrchestratorServicer
 from worker_abstraction.stores.sqlite import SqliteTaskStore
@@ -19,7 +20,8 @@ logger = logging.getLogger(__name__)
 
 
 class OrchestratorServer:
-    """An AsyncOrchestrator serving OrchestratorService.
+    """An AsyncOrchestrator serving OrchestratorService, with health checks and reflection beside it: NOT_SERVING
+    while its task store cannot write, and from the moment it stops.
 
     Args:
         registry: host:port of the registry.
@@ -48,6 +50,9 @@ class OrchestratorServer:
         self._store = SqliteTaskStore(store_path) if store_path else None
         self.orchestrator = AsyncOrchestrator(registry, task_store=self._store, tls=tls, **options)
         self._server = _rpc.new_server(auth)
+        self._health = ServerHealth(self._server, (ORCHESTRATOR_SERVICE,))
+        if self._store is not None:
+            self._store.on_writable = self._health.set_all_soon
         self._started = False
 
     @property
@@ -67,6 +72,7 @@ class OrchestratorServer:
             await self.orchestrator.start()
             pb_grpc.add_OrchestratorServiceServicer_to_server(OrchestratorServicer(self.orchestrator), self._server)
             self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
+            await self._health.set_all(self._store is None or self._store.writable)
             await self._server.start()
         except BaseException:
             await self.orchestrator.aclose()
@@ -82,6 +88,7 @@ class OrchestratorServer:
         )
 
     async def stop(self, grace_seconds: float | None = 1.0) -> None:
+        await self._health.shutdown()
         await self._server.stop(grace_seconds)
         await self.orchestrator.aclose()
         if self._store is not None:

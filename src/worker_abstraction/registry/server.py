@@ -10,6 +10,7 @@ from types import TracebackType
 from worker_abstraction import _rpc
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator
+from worker_abstraction.observability.health import REGISTRY_SERVICE, ServerHealth
 from worker_abstraction.registry.service import Registry
 from worker_abstraction.registry.servicer import RegistryServicer
 from worker_abstraction.stores.base import WorkerStore
@@ -20,7 +21,8 @@ logger = logging.getLogger(__name__)
 
 
 class RegistryServer:
-    """Serves RegistryService, marks workers whose heartbeats stop SUSPECT, then evicts them.
+    """Serves RegistryService, marks workers whose heartbeats stop SUSPECT, then evicts them. Health checks
+    and reflection are served beside it (NOT_SERVING from the moment it stops).
 
     Args:
         host: interface to listen on.
@@ -54,6 +56,7 @@ class RegistryServer:
         self.tls = tls
         self.sweep_interval_seconds = sweep_interval_seconds or min(ttl_seconds / 4, 5.0)
         self._server = _rpc.new_server(auth)
+        self._health = ServerHealth(self._server, (REGISTRY_SERVICE,))
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -63,6 +66,7 @@ class RegistryServer:
     async def start(self) -> None:
         pb_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(self.registry), self._server)
         self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
+        await self._health.set_all(True)
         await self._server.start()
         self._sweeper = asyncio.create_task(
             self.registry.sweep_forever(self.sweep_interval_seconds), name="registry-sweeper"
@@ -76,6 +80,7 @@ class RegistryServer:
         )
 
     async def stop(self, grace_seconds: float | None = 1.0) -> None:
+        await self._health.shutdown()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

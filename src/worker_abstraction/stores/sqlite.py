@@ -11,6 +11,9 @@ thread of their own with a connection of their own. While a checkpoint runs, com
 goes on with everything else): the log then starts over once the checkpoint ends, so it stays bounded even
 under a load that never pauses. A database kept in memory (`:memory:`, a `mode=memory` URI) is private to
 its one connection, which then reads too, on the loop.
+
+A commit that writes none of its facts (a full disk, a file gone read-only or damaged) makes the store
+not `writable` until a commit writes again; `on_writable` hears each change (the daemon's health check).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -86,6 +89,8 @@ class SqliteTaskStore:
         self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
         self._since_checkpoint = 0
         self._checkpointing = False
+        self.writable = True  # False while commits write none of their facts
+        self.on_writable: Callable[[bool], None] | None = None  # called on the loop when `writable` changes
 
     async def open(self) -> SqliteTaskStore:
         """Take the store and open it.
@@ -254,11 +259,20 @@ class SqliteTaskStore:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        _settle(batch, self._commit(batch))
+        outcomes = self._commit(batch)
+        _settle(batch, outcomes)
+        if self._db is not None:  # (a closed store refuses every write; that is not a broken file)
+            self._note_writable(any(outcome is None for outcome in outcomes))
         self._since_checkpoint += len(batch)
         if self._since_checkpoint >= self._checkpoint_every and not self._in_memory:
             self._since_checkpoint, self._checkpointing = 0, True
             self._executor.submit(self._checkpoint, asyncio.get_running_loop())
+
+    def _note_writable(self, writable: bool) -> None:
+        if writable != self.writable:
+            self.writable = writable
+            if self.on_writable is not None:
+                self.on_writable(writable)
 
     def _checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
         try:

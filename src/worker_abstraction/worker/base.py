@@ -15,6 +15,7 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator
 from worker_abstraction.capability import CapabilityDef, definition_of
 from worker_abstraction.errors import InvalidCapabilityError
+from worker_abstraction.observability.health import WORKER_SERVICE, ServerHealth
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import CapabilitySpec, LoadReport, WorkerInfo
@@ -29,7 +30,8 @@ class BaseWorker:
     """A worker process's capabilities, served over WorkerService and kept registered.
 
     Subclass it and mark methods with `@capability`; `start()` serves, registers and heartbeats,
-    `stop()` drains and leaves.
+    `stop()` drains and leaves. Health checks and reflection are served beside WorkerService; health turns
+    NOT_SERVING as soon as `stop()` begins to drain.
 
     Args:
         registry: host:port of the registry; None serves without registering.
@@ -105,6 +107,7 @@ class BaseWorker:
         self._heartbeat_interval = heartbeat_interval_seconds
         self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{self.name}-task")
         self._server = _rpc.new_server(auth)
+        self._health = ServerHealth(self._server, (WORKER_SERVICE,))
         self._servicer: WorkerServicer | None = None
         self._membership: Membership | None = None
         self._registry_client: RegistryClient | None = None
@@ -169,6 +172,7 @@ class BaseWorker:
         )
         pb_grpc.add_WorkerServiceServicer_to_server(self._servicer, self._server)
         self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
+        await self._health.set_all(True)
         await self._server.start()
         logger.info(
             "worker %s (%s) serving on %s%s", self.worker_id, self.name, self.address, _rpc.security_of(self.tls)
@@ -195,12 +199,14 @@ class BaseWorker:
             await self._membership.registered.wait()
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
-        """Stop accepting tasks, let running ones finish within the grace period, deregister, stop serving.
+        """Report NOT_SERVING, stop accepting tasks, let running ones finish within the grace period,
+        deregister, stop serving.
 
         Tasks still running after the grace period are canceled (they end CANCELED).
         """
         if self._stopped.is_set():
             return
+        await self._health.shutdown()  # load balancers and watchers turn away while it drains
         servicer = self._servicer
         if servicer is not None:
             servicer.accepting = False
