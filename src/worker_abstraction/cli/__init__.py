@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
+from worker_abstraction.observability.metrics import Metrics
 
 _log = logging.getLogger(__name__)
 
@@ -92,6 +94,41 @@ async def serve_until_signal(
         finally:
             await stop()
     return 0
+
+
+def add_metrics_argument(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        default=settings.default("metrics_port"),
+        help=settings.help(
+            "metrics_port", "serve Prometheus metrics at http://HOST:PORT/metrics, HOST being --host; 0 picks a port"
+        ),
+    )
+
+
+@contextlib.asynccontextmanager
+async def serving_metrics(metrics: Metrics | None, port: int | None, host: str) -> AsyncIterator[None]:
+    """Serve `metrics` on host:port while the block runs (nothing when `metrics` is None).
+
+    Bound before the daemon starts, so a port in use stops it before it serves anything.
+
+    Raises:
+        UsageError: the port is not a port number.
+        BindError: the address cannot be listened on.
+    """
+    if metrics is None or port is None:
+        yield
+        return
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--metrics-port must be 0..65535, got {port}")
+    endpoint = metrics.serve(port, host=host)
+    _log.info("serving metrics at %s", endpoint.url)
+    try:
+        yield
+    finally:
+        await endpoint.aclose()
 
 
 DEFAULT_ORCHESTRATOR = "127.0.0.1:50052"  # for the commands that need a daemon when none is configured

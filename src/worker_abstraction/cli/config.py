@@ -80,6 +80,13 @@ SETTINGS: tuple[Setting, ...] = (
         "32",
         "the largest message (task arguments or output) every part sends or receives, in MiB; all must agree",
     ),
+    Setting(
+        "metrics_port",
+        int,
+        None,
+        "wa registry/worker/orchestrator: serve Prometheus metrics on this port of the server's host "
+        "(0: a free one; unset: no metrics)",
+    ),
     Setting("task_timeout", float, "60", "wa submit: seconds a task may run"),
     Setting("wait", float, "3", "wa submit: seconds to wait for a capable worker (in-process orchestrator)"),
     Setting("registry_host", str, "127.0.0.1", "wa registry: interface to listen on"),

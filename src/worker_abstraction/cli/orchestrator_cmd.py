@@ -11,11 +11,18 @@ from __future__ import annotations
 import argparse
 import logging
 
-from worker_abstraction.cli import UsageError, add_registry_argument, serve_until_signal
+from worker_abstraction.cli import (
+    UsageError,
+    add_metrics_argument,
+    add_registry_argument,
+    serve_until_signal,
+    serving_metrics,
+)
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import StoreInUseError
+from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.orchestrator.server import OrchestratorServer
 
 NAME = "orchestrator"
@@ -23,7 +30,7 @@ SUMMARY = "run an orchestrator daemon with a shared task queue"
 DEFAULT_LOG_LEVEL = "INFO"
 EPILOG = """\
 example:
-  wa orchestrator --registry 127.0.0.1:50051 --port 50052 --max-queued 100000
+  wa orchestrator --registry 127.0.0.1:50051 --port 50052 --max-queued 100000 --metrics-port 9464
 """
 
 _log = logging.getLogger(__name__)
@@ -42,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         default=settings.default("orchestrator_port"),
         help=settings.help("orchestrator_port", "port to listen on, 0 picks a free one"),
     )
+    add_metrics_argument(parser, settings)
     parser.add_argument(
         "--max-queued",
         type=int,
@@ -74,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Serve until a signal, then stop and return 0."""
+    metrics = OrchestratorMetrics() if args.metrics_port is not None else None
     server = OrchestratorServer(
         args.registry,
         host=args.host,
@@ -84,6 +93,7 @@ async def run(args: argparse.Namespace) -> int:
         queue_without_workers=args.queue_without_workers,
         tls=tls_of(args),
         auth=authenticator_of(args),
+        metrics=metrics,
     )
 
     async def start() -> None:
@@ -92,10 +102,11 @@ async def run(args: argparse.Namespace) -> int:
         except StoreInUseError as error:  # one store, one daemon: refused like an unusable flag, exit 2
             raise UsageError(str(error)) from error
 
-    return await serve_until_signal(
-        start=start,
-        ready_line=lambda: f"orchestrator listening on {server.address}",
-        ended=server.wait_for_termination,
-        stop=lambda: server.stop(grace_seconds=1.0),
-        what="orchestrator server",
-    )
+    async with serving_metrics(metrics, args.metrics_port, args.host):
+        return await serve_until_signal(
+            start=start,
+            ready_line=lambda: f"orchestrator listening on {server.address}",
+            ended=server.wait_for_termination,
+            stop=lambda: server.stop(grace_seconds=1.0),
+            what="orchestrator server",
+        )

@@ -12,10 +12,11 @@ import argparse
 import logging
 
 from worker_abstraction import RegistryServer
-from worker_abstraction.cli import UsageError, serve_until_signal
+from worker_abstraction.cli import UsageError, add_metrics_argument, serve_until_signal, serving_metrics
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
+from worker_abstraction.observability.metrics import RegistryMetrics
 
 NAME = "registry"
 SUMMARY = "run the worker registry"
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         default=settings.default("registry_port"),
         help=settings.help("registry_port", "port to listen on, 0 picks a free one"),
     )
+    add_metrics_argument(parser, settings)
     parser.add_argument(
         "--ttl",
         type=float,
@@ -72,6 +74,7 @@ async def run(args: argparse.Namespace) -> int:
     Raises:
         UsageError: the timings do not fit together (e.g. --suspect-after not below --ttl).
     """
+    metrics = RegistryMetrics() if args.metrics_port is not None else None
     try:
         server = RegistryServer(
             host=args.host,
@@ -81,13 +84,15 @@ async def run(args: argparse.Namespace) -> int:
             sweep_interval_seconds=args.sweep_interval,
             tls=tls_of(args),
             auth=authenticator_of(args),
+            metrics=metrics,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    return await serve_until_signal(
-        start=server.start,
-        ready_line=lambda: f"registry listening on {server.address}",
-        ended=server.wait_for_termination,
-        stop=lambda: server.stop(grace_seconds=1.0),
-        what="registry server",
-    )
+    async with serving_metrics(metrics, args.metrics_port, args.host):
+        return await serve_until_signal(
+            start=server.start,
+            ready_line=lambda: f"registry listening on {server.address}",
+            ended=server.wait_for_termination,
+            stop=lambda: server.stop(grace_seconds=1.0),
+            what="registry server",
+        )

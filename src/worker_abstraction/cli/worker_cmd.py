@@ -19,11 +19,12 @@ import os
 import sys
 
 from worker_abstraction import BaseWorker
-from worker_abstraction.cli import UsageError, serve_until_signal
+from worker_abstraction.cli import UsageError, add_metrics_argument, serve_until_signal, serving_metrics
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import InvalidCapabilityError
+from worker_abstraction.observability.metrics import WorkerMetrics
 
 NAME = "worker"
 SUMMARY = "run a worker class (package.module:ClassName)"
@@ -53,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         default=settings.default("worker_port"),
         help=settings.help("worker_port", "port to listen on, 0 picks a free one"),
     )
+    add_metrics_argument(parser, settings)
     parser.add_argument(
         "--advertise-host",
         metavar="HOST",
@@ -131,6 +133,7 @@ def load_worker_class(spec: str) -> type[BaseWorker]:
 async def run(args: argparse.Namespace) -> int:
     """Start the worker, serve until a signal, then stop it gracefully and return 0."""
     worker_class = load_worker_class(args.worker)
+    metrics = WorkerMetrics() if args.metrics_port is not None else None
     worker = worker_class(
         registry=args.registry or None,
         host=args.host,
@@ -143,11 +146,13 @@ async def run(args: argparse.Namespace) -> int:
         max_concurrent_tasks=args.max_concurrent,
         tls=tls_of(args),
         auth=authenticator_of(args),
+        metrics=metrics,
     )
-    return await serve_until_signal(
-        start=worker.start,
-        ready_line=lambda: f"worker {worker.worker_id} listening on {worker.address}",
-        ended=worker.wait_stopped,
-        stop=lambda: worker.stop(grace_seconds=args.grace),
-        what="worker",
-    )
+    async with serving_metrics(metrics, args.metrics_port, args.host):
+        return await serve_until_signal(
+            start=worker.start,
+            ready_line=lambda: f"worker {worker.worker_id} listening on {worker.address}",
+            ended=worker.wait_stopped,
+            stop=lambda: worker.stop(grace_seconds=args.grace),
+            what="worker",
+        )

@@ -10,9 +10,10 @@ from typing import Any
 
 from worker_abstraction import _rpc
 from worker_abstraction.errors import NoWorkerError
+from worker_abstraction.observability.metrics import OrchestratorMetrics, OrchestratorSnapshot
 from worker_abstraction.options import RetryPolicy, TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
-from worker_abstraction.orchestrator.breaker import CircuitBreakers
+from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.clock import Clock, LoopClock
 from worker_abstraction.orchestrator.crew import Crew
 from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
@@ -61,6 +62,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         clock: the source of time for deadlines, back-offs and probes.
         tls: reach the registry and the workers over TLS, trusting `tls.ca` (and presenting `tls.cert` for
             mTLS); default plaintext. Injected `links` and `directory` bring their own channels.
+        metrics: count tasks, retries and waits there, and report the queue, the tasks in flight, the
+            circuits and the dead letters when it is scraped (see `observability.metrics`); default none.
     """
 
     def __init__(
@@ -85,8 +88,10 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         directory: WorkerDirectory | None = None,
         clock: Clock | None = None,
         tls: TLSConfig | None = None,
+        metrics: OrchestratorMetrics | None = None,
     ) -> None:
         self.registry = registry
+        self._metrics = metrics
         self._discovery_timeout = discovery_timeout_seconds
         clock = clock or LoopClock()
         self._directory = directory or WorkerDirectory(
@@ -121,6 +126,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             dead_letters=DeadLetterQueue(),
             clock=clock,
             retry_policy=retry_policy or RetryPolicy(),
+            metrics=metrics,
         )
         self.engine = Engine(
             crew,
@@ -144,6 +150,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         if self._started:
             return
         self._started = True
+        if self._metrics is not None:
+            self._metrics.watch(self._metrics_snapshot)
         self._directory.start()
         try:
             async with asyncio.timeout(self._discovery_timeout):
@@ -161,6 +169,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         if self._closed:
             return
         self._closed = True
+        if self._metrics is not None:
+            self._metrics.unwatch()
         await self._directory.aclose()
         await self._standing.aclose()
         await self.engine.aclose()
@@ -250,6 +260,16 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
     async def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
         """Drop dead letters (all, or those given); returns how many were dropped."""
         return self.engine.purge_dead_letters(task_ids)
+
+    async def _metrics_snapshot(self) -> OrchestratorSnapshot:
+        crew, workers = self.engine.crew, list(self._directory.workers)
+        return OrchestratorSnapshot(
+            queue_depths=self.engine.queue_depths(),
+            in_flight={worker_id: crew.scheduler.in_flight(worker_id) for worker_id in workers},
+            circuits={worker_id: self._standing.breakers.state(worker_id).value for worker_id in workers},
+            circuit_states=[state.value for state in BreakerState],
+            dead_letters=len(crew.dead_letters.list()),
+        )
 
     async def _probe(self, worker: WorkerInfo) -> str | None:
         verdict, detail = await self._links.get(worker.address).reach()

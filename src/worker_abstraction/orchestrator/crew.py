@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.options import RetryPolicy
 from worker_abstraction.orchestrator.clock import Clock
 from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
@@ -45,4 +46,5 @@ class Crew:
     dead_letters: DeadLetterQueue
     clock: Clock
     retry_policy: RetryPolicy
+    metrics: OrchestratorMetrics | None = None  # None: nothing is counted
     background: set[asyncio.Task[Any]] = field(default_factory=set)  # dispatches and cancels in flight

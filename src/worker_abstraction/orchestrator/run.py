@@ -328,6 +328,8 @@ class TaskRun:
             state.worker_id = state.worker_address = ""  # waiting again: no worker has it
             crew.journal.requeued(self.spec.task_id, number, self._failures)
             self._timer("backoff", delay, self._retry)
+            if crew.metrics is not None:
+                crew.metrics.task_retried(self.capability)
             return
         if worth_it:  # it was worth retrying and ran out of attempts
             self.dead_lettered = True
@@ -406,6 +408,9 @@ class TaskRun:
         self._crew.scheduler.discard(self)
         self.state.append(update)
         self._crew.finished.finished(self)
+        metrics = self._crew.metrics
+        if metrics is not None:
+            metrics.task_finished(self.capability, update.status, self.spec.created_at_ns, self.state.attempts)
 
     def _stop_attempt(self) -> None:
         timer = self._timers.pop("deadline", None)

@@ -11,6 +11,7 @@ from worker_abstraction import _rpc
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator
 from worker_abstraction.observability.health import ORCHESTRATOR_SERVICE, ServerHealth
+from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.servicer import OrchestratorServicer
 from worker_abstraction.stores.sqlite import SqliteTaskStore
@@ -31,6 +32,8 @@ class OrchestratorServer:
             serves one daemon: a second one on the same file fails to start with StoreInUseError.
         tls: serve over TLS with `tls.cert` (mTLS with `require_client_cert`), and reach the registry and
             the workers over TLS with the same certificates; default plaintext.
+        metrics: the orchestrator's metrics, the task store's commits among them (serve them with
+            `metrics.serve()`); default none.
         options: passed to AsyncOrchestrator (queue bounds, aging, ...).
     """
 
@@ -43,12 +46,14 @@ class OrchestratorServer:
         store_path: str | None = None,
         tls: TLSConfig | None = None,
         auth: Authenticator | None = None,
+        metrics: OrchestratorMetrics | None = None,
         **options: Any,
     ) -> None:
         self.host, self.port = host, port
         self.tls = tls
-        self._store = SqliteTaskStore(store_path) if store_path else None
-        self.orchestrator = AsyncOrchestrator(registry, task_store=self._store, tls=tls, **options)
+        on_commit = metrics.store_written if metrics is not None else None
+        self._store = SqliteTaskStore(store_path, on_commit=on_commit) if store_path else None
+        self.orchestrator = AsyncOrchestrator(registry, task_store=self._store, tls=tls, metrics=metrics, **options)
         self._server = _rpc.new_server(auth)
         self._health = ServerHealth(self._server, (ORCHESTRATOR_SERVICE,))
         if self._store is not None:

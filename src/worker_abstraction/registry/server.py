@@ -11,6 +11,7 @@ from worker_abstraction import _rpc
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator
 from worker_abstraction.observability.health import REGISTRY_SERVICE, ServerHealth
+from worker_abstraction.observability.metrics import RegistryMetrics
 from worker_abstraction.registry.service import Registry
 from worker_abstraction.registry.servicer import RegistryServicer
 from worker_abstraction.stores.base import WorkerStore
@@ -34,6 +35,8 @@ class RegistryServer:
             at most 5 s), so a dead worker leaves within TTL + one sweep.
         store: where workers are kept (default: in memory).
         tls: serve over TLS with these certificates (mTLS with `require_client_cert`); default plaintext.
+        metrics: count heartbeats, registrations and evictions, and report the workers by state when
+            scraped (serve them with `metrics.serve()`); default none.
     """
 
     def __init__(
@@ -47,12 +50,17 @@ class RegistryServer:
         store: WorkerStore | None = None,
         tls: TLSConfig | None = None,
         auth: Authenticator | None = None,
+        metrics: RegistryMetrics | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.registry = Registry(
-            store or MemoryWorkerStore(), ttl_seconds=ttl_seconds, suspect_after_seconds=suspect_after_seconds
+            store or MemoryWorkerStore(),
+            ttl_seconds=ttl_seconds,
+            suspect_after_seconds=suspect_after_seconds,
+            metrics=metrics,
         )
+        self._metrics = metrics
         self.tls = tls
         self.sweep_interval_seconds = sweep_interval_seconds or min(ttl_seconds / 4, 5.0)
         self._server = _rpc.new_server(auth)
@@ -71,6 +79,8 @@ class RegistryServer:
         self._sweeper = asyncio.create_task(
             self.registry.sweep_forever(self.sweep_interval_seconds), name="registry-sweeper"
         )
+        if self._metrics is not None:
+            self._metrics.watch(self.registry.count_by_state)
         logger.info(
             "registry listening on %s%s (ttl %gs, suspect after %gs)",
             self.address,
@@ -81,6 +91,8 @@ class RegistryServer:
 
     async def stop(self, grace_seconds: float | None = 1.0) -> None:
         await self._health.shutdown()
+        if self._metrics is not None:
+            self._metrics.unwatch()
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):

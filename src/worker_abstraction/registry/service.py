@@ -9,6 +9,7 @@ import uuid
 from dataclasses import replace
 
 from worker_abstraction.errors import InvalidWorkerInfoError, PermissionDeniedError, WorkerNotFoundError
+from worker_abstraction.observability.metrics import RegistryMetrics
 from worker_abstraction.registry.events import EventHub, WorkerEvent, WorkerEventType
 from worker_abstraction.registry.validation import registration_problems
 from worker_abstraction.stores.base import WorkerRecord, WorkerStore
@@ -30,9 +31,17 @@ class Registry:
         ttl_seconds: silence after which a worker is evicted.
         suspect_after_seconds: silence after which it is SUSPECT; must be below the TTL (default: two
             thirds of it, i.e. two heartbeat intervals).
+        metrics: where heartbeats, registrations and evictions are counted (default: nowhere).
     """
 
-    def __init__(self, store: WorkerStore, *, ttl_seconds: float, suspect_after_seconds: float | None = None) -> None:
+    def __init__(
+        self,
+        store: WorkerStore,
+        *,
+        ttl_seconds: float,
+        suspect_after_seconds: float | None = None,
+        metrics: RegistryMetrics | None = None,
+    ) -> None:
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
         if suspect_after_seconds is None:
@@ -46,6 +55,7 @@ class Registry:
         self.ttl_seconds = ttl_seconds
         self.suspect_after_seconds = suspect_after_seconds
         self.events = EventHub()
+        self._metrics = metrics
         self._owners: dict[str, str] = {}  # worker id -> the principal that registered it (when known)
 
     @property
@@ -83,6 +93,8 @@ class Registry:
         previous = await self.store.put(record)
         if owner:
             self._owners[info.worker_id] = owner
+        if self._metrics is not None:
+            self._metrics.registrations.inc()
         if previous is None:
             logger.info("worker %s (%s) joined at %s", info.worker_id, info.name, info.address)
             self.events.publish(WorkerEvent(WorkerEventType.JOINED, record.snapshot()))
@@ -113,6 +125,8 @@ class Registry:
         updated = await self.store.touch(worker_id, load=load, now=now, report=report)
         if updated is None:  # removed between the two calls
             return False
+        if self._metrics is not None:
+            self._metrics.heartbeats.inc()
         if was_suspect:
             logger.info("worker %s (%s) is active again", worker_id, record.info.name)
         if changed:
@@ -140,6 +154,15 @@ class Registry:
     async def live_workers(self) -> list[WorkerInfo]:
         now = time.time()
         return [r.snapshot() for r in await self.store.all() if not self._is_stale(r, now)]
+
+    async def count_by_state(self) -> dict[str, int]:
+        """Live workers per state name (ACTIVE, SUSPECT)."""
+        now = time.time()
+        counts: dict[str, int] = {}
+        for record in await self.store.all():
+            if not self._is_stale(record, now):
+                counts[record.state.name] = counts.get(record.state.name, 0) + 1
+        return counts
 
     async def sweep(self) -> tuple[int, int]:
         """Mark workers silent past `suspect_after_seconds` SUSPECT and evict those silent past the TTL.
@@ -205,6 +228,8 @@ class Registry:
             return False
         logger.info("worker %s (%s) left: %s", worker_id, record.info.name, reason)
         snapshot = record.snapshot()
+        if evicted and self._metrics is not None:
+            self._metrics.evictions.inc()
         if evicted:
             snapshot = replace(snapshot, state=WorkerState.EVICTED, state_reason=reason)
         self.events.publish(WorkerEvent(WorkerEventType.LEFT, snapshot, reason))

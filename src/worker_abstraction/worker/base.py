@@ -16,6 +16,7 @@ from worker_abstraction.auth import Authenticator
 from worker_abstraction.capability import CapabilityDef, definition_of
 from worker_abstraction.errors import InvalidCapabilityError
 from worker_abstraction.observability.health import WORKER_SERVICE, ServerHealth
+from worker_abstraction.observability.metrics import WorkerMetrics
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import CapabilitySpec, LoadReport, WorkerInfo
@@ -50,6 +51,8 @@ class BaseWorker:
         max_threads: threads for plain (non-async) capabilities.
         tls: serve over TLS with `tls.cert` (mTLS with `require_client_cert`) and reach the registry over
             TLS, trusting `tls.ca` and presenting the same certificate; default plaintext.
+        metrics: count this worker's tasks and their durations, and report the tasks running (serve them
+            with `metrics.serve()`); default none.
     """
 
     version: ClassVar[str] = "0.1.0"
@@ -89,8 +92,10 @@ class BaseWorker:
         max_threads: int = 32,
         tls: TLSConfig | None = None,
         auth: Authenticator | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.registry_address = registry
+        self._metrics = metrics
         self.host = host
         self.port = port
         self.advertise_host = advertise_host or (socket.gethostname() if host in ("0.0.0.0", "::", "[::]") else host)
@@ -169,7 +174,10 @@ class BaseWorker:
             self._executor,
             max_concurrent_tasks=self.slots,
             cancel_grace_seconds=self._cancel_grace,
+            metrics=self._metrics,
         )
+        if self._metrics is not None:
+            self._metrics.watch_running(lambda: self.load)
         pb_grpc.add_WorkerServiceServicer_to_server(self._servicer, self._server)
         self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
         await self._health.set_all(True)

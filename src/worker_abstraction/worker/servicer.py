@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
 from typing import Any
@@ -17,6 +18,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.codec import short
+from worker_abstraction.observability.metrics import WorkerMetrics
 from worker_abstraction.types import TaskStatus, WorkerInfo
 from worker_abstraction.worker import admission, failures, tasklog
 from worker_abstraction.worker.channel import ChannelSession
@@ -38,6 +40,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         *,
         max_concurrent_tasks: int = 0,
         cancel_grace_seconds: float = 5.0,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.max_concurrent_tasks = max_concurrent_tasks
         self.cancel_grace_seconds = cancel_grace_seconds
@@ -49,6 +52,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         self._describe = describe
         self._worker_id = describe().worker_id
         self._executor = executor
+        self._metrics = metrics
         self.tasks = TaskTable()
         self.received = 0  # tasks offered to this worker, accepted or not
         self.accepting = True
@@ -109,7 +113,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         )
         self._running.add(runner)
         self._runners[record] = runner
-        runner.add_done_callback(lambda done: self._finished(done, record))
+        started = time.perf_counter() if self._metrics is not None else 0.0
+        runner.add_done_callback(lambda done: self._finished(done, record, started))
         tasklog.received(record)
         return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted"), record
 
@@ -148,7 +153,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
         return pb.REJECT_REASON_UNSPECIFIED, "", arguments
 
-    def _finished(self, runner: asyncio.Task[None], record: TaskRecord) -> None:
+    def _finished(self, runner: asyncio.Task[None], record: TaskRecord, started: float) -> None:
         self._running.discard(runner)
         del self._runners[record]
         error = None if runner.cancelled() else runner.exception()
@@ -167,6 +172,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                     record.failed(failures.worker_error(error or RuntimeError("task runner ended without an outcome")))
         finally:
             self.tasks.finish(record)
+            if self._metrics is not None and record.is_terminal:
+                self._metrics.task_finished(record.capability, record.status, time.perf_counter() - started)
             if not self._running:
                 self.idle.set()
 
