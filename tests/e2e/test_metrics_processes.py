@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
-import urllib.request
 from pathlib import Path
 
 from processes import FAST_REGISTRY, FAST_WORKER, Daemon, Start, wa
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import eventually
+from tests.observability.test_metrics import scrape, value
 from worker_abstraction import RemoteOrchestrator, TaskStatus
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 _URL = re.compile(r"serving metrics at (http://\S+)")
 
 
@@ -22,23 +19,6 @@ async def metrics_url(daemon: Daemon) -> str:
     found = _URL.search(daemon.stderr_path.read_text())
     assert found, f"no metrics URL in stderr:\n{daemon.stderr_path.read_text()}"
     return found.group(1)
-
-
-async def scrape(url: str) -> Samples:
-    def fetch() -> str:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return str(response.read().decode())
-
-    text = await asyncio.to_thread(fetch)
-    return {
-        (sample.name, frozenset(sample.labels.items())): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(samples: Samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, frozenset(labels.items())))
 
 
 async def test_each_daemon_serves_its_metrics_on_the_metrics_port(start: Start) -> None:

@@ -51,11 +51,13 @@ def serve() -> Iterator[Callable[[Metrics], MetricsEndpoint]]:
         endpoint.close()
 
 
-async def scrape(endpoint: MetricsEndpoint) -> Samples:
-    """Every sample the endpoint serves, by name and labels (fetched on a thread: the loop must keep turning)."""
+async def scrape(endpoint: MetricsEndpoint | str) -> Samples:
+    """Every sample the endpoint (or URL) serves, by name and labels (fetched on a thread: the loop must keep
+    turning)."""
+    url = endpoint if isinstance(endpoint, str) else endpoint.url
 
     def fetch() -> str:
-        with urllib.request.urlopen(endpoint.url, timeout=5) as response:
+        with urllib.request.urlopen(url, timeout=5) as response:
             return str(response.read().decode())
 
     text = await asyncio.to_thread(fetch)

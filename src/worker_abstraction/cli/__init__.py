@@ -134,6 +134,17 @@ async def serving_metrics(metrics: Metrics | None, port: int | None, host: str) 
 DEFAULT_ORCHESTRATOR = "127.0.0.1:50052"  # for the commands that need a daemon when none is configured
 
 
+def non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {text!r}")
+    return value
+
+
 def add_registry_argument(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument(
         "--registry",

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from worker_abstraction.cli import UsageError, add_registry_argument
+from worker_abstraction.cli import UsageError, add_registry_argument, non_negative_int
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.submission import Submission
 from worker_abstraction.cli.tls import tls_of
@@ -92,16 +92,6 @@ def parse_param(text: str) -> tuple[str, Any]:
     return key, decode(raw)
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("capability", metavar="CAPABILITY", help="name of the capability to run")
     parser.add_argument(
@@ -146,7 +136,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     )
     parser.add_argument(
         "--retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         metavar="N",
         default=None,
         help="retry a failed attempt up to N times (infrastructure failures; task errors too with "

@@ -30,7 +30,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from worker_abstraction.cli import StopSignals, add_orchestrator_argument, unreachable
+from worker_abstraction.cli import StopSignals, add_orchestrator_argument, non_negative_int, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.task_cmd import worker_of
 from worker_abstraction.cli.tls import tls_of
@@ -81,22 +81,12 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer of at least 0, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     add_orchestrator_argument(parser, settings)
     parser.add_argument(
         "--interval", type=_positive_float, default=1.0, metavar="SECONDS", help="seconds between two snapshots"
     )
-    parser.add_argument("--tasks", type=_non_negative_int, default=10, metavar="N", help="show the latest N tasks")
+    parser.add_argument("--tasks", type=non_negative_int, default=10, metavar="N", help="show the latest N tasks")
     parser.add_argument("--once", action="store_true", help="print one snapshot and exit")
     parser.add_argument(
         "--timeout", type=_positive_float, default=5.0, metavar="SECONDS", help="seconds to wait for each answer"
