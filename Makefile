@@ -23,6 +23,7 @@ demo-secure: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests examples services scripts bench
+	$(PY) -m ruff format --check src tests examples services scripts bench
 	$(PY) -m mypy src
 	$(PY) -m pytest
 
