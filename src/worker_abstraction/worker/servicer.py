@@ -12,12 +12,14 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 from grpc import aio
+from opentelemetry import trace
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.codec import short
+from worker_abstraction.observability import tracing
 from worker_abstraction.observability.metrics import WorkerMetrics
 from worker_abstraction.types import TaskStatus, WorkerInfo
 from worker_abstraction.worker import admission, failures, tasklog
@@ -99,6 +101,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         record = TaskRecord(task.task_id, task.capability_name, self._worker_id, task.attempt, fingerprint)
         self.tasks.add(record)  # replaces a finished record of the same id, if any
         self.idle.clear()
+        span = None
+        if tracing.enabled():  # the handler's span continues the attempt that sent the task
+            span = tracing.handler_span(
+                task.task_id, task.capability_name, self._worker_id, task.attempt, task.trace_context
+            )
         runner = asyncio.create_task(
             run_task(
                 record,
@@ -108,6 +115,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                 timeout_seconds=task.timeout_seconds,  # 0..MAX_TIMEOUT_SECONDS: checked by _check
                 metadata=task.metadata,
                 executor=self._executor,
+                span=span,
             ),
             name=f"task-{task.task_id}",
         )
@@ -115,7 +123,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         self._runners[record] = runner
         started = time.perf_counter() if self._metrics is not None else 0.0
         runner.add_done_callback(lambda done: self._finished(done, record, started))
-        tasklog.received(record)
+        if span is None:
+            tasklog.received(record)
+        else:
+            with trace.use_span(span, end_on_exit=False):  # so the line carries the task's trace id
+                tasklog.received(record)
         return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted"), record
 
     def _redelivery(
