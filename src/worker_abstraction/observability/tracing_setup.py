@@ -14,7 +14,9 @@ Tracing is on when one of these asks for it, off otherwise (nothing is exported,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TextIO
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -24,6 +26,7 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
+    SpanExportResult,
 )
 
 EXPORTERS = ("otlp", "console", "none")
@@ -63,19 +66,32 @@ def configure(service_name: str, environ: Mapping[str, str]) -> TracerProvider |
         provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
     if trace_file:
         # One span per line, written as it ends: a reader sees it at once, and a killed process loses none.
-        provider.add_span_processor(SimpleSpanProcessor(json_lines_exporter(trace_file)))
+        provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(trace_file)))
     trace.set_tracer_provider(provider)
     return provider
 
 
-def json_lines_exporter(path: str) -> SpanExporter:
-    """An exporter appending each span to `path` as one line of JSON (the console exporter's JSON)."""
-    stream = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115  # open for the process's life
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends each span to a file as one line of JSON (the console exporter's JSON, on one line)."""
 
-    def one_line(span: ReadableSpan) -> str:
-        return f"{span.to_json(indent=None)}\n"
+    def __init__(self, path: str) -> None:
+        self._lock = threading.Lock()  # spans end on the loop and on handler threads alike
+        self._stream: TextIO | None = open(path, "a", encoding="utf-8")  # noqa: SIM115  # closed by shutdown
 
-    return ConsoleSpanExporter(out=stream, formatter=one_line)
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = "".join(f"{span.to_json(indent=None)}\n" for span in spans)
+        with self._lock:
+            if self._stream is None:
+                return SpanExportResult.FAILURE
+            self._stream.write(lines)
+            self._stream.flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._stream is not None:
+                self._stream.close()
+                self._stream = None
 
 
 def _exporter(name: str) -> SpanExporter:
