@@ -276,7 +276,7 @@ class TaskRun:
                 self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace_context
             )
         except Exception as error:  # a bug, or a store that cannot write: fail loudly, never hang
-            logger.exception("dispatching task %s failed", self.spec.task_id)
+            logger.exception("dispatching task %s failed", self.spec.task_id, extra=self._log_fields())
             failure = TaskFailure("OrchestratorError", repr(error), FailureOrigin.INFRASTRUCTURE, retryable=False)
             self._finish(retries.failed(self.state, failure))
             return
@@ -308,7 +308,7 @@ class TaskRun:
             crew.scheduler.hold_back(worker.worker_id, BUSY_HOLD_SECONDS)
         else:  # unreachable, or not a worker: never the task's fault; it goes to another worker
             logger.info("task %s could not be handed to worker %s (%s); it waits for another",
-                        self.spec.task_id, worker.worker_id, answer.message)  # fmt: skip
+                        self.spec.task_id, worker.worker_id, answer.message, extra=self._log_fields())  # fmt: skip
             crew.standing.failed(worker.worker_id, f"task dispatch failed: {answer.message}")
             self.state.end_attempt(TaskStatus.FAILED, f"{lifecycle.DISPATCH_FAILED}: {answer.message}")
             self.state.worker_id = self.state.worker_address = ""
@@ -371,7 +371,7 @@ class TaskRun:
             return False  # its terminal update is on the way: it ends as it ended
         if answer is CancelAnswer.UNSUPPORTED:
             note = f"worker {state.worker_id} cannot cancel tasks (no CancelTask), so its late result is ignored"
-            logger.warning("task %s canceled here: %s", self.spec.task_id, note)
+            logger.warning("task %s canceled here: %s", self.spec.task_id, note, extra=self._log_fields())
             self._finish_canceled(f"{self.cancel_reason} ({note})")
             return True
         if answer in (CancelAnswer.UNREACHABLE, CancelAnswer.UNKNOWN):
