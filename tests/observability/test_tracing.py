@@ -211,3 +211,23 @@ def test_the_trace_file_gets_one_json_span_per_line(tmp_path: Path, spans: InMem
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["name"] for line in lines] == ["two", "one"]
     assert lines[0]["parent_id"] == lines[1]["context"]["span_id"]
+
+
+async def test_a_restarted_daemon_continues_the_trace_of_a_stored_task(
+    spans: InMemorySpanExporter, registry: RegistryServer, start_worker: Callable[..., Any], tmp_path: Path
+) -> None:
+    store = str(tmp_path / "tasks.db")
+    async with (
+        OrchestratorServer(registry.address, port=0, store_path=store, queue_without_workers=True) as daemon,
+        RemoteOrchestrator(daemon.address) as remote,
+    ):
+        handle = await remote.execute_task("shout", {"text": "later"})  # no worker yet: it waits, stored
+    [caller] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.CLIENT]
+    spans.clear()
+    await start_worker(FlakyWorker)
+    async with OrchestratorServer(registry.address, port=0, store_path=store) as restarted:
+        assert await (await restarted.orchestrator.watch(handle.task_id)).result(timeout_seconds=5) == "LATER"
+    found = await finished(spans, "handler", 1)
+    assert {hex_trace(s) for s in found} == {hex_trace(caller)}
+    [attempt] = named(found, "attempt")
+    assert parent_of(named(found, "handler")[0], found) is attempt

@@ -13,6 +13,7 @@ import grpc
 from google.protobuf import empty_pb2
 from grpc import aio
 from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
@@ -122,7 +123,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         self._running.add(runner)
         self._runners[record] = runner
         started = time.perf_counter() if self._metrics is not None else 0.0
-        runner.add_done_callback(lambda done: self._finished(done, record, started))
+        runner.add_done_callback(lambda done: self._finished(done, record, started, span))
         if span is None:
             tasklog.received(record)
         else:
@@ -165,7 +166,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
         return pb.REJECT_REASON_UNSPECIFIED, "", arguments
 
-    def _finished(self, runner: asyncio.Task[None], record: TaskRecord, started: float) -> None:
+    def _finished(self, runner: asyncio.Task[None], record: TaskRecord, started: float, span: Span | None) -> None:
         self._running.discard(runner)
         del self._runners[record]
         error = None if runner.cancelled() else runner.exception()
@@ -183,6 +184,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                 else:
                     record.failed(failures.worker_error(error or RuntimeError("task runner ended without an outcome")))
         finally:
+            if span is not None and span.is_recording():  # its runner never started, so never ended it
+                tracing.end(span, record.status.name)
             self.tasks.finish(record)
             if self._metrics is not None and record.is_terminal:
                 self._metrics.task_finished(record.capability, record.status, time.perf_counter() - started)
