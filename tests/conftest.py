@@ -6,11 +6,13 @@ import asyncio
 import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests.tracing import traced
 from worker_abstraction import BaseWorker, RegistryServer, TaskContext, capability
 
 
@@ -90,6 +92,12 @@ def gates() -> Gates:
     GATES.reset()
     yield GATES
     GATES.reset()
+
+
+@pytest.fixture
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Tracing on for this test (an SDK TracerProvider): every finished span lands in the returned exporter."""
+    yield from traced()
 
 
 @pytest.fixture

@@ -269,6 +269,8 @@ class TaskSpec:
     options: TaskOptions
     created_at_ns: int  # wall clock, nanoseconds since the epoch
     owner: str = ""  # the principal that submitted it (set by the daemon from its credentials)
+    # W3C trace context of the span the task continues (("traceparent", ...), ...); () when nobody traces.
+    trace_context: tuple[tuple[str, str], ...] = ()
 
     @property
     def created_at(self) -> datetime:

@@ -22,3 +22,18 @@ class EchoWorker(BaseWorker):
 
 class NotAWorker:
     """Something `wa worker` must refuse to run."""
+
+
+_SEEN: set[str] = set()
+
+
+class FlakyWorker(BaseWorker):
+    """`flaky` fails the first time this process sees a text and succeeds after: a retry that works."""
+
+    @capability
+    async def flaky(self, text: str) -> str:
+        """Fail once per text, then return it."""
+        if text not in _SEEN:
+            _SEEN.add(text)
+            raise RuntimeError(f"first try of {text} fails")
+        return text

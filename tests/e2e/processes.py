@@ -7,7 +7,7 @@ import itertools
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +24,11 @@ FAST_REGISTRY = ("--ttl", "1", "--sweep-interval", "0.2")
 FAST_WORKER = ("--heartbeat-interval", "0.2")
 
 
-def env() -> dict[str, str]:
+def env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The test's environment without its WA_* variables, plus `extra` (which may set some)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA_")}
     env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra or {})
     return env
 
 
@@ -66,7 +68,7 @@ class Result:
 Start = Callable[..., Awaitable[Daemon]]
 
 
-async def wa(*args: str, cwd: Path = HERE) -> Result:
+async def wa(*args: str, cwd: Path = HERE, extra_env: Mapping[str, str] | None = None) -> Result:
     """Run a short-lived `wa` command to completion."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -74,7 +76,7 @@ async def wa(*args: str, cwd: Path = HERE) -> Result:
         "worker_abstraction.cli",
         *args,
         cwd=cwd,
-        env=env(),
+        env=env(extra_env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -95,7 +97,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
     started: list[asyncio.subprocess.Process] = []
     names = itertools.count()  # taken before any await, so concurrent starts get files of their own
 
-    async def _start(*args: str, cwd: Path = HERE) -> Daemon:
+    async def _start(*args: str, cwd: Path = HERE, extra_env: Mapping[str, str] | None = None) -> Daemon:
         stderr_path = tmp_path / f"daemon-{next(names)}-{args[0]}.stderr"
         with stderr_path.open("wb") as stderr:
             process = await asyncio.create_subprocess_exec(
@@ -104,7 +106,7 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
                 "worker_abstraction.cli",
                 *args,
                 cwd=cwd,
-                env=env(),
+                env=env(extra_env),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
             )

@@ -10,6 +10,7 @@ from worker_abstraction._convert.workers import now_timestamp
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.codec import EncodedParams, decode_params
 from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError
+from worker_abstraction.observability import tracing
 from worker_abstraction.options import MAX_ID_LENGTH, RetryPolicy, TaskOptions
 from worker_abstraction.types import FailureOrigin, TaskFailure, TaskSpec, TaskStatus, TaskUpdate
 
@@ -139,8 +140,11 @@ def parameters_from_pb(parameters: Any) -> tuple[EncodedParams, dict[str, Any]]:
     return encoded, decode_params(encoded)
 
 
-def task_to_pb(spec: TaskSpec, *, attempt: int, worker_id: str) -> pb.Task:
-    """The task as a worker receives it (one dispatch of it: `attempt`)."""
+def task_to_pb(
+    spec: TaskSpec, *, attempt: int, worker_id: str, trace_context: tuple[tuple[str, str], ...] | None = None
+) -> pb.Task:
+    """The task as a worker receives it (one dispatch of it: `attempt`), continuing `trace_context` (default:
+    the submission's)."""
     options = spec.options
     created = pb.Task(
         task_id=spec.task_id,
@@ -162,6 +166,9 @@ def task_to_pb(spec: TaskSpec, *, attempt: int, worker_id: str) -> pb.Task:
         created.required_tags.extend(options.required_tags)
     if options.preferred_tags:
         created.preferred_tags.extend(options.preferred_tags)
+    trace_context = spec.trace_context if trace_context is None else trace_context
+    if trace_context:
+        created.trace_context.update(trace_context)
     created.created_at.seconds, created.created_at.nanos = divmod(spec.created_at_ns, 1_000_000_000)
     return created
 
@@ -276,6 +283,8 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         options=options,
         created_at_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
         owner=request.owner,
+        # Only the W3C fields, bounded: a hostile carrier costs nothing downstream (nor in the store).
+        trace_context=tuple(sorted(tracing.carrier(task.trace_context).items())) if task.trace_context else (),
     )
 
 

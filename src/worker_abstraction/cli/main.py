@@ -30,7 +30,7 @@ from worker_abstraction.cli.config import LOG_LEVELS, ConfigError, Settings, add
 from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import WorkerAbstractionError
-from worker_abstraction.observability import log
+from worker_abstraction.observability import log, tracing_setup
 
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE
 
@@ -215,6 +215,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+# The commands that install a TracerProvider when the OTEL_* variables ask for one (see tracing_setup).
+_TRACED = frozenset({"registry", "worker", "orchestrator", "submit"})
+
+
 def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -230,6 +234,8 @@ def _main(argv: Sequence[str] | None) -> int:
     run: Command = args.run
     try:
         log.configure(args.log_level or args.default_log_level, str(args.log_format).lower())
+        if name in _TRACED:
+            tracing_setup.configure(f"wa-{name}", os.environ)
         limits.set_max_message_bytes(int(float(args.max_message_mb) * 2**20))
         if args.uses_tls:
             tls_of(args)  # checked before the command runs, so unusable TLS files are a usage error (2)

@@ -4,7 +4,8 @@ Text (the default) is one line per record, `time level logger: message`, with th
 message does not show already after it in brackets. JSON (`--log-format json`) is one object per line with
 `time` (ISO 8601, UTC), `level`, `logger`, `message`, the fields a record carries (`task_id`, `worker_id`,
 `attempt`, `capability`, `trace_id`: every per-task line has the first three) and `exception` (the
-traceback) when there is one: what a log shipper indexes without parsing text.
+traceback) when there is one: what a log shipper indexes without parsing text. With tracing on, a line
+logged while a task's span is current carries that span's `trace_id`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 import time
 from datetime import UTC, datetime
 from typing import TextIO
+
+from worker_abstraction.observability import tracing
 
 _HANDLER_NAME = "worker_abstraction.observability.log"
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
@@ -75,6 +78,10 @@ class _JsonFormatter(logging.Formatter):
         for key in _JSON_KEYS:
             if key in fields:
                 entry[key] = fields[key]
+        if "trace_id" not in entry and tracing.enabled():  # a line logged inside a task's span
+            trace_id = tracing.current_trace_id()
+            if trace_id is not None:
+                entry["trace_id"] = trace_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)

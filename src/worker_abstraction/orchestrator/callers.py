@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 
+from opentelemetry.trace import SpanKind
+
 from worker_abstraction import _convert, auth
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.codec import short
 from worker_abstraction.errors import PermissionDeniedError, TaskNotFoundError
+from worker_abstraction.observability import tracing
 from worker_abstraction.orchestrator.engine import Engine
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.types import TaskQuery
+from worker_abstraction.types import TaskQuery, TaskSpec
 
 
 async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTaskHandle, bool]:
@@ -29,6 +32,16 @@ async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTa
             principal's.
     """
     spec = _convert.spec_from_pb(request)
+    if not tracing.enabled():
+        return await _submit(engine, spec)
+    # The daemon's span of the submission, under the caller's; what runs of the task continues it.
+    with tracing.submit_span(spec.capability, kind=SpanKind.SERVER, parent=spec.trace_context) as span:
+        handle, duplicate = await _submit(engine, dataclasses.replace(spec, trace_context=tracing.context_of(span)))
+        span.set_attributes({"wa.task_id": handle.task_id, "wa.duplicate": duplicate})
+        return handle, duplicate
+
+
+async def _submit(engine: Engine, spec: TaskSpec) -> tuple[AsyncTaskHandle, bool]:
     auth.check_may_call(spec.capability)
     owner = auth.current_owner()
     if spec.owner != owner:  # (whatever the request claimed; most requests claim nothing, as they should)

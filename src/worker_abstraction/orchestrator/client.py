@@ -8,8 +8,11 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from worker_abstraction import _rpc
 from worker_abstraction.errors import NoWorkerError
+from worker_abstraction.observability import tracing
 from worker_abstraction.observability.metrics import OrchestratorMetrics, OrchestratorSnapshot
 from worker_abstraction.options import RetryPolicy, TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
@@ -216,7 +219,12 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
     async def _submit(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> AsyncTaskHandle:
         if not self._started:
             await self.start()
-        return await self.engine.submit(capability, params, options)
+        if not tracing.enabled():
+            return await self.engine.submit(capability, params, options)
+        with tracing.submit_span(capability, kind=SpanKind.PRODUCER) as span:
+            handle = await self.engine.submit(capability, params, options, tracing.context_of(span))
+            span.set_attribute("wa.task_id", handle.task_id)
+            return handle
 
     async def watch(self, task_id: str) -> AsyncTaskHandle:
         """A handle on any task this orchestrator knows, running or finished.

@@ -19,6 +19,7 @@ from typing import Any
 from worker_abstraction import limits
 from worker_abstraction.codec import encode_params, payload_bytes, short
 from worker_abstraction.errors import InvalidParametersError, TaskExistsError, TaskNotFoundError
+from worker_abstraction.observability.tracing import NO_TRACE, TraceContext
 from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
 from worker_abstraction.orchestrator.admission import admit
 from worker_abstraction.orchestrator.crew import Crew
@@ -59,7 +60,13 @@ class Engine:
         self._queue_without_workers = queue_without_workers
         directory.on_left.append(self._worker_left)
 
-    async def submit(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> AsyncTaskHandle:
+    async def submit(
+        self,
+        capability: str,
+        params: Mapping[str, Any] | None,
+        options: TaskOptions,
+        trace_context: TraceContext = NO_TRACE,
+    ) -> AsyncTaskHandle:
         """Accept a task: it runs on a capable worker with a free slot, or waits in the queue for one.
 
         Returns at once, whatever the workers are doing: the handle is PENDING while the task waits.
@@ -70,7 +77,7 @@ class Engine:
             QueueFullError: the queue is at its bound.
             TaskExistsError: a task with this id was submitted before.
         """
-        return await self.submit_spec(self.spec(capability, params, options))
+        return await self.submit_spec(self.spec(capability, params, options, trace_context))
 
     async def submit_spec(self, spec: TaskSpec) -> AsyncTaskHandle:
         """Accept a task already made into a spec (from the wire, say); see `submit`.
@@ -88,7 +95,14 @@ class Engine:
         if not spec.task_id or not spec.created_at_ns:
             task_id = spec.task_id or uuid.uuid4().hex
             spec = TaskSpec(
-                task_id, spec.capability, spec.params, spec.encoded_params, spec.options, time.time_ns(), spec.owner
+                task_id,
+                spec.capability,
+                spec.params,
+                spec.encoded_params,
+                spec.options,
+                time.time_ns(),
+                spec.owner,
+                spec.trace_context,
             )
         return await self.accept(spec)
 
@@ -112,7 +126,13 @@ class Engine:
         logger.debug("task %s accepted", spec.task_id, extra={"task_id": spec.task_id})
         return run.handle
 
-    def spec(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> TaskSpec:
+    def spec(
+        self,
+        capability: str,
+        params: Mapping[str, Any] | None,
+        options: TaskOptions,
+        trace_context: TraceContext = NO_TRACE,
+    ) -> TaskSpec:
         """The task as the engine carries it: its own id unless one was given, its arguments encoded once.
 
         Raises:
@@ -129,6 +149,7 @@ class Engine:
             encoded_params=encode_params(params),
             options=options,
             created_at_ns=time.time_ns(),
+            trace_context=trace_context,
         )
 
     async def find_idempotent(self, key: str) -> AsyncTaskHandle | None:

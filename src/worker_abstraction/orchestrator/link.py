@@ -53,11 +53,23 @@ class WorkerLink:
         self._followers: dict[AttemptSink, asyncio.Task[None]] = {}
         self._dispatching = 0
 
-    async def dispatch(self, spec: TaskSpec, *, attempt: int, worker_id: str, sink: AttemptSink) -> DispatchAnswer:
-        """Hand one attempt of a task to the worker; its updates then flow to `sink` until it ends."""
+    async def dispatch(
+        self,
+        spec: TaskSpec,
+        *,
+        attempt: int,
+        worker_id: str,
+        sink: AttemptSink,
+        trace_context: tuple[tuple[str, str], ...] | None = None,
+    ) -> DispatchAnswer:
+        """Hand one attempt of a task to the worker; its updates then flow to `sink` until it ends.
+
+        `trace_context` is what the worker's handler continues (default: the submission's).
+        """
         self._dispatching += 1
         try:
-            return await self._dispatch(_convert.task_to_pb(spec, attempt=attempt, worker_id=worker_id), sink)
+            task = _convert.task_to_pb(spec, attempt=attempt, worker_id=worker_id, trace_context=trace_context)
+            return await self._dispatch(task, sink)
         finally:
             self._dispatching -= 1
 

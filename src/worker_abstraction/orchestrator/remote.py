@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 from grpc import aio
+from opentelemetry.trace import SpanKind
 
 from worker_abstraction import _convert, _rpc, limits
 from worker_abstraction._proto import worker_pb2 as pb
@@ -25,6 +26,7 @@ from worker_abstraction.errors import (
     OrchestratorUnavailableError,
     WorkerAbstractionError,
 )
+from worker_abstraction.observability import tracing
 from worker_abstraction.options import TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.follow import RECONNECT_WINDOW_SECONDS
@@ -131,6 +133,21 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         return depths
 
     async def _submit(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> AsyncTaskHandle:
+        if not tracing.enabled():
+            return await self._send(capability, params, options, tracing.NO_TRACE)
+        # The context goes in the submission itself: a session carries many submissions on one call.
+        with tracing.submit_span(capability, kind=SpanKind.CLIENT) as span:
+            handle = await self._send(capability, params, options, tracing.context_of(span))
+            span.set_attribute("wa.task_id", handle.task_id)
+            return handle
+
+    async def _send(
+        self,
+        capability: str,
+        params: Mapping[str, Any] | None,
+        options: TaskOptions,
+        trace_context: tracing.TraceContext,
+    ) -> AsyncTaskHandle:
         if params is not None and not isinstance(params, Mapping):
             raise InvalidParametersError([f"params must be a mapping, got {type(params).__name__}"])
         values = dict(params or {})
@@ -138,7 +155,8 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         problem = limits.too_large("the task's arguments", payload_bytes(encoded))
         if problem is not None:  # refused here: sent, it would break the call, and it is no fault of the daemon's
             raise InvalidParametersError([problem])
-        request = _convert.spec_to_pb(TaskSpec(options.task_id, capability, values, encoded, options, 0))
+        spec = TaskSpec(options.task_id, capability, values, encoded, options, 0, trace_context=trace_context)
+        request = _convert.spec_to_pb(spec)
 
         def state_of(response: pb.SubmitTaskResponse) -> TaskState:
             state = TaskState(

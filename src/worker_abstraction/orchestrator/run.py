@@ -32,6 +32,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from worker_abstraction import lifecycle
+from worker_abstraction.observability import tracing
+from worker_abstraction.observability.task_spans import RunSpans
 from worker_abstraction.orchestrator import retries
 from worker_abstraction.orchestrator.clock import Timer
 from worker_abstraction.orchestrator.crew import Crew, Phase
@@ -120,12 +122,14 @@ class TaskRun:
         # Every attempt's sink and its worker's address: a superseded attempt stays heard (its late words
         # are counted as stale) until the task ends.
         self._sinks: list[tuple[_AttemptSink, str]] = []
+        # None while tracing is off: then each hook below costs one check.
+        self._spans = RunSpans(spec.task_id, spec.capability, spec.trace_context) if tracing.enabled() else None
 
     # ---- the way in -------------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Queue the task (its acceptance is stored; the scheduler had room for it)."""
-        self._crew.scheduler.enqueue(self)
+        self._enqueue()
         if self._queue_timeout is not None and self.phase is Phase.WAITING:
             self._timer("queue", self._queue_timeout, self._queue_expired)
 
@@ -142,6 +146,8 @@ class TaskRun:
             self._crew.scheduler.adopt(self, found.worker_id)
             self.state.begin_attempt(found.attempt, found.worker_id, found.worker_address)
             self.phase = Phase.RUNNING
+            if self._spans is not None:
+                self._spans.resumed(found.attempt, found.worker_id)
             self._start_deadline()
             sink = self._sink(found.attempt, found.worker_address)
             self._crew.links.get(found.worker_address).follow(sink)
@@ -161,7 +167,9 @@ class TaskRun:
         state.begin_attempt(number, worker.worker_id, worker.address)
         self._crew.standing.dispatched(worker.worker_id)
         self._start_deadline()
-        self._spawn(self._send(worker, number), f"dispatch-{self.spec.task_id}")
+        # The worker's handler continues the attempt's span (or, untraced here, the caller's).
+        trace_context = self._spans.placed(number, worker.worker_id) if self._spans is not None else None
+        self._spawn(self._send(worker, number, trace_context), f"dispatch-{self.spec.task_id}")
 
     async def cancel(self, reason: str) -> bool:
         """Cancel the task (see the module docstring); False if it had already finished."""
@@ -252,7 +260,7 @@ class TaskRun:
 
     # ---- inside ------------------------------------------------------------------------------------------
 
-    async def _send(self, worker: WorkerInfo, number: int) -> None:
+    async def _send(self, worker: WorkerInfo, number: int, trace_context: tracing.TraceContext | None) -> None:
         crew = self._crew
         try:
             if number > self._reserved:  # reserved before it is sent: never reused after a crash
@@ -264,14 +272,20 @@ class TaskRun:
                 return
             sink = self._sink(number, worker.address)
             link = crew.links.get(worker.address)
-            answer = await link.dispatch(self.spec, attempt=number, worker_id=worker.worker_id, sink=sink)
+            answer = await link.dispatch(
+                self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace_context
+            )
         except Exception as error:  # a bug, or a store that cannot write: fail loudly, never hang
-            logger.exception("dispatching task %s failed", self.spec.task_id)
+            logger.exception("dispatching task %s failed", self.spec.task_id, extra=self._log_fields())
             failure = TaskFailure("OrchestratorError", repr(error), FailureOrigin.INFRASTRUCTURE, retryable=False)
             self._finish(retries.failed(self.state, failure))
             return
         if not self.is_current(number):
             return
+        spans = self._spans
+        if spans is not None:
+            refused = answer.answer is not Answer.ACCEPTED and answer.answer is not Answer.BUSY
+            spans.answered(answer.answer.value, answer.message if refused else None)
         if answer.answer is Answer.ACCEPTED:
             self.phase = Phase.RUNNING
             if self.cancel_reason:  # canceled while the dispatch was on its way
@@ -289,17 +303,21 @@ class TaskRun:
         if answer.answer is Answer.BUSY:
             self.state.forget_attempt()
             self._reuse_number = True  # it provably did not run there
+            if spans is not None:
+                spans.attempt_ended(None)
             crew.scheduler.hold_back(worker.worker_id, BUSY_HOLD_SECONDS)
         else:  # unreachable, or not a worker: never the task's fault; it goes to another worker
             logger.info("task %s could not be handed to worker %s (%s); it waits for another",
-                        self.spec.task_id, worker.worker_id, answer.message)  # fmt: skip
+                        self.spec.task_id, worker.worker_id, answer.message, extra=self._log_fields())  # fmt: skip
             crew.standing.failed(worker.worker_id, f"task dispatch failed: {answer.message}")
             self.state.end_attempt(TaskStatus.FAILED, f"{lifecycle.DISPATCH_FAILED}: {answer.message}")
             self.state.worker_id = self.state.worker_address = ""
             self.avoid = self.avoid | {worker.worker_id}
+            if spans is not None:
+                spans.attempt_ended(answer.message)
         self._stop_attempt()
         self.phase = Phase.WAITING
-        crew.scheduler.enqueue(self)
+        self._enqueue()
 
     def _attempt_failed(self, failure: TaskFailure, update: TaskUpdate | None) -> None:
         """The current attempt failed: retry it, or end the task."""
@@ -307,6 +325,8 @@ class TaskRun:
         number, worker_id = state.attempt, state.worker_id
         state.end_attempt(TaskStatus.FAILED, failure.text)
         self._stop_attempt()
+        if self._spans is not None:
+            self._spans.attempt_ended(failure.text)
         infrastructure = failure.origin is FailureOrigin.INFRASTRUCTURE
         if infrastructure:
             crew.standing.failed(worker_id, failure.text)
@@ -319,7 +339,7 @@ class TaskRun:
             delay = self.retry.backoff_seconds(self._failures)
             logger.info(
                 "task %s attempt %d on worker %s failed (%s); retrying in %.2fs",
-                self.spec.task_id, number, worker_id, failure.text, delay, extra={"task_id": self.spec.task_id},
+                self.spec.task_id, number, worker_id, failure.text, delay, extra=self._log_fields(),
             )  # fmt: skip
             crew.scheduler.release(self)
             self.avoid = self.avoid | {worker_id}
@@ -339,7 +359,7 @@ class TaskRun:
     def _retry(self) -> None:
         if self.phase is Phase.BACKOFF:
             self.phase = Phase.WAITING
-            self._crew.scheduler.enqueue(self)
+            self._enqueue()
 
     async def _cancel_on_worker(self) -> bool:
         state = self.state
@@ -351,7 +371,7 @@ class TaskRun:
             return False  # its terminal update is on the way: it ends as it ended
         if answer is CancelAnswer.UNSUPPORTED:
             note = f"worker {state.worker_id} cannot cancel tasks (no CancelTask), so its late result is ignored"
-            logger.warning("task %s canceled here: %s", self.spec.task_id, note)
+            logger.warning("task %s canceled here: %s", self.spec.task_id, note, extra=self._log_fields())
             self._finish_canceled(f"{self.cancel_reason} ({note})")
             return True
         if answer in (CancelAnswer.UNREACHABLE, CancelAnswer.UNKNOWN):
@@ -407,10 +427,24 @@ class TaskRun:
         self._forget_sinks()
         self._crew.scheduler.discard(self)
         self.state.append(update)
+        if self._spans is not None:
+            failed = update.status is not TaskStatus.COMPLETED
+            self._spans.finished(update.status.name, (update.error_message or update.status.name) if failed else None)
         self._crew.finished.finished(self)
         metrics = self._crew.metrics
         if metrics is not None:
             metrics.task_finished(self.capability, update.status, self.spec.created_at_ns, self.state.attempts)
+
+    def _enqueue(self) -> None:
+        if self._spans is not None:  # before the scheduler is asked: it may place the task at once
+            self._spans.waiting()
+        self._crew.scheduler.enqueue(self)
+
+    def _log_fields(self) -> dict[str, str]:
+        spans = self._spans
+        if spans is None:
+            return {"task_id": self.spec.task_id}
+        return {"task_id": self.spec.task_id, "trace_id": spans.trace_id}
 
     def _stop_attempt(self) -> None:
         timer = self._timers.pop("deadline", None)

@@ -11,11 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic_core
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from worker_abstraction import limits
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.context import TaskContext
-from worker_abstraction.types import TaskFailure
+from worker_abstraction.observability import tracing
+from worker_abstraction.types import TaskFailure, TaskStatus
 from worker_abstraction.worker import failures, tasklog
 from worker_abstraction.worker.tasks import TaskRecord
 
@@ -29,11 +32,35 @@ async def run_task(
     timeout_seconds: float,
     metadata: Mapping[str, str],
     executor: Executor,
+    span: Span | None = None,
 ) -> None:
     """Drive a task from PENDING to a terminal state; never raises (a failing handler means FAILED).
 
-    The one exception is cancellation of the runner itself, re-raised once the task is CANCELED.
+    The one exception is cancellation of the runner itself, re-raised once the task is CANCELED. `span` (the
+    handler span, when tracing is on) is current while the handler runs and ends with the task's outcome.
     """
+    if span is None:
+        await _run(record, definition, owner, arguments, timeout_seconds, metadata, executor)
+        return
+    with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+        try:
+            await _run(record, definition, owner, arguments, timeout_seconds, metadata, executor)
+        finally:
+            status = record.status
+            span.set_attribute("wa.status", status.name)
+            failed = status is not TaskStatus.COMPLETED
+            tracing.end(span, (record.log[-1].error_message or status.name) if failed and record.log else None)
+
+
+async def _run(
+    record: TaskRecord,
+    definition: CapabilityDef,
+    owner: object,
+    arguments: dict[str, Any],
+    timeout_seconds: float,
+    metadata: Mapping[str, str],
+    executor: Executor,
+) -> None:
     started = time.perf_counter()
     record.running()
     try:

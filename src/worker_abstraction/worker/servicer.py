@@ -12,12 +12,15 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 from grpc import aio
+from opentelemetry import trace
+from opentelemetry.trace import Span
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.codec import short
+from worker_abstraction.observability import tracing
 from worker_abstraction.observability.metrics import WorkerMetrics
 from worker_abstraction.types import TaskStatus, WorkerInfo
 from worker_abstraction.worker import admission, failures, tasklog
@@ -99,6 +102,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         record = TaskRecord(task.task_id, task.capability_name, self._worker_id, task.attempt, fingerprint)
         self.tasks.add(record)  # replaces a finished record of the same id, if any
         self.idle.clear()
+        span = None
+        if tracing.enabled():  # the handler's span continues the attempt that sent the task
+            span = tracing.handler_span(
+                task.task_id, task.capability_name, self._worker_id, task.attempt, task.trace_context
+            )
         runner = asyncio.create_task(
             run_task(
                 record,
@@ -108,14 +116,19 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                 timeout_seconds=task.timeout_seconds,  # 0..MAX_TIMEOUT_SECONDS: checked by _check
                 metadata=task.metadata,
                 executor=self._executor,
+                span=span,
             ),
             name=f"task-{task.task_id}",
         )
         self._running.add(runner)
         self._runners[record] = runner
         started = time.perf_counter() if self._metrics is not None else 0.0
-        runner.add_done_callback(lambda done: self._finished(done, record, started))
-        tasklog.received(record)
+        runner.add_done_callback(lambda done: self._finished(done, record, started, span))
+        if span is None:
+            tasklog.received(record)
+        else:
+            with trace.use_span(span, end_on_exit=False):  # so the line carries the task's trace id
+                tasklog.received(record)
         return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted"), record
 
     def _redelivery(
@@ -153,7 +166,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
         return pb.REJECT_REASON_UNSPECIFIED, "", arguments
 
-    def _finished(self, runner: asyncio.Task[None], record: TaskRecord, started: float) -> None:
+    def _finished(self, runner: asyncio.Task[None], record: TaskRecord, started: float, span: Span | None) -> None:
         self._running.discard(runner)
         del self._runners[record]
         error = None if runner.cancelled() else runner.exception()
@@ -171,6 +184,8 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                 else:
                     record.failed(failures.worker_error(error or RuntimeError("task runner ended without an outcome")))
         finally:
+            if span is not None and span.is_recording():  # its runner never started, so never ended it
+                tracing.end(span, record.status.name)
             self.tasks.finish(record)
             if self._metrics is not None and record.is_terminal:
                 self._metrics.task_finished(record.capability, record.status, time.perf_counter() - started)
