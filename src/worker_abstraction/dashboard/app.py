@@ -97,11 +97,16 @@ def build_app(orchestrator: AsyncOrchestrator, feed: LiveFeed, gate: Gate) -> St
 
         return checked
 
+    async def page(request: Request) -> Response:
+        return HTMLResponse(_page("index.html"), headers={"Cache-Control": "no-store"})
+
+    guarded_page = guarded(page)
+
     async def index(request: Request) -> Response:
         token = request.query_params.get("token")
         if token is not None:  # sign in from a link; the token does not stay in the address bar
             return _signed_in(token)
-        return HTMLResponse(_page("index.html"), headers={"Cache-Control": "no-store"})
+        return await guarded_page(request)
 
     def _signed_in(token: str) -> Response:
         verdict = gate.check_token(token)
@@ -190,7 +195,7 @@ def build_app(orchestrator: AsyncOrchestrator, feed: LiveFeed, gate: Gate) -> St
         return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
     routes = [
-        Route("/", guarded(index), methods=["GET"]),
+        Route("/", index, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/api/overview", guarded(api_overview), methods=["GET"]),
