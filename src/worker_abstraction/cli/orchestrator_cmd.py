@@ -120,15 +120,9 @@ async def run(args: argparse.Namespace) -> int:
     async with serving_metrics(metrics, args.metrics_port, args.host):
         return await serve_until_signal(
             start=start,
-            ready_line=lambda: _ready_line(server),
+            ready_line=lambda: f"orchestrator listening on {server.address}",
             ended=server.wait_for_termination,
             stop=lambda: server.stop(grace_seconds=1.0),
             what="orchestrator server",
         )
 
-
-def _ready_line(server: OrchestratorServer) -> str:
-    line = f"orchestrator listening on {server.address}"
-    if server.dashboard is not None:
-        line += f" (dashboard {server.dashboard.url})"
-    return line
