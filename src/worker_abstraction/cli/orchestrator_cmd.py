@@ -125,4 +125,3 @@ async def run(args: argparse.Namespace) -> int:
             stop=lambda: server.stop(grace_seconds=1.0),
             what="orchestrator server",
         )
-
