@@ -6,6 +6,8 @@ const MAX_ROWS = 500;
 const HEADERS = { "X-WA-Dashboard": "1", "Content-Type": "application/json" };
 const $ = (id) => document.getElementById(id);
 const rows = new Map(); // task id -> <tr>
+const workerNames = new Map(); // worker id -> its name, from the latest overview
+const workerLabel = (id) => (id ? workerNames.get(id) || short(id) : "–");
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -26,6 +28,7 @@ const short = (id) => (id.length > 12 ? id.slice(0, 12) + "…" : id);
 
 function seconds(value) {
   if (value === null || value === undefined) return "–";
+  if (value === 0) return "0";
   if (value < 0.001) return (value * 1e6).toFixed(0) + " µs";
   if (value < 1) return (value * 1000).toFixed(value < 0.01 ? 2 : 0) + " ms";
   if (value < 120) return value.toFixed(2) + " s";
@@ -46,7 +49,7 @@ function taskRow(task) {
     el("td", {}, task.capability),
     el("td", { class: "status" }, badge(task.status),
       task.error ? el("span", { class: "err", title: task.error }, " " + task.error.slice(0, 60)) : null),
-    el("td", { class: "mono" }, task.worker_id ? short(task.worker_id) : "–"),
+    el("td", { title: task.worker_id }, workerLabel(task.worker_id)),
     el("td", {}, task.attempt || "–"),
     el("td", {}, el("span", { class: "bar" }, el("span", { style: `width:${Math.round(progress * 100)}%` })),
       task.message || ""),
@@ -82,6 +85,8 @@ function resetTasks(tasks) {
 
 function renderOverview(view) {
   const workers = view.workers;
+  workerNames.clear();
+  for (const w of workers) workerNames.set(w.worker_id, w.name || short(w.worker_id));
   $("n-workers").textContent = workers.length;
   $("n-queued").textContent = view.queue.reduce((sum, q) => sum + q.waiting, 0);
   $("n-flight").textContent = workers.reduce((sum, w) => sum + w.in_flight, 0);
@@ -251,7 +256,7 @@ async function showTask(taskId) {
     el("table", { id: "detail-attempts" },
       el("thead", {}, el("tr", {}, ...["#", "worker", "started", "ended", "status", "error"].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...task.attempts.map((a) => el("tr", {},
-        el("td", {}, a.number), el("td", { class: "mono" }, short(a.worker_id)), el("td", {}, clock(a.started_at)),
+        el("td", {}, a.number), el("td", { title: a.worker_id }, workerLabel(a.worker_id)), el("td", {}, clock(a.started_at)),
         el("td", {}, clock(a.ended_at)), el("td", {}, badge(a.status)), el("td", { class: "err" }, a.error))))),
     el("h2", { style: "margin-top:16px" }, `Updates (${task.updates_total})`),
     el("table", { id: "detail-updates" },
