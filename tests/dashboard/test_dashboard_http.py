@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Gates
+from tests.conftest import Gates, eventually
 from tests.dashboard.conftest import CLIENT, OPERATOR, POST, dead_letter, sse
 from worker_abstraction import RegistryServer, TLSConfig, certs
 from worker_abstraction.auth import Authenticator
@@ -167,11 +167,18 @@ async def test_the_dashboard_serves_https_with_the_daemons_certificate(
             await dashboard.stop()
 
 
-async def test_pages_past_the_bound_are_refused_and_stop_ends_open_streams(registry: RegistryServer) -> None:
+async def test_pages_past_the_bound_are_refused_until_one_leaves_and_stop_ends_open_streams(
+    registry: RegistryServer,
+) -> None:
     async with AsyncOrchestrator(registry.address) as orchestrator:
-        dashboard = DashboardServer(orchestrator, feed=LiveFeed(max_clients=1))
+        feed = LiveFeed(max_clients=1)
+        dashboard = DashboardServer(orchestrator, feed=feed)
         await dashboard.start()
         try:
+            async with httpx.AsyncClient(base_url=dashboard.url, timeout=10) as http:
+                async with http.stream("GET", "/api/events") as leaving:
+                    assert (await anext(sse(leaving)))[0] == "snapshot" and feed.clients == 1
+                await eventually(lambda: feed.clients == 0, what="the server noticed the page left")
             async with (
                 httpx.AsyncClient(base_url=dashboard.url, timeout=10) as http,
                 http.stream("GET", "/api/events") as first,
