@@ -173,7 +173,11 @@ def build_app(orchestrator: AsyncOrchestrator, feed: LiveFeed, gate: Gate) -> St
             subscription = feed.subscribe()
         except TooManyClientsError as error:
             return _error(503, str(error))
-        first = await overview(orchestrator, feed)
+        try:
+            first = await overview(orchestrator, feed)
+        except BaseException:
+            subscription.close()
+            raise
 
         async def stream() -> AsyncIterator[str]:
             try:

@@ -28,6 +28,7 @@ from worker_abstraction.tls import PEM, TLSConfig
 
 logger = logging.getLogger(__name__)
 
+MAX_CONNECTIONS = 100
 TICK_SECONDS = 1.0  # how often the overview (workers, queue, charts) is pushed to the pages open
 
 
@@ -74,6 +75,7 @@ class DashboardServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            limit_concurrency=MAX_CONNECTIONS,  # past it uvicorn answers 503: memory stays bounded
             ssl_context_factory=self._ssl_factory,
         )
         self._server = _Uvicorn(self._config)
