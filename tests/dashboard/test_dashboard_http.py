@@ -202,3 +202,17 @@ async def test_a_dashboard_port_in_use_fails_the_start(registry: RegistryServer)
                 await DashboardServer(orchestrator, port=taken.port).start()
         finally:
             await taken.stop()
+
+
+async def test_the_overview_counts_tasks_waiting_per_capability_and_priority(registry: RegistryServer) -> None:
+    async with OrchestratorServer(registry.address, port=0, http_port=0, queue_without_workers=True) as daemon:
+        assert daemon.dashboard is not None
+        for priority in (0, 5, 5):
+            await daemon.orchestrator.execute_task("nobody_offers_this", {}, priority=priority)
+        async with httpx.AsyncClient(base_url=daemon.dashboard.url, timeout=10) as http:
+            found = (await http.get("/api/overview")).json()
+            assert found["queue"] == [
+                {"capability": "nobody_offers_this", "priority": 5, "waiting": 2},
+                {"capability": "nobody_offers_this", "priority": 0, "waiting": 1},
+            ]
+            assert [t["status"] for t in (await http.get("/api/tasks")).json()["tasks"]] == ["PENDING"] * 3
