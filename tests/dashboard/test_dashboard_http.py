@@ -15,6 +15,8 @@ from tests.conftest import Gates, eventually
 from tests.dashboard.conftest import CLIENT, OPERATOR, POST, dead_letter, sse
 from worker_abstraction import RegistryServer, TLSConfig, certs
 from worker_abstraction.auth import Authenticator
+from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.main import build_parser
 from worker_abstraction.dashboard import DashboardServer
 from worker_abstraction.dashboard.feed import LiveFeed
 from worker_abstraction.errors import BindError
@@ -216,3 +218,13 @@ async def test_the_overview_counts_tasks_waiting_per_capability_and_priority(reg
                 {"capability": "nobody_offers_this", "priority": 0, "waiting": 1},
             ]
             assert [t["status"] for t in (await http.get("/api/tasks")).json()["tasks"]] == ["PENDING"] * 3
+
+
+def test_the_dashboard_port_comes_from_the_flag_the_environment_or_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "wa.toml"
+    config.write_text("http_port = 8081\n")
+    assert build_parser(Settings.load({}, cwd=tmp_path / "none")).parse_args(["orchestrator"]).http_port is None
+    from_file = build_parser(Settings.load({}, str(config))).parse_args(["orchestrator"])
+    from_env = build_parser(Settings.load({"WA_HTTP_PORT": "8082"}, str(config))).parse_args(["orchestrator"])
+    from_flag = build_parser(Settings.load({"WA_HTTP_PORT": "8082"})).parse_args(["orchestrator", "--http-port", "0"])
+    assert (from_file.http_port, from_env.http_port, from_flag.http_port) == (8081, 8082, 0)
