@@ -102,7 +102,9 @@ async def test_requeue_submits_a_dead_letter_again_and_purge_drops_them(
     purged = await http.post("/api/dead-letters/purge", headers=POST, json={"task_ids": [second]})
     assert purged.json() == {"purged": 1}
     assert (await http.post("/api/dead-letters/purge", headers=POST, json={"task_ids": "x"})).status_code == 400
-    assert (await http.post("/api/dead-letters/purge", headers=POST, content=b"{")).status_code == 400
+    for hostile in (b"{", b"[1, 2]", b'{"ids": []}', b"[" * 100_000, b"x" * 100_000):
+        assert (await http.post("/api/dead-letters/purge", headers=POST, content=hostile)).status_code == 400
+    assert third in [d.task_id for d in await daemon.orchestrator.dead_letters()]  # none of them purged anything
     await (await daemon.orchestrator.watch(new_id)).wait(timeout_seconds=10)  # it fails again, into the queue
     everything = await http.post("/api/dead-letters/purge", headers=POST)
     assert everything.json() == {"purged": 2}

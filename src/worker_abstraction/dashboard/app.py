@@ -158,8 +158,13 @@ def build_app(orchestrator: AsyncOrchestrator, feed: LiveFeed, gate: Gate) -> St
         body = await _body(request)
         task_ids: list[str] | None = None
         if body.strip():
-            document = json.loads(body)
-            named = document.get("task_ids") if isinstance(document, dict) else None
+            try:
+                document = json.loads(body)
+            except RecursionError:  # nested past the parser's depth: not a request this page sends
+                raise ValueError("the body nests too deeply") from None
+            if not isinstance(document, dict) or set(document) - {"task_ids"}:
+                raise ValueError('the body must be {"task_ids": [...]}, or empty to purge every dead letter')
+            named = document.get("task_ids")
             if named is not None:
                 if not isinstance(named, list) or not all(isinstance(t, str) for t in named) or len(named) > 10_000:
                     raise ValueError('"task_ids" must be a list of at most 10000 task ids')
