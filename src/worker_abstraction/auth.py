@@ -306,6 +306,10 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
             answer_stream=lambda behavior: _stream(behavior, self, short_name, allowed),
         )
 
+    def principal_of(self, token: str) -> Principal | None:
+        """Whom a bearer token names in the token file (None: unknown, or no token file)."""
+        return self._tokens.principal(token.strip()) if self._tokens is not None and token.strip() else None
+
     def identify(self, context: aio.ServicerContext[Any, Any]) -> Principal | str:
         """The caller, or why it cannot be identified."""
         token = ""
@@ -315,8 +319,7 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
                 if scheme.lower() != "bearer" or not token:
                     return "the authorization metadata must read 'Bearer TOKEN'"
         if token:
-            found = self._tokens.principal(token.strip()) if self._tokens is not None else None
-            return found or "the token is not known to this server (check --token / WA_TOKEN)"
+            return self.principal_of(token) or "the token is not known to this server (check --token / WA_TOKEN)"
         if self._certificates:
             principal = _from_certificate(context)
             if principal is not None:

@@ -98,6 +98,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("orchestrator_port", int, "50052", "wa orchestrator: port to listen on"),
     Setting("store", str, "wa-orchestrator.db", "wa orchestrator: SQLite task store (':memory:' keeps nothing)"),
     Setting("max_queued", int, "100000", "wa orchestrator: tasks that may wait for a worker"),
+    Setting(
+        "http_port",
+        int,
+        None,
+        "wa orchestrator: serve the web dashboard on this port of --host (0: a free one; unset: no dashboard)",
+    ),
     Setting("aging", float, "10", "wa orchestrator: seconds per priority level a waiting task gains"),
     Setting("worker_host", str, "127.0.0.1", "wa worker: interface to listen on"),
     Setting("worker_port", int, "0", "wa worker: port to listen on (0: a free one)"),

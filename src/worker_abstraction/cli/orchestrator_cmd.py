@@ -31,6 +31,7 @@ DEFAULT_LOG_LEVEL = "INFO"
 EPILOG = """\
 example:
   wa orchestrator --registry 127.0.0.1:50051 --port 50052 --max-queued 100000 --metrics-port 9464
+  wa orchestrator --http-port 8080     # then open http://127.0.0.1:8080/ (operators only with --auth-tokens)
 """
 
 _log = logging.getLogger(__name__)
@@ -50,6 +51,17 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         help=settings.help("orchestrator_port", "port to listen on, 0 picks a free one"),
     )
     add_metrics_argument(parser, settings)
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        metavar="PORT",
+        default=settings.default("http_port"),
+        help=settings.help(
+            "http_port",
+            "serve the web dashboard at http://HOST:PORT/ (https with --tls-cert), HOST being --host; 0 picks a "
+            "port; with --auth-tokens only operators may use it",
+        ),
+    )
     parser.add_argument(
         "--max-queued",
         type=int,
@@ -82,6 +94,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Serve until a signal, then stop and return 0."""
+    if args.http_port is not None and not 0 <= args.http_port <= 65535:
+        raise UsageError(f"--http-port must be 0..65535, got {args.http_port}")
     metrics = OrchestratorMetrics() if args.metrics_port is not None else None
     server = OrchestratorServer(
         args.registry,
@@ -94,6 +108,7 @@ async def run(args: argparse.Namespace) -> int:
         tls=tls_of(args),
         auth=authenticator_of(args),
         metrics=metrics,
+        http_port=args.http_port,
     )
 
     async def start() -> None:

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from worker_abstraction import limits
@@ -58,6 +58,9 @@ class Engine:
         self.index = index
         self._queue_timeout = queue_timeout_seconds
         self._queue_without_workers = queue_without_workers
+        # Called with each task's handle once it is accepted (or resumed from the store): the seam for
+        # observers that follow every task, such as the dashboard's live feed. Each must return at once.
+        self.on_accepted: list[Callable[[AsyncTaskHandle], None]] = []
         directory.on_left.append(self._worker_left)
 
     async def submit(
@@ -124,6 +127,7 @@ class Engine:
             raise
         run.start()
         logger.debug("task %s accepted", spec.task_id, extra={"task_id": spec.task_id})
+        self._announce(run.handle)
         return run.handle
 
     def spec(
@@ -242,6 +246,7 @@ class Engine:
             )
             self.index.add(run)
             run.resume(item)
+            self._announce(run.handle)
         if found:
             logger.info("resumed %d unfinished task(s) from the task store", len(found))
 
@@ -251,6 +256,13 @@ class Engine:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         await self.crew.journal.drain()
+
+    def _announce(self, handle: AsyncTaskHandle) -> None:
+        for observer in list(self.on_accepted):
+            try:
+                observer(handle)
+            except Exception:  # an observer's bug must not fail a task that was accepted
+                logger.exception("task observer %r failed", observer)
 
     def _worker_left(self, worker: WorkerInfo, reason: str) -> None:
         # Attempts still running there will not report back: each fails (and is retried if allowed).

@@ -10,6 +10,7 @@ from typing import Any
 from worker_abstraction import _rpc
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator
+from worker_abstraction.dashboard.server import DashboardServer
 from worker_abstraction.observability.health import ORCHESTRATOR_SERVICE, ServerHealth
 from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
@@ -34,6 +35,9 @@ class OrchestratorServer:
             the workers over TLS with the same certificates; default plaintext.
         metrics: the orchestrator's metrics, the task store's commits among them (serve them with
             `metrics.serve()`); default none.
+        http_port: serve the web dashboard (`worker_abstraction.dashboard`) on this port of `host`, over
+            HTTPS with `tls`'s certificate, to operators only when `auth` is given; 0 picks a free one
+            (`dashboard.url`); None (default): no dashboard.
         options: passed to AsyncOrchestrator (queue bounds, aging, ...).
     """
 
@@ -47,6 +51,7 @@ class OrchestratorServer:
         tls: TLSConfig | None = None,
         auth: Authenticator | None = None,
         metrics: OrchestratorMetrics | None = None,
+        http_port: int | None = None,
         **options: Any,
     ) -> None:
         self.host, self.port = host, port
@@ -58,6 +63,11 @@ class OrchestratorServer:
         self._health = ServerHealth(self._server, (ORCHESTRATOR_SERVICE,))
         if self._store is not None:
             self._store.on_writable = self._health.set_all_soon
+        self.dashboard = (
+            DashboardServer(self.orchestrator, host=host, port=http_port, auth=auth, tls=tls)
+            if http_port is not None
+            else None
+        )
         self._started = False
 
     @property
@@ -79,7 +89,10 @@ class OrchestratorServer:
             self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
             await self._health.set_all(self._store is None or self._store.writable)
             await self._server.start()
+            if self.dashboard is not None:
+                await self.dashboard.start()
         except BaseException:
+            await self._server.stop(None)
             await self.orchestrator.aclose()
             if self._store is not None:
                 await self._store.close()
@@ -94,6 +107,8 @@ class OrchestratorServer:
 
     async def stop(self, grace_seconds: float | None = 1.0) -> None:
         await self._health.shutdown()
+        if self.dashboard is not None:
+            await self.dashboard.stop()
         await self._server.stop(grace_seconds)
         await self.orchestrator.aclose()
         if self._store is not None:

@@ -1,0 +1,10 @@
+"""The orchestrator daemon's web dashboard (`wa orchestrator --http-port`): workers, queue, live tasks,
+dead letters and throughput, pushed to the page as server-sent events.
+
+`DashboardServer` serves it for an `AsyncOrchestrator` in the same event loop; `OrchestratorServer` makes one
+when given `http_port`.
+"""
+
+from worker_abstraction.dashboard.server import DashboardServer
+
+__all__ = ["DashboardServer"]

@@ -1,0 +1,77 @@
+"""A registry, a worker and an orchestrator daemon serving its dashboard, all on 127.0.0.1:0."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from worker_abstraction import RegistryServer, RetryPolicy
+from worker_abstraction.auth import Authenticator, TokenFile
+from worker_abstraction.errors import TaskFailedError
+from worker_abstraction.orchestrator.server import OrchestratorServer
+
+OPERATOR = "operator-token-01234567"
+CLIENT = "client-token-0123456789"
+TOKENS = f"""
+[[principal]]
+name = "operator/root"
+roles = ["operator"]
+token = "{OPERATOR}"
+
+[[principal]]
+name = "client/alice"
+roles = ["client"]
+token = "{CLIENT}"
+"""
+POST = {"X-WA-Dashboard": "1"}  # what the page's own fetch sends with every POST
+NO_RETRY = RetryPolicy(max_attempts=2, initial_backoff_seconds=0.01, retry_task_errors=True)
+
+
+@pytest.fixture
+async def daemon(registry: RegistryServer, start_worker: Callable[..., Any]) -> AsyncIterator[OrchestratorServer]:
+    await start_worker()
+    async with OrchestratorServer(registry.address, port=0, http_port=0) as server:
+        await server.orchestrator.wait_for_workers("echo", timeout_seconds=5)
+        yield server
+
+
+@pytest.fixture
+def authenticator(tmp_path: Path) -> Authenticator:
+    path = tmp_path / "tokens.toml"
+    path.write_text(TOKENS)
+    # The daemon's own callers (the worker, the registry) are not checked here: only the dashboard uses it.
+    return Authenticator(TokenFile(path, check_every_seconds=0))
+
+
+@pytest.fixture
+async def http(daemon: OrchestratorServer) -> AsyncIterator[httpx.AsyncClient]:
+    assert daemon.dashboard is not None
+    async with httpx.AsyncClient(base_url=daemon.dashboard.url, timeout=10) as client:
+        yield client
+
+
+async def dead_letter(daemon: OrchestratorServer, message: str = "boom") -> str:
+    """A task that fails twice with a retryable error, and so ends in the dead-letter queue: its id."""
+    handle = await daemon.orchestrator.execute_task("explode", {"message": message}, retry_policy=NO_RETRY)
+    with pytest.raises(TaskFailedError):
+        await handle.result(timeout_seconds=10)
+    return handle.task_id
+
+
+async def sse(response: httpx.Response) -> AsyncIterator[tuple[str, Any]]:
+    """The server-sent events of a streaming response: (event name, parsed data)."""
+    kind, data = "message", []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield kind, json.loads("\n".join(data))
+            kind, data = "message", []
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
