@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.cli.test_dlq_cmd import dead_address
 from tests.conftest import Gates
@@ -92,3 +95,24 @@ async def test_the_tls_options_are_those_of_the_other_commands(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count(f"cannot reach the server at {address}:") == 2, captured.err
+
+
+class _Odd(health_pb2_grpc.HealthServicer):
+    """A health service answering a status number the protocol does not define."""
+
+    async def Check(self, request: Any, context: Any) -> Any:  # (grpc's method name)
+        return health_pb2.HealthCheckResponse(status=99)
+
+
+async def test_a_status_the_protocol_does_not_define_is_shown_as_unknown_and_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(_Odd(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        assert await wa_health(f"127.0.0.1:{port}") == 1
+    finally:
+        await server.stop(None)
+    assert capsys.readouterr().out == "UNKNOWN(99)\n"

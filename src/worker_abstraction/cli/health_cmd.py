@@ -61,9 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     )
 
 
-def status_name(status: Any) -> str:
-    """SERVING, NOT_SERVING or SERVICE_UNKNOWN (UNKNOWN for a server that says nothing definite)."""
-    name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+def status_name(status: int) -> str:
+    """SERVING, NOT_SERVING or SERVICE_UNKNOWN; UNKNOWN for a server that says nothing definite, and
+    UNKNOWN(N) for a number the protocol does not define."""
+    try:
+        name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    except ValueError:
+        return f"UNKNOWN({status})"
     return name
 
 
@@ -100,9 +104,8 @@ async def _watch(stub: health_pb2_grpc.HealthStub, request: Any, timeout_seconds
     try:
         # The deadline holds for the first answer only: a watch then lasts as long as the server does.
         async with asyncio.timeout(timeout_seconds):
-            first = await call.read()
-        status = NOT_SERVING
-        response = first
+            response = await call.read()
+        status = NOT_SERVING  # (a stream that ends before its first answer)
         while response is not _rpc.EOF:
             status = status_name(response.status)
             print(status, flush=True)
