@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import eventually
 from tests.observability.test_metrics import scrape
 from worker_abstraction import TLSConfig, certs
 from worker_abstraction.auth import Authenticator, TokenFile
 from worker_abstraction.errors import InvalidTLSConfigError
+from worker_abstraction.observability import http
 from worker_abstraction.observability.exposition import MetricsEndpoint
 from worker_abstraction.observability.metrics import RegistryMetrics
 
@@ -144,3 +147,31 @@ def test_pem_bytes_cannot_be_served_over_https(pki: Path) -> None:
     tls = TLSConfig(cert=(pki / "server.pem").read_bytes(), key=(pki / "server.key").read_bytes())
     with pytest.raises(InvalidTLSConfigError):
         RegistryMetrics().serve(0, tls=tls)
+
+
+async def test_connections_past_the_bound_are_closed_and_the_endpoint_recovers() -> None:
+    metrics = RegistryMetrics()
+    server = http.make_server("127.0.0.1", 0, http.metrics_app(metrics.registry, None), None, max_connections=2)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    try:
+        silent = [socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=5) for _ in range(2)]
+        try:
+            with pytest.raises((urllib.error.URLError, ConnectionError)):
+                await get(url)  # closed at once: both slots are held by clients that say nothing
+        finally:
+            for connection in silent:
+                connection.close()
+
+        async def answered() -> bool:
+            try:
+                return (await get(url))[0] == 200
+            except (urllib.error.URLError, ConnectionError):
+                return False
+
+        await eventually(answered, timeout_seconds=10, what="a scrape once the silent clients left")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

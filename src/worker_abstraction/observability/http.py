@@ -125,9 +125,12 @@ class MetricsServer(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], context: ssl.SSLContext | None) -> None:
-        self.context = context
-        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+    def __init__(
+        self, address: tuple[str, int], context: ssl.SSLContext | None, max_connections: int = MAX_CONNECTIONS
+    ) -> None:
+        self.context, self.max_connections = context, max_connections
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._full = False  # (touched by the accepting thread only)
         super().__init__(address, _Handler)
 
     def get_request(self) -> tuple[socket.socket, Any]:
@@ -139,9 +142,12 @@ class MetricsServer(ThreadingMixIn, WSGIServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            logger.warning("metrics endpoint: %d connections open, refusing one more", MAX_CONNECTIONS)
+            if not self._full:  # once per flood, not once per connection refused
+                logger.warning("metrics endpoint: %d connections open, refusing more", self.max_connections)
+            self._full = True
             self.shutdown_request(request)
             return
+        self._full = False
         try:
             super().process_request(request, client_address)
         except BaseException:
@@ -159,7 +165,9 @@ class MetricsServer(ThreadingMixIn, WSGIServer):
         logger.debug("metrics endpoint: connection from %s failed", client_address, exc_info=True)
 
 
-def make_server(host: str, port: int, app: WSGIApp, context: ssl.SSLContext | None) -> MetricsServer:
+def make_server(
+    host: str, port: int, app: WSGIApp, context: ssl.SSLContext | None, *, max_connections: int = MAX_CONNECTIONS
+) -> MetricsServer:
     """Bind `app` to host:port (an IPv6 host too), not serving yet (`serve_forever` on a thread).
 
     Raises:
@@ -167,6 +175,6 @@ def make_server(host: str, port: int, app: WSGIApp, context: ssl.SSLContext | No
     """
     family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
     server_class = type("MetricsServer", (MetricsServer,), {"address_family": family})
-    server: MetricsServer = server_class((host, port), context)
+    server: MetricsServer = server_class((host, port), context, max_connections)
     server.set_app(app)
     return server
