@@ -15,9 +15,9 @@ bytes through its timing:
 
 Roles: `worker` (register, heartbeat and leave with ids it owns), `orchestrator` (read the registry, send
 tasks to workers), `client` (submit, watch, cancel and read tasks), `operator` (everything a client may,
-plus dead letters and every other call). Health checks and server reflection need no credentials
-(`OPEN_SERVICES`). Without an `Authenticator` a server trusts every caller, as the seed contract's
-programs expect.
+plus dead letters, metrics scrapes (`METRICS_ROLES`) and every other call). Health checks and server
+reflection need no credentials (`OPEN_SERVICES`). Without an `Authenticator` a server trusts every caller,
+as the seed contract's programs expect.
 
 Rate: each call counts once against its principal's token bucket (over it: RESOURCE_EXHAUSTED), and so
 does each submission or watch sent on a session stream, which waits for the bucket instead of being
@@ -34,7 +34,7 @@ import fnmatch
 import hashlib
 import time
 import tomllib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,10 @@ RULES: Mapping[str, frozenset[Role]] = {
 }
 
 
+# Who may scrape a server's metrics endpoint (`--metrics-port`) when it checks credentials.
+METRICS_ROLES: frozenset[Role] = frozenset({Role.OPERATOR})
+
+
 # Services anyone may call without credentials, because load balancers, `grpc_health_probe` and `grpcurl`
 # call them bare: health checking and server reflection (see observability/health.py). They tell whether a
 # server serves and what its services look like (worker.proto, which is public), and nothing else; their
@@ -306,22 +310,37 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
             answer_stream=lambda behavior: _stream(behavior, self, short_name, allowed),
         )
 
-    def principal_of(self, token: str) -> Principal | None:
+    def principal_of_token(self, token: str) -> Principal | None:
         """Whom a bearer token names in the token file (None: unknown, or no token file)."""
         return self._tokens.principal(token.strip()) if self._tokens is not None and token.strip() else None
 
     def identify(self, context: aio.ServicerContext[Any, Any]) -> Principal | str:
         """The caller, or why it cannot be identified."""
+        authorizations = [
+            value
+            for key, value in context.invocation_metadata() or ()
+            if key == "authorization" and isinstance(value, str)
+        ]
+        return self.principal_of(authorizations, lambda: _certificate_names(context))
+
+    def principal_of(
+        self, authorizations: Iterable[str], certificate_names: Callable[[], Iterable[str]]
+    ) -> Principal | str:
+        """The caller its credentials name, or why they name none: the bearer token of its `authorization`
+        values (`Bearer TOKEN`), else (when certificates are accepted) the principal among the names
+        (`ROLE/NAME`, subject alternative names and common name) of its verified client certificate.
+
+        Used for gRPC calls and for the HTTP metrics endpoint alike.
+        """
         token = ""
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and isinstance(value, str):
-                scheme, _, token = value.partition(" ")
-                if scheme.lower() != "bearer" or not token:
-                    return "the authorization metadata must read 'Bearer TOKEN'"
+        for value in authorizations:
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return "the authorization must read 'Bearer TOKEN'"
         if token:
-            return self.principal_of(token) or "the token is not known to this server (check --token / WA_TOKEN)"
+            return self.principal_of_token(token) or "the token is not known to this server (check --token / WA_TOKEN)"
         if self._certificates:
-            principal = _from_certificate(context)
+            principal = principal_from_names(certificate_names())
             if principal is not None:
                 return principal
         return (
@@ -360,15 +379,23 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
 _MAX_BUCKETS = 100_000
 
 
-def _from_certificate(context: aio.ServicerContext[Any, Any]) -> Principal | None:
+def _certificate_names(context: aio.ServicerContext[Any, Any]) -> list[str]:
     auth = context.auth_context() or {}
-    for key in ("x509_subject_alternative_name", "x509_common_name"):
-        for raw in auth.get(key, ()):
-            text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
-            text = text.removeprefix("wa://")
-            role, slash, _ = text.partition("/")
-            if slash and role in Role.__members__.values():
-                return Principal(text, frozenset({Role(role)}))
+    return [
+        raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        for key in ("x509_subject_alternative_name", "x509_common_name")
+        for raw in auth.get(key, ())
+    ]
+
+
+def principal_from_names(names: Iterable[str]) -> Principal | None:
+    """The principal a verified client certificate names (`ROLE/NAME` or `wa://ROLE/NAME`, as `wa certs
+    init` issues them), or None when no name is one."""
+    for text in names:
+        text = text.removeprefix("wa://")
+        role, slash, _ = text.partition("/")
+        if slash and role in Role.__members__.values():
+            return Principal(text, frozenset({Role(role)}))
     return None
 
 

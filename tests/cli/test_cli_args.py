@@ -52,6 +52,7 @@ def _restore_logging() -> Iterator[None]:
         ),
         ("config", ["show", "wa.toml", "WA_CONFIG", "flag > environment variable > config file", "example"]),
         ("workers", ["--registry", "--json", "LAST HEARTBEAT".lower(), "state_reason", "SUSPECT", "example"]),
+        ("health", ["ADDRESS", "--service", "--watch", "--timeout", "SERVICE_UNKNOWN", "exit codes", "130", "example"]),
     ],
 )
 def test_each_subcommand_has_help_with_its_flags_and_an_example(

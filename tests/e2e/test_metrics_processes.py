@@ -9,9 +9,10 @@ from processes import FAST_REGISTRY, FAST_WORKER, Daemon, Start, wa
 
 from tests.conftest import eventually
 from tests.observability.test_metrics import scrape, value
-from worker_abstraction import RemoteOrchestrator, TaskStatus
+from tests.observability.test_metrics_security import CLIENT, OPERATOR, TOKENS, client_context, get
+from worker_abstraction import RemoteOrchestrator, TaskStatus, certs
 
-_URL = re.compile(r"serving metrics at (http://\S+)")
+_URL = re.compile(r"serving metrics at (https?://\S+)")
 
 
 async def metrics_url(daemon: Daemon) -> str:
@@ -61,3 +62,22 @@ async def test_the_config_file_turns_metrics_on_and_a_taken_port_stops_the_daemo
     result = await wa("registry", "--port", "0", "--metrics-port", taken)
     assert result.code == 1 and "BindError" in result.err and "metrics" in result.err
     assert "listening on" not in result.out
+
+
+async def test_a_daemon_with_tls_and_a_token_file_serves_metrics_over_https_to_operators(
+    start: Start, tmp_path: Path
+) -> None:
+    pki = tmp_path / "pki"
+    certs.init_dir(pki)
+    (tmp_path / "tokens.toml").write_text(TOKENS)
+    tls = ("--tls-cert", str(pki / "server.pem"), "--tls-key", str(pki / "server.key"), "--tls-ca", str(pki / "ca.pem"))
+    registry = await start(
+        "registry", "--port", "0", *tls, "--auth-tokens", str(tmp_path / "tokens.toml"), "--metrics-port", "0"
+    )
+    url = await metrics_url(registry)
+    assert url.startswith("https://127.0.0.1:"), url
+    context = client_context(pki)
+    assert (await get(url, context=context))[0] == 401
+    assert (await get(url, context=context, token=CLIENT))[0] == 403
+    status, body = await get(url, context=context, token=OPERATOR)
+    assert status == 200 and "wa_workers" in body

@@ -5,6 +5,7 @@ store cannot write, reflection lists and describes the services, and neither nee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -105,19 +106,47 @@ async def test_watch_sends_the_status_then_not_serving_when_the_registry_stops()
             await registry.stop(None)
 
 
-async def test_a_draining_worker_reports_not_serving_before_it_exits(gates: Gates) -> None:
-    worker = ToolWorker(None, port=0)  # no registry: WorkerService alone
+class Draining:
+    """A worker (no registry: WorkerService alone) running one task held until the gate "drain" opens, so
+    that once `begin_stop()` is called it drains, reporting NOT_SERVING, until the test lets the task end."""
+
+    def __init__(self, worker: ToolWorker) -> None:
+        self.worker = worker
+        self.stopping: asyncio.Task[None] | None = None
+
+    def begin_stop(self) -> asyncio.Task[None]:
+        self.stopping = asyncio.create_task(self.worker.stop(grace_seconds=10))
+        return self.stopping
+
+
+@contextlib.asynccontextmanager
+async def draining_worker(gates: Gates) -> AsyncIterator[Draining]:
+    """A `Draining` worker, holding its task; at exit the task is let go and the worker stopped."""
+    worker = ToolWorker(None, port=0)
     await worker.start()
-    stopping: asyncio.Task[None] | None = None
+    draining = Draining(worker)
     try:
         async with aio.insecure_channel(worker.address) as channel, asyncio.timeout(10):
             task = pb.Task(task_id="held", capability_name="wait_for")
             task.parameters.add(key="name", value_json='"drain"')
             accepted = await pb_grpc.WorkerServiceStub(channel).ExecuteTask(pb.ExecuteTaskRequest(task=task))
             assert accepted.accepted
+        yield draining
+    finally:
+        gates.open("drain")
+        if draining.stopping is None:
+            await worker.stop(grace_seconds=0.5)
+        else:
+            await draining.stopping
+
+
+async def test_a_draining_worker_reports_not_serving_before_it_exits(gates: Gates) -> None:
+    async with draining_worker(gates) as draining:
+        worker = draining.worker
+        async with aio.insecure_channel(worker.address) as channel, asyncio.timeout(10):
             watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=WORKER_SERVICE))
             assert (await watch.read()).status == SERVING
-            stopping = asyncio.create_task(worker.stop(grace_seconds=10))
+            stopping = draining.begin_stop()
             assert (await watch.read()).status == NOT_SERVING
             # The task holds the drain: the worker is still stopping, and it said so first.
             assert not stopping.done() and worker.load == 1
@@ -126,10 +155,6 @@ async def test_a_draining_worker_reports_not_serving_before_it_exits(gates: Gate
             gates.open("drain")
             await stopping
             assert worker.load == 0
-    finally:
-        gates.open("drain")
-        if stopping is None:
-            await worker.stop(grace_seconds=0.5)
 
 
 async def test_the_daemon_reports_not_serving_while_its_store_cannot_write(

@@ -14,9 +14,11 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from worker_abstraction.auth import Authenticator
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
 from worker_abstraction.observability.metrics import Metrics
+from worker_abstraction.tls import TLSConfig
 
 _log = logging.getLogger(__name__)
 
@@ -103,14 +105,24 @@ def add_metrics_argument(parser: argparse.ArgumentParser, settings: Settings) ->
         metavar="PORT",
         default=settings.default("metrics_port"),
         help=settings.help(
-            "metrics_port", "serve Prometheus metrics at http://HOST:PORT/metrics, HOST being --host; 0 picks a port"
+            "metrics_port",
+            "serve Prometheus metrics at http://HOST:PORT/metrics, HOST being --host; 0 picks a port. With "
+            "--tls-cert it is https://, with --auth-tokens (or mTLS) it answers operators only",
         ),
     )
 
 
 @contextlib.asynccontextmanager
-async def serving_metrics(metrics: Metrics | None, port: int | None, host: str) -> AsyncIterator[None]:
-    """Serve `metrics` on host:port while the block runs (nothing when `metrics` is None).
+async def serving_metrics(
+    metrics: Metrics | None,
+    port: int | None,
+    host: str,
+    *,
+    tls: TLSConfig | None = None,
+    auth: Authenticator | None = None,
+) -> AsyncIterator[None]:
+    """Serve `metrics` on host:port while the block runs (nothing when `metrics` is None): over HTTPS with
+    the daemon's own certificate when it has one, to operators only when it checks credentials.
 
     Bound before the daemon starts, so a port in use stops it before it serves anything.
 
@@ -123,7 +135,7 @@ async def serving_metrics(metrics: Metrics | None, port: int | None, host: str) 
         return
     if not 0 <= port <= 65535:
         raise UsageError(f"--metrics-port must be 0..65535, got {port}")
-    endpoint = metrics.serve(port, host=host)
+    endpoint = metrics.serve(port, host=host, tls=tls, auth=auth)
     _log.info("serving metrics at %s", endpoint.url)
     try:
         yield

@@ -117,7 +117,7 @@ async def run(args: argparse.Namespace) -> int:
         except StoreInUseError as error:  # one store, one daemon: refused like an unusable flag, exit 2
             raise UsageError(str(error)) from error
 
-    async with serving_metrics(metrics, args.metrics_port, args.host):
+    async with serving_metrics(metrics, args.metrics_port, args.host, tls=tls_of(args), auth=authenticator_of(args)):
         return await serve_until_signal(
             start=start,
             ready_line=lambda: f"orchestrator listening on {server.address}",

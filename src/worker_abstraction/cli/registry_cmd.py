@@ -88,7 +88,7 @@ async def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    async with serving_metrics(metrics, args.metrics_port, args.host):
+    async with serving_metrics(metrics, args.metrics_port, args.host, tls=tls_of(args), auth=authenticator_of(args)):
         return await serve_until_signal(
             start=server.start,
             ready_line=lambda: f"registry listening on {server.address}",

@@ -148,7 +148,7 @@ async def run(args: argparse.Namespace) -> int:
         auth=authenticator_of(args),
         metrics=metrics,
     )
-    async with serving_metrics(metrics, args.metrics_port, args.host):
+    async with serving_metrics(metrics, args.metrics_port, args.host, tls=tls_of(args), auth=authenticator_of(args)):
         return await serve_until_signal(
             start=worker.start,
             ready_line=lambda: f"worker {worker.worker_id} listening on {worker.address}",

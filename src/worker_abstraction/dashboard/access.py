@@ -55,7 +55,7 @@ class Gate:
             return ADMITTED
         if not token or len(token) > MAX_TOKEN:
             return Verdict(401, "a token is required: sign in, or send 'Authorization: Bearer TOKEN'")
-        principal = self.auth.principal_of(token)
+        principal = self.auth.principal_of_token(token)
         if principal is None:
             return Verdict(401, "the token is not known to this server")
         if Role.OPERATOR not in principal.roles:

@@ -1,6 +1,7 @@
-"""How metrics leave the process: prometheus_client's HTTP server, and state read on its event loop at scrape time.
+"""How metrics leave the process: an HTTP(S) server on a thread (see `http.py`), and state read on its event loop
+at scrape time.
 
-prometheus_client serves from a thread of its own. Counters and histograms are safe to read from there (each
+The endpoint serves from threads of its own. Counters and histograms are safe to read from there (each
 holds a lock), but the state behind a gauge such as the queue depth lives on an asyncio loop and changes with
 every turn of it: `LoopReader` hands the read to that loop and waits for the answer, so a scrape sees one
 consistent view and the loop never shares its structures with another thread.
@@ -11,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
+from worker_abstraction.auth import Authenticator
 from worker_abstraction.errors import BindError
+from worker_abstraction.observability import http
+from worker_abstraction.tls import TLSConfig
 
 logger = logging.getLogger(__name__)
 
@@ -89,20 +94,20 @@ def _settle(answer: concurrent.futures.Future[T], done: asyncio.Task[T]) -> None
 
 
 class MetricsEndpoint:
-    """A registry served over HTTP by prometheus_client (`GET /metrics`, or any path), on a daemon thread.
+    """A registry served over HTTP or HTTPS (`GET /metrics`, or any path), on threads of its own.
 
     Made by `serve`; `close()` (or `aclose()`) stops it.
     """
 
-    def __init__(self, host: str, port: int, stop: Callable[[], None]) -> None:
-        self.host, self.port = host, port
+    def __init__(self, host: str, port: int, stop: Callable[[], None], *, scheme: str = "http") -> None:
+        self.host, self.port, self.scheme = host, port, scheme
         self._stop: Callable[[], None] | None = stop
 
     @property
     def url(self) -> str:
-        """Where Prometheus scrapes it, e.g. `http://127.0.0.1:9464/metrics`."""
+        """Where Prometheus scrapes it, e.g. `http://127.0.0.1:9464/metrics` (`https://` over TLS)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/metrics"
+        return f"{self.scheme}://{host}:{self.port}/metrics"
 
     def close(self) -> None:
         """Stop serving (blocks for up to half a second: the server notices between polls)."""
@@ -115,27 +120,42 @@ class MetricsEndpoint:
         await asyncio.to_thread(self.close)
 
 
-def serve(registry: CollectorRegistry, port: int = 0, *, host: str = "127.0.0.1") -> MetricsEndpoint:
-    """Serve `registry` with prometheus_client's `start_http_server`.
+def serve(
+    registry: CollectorRegistry,
+    port: int = 0,
+    *,
+    host: str = "127.0.0.1",
+    tls: TLSConfig | None = None,
+    auth: Authenticator | None = None,
+) -> MetricsEndpoint:
+    """Serve `registry` with prometheus_client's WSGI app on a wsgiref server (as its `start_http_server` does).
 
     Args:
         registry: the metrics to serve (a metrics object's `registry`).
         port: port to listen on; 0 picks a free one (see the endpoint's `port`).
         host: interface to listen on.
+        tls: serve HTTPS with its cert and key (read once, now), requiring client certificates under
+            `require_client_cert`; None (or no cert) serves plain HTTP.
+        auth: answer only scrapes whose credentials (bearer token or client certificate) name an operator
+            (`auth.METRICS_ROLES`): 401 without credentials, 403 for another role. None lets everyone read.
 
     Raises:
         BindError: the address cannot be listened on.
+        InvalidTLSConfigError: the cert and key cannot be served (e.g. given as bytes).
     """
+    context = http.ssl_context(tls) if tls is not None and tls.cert is not None else None
     try:
-        server, thread = start_http_server(port, addr=host, registry=registry)
+        server = http.make_server(host, port, http.metrics_app(registry, auth), context)
     except OSError as error:
         raise BindError(f"cannot serve metrics on {host}:{port}: {error.strerror or error}") from error
+    thread = threading.Thread(target=server.serve_forever, name=f"metrics-{server.server_address[1]}", daemon=True)
+    thread.start()
 
     def stop() -> None:
         server.shutdown()
         server.server_close()
         thread.join(_STOP_SECONDS)
 
-    endpoint = MetricsEndpoint(host, int(server.server_address[1]), stop)
+    endpoint = MetricsEndpoint(host, int(server.server_address[1]), stop, scheme="https" if context else "http")
     logger.debug("metrics served at %s (thread %s)", endpoint.url, thread.name)
     return endpoint

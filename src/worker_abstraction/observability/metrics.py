@@ -46,7 +46,9 @@ from typing import Any, Generic, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
+from worker_abstraction.auth import Authenticator
 from worker_abstraction.observability.exposition import LoopReader, MetricsEndpoint, serve
+from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import Attempt, TaskStatus
 
 OTHER = "_other"  # the label value shared past a label's bound
@@ -77,17 +79,27 @@ class Metrics:
         self._capabilities: set[str] = set()
         self._capabilities_lock = threading.Lock()  # labels are also made on the scraping thread
 
-    def serve(self, port: int = 0, *, host: str = "127.0.0.1") -> MetricsEndpoint:
-        """Serve these metrics over HTTP (prometheus_client's `start_http_server`) until `close()`.
+    def serve(
+        self,
+        port: int = 0,
+        *,
+        host: str = "127.0.0.1",
+        tls: TLSConfig | None = None,
+        auth: Authenticator | None = None,
+    ) -> MetricsEndpoint:
+        """Serve these metrics over HTTP, or HTTPS with `tls`, until `close()` (see `exposition.serve`).
 
         Args:
             port: port to listen on; 0 picks a free one (the endpoint's `port`).
             host: interface to listen on.
+            tls: serve HTTPS with its cert and key (mTLS under `require_client_cert`).
+            auth: let only operators' scrapes through (401/403 for the others).
 
         Raises:
             BindError: the address cannot be listened on.
+            InvalidTLSConfigError: the cert and key cannot be served.
         """
-        return serve(self.registry, port, host=host)
+        return serve(self.registry, port, host=host, tls=tls, auth=auth)
 
     def capability_label(self, capability: str) -> str:
         """The capability itself, or `_other` once `max_capabilities` other names have been seen."""

@@ -1,0 +1,134 @@
+"""Ask a server (registry, worker or orchestrator daemon) whether it serves: the standard gRPC health check.
+
+It prints the status the server reports, for itself as a whole or for one --service: SERVING,
+NOT_SERVING (e.g. a worker draining before it exits, a daemon whose task store cannot write) or
+SERVICE_UNKNOWN (the server does not serve that service). With --watch it prints the status, then each
+change, until interrupted; the watch ends when the server goes away.
+
+Health checks need no credentials, but the TLS settings (--tls-ca, and --tls-cert/--tls-key under mTLS)
+are those of the other commands.
+
+exit codes: 0 SERVING; 1 NOT_SERVING, SERVICE_UNKNOWN or any other refusal; 2 the server cannot be
+reached (or a usage error); 130 interrupted (--watch ends so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from worker_abstraction import _rpc, tls
+from worker_abstraction.cli import cannot_reach
+from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.tls import tls_of
+
+NAME = "health"
+SUMMARY = "check whether a server serves (grpc.health.v1)"
+DEFAULT_LOG_LEVEL = "WARNING"
+EPILOG = """\
+examples:
+  wa health 127.0.0.1:50051
+  wa health 127.0.0.1:50052 --service worker_abstraction.OrchestratorService
+  wa health 127.0.0.1:50061 --watch
+  wa health registry.internal:50051 --tls-ca pki/ca.pem
+"""
+
+SERVING, NOT_SERVING, SERVICE_UNKNOWN = "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"
+EXIT_SERVING, EXIT_NOT_SERVING, EXIT_UNREACHABLE = 0, 1, 2
+
+
+def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    parser.add_argument("address", metavar="ADDRESS", help="the server, as HOST:PORT")
+    parser.add_argument(
+        "--service",
+        metavar="NAME",
+        default="",
+        help="a service's full name (e.g. worker_abstraction.WorkerService); unset: the server as a whole",
+    )
+    parser.add_argument("--watch", action="store_true", help="print the status, then each change, until interrupted")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        metavar="SECONDS",
+        default=5.0,
+        help="seconds to wait for the (first) answer",
+    )
+
+
+def status_name(status: int) -> str:
+    """SERVING, NOT_SERVING or SERVICE_UNKNOWN; UNKNOWN for a server that says nothing definite, and
+    UNKNOWN(N) for a number the protocol does not define."""
+    try:
+        name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
+    except ValueError:
+        return f"UNKNOWN({status})"
+    return name
+
+
+def exit_code(status: str) -> int:
+    return EXIT_SERVING if status == SERVING else EXIT_NOT_SERVING
+
+
+async def run(args: argparse.Namespace) -> int:
+    """Check (or watch) the server's health and print it; the exit code says what was found."""
+    security = tls_of(args)
+    request = health_pb2.HealthCheckRequest(service=args.service)
+    async with _rpc.channel(args.address, security) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            if args.watch:
+                return await _watch(stub, request, args.timeout)
+            response = await stub.Check(request, timeout=args.timeout)
+        except aio.AioRpcError as error:
+            return _failed(error.code(), error.details() or "", args, security)
+        except TimeoutError:
+            return _failed(grpc.StatusCode.DEADLINE_EXCEEDED, "", args, security)
+    status = status_name(response.status)
+    print(status, flush=True)
+    return exit_code(status)
+
+
+async def _watch(stub: health_pb2_grpc.HealthStub, request: Any, timeout_seconds: float) -> int:
+    """Print the status, then each change; the exit code of the last one if the server ends the stream.
+
+    Raises:
+        AioRpcError: the stream failed (the server went away); TimeoutError: no first answer in time.
+    """
+    call = stub.Watch(request)
+    try:
+        # The deadline holds for the first answer only: a watch then lasts as long as the server does.
+        async with asyncio.timeout(timeout_seconds):
+            response = await call.read()
+        status = NOT_SERVING  # (a stream that ends before its first answer)
+        while response is not _rpc.EOF:
+            status = status_name(response.status)
+            print(status, flush=True)
+            response = await call.read()
+    finally:
+        call.cancel()
+    return exit_code(status)
+
+
+def _failed(code: grpc.StatusCode, details: str, args: argparse.Namespace, security: tls.TLSConfig | None) -> int:
+    if code is grpc.StatusCode.NOT_FOUND:  # what Check answers for a service the server does not serve
+        print(SERVICE_UNKNOWN, flush=True)
+        return EXIT_NOT_SERVING
+    if code in _rpc.TRANSPORT_CODES or code is grpc.StatusCode.CANCELLED:
+        reason = (
+            f"no answer within {args.timeout:g}s"
+            if code is grpc.StatusCode.DEADLINE_EXCEEDED
+            else f"{code.name}: {details}{tls.explain(details, security)}"
+        )
+        print(cannot_reach("server", args.address, reason), file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        print(f"the server at {args.address} offers no health checks (grpc.health.v1)", file=sys.stderr)
+        return EXIT_NOT_SERVING
+    print(f"the server at {args.address} refused the health check: {code.name}: {details}", file=sys.stderr)
+    return EXIT_NOT_SERVING
