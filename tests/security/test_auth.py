@@ -148,6 +148,24 @@ CALLS: list[tuple[str, str, Any, bool | str, set[str]]] = [
 ]
 
 
+_CORE_RACE = "Internal error from Core"
+_CORE_RACE_TRIES = 3
+
+
+async def _bidi(channel: aio.Channel, path: str, serializer: Any, request: Any, metadata: Any) -> Any:
+    bidi = channel.stream_stream(path, request_serializer=serializer, response_deserializer=None)(
+        metadata=metadata, timeout=2
+    )
+    try:
+        with contextlib.suppress(aio.AioRpcError, asyncio.InvalidStateError):  # (refused first: see below)
+            await bidi.write(request)
+        await bidi.read()
+    except aio.AioRpcError as error:
+        return error.code(), error.details() or ""
+    bidi.cancel()
+    return grpc.StatusCode.OK, ""
+
+
 async def _call(address: str, service: str, method: str, request: Any, streaming: bool | str, token: str | None) -> Any:
     """The status code the call ends with (OK included), or (a stream) that it answered with, once it
     answered (DEADLINE_EXCEEDED: it waits for more, as a channel may)."""
@@ -156,17 +174,14 @@ async def _call(address: str, service: str, method: str, request: Any, streaming
         path = f"/worker_abstraction.{service}/{method}"
         serializer = type(request).SerializeToString
         if streaming == BIDI:
-            bidi = channel.stream_stream(path, request_serializer=serializer, response_deserializer=None)(
-                metadata=metadata, timeout=2
-            )
-            try:
-                with contextlib.suppress(aio.AioRpcError, asyncio.InvalidStateError):  # (refused first: see below)
-                    await bidi.write(request)
-                await bidi.read()
-            except aio.AioRpcError as error:
-                return error.code(), error.details() or ""
-            bidi.cancel()
-            return grpc.StatusCode.OK, ""
+            # grpc.aio's client now and then reports a bidirectional call the server refused before reading
+            # as INTERNAL "Internal error from Core" (its writer racing the early status; the server's status
+            # was the right one): that answer, and only that one, is asked again.
+            for _ in range(_CORE_RACE_TRIES):
+                answer = await _bidi(channel, path, serializer, request, metadata)
+                if answer != (grpc.StatusCode.INTERNAL, _CORE_RACE):
+                    break
+            return answer
         kind = channel.unary_stream if streaming else channel.unary_unary
         call = kind(path, request_serializer=serializer, response_deserializer=None)(
             request, metadata=metadata, timeout=5

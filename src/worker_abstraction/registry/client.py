@@ -96,9 +96,15 @@ class RegistryClient:
                     raise self._unavailable("HeartbeatStream", error) from error
                 self._heartbeat_stream_offered = False
             except (TimeoutError, asyncio.InvalidStateError, aio.UsageError) as error:
-                # Unanswered, or written to a stream that already ended (grpc raises these, not AioRpcError).
+                # Unanswered, or written to a stream that already ended (grpc raises these, not AioRpcError):
+                # a registry without HeartbeatStream may have ended it (UNIMPLEMENTED) before the write.
+                ended_with = await self._ended_with()
                 self._close_heartbeat_stream()
-                raise RegistryUnavailableError(f"registry {self.address}: heartbeat stream broke: {error!r}") from error
+                if ended_with is not grpc.StatusCode.UNIMPLEMENTED:
+                    raise RegistryUnavailableError(
+                        f"registry {self.address}: heartbeat stream broke: {error!r}"
+                    ) from error
+                self._heartbeat_stream_offered = False
             else:
                 return response.success and not response.must_register
         try:
@@ -118,6 +124,13 @@ class RegistryClient:
             self._close_heartbeat_stream()
             raise RegistryUnavailableError(f"registry {self.address} closed the heartbeat stream")
         return response
+
+    async def _ended_with(self) -> grpc.StatusCode | None:
+        """The status the heartbeat stream already ended with, if it has ended (None: it has not)."""
+        call = self._heartbeat_call
+        if call is None or not call.done():
+            return None
+        return await call.code()
 
     def _close_heartbeat_stream(self) -> None:
         if self._heartbeat_call is not None:
