@@ -12,7 +12,7 @@ from worker_abstraction.errors import InvalidWorkerInfoError, PermissionDeniedEr
 from worker_abstraction.observability.metrics import RegistryMetrics
 from worker_abstraction.registry.events import EventHub, WorkerEvent, WorkerEventType
 from worker_abstraction.registry.validation import registration_problems
-from worker_abstraction.stores.base import WorkerRecord, WorkerStore
+from worker_abstraction.stores.base import SharedWorkerStore, WorkerChange, WorkerRecord, WorkerStore
 from worker_abstraction.types import LoadReport, WorkerInfo, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -57,6 +57,10 @@ class Registry:
         self.events = EventHub()
         self._metrics = metrics
         self._owners: dict[str, str] = {}  # worker id -> the principal that registered it (when known)
+        # A shared store reports every replica's changes, ours included: events come from those reports only.
+        self._shared = isinstance(store, SharedWorkerStore)
+        if isinstance(store, SharedWorkerStore):
+            store.listen(self._on_change)
 
     @property
     def heartbeat_interval_seconds(self) -> float:
@@ -97,10 +101,10 @@ class Registry:
             self._metrics.registrations.inc()
         if previous is None:
             logger.info("worker %s (%s) joined at %s", info.worker_id, info.name, info.address)
-            self.events.publish(WorkerEvent(WorkerEventType.JOINED, record.snapshot()))
+            self._publish(WorkerEvent(WorkerEventType.JOINED, record.snapshot()))
         else:
             record.load = previous.load
-            self.events.publish(WorkerEvent(WorkerEventType.UPDATED, record.snapshot()))
+            self._publish(WorkerEvent(WorkerEventType.UPDATED, record.snapshot()))
         return info
 
     async def heartbeat(self, worker_id: str, load: int, report: LoadReport | None = None, *, owner: str = "") -> bool:
@@ -130,7 +134,7 @@ class Registry:
         if was_suspect:
             logger.info("worker %s (%s) is active again", worker_id, record.info.name)
         if changed:
-            self.events.publish(WorkerEvent(WorkerEventType.UPDATED, updated.snapshot()))
+            self._publish(WorkerEvent(WorkerEventType.UPDATED, updated.snapshot()))
         return True
 
     async def deregister(self, worker_id: str, *, owner: str = "") -> None:
@@ -183,7 +187,7 @@ class Registry:
                 marked = await self.store.mark_suspect(worker_id, reason=reason, seen_before=suspect_before)
                 if marked is not None:
                     logger.info("worker %s (%s) is suspect: %s", worker_id, record.info.name, reason)
-                    self.events.publish(WorkerEvent(WorkerEventType.UPDATED, marked.snapshot()))
+                    self._publish(WorkerEvent(WorkerEventType.UPDATED, marked.snapshot()))
                     suspected += 1
         return suspected, evicted
 
@@ -222,7 +226,7 @@ class Registry:
         return now - record.last_seen > self.ttl_seconds
 
     async def _drop(self, worker_id: str, reason: str, *, evicted: bool = False) -> bool:
-        record = await self.store.remove(worker_id)
+        record = await self.store.remove(worker_id, reason=reason, evicted=evicted)
         self._owners.pop(worker_id, None)
         if record is None:
             return False
@@ -232,8 +236,33 @@ class Registry:
             self._metrics.evictions.inc()
         if evicted:
             snapshot = replace(snapshot, state=WorkerState.EVICTED, state_reason=reason)
-        self.events.publish(WorkerEvent(WorkerEventType.LEFT, snapshot, reason))
+        self._publish(WorkerEvent(WorkerEventType.LEFT, snapshot, reason))
         return True
+
+    def _publish(self, event: WorkerEvent) -> None:
+        if not self._shared:
+            self.events.publish(event)
+
+    def _on_change(self, change: WorkerChange) -> None:
+        """Turn a shared store's change (any replica's) into the event this registry's watchers hear."""
+        previous, current = change.previous, change.current
+        if current is None:
+            if previous is None:
+                return
+            self._owners.pop(previous.info.worker_id, None)
+            snapshot = previous.snapshot()
+            if change.evicted:
+                snapshot = replace(snapshot, state=WorkerState.EVICTED, state_reason=change.reason)
+            self.events.publish(WorkerEvent(WorkerEventType.LEFT, snapshot, change.reason))
+        elif previous is None:
+            self.events.publish(WorkerEvent(WorkerEventType.JOINED, current.snapshot()))
+        elif (
+            change.registered
+            or previous.state is not current.state
+            or previous.load != current.load
+            or _slots(previous.report) != _slots(current.report)
+        ):
+            self.events.publish(WorkerEvent(WorkerEventType.UPDATED, current.snapshot()))
 
 
 def _slots(report: LoadReport | None) -> tuple[int, int] | None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from worker_abstraction.types import LoadReport, WorkerInfo, WorkerState
 
@@ -44,8 +45,11 @@ class WorkerStore(Protocol):
 
     async def get(self, worker_id: str) -> WorkerRecord | None: ...
 
-    async def remove(self, worker_id: str) -> WorkerRecord | None:
-        """Delete a worker; returns the removed record, or None if it was unknown."""
+    async def remove(self, worker_id: str, *, reason: str = "", evicted: bool = False) -> WorkerRecord | None:
+        """Delete a worker; returns the removed record, or None if it was unknown.
+
+        `reason` and `evicted` say why, for stores that report changes to other registries.
+        """
         ...
 
     async def touch(
@@ -72,4 +76,29 @@ class WorkerStore(Protocol):
 
     async def expired(self, before: float) -> list[WorkerRecord]:
         """Workers last seen before the given wall-clock time."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerChange:
+    """One change of a shared store, whichever registry replica made it.
+
+    `previous` is the record before (None: it joined), `current` after (None: it left). `registered` marks a
+    registration (as opposed to a heartbeat or a verdict); `reason` and `evicted` say why a worker left.
+    """
+
+    previous: WorkerRecord | None
+    current: WorkerRecord | None
+    registered: bool = False
+    reason: str = ""
+    evicted: bool = False
+
+
+@runtime_checkable
+class SharedWorkerStore(WorkerStore, Protocol):
+    """A store several registries share: every change, theirs and ours, is reported through `listen`, and
+    the registry derives its WatchWorkers events from those reports instead of from its own calls."""
+
+    def listen(self, listener: Callable[[WorkerChange], None]) -> None:
+        """Call `listener` with every change, in the order the store applied them."""
         ...

@@ -26,7 +26,7 @@ class MemoryWorkerStore:
     async def get(self, worker_id: str) -> WorkerRecord | None:
         return self._records.get(worker_id)
 
-    async def remove(self, worker_id: str) -> WorkerRecord | None:
+    async def remove(self, worker_id: str, *, reason: str = "", evicted: bool = False) -> WorkerRecord | None:
         record = self._records.pop(worker_id, None)
         if record is not None:
             self._unindex(record)

@@ -1,0 +1,152 @@
+"""JetStreamWorkerStore against a real nats-server: writes, compare-and-set races, expiry, two replicas converging."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from tests.conftest import eventually
+from tests.nats_server import NatsServer
+from worker_abstraction.stores.base import WorkerChange, WorkerRecord
+from worker_abstraction.stores.jetstream import JetStreamWorkerStore, NatsOptions, NatsStoreError
+from worker_abstraction.stores.jetstream.connection import check_server_version, parse_servers
+from worker_abstraction.types import WorkerInfo, WorkerState
+
+Open = Callable[..., Awaitable[JetStreamWorkerStore]]
+
+
+@pytest.fixture
+async def open_store(nats_server: NatsServer) -> AsyncIterator[Open]:
+    opened: list[JetStreamWorkerStore] = []
+
+    async def open_(key_ttl_seconds: float = 30.0) -> JetStreamWorkerStore:
+        store = await JetStreamWorkerStore.open(NatsOptions((nats_server.url,)), key_ttl_seconds=key_ttl_seconds)
+        opened.append(store)
+        return store
+
+    yield open_
+    for store in opened:
+        await store.aclose()
+
+
+def record(worker_id: str, address: str = "127.0.0.1:7001", *, seen: float | None = None) -> WorkerRecord:
+    info = WorkerInfo(worker_id=worker_id, name="w", address=address, tags=("gpu",))
+    return WorkerRecord(info=info, last_seen=time.time() if seen is None else seen)
+
+
+async def test_a_registered_worker_is_read_back_with_its_live_fields(open_store: Open) -> None:
+    store = await open_store()
+    assert await store.put(record("w/1 odd:id")) is None
+    touched = await store.touch("w/1 odd:id", load=3, now=time.time())
+    assert touched is not None and touched.load == 3
+    got = await store.get("w/1 odd:id")
+    assert got is not None and got.info.tags == ("gpu",) and got.load == 3
+    assert [r.info.worker_id for r in await store.find_by_address("127.0.0.1:7001")] == ["w/1 odd:id"]
+    assert await store.remove("w/1 odd:id") is not None
+    assert await store.get("w/1 odd:id") is None
+    assert await store.touch("w/1 odd:id", load=0, now=time.time()) is None
+
+
+async def test_a_second_store_on_the_bucket_sees_every_change_in_order(open_store: Open) -> None:
+    a, b = await open_store(), await open_store()
+    changes: list[WorkerChange] = []
+    b.listen(changes.append)
+    await a.put(record("w1"))
+    await eventually(lambda: len(changes) == 1, what="B heard of the registration")
+    assert changes[0].previous is None and changes[0].registered
+    assert await b.touch("w1", load=2, now=time.time()) is not None  # a heartbeat through the other replica
+    await eventually(lambda: a_load(a) == 2, what="A sees B's heartbeat")
+    assert await b.remove("w1", reason="evicted: test", evicted=True) is not None
+    await eventually(lambda: not a_records(a), what="A sees the eviction")
+    left = changes[-1]
+    assert left.current is None and left.evicted and left.reason == "evicted: test"
+
+
+def a_records(store: JetStreamWorkerStore) -> list[WorkerRecord]:
+    return store_records(store)
+
+
+def a_load(store: JetStreamWorkerStore) -> int | None:
+    records = store_records(store)
+    return records[0].load if records else None
+
+
+def store_records(store: JetStreamWorkerStore) -> list[WorkerRecord]:
+    # all() is a coroutine over the cache; read it synchronously through a finished coroutine.
+    coroutine = store.all()
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return list(done.value)
+    raise AssertionError("all() awaited something")
+
+
+async def test_a_stale_suspect_verdict_never_overwrites_a_fresh_heartbeat(open_store: Open) -> None:
+    a, b = await open_store(), await open_store()
+    await a.put(record("w1", seen=time.time() - 10))
+    await eventually(lambda: bool(store_records(b)), what="B loaded the worker")
+    # A heartbeat lands through A while B still judges the old record.
+    assert await a.touch("w1", load=0, now=time.time()) is not None
+    verdict = await b.mark_suspect("w1", reason="no heartbeat", seen_before=time.time() - 5)
+    if verdict is not None:  # B's watch had already delivered the heartbeat: then it must not judge it
+        raise AssertionError(f"stale verdict applied: {verdict}")
+    got = await a.get("w1")
+    assert got is not None and got.state is WorkerState.ACTIVE
+
+
+async def test_a_suspect_verdict_on_a_silent_worker_is_seen_by_both(open_store: Open) -> None:
+    a, b = await open_store(), await open_store()
+    await a.put(record("w1", seen=time.time() - 10))
+    await eventually(lambda: bool(store_records(b)), what="B loaded the worker")
+    assert await b.mark_suspect("w1", reason="no heartbeat", seen_before=time.time() - 5) is not None
+    await eventually(lambda: store_records(a)[0].state is WorkerState.SUSPECT, what="A sees SUSPECT")
+    assert await a.mark_suspect("w1", reason="again", seen_before=time.time()) is None  # already SUSPECT
+
+
+async def test_of_two_replicas_evicting_one_worker_only_one_removes_it(open_store: Open) -> None:
+    a, b = await open_store(), await open_store()
+    await a.put(record("w1"))
+    await eventually(lambda: bool(store_records(b)), what="B loaded the worker")
+    results = [await a.remove("w1", evicted=True), await b.remove("w1", evicted=True)]
+    assert sum(r is not None for r in results) == 1
+
+
+async def test_a_worker_no_registry_heartbeats_expires_from_the_bucket(open_store: Open) -> None:
+    a, b = await open_store(key_ttl_seconds=1), await open_store(key_ttl_seconds=1)
+    changes: list[WorkerChange] = []
+    b.listen(changes.append)
+    await a.put(record("w1"))
+    await eventually(lambda: bool(store_records(b)), what="B loaded the worker")
+    await eventually(lambda: not store_records(b), timeout_seconds=8, what="the key expired")
+    assert changes[-1].current is None and changes[-1].evicted and "expired" in changes[-1].reason
+
+
+async def test_a_store_opened_later_loads_the_workers_already_there(open_store: Open) -> None:
+    a = await open_store()
+    await a.put(record("w1"))
+    await a.put(record("w2", "127.0.0.1:7002"))
+    b = await open_store()
+    assert sorted(r.info.worker_id for r in store_records(b)) == ["w1", "w2"]
+
+
+def test_servers_older_than_2_11_are_refused_by_name() -> None:
+    check_server_version("2.11.0")
+    check_server_version("v2.15.1")
+    with pytest.raises(NatsStoreError, match=r"2\.10\.22 is too old.*>= 2\.11"):
+        check_server_version("2.10.22")
+
+
+def test_store_urls_are_checked() -> None:
+    assert parse_servers("nats://a:4222, tls://b:4223") == ("nats://a:4222", "tls://b:4223")
+    for bad in ("", "a:4222", "http://a:1", "nats://a"):
+        with pytest.raises(NatsStoreError):
+            parse_servers(bad)
+
+
+async def test_an_unreachable_server_is_a_clear_error() -> None:
+    with pytest.raises(NatsStoreError, match="cannot connect to NATS"):
+        await JetStreamWorkerStore.open(
+            NatsOptions(("nats://127.0.0.1:1",), connect_timeout_seconds=1), key_ttl_seconds=5
+        )
