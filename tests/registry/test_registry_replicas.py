@@ -11,7 +11,9 @@ import pytest
 from tests.conftest import ToolWorker, eventually
 from tests.nats_server import NatsServer
 from worker_abstraction import RegistryClient, RegistryServer
+from worker_abstraction.errors import PermissionDeniedError
 from worker_abstraction.registry.events import WorkerEvent, WorkerEventType
+from worker_abstraction.registry.service import Registry
 from worker_abstraction.stores.jetstream import JetStreamWorkerStore, NatsOptions
 from worker_abstraction.types import WorkerInfo
 
@@ -141,3 +143,20 @@ async def heartbeat_after(address: str, moment: float) -> bool:
     finally:
         await client.aclose()
     return any(w.last_heartbeat is not None and w.last_heartbeat.timestamp() > moment for w in workers)
+
+
+async def test_the_registering_principal_is_known_to_every_replica(nats_server: NatsServer) -> None:
+    options = NatsOptions((nats_server.url,))
+    store_a = await JetStreamWorkerStore.open(options, key_ttl_seconds=TTL_SECONDS)
+    store_b = await JetStreamWorkerStore.open(options, key_ttl_seconds=TTL_SECONDS)
+    try:
+        a, b = Registry(store_a, ttl_seconds=TTL_SECONDS), Registry(store_b, ttl_seconds=TTL_SECONDS)
+        await a.register(WorkerInfo(worker_id="w1", name="echo", address="127.0.0.1:7001"), owner="alice")
+        assert await b.heartbeat("w1", 0, owner="alice")
+        with pytest.raises(PermissionDeniedError):
+            await b.heartbeat("w1", 0, owner="mallory")
+        with pytest.raises(PermissionDeniedError):
+            await b.register(WorkerInfo(worker_id="w2", name="echo", address="127.0.0.1:7001"), owner="mallory")
+    finally:
+        await store_a.aclose()
+        await store_b.aclose()

@@ -57,36 +57,35 @@ async def test_a_second_store_on_the_bucket_sees_every_change_in_order(open_stor
     await eventually(lambda: len(changes) == 1, what="B heard of the registration")
     assert changes[0].previous is None and changes[0].registered
     assert await b.touch("w1", load=2, now=time.time()) is not None  # a heartbeat through the other replica
-    await eventually(lambda: a_load(a) == 2, what="A sees B's heartbeat")
+    await eventually(lambda: equals(load_of(a, "w1"), 2), what="A sees B's heartbeat")
     assert await b.remove("w1", reason="evicted: test", evicted=True) is not None
-    await eventually(lambda: not a_records(a), what="A sees the eviction")
+    await eventually(lambda: equals(ids(a), []), what="A sees the eviction")
     left = changes[-1]
     assert left.current is None and left.evicted and left.reason == "evicted: test"
 
 
-def a_records(store: JetStreamWorkerStore) -> list[WorkerRecord]:
-    return store_records(store)
+async def equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
 
 
-def a_load(store: JetStreamWorkerStore) -> int | None:
-    records = store_records(store)
-    return records[0].load if records else None
+async def ids(store: JetStreamWorkerStore) -> list[str]:
+    return sorted(r.info.worker_id for r in await store.all())
 
 
-def store_records(store: JetStreamWorkerStore) -> list[WorkerRecord]:
-    # all() is a coroutine over the cache; read it synchronously through a finished coroutine.
-    coroutine = store.all()
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        return list(done.value)
-    raise AssertionError("all() awaited something")
+async def load_of(store: JetStreamWorkerStore, worker_id: str) -> int | None:
+    record = await store.get(worker_id)
+    return record.load if record is not None else None
+
+
+async def state_of(store: JetStreamWorkerStore, worker_id: str) -> WorkerState | None:
+    record = await store.get(worker_id)
+    return record.state if record is not None else None
 
 
 async def test_a_stale_suspect_verdict_never_overwrites_a_fresh_heartbeat(open_store: Open) -> None:
     a, b = await open_store(), await open_store()
     await a.put(record("w1", seen=time.time() - 10))
-    await eventually(lambda: bool(store_records(b)), what="B loaded the worker")
+    await eventually(lambda: equals(ids(b), ["w1"]), what="B loaded the worker")
     # A heartbeat lands through A while B still judges the old record.
     assert await a.touch("w1", load=0, now=time.time()) is not None
     verdict = await b.mark_suspect("w1", reason="no heartbeat", seen_before=time.time() - 5)
@@ -99,16 +98,16 @@ async def test_a_stale_suspect_verdict_never_overwrites_a_fresh_heartbeat(open_s
 async def test_a_suspect_verdict_on_a_silent_worker_is_seen_by_both(open_store: Open) -> None:
     a, b = await open_store(), await open_store()
     await a.put(record("w1", seen=time.time() - 10))
-    await eventually(lambda: bool(store_records(b)), what="B loaded the worker")
+    await eventually(lambda: equals(ids(b), ["w1"]), what="B loaded the worker")
     assert await b.mark_suspect("w1", reason="no heartbeat", seen_before=time.time() - 5) is not None
-    await eventually(lambda: store_records(a)[0].state is WorkerState.SUSPECT, what="A sees SUSPECT")
+    await eventually(lambda: equals(state_of(a, "w1"), WorkerState.SUSPECT), what="A sees SUSPECT")
     assert await a.mark_suspect("w1", reason="again", seen_before=time.time()) is None  # already SUSPECT
 
 
 async def test_of_two_replicas_evicting_one_worker_only_one_removes_it(open_store: Open) -> None:
     a, b = await open_store(), await open_store()
     await a.put(record("w1"))
-    await eventually(lambda: bool(store_records(b)), what="B loaded the worker")
+    await eventually(lambda: equals(ids(b), ["w1"]), what="B loaded the worker")
     results = [await a.remove("w1", evicted=True), await b.remove("w1", evicted=True)]
     assert sum(r is not None for r in results) == 1
 
@@ -118,8 +117,8 @@ async def test_a_worker_no_registry_heartbeats_expires_from_the_bucket(open_stor
     changes: list[WorkerChange] = []
     b.listen(changes.append)
     await a.put(record("w1"))
-    await eventually(lambda: bool(store_records(b)), what="B loaded the worker")
-    await eventually(lambda: not store_records(b), timeout_seconds=8, what="the key expired")
+    await eventually(lambda: equals(ids(b), ["w1"]), what="B loaded the worker")
+    await eventually(lambda: equals(ids(b), []), timeout_seconds=8, what="the key expired")
     assert changes[-1].current is None and changes[-1].evicted and "expired" in changes[-1].reason
 
 
@@ -128,7 +127,7 @@ async def test_a_store_opened_later_loads_the_workers_already_there(open_store: 
     await a.put(record("w1"))
     await a.put(record("w2", "127.0.0.1:7002"))
     b = await open_store()
-    assert sorted(r.info.worker_id for r in store_records(b)) == ["w1", "w2"]
+    assert await ids(b) == ["w1", "w2"]
 
 
 def test_servers_older_than_2_11_are_refused_by_name() -> None:

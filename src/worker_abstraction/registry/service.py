@@ -56,7 +56,6 @@ class Registry:
         self.suspect_after_seconds = suspect_after_seconds
         self.events = EventHub()
         self._metrics = metrics
-        self._owners: dict[str, str] = {}  # worker id -> the principal that registered it (when known)
         # A shared store reports every replica's changes, ours included: events come from those reports only.
         self._shared = isinstance(store, SharedWorkerStore)
         if isinstance(store, SharedWorkerStore):
@@ -93,10 +92,8 @@ class Registry:
             if stale.info.worker_id != info.worker_id:
                 reason = f"replaced by {info.worker_id} at {info.address}"
                 await self._drop(stale.info.worker_id, reason, evicted=True)
-        record = WorkerRecord(info=info, last_seen=time.time())
+        record = WorkerRecord(info=info, last_seen=time.time(), owner=owner)
         previous = await self.store.put(record)
-        if owner:
-            self._owners[info.worker_id] = owner
         if self._metrics is not None:
             self._metrics.registrations.inc()
         if previous is None:
@@ -116,7 +113,7 @@ class Registry:
         record = await self.store.get(worker_id)
         if record is None:
             return False
-        self._check_owner(worker_id, owner)
+        self._check_owner(record, owner)
         now = time.time()
         if self._is_stale(record, now):
             # Past its TTL it is already gone for every reader (GetAvailableWorkers hides it); evict it now,
@@ -144,8 +141,9 @@ class Registry:
             WorkerNotFoundError: the id is unknown.
             PermissionDeniedError: `owner` is not the principal that registered the worker.
         """
-        if await self.store.get(worker_id) is not None:
-            self._check_owner(worker_id, owner)
+        record = await self.store.get(worker_id)
+        if record is not None:
+            self._check_owner(record, owner)
         if not await self._drop(worker_id, "deregistered"):
             raise WorkerNotFoundError(worker_id)
 
@@ -208,26 +206,23 @@ class Registry:
         now = time.time()
         existing = await self.store.get(info.worker_id)
         if existing is not None and not self._is_stale(existing, now):
-            self._check_owner(info.worker_id, owner)
+            self._check_owner(existing, owner)
         for other in await self.store.find_by_address(info.address):
-            holder = self._owners.get(other.info.worker_id, "")
-            if other.info.worker_id != info.worker_id and holder != owner and not self._is_stale(other, now):
+            if other.info.worker_id != info.worker_id and other.owner != owner and not self._is_stale(other, now):
                 raise PermissionDeniedError(
                     f"address {info.address} is served by live worker {other.info.worker_id} of another "
                     "principal; it cannot be taken over"
                 )
 
-    def _check_owner(self, worker_id: str, owner: str) -> None:
-        holder = self._owners.get(worker_id, "")
-        if owner and holder != owner:
-            raise PermissionDeniedError(f"worker {worker_id} belongs to another principal")
+    def _check_owner(self, record: WorkerRecord, owner: str) -> None:
+        if owner and record.owner != owner:
+            raise PermissionDeniedError(f"worker {record.info.worker_id} belongs to another principal")
 
     def _is_stale(self, record: WorkerRecord, now: float) -> bool:
         return now - record.last_seen > self.ttl_seconds
 
     async def _drop(self, worker_id: str, reason: str, *, evicted: bool = False) -> bool:
         record = await self.store.remove(worker_id, reason=reason, evicted=evicted)
-        self._owners.pop(worker_id, None)
         if record is None:
             return False
         logger.info("worker %s (%s) left: %s", worker_id, record.info.name, reason)
@@ -249,7 +244,6 @@ class Registry:
         if current is None:
             if previous is None:
                 return
-            self._owners.pop(previous.info.worker_id, None)
             snapshot = previous.snapshot()
             if change.evicted:
                 snapshot = replace(snapshot, state=WorkerState.EVICTED, state_reason=change.reason)

@@ -14,7 +14,8 @@ from worker_abstraction.types import LoadReport, WorkerInfo, WorkerState
 class WorkerRecord:
     """A registered worker: what it declared, when it was last heard from (wall clock), its load and state.
 
-    The state is ACTIVE or SUSPECT: an evicted worker has no record.
+    The state is ACTIVE or SUSPECT: an evicted worker has no record. `owner` is the principal that
+    registered it (empty: callers are not identified).
     """
 
     info: WorkerInfo
@@ -23,6 +24,7 @@ class WorkerRecord:
     report: LoadReport | None = None
     state: WorkerState = WorkerState.ACTIVE
     state_reason: str = ""
+    owner: str = ""
 
     def snapshot(self) -> WorkerInfo:
         """The declared info with the live fields (last heartbeat, load, state) filled in."""

@@ -1,7 +1,8 @@
 """JetStreamWorkerStore: the registry's workers in a JetStream KV bucket, read from a cache a KV watch keeps current.
 
 One key per worker (its id, base64url), one value per key (history 1): a one-byte operation (R registered,
-H heartbeat, S suspect) and the worker as the contract's WorkerInfo message, live fields included. Every
+H heartbeat, S suspect), the owner (the registering principal: two bytes of length, then UTF-8) and the
+worker as the contract's WorkerInfo message, live fields included. Every
 write but a registration is a compare-and-set on the key's revision, so a stale SUSPECT verdict never
 overwrites a fresh heartbeat, and of two replicas evicting one worker only one succeeds. Every value
 carries a per-message TTL, so a worker whose every registry died still disappears from the bucket. A
@@ -313,16 +314,19 @@ def _worker_id(key: str) -> str | None:
 
 
 def _encode(record: WorkerRecord) -> bytes:
-    return _convert.worker_to_bytes(record.snapshot())
+    owner = record.owner.encode()[:0xFFFF]
+    return len(owner).to_bytes(2, "big") + owner + _convert.worker_to_bytes(record.snapshot())
 
 
 def _decode(value: bytes) -> tuple[bytes, WorkerRecord | None]:
     op = value[:1]
     if op not in (_REGISTERED, _HEARTBEAT, _SUSPECT):
         return op, None
+    size = int.from_bytes(value[1:3], "big")
     try:
-        info = _convert.worker_from_bytes(value[1:])
-    except ValueError:
+        owner = value[3 : 3 + size].decode()
+        info = _convert.worker_from_bytes(value[3 + size :])
+    except ValueError:  # UnicodeDecodeError is one
         return op, None
     if info.last_heartbeat is None:
         return op, None
@@ -335,5 +339,6 @@ def _decode(value: bytes) -> tuple[bytes, WorkerRecord | None]:
         report=info.load_report,
         state=info.state if info.state is WorkerState.SUSPECT else WorkerState.ACTIVE,
         state_reason=info.state_reason,
+        owner=owner,
     )
     return op, record
