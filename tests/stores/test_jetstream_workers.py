@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import eventually
 from tests.nats_server import NatsServer
+from worker_abstraction.errors import InvalidWorkerInfoError
 from worker_abstraction.stores.base import WorkerChange, WorkerRecord
 from worker_abstraction.stores.jetstream import JetStreamWorkerStore, NatsOptions, NatsStoreError
 from worker_abstraction.stores.jetstream.connection import check_server_version, parse_servers
@@ -149,3 +150,20 @@ async def test_an_unreachable_server_is_a_clear_error() -> None:
         await JetStreamWorkerStore.open(
             NatsOptions(("nats://127.0.0.1:1",), connect_timeout_seconds=1), key_ttl_seconds=5
         )
+
+
+async def test_hostile_ids_are_unknown_workers_not_errors(open_store: Open) -> None:
+    store = await open_store()
+    for worker_id in ("", "x" * 100_000, "\x00\udcff".encode(errors="surrogatepass").decode(errors="replace"), ">*"):
+        assert await store.get(worker_id) is None
+        assert await store.touch(worker_id, load=0, now=time.time()) is None
+        assert await store.remove(worker_id) is None
+        assert await store.mark_suspect(worker_id, reason="", seen_before=time.time()) is None
+
+
+async def test_a_registration_over_the_servers_max_payload_is_refused_as_invalid(open_store: Open) -> None:
+    store = await open_store()
+    huge = WorkerRecord(info=WorkerInfo(worker_id="w1", name="w", address="a:1", tags=("t" * 2_000_000,)), last_seen=0)
+    with pytest.raises(InvalidWorkerInfoError, match="max_payload"):
+        await store.put(huge)
+    assert await store.get("w1") is None

@@ -25,12 +25,14 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from nats.aio.client import Client
+from nats.errors import MaxPayloadError
 from nats.js.api import KeyValueConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from worker_abstraction import _convert
+from worker_abstraction.errors import InvalidWorkerInfoError
 from worker_abstraction.stores.base import WorkerChange, WorkerRecord
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, connect
 from worker_abstraction.types import LoadReport, WorkerState
@@ -44,6 +46,7 @@ _WRONG_LAST_SEQUENCE = (10071, 10164)  # the server's codes for a failed compare
 _CAS_ATTEMPTS = 5
 _MARKER_TTL_SECONDS = 60  # how long removal markers stay in the bucket (watchers see them at once)
 _MAX_TOMBSTONES = 10_000
+_MAX_ID_CHARS = 4096  # longer ids (a hostile heartbeat) are not looked up in the bucket
 
 
 class JetStreamWorkerStore:
@@ -205,6 +208,11 @@ class JetStreamWorkerStore:
             headers["Nats-Rollup"] = "sub"
         try:
             ack = await self._js.publish(self._prefix + _key(worker_id), payload, headers=headers, msg_ttl=ttl)
+        except MaxPayloadError as error:
+            limit = self._client.max_payload
+            raise InvalidWorkerInfoError(
+                [f"the worker's description takes {len(payload)} bytes, over the NATS server's {limit} (max_payload)"]
+            ) from error
         except APIError as error:
             if error.err_code in _WRONG_LAST_SEQUENCE:
                 return None
@@ -213,6 +221,8 @@ class JetStreamWorkerStore:
 
     async def _fetch(self, worker_id: str) -> WorkerRecord | None:
         """Read one key from the bucket itself and bring the cache up to it."""
+        if not worker_id or len(worker_id) > _MAX_ID_CHARS:  # no such key could have been written
+            return None
         try:
             entry = await self._kv.get(_key(worker_id))
         except KeyNotFoundError:
