@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import eventually
 from tests.nats_server import NatsServer
-from worker_abstraction.errors import InvalidWorkerInfoError
+from worker_abstraction.errors import InvalidWorkerInfoError, RegistryUnavailableError
 from worker_abstraction.stores.base import WorkerChange, WorkerRecord
 from worker_abstraction.stores.jetstream import JetStreamWorkerStore, NatsOptions, NatsStoreError
 from worker_abstraction.stores.jetstream.connection import check_server_version, parse_servers
@@ -167,3 +167,13 @@ async def test_a_registration_over_the_servers_max_payload_is_refused_as_invalid
     with pytest.raises(InvalidWorkerInfoError, match="max_payload"):
         await store.put(huge)
     assert await store.get("w1") is None
+
+
+async def test_a_lost_nats_server_makes_writes_unavailable_not_internal_errors(
+    open_store: Open, nats_server: NatsServer
+) -> None:
+    store = await open_store()
+    await store.put(record("w1"))
+    nats_server.stop()
+    with pytest.raises(RegistryUnavailableError, match="NATS store"):
+        await store.touch("w1", load=1, now=time.time())

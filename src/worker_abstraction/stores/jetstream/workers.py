@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.errors import MaxPayloadError
 from nats.js.api import KeyValueConfig
 from nats.js.client import JetStreamContext
@@ -32,7 +33,7 @@ from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from worker_abstraction import _convert
-from worker_abstraction.errors import InvalidWorkerInfoError
+from worker_abstraction.errors import InvalidWorkerInfoError, RegistryUnavailableError
 from worker_abstraction.stores.base import WorkerChange, WorkerRecord
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, connect
 from worker_abstraction.types import LoadReport, WorkerState
@@ -216,7 +217,9 @@ class JetStreamWorkerStore:
         except APIError as error:
             if error.err_code in _WRONG_LAST_SEQUENCE:
                 return None
-            raise
+            raise _unavailable(error) from error
+        except (NatsError, TimeoutError) as error:  # disconnected, or no answer in time
+            raise _unavailable(error) from error
         return int(ack.seq)
 
     async def _fetch(self, worker_id: str) -> WorkerRecord | None:
@@ -227,6 +230,8 @@ class JetStreamWorkerStore:
             entry = await self._kv.get(_key(worker_id))
         except KeyNotFoundError:
             return None  # gone (the watch reports the removal), or never there
+        except (NatsError, TimeoutError) as error:
+            raise _unavailable(error) from error
         if entry.value is None or entry.revision is None:
             return None
         op, record = _decode(entry.value)
@@ -309,6 +314,11 @@ class JetStreamWorkerStore:
             ids.discard(record.info.worker_id)
             if not ids:
                 del self._by_address[record.info.address]
+
+
+def _unavailable(error: Exception) -> RegistryUnavailableError:
+    # Answered UNAVAILABLE: the caller retries (its heartbeat loop does) rather than reading it as a bug.
+    return RegistryUnavailableError(f"the registry's NATS store failed: {error!r}")
 
 
 def _key(worker_id: str) -> str:
