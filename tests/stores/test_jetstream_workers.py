@@ -177,3 +177,13 @@ async def test_a_lost_nats_server_makes_writes_unavailable_not_internal_errors(
     nats_server.stop()
     with pytest.raises(RegistryUnavailableError, match="NATS store"):
         await store.touch("w1", load=1, now=time.time())
+
+
+async def test_an_eviction_spares_a_worker_heard_from_since_the_sweep_looked(open_store: Open) -> None:
+    a, b = await open_store(), await open_store()
+    await a.put(record("w1", seen=time.time() - 60))
+    await eventually(lambda: equals(ids(b), ["w1"]), what="B loaded the worker")
+    judged_at = time.time() - 30
+    assert await a.touch("w1", load=0, now=time.time()) is not None  # the heartbeat lands first
+    assert await b.remove("w1", evicted=True, seen_before=judged_at) is None
+    assert await ids(a) == ["w1"]

@@ -118,7 +118,8 @@ class Registry:
         if self._is_stale(record, now):
             # Past its TTL it is already gone for every reader (GetAvailableWorkers hides it); evict it now,
             # before the sweep would, so watchers hear LEFT and the worker registers afresh.
-            await self._drop(worker_id, f"evicted: no heartbeat for {now - record.last_seen:.1f}s", evicted=True)
+            reason = f"evicted: no heartbeat for {now - record.last_seen:.1f}s"
+            await self._drop(worker_id, reason, evicted=True, seen_before=now - self.ttl_seconds)
             return False
         # Watchers hear of slot and state changes, not of every wiggle in CPU use.
         was_suspect = record.state is not WorkerState.ACTIVE
@@ -179,7 +180,7 @@ class Registry:
             worker_id, silence = record.info.worker_id, now - record.last_seen
             if silence > self.ttl_seconds:
                 reason = f"evicted: no heartbeat for {silence:.1f}s"
-                evicted += await self._drop(worker_id, reason, evicted=True)
+                evicted += await self._drop(worker_id, reason, evicted=True, seen_before=now - self.ttl_seconds)
             elif record.state is WorkerState.ACTIVE:
                 reason = f"no heartbeat for {silence:.1f}s"
                 marked = await self.store.mark_suspect(worker_id, reason=reason, seen_before=suspect_before)
@@ -221,8 +222,10 @@ class Registry:
     def _is_stale(self, record: WorkerRecord, now: float) -> bool:
         return now - record.last_seen > self.ttl_seconds
 
-    async def _drop(self, worker_id: str, reason: str, *, evicted: bool = False) -> bool:
-        record = await self.store.remove(worker_id, reason=reason, evicted=evicted)
+    async def _drop(
+        self, worker_id: str, reason: str, *, evicted: bool = False, seen_before: float | None = None
+    ) -> bool:
+        record = await self.store.remove(worker_id, reason=reason, evicted=evicted, seen_before=seen_before)
         if record is None:
             return False
         logger.info("worker %s (%s) left: %s", worker_id, record.info.name, reason)

@@ -47,10 +47,14 @@ class WorkerStore(Protocol):
 
     async def get(self, worker_id: str) -> WorkerRecord | None: ...
 
-    async def remove(self, worker_id: str, *, reason: str = "", evicted: bool = False) -> WorkerRecord | None:
+    async def remove(
+        self, worker_id: str, *, reason: str = "", evicted: bool = False, seen_before: float | None = None
+    ) -> WorkerRecord | None:
         """Delete a worker; returns the removed record, or None if it was unknown.
 
-        `reason` and `evicted` say why, for stores that report changes to other registries.
+        `reason` and `evicted` say why, for stores that report changes to other registries. With
+        `seen_before`, only a worker last seen before then is removed (check and removal are one step, so
+        an eviction never removes a worker whose heartbeat just arrived).
         """
         ...
 

@@ -141,11 +141,13 @@ class JetStreamWorkerStore:
             record = await self._fetch(worker_id)
         return record
 
-    async def remove(self, worker_id: str, *, reason: str = "", evicted: bool = False) -> WorkerRecord | None:
+    async def remove(
+        self, worker_id: str, *, reason: str = "", evicted: bool = False, seen_before: float | None = None
+    ) -> WorkerRecord | None:
         body = (_EVICTED if evicted else _LEFT) + reason.encode()
         record = await self.get(worker_id)
         for _ in range(_CAS_ATTEMPTS):
-            if record is None:
+            if record is None or (seen_before is not None and record.last_seen >= seen_before):
                 return None
             last = self._revisions.get(worker_id, 0)
             revision = await self._publish(worker_id, body, last=last, ttl=_MARKER_TTL_SECONDS, purge=True)
