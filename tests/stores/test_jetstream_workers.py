@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import nats
 import pytest
+from nats.js.api import KeyValueConfig
 
 from tests.conftest import eventually
 from tests.nats_server import NatsServer
@@ -187,3 +189,13 @@ async def test_an_eviction_spares_a_worker_heard_from_since_the_sweep_looked(ope
     assert await a.touch("w1", load=0, now=time.time()) is not None  # the heartbeat lands first
     assert await b.remove("w1", evicted=True, seen_before=judged_at) is None
     assert await ids(a) == ["w1"]
+
+
+async def test_a_bucket_made_without_per_key_ttl_is_refused(nats_server: NatsServer) -> None:
+    client = await nats.connect(nats_server.url)
+    try:
+        await client.jetstream().create_key_value(KeyValueConfig(bucket="wa_workers", history=1))
+        with pytest.raises(NatsStoreError, match="without per-message TTL"):
+            await JetStreamWorkerStore.open(NatsOptions((nats_server.url,)), key_ttl_seconds=5)
+    finally:
+        await client.close()

@@ -95,6 +95,7 @@ class JetStreamWorkerStore:
             except BucketNotFoundError:
                 config = KeyValueConfig(bucket=bucket, history=1, limit_marker_ttl=_MARKER_TTL_SECONDS)
                 kv = await js.create_key_value(config)
+            _check_bucket(bucket, await kv.status())
             store = cls(client, kv, bucket, key_ttl_seconds=key_ttl_seconds)
             await store._start(sync_timeout_seconds)
         except NatsStoreError:
@@ -316,6 +317,16 @@ class JetStreamWorkerStore:
             ids.discard(record.info.worker_id)
             if not ids:
                 del self._by_address[record.info.address]
+
+
+def _check_bucket(bucket: str, status: KeyValue.BucketStatus) -> None:
+    """Refuse a bucket made by something else: without per-message TTL or marker TTL, workers never expire."""
+    config = status.stream_info.config
+    if not config.allow_msg_ttl or not config.subject_delete_marker_ttl:
+        raise NatsStoreError(
+            f"the NATS bucket {bucket!r} exists without per-message TTL (allow_msg_ttl) or expiry markers "
+            "(subject_delete_marker_ttl); delete it (nats kv del) and the registry recreates it"
+        )
 
 
 def _unavailable(error: Exception) -> RegistryUnavailableError:
