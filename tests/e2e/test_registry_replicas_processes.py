@@ -53,6 +53,9 @@ async def test_a_store_that_is_not_nats_is_a_usage_error() -> None:
     result = await wa("registry", "--port", "0", "--store", "redis://127.0.0.1:6379")
     assert result.code == 2
     assert "expected memory or nats://" in result.err
+    from_env = await wa("registry", "--port", "0", extra_env={"WA_REGISTRY_STORE": "nats://no-port"})
+    assert from_env.code == 2
+    assert "malformed NATS URL 'nats://no-port'" in from_env.err
 
 
 async def test_an_unreachable_nats_is_reported_by_address() -> None:
