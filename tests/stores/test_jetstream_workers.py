@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -199,3 +200,24 @@ async def test_a_bucket_made_without_per_key_ttl_is_refused(nats_server: NatsSer
             await JetStreamWorkerStore.open(NatsOptions((nats_server.url,)), key_ttl_seconds=5)
     finally:
         await client.close()
+
+
+async def test_racing_heartbeats_and_verdicts_always_end_active(open_store: Open) -> None:
+    a, b = await open_store(), await open_store()
+    workers = [f"w{i:02}" for i in range(20)]
+    for i, worker_id in enumerate(workers):
+        await a.put(record(worker_id, f"127.0.0.1:{7000 + i}", seen=time.time() - 60))
+    await eventually(lambda: equals(ids(b), workers), what="B loaded every worker")
+    judged = time.time() - 30
+    await asyncio.gather(
+        *(a.touch(w, load=1, now=time.time()) for w in workers),
+        *(b.mark_suspect(w, reason="no heartbeat", seen_before=judged) for w in workers),
+    )
+    for store in (a, b):
+        await eventually(
+            lambda store=store: equals(states(store), {WorkerState.ACTIVE}), what="every worker ACTIVE everywhere"
+        )
+
+
+async def states(store: JetStreamWorkerStore) -> set[WorkerState]:
+    return {r.state for r in await store.all()}
