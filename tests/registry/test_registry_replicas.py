@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ToolWorker, eventually
 from tests.nats_server import NatsServer
-from worker_abstraction import RegistryClient, RegistryServer
+from worker_abstraction import AsyncOrchestrator, RegistryClient, RegistryServer
 from worker_abstraction.errors import PermissionDeniedError
 from worker_abstraction.registry.events import WorkerEvent, WorkerEventType
 from worker_abstraction.registry.service import Registry
@@ -160,3 +160,25 @@ async def test_the_registering_principal_is_known_to_every_replica(nats_server: 
     finally:
         await store_a.aclose()
         await store_b.aclose()
+
+
+async def test_an_orchestrator_given_both_replicas_finds_workers_that_join_after_the_first_stops(
+    replica: Replica,
+) -> None:
+    a, b = await replica(), await replica()
+    both = f"{a.address},{b.address}"
+    first = ToolWorker(both, port=0, heartbeat_interval_seconds=0.1)
+    await first.start()
+    late = ToolWorker(both, port=0, heartbeat_interval_seconds=0.1)
+    try:
+        async with AsyncOrchestrator(both) as orchestrator:
+            await orchestrator.wait_for_workers("echo", timeout_seconds=5)
+            await a.stop(None)
+            await late.start()  # registers through B: A is gone
+            found = await orchestrator.wait_for_workers("echo", count=2, timeout_seconds=10)
+            assert late.worker_id in {w.worker_id for w in found}
+            handle = await orchestrator.execute_task("echo", {"text": "hi"})
+            assert await handle.result(timeout_seconds=10) == {"text": "hi"}
+    finally:
+        await late.stop(grace_seconds=0.5)
+        await first.stop(grace_seconds=0.5)
