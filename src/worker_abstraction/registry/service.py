@@ -27,6 +27,9 @@ class Registry:
     the event's reason. A worker that deregisters leaves as it stood (LEFT, reason "deregistered"):
     EVICTED marks only the registry's own removals (silence, or a new worker on its address).
 
+    On a `SharedWorkerStore` (several registries, one view), the events come from the store's change
+    reports, so watchers of every registry hear what any of them did, once.
+
     Args:
         ttl_seconds: silence after which a worker is evicted.
         suspect_after_seconds: silence after which it is SUSPECT; must be below the TTL (default: two
