@@ -43,16 +43,17 @@ class NatsServer:
                 self.process.wait(timeout=10)
 
 
-def start(directory: Path, server: Path) -> NatsServer:
+def start(directory: Path, server: Path, *extra: str) -> NatsServer:
     """Start `nats-server -js` on a port it picks itself and return once it accepts connections.
 
     It logs the port it listens on, then "Server is ready"; the log is read until both appear (bounded).
+    `extra` goes to the server's command line (e.g. --tls --tlscert FILE --tlskey FILE).
     """
     log = directory / "nats-server.log"
     store = directory / "jetstream"
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            [str(server), "-js", "-a", "127.0.0.1", "-p", "-1", "-sd", str(store)],
+            [str(server), "-js", "-a", "127.0.0.1", "-p", "-1", "-sd", str(store), *extra],
             stdout=sink,
             stderr=subprocess.STDOUT,
         )
