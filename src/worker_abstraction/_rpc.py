@@ -20,6 +20,7 @@ from grpc import aio
 
 from worker_abstraction import auth, limits
 from worker_abstraction._handlers import rewrap
+from worker_abstraction._targets import failover_target
 from worker_abstraction.errors import (
     BindError,
     InvalidParametersError,
@@ -77,13 +78,14 @@ def _size_options() -> list[tuple[str, Any]]:
 
 def channel(address: str, tls: TLSConfig | None = None) -> aio.Channel:
     """A channel to `address`: plaintext, or TLS (and mTLS when `tls` has a cert) when `tls` is given."""
-    options = CHANNEL_OPTIONS + _size_options()
+    target, extra = failover_target(address)
+    options = CHANNEL_OPTIONS + _size_options() + extra
     interceptors = auth.channel_interceptors()  # the process's token, if it has one
     if tls is None:
-        return aio.insecure_channel(address, options=options, interceptors=interceptors)
+        return aio.insecure_channel(target, options=options, interceptors=interceptors)
     if tls.server_name is not None:
         options = [*options, ("grpc.ssl_target_name_override", tls.server_name)]
-    return aio.secure_channel(address, tls.channel_credentials(), options=options, interceptors=interceptors)
+    return aio.secure_channel(target, tls.channel_credentials(), options=options, interceptors=interceptors)
 
 
 def new_server(auth: aio.ServerInterceptor | None = None) -> aio.Server:  # type: ignore[type-arg]

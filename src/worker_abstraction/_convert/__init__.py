@@ -36,7 +36,9 @@ from worker_abstraction._convert.workers import (
     load_to_pb,
     now_timestamp,
     timestamp,
+    worker_from_bytes,
     worker_from_pb,
+    worker_to_bytes,
     worker_to_pb,
 )
 
@@ -71,6 +73,8 @@ __all__ = [
     "timestamp",
     "update_from_pb",
     "update_to_pb",
+    "worker_from_bytes",
     "worker_from_pb",
+    "worker_to_bytes",
     "worker_to_pb",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from worker_abstraction._proto import worker_pb2 as pb
@@ -158,3 +159,20 @@ def health_from_pb(message: pb.WorkerHealth) -> WorkerHealth:
         circuit=message.circuit or "closed",
         in_flight=message.in_flight,
     )
+
+
+def worker_to_bytes(info: WorkerInfo) -> bytes:
+    """The worker as the contract's WorkerInfo message, serialised (what shared stores keep)."""
+    return worker_to_pb(info).SerializeToString()
+
+
+def worker_from_bytes(data: bytes) -> WorkerInfo:
+    """The inverse of `worker_to_bytes`.
+
+    Raises:
+        ValueError: `data` is not a serialised WorkerInfo.
+    """
+    try:
+        return worker_from_pb(pb.WorkerInfo.FromString(data))
+    except DecodeError as error:
+        raise ValueError(f"not a serialised WorkerInfo: {error}") from error

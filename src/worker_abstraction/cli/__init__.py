@@ -160,9 +160,9 @@ def non_negative_int(text: str) -> int:
 def add_registry_argument(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument(
         "--registry",
-        metavar="HOST:PORT",
+        metavar="HOST:PORT[,HOST:PORT...]",
         default=settings.default("registry"),
-        help=settings.help("registry", "registry address"),
+        help=settings.help("registry", "registry address; several (replicas) are tried in order"),
     )
 
 

@@ -64,7 +64,12 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("registry", str, "127.0.0.1:50051", "registry address"),
+    Setting(
+        "registry",
+        str,
+        "127.0.0.1:50051",
+        "registry address; a comma-separated list of replicas (host:a,host:b) is tried in order",
+    ),
     Setting(
         "orchestrator",
         str,
@@ -94,6 +99,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ttl", float, "30", "wa registry: seconds without a heartbeat before eviction"),
     Setting("suspect_after", float, None, "wa registry: seconds without a heartbeat before SUSPECT"),
     Setting("sweep_interval", float, None, "wa registry: seconds between eviction sweeps"),
+    Setting(
+        "registry_store",
+        str,
+        "memory",
+        "wa registry: where workers are kept: memory, or nats://HOST:PORT[,nats://...] (a JetStream KV bucket "
+        "several registry replicas share)",
+    ),
+    Setting("nats_creds", str, None, "wa registry: NATS credentials file (JWT and NKey seed) for --store nats://"),
+    Setting("nats_tls_ca", str, None, "wa registry: CA file the NATS servers' certificates are checked against"),
     Setting("orchestrator_host", str, "127.0.0.1", "wa orchestrator: interface to listen on"),
     Setting("orchestrator_port", int, "50052", "wa orchestrator: port to listen on"),
     Setting("store", str, "wa-orchestrator.db", "wa orchestrator: SQLite task store (':memory:' keeps nothing)"),

@@ -9,7 +9,10 @@ with --port 0).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 from worker_abstraction import RegistryServer
 from worker_abstraction.cli import UsageError, add_metrics_argument, serve_until_signal, serving_metrics
@@ -17,6 +20,8 @@ from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.observability.metrics import RegistryMetrics
+from worker_abstraction.stores.base import WorkerStore
+from worker_abstraction.stores.jetstream import JetStreamWorkerStore, NatsOptions, NatsStoreError, parse_servers
 
 NAME = "registry"
 SUMMARY = "run the worker registry"
@@ -24,6 +29,7 @@ DEFAULT_LOG_LEVEL = "INFO"
 EPILOG = """\
 example:
   wa registry --host 127.0.0.1 --port 50051 --ttl 30 --suspect-after 20
+  wa registry --port 50051 --store nats://127.0.0.1:4222   # replicas on one NATS JetStream bucket
 """
 
 _log = logging.getLogger(__name__)
@@ -66,6 +72,28 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         default=settings.default("sweep_interval"),
         help=settings.help("sweep_interval", "seconds between eviction sweeps; unset: a quarter of --ttl, at most 5"),
     )
+    parser.add_argument(
+        "--store",
+        metavar="memory|nats://HOST:PORT[,...]",
+        default=settings.default("registry_store"),
+        help=settings.help(
+            "registry_store",
+            "where workers are kept: memory (this process only), or a NATS JetStream KV bucket that several "
+            "registry replicas share",
+        ),
+    )
+    parser.add_argument(
+        "--nats-creds",
+        metavar="FILE",
+        default=settings.default("nats_creds"),
+        help=settings.help("nats_creds", "NATS credentials file (JWT and NKey seed) for --store nats://"),
+    )
+    parser.add_argument(
+        "--nats-tls-ca",
+        metavar="FILE",
+        default=settings.default("nats_tls_ca"),
+        help=settings.help("nats_tls_ca", "CA file the NATS servers' certificates are checked against (TLS)"),
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -75,6 +103,11 @@ async def run(args: argparse.Namespace) -> int:
         UsageError: the timings do not fit together (e.g. --suspect-after not below --ttl).
     """
     metrics = RegistryMetrics() if args.metrics_port is not None else None
+    async with worker_store(args) as store:
+        return await _serve(args, metrics, store)
+
+
+async def _serve(args: argparse.Namespace, metrics: RegistryMetrics | None, store: WorkerStore | None) -> int:
     try:
         server = RegistryServer(
             host=args.host,
@@ -85,6 +118,7 @@ async def run(args: argparse.Namespace) -> int:
             tls=tls_of(args),
             auth=authenticator_of(args),
             metrics=metrics,
+            store=store,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
@@ -96,3 +130,34 @@ async def run(args: argparse.Namespace) -> int:
             stop=lambda: server.stop(grace_seconds=1.0),
             what="registry server",
         )
+
+
+@contextlib.asynccontextmanager
+async def worker_store(args: argparse.Namespace) -> AsyncIterator[WorkerStore | None]:
+    """The store --store names (None: the registry's own memory), closed on the way out.
+
+    Raises:
+        UsageError: the store is neither `memory` nor NATS URLs.
+        NatsStoreError: NATS cannot be reached, or is older than 2.11.
+    """
+    spec = (args.store or "memory").strip()
+    if spec == "memory":
+        yield None
+        return
+    if not spec.startswith(("nats://", "tls://")):
+        raise UsageError(f"--store {spec!r}: expected memory or nats://HOST:PORT[,nats://HOST:PORT...]")
+    try:
+        servers = parse_servers(spec)
+    except NatsStoreError as exc:
+        raise UsageError(f"--store: {exc}") from exc
+    options = NatsOptions(
+        servers,
+        creds_file=Path(args.nats_creds) if args.nats_creds else None,
+        tls_ca_file=Path(args.nats_tls_ca) if args.nats_tls_ca else None,
+    )
+    store = await JetStreamWorkerStore.open(options, key_ttl_seconds=args.ttl)
+    _log.info("workers kept in NATS JetStream at %s", ", ".join(options.servers))
+    try:
+        yield store
+    finally:
+        await store.aclose()

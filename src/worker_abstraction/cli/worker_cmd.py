@@ -41,9 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("worker", metavar="WORKER", help="the worker class, as package.module:ClassName")
     parser.add_argument(
         "--registry",
-        metavar="HOST:PORT",
+        metavar="HOST:PORT[,HOST:PORT...]",
         default=settings.default("registry"),
-        help=settings.help("registry", "registry address; an empty string serves without registering"),
+        help=settings.help(
+            "registry",
+            "registry address, several (replicas) tried in order; an empty string serves without registering",
+        ),
     )
     parser.add_argument(
         "--host", default=settings.default("worker_host"), help=settings.help("worker_host", "interface to listen on")

@@ -43,7 +43,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
     `RemoteOrchestrator` offers the same calls served by a daemon (see `AsyncOrchestratorAPI`).
 
     Args:
-        registry: host:port of the registry.
+        registry: host:port of the registry, or several comma-separated (replicas, tried in order).
         discovery_timeout_seconds: how long `start()` waits for the first view of the workers.
         poll_interval_seconds: polling period when the registry lacks WatchWorkers (a seed registry).
         fast_path: use a worker's task channel when it offers one (False: always the seed's RPCs).

@@ -35,10 +35,11 @@ class Registration:
 
 
 class RegistryClient:
-    """Talks to one registry. Transport failures raise `RegistryUnavailableError`.
+    """Talks to a registry. Transport failures raise `RegistryUnavailableError`.
 
     Args:
-        address: host:port of the registry.
+        address: host:port of the registry, or several comma-separated (replicas sharing one store): the
+            first that answers is used, the next when it goes away (see `_targets.failover_target`).
         call_timeout_seconds: deadline of each unary call.
         tls: connect over TLS, trusting `tls.ca` (and presenting `tls.cert` for mTLS); default plaintext.
     """

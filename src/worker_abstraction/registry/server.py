@@ -33,7 +33,9 @@ class RegistryServer:
             heartbeats again or is evicted; below `ttl_seconds` (default: two thirds of it).
         sweep_interval_seconds: how often silent workers are looked for (default: a quarter of the TTL,
             at most 5 s), so a dead worker leaves within TTL + one sweep.
-        store: where workers are kept (default: in memory).
+        store: where workers are kept (default: in memory). A `SharedWorkerStore` (the NATS JetStream
+            one, `stores.jetstream.JetStreamWorkerStore`) lets several servers serve one view of the workers;
+            the caller opens and closes it.
         tls: serve over TLS with these certificates (mTLS with `require_client_cert`); default plaintext.
         metrics: count heartbeats, registrations and evictions, and report the workers by state when
             scraped (serve them with `metrics.serve()`); default none.

@@ -12,7 +12,7 @@ from worker_abstraction.errors import InvalidWorkerInfoError, PermissionDeniedEr
 from worker_abstraction.observability.metrics import RegistryMetrics
 from worker_abstraction.registry.events import EventHub, WorkerEvent, WorkerEventType
 from worker_abstraction.registry.validation import registration_problems
-from worker_abstraction.stores.base import WorkerRecord, WorkerStore
+from worker_abstraction.stores.base import SharedWorkerStore, WorkerChange, WorkerRecord, WorkerStore
 from worker_abstraction.types import LoadReport, WorkerInfo, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,9 @@ class Registry:
     longer than `ttl_seconds`, it is evicted: LEFT, with a snapshot in state EVICTED whose state_reason is
     the event's reason. A worker that deregisters leaves as it stood (LEFT, reason "deregistered"):
     EVICTED marks only the registry's own removals (silence, or a new worker on its address).
+
+    On a `SharedWorkerStore` (several registries, one view), the events come from the store's change
+    reports, so watchers of every registry hear what any of them did, once.
 
     Args:
         ttl_seconds: silence after which a worker is evicted.
@@ -56,7 +59,10 @@ class Registry:
         self.suspect_after_seconds = suspect_after_seconds
         self.events = EventHub()
         self._metrics = metrics
-        self._owners: dict[str, str] = {}  # worker id -> the principal that registered it (when known)
+        # A shared store reports every replica's changes, ours included: events come from those reports only.
+        self._shared = isinstance(store, SharedWorkerStore)
+        if isinstance(store, SharedWorkerStore):
+            store.listen(self._on_change)
 
     @property
     def heartbeat_interval_seconds(self) -> float:
@@ -89,18 +95,16 @@ class Registry:
             if stale.info.worker_id != info.worker_id:
                 reason = f"replaced by {info.worker_id} at {info.address}"
                 await self._drop(stale.info.worker_id, reason, evicted=True)
-        record = WorkerRecord(info=info, last_seen=time.time())
+        record = WorkerRecord(info=info, last_seen=time.time(), owner=owner)
         previous = await self.store.put(record)
-        if owner:
-            self._owners[info.worker_id] = owner
         if self._metrics is not None:
             self._metrics.registrations.inc()
         if previous is None:
             logger.info("worker %s (%s) joined at %s", info.worker_id, info.name, info.address)
-            self.events.publish(WorkerEvent(WorkerEventType.JOINED, record.snapshot()))
+            self._publish(WorkerEvent(WorkerEventType.JOINED, record.snapshot()))
         else:
             record.load = previous.load
-            self.events.publish(WorkerEvent(WorkerEventType.UPDATED, record.snapshot()))
+            self._publish(WorkerEvent(WorkerEventType.UPDATED, record.snapshot()))
         return info
 
     async def heartbeat(self, worker_id: str, load: int, report: LoadReport | None = None, *, owner: str = "") -> bool:
@@ -112,12 +116,13 @@ class Registry:
         record = await self.store.get(worker_id)
         if record is None:
             return False
-        self._check_owner(worker_id, owner)
+        self._check_owner(record, owner)
         now = time.time()
         if self._is_stale(record, now):
             # Past its TTL it is already gone for every reader (GetAvailableWorkers hides it); evict it now,
             # before the sweep would, so watchers hear LEFT and the worker registers afresh.
-            await self._drop(worker_id, f"evicted: no heartbeat for {now - record.last_seen:.1f}s", evicted=True)
+            reason = f"evicted: no heartbeat for {now - record.last_seen:.1f}s"
+            await self._drop(worker_id, reason, evicted=True, seen_before=now - self.ttl_seconds)
             return False
         # Watchers hear of slot and state changes, not of every wiggle in CPU use.
         was_suspect = record.state is not WorkerState.ACTIVE
@@ -130,7 +135,7 @@ class Registry:
         if was_suspect:
             logger.info("worker %s (%s) is active again", worker_id, record.info.name)
         if changed:
-            self.events.publish(WorkerEvent(WorkerEventType.UPDATED, updated.snapshot()))
+            self._publish(WorkerEvent(WorkerEventType.UPDATED, updated.snapshot()))
         return True
 
     async def deregister(self, worker_id: str, *, owner: str = "") -> None:
@@ -140,8 +145,9 @@ class Registry:
             WorkerNotFoundError: the id is unknown.
             PermissionDeniedError: `owner` is not the principal that registered the worker.
         """
-        if await self.store.get(worker_id) is not None:
-            self._check_owner(worker_id, owner)
+        record = await self.store.get(worker_id)
+        if record is not None:
+            self._check_owner(record, owner)
         if not await self._drop(worker_id, "deregistered"):
             raise WorkerNotFoundError(worker_id)
 
@@ -177,13 +183,13 @@ class Registry:
             worker_id, silence = record.info.worker_id, now - record.last_seen
             if silence > self.ttl_seconds:
                 reason = f"evicted: no heartbeat for {silence:.1f}s"
-                evicted += await self._drop(worker_id, reason, evicted=True)
+                evicted += await self._drop(worker_id, reason, evicted=True, seen_before=now - self.ttl_seconds)
             elif record.state is WorkerState.ACTIVE:
                 reason = f"no heartbeat for {silence:.1f}s"
                 marked = await self.store.mark_suspect(worker_id, reason=reason, seen_before=suspect_before)
                 if marked is not None:
                     logger.info("worker %s (%s) is suspect: %s", worker_id, record.info.name, reason)
-                    self.events.publish(WorkerEvent(WorkerEventType.UPDATED, marked.snapshot()))
+                    self._publish(WorkerEvent(WorkerEventType.UPDATED, marked.snapshot()))
                     suspected += 1
         return suspected, evicted
 
@@ -204,26 +210,25 @@ class Registry:
         now = time.time()
         existing = await self.store.get(info.worker_id)
         if existing is not None and not self._is_stale(existing, now):
-            self._check_owner(info.worker_id, owner)
+            self._check_owner(existing, owner)
         for other in await self.store.find_by_address(info.address):
-            holder = self._owners.get(other.info.worker_id, "")
-            if other.info.worker_id != info.worker_id and holder != owner and not self._is_stale(other, now):
+            if other.info.worker_id != info.worker_id and other.owner != owner and not self._is_stale(other, now):
                 raise PermissionDeniedError(
                     f"address {info.address} is served by live worker {other.info.worker_id} of another "
                     "principal; it cannot be taken over"
                 )
 
-    def _check_owner(self, worker_id: str, owner: str) -> None:
-        holder = self._owners.get(worker_id, "")
-        if owner and holder != owner:
-            raise PermissionDeniedError(f"worker {worker_id} belongs to another principal")
+    def _check_owner(self, record: WorkerRecord, owner: str) -> None:
+        if owner and record.owner != owner:
+            raise PermissionDeniedError(f"worker {record.info.worker_id} belongs to another principal")
 
     def _is_stale(self, record: WorkerRecord, now: float) -> bool:
         return now - record.last_seen > self.ttl_seconds
 
-    async def _drop(self, worker_id: str, reason: str, *, evicted: bool = False) -> bool:
-        record = await self.store.remove(worker_id)
-        self._owners.pop(worker_id, None)
+    async def _drop(
+        self, worker_id: str, reason: str, *, evicted: bool = False, seen_before: float | None = None
+    ) -> bool:
+        record = await self.store.remove(worker_id, reason=reason, evicted=evicted, seen_before=seen_before)
         if record is None:
             return False
         logger.info("worker %s (%s) left: %s", worker_id, record.info.name, reason)
@@ -232,8 +237,32 @@ class Registry:
             self._metrics.evictions.inc()
         if evicted:
             snapshot = replace(snapshot, state=WorkerState.EVICTED, state_reason=reason)
-        self.events.publish(WorkerEvent(WorkerEventType.LEFT, snapshot, reason))
+        self._publish(WorkerEvent(WorkerEventType.LEFT, snapshot, reason))
         return True
+
+    def _publish(self, event: WorkerEvent) -> None:
+        if not self._shared:
+            self.events.publish(event)
+
+    def _on_change(self, change: WorkerChange) -> None:
+        """Turn a shared store's change (any replica's) into the event this registry's watchers hear."""
+        previous, current = change.previous, change.current
+        if current is None:
+            if previous is None:
+                return
+            snapshot = previous.snapshot()
+            if change.evicted:
+                snapshot = replace(snapshot, state=WorkerState.EVICTED, state_reason=change.reason)
+            self.events.publish(WorkerEvent(WorkerEventType.LEFT, snapshot, change.reason))
+        elif previous is None:
+            self.events.publish(WorkerEvent(WorkerEventType.JOINED, current.snapshot()))
+        elif (
+            change.registered
+            or previous.state is not current.state
+            or previous.load != current.load
+            or _slots(previous.report) != _slots(current.report)
+        ):
+            self.events.publish(WorkerEvent(WorkerEventType.UPDATED, current.snapshot()))
 
 
 def _slots(report: LoadReport | None) -> tuple[int, int] | None:

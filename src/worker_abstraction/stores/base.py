@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from worker_abstraction.types import LoadReport, WorkerInfo, WorkerState
 
@@ -13,7 +14,8 @@ from worker_abstraction.types import LoadReport, WorkerInfo, WorkerState
 class WorkerRecord:
     """A registered worker: what it declared, when it was last heard from (wall clock), its load and state.
 
-    The state is ACTIVE or SUSPECT: an evicted worker has no record.
+    The state is ACTIVE or SUSPECT: an evicted worker has no record. `owner` is the principal that
+    registered it (empty: callers are not identified).
     """
 
     info: WorkerInfo
@@ -22,6 +24,7 @@ class WorkerRecord:
     report: LoadReport | None = None
     state: WorkerState = WorkerState.ACTIVE
     state_reason: str = ""
+    owner: str = ""
 
     def snapshot(self) -> WorkerInfo:
         """The declared info with the live fields (last heartbeat, load, state) filled in."""
@@ -44,8 +47,15 @@ class WorkerStore(Protocol):
 
     async def get(self, worker_id: str) -> WorkerRecord | None: ...
 
-    async def remove(self, worker_id: str) -> WorkerRecord | None:
-        """Delete a worker; returns the removed record, or None if it was unknown."""
+    async def remove(
+        self, worker_id: str, *, reason: str = "", evicted: bool = False, seen_before: float | None = None
+    ) -> WorkerRecord | None:
+        """Delete a worker; returns the removed record, or None if it was unknown.
+
+        `reason` and `evicted` say why, for stores that report changes to other registries. With
+        `seen_before`, only a worker last seen before then is removed (check and removal are one step, so
+        an eviction never removes a worker whose heartbeat just arrived).
+        """
         ...
 
     async def touch(
@@ -72,4 +82,29 @@ class WorkerStore(Protocol):
 
     async def expired(self, before: float) -> list[WorkerRecord]:
         """Workers last seen before the given wall-clock time."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerChange:
+    """One change of a shared store, whichever registry replica made it.
+
+    `previous` is the record before (None: it joined), `current` after (None: it left). `registered` marks a
+    registration (as opposed to a heartbeat or a verdict); `reason` and `evicted` say why a worker left.
+    """
+
+    previous: WorkerRecord | None
+    current: WorkerRecord | None
+    registered: bool = False
+    reason: str = ""
+    evicted: bool = False
+
+
+@runtime_checkable
+class SharedWorkerStore(WorkerStore, Protocol):
+    """A store several registries share: every change, theirs and ours, is reported through `listen`, and
+    the registry derives its WatchWorkers events from those reports instead of from its own calls."""
+
+    def listen(self, listener: Callable[[WorkerChange], None]) -> None:
+        """Call `listener` with every change, in the order the store applied them."""
         ...

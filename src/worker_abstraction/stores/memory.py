@@ -26,10 +26,14 @@ class MemoryWorkerStore:
     async def get(self, worker_id: str) -> WorkerRecord | None:
         return self._records.get(worker_id)
 
-    async def remove(self, worker_id: str) -> WorkerRecord | None:
-        record = self._records.pop(worker_id, None)
-        if record is not None:
-            self._unindex(record)
+    async def remove(
+        self, worker_id: str, *, reason: str = "", evicted: bool = False, seen_before: float | None = None
+    ) -> WorkerRecord | None:
+        record = self._records.get(worker_id)
+        if record is None or (seen_before is not None and record.last_seen >= seen_before):
+            return None
+        del self._records[worker_id]
+        self._unindex(record)
         return record
 
     async def touch(

@@ -35,7 +35,8 @@ class BaseWorker:
     NOT_SERVING as soon as `stop()` begins to drain.
 
     Args:
-        registry: host:port of the registry; None serves without registering.
+        registry: host:port of the registry, or several comma-separated (replicas, tried in order); None
+            serves without registering.
         host: interface to listen on.
         port: port to listen on; 0 picks a free one (the advertised address is the real one).
         advertise_host: host put in the advertised address when it differs from `host`
