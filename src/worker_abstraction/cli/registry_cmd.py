@@ -21,7 +21,6 @@ from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.observability.metrics import RegistryMetrics
 from worker_abstraction.stores.base import WorkerStore
-from worker_abstraction.stores.jetstream import JetStreamWorkerStore, NatsOptions, NatsStoreError, parse_servers
 
 NAME = "registry"
 SUMMARY = "run the worker registry"
@@ -146,6 +145,9 @@ async def worker_store(args: argparse.Namespace) -> AsyncIterator[WorkerStore | 
         return
     if not spec.startswith(("nats://", "tls://")):
         raise UsageError(f"--store {spec!r}: expected memory or nats://HOST:PORT[,nats://HOST:PORT...]")
+    # Imported here: nats-py costs a registry kept in memory its start-up time for nothing.
+    from worker_abstraction.stores.jetstream import JetStreamWorkerStore, NatsOptions, NatsStoreError, parse_servers
+
     try:
         servers = parse_servers(spec)
     except NatsStoreError as exc:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker_abstraction import _rpc
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator
-from worker_abstraction.dashboard.server import DashboardServer
 from worker_abstraction.observability.health import ORCHESTRATOR_SERVICE, ServerHealth
 from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.servicer import OrchestratorServicer
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.tls import TLSConfig
+
+if TYPE_CHECKING:
+    from worker_abstraction.dashboard.server import DashboardServer
 
 logger = logging.getLogger(__name__)
 
@@ -63,11 +65,12 @@ class OrchestratorServer:
         self._health = ServerHealth(self._server, (ORCHESTRATOR_SERVICE,))
         if self._store is not None:
             self._store.on_writable = self._health.set_all_soon
-        self.dashboard = (
-            DashboardServer(self.orchestrator, host=host, port=http_port, auth=auth, tls=tls)
-            if http_port is not None
-            else None
-        )
+        self.dashboard: DashboardServer | None = None
+        if http_port is not None:
+            # Imported here: starlette and uvicorn cost every other process their start-up time for nothing.
+            from worker_abstraction.dashboard.server import DashboardServer
+
+            self.dashboard = DashboardServer(self.orchestrator, host=host, port=http_port, auth=auth, tls=tls)
         self._started = False
 
     @property
