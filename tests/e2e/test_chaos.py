@@ -164,6 +164,23 @@ async def _running_on(remote: RemoteOrchestrator, worker_id: str) -> list[str]:
             await asyncio.sleep(POLL_SECONDS)
 
 
+async def _frozen_while_running(remote: RemoteOrchestrator, worker: Daemon) -> list[str]:
+    """SIGSTOPs `worker` while the daemon has a task running on it; the tasks it froze.
+
+    Frozen first, then asked: a task the daemon saw running a moment before could otherwise end on it in between
+    (on a busy machine that moment is long), leaving nothing for the fault to interrupt.
+    """
+    async with asyncio.timeout(STEP_SECONDS):
+        while True:
+            await _running_on(remote, worker.worker_id)
+            worker.process.send_signal(signal.SIGSTOP)
+            running = await remote.tasks(status=TaskStatus.RUNNING, capability="work", limit=TASKS)
+            ids = [r.task_id for r in running if r.attempts and r.attempts[-1].worker_id == worker.worker_id]
+            if ids:
+                return ids
+            worker.process.send_signal(signal.SIGCONT)  # it ended them just before: another try
+
+
 async def _evicted(registry_address: str, worker_id: str) -> None:
     """Returns once the registry evicted `worker_id`: its LEFT event, or its absence once the watch synced.
 
@@ -214,8 +231,7 @@ async def _inject(
     run.note(f"SIGKILLed worker {faults.killed.worker_id} running {len(faults.killed_running)}")
 
     await at(0.20)
-    faults.stopped_running = await _running_on(remote, faults.stopped.worker_id)
-    faults.stopped.process.send_signal(signal.SIGSTOP)
+    faults.stopped_running = await _frozen_while_running(remote, faults.stopped)
     run.note(f"SIGSTOPped worker {faults.stopped.worker_id} running {len(faults.stopped_running)}")
     try:
         await _evicted(registry.address, faults.stopped.worker_id)
