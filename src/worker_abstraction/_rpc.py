@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 import grpc
 from grpc import aio
 
-from worker_abstraction import auth, limits
+from worker_abstraction import bearer, limits
 from worker_abstraction._handlers import rewrap
 from worker_abstraction._targets import failover_target
 from worker_abstraction.errors import (
@@ -80,7 +80,7 @@ def channel(address: str, tls: TLSConfig | None = None) -> aio.Channel:
     """A channel to `address`: plaintext, or TLS (and mTLS when `tls` has a cert) when `tls` is given."""
     target, extra = failover_target(address)
     options = CHANNEL_OPTIONS + _size_options() + extra
-    interceptors = auth.channel_interceptors()  # the process's token, if it has one
+    interceptors = bearer.channel_interceptors()  # the process's token, if it has one
     if tls is None:
         return aio.insecure_channel(target, options=options, interceptors=interceptors)
     if tls.server_name is not None:

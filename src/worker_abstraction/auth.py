@@ -45,6 +45,7 @@ from grpc import aio
 from worker_abstraction._handlers import rewrap
 from worker_abstraction.codec import short
 from worker_abstraction.errors import PermissionDeniedError, RateLimitedError
+from worker_abstraction.ratelimit import DEFAULT_CALLS_PER_SECOND, TokenBucket
 
 
 class Role(enum.StrEnum):
@@ -110,40 +111,8 @@ async def pace() -> None:
         await asyncio.sleep(wait)  # (pacing, not a synchronisation: the bucket refills at its rate)
 
 
-DEFAULT_CALLS_PER_SECOND = 2000.0  # a principal's calls and session submissions, unless its entry says otherwise
-BURST_SECONDS = 2.0  # a bucket holds this many seconds of calls
-
-
-class _Bucket:
-    """A token bucket: `rate` calls a second, up to `rate * BURST_SECONDS` at once."""
-
-    __slots__ = ("level", "rate", "stamp")
-
-    def __init__(self, rate: float) -> None:
-        self.rate, self.level, self.stamp = rate, rate * BURST_SECONDS, time.monotonic()
-
-    def take(self) -> float:
-        """0 when the call may go ahead (it is counted), else the seconds until it may (it is not)."""
-        self._refill()
-        if self.level >= 1:
-            self.level -= 1
-            return 0.0
-        return (1 - self.level) / self.rate
-
-    def reserve(self) -> float:
-        """Count a request that will wait its turn: the seconds until its turn (0: now)."""
-        self._refill()
-        self.level -= 1
-        return max(0.0, -self.level / self.rate)
-
-    def _refill(self) -> None:
-        now = time.monotonic()
-        self.level = min(self.rate * BURST_SECONDS, self.level + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-
 # The rate limit of the call being handled (None: the server limits nobody).
-_bucket: contextvars.ContextVar[_Bucket | None] = contextvars.ContextVar("bucket", default=None)
+_bucket: contextvars.ContextVar[TokenBucket | None] = contextvars.ContextVar("bucket", default=None)
 
 
 class InvalidTokenFileError(ValueError):
@@ -293,7 +262,7 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
         self._tokens = tokens
         self._certificates = certificates
         self._rate = calls_per_second
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
@@ -367,12 +336,12 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
         _current.set(found)
         _bucket.set(bucket)
 
-    def _bucket(self, principal: Principal) -> _Bucket:
+    def _bucket(self, principal: Principal) -> TokenBucket:
         bucket = self._buckets.get(principal.name)
         if bucket is None:
             if len(self._buckets) >= _MAX_BUCKETS:  # (principals come from a file or a CA: few)
                 self._buckets.clear()
-            bucket = self._buckets[principal.name] = _Bucket(principal.calls_per_second or self._rate)
+            bucket = self._buckets[principal.name] = TokenBucket(principal.calls_per_second or self._rate)
         return bucket
 
 
@@ -414,54 +383,3 @@ def _stream(behavior: Any, auth: Authenticator, method: str, allowed: frozenset[
             yield response
 
     return checked
-
-
-# ---- the caller's side ----------------------------------------------------------------------------------
-
-
-class _Bearer:
-    def __init__(self, token: str) -> None:
-        self._pair = ("authorization", f"Bearer {token}")
-
-    def _with_token(self, details: Any) -> Any:
-        return details._replace(metadata=aio.Metadata(*(details.metadata or ()), self._pair))
-
-
-# One class per kind of call: a channel files each interceptor under the first kind it is an instance of.
-class _UnaryUnary(_Bearer, aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
-    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
-
-
-class _UnaryStream(_Bearer, aio.UnaryStreamClientInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
-    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._with_token(details), request)
-
-
-class _StreamUnary(_Bearer, aio.StreamUnaryClientInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
-    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self._with_token(details), requests)
-
-
-class _StreamStream(_Bearer, aio.StreamStreamClientInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
-    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return await continuation(self._with_token(details), requests)
-
-
-def bearer_interceptors(token: str) -> list[Any]:
-    """Client interceptors that send `authorization: Bearer TOKEN` with every call of a channel."""
-    return [kind(token) for kind in (_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream)]
-
-
-_token: str | None = None
-
-
-def use_token(token: str | None) -> None:
-    """Send `token` on every channel this process makes from now on (None: send none). `wa` sets it from
-    --token / WA_TOKEN; a process has one identity, as a worker or a daemon does."""
-    global _token
-    _token = token or None
-
-
-def channel_interceptors() -> list[Any]:
-    return bearer_interceptors(_token) if _token else []

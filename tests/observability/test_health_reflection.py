@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from tests.conftest import Gates, ToolWorker
-from worker_abstraction import OrchestratorServer, RegistryServer, auth
+from worker_abstraction import OrchestratorServer, RegistryServer, bearer
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import OPEN_SERVICES, Authenticator, TokenFile
@@ -199,7 +199,7 @@ async def secured(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
     """A registry, a worker and a daemon that check every caller: their addresses by service."""
     (tmp_path / "tokens.toml").write_text(TOKENS)
     checks = Authenticator(TokenFile(tmp_path / "tokens.toml", check_every_seconds=0))
-    auth.use_token(SYSTEM)  # what the in-process parts send each other
+    bearer.use_token(SYSTEM)  # what the in-process parts send each other
     try:
         async with RegistryServer(port=0, auth=checks) as registry:
             worker = ToolWorker(registry.address, heartbeat_interval_seconds=0.2, auth=checks)
@@ -214,7 +214,7 @@ async def secured(tmp_path: Path) -> AsyncIterator[dict[str, str]]:
             finally:
                 await worker.stop(grace_seconds=0.5)
     finally:
-        auth.use_token(None)
+        bearer.use_token(None)
 
 
 async def test_health_and_reflection_need_no_credentials_where_other_calls_do(secured: dict[str, str]) -> None:

@@ -16,7 +16,7 @@ from google.protobuf import empty_pb2
 from grpc import aio
 
 from tests.conftest import ToolWorker
-from worker_abstraction import OrchestratorServer, RegistryServer, RemoteOrchestrator, TaskStatus, auth
+from worker_abstraction import OrchestratorServer, RegistryServer, RemoteOrchestrator, TaskStatus, bearer
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.auth import Authenticator, InvalidTokenFileError, TokenFile
 
@@ -92,9 +92,9 @@ def token_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def system_token() -> Iterator[None]:
-    auth.use_token(SYSTEM)
+    bearer.use_token(SYSTEM)
     yield
-    auth.use_token(None)
+    bearer.use_token(None)
 
 
 @pytest.fixture
@@ -286,11 +286,11 @@ async def test_a_principal_over_its_rate_is_told_to_come_back_later(secured: tup
 
 
 async def test_a_session_over_its_rate_is_slowed_down_not_refused(secured: tuple[str, str, str]) -> None:
-    auth.use_token(TOKENS["paced"])  # 50 a second, 100 at once; each submission on the session counts
+    bearer.use_token(TOKENS["paced"])  # 50 a second, 100 at once; each submission on the session counts
     try:
         remote = RemoteOrchestrator(secured[2])
     finally:
-        auth.use_token(SYSTEM)
+        bearer.use_token(SYSTEM)
     async with remote:
         started = time.monotonic()
         handles = await asyncio.gather(*(remote.execute_task("echo", {"text": str(n)}) for n in range(150)))

@@ -13,7 +13,7 @@ from grpc import aio
 
 from tests.conftest import ToolWorker
 from tests.security.test_auth import FILE, TOKENS, token_file
-from worker_abstraction import OrchestratorServer, RegistryServer, auth
+from worker_abstraction import OrchestratorServer, RegistryServer, bearer
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator, TokenFile
@@ -28,7 +28,7 @@ assert SYSTEM in FILE
 @pytest.fixture
 async def parts(token_file: Path, tmp_path: Path) -> AsyncIterator[tuple[Authenticator, str, Path]]:
     """Checks, a registry with a worker, and the path of a store: what a daemon is started from."""
-    auth.use_token(SYSTEM)
+    bearer.use_token(SYSTEM)
     checks = Authenticator(TokenFile(token_file, check_every_seconds=0))
     try:
         async with RegistryServer(port=0, auth=checks) as registry:
@@ -39,7 +39,7 @@ async def parts(token_file: Path, tmp_path: Path) -> AsyncIterator[tuple[Authent
             finally:
                 await worker.stop(grace_seconds=0.5)
     finally:
-        auth.use_token(None)
+        bearer.use_token(None)
 
 
 async def _ask(address: str, method: str, request: Any, token: str) -> tuple[grpc.StatusCode, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import ModuleType
 from typing import Any
 
-from worker_abstraction import auth, limits
+from worker_abstraction import bearer, limits
 from worker_abstraction.cli import (
     UsageError,
     cancel_cmd,
@@ -241,7 +241,7 @@ def _main(argv: Sequence[str] | None) -> int:
         limits.set_max_message_bytes(int(float(args.max_message_mb) * 2**20))
         if args.uses_tls:
             tls_of(args)  # checked before the command runs, so unusable TLS files are a usage error (2)
-            auth.use_token(args.token)
+            bearer.use_token(args.token)
             authenticator_of(args)  # (likewise an unusable token file)
     except ValueError as exc:  # a bad WA_LOG_LEVEL, limit or TLS file: argparse checks flags, not defaults
         print(f"wa {name}: error: {exc}", file=sys.stderr)
