@@ -40,6 +40,7 @@ from worker_abstraction.orchestrator.crew import Crew, Phase
 from worker_abstraction.orchestrator.dispatch import Answer, CancelAnswer
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, Resumable
+from worker_abstraction.orchestrator.sinks import AttemptSinks
 from worker_abstraction.orchestrator.state import TaskState
 from worker_abstraction.types import (
     FailureOrigin,
@@ -59,31 +60,6 @@ DEADLINE_SLACK_SECONDS = 2.0
 BUSY_HOLD_SECONDS = 0.25  # a worker that refused for capacity gets no task for this long
 CANCEL_RESEND_SECONDS = 1.0
 CANCEL_CONFIRM_SECONDS = 30.0  # a cancel the worker never confirms ends the task after this long
-
-
-class _AttemptSink:
-    """Where one attempt's updates go: to its run, tagged with the attempt's number."""
-
-    __slots__ = ("_run", "attempt")
-
-    def __init__(self, run: TaskRun, attempt: int) -> None:
-        self._run, self.attempt = run, attempt
-
-    @property
-    def task_id(self) -> str:
-        return self._run.spec.task_id
-
-    def active(self) -> bool:
-        return self._run.is_current(self.attempt)
-
-    def resume_after(self) -> int:
-        return self._run.state.last_sequence if self.active() else 0
-
-    def deliver(self, update: TaskUpdate) -> None:
-        self._run.on_update(self.attempt, update)
-
-    def lost(self, reason: str) -> None:
-        self._run.on_lost(self.attempt, reason)
 
 
 class TaskRun:
@@ -119,9 +95,7 @@ class TaskRun:
         self._reserved = ATTEMPT_BLOCK  # attempt numbers up to this one are reserved in the journal
         self._reuse_number = False  # the next dispatch keeps the current number (the last one never ran)
         self._timers: dict[str, Timer] = {}
-        # Every attempt's sink and its worker's address: a superseded attempt stays heard (its late words
-        # are counted as stale) until the task ends.
-        self._sinks: list[tuple[_AttemptSink, str]] = []
+        self._sinks = AttemptSinks(self, crew.links)
         # None while tracing is off: then each hook below costs one check.
         self._spans = RunSpans(spec.task_id, spec.capability, spec.trace_context) if tracing.enabled() else None
 
@@ -149,7 +123,7 @@ class TaskRun:
             if self._spans is not None:
                 self._spans.resumed(found.attempt, found.worker_id)
             self._start_deadline()
-            sink = self._sink(found.attempt, found.worker_address)
+            sink = self._sinks.open(found.attempt, found.worker_address)
             self._crew.links.get(found.worker_address).follow(sink)
             if self.cancel_reason:  # asked for before the restart: carried out now
                 self._spawn(self._cancel_on_worker(), "resend-cancel")
@@ -270,7 +244,7 @@ class TaskRun:
             self._sent = max(self._sent, number)
             if not self.is_current(number):  # canceled (or expired) while it was being stored
                 return
-            sink = self._sink(number, worker.address)
+            sink = self._sinks.open(number, worker.address)
             link = crew.links.get(worker.address)
             answer = await link.dispatch(
                 self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace_context
@@ -424,7 +398,7 @@ class TaskRun:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        self._forget_sinks()
+        self._sinks.forget_all()
         self._crew.scheduler.discard(self)
         self.state.append(update)
         if self._spans is not None:
@@ -450,18 +424,6 @@ class TaskRun:
         timer = self._timers.pop("deadline", None)
         if timer is not None:
             timer.cancel()
-
-    def _sink(self, attempt: int, address: str) -> _AttemptSink:
-        sink = _AttemptSink(self, attempt)
-        self._sinks.append((sink, address))
-        return sink
-
-    def _forget_sinks(self) -> None:
-        for sink, address in self._sinks:
-            link = self._crew.links.known(address)
-            if link is not None:
-                link.forget(sink)
-        self._sinks.clear()
 
     def _timer(self, name: str, delay: float, callback: Callable[[], None]) -> None:
         previous = self._timers.pop(name, None)
