@@ -5,6 +5,7 @@ live workers; an `Orchestrator` (or `AsyncOrchestrator`) finds a capable worker,
 streams its updates back.
 """
 
+from worker_abstraction import _transport  # noqa: F401  (first: chooses gRPC's polling before gRPC loads)
 from worker_abstraction.capability import capability
 from worker_abstraction.context import TaskContext
 from worker_abstraction.errors import (

@@ -65,6 +65,33 @@ CANCEL_CONFIRM_SECONDS = 30.0  # a cancel the worker never confirms ends the tas
 class TaskRun:
     """One task, from acceptance to its one terminal state."""
 
+    # One per task the daemon holds, queued ones included: slots keep 100,000 of them small.
+    __slots__ = (
+        "_crew",
+        "_failures",
+        "_queue_timeout",
+        "_reserved",
+        "_reuse_number",
+        "_sent",
+        "_sinks",
+        "_spans",
+        "_timers",
+        "avoid",
+        "cancel_reason",
+        "capability",
+        "dead_lettered",
+        "fairness_key",
+        "handle",
+        "phase",
+        "pinned",
+        "preferred_tags",
+        "priority",
+        "required_tags",
+        "retry",
+        "spec",
+        "state",
+    )
+
     def __init__(self, spec: TaskSpec, crew: Crew, *, queue_timeout_seconds: float | None = None) -> None:
         options = spec.options
         self.spec = spec
