@@ -1,7 +1,8 @@
 """The orchestrator daemon's default task store: one SQLite file.
 
-Writes are committed on the event loop's own thread, once per turn of the loop: every fact made during
-one turn shares one transaction (group commit), and each write returns only once its transaction is
+Writes are committed on the event loop's own thread, one turn of the loop after the first of them (once
+the network writes of that turn are on their way): every fact made meanwhile shares one transaction
+(group commit), and each write returns only once its transaction is
 committed, so a crash between "accepted" and "dispatched" leaves the task accepted (it is queued again on
 restart), never lost, and thousands of tasks a second cost a few transactions, not thousands. In WAL mode
 with `synchronous=NORMAL` a commit appends to the log without waiting for the disk, which is quicker than
@@ -262,7 +263,9 @@ class SqliteTaskStore:
         loop = asyncio.get_running_loop()
         written: asyncio.Future[None] = loop.create_future()
         if not self._pending and not self._checkpointing:
-            loop.call_soon(self._commit_pending)
+            # A turn later: what this turn wrote to the network goes out first (a fact written behind, such
+            # as a finished task's record, then never delays the update it follows), and more facts join.
+            loop.call_soon(loop.call_soon, self._commit_pending)
         self._pending.append((sql, parameters, written))
         return written
 
