@@ -37,7 +37,7 @@ from worker_abstraction.observability.task_spans import RunSpans
 from worker_abstraction.orchestrator import retries
 from worker_abstraction.orchestrator.clock import Timer
 from worker_abstraction.orchestrator.crew import Crew, Phase
-from worker_abstraction.orchestrator.dispatch import Answer, CancelAnswer
+from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, CancelAnswer
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.sinks import AttemptSinks
@@ -121,8 +121,9 @@ class TaskRun:
         self._sent = 0  # the highest attempt number that may have been sent
         self._reserved = ATTEMPT_BLOCK  # attempt numbers up to this one are reserved in the journal
         self._reuse_number = False  # the next dispatch keeps the current number (the last one never ran)
-        self._timers: dict[str, Timer] = {}
-        self._sinks = AttemptSinks(self, crew.links)
+        # Made when first needed: a queued task has neither timers nor attempts, and 100,000 may wait.
+        self._timers: dict[str, Timer] | None = None
+        self._sinks: AttemptSinks | None = None
         # None while tracing is off: then each hook below costs one check.
         self._spans = RunSpans(spec.task_id, spec.capability, spec.trace_context) if tracing.enabled() else None
 
@@ -150,7 +151,7 @@ class TaskRun:
             if self._spans is not None:
                 self._spans.resumed(found.attempt, found.worker_id)
             self._start_deadline()
-            sink = self._sinks.open(found.attempt, found.worker_address)
+            sink = self._open_sink(found.attempt, found.worker_address)
             self._crew.links.get(found.worker_address).follow(sink)
             if self.cancel_reason:  # asked for before the restart: carried out now
                 self._spawn(self._cancel_on_worker(), "resend-cancel")
@@ -271,7 +272,7 @@ class TaskRun:
             self._sent = max(self._sent, number)
             if not self.is_current(number):  # canceled (or expired) while it was being stored
                 return
-            sink = self._sinks.open(number, worker.address)
+            sink = self._open_sink(number, worker.address)
             link = crew.links.get(worker.address)
             answer = await link.dispatch(
                 self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace_context
@@ -422,10 +423,12 @@ class TaskRun:
         if self.phase is Phase.DONE:
             return
         self.phase = Phase.DONE
-        for timer in self._timers.values():
-            timer.cancel()
-        self._timers.clear()
-        self._sinks.forget_all()
+        if self._timers is not None:
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers = None
+        if self._sinks is not None:
+            self._sinks.forget_all()
         self._crew.scheduler.discard(self)
         self.state.append(update)
         if self._spans is not None:
@@ -448,15 +451,22 @@ class TaskRun:
         return {"task_id": self.spec.task_id, "trace_id": spans.trace_id}
 
     def _stop_attempt(self) -> None:
-        timer = self._timers.pop("deadline", None)
+        timer = self._timers.pop("deadline", None) if self._timers is not None else None
         if timer is not None:
             timer.cancel()
 
     def _timer(self, name: str, delay: float, callback: Callable[[], None]) -> None:
+        if self._timers is None:
+            self._timers = {}
         previous = self._timers.pop(name, None)
         if previous is not None:
             previous.cancel()
         self._timers[name] = self._crew.clock.call_later(delay, callback)
+
+    def _open_sink(self, attempt: int, address: str) -> AttemptSink:
+        if self._sinks is None:
+            self._sinks = AttemptSinks(self, self._crew.links)
+        return self._sinks.open(attempt, address)
 
     def _spawn(self, work: Coroutine[Any, Any, Any], name: str) -> None:
         background = self._crew.background
