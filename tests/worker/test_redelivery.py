@@ -146,3 +146,21 @@ async def test_a_record_replaced_before_its_runner_was_cleaned_up_keeps_the_book
         assert worker.load == 0
     finally:
         await worker.stop(grace_seconds=0.2)
+
+
+@pytest.mark.parametrize("finished", [False, True])
+async def test_an_invalid_delivery_under_a_known_id_is_refused_not_taken_for_the_known_one(
+    edge_stub: pb_grpc.WorkerServiceStub, gates: Gates, finished: bool
+) -> None:
+    known = make_task("wait_for", task_id="known", attempt=1, name="k")
+    assert (await execute(edge_stub, known)).accepted
+    if finished:
+        gates.open("k")
+        await log_of(edge_stub, "known")
+    hostile = make_task("wait_for", task_id="known", attempt=1, name="k")
+    hostile.timeout_seconds = -(2**63)  # what the fuzzer sent: the same task otherwise
+    refused = await execute(edge_stub, hostile)
+    assert not refused.accepted and refused.reject_reason == pb.REJECT_REASON_INVALID_TASK
+    assert "timeout_seconds" in refused.message
+    gates.open("k")
+    assert _outcome(await log_of(edge_stub, "known")) == ("TASK_STATUS_COMPLETED", 1, "k")

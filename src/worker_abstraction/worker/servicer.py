@@ -89,13 +89,18 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         sender hears its updates. Any other delivery of a known id is refused or run afresh (`_redelivery`).
         """
         self.received += 1
+        # Invalid is refused first, even under the id of a task this worker knows: a redelivery is the same
+        # valid task, never a licence for fields its first delivery did not have.
+        arguments, problems = admission.check(task, self._capabilities)
+        if problems:
+            return _refuse(task, pb.REJECT_REASON_INVALID_TASK, "; ".join(problems)), None
         fingerprint = admission.fingerprint(task)
         known = self.tasks.get(task.task_id)
         if known is not None:
             answer = self._redelivery(task, fingerprint, known)
             if answer is not None:
                 return answer
-        code, reason, arguments = self._check(task)
+        code, reason = self._check_room(task)
         if reason:
             return _refuse(task, code, reason), None
         definition = self._capabilities[task.capability_name]
@@ -148,23 +153,19 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             return _refuse(task, pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason), None
         return None  # a newer attempt, or a new task reusing the id, after the known one finished
 
-    def _check(self, task: pb.Task) -> tuple[pb.RejectReason, str, dict[str, Any]]:
-        """Why the task cannot be taken now (reason and message; an empty message: it can), and its arguments."""
+    def _check_room(self, task: pb.Task) -> tuple[pb.RejectReason, str]:
+        """Why a valid task cannot be taken now (reason and message; an empty message: it can)."""
         if not self.accepting:
-            return pb.REJECT_REASON_SHUTTING_DOWN, "worker is shutting down", {}
-        # Invalid before full: a task no worker can run should not be retried as if a slot might free up.
-        arguments, problems = admission.check(task, self._capabilities)
-        if problems:
-            return pb.REJECT_REASON_INVALID_TASK, "; ".join(problems), {}
+            return pb.REJECT_REASON_SHUTTING_DOWN, "worker is shutting down"
         if self.max_concurrent_tasks and self.tasks.active >= self.max_concurrent_tasks:
             reason = f"worker at capacity: {self.tasks.active}/{self.max_concurrent_tasks} tasks running"
-            return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
+            return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason
         limit = self._capabilities[task.capability_name].spec.max_concurrent_tasks
         running = self.tasks.active_by_capability.get(task.capability_name, 0)
         if limit and running >= limit:
             reason = f"capability {task.capability_name!r} at capacity: {running}/{limit} tasks running"
-            return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason, {}
-        return pb.REJECT_REASON_UNSPECIFIED, "", arguments
+            return pb.REJECT_REASON_RESOURCE_EXHAUSTED, reason
+        return pb.REJECT_REASON_UNSPECIFIED, ""
 
     def _finished(self, runner: asyncio.Task[None], record: TaskRecord, started: float, span: Span | None) -> None:
         self._running.discard(runner)
