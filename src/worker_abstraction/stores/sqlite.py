@@ -1,8 +1,9 @@
 """The orchestrator daemon's default task store: one SQLite file.
 
-Writes are committed on the event loop's own thread, one turn of the loop after the first of them (once
-the network writes of that turn are on their way): every fact made meanwhile shares one transaction
-(group commit), and each write returns only once its transaction is
+Writes are committed on the event loop's own thread, on the turn of the loop after the first of them, or
+the turn after that when nobody waits for any (facts written behind: then the network writes of that turn
+go out first): every fact made meanwhile shares one transaction (group commit), and each write returns
+only once its transaction is
 committed, so a crash between "accepted" and "dispatched" leaves the task accepted (it is queued again on
 restart), never lost, and thousands of tasks a second cost a few transactions, not thousands. In WAL mode
 with `synchronous=NORMAL` a commit appends to the log without waiting for the disk, which is quicker than
@@ -29,6 +30,8 @@ from typing import Any
 
 from worker_abstraction.stores.lock import StoreLock, database_file
 from worker_abstraction.stores.tasks import StoredDeadLetter, StoredTask
+
+_SOON, _LATER = "soon", "later"  # when the scheduled commit runs: next turn, or the one after
 
 # Writes between two checkpoints (each run on the reader thread; the writer never checkpoints itself).
 CHECKPOINT_EVERY_WRITES = 5_000
@@ -103,6 +106,7 @@ class SqliteTaskStore:
         self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
         self._since_checkpoint = 0
         self._checkpointing = False
+        self._commit_due: str | None = None  # _SOON or _LATER once a commit is scheduled
         self.writable = True  # False while commits write none of their facts
         self.on_writable: Callable[[bool], None] | None = None  # called on the loop when `writable` changes
 
@@ -163,6 +167,7 @@ class SqliteTaskStore:
             "UPDATE tasks SET state = 'dispatched', worker_id = ?, worker_address = ?, attempt = ?, updated_at = ? "
             "WHERE task_id = ? AND state != 'finished'",
             (worker_id, worker_address, attempt, time.time(), task_id),
+            behind=True,
         )
 
     def requeued(self, task_id: str, attempt: int = 0, failures: int = 0) -> asyncio.Future[None]:
@@ -170,6 +175,7 @@ class SqliteTaskStore:
             "UPDATE tasks SET state = 'queued', worker_id = '', worker_address = '', attempt = MAX(attempt, ?), "
             "failures = ?, updated_at = ? WHERE task_id = ? AND state != 'finished'",
             (attempt, failures, time.time(), task_id),
+            behind=True,
         )
 
     def cancel_requested(self, task_id: str, reason: str) -> asyncio.Future[None]:
@@ -182,6 +188,7 @@ class SqliteTaskStore:
         return self._write(
             "UPDATE tasks SET state = 'finished', record = ?, status = ?, updated_at = ? WHERE task_id = ?",
             (record, status, time.time(), task_id),
+            behind=True,
         )
 
     async def unfinished(self) -> list[StoredTask]:
@@ -229,10 +236,13 @@ class SqliteTaskStore:
         return self._write(
             "INSERT OR REPLACE INTO dead_letters (task_id, entry, options, added_at) VALUES (?, ?, ?, ?)",
             (task_id, entry, options, time.time()),
+            behind=True,
         )
 
     def dead_letters_removed(self, task_ids: Sequence[str]) -> asyncio.Future[Any]:
-        return asyncio.gather(*(self._write("DELETE FROM dead_letters WHERE task_id = ?", (i,)) for i in task_ids))
+        return asyncio.gather(
+            *(self._write("DELETE FROM dead_letters WHERE task_id = ?", (i,), behind=True) for i in task_ids)
+        )
 
     async def dead_letters(self) -> list[StoredDeadLetter]:
         rows = await self._query("SELECT entry, options FROM dead_letters ORDER BY added_at")
@@ -254,24 +264,32 @@ class SqliteTaskStore:
             self._reader.close()
             self._reader = None
 
-    def _write(self, sql: str, parameters: tuple[Any, ...]) -> asyncio.Future[None]:
+    def _write(self, sql: str, parameters: tuple[Any, ...], *, behind: bool = False) -> asyncio.Future[None]:
         """Queue one fact, now: the future is done once it is committed (with the rest of this turn's).
 
         Queued when called, not when awaited: the store receives facts in the order they happen, and a
-        fact written behind costs no task of its own.
+        fact written behind (`behind`: nobody waits for it) costs no task of its own and is committed a turn
+        later than one somebody waits for.
         """
         loop = asyncio.get_running_loop()
         written: asyncio.Future[None] = loop.create_future()
-        if not self._pending and not self._checkpointing:
-            # A turn later: what this turn wrote to the network goes out first (a fact written behind, such
-            # as a finished task's record, then never delays the update it follows), and more facts join.
-            loop.call_soon(loop.call_soon, self._commit_pending)
+        if not self._checkpointing:
+            if not behind:
+                if self._commit_due is not _SOON:
+                    self._commit_due = _SOON
+                    loop.call_soon(self._commit_pending)
+            elif self._commit_due is None:
+                # A turn later: what this turn wrote to the network goes out first (a finished task's record
+                # never delays the update it follows), and more facts join the commit.
+                self._commit_due = _LATER
+                loop.call_soon(loop.call_soon, self._commit_pending)
         self._pending.append((sql, parameters, written))
         return written
 
     def _commit_pending(self) -> None:
         if self._checkpointing:
             return  # committed once the checkpoint ends
+        self._commit_due = None
         batch, self._pending = self._pending, []
         if not batch:
             return
