@@ -17,20 +17,20 @@ Every figure is given for the SQLite store (`daemon_` prefix) and for `:memory:`
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
+from bench import caller as caller_module
 from bench.config import Config
-from bench.measure import Errors, Figure, Results, latency_rounds, throughput_rounds
+from bench.measure import Errors, Figure, Results
 from bench.procs import Child, Children, CpuWatch, rss_mb
 from bench.scenarios.tasks import WORKERS, start_registry, start_worker
-from worker_abstraction import AsyncTaskHandle, RemoteOrchestrator
+from worker_abstraction import RemoteOrchestrator
 
 DAEMON_READY = "orchestrator listening on "
 _SUBMIT_IN_FLIGHT = 256  # submissions at once while filling the queue for the RSS figure
+_CALLER_SECONDS = 600.0  # the longest one phase of the caller may take
 
 
 async def start_daemon(children: Children, name: str, registry: str, store: str) -> Child:
@@ -65,44 +65,28 @@ async def measure(children: Children, config: Config) -> Results:
 async def _tasks(
     results: Results, errors: Errors, prefix: str, daemon: Child, workers: list[Child], config: Config
 ) -> None:
+    """The caller is a program of its own (`bench/caller.py`), as a caller of the daemon is."""
     figures = results.figures
-    async with RemoteOrchestrator(daemon.address) as remote:
-        await remote.wait_for_workers("noop", count=WORKERS, timeout_seconds=30)
-
-        async def noop() -> Any:
-            return await (await remote.execute_task("noop", {})).result()
-
-        latency = await latency_rounds(
-            noop, warmup=config.daemon_latency_warmup, count=config.daemon_latency_count,
-            rounds=config.rounds, errors=errors,
-        )  # fmt: skip
-        figures[f"{prefix}task_p50_us"], figures[f"{prefix}task_p99_us"] = latency.p50_us, latency.p99_us
-        pids = {"daemon": daemon.pid, "caller": os.getpid()} | {f"worker_{i}": w.pid for i, w in enumerate(workers)}
+    children = Children(daemon.log_path.parent)
+    args = ("-m", "bench.caller", daemon.address, config.mode, str(len(workers)))
+    async with children:
+        caller = await children.start(f"{prefix}caller", *args, ready_prefix=caller_module.READY, drain=False)
+        pids = {"daemon": daemon.pid, "caller": caller.pid} | {f"worker_{i}": w.pid for i, w in enumerate(workers)}
         cpu = CpuWatch(pids)
-        figures[f"{prefix}throughput_256"] = await throughput_rounds(
-            noop, warmup=config.daemon_throughput_warmup, count=config.daemon_throughput_count,
-            in_flight=256, rounds=config.rounds, errors=errors, cpu=cpu,
-        )  # fmt: skip
-        results.extras[f"{prefix}cpu_us_per_task_256"] = cpu.per_call_us(config.daemon_throughput_count * config.rounds)
-        bursts = [await _burst(remote, config.daemon_burst, errors) for _ in range(config.rounds)]
-        figures[f"{prefix}submit_burst_per_s"] = Figure(tuple(bursts))
-
-
-async def _burst(remote: RemoteOrchestrator, count: int, errors: Errors) -> float:
-    """Submit `count` tasks one by one, then wait for all: tasks per second over the whole."""
-    started = time.perf_counter()
-    handles: list[AsyncTaskHandle] = []
-    for _ in range(count):
-        try:
-            handles.append(await remote.execute_task("noop", {}))
-        except Exception as error:
-            errors.record(error)
-    for handle in handles:
-        try:
-            await handle.result(timeout_seconds=120)
-        except Exception as error:
-            errors.record(error)
-    return count / (time.perf_counter() - started)
+        while not (line := await caller.read_line(_CALLER_SECONDS)).startswith(caller_module.RESULT):
+            if line == caller_module.PHASE + "throughput":
+                cpu.start()
+            elif line == caller_module.PHASE + "burst":
+                cpu.stop()
+        await children.stop(caller)
+    found = json.loads(line.removeprefix(caller_module.RESULT))
+    for name in ("task_p50_us", "task_p99_us", "throughput_256", "submit_burst_per_s"):
+        figures[f"{prefix}{name}"] = Figure(tuple(found[name]))
+    results.extras[f"{prefix}cpu_us_per_task_256"] = cpu.per_call_us(config.daemon_throughput_count * config.rounds)
+    for name, count in found["errors"].items():
+        errors.counts[name] += count
+    for name, example in found["error_examples"].items():
+        errors.examples.setdefault(name, example)
 
 
 async def _queued_rss(children: Children, prefix: str, store: str, config: Config, errors: Errors) -> Figure:

@@ -1,0 +1,97 @@
+"""The daemon scenario's caller: a program of its own that talks to `wa orchestrator` through RemoteOrchestrator.
+
+A caller of the daemon is a separate program that imports `worker_abstraction`, so it gets what importing
+the package gives (gRPC's polling, see `worker_abstraction/_transport.py`), while the floor's client stays in
+the bench process with gRPC's defaults. Run as `python -m bench.caller ADDRESS MODE WORKERS`; it prints
+`caller ready`, then, per phase, `phase NAME` before it and, at the end, one `result JSON` line with every
+figure's rounds and the errors seen. The bench watches the daemon's and the workers' CPU between the
+`phase throughput` line and the next one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import worker_abstraction  # noqa: F401  (before anything loads gRPC, as in a caller program)
+from bench.config import FULL, QUICK, TINY, Config
+from bench.loops import run
+from bench.measure import Errors, latency_rounds, throughput, throughput_rounds
+from worker_abstraction import AsyncTaskHandle, RemoteOrchestrator
+
+READY = "caller ready"
+PHASE = "phase "
+RESULT = "result "
+_CONFIGS = {"full": FULL, "quick": QUICK, "tiny": TINY}
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+async def measure(address: str, config: Config, workers: int) -> dict[str, Any]:
+    errors = Errors()
+    async with RemoteOrchestrator(address) as remote:
+        await remote.wait_for_workers("noop", count=workers, timeout_seconds=30)
+        _say(READY)
+
+        async def noop() -> Any:
+            return await (await remote.execute_task("noop", {})).result()
+
+        _say(PHASE + "latency")
+        latency = await latency_rounds(
+            noop, warmup=config.daemon_latency_warmup, count=config.daemon_latency_count,
+            rounds=config.rounds, errors=errors,
+        )  # fmt: skip
+        _say(PHASE + "warmup")
+        await throughput(noop, config.daemon_throughput_warmup, 256, errors)
+        _say(PHASE + "throughput")
+        per_second = await throughput_rounds(
+            noop, warmup=0, count=config.daemon_throughput_count, in_flight=256, rounds=config.rounds, errors=errors
+        )
+        _say(PHASE + "burst")
+        bursts = [await _burst(remote, config.daemon_burst, errors) for _ in range(config.rounds)]
+    return {
+        "task_p50_us": list(latency.p50_us.rounds),
+        "task_p99_us": list(latency.p99_us.rounds),
+        "throughput_256": list(per_second.rounds),
+        "submit_burst_per_s": bursts,
+        "errors": dict(errors.counts),
+        "error_examples": errors.examples,
+    }
+
+
+async def _burst(remote: RemoteOrchestrator, count: int, errors: Errors) -> float:
+    """Submit `count` tasks one by one, then wait for all: tasks per second over the whole."""
+    started = time.perf_counter()
+    handles: list[AsyncTaskHandle] = []
+    for _ in range(count):
+        try:
+            handles.append(await remote.execute_task("noop", {}))
+        except Exception as error:
+            errors.record(error)
+    for handle in handles:
+        try:
+            await handle.result(timeout_seconds=120)
+        except Exception as error:
+            errors.record(error)
+    return count / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("address")
+    parser.add_argument("mode", choices=sorted(_CONFIGS))
+    parser.add_argument("workers", type=int)
+    arguments = parser.parse_args()
+    figures = run(measure(arguments.address, _CONFIGS[arguments.mode], arguments.workers))
+    _say(PHASE + "done")
+    _say(RESULT + json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
