@@ -89,7 +89,7 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
         ),
     ),
     (
-        "daemon: wa orchestrator process with its SQLite store, RemoteOrchestrator in this process",
+        "daemon: wa orchestrator process with its SQLite store, RemoteOrchestrator in a caller process",
         (
             Row(
                 "daemon_task_p50_us",
