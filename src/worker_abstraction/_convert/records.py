@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from google.protobuf.timestamp_pb2 import Timestamp
+
 from worker_abstraction._convert.tasks import (
     STATUSES,
+    fill_update,
     parameters_from_pb,
     parameters_to_pb,
     spec_from_pb,
     spec_to_pb,
     update_from_pb,
-    update_to_pb,
 )
-from worker_abstraction._convert.workers import from_timestamp, timestamp
+from worker_abstraction._convert.workers import from_timestamp
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.codec import EncodedParams, encode_params
 from worker_abstraction.options import TaskOptions
@@ -24,13 +26,31 @@ def attempt_to_pb(attempt: Attempt) -> pb.AttemptRecord:
     message = pb.AttemptRecord(
         number=attempt.number,
         worker_id=attempt.worker_id,
-        status=f"TASK_STATUS_{attempt.status.name}",
+        status=_STATUS_NAMES[attempt.status],
         error_message=attempt.error_message,
     )
-    message.started_at.CopyFrom(timestamp(attempt.started_at))
-    if attempt.ended_at is not None:
-        message.ended_at.CopyFrom(timestamp(attempt.ended_at))
+    _set_times(message, attempt)
     return message
+
+
+def _set_times(message: pb.AttemptRecord, attempt: Attempt) -> None:
+    # Set in place: no Timestamp made and copied (every finished task's record is built once).
+    _set_time(message.started_at, attempt.started_at)
+    if attempt.ended_at is not None:
+        _set_time(message.ended_at, attempt.ended_at)
+
+
+def _set_time(field: Timestamp, moment: datetime) -> None:
+    """`moment` (naive: UTC) into `field`, from integers."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    field.seconds = delta.days * 86_400 + delta.seconds
+    field.nanos = delta.microseconds * 1_000
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_STATUS_NAMES = {status: f"TASK_STATUS_{status.name}" for status in TaskStatus}
 
 
 def attempt_from_pb(message: pb.AttemptRecord) -> Attempt:
@@ -78,18 +98,27 @@ def record_to_pb(record: TaskRecord, *, encoded_params: EncodedParams | None = N
     message = pb.TaskRecord(
         task_id=record.task_id,
         capability=record.capability,
-        status=f"TASK_STATUS_{record.status.name}",
+        status=_STATUS_NAMES[record.status],
         parameters=parameters_to_pb(encode_params(record.params) if encoded_params is None else encoded_params),
-        attempts=[attempt_to_pb(a) for a in record.attempts],
         dead_lettered=record.dead_lettered,
         cancel_reason=record.cancel_reason,
         idempotency_key=record.idempotency_key,
         owner=record.owner,
     )
+    for attempt in record.attempts:
+        _set_times(
+            message.attempts.add(
+                number=attempt.number,
+                worker_id=attempt.worker_id,
+                status=_STATUS_NAMES[attempt.status],
+                error_message=attempt.error_message,
+            ),
+            attempt,
+        )
     if record.last_update is not None:
-        message.last_update.CopyFrom(update_to_pb(record.last_update))
+        fill_update(message.last_update, record.last_update)
     if record.submitted_at is not None:
-        message.submitted_at.CopyFrom(timestamp(record.submitted_at))
+        _set_time(message.submitted_at, record.submitted_at)
     return message
 
 

@@ -117,13 +117,35 @@ def update_to_pb(update: TaskUpdate, *, sequence: int | None = None) -> pb.TaskR
         worker_id=update.worker_id,
         attempt=update.attempt,
     )
+    _fill_rest(message, update)
+    return message
+
+
+def fill_update(message: pb.TaskResult, update: TaskUpdate) -> None:
+    """`update` into a message that is part of another (a record's last update), without a copy."""
+    message.task_id = update.task_id
+    message.status = int(update.status)  # type: ignore[assignment]  # TaskStatus mirrors the proto enum
+    message.output_json = update.output_json
+    message.error_message = update.error_message
+    message.sequence = update.sequence
+    message.progress = update.progress
+    message.progress_message = update.progress_message
+    message.worker_id = update.worker_id
+    message.attempt = update.attempt
+    _fill_rest(message, update)
+
+
+def _fill_rest(message: pb.TaskResult, update: TaskUpdate) -> None:
     if update.metadata:  # (an empty mapping costs as much to pass as a full one)
         message.metadata.update(update.metadata)
     if update.timestamp_ns:
         message.completed_at.seconds, message.completed_at.nanos = divmod(update.timestamp_ns, 1_000_000_000)
     if update.failure is not None:
-        message.failure.CopyFrom(failure_to_pb(update.failure))
-    return message
+        failure = update.failure
+        message.failure.type = failure.type
+        message.failure.message = failure.message
+        message.failure.retryable = failure.retryable
+        message.failure.origin = int(failure.origin)  # type: ignore[assignment]  # mirrors the proto enum
 
 
 def parameters_to_pb(encoded: EncodedParams) -> list[pb.TaskParameter]:
