@@ -4,7 +4,7 @@ Since 1.7x, grpcio reads and writes sockets on EventEngine threads of its own an
 asyncio poller thread, which hands it to the event loop: about thirteen thread switches per round trip on
 a bidirectional stream, measured on one machine. With the `event_engine_client` and `event_engine_listener`
 experiments off, gRPC polls the sockets from the poller thread itself, as grpcio did for years: about
-four switches, and a third less CPU per message. Every message of a task passes through here several
+four switches, and about a quarter less CPU per message. Every message of a task passes through here several
 times, so the `wa` processes, and programs that import this package before gRPC, use that polling.
 
 Left alone when the environment already sets `GRPC_EXPERIMENTS` (an empty value keeps gRPC's default),
