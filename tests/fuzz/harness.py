@@ -192,7 +192,11 @@ class Harness:
                 add("accepted invalid input", f"session ack accepted ({problem})")  # type: ignore[operator]
 
     def _check_channel(self, case: Case, message: Message, add: object) -> None:
-        tasks = {t.task_id: t for m in case.built or [] for t in m.tasks}  # type: ignore[attr-defined]
+        sent = [t for m in case.built or [] for t in m.tasks]  # type: ignore[attr-defined]
+        ids = [t.task_id for t in sent]
+        # As for sessions: a task id sent twice (a valid task, then an invalid one under the same id) makes its
+        # acks ambiguous, since the worker answers each; judge only ids sent once.
+        tasks = {t.task_id: t for t in sent if ids.count(t.task_id) == 1}
         for ack in message.acks:  # type: ignore[attr-defined]
             task = tasks.get(ack.task_id)
             problem = task_problem(task) if task is not None else None
