@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from worker_abstraction._convert.tasks import (
     STATUSES,
     fill_update,
@@ -15,7 +13,7 @@ from worker_abstraction._convert.tasks import (
     spec_to_pb,
     update_from_pb,
 )
-from worker_abstraction._convert.workers import from_timestamp
+from worker_abstraction._convert.workers import from_timestamp, set_timestamp
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.codec import EncodedParams, encode_params
 from worker_abstraction.options import TaskOptions
@@ -23,34 +21,20 @@ from worker_abstraction.types import Attempt, DeadLetter, TaskRecord, TaskSpec, 
 
 
 def attempt_to_pb(attempt: Attempt) -> pb.AttemptRecord:
-    message = pb.AttemptRecord(
-        number=attempt.number,
-        worker_id=attempt.worker_id,
-        status=_STATUS_NAMES[attempt.status],
-        error_message=attempt.error_message,
-    )
-    _set_times(message, attempt)
+    message = pb.AttemptRecord()
+    _fill_attempt(message, attempt)
     return message
 
 
-def _set_times(message: pb.AttemptRecord, attempt: Attempt) -> None:
-    # Set in place: no Timestamp made and copied (every finished task's record is built once).
-    _set_time(message.started_at, attempt.started_at)
+def _fill_attempt(message: pb.AttemptRecord, attempt: Attempt) -> None:
+    # In place: a record's attempts are added to it, not made and copied.
+    message.number = attempt.number
+    message.worker_id = attempt.worker_id
+    message.status = int(attempt.status)  # type: ignore[assignment]  # TaskStatus mirrors the proto enum
+    message.error_message = attempt.error_message
+    set_timestamp(message.started_at, attempt.started_at)
     if attempt.ended_at is not None:
-        _set_time(message.ended_at, attempt.ended_at)
-
-
-def _set_time(field: Timestamp, moment: datetime) -> None:
-    """`moment` (naive: UTC) into `field`, from integers."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - _EPOCH
-    field.seconds = delta.days * 86_400 + delta.seconds
-    field.nanos = delta.microseconds * 1_000
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_STATUS_NAMES = {status: f"TASK_STATUS_{status.name}" for status in TaskStatus}
+        set_timestamp(message.ended_at, attempt.ended_at)
 
 
 def attempt_from_pb(message: pb.AttemptRecord) -> Attempt:
@@ -98,7 +82,7 @@ def record_to_pb(record: TaskRecord, *, encoded_params: EncodedParams | None = N
     message = pb.TaskRecord(
         task_id=record.task_id,
         capability=record.capability,
-        status=_STATUS_NAMES[record.status],
+        status=int(record.status),  # type: ignore[arg-type]  # TaskStatus mirrors the proto enum
         parameters=parameters_to_pb(encode_params(record.params) if encoded_params is None else encoded_params),
         dead_lettered=record.dead_lettered,
         cancel_reason=record.cancel_reason,
@@ -106,19 +90,11 @@ def record_to_pb(record: TaskRecord, *, encoded_params: EncodedParams | None = N
         owner=record.owner,
     )
     for attempt in record.attempts:
-        _set_times(
-            message.attempts.add(
-                number=attempt.number,
-                worker_id=attempt.worker_id,
-                status=_STATUS_NAMES[attempt.status],
-                error_message=attempt.error_message,
-            ),
-            attempt,
-        )
+        _fill_attempt(message.attempts.add(), attempt)
     if record.last_update is not None:
         fill_update(message.last_update, record.last_update)
     if record.submitted_at is not None:
-        _set_time(message.submitted_at, record.submitted_at)
+        set_timestamp(message.submitted_at, record.submitted_at)
     return message
 
 

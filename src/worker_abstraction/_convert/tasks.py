@@ -41,17 +41,22 @@ def task_result(
         worker_id=worker_id,
     )
     if failure is not None:
-        message.failure.CopyFrom(failure_to_pb(failure))
+        fill_failure(message.failure, failure)
     return message
 
 
 def failure_to_pb(failure: TaskFailure) -> pb.TaskFailure:
-    return pb.TaskFailure(
-        type=failure.type,
-        message=failure.message,
-        retryable=failure.retryable,
-        origin=int(failure.origin),  # type: ignore[arg-type]  # FailureOrigin mirrors the proto enum
-    )
+    message = pb.TaskFailure()
+    fill_failure(message, failure)
+    return message
+
+
+def fill_failure(message: pb.TaskFailure, failure: TaskFailure) -> None:
+    """`failure` into a message, in place (a field of another message needs no copy)."""
+    message.type = failure.type
+    message.message = failure.message
+    message.retryable = failure.retryable
+    message.origin = int(failure.origin)  # type: ignore[assignment]  # FailureOrigin mirrors the proto enum
 
 
 _ORIGINS = {int(o): o for o in FailureOrigin}
@@ -106,23 +111,15 @@ def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
 
 
 def update_to_pb(update: TaskUpdate, *, sequence: int | None = None) -> pb.TaskResult:
-    message = pb.TaskResult(
-        task_id=update.task_id,
-        status=int(update.status),  # type: ignore[arg-type]  # TaskStatus mirrors the proto enum
-        output_json=update.output_json,
-        error_message=update.error_message,
-        sequence=update.sequence if sequence is None else sequence,
-        progress=update.progress,
-        progress_message=update.progress_message,
-        worker_id=update.worker_id,
-        attempt=update.attempt,
-    )
-    _fill_rest(message, update)
+    message = pb.TaskResult()
+    fill_update(message, update)
+    if sequence is not None:
+        message.sequence = sequence
     return message
 
 
 def fill_update(message: pb.TaskResult, update: TaskUpdate) -> None:
-    """`update` into a message that is part of another (a record's last update), without a copy."""
+    """`update` into a message, in place (a record's last update needs no copy)."""
     message.task_id = update.task_id
     message.status = int(update.status)  # type: ignore[assignment]  # TaskStatus mirrors the proto enum
     message.output_json = update.output_json
@@ -132,20 +129,12 @@ def fill_update(message: pb.TaskResult, update: TaskUpdate) -> None:
     message.progress_message = update.progress_message
     message.worker_id = update.worker_id
     message.attempt = update.attempt
-    _fill_rest(message, update)
-
-
-def _fill_rest(message: pb.TaskResult, update: TaskUpdate) -> None:
     if update.metadata:  # (an empty mapping costs as much to pass as a full one)
         message.metadata.update(update.metadata)
     if update.timestamp_ns:
         message.completed_at.seconds, message.completed_at.nanos = divmod(update.timestamp_ns, 1_000_000_000)
     if update.failure is not None:
-        failure = update.failure
-        message.failure.type = failure.type
-        message.failure.message = failure.message
-        message.failure.retryable = failure.retryable
-        message.failure.origin = int(failure.origin)  # type: ignore[assignment]  # mirrors the proto enum
+        fill_failure(message.failure, update.failure)
 
 
 def parameters_to_pb(encoded: EncodedParams) -> list[pb.TaskParameter]:

@@ -25,10 +25,18 @@ def timestamp(moment: datetime | None = None) -> Timestamp:
     """`moment` (naive: UTC) as a Timestamp; built from integers, several times quicker than FromDatetime."""
     if moment is None:
         return now_timestamp()
+    stamp = Timestamp()
+    set_timestamp(stamp, moment)
+    return stamp
+
+
+def set_timestamp(field: Timestamp, moment: datetime) -> None:
+    """`moment` (naive: UTC) into a Timestamp field of a message, in place (no Timestamp made and copied)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     delta = moment - _EPOCH
-    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1_000)
+    field.seconds = delta.days * 86_400 + delta.seconds
+    field.nanos = delta.microseconds * 1_000
 
 
 def now_timestamp() -> Timestamp:
