@@ -36,3 +36,31 @@ class LoopClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+class NamedTimers:
+    """Timers on a clock by name, one of each name at a time (a task's queue wait, deadline, back-off...)."""
+
+    __slots__ = ("_clock", "_timers")
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._timers: dict[str, Timer] | None = None  # made with the first timer: a queued task has none
+
+    def start(self, name: str, delay_seconds: float, callback: Callable[[], None]) -> None:
+        """Call `callback` after `delay_seconds`, instead of what a timer of this name would have called."""
+        if self._timers is None:
+            self._timers = {}
+        self.stop(name)
+        self._timers[name] = self._clock.call_later(delay_seconds, callback)
+
+    def stop(self, name: str) -> None:
+        timer = self._timers.pop(name, None) if self._timers is not None else None
+        if timer is not None:
+            timer.cancel()
+
+    def stop_all(self) -> None:
+        if self._timers is not None:
+            for timer in self._timers.values():
+                timer.cancel()
+            self._timers = None

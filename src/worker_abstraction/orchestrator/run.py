@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any
 
 from worker_abstraction import lifecycle
 from worker_abstraction.observability import tracing
 from worker_abstraction.observability.task_spans import RunSpans
 from worker_abstraction.orchestrator import retries
-from worker_abstraction.orchestrator.clock import Timer
+from worker_abstraction.orchestrator.clock import NamedTimers
 from worker_abstraction.orchestrator.crew import Crew, Phase
 from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, CancelAnswer
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
@@ -66,31 +66,9 @@ class TaskRun:
     """One task, from acceptance to its one terminal state."""
 
     # One per task the daemon holds, queued ones included: slots keep 100,000 of them small.
-    __slots__ = (
-        "_crew",
-        "_failures",
-        "_queue_timeout",
-        "_reserved",
-        "_reuse_number",
-        "_sent",
-        "_sinks",
-        "_spans",
-        "_timers",
-        "avoid",
-        "cancel_reason",
-        "capability",
-        "dead_lettered",
-        "fairness_key",
-        "handle",
-        "phase",
-        "pinned",
-        "preferred_tags",
-        "priority",
-        "required_tags",
-        "retry",
-        "spec",
-        "state",
-    )
+    __slots__ = ("_crew", "_failures", "_queue_timeout", "_reserved", "_reuse_number", "_sent", "_sinks", "_spans",
+                 "_timers", "avoid", "cancel_reason", "capability", "dead_lettered", "fairness_key", "handle", "phase",
+                 "pinned", "preferred_tags", "priority", "required_tags", "retry", "spec", "state")  # fmt: skip
 
     def __init__(self, spec: TaskSpec, crew: Crew, *, queue_timeout_seconds: float | None = None) -> None:
         options = spec.options
@@ -121,9 +99,8 @@ class TaskRun:
         self._sent = 0  # the highest attempt number that may have been sent
         self._reserved = ATTEMPT_BLOCK  # attempt numbers up to this one are reserved in the journal
         self._reuse_number = False  # the next dispatch keeps the current number (the last one never ran)
-        # Made when first needed: a queued task has neither timers nor attempts, and 100,000 may wait.
-        self._timers: dict[str, Timer] | None = None
-        self._sinks: AttemptSinks | None = None
+        self._timers = NamedTimers(crew.clock)
+        self._sinks: AttemptSinks | None = None  # made with the first attempt: 100,000 queued tasks have none
         # None while tracing is off: then each hook below costs one check.
         self._spans = RunSpans(spec.task_id, spec.capability, spec.trace_context) if tracing.enabled() else None
 
@@ -133,7 +110,7 @@ class TaskRun:
         """Queue the task (its acceptance is stored; the scheduler had room for it)."""
         self._enqueue()
         if self._queue_timeout is not None and self.phase is Phase.WAITING:
-            self._timer("queue", self._queue_timeout, self._queue_expired)
+            self._timers.start("queue", self._queue_timeout, self._queue_expired)
 
     def resume(self, found: Resumable) -> None:
         """Carry on a task read back from the store after a restart."""
@@ -188,7 +165,7 @@ class TaskRun:
         if self.phase in (Phase.WAITING, Phase.BACKOFF):
             self._finish_canceled(reason)
             return True
-        self._timer("cancel", CANCEL_CONFIRM_SECONDS, self._cancel_unconfirmed)
+        self._timers.start("cancel", CANCEL_CONFIRM_SECONDS, self._cancel_unconfirmed)
         if self.phase is Phase.SENDING:  # the cancel follows the dispatch once the worker has it
             return True
         return await self._cancel_on_worker()
@@ -317,7 +294,7 @@ class TaskRun:
             self.avoid = self.avoid | {worker.worker_id}
             if spans is not None:
                 spans.attempt_ended(answer.message)
-        self._stop_attempt()
+        self._timers.stop("deadline")
         self.phase = Phase.WAITING
         self._enqueue()
 
@@ -326,7 +303,7 @@ class TaskRun:
         state, crew = self.state, self._crew
         number, worker_id = state.attempt, state.worker_id
         state.end_attempt(TaskStatus.FAILED, failure.text)
-        self._stop_attempt()
+        self._timers.stop("deadline")
         if self._spans is not None:
             self._spans.attempt_ended(failure.text)
         infrastructure = failure.origin is FailureOrigin.INFRASTRUCTURE
@@ -349,7 +326,7 @@ class TaskRun:
             state.append(retries.retrying(state, failure))
             state.worker_id = state.worker_address = ""  # waiting again: no worker has it
             crew.journal.requeued(self.spec.task_id, number, self._failures)
-            self._timer("backoff", delay, self._retry)
+            self._timers.start("backoff", delay, self._retry)
             if crew.metrics is not None:
                 crew.metrics.task_retried(self.capability)
             return
@@ -379,7 +356,7 @@ class TaskRun:
         if answer in (CancelAnswer.UNREACHABLE, CancelAnswer.UNKNOWN):
             # Not delivered: keep asking until the task ends one way or another (a lost worker's attempt
             # fails and, being canceled, is not retried; the confirmation timer ends it at the latest).
-            self._timer("resend-cancel", CANCEL_RESEND_SECONDS, self._resend_cancel)
+            self._timers.start("resend-cancel", CANCEL_RESEND_SECONDS, self._resend_cancel)
         return True
 
     def _resend_cancel(self) -> None:
@@ -403,7 +380,7 @@ class TaskRun:
     def _start_deadline(self) -> None:
         timeout = self.spec.options.timeout_seconds
         if timeout > 0:
-            self._timer("deadline", timeout + DEADLINE_SLACK_SECONDS, self._overran)
+            self._timers.start("deadline", timeout + DEADLINE_SLACK_SECONDS, self._overran)
 
     def _overran(self) -> None:
         # The worker should have ended the task at its deadline and said nothing: it may be a zombie.
@@ -423,10 +400,7 @@ class TaskRun:
         if self.phase is Phase.DONE:
             return
         self.phase = Phase.DONE
-        if self._timers is not None:
-            for timer in self._timers.values():
-                timer.cancel()
-            self._timers = None
+        self._timers.stop_all()
         if self._sinks is not None:
             self._sinks.forget_all()
         self._crew.scheduler.discard(self)
@@ -449,19 +423,6 @@ class TaskRun:
         if spans is None:
             return {"task_id": self.spec.task_id}
         return {"task_id": self.spec.task_id, "trace_id": spans.trace_id}
-
-    def _stop_attempt(self) -> None:
-        timer = self._timers.pop("deadline", None) if self._timers is not None else None
-        if timer is not None:
-            timer.cancel()
-
-    def _timer(self, name: str, delay: float, callback: Callable[[], None]) -> None:
-        if self._timers is None:
-            self._timers = {}
-        previous = self._timers.pop(name, None)
-        if previous is not None:
-            previous.cancel()
-        self._timers[name] = self._crew.clock.call_later(delay, callback)
 
     def _open_sink(self, attempt: int, address: str) -> AttemptSink:
         if self._sinks is None:
