@@ -99,14 +99,25 @@ async def test_an_older_attempt_than_one_already_seen_is_refused_as_a_stale_deli
     edge_stub: pb_grpc.WorkerServiceStub, gates: Gates, finished: bool
 ) -> None:
     newer = make_task("wait_for", task_id="stale", attempt=3, name="s")
-    assert (await execute(edge_stub, newer)).accepted
-    if finished:
-        gates.open("s")
-        await log_of(edge_stub, "stale")
-    response = await execute(edge_stub, make_task("wait_for", task_id="stale", attempt=2, name="s"))
+    older = make_task("wait_for", task_id="stale", attempt=2, name="s")
+    response = await _deliver_again(edge_stub, gates, newer, older, finished=finished)
     assert not response.accepted and response.reject_reason == pb.REJECT_REASON_INVALID_TASK
-    gates.open("s")
     assert {u.attempt for u in await log_of(edge_stub, "stale")} == {3}
+
+
+async def _deliver_again(
+    stub: pb_grpc.WorkerServiceStub, gates: Gates, known: pb.Task, again: pb.Task, *, finished: bool
+) -> pb.ExecuteTaskResponse:
+    """The answer to `again`, delivered while `known` (a wait_for task) runs or once it finished; `known` is
+    let finish either way."""
+    assert (await execute(stub, known)).accepted
+    gate = json.loads(known.parameters[0].value_json)
+    if finished:
+        gates.open(gate)
+        await log_of(stub, known.task_id)
+    response = await execute(stub, again)
+    gates.open(gate)
+    return response
 
 
 async def test_a_record_replaced_before_its_runner_was_cleaned_up_keeps_the_books_right(gates: Gates) -> None:
@@ -153,14 +164,9 @@ async def test_an_invalid_delivery_under_a_known_id_is_refused_not_taken_for_the
     edge_stub: pb_grpc.WorkerServiceStub, gates: Gates, finished: bool
 ) -> None:
     known = make_task("wait_for", task_id="known", attempt=1, name="k")
-    assert (await execute(edge_stub, known)).accepted
-    if finished:
-        gates.open("k")
-        await log_of(edge_stub, "known")
     hostile = make_task("wait_for", task_id="known", attempt=1, name="k")
     hostile.timeout_seconds = -(2**63)  # what the fuzzer sent: the same task otherwise
-    refused = await execute(edge_stub, hostile)
+    refused = await _deliver_again(edge_stub, gates, known, hostile, finished=finished)
     assert not refused.accepted and refused.reject_reason == pb.REJECT_REASON_INVALID_TASK
     assert "timeout_seconds" in refused.message
-    gates.open("k")
     assert _outcome(await log_of(edge_stub, "known")) == ("TASK_STATUS_COMPLETED", 1, "k")
