@@ -59,6 +59,7 @@ async def main() -> int:
         pki = Path(scratch) / "pki"
         certs.init_dir(pki)  # what `wa certs init DIR` writes
         system, client, operator = (secrets.token_urlsafe(24) for _ in range(3))
+        # One in 64 such tokens begins with '-': passed as --token=VALUE, it is never taken for an option.
         tokens = Path(scratch) / "tokens.toml"
         tokens.write_text(
             f'[[principal]]\nname = "system/demo"\nroles = ["worker", "orchestrator"]\ntoken = "{system}"\n\n'
@@ -70,28 +71,29 @@ async def main() -> int:
         def identity(stem: str) -> tuple[str, ...]:
             return ("--tls-cert", str(pki / f"{stem}.pem"), "--tls-key", str(pki / f"{stem}.key"), *ca)
 
-        serve = (*identity("server"), "--tls-client-auth", "--auth-tokens", str(tokens), "--token", system)
+        as_system = ("--auth-tokens", str(tokens), f"--token={system}")
+        serve = (*identity("server"), "--tls-client-auth", *as_system)
         processes: list[asyncio.subprocess.Process] = []
         try:
             logs = Path(scratch)
             registry, registry_address = await start(logs / "registry.log", "registry", "--port", "0", *serve)
             processes.append(registry)
-            worker_flags = (*identity("worker"), "--tls-client-auth", "--auth-tokens", str(tokens), "--token", system)
+            worker_flags = (*identity("worker"), "--tls-client-auth", *as_system)
             at_registry = ("--port", "0", "--registry", registry_address)
             worker_class = "examples.text_stats:TextStatsWorker"
             worker, _ = await start(logs / "worker.log", "worker", worker_class, *at_registry, *worker_flags)
             processes.append(worker)
             # The daemon serves callers over TLS and knows them by their tokens (no client certificates).
-            daemon_flags = (*identity("server"), "--auth-tokens", str(tokens), "--token", system, "--store", ":memory:")
+            daemon_flags = (*identity("server"), *as_system, "--store", ":memory:")
             daemon, daemon_address = await start(logs / "daemon.log", "orchestrator", *at_registry, *daemon_flags)
             processes.append(daemon)
             print(f"registry {registry_address} (mTLS and tokens), daemon {daemon_address} (TLS and tokens)\n")
 
             submit = ("submit", "text_stats", "-p", "text=secure hello", "--orchestrator", daemon_address)
             checks = [
-                ("alice, with her token", (*ca, "--token", client), 0, "COMPLETED"),
+                ("alice, with her token", (*ca, f"--token={client}"), 0, "COMPLETED"),
                 ("no token", ca, 1, "UNAUTHENTICATED"),
-                ("a worker's token submitting a task", (*ca, "--token", operator), 1, "PERMISSION_DENIED"),
+                ("a worker's token submitting a task", (*ca, f"--token={operator}"), 1, "PERMISSION_DENIED"),
             ]
             failed = 0
             for title, flags, want_code, want_text in checks:
@@ -99,7 +101,8 @@ async def main() -> int:
                 ok = (code == 0) == (want_code == 0) and want_text in out
                 failed += not ok
                 print(f"== {title}: exit {code} ({'as expected' if ok else 'NOT as expected'})")
-                print("   " + "\n   ".join(out.strip().splitlines()[:3]) + "\n")
+                lines = out.strip().splitlines()
+                print("   " + "\n   ".join(lines[:3] if ok else lines[-12:]) + "\n")
             return 1 if failed else 0
         finally:
             for process in reversed(processes):

@@ -17,7 +17,7 @@ token = "system-token-0123456789"
 [[principal]]
 name = "client/alice"
 roles = ["client"]
-token = "client-token-0123456789"
+token = "-client-token-0123456789"  # a leading dash, as one urlsafe token in 64 has
 """
 
 
@@ -32,7 +32,7 @@ async def test_a_secured_cluster_runs_tasks_for_callers_with_tokens_only(start: 
     anonymous = await wa("workers", "--registry", registry.address, "--json", "--timeout", "5")
     assert anonymous.code == 1 and "credentials" in anonymous.err, anonymous.err
     for _ in range(100):  # the worker registers with its token (bounded: 100 x 0.1 s)
-        listed = await wa("workers", "--registry", registry.address, "--json", "--token", "client-token-0123456789")
+        listed = await wa("workers", "--registry", registry.address, "--json", "--token=-client-token-0123456789")
         assert listed.code == 0, listed.err
         if json.loads(listed.out):
             break
@@ -43,6 +43,6 @@ async def test_a_secured_cluster_runs_tasks_for_callers_with_tokens_only(start: 
     submit = ("submit", "shout", "-p", "text=hi", "--orchestrator", daemon.address, "--json")
     refused = await wa(*submit)
     assert refused.code != 0 and "credentials" in refused.err, refused.err
-    done = await wa(*submit, "--token", "client-token-0123456789")
+    done = await wa(*submit, "--token=-client-token-0123456789")
     assert done.code == 0, done.err
     assert json.loads(done.out.splitlines()[-1])["output"] == {"result": "Processed: HI"}

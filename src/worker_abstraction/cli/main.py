@@ -145,7 +145,10 @@ def _add_auth_arguments(common: argparse.ArgumentParser, settings: Settings) -> 
         "--token",
         metavar="TOKEN",
         default=settings.default("token"),
-        help=settings.help("token", "bearer token sent to every server (prefer WA_TOKEN: flags show in ps)"),
+        help=settings.help(
+            "token",
+            "bearer token sent to every server (prefer WA_TOKEN: flags show in ps; a leading - needs --token=T)",
+        ),
     )
     common.add_argument(
         "--auth-tokens",
