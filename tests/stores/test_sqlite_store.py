@@ -66,6 +66,38 @@ async def test_writes_queued_one_after_another_land_in_that_order(tmp_path: Path
         await store.close()
 
 
+async def test_facts_written_behind_wait_to_share_the_next_acceptances_commit(tmp_path: Path) -> None:
+    commits: list[float] = []
+    store = await SqliteTaskStore(tmp_path / "tasks.db", behind_seconds=60, on_commit=commits.append).open()
+    try:
+        await _accept(store, 1)
+        assert len(commits) == 1
+        behind = [store.dispatched("task-00001", "worker-a", "127.0.0.1:1", 1), store.finished("task-00001", b"r", 3)]
+        for _ in range(10):  # turns of the loop go by: they wait
+            await asyncio.sleep(0)
+        assert len(commits) == 1 and not any(fact.done() for fact in behind)
+        await _accept(store, 2)  # and go in its transaction
+        assert len(commits) == 2 and all(fact.done() for fact in behind)
+        assert await store.finished_record("task-00001") == b"r"
+    finally:
+        await store.close()
+
+
+async def test_facts_written_behind_commit_on_their_own_when_no_acceptance_comes(tmp_path: Path) -> None:
+    commits: list[float] = []
+    store = await SqliteTaskStore(tmp_path / "tasks.db", behind_seconds=0.01, on_commit=commits.append).open()
+    try:
+        await _accept(store, 1)
+        alone = store.dispatched("task-00001", "worker-a", "127.0.0.1:1", 1)
+        async with asyncio.timeout(5):
+            await alone
+        assert len(commits) == 2
+        (task,) = await store.unfinished()
+        assert (task.task_id, task.worker_id) == ("task-00001", "worker-a")
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("path", [":memory:", "file:tasks?mode=memory"])
 async def test_a_store_kept_in_memory_reads_what_it_wrote(path: str) -> None:
     store = await SqliteTaskStore(path).open()
