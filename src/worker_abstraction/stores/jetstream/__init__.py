@@ -1,4 +1,5 @@
-"""The registry's shared store on NATS JetStream KV: several `wa registry` replicas, one view of the workers."""
+"""Shared state on NATS JetStream: the registry's workers in a KV bucket (several `wa registry` replicas, one
+view of the workers) and the work queue on which several orchestrator daemons share their tasks."""
 
 from worker_abstraction.stores.jetstream.connection import (
     MIN_SERVER_VERSION,
@@ -8,13 +9,18 @@ from worker_abstraction.stores.jetstream.connection import (
     connect,
     parse_servers,
 )
+from worker_abstraction.stores.jetstream.work import Exhausted, Lease, WorkQueue, WorkQueueOptions
 from worker_abstraction.stores.jetstream.workers import JetStreamWorkerStore
 
 __all__ = [
     "MIN_SERVER_VERSION",
+    "Exhausted",
     "JetStreamWorkerStore",
+    "Lease",
     "NatsOptions",
     "NatsStoreError",
+    "WorkQueue",
+    "WorkQueueOptions",
     "check_server_version",
     "connect",
     "parse_servers",

@@ -80,8 +80,8 @@ def check_server_version(version: str) -> None:
         )
 
 
-async def connect(options: NatsOptions) -> Client:
-    """A connection to one of `options.servers` whose version has been checked.
+async def connect(options: NatsOptions, *, name: str = "wa-registry") -> Client:
+    """A connection to one of `options.servers` whose version has been checked (`name`: as the server lists it).
 
     Raises:
         NatsStoreError: no server answered, or the one that did is too old.
@@ -94,7 +94,7 @@ async def connect(options: NatsOptions) -> Client:
         async with asyncio.timeout(options.connect_timeout_seconds * len(options.servers) + 1):
             client = await nats.connect(
                 servers=list(options.servers),
-                name="wa-registry",
+                name=name,
                 tls=tls,
                 user_credentials=str(options.creds_file) if options.creds_file is not None else None,
                 connect_timeout=max(1, round(options.connect_timeout_seconds)),
