@@ -1,5 +1,6 @@
 """Shared state on NATS JetStream: the registry's workers in a KV bucket (several `wa registry` replicas, one
-view of the workers) and the work queue on which several orchestrator daemons share their tasks."""
+view of the workers); for several orchestrator daemons sharing tasks, the work queue (who holds which task)
+and the update log (every task's updates, replayable and followed from any replica)."""
 
 from worker_abstraction.stores.jetstream.connection import (
     MIN_SERVER_VERSION,
@@ -9,6 +10,7 @@ from worker_abstraction.stores.jetstream.connection import (
     connect,
     parse_servers,
 )
+from worker_abstraction.stores.jetstream.updates import UpdateLog, UpdateLogOptions
 from worker_abstraction.stores.jetstream.work import Exhausted, Lease, WorkQueue, WorkQueueOptions
 from worker_abstraction.stores.jetstream.workers import JetStreamWorkerStore
 
@@ -19,6 +21,8 @@ __all__ = [
     "Lease",
     "NatsOptions",
     "NatsStoreError",
+    "UpdateLog",
+    "UpdateLogOptions",
     "WorkQueue",
     "WorkQueueOptions",
     "check_server_version",
