@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -145,7 +145,7 @@ class UpdateLog:
             raise NatsStoreError(f"cannot read the updates of task {task_id[:40]!r}: {error!r}") from error
         return _sequence_of(stored.headers)
 
-    async def follow(self, task_id: str, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+    async def follow(self, task_id: str, after: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
         """Each update of a task numbered above `after`, in order, once: what was kept, then what comes.
 
         Raises:

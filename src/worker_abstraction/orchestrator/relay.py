@@ -1,0 +1,110 @@
+"""The relay: a task's updates from the replica that runs it to every replica that follows it.
+
+When several daemons share tasks (see `stores/jetstream`), the replica running a task is often not the one
+its caller is connected to. The runner publishes each update of its run to the update log
+(`UpdatePublisher`); any replica makes a handle that reads them back (`followed_handle`), the same
+`AsyncTaskHandle` a local run has, so sessions, WatchTask and `result()` work on it unchanged.
+
+Updates are numbered as WatchTask numbers them. A replica that takes a task over from a dead one numbers
+its run's updates after the last one the log kept (`base`), so the task's updates read as one stream
+whichever replicas ran it. Updates are published one after the other, in order; `flushed()` waits until
+every one so far is stored (the runner waits for it before it lets the task go, so a finished task's last
+update is always in the log before anyone can take the task again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from worker_abstraction import _convert
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle, TaskOwner
+from worker_abstraction.orchestrator.remote_session import observe
+from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.stores.jetstream.connection import NatsStoreError
+from worker_abstraction.stores.jetstream.updates import UpdateLog
+from worker_abstraction.types import TaskUpdate
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_ATTEMPTS = 5  # tries per update while NATS does not answer (a leader election takes seconds)
+_RETRY_PAUSE_SECONDS = 1.0
+
+
+class UpdatePublisher:
+    """Publishes every update of a run's handle to the log, in order, numbered after `base`.
+
+    Subscribe it to the handle: `handle.subscribe(UpdatePublisher(log, handle.task_id, base))`.
+    """
+
+    __slots__ = ("_base", "_draining", "_log", "_pending", "failed", "task_id")
+
+    def __init__(self, log: UpdateLog, task_id: str, base: int = 0) -> None:
+        self._log = log
+        self.task_id = task_id
+        self._base = base
+        self._pending: collections.deque[tuple[int, bytes]] = collections.deque()
+        self._draining: asyncio.Task[None] | None = None
+        self.failed = 0  # updates the log never stored (NATS unreachable through every try)
+
+    def __call__(self, position: int, update: TaskUpdate) -> None:
+        sequence = self._base + position
+        self._pending.append((sequence, _convert.update_to_pb(update, sequence=sequence).SerializeToString()))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.ensure_future(self._drain())
+
+    async def flushed(self) -> None:
+        """Return once every update so far was stored (or given up on: see `failed`)."""
+        while self._draining is not None and not self._draining.done():
+            await asyncio.shield(self._draining)
+
+    async def _drain(self) -> None:
+        while self._pending:
+            sequence, data = self._pending[0]
+            for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+                try:
+                    await self._log.publish(self.task_id, sequence, data)
+                    break
+                except NatsStoreError as error:
+                    if attempt == PUBLISH_ATTEMPTS:
+                        self.failed += 1
+                        logger.error("update %d of task %s was not published: %s", sequence, self.task_id, error)
+                    else:
+                        await asyncio.sleep(_RETRY_PAUSE_SECONDS)
+            self._pending.popleft()
+
+
+def followed_handle(
+    log: UpdateLog,
+    task_id: str,
+    capability: str,
+    params: Mapping[str, Any],
+    owner: TaskOwner,
+    *,
+    after: int = 0,
+) -> tuple[AsyncTaskHandle, asyncio.Task[None]]:
+    """A handle on a task another replica runs (or ran), fed from the log; and the task that feeds it.
+
+    The feeding task ends with the task's terminal update (cancel it to stop following sooner). If the log
+    cannot be read, the handle loses track of the task (`result()` raises the error).
+    """
+    state = TaskState(task_id, capability, params)
+
+    async def feed() -> None:
+        updates = log.follow(task_id, after)
+        try:
+            async for _, data in updates:
+                observe(state, _convert.update_from_pb(pb.TaskResult.FromString(data)))
+                if state.done():
+                    return
+        except NatsStoreError as error:
+            state.lose_track(error)
+        finally:
+            await updates.aclose()
+
+    feeding = asyncio.ensure_future(feed())
+    return AsyncTaskHandle(state, owner), feeding
