@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import SpanKind
 
@@ -34,6 +34,9 @@ from worker_abstraction.stores.tasks import TaskStore
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, WorkerHealth, WorkerInfo
 
+if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.shared import SharedTasks
+
 logger = logging.getLogger(__name__)
 
 
@@ -60,6 +63,9 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         task_store: where accepted tasks are kept (e.g. SqliteTaskStore); unfinished ones are resumed by
             `start()`, finished ones and dead letters stay readable. Default: nothing is kept.
         keep_finished: finished tasks whose records are kept in memory for `task()` / `tasks()`.
+        shared: share tasks with other orchestrators on NATS JetStream (`orchestrator.shared.SharedTasks`):
+            tasks accepted here go to the shared queue and run on whichever replica takes them, tasks of
+            a replica that dies carry on elsewhere; replaces `task_store`.
         links: the connections to workers (inject a `WorkerLinks` to watch or break them).
         directory: the live view of workers (inject one to tune or observe discovery).
         clock: the source of time for deadlines, back-offs and probes.
@@ -92,8 +98,10 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         clock: Clock | None = None,
         tls: TLSConfig | None = None,
         metrics: OrchestratorMetrics | None = None,
+        shared: SharedTasks | None = None,
     ) -> None:
         self.registry = registry
+        self._shared = shared
         self._metrics = metrics
         self._discovery_timeout = discovery_timeout_seconds
         clock = clock or LoopClock()
@@ -119,6 +127,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             fairness_weights=fairness_weights,
         )
         journal: Journal = StoreJournal(task_store) if task_store is not None else NullJournal()
+        if shared is not None:
+            journal = shared.journal
         index = TaskIndex(journal, keep_finished=keep_finished)
         crew = Crew(
             scheduler=scheduler,
@@ -137,6 +147,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             index,
             queue_timeout_seconds=queue_timeout_seconds,
             queue_without_workers=queue_without_workers,
+            shared=shared,
         )
         self._started = False
         self._closed = False
@@ -166,12 +177,16 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             if not self._directory.synced.is_set():
                 logger.warning("no answer from registry %s yet; continuing without workers", self.registry)
         await self.engine.recover()
+        if self._shared is not None:
+            await self._shared.start(self.engine)
 
     async def aclose(self) -> None:
         """Stop following tasks and close every connection."""
         if self._closed:
             return
         self._closed = True
+        if self._shared is not None:  # first: the tasks held here go to the other replicas at once
+            await self._shared.aclose()
         if self._metrics is not None:
             self._metrics.unwatch()
         await self._directory.aclose()

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker_abstraction import limits
 from worker_abstraction.codec import encode_params, payload_bytes, short
@@ -29,6 +29,9 @@ from worker_abstraction.orchestrator.records import TaskIndex, finished_handle
 from worker_abstraction.orchestrator.run import TaskRun
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, WorkerHealth, WorkerInfo
 
+if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.shared import SharedTasks
+
 logger = logging.getLogger(__name__)
 
 
@@ -42,6 +45,8 @@ class Engine:
         queue_timeout_seconds: default limit on how long a task may wait for a worker (None: no limit).
         queue_without_workers: accept tasks for a capability no live worker offers yet (they wait);
             otherwise they are refused with NoWorkerError.
+        shared: this replica's part in tasks several daemons share (see `orchestrator/shared.py`): tasks
+            accepted here go to the shared queue and are followed wherever they run; None: tasks run here.
     """
 
     def __init__(
@@ -52,8 +57,10 @@ class Engine:
         *,
         queue_timeout_seconds: float | None,
         queue_without_workers: bool = False,
+        shared: SharedTasks | None = None,
     ) -> None:
         self.crew = crew
+        self.shared = shared
         self.directory = directory
         self.index = index
         self._queue_timeout = queue_timeout_seconds
@@ -119,6 +126,10 @@ class Engine:
         run = TaskRun(spec, crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout)
         admit(spec, run, self.directory, crew.scheduler, wait_for_workers=self._queue_without_workers)
         crew.scheduler.check_room(spec.capability)
+        if self.shared is not None:  # whichever replica takes it runs it; the handle follows it there
+            handle = await self.shared.accept(spec)
+            self._announce(handle)
+            return handle
         self.index.add(run)  # before the store is asked: a concurrent resubmission of the key finds it
         try:
             await crew.journal.accepted(spec)  # a crash after this cannot lose the task
@@ -170,6 +181,11 @@ class Engine:
         Raises:
             TaskNotFoundError: the task is unknown (or forgotten).
         """
+        if self.shared is not None:  # numbered as the update log numbers it, whichever replica runs it
+            followed = await self.shared.watch(task_id)
+            if followed is None:
+                raise TaskNotFoundError(task_id, "the orchestrator")
+            return followed
         handle = self.handle(task_id)
         if handle is not None:
             return handle
@@ -177,6 +193,8 @@ class Engine:
 
     async def task(self, task_id: str) -> TaskRecord:
         record = await self.index.record(task_id)
+        if record is None and self.shared is not None:
+            record = await self.shared.record(task_id)
         if record is None:
             raise TaskNotFoundError(task_id, "the orchestrator")
         return record
@@ -186,6 +204,8 @@ class Engine:
 
     async def cancel(self, task_id: str, reason: str) -> bool:
         run = self.index.live.get(task_id)
+        if run is None and self.shared is not None:
+            return await self.shared.cancel(task_id, reason or "canceled by the caller")
         if run is None:
             if self.index.get(task_id) is not None or await self.index.record(task_id) is not None:
                 return False  # it finished

@@ -104,6 +104,10 @@ class Scheduler:
     def waiting(self) -> int:
         return len(self._waiting_now)
 
+    def waiting_for(self, capability: str) -> int:
+        """Tasks for `capability` waiting for a worker."""
+        return self._waiting[capability]
+
     def in_flight(self, worker_id: str) -> int:
         """This orchestrator's tasks holding a slot on the worker."""
         return self._in_flight[worker_id]

@@ -230,7 +230,7 @@ class TaskDocs:
         Raises:
             NatsStoreError: NATS did not answer.
         """
-        key = hashlib.sha256(idempotency_key.encode()).hexdigest()
+        key = _key_of(idempotency_key)
         try:
             await self._keys.create(key, task_id.encode())
             return task_id
@@ -245,6 +245,16 @@ class TaskDocs:
         except (TimeoutError, NatsError, APIError) as error:
             raise _unavailable(task_id, error) from error
         return (entry.value or b"").decode()
+
+    async def key_holder(self, idempotency_key: str) -> str | None:
+        """The task id that claimed an idempotency key (None: unclaimed)."""
+        try:
+            entry = await self._keys.get(_key_of(idempotency_key))
+        except KeyNotFoundError:
+            return None
+        except (TimeoutError, NatsError, APIError) as error:
+            raise NatsStoreError(f"the idempotency keys are unreachable: {error!r}") from error
+        return (entry.value or b"").decode() or None
 
     async def all(self) -> AsyncIterator[TaskDoc]:
         """Every document (one read per task: for recovery and listings, not for the hot path)."""
@@ -270,6 +280,10 @@ class TaskDocs:
 
 def _key(task_id: str) -> str:
     return base64.urlsafe_b64encode(task_id.encode()).decode().rstrip("=") or "_"
+
+
+def _key_of(idempotency_key: str) -> str:
+    return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
 def _encode(doc: TaskDoc) -> bytes:

@@ -1,0 +1,404 @@
+"""SharedTasks: one replica's part in the tasks several orchestrator daemons share on NATS JetStream.
+
+Every replica accepts tasks, and every replica runs them; which one runs a task is decided by the work
+queue, not by which one accepted it (see `stores/jetstream`):
+
+- **Accepting.** The task's document is created (its id, or its idempotency key, claimed once across the
+  replicas), then its key is put in the work queue under its capability; only then does the caller hear
+  "accepted". The caller's handle follows the task's updates in the update log, wherever it runs.
+- **Taking.** For each capability its live workers offer, the replica takes work from the queue while it
+  has fewer than `prefetch` tasks of that capability waiting for a worker, so a replica with free workers
+  takes more and none hoards. A task taken is held on a lease the queue keeps alive; the replica makes
+  itself the document's holder and runs the task as a daemon resumes one after a restart: from the start
+  if nobody held it before, or from where the previous holder's document says it got, with attempt
+  numbers above any the previous holder may have sent. Its updates go to the update log, numbered after
+  the last one kept.
+- **Finishing.** The document is finished (by compare-and-set: one replica's outcome counts), the last
+  update is stored, then the lease is done. A replica that dies loses its leases; its tasks go to the
+  others within the lease time and carry on there.
+- **Cancelling.** From any replica: the cancel is written to the document and announced to the others; the
+  holder cancels its run (and a replica that takes the task later finds the cancel in its document).
+- **Exhausted work** (delivered `max_deliveries` times and never finished: its holders kept dying) ends
+  FAILED, its document and its last update saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
+
+from worker_abstraction import _convert
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.errors import TaskNotFoundError, WorkerAbstractionError
+from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, Resumable
+from worker_abstraction.orchestrator.records import finished_handle
+from worker_abstraction.orchestrator.relay import UpdatePublisher, followed_handle
+from worker_abstraction.orchestrator.run import TaskRun
+from worker_abstraction.orchestrator.shared_journal import SharedJournal
+from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, connect
+from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, TaskDoc, TaskDocs, TaskDocsOptions
+from worker_abstraction.stores.jetstream.updates import UpdateLog, UpdateLogOptions, task_token
+from worker_abstraction.stores.jetstream.work import Lease, WorkQueue, WorkQueueOptions
+from worker_abstraction.types import TaskRecord, TaskSpec, TaskStatus, TaskUpdate
+
+if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+CANCEL_SUBJECT = "wa.cancel"
+PREFETCH = 32  # tasks of one capability a replica takes ahead of its free workers
+_TAKE_WAIT_SECONDS = 1.0
+_NO_ROOM_PAUSE_SECONDS = 0.05
+_EXHAUSTED_WAIT_SECONDS = 5.0
+
+
+@dataclass(slots=True)
+class _Holding:
+    lease: Lease
+    publisher: UpdatePublisher
+
+
+class _Owner:
+    """The owner of a followed handle: cancels go through the shared document."""
+
+    __slots__ = ("_shared", "_task_id")
+
+    def __init__(self, shared: SharedTasks, task_id: str) -> None:
+        self._shared, self._task_id = shared, task_id
+
+    async def cancel(self, reason: str) -> bool:
+        return await self._shared.cancel(self._task_id, reason)
+
+
+class SharedTasks:
+    """This replica's part in the shared tasks.
+
+    Args:
+        client: the NATS connection the three parts use (announcing cancels goes over it too).
+        docs, queue, log: the shared task documents, work queue and update log.
+        replica: this replica's name, unique among the replicas (a document's holder).
+        prefetch: tasks of one capability taken ahead of this replica's free workers.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        docs: TaskDocs,
+        queue: WorkQueue,
+        log: UpdateLog,
+        *,
+        replica: str,
+        prefetch: int = PREFETCH,
+    ) -> None:
+        self.client = client
+        self.docs = docs
+        self.queue = queue
+        self.log = log
+        self.replica = replica
+        self._prefetch = max(1, prefetch)
+        self._holdings: dict[str, _Holding] = {}
+        self.journal = SharedJournal(docs, replica, self._release, reserved_at_acceptance=ATTEMPT_BLOCK)
+        self._followed: dict[str, AsyncTaskHandle] = {}
+        self._pullers: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._cancels: Subscription | None = None
+        self._engine: Engine | None = None
+        self._owns_client = False
+
+    @classmethod
+    async def open(
+        cls,
+        nats: NatsOptions,
+        *,
+        replica: str,
+        work: WorkQueueOptions | None = None,
+        updates: UpdateLogOptions | None = None,
+        documents: TaskDocsOptions | None = None,
+        prefetch: int = PREFETCH,
+    ) -> SharedTasks:
+        """Connect to NATS and open (creating them if missing) the documents, the queue and the log.
+
+        Raises:
+            NatsStoreError: NATS is unreachable or too old, or a bucket or stream cannot be made.
+        """
+        client = await connect(nats, name=f"wa-orchestrator {replica}")
+        try:
+            docs = await TaskDocs.open(client, documents)
+            queue = await WorkQueue.open(client, work)
+            log = await UpdateLog.open(client, updates)
+        except BaseException:
+            await client.close()
+            raise
+        shared = cls(client, docs, queue, log, replica=replica, prefetch=prefetch)
+        shared._owns_client = True
+        return shared
+
+    # ---- life -----------------------------------------------------------------------------------------------
+
+    async def start(self, engine: Engine) -> None:
+        """Start taking work for the capabilities the engine's workers offer, and hearing cancels."""
+        self._engine = engine
+        try:
+            self._cancels = await self.client.subscribe(f"{CANCEL_SUBJECT}.*", cb=self._cancel_heard)
+        except NatsError as error:
+            raise NatsStoreError(f"cannot hear the replicas' cancels: {error!r}") from error
+        engine.directory.on_change.append(self._capabilities_changed)
+        self._capabilities_changed()
+        self._spawn(self._move_exhausted())
+
+    async def aclose(self) -> None:
+        """Stop taking work and give back every task held (another replica carries it on at once)."""
+        for task in [*self._pullers.values(), *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._pullers.values(), *self._background, return_exceptions=True)
+        self._pullers.clear()
+        if self._cancels is not None:
+            with contextlib.suppress(NatsError):
+                await self._cancels.unsubscribe()
+        await self.journal.drain()
+        await self.queue.close()
+        await self.log.close()
+        if self._owns_client:
+            with contextlib.suppress(NatsError):
+                await self.client.close()
+
+    # ---- what callers ask ------------------------------------------------------------------------------------
+
+    async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:
+        """Accept a task for whichever replica takes it; a handle following it.
+
+        Raises:
+            TaskExistsError: its id was taken before.
+            QueueFullError: the shared queue is full.
+            NatsStoreError: NATS did not store it (the caller should retry with an idempotency key).
+        """
+        key = spec.options.idempotency_key
+        if key:
+            holder = await self.docs.claim_key(key, spec.task_id)
+            if holder != spec.task_id:
+                known = await self.watch(holder)
+                if known is not None:
+                    return known
+        await self.journal.accepted(spec)
+        await self.queue.put(spec.capability, spec.task_id)
+        return self._follow(spec.task_id, spec.capability, spec.params)
+
+    async def watch(self, task_id: str) -> AsyncTaskHandle | None:
+        """A handle on any shared task (None: no such task)."""
+        followed = self._followed.get(task_id)
+        if followed is not None:
+            return followed
+        found = await self.docs.get(task_id)
+        if found is None:
+            return None
+        doc = found[0]
+        if doc.finished and doc.record:
+            return finished_handle(_convert.record_from_pb(pb.TaskRecord.FromString(doc.record)))
+        spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
+        return self._follow(task_id, spec.capability, spec.params)
+
+    async def cancel(self, task_id: str, reason: str) -> bool:
+        """Cancel a shared task wherever it runs; False if it finished.
+
+        Raises:
+            TaskNotFoundError: no such task.
+        """
+        found = await self.docs.get(task_id)
+        if found is None:
+            raise TaskNotFoundError(task_id, "the shared task store")
+        if found[0].finished:
+            return False
+        await self.journal.cancel_requested(task_id, reason)
+        try:
+            notice = json.dumps({"task_id": task_id, "reason": reason}).encode()
+            await self.client.publish(f"{CANCEL_SUBJECT}.{task_token(task_id)}", notice)
+        except NatsError as error:  # the holder still finds it in the document when it next writes
+            logger.warning("the cancel of task %s was not announced: %r", task_id, error)
+        return True
+
+    async def record(self, task_id: str) -> TaskRecord | None:
+        """Where a shared task stands (None: no such task)."""
+        found = await self.docs.get(task_id)
+        if found is None:
+            return None
+        doc = found[0]
+        if doc.finished and doc.record:
+            return _convert.record_from_pb(pb.TaskRecord.FromString(doc.record))
+        spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
+        return TaskRecord(
+            task_id=task_id,
+            capability=doc.capability,
+            status=TaskStatus.RUNNING if doc.state == DISPATCHED else TaskStatus.PENDING,
+            params=dict(spec.params),
+            submitted_at=datetime.fromtimestamp(doc.accepted_at, UTC),
+            cancel_reason=doc.cancel_reason,
+            idempotency_key=doc.idempotency_key,
+            owner=doc.owner,
+        )
+
+    @property
+    def held(self) -> int:
+        """Tasks this replica holds now."""
+        return len(self._holdings)
+
+    # ---- taking work -----------------------------------------------------------------------------------------
+
+    def _capabilities_changed(self) -> None:
+        assert self._engine is not None
+        for worker in list(self._engine.directory.workers.values()):
+            for offered in worker.capabilities:
+                if offered.name not in self._pullers:
+                    puller = asyncio.ensure_future(self._pull(offered.name))
+                    self._pullers[offered.name] = puller
+
+    async def _pull(self, capability: str) -> None:
+        assert self._engine is not None
+        engine = self._engine
+        while True:
+            room = self._prefetch - engine.crew.scheduler.waiting_for(capability)
+            if room <= 0 or not engine.directory.capable(capability):
+                await asyncio.sleep(_NO_ROOM_PAUSE_SECONDS)  # (polling the local queue: no event says "room")
+                continue
+            try:
+                leases = await self.queue.take(capability, room, wait_seconds=_TAKE_WAIT_SECONDS)
+            except NatsStoreError as error:
+                logger.warning("taking work for %r failed: %s", capability, error)
+                await asyncio.sleep(_TAKE_WAIT_SECONDS)
+                continue
+            for lease in leases:
+                try:
+                    await self._take(lease)
+                except (NatsStoreError, WorkerAbstractionError, ValueError) as error:
+                    logger.error("task %s could not be taken: %s; given back", lease.key, error)
+                    await lease.give_back(_TAKE_WAIT_SECONDS)
+
+    async def _take(self, lease: Lease) -> None:
+        assert self._engine is not None
+        engine = self._engine
+        held = await self.docs.take_over(lease.key, self.replica, ATTEMPT_BLOCK)
+        if held is None:  # finished (its work outlived it: a lost acknowledgement), or unknown
+            await lease.done()
+            return
+        doc = held.doc
+        spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
+        run = TaskRun(spec, engine.crew, queue_timeout_seconds=spec.options.queue_timeout_seconds)
+        publisher = UpdatePublisher(self.log, spec.task_id, await self.log.last(spec.task_id))
+        self._holdings[spec.task_id] = _Holding(lease, publisher)
+        engine.index.add(run)
+        run.handle.subscribe(publisher)
+        if held.sent_up_to == 0 and not doc.cancel_reason:
+            run.start()  # nobody held it before: from the start
+        else:
+            run.resume(
+                Resumable(
+                    spec=spec,
+                    worker_id=doc.worker_id if doc.state == DISPATCHED else "",
+                    worker_address=doc.worker_address if doc.state == DISPATCHED else "",
+                    attempt=doc.attempt,
+                    reserved=held.sent_up_to,
+                    failures=doc.failures,
+                    cancel_reason=doc.cancel_reason,
+                )
+            )
+
+    async def _release(self, task_id: str) -> None:
+        """The journal finished the held task's document: store its last update, then let its work go."""
+        holding = self._holdings.pop(task_id, None)
+        if holding is None:
+            return
+        await holding.publisher.flushed()
+        await holding.lease.done()
+
+    # ---- cancels and exhausted work -------------------------------------------------------------------------
+
+    async def _cancel_heard(self, message: Msg) -> None:
+        try:
+            notice = json.loads(message.data)
+            task_id, reason = str(notice["task_id"]), str(notice.get("reason") or "canceled by the caller")
+        except (ValueError, KeyError, TypeError):
+            return  # not one of ours
+        run = self._engine.index.live.get(task_id) if self._engine is not None else None
+        if run is not None:
+            self._spawn(_cancel(run, reason))
+
+    async def _move_exhausted(self) -> None:
+        while True:
+            try:
+                found = await self.queue.exhausted(16, wait_seconds=_EXHAUSTED_WAIT_SECONDS)
+            except NatsStoreError as error:
+                logger.warning("reading exhausted work failed: %s", error)
+                await asyncio.sleep(_EXHAUSTED_WAIT_SECONDS)
+                continue
+            for item in found:
+                try:
+                    await self._fail_exhausted(item.key, item.deliveries)
+                    await item.settle()
+                except NatsStoreError as error:
+                    logger.warning("exhausted task %s not moved yet: %s", item.key, error)
+
+    async def _fail_exhausted(self, task_id: str, deliveries: int) -> None:
+        message = f"taken {deliveries} times and never finished: every replica that held it stopped"
+        update = TaskUpdate(task_id=task_id, status=TaskStatus.FAILED, error_message=message)
+        found = await self.docs.get(task_id)
+        if found is None or found[0].finished:
+            return
+        spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(found[0].request))
+        record = TaskRecord(
+            task_id=task_id,
+            capability=spec.capability,
+            status=TaskStatus.FAILED,
+            params=dict(spec.params),
+            last_update=update,
+            submitted_at=datetime.fromtimestamp(found[0].accepted_at, UTC),
+            idempotency_key=spec.options.idempotency_key,
+            owner=spec.owner,
+        )
+        data = _convert.record_to_pb(record, encoded_params=spec.encoded_params).SerializeToString()
+
+        def end(doc: TaskDoc) -> TaskDoc | None:
+            return None if doc.finished else replace(doc, state=FINISHED, record=data, status=int(TaskStatus.FAILED))
+
+        if await self.docs.change(task_id, end) is not None:
+            sequence = await self.log.last(task_id) + 1
+            data = _convert.update_to_pb(update, sequence=sequence).SerializeToString()
+            await self.log.publish(task_id, sequence, data)
+            logger.error("task %s failed: %s", task_id, message)
+
+    # ---- inside ----------------------------------------------------------------------------------------------
+
+    def _follow(self, task_id: str, capability: str, params: Mapping[str, Any]) -> AsyncTaskHandle:
+        handle, feeding = followed_handle(self.log, task_id, capability, params, _Owner(self, task_id))
+        self._followed[task_id] = handle
+        self._background.add(feeding)
+        feeding.add_done_callback(lambda done: self._unfollow(task_id, handle, done))
+        return handle
+
+    def _unfollow(self, task_id: str, handle: AsyncTaskHandle, feeding: asyncio.Task[None]) -> None:
+        self._background.discard(feeding)
+        if self._followed.get(task_id) is handle:
+            del self._followed[task_id]
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+async def _cancel(run: TaskRun, reason: str) -> None:
+    try:
+        await run.cancel(reason)
+    except Exception:  # a store that cannot write: the run says so itself
+        logger.exception("cancelling task %s failed", run.spec.task_id)

@@ -1,0 +1,182 @@
+"""The journal of a replica sharing tasks with others: each fact a change of the task's shared document.
+
+Where `StoreJournal` writes a daemon's facts to its own file, this one writes them to the task documents
+every replica reads (`stores/jetstream/tasks.py`), as compare-and-set changes. Facts about an attempt
+(reserved, dispatched, requeued, finished) are made only while this replica holds the task: a replica
+whose lease ran out and whose task another one took over is refused (`StaleHolderError`), and its run's
+outcome is dropped, so an attempt never counts twice. A cancel may come from any replica.
+
+When a held task finishes, its document is finished first, then its last update is stored in the update
+log, then its work leaves the queue (the lease is done): whoever takes it again after a crash in between
+finds it finished and lets it go.
+
+Facts written behind (nobody waits) are applied one after the other per task, in the order they happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from worker_abstraction import _convert
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.orchestrator.journal import Recorded, Resumable
+from worker_abstraction.stores.jetstream.connection import NatsStoreError
+from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEUED, StaleHolderError, TaskDoc, TaskDocs
+from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus
+
+logger = logging.getLogger(__name__)
+
+
+class Release(Protocol):
+    async def __call__(self, task_id: str) -> None:
+        """The held task finished and its document says so: let its work go."""
+
+
+class SharedJournal:
+    """Writes the facts of the tasks this replica holds to their shared documents."""
+
+    def __init__(self, docs: TaskDocs, replica: str, release: Release, *, reserved_at_acceptance: int) -> None:
+        self.docs = docs
+        self.replica = replica
+        self._release = release
+        self._reserved_at_acceptance = reserved_at_acceptance
+        self._last: dict[str, asyncio.Task[None]] = {}  # per task: its latest write behind
+        self._writes: set[asyncio.Task[None]] = set()
+
+    async def accepted(self, spec: TaskSpec) -> None:
+        await self.docs.create(
+            TaskDoc(
+                task_id=spec.task_id,
+                request=_convert.spec_to_pb(spec).SerializeToString(),
+                capability=spec.capability,
+                accepted_at=spec.created_at_ns / 1e9,
+                owner=spec.owner,
+                idempotency_key=spec.options.idempotency_key,
+                reserved=self._reserved_at_acceptance,
+            )
+        )
+
+    async def reserve(self, task_id: str, up_to: int) -> None:
+        await self.docs.change(task_id, lambda d: replace(d, reserved=max(d.reserved, up_to)), holder=self.replica)
+
+    def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+        def sent(doc: TaskDoc) -> TaskDoc | None:
+            if doc.finished:
+                return None
+            attempt_now = max(doc.attempt, attempt)
+            return replace(
+                doc, state=DISPATCHED, worker_id=worker_id, worker_address=worker_address, attempt=attempt_now
+            )
+
+        self._behind(task_id, sent)
+
+    def requeued(self, task_id: str, attempt: int, failures: int) -> None:
+        def back(doc: TaskDoc) -> TaskDoc | None:
+            if doc.finished:
+                return None
+            return replace(
+                doc, state=QUEUED, worker_id="", worker_address="", attempt=max(doc.attempt, attempt), failures=failures
+            )
+
+        self._behind(task_id, back)
+
+    async def cancel_requested(self, task_id: str, reason: str) -> None:
+        await self.docs.change(
+            task_id, lambda d: None if d.finished or d.cancel_reason else replace(d, cancel_reason=reason)
+        )
+
+    def finished(self, task: Recorded) -> None:
+        record = task.record()
+        data = _convert.record_to_pb(record, encoded_params=task.spec.encoded_params).SerializeToString()
+
+        def end(doc: TaskDoc) -> TaskDoc | None:
+            if doc.finished:
+                return None
+            return replace(
+                doc, state=FINISHED, record=data, status=int(record.status), cancel_reason=record.cancel_reason
+            )
+
+        self._behind(record.task_id, end, then=self._release)
+
+    def dead_lettered(self, letter: DeadLetter) -> None:
+        # Kept by this replica's dead-letter queue (in memory): shared dead letters are not there yet.
+        logger.warning("task %s was dead-lettered on this replica only", letter.task_id)
+
+    def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
+        return None
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return []
+
+    async def unfinished(self) -> list[Resumable]:
+        return []  # shared tasks come back through the work queue, to whichever replica takes them
+
+    async def finished_record(self, task_id: str) -> TaskRecord | None:
+        found = await self.docs.get(task_id)
+        if found is None or not found[0].finished or not found[0].record:
+            return None
+        return _convert.record_from_pb(pb.TaskRecord.FromString(found[0].record))
+
+    async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
+        task_id = await self.docs.key_holder(idempotency_key)
+        return await self.finished_record(task_id) if task_id else None
+
+    async def finished_records(
+        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int, owner: str | None = None
+    ) -> list[TaskRecord]:
+        await self.drain()
+        wanted = {int(status) for status in statuses}
+        found = [
+            doc
+            async for doc in self.docs.all()
+            if doc.finished
+            and doc.record
+            and (not wanted or doc.status in wanted)
+            and (not capability or doc.capability == capability)
+            and (owner is None or doc.owner == owner)
+        ]
+        found.sort(key=lambda doc: (-doc.accepted_at, doc.task_id))
+        return [_convert.record_from_pb(pb.TaskRecord.FromString(doc.record)) for doc in found[offset : offset + limit]]
+
+    async def drain(self) -> None:
+        if self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
+    def _behind(
+        self,
+        task_id: str,
+        apply: Callable[[TaskDoc], TaskDoc | None],
+        *,
+        then: Callable[[str], object] | None = None,
+    ) -> None:
+        previous = self._last.get(task_id)
+
+        async def write() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)  # this task's facts, in order
+            try:
+                await self.docs.change(task_id, apply, holder=self.replica)
+            except StaleHolderError as error:
+                logger.info("%s; this replica's run of it is dropped", error)
+                return
+            except NatsStoreError as error:
+                logger.error("a fact of task %s was not written: %s", task_id, error)
+                return
+            if then is not None:
+                done = then(task_id)
+                if asyncio.iscoroutine(done):
+                    await done
+
+        task = asyncio.ensure_future(write())
+        self._last[task_id] = task
+        self._writes.add(task)
+        task.add_done_callback(lambda written: self._written(task_id, written))
+
+    def _written(self, task_id: str, written: asyncio.Task[None]) -> None:
+        self._writes.discard(written)
+        if self._last.get(task_id) is written:
+            del self._last[task_id]

@@ -1,0 +1,100 @@
+"""Two orchestrators sharing tasks on a real nats-server: both run them, each counts once, a dead one's go on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import Gates, eventually
+from tests.nats_server import NatsServer
+from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskCanceledError, TaskStatus
+from worker_abstraction.orchestrator.shared import SharedTasks
+from worker_abstraction.stores.jetstream import NatsOptions, WorkQueueOptions
+
+pytestmark = pytest.mark.timeout(90)
+Replica = Callable[..., Awaitable[tuple[AsyncOrchestrator, SharedTasks]]]
+
+
+@pytest.fixture
+async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Replica]:
+    """Start one more orchestrator replica on the shared NATS (its own connection, as a separate daemon)."""
+    started: list[AsyncOrchestrator] = []
+
+    async def start(
+        name: str, *, lease_seconds: float = 30.0, prefetch: int = 2
+    ) -> tuple[AsyncOrchestrator, SharedTasks]:
+        shared = await SharedTasks.open(
+            NatsOptions((nats_server.url,)),
+            replica=name,
+            work=WorkQueueOptions(lease_seconds=lease_seconds),
+            prefetch=prefetch,
+        )
+        orchestrator = AsyncOrchestrator(registry.address, shared=shared)
+        await orchestrator.start()
+        started.append(orchestrator)
+        return orchestrator, shared
+
+    yield start
+    for orchestrator in started:
+        await orchestrator.aclose()
+
+
+async def test_tasks_accepted_by_one_replica_run_on_both_and_each_finishes_once(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker(max_concurrent_tasks=4)
+    a, shared_a = await replica("a")
+    b, shared_b = await replica("b")
+    await a.wait_for_workers("wait_for", timeout_seconds=5)
+    await b.wait_for_workers("wait_for", timeout_seconds=5)
+    gate = "shared-both"
+    handles = [await a.execute_task("wait_for", {"name": gate}) for _ in range(16)]
+    # More than one replica's room (4 on the worker, 2 waiting): the other takes the rest.
+    await eventually(lambda: shared_a.held > 0 and shared_b.held > 0, timeout_seconds=10, what="both hold tasks")
+    gates.open(gate)
+    results = await asyncio.gather(*(handle.result() for handle in handles))
+    assert results == [gate] * 16
+    for handle in handles:
+        record = await b.task(handle.task_id)  # readable from the replica it was not submitted to
+        assert record.status is TaskStatus.COMPLETED
+        assert [u.sequence for u in handle.updates] == list(range(1, len(handle.updates) + 1))
+
+
+async def test_a_replica_that_dies_leaves_its_tasks_to_another_and_their_watchers_see_them_end(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker(max_concurrent_tasks=8)
+    doomed, shared_doomed = await replica("doomed", lease_seconds=1, prefetch=8)
+    await doomed.wait_for_workers("wait_for", timeout_seconds=5)
+    gate = "shared-failover"
+    submitted = [await doomed.execute_task("wait_for", {"name": gate}) for _ in range(4)]
+    await eventually(lambda: shared_doomed.held == 4, timeout_seconds=10, what="the doomed replica runs them all")
+    survivor, shared_survivor = await replica("survivor", lease_seconds=1)
+    await survivor.wait_for_workers("wait_for", timeout_seconds=5)
+    watched = [await survivor.watch(handle.task_id) for handle in submitted]  # callers moved to the survivor
+
+    await shared_doomed.client.close()  # the doomed replica's connection dies: its leases are not kept
+    await eventually(lambda: shared_survivor.held == 4, timeout_seconds=15, what="the survivor took them over")
+    gates.open(gate)
+    for handle in watched:
+        assert await asyncio.wait_for(handle.result(), 15) == gate
+        record = await survivor.task(handle.task_id)
+        assert record.status is TaskStatus.COMPLETED
+
+
+async def test_a_task_is_canceled_through_a_replica_that_does_not_run_it(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker()
+    runner, shared_runner = await replica("runner")
+    await runner.wait_for_workers("wait_for", timeout_seconds=5)
+    handle = await runner.execute_task("wait_for", {"name": "never-opened"})
+    await eventually(lambda: shared_runner.held == 1, what="the runner took it")
+    other, _ = await replica("other")
+    assert await other.cancel(handle.task_id, "not needed") is True
+    with pytest.raises(TaskCanceledError):
+        await asyncio.wait_for(handle.result(), 15)
+    assert (await other.task(handle.task_id)).status is TaskStatus.CANCELED
