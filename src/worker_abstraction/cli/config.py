@@ -106,11 +106,16 @@ SETTINGS: tuple[Setting, ...] = (
         "wa registry: where workers are kept: memory, or nats://HOST:PORT[,nats://...] (a JetStream KV bucket "
         "several registry replicas share)",
     ),
-    Setting("nats_creds", str, None, "wa registry: NATS credentials file (JWT and NKey seed) for --store nats://"),
-    Setting("nats_tls_ca", str, None, "wa registry: CA file the NATS servers' certificates are checked against"),
+    Setting("nats_creds", str, None, "wa registry/orchestrator: NATS credentials file for --store nats://"),
+    Setting("nats_tls_ca", str, None, "wa registry/orchestrator: CA file the NATS servers' certificates must chain to"),
     Setting("orchestrator_host", str, "127.0.0.1", "wa orchestrator: interface to listen on"),
     Setting("orchestrator_port", int, "50052", "wa orchestrator: port to listen on"),
-    Setting("store", str, "wa-orchestrator.db", "wa orchestrator: SQLite task store (':memory:' keeps nothing)"),
+    Setting(
+        "store",
+        str,
+        "wa-orchestrator.db",
+        "wa orchestrator: SQLite task store (':memory:' keeps nothing) or nats://...",
+    ),
     Setting("max_queued", int, "100000", "wa orchestrator: tasks that may wait for a worker"),
     Setting(
         "http_port",

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
+import socket
+from typing import TYPE_CHECKING
 
 from worker_abstraction.cli import (
     UsageError,
@@ -20,10 +24,14 @@ from worker_abstraction.cli import (
 )
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.credentials import authenticator_of
+from worker_abstraction.cli.nats import add_nats_arguments, is_nats, nats_options_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import StoreInUseError
 from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.orchestrator.server import OrchestratorServer
+
+if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.shared import SharedTasks
 
 NAME = "orchestrator"
 SUMMARY = "run an orchestrator daemon with a shared task queue"
@@ -32,6 +40,7 @@ EPILOG = """\
 example:
   wa orchestrator --registry 127.0.0.1:50051 --port 50052 --max-queued 100000 --metrics-port 9464
   wa orchestrator --http-port 8080     # then open http://127.0.0.1:8080/ (operators only with --auth-tokens)
+  wa orchestrator --store nats://10.0.0.3:4222   # replicas sharing tasks on NATS JetStream (>= 2.11)
 """
 
 _log = logging.getLogger(__name__)
@@ -73,9 +82,19 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     )
     parser.add_argument(
         "--store",
-        metavar="PATH",
+        metavar="PATH|nats://HOST:PORT[,...]",
         default=settings.default("store"),
-        help=settings.help("store", "SQLite file that keeps accepted tasks across restarts; ':memory:' keeps nothing"),
+        help=settings.help(
+            "store",
+            "SQLite file that keeps accepted tasks across restarts (':memory:' keeps nothing), or NATS JetStream "
+            "servers on which several daemons share their tasks",
+        ),
+    )
+    add_nats_arguments(parser, settings)
+    parser.add_argument(
+        "--replica",
+        metavar="NAME",
+        help="with --store nats://: this daemon's name among the replicas (unique; default host-pid-random)",
     )
     parser.add_argument(
         "--aging",
@@ -97,11 +116,13 @@ async def run(args: argparse.Namespace) -> int:
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise UsageError(f"--http-port must be 0..65535, got {args.http_port}")
     metrics = OrchestratorMetrics() if args.metrics_port is not None else None
+    shared = await _shared_tasks(args) if is_nats(args.store) else None
     server = OrchestratorServer(
         args.registry,
         host=args.host,
         port=args.port,
-        store_path=None if args.store == ":memory:" else args.store,
+        store_path=None if args.store == ":memory:" or shared is not None else args.store,
+        shared=shared,
         max_queued=args.max_queued,
         aging_seconds=args.aging,
         queue_without_workers=args.queue_without_workers,
@@ -125,3 +146,16 @@ async def run(args: argparse.Namespace) -> int:
             stop=lambda: server.stop(grace_seconds=1.0),
             what="orchestrator server",
         )
+
+
+async def _shared_tasks(args: argparse.Namespace) -> SharedTasks:
+    """Open the shared task documents, queue and update log on the NATS servers --store names."""
+    # Imported here: nats-py costs a daemon with a SQLite store its start-up time for nothing.
+    from worker_abstraction.orchestrator.shared import SharedTasks
+
+    replica = args.replica or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    if not replica.isprintable() or len(replica) > 200:
+        raise UsageError(f"--replica {replica[:40]!r}: a printable name of at most 200 characters")
+    shared = await SharedTasks.open(nats_options_of(args.store, args), replica=replica)
+    _log.info("tasks shared on NATS JetStream as replica %s", replica)
+    return shared

@@ -12,12 +12,12 @@ import argparse
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 from worker_abstraction import RegistryServer
 from worker_abstraction.cli import UsageError, add_metrics_argument, serve_until_signal, serving_metrics
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.credentials import authenticator_of
+from worker_abstraction.cli.nats import add_nats_arguments, is_nats, nats_options_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.observability.metrics import RegistryMetrics
 from worker_abstraction.stores.base import WorkerStore
@@ -81,18 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
             "registry replicas share",
         ),
     )
-    parser.add_argument(
-        "--nats-creds",
-        metavar="FILE",
-        default=settings.default("nats_creds"),
-        help=settings.help("nats_creds", "NATS credentials file (JWT and NKey seed) for --store nats://"),
-    )
-    parser.add_argument(
-        "--nats-tls-ca",
-        metavar="FILE",
-        default=settings.default("nats_tls_ca"),
-        help=settings.help("nats_tls_ca", "CA file the NATS servers' certificates are checked against (TLS)"),
-    )
+    add_nats_arguments(parser, settings)
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -143,20 +132,12 @@ async def worker_store(args: argparse.Namespace) -> AsyncIterator[WorkerStore | 
     if spec == "memory":
         yield None
         return
-    if not spec.startswith(("nats://", "tls://")):
+    if not is_nats(spec):
         raise UsageError(f"--store {spec!r}: expected memory or nats://HOST:PORT[,nats://HOST:PORT...]")
+    options = nats_options_of(spec, args)
     # Imported here: nats-py costs a registry kept in memory its start-up time for nothing.
-    from worker_abstraction.stores.jetstream import JetStreamWorkerStore, NatsOptions, NatsStoreError, parse_servers
+    from worker_abstraction.stores.jetstream import JetStreamWorkerStore
 
-    try:
-        servers = parse_servers(spec)
-    except NatsStoreError as exc:
-        raise UsageError(f"--store: {exc}") from exc
-    options = NatsOptions(
-        servers,
-        creds_file=Path(args.nats_creds) if args.nats_creds else None,
-        tls_ca_file=Path(args.nats_tls_ca) if args.nats_tls_ca else None,
-    )
     store = await JetStreamWorkerStore.open(options, key_ttl_seconds=args.ttl)
     _log.info("workers kept in NATS JetStream at %s", ", ".join(options.servers))
     try:

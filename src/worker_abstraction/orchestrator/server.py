@@ -19,6 +19,7 @@ from worker_abstraction.tls import TLSConfig
 
 if TYPE_CHECKING:
     from worker_abstraction.dashboard.server import DashboardServer
+    from worker_abstraction.orchestrator.shared import SharedTasks
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ class OrchestratorServer:
         http_port: serve the web dashboard (`worker_abstraction.dashboard`) on this port of `host`, over
             HTTPS with `tls`'s certificate, to operators only when `auth` is given; 0 picks a free one
             (`dashboard.url`); None (default): no dashboard.
+        shared: share tasks with other daemons on NATS JetStream (`orchestrator.shared.SharedTasks`, opened;
+            closed with the server) instead of keeping them in `store_path`.
         options: passed to AsyncOrchestrator (queue bounds, aging, ...).
     """
 
@@ -54,13 +57,16 @@ class OrchestratorServer:
         auth: Authenticator | None = None,
         metrics: OrchestratorMetrics | None = None,
         http_port: int | None = None,
+        shared: SharedTasks | None = None,
         **options: Any,
     ) -> None:
         self.host, self.port = host, port
         self.tls = tls
         on_commit = metrics.store_written if metrics is not None else None
         self._store = SqliteTaskStore(store_path, on_commit=on_commit) if store_path else None
-        self.orchestrator = AsyncOrchestrator(registry, task_store=self._store, tls=tls, metrics=metrics, **options)
+        self.orchestrator = AsyncOrchestrator(
+            registry, task_store=self._store, tls=tls, metrics=metrics, shared=shared, **options
+        )
         self._server = _rpc.new_server(auth)
         self._health = ServerHealth(self._server, (ORCHESTRATOR_SERVICE,))
         if self._store is not None:
