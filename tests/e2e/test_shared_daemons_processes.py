@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 
+from _chaos_workers import expected_output
 from processes import FAST_REGISTRY, FAST_WORKER, Start, wa
 
 from tests.nats_server import NatsServer
+from worker_abstraction import RemoteOrchestrator, TaskStatus
+from worker_abstraction.stores.jetstream import NatsOptions, TaskDocs, connect
 
 
 async def test_tasks_submitted_to_one_daemon_are_read_and_watched_through_the_other(
@@ -43,3 +47,37 @@ async def test_a_daemon_whose_nats_is_unreachable_says_so_and_exits() -> None:
     result = await wa("orchestrator", "--port", "0", "--store", "nats://127.0.0.1:1", "--registry", "127.0.0.1:1")
     assert result.code != 0
     assert "nats://127.0.0.1:1" in result.err
+
+
+async def test_tasks_of_a_daemon_killed_mid_run_finish_on_the_other_and_its_callers_follow_them_there(
+    start: Start, nats_server: NatsServer
+) -> None:
+    registry = await start("registry", "--port", "0", "--ttl", "30")
+    for _ in range(2):
+        await start("worker", "_chaos_workers:ChaosWorker", "--port", "0", "--registry", registry.address, *FAST_WORKER)
+    shared = ("--registry", registry.address, "--store", nats_server.url, "--lease-seconds", "2")
+    doomed = await start("orchestrator", "--port", "0", *shared, "--replica", "doomed")
+    survivor = await start("orchestrator", "--port", "0", *shared, "--replica", "survivor")
+
+    # The caller lists both daemons: it talks to the first, and moves to the other when it dies.
+    async with RemoteOrchestrator(f"{doomed.address},{survivor.address}") as remote:
+        await remote.wait_for_workers("work", count=2, timeout_seconds=10)
+        handles = [await remote.execute_task("work", {"n": n, "millis": 400}) for n in range(12)]
+        finished = [await handles[0].wait(timeout_seconds=20)]  # some work is done, the rest in flight
+        assert await doomed.stop(signal.SIGKILL) == -signal.SIGKILL
+        finished += await asyncio.gather(*(handle.wait(timeout_seconds=60) for handle in handles[1:]))
+        for n, final in enumerate(finished):
+            assert (final.status, final.output) == (TaskStatus.COMPLETED, expected_output(n)), final
+            record = await remote.task(handles[n].task_id)
+            assert record.status is TaskStatus.COMPLETED
+
+    client = await connect(NatsOptions((nats_server.url,)))
+    try:
+        docs = await TaskDocs.open(client)
+        found = [await docs.get(handle.task_id) for handle in handles]
+    finally:
+        await client.close()
+    holders = [found_doc[0] for found_doc in found if found_doc is not None]
+    assert len(holders) == 12 and all(doc.finished for doc in holders)
+    # A task taken over from a holder gets attempt numbers above the acceptance's three: the kill mattered.
+    assert any(doc.holder == "survivor" and doc.reserved > 3 for doc in holders), holders

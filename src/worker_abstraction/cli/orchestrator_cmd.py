@@ -92,6 +92,14 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     )
     add_nats_arguments(parser, settings)
     parser.add_argument(
+        "--lease-seconds",
+        type=float,
+        metavar="SECONDS",
+        default=30.0,
+        help="with --store nats://: a replica that stops answering loses its tasks to the others within this "
+        "long (its leases on them run out); at least 1",
+    )
+    parser.add_argument(
         "--replica",
         metavar="NAME",
         help="with --store nats://: this daemon's name among the replicas (unique; default host-pid-random)",
@@ -152,10 +160,14 @@ async def _shared_tasks(args: argparse.Namespace) -> SharedTasks:
     """Open the shared task documents, queue and update log on the NATS servers --store names."""
     # Imported here: nats-py costs a daemon with a SQLite store its start-up time for nothing.
     from worker_abstraction.orchestrator.shared import SharedTasks
+    from worker_abstraction.stores.jetstream import WorkQueueOptions
 
     replica = args.replica or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     if not replica.isprintable() or len(replica) > 200:
         raise UsageError(f"--replica {replica[:40]!r}: a printable name of at most 200 characters")
-    shared = await SharedTasks.open(nats_options_of(args.store, args), replica=replica)
+    if not args.lease_seconds >= 1:
+        raise UsageError(f"--lease-seconds must be at least 1, got {args.lease_seconds}")
+    work = WorkQueueOptions(lease_seconds=args.lease_seconds)
+    shared = await SharedTasks.open(nats_options_of(args.store, args), replica=replica, work=work)
     _log.info("tasks shared on NATS JetStream as replica %s", replica)
     return shared
