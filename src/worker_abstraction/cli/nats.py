@@ -28,6 +28,13 @@ def add_nats_arguments(parser: argparse.ArgumentParser, settings: Settings) -> N
         default=settings.default("nats_tls_ca"),
         help=settings.help("nats_tls_ca", "CA file the NATS servers' certificates are checked against (TLS)"),
     )
+    parser.add_argument(
+        "--nats-replicas",
+        type=int,
+        metavar="N",
+        default=1,
+        help="copies of each NATS bucket and stream this creates: 1, or 3 on a 3-node cluster (one node may die)",
+    )
 
 
 def is_nats(store: str | None) -> bool:
@@ -48,8 +55,11 @@ def nats_options_of(store: str, args: argparse.Namespace) -> NatsOptions:
         servers = parse_servers(store.strip())
     except NatsStoreError as exc:
         raise UsageError(f"--store: {exc}") from exc
+    if not 1 <= args.nats_replicas <= 5:
+        raise UsageError(f"--nats-replicas must be 1 to 5, got {args.nats_replicas}")
     return NatsOptions(
         servers,
         creds_file=Path(args.nats_creds) if args.nats_creds else None,
         tls_ca_file=Path(args.nats_tls_ca) if args.nats_tls_ca else None,
+        replicas=args.nats_replicas,
     )

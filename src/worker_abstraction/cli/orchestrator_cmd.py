@@ -167,7 +167,8 @@ async def _shared_tasks(args: argparse.Namespace) -> SharedTasks:
         raise UsageError(f"--replica {replica[:40]!r}: a printable name of at most 200 characters")
     if not args.lease_seconds >= 1:
         raise UsageError(f"--lease-seconds must be at least 1, got {args.lease_seconds}")
-    work = WorkQueueOptions(lease_seconds=args.lease_seconds)
-    shared = await SharedTasks.open(nats_options_of(args.store, args), replica=replica, work=work)
+    nats = nats_options_of(args.store, args)
+    work = WorkQueueOptions(lease_seconds=args.lease_seconds, replicas=nats.replicas)
+    shared = await SharedTasks.open(nats, replica=replica, work=work)
     _log.info("tasks shared on NATS JetStream as replica %s", replica)
     return shared

@@ -135,10 +135,11 @@ class SharedTasks:
             NatsStoreError: NATS is unreachable or too old, or a bucket or stream cannot be made.
         """
         client = await connect(nats, name=f"wa-orchestrator {replica}")
+        copies = nats.replicas
         try:
-            docs = await TaskDocs.open(client, documents)
-            queue = await WorkQueue.open(client, work)
-            log = await UpdateLog.open(client, updates)
+            docs = await TaskDocs.open(client, documents or TaskDocsOptions(replicas=copies))
+            queue = await WorkQueue.open(client, work or WorkQueueOptions(replicas=copies))
+            log = await UpdateLog.open(client, updates or UpdateLogOptions(replicas=copies))
         except BaseException:
             await client.close()
             raise

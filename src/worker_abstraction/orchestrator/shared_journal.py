@@ -11,6 +11,8 @@ log, then its work leaves the queue (the lease is done): whoever takes it again 
 finds it finished and lets it go.
 
 Facts written behind (nobody waits) are applied one after the other per task, in the order they happen.
+A write NATS does not answer (a cluster electing a leader takes seconds) is tried again, for up to
+`WRITE_TRIES` seconds, before it is given up (and logged).
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEU
 from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus
 
 logger = logging.getLogger(__name__)
+
+WRITE_TRIES = 30  # one a second
+_RETRY_PAUSE_SECONDS = 1.0
 
 
 class Release(Protocol):
@@ -61,7 +66,7 @@ class SharedJournal:
         )
 
     async def reserve(self, task_id: str, up_to: int) -> None:
-        await self.docs.change(task_id, lambda d: replace(d, reserved=max(d.reserved, up_to)), holder=self.replica)
+        await self._change(task_id, lambda d: replace(d, reserved=max(d.reserved, up_to)), holder=self.replica)
 
     def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
         def sent(doc: TaskDoc) -> TaskDoc | None:
@@ -85,7 +90,7 @@ class SharedJournal:
         self._behind(task_id, back)
 
     async def cancel_requested(self, task_id: str, reason: str) -> None:
-        await self.docs.change(
+        await self._change(
             task_id, lambda d: None if d.finished or d.cancel_reason else replace(d, cancel_reason=reason)
         )
 
@@ -159,7 +164,7 @@ class SharedJournal:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)  # this task's facts, in order
             try:
-                await self.docs.change(task_id, apply, holder=self.replica)
+                await self._change(task_id, apply, holder=self.replica)
             except StaleHolderError as error:
                 logger.info("%s; this replica's run of it is dropped", error)
                 return
@@ -175,6 +180,20 @@ class SharedJournal:
         self._last[task_id] = task
         self._writes.add(task)
         task.add_done_callback(lambda written: self._written(task_id, written))
+
+    async def _change(
+        self, task_id: str, apply: Callable[[TaskDoc], TaskDoc | None], *, holder: str | None = None
+    ) -> TaskDoc | None:
+        for attempt in range(1, WRITE_TRIES + 1):
+            try:
+                return await self.docs.change(task_id, apply, holder=holder)
+            except StaleHolderError:
+                raise
+            except NatsStoreError:
+                if attempt == WRITE_TRIES:
+                    raise
+                await asyncio.sleep(_RETRY_PAUSE_SECONDS)
+        return None  # (not reached)
 
     def _written(self, task_id: str, written: asyncio.Task[None]) -> None:
         self._writes.discard(written)

@@ -36,12 +36,15 @@ class NatsOptions:
         creds_file: a NATS credentials file (JWT and NKey seed), as `nsc` writes them.
         tls_ca_file: trust this CA for the servers' certificates (implies TLS).
         connect_timeout_seconds: how long to try each server before giving up.
+        replicas: copies of each bucket and stream created there (1; 3 on a 3-node cluster, so that one
+            node may die). An existing one keeps the copies it was made with.
     """
 
     servers: tuple[str, ...]
     creds_file: Path | None = None
     tls_ca_file: Path | None = None
     connect_timeout_seconds: float = 5.0
+    replicas: int = 1
 
 
 def parse_servers(spec: str) -> tuple[str, ...]:

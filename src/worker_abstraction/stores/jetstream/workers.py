@@ -93,7 +93,9 @@ class JetStreamWorkerStore:
             try:
                 kv = await js.key_value(bucket)
             except BucketNotFoundError:
-                config = KeyValueConfig(bucket=bucket, history=1, limit_marker_ttl=_MARKER_TTL_SECONDS)
+                config = KeyValueConfig(
+                    bucket=bucket, history=1, limit_marker_ttl=_MARKER_TTL_SECONDS, replicas=options.replicas
+                )
                 kv = await js.create_key_value(config)
             _check_bucket(bucket, await kv.status())
             store = cls(client, kv, bucket, key_ttl_seconds=key_ttl_seconds)
