@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser demo demo-secure test lint proto clean bench bench-quick chaos fuzz
+.PHONY: install browser demo demo-secure demo-cluster test lint proto clean bench bench-quick chaos fuzz
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ demo: $(STAMP)
 # The same system with mTLS and tokens (development certificates and a token file in a temporary directory).
 demo-secure: $(STAMP)
 	$(PY) examples/demo_secure.py
+
+# Scale-out: a 3-node NATS cluster (the pip-installed nats-server), 2 registries, 2 orchestrator daemons sharing
+# tasks, 4 workers; 2,000 tasks while a registry, a daemon and a NATS node are SIGKILLed; every task once.
+demo-cluster: $(STAMP)
+	$(PY) examples/demo_cluster.py
 
 test: $(STAMP) browser
 	$(PY) -m ruff check src tests examples services scripts bench

@@ -148,12 +148,13 @@ class DemoRun:
     out: str
 
 
-async def _start_demo(program: Path = DEMO) -> asyncio.subprocess.Process:
+async def _start_demo(program: Path = DEMO, *args: str) -> asyncio.subprocess.Process:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WA_")}
     env["PYTHONUNBUFFERED"] = "1"
     return await asyncio.create_subprocess_exec(
         sys.executable,
         str(program),
+        *args,
         cwd=REPO,
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
@@ -162,11 +163,11 @@ async def _start_demo(program: Path = DEMO) -> asyncio.subprocess.Process:
     )
 
 
-async def _finish(process: asyncio.subprocess.Process, out: bytearray) -> DemoRun:
+async def _finish(process: asyncio.subprocess.Process, out: bytearray, seconds: float = DEMO_SECONDS) -> DemoRun:
     """Read the demo's output to the end; if it overstays, SIGTERM it (it then stops its own children)."""
     assert process.stdout is not None
     try:
-        async with asyncio.timeout(DEMO_SECONDS):
+        async with asyncio.timeout(seconds):
             out += await process.stdout.read()
             await process.wait()
     finally:
@@ -227,3 +228,12 @@ async def test_demo_secure_runs_with_mtls_and_tokens_and_refuses_the_wrong_calle
     assert demo.code == 0, demo.out
     assert demo.out.count("(as expected)") == 3
     assert "UNAUTHENTICATED" in demo.out and "PERMISSION_DENIED" in demo.out and "-> worker" in demo.out
+
+
+@pytest.mark.timeout(180)
+async def test_demo_cluster_finishes_every_task_once_while_a_registry_a_daemon_and_a_nats_node_die() -> None:
+    demo = await _finish(await _start_demo(REPO / "examples" / "demo_cluster.py", "400"), bytearray(), 150)
+    assert demo.code == 0, demo.out
+    assert all(f"SIGKILL {what}" in demo.out for what in ("registry 1", "daemon o1", "NATS node n1")), demo.out
+    assert "400 completed with the right output, 0 lost, 0 attempts started twice" in demo.out
+    assert "every task completed exactly once" in demo.out

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 PUBLISH_ATTEMPTS = 5  # tries per update while NATS does not answer (a leader election takes seconds)
 _RETRY_PAUSE_SECONDS = 1.0
+_MAX_FOLLOW_PAUSE_SECONDS = 5.0
 
 
 class UpdatePublisher:
@@ -89,22 +90,28 @@ def followed_handle(
 ) -> tuple[AsyncTaskHandle, asyncio.Task[None]]:
     """A handle on a task another replica runs (or ran), fed from the log; and the task that feeds it.
 
-    The feeding task ends with the task's terminal update (cancel it to stop following sooner). If the log
-    cannot be read, the handle loses track of the task (`result()` raises the error).
+    The feeding task ends with the task's terminal update (cancel it to stop following sooner). While the
+    log cannot be read (NATS electing a leader, a connection moving to another server) it tries again,
+    from the last update it had, every few seconds at most.
     """
     state = TaskState(task_id, capability, params)
 
     async def feed() -> None:
-        updates = log.follow(task_id, after)
-        try:
-            async for _, data in updates:
-                observe(state, _convert.update_from_pb(pb.TaskResult.FromString(data)))
-                if state.done():
-                    return
-        except NatsStoreError as error:
-            state.lose_track(error)
-        finally:
-            await updates.aclose()
+        seen, pause = after, _RETRY_PAUSE_SECONDS / 4
+        while not state.done():
+            updates = log.follow(task_id, seen)
+            try:
+                async for sequence, data in updates:
+                    seen = sequence
+                    observe(state, _convert.update_from_pb(pb.TaskResult.FromString(data)))
+                    if state.done():
+                        return
+            except NatsStoreError as error:
+                logger.warning("following task %s: %s; trying again", task_id, error)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _MAX_FOLLOW_PAUSE_SECONDS)
+            finally:
+                await updates.aclose()
 
     feeding = asyncio.ensure_future(feed())
     return AsyncTaskHandle(state, owner), feeding

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Coroutine, Mapping
@@ -40,7 +41,7 @@ from nats.errors import Error as NatsError
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.errors import TaskNotFoundError, WorkerAbstractionError
+from worker_abstraction.errors import TaskExistsError, TaskNotFoundError, WorkerAbstractionError
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.records import finished_handle
@@ -190,11 +191,32 @@ class SharedTasks:
         if key:
             holder = await self.docs.claim_key(key, spec.task_id)
             if holder != spec.task_id:
-                known = await self.watch(holder)
-                if known is not None:
+                found = await self.docs.get(holder)
+                if found is None:  # an earlier try claimed the key and got no further: carry on under its id
+                    spec = dataclasses.replace(spec, task_id=holder)
+                else:
+                    doc = found[0]
+                    if not doc.finished and not doc.holder:  # an earlier try may not have queued it
+                        await self.queue.put(doc.capability, holder)  # (stored once if it had)
+                    known = await self.watch(holder)
+                    assert known is not None, "its document was just read"
                     return known
-        await self.journal.accepted(spec)
-        await self.queue.put(spec.capability, spec.task_id)
+        try:
+            await self.journal.accepted(spec)
+        except TaskExistsError:
+            if not key:
+                raise
+            known = await self.watch(spec.task_id)  # another try of this key created it meanwhile
+            if known is None:
+                raise
+            return known
+        try:
+            await self.queue.put(spec.capability, spec.task_id)
+        except WorkerAbstractionError:
+            if not key:  # the caller hears "not accepted": no document may stay behind
+                with contextlib.suppress(NatsStoreError):
+                    await self.docs.delete(spec.task_id)
+            raise  # (with a key, its next try queues the document this one made)
         return self._follow(spec.task_id, spec.capability, spec.params)
 
     async def watch(self, task_id: str) -> AsyncTaskHandle | None:
@@ -289,8 +311,10 @@ class SharedTasks:
     async def _take(self, lease: Lease) -> None:
         assert self._engine is not None
         engine = self._engine
-        held = await self.docs.take_over(lease.key, self.replica, ATTEMPT_BLOCK)
-        if held is None:  # finished (its work outlived it: a lost acknowledgement), or unknown
+        # Only a delivery made again (its holder's lease ran out) takes a task from a holder: a first delivery
+        # of a task held already is a second copy of its work (queued again by a retried submission).
+        held = await self.docs.take_over(lease.key, self.replica, ATTEMPT_BLOCK, steal=lease.deliveries > 1)
+        if held is None:  # finished (its work outlived it: a lost acknowledgement), unknown, or a copy
             await lease.done()
             return
         doc = held.doc

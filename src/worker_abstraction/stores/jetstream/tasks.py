@@ -202,8 +202,8 @@ class TaskDocs:
             return changed
         raise NatsStoreError(f"task {task_id[:40]!r} changed {_CHANGE_ATTEMPTS} times under us; change not made")
 
-    async def take_over(self, task_id: str, holder: str, block: int) -> Held | None:
-        """Make `holder` the task's holder (None: no such task, or it is finished).
+    async def take_over(self, task_id: str, holder: str, block: int, *, steal: bool = True) -> Held | None:
+        """Make `holder` the task's holder (None: no such task, it is finished, or held and not `steal`).
 
         A task nobody held yet keeps the attempt numbers reserved at its acceptance. One taken from another
         replica gets `block` numbers above every one that replica may have sent: `Held.sent_up_to` says
@@ -213,7 +213,7 @@ class TaskDocs:
 
         def hold(doc: TaskDoc) -> TaskDoc | None:
             nonlocal earlier
-            if doc.finished:
+            if doc.finished or (not steal and doc.holder and doc.holder != holder):
                 return None
             if not doc.holder:
                 earlier = 0
@@ -223,6 +223,13 @@ class TaskDocs:
 
         written = await self.change(task_id, hold)
         return None if written is None else Held(written, earlier)
+
+    async def delete(self, task_id: str) -> None:
+        """Remove a task's document (one accepted by nobody after all; gone already is fine)."""
+        try:
+            await self._docs.purge(_key(task_id))
+        except (TimeoutError, NatsError, APIError) as error:
+            raise _unavailable(task_id, error) from error
 
     async def claim_key(self, idempotency_key: str, task_id: str) -> str:
         """Claim an idempotency key for `task_id`; the task id that holds it (another one if claimed before).
