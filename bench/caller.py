@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 import worker_abstraction  # noqa: F401  (before anything loads gRPC, as in a caller program)
-from bench.config import FULL, QUICK, TINY, Config
+from bench.config import CLUSTER, FULL, QUICK, TINY, Config
 from bench.loops import run
 from bench.measure import Errors, latency_rounds, throughput, throughput_rounds
 from worker_abstraction import AsyncTaskHandle, RemoteOrchestrator
@@ -25,7 +25,7 @@ from worker_abstraction import AsyncTaskHandle, RemoteOrchestrator
 READY = "caller ready"
 PHASE = "phase "
 RESULT = "result "
-_CONFIGS = {"full": FULL, "quick": QUICK, "tiny": TINY}
+_CONFIGS = {"full": FULL, "quick": QUICK, "tiny": TINY, "cluster": CLUSTER}
 
 
 def _say(line: str) -> None:

@@ -70,6 +70,16 @@ QUICK = Config(
 )
 
 # For the smoke test: proves the harness end to end in seconds; the figures mean nothing.
+# The daemons sharing tasks on NATS (scenario 7) take several NATS round trips per task: fewer tasks per round.
+CLUSTER = Config(
+    mode="cluster",
+    daemon_latency_warmup=50,
+    daemon_latency_count=300,
+    daemon_throughput_warmup=200,
+    daemon_throughput_count=1_500,
+    daemon_burst=500,
+)
+
 TINY = Config(
     mode="tiny",
     floor_latency_warmup=5,

@@ -141,6 +141,37 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
             Row("daemon_memory_rss_mb_100k_queued", "(6m) daemon RSS, 100,000 queued", "MiB"),
         ),
     ),
+    *(
+        (
+            title,
+            (
+                Row(
+                    f"{prefix}task_p50_us",
+                    f"({tag}) no-op task latency p50",
+                    "µs",
+                    ((f"{prefix}latency_ratio", "unary"),),
+                ),
+                Row(f"{prefix}task_p99_us", f"({tag}) no-op task latency p99", "µs"),
+                Row(
+                    f"{prefix}throughput_256",
+                    f"({tag}) no-op throughput, 256 in flight",
+                    "tasks/s",
+                    ((f"{prefix}throughput_ratio", "unary"),),
+                ),
+                Row(
+                    f"{prefix}submit_burst_per_s",
+                    f"({tag}) submitted one by one, then awaited",
+                    "tasks/s",
+                    ((f"{prefix}submit_burst_ratio", "unary seq."),),
+                ),
+            ),
+        )
+        for title, prefix, tag in (
+            ("cluster: wa orchestrator --store nats:// (one NATS server)", "cluster_", "7"),
+            ("cluster: two such daemons sharing the tasks, the caller at the first", "cluster_2_", "7b"),
+            ("cluster: one daemon on a 3-node NATS cluster, everything in 3 copies", "cluster_r3_", "7r"),
+        )
+    ),
 )
 
 

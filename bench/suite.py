@@ -22,7 +22,7 @@ from bench.config import Config
 from bench.loops import loop_name
 from bench.measure import Figure, Results
 from bench.procs import REPO, Children, ForeignCpu
-from bench.scenarios import daemon, queue, registry, tasks
+from bench.scenarios import cluster, daemon, queue, registry, tasks
 
 Scenario = Callable[[Children, Config], Awaitable[Results]]
 
@@ -33,6 +33,7 @@ SCENARIOS: tuple[tuple[str, Scenario], ...] = (
     ("registry registration", registry.measure_registration),
     ("queue", queue.measure),
     ("daemon", daemon.measure),
+    ("cluster", cluster.measure),
 )
 
 # The keys issue 3 requires in latest.json (null when a scenario could not run).
@@ -81,6 +82,11 @@ FIGURE_KEYS = (
         for prefix in ("daemon_", "daemon_memory_")
         for name in ("task_p50_us", "task_p99_us", "throughput_256", "submit_burst_per_s", "rss_mb_100k_queued")
     ),
+    *(
+        f"{prefix}{name}"
+        for prefix in cluster.PREFIXES
+        for name in ("task_p50_us", "task_p99_us", "throughput_256", "submit_burst_per_s")
+    ),
 )
 
 # Figures measured once per run (filling a daemon's queue with 100,000 tasks takes a minute a time).
@@ -103,6 +109,15 @@ RATIOS = {
     "daemon_memory_latency_ratio": ("daemon_memory_task_p50_us", "floor_unary_p50_us"),
     "daemon_memory_throughput_ratio": ("daemon_memory_throughput_256", "floor_unary_throughput_256"),
     "daemon_memory_submit_burst_ratio": ("daemon_memory_submit_burst_per_s", "floor_unary_sequential_per_s"),
+    **{
+        f"{prefix}{ratio}": (f"{prefix}{figure}", floor)
+        for prefix in cluster.PREFIXES
+        for ratio, figure, floor in (
+            ("latency_ratio", "task_p50_us", "floor_unary_p50_us"),
+            ("throughput_ratio", "throughput_256", "floor_unary_throughput_256"),
+            ("submit_burst_ratio", "submit_burst_per_s", "floor_unary_sequential_per_s"),
+        )
+    },
 }
 
 

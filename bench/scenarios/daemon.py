@@ -50,7 +50,7 @@ async def measure(children: Children, config: Config) -> Results:
         )
         for prefix, store in (("daemon_", str(Path(scratch) / "tasks.db")), ("daemon_memory_", ":memory:")):
             daemon = await start_daemon(children, f"{prefix}orchestrator", registry.address, store)
-            await _tasks(results, errors, prefix, daemon, workers, config)
+            await run_caller(results, errors, prefix, daemon, workers, config)
             await children.stop(daemon)
         for worker in workers:
             await children.stop(worker)
@@ -62,10 +62,11 @@ async def measure(children: Children, config: Config) -> Results:
     return results
 
 
-async def _tasks(
+async def run_caller(
     results: Results, errors: Errors, prefix: str, daemon: Child, workers: list[Child], config: Config
 ) -> None:
-    """The caller is a program of its own (`bench/caller.py`), as a caller of the daemon is."""
+    """Scenario 6's figures through `daemon`, under `prefix`: the caller is a program of its own
+    (`bench/caller.py`), as a caller of the daemon is."""
     figures = results.figures
     children = Children(daemon.log_path.parent)
     args = ("-m", "bench.caller", daemon.address, config.mode, str(len(workers)))

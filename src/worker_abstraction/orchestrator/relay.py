@@ -87,10 +87,12 @@ def followed_handle(
     owner: TaskOwner,
     *,
     after: int = 0,
+    fresh: bool = False,
 ) -> tuple[AsyncTaskHandle, asyncio.Task[None]]:
     """A handle on a task another replica runs (or ran), fed from the log; and the task that feeds it.
 
-    The feeding task ends with the task's terminal update (cancel it to stop following sooner). While the
+    The feeding task ends with the task's terminal update (cancel it to stop following sooner). `fresh`:
+    the task was accepted a moment ago and cannot have updates yet (see `UpdateLog.follow`). While the
     log cannot be read (NATS electing a leader, a connection moving to another server) it tries again,
     from the last update it had, every few seconds at most.
     """
@@ -98,8 +100,10 @@ def followed_handle(
 
     async def feed() -> None:
         seen, pause = after, _RETRY_PAUSE_SECONDS / 4
+        first = fresh
         while not state.done():
-            updates = log.follow(task_id, seen)
+            updates = log.follow(task_id, seen, fresh=first)
+            first = False
             try:
                 async for sequence, data in updates:
                     seen = sequence

@@ -217,7 +217,7 @@ class SharedTasks:
                 with contextlib.suppress(NatsStoreError):
                     await self.docs.delete(spec.task_id)
             raise  # (with a key, its next try queues the document this one made)
-        return self._follow(spec.task_id, spec.capability, spec.params)
+        return self._follow(spec.task_id, spec.capability, spec.params, fresh=True)
 
     async def watch(self, task_id: str) -> AsyncTaskHandle | None:
         """A handle on any shared task (None: no such task)."""
@@ -320,7 +320,9 @@ class SharedTasks:
         doc = held.doc
         spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
         run = TaskRun(spec, engine.crew, queue_timeout_seconds=spec.options.queue_timeout_seconds)
-        publisher = UpdatePublisher(self.log, spec.task_id, await self.log.last(spec.task_id))
+        # Nobody held it before: nobody published its updates (no need to ask where they end).
+        base = 0 if held.sent_up_to == 0 else await self.log.last(spec.task_id)
+        publisher = UpdatePublisher(self.log, spec.task_id, base)
         self._holdings[spec.task_id] = _Holding(lease, publisher)
         engine.index.add(run)
         run.handle.subscribe(publisher)
@@ -404,8 +406,10 @@ class SharedTasks:
 
     # ---- inside ----------------------------------------------------------------------------------------------
 
-    def _follow(self, task_id: str, capability: str, params: Mapping[str, Any]) -> AsyncTaskHandle:
-        handle, feeding = followed_handle(self.log, task_id, capability, params, _Owner(self, task_id))
+    def _follow(
+        self, task_id: str, capability: str, params: Mapping[str, Any], *, fresh: bool = False
+    ) -> AsyncTaskHandle:
+        handle, feeding = followed_handle(self.log, task_id, capability, params, _Owner(self, task_id), fresh=fresh)
         self._followed[task_id] = handle
         self._background.add(feeding)
         feeding.add_done_callback(lambda done: self._unfollow(task_id, handle, done))

@@ -22,6 +22,7 @@ import base64
 import hashlib
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
@@ -48,6 +49,7 @@ DEFAULT_KEYS_BUCKET = "wa_task_keys"
 QUEUED, DISPATCHED, FINISHED = "queued", "dispatched", "finished"
 _BYTES_FIELDS = ("request", "record")
 _CHANGE_ATTEMPTS = 20  # compare-and-set rounds before a change gives up (each one lost to another writer)
+_REMEMBERED = 10_000  # documents whose last written revision is kept, to change them without reading first
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,14 @@ class TaskDocs:
     def __init__(self, docs: KeyValue, keys: KeyValue) -> None:
         self._docs = docs
         self._keys = keys
+        self._written: OrderedDict[str, tuple[TaskDoc, int]] = OrderedDict()  # what this instance wrote last
+
+    def _remember(self, task_id: str, doc: TaskDoc, revision: int) -> None:
+        if doc.finished:
+            return  # nothing more to change
+        self._written[task_id] = (doc, revision)
+        if len(self._written) > _REMEMBERED:
+            self._written.popitem(last=False)
 
     @classmethod
     async def open(cls, client: Client, options: TaskDocsOptions | None = None) -> TaskDocs:
@@ -147,11 +157,12 @@ class TaskDocs:
             NatsStoreError: NATS did not store it.
         """
         try:
-            return int(await self._docs.create(_key(doc.task_id), _encode(doc)))
+            revision = int(await self._docs.create(_key(doc.task_id), _encode(doc)))
         except KeyWrongLastSequenceError as error:
             raise TaskExistsError(doc.task_id) from error
         except (TimeoutError, NatsError, APIError) as error:
             raise _unavailable(doc.task_id, error) from error
+        return revision
 
     async def get(self, task_id: str) -> tuple[TaskDoc, int] | None:
         """A task's document and its revision (None: no such task)."""
@@ -183,22 +194,28 @@ class TaskDocs:
             StaleHolderError: `holder` no longer holds the task.
             NatsStoreError: NATS did not answer, or other writers won every round.
         """
+        # What this replica wrote last is usually still the document (its holder is the one that writes it):
+        # the first round tries that revision without reading it back; another writer makes it read.
+        found = self._written.pop(task_id, None)
         for _ in range(_CHANGE_ATTEMPTS):
-            found = await self.get(task_id)
             if found is None:
-                return None
+                found = await self.get(task_id)
+                if found is None:
+                    return None
             current, revision = found
+            found = None
             if holder is not None and current.holder != holder:
                 raise StaleHolderError(task_id, holder, current.holder)
             changed = apply(current)
             if changed is None:
                 return None
             try:
-                await self._docs.update(_key(task_id), _encode(changed), last=revision)
+                written = await self._docs.update(_key(task_id), _encode(changed), last=revision)
             except KeyWrongLastSequenceError:
                 continue  # another replica wrote first: apply the change to what it wrote
             except (TimeoutError, NatsError, APIError) as error:
                 raise _unavailable(task_id, error) from error
+            self._remember(task_id, changed, int(written))
             return changed
         raise NatsStoreError(f"task {task_id[:40]!r} changed {_CHANGE_ATTEMPTS} times under us; change not made")
 

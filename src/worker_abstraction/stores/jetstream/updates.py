@@ -145,8 +145,13 @@ class UpdateLog:
             raise NatsStoreError(f"cannot read the updates of task {task_id[:40]!r}: {error!r}") from error
         return _sequence_of(stored.headers)
 
-    async def follow(self, task_id: str, after: int = 0) -> AsyncGenerator[tuple[int, bytes], None]:
+    async def follow(
+        self, task_id: str, after: int = 0, *, fresh: bool = False
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
         """Each update of a task numbered above `after`, in order, once: what was kept, then what comes.
+
+        `fresh`: nothing can have been published yet (the task was accepted here a moment ago, and nobody
+        publishes before taking it from the queue), so the stream is not read first (a gap still is).
 
         Raises:
             NatsStoreError: what the stream kept cannot be read.
@@ -156,9 +161,10 @@ class UpdateLog:
         self._followers.setdefault(token, set()).add(live)  # first: nothing published from now on is missed
         try:
             seen = after
-            async for sequence, data in self._kept(token, seen):
-                seen = sequence
-                yield sequence, data
+            if not fresh:
+                async for sequence, data in self._kept(token, seen):
+                    seen = sequence
+                    yield sequence, data
             while True:
                 item = await live.get()
                 if item is None or item[0] > seen + 1:  # an overflow, or a gap: what the stream kept fills it
