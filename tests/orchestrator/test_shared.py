@@ -10,7 +10,15 @@ import pytest
 
 from tests.conftest import Gates, eventually
 from tests.nats_server import NatsServer
-from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskCanceledError, TaskStatus
+from worker_abstraction import (
+    AsyncOrchestrator,
+    RegistryServer,
+    RetryPolicy,
+    TaskCanceledError,
+    TaskFailedError,
+    TaskNotFoundError,
+    TaskStatus,
+)
 from worker_abstraction.orchestrator.shared import SharedTasks
 from worker_abstraction.stores.jetstream import NatsOptions, WorkQueueOptions
 
@@ -24,7 +32,7 @@ async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIte
     started: list[AsyncOrchestrator] = []
 
     async def start(
-        name: str, *, lease_seconds: float = 30.0, prefetch: int = 2
+        name: str, *, lease_seconds: float = 30.0, prefetch: int = 2, **options: Any
     ) -> tuple[AsyncOrchestrator, SharedTasks]:
         shared = await SharedTasks.open(
             NatsOptions((nats_server.url,)),
@@ -32,7 +40,7 @@ async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIte
             work=WorkQueueOptions(lease_seconds=lease_seconds),
             prefetch=prefetch,
         )
-        orchestrator = AsyncOrchestrator(registry.address, shared=shared)
+        orchestrator = AsyncOrchestrator(registry.address, shared=shared, **options)
         await orchestrator.start()
         started.append(orchestrator)
         return orchestrator, shared
@@ -98,3 +106,35 @@ async def test_a_task_is_canceled_through_a_replica_that_does_not_run_it(
     with pytest.raises(TaskCanceledError):
         await asyncio.wait_for(handle.result(), 15)
     assert (await other.task(handle.task_id)).status is TaskStatus.CANCELED
+
+
+async def test_dead_letters_made_on_one_replica_are_listed_requeued_and_purged_through_another(
+    replica: Replica, start_worker: Callable[..., Any]
+) -> None:
+    await start_worker()
+    policy = RetryPolicy(max_attempts=2, initial_backoff_seconds=0.01, retry_task_errors=True)
+    runner, _ = await replica("runner", retry_policy=policy)
+    await runner.wait_for_workers("explode", timeout_seconds=5)
+    handle = await runner.execute_task("explode", {"message": "always"})
+    with pytest.raises(TaskFailedError):
+        await handle.result(timeout_seconds=15)
+
+    other, _ = await replica("other", retry_policy=policy)
+    await eventually(lambda: _letters(other, 1), what="the dead letter is shared")
+    [letter] = await other.dead_letters()
+    assert (letter.task_id, letter.params) == (handle.task_id, {"message": "always"})
+    assert [a.status for a in letter.attempts] == [TaskStatus.FAILED, TaskStatus.FAILED]
+
+    again = await other.requeue_dead_letter(handle.task_id)  # taken from the shared ones: once
+    assert again.task_id != handle.task_id
+    with pytest.raises(TaskNotFoundError):
+        await runner.requeue_dead_letter(handle.task_id)
+    with pytest.raises(TaskFailedError):
+        await again.result(timeout_seconds=15)
+    await eventually(lambda: _letters(runner, 1), what="it failed for good again")
+    assert await runner.purge_dead_letters() == 1
+    assert await other.dead_letters() == []
+
+
+async def _letters(orchestrator: Any, count: int) -> bool:
+    return len(await orchestrator.dead_letters()) == count

@@ -270,6 +270,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
 
     async def dead_letters(self) -> list[DeadLetter]:
         """Tasks that failed for good after retryable failures, oldest first, with their attempts."""
+        if self._shared is not None:  # every replica's, from the shared store
+            return await self._shared.journal.dead_letters()
         return self.engine.dead_letters()
 
     async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle:
@@ -282,6 +284,9 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
 
     async def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
         """Drop dead letters (all, or those given); returns how many were dropped."""
+        if self._shared is not None:
+            self.engine.crew.dead_letters.purge(task_ids)  # (this replica's copies)
+            return await self._shared.journal.purge_dead_letters(task_ids)
         return self.engine.purge_dead_letters(task_ids)
 
     async def _metrics_snapshot(self) -> OrchestratorSnapshot:

@@ -216,17 +216,24 @@ class Engine:
         return self.crew.dead_letters.list()
 
     async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle:
-        letters = self.crew.dead_letters
-        letter = letters.take(task_id)
+        letters, shared = self.crew.dead_letters, self.shared
+        # Shared dead letters are taken from the store: of two replicas requeuing one, one gets it.
+        letter = await shared.journal.take_dead_letter(task_id) if shared is not None else letters.take(task_id)
         if letter is None:
             raise TaskNotFoundError(task_id, "the dead-letter queue")
         try:
             spec = self.spec(letter.capability, letter.params, letter.options)
             handle = await self.submit_spec(dataclasses.replace(spec, owner=letter.owner))
         except BaseException:
-            letters.restore([letter])  # not resubmitted: it stays a dead letter
+            if shared is not None:
+                shared.journal.dead_lettered(letter)  # not resubmitted: it stays a dead letter
+            else:
+                letters.restore([letter])
             raise
-        self.crew.journal.dead_letters_removed([task_id])
+        if shared is None:
+            self.crew.journal.dead_letters_removed([task_id])
+        else:
+            letters.take(task_id)  # (this replica's copy, if it made the letter)
         return handle
 
     def purge_dead_letters(self, task_ids: Iterable[str] | None) -> int:

@@ -92,17 +92,19 @@ def followed_handle(
     """A handle on a task another replica runs (or ran), fed from the log; and the task that feeds it.
 
     The feeding task ends with the task's terminal update (cancel it to stop following sooner). `fresh`:
-    the task was accepted a moment ago and cannot have updates yet (see `UpdateLog.follow`). While the
+    the task was accepted a moment ago and cannot have updates yet (see `UpdateLog.follow`): updates are
+    kept from the moment this returns, so make the handle before the task can be taken. While the
     log cannot be read (NATS electing a leader, a connection moving to another server) it tries again,
     from the last update it had, every few seconds at most.
     """
     state = TaskState(task_id, capability, params)
+    listening = log.listen(task_id)  # now: an update published before the feeding task runs is kept
 
     async def feed() -> None:
         seen, pause = after, _RETRY_PAUSE_SECONDS / 4
         first = fresh
         while not state.done():
-            updates = log.follow(task_id, seen, fresh=first)
+            updates = log.follow(task_id, seen, fresh=first, listening=listening)
             first = False
             try:
                 async for sequence, data in updates:
@@ -118,4 +120,5 @@ def followed_handle(
                 await updates.aclose()
 
     feeding = asyncio.ensure_future(feed())
+    feeding.add_done_callback(lambda _: log.unlisten(listening))
     return AsyncTaskHandle(state, owner), feeding

@@ -106,7 +106,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
     ) -> pb.PurgeDeadLettersResponse:
         if len(request.task_ids) > _MAX_PURGE:
             raise InvalidParametersError([f"name at most {_MAX_PURGE} task ids at once, got {len(request.task_ids)}"])
-        purged = self._engine.purge_dead_letters(list(request.task_ids) or None)
+        purged = await self._orchestrator.purge_dead_letters(list(request.task_ids) or None)
         return pb.PurgeDeadLettersResponse(purged=purged)
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.TaskRecord:

@@ -19,7 +19,9 @@ queue, not by which one accepted it (see `stores/jetstream`):
 - **Cancelling.** From any replica: the cancel is written to the document and announced to the others; the
   holder cancels its run (and a replica that takes the task later finds the cancel in its document).
 - **Exhausted work** (delivered `max_deliveries` times and never finished: its holders kept dying) ends
-  FAILED, its document and its last update saying why.
+  FAILED, its document and its last update saying why, and becomes a dead letter.
+- **Dead letters** of every replica are kept in NATS (`wa_dead_letters`): listed, requeued (taken by one
+  replica only) and purged through any.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStor
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, TaskDoc, TaskDocs, TaskDocsOptions
 from worker_abstraction.stores.jetstream.updates import UpdateLog, UpdateLogOptions, task_token
 from worker_abstraction.stores.jetstream.work import Lease, WorkQueue, WorkQueueOptions
-from worker_abstraction.types import TaskRecord, TaskSpec, TaskStatus, TaskUpdate
+from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
 
 if TYPE_CHECKING:
     from worker_abstraction.orchestrator.engine import Engine
@@ -113,6 +115,7 @@ class SharedTasks:
         self._holdings: dict[str, _Holding] = {}
         self.journal = SharedJournal(docs, replica, self._release, reserved_at_acceptance=ATTEMPT_BLOCK)
         self._followed: dict[str, AsyncTaskHandle] = {}
+        self._feeds: dict[str, asyncio.Task[None]] = {}  # what feeds each followed handle
         self._pullers: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._cancels: Subscription | None = None
@@ -210,14 +213,17 @@ class SharedTasks:
             if known is None:
                 raise
             return known
+        # Followed before its work is queued: the replica that takes it may be quick.
+        handle = self._follow(spec.task_id, spec.capability, spec.params, fresh=True)
         try:
             await self.queue.put(spec.capability, spec.task_id)
         except WorkerAbstractionError:
+            self._unfollow_now(spec.task_id, handle)
             if not key:  # the caller hears "not accepted": no document may stay behind
                 with contextlib.suppress(NatsStoreError):
                     await self.docs.delete(spec.task_id)
             raise  # (with a key, its next try queues the document this one made)
-        return self._follow(spec.task_id, spec.capability, spec.params, fresh=True)
+        return handle
 
     async def watch(self, task_id: str) -> AsyncTaskHandle | None:
         """A handle on any shared task (None: no such task)."""
@@ -390,6 +396,7 @@ class SharedTasks:
             params=dict(spec.params),
             last_update=update,
             submitted_at=datetime.fromtimestamp(found[0].accepted_at, UTC),
+            dead_lettered=True,
             idempotency_key=spec.options.idempotency_key,
             owner=spec.owner,
         )
@@ -399,6 +406,10 @@ class SharedTasks:
             return None if doc.finished else replace(doc, state=FINISHED, record=data, status=int(TaskStatus.FAILED))
 
         if await self.docs.change(task_id, end) is not None:
+            # Requeued as it was submitted (a new id, no old key), like any dead letter.
+            options = dataclasses.replace(spec.options, task_id="", idempotency_key="")
+            letter = DeadLetter(task_id, spec.capability, dict(spec.params), (), message, options, spec.owner)
+            self.journal.dead_lettered(letter)
             sequence = await self.log.last(task_id) + 1
             data = _convert.update_to_pb(update, sequence=sequence).SerializeToString()
             await self.log.publish(task_id, sequence, data)
@@ -411,14 +422,23 @@ class SharedTasks:
     ) -> AsyncTaskHandle:
         handle, feeding = followed_handle(self.log, task_id, capability, params, _Owner(self, task_id), fresh=fresh)
         self._followed[task_id] = handle
+        self._feeds[task_id] = feeding
         self._background.add(feeding)
         feeding.add_done_callback(lambda done: self._unfollow(task_id, handle, done))
         return handle
+
+    def _unfollow_now(self, task_id: str, handle: AsyncTaskHandle) -> None:
+        """Stop following a task whose acceptance failed."""
+        feeding = self._feeds.get(task_id)
+        if self._followed.get(task_id) is handle and feeding is not None:
+            feeding.cancel()
 
     def _unfollow(self, task_id: str, handle: AsyncTaskHandle, feeding: asyncio.Task[None]) -> None:
         self._background.discard(feeding)
         if self._followed.get(task_id) is handle:
             del self._followed[task_id]
+        if self._feeds.get(task_id) is feeding:
+            del self._feeds[task_id]
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)

@@ -18,13 +18,15 @@ A write NATS does not answer (a cluster electing a leader takes seconds) is trie
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.orchestrator.journal import Recorded, Resumable
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEUED, StaleHolderError, TaskDoc, TaskDocs
@@ -108,14 +110,35 @@ class SharedJournal:
         self._behind(record.task_id, end, then=self._release)
 
     def dead_lettered(self, letter: DeadLetter) -> None:
-        # Kept by this replica's dead-letter queue (in memory): shared dead letters are not there yet.
-        logger.warning("task %s was dead-lettered on this replica only", letter.task_id)
+        entry = _convert.dead_letter_to_pb(letter).SerializeToString()
+        self._write_behind(self._retrying(lambda: self.docs.put_dead_letter(letter.task_id, entry)))
 
     def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
-        return None
+        for task_id in task_ids:  # (taken by this replica already when it requeued one: nothing left to take)
+            self._write_behind(self._retrying(functools.partial(self.docs.take_dead_letter, task_id)))
 
     async def dead_letters(self) -> list[DeadLetter]:
-        return []
+        """Every replica's dead letters (those made here before they are stored included: drained first)."""
+        await self.drain()
+        letters = []
+        for entry in await self.docs.dead_letters():
+            try:
+                letters.append(_convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(entry)))
+            except (InvalidParametersError, ValueError) as error:
+                logger.error("skipping an unreadable dead letter: %s", error)
+        return letters
+
+    async def purge_dead_letters(self, task_ids: Iterable[str] | None) -> int:
+        """Drop shared dead letters (all, or those given); how many this call dropped."""
+        await self.drain()
+        ids = [letter.task_id for letter in await self.dead_letters()] if task_ids is None else list(task_ids)
+        return sum([await self.docs.take_dead_letter(task_id) is not None for task_id in ids])
+
+    async def take_dead_letter(self, task_id: str) -> DeadLetter | None:
+        """Take a dead letter from the shared ones (of two replicas taking one at once, one gets it)."""
+        await self.drain()
+        entry = await self.docs.take_dead_letter(task_id)
+        return None if entry is None else _convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(entry))
 
     async def unfinished(self) -> list[Resumable]:
         return []  # shared tasks come back through the work queue, to whichever replica takes them
@@ -180,6 +203,22 @@ class SharedJournal:
         self._last[task_id] = task
         self._writes.add(task)
         task.add_done_callback(lambda written: self._written(task_id, written))
+
+    async def _retrying(self, write: Callable[[], Awaitable[object]]) -> None:
+        for attempt in range(1, WRITE_TRIES + 1):
+            try:
+                await write()
+                return
+            except NatsStoreError as error:
+                if attempt == WRITE_TRIES:
+                    logger.error("a dead-letter write was not made: %s", error)
+                    return
+                await asyncio.sleep(_RETRY_PAUSE_SECONDS)
+
+    def _write_behind(self, write: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(write)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     async def _change(
         self, task_id: str, apply: Callable[[TaskDoc], TaskDoc | None], *, holder: str | None = None

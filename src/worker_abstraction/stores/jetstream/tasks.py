@@ -46,9 +46,11 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BUCKET = "wa_tasks"
 DEFAULT_KEYS_BUCKET = "wa_task_keys"
+DEFAULT_DEAD_LETTERS_BUCKET = "wa_dead_letters"
 QUEUED, DISPATCHED, FINISHED = "queued", "dispatched", "finished"
 _BYTES_FIELDS = ("request", "record")
 _CHANGE_ATTEMPTS = 20  # compare-and-set rounds before a change gives up (each one lost to another writer)
+_WRONG_LAST_SEQUENCE = (10071, 10164)  # the server's codes for a failed compare-and-set
 _REMEMBERED = 10_000  # documents whose last written revision is kept, to change them without reading first
 
 
@@ -101,12 +103,14 @@ class TaskDocsOptions:
     Args:
         bucket: the KV bucket of the documents.
         keys_bucket: the KV bucket of the idempotency keys.
+        dead_letters_bucket: the KV bucket of the dead letters (every replica's).
         replicas: copies of each bucket in a NATS cluster (1, or 3 for R3).
         answer_timeout_seconds: how long a read or a write waits for the server.
     """
 
     bucket: str = DEFAULT_BUCKET
     keys_bucket: str = DEFAULT_KEYS_BUCKET
+    dead_letters_bucket: str = DEFAULT_DEAD_LETTERS_BUCKET
     replicas: int = 1
     answer_timeout_seconds: float = 5.0
 
@@ -114,9 +118,10 @@ class TaskDocsOptions:
 class TaskDocs:
     """The shared task documents; open them with `TaskDocs.open`."""
 
-    def __init__(self, docs: KeyValue, keys: KeyValue) -> None:
+    def __init__(self, docs: KeyValue, keys: KeyValue, letters: KeyValue) -> None:
         self._docs = docs
         self._keys = keys
+        self._letters = letters
         self._written: OrderedDict[str, tuple[TaskDoc, int]] = OrderedDict()  # what this instance wrote last
 
     def _remember(self, task_id: str, doc: TaskDoc, revision: int) -> None:
@@ -138,7 +143,7 @@ class TaskDocs:
             raise NatsStoreError(f"task documents: replicas must be 1 to 5, not {options.replicas!r}")
         js = client.jetstream(timeout=options.answer_timeout_seconds)
         buckets = []
-        for name in (options.bucket, options.keys_bucket):
+        for name in (options.bucket, options.keys_bucket, options.dead_letters_bucket):
             try:
                 try:
                     buckets.append(await js.key_value(name))
@@ -269,6 +274,53 @@ class TaskDocs:
         except (TimeoutError, NatsError, APIError) as error:
             raise _unavailable(task_id, error) from error
         return (entry.value or b"").decode()
+
+    async def put_dead_letter(self, task_id: str, entry: bytes) -> None:
+        """Keep a dead letter (the contract's DeadLetterEntry) where every replica reads it."""
+        try:
+            await self._letters.put(_key(task_id), entry)
+        except (TimeoutError, NatsError, APIError) as error:
+            raise _unavailable(task_id, error) from error
+
+    async def take_dead_letter(self, task_id: str) -> bytes | None:
+        """Remove a dead letter and return it; None if there is none (or another replica took it first)."""
+        try:
+            entry = await self._letters.get(_key(task_id))
+        except KeyNotFoundError:
+            return None
+        except (TimeoutError, NatsError, APIError) as error:
+            raise _unavailable(task_id, error) from error
+        if entry.value is None:
+            return None
+        try:
+            await self._letters.delete(_key(task_id), last=entry.revision)
+        except APIError as error:
+            if error.err_code in _WRONG_LAST_SEQUENCE:
+                return None  # another replica took it first
+            raise _unavailable(task_id, error) from error
+        except (TimeoutError, NatsError) as error:
+            raise _unavailable(task_id, error) from error
+        return bytes(entry.value)
+
+    async def dead_letters(self) -> list[bytes]:
+        """Every dead letter kept (one read each)."""
+        try:
+            keys = await self._letters.keys()
+        except NoKeysError:
+            return []
+        except (TimeoutError, NatsError, APIError) as error:
+            raise NatsStoreError(f"cannot list the dead letters: {error!r}") from error
+        found = []
+        for key in keys:
+            try:
+                entry = await self._letters.get(key)
+            except KeyNotFoundError:
+                continue
+            except (TimeoutError, NatsError, APIError) as error:
+                raise NatsStoreError(f"cannot read dead letter {key[:40]!r}: {error!r}") from error
+            if entry.value:
+                found.append(bytes(entry.value))
+        return found
 
     async def key_holder(self, idempotency_key: str) -> str | None:
         """The task id that claimed an idempotency key (None: unclaimed)."""

@@ -72,6 +72,14 @@ class UpdateLogOptions:
     answer_timeout_seconds: float = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """A task's live updates kept for a follow (see `UpdateLog.listen`)."""
+
+    token: str
+    queue: asyncio.Queue[tuple[int, bytes] | None]
+
+
 def task_token(task_id: str) -> str:
     """The subject token of a task's updates: a digest, so any task id fits in a subject."""
     return hashlib.sha256(task_id.encode()).hexdigest()[:_TOKEN_CHARS]
@@ -145,20 +153,37 @@ class UpdateLog:
             raise NatsStoreError(f"cannot read the updates of task {task_id[:40]!r}: {error!r}") from error
         return _sequence_of(stored.headers)
 
+    def listen(self, task_id: str) -> Listening:
+        """Start keeping a task's live updates for a `follow` to come (at once: none published from now on
+        is missed); `unlisten` it when done."""
+        listening = Listening(task_token(task_id), asyncio.Queue(self.options.live_backlog))
+        self._followers.setdefault(listening.token, set()).add(listening.queue)
+        return listening
+
+    def unlisten(self, listening: Listening) -> None:
+        followers = self._followers.get(listening.token)
+        if followers is not None:
+            followers.discard(listening.queue)
+            if not followers:
+                del self._followers[listening.token]
+
     async def follow(
-        self, task_id: str, after: int = 0, *, fresh: bool = False
+        self, task_id: str, after: int = 0, *, fresh: bool = False, listening: Listening | None = None
     ) -> AsyncGenerator[tuple[int, bytes], None]:
         """Each update of a task numbered above `after`, in order, once: what was kept, then what comes.
 
-        `fresh`: nothing can have been published yet (the task was accepted here a moment ago, and nobody
-        publishes before taking it from the queue), so the stream is not read first (a gap still is).
+        `fresh`: nothing can have been published before `listening` was made (the task was accepted here a
+        moment ago, and nobody publishes before taking it from the queue), so the stream is not read first
+        (a gap still is). `listening`: made by `listen` beforehand (and unlistened by its maker); without
+        it the follow listens from its first step on.
 
         Raises:
             NatsStoreError: what the stream kept cannot be read.
         """
-        token = task_token(task_id)
-        live: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(self.options.live_backlog)
-        self._followers.setdefault(token, set()).add(live)  # first: nothing published from now on is missed
+        own = listening is None
+        if listening is None:
+            listening = self.listen(task_id)
+        token, live = listening.token, listening.queue
         try:
             seen = after
             if not fresh:
@@ -178,11 +203,8 @@ class UpdateLog:
                     seen = sequence
                     yield sequence, data
         finally:
-            followers = self._followers.get(token)
-            if followers is not None:
-                followers.discard(live)
-                if not followers:
-                    del self._followers[token]
+            if own:
+                self.unlisten(listening)
 
     def is_following(self, task_id: str) -> bool:
         """Whether a `follow` of this task is listening on this replica."""
