@@ -102,10 +102,22 @@ async def test_a_task_is_canceled_through_a_replica_that_does_not_run_it(
     handle = await runner.execute_task("wait_for", {"name": "never-opened"})
     await eventually(lambda: shared_runner.held == 1, what="the runner took it")
     other, _ = await replica("other")
+
+    async def listed_by_other() -> list[TaskStatus]:
+        return [record.status for record in await other.tasks() if record.task_id == handle.task_id]
+
+    # Listed by the replica that does not run it, as its document stands (RUNNING once it was sent).
+    await eventually(lambda: _is(listed_by_other(), [TaskStatus.RUNNING]), what="listed as running elsewhere")
+    assert (await other.task(handle.task_id)).status is TaskStatus.RUNNING
     assert await other.cancel(handle.task_id, "not needed") is True
     with pytest.raises(TaskCanceledError):
         await asyncio.wait_for(handle.result(), 15)
     assert (await other.task(handle.task_id)).status is TaskStatus.CANCELED
+    await eventually(lambda: _is(listed_by_other(), [TaskStatus.CANCELED]), what="listed as canceled")
+
+
+async def _is(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
 
 
 async def test_dead_letters_made_on_one_replica_are_listed_requeued_and_purged_through_another(

@@ -49,7 +49,7 @@ from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.records import finished_handle
 from worker_abstraction.orchestrator.relay import UpdatePublisher, followed_handle
 from worker_abstraction.orchestrator.run import TaskRun
-from worker_abstraction.orchestrator.shared_journal import SharedJournal
+from worker_abstraction.orchestrator.shared_journal import SharedJournal, record_of
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, connect
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, TaskDoc, TaskDocs, TaskDocsOptions
 from worker_abstraction.stores.jetstream.updates import UpdateLog, UpdateLogOptions, task_token
@@ -261,22 +261,7 @@ class SharedTasks:
     async def record(self, task_id: str) -> TaskRecord | None:
         """Where a shared task stands (None: no such task)."""
         found = await self.docs.get(task_id)
-        if found is None:
-            return None
-        doc = found[0]
-        if doc.finished and doc.record:
-            return _convert.record_from_pb(pb.TaskRecord.FromString(doc.record))
-        spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
-        return TaskRecord(
-            task_id=task_id,
-            capability=doc.capability,
-            status=TaskStatus.RUNNING if doc.state == DISPATCHED else TaskStatus.PENDING,
-            params=dict(spec.params),
-            submitted_at=datetime.fromtimestamp(doc.accepted_at, UTC),
-            cancel_reason=doc.cancel_reason,
-            idempotency_key=doc.idempotency_key,
-            owner=doc.owner,
-        )
+        return None if found is None else record_of(found[0])
 
     @property
     def held(self) -> int:

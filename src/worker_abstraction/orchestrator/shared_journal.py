@@ -22,6 +22,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from worker_abstraction import _convert
@@ -156,19 +157,20 @@ class SharedJournal:
     async def finished_records(
         self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int, owner: str | None = None
     ) -> list[TaskRecord]:
+        """Records of every shared task, most recently accepted first: finished ones as they ended, the others
+        as their documents stand (PENDING or RUNNING, wherever they run), so a listing through any daemon
+        shows them all."""
         await self.drain()
         wanted = {int(status) for status in statuses}
         found = [
             doc
             async for doc in self.docs.all()
-            if doc.finished
-            and doc.record
-            and (not wanted or doc.status in wanted)
+            if (not wanted or _status_of(doc) in wanted)
             and (not capability or doc.capability == capability)
             and (owner is None or doc.owner == owner)
         ]
         found.sort(key=lambda doc: (-doc.accepted_at, doc.task_id))
-        return [_convert.record_from_pb(pb.TaskRecord.FromString(doc.record)) for doc in found[offset : offset + limit]]
+        return [record_of(doc) for doc in found[offset : offset + limit]]
 
     async def drain(self) -> None:
         if self._writes:
@@ -238,3 +240,26 @@ class SharedJournal:
         self._writes.discard(written)
         if self._last.get(task_id) is written:
             del self._last[task_id]
+
+
+def record_of(doc: TaskDoc) -> TaskRecord:
+    """A shared task's record: as it ended, or as its document stands (PENDING, or RUNNING once sent)."""
+    if doc.finished and doc.record:
+        return _convert.record_from_pb(pb.TaskRecord.FromString(doc.record))
+    spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
+    return TaskRecord(
+        task_id=doc.task_id,
+        capability=doc.capability,
+        status=TaskStatus(_status_of(doc)),
+        params=dict(spec.params),
+        submitted_at=datetime.fromtimestamp(doc.accepted_at, UTC),
+        cancel_reason=doc.cancel_reason,
+        idempotency_key=doc.idempotency_key,
+        owner=doc.owner,
+    )
+
+
+def _status_of(doc: TaskDoc) -> int:
+    if doc.finished:
+        return doc.status
+    return int(TaskStatus.RUNNING if doc.state == DISPATCHED else TaskStatus.PENDING)
