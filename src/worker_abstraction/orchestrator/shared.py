@@ -114,8 +114,7 @@ class SharedTasks:
         self._prefetch = max(1, prefetch)
         self._holdings: dict[str, _Holding] = {}
         self.journal = SharedJournal(docs, replica, self._release, reserved_at_acceptance=ATTEMPT_BLOCK)
-        self._followed: dict[str, AsyncTaskHandle] = {}
-        self._feeds: dict[str, asyncio.Task[None]] = {}  # what feeds each followed handle
+        self._followed: dict[str, tuple[AsyncTaskHandle, asyncio.Task[None]]] = {}  # handle, what feeds it
         self._pullers: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._cancels: Subscription | None = None
@@ -229,7 +228,7 @@ class SharedTasks:
         """A handle on any shared task (None: no such task)."""
         followed = self._followed.get(task_id)
         if followed is not None:
-            return followed
+            return followed[0]
         found = await self.docs.get(task_id)
         if found is None:
             return None
@@ -406,24 +405,22 @@ class SharedTasks:
         self, task_id: str, capability: str, params: Mapping[str, Any], *, fresh: bool = False
     ) -> AsyncTaskHandle:
         handle, feeding = followed_handle(self.log, task_id, capability, params, _Owner(self, task_id), fresh=fresh)
-        self._followed[task_id] = handle
-        self._feeds[task_id] = feeding
+        self._followed[task_id] = handle, feeding
         self._background.add(feeding)
-        feeding.add_done_callback(lambda done: self._unfollow(task_id, handle, done))
+        feeding.add_done_callback(lambda done: self._unfollow(task_id, done))
         return handle
 
     def _unfollow_now(self, task_id: str, handle: AsyncTaskHandle) -> None:
         """Stop following a task whose acceptance failed."""
-        feeding = self._feeds.get(task_id)
-        if self._followed.get(task_id) is handle and feeding is not None:
-            feeding.cancel()
+        followed = self._followed.get(task_id)
+        if followed is not None and followed[0] is handle:
+            followed[1].cancel()
 
-    def _unfollow(self, task_id: str, handle: AsyncTaskHandle, feeding: asyncio.Task[None]) -> None:
+    def _unfollow(self, task_id: str, feeding: asyncio.Task[None]) -> None:
         self._background.discard(feeding)
-        if self._followed.get(task_id) is handle:
+        followed = self._followed.get(task_id)
+        if followed is not None and followed[1] is feeding:
             del self._followed[task_id]
-        if self._feeds.get(task_id) is feeding:
-            del self._feeds[task_id]
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)

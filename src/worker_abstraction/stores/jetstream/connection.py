@@ -12,11 +12,16 @@ from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client
+from nats.js.api import StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import APIError
 
 from worker_abstraction.errors import WorkerAbstractionError
 
 # Per-message TTL (Nats-TTL), which lets a worker whose every registry died expire, came in 2.11.
 MIN_SERVER_VERSION = (2, 11)
+WRONG_LAST_SEQUENCE = (10071, 10164)  # the server's codes for a failed compare-and-set
+_STREAM_IN_USE = 10058  # the server's code for "stream name already in use" (with another configuration)
 
 _SCHEMES = ("nats", "tls")
 
@@ -119,3 +124,14 @@ async def connect(options: NatsOptions, *, name: str = "wa-registry") -> Client:
 async def _log_error(error: Exception) -> None:
     # Lost connections and the like: nats-py reconnects by itself; say so once per error, without a traceback.
     logger.warning("NATS: %r", error)
+
+
+async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or bring an existing one to `config` (limits may change; the server refuses a
+    change of retention)."""
+    try:
+        await js.add_stream(config)
+    except APIError as error:
+        if error.err_code != _STREAM_IN_USE:
+            raise
+        await js.update_stream(config)

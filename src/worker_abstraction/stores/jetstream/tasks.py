@@ -40,7 +40,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from worker_abstraction.errors import TaskExistsError
-from worker_abstraction.stores.jetstream.connection import NatsStoreError
+from worker_abstraction.stores.jetstream.connection import WRONG_LAST_SEQUENCE, NatsStoreError
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ DEFAULT_DEAD_LETTERS_BUCKET = "wa_dead_letters"
 QUEUED, DISPATCHED, FINISHED = "queued", "dispatched", "finished"
 _BYTES_FIELDS = ("request", "record")
 _CHANGE_ATTEMPTS = 20  # compare-and-set rounds before a change gives up (each one lost to another writer)
-_WRONG_LAST_SEQUENCE = (10071, 10164)  # the server's codes for a failed compare-and-set
 _REMEMBERED = 10_000  # documents whose last written revision is kept, to change them without reading first
 
 
@@ -295,7 +294,7 @@ class TaskDocs:
         try:
             await self._letters.delete(_key(task_id), last=entry.revision)
         except APIError as error:
-            if error.err_code in _WRONG_LAST_SEQUENCE:
+            if error.err_code in WRONG_LAST_SEQUENCE:
                 return None  # another replica took it first
             raise _unavailable(task_id, error) from error
         except (TimeoutError, NatsError) as error:

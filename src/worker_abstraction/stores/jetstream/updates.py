@@ -36,14 +36,13 @@ from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageTy
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from worker_abstraction.stores.jetstream.connection import NatsStoreError
+from worker_abstraction.stores.jetstream.connection import NatsStoreError, ensure_stream
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_STREAM = "WA_UPDATES"
 SUBJECT_PREFIX = "wa.updates"
 SEQUENCE_HEADER = "Wa-Seq"
-_STREAM_IN_USE = 10058
 _TOKEN_CHARS = 32  # hex digits of the task id's digest in its subject (128 bits)
 
 
@@ -119,12 +118,7 @@ class UpdateLog:
         )
         log = cls(js, options)
         try:
-            try:
-                await js.add_stream(config)
-            except APIError as error:
-                if error.err_code != _STREAM_IN_USE:
-                    raise
-                await js.update_stream(config)
+            await ensure_stream(js, config)
             log._live = await client.subscribe(f"{SUBJECT_PREFIX}.*", cb=log._route)
         except (TimeoutError, NatsError, APIError) as error:
             raise NatsStoreError(f"cannot open the NATS update log {options.stream!r}: {error!r}") from error

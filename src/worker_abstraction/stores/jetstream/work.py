@@ -48,7 +48,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from worker_abstraction.errors import QueueFullError
-from worker_abstraction.stores.jetstream.connection import NatsStoreError
+from worker_abstraction.stores.jetstream.connection import NatsStoreError, ensure_stream
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ DEFAULT_STREAM = "WA_WORK"
 SUBJECT_PREFIX = "wa.work"
 _ADVISORY_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 _EXHAUSTED_CONSUMER = "exhausted"
-_STREAM_IN_USE = 10058  # the server's code for "stream name already in use" (with another configuration)
 _MAX_MESSAGES_EXCEEDED = 10077
 _TOKEN_CHARS = 24  # hex digits of the partition digest in subjects and consumer names (96 bits)
 
@@ -182,7 +181,7 @@ class WorkQueue:
         )
         try:
             for config in (work, exhausted):
-                await _ensure_stream(js, config)
+                await ensure_stream(js, config)
             await js.add_consumer(
                 exhausted_stream,
                 ConsumerConfig(durable_name=_EXHAUSTED_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0),
@@ -344,15 +343,6 @@ class WorkQueue:
             lost = sum(isinstance(result, BaseException) for result in results)
             if lost:
                 logger.warning("work queue: %d of %d leases could not be kept alive", lost, len(held))
-
-
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    try:
-        await js.add_stream(config)
-    except APIError as error:
-        if error.err_code != _STREAM_IN_USE:
-            raise
-        await js.update_stream(config)  # (limits may change; the server refuses a change of retention)
 
 
 def _check(options: WorkQueueOptions) -> None:

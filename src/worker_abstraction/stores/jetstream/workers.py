@@ -35,7 +35,7 @@ from nats.js.kv import KeyValue
 from worker_abstraction import _convert
 from worker_abstraction.errors import InvalidWorkerInfoError, RegistryUnavailableError
 from worker_abstraction.stores.base import WorkerChange, WorkerRecord
-from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, connect
+from worker_abstraction.stores.jetstream.connection import WRONG_LAST_SEQUENCE, NatsOptions, NatsStoreError, connect
 from worker_abstraction.types import LoadReport, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_BUCKET = "wa_workers"
 _REGISTERED, _HEARTBEAT, _SUSPECT = b"R", b"H", b"S"
 _EVICTED, _LEFT = b"E", b"D"
-_WRONG_LAST_SEQUENCE = (10071, 10164)  # the server's codes for a failed compare-and-set
 _CAS_ATTEMPTS = 5
 _MARKER_TTL_SECONDS = 60  # how long removal markers stay in the bucket (watchers see them at once)
 _MAX_TOMBSTONES = 10_000
@@ -220,7 +219,7 @@ class JetStreamWorkerStore:
                 [f"the worker's description takes {len(payload)} bytes, over the NATS server's {limit} (max_payload)"]
             ) from error
         except APIError as error:
-            if error.err_code in _WRONG_LAST_SEQUENCE:
+            if error.err_code in WRONG_LAST_SEQUENCE:
                 return None
             raise _unavailable(error) from error
         except (NatsError, TimeoutError) as error:  # disconnected, or no answer in time
