@@ -109,3 +109,38 @@ async def test_a_store_kept_in_memory_reads_what_it_wrote(path: str) -> None:
         assert await store.dead_letters() == []
     finally:
         await store.close()
+
+
+async def test_a_task_dispatched_and_finished_in_one_commit_is_kept_finished(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    store = await SqliteTaskStore(path, behind_seconds=60).open()
+    try:
+        await asyncio.gather(_accept(store, 1), _accept(store, 2))
+        facts = [
+            store.dispatched("task-00001", "worker-a", "127.0.0.1:1", 1),
+            store.dispatched("task-00002", "worker-b", "127.0.0.1:2", 1),
+            store.finished("task-00001", b"record", 3),
+        ]
+        await _accept(store, 3)  # commits them all
+        assert all(fact.done() and fact.exception() is None for fact in facts)
+    finally:
+        await store.close()
+    reopened = await SqliteTaskStore(path).open()
+    try:
+        assert await reopened.finished_record("task-00001") == b"record"
+        left = {task.task_id: task for task in await reopened.unfinished()}
+        assert sorted(left) == ["task-00002", "task-00003"]
+        assert (left["task-00002"].worker_id, left["task-00002"].attempt) == ("worker-b", 1)
+    finally:
+        await reopened.close()
+
+
+async def test_every_write_to_a_closed_store_fails_awaited_or_written_behind(tmp_path: Path) -> None:
+    store = await SqliteTaskStore(tmp_path / "tasks.db").open()
+    await store.close()
+    behind = store.dispatched("task-00001", "worker-a", "127.0.0.1:1", 1)
+    with pytest.raises(Exception, match="closed"):
+        await store.accepted("task-00001", b"spec", "{}")
+    with pytest.raises(Exception, match="closed"):
+        async with asyncio.timeout(5):
+            await behind

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from types import ModuleType
 from typing import Any
 
-from worker_abstraction import bearer, limits
+from worker_abstraction import bearer, collector, limits
 from worker_abstraction.cli import (
     UsageError,
     cancel_cmd,
@@ -222,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # The commands that install a TracerProvider when the OTEL_* variables ask for one (see tracing_setup).
 _TRACED = frozenset({"registry", "worker", "orchestrator", "submit"})
+# The long-running commands, whose process is set for many small tasks (see `collector`).
+_DAEMONS = frozenset({"registry", "worker", "orchestrator"})
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -246,6 +248,8 @@ def _main(argv: Sequence[str] | None) -> int:
             tls_of(args)  # checked before the command runs, so unusable TLS files are a usage error (2)
             bearer.use_token(args.token)
             authenticator_of(args)  # (likewise an unusable token file)
+        if name in _DAEMONS:
+            collector.tune()
     except ValueError as exc:  # a bad WA_LOG_LEVEL, limit or TLS file: argparse checks flags, not defaults
         print(f"wa {name}: error: {exc}", file=sys.stderr)
         return 2

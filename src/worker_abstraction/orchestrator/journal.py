@@ -241,8 +241,9 @@ class StoreJournal:
         # The store queued the write when it was called, so it has the facts in the order they happened,
         # awaited or not.
         pending = asyncio.ensure_future(write)
-        self._writes.add(pending)
-        pending.add_done_callback(self._written)
+        if pending not in self._writes:  # (facts written behind share their commit's future)
+            self._writes.add(pending)
+            pending.add_done_callback(self._written)
         return pending
 
     def _written(self, write: asyncio.Future[None]) -> None:

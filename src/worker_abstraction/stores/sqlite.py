@@ -110,7 +110,12 @@ class SqliteTaskStore:
         self._lock = StoreLock(self.path)
         # A database kept in memory is private to its connection: the writer reads it too, on the loop.
         self._in_memory = database_file(self.path) is None
-        self._pending: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]] = []
+        self._pending: list[_Fact] = []  # facts not yet committed, in order
+        # What this batch's facts written behind share: one future, done when their commit ends.
+        self._behind: asyncio.Future[None] | None = None
+        # Task id -> the position in `_pending` of its dispatched fact: a finished fact in the same batch
+        # makes it moot (the finished row's worker columns are never read), so it is not written at all.
+        self._dispatched: dict[str, int] = {}
         self._since_checkpoint = 0
         self._checkpointing = False
         self._commit_due: str | None = None  # _SOON or _LATER once a commit is scheduled
@@ -171,12 +176,14 @@ class SqliteTaskStore:
         )
 
     def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> asyncio.Future[None]:
-        return self._write(
+        written = self._write(
             "UPDATE tasks SET state = 'dispatched', worker_id = ?, worker_address = ?, attempt = ?, updated_at = ? "
             "WHERE task_id = ? AND state != 'finished'",
             (worker_id, worker_address, attempt, time.time(), task_id),
             behind=True,
         )
+        self._dispatched[task_id] = len(self._pending) - 1
+        return written
 
     def requeued(self, task_id: str, attempt: int = 0, failures: int = 0) -> asyncio.Future[None]:
         return self._write(
@@ -193,6 +200,9 @@ class SqliteTaskStore:
         )
 
     def finished(self, task_id: str, record: bytes, status: int) -> asyncio.Future[None]:
+        moot = self._dispatched.pop(task_id, None)
+        if moot is not None:
+            self._pending[moot] = _MOOT
         return self._write(
             "UPDATE tasks SET state = 'finished', record = ?, status = ?, updated_at = ? WHERE task_id = ?",
             (record, status, time.time(), task_id),
@@ -277,10 +287,13 @@ class SqliteTaskStore:
 
         Queued when called, not when awaited: the store receives facts in the order they happen, and a
         fact written behind (`behind`: nobody waits for it) costs no task of its own and is committed with
-        the next fact somebody waits for, or `behind_seconds` later.
+        the next fact somebody waits for, or `behind_seconds` later. Facts written behind share one future
+        per commit (it fails with the first of theirs that failed).
         """
         loop = asyncio.get_running_loop()
-        written: asyncio.Future[None] = loop.create_future()
+        written: asyncio.Future[None] | None = None if behind else loop.create_future()
+        if behind and self._behind is None:
+            self._behind = loop.create_future()
         if not self._checkpointing:
             if not behind:
                 if self._commit_due is not _SOON:
@@ -293,6 +306,9 @@ class SqliteTaskStore:
                 self._commit_due = _LATER
                 self._later = loop.call_later(self._behind_seconds, self._commit_pending)
         self._pending.append((sql, parameters, written))
+        if written is None:
+            assert self._behind is not None
+            return self._behind
         return written
 
     def _commit_pending(self) -> None:
@@ -303,6 +319,8 @@ class SqliteTaskStore:
             self._later.cancel()
             self._later = None
         batch, self._pending = self._pending, []
+        behind, self._behind = self._behind, None
+        self._dispatched.clear()
         if not batch:
             return
         if self._on_commit is None:
@@ -311,7 +329,7 @@ class SqliteTaskStore:
             began = time.perf_counter()
             outcomes = self._commit(batch)
             self._on_commit(time.perf_counter() - began)
-        _settle(batch, outcomes)
+        _settle(batch, outcomes, behind)
         if self._db is not None:  # (a closed store refuses every write; that is not a broken file)
             self._note_writable(any(outcome is None for outcome in outcomes))
         self._since_checkpoint += len(batch)
@@ -338,7 +356,7 @@ class SqliteTaskStore:
         self._checkpointing = False
         self._commit_pending()  # the first commit after a complete checkpoint starts the log over
 
-    def _commit(self, batch: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]]) -> list[BaseException | None]:
+    def _commit(self, batch: list[_Fact]) -> list[BaseException | None]:
         if self._db is None:
             return [sqlite3.ProgrammingError("the store is closed")] * len(batch)
         try:
@@ -350,7 +368,9 @@ class SqliteTaskStore:
                 end = start + 1
                 while end < len(batch) and batch[end][0] == sql:
                     end += 1
-                if end - start == 1:
+                if not sql:
+                    pass  # moot facts
+                elif end - start == 1:
                     self._db.execute(sql, batch[start][1])
                 else:
                     self._db.executemany(sql, [parameters for _, parameters, _ in batch[start:end]])
@@ -364,7 +384,8 @@ class SqliteTaskStore:
         outcomes: list[BaseException | None] = []
         for sql, parameters, _ in batch:
             try:
-                self._db.execute(sql, parameters)
+                if sql:
+                    self._db.execute(sql, parameters)
                 outcomes.append(None)
             except sqlite3.Error as error:
                 outcomes.append(error)
@@ -377,7 +398,10 @@ class SqliteTaskStore:
     async def _query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         self._commit_pending()  # a read made after a write sees it
         if self._pending:  # (a checkpoint holds the commit back)
-            await asyncio.gather(*(written for _, _, written in self._pending), return_exceptions=True)
+            waits = {written for _, _, written in self._pending if written is not None}
+            if self._behind is not None:
+                waits.add(self._behind)
+            await asyncio.gather(*waits, return_exceptions=True)
         if self._in_memory:
             assert self._db is not None, "open() the store first"
             return list(self._db.execute(sql, parameters).fetchall())
@@ -399,13 +423,23 @@ def _connect(path: str) -> sqlite3.Connection:
     return connection
 
 
-def _settle(
-    batch: list[tuple[str, tuple[Any, ...], asyncio.Future[None]]], outcomes: list[BaseException | None]
-) -> None:
+_Fact = tuple[str, tuple[Any, ...], "asyncio.Future[None] | None"]  # sql ("": moot), parameters, its own future
+_MOOT: _Fact = ("", (), None)
+
+
+def _settle(batch: list[_Fact], outcomes: list[BaseException | None], behind: asyncio.Future[None] | None) -> None:
+    failed: BaseException | None = None
     for (_, _, written), outcome in zip(batch, outcomes, strict=True):
-        if written.done():
+        if written is None:
+            failed = failed or outcome
+        elif written.done():
             continue
-        if outcome is None:
+        elif outcome is None:
             written.set_result(None)
         else:
             written.set_exception(outcome)
+    if behind is not None and not behind.done():
+        if failed is None:
+            behind.set_result(None)
+        else:
+            behind.set_exception(failed)
