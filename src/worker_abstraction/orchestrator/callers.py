@@ -8,6 +8,7 @@ SubmitTask and a session's submissions share `submit` so both paths apply the sa
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from opentelemetry.trace import SpanKind
@@ -39,6 +40,24 @@ async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTa
         handle, duplicate = await _submit(engine, dataclasses.replace(spec, trace_context=tracing.context_of(span)))
         span.set_attributes({"wa.task_id": handle.task_id, "wa.duplicate": duplicate})
         return handle, duplicate
+
+
+def submit_soon(engine: Engine, request: pb.SubmitTaskRequest) -> asyncio.Future[AsyncTaskHandle] | None:
+    """`submit` without a coroutine of its own, for a plain submission (no idempotency key, no id of the
+    caller's, no trace to continue): the future is its handle once it is accepted. None (nothing done)
+    when the submission needs `submit`.
+
+    Raises:
+        as `submit`, for what is checked at once.
+    """
+    if request.idempotency_key or request.task.task_id or tracing.enabled():
+        return None
+    spec = _convert.spec_from_pb(request)
+    auth.check_may_call(spec.capability)
+    owner = auth.current_owner()
+    if spec.owner != owner:
+        spec = dataclasses.replace(spec, owner=owner)
+    return engine.accept_soon(spec)
 
 
 async def _submit(engine: Engine, spec: TaskSpec) -> tuple[AsyncTaskHandle, bool]:

@@ -39,7 +39,7 @@ class TaskChannel:
         self._call: aio.StreamStreamCall[pb.TaskChannelRequest, pb.TaskChannelResponse] | None = None
         self._outbox: list[pb.Task] = []
         self._wake = asyncio.Event()
-        self._acks: dict[str, asyncio.Future[pb.ExecuteTaskResponse]] = {}
+        self._acks: dict[str, asyncio.Future[DispatchAnswer]] = {}  # task id -> the worker's answer, to come
         self._sent_at: dict[str, float] = {}  # task id -> when it was sent, oldest first, until acked
         self._watchdog: asyncio.TimerHandle | None = None
         self._routes: dict[str, AttemptSink] = {}
@@ -69,24 +69,24 @@ class TaskChannel:
 
     async def submit(self, task: pb.Task, sink: AttemptSink) -> DispatchAnswer:
         """Send a task and wait for the worker's ack (updates then flow to `sink`)."""
-        if not self.is_open:
-            return DispatchAnswer(Answer.UNREACHABLE, f"task channel to {self.address} is closed")
+        return await self.submit_soon(task, sink)
+
+    def submit_soon(self, task: pb.Task, sink: AttemptSink) -> asyncio.Future[DispatchAnswer]:
+        """Send a task; the future is the worker's answer (UNREACHABLE if the channel breaks first or the
+        worker never answers). Updates then flow to `sink`."""
         loop = asyncio.get_running_loop()
-        ack: asyncio.Future[pb.ExecuteTaskResponse] = loop.create_future()
-        self._acks[task.task_id] = ack
+        answered: asyncio.Future[DispatchAnswer] = loop.create_future()
+        if not self.is_open:
+            answered.set_result(DispatchAnswer(Answer.UNREACHABLE, f"task channel to {self.address} is closed"))
+            return answered
+        self._acks[task.task_id] = answered
         self._sent_at[task.task_id] = loop.time()
         self._routes[task.task_id] = sink
         self._outbox.append(task)
         self._wake.set()
         if self._watchdog is None:
             self._watchdog = loop.call_later(_ACK_TIMEOUT_SECONDS / 4, self._expire_acks)
-        try:
-            response = await ack
-        except ConnectionError as error:  # the channel broke, or the worker never answered
-            if self._routes.get(task.task_id) is sink:
-                del self._routes[task.task_id]
-            return DispatchAnswer(Answer.UNREACHABLE, str(error))
-        return answer_of(response)
+        return answered
 
     def _expire_acks(self) -> None:
         # One timer for every task in flight (not one each): oldest first, so the scan stops at a young one.
@@ -99,7 +99,9 @@ class TaskChannel:
             del self._sent_at[task_id]
             waiter = self._acks.pop(task_id, None)
             if waiter is not None and not waiter.done():
-                waiter.set_exception(ConnectionError(f"no answer from {self.address} within {_ACK_TIMEOUT_SECONDS:g}s"))
+                self._routes.pop(task_id, None)
+                message = f"no answer from {self.address} within {_ACK_TIMEOUT_SECONDS:g}s"
+                waiter.set_result(DispatchAnswer(Answer.UNREACHABLE, message))
         if self._sent_at and self.is_open:
             self._watchdog = asyncio.get_running_loop().call_later(_ACK_TIMEOUT_SECONDS / 4, self._expire_acks)
 
@@ -153,7 +155,7 @@ class TaskChannel:
                     if not ack.accepted:
                         self._routes.pop(ack.task_id, None)
                     if waiter is not None and not waiter.done():
-                        waiter.set_result(ack)
+                        waiter.set_result(answer_of(ack))
                 for update in message.updates:
                     sink = self._routes.get(update.task_id)
                     if sink is None:
@@ -175,7 +177,7 @@ class TaskChannel:
         # Tasks not acknowledged yet may or may not have arrived; the caller decides where they go next.
         for task_id, waiter in self._acks.items():
             if not waiter.done():
-                waiter.set_exception(ConnectionError(f"task channel to {self.address} broke"))
+                waiter.set_result(DispatchAnswer(Answer.UNREACHABLE, f"task channel to {self.address} broke"))
             self._routes.pop(task_id, None)
         self._acks.clear()
         self._sent_at.clear()

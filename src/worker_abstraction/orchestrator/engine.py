@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import os
 import time
@@ -102,22 +103,49 @@ class Engine:
         _check_capability(spec.capability)
         if spec.options.task_id and await self.index.taken(spec.task_id):  # (a new id of ours is new)
             raise TaskExistsError(spec.task_id)
-        if not spec.task_id or not spec.created_at_ns:
-            task_id = spec.task_id or new_task_id()
-            spec = TaskSpec(
-                task_id,
-                spec.capability,
-                spec.params,
-                spec.encoded_params,
-                spec.options,
-                time.time_ns(),
-                spec.owner,
-                spec.trace_context,
-            )
-        return await self.accept(spec)
+        return await self.accept(_identified(spec))
+
+    def accept_soon(self, spec: TaskSpec) -> asyncio.Future[AsyncTaskHandle] | None:
+        """`submit_spec` without a coroutine of its own, for the daemon's sessions: what can be checked is
+        checked now, and the future is the task's handle once its acceptance is stored.
+
+        Returns None (nothing done) when the submission needs the awaited way: an idempotency key or an id
+        of the caller's to look up first, or tasks shared with other replicas.
+
+        Raises:
+            as `submit`, for what is checked at once.
+        """
+        if self.shared is not None or spec.options.idempotency_key or spec.options.task_id:
+            return None
+        _check_capability(spec.capability)
+        spec = _identified(spec)
+        run = self._admitted(spec)
+        accepted: asyncio.Future[AsyncTaskHandle] = asyncio.get_running_loop().create_future()
+        self.index.add(run)
+        written = self.crew.journal.accepted_soon(spec)
+        if written is None:
+            accepted.set_result(self._started(run))
+        else:
+            written.add_done_callback(functools.partial(self._stored, run, accepted))
+        return accepted
 
     async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:
         """Accept a task already made into a spec (see `submit`)."""
+        run = self._admitted(spec)
+        if self.shared is not None:  # whichever replica takes it runs it; the handle follows it there
+            handle = await self.shared.accept(spec)
+            self._announce(handle)
+            return handle
+        self.index.add(run)  # before the store is asked: a concurrent resubmission of the key finds it
+        try:
+            await self.crew.journal.accepted(spec)  # a crash after this cannot lose the task
+        except BaseException:
+            self.index.remove(run)
+            raise
+        return self._started(run)
+
+    def _admitted(self, spec: TaskSpec) -> TaskRun:
+        """The run of a task that passes admission (size, capability, requirements, room in the queue)."""
         crew = self.crew
         problem = limits.too_large("the task's arguments", payload_bytes(spec.encoded_params))
         if problem is not None:
@@ -126,18 +154,21 @@ class Engine:
         run = TaskRun(spec, crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout)
         admit(spec, run, self.directory, crew.scheduler, wait_for_workers=self._queue_without_workers)
         crew.scheduler.check_room(spec.capability)
-        if self.shared is not None:  # whichever replica takes it runs it; the handle follows it there
-            handle = await self.shared.accept(spec)
-            self._announce(handle)
-            return handle
-        self.index.add(run)  # before the store is asked: a concurrent resubmission of the key finds it
-        try:
-            await crew.journal.accepted(spec)  # a crash after this cannot lose the task
-        except BaseException:
+        return run
+
+    def _stored(self, run: TaskRun, accepted: asyncio.Future[AsyncTaskHandle], written: asyncio.Future[None]) -> None:
+        problem = None if written.cancelled() else written.exception()
+        if written.cancelled() or problem is not None:
             self.index.remove(run)
-            raise
+            if not accepted.done():
+                accepted.set_exception(problem or asyncio.CancelledError())
+        elif not accepted.done():
+            accepted.set_result(self._started(run))
+
+    def _started(self, run: TaskRun) -> AsyncTaskHandle:
+        """The task is stored (a crash from now on cannot lose it): off it goes."""
         run.start()
-        logger.debug("task %s accepted", spec.task_id, extra={"task_id": spec.task_id})
+        logger.debug("task %s accepted", run.spec.task_id, extra={"task_id": run.spec.task_id})
         self._announce(run.handle)
         return run.handle
 
@@ -308,3 +339,19 @@ def _check_capability(capability: object) -> None:
 def new_task_id() -> str:
     """A fresh task id: 128 random bits in 32 hex digits (what `uuid4().hex` looks like, at a fifth of its cost)."""
     return os.urandom(16).hex()
+
+
+def _identified(spec: TaskSpec) -> TaskSpec:
+    """The spec with an id (a new one of ours unless it has one) and a creation time."""
+    if spec.task_id and spec.created_at_ns:
+        return spec
+    return TaskSpec(
+        spec.task_id or new_task_id(),
+        spec.capability,
+        spec.params,
+        spec.encoded_params,
+        spec.options,
+        time.time_ns(),
+        spec.owner,
+        spec.trace_context,
+    )

@@ -60,6 +60,10 @@ class Journal(Protocol):
         """Stored before the caller hears "accepted"; reserves attempts 1 to ATTEMPT_BLOCK."""
         ...
 
+    def accepted_soon(self, spec: TaskSpec) -> asyncio.Future[None] | None:
+        """`accepted` without a coroutine: the future is done once it is stored (None: nothing to wait for)."""
+        ...
+
     async def reserve(self, task_id: str, up_to: int) -> None:
         """Stored before attempt numbers up to `up_to` are sent."""
         ...
@@ -99,6 +103,9 @@ class NullJournal:
     """Keeps nothing: an orchestrator embedded in a program, without a store."""
 
     async def accepted(self, spec: TaskSpec) -> None:
+        return None
+
+    def accepted_soon(self, spec: TaskSpec) -> asyncio.Future[None] | None:
         return None
 
     async def reserve(self, task_id: str, up_to: int) -> None:
@@ -151,7 +158,10 @@ class StoreJournal:
         self._writes: set[asyncio.Future[None]] = set()
 
     async def accepted(self, spec: TaskSpec) -> None:
-        await self._write(
+        await self.accepted_soon(spec)
+
+    def accepted_soon(self, spec: TaskSpec) -> asyncio.Future[None]:
+        return self._write(
             self.store.accepted(
                 spec.task_id,
                 _convert.spec_to_pb(spec).SerializeToString(),

@@ -74,6 +74,28 @@ class WorkerLink:
             self._dispatching -= 1
 
     @property
+    def channel_open(self) -> bool:
+        """Whether `dispatch_soon` may be used: the task channel is open."""
+        channel = self.task_channel
+        return self._fast_path and channel is not None and channel.is_open
+
+    def dispatch_soon(
+        self,
+        spec: TaskSpec,
+        *,
+        attempt: int,
+        worker_id: str,
+        sink: AttemptSink,
+        trace_context: tuple[tuple[str, str], ...] | None = None,
+    ) -> asyncio.Future[DispatchAnswer]:
+        """`dispatch` without a coroutine of its own, on the open task channel (see `channel_open`): the
+        future is the worker's answer."""
+        channel = self.task_channel
+        assert channel is not None, "dispatch_soon needs an open task channel"
+        task = _convert.task_to_pb(spec, attempt=attempt, worker_id=worker_id, trace_context=trace_context)
+        return channel.submit_soon(task, sink)
+
+    @property
     def idle(self) -> bool:
         """Nothing is on its way to the worker or followed there (the link may be closed)."""
         channel = self.task_channel

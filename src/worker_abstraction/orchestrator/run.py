@@ -27,6 +27,7 @@ Phases::
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -37,7 +38,7 @@ from worker_abstraction.observability.task_spans import RunSpans
 from worker_abstraction.orchestrator import retries
 from worker_abstraction.orchestrator.clock import NamedTimers
 from worker_abstraction.orchestrator.crew import Crew, Phase
-from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, CancelAnswer
+from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.sinks import AttemptSinks
@@ -148,7 +149,8 @@ class TaskRun:
         self._start_deadline()
         # The worker's handler continues the attempt's span (or, untraced here, the caller's).
         trace_context = self._spans.placed(number, worker.worker_id) if self._spans is not None else None
-        self._spawn(self._send(worker, number, trace_context), f"dispatch-{self.spec.task_id}")
+        if not self._send_soon(worker, number, trace_context):
+            self._spawn(self._send(worker, number, trace_context), f"dispatch-{self.spec.task_id}")
 
     async def cancel(self, reason: str) -> bool:
         """Cancel the task (see the module docstring); False if it had already finished."""
@@ -239,6 +241,30 @@ class TaskRun:
 
     # ---- inside ------------------------------------------------------------------------------------------
 
+    def _send_soon(self, worker: WorkerInfo, number: int, trace_context: tracing.TraceContext | None) -> bool:
+        """`_send` without a task of its own, when nothing needs awaiting first (the number is reserved
+        already, the task channel is open): most dispatches. False (nothing done) otherwise."""
+        crew = self._crew
+        link = crew.links.get(worker.address)
+        if number > self._reserved or not link.channel_open:
+            return False
+        try:
+            crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
+            self._sent = max(self._sent, number)
+            sink = self._open_sink(number, worker.address)
+            answered = link.dispatch_soon(
+                self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace_context
+            )
+        except Exception as error:
+            self._dispatch_failed(error)
+            return True
+        answered.add_done_callback(functools.partial(self._answered_soon, worker, number))
+        return True
+
+    def _answered_soon(self, worker: WorkerInfo, number: int, answered: asyncio.Future[DispatchAnswer]) -> None:
+        if not answered.cancelled():
+            self._answered(worker, number, answered.result())
+
     async def _send(self, worker: WorkerInfo, number: int, trace_context: tracing.TraceContext | None) -> None:
         crew = self._crew
         try:
@@ -255,10 +281,18 @@ class TaskRun:
                 self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace_context
             )
         except Exception as error:  # a bug, or a store that cannot write: fail loudly, never hang
-            logger.exception("dispatching task %s failed", self.spec.task_id, extra=self._log_fields())
-            failure = TaskFailure("OrchestratorError", repr(error), FailureOrigin.INFRASTRUCTURE, retryable=False)
-            self._finish(retries.failed(self.state, failure))
+            self._dispatch_failed(error)
             return
+        self._answered(worker, number, answer)
+
+    def _dispatch_failed(self, error: Exception) -> None:
+        logger.error("dispatching task %s failed", self.spec.task_id, exc_info=error, extra=self._log_fields())
+        failure = TaskFailure("OrchestratorError", repr(error), FailureOrigin.INFRASTRUCTURE, retryable=False)
+        self._finish(retries.failed(self.state, failure))
+
+    def _answered(self, worker: WorkerInfo, number: int, answer: DispatchAnswer) -> None:
+        """The worker's answer to attempt `number`."""
+        crew = self._crew
         if not self.is_current(number):
             return
         spans = self._spans
@@ -268,7 +302,7 @@ class TaskRun:
         if answer.answer is Answer.ACCEPTED:
             self.phase = Phase.RUNNING
             if self.cancel_reason:  # canceled while the dispatch was on its way
-                await self._cancel_on_worker()
+                self._spawn(self._cancel_on_worker(), f"cancel-{self.spec.task_id}")
             return
         if self.cancel_reason:
             self._finish_canceled(self.cancel_reason)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -48,6 +49,7 @@ class CallerSession:
         self._accepting: set[asyncio.Task[None]] = set()
         self._backlog = 0  # bytes of updates made since the last write began
         self._stopping: asyncio.Future[None] | None = None
+        self._closed = False  # the stream ended: acceptances stored since are not followed
 
     async def serve(self, requests: AsyncIterator[pb.SessionRequest]) -> AsyncIterator[pb.SessionResponse]:
         reader = asyncio.create_task(self._read(requests), name="session-reader")
@@ -62,10 +64,11 @@ class CallerSession:
                     # Large outputs go in messages of their own: together they would pass the size limit.
                     for number, run in enumerate(_rpc.split_by_size(updates, limits.payload_limit())):
                         yield pb.SessionResponse(acks=acks if number == 0 else (), updates=run)
-                if reader.done() and not self._accepting and not self._stops:
+                if reader.done() and not self._in_flight and not self._stops:
                     reader.result()  # surfaces a reader error as the stream's status
                     return
         finally:
+            self._closed = True
             reader.cancel()
             for task in list(self._accepting):
                 task.cancel()
@@ -84,9 +87,10 @@ class CallerSession:
                         self._room.clear()
                         await self._room.wait()
                     self._in_flight += 1
-                    accepting = asyncio.create_task(self._submit(submit), name="session-submit")
-                    self._accepting.add(accepting)
-                    accepting.add_done_callback(self._accepted)
+                    if not self._submit_soon(submit):
+                        accepting = asyncio.create_task(self._submit(submit), name="session-submit")
+                        self._accepting.add(accepting)
+                        accepting.add_done_callback(self._accepted)
                 for watch in request.watches:
                     await auth.pace()
                     await self._watch(watch)
@@ -99,33 +103,61 @@ class CallerSession:
 
     def _accepted(self, accepting: asyncio.Task[None]) -> None:
         self._accepting.discard(accepting)
+        self._settled()
+
+    def _settled(self) -> None:
+        """A submission was answered."""
         self._in_flight -= 1
         self._room.set()
         self._wake.set()
 
+    def _submit_soon(self, submit: pb.SessionSubmit) -> bool:
+        """Accept a plain submission without a task of its own (most are); False if it needs `_submit`."""
+        try:
+            accepting = callers.submit_soon(self._engine, submit.submit)
+        except Exception as error:
+            self._refuse(submit.request_id, error)
+            self._settled()
+            return True
+        if accepting is None:
+            return False
+        accepting.add_done_callback(functools.partial(self._stored, submit.request_id))
+        return True
+
+    def _stored(self, request_id: int, accepting: asyncio.Future[AsyncTaskHandle]) -> None:
+        self._settled()
+        error = asyncio.CancelledError() if accepting.cancelled() else accepting.exception()
+        if error is not None:
+            self._refuse(request_id, error)
+        else:
+            self._answer(request_id, accepting.result(), duplicate=False)
+
     async def _submit(self, submit: pb.SessionSubmit) -> None:
-        ack = pb.SessionAck(request_id=submit.request_id)
         try:
             handle, duplicate = await callers.submit(self._engine, submit.submit)
-            ack.response.CopyFrom(
-                pb.SubmitTaskResponse(
-                    task_id=handle.task_id,
-                    worker_id=handle.worker_id,
-                    worker_address=handle.worker_address,
-                    duplicate=duplicate,
-                )
-            )
-        except WorkerAbstractionError as error:
-            ack.error.CopyFrom(_convert.error_to_pb(error))
-            self._send_ack(ack)
+        except Exception as error:
+            self._refuse(submit.request_id, error)
             return
-        except Exception:
-            logger.exception("a session submission failed")
-            ack.error.CopyFrom(_convert.internal_error_to_pb("internal error accepting the task; the daemon logged it"))
-            self._send_ack(ack)
-            return
+        self._answer(submit.request_id, handle, duplicate=duplicate)
+
+    def _answer(self, request_id: int, handle: AsyncTaskHandle, *, duplicate: bool) -> None:
+        if self._closed:
+            return  # (its caller resubmits, with its idempotency key if it has one)
+        ack = pb.SessionAck(request_id=request_id)
+        answer = ack.response
+        answer.task_id, answer.duplicate = handle.task_id, duplicate
+        answer.worker_id, answer.worker_address = handle.worker_id, handle.worker_address
         self._send_ack(ack)  # before its updates: the caller learns the task's id from the ack
         self._follow(handle, 0)
+
+    def _refuse(self, request_id: int, error: BaseException) -> None:
+        ack = pb.SessionAck(request_id=request_id)
+        if isinstance(error, WorkerAbstractionError):
+            ack.error.CopyFrom(_convert.error_to_pb(error))
+        else:
+            logger.error("a session submission failed", exc_info=error)
+            ack.error.CopyFrom(_convert.internal_error_to_pb("internal error accepting the task; the daemon logged it"))
+        self._send_ack(ack)
 
     async def _watch(self, watch: pb.WatchTaskRequest) -> None:
         try:

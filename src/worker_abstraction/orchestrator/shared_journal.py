@@ -68,6 +68,9 @@ class SharedJournal:
             )
         )
 
+    def accepted_soon(self, spec: TaskSpec) -> asyncio.Future[None] | None:
+        return asyncio.ensure_future(self.accepted(spec))
+
     async def reserve(self, task_id: str, up_to: int) -> None:
         await self._change(task_id, lambda d: replace(d, reserved=max(d.reserved, up_to)), holder=self.replica)
 
