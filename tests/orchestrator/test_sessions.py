@@ -4,6 +4,7 @@ and the unary calls for a daemon that has no sessions."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -18,10 +19,12 @@ from worker_abstraction import (
     RemoteOrchestrator,
     TaskNotFoundError,
     TaskStatus,
+    WorkerAbstractionError,
 )
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.orchestrator.server import OrchestratorServer
 from worker_abstraction.orchestrator.servicer import OrchestratorServicer
+from worker_abstraction.stores.sqlite import SqliteTaskStore
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -191,3 +194,28 @@ async def test_a_caller_that_stops_reading_is_disconnected_instead_of_growing_th
         # The daemon goes on serving everyone else.
         handle = await remote.execute_task("echo", {"text": "after"})
         assert await handle.result(timeout_seconds=5) == {"text": "after"}
+
+
+class _RefuseAcceptances(SqliteTaskStore):
+    """A store that cannot write acceptances (a full disk, say)."""
+
+    def accepted(self, task_id: str, task: bytes, options: str, **fields: Any) -> asyncio.Future[None]:
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(sqlite3.OperationalError("database or disk is full"))
+        return failed
+
+
+async def test_a_submission_the_store_cannot_keep_is_refused_and_nothing_of_it_stays(
+    registry: RegistryServer, start_worker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    await start_worker()
+    monkeypatch.setattr("worker_abstraction.orchestrator.server.SqliteTaskStore", _RefuseAcceptances)
+    server = OrchestratorServer(registry.address, port=0, store_path=str(tmp_path / "tasks.db"))
+    async with server, RemoteOrchestrator(server.address) as remote:
+        await remote.wait_for_workers("echo", timeout_seconds=5)
+        for _ in range(2):  # the session stays usable after a refusal
+            with pytest.raises(WorkerAbstractionError, match="internal error accepting the task"):
+                await remote.execute_task("echo", {"text": "lost?"})
+        with pytest.raises(WorkerAbstractionError, match="internal error accepting the task"):
+            await remote.execute_task("echo", {"text": "keyed"}, idempotency_key="k-1")  # (the awaited way)
+        assert await remote.tasks() == []
