@@ -10,8 +10,6 @@ logged while a task's span is current carries that span's `trace_id`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
 import sys
@@ -34,59 +32,14 @@ _CHATTY = ("asyncio", "grpc")
 
 
 class _StderrHandler(logging.StreamHandler[TextIO]):
-    """Writes to whatever `sys.stderr` is at emit time, so swapped streams (pytest's capture) stay valid.
-
-    Lines below WARNING logged on an event loop's thread are written together once per turn of the loop:
-    a worker logs two lines per task, and a write (and the reader's wake-up) per line cost more than the
-    task itself (measured: 30 us a line into a pipe; a tenth of that when a turn's lines go in one write).
-    Warnings and errors, and lines logged off the loop, are written at once, after any still waiting, so
-    the order holds; `flush()` (called at exit by `logging.shutdown`) writes what waits.
-    """
+    """Writes to whatever `sys.stderr` is at emit time, so swapped streams (pytest's capture) stay valid."""
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
-        self._waiting: list[str] = []
-        self._due: asyncio.AbstractEventLoop | None = None  # the loop a flush of `_waiting` is scheduled on
 
     def emit(self, record: logging.LogRecord) -> None:
-        try:
-            line = self.format(record) + self.terminator
-        except Exception:
-            self.handleError(record)
-            return
-        if record.levelno < logging.WARNING:
-            try:
-                loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-            except RuntimeError:
-                loop = None
-            if loop is not None:
-                if self._due is not loop:  # (a loop closed before its flush ran leaves it to the next one)
-                    self._due = loop
-                    loop.call_soon(self.flush)
-                self._waiting.append(line)
-                return
-        self._write(line)
-
-    def flush(self) -> None:
-        with self.lock if self.lock is not None else contextlib.nullcontext():
-            self._due = None
-            self._write("")
-
-    def _write(self, line: str) -> None:
-        # (called with the handler's lock held: by `emit` through `handle`, or by `flush`)
-        text = "".join(self._waiting) + line if self._waiting else line
-        self._waiting.clear()
         self.stream = sys.stderr
-        if text:
-            try:
-                self.stream.write(text)
-                self.stream.flush()
-            except RecursionError:
-                raise
-            except Exception:
-                self.handleError(logging.makeLogRecord({"msg": "cannot write log lines to stderr"}))
-        elif hasattr(self.stream, "flush"):
-            self.stream.flush()
+        super().emit(record)
 
 
 class _Formatter(logging.Formatter):

@@ -89,6 +89,7 @@ class Scheduler:
         self._weights = dict(fairness_weights or {})
         self._queues: dict[QueueKey, TaskQueue] = {}
         self._entries: dict[Placeable, QueuedTask] = {}  # each task's place in line, kept for requeues
+        self._came: dict[Placeable, float] = {}  # when each task placed without waiting came (its place, later)
         self._waiting_now: set[Placeable] = set()
         self._waiting: Counter[str] = Counter()
         self._reserved: dict[Placeable, str] = {}  # task -> the worker whose slot it holds
@@ -136,10 +137,21 @@ class Scheduler:
         if task in self._waiting_now:
             return
         self.release(task)
-        queue = self._queue(task)
         entry = self._entries.get(task)
-        if entry is None:
+        if entry is None and not self._waiting_now and not self._pumping:
+            # Nothing waits, so the line is empty: a worker with room takes the task straight away (should
+            # it wait later, its place in line is that of the moment it came).
             now = self._clock.now()
+            worker = self._pick(task, now)
+            if worker is not None:
+                self._came.setdefault(task, now)
+                self._reserve(task, worker.worker_id)
+                task.place(worker)
+                return
+        queue = self._queue(task)
+        if entry is None:
+            came = self._came.pop(task, None)
+            now = self._clock.now() if came is None else came
             self._entries[task] = queue.push(task, priority=task.priority, fairness_key=task.fairness_key, now=now)
         else:
             queue.push_front(entry)
@@ -165,6 +177,7 @@ class Scheduler:
         self.withdraw(task)
         self.release(task)
         self._entries.pop(task, None)
+        self._came.pop(task, None)
 
     def adopt(self, task: Placeable, worker_id: str) -> None:
         """Count a task already running on a worker (resumed after a restart) against that worker's slots."""
