@@ -8,7 +8,6 @@ SubmitTask and a session's submissions share `submit` so both paths apply the sa
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 
 from opentelemetry.trace import SpanKind
@@ -18,7 +17,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.codec import short
 from worker_abstraction.errors import PermissionDeniedError, TaskNotFoundError
 from worker_abstraction.observability import tracing
-from worker_abstraction.orchestrator.engine import Engine
+from worker_abstraction.orchestrator.engine import Accepted, Engine
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.types import TaskQuery, TaskSpec
 
@@ -42,22 +41,22 @@ async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTa
         return handle, duplicate
 
 
-def submit_soon(engine: Engine, request: pb.SubmitTaskRequest) -> asyncio.Future[AsyncTaskHandle] | None:
+def submit_soon(engine: Engine, request: pb.SubmitTaskRequest, then: Accepted) -> bool:
     """`submit` without a coroutine of its own, for a plain submission (no idempotency key, no id of the
-    caller's, no trace to continue): the future is its handle once it is accepted. None (nothing done)
-    when the submission needs `submit`.
+    caller's, no trace to continue): `then(handle, None)` once it is accepted, `then(None, error)` if it
+    cannot be stored. False (nothing done) when the submission needs `submit`.
 
     Raises:
         as `submit`, for what is checked at once.
     """
     if request.idempotency_key or request.task.task_id or tracing.enabled():
-        return None
+        return False
     spec = _convert.spec_from_pb(request)
     auth.check_may_call(spec.capability)
     owner = auth.current_owner()
     if spec.owner != owner:
         spec = dataclasses.replace(spec, owner=owner)
-    return engine.accept_soon(spec)
+    return engine.accept_soon(spec, then)
 
 
 async def _submit(engine: Engine, spec: TaskSpec) -> tuple[AsyncTaskHandle, bool]:

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# What `Engine.accept_soon` calls once a task is accepted (its handle) or cannot be (the error).
+Accepted = Callable[[AsyncTaskHandle | None, BaseException | None], None]
+
 
 class Engine:
     """Accepts, tracks, cancels and resumes tasks.
@@ -105,29 +108,29 @@ class Engine:
             raise TaskExistsError(spec.task_id)
         return await self.accept(_identified(spec))
 
-    def accept_soon(self, spec: TaskSpec) -> asyncio.Future[AsyncTaskHandle] | None:
+    def accept_soon(self, spec: TaskSpec, then: Accepted) -> bool:
         """`submit_spec` without a coroutine of its own, for the daemon's sessions: what can be checked is
-        checked now, and the future is the task's handle once its acceptance is stored.
+        checked now, and `then(handle, None)` is called once the acceptance is stored (`then(None, error)`
+        if it cannot be), at once when there is nothing to wait for.
 
-        Returns None (nothing done) when the submission needs the awaited way: an idempotency key or an id
+        Returns False (nothing done) when the submission needs the awaited way: an idempotency key or an id
         of the caller's to look up first, or tasks shared with other replicas.
 
         Raises:
             as `submit`, for what is checked at once.
         """
         if self.shared is not None or spec.options.idempotency_key or spec.options.task_id:
-            return None
+            return False
         _check_capability(spec.capability)
         spec = _identified(spec)
         run = self._admitted(spec)
-        accepted: asyncio.Future[AsyncTaskHandle] = asyncio.get_running_loop().create_future()
         self.index.add(run)
         written = self.crew.journal.accepted_soon(spec)
         if written is None:
-            accepted.set_result(self._started(run))
+            then(self._started(run), None)
         else:
-            written.add_done_callback(functools.partial(self._stored, run, accepted))
-        return accepted
+            written.add_done_callback(functools.partial(self._stored, run, then))
+        return True
 
     async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:
         """Accept a task already made into a spec (see `submit`)."""
@@ -156,14 +159,13 @@ class Engine:
         crew.scheduler.check_room(spec.capability)
         return run
 
-    def _stored(self, run: TaskRun, accepted: asyncio.Future[AsyncTaskHandle], written: asyncio.Future[None]) -> None:
-        problem = None if written.cancelled() else written.exception()
-        if written.cancelled() or problem is not None:
+    def _stored(self, run: TaskRun, then: Accepted, written: asyncio.Future[None]) -> None:
+        problem = asyncio.CancelledError() if written.cancelled() else written.exception()
+        if problem is not None:
             self.index.remove(run)
-            if not accepted.done():
-                accepted.set_exception(problem or asyncio.CancelledError())
-        elif not accepted.done():
-            accepted.set_result(self._started(run))
+            then(None, problem)
+        else:
+            then(self._started(run), None)
 
     def _started(self, run: TaskRun) -> AsyncTaskHandle:
         """The task is stored (a crash from now on cannot lose it): off it goes."""

@@ -113,24 +113,19 @@ class CallerSession:
 
     def _submit_soon(self, submit: pb.SessionSubmit) -> bool:
         """Accept a plain submission without a task of its own (most are); False if it needs `_submit`."""
+        then = functools.partial(self._stored, submit.request_id)
         try:
-            accepting = callers.submit_soon(self._engine, submit.submit)
+            return callers.submit_soon(self._engine, submit.submit, then)
         except Exception as error:
-            self._refuse(submit.request_id, error)
-            self._settled()
+            then(None, error)
             return True
-        if accepting is None:
-            return False
-        accepting.add_done_callback(functools.partial(self._stored, submit.request_id))
-        return True
 
-    def _stored(self, request_id: int, accepting: asyncio.Future[AsyncTaskHandle]) -> None:
+    def _stored(self, request_id: int, handle: AsyncTaskHandle | None, error: BaseException | None) -> None:
         self._settled()
-        error = asyncio.CancelledError() if accepting.cancelled() else accepting.exception()
-        if error is not None:
+        if handle is not None:
+            self._answer(request_id, handle, duplicate=False)
+        elif error is not None:
             self._refuse(request_id, error)
-        else:
-            self._answer(request_id, accepting.result(), duplicate=False)
 
     async def _submit(self, submit: pb.SessionSubmit) -> None:
         try:
