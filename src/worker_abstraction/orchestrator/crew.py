@@ -21,6 +21,13 @@ if TYPE_CHECKING:
 
 
 class Phase(enum.Enum):
+    """Where a `TaskRun` is in its life::
+
+    WAITING ──place──► SENDING ──accepted──► RUNNING ──terminal──► DONE
+       ▲                  │ busy / unreachable   │ failed, retryable
+       └──────────────────┴───────────── BACKOFF ◄┘
+    """
+
     WAITING = "waiting"  # in the scheduler's queue
     SENDING = "sending"  # placed on a worker, the dispatch on its way
     RUNNING = "running"  # the worker accepted it

@@ -51,35 +51,9 @@ class WorkerLink:
         self.task_channel: TaskChannel | None = None  # open while the fast path is in use
         self._opening = asyncio.Lock()
         self._followers: dict[AttemptSink, asyncio.Task[None]] = {}
-        self._dispatching = 0
+        self._dispatching: set[asyncio.Task[DispatchAnswer]] = set()  # dispatches that wait for a channel or an RPC
 
-    async def dispatch(
-        self,
-        spec: TaskSpec,
-        *,
-        attempt: int,
-        worker_id: str,
-        sink: AttemptSink,
-        trace_context: tuple[tuple[str, str], ...] | None = None,
-    ) -> DispatchAnswer:
-        """Hand one attempt of a task to the worker; its updates then flow to `sink` until it ends.
-
-        `trace_context` is what the worker's handler continues (default: the submission's).
-        """
-        self._dispatching += 1
-        try:
-            task = _convert.task_to_pb(spec, attempt=attempt, worker_id=worker_id, trace_context=trace_context)
-            return await self._dispatch(task, sink)
-        finally:
-            self._dispatching -= 1
-
-    @property
-    def channel_open(self) -> bool:
-        """Whether `dispatch_soon` may be used: the task channel is open."""
-        channel = self.task_channel
-        return self._fast_path and channel is not None and channel.is_open
-
-    def dispatch_soon(
+    def dispatch(
         self,
         spec: TaskSpec,
         *,
@@ -88,12 +62,22 @@ class WorkerLink:
         sink: AttemptSink,
         trace_context: tuple[tuple[str, str], ...] | None = None,
     ) -> asyncio.Future[DispatchAnswer]:
-        """`dispatch` without a coroutine of its own, on the open task channel (see `channel_open`): the
-        future is the worker's answer."""
-        channel = self.task_channel
-        assert channel is not None, "dispatch_soon needs an open task channel"
+        """Hand one attempt of a task to the worker: the future is its answer, and its updates then flow to
+        `sink` until it ends. On the open task channel that costs no task of its own (most dispatches); a
+        channel to open, or the seed's ExecuteTask, is awaited by a task of the link's.
+
+        `trace_context` is what the worker's handler continues (default: the submission's).
+        """
         task = _convert.task_to_pb(spec, attempt=attempt, worker_id=worker_id, trace_context=trace_context)
-        return channel.submit_soon(task, sink)
+        channel = self.task_channel
+        if self._fast_path and channel is not None and channel.is_open:
+            return channel.submit_soon(task, sink)
+        dispatching = asyncio.get_running_loop().create_task(
+            self._dispatch(task, sink), name=f"dispatch-{spec.task_id}"
+        )
+        self._dispatching.add(dispatching)
+        dispatching.add_done_callback(self._dispatching.discard)
+        return dispatching
 
     @property
     def idle(self) -> bool:
@@ -190,7 +174,7 @@ class WorkerLink:
     async def aclose(self) -> None:
         if self.task_channel is not None:
             await self.task_channel.aclose()
-        followers = list(self._followers.values())
+        followers = [*self._followers.values(), *self._dispatching]
         for follower in followers:
             follower.cancel()
         for follower in followers:

@@ -5,11 +5,7 @@ Collaborators are handed down in one `Crew` (the scheduler, the links to workers
 of them calls back into a run except through the two narrow doors it opens: the scheduler tells it where
 to go (`place`), and each attempt's `AttemptSink` passes on what its worker says.
 
-Phases::
-
-    WAITING ──place──► SENDING ──accepted──► RUNNING ──terminal──► DONE
-       ▲                  │ busy / unreachable   │ failed, retryable
-       └──────────────────┴───────────── BACKOFF ◄┘
+Its phases and the moves between them are drawn beside `Phase` (crew.py).
 
 - **Attempt numbers** only grow, and each is reserved in the journal before it is sent, so no number ever
   runs on two workers, even across a crash. A dispatch the worker provably did not run (it was full) keeps
@@ -42,7 +38,7 @@ from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, Cancel
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.sinks import AttemptSinks
-from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.orchestrator.state import TaskState, task_record
 from worker_abstraction.types import (
     FailureOrigin,
     TaskFailure,
@@ -149,8 +145,10 @@ class TaskRun:
         self._start_deadline()
         # The worker's handler continues the attempt's span (or, untraced here, the caller's).
         trace_context = self._spans.placed(number, worker.worker_id) if self._spans is not None else None
-        if not self._send_soon(worker, number, trace_context):
-            self._spawn(self._send(worker, number, trace_context), f"dispatch-{self.spec.task_id}")
+        if number > self._reserved:
+            self._spawn(self._reserve_and_send(worker, number, trace_context), f"reserve-{self.spec.task_id}")
+        else:
+            self._send(worker, number, trace_context)
 
     async def cancel(self, reason: str) -> bool:
         """Cancel the task (see the module docstring); False if it had already finished."""
@@ -225,76 +223,50 @@ class TaskRun:
 
     def record(self) -> TaskRecord:
         state = self.state
-        return TaskRecord(
-            task_id=self.spec.task_id,
-            capability=self.spec.capability,
-            status=state.status,
-            params=dict(self.spec.params),
-            attempts=tuple(state.attempts),
-            last_update=state.updates[-1] if state.updates else None,
-            submitted_at=self.spec.created_at,
-            dead_lettered=self.dead_lettered,
-            cancel_reason=self.cancel_reason,
-            idempotency_key=self.spec.options.idempotency_key,
-            owner=self.spec.owner,
-        )
+        last = state.updates[-1] if state.updates else None
+        return task_record(self.spec, state.status, attempts=state.attempts, last_update=last,
+                           dead_lettered=self.dead_lettered, cancel_reason=self.cancel_reason)  # fmt: skip
 
     # ---- inside ------------------------------------------------------------------------------------------
 
-    def _send_soon(self, worker: WorkerInfo, number: int, trace_context: tracing.TraceContext | None) -> bool:
-        """`_send` without a task of its own, when nothing needs awaiting first (the number is reserved
-        already, the task channel is open): most dispatches. False (nothing done) otherwise."""
-        crew = self._crew
-        link = crew.links.get(worker.address)
-        if number > self._reserved or not link.channel_open:
-            return False
+    async def _reserve_and_send(self, worker: WorkerInfo, number: int, trace: tracing.TraceContext | None) -> None:
+        self._reserved = number + ATTEMPT_BLOCK - 1  # reserved before it is sent: never reused after a crash
         try:
-            crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
-            self._sent = max(self._sent, number)
-            sink = self._open_sink(number, worker.address)
-            answered = link.dispatch_soon(
-                self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace_context
-            )
-        except Exception as error:
-            self._dispatch_failed(error)
-            return True
-        answered.add_done_callback(functools.partial(self._answered_soon, worker, number))
-        return True
-
-    def _answered_soon(self, worker: WorkerInfo, number: int, answered: asyncio.Future[DispatchAnswer]) -> None:
-        if not answered.cancelled():
-            self._answered(worker, number, answered.result())
-
-    async def _send(self, worker: WorkerInfo, number: int, trace_context: tracing.TraceContext | None) -> None:
-        crew = self._crew
-        try:
-            if number > self._reserved:  # reserved before it is sent: never reused after a crash
-                self._reserved = number + ATTEMPT_BLOCK - 1
-                await crew.journal.reserve(self.spec.task_id, self._reserved)
-            crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
-            self._sent = max(self._sent, number)
-            if not self.is_current(number):  # canceled (or expired) while it was being stored
-                return
-            sink = self._open_sink(number, worker.address)
-            link = crew.links.get(worker.address)
-            answer = await link.dispatch(
-                self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace_context
-            )
-        except Exception as error:  # a bug, or a store that cannot write: fail loudly, never hang
+            await self._crew.journal.reserve(self.spec.task_id, self._reserved)
+        except Exception as error:  # a store that cannot write: fail loudly, never hang
             self._dispatch_failed(error)
             return
-        self._answered(worker, number, answer)
+        self._send(worker, number, trace)
 
-    def _dispatch_failed(self, error: Exception) -> None:
+    def _send(self, worker: WorkerInfo, number: int, trace: tracing.TraceContext | None) -> None:
+        crew = self._crew
+        try:
+            crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
+            self._sent = max(self._sent, number)
+            if not self.is_current(number):  # canceled (or expired) while its number was being reserved
+                return
+            sink = self._open_sink(number, worker.address)
+            answered = crew.links.get(worker.address).dispatch(
+                self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace
+            )
+        except Exception as error:  # a bug: fail loudly, never hang
+            self._dispatch_failed(error)
+            return
+        answered.add_done_callback(functools.partial(self._answered, worker, number))
+
+    def _dispatch_failed(self, error: BaseException) -> None:
         logger.error("dispatching task %s failed", self.spec.task_id, exc_info=error, extra=self._log_fields())
         failure = TaskFailure("OrchestratorError", repr(error), FailureOrigin.INFRASTRUCTURE, retryable=False)
         self._finish(retries.failed(self.state, failure))
 
-    def _answered(self, worker: WorkerInfo, number: int, answer: DispatchAnswer) -> None:
+    def _answered(self, worker: WorkerInfo, number: int, answered: asyncio.Future[DispatchAnswer]) -> None:
         """The worker's answer to attempt `number`."""
-        crew = self._crew
-        if not self.is_current(number):
+        if answered.cancelled() or not self.is_current(number):
             return
+        if (error := answered.exception()) is not None:
+            self._dispatch_failed(error)
+            return
+        crew, answer = self._crew, answered.result()
         spans = self._spans
         if spans is not None:
             refused = answer.answer is not Answer.ACCEPTED and answer.answer is not Answer.BUSY

@@ -33,7 +33,6 @@ import json
 import logging
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
@@ -50,6 +49,7 @@ from worker_abstraction.orchestrator.records import finished_handle
 from worker_abstraction.orchestrator.relay import UpdatePublisher, followed_handle
 from worker_abstraction.orchestrator.run import TaskRun
 from worker_abstraction.orchestrator.shared_journal import SharedJournal, record_of
+from worker_abstraction.orchestrator.state import task_record
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, connect
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, TaskDoc, TaskDocs, TaskDocsOptions
 from worker_abstraction.stores.jetstream.updates import UpdateLog, UpdateLogOptions, task_token
@@ -373,17 +373,7 @@ class SharedTasks:
         if found is None or found[0].finished:
             return
         spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(found[0].request))
-        record = TaskRecord(
-            task_id=task_id,
-            capability=spec.capability,
-            status=TaskStatus.FAILED,
-            params=dict(spec.params),
-            last_update=update,
-            submitted_at=datetime.fromtimestamp(found[0].accepted_at, UTC),
-            dead_lettered=True,
-            idempotency_key=spec.options.idempotency_key,
-            owner=spec.owner,
-        )
+        record = task_record(spec, TaskStatus.FAILED, last_update=update, dead_lettered=True)
         data = _convert.record_to_pb(record, encoded_params=spec.encoded_params).SerializeToString()
 
         def end(doc: TaskDoc) -> TaskDoc | None:

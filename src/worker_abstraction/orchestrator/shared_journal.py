@@ -22,13 +22,13 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.orchestrator.journal import Recorded, Resumable
+from worker_abstraction.orchestrator.state import task_record
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEUED, StaleHolderError, TaskDoc, TaskDocs
 from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus
@@ -250,16 +250,7 @@ def record_of(doc: TaskDoc) -> TaskRecord:
     if doc.finished and doc.record:
         return _convert.record_from_pb(pb.TaskRecord.FromString(doc.record))
     spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
-    return TaskRecord(
-        task_id=doc.task_id,
-        capability=doc.capability,
-        status=TaskStatus(_status_of(doc)),
-        params=dict(spec.params),
-        submitted_at=datetime.fromtimestamp(doc.accepted_at, UTC),
-        cancel_reason=doc.cancel_reason,
-        idempotency_key=doc.idempotency_key,
-        owner=doc.owner,
-    )
+    return task_record(spec, TaskStatus(_status_of(doc)), cancel_reason=doc.cancel_reason)
 
 
 def _status_of(doc: TaskDoc) -> int:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction.errors import WorkerAbstractionError
-from worker_abstraction.types import Attempt, TaskStatus, TaskUpdate
+from worker_abstraction.types import Attempt, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
 
 
 class TaskState:
@@ -182,6 +182,31 @@ class TaskState:
         if self._changed is not None:
             self._changed.set_result(None)
             self._changed = None
+
+
+def task_record(
+    spec: TaskSpec,
+    status: TaskStatus,
+    *,
+    attempts: Sequence[Attempt] = (),
+    last_update: TaskUpdate | None = None,
+    dead_lettered: bool = False,
+    cancel_reason: str = "",
+) -> TaskRecord:
+    """The record of the task submitted as `spec`, with what is known of how it went."""
+    return TaskRecord(
+        task_id=spec.task_id,
+        capability=spec.capability,
+        status=status,
+        params=dict(spec.params),
+        attempts=tuple(attempts),
+        last_update=last_update,
+        submitted_at=spec.created_at,
+        dead_lettered=dead_lettered,
+        cancel_reason=cancel_reason,
+        idempotency_key=spec.options.idempotency_key,
+        owner=spec.owner,
+    )
 
 
 def replayed(updates: Sequence[TaskUpdate], state: TaskState) -> None:
