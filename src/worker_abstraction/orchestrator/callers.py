@@ -51,19 +51,20 @@ def submit_soon(engine: Engine, request: pb.SubmitTaskRequest, then: Accepted) -
     """
     if request.idempotency_key or request.task.task_id or tracing.enabled():
         return False
-    spec = _convert.spec_from_pb(request)
-    auth.check_may_call(spec.capability)
-    owner = auth.current_owner()
-    if spec.owner != owner:
-        spec = dataclasses.replace(spec, owner=owner)
-    return engine.accept_soon(spec, then)
+    return engine.accept_soon(_callers(_convert.spec_from_pb(request)), then)
 
 
-async def _submit(engine: Engine, spec: TaskSpec) -> tuple[AsyncTaskHandle, bool]:
+def _callers(spec: TaskSpec) -> TaskSpec:
+    """The spec as the calling principal's, if it may call the capability (PermissionDeniedError if not)."""
     auth.check_may_call(spec.capability)
     owner = auth.current_owner()
     if spec.owner != owner:  # (whatever the request claimed; most requests claim nothing, as they should)
         spec = dataclasses.replace(spec, owner=owner)
+    return spec
+
+
+async def _submit(engine: Engine, spec: TaskSpec) -> tuple[AsyncTaskHandle, bool]:
+    spec = _callers(spec)
     key = spec.options.idempotency_key
     known = await engine.find_idempotent(key) if key else None
     if known is not None:
