@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -49,6 +50,23 @@ async def test_task_streams_to_completion_and_handle_knows_its_worker(
         assert await handle.result() == {"text": "hihihi"}
         replay = [u.sequence async for u in handle]
         assert replay == [1, 2, 3, 4]
+
+
+async def test_task_ids_are_unique_hex_and_begin_with_the_millisecond_they_were_made(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    await start_worker()
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("echo", timeout_seconds=5)
+        before = time.time_ns() // 1_000_000
+        handles = [await orchestrator.execute_task("echo", {"text": "x", "times": 1}) for _ in range(200)]
+        after = time.time_ns() // 1_000_000
+        ids = [handle.task_id for handle in handles]
+        assert len(set(ids)) == len(ids)
+        assert all(len(task_id) == 32 and int(task_id, 16) >= 0 and task_id == task_id.lower() for task_id in ids)
+        made = [int(task_id[:12], 16) for task_id in ids]  # so a store's index on them grows at one end
+        assert before <= made[0] and made == sorted(made) and made[-1] <= after
+        await asyncio.gather(*(handle.result() for handle in handles))
 
 
 async def test_named_errors(registry: RegistryServer, start_worker: Callable[..., Any]) -> None:
