@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 
+from worker_abstraction._dataclass import quick_init
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.options import TaskOptions
 
@@ -142,6 +143,7 @@ class FailureOrigin(enum.IntEnum):
     REJECTED = 5  # the worker refused the task as invalid for it
 
 
+@quick_init  # made once or more per task on every process's path
 @dataclass(frozen=True, slots=True)
 class TaskFailure:
     """Why a task (or one attempt of it) failed or was canceled, for programs.
@@ -161,6 +163,7 @@ class TaskFailure:
         return f"{self.type}: {self.message}" if self.type and self.message else self.type or self.message
 
 
+@quick_init  # made once or more per task on every process's path
 @dataclass(frozen=True, slots=True)
 class TaskUpdate:
     """One state of a task, as streamed by its worker."""
@@ -194,6 +197,7 @@ class TaskUpdate:
         return json.loads(self.output_json) if self.output_json else None
 
 
+@quick_init  # made once or more per task on every process's path
 @dataclass(frozen=True, slots=True)
 class Attempt:
     """One dispatch of a task to a worker, as the orchestrator saw it."""
@@ -219,6 +223,7 @@ class DeadLetter:
     owner: str = ""  # the principal that submitted it (a requeued letter is still theirs)
 
 
+@quick_init  # made once or more per task on every process's path
 @dataclass(frozen=True, slots=True)
 class TaskRecord:
     """What an orchestrator knows of one task, finished or not: where it stands, every attempt, its outcome."""
@@ -258,6 +263,7 @@ class WorkerHealth:
     in_flight: int = 0
 
 
+@quick_init  # made once or more per task on every process's path
 @dataclass(frozen=True, slots=True)
 class TaskSpec:
     """A submitted task as the engine carries it: id, capability, arguments (decoded and as JSON), options."""

@@ -38,8 +38,15 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
         super().__init__(sys.stderr)
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
+        # StreamHandler.emit, less its second trip through the handler's lock to flush.
+        self.stream = stream = sys.stderr
+        try:
+            stream.write(self.format(record) + self.terminator)
+            stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 class _Formatter(logging.Formatter):
@@ -55,10 +62,20 @@ class _Formatter(logging.Formatter):
             self._second, self._stamp = second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(record.created))
         return f"{self._stamp},{int(record.msecs):03d}"
 
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)  # (which calls formatMessage below, then adds the traceback)
+        # The common line (a worker logs two per task): what the base class does, without asking the format
+        # string whether it shows the time, or looking for a traceback to add, on every record.
+        record.message = record.getMessage()
+        record.asctime = self.formatTime(record)
+        return self.formatMessage(record)
+
     def formatMessage(self, record: logging.LogRecord) -> str:
-        # Extras go after the message, before any traceback, and only those the message does not show already
-        # (a task line names its task and capability): once per line is enough for a reader or a grep.
-        text = super().formatMessage(record)
+        # `_FORMAT`, as an f-string. Extras go after the message, before any traceback, and only those the
+        # message does not show already (a task line names its task and capability): once per line is enough
+        # for a reader or a grep.
+        text = f"{record.asctime} {record.levelname:<7} {record.name}: {record.message}"
         fields = record.__dict__
         extras = [
             f"{key}={fields[key]}" for key in _EXTRA_KEYS if key in fields and str(fields[key]) not in record.message
