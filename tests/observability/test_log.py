@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Iterator
@@ -85,3 +86,33 @@ def test_json_lines_carry_the_task_fields_and_the_traceback(
 def test_an_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown log format 'xml'"):
         log.configure("INFO", "xml")
+
+
+async def test_a_workers_task_lines_are_written_together_at_the_end_of_the_loop_turn_in_order(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    record = WorkerTaskRecord("t-1", "echo", "w-1", attempt=1)
+    tasklog.received(record)
+    tasklog.succeeded(record, 0.002)
+    assert capsys.readouterr().err == ""  # kept until this turn of the loop ends
+    await asyncio.sleep(0)
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(": ", 1)[1] for line in lines] == [
+        "task echo[t-1] received (attempt 1)",
+        "task echo[t-1] succeeded in 2.00 ms",
+    ]
+    tasklog.received(record)
+    logger.warning("something else")  # any other line writes those waiting first
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("task echo[t-1] received (attempt 1)") and lines[1].endswith("something else")
+    tasklog.received(record)
+    for handler in logging.getLogger().handlers:
+        handler.flush()  # as logging.shutdown does at exit
+    assert capsys.readouterr().err.rstrip().endswith("task echo[t-1] received (attempt 1)")
+
+
+def test_task_lines_logged_without_a_running_loop_are_written_at_once(
+    configured: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tasklog.received(WorkerTaskRecord("t-2", "echo", "w-1", attempt=2))
+    assert capsys.readouterr().err.rstrip().endswith("task echo[t-2] received (attempt 2)")

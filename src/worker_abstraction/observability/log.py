@@ -10,6 +10,7 @@ logged while a task's span is current carries that span's `trace_id`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -31,22 +32,60 @@ FORMATS = ("text", "json")
 _CHATTY = ("asyncio", "grpc")
 
 
+# A record with this attribute set (in `extra=`) may be written at the end of the event loop's turn, with the
+# others of that turn, rather than at once: a worker's per-task lines (two per task, `worker.tasklog`), each
+# of which cost a write to stderr of its own.
+SAME_TURN = "wa_same_turn"
+
+
 class _StderrHandler(logging.StreamHandler[TextIO]):
-    """Writes to whatever `sys.stderr` is at emit time, so swapped streams (pytest's capture) stay valid."""
+    """Writes to whatever `sys.stderr` is at emit time, so swapped streams (pytest's capture) stay valid.
+
+    Lines of records marked `SAME_TURN`, logged on a running event loop, are kept until the end of the loop's
+    turn and written together; any other record writes them first, so the order of lines never changes, and
+    so does `flush()` (at exit, `logging.shutdown`). The per-task lines are logged before their handler
+    runs, so a handler that takes the process down still leaves its "received" line behind.
+    """
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
+        self._waiting: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         # StreamHandler.emit, less its second trip through the handler's lock to flush.
-        self.stream = stream = sys.stderr
         try:
-            stream.write(self.format(record) + self.terminator)
+            line = self.format(record) + self.terminator
+            if record.__dict__.get(SAME_TURN) and self._wait(line):
+                return
+            self.stream = stream = sys.stderr
+            if self._waiting:
+                line = "".join(self._waiting) + line
+                self._waiting.clear()
+            stream.write(line)
             stream.flush()
         except RecursionError:
             raise
         except Exception:
             self.handleError(record)
+
+    def _wait(self, line: str) -> bool:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # (no loop on this thread: written at once)
+            return False
+        if not self._waiting:
+            loop.call_soon(self.flush)
+        self._waiting.append(line)
+        return True
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]  # (createLock made it)
+            self.stream = stream = sys.stderr
+            if self._waiting:
+                lines = "".join(self._waiting)
+                self._waiting.clear()
+                stream.write(lines)
+            stream.flush()
 
 
 class _Formatter(logging.Formatter):
@@ -132,6 +171,7 @@ def configure(level: str = "INFO", log_format: str = "text") -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         if handler.get_name() == _HANDLER_NAME:
+            handler.flush()
             root.removeHandler(handler)
     handler = _StderrHandler()
     handler.set_name(_HANDLER_NAME)

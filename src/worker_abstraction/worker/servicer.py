@@ -112,6 +112,11 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             span = tracing.handler_span(
                 task.task_id, task.capability_name, self._worker_id, task.attempt, task.trace_context
             )
+        if span is None:  # (before the runner starts: the line is out before the handler runs)
+            tasklog.received(record)
+        else:
+            with trace.use_span(span, end_on_exit=False):  # so the line carries the task's trace id
+                tasklog.received(record)
         runner = asyncio.create_task(
             run_task(
                 record,
@@ -129,11 +134,6 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         self._runners[record] = runner
         started = time.perf_counter() if self._metrics is not None else 0.0
         runner.add_done_callback(lambda done: self._finished(done, record, started, span))
-        if span is None:
-            tasklog.received(record)
-        else:
-            with trace.use_span(span, end_on_exit=False):  # so the line carries the task's trace id
-                tasklog.received(record)
         return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="accepted"), record
 
     def _redelivery(
