@@ -40,8 +40,8 @@ class CallerSession:
         """`stop(reason)` ends the call with RESOURCE_EXHAUSTED, even while a write waits for the caller."""
         self._engine = engine
         self._stop = stop
-        self._acks: list[pb.SessionAck] = []
-        self._updates: list[pb.TaskResult] = []
+        # The next message, filled in place as acks and updates are made (none is made and then copied in).
+        self._next = pb.SessionResponse()
         self._wake = asyncio.Event()
         self._stops: dict[str, _Follower] = {}  # task id -> what follows it
         self._in_flight = 0  # submissions being accepted (at most MAX_IN_FLIGHT)
@@ -58,12 +58,16 @@ class CallerSession:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if self._acks or self._updates:
-                    acks, updates = self._acks, self._updates
-                    self._acks, self._updates, self._backlog = [], [], 0
+                if self._next.acks or self._next.updates:
+                    message, backlog = self._next, self._backlog
+                    self._next, self._backlog = pb.SessionResponse(), 0
+                    budget = limits.payload_limit()
+                    if backlog <= budget:
+                        yield message
+                        continue
                     # Large outputs go in messages of their own: together they would pass the size limit.
-                    for number, run in enumerate(_rpc.split_by_size(updates, limits.payload_limit())):
-                        yield pb.SessionResponse(acks=acks if number == 0 else (), updates=run)
+                    for number, run in enumerate(_rpc.split_by_size(list(message.updates), budget)):
+                        yield pb.SessionResponse(acks=message.acks if number == 0 else (), updates=run)
                 if reader.done() and not self._in_flight and not self._stops:
                     reader.result()  # surfaces a reader error as the stream's status
                     return
@@ -138,11 +142,11 @@ class CallerSession:
     def _answer(self, request_id: int, handle: AsyncTaskHandle, *, duplicate: bool) -> None:
         if self._closed:
             return  # (its caller resubmits, with its idempotency key if it has one)
-        ack = pb.SessionAck(request_id=request_id)
-        answer = ack.response
-        answer.task_id, answer.duplicate = handle.task_id, duplicate
-        answer.worker_id, answer.worker_address = handle.worker_id, handle.worker_address
-        self._send_ack(ack)  # before its updates: the caller learns the task's id from the ack
+        if self._stopping is None:  # (before its updates: the caller learns the task's id from the ack)
+            answer = self._next.acks.add(request_id=request_id).response
+            answer.task_id, answer.duplicate = handle.task_id, duplicate
+            answer.worker_id, answer.worker_address = handle.worker_id, handle.worker_address
+            self._wake.set()
         self._follow(handle, 0)
 
     def _refuse(self, request_id: int, error: BaseException) -> None:
@@ -176,21 +180,23 @@ class CallerSession:
         if not follower.ended:  # (a finished task's updates were all pushed during subscribe)
             self._stops[task_id] = follower
 
-    def _push(self, update: pb.TaskResult) -> None:
+    def _push(self, update: TaskUpdate, sequence: int) -> None:
         if self._stopping is not None:
             return  # the session is over: its caller follows its tasks again when it comes back
-        self._updates.append(update)
+        message = self._next.updates.add()
+        _convert.fill_update(message, update)
+        message.sequence = sequence
         self._wake.set()
-        self._backlog += update.ByteSize()
+        self._backlog += message.ByteSize()
         if self._backlog > MAX_BACKLOG_BYTES and self._stop is not None and self._stopping is None:
             reason = (
-                f"the caller stopped reading: {len(self._updates)} updates ({self._backlog:,} bytes) waited; "
+                f"the caller stopped reading: {len(self._next.updates)} updates ({self._backlog:,} bytes) waited; "
                 "follow the tasks again"
             )
             logger.warning("session closed: %s", reason)
             self._stopping = asyncio.ensure_future(self._stop(reason))  # (the writer may wait on the caller)
             self._stopping.add_done_callback(_quiet)
-            self._updates, self._acks = [], []  # what waited is dropped, and nothing more is kept
+            self._next = pb.SessionResponse()  # what waited is dropped, and nothing more is kept
             for follower in self._stops.values():
                 follower.cancel()
             self._stops.clear()
@@ -203,7 +209,7 @@ class CallerSession:
     def _send_ack(self, ack: pb.SessionAck) -> None:
         if self._stopping is not None:
             return
-        self._acks.append(ack)
+        self._next.acks.append(ack)
         self._wake.set()
 
 
@@ -235,7 +241,7 @@ class _Follower:
         if position <= self.after and not update.is_terminal:
             return  # seen already
         # A caller that numbered a longer stream (this daemon restarted since) still hears the end.
-        self.session._push(_convert.update_to_pb(update, sequence=max(position, self.after + 1)))
+        self.session._push(update, max(position, self.after + 1))
         if update.is_terminal:
             self.ended = True
             self.session._ended(self)
