@@ -15,6 +15,7 @@ from worker_abstraction._convert.records import (
 from worker_abstraction._convert.tasks import (
     failure_from_pb,
     failure_to_pb,
+    fill_submission,
     fill_update,
     parameters_from_pb,
     parameters_to_pb,
@@ -54,6 +55,7 @@ __all__ = [
     "error_to_pb",
     "failure_from_pb",
     "failure_to_pb",
+    "fill_submission",
     "fill_update",
     "from_timestamp",
     "health_from_pb",

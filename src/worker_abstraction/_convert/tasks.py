@@ -156,17 +156,29 @@ def task_to_pb(
 ) -> pb.Task:
     """The task as a worker receives it (one dispatch of it: `attempt`), continuing `trace_context` (default:
     the submission's)."""
+    created = pb.Task()
+    _fill_task(created, spec, attempt=attempt, worker_id=worker_id, trace_context=trace_context)
+    return created
+
+
+def _fill_task(
+    created: pb.Task,
+    spec: TaskSpec,
+    *,
+    attempt: int,
+    worker_id: str,
+    trace_context: tuple[tuple[str, str], ...] | None = None,
+) -> None:
+    """`task_to_pb` into a message, in place (a field of another message needs no copy)."""
     options = spec.options
-    created = pb.Task(
-        task_id=spec.task_id,
-        worker_id=worker_id,
-        capability_name=spec.capability,
-        # The contract counts whole seconds; round up so a short deadline never becomes "none".
-        timeout_seconds=math.ceil(options.timeout_seconds),
-        priority=options.priority,
-        fairness_key=options.fairness_key,
-        attempt=attempt,
-    )
+    created.task_id = spec.task_id
+    created.worker_id = worker_id
+    created.capability_name = spec.capability
+    # The contract counts whole seconds; round up so a short deadline never becomes "none".
+    created.timeout_seconds = math.ceil(options.timeout_seconds)
+    created.priority = options.priority
+    created.fairness_key = options.fairness_key
+    created.attempt = attempt
     add = created.parameters.add
     for key, text in spec.encoded_params:
         add(key=key, value_json=text)
@@ -181,7 +193,6 @@ def task_to_pb(
     if trace_context:
         created.trace_context.update(trace_context)
     created.created_at.seconds, created.created_at.nanos = divmod(spec.created_at_ns, 1_000_000_000)
-    return created
 
 
 def retry_policy_to_pb(policy: RetryPolicy) -> pb.RetryPolicy:
@@ -211,18 +222,22 @@ def retry_policy_from_pb(message: pb.RetryPolicy) -> RetryPolicy:
 
 def spec_to_pb(spec: TaskSpec) -> pb.SubmitTaskRequest:
     """A submission (what the daemon's SubmitTask takes, and what a store keeps of a task)."""
+    request = pb.SubmitTaskRequest()
+    fill_submission(request, spec)
+    return request
+
+
+def fill_submission(request: pb.SubmitTaskRequest, spec: TaskSpec) -> None:
+    """`spec_to_pb` into a message, in place (a field of another message needs no copy)."""
     options = spec.options
-    request = pb.SubmitTaskRequest(
-        task=task_to_pb(spec, attempt=0, worker_id=options.worker_id),
-        idempotency_key=options.idempotency_key,
-        exact_timeout_seconds=options.timeout_seconds,
-        owner=spec.owner,
-    )
+    _fill_task(request.task, spec, attempt=0, worker_id=options.worker_id)
+    request.idempotency_key = options.idempotency_key
+    request.exact_timeout_seconds = options.timeout_seconds
+    request.owner = spec.owner
     if options.retry_policy is not None:
         request.retry_policy.CopyFrom(retry_policy_to_pb(options.retry_policy))
     if options.queue_timeout_seconds is not None:
         request.queue_timeout_seconds = options.queue_timeout_seconds
-    return request
 
 
 def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:

@@ -156,7 +156,6 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         if problem is not None:  # refused here: sent, it would break the call, and it is no fault of the daemon's
             raise InvalidParametersError([problem])
         spec = TaskSpec(options.task_id, capability, values, encoded, options, 0, trace_context=trace_context)
-        request = _convert.spec_to_pb(spec)
 
         def state_of(response: pb.SubmitTaskResponse) -> TaskState:
             state = TaskState(
@@ -171,8 +170,8 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
 
         session = await self._open_session()
         if session is not None:
-            return self._handle(await session.submit(request, state_of))
-        return self._follow(state_of(await self._call(self._stub.SubmitTask, request)))
+            return self._handle(await session.submit(spec, state_of))
+        return self._follow(state_of(await self._call(self._stub.SubmitTask, _convert.spec_to_pb(spec))))
 
     async def watch(self, task_id: str) -> AsyncTaskHandle:
         """A handle on a task the daemon knows, running or finished (e.g. after a restart on either side).

@@ -22,7 +22,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.orchestrator.state import TaskState
-from worker_abstraction.types import TaskStatus, TaskUpdate
+from worker_abstraction.types import TaskSpec, TaskStatus, TaskUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +46,9 @@ class RemoteSession:
         self._on_broken = on_broken
         self._call: aio.StreamStreamCall[pb.SessionRequest, pb.SessionResponse] | None = None
         self._numbers = itertools.count(1)
-        self._submits: list[pb.SessionSubmit] = []
-        self._watches: list[pb.WatchTaskRequest] = []
+        # The next message, filled in place (a submission is written into it, not made and copied in twice).
+        self._next = pb.SessionRequest()
+        self._next_bytes = 0  # the encoded size of its submissions
         self._wake = asyncio.Event()
         self._pending: dict[int, tuple[asyncio.Future[TaskState], MakeState]] = {}
         self._routes: dict[str, TaskState] = {}
@@ -76,7 +77,7 @@ class RemoteSession:
         ]
         return True
 
-    async def submit(self, request: pb.SubmitTaskRequest, make_state: MakeState) -> TaskState:
+    async def submit(self, spec: TaskSpec, make_state: MakeState) -> TaskState:
         """Submit a task; its state (followed from here on) once the daemon accepted it.
 
         Raises:
@@ -88,7 +89,9 @@ class RemoteSession:
         number = next(self._numbers)
         accepted: asyncio.Future[TaskState] = asyncio.get_running_loop().create_future()
         self._pending[number] = (accepted, make_state)
-        self._submits.append(pb.SessionSubmit(request_id=number, submit=request))
+        submission = self._next.submits.add(request_id=number)
+        _convert.fill_submission(submission.submit, spec)
+        self._next_bytes += submission.ByteSize()
         self._wake.set()
         return await accepted
 
@@ -96,7 +99,7 @@ class RemoteSession:
         """Follow a task this session did not submit (a watch, or one followed again after a break)."""
         self._routes[state.task_id] = state
         self._seen[state.task_id] = seen
-        self._watches.append(pb.WatchTaskRequest(task_id=state.task_id, after_sequence=seen))
+        self._next.watches.add(task_id=state.task_id, after_sequence=seen)
         self._wake.set()
 
     async def aclose(self) -> None:
@@ -115,11 +118,17 @@ class RemoteSession:
             while True:
                 await self._wake.wait()
                 self._wake.clear()
-                if self._submits or self._watches:
-                    submits, watches = self._submits, self._watches
-                    self._submits, self._watches = [], []
-                    for number, run in enumerate(_rpc.split_by_size(submits, limits.payload_limit())):
-                        await self._call.write(pb.SessionRequest(submits=run, watches=watches if number == 0 else ()))
+                if self._next.submits or self._next.watches:
+                    message, size = self._next, self._next_bytes
+                    self._next, self._next_bytes = pb.SessionRequest(), 0
+                    budget = limits.payload_limit()
+                    if size <= budget:
+                        await self._call.write(message)
+                        continue
+                    # Large arguments go in messages of their own: together they would pass the size limit.
+                    for number, run in enumerate(_rpc.split_by_size(list(message.submits), budget)):
+                        watches = message.watches if number == 0 else ()
+                        await self._call.write(pb.SessionRequest(submits=run, watches=watches))
         except (aio.AioRpcError, aio.UsageError, asyncio.InvalidStateError) as error:
             logger.debug("session: write failed: %s", error)
             self._broken()
