@@ -16,6 +16,7 @@ import pytest
 from grpc import aio
 from processes import FAST_REGISTRY, FAST_WORKER, REPO, Daemon, Start, wa
 
+from tests.conftest import eventually
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 
@@ -150,6 +151,11 @@ async def test_a_worker_logs_each_task_received_and_how_it_ended_at_its_default_
             assert (await stub.ExecuteTask(pb.ExecuteTaskRequest(task=task))).accepted
             call = stub.StreamTaskStatus(pb.GetTaskStatusRequest(task_id=task_id))
             _ = [message async for message in call]  # to its terminal update
+    # Written while the worker runs (within a turn of its loop), not only when it exits.
+    await eventually(
+        lambda: f"task shout[{shout}] succeeded in " in worker.stderr_path.read_text(),
+        what="the succeeded line of a running worker",
+    )
     assert await worker.stop(signal.SIGTERM) == 0
     lines = worker.stderr_path.read_text().splitlines()
 
