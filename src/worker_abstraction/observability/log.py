@@ -57,12 +57,7 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
             line = self.format(record) + self.terminator
             if record.__dict__.get(SAME_TURN) and self._wait(line):
                 return
-            self.stream = stream = sys.stderr
-            if self._waiting:
-                line = "".join(self._waiting) + line
-                self._waiting.clear()
-            stream.write(line)
-            stream.flush()
+            self._write(line)
         except RecursionError:
             raise
         except Exception:
@@ -80,12 +75,17 @@ class _StderrHandler(logging.StreamHandler[TextIO]):
 
     def flush(self) -> None:
         with self.lock:  # type: ignore[union-attr]  # (createLock made it)
-            self.stream = stream = sys.stderr
-            if self._waiting:
-                lines = "".join(self._waiting)
-                self._waiting.clear()
-                stream.write(lines)
-            stream.flush()
+            self._write("")
+
+    def _write(self, line: str) -> None:
+        """The lines waiting for the end of the turn, then `line`, in one write (the lock is held)."""
+        self.stream = stream = sys.stderr
+        if self._waiting:
+            line = "".join(self._waiting) + line
+            self._waiting.clear()
+        if line:
+            stream.write(line)
+        stream.flush()
 
 
 class _Formatter(logging.Formatter):
