@@ -4,13 +4,16 @@ A caller of the daemon is a separate program that imports `worker_abstraction`, 
 the package gives (gRPC's polling, see `worker_abstraction/_transport.py`), while the floor's client stays in
 the bench process with gRPC's defaults. Run as `python -m bench.caller ADDRESS MODE WORKERS`; it prints
 `caller ready`, then, per phase, `phase NAME` before it and, at the end, one `result JSON` line with every
-figure's rounds and the errors seen. The bench watches the daemon's and the workers' CPU between the
-`phase throughput` line and the next one.
+figure's rounds and the errors seen. Before each of its rounds it prints `floor KIND` and waits for `go` on
+its stdin: the bench measures a floor round of that kind meanwhile (`bench.floor.FloorBeside`), so each
+round is held to a floor measured just before it. The bench watches the daemon's and the workers' CPU
+between each `phase throughput` line and the `phase throughput done` after it.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import time
@@ -19,12 +22,14 @@ from typing import Any
 import worker_abstraction  # noqa: F401  (before anything loads gRPC, as in a caller program)
 from bench.config import CLUSTER, FULL, QUICK, TINY, Config
 from bench.loops import run
-from bench.measure import Errors, latency_rounds, throughput, throughput_rounds
+from bench.measure import Errors, latencies, latency_round, throughput
 from worker_abstraction import AsyncTaskHandle, RemoteOrchestrator
 
 READY = "caller ready"
 PHASE = "phase "
 RESULT = "result "
+FLOOR = "floor "  # then a FloorBeside kind: the caller waits for GO on its stdin before its own round
+GO = "go"
 _CONFIGS = {"full": FULL, "quick": QUICK, "tiny": TINY, "cluster": CLUSTER}
 
 
@@ -35,6 +40,8 @@ def _say(line: str) -> None:
 
 async def measure(address: str, config: Config, workers: int) -> dict[str, Any]:
     errors = Errors()
+    p50: list[float] = []
+    p99: list[float] = []
     async with RemoteOrchestrator(address) as remote:
         await remote.wait_for_workers("noop", count=workers, timeout_seconds=30)
         _say(READY)
@@ -43,26 +50,41 @@ async def measure(address: str, config: Config, workers: int) -> dict[str, Any]:
             return await (await remote.execute_task("noop", {})).result()
 
         _say(PHASE + "latency")
-        latency = await latency_rounds(
-            noop, warmup=config.daemon_latency_warmup, count=config.daemon_latency_count,
-            rounds=config.rounds, errors=errors,
-        )  # fmt: skip
+        await latencies(noop, config.daemon_latency_warmup, errors)
+        for _ in range(config.rounds):
+            await _floor_beside("latency")
+            p50_us, p99_us, _ = await latency_round(noop, config.daemon_latency_count, errors)
+            p50.append(p50_us)
+            p99.append(p99_us)
         _say(PHASE + "warmup")
         await throughput(noop, config.daemon_throughput_warmup, 256, errors)
-        _say(PHASE + "throughput")
-        per_second = await throughput_rounds(
-            noop, warmup=0, count=config.daemon_throughput_count, in_flight=256, rounds=config.rounds, errors=errors
-        )
-        _say(PHASE + "burst")
-        bursts = [await _burst(remote, config.daemon_burst, errors) for _ in range(config.rounds)]
+        per_second = []
+        for _ in range(config.rounds):
+            await _floor_beside("throughput")
+            _say(PHASE + "throughput")
+            per_second.append(await throughput(noop, config.daemon_throughput_count, 256, errors))
+            _say(PHASE + "throughput done")
+        bursts = []
+        for _ in range(config.rounds):
+            await _floor_beside("sequential")
+            _say(PHASE + "burst")
+            bursts.append(await _burst(remote, config.daemon_burst, errors))
     return {
-        "task_p50_us": list(latency.p50_us.rounds),
-        "task_p99_us": list(latency.p99_us.rounds),
-        "throughput_256": list(per_second.rounds),
+        "task_p50_us": p50,
+        "task_p99_us": p99,
+        "throughput_256": per_second,
         "submit_burst_per_s": bursts,
         "errors": dict(errors.counts),
         "error_examples": errors.examples,
     }
+
+
+async def _floor_beside(kind: str) -> None:
+    """Have the bench measure a floor round of `kind` now, and wait until it has (see FloorBeside)."""
+    _say(FLOOR + kind)
+    answer = await asyncio.to_thread(sys.stdin.readline)
+    if answer.strip() != GO:
+        raise RuntimeError(f"the bench answered {answer[:40]!r} to a floor round, not {GO!r}")
 
 
 async def _burst(remote: RemoteOrchestrator, count: int, errors: Errors) -> float:

@@ -21,15 +21,24 @@ import asyncio
 import itertools
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from grpc import aio
 
 from bench.config import Config
 from bench.loops import run
-from bench.measure import Errors, Figure, Results, latency_rounds, throughput_rounds
-from bench.procs import Children, CpuWatch
+from bench.measure import (
+    Errors,
+    Figure,
+    Results,
+    latencies,
+    latency_round,
+    latency_rounds,
+    throughput,
+    throughput_rounds,
+)
+from bench.procs import Child, Children, CpuWatch
 
 SERVICE = "bench.Floor"
 UNARY = f"/{SERVICE}/Unary"
@@ -124,7 +133,7 @@ async def measure(children: Children, config: Config) -> Results:
         )
         figures["floor_unary_p50_us"], figures["floor_unary_p99_us"] = latency.p50_us, latency.p99_us
         # One call after the other: how many a caller makes per second (what one-by-one submission is held to).
-        figures["floor_unary_sequential_per_s"] = Figure(tuple(1e6 / p50 for p50 in latency.p50_us.rounds))
+        figures["floor_unary_sequential_per_s"] = latency.per_second
         for in_flight in (64, 256):
             figures[f"floor_unary_throughput_{in_flight}"] = await throughput_rounds(
                 unary_call,
@@ -173,6 +182,80 @@ async def measure(children: Children, config: Config) -> Results:
     if errors.total:
         raise RuntimeError(f"the bare gRPC floor saw errors: {dict(errors.counts)} {errors.examples}")
     return results
+
+
+class FloorBeside:
+    """The floor measured beside another scenario: a floor server of its own and, whenever asked, one round of
+    a kind, so that each of the scenario's rounds can be held to a floor round made just before it (the
+    machine's speed drifts over the minutes between the floor scenario and a later one).
+
+    Kinds: `latency` (p50 of sequential calls), `throughput` (calls per second at 256 in flight) and
+    `sequential` (calls per second, one after the other). `figures(prefix)` gives them as
+    `{prefix}floor_unary_p50_us`, `{prefix}floor_unary_throughput_256` and `{prefix}floor_unary_sequential_per_s`.
+    """
+
+    KINDS = ("latency", "throughput", "sequential")
+
+    def __init__(self, children: Children, config: Config) -> None:
+        self._children = children
+        self._config = config
+        self._errors = Errors()
+        self._rounds: dict[str, list[float]] = {kind: [] for kind in self.KINDS}
+        self._server: Child | None = None
+        self._channel: aio.Channel | None = None
+        self._unary: Callable[[], Awaitable[object]] | None = None
+
+    async def __aenter__(self) -> FloorBeside:
+        self._server = await self._children.start("floor-beside", "-m", "bench.floor", "--port", "0",
+                                                  ready_prefix=READY_PREFIX)  # fmt: skip
+        self._channel = aio.insecure_channel(self._server.address)
+        await asyncio.wait_for(self._channel.channel_ready(), 10)
+        method = self._channel.unary_unary(UNARY, None, None)
+
+        async def unary_call() -> object:
+            return await method(b"")
+
+        self._unary = unary_call
+        await latencies(unary_call, self._config.floor_latency_warmup, self._errors)
+        await throughput(unary_call, self._config.floor_throughput_warmup, 256, self._errors)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        if self._server is not None:
+            await self._children.stop(self._server)
+
+    async def round(self, kind: str) -> None:
+        """One round of `kind` now.
+
+        Raises:
+            ValueError: an unknown kind.
+            RuntimeError: the floor saw errors (it never should).
+        """
+        assert self._unary is not None, "enter the FloorBeside first"
+        config = self._config
+        if kind == "latency":
+            p50, _, _ = await latency_round(self._unary, config.floor_latency_count, self._errors)
+            self._rounds[kind].append(p50)
+        elif kind == "sequential":
+            _, _, per_second = await latency_round(self._unary, config.floor_latency_count, self._errors)
+            self._rounds[kind].append(per_second)
+        elif kind == "throughput":
+            self._rounds[kind].append(await throughput(self._unary, config.floor_throughput_count, 256, self._errors))
+        else:
+            raise ValueError(f"no floor round of kind {kind[:40]!r}; kinds: {', '.join(self.KINDS)}")
+        if self._errors.total:
+            raise RuntimeError(f"the bare gRPC floor saw errors: {dict(self._errors.counts)} {self._errors.examples}")
+
+    def figures(self, prefix: str) -> dict[str, Figure]:
+        """The rounds made so far (kinds without any are left out)."""
+        names = {
+            "latency": "floor_unary_p50_us",
+            "throughput": "floor_unary_throughput_256",
+            "sequential": "floor_unary_sequential_per_s",
+        }
+        return {f"{prefix}{names[kind]}": Figure(tuple(made)) for kind, made in self._rounds.items() if made}
 
 
 def main() -> None:

@@ -102,22 +102,27 @@ async def throughput(operation: Operation, count: int, in_flight: int, errors: E
 class LatencyFigures:
     p50_us: Figure
     p99_us: Figure
+    per_second: Figure  # successful calls per second of each round, one call after the other
 
 
 async def latency_rounds(
     operation: Operation, *, warmup: int, count: int, rounds: int, errors: Errors
 ) -> LatencyFigures:
-    """Warm up, then `rounds` rounds of `count` sequential calls; per-round p50 and p99 in microseconds."""
+    """Warm up, then `rounds` rounds of `count` sequential calls; per-round p50 and p99 in microseconds,
+    and calls per second (the round's successful calls over its wall time)."""
     await latencies(operation, warmup, errors)
-    p50: list[float] = []
-    p99: list[float] = []
-    for _ in range(rounds):
-        samples = await latencies(operation, count, errors)
-        if not samples:
-            raise RuntimeError(f"every call failed: {dict(errors.counts)} {errors.examples}")
-        p50.append(percentile(samples, 50) * 1e6)
-        p99.append(percentile(samples, 99) * 1e6)
-    return LatencyFigures(Figure(tuple(p50)), Figure(tuple(p99)))
+    rounds_made = [await latency_round(operation, count, errors) for _ in range(rounds)]
+    return LatencyFigures(*(Figure(column) for column in zip(*rounds_made, strict=True)))
+
+
+async def latency_round(operation: Operation, count: int, errors: Errors) -> tuple[float, float, float]:
+    """One round of `count` sequential calls: p50 µs, p99 µs, calls per second."""
+    started = time.perf_counter()
+    samples = await latencies(operation, count, errors)
+    elapsed = time.perf_counter() - started
+    if not samples:
+        raise RuntimeError(f"every call failed: {dict(errors.counts)} {errors.examples}")
+    return percentile(samples, 50) * 1e6, percentile(samples, 99) * 1e6, len(samples) / elapsed
 
 
 async def throughput_rounds(

@@ -62,6 +62,12 @@ class Child:
             raise RuntimeError(f"{self.name} exited with code {code}{self._log_tail()}")
         return raw.decode().rstrip("\n")
 
+    async def send_line(self, line: str) -> None:
+        """Write one line to the child's stdin (started with `stdin=True`)."""
+        assert self.process.stdin is not None, "started without stdin"
+        self.process.stdin.write(line.encode() + b"\n")
+        await self.process.stdin.drain()
+
     async def read_event(self, expected: str, timeout_seconds: float = 120.0) -> dict[str, Any]:
         """The next stdout line as a JSON object, which must be `{"event": expected, ...}`.
 
@@ -104,8 +110,11 @@ class Children:
         self.env["PYTHONUNBUFFERED"] = "1"
         self._children: list[Child] = []
 
-    async def start(self, name: str, *args: str, ready_prefix: str | None = None, drain: bool = True) -> Child:
+    async def start(
+        self, name: str, *args: str, ready_prefix: str | None = None, drain: bool = True, stdin: bool = False
+    ) -> Child:
         """Run `python ARGS...` from the repo root; wait for a stdout line starting with `ready_prefix`.
+        With `stdin`, the child reads what `Child.send_line` sends (else it reads nothing).
 
         Raises:
             RuntimeError: the process exited or did not get ready in time.
@@ -118,7 +127,7 @@ class Children:
                 *args,
                 cwd=REPO,
                 env=self.env,
-                stdin=asyncio.subprocess.DEVNULL,
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 start_new_session=True,
@@ -199,12 +208,14 @@ def rss_mb(pid: int) -> float:
 
 
 class CpuWatch:
-    """CPU share (fraction of one core) of some processes between `start()` and `stop()`."""
+    """CPU share (fraction of one core) of some processes between `start()` and `stop()`, summed over every
+    such span (a scenario whose rounds alternate with the floor's watches its own rounds only)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self.shares: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
+        self._wall = 0.0
         self._started: tuple[float, dict[str, float]] | None = None
 
     def start(self) -> None:
@@ -213,9 +224,11 @@ class CpuWatch:
     def stop(self) -> dict[str, float]:
         assert self._started is not None, "stop() before start()"
         began, cpu_before = self._started
-        wall = time.perf_counter() - began
-        self.seconds = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in self.pids.items()}
-        self.shares = {name: used / wall for name, used in self.seconds.items()}
+        self._started = None
+        self._wall += time.perf_counter() - began
+        for name, pid in self.pids.items():
+            self.seconds[name] = self.seconds.get(name, 0.0) + cpu_seconds(pid) - cpu_before[name]
+        self.shares = {name: used / self._wall for name, used in self.seconds.items()}
         return self.shares
 
     def per_call_us(self, calls: int) -> dict[str, float]:

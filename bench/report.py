@@ -15,6 +15,28 @@ class Row:
     target: str = ""
 
 
+def _deployed_rows(prefix: str, tag: str, *, targets: bool) -> tuple[Row, ...]:
+    """A deployed path's rows: its figures, held to the floor measured beside its rounds (its last rows)."""
+    rows = (
+        Row(f"{prefix}task_p50_us", f"({tag}) no-op task latency p50", "µs",
+            ((f"{prefix}latency_ratio", "unary"),), "≤ 2.5× unary" if targets else ""),
+        Row(f"{prefix}task_p99_us", f"({tag}) no-op task latency p99", "µs"),
+        Row(f"{prefix}throughput_256", f"({tag}) no-op throughput, 256 in flight", "tasks/s",
+            ((f"{prefix}throughput_ratio", "unary"),), "≥ 0.75× unary" if targets else ""),
+        Row(f"{prefix}submit_burst_per_s", f"({tag}) submitted one by one, then awaited", "tasks/s",
+            ((f"{prefix}submit_burst_ratio", "unary seq."),), "≥ 0.6× unary seq." if targets else ""),
+    )  # fmt: skip
+    if prefix.startswith("daemon_"):
+        target = "< 250" if targets else ""
+        rows += (Row(f"{prefix}rss_mb_100k_queued", f"({tag}) daemon RSS, 100,000 queued", "MiB", target=target),)
+    beside = (
+        Row(f"{prefix}floor_unary_p50_us", f"({tag}) floor beside its rounds: unary p50", "µs"),
+        Row(f"{prefix}floor_unary_throughput_256", f"({tag}) floor beside: unary, 256 in flight", "calls/s"),
+        Row(f"{prefix}floor_unary_sequential_per_s", f"({tag}) floor beside: unary, one after the other", "calls/s"),
+    )
+    return (*rows, *beside)
+
+
 SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
     (
         "floor: bare grpc.aio, 2 processes",
@@ -88,85 +110,15 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
             Row("orchestrator_queue_seconds_100k", "(5) time to queue them", "s"),
         ),
     ),
-    (
-        "daemon: wa orchestrator process with its SQLite store, RemoteOrchestrator in a caller process",
-        (
-            Row(
-                "daemon_task_p50_us",
-                "(6) no-op task latency p50",
-                "µs",
-                (("daemon_latency_ratio", "unary"),),
-                "≤ 2.5× unary",
-            ),
-            Row("daemon_task_p99_us", "(6) no-op task latency p99", "µs"),
-            Row(
-                "daemon_throughput_256",
-                "(6) no-op throughput, 256 in flight",
-                "tasks/s",
-                (("daemon_throughput_ratio", "unary"),),
-                "≥ 0.75× unary",
-            ),
-            Row(
-                "daemon_submit_burst_per_s",
-                "(6) submitted one by one, then awaited",
-                "tasks/s",
-                (("daemon_submit_burst_ratio", "unary seq."),),
-                "≥ 0.6× unary seq.",
-            ),
-            Row("daemon_rss_mb_100k_queued", "(6) daemon RSS, 100,000 queued", "MiB", target="< 250"),
-        ),
-    ),
-    (
-        "daemon: the same with --store :memory:",
-        (
-            Row(
-                "daemon_memory_task_p50_us",
-                "(6m) no-op task latency p50",
-                "µs",
-                (("daemon_memory_latency_ratio", "unary"),),
-            ),
-            Row("daemon_memory_task_p99_us", "(6m) no-op task latency p99", "µs"),
-            Row(
-                "daemon_memory_throughput_256",
-                "(6m) no-op throughput, 256 in flight",
-                "tasks/s",
-                (("daemon_memory_throughput_ratio", "unary"),),
-            ),
-            Row(
-                "daemon_memory_submit_burst_per_s",
-                "(6m) submitted one by one, then awaited",
-                "tasks/s",
-                (("daemon_memory_submit_burst_ratio", "unary seq."),),
-            ),
-            Row("daemon_memory_rss_mb_100k_queued", "(6m) daemon RSS, 100,000 queued", "MiB"),
-        ),
-    ),
     *(
-        (
-            title,
-            (
-                Row(
-                    f"{prefix}task_p50_us",
-                    f"({tag}) no-op task latency p50",
-                    "µs",
-                    ((f"{prefix}latency_ratio", "unary"),),
-                ),
-                Row(f"{prefix}task_p99_us", f"({tag}) no-op task latency p99", "µs"),
-                Row(
-                    f"{prefix}throughput_256",
-                    f"({tag}) no-op throughput, 256 in flight",
-                    "tasks/s",
-                    ((f"{prefix}throughput_ratio", "unary"),),
-                ),
-                Row(
-                    f"{prefix}submit_burst_per_s",
-                    f"({tag}) submitted one by one, then awaited",
-                    "tasks/s",
-                    ((f"{prefix}submit_burst_ratio", "unary seq."),),
-                ),
-            ),
-        )
+        (title, _deployed_rows(prefix, tag, targets=prefix == "daemon_"))
         for title, prefix, tag in (
+            (
+                "daemon: wa orchestrator process with its SQLite store, RemoteOrchestrator in a caller process",
+                "daemon_",
+                "6",
+            ),
+            ("daemon: the same with --store :memory:", "daemon_memory_", "6m"),
             ("cluster: wa orchestrator --store nats:// (one NATS server)", "cluster_", "7"),
             ("cluster: two such daemons sharing the tasks, the caller at the first", "cluster_2_", "7b"),
             ("cluster: one daemon on a 3-node NATS cluster, everything in 3 copies", "cluster_r3_", "7r"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -50,6 +51,9 @@ REQUIRED_KEYS = (
     "orchestrator_rss_mb_100k_queued",
 )
 
+# The deployed paths (a caller program, a daemon): each figure is held to the floor measured beside its rounds.
+DEPLOYED_PREFIXES = ("daemon_", "daemon_memory_", *cluster.PREFIXES)
+
 # Figures every complete run has; a failed scenario leaves its own as null.
 FIGURE_KEYS = (
     "floor_unary_p50_us",
@@ -77,15 +81,19 @@ FIGURE_KEYS = (
     "orchestrator_rss_mb_100k_queued",
     "orchestrator_queue_seconds_100k",
     "floor_unary_sequential_per_s",
+    *(f"{prefix}rss_mb_100k_queued" for prefix in ("daemon_", "daemon_memory_")),
     *(
         f"{prefix}{name}"
-        for prefix in ("daemon_", "daemon_memory_")
-        for name in ("task_p50_us", "task_p99_us", "throughput_256", "submit_burst_per_s", "rss_mb_100k_queued")
-    ),
-    *(
-        f"{prefix}{name}"
-        for prefix in cluster.PREFIXES
-        for name in ("task_p50_us", "task_p99_us", "throughput_256", "submit_burst_per_s")
+        for prefix in DEPLOYED_PREFIXES
+        for name in (
+            "task_p50_us",
+            "task_p99_us",
+            "throughput_256",
+            "submit_burst_per_s",
+            "floor_unary_p50_us",
+            "floor_unary_throughput_256",
+            "floor_unary_sequential_per_s",
+        )
     ),
 )
 
@@ -103,15 +111,13 @@ RATIOS = {
     "throughput_ratio_to_seed_shape": ("task_throughput_256", "floor_seed_throughput_256"),
     "registry_cpu_ratio": ("registry_cpu_share", "floor_heartbeat_cpu_share"),
     "registry_heartbeat_p99_ratio": ("registry_heartbeat_p99_ms", "floor_heartbeat_p99_ms"),
-    "daemon_latency_ratio": ("daemon_task_p50_us", "floor_unary_p50_us"),
-    "daemon_throughput_ratio": ("daemon_throughput_256", "floor_unary_throughput_256"),
-    "daemon_submit_burst_ratio": ("daemon_submit_burst_per_s", "floor_unary_sequential_per_s"),
-    "daemon_memory_latency_ratio": ("daemon_memory_task_p50_us", "floor_unary_p50_us"),
-    "daemon_memory_throughput_ratio": ("daemon_memory_throughput_256", "floor_unary_throughput_256"),
-    "daemon_memory_submit_burst_ratio": ("daemon_memory_submit_burst_per_s", "floor_unary_sequential_per_s"),
+}
+# The same for the deployed paths, whose rounds each follow a floor round of their own: the median of the
+# rounds' ratios (each round to the floor measured just before it).
+PAIRED_RATIOS = {
     **{
-        f"{prefix}{ratio}": (f"{prefix}{figure}", floor)
-        for prefix in cluster.PREFIXES
+        f"{prefix}{ratio}": (f"{prefix}{figure}", f"{prefix}{floor}")
+        for prefix in DEPLOYED_PREFIXES
         for ratio, figure, floor in (
             ("latency_ratio", "task_p50_us", "floor_unary_p50_us"),
             ("throughput_ratio", "throughput_256", "floor_unary_throughput_256"),
@@ -155,6 +161,8 @@ def document(
     medians: dict[str, float | None] = {key: None for key in FIGURE_KEYS}
     medians.update({key: figure.median for key, figure in results.figures.items()})
     ratios = {name: _ratio(medians.get(num), medians.get(den)) for name, (num, den) in RATIOS.items()}
+    figures = results.figures
+    ratios |= {name: _paired(figures.get(num), figures.get(den)) for name, (num, den) in PAIRED_RATIOS.items()}
     values: dict[str, Any] = medians | ratios
     doc: dict[str, Any] = {key: values[key] for key in REQUIRED_KEYS}
     doc.update({key: value for key, value in values.items() if key not in doc})
@@ -178,6 +186,14 @@ def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
     return numerator / denominator
+
+
+def _paired(numerator: Figure | None, denominator: Figure | None) -> float | None:
+    if numerator is None or denominator is None or len(numerator.rounds) != len(denominator.rounds):
+        return None
+    if not all(denominator.rounds):
+        return None
+    return statistics.median(top / bottom for top, bottom in zip(numerator.rounds, denominator.rounds, strict=True))
 
 
 def _spread(figure: Figure) -> dict[str, Any]:

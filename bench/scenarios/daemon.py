@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bench import caller as caller_module
 from bench.config import Config
+from bench.floor import FloorBeside
 from bench.measure import Errors, Figure, Results
 from bench.procs import Child, Children, CpuWatch, rss_mb
 from bench.scenarios.tasks import WORKERS, start_registry, start_worker
@@ -66,23 +67,30 @@ async def run_caller(
     results: Results, errors: Errors, prefix: str, daemon: Child, workers: list[Child], config: Config
 ) -> None:
     """Scenario 6's figures through `daemon`, under `prefix`: the caller is a program of its own
-    (`bench/caller.py`), as a caller of the daemon is."""
+    (`bench/caller.py`), as a caller of the daemon is. Each of its rounds follows a floor round of the same
+    kind measured from this process (`{prefix}floor_...`), which its ratios are taken to."""
     figures = results.figures
     children = Children(daemon.log_path.parent)
     args = ("-m", "bench.caller", daemon.address, config.mode, str(len(workers)))
-    async with children:
-        caller = await children.start(f"{prefix}caller", *args, ready_prefix=caller_module.READY, drain=False)
+    async with children, FloorBeside(children, config) as floor_beside:
+        caller = await children.start(
+            f"{prefix}caller", *args, ready_prefix=caller_module.READY, drain=False, stdin=True
+        )
         pids = {"daemon": daemon.pid, "caller": caller.pid} | {f"worker_{i}": w.pid for i, w in enumerate(workers)}
         cpu = CpuWatch(pids)
         while not (line := await caller.read_line(_CALLER_SECONDS)).startswith(caller_module.RESULT):
-            if line == caller_module.PHASE + "throughput":
+            if line.startswith(caller_module.FLOOR):
+                await floor_beside.round(line.removeprefix(caller_module.FLOOR))
+                await caller.send_line(caller_module.GO)
+            elif line == caller_module.PHASE + "throughput":
                 cpu.start()
-            elif line == caller_module.PHASE + "burst":
+            elif line == caller_module.PHASE + "throughput done":
                 cpu.stop()
         await children.stop(caller)
     found = json.loads(line.removeprefix(caller_module.RESULT))
     for name in ("task_p50_us", "task_p99_us", "throughput_256", "submit_burst_per_s"):
         figures[f"{prefix}{name}"] = Figure(tuple(found[name]))
+    figures.update(floor_beside.figures(prefix))
     results.extras[f"{prefix}cpu_us_per_task_256"] = cpu.per_call_us(config.daemon_throughput_count * config.rounds)
     for name, count in found["errors"].items():
         errors.counts[name] += count

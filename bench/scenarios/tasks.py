@@ -108,10 +108,12 @@ def _sync_latency_rounds(registry: str, config: Config) -> LatencyFigures:
     """Scenario 1 through the blocking facade, from a plain thread (the facade runs its own loop thread)."""
     p50: list[float] = []
     p99: list[float] = []
+    per_second: list[float] = []
     with Orchestrator(registry) as orch:
         orch.wait_for_workers("noop", count=WORKERS, timeout_seconds=30)
         for round_ in range(config.rounds + 1):  # round 0 is the warm-up
             samples: list[float] = []
+            began = time.perf_counter()
             for _ in range(config.task_latency_warmup if round_ == 0 else config.sync_latency_count):
                 start = time.perf_counter()
                 # Bounded, so a Ctrl-C (which cannot interrupt this thread) never waits out a lost task.
@@ -120,4 +122,5 @@ def _sync_latency_rounds(registry: str, config: Config) -> LatencyFigures:
             if round_:
                 p50.append(percentile(samples, 50) * 1e6)
                 p99.append(percentile(samples, 99) * 1e6)
-    return LatencyFigures(Figure(tuple(p50)), Figure(tuple(p99)))
+                per_second.append(len(samples) / (time.perf_counter() - began))
+    return LatencyFigures(Figure(tuple(p50)), Figure(tuple(p99)), Figure(tuple(per_second)))
