@@ -24,7 +24,7 @@ from worker_abstraction import (
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.orchestrator.server import OrchestratorServer
 from worker_abstraction.orchestrator.servicer import OrchestratorServicer
-from worker_abstraction.stores.sqlite import SqliteTaskStore
+from worker_abstraction.stores.sqlite import SqliteTaskStore, Stored
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -199,9 +199,14 @@ async def test_a_caller_that_stops_reading_is_disconnected_instead_of_growing_th
 class _RefuseAcceptances(SqliteTaskStore):
     """A store that cannot write acceptances (a full disk, say)."""
 
-    def accepted(self, task_id: str, task: bytes, options: str, **fields: Any) -> asyncio.Future[None]:
+    def accepted(
+        self, task_id: str, task: bytes, options: str, *, then: Stored | None = None, **fields: Any
+    ) -> asyncio.Future[None]:
+        problem = sqlite3.OperationalError("database or disk is full")
+        if then is not None:
+            then(problem)
         failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        failed.set_exception(sqlite3.OperationalError("database or disk is full"))
+        failed.set_exception(problem)
         return failed
 
 

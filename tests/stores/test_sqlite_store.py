@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,63 @@ async def test_every_write_to_a_closed_store_fails_awaited_or_written_behind(tmp
     with pytest.raises(Exception, match="closed"):
         async with asyncio.timeout(5):
             await behind
+
+
+async def test_flush_commits_an_acceptance_at_once_and_tells_its_then_as_the_commit_ends(tmp_path: Path) -> None:
+    path = tmp_path / "tasks.db"
+    store = await SqliteTaskStore(path).open()
+    try:
+        told: list[BaseException | None] = []
+        written = store.accepted("task-1", b"spec", "{}", capability="noop", then=told.append)
+        assert told == []  # queued, not committed yet
+        store.flush()
+        assert told == [None]  # committed and told before the loop took another turn
+        with sqlite3.connect(path) as other:  # on disk: another connection sees it
+            assert other.execute("SELECT task_id FROM tasks").fetchall() == [("task-1",)]
+        await written
+    finally:
+        await store.close()
+
+
+async def test_without_flush_an_acceptance_is_committed_on_the_next_turn_and_its_then_told(tmp_path: Path) -> None:
+    store = await SqliteTaskStore(tmp_path / "tasks.db").open()
+    try:
+        told: list[BaseException | None] = []
+        await store.accepted("task-1", b"spec", "{}", then=told.append)
+        assert told == [None]
+        store.flush()  # nothing waits: nothing to do
+        assert [t.task_id for t in await store.unfinished()] == ["task-1"]
+    finally:
+        await store.close()
+
+
+async def test_a_write_that_cannot_be_kept_tells_its_then_why(tmp_path: Path) -> None:
+    store = await SqliteTaskStore(tmp_path / "tasks.db").open()
+    await store.close()
+    told: list[BaseException | None] = []
+    written = store.accepted("task-1", b"spec", "{}", then=told.append)
+    store.flush()
+    assert len(told) == 1 and isinstance(told[0], sqlite3.ProgrammingError)
+    with pytest.raises(sqlite3.ProgrammingError):
+        await written
+
+
+async def test_a_then_that_raises_is_logged_and_the_others_are_still_told(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = await SqliteTaskStore(tmp_path / "tasks.db").open()
+    try:
+        told: list[str] = []
+
+        def broken(problem: BaseException | None) -> None:
+            raise RuntimeError("a waiter's bug")
+
+        first = store.accepted("task-1", b"spec", "{}", then=broken)
+        second = store.accepted("task-2", b"spec", "{}", then=lambda problem: told.append(f"task-2 {problem}"))
+        store.flush()
+        assert told == ["task-2 None"]
+        assert "a task store write's callback failed" in caplog.text
+        await asyncio.gather(first, second)  # both kept
+        assert sorted(t.task_id for t in await store.unfinished()) == ["task-1", "task-2"]
+    finally:
+        await store.close()

@@ -125,12 +125,13 @@ class Engine:
         spec = _identified(spec)
         run = self._admitted(spec)
         self.index.add(run)
-        written = self.crew.journal.accepted_soon(spec)
-        if written is None:
-            then(self._started(run), None)
-        else:
-            written.add_done_callback(functools.partial(self._stored, run, then))
+        self.crew.journal.accepted_soon(spec, functools.partial(self._stored, run, then))
         return True
+
+    def flush(self) -> None:
+        """Store now the acceptances made by `accept_soon` rather than on the loop's next turn (after a batch of
+        them, so that their `then` are called sooner)."""
+        self.crew.journal.flush()
 
     async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:
         """Accept a task already made into a spec (see `submit`)."""
@@ -159,8 +160,7 @@ class Engine:
         crew.scheduler.check_room(spec.capability)
         return run
 
-    def _stored(self, run: TaskRun, then: Accepted, written: asyncio.Future[None]) -> None:
-        problem = asyncio.CancelledError() if written.cancelled() else written.exception()
+    def _stored(self, run: TaskRun, then: Accepted, problem: BaseException | None) -> None:
         if problem is not None:
             self.index.remove(run)
             then(None, problem)

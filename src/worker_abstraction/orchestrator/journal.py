@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,6 +52,8 @@ class Recorded(Protocol):
     def record(self) -> TaskRecord: ...
 
 
+Stored = Callable[[BaseException | None], None]  # told once a fact is stored: None, or why it could not be
+
 ATTEMPT_BLOCK = 3  # attempt numbers reserved at a time (the default retry policy never needs a second block)
 
 
@@ -60,8 +62,13 @@ class Journal(Protocol):
         """Stored before the caller hears "accepted"; reserves attempts 1 to ATTEMPT_BLOCK."""
         ...
 
-    def accepted_soon(self, spec: TaskSpec) -> asyncio.Future[None] | None:
-        """`accepted` without a coroutine: the future is done once it is stored (None: nothing to wait for)."""
+    def accepted_soon(self, spec: TaskSpec, then: Stored) -> None:
+        """`accepted` without a coroutine: `then(None)` once it is stored, `then(error)` if it cannot be;
+        called as the store's commit ends (not a turn of the loop later), at once if there is nothing to store."""
+        ...
+
+    def flush(self) -> None:
+        """Store now what is waited for rather than on the loop's next turn, if that can be done at once."""
         ...
 
     async def reserve(self, task_id: str, up_to: int) -> None:
@@ -105,7 +112,10 @@ class NullJournal:
     async def accepted(self, spec: TaskSpec) -> None:
         return None
 
-    def accepted_soon(self, spec: TaskSpec) -> asyncio.Future[None] | None:
+    def accepted_soon(self, spec: TaskSpec, then: Stored) -> None:
+        then(None)
+
+    def flush(self) -> None:
         return None
 
     async def reserve(self, task_id: str, up_to: int) -> None:
@@ -158,9 +168,12 @@ class StoreJournal:
         self._writes: set[asyncio.Future[None]] = set()
 
     async def accepted(self, spec: TaskSpec) -> None:
-        await self.accepted_soon(spec)
+        await self._accepted(spec)
 
-    def accepted_soon(self, spec: TaskSpec) -> asyncio.Future[None]:
+    def accepted_soon(self, spec: TaskSpec, then: Stored) -> None:
+        self._accepted(spec, then)
+
+    def _accepted(self, spec: TaskSpec, then: Stored | None = None) -> asyncio.Future[None]:
         return self._write(
             self.store.accepted(
                 spec.task_id,
@@ -170,8 +183,12 @@ class StoreJournal:
                 idempotency_key=spec.options.idempotency_key,
                 reserved=ATTEMPT_BLOCK,
                 owner=spec.owner,
+                then=then,
             )
         )
+
+    def flush(self) -> None:
+        self.store.flush()
 
     async def reserve(self, task_id: str, up_to: int) -> None:
         await self._write(self.store.reserve(task_id, up_to))

@@ -95,6 +95,8 @@ class CallerSession:
                         accepting = asyncio.create_task(self._submit(submit), name="session-submit")
                         self._accepting.add(accepting)
                         accepting.add_done_callback(self._accepted)
+                if request.submits:
+                    self._engine.flush()  # the message's acceptances stored now, and their acks written a turn sooner
                 for watch in request.watches:
                     await auth.pace()
                     await self._watch(watch)

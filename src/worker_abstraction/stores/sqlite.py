@@ -1,7 +1,8 @@
 """The orchestrator daemon's default task store: one SQLite file.
 
-Writes are committed on the event loop's own thread, on the turn of the loop after the first of them, and
-every fact made meanwhile shares one transaction (group commit). Facts nobody waits for (written behind:
+Writes are committed on the event loop's own thread, on the turn of the loop after the first of them (or
+when `flush()` asks, once a batch of them is made), and every fact made meanwhile shares one transaction
+(group commit). Facts nobody waits for (written behind:
 dispatched, finished, ...) wait up to `BEHIND_SECONDS` (5 ms) for such a commit, so that they share an acceptance's
 rather than cost one of their own (and the network writes of their turn go out first). Each write returns
 only once its transaction is committed, so a crash between "accepted" and "dispatched" leaves the task
@@ -22,6 +23,7 @@ not `writable` until a commit writes again; `on_writable` hears each change (the
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +33,8 @@ from typing import Any
 
 from worker_abstraction.stores.lock import StoreLock, database_file
 from worker_abstraction.stores.tasks import StoredDeadLetter, StoredTask
+
+logger = logging.getLogger(__name__)
 
 _SOON, _LATER = "soon", "later"  # when the scheduled commit runs: next turn, or a little later
 # How long facts written behind may wait for a commit somebody waits for (an acceptance), so that they share
@@ -119,6 +123,7 @@ class SqliteTaskStore:
         self._since_checkpoint = 0
         self._checkpointing = False
         self._commit_due: str | None = None  # _SOON or _LATER once a commit is scheduled
+        self._soon: asyncio.Handle | None = None  # the commit on the next turn, if one is due
         self._later: asyncio.TimerHandle | None = None  # the commit of facts written behind, if one is due
         self.writable = True  # False while commits write none of their facts
         self.on_writable: Callable[[bool], None] | None = None  # called on the loop when `writable` changes
@@ -161,12 +166,14 @@ class SqliteTaskStore:
         idempotency_key: str = "",
         reserved: int = 0,
         owner: str = "",
+        then: Stored | None = None,
     ) -> asyncio.Future[None]:
         now = time.time()
         return self._write(
             "INSERT OR REPLACE INTO tasks (task_id, task, options, state, capability, idempotency_key, accepted_at, "
             "updated_at, reserved, owner) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
             (task_id, task, options, capability, idempotency_key, now, now, reserved, owner),
+            then=then,
         )
 
     def reserve(self, task_id: str, up_to: int) -> asyncio.Future[None]:
@@ -285,13 +292,24 @@ class SqliteTaskStore:
             self._reader.close()
             self._reader = None
 
-    def _write(self, sql: str, parameters: tuple[Any, ...], *, behind: bool = False) -> asyncio.Future[None]:
+    def flush(self) -> None:
+        """Commit now the facts somebody waits for (and those written behind with them) rather than on the
+        loop's next turn: for a caller that has just made a batch of them (a message's submissions), whose
+        answers then leave a turn sooner. Nothing happens while a checkpoint runs (they are committed once
+        it ends) or when no such fact waits."""
+        if self._commit_due is _SOON and not self._checkpointing:
+            self._commit_pending()
+
+    def _write(
+        self, sql: str, parameters: tuple[Any, ...], *, behind: bool = False, then: Stored | None = None
+    ) -> asyncio.Future[None]:
         """Queue one fact, now: the future is done once it is committed (with the rest of this turn's).
 
         Queued when called, not when awaited: the store receives facts in the order they happen, and a
         fact written behind (`behind`: nobody waits for it) costs no task of its own and is committed with
         the next fact somebody waits for, or `behind_seconds` later. Facts written behind share one future
-        per commit (it fails with the first of theirs that failed).
+        per commit (it fails with the first of theirs that failed). `then(None)` (or `then(error)`) is
+        called as the commit ends, not on a later turn as the future's callbacks are.
         """
         loop = asyncio.get_running_loop()
         written: asyncio.Future[None] | None = None if behind else loop.create_future()
@@ -301,14 +319,14 @@ class SqliteTaskStore:
             if not behind:
                 if self._commit_due is not _SOON:
                     self._commit_due = _SOON
-                    loop.call_soon(self._commit_pending)
+                    self._soon = loop.call_soon(self._commit_pending)
             elif self._commit_due is None:
                 # A little later: what this turn wrote to the network goes out first (a finished task's record
                 # never delays the update it follows), and the facts join the next acceptance's commit, if
                 # one comes meanwhile, rather than cost a commit of their own.
                 self._commit_due = _LATER
                 self._later = loop.call_later(self._behind_seconds, self._commit_pending)
-        self._pending.append((sql, parameters, written))
+        self._pending.append((sql, parameters, written, then))
         if written is None:
             assert self._behind is not None
             return self._behind
@@ -318,6 +336,9 @@ class SqliteTaskStore:
         if self._checkpointing:
             return  # committed once the checkpoint ends
         self._commit_due = None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         if self._later is not None:
             self._later.cancel()
             self._later = None
@@ -376,7 +397,7 @@ class SqliteTaskStore:
                 elif end - start == 1:
                     self._db.execute(sql, batch[start][1])
                 else:
-                    self._db.executemany(sql, [parameters for _, parameters, _ in batch[start:end]])
+                    self._db.executemany(sql, [fact[1] for fact in batch[start:end]])
                 start = end
             self._db.execute("COMMIT")
             return [None] * len(batch)
@@ -385,7 +406,7 @@ class SqliteTaskStore:
                 self._db.execute("ROLLBACK")
         # One statement failed: each on its own, so only that one fails.
         outcomes: list[BaseException | None] = []
-        for sql, parameters, _ in batch:
+        for sql, parameters, _, _ in batch:
             try:
                 if sql:
                     self._db.execute(sql, parameters)
@@ -401,7 +422,7 @@ class SqliteTaskStore:
     async def _query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         self._commit_pending()  # a read made after a write sees it
         if self._pending:  # (a checkpoint holds the commit back)
-            waits = {written for _, _, written in self._pending if written is not None}
+            waits = {written for _, _, written, _ in self._pending if written is not None}
             if self._behind is not None:
                 waits.add(self._behind)
             await asyncio.gather(*waits, return_exceptions=True)
@@ -426,13 +447,20 @@ def _connect(path: str) -> sqlite3.Connection:
     return connection
 
 
-_Fact = tuple[str, tuple[Any, ...], "asyncio.Future[None] | None"]  # sql ("": moot), parameters, its own future
-_MOOT: _Fact = ("", (), None)
+Stored = Callable[[BaseException | None], None]  # told as the commit of its fact ends: None, or what failed
+# sql ("": moot), parameters, its own future (none if written behind), who is told as its commit ends
+_Fact = tuple[str, tuple[Any, ...], "asyncio.Future[None] | None", Stored | None]
+_MOOT: _Fact = ("", (), None, None)
 
 
 def _settle(batch: list[_Fact], outcomes: list[BaseException | None], behind: asyncio.Future[None] | None) -> None:
     failed: BaseException | None = None
-    for (_, _, written), outcome in zip(batch, outcomes, strict=True):
+    for (_, _, written, then), outcome in zip(batch, outcomes, strict=True):
+        if then is not None:
+            try:
+                then(outcome)
+            except Exception:  # (one waiter's fault: the others are still told, as a future's callbacks are)
+                logger.exception("a task store write's callback failed")
         if written is None:
             failed = failed or outcome
         elif written.done():

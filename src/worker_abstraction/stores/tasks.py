@@ -9,7 +9,7 @@ a cancel asked for before the restart is carried out. Finished tasks and dead le
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,7 +53,13 @@ class TaskStore(Protocol):
         idempotency_key: str = "",
         reserved: int = 0,
         owner: str = "",
-    ) -> Awaitable[None]: ...
+        then: Callable[[BaseException | None], None] | None = None,
+    ) -> Awaitable[None]:
+        """`then(None)`, if given, is called as soon as it is durable (`then(error)` if it cannot be), without
+        waiting for a turn of the loop as the awaitable's callbacks do."""
+
+    def flush(self) -> None:
+        """Make durable now, if it can be done at once, what is waited for (see SqliteTaskStore.flush)."""
 
     def reserve(self, task_id: str, up_to: int) -> Awaitable[None]:
         """Attempt numbers up to `up_to` may be sent from now on."""
