@@ -14,17 +14,18 @@ dead letters) is written behind, in order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.options import RetryPolicy
-from worker_abstraction.stores.tasks import StoredTask, TaskStore
+from worker_abstraction.stores.tasks import PromptTaskStore, StoredTask, TaskStore
 from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -53,6 +54,12 @@ class Recorded(Protocol):
 
 
 Stored = Callable[[BaseException | None], None]  # told once a fact is stored: None, or why it could not be
+
+
+def tell(then: Stored, stored: asyncio.Future[None]) -> None:
+    """`then` of how `stored` ended (a future's done callback)."""
+    then(asyncio.CancelledError() if stored.cancelled() else stored.exception())
+
 
 ATTEMPT_BLOCK = 3  # attempt numbers reserved at a time (the default retry policy never needs a second block)
 
@@ -165,17 +172,22 @@ class StoreJournal:
 
     def __init__(self, store: TaskStore) -> None:
         self.store = store
+        # A store that tells waiters as its commits end (and commits when asked), if this one is.
+        self._prompt = cast(PromptTaskStore, store) if callable(getattr(store, "flush", None)) else None
         self._writes: set[asyncio.Future[None]] = set()
 
     async def accepted(self, spec: TaskSpec) -> None:
         await self._accepted(spec)
 
     def accepted_soon(self, spec: TaskSpec, then: Stored) -> None:
-        self._accepted(spec, then)
+        if self._prompt is None:
+            self._accepted(spec).add_done_callback(functools.partial(tell, then))
+        else:
+            self._accepted(spec, functools.partial(self._prompt.accepted, then=then))
 
-    def _accepted(self, spec: TaskSpec, then: Stored | None = None) -> asyncio.Future[None]:
+    def _accepted(self, spec: TaskSpec, accepted: Callable[..., Awaitable[None]] | None = None) -> asyncio.Future[None]:
         return self._write(
-            self.store.accepted(
+            (accepted or self.store.accepted)(
                 spec.task_id,
                 _convert.spec_to_pb(spec).SerializeToString(),
                 _FORMAT,
@@ -183,12 +195,12 @@ class StoreJournal:
                 idempotency_key=spec.options.idempotency_key,
                 reserved=ATTEMPT_BLOCK,
                 owner=spec.owner,
-                then=then,
             )
         )
 
     def flush(self) -> None:
-        self.store.flush()
+        if self._prompt is not None:
+            self._prompt.flush()
 
     async def reserve(self, task_id: str, up_to: int) -> None:
         await self._write(self.store.reserve(task_id, up_to))

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
-from worker_abstraction.orchestrator.journal import Recorded, Resumable, Stored
+from worker_abstraction.orchestrator.journal import Recorded, Resumable, Stored, tell
 from worker_abstraction.orchestrator.state import task_record
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEUED, StaleHolderError, TaskDoc, TaskDocs
@@ -70,7 +70,7 @@ class SharedJournal:
 
     def accepted_soon(self, spec: TaskSpec, then: Stored) -> None:
         stored = asyncio.ensure_future(self.accepted(spec))
-        stored.add_done_callback(functools.partial(_tell, then))
+        stored.add_done_callback(functools.partial(tell, then))
 
     def flush(self) -> None:
         return None
@@ -261,7 +261,3 @@ def _status_of(doc: TaskDoc) -> int:
     if doc.finished:
         return doc.status
     return int(TaskStatus.RUNNING if doc.state == DISPATCHED else TaskStatus.PENDING)
-
-
-def _tell(then: Stored, stored: asyncio.Future[None]) -> None:
-    then(asyncio.CancelledError() if stored.cancelled() else stored.exception())

@@ -53,13 +53,7 @@ class TaskStore(Protocol):
         idempotency_key: str = "",
         reserved: int = 0,
         owner: str = "",
-        then: Callable[[BaseException | None], None] | None = None,
-    ) -> Awaitable[None]:
-        """`then(None)`, if given, is called as soon as it is durable (`then(error)` if it cannot be), without
-        waiting for a turn of the loop as the awaitable's callbacks do."""
-
-    def flush(self) -> None:
-        """Make durable now, if it can be done at once, what is waited for (see SqliteTaskStore.flush)."""
+    ) -> Awaitable[None]: ...
 
     def reserve(self, task_id: str, up_to: int) -> Awaitable[None]:
         """Attempt numbers up to `up_to` may be sent from now on."""
@@ -91,3 +85,28 @@ class TaskStore(Protocol):
     async def dead_letters(self) -> list[StoredDeadLetter]: ...
 
     async def close(self) -> None: ...
+
+
+class PromptTaskStore(TaskStore, Protocol):
+    """A TaskStore that tells whoever waits for an acceptance as soon as it is durable, without the turn of
+    the loop an awaitable's callbacks take, and makes what is waited for durable at once when asked (as
+    `SqliteTaskStore` does): the daemon's sessions then answer submissions sooner. A store with `flush` is
+    taken to be one; others are used through the awaitables `TaskStore` returns.
+    """
+
+    def accepted(
+        self,
+        task_id: str,
+        task: bytes,
+        options: str,
+        *,
+        capability: str = "",
+        idempotency_key: str = "",
+        reserved: int = 0,
+        owner: str = "",
+        then: Callable[[BaseException | None], None] | None = None,
+    ) -> Awaitable[None]:
+        """As `TaskStore.accepted`; `then(None)` (or `then(error)`) is called as the write is made durable."""
+
+    def flush(self) -> None:
+        """Make durable now, if it can be done at once, what is waited for (see SqliteTaskStore.flush)."""
