@@ -2,12 +2,12 @@
 
 Writes are committed on the event loop's own thread, on the turn of the loop after the first of them (or
 when `flush()` asks, once a batch of them is made), and every fact made meanwhile shares one transaction
-(group commit). Facts nobody waits for (written behind:
-dispatched, finished, ...) wait up to `BEHIND_SECONDS` (5 ms) for such a commit, so that they share an acceptance's
-rather than cost one of their own (and the network writes of their turn go out first). Each write returns
-only once its transaction is committed, so a crash between "accepted" and "dispatched" leaves the task
-accepted (it is queued again on restart), never lost, and thousands of tasks a second cost a few
-transactions, not thousands. In WAL mode with `synchronous=NORMAL` a commit appends to the log without
+(group commit). Facts nobody waits for (written behind: dispatched, finished, ...) wait up to
+`BEHIND_SECONDS` (5 ms) for such a commit, so that they share an acceptance's rather than cost one of
+their own (and the network writes of their turn go out first). Each write returns only once its
+transaction is committed, so a crash between "accepted" and "dispatched" leaves the task accepted (it is
+queued again on restart), never lost, and thousands of tasks a second cost a few transactions, not
+thousands. In WAL mode with `synchronous=NORMAL` a commit appends to the log without
 waiting for the disk, which is quicker than handing the batch to a thread and back (two wake-ups, and the
 interpreter lock bouncing between them; measured: a batch committed on a thread took three times as long).
 Reads, and the checkpoints that fold the log back into the database and do wait for the disk, run on a
