@@ -190,8 +190,9 @@ class FloorBeside:
     machine's speed drifts over the minutes between the floor scenario and a later one).
 
     Kinds: `latency` (p50 of sequential calls), `throughput` (calls per second at 256 in flight) and
-    `sequential` (calls per second, one after the other). `figures(prefix)` gives them as
-    `{prefix}floor_unary_p50_us`, `{prefix}floor_unary_throughput_256` and `{prefix}floor_unary_sequential_per_s`.
+    `sequential` (calls per second, one after the other, as many as the one-by-one round's tasks).
+    `figures(prefix)` gives them as `{prefix}floor_unary_p50_us`, `{prefix}floor_unary_throughput_256` and
+    `{prefix}floor_unary_sequential_per_s`.
     """
 
     KINDS = ("latency", "throughput", "sequential")
@@ -239,7 +240,10 @@ class FloorBeside:
             p50, _, _ = await latency_round(self._unary, config.floor_latency_count, self._errors)
             self._rounds[kind].append(p50)
         elif kind == "sequential":
-            _, _, per_second = await latency_round(self._unary, config.floor_latency_count, self._errors)
+            # As many calls as the scenario's one-by-one round makes (or the latency round's, if more): a slow
+            # second of the machine weighs the same on both.
+            count = max(config.floor_latency_count, config.daemon_burst)
+            _, _, per_second = await latency_round(self._unary, count, self._errors)
             self._rounds[kind].append(per_second)
         elif kind == "throughput":
             self._rounds[kind].append(await throughput(self._unary, config.floor_throughput_count, 256, self._errors))
