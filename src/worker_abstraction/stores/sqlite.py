@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from worker_abstraction.stores.lock import StoreLock, database_file
+from worker_abstraction.stores.sqlite_schema import connect, prepare
 from worker_abstraction.stores.tasks import StoredDeadLetter, StoredTask
 
 logger = logging.getLogger(__name__)
@@ -43,46 +44,6 @@ BEHIND_SECONDS = 0.005
 
 # Writes between two checkpoints (each run on the reader thread; the writer never checkpoints itself).
 CHECKPOINT_EVERY_WRITES = 5_000
-_WAL_SIZE_LIMIT = 64 * 2**20  # bytes the log file keeps once a checkpoint has emptied it
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tasks (
-    task_id TEXT PRIMARY KEY,
-    task BLOB NOT NULL,
-    options TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('queued', 'dispatched', 'finished')),
-    worker_id TEXT NOT NULL DEFAULT '',
-    worker_address TEXT NOT NULL DEFAULT '',
-    attempt INTEGER NOT NULL DEFAULT 0,
-    final BLOB,
-    updated_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    task_id TEXT PRIMARY KEY,
-    entry BLOB NOT NULL,
-    options TEXT NOT NULL,
-    added_at REAL NOT NULL
-);
-"""
-
-# Columns added after the first schema; a file written by an older version gains them on open.
-_ADDED_COLUMNS = {
-    "accepted_at": "REAL NOT NULL DEFAULT 0",
-    "capability": "TEXT NOT NULL DEFAULT ''",
-    "status": "INTEGER NOT NULL DEFAULT 0",
-    "idempotency_key": "TEXT NOT NULL DEFAULT ''",
-    "cancel_reason": "TEXT NOT NULL DEFAULT ''",
-    "record": "BLOB",  # the finished task's TaskRecord
-    "failures": "INTEGER NOT NULL DEFAULT 0",  # attempts that ran and failed (the retry budget)
-    "reserved": "INTEGER NOT NULL DEFAULT 0",  # attempt numbers up to this may have been sent
-    "owner": "TEXT NOT NULL DEFAULT ''",  # the principal that submitted it
-}
-
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (state) WHERE state != 'finished';
-CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (idempotency_key) WHERE idempotency_key != '';
-CREATE INDEX IF NOT EXISTS tasks_by_age ON tasks (accepted_at);
-"""
 
 
 class SqliteTaskStore:
@@ -136,16 +97,8 @@ class SqliteTaskStore:
         """
         self._lock.acquire()  # before SQLite touches the file: a refused second daemon changes nothing
         try:
-            self._db = _connect(self.path)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA wal_autocheckpoint=0")  # the reader thread checkpoints
-            self._db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
-            self._db.executescript(_SCHEMA)
-            present = {row[1] for row in self._db.execute("PRAGMA table_info(tasks)")}
-            for column, declaration in _ADDED_COLUMNS.items():
-                if column not in present:
-                    self._db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {declaration}")
-            self._db.executescript(_INDEXES)
+            self._db = connect(self.path)
+            prepare(self._db)
             await self._run(self._open_reader)
         except Exception:
             await self.close()  # a half-opened store holds neither the file nor the lock
@@ -154,7 +107,7 @@ class SqliteTaskStore:
 
     def _open_reader(self) -> None:
         if not self._in_memory:
-            self._reader = _connect(self.path)
+            self._reader = connect(self.path)
 
     def accepted(
         self,
@@ -438,13 +391,6 @@ class SqliteTaskStore:
 
 def _nothing() -> None:
     return None
-
-
-def _connect(path: str) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
-    connection.execute("PRAGMA busy_timeout=5000")  # the other connection's checkpoint or read
-    connection.execute("PRAGMA synchronous=NORMAL")
-    return connection
 
 
 Stored = Callable[[BaseException | None], None]  # told as the commit of its fact ends: None, or what failed

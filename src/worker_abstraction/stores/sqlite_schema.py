@@ -1,0 +1,68 @@
+"""The SQLite task store's file: its connections, its schema, and bringing a file of an older version up
+to date (columns added since the first schema are added on open; nothing is ever dropped)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+_WAL_SIZE_LIMIT = 64 * 2**20  # bytes the log file keeps once a checkpoint has emptied it
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY,
+    task BLOB NOT NULL,
+    options TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('queued', 'dispatched', 'finished')),
+    worker_id TEXT NOT NULL DEFAULT '',
+    worker_address TEXT NOT NULL DEFAULT '',
+    attempt INTEGER NOT NULL DEFAULT 0,
+    final BLOB,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    task_id TEXT PRIMARY KEY,
+    entry BLOB NOT NULL,
+    options TEXT NOT NULL,
+    added_at REAL NOT NULL
+);
+"""
+
+# Columns added after the first schema; a file written by an older version gains them on open.
+_ADDED_COLUMNS = {
+    "accepted_at": "REAL NOT NULL DEFAULT 0",
+    "capability": "TEXT NOT NULL DEFAULT ''",
+    "status": "INTEGER NOT NULL DEFAULT 0",
+    "idempotency_key": "TEXT NOT NULL DEFAULT ''",
+    "cancel_reason": "TEXT NOT NULL DEFAULT ''",
+    "record": "BLOB",  # the finished task's TaskRecord
+    "failures": "INTEGER NOT NULL DEFAULT 0",  # attempts that ran and failed (the retry budget)
+    "reserved": "INTEGER NOT NULL DEFAULT 0",  # attempt numbers up to this may have been sent
+    "owner": "TEXT NOT NULL DEFAULT ''",  # the principal that submitted it
+}
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (state) WHERE state != 'finished';
+CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (idempotency_key) WHERE idempotency_key != '';
+CREATE INDEX IF NOT EXISTS tasks_by_age ON tasks (accepted_at);
+"""
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """A connection to the store's file (autocommit: the store begins and commits its transactions)."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+    connection.execute("PRAGMA busy_timeout=5000")  # the other connection's checkpoint or read
+    connection.execute("PRAGMA synchronous=NORMAL")
+    return connection
+
+
+def prepare(db: sqlite3.Connection) -> None:
+    """Put the writer's connection in WAL mode (checkpoints left to the store) and the schema in place."""
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA wal_autocheckpoint=0")  # the reader thread checkpoints
+    db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
+    db.executescript(_SCHEMA)
+    present = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    for column, declaration in _ADDED_COLUMNS.items():
+        if column not in present:
+            db.execute(f"ALTER TABLE tasks ADD COLUMN {column} {declaration}")
+    db.executescript(_INDEXES)
