@@ -224,3 +224,95 @@ async def test_a_submission_the_store_cannot_keep_is_refused_and_nothing_of_it_s
         with pytest.raises(WorkerAbstractionError, match="internal error accepting the task"):
             await remote.execute_task("echo", {"text": "keyed"}, idempotency_key="k-1")  # (the awaited way)
         assert await remote.tasks() == []
+
+
+class _RawSession:
+    """OpenSession as a program built from the proto sees it: every message as the daemon sent it."""
+
+    def __init__(self, channel: aio.Channel) -> None:
+        self.call = channel.stream_stream(
+            "/worker_abstraction.OrchestratorService/OpenSession",
+            request_serializer=pb.SessionRequest.SerializeToString,
+            response_deserializer=pb.SessionResponse.FromString,
+        )()
+        self.messages: list[pb.SessionResponse] = []
+        self.numbers = iter(range(1, 1_000_000))
+
+    async def submit(self, capability: str, **params: str) -> int:
+        submit = pb.SessionSubmit(request_id=next(self.numbers))
+        submit.submit.task.capability_name = capability
+        for key, value in params.items():
+            submit.submit.task.parameters.add(key=key, value_json=f'"{value}"')
+        await self.call.write(pb.SessionRequest(submits=[submit]))
+        return submit.request_id
+
+    async def read_until(self, found: Callable[[pb.SessionResponse], bool]) -> pb.SessionResponse:
+        async with asyncio.timeout(10):
+            while True:
+                message = await self.call.read()
+                assert isinstance(message, pb.SessionResponse), "the session ended"
+                self.messages.append(message)
+                if found(message):
+                    return message
+
+    async def task_of(self, request_id: int) -> str:
+        message = await self.read_until(lambda m: any(a.request_id == request_id for a in m.acks))
+        return next(a.response.task_id for a in message.acks if a.request_id == request_id)
+
+
+def _ends(task_id: str) -> Callable[[pb.SessionResponse], bool]:
+    return lambda message: any(u.task_id == task_id and u.status == pb.TASK_STATUS_COMPLETED for u in message.updates)
+
+
+async def test_an_earlier_tasks_result_travels_with_the_next_ack_while_the_caller_submits(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await start_worker()
+    monkeypatch.setattr("worker_abstraction.orchestrator.session.UPDATE_HOLD_SECONDS", 60.0)  # only an ack ends it
+    monkeypatch.setattr("worker_abstraction.orchestrator.session.SUBMITTING_SECONDS", 60.0)
+    async with OrchestratorServer(registry.address, port=0) as server, RemoteOrchestrator(server.address) as remote:
+        await remote.wait_for_workers("wait_for", timeout_seconds=5)
+        async with aio.insecure_channel(server.address) as channel:
+            session = _RawSession(channel)
+            await session.call.read()  # ready
+            older = await session.task_of(await session.submit("wait_for", name="older"))
+            latest = await session.task_of(await session.submit("echo", text="latest"))
+            await session.read_until(_ends(latest))  # the latest task's result never waits
+            gates.open("older")
+            assert (await (await remote.watch(older)).wait(timeout_seconds=5)).status is TaskStatus.COMPLETED
+            # The older task ended while the caller is submitting: its result waits for the next ack ...
+            next_number = await session.submit("echo", text="next")
+            message = await session.read_until(_ends(older))
+            assert [ack.request_id for ack in message.acks] == [next_number]
+            assert sum(_ends(older)(m) for m in session.messages) == 1
+
+
+async def test_a_waiting_result_goes_alone_when_no_ack_comes_and_a_watching_session_never_waits(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await start_worker()
+    monkeypatch.setattr("worker_abstraction.orchestrator.session.SUBMITTING_SECONDS", 60.0)
+    async with OrchestratorServer(registry.address, port=0) as server:
+        async with aio.insecure_channel(server.address) as channel:
+            session, watcher = _RawSession(channel), _RawSession(channel)
+            await session.call.read()
+            await watcher.call.read()
+            older = await session.task_of(await session.submit("wait_for", name="alone"))
+            latest = await session.task_of(await session.submit("echo", text="latest"))
+            await session.read_until(_ends(latest))
+            await watcher.call.write(pb.SessionRequest(watches=[pb.WatchTaskRequest(task_id=older)]))
+            gates.open("alone")
+            alone = await session.read_until(_ends(older))  # after UPDATE_HOLD_SECONDS, with no ack
+            assert not alone.acks
+            await watcher.read_until(_ends(older))
+        monkeypatch.setattr("worker_abstraction.orchestrator.session.UPDATE_HOLD_SECONDS", 60.0)
+        async with aio.insecure_channel(server.address) as channel:
+            submitter, watcher = _RawSession(channel), _RawSession(channel)
+            await submitter.call.read()
+            await watcher.call.read()
+            watched = await submitter.task_of(await submitter.submit("wait_for", name="watched"))
+            await submitter.task_of(await submitter.submit("echo", text="latest"))
+            await watcher.call.write(pb.SessionRequest(watches=[pb.WatchTaskRequest(task_id=watched)]))
+            await watcher.read_until(lambda m: any(u.task_id == watched for u in m.updates))  # it follows it
+            gates.open("watched")
+            await watcher.read_until(_ends(watched))  # a session that submits nothing holds nothing back

@@ -1,10 +1,12 @@
 """The daemon's end of one OpenSession stream: a caller's submissions in, acks and task updates out, batched.
 
 Everything produced between two writes goes out in one message, so under load one message carries many
-acks and updates. Submissions are accepted concurrently (their store writes share transactions) up to a
-bound, past which the session stops reading: a flood slows its own sender, not the daemon. Each task the
-session submitted or watches has its updates pushed as they happen, numbered as WatchTask numbers them,
-without a coroutine per task.
+acks and updates. While the caller is submitting, updates of tasks older than its latest submission wait
+for the next ack to travel with it (at most UPDATE_HOLD_SECONDS): a caller submitting one task after another
+is not sent a message of its own for each earlier task's result. Submissions are accepted concurrently
+(their store writes share transactions) up to a bound, past which the session stops reading: a flood slows
+its own sender, not the daemon. Each task the session submitted or watches has its updates pushed as they
+happen, numbered as WatchTask numbers them, without a coroutine per task.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from worker_abstraction import _convert, _rpc, auth, limits
@@ -31,6 +34,13 @@ MAX_IN_FLIGHT = 1024  # submissions of one session being accepted at once
 # follows its tasks again when it reconnects) rather than the daemon's memory growing without bound.
 MAX_BACKLOG_BYTES = 64 * 2**20
 MAX_WATCHED = 1_000_000  # tasks one session follows at once
+# Updates of tasks older than the caller's latest submission wait this long at most for the next ack, while
+# the caller is submitting (its latest submission is at most SUBMITTING_SECONDS old) and they are under
+# HOLD_MAX_BYTES; an update of the latest task (the one a caller running tasks one after another awaits)
+# never waits, nor does one on a session that only watches.
+UPDATE_HOLD_SECONDS = 0.002
+SUBMITTING_SECONDS = 0.01
+HOLD_MAX_BYTES = 2**16
 
 
 class CallerSession:
@@ -50,6 +60,10 @@ class CallerSession:
         self._backlog = 0  # bytes of updates made since the last write began
         self._stopping: asyncio.Future[None] | None = None
         self._closed = False  # the stream ended: acceptances stored since are not followed
+        self._latest = ""  # the task of the latest ack
+        self._submitted_at = -math.inf  # when the latest submissions were read (the loop's clock)
+        self._hold: asyncio.TimerHandle | None = None  # ends the updates' wait for an ack
+        self._held_enough = False  # the wait ended: the updates go now
 
     async def serve(self, requests: AsyncIterator[pb.SessionRequest]) -> AsyncIterator[pb.SessionResponse]:
         reader = asyncio.create_task(self._read(requests), name="session-reader")
@@ -59,6 +73,9 @@ class CallerSession:
                 await self._wake.wait()
                 self._wake.clear()
                 if self._next.acks or self._next.updates:
+                    if self._waits(reader.done()):
+                        continue
+                    self._end_hold()
                     message, backlog = self._next, self._backlog
                     self._next, self._backlog = pb.SessionResponse(), 0
                     budget = limits.payload_limit()
@@ -73,6 +90,7 @@ class CallerSession:
                     return
         finally:
             self._closed = True
+            self._end_hold()
             reader.cancel()
             for task in list(self._accepting):
                 task.cancel()
@@ -81,6 +99,30 @@ class CallerSession:
             for follower in self._stops.values():
                 follower.cancel()
             self._stops.clear()
+
+    def _waits(self, reader_done: bool) -> bool:
+        """Whether the updates made so far wait for the next ack (see UPDATE_HOLD_SECONDS)."""
+        if self._held_enough or self._next.acks or reader_done or self._backlog > HOLD_MAX_BYTES:
+            return False
+        latest = self._latest
+        if any(update.task_id == latest for update in self._next.updates):
+            return False
+        if self._hold is None:
+            loop = asyncio.get_running_loop()
+            if loop.time() - self._submitted_at > SUBMITTING_SECONDS:
+                return False
+            self._hold = loop.call_later(UPDATE_HOLD_SECONDS, self._hold_ended)
+        return True
+
+    def _hold_ended(self) -> None:
+        self._hold, self._held_enough = None, True
+        self._wake.set()
+
+    def _end_hold(self) -> None:
+        if self._hold is not None:
+            self._hold.cancel()
+            self._hold = None
+        self._held_enough = False
 
     async def _read(self, requests: AsyncIterator[pb.SessionRequest]) -> None:
         try:
@@ -96,6 +138,7 @@ class CallerSession:
                         self._accepting.add(accepting)
                         accepting.add_done_callback(self._accepted)
                 if request.submits:
+                    self._submitted_at = asyncio.get_running_loop().time()
                     self._engine.flush()  # the message's acceptances stored now, and their acks written a turn sooner
                 for watch in request.watches:
                     await auth.pace()
@@ -148,6 +191,7 @@ class CallerSession:
             answer = self._next.acks.add(request_id=request_id).response
             answer.task_id, answer.duplicate = handle.task_id, duplicate
             answer.worker_id, answer.worker_address = handle.worker_id, handle.worker_address
+            self._latest = handle.task_id
             self._wake.set()
         self._follow(handle, 0)
 
