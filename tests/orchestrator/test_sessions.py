@@ -24,7 +24,8 @@ from worker_abstraction import (
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.orchestrator.server import OrchestratorServer
 from worker_abstraction.orchestrator.servicer import OrchestratorServicer
-from worker_abstraction.stores.sqlite import SqliteTaskStore, Stored
+from worker_abstraction.stores.sqlite import SqliteTaskStore
+from worker_abstraction.stores.tasks import Stored
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -150,6 +151,44 @@ async def _running(handle: Any) -> None:
             return
 
 
+class _RawSession:
+    """OpenSession as a program built from the proto sees it: every message as the daemon sent it."""
+
+    def __init__(self, channel: aio.Channel) -> None:
+        self.call = channel.stream_stream(
+            "/worker_abstraction.OrchestratorService/OpenSession",
+            request_serializer=pb.SessionRequest.SerializeToString,
+            response_deserializer=pb.SessionResponse.FromString,
+        )()
+        self.messages: list[pb.SessionResponse] = []
+        self.numbers = iter(range(1, 1_000_000))
+
+    async def submit(self, capability: str, **params: str) -> int:
+        submit = pb.SessionSubmit(request_id=next(self.numbers))
+        submit.submit.task.capability_name = capability
+        for key, value in params.items():
+            submit.submit.task.parameters.add(key=key, value_json=f'"{value}"')
+        await self.call.write(pb.SessionRequest(submits=[submit]))
+        return submit.request_id
+
+    async def read_until(self, found: Callable[[pb.SessionResponse], bool]) -> pb.SessionResponse:
+        async with asyncio.timeout(10):
+            while True:
+                message = await self.call.read()
+                assert isinstance(message, pb.SessionResponse), "the session ended"
+                self.messages.append(message)
+                if found(message):
+                    return message
+
+    async def task_of(self, request_id: int) -> str:
+        message = await self.read_until(lambda m: any(a.request_id == request_id for a in m.acks))
+        return next(a.response.task_id for a in message.acks if a.request_id == request_id)
+
+
+def _ends(task_id: str) -> Callable[[pb.SessionResponse], bool]:
+    return lambda message: any(u.task_id == task_id and u.status == pb.TASK_STATUS_COMPLETED for u in message.updates)
+
+
 async def test_a_caller_that_stops_reading_is_disconnected_instead_of_growing_the_daemon(
     registry: RegistryServer, start_worker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -159,11 +198,7 @@ async def test_a_caller_that_stops_reading_is_disconnected_instead_of_growing_th
     async with OrchestratorServer(registry.address, port=0) as server, RemoteOrchestrator(server.address) as remote:
         await remote.wait_for_workers("echo", timeout_seconds=5)
         async with aio.insecure_channel(server.address) as channel:
-            call = channel.stream_stream(
-                "/worker_abstraction.OrchestratorService/OpenSession",
-                request_serializer=pb.SessionRequest.SerializeToString,
-                response_deserializer=pb.SessionResponse.FromString,
-            )()
+            call = _RawSession(channel).call
             await call.read()  # ready
             submits = []
             for number in range(1, 101):
@@ -224,44 +259,6 @@ async def test_a_submission_the_store_cannot_keep_is_refused_and_nothing_of_it_s
         with pytest.raises(WorkerAbstractionError, match="internal error accepting the task"):
             await remote.execute_task("echo", {"text": "keyed"}, idempotency_key="k-1")  # (the awaited way)
         assert await remote.tasks() == []
-
-
-class _RawSession:
-    """OpenSession as a program built from the proto sees it: every message as the daemon sent it."""
-
-    def __init__(self, channel: aio.Channel) -> None:
-        self.call = channel.stream_stream(
-            "/worker_abstraction.OrchestratorService/OpenSession",
-            request_serializer=pb.SessionRequest.SerializeToString,
-            response_deserializer=pb.SessionResponse.FromString,
-        )()
-        self.messages: list[pb.SessionResponse] = []
-        self.numbers = iter(range(1, 1_000_000))
-
-    async def submit(self, capability: str, **params: str) -> int:
-        submit = pb.SessionSubmit(request_id=next(self.numbers))
-        submit.submit.task.capability_name = capability
-        for key, value in params.items():
-            submit.submit.task.parameters.add(key=key, value_json=f'"{value}"')
-        await self.call.write(pb.SessionRequest(submits=[submit]))
-        return submit.request_id
-
-    async def read_until(self, found: Callable[[pb.SessionResponse], bool]) -> pb.SessionResponse:
-        async with asyncio.timeout(10):
-            while True:
-                message = await self.call.read()
-                assert isinstance(message, pb.SessionResponse), "the session ended"
-                self.messages.append(message)
-                if found(message):
-                    return message
-
-    async def task_of(self, request_id: int) -> str:
-        message = await self.read_until(lambda m: any(a.request_id == request_id for a in m.acks))
-        return next(a.response.task_id for a in message.acks if a.request_id == request_id)
-
-
-def _ends(task_id: str) -> Callable[[pb.SessionResponse], bool]:
-    return lambda message: any(u.task_id == task_id and u.status == pb.TASK_STATUS_COMPLETED for u in message.updates)
 
 
 async def test_an_earlier_tasks_result_travels_with_the_next_ack_while_the_caller_submits(

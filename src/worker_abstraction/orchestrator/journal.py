@@ -25,7 +25,7 @@ from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.options import RetryPolicy
-from worker_abstraction.stores.tasks import PromptTaskStore, StoredTask, TaskStore
+from worker_abstraction.stores.tasks import PromptTaskStore, Stored, StoredTask, TaskStore
 from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -51,9 +51,6 @@ class Recorded(Protocol):
     def spec(self) -> TaskSpec: ...
 
     def record(self) -> TaskRecord: ...
-
-
-Stored = Callable[[BaseException | None], None]  # told once a fact is stored: None, or why it could not be
 
 
 def tell(then: Stored, stored: asyncio.Future[None]) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 from worker_abstraction.stores.lock import StoreLock, database_file
 from worker_abstraction.stores.sqlite_schema import connect, prepare
-from worker_abstraction.stores.tasks import StoredDeadLetter, StoredTask
+from worker_abstraction.stores.tasks import Stored, StoredDeadLetter, StoredTask
 
 logger = logging.getLogger(__name__)
 
@@ -393,7 +393,6 @@ def _nothing() -> None:
     return None
 
 
-Stored = Callable[[BaseException | None], None]  # told as the commit of its fact ends: None, or what failed
 # sql ("": moot), parameters, its own future (none if written behind), who is told as its commit ends
 _Fact = tuple[str, tuple[Any, ...], "asyncio.Future[None] | None", Stored | None]
 _MOOT: _Fact = ("", (), None, None)

@@ -87,6 +87,9 @@ class TaskStore(Protocol):
     async def close(self) -> None: ...
 
 
+Stored = Callable[[BaseException | None], None]  # told once a fact is durable: None, or why it could not be
+
+
 class PromptTaskStore(TaskStore, Protocol):
     """A TaskStore that tells whoever waits for an acceptance as soon as it is durable, without the turn of
     the loop an awaitable's callbacks take, and makes what is waited for durable at once when asked (as
@@ -104,7 +107,7 @@ class PromptTaskStore(TaskStore, Protocol):
         idempotency_key: str = "",
         reserved: int = 0,
         owner: str = "",
-        then: Callable[[BaseException | None], None] | None = None,
+        then: Stored | None = None,
     ) -> Awaitable[None]:
         """As `TaskStore.accepted`; `then(None)` (or `then(error)`) is called as the write is made durable."""
 
