@@ -76,16 +76,26 @@ def _size_options() -> list[tuple[str, Any]]:
     ]
 
 
-def channel(address: str, tls: TLSConfig | None = None) -> aio.Channel:
-    """A channel to `address`: plaintext, or TLS (and mTLS when `tls` has a cert) when `tls` is given."""
+def channel(address: str, tls: TLSConfig | None = None, *, worker: bool = False) -> aio.Channel:
+    """A channel to `address`: plaintext, or TLS (and mTLS when `tls` has a cert) when `tls` is given.
+
+    With `worker`, the address is a worker's as it registered it: calls then carry a credential signed for
+    that worker alone rather than the process's token (see `bearer`), since any principal with the worker
+    role may register an address and hear what is sent there.
+    """
     target, extra = failover_target(address)
     options = CHANNEL_OPTIONS + _size_options() + extra
-    interceptors = bearer.channel_interceptors()  # the process's token, if it has one
+    interceptors = bearer.channel_interceptors(address if worker else None)
     if tls is None:
         return aio.insecure_channel(target, options=options, interceptors=interceptors)
     if tls.server_name is not None:
         options = [*options, ("grpc.ssl_target_name_override", tls.server_name)]
     return aio.secure_channel(target, tls.channel_credentials(), options=options, interceptors=interceptors)
+
+
+def worker_channel(address: str, tls: TLSConfig | None = None) -> aio.Channel:
+    """A channel to the worker registered at `address` (see `channel`)."""
+    return channel(address, tls, worker=True)
 
 
 def new_server(auth: aio.ServerInterceptor | None = None) -> aio.Server:  # type: ignore[type-arg]

@@ -42,6 +42,7 @@ from typing import Any
 import grpc
 from grpc import aio
 
+from worker_abstraction import signing
 from worker_abstraction._handlers import rewrap
 from worker_abstraction.codec import short
 from worker_abstraction.errors import PermissionDeniedError, RateLimitedError
@@ -161,6 +162,7 @@ class TokenFile:
     path: Path
     check_every_seconds: float = 1.0
     _by_digest: dict[bytes, Principal] = field(default_factory=dict)
+    _by_key_id: dict[str, tuple[bytes, Principal]] = field(default_factory=dict)
     _stamp: tuple[int, int] = (0, 0)
     _checked: float = 0.0
 
@@ -179,7 +181,7 @@ class TokenFile:
             document = tomllib.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
             raise InvalidTokenFileError(f"token file {self.path}: {error}") from None
-        self._by_digest = _principals(document, str(self.path))
+        self._by_digest, self._by_key_id = _principals(document, str(self.path))
         self._stamp = (stat.st_mtime_ns, stat.st_size)
 
     def principal(self, token: str) -> Principal | None:
@@ -188,6 +190,11 @@ class TokenFile:
             self._checked = now
             self._reload_if_changed()
         return self._by_digest.get(hashlib.sha256(token.encode()).digest())
+
+    def signer(self, key_id: str) -> tuple[bytes, Principal] | None:
+        """The public key and principal of a signing key's id (see `signing`), None when unknown."""
+        self.principal("")  # (reads the file again if it changed)
+        return self._by_key_id.get(key_id)
 
     def _reload_if_changed(self) -> None:
         try:
@@ -199,8 +206,11 @@ class TokenFile:
                 self.reload()
 
 
-def _principals(document: dict[str, Any], where: str) -> dict[bytes, Principal]:
+def _principals(
+    document: dict[str, Any], where: str
+) -> tuple[dict[bytes, Principal], dict[str, tuple[bytes, Principal]]]:
     found: dict[bytes, Principal] = {}
+    signers: dict[str, tuple[bytes, Principal]] = {}
     problems: list[str] = []
     entries = document.get("principal", [])
     if not isinstance(entries, list):
@@ -215,9 +225,13 @@ def _principals(document: dict[str, Any], where: str) -> dict[bytes, Principal]:
         if not isinstance(roles, list) or not roles or not set(roles) <= known_roles:
             problems.append(f"{at} ({name}): roles must be a non-empty list of {sorted(known_roles)}")
             continue
-        token, digest = entry.get("token"), entry.get("token_sha256")
+        token, digest, public = entry.get("token"), entry.get("token_sha256"), entry.get("public_key")
+        if public is not None and not (isinstance(public, str) and _is_hex(public, 64)):
+            problems.append(f"{at} ({name}): public_key must be 64 hex digits (`wa token new` prints it)")
+            continue
         if isinstance(token, str) and len(token) >= 16:
             key = hashlib.sha256(token.encode()).digest()
+            public = public or signing.public_key(token).hex()
         elif isinstance(digest, str) and len(digest) == 64:
             try:
                 key = bytes.fromhex(digest)
@@ -239,9 +253,16 @@ def _principals(document: dict[str, Any], where: str) -> dict[bytes, Principal]:
             problems.append(f"{at} ({name}): the same token as {found[key].name}")
             continue
         found[key] = Principal(name, frozenset(Role(r) for r in roles), tuple(capabilities), float(rate))
+        if public:
+            raw = bytes.fromhex(public)
+            signers[signing.key_id(raw)] = (raw, found[key])
     if problems:
         raise InvalidTokenFileError(f"token file {where}: " + "; ".join(problems))
-    return found
+    return found, signers
+
+
+def _is_hex(text: str, length: int) -> bool:
+    return len(text) == length and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
@@ -263,6 +284,21 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
         self._certificates = certificates
         self._rate = calls_per_second
         self._buckets: dict[str, TokenBucket] = {}
+        self._signed = signing.Verifier(self._public_key)
+
+    @property
+    def checks_tokens(self) -> bool:
+        """Whether callers may present tokens (a token file is configured), which then cross the network."""
+        return self._tokens is not None
+
+    def accept_audience(self, audience: str) -> None:
+        """Accept signed credentials made for `audience` (see `signing`): a worker calls it with the address
+        it registers, which is what callers dial and sign for. Servers that never do refuse them all."""
+        self._signed.audiences.add(audience)
+
+    def _public_key(self, key_id: str) -> bytes | None:
+        found = self._tokens.signer(key_id) if self._tokens is not None else None
+        return found[0] if found is not None else None
 
     async def intercept_service(self, continuation: Callable[[Any], Awaitable[Any]], details: Any) -> Any:
         handler = await continuation(details)
@@ -301,11 +337,16 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
 
         Used for gRPC calls and for the HTTP metrics endpoint alike.
         """
-        token = ""
+        token, scheme = "", ""
         for value in authorizations:
             scheme, _, token = value.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
+            scheme = scheme.lower()
+            if scheme not in ("bearer", "wa-signed") or not token.strip():
                 return "the authorization must read 'Bearer TOKEN'"
+        if token and scheme == "wa-signed" and (self._tokens is not None or not self._certificates):
+            return self._principal_of_signed(token.strip())
+        if scheme == "wa-signed":
+            token = ""  # no token file to check it with: the client certificate speaks for the caller
         if token:
             return self.principal_of_token(token) or "the token is not known to this server (check --token / WA_TOKEN)"
         if self._certificates:
@@ -316,6 +357,14 @@ class Authenticator(aio.ServerInterceptor):  # type: ignore[type-arg]  # generic
             "this server requires credentials: a token (--token / WA_TOKEN, sent as 'authorization: Bearer "
             "TOKEN') or a client certificate"
         )
+
+    def _principal_of_signed(self, credential: str) -> Principal | str:
+        try:
+            key_id = self._signed.key_id(credential)
+        except ValueError as refused:
+            return str(refused)
+        found = self._tokens.signer(key_id) if self._tokens is not None else None
+        return found[1] if found is not None else "the signed credential's key is no longer in the token file"
 
     async def admit(self, context: aio.ServicerContext[Any, Any], method: str, allowed: frozenset[Role]) -> None:
         found = self.identify(context)

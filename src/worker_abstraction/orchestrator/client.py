@@ -109,7 +109,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             RegistryClient(registry, tls=tls), poll_interval_seconds=poll_interval_seconds
         )
         self._links = links or WorkerLinks(
-            fast_path=fast_path, clock=clock, channel_factory=functools.partial(_rpc.channel, tls=tls)
+            fast_path=fast_path, clock=clock, channel_factory=functools.partial(_rpc.worker_channel, tls=tls)
         )
         breakers = CircuitBreakers(
             failure_threshold=breaker_failure_threshold, cooldown_seconds=breaker_cooldown_seconds, now=clock.now

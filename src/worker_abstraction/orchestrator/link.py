@@ -40,7 +40,7 @@ class WorkerLink:
         address: str,
         *,
         fast_path: bool = True,
-        channel_factory: Callable[[str], aio.Channel] = _rpc.channel,
+        channel_factory: Callable[[str], aio.Channel] = _rpc.worker_channel,
         clock: Clock | None = None,
     ) -> None:
         self.address = address
@@ -196,7 +196,7 @@ class WorkerLinks:
         self,
         *,
         fast_path: bool = True,
-        channel_factory: Callable[[str], aio.Channel] = _rpc.channel,
+        channel_factory: Callable[[str], aio.Channel] = _rpc.worker_channel,
         clock: Clock | None = None,
     ) -> None:
         self.fast_path = fast_path

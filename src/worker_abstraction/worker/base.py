@@ -112,6 +112,7 @@ class BaseWorker:
         self._cancel_grace = cancel_grace_seconds
         self._heartbeat_interval = heartbeat_interval_seconds
         self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{self.name}-task")
+        self._auth = auth
         self._server = _rpc.new_server(auth)
         self._health = ServerHealth(self._server, (WORKER_SERVICE,))
         self._servicer: WorkerServicer | None = None
@@ -181,6 +182,8 @@ class BaseWorker:
             self._metrics.watch_running(lambda: self.load)
         pb_grpc.add_WorkerServiceServicer_to_server(self._servicer, self._server)
         self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
+        if self._auth is not None:  # callers sign for the address we register, which is what they dial
+            self._auth.accept_audience(self.address)
         await self._health.set_all(True)
         await self._server.start()
         logger.info(
