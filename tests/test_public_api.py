@@ -145,7 +145,16 @@ def test_the_blocking_handle_mirrors_the_async_handle() -> None:
 
 def test_keyword_options_are_exactly_the_value_objects_fields() -> None:
     assert set(TaskOptionFields.__annotations__) == {f.name for f in dataclasses.fields(TaskOptions)}
-    assert set(TaskQueryFields.__annotations__) == {"status", "capability", "limit", "offset"}
+    assert set(TaskQueryFields.__annotations__) == {
+        "status",
+        "capability",
+        "worker_id",
+        "since",
+        "until",
+        "task_id_prefix",
+        "limit",
+        "offset",
+    }
 
 
 def test_failure_origin_mirrors_the_contract_member_for_member() -> None:

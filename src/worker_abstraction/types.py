@@ -291,19 +291,37 @@ class TaskQueryFields(TypedDict, total=False):
 
     status: TaskStatus | Iterable[TaskStatus] | None  # one status or several (default: any)
     capability: str | None  # default: any
+    worker_id: str | None  # the worker its latest attempt went to (default: any)
+    since: datetime | None  # submitted at or after this instant (default: no bound)
+    until: datetime | None  # submitted before this instant (default: no bound)
+    task_id_prefix: str | None  # its id starts with this (a whole id finds that one task; default: any)
     limit: int  # records per page, 1..1000 (default 100)
     offset: int  # records skipped, newest first (default 0)
 
 
+MAX_FILTER_LENGTH = 256  # characters of a worker id or task id prefix a query may name (the ids' own bound)
+
+
 @dataclass(frozen=True, slots=True)
 class TaskQuery:
-    """Which task records to list: statuses (empty: any), a capability (empty: any), and a page of them."""
+    """Which task records to list, and which page of them, most recently submitted first.
+
+    A record matches when it passes every filter given: one of `statuses` (empty: any), `capability`
+    (empty: any), `worker_id` (the worker of its latest attempt; empty: any), submitted in [`since`, `until`)
+    (None: no bound), an id starting with `task_id_prefix` (empty: any), and `owner` (None: anyone's).
+    `matches` says so for one record; every task home filters with it, or with its own index to the same
+    effect.
+    """
 
     statuses: tuple[TaskStatus, ...] = ()
     capability: str = ""
     limit: int = 100
     offset: int = 0
     owner: str | None = None  # only the tasks this principal submitted (None: anyone's)
+    worker_id: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    task_id_prefix: str = ""
 
     def __post_init__(self) -> None:
         problems = []
@@ -311,6 +329,17 @@ class TaskQuery:
             problems.append(f"limit must be 1..{MAX_PAGE}, got {self.limit}")
         if self.offset < 0:
             problems.append(f"offset must be >= 0, got {self.offset}")
+        for name in ("capability", "worker_id", "task_id_prefix"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > MAX_FILTER_LENGTH:
+                problems.append(f"{name} must be a text of at most {MAX_FILTER_LENGTH} characters")
+        bounds = {"since": self.since, "until": self.until}
+        for name, bound in bounds.items():
+            if bound is not None and not isinstance(bound, datetime):
+                problems.append(f"{name} must be a datetime or None, got {type(bound).__name__}")
+        since, until = self.since, self.until
+        if isinstance(since, datetime) and isinstance(until, datetime) and _epoch(since) > _epoch(until):
+            problems.append(f"since ({since.isoformat()}) is after until ({until.isoformat()})")
         if problems:
             raise InvalidParametersError(problems)
 
@@ -319,4 +348,48 @@ class TaskQuery:
         """A query from the keyword filters of `tasks()` (see `TaskQueryFields`)."""
         status = filters.pop("status", None)
         statuses = (status,) if isinstance(status, TaskStatus) else tuple(status or ())
-        return cls(statuses=statuses, capability=filters.pop("capability", None) or "", **filters)
+        texts: dict[str, Any] = {
+            name: filters.pop(name, None) or "" for name in ("capability", "worker_id", "task_id_prefix")
+        }
+        return cls(statuses=statuses, **texts, **filters)
+
+    @property
+    def since_seconds(self) -> float | None:
+        """`since` in seconds since the epoch (None: no bound)."""
+        return None if self.since is None else _epoch(self.since)
+
+    @property
+    def until_seconds(self) -> float | None:
+        """`until` in seconds since the epoch (None: no bound)."""
+        return None if self.until is None else _epoch(self.until)
+
+    def matches(self, record: TaskRecord) -> bool:
+        """Whether `record` passes every filter (the page, `limit` and `offset`, is not a filter)."""
+        if self.statuses and record.status not in self.statuses:
+            return False
+        if self.capability and record.capability != self.capability:
+            return False
+        if self.owner is not None and record.owner != self.owner:
+            return False
+        if self.task_id_prefix and not record.task_id.startswith(self.task_id_prefix):
+            return False
+        if self.worker_id and latest_worker(record) != self.worker_id:
+            return False
+        if self.since is not None or self.until is not None:
+            submitted = _epoch(record.submitted_at) if record.submitted_at is not None else 0.0
+            since, until = self.since_seconds, self.until_seconds
+            if (since is not None and submitted < since) or (until is not None and submitted >= until):
+                return False
+        return True
+
+
+def latest_worker(record: TaskRecord) -> str:
+    """The worker a task's latest attempt went to (empty: it was never sent to one)."""
+    if record.attempts:
+        return record.attempts[-1].worker_id
+    return record.last_update.worker_id if record.last_update is not None else ""
+
+
+def _epoch(when: datetime) -> float:
+    # A naive datetime is read as UTC (as the wire's timestamps are), not as the machine's local time.
+    return (when if when.tzinfo is not None else when.replace(tzinfo=UTC)).timestamp()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -106,6 +107,38 @@ async def test_list_filters_by_status_and_limits_newest_first(
 
     assert await wa_task(daemon, "list", "--status", "canceled", "--capability", "echo") == 0
     assert capsys.readouterr().out.splitlines()[1:] == []
+
+
+async def test_list_filters_by_worker_time_and_id_prefix(
+    daemon: OrchestratorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    early = await finished(daemon, "echo", text="early")
+    middle = datetime.now(UTC).isoformat()
+    late = await finished(daemon, "explode")
+    [worker] = await daemon.orchestrator.workers()
+
+    async def listed(*argv: str) -> list[str]:
+        assert await wa_task(daemon, "list", *argv) == 0
+        return [row.split()[0] for row in capsys.readouterr().out.splitlines()[1:]]
+
+    assert await listed("--worker", worker.worker_id) == [late, early]
+    assert await listed("--worker", "someone-else") == []
+    assert await listed("--since", middle) == [late]
+    assert await listed("--until", middle) == [early]
+    assert await listed("--since", "1h", "--status", "failed") == [late]
+    assert await listed("--until", "1h") == []
+    assert await listed("--id", late[:20]) == [late]
+
+    assert await wa_task(daemon, "list", "--since", middle, "--until", "2000-01-01") == 2
+    assert "--since is after --until" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("when", ["yesterday", "15x", "2024-13-01"])
+def test_a_malformed_time_is_a_usage_error(when: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["task", "list", "--since", when])
+    assert exit_.value.code == 2
+    assert "ISO 8601" in capsys.readouterr().err
 
 
 async def test_watch_follows_a_task_to_completion(

@@ -4,6 +4,7 @@ One module per family of messages; every conversion is reachable as `_convert.<n
 """
 
 from worker_abstraction._convert.errors import error_from_pb, error_to_pb, internal_error_to_pb
+from worker_abstraction._convert.queries import list_request_to_pb, query_from_list_request
 from worker_abstraction._convert.records import (
     attempt_from_pb,
     attempt_to_pb,
@@ -61,11 +62,13 @@ __all__ = [
     "health_from_pb",
     "health_to_pb",
     "internal_error_to_pb",
+    "list_request_to_pb",
     "load_from_pb",
     "load_to_pb",
     "now_timestamp",
     "parameters_from_pb",
     "parameters_to_pb",
+    "query_from_list_request",
     "record_from_pb",
     "record_to_pb",
     "retry_policy_from_pb",

@@ -241,16 +241,18 @@ class TaskResult(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., output_json: _Optional[str] = ..., error_message: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., sequence: _Optional[int] = ..., progress: _Optional[float] = ..., progress_message: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., failure: _Optional[_Union[TaskFailure, _Mapping]] = ...) -> None: ...
 
 class TaskFailure(_message.Message):
-    __slots__ = ("type", "message", "retryable", "origin")
+    __slots__ = ("type", "message", "retryable", "origin", "traceback")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     RETRYABLE_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    TRACEBACK_FIELD_NUMBER: _ClassVar[int]
     type: str
     message: str
     retryable: bool
     origin: FailureOrigin
-    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ..., origin: _Optional[_Union[FailureOrigin, str]] = ...) -> None: ...
+    traceback: str
+    def __init__(self, type: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ..., origin: _Optional[_Union[FailureOrigin, str]] = ..., traceback: _Optional[str] = ...) -> None: ...
 
 class RegisterWorkerRequest(_message.Message):
     __slots__ = ("worker_info",)
@@ -475,16 +477,24 @@ class TaskRecord(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., capability: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., last_update: _Optional[_Union[TaskResult, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_lettered: _Optional[bool] = ..., cancel_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
-    __slots__ = ("statuses", "capability", "limit", "page_token")
+    __slots__ = ("statuses", "capability", "limit", "page_token", "worker_id", "since", "until", "task_id_prefix")
     STATUSES_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_PREFIX_FIELD_NUMBER: _ClassVar[int]
     statuses: _containers.RepeatedScalarFieldContainer[TaskStatus]
     capability: str
     limit: int
     page_token: str
-    def __init__(self, statuses: _Optional[_Iterable[_Union[TaskStatus, str]]] = ..., capability: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    worker_id: str
+    since: _timestamp_pb2.Timestamp
+    until: _timestamp_pb2.Timestamp
+    task_id_prefix: str
+    def __init__(self, statuses: _Optional[_Iterable[_Union[TaskStatus, str]]] = ..., capability: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ..., worker_id: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., task_id_prefix: _Optional[str] = ...) -> None: ...
 
 class ListTasksResponse(_message.Message):
     __slots__ = ("tasks", "next_page_token")

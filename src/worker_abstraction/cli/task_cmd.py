@@ -3,18 +3,24 @@
   wa task get TASK_ID [--json]   where it stands: capability, status, worker, submitted, output or error,
                                  cancel reason, dead-lettered, idempotency key; then one line per attempt
                                  (number, worker, start, duration, status, error)
-  wa task list [--status S ...] [--capability NAME] [--limit N | --all] [--json]
+  wa task list [--status S ...] [--capability NAME] [--worker ID] [--since WHEN] [--until WHEN]
+               [--id PREFIX] [--limit N | --all] [--json]
                                  a table, newest first: ID, CAPABILITY, STATUS, ATTEMPTS, WORKER,
-                                 SUBMITTED and RESULT (the output, the error or the progress, shortened)
+                                 SUBMITTED and RESULT (the output, the error or the progress, shortened);
+                                 the filters reach every task the daemon stores, not only recent ones
   wa task watch TASK_ID          one line per update (status, progress and its message, attempt, worker)
                                  from the first to the terminal one, then the output as JSON; the error
                                  of a task that did not complete goes to stderr
 
 STATUS is pending, running, completed, failed or canceled, in any case; --status may be repeated or given
-several values. With --json, `get` prints one object and `list` a list of them, with the keys task_id,
-capability, status, params, output (decoded), error_message, worker_id, submitted_at, attempts (number,
-worker_id, started_at, ended_at, status, error_message; times in ISO 8601, or null), dead_lettered,
-cancel_reason, idempotency_key and owner (the principal that submitted it; empty without credentials).
+several values. WHEN is an ISO 8601 instant (2024-05-01T12:00:00+02:00; without an offset: UTC) or a time
+ago (90s, 15m, 2h, 7d); --since is inclusive, --until exclusive. --worker names the worker of the task's
+latest attempt (its id, as WORKER shows it).
+
+With --json, `get` prints one object and `list` a list of them, with the keys task_id, capability, status,
+params, output (decoded), error_message, worker_id, submitted_at, attempts (number, worker_id, started_at,
+ended_at, status, error_message; times in ISO 8601, or null), dead_lettered, cancel_reason, idempotency_key
+and owner (the principal that submitted it; empty without credentials).
 
 exit codes: 0 found (`watch`: the task completed); 1 the task is unknown to the daemon, the daemon cannot
 be reached, or (`watch`) the task failed or was canceled; 2 a usage error.
@@ -24,9 +30,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from worker_abstraction.cli import add_orchestrator_argument, unknown_task, unreachable
@@ -46,10 +53,12 @@ examples:
   wa task get 5919c1f0d4e44c5f9d0f3a8be0c1d2e3 --orchestrator 127.0.0.1:50052
   wa task list --status failed canceled --capability word_count --limit 20
   wa task list --all --json | jq '.[] | select(.dead_lettered) | .task_id'
+  wa task list --status failed --worker 3f9a0c1e --since 2h
+  wa task list --id 0190c2
   wa task watch 5919c1f0d4e44c5f9d0f3a8be0c1d2e3
 """
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STATUS_NAMES = tuple(s.name.lower() for s in TaskStatus if s is not TaskStatus.UNKNOWN)
 _COLUMNS = ("ID", "CAPABILITY", "STATUS", "ATTEMPTS", "WORKER", "SUBMITTED", "RESULT")
 _RESULT_WIDTH = 60  # the RESULT cell is cut to this many characters
@@ -61,6 +70,24 @@ def parse_status(text: str) -> TaskStatus:
     if status is None or status is TaskStatus.UNKNOWN:
         raise argparse.ArgumentTypeError(f"unknown status {text!r}; choose from {', '.join(STATUS_NAMES)}")
     return status
+
+
+_AGO = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_when(text: str) -> datetime:
+    """A --since/--until value: an ISO 8601 instant (naive: UTC) or a time ago such as 15m, 2h or 7d."""
+    ago = _AGO.fullmatch(text.strip())
+    if ago is not None:
+        return datetime.now(UTC) - timedelta(seconds=float(ago[1]) * _UNIT_SECONDS[ago[2]])
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 instant or a time ago like 15m, 2h, 7d; got {text[:40]!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _positive_int(text: str) -> int:
@@ -97,6 +124,10 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         help=f"only tasks in these states ({', '.join(STATUS_NAMES)}); repeatable",
     )
     listing.add_argument("--capability", metavar="NAME", help="only tasks of this capability")
+    listing.add_argument("--worker", metavar="ID", help="only tasks whose latest attempt went to this worker")
+    listing.add_argument("--since", type=parse_when, metavar="WHEN", help="only tasks submitted at or after WHEN")
+    listing.add_argument("--until", type=parse_when, metavar="WHEN", help="only tasks submitted before WHEN")
+    listing.add_argument("--id", dest="id_prefix", metavar="PREFIX", help="only tasks whose id starts with PREFIX")
     listing.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="show at most N tasks")
     listing.add_argument("--all", action="store_true", help="show every task, ignoring --limit")
     watch = actions.add_parser(
@@ -133,6 +164,9 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _list(remote: RemoteOrchestrator, args: argparse.Namespace) -> int:
+    if args.since is not None and args.until is not None and args.since > args.until:
+        print("wa task list: --since is after --until: no task can match", file=sys.stderr)
+        return EXIT_USAGE
     wanted: int | None = None if args.all else args.limit
     records: list[TaskRecord] = []
     seen: set[str] = set()
@@ -140,7 +174,14 @@ async def _list(remote: RemoteOrchestrator, args: argparse.Namespace) -> int:
     while more and (wanted is None or len(records) < wanted):
         size = MAX_PAGE if wanted is None else min(MAX_PAGE, wanted - len(records))
         page, more = await remote.task_page(
-            status=args.status, capability=args.capability, limit=size, offset=len(records)
+            status=args.status,
+            capability=args.capability,
+            worker_id=args.worker,
+            since=args.since,
+            until=args.until,
+            task_id_prefix=args.id_prefix,
+            limit=size,
+            offset=len(records),
         )
         # Tasks submitted meanwhile shift the pages by as many: a task is listed once.
         records += [r for r in page if r.task_id not in seen]

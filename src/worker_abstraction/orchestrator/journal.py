@@ -26,7 +26,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.options import RetryPolicy
 from worker_abstraction.stores.tasks import PromptTaskStore, Stored, StoredTask, TaskStore
-from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, latest_worker
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +101,10 @@ class Journal(Protocol):
 
     async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None: ...
 
-    async def finished_records(
-        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int, owner: str | None = None
-    ) -> list[TaskRecord]: ...
+    async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
+        """Finished tasks' records that match `query`'s filters, the page [offset, offset + limit) of them
+        (`query`'s own page is not read), most recently accepted first."""
+        ...
 
     async def drain(self) -> None:
         """Wait for every write made so far."""
@@ -155,9 +156,7 @@ class NullJournal:
     async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
         return None
 
-    async def finished_records(
-        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int, owner: str | None = None
-    ) -> list[TaskRecord]:
+    async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
         return []
 
     async def drain(self) -> None:
@@ -214,7 +213,7 @@ class StoreJournal:
     def finished(self, task: Recorded) -> None:
         record = task.record()
         data = _convert.record_to_pb(record, encoded_params=task.spec.encoded_params).SerializeToString()
-        self._write(self.store.finished(record.task_id, data, int(record.status)))
+        self._write(self.store.finished(record.task_id, data, int(record.status), latest_worker(record)))
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         entry = _convert.dead_letter_to_pb(letter).SerializeToString()
@@ -260,13 +259,9 @@ class StoreJournal:
         await self.drain()  # a record written a moment ago must be found
         return _record(await self.store.finished_by_key(idempotency_key))
 
-    async def finished_records(
-        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int, owner: str | None = None
-    ) -> list[TaskRecord]:
+    async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
         await self.drain()
-        found = await self.store.finished_records(
-            statuses=[int(s) for s in statuses], capability=capability, limit=limit, offset=offset, owner=owner
-        )
+        found = await self.store.finished_records(query, limit=limit, offset=offset)
         return [record for data in found if (record := _record(data)) is not None]
 
     async def drain(self) -> None:

@@ -7,6 +7,7 @@ durable journal, from the store, which keeps them all. Idempotency keys are reme
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.journal import Journal
@@ -99,25 +100,27 @@ class TaskIndex:
         return run.record() if run is not None else await self._journal.finished_record(task_id)
 
     async def page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
-        """Records, most recently submitted first; True when more follow this page."""
-        wanted, capability, limit, offset = frozenset(query.statuses), query.capability, query.limit, query.offset
-        owner = query.owner
+        """Records matching `query`, most recently submitted first; True when more follow this page.
 
-        def keep(record: TaskRecord) -> bool:
-            return (
-                (not wanted or record.status in wanted)
-                and (not capability or record.capability == capability)
-                and (owner is None or record.owner == owner)
-            )
+        Live and recently finished runs are read here; the rest from the journal, which holds every finished
+        task (through its own index: the filters reach the store, so a page is found among all of them).
+        """
+        limit, offset, prefix, capability = query.limit, query.offset, query.task_id_prefix, query.capability
 
-        found = {r.task_id: r for r in (run.record() for run in self.live.values()) if keep(r)}
-        for record in (run.record() for run in reversed(self._recent.values())):
-            if keep(record):
-                found.setdefault(record.task_id, record)
-        stored = await self._journal.finished_records(
-            statuses=sorted(wanted), capability=capability, limit=offset + limit + 1, offset=0, owner=owner
-        )
-        for record in stored:
+        def matching(runs: Iterable[tuple[str, TaskRun]]) -> Iterator[TaskRecord]:
+            for task_id, run in runs:  # what the run tells cheaply first: records are made for the rest only
+                if (prefix and not task_id.startswith(prefix)) or (capability and run.spec.capability != capability):
+                    continue
+                record = run.record()
+                if query.matches(record):
+                    yield record
+
+        found = {record.task_id: record for record in matching(self.live.items())}
+        for record in matching(reversed(self._recent.items())):
+            found.setdefault(record.task_id, record)
+        # The first offset + limit + 1 of the store's matches hold this page's, whatever memory holds. The
+        # store decides what matches among its records (with its own columns: see its `finished_records`).
+        for record in await self._journal.finished_records(query, limit=offset + limit + 1, offset=0):
             found.setdefault(record.task_id, record)
         ordered = sorted(found.values(), key=_newest_first)
         return ordered[offset : offset + limit], len(ordered) > offset + limit

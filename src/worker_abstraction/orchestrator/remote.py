@@ -208,13 +208,7 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         return _convert.record_from_pb(await self._call(self._stub.GetTask, pb.GetTaskRequest(task_id=task_id)))
 
     async def _page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
-        request = pb.ListTasksRequest(
-            statuses=[int(s) for s in query.statuses],  # type: ignore[misc]  # TaskStatus mirrors the proto enum
-            capability=query.capability,
-            limit=query.limit,
-            page_token=str(query.offset) if query.offset else "",
-        )
-        response = await self._call(self._stub.ListTasks, request)
+        response = await self._call(self._stub.ListTasks, _convert.list_request_to_pb(query))
         return [_convert.record_from_pb(r) for r in response.tasks], bool(response.next_page_token)
 
     async def dead_letters(self) -> list[DeadLetter]:

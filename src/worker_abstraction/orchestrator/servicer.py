@@ -22,11 +22,10 @@ from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.orchestrator import callers
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.orchestrator.session import CallerSession
-from worker_abstraction.types import TaskQuery, TaskStatus
+from worker_abstraction.types import TaskStatus
 
 Context = aio.ServicerContext[Any, Any]
 
-_KNOWN_STATUSES = frozenset(int(s) for s in TaskStatus)
 _MAX_PURGE = 10_000
 
 
@@ -115,26 +114,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         return _convert.record_to_pb(await self._engine.task(request.task_id))
 
     async def ListTasks(self, request: pb.ListTasksRequest, context: Context) -> pb.ListTasksResponse:
-        problems = []
-        token = request.page_token
-        valid_token = not token or (token.isdigit() and len(token) <= 9)
-        if not valid_token:
-            problems.append(f"page_token {short(token)} is not one this daemon gave out")
-        unknown = [s for s in request.statuses if s not in _KNOWN_STATUSES]
-        if unknown:
-            problems.append(f"unknown statuses {unknown[:5]}")
-        if len(request.capability) > MAX_ID_LENGTH:
-            problems.append(f"capability may be at most {MAX_ID_LENGTH} characters")
-        if problems:
-            raise InvalidParametersError(problems)
-        query = callers.scoped(
-            TaskQuery(
-                statuses=tuple(TaskStatus(s) for s in request.statuses),
-                capability=request.capability,
-                limit=request.limit or 100,
-                offset=int(token) if token else 0,
-            )
-        )
+        query = callers.scoped(_convert.query_from_list_request(request))
         records, more = await self._engine.task_page(query)
         next_token = str(query.offset + query.limit) if more else ""
         return pb.ListTasksResponse(tasks=[_convert.record_to_pb(r) for r in records], next_page_token=next_token)

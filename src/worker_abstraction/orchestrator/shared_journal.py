@@ -32,7 +32,7 @@ from worker_abstraction.orchestrator.state import task_record
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEUED, StaleHolderError, TaskDoc, TaskDocs
 from worker_abstraction.stores.tasks import Stored
-from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskStatus, latest_worker
 
 logger = logging.getLogger(__name__)
 
@@ -109,11 +109,18 @@ class SharedJournal:
         record = task.record()
         data = _convert.record_to_pb(record, encoded_params=task.spec.encoded_params).SerializeToString()
 
+        worker_id = latest_worker(record)  # (a task requeued then canceled was last sent to none: its attempt's)
+
         def end(doc: TaskDoc) -> TaskDoc | None:
             if doc.finished:
                 return None
             return replace(
-                doc, state=FINISHED, record=data, status=int(record.status), cancel_reason=record.cancel_reason
+                doc,
+                state=FINISHED,
+                record=data,
+                status=int(record.status),
+                cancel_reason=record.cancel_reason,
+                worker_id=worker_id,
             )
 
         self._behind(record.task_id, end, then=self._release)
@@ -162,21 +169,12 @@ class SharedJournal:
         task_id = await self.docs.key_holder(idempotency_key)
         return await self.finished_record(task_id) if task_id else None
 
-    async def finished_records(
-        self, *, statuses: Sequence[TaskStatus], capability: str, limit: int, offset: int, owner: str | None = None
-    ) -> list[TaskRecord]:
-        """Records of every shared task, most recently accepted first: finished ones as they ended, the others
-        as their documents stand (PENDING or RUNNING, wherever they run), so a listing through any daemon
-        shows them all."""
+    async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
+        """Records of every shared task that match `query`, most recently accepted first: finished ones as they
+        ended, the others as their documents stand (PENDING or RUNNING, wherever they run), so a listing
+        through any daemon shows them all."""
         await self.drain()
-        wanted = {int(status) for status in statuses}
-        found = [
-            doc
-            async for doc in self.docs.all()
-            if (not wanted or _status_of(doc) in wanted)
-            and (not capability or doc.capability == capability)
-            and (owner is None or doc.owner == owner)
-        ]
+        found = [doc async for doc in self.docs.all() if _matches(query, doc)]
         found.sort(key=lambda doc: (-doc.accepted_at, doc.task_id))
         return [record_of(doc) for doc in found[offset : offset + limit]]
 
@@ -256,6 +254,21 @@ def record_of(doc: TaskDoc) -> TaskRecord:
         return _convert.record_from_pb(pb.TaskRecord.FromString(doc.record))
     spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
     return task_record(spec, TaskStatus(_status_of(doc)), cancel_reason=doc.cancel_reason)
+
+
+def _matches(query: TaskQuery, doc: TaskDoc) -> bool:
+    """`query.matches` on a document's own fields, without decoding its record (accepted_at is the task's
+    creation time; worker_id the worker it was last sent to, which is its latest attempt's once finished)."""
+    since, until = query.since_seconds, query.until_seconds
+    return (
+        (not query.statuses or _status_of(doc) in query.statuses)
+        and (not query.capability or doc.capability == query.capability)
+        and (query.owner is None or doc.owner == query.owner)
+        and (not query.worker_id or doc.worker_id == query.worker_id)
+        and (not query.task_id_prefix or doc.task_id.startswith(query.task_id_prefix))
+        and (since is None or doc.accepted_at >= since)
+        and (until is None or doc.accepted_at < until)
+    )
 
 
 def _status_of(doc: TaskDoc) -> int:

@@ -11,9 +11,11 @@ thousands. In WAL mode with `synchronous=NORMAL` a commit appends to the log wit
 waiting for the disk, which is quicker than handing the batch to a thread and back (two wake-ups, and the
 interpreter lock bouncing between them; measured: a batch committed on a thread took three times as long).
 Reads, and the checkpoints that fold the log back into the database and do wait for the disk, run on a
-thread of their own with a connection of their own. While a checkpoint runs, commits wait for it (the loop
-goes on with everything else): the log then starts over once the checkpoint ends, so it stays bounded even
-under a load that never pauses. A database kept in memory (`:memory:`, a `mode=memory` URI) is private to
+thread of their own with a connection of their own. A checkpoint starts once the log holds `checkpoint_bytes`
+(16 MiB) and copies it while commits go on; then commits wait for its last pass, which copies only what they
+wrote meanwhile (the loop goes on with everything else), so that the log starts over at the next commit even
+under a load that never pauses. Should the log reach `log_limit_bytes` (64 MiB) before a checkpoint ends,
+commits wait for it: the log stays under that plus one group commit. A database kept in memory (`:memory:`, a `mode=memory` URI) is private to
 its one connection, which then reads too, on the loop.
 
 A commit that writes none of its facts (a full disk, a file gone read-only or damaged) makes the store
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +37,7 @@ from typing import Any
 from worker_abstraction.stores.lock import StoreLock, database_file
 from worker_abstraction.stores.sqlite_schema import connect, prepare
 from worker_abstraction.stores.tasks import Stored, StoredDeadLetter, StoredTask
+from worker_abstraction.types import TaskQuery
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +46,10 @@ _SOON, _LATER = "soon", "later"  # when the scheduled commit runs: next turn, or
 # it rather than cost one of their own.
 BEHIND_SECONDS = 0.005
 
-# Writes between two checkpoints (each run on the reader thread; the writer never checkpoints itself).
-CHECKPOINT_EVERY_WRITES = 5_000
+# The log's size at which a checkpoint starts (on the reader thread, while commits go on; the writer never
+# checkpoints itself), and the size at which commits wait for it: the log stays under that plus one group commit.
+CHECKPOINT_BYTES = 16 * 2**20
+LOG_LIMIT_BYTES = 64 * 2**20
 
 
 class SqliteTaskStore:
@@ -51,7 +57,8 @@ class SqliteTaskStore:
 
     Args:
         path: the database file (or `:memory:`).
-        checkpoint_every: writes between two checkpoints of the log.
+        checkpoint_bytes: the log's size at which a checkpoint starts (commits go on while it copies the log).
+        log_limit_bytes: the log's size at which commits wait for the checkpoint under way to end.
         behind_seconds: how long facts written behind may wait to share a commit somebody waits for.
         on_commit: called with the seconds each group commit took (e.g. a metrics histogram's `observe`).
     """
@@ -60,13 +67,15 @@ class SqliteTaskStore:
         self,
         path: str | Path,
         *,
-        checkpoint_every: int = CHECKPOINT_EVERY_WRITES,
+        checkpoint_bytes: int = CHECKPOINT_BYTES,
+        log_limit_bytes: int = LOG_LIMIT_BYTES,
         behind_seconds: float = BEHIND_SECONDS,
         on_commit: Callable[[float], None] | None = None,
     ) -> None:
         self.path = str(path)
         self._on_commit = on_commit
-        self._checkpoint_every = checkpoint_every
+        self._checkpoint_bytes = checkpoint_bytes
+        self._log_limit_bytes = max(log_limit_bytes, checkpoint_bytes)
         self._behind_seconds = behind_seconds
         self._db: sqlite3.Connection | None = None  # the writer, used on the loop's thread only
         # The reader thread owns the other connection: sqlite3 connections are not shared across threads.
@@ -74,15 +83,19 @@ class SqliteTaskStore:
         self._reader: sqlite3.Connection | None = None
         self._lock = StoreLock(self.path)
         # A database kept in memory is private to its connection: the writer reads it too, on the loop.
-        self._in_memory = database_file(self.path) is None
+        file = database_file(self.path)
+        self._in_memory = file is None
+        self._log = f"{file}-wal"  # its size is what was written since the log started over (see prepare)
         self._pending: list[_Fact] = []  # facts not yet committed, in order
         # What this batch's facts written behind share: one future, done when their commit ends.
         self._behind: asyncio.Future[None] | None = None
         # Task id -> the position in `_pending` of its dispatched fact: a finished fact in the same batch
-        # makes it moot (the finished row's worker columns are never read), so it is not written at all.
+        # makes it moot (the finished fact writes the worker a listing reads), so it is not written at all.
         self._dispatched: dict[str, int] = {}
-        self._since_checkpoint = 0
-        self._checkpointing = False
+        self._checkpoint_running = False
+        self._log_grew = False  # a commit wrote to the log since the checkpoint's first pass began
+        self._held = False  # commits wait: for a checkpoint's last pass, or for it to end (the log at its limit)
+        self._closing = False
         self._commit_due: str | None = None  # _SOON or _LATER once a commit is scheduled
         self._soon: asyncio.Handle | None = None  # the commit on the next turn, if one is due
         self._later: asyncio.TimerHandle | None = None  # the commit of facts written behind, if one is due
@@ -98,7 +111,9 @@ class SqliteTaskStore:
         self._lock.acquire()  # before SQLite touches the file: a refused second daemon changes nothing
         try:
             self._db = connect(self.path)
-            prepare(self._db)
+            # A log that starts over is cut back below the size that starts a checkpoint: the file's size is then
+            # what was written since.
+            prepare(self._db, log_kept_bytes=self._checkpoint_bytes // 2)
             await self._run(self._open_reader)
         except Exception:
             await self.close()  # a half-opened store holds neither the file nor the lock
@@ -162,13 +177,14 @@ class SqliteTaskStore:
             (reason, time.time(), task_id),
         )
 
-    def finished(self, task_id: str, record: bytes, status: int) -> asyncio.Future[None]:
+    def finished(self, task_id: str, record: bytes, status: int, worker_id: str = "") -> asyncio.Future[None]:
         moot = self._dispatched.pop(task_id, None)
         if moot is not None:
             self._pending[moot] = _MOOT
         return self._write(
-            "UPDATE tasks SET state = 'finished', record = ?, status = ?, updated_at = ? WHERE task_id = ?",
-            (record, status, time.time(), task_id),
+            "UPDATE tasks SET state = 'finished', record = ?, status = ?, worker_id = ?, updated_at = ? "
+            "WHERE task_id = ?",
+            (record, status, worker_id, time.time(), task_id),
             behind=True,
         )
 
@@ -194,19 +210,31 @@ class SqliteTaskStore:
         )
         return bytes(rows[0][0]) if rows else None
 
-    async def finished_records(
-        self, *, statuses: Sequence[int], capability: str, limit: int, offset: int, owner: str | None = None
-    ) -> list[bytes]:
+    async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[bytes]:
         where, parameters = ["state = 'finished'", "record IS NOT NULL"], list[Any]()
-        if statuses:
-            where.append(f"status IN ({', '.join('?' * len(statuses))})")
-            parameters.extend(statuses)
-        if capability:
+        if query.statuses:
+            where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
+            parameters.extend(int(status) for status in query.statuses)
+        if query.capability:
             where.append("capability = ?")
-            parameters.append(capability)
-        if owner is not None:
+            parameters.append(query.capability)
+        if query.owner is not None:
             where.append("owner = ?")
-            parameters.append(owner)
+            parameters.append(query.owner)
+        if query.worker_id:  # the worker of the latest attempt, written with the finished record
+            where.append("worker_id = ?")
+            parameters.append(query.worker_id)
+        # Submitted is read as accepted (a column; the record's submitted_at is inside its blob): moments apart,
+        # unless a caller set its task's creation time itself.
+        if query.since is not None:
+            where.append("accepted_at >= ?")
+            parameters.append(query.since_seconds)
+        if query.until is not None:
+            where.append("accepted_at < ?")
+            parameters.append(query.until_seconds)
+        if query.task_id_prefix:  # the range lets the primary key's index find them; substr makes it exact
+            where.append("task_id >= ? AND substr(task_id, 1, ?) = ?")
+            parameters.extend((query.task_id_prefix, len(query.task_id_prefix), query.task_id_prefix))
         rows = await self._query(
             f"SELECT record FROM tasks WHERE {' AND '.join(where)} ORDER BY accepted_at DESC, task_id LIMIT ? OFFSET ?",
             (*parameters, limit, offset),
@@ -230,8 +258,9 @@ class SqliteTaskStore:
         return [StoredDeadLetter(bytes(entry), options) for entry, options in rows]
 
     async def close(self) -> None:
-        await self._run(_nothing)  # a checkpoint under way ends first
-        self._checkpointing = False
+        self._closing = True  # no checkpoint pass starts from now on
+        await self._run(_nothing)  # a pass under way ends first
+        self._held = False
         self._commit_pending()
         if self._db is not None:
             self._db.close()
@@ -248,9 +277,9 @@ class SqliteTaskStore:
     def flush(self) -> None:
         """Commit now the facts somebody waits for (and those written behind with them) rather than on the
         loop's next turn: for a caller that has just made a batch of them (a message's submissions), whose
-        answers then leave a turn sooner. Nothing happens while a checkpoint runs (they are committed once
-        it ends) or when no such fact waits."""
-        if self._commit_due is _SOON and not self._checkpointing:
+        answers then leave a turn sooner. Nothing happens while commits wait for a checkpoint (they are
+        committed once it ends) or when no such fact waits."""
+        if self._commit_due is _SOON and not self._held:
             self._commit_pending()
 
     def _write(
@@ -268,7 +297,7 @@ class SqliteTaskStore:
         written: asyncio.Future[None] | None = None if behind else loop.create_future()
         if behind and self._behind is None:
             self._behind = loop.create_future()
-        if not self._checkpointing:
+        if not self._held:
             if not behind:
                 if self._commit_due is not _SOON:
                     self._commit_due = _SOON
@@ -286,7 +315,7 @@ class SqliteTaskStore:
         return written
 
     def _commit_pending(self) -> None:
-        if self._checkpointing:
+        if self._held:
             return  # committed once the checkpoint ends
         self._commit_due = None
         if self._soon is not None:
@@ -309,10 +338,8 @@ class SqliteTaskStore:
         _settle(batch, outcomes, behind)
         if self._db is not None:  # (a closed store refuses every write; that is not a broken file)
             self._note_writable(any(outcome is None for outcome in outcomes))
-        self._since_checkpoint += len(batch)
-        if self._since_checkpoint >= self._checkpoint_every and not self._in_memory:
-            self._since_checkpoint, self._checkpointing = 0, True
-            self._executor.submit(self._checkpoint, asyncio.get_running_loop())
+        if not self._in_memory:
+            self._watch_log()
 
     def _note_writable(self, writable: bool) -> None:
         if writable != self.writable:
@@ -320,17 +347,44 @@ class SqliteTaskStore:
             if self.on_writable is not None:
                 self.on_writable(writable)
 
-    def _checkpoint(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _watch_log(self) -> None:
+        """After a commit: start a checkpoint once the log is big enough, hold commits once it is too big."""
+        self._log_grew = True
+        try:
+            size = os.stat(self._log).st_size
+        except OSError:
+            return
+        if size >= self._checkpoint_bytes and not self._checkpoint_running and not self._closing:
+            self._checkpoint_running, self._log_grew = True, False
+            self._executor.submit(self._copy_log, asyncio.get_running_loop(), self._last_pass)
+        if size >= self._log_limit_bytes and self._checkpoint_running:
+            self._held = True  # until the checkpoint ends
+
+    def _copy_log(self, loop: asyncio.AbstractEventLoop, then: Callable[[], None]) -> None:
+        """One pass of a checkpoint, on the reader thread; `then` runs on the loop once it ends."""
         try:
             if self._reader is not None:
+                # PASSIVE: copies what it can and never waits for the writer; the disk is synced (the log before,
+                # the database after) only when there is something to copy.
                 self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
-            pass  # the next one tries again; the log only grows meanwhile
+            pass  # the next checkpoint tries again; the log only grows meanwhile
         finally:
-            loop.call_soon_threadsafe(self._checkpointed)
+            loop.call_soon_threadsafe(then)
+
+    def _last_pass(self) -> None:
+        if self._closing:
+            self._checkpoint_running = False
+        elif not self._log_grew:
+            self._checkpointed()  # nothing was committed during the first pass: it copied the whole log
+        else:
+            # Commits wait while the last pass copies what they wrote during the first; only then is the whole
+            # log in the database, and can the next commit start it over.
+            self._held = True
+            self._executor.submit(self._copy_log, asyncio.get_running_loop(), self._checkpointed)
 
     def _checkpointed(self) -> None:
-        self._checkpointing = False
+        self._checkpoint_running = self._held = False
         self._commit_pending()  # the first commit after a complete checkpoint starts the log over
 
     def _commit(self, batch: list[_Fact]) -> list[BaseException | None]:
@@ -374,7 +428,7 @@ class SqliteTaskStore:
 
     async def _query(self, sql: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         self._commit_pending()  # a read made after a write sees it
-        if self._pending:  # (a checkpoint holds the commit back)
+        if self._pending:  # (commits wait for a checkpoint)
             waits = {written for _, _, written, _ in self._pending if written is not None}
             if self._behind is not None:
                 waits.add(self._behind)

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from worker_abstraction.types import TaskQuery
+
 
 @dataclass(frozen=True, slots=True)
 class StoredTask:
@@ -64,8 +66,9 @@ class TaskStore(Protocol):
 
     def cancel_requested(self, task_id: str, reason: str) -> Awaitable[None]: ...
 
-    def finished(self, task_id: str, record: bytes, status: int) -> Awaitable[None]:
-        """The task ended: `record` is its serialized TaskRecord, `status` its final TaskStatus."""
+    def finished(self, task_id: str, record: bytes, status: int, worker_id: str = "") -> Awaitable[None]:
+        """The task ended: `record` is its serialized TaskRecord, `status` its final TaskStatus, `worker_id` the
+        worker of its latest attempt (what a listing filters on)."""
 
     async def unfinished(self) -> list[StoredTask]: ...
 
@@ -73,10 +76,9 @@ class TaskStore(Protocol):
 
     async def finished_by_key(self, idempotency_key: str) -> bytes | None: ...
 
-    async def finished_records(
-        self, *, statuses: Sequence[int], capability: str, limit: int, offset: int, owner: str | None = None
-    ) -> list[bytes]:
-        """Serialized TaskRecords of finished tasks, most recently accepted first (`owner`: only its tasks)."""
+    async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[bytes]:
+        """Serialized TaskRecords of finished tasks that match `query`'s filters (its own page is not read:
+        `limit` and `offset` are), most recently accepted first."""
 
     def dead_lettered(self, task_id: str, entry: bytes, options: str) -> Awaitable[None]: ...
 
