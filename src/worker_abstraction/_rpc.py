@@ -122,8 +122,10 @@ def split_by_size(items: list[T], budget: int) -> list[list[T]]:
     return runs
 
 
-def bind(server: aio.Server, host: str, port: int, tls: TLSConfig | None = None) -> int:
+def bind(server: aio.Server, host: str, port: int, tls: TLSConfig | None = None, *, tokens: bool = False) -> int:
     """Listen on host:port (port 0 picks a free one), with TLS when `tls` is given, and return the real port.
+
+    `tokens`: the server checks bearer tokens; without TLS it then warns that they cross in plaintext.
 
     Raises:
         BindError: the address cannot be listened on.
@@ -140,6 +142,13 @@ def bind(server: aio.Server, host: str, port: int, tls: TLSConfig | None = None)
         raise BindError(f"cannot listen on {host}:{port}: address in use or not local") from error
     if bound == 0:
         raise BindError(f"cannot listen on {host}:{port} (address in use or not local)")
+    if tokens and tls is None:
+        logger.warning(
+            "%s:%d checks tokens over plaintext: anyone on the network path can read them and call as their "
+            "principals; serve TLS (--tls-cert, --tls-key) and use --require-tls to refuse to start without it",
+            host,
+            bound,
+        )
     return bound
 
 

@@ -13,10 +13,20 @@ from google.protobuf import empty_pb2
 from grpc import aio
 
 from tests.conftest import ToolWorker
-from worker_abstraction import OrchestratorServer, RegistryServer, RemoteOrchestrator, bearer, signing
+from worker_abstraction import (
+    AsyncOrchestrator,
+    OrchestratorServer,
+    RegistryServer,
+    RemoteOrchestrator,
+    TaskStatus,
+    bearer,
+    signing,
+)
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator, TokenFile
+from worker_abstraction.errors import PermissionDeniedError, TaskRejectedError
+from worker_abstraction.orchestrator.link import WorkerLinks
 
 DAEMON = "daemon-token-0123456789"  # the in-process parts' token: the daemon (and the honest worker)
 ROGUE = "rogue-worker-token-01234"
@@ -157,3 +167,37 @@ def test_a_credential_is_refused_for_another_audience_expired_or_forged() -> Non
     later.audiences.add("10.0.0.7:5000")
     with pytest.raises(ValueError):
         later.key_id(good)
+
+
+def _as_alice(address: str) -> aio.Channel:
+    return aio.insecure_channel(address, interceptors=bearer.signed_interceptors(CLIENT, address))
+
+
+async def test_an_orchestrator_whose_credentials_workers_refuse_is_told_at_once(
+    stack: tuple[str, str, str, Capturing],
+) -> None:
+    registry = stack[0]
+    orchestrator = AsyncOrchestrator(registry, links=WorkerLinks(channel_factory=_as_alice))
+    async with orchestrator:
+        with pytest.raises(PermissionDeniedError):
+            await orchestrator.wait_for_workers("echo", timeout_seconds=10)
+        with pytest.raises(PermissionDeniedError):
+            await orchestrator.execute_task("echo", {"text": "hi"})
+
+
+async def test_a_waiting_task_ends_when_the_worker_it_waits_for_refuses_the_orchestrator(
+    tmp_path: Path, daemon_token: None
+) -> None:
+    path = tmp_path / "tokens.toml"
+    path.write_text(FILE)
+    checks = Authenticator(TokenFile(path))
+    async with RegistryServer(port=0, auth=checks) as registry:
+        orchestrator = AsyncOrchestrator(
+            registry.address, links=WorkerLinks(channel_factory=_as_alice), queue_without_workers=True
+        )
+        async with orchestrator:
+            handle = await orchestrator.execute_task("echo", {"text": "hi"})
+            assert handle.status is TaskStatus.PENDING
+            async with ToolWorker(registry.address, heartbeat_interval_seconds=0.2, auth=checks):
+                with pytest.raises(TaskRejectedError):
+                    await handle.result(timeout_seconds=10)

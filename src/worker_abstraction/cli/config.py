@@ -143,6 +143,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls_client_auth", bool, None, "servers: require client certificates signed by tls_ca (mTLS)"),
     Setting("token", str, None, "the bearer token this command sends to every server (unset: none)"),
     Setting("auth_tokens", str, None, "servers: TOML file of principals and their tokens; turns checking on"),
+    Setting(
+        "require_tls",
+        bool,
+        None,
+        "refuse to run without TLS: a server to start, a client to connect (tokens never cross in plaintext)",
+    ),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 

@@ -23,11 +23,19 @@ from worker_abstraction.cli import (
     registry_cmd,
     submit_cmd,
     task_cmd,
+    token_cmd,
     top_cmd,
     worker_cmd,
     workers_cmd,
 )
-from worker_abstraction.cli.config import LOG_LEVELS, ConfigError, Settings, add_config_argument, config_argument
+from worker_abstraction.cli.config import (
+    LOG_LEVELS,
+    ConfigError,
+    Settings,
+    add_config_argument,
+    config_argument,
+    to_bool,
+)
 from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import WorkerAbstractionError
@@ -51,6 +59,7 @@ _COMMANDS: tuple[ModuleType, ...] = (
     dlq_cmd,
     config_cmd,
     certs_cmd,
+    token_cmd,
 )
 
 
@@ -156,6 +165,14 @@ def _add_auth_arguments(common: argparse.ArgumentParser, settings: Settings) -> 
         default=settings.default("auth_tokens"),
         help=settings.help("auth_tokens", "servers: check every caller against this token file (TOML)"),
     )
+    common.add_argument(
+        "--require-tls",
+        action="store_true",
+        default=settings.default("require_tls"),
+        help=settings.help(
+            "require_tls", "refuse to start a server, or to connect, without TLS (tokens never cross in plaintext)"
+        ),
+    )
 
 
 def reader_gone() -> int:
@@ -245,7 +262,12 @@ def _main(argv: Sequence[str] | None) -> int:
             tracing_setup.configure(f"wa-{name}", os.environ)
         limits.set_max_message_bytes(int(float(args.max_message_mb) * 2**20))
         if args.uses_tls:
-            tls_of(args)  # checked before the command runs, so unusable TLS files are a usage error (2)
+            tls = tls_of(args)  # checked before the command runs, so unusable TLS files are a usage error (2)
+            if tls is None and to_bool(args.require_tls):
+                raise ValueError(
+                    "--require-tls (WA_REQUIRE_TLS) is set and no TLS is configured: give --tls-ca (and, for a "
+                    "server, --tls-cert and --tls-key), or drop --require-tls"
+                )
             bearer.use_token(args.token)
             authenticator_of(args)  # (likewise an unusable token file)
         if name in _DAEMONS:

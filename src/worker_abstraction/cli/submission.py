@@ -26,6 +26,7 @@ from worker_abstraction.errors import (
     InvalidParametersError,
     NoWorkerError,
     OrchestratorUnavailableError,
+    PermissionDeniedError,
     QueueFullError,
     RegistryUnavailableError,
     TaskExistsError,
@@ -42,6 +43,7 @@ REGISTRY_ANSWER_SECONDS = 5.0
 # Errors that mean the task never ran: exit 2.
 NOT_RUN = (
     NoWorkerError,
+    PermissionDeniedError,
     TaskRejectedError,
     RegistryUnavailableError,
     InvalidParametersError,

@@ -25,6 +25,7 @@ def admit(
     Raises:
         NoWorkerError: no live worker offers the capability, or none meets the task's requirements.
         InvalidParametersError: the arguments break the capability's declared parameters (all listed).
+        PermissionDeniedError: every worker that could run it refuses this orchestrator's credentials.
     """
     capable = directory.capable(spec.capability)
     if not capable and wait_for_workers:
@@ -44,6 +45,9 @@ def admit(
             f"it needs {' and '.join(wanted)}; live workers offering it: {offers}",
             headline=f"no live worker offering {spec.capability!r} meets the task's requirements",
         )
+    refused = scheduler.refused_everywhere(task)
+    if refused is not None:
+        raise refused
     declared = fitting[0].capability(spec.capability)
     problems = parameter_problems(declared, spec.params) if declared is not None else []
     if problems:

@@ -24,7 +24,7 @@ from worker_abstraction.orchestrator.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.engine import Engine
 from worker_abstraction.orchestrator.follow import Reach
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.health import WorkerStanding
+from worker_abstraction.orchestrator.health import Denied, WorkerStanding, denied_everywhere
 from worker_abstraction.orchestrator.journal import Journal, NullJournal, StoreJournal
 from worker_abstraction.orchestrator.link import WorkerLinks
 from worker_abstraction.orchestrator.records import TaskIndex
@@ -207,6 +207,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         changed = asyncio.Event()
         self._directory.on_change.append(changed.set)
         self._standing.on_recovered.append(changed.set)
+        self._standing.on_denied.append(changed.set)
         try:
             async with asyncio.timeout(timeout_seconds):
                 while True:
@@ -215,6 +216,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
                     found = [w for w in offering if self._standing.usable(w)]
                     if len(found) >= count:
                         return found
+                    if capability and offering and all(self._standing.denial(w) for w in offering):
+                        raise denied_everywhere(capability, self._standing.denial(offering[0]))
                     changed.clear()
                     await changed.wait()
         except TimeoutError:
@@ -222,6 +225,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         finally:
             self._directory.on_change.remove(changed.set)
             self._standing.on_recovered.remove(changed.set)
+            self._standing.on_denied.remove(changed.set)
 
     async def worker_health(self) -> list[WorkerHealth]:
         """Every live worker as this orchestrator sees it: standing, circuit breaker, its tasks there."""
@@ -304,4 +308,6 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         if verdict is Reach.ANSWERED:
             return None
         await self._links.discard_idle(worker.address)
+        if verdict is Reach.DENIED:
+            return Denied(detail)
         return f"probe {verdict.value}: {detail}"

@@ -38,6 +38,7 @@ class Reach(enum.Enum):
     REFUSED = "refused"  # turned away at once: no process listens there
     SILENT = "silent"  # no answer in time
     NOT_A_WORKER = "not a worker"  # something answers, but not as a worker
+    DENIED = "denied"  # a worker answers, and refuses our credentials
 
 
 async def follow(

@@ -22,13 +22,32 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from worker_abstraction.errors import PermissionDeniedError
 from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.clock import Clock, Timer
 from worker_abstraction.types import WorkerInfo, WorkerState
 
 logger = logging.getLogger(__name__)
 
-Probe = Callable[[WorkerInfo], Awaitable[str | None]]  # None: it answered; else why it did not
+
+class Denied(str):
+    """A probe's problem that is a refusal of this orchestrator's credentials (PERMISSION_DENIED or
+    UNAUTHENTICATED): the worker is there and well, it will just never take a task from us."""
+
+    __slots__ = ()
+
+
+Probe = Callable[[WorkerInfo], Awaitable[str | None]]  # None: it answered; else why it did not (maybe Denied)
+
+
+def denied_everywhere(capability: str, reason: str) -> PermissionDeniedError:
+    """The error of a task no worker offering its capability will take from this orchestrator."""
+    return PermissionDeniedError(
+        f"every worker offering {capability!r} refuses this orchestrator's credentials ({reason}). A call to a "
+        "worker needs the orchestrator role: submit through an orchestrator daemon (wa submit --orchestrator "
+        "ADDR, RemoteOrchestrator), or give this process an orchestrator's token or certificate"
+    )
+
 
 _FIRST_RETRY_SECONDS = 1.0
 _MAX_RETRY_SECONDS = 30.0
@@ -43,6 +62,7 @@ class _Standing:
     timer: Timer | None = None
     probing: bool = False
     probed: bool = False  # its first probe has answered (one way or the other)
+    denied: str = ""  # its last probe refused our credentials: why ("" when it did not)
 
 
 class WorkerStanding:
@@ -65,6 +85,7 @@ class WorkerStanding:
         self._slots = concurrency
         self._running: set[asyncio.Task[None]] = set()
         self.on_recovered: list[Callable[[], None]] = []  # a worker may take tasks again (pump the queue)
+        self.on_denied: list[Callable[[], None]] = []  # a worker refused our credentials (fail what waits for it)
         self._probed = asyncio.Event()  # set whenever no known worker waits for its first probe
         self._probed.set()
 
@@ -82,6 +103,11 @@ class WorkerStanding:
         standing = self._standing.get(worker.worker_id)
         proven = standing is not None and standing.proven and not standing.suspicion
         return proven and worker.state is not WorkerState.SUSPECT
+
+    def denial(self, worker: WorkerInfo) -> str:
+        """Why the worker refuses this orchestrator's credentials ("" unless its last probe said so)."""
+        standing = self._standing.get(worker.worker_id)
+        return standing.denied if standing is not None else ""
 
     def state(self, worker: WorkerInfo) -> tuple[WorkerState, str]:
         """The worker's standing here, with why when it is SUSPECT."""
@@ -202,6 +228,7 @@ class WorkerStanding:
         if not standing.probed:
             standing.probed = True
             self._check_probed()
+        standing.denied = problem if isinstance(problem, Denied) else ""
         if problem is None:
             was = "suspect" if standing.suspicion else "new"
             standing.proven, standing.suspicion = True, ""
@@ -209,11 +236,16 @@ class WorkerStanding:
             logger.info("worker %s (%s) answered its probe: it may take tasks", worker_id, was)
             self._recovered()
             return
+        if standing.denied:
+            problem = f"it refuses this orchestrator's credentials: {problem}"
         if not standing.suspicion:
-            logger.warning("worker %s at %s does not answer as a worker: %s", worker_id, worker.address, problem)
+            logger.warning("worker %s at %s does not take tasks from us: %s", worker_id, worker.address, problem)
         standing.suspicion = problem
         standing.retry_seconds = min(standing.retry_seconds * 2, _MAX_RETRY_SECONDS)
         self._schedule(worker_id, standing)
+        if standing.denied:
+            for callback in self.on_denied:
+                callback()
 
     def _recovered(self) -> None:
         for callback in self.on_recovered:

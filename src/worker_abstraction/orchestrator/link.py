@@ -152,6 +152,8 @@ class WorkerLink:
                 # network that swallows packets instead makes the probe wait: that is silence.
                 quick = self._clock.now() - started < PROBE_TIMEOUT_SECONDS / 2
                 return (Reach.REFUSED if quick else Reach.SILENT), detail
+            if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED):
+                return Reach.DENIED, detail
             return Reach.NOT_A_WORKER, detail
         return Reach.ANSWERED, ""
 

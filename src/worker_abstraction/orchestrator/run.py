@@ -150,6 +150,12 @@ class TaskRun:
         else:
             self._send(worker, number, trace_context)
 
+    def deny(self, error: Exception) -> None:
+        """No worker that could run it takes tasks from this orchestrator (the scheduler took it out of line)."""
+        if self.phase is Phase.WAITING:
+            failure = TaskFailure(type(error).__name__, str(error), FailureOrigin.REJECTED, retryable=False)
+            self._finish(retries.failed(self.state, failure))
+
     async def cancel(self, reason: str) -> bool:
         """Cancel the task (see the module docstring); False if it had already finished."""
         if self.phase is Phase.DONE:

@@ -22,7 +22,7 @@ from typing import Protocol
 from worker_abstraction.errors import QueueFullError
 from worker_abstraction.orchestrator.clock import Clock
 from worker_abstraction.orchestrator.discovery import WorkerDirectory
-from worker_abstraction.orchestrator.health import WorkerStanding
+from worker_abstraction.orchestrator.health import WorkerStanding, denied_everywhere
 from worker_abstraction.orchestrator.queue import QueuedTask, TaskQueue
 from worker_abstraction.types import WorkerInfo
 
@@ -63,6 +63,10 @@ class Placeable(Protocol):
         """A slot on `worker` is reserved for it: go there."""
         ...
 
+    def deny(self, error: Exception) -> None:
+        """No worker that could run it will take it from this orchestrator (it was taken out of line): end."""
+        ...
+
 
 class Scheduler:
     """Queues tasks and hands them to workers as slots free up."""
@@ -100,6 +104,7 @@ class Scheduler:
         self._pumping = False
         directory.on_change.append(self.pump)
         standing.on_recovered.append(self.pump)
+        standing.on_denied.append(self.deny_refused)
 
     @property
     def waiting(self) -> int:
@@ -157,6 +162,23 @@ class Scheduler:
             queue.push_front(entry)
         self._mark_waiting(task)
         self.pump()
+        if task in self._waiting_now and (error := self.refused_everywhere(task)) is not None:
+            self.withdraw(task)
+            task.deny(error)
+
+    def refused_everywhere(self, task: Placeable) -> Exception | None:
+        """PermissionDeniedError when every worker that could run the task refuses our credentials."""
+        fitting = [w for w in self._directory.capable(task.capability) if self.fits(task, w)]
+        if not fitting or not all(self._standing.denial(w) for w in fitting):
+            return None
+        return denied_everywhere(task.capability, self._standing.denial(fitting[0]))
+
+    def deny_refused(self) -> None:
+        """A worker refused our credentials: end the waiting tasks that no other worker could run."""
+        for task in list(self._waiting_now):
+            if task in self._waiting_now and (error := self.refused_everywhere(task)) is not None:
+                self.withdraw(task)
+                task.deny(error)
 
     def withdraw(self, task: Placeable) -> bool:
         """Take a task out of line before it is dispatched; False if it is not waiting."""

@@ -68,6 +68,7 @@ class OrchestratorServer:
             registry, task_store=self._store, tls=tls, metrics=metrics, shared=shared, **options
         )
         self._server = _rpc.new_server(auth)
+        self._checks_tokens = auth is not None and auth.checks_tokens
         self._health = ServerHealth(self._server, (ORCHESTRATOR_SERVICE,))
         if self._store is not None:
             self._store.on_writable = self._health.set_all_soon
@@ -95,7 +96,7 @@ class OrchestratorServer:
         try:
             await self.orchestrator.start()
             pb_grpc.add_OrchestratorServiceServicer_to_server(OrchestratorServicer(self.orchestrator), self._server)
-            self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
+            self.port = _rpc.bind(self._server, self.host, self.port, self.tls, tokens=self._checks_tokens)
             await self._health.set_all(self._store is None or self._store.writable)
             await self._server.start()
             if self.dashboard is not None:

@@ -66,6 +66,7 @@ class RegistryServer:
         self.tls = tls
         self.sweep_interval_seconds = sweep_interval_seconds or min(ttl_seconds / 4, 5.0)
         self._server = _rpc.new_server(auth)
+        self._checks_tokens = auth is not None and auth.checks_tokens
         self._health = ServerHealth(self._server, (REGISTRY_SERVICE,))
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -75,7 +76,7 @@ class RegistryServer:
 
     async def start(self) -> None:
         pb_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(self.registry), self._server)
-        self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
+        self.port = _rpc.bind(self._server, self.host, self.port, self.tls, tokens=self._checks_tokens)
         await self._health.set_all(True)
         await self._server.start()
         self._sweeper = asyncio.create_task(

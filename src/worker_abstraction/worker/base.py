@@ -181,7 +181,9 @@ class BaseWorker:
         if self._metrics is not None:
             self._metrics.watch_running(lambda: self.load)
         pb_grpc.add_WorkerServiceServicer_to_server(self._servicer, self._server)
-        self.port = _rpc.bind(self._server, self.host, self.port, self.tls)
+        self.port = _rpc.bind(
+            self._server, self.host, self.port, self.tls, tokens=self._auth is not None and self._auth.checks_tokens
+        )
         if self._auth is not None:  # callers sign for the address we register, which is what they dial
             self._auth.accept_audience(self.address)
         await self._health.set_all(True)
