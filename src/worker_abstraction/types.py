@@ -143,6 +143,17 @@ class FailureOrigin(enum.IntEnum):
     REJECTED = 5  # the worker refused the task as invalid for it
 
 
+MAX_TRACEBACK = 8 * 1024  # characters of a traceback a TaskFailure carries: the end, where the error was raised
+
+
+def traceback_tail(text: str) -> str:
+    """`text` cut to its last `MAX_TRACEBACK` characters, marked where it was cut."""
+    if len(text) <= MAX_TRACEBACK:
+        return text
+    kept = MAX_TRACEBACK - 64  # room for the mark
+    return f"… ({len(text) - kept} characters before these left out)\n" + text[-kept:]
+
+
 @quick_init  # made once or more per task on every process's path
 @dataclass(frozen=True, slots=True)
 class TaskFailure:
@@ -156,6 +167,7 @@ class TaskFailure:
     message: str = ""
     origin: FailureOrigin = FailureOrigin.HANDLER
     retryable: bool = True
+    traceback: str = ""  # the handler's traceback when it raised (its last MAX_TRACEBACK characters)
 
     @property
     def text(self) -> str:

@@ -12,7 +12,7 @@ from worker_abstraction.codec import EncodedParams, decode_params
 from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import MAX_ID_LENGTH, RetryPolicy, TaskOptions
-from worker_abstraction.types import FailureOrigin, TaskFailure, TaskSpec, TaskStatus, TaskUpdate
+from worker_abstraction.types import FailureOrigin, TaskFailure, TaskSpec, TaskStatus, TaskUpdate, traceback_tail
 
 
 def task_result(
@@ -57,6 +57,8 @@ def fill_failure(message: pb.TaskFailure, failure: TaskFailure) -> None:
     message.message = failure.message
     message.retryable = failure.retryable
     message.origin = int(failure.origin)  # type: ignore[assignment]  # FailureOrigin mirrors the proto enum
+    if failure.traceback:
+        message.traceback = failure.traceback
 
 
 _ORIGINS = {int(o): o for o in FailureOrigin}
@@ -68,6 +70,7 @@ def failure_from_pb(message: pb.TaskFailure) -> TaskFailure:
         message=message.message,
         origin=_ORIGINS.get(message.origin, FailureOrigin.UNSPECIFIED),
         retryable=message.retryable,
+        traceback=traceback_tail(message.traceback) if message.traceback else "",  # (a worker's: bounded here)
     )
 
 

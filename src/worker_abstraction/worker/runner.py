@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from datetime import UTC, datetime, timedelta
@@ -18,9 +20,11 @@ from worker_abstraction import limits
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.context import TaskContext
 from worker_abstraction.observability import tracing
-from worker_abstraction.types import TaskFailure, TaskStatus
+from worker_abstraction.types import TaskFailure, TaskStatus, traceback_tail
 from worker_abstraction.worker import failures, tasklog
 from worker_abstraction.worker.tasks import TaskRecord
+
+TRACEBACK_LINE = 1_000  # characters of one line of a handler's traceback sent with its failure
 
 
 async def run_task(
@@ -102,6 +106,8 @@ async def _run(
         record.canceled(failure)
         tasklog.canceled(record, failure, seconds)
     elif failure is not None:
+        if raised is not None:  # the handler's own error: its traceback travels with the failure
+            failure = dataclasses.replace(failure, traceback=handler_traceback(raised))
         record.failed(failure)
         tasklog.failed(record, failure, seconds, raised)
     elif (problem := limits.too_large("the output would", len(output_json))) is not None:
@@ -114,6 +120,25 @@ async def _run(
     # The error's traceback holds this frame, which holds the error: drop it, as `except ... as` does, so the
     # handler's frames (and its arguments) are freed now rather than by the cycle collector.
     raised = None
+
+
+def handler_traceback(error: BaseException) -> str:
+    """`error`'s traceback from the handler's frames on (this module's are left out), cut to its end.
+
+    Each line is cut to `TRACEBACK_LINE` characters first, so that a huge message does not push every frame
+    out (the failure's `message` carries the message whole).
+    """
+    frames = error.__traceback__
+    while frames is not None and frames.tb_frame.f_globals.get("__name__") == __name__:
+        frames = frames.tb_next
+    chunks = traceback.TracebackException(type(error), error, frames).format()
+    return traceback_tail("".join(_cut_line(chunk) for chunk in chunks))
+
+
+def _cut_line(chunk: str) -> str:
+    if len(chunk) <= TRACEBACK_LINE:
+        return chunk
+    return f"{chunk[:TRACEBACK_LINE]}… ({len(chunk) - TRACEBACK_LINE} more characters)\n"
 
 
 def cut_short(record: TaskRecord) -> TaskFailure:
