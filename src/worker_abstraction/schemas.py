@@ -5,6 +5,10 @@ schema must be JSON, at most `MAX_SCHEMA_BYTES` and `MAX_SCHEMA_DEPTH` deep, a v
 against its meta-schema), and its regular expressions (`pattern`, `patternProperties`) are compiled and
 run by RE2, whose time is linear in the input: a pattern such as `^(a+)+$` cannot freeze anyone. Patterns
 RE2 cannot run (back-references, look-arounds) are refused at registration.
+
+A schema may refer only within itself (`"$ref": "#/$defs/..."`): a reference to anything else (a URL, a
+file, another document) is refused at registration, and validators are built with an empty registry, so
+no schema can make the orchestrator fetch anything (a request forgery, and blocking I/O on its loop).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import jsonschema
 import re2
+import referencing
 from jsonschema.protocols import Validator
 
 from worker_abstraction.codec import short
@@ -57,7 +62,8 @@ def _validator(json_type: str, text: str) -> Validator:
     if isinstance(schema, dict) and json_type not in ("any", "") and "type" not in schema and "anyOf" not in schema:
         schema = {**schema, "type": json_type}
     base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return _safe(base)(schema)
+    # An empty registry: references resolve within the schema or not at all (never by a fetch).
+    return _safe(base)(schema, registry=referencing.Registry())  # type: ignore[call-arg]
 
 
 @functools.lru_cache(maxsize=1024)
@@ -86,6 +92,12 @@ def _parse(text: str) -> Any:
         ) from None
     except Exception as error:  # (e.g. a pattern too deeply nested for Python's own compiler)
         raise UnusableSchemaError(f"json_schema cannot be checked: {type(error).__name__}") from None
+    for reference in _references(schema):
+        if not reference.startswith("#"):
+            raise UnusableSchemaError(
+                f'json_schema may only refer within itself ("$ref": "#/$defs/..."); {short(reference)} '
+                "points elsewhere, and nothing is ever fetched: put what it names under $defs"
+            )
     if _uses_both(schema, "patternProperties", "unevaluatedProperties"):
         # jsonschema would match those patterns with Python's backtracking engine: not allowed together.
         raise UnusableSchemaError("json_schema may not combine patternProperties with unevaluatedProperties")
@@ -131,6 +143,18 @@ def _patterns(schema: Any) -> Iterator[str]:
             yield item["pattern"]
         if isinstance(item.get("patternProperties"), dict):
             yield from (key for key in item["patternProperties"] if isinstance(key, str))
+
+
+_REFERENCE_KEYWORDS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _references(schema: Any) -> Iterator[str]:
+    """Every reference a schema makes (`$ref` and its dynamic kin), as written."""
+    for item in _objects(schema):
+        for keyword in _REFERENCE_KEYWORDS:
+            value = item.get(keyword)
+            if value is not None:
+                yield value if isinstance(value, str) else repr(value)
 
 
 def _uses_both(schema: Any, first: str, second: str) -> bool:
