@@ -254,3 +254,15 @@ def _number(value: Any) -> bool:
 
 
 _DEFAULTS = TaskOptions()  # immutable: shared by every task submitted without options
+
+
+def scoped_key(owner: str, key: str) -> str:
+    """The idempotency key as stored: a principal's keys are its own (another's equal key names another
+    task), so each is prefixed with its owner, unambiguously (the owner's length comes first)."""
+    return f"principal:{len(owner)}:{owner}:{key}" if owner and key else key
+
+
+def caller_key(owner: str, stored: str) -> str:
+    """The idempotency key as its owner gave it (the inverse of `scoped_key`)."""
+    prefix = f"principal:{len(owner)}:{owner}:"
+    return stored[len(prefix) :] if owner and stored.startswith(prefix) else stored

@@ -96,13 +96,17 @@ async def test_a_client_sees_only_its_own_tasks_and_an_operator_sees_all(
         assert mine in await _listed(address, ALICE) and theirs.task_id not in await _listed(address, ALICE)
         assert {mine, theirs.task_id} <= await _listed(address, ROOT)
 
-        # An idempotency key is its owner's: Bob reusing Alice's is refused, not answered with her task.
+        # An idempotency key is its owner's: Bob's equal key names a task of his own, never Alice's.
         code, first = await _ask(address, "SubmitTask", _echo("k", idempotency_key="key-1"), ALICE)
-        assert code is grpc.StatusCode.OK
-        code, details = await _ask(address, "SubmitTask", _echo("k", idempotency_key="key-1"), BOB)
-        assert code is grpc.StatusCode.PERMISSION_DENIED and "idempotency key 'key-1'" in details
+        assert code is grpc.StatusCode.OK and not first.duplicate
+        code, bobs = await _ask(address, "SubmitTask", _echo("k", idempotency_key="key-1"), BOB)
+        assert code is grpc.StatusCode.OK and not bobs.duplicate and bobs.task_id != first.task_id
         code, again = await _ask(address, "SubmitTask", _echo("k", idempotency_key="key-1"), ALICE)
         assert code is grpc.StatusCode.OK and again.duplicate and again.task_id == first.task_id
+        code, bobs_again = await _ask(address, "SubmitTask", _echo("k", idempotency_key="key-1"), BOB)
+        assert code is grpc.StatusCode.OK and bobs_again.duplicate and bobs_again.task_id == bobs.task_id
+        code, record = await _ask(address, "GetTask", pb.GetTaskRequest(task_id=bobs.task_id), BOB)
+        assert code is grpc.StatusCode.OK and record.idempotency_key == "key-1" and record.owner == "client/echo"
 
     # After a restart the owners come back from the store.
     async with OrchestratorServer(registry, port=0, auth=checks, store_path=str(store)) as daemon:
@@ -110,8 +114,13 @@ async def test_a_client_sees_only_its_own_tasks_and_an_operator_sees_all(
         assert code is grpc.StatusCode.NOT_FOUND
         code, record = await _ask(daemon.address, "GetTask", pb.GetTaskRequest(task_id=mine), ALICE)
         assert code is grpc.StatusCode.OK and record.owner == "client/alice"
-        assert await _listed(daemon.address, BOB) == {theirs.task_id}
+        assert await _listed(daemon.address, BOB) == {theirs.task_id, bobs.task_id}
         assert {mine, theirs.task_id, first.task_id} <= await _listed(daemon.address, ROOT)
+        # ... and so do the keys, each in its owner's space.
+        code, again = await _ask(daemon.address, "SubmitTask", _echo("k", idempotency_key="key-1"), BOB)
+        assert code is grpc.StatusCode.OK and again.duplicate and again.task_id == bobs.task_id
+        code, again = await _ask(daemon.address, "SubmitTask", _echo("k", idempotency_key="key-1"), ALICE)
+        assert code is grpc.StatusCode.OK and again.duplicate and again.task_id == first.task_id
 
 
 async def test_a_dead_letter_requeued_by_an_operator_stays_its_submitters(

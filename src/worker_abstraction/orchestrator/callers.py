@@ -14,9 +14,9 @@ from opentelemetry.trace import SpanKind
 
 from worker_abstraction import _convert, auth
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.codec import short
-from worker_abstraction.errors import PermissionDeniedError, TaskNotFoundError
+from worker_abstraction.errors import TaskNotFoundError
 from worker_abstraction.observability import tracing
+from worker_abstraction.options import scoped_key
 from worker_abstraction.orchestrator.engine import Accepted, Engine
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.types import TaskQuery, TaskSpec
@@ -28,8 +28,7 @@ async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTa
 
     Raises:
         InvalidParametersError / InvalidTaskOptionsError: the request breaks the contract.
-        PermissionDeniedError: the caller may not call the capability, or its idempotency key is another
-            principal's.
+        PermissionDeniedError: the caller may not call the capability.
     """
     spec = _convert.spec_from_pb(request)
     if not tracing.enabled():
@@ -55,11 +54,17 @@ def submit_soon(engine: Engine, request: pb.SubmitTaskRequest, then: Accepted) -
 
 
 def _callers(spec: TaskSpec) -> TaskSpec:
-    """The spec as the calling principal's, if it may call the capability (PermissionDeniedError if not)."""
+    """The spec as the calling principal's, if it may call the capability (PermissionDeniedError if not):
+    its owner, and its idempotency key in the owner's own space (see `options.scoped_key`)."""
     auth.check_may_call(spec.capability)
     owner = auth.current_owner()
     if spec.owner != owner:  # (whatever the request claimed; most requests claim nothing, as they should)
         spec = dataclasses.replace(spec, owner=owner)
+    key = spec.options.idempotency_key
+    if key and owner:
+        spec = dataclasses.replace(
+            spec, options=dataclasses.replace(spec.options, idempotency_key=scoped_key(owner, key))
+        )
     return spec
 
 
@@ -67,12 +72,7 @@ async def _submit(engine: Engine, spec: TaskSpec) -> tuple[AsyncTaskHandle, bool
     spec = _callers(spec)
     key = spec.options.idempotency_key
     known = await engine.find_idempotent(key) if key else None
-    if known is not None:
-        mine = auth.restricted_to()
-        if mine is not None and (await engine.task(known.task_id)).owner != mine:
-            raise PermissionDeniedError(
-                f"idempotency key {short(key)} was used by another caller; choose a key of your own"
-            )
+    if known is not None:  # (the key is scoped to its owner: an earlier submission of the same caller's)
         return known, True
     return await engine.submit_spec(spec), False
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction.errors import WorkerAbstractionError
+from worker_abstraction.options import caller_key
 from worker_abstraction.types import Attempt, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
 
 
@@ -204,7 +205,7 @@ def task_record(
         submitted_at=spec.created_at,
         dead_lettered=dead_lettered,
         cancel_reason=cancel_reason,
-        idempotency_key=spec.options.idempotency_key,
+        idempotency_key=caller_key(spec.owner, spec.options.idempotency_key),
         owner=spec.owner,
     )
 
