@@ -6,9 +6,10 @@ import functools
 import math
 from typing import Any
 
+from worker_abstraction._convert import bounds
 from worker_abstraction._convert.workers import now_timestamp
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.codec import EncodedParams, decode_params
+from worker_abstraction.codec import LONE_SURROGATE, EncodedParams, decode_params, json_problem
 from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import MAX_ID_LENGTH, RetryPolicy, TaskOptions
@@ -89,27 +90,36 @@ def _failure_of(message: pb.TaskResult, status: TaskStatus) -> TaskFailure | Non
 
 
 STATUSES = {int(s): s for s in TaskStatus}
-_MAX_TIMESTAMP_SECONDS = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a Timestamp may hold
 
 
 def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
     # A newer peer's status we do not know yet reads as UNKNOWN.
     status = STATUSES.get(message.status, TaskStatus.UNKNOWN)
     stamp = message.completed_at
+    output, error_message = message.output_json, message.error_message
+    failure = None
+    # A lone surrogate can only come from a \u escape: only an output holding one is decoded here.
+    if status is TaskStatus.COMPLETED and "\\u" in output and json_problem(output) == LONE_SURROGATE:
+        # An output no reader can hold as text (a seed-built worker's json.dumps writes one): the attempt failed,
+        # rather than every reader of its result failing later.
+        failure = TaskFailure("InvalidOutput", f"the output {LONE_SURROGATE}", FailureOrigin.HANDLER, retryable=False)
+        status, output, error_message = TaskStatus.FAILED, "", failure.text
+    elif status is not TaskStatus.RUNNING:
+        # Only a terminal update, or a retry's PENDING, carries a failure: RUNNING (the common one) never does.
+        failure = _failure_of(message, status)
     return TaskUpdate(
         task_id=message.task_id,
         status=status,
         sequence=message.sequence,
-        output_json=message.output_json,
-        error_message=message.error_message,
+        output_json=output,
+        error_message=error_message,
         progress=message.progress,
         progress_message=message.progress_message,
         worker_id=message.worker_id,
         attempt=message.attempt,
         timestamp_ns=stamp.seconds * 1_000_000_000 + stamp.nanos,
         metadata=dict(message.metadata) if message.metadata else {},
-        # Only a terminal update, or a retry's PENDING, carries a failure: RUNNING (the common one) never does.
-        failure=_failure_of(message, status) if status is not TaskStatus.RUNNING else None,
+        failure=failure,
     )
 
 
@@ -252,7 +262,9 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
     """
     task = request.task
     param_problems: list[str] = []
-    option_problems: list[str] = []
+    # Numbers and instants out of range first (every field of the request, one table): nothing below then
+    # computes with a value it cannot hold.
+    option_problems = bounds.problems(request)
     encoded: EncodedParams = ()
     params: dict[str, Any] = {}
     try:
@@ -260,7 +272,7 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
     except InvalidParametersError as error:
         param_problems = error.problems
     retry = None
-    if request.HasField("retry_policy"):
+    if request.HasField("retry_policy") and not option_problems:
         try:
             retry = retry_policy_from_pb(request.retry_policy)
         except InvalidTaskOptionsError as error:
@@ -274,10 +286,11 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
     options: TaskOptions | None = None
     try:
         # Most submissions differ from the defaults in their timeouts at most: those options are made once.
-        options = (
-            _plain_options(timeout, queue_timeout)
-            if plain
-            else TaskOptions(
+        # (Numbers out of range are listed already, and not again by TaskOptions.)
+        if plain and not option_problems:
+            options = _plain_options(timeout, queue_timeout)
+        elif not option_problems:
+            options = TaskOptions(
                 timeout_seconds=timeout,
                 priority=task.priority,
                 fairness_key=task.fairness_key,
@@ -290,16 +303,11 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
                 queue_timeout_seconds=queue_timeout,
                 idempotency_key=request.idempotency_key,
             )
-        )
     except InvalidTaskOptionsError as error:
         option_problems += error.problems
     if not task.capability_name or len(task.capability_name) > MAX_ID_LENGTH:
         param_problems.append(f"task.capability_name must name a capability (1..{MAX_ID_LENGTH} characters)")
     stamp = task.created_at
-    if not (0 <= stamp.seconds <= _MAX_TIMESTAMP_SECONDS and 0 <= stamp.nanos < 1_000_000_000):
-        option_problems.append(
-            f"task.created_at must lie in years 1970..9999, got seconds={stamp.seconds} nanos={stamp.nanos}"
-        )
     if param_problems:
         raise InvalidParametersError(param_problems + option_problems)
     if option_problems or options is None:

@@ -46,9 +46,14 @@ def now_timestamp() -> Timestamp:
 
 
 def from_timestamp(stamp: Timestamp) -> datetime | None:
+    """The instant, or None when it is unset (or, from a peer that breaks the contract, not a valid one:
+    servers refuse those in requests, see `bounds`, and a reply's is read as no instant at all)."""
     if stamp.seconds == 0 and stamp.nanos == 0:
         return None
-    return stamp.ToDatetime(UTC)
+    try:
+        return stamp.ToDatetime(UTC)
+    except (ValueError, OverflowError):
+        return None
 
 
 def capability_to_pb(spec: CapabilitySpec) -> pb.ToolCapability:

@@ -14,6 +14,7 @@ from google.protobuf import empty_pb2
 from grpc import aio
 
 from worker_abstraction import _convert
+from worker_abstraction._convert import bounds
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.codec import short
@@ -45,8 +46,7 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
 
     async def WatchTask(self, request: pb.WatchTaskRequest, context: Context) -> AsyncIterator[pb.TaskResult]:
         _check_id(request.task_id)
-        if request.after_sequence < 0:
-            raise InvalidParametersError([f"after_sequence must be >= 0, got {request.after_sequence}"])
+        bounds.check(request)  # (after_sequence 0..2**53: the position after it always fits the int64)
         handle = await callers.watch(self._engine, request.task_id)
         # Positions in the handle's update list number the stream: gapless even for updates the
         # orchestrator made itself (a lost worker, a deadline), so resuming is exact.

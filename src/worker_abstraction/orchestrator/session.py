@@ -19,8 +19,15 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from worker_abstraction import _convert, _rpc, auth, limits
+from worker_abstraction._convert import bounds
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.errors import InvalidParametersError, WorkerAbstractionError
+from worker_abstraction.codec import short
+from worker_abstraction.errors import (
+    InvalidParametersError,
+    InvalidRequestError,
+    TaskNotFoundError,
+    WorkerAbstractionError,
+)
 from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.orchestrator import callers
 from worker_abstraction.orchestrator.engine import Engine
@@ -85,8 +92,10 @@ class CallerSession:
                     # Large outputs go in messages of their own: together they would pass the size limit.
                     for number, run in enumerate(_rpc.split_by_size(list(message.updates), budget)):
                         yield pb.SessionResponse(acks=message.acks if number == 0 else (), updates=run)
-                if reader.done() and not self._in_flight and not self._stops:
-                    reader.result()  # surfaces a reader error as the stream's status
+                if reader.done() and (_failed(reader) or (not self._in_flight and not self._stops)):
+                    # A reader error (bytes that were not a message) ends the stream at once, with its status;
+                    # the caller follows its tasks again as after any break.
+                    reader.result()
                     return
         finally:
             self._closed = True
@@ -127,6 +136,11 @@ class CallerSession:
     async def _read(self, requests: AsyncIterator[pb.SessionRequest]) -> None:
         try:
             async for request in requests:
+                if not (request.submits or request.watches or request.unwatch):
+                    # Nothing this daemon can use (an empty message, or only fields of a newer contract): said
+                    # at once, so a caller never waits for an answer that is not coming.
+                    self._send_ack(pb.SessionAck(error=_convert.error_to_pb(_NOTHING_TO_DO)))
+                    continue
                 for submit in request.submits:
                     await auth.pace()
                     while self._in_flight >= MAX_IN_FLIGHT:
@@ -147,6 +161,11 @@ class CallerSession:
                     follower = self._stops.pop(task_id, None)
                     if follower is not None:
                         follower.cancel()
+                    else:  # (already ended, or never followed here: told, so the caller is not left guessing)
+                        error = TaskNotFoundError(short(task_id), "this session's followed tasks")
+                        self._send_ack(
+                            pb.SessionAck(task_id=task_id[:MAX_ID_LENGTH], error=_convert.error_to_pb(error))
+                        )
         finally:
             self._wake.set()
 
@@ -205,16 +224,25 @@ class CallerSession:
         self._send_ack(ack)
 
     async def _watch(self, watch: pb.WatchTaskRequest) -> None:
+        """Follow one more task; a watch that cannot be followed is refused in an ack of its own (request_id
+        0, its task id), and the session goes on."""
         try:
-            if not watch.task_id or len(watch.task_id) > MAX_ID_LENGTH or watch.after_sequence < 0:
-                raise InvalidParametersError([f"cannot watch task {watch.task_id[:40]!r} after {watch.after_sequence}"])
+            problems = [] if watch.task_id else ["task_id is empty; name the task to watch"]
+            if len(watch.task_id) > MAX_ID_LENGTH:
+                problems.append(f"task_id may be at most {MAX_ID_LENGTH} characters, got {short(watch.task_id)}")
+            problems += bounds.problems(watch)
+            if problems:
+                raise InvalidRequestError(problems)
             if len(self._stops) >= MAX_WATCHED:
                 raise InvalidParametersError([f"a session follows at most {MAX_WATCHED} tasks at once"])
             handle = await callers.watch(self._engine, watch.task_id)
+            self._follow(handle, watch.after_sequence)
         except WorkerAbstractionError as error:
-            self._send_ack(pb.SessionAck(task_id=watch.task_id, error=_convert.error_to_pb(error)))
-            return
-        self._follow(handle, watch.after_sequence)
+            self._send_ack(pb.SessionAck(task_id=watch.task_id[:MAX_ID_LENGTH], error=_convert.error_to_pb(error)))
+        except Exception:
+            logger.exception("a session watch failed")
+            internal = _convert.internal_error_to_pb("internal error following the task; the daemon logged it")
+            self._send_ack(pb.SessionAck(task_id=watch.task_id[:MAX_ID_LENGTH], error=internal))
 
     def _follow(self, handle: AsyncTaskHandle, after: int) -> None:
         task_id = handle.task_id
@@ -257,6 +285,13 @@ class CallerSession:
             return
         self._next.acks.append(ack)
         self._wake.set()
+
+
+_NOTHING_TO_DO = InvalidRequestError(["a session message must carry submits, watches or unwatch; this one had none"])
+
+
+def _failed(reader: asyncio.Task[None]) -> bool:
+    return not reader.cancelled() and reader.exception() is not None
 
 
 def _quiet(stopping: asyncio.Future[None]) -> None:

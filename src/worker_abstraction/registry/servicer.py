@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +11,7 @@ from google.protobuf import empty_pb2
 from grpc import aio
 
 from worker_abstraction import _convert, _rpc, auth
+from worker_abstraction._convert import bounds
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.codec import short
@@ -41,6 +41,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
                 "(shorten descriptions and schemas, or offer fewer capabilities)",
             )
         try:
+            bounds.check(request)
             info = _convert.worker_from_pb(request.worker_info)
             principal = auth.current_principal()
             refused = [c.name for c in info.capabilities if not principal.may_use(c.name)]
@@ -146,29 +147,20 @@ def _id_problem(worker_id: str) -> str:
 
 
 def _heartbeat_problem(request: pb.HeartbeatRequest) -> str:
-    if not request.worker_id:
-        return "worker_id is empty"
+    problems = [] if request.worker_id else ["worker_id is empty"]
     if len(request.worker_id) > MAX_ID_LENGTH:
-        return f"worker_id may be at most {MAX_ID_LENGTH} characters, got {len(request.worker_id):,}"
-    if request.current_load < 0:
-        return f"current_load must be >= 0, got {request.current_load}"
-    if request.HasField("load_report"):
-        report = request.load_report
-        if report.free_slots < -1 or report.queued < 0:
-            return f"load_report: free_slots must be >= -1 and queued >= 0, got {report.free_slots}, {report.queued}"
-        if len(report.utilization) > _MAX_METRICS:
-            return f"load_report.utilization may hold at most {_MAX_METRICS} metrics, got {len(report.utilization)}"
-        for name, value in (
-            ("cpu_utilization", report.cpu_utilization),
-            ("mem_utilization", report.mem_utilization),
-            *((f"utilization[{short(key)}]", v) for key, v in report.utilization.items()),
-        ):
-            if not math.isfinite(value) or value < 0:
-                return f"load_report.{name} must be a finite number >= 0, got {value}"
-    return ""
+        problems.append(f"worker_id may be at most {MAX_ID_LENGTH} characters, got {len(request.worker_id):,}")
+    utilization = request.load_report.utilization
+    if len(utilization) > _MAX_METRICS:
+        problems.append(f"load_report.utilization may hold at most {_MAX_METRICS} metrics, got {len(utilization)}")
+    elif any(not key or len(key) > _MAX_METRIC_NAME for key in utilization):
+        problems.append(f"load_report.utilization names must be 1..{_MAX_METRIC_NAME} characters")
+    problems += bounds.problems(request)  # (the numbers: load, slots, utilisations)
+    return "; ".join(problems)
 
 
 _MAX_METRICS = 32
+_MAX_METRIC_NAME = 64
 
 
 def _event_to_pb(event: WorkerEvent) -> pb.WorkerEvent:

@@ -8,7 +8,7 @@ number and length of its names, and its parameter schemas must be usable (see `s
 from __future__ import annotations
 
 from worker_abstraction import schemas
-from worker_abstraction.codec import short
+from worker_abstraction.codec import ascii_decimal, json_problem, short
 from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.types import PARAMETER_TYPES, CapabilitySpec, WorkerInfo
 
@@ -73,10 +73,20 @@ def _capability_problems(cap: CapabilitySpec, where: str) -> list[str]:
                 f"{p_where} ({short(parameter.name)}): unknown type {short(parameter.type)}; use one of {_TYPES}"
             )
         problems += [
-            f"{p_where} ({short(parameter.name)}): {problem}"
-            for problem in schemas.schema_problems(parameter.json_schema)
+            f"{p_where} ({short(parameter.name)}): {problem}" for problem in _schema_problems(parameter.json_schema)
         ]
     return problems
+
+
+def _schema_problems(text: str) -> list[str]:
+    found = schemas.schema_problems(text)
+    if not found and text:
+        # Python's JSON reader takes NaN, Infinity and lone surrogate escapes, which no other reader does:
+        # a schema every orchestrator and tool can read is strict JSON.
+        strict = json_problem(text)
+        if strict is not None:
+            found = [f"json_schema {strict}"]
+    return found
 
 
 def _text(field: str, value: str, limit: int, *, printable: bool = True) -> list[str]:
@@ -107,6 +117,7 @@ def _address_problems(address: str) -> list[str]:
             f"got {short(address)}"
         ]
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    number = ascii_decimal(port, max_digits=5)
+    if not sep or not host or number is None or not 0 < number < 65536:
         return [f"worker_info.address {short(address)} is not host:port with a port in 1..65535"]
     return []

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from worker_abstraction._convert import bounds
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.codec import short
-from worker_abstraction.options import MAX_ID_LENGTH, MAX_TIMEOUT_SECONDS
+from worker_abstraction.options import MAX_ID_LENGTH
 
 
 def check(task: pb.Task, capabilities: Mapping[str, CapabilityDef]) -> tuple[dict[str, Any], list[str]]:
@@ -47,13 +48,7 @@ def _field_problems(task: pb.Task) -> list[str]:
         problems.append(f"task_id must be printable text, got {short(task.task_id)}")
     if not task.capability_name:
         problems.append("capability_name is empty; name the capability to run")
-    if not 0 <= task.timeout_seconds <= MAX_TIMEOUT_SECONDS:
-        problems.append(
-            f"timeout_seconds must be 0 (none) to {MAX_TIMEOUT_SECONDS:.0f}, got {short(task.timeout_seconds)}"
-        )
-    if task.attempt < 0:
-        problems.append(f"attempt must be 0 (not numbered) or more, got {task.attempt}")
-    return problems
+    return problems + bounds.problems(task)  # (timeout, attempt, priority, created_at: the contract's table)
 
 
 def fingerprint(task: pb.Task) -> int:

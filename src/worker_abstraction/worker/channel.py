@@ -43,8 +43,10 @@ class ChannelSession:
                     # Large outputs go in messages of their own: together they would pass the size limit.
                     for number, run in enumerate(_rpc.split_by_size(updates, limits.payload_limit())):
                         yield pb.TaskChannelResponse(acks=acks if number == 0 else (), updates=run)
-                if reader.done() and not self._open:
-                    reader.result()  # surfaces a reader error as the stream's status
+                if reader.done() and (not self._open or (not reader.cancelled() and reader.exception() is not None)):
+                    # A reader error (bytes that were not a message) ends the channel at once, with its status;
+                    # the orchestrator resumes its open tasks over StreamTaskStatus.
+                    reader.result()
                     return
         finally:
             reader.cancel()
@@ -56,6 +58,9 @@ class ChannelSession:
     async def _read(self, requests: AsyncIterator[pb.TaskChannelRequest]) -> None:
         try:
             async for request in requests:
+                if not request.tasks:  # (nothing to take: said at once, so the sender never waits for an ack)
+                    self._acks.append(_NO_TASKS)
+                    self._wake.set()
                 for task in request.tasks:
                     self._take(task)
         finally:
@@ -80,4 +85,9 @@ class ChannelSession:
                 record.listener = None
 
 
+_NO_TASKS = pb.ExecuteTaskResponse(
+    accepted=False,
+    message="a TaskChannelRequest must carry tasks; this one had none",
+    reject_reason=pb.REJECT_REASON_INVALID_TASK,
+)
 _TERMINAL = frozenset({pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_CANCELED})

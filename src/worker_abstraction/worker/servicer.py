@@ -16,12 +16,14 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from worker_abstraction import _convert
+from worker_abstraction._convert import bounds
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.codec import short
 from worker_abstraction.observability import tracing
 from worker_abstraction.observability.metrics import WorkerMetrics
+from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.types import TaskStatus, WorkerInfo
 from worker_abstraction.worker import admission, failures, tasklog
 from worker_abstraction.worker.channel import ChannelSession
@@ -123,7 +125,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                 definition,
                 self._owner,
                 arguments,
-                timeout_seconds=task.timeout_seconds,  # 0..MAX_TIMEOUT_SECONDS: checked by _check
+                timeout_seconds=task.timeout_seconds,  # 0..MAX_TIMEOUT_SECONDS: checked by admission
                 metadata=task.metadata,
                 executor=self._executor,
                 span=span,
@@ -200,9 +202,15 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         await asyncio.gather(*self._running, return_exceptions=True)
 
     async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.CancelTaskResponse:
+        await _check_id(request.task_id, context)
+        if len(request.reason) > _MAX_CANCEL_REASON:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"reason may be at most {_MAX_CANCEL_REASON} characters, got {len(request.reason):,}",
+            )
         record = self.tasks.get(request.task_id)
         if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this worker")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {short(request.task_id)} is unknown to this worker")
         status = f"TASK_STATUS_{record.status.name}"  # the enum by name: TaskStatus mirrors it
         if record.is_terminal:
             return pb.CancelTaskResponse(
@@ -230,9 +238,13 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
     async def StreamTaskStatus(
         self, request: pb.GetTaskStatusRequest, context: Context
     ) -> AsyncIterator[pb.StreamTaskStatusResponse]:
+        await _check_id(request.task_id, context)
+        problems = bounds.problems(request)
+        if problems:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
         record = self.tasks.get(request.task_id)
         if record is None:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {request.task_id!r} is unknown to this worker")
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {short(request.task_id)} is unknown to this worker")
         try:
             async for update in record.follow(request.after_sequence, from_start=request.from_start):
                 yield pb.StreamTaskStatusResponse(result=update)
@@ -243,6 +255,19 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         message = _convert.worker_to_pb(self._describe())
         message.last_heartbeat.CopyFrom(_convert.now_timestamp())
         return message
+
+
+async def _check_id(task_id: str, context: Context) -> None:
+    if not task_id:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "task_id is empty; name the task")
+    if len(task_id) > MAX_ID_LENGTH:
+        await context.abort(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"task_id may be at most {MAX_ID_LENGTH} characters, got {len(task_id):,}: {short(task_id)}",
+        )
+
+
+_MAX_CANCEL_REASON = 4096
 
 
 def _refuse(task: pb.Task, code: pb.RejectReason, reason: str) -> pb.ExecuteTaskResponse:
