@@ -11,12 +11,13 @@ thousands. In WAL mode with `synchronous=NORMAL` a commit appends to the log wit
 waiting for the disk, which is quicker than handing the batch to a thread and back (two wake-ups, and the
 interpreter lock bouncing between them; measured: a batch committed on a thread took three times as long).
 Reads, and the checkpoints that fold the log back into the database and do wait for the disk, run on a
-thread of their own with a connection of their own. A checkpoint starts once the log holds `checkpoint_bytes`
-(16 MiB) and copies it while commits go on; then commits wait for its last pass, which copies only what they
-wrote meanwhile (the loop goes on with everything else), so that the log starts over at the next commit even
-under a load that never pauses. Should the log reach `log_limit_bytes` (64 MiB) before a checkpoint ends,
-commits wait for it: the log stays under that plus one group commit. A database kept in memory (`:memory:`, a `mode=memory` URI) is private to
-its one connection, which then reads too, on the loop.
+thread of their own with a connection of their own. A checkpoint starts once the log holds
+`checkpoint_bytes` (16 MiB) and copies it while commits go on; then commits wait for its last pass, which
+copies only what they wrote meanwhile (a millisecond or two; the loop goes on with everything else), so
+that the next commit starts the log over even under a load that never pauses. Should the log reach
+`log_limit_bytes` (64 MiB) before a checkpoint ends, commits wait for it: the log stays under that plus
+one group commit. A database kept in memory (`:memory:`, a `mode=memory` URI) is private to its one
+connection, which then reads too, on the loop.
 
 A commit that writes none of its facts (a full disk, a file gone read-only or damaged) makes the store
 not `writable` until a commit writes again; `on_writable` hears each change (the daemon's health check).
@@ -111,9 +112,10 @@ class SqliteTaskStore:
         self._lock.acquire()  # before SQLite touches the file: a refused second daemon changes nothing
         try:
             self._db = connect(self.path)
-            # A log that starts over is cut back below the size that starts a checkpoint: the file's size is then
-            # what was written since.
-            prepare(self._db, log_kept_bytes=self._checkpoint_bytes // 2)
+            # A log that starts over is cut back to the size that starts a checkpoint, so that the file grows past
+            # it again only once as much has been written since (most commits overwrite; only the tail, what was
+            # written while a checkpoint ran, is cut).
+            prepare(self._db, log_kept_bytes=self._checkpoint_bytes)
             await self._run(self._open_reader)
         except Exception:
             await self.close()  # a half-opened store holds neither the file nor the lock
@@ -354,7 +356,7 @@ class SqliteTaskStore:
             size = os.stat(self._log).st_size
         except OSError:
             return
-        if size >= self._checkpoint_bytes and not self._checkpoint_running and not self._closing:
+        if size > self._checkpoint_bytes and not self._checkpoint_running and not self._closing:
             self._checkpoint_running, self._log_grew = True, False
             self._executor.submit(self._copy_log, asyncio.get_running_loop(), self._last_pass)
         if size >= self._log_limit_bytes and self._checkpoint_running:
