@@ -41,6 +41,19 @@ async def daemon(registry: RegistryServer, start_worker: Callable[..., Any]) -> 
 
 
 @pytest.fixture
+async def stored(
+    registry: RegistryServer, start_worker: Callable[..., Any], tmp_path: Path
+) -> AsyncIterator[OrchestratorServer]:
+    """A daemon with a SQLite store that keeps a single finished task in memory: lists and pages of finished
+    tasks must come from the store."""
+    await start_worker()
+    path = str(tmp_path / "tasks.db")
+    async with OrchestratorServer(registry.address, port=0, http_port=0, store_path=path, keep_finished=1) as server:
+        await server.orchestrator.wait_for_workers("echo", timeout_seconds=5)
+        yield server
+
+
+@pytest.fixture
 def authenticator(tmp_path: Path) -> Authenticator:
     path = tmp_path / "tokens.toml"
     path.write_text(TOKENS)
@@ -53,6 +66,13 @@ async def http(daemon: OrchestratorServer) -> AsyncIterator[httpx.AsyncClient]:
     assert daemon.dashboard is not None
     async with httpx.AsyncClient(base_url=daemon.dashboard.url, timeout=10) as client:
         yield client
+
+
+async def finished(daemon: OrchestratorServer, capability: str, **params: Any) -> str:
+    """A task run to its end (completed or not): its id."""
+    handle = await daemon.orchestrator.execute_task(capability, params)
+    await handle.wait(timeout_seconds=10)
+    return handle.task_id
 
 
 async def dead_letter(daemon: OrchestratorServer, message: str = "boom") -> str:

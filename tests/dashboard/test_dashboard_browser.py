@@ -74,7 +74,7 @@ async def test_a_task_appears_runs_and_completes_live_and_a_dead_letter_is_reque
             assert (await daemon.orchestrator.task(requeued_as)).capability == "explode"
             await page.wait_for_selector(f"#task-{requeued_as}", timeout=WAIT_MS)  # its row came live too
 
-            await page.click(row)
+            await page.click(f"{row} td.status")  # the row opens the task's page (its links open theirs)
             await page.wait_for_selector('#detail-updates tbody tr:has-text("COMPLETED")', timeout=WAIT_MS)
             assert await page.evaluate("window.loadedOnce") is True
 

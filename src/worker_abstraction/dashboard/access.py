@@ -33,6 +33,15 @@ class Verdict:
 ADMITTED = Verdict(0)
 
 
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """Who an admitted request comes from, as the page shows it."""
+
+    auth: bool  # the dashboard checks credentials (so the page offers to sign out)
+    name: str  # the principal's name ("" when credentials are not checked)
+    operator: bool  # may cancel, retry, requeue and purge (with credentials off: anyone who can reach it)
+
+
 class Gate:
     """Checks each request against the daemon's Authenticator (None: everyone is let in).
 
@@ -61,6 +70,17 @@ class Gate:
         if Role.OPERATOR not in principal.roles:
             return Verdict(403, f"{principal.name} is not an operator: the dashboard is for operators only")
         return ADMITTED
+
+    def visitor(self, request: Request) -> Visitor:
+        """Who an admitted request comes from (call after `check` let it in)."""
+        if self.auth is None:
+            return Visitor(auth=False, name="", operator=True)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else request.cookies.get(COOKIE, "")
+        principal = self.auth.principal_of_token(token) if token and len(token) <= MAX_TOKEN else None
+        if principal is None:
+            return Visitor(auth=True, name="", operator=False)
+        return Visitor(auth=True, name=principal.name, operator=Role.OPERATOR in principal.roles)
 
     def check(self, request: Request) -> Verdict:
         """Whether the request comes from an operator (and, for a POST, from the dashboard's own page)."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from worker_abstraction.dashboard.stats import Throughput
-from worker_abstraction.dashboard.views import JSON, text
+from worker_abstraction.dashboard.views import JSON, NameOf, text
 from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.types import TaskStatus, TaskUpdate
@@ -105,6 +105,7 @@ class LiveFeed:
         window_seconds: how far back the throughput and latency series go.
         now: the wall clock (seconds since the epoch).
         monotonic: the clock latencies are measured with.
+        name_of: a worker's name from its id, put in each row beside the id as the row changes.
     """
 
     def __init__(
@@ -116,12 +117,14 @@ class LiveFeed:
         window_seconds: int = 300,
         now: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        name_of: NameOf | None = None,
     ) -> None:
         self.max_tasks = max_tasks
         self.max_clients = max_clients
         self._queue_limit = queue_limit
         self._now = now
         self._monotonic = monotonic
+        self.name_of: NameOf = name_of or (lambda worker_id: "")
         self._rows: OrderedDict[str, JSON] = OrderedDict()
         self._clients: set[Subscription] = set()
         self.throughput = Throughput(window_seconds)
@@ -137,6 +140,7 @@ class LiveFeed:
             "capability": handle.capability,
             "status": TaskStatus.PENDING.name,
             "worker_id": "",
+            "worker_name": "",
             "attempt": 0,
             "progress": 0.0,
             "message": "",
@@ -161,7 +165,8 @@ class LiveFeed:
         if row is None:  # fell out of the list: counted above, not shown
             return
         row["status"] = update.status.name
-        row["worker_id"] = update.worker_id or row["worker_id"]
+        if update.worker_id and update.worker_id != row["worker_id"]:
+            row["worker_id"], row["worker_name"] = update.worker_id, self.name_of(update.worker_id)
         row["attempt"] = update.attempt or row["attempt"]
         row["progress"] = update.progress
         row["message"] = text(update.progress_message, 200)

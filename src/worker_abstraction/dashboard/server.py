@@ -22,6 +22,7 @@ from worker_abstraction.auth import Authenticator
 from worker_abstraction.dashboard.access import Gate
 from worker_abstraction.dashboard.app import build_app, overview
 from worker_abstraction.dashboard.feed import Event, LiveFeed
+from worker_abstraction.dashboard.names import WorkerNames
 from worker_abstraction.errors import BindError
 from worker_abstraction.orchestrator.client import AsyncOrchestrator
 from worker_abstraction.tls import PEM, TLSConfig
@@ -63,6 +64,8 @@ class DashboardServer:
         self.orchestrator = orchestrator
         self.host, self.port = host, port
         self.feed = feed or LiveFeed()
+        self.names = WorkerNames(orchestrator.engine.directory)
+        self.feed.name_of = self.names.name
         self._https = tls is not None and tls.cert is not None
         gate = Gate(auth, secure_cookie=self._https)
         self._ssl_factory: Callable[..., ssl.SSLContext] | None = None
@@ -70,7 +73,7 @@ class DashboardServer:
             cert, key = tls.cert, tls.key
             self._ssl_factory = lambda *_: _ssl_context(cert, key)
         self._config = uvicorn.Config(
-            build_app(orchestrator, self.feed, gate),
+            build_app(orchestrator, self.feed, gate, self.names),
             log_config=None,  # the CLI configured logging; uvicorn must not replace it
             access_log=False,
             lifespan="off",
@@ -96,10 +99,15 @@ class DashboardServer:
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         self.orchestrator.engine.on_accepted.append(self.feed.accepted)
+        directory = self.orchestrator.engine.directory
+        directory.on_seen.append(self.names.seen)
+        for worker in directory.workers.values():
+            self.names.seen(worker)
         self._serving = asyncio.create_task(self._server.serve(sockets=[sock]), name="dashboard")
         while not self._server.started:
             if self._serving.done():
                 self.orchestrator.engine.on_accepted.remove(self.feed.accepted)
+                directory.on_seen.remove(self.names.seen)
                 await self._serving  # raises why it could not start
                 raise BindError(f"the dashboard at {self.host}:{self.port} stopped as it started")
             await asyncio.sleep(0.01)
@@ -110,6 +118,8 @@ class DashboardServer:
         """Close every page's stream and stop serving (open connections get a second to finish)."""
         if self.feed.accepted in self.orchestrator.engine.on_accepted:
             self.orchestrator.engine.on_accepted.remove(self.feed.accepted)
+        if self.names.seen in self.orchestrator.engine.directory.on_seen:
+            self.orchestrator.engine.directory.on_seen.remove(self.names.seen)
         self.feed.close()
         if self._ticker is not None:
             self._ticker.cancel()

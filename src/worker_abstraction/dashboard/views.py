@@ -8,14 +8,28 @@ cannot make a page or an event arbitrarily large.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from worker_abstraction.types import Attempt, DeadLetter, TaskRecord, TaskUpdate, WorkerHealth
+from worker_abstraction.types import (
+    MAX_TRACEBACK,
+    Attempt,
+    DeadLetter,
+    TaskRecord,
+    TaskStatus,
+    TaskUpdate,
+    WorkerHealth,
+    latest_worker,
+)
 
 MAX_TEXT = 2_000  # characters of one error, message or output shown
 JSON = dict[str, Any]
+NameOf = Callable[[str], str]  # a worker's name from its id ("" when unknown)
+
+
+def _no_names(worker_id: str) -> str:
+    return ""
 
 
 def text(value: str, limit: int = MAX_TEXT) -> str:
@@ -65,10 +79,11 @@ def queue_view(depths: Mapping[str, Mapping[int, int]]) -> list[JSON]:
     ]
 
 
-def attempt_view(attempt: Attempt) -> JSON:
+def attempt_view(attempt: Attempt, name_of: NameOf = _no_names) -> JSON:
     return {
         "number": attempt.number,
         "worker_id": attempt.worker_id,
+        "worker_name": name_of(attempt.worker_id),
         "started_at": seconds(attempt.started_at),
         "ended_at": seconds(attempt.ended_at),
         "status": attempt.status.name,
@@ -76,37 +91,72 @@ def attempt_view(attempt: Attempt) -> JSON:
     }
 
 
-def update_view(update: TaskUpdate) -> JSON:
+def update_view(update: TaskUpdate, name_of: NameOf = _no_names) -> JSON:
     failure = update.failure
     return {
         "status": update.status.name,
         "attempt": update.attempt,
         "sequence": update.sequence,
         "worker_id": update.worker_id,
+        "worker_name": name_of(update.worker_id),
         "progress": update.progress,
         "message": text(update.progress_message, 500),
         "output": text(update.output_json),
         "error": text(update.error_message),
         "failure": None
         if failure is None
-        else {"type": failure.type, "origin": failure.origin.name, "retryable": failure.retryable},
+        else {
+            "type": failure.type,
+            "origin": failure.origin.name,
+            "retryable": failure.retryable,
+            "traceback": text(failure.traceback, MAX_TRACEBACK),
+        },
         "at": update.timestamp_ns / 1e9 if update.timestamp_ns else None,
     }
 
 
-def record_view(record: TaskRecord) -> JSON:
+def record_view(record: TaskRecord, name_of: NameOf = _no_names) -> JSON:
+    worker_id = latest_worker(record)
     return {
         "task_id": record.task_id,
         "capability": record.capability,
         "status": record.status.name,
+        "worker_id": worker_id,
+        "worker_name": name_of(worker_id),
         "params": params_text(record.params),
         "submitted_at": seconds(record.submitted_at),
-        "attempts": [attempt_view(a) for a in record.attempts],
-        "last_update": update_view(record.last_update) if record.last_update is not None else None,
+        "attempts": [attempt_view(a, name_of) for a in record.attempts],
+        "last_update": update_view(record.last_update, name_of) if record.last_update is not None else None,
         "dead_lettered": record.dead_lettered,
         "cancel_reason": text(record.cancel_reason, 500),
         "idempotency_key": record.idempotency_key,
         "owner": record.owner,
+    }
+
+
+def row_view(record: TaskRecord, name_of: NameOf = _no_names) -> JSON:
+    """A task as one row of a list: the keys the live feed's rows have, read from its record."""
+    worker_id = latest_worker(record)
+    last = record.last_update
+    ended = record.attempts[-1].ended_at if record.attempts else None
+    submitted = seconds(record.submitted_at)
+    updated = last.timestamp_ns / 1e9 if last is not None and last.timestamp_ns else seconds(ended) or submitted
+    latency = None
+    if record.status.is_terminal and submitted is not None and updated is not None:
+        latency = max(0.0, updated - submitted)
+    return {
+        "task_id": record.task_id,
+        "capability": record.capability,
+        "status": record.status.name,
+        "worker_id": worker_id,
+        "worker_name": name_of(worker_id),
+        "attempt": record.attempts[-1].number if record.attempts else 0,
+        "progress": 1.0 if record.status is TaskStatus.COMPLETED else (last.progress if last is not None else 0.0),
+        "message": text(last.progress_message, 200) if last is not None else "",
+        "error": text(record.error_message, 300),
+        "submitted_at": submitted,
+        "updated_at": updated,
+        "latency": latency,
     }
 
 

@@ -101,6 +101,10 @@ class Journal(Protocol):
 
     async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None: ...
 
+    async def submission(self, task_id: str) -> TaskSpec | None:
+        """The task as it was submitted (options included), finished or not; None: not kept here."""
+        ...
+
     async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
         """Finished tasks' records that match `query`'s filters, the page [offset, offset + limit) of them
         (`query`'s own page is not read), most recently accepted first."""
@@ -154,6 +158,9 @@ class NullJournal:
         return None
 
     async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
+        return None
+
+    async def submission(self, task_id: str) -> TaskSpec | None:
         return None
 
     async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
@@ -258,6 +265,16 @@ class StoreJournal:
     async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
         await self.drain()  # a record written a moment ago must be found
         return _record(await self.store.finished_by_key(idempotency_key))
+
+    async def submission(self, task_id: str) -> TaskSpec | None:
+        stored = await self.store.submission(task_id)
+        if stored is None:
+            return None
+        try:
+            return _spec_of(stored)
+        except (InvalidParametersError, ValueError) as error:  # a damaged row: as good as unknown
+            logger.error("task %s in the store cannot be read back: %s", task_id, error)
+            return None
 
     async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
         await self.drain()

@@ -13,7 +13,7 @@ from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.journal import Journal
 from worker_abstraction.orchestrator.run import TaskRun
 from worker_abstraction.orchestrator.state import TaskState
-from worker_abstraction.types import TaskQuery, TaskRecord, TaskUpdate
+from worker_abstraction.types import TaskQuery, TaskRecord, TaskSpec, TaskUpdate
 
 _KEEP_KEYS = 100_000
 
@@ -98,6 +98,11 @@ class TaskIndex:
     async def record(self, task_id: str) -> TaskRecord | None:
         run = self.get(task_id)
         return run.record() if run is not None else await self._journal.finished_record(task_id)
+
+    async def submission(self, task_id: str) -> TaskSpec | None:
+        """A task as it was submitted (options included), running or finished; None: not known here."""
+        run = self.get(task_id)
+        return run.spec if run is not None else await self._journal.submission(task_id)
 
     async def page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
         """Records matching `query`, most recently submitted first; True when more follow this page.

@@ -169,6 +169,10 @@ class SharedJournal:
         task_id = await self.docs.key_holder(idempotency_key)
         return await self.finished_record(task_id) if task_id else None
 
+    async def submission(self, task_id: str) -> TaskSpec | None:
+        found = await self.docs.get(task_id)
+        return None if found is None else _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(found[0].request))
+
     async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
         """Records of every shared task that match `query`, most recently accepted first: finished ones as they
         ended, the others as their documents stand (PENDING or RUNNING, wherever they run), so a listing

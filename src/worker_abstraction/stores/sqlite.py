@@ -212,6 +212,10 @@ class SqliteTaskStore:
         )
         return bytes(rows[0][0]) if rows else None
 
+    async def submission(self, task_id: str) -> StoredTask | None:
+        rows = await self._query("SELECT task_id, task, options FROM tasks WHERE task_id = ?", (task_id,))
+        return StoredTask(rows[0][0], bytes(rows[0][1]), rows[0][2]) if rows else None
+
     async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[bytes]:
         where, parameters = ["state = 'finished'", "record IS NOT NULL"], list[Any]()
         if query.statuses:

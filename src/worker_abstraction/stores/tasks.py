@@ -76,6 +76,9 @@ class TaskStore(Protocol):
 
     async def finished_by_key(self, idempotency_key: str) -> bytes | None: ...
 
+    async def submission(self, task_id: str) -> StoredTask | None:
+        """The task as it was accepted, finished or not (its `task` and `options`; None: unknown)."""
+
     async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[bytes]:
         """Serialized TaskRecords of finished tasks that match `query`'s filters (its own page is not read:
         `limit` and `offset` are), most recently accepted first."""

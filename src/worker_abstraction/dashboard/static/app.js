@@ -1,22 +1,31 @@
-// The dashboard page: everything arrives as server-sent events from /api/events (a snapshot first, then
-// `task` rows as they change and the `overview` every second); the page never polls.
+// The dashboard page. Three addresses, one script: "/" (overview, the task list and its filters), "/tasks/ID"
+// (one task) and "/workers/ID" (one worker). Links between them change the address without a reload
+// (history.pushState); a full load of any of them shows the same. Live data arrives as server-sent events from
+// /api/events (a snapshot first, then `task` rows as they change and the `overview` every second); the page
+// never polls. A filtered task list is a page of the daemon's whole store, read from /api/tasks?...
 "use strict";
 
 const MAX_ROWS = 500;
 const HEADERS = { "X-WA-Dashboard": "1", "Content-Type": "application/json" };
+const FILTERS = ["q", "status", "capability", "worker", "range", "since", "until"];
+const PAGE = 50;
 const $ = (id) => document.getElementById(id);
-const rows = new Map(); // task id -> <tr>
-const workerNames = new Map(); // worker id -> its name, from the latest overview
-const workerLabel = (id) => (id ? workerNames.get(id) || short(id) : "–");
+const rows = new Map(); // task id -> <tr> of the task list
+let me = { auth: false, name: "", operator: false };
+let view = { name: "home", id: "" };
+let query = null; // the filters of the task list, or null for the live list
+let offset = 0;
+let lastOverview = null;
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
     if (key === "class") node.className = value;
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
+    else node.setAttribute(key, value === true ? "" : value);
   }
-  for (const child of children) {
+  for (const child of children.flat()) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -25,6 +34,8 @@ function el(tag, attrs, ...children) {
 
 const badge = (text) => el("span", { class: "badge s-" + text }, text);
 const short = (id) => (id.length > 12 ? id.slice(0, 12) + "…" : id);
+const taskHref = (id) => "/tasks/" + encodeURIComponent(id);
+const workerHref = (id) => "/workers/" + encodeURIComponent(id);
 
 function seconds(value) {
   if (value === null || value === undefined) return "–";
@@ -40,29 +51,87 @@ function clock(epoch) {
   return new Date(epoch * 1000).toLocaleTimeString([], { hour12: false });
 }
 
-// ---- tasks ---------------------------------------------------------------------------------------------
+const when = (epoch) => (epoch ? new Date(epoch * 1000).toISOString() : "–");
 
-function taskRow(task) {
+// A worker, wherever it is shown: its name and its id, linking to its page (the id alone when it has no name).
+function workerLink(id, name) {
+  if (!id) return "–";
+  return el("a", { href: workerHref(id), "data-nav": true, class: "worker", title: id },
+    name ? name + " " : null, el("span", { class: "dim mono" }, short(id)));
+}
+
+const taskLink = (id) => el("a", { href: taskHref(id), "data-nav": true, class: "mono", title: id }, short(id));
+
+// ---- navigation ----------------------------------------------------------------------------------------
+
+function go(href) {
+  history.pushState({}, "", href);
+  route();
+}
+
+document.addEventListener("click", (event) => {
+  if (event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
+  const link = event.target.closest("a[data-nav]");
+  if (link) {
+    event.preventDefault();
+    go(link.getAttribute("href"));
+    return;
+  }
+  const row = event.target.closest("tr[data-task]");
+  if (row && row.closest("#tasks, #worker-tasks")) go(taskHref(row.dataset.task));
+});
+window.addEventListener("popstate", route);
+
+function route() {
+  const path = location.pathname;
+  let name = "home", id = "";
+  if (path.startsWith("/tasks/")) [name, id] = ["task", decodeURIComponent(path.slice(7))];
+  else if (path.startsWith("/workers/")) [name, id] = ["worker", decodeURIComponent(path.slice(9))];
+  view = { name, id };
+  for (const each of ["home", "task", "worker"]) $("view-" + each).hidden = each !== name;
+  if (name === "task") showTask(id);
+  else if (name === "worker") showWorker(id);
+  else showHome();
+  window.scrollTo(0, 0);
+}
+
+async function getJSON(url) {
+  const response = await fetch(url, { credentials: "same-origin" });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(answer.error || response.statusText);
+  return answer;
+}
+
+async function post(url, body) {
+  const response = await fetch(url, { method: "POST", headers: HEADERS, body: JSON.stringify(body || {}),
+    credentials: "same-origin" });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(answer.error || response.statusText);
+  return answer;
+}
+
+// ---- the task list: live, or a page of the store under filters ------------------------------------------
+
+function taskRow(task, prefix = "task-") {
   const progress = task.status === "COMPLETED" ? 1 : task.progress || 0;
-  const tr = el("tr", { id: "task-" + task.task_id, "data-status": task.status, "data-task": task.task_id },
-    el("td", { class: "mono", title: task.task_id }, short(task.task_id)),
+  return el("tr", { id: prefix + task.task_id, "data-status": task.status, "data-task": task.task_id },
+    el("td", {}, taskLink(task.task_id)),
     el("td", {}, task.capability),
     el("td", { class: "status" }, badge(task.status),
       task.error ? el("span", { class: "err", title: task.error }, " " + task.error.slice(0, 60)) : null),
-    el("td", { title: task.worker_id }, workerLabel(task.worker_id)),
+    el("td", { class: "worker-cell" }, workerLink(task.worker_id, task.worker_name)),
     el("td", {}, task.attempt || "–"),
     el("td", {}, el("span", { class: "bar" }, el("span", { style: `width:${Math.round(progress * 100)}%` })),
       task.message || ""),
     el("td", {}, seconds(task.latency)),
     el("td", {}, clock(task.updated_at)));
-  tr.addEventListener("click", () => showTask(task.task_id));
-  return tr;
 }
 
 function upsertTask(task) {
   const body = $("tasks").tBodies[0];
-  const fresh = taskRow(task);
   const old = rows.get(task.task_id);
+  if (!old && query) return; // a filtered page shows the rows it found; they change live, no row is added
+  const fresh = taskRow(task);
   if (old) old.replaceWith(fresh);
   else body.prepend(fresh);
   rows.set(task.task_id, fresh);
@@ -81,20 +150,106 @@ function resetTasks(tasks) {
   $("tasks-empty").hidden = rows.size > 0;
 }
 
+function filtersOf(params) {
+  const found = {};
+  for (const name of FILTERS) if (params.get(name)) found[name] = params.get(name);
+  return Object.keys(found).length ? found : null;
+}
+
+function apiParams(filters) {
+  const params = new URLSearchParams();
+  for (const name of ["q", "status", "capability", "worker", "since", "until"]) {
+    if (filters[name]) params.set(name, filters[name]);
+  }
+  if (filters.range && filters.range !== "custom") params.set("since", String(Date.now() / 1000 - Number(filters.range)));
+  params.set("limit", String(PAGE));
+  params.set("offset", String(offset));
+  return params;
+}
+
+async function showHome() {
+  query = filtersOf(new URLSearchParams(location.search));
+  offset = Number(new URLSearchParams(location.search).get("offset")) || 0;
+  fillForm(query || {});
+  $("query-error").hidden = true;
+  if (!query) {
+    $("tasks-scope").textContent = "latest first, live";
+    $("pager").hidden = true;
+    $("tasks-empty").textContent = "no tasks yet";
+    if (liveTasks) resetTasks(liveTasks);
+    return;
+  }
+  $("tasks-scope").textContent = "matching tasks of the whole store, newest first";
+  $("tasks-empty").textContent = "no task matches";
+  try {
+    const answer = await getJSON("/api/tasks?" + apiParams(query));
+    rows.clear();
+    $("tasks").tBodies[0].replaceChildren();
+    for (const task of answer.tasks) {
+      const row = taskRow(task);
+      $("tasks").tBodies[0].append(row);
+      rows.set(task.task_id, row);
+    }
+    $("tasks-empty").hidden = rows.size > 0;
+    $("pager").hidden = offset === 0 && !answer.more;
+    $("page-newer").disabled = offset === 0;
+    $("page-older").disabled = !answer.more;
+    $("page-at").textContent = answer.tasks.length ? `${offset + 1}–${offset + answer.tasks.length}` : "";
+  } catch (error) {
+    resetTasks([]);
+    $("query-error").textContent = error.message;
+    $("query-error").hidden = false;
+  }
+}
+
+function fillForm(filters) {
+  for (const name of ["q", "status", "capability", "worker", "range"]) $("f-" + name).value = filters[name] || "";
+  const custom = Boolean(filters.since || filters.until) && !filters.range;
+  if (custom) $("f-range").value = "custom";
+  $("f-between").hidden = $("f-range").value !== "custom";
+  const local = (epoch) => {
+    const at = new Date(Number(epoch) * 1000 - new Date().getTimezoneOffset() * 60000);
+    return epoch && Number.isFinite(at.getTime()) ? at.toISOString().slice(0, 19) : ""; // (the server names a bad one)
+  };
+  $("f-since").value = local(filters.since);
+  $("f-until").value = local(filters.until);
+}
+
+function searchHref(atOffset) {
+  const params = new URLSearchParams();
+  for (const name of ["q", "status", "capability", "worker"]) {
+    const value = $("f-" + name).value.trim();
+    if (value) params.set(name, value);
+  }
+  const range = $("f-range").value;
+  const epoch = (value) => (value ? String(new Date(value).getTime() / 1000) : "");
+  if (range === "custom") {
+    if (epoch($("f-since").value)) params.set("since", epoch($("f-since").value));
+    if (epoch($("f-until").value)) params.set("until", epoch($("f-until").value));
+  } else if (range) params.set("range", range);
+  if (atOffset) params.set("offset", String(atOffset));
+  const text = params.toString();
+  return text ? "/?" + text : "/";
+}
+
+$("filters").addEventListener("submit", (event) => { event.preventDefault(); go(searchHref(0)); });
+$("f-range").addEventListener("change", () => { $("f-between").hidden = $("f-range").value !== "custom"; });
+$("f-clear").addEventListener("click", () => go("/"));
+$("page-newer").addEventListener("click", () => go(searchHref(Math.max(0, offset - PAGE))));
+$("page-older").addEventListener("click", () => go(searchHref(offset + PAGE)));
+
 // ---- overview ------------------------------------------------------------------------------------------
 
-function renderOverview(view) {
-  const workers = view.workers;
-  workerNames.clear();
-  for (const w of workers) workerNames.set(w.worker_id, w.name || short(w.worker_id));
+function renderOverview(overview) {
+  lastOverview = overview;
+  const workers = overview.workers;
   $("n-workers").textContent = workers.length;
-  $("n-queued").textContent = view.queue.reduce((sum, q) => sum + q.waiting, 0);
+  $("n-queued").textContent = overview.queue.reduce((sum, q) => sum + q.waiting, 0);
   $("n-flight").textContent = workers.reduce((sum, w) => sum + w.in_flight, 0);
-  $("n-dead").textContent = view.dead_letter_count;
-  const s = view.series;
-  const recent = s.t.length - 10;
+  $("n-dead").textContent = overview.dead_letter_count;
+  const s = overview.series;
   let finished = 0, p95 = null;
-  for (let i = Math.max(0, recent); i < s.t.length; i++) {
+  for (let i = Math.max(0, s.t.length - 10); i < s.t.length; i++) {
     finished += s.completed[i] + s.failed[i];
     if (s.p95[i] !== null) p95 = Math.max(p95 ?? 0, s.p95[i]);
   }
@@ -105,8 +260,7 @@ function renderOverview(view) {
     const slots = w.slots || 0;
     const used = slots ? Math.min(1, w.in_flight / slots) : 0;
     return el("tr", { "data-worker": w.worker_id },
-      el("td", { title: w.worker_id + " @ " + w.address }, w.name || short(w.worker_id),
-        el("div", { class: "dim mono" }, w.address)),
+      el("td", {}, workerLink(w.worker_id, w.name), el("div", { class: "dim mono" }, w.address)),
       el("td", { title: w.state_reason }, badge(w.state)),
       el("td", {}, badge(w.circuit)),
       el("td", {}, el("span", { class: "bar" }, el("span", { style: `width:${Math.round(used * 100)}%` })),
@@ -115,25 +269,32 @@ function renderOverview(view) {
       el("td", { class: "mono" }, w.capabilities.join(", ")));
   }));
   $("workers-empty").hidden = workers.length > 0;
+  const capabilities = new Set([...workers.flatMap((w) => w.capabilities), ...overview.queue.map((q) => q.capability)]);
+  $("known-capabilities").replaceChildren(...[...capabilities].sort().map((c) => el("option", { value: c })));
+  $("known-workers").replaceChildren(...workers.map((w) => el("option", { value: w.worker_id }, w.name)));
 
-  $("queue").tBodies[0].replaceChildren(...view.queue.map((q) =>
+  $("queue").tBodies[0].replaceChildren(...overview.queue.map((q) =>
     el("tr", {}, el("td", {}, q.capability), el("td", {}, q.priority), el("td", {}, q.waiting))));
-  $("queue-empty").hidden = view.queue.length > 0;
+  $("queue-empty").hidden = overview.queue.length > 0;
 
-  $("dead").tBodies[0].replaceChildren(...view.dead_letters.map((d) =>
+  $("dead").tBodies[0].replaceChildren(...overview.dead_letters.map((d) =>
     el("tr", { id: "dead-" + d.task_id, "data-task": d.task_id },
-      el("td", { class: "mono", title: d.task_id }, short(d.task_id)),
+      el("td", {}, taskLink(d.task_id)),
       el("td", {}, d.capability),
       el("td", { class: "err", title: d.error }, d.error.slice(0, 80)),
       el("td", {}, d.attempts.length),
-      el("td", {},
+      el("td", {}, me.operator ? [
         el("button", { class: "btn requeue", onclick: () => requeue(d.task_id) }, "requeue"), " ",
-        el("button", { class: "btn btn-bad purge", onclick: () => purge([d.task_id]) }, "purge")))));
-  $("dead-empty").hidden = view.dead_letters.length > 0;
-  $("purge-all").disabled = view.dead_letter_count === 0;
+        el("button", { class: "btn btn-bad purge", onclick: () => purge([d.task_id]) }, "purge")] : null))));
+  $("dead-empty").hidden = overview.dead_letters.length > 0;
+  $("purge-all").disabled = overview.dead_letter_count === 0;
 
   drawBars($("chart-rate"), s.t, [[s.completed, "var(--ok)"], [s.failed, "var(--bad)"]]);
   drawLines($("chart-latency"), s.t, [[s.p50, "var(--info)"], [s.p95, "var(--violet)"]]);
+  if (view.name === "worker") {
+    const live = workers.find((w) => w.worker_id === view.id);
+    if (live) renderWorkerFacts(live);
+  }
 }
 
 // ---- charts (inline SVG) -------------------------------------------------------------------------------
@@ -198,23 +359,16 @@ function drawLines(chart, t, series) {
   }
 }
 
-// ---- actions -------------------------------------------------------------------------------------------
+// ---- dead letters --------------------------------------------------------------------------------------
 
-async function post(url, body) {
-  const response = await fetch(url, { method: "POST", headers: HEADERS, body: JSON.stringify(body || {}),
-    credentials: "same-origin" });
-  const answer = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(answer.error || response.statusText);
-  return answer;
-}
-
-function notice(text) { $("notice").textContent = text; }
+function notice(text, ...links) { $("notice").replaceChildren(text, ...links); }
 
 async function requeue(taskId) {
   try {
     const answer = await post(`/api/dead-letters/${encodeURIComponent(taskId)}/requeue`);
     $("dead-" + taskId)?.remove();
-    notice(`requeued ${short(taskId)} as ${answer.task_id}`);
+    notice(`requeued ${short(taskId)} as `, el("a", { href: taskHref(answer.task_id), "data-nav": true,
+      id: "requeued-as", "data-task-id": answer.task_id }, answer.task_id));
   } catch (error) { notice(`requeue failed: ${error.message}`); }
 }
 
@@ -230,47 +384,142 @@ $("purge-all").addEventListener("click", () => {
   if (confirm("Drop every dead letter?")) purge(null);
 });
 
-// ---- task detail ---------------------------------------------------------------------------------------
+// ---- one task ------------------------------------------------------------------------------------------
+
+let taskShown = null; // the task the page shows
+let refetch = null; // a re-read of it, due because an update arrived
+
+function facts(pairs) {
+  return el("dl", {}, ...pairs.filter(Boolean).flatMap(([term, value, attrs]) =>
+    [el("dt", {}, term), el("dd", attrs || {}, value)]));
+}
 
 async function showTask(taskId) {
-  const body = $("detail-body");
-  $("detail-title").textContent = "task " + taskId;
-  body.replaceChildren(el("p", { class: "dim" }, "loading…"));
-  $("detail").hidden = false;
-  const response = await fetch(`/api/tasks/${encodeURIComponent(taskId)}`, { credentials: "same-origin" });
-  const task = await response.json();
-  if (!response.ok) { body.replaceChildren(el("p", { class: "err" }, task.error || response.statusText)); return; }
+  $("task-title").replaceChildren("task ", el("span", { class: "mono" }, taskId));
+  $("task-notice").replaceChildren();
+  $("task-cancel").hidden = $("task-retry").hidden = true;
+  $("task-body").replaceChildren(el("p", { class: "dim" }, "loading…"));
+  await loadTask(taskId);
+}
+
+async function loadTask(taskId) {
+  let task;
+  try {
+    task = await getJSON(`/api/tasks/${encodeURIComponent(taskId)}`);
+  } catch (error) {
+    if (view.name === "task" && view.id === taskId) {
+      $("task-body").replaceChildren(el("p", { class: "err", id: "task-error" }, error.message));
+    }
+    return;
+  }
+  if (view.name !== "task" || view.id !== taskId) return; // the page moved on meanwhile
+  taskShown = task;
   const last = task.last_update;
-  body.replaceChildren(
-    el("dl", {},
-      el("dt", {}, "status"), el("dd", {}, badge(task.status), task.dead_lettered ? " (dead-lettered)" : ""),
-      el("dt", {}, "capability"), el("dd", {}, task.capability),
-      el("dt", {}, "submitted"), el("dd", {}, task.submitted_at ? new Date(task.submitted_at * 1000).toISOString() : "–"),
-      el("dt", {}, "owner"), el("dd", {}, task.owner || "–"),
-      el("dt", {}, "idempotency key"), el("dd", {}, task.idempotency_key || "–"),
-      el("dt", {}, "cancel reason"), el("dd", {}, task.cancel_reason || "–"),
-      el("dt", {}, "arguments"), el("dd", {}, el("pre", {}, task.params)),
-      last && last.output ? el("dt", {}, "output") : null, last && last.output ? el("dd", {}, el("pre", {}, last.output)) : null,
-      last && last.error ? el("dt", {}, "error") : null, last && last.error ? el("dd", { class: "err" }, last.error) : null),
+  const failure = last && last.failure;
+  $("task-cancel").hidden = !task.may.cancel;
+  $("task-retry").hidden = !task.may.retry;
+  $("task-body").replaceChildren(
+    facts([
+      ["status", el("span", { id: "task-status", "data-status": task.status }, badge(task.status),
+        task.dead_lettered ? " (dead-lettered)" : "")],
+      ["capability", task.capability],
+      ["worker", workerLink(task.worker_id, task.worker_name), { id: "task-worker" }],
+      ["submitted", when(task.submitted_at)],
+      ["owner", task.owner || "–"],
+      ["idempotency key", task.idempotency_key || "–"],
+      ["cancel reason", task.cancel_reason || "–"],
+      ["arguments", el("pre", {}, task.params)],
+      last && last.output ? ["output", el("pre", {}, last.output)] : null,
+      last && last.error ? ["error", last.error, { class: "err", id: "task-error" }] : null,
+      failure ? ["failure", `${failure.type} · ${failure.origin.toLowerCase()} · ${failure.retryable ? "" : "not "}retryable`] : null,
+      failure && failure.traceback ? ["traceback", el("pre", { id: "task-traceback", class: "traceback" }, failure.traceback)] : null,
+    ]),
     el("h2", {}, "Attempts"),
     el("table", { id: "detail-attempts" },
       el("thead", {}, el("tr", {}, ...["#", "worker", "started", "ended", "status", "error"].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...task.attempts.map((a) => el("tr", {},
-        el("td", {}, a.number), el("td", { title: a.worker_id }, workerLabel(a.worker_id)), el("td", {}, clock(a.started_at)),
+        el("td", {}, a.number), el("td", {}, workerLink(a.worker_id, a.worker_name)), el("td", {}, clock(a.started_at)),
         el("td", {}, clock(a.ended_at)), el("td", {}, badge(a.status)), el("td", { class: "err" }, a.error))))),
     el("h2", { style: "margin-top:16px" }, `Updates (${task.updates_total})`),
     el("table", { id: "detail-updates" },
-      el("thead", {}, el("tr", {}, ...["at", "status", "attempt", "progress", "message / error"].map((h) => el("th", {}, h)))),
+      el("thead", {}, el("tr", {}, ...["at", "status", "attempt", "worker", "progress", "message / error"].map((h) => el("th", {}, h)))),
       el("tbody", {}, ...task.updates.map((u) => el("tr", {},
         el("td", {}, clock(u.at)), el("td", {}, badge(u.status)), el("td", {}, u.attempt || "–"),
+        el("td", {}, workerLink(u.worker_id, u.worker_name)),
         el("td", {}, Math.round(u.progress * 100) + "%"),
-        el("td", { class: u.error ? "err" : "" }, u.error || u.message || (u.output ? "output: " + u.output.slice(0, 80) : "")))))));
+        el("td", { class: u.error ? "err" : "" }, u.error || u.message || (u.output ? "output: " + u.output.slice(0, 80) : ""),
+          u.failure && u.failure.traceback && u.status !== "FAILED"
+            ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "traceback" }, u.failure.traceback))
+            : null))))));
 }
 
-$("detail-close").addEventListener("click", () => { $("detail").hidden = true; });
-document.addEventListener("keydown", (e) => { if (e.key === "Escape") $("detail").hidden = true; });
+function taskChanged(taskId) {
+  if (view.name !== "task" || view.id !== taskId || refetch) return;
+  refetch = setTimeout(() => { refetch = null; loadTask(taskId); }, 200); // updates close together: one read
+}
+
+$("task-cancel").addEventListener("click", async () => {
+  const taskId = view.id;
+  try {
+    const answer = await post(`/api/tasks/${encodeURIComponent(taskId)}/cancel`);
+    $("task-notice").replaceChildren(`cancel asked: ${answer.status.toLowerCase()}`);
+  } catch (error) { $("task-notice").replaceChildren(`cancel failed: ${error.message}`); }
+  loadTask(taskId);
+});
+
+$("task-retry").addEventListener("click", async () => {
+  const taskId = view.id;
+  try {
+    const answer = await post(`/api/tasks/${encodeURIComponent(taskId)}/retry`);
+    $("task-notice").replaceChildren("retried as ", el("a", { href: taskHref(answer.task_id), "data-nav": true,
+      id: "retried-as", class: "mono", "data-task-id": answer.task_id }, answer.task_id));
+  } catch (error) { $("task-notice").replaceChildren(`retry failed: ${error.message}`); }
+});
+
+// ---- one worker ----------------------------------------------------------------------------------------
+
+function renderWorkerFacts(w) {
+  const slots = w.slots || 0;
+  $("worker-body").replaceChildren(facts([
+    ["id", el("span", { class: "mono" }, w.worker_id)],
+    ["address", el("span", { class: "mono" }, w.address)],
+    ["state", el("span", { id: "worker-state" }, badge(w.state), w.state_reason ? " " + w.state_reason : "")],
+    ["circuit", el("span", { id: "worker-circuit" }, badge(w.circuit))],
+    ["slots", el("span", { id: "worker-slots" }, `${w.in_flight} in use of ${slots || "∞"}` +
+      (w.free_slots !== null ? ` (the worker reports ${w.free_slots} free)` : ""))],
+    ["load", w.cpu !== null ? `${w.load} tasks, CPU ${(w.cpu * 100).toFixed(0)}%` : `${w.load} tasks`],
+    ["capabilities", el("span", { class: "mono", id: "worker-capabilities" }, w.capabilities.join(", "))],
+    ["tags", w.tags.join(", ") || "–"],
+    ["version", w.version || "–"],
+    ["last heartbeat", when(w.last_heartbeat)],
+  ]));
+}
+
+async function showWorker(workerId) {
+  $("worker-title").replaceChildren("worker ", el("span", { class: "mono" }, workerId));
+  $("worker-body").replaceChildren(el("p", { class: "dim" }, "loading…"));
+  $("worker-tasks").tBodies[0].replaceChildren();
+  $("worker-all").setAttribute("href", "/?worker=" + encodeURIComponent(workerId));
+  let answer;
+  try {
+    answer = await getJSON(`/api/workers/${encodeURIComponent(workerId)}`);
+  } catch (error) {
+    $("worker-body").replaceChildren(el("p", { class: "err", id: "worker-error" }, error.message));
+    return;
+  }
+  if (view.name !== "worker" || view.id !== workerId) return;
+  $("worker-title").replaceChildren("worker ", answer.name ? answer.name + " " : "",
+    el("span", { class: "dim mono" }, workerId));
+  if (answer.worker) renderWorkerFacts(answer.worker);
+  else $("worker-body").replaceChildren(el("p", { class: "dim", id: "worker-gone" },
+    "not live any more: its tasks are still listed below"));
+  $("worker-tasks").tBodies[0].replaceChildren(...answer.tasks.map((task) => taskRow(task, "worker-task-")));
+  $("worker-tasks-empty").hidden = answer.tasks.length > 0;
+}
 
 // ---- the stream ----------------------------------------------------------------------------------------
+
+let liveTasks = null; // the latest snapshot's rows, for the live list
 
 function connect() {
   const source = new EventSource("/api/events");
@@ -279,12 +528,35 @@ function connect() {
   source.addEventListener("error", () => { conn.textContent = "reconnecting…"; conn.className = "pill pill-wait"; });
   source.addEventListener("snapshot", (e) => {
     const data = JSON.parse(e.data);
-    resetTasks(data.tasks);
+    liveTasks = data.tasks;
+    if (!query) resetTasks(data.tasks);
     if (data.overview) renderOverview(data.overview);
   });
-  source.addEventListener("task", (e) => upsertTask(JSON.parse(e.data)));
+  source.addEventListener("task", (e) => {
+    const task = JSON.parse(e.data);
+    if (liveTasks) {
+      const at = liveTasks.findIndex((t) => t.task_id === task.task_id);
+      if (at >= 0) liveTasks[at] = task;
+      else liveTasks = [task, ...liveTasks].slice(0, MAX_ROWS);
+    }
+    upsertTask(task);
+    const shown = $("worker-tasks").querySelector(`tr[data-task="${CSS.escape(task.task_id)}"]`);
+    if (shown) shown.replaceWith(taskRow(task, "worker-task-"));
+    taskChanged(task.task_id);
+  });
   source.addEventListener("overview", (e) => renderOverview(JSON.parse(e.data)));
   source.addEventListener("closed", () => source.close());
 }
 
-connect();
+async function start() {
+  try {
+    me = await getJSON("/api/me");
+  } catch (error) { /* the stream says whether the page can read anything */ }
+  $("logout").hidden = !me.auth; // with credentials off there is nobody to sign out
+  $("visitor").textContent = me.auth && me.name ? me.name : "";
+  for (const node of document.querySelectorAll(".operator-only")) node.hidden = !me.operator;
+  connect();
+  route();
+}
+
+start();
