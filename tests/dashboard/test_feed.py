@@ -31,7 +31,7 @@ def update(task_id: str, status: TaskStatus) -> TaskUpdate:
 
 
 async def test_rows_follow_their_tasks_and_only_the_latest_are_kept() -> None:
-    feed = LiveFeed(max_tasks=3)
+    feed = LiveFeed(max_tasks=3, name_of={"w1": "first"}.get)
     states = []
     for n in range(5):
         handle, state = task(f"t{n}")
@@ -41,6 +41,7 @@ async def test_rows_follow_their_tasks_and_only_the_latest_are_kept() -> None:
     states[4].append(update("t4", TaskStatus.RUNNING))
     states[0].append(update("t0", TaskStatus.COMPLETED))  # no row any more, but counted
     assert feed.rows()[0]["status"] == "RUNNING" and feed.rows()[0]["worker_id"] == "w1"
+    assert feed.rows()[0]["worker_name"] == "first" and feed.rows()[1]["worker_name"] == ""  # named as it changes
     completed = feed.throughput.series(time.time() + 1, 3)["completed"]
     assert sum(c or 0 for c in completed) == 1
 

@@ -46,6 +46,12 @@ async def test_the_daemon_serves_live_tasks_and_stops_with_a_page_still_open(sta
                     break
         [worker] = (await http.get("/api/overview")).json()["workers"]
         assert "shout" in worker["capabilities"]
+        # The task's own address, and the store's filtered list, through the process.
+        assert (await http.get(f"/tasks/{handle.task_id}")).status_code == 200
+        [row] = (await http.get("/api/tasks", params={"q": handle.task_id, "status": "completed"})).json()["tasks"]
+        assert (row["worker_id"], row["worker_name"]) == (worker["worker_id"], worker["name"])
+        found = (await http.get(f"/api/workers/{worker['worker_id']}")).json()
+        assert [t["task_id"] for t in found["tasks"]] == [handle.task_id]
         assert await daemon.stop(signal.SIGTERM) == 0  # the open stream does not hold the daemon up
 
 

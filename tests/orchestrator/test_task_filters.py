@@ -135,3 +135,20 @@ async def test_the_daemon_refuses_a_listing_with_every_problem_named(registry: R
         with pytest.raises(aio.AioRpcError) as out_of_range:
             await stub.ListTasks(request, timeout=5)
         assert out_of_range.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+
+@pytest.mark.parametrize("home", ["memory", "sqlite", "nats"], indirect=True)
+async def test_a_finished_tasks_submission_is_found_with_its_options_in_every_embedded_home(
+    home: Home, start_worker: Callable[..., Any]
+) -> None:
+    await start_worker()
+    orchestrator = await home()
+    assert isinstance(orchestrator, AsyncOrchestrator)
+    await orchestrator.wait_for_workers("explode", timeout_seconds=10)
+    handle = await orchestrator.execute_task("explode", {"message": "m"}, priority=4, metadata={"k": "v"})
+    await handle.wait(timeout_seconds=10)
+    await (await orchestrator.execute_task("echo", {"text": "pushes it out of memory"})).wait(timeout_seconds=10)
+    submitted = await orchestrator.engine.index.submission(handle.task_id)
+    assert submitted is not None and (submitted.capability, dict(submitted.params)) == ("explode", {"message": "m"})
+    assert (submitted.options.priority, dict(submitted.options.metadata)) == (4, {"k": "v"})
+    assert await orchestrator.engine.index.submission("no-such-task") is None
