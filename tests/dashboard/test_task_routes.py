@@ -82,7 +82,7 @@ async def test_the_filtered_list_reads_the_whole_store_by_status_capability_work
         ({"limit": "0"}, "limit"),
         ({"limit": "²"}, "limit"),
         ({"offset": "-1"}, "offset"),
-        ({"offset": "100001"}, "offset"),
+        ({"offset": "10001"}, "offset"),
         ({"q": "x" * 300}, "q"),
         ({"worker": "w" * 300}, "worker"),
         ({"colour": "red"}, "colour"),

@@ -7,7 +7,7 @@
     until       submitted before (the same forms)
     q           a task id, or the start of one
     limit       rows per page, 1..200 (default 50)
-    offset      rows skipped, newest first, 0..100000
+    offset      rows skipped, newest first, 0..10000
 
 Anything else, or a value out of its range, is refused (HTTP 400) with every problem named, quoting at most
 a short prefix of what was sent.
@@ -25,7 +25,7 @@ from worker_abstraction.types import MAX_FILTER_LENGTH, TaskQuery, TaskStatus
 FILTERS = ("status", "capability", "worker", "since", "until", "q", "limit", "offset")
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
-MAX_OFFSET = 100_000  # a deeper page costs the daemon a read of as many records: narrow the filters instead
+MAX_OFFSET = 10_000  # a deeper page costs the daemon a read of as many records: narrow the filters instead
 _STATUS_NAMES = {s.name.lower(): s for s in TaskStatus if s is not TaskStatus.UNKNOWN}
 _LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z
 
