@@ -125,7 +125,12 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     )
     listing.add_argument("--capability", metavar="NAME", help="only tasks of this capability")
     listing.add_argument("--worker", metavar="ID", help="only tasks whose latest attempt went to this worker")
-    listing.add_argument("--since", type=parse_when, metavar="WHEN", help="only tasks submitted at or after WHEN")
+    listing.add_argument(
+        "--since",
+        type=parse_when,
+        metavar="WHEN",
+        help="only tasks submitted at or after WHEN: an ISO 8601 instant (no offset: UTC) or a time ago (15m, 2h, 7d)",
+    )
     listing.add_argument("--until", type=parse_when, metavar="WHEN", help="only tasks submitted before WHEN")
     listing.add_argument("--id", dest="id_prefix", metavar="PREFIX", help="only tasks whose id starts with PREFIX")
     listing.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="show at most N tasks")
