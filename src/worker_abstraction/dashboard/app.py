@@ -74,7 +74,7 @@ def _error(status: int, message: str) -> JSONResponse:
 
 def _login_page(status: int, back_to: str = "/") -> HTMLResponse:
     """The sign-in form, which goes back to `back_to` (a page of this dashboard) once signed in."""
-    page = _page("login.html").replace('name="next" value="/"', f'name="next" value="{html.escape(back_to)}"')
+    page = _page("login.html").replace('name="next" value="/"', f'name="next" value="{html.escape(_back_to(back_to))}"')
     return HTMLResponse(page, status_code=status)
 
 
