@@ -31,6 +31,11 @@ class Config:
     heartbeat_channels: int = 0
     heartbeat_warmup_seconds: float = 3.0
     heartbeat_window_seconds: float = 10.0
+    # Beats per worker per second to try against the floor server, highest first; the first whose floor is
+    # sound is the load (see bench/scenarios/registry.py), the last if none is.
+    heartbeat_rates: tuple[float, ...] = (1.0, 0.5, 0.25, 0.125)
+    heartbeat_calibration_warmup_seconds: float = 1.0
+    heartbeat_calibration_window_seconds: float = 3.0
     register_workers: int = 10_000
     # Scenario 5: tasks waiting in one orchestrator's queue.
     queued_tasks: int = 100_000
@@ -61,6 +66,7 @@ QUICK = Config(
     sync_latency_count=300,
     heartbeat_warmup_seconds=2.0,
     heartbeat_window_seconds=3.0,
+    heartbeat_calibration_window_seconds=2.0,
     register_workers=10_000,
     daemon_latency_warmup=100,
     daemon_latency_count=300,
@@ -98,6 +104,8 @@ TINY = Config(
     heartbeat_workers=50,
     heartbeat_warmup_seconds=0.2,
     heartbeat_window_seconds=0.3,
+    heartbeat_calibration_warmup_seconds=0.2,
+    heartbeat_calibration_window_seconds=0.3,
     register_workers=200,
     queued_tasks=200,
     daemon_latency_warmup=5,

@@ -63,6 +63,13 @@ async def _success(request: bytes, context: aio.ServicerContext[bytes, bytes]) -
     return SUCCESS
 
 
+async def _success_each(
+    requests: AsyncIterator[bytes], context: aio.ServicerContext[bytes, bytes]
+) -> AsyncIterator[bytes]:
+    async for _ in requests:
+        yield SUCCESS
+
+
 async def serve(host: str, port: int) -> None:
     """Serve the floor methods until SIGINT/SIGTERM."""
     # Without serializers gRPC hands the handlers the raw bytes and sends theirs as they are.
@@ -78,6 +85,7 @@ async def serve(host: str, port: int) -> None:
         {
             "RegisterWorker": grpc.unary_unary_rpc_method_handler(_success),
             "WorkerHeartbeat": grpc.unary_unary_rpc_method_handler(_success),
+            "HeartbeatStream": grpc.stream_stream_rpc_method_handler(_success_each),
         },
     )
     server = aio.server()

@@ -1,6 +1,7 @@
 """Load generator for the registry: many simulated workers in one process, speaking the raw RPCs.
 
-    python -m bench.loadgen heartbeat --registry ADDR --workers 2000 --warmup 3 --window 10 --rounds 3
+    python -m bench.loadgen heartbeat --registry ADDR --workers 2000 --warmup 3 --window 10 --rounds 3 [--rate 1]
+    python -m bench.loadgen calibrate --registry ADDR --workers 2000 --rates 1,0.5,0.25 --warmup 1 --window 2
     python -m bench.loadgen register --registry ADDR --workers 10000
 
 Each simulated worker is one `RegisterWorker` with a realistic description (two capabilities with
@@ -12,6 +13,15 @@ registry's CPU exactly over each window:
     {"event": "window_start", "round": 1}
     {"event": "window_end", "round": 1, "p50_ms": ..., "p99_ms": ..., "beats": ..., "errors": ..., ...}
     {"event": "done"}
+
+`calibrate` finds the load a server answering a constant (the floor) carries with its latency near an idle
+call's: it measures beats sent one at a time, then each rate per worker in turn, from the highest, until one
+is sound (`bench.measure.loaded_latency_is_sound`):
+
+    {"event": "registered", ...}
+    {"event": "unloaded", "p50_ms": ..., "p99_ms": ...}
+    {"event": "step", "rate": 1.0, "sound": false, "p50_ms": ..., ...}
+    {"event": "calibrated", "rate": 0.5}   (the lowest rate tried when none is sound)
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ import grpc
 from grpc import aio
 
 from bench.loops import run
-from bench.measure import percentile
+from bench.measure import loaded_latency_is_sound, percentile
+from worker_abstraction import collector
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 
@@ -35,6 +46,9 @@ RPC_TIMEOUT_SECONDS = 10.0
 # Registration keeps this many calls going at once, as a fleet starting up would.
 REGISTER_IN_FLIGHT = 64
 TICK_SECONDS = 0.005
+# Beats sent one at a time to measure an idle call, over this many workers' streams (opened first).
+UNLOADED_BEATS = 300
+UNLOADED_WORKERS = 30
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -184,6 +198,27 @@ class Heartbeats:
             self.max_tick_lag = max(self.max_tick_lag, time.perf_counter() - tick - TICK_SECONDS)
         return sent
 
+    async def open_all(self) -> None:
+        """One beat from every worker (REGISTER_IN_FLIGHT at a time), which opens its stream: the windows
+        measure beats on open streams, as a fleet that has been up a while sends them. Then the objects made so
+        far are frozen and collections come less often (`collector.tune`), so that the load generator's own
+        collections do not stall its ticks (it is not what is measured)."""
+        indexes = iter(range(self.fleet.workers))
+
+        async def lane() -> None:
+            for index in indexes:
+                await self.beat(index)
+
+        await asyncio.gather(*(lane() for _ in range(REGISTER_IN_FLIGHT)))
+        self.window_report()
+        collector.tune()
+
+    async def unloaded(self, count: int, workers: int) -> dict[str, Any]:
+        """Beats sent one at a time, each after the one before has its answer: an idle server's latency."""
+        for sent in range(count):
+            await self.beat(sent % workers)
+        return self.window_report()
+
     async def settle(self) -> None:
         if self._pending:
             await asyncio.wait(list(self._pending))
@@ -210,7 +245,8 @@ async def heartbeat_mode(args: argparse.Namespace) -> None:
         await fleet.ready()
         seconds = await fleet.register_all()
         emit("registered", seconds=seconds, errors=dict(fleet.errors))
-        beats = Heartbeats(fleet, stream=args.stream)
+        beats = Heartbeats(fleet, args.rate, stream=args.stream)
+        await beats.open_all()
         next_beat = await beats.run_for(args.warmup, 0)
         beats.window_report()
         for round_ in range(1, args.rounds + 1):
@@ -219,6 +255,37 @@ async def heartbeat_mode(args: argparse.Namespace) -> None:
             # Beats sent in the window and still in flight count for it; none are sent meanwhile.
             await beats.settle()
             emit("window_end", round=round_, **beats.window_report())
+        emit("done")
+    finally:
+        await fleet.aclose()
+
+
+async def calibrate_mode(args: argparse.Namespace) -> None:
+    fleet = Fleet(args.registry, args.workers, args.channels or args.workers)
+    try:
+        await fleet.ready()
+        seconds = await fleet.register_all()
+        emit("registered", seconds=seconds, errors=dict(fleet.errors))
+        beats = Heartbeats(fleet, stream=args.stream)
+        await beats.open_all()
+        idle = await beats.unloaded(UNLOADED_BEATS, min(UNLOADED_WORKERS, fleet.workers))
+        emit("unloaded", **idle)
+        rates = [float(rate) for rate in args.rates.split(",")]
+        next_beat, chosen = 0, rates[-1]
+        for rate in rates:
+            beats.rate = fleet.workers * rate
+            next_beat = await beats.run_for(args.warmup, next_beat)
+            await beats.settle()
+            beats.window_report()
+            next_beat = await beats.run_for(args.window, next_beat)
+            await beats.settle()
+            step = beats.window_report()
+            sound = step["p50_ms"] is not None and loaded_latency_is_sound(step["p50_ms"], idle["p50_ms"])
+            emit("step", rate=rate, sound=sound, **step)
+            if sound:
+                chosen = rate
+                break
+        emit("calibrated", rate=chosen)
         emit("done")
     finally:
         await fleet.aclose()
@@ -237,18 +304,21 @@ async def register_mode(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["heartbeat", "register"])
+    parser.add_argument("mode", choices=["heartbeat", "calibrate", "register"])
     parser.add_argument("--registry", required=True, metavar="HOST:PORT")
     parser.add_argument("--stream", action="store_true", help="heartbeat over HeartbeatStream, as workers do")
     parser.add_argument("--workers", type=int, default=2_000)
     parser.add_argument(
         "--channels", type=int, default=0, help="connections to the registry (0: one per worker for heartbeat)"
     )
+    parser.add_argument("--rate", type=float, default=1.0, help="heartbeats per worker per second")
+    parser.add_argument("--rates", default="1,0.5,0.25", help="calibrate: rates per worker to try, highest first")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of heartbeats before the windows")
     parser.add_argument("--window", type=float, default=10.0, help="seconds per measured window")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    run(heartbeat_mode(args) if args.mode == "heartbeat" else register_mode(args))
+    modes = {"heartbeat": heartbeat_mode, "calibrate": calibrate_mode, "register": register_mode}
+    run(modes[args.mode](args))
 
 
 if __name__ == "__main__":

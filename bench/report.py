@@ -84,7 +84,7 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
     (
         "registry: wa registry process, simulated workers",
         (
-            Row("registry_heartbeat_p50_ms", "(4) heartbeat p50, 2,000 workers @ 1/s", "ms"),
+            Row("registry_heartbeat_p50_ms", "(4) heartbeat p50, {workers} workers @ {rate}/s", "ms"),
             Row(
                 "registry_heartbeat_p99_ms",
                 "(4) heartbeat p99",
@@ -141,14 +141,22 @@ def table(doc: dict[str, Any]) -> str:
     """The figures of a results document as an aligned text table."""
     header = ("figure", "median", "min–max", "unit", "ratio to floor", "target")
     lines: list[tuple[str, ...]] = []
+    unsound: dict[str, str] = doc.get("unsound_floors") or {}
+    left_out = set(doc.get("ratios_to_unsound_floors") or ())
     for title, rows in SECTIONS:
         lines.append((f"-- {title}",))
         for row in rows:
             spread = doc["figures"].get(row.key)
-            ratios = ", ".join(f"{_number(doc[key])}× {what}" for key, what in row.ratios if doc.get(key) is not None)
+            ratios = ", ".join(
+                "n/a: floor unsound" if key in left_out else f"{_number(doc[key])}× {what}"
+                for key, what in row.ratios
+                if doc.get(key) is not None or key in left_out
+            )
+            if row.key in unsound:
+                ratios = "UNSOUND FLOOR (see below)"
             lines.append(
                 (
-                    "  " + row.label,
+                    "  " + _label(row.label, doc),
                     _number(doc.get(row.key)),
                     f"{_number(spread['min'])}–{_number(spread['max'])}" if spread else "",
                     row.unit,
@@ -172,9 +180,20 @@ def table(doc: dict[str, Any]) -> str:
         worst = max(foreign, key=foreign.__getitem__)
         note = " (figures disturbed; rerun on a quiet machine)" if foreign[worst] > 0.1 else ""
         out.append(f"other processes on the machine: up to {foreign[worst]:.2f} of a core, during {worst}{note}")
+    reasons: dict[str, list[str]] = {}
+    for key, why in unsound.items():
+        reasons.setdefault(why, []).append(key)
+    out.extend(f"UNSOUND FLOOR {', '.join(keys)}: {why}; no ratio is taken to it" for why, keys in reasons.items())
     if doc["failures"]:
         out.extend(f"FAILED {name}: {message}" for name, message in doc["failures"].items())
     return "\n".join(line.rstrip() for line in out)
+
+
+def _label(label: str, doc: dict[str, Any]) -> str:
+    """A row's label with the load the run chose filled in (the registry's heartbeat rate is calibrated)."""
+    details = doc.get("details") or {}
+    workers, rate = details.get("registry_heartbeat_workers"), details.get("registry_heartbeat_rate_per_worker")
+    return label.format(workers=f"{workers:,}" if workers else "?", rate=f"{rate:g}" if rate else "?")
 
 
 def _format(cells: tuple[str, ...], widths: list[int]) -> str:

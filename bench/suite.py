@@ -163,6 +163,9 @@ def document(
     ratios = {name: _ratio(medians.get(num), medians.get(den)) for name, (num, den) in RATIOS.items()}
     figures = results.figures
     ratios |= {name: _paired(figures.get(num), figures.get(den)) for name, (num, den) in PAIRED_RATIOS.items()}
+    # A ratio to a floor that did not measure the floor (a saturated machine) would say nothing: it is left out.
+    left_out = sorted(name for name, (_, den) in (RATIOS | PAIRED_RATIOS).items() if den in results.unsound)
+    ratios |= dict.fromkeys(left_out)
     values: dict[str, Any] = medians | ratios
     doc: dict[str, Any] = {key: values[key] for key in REQUIRED_KEYS}
     doc.update({key: value for key, value in values.items() if key not in doc})
@@ -171,6 +174,8 @@ def document(
     doc["figures"] = {key: _spread(figure) for key, figure in results.figures.items()}
     doc["details"] = results.extras | {"child_log_warnings": _log_warnings(log_dir)}
     doc["failures"] = failures
+    doc["unsound_floors"] = results.unsound  # floor figure -> why it is not a floor (empty: every one is)
+    doc["ratios_to_unsound_floors"] = left_out  # null above for that reason
     doc["duration_seconds"] = round(seconds, 1)
     doc["timestamp"] = datetime.now(UTC).isoformat(timespec="seconds")
     doc["machine"] = machine()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.config import TINY
 from bench.suite import FIGURE_KEYS, REQUIRED_KEYS, SINGLE_ROUND_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,3 +34,6 @@ def test_tiny_run_prints_the_table_and_writes_every_required_key(tmp_path: Path)
     for key in FIGURE_KEYS:
         assert len(doc["figures"][key]["rounds"]) >= (1 if key in SINGLE_ROUND_KEYS else 3), key
     assert doc["machine"]["cpu_count"] >= 1
+    # The registry's load was calibrated against the floor server, whose soundness is judged either way.
+    assert doc["details"]["registry_heartbeat_rate_per_worker"] in TINY.heartbeat_rates
+    assert isinstance(doc["unsound_floors"], dict)
