@@ -62,6 +62,8 @@ class SqliteTaskStore:
         log_limit_bytes: the log's size at which commits wait for the checkpoint under way to end.
         behind_seconds: how long facts written behind may wait to share a commit somebody waits for.
         on_commit: called with the seconds each group commit took (e.g. a metrics histogram's `observe`).
+        on_checkpoint: called as each checkpoint ends, with the seconds it took and the seconds commits waited
+            for it (its last pass, or more if the log reached `log_limit_bytes`).
     """
 
     def __init__(
@@ -72,9 +74,11 @@ class SqliteTaskStore:
         log_limit_bytes: int = LOG_LIMIT_BYTES,
         behind_seconds: float = BEHIND_SECONDS,
         on_commit: Callable[[float], None] | None = None,
+        on_checkpoint: Callable[[float, float], None] | None = None,
     ) -> None:
         self.path = str(path)
         self._on_commit = on_commit
+        self._on_checkpoint = on_checkpoint
         self._checkpoint_bytes = checkpoint_bytes
         self._log_limit_bytes = max(log_limit_bytes, checkpoint_bytes)
         self._behind_seconds = behind_seconds
@@ -96,6 +100,7 @@ class SqliteTaskStore:
         self._checkpoint_running = False
         self._log_grew = False  # a commit wrote to the log since the checkpoint's first pass began
         self._held = False  # commits wait: for a checkpoint's last pass, or for it to end (the log at its limit)
+        self._checkpoint_began = self._held_since = 0.0  # (perf_counter)
         self._closing = False
         self._commit_due: str | None = None  # _SOON or _LATER once a commit is scheduled
         self._soon: asyncio.Handle | None = None  # the commit on the next turn, if one is due
@@ -157,9 +162,9 @@ class SqliteTaskStore:
         # index, and moving every task's entry there on every dispatch cost ~15 % of the writes' CPU (files
         # written by older versions may say 'dispatched'; only 'finished' or not is ever read).
         written = self._write(
-            "UPDATE tasks SET worker_id = ?, worker_address = ?, attempt = ?, updated_at = ? "
+            "UPDATE tasks SET worker_id = ?, worker_address = ?, attempt = ?, updated_at = ?, dispatched_at = ? "
             "WHERE task_id = ? AND state != 'finished'",
-            (worker_id, worker_address, attempt, time.time(), task_id),
+            (worker_id, worker_address, attempt, time.time(), time.time(), task_id),
             behind=True,
         )
         self._dispatched[task_id] = len(self._pending) - 1
@@ -192,8 +197,8 @@ class SqliteTaskStore:
 
     async def unfinished(self) -> list[StoredTask]:
         rows = await self._query(
-            "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason, failures, reserved "
-            "FROM tasks "
+            "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason, failures, reserved, "
+            "dispatched_at FROM tasks "
             "WHERE state != 'finished' ORDER BY accepted_at, updated_at"
         )
         return [StoredTask(*row) for row in rows]
@@ -362,16 +367,21 @@ class SqliteTaskStore:
             return
         if size > self._checkpoint_bytes and not self._checkpoint_running and not self._closing:
             self._checkpoint_running, self._log_grew = True, False
+            self._checkpoint_began = time.perf_counter()
             self._executor.submit(self._copy_log, asyncio.get_running_loop(), self._last_pass)
         if size >= self._log_limit_bytes and self._checkpoint_running:
-            self._held = True  # until the checkpoint ends
+            self._hold()  # until the checkpoint ends
+
+    def _hold(self) -> None:
+        if not self._held:
+            self._held, self._held_since = True, time.perf_counter()
 
     def _copy_log(self, loop: asyncio.AbstractEventLoop, then: Callable[[], None]) -> None:
         """One pass of a checkpoint, on the reader thread; `then` runs on the loop once it ends."""
         try:
             if self._reader is not None:
-                # PASSIVE: copies what it can and never waits for the writer; the disk is synced (the log before,
-                # the database after) only when there is something to copy.
+                # PASSIVE: copies what it can and never waits for the writer. The log is synced before it is
+                # copied, the database once the whole log is in it (not after a first pass that commits outran).
                 self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
             pass  # the next checkpoint tries again; the log only grows meanwhile
@@ -386,11 +396,15 @@ class SqliteTaskStore:
         else:
             # Commits wait while the last pass copies what they wrote during the first; only then is the whole
             # log in the database, and can the next commit start it over.
-            self._held = True
+            self._hold()
             self._executor.submit(self._copy_log, asyncio.get_running_loop(), self._checkpointed)
 
     def _checkpointed(self) -> None:
+        ended = time.perf_counter()
+        held = ended - self._held_since if self._held else 0.0
         self._checkpoint_running = self._held = False
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(ended - self._checkpoint_began, held)
         self._commit_pending()  # the first commit after a complete checkpoint starts the log over
 
     def _commit(self, batch: list[_Fact]) -> list[BaseException | None]:
