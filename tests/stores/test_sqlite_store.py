@@ -108,6 +108,36 @@ async def test_large_facts_checkpoint_the_log_by_its_size_and_it_stays_under_its
         await reopened.close()
 
 
+async def test_a_checkpoint_starts_once_the_log_passes_its_size_and_the_next_commit_starts_the_log_over(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "tasks.db"
+    sizes = LogSizes(path)
+    checkpoints: list[tuple[float, float]] = []
+    ended = asyncio.Event()
+
+    def checkpointed(took: float, held: float) -> None:
+        checkpoints.append((took, held))
+        ended.set()
+
+    store = await SqliteTaskStore(path, checkpoint_bytes=_MIB, on_commit=sizes, on_checkpoint=checkpointed).open()
+    try:
+        number = 0
+        while not sizes.sizes or sizes.sizes[-1] <= _MIB:
+            await store.accepted(f"task-{number:05d}", os.urandom(64 * 2**10), "{}", capability="noop")
+            assert checkpoints == [] or sizes.sizes[-1] > _MIB  # none before the log passes its size
+            number += 1
+        async with asyncio.timeout(5):
+            await ended.wait()
+        ((took, held),) = checkpoints
+        assert took >= 0 and held == 0  # nothing was committed meanwhile: no commit waited for it
+        await _accept(store, number)
+        assert sizes.sizes[-1] <= _MIB < sizes.sizes[-2]  # started over, and cut back to its size
+        assert len(await store.unfinished()) == number + 1
+    finally:
+        await store.close()
+
+
 async def test_updating_a_task_with_large_arguments_writes_them_to_the_log_once(tmp_path: Path) -> None:
     path = tmp_path / "tasks.db"
     sizes = LogSizes(path)

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from worker_abstraction import AsyncOrchestrator, AsyncTaskHandle, RegistryClient
 from worker_abstraction.cli import StopSignals, unreachable
 from worker_abstraction.cli.output import error_to_json, print_error, status_line, update_to_json
-from worker_abstraction.cli.params import settle
 from worker_abstraction.cli.progress import ProgressBar
 from worker_abstraction.errors import (
     InvalidParametersError,
@@ -37,7 +36,6 @@ from worker_abstraction.errors import (
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.tls import TLSConfig
-from worker_abstraction.types import CapabilitySpec
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_RUN = 0, 1, 2
 CANCEL_WAIT_SECONDS = 5.0  # how long an interrupted in-process submit waits for the worker to confirm a cancel
@@ -150,7 +148,6 @@ class Submission:
         self, orchestrator: AsyncOrchestratorAPI, params: Mapping[str, Any], options: Mapping[str, Any], *, detach: bool
     ) -> int:
         try:
-            params = settle(params, await self._guard(self._declared(orchestrator)))
             handle = await self._guard(orchestrator.execute_task(self.capability, params, **options))
         except Interrupted as interrupt:
             if self.address is not None:
@@ -173,15 +170,6 @@ class Submission:
         except BrokenPipeError:  # stdout's reader left (`| head`): as on a signal, but without a word
             await self._let_go(handle, orchestrator, quiet=True)
             raise
-
-    async def _declared(self, orchestrator: AsyncOrchestratorAPI) -> CapabilitySpec | None:
-        """The capability as a live worker declares it (None: no worker offers it, or none could be asked;
-        then the submission itself says what is wrong)."""
-        try:
-            workers = await orchestrator.workers()
-        except WorkerAbstractionError:
-            return None
-        return next((c for w in workers if (c := w.capability(self.capability)) is not None), None)
 
     async def _follow(self, handle: AsyncTaskHandle) -> int:
         self._submitted(handle, detached=False)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -86,12 +85,7 @@ class SharedJournal:
                 return None
             attempt_now = max(doc.attempt, attempt)
             return replace(
-                doc,
-                state=DISPATCHED,
-                worker_id=worker_id,
-                worker_address=worker_address,
-                attempt=attempt_now,
-                dispatched_at=time.time(),
+                doc, state=DISPATCHED, worker_id=worker_id, worker_address=worker_address, attempt=attempt_now
             )
 
         self._behind(task_id, sent)
