@@ -46,6 +46,8 @@ class Config:
     daemon_throughput_count: int = 10_000
     daemon_burst: int = 10_000
     daemon_queued_tasks: int = 100_000
+    # The SQLite store alone on the daemon's disk (bench/storeprobe.py): tasks one after another.
+    store_probe_tasks: int = 5_000
 
 
 FULL = Config(mode="full")
@@ -73,6 +75,7 @@ QUICK = Config(
     daemon_throughput_warmup=300,
     daemon_throughput_count=2_000,
     daemon_burst=2_000,
+    store_probe_tasks=3_000,
 )
 
 # For the smoke test: proves the harness end to end in seconds; the figures mean nothing.
@@ -114,4 +117,5 @@ TINY = Config(
     daemon_throughput_count=100,
     daemon_burst=50,
     daemon_queued_tasks=200,
+    store_probe_tasks=50,
 )

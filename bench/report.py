@@ -180,6 +180,9 @@ def table(doc: dict[str, Any]) -> str:
         worst = max(foreign, key=foreign.__getitem__)
         note = " (figures disturbed; rerun on a quiet machine)" if foreign[worst] > 0.1 else ""
         out.append(f"other processes on the machine: up to {foreign[worst]:.2f} of a core, during {worst}{note}")
+    store = doc["details"].get("daemon_store_probe")
+    if store:
+        out.append(_store_line(store))
     reasons: dict[str, list[str]] = {}
     for key, why in unsound.items():
         reasons.setdefault(why, []).append(key)
@@ -187,6 +190,21 @@ def table(doc: dict[str, Any]) -> str:
     if doc["failures"]:
         out.extend(f"FAILED {name}: {message}" for name, message in doc["failures"].items())
     return "\n".join(line.rstrip() for line in out)
+
+
+def _store_line(store: dict[str, Any]) -> str:
+    line = (
+        f"(6)'s SQLite store alone on its disk: fsync of 4 KiB {_number(store['fsync_4k_p50_us'])} µs; one task after"
+        f" another {_number(store['tasks_per_s'])}/s, commit p50 {_number(store['commit_p50_us'])} µs,"
+        f" p99 {_number(store['commit_p99_us'])} µs"
+    )
+    if store["checkpoints"]:
+        line += (
+            f"; {store['checkpoints']} checkpoints of {_number(store['checkpoint_p50_ms'])} ms (p50), commits waited"
+            f" {_number(store['held_p50_ms'])} ms (p50, max {_number(store['held_max_ms'])}) for"
+            f" {store['commits_waiting_share'] * 100:.2g} % of them"
+        )
+    return line
 
 
 def _label(label: str, doc: dict[str, Any]) -> str:

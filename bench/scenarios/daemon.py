@@ -10,6 +10,9 @@ same registry and two `NoopWorker` processes as scenarios 1-3 do the work.
   awaited; tasks per second over the whole.
 - `daemon_rss_mb_100k_queued`: the daemon's RSS once `daemon_queued_tasks` no-op tasks wait in its queue
   (a fresh registry with one worker whose only slot is taken); one round.
+- `details.daemon_store_probe`: the SQLite store alone in the same directory (`bench/storeprobe.py`): the
+  disk's fsync latency, the commit time of the sequential pattern, its checkpoints and how long commits
+  waited for them, so that a durable daemon far slower than the in-memory one can be told apart from a slow disk.
 
 Every figure is given for the SQLite store (`daemon_` prefix) and for `:memory:` (`daemon_memory_`).
 """
@@ -22,6 +25,7 @@ import tempfile
 from pathlib import Path
 
 from bench import caller as caller_module
+from bench import storeprobe
 from bench.config import Config
 from bench.floor import FloorBeside
 from bench.measure import Errors, Figure, Results
@@ -58,6 +62,7 @@ async def measure(children: Children, config: Config) -> Results:
         await children.stop(registry)
         for prefix, store in (("daemon_", str(Path(scratch) / "queued.db")), ("daemon_memory_", ":memory:")):
             results.figures[f"{prefix}rss_mb_100k_queued"] = await _queued_rss(children, prefix, store, config, errors)
+        results.extras["daemon_store_probe"] = await storeprobe.probe(Path(scratch), config.store_probe_tasks)
     results.extras["daemon_errors"] = dict(errors.counts)
     results.extras["daemon_error_examples"] = errors.examples
     return results

@@ -37,3 +37,5 @@ def test_tiny_run_prints_the_table_and_writes_every_required_key(tmp_path: Path)
     # The registry's load was calibrated against the floor server, whose soundness is judged either way.
     assert doc["details"]["registry_heartbeat_rate_per_worker"] in TINY.heartbeat_rates
     assert isinstance(doc["unsound_floors"], dict)
+    assert doc["details"]["daemon_store_probe"]["commits"] > 0
+    assert "SQLite store alone on its disk" in completed.stdout
