@@ -111,6 +111,9 @@ async def test_filters_search_the_whole_store_and_the_address_keeps_them(stored:
         await page.click("#filters button[type=submit]")
         for task_id in echoed:
             await expect(page.locator(f"#task-{task_id}")).to_be_visible()
+            # Ids made together share their time prefix: a row shows the random tail (all of it in the title).
+            link = page.locator(f"#task-{task_id} a[title='{task_id}']")
+            await expect(link).to_have_text(f"{task_id[:4]}…{task_id[-8:]}")
         await expect(page.locator("#tasks tbody tr")).to_have_count(3)
         assert "status=completed" in page.url and f"worker={worker.worker_id}" in page.url
 
@@ -144,7 +147,7 @@ async def test_a_workers_address_opens_its_page_and_every_row_names_it_with_its_
 ) -> None:
     before = await finished(daemon, "echo", text="before the page opened")
     [worker] = await daemon.orchestrator.workers()
-    label = f"ToolWorker {worker.worker_id[:12]}…"
+    label = f"ToolWorker {worker.worker_id[:4]}…{worker.worker_id[-8:]}"
     async with browser_page() as page:
         await page.goto(url(daemon))
         cell = page.locator(f"#task-{before} .worker-cell")

@@ -33,7 +33,9 @@ function el(tag, attrs, ...children) {
 }
 
 const badge = (text) => el("span", { class: "badge s-" + text }, text);
-const short = (id) => (id.length > 12 ? id.slice(0, 12) + "…" : id);
+// An id cut to fit, keeping its random tail: a task id the daemon made starts with the millisecond it was
+// made, so the first digits of tasks made together are the same (the full id is in the link's title).
+const short = (id) => (id.length > 13 ? id.slice(0, 4) + "…" + id.slice(-8) : id);
 const taskHref = (id) => "/tasks/" + encodeURIComponent(id);
 const workerHref = (id) => "/workers/" + encodeURIComponent(id);
 
