@@ -5,6 +5,7 @@ when one is configured, --json, --detach, the task options, parameters from file
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.cli.test_dlq_cmd import dead_address
 from tests.conftest import Gates, eventually
 from worker_abstraction import CapabilitySpec, RegistryClient, RegistryServer, TaskStatus, WorkerInfo
 from worker_abstraction.cli.config import SETTINGS, Settings
@@ -202,3 +204,48 @@ async def test_submit_runs_in_a_thread_where_no_signal_can_be_caught(
         root.handlers[:] = handlers
         root.setLevel(level)
     assert json_lines(capsys.readouterr().out)[-1]["output"] == {"text": "x"}
+
+
+async def test_in_process_a_capability_only_unreachable_workers_offer_is_not_run_and_says_why(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with RegistryServer(port=0, ttl_seconds=60) as registry:  # (the registration outlives the wait)
+        client = RegistryClient(registry.address)
+        try:
+            await client.register(WorkerInfo("gone", "Gone", dead_address(), capabilities=(CapabilitySpec("vanish"),)))
+            assert await submit("vanish", "--registry", registry.address, "--wait", "1") == 2
+        finally:
+            await client.aclose()
+    err = capsys.readouterr().err
+    assert "NoWorkerError" in err and "none of the workers offering it can take it now" in err and "gone at" in err
+
+
+async def test_through_a_daemon_a_queued_task_says_why_no_worker_takes_it(
+    registry: RegistryServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = RegistryClient(registry.address)
+    printed: list[str] = []
+    try:
+        await client.register(WorkerInfo("gone", "Gone", dead_address(), capabilities=(CapabilitySpec("vanish"),)))
+        async with OrchestratorServer(registry.address, port=0) as server:
+
+            async def probed() -> bool:
+                return any(h.state_reason for h in await server.orchestrator.worker_health())
+
+            await eventually(probed, what="the dead worker's first probe fails")
+            following = asyncio.ensure_future(submit("vanish", "--orchestrator", server.address))
+
+            def queued_line() -> bool:
+                printed.append(capsys.readouterr().out)
+                return "queued" in "".join(printed)
+
+            try:
+                await eventually(queued_line, what="the queued line")
+            finally:
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
+    finally:
+        await client.aclose()
+    line = next(line for line in "".join(printed).splitlines() if "queued" in line)
+    assert "no worker offering it can take it now (gone at" in line, line

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from worker_abstraction import AsyncOrchestrator, AsyncTaskHandle, RegistryClient
 from worker_abstraction.cli import StopSignals, unreachable
 from worker_abstraction.cli.output import error_to_json, print_error, status_line, update_to_json
+from worker_abstraction.cli.params import settle
 from worker_abstraction.cli.progress import ProgressBar
 from worker_abstraction.errors import (
     InvalidParametersError,
@@ -36,6 +37,7 @@ from worker_abstraction.errors import (
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.tls import TLSConfig
+from worker_abstraction.types import CapabilitySpec, WorkerState
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_RUN = 0, 1, 2
 CANCEL_WAIT_SECONDS = 5.0  # how long an interrupted in-process submit waits for the worker to confirm a cancel
@@ -110,8 +112,16 @@ class Submission:
                     if wait_seconds > 0:
                         # A worker that just started may not be listed yet; if none comes, execute_task
                         # raises NoWorkerError with the full story.
-                        with contextlib.suppress(NoWorkerError, TimeoutError):
+                        try:
                             await self._guard(local.wait_for_workers(self.capability, timeout_seconds=wait_seconds))
+                        except (NoWorkerError, TimeoutError):
+                            # Workers offer it but none can take it (unreachable, not a worker): a task queued
+                            # here would wait for as long as this command lives, for nothing. Say why instead.
+                            stuck = await self._guard(self._unusable(local))
+                            if stuck:
+                                raise NoWorkerError(
+                                    self.capability, f"none of the workers offering it can take it now: {stuck}"
+                                ) from None
                     return await self._submit(local, params, options, detach=False)
                 finally:
                     await local.aclose()
@@ -148,6 +158,7 @@ class Submission:
         self, orchestrator: AsyncOrchestratorAPI, params: Mapping[str, Any], options: Mapping[str, Any], *, detach: bool
     ) -> int:
         try:
+            params = settle(params, await self._guard(self._declared(orchestrator)))
             handle = await self._guard(orchestrator.execute_task(self.capability, params, **options))
         except Interrupted as interrupt:
             if self.address is not None:
@@ -163,7 +174,7 @@ class Submission:
             self._submitted(handle, detached=True)
             return EXIT_COMPLETED
         try:
-            return await self._guard(self._follow(handle))
+            return await self._guard(self._follow(handle, orchestrator))
         except Interrupted as interrupt:
             await self._let_go(handle, orchestrator)
             return interrupt.exit_code
@@ -171,8 +182,31 @@ class Submission:
             await self._let_go(handle, orchestrator, quiet=True)
             raise
 
-    async def _follow(self, handle: AsyncTaskHandle) -> int:
-        self._submitted(handle, detached=False)
+    async def _unusable(self, orchestrator: AsyncOrchestratorAPI) -> str:
+        """Why the workers offering the capability cannot take it now ("" when one can, or none offers it)."""
+        try:
+            standing = await orchestrator.worker_health()
+        except WorkerAbstractionError:
+            return ""
+        capable = [h for h in standing if h.worker.capability(self.capability) is not None]
+        if not capable or any(h.state is not WorkerState.SUSPECT and h.circuit != "open" for h in capable):
+            return ""
+        shown = [f"{h.worker.worker_id} at {h.worker.address}: {h.state_reason or 'circuit open'}" for h in capable[:5]]
+        more = f" (and {len(capable) - 5} more)" if len(capable) > 5 else ""
+        return "; ".join(shown) + more
+
+    async def _declared(self, orchestrator: AsyncOrchestratorAPI) -> CapabilitySpec | None:
+        """The capability as a live worker declares it (None: no worker offers it, or none could be asked;
+        then the submission itself says what is wrong)."""
+        try:
+            workers = await orchestrator.workers()
+        except WorkerAbstractionError:
+            return None
+        return next((c for w in workers if (c := w.capability(self.capability)) is not None), None)
+
+    async def _follow(self, handle: AsyncTaskHandle, orchestrator: AsyncOrchestratorAPI) -> int:
+        waiting_for = "" if handle.worker_id or self.json else await self._unusable(orchestrator)
+        self._submitted(handle, detached=False, waiting_for=waiting_for)
         try:
             with ProgressBar(self.capability, enabled=not self.json) as bar:
                 async for update in handle:
@@ -236,7 +270,7 @@ class Submission:
             f"cancel it: wa cancel {task} --orchestrator {address}"
         )
 
-    def _submitted(self, handle: AsyncTaskHandle, *, detached: bool) -> None:
+    def _submitted(self, handle: AsyncTaskHandle, *, detached: bool, waiting_for: str = "") -> None:
         if self.json:
             self._print_json(
                 {
@@ -252,7 +286,12 @@ class Submission:
         elif handle.worker_id:
             print(f"task {handle.task_id} -> worker {handle.worker_id} ({handle.worker_address})", flush=True)
         else:
-            print(f"task {handle.task_id} queued: every capable worker is busy", flush=True)
+            why = (
+                f"no worker offering it can take it now ({waiting_for})"
+                if waiting_for
+                else "every capable worker is busy"
+            )
+            print(f"task {handle.task_id} queued: {why}", flush=True)
 
     def _result(
         self,
