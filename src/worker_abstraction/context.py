@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Generator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -66,6 +66,12 @@ class TaskContext:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._cancel_requested = cancel_requested or asyncio.Event()
+
+    def _begin(self, timeout_seconds: float) -> None:
+        """The handler starts now (a plain one may have waited for a thread): its deadline counts from here."""
+        if timeout_seconds > 0:
+            self._deadline_monotonic = time.monotonic() + timeout_seconds
+            self.deadline = datetime.now(UTC) + timedelta(seconds=timeout_seconds)
 
     @property
     def cancel_requested(self) -> bool:

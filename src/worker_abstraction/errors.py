@@ -239,7 +239,10 @@ class TaskTimeoutError(TaskError):
         if in_queue:
             message = f"task {task_id} waited {timeout_seconds:g}s in the queue and no worker took it"
         else:
-            message = f"task {task_id} did not finish within {timeout_seconds:g}s"
+            message = (
+                f"task {task_id} did not finish within its timeout of {timeout_seconds:g}s (give it more with "
+                "timeout_seconds=..., wa submit --timeout SECONDS, or task_timeout in wa.toml; 0 for no limit)"
+            )
         super().__init__(task_id, message)
         self.timeout_seconds, self.in_queue = timeout_seconds, in_queue
 

@@ -22,6 +22,10 @@ from worker_abstraction.errors import InvalidTaskOptionsError
 # Bounds that keep one task's options small and every deadline representable (a year is far beyond any
 # sane task, and far below where timers and datetimes overflow).
 MAX_TIMEOUT_SECONDS = 366 * 24 * 3600.0
+# A task's run time when its caller gives none: long enough that a report, a batch job or an agent's loop is
+# not cut short by surprise, finite so that a handler that hangs frees its slot, and ends its task, within
+# the hour. Chosen, not inherited: Celery has no limit, Hatchet 60 s, Temporal makes the caller choose.
+DEFAULT_TIMEOUT_SECONDS = 3600.0
 MAX_ID_LENGTH = 256
 MAX_TAGS = 64
 MAX_METADATA_ENTRIES = 64
@@ -91,7 +95,8 @@ class TaskOptions:
     """Everything a caller may say about one task besides its capability and arguments.
 
     Args:
-        timeout_seconds: execution deadline once a worker has the task (0: none).
+        timeout_seconds: how long the handler may run, counted from when it starts on a worker (default
+            `DEFAULT_TIMEOUT_SECONDS`, one hour; 0: no limit).
         priority: higher runs first; waiting tasks age, so low priorities still run.
         fairness_key: e.g. a tenant; keys of equal priority take turns.
         required_tags: run only on workers carrying all these tags.
@@ -107,7 +112,7 @@ class TaskOptions:
         InvalidTaskOptionsError: a value out of range or of the wrong type (all listed).
     """
 
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     priority: int = 0
     fairness_key: str = ""
     required_tags: tuple[str, ...] = ()

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from worker_abstraction.cli import UsageError
 from worker_abstraction.cli.main import main
+from worker_abstraction.cli.params import Given, settle
 from worker_abstraction.cli.submit_cmd import FromFile, parse_param
+from worker_abstraction.cli.worker_cmd import load_worker_class
+from worker_abstraction.types import CapabilitySpec, ParameterSpec
 
 E2E_DIR = Path(__file__).resolve().parents[1] / "e2e"
 
@@ -88,7 +92,19 @@ def test_top_level_help_lists_every_subcommand(capsys: pytest.CaptureFixture[str
     ],
 )
 def test_param_values_are_json_or_else_plain_strings(argument: str, expected: tuple[str, object]) -> None:
-    assert parse_param(argument) == expected
+    key, given = parse_param(argument)
+    assert (key, given.value if isinstance(given, Given) else given) == expected
+
+
+def test_a_value_a_string_parameter_takes_stays_the_text_typed() -> None:
+    spec = CapabilitySpec(
+        "greet",
+        "",
+        (ParameterSpec("name", "string"), ParameterSpec("times", "integer"), ParameterSpec("extra", "any")),
+    )
+    params = dict(parse_param(a) for a in ("name=42", "times=3", "extra=true", "other=null"))
+    assert settle(params, spec) == {"name": "42", "times": 3, "extra": True, "other": None}
+    assert settle(params, None) == {"name": 42, "times": 3, "extra": True, "other": None}  # (nothing known)
 
 
 @pytest.mark.parametrize(
@@ -181,3 +197,24 @@ def test_retries_past_the_most_attempts_is_not_run(capsys: pytest.CaptureFixture
     assert main(["submit", "shout", "--retries", "100", "--orchestrator", "127.0.0.1:1"]) == 2
     err = capsys.readouterr().err
     assert "InvalidTaskOptionsError" in err and "max_attempts must be 1..100" in err
+
+
+def test_a_worker_loads_from_a_file_and_a_broken_module_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "mine.py").write_text(
+        "from worker_abstraction import BaseWorker, capability\n"
+        "class Greeter(BaseWorker):\n"
+        "    @capability\n"
+        "    async def greet_from_file(self, name: str) -> str:\n"
+        '        """Hi."""\n'
+        "        return name\n"
+    )
+    (tmp_path / "broken.py").write_text("x = 1 / 0\n")
+    loaded = load_worker_class(f"{tmp_path / 'mine.py'}:Greeter")
+    assert loaded.__name__ == "Greeter" and "greet_from_file" in loaded.capabilities
+    with pytest.raises(UsageError) as broken:
+        load_worker_class(f"{tmp_path / 'broken.py'}:Greeter")
+    assert "ZeroDivisionError" in str(broken.value) and "broken.py:1" in str(broken.value)
+    assert main(["worker", f"{tmp_path / 'broken.py'}:Greeter", "--registry", ""]) == 2
+    assert "Traceback" not in capsys.readouterr().err

@@ -15,6 +15,7 @@ from tests.cli.test_dlq_cmd import dead_address
 from tests.conftest import Gates
 from tests.observability.test_health_reflection import draining_worker
 from worker_abstraction import OrchestratorServer, RegistryServer, TLSConfig, certs
+from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.main import build_parser
 from worker_abstraction.observability.health import ORCHESTRATOR_SERVICE, REGISTRY_SERVICE, WORKER_SERVICE
 
@@ -116,3 +117,24 @@ async def test_a_status_the_protocol_does_not_define_is_shown_as_unknown_and_exi
     finally:
         await server.stop(None)
     assert capsys.readouterr().out == "UNKNOWN(99)\n"
+
+
+async def test_without_an_address_the_configured_registry_and_daemon_are_checked(
+    registry: RegistryServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with OrchestratorServer(registry.address, port=0) as daemon:
+        (tmp_path / "wa.toml").write_text(f'registry = "{registry.address}"\norchestrator = "{daemon.address}"\n')
+        assert await _configured_health(tmp_path / "wa.toml") == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"registry {registry.address}: SERVING",
+        f"orchestrator {daemon.address}: SERVING",
+    ]
+    (tmp_path / "only.toml").write_text(f'registry = "{registry.address}"\n')
+    assert await _configured_health(tmp_path / "only.toml") == 0
+    assert capsys.readouterr().out == "SERVING\n"
+
+
+async def _configured_health(config: Path) -> int:
+    args = build_parser(Settings.load({}, str(config))).parse_args(["health"])
+    code: int = await args.run(args)
+    return code

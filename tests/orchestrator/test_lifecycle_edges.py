@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -321,8 +321,10 @@ async def test_a_resumed_task_whose_worker_forgot_it_runs_again_instead_of_waiti
     try:
         # Before a crash: attempt 1 was stored as sent to a live worker that never got it.
         journal = await _stored(store, "forgotten", "which_attempt")
+        sent = datetime.now(UTC)
         journal.dispatched("forgotten", worker.worker_id, worker.address, 1)
         await journal.drain()
+        restarted = datetime.now(UTC)
         async with AsyncOrchestrator(registry.address, task_store=store) as orchestrator:
             handle = await orchestrator.watch("forgotten")
             # Any number up to the reservation may have been sent before the crash: the next is past it.
@@ -330,6 +332,8 @@ async def test_a_resumed_task_whose_worker_forgot_it_runs_again_instead_of_waiti
             [lost, ran] = handle.attempts
             assert lost.status is TaskStatus.FAILED and "no longer knows the task" in lost.error_message
             assert ran.status is TaskStatus.COMPLETED
+            # The attempt sent before the restart started then, not when the daemon came back.
+            assert lost.started_at is not None and sent <= lost.started_at <= restarted
     finally:
         await store.close()
 

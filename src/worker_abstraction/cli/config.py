@@ -92,7 +92,7 @@ SETTINGS: tuple[Setting, ...] = (
         "wa registry/worker/orchestrator: serve Prometheus metrics on this port of the server's host "
         "(0: a free one; unset: no metrics)",
     ),
-    Setting("task_timeout", float, "60", "wa submit: seconds a task may run"),
+    Setting("task_timeout", float, "3600", "wa submit: seconds the task's handler may run (0: no limit)"),
     Setting("wait", float, "3", "wa submit: seconds to wait for a capable worker (in-process orchestrator)"),
     Setting("registry_host", str, "127.0.0.1", "wa registry: interface to listen on"),
     Setting("registry_port", int, "50051", "wa registry: port to listen on"),

@@ -24,7 +24,7 @@ from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from worker_abstraction import _rpc, tls
-from worker_abstraction.cli import cannot_reach
+from worker_abstraction.cli import UsageError, add_registry_argument, cannot_reach
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.tls import tls_of
 
@@ -33,6 +33,7 @@ SUMMARY = "check whether a server serves (grpc.health.v1)"
 DEFAULT_LOG_LEVEL = "WARNING"
 EPILOG = """\
 examples:
+  wa health                                   # the configured registry (and daemon, if one is configured)
   wa health 127.0.0.1:50051
   wa health 127.0.0.1:50052 --service worker_abstraction.OrchestratorService
   wa health 127.0.0.1:50061 --watch
@@ -44,7 +45,20 @@ EXIT_SERVING, EXIT_NOT_SERVING, EXIT_UNREACHABLE = 0, 1, 2
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
-    parser.add_argument("address", metavar="ADDRESS", help="the server, as HOST:PORT")
+    parser.add_argument(
+        "address",
+        metavar="ADDRESS",
+        nargs="?",
+        help="the server, as HOST:PORT (unset: the configured registry, and the orchestrator daemon if one is "
+        "configured: --registry / WA_REGISTRY / registry, --orchestrator / WA_ORCHESTRATOR / orchestrator)",
+    )
+    add_registry_argument(parser, settings)
+    parser.add_argument(
+        "--orchestrator",
+        metavar="HOST:PORT",
+        default=settings.default("orchestrator"),
+        help=settings.help("orchestrator", "orchestrator daemon address, checked when no ADDRESS is given"),
+    )
     parser.add_argument(
         "--service",
         metavar="NAME",
@@ -76,10 +90,30 @@ def exit_code(status: str) -> int:
 
 
 async def run(args: argparse.Namespace) -> int:
-    """Check (or watch) the server's health and print it; the exit code says what was found."""
+    """Check (or watch) the server's health and print it; the exit code says what was found (the worst, when
+    no ADDRESS is given and the configured registry and daemon are both checked)."""
+    if args.address:
+        return await _check(args.address, args)
+    targets = [("registry", args.registry)] + ([("orchestrator", args.orchestrator)] if args.orchestrator else [])
+    if args.watch and len(targets) > 1:
+        raise UsageError("--watch follows one server: give its ADDRESS")
+    if len(targets) == 1:
+        return await _check(targets[0][1], args)
+    worst = EXIT_SERVING
+    for what, address in targets:
+        print(f"{what} {address}: ", end="", flush=True)
+        code = await _check(address, args)
+        if code == EXIT_UNREACHABLE:
+            print("UNREACHABLE", flush=True)
+        worst = max(worst, code)
+    return worst
+
+
+async def _check(address: str, args: argparse.Namespace) -> int:
     security = tls_of(args)
+    args.address = address
     request = health_pb2.HealthCheckRequest(service=args.service)
-    async with _rpc.channel(args.address, security) as channel:
+    async with _rpc.channel(address, security) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         try:
             if args.watch:

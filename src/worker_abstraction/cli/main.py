@@ -38,7 +38,7 @@ from worker_abstraction.cli.config import (
 )
 from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
-from worker_abstraction.errors import WorkerAbstractionError
+from worker_abstraction.errors import PermissionDeniedError, WorkerAbstractionError
 from worker_abstraction.observability import log, tracing_setup
 
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE
@@ -280,6 +280,9 @@ def _main(argv: Sequence[str] | None) -> int:
             return runner.run(run(args))
     except UsageError as exc:
         print(f"wa {name}: error: {exc}", file=sys.stderr)
+        return 2
+    except PermissionDeniedError as exc:  # credentials refused: as a usage error, the call must change
+        print(f"wa {name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     except WorkerAbstractionError as exc:  # e.g. a port already in use, a registration the registry refuses
         print(f"wa {name}: error: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -10,10 +10,14 @@ from worker_abstraction.types import TaskStatus, TaskUpdate
 
 
 def status_line(update: TaskUpdate) -> str:
-    """An update as `wa submit` prints it: the status, and a running task's progress and message."""
+    """An update as `wa submit` prints it: the status, a running task's progress and message, and why a task
+    went back to PENDING (its attempt failed and another follows) or was CANCELED (a failure's error is
+    printed on its own, on stderr)."""
     line = update.status.name
     if update.status is TaskStatus.RUNNING and (update.progress or update.progress_message):
         line += f" {update.progress:.0%} {update.progress_message}".rstrip()
+    elif update.error_message and update.status in (TaskStatus.PENDING, TaskStatus.CANCELED):
+        line += f" ({update.error_message.splitlines()[0][:300]})"
     return line
 
 

@@ -36,7 +36,6 @@ worker rejected the task, or a usage error); 130 interrupted; 141 stdout's reade
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any, TextIO
 
 from worker_abstraction.cli import UsageError, add_registry_argument, non_negative_int
 from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.params import decode
 from worker_abstraction.cli.submission import Submission
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import InvalidTaskOptionsError
@@ -69,14 +69,6 @@ class FromFile:
     """A parameter value still to be read: from the file at `path`, or from stdin when `path` is "-"."""
 
     path: str
-
-
-def decode(raw: str) -> Any:
-    """A parameter value: JSON when it parses as JSON, else the text as it is."""
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -120,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         type=float,
         metavar="SECONDS",
         default=settings.default("task_timeout"),
-        help=settings.help("task_timeout", "seconds the task may take before it counts as timed out"),
+        help=settings.help("task_timeout", "seconds the task's handler may run once it starts (0: no limit)"),
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per line: each update, the result")
     parser.add_argument(

@@ -1,7 +1,8 @@
 """Run a worker class: serve its capabilities, register with the registry, heartbeat.
 
-WORKER is `package.module:ClassName`, a BaseWorker subclass; the current directory is put first on the
-import path, so a module next to you imports as is. As soon as it serves, the command prints one line to
+WORKER is `package.module:ClassName` or `path/to/file.py:ClassName`, a BaseWorker subclass; the current
+directory is put first on the import path, so a module next to you imports as is (a file's own directory,
+for a file). A module that fails as it imports is reported in one line (exit 2), not a traceback. As soon as it serves, the command prints one line to
 stdout: `worker WORKER_ID listening on HOST:PORT` (the advertised address). On SIGINT/SIGTERM it stops
 accepting tasks, lets running ones finish within --grace seconds, deregisters and exits 0.
 
@@ -14,9 +15,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
 
 from worker_abstraction import BaseWorker
 from worker_abstraction.cli import UsageError, add_metrics_argument, serve_until_signal, serving_metrics
@@ -107,23 +112,29 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 
 def load_worker_class(spec: str) -> type[BaseWorker]:
-    """Import `package.module:ClassName` from the current directory or the installed packages.
+    """Import `package.module:ClassName` from the current directory or the installed packages, or
+    `path/to/file.py:ClassName` from a file.
 
     Raises:
         UsageError: the spec is malformed, does not import, or names something that is not a BaseWorker.
     """
-    module_name, _, attribute = spec.partition(":")
+    module_name, _, attribute = spec.rpartition(":")
     if not module_name or not attribute:
-        raise UsageError(f"worker {spec!r} must look like package.module:ClassName")
+        raise UsageError(f"worker {spec!r} must look like package.module:ClassName or path/to/file.py:ClassName")
     cwd = os.getcwd()
     if sys.path[:1] != [cwd]:
         sys.path.insert(0, cwd)  # like uvicorn: a module in the current directory imports as is
     try:
-        target: object = importlib.import_module(module_name)
+        target: object = _import(module_name)
     except ImportError as exc:
         raise UsageError(f"cannot import {module_name!r} (from {cwd}): {exc}") from exc
     except InvalidCapabilityError as exc:
         raise UsageError(f"{module_name!r} defines an invalid capability: {exc}") from exc
+    except Exception as exc:  # the module's own code failed as it ran: say where, without a traceback
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise UsageError(
+            f"importing {module_name!r} failed at {where.filename}:{where.lineno}: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attribute.split("."):
         if not hasattr(target, part):
             raise UsageError(f"{module_name!r} has no attribute {attribute!r}")
@@ -131,6 +142,24 @@ def load_worker_class(spec: str) -> type[BaseWorker]:
     if not (isinstance(target, type) and issubclass(target, BaseWorker)):
         raise UsageError(f"{spec!r} is not a BaseWorker subclass")
     return target
+
+
+def _import(module_name: str) -> ModuleType:
+    """A module by its dotted name, or from a file when it names one (`./workers/ocr.py`)."""
+    if not (module_name.endswith(".py") or os.sep in module_name or "/" in module_name):
+        return importlib.import_module(module_name)
+    path = Path(module_name).resolve()
+    if not path.is_file():
+        raise ImportError(f"no such file: {path}")
+    sys.path.insert(0, str(path.parent))  # (so the file's own sibling imports work, as `python file.py` has it)
+    name = path.stem
+    loaded = importlib.util.spec_from_file_location(name, path)
+    if loaded is None or loaded.loader is None:
+        raise ImportError(f"{path} is not a Python module")
+    module = importlib.util.module_from_spec(loaded)
+    sys.modules[name] = module
+    loaded.loader.exec_module(module)
+    return module
 
 
 async def run(args: argparse.Namespace) -> int:

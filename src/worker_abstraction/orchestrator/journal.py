@@ -44,6 +44,7 @@ class Resumable:
     reserved: int  # attempt numbers up to this one may have been sent: the next one is above both
     failures: int
     cancel_reason: str
+    dispatched_at: float = 0.0  # when the attempt on `worker_id` was sent (epoch seconds; 0: unknown)
 
 
 class Recorded(Protocol):
@@ -255,6 +256,7 @@ class StoreJournal:
                     reserved=stored.reserved,
                     failures=stored.failures,
                     cancel_reason=stored.cancel_reason,
+                    dispatched_at=stored.dispatched_at,
                 )
             )
         return found

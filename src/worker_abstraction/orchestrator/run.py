@@ -26,6 +26,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Coroutine
+from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction import lifecycle
@@ -120,7 +121,9 @@ class TaskRun:
             # It may still run there: follow it from its first update. A worker that lost it answers
             # NOT_FOUND and the attempt is retried under a new number like any lost one.
             self._crew.scheduler.adopt(self, found.worker_id)
-            self.state.begin_attempt(found.attempt, found.worker_id, found.worker_address)
+            # Its start is when it was sent, before the restart (not now): its record keeps the run's length.
+            sent_at = datetime.fromtimestamp(found.dispatched_at, UTC) if found.dispatched_at > 0 else None
+            self.state.begin_attempt(found.attempt, found.worker_id, found.worker_address, started_at=sent_at)
             self.phase = Phase.RUNNING
             if self._spans is not None:
                 self._spans.resumed(found.attempt, found.worker_id)

@@ -328,6 +328,7 @@ class SharedTasks:
                     reserved=held.sent_up_to,
                     failures=doc.failures,
                     cancel_reason=doc.cancel_reason,
+                    dispatched_at=doc.dispatched_at if doc.state == DISPATCHED else 0.0,
                 )
             )
 

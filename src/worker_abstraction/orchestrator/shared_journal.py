@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
@@ -85,7 +86,12 @@ class SharedJournal:
                 return None
             attempt_now = max(doc.attempt, attempt)
             return replace(
-                doc, state=DISPATCHED, worker_id=worker_id, worker_address=worker_address, attempt=attempt_now
+                doc,
+                state=DISPATCHED,
+                worker_id=worker_id,
+                worker_address=worker_address,
+                attempt=attempt_now,
+                dispatched_at=time.time(),
             )
 
         self._behind(task_id, sent)

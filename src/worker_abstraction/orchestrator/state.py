@@ -126,13 +126,15 @@ class TaskState:
             self._end()
             self._notify()
 
-    def begin_attempt(self, number: int, worker_id: str, worker_address: str) -> None:
-        """The task was handed to a worker as attempt `number`."""
+    def begin_attempt(
+        self, number: int, worker_id: str, worker_address: str, *, started_at: datetime | None = None
+    ) -> None:
+        """The task was handed to a worker as attempt `number` (at `started_at`; default now)."""
         if self.attempts and self.attempts[-1].number == number and self.attempts[-1].ended_at is None:
             self.attempts.pop()  # the same attempt handed to another worker before it started there
         self.attempt, self.last_sequence = number, 0
         self.worker_id, self.worker_address = worker_id, worker_address
-        self.attempts.append(Attempt(number=number, worker_id=worker_id, started_at=datetime.now(UTC)))
+        self.attempts.append(Attempt(number=number, worker_id=worker_id, started_at=started_at or datetime.now(UTC)))
 
     def end_attempt(self, status: TaskStatus, error_message: str = "") -> None:
         """The current attempt is over (it failed and the task goes on, or it never started)."""

@@ -162,9 +162,9 @@ class SqliteTaskStore:
         # index, and moving every task's entry there on every dispatch cost ~15 % of the writes' CPU (files
         # written by older versions may say 'dispatched'; only 'finished' or not is ever read).
         written = self._write(
-            "UPDATE tasks SET worker_id = ?, worker_address = ?, attempt = ?, updated_at = ? "
+            "UPDATE tasks SET worker_id = ?, worker_address = ?, attempt = ?, updated_at = ?, dispatched_at = ? "
             "WHERE task_id = ? AND state != 'finished'",
-            (worker_id, worker_address, attempt, time.time(), task_id),
+            (worker_id, worker_address, attempt, time.time(), time.time(), task_id),
             behind=True,
         )
         self._dispatched[task_id] = len(self._pending) - 1
@@ -197,8 +197,8 @@ class SqliteTaskStore:
 
     async def unfinished(self) -> list[StoredTask]:
         rows = await self._query(
-            "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason, failures, reserved "
-            "FROM tasks "
+            "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason, failures, reserved, "
+            "dispatched_at FROM tasks "
             "WHERE state != 'finished' ORDER BY accepted_at, updated_at"
         )
         return [StoredTask(*row) for row in rows]

@@ -36,6 +36,7 @@ _ADDED_COLUMNS = {
     "failures": "INTEGER NOT NULL DEFAULT 0",  # attempts that ran and failed (the retry budget)
     "reserved": "INTEGER NOT NULL DEFAULT 0",  # attempt numbers up to this may have been sent
     "owner": "TEXT NOT NULL DEFAULT ''",  # the principal that submitted it
+    "dispatched_at": "REAL NOT NULL DEFAULT 0",  # when its current attempt was sent (a resume keeps it)
 }
 
 _INDEXES = """

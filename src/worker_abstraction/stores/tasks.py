@@ -29,6 +29,7 @@ class StoredTask:
     cancel_reason: str = ""  # a cancel was asked for and is to be carried out
     failures: int = 0  # attempts that ran and failed so far (what the retry budget counts)
     reserved: int = 0  # attempt numbers up to this one may have been sent (stored before any is)
+    dispatched_at: float = 0.0  # when the attempt on `worker_id` was sent (epoch seconds; 0: unknown)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, ClassVar
@@ -27,6 +29,20 @@ from worker_abstraction.worker.servicer import WorkerServicer
 logger = logging.getLogger(__name__)
 
 
+ASYNC_SLOTS = 100  # a worker's slots when every capability is async (Temporal's and Hatchet's default)
+
+
+def default_threads() -> int:
+    """Threads for plain capabilities: Python's own choice for a thread pool (CPU count + 4, at most 32)."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+def default_slots(capabilities: Iterable[CapabilityDef], threads: int) -> int:
+    """A worker's slots when none are given: one per thread when a plain `def` capability needs a thread
+    (so none waits for one inside the worker), otherwise `ASYNC_SLOTS`."""
+    return threads if any(not d.is_async for d in capabilities) else ASYNC_SLOTS
+
+
 class BaseWorker:
     """A worker process's capabilities, served over WorkerService and kept registered.
 
@@ -46,10 +62,14 @@ class BaseWorker:
         version: version string (default: the class's `version` attribute).
         tags: labels for filtering, e.g. ("gpu",).
         heartbeat_interval_seconds: fixed heartbeat interval (default: the registry's advice).
-        max_concurrent_tasks: task slots; past them new tasks are refused as RESOURCE_EXHAUSTED
-            (default: the class's `max_concurrent_tasks`, 0 meaning no limit).
+        max_concurrent_tasks: task slots; past them new tasks are refused as RESOURCE_EXHAUSTED, and the
+            orchestrator never sends more, so the rest wait in its queue (where `wa queue` shows them).
+            Default: the class's `max_concurrent_tasks`, else `default_slots(...)`: as many as threads
+            when the worker has a plain `def` capability (each runs on a thread of its own), otherwise
+            `ASYNC_SLOTS` (100, as Temporal's and Hatchet's workers). 0 means no limit.
         cancel_grace_seconds: how long a handler asked to cancel may clean up before it is stopped.
-        max_threads: threads for plain (non-async) capabilities.
+        max_threads: threads for plain (non-async) capabilities (default `default_threads()`: Python's own
+            choice for a thread pool, the CPU count + 4, at most 32).
         tls: serve over TLS with `tls.cert` (mTLS with `require_client_cert`) and reach the registry over
             TLS, trusting `tls.ca` and presenting the same certificate; default plaintext.
         metrics: count this worker's tasks and their durations, and report the tasks running (serve them
@@ -57,7 +77,7 @@ class BaseWorker:
     """
 
     version: ClassVar[str] = "0.1.0"
-    max_concurrent_tasks: ClassVar[int] = 0
+    max_concurrent_tasks: ClassVar[int | None] = None  # None: `default_slots`; 0: no limit
     capabilities: ClassVar[dict[str, CapabilityDef]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -90,7 +110,7 @@ class BaseWorker:
         heartbeat_interval_seconds: float | None = None,
         max_concurrent_tasks: int | None = None,
         cancel_grace_seconds: float = 5.0,
-        max_threads: int = 32,
+        max_threads: int | None = None,
         tls: TLSConfig | None = None,
         auth: Authenticator | None = None,
         metrics: WorkerMetrics | None = None,
@@ -105,13 +125,24 @@ class BaseWorker:
         self.worker_version = version or self.version
         self.tags = tuple(tags)
         self.tls = tls
-        self.slots = type(self).max_concurrent_tasks if max_concurrent_tasks is None else max_concurrent_tasks
+        threads = default_threads() if max_threads is None else max_threads
+        if threads < 1:
+            raise ValueError(f"max_threads must be >= 1, got {threads}")
+        slots = type(self).max_concurrent_tasks if max_concurrent_tasks is None else max_concurrent_tasks
+        self.slots = default_slots(self.capabilities.values(), threads) if slots is None else slots
         if self.slots < 0:
             raise ValueError(f"max_concurrent_tasks must be >= 0, got {self.slots}")
+        plain = sorted(name for name, d in self.capabilities.items() if not d.is_async)
+        if plain and (self.slots == 0 or self.slots > threads):
+            logger.warning(
+                "%s: %d slots but %d threads for its plain capabilities (%s): a task may wait inside the "
+                "worker for a thread; keep max_concurrent_tasks <= max_threads",
+                type(self).__name__, self.slots, threads, ", ".join(plain[:5]),
+            )  # fmt: skip
         self._load_meter = LoadMeter()
         self._cancel_grace = cancel_grace_seconds
         self._heartbeat_interval = heartbeat_interval_seconds
-        self._executor = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix=f"{self.name}-task")
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{self.name}-task")
         self._auth = auth
         self._server = _rpc.new_server(auth)
         self._health = ServerHealth(self._server, (WORKER_SERVICE,))

@@ -20,7 +20,10 @@ def handler_error(error: BaseException) -> TaskFailure:
 
 def deadline_exceeded(timeout_seconds: float) -> TaskFailure:
     """The handler ran past the task's timeout."""
-    message = f"task ran longer than its timeout of {timeout_seconds:g}s"
+    message = (
+        f"task ran longer than its timeout of {timeout_seconds:g}s (give it more with timeout_seconds=..., "
+        "wa submit --timeout SECONDS, or task_timeout in wa.toml; 0 for no limit)"
+    )
     return TaskFailure(lifecycle.DEADLINE_EXCEEDED, message, FailureOrigin.TIMEOUT, retryable=True)
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
@@ -68,7 +67,7 @@ async def _run(
     started = time.perf_counter()
     record.running()
     try:
-        call, loop_deadline = _prepare(record, definition, owner, arguments, timeout_seconds, metadata, executor)
+        call = _prepare(record, definition, owner, arguments, timeout_seconds, metadata, executor)
     except Exception as error:
         # The handler never started, so it is not the handler's failure; but the task must still end, or its
         # sender waits for ever.
@@ -80,8 +79,14 @@ async def _run(
     raised: BaseException | None = None  # what the handler raised, for the log's traceback
     output_json = ""
     try:
-        async with asyncio.timeout_at(loop_deadline) as scope:
-            result = await call()
+        async with asyncio.timeout(None) as scope:
+            loop = asyncio.get_running_loop()
+
+            def begin() -> None:  # the handler starts: its time counts from now (not while it waited)
+                if timeout_seconds > 0:
+                    scope.reschedule(loop.time() + timeout_seconds)
+
+            result = await call(begin)
         output_json = pydantic_core.to_json(result).decode()
     except TimeoutError as error:
         # Only our own deadline is DeadlineExceeded; a TimeoutError the handler raised itself is its error.
@@ -122,6 +127,10 @@ async def _run(
     raised = None
 
 
+# Frames above a handler's own: this module's, and the thread pool's for a plain handler.
+_PLUMBING = frozenset({__name__, "concurrent.futures.thread"})
+
+
 def handler_traceback(error: BaseException) -> str:
     """`error`'s traceback from the handler's frames on (this module's are left out), cut to its end.
 
@@ -129,7 +138,7 @@ def handler_traceback(error: BaseException) -> str:
     out (the failure's `message` carries the message whole).
     """
     frames = error.__traceback__
-    while frames is not None and frames.tb_frame.f_globals.get("__name__") == __name__:
+    while frames is not None and frames.tb_frame.f_globals.get("__name__") in _PLUMBING:
         frames = frames.tb_next
     chunks = traceback.TracebackException(type(error), error, frames).format()
     return traceback_tail("".join(_cut_line(chunk) for chunk in chunks))
@@ -160,14 +169,16 @@ def _prepare(
     timeout_seconds: float,
     metadata: Mapping[str, str],
     executor: Executor,
-) -> tuple[Callable[[], Awaitable[Any]], float | None]:
-    """The handler call, ready to await, and the loop time at which it overruns (None: no timeout)."""
+) -> Callable[[Callable[[], None]], Awaitable[Any]]:
+    """The handler call, ready to await with what to do when the handler starts: at once for an async
+    handler, once a thread takes it for a plain one (which may wait for one when every thread is busy)."""
     loop = asyncio.get_running_loop()
     # One instant for the deadline the handler sees and the one the worker enforces.
-    loop_now, monotonic_now, wall_now = loop.time(), time.monotonic(), datetime.now(UTC)
+    monotonic_now, wall_now = time.monotonic(), datetime.now(UTC)
     limited = timeout_seconds > 0
+    context: TaskContext | None = None
     if definition.context_parameter is not None:
-        arguments[definition.context_parameter] = TaskContext(
+        context = arguments[definition.context_parameter] = TaskContext(
             task_id=record.task_id,
             capability=definition.spec.name,
             params=dict(arguments),
@@ -182,13 +193,21 @@ def _prepare(
         )
     if definition.is_async:
 
-        async def call() -> Any:
+        async def call(begin: Callable[[], None]) -> Any:
+            begin()
             return await definition.function(owner, **arguments)
 
-    else:
-        blocking = functools.partial(definition.function, owner, **arguments)
+        return call
 
-        async def call() -> Any:
-            return await loop.run_in_executor(executor, blocking)
+    function = definition.function
 
-    return call, loop_now + timeout_seconds if limited else None
+    async def call_in_thread(begin: Callable[[], None]) -> Any:
+        def blocking() -> Any:
+            if context is not None:
+                context._begin(timeout_seconds)
+            loop.call_soon_threadsafe(begin)
+            return function(owner, **arguments)
+
+        return await loop.run_in_executor(executor, blocking)
+
+    return call_in_thread

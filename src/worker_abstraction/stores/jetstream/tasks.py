@@ -68,6 +68,7 @@ class TaskDoc:
     worker_id: str = ""
     worker_address: str = ""
     attempt: int = 0  # the attempt last sent
+    dispatched_at: float = 0.0  # when it was sent (epoch seconds): a takeover keeps the attempt's start
     reserved: int = 0  # attempt numbers up to this one may have been sent
     failures: int = 0
     cancel_reason: str = ""
