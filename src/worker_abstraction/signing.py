@@ -162,7 +162,10 @@ class Verifier:
 
         key = self._key_of(payload["kid"])
         if key is None:
-            raise ValueError("the signed credential's key is not known to this server (check its token file)")
+            raise ValueError(
+                "the signed credential's key is not in this server's token file: give the caller's entry its "
+                "public_key (`wa token new` prints one with each token) or its token"
+            )
         try:
             Ed25519PublicKey.from_public_bytes(key).verify(signature, payload_text.encode())
         except (InvalidSignature, ValueError):
