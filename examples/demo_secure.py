@@ -58,11 +58,13 @@ async def main() -> int:
     with tempfile.TemporaryDirectory(prefix="wa-secure-") as scratch:
         pki = Path(scratch) / "pki"
         certs.init_dir(pki)  # what `wa certs init DIR` writes
-        system, client, operator = (secrets.token_urlsafe(24) for _ in range(3))
+        daemon_token, worker_token, client, operator = (secrets.token_urlsafe(24) for _ in range(4))
         # One in 64 such tokens begins with '-': passed as --token=VALUE, it is never taken for an option.
+        # One role per principal: the daemon, the worker, a client, and an intruder with a worker's role.
         tokens = Path(scratch) / "tokens.toml"
         tokens.write_text(
-            f'[[principal]]\nname = "system/demo"\nroles = ["worker", "orchestrator"]\ntoken = "{system}"\n\n'
+            f'[[principal]]\nname = "orchestrator/demo"\nroles = ["orchestrator"]\ntoken = "{daemon_token}"\n\n'
+            f'[[principal]]\nname = "worker/demo"\nroles = ["worker"]\ntoken = "{worker_token}"\n\n'
             f'[[principal]]\nname = "client/alice"\nroles = ["client"]\ntoken = "{client}"\n\n'
             f'[[principal]]\nname = "worker/intruder"\nroles = ["worker"]\ntoken = "{operator}"\n'
         )
@@ -71,20 +73,20 @@ async def main() -> int:
         def identity(stem: str) -> tuple[str, ...]:
             return ("--tls-cert", str(pki / f"{stem}.pem"), "--tls-key", str(pki / f"{stem}.key"), *ca)
 
-        as_system = ("--auth-tokens", str(tokens), f"--token={system}")
-        serve = (*identity("server"), "--tls-client-auth", *as_system)
+        checked = ("--auth-tokens", str(tokens))
+        serve = (*identity("server"), "--tls-client-auth", *checked)  # the registry calls nobody: no token
         processes: list[asyncio.subprocess.Process] = []
         try:
             logs = Path(scratch)
             registry, registry_address = await start(logs / "registry.log", "registry", "--port", "0", *serve)
             processes.append(registry)
-            worker_flags = (*identity("worker"), "--tls-client-auth", *as_system)
+            worker_flags = (*identity("worker"), "--tls-client-auth", *checked, f"--token={worker_token}")
             at_registry = ("--port", "0", "--registry", registry_address)
             worker_class = "examples.text_stats:TextStatsWorker"
             worker, _ = await start(logs / "worker.log", "worker", worker_class, *at_registry, *worker_flags)
             processes.append(worker)
             # The daemon serves callers over TLS and knows them by their tokens (no client certificates).
-            daemon_flags = (*identity("server"), *as_system, "--store", ":memory:")
+            daemon_flags = (*identity("server"), *checked, f"--token={daemon_token}", "--store", ":memory:")
             daemon, daemon_address = await start(logs / "daemon.log", "orchestrator", *at_registry, *daemon_flags)
             processes.append(daemon)
             print(f"registry {registry_address} (mTLS and tokens), daemon {daemon_address} (TLS and tokens)\n")
