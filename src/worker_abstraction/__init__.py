@@ -5,62 +5,70 @@ live workers; an `Orchestrator` (or `AsyncOrchestrator`) finds a capable worker,
 streams its updates back.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from worker_abstraction import _transport  # noqa: F401  (first: chooses gRPC's polling before gRPC loads)
+
+# Eager because its module has its name: whichever submodule loaded `worker_abstraction.capability` first
+# would otherwise leave the module where the decorator belongs. It is cheap (pydantic loads on first use).
 from worker_abstraction.capability import capability
-from worker_abstraction.context import TaskContext
-from worker_abstraction.errors import (
-    BindError,
-    InvalidCapabilityError,
-    InvalidParametersError,
-    InvalidRequestError,
-    InvalidTaskOptionsError,
-    InvalidTLSConfigError,
-    InvalidWorkerInfoError,
-    NoWorkerError,
-    OrchestratorUnavailableError,
-    PermissionDeniedError,
-    QueueFullError,
-    RateLimitedError,
-    RegistryUnavailableError,
-    StoreInUseError,
-    TaskCanceledError,
-    TaskError,
-    TaskExistsError,
-    TaskFailedError,
-    TaskNotFoundError,
-    TaskRejectedError,
-    TaskTimeoutError,
-    WorkerAbstractionError,
-    WorkerNotFoundError,
-)
-from worker_abstraction.options import RetryPolicy, TaskOptions
-from worker_abstraction.orchestrator import (
-    AsyncOrchestrator,
-    AsyncOrchestratorAPI,
-    AsyncTaskHandle,
-    Orchestrator,
-    RemoteOrchestrator,
-    TaskHandle,
-)
-from worker_abstraction.orchestrator.server import OrchestratorServer
-from worker_abstraction.registry import RegistryClient, RegistryServer
-from worker_abstraction.tls import TLSConfig
-from worker_abstraction.types import (
-    Attempt,
-    CapabilitySpec,
-    DeadLetter,
-    FailureOrigin,
-    LoadReport,
-    ParameterSpec,
-    TaskFailure,
-    TaskRecord,
-    TaskStatus,
-    TaskUpdate,
-    WorkerHealth,
-    WorkerInfo,
-    WorkerState,
-)
-from worker_abstraction.worker import BaseWorker
+
+if TYPE_CHECKING:
+    from worker_abstraction.context import TaskContext
+    from worker_abstraction.errors import (
+        BindError,
+        InvalidCapabilityError,
+        InvalidParametersError,
+        InvalidRequestError,
+        InvalidTaskOptionsError,
+        InvalidTLSConfigError,
+        InvalidWorkerInfoError,
+        NoWorkerError,
+        OrchestratorUnavailableError,
+        PermissionDeniedError,
+        QueueFullError,
+        RateLimitedError,
+        RegistryUnavailableError,
+        StoreInUseError,
+        TaskCanceledError,
+        TaskError,
+        TaskExistsError,
+        TaskFailedError,
+        TaskNotFoundError,
+        TaskRejectedError,
+        TaskTimeoutError,
+        WorkerAbstractionError,
+        WorkerNotFoundError,
+    )
+    from worker_abstraction.options import RetryPolicy, TaskOptions
+    from worker_abstraction.orchestrator import (
+        AsyncOrchestrator,
+        AsyncOrchestratorAPI,
+        AsyncTaskHandle,
+        Orchestrator,
+        RemoteOrchestrator,
+        TaskHandle,
+    )
+    from worker_abstraction.orchestrator.server import OrchestratorServer
+    from worker_abstraction.registry import RegistryClient, RegistryServer
+    from worker_abstraction.tls import TLSConfig
+    from worker_abstraction.types import (
+        Attempt,
+        CapabilitySpec,
+        DeadLetter,
+        FailureOrigin,
+        LoadReport,
+        ParameterSpec,
+        TaskFailure,
+        TaskRecord,
+        TaskStatus,
+        TaskUpdate,
+        WorkerHealth,
+        WorkerInfo,
+        WorkerState,
+    )
+    from worker_abstraction.worker import BaseWorker
 
 __version__ = "0.1.0"
 
@@ -117,3 +125,55 @@ __all__ = [
     "WorkerState",
     "capability",
 ]
+
+# Each public name is imported from its module on first use (PEP 562), so that `import worker_abstraction`
+# loads gRPC (see `_transport`) and little else; a worker does not pay for the orchestrator, nor `wa --help`
+# for either.
+_MODULES: dict[str, tuple[str, ...]] = {
+    "worker_abstraction.context": ("TaskContext",),
+    "worker_abstraction.errors": tuple(name for name in __all__ if name.endswith("Error")),
+    "worker_abstraction.options": ("RetryPolicy", "TaskOptions"),
+    "worker_abstraction.orchestrator": (
+        "AsyncOrchestrator",
+        "AsyncOrchestratorAPI",
+        "AsyncTaskHandle",
+        "Orchestrator",
+        "RemoteOrchestrator",
+        "TaskHandle",
+    ),
+    "worker_abstraction.orchestrator.server": ("OrchestratorServer",),
+    "worker_abstraction.registry": ("RegistryClient", "RegistryServer"),
+    "worker_abstraction.tls": ("TLSConfig",),
+    "worker_abstraction.types": (
+        "Attempt",
+        "CapabilitySpec",
+        "DeadLetter",
+        "FailureOrigin",
+        "LoadReport",
+        "ParameterSpec",
+        "TaskFailure",
+        "TaskRecord",
+        "TaskStatus",
+        "TaskUpdate",
+        "WorkerHealth",
+        "WorkerInfo",
+        "WorkerState",
+    ),
+    "worker_abstraction.worker": ("BaseWorker",),
+}
+_SOURCE = {name: module for module, names in _MODULES.items() for name in names}
+
+# Hidden from type checkers, which see the imports above instead: a module `__getattr__` would make any
+# misspelt name type-check as what it returns.
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        module = _SOURCE.get(name)
+        if module is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later look-ups find it without coming back here
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *__all__})

@@ -12,14 +12,15 @@ import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints, overload
-
-import pydantic
-from pydantic.fields import FieldInfo
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin, get_type_hints, overload
 
 from worker_abstraction.context import TaskContext
 from worker_abstraction.errors import InvalidCapabilityError
 from worker_abstraction.types import CapabilitySpec, ParameterSpec
+
+if TYPE_CHECKING:
+    # pydantic loads when the first capability is described, not when the package is imported.
+    import pydantic
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -46,6 +47,8 @@ class CapabilityDef:
 
     def parse_arguments(self, values_json: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
         """Decode and type-check JSON arguments; returns (arguments, every problem found)."""
+        import pydantic  # loaded already: `describe` made the adapters
+
         problems: list[str] = []
         arguments: dict[str, Any] = {}
         known = {p.spec.name for p in self.parameters}
@@ -138,6 +141,8 @@ def definition_of(member: object) -> CapabilityDef | None:
 
 def describe(fn: Callable[..., Any], *, name: str | None = None, description: str | None = None) -> CapabilityDef:
     """Build the CapabilityDef of a function (the work behind `@capability`)."""
+    import pydantic
+
     label = getattr(fn, "__qualname__", repr(fn))
     if not inspect.isfunction(fn):
         raise InvalidCapabilityError(f"@capability expects a function, got {fn!r}")
@@ -203,6 +208,8 @@ def _split_annotated(hint: Any) -> str:
     """The description carried by `Annotated[T, "text"]` or `Annotated[T, Field(description=...)]`."""
     if get_origin(hint) is not Annotated:
         return ""
+    from pydantic.fields import FieldInfo
+
     for extra in get_args(hint)[1:]:
         if isinstance(extra, str):
             return extra
