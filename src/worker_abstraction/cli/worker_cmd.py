@@ -99,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         default=settings.default("max_concurrent"),
         help=settings.help(
             "max_concurrent",
-            "task slots; past them tasks are refused as RESOURCE_EXHAUSTED; unset: the class's setting",
+            "task slots (0: no limit); the orchestrator queues tasks past them; unset: the class's setting, "
+            "else one per thread (CPU count + 4, at most 32) with a plain def capability, 100 if all are async",
         ),
     )
     parser.add_argument(
