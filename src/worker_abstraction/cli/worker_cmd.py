@@ -2,8 +2,9 @@
 
 WORKER is `package.module:ClassName` or `path/to/file.py:ClassName`, a BaseWorker subclass; the current
 directory is put first on the import path, so a module next to you imports as is (a file's own directory,
-for a file). A module that fails as it imports is reported in one line (exit 2), not a traceback. As soon as it serves, the command prints one line to
-stdout: `worker WORKER_ID listening on HOST:PORT` (the advertised address). On SIGINT/SIGTERM it stops
+for a file). A module that fails as it imports is reported in one line (exit 2), not a traceback. As soon
+as it serves, the command prints one line to stdout: `worker WORKER_ID listening on HOST:PORT` (the
+advertised address). On SIGINT/SIGTERM it stops
 accepting tasks, lets running ones finish within --grace seconds, deregisters and exits 0.
 
 It logs to stderr at INFO by default, one line when a task is received and one when it ends: succeeded (with
