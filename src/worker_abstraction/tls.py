@@ -17,13 +17,15 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from worker_abstraction.errors import InvalidTLSConfigError
+
+if TYPE_CHECKING:
+    # cryptography loads when a server first checks its certificate and key, not with every TLSConfig.
+    from cryptography import x509
 
 logger = logging.getLogger(__name__)
 
@@ -190,6 +192,9 @@ def _configuration(cert: bytes, key: bytes, ca: bytes | None) -> grpc.ServerCert
 
 def _check_usable(cert: bytes, key: bytes, ca: bytes | None) -> None:
     """Raise ValueError unless `cert` and `ca` are whole certificates and `key` is the key of `cert`."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     chain = _certificates(cert, "cert")
     if ca is not None:
         _certificates(ca, "ca")
@@ -203,6 +208,8 @@ def _check_usable(cert: bytes, key: bytes, ca: bytes | None) -> None:
 
 
 def _certificates(data: bytes, name: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     # The parser skips a block cut short, so a file written halfway could pass for a shorter chain.
     try:
         found = x509.load_pem_x509_certificates(data)

@@ -41,15 +41,19 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-
-from worker_abstraction.auth import Authenticator
-from worker_abstraction.observability.exposition import LoopReader, MetricsEndpoint, serve
-from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import Attempt, TaskStatus
+
+if TYPE_CHECKING:
+    # prometheus_client (and the HTTP server) load when a metrics object is made: a process that counts
+    # nothing, as most workers and every `wa` client command, never imports them.
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+    from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+
+    from worker_abstraction.auth import Authenticator
+    from worker_abstraction.observability.exposition import LoopReader, MetricsEndpoint
+    from worker_abstraction.tls import TLSConfig
 
 OTHER = "_other"  # the label value shared past a label's bound
 MAX_CAPABILITIES = 256
@@ -62,13 +66,15 @@ TASK_SECONDS_BUCKETS = (
 )  # fmt: skip
 STORE_SECONDS_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
-_M = TypeVar("_M", Counter, Histogram)
+_M = TypeVar("_M", "Counter", "Histogram")
 
 
 class Metrics:
     """What the three metrics objects share: their registry, bounded capability labels, and `serve`."""
 
     def __init__(self, registry: CollectorRegistry | None, max_capabilities: int) -> None:
+        from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+
         if registry is None:
             # A registry of its own also describes its process, as prometheus_client's default one does.
             registry = CollectorRegistry()
@@ -99,7 +105,9 @@ class Metrics:
             BindError: the address cannot be listened on.
             InvalidTLSConfigError: the cert and key cannot be served.
         """
-        return serve(self.registry, port, host=host, tls=tls, auth=auth)
+        from worker_abstraction.observability import exposition
+
+        return exposition.serve(self.registry, port, host=host, tls=tls, auth=auth)
 
     def capability_label(self, capability: str) -> str:
         """The capability itself, or `_other` once `max_capabilities` other names have been seen."""
@@ -148,6 +156,10 @@ class OrchestratorMetrics(Metrics):
     """
 
     def __init__(self, registry: CollectorRegistry | None = None, *, max_capabilities: int = MAX_CAPABILITIES) -> None:
+        from prometheus_client import Counter, Histogram
+
+        from worker_abstraction.observability.exposition import LoopReader
+
         super().__init__(registry, max_capabilities)
         registry = self.registry
         self.tasks = Counter("wa_tasks", "Tasks ended, by final status.", ["capability", "status"], registry=registry)
@@ -237,6 +249,10 @@ class RegistryMetrics(Metrics):
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import Counter
+
+        from worker_abstraction.observability.exposition import LoopReader
+
         super().__init__(registry, MAX_CAPABILITIES)
         registry = self.registry
         self.heartbeats = Counter("wa_heartbeats", "Heartbeats recorded from known workers.", registry=registry)
@@ -277,6 +293,8 @@ class WorkerMetrics(Metrics):
     """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
         super().__init__(registry, MAX_CAPABILITIES)
         registry = self.registry
         self.tasks = Counter(
@@ -316,6 +334,8 @@ _REGISTRY_GAUGES = (("wa_workers", "Live workers by state.", ("state",)),)
 
 
 def _families(gauges: Iterable[tuple[str, str, tuple[str, ...]]]) -> list[GaugeMetricFamily]:
+    from prometheus_client.metrics_core import GaugeMetricFamily
+
     return [GaugeMetricFamily(name, text, labels=list(labels)) for name, text, labels in gauges]
 
 
