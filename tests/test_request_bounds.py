@@ -24,7 +24,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from grpc import aio
 
-from worker_abstraction import OrchestratorServer, RegistryServer
+from worker_abstraction import OrchestratorServer, RegistryServer, _convert
 from worker_abstraction._convert import bounds
 from worker_abstraction._proto import worker_pb2 as pb
 
@@ -71,6 +71,18 @@ def test_every_number_enum_and_timestamp_of_every_request_has_a_rule() -> None:
     }
     assert sorted(fields - set(bounds.RULES)) == [], "fields without a rule in _convert/bounds.py RULES"
     assert sorted(set(bounds.RULES) - fields) == [], "rules for fields no request carries"
+
+
+@pytest.mark.parametrize("stamp", [*STAMPS, (bounds.MAX_TIMESTAMP_SECONDS - 1, 999_999_999)])
+def test_every_creation_time_a_submission_may_carry_is_one_the_task_can_be_described_with(
+    stamp: tuple[int, int],
+) -> None:
+    request = pb.SubmitTaskRequest(task=_task())
+    request.task.created_at.seconds, request.task.created_at.nanos = stamp
+    if bounds.problems(request):
+        return  # (refused: nothing to describe)
+    spec = _convert.spec_from_pb(request)
+    assert spec.created_at.year <= 9999  # (through the float of its nanoseconds: the last instants round up)
 
 
 # ---- every ruled field of every RPC, at its boundaries ----------------------------------------------------
@@ -333,6 +345,11 @@ async def test_every_rpc_refuses_each_out_of_range_value_and_answers_the_others(
                     problems.append(f"{where}: {answer.what[:200]}")
                 elif not _allowed(path[-1], value) and not answer.refused:
                     problems.append(f"{where} (out of range) was not refused: {answer.what[:200]}")
+    # What was accepted at its boundaries can still be read back: listed, and each task described.
+    daemon = channels["OrchestratorService"]
+    listed = await _unary(daemon, "OrchestratorService", "ListTasks", pb.ListTasksRequest(limit=1000))
+    for record in listed.tasks:
+        await _unary(daemon, "OrchestratorService", "GetTask", pb.GetTaskRequest(task_id=record.task_id))
     assert cases > 300
     assert not problems, f"{len(problems)} of {cases} cases:\n" + "\n".join(problems)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,6 +20,9 @@ from worker_abstraction._proto import worker_pb2 as pb
 
 UNARY_DEADLINE_SECONDS = 5.0
 OPEN_STREAM_SECONDS = 3.0
+# The timeout oracle of streams: a stream answers its caller's messages (a message with content, or its status)
+# within this many seconds of the last one, while the caller keeps its side open: never silence.
+ANSWER_SECONDS = float(os.environ.get("WA_FUZZ_ANSWER_SECONDS", "2"))
 MAX_STREAM_MESSAGES = 10_000
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", 64 * 2**20), ("grpc.max_receive_message_length", 64 * 2**20)]
 TERMINAL = {pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_FAILED, pb.TASK_STATUS_CANCELED}
@@ -33,6 +38,14 @@ class Outcome:
     metadata: tuple[tuple[str, str | bytes], ...] = ()
     responses: list[bytes] = field(default_factory=list)
     seconds: float = 0.0
+    sent_at: float | None = None  # when the last request message went out (None: the call ended first)
+    answered_at: float | None = None  # the first response with content, or the call's end
+
+    def silence(self) -> float:
+        """Seconds between the last request message and the first answer (0: answered, or never all sent)."""
+        if self.sent_at is None:
+            return 0.0
+        return max(0.0, (self.answered_at or time.monotonic()) - self.sent_at)
 
 
 def _identity(data: bytes) -> bytes:
@@ -63,6 +76,15 @@ class Harness:
         kwargs = {"request_serializer": _identity, "response_deserializer": _identity}
         outcome = Outcome()
         started = time.monotonic()
+        answered = threading.Event()
+
+        def kept_open() -> Iterator[bytes]:
+            """The messages, then the caller's side kept open until the first answer (at most ANSWER_SECONDS),
+            as a real caller keeps it: a stream that waits for the caller to hang up before it answers is found."""
+            yield from messages
+            outcome.sent_at = time.monotonic()
+            answered.wait(ANSWER_SECONDS)
+
         try:
             if not rpc.client_streaming and not rpc.server_streaming:
                 response, call = channel.unary_unary(rpc.path, **kwargs).with_call(
@@ -78,22 +100,32 @@ class Harness:
             else:
                 timeout = OPEN_STREAM_SECONDS if rpc.open_ended else UNARY_DEADLINE_SECONDS
                 if rpc.client_streaming:
-                    call = channel.stream_stream(rpc.path, **kwargs)(iter(messages), timeout=timeout)
+                    call = channel.stream_stream(rpc.path, **kwargs)(kept_open(), timeout=timeout)
                 else:
+                    outcome.sent_at = started
                     call = channel.unary_stream(rpc.path, **kwargs)(messages[0], timeout=timeout)
-                self._read_stream(rpc, call, outcome, expected_tasks)
+                self._read_stream(rpc, call, outcome, expected_tasks, answered)
         except grpc.RpcError as error:
             outcome.code = error.code()
             outcome.details = error.details() or ""
             outcome.metadata = tuple(error.trailing_metadata() or ())
+        finally:
+            if outcome.answered_at is None:
+                outcome.answered_at = time.monotonic()  # (the call's end is an answer too)
+            answered.set()  # (releases the request side of a call that ended unanswered)
         outcome.seconds = time.monotonic() - started
         return outcome
 
-    def _read_stream(self, rpc: Rpc, call: Iterator[bytes], outcome: Outcome, expected_tasks: int) -> None:
+    def _read_stream(
+        self, rpc: Rpc, call: Iterator[bytes], outcome: Outcome, expected_tasks: int, answered: threading.Event
+    ) -> None:
         """Read a stream to its end, or (open-ended ones) until what the case waits for arrived."""
         acks, finished = 0, set()
         for raw in call:
             outcome.responses.append(raw)
+            if raw and outcome.answered_at is None:  # (an empty message is a stream's "ready", not an answer)
+                outcome.answered_at = time.monotonic()
+                answered.set()
             if len(outcome.responses) >= MAX_STREAM_MESSAGES:
                 break
             if not rpc.open_ended:
@@ -108,7 +140,7 @@ class Harness:
                 continue
             acks += len(message.acks)  # type: ignore[attr-defined]
             finished |= {u.task_id for u in message.updates if u.status in TERMINAL}  # type: ignore[attr-defined]
-            if acks >= expected_tasks and len(finished) >= min(expected_tasks, 1):
+            if outcome.answered_at is not None and acks >= expected_tasks and len(finished) >= min(expected_tasks, 1):
                 break
         call.cancel()  # type: ignore[attr-defined]
 
@@ -134,8 +166,15 @@ class Harness:
         code = outcome.code
         if code == grpc.StatusCode.UNKNOWN:
             found("UNKNOWN status", oracle.status_outcome(code, outcome.details))
+        if code == grpc.StatusCode.INTERNAL:  # (the server caught a bug of its own: a crash it survived)
+            found("INTERNAL status", oracle.status_outcome(code, outcome.details))
         if code == grpc.StatusCode.DEADLINE_EXCEEDED and (not rpc.open_ended or not outcome.responses):
             found("hang", f"DEADLINE_EXCEEDED after {outcome.seconds:.1f}s with {len(outcome.responses)} messages")
+        elif rpc.server_streaming and outcome.silence() > ANSWER_SECONDS:
+            found(
+                "silent stream",
+                f"no answer within {ANSWER_SECONDS:g}s of the last message ({oracle.status_outcome(code, '')})",
+            )
         if len(outcome.details) > oracle.MAX_DETAILS_CHARS:
             found("details too long", f"{code and code.name} details of {len(outcome.details):,} chars")
         for key, value in outcome.metadata:
@@ -183,9 +222,14 @@ class Harness:
         ids = [s.request_id for s in sent]
         # An id sent twice makes its acks ambiguous (the daemon answers each): judge only ids sent once.
         submits = {s.request_id: s.submit for s in sent if ids.count(s.request_id) == 1}
+        broken = {
+            grpc.StatusCode.UNKNOWN.value[0]: "UNKNOWN status",
+            grpc.StatusCode.INTERNAL.value[0]: "INTERNAL status",
+        }
         for ack in message.acks:  # type: ignore[attr-defined]
-            if ack.HasField("error") and ack.error.code == grpc.StatusCode.UNKNOWN.value[0]:
-                add("UNKNOWN status", f"session ack error code 2 {ack.error.details[:120]!r}")  # type: ignore[operator]
+            if ack.HasField("error") and ack.error.code in broken:
+                kind = broken[ack.error.code]
+                add(kind, f"session ack error code {ack.error.code} {ack.error.details[:120]!r}")  # type: ignore[operator]
             submit = submits.get(ack.request_id)
             problem = submit_problem(submit) if submit is not None else None
             if ack.HasField("response") and problem:

@@ -10,8 +10,10 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf import message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import strategies as st
 
@@ -53,6 +55,9 @@ HOSTILE_JSON: list[tuple[str, str]] = [
     ("truncated JSON '{'", "{"),
     ("empty JSON text", ""),
     ("lone surrogate JSON", '"\\ud800"'),
+    ("lone low surrogate inside a JSON string", '"a\\udfffb"'),
+    ("lone surrogate JSON object key", '{"\\udc00": 1}'),
+    ("lone surrogate nested in JSON", '["ok", {"k": ["\\ud83d"]}]'),
     ("duplicate-key JSON", '{"a":1,"a":2}'),
     ("1MB JSON string", json.dumps("x" * MB)),
 ]
@@ -66,17 +71,54 @@ HOSTILE_SCHEMAS: list[tuple[str, str]] = [
     ("schema not an object", "[1,2]"),
     ("schema 10,000-deep", '{"items":' * DEEP + "{}" + "}" * DEEP),
     ("schema minimum 5,000 digits", '{"type":"integer","minimum":' + "9" * 5000 + "}"),
+    ("schema lone surrogate", '{"type":"string","enum":["\\ud800"]}'),
+    ("schema NaN", '{"type":"number","minimum":NaN}'),
 ]
-INT32 = [("int32 -1", -1), ("int32 min", -(2**31)), ("int32 max", 2**31 - 1)]
-INT64 = [("int64 -1", -1), ("int64 min", -(2**63)), ("int64 max", 2**63 - 1)]
-UINT64 = [("uint64 max", 2**64 - 1)]
+# Numbers written in text (page tokens, ports): digits of other scripts, signs, spaces, too many digits.
+HOSTILE_DIGITS: list[tuple[str, str]] = [
+    ("arabic-indic digits", "١٢"),
+    ("fullwidth digits", "１２"),
+    ("devanagari digit", "५"),
+    ("superscript digit", "²"),
+    ("signed number", "+12"),
+    ("spaced number", " 12 "),
+    ("underscored number", "1_000"),
+    ("10-digit number", "9" * 10),
+]
+# The boundary integers, each used on every integer field whose wire type can hold it.
+BOUNDARY_INTS = [0, -1, 1, 2**31 - 1, -(2**31), 2**31, 2**32, 2**53 + 1, 2**63 - 1, -(2**63), 2**64 - 1]
+_INT_TYPES = {
+    FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_SFIXED32: (-(2**31), 2**31 - 1),
+    FieldDescriptor.TYPE_INT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SINT64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_SFIXED64: (-(2**63), 2**63 - 1),
+    FieldDescriptor.TYPE_UINT32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_FIXED32: (0, 2**32 - 1),
+    FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
+    FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
+}
 DOUBLES = [
     ("NaN", float("nan")),
     ("inf", float("inf")),
     ("-inf", float("-inf")),
     ("negative", -1.0),
+    ("-0.0", -0.0),
     ("1e308", 1e308),
     ("denormal", 5e-324),
+]
+# google.protobuf.Timestamp values no valid Timestamp holds (and the two ends of the valid range).
+TIMESTAMPS: list[tuple[str, tuple[int, int]]] = [
+    ("Timestamp nanos -1", (0, -1)),
+    ("Timestamp nanos 1e9", (0, 10**9)),
+    ("Timestamp nanos int32 max", (1, 2**31 - 1)),
+    ("Timestamp seconds past 9999", (253_402_300_800, 0)),
+    ("Timestamp seconds 2**62", (2**62, 0)),
+    ("Timestamp seconds before year 1", (-62_135_596_801, 0)),
+    ("Timestamp seconds int64 min", (-(2**63), 0)),
+    ("Timestamp last valid instant", (253_402_300_799, 999_999_999)),
+    ("Timestamp before 1970", (-1, 0)),
 ]
 ENUMS = [("unknown enum 99", 99), ("unknown enum -1", -1), ("unknown enum int32 max", 2**31 - 1)]
 
@@ -94,20 +136,27 @@ def string_values(field: FieldDescriptor) -> st.SearchStrategy[tuple[str, object
         pools.insert(0, _labelled(HOSTILE_SCHEMAS))  # type: ignore[arg-type]
     elif field.name.endswith("_json"):
         pools.insert(0, _labelled(HOSTILE_JSON))  # type: ignore[arg-type]
+    elif field.name.endswith("_token"):
+        pools.insert(0, _labelled(HOSTILE_DIGITS))  # type: ignore[arg-type]
+    elif field.name == "address":
+        pools.insert(0, _labelled([(f"port in {label}", f"127.0.0.1:{text}") for label, text in HOSTILE_DIGITS]))  # type: ignore[arg-type]
     return st.one_of(*pools)
+
+
+def int_values(field: FieldDescriptor) -> st.SearchStrategy[tuple[str, object]]:
+    """Every boundary integer the field's wire type can hold, and now and then any other it can."""
+    lo, hi = _INT_TYPES[field.type]
+    boundaries = [(f"int {value}", value) for value in BOUNDARY_INTS if lo <= value <= hi]
+    return st.one_of(_labelled(boundaries), st.integers(lo, hi).map(lambda v: ("random int", v)))  # type: ignore[arg-type]
 
 
 def scalar_values(field: FieldDescriptor) -> st.SearchStrategy[tuple[str, object]]:
     t = field.type
     if t == FieldDescriptor.TYPE_STRING:
         return string_values(field)
-    if t == FieldDescriptor.TYPE_INT32:
-        return _labelled(INT32)  # type: ignore[arg-type]
-    if t == FieldDescriptor.TYPE_INT64:
-        return _labelled(INT64)  # type: ignore[arg-type]
-    if t == FieldDescriptor.TYPE_UINT64:
-        return _labelled(UINT64)  # type: ignore[arg-type]
-    if t == FieldDescriptor.TYPE_DOUBLE:
+    if t in _INT_TYPES:
+        return int_values(field)
+    if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
         return _labelled(DOUBLES)  # type: ignore[arg-type]
     if t == FieldDescriptor.TYPE_ENUM:
         return _labelled(ENUMS)  # type: ignore[arg-type]
@@ -142,6 +191,18 @@ def mutation(draw: st.DrawFn, descriptor: object) -> Callable[[Message], str]:
     path = draw(st.sampled_from(field_paths(descriptor)))
     last = path[-1]
     dotted = ".".join(f.name for f in path)
+    if last.type == FieldDescriptor.TYPE_MESSAGE and last.message_type.full_name == "google.protobuf.Timestamp":
+        stamp_label, (seconds, nanos) = draw(st.sampled_from(TIMESTAMPS))
+
+        def stamp(message: Message) -> str:
+            target = message
+            for field in path[:-1]:
+                target = _descend(target, field)
+            value = _descend(target, last)
+            value.seconds, value.nanos = seconds, nanos  # type: ignore[attr-defined]
+            return f"{dotted}={stamp_label}"
+
+        return stamp
     if last.type == FieldDescriptor.TYPE_MESSAGE:
         if last.message_type.GetOptions().map_entry:
             key_label, key = draw(string_values(last.message_type.fields_by_name["key"]))
@@ -242,8 +303,65 @@ RAW_SPECIALS: list[tuple[str, bytes]] = [
     ("raw: field number 0", b"\x00\x01"),
     ("raw: 200-deep nested field 1", _nested(200)),
     ("raw: invalid UTF-8 in field 1", b"\x0a\x02\xff\xfe"),
+    ("raw: UTF-8-encoded surrogate in field 1", b"\x0a\x03\xed\xa0\x80"),
+    ("raw: varint 2**64-1 in field 2", b"\x10" + b"\xff" * 9 + b"\x01"),
     ("raw: end-group without start", b"\x0c"),
 ]
+
+
+@st.composite
+def random_message(draw: st.DrawFn, descriptor: Descriptor, depth: int = 3) -> Message:
+    """A message of `descriptor`'s type with random values in random fields (nested ones too), as a client
+    that fills a request from random bytes sends it: structurally valid, meaning nothing."""
+    message = message_factory.GetMessageClass(descriptor)()
+    _fill(draw, message, depth)
+    return message
+
+
+def _fill(draw: st.DrawFn, message: Message, depth: int) -> None:
+    for field in message.DESCRIPTOR.fields:
+        if not draw(st.booleans()):
+            continue
+        name = field.name
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            entry = field.message_type
+            if entry.GetOptions().map_entry:
+                target = getattr(message, name)
+                for _ in range(draw(st.integers(1, 3))):
+                    key = draw(_random_scalar(entry.fields_by_name["key"]))
+                    value_field = entry.fields_by_name["value"]
+                    if value_field.type == FieldDescriptor.TYPE_MESSAGE:
+                        if depth > 0:
+                            _fill(draw, target[key], depth - 1)
+                    else:
+                        target[key] = draw(_random_scalar(value_field))
+            elif depth > 0 and field.is_repeated:
+                for _ in range(draw(st.integers(1, 2))):
+                    _fill(draw, getattr(message, name).add(), depth - 1)
+            elif depth > 0:
+                child = getattr(message, name)
+                child.SetInParent()
+                _fill(draw, child, depth - 1)
+        elif field.is_repeated:
+            getattr(message, name).extend(draw(st.lists(_random_scalar(field), min_size=1, max_size=3)))
+        else:
+            setattr(message, name, draw(_random_scalar(field)))
+
+
+def _random_scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
+    t = field.type
+    if t in _INT_TYPES:
+        lo, hi = _INT_TYPES[t]
+        return st.one_of(st.sampled_from([v for v in BOUNDARY_INTS if lo <= v <= hi]), st.integers(lo, hi))
+    if t in (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT):
+        return st.floats(allow_nan=True, allow_infinity=True, width=64 if t == FieldDescriptor.TYPE_DOUBLE else 32)
+    if t == FieldDescriptor.TYPE_BOOL:
+        return st.booleans()
+    if t == FieldDescriptor.TYPE_ENUM:
+        return st.integers(-2, 10)
+    if t == FieldDescriptor.TYPE_BYTES:
+        return st.binary(max_size=20)
+    return st.text(st.characters(exclude_categories=["Cs"]), max_size=20)
 
 
 def raw_bytes() -> st.SearchStrategy[tuple[str, bytes]]:
@@ -315,10 +433,34 @@ def _json_ok(text: str) -> bool:
         raise ValueError(token)
 
     try:
-        json.loads(text, parse_constant=reject)
+        value = json.loads(text, parse_constant=reject)
     except (ValueError, RecursionError):
         return False
-    return True
+    return not _lone_surrogate(value)
+
+
+def _lone_surrogate(value: object) -> bool:
+    """Whether a decoded JSON value holds a surrogate code point (a lone one: pairs decode to one character)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in item):
+            return True
+        if isinstance(item, dict):
+            stack += [*item, *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return False
+
+
+def _stamp_problem(message: Message, name: str, *, since_1970: bool = False) -> str | None:
+    if name not in message.DESCRIPTOR.fields_by_name or not message.HasField(name):
+        return None
+    stamp = getattr(message, name)
+    lowest = 0 if since_1970 else -62_135_596_800
+    if not (lowest <= stamp.seconds <= 253_402_300_799 and 0 <= stamp.nanos <= 999_999_999):
+        return f"invalid Timestamp {name}"
+    return None
 
 
 def _bad_double(value: float, *, negative_ok: bool = False) -> bool:
@@ -333,6 +475,10 @@ def task_problem(task: pb.Task, *, known_capability: bool = True) -> str | None:
         return "unknown capability"
     if task.timeout_seconds < 0:
         return "negative timeout_seconds"
+    if task.attempt < 0:
+        return "negative attempt"
+    if (stamp := _stamp_problem(task, "created_at", since_1970=True)) is not None:
+        return stamp
     keys = [p.key for p in task.parameters]
     if len(keys) != len(set(keys)):
         return "duplicate parameter keys"
@@ -372,6 +518,11 @@ def register_problem(request: pb.RegisterWorkerRequest) -> str | None:
     info = request.worker_info
     if not info.address.strip():
         return "empty address"
+    port = info.address.rpartition(":")[2]
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        return "port not ASCII digits in 1..65535"
+    if (stamp := _stamp_problem(info, "last_heartbeat")) is not None:
+        return stamp
     if info.max_concurrent_tasks < 0:
         return "negative max_concurrent_tasks"
     names = [c.name for c in info.capabilities]
@@ -396,6 +547,12 @@ def register_problem(request: pb.RegisterWorkerRequest) -> str | None:
 def list_tasks_problem(request: pb.ListTasksRequest) -> str | None:
     if request.limit < 0:
         return "negative limit"
+    token = request.page_token
+    if token and not (token.isascii() and token.isdigit()):
+        return "page_token not ASCII digits"
+    for name in ("since", "until"):
+        if (stamp := _stamp_problem(request, name, since_1970=True)) is not None:
+            return stamp
     if any(s not in pb.TaskStatus.values() for s in request.statuses):
         return "unknown status enum"
     return None

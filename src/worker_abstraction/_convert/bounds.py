@@ -34,6 +34,9 @@ MAX_SEQUENCE = 2**53
 # What google.protobuf.Timestamp allows: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
 MIN_TIMESTAMP_SECONDS = -62_135_596_800
 MAX_TIMESTAMP_SECONDS = 253_402_300_799
+# A task's creation time is kept in nanoseconds and read back through a float: a second short of the end of
+# year 9999, so the last instant's rounding cannot carry it into year 10000 (which datetime cannot hold).
+_LAST_TASK_SECOND = MAX_TIMESTAMP_SECONDS - 1
 _TIMEOUT = int(MAX_TIMEOUT_SECONDS)
 _MAX_PROBLEMS = 20  # listed per request: a message carrying a thousand bad tasks is refused in a few lines
 
@@ -69,14 +72,13 @@ class Known:
 
 @dataclass(frozen=True, slots=True)
 class Instant:
-    """A google.protobuf.Timestamp field, when set: a valid one, from `lo_seconds` on."""
+    """A google.protobuf.Timestamp field, when set: a valid one, with seconds in lo_seconds..hi_seconds."""
 
     lo_seconds: int = MIN_TIMESTAMP_SECONDS
     hi_seconds: int = MAX_TIMESTAMP_SECONDS
 
     def describe(self) -> str:
-        first = "1970" if self.lo_seconds == 0 else "0001"
-        return f"a Timestamp in years {first}..9999 (seconds {self.lo_seconds}..{self.hi_seconds}, nanos 0..999999999)"
+        return f"a Timestamp with seconds {self.lo_seconds}..{self.hi_seconds} and nanos 0..999999999"
 
 
 Rule = Ints | Reals | Known | Instant
@@ -96,7 +98,7 @@ RULES: dict[str, Rule] = {
     "LoadReport.utilization": Reals(0, 1e12),  # (each value of the map)
     # WorkerService
     "Task.timeout_seconds": Ints(0, _TIMEOUT, " (0: none)"),
-    "Task.created_at": Instant(lo_seconds=0),
+    "Task.created_at": Instant(lo_seconds=0, hi_seconds=_LAST_TASK_SECOND),
     "Task.priority": Ints(INT32_MIN, INT32_MAX),
     "Task.attempt": Ints(0, INT32_MAX, " (0: not numbered)"),
     "GetTaskStatusRequest.after_sequence": Ints(0, MAX_SEQUENCE, " (0: from the current state)"),
