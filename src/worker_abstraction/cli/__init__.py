@@ -2,6 +2,10 @@
 
 This package is the only place that reads `WA_*` environment variables and config files (`config.py`) and
 installs signal handlers; the helpers the subcommands share live here, the parser in `main.py`.
+
+The parser imports every subcommand's module, so each imports at its top only what its flags need; what
+running it needs (the daemon's client, a server, rich, gRPC health) it imports in `run`. `wa --help` and
+`wa COMMAND --help` then load little (tests/test_startup.py checks which modules they load).
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from worker_abstraction.auth import Authenticator
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
-from worker_abstraction.observability.metrics import Metrics
-from worker_abstraction.tls import TLSConfig
+
+if TYPE_CHECKING:
+    from worker_abstraction.auth import Authenticator
+    from worker_abstraction.observability.metrics import Metrics
+    from worker_abstraction.tls import TLSConfig
 
 _log = logging.getLogger(__name__)
 

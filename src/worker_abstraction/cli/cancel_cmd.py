@@ -15,7 +15,6 @@ from worker_abstraction.cli import add_orchestrator_argument, unknown_task, unre
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError
-from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.types import TaskStatus
 
 NAME = "cancel"
@@ -34,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+
     try:
         async with RemoteOrchestrator(args.orchestrator, tls=tls_of(args)) as orchestrator:
             canceled = await orchestrator.cancel(args.task_id, args.reason)

@@ -6,9 +6,12 @@ from __future__ import annotations
 import argparse
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from worker_abstraction.auth import Authenticator, TokenFile
 from worker_abstraction.cli.config import to_bool
+
+if TYPE_CHECKING:
+    from worker_abstraction.auth import Authenticator
 
 
 def authenticator_of(args: argparse.Namespace) -> Authenticator | None:
@@ -28,9 +31,13 @@ def authenticator_of(args: argparse.Namespace) -> Authenticator | None:
 
 @functools.cache
 def _authenticator(path: str) -> Authenticator:
+    from worker_abstraction.auth import Authenticator, TokenFile
+
     return Authenticator(TokenFile(Path(path)))
 
 
 @functools.cache
 def _certificates_only() -> Authenticator:
+    from worker_abstraction.auth import Authenticator
+
     return Authenticator(None)

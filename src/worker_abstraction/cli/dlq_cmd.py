@@ -17,14 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from worker_abstraction.cli import add_orchestrator_argument, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.task_cmd import record_to_json
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError
-from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, TaskUpdate
+
+if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 
 NAME = "dlq"
 SUMMARY = "list, requeue or purge an orchestrator's dead letters"
@@ -48,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+
     address: str = args.orchestrator
     if args.action == "requeue" and len(args.task_ids) != 1:
         print("wa dlq requeue: give exactly one TASK_ID", file=sys.stderr)

@@ -17,16 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc import aio
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from worker_abstraction import _rpc, tls
+from worker_abstraction import tls
 from worker_abstraction.cli import UsageError, add_registry_argument, cannot_reach
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.tls import tls_of
+
+if TYPE_CHECKING:
+    from grpc_health.v1 import health_pb2_grpc
 
 NAME = "health"
 SUMMARY = "check whether a server serves (grpc.health.v1)"
@@ -78,6 +80,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 def status_name(status: int) -> str:
     """SERVING, NOT_SERVING or SERVICE_UNKNOWN; UNKNOWN for a server that says nothing definite, and
     UNKNOWN(N) for a number the protocol does not define."""
+    from grpc_health.v1 import health_pb2
+
     try:
         name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
     except ValueError:
@@ -110,6 +114,10 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _check(address: str, args: argparse.Namespace) -> int:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from worker_abstraction import _rpc
+
     security = tls_of(args)
     args.address = address
     request = health_pb2.HealthCheckRequest(service=args.service)
@@ -134,6 +142,8 @@ async def _watch(stub: health_pb2_grpc.HealthStub, request: Any, timeout_seconds
     Raises:
         AioRpcError: the stream failed (the server went away); TimeoutError: no first answer in time.
     """
+    from worker_abstraction import _rpc
+
     call = stub.Watch(request)
     try:
         # The deadline holds for the first answer only: a watch then lasts as long as the server does.
@@ -150,6 +160,8 @@ async def _watch(stub: health_pb2_grpc.HealthStub, request: Any, timeout_seconds
 
 
 def _failed(code: grpc.StatusCode, details: str, args: argparse.Namespace, security: tls.TLSConfig | None) -> int:
+    from worker_abstraction import _rpc
+
     if code is grpc.StatusCode.NOT_FOUND:  # what Check answers for a service the server does not serve
         print(SERVICE_UNKNOWN, flush=True)
         return EXIT_NOT_SERVING

@@ -39,7 +39,7 @@ from worker_abstraction.cli.config import (
 from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import PermissionDeniedError, WorkerAbstractionError
-from worker_abstraction.observability import log, tracing_setup
+from worker_abstraction.observability import log
 
 EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE
 
@@ -259,6 +259,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         log.configure(args.log_level or args.default_log_level, str(args.log_format).lower())
         if name in _TRACED:
+            from worker_abstraction.observability import tracing_setup  # the OpenTelemetry SDK: only here
+
             tracing_setup.configure(f"wa-{name}", os.environ)
         limits.set_max_message_bytes(int(float(args.max_message_mb) * 2**20))
         if args.uses_tls:

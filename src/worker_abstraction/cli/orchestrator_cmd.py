@@ -28,7 +28,6 @@ from worker_abstraction.cli.nats import add_nats_arguments, is_nats, nats_option
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import StoreInUseError
 from worker_abstraction.observability.metrics import OrchestratorMetrics
-from worker_abstraction.orchestrator.server import OrchestratorServer
 
 if TYPE_CHECKING:
     from worker_abstraction.orchestrator.shared import SharedTasks
@@ -121,6 +120,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Serve until a signal, then stop and return 0."""
+    from worker_abstraction.orchestrator.server import OrchestratorServer
+
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise UsageError(f"--http-port must be 0..65535, got {args.http_port}")
     metrics = OrchestratorMetrics() if args.metrics_port is not None else None

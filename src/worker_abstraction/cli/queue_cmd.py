@@ -13,7 +13,6 @@ from worker_abstraction.cli import add_orchestrator_argument, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import OrchestratorUnavailableError
-from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 
 NAME = "queue"
 SUMMARY = "show an orchestrator's queue depth per capability and priority"
@@ -30,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
+    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+
     try:
         async with RemoteOrchestrator(args.orchestrator, tls=tls_of(args)) as orchestrator:
             depths = await orchestrator.queue_depths()

@@ -12,15 +12,17 @@ import argparse
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-from worker_abstraction import RegistryServer
 from worker_abstraction.cli import UsageError, add_metrics_argument, serve_until_signal, serving_metrics
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.nats import add_nats_arguments, is_nats, nats_options_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.observability.metrics import RegistryMetrics
-from worker_abstraction.stores.base import WorkerStore
+
+if TYPE_CHECKING:
+    from worker_abstraction.stores.base import WorkerStore
 
 NAME = "registry"
 SUMMARY = "run the worker registry"
@@ -96,6 +98,8 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, metrics: RegistryMetrics | None, store: WorkerStore | None) -> int:
+    from worker_abstraction.registry.server import RegistryServer
+
     try:
         server = RegistryServer(
             host=args.host,

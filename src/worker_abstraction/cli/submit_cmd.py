@@ -44,7 +44,6 @@ from typing import Any, TextIO
 from worker_abstraction.cli import UsageError, add_registry_argument, non_negative_int
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.params import decode
-from worker_abstraction.cli.submission import Submission
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import InvalidTaskOptionsError
 from worker_abstraction.options import RetryPolicy
@@ -227,6 +226,8 @@ async def run(args: argparse.Namespace) -> int:
     Raises:
         UsageError: --detach without a daemon, or a parameter that cannot be read.
     """
+    from worker_abstraction.cli.submission import Submission
+
     address: str | None = args.orchestrator or None
     if args.detach and address is None:
         raise UsageError(

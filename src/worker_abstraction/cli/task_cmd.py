@@ -34,7 +34,7 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker_abstraction.cli import add_orchestrator_argument, unknown_task, unreachable
 from worker_abstraction.cli.config import Settings
@@ -42,8 +42,10 @@ from worker_abstraction.cli.output import iso, print_error, status_line
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.cli.workers_cmd import age
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError, WorkerAbstractionError
-from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 from worker_abstraction.types import MAX_PAGE, Attempt, TaskRecord, TaskStatus, TaskUpdate
+
+if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
 
 NAME = "task"
 SUMMARY = "show one task, list tasks, or watch a task's updates on an orchestrator daemon"
@@ -151,6 +153,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Ask the daemon and print the answer; return the exit code described in --help."""
+    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+
     address: str = args.orchestrator
     try:
         async with RemoteOrchestrator(address, tls=tls_of(args)) as remote:

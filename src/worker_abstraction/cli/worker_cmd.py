@@ -23,14 +23,17 @@ import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from worker_abstraction import BaseWorker
 from worker_abstraction.cli import UsageError, add_metrics_argument, serve_until_signal, serving_metrics
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.credentials import authenticator_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import InvalidCapabilityError
 from worker_abstraction.observability.metrics import WorkerMetrics
+
+if TYPE_CHECKING:
+    from worker_abstraction.worker.base import BaseWorker
 
 NAME = "worker"
 SUMMARY = "run a worker class (package.module:ClassName)"
@@ -120,6 +123,8 @@ def load_worker_class(spec: str) -> type[BaseWorker]:
     Raises:
         UsageError: the spec is malformed, does not import, or names something that is not a BaseWorker.
     """
+    from worker_abstraction.worker.base import BaseWorker
+
     module_name, _, attribute = spec.rpartition(":")
     if not module_name or not attribute:
         raise UsageError(f"worker {spec!r} must look like package.module:ClassName or path/to/file.py:ClassName")

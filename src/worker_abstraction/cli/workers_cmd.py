@@ -24,12 +24,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from worker_abstraction import RegistryClient, RemoteOrchestrator, WorkerInfo
 from worker_abstraction.cli import add_registry_argument, cannot_reach, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
-from worker_abstraction.types import WorkerHealth
+from worker_abstraction.types import WorkerHealth, WorkerInfo
 
 NAME = "workers"
 SUMMARY = "list the live workers"
@@ -138,6 +137,8 @@ async def run(args: argparse.Namespace) -> int:
     """Fetch the workers and print them; return 1 when the registry (or orchestrator) is unreachable."""
     if args.orchestrator:
         return await _run_orchestrator(args)
+    from worker_abstraction.registry.client import RegistryClient
+
     client = RegistryClient(args.registry, tls=tls_of(args))
     try:
         async with asyncio.timeout(args.timeout):
@@ -159,6 +160,8 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _run_orchestrator(args: argparse.Namespace) -> int:
+    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+
     try:
         async with RemoteOrchestrator(args.orchestrator, tls=tls_of(args)) as remote, asyncio.timeout(args.timeout):
             found = await remote.worker_health()
