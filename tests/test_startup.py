@@ -116,3 +116,12 @@ def test_describing_a_capability_loads_pydantic() -> None:
         "        return name\n"
     )
     assert _found(_loaded(worker), ("pydantic",)) == ["pydantic"]
+
+
+def test_a_worker_and_a_daemon_client_load_only_their_own_side() -> None:
+    engine = ("worker_abstraction.orchestrator.client", "worker_abstraction.orchestrator.engine")
+    registry_server = ("worker_abstraction.registry.server", "jsonschema")
+    worker = _loaded("from worker_abstraction import BaseWorker")
+    assert _found(worker, ("worker_abstraction.orchestrator", *registry_server)) == []
+    client = _loaded("from worker_abstraction import RemoteOrchestrator")
+    assert _found(client, (*engine, *registry_server)) == []

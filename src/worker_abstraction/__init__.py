@@ -5,10 +5,12 @@ live workers; an `Orchestrator` (or `AsyncOrchestrator`) finds a capable worker,
 streams its updates back.
 """
 
-import importlib
 from typing import TYPE_CHECKING
 
-from worker_abstraction import _transport  # noqa: F401  (first: chooses gRPC's polling before gRPC loads)
+from worker_abstraction import (
+    _lazy,
+    _transport,  # noqa: F401  (before anything loads gRPC: it chooses gRPC's polling)
+)
 
 # Eager because its module has its name: whichever submodule loaded `worker_abstraction.capability` first
 # would otherwise leave the module where the decorator belongs. It is cheap (pydantic loads on first use).
@@ -126,7 +128,7 @@ __all__ = [
     "capability",
 ]
 
-# Each public name is imported from its module on first use (PEP 562), so that `import worker_abstraction`
+# Each public name is imported from its module on first use (see `_lazy`), so that importing the package
 # loads gRPC (see `_transport`) and little else; a worker does not pay for the orchestrator, nor `wa --help`
 # for either.
 _MODULES: dict[str, tuple[str, ...]] = {
@@ -161,19 +163,5 @@ _MODULES: dict[str, tuple[str, ...]] = {
     ),
     "worker_abstraction.worker": ("BaseWorker",),
 }
-_SOURCE = {name: module for module, names in _MODULES.items() for name in names}
-
-# Hidden from type checkers, which see the imports above instead: a module `__getattr__` would make any
-# misspelt name type-check as what it returns.
 if not TYPE_CHECKING:
-
-    def __getattr__(name: str) -> object:
-        module = _SOURCE.get(name)
-        if module is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(module), name)
-        globals()[name] = value  # later look-ups find it without coming back here
-        return value
-
-    def __dir__() -> list[str]:
-        return sorted({*globals(), *__all__})
+    __getattr__, __dir__ = _lazy.exports(__name__, _MODULES)

@@ -1,10 +1,15 @@
 """The orchestrator: find workers, dispatch tasks, follow them to their end."""
 
-from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
-from worker_abstraction.orchestrator.client import AsyncOrchestrator
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.remote import RemoteOrchestrator
-from worker_abstraction.orchestrator.sync import Orchestrator, TaskHandle
+from typing import TYPE_CHECKING
+
+from worker_abstraction import _lazy
+
+if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
+    from worker_abstraction.orchestrator.client import AsyncOrchestrator
+    from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+    from worker_abstraction.orchestrator.sync import Orchestrator, TaskHandle
 
 __all__ = [
     "AsyncOrchestrator",
@@ -14,3 +19,17 @@ __all__ = [
     "RemoteOrchestrator",
     "TaskHandle",
 ]
+
+# Imported on first use (see `_lazy`): a client of a daemon (RemoteOrchestrator) does not load the
+# embedded engine.
+if not TYPE_CHECKING:
+    __getattr__, __dir__ = _lazy.exports(
+        __name__,
+        {
+            "worker_abstraction.orchestrator.api": ("AsyncOrchestratorAPI",),
+            "worker_abstraction.orchestrator.client": ("AsyncOrchestrator",),
+            "worker_abstraction.orchestrator.handle": ("AsyncTaskHandle",),
+            "worker_abstraction.orchestrator.remote": ("RemoteOrchestrator",),
+            "worker_abstraction.orchestrator.sync": ("Orchestrator", "TaskHandle"),
+        },
+    )
