@@ -6,7 +6,9 @@ the bench process with gRPC's defaults. Run as `python -m bench.caller ADDRESS M
 `caller ready`, then, per phase, `phase NAME` before it and, at the end, one `result JSON` line with every
 figure's rounds and the errors seen. Before each of its rounds it prints `floor KIND` and waits for `go` on
 its stdin: the bench measures a floor round of that kind meanwhile (`bench.floor.FloorBeside`), so each
-round is held to a floor measured just before it. The bench watches the daemon's and the workers' CPU
+round is held to a floor measured just before it; a latency round alternates with the floor's in blocks
+(`floor latency` before each of its blocks, `floor latency end` after the last), so both are measured over
+the same seconds. The bench watches the daemon's and the workers' CPU
 between each `phase throughput` line and the `phase throughput done` after it.
 """
 
@@ -20,9 +22,9 @@ import time
 from typing import Any
 
 import worker_abstraction  # noqa: F401  (before anything loads gRPC, as in a caller program)
-from bench.config import CLUSTER, FULL, QUICK, TINY, Config
+from bench.config import CLUSTER, FULL, LATENCY_BLOCKS, QUICK, TINY, Config
 from bench.loops import run
-from bench.measure import Errors, latencies, latency_round, throughput
+from bench.measure import Errors, latencies, percentile, throughput
 from worker_abstraction import AsyncTaskHandle, RemoteOrchestrator
 
 READY = "caller ready"
@@ -52,10 +54,15 @@ async def measure(address: str, config: Config, workers: int) -> dict[str, Any]:
         _say(PHASE + "latency")
         await latencies(noop, config.daemon_latency_warmup, errors)
         for _ in range(config.rounds):
-            await _floor_beside("latency")
-            p50_us, p99_us, _ = await latency_round(noop, config.daemon_latency_count, errors)
-            p50.append(p50_us)
-            p99.append(p99_us)
+            samples: list[float] = []
+            for block in _blocks(config.daemon_latency_count, LATENCY_BLOCKS):
+                await _floor_beside("latency")
+                samples += await latencies(noop, block, errors)
+            await _floor_beside("latency end")
+            if not samples:
+                raise RuntimeError(f"every task failed: {dict(errors.counts)} {errors.examples}")
+            p50.append(percentile(samples, 50) * 1e6)
+            p99.append(percentile(samples, 99) * 1e6)
         _say(PHASE + "warmup")
         await throughput(noop, config.daemon_throughput_warmup, 256, errors)
         per_second = []
@@ -77,6 +84,11 @@ async def measure(address: str, config: Config, workers: int) -> dict[str, Any]:
         "errors": dict(errors.counts),
         "error_examples": errors.examples,
     }
+
+
+def _blocks(count: int, blocks: int) -> list[int]:
+    """`count` split into `blocks` parts as even as can be."""
+    return [count // blocks + (1 if part < count % blocks else 0) for part in range(blocks)]
 
 
 async def _floor_beside(kind: str) -> None:

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 from grpc import aio
 
-from bench.config import Config
+from bench.config import LATENCY_BLOCKS, Config
 from bench.loops import run
 from bench.measure import (
     Errors,
@@ -35,6 +35,7 @@ from bench.measure import (
     latencies,
     latency_round,
     latency_rounds,
+    percentile,
     throughput,
     throughput_rounds,
 )
@@ -197,8 +198,9 @@ class FloorBeside:
     a kind, so that each of the scenario's rounds can be held to a floor round made just before it (the
     machine's speed drifts over the minutes between the floor scenario and a later one).
 
-    Kinds: `latency` (p50 of sequential calls), `throughput` (calls per second at 256 in flight) and
-    `sequential` (calls per second, one after the other, as many as the one-by-one round's tasks).
+    Kinds: `latency` (one of a round's LATENCY_BLOCKS blocks of sequential calls; `latency end` closes the round
+    with the p50 of its blocks' calls), `throughput` (calls per second at 256 in flight) and `sequential`
+    (calls per second, one after the other, as many as the one-by-one round's tasks).
     `figures(prefix)` gives them as `{prefix}floor_unary_p50_us`, `{prefix}floor_unary_throughput_256` and
     `{prefix}floor_unary_sequential_per_s`.
     """
@@ -210,6 +212,7 @@ class FloorBeside:
         self._config = config
         self._errors = Errors()
         self._rounds: dict[str, list[float]] = {kind: [] for kind in self.KINDS}
+        self._latency_samples: list[float] = []  # the latency round's blocks so far
         self._server: Child | None = None
         self._channel: aio.Channel | None = None
         self._unary: Callable[[], Awaitable[object]] | None = None
@@ -245,8 +248,13 @@ class FloorBeside:
         assert self._unary is not None, "enter the FloorBeside first"
         config = self._config
         if kind == "latency":
-            p50, _, _ = await latency_round(self._unary, config.floor_latency_count, self._errors)
-            self._rounds[kind].append(p50)
+            block = -(-config.floor_latency_count // LATENCY_BLOCKS)
+            self._latency_samples += await latencies(self._unary, block, self._errors)
+        elif kind == "latency end":
+            if not self._latency_samples:
+                raise RuntimeError(f"every floor call failed: {dict(self._errors.counts)} {self._errors.examples}")
+            self._rounds["latency"].append(percentile(self._latency_samples, 50) * 1e6)
+            self._latency_samples = []
         elif kind == "sequential":
             # As many calls as the scenario's one-by-one round makes (or the latency round's, if more): a slow
             # second of the machine weighs the same on both.
