@@ -28,7 +28,7 @@ def percentile(samples: Sequence[float], q: float) -> float:
 
 # A floor measured under a load (the registry's heartbeats against a server answering a constant) is sound while
 # its p50 stays near an idle call's: within this factor, plus 1.5 ms for the beats one tick of the load
-# generator sends together (10 at 2,000 beats/s: a sound floor's p50 was 1.0-1.4 ms against 0.13-0.34 ms idle
+# generator sends together (10 at 2,000 beats/s: a sound floor's p50 was 1.3-2.3 ms against 0.13-0.43 ms idle
 # on 2 vCPUs; saturated ones 5 ms to 1 s). Past it the machine itself is saturated (the load generator and
 # the server share its cores), and a ratio to that floor says nothing about the server under test.
 SOUND_LATENCY_FACTOR = 5.0
