@@ -403,9 +403,9 @@ class SqliteTaskStore:
         ended = time.perf_counter()
         held = ended - self._held_since if self._held else 0.0
         self._checkpoint_running = self._held = False
+        self._commit_pending()  # the first commit after a complete checkpoint starts the log over
         if self._on_checkpoint is not None:
             self._on_checkpoint(ended - self._checkpoint_began, held)
-        self._commit_pending()  # the first commit after a complete checkpoint starts the log over
 
     def _commit(self, batch: list[_Fact]) -> list[BaseException | None]:
         if self._db is None:
