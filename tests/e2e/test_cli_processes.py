@@ -79,7 +79,8 @@ async def test_submit_of_an_unknown_capability_exits_2(start: Start) -> None:
 
 async def test_submit_with_bad_parameters_is_rejected_with_exit_2(start: Start) -> None:
     registry, _ = await start_cluster(start)
-    result = await wa("submit", "shout", "--param", "text=3", "--registry", registry.address)
+    # (an unknown parameter, and the required one missing: `text=3` would be the string "3" for a string)
+    result = await wa("submit", "shout", "--param", "nope=3", "--registry", registry.address)
     assert result.code == 2
     assert "InvalidParametersError" in result.err  # caught by the orchestrator before any dispatch
 
