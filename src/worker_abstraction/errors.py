@@ -5,6 +5,7 @@ WorkerAbstractionError
 ├── InvalidWorkerInfoError      a registration the registry refuses (INVALID_ARGUMENT)
 ├── WorkerNotFoundError         an unknown worker id (NOT_FOUND)
 ├── RegistryUnavailableError    the registry cannot be reached (UNAVAILABLE)
+│   └── RegistryRefusedError    it refused this process's credentials (also a PermissionDeniedError)
 ├── OrchestratorUnavailableError  the orchestrator daemon cannot be reached (UNAVAILABLE)
 ├── BindError                   a server cannot listen on its address
 ├── InvalidTLSConfigError       a TLSConfig that cannot be used (unreadable files, a cert without its key)
@@ -135,6 +136,12 @@ class InvalidTaskOptionsError(InvalidParametersError):
 
 class PermissionDeniedError(WorkerAbstractionError):
     """The caller is known but may not do this (another principal's worker id, a capability it may not use)."""
+
+
+class RegistryRefusedError(RegistryUnavailableError, PermissionDeniedError):
+    """The registry refused this process's credentials (UNAUTHENTICATED or PERMISSION_DENIED). What retries
+    a registry that cannot be reached retries this too (its token file may be fixed meanwhile); a command
+    reports it as a refusal, not as a registry it cannot reach."""
 
 
 class InvalidRequestError(InvalidParametersError):

@@ -135,7 +135,7 @@ class Submission:
         """Report an error that kept the task from running; EXIT_NOT_RUN."""
         if isinstance(exc, OrchestratorUnavailableError) and self.address is not None:
             print(unreachable(exc, self.address), file=sys.stderr, flush=True)
-        elif isinstance(exc, RegistryUnavailableError):
+        elif isinstance(exc, RegistryUnavailableError) and not isinstance(exc, PermissionDeniedError):
             print(unreachable(exc, self.registry), file=sys.stderr, flush=True)
         else:
             print_error(exc)

@@ -27,7 +27,7 @@ from typing import Any
 from worker_abstraction.cli import add_registry_argument, cannot_reach, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.tls import tls_of
-from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
+from worker_abstraction.errors import OrchestratorUnavailableError, PermissionDeniedError, RegistryUnavailableError
 from worker_abstraction.types import WorkerHealth, WorkerInfo
 
 NAME = "workers"
@@ -143,6 +143,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         async with asyncio.timeout(args.timeout):
             workers = await client.list_workers()
+    except PermissionDeniedError:
+        raise  # refused, not unreachable: `wa` says so (exit 2)
     except RegistryUnavailableError as exc:
         print(unreachable(exc, args.registry), file=sys.stderr)
         return 1

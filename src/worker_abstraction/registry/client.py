@@ -15,6 +15,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import (
     InvalidWorkerInfoError,
+    RegistryRefusedError,
     RegistryUnavailableError,
     WorkerAbstractionError,
     WorkerNotFoundError,
@@ -196,6 +197,10 @@ class RegistryClient:
         raise RegistryUnavailableError(f"registry {self.address} ended the WatchWorkers stream")
 
     def _unavailable(self, method: str, error: aio.AioRpcError) -> RegistryUnavailableError:
+        if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+            return RegistryRefusedError(
+                f"registry {self.address} refused {method}: {error.code().name}: {error.details()}"
+            )
         return RegistryUnavailableError(
             f"registry {self.address}: {method} failed with {error.code().name}: {error.details()}"
             + explain(error.details() or "", self.tls)
