@@ -6,10 +6,11 @@ import functools
 import math
 from typing import Any
 
+from worker_abstraction import _memory
 from worker_abstraction._convert import bounds
 from worker_abstraction._convert.workers import now_timestamp
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.codec import LONE_SURROGATE, EncodedParams, decode_params, json_problem
+from worker_abstraction.codec import LONE_SURROGATE, EncodedParams, decode_params, json_problem, payload_bytes
 from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import MAX_ID_LENGTH, RetryPolicy, TaskOptions
@@ -98,6 +99,8 @@ def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
     stamp = message.completed_at
     output, error_message = message.output_json, message.error_message
     failure = None
+    if output:
+        _memory.handled(len(output))
     # A lone surrogate can only come from a \u escape: only an output holding one is decoded here.
     if status is TaskStatus.COMPLETED and "\\u" in output and json_problem(output) == LONE_SURROGATE:
         # An output no reader can hold as text (a seed-built worker's json.dumps writes one): the attempt failed,
@@ -271,6 +274,7 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         encoded, params = parameters_from_pb(task.parameters)
     except InvalidParametersError as error:
         param_problems = error.problems
+    _memory.handled(payload_bytes(encoded))
     retry = None
     if request.HasField("retry_policy") and not option_problems:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
+from worker_abstraction.codec import payload_bytes
 from worker_abstraction.orchestrator.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.journal import Journal
 from worker_abstraction.orchestrator.run import TaskRun
@@ -16,6 +17,9 @@ from worker_abstraction.orchestrator.state import TaskState
 from worker_abstraction.types import TaskQuery, TaskRecord, TaskSpec, TaskUpdate
 
 _KEEP_KEYS = 100_000
+# Finished runs kept in memory stop at this many bytes of arguments and outputs too (an estimate), not only at
+# `keep_finished`: 10,000 tasks of a megabyte each would otherwise hold tens of gigabytes. A store keeps them all.
+KEEP_FINISHED_BYTES = 64 * 2**20
 
 
 class _Finished:
@@ -36,12 +40,18 @@ def finished_handle(record: TaskRecord) -> AsyncTaskHandle:
     return AsyncTaskHandle(state, _Finished())
 
 
+def _held_bytes(run: TaskRun) -> int:
+    """About the bytes a finished run holds: its arguments (as JSON text and decoded) and its outputs."""
+    return 2 * payload_bytes(run.spec.encoded_params) + sum(len(update.output_json) for update in run.handle.updates)
+
+
 class TaskIndex:
     """Live runs by id, the latest `keep_finished` finished ones, and idempotency keys."""
 
     def __init__(self, journal: Journal, *, keep_finished: int = 10_000) -> None:
         self._journal = journal
         self._keep = keep_finished
+        self._recent_bytes = 0  # what the runs in _recent hold (_held_bytes), at most KEEP_FINISHED_BYTES
         self.live: dict[str, TaskRun] = {}
         # Finished runs, whose records are made only when asked for (the hot path keeps a reference);
         # their handles also let a late watcher replay every update of a recent task.
@@ -64,9 +74,17 @@ class TaskIndex:
     def finished(self, run: TaskRun) -> None:
         task_id = run.spec.task_id
         self.live.pop(task_id, None)
+        previous = self._recent.pop(task_id, None)
+        if previous is not None:
+            self._recent_bytes -= _held_bytes(previous)
         self._recent[task_id] = run
-        while len(self._recent) > self._keep:
-            self._recent.popitem(last=False)
+        self._recent_bytes += _held_bytes(run)
+        while len(self._recent) > self._keep or (self._recent_bytes > KEEP_FINISHED_BYTES and len(self._recent) > 1):
+            _, oldest = self._recent.popitem(last=False)
+            self._recent_bytes -= _held_bytes(oldest)
+            key = oldest.spec.options.idempotency_key
+            if key and self._keys.get(key) is oldest.handle:  # (its handle holds what it held: the store has it)
+                del self._keys[key]
         self._journal.finished(run)
 
     def get(self, task_id: str) -> TaskRun | None:

@@ -10,7 +10,7 @@ import grpc
 from google.protobuf import empty_pb2
 from grpc import aio
 
-from worker_abstraction import _convert, _rpc, auth
+from worker_abstraction import _convert, _memory, _rpc, auth
 from worker_abstraction._convert import bounds
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
@@ -34,6 +34,7 @@ class RegistryServicer(pb_grpc.RegistryServiceServicer):  # type: ignore[misc]  
         if not request.HasField("worker_info"):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "worker_info is missing")
         size = request.worker_info.ByteSize()
+        _memory.handled(size)
         if size > MAX_REGISTRATION_BYTES:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

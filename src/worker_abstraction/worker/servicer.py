@@ -15,7 +15,7 @@ from grpc import aio
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from worker_abstraction import _convert
+from worker_abstraction import _convert, _memory
 from worker_abstraction._convert import bounds
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
@@ -94,6 +94,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
         # Invalid is refused first, even under the id of a task this worker knows: a redelivery is the same
         # valid task, never a licence for fields its first delivery did not have.
         arguments, problems = admission.check(task, self._capabilities)
+        _memory.handled(sum(len(parameter.value_json) for parameter in task.parameters))
         if problems:
             return _refuse(task, pb.REJECT_REASON_INVALID_TASK, "; ".join(problems)), None
         fingerprint = admission.fingerprint(task)

@@ -132,6 +132,9 @@ class TaskRecord:
             await asyncio.shield(self._changed)
 
 
+KEEP_FINISHED_BYTES = 64 * 2**20  # outputs of finished tasks kept for late readers (StreamTaskStatus)
+
+
 class TaskTable:
     """All tasks a worker knows: the live ones, and a bounded window of finished ones for late readers.
 
@@ -142,7 +145,10 @@ class TaskTable:
 
     def __init__(self, *, keep_finished: int = 10_000) -> None:
         self._tasks: dict[str, TaskRecord] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()  # ids whose current record is finished, oldest first
+        # Ids whose current record is finished, oldest first, with the bytes of output its log holds: the window
+        # ends at `keep_finished` records or KEEP_FINISHED_BYTES, whichever comes first (outputs may be large).
+        self._finished: OrderedDict[str, int] = OrderedDict()
+        self._finished_bytes = 0
         self._keep_finished = keep_finished
         self.active = 0
         self.peak = 0  # the most tasks ever running at once
@@ -156,7 +162,7 @@ class TaskTable:
 
     def add(self, record: TaskRecord) -> None:
         """Count a new record as running; it replaces any earlier record of its id."""
-        self._finished.pop(record.task_id, None)  # the id is live again: not the eviction's to take
+        self._finished_bytes -= self._finished.pop(record.task_id, 0)  # the id is live again: not the eviction's
         self._tasks[record.task_id] = record
         self.active += 1
         self.peak = max(self.peak, self.active)
@@ -168,7 +174,12 @@ class TaskTable:
         self.active_by_capability[record.capability] -= 1
         if self._tasks.get(record.task_id) is not record:
             return  # replaced already: the id belongs to a newer record, maybe still running
-        self._finished[record.task_id] = None
-        while len(self._finished) > self._keep_finished:
-            oldest, _ = self._finished.popitem(last=False)
+        held = sum(len(update.output_json) for update in record.log)
+        self._finished[record.task_id] = held
+        self._finished_bytes += held
+        while len(self._finished) > self._keep_finished or (
+            self._finished_bytes > KEEP_FINISHED_BYTES and len(self._finished) > 1
+        ):
+            oldest, size = self._finished.popitem(last=False)
+            self._finished_bytes -= size
             self._tasks.pop(oldest, None)
