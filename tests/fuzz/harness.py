@@ -13,9 +13,9 @@ from google.protobuf.message import DecodeError, Message
 
 from tests.fuzz import oracle
 from tests.fuzz.cluster import Cluster
-from tests.fuzz.oracle import Finding, Findings
+from tests.fuzz.oracle import Finding, Findings, submit_problem, task_problem
 from tests.fuzz.rpcs import Rpc
-from tests.fuzz.strategies import Case, Known, submit_problem, task_problem
+from tests.fuzz.strategies import Case, Known
 from worker_abstraction._proto import worker_pb2 as pb
 
 UNARY_DEADLINE_SECONDS = 5.0

@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.fuzz.harness import Harness
+from tests.fuzz.oracle import must_refuse
 from tests.fuzz.rpcs import Rpc, all_rpcs, stub_paths
-from tests.fuzz.strategies import Case, Known, baselines, hostile_message, must_refuse, random_message, raw_bytes
+from tests.fuzz.strategies import Case, Known, baselines, hostile_message, random_message, raw_bytes
 from worker_abstraction._proto import worker_pb2 as pb
 
 EXAMPLES = int(os.environ.get("WA_FUZZ_EXAMPLES", "4"))
