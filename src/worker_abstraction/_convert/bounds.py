@@ -1,4 +1,4 @@
-"""What every number, enum and well-known-type field of a request may hold: one table, checked in one walk.
+"""What every number, enum and well-known-type field of a request may hold: one table, one check per message.
 
 `RULES` gives a rule to every integer, floating-point and enum field, and every google.protobuf.Timestamp,
 of every message a request of worker.proto can carry (a test walks the services' request types and fails on
@@ -135,18 +135,18 @@ _INTEGER_TYPES = frozenset(
     }
 )
 _REAL_TYPES = frozenset({FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT})
-# Well-known types a request may carry, and how each is checked; any other google.protobuf message in a
-# request (Duration, Struct, Value, Any) needs a rule of its own before it can be added to the contract.
-WELL_KNOWN = frozenset({"google.protobuf.Timestamp"})
 _PACKAGE = pb.DESCRIPTOR.package + "."
 
 
 def problems(message: Message, where: str = "") -> list[str]:
     """Every field of `message` (at any depth) out of its range, each named by its path from `message`
     (prefixed by `where`, e.g. "task."), with what it may hold and what it holds; empty when all are fine."""
+    descriptor = message.DESCRIPTOR
+    check = _checks[descriptor] if descriptor in _checks else _check_of(descriptor)
+    if check is None:
+        return []
     found: list[str] = []
-    for check in _plans.get(message.DESCRIPTOR) or _plan(message.DESCRIPTOR):
-        check(message, where, found)
+    check(message, where, found)
     return found if len(found) <= _MAX_PROBLEMS else found[:_MAX_PROBLEMS]
 
 
@@ -163,7 +163,8 @@ def needs_rule(field: FieldDescriptor) -> bool:
         entry = _message_type(field)
         if _is_map(field):
             return needs_rule(entry.fields_by_name["value"])
-        return entry.full_name.startswith("google.protobuf.") and bool(entry.fields)  # (Empty holds nothing)
+        # A well-known type (Timestamp; a Duration, Struct or Value added later) needs a rule; Empty holds nothing.
+        return entry.full_name.startswith("google.protobuf.") and bool(entry.fields)
     return field.type in _INTEGER_TYPES or field.type in _REAL_TYPES or field.type == FieldDescriptor.TYPE_ENUM
 
 
@@ -177,94 +178,69 @@ def _is_map(field: FieldDescriptor) -> bool:
     return field.type == FieldDescriptor.TYPE_MESSAGE and bool(_message_type(field).GetOptions().map_entry)
 
 
-_plans: dict[Any, tuple[Check, ...]] = {}  # one per message type: bounded by the contract's types
+# One check function per message type, made once (bounded by the contract's types): the fields that have a
+# rule, or that lead to one, as straight-line code. Every submission is checked, so this is what it costs:
+# one call per message, no call per field while all is well.
+_checks: dict[Any, Check | None] = {}
 
 
-def _plan(descriptor: Any) -> tuple[Check, ...]:
-    """The checks of one message type (its Descriptor, upb's or the pure one), made once: only the fields
-    that have a rule, or that lead to one."""
-    plan = _plans.get(descriptor)
-    if plan is None:
-        _plans[descriptor] = ()  # (a message type that contains itself: its own plan is empty)
-        plan = tuple(check for field in descriptor.fields if (check := _field_check(field)) is not None)
-        _plans[descriptor] = plan
-    return plan
-
-
-def _field_check(field: FieldDescriptor) -> Check | None:
-    name = field.name
-    if needs_rule(field):
-        rule = RULES.get(rule_key(field))
-        if rule is None:
-            return None  # (a field of a message no request carries; the coverage test holds the others)
-        return _rule_check(field, rule)
-    if field.type != FieldDescriptor.TYPE_MESSAGE or _is_map(field):
-        return None
-    inner = _plan(_message_type(field))
-    if not inner:
-        return None  # (nothing in it can be out of range: parameters, names, ...)
-    if field.is_repeated:
-
-        def each(message: Message, where: str, found: list[str]) -> None:
-            for index, item in enumerate(getattr(message, name)):
-                for check in inner:
-                    check(item, f"{where}{name}[{index}].", found)
-                if len(found) >= _MAX_PROBLEMS:
-                    return
-
-        return each
-
-    def one(message: Message, where: str, found: list[str]) -> None:
-        if message.HasField(name):
-            item = getattr(message, name)
-            for check in inner:
-                check(item, f"{where}{name}.", found)
-
-    return one
-
-
-def _rule_check(field: FieldDescriptor, rule: Rule) -> Check:
-    name = field.name
-    fault = _fault(field, rule)
-    if _is_map(field):
-
-        def map_check(message: Message, where: str, found: list[str]) -> None:
-            for value in getattr(message, name).values():
-                if (problem := fault(value)) is not None:
-                    found.append(f"{where}{name} {problem}")
-                    return
-
-        return map_check
-    if field.is_repeated:
-
-        def repeated_check(message: Message, where: str, found: list[str]) -> None:
-            for value in getattr(message, name):
-                if (problem := fault(value)) is not None:
-                    found.append(f"{where}{name} {problem}")
-                    return
-
-        return repeated_check
-    if field.has_presence:  # (proto3 `optional`, and message fields: unset is no value)
-
-        def present_check(message: Message, where: str, found: list[str]) -> None:
-            if message.HasField(name) and (problem := fault(getattr(message, name))) is not None:
-                found.append(f"{where}{name} {problem}")
-
-        return present_check
-    if isinstance(rule, Ints | Reals):  # (the common shape, checked on every submission: inline)
-        lo, hi = rule.lo, rule.hi
-
-        def scalar_check(message: Message, where: str, found: list[str]) -> None:
-            if not lo <= getattr(message, name) <= hi:  # (NaN compares false: it is out of range too)
-                found.append(f"{where}{name} {fault(getattr(message, name))}")
-
-        return scalar_check
-
-    def check(message: Message, where: str, found: list[str]) -> None:
-        if (problem := fault(getattr(message, name))) is not None:
-            found.append(f"{where}{name} {problem}")
-
+def _check_of(descriptor: Any) -> Check | None:
+    """The check of one message type (its Descriptor, upb's or the pure one); None: nothing in it can be out
+    of range (parameters, names, ...)."""
+    if descriptor in _checks:
+        return _checks[descriptor]
+    _checks[descriptor] = None  # (a message type that contains itself: its own check is none)
+    lines: list[str] = []
+    names: dict[str, Any] = {"MAX": _MAX_PROBLEMS}
+    for number, field in enumerate(descriptor.fields):
+        lines += _field_lines(field, number, names)
+    check = None
+    if lines:
+        source = "def check(m, where, found):\n" + "\n".join(f"    {line}" for line in lines)
+        exec(compile(source, f"<bounds of {descriptor.full_name}>", "exec"), names)  # (code made from RULES alone)
+        check = names["check"]
+    _checks[descriptor] = check
     return check
+
+
+def _field_lines(field: FieldDescriptor, number: int, names: dict[str, Any]) -> list[str]:
+    name, label = field.name, repr(field.name + " ")
+    if not needs_rule(field):
+        if field.type != FieldDescriptor.TYPE_MESSAGE or _is_map(field):
+            return []
+        inner = _check_of(_message_type(field))
+        if inner is None:
+            return []
+        names[f"C{number}"] = inner
+        if field.is_repeated:
+            return [
+                f"for i, item in enumerate(m.{name}):",
+                f"    C{number}(item, f'{{where}}{name}[{{i}}].', found)",
+                "    if len(found) >= MAX: break",
+            ]
+        return [f"if m.HasField({name!r}): C{number}(m.{name}, where + {name + '.'!r}, found)"]
+    rule = RULES.get(rule_key(field))
+    if rule is None:
+        return []  # (a field of a message no request carries; the coverage test holds the others)
+    names[f"F{number}"] = _fault(field, rule)
+    if isinstance(rule, Instant):
+        names[f"LO{number}"], names[f"HI{number}"] = rule.lo_seconds, rule.hi_seconds
+        bad = f"not (LO{number} <= v.seconds <= HI{number} and 0 <= v.nanos <= 999999999)"
+    elif isinstance(rule, Known):
+        enum = field.enum_type
+        assert enum is not None  # (an enum field has its type)
+        names[f"K{number}"] = frozenset(enum.values_by_number)
+        bad = f"v not in K{number}"
+    else:
+        names[f"LO{number}"], names[f"HI{number}"] = rule.lo, rule.hi
+        bad = f"not LO{number} <= v <= HI{number}"  # (NaN compares false: it is out of range too)
+    report = f"found.append(where + {label} + F{number}(v))"
+    if _is_map(field) or field.is_repeated:
+        values = f"m.{name}.values()" if _is_map(field) else f"m.{name}"
+        return [f"for v in {values}:", f"    if {bad}:", f"        {report}", "        break"]
+    if field.has_presence:  # (proto3 `optional`, and message fields: unset is no value)
+        return [f"if m.HasField({name!r}):", f"    v = m.{name}", f"    if {bad}: {report}"]
+    return [f"v = m.{name}", f"if {bad}: {report}"]
 
 
 def _fault(field: FieldDescriptor, rule: Rule) -> Callable[[Any], str | None]:
