@@ -12,7 +12,6 @@ by more than MAX_GROWTH_MIB: without the bounds each round of 150 such tasks kep
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 
 import grpc
@@ -44,6 +43,7 @@ class Calls:
     def __init__(self, channel: grpc.Channel) -> None:
         self.channel = channel
         self.numbers = itertools.count()
+        self.last_task_id = ""
 
     def unary(self, name: str, request: object, response: type) -> object:
         call = self.channel.unary_unary(
@@ -98,6 +98,7 @@ def _round(calls: Calls, tasks: int) -> None:
             pb.SubmitTaskRequest(task=_task("echo", f"{big}{n}"), idempotency_key=f"key-{n}"),
             pb.SubmitTaskResponse,
         )
+        calls.last_task_id = getattr(accepted, "task_id", "") or calls.last_task_id
         if n % 10:
             continue
         # Every tenth: the hostile mix, each refused or answered without INTERNAL.
@@ -127,14 +128,8 @@ def _round(calls: Calls, tasks: int) -> None:
 
 
 def _settled_rss(cluster: Cluster, calls: Calls) -> int:
-    """The daemon's resident bytes once every task it accepted has ended."""
-    deadline = time.monotonic() + 20
-    live = [pb.TASK_STATUS_PENDING, pb.TASK_STATUS_RUNNING]
-    while time.monotonic() < deadline:
-        page = calls.unary("ListTasks", pb.ListTasksRequest(statuses=live, limit=10), pb.ListTasksResponse)
-        if not getattr(page, "tasks", True):
-            break
-        time.sleep(0.2)  # (polling a process's queue from outside it: no event to await)
+    """The daemon's resident bytes once the last task it accepted has ended (the others ended before it)."""
+    calls.watch(calls.last_task_id)  # (streams until the task's terminal update)
     return cluster.procs["daemon"].rss_bytes()
 
 
