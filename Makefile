@@ -62,8 +62,9 @@ bench-quick: $(STAMP)
 chaos: $(STAMP)
 	WA_CHAOS_TASKS=500 WA_CHAOS_MIN_MS=50 WA_CHAOS_MAX_MS=500 $(PY) -m pytest tests/e2e/test_chaos.py -s
 
-# The fuzz harness at full size (`make test` runs 4 cases per RPC and kind): 280 cases for each of the
-# 23 RPCs, raw and hostile, over 10,000 in all, against real registry, worker and daemon processes.
+# The fuzz harness at full size (`make test` runs 4 cases per RPC and kind): 280 cases for each RPC and each
+# of its three kinds (raw bytes, hostile messages, random-filled messages), about 19,000 in all, against real
+# registry, worker and daemon processes.
 fuzz: $(STAMP)
 	WA_FUZZ_EXAMPLES=280 $(PY) -m pytest tests/fuzz -m fuzz -p no:randomly
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import functools
 import json
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import jsonschema
 import re2
@@ -28,8 +29,44 @@ from worker_abstraction.codec import short
 MAX_SCHEMA_BYTES = 64 * 2**10
 MAX_SCHEMA_DEPTH = 32
 
+K = TypeVar("K")
+V = TypeVar("V")
+
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a refused pattern is reported to its sender, not logged by RE2
+
+
+class _Cache(Generic[K, V]):
+    """The most recently used values, bounded by count and by the size of their keys (what a schema's text
+    costs to hold, parsed and compiled, grows with it): hostile registrations cannot grow it without bound."""
+
+    def __init__(self, *, max_items: int, max_chars: int) -> None:
+        self._items: OrderedDict[K, tuple[V, int]] = OrderedDict()
+        self._chars, self._max_items, self._max_chars = 0, max_items, max_chars
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(entries, characters of their keys)."""
+        return len(self._items), self._chars
+
+    def get(self, key: K, chars: int, make: Callable[[], V]) -> V:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            return found[0]
+        value = make()  # (may raise: nothing is kept then)
+        if chars > self._max_chars:
+            return value  # too large to keep
+        self._items[key] = (value, chars)
+        self._chars += chars
+        while len(self._items) > self._max_items or self._chars > self._max_chars:
+            _, (_, dropped) = self._items.popitem(last=False)
+            self._chars -= dropped
+        return value
+
+
+# Bounds of what the caches hold: 1,024 schemas (or 4,096 patterns), and at most 4 MiB of schema text each.
+CACHE_CHARS = 4 * 2**20
 
 
 class UnusableSchemaError(ValueError):
@@ -54,8 +91,11 @@ def validator(json_type: str, text: str) -> Validator:
     return _validator(json_type, text)
 
 
-@functools.lru_cache(maxsize=1024)
 def _validator(json_type: str, text: str) -> Validator:
+    return _VALIDATORS.get((json_type, text), len(text), lambda: _make_validator(json_type, text))
+
+
+def _make_validator(json_type: str, text: str) -> Validator:
     schema = _parse(text)
     if schema is True:
         schema = {}
@@ -66,8 +106,11 @@ def _validator(json_type: str, text: str) -> Validator:
     return _safe(base)(schema, registry=referencing.Registry())  # type: ignore[call-arg]
 
 
-@functools.lru_cache(maxsize=1024)
 def _parse(text: str) -> Any:
+    return _PARSED.get(text, len(text), lambda: _parse_now(text))
+
+
+def _parse_now(text: str) -> Any:
     if not text:
         return {}
     if len(text) > MAX_SCHEMA_BYTES:
@@ -162,9 +205,8 @@ def _uses_both(schema: Any, first: str, second: str) -> bool:
     return seen == {first, second}
 
 
-@functools.lru_cache(maxsize=4096)
 def _compiled(pattern: str) -> Any:
-    return re2.compile(pattern, _RE2_OPTIONS)
+    return _PATTERNS.get(pattern, len(pattern), lambda: re2.compile(pattern, _RE2_OPTIONS))
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[jsonschema.ValidationError]:
@@ -212,3 +254,13 @@ def _safe(base: type[Validator]) -> Callable[[Any], Validator]:
         },
     )
     return extended
+
+
+_PARSED: _Cache[str, Any] = _Cache(max_items=1024, max_chars=CACHE_CHARS)
+_VALIDATORS: _Cache[tuple[str, str], Validator] = _Cache(max_items=1024, max_chars=CACHE_CHARS)
+_PATTERNS: _Cache[str, Any] = _Cache(max_items=4096, max_chars=CACHE_CHARS)
+
+
+def cache_sizes() -> dict[str, tuple[int, int]]:
+    """What the caches of parsed schemas, validators and compiled patterns hold now: (entries, characters)."""
+    return {"parsed": _PARSED.size, "validators": _VALIDATORS.size, "patterns": _PATTERNS.size}

@@ -6,7 +6,7 @@ import enum
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
 from worker_abstraction._dataclass import quick_init
@@ -292,7 +292,9 @@ class TaskSpec:
 
     @property
     def created_at(self) -> datetime:
-        return datetime.fromtimestamp(self.created_at_ns / 1e9, UTC)
+        # (exact: a float of the nanoseconds would round the last instants of a year up into the next)
+        seconds, nanos = divmod(self.created_at_ns, 1_000_000_000)
+        return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1000)
 
 
 MAX_PAGE = 1000  # the most records one page may hold

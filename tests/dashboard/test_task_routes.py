@@ -78,6 +78,8 @@ async def test_the_filtered_list_reads_the_whole_store_by_status_capability_work
         ({"status": "done"}, "status"),
         ({"since": "yesterday"}, "since"),
         ({"until": "1e300"}, "until"),
+        ({"since": "１２"}, "since"),  # other scripts' digits, as float() would take them
+        ({"since": "1_0"}, "since"),
         ({"since": "2000", "until": "1000"}, "since"),
         ({"limit": "0"}, "limit"),
         ({"limit": "²"}, "limit"),

@@ -20,7 +20,7 @@ from tests.looplag import loop_lag
 from worker_abstraction import RegistryServer
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.schemas import schema_problems
+from worker_abstraction.schemas import CACHE_CHARS, cache_sizes, schema_problems, validator
 from worker_abstraction.types import CapabilitySpec, ParameterSpec
 from worker_abstraction.validation import parameter_problems
 
@@ -106,3 +106,15 @@ async def test_an_orchestrator_told_of_such_a_schema_by_another_registry_fetches
             assert parameter_problems(spec, {"text": "hi"}) == []  # only the declared type can be checked
             await asyncio.sleep(0)
     assert lag.worst_seconds < MAX_LAG_SECONDS
+
+
+def test_the_schema_caches_are_bounded_by_the_size_of_what_they_hold() -> None:
+    """Thousands of distinct large schemas (hostile registrations) do not stay in memory."""
+    big = "x" * 30_000
+    for n in range(400):  # 400 x 30 KB of text: past the 4 MiB the caches keep
+        text = json.dumps({"type": "string", "description": f"{n}{big}"})
+        assert schema_problems(text) == []
+        assert not list(validator("string", text).iter_errors("fine"))
+    sizes = cache_sizes()
+    assert all(chars <= CACHE_CHARS for _, chars in sizes.values()), sizes
+    assert sizes["parsed"][0] < 400 and sizes["validators"][0] < 400, sizes

@@ -89,8 +89,10 @@ def task_query(params: Mapping[str, Sequence[str]]) -> TaskQuery:
 def _instant(name: str, text: str, problems: list[str]) -> datetime | None:
     if not text:
         return None
+    # Seconds as ASCII digits with at most one point: float() also takes other scripts' digits, "1_0", spaces.
+    plain = text.isascii() and text.replace(".", "", 1).isdigit()
     try:
-        seconds = float(text)
+        seconds = float(text) if plain else math.nan
     except ValueError:
         seconds = math.nan
     if math.isfinite(seconds):
