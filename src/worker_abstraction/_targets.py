@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+from worker_abstraction.codec import ascii_decimal
+
 
 def failover_target(address: str) -> tuple[str, list[tuple[str, Any]]]:
     """The gRPC target of `address`, and the channel options it needs.
@@ -25,7 +27,7 @@ def failover_target(address: str) -> tuple[str, list[tuple[str, Any]]]:
     for part in parts:
         host, _, port = part.rpartition(":")
         host = host.strip("[]")
-        if not host or not port.isdigit():
+        if not host or ascii_decimal(port, max_digits=5) is None:
             raise ValueError(f"{part!r} in {address!r} is not host:port")
         try:
             infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
