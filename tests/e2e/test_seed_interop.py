@@ -41,7 +41,7 @@ from worker_abstraction._proto import worker_pb2
 HERE = Path(__file__).resolve().parent
 SEED_DIR = HERE / "seed_interop"
 # The verbatim copy the tests use; a fresh clone also has the original beside the repository.
-SEED_PROTO = SEED_DIR / "seed_worker.proto"
+SEED_PROTO = HERE.parents[1] / "docs" / "seed" / "worker.proto"  # the seed's contract, kept verbatim
 SHARED_SEED_PROTO = HERE.parents[1] / ".." / "shared" / "seed" / "worker.proto"
 WAIT_SECONDS = 10.0
 SEED_ERROR = "Simulated error during task execution."
@@ -185,7 +185,7 @@ async def registry() -> AsyncIterator[RegistryServer]:
 
 def test_the_seed_proto_copy_is_verbatim() -> None:
     if not SHARED_SEED_PROTO.exists():
-        pytest.skip(f"{SHARED_SEED_PROTO} is absent (the copy beside this test is used instead)")
+        pytest.skip(f"{SHARED_SEED_PROTO} is absent (the repository's copy, docs/seed/, is used instead)")
     assert SEED_PROTO.read_bytes() == SHARED_SEED_PROTO.read_bytes()
 
 
