@@ -33,6 +33,7 @@ from worker_abstraction.errors import (
     RateLimitedError,
     RegistryUnavailableError,
     StoreInUseError,
+    StoreUnavailableError,
     TaskExistsError,
     TaskNotFoundError,
     TaskRejectedError,
@@ -175,6 +176,7 @@ STATUS: tuple[tuple[type[WorkerAbstractionError], grpc.StatusCode], ...] = (
     (StoreInUseError, grpc.StatusCode.FAILED_PRECONDITION),
     (RegistryUnavailableError, grpc.StatusCode.UNAVAILABLE),
     (OrchestratorUnavailableError, grpc.StatusCode.UNAVAILABLE),
+    (StoreUnavailableError, grpc.StatusCode.UNAVAILABLE),  # NatsUnavailableError: a brief outage is retried
 )
 # Trailing metadata naming the error's class and carrying its fields (JSON), so it is rebuilt exactly.
 ERROR_KEY = "wa-error"
@@ -243,6 +245,10 @@ def rebuild(
 ) -> WorkerAbstractionError:
     """The error that `describe` described (the most fitting one for the code when the class is unknown)."""
     kind = error_class(error_type)
+    if kind is not None and issubclass(kind, StoreUnavailableError):
+        # The server's store did not answer: to its caller that is the server being unavailable, in the
+        # caller's own terms (the error its retry loops catch), not a store it never talks to.
+        return unavailable(f"{code.name}: {details}")
     if kind is not None and fields_json:
         try:
             return kind(**json.loads(fields_json))

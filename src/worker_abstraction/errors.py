@@ -10,6 +10,7 @@ WorkerAbstractionError
 ├── BindError                   a server cannot listen on its address
 ├── InvalidTLSConfigError       a TLSConfig that cannot be used (unreadable files, a cert without its key)
 ├── StoreInUseError             another daemon holds the task store
+├── StoreUnavailableError       a server's store (its tasks, its workers) does not answer now (UNAVAILABLE)
 ├── NoWorkerError               no live worker offers the capability or meets the task's needs (FAILED_PRECONDITION)
 ├── QueueFullError              the orchestrator's queue is at its bound (RESOURCE_EXHAUSTED)
 ├── RateLimitedError            the caller is over its rate of calls (RESOURCE_EXHAUSTED)
@@ -101,6 +102,12 @@ class StoreInUseError(WorkerAbstractionError):
 
     def fields(self) -> dict[str, Any]:
         return {"path": self.path, "holder": self.holder}
+
+
+class StoreUnavailableError(WorkerAbstractionError):
+    """A server's store (the daemon's shared tasks, the registry's workers) did not answer: unreachable, no
+    leader yet, or no answer in time. The server answers UNAVAILABLE, and its callers hear it as the server
+    being unavailable (`OrchestratorUnavailableError`, `RegistryUnavailableError`), which they retry."""
 
 
 class NoWorkerError(WorkerAbstractionError):

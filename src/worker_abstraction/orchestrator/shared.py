@@ -50,7 +50,7 @@ from worker_abstraction.orchestrator.relay import UpdatePublisher, followed_hand
 from worker_abstraction.orchestrator.run import TaskRun
 from worker_abstraction.orchestrator.shared_journal import SharedJournal, record_of
 from worker_abstraction.orchestrator.state import task_record
-from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, connect
+from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, TaskDoc, TaskDocs, TaskDocsOptions
 from worker_abstraction.stores.jetstream.updates import UpdateLog, UpdateLogOptions, task_token
 from worker_abstraction.stores.jetstream.work import Lease, WorkQueue, WorkQueueOptions
@@ -158,7 +158,7 @@ class SharedTasks:
         try:
             self._cancels = await self.client.subscribe(f"{CANCEL_SUBJECT}.*", cb=self._cancel_heard)
         except NatsError as error:
-            raise NatsStoreError(f"cannot hear the replicas' cancels: {error!r}") from error
+            raise NatsUnavailableError(f"cannot hear the replicas' cancels: {error!r}") from error
         engine.directory.on_change.append(self._capabilities_changed)
         self._capabilities_changed()
         self._spawn(self._move_exhausted())

@@ -12,11 +12,12 @@ from urllib.parse import urlsplit
 
 import nats
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.js.api import StreamConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError
 
-from worker_abstraction.errors import WorkerAbstractionError
+from worker_abstraction.errors import StoreUnavailableError, WorkerAbstractionError
 
 # Per-message TTL (Nats-TTL), which lets a worker whose every registry died expire, came in 2.11.
 MIN_SERVER_VERSION = (2, 11)
@@ -28,8 +29,19 @@ _SCHEMES = ("nats", "tls")
 logger = logging.getLogger(__name__)
 
 
+# What nats-py raises when NATS does not answer: every error of its own is a nats.errors.Error (JetStream's
+# APIError and ServiceUnavailableError among them), and its timeouts are also builtin TimeoutErrors (as are
+# asyncio's). The store modules catch these at their boundary: none of them escapes as itself.
+NATS_ERRORS: tuple[type[Exception], ...] = (NatsError, TimeoutError)
+
+
 class NatsStoreError(WorkerAbstractionError):
     """The NATS store cannot be used: a malformed URL, an unreachable or too old server."""
+
+
+class NatsUnavailableError(NatsStoreError, StoreUnavailableError):
+    """NATS did not answer: no server reachable, no JetStream leader yet (a node died), or no answer in time.
+    The same call may succeed a moment later; a server answers its caller UNAVAILABLE."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +123,7 @@ async def connect(options: NatsOptions, *, name: str = "wa-registry") -> Client:
                 error_cb=_log_error,
             )
     except Exception as error:  # nats-py raises several unrelated types (OSError, NoServersError, ...)
-        raise NatsStoreError(f"cannot connect to NATS at {', '.join(options.servers)}: {error!r}") from error
+        raise NatsUnavailableError(f"cannot connect to NATS at {', '.join(options.servers)}: {error!r}") from error
     try:
         version = client.connected_server_version
         check_server_version(f"{version.major}.{version.minor}.{version.patch}")

@@ -40,7 +40,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from worker_abstraction.errors import TaskExistsError
-from worker_abstraction.stores.jetstream.connection import WRONG_LAST_SEQUENCE, NatsStoreError
+from worker_abstraction.stores.jetstream.connection import WRONG_LAST_SEQUENCE, NatsStoreError, NatsUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class TaskDocs:
                     config = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, replicas=options.replicas)
                     buckets.append(await js.create_key_value(config))
             except (TimeoutError, NatsError, APIError) as error:
-                raise NatsStoreError(f"cannot open the NATS bucket {name!r}: {error!r}") from error
+                raise NatsUnavailableError(f"cannot open the NATS bucket {name!r}: {error!r}") from error
         return cls(*buckets)
 
     async def create(self, doc: TaskDoc) -> int:
@@ -222,7 +222,7 @@ class TaskDocs:
                 raise _unavailable(task_id, error) from error
             self._remember(task_id, changed, int(written))
             return changed
-        raise NatsStoreError(f"task {task_id[:40]!r} changed {_CHANGE_ATTEMPTS} times under us; change not made")
+        raise NatsUnavailableError(f"task {task_id[:40]!r} changed {_CHANGE_ATTEMPTS} times under us; change not made")
 
     async def take_over(self, task_id: str, holder: str, block: int, *, steal: bool = True) -> Held | None:
         """Make `holder` the task's holder (None: no such task, it is finished, or held and not `steal`).
@@ -309,7 +309,7 @@ class TaskDocs:
         except NoKeysError:
             return []
         except (TimeoutError, NatsError, APIError) as error:
-            raise NatsStoreError(f"cannot list the dead letters: {error!r}") from error
+            raise NatsUnavailableError(f"cannot list the dead letters: {error!r}") from error
         found = []
         for key in keys:
             try:
@@ -317,7 +317,7 @@ class TaskDocs:
             except KeyNotFoundError:
                 continue
             except (TimeoutError, NatsError, APIError) as error:
-                raise NatsStoreError(f"cannot read dead letter {key[:40]!r}: {error!r}") from error
+                raise NatsUnavailableError(f"cannot read dead letter {key[:40]!r}: {error!r}") from error
             if entry.value:
                 found.append(bytes(entry.value))
         return found
@@ -329,7 +329,7 @@ class TaskDocs:
         except KeyNotFoundError:
             return None
         except (TimeoutError, NatsError, APIError) as error:
-            raise NatsStoreError(f"the idempotency keys are unreachable: {error!r}") from error
+            raise NatsUnavailableError(f"the idempotency keys are unreachable: {error!r}") from error
         return (entry.value or b"").decode() or None
 
     async def all(self) -> AsyncIterator[TaskDoc]:
@@ -339,14 +339,14 @@ class TaskDocs:
         except NoKeysError:
             return
         except (TimeoutError, NatsError, APIError) as error:
-            raise NatsStoreError(f"cannot list the task documents: {error!r}") from error
+            raise NatsUnavailableError(f"cannot list the task documents: {error!r}") from error
         for key in keys:
             try:
                 entry = await self._docs.get(key)
             except KeyNotFoundError:
                 continue  # removed since the listing
             except (TimeoutError, NatsError, APIError) as error:
-                raise NatsStoreError(f"cannot read task document {key[:40]!r}: {error!r}") from error
+                raise NatsUnavailableError(f"cannot read task document {key[:40]!r}: {error!r}") from error
             if entry.value is not None:
                 try:
                     yield _decode(entry.value)
@@ -379,5 +379,5 @@ def _decode(value: bytes) -> TaskDoc:
     return TaskDoc(**data)
 
 
-def _unavailable(task_id: str, error: BaseException) -> NatsStoreError:
-    return NatsStoreError(f"the task documents are unreachable (task {task_id[:40]!r}): {error!r}")
+def _unavailable(task_id: str, error: BaseException) -> NatsUnavailableError:
+    return NatsUnavailableError(f"the task documents are unreachable (task {task_id[:40]!r}): {error!r}")

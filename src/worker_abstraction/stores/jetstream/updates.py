@@ -36,7 +36,7 @@ from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageTy
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from worker_abstraction.stores.jetstream.connection import NatsStoreError, ensure_stream
+from worker_abstraction.stores.jetstream.connection import NatsStoreError, NatsUnavailableError, ensure_stream
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ class UpdateLog:
             await ensure_stream(js, config)
             log._live = await client.subscribe(f"{SUBJECT_PREFIX}.*", cb=log._route)
         except (TimeoutError, NatsError, APIError) as error:
-            raise NatsStoreError(f"cannot open the NATS update log {options.stream!r}: {error!r}") from error
+            raise NatsUnavailableError(f"cannot open the NATS update log {options.stream!r}: {error!r}") from error
         return log
 
     async def publish(self, task_id: str, sequence: int, data: bytes) -> None:
@@ -135,7 +135,9 @@ class UpdateLog:
         try:
             await self._js.publish(f"{SUBJECT_PREFIX}.{token}", data, headers=headers)
         except (TimeoutError, NatsError, APIError) as error:
-            raise NatsStoreError(f"update {sequence} of task {task_id[:40]!r} was not stored: {error!r}") from error
+            raise NatsUnavailableError(
+                f"update {sequence} of task {task_id[:40]!r} was not stored: {error!r}"
+            ) from error
 
     async def last(self, task_id: str) -> int:
         """The number of the last update kept for a task (0: none)."""
@@ -144,7 +146,7 @@ class UpdateLog:
         except NotFoundError:
             return 0
         except (TimeoutError, NatsError, APIError) as error:
-            raise NatsStoreError(f"cannot read the updates of task {task_id[:40]!r}: {error!r}") from error
+            raise NatsUnavailableError(f"cannot read the updates of task {task_id[:40]!r}: {error!r}") from error
         return _sequence_of(stored.headers)
 
     def listen(self, task_id: str) -> Listening:
@@ -218,21 +220,21 @@ class UpdateLog:
         except NotFoundError:
             return
         except (TimeoutError, NatsError, APIError) as error:
-            raise NatsStoreError(f"cannot read the updates under {subject!r}: {error!r}") from error
+            raise NatsUnavailableError(f"cannot read the updates under {subject!r}: {error!r}") from error
         if _sequence_of(last.headers) <= after:
             return
         end = last.seq or 0
         try:
             reader = await self._js.subscribe(subject, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL)
         except (TimeoutError, NatsError, APIError) as error:
-            raise NatsStoreError(f"cannot read the updates under {subject!r}: {error!r}") from error
+            raise NatsUnavailableError(f"cannot read the updates under {subject!r}: {error!r}") from error
         try:
             seen = after
             while True:
                 try:
                     message = await reader.next_msg(timeout=self.options.answer_timeout_seconds)
                 except (TimeoutError, NatsError) as error:
-                    raise NatsStoreError(f"reading the updates under {subject!r} stopped: {error!r}") from error
+                    raise NatsUnavailableError(f"reading the updates under {subject!r} stopped: {error!r}") from error
                 sequence = _sequence_of(message.headers)
                 if sequence > seen:  # (the first one kept may be past `after + 1`: older ones aged out)
                     seen = sequence

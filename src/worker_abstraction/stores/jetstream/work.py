@@ -48,7 +48,12 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from worker_abstraction.errors import QueueFullError
-from worker_abstraction.stores.jetstream.connection import NatsStoreError, ensure_stream
+from worker_abstraction.stores.jetstream.connection import (
+    NATS_ERRORS,
+    NatsStoreError,
+    NatsUnavailableError,
+    ensure_stream,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +138,16 @@ class Exhausted:
     _advisory: Msg
 
     async def settle(self) -> None:
+        """Remove the work for good and let its advisory go.
+
+        Raises:
+            NatsUnavailableError: NATS did not answer (the advisory comes back later, to be settled then).
+        """
         await self._queue.remove(self.sequence)
-        await self._advisory.ack()
+        try:
+            await self._advisory.ack()
+        except NATS_ERRORS as error:
+            raise NatsUnavailableError(f"the advisory of exhausted work {self.key[:40]!r} stays: {error!r}") from error
 
 
 class WorkQueue:
@@ -189,7 +202,7 @@ class WorkQueue:
             queue = cls(client, js, options)
             queue._exhausted = await js.pull_subscribe_bind(_EXHAUSTED_CONSUMER, stream=exhausted_stream)
         except (TimeoutError, NatsError, APIError) as error:
-            raise NatsStoreError(f"cannot open the NATS work queue {options.stream!r}: {error!r}") from error
+            raise NatsUnavailableError(f"cannot open the NATS work queue {options.stream!r}: {error!r}") from error
         queue._keeper = asyncio.create_task(queue._keep_leases(), name="work-queue-keeper")
         return queue
 
@@ -209,9 +222,9 @@ class WorkQueue:
         except APIError as error:
             if error.err_code == _MAX_MESSAGES_EXCEEDED:
                 raise QueueFullError(partition, self.options.max_queued, "the shared work queue") from error
-            raise NatsStoreError(f"the work queue refused {key[:40]!r}: {error!r}") from error
+            raise NatsUnavailableError(f"the work queue refused {key[:40]!r}: {error!r}") from error
         except (TimeoutError, NatsError) as error:
-            raise NatsStoreError(f"the work queue did not store {key[:40]!r}: {error!r}") from error
+            raise NatsUnavailableError(f"the work queue did not store {key[:40]!r}: {error!r}") from error
         return ack.seq
 
     async def take(self, partition: str, count: int, *, wait_seconds: float) -> list[Lease]:
@@ -231,7 +244,7 @@ class WorkQueue:
         except (TimeoutError, NatsTimeoutError):
             return []
         except NatsError as error:
-            raise NatsStoreError(f"cannot take work of {partition[:40]!r}: {error!r}") from error
+            raise NatsUnavailableError(f"cannot take work of {partition[:40]!r}: {error!r}") from error
         leases = []
         for message in messages:
             lease = Lease(self, partition, message)
@@ -240,12 +253,18 @@ class WorkQueue:
         return leases
 
     async def exhausted(self, count: int, *, wait_seconds: float) -> list[Exhausted]:
-        """Work delivered `max_deliveries` times without being done, up to `count`, oldest first."""
+        """Work delivered `max_deliveries` times without being done, up to `count`, oldest first.
+
+        Raises:
+            NatsUnavailableError: the advisories, or the work they name, cannot be read now.
+        """
         assert self._exhausted is not None, "open() the queue first"
         try:
             advisories = await self._exhausted.fetch(count, timeout=max(wait_seconds, 0.01))
         except (TimeoutError, NatsTimeoutError):
             return []
+        except NATS_ERRORS as error:  # (a ServiceUnavailableError while a node dies, a lost connection)
+            raise NatsUnavailableError(f"cannot read the exhausted work: {error!r}") from error
         found = []
         for advisory in advisories:
             try:
@@ -253,22 +272,32 @@ class WorkQueue:
                 sequence = int(event["stream_seq"])
                 deliveries = int(event.get("deliveries", 0))
             except (ValueError, KeyError, TypeError):
-                await advisory.ack()  # not an advisory we can read: nothing to move
+                await _let_go(advisory)  # not an advisory we can read: nothing to move
                 continue
             try:
                 stored = await self._js.get_msg(self.options.stream, sequence)
             except NotFoundError:
-                await advisory.ack()  # done or removed since
+                await _let_go(advisory)  # done or removed since
                 continue
+            except NATS_ERRORS as error:  # (the advisories not handled come back after their ack wait)
+                raise NatsUnavailableError(f"cannot read exhausted work {sequence}: {error!r}") from error
             subject = stored.subject or ""
             key = (stored.data or b"").decode(errors="replace")
             found.append(Exhausted(key, subject.rsplit(".", 1)[-1], deliveries, sequence, self, advisory))
         return found
 
     async def remove(self, sequence: int) -> None:
-        """Remove the work stored under `sequence` (already gone is fine)."""
-        with contextlib.suppress(NotFoundError):
+        """Remove the work stored under `sequence` (already gone is fine).
+
+        Raises:
+            NatsUnavailableError: NATS did not answer.
+        """
+        try:
             await self._js.delete_msg(self.options.stream, sequence)
+        except NotFoundError:
+            pass
+        except NATS_ERRORS as error:
+            raise NatsUnavailableError(f"cannot remove work {sequence}: {error!r}") from error
 
     def holds(self, lease: Lease) -> bool:
         return id(lease) in self._held and self._held[id(lease)] is lease
@@ -326,7 +355,7 @@ class WorkQueue:
                 await self._js.add_consumer(self.options.stream, config)  # the same config again is no change
                 subscription = await self._js.pull_subscribe_bind(config.durable_name, stream=self.options.stream)
             except (TimeoutError, NatsError, APIError) as error:
-                raise NatsStoreError(
+                raise NatsUnavailableError(
                     f"cannot make the work queue's consumer for {partition[:40]!r}: {error!r}"
                 ) from error
             self._subscriptions[partition] = subscription
@@ -343,6 +372,14 @@ class WorkQueue:
             lost = sum(isinstance(result, BaseException) for result in results)
             if lost:
                 logger.warning("work queue: %d of %d leases could not be kept alive", lost, len(held))
+
+
+async def _let_go(advisory: Msg) -> None:
+    """Acknowledge an advisory there is nothing to do for; unsent, it comes back and is let go again."""
+    try:
+        await advisory.ack()
+    except NATS_ERRORS as error:
+        logger.debug("work queue: an advisory was not acknowledged: %r", error)
 
 
 def _check(options: WorkQueueOptions) -> None:

@@ -33,9 +33,15 @@ from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from worker_abstraction import _convert
-from worker_abstraction.errors import InvalidWorkerInfoError, RegistryUnavailableError
+from worker_abstraction.errors import InvalidWorkerInfoError
 from worker_abstraction.stores.base import WorkerChange, WorkerRecord
-from worker_abstraction.stores.jetstream.connection import WRONG_LAST_SEQUENCE, NatsOptions, NatsStoreError, connect
+from worker_abstraction.stores.jetstream.connection import (
+    WRONG_LAST_SEQUENCE,
+    NatsOptions,
+    NatsStoreError,
+    NatsUnavailableError,
+    connect,
+)
 from worker_abstraction.types import LoadReport, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -330,9 +336,9 @@ def _check_bucket(bucket: str, status: KeyValue.BucketStatus) -> None:
         )
 
 
-def _unavailable(error: Exception) -> RegistryUnavailableError:
+def _unavailable(error: Exception) -> NatsUnavailableError:
     # Answered UNAVAILABLE: the caller retries (its heartbeat loop does) rather than reading it as a bug.
-    return RegistryUnavailableError(f"the registry's NATS store failed: {error!r}")
+    return NatsUnavailableError(f"the registry's NATS store failed: {error!r}")
 
 
 def _key(worker_id: str) -> str:

@@ -1,0 +1,48 @@
+"""A real NATS connection that fails, on demand, the way nats-py fails when NATS goes away.
+
+While `down`, a request finds no responders (nats-py raises NoRespondersError, and its JetStream layer turns
+that into ServiceUnavailableError or NoStreamResponseError: what a cluster answers while a stream has no
+leader), and a publish finds the outgoing buffer full (OutboundBufferLimitError: what a connection that lost
+its server says). Tests hand it to the stores in place of a plain connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from nats.aio.client import Client
+from nats.errors import NoRespondersError, OutboundBufferLimitError
+
+
+class FaultyConnection(Client):
+    """A nats-py `Client` whose requests (and, with `publishes_fail`, publishes) fail while `down`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.publishes_fail = True
+        self.refused: list[str] = []  # the subjects refused, in order
+        self.refusing = asyncio.Event()  # set at the first refusal
+
+    @classmethod
+    async def open(cls, url: str) -> FaultyConnection:
+        connection = cls()
+        await connection.connect(servers=[url], allow_reconnect=True, max_reconnect_attempts=-1)
+        return connection
+
+    def _refuse(self, subject: str) -> None:
+        self.refused.append(subject)
+        self.refusing.set()
+
+    async def request(self, subject: str, payload: bytes = b"", *args: Any, **options: Any) -> Any:
+        if self.down:
+            self._refuse(subject)
+            raise NoRespondersError
+        return await super().request(subject, payload, *args, **options)
+
+    async def publish(self, subject: str, payload: bytes = b"", reply: str = "", headers: Any = None) -> None:
+        if self.down and self.publishes_fail:
+            self._refuse(subject)
+            raise OutboundBufferLimitError
+        await super().publish(subject, payload, reply, headers)
