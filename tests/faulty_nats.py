@@ -22,8 +22,9 @@ class FaultyConnection(Client):
         super().__init__()
         self.down = False
         self.publishes_fail = True
+        self.publish_error: type[Exception] = OutboundBufferLimitError  # what a refused publish raises
         self.refused: list[str] = []  # the subjects refused, in order
-        self.refusing = asyncio.Event()  # set at the first refusal
+        self._awaited: list[tuple[str, asyncio.Event]] = []
 
     @classmethod
     async def open(cls, url: str) -> FaultyConnection:
@@ -31,9 +32,19 @@ class FaultyConnection(Client):
         await connection.connect(servers=[url], allow_reconnect=True, max_reconnect_attempts=-1)
         return connection
 
+    def refusal(self, prefix: str) -> asyncio.Event:
+        """An event set once a subject starting with `prefix` is refused (at once if one was)."""
+        event = asyncio.Event()
+        if any(subject.startswith(prefix) for subject in self.refused):
+            event.set()
+        self._awaited.append((prefix, event))
+        return event
+
     def _refuse(self, subject: str) -> None:
         self.refused.append(subject)
-        self.refusing.set()
+        for prefix, event in self._awaited:
+            if subject.startswith(prefix):
+                event.set()
 
     async def request(self, subject: str, payload: bytes = b"", *args: Any, **options: Any) -> Any:
         if self.down:
@@ -44,5 +55,5 @@ class FaultyConnection(Client):
     async def publish(self, subject: str, payload: bytes = b"", reply: str = "", headers: Any = None) -> None:
         if self.down and self.publishes_fail:
             self._refuse(subject)
-            raise OutboundBufferLimitError
+            raise self.publish_error
         await super().publish(subject, payload, reply, headers)

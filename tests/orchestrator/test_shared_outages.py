@@ -1,8 +1,11 @@
-"""A daemon on NATS while NATS does not answer: callers hear UNAVAILABLE (and retry), never INTERNAL."""
+"""A daemon on NATS while NATS does not answer: callers hear UNAVAILABLE (and retry), never INTERNAL; its
+background loops outlive the outage; its health check and metrics say so meanwhile."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -11,18 +14,27 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2
 from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.errors import OutboundBufferLimitError
 
+from tests.conftest import eventually
+from tests.faulty_nats import FaultyConnection
 from tests.nats_server import NatsServer
-from worker_abstraction import OrchestratorUnavailableError, RegistryServer, RemoteOrchestrator
+from worker_abstraction import OrchestratorUnavailableError, RegistryServer, RemoteOrchestrator, TaskFailedError
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.orchestrator.server import OrchestratorServer
 from worker_abstraction.orchestrator.shared import SharedTasks
 from worker_abstraction.stores.jetstream import (
     NatsOptions,
+    TaskDocs,
     TaskDocsOptions,
+    UpdateLog,
     UpdateLogOptions,
+    WorkQueue,
     WorkQueueOptions,
+    connect,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,24 +45,40 @@ ECHO = pb.Task(capability_name="echo", parameters=[pb.TaskParameter(key="text", 
 
 @pytest.fixture
 async def daemon(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Daemon]:
+    """Start a daemon on the shared NATS; with `connection`, its stores use that one (a FaultyConnection)."""
     started: list[OrchestratorServer] = []
+    connections: list[FaultyConnection] = []
 
-    async def start(**options: Any) -> OrchestratorServer:
-        shared = await SharedTasks.open(
-            NatsOptions((nats_server.url,)),
-            replica=f"r{len(started)}",
-            documents=TaskDocsOptions(answer_timeout_seconds=ANSWER_SECONDS),
-            work=WorkQueueOptions(answer_timeout_seconds=ANSWER_SECONDS),
-            updates=UpdateLogOptions(answer_timeout_seconds=ANSWER_SECONDS),
-        )
+    async def start(
+        *, connection: FaultyConnection | None = None, max_deliveries: int = 10, **options: Any
+    ) -> OrchestratorServer:
+        work = WorkQueueOptions(answer_timeout_seconds=ANSWER_SECONDS, max_deliveries=max_deliveries)
+        documents = TaskDocsOptions(answer_timeout_seconds=ANSWER_SECONDS)
+        updates = UpdateLogOptions(answer_timeout_seconds=ANSWER_SECONDS)
+        replica = f"r{len(started)}"
+        if connection is None:
+            url = (nats_server.url,)
+            shared = await SharedTasks.open(
+                NatsOptions(url), replica=replica, documents=documents, work=work, updates=updates
+            )
+        else:
+            connections.append(connection)
+            docs = await TaskDocs.open(connection, documents)
+            queue = await WorkQueue.open(connection, work)
+            log = await UpdateLog.open(connection, updates)
+            shared = SharedTasks(connection, docs, queue, log, replica=replica)
         server = OrchestratorServer(registry.address, port=0, shared=shared, **options)
         await server.start()
         started.append(server)
         return server
 
     yield start
+    for connection in connections:
+        connection.down = False
     for server in started:
         await server.stop(None)
+    for connection in connections:
+        await connection.close()
 
 
 @contextlib.contextmanager
@@ -95,3 +123,74 @@ async def test_submissions_reads_and_cancels_while_nats_does_not_answer_are_refu
     finally:
         await channel.close(None)
         await remote.aclose()
+
+
+EXHAUSTED_FETCH = "$JS.API.CONSUMER.MSG.NEXT.WA_WORK_EXHAUSTED."
+
+
+@pytest.mark.parametrize("error", [OutboundBufferLimitError, RuntimeError], ids=["nats-error", "unforeseen-error"])
+async def test_work_exhausted_after_nats_failed_the_loop_that_moves_it_still_ends_failed_as_a_dead_letter(
+    daemon: Daemon, nats_server: NatsServer, error: type[Exception]
+) -> None:
+    connection = await FaultyConnection.open(nats_server.url)
+    connection.publish_error = error
+    server = await daemon(connection=connection, max_deliveries=2, queue_without_workers=True)
+    orchestrator = server.orchestrator
+    handle = await orchestrator.execute_task("nobody_offers_it", {})  # waits in the shared queue
+    # A node dies: the loop that moves exhausted work finds NATS gone (what killed it for good before).
+    fetch_refused = connection.refusal(EXHAUSTED_FETCH)
+    connection.down = True
+    async with asyncio.timeout(15):
+        await fetch_refused.wait()
+    connection.down = False
+
+    # Another replica takes the work twice and dies with it each time: the server advises it is exhausted.
+    other = await connect(NatsOptions((nats_server.url,)))
+    try:
+        queue = await WorkQueue.open(other, WorkQueueOptions(max_deliveries=2))
+        for _ in range(2):
+            (lease,) = await queue.take("nobody_offers_it", 1, wait_seconds=5)
+            await lease.give_back()
+        assert await queue.take("nobody_offers_it", 1, wait_seconds=0.5) == []
+        await queue.close()
+    finally:
+        await other.close()
+
+    with pytest.raises(TaskFailedError):
+        await handle.result(timeout_seconds=20)
+    await eventually(lambda: _letters(orchestrator, handle.task_id), what="it became a dead letter")
+
+
+async def _letters(orchestrator: Any, task_id: str) -> bool:
+    return task_id in {letter.task_id for letter in await orchestrator.dead_letters()}
+
+
+async def test_while_nats_does_not_answer_the_daemon_is_not_serving_counts_it_and_logs_it_once(
+    daemon: Daemon, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    connection = await FaultyConnection.open(nats_server.url)
+    metrics = OrchestratorMetrics()
+    server = await daemon(connection=connection, metrics=metrics)
+    channel = aio.insecure_channel(server.address)
+    serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
+
+    def sample(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name)
+
+    try:
+        statuses = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        async with asyncio.timeout(20):
+            assert (await statuses.read()).status == serving
+            caplog.set_level(logging.INFO, logger="worker_abstraction.stores.availability")
+            connection.down = True
+            assert (await statuses.read()).status == not_serving
+            assert sample("wa_store_available") == 0
+            # (no event says "tried again": the count is read until the probe has failed three times)
+            await eventually(lambda: (sample("wa_store_errors_total") or 0) >= 3, timeout_seconds=10, what="retries")
+            connection.down = False
+            assert (await statuses.read()).status == serving
+        assert sample("wa_store_available") == 1
+        said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("stores.availability")]
+        assert [level for level, _ in said] == [logging.WARNING, logging.INFO], said  # once down, once back
+    finally:
+        await channel.close(None)

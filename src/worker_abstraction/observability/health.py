@@ -8,7 +8,8 @@ services, is serving; and server reflection (`grpc.reflection.v1alpha.ServerRefl
 Each server reports one status for itself as a whole (the service name "") and one for each service it
 serves: SERVING once started, NOT_SERVING from the moment it starts to drain or stop, for good. The
 orchestrator daemon also answers NOT_SERVING while its task store cannot write, and SERVING again once it
-can. The `Authenticator` lets both services through without credentials (see `auth.OPEN_SERVICES`).
+can; a daemon or a registry on NATS, while NATS does not answer (see `stores.availability`). The
+`Authenticator` lets both services through without credentials (see `auth.OPEN_SERVICES`).
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ never go stale and never list a worker that left.
       wa_circuit_state{worker_id,state}          1 for each live worker's breaker state, 0 for the others
       wa_dead_letters                            tasks in the dead-letter queue
       wa_store_write_seconds                     one group commit of the SQLite task store
+    orchestrator and registry on NATS
+      wa_store_available                         1 while the shared store answers, 0 during an outage
+      wa_store_errors_total                      calls to the shared store that found it not answering
     registry
       wa_workers{state}                          live workers, ACTIVE or SUSPECT
       wa_heartbeats_total, wa_worker_registrations_total, wa_worker_evictions_total
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 
     from worker_abstraction.auth import Authenticator
     from worker_abstraction.observability.exposition import LoopReader, MetricsEndpoint
+    from worker_abstraction.stores.availability import StoreAvailability
     from worker_abstraction.tls import TLSConfig
 
 OTHER = "_other"  # the label value shared past a label's bound
@@ -84,6 +88,15 @@ class Metrics:
         self._max_capabilities = max_capabilities
         self._capabilities: set[str] = set()
         self._capabilities_lock = threading.Lock()  # labels are also made on the scraping thread
+        self._store: _StoreCollector | None = None
+
+    def watch_store(self, availability: StoreAvailability) -> None:
+        """Report whether a shared store answers (`wa_store_available`) and how often it did not
+        (`wa_store_errors_total`), read from `availability` at each scrape."""
+        if self._store is None:
+            self._store = _StoreCollector()
+            self.registry.register(self._store)
+        self._store.availability = availability
 
     def serve(
         self,
@@ -353,6 +366,30 @@ class _StateCollector:
 
     def collect(self) -> Sequence[Metric]:
         return self._collect()
+
+
+class _StoreCollector:
+    """The shared store's two metrics, read at scrape time (a bool and an int: safe from the scraping thread)."""
+
+    def __init__(self) -> None:
+        self.availability: StoreAvailability | None = None
+
+    def describe(self) -> Sequence[Metric]:
+        return self._families(True, 0)
+
+    def collect(self) -> Sequence[Metric]:
+        found = self.availability
+        return [] if found is None else self._families(found.available, found.errors)
+
+    @staticmethod
+    def _families(available: bool, errors: int) -> Sequence[Metric]:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
+        up = GaugeMetricFamily("wa_store_available", "1 while the shared store (NATS) answers, 0 during an outage.")
+        up.add_metric([], 1.0 if available else 0.0)
+        failed = CounterMetricFamily("wa_store_errors", "Calls to the shared store that found it not answering.")
+        failed.add_metric([], errors)
+        return [up, failed]
 
 
 def _bounded_depths(

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 class OrchestratorServer:
     """An AsyncOrchestrator serving OrchestratorService, with health checks and reflection beside it: NOT_SERVING
-    while its task store cannot write, and from the moment it stops.
+    while its task store cannot write (or, shared, while NATS does not answer), and from the moment it stops.
 
     Args:
         registry: host:port of the registry.
@@ -72,6 +72,11 @@ class OrchestratorServer:
         self._health = ServerHealth(self._server, (ORCHESTRATOR_SERVICE,))
         if self._store is not None:
             self._store.on_writable = self._health.set_all_soon
+        self._shared = shared
+        if shared is not None:
+            shared.availability.listen(self._health.set_all_soon)
+            if metrics is not None:
+                metrics.watch_store(shared.availability)
         self.dashboard: DashboardServer | None = None
         if http_port is not None:
             # Imported here: starlette and uvicorn cost every other process their start-up time for nothing.
@@ -97,7 +102,7 @@ class OrchestratorServer:
             await self.orchestrator.start()
             pb_grpc.add_OrchestratorServiceServicer_to_server(OrchestratorServicer(self.orchestrator), self._server)
             self.port = _rpc.bind(self._server, self.host, self.port, self.tls, tokens=self._checks_tokens)
-            await self._health.set_all(self._store is None or self._store.writable)
+            await self._health.set_all(self._serving())
             await self._server.start()
             if self.dashboard is not None:
                 await self.dashboard.start()
@@ -114,6 +119,11 @@ class OrchestratorServer:
             _rpc.security_of(self.tls),
             self.orchestrator.registry,
         )
+
+    def _serving(self) -> bool:
+        """Whether its store can take what it accepts (the SQLite file writes; NATS answers)."""
+        store, shared = self._store, self._shared
+        return (store is None or store.writable) and (shared is None or shared.availability.available)
 
     async def stop(self, grace_seconds: float | None = 1.0) -> None:
         await self._health.shutdown()

@@ -29,9 +29,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ from worker_abstraction.orchestrator.relay import UpdatePublisher, followed_hand
 from worker_abstraction.orchestrator.run import TaskRun
 from worker_abstraction.orchestrator.shared_journal import SharedJournal, record_of
 from worker_abstraction.orchestrator.state import task_record
+from worker_abstraction.stores.availability import Backoff, StoreAvailability
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, TaskDoc, TaskDocs, TaskDocsOptions
 from worker_abstraction.stores.jetstream.updates import UpdateLog, UpdateLogOptions, task_token
@@ -66,6 +68,12 @@ PREFETCH = 32  # tasks of one capability a replica takes ahead of its free worke
 _TAKE_WAIT_SECONDS = 1.0
 _NO_ROOM_PAUSE_SECONDS = 0.05
 _EXHAUSTED_WAIT_SECONDS = 5.0
+# While NATS does not answer, the loops try again after pauses doubling from the first to the cap (jittered).
+_RETRY_FIRST_SECONDS = 0.1
+_RETRY_CAP_SECONDS = 5.0
+_PROBE_SECONDS = 1.0  # how often NATS is asked whether it answers (the health check and metrics follow it)
+_PROBE_TIMEOUT_SECONDS = 2.0
+_RELOG_SECONDS = 60.0  # a loop that keeps failing unexpectedly logs its traceback this often at most
 
 
 @dataclass(slots=True)
@@ -119,6 +127,8 @@ class SharedTasks:
         self._background: set[asyncio.Task[None]] = set()
         self._cancels: Subscription | None = None
         self._engine: Engine | None = None
+        # Whether NATS answers, as this replica's loops and probe find it (health and metrics follow it).
+        self.availability = StoreAvailability(f"NATS (the shared tasks of replica {replica})")
         self._owns_client = False
 
     @classmethod
@@ -161,7 +171,8 @@ class SharedTasks:
             raise NatsUnavailableError(f"cannot hear the replicas' cancels: {error!r}") from error
         engine.directory.on_change.append(self._capabilities_changed)
         self._capabilities_changed()
-        self._spawn(self._move_exhausted())
+        self._spawn(self._kept_running("moving exhausted work", self._move_exhausted))
+        self._spawn(self._kept_running("probing NATS", self._probe))
 
     async def aclose(self) -> None:
         """Stop taking work and give back every task held (another replica carries it on at once)."""
@@ -274,12 +285,14 @@ class SharedTasks:
         for worker in list(self._engine.directory.workers.values()):
             for offered in worker.capabilities:
                 if offered.name not in self._pullers:
-                    puller = asyncio.ensure_future(self._pull(offered.name))
+                    take = functools.partial(self._pull, offered.name)
+                    puller = asyncio.ensure_future(self._kept_running(f"taking work of {offered.name!r}", take))
                     self._pullers[offered.name] = puller
 
     async def _pull(self, capability: str) -> None:
         assert self._engine is not None
         engine = self._engine
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         while True:
             room = self._prefetch - engine.crew.scheduler.waiting_for(capability)
             if room <= 0 or not engine.directory.capable(capability):
@@ -288,9 +301,10 @@ class SharedTasks:
             try:
                 leases = await self.queue.take(capability, room, wait_seconds=_TAKE_WAIT_SECONDS)
             except NatsStoreError as error:
-                logger.warning("taking work for %r failed: %s", capability, error)
-                await asyncio.sleep(_TAKE_WAIT_SECONDS)
+                self.availability.failed(error)
+                await asyncio.sleep(backoff.pause())
                 continue
+            backoff.reset()
             for lease in leases:
                 try:
                     await self._take(lease)
@@ -353,19 +367,17 @@ class SharedTasks:
             self._spawn(_cancel(run, reason))
 
     async def _move_exhausted(self) -> None:
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         while True:
             try:
-                found = await self.queue.exhausted(16, wait_seconds=_EXHAUSTED_WAIT_SECONDS)
-            except NatsStoreError as error:
-                logger.warning("reading exhausted work failed: %s", error)
-                await asyncio.sleep(_EXHAUSTED_WAIT_SECONDS)
-                continue
-            for item in found:
-                try:
+                for item in await self.queue.exhausted(16, wait_seconds=_EXHAUSTED_WAIT_SECONDS):
                     await self._fail_exhausted(item.key, item.deliveries)
                     await item.settle()
-                except NatsStoreError as error:
-                    logger.warning("exhausted task %s not moved yet: %s", item.key, error)
+            except NatsStoreError as error:  # (what was not settled is advised again after its ack wait)
+                self.availability.failed(error)
+                await asyncio.sleep(backoff.pause())
+                continue
+            backoff.reset()
 
     async def _fail_exhausted(self, task_id: str, deliveries: int) -> None:
         message = f"taken {deliveries} times and never finished: every replica that held it stopped"
@@ -385,10 +397,56 @@ class SharedTasks:
             options = dataclasses.replace(spec.options, task_id="", idempotency_key="")
             letter = DeadLetter(task_id, spec.capability, dict(spec.params), (), message, options, spec.owner)
             self.journal.dead_lettered(letter)
-            sequence = await self.log.last(task_id) + 1
-            data = _convert.update_to_pb(update, sequence=sequence).SerializeToString()
-            await self.log.publish(task_id, sequence, data)
+            await self._publish_last(task_id, update)
             logger.error("task %s failed: %s", task_id, message)
+
+    async def _publish_last(self, task_id: str, update: TaskUpdate) -> None:
+        """Store a finished task's last update, trying until NATS takes it: its watchers wait for it, and
+        nothing else would publish it (its document is finished)."""
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        sequence = 0
+        while True:
+            try:
+                sequence = sequence or await self.log.last(task_id) + 1
+                data = _convert.update_to_pb(update, sequence=sequence).SerializeToString()
+                await self.log.publish(task_id, sequence, data)
+                return
+            except NatsStoreError as error:  # (published again under one number, it is stored once)
+                self.availability.failed(error)
+                await asyncio.sleep(backoff.pause())
+
+    # ---- staying up ------------------------------------------------------------------------------------------
+
+    async def _probe(self) -> None:
+        """Ask NATS whether the task documents answer, every second (sooner, backing off, while they do not):
+        the loops cannot tell a quiet queue from a silent NATS, and the health check must."""
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _PROBE_SECONDS)
+        while True:
+            await asyncio.sleep(_PROBE_SECONDS if self.availability.available else backoff.pause())
+            try:
+                await self.docs.probe(timeout_seconds=_PROBE_TIMEOUT_SECONDS)
+            except NatsStoreError as error:
+                self.availability.failed(error)
+                continue
+            self.availability.answered()
+            backoff.reset()
+
+    async def _kept_running(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run a background loop for good: one that raises (an error nobody foresaw) is logged, with its
+        traceback at most once a minute, and started again after a pause."""
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        logged_at = -_RELOG_SECONDS
+        while True:
+            try:
+                await loop()
+            except Exception:
+                now = asyncio.get_running_loop().time()
+                if now - logged_at >= _RELOG_SECONDS:
+                    logged_at = now
+                    logger.exception("%s stopped; starting it again", name)
+                else:
+                    logger.debug("%s stopped again; starting it again", name, exc_info=True)
+                await asyncio.sleep(backoff.pause())
 
     # ---- inside ----------------------------------------------------------------------------------------------
 

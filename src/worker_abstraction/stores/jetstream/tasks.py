@@ -18,6 +18,7 @@ attempt numbers fence attempts on workers).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -40,7 +41,12 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from worker_abstraction.errors import TaskExistsError
-from worker_abstraction.stores.jetstream.connection import WRONG_LAST_SEQUENCE, NatsStoreError, NatsUnavailableError
+from worker_abstraction.stores.jetstream.connection import (
+    NATS_ERRORS,
+    WRONG_LAST_SEQUENCE,
+    NatsStoreError,
+    NatsUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +159,18 @@ class TaskDocs:
             except (TimeoutError, NatsError, APIError) as error:
                 raise NatsUnavailableError(f"cannot open the NATS bucket {name!r}: {error!r}") from error
         return cls(*buckets)
+
+    async def probe(self, *, timeout_seconds: float) -> None:
+        """Return once the documents' stream answers (its leader reports on it) within `timeout_seconds`.
+
+        Raises:
+            NatsUnavailableError: it did not (NATS unreachable, no leader, no answer in time).
+        """
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await self._docs.status()
+        except NATS_ERRORS as error:
+            raise NatsUnavailableError(f"the task documents do not answer: {error!r}") from error
 
     async def create(self, doc: TaskDoc) -> int:
         """Store a new task's document; its revision.
