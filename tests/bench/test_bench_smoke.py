@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bench.config import TINY
-from bench.suite import FIGURE_KEYS, REQUIRED_KEYS, SINGLE_ROUND_KEYS
+from bench.suite import FIGURE_KEYS, REQUIRED_KEYS, ROUNDS_OF
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,10 +32,23 @@ def test_tiny_run_prints_the_table_and_writes_every_required_key(tmp_path: Path)
     for key in (*FIGURE_KEYS, "latency_ratio", "throughput_ratio"):
         assert isinstance(doc[key], int | float), key
     for key in FIGURE_KEYS:
-        assert len(doc["figures"][key]["rounds"]) >= (1 if key in SINGLE_ROUND_KEYS else 3), key
+        assert len(doc["figures"][key]["rounds"]) >= ROUNDS_OF.get(key, 3), key
     assert doc["machine"]["cpu_count"] >= 1
     # The registry's load was calibrated against the floor server, whose soundness is judged either way.
     assert doc["details"]["registry_heartbeat_rate_per_worker"] in TINY.heartbeat_rates
     assert isinstance(doc["unsound_floors"], dict)
     assert doc["details"]["daemon_store_probe"]["commits"] > 0
     assert "SQLite store alone on its disk" in completed.stdout
+    # Each shared path's CPU is charged to every process, the nats-server's included, and the model is made.
+    details = doc["details"]
+    for prefix in ("cluster_", "cluster_2_", "cluster_r3_", "cluster_2_callers_"):
+        assert {"caller", "daemon", "nats", "workers", "total"} <= details[f"{prefix}cpu_us_per_task_256"].keys()
+    assert {"nats_1", "nats_2", "nats_3"} <= details["cluster_r3_cpu_us_per_task_256"].keys()
+    assert {"daemon_1", "daemon_2"} <= details["cluster_2_cpu_us_per_task_256"].keys()
+    assert {"caller_1", "caller_2", "daemon_1", "daemon_2"} <= details["cluster_2_callers_cpu_us_per_task_256"].keys()
+    for ratio in ("cluster_latency_ratio_to_sqlite", "cluster_throughput_ratio_to_sqlite",
+                  "cluster_daemon_cpu_ratio_to_sqlite", "cluster_2_callers_throughput_ratio_to_one"):  # fmt: skip
+        assert isinstance(doc[ratio], float), ratio
+    assert set(details["cluster_model"]["cluster_"]["throughput"]) == {"1", "2", "4", "8"}
+    assert "CPU per task at 256 in flight" in completed.stdout
+    assert "model from (7)'s CPU per task" in completed.stdout
