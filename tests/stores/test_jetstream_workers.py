@@ -25,8 +25,11 @@ Open = Callable[..., Awaitable[JetStreamWorkerStore]]
 async def open_store(nats_server: NatsServer) -> AsyncIterator[Open]:
     opened: list[JetStreamWorkerStore] = []
 
-    async def open_(key_ttl_seconds: float = 30.0) -> JetStreamWorkerStore:
-        store = await JetStreamWorkerStore.open(NatsOptions((nats_server.url,)), key_ttl_seconds=key_ttl_seconds)
+    async def open_(key_ttl_seconds: float = 30.0, outage_grace_seconds: float | None = None) -> JetStreamWorkerStore:
+        options = NatsOptions((nats_server.url,))
+        store = await JetStreamWorkerStore.open(
+            options, key_ttl_seconds=key_ttl_seconds, outage_grace_seconds=outage_grace_seconds
+        )
         opened.append(store)
         return store
 
@@ -117,7 +120,7 @@ async def test_of_two_replicas_evicting_one_worker_only_one_removes_it(open_stor
 
 
 async def test_a_worker_no_registry_heartbeats_expires_from_the_bucket(open_store: Open) -> None:
-    a, b = await open_store(key_ttl_seconds=1), await open_store(key_ttl_seconds=1)
+    a, b = await open_store(key_ttl_seconds=1, outage_grace_seconds=0), await open_store(key_ttl_seconds=1)
     changes: list[WorkerChange] = []
     b.listen(changes.append)
     await a.put(record("w1"))

@@ -14,7 +14,7 @@ from worker_abstraction.observability.health import REGISTRY_SERVICE, ServerHeal
 from worker_abstraction.observability.metrics import RegistryMetrics
 from worker_abstraction.registry.service import Registry
 from worker_abstraction.registry.servicer import RegistryServicer
-from worker_abstraction.stores.base import WorkerStore
+from worker_abstraction.stores.base import SharedWorkerStore, WorkerStore
 from worker_abstraction.stores.memory import MemoryWorkerStore
 from worker_abstraction.tls import TLSConfig
 
@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 class RegistryServer:
     """Serves RegistryService, marks workers whose heartbeats stop SUSPECT, then evicts them. Health checks
-    and reflection are served beside it (NOT_SERVING from the moment it stops).
+    and reflection are served beside it (NOT_SERVING while a shared store does not answer, and from the
+    moment it stops).
 
     Args:
         host: interface to listen on.
@@ -68,6 +69,9 @@ class RegistryServer:
         self._server = _rpc.new_server(auth)
         self._checks_tokens = auth is not None and auth.checks_tokens
         self._health = ServerHealth(self._server, (REGISTRY_SERVICE,))
+        self.registry.availability.listen(self._health.set_all_soon)
+        if metrics is not None and isinstance(self.registry.store, SharedWorkerStore):
+            metrics.watch_store(self.registry.availability)
         self._sweeper: asyncio.Task[None] | None = None
 
     @property
@@ -77,7 +81,7 @@ class RegistryServer:
     async def start(self) -> None:
         pb_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(self.registry), self._server)
         self.port = _rpc.bind(self._server, self.host, self.port, self.tls, tokens=self._checks_tokens)
-        await self._health.set_all(True)
+        await self._health.set_all(self.registry.availability.available)
         await self._server.start()
         self._sweeper = asyncio.create_task(
             self.registry.sweep_forever(self.sweep_interval_seconds), name="registry-sweeper"

@@ -1,4 +1,19 @@
-"""The registry's logic, independent of gRPC: register, heartbeat, suspect, leave, evict, and events."""
+"""The registry's logic, independent of gRPC: register, heartbeat, suspect, leave, evict, and events.
+
+On a shared store (NATS), the store may stop answering for a while (a node died, a leader is being elected)
+while the workers keep heartbeating. Such an outage must not evict them, so:
+
+- a heartbeat the store cannot take is remembered here, answered as heard, and written (as heard, if
+  nothing newer was) once the store answers again, before anything is decided on what it holds;
+- a worker's silence is counted only over the time this replica has known the store to answer (since it
+  started, or since its last outage ended): no worker is made SUSPECT or evicted on a verdict computed from
+  a store it could not read or write within that time, nor hidden from the workers listed;
+- the store keeps each worker's key for the TTL plus an outage grace (see `JetStreamWorkerStore`), so that
+  keys do not expire in the bucket meanwhile.
+
+So an outage shorter than the TTL (and than 20 s) evicts no worker that kept heartbeating through it, on
+any replica; a worker that really died is evicted at most one TTL after the store answers again.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +21,29 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import replace
+from typing import TypeVar
 
-from worker_abstraction.errors import InvalidWorkerInfoError, PermissionDeniedError, WorkerNotFoundError
+from worker_abstraction.errors import (
+    InvalidWorkerInfoError,
+    PermissionDeniedError,
+    StoreUnavailableError,
+    WorkerNotFoundError,
+)
 from worker_abstraction.observability.metrics import RegistryMetrics
 from worker_abstraction.registry.events import EventHub, WorkerEvent, WorkerEventType
 from worker_abstraction.registry.validation import registration_problems
+from worker_abstraction.stores.availability import Backoff, StoreAvailability
 from worker_abstraction.stores.base import SharedWorkerStore, WorkerChange, WorkerRecord, WorkerStore
 from worker_abstraction.types import LoadReport, WorkerInfo, WorkerState
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_FIRST_RETRY_SECONDS = 0.1  # while the store does not answer, the sweeper asks again from this pause up
+_RELOG_SECONDS = 60.0  # a sweep that keeps failing unexpectedly logs its traceback this often at most
 
 
 class Registry:
@@ -28,7 +56,9 @@ class Registry:
     EVICTED marks only the registry's own removals (silence, or a new worker on its address).
 
     On a `SharedWorkerStore` (several registries, one view), the events come from the store's change
-    reports, so watchers of every registry hear what any of them did, once.
+    reports, so watchers of every registry hear what any of them did, once; and an outage of that store
+    evicts no worker that kept heartbeating (see the module docstring). `availability` says whether it
+    answers (the health check and metrics follow it).
 
     Args:
         ttl_seconds: silence after which a worker is evicted.
@@ -63,6 +93,12 @@ class Registry:
         self._shared = isinstance(store, SharedWorkerStore)
         if isinstance(store, SharedWorkerStore):
             store.listen(self._on_change)
+        # Silence is counted from when this replica last knew the store to answer (a shared one: from now).
+        self.availability = StoreAvailability(
+            "the registry's shared store", since=time.monotonic() if self._shared else None
+        )
+        # Heartbeats served while the store could not take them: worker id -> (load, report, heard at).
+        self._remembered: dict[str, tuple[int, LoadReport | None, float]] = {}
 
     @property
     def heartbeat_interval_seconds(self) -> float:
@@ -87,6 +123,7 @@ class Registry:
             raise InvalidWorkerInfoError(problems)
         if not info.worker_id:
             info = replace(info, worker_id=uuid.uuid4().hex)
+        self._check_store_answers()
         if owner:
             await self._check_takeover(info, owner)
         info = replace(info, last_heartbeat=None, current_load=0, state=WorkerState.ACTIVE, state_reason="")
@@ -96,7 +133,7 @@ class Registry:
                 reason = f"replaced by {info.worker_id} at {info.address}"
                 await self._drop(stale.info.worker_id, reason, evicted=True)
         record = WorkerRecord(info=info, last_seen=time.time(), owner=owner)
-        previous = await self.store.put(record)
+        previous = await self._stored(self.store.put(record))
         if self._metrics is not None:
             self._metrics.registrations.inc()
         if previous is None:
@@ -113,7 +150,7 @@ class Registry:
         Raises:
             PermissionDeniedError: `owner` is not the principal that registered the worker.
         """
-        record = await self.store.get(worker_id)
+        record = await self._stored(self.store.get(worker_id))
         if record is None:
             return False
         self._check_owner(record, owner)
@@ -127,7 +164,14 @@ class Registry:
         # Watchers hear of slot and state changes, not of every wiggle in CPU use.
         was_suspect = record.state is not WorkerState.ACTIVE
         changed = was_suspect or record.load != load or _slots(record.report) != _slots(report)
-        updated = await self.store.touch(worker_id, load=load, now=now, report=report)
+        if not self.availability.available:  # (no write that would wait for an answer that will not come)
+            return self._remember(worker_id, load, report, now)
+        try:
+            updated = await self.store.touch(worker_id, load=load, now=now, report=report)
+        except StoreUnavailableError as error:
+            self.availability.failed(error)
+            return self._remember(worker_id, load, report, now)
+        self._remembered.pop(worker_id, None)
         if updated is None:  # removed between the two calls
             return False
         if self._metrics is not None:
@@ -173,18 +217,26 @@ class Registry:
     async def sweep(self) -> tuple[int, int]:
         """Mark workers silent past `suspect_after_seconds` SUSPECT and evict those silent past the TTL.
 
+        On a shared store, the store is asked first and the heartbeats it could not take are written: a
+        store that does not answer decides nothing (see the module docstring).
+
         Returns:
             How many workers became SUSPECT and how many were evicted.
+
+        Raises:
+            StoreUnavailableError: the store stopped answering during the sweep.
         """
+        if self._shared and not await self._store_answers():
+            return 0, 0
         now = time.time()
         suspect_before = now - self.suspect_after_seconds
         suspected = evicted = 0
         for record in await self.store.expired(suspect_before):
-            worker_id, silence = record.info.worker_id, now - record.last_seen
+            worker_id, silence = record.info.worker_id, self._silence(record, now)
             if silence > self.ttl_seconds:
                 reason = f"evicted: no heartbeat for {silence:.1f}s"
                 evicted += await self._drop(worker_id, reason, evicted=True, seen_before=now - self.ttl_seconds)
-            elif record.state is WorkerState.ACTIVE:
+            elif silence > self.suspect_after_seconds and record.state is WorkerState.ACTIVE:
                 reason = f"no heartbeat for {silence:.1f}s"
                 marked = await self.store.mark_suspect(worker_id, reason=reason, seen_before=suspect_before)
                 if marked is not None:
@@ -198,13 +250,72 @@ class Registry:
         return (await self.sweep())[1]
 
     async def sweep_forever(self, interval_seconds: float) -> None:
-        """Sweep every interval, whether or not anyone lists the workers."""
+        """Sweep every interval, whether or not anyone lists the workers; while the store does not answer,
+        ask it again sooner, backing off (jittered) up to the interval."""
+        backoff = Backoff(min(_FIRST_RETRY_SECONDS, interval_seconds), interval_seconds)
+        logged_at = -_RELOG_SECONDS
         while True:
-            await asyncio.sleep(interval_seconds)
+            await asyncio.sleep(interval_seconds if self.availability.available else backoff.pause())
             try:
                 await self.sweep()
-            except Exception:  # a store hiccup must not stop future sweeps
-                logger.exception("sweep failed")
+            except StoreUnavailableError as error:
+                self.availability.failed(error)
+            except Exception:  # nothing unforeseen may stop future sweeps; its traceback once a minute at most
+                now = time.monotonic()
+                if now - logged_at >= _RELOG_SECONDS:
+                    logged_at = now
+                    logger.exception("sweep failed")
+                else:
+                    logger.debug("sweep failed again", exc_info=True)
+            if self.availability.available:
+                backoff.reset()
+
+    async def _store_answers(self) -> bool:
+        """Whether the shared store answers now; if so, the heartbeats it could not take are written first."""
+        assert isinstance(self.store, SharedWorkerStore)
+        try:
+            await self.store.probe()
+            await self._write_remembered()
+        except StoreUnavailableError as error:
+            self.availability.failed(error)
+            return False
+        self.availability.answered()
+        return True
+
+    def _remember(self, worker_id: str, load: int, report: LoadReport | None, now: float) -> bool:
+        """Keep a heartbeat the store cannot take now, to write it once it can; the worker hears it served."""
+        self._remembered[worker_id] = (load, report, now)
+        if self._metrics is not None:
+            self._metrics.heartbeats.inc()
+        return True
+
+    async def _write_remembered(self) -> None:
+        """Write the heartbeats served while the store did not answer (as heard: unless it holds a newer one)."""
+        for worker_id, heard in list(self._remembered.items()):
+            load, report, heard_at = heard
+            record = await self.store.get(worker_id)
+            if record is not None and record.last_seen < heard_at:
+                await self.store.touch(worker_id, load=load, now=heard_at, report=report)
+            if self._remembered.get(worker_id) is heard:  # (not heard again meanwhile)
+                del self._remembered[worker_id]
+
+    def _check_store_answers(self) -> None:
+        """Refuse at once what needs a write while the store is known not to answer (the caller retries)."""
+        if not self.availability.available:
+            raise StoreUnavailableError(f"{self.availability.what} does not answer now; try again in a moment")
+
+    async def _stored(self, call: Awaitable[T]) -> T:
+        """A call to the store; one that finds it not answering is noted (health, metrics) and raised."""
+        try:
+            return await call
+        except StoreUnavailableError as error:
+            self.availability.failed(error)
+            raise
+
+    def _silence(self, record: WorkerRecord, now: float) -> float:
+        """How long a worker has been silent, as far as this replica can tell: not counting the time before
+        it last found the store answering (heartbeats it could not read or write then may have been sent)."""
+        return min(now - record.last_seen, self.availability.available_for())
 
     async def _check_takeover(self, info: WorkerInfo, owner: str) -> None:
         now = time.time()
@@ -223,12 +334,14 @@ class Registry:
             raise PermissionDeniedError(f"worker {record.info.worker_id} belongs to another principal")
 
     def _is_stale(self, record: WorkerRecord, now: float) -> bool:
-        return now - record.last_seen > self.ttl_seconds
+        return self._silence(record, now) > self.ttl_seconds
 
     async def _drop(
         self, worker_id: str, reason: str, *, evicted: bool = False, seen_before: float | None = None
     ) -> bool:
-        record = await self.store.remove(worker_id, reason=reason, evicted=evicted, seen_before=seen_before)
+        record = await self._stored(
+            self.store.remove(worker_id, reason=reason, evicted=evicted, seen_before=seen_before)
+        )
         if record is None:
             return False
         logger.info("worker %s (%s) left: %s", worker_id, record.info.name, reason)

@@ -108,3 +108,11 @@ class SharedWorkerStore(WorkerStore, Protocol):
     def listen(self, listener: Callable[[WorkerChange], None]) -> None:
         """Call `listener` with every change, in the order the store applied them."""
         ...
+
+    async def probe(self) -> None:
+        """Return once the store answers (the registry asks before it decides anything on what it holds).
+
+        Raises:
+            StoreUnavailableError: it does not answer now.
+        """
+        ...

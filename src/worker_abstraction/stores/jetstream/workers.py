@@ -5,7 +5,9 @@ H heartbeat, S suspect), the owner (the registering principal: two bytes of leng
 worker as the contract's WorkerInfo message, live fields included. Every
 write but a registration is a compare-and-set on the key's revision, so a stale SUSPECT verdict never
 overwrites a fresh heartbeat, and of two replicas evicting one worker only one succeeds. Every value
-carries a per-message TTL, so a worker whose every registry died still disappears from the bucket. A
+carries a per-message TTL, so a worker whose every registry died still disappears from the bucket; it is
+the registry's TTL plus an outage grace, so that the keys of workers that kept heartbeating do not vanish
+while NATS cannot be written for a while (a node died: see `registry.service` for what holds). A
 removal is a purge whose body says why (E evicted, D deregistered); the server's own expiry marker (the
 bucket has `limit_marker_ttl`) reads as an eviction.
 
@@ -36,6 +38,7 @@ from worker_abstraction import _convert
 from worker_abstraction.errors import InvalidWorkerInfoError
 from worker_abstraction.stores.base import WorkerChange, WorkerRecord
 from worker_abstraction.stores.jetstream.connection import (
+    NATS_ERRORS,
     WRONG_LAST_SEQUENCE,
     NatsOptions,
     NatsStoreError,
@@ -53,22 +56,44 @@ _CAS_ATTEMPTS = 5
 _MARKER_TTL_SECONDS = 60  # how long removal markers stay in the bucket (watchers see them at once)
 _MAX_TOMBSTONES = 10_000
 _MAX_ID_CHARS = 4096  # longer ids (a hostile heartbeat) are not looked up in the bucket
+_PROBE_TIMEOUT_SECONDS = 2.0
+ANSWER_TIMEOUT_SECONDS = 2.0  # a read or a write of the bucket (see `answer_timeout_seconds`)
+MIN_OUTAGE_GRACE_SECONDS = 30.0  # the least a key outlives the registry's TTL (see `outage_grace_seconds`)
 
 
 class JetStreamWorkerStore:
     """A `SharedWorkerStore` on a JetStream KV bucket; open it with `JetStreamWorkerStore.open`.
 
     Args:
-        key_ttl_seconds: a value not rewritten for this long expires in the bucket (whole seconds, at
-            least 1): the backstop for a worker whose every registry died. Give it the registry's TTL.
+        key_ttl_seconds: the registry's TTL. A value not rewritten for this long plus `outage_grace_seconds`
+            expires in the bucket (whole seconds, at least 1): the backstop for a worker whose every
+            registry died.
+        outage_grace_seconds: how much longer than the TTL a key lives in the bucket, so that the keys of
+            workers that kept heartbeating survive a store outage that long (less a heartbeat interval):
+            their registries write them again once they can. Default: the TTL, and at least
+            `MIN_OUTAGE_GRACE_SECONDS`.
+        answer_timeout_seconds: how long a read or a write waits for NATS before it says NATS does not
+            answer: well below a worker's call timeout, so that a heartbeat served during an outage is
+            answered (and remembered) rather than left to time out.
     """
 
-    def __init__(self, client: Client, kv: KeyValue, bucket: str, *, key_ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        client: Client,
+        kv: KeyValue,
+        bucket: str,
+        *,
+        key_ttl_seconds: float,
+        outage_grace_seconds: float | None = None,
+        answer_timeout_seconds: float = ANSWER_TIMEOUT_SECONDS,
+    ) -> None:
         self._client = client
-        self._js: JetStreamContext = client.jetstream()
+        self._js: JetStreamContext = client.jetstream(timeout=answer_timeout_seconds)
         self._kv = kv
         self._prefix = f"$KV.{bucket}."
-        self._key_ttl = max(1, math.ceil(key_ttl_seconds))
+        if outage_grace_seconds is None:
+            outage_grace_seconds = max(key_ttl_seconds, MIN_OUTAGE_GRACE_SECONDS)
+        self._key_ttl = max(1, math.ceil(key_ttl_seconds + outage_grace_seconds))
         self._records: dict[str, WorkerRecord] = {}
         self._revisions: dict[str, int] = {}
         self._tombstones: dict[str, int] = {}  # removed id -> revision of its removal, until the watch passes it
@@ -84,6 +109,8 @@ class JetStreamWorkerStore:
         options: NatsOptions,
         *,
         key_ttl_seconds: float,
+        outage_grace_seconds: float | None = None,
+        answer_timeout_seconds: float = ANSWER_TIMEOUT_SECONDS,
         bucket: str = DEFAULT_BUCKET,
         sync_timeout_seconds: float = 10.0,
     ) -> JetStreamWorkerStore:
@@ -103,7 +130,15 @@ class JetStreamWorkerStore:
                 )
                 kv = await js.create_key_value(config)
             _check_bucket(bucket, await kv.status())
-            store = cls(client, kv, bucket, key_ttl_seconds=key_ttl_seconds)
+            kv = await client.jetstream(timeout=answer_timeout_seconds).key_value(bucket)  # (made, it answers soon)
+            store = cls(
+                client,
+                kv,
+                bucket,
+                key_ttl_seconds=key_ttl_seconds,
+                outage_grace_seconds=outage_grace_seconds,
+                answer_timeout_seconds=answer_timeout_seconds,
+            )
             await store._start(sync_timeout_seconds)
         except NatsStoreError:
             await client.close()
@@ -133,6 +168,18 @@ class JetStreamWorkerStore:
 
     def listen(self, listener: Callable[[WorkerChange], None]) -> None:
         self._listeners.append(listener)
+
+    async def probe(self, *, timeout_seconds: float = _PROBE_TIMEOUT_SECONDS) -> None:
+        """Return once the bucket's stream answers (its leader reports on it) within `timeout_seconds`.
+
+        Raises:
+            NatsUnavailableError: it did not (NATS unreachable, no leader, no answer in time).
+        """
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await self._kv.status()
+        except NATS_ERRORS as error:
+            raise _unavailable(error) from error
 
     async def put(self, record: WorkerRecord) -> WorkerRecord | None:
         worker_id = record.info.worker_id
