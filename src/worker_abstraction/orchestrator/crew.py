@@ -26,6 +26,8 @@ class Phase(enum.Enum):
     WAITING ──place──► SENDING ──accepted──► RUNNING ──terminal──► DONE
        ▲                  │ busy / unreachable   │ failed, retryable
        └──────────────────┴───────────── BACKOFF ◄┘
+
+    and from any phase but DONE, once the run's hold is lost: ──► HANDED_OVER
     """
 
     WAITING = "waiting"  # in the scheduler's queue
@@ -33,6 +35,7 @@ class Phase(enum.Enum):
     RUNNING = "running"  # the worker accepted it
     BACKOFF = "backoff"  # an attempt failed; the next one waits for its back-off
     DONE = "done"
+    HANDED_OVER = "handed over"  # its hold was lost: another replica carries the task on, this run does nothing
 
 
 class FinishedTasks(Protocol):

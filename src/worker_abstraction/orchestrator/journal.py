@@ -8,7 +8,10 @@ What is awaited and what is not: "accepted" and "cancel requested" are stored be
 "yes". Attempt numbers are reserved before any is sent (acceptance reserves the first `ATTEMPT_BLOCK`, a
 later attempt past them reserves the next block first), so a task resumed after a crash gets a number
 beyond any that may have been sent: no number ever runs twice. The rest (dispatched, requeued, finished,
-dead letters) is written behind, in order.
+dead letters) is written behind, in order, with one exception: an attempt number a worker refused (it was
+full) and that is sent again, to another worker perhaps, is sent only once the fact naming that worker is
+stored (`dispatching`), so that a daemon resuming the task after a crash never looks for the attempt on the
+worker that refused it while it runs on another.
 """
 
 from __future__ import annotations
@@ -82,6 +85,10 @@ class Journal(Protocol):
 
     def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None: ...
 
+    async def dispatching(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+        """`dispatched`, stored (after every fact of the task written before it) before this returns."""
+        ...
+
     def requeued(self, task_id: str, attempt: int, failures: int) -> None: ...
 
     async def cancel_requested(self, task_id: str, reason: str) -> None: ...
@@ -132,6 +139,9 @@ class NullJournal:
         return None
 
     def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+        return None
+
+    async def dispatching(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
         return None
 
     def requeued(self, task_id: str, attempt: int, failures: int) -> None:
@@ -211,6 +221,10 @@ class StoreJournal:
 
     def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
         self._write(self.store.dispatched(task_id, worker_id, worker_address, attempt))
+
+    async def dispatching(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+        # (The store commits the facts in the order it was given them: the earlier ones with this one.)
+        await self._write(self.store.dispatched(task_id, worker_id, worker_address, attempt))
 
     def requeued(self, task_id: str, attempt: int, failures: int) -> None:
         self._write(self.store.requeued(task_id, attempt, failures))

@@ -9,7 +9,9 @@ Updates are numbered as WatchTask numbers them. A replica that takes a task over
 its run's updates after the last one the log kept (`base`), so the task's updates read as one stream
 whichever replicas ran it. Updates are published one after the other, in order; `flushed()` waits until
 every one so far is stored (the runner waits for it before it lets the task go, so a finished task's last
-update is always in the log before anyone can take the task again).
+update is always in the log before anyone can take the task again). A runner whose hold on the task is
+lost publishes nothing more: each update is published only while `alive()` says the hold lasts, and
+`stop()` drops what is left.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from worker_abstraction import _convert
@@ -39,20 +41,30 @@ _MAX_FOLLOW_PAUSE_SECONDS = 5.0
 class UpdatePublisher:
     """Publishes every update of a run's handle to the log, in order, numbered after `base`.
 
-    Subscribe it to the handle: `handle.subscribe(UpdatePublisher(log, handle.task_id, base))`.
+    Subscribe it to the handle: `handle.subscribe(UpdatePublisher(log, handle.task_id, base))`. With
+    `alive`, each update is published only while it returns True (the runner's hold on the task lasts).
     """
 
-    __slots__ = ("_base", "_draining", "_log", "_pending", "failed", "task_id")
+    __slots__ = ("_alive", "_base", "_draining", "_log", "_pending", "failed", "stopped", "task_id")
 
-    def __init__(self, log: UpdateLog, task_id: str, base: int = 0) -> None:
+    def __init__(self, log: UpdateLog, task_id: str, base: int = 0, *, alive: Callable[[], bool] | None = None) -> None:
         self._log = log
         self.task_id = task_id
         self._base = base
+        self._alive = alive
         self._pending: collections.deque[tuple[int, bytes]] = collections.deque()
         self._draining: asyncio.Task[None] | None = None
         self.failed = 0  # updates the log never stored (NATS unreachable through every try)
+        self.stopped = False  # the hold was lost: nothing more is published
+
+    def stop(self) -> None:
+        """Publish nothing more (the updates not yet published are dropped)."""
+        self.stopped = True
+        self._pending.clear()
 
     def __call__(self, position: int, update: TaskUpdate) -> None:
+        if self.stopped:
+            return
         sequence = self._base + position
         self._pending.append((sequence, _convert.update_to_pb(update, sequence=sequence).SerializeToString()))
         if self._draining is None or self._draining.done():
@@ -67,6 +79,10 @@ class UpdatePublisher:
         while self._pending:
             sequence, data = self._pending[0]
             for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+                if self._alive is not None and not self._alive():
+                    self.stop()
+                if self.stopped:
+                    return  # (what is left was dropped)
                 try:
                     await self._log.publish(self.task_id, sequence, data)
                     break
@@ -76,7 +92,8 @@ class UpdatePublisher:
                         logger.error("update %d of task %s was not published: %s", sequence, self.task_id, error)
                     else:
                         await asyncio.sleep(_RETRY_PAUSE_SECONDS)
-            self._pending.popleft()
+            if self._pending:  # (emptied if it was stopped meanwhile)
+                self._pending.popleft()
 
 
 def followed_handle(

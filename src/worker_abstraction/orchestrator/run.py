@@ -9,7 +9,9 @@ Its phases and the moves between them are drawn beside `Phase` (crew.py).
 
 - **Attempt numbers** only grow, and each is reserved in the journal before it is sent, so no number ever
   runs on two workers, even across a crash. A dispatch the worker provably did not run (it was full) keeps
-  its number.
+  its number: the refusal is journaled (the task waits again), and the number goes to another worker only
+  once the fact naming that worker is stored, so a run resumed after a crash never looks for an attempt on
+  a worker that refused it while the attempt runs elsewhere.
 - **Fencing**: an update counts only if it belongs to the current attempt; anything else is a zombie's.
 - **Retries** (which failures: `retries.py`): after the policy's back-off, on another worker if one can
   take it; when attempts run out after a retryable failure, the task is dead-lettered.
@@ -18,6 +20,9 @@ Its phases and the moves between them are drawn beside `Phase` (crew.py).
   and the worker's late result is fenced off. A cancel nobody confirms ends the task after a while anyway.
 - **Deadlines**: the worker enforces `timeout_seconds`; the run's own deadline comes a little later, so a
   silent worker cannot hold a task forever.
+- **Holds**: a run of a task shared with other replicas has a `Hold`. Once it is lost (another replica may
+  hold the task now) the run stops at once (`hand_over`): it writes, publishes and dispatches nothing more,
+  and leaves its attempt on the worker to the new holder.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import functools
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from worker_abstraction import lifecycle
 from worker_abstraction.observability import tracing
@@ -60,18 +65,30 @@ CANCEL_RESEND_SECONDS = 1.0
 CANCEL_CONFIRM_SECONDS = 30.0  # a cancel the worker never confirms ends the task after this long
 
 
+class Hold(Protocol):
+    """What a run of a task shared with other replicas holds the task by."""
+
+    def alive(self) -> bool:
+        """False once another replica may hold the task (then the run is handed over: see `TaskRun.hand_over`)."""
+        ...
+
+
 class TaskRun:
     """One task, from acceptance to its one terminal state."""
 
     # One per task the daemon holds, queued ones included: slots keep 100,000 of them small.
-    __slots__ = ("_crew", "_failures", "_queue_timeout", "_reserved", "_reuse_number", "_sent", "_sinks", "_spans",
-                 "_timers", "avoid", "cancel_reason", "capability", "dead_lettered", "fairness_key", "handle", "phase",
-                 "pinned", "preferred_tags", "priority", "required_tags", "retry", "spec", "state")  # fmt: skip
+    __slots__ = ("_crew", "_failures", "_hold", "_queue_timeout", "_reserved", "_reuse_number", "_sent", "_sinks",
+                 "_spans", "_timers", "avoid", "cancel_reason", "capability", "dead_lettered", "fairness_key",
+                 "handle", "phase", "pinned", "preferred_tags", "priority", "required_tags", "retry", "spec",
+                 "state")  # fmt: skip
 
-    def __init__(self, spec: TaskSpec, crew: Crew, *, queue_timeout_seconds: float | None = None) -> None:
+    def __init__(
+        self, spec: TaskSpec, crew: Crew, *, queue_timeout_seconds: float | None = None, hold: Hold | None = None
+    ) -> None:
         options = spec.options
         self.spec = spec
         self._crew = crew
+        self._hold = hold  # None: the task is this engine's alone, and its hold is never lost
         self.state = TaskState(
             spec.task_id,
             spec.capability,
@@ -139,8 +156,11 @@ class TaskRun:
 
     def place(self, worker: WorkerInfo) -> None:
         """The scheduler reserved a slot on `worker` for this task: send it there."""
+        if self._hold_lost():
+            return
         state = self.state
-        number = state.attempt if self._reuse_number else max(self._sent, state.attempt) + 1
+        reused = self._reuse_number
+        number = state.attempt if reused else max(self._sent, state.attempt) + 1
         self._reuse_number = False
         self.phase = Phase.SENDING
         state.begin_attempt(number, worker.worker_id, worker.address)
@@ -148,8 +168,9 @@ class TaskRun:
         self._start_deadline()
         # The worker's handler continues the attempt's span (or, untraced here, the caller's).
         trace_context = self._spans.placed(number, worker.worker_id) if self._spans is not None else None
-        if number > self._reserved:
-            self._spawn(self._reserve_and_send(worker, number, trace_context), f"reserve-{self.spec.task_id}")
+        if reused or number > self._reserved:
+            sending = self._store_and_send(worker, number, trace_context, reused=reused)
+            self._spawn(sending, f"store-{self.spec.task_id}")
         else:
             self._send(worker, number, trace_context)
 
@@ -182,7 +203,8 @@ class TaskRun:
     # ---- what workers say (through an attempt's sink) ------------------------------------------------------
 
     def done(self) -> bool:
-        return self.phase is Phase.DONE
+        """Whether the run is over here: the task ended, or its hold was lost."""
+        return self.phase is Phase.DONE or self.phase is Phase.HANDED_OVER
 
     def is_current(self, number: int) -> bool:
         return self.state.attempt == number and self.phase in (Phase.SENDING, Phase.RUNNING)
@@ -191,6 +213,8 @@ class TaskRun:
         state = self.state
         if not self.is_current(number) or (update.attempt and update.attempt != number):
             state.stale_updates += 1  # fenced: an attempt given up on still talks
+            return
+        if self._hold_lost():
             return
         # Seed workers do not number updates (sequence 0); ours never repeat one after a resume.
         if update.sequence:
@@ -218,7 +242,7 @@ class TaskRun:
             self._attempt_failed(failure, update)
 
     def on_lost(self, number: int, reason: str) -> None:
-        if not self.is_current(number):
+        if not self.is_current(number) or self._hold_lost():
             return
         message = f"attempt {number} on worker {self.state.worker_id}: {reason}"
         self._attempt_failed(TaskFailure(lifecycle.WORKER_LOST, message, FailureOrigin.INFRASTRUCTURE), None)
@@ -227,6 +251,24 @@ class TaskRun:
         """The registry says the worker left: its attempt here will never report back."""
         if self.phase in (Phase.SENDING, Phase.RUNNING) and self.state.worker_id == worker_id:
             self.on_lost(self.state.attempt, f"the worker left the registry ({reason})")
+
+    def hand_over(self, reason: str) -> None:
+        """The task's hold was lost (another replica may hold it now): stop at once.
+
+        Nothing more is written, published, dispatched or canceled for the task from here: no terminal
+        update, no record. Its attempt on a worker, if any, is left running for the new holder to follow.
+        """
+        if self.done():
+            return
+        self.phase = Phase.HANDED_OVER
+        self._timers.stop_all()
+        if self._sinks is not None:
+            self._sinks.forget_all()
+        self._crew.scheduler.discard(self)
+        if self._spans is not None:
+            self._spans.finished(Phase.HANDED_OVER.name, reason)
+        logger.warning("task %s: %s; its run here stops (another replica carries it on)", self.spec.task_id, reason,
+                       extra=self._log_fields())  # fmt: skip
 
     # ---- the record --------------------------------------------------------------------------------------
 
@@ -238,22 +280,41 @@ class TaskRun:
 
     # ---- inside ------------------------------------------------------------------------------------------
 
-    async def _reserve_and_send(self, worker: WorkerInfo, number: int, trace: tracing.TraceContext | None) -> None:
-        self._reserved = number + ATTEMPT_BLOCK - 1  # reserved before it is sent: never reused after a crash
-        try:
-            await self._crew.journal.reserve(self.spec.task_id, self._reserved)
-        except Exception as error:  # a store that cannot write: fail loudly, never hang
-            self._dispatch_failed(error)
-            return
-        self._send(worker, number, trace)
+    async def _store_and_send(
+        self, worker: WorkerInfo, number: int, trace: tracing.TraceContext | None, *, reused: bool
+    ) -> None:
+        """Store what must be stored before attempt `number` goes to `worker`, then send it.
 
-    def _send(self, worker: WorkerInfo, number: int, trace: tracing.TraceContext | None) -> None:
+        A new number past the reservation: the next block is reserved first (never reused after a crash). A
+        number a worker refused, sent again (to another worker, perhaps): the fact naming the worker is
+        stored first, so that a run resumed after a crash looks for the attempt where it was sent, never
+        on the worker that refused it while it runs on this one.
+        """
+        journal, task_id = self._crew.journal, self.spec.task_id
+        try:
+            if reused:
+                await journal.dispatching(task_id, worker.worker_id, worker.address, number)
+            else:
+                self._reserved = number + ATTEMPT_BLOCK - 1
+                await journal.reserve(task_id, self._reserved)
+        except Exception as error:  # a store that cannot write: fail loudly, never hang
+            if not self.done():  # (a lost hold: the run was handed over, and says nothing)
+                self._dispatch_failed(error)
+            return
+        self._send(worker, number, trace, stored=reused)
+
+    def _send(
+        self, worker: WorkerInfo, number: int, trace: tracing.TraceContext | None, *, stored: bool = False
+    ) -> None:
         crew = self._crew
         try:
-            crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
-            self._sent = max(self._sent, number)
-            if not self.is_current(number):  # canceled (or expired) while its number was being reserved
+            # Canceled, expired or handed over while its number was being stored: it goes nowhere, and no
+            # fact names a worker it was not sent to.
+            if not self.is_current(number) or self._hold_lost():
                 return
+            if not stored:
+                crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
+            self._sent = max(self._sent, number)
             sink = self._open_sink(number, worker.address)
             answered = crew.links.get(worker.address).dispatch(
                 self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace
@@ -270,7 +331,7 @@ class TaskRun:
 
     def _answered(self, worker: WorkerInfo, number: int, answered: asyncio.Future[DispatchAnswer]) -> None:
         """The worker's answer to attempt `number`."""
-        if answered.cancelled() or not self.is_current(number):
+        if answered.cancelled() or not self.is_current(number) or self._hold_lost():
             return
         if (error := answered.exception()) is not None:
             self._dispatch_failed(error)
@@ -297,6 +358,8 @@ class TaskRun:
         if answer.answer is Answer.BUSY:
             self.state.forget_attempt()
             self._reuse_number = True  # it provably did not run there
+            # Waiting again, stored as such: a run resumed from here does not look for it on that worker.
+            crew.journal.requeued(self.spec.task_id, number, self._failures)
             if spans is not None:
                 spans.attempt_ended(None)
             crew.scheduler.hold_back(worker.worker_id, BUSY_HOLD_SECONDS)
@@ -315,6 +378,8 @@ class TaskRun:
 
     def _attempt_failed(self, failure: TaskFailure, update: TaskUpdate | None) -> None:
         """The current attempt failed: retry it, or end the task."""
+        if self._hold_lost():
+            return
         state, crew = self.state, self._crew
         number, worker_id = state.attempt, state.worker_id
         state.end_attempt(TaskStatus.FAILED, failure.text)
@@ -357,9 +422,11 @@ class TaskRun:
 
     async def _cancel_on_worker(self) -> bool:
         state = self.state
+        if self._hold_lost():
+            return False
         link = self._crew.links.get(state.worker_address)
         answer = await link.cancel(self.spec.task_id, self.cancel_reason)
-        if self.phase is Phase.DONE:
+        if self.done():
             return state.status is TaskStatus.CANCELED
         if answer is CancelAnswer.FINISHED:
             return False  # its terminal update is on the way: it ends as it ended
@@ -379,7 +446,7 @@ class TaskRun:
             self._spawn(self._cancel_on_worker(), "resend-cancel")
 
     def _cancel_unconfirmed(self) -> None:
-        if self.phase is not Phase.DONE:
+        if not self.done():
             worker = self.state.worker_id
             self._finish_canceled(f"{self.cancel_reason} (worker {worker} did not confirm within "
                                   f"{CANCEL_CONFIRM_SECONDS:g}s; its late result is ignored)")  # fmt: skip
@@ -412,7 +479,7 @@ class TaskRun:
         self._finish(retries.canceled(self.state, reason))
 
     def _finish(self, update: TaskUpdate) -> None:
-        if self.phase is Phase.DONE:
+        if self.done() or self._hold_lost():
             return
         self.phase = Phase.DONE
         self._timers.stop_all()
@@ -427,6 +494,14 @@ class TaskRun:
         metrics = self._crew.metrics
         if metrics is not None:
             metrics.task_finished(self.capability, update.status, self.spec.created_at_ns, self.state.attempts)
+
+    def _hold_lost(self) -> bool:
+        """True (and the run handed over) once its hold is lost: nothing more may be done on its behalf."""
+        hold = self._hold
+        if hold is None or hold.alive():
+            return False
+        self.hand_over("its hold was lost")
+        return True
 
     def _enqueue(self) -> None:
         if self._spans is not None:  # before the scheduler is asked: it may place the task at once

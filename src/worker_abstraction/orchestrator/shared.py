@@ -13,6 +13,11 @@ queue, not by which one accepted it (see `stores/jetstream`):
   if nobody held it before, or from where the previous holder's document says it got, with attempt
   numbers above any the previous holder may have sent. Its updates go to the update log, numbered after
   the last one kept.
+- **Losing a hold.** A lease that lapsed (not kept alive in time: the replica was paused, or cut off from
+  NATS) or a document another replica took over ends this replica's hold on the task: its run stops at
+  once (`TaskRun.hand_over`), and from then on writes nothing to the document, publishes no update and
+  leaves the attempt on its worker to the new holder, which follows it there or retries it under a higher
+  number. The work is never acknowledged nor given back by a replica that lost it.
 - **Finishing.** The document is finished (by compare-and-set: one replica's outcome counts), the last
   update is stored, then the lease is done. A replica that dies loses its leases; its tasks go to the
   others within the lease time and carry on there.
@@ -33,7 +38,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.client import Client
@@ -76,10 +81,31 @@ _PROBE_TIMEOUT_SECONDS = 2.0
 _RELOG_SECONDS = 60.0  # a loop that keeps failing unexpectedly logs its traceback this often at most
 
 
-@dataclass(slots=True)
 class _Holding:
-    lease: Lease
-    publisher: UpdatePublisher
+    """A task this replica holds: its lease, its run and its publisher. It is the run's `Hold`, and what
+    the journal writes its facts under; once lost (`lost`), it stays lost."""
+
+    __slots__ = ("_lost", "gone", "lease", "publisher", "run")
+
+    def __init__(self, lease: Lease, lost: Callable[[_Holding, str], None]) -> None:
+        self.lease = lease
+        self._lost = lost
+        self.publisher: UpdatePublisher | None = None
+        self.run: TaskRun | None = None
+        self.gone = False
+
+    def alive(self) -> bool:
+        if self.gone:
+            return False
+        if self.lease.alive():
+            return True
+        self.lost("its lease lapsed")
+        return False
+
+    def lost(self, reason: str) -> None:
+        if not self.gone:
+            self.gone = True
+            self._lost(self, reason)
 
 
 class _Owner:
@@ -121,7 +147,9 @@ class SharedTasks:
         self.replica = replica
         self._prefetch = max(1, prefetch)
         self._holdings: dict[str, _Holding] = {}
-        self.journal = SharedJournal(docs, replica, self._release, reserved_at_acceptance=ATTEMPT_BLOCK)
+        self.journal = SharedJournal(
+            docs, replica, self._release, reserved_at_acceptance=ATTEMPT_BLOCK, holding=self._holdings.get
+        )
         self._followed: dict[str, tuple[AsyncTaskHandle, asyncio.Task[None]]] = {}  # handle, what feeds it
         self._pullers: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -323,11 +351,19 @@ class SharedTasks:
             return
         doc = held.doc
         spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
-        run = TaskRun(spec, engine.crew, queue_timeout_seconds=spec.options.queue_timeout_seconds)
+        holding = _Holding(lease, self._hold_lost)
+        lease.on_lost = functools.partial(holding.lost, "its lease lapsed")
+        previous = self._holdings.get(spec.task_id)
+        if previous is not None:  # its lease lapsed and came back here: the old run stops before the new starts
+            previous.lost("taken again")
+        self._holdings[spec.task_id] = holding
         # Nobody held it before: nobody published its updates (no need to ask where they end).
         base = 0 if held.sent_up_to == 0 else await self.log.last(spec.task_id)
-        publisher = UpdatePublisher(self.log, spec.task_id, base)
-        self._holdings[spec.task_id] = _Holding(lease, publisher)
+        if holding.gone:  # lost while the log was read
+            return
+        run = TaskRun(spec, engine.crew, queue_timeout_seconds=spec.options.queue_timeout_seconds, hold=holding)
+        publisher = UpdatePublisher(self.log, spec.task_id, base, alive=holding.alive)
+        holding.run, holding.publisher = run, publisher
         engine.index.add(run)
         run.handle.subscribe(publisher)
         if held.sent_up_to == 0 and not doc.cancel_reason:
@@ -351,8 +387,23 @@ class SharedTasks:
         holding = self._holdings.pop(task_id, None)
         if holding is None:
             return
-        await holding.publisher.flushed()
+        if holding.publisher is not None:
+            await holding.publisher.flushed()
         await holding.lease.done()
+
+    def _hold_lost(self, holding: _Holding, reason: str) -> None:
+        """This replica's hold on a task ended (see the module docstring): its run stops at once."""
+        task_id = holding.lease.key
+        if self._holdings.get(task_id) is holding:
+            del self._holdings[task_id]
+        self.queue.let_go(holding.lease)  # never acknowledged nor given back from here: it may be another's
+        if holding.publisher is not None:
+            holding.publisher.stop()
+        run = holding.run
+        if run is not None:
+            run.hand_over(reason)
+            if self._engine is not None and self._engine.index.live.get(task_id) is run:
+                self._engine.index.remove(run)
 
     # ---- cancels and exhausted work -------------------------------------------------------------------------
 

@@ -10,8 +10,10 @@ When a held task finishes, its document is finished first, then its last update 
 log, then its work leaves the queue (the lease is done): whoever takes it again after a crash in between
 finds it finished and lets it go.
 
-Facts written behind (nobody waits) are applied one after the other per task, in the order they happen.
-A write NATS does not answer (a cluster electing a leader takes seconds) is tried again, for up to
+Facts written behind (nobody waits) are applied one after the other per task, in the order they happen;
+`dispatching` is one of them that is waited for. Each is made under the hold the run had when it made it:
+once that hold is lost (the lease lapsed, or another replica took the task) nothing more of that run's is
+written. A write NATS does not answer (a cluster electing a leader takes seconds) is tried again, for up to
 `WRITE_TRIES` seconds, before it is given up (and logged).
 """
 
@@ -46,14 +48,48 @@ class Release(Protocol):
         """The held task finished and its document says so: let its work go."""
 
 
-class SharedJournal:
-    """Writes the facts of the tasks this replica holds to their shared documents."""
+class HeldHere(Protocol):
+    """A task this replica holds, as its journal sees it."""
 
-    def __init__(self, docs: TaskDocs, replica: str, release: Release, *, reserved_at_acceptance: int) -> None:
+    def alive(self) -> bool:
+        """False once another replica may hold the task."""
+        ...
+
+    def lost(self, reason: str) -> None:
+        """Another replica holds the task now (a change was refused): its run here stops."""
+        ...
+
+
+def _nothing_held(task_id: str) -> HeldHere | None:
+    return None
+
+
+class SharedJournal:
+    """Writes the facts of the tasks this replica holds to their shared documents.
+
+    Args:
+        docs: the shared task documents.
+        replica: this replica's name (the holder its changes are made for).
+        release: called once a held task's document says it finished.
+        reserved_at_acceptance: attempt numbers a new task's document reserves.
+        holding: the hold this replica has on a task now (None: none known; its changes are fenced by the
+            document's holder only).
+    """
+
+    def __init__(
+        self,
+        docs: TaskDocs,
+        replica: str,
+        release: Release,
+        *,
+        reserved_at_acceptance: int,
+        holding: Callable[[str], HeldHere | None] = _nothing_held,
+    ) -> None:
         self.docs = docs
         self.replica = replica
         self._release = release
         self._reserved_at_acceptance = reserved_at_acceptance
+        self._holding = holding
         self._last: dict[str, asyncio.Task[None]] = {}  # per task: its latest write behind
         self._writes: set[asyncio.Task[None]] = set()
 
@@ -78,23 +114,14 @@ class SharedJournal:
         return None
 
     async def reserve(self, task_id: str, up_to: int) -> None:
-        await self._change(task_id, lambda d: replace(d, reserved=max(d.reserved, up_to)), holder=self.replica)
+        reserve = functools.partial(_reserved, up_to=up_to)
+        await self._held_change(task_id, reserve, self._holding(task_id))
 
     def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
-        def sent(doc: TaskDoc) -> TaskDoc | None:
-            if doc.finished:
-                return None
-            attempt_now = max(doc.attempt, attempt)
-            return replace(
-                doc,
-                state=DISPATCHED,
-                worker_id=worker_id,
-                worker_address=worker_address,
-                attempt=attempt_now,
-                dispatched_at=time.time(),
-            )
+        self._behind(task_id, _sent(worker_id, worker_address, attempt))
 
-        self._behind(task_id, sent)
+    async def dispatching(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+        await self._behind(task_id, _sent(worker_id, worker_address, attempt), awaited=True)
 
     def requeued(self, task_id: str, attempt: int, failures: int) -> None:
         def back(doc: TaskDoc) -> TaskDoc | None:
@@ -198,18 +225,25 @@ class SharedJournal:
         apply: Callable[[TaskDoc], TaskDoc | None],
         *,
         then: Callable[[str], object] | None = None,
-    ) -> None:
+        awaited: bool = False,
+    ) -> asyncio.Task[None]:
+        """Apply a held task's fact after its earlier ones; `awaited`: the caller waits, and hears its error."""
         previous = self._last.get(task_id)
+        hold = self._holding(task_id)  # the hold the fact was made under: written only while it lasts
 
         async def write() -> None:
             if previous is not None:
                 await asyncio.gather(previous, return_exceptions=True)  # this task's facts, in order
             try:
-                await self._change(task_id, apply, holder=self.replica)
+                await self._held_change(task_id, apply, hold)
             except StaleHolderError as error:
+                if awaited:
+                    raise
                 logger.info("%s; this replica's run of it is dropped", error)
                 return
             except NatsStoreError as error:
+                if awaited:
+                    raise
                 logger.error("a fact of task %s was not written: %s", task_id, error)
                 return
             if then is not None:
@@ -221,6 +255,21 @@ class SharedJournal:
         self._last[task_id] = task
         self._writes.add(task)
         task.add_done_callback(lambda written: self._written(task_id, written))
+        return task
+
+    async def _held_change(
+        self, task_id: str, apply: Callable[[TaskDoc], TaskDoc | None], hold: HeldHere | None
+    ) -> None:
+        """A change made on behalf of this replica's hold on the task: refused once the hold is lost."""
+        if hold is not None and not hold.alive():
+            hold.lost("its hold was lost")
+            raise StaleHolderError(task_id, self.replica, "another replica (this one's hold was lost)")
+        try:
+            await self._change(task_id, apply, holder=self.replica)
+        except StaleHolderError as error:
+            if hold is not None:
+                hold.lost(str(error))
+            raise
 
     async def _retrying(self, write: Callable[[], Awaitable[object]]) -> None:
         for attempt in range(1, WRITE_TRIES + 1):
@@ -254,8 +303,33 @@ class SharedJournal:
 
     def _written(self, task_id: str, written: asyncio.Task[None]) -> None:
         self._writes.discard(written)
+        if not written.cancelled():
+            written.exception()  # (an awaited fact's error is its waiter's; retrieved here should it be gone)
         if self._last.get(task_id) is written:
             del self._last[task_id]
+
+
+def _reserved(doc: TaskDoc, *, up_to: int) -> TaskDoc:
+    return replace(doc, reserved=max(doc.reserved, up_to))
+
+
+def _sent(worker_id: str, worker_address: str, attempt: int) -> Callable[[TaskDoc], TaskDoc | None]:
+    """The change `dispatched` makes: sent to that worker (unless the task finished)."""
+
+    def sent(doc: TaskDoc) -> TaskDoc | None:
+        if doc.finished:
+            return None
+        attempt_now = max(doc.attempt, attempt)
+        return replace(
+            doc,
+            state=DISPATCHED,
+            worker_id=worker_id,
+            worker_address=worker_address,
+            attempt=attempt_now,
+            dispatched_at=time.time(),
+        )
+
+    return sent
 
 
 def record_of(doc: TaskDoc) -> TaskRecord:

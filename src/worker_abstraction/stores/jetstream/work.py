@@ -17,6 +17,11 @@ holds which key.
   (an in-progress acknowledgement every third of that), so a task may run for as long as it needs; a
   replica that stops keeping them (killed, cut off) loses them all within `lease_seconds`, and the server
   delivers them again, to whichever replica asks next, with a higher delivery count.
+- A holder knows when its lease may have lapsed: a lease counts as held for `TRUSTED_SHARE` of
+  `lease_seconds` from the start of the last keeping round the server confirmed (it answered a ping sent
+  after the keeps), which is before the server's own deadline as long as a keep reaches it within the rest
+  (5 s of the default 30). Past that, `Lease.alive()` is False; the keeper lets such a lease go (it is never
+  acknowledged or given back from here) and calls its `on_lost`, and the holder stops acting on the work.
 - `Lease.done()` acknowledges (the message is gone); `Lease.give_back(delay)` returns it at once or after
   `delay` seconds. `close()` gives back every lease still held, so a replica that stops cleanly hands its
   work over at once rather than after `lease_seconds`.
@@ -36,7 +41,8 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -63,6 +69,7 @@ _ADVISORY_PREFIX = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
 _EXHAUSTED_CONSUMER = "exhausted"
 _MAX_MESSAGES_EXCEEDED = 10077
 _TOKEN_CHARS = 24  # hex digits of the partition digest in subjects and consumer names (96 bits)
+TRUSTED_SHARE = 5 / 6  # of lease_seconds from a confirmed keeping round: how long a lease counts as held
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +105,24 @@ def partition_token(partition: str) -> str:
 class Lease:
     """One piece of work this replica holds until it is done or given back."""
 
-    __slots__ = ("_message", "_queue", "deliveries", "key", "partition")
+    __slots__ = ("_message", "_queue", "deliveries", "kept_until", "key", "on_lost", "partition")
 
-    def __init__(self, queue: WorkQueue, partition: str, message: Msg) -> None:
+    def __init__(self, queue: WorkQueue, partition: str, message: Msg, kept_until: float) -> None:
         self._queue = queue
         self._message = message
         self.partition = partition
         self.key = message.data.decode(errors="replace")
         self.deliveries = message.metadata.num_delivered or 1  # 1 the first time
+        self.kept_until = kept_until  # (time.monotonic()) it counts as held until then; each keeping moves it on
+        self.on_lost: Callable[[], None] | None = None  # called once, if the keeper finds it lapsed while held
 
     @property
     def held(self) -> bool:
         return self._queue.holds(self)
+
+    def alive(self) -> bool:
+        """Held, and kept recently enough that the server cannot have given the work to anyone else yet."""
+        return time.monotonic() < self.kept_until and self.held
 
     async def done(self) -> None:
         """The work is finished: it leaves the queue (nothing happens if this lease was already let go)."""
@@ -153,10 +166,18 @@ class Exhausted:
 class WorkQueue:
     """The shared queue as one replica sees it; open it with `WorkQueue.open`."""
 
-    def __init__(self, client: Client, js: JetStreamContext, options: WorkQueueOptions) -> None:
+    def __init__(
+        self,
+        client: Client,
+        js: JetStreamContext,
+        options: WorkQueueOptions,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._client = client
         self._js = js
         self.options = options
+        self._sleep = sleep  # how the keeper waits between rounds (a test may hold it up)
         self._held: dict[int, Lease] = {}  # by id(): a message redelivered to us is a new Lease
         self._subscriptions: dict[str, JetStreamContext.PullSubscription] = {}
         self._opening: dict[str, asyncio.Lock] = {}
@@ -165,8 +186,16 @@ class WorkQueue:
         self._closed = False
 
     @classmethod
-    async def open(cls, client: Client, options: WorkQueueOptions | None = None) -> WorkQueue:
+    async def open(
+        cls,
+        client: Client,
+        options: WorkQueueOptions | None = None,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> WorkQueue:
         """Create the stream (and the one keeping exhausted work's advisories) if missing, and start keeping leases.
+
+        `sleep` is how the lease keeper waits between its rounds (a test holds it up to let leases lapse).
 
         Raises:
             NatsStoreError: the streams cannot be created or read (named, with the server's answer).
@@ -199,7 +228,7 @@ class WorkQueue:
                 exhausted_stream,
                 ConsumerConfig(durable_name=_EXHAUSTED_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=30.0),
             )
-            queue = cls(client, js, options)
+            queue = cls(client, js, options, sleep=sleep)
             queue._exhausted = await js.pull_subscribe_bind(_EXHAUSTED_CONSUMER, stream=exhausted_stream)
         except (TimeoutError, NatsError, APIError) as error:
             raise NatsUnavailableError(f"cannot open the NATS work queue {options.stream!r}: {error!r}") from error
@@ -239,15 +268,24 @@ class WorkQueue:
         if count < 1 or self._closed:
             return []
         subscription = await self._subscription(partition)
+        until = time.monotonic() + wait_seconds
+        # Asked for in turns of at most the part of a lease that is not trusted: a lease delivered at the end
+        # of a turn is still trusted for most of its time (its clock started at delivery, after `asked`).
+        turn = self.options.lease_seconds * (1 - TRUSTED_SHARE)
         try:
-            messages = await subscription.fetch(count, timeout=max(wait_seconds, 0.01))
-        except (TimeoutError, NatsTimeoutError):
-            return []
+            while True:
+                asked = time.monotonic()
+                try:
+                    messages = await subscription.fetch(count, timeout=max(min(until - asked, turn), 0.01))
+                    break
+                except (TimeoutError, NatsTimeoutError):
+                    if time.monotonic() >= until:
+                        return []
         except NatsError as error:
             raise NatsUnavailableError(f"cannot take work of {partition[:40]!r}: {error!r}") from error
         leases = []
         for message in messages:
-            lease = Lease(self, partition, message)
+            lease = Lease(self, partition, message, asked + self.options.lease_seconds * TRUSTED_SHARE)
             self._held[id(lease)] = lease
             leases.append(lease)
         return leases
@@ -325,7 +363,10 @@ class WorkQueue:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
         for lease in self.leases:
-            await lease.give_back()
+            if lease.alive():
+                await lease.give_back()
+            else:
+                self.let_go(lease)  # lapsed: it may be another replica's now
         for subscription in [*self._subscriptions.values(), *([self._exhausted] if self._exhausted else [])]:
             with contextlib.suppress(NatsError):
                 await subscription.unsubscribe()
@@ -365,13 +406,50 @@ class WorkQueue:
     async def _keep_leases(self) -> None:
         interval = self.options.lease_seconds / 3
         while True:
-            await asyncio.sleep(interval)
-            held = self.leases
-            kept = [lease.keep() for lease in held]
-            results = await asyncio.gather(*(k for k in kept if k is not None), return_exceptions=True)
-            lost = sum(isinstance(result, BaseException) for result in results)
-            if lost:
-                logger.warning("work queue: %d of %d leases could not be kept alive", lost, len(held))
+            await self._sleep(interval)
+            try:
+                await self._keep_round()
+            except Exception:  # the next round tries again; the keeper itself never stops
+                logger.exception("work queue: keeping the leases failed")
+
+    async def _keep_round(self) -> None:
+        """Let go of the leases that lapsed, extend the others, and trust them for longer once the server
+        confirms it has the keeps (it answers a ping sent after them)."""
+        began = time.monotonic()
+        sent = []
+        for lease in self.leases:
+            if lease.kept_until <= began:
+                self._lapsed(lease)
+            elif (keeping := lease.keep()) is not None:
+                sent.append((lease, keeping))
+        if not sent:
+            return
+        results = await asyncio.gather(*(keeping for _, keeping in sent), return_exceptions=True)
+        try:
+            await self._client.flush(timeout=max(1, round(self.options.lease_seconds / 3)))
+        except (NatsError, TimeoutError) as error:
+            logger.warning("work queue: %d leases were not confirmed kept alive: %r", len(sent), error)
+            return
+        trusted = began + self.options.lease_seconds * TRUSTED_SHARE
+        failed = 0
+        for (lease, _), result in zip(sent, results, strict=True):
+            if isinstance(result, BaseException):
+                failed += 1
+            else:
+                lease.kept_until = max(lease.kept_until, trusted)
+        if failed:
+            logger.warning("work queue: %d of %d leases could not be kept alive", failed, len(sent))
+
+    def _lapsed(self, lease: Lease) -> None:
+        """A lease not kept alive in time: the server may give its work to another replica, if it has not."""
+        if not self.let_go(lease):
+            return
+        logger.warning("work queue: the lease on %r lapsed; another replica may hold its work now", lease.key[:40])
+        if lease.on_lost is not None:
+            try:
+                lease.on_lost()
+            except Exception:  # the holder's bug must not stop the keeper
+                logger.exception("work queue: the holder of %r failed to hear its lease lapsed", lease.key[:40])
 
 
 async def _let_go(advisory: Msg) -> None:
