@@ -119,7 +119,7 @@ def test_describing_a_capability_loads_pydantic() -> None:
 
 
 def test_a_worker_and_a_daemon_client_load_only_their_own_side() -> None:
-    engine = ("worker_abstraction.orchestrator.client", "worker_abstraction.orchestrator.engine")
+    engine = ("worker_abstraction.orchestrator.embedded", "worker_abstraction.orchestrator.core.engine")
     registry_server = ("worker_abstraction.registry.server", "jsonschema")
     worker = _loaded("from worker_abstraction import BaseWorker")
     assert _found(worker, ("worker_abstraction.orchestrator", *registry_server)) == []

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
         RemoteOrchestrator,
         TaskHandle,
     )
-    from worker_abstraction.orchestrator.server import OrchestratorServer
+    from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
     from worker_abstraction.registry import RegistryClient, RegistryServer
     from worker_abstraction.tls import TLSConfig
     from worker_abstraction.types import (
@@ -143,7 +143,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "RemoteOrchestrator",
         "TaskHandle",
     ),
-    "worker_abstraction.orchestrator.server": ("OrchestratorServer",),
+    "worker_abstraction.orchestrator.daemon.server": ("OrchestratorServer",),
     "worker_abstraction.registry": ("RegistryClient", "RegistryServer"),
     "worker_abstraction.tls": ("TLSConfig",),
     "worker_abstraction.types": (

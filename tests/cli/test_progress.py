@@ -16,7 +16,7 @@ from rich.console import Console
 from worker_abstraction import RegistryServer, TaskStatus, TaskUpdate
 from worker_abstraction.cli.main import build_parser
 from worker_abstraction.cli.progress import ProgressBar
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -20,7 +20,7 @@ from tests.conftest import Gates, eventually
 from worker_abstraction import CapabilitySpec, RegistryClient, RegistryServer, TaskStatus, WorkerInfo
 from worker_abstraction.cli.config import SETTINGS, Settings
 from worker_abstraction.cli.main import build_parser, main
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 pytestmark = pytest.mark.timeout(30)
 

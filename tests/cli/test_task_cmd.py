@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import Gates, eventually
 from worker_abstraction import RegistryServer
 from worker_abstraction.cli.main import build_parser
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -16,7 +16,7 @@ from tests.conftest import Gates, eventually
 from worker_abstraction import CapabilitySpec, RegistryServer, TaskStatus, TaskUpdate, WorkerInfo
 from worker_abstraction.cli.main import build_parser
 from worker_abstraction.cli.top_view import Snapshot, render, render_text
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 from worker_abstraction.types import Attempt, TaskRecord, WorkerHealth, WorkerState
 
 pytestmark = pytest.mark.timeout(30)

@@ -13,7 +13,7 @@ import pytest
 from worker_abstraction import RegistryServer, RetryPolicy
 from worker_abstraction.auth import Authenticator, TokenFile
 from worker_abstraction.errors import TaskFailedError
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 OPERATOR = "operator-token-01234567"
 CLIENT = "client-token-0123456789"

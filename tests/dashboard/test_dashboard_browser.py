@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Gates
 from tests.dashboard.conftest import dead_letter
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 try:
     from playwright.async_api import async_playwright

@@ -20,8 +20,8 @@ from worker_abstraction.cli.main import build_parser
 from worker_abstraction.dashboard import DashboardServer
 from worker_abstraction.dashboard.feed import LiveFeed
 from worker_abstraction.errors import BindError
-from worker_abstraction.orchestrator.client import AsyncOrchestrator
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
+from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -17,7 +17,7 @@ from tests.dashboard.conftest import OPERATOR, finished
 from tests.dashboard.test_dashboard_browser import ARGS, CHROMIUM, NO_CHROMIUM, NO_PLAYWRIGHT, WAIT_MS
 from worker_abstraction import RegistryServer
 from worker_abstraction.auth import Authenticator
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 try:
     from playwright.async_api import Page, async_playwright, expect

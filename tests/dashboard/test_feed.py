@@ -9,8 +9,8 @@ import pytest
 
 from worker_abstraction.dashboard.feed import CLOSED, LiveFeed, TooManyClientsError
 from worker_abstraction.dashboard.stats import SAMPLES_PER_SECOND, Throughput
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.types import TaskStatus, TaskUpdate
 
 pytestmark = pytest.mark.timeout(10)

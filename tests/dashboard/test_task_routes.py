@@ -15,7 +15,7 @@ from tests.conftest import Gates
 from tests.dashboard.conftest import CLIENT, OPERATOR, POST, dead_letter, finished, sse
 from worker_abstraction import RegistryServer, TaskStatus
 from worker_abstraction.auth import Authenticator
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer
-from worker_abstraction.orchestrator.follow import Reach
+from worker_abstraction.orchestrator.edge.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer
+from worker_abstraction.orchestrator.edge.follow import Reach
 from worker_abstraction.registry.events import WorkerEvent, WorkerEventType
 from worker_abstraction.types import CapabilitySpec, TaskSpec, TaskStatus, TaskUpdate, WorkerInfo
 

@@ -18,8 +18,8 @@ from worker_abstraction import (
     WorkerInfo,
     WorkerState,
 )
-from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
-from worker_abstraction.orchestrator.link import WorkerLinks
+from worker_abstraction.orchestrator.core.breaker import BreakerState, CircuitBreakers
+from worker_abstraction.orchestrator.edge.link import WorkerLinks
 
 
 def test_breaker_opens_half_opens_with_one_probe_and_closes() -> None:

@@ -30,7 +30,7 @@ from worker_abstraction import (
     TaskStatus,
     WorkerState,
 )
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import ToolWorker, eventually
 from worker_abstraction import AsyncOrchestrator, RegistryClient, RegistryServer
-from worker_abstraction.orchestrator.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 
 pytestmark = pytest.mark.timeout(30)
 

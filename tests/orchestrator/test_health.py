@@ -16,9 +16,9 @@ from tests.orchestrator.manual_clock import ManualClock
 from tests.orchestrator.unreachable import channel_down_while
 from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskStatus, WorkerInfo, WorkerState
 from worker_abstraction.cli.main import build_parser
-from worker_abstraction.orchestrator.health import WorkerStanding
-from worker_abstraction.orchestrator.link import WorkerLinks
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.core.health import WorkerStanding
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
+from worker_abstraction.orchestrator.edge.link import WorkerLinks
 
 pytestmark = pytest.mark.timeout(30)
 

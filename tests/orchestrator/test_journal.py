@@ -9,7 +9,7 @@ from typing import cast
 
 from worker_abstraction.codec import encode_params
 from worker_abstraction.options import TaskOptions
-from worker_abstraction.orchestrator.journal import StoreJournal
+from worker_abstraction.orchestrator.homes.journal import StoreJournal
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.stores.tasks import TaskStore
 from worker_abstraction.types import TaskSpec

@@ -18,7 +18,7 @@ from worker_abstraction import (
     limits,
 )
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 pytestmark = pytest.mark.timeout(60)
 

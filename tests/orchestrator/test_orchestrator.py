@@ -25,7 +25,7 @@ from worker_abstraction import (
 )
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.orchestrator.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.registry.service import Registry
 from worker_abstraction.registry.servicer import RegistryServicer

@@ -24,7 +24,7 @@ from worker_abstraction import (
 )
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 
 

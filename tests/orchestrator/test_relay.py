@@ -9,7 +9,7 @@ import pytest
 
 from tests.nats_server import NatsServer
 from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskFailedError, TaskStatus
-from worker_abstraction.orchestrator.relay import UpdatePublisher, followed_handle
+from worker_abstraction.orchestrator.homes.nats.relay import UpdatePublisher, followed_handle
 from worker_abstraction.stores.jetstream import NatsOptions, connect
 from worker_abstraction.stores.jetstream.updates import UpdateLog
 

@@ -20,10 +20,10 @@ from tests.conftest import eventually
 from tests.nats_server import NatsServer
 from tests.orchestrator.fake_edge import Attempt, FakeEdge, FakeRegistry, fake_worker
 from worker_abstraction import AsyncOrchestrator, RetryPolicy, TaskStatus
-from worker_abstraction.orchestrator.discovery import WorkerDirectory
-from worker_abstraction.orchestrator.dispatch import Answer
-from worker_abstraction.orchestrator.link import WorkerLinks
-from worker_abstraction.orchestrator.shared import SharedTasks
+from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.edge.dispatch import Answer
+from worker_abstraction.orchestrator.edge.link import WorkerLinks
+from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.stores.jetstream import NatsOptions, WorkQueueOptions, connect
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, TaskDoc, TaskDocs

@@ -14,11 +14,15 @@ import pytest
 from tests.orchestrator.fake_edge import FakeEdge, FakeRegistry, fake_worker
 from tests.orchestrator.manual_clock import ManualClock
 from worker_abstraction import AsyncOrchestrator, RetryPolicy, TaskCanceledError, TaskStatus, TaskTimeoutError
-from worker_abstraction.orchestrator.discovery import WorkerDirectory
-from worker_abstraction.orchestrator.dispatch import Answer, CancelAnswer
-from worker_abstraction.orchestrator.follow import Reach
-from worker_abstraction.orchestrator.link import WorkerLinks
-from worker_abstraction.orchestrator.run import CANCEL_CONFIRM_SECONDS, CANCEL_RESEND_SECONDS, DEADLINE_SLACK_SECONDS
+from worker_abstraction.orchestrator.core.run import (
+    CANCEL_CONFIRM_SECONDS,
+    CANCEL_RESEND_SECONDS,
+    DEADLINE_SLACK_SECONDS,
+)
+from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.edge.dispatch import Answer, CancelAnswer
+from worker_abstraction.orchestrator.edge.follow import Reach
+from worker_abstraction.orchestrator.edge.link import WorkerLinks
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.types import WorkerState
 

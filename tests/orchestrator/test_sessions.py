@@ -22,8 +22,8 @@ from worker_abstraction import (
     WorkerAbstractionError,
 )
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.orchestrator.server import OrchestratorServer
-from worker_abstraction.orchestrator.servicer import OrchestratorServicer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.servicer import OrchestratorServicer
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.stores.tasks import Stored
 
@@ -95,7 +95,7 @@ async def test_a_daemon_without_sessions_is_used_through_the_unary_calls(
     registry: RegistryServer, start_worker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await start_worker()
-    monkeypatch.setattr("worker_abstraction.orchestrator.server.OrchestratorServicer", NoSessions)
+    monkeypatch.setattr("worker_abstraction.orchestrator.daemon.server.OrchestratorServicer", NoSessions)
     async with OrchestratorServer(registry.address, port=0) as server, RemoteOrchestrator(server.address) as remote:
         await remote.wait_for_workers("echo", timeout_seconds=5)
         handle = await remote.execute_task("echo", {"text": "old"})
@@ -193,7 +193,7 @@ async def test_a_caller_that_stops_reading_is_disconnected_instead_of_growing_th
     registry: RegistryServer, start_worker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await start_worker()
-    monkeypatch.setattr("worker_abstraction.orchestrator.session.MAX_BACKLOG_BYTES", 2**20)
+    monkeypatch.setattr("worker_abstraction.orchestrator.daemon.session.MAX_BACKLOG_BYTES", 2**20)
     text = "x" * 2**16  # echo returns it: 100 tasks make about 6.5 MB of outputs, far past the budget
     async with OrchestratorServer(registry.address, port=0) as server, RemoteOrchestrator(server.address) as remote:
         await remote.wait_for_workers("echo", timeout_seconds=5)
@@ -249,7 +249,7 @@ async def test_a_submission_the_store_cannot_keep_is_refused_and_nothing_of_it_s
     registry: RegistryServer, start_worker: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     await start_worker()
-    monkeypatch.setattr("worker_abstraction.orchestrator.server.SqliteTaskStore", _RefuseAcceptances)
+    monkeypatch.setattr("worker_abstraction.orchestrator.daemon.server.SqliteTaskStore", _RefuseAcceptances)
     server = OrchestratorServer(registry.address, port=0, store_path=str(tmp_path / "tasks.db"))
     async with server, RemoteOrchestrator(server.address) as remote:
         await remote.wait_for_workers("echo", timeout_seconds=5)
@@ -265,8 +265,10 @@ async def test_an_earlier_tasks_result_travels_with_the_next_ack_while_the_calle
     registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await start_worker()
-    monkeypatch.setattr("worker_abstraction.orchestrator.session.UPDATE_HOLD_SECONDS", 60.0)  # only an ack ends it
-    monkeypatch.setattr("worker_abstraction.orchestrator.session.SUBMITTING_SECONDS", 60.0)
+    monkeypatch.setattr(
+        "worker_abstraction.orchestrator.daemon.session.UPDATE_HOLD_SECONDS", 60.0
+    )  # only an ack ends it
+    monkeypatch.setattr("worker_abstraction.orchestrator.daemon.session.SUBMITTING_SECONDS", 60.0)
     async with OrchestratorServer(registry.address, port=0) as server, RemoteOrchestrator(server.address) as remote:
         await remote.wait_for_workers("wait_for", timeout_seconds=5)
         async with aio.insecure_channel(server.address) as channel:
@@ -288,7 +290,7 @@ async def test_a_waiting_result_goes_alone_when_no_ack_comes_and_a_watching_sess
     registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await start_worker()
-    monkeypatch.setattr("worker_abstraction.orchestrator.session.SUBMITTING_SECONDS", 60.0)
+    monkeypatch.setattr("worker_abstraction.orchestrator.daemon.session.SUBMITTING_SECONDS", 60.0)
     async with OrchestratorServer(registry.address, port=0) as server:
         async with aio.insecure_channel(server.address) as channel:
             session, watcher = _RawSession(channel), _RawSession(channel)
@@ -302,7 +304,7 @@ async def test_a_waiting_result_goes_alone_when_no_ack_comes_and_a_watching_sess
             alone = await session.read_until(_ends(older))  # after UPDATE_HOLD_SECONDS, with no ack
             assert not alone.acks
             await watcher.read_until(_ends(older))
-        monkeypatch.setattr("worker_abstraction.orchestrator.session.UPDATE_HOLD_SECONDS", 60.0)
+        monkeypatch.setattr("worker_abstraction.orchestrator.daemon.session.UPDATE_HOLD_SECONDS", 60.0)
         async with aio.insecure_channel(server.address) as channel:
             submitter, watcher = _RawSession(channel), _RawSession(channel)
             await submitter.call.read()

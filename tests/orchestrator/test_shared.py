@@ -19,7 +19,7 @@ from worker_abstraction import (
     TaskNotFoundError,
     TaskStatus,
 )
-from worker_abstraction.orchestrator.shared import SharedTasks
+from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
 from worker_abstraction.stores.jetstream import NatsOptions, WorkQueueOptions
 
 pytestmark = pytest.mark.timeout(90)

@@ -24,8 +24,8 @@ from worker_abstraction import OrchestratorUnavailableError, RegistryServer, Rem
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.observability.metrics import OrchestratorMetrics
-from worker_abstraction.orchestrator.server import OrchestratorServer
-from worker_abstraction.orchestrator.shared import SharedTasks
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
+from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
 from worker_abstraction.stores.jetstream import (
     NatsOptions,
     TaskDocs,

@@ -23,7 +23,7 @@ from worker_abstraction import (
 )
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.orchestrator.link import WorkerLinks
+from worker_abstraction.orchestrator.edge.link import WorkerLinks
 
 
 async def test_orchestrator_sends_tasks_over_the_channel(

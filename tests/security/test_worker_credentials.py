@@ -26,7 +26,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator, TokenFile
 from worker_abstraction.errors import PermissionDeniedError, TaskRejectedError
-from worker_abstraction.orchestrator.link import WorkerLinks
+from worker_abstraction.orchestrator.edge.link import WorkerLinks
 
 DAEMON = "daemon-token-0123456789"  # the in-process parts' token: the daemon (and the honest worker)
 ROGUE = "rogue-worker-token-01234"

@@ -22,7 +22,7 @@ import pytest
 from worker_abstraction import RegistryServer
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.main import build_parser
-from worker_abstraction.orchestrator.server import OrchestratorServer
+from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
 INSTALLED_WA = "/opt/worker-abstraction/.venv/bin/wa"

@@ -27,7 +27,7 @@ from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFound
 from worker_abstraction.types import DeadLetter, TaskRecord, TaskStatus, TaskUpdate
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+    from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 
 NAME = "dlq"
 SUMMARY = "list, requeue or purge an orchestrator's dead letters"
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+    from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 
     address: str = args.orchestrator
     if args.action == "requeue" and len(args.task_ids) != 1:

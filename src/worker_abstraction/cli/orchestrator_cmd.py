@@ -30,7 +30,7 @@ from worker_abstraction.errors import StoreInUseError
 from worker_abstraction.observability.metrics import OrchestratorMetrics
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.shared import SharedTasks
+    from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
 
 NAME = "orchestrator"
 SUMMARY = "run an orchestrator daemon with a shared task queue"
@@ -120,7 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Serve until a signal, then stop and return 0."""
-    from worker_abstraction.orchestrator.server import OrchestratorServer
+    from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise UsageError(f"--http-port must be 0..65535, got {args.http_port}")
@@ -160,7 +160,7 @@ async def run(args: argparse.Namespace) -> int:
 async def _shared_tasks(args: argparse.Namespace) -> SharedTasks:
     """Open the shared task documents, queue and update log on the NATS servers --store names."""
     # Imported here: nats-py costs a daemon with a SQLite store its start-up time for nothing.
-    from worker_abstraction.orchestrator.shared import SharedTasks
+    from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
     from worker_abstraction.stores.jetstream import WorkQueueOptions
 
     replica = args.replica or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"

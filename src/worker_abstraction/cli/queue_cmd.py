@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+    from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 
     try:
         async with RemoteOrchestrator(args.orchestrator, tls=tls_of(args)) as orchestrator:

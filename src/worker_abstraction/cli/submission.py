@@ -35,7 +35,7 @@ from worker_abstraction.errors import (
     WorkerAbstractionError,
 )
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
-from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import CapabilitySpec, WorkerState
 

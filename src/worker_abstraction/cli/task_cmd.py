@@ -45,7 +45,7 @@ from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFound
 from worker_abstraction.types import MAX_PAGE, Attempt, TaskRecord, TaskStatus, TaskUpdate
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+    from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 
 NAME = "task"
 SUMMARY = "show one task, list tasks, or watch a task's updates on an orchestrator daemon"
@@ -153,7 +153,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Ask the daemon and print the answer; return the exit code described in --help."""
-    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+    from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 
     address: str = args.orchestrator
     try:

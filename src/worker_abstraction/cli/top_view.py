@@ -25,7 +25,7 @@ from worker_abstraction.cli.task_cmd import worker_of
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.cli.workers_cmd import age
 from worker_abstraction.errors import OrchestratorUnavailableError
-from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 from worker_abstraction.types import TaskRecord, TaskStatus, WorkerHealth, WorkerState
 
 _STATUS_STYLES = {

@@ -162,7 +162,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _run_orchestrator(args: argparse.Namespace) -> int:
-    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+    from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 
     try:
         async with RemoteOrchestrator(args.orchestrator, tls=tls_of(args)) as remote, asyncio.timeout(args.timeout):

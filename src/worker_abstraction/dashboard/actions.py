@@ -12,8 +12,8 @@ import dataclasses
 import logging
 
 from worker_abstraction.errors import TaskNotFoundError, WorkerAbstractionError
-from worker_abstraction.orchestrator.client import AsyncOrchestrator
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 from worker_abstraction.types import TaskStatus
 
 logger = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from worker_abstraction.errors import (
     WorkerAbstractionError,
 )
 from worker_abstraction.options import MAX_ID_LENGTH
-from worker_abstraction.orchestrator.client import AsyncOrchestrator
+from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 from worker_abstraction.types import TaskQuery
 
 KEEPALIVE_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing an idle stream

@@ -23,7 +23,7 @@ from typing import Any
 from worker_abstraction.dashboard.stats import Throughput
 from worker_abstraction.dashboard.views import JSON, NameOf, text
 from worker_abstraction.errors import WorkerAbstractionError
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.types import TaskStatus, TaskUpdate
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from worker_abstraction.orchestrator.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.types import WorkerInfo
 
 

@@ -24,7 +24,7 @@ from worker_abstraction.dashboard.app import build_app, overview
 from worker_abstraction.dashboard.feed import Event, LiveFeed
 from worker_abstraction.dashboard.names import WorkerNames
 from worker_abstraction.errors import BindError
-from worker_abstraction.orchestrator.client import AsyncOrchestrator
+from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 from worker_abstraction.tls import PEM, TLSConfig
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,9 @@ from worker_abstraction import _lazy
 
 if TYPE_CHECKING:
     from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
-    from worker_abstraction.orchestrator.client import AsyncOrchestrator
-    from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-    from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+    from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+    from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
+    from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
     from worker_abstraction.orchestrator.sync import Orchestrator, TaskHandle
 
 __all__ = [
@@ -27,9 +27,9 @@ if not TYPE_CHECKING:
         __name__,
         {
             "worker_abstraction.orchestrator.api": ("AsyncOrchestratorAPI",),
-            "worker_abstraction.orchestrator.client": ("AsyncOrchestrator",),
-            "worker_abstraction.orchestrator.handle": ("AsyncTaskHandle",),
-            "worker_abstraction.orchestrator.remote": ("RemoteOrchestrator",),
+            "worker_abstraction.orchestrator.embedded": ("AsyncOrchestrator",),
+            "worker_abstraction.orchestrator.core.handle": ("AsyncTaskHandle",),
+            "worker_abstraction.orchestrator.remote.client": ("RemoteOrchestrator",),
             "worker_abstraction.orchestrator.sync": ("Orchestrator", "TaskHandle"),
         },
     )

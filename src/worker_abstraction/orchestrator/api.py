@@ -15,8 +15,8 @@ from types import TracebackType
 from typing import Any, Protocol, Self, Unpack
 
 from worker_abstraction.options import TaskOptionFields, TaskOptions, options_of
-from worker_abstraction.orchestrator import batch
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core import batch
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskQueryFields, TaskRecord, WorkerHealth, WorkerInfo
 
 

@@ -13,9 +13,9 @@ from typing import Any, TypeVar, Unpack
 from worker_abstraction._loop import LoopThread
 from worker_abstraction.options import TaskOptionFields, TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
-from worker_abstraction.orchestrator.client import AsyncOrchestrator
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.remote import RemoteOrchestrator
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
+from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import (
     Attempt,

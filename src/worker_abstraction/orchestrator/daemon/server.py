@@ -12,14 +12,14 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.auth import Authenticator
 from worker_abstraction.observability.health import ORCHESTRATOR_SERVICE, ServerHealth
 from worker_abstraction.observability.metrics import OrchestratorMetrics
-from worker_abstraction.orchestrator.client import AsyncOrchestrator
-from worker_abstraction.orchestrator.servicer import OrchestratorServicer
+from worker_abstraction.orchestrator.daemon.servicer import OrchestratorServicer
+from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.tls import TLSConfig
 
 if TYPE_CHECKING:
     from worker_abstraction.dashboard.server import DashboardServer
-    from worker_abstraction.orchestrator.shared import SharedTasks
+    from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
 
 logger = logging.getLogger(__name__)
 

@@ -16,26 +16,26 @@ from worker_abstraction.observability import tracing
 from worker_abstraction.observability.metrics import OrchestratorMetrics, OrchestratorSnapshot
 from worker_abstraction.options import RetryPolicy, TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
-from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
-from worker_abstraction.orchestrator.clock import Clock, LoopClock
-from worker_abstraction.orchestrator.crew import Crew
-from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
-from worker_abstraction.orchestrator.discovery import WorkerDirectory
-from worker_abstraction.orchestrator.engine import Engine
-from worker_abstraction.orchestrator.follow import Reach
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.health import Denied, WorkerStanding, denied_everywhere
-from worker_abstraction.orchestrator.journal import Journal, NullJournal, StoreJournal
-from worker_abstraction.orchestrator.link import WorkerLinks
-from worker_abstraction.orchestrator.records import TaskIndex
-from worker_abstraction.orchestrator.scheduler import Scheduler
+from worker_abstraction.orchestrator.core.breaker import BreakerState, CircuitBreakers
+from worker_abstraction.orchestrator.core.clock import Clock, LoopClock
+from worker_abstraction.orchestrator.core.crew import Crew
+from worker_abstraction.orchestrator.core.deadletters import DeadLetterQueue
+from worker_abstraction.orchestrator.core.engine import Engine
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.health import Denied, WorkerStanding, denied_everywhere
+from worker_abstraction.orchestrator.core.records import TaskIndex
+from worker_abstraction.orchestrator.core.scheduler import Scheduler
+from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.edge.follow import Reach
+from worker_abstraction.orchestrator.edge.link import WorkerLinks
+from worker_abstraction.orchestrator.homes.journal import Journal, NullJournal, StoreJournal
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.stores.tasks import TaskStore
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, WorkerHealth, WorkerInfo
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.shared import SharedTasks
+    from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
 
 logger = logging.getLogger(__name__)
 

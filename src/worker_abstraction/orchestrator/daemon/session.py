@@ -29,9 +29,9 @@ from worker_abstraction.errors import (
     WorkerAbstractionError,
 )
 from worker_abstraction.options import MAX_ID_LENGTH
-from worker_abstraction.orchestrator import callers
-from worker_abstraction.orchestrator.engine import Engine
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.engine import Engine
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.daemon import callers
 from worker_abstraction.types import TaskUpdate
 
 logger = logging.getLogger(__name__)

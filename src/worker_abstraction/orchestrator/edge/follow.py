@@ -20,8 +20,8 @@ from grpc import aio
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.orchestrator.clock import Clock
-from worker_abstraction.orchestrator.dispatch import AttemptSink
+from worker_abstraction.orchestrator.core.clock import Clock
+from worker_abstraction.orchestrator.edge.dispatch import AttemptSink
 
 logger = logging.getLogger(__name__)
 

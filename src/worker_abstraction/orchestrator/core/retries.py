@@ -13,7 +13,7 @@ import time
 
 from worker_abstraction import lifecycle
 from worker_abstraction.options import RetryPolicy
-from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.types import FailureOrigin, TaskFailure, TaskStatus, TaskUpdate
 
 

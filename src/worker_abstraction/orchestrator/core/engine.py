@@ -22,16 +22,16 @@ from worker_abstraction.codec import encode_params, payload_bytes, short
 from worker_abstraction.errors import InvalidParametersError, TaskExistsError, TaskNotFoundError
 from worker_abstraction.observability.tracing import NO_TRACE, TraceContext
 from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
-from worker_abstraction.orchestrator.admission import admit
-from worker_abstraction.orchestrator.crew import Crew
-from worker_abstraction.orchestrator.discovery import WorkerDirectory
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.records import TaskIndex, finished_handle
-from worker_abstraction.orchestrator.run import TaskRun
+from worker_abstraction.orchestrator.core.admission import admit
+from worker_abstraction.orchestrator.core.crew import Crew
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.records import TaskIndex, finished_handle
+from worker_abstraction.orchestrator.core.run import TaskRun
+from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, WorkerHealth, WorkerInfo
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.shared import SharedTasks
+    from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Engine:
         queue_timeout_seconds: default limit on how long a task may wait for a worker (None: no limit).
         queue_without_workers: accept tasks for a capability no live worker offers yet (they wait);
             otherwise they are refused with NoWorkerError.
-        shared: this replica's part in tasks several daemons share (see `orchestrator/shared.py`): tasks
+        shared: this replica's part in tasks several daemons share (see `orchestrator/homes/nats/home.py`): tasks
             accepted here go to the shared queue and are followed wherever they run; None: tasks run here.
     """
 

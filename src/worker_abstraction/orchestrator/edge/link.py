@@ -19,10 +19,10 @@ from grpc import aio
 from worker_abstraction import _convert, _rpc
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.orchestrator.channel import TaskChannel
-from worker_abstraction.orchestrator.clock import Clock, LoopClock
-from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer, answer_of
-from worker_abstraction.orchestrator.follow import Reach, follow
+from worker_abstraction.orchestrator.core.clock import Clock, LoopClock
+from worker_abstraction.orchestrator.edge.channel import TaskChannel
+from worker_abstraction.orchestrator.edge.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer, answer_of
+from worker_abstraction.orchestrator.edge.follow import Reach, follow
 from worker_abstraction.types import TaskSpec
 
 logger = logging.getLogger(__name__)

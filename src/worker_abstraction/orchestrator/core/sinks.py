@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from worker_abstraction.types import TaskUpdate
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.link import WorkerLinks
-    from worker_abstraction.orchestrator.run import TaskRun
+    from worker_abstraction.orchestrator.core.run import TaskRun
+    from worker_abstraction.orchestrator.edge.link import WorkerLinks
 
 
 class _AttemptSink:

@@ -21,7 +21,7 @@ from worker_abstraction import _convert, _rpc, limits
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import WorkerAbstractionError
-from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.types import TaskSpec, TaskStatus, TaskUpdate
 
 logger = logging.getLogger(__name__)

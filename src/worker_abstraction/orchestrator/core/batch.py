@@ -8,7 +8,7 @@ from typing import Any
 
 from worker_abstraction.errors import InvalidTaskOptionsError
 from worker_abstraction.options import TaskOptions
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 
 Submit = Callable[[str, Mapping[str, Any], TaskOptions], Awaitable[AsyncTaskHandle]]
 

@@ -49,13 +49,13 @@ from nats.errors import Error as NatsError
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import TaskExistsError, TaskNotFoundError, WorkerAbstractionError
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, Resumable
-from worker_abstraction.orchestrator.records import finished_handle
-from worker_abstraction.orchestrator.relay import UpdatePublisher, followed_handle
-from worker_abstraction.orchestrator.run import TaskRun
-from worker_abstraction.orchestrator.shared_journal import SharedJournal, record_of
-from worker_abstraction.orchestrator.state import task_record
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.records import finished_handle
+from worker_abstraction.orchestrator.core.run import TaskRun
+from worker_abstraction.orchestrator.core.state import task_record
+from worker_abstraction.orchestrator.homes.journal import ATTEMPT_BLOCK, Resumable
+from worker_abstraction.orchestrator.homes.nats.journal import SharedJournal, record_of
+from worker_abstraction.orchestrator.homes.nats.relay import UpdatePublisher, followed_handle
 from worker_abstraction.stores.availability import Backoff, StoreAvailability
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, TaskDoc, TaskDocs, TaskDocsOptions
@@ -64,7 +64,7 @@ from worker_abstraction.stores.jetstream.work import Lease, WorkQueue, WorkQueue
 from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.engine import Engine
+    from worker_abstraction.orchestrator.core.engine import Engine
 
 logger = logging.getLogger(__name__)
 

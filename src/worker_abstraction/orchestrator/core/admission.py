@@ -8,8 +8,8 @@ say what was asked for and what the live workers offer, so the caller can fix th
 from __future__ import annotations
 
 from worker_abstraction.errors import InvalidParametersError, NoWorkerError
-from worker_abstraction.orchestrator.discovery import WorkerDirectory
-from worker_abstraction.orchestrator.scheduler import Placeable, Scheduler
+from worker_abstraction.orchestrator.core.scheduler import Placeable, Scheduler
+from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.types import TaskSpec
 from worker_abstraction.validation import parameter_problems
 

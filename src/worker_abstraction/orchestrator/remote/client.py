@@ -29,10 +29,10 @@ from worker_abstraction.errors import (
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
-from worker_abstraction.orchestrator.follow import RECONNECT_WINDOW_SECONDS
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.remote_session import Followed, RemoteSession, observe
-from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.state import TaskState
+from worker_abstraction.orchestrator.edge.follow import RECONNECT_WINDOW_SECONDS
+from worker_abstraction.orchestrator.remote.session import Followed, RemoteSession, observe
 from worker_abstraction.tls import TLSConfig, explain
 from worker_abstraction.types import (
     DeadLetter,

@@ -19,7 +19,7 @@ from worker_abstraction.errors import (
     TaskRejectedError,
     TaskTimeoutError,
 )
-from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.types import Attempt, FailureOrigin, TaskStatus, TaskUpdate
 
 

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.options import RetryPolicy
-from worker_abstraction.orchestrator.clock import Clock
-from worker_abstraction.orchestrator.deadletters import DeadLetterQueue
-from worker_abstraction.orchestrator.health import WorkerStanding
-from worker_abstraction.orchestrator.journal import Journal
-from worker_abstraction.orchestrator.link import WorkerLinks
-from worker_abstraction.orchestrator.scheduler import Scheduler
+from worker_abstraction.orchestrator.core.clock import Clock
+from worker_abstraction.orchestrator.core.deadletters import DeadLetterQueue
+from worker_abstraction.orchestrator.core.health import WorkerStanding
+from worker_abstraction.orchestrator.core.scheduler import Scheduler
+from worker_abstraction.orchestrator.edge.link import WorkerLinks
+from worker_abstraction.orchestrator.homes.journal import Journal
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.run import TaskRun
+    from worker_abstraction.orchestrator.core.run import TaskRun
 
 
 class Phase(enum.Enum):

@@ -10,10 +10,10 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
 from worker_abstraction.codec import payload_bytes
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.journal import Journal
-from worker_abstraction.orchestrator.run import TaskRun
-from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.run import TaskRun
+from worker_abstraction.orchestrator.core.state import TaskState
+from worker_abstraction.orchestrator.homes.journal import Journal
 from worker_abstraction.types import TaskQuery, TaskRecord, TaskSpec, TaskUpdate
 
 _KEEP_KEYS = 100_000

@@ -20,9 +20,9 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.codec import short
 from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.options import MAX_ID_LENGTH
-from worker_abstraction.orchestrator import callers
-from worker_abstraction.orchestrator.client import AsyncOrchestrator
-from worker_abstraction.orchestrator.session import CallerSession
+from worker_abstraction.orchestrator.daemon import callers
+from worker_abstraction.orchestrator.daemon.session import CallerSession
+from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 from worker_abstraction.types import TaskStatus
 
 Context = aio.ServicerContext[Any, Any]

@@ -19,7 +19,7 @@ from grpc import aio
 from worker_abstraction import _convert, _rpc, limits
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, DispatchAnswer, answer_of
+from worker_abstraction.orchestrator.edge.dispatch import Answer, AttemptSink, DispatchAnswer, answer_of
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from typing import Any, Protocol
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
-from worker_abstraction.orchestrator.journal import Recorded, Resumable, tell
-from worker_abstraction.orchestrator.state import task_record
+from worker_abstraction.orchestrator.core.state import task_record
+from worker_abstraction.orchestrator.homes.journal import Recorded, Resumable, tell
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEUED, StaleHolderError, TaskDoc, TaskDocs
 from worker_abstraction.stores.tasks import Stored

@@ -37,14 +37,14 @@ from typing import Any, Protocol
 from worker_abstraction import lifecycle
 from worker_abstraction.observability import tracing
 from worker_abstraction.observability.task_spans import RunSpans
-from worker_abstraction.orchestrator import retries
-from worker_abstraction.orchestrator.clock import NamedTimers
-from worker_abstraction.orchestrator.crew import Crew, Phase
-from worker_abstraction.orchestrator.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.journal import ATTEMPT_BLOCK, Resumable
-from worker_abstraction.orchestrator.sinks import AttemptSinks
-from worker_abstraction.orchestrator.state import TaskState, task_record
+from worker_abstraction.orchestrator.core import retries
+from worker_abstraction.orchestrator.core.clock import NamedTimers
+from worker_abstraction.orchestrator.core.crew import Crew, Phase
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.sinks import AttemptSinks
+from worker_abstraction.orchestrator.core.state import TaskState, task_record
+from worker_abstraction.orchestrator.edge.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer
+from worker_abstraction.orchestrator.homes.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.types import (
     FailureOrigin,
     TaskFailure,

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from worker_abstraction.errors import QueueFullError
-from worker_abstraction.orchestrator.clock import Clock
-from worker_abstraction.orchestrator.discovery import WorkerDirectory
-from worker_abstraction.orchestrator.health import WorkerStanding, denied_everywhere
-from worker_abstraction.orchestrator.queue import QueuedTask, TaskQueue
+from worker_abstraction.orchestrator.core.clock import Clock
+from worker_abstraction.orchestrator.core.health import WorkerStanding, denied_everywhere
+from worker_abstraction.orchestrator.core.queue import QueuedTask, TaskQueue
+from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.types import WorkerInfo
 
 logger = logging.getLogger(__name__)

@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from worker_abstraction.errors import PermissionDeniedError
-from worker_abstraction.orchestrator.breaker import BreakerState, CircuitBreakers
-from worker_abstraction.orchestrator.clock import Clock, Timer
+from worker_abstraction.orchestrator.core.breaker import BreakerState, CircuitBreakers
+from worker_abstraction.orchestrator.core.clock import Clock, Timer
 from worker_abstraction.types import WorkerInfo, WorkerState
 
 logger = logging.getLogger(__name__)

@@ -24,9 +24,9 @@ from typing import Any
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle, TaskOwner
-from worker_abstraction.orchestrator.remote_session import observe
-from worker_abstraction.orchestrator.state import TaskState
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle, TaskOwner
+from worker_abstraction.orchestrator.core.state import TaskState
+from worker_abstraction.orchestrator.remote.session import observe
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.updates import UpdateLog
 from worker_abstraction.types import TaskUpdate

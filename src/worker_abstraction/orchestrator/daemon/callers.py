@@ -17,8 +17,8 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import TaskNotFoundError
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import scoped_key
-from worker_abstraction.orchestrator.engine import Accepted, Engine
-from worker_abstraction.orchestrator.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.engine import Accepted, Engine
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.types import TaskQuery, TaskSpec
 
 

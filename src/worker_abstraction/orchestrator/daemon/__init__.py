@@ -1,0 +1,1 @@
+"""The orchestrator daemon: its gRPC server, the servicer of OrchestratorService and the submission sessions."""

@@ -1,0 +1,1 @@
+"""The NATS home: tasks shared by several orchestrator daemons on NATS JetStream."""

@@ -1,0 +1,1 @@
+"""The client of an orchestrator daemon: `RemoteOrchestrator` and its submission sessions."""
