@@ -24,6 +24,7 @@ from worker_abstraction.stores.jetstream.pipeline import (
     WriterFullError,
     WriterOptions,
     WrongLastSequenceError,
+    _outcome,
     kv_subject,
 )
 
@@ -164,6 +165,22 @@ async def test_a_write_jetstream_refuses_fails_with_the_servers_reason(writer: J
 async def test_a_subject_no_stream_listens_on_fails_as_unavailable(writer: JetStreamWriter) -> None:
     (result,) = await _settled(writer.write("nowhere.x", b"a"))
     assert isinstance(result, NatsUnavailableError)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (b'{"stream":"S","seq":7}', Ack("S", 7)),
+        (b'{"stream":"S","seq":7,"duplicate": true}', Ack("S", 7, duplicate=True)),
+        (b'{"stream":"S","seq":7,"duplicate":true}', Ack("S", 7, duplicate=True)),
+        (b'{"stream":"S","domain":"hub","seq":7}', Ack("S", 7)),
+        (b'{ "seq": 7, "stream": "S" }', Ack("S", 7)),
+    ],
+)
+def test_an_acknowledgement_reads_the_same_however_the_server_spells_it(answer: bytes, expected: Ack) -> None:
+    client = Client()
+    assert _outcome("s.x", Msg(client, "_INBOX.x.1", data=answer)) == expected
+    assert isinstance(_outcome("s.x", Msg(client, "_INBOX.x.1", data=b"{not json")), NatsStoreError)
 
 
 async def test_a_bad_bucket_or_key_is_refused_before_anything_is_sent(writer: JetStreamWriter) -> None:

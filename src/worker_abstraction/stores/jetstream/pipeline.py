@@ -58,6 +58,9 @@ from worker_abstraction.stores.jetstream.connection import (
 logger = logging.getLogger(__name__)
 
 _WATCH_SECONDS = 0.1  # how soon a lost connection fails the writes waiting for their acknowledgements
+# The acknowledgement as nats-server 2.x writes it (without a domain): read without the JSON parser, a tenth
+# of a write's CPU; anything else (an error, a domain, another server's spelling) goes to the JSON parser.
+_PLAIN_ACK = re.compile(rb'\{"stream":"([^"\\]+)","seq":(\d+)(,"duplicate": ?true)?\}')
 _BUCKET = re.compile(r"^[a-zA-Z0-9_-]+$")
 # (Header's members hash as their names, not as their values: plain strings to look headers up)
 _EXPECTED_LAST_SUBJECT_SEQUENCE = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
@@ -396,6 +399,9 @@ def _outcome(subject: str, msg: Msg) -> Ack | NatsStoreError:
     status = msg.headers.get(_STATUS) if msg.headers else None
     if status is not None and not msg.data:  # 503 "no responders": no stream listens on the subject (right now)
         return NatsUnavailableError(f"no JetStream stream answered for {subject!r} (status {status})")
+    plain = _PLAIN_ACK.fullmatch(msg.data)
+    if plain is not None:
+        return Ack(plain[1].decode(), int(plain[2]), plain[3] is not None)
     try:
         answer: dict[str, Any] = json.loads(msg.data)
         error = answer.get("error")
