@@ -21,10 +21,12 @@ What a write's future ends with:
 - `WrongLastSequenceError`: a compare-and-set lost (the subject's last sequence was not the one expected);
   the other writes of its batch are not affected;
 - `WriteRejectedError`: JetStream refused the write for another reason (its code and description);
-- `NatsUnavailableError`: no acknowledgement within `ack_timeout_seconds`, the connection was lost or is
-  closed, no stream listens on the subject, or the writer is closed. The write may have been stored all
-  the same: a stream publish with a `msg_id` may simply be made again; a KV update made again may then
-  fail as `WrongLastSequenceError` because the first one took (read the key to know).
+- `NatsUnavailableError`: no acknowledgement within `ack_timeout_seconds`; the connection was lost after
+  the write was sent (noticed within 0.1 s, well before the timeout); no stream listens on the subject; or
+  the writer is closed. The write may have been stored all the same: a stream publish with a `msg_id` may
+  simply be made again; a KV update made again may then fail as `WrongLastSequenceError` because the first
+  one took (read the key to know). A write whose turn comes while the connection is down (nats-py
+  reconnecting) or closed fails at once and is never sent.
 - `WriterFullError` (a `NatsUnavailableError`) at once when `max_pending` writes are unanswered: NATS is
   slower than its writers, and waiting for room would only hide it. Retry later, as for any outage.
 """
@@ -137,7 +139,7 @@ class _Write:
 
 class JetStreamWriter:
     """Pipelined JetStream writes on one connection; open it with `JetStreamWriter.open`, close it with
-    `aclose` (or use it as an async context manager)."""
+    `aclose` (or use it as an async context manager). Use it from the event loop it was opened on only."""
 
     def __init__(self, client: Client, options: WriterOptions, inbox: str) -> None:
         self._client = client
