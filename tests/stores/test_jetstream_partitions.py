@@ -256,6 +256,31 @@ async def test_a_third_replica_takes_its_share_and_no_partition_is_held_twice(cl
     timeline.check()
 
 
+async def test_a_partition_moves_only_once_its_holder_finished_on_releasing(cluster: Cluster) -> None:
+    a = await cluster.start("a")
+    b = await cluster.start("b")
+    await cluster.timeline.until(cluster.settled(a, b))
+    gate = asyncio.Event()
+    stopping: list[int] = []
+
+    async def stop_work(partition: int) -> None:  # the engine stopping the partition's tasks, slowly
+        stopping.append(partition)
+        await gate.wait()
+
+    a.on_releasing.append(stop_work)
+    moving = set(a.owned()) & assign(PARTITIONS, "abc")["c"]
+    assert moving  # (c wins some of a's partitions)
+    c = await cluster.start("c")
+    await cluster.timeline.until(lambda: set(stopping) == moving)
+    # c is live and wins them, but a has not finished stopping: a still holds them, c has none of them
+    assert all(a.held(n) for n in moving) and not any(c.held(n) for n in moving)
+    opened = time.monotonic()
+    gate.set()
+    await cluster.timeline.until(cluster.settled(a, b, c))
+    assert all(event.at > opened for n, event in cluster.timeline.of("gained", "c").items() if n in moving)
+    cluster.timeline.check()
+
+
 async def test_close_hands_the_partitions_over_at_once(cluster: Cluster) -> None:
     a = await cluster.start("a")
     b = await cluster.start("b")
@@ -268,6 +293,9 @@ async def test_close_hands_the_partitions_over_at_once(cluster: Cluster) -> None
     handed_over = max(e.at for e in cluster.timeline.of("gained", "a", since=closed).values()) - closed
     assert handed_over < LEASE / 4, f"took {handed_over:.2f}s"  # at once, not when a lease runs out
     cluster.timeline.check()
+    await a.close()
+    assert a.owned() == {} and set(cluster.timeline.of("lost", "a", since=closed)) == set(range(PARTITIONS))
+    assert [t for t in asyncio.all_tasks() if t.get_name().startswith("partitions-")] == []  # none left behind
 
 
 async def test_a_replica_cut_off_from_nats_loses_its_partitions_before_another_claims_them(

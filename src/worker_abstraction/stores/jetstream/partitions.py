@@ -1,56 +1,56 @@
 """PartitionLeases: which orchestrator replica runs the tasks of which partition, on one lease per replica.
 
 Task ids hash to one of `partitions` partitions (`partition_of`); each live replica owns a share of them
-(rendezvous hashing over the live replicas' names: `assign`) and runs the tasks of those it owns. All of it
-lives in one JetStream KV bucket (`wa_partitions`, history 1):
+(rendezvous hashing of the live replicas' names: `assign`, the same on every replica) and runs the tasks of
+those it owns. It all lives in one JetStream KV bucket (`wa_partitions`, history 1):
 
 - `member.<replica>` (the name base64url-encoded) = {"replica", "incarnation"}: the replica's one lease.
-  A replica creates it only where no live one is (a name is never held twice), under a fresh incarnation
-  id, then rewrites it every `lease_seconds / 3` by compare-and-set on the revision it last wrote; each
-  value expires T = ceil(lease_seconds) after it was stored (per-message TTL) and the server's expiry
-  marker tells every watcher. A compare-and-set that fails means the key expired or was replaced: that
-  incarnation is over for good (ids are never reused); the replica drops all it held and joins again.
-  A renewal round is therefore ONE KV write, however many partitions the replica holds.
-- `owner.<n>` = {"holder", "incarnation", "epoch"}: written only when partition n changes hands. A replica
-  claims a partition it wants by compare-and-set on the revision it saw, with `epoch + 1`, when the key is
-  absent, released (holder ""), names an incarnation that is over, or names its own incarnation. It
-  releases a partition it no longer wants (after awaiting `on_releasing`) by writing holder "", so that a
-  joining replica gets its share at once. `close()` awaits `on_releasing` for all it holds, then deletes
-  its member key: that releases every partition at once (their keys now name an incarnation that is over).
+  It is created only where no live one is (a name is never held twice), under a fresh incarnation id,
+  then rewritten every L/3 by compare-and-set on the revision last written; each value expires
+  T = ceil(L) after it was stored (per-message TTL) and the server's expiry marker tells every watcher.
+  A compare-and-set that fails means the key expired or was replaced: that incarnation is over for good
+  (ids are never reused); the replica drops all it held and joins again. A renewal round is ONE KV write,
+  however many partitions the replica holds (L = `lease_seconds`).
+- `owner.<n>` = {"holder", "incarnation", "epoch"}, written only when partition n changes hands. A replica
+  claims a partition it wins by compare-and-set on the revision it saw, with `epoch + 1`, when the key is
+  absent, released (holder ""), or names its own incarnation or one that is over. It releases one it no
+  longer wins, after awaiting `on_releasing`, by writing holder "", so a joining replica gets its share
+  at once. `close()` awaits `on_releasing` for all it holds, then deletes its member key, which releases
+  them all at once (their keys now name an incarnation that is over).
 - `config` = {"partitions"}: replicas that disagree on the count refuse to start.
 
-What holds (L = lease_seconds, T = ceil(L)):
+What holds:
 
-- Fencing: two replicas never both count one partition held. A partition counts as held (`held`, `epoch`,
-  `owned`) until `start + TRUSTED_SHARE * L`, where `start` is when the replica sent the last member write
-  the server confirmed (the write landed after `start`, so the key lives until at least `start + T` on the
-  server's clock); past it, it is lost (`on_lost`, from a timer) even if NATS never answered. Another
-  replica claims it only after the holder's incarnation is seen over (its key expired, was deleted by
-  `close()`, or was replaced after it vanished), or after the holder released it, which it does after it
-  stopped counting it held. The compare-and-set on `owner.<n>` makes claims of one partition follow one
-  another, each with a higher epoch. A dead incarnation is only ever concluded from a server's
-  linearizable answer (the watch, or a non-direct read of the member key made after the owner value was
-  seen), never from a key not yet seen.
-- Clock assumptions, and nothing about replicas' clocks relative to each other: while `TRUSTED_SHARE * L`
-  passes on the holder's monotonic clock, the NATS server's clock (the one that stamps and expires the
-  member key; in a cluster, every node that may lead the bucket's stream) must advance less than L.
-  That is a rate difference under 1/6, no forward step of the server's clock, and no skew between NATS
-  nodes, all within a margin of L/6 (plus T - L). The holder's clock must not stop while the host is
-  suspended (a paused VM) either. `on_lost` may run late if the event loop is blocked; `held()` reads the
-  clock, so check it, and carry the epoch as a fencing token, before anything with effects.
-- Takeover: a replica that dies or is cut off without releasing is over when its member key expires, T
-  (plus the server's expiry delay, under 1 s) after its last write landed, which is at most its death.
-  The live replica that wins each of its partitions claims it at the next balancing pass: at once, when
-  the watch delivers the expiry marker. So, from the death: at most T + expiry delay + one compare-and-set
-  round trip. If that marker was missed (a watch that resumed after the marker itself expired), a silent
-  member is re-read from the bucket after T + L/3 + 1 s of silence, so the bound grows by L/3 + 1 s plus
-  up to one balancing interval (L/3).
-- Rebalancing: a member joining moves, once each current holder's `on_releasing` returned, only the
-  partitions it wins (rendezvous: nothing moves between the others); `close()` hands over at once.
-- Outages: the loops retry with `Backoff` and report to a `StoreAvailability`. An outage that ends while
-  the last confirmed round is younger than `TRUSTED_SHARE * L` loses nothing (the partitions stay held,
-  same epochs); a longer one loses them, and they come back (new epochs) when the member key survived
-  (outage < T) or the replica joined again.
+- Fencing: two replicas never both count one partition held. A replica counts its partitions held
+  (`held`, `epoch`, `owned`) until s + TRUSTED_SHARE * L, where s is when it sent the last member write
+  the server confirmed; past that, `held()` is False and a timer calls `on_lost`, even if NATS never
+  answered. That write was stored after s, so the key lives until T after that on the server's clock.
+  Another replica claims the partition only once the holder's incarnation is over (the expiry marker, the
+  deletion by `close()`, or a read from the stream's leader, made after the owner value was seen, that
+  finds the key gone or another incarnation's), or once the holder released it, which it does after it
+  stopped counting it held. It never concludes that from a key it has not seen yet. Claims of one
+  partition follow one another through compare-and-set, each with a higher epoch.
+- Clocks. Nothing is assumed of replicas' clocks relative to each other. What is assumed: while
+  TRUSTED_SHARE * L passes on the holder's monotonic clock, the clock that stamps and expires the member
+  key advances less than T. That clock is the NATS server's wall clock; in a cluster it is that of every
+  node that may lead the bucket's stream. So the margin of at least L/6 must cover the rate difference,
+  forward steps of the server's clock, and the skew between NATS nodes. The holder's monotonic clock must
+  not stop while time passes, as it does when a host or VM is suspended. `on_lost` runs late when the
+  event loop is blocked; `held()` reads the clock. So check `held()`, and carry the epoch as a fencing
+  token, before anything with effects.
+- Takeover: a replica that dies or is cut off without releasing is over when its member key expires:
+  T after its last write was stored (no later than its death), plus the server's expiry delay (about
+  0.25 s measured). Its partitions are claimed by the live replicas that win them when the expiry marker
+  reaches their watch, each with one compare-and-set round trip. So from the death, the bound is
+  T + expiry delay + one round trip. A watch that missed the marker (it resumed after the marker's own
+  60 s had passed) re-reads a member silent for T + L/3 + 1 s at its next pass (within L/3): the bound
+  grows by at most 2 L/3 + 1 s.
+- Rebalancing: when a member joins, only the partitions it wins move (nothing moves between the others),
+  each once its holder's `on_releasing` returned; `close()` hands everything over at once.
+- Outages: the loops retry with `Backoff` and report to a `StoreAvailability`. An outage that ends before
+  TRUSTED_SHARE * L has passed since the last confirmed round began loses nothing (the same partitions,
+  the same epochs). A longer one loses them all; they come back with new epochs once a renewal succeeds
+  (if the outage was shorter than T) or the replica has joined again.
 """
 
 from __future__ import annotations
@@ -206,6 +206,7 @@ class PartitionLeases:
         self._members: dict[str, _Member] = {}
         self._owners: dict[int, _Owner] = {}
         self._dead: set[str] = set()  # incarnations known to be over
+        self._share: tuple[frozenset[str], set[int]] = (frozenset(), set())  # (members, what this one wins)
         self._synced = asyncio.Event()
         self._dirty = asyncio.Event()  # something changed: balance again
         self._pass = asyncio.Lock()
@@ -395,15 +396,16 @@ class PartitionLeases:
         self._lapse = asyncio.get_running_loop().call_later(max(0.0, until - time.monotonic()), self._lapsed)
 
     def _lapsed(self) -> None:
-        self._lapse = None
         left = self._held_until - time.monotonic()
-        if left > 0:  # (a timer may fire a hair early)
-            self._lapse = asyncio.get_running_loop().call_later(left, self._lapsed)
-            return
-        if self._held:
+        self._lapse = asyncio.get_running_loop().call_later(left, self._lapsed) if left > 0 else None  # (early)
+        self._expire()
+
+    def _expire(self) -> None:
+        """Drop every held partition once the lease is no longer trusted (the timer's work, or a late timer's)."""
+        if self._held and time.monotonic() >= self._held_until:
             lease = TRUSTED_SHARE * self.options.lease_seconds
             self._drop_all(f"lapsed: no renewal of the lease confirmed within {lease:.1f}s")
-        self._dirty.set()
+            self._dirty.set()
 
     def _leave(self, reason: str) -> None:
         if self._held and time.monotonic() < self._held_until:
@@ -447,21 +449,16 @@ class PartitionLeases:
 
     async def _balance(self) -> None:
         """Claim what this replica wins and may take; release what it holds (or its keys name) and does not win."""
-        now = time.monotonic()
-        if self._held and now >= self._held_until:
-            self._lapsed()  # (its timer may be late)
-        await self._recheck_silent(now)
+        self._expire()  # (its timer may be late)
+        await self._recheck_silent(time.monotonic())
         incarnation = self._incarnation
-        trusted = incarnation is not None and time.monotonic() < self._held_until
-        members = self._live_names() | {self.replica}
-        wanted = {n for n in range(self.options.partitions) if preferred_owner(n, members) == self.replica}
-        if not trusted:
-            wanted = set()
+        wins = self._wins()
+        wanted = wins if incarnation is not None and time.monotonic() < self._held_until else set()
         releasing = [n for n in sorted(self._held) if n not in wanted]
-        strays = [
+        strays = [  # keys naming this incarnation that it does not hold: others would wait for them forever
             n
             for n, owner in sorted(self._owners.items())
-            if incarnation is not None and owner.incarnation == incarnation and n not in self._held and n not in wanted
+            if incarnation is not None and owner.incarnation == incarnation and n not in self._held and n not in wins
         ]
         candidates = [n for n in sorted(wanted) if n not in self._held]
         await self._resolve([self._owners[n] for n in candidates if n in self._owners])
@@ -470,6 +467,14 @@ class PartitionLeases:
             await self._claim(claims, incarnation)
         if releasing or strays:
             await self._release(releasing, strays)
+
+    def _wins(self) -> set[int]:
+        """The partitions this replica wins among the live members (itself included)."""
+        members = frozenset(self._live_names() | {self.replica})
+        if self._share[0] != members:
+            share = {n for n in range(self.options.partitions) if preferred_owner(n, members) == self.replica}
+            self._share = (members, share)
+        return self._share[1]
 
     def _claimable(self, partition: int, incarnation: str | None) -> bool:
         owner = self._owners.get(partition)
@@ -586,28 +591,33 @@ class PartitionLeases:
             zip(names, await asyncio.gather(*(self._read(_MEMBER + _encode_name(n)) for n in names)), strict=True)
         )
         for owner in unknown:
-            seen = found[owner.holder]
-            incarnation = _member_incarnation(seen.value, owner.holder) if seen.value is not None else None
-            if incarnation != owner.incarnation:
-                self._bury(owner.incarnation)
-            self._apply_member(owner.holder, incarnation, seen.revision)
+            self._learn(owner.holder, found[owner.holder], about=owner.incarnation)
 
     async def _recheck_silent(self, now: float) -> None:
         """Read again the member keys not heard of for longer than they can live (a watch that missed a marker)."""
         silence = self._ttl + self._interval + _SILENCE_GRACE_SECONDS
         silent = [
-            (name, m)
+            (name, m.incarnation)
             for name, m in self._members.items()
-            if m.incarnation is not None and name != self.replica and now - m.heard > silence
+            if m.incarnation is not None and m.incarnation not in self._dead and now - m.heard > silence
         ]
         results = await asyncio.gather(*(self._read(_MEMBER + _encode_name(name)) for name, _ in silent))
-        for (name, member), seen in zip(silent, results, strict=True):
-            incarnation = _member_incarnation(seen.value, name) if seen.value is not None else None
+        for (name, incarnation), seen in zip(silent, results, strict=True):
+            self._learn(name, seen, about=incarnation)
+
+    def _learn(self, name: str, seen: _Found, *, about: str) -> None:
+        """Apply the leader's answer about `name`'s member key, read after `about` was seen: any other answer
+        (gone, or another incarnation) means `about` is over. (The watch may have delivered later revisions
+        meanwhile: the view takes the answer only if it is not older.)"""
+        incarnation = _member_incarnation(seen.value, name) if seen.value is not None else None
+        if incarnation != about:
+            self._bury(about)
+        self._apply_member(name, incarnation, seen.revision)
+        member = self._members.get(name)
+        if member is not None:
             member.heard = time.monotonic()
-            if incarnation != member.incarnation and member.incarnation is not None:
-                self._bury(member.incarnation)
+            if member.incarnation in self._dead:
                 member.incarnation = None
-            self._apply_member(name, incarnation, seen.revision)
 
     def _bury(self, incarnation: str) -> None:
         self._dead.add(incarnation)
