@@ -316,7 +316,7 @@ async def test_a_replica_cut_off_from_nats_loses_its_partitions_before_another_c
         assert lost[partition].at < gained[partition].at
         assert isinstance(lost[partition].detail, str) and "lapsed" in lost[partition].detail
         # a's last confirmed renewal started before the cut: it stops within the trusted share of it
-        assert lost[partition].at - cut <= TRUSTED_SHARE * LEASE + 0.1
+        assert lost[partition].at - cut <= TRUSTED_SHARE * LEASE + 0.25
     # takeover: the member key's TTL, the server's expiry delay (< 1 s), one claim
     assert max(e.at for e in gained.values()) - cut <= math.ceil(LEASE) + 1.5
     await proxy.restore()  # a comes back as a new incarnation and takes its share again
@@ -335,7 +335,7 @@ async def test_a_stalled_keeper_loses_its_partitions_by_the_trusted_share(cluste
     await cluster.timeline.until(lambda: set(cluster.timeline.of("lost", "a", since=stalled)) == share)
     lost_at = time.monotonic()
     assert a.owned() == {} and not any(a.held(n) for n in share)
-    assert lost_at - stalled <= TRUSTED_SHARE * LEASE + 0.1
+    assert lost_at - stalled <= TRUSTED_SHARE * LEASE + 0.25
     assert not any(b.held(n) for n in share)  # b cannot claim before a's member key expires
     await cluster.timeline.until(cluster.settled(b))
     gained = cluster.timeline.of("gained", "b", since=stalled)
@@ -347,7 +347,7 @@ async def test_a_stalled_keeper_loses_its_partitions_by_the_trusted_share(cluste
 
 
 async def test_an_outage_shorter_than_the_lease_loses_nothing(cluster: Cluster, nats_server: NatsServer) -> None:
-    lease = 3.0  # renewed every second, trusted 2.5 s after each confirmed renewal
+    lease = 4.0  # renewed every 1.33 s, trusted 3.33 s after each confirmed renewal; answers awaited 1 s
     proxy = await cluster.proxy(nats_server.port)
     pacer = Pacer()
     a = await cluster.start("a", url=proxy.url, lease=lease, pacer=pacer)
@@ -356,12 +356,18 @@ async def test_an_outage_shorter_than_the_lease_loses_nothing(cluster: Cluster, 
     owned = a.owned()
     renewed = a.held_until
     await pacer.until(lambda: a.held_until > renewed)  # a renewal was just confirmed
+    trusted_until, errors = a.held_until, a.availability.errors
     since = time.monotonic()
     await proxy.cut()
-    await asyncio.sleep(0.5)  # the length of the outage, not a wait for something
+    # The outage's length (not a wait for something): the next renewal round times out within it, and
+    # its retry is answered only once the connection is back.
+    await asyncio.sleep(2.5)
+    assert a.availability.errors > errors and not a.availability.available
     await proxy.restore()
     restored = time.monotonic()
-    await pacer.until(lambda: a.held_until > restored + TRUSTED_SHARE * lease - 1.0)  # renewed after it
+    assert restored < trusted_until  # (the case in point: it ended while the partitions were still held)
+    await pacer.until(lambda: a.held_until > restored + TRUSTED_SHARE * lease)  # renewed after it
+    assert a.availability.available
     assert a.owned() == owned  # same partitions, same epochs
     assert cluster.timeline.of("lost", "a", since=since) == {}
     assert cluster.timeline.of("gained", "b", since=since) == {}

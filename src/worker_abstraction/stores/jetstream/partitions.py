@@ -372,20 +372,23 @@ class PartitionLeases:
     async def _renew(self, began: float) -> None:
         incarnation = self._incarnation
         value = _dump({"replica": self.replica, "incarnation": incarnation})
-        revision = await self._write(self._member_key, value, last=self._member_revision, ttl=self._ttl)
-        if self._incarnation != incarnation:
-            return  # it left meanwhile
-        if revision is not None:
-            self._member_revision = revision
-            self._extend(began + TRUSTED_SHARE * self.options.lease_seconds)
-            return
-        found = await self._read(self._member_key)
-        if self._incarnation != incarnation:
-            return
-        if found.value is not None and _member_incarnation(found.value, self.replica) == incarnation:
-            self._member_revision = max(self._member_revision, found.revision)  # a lost answer's write landed
-            return
-        self._leave("its member key expired or was replaced")
+        for _ in range(2):
+            revision = await self._write(self._member_key, value, last=self._member_revision, ttl=self._ttl)
+            if self._incarnation != incarnation:
+                return  # it left meanwhile
+            if revision is not None:
+                self._member_revision = revision
+                self._extend(began + TRUSTED_SHARE * self.options.lease_seconds)
+                return
+            found = await self._read(self._member_key)
+            if self._incarnation != incarnation:
+                return
+            if found.value is None or _member_incarnation(found.value, self.replica) != incarnation:
+                self._leave("its member key expired or was replaced")
+                return
+            # A write whose answer was lost (a round that timed out while the connection was down) landed
+            # since: write again on it, in this round, which then counts from `began` as any other.
+            self._member_revision = max(self._member_revision, found.revision)
 
     def _extend(self, until: float) -> None:
         if until <= self._held_until:
