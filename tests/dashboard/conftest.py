@@ -12,6 +12,7 @@ import pytest
 
 from worker_abstraction import RegistryServer, RetryPolicy
 from worker_abstraction.auth import Authenticator, TokenFile
+from worker_abstraction.dashboard.server import DashboardServer
 from worker_abstraction.errors import TaskFailedError
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
@@ -28,14 +29,24 @@ name = "client/alice"
 roles = ["client"]
 token = "{CLIENT}"
 """
+
+
+class DashboardDaemon(OrchestratorServer):
+    """An orchestrator daemon on 127.0.0.1:0 with its dashboard beside it, on a free port (`dashboard`)."""
+
+    def __init__(self, registry: str, *, auth: Authenticator | None = None, **options: Any) -> None:
+        super().__init__(registry, port=0, auth=auth, **options)
+        self.dashboard = DashboardServer.beside(self, port=0, auth=auth, tls=options.get("tls"))
+
+
 POST = {"X-WA-Dashboard": "1"}  # what the page's own fetch sends with every POST
 NO_RETRY = RetryPolicy(max_attempts=2, initial_backoff_seconds=0.01, retry_task_errors=True)
 
 
 @pytest.fixture
-async def daemon(registry: RegistryServer, start_worker: Callable[..., Any]) -> AsyncIterator[OrchestratorServer]:
+async def daemon(registry: RegistryServer, start_worker: Callable[..., Any]) -> AsyncIterator[DashboardDaemon]:
     await start_worker()
-    async with OrchestratorServer(registry.address, port=0, http_port=0) as server:
+    async with DashboardDaemon(registry.address) as server:
         await server.orchestrator.wait_for_workers("echo", timeout_seconds=5)
         yield server
 
@@ -43,12 +54,12 @@ async def daemon(registry: RegistryServer, start_worker: Callable[..., Any]) -> 
 @pytest.fixture
 async def stored(
     registry: RegistryServer, start_worker: Callable[..., Any], tmp_path: Path
-) -> AsyncIterator[OrchestratorServer]:
+) -> AsyncIterator[DashboardDaemon]:
     """A daemon with a SQLite store that keeps a single finished task in memory: lists and pages of finished
     tasks must come from the store."""
     await start_worker()
     path = str(tmp_path / "tasks.db")
-    async with OrchestratorServer(registry.address, port=0, http_port=0, store_path=path, keep_finished=1) as server:
+    async with DashboardDaemon(registry.address, store_path=path, keep_finished=1) as server:
         await server.orchestrator.wait_for_workers("echo", timeout_seconds=5)
         yield server
 
@@ -62,7 +73,7 @@ def authenticator(tmp_path: Path) -> Authenticator:
 
 
 @pytest.fixture
-async def http(daemon: OrchestratorServer) -> AsyncIterator[httpx.AsyncClient]:
+async def http(daemon: DashboardDaemon) -> AsyncIterator[httpx.AsyncClient]:
     assert daemon.dashboard is not None
     async with httpx.AsyncClient(base_url=daemon.dashboard.url, timeout=10) as client:
         yield client

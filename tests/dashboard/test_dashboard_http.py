@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import Gates, eventually
-from tests.dashboard.conftest import CLIENT, OPERATOR, POST, dead_letter, sse
+from tests.dashboard.conftest import CLIENT, OPERATOR, POST, DashboardDaemon, dead_letter, sse
 from worker_abstraction import RegistryServer, TLSConfig, certs
 from worker_abstraction.auth import Authenticator
 from worker_abstraction.cli.config import Settings
@@ -124,7 +124,7 @@ async def test_with_auth_only_operators_get_in_by_header_or_signed_in_cookie(
     registry: RegistryServer, start_worker: Callable[..., Any], authenticator: Authenticator
 ) -> None:
     await start_worker()
-    async with OrchestratorServer(registry.address, port=0, http_port=0, auth=authenticator) as daemon:
+    async with DashboardDaemon(registry.address, auth=authenticator) as daemon:
         assert daemon.dashboard is not None
         async with httpx.AsyncClient(base_url=daemon.dashboard.url, timeout=10) as http:
             assert (await http.get("/api/overview")).status_code == 401
@@ -209,7 +209,7 @@ async def test_a_dashboard_port_in_use_fails_the_start(registry: RegistryServer)
 
 
 async def test_the_overview_counts_tasks_waiting_per_capability_and_priority(registry: RegistryServer) -> None:
-    async with OrchestratorServer(registry.address, port=0, http_port=0, queue_without_workers=True) as daemon:
+    async with DashboardDaemon(registry.address, queue_without_workers=True) as daemon:
         assert daemon.dashboard is not None
         for priority in (0, 5, 5):
             await daemon.orchestrator.execute_task("nobody_offers_this", {}, priority=priority)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Gates
-from tests.dashboard.conftest import OPERATOR, finished
+from tests.dashboard.conftest import OPERATOR, DashboardDaemon, finished
 from tests.dashboard.test_dashboard_browser import ARGS, CHROMIUM, NO_CHROMIUM, NO_PLAYWRIGHT, WAIT_MS
 from worker_abstraction import RegistryServer
 from worker_abstraction.auth import Authenticator
@@ -180,7 +180,7 @@ async def test_sign_out_and_the_operator_buttons_show_only_where_they_apply(
         await expect(page.locator("#task-retry")).to_be_visible()
         await expect(page.locator("#logout")).to_be_hidden()
 
-    async with OrchestratorServer(registry.address, port=0, http_port=0, auth=authenticator) as secured:
+    async with DashboardDaemon(registry.address, auth=authenticator) as secured:
         await secured.orchestrator.wait_for_workers("explode", timeout_seconds=5)
         lettered = await finished(secured, "explode", message="y")
         async with browser_page() as page:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import Gates
-from tests.dashboard.conftest import CLIENT, OPERATOR, POST, dead_letter, finished, sse
+from tests.dashboard.conftest import CLIENT, OPERATOR, POST, DashboardDaemon, dead_letter, finished, sse
 from worker_abstraction import RegistryServer, TaskStatus
 from worker_abstraction.auth import Authenticator
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
@@ -145,7 +145,7 @@ async def test_retry_submits_a_failed_task_again_with_its_options_from_the_store
     assert (await again.wait(timeout_seconds=10)).status is TaskStatus.FAILED
     record = await stored.orchestrator.task(new_id)
     assert (record.capability, record.params, record.idempotency_key) == ("explode", {"message": "again"}, "")
-    submitted = await stored.orchestrator.engine.index.submission(new_id)
+    submitted = await stored.orchestrator.engine.submission(new_id)
     assert submitted is not None
     assert (submitted.options.priority, submitted.options.timeout_seconds) == (3, 7.5)
     assert dict(submitted.options.metadata) == {"team": "ops"}
@@ -201,7 +201,7 @@ async def test_me_says_whether_credentials_are_checked_and_who_signed_in(
     registry: RegistryServer, http: httpx.AsyncClient, authenticator: Authenticator
 ) -> None:
     assert (await http.get("/api/me")).json() == {"auth": False, "name": "", "operator": True}
-    async with OrchestratorServer(registry.address, port=0, http_port=0, auth=authenticator) as daemon:
+    async with DashboardDaemon(registry.address, auth=authenticator) as daemon:
         assert daemon.dashboard is not None
         async with httpx.AsyncClient(base_url=daemon.dashboard.url, timeout=10) as web:
             assert (await web.get("/api/me")).status_code == 401
@@ -215,7 +215,7 @@ async def test_me_says_whether_credentials_are_checked_and_who_signed_in(
 async def test_signing_in_from_a_task_address_goes_back_to_it_and_nowhere_else(
     registry: RegistryServer, authenticator: Authenticator
 ) -> None:
-    async with OrchestratorServer(registry.address, port=0, http_port=0, auth=authenticator) as daemon:
+    async with DashboardDaemon(registry.address, auth=authenticator) as daemon:
         assert daemon.dashboard is not None
         async with httpx.AsyncClient(base_url=daemon.dashboard.url, timeout=10) as web:
             form = await web.get("/tasks/abc")

@@ -1,17 +1,21 @@
-"""One script, written against the orchestrator contract, runs unchanged on the embedded engine and the daemon.
+"""One script, written against the orchestrator contract, runs unchanged on the embedded engine and the daemon,
+over every home a task can live in: memory, SQLite and NATS.
 
-The script exercises the whole contract, errors included, and both backends must tell the same story:
-same outputs, same statuses, same error classes with the same fields.
+The script exercises the whole contract, errors, idempotency keys and dead letters included, and every
+backend must tell the same story: same outputs, same statuses, same error classes with the same fields.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import nats_server as nats_server_process
 from tests.conftest import Gates
 from worker_abstraction import (
     AsyncOrchestrator,
@@ -31,8 +35,11 @@ from worker_abstraction import (
     WorkerState,
 )
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
+from worker_abstraction.orchestrator.homes.nats.home import NatsHome
+from worker_abstraction.stores.jetstream import NatsOptions
+from worker_abstraction.stores.sqlite import SqliteTaskStore
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(180)
 
 
 @dataclass
@@ -91,20 +98,81 @@ async def script(orch: AsyncOrchestratorAPI, gates: Gates, tag: str) -> Story:
 
     outputs = [(await h.result())["text"] async for h in orch.execute_many("echo", ({"text": c} for c in "abc"))]
     story("many", sorted(outputs))
+
+    key = f"{tag}-once"
+    first = await orch.execute_task("echo", {"text": "once"}, idempotency_key=key)
+    second = await orch.execute_task("echo", {"text": "twice?"}, idempotency_key=key)
+    story("idempotent", second.task_id == first.task_id, await second.result(), await first.result())
+    later = await orch.execute_task("echo", {"text": "again"}, idempotency_key=key)  # (the first has finished)
+    story("idempotent after its end", later.task_id == first.task_id, await later.result())
+
+    retried = TaskOptions(
+        retry_policy=RetryPolicy(max_attempts=2, initial_backoff_seconds=0.01, retry_task_errors=True)
+    )
+    doomed = await orch.execute_task("explode", {"message": "again and again"}, options=retried)
+    with pytest.raises(TaskFailedError):
+        await doomed.result(timeout_seconds=10)
+    letters = await orch.dead_letters()
+    story("dead letters", [(d.task_id == doomed.task_id, d.capability, len(d.attempts)) for d in letters])
+    story("dead-lettered record", (await orch.task(doomed.task_id)).dead_lettered)
+    requeued = await orch.requeue_dead_letter(doomed.task_id)
+    story("requeued", requeued.task_id != doomed.task_id, await orch.dead_letters())
+    with pytest.raises(TaskFailedError):
+        await requeued.result(timeout_seconds=10)
+    story("purged", await orch.purge_dead_letters(), await orch.dead_letters())
     story("queue", await orch.queue_depths())
-    story("dead letters", await orch.dead_letters(), await orch.purge_dead_letters())
     return story
 
 
-async def test_a_script_runs_unchanged_on_the_embedded_engine_and_on_the_daemon(
-    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates
+# Every home, embedded and behind a daemon (each on a store of its own: listings see every task it holds).
+HOMES = ["memory", "sqlite", "nats", "daemon", "daemon-sqlite", "daemon-nats"]
+
+
+@contextlib.asynccontextmanager
+async def backend(kind: str, registry: str, directory: Path) -> AsyncIterator[AsyncOrchestratorAPI]:
+    """The orchestrator a user's script talks to, with its tasks in one home."""
+    async with contextlib.AsyncExitStack() as stack:
+        server_binary = nats_server_process.binary()
+        if kind.endswith("nats") and server_binary is None:
+            pytest.skip("nats-server not installed")
+        nats = None
+        if kind.endswith("nats"):
+            assert server_binary is not None
+            nats = nats_server_process.start(directory, server_binary)
+            stack.callback(nats.stop)
+        if kind.startswith("daemon"):
+            options: dict[str, Any] = {}
+            if kind == "daemon-sqlite":
+                options["store_path"] = str(directory / "tasks.db")
+            elif nats is not None:
+                options["home"] = await NatsHome.open(NatsOptions((nats.url,)), replica=kind)
+            server = await stack.enter_async_context(OrchestratorServer(registry, port=0, **options))
+            yield await stack.enter_async_context(RemoteOrchestrator(server.address))
+            return
+        if kind == "sqlite":
+            store = await SqliteTaskStore(directory / "tasks.db").open()
+            stack.push_async_callback(store.close)
+            yield await stack.enter_async_context(AsyncOrchestrator(registry, task_store=store))
+        elif nats is not None:
+            home = await NatsHome.open(NatsOptions((nats.url,)), replica=kind)
+            yield await stack.enter_async_context(AsyncOrchestrator(registry, home=home))
+        else:
+            yield await stack.enter_async_context(AsyncOrchestrator(registry))
+
+
+async def test_a_script_runs_unchanged_on_every_backend_and_every_home(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates, tmp_path: Path
 ) -> None:
     await start_worker()
-    async with AsyncOrchestrator(registry.address) as embedded:
-        here = await script(embedded, gates, "embedded")
-    async with OrchestratorServer(registry.address, port=0) as server, RemoteOrchestrator(server.address) as remote:
-        there = await script(remote, gates, "daemon")
-    assert here.lines == there.lines
+    stories = {}
+    for kind in HOMES:
+        directory = tmp_path / kind
+        directory.mkdir()
+        async with backend(kind, registry.address, directory) as orchestrator:
+            stories[kind] = await script(orchestrator, gates, kind)
+    here = stories["memory"]
+    for kind, there in stories.items():
+        assert there.lines == here.lines, kind
     assert ("health", [(WorkerState.ACTIVE, "closed")]) in here.lines
     refused = [line for line in here.lines if line[0] == "refused"]
     assert [kind for _, kind, _, _ in refused] == [

@@ -23,7 +23,7 @@ from worker_abstraction import AsyncOrchestrator, RetryPolicy, TaskStatus
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.edge.dispatch import Answer
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
-from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
+from worker_abstraction.orchestrator.homes.nats.home import NatsHome
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.stores.jetstream import NatsOptions, WorkQueueOptions, connect
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, TaskDoc, TaskDocs
@@ -115,7 +115,7 @@ class LosingDocs(TaskDocs):
         return await self.losing.passed(changed, super().change(task_id, apply, holder=holder))
 
 
-class Home:
+class Backend:
     """Where the task lives: `first()` is the daemon that crashes, `successor()` the one that resumes."""
 
     losing: Losing
@@ -141,7 +141,7 @@ def _orchestrator(edge: FakeEdge, **options: Any) -> AsyncOrchestrator:
     )
 
 
-class SqliteHome(Home):
+class OnSqlite(Backend):
     def __init__(self, path: Path) -> None:
         self.path = path
         self.names = lambda worker_id: lambda write: write[0] == "dispatched" and write[1][1] == worker_id
@@ -173,21 +173,21 @@ class SqliteHome(Home):
             await store.close()
 
 
-class NatsHome(Home):
+class OnNats(Backend):
     def __init__(self, server: NatsServer) -> None:
         self.server = server
         self.names = lambda worker_id: lambda doc: doc.state == DISPATCHED and doc.worker_id == worker_id
         self._first: AsyncOrchestrator | None = None
         self._clients: list[Any] = []
-        self._shared: list[SharedTasks] = []
+        self._shared: list[NatsHome] = []
 
     async def first(self, edge: FakeEdge) -> AsyncOrchestrator:
         client = await self._connect()
         docs = await LosingDocs.open(client)
         docs.losing = self.losing = Losing()
         queue = await WorkQueue.open(client, WorkQueueOptions(lease_seconds=30))
-        shared = SharedTasks(client, docs, queue, await UpdateLog.open(client), replica="first", prefetch=1)
-        self._first = _orchestrator(edge, shared=shared)
+        shared = NatsHome(client, docs, queue, await UpdateLog.open(client), replica="first", prefetch=1)
+        self._first = _orchestrator(edge, home=shared)
         return self._first
 
     async def crash(self) -> None:
@@ -196,9 +196,9 @@ class NatsHome(Home):
         await self._first.aclose()  # (its work goes back to the queue at once: no waiting for the lease)
 
     async def successor(self, edge: FakeEdge) -> AsyncOrchestrator:
-        shared = await SharedTasks.open(NatsOptions((self.server.url,)), replica="successor")
+        shared = await NatsHome.open(NatsOptions((self.server.url,)), replica="successor")
         self._shared.append(shared)
-        return _orchestrator(edge, shared=shared)
+        return _orchestrator(edge, home=shared)
 
     async def _connect(self) -> Any:
         client = await connect(NatsOptions((self.server.url,)))
@@ -211,12 +211,12 @@ class NatsHome(Home):
 
 
 @pytest.fixture(params=["sqlite", "nats"])
-async def home(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Home]:
-    made: SqliteHome | NatsHome
+async def home(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    made: OnSqlite | OnNats
     if request.param == "sqlite":
-        made = SqliteHome(tmp_path / "tasks.db")
+        made = OnSqlite(tmp_path / "tasks.db")
     else:
-        made = NatsHome(request.getfixturevalue("nats_server"))
+        made = OnNats(request.getfixturevalue("nats_server"))
     yield made
     await made.aclose()
 
@@ -244,7 +244,9 @@ async def _play(edge: FakeEdge, ran: list[Attempt]) -> None:
 
 
 @pytest.mark.parametrize("crash", ["before the other worker's fact is stored", "after it is stored"])
-async def test_a_successor_finds_a_refused_attempt_where_it_was_sent_again_or_nowhere(home: Home, crash: str) -> None:
+async def test_a_successor_finds_a_refused_attempt_where_it_was_sent_again_or_nowhere(
+    home: Backend, crash: str
+) -> None:
     first_edge = FakeEdge(*WORKERS)
     first = await home.first(first_edge)
     await first.wait_for_workers("job", count=2, timeout_seconds=5)

@@ -19,11 +19,11 @@ from worker_abstraction import (
     TaskNotFoundError,
     TaskStatus,
 )
-from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
+from worker_abstraction.orchestrator.homes.nats.home import NatsHome
 from worker_abstraction.stores.jetstream import NatsOptions, WorkQueueOptions
 
 pytestmark = pytest.mark.timeout(90)
-Replica = Callable[..., Awaitable[tuple[AsyncOrchestrator, SharedTasks]]]
+Replica = Callable[..., Awaitable[tuple[AsyncOrchestrator, NatsHome]]]
 
 
 @pytest.fixture
@@ -33,14 +33,14 @@ async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIte
 
     async def start(
         name: str, *, lease_seconds: float = 30.0, prefetch: int = 2, **options: Any
-    ) -> tuple[AsyncOrchestrator, SharedTasks]:
-        shared = await SharedTasks.open(
+    ) -> tuple[AsyncOrchestrator, NatsHome]:
+        shared = await NatsHome.open(
             NatsOptions((nats_server.url,)),
             replica=name,
             work=WorkQueueOptions(lease_seconds=lease_seconds),
             prefetch=prefetch,
         )
-        orchestrator = AsyncOrchestrator(registry.address, shared=shared, **options)
+        orchestrator = AsyncOrchestrator(registry.address, home=shared, **options)
         await orchestrator.start()
         started.append(orchestrator)
         return orchestrator, shared

@@ -19,7 +19,7 @@ from worker_abstraction import AsyncOrchestrator, TaskStatus
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
-from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
+from worker_abstraction.orchestrator.homes.nats.home import NatsHome
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.stores.jetstream import NatsOptions, TaskDocs, WorkQueueOptions, connect
 from worker_abstraction.stores.jetstream.updates import UpdateLog
@@ -54,8 +54,8 @@ class Lapsed:
     """Replica `a` ran one task on the worker and held a second waiting for it; its leases lapsed (its keeper
     held up) and replica `b` took both over and follows the first where it runs."""
 
-    a: SharedTasks
-    b: SharedTasks
+    a: NatsHome
+    b: NatsHome
     edge_a: FakeEdge
     edge_b: FakeEdge
     keeping: Keeping
@@ -64,9 +64,9 @@ class Lapsed:
     handles: list[AsyncTaskHandle]  # both tasks, as their caller (connected to a) follows them
 
 
-def _orchestrator(edge: FakeEdge, shared: SharedTasks) -> AsyncOrchestrator:
+def _orchestrator(edge: FakeEdge, shared: NatsHome) -> AsyncOrchestrator:
     directory = WorkerDirectory(cast(RegistryClient, FakeRegistry(WORKER)))
-    return AsyncOrchestrator("fake-registry:1", links=cast(WorkerLinks, edge), directory=directory, shared=shared)
+    return AsyncOrchestrator("fake-registry:1", links=cast(WorkerLinks, edge), directory=directory, home=shared)
 
 
 @pytest.fixture
@@ -78,7 +78,7 @@ async def lapsed(nats_server: NatsServer) -> AsyncIterator[Lapsed]:
         queue = await WorkQueue.open(client, WorkQueueOptions(lease_seconds=LEASE_SECONDS), sleep=keeping)
         docs, log = await TaskDocs.open(client), await UpdateLog.open(client)
         # One task at a time on its worker, one waiting: then it takes no more work (prefetch 1).
-        a = SharedTasks(client, docs, queue, log, replica="a", prefetch=1)
+        a = NatsHome(client, docs, queue, log, replica="a", prefetch=1)
         edge_a = FakeEdge(WORKER)
         orchestrator_a = _orchestrator(edge_a, a)
         opened.append(orchestrator_a)
@@ -91,7 +91,7 @@ async def lapsed(nats_server: NatsServer) -> AsyncIterator[Lapsed]:
         await eventually(lambda: a.held == 2, what="replica a holds both tasks")
 
         options = NatsOptions((nats_server.url,))
-        b = await SharedTasks.open(options, replica="b", work=WorkQueueOptions(lease_seconds=LEASE_SECONDS))
+        b = await NatsHome.open(options, replica="b", work=WorkQueueOptions(lease_seconds=LEASE_SECONDS))
         edge_b = FakeEdge(WORKER)
         orchestrator_b = _orchestrator(edge_b, b)
         opened.append(orchestrator_b)
@@ -148,10 +148,10 @@ async def _b_finishes_both(lapsed: Lapsed) -> None:
     await eventually(lambda: _finished_by(lapsed.b, first.task_id, "b"), what="b's outcome is the document's")
 
 
-async def _log_length(shared: SharedTasks, task_id: str) -> int:
+async def _log_length(shared: NatsHome, task_id: str) -> int:
     return await shared.log.last(task_id)
 
 
-async def _finished_by(shared: SharedTasks, task_id: str, replica: str) -> bool:
+async def _finished_by(shared: NatsHome, task_id: str, replica: str) -> bool:
     found: Any = await shared.docs.get(task_id)
     return found is not None and found[0].finished and found[0].holder == replica

@@ -25,7 +25,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
-from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
+from worker_abstraction.orchestrator.homes.nats.home import NatsHome
 from worker_abstraction.stores.jetstream import (
     NatsOptions,
     TaskDocs,
@@ -58,7 +58,7 @@ async def daemon(registry: RegistryServer, nats_server: NatsServer) -> AsyncIter
         replica = f"r{len(started)}"
         if connection is None:
             url = (nats_server.url,)
-            shared = await SharedTasks.open(
+            shared = await NatsHome.open(
                 NatsOptions(url), replica=replica, documents=documents, work=work, updates=updates
             )
         else:
@@ -66,8 +66,8 @@ async def daemon(registry: RegistryServer, nats_server: NatsServer) -> AsyncIter
             docs = await TaskDocs.open(connection, documents)
             queue = await WorkQueue.open(connection, work)
             log = await UpdateLog.open(connection, updates)
-            shared = SharedTasks(connection, docs, queue, log, replica=replica)
-        server = OrchestratorServer(registry.address, port=0, shared=shared, **options)
+            shared = NatsHome(connection, docs, queue, log, replica=replica)
+        server = OrchestratorServer(registry.address, port=0, home=shared, **options)
         await server.start()
         started.append(server)
         return server

@@ -25,7 +25,7 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
-from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
+from worker_abstraction.orchestrator.homes.nats.home import NatsHome
 from worker_abstraction.stores.jetstream import NatsOptions
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 
@@ -55,8 +55,8 @@ async def home(request: pytest.FixtureRequest, registry: RegistryServer, tmp_pat
                 await stack.enter_async_context(server)
                 return await stack.enter_async_context(RemoteOrchestrator(server.address))
             assert nats is not None
-            shared = await SharedTasks.open(NatsOptions((nats.url,)), replica="filters")
-            return await stack.enter_async_context(AsyncOrchestrator(registry.address, shared=shared, keep_finished=1))
+            shared = await NatsHome.open(NatsOptions((nats.url,)), replica="filters")
+            return await stack.enter_async_context(AsyncOrchestrator(registry.address, home=shared, keep_finished=1))
 
         yield make
 
@@ -148,7 +148,7 @@ async def test_a_finished_tasks_submission_is_found_with_its_options_in_every_em
     handle = await orchestrator.execute_task("explode", {"message": "m"}, priority=4, metadata={"k": "v"})
     await handle.wait(timeout_seconds=10)
     await (await orchestrator.execute_task("echo", {"text": "pushes it out of memory"})).wait(timeout_seconds=10)
-    submitted = await orchestrator.engine.index.submission(handle.task_id)
+    submitted = await orchestrator.engine.submission(handle.task_id)
     assert submitted is not None and (submitted.capability, dict(submitted.params)) == ("explode", {"message": "m"})
     assert (submitted.options.priority, dict(submitted.options.metadata)) == (4, {"k": "v"})
-    assert await orchestrator.engine.index.submission("no-such-task") is None
+    assert await orchestrator.engine.submission("no-such-task") is None

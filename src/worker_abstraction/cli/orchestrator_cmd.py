@@ -30,7 +30,7 @@ from worker_abstraction.errors import StoreInUseError
 from worker_abstraction.observability.metrics import OrchestratorMetrics
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
+    from worker_abstraction.orchestrator.homes.nats.home import NatsHome
 
 NAME = "orchestrator"
 SUMMARY = "run an orchestrator daemon with a shared task queue"
@@ -125,21 +125,26 @@ async def run(args: argparse.Namespace) -> int:
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise UsageError(f"--http-port must be 0..65535, got {args.http_port}")
     metrics = OrchestratorMetrics() if args.metrics_port is not None else None
-    shared = await _shared_tasks(args) if is_nats(args.store) else None
+    home = await _nats_home(args) if is_nats(args.store) else None
+    tls, auth = tls_of(args), authenticator_of(args)
     server = OrchestratorServer(
         args.registry,
         host=args.host,
         port=args.port,
-        store_path=None if args.store == ":memory:" or shared is not None else args.store,
-        shared=shared,
+        store_path=None if args.store == ":memory:" or home is not None else args.store,
+        home=home,
         max_queued=args.max_queued,
         aging_seconds=args.aging,
         queue_without_workers=args.queue_without_workers,
-        tls=tls_of(args),
-        auth=authenticator_of(args),
+        tls=tls,
+        auth=auth,
         metrics=metrics,
-        http_port=args.http_port,
     )
+    if args.http_port is not None:
+        # Imported here: starlette and uvicorn cost every other process their start-up time for nothing.
+        from worker_abstraction.dashboard.server import DashboardServer
+
+        DashboardServer.beside(server, port=args.http_port, auth=auth, tls=tls)
 
     async def start() -> None:
         try:
@@ -157,10 +162,10 @@ async def run(args: argparse.Namespace) -> int:
         )
 
 
-async def _shared_tasks(args: argparse.Namespace) -> SharedTasks:
+async def _nats_home(args: argparse.Namespace) -> NatsHome:
     """Open the shared task documents, queue and update log on the NATS servers --store names."""
     # Imported here: nats-py costs a daemon with a SQLite store its start-up time for nothing.
-    from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
+    from worker_abstraction.orchestrator.homes.nats.home import NatsHome
     from worker_abstraction.stores.jetstream import WorkQueueOptions
 
     replica = args.replica or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -170,6 +175,6 @@ async def _shared_tasks(args: argparse.Namespace) -> SharedTasks:
         raise UsageError(f"--lease-seconds must be at least 1, got {args.lease_seconds}")
     nats = nats_options_of(args.store, args)
     work = WorkQueueOptions(lease_seconds=args.lease_seconds, replicas=nats.replicas)
-    shared = await SharedTasks.open(nats, replica=replica, work=work)
+    home = await NatsHome.open(nats, replica=replica, work=work)
     _log.info("tasks shared on NATS JetStream as replica %s", replica)
-    return shared
+    return home

@@ -66,12 +66,12 @@ async def retry(orchestrator: AsyncOrchestrator, task_id: str, *, by: str) -> As
         except TaskNotFoundError:  # no longer a dead letter (requeued or purged meanwhile): submitted below
             handle = None
     if handle is None:
-        submitted = await engine.index.submission(task_id)
+        submitted = await engine.submission(task_id)
         if submitted is None:
             raise ActionRefusedError(task_id, "its submission is no longer kept, so it cannot be submitted again")
         options = dataclasses.replace(submitted.options, task_id="", idempotency_key="")  # a new task
         spec = engine.spec(submitted.capability, submitted.params, options)
-        handle = await engine.submit_spec(dataclasses.replace(spec, owner=submitted.owner))
+        handle = (await engine.submit_spec(dataclasses.replace(spec, owner=submitted.owner))).handle
     new_id = handle.task_id
     logger.info("task %s retried from the dashboard by %s as %s", task_id, by, new_id, extra={"task_id": task_id})
     return handle

@@ -15,6 +15,7 @@ import ssl
 import tempfile
 from collections.abc import Callable, Generator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -26,6 +27,9 @@ from worker_abstraction.dashboard.names import WorkerNames
 from worker_abstraction.errors import BindError
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 from worker_abstraction.tls import PEM, TLSConfig
+
+if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,20 @@ class DashboardServer:
         self._server = _Uvicorn(self._config)
         self._serving: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+
+    @classmethod
+    def beside(
+        cls,
+        daemon: OrchestratorServer,
+        *,
+        port: int = 0,
+        auth: Authenticator | None = None,
+        tls: TLSConfig | None = None,
+    ) -> DashboardServer:
+        """The dashboard of a daemon, served on its host beside it (started and stopped with it)."""
+        dashboard = cls(daemon.orchestrator, host=daemon.host, port=port, auth=auth, tls=tls)
+        daemon.beside(dashboard)
+        return dashboard
 
     @property
     def url(self) -> str:

@@ -107,6 +107,17 @@ def submit_span(capability: str, *, kind: SpanKind, parent: TraceContext = NO_TR
         yield span
 
 
+def started_submit_span(capability: str, *, kind: SpanKind, parent: TraceContext = NO_TRACE) -> Span:
+    """`submit_span`, started but not made current: for a submission whose end is heard by a callback (end
+    it with `end`)."""
+    return tracer().start_span(
+        "submit",
+        context=parent_of(parent) if parent else None,
+        kind=kind,
+        attributes={"wa.capability": capability},
+    )
+
+
 def handler_span(task_id: str, capability: str, worker_id: str, attempt: int, trace_context: Mapping[str, str]) -> Span:
     """The worker's span around one task's handler, a child of the attempt that sent it (started, not current)."""
     return tracer().start_span(

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry.trace import SpanKind
 
@@ -19,7 +19,6 @@ from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.core.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.core.clock import Clock, LoopClock
 from worker_abstraction.orchestrator.core.crew import Crew
-from worker_abstraction.orchestrator.core.deadletters import DeadLetterQueue
 from worker_abstraction.orchestrator.core.engine import Engine
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.health import Denied, WorkerStanding, denied_everywhere
@@ -28,14 +27,13 @@ from worker_abstraction.orchestrator.core.scheduler import Scheduler
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.edge.follow import Reach
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
-from worker_abstraction.orchestrator.homes.journal import Journal, NullJournal, StoreJournal
+from worker_abstraction.orchestrator.homes.base import TaskHome
+from worker_abstraction.orchestrator.homes.journal import NullJournal, StoreJournal
+from worker_abstraction.orchestrator.homes.local import LocalHome
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.stores.tasks import TaskStore
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, WorkerHealth, WorkerInfo
-
-if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +61,9 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         task_store: where accepted tasks are kept (e.g. SqliteTaskStore); unfinished ones are resumed by
             `start()`, finished ones and dead letters stay readable. Default: nothing is kept.
         keep_finished: finished tasks whose records are kept in memory for `task()` / `tasks()`.
-        shared: share tasks with other orchestrators on NATS JetStream (`orchestrator.shared.SharedTasks`):
-            tasks accepted here go to the shared queue and run on whichever replica takes them, tasks of
-            a replica that dies carry on elsewhere; replaces `task_store`.
+        home: where tasks live (`orchestrator.homes`), instead of `task_store`: e.g. a `NatsHome` shares
+            them with other orchestrators on NATS JetStream (tasks accepted here go to the shared queue and
+            run on whichever replica takes them; those of a replica that dies carry on elsewhere).
         links: the connections to workers (inject a `WorkerLinks` to watch or break them).
         directory: the live view of workers (inject one to tune or observe discovery).
         clock: the source of time for deadlines, back-offs and probes.
@@ -98,10 +96,11 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         clock: Clock | None = None,
         tls: TLSConfig | None = None,
         metrics: OrchestratorMetrics | None = None,
-        shared: SharedTasks | None = None,
+        home: TaskHome | None = None,
     ) -> None:
+        if home is not None and task_store is not None:
+            raise ValueError("give a task_store or a home, not both (a home keeps its tasks itself)")
         self.registry = registry
-        self._shared = shared
         self._metrics = metrics
         self._discovery_timeout = discovery_timeout_seconds
         clock = clock or LoopClock()
@@ -126,17 +125,15 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             aging_seconds=aging_seconds,
             fairness_weights=fairness_weights,
         )
-        journal: Journal = StoreJournal(task_store) if task_store is not None else NullJournal()
-        if shared is not None:
-            journal = shared.journal
-        index = TaskIndex(journal, keep_finished=keep_finished)
+        if home is None:
+            home = LocalHome(StoreJournal(task_store) if task_store is not None else NullJournal())
+        self.home = home
+        index = TaskIndex(keep_finished=keep_finished)
         crew = Crew(
             scheduler=scheduler,
             links=self._links,
             standing=self._standing,
-            journal=journal,
             finished=index,
-            dead_letters=DeadLetterQueue(),
             clock=clock,
             retry_policy=retry_policy or RetryPolicy(),
             metrics=metrics,
@@ -144,10 +141,10 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         self.engine = Engine(
             crew,
             self._directory,
+            home,
             index,
             queue_timeout_seconds=queue_timeout_seconds,
             queue_without_workers=queue_without_workers,
-            shared=shared,
         )
         self._started = False
         self._closed = False
@@ -176,22 +173,18 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         except TimeoutError:
             if not self._directory.synced.is_set():
                 logger.warning("no answer from registry %s yet; continuing without workers", self.registry)
-        await self.engine.recover()
-        if self._shared is not None:
-            await self._shared.start(self.engine)
+        await self.engine.start()
 
     async def aclose(self) -> None:
         """Stop following tasks and close every connection."""
         if self._closed:
             return
         self._closed = True
-        if self._shared is not None:  # first: the tasks held here go to the other replicas at once
-            await self._shared.aclose()
+        await self.engine.aclose()  # first: the tasks a shared home holds here go to other replicas at once
         if self._metrics is not None:
             self._metrics.unwatch()
         await self._directory.aclose()
         await self._standing.aclose()
-        await self.engine.aclose()
         await self._links.aclose()
 
     async def workers(self) -> list[WorkerInfo]:
@@ -274,9 +267,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
 
     async def dead_letters(self) -> list[DeadLetter]:
         """Tasks that failed for good after retryable failures, oldest first, with their attempts."""
-        if self._shared is not None:  # every replica's, from the shared store
-            return await self._shared.journal.dead_letters()
-        return self.engine.dead_letters()
+        return await self.engine.dead_letters()
 
     async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle:
         """Submit a dead-lettered task again: same capability, parameters and options, a new task id.
@@ -288,10 +279,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
 
     async def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
         """Drop dead letters (all, or those given); returns how many were dropped."""
-        if self._shared is not None:
-            self.engine.crew.dead_letters.purge(task_ids)  # (this replica's copies)
-            return await self._shared.journal.purge_dead_letters(task_ids)
-        return self.engine.purge_dead_letters(task_ids)
+        return await self.engine.purge_dead_letters(task_ids)
 
     async def _metrics_snapshot(self) -> OrchestratorSnapshot:
         crew, workers = self.engine.crew, list(self._directory.workers)
@@ -300,7 +288,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             in_flight={worker_id: crew.scheduler.in_flight(worker_id) for worker_id in workers},
             circuits={worker_id: self._standing.breakers.state(worker_id).value for worker_id in workers},
             circuit_states=[state.value for state in BreakerState],
-            dead_letters=len(crew.dead_letters.list()),
+            dead_letters=len(await self.engine.dead_letters()),
         )
 
     async def _probe(self, worker: WorkerInfo) -> str | None:

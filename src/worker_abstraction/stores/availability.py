@@ -15,6 +15,7 @@ cluster, and say so once, not once per try:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import random
@@ -96,3 +97,14 @@ class Backoff:
     def reset(self) -> None:
         """It worked: the next failure starts from `first` again."""
         self._next = self.first
+
+
+def raise_if_cancelled() -> None:
+    """Raise CancelledError if the current task was asked to stop.
+
+    For loops around calls that may swallow a cancel (nats-py can turn one into a TimeoutError): without
+    this check such a loop would go on for good, and whoever awaits it after cancelling it would hang.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -7,11 +7,51 @@ say what was asked for and what the live workers offer, so the caller can fix th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from worker_abstraction.errors import InvalidParametersError, NoWorkerError
 from worker_abstraction.orchestrator.core.scheduler import Placeable, Scheduler
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
-from worker_abstraction.types import TaskSpec
+from worker_abstraction.types import TaskSpec, WorkerInfo
 from worker_abstraction.validation import parameter_problems
+
+_NO_TAGS: frozenset[str] = frozenset()
+
+
+def lowered(tags: tuple[str, ...]) -> frozenset[str]:
+    """Tags as the scheduler compares them."""
+    return frozenset(t.lower() for t in tags) if tags else _NO_TAGS
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What a task asks of a worker, as the scheduler reads it (`Placeable`), before it has a run."""
+
+    capability: str
+    required_tags: frozenset[str]
+    preferred_tags: frozenset[str]
+    pinned: str
+    priority: int
+    fairness_key: str
+    avoid: frozenset[str] = _NO_TAGS
+
+    @classmethod
+    def of(cls, spec: TaskSpec) -> Wanted:
+        options = spec.options
+        return cls(
+            spec.capability,
+            lowered(options.required_tags),
+            lowered(options.preferred_tags),
+            options.worker_id,
+            options.priority,
+            options.fairness_key,
+        )
+
+    def place(self, worker: WorkerInfo) -> None:
+        raise AssertionError("admission never queues a task")
+
+    def deny(self, error: Exception) -> None:
+        raise AssertionError("admission never queues a task")
 
 
 def admit(

@@ -10,11 +10,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.options import RetryPolicy
 from worker_abstraction.orchestrator.core.clock import Clock
-from worker_abstraction.orchestrator.core.deadletters import DeadLetterQueue
 from worker_abstraction.orchestrator.core.health import WorkerStanding
 from worker_abstraction.orchestrator.core.scheduler import Scheduler
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
-from worker_abstraction.orchestrator.homes.journal import Journal
 
 if TYPE_CHECKING:
     from worker_abstraction.orchestrator.core.run import TaskRun
@@ -51,9 +49,7 @@ class Crew:
     scheduler: Scheduler
     links: WorkerLinks
     standing: WorkerStanding
-    journal: Journal
     finished: FinishedTasks
-    dead_letters: DeadLetterQueue
     clock: Clock
     retry_policy: RetryPolicy
     metrics: OrchestratorMetrics | None = None  # None: nothing is counted

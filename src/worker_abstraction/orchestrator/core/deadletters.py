@@ -12,28 +12,33 @@ from worker_abstraction.types import Attempt, DeadLetter, TaskSpec
 logger = logging.getLogger(__name__)
 
 
+def dead_letter(spec: TaskSpec, retry: RetryPolicy, attempts: Sequence[Attempt], error_message: str) -> DeadLetter:
+    """The dead letter of a task that failed for good after retryable failures (logged as such)."""
+    letter = DeadLetter(
+        task_id=spec.task_id,
+        capability=spec.capability,
+        params=dict(spec.params),
+        attempts=tuple(attempts),
+        error_message=error_message,
+        # Resubmitted as it ran (its retry policy included), but as a new task: a new id, no old key.
+        options=replace(spec.options, task_id="", idempotency_key="", retry_policy=retry),
+        owner=spec.owner,
+    )
+    logger.warning(
+        "task %s dead-lettered after %d attempt(s): %s", spec.task_id, len(attempts), error_message,
+        extra={"task_id": spec.task_id},
+    )  # fmt: skip
+    return letter
+
+
 class DeadLetterQueue:
     """Kept in memory, oldest first (a durable journal keeps a copy)."""
 
     def __init__(self) -> None:
         self._letters: dict[str, DeadLetter] = {}
 
-    def add(self, spec: TaskSpec, retry: RetryPolicy, attempts: Sequence[Attempt], error_message: str) -> DeadLetter:
-        letter = self._letters[spec.task_id] = DeadLetter(
-            task_id=spec.task_id,
-            capability=spec.capability,
-            params=dict(spec.params),
-            attempts=tuple(attempts),
-            error_message=error_message,
-            # Resubmitted as it ran (its retry policy included), but as a new task: a new id, no old key.
-            options=replace(spec.options, task_id="", idempotency_key="", retry_policy=retry),
-            owner=spec.owner,
-        )
-        logger.warning(
-            "task %s dead-lettered after %d attempt(s): %s", spec.task_id, len(attempts), error_message,
-            extra={"task_id": spec.task_id},
-        )  # fmt: skip
-        return letter
+    def keep(self, letter: DeadLetter) -> None:
+        self._letters[letter.task_id] = letter
 
     def restore(self, letters: Iterable[DeadLetter]) -> None:
         """Put back letters kept by a durable store (after a restart)."""

@@ -1,71 +1,65 @@
 """The engine: the orchestrator's logic without any gRPC of its own (the registry's `service` layer, here).
 
-It accepts tasks (admission, idempotency, ids never reused), keeps the index of tasks, answers queries,
-cancels, manages dead letters and resumes unfinished tasks after a restart. A task's life itself is its
-`TaskRun`'s business. `AsyncOrchestrator` wires an engine up in a program; `OrchestratorServicer` serves
-one over the wire.
+It accepts tasks into their home (admission first: size, capability, requirements, room in the queue),
+turns each task the home holds for it into a `TaskRun` (one path, whatever the home), answers queries
+and cancels, and manages dead letters through the home. A task's life itself is its `TaskRun`'s business;
+where it is stored, who else may run it and how idempotency keys are kept is its home's (see `homes`).
+`AsyncOrchestrator` wires an engine up in a program; `OrchestratorServicer` serves one over the wire.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from worker_abstraction import limits
 from worker_abstraction.codec import encode_params, payload_bytes, short
-from worker_abstraction.errors import InvalidParametersError, TaskExistsError, TaskNotFoundError
+from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.observability.tracing import NO_TRACE, TraceContext
 from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
-from worker_abstraction.orchestrator.core.admission import admit
+from worker_abstraction.orchestrator.core.admission import Wanted, admit
 from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.core.records import TaskIndex, finished_handle
+from worker_abstraction.orchestrator.core.records import TaskIndex, newest_first
 from worker_abstraction.orchestrator.core.run import TaskRun
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.homes.base import Acceptance, Accepted, Hold, TaskHome
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, WorkerHealth, WorkerInfo
-
-if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
 
 logger = logging.getLogger(__name__)
 
-# What `Engine.accept_soon` calls once a task is accepted (its handle) or cannot be (the error).
-Accepted = Callable[[AsyncTaskHandle | None, BaseException | None], None]
-
 
 class Engine:
-    """Accepts, tracks, cancels and resumes tasks.
+    """Accepts, runs, tracks and cancels tasks that live in a `TaskHome`.
 
     Args:
         crew: the collaborators every run works with.
         directory: the live view of workers.
-        index: where tasks are found by id and by idempotency key.
+        home: where tasks live (`homes.local.LocalHome`, `homes.nats.NatsHome`).
+        index: the runs of this engine (live, and recently finished).
         queue_timeout_seconds: default limit on how long a task may wait for a worker (None: no limit).
         queue_without_workers: accept tasks for a capability no live worker offers yet (they wait);
             otherwise they are refused with NoWorkerError.
-        shared: this replica's part in tasks several daemons share (see `orchestrator/homes/nats/home.py`): tasks
-            accepted here go to the shared queue and are followed wherever they run; None: tasks run here.
     """
 
     def __init__(
         self,
         crew: Crew,
         directory: WorkerDirectory,
+        home: TaskHome,
         index: TaskIndex,
         *,
         queue_timeout_seconds: float | None,
         queue_without_workers: bool = False,
-        shared: SharedTasks | None = None,
     ) -> None:
         self.crew = crew
-        self.shared = shared
         self.directory = directory
+        self.home = home
         self.index = index
         self._queue_timeout = queue_timeout_seconds
         self._queue_without_workers = queue_without_workers
@@ -73,6 +67,12 @@ class Engine:
         # observers that follow every task, such as the dashboard's live feed. Each must return at once.
         self.on_accepted: list[Callable[[AsyncTaskHandle], None]] = []
         directory.on_left.append(self._worker_left)
+
+    async def start(self) -> None:
+        """Start taking the tasks the home holds for this engine (unfinished ones it kept first)."""
+        await self.home.start(self)
+
+    # ---- accepting -------------------------------------------------------------------------------------------
 
     async def submit(
         self,
@@ -83,7 +83,7 @@ class Engine:
     ) -> AsyncTaskHandle:
         """Accept a task: it runs on a capable worker with a free slot, or waits in the queue for one.
 
-        Returns at once, whatever the workers are doing: the handle is PENDING while the task waits.
+        Returns once it is stored, whatever the workers are doing: the handle is PENDING while it waits.
 
         Raises:
             InvalidParametersError: the arguments break the capability's declared parameters (all listed).
@@ -91,88 +91,39 @@ class Engine:
             QueueFullError: the queue is at its bound.
             TaskExistsError: a task with this id was submitted before.
         """
-        return await self.submit_spec(self.spec(capability, params, options, trace_context))
+        return (await self.submit_spec(self.spec(capability, params, options, trace_context))).handle
 
-    async def submit_spec(self, spec: TaskSpec) -> AsyncTaskHandle:
-        """Accept a task already made into a spec (from the wire, say); see `submit`.
+    async def submit_spec(self, spec: TaskSpec) -> Acceptance:
+        """`accept`, awaited: the acceptance once the task is stored (see `submit` for what it raises)."""
+        acceptance: asyncio.Future[Acceptance] = asyncio.get_running_loop().create_future()
 
-        A spec without an id or a creation time gets them here.
-        """
-        key = spec.options.idempotency_key
-        if key:
-            known = await self.index.by_key(key)
-            if known is not None:
-                return known
-        _check_capability(spec.capability)
-        if spec.options.task_id and await self.index.taken(spec.task_id):  # (a new id of ours is new)
-            raise TaskExistsError(spec.task_id)
-        return await self.accept(_identified(spec))
+        def then(accepted: Acceptance | None, error: BaseException | None) -> None:
+            if acceptance.done():
+                return
+            if accepted is not None:
+                acceptance.set_result(accepted)
+            else:
+                acceptance.set_exception(error or RuntimeError("acceptance ended without an answer"))
 
-    def accept_soon(self, spec: TaskSpec, then: Accepted) -> bool:
-        """`submit_spec` without a coroutine of its own, for the daemon's sessions: what can be checked is
-        checked now, and `then(handle, None)` is called once the acceptance is stored (`then(None, error)`
-        if it cannot be), at once when there is nothing to wait for.
+        self.accept(spec, then)
+        return await acceptance
 
-        Returns False (nothing done) when the submission needs the awaited way: an idempotency key or an id
-        of the caller's to look up first, or tasks shared with other replicas.
+    def accept(self, spec: TaskSpec, then: Accepted) -> None:
+        """The one way in: admit a task (a spec without an id or a creation time gets them), and hand it to
+        its home, which stores it (its id and key claimed) and then tells `then(acceptance, None)`, or
+        `then(None, error)` (the errors of `submit`). A known idempotency key is not a new task: `then` hears
+        the earlier one's handle, as a duplicate (admission is for new tasks only).
 
         Raises:
-            as `submit`, for what is checked at once.
+            InvalidParametersError: a bad capability name (nothing is stored, and `then` is not called).
         """
-        if self.shared is not None or spec.options.idempotency_key or spec.options.task_id:
-            return False
         _check_capability(spec.capability)
-        spec = _identified(spec)
-        run = self._admitted(spec)
-        self.index.add(run)
-        self.crew.journal.accepted_soon(spec, functools.partial(self._stored, run, then))
-        return True
+        self.home.accept(_identified(spec), lambda accepted, error: self._accepted(accepted, error, then), self._admit)
 
     def flush(self) -> None:
-        """Store now the acceptances made by `accept_soon` rather than on the loop's next turn (after a batch of
-        them, so that their `then` are called sooner)."""
-        self.crew.journal.flush()
-
-    async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:
-        """Accept a task already made into a spec (see `submit`)."""
-        run = self._admitted(spec)
-        if self.shared is not None:  # whichever replica takes it runs it; the handle follows it there
-            handle = await self.shared.accept(spec)
-            self._announce(handle)
-            return handle
-        self.index.add(run)  # before the store is asked: a concurrent resubmission of the key finds it
-        try:
-            await self.crew.journal.accepted(spec)  # a crash after this cannot lose the task
-        except BaseException:
-            self.index.remove(run)
-            raise
-        return self._started(run)
-
-    def _admitted(self, spec: TaskSpec) -> TaskRun:
-        """The run of a task that passes admission (size, capability, requirements, room in the queue)."""
-        crew = self.crew
-        problem = limits.too_large("the task's arguments", payload_bytes(spec.encoded_params))
-        if problem is not None:
-            raise InvalidParametersError([problem])
-        queue_timeout = spec.options.queue_timeout_seconds
-        run = TaskRun(spec, crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout)
-        admit(spec, run, self.directory, crew.scheduler, wait_for_workers=self._queue_without_workers)
-        crew.scheduler.check_room(spec.capability)
-        return run
-
-    def _stored(self, run: TaskRun, then: Accepted, problem: BaseException | None) -> None:
-        if problem is not None:
-            self.index.remove(run)
-            then(None, problem)
-        else:
-            then(self._started(run), None)
-
-    def _started(self, run: TaskRun) -> AsyncTaskHandle:
-        """The task is stored (a crash from now on cannot lose it): off it goes."""
-        run.start()
-        logger.debug("task %s accepted", run.spec.task_id, extra={"task_id": run.spec.task_id})
-        self._announce(run.handle)
-        return run.handle
+        """Store now the acceptances made so far rather than on the loop's next turn (after a batch of them,
+        so that their `then` are called sooner)."""
+        self.home.flush()
 
     def spec(
         self,
@@ -200,80 +151,126 @@ class Engine:
             trace_context=trace_context,
         )
 
-    async def find_idempotent(self, key: str) -> AsyncTaskHandle | None:
-        return await self.index.by_key(key)
+    # ---- what the home hands over (`homes.base.Runs`) --------------------------------------------------------
+
+    def run(self, hold: Hold) -> AsyncTaskHandle:
+        """Run a task the home holds for this engine: from its start, or from where `hold.resume` says."""
+        spec = hold.spec
+        queue_timeout = spec.options.queue_timeout_seconds
+        run = TaskRun(
+            hold, self.crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout
+        )
+        self.index.add(run)
+        if hold.sink is not None:
+            run.handle.subscribe(hold.sink)
+        hold.when_lost(lambda reason: self._handed_over(run, reason))
+        if hold.resume is None:
+            run.start()
+        else:
+            run.resume(hold.resume)
+        logger.debug("task %s taken", spec.task_id, extra={"task_id": spec.task_id})
+        return run.handle
+
+    def announce(self, handle: AsyncTaskHandle) -> None:
+        """Tell the observers of `on_accepted` of a task (one resumed from the store, say)."""
+        for observer in list(self.on_accepted):
+            try:
+                observer(handle)
+            except Exception:  # an observer's bug must not fail a task that was accepted
+                logger.exception("task observer %r failed", observer)
 
     def handle(self, task_id: str) -> AsyncTaskHandle | None:
-        """The handle of a live or recently finished task."""
+        """The handle of a task running or recently finished here."""
         run = self.index.get(task_id)
         return run.handle if run is not None else None
 
+    def capabilities(self) -> set[str]:
+        return {offered.name for worker in self.directory.workers.values() for offered in worker.capabilities}
+
+    def waiting_for(self, capability: str) -> int:
+        return self.crew.scheduler.waiting_for(capability)
+
+    def on_capabilities(self, listener: Callable[[], None]) -> None:
+        self.directory.on_change.append(listener)
+
+    # ---- reading and cancelling ------------------------------------------------------------------------------
+
     async def watch(self, task_id: str) -> AsyncTaskHandle:
-        """A handle on any task this engine knows (finished ones read back from the store replay their end).
+        """A handle on any task this engine or its home knows (finished ones replay their end).
 
         Raises:
             TaskNotFoundError: the task is unknown (or forgotten).
         """
-        if self.shared is not None:  # numbered as the update log numbers it, whichever replica runs it
-            followed = await self.shared.watch(task_id)
-            if followed is None:
-                raise TaskNotFoundError(task_id, "the orchestrator")
-            return followed
         handle = self.handle(task_id)
-        if handle is not None:
-            return handle
-        return finished_handle(await self.task(task_id))
+        if handle is None:
+            handle = await self.home.follow(task_id)
+        if handle is None:
+            raise TaskNotFoundError(task_id, "the orchestrator")
+        return handle
 
     async def task(self, task_id: str) -> TaskRecord:
-        record = await self.index.record(task_id)
-        if record is None and self.shared is not None:
-            record = await self.shared.record(task_id)
+        run = self.index.get(task_id)
+        record = run.record() if run is not None else await self.home.record(task_id)
         if record is None:
             raise TaskNotFoundError(task_id, "the orchestrator")
         return record
 
+    async def submission(self, task_id: str) -> TaskSpec | None:
+        """A task as it was submitted (options included), running or finished; None: not known."""
+        run = self.index.get(task_id)
+        return run.spec if run is not None else await self.home.submission(task_id)
+
     async def task_page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
-        return await self.index.page(query)
+        """Records matching `query`, most recently submitted first; True when more follow this page.
+
+        The runs here are read first; the rest from the home, which holds every task (its filters reach the
+        store, so a page is found among all of them).
+        """
+        limit, offset = query.limit, query.offset
+        found = self.index.matching(query)
+        # The first offset + limit + 1 of the home's matches hold this page's, whatever memory holds.
+        for record in await self.home.page(query, limit=offset + limit + 1):
+            found.setdefault(record.task_id, record)
+        ordered = sorted(found.values(), key=newest_first)
+        return ordered[offset : offset + limit], len(ordered) > offset + limit
 
     async def cancel(self, task_id: str, reason: str) -> bool:
+        reason = reason or "canceled by the caller"
         run = self.index.live.get(task_id)
-        if run is None and self.shared is not None:
-            return await self.shared.cancel(task_id, reason or "canceled by the caller")
-        if run is None:
-            if self.index.get(task_id) is not None or await self.index.record(task_id) is not None:
-                return False  # it finished
+        if run is not None:
+            return await run.cancel(reason)
+        if self.index.get(task_id) is not None:
+            return False  # it finished here
+        asked = await self.home.cancel(task_id, reason)
+        if asked is None:
             raise TaskNotFoundError(task_id, "the orchestrator")
-        return await run.cancel(reason or "canceled by the caller")
+        return asked
 
-    def dead_letters(self) -> list[DeadLetter]:
-        return self.crew.dead_letters.list()
+    # ---- dead letters ----------------------------------------------------------------------------------------
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return await self.home.dead_letters()
 
     async def requeue_dead_letter(self, task_id: str) -> AsyncTaskHandle:
-        letters, shared = self.crew.dead_letters, self.shared
-        # Shared dead letters are taken from the store: of two replicas requeuing one, one gets it.
-        letter = await shared.journal.take_dead_letter(task_id) if shared is not None else letters.take(task_id)
+        """Submit a dead letter again, as a new task (taken from the home: of two engines, one gets it).
+
+        Raises:
+            TaskNotFoundError: no dead letter has this id.
+        """
+        letter = await self.home.take_dead_letter(task_id)
         if letter is None:
             raise TaskNotFoundError(task_id, "the dead-letter queue")
         try:
             spec = self.spec(letter.capability, letter.params, letter.options)
-            handle = await self.submit_spec(dataclasses.replace(spec, owner=letter.owner))
+            return (await self.submit_spec(dataclasses.replace(spec, owner=letter.owner))).handle
         except BaseException:
-            if shared is not None:
-                shared.journal.dead_lettered(letter)  # not resubmitted: it stays a dead letter
-            else:
-                letters.restore([letter])
+            self.home.put_dead_letter(letter)  # not resubmitted: it stays a dead letter
             raise
-        if shared is None:
-            self.crew.journal.dead_letters_removed([task_id])
-        else:
-            letters.take(task_id)  # (this replica's copy, if it made the letter)
-        return handle
 
-    def purge_dead_letters(self, task_ids: Iterable[str] | None) -> int:
-        purged = self.crew.dead_letters.purge(task_ids)
-        if purged:
-            self.crew.journal.dead_letters_removed(purged)
-        return len(purged)
+    async def purge_dead_letters(self, task_ids: Iterable[str] | None) -> int:
+        return await self.home.purge_dead_letters(task_ids)
+
+    # ---- the workers -----------------------------------------------------------------------------------------
 
     def queue_depths(self) -> dict[str, dict[int, int]]:
         return self.crew.scheduler.depths()
@@ -294,35 +291,35 @@ class Engine:
             )
         return found
 
-    async def recover(self) -> None:
-        """Resume the tasks the journal holds unfinished, and its dead letters."""
-        crew = self.crew
-        crew.dead_letters.restore(await crew.journal.dead_letters())
-        found = await crew.journal.unfinished()
-        for item in found:
-            queue_timeout = item.spec.options.queue_timeout_seconds
-            run = TaskRun(
-                item.spec, crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout
-            )
-            self.index.add(run)
-            run.resume(item)
-            self._announce(run.handle)
-        if found:
-            logger.info("resumed %d unfinished task(s) from the task store", len(found))
-
     async def aclose(self) -> None:
+        """Stop what the runs have in flight, then the home (what it holds goes back at once)."""
         background = list(self.crew.background)
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        await self.crew.journal.drain()
+        await self.home.aclose()
 
-    def _announce(self, handle: AsyncTaskHandle) -> None:
-        for observer in list(self.on_accepted):
-            try:
-                observer(handle)
-            except Exception:  # an observer's bug must not fail a task that was accepted
-                logger.exception("task observer %r failed", observer)
+    # ---- inside ----------------------------------------------------------------------------------------------
+
+    def _admit(self, spec: TaskSpec) -> None:
+        """Raise unless the task passes admission (size, capability, requirements, room in the queue)."""
+        problem = limits.too_large("the task's arguments", payload_bytes(spec.encoded_params))
+        if problem is not None:
+            raise InvalidParametersError([problem])
+        scheduler = self.crew.scheduler
+        admit(spec, Wanted.of(spec), self.directory, scheduler, wait_for_workers=self._queue_without_workers)
+        scheduler.check_room(spec.capability)
+
+    def _accepted(self, accepted: Acceptance | None, error: BaseException | None, then: Accepted) -> None:
+        if accepted is not None and not accepted.duplicate:
+            logger.debug("task %s accepted", accepted.handle.task_id, extra={"task_id": accepted.handle.task_id})
+            self.announce(accepted.handle)
+        then(accepted, error)
+
+    def _handed_over(self, run: TaskRun, reason: str) -> None:
+        """The run's hold was lost: it stops here (another engine carries the task on)."""
+        run.hand_over(reason)
+        self.index.remove(run)
 
     def _worker_left(self, worker: WorkerInfo, reason: str) -> None:
         # Attempts still running there will not report back: each fails (and is retried if allowed).

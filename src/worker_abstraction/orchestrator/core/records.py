@@ -1,8 +1,5 @@
-"""Every task an orchestrator knows: the live ones, the recently finished ones, and (with a store) all others.
-
-Live tasks are read from their runs; finished ones from a bounded memory of recent runs and, with a
-durable journal, from the store, which keeps them all. Idempotency keys are remembered here too.
-"""
+"""The runs an engine has: the live ones, and a bounded memory of the recently finished ones (a task's home
+keeps the others)."""
 
 from __future__ import annotations
 
@@ -13,10 +10,8 @@ from worker_abstraction.codec import payload_bytes
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.run import TaskRun
 from worker_abstraction.orchestrator.core.state import TaskState
-from worker_abstraction.orchestrator.homes.journal import Journal
-from worker_abstraction.types import TaskQuery, TaskRecord, TaskSpec, TaskUpdate
+from worker_abstraction.types import TaskQuery, TaskRecord, TaskUpdate
 
-_KEEP_KEYS = 100_000
 # Finished runs kept in memory stop at this many bytes of arguments and outputs too (an estimate), not only at
 # `keep_finished`: 10,000 tasks of a megabyte each would otherwise hold tens of gigabytes. A store keeps them all.
 KEEP_FINISHED_BYTES = 64 * 2**20
@@ -46,30 +41,22 @@ def _held_bytes(run: TaskRun) -> int:
 
 
 class TaskIndex:
-    """Live runs by id, the latest `keep_finished` finished ones, and idempotency keys."""
+    """The runs of this engine: live ones by id, and the latest `keep_finished` finished ones (their records
+    are made only when asked for; their handles let a late watcher replay every update of a recent task)."""
 
-    def __init__(self, journal: Journal, *, keep_finished: int = 10_000) -> None:
-        self._journal = journal
+    def __init__(self, *, keep_finished: int = 10_000) -> None:
         self._keep = keep_finished
         self._recent_bytes = 0  # what the runs in _recent hold (_held_bytes), at most KEEP_FINISHED_BYTES
         self.live: dict[str, TaskRun] = {}
-        # Finished runs, whose records are made only when asked for (the hot path keeps a reference);
-        # their handles also let a late watcher replay every update of a recent task.
         self._recent: OrderedDict[str, TaskRun] = OrderedDict()
-        self._keys: OrderedDict[str, AsyncTaskHandle] = OrderedDict()
 
     def add(self, run: TaskRun) -> None:
         self.live[run.spec.task_id] = run
-        key = run.spec.options.idempotency_key
-        if key:  # taken now, so a concurrent resubmission finds this task
-            self.remember_key(key, run.handle)
 
     def remove(self, run: TaskRun) -> None:
-        """Forget a run that was never accepted (its submission failed)."""
-        self.live.pop(run.spec.task_id, None)
-        key = run.spec.options.idempotency_key
-        if key and self._keys.get(key) is run.handle:
-            del self._keys[key]
+        """Forget a run that stopped here without finishing (its hold was lost)."""
+        if self.live.get(run.spec.task_id) is run:
+            del self.live[run.spec.task_id]
 
     def finished(self, run: TaskRun) -> None:
         task_id = run.spec.task_id
@@ -82,53 +69,15 @@ class TaskIndex:
         while len(self._recent) > self._keep or (self._recent_bytes > KEEP_FINISHED_BYTES and len(self._recent) > 1):
             _, oldest = self._recent.popitem(last=False)
             self._recent_bytes -= _held_bytes(oldest)
-            key = oldest.spec.options.idempotency_key
-            if key and self._keys.get(key) is oldest.handle:  # (its handle holds what it held: the store has it)
-                del self._keys[key]
-        self._journal.finished(run)
 
     def get(self, task_id: str) -> TaskRun | None:
         """A live or recently finished run."""
         return self.live.get(task_id) or self._recent.get(task_id)
 
-    async def taken(self, task_id: str) -> bool:
-        """Whether a task with this id was ever accepted here (ids are never reused)."""
-        return self.get(task_id) is not None or await self._journal.finished_record(task_id) is not None
-
-    def remember_key(self, key: str, handle: AsyncTaskHandle) -> None:
-        self._keys[key] = handle
-        while len(self._keys) > _KEEP_KEYS:
-            self._keys.popitem(last=False)
-
-    async def by_key(self, key: str) -> AsyncTaskHandle | None:
-        """The task submitted with this idempotency key (running or finished), if known."""
-        handle = self._keys.get(key)
-        if handle is None:
-            record = await self._journal.finished_by_key(key)
-            handle = self._keys.get(key)  # submitted while the store was asked
-            if handle is None and record is not None:
-                handle = finished_handle(record)
-                self.remember_key(key, handle)
-        if handle is not None:
-            self._keys.move_to_end(key)
-        return handle
-
-    async def record(self, task_id: str) -> TaskRecord | None:
-        run = self.get(task_id)
-        return run.record() if run is not None else await self._journal.finished_record(task_id)
-
-    async def submission(self, task_id: str) -> TaskSpec | None:
-        """A task as it was submitted (options included), running or finished; None: not known here."""
-        run = self.get(task_id)
-        return run.spec if run is not None else await self._journal.submission(task_id)
-
-    async def page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
-        """Records matching `query`, most recently submitted first; True when more follow this page.
-
-        Live and recently finished runs are read here; the rest from the journal, which holds every finished
-        task (through its own index: the filters reach the store, so a page is found among all of them).
-        """
-        limit, offset, prefix, capability = query.limit, query.offset, query.task_id_prefix, query.capability
+    def matching(self, query: TaskQuery) -> dict[str, TaskRecord]:
+        """The records of the runs here (live ones first, then the recently finished) matching `query`'s
+        filters (not its page)."""
+        prefix, capability = query.task_id_prefix, query.capability
 
         def matching(runs: Iterable[tuple[str, TaskRun]]) -> Iterator[TaskRecord]:
             for task_id, run in runs:  # what the run tells cheaply first: records are made for the rest only
@@ -141,13 +90,8 @@ class TaskIndex:
         found = {record.task_id: record for record in matching(self.live.items())}
         for record in matching(reversed(self._recent.items())):
             found.setdefault(record.task_id, record)
-        # The first offset + limit + 1 of the store's matches hold this page's, whatever memory holds. The
-        # store decides what matches among its records (with its own columns: see its `finished_records`).
-        for record in await self._journal.finished_records(query, limit=offset + limit + 1, offset=0):
-            found.setdefault(record.task_id, record)
-        ordered = sorted(found.values(), key=_newest_first)
-        return ordered[offset : offset + limit], len(ordered) > offset + limit
+        return found
 
 
-def _newest_first(record: TaskRecord) -> tuple[float, str]:
+def newest_first(record: TaskRecord) -> tuple[float, str]:
     return (-(record.submitted_at.timestamp() if record.submitted_at else 0.0), record.task_id)

@@ -1,7 +1,8 @@
 """TaskRun: one task's whole life on the orchestrator, in one place.
 
 Attempts, fencing, retry decisions, cancel, deadlines, completion and dead-lettering are all decided here.
-Collaborators are handed down in one `Crew` (the scheduler, the links to workers, the journal, ...); none
+Collaborators are handed down in one `Crew` (the scheduler, the links to workers, ...), and the task comes
+in a `Hold` from its home (its spec, where to resume, the journal its facts go to, whether it lasts); none
 of them calls back into a run except through the two narrow doors it opens: the scheduler tells it where
 to go (`place`), and each attempt's `AttemptSink` passes on what its worker says.
 
@@ -20,9 +21,9 @@ Its phases and the moves between them are drawn beside `Phase` (crew.py).
   and the worker's late result is fenced off. A cancel nobody confirms ends the task after a while anyway.
 - **Deadlines**: the worker enforces `timeout_seconds`; the run's own deadline comes a little later, so a
   silent worker cannot hold a task forever.
-- **Holds**: a run of a task shared with other replicas has a `Hold`. Once it is lost (another replica may
-  hold the task now) the run stops at once (`hand_over`): it writes, publishes and dispatches nothing more,
-  and leaves its attempt on the worker to the new holder.
+- **Holds**: a run holds its task by the `Hold` its home gave it. Once that is lost (another replica may
+  hold the task now; a local home's holds never are) the run stops at once (`hand_over`): it writes,
+  publishes and dispatches nothing more, and leaves its attempt on the worker to the new holder.
 """
 
 from __future__ import annotations
@@ -32,24 +33,26 @@ import functools
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from worker_abstraction import lifecycle
 from worker_abstraction.observability import tracing
 from worker_abstraction.observability.task_spans import RunSpans
 from worker_abstraction.orchestrator.core import retries
+from worker_abstraction.orchestrator.core.admission import lowered
 from worker_abstraction.orchestrator.core.clock import NamedTimers
 from worker_abstraction.orchestrator.core.crew import Crew, Phase
+from worker_abstraction.orchestrator.core.deadletters import dead_letter
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.sinks import AttemptSinks
 from worker_abstraction.orchestrator.core.state import TaskState, task_record
 from worker_abstraction.orchestrator.edge.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer
+from worker_abstraction.orchestrator.homes.base import Hold
 from worker_abstraction.orchestrator.homes.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.types import (
     FailureOrigin,
     TaskFailure,
     TaskRecord,
-    TaskSpec,
     TaskStatus,
     TaskUpdate,
     WorkerInfo,
@@ -65,30 +68,22 @@ CANCEL_RESEND_SECONDS = 1.0
 CANCEL_CONFIRM_SECONDS = 30.0  # a cancel the worker never confirms ends the task after this long
 
 
-class Hold(Protocol):
-    """What a run of a task shared with other replicas holds the task by."""
-
-    def alive(self) -> bool:
-        """False once another replica may hold the task (then the run is handed over: see `TaskRun.hand_over`)."""
-        ...
-
-
 class TaskRun:
     """One task, from acceptance to its one terminal state."""
 
     # One per task the daemon holds, queued ones included: slots keep 100,000 of them small.
-    __slots__ = ("_crew", "_failures", "_hold", "_queue_timeout", "_reserved", "_reuse_number", "_sent", "_sinks",
-                 "_spans", "_timers", "avoid", "cancel_reason", "capability", "dead_lettered", "fairness_key",
+    __slots__ = ("_crew", "_failures", "_hold", "_journal", "_queue_timeout", "_reserved", "_reuse_number", "_sent",
+                 "_sinks", "_spans", "_timers", "avoid", "cancel_reason", "capability", "dead_lettered", "fairness_key",
                  "handle", "phase", "pinned", "preferred_tags", "priority", "required_tags", "retry", "spec",
                  "state")  # fmt: skip
 
-    def __init__(
-        self, spec: TaskSpec, crew: Crew, *, queue_timeout_seconds: float | None = None, hold: Hold | None = None
-    ) -> None:
+    def __init__(self, hold: Hold, crew: Crew, *, queue_timeout_seconds: float | None = None) -> None:
+        spec = hold.spec
         options = spec.options
         self.spec = spec
         self._crew = crew
-        self._hold = hold  # None: the task is this engine's alone, and its hold is never lost
+        self._hold = hold  # the task as its home gave it: lost, the run stops (a local home's never is)
+        self._journal = hold.journal
         self.state = TaskState(
             spec.task_id,
             spec.capability,
@@ -99,8 +94,8 @@ class TaskRun:
         self.handle = AsyncTaskHandle(self.state, self)
         # What the scheduler reads (Placeable).
         self.capability = spec.capability
-        self.required_tags = _lowered(options.required_tags)
-        self.preferred_tags = _lowered(options.preferred_tags)
+        self.required_tags = lowered(options.required_tags)
+        self.preferred_tags = lowered(options.preferred_tags)
         self.pinned = options.worker_id
         self.priority = options.priority
         self.fairness_key = options.fairness_key
@@ -187,7 +182,7 @@ class TaskRun:
         if self.cancel_reason:
             return True
         self.cancel_reason = reason
-        await self._crew.journal.cancel_requested(self.spec.task_id, reason)
+        await self._journal.cancel_requested(self.spec.task_id, reason)
         if self.done():  # it ended while the request was being stored
             return self.state.status is TaskStatus.CANCELED
         if self.phase is Phase.WAITING:
@@ -290,7 +285,7 @@ class TaskRun:
         stored first, so that a run resumed after a crash looks for the attempt where it was sent, never
         on the worker that refused it while it runs on this one.
         """
-        journal, task_id = self._crew.journal, self.spec.task_id
+        journal, task_id = self._journal, self.spec.task_id
         try:
             if reused:
                 await journal.dispatching(task_id, worker.worker_id, worker.address, number)
@@ -313,7 +308,7 @@ class TaskRun:
             if not self.is_current(number) or self._hold_lost():
                 return
             if not stored:
-                crew.journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
+                self._journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
             self._sent = max(self._sent, number)
             sink = self._open_sink(number, worker.address)
             answered = crew.links.get(worker.address).dispatch(
@@ -359,7 +354,7 @@ class TaskRun:
             self.state.forget_attempt()
             self._reuse_number = True  # it provably did not run there
             # Waiting again, stored as such: a run resumed from here does not look for it on that worker.
-            crew.journal.requeued(self.spec.task_id, number, self._failures)
+            self._journal.requeued(self.spec.task_id, number, self._failures)
             if spans is not None:
                 spans.attempt_ended(None)
             crew.scheduler.hold_back(worker.worker_id, BUSY_HOLD_SECONDS)
@@ -405,14 +400,14 @@ class TaskRun:
             self.phase = Phase.BACKOFF
             state.append(retries.retrying(state, failure))
             state.worker_id = state.worker_address = ""  # waiting again: no worker has it
-            crew.journal.requeued(self.spec.task_id, number, self._failures)
+            self._journal.requeued(self.spec.task_id, number, self._failures)
             self._timers.start("backoff", delay, self._retry)
             if crew.metrics is not None:
                 crew.metrics.task_retried(self.capability)
             return
         if worth_it:  # it was worth retrying and ran out of attempts
             self.dead_lettered = True
-            crew.journal.dead_lettered(crew.dead_letters.add(self.spec, self.retry, state.attempts, failure.text))
+            self._journal.dead_lettered(dead_letter(self.spec, self.retry, state.attempts, failure.text))
         self._finish(update if update is not None else retries.failed(state, failure))
 
     def _retry(self) -> None:
@@ -491,14 +486,14 @@ class TaskRun:
             failed = update.status is not TaskStatus.COMPLETED
             self._spans.finished(update.status.name, (update.error_message or update.status.name) if failed else None)
         self._crew.finished.finished(self)
+        self._journal.finished(self)
         metrics = self._crew.metrics
         if metrics is not None:
             metrics.task_finished(self.capability, update.status, self.spec.created_at_ns, self.state.attempts)
 
     def _hold_lost(self) -> bool:
         """True (and the run handed over) once its hold is lost: nothing more may be done on its behalf."""
-        hold = self._hold
-        if hold is None or hold.alive():
+        if self._hold.alive():
             return False
         self.hand_over("its hold was lost")
         return True
@@ -526,9 +521,4 @@ class TaskRun:
         task.add_done_callback(background.discard)
 
 
-_NO_TAGS: frozenset[str] = frozenset()
 _NO_WORKERS: frozenset[str] = frozenset()
-
-
-def _lowered(tags: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(t.lower() for t in tags) if tags else _NO_TAGS

@@ -3,11 +3,12 @@
 With credentials on, a task records the principal that submitted it (its owner). A `client` sees, watches
 and cancels only the tasks it owns: another's task is answered as unknown, so ids are no way to learn what
 others run. An `operator` sees every task, as does every caller of a daemon that checks no credentials.
-SubmitTask and a session's submissions share `submit` so both paths apply the same rules.
+SubmitTask and a session's submissions share `accept` so both apply the same rules.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 from opentelemetry.trace import SpanKind
@@ -17,40 +18,58 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import TaskNotFoundError
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import scoped_key
-from worker_abstraction.orchestrator.core.engine import Accepted, Engine
+from worker_abstraction.orchestrator.core.engine import Engine
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.homes.base import Acceptance, Accepted
 from worker_abstraction.types import TaskQuery, TaskSpec
 
 
-async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTaskHandle, bool]:
-    """Accept a submission from the wire as the calling principal's: its handle, and whether its idempotency
-    key named an earlier submission (then that task's handle).
+def accept(engine: Engine, request: pb.SubmitTaskRequest, then: Accepted) -> None:
+    """Accept a submission from the wire as the calling principal's: `then(acceptance, None)` once it is
+    stored (a duplicate if its idempotency key named an earlier submission of the caller's: then that task's
+    handle), `then(None, error)` if it is refused or cannot be stored.
 
     Raises:
         InvalidParametersError / InvalidTaskOptionsError: the request breaks the contract.
         PermissionDeniedError: the caller may not call the capability.
     """
-    spec = _convert.spec_from_pb(request)
+    spec = _callers(_convert.spec_from_pb(request))
     if not tracing.enabled():
-        return await _submit(engine, spec)
+        engine.accept(spec, then)
+        return
     # The daemon's span of the submission, under the caller's; what runs of the task continues it.
-    with tracing.submit_span(spec.capability, kind=SpanKind.SERVER, parent=spec.trace_context) as span:
-        handle, duplicate = await _submit(engine, dataclasses.replace(spec, trace_context=tracing.context_of(span)))
-        span.set_attributes({"wa.task_id": handle.task_id, "wa.duplicate": duplicate})
-        return handle, duplicate
+    span = tracing.started_submit_span(spec.capability, kind=SpanKind.SERVER, parent=spec.trace_context)
+
+    def ended(accepted: Acceptance | None, error: BaseException | None) -> None:
+        if accepted is not None:
+            span.set_attributes({"wa.task_id": accepted.handle.task_id, "wa.duplicate": accepted.duplicate})
+        elif error is not None:
+            span.record_exception(error)
+        tracing.end(span, None if accepted is not None else repr(error))
+        then(accepted, error)
+
+    try:
+        engine.accept(dataclasses.replace(spec, trace_context=tracing.context_of(span)), ended)
+    except BaseException as error:
+        span.record_exception(error)
+        tracing.end(span, repr(error))
+        raise
 
 
-def submit_soon(engine: Engine, request: pb.SubmitTaskRequest, then: Accepted) -> bool:
-    """`submit` without a coroutine of its own, for a plain submission (no idempotency key, no id of the
-    caller's, no trace to continue): `then(handle, None)` once it is accepted, `then(None, error)` if it
-    cannot be stored. False (nothing done) when the submission needs `submit`.
+async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTaskHandle, bool]:
+    """`accept`, awaited: the task's handle, and whether it was a duplicate (see `accept`)."""
+    acceptance: asyncio.Future[Acceptance] = asyncio.get_running_loop().create_future()
 
-    Raises:
-        as `submit`, for what is checked at once.
-    """
-    if request.idempotency_key or request.task.task_id or tracing.enabled():
-        return False
-    return engine.accept_soon(_callers(_convert.spec_from_pb(request)), then)
+    def then(accepted: Acceptance | None, error: BaseException | None) -> None:
+        if not acceptance.done():
+            if accepted is not None:
+                acceptance.set_result(accepted)
+            else:
+                acceptance.set_exception(error or RuntimeError("acceptance ended without an answer"))
+
+    accept(engine, request, then)
+    accepted = await acceptance
+    return accepted.handle, accepted.duplicate
 
 
 def _callers(spec: TaskSpec) -> TaskSpec:
@@ -66,15 +85,6 @@ def _callers(spec: TaskSpec) -> TaskSpec:
             spec, options=dataclasses.replace(spec.options, idempotency_key=scoped_key(owner, key))
         )
     return spec
-
-
-async def _submit(engine: Engine, spec: TaskSpec) -> tuple[AsyncTaskHandle, bool]:
-    spec = _callers(spec)
-    key = spec.options.idempotency_key
-    known = await engine.find_idempotent(key) if key else None
-    if known is not None:  # (the key is scoped to its owner: an earlier submission of the same caller's)
-        return known, True
-    return await engine.submit_spec(spec), False
 
 
 async def check_visible(engine: Engine, task_id: str) -> None:

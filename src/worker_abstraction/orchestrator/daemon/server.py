@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from worker_abstraction import _rpc
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
@@ -18,15 +18,25 @@ from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.tls import TLSConfig
 
 if TYPE_CHECKING:
-    from worker_abstraction.dashboard.server import DashboardServer
-    from worker_abstraction.orchestrator.homes.nats.home import SharedTasks
+    from worker_abstraction.orchestrator.homes.base import TaskHome
 
 logger = logging.getLogger(__name__)
+
+
+class Companion(Protocol):
+    """Something served beside the daemon (see `OrchestratorServer.beside`)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class OrchestratorServer:
     """An AsyncOrchestrator serving OrchestratorService, with health checks and reflection beside it: NOT_SERVING
     while its task store cannot write (or, shared, while NATS does not answer), and from the moment it stops.
+
+    What else a deployment serves beside it (the web dashboard: `worker_abstraction.dashboard`) is handed
+    to `beside`: started once the daemon serves, stopped before it stops.
 
     Args:
         registry: host:port of the registry.
@@ -38,11 +48,8 @@ class OrchestratorServer:
             the workers over TLS with the same certificates; default plaintext.
         metrics: the orchestrator's metrics, the task store's commits among them (serve them with
             `metrics.serve()`); default none.
-        http_port: serve the web dashboard (`worker_abstraction.dashboard`) on this port of `host`, over
-            HTTPS with `tls`'s certificate, to operators only when `auth` is given; 0 picks a free one
-            (`dashboard.url`); None (default): no dashboard.
-        shared: share tasks with other daemons on NATS JetStream (`orchestrator.shared.SharedTasks`, opened;
-            closed with the server) instead of keeping them in `store_path`.
+        home: where tasks live instead of `store_path` (e.g. `homes.nats.NatsHome`, opened: tasks shared
+            with other daemons on NATS JetStream; closed with the server).
         options: passed to AsyncOrchestrator (queue bounds, aging, ...).
     """
 
@@ -56,8 +63,7 @@ class OrchestratorServer:
         tls: TLSConfig | None = None,
         auth: Authenticator | None = None,
         metrics: OrchestratorMetrics | None = None,
-        http_port: int | None = None,
-        shared: SharedTasks | None = None,
+        home: TaskHome | None = None,
         **options: Any,
     ) -> None:
         self.host, self.port = host, port
@@ -65,25 +71,24 @@ class OrchestratorServer:
         on_commit = metrics.store_written if metrics is not None else None
         self._store = SqliteTaskStore(store_path, on_commit=on_commit) if store_path else None
         self.orchestrator = AsyncOrchestrator(
-            registry, task_store=self._store, tls=tls, metrics=metrics, shared=shared, **options
+            registry, task_store=self._store, tls=tls, metrics=metrics, home=home, **options
         )
         self._server = _rpc.new_server(auth)
         self._checks_tokens = auth is not None and auth.checks_tokens
         self._health = ServerHealth(self._server, (ORCHESTRATOR_SERVICE,))
         if self._store is not None:
             self._store.on_writable = self._health.set_all_soon
-        self._shared = shared
-        if shared is not None:
-            shared.availability.listen(self._health.set_all_soon)
+        self._availability = home.availability if home is not None else None
+        if self._availability is not None:
+            self._availability.listen(self._health.set_all_soon)
             if metrics is not None:
-                metrics.watch_store(shared.availability)
-        self.dashboard: DashboardServer | None = None
-        if http_port is not None:
-            # Imported here: starlette and uvicorn cost every other process their start-up time for nothing.
-            from worker_abstraction.dashboard.server import DashboardServer
-
-            self.dashboard = DashboardServer(self.orchestrator, host=host, port=http_port, auth=auth, tls=tls)
+                metrics.watch_store(self._availability)
+        self._beside: list[Companion] = []
         self._started = False
+
+    def beside(self, companion: Companion) -> None:
+        """Serve `companion` beside the daemon (before `start`): started once it serves, stopped first."""
+        self._beside.append(companion)
 
     @property
     def address(self) -> str:
@@ -104,9 +109,11 @@ class OrchestratorServer:
             self.port = _rpc.bind(self._server, self.host, self.port, self.tls, tokens=self._checks_tokens)
             await self._health.set_all(self._serving())
             await self._server.start()
-            if self.dashboard is not None:
-                await self.dashboard.start()
+            for companion in self._beside:
+                await companion.start()
         except BaseException:
+            for companion in self._beside:
+                await companion.stop()
             await self._server.stop(None)
             await self.orchestrator.aclose()
             if self._store is not None:
@@ -122,13 +129,13 @@ class OrchestratorServer:
 
     def _serving(self) -> bool:
         """Whether its store can take what it accepts (the SQLite file writes; NATS answers)."""
-        store, shared = self._store, self._shared
-        return (store is None or store.writable) and (shared is None or shared.availability.available)
+        store, availability = self._store, self._availability
+        return (store is None or store.writable) and (availability is None or availability.available)
 
     async def stop(self, grace_seconds: float | None = 1.0) -> None:
         await self._health.shutdown()
-        if self.dashboard is not None:
-            await self.dashboard.stop()
+        for companion in reversed(self._beside):
+            await companion.stop()
         await self._server.stop(grace_seconds)
         await self.orchestrator.aclose()
         if self._store is not None:

@@ -32,6 +32,7 @@ from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.orchestrator.core.engine import Engine
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.daemon import callers
+from worker_abstraction.orchestrator.homes.base import Acceptance
 from worker_abstraction.types import TaskUpdate
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,6 @@ class CallerSession:
         self._stops: dict[str, _Follower] = {}  # task id -> what follows it
         self._in_flight = 0  # submissions being accepted (at most MAX_IN_FLIGHT)
         self._room = asyncio.Event()  # set when one ends
-        self._accepting: set[asyncio.Task[None]] = set()
         self._backlog = 0  # bytes of updates made since the last write began
         self._stopping: asyncio.Future[None] | None = None
         self._closed = False  # the stream ended: acceptances stored since are not followed
@@ -101,8 +101,6 @@ class CallerSession:
             self._closed = True
             self._end_hold()
             reader.cancel()
-            for task in list(self._accepting):
-                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             for follower in self._stops.values():
@@ -147,10 +145,7 @@ class CallerSession:
                         self._room.clear()
                         await self._room.wait()
                     self._in_flight += 1
-                    if not self._submit_soon(submit):
-                        accepting = asyncio.create_task(self._submit(submit), name="session-submit")
-                        self._accepting.add(accepting)
-                        accepting.add_done_callback(self._accepted)
+                    self._submit(submit)
                 if request.submits:
                     self._submitted_at = asyncio.get_running_loop().time()
                     self._engine.flush()  # the message's acceptances stored now, and their acks written a turn sooner
@@ -169,39 +164,26 @@ class CallerSession:
         finally:
             self._wake.set()
 
-    def _accepted(self, accepting: asyncio.Task[None]) -> None:
-        self._accepting.discard(accepting)
-        self._settled()
-
     def _settled(self) -> None:
         """A submission was answered."""
         self._in_flight -= 1
         self._room.set()
         self._wake.set()
 
-    def _submit_soon(self, submit: pb.SessionSubmit) -> bool:
-        """Accept a plain submission without a task of its own (most are); False if it needs `_submit`."""
+    def _submit(self, submit: pb.SessionSubmit) -> None:
+        """Accept a submission; it is answered once it is stored (or refused)."""
         then = functools.partial(self._stored, submit.request_id)
         try:
-            return callers.submit_soon(self._engine, submit.submit, then)
+            callers.accept(self._engine, submit.submit, then)
         except Exception as error:
             then(None, error)
-            return True
 
-    def _stored(self, request_id: int, handle: AsyncTaskHandle | None, error: BaseException | None) -> None:
+    def _stored(self, request_id: int, accepted: Acceptance | None, error: BaseException | None) -> None:
         self._settled()
-        if handle is not None:
-            self._answer(request_id, handle, duplicate=False)
+        if accepted is not None:
+            self._answer(request_id, accepted.handle, duplicate=accepted.duplicate)
         elif error is not None:
             self._refuse(request_id, error)
-
-    async def _submit(self, submit: pb.SessionSubmit) -> None:
-        try:
-            handle, duplicate = await callers.submit(self._engine, submit.submit)
-        except Exception as error:
-            self._refuse(submit.request_id, error)
-            return
-        self._answer(submit.request_id, handle, duplicate=duplicate)
 
     def _answer(self, request_id: int, handle: AsyncTaskHandle, *, duplicate: bool) -> None:
         if self._closed:

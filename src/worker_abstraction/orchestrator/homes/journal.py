@@ -28,6 +28,7 @@ from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.options import RetryPolicy
+from worker_abstraction.orchestrator.core.deadletters import DeadLetterQueue
 from worker_abstraction.stores.tasks import PromptTaskStore, Stored, StoredTask, TaskStore
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, latest_worker
 
@@ -124,7 +125,10 @@ class Journal(Protocol):
 
 
 class NullJournal:
-    """Keeps nothing: an orchestrator embedded in a program, without a store."""
+    """Keeps nothing but the dead letters, in memory: an orchestrator embedded in a program, without a store."""
+
+    def __init__(self) -> None:
+        self.letters = DeadLetterQueue()
 
     async def accepted(self, spec: TaskSpec) -> None:
         return None
@@ -154,13 +158,13 @@ class NullJournal:
         return None
 
     def dead_lettered(self, letter: DeadLetter) -> None:
-        return None
+        self.letters.keep(letter)
 
     def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
         return None
 
     async def dead_letters(self) -> list[DeadLetter]:
-        return []
+        return self.letters.list()
 
     async def unfinished(self) -> list[Resumable]:
         return []
@@ -182,10 +186,12 @@ class NullJournal:
 
 
 class StoreJournal:
-    """Writes each fact to a TaskStore, in the order the facts happen."""
+    """Writes each fact to a TaskStore, in the order the facts happen; keeps the dead letters in memory too
+    (read back from the store by `dead_letters`)."""
 
     def __init__(self, store: TaskStore) -> None:
         self.store = store
+        self.letters = DeadLetterQueue()
         # A store that tells waiters as its commits end (and commits when asked), if this one is.
         self._prompt = cast(PromptTaskStore, store) if callable(getattr(store, "flush", None)) else None
         self._writes: set[asyncio.Future[None]] = set()
@@ -238,6 +244,7 @@ class StoreJournal:
         self._write(self.store.finished(record.task_id, data, int(record.status), latest_worker(record)))
 
     def dead_lettered(self, letter: DeadLetter) -> None:
+        self.letters.keep(letter)
         entry = _convert.dead_letter_to_pb(letter).SerializeToString()
         self._write(self.store.dead_lettered(letter.task_id, entry, _FORMAT))
 
@@ -251,7 +258,8 @@ class StoreJournal:
                 letters.append(_convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(stored.entry)))
             except (InvalidParametersError, ValueError) as error:  # a damaged row must not stop the daemon
                 logger.error("skipping an unreadable dead letter in the store: %s", error)
-        return letters
+        self.letters.restore(letters)
+        return self.letters.list()
 
     async def unfinished(self) -> list[Resumable]:
         found = []

@@ -169,9 +169,12 @@ class RemoteSession:
             if not accepted.done():
                 accepted.set_exception(_convert.error_from_pb(ack.error, self._unavailable))
             return
-        state = make_state(ack.response)
-        self._routes[state.task_id] = state  # before this message's updates are routed
-        self._seen[state.task_id] = 0
+        state = self._routes.get(ack.response.task_id)
+        if state is None:
+            state = make_state(ack.response)
+            self._routes[state.task_id] = state  # before this message's updates are routed
+            self._seen[state.task_id] = 0
+        # (else a duplicate of a task this session follows already: both handles share what it hears)
         if not accepted.done():
             accepted.set_result(state)
 

@@ -54,6 +54,7 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from worker_abstraction.errors import QueueFullError
+from worker_abstraction.stores.availability import raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import (
     NATS_ERRORS,
     NatsStoreError,
@@ -279,6 +280,7 @@ class WorkQueue:
                     messages = await subscription.fetch(count, timeout=max(min(until - asked, turn), 0.01))
                     break
                 except (TimeoutError, NatsTimeoutError):
+                    raise_if_cancelled()  # (nats-py may turn a cancel into a timeout)
                     if time.monotonic() >= until:
                         return []
         except NatsError as error:
@@ -355,15 +357,16 @@ class WorkQueue:
         except NatsError as error:  # the lease then runs out and the server delivers the work again
             logger.warning("work queue: an acknowledgement was not sent: %r", error)
 
-    async def close(self) -> None:
-        """Stop keeping leases and give every one still held back at once (the client stays open)."""
+    async def close(self, *, give_back: bool = True) -> None:
+        """Stop keeping leases and give every one still held back at once (the client stays open); without
+        `give_back`, let them lapse instead (NATS is not answering: each goes to another replica in time)."""
         self._closed = True
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keeper
         for lease in self.leases:
-            if lease.alive():
+            if give_back and lease.alive():
                 await lease.give_back()
             else:
                 self.let_go(lease)  # lapsed: it may be another replica's now
@@ -371,8 +374,9 @@ class WorkQueue:
             with contextlib.suppress(NatsError):
                 await subscription.unsubscribe()
         self._subscriptions.clear()
-        with contextlib.suppress(NatsError, asyncio.TimeoutError):
-            await self._client.flush(timeout=max(1, round(self.options.answer_timeout_seconds)))
+        if give_back:
+            with contextlib.suppress(NatsError, asyncio.TimeoutError):
+                await self._client.flush(timeout=max(1, round(self.options.answer_timeout_seconds)))
 
     async def _subscription(self, partition: str) -> JetStreamContext.PullSubscription:
         found = self._subscriptions.get(partition)

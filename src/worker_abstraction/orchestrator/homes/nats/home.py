@@ -1,4 +1,4 @@
-"""SharedTasks: one replica's part in the tasks several orchestrator daemons share on NATS JetStream.
+"""NatsHome: one replica's part in the tasks several orchestrator daemons share on NATS JetStream.
 
 Every replica accepts tasks, and every replica runs them; which one runs a task is decided by the work
 queue, not by which one accepted it (see `stores/jetstream`):
@@ -37,9 +37,9 @@ import dataclasses
 import functools
 import json
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -48,23 +48,20 @@ from nats.errors import Error as NatsError
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.errors import TaskExistsError, TaskNotFoundError, WorkerAbstractionError
+from worker_abstraction.errors import TaskExistsError, WorkerAbstractionError
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.records import finished_handle
-from worker_abstraction.orchestrator.core.run import TaskRun
 from worker_abstraction.orchestrator.core.state import task_record
+from worker_abstraction.orchestrator.homes.base import Acceptance, Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.homes.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.homes.nats.journal import SharedJournal, record_of
 from worker_abstraction.orchestrator.homes.nats.relay import UpdatePublisher, followed_handle
-from worker_abstraction.stores.availability import Backoff, StoreAvailability
+from worker_abstraction.stores.availability import Backoff, StoreAvailability, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, TaskDoc, TaskDocs, TaskDocsOptions
 from worker_abstraction.stores.jetstream.updates import UpdateLog, UpdateLogOptions, task_token
 from worker_abstraction.stores.jetstream.work import Lease, WorkQueue, WorkQueueOptions
-from worker_abstraction.types import DeadLetter, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
-
-if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.core.engine import Engine
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -78,20 +75,22 @@ _RETRY_FIRST_SECONDS = 0.1
 _RETRY_CAP_SECONDS = 5.0
 _PROBE_SECONDS = 1.0  # how often NATS is asked whether it answers (the health check and metrics follow it)
 _PROBE_TIMEOUT_SECONDS = 2.0
+OPEN_SECONDS = 30.0  # how long a replica starting asks a cluster that answers but cannot open its buckets yet
+CLOSE_SECONDS = 10.0  # how long a replica that stops waits for NATS to take its last facts and leases
 _RELOG_SECONDS = 60.0  # a loop that keeps failing unexpectedly logs its traceback this often at most
 
 
 class _Holding:
-    """A task this replica holds: its lease, its run and its publisher. It is the run's `Hold`, and what
+    """A task this replica holds: its lease, the hold its run holds it by, and its publisher. It is what
     the journal writes its facts under; once lost (`lost`), it stays lost."""
 
-    __slots__ = ("_lost", "gone", "lease", "publisher", "run")
+    __slots__ = ("_lost", "gone", "hold", "lease", "publisher")
 
     def __init__(self, lease: Lease, lost: Callable[[_Holding, str], None]) -> None:
         self.lease = lease
         self._lost = lost
         self.publisher: UpdatePublisher | None = None
-        self.run: TaskRun | None = None
+        self.hold: Hold | None = None
         self.gone = False
 
     def alive(self) -> bool:
@@ -113,14 +112,14 @@ class _Owner:
 
     __slots__ = ("_shared", "_task_id")
 
-    def __init__(self, shared: SharedTasks, task_id: str) -> None:
+    def __init__(self, shared: NatsHome, task_id: str) -> None:
         self._shared, self._task_id = shared, task_id
 
     async def cancel(self, reason: str) -> bool:
-        return await self._shared.cancel(self._task_id, reason)
+        return bool(await self._shared.cancel(self._task_id, reason))
 
 
-class SharedTasks:
+class NatsHome:
     """This replica's part in the shared tasks.
 
     Args:
@@ -154,7 +153,8 @@ class SharedTasks:
         self._pullers: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._cancels: Subscription | None = None
-        self._engine: Engine | None = None
+        self._runs: Runs | None = None
+        self._accepting: set[asyncio.Task[None]] = set()
         # Whether NATS answers, as this replica's loops and probe find it (health and metrics follow it).
         self.availability = StoreAvailability(f"NATS (the shared tasks of replica {replica})")
         self._owns_client = False
@@ -169,18 +169,31 @@ class SharedTasks:
         updates: UpdateLogOptions | None = None,
         documents: TaskDocsOptions | None = None,
         prefetch: int = PREFETCH,
-    ) -> SharedTasks:
+    ) -> NatsHome:
         """Connect to NATS and open (creating them if missing) the documents, the queue and the log.
+
+        A cluster that answers but cannot make or read them yet (a cluster just started, still electing its
+        leaders) is asked again, backing off, for up to `OPEN_SECONDS`.
 
         Raises:
             NatsStoreError: NATS is unreachable or too old, or a bucket or stream cannot be made.
         """
         client = await connect(nats, name=f"wa-orchestrator {replica}")
         copies = nats.replicas
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        deadline = asyncio.get_running_loop().time() + OPEN_SECONDS
         try:
-            docs = await TaskDocs.open(client, documents or TaskDocsOptions(replicas=copies))
-            queue = await WorkQueue.open(client, work or WorkQueueOptions(replicas=copies))
-            log = await UpdateLog.open(client, updates or UpdateLogOptions(replicas=copies))
+            while True:
+                try:
+                    docs = await TaskDocs.open(client, documents or TaskDocsOptions(replicas=copies))
+                    queue = await WorkQueue.open(client, work or WorkQueueOptions(replicas=copies))
+                    log = await UpdateLog.open(client, updates or UpdateLogOptions(replicas=copies))
+                    break
+                except NatsUnavailableError as error:
+                    if asyncio.get_running_loop().time() >= deadline:
+                        raise
+                    logger.info("NATS cannot open the shared tasks yet (%s); asking again", error)
+                    await asyncio.sleep(backoff.pause())
         except BaseException:
             await client.close()
             raise
@@ -190,29 +203,39 @@ class SharedTasks:
 
     # ---- life -----------------------------------------------------------------------------------------------
 
-    async def start(self, engine: Engine) -> None:
+    async def start(self, runs: Runs) -> None:
         """Start taking work for the capabilities the engine's workers offer, and hearing cancels."""
-        self._engine = engine
+        self._runs = runs
         try:
             self._cancels = await self.client.subscribe(f"{CANCEL_SUBJECT}.*", cb=self._cancel_heard)
         except NatsError as error:
             raise NatsUnavailableError(f"cannot hear the replicas' cancels: {error!r}") from error
-        engine.directory.on_change.append(self._capabilities_changed)
+        runs.on_capabilities(self._capabilities_changed)
         self._capabilities_changed()
         self._spawn(self._kept_running("moving exhausted work", self._move_exhausted))
         self._spawn(self._kept_running("probing NATS", self._probe))
 
     async def aclose(self) -> None:
         """Stop taking work and give back every task held (another replica carries it on at once)."""
-        for task in [*self._pullers.values(), *self._background]:
+        for task in [*self._pullers.values(), *self._background, *self._accepting]:
             task.cancel()
-        await asyncio.gather(*self._pullers.values(), *self._background, return_exceptions=True)
+        await asyncio.gather(*self._pullers.values(), *self._background, *self._accepting, return_exceptions=True)
         self._pullers.clear()
         if self._cancels is not None:
             with contextlib.suppress(NatsError):
                 await self._cancels.unsubscribe()
-        await self.journal.drain()
-        await self.queue.close()
+        # Bounded: a replica stopping must stop even if NATS does not answer. A fact not written by then is
+        # as if this replica had died before writing it, which the tasks survive (another replica takes them
+        # over when their leases lapse).
+        try:
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await self.journal.drain()
+                await self.queue.close()
+        except TimeoutError:
+            logger.warning("replica %s: NATS did not take every last fact within %gs; stopping anyway",
+                           self.replica, CLOSE_SECONDS)  # fmt: skip
+            self.journal.abandon()
+            await self.queue.close(give_back=False)
         await self.log.close()
         if self._owns_client:
             with contextlib.suppress(NatsError):
@@ -220,15 +243,40 @@ class SharedTasks:
 
     # ---- what callers ask ------------------------------------------------------------------------------------
 
-    async def accept(self, spec: TaskSpec) -> AsyncTaskHandle:
+    @property
+    def writable(self) -> bool:
+        return self.availability.available
+
+    def accept(self, spec: TaskSpec, then: Accepted, admit: Admit) -> None:
+        accepting = asyncio.ensure_future(self._accept(spec, then, admit))
+        self._accepting.add(accepting)
+        accepting.add_done_callback(self._accepting.discard)
+
+    def flush(self) -> None:
+        return None
+
+    async def _accept(self, spec: TaskSpec, then: Accepted, admit: Admit) -> None:
+        try:
+            accepted = await self._accepted(spec, admit)
+        except BaseException as error:
+            then(None, error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        then(accepted, None)
+
+    async def _accepted(self, spec: TaskSpec, admit: Admit) -> Acceptance:
         """Accept a task for whichever replica takes it; a handle following it.
 
         Raises:
             TaskExistsError: its id was taken before.
             QueueFullError: the shared queue is full.
             NatsStoreError: NATS did not store it (the caller should retry with an idempotency key).
+            what `admit` raises.
         """
         key = spec.options.idempotency_key
+        if not key:
+            admit(spec)
         if key:
             holder = await self.docs.claim_key(key, spec.task_id)
             if holder != spec.task_id:
@@ -239,18 +287,19 @@ class SharedTasks:
                     doc = found[0]
                     if not doc.finished and not doc.holder:  # an earlier try may not have queued it
                         await self.queue.put(doc.capability, holder)  # (stored once if it had)
-                    known = await self.watch(holder)
+                    known = await self.follow(holder)
                     assert known is not None, "its document was just read"
-                    return known
+                    return Acceptance(known, duplicate=True)
+            admit(spec)  # (a new task: not a duplicate)
         try:
             await self.journal.accepted(spec)
         except TaskExistsError:
             if not key:
                 raise
-            known = await self.watch(spec.task_id)  # another try of this key created it meanwhile
+            known = await self.follow(spec.task_id)  # another try of this key created it meanwhile
             if known is None:
                 raise
-            return known
+            return Acceptance(known, duplicate=True)
         # Followed before its work is queued: the replica that takes it may be quick.
         handle = self._follow(spec.task_id, spec.capability, spec.params, fresh=True)
         try:
@@ -261,9 +310,9 @@ class SharedTasks:
                 with contextlib.suppress(NatsStoreError):
                     await self.docs.delete(spec.task_id)
             raise  # (with a key, its next try queues the document this one made)
-        return handle
+        return Acceptance(handle)
 
-    async def watch(self, task_id: str) -> AsyncTaskHandle | None:
+    async def follow(self, task_id: str) -> AsyncTaskHandle | None:
         """A handle on any shared task (None: no such task)."""
         followed = self._followed.get(task_id)
         if followed is not None:
@@ -277,15 +326,11 @@ class SharedTasks:
         spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
         return self._follow(task_id, spec.capability, spec.params)
 
-    async def cancel(self, task_id: str, reason: str) -> bool:
-        """Cancel a shared task wherever it runs; False if it finished.
-
-        Raises:
-            TaskNotFoundError: no such task.
-        """
+    async def cancel(self, task_id: str, reason: str) -> bool | None:
+        """Cancel a shared task wherever it runs; False if it finished, None if there is no such task."""
         found = await self.docs.get(task_id)
         if found is None:
-            raise TaskNotFoundError(task_id, "the shared task store")
+            return None
         if found[0].finished:
             return False
         await self.journal.cancel_requested(task_id, reason)
@@ -301,6 +346,25 @@ class SharedTasks:
         found = await self.docs.get(task_id)
         return None if found is None else record_of(found[0])
 
+    async def submission(self, task_id: str) -> TaskSpec | None:
+        return await self.journal.submission(task_id)
+
+    async def page(self, query: TaskQuery, *, limit: int) -> list[TaskRecord]:
+        return await self.journal.finished_records(query, limit=limit, offset=0)
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        """Every replica's, from the shared store."""
+        return await self.journal.dead_letters()
+
+    async def take_dead_letter(self, task_id: str) -> DeadLetter | None:
+        return await self.journal.take_dead_letter(task_id)
+
+    def put_dead_letter(self, letter: DeadLetter) -> None:
+        self.journal.dead_lettered(letter)
+
+    async def purge_dead_letters(self, task_ids: Iterable[str] | None) -> int:
+        return await self.journal.purge_dead_letters(task_ids)
+
     @property
     def held(self) -> int:
         """Tasks this replica holds now."""
@@ -309,21 +373,21 @@ class SharedTasks:
     # ---- taking work -----------------------------------------------------------------------------------------
 
     def _capabilities_changed(self) -> None:
-        assert self._engine is not None
-        for worker in list(self._engine.directory.workers.values()):
-            for offered in worker.capabilities:
-                if offered.name not in self._pullers:
-                    take = functools.partial(self._pull, offered.name)
-                    puller = asyncio.ensure_future(self._kept_running(f"taking work of {offered.name!r}", take))
-                    self._pullers[offered.name] = puller
+        assert self._runs is not None
+        for capability in self._runs.capabilities():
+            if capability not in self._pullers:
+                take = functools.partial(self._pull, capability)
+                puller = asyncio.ensure_future(self._kept_running(f"taking work of {capability!r}", take))
+                self._pullers[capability] = puller
 
     async def _pull(self, capability: str) -> None:
-        assert self._engine is not None
-        engine = self._engine
+        assert self._runs is not None
+        runs = self._runs
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         while True:
-            room = self._prefetch - engine.crew.scheduler.waiting_for(capability)
-            if room <= 0 or not engine.directory.capable(capability):
+            raise_if_cancelled()  # (a cancel some call swallowed must still stop the loop)
+            room = self._prefetch - runs.waiting_for(capability)
+            if room <= 0 or capability not in runs.capabilities():
                 await asyncio.sleep(_NO_ROOM_PAUSE_SECONDS)  # (polling the local queue: no event says "room")
                 continue
             try:
@@ -341,8 +405,7 @@ class SharedTasks:
                     await lease.give_back(_TAKE_WAIT_SECONDS)
 
     async def _take(self, lease: Lease) -> None:
-        assert self._engine is not None
-        engine = self._engine
+        assert self._runs is not None
         # Only a delivery made again (its holder's lease ran out) takes a task from a holder: a first delivery
         # of a task held already is a second copy of its work (queued again by a retried submission).
         held = await self.docs.take_over(lease.key, self.replica, ATTEMPT_BLOCK, steal=lease.deliveries > 1)
@@ -361,26 +424,22 @@ class SharedTasks:
         base = 0 if held.sent_up_to == 0 else await self.log.last(spec.task_id)
         if holding.gone:  # lost while the log was read
             return
-        run = TaskRun(spec, engine.crew, queue_timeout_seconds=spec.options.queue_timeout_seconds, hold=holding)
         publisher = UpdatePublisher(self.log, spec.task_id, base, alive=holding.alive)
-        holding.run, holding.publisher = run, publisher
-        engine.index.add(run)
-        run.handle.subscribe(publisher)
-        if held.sent_up_to == 0 and not doc.cancel_reason:
-            run.start()  # nobody held it before: from the start
-        else:
-            run.resume(
-                Resumable(
-                    spec=spec,
-                    worker_id=doc.worker_id if doc.state == DISPATCHED else "",
-                    worker_address=doc.worker_address if doc.state == DISPATCHED else "",
-                    attempt=doc.attempt,
-                    reserved=held.sent_up_to,
-                    failures=doc.failures,
-                    cancel_reason=doc.cancel_reason,
-                    dispatched_at=doc.dispatched_at if doc.state == DISPATCHED else 0.0,
-                )
+        resume = None  # nobody held it before: from the start
+        if held.sent_up_to or doc.cancel_reason:
+            resume = Resumable(
+                spec=spec,
+                worker_id=doc.worker_id if doc.state == DISPATCHED else "",
+                worker_address=doc.worker_address if doc.state == DISPATCHED else "",
+                attempt=doc.attempt,
+                reserved=held.sent_up_to,
+                failures=doc.failures,
+                cancel_reason=doc.cancel_reason,
+                dispatched_at=doc.dispatched_at if doc.state == DISPATCHED else 0.0,
             )
+        holding.hold = Hold(spec, self.journal, resume=resume, sink=publisher, alive=holding.alive)
+        holding.publisher = publisher
+        self._runs.run(holding.hold)
 
     async def _release(self, task_id: str) -> None:
         """The journal finished the held task's document: store its last update, then let its work go."""
@@ -399,11 +458,8 @@ class SharedTasks:
         self.queue.let_go(holding.lease)  # never acknowledged nor given back from here: it may be another's
         if holding.publisher is not None:
             holding.publisher.stop()
-        run = holding.run
-        if run is not None:
-            run.hand_over(reason)
-            if self._engine is not None and self._engine.index.live.get(task_id) is run:
-                self._engine.index.remove(run)
+        if holding.hold is not None:
+            holding.hold.lose(reason)  # (its run stops, and the engine forgets it)
 
     # ---- cancels and exhausted work -------------------------------------------------------------------------
 
@@ -413,13 +469,14 @@ class SharedTasks:
             task_id, reason = str(notice["task_id"]), str(notice.get("reason") or "canceled by the caller")
         except (ValueError, KeyError, TypeError):
             return  # not one of ours
-        run = self._engine.index.live.get(task_id) if self._engine is not None else None
-        if run is not None:
-            self._spawn(_cancel(run, reason))
+        handle = self._runs.handle(task_id) if self._runs is not None else None
+        if handle is not None and not handle.done():
+            self._spawn(_cancel(handle, reason))
 
     async def _move_exhausted(self) -> None:
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         while True:
+            raise_if_cancelled()
             try:
                 for item in await self.queue.exhausted(16, wait_seconds=_EXHAUSTED_WAIT_SECONDS):
                     await self._fail_exhausted(item.key, item.deliveries)
@@ -473,6 +530,7 @@ class SharedTasks:
         the loops cannot tell a quiet queue from a silent NATS, and the health check must."""
         backoff = Backoff(_RETRY_FIRST_SECONDS, _PROBE_SECONDS)
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(_PROBE_SECONDS if self.availability.available else backoff.pause())
             try:
                 await self.docs.probe(timeout_seconds=_PROBE_TIMEOUT_SECONDS)
@@ -488,6 +546,7 @@ class SharedTasks:
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         logged_at = -_RELOG_SECONDS
         while True:
+            raise_if_cancelled()
             try:
                 await loop()
             except Exception:
@@ -528,8 +587,8 @@ class SharedTasks:
         task.add_done_callback(self._background.discard)
 
 
-async def _cancel(run: TaskRun, reason: str) -> None:
+async def _cancel(handle: AsyncTaskHandle, reason: str) -> None:
     try:
-        await run.cancel(reason)
+        await handle.cancel(reason)
     except Exception:  # a store that cannot write: the run says so itself
-        logger.exception("cancelling task %s failed", run.spec.task_id)
+        logger.exception("cancelling task %s failed", handle.task_id)

@@ -219,6 +219,11 @@ class SharedJournal:
         if self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
 
+    def abandon(self) -> None:
+        """Give up on the writes still pending (the replica stops without them: see `NatsHome.aclose`)."""
+        for write in list(self._writes):
+            write.cancel()
+
     def _behind(
         self,
         task_id: str,

@@ -27,6 +27,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle, TaskOwner
 from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.orchestrator.remote.session import observe
+from worker_abstraction.stores.availability import raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.updates import UpdateLog
 from worker_abstraction.types import TaskUpdate
@@ -121,6 +122,7 @@ def followed_handle(
         seen, pause = after, _RETRY_PAUSE_SECONDS / 4
         first = fresh
         while not state.done():
+            raise_if_cancelled()  # (a cancel the log's reads swallowed must still stop it)
             updates = log.follow(task_id, seen, fresh=first, listening=listening)
             first = False
             try:
