@@ -18,23 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
-from worker_abstraction import _convert
-from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
-from worker_abstraction.options import RetryPolicy
 from worker_abstraction.orchestrator.core.deadletters import DeadLetterQueue
+from worker_abstraction.stores import serial
 from worker_abstraction.stores.tasks import PromptTaskStore, Stored, StoredTask, TaskStore
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, latest_worker
 
 logger = logging.getLogger(__name__)
-
-_FORMAT = json.dumps({"format": 2})  # the `options` column of a row whose `task` is a SubmitTaskRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +204,8 @@ class StoreJournal:
         return self._write(
             (accepted or self.store.accepted)(
                 spec.task_id,
-                _convert.spec_to_pb(spec).SerializeToString(),
-                _FORMAT,
+                serial.spec_bytes(spec),
+                serial.SPEC_FORMAT,
                 capability=spec.capability,
                 idempotency_key=spec.options.idempotency_key,
                 reserved=ATTEMPT_BLOCK,
@@ -240,13 +235,13 @@ class StoreJournal:
 
     def finished(self, task: Recorded) -> None:
         record = task.record()
-        data = _convert.record_to_pb(record, encoded_params=task.spec.encoded_params).SerializeToString()
+        data = serial.record_bytes(record, encoded_params=task.spec.encoded_params)
         self._write(self.store.finished(record.task_id, data, int(record.status), latest_worker(record)))
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         self.letters.keep(letter)
-        entry = _convert.dead_letter_to_pb(letter).SerializeToString()
-        self._write(self.store.dead_lettered(letter.task_id, entry, _FORMAT))
+        entry = serial.dead_letter_bytes(letter)
+        self._write(self.store.dead_lettered(letter.task_id, entry, serial.SPEC_FORMAT))
 
     def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
         self._write(self.store.dead_letters_removed(task_ids))
@@ -255,7 +250,7 @@ class StoreJournal:
         letters = []
         for stored in await self.store.dead_letters():
             try:
-                letters.append(_convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(stored.entry)))
+                letters.append(serial.dead_letter_of(stored.entry))
             except (InvalidParametersError, ValueError) as error:  # a damaged row must not stop the daemon
                 logger.error("skipping an unreadable dead letter in the store: %s", error)
         self.letters.restore(letters)
@@ -325,21 +320,10 @@ class StoreJournal:
 
 
 def _record(data: bytes | None) -> TaskRecord | None:
-    return _convert.record_from_pb(pb.TaskRecord.FromString(data)) if data else None
+    return serial.record_of(data) if data else None
 
 
 def _spec_of(stored: StoredTask) -> TaskSpec:
-    if stored.options == _FORMAT:
-        return _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(stored.task))
-    # Written by an older version: the Task message, and the options beside it as JSON.
-    task = pb.Task.FromString(stored.task)
-    options: dict[str, Any] = json.loads(stored.options or "{}")
-    request = pb.SubmitTaskRequest(task=task, idempotency_key=options.get("idempotency_key") or "")
-    request.task.worker_id = options.get("pinned", "")
-    if options.get("timeout_seconds") is not None:
-        request.exact_timeout_seconds = float(options["timeout_seconds"])
-    retry = options.get("retry")
-    if retry:
-        policy = RetryPolicy(**{**retry, "non_retryable_errors": tuple(retry.get("non_retryable_errors", ()))})
-        request.retry_policy.CopyFrom(_convert.retry_policy_to_pb(policy))
-    return _convert.spec_from_pb(request)
+    if stored.options == serial.SPEC_FORMAT:
+        return serial.spec_of(stored.task)
+    return serial.legacy_spec(stored.task, stored.options)  # written by an older version

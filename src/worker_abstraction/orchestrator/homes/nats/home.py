@@ -46,8 +46,6 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
-from worker_abstraction import _convert
-from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import TaskExistsError, WorkerAbstractionError
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.records import finished_handle
@@ -56,6 +54,7 @@ from worker_abstraction.orchestrator.homes.base import Acceptance, Accepted, Adm
 from worker_abstraction.orchestrator.homes.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.homes.nats.journal import SharedJournal, record_of
 from worker_abstraction.orchestrator.homes.nats.relay import UpdatePublisher, followed_handle
+from worker_abstraction.stores import serial
 from worker_abstraction.stores.availability import Backoff, StoreAvailability, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, TaskDoc, TaskDocs, TaskDocsOptions
@@ -322,8 +321,8 @@ class NatsHome:
             return None
         doc = found[0]
         if doc.finished and doc.record:
-            return finished_handle(_convert.record_from_pb(pb.TaskRecord.FromString(doc.record)))
-        spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
+            return finished_handle(serial.record_of(doc.record))
+        spec = serial.spec_of(doc.request)
         return self._follow(task_id, spec.capability, spec.params)
 
     async def cancel(self, task_id: str, reason: str) -> bool | None:
@@ -413,7 +412,7 @@ class NatsHome:
             await lease.done()
             return
         doc = held.doc
-        spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
+        spec = serial.spec_of(doc.request)
         holding = _Holding(lease, self._hold_lost)
         lease.on_lost = functools.partial(holding.lost, "its lease lapsed")
         previous = self._holdings.get(spec.task_id)
@@ -493,9 +492,9 @@ class NatsHome:
         found = await self.docs.get(task_id)
         if found is None or found[0].finished:
             return
-        spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(found[0].request))
+        spec = serial.spec_of(found[0].request)
         record = task_record(spec, TaskStatus.FAILED, last_update=update, dead_lettered=True)
-        data = _convert.record_to_pb(record, encoded_params=spec.encoded_params).SerializeToString()
+        data = serial.record_bytes(record, encoded_params=spec.encoded_params)
 
         def end(doc: TaskDoc) -> TaskDoc | None:
             return None if doc.finished else replace(doc, state=FINISHED, record=data, status=int(TaskStatus.FAILED))
@@ -516,7 +515,7 @@ class NatsHome:
         while True:
             try:
                 sequence = sequence or await self.log.last(task_id) + 1
-                data = _convert.update_to_pb(update, sequence=sequence).SerializeToString()
+                data = serial.update_bytes(update, sequence=sequence)
                 await self.log.publish(task_id, sequence, data)
                 return
             except NatsStoreError as error:  # (published again under one number, it is stored once)

@@ -27,11 +27,10 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from worker_abstraction import _convert
-from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.orchestrator.core.state import task_record
 from worker_abstraction.orchestrator.homes.journal import Recorded, Resumable, tell
+from worker_abstraction.stores import serial
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEUED, StaleHolderError, TaskDoc, TaskDocs
 from worker_abstraction.stores.tasks import Stored
@@ -97,7 +96,7 @@ class SharedJournal:
         await self.docs.create(
             TaskDoc(
                 task_id=spec.task_id,
-                request=_convert.spec_to_pb(spec).SerializeToString(),
+                request=serial.spec_bytes(spec),
                 capability=spec.capability,
                 accepted_at=spec.created_at_ns / 1e9,
                 owner=spec.owner,
@@ -140,7 +139,7 @@ class SharedJournal:
 
     def finished(self, task: Recorded) -> None:
         record = task.record()
-        data = _convert.record_to_pb(record, encoded_params=task.spec.encoded_params).SerializeToString()
+        data = serial.record_bytes(record, encoded_params=task.spec.encoded_params)
 
         worker_id = latest_worker(record)  # (a task requeued then canceled was last sent to none: its attempt's)
 
@@ -159,7 +158,7 @@ class SharedJournal:
         self._behind(record.task_id, end, then=self._release)
 
     def dead_lettered(self, letter: DeadLetter) -> None:
-        entry = _convert.dead_letter_to_pb(letter).SerializeToString()
+        entry = serial.dead_letter_bytes(letter)
         self._write_behind(self._retrying(lambda: self.docs.put_dead_letter(letter.task_id, entry)))
 
     def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
@@ -172,7 +171,7 @@ class SharedJournal:
         letters = []
         for entry in await self.docs.dead_letters():
             try:
-                letters.append(_convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(entry)))
+                letters.append(serial.dead_letter_of(entry))
             except (InvalidParametersError, ValueError) as error:
                 logger.error("skipping an unreadable dead letter: %s", error)
         return letters
@@ -187,7 +186,7 @@ class SharedJournal:
         """Take a dead letter from the shared ones (of two replicas taking one at once, one gets it)."""
         await self.drain()
         entry = await self.docs.take_dead_letter(task_id)
-        return None if entry is None else _convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(entry))
+        return None if entry is None else serial.dead_letter_of(entry)
 
     async def unfinished(self) -> list[Resumable]:
         return []  # shared tasks come back through the work queue, to whichever replica takes them
@@ -196,7 +195,7 @@ class SharedJournal:
         found = await self.docs.get(task_id)
         if found is None or not found[0].finished or not found[0].record:
             return None
-        return _convert.record_from_pb(pb.TaskRecord.FromString(found[0].record))
+        return serial.record_of(found[0].record)
 
     async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
         task_id = await self.docs.key_holder(idempotency_key)
@@ -204,7 +203,7 @@ class SharedJournal:
 
     async def submission(self, task_id: str) -> TaskSpec | None:
         found = await self.docs.get(task_id)
-        return None if found is None else _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(found[0].request))
+        return None if found is None else serial.spec_of(found[0].request)
 
     async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
         """Records of every shared task that match `query`, most recently accepted first: finished ones as they
@@ -340,8 +339,8 @@ def _sent(worker_id: str, worker_address: str, attempt: int) -> Callable[[TaskDo
 def record_of(doc: TaskDoc) -> TaskRecord:
     """A shared task's record: as it ended, or as its document stands (PENDING, or RUNNING once sent)."""
     if doc.finished and doc.record:
-        return _convert.record_from_pb(pb.TaskRecord.FromString(doc.record))
-    spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
+        return serial.record_of(doc.record)
+    spec = serial.spec_of(doc.request)
     return task_record(spec, TaskStatus(_status_of(doc)), cancel_reason=doc.cancel_reason)
 
 

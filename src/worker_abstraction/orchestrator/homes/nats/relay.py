@@ -22,11 +22,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from worker_abstraction import _convert
-from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle, TaskOwner
 from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.orchestrator.remote.session import observe
+from worker_abstraction.stores import serial
 from worker_abstraction.stores.availability import raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.updates import UpdateLog
@@ -67,7 +66,7 @@ class UpdatePublisher:
         if self.stopped:
             return
         sequence = self._base + position
-        self._pending.append((sequence, _convert.update_to_pb(update, sequence=sequence).SerializeToString()))
+        self._pending.append((sequence, serial.update_bytes(update, sequence=sequence)))
         if self._draining is None or self._draining.done():
             self._draining = asyncio.ensure_future(self._drain())
 
@@ -128,7 +127,7 @@ def followed_handle(
             try:
                 async for sequence, data in updates:
                     seen = sequence
-                    observe(state, _convert.update_from_pb(pb.TaskResult.FromString(data)))
+                    observe(state, serial.update_of(data))
                     if state.done():
                         return
             except NatsStoreError as error:
