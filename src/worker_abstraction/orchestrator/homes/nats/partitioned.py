@@ -1,0 +1,711 @@
+"""PartitionedHome: tasks shared by orchestrator daemons on NATS, run by whichever daemon holds their partition.
+
+Task ids hash to partitions (`partition_of`), and each live daemon holds a share of them on one lease
+(`PartitionLeases`): no lease per task, and daemons never write the same keys, except a cancel from one
+daemon into a task another runs. Where `NatsHome` spends about ten NATS round trips on a task, one at a time,
+this home writes everything through one `JetStreamWriter`, so the writes of every task made in a turn of
+the loop share one flush:
+
+- **Accepting.** A task whose id this daemon makes gets an id in a partition it holds (ids are drawn until
+  one lands there), so the daemon that accepts a task runs it, and its caller's handle is the run's own.
+  Its document is created (one compare-and-set on "absent", naming this daemon as its holder for the
+  partition's epoch); once NATS confirms it, the run starts. A caller-chosen id goes where it hashes; if
+  another daemon holds that partition, the document names no holder, and the caller's handle follows the
+  task's updates in the update log (subscribed to that task's subject alone, before the document exists).
+  An idempotency key is claimed first (a create in the keys bucket), once across the daemons.
+- **Running.** For each partition gained, the daemon watches the partition's documents (an ordered consumer
+  on its subject filter: each document's last value, then every write as it is stored). A document it does
+  not run and that is not finished is claimed (compare-and-set: its holder becomes this daemon) and run:
+  from the start if nobody held it before, else resumed from its document with attempt numbers above any a
+  previous holder may have sent (`homes/journal.py`). Facts are written behind (`PartitionedJournal`).
+- **Losing a partition.** Its lease lapsed: every run of the partition stops at once and writes nothing
+  more (the daemon that takes it over resumes them). Given up to rebalance (`on_releasing`) or at `aclose`:
+  its runs stop, what they wrote goes out, then the partition is released. A caller's handle on a run that
+  stopped goes on with the task's updates from the update log.
+- **Cancelling.** From any daemon: the cancel is written into the document (compare-and-set), and its
+  holder, which watches the partition, sees it there and cancels its run.
+- **Dead letters** are shared in a bucket of their own, as `NatsHome`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from worker_abstraction import _convert
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.errors import TaskExistsError
+from worker_abstraction.orchestrator.core.engine import new_task_id
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.records import finished_handle
+from worker_abstraction.orchestrator.core.state import TaskState
+from worker_abstraction.orchestrator.homes.base import Acceptance, Accepted, Admit, Hold, Runs
+from worker_abstraction.orchestrator.homes.journal import Resumable
+from worker_abstraction.orchestrator.homes.nats.journal import record_of
+from worker_abstraction.orchestrator.homes.nats.partitioned_journal import (
+    PartitionedJournal,
+    TaskFacts,
+    holder_token,
+    new_doc,
+    resumable,
+)
+from worker_abstraction.orchestrator.homes.nats.partitioned_store import (
+    PartitionedStore,
+    PartitionedStoreOptions,
+    decode_doc,
+)
+from worker_abstraction.orchestrator.homes.nats.relay import followed_handle
+from worker_abstraction.orchestrator.remote.session import observe
+from worker_abstraction.stores.availability import Backoff, StoreAvailability, raise_if_cancelled
+from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
+from worker_abstraction.stores.jetstream.partitions import PartitionLeases, PartitionOptions
+from worker_abstraction.stores.jetstream.pipeline import Ack, WrongLastSequenceError
+from worker_abstraction.stores.jetstream.tasks import QUEUED, TaskDoc
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec
+
+logger = logging.getLogger(__name__)
+
+OPEN_SECONDS = 30.0  # how long a daemon starting asks a cluster that answers but cannot open its buckets yet
+CLOSE_SECONDS = 10.0  # how long a daemon stopping waits for NATS to take its last facts and its partitions
+RELEASE_SECONDS = 5.0  # how long a partition given up waits for its runs' last facts
+FIRST_SHARE_SECONDS = 5.0  # how long `start` waits for this daemon's first partitions
+_LOCAL_ID_DRAWS = 256  # ids drawn for a task before it goes wherever its id hashes
+_PROBE_SECONDS = 1.0
+_PROBE_TIMEOUT_SECONDS = 2.0
+_RETRY_FIRST_SECONDS = 0.1
+_RETRY_CAP_SECONDS = 5.0
+_CANCEL_TRIES = 10
+_NO_CANCEL = b'"cancel_reason":""'  # (as the documents are encoded: compact JSON)
+_FINISHED = b'"state":"finished"'
+
+
+class _Owner:
+    """The owner of a handle that follows a task through the update log: cancels go wherever it runs."""
+
+    __slots__ = ("_home", "_task_id")
+
+    def __init__(self, home: PartitionedHome, task_id: str) -> None:
+        self._home, self._task_id = home, task_id
+
+    async def cancel(self, reason: str) -> bool:
+        return bool(await self._home.cancel(self._task_id, reason))
+
+
+class PartitionedHome:
+    """This daemon's part in the partitioned tasks (a `homes.base.TaskHome`); open it with `open`.
+
+    Args:
+        client: the NATS connection everything goes over.
+        store: the buckets, the update log and the writer.
+        replica: this daemon's name, unique among the daemons.
+        partitions: how the partitions are leased (its `partitions` must be the store's).
+        sleep: how the lease keeper waits between rounds (a test holds it up to let the lease lapse).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        store: PartitionedStore,
+        *,
+        replica: str,
+        partitions: PartitionOptions | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.replica = replica
+        options = partitions or PartitionOptions(partitions=store.partitions)
+        if options.partitions != store.partitions:
+            raise NatsStoreError(f"{options.partitions} partitions leased, but the store has {store.partitions}")
+        self.partition_options = options
+        self.availability = StoreAvailability(f"NATS (the partitioned tasks of replica {replica})")
+        self.journal = PartitionedJournal(
+            store, alive=self._alive, availability=self.availability, lost=self._task_lost, cancelled=self._cancel_run
+        )
+        self.leases: PartitionLeases | None = None
+        self._sleep = sleep
+        self._runs: Runs | None = None
+        self._watches: dict[int, asyncio.Task[None]] = {}
+        self._accepting: dict[str, asyncio.Future[AsyncTaskHandle]] = {}
+        self._adopting: set[str] = set()
+        self._followed: dict[str, tuple[AsyncTaskHandle, asyncio.Task[None]]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._first_share = asyncio.Event()
+        self._reconnects = 0
+        self._closing = False
+        self._owns_client = False
+
+    @classmethod
+    async def open(
+        cls,
+        nats: NatsOptions,
+        *,
+        replica: str,
+        partitions: int = 32,
+        lease_seconds: float = 10.0,
+        store: PartitionedStoreOptions | None = None,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+    ) -> PartitionedHome:
+        """Connect to NATS and open (creating them if missing) the buckets and the update log's stream.
+
+        Raises:
+            NatsStoreError: NATS is unreachable or too old, or a bucket or stream cannot be made.
+        """
+        client = await connect(nats, name=f"wa-orchestrator {replica}")
+        options = dataclasses.replace(store or PartitionedStoreOptions(replicas=nats.replicas), partitions=partitions)
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        deadline = asyncio.get_running_loop().time() + OPEN_SECONDS
+        try:
+            while True:
+                try:
+                    opened = await PartitionedStore.open(client, options)
+                    break
+                except NatsUnavailableError as error:
+                    if asyncio.get_running_loop().time() >= deadline:
+                        raise
+                    logger.info("NATS cannot open the partitioned tasks yet (%s); asking again", error)
+                    await asyncio.sleep(backoff.pause())
+        except BaseException:
+            await client.close()
+            raise
+        leased = PartitionOptions(partitions=partitions, lease_seconds=lease_seconds, replicas=nats.replicas)
+        home = cls(client, opened, replica=replica, partitions=leased, sleep=sleep)
+        home._owns_client = True
+        return home
+
+    # ---- life -----------------------------------------------------------------------------------------------
+
+    @property
+    def writable(self) -> bool:
+        return self.availability.available
+
+    @property
+    def held(self) -> int:
+        """Tasks this daemon holds now (in partitions whose lease still holds)."""
+        leases = self.leases
+        if leases is None:
+            return 0
+        owned = leases.owned()
+        return sum(count for partition, count in self.journal.counts().items() if partition in owned)
+
+    async def start(self, runs: Runs) -> None:
+        """Take a share of the partitions (and so run their tasks); returns once the first ones are held, or
+        after `FIRST_SHARE_SECONDS` (they come later then)."""
+        self._runs = runs
+        self._reconnects = self.client.stats["reconnects"]
+        kwargs: dict[str, Any] = {"availability": self.availability}
+        if self._sleep is not None:
+            kwargs["sleep"] = self._sleep
+        leases = await PartitionLeases.open(self.client, self.replica, self.partition_options, **kwargs)
+        leases.on_gained.append(self._gained)
+        leases.on_lost.append(self._lost)
+        leases.on_releasing.append(self._releasing)
+        self.leases = leases
+        self._spawn(self._kept_running("probing NATS", self._probe))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(FIRST_SHARE_SECONDS, self.partition_options.lease_seconds)):
+                await self._first_share.wait()
+
+    async def aclose(self) -> None:
+        """Give every partition back (its runs' last facts written first, within `CLOSE_SECONDS`)."""
+        self._closing = True
+        for task in [*self._background, *self._watches.values()]:
+            task.cancel()
+        await asyncio.gather(*self._background, *self._watches.values(), return_exceptions=True)
+        self._watches.clear()
+        if self.leases is not None:
+            try:
+                async with asyncio.timeout(CLOSE_SECONDS):
+                    await self.leases.close()
+            except TimeoutError:
+                logger.warning("replica %s: its partitions were not given back within %gs", self.replica, CLOSE_SECONDS)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        try:
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await self.journal.drain()
+        except TimeoutError:
+            logger.warning("replica %s: NATS did not take every last fact within %gs", self.replica, CLOSE_SECONDS)
+        await self.journal.aclose()
+        await self.store.aclose()
+        if self._owns_client:
+            with contextlib.suppress(Exception):
+                await self.client.close()
+
+    # ---- accepting -------------------------------------------------------------------------------------------
+
+    def accept(self, spec: TaskSpec, then: Accepted, admit: Admit) -> None:
+        if spec.options.idempotency_key or spec.options.task_id:
+            self._spawn(self._accept_checked(spec, then, admit))
+            return
+        try:
+            admit(spec)
+        except Exception as error:
+            then(None, error)
+            return
+        self._create(self._local(spec), chosen=False).add_done_callback(functools.partial(_told, then))
+
+    def flush(self) -> None:
+        return None  # (the writer flushes on the loop's next turn)
+
+    async def _accept_checked(self, spec: TaskSpec, then: Accepted, admit: Admit) -> None:
+        try:
+            accepted = await self._accepted_checked(spec, admit)
+        except BaseException as error:
+            then(None, error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        then(accepted, None)
+
+    async def _accepted_checked(self, spec: TaskSpec, admit: Admit) -> Acceptance:
+        key, chosen = spec.options.idempotency_key, bool(spec.options.task_id)
+        if not chosen:
+            spec = self._local(spec)
+        if key:
+            holder = await self.store.claim_key(key, spec.task_id)
+            if holder != spec.task_id:
+                known = await self._known(holder)
+                if known is not None:
+                    return Acceptance(known, duplicate=True)
+                # An earlier try claimed the key and got no further: carried on under its id.
+                spec, chosen = dataclasses.replace(spec, task_id=holder), True
+        admit(spec)
+        try:
+            return Acceptance(await self._create(spec, chosen=chosen))
+        except TaskExistsError:
+            known = await self._known(spec.task_id) if key else None
+            if known is None:
+                raise
+            return Acceptance(known, duplicate=True)  # another try of this key made it meanwhile
+
+    def _local(self, spec: TaskSpec) -> TaskSpec:
+        """The spec with an id in a partition this daemon holds, if it holds any (its id is ours to choose)."""
+        leases = self.leases
+        if leases is None or leases.held(self.store.partition(spec.task_id)):
+            return spec
+        for _ in range(_LOCAL_ID_DRAWS):
+            task_id = new_task_id()
+            if leases.held(self.store.partition(task_id)):
+                return dataclasses.replace(spec, task_id=task_id)
+        return spec
+
+    def _create(self, spec: TaskSpec, *, chosen: bool) -> asyncio.Future[AsyncTaskHandle]:
+        """Store a new task's document; the handle its caller gets once it is stored."""
+        task_id = spec.task_id
+        if task_id in self._accepting:
+            failed: asyncio.Future[AsyncTaskHandle] = asyncio.get_running_loop().create_future()
+            failed.set_exception(TaskExistsError(task_id))
+            return failed
+        partition = self.store.partition(task_id)
+        epoch = self.leases.epoch(partition) if self.leases is not None else None
+        accepting: asyncio.Future[AsyncTaskHandle] = asyncio.get_running_loop().create_future()
+        self._accepting[task_id] = accepting
+        if chosen or epoch is None:
+            self._spawn(self._create_awaited(spec, partition, epoch, accepting))
+        else:
+            doc = new_doc(spec, holder_token(self.replica, epoch))
+            written = self.store.write_doc(task_id, doc, 0)
+            written.add_done_callback(functools.partial(self._created, spec, doc, partition, epoch, accepting))
+        return accepting
+
+    def _created(
+        self,
+        spec: TaskSpec,
+        doc: TaskDoc,
+        partition: int,
+        epoch: int,
+        accepting: asyncio.Future[AsyncTaskHandle],
+        written: asyncio.Future[Ack],
+    ) -> None:
+        self._accepting.pop(spec.task_id, None)
+        error = NatsUnavailableError("not written") if written.cancelled() else written.exception()
+        if error is not None:
+            if isinstance(error, WrongLastSequenceError):
+                error = TaskExistsError(spec.task_id)
+            elif isinstance(error, NatsUnavailableError):  # it may be stored: the caller hears "no", so remove it
+                self.availability.failed(error)
+                self._spawn(self._remove(spec.task_id))
+            _settle(accepting, error=error)
+            return
+        _settle(accepting, self._started(spec, doc, written.result().seq, partition, epoch))
+
+    async def _create_awaited(
+        self, spec: TaskSpec, partition: int, epoch: int | None, accepting: asyncio.Future[AsyncTaskHandle]
+    ) -> None:
+        """`_create` for a caller-chosen id (a document deleted before counts as absent) or one in a partition
+        another daemon holds (followed from here: subscribed before the document exists)."""
+        followed = None
+        try:
+            if epoch is None:
+                followed = self._follow(spec.task_id, spec.capability, spec.params, fresh=True)
+                await self.store.log.subscribed(spec.task_id)
+            doc = new_doc(spec, holder_token(self.replica, epoch) if epoch is not None else "")
+            revision = await self.store.create_doc(doc)
+        except BaseException as error:
+            if followed is not None:
+                self._unfollow_now(spec.task_id, followed)
+            self._accepting.pop(spec.task_id, None)
+            _settle(accepting, error=error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        self._accepting.pop(spec.task_id, None)
+        if epoch is None:
+            assert followed is not None
+            _settle(accepting, followed)
+        else:
+            _settle(accepting, self._started(spec, doc, revision, partition, epoch))
+
+    def _started(self, spec: TaskSpec, doc: TaskDoc, revision: int, partition: int, epoch: int) -> AsyncTaskHandle:
+        """A task stored here for this daemon: its run, or (the partition lost meanwhile) a handle following it."""
+        if self._alive(partition, epoch):
+            return self._run(spec, TaskFacts(doc, revision, partition, epoch), None)
+        return self._follow(spec.task_id, spec.capability, spec.params, fresh=False)
+
+    async def _known(self, task_id: str) -> AsyncTaskHandle | None:
+        """A handle on a task that may have been accepted a moment ago (None: none, or its acceptance failed)."""
+        handle = self._runs.handle(task_id) if self._runs is not None else None
+        if handle is not None:
+            return handle
+        accepting = self._accepting.get(task_id)
+        if accepting is not None:
+            try:
+                return await asyncio.shield(accepting)
+            except Exception:
+                return None
+        return await self.follow(task_id)
+
+    async def _remove(self, task_id: str) -> None:
+        with contextlib.suppress(NatsStoreError):
+            await self.store.delete(task_id)
+
+    # ---- what callers ask ------------------------------------------------------------------------------------
+
+    async def follow(self, task_id: str) -> AsyncTaskHandle | None:
+        """A handle on any task (None: no such task)."""
+        followed = self._followed.get(task_id)
+        if followed is not None:
+            return followed[0]
+        found = await self.store.get(task_id)
+        if found is None:
+            return None
+        doc = found[0]
+        if doc.finished and doc.record:
+            return finished_handle(_convert.record_from_pb(pb.TaskRecord.FromString(doc.record)))
+        spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
+        return self._follow(task_id, spec.capability, spec.params, fresh=False)
+
+    async def record(self, task_id: str) -> TaskRecord | None:
+        found = await self.store.get(task_id)
+        return None if found is None else record_of(found[0])
+
+    async def submission(self, task_id: str) -> TaskSpec | None:
+        return await self.journal.submission(task_id)
+
+    async def page(self, query: TaskQuery, *, limit: int) -> list[TaskRecord]:
+        return await self.journal.finished_records(query, limit=limit, offset=0)
+
+    async def cancel(self, task_id: str, reason: str) -> bool | None:
+        """Cancel a task wherever it runs: written into its document, where its holder sees it."""
+        handle = self._runs.handle(task_id) if self._runs is not None else None
+        if handle is not None and not handle.done() and self.journal.facts(task_id) is not None:
+            return await handle.cancel(reason)
+        for _ in range(_CANCEL_TRIES):
+            found = await self.store.get(task_id)
+            if found is None:
+                return None
+            doc, revision = found
+            if doc.finished:
+                return False
+            if doc.cancel_reason:
+                return True
+            try:
+                await self.store.update_doc(dataclasses.replace(doc, cancel_reason=reason), revision)
+            except WrongLastSequenceError:
+                continue  # written meanwhile: read it again
+            return True
+        raise NatsUnavailableError(f"task {task_id[:40]!r} kept changing; the cancel was not written")
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        return await self.journal.dead_letters()
+
+    async def take_dead_letter(self, task_id: str) -> DeadLetter | None:
+        return await self.journal.take_dead_letter(task_id)
+
+    def put_dead_letter(self, letter: DeadLetter) -> None:
+        self.journal.dead_lettered(letter)
+
+    async def purge_dead_letters(self, task_ids: Iterable[str] | None) -> int:
+        return await self.journal.purge_dead_letters(task_ids)
+
+    # ---- partitions ------------------------------------------------------------------------------------------
+
+    def _alive(self, partition: int, epoch: int) -> bool:
+        leases = self.leases
+        return leases is not None and leases.epoch(partition) == epoch
+
+    def _gained(self, partition: int, epoch: int) -> None:
+        self._first_share.set()
+        self._watch(partition, epoch)
+
+    def _watch(self, partition: int, epoch: int) -> None:
+        previous = self._watches.pop(partition, None)
+        if previous is not None:
+            previous.cancel()
+        if not self._closing:
+            self._watches[partition] = asyncio.ensure_future(self._watching(partition, epoch))
+
+    async def _watching(self, partition: int, epoch: int) -> None:
+        """Hear the partition's documents for as long as it is held under `epoch` (cancel to stop)."""
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        while self._alive(partition, epoch):
+            raise_if_cancelled()
+            try:
+                subscription = await self.store.watch_partition(
+                    partition, functools.partial(self._seen, partition, epoch)
+                )
+            except NatsUnavailableError as error:
+                self.availability.failed(error)
+                await asyncio.sleep(backoff.pause())
+                continue
+            try:
+                await asyncio.Event().wait()  # (until cancelled)
+            finally:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+
+    def _stop_watching(self, partition: int) -> None:
+        watching = self._watches.pop(partition, None)
+        if watching is not None:
+            watching.cancel()
+            self._keep(watching)
+
+    def _lost(self, partition: int, reason: str) -> None:
+        self._stop_watching(partition)
+        for facts in self.journal.of_partition(partition):
+            self.journal.lose(facts, f"partition {partition} {reason}")
+
+    async def _releasing(self, partition: int) -> None:
+        self._stop_watching(partition)
+        await self.journal.release(partition, RELEASE_SECONDS)
+
+    def _seen(self, partition: int, epoch: int, message: Msg) -> None:
+        """A document of a held partition, as stored: a task to take on, or a cancel for one run here."""
+        if not self._alive(partition, epoch):
+            return
+        task_id = self.store.task_id_of(message.subject)
+        if task_id is None:
+            return
+        data = message.data
+        facts = self.journal.facts(task_id)
+        if facts is not None:
+            if _NO_CANCEL not in data and not facts.doc.cancel_reason:
+                reason = decode_doc(data).cancel_reason
+                if reason:
+                    facts.doc = dataclasses.replace(facts.doc, cancel_reason=reason)
+                    self._cancel_run(task_id, reason)
+            return
+        if task_id in self._accepting or task_id in self._adopting or _FINISHED in data:
+            return
+        doc = decode_doc(data)
+        if doc.finished or doc.holder == holder_token(self.replica, epoch):
+            return  # (one this daemon ran, or gave up on)
+        self._adopting.add(task_id)
+        self._spawn(self._adopt(partition, epoch, doc, message.metadata.sequence.stream))
+
+    async def _adopt(self, partition: int, epoch: int, doc: TaskDoc, revision: int) -> None:
+        """Claim a task of a held partition (its holder becomes this daemon), then run it here."""
+        task_id, token = doc.task_id, holder_token(self.replica, epoch)
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        try:
+            while True:
+                if not self._alive(partition, epoch):
+                    return
+                raise_if_cancelled()
+                claimed = dataclasses.replace(doc, holder=token)
+                try:
+                    revision = await self.store.update_doc(claimed, revision)
+                    break
+                except WrongLastSequenceError:
+                    found = await self.store.get(task_id)  # (written meanwhile: a cancel, or our claim landed)
+                except NatsUnavailableError as error:
+                    self.availability.failed(error)
+                    await asyncio.sleep(backoff.pause())
+                    continue
+                if found is None or found[0].finished:
+                    return
+                if found[0].holder == token:
+                    claimed, revision = found
+                    break
+                doc, revision = found
+            fresh = not doc.holder and not doc.cancel_reason and doc.state == QUEUED and not doc.attempt
+            spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
+            base = 0 if fresh else await self.store.log.last(task_id)
+            if not self._alive(partition, epoch) or self._runs is None:
+                return  # (the next holder carries it on)
+            resume = None if fresh else resumable(spec, doc)
+            self._runs.announce(self._run(spec, TaskFacts(claimed, revision, partition, epoch, base=base), resume))
+        except NatsStoreError as error:  # (another daemon takes it once the partition moves; here: at a restart)
+            logger.error("task %s could not be taken on: %s", task_id, error)
+            self.availability.failed(error)
+        finally:
+            self._adopting.discard(task_id)
+
+    def _run(self, spec: TaskSpec, facts: TaskFacts, resume: Resumable | None) -> AsyncTaskHandle:
+        assert self._runs is not None, "the home was started"
+        hold = Hold(
+            spec,
+            self.journal,
+            resume=resume,
+            sink=self.journal.sink(facts),
+            alive=functools.partial(self._alive, facts.partition, facts.epoch),
+        )
+        facts.hold = hold
+        self.journal.held(facts)
+        hold.when_lost(functools.partial(self.journal.hold_lost, facts))
+        facts.handle = self._runs.run(hold)
+        return facts.handle
+
+    def _task_lost(self, facts: TaskFacts) -> None:
+        """A run here stopped (its hold lost): whoever holds its handle hears the rest from the update log."""
+        handle = facts.handle
+        if handle is None or handle.done() or self._closing:
+            return
+        # The handle given to its caller is the run's own: it goes on being fed, from the log.
+        state: TaskState = handle._state
+        self._spawn(self._carry_on(state, facts.task_id, facts.published))
+
+    async def _carry_on(self, state: TaskState, task_id: str, after: int) -> None:
+        log = self.store.log
+        listening = log.listen(task_id)
+        try:
+            seen, pause = after, _RETRY_FIRST_SECONDS
+            while not state.done():
+                raise_if_cancelled()
+                updates = log.follow(task_id, seen, listening=listening)
+                try:
+                    async for sequence, data in updates:
+                        seen = sequence
+                        observe(state, _convert.update_from_pb(pb.TaskResult.FromString(data)))
+                        if state.done():
+                            return
+                except NatsStoreError as error:
+                    logger.warning("following task %s: %s; trying again", task_id, error)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _RETRY_CAP_SECONDS)
+                finally:
+                    await updates.aclose()
+        finally:
+            log.unlisten(listening)
+
+    def _cancel_run(self, task_id: str, reason: str) -> None:
+        """Another daemon wrote a cancel into the document of a task run here: the run carries it out."""
+        handle = self._runs.handle(task_id) if self._runs is not None else None
+        if handle is not None and not handle.done():
+            self._spawn(_cancelled(handle, reason))
+
+    # ---- staying up ------------------------------------------------------------------------------------------
+
+    async def _probe(self) -> None:
+        """Ask NATS whether the documents answer, every second; after a reconnection, hear every held
+        partition again from its start (a watch may have missed what was written meanwhile)."""
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _PROBE_SECONDS)
+        while True:
+            raise_if_cancelled()
+            await asyncio.sleep(_PROBE_SECONDS if self.availability.available else backoff.pause())
+            reconnects = self.client.stats["reconnects"]
+            if reconnects != self._reconnects and self.client.is_connected and self.leases is not None:
+                self._reconnects = reconnects
+                for partition, epoch in self.leases.owned().items():
+                    self._watch(partition, epoch)
+            try:
+                await self.store.probe(timeout_seconds=_PROBE_TIMEOUT_SECONDS)
+            except NatsStoreError as error:
+                self.availability.failed(error)
+                continue
+            self.availability.answered()
+            backoff.reset()
+
+    async def _kept_running(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        while True:
+            raise_if_cancelled()
+            try:
+                await loop()
+            except Exception:
+                logger.exception("%s stopped; starting it again", name)
+                await asyncio.sleep(backoff.pause())
+
+    # ---- inside ----------------------------------------------------------------------------------------------
+
+    def _follow(self, task_id: str, capability: str, params: Mapping[str, Any], *, fresh: bool) -> AsyncTaskHandle:
+        followed = self._followed.get(task_id)
+        if followed is not None:
+            return followed[0]
+        handle, feeding = followed_handle(
+            self.store.log, task_id, capability, params, _Owner(self, task_id), fresh=fresh
+        )
+        self._followed[task_id] = handle, feeding
+        self._keep(feeding)
+        feeding.add_done_callback(lambda done: self._unfollow(task_id, done))
+        return handle
+
+    def _unfollow_now(self, task_id: str, handle: AsyncTaskHandle) -> None:
+        followed = self._followed.get(task_id)
+        if followed is not None and followed[0] is handle:
+            followed[1].cancel()
+
+    def _unfollow(self, task_id: str, feeding: asyncio.Task[None]) -> None:
+        followed = self._followed.get(task_id)
+        if followed is not None and followed[1] is feeding:
+            del self._followed[task_id]
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        self._keep(asyncio.ensure_future(work))
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        assert isinstance(task, asyncio.Task)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _told(then: Accepted, accepting: asyncio.Future[AsyncTaskHandle]) -> None:
+    if accepting.cancelled():
+        then(None, asyncio.CancelledError())
+    elif (error := accepting.exception()) is not None:
+        then(None, error)
+    else:
+        then(Acceptance(accepting.result()), None)
+
+
+def _settle(
+    future: asyncio.Future[AsyncTaskHandle],
+    handle: AsyncTaskHandle | None = None,
+    *,
+    error: BaseException | None = None,
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+        future.exception()  # (its waiters hear it; unheard it is not an error)
+    else:
+        assert handle is not None
+        future.set_result(handle)
+
+
+async def _cancelled(handle: AsyncTaskHandle, reason: str) -> None:
+    try:
+        await handle.cancel(reason)
+    except Exception:
+        logger.exception("cancelling task %s failed", handle.task_id)

@@ -1,0 +1,562 @@
+"""PartitionedJournal: the facts of the tasks one daemon runs in the partitions it holds, written behind.
+
+Each task this daemon holds has a `TaskFacts`: its document as this daemon last made it, and the revision
+NATS last confirmed. A fact changes that document at once and is written as a compare-and-set on the known
+revision (no read first) through the store's writer, so the facts of every task made in one turn of the
+loop share one socket write. A task's writes go one at a time, in order: facts made while its write is
+on its way are folded into the next one (one write for all of them). `reserve`, `dispatching` and
+`cancel_requested` are awaited (see `homes/journal.py` for why); the rest is not.
+
+Fencing: every document this daemon writes names it as its holder for one epoch of the task's partition
+(`holder_token`), and a write goes out only while the partition's lease holds under that epoch. A
+compare-and-set that fails is read back: a document that names another holder (a daemon that took the
+partition over claimed it), or is finished, or gone, ends this daemon's hold (the run stops at once); one
+that still names this holder was changed by a cancel from another daemon (taken in, and the run told), or
+is this daemon's own write whose acknowledgement was lost: the write is made again on that revision.
+
+A finished task's last update goes to the update log only once its finished document is stored, so a
+watcher never sees an end that the document does not record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from worker_abstraction import _convert
+from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.errors import InvalidParametersError
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.homes.base import Hold
+from worker_abstraction.orchestrator.homes.journal import ATTEMPT_BLOCK, Recorded, Resumable, tell
+from worker_abstraction.orchestrator.homes.nats.journal import _matches, record_of
+from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStore
+from worker_abstraction.stores.availability import Backoff, StoreAvailability
+from worker_abstraction.stores.jetstream.connection import NatsStoreError, NatsUnavailableError
+from worker_abstraction.stores.jetstream.pipeline import Ack, WrongLastSequenceError
+from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEUED, StaleHolderError, TaskDoc
+from worker_abstraction.stores.tasks import Stored
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskUpdate, latest_worker
+
+logger = logging.getLogger(__name__)
+
+PUBLISH_TRIES = 30  # tries of an update while NATS does not answer (backing off up to a few seconds)
+LETTER_TRIES = 30
+_RETRY_FIRST_SECONDS = 0.1
+_RETRY_CAP_SECONDS = 2.0
+
+
+def holder_token(replica: str, epoch: int) -> str:
+    """How a document names the daemon holding it: the replica and its partition's epoch."""
+    return f"{replica}#{epoch}"
+
+
+def new_doc(spec: TaskSpec, holder: str) -> TaskDoc:
+    """A new task's document (attempts up to ATTEMPT_BLOCK reserved)."""
+    return TaskDoc(
+        task_id=spec.task_id,
+        request=_convert.spec_to_pb(spec).SerializeToString(),
+        capability=spec.capability,
+        accepted_at=spec.created_at_ns / 1e9,
+        owner=spec.owner,
+        idempotency_key=spec.options.idempotency_key,
+        holder=holder,
+        reserved=ATTEMPT_BLOCK,
+    )
+
+
+def resumable(spec: TaskSpec, doc: TaskDoc) -> Resumable:
+    """Where a task taken over carries on from its document (attempt numbers above `doc.reserved`)."""
+    sent = doc.state == DISPATCHED
+    return Resumable(
+        spec=spec,
+        worker_id=doc.worker_id if sent else "",
+        worker_address=doc.worker_address if sent else "",
+        attempt=doc.attempt,
+        reserved=doc.reserved,
+        failures=doc.failures,
+        cancel_reason=doc.cancel_reason,
+        dispatched_at=doc.dispatched_at if sent else 0.0,
+    )
+
+
+class TaskFacts:
+    """A task this daemon holds: its document as made here, and how far NATS has it."""
+
+    __slots__ = ("backoff", "base", "dirty", "doc", "epoch", "gone", "handle", "hold", "holder", "last", "partition",
+                 "published", "publishing", "releasing", "retrying", "revision", "sending", "settled",
+                 "task_id", "waiting")  # fmt: skip
+
+    def __init__(self, doc: TaskDoc, revision: int, partition: int, epoch: int, *, base: int = 0) -> None:
+        self.task_id = doc.task_id
+        self.doc = doc
+        self.revision = revision  # the document's revision NATS last confirmed
+        self.partition, self.epoch = partition, epoch
+        self.holder = doc.holder
+        self.hold: Hold | None = None
+        self.handle: AsyncTaskHandle | None = None  # its run's
+        self.base = base  # the run's updates are numbered after this one (the last a previous holder kept)
+        self.published = base  # the highest update number the log confirmed
+        self.publishing = 0  # update writes not answered yet (or waiting to be tried again)
+        self.last: tuple[int, bytes] | None = None  # the terminal update, published once the end is stored
+        self.sending = False  # a write is on its way
+        self.dirty = False  # facts made since that write
+        self.waiting: list[asyncio.Future[None]] = []  # awaited facts, stored with the next write
+        self.retrying: object | None = None  # a retry pending (NATS did not answer) or a read-back under way
+        self.backoff: Backoff | None = None
+        self.releasing = False  # its partition is being given up: the run stopped, its writes go on
+        self.gone = False  # no longer held here: nothing more is written
+        self.settled: asyncio.Future[None] | None = None
+
+    @property
+    def quiet(self) -> bool:
+        return not self.sending and not self.dirty and self.retrying is None and self.publishing == 0
+
+
+class PartitionedJournal:
+    """The journal of the tasks a `PartitionedHome` holds (a `homes.journal.Journal`).
+
+    Args:
+        store: where documents, updates and dead letters are written.
+        alive: whether a partition is still held under an epoch (writes go out only then).
+        availability: told of NATS answering or not.
+        lost: told of a task no longer held here (after its hold was lost).
+        cancelled: told of a cancel another daemon wrote into a held task's document (task id, reason).
+    """
+
+    def __init__(
+        self,
+        store: PartitionedStore,
+        *,
+        alive: Callable[[int, int], bool],
+        availability: StoreAvailability,
+        lost: Callable[[TaskFacts], None],
+        cancelled: Callable[[str, str], None],
+    ) -> None:
+        self._store = store
+        self._alive = alive
+        self._availability = availability
+        self._lost = lost
+        self._cancelled = cancelled
+        self._tasks: dict[str, TaskFacts] = {}
+        self._partitions: dict[int, dict[str, TaskFacts]] = {}
+        self._inflight: set[asyncio.Future[Ack]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # ---- the home's side ----------------------------------------------------------------------------------
+
+    def held(self, facts: TaskFacts) -> None:
+        """Start writing a task's facts (its hold made, or about to be)."""
+        self._tasks[facts.task_id] = facts
+        self._partitions.setdefault(facts.partition, {})[facts.task_id] = facts
+
+    def facts(self, task_id: str) -> TaskFacts | None:
+        return self._tasks.get(task_id)
+
+    def of_partition(self, partition: int) -> list[TaskFacts]:
+        return list(self._partitions.get(partition, {}).values())
+
+    def counts(self) -> dict[int, int]:
+        """Tasks held, by partition."""
+        return {partition: len(tasks) for partition, tasks in self._partitions.items() if tasks}
+
+    def sink(self, facts: TaskFacts) -> Callable[[int, TaskUpdate], None]:
+        """Where the run's updates go: the update log, numbered after `facts.base`."""
+        return functools.partial(self._updated, facts)
+
+    def hold_lost(self, facts: TaskFacts, reason: str) -> None:
+        """The run's hold was lost (seen by the run, or told by the home): nothing more is written for it,
+        unless its partition is being released (then what it wrote before goes out first)."""
+        if not facts.releasing:
+            self.lose(facts, reason)
+
+    def lose(self, facts: TaskFacts, reason: str) -> None:
+        """No longer held here: drop what is not written yet, and stop the run."""
+        if facts.gone:
+            return
+        facts.gone = True
+        self._forget(facts)
+        if isinstance(facts.retrying, asyncio.TimerHandle):
+            facts.retrying.cancel()
+        facts.retrying = None
+        _fail(facts.waiting, StaleHolderError(facts.task_id, facts.holder, "another daemon (this one's hold was lost)"))
+        facts.waiting = []
+        if facts.hold is not None:
+            facts.hold.lose(reason)
+        self._settle(facts)
+        self._lost(facts)
+
+    async def release(self, partition: int, timeout_seconds: float) -> None:
+        """Stop the runs of a partition being given up, let what they wrote reach NATS (for up to
+        `timeout_seconds`), then drop them."""
+        group = self.of_partition(partition)
+        for facts in group:
+            facts.releasing = True
+            if facts.hold is not None:
+                facts.hold.lose("its partition moved to another daemon")
+        waits = [self._settled(facts) for facts in group]
+        if waits:
+            try:
+                async with asyncio.timeout(timeout_seconds):
+                    await asyncio.gather(*waits)
+            except TimeoutError:
+                logger.warning("partition %d released before every fact of its tasks was stored", partition)
+        for facts in group:
+            self.lose(facts, "its partition moved to another daemon")
+
+    # ---- Journal ------------------------------------------------------------------------------------------
+
+    async def accepted(self, spec: TaskSpec) -> None:
+        """Store a new task for whichever daemon holds its partition (it takes it from there)."""
+        await self._store.create_doc(new_doc(spec, ""))
+
+    def accepted_soon(self, spec: TaskSpec, then: Stored) -> None:
+        stored = asyncio.ensure_future(self.accepted(spec))
+        stored.add_done_callback(functools.partial(tell, then))
+
+    def flush(self) -> None:
+        return None
+
+    async def reserve(self, task_id: str, up_to: int) -> None:
+        await self._awaited(task_id, lambda doc: replace(doc, reserved=max(doc.reserved, up_to)))
+
+    def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+        self._behind(task_id, _sent(worker_id, worker_address, attempt))
+
+    async def dispatching(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
+        await self._awaited(task_id, _sent(worker_id, worker_address, attempt))
+
+    def requeued(self, task_id: str, attempt: int, failures: int) -> None:
+        def back(doc: TaskDoc) -> TaskDoc:
+            return replace(
+                doc, state=QUEUED, worker_id="", worker_address="", attempt=max(doc.attempt, attempt), failures=failures
+            )
+
+        self._behind(task_id, back)
+
+    async def cancel_requested(self, task_id: str, reason: str) -> None:
+        await self._awaited(task_id, lambda doc: replace(doc, cancel_reason=doc.cancel_reason or reason))
+
+    def finished(self, task: Recorded) -> None:
+        record = task.record()
+        data = _convert.record_to_pb(record, encoded_params=task.spec.encoded_params).SerializeToString()
+        worker_id = latest_worker(record)
+
+        def end(doc: TaskDoc) -> TaskDoc:
+            return replace(
+                doc,
+                state=FINISHED,
+                record=data,
+                status=int(record.status),
+                cancel_reason=record.cancel_reason,
+                worker_id=worker_id,
+            )
+
+        self._behind(record.task_id, end)
+
+    def dead_lettered(self, letter: DeadLetter) -> None:
+        entry = _convert.dead_letter_to_pb(letter).SerializeToString()
+        self._spawn(self._retried(lambda: self._store.put_dead_letter(letter.task_id, entry), "keep a dead letter"))
+
+    def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
+        for task_id in task_ids:
+            take = functools.partial(self._store.letters.take_dead_letter, task_id)
+            self._spawn(self._retried(take, "remove a dead letter"))
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        await self.drain()
+        letters = []
+        for entry in await self._store.letters.dead_letters():
+            try:
+                letters.append(_convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(entry)))
+            except (InvalidParametersError, ValueError) as error:
+                logger.error("skipping an unreadable dead letter: %s", error)
+        return letters
+
+    async def take_dead_letter(self, task_id: str) -> DeadLetter | None:
+        await self.drain()
+        entry = await self._store.letters.take_dead_letter(task_id)
+        return None if entry is None else _convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(entry))
+
+    async def purge_dead_letters(self, task_ids: Iterable[str] | None) -> int:
+        await self.drain()
+        ids = [letter.task_id for letter in await self.dead_letters()] if task_ids is None else list(task_ids)
+        return sum([await self._store.letters.take_dead_letter(task_id) is not None for task_id in ids])
+
+    async def unfinished(self) -> list[Resumable]:
+        return []  # a partition's tasks come to whichever daemon holds it (PartitionedHome)
+
+    async def finished_record(self, task_id: str) -> TaskRecord | None:
+        found = await self._store.get(task_id)
+        if found is None or not found[0].finished or not found[0].record:
+            return None
+        return _convert.record_from_pb(pb.TaskRecord.FromString(found[0].record))
+
+    async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
+        task_id = await self._store.letters.key_holder(idempotency_key)
+        return await self.finished_record(task_id) if task_id else None
+
+    async def submission(self, task_id: str) -> TaskSpec | None:
+        found = await self._store.get(task_id)
+        return None if found is None else _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(found[0].request))
+
+    async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
+        """Every task's record that matches `query` (as its document stands), most recently accepted first."""
+        await self.drain()
+        found = [doc for doc in await self._store.all_docs() if _matches(query, doc)]
+        found.sort(key=lambda doc: (-doc.accepted_at, doc.task_id))
+        return [record_of(doc) for doc in found[offset : offset + limit]]
+
+    async def drain(self) -> None:
+        """Wait for every write on its way (dead letters and retries included)."""
+        for _ in range(100):
+            pending: list[asyncio.Future[Any]] = [*self._inflight, *self._background]
+            if not pending:
+                return
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for facts in list(self._tasks.values()):
+            self.lose(facts, "the daemon stopped")
+
+    # ---- writing a task's document -----------------------------------------------------------------------
+
+    def _behind(self, task_id: str, apply: Callable[[TaskDoc], TaskDoc]) -> TaskFacts | None:
+        """Apply a fact to a held task's document and write it (after the write on its way, if any)."""
+        facts = self._tasks.get(task_id)
+        if facts is None or facts.gone or facts.doc.finished:
+            return None
+        facts.doc = apply(facts.doc)
+        self._send(facts)
+        return facts
+
+    async def _awaited(self, task_id: str, apply: Callable[[TaskDoc], TaskDoc]) -> None:
+        """`_behind`, returning once the write that holds the fact is stored.
+
+        Raises:
+            StaleHolderError: the task is not held here (any more).
+            NatsStoreError: it could not be written.
+        """
+        facts = self._tasks.get(task_id)
+        if facts is None or facts.gone or facts.doc.finished:
+            raise StaleHolderError(task_id, "this daemon", "another daemon (it is not held here)")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        facts.waiting.append(waiter)
+        self._behind(task_id, apply)
+        await waiter
+
+    def _send(self, facts: TaskFacts) -> None:
+        if facts.gone:
+            return
+        if facts.sending or facts.retrying is not None:
+            facts.dirty = True
+            return
+        if not self._alive(facts.partition, facts.epoch):
+            self.lose(facts, "its partition's lease lapsed")
+            return
+        facts.sending, facts.dirty = True, False
+        waiters, facts.waiting = facts.waiting, []
+        written = self._store.write_doc(facts.task_id, facts.doc, facts.revision)
+        self._inflight.add(written)
+        written.add_done_callback(functools.partial(self._written, facts, waiters, facts.doc.finished))
+
+    def _written(
+        self, facts: TaskFacts, waiters: list[asyncio.Future[None]], finished: bool, written: asyncio.Future[Ack]
+    ) -> None:
+        self._inflight.discard(written)
+        facts.sending = False
+        error = NatsUnavailableError("the write was cancelled") if written.cancelled() else written.exception()
+        if facts.gone:
+            _fail(waiters, StaleHolderError(facts.task_id, facts.holder, "another daemon (this one's hold was lost)"))
+            return
+        if error is None:
+            facts.revision = written.result().seq
+            facts.backoff = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            if facts.dirty:
+                self._send(facts)
+            elif finished:
+                self._ended(facts)
+            self._settle(facts)
+            return
+        facts.waiting = waiters + facts.waiting
+        if isinstance(error, WrongLastSequenceError):
+            recovering = asyncio.ensure_future(self._read_back(facts))
+            facts.retrying = recovering
+            self._keep(recovering)
+        elif isinstance(error, NatsUnavailableError):
+            self._availability.failed(error)
+            facts.backoff = facts.backoff or Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+            facts.retrying = asyncio.get_running_loop().call_later(facts.backoff.pause(), self._retry, facts)
+        else:  # refused for good (too large, say): the task cannot be kept; its run stops
+            logger.error("the document of task %s cannot be written: %s", facts.task_id, error)
+            _fail(facts.waiting, error if isinstance(error, NatsStoreError) else NatsStoreError(repr(error)))
+            facts.waiting = []
+            self.lose(facts, f"its document cannot be written: {error}")
+
+    def _retry(self, facts: TaskFacts) -> None:
+        facts.retrying = None
+        self._send(facts)
+
+    async def _read_back(self, facts: TaskFacts) -> None:
+        """A compare-and-set of the task's document failed: see who wrote it (module docstring)."""
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        try:
+            while True:
+                if facts.gone:
+                    return
+                if not self._alive(facts.partition, facts.epoch):
+                    self.lose(facts, "its partition's lease lapsed")
+                    return
+                try:
+                    found = await self._store.get(facts.task_id)
+                    break
+                except NatsUnavailableError as error:
+                    self._availability.failed(error)
+                    await asyncio.sleep(backoff.pause())
+            if facts.gone:
+                return
+            if found is None:
+                self.lose(facts, "its document is gone")
+                return
+            doc, revision = found
+            if doc.holder != facts.holder or doc.finished:
+                self.lose(facts, f"another daemon holds it now ({doc.holder or 'finished'})")
+                return
+            if doc.cancel_reason and not facts.doc.cancel_reason:
+                facts.doc = replace(facts.doc, cancel_reason=doc.cancel_reason)
+                self._cancelled(facts.task_id, doc.cancel_reason)
+            facts.revision = revision
+        finally:
+            if facts.retrying is asyncio.current_task():
+                facts.retrying = None
+        self._send(facts)
+        self._settle(facts)
+
+    def _ended(self, facts: TaskFacts) -> None:
+        """Its finished document is stored: its last update goes to the log, and it is no longer held."""
+        self._forget(facts)
+        if facts.last is not None:
+            sequence, data = facts.last
+            self._publish(facts, sequence, data, terminal=True)
+
+    # ---- updates ------------------------------------------------------------------------------------------
+
+    def _updated(self, facts: TaskFacts, position: int, update: TaskUpdate) -> None:
+        if facts.gone or not self._alive(facts.partition, facts.epoch):
+            return
+        sequence = facts.base + position
+        data = _convert.update_to_pb(update, sequence=sequence).SerializeToString()
+        if update.is_terminal:
+            facts.last = (sequence, data)  # (published once the finished document is stored)
+        else:
+            self._publish(facts, sequence, data)
+
+    def _publish(self, facts: TaskFacts, sequence: int, data: bytes, *, terminal: bool = False, tries: int = 1) -> None:
+        facts.publishing += 1
+        written = self._store.publish_update(facts.task_id, sequence, data)
+        self._inflight.add(written)
+        written.add_done_callback(functools.partial(self._update_written, facts, sequence, data, terminal, tries))
+
+    def _update_written(
+        self, facts: TaskFacts, sequence: int, data: bytes, terminal: bool, tries: int, written: asyncio.Future[Ack]
+    ) -> None:
+        self._inflight.discard(written)
+        facts.publishing -= 1
+        error = NatsUnavailableError("the write was cancelled") if written.cancelled() else written.exception()
+        if error is None:
+            facts.published = max(facts.published, sequence)
+        elif (
+            isinstance(error, NatsUnavailableError)
+            and tries < PUBLISH_TRIES
+            and (terminal or (not facts.gone and self._alive(facts.partition, facts.epoch)))
+        ):
+            self._availability.failed(error)
+            facts.publishing += 1
+            pause = min(_RETRY_CAP_SECONDS, _RETRY_FIRST_SECONDS * 2**tries)
+
+            def again() -> None:
+                facts.publishing -= 1
+                self._publish(facts, sequence, data, terminal=terminal, tries=tries + 1)
+
+            asyncio.get_running_loop().call_later(pause, again)
+        else:
+            logger.error("update %d of task %s was not published: %s", sequence, facts.task_id, error)
+        self._settle(facts)
+
+    # ---- inside -------------------------------------------------------------------------------------------
+
+    def _forget(self, facts: TaskFacts) -> None:
+        if self._tasks.get(facts.task_id) is facts:
+            del self._tasks[facts.task_id]
+        group = self._partitions.get(facts.partition)
+        if group is not None and group.get(facts.task_id) is facts:
+            del group[facts.task_id]
+            if not group:
+                del self._partitions[facts.partition]
+
+    def _settled(self, facts: TaskFacts) -> asyncio.Future[None]:
+        if facts.settled is None:
+            facts.settled = asyncio.get_running_loop().create_future()
+        self._settle(facts)
+        return facts.settled
+
+    def _settle(self, facts: TaskFacts) -> None:
+        settled = facts.settled
+        if settled is not None and not settled.done() and (facts.quiet or facts.gone):
+            settled.set_result(None)
+
+    async def _retried(self, write: Callable[[], object], what: str) -> None:
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        for attempt in range(1, LETTER_TRIES + 1):
+            try:
+                result = write()
+                if asyncio.isfuture(result) or asyncio.iscoroutine(result):
+                    await result
+                return
+            except NatsStoreError as error:
+                if attempt == LETTER_TRIES:
+                    logger.error("could not %s: %s", what, error)
+                    return
+                self._availability.failed(error)
+                await asyncio.sleep(backoff.pause())
+
+    def _spawn(self, work: object) -> None:
+        assert asyncio.iscoroutine(work)
+        self._keep(asyncio.ensure_future(work))
+
+    def _keep(self, task: asyncio.Future[None]) -> None:
+        assert isinstance(task, asyncio.Task)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _sent(worker_id: str, worker_address: str, attempt: int) -> Callable[[TaskDoc], TaskDoc]:
+    def sent(doc: TaskDoc) -> TaskDoc:
+        return replace(
+            doc,
+            state=DISPATCHED,
+            worker_id=worker_id,
+            worker_address=worker_address,
+            attempt=max(doc.attempt, attempt),
+            dispatched_at=time.time(),
+        )
+
+    return sent
+
+
+def _fail(waiters: list[asyncio.Future[None]], error: BaseException) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_exception(error)
+            waiter.exception()  # (its waiter hears it; a waiter gone meanwhile is not an error)

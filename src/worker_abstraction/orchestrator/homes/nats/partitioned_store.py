@@ -1,0 +1,461 @@
+"""PartitionedStore: what `PartitionedHome` keeps on NATS, and every write through one `JetStreamWriter`.
+
+- **Task documents** (`wa_ptasks`, a KV bucket, history 1): one key per task, `<partition>.<base64url id>`
+  with `partition = partition_of(task_id, partitions)`, so any daemon finds a task from its id alone, and the
+  tasks of one partition are one subject filter (`$KV.wa_ptasks.<partition>.*`) that its owner watches. The
+  value is a `TaskDoc` (as `stores/jetstream/tasks.py` encodes it). Every write is a compare-and-set on the
+  key's revision, made through the writer: the writes of every task made in one turn of the loop share one
+  socket write, and their acknowledgements come back on one inbox.
+- **Idempotency keys** (`wa_ptask_keys`): a key per idempotency key (its SHA-256, as `TaskDocs` names them),
+  created once (compare-and-set on "absent"), its value the task id that claimed it.
+- **Dead letters** (`wa_pdead_letters`): as `TaskDocs` keeps them (it is reused for them).
+- **Updates**: the update log's stream (`WA_UPDATES`, subjects `wa.updates.<token>`), written through the
+  writer with the same headers `UpdateLog.publish` sets (stored once per task and number). A watcher hears
+  one task's updates only (`ScopedUpdateLog`: a subscription per followed task, not one to every task's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import (
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.client import JetStreamContext
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
+
+from worker_abstraction.errors import TaskExistsError
+from worker_abstraction.stores.jetstream.connection import (
+    NATS_ERRORS,
+    NatsStoreError,
+    NatsUnavailableError,
+    ensure_stream,
+)
+from worker_abstraction.stores.jetstream.partitions import partition_of
+from worker_abstraction.stores.jetstream.pipeline import (
+    Ack,
+    JetStreamWriter,
+    WriterOptions,
+    WrongLastSequenceError,
+    kv_subject,
+)
+from worker_abstraction.stores.jetstream.tasks import TaskDoc, TaskDocs
+from worker_abstraction.stores.jetstream.tasks import _decode as decode_doc
+from worker_abstraction.stores.jetstream.tasks import _encode as encode_doc
+from worker_abstraction.stores.jetstream.updates import (
+    SEQUENCE_HEADER,
+    SUBJECT_PREFIX,
+    Listening,
+    UpdateLog,
+    UpdateLogOptions,
+    task_token,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PartitionedStore", "PartitionedStoreOptions", "ScopedUpdateLog", "decode_doc", "encode_doc"]
+
+_SCAN_IDLE_SECONDS = 2.0  # a scan of every document waits this long for the next one before it gives up
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionedStoreOptions:
+    """Where a partitioned home keeps its tasks.
+
+    Args:
+        partitions: how many partitions task ids hash to (the same on every daemon: the leases check it).
+        docs_bucket, keys_bucket, dead_letters_bucket: the KV buckets of the documents, the idempotency keys
+            and the dead letters.
+        replicas: copies of each bucket and stream in a NATS cluster (1, or 3 for R3).
+        answer_timeout_seconds: how long a read, or a write's acknowledgement, is waited for.
+        updates: the update log's stream.
+    """
+
+    partitions: int = 32
+    docs_bucket: str = "wa_ptasks"
+    keys_bucket: str = "wa_ptask_keys"
+    dead_letters_bucket: str = "wa_pdead_letters"
+    replicas: int = 1
+    answer_timeout_seconds: float = 5.0
+    updates: UpdateLogOptions = field(default_factory=UpdateLogOptions)
+
+
+class ScopedUpdateLog(UpdateLog):
+    """The update log, followed one task at a time: a core subscription to `wa.updates.<token>` while a
+    follow of that task listens (made when it starts listening; `follow` waits for it before it reads what
+    the stream kept, so no update falls between the two), instead of one subscription to every task's."""
+
+    def __init__(self, client: Client, js: JetStreamContext, options: UpdateLogOptions) -> None:
+        super().__init__(js, options)
+        self._client = client
+        self._subscriptions: dict[str, asyncio.Future[Subscription]] = {}
+
+    @classmethod
+    async def open_scoped(cls, client: Client, options: UpdateLogOptions) -> ScopedUpdateLog:
+        """Create the stream if missing (as `UpdateLog.open` makes it); no subscription yet.
+
+        Raises:
+            NatsUnavailableError: the stream cannot be made.
+        """
+        js = client.jetstream(timeout=options.answer_timeout_seconds)
+        config = StreamConfig(
+            name=options.stream,
+            subjects=[f"{SUBJECT_PREFIX}.*"],
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.OLD,
+            max_age=options.max_age_seconds,
+            max_msgs_per_subject=options.max_per_task,
+            max_bytes=options.max_bytes,
+            storage=StorageType.FILE,
+            num_replicas=options.replicas,
+            duplicate_window=options.duplicate_window_seconds,
+        )
+        try:
+            await ensure_stream(js, config)
+        except NATS_ERRORS as error:
+            raise NatsUnavailableError(f"cannot open the NATS update log {options.stream!r}: {error!r}") from error
+        return cls(client, js, options)
+
+    def listen(self, task_id: str) -> Listening:
+        listening = super().listen(task_id)
+        if listening.token not in self._subscriptions:
+            self._subscriptions[listening.token] = self._subscribe(listening.token)
+        return listening
+
+    def unlisten(self, listening: Listening) -> None:
+        super().unlisten(listening)
+        if listening.token in self._followers:
+            return
+        subscribing = self._subscriptions.pop(listening.token, None)
+        if subscribing is not None:
+            subscribing.add_done_callback(_unsubscribe)
+
+    async def subscribed(self, task_id: str) -> None:
+        """Return once the subscription to a listened task's updates is on its way to the server (its SUB is
+        written before anything this connection writes after this returns).
+
+        Raises:
+            NatsUnavailableError: it could not be made (a later call tries again).
+        """
+        token = task_token(task_id)
+        subscribing = self._subscriptions.get(token)
+        if subscribing is None:
+            return
+        try:
+            await asyncio.shield(subscribing)
+        except NATS_ERRORS as error:
+            if self._subscriptions.get(token) is subscribing and token in self._followers:
+                self._subscriptions[token] = self._subscribe(token)
+            raise NatsUnavailableError(f"cannot hear the updates of task {task_id[:40]!r}: {error!r}") from error
+
+    async def follow(
+        self, task_id: str, after: int = 0, *, fresh: bool = False, listening: Listening | None = None
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
+        own = listening is None
+        if listening is None:
+            listening = self.listen(task_id)
+        try:
+            await self.subscribed(task_id)
+            async for item in super().follow(task_id, after, fresh=fresh, listening=listening):
+                yield item
+        finally:
+            if own:
+                self.unlisten(listening)
+
+    async def close(self) -> None:
+        subscriptions, self._subscriptions = list(self._subscriptions.values()), {}
+        for subscribing in subscriptions:
+            if not subscribing.done():
+                subscribing.cancel()
+            elif not subscribing.cancelled() and subscribing.exception() is None:
+                with contextlib.suppress(*NATS_ERRORS):
+                    await subscribing.result().unsubscribe()
+        await super().close()
+
+    def _subscribe(self, token: str) -> asyncio.Future[Subscription]:
+        subscribing = asyncio.ensure_future(self._client.subscribe(f"{SUBJECT_PREFIX}.{token}", cb=self._route))
+        subscribing.add_done_callback(_retrieved)
+        return subscribing
+
+
+def _retrieved(future: asyncio.Future[Subscription]) -> None:
+    if not future.cancelled():
+        future.exception()  # (its waiters hear it; unheard it is not an error)
+
+
+def _unsubscribe(future: asyncio.Future[Subscription]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    unsubscribing = asyncio.ensure_future(future.result().unsubscribe())
+    unsubscribing.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+class PartitionedStore:
+    """The partitioned home's buckets, stream and writer; open it with `PartitionedStore.open`."""
+
+    def __init__(
+        self,
+        client: Client,
+        options: PartitionedStoreOptions,
+        docs: KeyValue,
+        keys: KeyValue,
+        letters: TaskDocs,
+        writer: JetStreamWriter,
+        log: ScopedUpdateLog,
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.partitions = options.partitions
+        self.writer = writer
+        self.log = log
+        self.letters = letters  # (only its dead-letter calls, and key_holder, are used)
+        self._docs = docs
+        self._keys = keys
+        self._js = client.jetstream(timeout=options.answer_timeout_seconds)
+        self._docs_stream = f"KV_{options.docs_bucket}"
+        self._docs_prefix = f"$KV.{options.docs_bucket}."
+
+    @classmethod
+    async def open(cls, client: Client, options: PartitionedStoreOptions | None = None) -> PartitionedStore:
+        """Create the buckets and the stream if missing, and open the writer.
+
+        Raises:
+            NatsStoreError: bad options; NatsUnavailableError: NATS did not answer.
+        """
+        options = options or PartitionedStoreOptions()
+        if not 1 <= options.replicas <= 5 or options.partitions < 1:
+            raise NatsStoreError(f"partitioned store options: {options!r} (replicas 1 to 5, partitions >= 1)")
+        js = client.jetstream(timeout=options.answer_timeout_seconds)
+        buckets = []
+        for name in (options.docs_bucket, options.keys_bucket, options.dead_letters_bucket):
+            try:
+                try:
+                    buckets.append(await js.key_value(name))
+                except BucketNotFoundError:
+                    config = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, replicas=options.replicas)
+                    buckets.append(await js.create_key_value(config))
+            except NATS_ERRORS as error:
+                raise NatsUnavailableError(f"cannot open the NATS bucket {name!r}: {error!r}") from error
+        docs, keys, letters = buckets
+        log = await ScopedUpdateLog.open_scoped(client, options.updates)
+        writer = await JetStreamWriter.open(client, WriterOptions(ack_timeout_seconds=options.answer_timeout_seconds))
+        return cls(client, options, docs, keys, TaskDocs(docs, keys, letters), writer, log)
+
+    async def aclose(self) -> None:
+        await self.writer.aclose()
+        await self.log.close()
+
+    # ---- documents ---------------------------------------------------------------------------------------
+
+    def partition(self, task_id: str) -> int:
+        return partition_of(task_id, self.partitions)
+
+    def doc_key(self, task_id: str) -> str:
+        return f"{partition_of(task_id, self.partitions)}.{_token(task_id)}"
+
+    def doc_subject(self, task_id: str) -> str:
+        return self._docs_prefix + self.doc_key(task_id)
+
+    def partition_subjects(self, partition: int) -> str:
+        """The subject filter of one partition's documents."""
+        return f"{self._docs_prefix}{partition}.*"
+
+    def task_id_of(self, subject: str) -> str | None:
+        """The task id of a document's subject (None: not one of ours)."""
+        _, _, token = subject.rpartition(".")
+        try:
+            return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        except ValueError:
+            return None
+
+    def write_doc(self, task_id: str, doc: TaskDoc, last_revision: int) -> asyncio.Future[Ack]:
+        """Write a document if its revision is still `last_revision` (0: a new one), with the next batch."""
+        return self.writer.write(
+            self.doc_subject(task_id), encode_doc(doc), expected_last_subject_sequence=last_revision
+        )
+
+    async def create_doc(self, doc: TaskDoc) -> int:
+        """Create a document whose id may have been used before (a deleted document counts as absent); its
+        revision.
+
+        Raises:
+            TaskExistsError: a task with this id exists.
+            NatsStoreError: NATS did not store it.
+        """
+        try:
+            return await self.writer.kv_create(self.options.docs_bucket, self.doc_key(doc.task_id), encode_doc(doc))
+        except WrongLastSequenceError as error:
+            raise TaskExistsError(doc.task_id) from error
+
+    async def update_doc(self, doc: TaskDoc, last_revision: int) -> int:
+        """Compare-and-set a document (see `write_doc`); its new revision.
+
+        Raises:
+            WrongLastSequenceError: someone wrote it since `last_revision`.
+            NatsStoreError: NATS did not store it.
+        """
+        return (await self.write_doc(doc.task_id, doc, last_revision)).seq
+
+    async def get(self, task_id: str) -> tuple[TaskDoc, int] | None:
+        """A task's document and its revision (None: no such task).
+
+        Raises:
+            NatsStoreError: NATS did not answer, or the document is unreadable.
+        """
+        try:
+            entry = await self._docs.get(self.doc_key(task_id))
+        except KeyNotFoundError:
+            return None
+        except NATS_ERRORS as error:
+            raise NatsUnavailableError(f"cannot read task {task_id[:40]!r}: {error!r}") from error
+        if entry.value is None or entry.revision is None:
+            return None
+        try:
+            return decode_doc(entry.value), int(entry.revision)
+        except (ValueError, KeyError, TypeError) as error:
+            raise NatsStoreError(f"the document of task {task_id[:40]!r} is unreadable: {error!r}") from error
+
+    async def delete(self, task_id: str) -> None:
+        """Remove a document (a task whose acceptance failed); gone already is fine."""
+        try:
+            await self._docs.purge(self.doc_key(task_id))
+        except NATS_ERRORS as error:
+            raise NatsUnavailableError(f"cannot delete task {task_id[:40]!r}: {error!r}") from error
+
+    async def all_docs(self) -> list[TaskDoc]:
+        """Every document, read in one pass over the bucket's stream (the last value of each key).
+
+        Raises:
+            NatsUnavailableError: NATS did not answer.
+        """
+        try:
+            info = await self._js.stream_info(self._docs_stream)
+            if not info.state.messages:
+                return []
+            reader = await self._js.subscribe(
+                self._docs_prefix + ">",
+                stream=self._docs_stream,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            )
+        except NATS_ERRORS as error:
+            raise NatsUnavailableError(f"cannot list the task documents: {error!r}") from error
+        found = []
+        try:
+            while True:
+                try:
+                    message = await reader.next_msg(timeout=_SCAN_IDLE_SECONDS)
+                except NATS_ERRORS as error:
+                    raise NatsUnavailableError(f"listing the task documents stopped: {error!r}") from error
+                if not _is_deletion(message) and message.data:
+                    try:
+                        found.append(decode_doc(message.data))
+                    except (ValueError, KeyError, TypeError) as error:
+                        logger.error("skipping an unreadable task document %s: %r", message.subject[:60], error)
+                if message.metadata.num_pending == 0:
+                    return found
+        finally:
+            with contextlib.suppress(*NATS_ERRORS):
+                await reader.unsubscribe()
+
+    async def watch_partition(self, partition: int, seen: Callable[[Msg], None]) -> Subscription:
+        """Hear every document of a partition: the last value of each first, then each write as it is stored
+        (an ordered consumer: it starts again by itself after a gap).
+
+        Raises:
+            NatsUnavailableError: the consumer could not be made.
+        """
+
+        async def heard(message: Msg) -> None:
+            if _is_deletion(message):
+                return
+            try:
+                seen(message)
+            except Exception:  # one document's trouble must not stop the partition's
+                logger.exception("a document of partition %d could not be handled", partition)
+
+        try:
+            return await self._js.subscribe(
+                self.partition_subjects(partition),
+                stream=self._docs_stream,
+                cb=heard,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+                inactive_threshold=300.0,
+            )
+        except NATS_ERRORS as error:
+            raise NatsUnavailableError(f"cannot watch partition {partition}: {error!r}") from error
+
+    async def probe(self, *, timeout_seconds: float) -> None:
+        """Return once the documents' stream answers within `timeout_seconds`.
+
+        Raises:
+            NatsUnavailableError: it did not.
+        """
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                await self._docs.status()
+        except NATS_ERRORS as error:
+            raise NatsUnavailableError(f"the task documents do not answer: {error!r}") from error
+
+    # ---- idempotency keys ----------------------------------------------------------------------------------
+
+    async def claim_key(self, idempotency_key: str, task_id: str) -> str:
+        """Claim an idempotency key for `task_id`; the task id that holds it (another one if claimed before).
+
+        Raises:
+            NatsStoreError: NATS did not answer.
+        """
+        key = hashlib.sha256(idempotency_key.encode()).hexdigest()
+        for _ in range(3):
+            try:
+                await self.writer.kv_create(self.options.keys_bucket, key, task_id.encode())
+                return task_id
+            except WrongLastSequenceError:
+                pass
+            holder = await self.letters.key_holder(idempotency_key)
+            if holder is not None:
+                return holder
+        raise NatsUnavailableError(f"the idempotency key of task {task_id[:40]!r} kept changing; not claimed")
+
+    # ---- updates -----------------------------------------------------------------------------------------
+
+    def publish_update(self, task_id: str, sequence: int, data: bytes) -> asyncio.Future[Ack]:
+        """Store update number `sequence` of a task, with the next batch (stored once, however often sent)."""
+        token = task_token(task_id)
+        return self.writer.write(
+            f"{SUBJECT_PREFIX}.{token}", data, headers={SEQUENCE_HEADER: str(sequence)}, msg_id=f"{token}:{sequence}"
+        )
+
+    # ---- dead letters ------------------------------------------------------------------------------------
+
+    def put_dead_letter(self, task_id: str, entry: bytes) -> asyncio.Future[Ack]:
+        """Keep a dead letter (the contract's DeadLetterEntry) where every daemon reads it."""
+        return self.writer.write(kv_subject(self.options.dead_letters_bucket, _token(task_id)), entry)
+
+
+def _token(task_id: str) -> str:
+    # (as TaskDocs names keys: any id fits)
+    return base64.urlsafe_b64encode(task_id.encode()).decode().rstrip("=") or "_"
+
+
+def _is_deletion(message: Msg) -> bool:
+    headers = message.headers
+    if not headers:
+        return False
+    return headers.get(KV_OP) in (KV_DEL, KV_PURGE) or "Nats-Marker-Reason" in headers

@@ -1,0 +1,180 @@
+"""PartitionedHome on a real nats-server: the contract's script tells the memory home's story; two replicas
+share the partitions and each task ends once; a replica that dies leaves its tasks to the other within the
+lease; idempotency keys hold across replicas; a task is canceled through a replica that does not run it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Gates, eventually
+from tests.nats_server import NatsServer
+from tests.orchestrator.test_contract import backend, script
+from worker_abstraction import (
+    AsyncOrchestrator,
+    RegistryServer,
+    TaskCanceledError,
+    TaskOptions,
+    TaskStatus,
+)
+from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
+from worker_abstraction.stores.jetstream import NatsOptions
+from worker_abstraction.stores.jetstream.partitions import partition_of
+
+pytestmark = pytest.mark.timeout(90)
+
+PARTITIONS = 8
+Replica = Callable[..., Awaitable[tuple[AsyncOrchestrator, PartitionedHome]]]
+
+
+@pytest.fixture
+async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Replica]:
+    """Start one more orchestrator on the shared NATS (its own connection, as a separate daemon)."""
+    started: list[AsyncOrchestrator] = []
+
+    async def start(
+        name: str, *, lease_seconds: float = 10.0, **options: Any
+    ) -> tuple[AsyncOrchestrator, PartitionedHome]:
+        home = await PartitionedHome.open(
+            NatsOptions((nats_server.url,)), replica=name, partitions=PARTITIONS, lease_seconds=lease_seconds
+        )
+        orchestrator = AsyncOrchestrator(registry.address, home=home, **options)
+        await orchestrator.start()
+        started.append(orchestrator)
+        return orchestrator, home
+
+    yield start
+    for orchestrator in started:
+        await orchestrator.aclose()
+
+
+async def _share_settled(*homes: PartitionedHome) -> None:
+    """Every partition held by exactly one of the homes."""
+
+    def settled() -> bool:
+        owned = [set(home.leases.owned()) if home.leases is not None else set() for home in homes]
+        return sum(len(o) for o in owned) == PARTITIONS and set().union(*owned) == set(range(PARTITIONS))
+
+    await eventually(settled, timeout_seconds=20, what="the partitions are shared out")
+
+
+async def test_the_contract_script_tells_the_memory_homes_story(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates, tmp_path: Path, nats_server: NatsServer
+) -> None:
+    await start_worker()
+    (tmp_path / "memory").mkdir()
+    async with backend("memory", registry.address, tmp_path / "memory") as orchestrator:
+        here = await script(orchestrator, gates, "partitioned")
+    home = await PartitionedHome.open(NatsOptions((nats_server.url,)), replica="solo", partitions=PARTITIONS)
+    async with AsyncOrchestrator(registry.address, home=home) as orchestrator:
+        there = await script(orchestrator, gates, "partitioned")
+    assert there.lines == here.lines
+
+
+async def test_two_replicas_share_the_tasks_and_each_ends_once(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker(max_concurrent_tasks=64)
+    a, home_a = await replica("a")
+    b, home_b = await replica("b")
+    await _share_settled(home_a, home_b)
+    await a.wait_for_workers("wait_for", timeout_seconds=5)
+    await b.wait_for_workers("wait_for", timeout_seconds=5)
+    gate = "partitioned-both"
+    # Ids chosen by the caller land in every partition: each replica runs those of its own.
+    handles = [await a.execute_task("wait_for", {"name": gate}, task_id=f"shared-{i}") for i in range(24)]
+    handles += [await b.execute_task("wait_for", {"name": gate}) for _ in range(8)]
+    await eventually(lambda: home_a.held > 0 and home_b.held > 0, timeout_seconds=10, what="both run tasks")
+    assert home_a.held + home_b.held == 32
+    gates.open(gate)
+    assert await asyncio.gather(*(handle.result(timeout_seconds=15) for handle in handles)) == [gate] * 32
+    for handle in handles:
+        # Every update once, numbered in order, whichever replica ran it and whichever one the caller asked.
+        assert [u.sequence for u in handle.updates if u.sequence] == list(range(1, len(handle.updates) + 1))
+        assert [u.status for u in handle.updates].count(TaskStatus.COMPLETED) == 1
+        for orchestrator in (a, b):
+            await eventually(lambda o=orchestrator, h=handle: _is(_status(o, h.task_id), TaskStatus.COMPLETED))
+    records = {record.task_id: record for record in await a.tasks()}
+    assert all(len(records[h.task_id].attempts) == 1 for h in handles)  # each ran once
+    await eventually(lambda: home_a.held == 0 and home_b.held == 0, what="nothing left held")
+
+
+async def test_a_replica_that_dies_leaves_its_tasks_to_the_other_within_the_lease(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker(max_concurrent_tasks=16)
+    lease = 2.0
+    doomed, home_doomed = await replica("doomed", lease_seconds=lease)
+    survivor, home_survivor = await replica("survivor", lease_seconds=lease)
+    await _share_settled(home_doomed, home_survivor)
+    await doomed.wait_for_workers("wait_for", timeout_seconds=5)
+    gate = "partitioned-failover"
+    submitted = [await doomed.execute_task("wait_for", {"name": gate}) for _ in range(6)]
+    await eventually(lambda: home_doomed.held == 6, what="the doomed replica runs what it accepted")
+    watched = [await survivor.watch(handle.task_id) for handle in submitted]  # callers moved to the survivor
+    await eventually(lambda: all(h.status is TaskStatus.RUNNING for h in watched), what="running, seen elsewhere")
+
+    died = asyncio.get_running_loop().time()
+    await home_doomed.client.close()  # its connection dies: its lease is not kept, nothing is handed over
+    await eventually(lambda: home_survivor.held == 6, timeout_seconds=15, what="the survivor took them over")
+    taken = asyncio.get_running_loop().time() - died
+    assert taken < lease + 3.0, taken  # the member key's life, the expiry marker, a claim: within the lease
+    gates.open(gate)
+    for handle in watched:
+        assert await asyncio.wait_for(handle.result(), 15) == gate
+        assert [u.status for u in handle.updates].count(TaskStatus.COMPLETED) == 1
+        await eventually(lambda h=handle: _is(_status(survivor, h.task_id), TaskStatus.COMPLETED), what="finished")
+        # Followed where it ran (its attempt was stored as sent), not run again.
+        assert [a.number for a in (await survivor.task(handle.task_id)).attempts] == [1]
+
+
+async def test_an_idempotency_key_makes_one_task_across_replicas(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker(max_concurrent_tasks=16)
+    a, home_a = await replica("a")
+    b, home_b = await replica("b")
+    await _share_settled(home_a, home_b)
+    await a.wait_for_workers("echo", timeout_seconds=5)
+    await b.wait_for_workers("echo", timeout_seconds=5)
+    options = TaskOptions(idempotency_key="the-one")
+    handles = await asyncio.gather(
+        *(orch.execute_task("echo", {"text": str(i)}, options=options) for i, orch in enumerate([a, b] * 4))
+    )
+    assert len({handle.task_id for handle in handles}) == 1
+    results = await asyncio.gather(*(handle.result(timeout_seconds=10) for handle in handles))
+    assert len({result["text"] for result in results}) == 1
+    later = await b.execute_task("echo", {"text": "later"}, options=options)
+    assert later.task_id == handles[0].task_id and await later.result() == results[0]
+    assert len([r for r in await a.tasks() if r.task_id == later.task_id]) == 1
+
+
+async def test_a_task_is_canceled_through_the_replica_that_does_not_run_it(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker()
+    runner, home_runner = await replica("runner")
+    other, home_other = await replica("other")
+    await _share_settled(home_runner, home_other)
+    await runner.wait_for_workers("wait_for", timeout_seconds=5)
+    handle = await runner.execute_task("wait_for", {"name": "never-opened"})
+    assert partition_of(handle.task_id, PARTITIONS) in home_runner.leases.owned()  # type: ignore[union-attr]
+    await eventually(lambda: handle.status is TaskStatus.RUNNING, what="it runs")
+    assert (await other.task(handle.task_id)).status is TaskStatus.RUNNING  # as its document stands
+    assert await other.cancel(handle.task_id, "not needed") is True
+    with pytest.raises(TaskCanceledError):
+        await asyncio.wait_for(handle.result(), 15)
+    await eventually(lambda: _is(_status(other, handle.task_id), TaskStatus.CANCELED), what="canceled everywhere")
+    assert await other.cancel(handle.task_id, "again") is False
+
+
+async def _is(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
+
+
+async def _status(orchestrator: Any, task_id: str) -> TaskStatus:
+    return (await orchestrator.task(task_id)).status
