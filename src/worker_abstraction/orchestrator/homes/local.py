@@ -12,6 +12,7 @@ for the latest `keep_keys` tasks; older keys are found in the store, which keeps
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -165,7 +166,7 @@ class LocalHome:
             if self._keys.get(key) == earlier:  # its acceptance failed, or it is forgotten: the key is free
                 del self._keys[key]
             return await self._known(spec)
-        if task_id and task_id in self._accepting:
+        if task_id and (task_id in self._accepting or self._live(task_id) is not None):  # (taken meanwhile)
             raise TaskExistsError(task_id)
         return None
 
@@ -177,6 +178,9 @@ class LocalHome:
             then(None, error)
             return
         task_id, key = spec.task_id, spec.options.idempotency_key
+        if not key and not spec.options.task_id:  # nobody can ask for it by key or id before it is stored
+            self.journal.accepted_soon(spec, functools.partial(self._stored, spec, then))
+            return
         accepting: asyncio.Future[AsyncTaskHandle] = asyncio.get_running_loop().create_future()
         self._accepting[task_id] = accepting
         if key:
@@ -190,13 +194,23 @@ class LocalHome:
                 accepting.set_exception(problem)
                 accepting.exception()  # (its waiters, if any, hear it; unheard it is not an error)
                 then(None, problem)
-                return
-            assert self._runs is not None, "the home was started"
-            handle = self._runs.run(Hold(spec, self.journal))
-            accepting.set_result(handle)
-            then(Acceptance(handle), None)
+            else:
+                accepting.set_result(self._run(spec, then))
 
         self.journal.accepted_soon(spec, stored)
+
+    def _stored(self, spec: TaskSpec, then: Accepted, problem: BaseException | None) -> None:
+        if problem is None:
+            self._run(spec, then)
+        else:
+            then(None, problem)
+
+    def _run(self, spec: TaskSpec, then: Accepted) -> AsyncTaskHandle:
+        """The task is stored: run it here, and tell `then`."""
+        assert self._runs is not None, "the home was started"
+        handle = self._runs.run(Hold(spec, self.journal))
+        then(Acceptance(handle), None)
+        return handle
 
     async def _handle(self, task_id: str) -> AsyncTaskHandle | None:
         """A handle on a task accepted here: running, being stored, or finished (None: forgotten)."""
