@@ -132,6 +132,28 @@ async def test_a_replica_that_dies_leaves_its_tasks_to_the_other_within_the_leas
         assert [a.number for a in (await survivor.task(handle.task_id)).attempts] == [1]
 
 
+async def test_a_replica_joining_takes_its_share_of_running_tasks_and_their_callers_see_them_end(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker(max_concurrent_tasks=16)
+    first, home_first = await replica("first")
+    await first.wait_for_workers("wait_for", timeout_seconds=5)
+    gate = "partitioned-rebalance"
+    handles = [await first.execute_task("wait_for", {"name": gate}) for _ in range(12)]
+    await eventually(lambda: all(h.status is TaskStatus.RUNNING for h in handles), what="all running on first")
+    assert home_first.held == 12
+
+    _, home_second = await replica("second")  # it wins about half the partitions: first gives them up
+    await _share_settled(home_first, home_second)
+    await eventually(lambda: home_second.held > 0 and home_first.held + home_second.held == 12, what="moved")
+    gates.open(gate)
+    assert await asyncio.gather(*(h.result(timeout_seconds=15) for h in handles)) == [gate] * 12
+    for handle in handles:
+        assert [u.status for u in handle.updates].count(TaskStatus.COMPLETED) == 1
+        # The moved ones were followed where they ran: each ran once, as attempt 1.
+        assert [a.number for a in handle.attempts] == [1]
+
+
 async def test_an_idempotency_key_makes_one_task_across_replicas(
     replica: Replica, start_worker: Callable[..., Any], gates: Gates
 ) -> None:
