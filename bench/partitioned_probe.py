@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,22 +95,24 @@ def _varz(url: str) -> tuple[int, int]:
     return int(data["in_msgs"]), int(data["out_msgs"])
 
 
-@contextlib.contextmanager
-def _workers(registry: str, count: int) -> Iterator[None]:
+def _worker(registry: str) -> subprocess.Popen[bytes]:
     wa = Path(sys.executable).with_name("wa")
     command = [str(wa), "worker", "bench.workers:NoopWorker", "--port", "0", "--registry", registry]
-    processes = [
-        subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL)
-        for _ in range(count)
-    ]
+    quiet = subprocess.DEVNULL  # (each task's log lines would cost the workers CPU and fill the terminal)
+    return subprocess.Popen(command, cwd=Path(__file__).resolve().parent.parent, stdout=quiet, stderr=quiet)
+
+
+@contextlib.asynccontextmanager
+async def _workers(registry: str, count: int) -> AsyncIterator[None]:
+    processes = [_worker(registry) for _ in range(count)]
     try:
         yield
     finally:
         for process in processes:
             process.terminate()
-        for process in processes:
+        for process in processes:  # (waited for off the loop: the registry here answers their goodbyes)
             try:
-                process.wait(timeout=10)
+                await asyncio.to_thread(process.wait, 10)
             except subprocess.TimeoutExpired:
                 process.kill()
 
@@ -162,38 +164,44 @@ async def main(args: argparse.Namespace) -> None:
         registry = RegistryServer(port=0)
         await registry.start()
         try:
-            with _nats(directory) as (url, varz), _workers(registry.address, 2):
-                nats = NatsOptions((url,))
-                results = []
-                for name in args.homes:
-                    home: TaskHome | None = None
-                    store = None
-                    if name == "nats":
-                        home = await NatsHome.open(nats, replica="probe-nats")
-                    elif name == "partitioned":
-                        home = await PartitionedHome.open(nats, replica="probe-partitioned")
-                    else:
-                        store = await SqliteTaskStore(directory / "tasks.db").open()
-
-                    def make(home: TaskHome | None = home, store: SqliteTaskStore | None = store) -> AsyncOrchestrator:
-                        if home is not None:
-                            return AsyncOrchestrator(registry.address, home=home)
-                        return AsyncOrchestrator(registry.address, task_store=store)
-
-                    try:
-                        figures = await _measure(name, make, args, varz if home is not None else None)
-                    finally:
-                        if store is not None:
-                            await store.close()
-                    results.append(figures)
-                    print(
-                        f"{figures.home:12s} p50 {figures.p50_ms:6.2f} ms  p99 {figures.p99_ms:6.2f} ms  "
-                        f"{figures.tasks_per_second:7.0f} tasks/s at {IN_FLIGHT} in flight  "
-                        f"NATS msgs/task in {figures.in_msgs_per_task:5.1f} out {figures.out_msgs_per_task:5.1f}",
-                        flush=True,
-                    )
+            with _nats(directory) as (url, varz):
+                async with _workers(registry.address, 2):
+                    for name in args.homes:
+                        _print(await _home(name, args, directory, registry.address, url, varz))
         finally:
             await registry.stop(None)
+
+
+async def _home(name: str, args: argparse.Namespace, directory: Path, registry: str, url: str, varz: str) -> Figures:
+    nats = NatsOptions((url,))
+    home: TaskHome | None = None
+    store = None
+    if name == "nats":
+        home = await NatsHome.open(nats, replica="probe-nats")
+    elif name == "partitioned":
+        home = await PartitionedHome.open(nats, replica="probe-partitioned")
+    else:
+        store = await SqliteTaskStore(directory / "tasks.db").open()
+
+    def make() -> AsyncOrchestrator:
+        if home is not None:
+            return AsyncOrchestrator(registry, home=home)
+        return AsyncOrchestrator(registry, task_store=store)
+
+    try:
+        return await _measure(name, make, args, varz if home is not None else None)
+    finally:
+        if store is not None:
+            await store.close()
+
+
+def _print(figures: Figures) -> None:
+    print(
+        f"{figures.home:12s} p50 {figures.p50_ms:6.2f} ms  p99 {figures.p99_ms:6.2f} ms  "
+        f"{figures.tasks_per_second:7.0f} tasks/s at {IN_FLIGHT} in flight  "
+        f"NATS msgs/task in {figures.in_msgs_per_task:5.1f} out {figures.out_msgs_per_task:5.1f}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":
