@@ -163,7 +163,8 @@ class Engine:
         self.index.add(run)
         if hold.sink is not None:
             run.handle.subscribe(hold.sink)
-        hold.when_lost(lambda reason: self._handed_over(run, reason))
+        if hold.may_be_lost:
+            hold.when_lost(lambda reason: self._handed_over(run, reason))
         if hold.resume is None:
             run.start()
         else:

@@ -82,7 +82,9 @@ class TaskRun:
         options = spec.options
         self.spec = spec
         self._crew = crew
-        self._hold = hold  # the task as its home gave it: lost, the run stops (a local home's never is)
+        # The task as its home gave it: lost, the run stops. None: a hold never lost (a local home's), not
+        # kept (100,000 queued tasks each keep a little less).
+        self._hold = hold if hold.may_be_lost else None
         self._journal = hold.journal
         self.state = TaskState(
             spec.task_id,
@@ -493,7 +495,7 @@ class TaskRun:
 
     def _hold_lost(self) -> bool:
         """True (and the run handed over) once its hold is lost: nothing more may be done on its behalf."""
-        if self._hold.alive():
+        if self._hold is None or self._hold.alive():
             return False
         self.hand_over("its hold was lost")
         return True

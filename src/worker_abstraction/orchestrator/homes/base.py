@@ -50,7 +50,8 @@ class Hold:
         journal: where its run writes its facts (fenced by the hold: nothing is written once it is lost).
         resume: where to carry it on from (None: from the start).
         sink: where its updates go besides its handle (the NATS home's update log), if anywhere.
-        alive: whether the hold lasts, asked before the run acts (default: it always does).
+        alive: whether the hold lasts, asked before the run acts. None (the default): it always does, and
+            the home never calls `lose` (a local home's holds: then the run keeps nothing of the hold).
     """
 
     __slots__ = ("_alive", "_listeners", "journal", "lost_reason", "resume", "sink", "spec")
@@ -69,8 +70,12 @@ class Hold:
         self.resume = resume
         self.sink = sink
         self._alive = alive
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners: list[Callable[[str], None]] | None = None  # (made by the first `when_lost`)
         self.lost_reason = ""  # why it was lost (empty while it lasts)
+
+    @property
+    def may_be_lost(self) -> bool:
+        return self._alive is not None
 
     def alive(self) -> bool:
         """False once another engine may hold the task (then its run here stops: see `TaskRun.hand_over`)."""
@@ -86,14 +91,16 @@ class Hold:
         if self.lost_reason:
             return
         self.lost_reason = reason or "its hold was lost"
-        for listener in self._listeners:
+        listeners, self._listeners = self._listeners or [], None
+        for listener in listeners:
             listener(self.lost_reason)
-        self._listeners.clear()
 
     def when_lost(self, listener: Callable[[str], None]) -> None:
         """Call `listener(reason)` once, when the hold is lost (at once if it is already)."""
         if self.lost_reason:
             listener(self.lost_reason)
+        elif self._listeners is None:
+            self._listeners = [listener]
         else:
             self._listeners.append(listener)
 
