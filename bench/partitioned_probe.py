@@ -34,7 +34,7 @@ from pathlib import Path
 
 from bench.nats_node import binary
 from worker_abstraction import AsyncOrchestrator, RegistryServer
-from worker_abstraction.orchestrator.homes.base import TaskHome
+from worker_abstraction.orchestrator.core.home import TaskHome
 from worker_abstraction.orchestrator.homes.nats.home import NatsHome
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 from worker_abstraction.stores.jetstream import NatsOptions

@@ -44,8 +44,9 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.cli.main import build_parser
 from worker_abstraction.codec import encode_params
+from worker_abstraction.orchestrator.core.facts import ATTEMPT_BLOCK
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
-from worker_abstraction.orchestrator.homes.journal import ATTEMPT_BLOCK, StoreJournal
+from worker_abstraction.orchestrator.homes.journal import StoreJournal
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.types import TaskSpec
 

@@ -22,12 +22,12 @@ from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.engine import Engine
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.health import Denied, WorkerStanding, denied_everywhere
+from worker_abstraction.orchestrator.core.home import TaskHome
 from worker_abstraction.orchestrator.core.records import TaskIndex
 from worker_abstraction.orchestrator.core.scheduler import Scheduler
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.edge.follow import Reach
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
-from worker_abstraction.orchestrator.homes.base import TaskHome
 from worker_abstraction.orchestrator.homes.journal import NullJournal, StoreJournal
 from worker_abstraction.orchestrator.homes.local import LocalHome
 from worker_abstraction.registry.client import RegistryClient

@@ -25,10 +25,10 @@ from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
 from worker_abstraction.orchestrator.core.admission import Wanted, admit
 from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Hold, TaskHome
 from worker_abstraction.orchestrator.core.records import TaskIndex, newest_first
 from worker_abstraction.orchestrator.core.run import TaskRun
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
-from worker_abstraction.orchestrator.homes.base import Acceptance, Accepted, Hold, TaskHome
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, WorkerHealth, WorkerInfo
 
 logger = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ class Engine:
             trace_context=trace_context,
         )
 
-    # ---- what the home hands over (`homes.base.Runs`) --------------------------------------------------------
+    # ---- what the home hands over (`core.home.Runs`) --------------------------------------------------------
 
     def run(self, hold: Hold) -> AsyncTaskHandle:
         """Run a task the home holds for this engine: from its start, or from where `hold.resume` says."""

@@ -20,7 +20,7 @@ from worker_abstraction.observability import tracing
 from worker_abstraction.options import scoped_key
 from worker_abstraction.orchestrator.core.engine import Engine
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.homes.base import Acceptance, Accepted
+from worker_abstraction.orchestrator.core.home import Acceptance, Accepted
 from worker_abstraction.types import TaskQuery, TaskSpec
 
 

@@ -18,7 +18,7 @@ from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.tls import TLSConfig
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.homes.base import TaskHome
+    from worker_abstraction.orchestrator.core.home import TaskHome
 
 logger = logging.getLogger(__name__)
 

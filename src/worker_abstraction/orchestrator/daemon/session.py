@@ -31,8 +31,8 @@ from worker_abstraction.errors import (
 from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.orchestrator.core.engine import Engine
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.home import Acceptance
 from worker_abstraction.orchestrator.daemon import callers
-from worker_abstraction.orchestrator.homes.base import Acceptance
 from worker_abstraction.types import TaskUpdate
 
 logger = logging.getLogger(__name__)

@@ -18,10 +18,11 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 from worker_abstraction.errors import TaskExistsError
+from worker_abstraction.orchestrator.core.facts import Journal
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
-from worker_abstraction.orchestrator.homes.base import Acceptance, Accepted, Admit, Hold, Runs
-from worker_abstraction.orchestrator.homes.journal import Journal, NullJournal, StoreJournal
+from worker_abstraction.orchestrator.homes.journal import NullJournal, StoreJournal
 from worker_abstraction.stores.availability import StoreAvailability
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec
 

@@ -47,11 +47,11 @@ from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
 from worker_abstraction.errors import TaskExistsError, WorkerAbstractionError
+from worker_abstraction.orchestrator.core.facts import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
 from worker_abstraction.orchestrator.core.state import task_record
-from worker_abstraction.orchestrator.homes.base import Acceptance, Accepted, Admit, Hold, Runs
-from worker_abstraction.orchestrator.homes.journal import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.homes.nats.journal import SharedJournal, record_of
 from worker_abstraction.orchestrator.homes.nats.relay import UpdatePublisher, followed_handle
 from worker_abstraction.stores import serial

@@ -28,8 +28,8 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from worker_abstraction.errors import InvalidParametersError
+from worker_abstraction.orchestrator.core.facts import Recorded, Resumable, tell
 from worker_abstraction.orchestrator.core.state import task_record
-from worker_abstraction.orchestrator.homes.journal import Recorded, Resumable, tell
 from worker_abstraction.stores import serial
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEUED, StaleHolderError, TaskDoc, TaskDocs

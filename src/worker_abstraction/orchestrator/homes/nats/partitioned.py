@@ -44,11 +44,11 @@ from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import TaskExistsError
 from worker_abstraction.orchestrator.core.engine import new_task_id
+from worker_abstraction.orchestrator.core.facts import Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
 from worker_abstraction.orchestrator.core.state import TaskState
-from worker_abstraction.orchestrator.homes.base import Acceptance, Accepted, Admit, Hold, Runs
-from worker_abstraction.orchestrator.homes.journal import Resumable
 from worker_abstraction.orchestrator.homes.nats.journal import record_of
 from worker_abstraction.orchestrator.homes.nats.partitioned_journal import (
     PartitionedJournal,
@@ -100,7 +100,7 @@ class _Owner:
 
 
 class PartitionedHome:
-    """This daemon's part in the partitioned tasks (a `homes.base.TaskHome`); open it with `open`.
+    """This daemon's part in the partitioned tasks (a `core.home.TaskHome`); open it with `open`.
 
     Args:
         client: the NATS connection everything goes over.

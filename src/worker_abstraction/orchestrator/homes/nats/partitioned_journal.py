@@ -31,9 +31,9 @@ from typing import Any
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
+from worker_abstraction.orchestrator.core.facts import ATTEMPT_BLOCK, Recorded, Resumable, tell
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.homes.base import Hold
-from worker_abstraction.orchestrator.homes.journal import ATTEMPT_BLOCK, Recorded, Resumable, tell
+from worker_abstraction.orchestrator.core.home import Hold
 from worker_abstraction.orchestrator.homes.nats.journal import _matches, record_of
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStore
 from worker_abstraction.stores.availability import Backoff, StoreAvailability

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Protocol
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskUpdate
 
 if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.core.facts import Journal, Resumable
     from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
-    from worker_abstraction.orchestrator.homes.journal import Journal, Resumable
     from worker_abstraction.stores.availability import StoreAvailability
 
 
