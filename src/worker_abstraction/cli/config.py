@@ -116,6 +116,14 @@ SETTINGS: tuple[Setting, ...] = (
         "wa-orchestrator.db",
         "wa orchestrator: SQLite task store (':memory:' keeps nothing) or nats://...",
     ),
+    Setting(
+        "nats_home",
+        str,
+        "queue",
+        "wa orchestrator: with store nats://..., how the daemons share tasks: queue (a lease per task) or "
+        "partitioned (opt-in: one lease per daemon over 32 partitions); every daemon of a deployment alike",
+        ("QUEUE", "PARTITIONED"),
+    ),
     Setting("max_queued", int, "100000", "wa orchestrator: tasks that may wait for a worker"),
     Setting(
         "http_port",

@@ -30,7 +30,7 @@ from worker_abstraction.errors import StoreInUseError
 from worker_abstraction.observability.metrics import OrchestratorMetrics
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.homes.nats.home import NatsHome
+    from worker_abstraction.orchestrator.core.home import TaskHome
 
 NAME = "orchestrator"
 SUMMARY = "run an orchestrator daemon with a shared task queue"
@@ -40,7 +40,12 @@ example:
   wa orchestrator --registry 127.0.0.1:50051 --port 50052 --max-queued 100000 --metrics-port 9464
   wa orchestrator --http-port 8080     # then open http://127.0.0.1:8080/ (operators only with --auth-tokens)
   wa orchestrator --store nats://10.0.0.3:4222   # replicas sharing tasks on NATS JetStream (>= 2.11)
+  wa orchestrator --store nats://10.0.0.3:4222 --nats-home partitioned   # the same, one lease per daemon
 """
+# How daemons on --store nats:// share their tasks (`--nats-home`): NatsHome, a work-queue stream with a lease
+# per task, or PartitionedHome, one lease per daemon over the partitions task ids hash to. The two keep their
+# tasks in buckets of their own, so every daemon of one deployment must name the same.
+NATS_HOMES = ("queue", "partitioned")
 
 _log = logging.getLogger(__name__)
 
@@ -91,6 +96,18 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     )
     add_nats_arguments(parser, settings)
     parser.add_argument(
+        "--nats-home",
+        type=str.lower,
+        choices=NATS_HOMES,
+        default=settings.default("nats_home"),
+        help=settings.help(
+            "nats_home",
+            "with --store nats://: how the daemons share tasks: queue (each task leased from a work-queue "
+            "stream) or partitioned (new, opt-in, faster: each daemon leases a share of 32 partitions and runs "
+            "their tasks); the two keep tasks in different buckets, so switch every daemon at once",
+        ),
+    )
+    parser.add_argument(
         "--lease-seconds",
         type=float,
         metavar="SECONDS",
@@ -124,6 +141,10 @@ async def run(args: argparse.Namespace) -> int:
 
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise UsageError(f"--http-port must be 0..65535, got {args.http_port}")
+    if args.nats_home not in NATS_HOMES:  # argparse checks the flag's value, not one from WA_NATS_HOME
+        raise UsageError(
+            f"--nats-home (WA_NATS_HOME, config nats_home) must be {' or '.join(NATS_HOMES)}, got {args.nats_home!r}"
+        )
     metrics = OrchestratorMetrics() if args.metrics_port is not None else None
     home = await _nats_home(args) if is_nats(args.store) else None
     tls, auth = tls_of(args), authenticator_of(args)
@@ -162,18 +183,29 @@ async def run(args: argparse.Namespace) -> int:
         )
 
 
-async def _nats_home(args: argparse.Namespace) -> NatsHome:
-    """Open the shared task documents, queue and update log on the NATS servers --store names."""
-    # Imported here: nats-py costs a daemon with a SQLite store its start-up time for nothing.
-    from worker_abstraction.orchestrator.homes.nats.home import NatsHome
-    from worker_abstraction.stores.jetstream import WorkQueueOptions
-
+async def _nats_home(args: argparse.Namespace) -> TaskHome:
+    """Open the shared tasks on the NATS servers --store names, as --nats-home says they are shared."""
     replica = args.replica or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
     if not replica.isprintable() or len(replica) > 200:
         raise UsageError(f"--replica {replica[:40]!r}: a printable name of at most 200 characters")
     if not args.lease_seconds >= 1:
         raise UsageError(f"--lease-seconds must be at least 1, got {args.lease_seconds}")
     nats = nats_options_of(args.store, args)
+    # Imported here: nats-py costs a daemon with a SQLite store its start-up time for nothing.
+    if args.nats_home == "partitioned":
+        from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
+        from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStoreOptions
+        from worker_abstraction.stores.jetstream import UpdateLogOptions
+
+        # The update log named too: its default is one copy, and opening it brings the stream to that (an R3
+        # log would be cut to R1).
+        copies = PartitionedStoreOptions(replicas=nats.replicas, updates=UpdateLogOptions(replicas=nats.replicas))
+        partitioned = await PartitionedHome.open(nats, replica=replica, lease_seconds=args.lease_seconds, store=copies)
+        _log.info("tasks shared on NATS JetStream in partitions as replica %s", replica)
+        return partitioned
+    from worker_abstraction.orchestrator.homes.nats.home import NatsHome
+    from worker_abstraction.stores.jetstream import WorkQueueOptions
+
     work = WorkQueueOptions(lease_seconds=args.lease_seconds, replicas=nats.replicas)
     home = await NatsHome.open(nats, replica=replica, work=work)
     _log.info("tasks shared on NATS JetStream as replica %s", replica)
