@@ -23,10 +23,13 @@ TAGS = {
     "daemon_memory_": "6m",
     "cluster_": "7",
     "cluster_2_callers_": "7c",
+    "cluster_partitioned_": "7p",
+    "cluster_partitioned_2_callers_": "7pc",
     "cluster_2_": "7b",
     "cluster_r3_": "7r",
 }
-# Issue 25's targets for one daemon on one NATS server (`cluster_`), against the SQLite daemon of the same run.
+# Issue 25's targets for one daemon on one NATS server (`cluster_`, and `cluster_partitioned_` on the partitioned
+# home), against the SQLite daemon of the same run.
 _SQLITE_TARGETS = {
     "latency_ratio": "≤ 2× SQLite",
     "throughput_ratio": "≥ 0.5× SQLite",
@@ -39,7 +42,7 @@ def _to_sqlite(prefix: str, ratio: str) -> tuple[tuple[str, str], ...]:
 
 
 def _sqlite_target(prefix: str, ratio: str) -> str:
-    return _SQLITE_TARGETS[ratio] if prefix == "cluster_" else ""
+    return _SQLITE_TARGETS[ratio] if prefix in ("cluster_", "cluster_partitioned_") else ""
 
 
 def _deployed_rows(prefix: str, tag: str, *, targets: bool) -> tuple[Row, ...]:
@@ -70,11 +73,12 @@ def _deployed_rows(prefix: str, tag: str, *, targets: bool) -> tuple[Row, ...]:
     return (*rows, *beside)
 
 
-def _callers_rows(prefix: str, tag: str) -> tuple[Row, ...]:
-    """Two daemons, each fed by its own caller at once: no floor beside, held to one daemon's throughput."""
+def _callers_rows(prefix: str, tag: str, one: str) -> tuple[Row, ...]:
+    """Two daemons, each fed by its own caller at once: no floor beside, held to one daemon's throughput (that of
+    the variant tagged `one`)."""
     return (
         Row(f"{prefix}throughput_256", f"({tag}) no-op throughput, both callers together", "tasks/s",
-            ((f"{prefix}throughput_ratio_to_one", "one daemon (7)"), *_to_sqlite(prefix, "throughput_ratio"))),
+            ((f"{prefix}throughput_ratio_to_one", f"one daemon ({one})"), *_to_sqlite(prefix, "throughput_ratio"))),
         Row(f"{prefix}caller_1_throughput_256", f"({tag}) caller 1 (at daemon 1), 256 in flight", "tasks/s"),
         Row(f"{prefix}caller_2_throughput_256", f"({tag}) caller 2 (at daemon 2), 256 in flight", "tasks/s"),
         Row(f"{prefix}daemon_cpu_us_per_task_256", f"({tag}) both daemons' CPU per task", "µs",
@@ -168,7 +172,17 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
     ),
     (
         "cluster: two daemons on one NATS server, each fed by a caller of its own, both at once",
-        _callers_rows("cluster_2_callers_", TAGS["cluster_2_callers_"]),
+        _callers_rows("cluster_2_callers_", TAGS["cluster_2_callers_"], TAGS["cluster_"]),
+    ),
+    (
+        "cluster: wa orchestrator --store nats:// --nats-home partitioned (one NATS server)",
+        _deployed_rows("cluster_partitioned_", TAGS["cluster_partitioned_"], targets=False),
+    ),
+    (
+        "cluster: two partitioned daemons on one NATS server, each fed by a caller of its own, both at once",
+        _callers_rows(
+            "cluster_partitioned_2_callers_", TAGS["cluster_partitioned_2_callers_"], TAGS["cluster_partitioned_"]
+        ),
     ),
     *(
         (title, _deployed_rows(prefix, TAGS[prefix], targets=False))

@@ -97,7 +97,8 @@ FIGURE_KEYS = (
         )
     ),
     *(
-        f"{cluster.CALLERS_PREFIX}{name}"
+        f"{prefix}{name}"
+        for prefix in cluster.CALLERS_PREFIXES
         for name in (
             "throughput_256",
             *(f"caller_{i}_throughput_256" for i in range(1, cluster.CALLERS + 1)),
@@ -108,9 +109,9 @@ FIGURE_KEYS = (
 
 # Figures measured once per run (filling a daemon's queue with 100,000 tasks takes a minute a time).
 SINGLE_ROUND_KEYS = ("daemon_rss_mb_100k_queued", "daemon_memory_rss_mb_100k_queued")
-# Figures measured in fewer than 3 rounds (the two callers' variant is kept short: bench.config.CLUSTER_CALLERS).
+# Figures measured in fewer than 3 rounds (the two callers' variants are kept short: bench.config.CLUSTER_CALLERS).
 ROUNDS_OF = dict.fromkeys(SINGLE_ROUND_KEYS, 1) | {
-    key: 2 for key in FIGURE_KEYS if key.startswith(cluster.CALLERS_PREFIX)
+    key: 2 for key in FIGURE_KEYS if key.startswith(tuple(cluster.CALLERS_PREFIXES))
 }
 
 # ratio name -> (numerator, denominator): framework figure over the floor measured in the same run, or over
@@ -125,23 +126,24 @@ RATIOS = {
     "throughput_ratio_to_seed_shape": ("task_throughput_256", "floor_seed_throughput_256"),
     "registry_cpu_ratio": ("registry_cpu_share", "floor_heartbeat_cpu_share"),
     "registry_heartbeat_p99_ratio": ("registry_heartbeat_p99_ms", "floor_heartbeat_p99_ms"),
-    # The shared (NATS) paths next to the SQLite daemon (issue 25's targets are for `cluster_`: latency <= 2x,
-    # throughput >= 0.5x, the daemon's CPU per task <= 1.5x). Scenarios minutes apart: medians, not paired.
+    # The shared (NATS) paths next to the SQLite daemon (issue 25's targets are for one daemon, `cluster_` and
+    # `cluster_partitioned_`: latency <= 2x, throughput >= 0.5x, the daemon's CPU per task <= 1.5x). Scenarios
+    # minutes apart: medians, not paired.
     **{
         f"{prefix}{ratio}_to_sqlite": (f"{prefix}{figure}", f"daemon_{figure}")
-        for prefix in (*cluster.PREFIXES, cluster.CALLERS_PREFIX)
+        for prefix in (*cluster.PREFIXES, *cluster.CALLERS_PREFIXES)
         for ratio, figure in (
             ("latency_ratio", "task_p50_us"),
             ("throughput_ratio", "throughput_256"),
             ("daemon_cpu_ratio", "daemon_cpu_us_per_task_256"),
         )
-        if (prefix, ratio) != (cluster.CALLERS_PREFIX, "latency_ratio")
+        if not (prefix in cluster.CALLERS_PREFIXES and ratio == "latency_ratio")
     },
-    # Two daemons, each fed by its own caller, against one daemon.
-    f"{cluster.CALLERS_PREFIX}throughput_ratio_to_one": (
-        f"{cluster.CALLERS_PREFIX}throughput_256",
-        "cluster_throughput_256",
-    ),
+    # Two daemons, each fed by its own caller, against one daemon of the same home.
+    **{
+        f"{prefix}throughput_ratio_to_one": (f"{prefix}throughput_256", f"{one}throughput_256")
+        for prefix, one in cluster.CALLERS_PREFIXES.items()
+    },
 }
 # The same for the deployed paths, whose rounds each follow a floor round of their own: the median of the
 # rounds' ratios (each round to the floor measured just before it).
