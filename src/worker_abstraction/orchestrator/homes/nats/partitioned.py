@@ -12,16 +12,24 @@ the loop share one flush:
   partition's epoch); once NATS confirms it, the run starts. A caller-chosen id goes where it hashes; if
   another daemon holds that partition, the document names no holder, and the caller's handle follows the
   task's updates in the update log (subscribed to that task's subject alone, before the document exists).
-  An idempotency key is claimed first (a create in the keys bucket), once across the daemons.
+  An idempotency key is claimed first (a create in the keys bucket), once across the daemons. If NATS does
+  not confirm the document (it may be stored all the same), the caller hears UNAVAILABLE: a task it can find
+  again (by its key or its id) is run here if its document turns up, any other is removed.
 - **Running.** For each partition gained, the daemon watches the partition's documents (an ordered consumer
   on its subject filter: each document's last value, then every write as it is stored). A document it does
   not run and that is not finished is claimed (compare-and-set: its holder becomes this daemon) and run:
   from the start if nobody held it before, else resumed from its document with attempt numbers above any a
   previous holder may have sent (`homes/journal.py`). Facts are written behind (`PartitionedJournal`).
+  A finished document seen there is moved out of the partition (the journal moves those of the runs here
+  itself): the partition's subjects hold its unfinished tasks only, so gaining it replays those, not its
+  history.
 - **Losing a partition.** Its lease lapsed: every run of the partition stops at once and writes nothing
   more (the daemon that takes it over resumes them). Given up to rebalance (`on_releasing`) or at `aclose`:
   its runs stop, what they wrote goes out, then the partition is released. A caller's handle on a run that
   stopped goes on with the task's updates from the update log.
+- **Following** a task run elsewhere: its updates from the update log, and its document when the log is
+  silent for a while or the connection came back (`partitioned_follow`): a runner that died after storing
+  the end but before publishing it leaves the end in the document.
 - **Cancelling.** From any daemon: the cancel is written into the document (compare-and-set), and its
   holder, which watches the partition, sees it there and cancels its run.
 - **Dead letters** are shared in a bucket of their own, as `NatsHome`'s.
@@ -34,6 +42,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
@@ -50,6 +59,7 @@ from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admi
 from worker_abstraction.orchestrator.core.records import finished_handle
 from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.orchestrator.homes.nats.journal import record_of
+from worker_abstraction.orchestrator.homes.nats.partitioned_follow import SILENCE_SECONDS, Followers
 from worker_abstraction.orchestrator.homes.nats.partitioned_journal import (
     PartitionedJournal,
     TaskFacts,
@@ -62,8 +72,6 @@ from worker_abstraction.orchestrator.homes.nats.partitioned_store import (
     PartitionedStoreOptions,
     decode_doc,
 )
-from worker_abstraction.orchestrator.homes.nats.relay import followed_handle
-from worker_abstraction.orchestrator.remote.session import observe
 from worker_abstraction.stores.availability import Backoff, StoreAvailability, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.partitions import PartitionLeases, PartitionOptions
@@ -83,8 +91,8 @@ _PROBE_TIMEOUT_SECONDS = 2.0
 _RETRY_FIRST_SECONDS = 0.1
 _RETRY_CAP_SECONDS = 5.0
 _CANCEL_TRIES = 10
+_ABANDONED_REMEMBERED = 10_000
 _NO_CANCEL = b'"cancel_reason":""'  # (as the documents are encoded: compact JSON)
-_FINISHED = b'"state":"finished"'
 
 
 class _Owner:
@@ -108,6 +116,7 @@ class PartitionedHome:
         replica: this daemon's name, unique among the daemons.
         partitions: how the partitions are leased (its `partitions` must be the store's).
         sleep: how the lease keeper waits between rounds (a test holds it up to let the lease lapse).
+        silence_seconds: how long a task followed from here may say nothing before its document is read.
     """
 
     def __init__(
@@ -118,6 +127,7 @@ class PartitionedHome:
         replica: str,
         partitions: PartitionOptions | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        silence_seconds: float = SILENCE_SECONDS,
     ) -> None:
         self.client = client
         self.store = store
@@ -137,6 +147,10 @@ class PartitionedHome:
         self._accepting: dict[str, asyncio.Future[AsyncTaskHandle]] = {}
         self._adopting: set[str] = set()
         self._followed: dict[str, tuple[AsyncTaskHandle, asyncio.Task[None]]] = {}
+        self._followers = Followers(store.log, self.journal.finished_record, silence_seconds=silence_seconds)
+        # Tasks whose acceptance here failed though their document may be stored naming this daemon: run them
+        # if it turns up (their callers find them by key or id), by partition and epoch.
+        self._abandoned: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
         self._first_share = asyncio.Event()
         self._reconnects = 0
@@ -153,6 +167,7 @@ class PartitionedHome:
         lease_seconds: float = 10.0,
         store: PartitionedStoreOptions | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
+        silence_seconds: float = SILENCE_SECONDS,
     ) -> PartitionedHome:
         """Connect to NATS and open (creating them if missing) the buckets and the update log's stream.
 
@@ -177,7 +192,7 @@ class PartitionedHome:
             await client.close()
             raise
         leased = PartitionOptions(partitions=partitions, lease_seconds=lease_seconds, replicas=nats.replicas)
-        home = cls(client, opened, replica=replica, partitions=leased, sleep=sleep)
+        home = cls(client, opened, replica=replica, partitions=leased, sleep=sleep, silence_seconds=silence_seconds)
         home._owns_client = True
         return home
 
@@ -311,7 +326,7 @@ class PartitionedHome:
         accepting: asyncio.Future[AsyncTaskHandle] = asyncio.get_running_loop().create_future()
         self._accepting[task_id] = accepting
         if chosen or epoch is None:
-            self._spawn(self._create_awaited(spec, partition, epoch, accepting))
+            self._spawn(self._create_awaited(spec, partition, epoch, accepting, chosen=chosen))
         else:
             doc = new_doc(spec, holder_token(self.replica, epoch))
             written = self.store.write_doc(task_id, doc, 0)
@@ -332,29 +347,38 @@ class PartitionedHome:
         if error is not None:
             if isinstance(error, WrongLastSequenceError):
                 error = TaskExistsError(spec.task_id)
-            elif isinstance(error, NatsUnavailableError):  # it may be stored: the caller hears "no", so remove it
+            elif isinstance(error, NatsUnavailableError):  # it may be stored all the same
                 self.availability.failed(error)
-                self._spawn(self._remove(spec.task_id))
+                self._abandon(spec, partition, epoch)
             _settle(accepting, error=error)
             return
         _settle(accepting, self._started(spec, doc, written.result().seq, partition, epoch))
 
     async def _create_awaited(
-        self, spec: TaskSpec, partition: int, epoch: int | None, accepting: asyncio.Future[AsyncTaskHandle]
+        self,
+        spec: TaskSpec,
+        partition: int,
+        epoch: int | None,
+        accepting: asyncio.Future[AsyncTaskHandle],
+        *,
+        chosen: bool,
     ) -> None:
-        """`_create` for a caller-chosen id (a document deleted before counts as absent) or one in a partition
-        another daemon holds (followed from here: subscribed before the document exists)."""
+        """`_create` for a caller-chosen id (a document deleted before counts as absent; a finished task of
+        that id does not) or one in a partition another daemon holds (followed from here: subscribed before
+        the document exists)."""
         followed = None
         try:
             if epoch is None:
                 followed = self._follow(spec.task_id, spec.capability, spec.params, fresh=True)
                 await self.store.log.subscribed(spec.task_id)
             doc = new_doc(spec, holder_token(self.replica, epoch) if epoch is not None else "")
-            revision = await self.store.create_doc(doc)
+            revision = await self.store.create_doc(doc, chosen=chosen)
         except BaseException as error:
             if followed is not None:
                 self._unfollow_now(spec.task_id, followed)
             self._accepting.pop(spec.task_id, None)
+            if epoch is not None and isinstance(error, NatsUnavailableError):
+                self._abandon(spec, partition, epoch)  # (one whose id nobody holds is taken on where it lands)
             _settle(accepting, error=error)
             if not isinstance(error, Exception):
                 raise
@@ -384,6 +408,35 @@ class PartitionedHome:
             except Exception:
                 return None
         return await self.follow(task_id)
+
+    def _abandon(self, spec: TaskSpec, partition: int, epoch: int) -> None:
+        """NATS did not confirm a new task's document, stored naming this daemon: the caller hears "no". One it
+        can find again (by its key, or its id of its choosing) is run here if the document turns up (its retry
+        finds it then); any other is removed."""
+        task_id = spec.task_id
+        if not (spec.options.idempotency_key or spec.options.task_id):
+            self._spawn(self._remove(task_id))
+            return
+        self._abandoned[task_id] = (partition, epoch)
+        if len(self._abandoned) > _ABANDONED_REMEMBERED:
+            self._abandoned.popitem(last=False)
+        self._spawn(self._recover(task_id, partition, epoch))
+
+    async def _recover(self, task_id: str, partition: int, epoch: int) -> None:
+        """Look for the document of a task abandoned here: if it was stored, run it (the watch shows it too
+        when it lands later, but not when it landed while the task was still being accepted)."""
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        while self._alive(partition, epoch) and task_id in self._abandoned:
+            raise_if_cancelled()
+            try:
+                found = await self.store.get(task_id)
+            except NatsUnavailableError as error:
+                self.availability.failed(error)
+                await asyncio.sleep(backoff.pause())
+                continue
+            if found is not None:
+                self._consider(partition, epoch, *found)
+            return
 
     async def _remove(self, task_id: str) -> None:
         with contextlib.suppress(NatsStoreError):
@@ -500,7 +553,8 @@ class PartitionedHome:
         await self.journal.release(partition, RELEASE_SECONDS)
 
     def _seen(self, partition: int, epoch: int, message: Msg) -> None:
-        """A document of a held partition, as stored: a task to take on, or a cancel for one run here."""
+        """A document of a held partition, as stored: a task to take on, a cancel for one run here, or a
+        finished one to move out of the partition."""
         if not self._alive(partition, epoch):
             return
         task_id = self.store.task_id_of(message.subject)
@@ -515,17 +569,27 @@ class PartitionedHome:
                     facts.doc = dataclasses.replace(facts.doc, cancel_reason=reason)
                     self._cancel_run(task_id, reason)
             return
-        if task_id in self._accepting or task_id in self._adopting or _FINISHED in data:
+        if task_id in self._accepting or task_id in self._adopting:
             return
-        doc = decode_doc(data)
-        if doc.finished or doc.holder == holder_token(self.replica, epoch):
-            return  # (one this daemon ran, or gave up on)
+        self._consider(partition, epoch, decode_doc(data), message.metadata.sequence.stream)
+
+    def _consider(self, partition: int, epoch: int, doc: TaskDoc, revision: int) -> None:
+        """A document of a held partition that no run here holds: move it if finished, else take it on."""
+        task_id = doc.task_id
+        if doc.finished:
+            self.journal.move(doc, revision)
+            return
+        if self.journal.facts(task_id) is not None or task_id in self._accepting or task_id in self._adopting:
+            return
+        if doc.holder == holder_token(self.replica, epoch) and task_id not in self._abandoned:
+            return  # (one this daemon runs, ran, or gave up on)
         self._adopting.add(task_id)
-        self._spawn(self._adopt(partition, epoch, doc, message.metadata.sequence.stream))
+        self._spawn(self._adopt(partition, epoch, doc, revision))
 
     async def _adopt(self, partition: int, epoch: int, doc: TaskDoc, revision: int) -> None:
         """Claim a task of a held partition (its holder becomes this daemon), then run it here."""
         task_id, token = doc.task_id, holder_token(self.replica, epoch)
+        abandoned = self._abandoned.pop(task_id, None) is not None  # (made here, never run: from its start)
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         try:
             while True:
@@ -544,11 +608,11 @@ class PartitionedHome:
                     continue
                 if found is None or found[0].finished:
                     return
-                if found[0].holder == token:
+                if found[0].holder == token and not abandoned:
                     claimed, revision = found
                     break
                 doc, revision = found
-            fresh = not doc.holder and not doc.cancel_reason and doc.state == QUEUED and not doc.attempt
+            fresh = (not doc.holder or abandoned) and not doc.cancel_reason and doc.state == QUEUED and not doc.attempt
             spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
             base = 0 if fresh else await self.store.log.last(task_id)
             if not self._alive(partition, epoch) or self._runs is None:
@@ -586,27 +650,11 @@ class PartitionedHome:
         self._spawn(self._carry_on(state, facts.task_id, facts.published))
 
     async def _carry_on(self, state: TaskState, task_id: str, after: int) -> None:
-        log = self.store.log
-        listening = log.listen(task_id)
+        listening = self.store.log.listen(task_id)
         try:
-            seen, pause = after, _RETRY_FIRST_SECONDS
-            while not state.done():
-                raise_if_cancelled()
-                updates = log.follow(task_id, seen, listening=listening)
-                try:
-                    async for sequence, data in updates:
-                        seen = sequence
-                        observe(state, _convert.update_from_pb(pb.TaskResult.FromString(data)))
-                        if state.done():
-                            return
-                except NatsStoreError as error:
-                    logger.warning("following task %s: %s; trying again", task_id, error)
-                    await asyncio.sleep(pause)
-                    pause = min(pause * 2, _RETRY_CAP_SECONDS)
-                finally:
-                    await updates.aclose()
+            await self._followers.feed(state, after=after, listening=listening)
         finally:
-            log.unlisten(listening)
+            self.store.log.unlisten(listening)
 
     def _cancel_run(self, task_id: str, reason: str) -> None:
         """Another daemon wrote a cancel into the document of a task run here: the run carries it out."""
@@ -618,7 +666,8 @@ class PartitionedHome:
 
     async def _probe(self) -> None:
         """Ask NATS whether the documents answer, every second; after a reconnection, hear every held
-        partition again from its start (a watch may have missed what was written meanwhile)."""
+        partition again from its start (a watch may have missed what was written meanwhile), and have every
+        follower read its task's document."""
         backoff = Backoff(_RETRY_FIRST_SECONDS, _PROBE_SECONDS)
         while True:
             raise_if_cancelled()
@@ -628,6 +677,7 @@ class PartitionedHome:
                 self._reconnects = reconnects
                 for partition, epoch in self.leases.owned().items():
                     self._watch(partition, epoch)
+                self._followers.reconnected()  # (they may have missed a task's last update)
             try:
                 await self.store.probe(timeout_seconds=_PROBE_TIMEOUT_SECONDS)
             except NatsStoreError as error:
@@ -652,9 +702,7 @@ class PartitionedHome:
         followed = self._followed.get(task_id)
         if followed is not None:
             return followed[0]
-        handle, feeding = followed_handle(
-            self.store.log, task_id, capability, params, _Owner(self, task_id), fresh=fresh
-        )
+        handle, feeding = self._followers.handle(task_id, capability, params, _Owner(self, task_id), fresh=fresh)
         self._followed[task_id] = handle, feeding
         self._keep(feeding)
         feeding.add_done_callback(lambda done: self._unfollow(task_id, done))

@@ -14,8 +14,18 @@ partition over claimed it), or is finished, or gone, ends this daemon's hold (th
 that still names this holder was changed by a cancel from another daemon (taken in, and the run told), or
 is this daemon's own write whose acknowledgement was lost: the write is made again on that revision.
 
-A finished task's last update goes to the update log only once its finished document is stored, so a
-watcher never sees an end that the document does not record.
+Updates: a task's updates are published one at a time, in their order: the next goes out once the log
+stored the one before (or it was given up on), so one tried again after NATS did not answer never lands
+behind a later one, which followers would skip for good (they read a task's updates in the stream's order
+and keep only numbers above the last they had). Updates of different tasks share the writer's batches. A
+finished task's last update goes to the update log only once its finished document is stored, so a watcher
+never sees an end that the document does not record; and after the others, so it is the last one stored.
+
+Once its finished document is stored, a task is moved out of its partition (`PartitionedStore.move_finished`:
+copied among the finished ones, its live key purged), so a daemon that gains the partition later replays only
+what is unfinished. The move is housekeeping after the fact: the write that finished the document is what
+counts, and a move that did not happen (the daemon died, NATS did not answer) is made by whoever holds the
+partition when it sees the finished document (`move`).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import asyncio
 import functools
 import logging
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -47,6 +58,8 @@ logger = logging.getLogger(__name__)
 
 PUBLISH_TRIES = 30  # tries of an update while NATS does not answer (backing off up to a few seconds)
 LETTER_TRIES = 30
+MOVE_TRIES = 60  # tries of a finished document's move (then the partition's next owner makes it)
+_MOVED_REMEMBERED = 4096  # moves made lately, not made again when a late copy of the document is seen
 _RETRY_FIRST_SECONDS = 0.1
 _RETRY_CAP_SECONDS = 2.0
 
@@ -90,7 +103,7 @@ class TaskFacts:
 
     __slots__ = ("backoff", "base", "dirty", "doc", "epoch", "gone", "handle", "hold", "holder", "last", "partition",
                  "published", "publishing", "releasing", "retrying", "revision", "sending", "settled",
-                 "task_id", "waiting")  # fmt: skip
+                 "task_id", "unpublished", "waiting")  # fmt: skip
 
     def __init__(self, doc: TaskDoc, revision: int, partition: int, epoch: int, *, base: int = 0) -> None:
         self.task_id = doc.task_id
@@ -102,7 +115,8 @@ class TaskFacts:
         self.handle: AsyncTaskHandle | None = None  # its run's
         self.base = base  # the run's updates are numbered after this one (the last a previous holder kept)
         self.published = base  # the highest update number the log confirmed
-        self.publishing = 0  # update writes not answered yet (or waiting to be tried again)
+        self.unpublished: deque[tuple[int, bytes, bool]] = deque()  # (number, update, terminal), in order
+        self.publishing = False  # the first of them is on its way (or waiting to be tried again)
         self.last: tuple[int, bytes] | None = None  # the terminal update, published once the end is stored
         self.sending = False  # a write is on its way
         self.dirty = False  # facts made since that write
@@ -115,7 +129,7 @@ class TaskFacts:
 
     @property
     def quiet(self) -> bool:
-        return not self.sending and not self.dirty and self.retrying is None and self.publishing == 0
+        return not self.sending and not self.dirty and self.retrying is None and not self.unpublished
 
 
 class PartitionedJournal:
@@ -147,6 +161,8 @@ class PartitionedJournal:
         self._partitions: dict[int, dict[str, TaskFacts]] = {}
         self._inflight: set[asyncio.Future[Ack]] = set()
         self._background: set[asyncio.Task[None]] = set()
+        self._moving: dict[str, asyncio.Task[None]] = {}  # (not waited for by `drain`: the next owner moves them)
+        self._moved: OrderedDict[str, None] = OrderedDict()
 
     # ---- the home's side ----------------------------------------------------------------------------------
 
@@ -168,6 +184,21 @@ class PartitionedJournal:
     def sink(self, facts: TaskFacts) -> Callable[[int, TaskUpdate], None]:
         """Where the run's updates go: the update log, numbered after `facts.base`."""
         return functools.partial(self._updated, facts)
+
+    def move(self, doc: TaskDoc, revision: int) -> None:
+        """Move a finished document out of its partition (module docstring), unless that is under way or done
+        lately; tried again while NATS does not answer."""
+        task_id = doc.task_id
+        if task_id in self._moving or task_id in self._moved:
+            return
+        moving = asyncio.ensure_future(self._move(doc, revision))
+        self._moving[task_id] = moving
+        moving.add_done_callback(functools.partial(self._move_ended, task_id))
+
+    @property
+    def moving(self) -> int:
+        """Finished documents being moved out of their partitions now."""
+        return len(self._moving)
 
     def hold_lost(self, facts: TaskFacts, reason: str) -> None:
         """The run's hold was lost (seen by the run, or told by the home): nothing more is written for it,
@@ -321,9 +352,9 @@ class PartitionedJournal:
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def aclose(self) -> None:
-        for task in list(self._background):
+        for task in [*self._background, *self._moving.values()]:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*self._background, *self._moving.values(), return_exceptions=True)
         for facts in list(self._tasks.values()):
             self.lose(facts, "the daemon stopped")
 
@@ -444,11 +475,38 @@ class PartitionedJournal:
         self._settle(facts)
 
     def _ended(self, facts: TaskFacts) -> None:
-        """Its finished document is stored: its last update goes to the log, and it is no longer held."""
+        """Its finished document is stored: its last update goes to the log (after the others), it is no longer
+        held, and its document moves out of the partition."""
         self._forget(facts)
         if facts.last is not None:
             sequence, data = facts.last
             self._publish(facts, sequence, data, terminal=True)
+        self.move(facts.doc, facts.revision)
+
+    async def _move(self, doc: TaskDoc, revision: int) -> None:
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        for attempt in range(1, MOVE_TRIES + 1):
+            try:
+                await self._store.move_finished(doc, revision)
+                return
+            except NatsUnavailableError as error:
+                if attempt == MOVE_TRIES:
+                    logger.warning("task %s was not moved out of its partition: %s", doc.task_id, error)
+                    return
+                self._availability.failed(error)
+                await asyncio.sleep(backoff.pause())
+            except NatsStoreError as error:
+                logger.error("task %s cannot be moved out of its partition: %s", doc.task_id, error)
+                return
+
+    def _move_ended(self, task_id: str, moving: asyncio.Task[None]) -> None:
+        if self._moving.get(task_id) is moving:
+            del self._moving[task_id]
+        self._moved[task_id] = None
+        if len(self._moved) > _MOVED_REMEMBERED:
+            self._moved.popitem(last=False)
+        if not moving.cancelled() and moving.exception() is not None:
+            logger.error("moving task %s failed", task_id, exc_info=moving.exception())
 
     # ---- updates ------------------------------------------------------------------------------------------
 
@@ -462,17 +520,30 @@ class PartitionedJournal:
         else:
             self._publish(facts, sequence, data)
 
-    def _publish(self, facts: TaskFacts, sequence: int, data: bytes, *, terminal: bool = False, tries: int = 1) -> None:
-        facts.publishing += 1
+    def _publish(self, facts: TaskFacts, sequence: int, data: bytes, *, terminal: bool = False) -> None:
+        """Publish an update after the task's earlier ones (module docstring)."""
+        facts.unpublished.append((sequence, data, terminal))
+        if not facts.publishing:
+            self._publish_next(facts)
+
+    def _publish_next(self, facts: TaskFacts, tries: int = 1) -> None:
+        """Send the task's first unpublished update; a non-terminal one only while the hold lasts."""
+        queue = facts.unpublished
+        while queue and not queue[0][2] and (facts.gone or not self._alive(facts.partition, facts.epoch)):
+            queue.popleft()  # (a run whose hold was lost publishes nothing more: the next holder numbers on)
+        if not queue:
+            facts.publishing = False
+            self._settle(facts)
+            return
+        facts.publishing = True
+        sequence, data, _ = queue[0]
         written = self._store.publish_update(facts.task_id, sequence, data)
         self._inflight.add(written)
-        written.add_done_callback(functools.partial(self._update_written, facts, sequence, data, terminal, tries))
+        written.add_done_callback(functools.partial(self._update_written, facts, tries))
 
-    def _update_written(
-        self, facts: TaskFacts, sequence: int, data: bytes, terminal: bool, tries: int, written: asyncio.Future[Ack]
-    ) -> None:
+    def _update_written(self, facts: TaskFacts, tries: int, written: asyncio.Future[Ack]) -> None:
         self._inflight.discard(written)
-        facts.publishing -= 1
+        sequence, _, terminal = facts.unpublished[0]
         error = NatsUnavailableError("the write was cancelled") if written.cancelled() else written.exception()
         if error is None:
             facts.published = max(facts.published, sequence)
@@ -481,18 +552,15 @@ class PartitionedJournal:
             and tries < PUBLISH_TRIES
             and (terminal or (not facts.gone and self._alive(facts.partition, facts.epoch)))
         ):
+            # Tried again before anything after it goes: an update stored out of order is skipped for good.
             self._availability.failed(error)
-            facts.publishing += 1
             pause = min(_RETRY_CAP_SECONDS, _RETRY_FIRST_SECONDS * 2**tries)
-
-            def again() -> None:
-                facts.publishing -= 1
-                self._publish(facts, sequence, data, terminal=terminal, tries=tries + 1)
-
-            asyncio.get_running_loop().call_later(pause, again)
+            asyncio.get_running_loop().call_later(pause, self._publish_next, facts, tries + 1)
+            return
         else:
             logger.error("update %d of task %s was not published: %s", sequence, facts.task_id, error)
-        self._settle(facts)
+        facts.unpublished.popleft()
+        self._publish_next(facts)
 
     # ---- inside -------------------------------------------------------------------------------------------
 

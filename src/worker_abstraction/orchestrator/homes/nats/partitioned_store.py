@@ -1,11 +1,19 @@
 """PartitionedStore: what `PartitionedHome` keeps on NATS, and every write through one `JetStreamWriter`.
 
-- **Task documents** (`wa_ptasks`, a KV bucket, history 1): one key per task, `<partition>.<base64url id>`
-  with `partition = partition_of(task_id, partitions)`, so any daemon finds a task from its id alone, and the
-  tasks of one partition are one subject filter (`$KV.wa_ptasks.<partition>.*`) that its owner watches. The
-  value is a `TaskDoc` (as `stores/jetstream/tasks.py` encodes it). Every write is a compare-and-set on the
-  key's revision, made through the writer: the writes of every task made in one turn of the loop share one
-  socket write, and their acknowledgements come back on one inbox.
+- **Task documents** (`wa_ptasks`, a KV bucket, history 1): one key per unfinished task,
+  `<partition>.<base64url id>` with `partition = partition_of(task_id, partitions)`, so any daemon finds a
+  task from its id alone, and the tasks of one partition are one subject filter (`$KV.wa_ptasks.<partition>.*`)
+  that its owner watches. The value is a `TaskDoc` (as `stores/jetstream/tasks.py` encodes it). Every write is
+  a compare-and-set on the key's revision, made through the writer: the writes of every task made in one turn
+  of the loop share one socket write, and their acknowledgements come back on one inbox.
+- **Finished documents** move out of their partition (`move_finished`), so a daemon that gains a partition
+  replays its unfinished tasks only, however many finished before: the finished document (stored on its live
+  key first, by compare-and-set: that write is what finishes the task) is copied to `done.<base64url id>`
+  (created once), then its live key is purged, fenced by the finished revision, leaving a marker that expires
+  after `moved_marker_seconds` (per-message TTL) and says it was moved. A crash between the steps leaves a
+  finished document on its live key, which whoever holds the partition moves when it sees it. `get` reads the
+  live key, then the finished one: a task is in at least one of them at every moment, so a task that exists
+  is always found.
 - **Idempotency keys** (`wa_ptask_keys`): a key per idempotency key (its SHA-256, as `TaskDocs` names them),
   created once (compare-and-set on "absent"), its value the task id that claimed it.
 - **Dead letters** (`wa_pdead_letters`): as `TaskDocs` keeps them (it is reused for them).
@@ -19,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import logging
 from collections.abc import AsyncGenerator, Callable
@@ -36,7 +45,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
 from worker_abstraction.errors import TaskExistsError
@@ -71,6 +80,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["PartitionedStore", "PartitionedStoreOptions", "ScopedUpdateLog", "decode_doc", "encode_doc"]
 
 _SCAN_IDLE_SECONDS = 2.0  # a scan of every document waits this long for the next one before it gives up
+_FINISHED_PREFIX = "done."  # the keys of finished documents (no partition's subject filter matches them)
+_MOVED_HEADER = "Wa-Moved"  # on the marker a moved document leaves: its id was taken (removals have none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +94,8 @@ class PartitionedStoreOptions:
             and the dead letters.
         replicas: copies of each bucket and stream in a NATS cluster (1, or 3 for R3).
         answer_timeout_seconds: how long a read, or a write's acknowledgement, is waited for.
+        moved_marker_seconds: how long the marker a finished document leaves on its live key lasts (whole
+            seconds, at least 1): a caller-chosen id is refused meanwhile even without the finished copy.
         updates: the update log's stream.
     """
 
@@ -92,6 +105,7 @@ class PartitionedStoreOptions:
     dead_letters_bucket: str = "wa_pdead_letters"
     replicas: int = 1
     answer_timeout_seconds: float = 5.0
+    moved_marker_seconds: int = 10
     updates: UpdateLogOptions = field(default_factory=UpdateLogOptions)
 
 
@@ -229,6 +243,13 @@ class PartitionedStore:
         self._js = client.jetstream(timeout=options.answer_timeout_seconds)
         self._docs_stream = f"KV_{options.docs_bucket}"
         self._docs_prefix = f"$KV.{options.docs_bucket}."
+        self._moved_headers = {
+            KV_OP: KV_PURGE,
+            "Nats-Rollup": "sub",
+            "Nats-TTL": f"{options.moved_marker_seconds}s",
+            _MOVED_HEADER: "1",
+        }
+        self._removed_headers = {KV_OP: KV_PURGE, "Nats-Rollup": "sub", "Nats-TTL": f"{options.moved_marker_seconds}s"}
 
     @classmethod
     async def open(cls, client: Client, options: PartitionedStoreOptions | None = None) -> PartitionedStore:
@@ -238,8 +259,10 @@ class PartitionedStore:
             NatsStoreError: bad options; NatsUnavailableError: NATS did not answer.
         """
         options = options or PartitionedStoreOptions()
-        if not 1 <= options.replicas <= 5 or options.partitions < 1:
-            raise NatsStoreError(f"partitioned store options: {options!r} (replicas 1 to 5, partitions >= 1)")
+        if not 1 <= options.replicas <= 5 or options.partitions < 1 or options.moved_marker_seconds < 1:
+            raise NatsStoreError(
+                f"partitioned store options: {options!r} (replicas 1 to 5, partitions >= 1, moved_marker_seconds >= 1)"
+            )
         js = client.jetstream(timeout=options.answer_timeout_seconds)
         buckets = []
         for name in (options.docs_bucket, options.keys_bucket, options.dead_letters_bucket):
@@ -247,11 +270,13 @@ class PartitionedStore:
                 try:
                     buckets.append(await js.key_value(name))
                 except BucketNotFoundError:
+                    # (nats-py makes every bucket with per-message TTL allowed: the moved markers expire by it)
                     config = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, replicas=options.replicas)
                     buckets.append(await js.create_key_value(config))
             except NATS_ERRORS as error:
                 raise NatsUnavailableError(f"cannot open the NATS bucket {name!r}: {error!r}") from error
         docs, keys, letters = buckets
+        await _allow_msg_ttl(js, f"KV_{options.docs_bucket}")
         log = await ScopedUpdateLog.open_scoped(client, options.updates)
         writer = await JetStreamWriter.open(client, WriterOptions(ack_timeout_seconds=options.answer_timeout_seconds))
         return cls(client, options, docs, keys, TaskDocs(docs, keys, letters), writer, log)
@@ -271,6 +296,10 @@ class PartitionedStore:
     def doc_subject(self, task_id: str) -> str:
         return self._docs_prefix + self.doc_key(task_id)
 
+    def finished_key(self, task_id: str) -> str:
+        """Where a finished task's document is kept once moved out of its partition."""
+        return _FINISHED_PREFIX + _token(task_id)
+
     def partition_subjects(self, partition: int) -> str:
         """The subject filter of one partition's documents."""
         return f"{self._docs_prefix}{partition}.*"
@@ -289,18 +318,29 @@ class PartitionedStore:
             self.doc_subject(task_id), encode_doc(doc), expected_last_subject_sequence=last_revision
         )
 
-    async def create_doc(self, doc: TaskDoc) -> int:
-        """Create a document whose id may have been used before (a deleted document counts as absent); its
-        revision.
+    async def create_doc(self, doc: TaskDoc, *, chosen: bool = False) -> int:
+        """Create a document whose id may have been used by an acceptance that failed (its document removed
+        counts as absent); its revision. `chosen`: the caller chose the id, so a finished task of that id
+        counts too (its document moved out of the partition).
 
         Raises:
-            TaskExistsError: a task with this id exists.
+            TaskExistsError: a task with this id exists (or, `chosen`, existed).
             NatsStoreError: NATS did not store it.
         """
+        task_id = doc.task_id
+        if chosen and await self._read(self.finished_key(task_id), task_id) is not None:
+            raise TaskExistsError(task_id)
+        subject, data = self.doc_subject(task_id), encode_doc(doc)
         try:
-            return await self.writer.kv_create(self.options.docs_bucket, self.doc_key(doc.task_id), encode_doc(doc))
+            return (await self.writer.write(subject, data, expected_last_subject_sequence=0)).seq
         except WrongLastSequenceError as error:
-            raise TaskExistsError(doc.task_id) from error
+            removed = await self._removed_at(subject)
+            if removed is None:
+                raise TaskExistsError(task_id) from error
+        try:
+            return (await self.writer.write(subject, data, expected_last_subject_sequence=removed)).seq
+        except WrongLastSequenceError as error:
+            raise TaskExistsError(task_id) from error
 
     async def update_doc(self, doc: TaskDoc, last_revision: int) -> int:
         """Compare-and-set a document (see `write_doc`); its new revision.
@@ -312,13 +352,18 @@ class PartitionedStore:
         return (await self.write_doc(doc.task_id, doc, last_revision)).seq
 
     async def get(self, task_id: str) -> tuple[TaskDoc, int] | None:
-        """A task's document and its revision (None: no such task).
+        """A task's document and its revision (None: no such task): its live one, else its finished one.
 
         Raises:
             NatsStoreError: NATS did not answer, or the document is unreadable.
         """
+        # (live first: a task is copied to its finished key before its live key goes, never after)
+        found = await self._read(self.doc_key(task_id), task_id)
+        return found if found is not None else await self._read(self.finished_key(task_id), task_id)
+
+    async def _read(self, key: str, task_id: str) -> tuple[TaskDoc, int] | None:
         try:
-            entry = await self._docs.get(self.doc_key(task_id))
+            entry = await self._docs.get(key)
         except KeyNotFoundError:
             return None
         except NATS_ERRORS as error:
@@ -330,12 +375,43 @@ class PartitionedStore:
         except (ValueError, KeyError, TypeError) as error:
             raise NatsStoreError(f"the document of task {task_id[:40]!r} is unreadable: {error!r}") from error
 
-    async def delete(self, task_id: str) -> None:
-        """Remove a document (a task whose acceptance failed); gone already is fine."""
+    async def _removed_at(self, subject: str) -> int | None:
+        """The revision of the removal marker a live key ends with: 0 if it has none left, None if it ends with
+        a document or with the marker of a finished document moved away (its id stays taken)."""
         try:
-            await self._docs.purge(self.doc_key(task_id))
+            last = await self._js.get_last_msg(self._docs_stream, subject)
+        except NotFoundError:
+            return 0
         except NATS_ERRORS as error:
-            raise NatsUnavailableError(f"cannot delete task {task_id[:40]!r}: {error!r}") from error
+            raise NatsUnavailableError(f"cannot read the last revision of {subject!r}: {error!r}") from error
+        headers = last.headers or {}
+        if headers.get(KV_OP) in (KV_DEL, KV_PURGE) and _MOVED_HEADER not in headers:
+            return last.seq
+        return None
+
+    async def move_finished(self, doc: TaskDoc, revision: int) -> None:
+        """Move a finished document out of its partition (see the module docstring): copied to its finished
+        key, then its live key purged if `revision` is still its last. Made again, it does nothing more.
+
+        Raises:
+            NatsStoreError: NATS did not store a step (the steps done stay done: call it again).
+        """
+        task_id = doc.task_id
+        finished = self._docs_prefix + self.finished_key(task_id)
+        with contextlib.suppress(WrongLastSequenceError):  # (copied before)
+            await self.writer.write(finished, encode_doc(doc), expected_last_subject_sequence=0)
+        with contextlib.suppress(WrongLastSequenceError):  # (purged before)
+            await self.writer.write(
+                self.doc_subject(task_id), b"", headers=self._moved_headers, expected_last_subject_sequence=revision
+            )
+
+    async def delete(self, task_id: str) -> None:
+        """Remove a document (a task whose acceptance failed); gone already is fine. Its marker expires.
+
+        Raises:
+            NatsStoreError: NATS did not store the removal.
+        """
+        await self.writer.write(self.doc_subject(task_id), b"", headers=self._removed_headers)
 
     async def all_docs(self) -> list[TaskDoc]:
         """Every document, read in one pass over the bucket's stream (the last value of each key).
@@ -355,7 +431,7 @@ class PartitionedStore:
             )
         except NATS_ERRORS as error:
             raise NatsUnavailableError(f"cannot list the task documents: {error!r}") from error
-        found = []
+        found: dict[str, TaskDoc] = {}
         try:
             while True:
                 try:
@@ -364,11 +440,15 @@ class PartitionedStore:
                     raise NatsUnavailableError(f"listing the task documents stopped: {error!r}") from error
                 if not _is_deletion(message) and message.data:
                     try:
-                        found.append(decode_doc(message.data))
+                        doc = decode_doc(message.data)
                     except (ValueError, KeyError, TypeError) as error:
                         logger.error("skipping an unreadable task document %s: %r", message.subject[:60], error)
+                    else:
+                        # (a task being moved is under both keys for a moment: the finished one counts)
+                        if doc.finished or doc.task_id not in found:
+                            found[doc.task_id] = doc
                 if message.metadata.num_pending == 0:
-                    return found
+                    return list(found.values())
         finally:
             with contextlib.suppress(*NATS_ERRORS):
                 await reader.unsubscribe()
@@ -447,6 +527,22 @@ class PartitionedStore:
     def put_dead_letter(self, task_id: str, entry: bytes) -> asyncio.Future[Ack]:
         """Keep a dead letter (the contract's DeadLetterEntry) where every daemon reads it."""
         return self.writer.write(kv_subject(self.options.dead_letters_bucket, _token(task_id)), entry)
+
+
+async def _allow_msg_ttl(js: JetStreamContext, stream: str) -> None:
+    """Let the documents' stream take per-message TTLs (the moved markers expire by them), if a bucket made
+    before did not (a stream may be changed to allow them, never back).
+
+    Raises:
+        NatsUnavailableError: NATS did not answer.
+    """
+    try:
+        info = await js.stream_info(stream)
+        if not info.config.allow_msg_ttl:
+            logger.info("letting the stream %s take per-message TTLs", stream)
+            await js.update_stream(dataclasses.replace(info.config, allow_msg_ttl=True))
+    except NATS_ERRORS as error:
+        raise NatsUnavailableError(f"cannot let {stream!r} take per-message TTLs: {error!r}") from error
 
 
 def _token(task_id: str) -> str:

@@ -1,0 +1,172 @@
+"""What a PartitionedHome's followers hear, on a real nats-server: a watcher on another replica sees a task end
+that its runner stored but died before publishing (from the document, once the log stays silent), and one
+that ended while the watcher's connection to NATS was down (from the document, as soon as it is back); a
+task's update tried again after NATS did not answer is stored before the ones after it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, cast
+
+import pytest
+
+from tests.conftest import Gates, eventually
+from tests.nats_server import NatsServer
+from tests.orchestrator.fake_edge import FakeEdge, FakeRegistry, fake_worker
+from tests.tcp_proxy import TcpProxy
+from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskStatus
+from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
+from worker_abstraction.orchestrator.edge.link import WorkerLinks
+from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
+from worker_abstraction.orchestrator.homes.nats.partitioned_journal import TaskFacts
+from worker_abstraction.registry.client import RegistryClient
+from worker_abstraction.stores.jetstream import NatsOptions
+from worker_abstraction.stores.jetstream.connection import NatsUnavailableError
+from worker_abstraction.stores.jetstream.pipeline import Ack
+
+pytestmark = pytest.mark.timeout(60)
+
+PARTITIONS = 4
+Replica = Callable[..., Awaitable[tuple[AsyncOrchestrator, PartitionedHome]]]
+
+
+@pytest.fixture
+async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Replica]:
+    """Start one more orchestrator on the shared NATS (its own connection; `url`: reach NATS there)."""
+    started: list[AsyncOrchestrator] = []
+
+    async def start(
+        name: str, *, url: str = nats_server.url, lease_seconds: float = 10.0, silence_seconds: float = 60.0
+    ) -> tuple[AsyncOrchestrator, PartitionedHome]:
+        home = await PartitionedHome.open(
+            NatsOptions((url,)),
+            replica=name,
+            partitions=PARTITIONS,
+            lease_seconds=lease_seconds,
+            silence_seconds=silence_seconds,
+        )
+        orchestrator = AsyncOrchestrator(registry.address, home=home)
+        await orchestrator.start()
+        started.append(orchestrator)
+        return orchestrator, home
+
+    yield start
+    for orchestrator in started:
+        await orchestrator.aclose()
+
+
+@pytest.fixture
+async def proxy(nats_server: NatsServer) -> AsyncIterator[TcpProxy]:
+    proxy = TcpProxy("127.0.0.1", nats_server.port)
+    await proxy.start()
+    yield proxy
+    await proxy.aclose()
+
+
+async def test_a_watcher_sees_the_end_its_runner_stored_but_died_before_publishing(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await start_worker()
+    runner, home_runner = await replica("runner", lease_seconds=2.0)  # (alone: it holds every partition)
+    watcher, home_watcher = await replica("watcher", lease_seconds=2.0, silence_seconds=0.5)
+    await runner.wait_for_workers("wait_for", timeout_seconds=5)
+    gate = "follow-runner-dies"
+    handle = await runner.execute_task("wait_for", {"name": gate})
+    watched = await watcher.watch(handle.task_id)
+    await eventually(lambda: watched.status is TaskStatus.RUNNING, what="the watcher hears it run")
+
+    stored = asyncio.Event()
+    closing: list[asyncio.Task[None]] = []
+
+    def died(facts: TaskFacts) -> None:  # right after its finished document is stored: nothing published
+        stored.set()
+        closing.append(asyncio.create_task(home_runner.client.close()))
+
+    monkeypatch.setattr(home_runner.journal, "_ended", died)
+    gates.open(gate)
+    async with asyncio.timeout(10):
+        await stored.wait()
+        assert await watched.result() == gate
+    assert [u.status for u in watched.updates].count(TaskStatus.COMPLETED) == 1
+    # Nobody published the end: the watcher took it from the document.
+    assert await home_watcher.store.log.last(handle.task_id) == watched.updates[-2].sequence
+    record = await watcher.task(handle.task_id)
+    assert record.status is TaskStatus.COMPLETED and [a.number for a in record.attempts] == [1]
+
+
+async def test_a_watcher_whose_connection_came_back_reads_the_end_it_missed_from_the_document(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates, proxy: TcpProxy
+) -> None:
+    await start_worker()
+    runner, home_runner = await replica("runner")
+    # It hears nothing for 60 s before it reads the document: only the reconnection can end it in time.
+    watcher, _ = await replica("watcher", url=proxy.url, silence_seconds=60.0)
+    await runner.wait_for_workers("wait_for", timeout_seconds=5)
+    gate = "follow-reconnected"
+    handle = await runner.execute_task("wait_for", {"name": gate})
+    assert home_runner.held == 1  # (drawn into a partition the runner holds)
+    watched = await watcher.watch(handle.task_id)
+    await eventually(lambda: watched.status is TaskStatus.RUNNING, what="the watcher hears it run")
+
+    await proxy.cut()
+    gates.open(gate)
+    assert await handle.result(timeout_seconds=10) == gate
+    final = handle.updates[-1].sequence
+    await eventually(lambda: _last(home_runner, handle.task_id, final), what="the end is in the update log")
+    assert not watched.done()  # (published while the watcher was cut off: it never reached it)
+    await proxy.restore()
+    assert await asyncio.wait_for(watched.result(), 15) == gate
+    assert [u.status for u in watched.updates].count(TaskStatus.COMPLETED) == 1
+
+
+async def _last(home: PartitionedHome, task_id: str, number: int) -> bool:
+    return await home.store.log.last(task_id) == number
+
+
+WORKER = fake_worker("w1", slots=1)
+
+
+async def test_an_update_tried_again_is_stored_before_the_ones_after_it(
+    nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = await PartitionedHome.open(NatsOptions((nats_server.url,)), replica="a", partitions=PARTITIONS)
+    edge = FakeEdge(WORKER)
+    directory = WorkerDirectory(cast(RegistryClient, FakeRegistry(WORKER)))
+    orchestrator = AsyncOrchestrator("fake-registry:1", links=cast(WorkerLinks, edge), directory=directory, home=home)
+    try:
+        await orchestrator.wait_for_workers("job", timeout_seconds=5)
+        tried: list[int] = []
+        publish = home.store.publish_update
+
+        def first_try_of_the_first_fails(task_id: str, sequence: int, data: bytes) -> asyncio.Future[Ack]:
+            tried.append(sequence)
+            if tried == [1]:  # NATS did not answer: it is tried again a moment later
+                failed: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+                failed.set_exception(NatsUnavailableError("no acknowledgement"))
+                return failed
+            return publish(task_id, sequence, data)
+
+        monkeypatch.setattr(home.store, "publish_update", first_try_of_the_first_fails)
+        handle = await orchestrator.execute_task("job", {})
+        async with asyncio.timeout(10):
+            attempt = await edge.next_sent()
+        attempt.accept()
+        for _ in range(3):
+            attempt.say(TaskStatus.RUNNING)  # (made while the first is waiting to be tried again)
+        attempt.say(TaskStatus.COMPLETED, output_json='"done"')
+        assert await handle.result(timeout_seconds=10) == "done"
+        numbers = [u.sequence for u in handle.updates]
+        assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 4
+        await eventually(lambda: _last(home, handle.task_id, numbers[-1]), what="every update is stored")
+        assert tried[:2] == [1, 1] and sorted(tried[2:]) == tried[2:]  # nothing went before the first
+        # The stream holds them in order, so a follower reading it from the start hears every one.
+        stored = []
+        async with asyncio.timeout(10):
+            async for sequence, _ in home.store.log.follow(handle.task_id):
+                stored.append(sequence)
+                if sequence == numbers[-1]:
+                    break
+        assert stored == numbers
+    finally:
+        await orchestrator.aclose()
