@@ -49,8 +49,6 @@ from typing import Any
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
-from worker_abstraction import _convert
-from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import TaskExistsError
 from worker_abstraction.orchestrator.core.engine import new_task_id
 from worker_abstraction.orchestrator.core.facts import Resumable
@@ -72,6 +70,7 @@ from worker_abstraction.orchestrator.homes.nats.partitioned_store import (
     PartitionedStoreOptions,
     decode_doc,
 )
+from worker_abstraction.stores import serial
 from worker_abstraction.stores.availability import Backoff, StoreAvailability, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.partitions import PartitionLeases, PartitionOptions
@@ -454,8 +453,8 @@ class PartitionedHome:
             return None
         doc = found[0]
         if doc.finished and doc.record:
-            return finished_handle(_convert.record_from_pb(pb.TaskRecord.FromString(doc.record)))
-        spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
+            return finished_handle(serial.record_of(doc.record))
+        spec = serial.spec_of(doc.request)
         return self._follow(task_id, spec.capability, spec.params, fresh=False)
 
     async def record(self, task_id: str) -> TaskRecord | None:
@@ -587,43 +586,62 @@ class PartitionedHome:
         self._spawn(self._adopt(partition, epoch, doc, revision))
 
     async def _adopt(self, partition: int, epoch: int, doc: TaskDoc, revision: int) -> None:
-        """Claim a task of a held partition (its holder becomes this daemon), then run it here."""
-        task_id, token = doc.task_id, holder_token(self.replica, epoch)
+        """Claim a task of a held partition (its holder becomes this daemon), then run it here; while NATS does
+        not answer, try again (from its document as it then stands) for as long as the partition is held: a
+        task claimed here and not run would wait for the partition to move."""
+        task_id = doc.task_id
         abandoned = self._abandoned.pop(task_id, None) is not None  # (made here, never run: from its start)
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         try:
-            while True:
-                if not self._alive(partition, epoch):
-                    return
+            while self._alive(partition, epoch):
                 raise_if_cancelled()
-                claimed = dataclasses.replace(doc, holder=token)
                 try:
-                    revision = await self.store.update_doc(claimed, revision)
-                    break
-                except WrongLastSequenceError:
-                    found = await self.store.get(task_id)  # (written meanwhile: a cancel, or our claim landed)
-                except NatsUnavailableError as error:
+                    await self._adopt_once(partition, epoch, doc, revision, abandoned=abandoned)
+                    return
+                except NatsStoreError as error:
                     self.availability.failed(error)
+                    logger.warning("task %s could not be taken on yet: %s; trying again", task_id, error)
                     await asyncio.sleep(backoff.pause())
-                    continue
+                try:
+                    found = await self.store.get(task_id)
+                except NatsStoreError:
+                    continue  # (with the document as last read)
                 if found is None or found[0].finished:
                     return
-                if found[0].holder == token and not abandoned:
-                    claimed, revision = found
-                    break
                 doc, revision = found
-            fresh = (not doc.holder or abandoned) and not doc.cancel_reason and doc.state == QUEUED and not doc.attempt
-            spec = _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(doc.request))
-            base = 0 if fresh else await self.store.log.last(task_id)
-            if not self._alive(partition, epoch) or self._runs is None:
-                return  # (the next holder carries it on)
-            resume = None if fresh else resumable(spec, doc)
-            self._runs.announce(self._run(spec, TaskFacts(claimed, revision, partition, epoch, base=base), resume))
-        except NatsStoreError as error:  # (another daemon takes it once the partition moves; here: at a restart)
-            logger.error("task %s could not be taken on: %s", task_id, error)
-            self.availability.failed(error)
         finally:
             self._adopting.discard(task_id)
+
+    async def _adopt_once(self, partition: int, epoch: int, doc: TaskDoc, revision: int, *, abandoned: bool) -> None:
+        task_id, token = doc.task_id, holder_token(self.replica, epoch)
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        while True:
+            if not self._alive(partition, epoch):
+                return
+            raise_if_cancelled()
+            claimed = dataclasses.replace(doc, holder=token)
+            try:
+                revision = await self.store.update_doc(claimed, revision)
+                break
+            except WrongLastSequenceError:
+                found = await self.store.get(task_id)  # (written meanwhile: a cancel, or our claim landed)
+            except NatsUnavailableError as error:
+                self.availability.failed(error)
+                await asyncio.sleep(backoff.pause())
+                continue
+            if found is None or found[0].finished:
+                return
+            if found[0].holder == token and not abandoned:
+                claimed, revision = found
+                break
+            doc, revision = found
+        fresh = (not doc.holder or abandoned) and not doc.cancel_reason and doc.state == QUEUED and not doc.attempt
+        spec = serial.spec_of(doc.request)
+        base = 0 if fresh else await self.store.log.last(task_id)
+        if not self._alive(partition, epoch) or self._runs is None:
+            return  # (the next holder carries it on)
+        resume = None if fresh else resumable(spec, doc)
+        self._runs.announce(self._run(spec, TaskFacts(claimed, revision, partition, epoch, base=base), resume))
 
     def _run(self, spec: TaskSpec, facts: TaskFacts, resume: Resumable | None) -> AsyncTaskHandle:
         assert self._runs is not None, "the home was started"

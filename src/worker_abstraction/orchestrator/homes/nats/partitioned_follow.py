@@ -19,11 +19,10 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
-from worker_abstraction import _convert
-from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle, TaskOwner
 from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.orchestrator.remote.session import observe
+from worker_abstraction.stores import serial
 from worker_abstraction.stores.availability import Backoff, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsStoreError
 from worker_abstraction.stores.jetstream.updates import Listening, UpdateLog
@@ -95,7 +94,7 @@ class Followers:
                             break  # (a follow never ends by itself: read it again)
                         heard = None
                         seen = sequence
-                        observe(state, _convert.update_from_pb(pb.TaskResult.FromString(data)))
+                        observe(state, serial.update_of(data))
                         backoff.reset()
                     elif (record := await self._ended(task_id)) is not None:
                         _end(state, record, seen)
