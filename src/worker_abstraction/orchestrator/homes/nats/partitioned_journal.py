@@ -12,7 +12,8 @@ Fencing: every document this daemon writes names it as its holder for one epoch 
 compare-and-set that fails is read back: a document that names another holder (a daemon that took the
 partition over claimed it), or is finished, or gone, ends this daemon's hold (the run stops at once); one
 that still names this holder was changed by a cancel from another daemon (taken in, and the run told), or
-is this daemon's own write whose acknowledgement was lost: the write is made again on that revision.
+is this daemon's own write whose acknowledgement was lost: the write is made again on that revision (or, if
+it was the task's end, counts as written).
 
 Updates: a task's updates are published one at a time, in their order: the next goes out once the log
 stored the one before (or it was given up on), so one tried again after NATS did not answer never lands
@@ -411,9 +412,7 @@ class PartitionedJournal:
         if error is None:
             facts.revision = written.result().seq
             facts.backoff = None
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            _succeed(waiters)
             if facts.dirty:
                 self._send(facts)
             elif finished:
@@ -442,6 +441,7 @@ class PartitionedJournal:
     async def _read_back(self, facts: TaskFacts) -> None:
         """A compare-and-set of the task's document failed: see who wrote it (module docstring)."""
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        landed = False
         try:
             while True:
                 if facts.gone:
@@ -461,7 +461,8 @@ class PartitionedJournal:
                 self.lose(facts, "its document is gone")
                 return
             doc, revision = found
-            if doc.holder != facts.holder or doc.finished:
+            landed = doc.holder == facts.holder and doc.finished and facts.doc.finished
+            if doc.holder != facts.holder or (doc.finished and not landed):
                 self.lose(facts, f"another daemon holds it now ({doc.holder or 'finished'})")
                 return
             if doc.cancel_reason and not facts.doc.cancel_reason:
@@ -471,7 +472,12 @@ class PartitionedJournal:
         finally:
             if facts.retrying is asyncio.current_task():
                 facts.retrying = None
-        self._send(facts)
+        if landed:  # this daemon's own end was stored, its acknowledgement lost (NATS stalled, say): it is written
+            _succeed(facts.waiting)
+            facts.waiting = []
+            self._ended(facts)
+        else:
+            self._send(facts)
         self._settle(facts)
 
     def _ended(self, facts: TaskFacts) -> None:
@@ -621,6 +627,12 @@ def _sent(worker_id: str, worker_address: str, attempt: int) -> Callable[[TaskDo
         )
 
     return sent
+
+
+def _succeed(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 def _fail(waiters: list[asyncio.Future[None]], error: BaseException) -> None:
