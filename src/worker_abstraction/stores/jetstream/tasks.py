@@ -25,7 +25,7 @@ import json
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from nats.aio.client import Client
@@ -380,14 +380,18 @@ def _key_of(idempotency_key: str) -> str:
     return hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
+_KNOWN = frozenset(field.name for field in fields(TaskDoc))
+_FIELD_NAMES = tuple(field.name for field in fields(TaskDoc))
+_DOC_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
 def _encode(doc: TaskDoc) -> bytes:
-    data: dict[str, Any] = asdict(doc)
+    # Its fields by name, in their order (the bytes `asdict` gave, without its deep copy of every field: a
+    # document is encoded several times per task, and asdict cost ~25 us of it).
+    data: dict[str, Any] = {name: getattr(doc, name) for name in _FIELD_NAMES}
     for name in _BYTES_FIELDS:
         data[name] = base64.b64encode(data[name]).decode()
-    return json.dumps(data, separators=(",", ":")).encode()
-
-
-_KNOWN = frozenset(field.name for field in fields(TaskDoc))
+    return _DOC_ENCODER.encode(data).encode()
 
 
 def _decode(value: bytes) -> TaskDoc:
