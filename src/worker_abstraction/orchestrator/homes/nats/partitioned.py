@@ -92,6 +92,7 @@ _RETRY_CAP_SECONDS = 5.0
 _CANCEL_TRIES = 10
 _ABANDONED_REMEMBERED = 10_000
 _NO_CANCEL = b'"cancel_reason":""'  # (as the documents are encoded: compact JSON)
+_FINISHED = b'"state":"finished"'
 
 
 class _Owner:
@@ -570,6 +571,8 @@ class PartitionedHome:
             return
         if task_id in self._accepting or task_id in self._adopting:
             return
+        if _FINISHED in data and self.journal.moved(task_id):
+            return  # (the echo of a run's own end, most often: not decoded)
         self._consider(partition, epoch, decode_doc(data), message.metadata.sequence.stream)
 
     def _consider(self, partition: int, epoch: int, doc: TaskDoc, revision: int) -> None:

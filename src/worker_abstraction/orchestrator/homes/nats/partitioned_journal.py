@@ -196,6 +196,10 @@ class PartitionedJournal:
         self._moving[task_id] = moving
         moving.add_done_callback(functools.partial(self._move_ended, task_id))
 
+    def moved(self, task_id: str) -> bool:
+        """Whether a task's finished document is being moved, or was lately (by this daemon)."""
+        return task_id in self._moving or task_id in self._moved
+
     @property
     def moving(self) -> int:
         """Finished documents being moved out of their partitions now."""
