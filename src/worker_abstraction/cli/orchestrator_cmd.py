@@ -198,13 +198,8 @@ async def _nats_home(args: argparse.Namespace) -> TaskHome:
     # Imported here: nats-py costs a daemon with a SQLite store its start-up time for nothing.
     if args.nats_home == "partitioned":
         from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
-        from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStoreOptions
-        from worker_abstraction.stores.jetstream import UpdateLogOptions
 
-        # The update log named too: its default is one copy, and opening it brings the stream to that (an R3
-        # log would be cut to R1).
-        copies = PartitionedStoreOptions(replicas=nats.replicas, updates=UpdateLogOptions(replicas=nats.replicas))
-        partitioned = await PartitionedHome.open(nats, replica=replica, lease_seconds=args.lease_seconds, store=copies)
+        partitioned = await PartitionedHome.open(nats, replica=replica, lease_seconds=args.lease_seconds)
         _log.info("tasks shared on NATS JetStream in partitions as replica %s", replica)
         return partitioned
     from worker_abstraction.orchestrator.homes.nats.home import NatsHome

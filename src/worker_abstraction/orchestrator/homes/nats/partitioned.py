@@ -76,6 +76,7 @@ from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStor
 from worker_abstraction.stores.jetstream.partitions import PartitionLeases, PartitionOptions
 from worker_abstraction.stores.jetstream.pipeline import Ack, WrongLastSequenceError
 from worker_abstraction.stores.jetstream.tasks import QUEUED, TaskDoc
+from worker_abstraction.stores.jetstream.updates import UpdateLogOptions
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -175,7 +176,11 @@ class PartitionedHome:
             NatsStoreError: NATS is unreachable or too old, or a bucket or stream cannot be made.
         """
         client = await connect(nats, name=f"wa-orchestrator {replica}")
-        options = dataclasses.replace(store or PartitionedStoreOptions(replicas=nats.replicas), partitions=partitions)
+        # By default every bucket and stream in `nats.replicas` copies, the update log's too (opening a stream
+        # brings it to the copies asked for: an R3 log opened with the log's own default would be cut to R1).
+        copies = nats.replicas
+        default = PartitionedStoreOptions(replicas=copies, updates=UpdateLogOptions(replicas=copies))
+        options = dataclasses.replace(store or default, partitions=partitions)
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         deadline = asyncio.get_running_loop().time() + OPEN_SECONDS
         try:
