@@ -20,9 +20,11 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 logger = logging.getLogger(__name__)
+
+_RELOG_SECONDS = 60.0  # a loop that keeps failing unexpectedly logs its traceback this often at most
 
 
 class StoreAvailability:
@@ -108,3 +110,24 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def kept_running(
+    name: str, loop: Callable[[], Awaitable[None]], log: logging.Logger, *, first: float = 0.1, cap: float = 5.0
+) -> None:
+    """Run a background loop for good: one that raises (an error nobody foresaw) is logged on `log`, with
+    its traceback at most once a minute, and started again after a pause (jittered, from `first` to `cap`)."""
+    backoff = Backoff(first, cap)
+    logged_at = -_RELOG_SECONDS
+    while True:
+        raise_if_cancelled()
+        try:
+            await loop()
+        except Exception:
+            now = asyncio.get_running_loop().time()
+            if now - logged_at >= _RELOG_SECONDS:
+                logged_at = now
+                log.exception("%s stopped; starting it again", name)
+            else:
+                log.debug("%s stopped again; starting it again", name, exc_info=True)
+            await asyncio.sleep(backoff.pause())

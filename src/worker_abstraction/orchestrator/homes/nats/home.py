@@ -55,7 +55,7 @@ from worker_abstraction.orchestrator.core.state import task_record
 from worker_abstraction.orchestrator.homes.nats.journal import SharedJournal, record_of
 from worker_abstraction.orchestrator.homes.nats.relay import UpdatePublisher, followed_handle
 from worker_abstraction.stores import serial
-from worker_abstraction.stores.availability import Backoff, StoreAvailability, raise_if_cancelled
+from worker_abstraction.stores.availability import Backoff, StoreAvailability, kept_running, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, TaskDoc, TaskDocs, TaskDocsOptions
 from worker_abstraction.stores.jetstream.updates import UpdateLog, UpdateLogOptions, task_token
@@ -76,7 +76,6 @@ _PROBE_SECONDS = 1.0  # how often NATS is asked whether it answers (the health c
 _PROBE_TIMEOUT_SECONDS = 2.0
 OPEN_SECONDS = 30.0  # how long a replica starting asks a cluster that answers but cannot open its buckets yet
 CLOSE_SECONDS = 10.0  # how long a replica that stops waits for NATS to take its last facts and leases
-_RELOG_SECONDS = 60.0  # a loop that keeps failing unexpectedly logs its traceback this often at most
 
 
 class _Holding:
@@ -540,22 +539,7 @@ class NatsHome:
             backoff.reset()
 
     async def _kept_running(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run a background loop for good: one that raises (an error nobody foresaw) is logged, with its
-        traceback at most once a minute, and started again after a pause."""
-        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
-        logged_at = -_RELOG_SECONDS
-        while True:
-            raise_if_cancelled()
-            try:
-                await loop()
-            except Exception:
-                now = asyncio.get_running_loop().time()
-                if now - logged_at >= _RELOG_SECONDS:
-                    logged_at = now
-                    logger.exception("%s stopped; starting it again", name)
-                else:
-                    logger.debug("%s stopped again; starting it again", name, exc_info=True)
-                await asyncio.sleep(backoff.pause())
+        await kept_running(name, loop, logger, first=_RETRY_FIRST_SECONDS, cap=_RETRY_CAP_SECONDS)
 
     # ---- inside ----------------------------------------------------------------------------------------------
 

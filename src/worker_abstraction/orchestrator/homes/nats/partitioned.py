@@ -71,7 +71,7 @@ from worker_abstraction.orchestrator.homes.nats.partitioned_store import (
     decode_doc,
 )
 from worker_abstraction.stores import serial
-from worker_abstraction.stores.availability import Backoff, StoreAvailability, raise_if_cancelled
+from worker_abstraction.stores.availability import Backoff, StoreAvailability, kept_running, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.partitions import PartitionLeases, PartitionOptions
 from worker_abstraction.stores.jetstream.pipeline import Ack, WrongLastSequenceError
@@ -713,14 +713,7 @@ class PartitionedHome:
             backoff.reset()
 
     async def _kept_running(self, name: str, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
-        while True:
-            raise_if_cancelled()
-            try:
-                await loop()
-            except Exception:
-                logger.exception("%s stopped; starting it again", name)
-                await asyncio.sleep(backoff.pause())
+        await kept_running(name, loop, logger, first=_RETRY_FIRST_SECONDS, cap=_RETRY_CAP_SECONDS)
 
     # ---- inside ----------------------------------------------------------------------------------------------
 
