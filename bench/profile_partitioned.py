@@ -92,7 +92,7 @@ BUCKETS = (NATS_PY, DOC_JSON, PROTOBUF, WRITER, CONSUMER, UPDATES, HOME, ENGINE,
 
 _CONSUMER_FUNCTIONS = frozenset({"_seen", "_consider", "_watching", "heard", "watch_partition", "_is_deletion",
                                  "task_id_of"})  # fmt: skip
-_UPDATE_FUNCTIONS = frozenset({"_updated", "_publish", "_publish_next", "_update_written", "publish_update",
+_UPDATE_FUNCTIONS = frozenset({"_updated", "send_update",
                                "task_token", "sink"})  # fmt: skip
 # Files whose functions serve everyone: their time goes to their callers' buckets.
 _GENERIC_FILES = ("/json/", "/base64.py", "/dataclasses.py", "/functools.py", "/contextlib.py", "/hashlib.py",

@@ -1,7 +1,7 @@
 """What a PartitionedHome's followers hear, on a real nats-server: a watcher on another replica sees a task end
 that its runner stored but died before publishing (from the document, once the log stays silent), and one
 that ended while the watcher's connection to NATS was down (from the document, as soon as it is back); a
-task's update tried again after NATS did not answer is stored before the ones after it."""
+task's updates are stored in order, the last one once its end is stored."""
 
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHo
 from worker_abstraction.orchestrator.homes.nats.partitioned_journal import TaskFacts
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.stores.jetstream import NatsOptions
-from worker_abstraction.stores.jetstream.connection import NatsUnavailableError
-from worker_abstraction.stores.jetstream.pipeline import Ack
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -127,7 +125,7 @@ async def _last(home: PartitionedHome, task_id: str, number: int) -> bool:
 WORKER = fake_worker("w1", slots=1)
 
 
-async def test_an_update_tried_again_is_stored_before_the_ones_after_it(
+async def test_updates_go_out_in_order_and_the_last_once_the_end_is_stored(
     nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     home = await PartitionedHome.open(NatsOptions((nats_server.url,)), replica="a", partitions=PARTITIONS)
@@ -136,30 +134,26 @@ async def test_an_update_tried_again_is_stored_before_the_ones_after_it(
     orchestrator = AsyncOrchestrator("fake-registry:1", links=cast(WorkerLinks, edge), directory=directory, home=home)
     try:
         await orchestrator.wait_for_workers("job", timeout_seconds=5)
-        tried: list[int] = []
-        publish = home.store.publish_update
+        sent: list[tuple[int, bool]] = []  # (number, the task's end stored by then)
+        send = home.store.send_update
 
-        def first_try_of_the_first_fails(task_id: str, sequence: int, data: bytes) -> asyncio.Future[Ack]:
-            tried.append(sequence)
-            if tried == [1]:  # NATS did not answer: it is tried again a moment later
-                failed: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-                failed.set_exception(NatsUnavailableError("no acknowledgement"))
-                return failed
-            return publish(task_id, sequence, data)
+        def sending(task_id: str, sequence: int, data: bytes) -> None:
+            sent.append((sequence, home.journal.facts(task_id) is None))  # (let go once its end is stored)
+            send(task_id, sequence, data)
 
-        monkeypatch.setattr(home.store, "publish_update", first_try_of_the_first_fails)
+        monkeypatch.setattr(home.store, "send_update", sending)
         handle = await orchestrator.execute_task("job", {})
         async with asyncio.timeout(10):
             attempt = await edge.next_sent()
         attempt.accept()
         for _ in range(3):
-            attempt.say(TaskStatus.RUNNING)  # (made while the first is waiting to be tried again)
+            attempt.say(TaskStatus.RUNNING)
         attempt.say(TaskStatus.COMPLETED, output_json='"done"')
         assert await handle.result(timeout_seconds=10) == "done"
         numbers = [u.sequence for u in handle.updates]
         assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 4
         await eventually(lambda: _last(home, handle.task_id, numbers[-1]), what="every update is stored")
-        assert tried[:2] == [1, 1] and sorted(tried[2:]) == tried[2:]  # nothing went before the first
+        assert sent == [(number, number == numbers[-1]) for number in numbers]
         # The stream holds them in order, so a follower reading it from the start hears every one.
         stored = []
         async with asyncio.timeout(10):

@@ -137,7 +137,7 @@ async def test_a_finished_task_left_in_its_partition_is_moved_by_its_next_holder
     await first.wait_for_workers("echo", timeout_seconds=5)
     kept: set[str] = set()
 
-    def died_before_moving(doc: TaskDoc, revision: int) -> None:  # (asked by the run, and by the watch)
+    def died_before_moving(doc: TaskDoc, revision: int, *, stored: bool = False) -> None:  # (the run's, the watch's)
         kept.add(doc.task_id)
 
     monkeypatch.setattr(home_first.journal, "move", died_before_moving)

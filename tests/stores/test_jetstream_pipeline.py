@@ -74,6 +74,22 @@ async def test_writes_made_together_are_all_stored_in_the_order_they_were_made(w
     assert writer.pending == 0
 
 
+async def test_sent_writes_are_stored_unacknowledged_between_the_acknowledged_ones_in_order(
+    client: Client, writer: JetStreamWriter
+) -> None:
+    first = writer.write("pipe.mixed", b"first")
+    for n in range(5):
+        writer.send("pipe.mixed", f"sent {n}".encode(), msg_id=f"mixed:{n}")
+    writer.send("pipe.mixed", b"sent 0 again", msg_id="mixed:0")  # (its msg_id stored already: not stored)
+    last = writer.write("pipe.mixed", b"last")
+    acks = await _settled(first, last)
+    assert [ack.seq for ack in acks if isinstance(ack, Ack)] == [1, 7]  # (the duplicate was not stored)
+    assert writer.pending == 0
+    js = client.jetstream()
+    stored = [(await js.get_msg(STREAM, seq)).data for seq in (1, 2, 3, 4, 5, 6, 7)]
+    assert stored == [b"first", *(f"sent {n}".encode() for n in range(5)), b"last"]
+
+
 async def test_batches_beyond_max_batch_are_stored_in_order_too(client: Client) -> None:
     async with await JetStreamWriter.open(client, WriterOptions(max_batch=10)) as writer:
         acks = await _settled(*(writer.write("pipe.one", str(i).encode()) for i in range(95)))

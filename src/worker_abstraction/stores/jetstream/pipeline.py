@@ -11,6 +11,9 @@ trip, not N.
   waiting), at most `max_batch` per socket write. Writes go out in the order they were made, so writes to
   one subject are stored in that order (JetStream takes one connection's messages in order).
 - Many at once: `await asyncio.gather(*(writer.write(...) for ...))`, or one `kv_update` per task.
+- `send` is a write nobody waits for: published in the same order and batches, with no reply subject, so
+  the stream stores it without acknowledging it (nothing comes back, nothing is tracked). What NATS does not
+  take (an outage, a full stream) is lost without a word: for what a later write or a fallback makes good.
 - A KV bucket is a stream whose subject per key is `$KV.<bucket>.<key>`: `kv_create` publishes there
   expecting the key's last revision to be 0, `kv_update` expecting `last_revision`, as nats-py's KeyValue
   does, so nats-py reads back exactly what was written.
@@ -132,7 +135,9 @@ class _Batch:
 class _Write:
     __slots__ = ("batch", "data", "future", "headers", "subject")
 
-    def __init__(self, subject: str, data: bytes, headers: dict[str, str] | None, future: asyncio.Future[Ack]) -> None:
+    def __init__(
+        self, subject: str, data: bytes, headers: dict[str, str] | None, future: asyncio.Future[Ack] | None
+    ) -> None:
         self.subject, self.data, self.headers, self.future = subject, data, headers, future
         self.batch: _Batch | None = None
 
@@ -231,6 +236,19 @@ class JetStreamWriter:
             self._wake.set()
         return future
 
+    def send(
+        self, subject: str, data: bytes, *, headers: dict[str, str] | None = None, msg_id: str | None = None
+    ) -> None:
+        """Publish `data` to the stream listening on `subject` with the next batch, unacknowledged (see the
+        module's docstring): dropped at once when the writer is closed or full, or NATS is not connected."""
+        if self._closed or self.pending >= self._options.max_pending:
+            return
+        if msg_id is not None:
+            headers = {**(headers or {}), _MSG_ID: msg_id}
+        self._queue.append(_Write(subject, data, headers, None))
+        if len(self._queue) == 1 or len(self._queue) >= self._options.max_batch:
+            self._wake.set()
+
     async def kv_create(self, bucket: str, key: str, data: bytes) -> int:
         """Create a KV key (one deleted or purged counts as absent, as for nats-py); its revision.
 
@@ -271,6 +289,11 @@ class JetStreamWriter:
             self._watch = None
         closed = "the JetStream writer was closed before {subject!r} was acknowledged"
         queued, self._queue = self._queue, []
+        if self._client.is_connected:  # what was sent unacknowledged still goes (the connection flushes it)
+            for write in queued:
+                if write.future is None:
+                    with contextlib.suppress(Exception):
+                        await self._client.publish(write.subject, write.data, headers=write.headers)
         for write in itertools.chain(self._sending, queued, self._waiting.values()):
             _fail(write, NatsUnavailableError(closed.format(subject=write.subject)))
         self._waiting.clear()
@@ -315,6 +338,12 @@ class JetStreamWriter:
             return
         batch = _Batch(self._loop.time() + self._options.ack_timeout_seconds, self._client.stats["reconnects"])
         for write in writes:
+            if write.future is None:  # (sent unacknowledged)
+                try:
+                    await self._client.publish(write.subject, write.data, headers=write.headers)
+                except Exception as error:
+                    logger.debug("an unacknowledged write to %r was not published: %r", write.subject, error)
+                continue
             if write.future.done():
                 continue  # its caller cancelled it
             token = str(next(self._tokens))
@@ -340,7 +369,7 @@ class JetStreamWriter:
             return  # answered late: its future failed already
         if write.batch is not None:
             write.batch.remaining -= 1
-        if write.future.done():
+        if write.future is None or write.future.done():
             return
         outcome = _outcome(write.subject, msg)
         if isinstance(outcome, Ack):
@@ -421,5 +450,5 @@ def _outcome(subject: str, msg: Msg) -> Ack | NatsStoreError:
 
 
 def _fail(write: _Write, error: NatsStoreError) -> None:
-    if not write.future.done():
+    if write.future is not None and not write.future.done():
         write.future.set_exception(error)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -79,6 +80,7 @@ class Listening:
     queue: asyncio.Queue[tuple[int, bytes] | None]
 
 
+@functools.lru_cache(maxsize=8192)
 def task_token(task_id: str) -> str:
     """The subject token of a task's updates: a digest, so any task id fits in a subject."""
     return hashlib.sha256(task_id.encode()).hexdigest()[:_TOKEN_CHARS]

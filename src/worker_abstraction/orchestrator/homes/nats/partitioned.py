@@ -644,6 +644,11 @@ class PartitionedHome:
                 break
             doc, revision = found
         fresh = (not doc.holder or abandoned) and not doc.cancel_reason and doc.state == QUEUED and not doc.attempt
+        if not fresh:  # its holder may have finished it and died before its live key was purged
+            ended = await self.store.get_finished(task_id)
+            if ended is not None:
+                self.journal.move(ended[0], revision, stored=True)
+                return
         spec = serial.spec_of(doc.request)
         base = 0 if fresh else await self.store.log.last(task_id)
         if not self._alive(partition, epoch) or self._runs is None:

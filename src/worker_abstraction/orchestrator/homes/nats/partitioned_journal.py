@@ -15,27 +15,29 @@ that still names this holder was changed by a cancel from another daemon (taken 
 is this daemon's own write whose acknowledgement was lost: the write is made again on that revision (or, if
 it was the task's end, counts as written).
 
-Updates: a task's updates are published one at a time, in their order: the next goes out once the log
-stored the one before (or it was given up on), so one tried again after NATS did not answer never lands
-behind a later one, which followers would skip for good (they read a task's updates in the stream's order
-and keep only numbers above the last they had). Updates of different tasks share the writer's batches. A
-finished task's last update goes to the update log only once its finished document is stored, so a watcher
+Updates: a task's updates go to the update log through the writer as they are made, unacknowledged
+(`PartitionedStore.send_update`): in their order, after every write made before them, with nothing waited
+for and nothing tried again. One NATS did not take is missed by followers on another daemon only (the run's
+own handle has them all); they read the task's document when the log stays silent, so they still hear its
+end. A finished task's last update goes to the log only once its finished document is stored, so a watcher
 never sees an end that the document does not record; and after the others, so it is the last one stored.
 
-Once its finished document is stored, a task is moved out of its partition (`PartitionedStore.move_finished`:
-copied among the finished ones, its live key purged), so a daemon that gains the partition later replays only
-what is unfinished. The move is housekeeping after the fact: the write that finished the document is what
-counts, and a move that did not happen (the daemon died, NATS did not answer) is made by whoever holds the
-partition when it sees the finished document (`move`).
+A task ends with its finished document written to its finished key (`PartitionedStore.finish_doc`: once,
+whoever writes it; the write that counts), not over its live document. Its live key is purged next,
+fenced by the revision this daemon last wrote (`purge_finished`), so a daemon that gains the partition later
+replays only what is unfinished. The purge is housekeeping after the fact: one that did not happen (the
+daemon died, NATS did not answer) is made by whoever holds the partition, which looks for a task's finished
+document before it runs a task it takes on (`PartitionedHome`), and purges its live key instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -57,7 +59,6 @@ from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec
 
 logger = logging.getLogger(__name__)
 
-PUBLISH_TRIES = 30  # tries of an update while NATS does not answer (backing off up to a few seconds)
 LETTER_TRIES = 30
 MOVE_TRIES = 60  # tries of a finished document's move (then the partition's next owner makes it)
 _MOVED_REMEMBERED = 4096  # moves made lately, not made again when a late copy of the document is seen
@@ -103,8 +104,8 @@ class TaskFacts:
     """A task this daemon holds: its document as made here, and how far NATS has it."""
 
     __slots__ = ("backoff", "base", "dirty", "doc", "epoch", "gone", "handle", "hold", "holder", "last", "partition",
-                 "published", "publishing", "releasing", "retrying", "revision", "sending", "settled",
-                 "task_id", "unpublished", "waiting")  # fmt: skip
+                 "published", "releasing", "retrying", "revision", "sending", "settled", "task_id",
+                 "waiting")  # fmt: skip
 
     def __init__(self, doc: TaskDoc, revision: int, partition: int, epoch: int, *, base: int = 0) -> None:
         self.task_id = doc.task_id
@@ -115,9 +116,7 @@ class TaskFacts:
         self.hold: Hold | None = None
         self.handle: AsyncTaskHandle | None = None  # its run's
         self.base = base  # the run's updates are numbered after this one (the last a previous holder kept)
-        self.published = base  # the highest update number the log confirmed
-        self.unpublished: deque[tuple[int, bytes, bool]] = deque()  # (number, update, terminal), in order
-        self.publishing = False  # the first of them is on its way (or waiting to be tried again)
+        self.published = base  # the highest update number sent to the log
         self.last: tuple[int, bytes] | None = None  # the terminal update, published once the end is stored
         self.sending = False  # a write is on its way
         self.dirty = False  # facts made since that write
@@ -130,7 +129,7 @@ class TaskFacts:
 
     @property
     def quiet(self) -> bool:
-        return not self.sending and not self.dirty and self.retrying is None and not self.unpublished
+        return not self.sending and not self.dirty and self.retrying is None
 
 
 class PartitionedJournal:
@@ -186,13 +185,14 @@ class PartitionedJournal:
         """Where the run's updates go: the update log, numbered after `facts.base`."""
         return functools.partial(self._updated, facts)
 
-    def move(self, doc: TaskDoc, revision: int) -> None:
-        """Move a finished document out of its partition (module docstring), unless that is under way or done
-        lately; tried again while NATS does not answer."""
+    def move(self, doc: TaskDoc, revision: int, *, stored: bool = False) -> None:
+        """Move a finished document out of its partition (module docstring): its live key purged if `revision`
+        is still its last, after it is copied to its finished key unless it is `stored` there. Not made again
+        while under way or done lately; tried again while NATS does not answer."""
         task_id = doc.task_id
         if task_id in self._moving or task_id in self._moved:
             return
-        moving = asyncio.ensure_future(self._move(doc, revision))
+        moving = asyncio.ensure_future(self._move(doc, revision, stored))
         self._moving[task_id] = moving
         moving.add_done_callback(functools.partial(self._move_ended, task_id))
 
@@ -400,9 +400,13 @@ class PartitionedJournal:
             return
         facts.sending, facts.dirty = True, False
         waiters, facts.waiting = facts.waiting, []
-        written = self._store.write_doc(facts.task_id, facts.doc, facts.revision)
+        finished = facts.doc.finished
+        if finished:
+            written = self._store.finish_doc(facts.doc)
+        else:
+            written = self._store.write_doc(facts.task_id, facts.doc, facts.revision)
         self._inflight.add(written)
-        written.add_done_callback(functools.partial(self._written, facts, waiters, facts.doc.finished))
+        written.add_done_callback(functools.partial(self._written, facts, waiters, finished))
 
     def _written(
         self, facts: TaskFacts, waiters: list[asyncio.Future[None]], finished: bool, written: asyncio.Future[Ack]
@@ -414,7 +418,8 @@ class PartitionedJournal:
             _fail(waiters, StaleHolderError(facts.task_id, facts.holder, "another daemon (this one's hold was lost)"))
             return
         if error is None:
-            facts.revision = written.result().seq
+            if not finished:  # (a finished document is not on the live key: the purge is fenced by the last)
+                facts.revision = written.result().seq
             facts.backoff = None
             _succeed(waiters)
             if facts.dirty:
@@ -454,25 +459,32 @@ class PartitionedJournal:
                     self.lose(facts, "its partition's lease lapsed")
                     return
                 try:
-                    found = await self._store.get(facts.task_id)
+                    if facts.doc.finished:  # (its end lost a race, or its acknowledgement was lost)
+                        found = await self._store.get_finished(facts.task_id)
+                    else:
+                        found = await self._store.get(facts.task_id)
                     break
                 except NatsUnavailableError as error:
                     self._availability.failed(error)
                     await asyncio.sleep(backoff.pause())
             if facts.gone:
                 return
-            if found is None:
+            if found is None and not facts.doc.finished:
                 self.lose(facts, "its document is gone")
                 return
-            doc, revision = found
-            landed = doc.holder == facts.holder and doc.finished and facts.doc.finished
-            if doc.holder != facts.holder or (doc.finished and not landed):
-                self.lose(facts, f"another daemon holds it now ({doc.holder or 'finished'})")
-                return
-            if doc.cancel_reason and not facts.doc.cancel_reason:
-                facts.doc = replace(facts.doc, cancel_reason=doc.cancel_reason)
-                self._cancelled(facts.task_id, doc.cancel_reason)
-            facts.revision = revision
+            if found is not None:  # (a finished document not found after all is written again)
+                doc, revision = found
+                landed = doc.holder == facts.holder and doc.finished and facts.doc.finished
+                if doc.holder != facts.holder or (doc.finished and not landed):
+                    if doc.finished and facts.doc.finished:  # ended elsewhere: its live key, still ours, goes
+                        self.move(doc, facts.revision, stored=True)
+                    self.lose(facts, f"another daemon holds it now ({doc.holder or 'finished'})")
+                    return
+                if doc.cancel_reason and not facts.doc.cancel_reason:
+                    facts.doc = replace(facts.doc, cancel_reason=doc.cancel_reason)
+                    self._cancelled(facts.task_id, doc.cancel_reason)
+                if not landed:
+                    facts.revision = revision
         finally:
             if facts.retrying is asyncio.current_task():
                 facts.retrying = None
@@ -490,14 +502,19 @@ class PartitionedJournal:
         self._forget(facts)
         if facts.last is not None:
             sequence, data = facts.last
-            self._publish(facts, sequence, data, terminal=True)
-        self.move(facts.doc, facts.revision)
+            self._store.send_update(facts.task_id, sequence, data)
+            facts.published = max(facts.published, sequence)
+        self.move(facts.doc, facts.revision, stored=True)
 
-    async def _move(self, doc: TaskDoc, revision: int) -> None:
+    async def _move(self, doc: TaskDoc, revision: int, stored: bool) -> None:
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         for attempt in range(1, MOVE_TRIES + 1):
             try:
-                await self._store.move_finished(doc, revision)
+                if stored:
+                    with contextlib.suppress(WrongLastSequenceError):  # (purged before, or written since)
+                        await self._store.purge_finished(doc.task_id, revision)
+                else:
+                    await self._store.move_finished(doc, revision)
                 return
             except NatsUnavailableError as error:
                 if attempt == MOVE_TRIES:
@@ -528,49 +545,8 @@ class PartitionedJournal:
         if update.is_terminal:
             facts.last = (sequence, data)  # (published once the finished document is stored)
         else:
-            self._publish(facts, sequence, data)
-
-    def _publish(self, facts: TaskFacts, sequence: int, data: bytes, *, terminal: bool = False) -> None:
-        """Publish an update after the task's earlier ones (module docstring)."""
-        facts.unpublished.append((sequence, data, terminal))
-        if not facts.publishing:
-            self._publish_next(facts)
-
-    def _publish_next(self, facts: TaskFacts, tries: int = 1) -> None:
-        """Send the task's first unpublished update; a non-terminal one only while the hold lasts."""
-        queue = facts.unpublished
-        while queue and not queue[0][2] and (facts.gone or not self._alive(facts.partition, facts.epoch)):
-            queue.popleft()  # (a run whose hold was lost publishes nothing more: the next holder numbers on)
-        if not queue:
-            facts.publishing = False
-            self._settle(facts)
-            return
-        facts.publishing = True
-        sequence, data, _ = queue[0]
-        written = self._store.publish_update(facts.task_id, sequence, data)
-        self._inflight.add(written)
-        written.add_done_callback(functools.partial(self._update_written, facts, tries))
-
-    def _update_written(self, facts: TaskFacts, tries: int, written: asyncio.Future[Ack]) -> None:
-        self._inflight.discard(written)
-        sequence, _, terminal = facts.unpublished[0]
-        error = NatsUnavailableError("the write was cancelled") if written.cancelled() else written.exception()
-        if error is None:
+            self._store.send_update(facts.task_id, sequence, data)
             facts.published = max(facts.published, sequence)
-        elif (
-            isinstance(error, NatsUnavailableError)
-            and tries < PUBLISH_TRIES
-            and (terminal or (not facts.gone and self._alive(facts.partition, facts.epoch)))
-        ):
-            # Tried again before anything after it goes: an update stored out of order is skipped for good.
-            self._availability.failed(error)
-            pause = min(_RETRY_CAP_SECONDS, _RETRY_FIRST_SECONDS * 2**tries)
-            asyncio.get_running_loop().call_later(pause, self._publish_next, facts, tries + 1)
-            return
-        else:
-            logger.error("update %d of task %s was not published: %s", sequence, facts.task_id, error)
-        facts.unpublished.popleft()
-        self._publish_next(facts)
 
     # ---- inside -------------------------------------------------------------------------------------------
 

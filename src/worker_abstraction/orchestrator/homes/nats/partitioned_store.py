@@ -6,19 +6,22 @@
   that its owner watches. The value is a `TaskDoc` (as `stores/jetstream/tasks.py` encodes it). Every write is
   a compare-and-set on the key's revision, made through the writer: the writes of every task made in one turn
   of the loop share one socket write, and their acknowledgements come back on one inbox.
-- **Finished documents** move out of their partition (`move_finished`), so a daemon that gains a partition
-  replays its unfinished tasks only, however many finished before: the finished document (stored on its live
-  key first, by compare-and-set: that write is what finishes the task) is copied to `done.<base64url id>`
-  (created once), then its live key is purged, fenced by the finished revision, leaving a marker that expires
-  after `moved_marker_seconds` (per-message TTL) and says it was moved. A crash between the steps leaves a
-  finished document on its live key, which whoever holds the partition moves when it sees it. `get` reads the
-  live key, then the finished one: a task is in at least one of them at every moment, so a task that exists
-  is always found.
+- **Finished documents** move out of their partition, so a daemon that gains a partition replays its
+  unfinished tasks only, however many finished before. The task's end is written straight to
+  `done.<base64url id>` (`finish_doc`: created once, so a task ends once), then its live key is purged
+  (`purge_finished`), fenced by the live document's revision, leaving a marker that expires after
+  `moved_marker_seconds` (per-message TTL) and says it was moved. A crash between the two leaves an
+  unfinished document on its live key beside the finished one: whoever holds the partition looks for the
+  finished one before it runs a task it takes on, and purges the live key instead (`move_finished` makes both
+  steps, each done once). `get` reads the finished key, then the live one, then the finished one again if the
+  live one is gone: a task is in at least one of them at every moment, so a task that exists is always found,
+  and a finished one is read as finished.
 - **Idempotency keys** (`wa_ptask_keys`): a key per idempotency key (its SHA-256, as `TaskDocs` names them),
   created once (compare-and-set on "absent"), its value the task id that claimed it.
 - **Dead letters** (`wa_pdead_letters`): as `TaskDocs` keeps them (it is reused for them).
 - **Updates**: the update log's stream (`WA_UPDATES`, subjects `wa.updates.<token>`), written through the
-  writer with the same headers `UpdateLog.publish` sets (stored once per task and number). A watcher hears
+  writer with the same headers `UpdateLog.publish` sets (stored once per task and number), unacknowledged
+  (`send_update`: in order, nothing waited for). A watcher hears
   one task's updates only (`ScopedUpdateLog`: a subscription per followed task, not one to every task's).
 """
 
@@ -28,6 +31,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import logging
 from collections.abc import AsyncGenerator, Callable
@@ -352,14 +356,28 @@ class PartitionedStore:
         return (await self.write_doc(doc.task_id, doc, last_revision)).seq
 
     async def get(self, task_id: str) -> tuple[TaskDoc, int] | None:
-        """A task's document and its revision (None: no such task): its live one, else its finished one.
+        """A task's document and its revision (None: no such task): its finished one, else its live one.
 
         Raises:
             NatsStoreError: NATS did not answer, or the document is unreadable.
         """
-        # (live first: a task is copied to its finished key before its live key goes, never after)
-        found = await self._read(self.doc_key(task_id), task_id)
-        return found if found is not None else await self._read(self.finished_key(task_id), task_id)
+        # (a task is written to its finished key before its live key goes, never after: one missing from both
+        # reads below finished in between, and is under its finished key by the time the live one is gone)
+        finished = self.finished_key(task_id)
+        found = await self._read(finished, task_id)
+        if found is None:
+            found = await self._read(self.doc_key(task_id), task_id)
+            if found is None:
+                found = await self._read(finished, task_id)
+        return found
+
+    async def get_finished(self, task_id: str) -> tuple[TaskDoc, int] | None:
+        """A task's finished document, if it finished (None: it did not, or there is no such task).
+
+        Raises:
+            NatsStoreError: NATS did not answer, or the document is unreadable.
+        """
+        return await self._read(self.finished_key(task_id), task_id)
 
     async def _read(self, key: str, task_id: str) -> tuple[TaskDoc, int] | None:
         try:
@@ -389,21 +407,31 @@ class PartitionedStore:
             return last.seq
         return None
 
+    def finish_doc(self, doc: TaskDoc) -> asyncio.Future[Ack]:
+        """Write a task's finished document to its finished key, once: the write that ends the task (a second
+        end fails with `WrongLastSequenceError`)."""
+        return self.writer.write(
+            self._docs_prefix + self.finished_key(doc.task_id), encode_doc(doc), expected_last_subject_sequence=0
+        )
+
+    def purge_finished(self, task_id: str, revision: int) -> asyncio.Future[Ack]:
+        """Purge a finished task's live key if `revision` is still its last (`WrongLastSequenceError` if not)."""
+        return self.writer.write(
+            self.doc_subject(task_id), b"", headers=self._moved_headers, expected_last_subject_sequence=revision
+        )
+
     async def move_finished(self, doc: TaskDoc, revision: int) -> None:
         """Move a finished document out of its partition (see the module docstring): copied to its finished
-        key, then its live key purged if `revision` is still its last. Made again, it does nothing more.
+        key (unless it is there), then its live key purged if `revision` is still its last. Made again, it does
+        nothing more.
 
         Raises:
             NatsStoreError: NATS did not store a step (the steps done stay done: call it again).
         """
-        task_id = doc.task_id
-        finished = self._docs_prefix + self.finished_key(task_id)
-        with contextlib.suppress(WrongLastSequenceError):  # (copied before)
-            await self.writer.write(finished, encode_doc(doc), expected_last_subject_sequence=0)
+        with contextlib.suppress(WrongLastSequenceError):  # (copied, or finished there, before)
+            await self.finish_doc(doc)
         with contextlib.suppress(WrongLastSequenceError):  # (purged before)
-            await self.writer.write(
-                self.doc_subject(task_id), b"", headers=self._moved_headers, expected_last_subject_sequence=revision
-            )
+            await self.purge_finished(doc.task_id, revision)
 
     async def delete(self, task_id: str) -> None:
         """Remove a document (a task whose acceptance failed); gone already is fine. Its marker expires.
@@ -515,10 +543,11 @@ class PartitionedStore:
 
     # ---- updates -----------------------------------------------------------------------------------------
 
-    def publish_update(self, task_id: str, sequence: int, data: bytes) -> asyncio.Future[Ack]:
-        """Store update number `sequence` of a task, with the next batch (stored once, however often sent)."""
+    def send_update(self, task_id: str, sequence: int, data: bytes) -> None:
+        """Store update number `sequence` of a task with the next batch, unacknowledged (`JetStreamWriter.send`):
+        after every write made before it, with nothing to wait for; lost if NATS does not take it."""
         token = task_token(task_id)
-        return self.writer.write(
+        self.writer.send(
             f"{SUBJECT_PREFIX}.{token}", data, headers={SEQUENCE_HEADER: str(sequence)}, msg_id=f"{token}:{sequence}"
         )
 
@@ -545,8 +574,9 @@ async def _allow_msg_ttl(js: JetStreamContext, stream: str) -> None:
         raise NatsUnavailableError(f"cannot let {stream!r} take per-message TTLs: {error!r}") from error
 
 
+@functools.lru_cache(maxsize=8192)
 def _token(task_id: str) -> str:
-    # (as TaskDocs names keys: any id fits)
+    # (as TaskDocs names keys: any id fits; a task's are made several times over its life)
     return base64.urlsafe_b64encode(task_id.encode()).decode().rstrip("=") or "_"
 
 
