@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from tests.conftest import Gates, eventually
 from tests.nats_server import NatsServer
@@ -58,24 +57,24 @@ async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIte
 
 
 class Reads:
-    """The task documents a home's partition watches hear (install it with `before_start`)."""
+    """The task documents a home's partition reads hear (install it with `before_start`)."""
 
     def __init__(self) -> None:
         self.task_ids: list[str] = []
 
     def __call__(self, home: PartitionedHome) -> None:
-        watch = home.store.watch_partition
+        scan = home.store.scan_partition
 
-        async def counted(partition: int, seen: Callable[[Msg], None]) -> Subscription:
+        async def counted(partition: int, seen: Callable[[Msg], None]) -> None:
             def heard(message: Msg) -> None:
                 task_id = home.store.task_id_of(message.subject)
                 assert task_id is not None
                 self.task_ids.append(task_id)
                 seen(message)
 
-            return await watch(partition, heard)
+            await scan(partition, heard)
 
-        home.store.watch_partition = counted  # type: ignore[method-assign]
+        home.store.scan_partition = counted  # type: ignore[method-assign]
 
 
 async def _in_partitions(home: PartitionedHome) -> int:

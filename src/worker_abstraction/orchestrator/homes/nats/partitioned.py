@@ -15,14 +15,15 @@ the loop share one flush:
   An idempotency key is claimed first (a create in the keys bucket), once across the daemons. If NATS does
   not confirm the document (it may be stored all the same), the caller hears UNAVAILABLE: a task it can find
   again (by its key or its id) is run here if its document turns up, any other is removed.
-- **Running.** For each partition gained, the daemon watches the partition's documents (an ordered consumer
-  on its subject filter: each document's last value, then every write as it is stored). A document it does
-  not run and that is not finished is claimed (compare-and-set: its holder becomes this daemon) and run:
+- **Running.** For each partition gained, the daemon reads the partition's documents (each one's last value:
+  its unfinished tasks), and again after a reconnection and every `RESCAN_SECONDS`; between those it hears
+  only pokes, which another daemon sends when it writes into a document of the partition (a task whose id it
+  did not choose, a cancel): never its own writes. A document it does not run is claimed (compare-and-set:
+  its holder becomes this daemon) and run:
   from the start if nobody held it before, else resumed from its document with attempt numbers above any a
   previous holder may have sent (`homes/journal.py`). Facts are written behind (`PartitionedJournal`).
-  A finished document seen there is moved out of the partition (the journal moves those of the runs here
-  itself): the partition's subjects hold its unfinished tasks only, so gaining it replays those, not its
-  history.
+  A task whose finished document exists (its holder died before purging its live key) is purged instead:
+  the partition's subjects hold its unfinished tasks only, so gaining it replays those, not its history.
 - **Losing a partition.** Its lease lapsed: every run of the partition stops at once and writes nothing
   more (the daemon that takes it over resumes them). Given up to rebalance (`on_releasing`) or at `aclose`:
   its runs stop, what they wrote goes out, then the partition is released. A caller's handle on a run that
@@ -30,8 +31,9 @@ the loop share one flush:
 - **Following** a task run elsewhere: its updates from the update log, and its document when the log is
   silent for a while or the connection came back (`partitioned_follow`): a runner that died after storing
   the end but before publishing it leaves the end in the document.
-- **Cancelling.** From any daemon: the cancel is written into the document (compare-and-set), and its
-  holder, which watches the partition, sees it there and cancels its run.
+- **Cancelling.** From any daemon: the cancel is written into the document (compare-and-set), its holder is
+  poked, reads it there and cancels its run (a holder that missed the poke sees it when it next writes the
+  document, or at its next read of the partition).
 - **Dead letters** are shared in a bucket of their own, as `NatsHome`'s.
 """
 
@@ -48,6 +50,7 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from worker_abstraction.errors import TaskExistsError
 from worker_abstraction.orchestrator.core.engine import new_task_id
@@ -86,6 +89,7 @@ CLOSE_SECONDS = 10.0  # how long a daemon stopping waits for NATS to take its la
 RELEASE_SECONDS = 5.0  # how long a partition given up waits for its runs' last facts
 FIRST_SHARE_SECONDS = 5.0  # how long `start` waits for this daemon's first partitions
 _LOCAL_ID_DRAWS = 256  # ids drawn for a task before it goes wherever its id hashes
+RESCAN_SECONDS = 30.0  # how often a held partition is read again (what a lost poke left unheard)
 _PROBE_SECONDS = 1.0
 _PROBE_TIMEOUT_SECONDS = 2.0
 _RETRY_FIRST_SECONDS = 0.1
@@ -145,6 +149,7 @@ class PartitionedHome:
         self._sleep = sleep
         self._runs: Runs | None = None
         self._watches: dict[int, asyncio.Task[None]] = {}
+        self._pokes: Subscription | None = None
         self._accepting: dict[str, asyncio.Future[AsyncTaskHandle]] = {}
         self._adopting: set[str] = set()
         self._followed: dict[str, tuple[AsyncTaskHandle, asyncio.Task[None]]] = {}
@@ -221,6 +226,7 @@ class PartitionedHome:
         after `FIRST_SHARE_SECONDS` (they come later then)."""
         self._runs = runs
         self._reconnects = self.client.stats["reconnects"]
+        self._pokes = await self.store.hear_pokes(self._poked)
         kwargs: dict[str, Any] = {"availability": self.availability}
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep
@@ -241,6 +247,10 @@ class PartitionedHome:
             task.cancel()
         await asyncio.gather(*self._background, *self._watches.values(), return_exceptions=True)
         self._watches.clear()
+        if self._pokes is not None:
+            with contextlib.suppress(Exception):
+                await self._pokes.unsubscribe()
+            self._pokes = None
         if self.leases is not None:
             try:
                 async with asyncio.timeout(CLOSE_SECONDS):
@@ -378,6 +388,8 @@ class PartitionedHome:
                 await self.store.log.subscribed(spec.task_id)
             doc = new_doc(spec, holder_token(self.replica, epoch) if epoch is not None else "")
             revision = await self.store.create_doc(doc, chosen=chosen)
+            if epoch is None:
+                self.store.poke(partition, spec.task_id)  # (its partition's holder takes it on)
         except BaseException as error:
             if followed is not None:
                 self._unfollow_now(spec.task_id, followed)
@@ -491,6 +503,7 @@ class PartitionedHome:
                 await self.store.update_doc(dataclasses.replace(doc, cancel_reason=reason), revision)
             except WrongLastSequenceError:
                 continue  # written meanwhile: read it again
+            self.store.poke(self.store.partition(task_id), task_id)
             return True
         raise NatsUnavailableError(f"task {task_id[:40]!r} kept changing; the cancel was not written")
 
@@ -524,23 +537,49 @@ class PartitionedHome:
             self._watches[partition] = asyncio.ensure_future(self._watching(partition, epoch))
 
     async def _watching(self, partition: int, epoch: int) -> None:
-        """Hear the partition's documents for as long as it is held under `epoch` (cancel to stop)."""
+        """Read the partition's documents now and every `RESCAN_SECONDS`, for as long as it is held under
+        `epoch` (cancel to stop)."""
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         while self._alive(partition, epoch):
             raise_if_cancelled()
             try:
-                subscription = await self.store.watch_partition(
-                    partition, functools.partial(self._seen, partition, epoch)
-                )
+                await self.store.scan_partition(partition, functools.partial(self._seen, partition, epoch))
             except NatsUnavailableError as error:
                 self.availability.failed(error)
                 await asyncio.sleep(backoff.pause())
                 continue
+            backoff.reset()
+            await asyncio.sleep(RESCAN_SECONDS)
+
+    def _poked(self, partition: int, task_id: str) -> None:
+        """Another daemon wrote into a document of a partition: read it if that partition is held here."""
+        leases = self.leases
+        epoch = leases.epoch(partition) if leases is not None else None
+        if epoch is None or partition != self.store.partition(task_id):
+            return
+        self._spawn(self._read_poked(partition, epoch, task_id))
+
+    async def _read_poked(self, partition: int, epoch: int, task_id: str) -> None:
+        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
+        while self._alive(partition, epoch):
+            raise_if_cancelled()
             try:
-                await asyncio.Event().wait()  # (until cancelled)
-            finally:
-                with contextlib.suppress(Exception):
-                    await subscription.unsubscribe()
+                found = await self.store.get_live(task_id)
+                break
+            except NatsUnavailableError as error:
+                self.availability.failed(error)
+                await asyncio.sleep(backoff.pause())
+        else:
+            return
+        if found is None or not self._alive(partition, epoch):
+            return
+        doc, revision = found
+        facts = self.journal.facts(task_id)
+        if facts is None:
+            self._consider(partition, epoch, doc, revision)
+        elif doc.cancel_reason and not facts.doc.cancel_reason:
+            facts.doc = dataclasses.replace(facts.doc, cancel_reason=doc.cancel_reason)
+            self._cancel_run(task_id, doc.cancel_reason)
 
     def _stop_watching(self, partition: int) -> None:
         watching = self._watches.pop(partition, None)

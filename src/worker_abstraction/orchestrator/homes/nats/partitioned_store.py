@@ -3,9 +3,14 @@
 - **Task documents** (`wa_ptasks`, a KV bucket, history 1): one key per unfinished task,
   `<partition>.<base64url id>` with `partition = partition_of(task_id, partitions)`, so any daemon finds a
   task from its id alone, and the tasks of one partition are one subject filter (`$KV.wa_ptasks.<partition>.*`)
-  that its owner watches. The value is a `TaskDoc` (as `stores/jetstream/tasks.py` encodes it). Every write is
-  a compare-and-set on the key's revision, made through the writer: the writes of every task made in one turn
-  of the loop share one socket write, and their acknowledgements come back on one inbox.
+  that its owner reads (`scan_partition`) when it gains the partition, after a reconnection, and now and then.
+  The value is a `TaskDoc` (as `stores/jetstream/tasks.py` encodes it). Every write is a compare-and-set on
+  the key's revision, made through the writer: the writes of every task made in one turn of the loop share one
+  socket write, and their acknowledgements come back on one inbox.
+- **Pokes** (`wa.pokes.<docs bucket>.<partition>`, core NATS): a daemon that writes into a document of a
+  partition it does not hold (a task whose caller chose an id that hashes there, a cancel) tells the
+  partition's holder, which reads that document. Nothing else is heard between scans: a daemon's own writes
+  never come back to it. A poke lost (its publisher's connection dropped, say) is made good by the next scan.
 - **Finished documents** move out of their partition, so a daemon that gains a partition replays its
   unfinished tasks only, however many finished before. The task's end is written straight to
   `done.<base64url id>` (`finish_doc`: created once, so a task ends once), then its live key is purged
@@ -247,6 +252,7 @@ class PartitionedStore:
         self._js = client.jetstream(timeout=options.answer_timeout_seconds)
         self._docs_stream = f"KV_{options.docs_bucket}"
         self._docs_prefix = f"$KV.{options.docs_bucket}."
+        self._pokes = f"wa.pokes.{options.docs_bucket}"  # (core NATS, no stream: `poke`)
         self._moved_headers = {
             KV_OP: KV_PURGE,
             "Nats-Rollup": "sub",
@@ -371,6 +377,14 @@ class PartitionedStore:
                 found = await self._read(finished, task_id)
         return found
 
+    async def get_live(self, task_id: str) -> tuple[TaskDoc, int] | None:
+        """A task's document on its live key, and its revision (None: it has none there).
+
+        Raises:
+            NatsStoreError: NATS did not answer, or the document is unreadable.
+        """
+        return await self._read(self.doc_key(task_id), task_id)
+
     async def get_finished(self, task_id: str) -> tuple[TaskDoc, int] | None:
         """A task's finished document, if it finished (None: it did not, or there is no such task).
 
@@ -481,33 +495,65 @@ class PartitionedStore:
             with contextlib.suppress(*NATS_ERRORS):
                 await reader.unsubscribe()
 
-    async def watch_partition(self, partition: int, seen: Callable[[Msg], None]) -> Subscription:
-        """Hear every document of a partition: the last value of each first, then each write as it is stored
-        (an ordered consumer: it starts again by itself after a gap).
+    async def scan_partition(self, partition: int, seen: Callable[[Msg], None]) -> None:
+        """Hear the last value of every document of a partition once (its unfinished tasks; deletion markers
+        aside), then return.
 
         Raises:
-            NatsUnavailableError: the consumer could not be made.
+            NatsUnavailableError: NATS did not answer (the documents heard so far were handed to `seen`).
         """
-
-        async def heard(message: Msg) -> None:
-            if _is_deletion(message):
-                return
-            try:
-                seen(message)
-            except Exception:  # one document's trouble must not stop the partition's
-                logger.exception("a document of partition %d could not be handled", partition)
-
         try:
-            return await self._js.subscribe(
+            reader = await self._js.subscribe(
                 self.partition_subjects(partition),
                 stream=self._docs_stream,
-                cb=heard,
                 ordered_consumer=True,
                 deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-                inactive_threshold=300.0,
             )
         except NATS_ERRORS as error:
-            raise NatsUnavailableError(f"cannot watch partition {partition}: {error!r}") from error
+            raise NatsUnavailableError(f"cannot read partition {partition}: {error!r}") from error
+        try:
+            try:
+                info = await reader.consumer_info()
+                if info.num_pending == 0 and (info.delivered is None or not info.delivered.consumer_seq):
+                    return  # (nothing in it)
+                while True:
+                    message = await reader.next_msg(timeout=_SCAN_IDLE_SECONDS)
+                    if not _is_deletion(message):
+                        try:
+                            seen(message)
+                        except Exception:  # one document's trouble must not stop the partition's
+                            logger.exception("a document of partition %d could not be handled", partition)
+                    if message.metadata.num_pending == 0:
+                        return
+            except NATS_ERRORS as error:
+                raise NatsUnavailableError(f"reading partition {partition} stopped: {error!r}") from error
+        finally:
+            with contextlib.suppress(*NATS_ERRORS):
+                await reader.unsubscribe()
+
+    def poke(self, partition: int, task_id: str) -> None:
+        """Tell whoever holds a partition to read a task's document (one it does not run, or a cancel written
+        into one it runs), with the next batch, unacknowledged: send it once the document is stored."""
+        self.writer.send(f"{self._pokes}.{partition}", task_id.encode(errors="surrogatepass"))
+
+    async def hear_pokes(self, heard: Callable[[int, str], None]) -> Subscription:
+        """Hear every poke (any partition's): `heard(partition, task_id)`.
+
+        Raises:
+            NatsUnavailableError: the subscription could not be made.
+        """
+
+        async def poked(message: Msg) -> None:
+            _, _, partition = message.subject.rpartition(".")
+            try:
+                heard(int(partition), message.data.decode(errors="surrogatepass"))
+            except Exception:
+                logger.exception("a poke on %r could not be handled", message.subject[:80])
+
+        try:
+            return await self.client.subscribe(f"{self._pokes}.*", cb=poked)
+        except NATS_ERRORS as error:
+            raise NatsUnavailableError(f"cannot hear the partitions' pokes: {error!r}") from error
 
     async def probe(self, *, timeout_seconds: float) -> None:
         """Return once the documents' stream answers within `timeout_seconds`.
