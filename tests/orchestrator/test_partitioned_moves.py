@@ -18,7 +18,6 @@ from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskExistsErro
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStoreOptions
 from worker_abstraction.stores.jetstream import NatsOptions
-from worker_abstraction.stores.jetstream.tasks import TaskDoc
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -136,10 +135,10 @@ async def test_a_finished_task_left_in_its_partition_is_moved_by_its_next_holder
     await first.wait_for_workers("echo", timeout_seconds=5)
     kept: set[str] = set()
 
-    def died_before_moving(doc: TaskDoc, revision: int, *, stored: bool = False) -> None:  # (the run's, the watch's)
-        kept.add(doc.task_id)
+    def died_before_purging(task_id: str, revision: int) -> None:
+        kept.add(task_id)
 
-    monkeypatch.setattr(home_first.journal, "move", died_before_moving)
+    monkeypatch.setattr(home_first.store, "purge_finished_soon", died_before_purging)
     handles = [await first.execute_task("echo", {"text": str(n)}, task_id=f"left-{n}") for n in range(RUNNING)]
     assert [(await h.result(timeout_seconds=10))["text"] for h in handles] == [str(n) for n in range(RUNNING)]
     await eventually(lambda: kept == {h.task_id for h in handles}, what="each finished document is stored")

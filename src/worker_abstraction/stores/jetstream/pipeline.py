@@ -237,14 +237,24 @@ class JetStreamWriter:
         return future
 
     def send(
-        self, subject: str, data: bytes, *, headers: dict[str, str] | None = None, msg_id: str | None = None
+        self,
+        subject: str,
+        data: bytes,
+        *,
+        headers: dict[str, str] | None = None,
+        expected_last_subject_sequence: int | None = None,
+        msg_id: str | None = None,
     ) -> None:
-        """Publish `data` to the stream listening on `subject` with the next batch, unacknowledged (see the
-        module's docstring): dropped at once when the writer is closed or full, or NATS is not connected."""
+        """`write`, unacknowledged (see the module's docstring): nothing tells whether it was stored. Dropped at
+        once when the writer is closed or full, or NATS is not connected."""
         if self._closed or self.pending >= self._options.max_pending:
             return
-        if msg_id is not None:
-            headers = {**(headers or {}), _MSG_ID: msg_id}
+        if expected_last_subject_sequence is not None or msg_id is not None:
+            headers = dict(headers or {})
+            if expected_last_subject_sequence is not None:
+                headers[_EXPECTED_LAST_SUBJECT_SEQUENCE] = str(expected_last_subject_sequence)
+            if msg_id is not None:
+                headers[_MSG_ID] = msg_id
         self._queue.append(_Write(subject, data, headers, None))
         if len(self._queue) == 1 or len(self._queue) >= self._options.max_batch:
             self._wake.set()

@@ -24,10 +24,11 @@ never sees an end that the document does not record; and after the others, so it
 
 A task ends with its finished document written to its finished key (`PartitionedStore.finish_doc`: once,
 whoever writes it; the write that counts), not over its live document. Its live key is purged next,
-fenced by the revision this daemon last wrote (`purge_finished`), so a daemon that gains the partition later
-replays only what is unfinished. The purge is housekeeping after the fact: one that did not happen (the
-daemon died, NATS did not answer) is made by whoever holds the partition, which looks for a task's finished
-document before it runs a task it takes on (`PartitionedHome`), and purges its live key instead.
+fenced by the revision this daemon last wrote, unacknowledged (`purge_finished_soon`), so a daemon that gains
+the partition later replays only what is unfinished. The purge is housekeeping after the fact: one that did
+not happen (the daemon died, NATS did not take it) is made by whoever holds the partition next, which looks
+for a task's finished document before it runs a task it takes on (`PartitionedHome`), and purges its live
+key instead.
 """
 
 from __future__ import annotations
@@ -504,7 +505,7 @@ class PartitionedJournal:
             sequence, data = facts.last
             self._store.send_update(facts.task_id, sequence, data)
             facts.published = max(facts.published, sequence)
-        self.move(facts.doc, facts.revision, stored=True)
+        self._store.purge_finished_soon(facts.task_id, facts.revision)
 
     async def _move(self, doc: TaskDoc, revision: int, stored: bool) -> None:
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)

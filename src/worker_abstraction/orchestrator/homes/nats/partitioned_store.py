@@ -434,6 +434,13 @@ class PartitionedStore:
             self.doc_subject(task_id), b"", headers=self._moved_headers, expected_last_subject_sequence=revision
         )
 
+    def purge_finished_soon(self, task_id: str, revision: int) -> None:
+        """`purge_finished`, unacknowledged (`JetStreamWriter.send`): one that does not land leaves the live key
+        to the partition's next holder, which finds the finished document and purges it then."""
+        self.writer.send(
+            self.doc_subject(task_id), b"", headers=self._moved_headers, expected_last_subject_sequence=revision
+        )
+
     async def move_finished(self, doc: TaskDoc, revision: int) -> None:
         """Move a finished document out of its partition (see the module docstring): copied to its finished
         key (unless it is there), then its live key purged if `revision` is still its last. Made again, it does
