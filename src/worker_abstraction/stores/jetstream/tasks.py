@@ -80,6 +80,8 @@ class TaskDoc:
     cancel_reason: str = ""
     record: bytes = b""  # the serialized TaskRecord once finished
     status: int = 0  # the final TaskStatus once finished
+    takes: int = 0  # how often a daemon took it over from one that did not give it back (PartitionedHome)
+    released: bool = False  # its holder gave it back (stopping, or rebalancing): the next take is not counted
 
     @property
     def finished(self) -> bool:

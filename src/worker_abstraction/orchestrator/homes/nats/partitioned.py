@@ -34,7 +34,11 @@ the loop share one flush:
 - **Cancelling.** From any daemon: the cancel is written into the document (compare-and-set), its holder is
   poked, reads it there and cancels its run (a holder that missed the poke sees it when it next writes the
   document, or at its next read of the partition).
-- **Dead letters** are shared in a bucket of their own, as `NatsHome`'s.
+- **Work that keeps killing its holder**: a task taken over `MAX_TAKES` times from a daemon that did not give
+  it back (it died, or lost its lease, before the task ended; partitions given up to stop or to rebalance
+  mark their tasks given back first) ends FAILED, saying so, and becomes a dead letter, instead of taking
+  down every daemon in turn.
+- **Dead letters** are shared in a bucket of their own.
 """
 
 from __future__ import annotations
@@ -58,7 +62,7 @@ from worker_abstraction.orchestrator.core.facts import Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
-from worker_abstraction.orchestrator.core.state import TaskState
+from worker_abstraction.orchestrator.core.state import TaskState, task_record
 from worker_abstraction.orchestrator.homes.nats.journal import record_of
 from worker_abstraction.orchestrator.homes.nats.partitioned_follow import SILENCE_SECONDS, Followers
 from worker_abstraction.orchestrator.homes.nats.partitioned_journal import (
@@ -78,9 +82,9 @@ from worker_abstraction.stores.availability import Backoff, StoreAvailability, k
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.partitions import PartitionLeases, PartitionOptions
 from worker_abstraction.stores.jetstream.pipeline import Ack, WrongLastSequenceError
-from worker_abstraction.stores.jetstream.tasks import QUEUED, TaskDoc
+from worker_abstraction.stores.jetstream.tasks import FINISHED, QUEUED, TaskDoc
 from worker_abstraction.stores.jetstream.updates import UpdateLogOptions
-from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +92,7 @@ OPEN_SECONDS = 30.0  # how long a daemon starting asks a cluster that answers bu
 CLOSE_SECONDS = 10.0  # how long a daemon stopping waits for NATS to take its last facts and its partitions
 RELEASE_SECONDS = 5.0  # how long a partition given up waits for its runs' last facts
 FIRST_SHARE_SECONDS = 5.0  # how long `start` waits for this daemon's first partitions
+MAX_TAKES = 10  # takeovers of one task before it ends FAILED as a dead letter
 _LOCAL_ID_DRAWS = 256  # ids drawn for a task before it goes wherever its id hashes
 RESCAN_SECONDS = 30.0  # how often a held partition is read again (what a lost poke left unheard)
 _PROBE_SECONDS = 1.0
@@ -122,6 +127,7 @@ class PartitionedHome:
         partitions: how the partitions are leased (its `partitions` must be the store's).
         sleep: how the lease keeper waits between rounds (a test holds it up to let the lease lapse).
         silence_seconds: how long a task followed from here may say nothing before its document is read.
+        max_takes: takeovers of a task (from daemons that did not give it back) before it ends FAILED.
     """
 
     def __init__(
@@ -133,8 +139,10 @@ class PartitionedHome:
         partitions: PartitionOptions | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         silence_seconds: float = SILENCE_SECONDS,
+        max_takes: int = MAX_TAKES,
     ) -> None:
         self.client = client
+        self.max_takes = max_takes
         self.store = store
         self.replica = replica
         options = partitions or PartitionOptions(partitions=store.partitions)
@@ -174,6 +182,7 @@ class PartitionedHome:
         store: PartitionedStoreOptions | None = None,
         sleep: Callable[[float], Awaitable[None]] | None = None,
         silence_seconds: float = SILENCE_SECONDS,
+        max_takes: int = MAX_TAKES,
     ) -> PartitionedHome:
         """Connect to NATS and open (creating them if missing) the buckets and the update log's stream.
 
@@ -202,7 +211,15 @@ class PartitionedHome:
             await client.close()
             raise
         leased = PartitionOptions(partitions=partitions, lease_seconds=lease_seconds, replicas=nats.replicas)
-        home = cls(client, opened, replica=replica, partitions=leased, sleep=sleep, silence_seconds=silence_seconds)
+        home = cls(
+            client,
+            opened,
+            replica=replica,
+            partitions=leased,
+            sleep=sleep,
+            silence_seconds=silence_seconds,
+            max_takes=max_takes,
+        )
         home._owns_client = True
         return home
 
@@ -666,7 +683,8 @@ class PartitionedHome:
             if not self._alive(partition, epoch):
                 return
             raise_if_cancelled()
-            claimed = dataclasses.replace(doc, holder=token)
+            taken = 1 if doc.holder and not doc.released else 0  # (from a daemon that died, or was cut off)
+            claimed = dataclasses.replace(doc, holder=token, takes=doc.takes + taken, released=False)
             try:
                 revision = await self.store.update_doc(claimed, revision)
                 break
@@ -688,12 +706,43 @@ class PartitionedHome:
             if ended is not None:
                 self.journal.move(ended[0], revision, stored=True)
                 return
+            if claimed.takes >= self.max_takes:
+                await self._fail_exhausted(claimed, revision)
+                return
         spec = serial.spec_of(doc.request)
         base = 0 if fresh else await self.store.log.last(task_id)
         if not self._alive(partition, epoch) or self._runs is None:
             return  # (the next holder carries it on)
         resume = None if fresh else resumable(spec, doc)
         self._runs.announce(self._run(spec, TaskFacts(claimed, revision, partition, epoch, base=base), resume))
+
+    async def _fail_exhausted(self, doc: TaskDoc, revision: int) -> None:
+        """End a task taken over `max_takes` times FAILED, as a dead letter (its record says why).
+
+        Raises:
+            NatsStoreError: NATS did not store its end (the caller tries again, from its document).
+        """
+        task_id = doc.task_id
+        message = f"taken over {doc.takes} times and never finished: every daemon that held it stopped"
+        update = TaskUpdate(task_id=task_id, status=TaskStatus.FAILED, error_message=message)
+        spec = serial.spec_of(doc.request)
+        record = task_record(spec, TaskStatus.FAILED, last_update=update, dead_lettered=True)
+        data = serial.record_bytes(record, encoded_params=spec.encoded_params)
+        ended = dataclasses.replace(doc, state=FINISHED, record=data, status=int(TaskStatus.FAILED))
+        try:
+            await self.store.finish_doc(ended)
+        except WrongLastSequenceError:  # (it ended meanwhile)
+            self.journal.move(ended, revision, stored=True)
+            return
+        self.journal.move(ended, revision, stored=True)
+        # Requeued as it was submitted (a new id, no old key), like any dead letter.
+        options = dataclasses.replace(spec.options, task_id="", idempotency_key="")
+        self.journal.dead_lettered(
+            DeadLetter(task_id, spec.capability, dict(spec.params), (), message, options, spec.owner)
+        )
+        sequence = await self.store.log.last(task_id) + 1
+        self.store.send_update(task_id, sequence, serial.update_bytes(update, sequence=sequence))
+        logger.error("task %s failed: %s", task_id, message)
 
     def _run(self, spec: TaskSpec, facts: TaskFacts, resume: Resumable | None) -> AsyncTaskHandle:
         assert self._runs is not None, "the home was started"

@@ -236,6 +236,7 @@ class PartitionedJournal:
             facts.releasing = True
             if facts.hold is not None:
                 facts.hold.lose("its partition moved to another daemon")
+            self._behind(facts.task_id, _given_back)  # (its next holder does not count it as taken over)
         waits = [self._settled(facts) for facts in group]
         if waits:
             try:
@@ -608,6 +609,10 @@ def _sent(worker_id: str, worker_address: str, attempt: int) -> Callable[[TaskDo
         )
 
     return sent
+
+
+def _given_back(doc: TaskDoc) -> TaskDoc:
+    return replace(doc, released=True)
 
 
 def _succeed(waiters: list[asyncio.Future[None]]) -> None:
