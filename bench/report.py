@@ -23,13 +23,10 @@ TAGS = {
     "daemon_memory_": "6m",
     "cluster_": "7",
     "cluster_2_callers_": "7c",
-    "cluster_partitioned_": "7p",
-    "cluster_partitioned_2_callers_": "7pc",
     "cluster_2_": "7b",
     "cluster_r3_": "7r",
 }
-# Issue 25's targets for one daemon on one NATS server (`cluster_`, and `cluster_partitioned_` on the partitioned
-# home), against the SQLite daemon of the same run.
+# Issue 25's targets for one daemon on one NATS server (`cluster_`), against the SQLite daemon of the same run.
 _SQLITE_TARGETS = {
     "latency_ratio": "≤ 2× SQLite",
     "throughput_ratio": "≥ 0.5× SQLite",
@@ -42,7 +39,7 @@ def _to_sqlite(prefix: str, ratio: str) -> tuple[tuple[str, str], ...]:
 
 
 def _sqlite_target(prefix: str, ratio: str) -> str:
-    return _SQLITE_TARGETS[ratio] if prefix in ("cluster_", "cluster_partitioned_") else ""
+    return _SQLITE_TARGETS[ratio] if prefix == "cluster_" else ""
 
 
 def _deployed_rows(prefix: str, tag: str, *, targets: bool) -> tuple[Row, ...]:
@@ -174,20 +171,10 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
         "cluster: two daemons on one NATS server, each fed by a caller of its own, both at once",
         _callers_rows("cluster_2_callers_", TAGS["cluster_2_callers_"], TAGS["cluster_"]),
     ),
-    (
-        "cluster: wa orchestrator --store nats:// --nats-home partitioned (one NATS server)",
-        _deployed_rows("cluster_partitioned_", TAGS["cluster_partitioned_"], targets=False),
-    ),
-    (
-        "cluster: two partitioned daemons on one NATS server, each fed by a caller of its own, both at once",
-        _callers_rows(
-            "cluster_partitioned_2_callers_", TAGS["cluster_partitioned_2_callers_"], TAGS["cluster_partitioned_"]
-        ),
-    ),
     *(
         (title, _deployed_rows(prefix, TAGS[prefix], targets=False))
         for title, prefix in (
-            ("cluster: two such daemons sharing the tasks, one caller at the first", "cluster_2_"),
+            ("cluster: two daemons on one NATS server, one caller at the first, which runs its tasks", "cluster_2_"),
             ("cluster: one daemon on a 3-node NATS cluster, everything in 3 copies", "cluster_r3_"),
         )
     ),
@@ -250,8 +237,8 @@ def table(doc: dict[str, Any]) -> str:
     store = doc["details"].get("daemon_store_probe")
     if store:
         out.append(_store_line(store))
-    out.extend(_cpu_lines(doc))
-    out.extend(_model_lines(doc))
+    out.extend(cpu_lines(doc))
+    out.extend(model_lines(doc))
     reasons: dict[str, list[str]] = {}
     for key, why in unsound.items():
         reasons.setdefault(why, []).append(key)
@@ -281,7 +268,7 @@ _KIND_NAMES = {"daemon": ("daemon", "daemons"), "nats": ("nats-server", "nats-se
                "caller": ("caller", "callers"), "workers": ("workers", "workers")}  # fmt: skip
 
 
-def _cpu_lines(doc: dict[str, Any]) -> list[str]:
+def cpu_lines(doc: dict[str, Any]) -> list[str]:
     """Each deployed path's CPU per task at 256 in flight, by kind of process (over all its rounds)."""
     lines = []
     for prefix, tag in TAGS.items():
@@ -302,7 +289,7 @@ def _cpu_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _model_lines(doc: dict[str, Any]) -> list[str]:
+def model_lines(doc: dict[str, Any]) -> list[str]:
     """What N daemons on N cores would reach, from a variant's CPU per task (see bench/model.py)."""
     lines = []
     for prefix, made in (doc["details"].get("cluster_model") or {}).items():

@@ -126,9 +126,9 @@ RATIOS = {
     "throughput_ratio_to_seed_shape": ("task_throughput_256", "floor_seed_throughput_256"),
     "registry_cpu_ratio": ("registry_cpu_share", "floor_heartbeat_cpu_share"),
     "registry_heartbeat_p99_ratio": ("registry_heartbeat_p99_ms", "floor_heartbeat_p99_ms"),
-    # The shared (NATS) paths next to the SQLite daemon (issue 25's targets are for one daemon, `cluster_` and
-    # `cluster_partitioned_`: latency <= 2x, throughput >= 0.5x, the daemon's CPU per task <= 1.5x). Scenarios
-    # minutes apart: medians, not paired.
+    # The shared (NATS) paths next to the SQLite daemon (issue 25's targets are for one daemon, `cluster_`:
+    # latency <= 2x, throughput >= 0.5x, the daemon's CPU per task <= 1.5x). Scenarios minutes apart: medians, not
+    # paired.
     **{
         f"{prefix}{ratio}_to_sqlite": (f"{prefix}{figure}", f"daemon_{figure}")
         for prefix in (*cluster.PREFIXES, *cluster.CALLERS_PREFIXES)
@@ -139,7 +139,7 @@ RATIOS = {
         )
         if not (prefix in cluster.CALLERS_PREFIXES and ratio == "latency_ratio")
     },
-    # Two daemons, each fed by its own caller, against one daemon of the same home.
+    # Two daemons, each fed by its own caller, against one daemon fed by one caller.
     **{
         f"{prefix}throughput_ratio_to_one": (f"{prefix}throughput_256", f"{one}throughput_256")
         for prefix, one in cluster.CALLERS_PREFIXES.items()

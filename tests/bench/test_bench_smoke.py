@@ -15,7 +15,7 @@ from bench.suite import FIGURE_KEYS, REQUIRED_KEYS, ROUNDS_OF
 REPO = Path(__file__).resolve().parents[2]
 
 
-# Every scenario starts its own processes (scenario 7 three NATS set-ups and their daemons): about 50 s on a
+# Every scenario starts its own processes (scenario 7 four NATS set-ups and their daemons): about 50 s on a
 # small machine, bounded here at twice that.
 @pytest.mark.timeout(120)
 def test_tiny_run_prints_the_table_and_writes_every_required_key(tmp_path: Path) -> None:
@@ -50,5 +50,8 @@ def test_tiny_run_prints_the_table_and_writes_every_required_key(tmp_path: Path)
                   "cluster_daemon_cpu_ratio_to_sqlite", "cluster_2_callers_throughput_ratio_to_one"):  # fmt: skip
         assert isinstance(doc[ratio], float), ratio
     assert set(details["cluster_model"]["cluster_"]["throughput"]) == {"1", "2", "4", "8"}
+    # One NATS home (the partitioned one) under the plain cluster prefixes: no variant of another home is left.
+    assert not [key for key in (*doc, *details) if key.startswith("cluster_partitioned")]
+    assert "(7p)" not in completed.stdout and "(7pc)" not in completed.stdout
     assert "CPU per task at 256 in flight" in completed.stdout
     assert "model from (7)'s CPU per task" in completed.stdout

@@ -44,7 +44,7 @@ def test_the_table_prints_each_paths_cpu_by_kind_and_the_model() -> None:
     details = {"cluster_cpu_us_per_task_256": cpu}
     doc = {"details": details | {"cluster_model": model.models({"cluster_throughput_256": 300.0}, details, 2)}}
 
-    lines = report._cpu_lines(doc) + report._model_lines(doc)
+    lines = report.cpu_lines(doc) + report.model_lines(doc)
 
     assert lines[1] == "  (7) daemon 2,000, nats-server 800, caller 400, workers 600 (300 + 300): 3,800 in all"
     assert lines[2].startswith("model from (7)'s CPU per task (daemon 2,000 µs, nats-server 800 µs)")
