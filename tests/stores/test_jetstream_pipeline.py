@@ -90,6 +90,20 @@ async def test_sent_writes_are_stored_unacknowledged_between_the_acknowledged_on
     assert stored == [b"first", *(f"sent {n}".encode() for n in range(5)), b"last"]
 
 
+async def test_a_write_larger_than_nats_takes_fails_alone_and_the_connection_stays(
+    client: Client, writer: JetStreamWriter
+) -> None:
+    too_large = b"x" * (client.max_payload + 1)
+    before = writer.write("pipe.big", b"before")
+    large = writer.write("pipe.big", too_large)
+    writer.send("pipe.big", too_large)  # (dropped, unsent)
+    after = writer.write("pipe.big", b"after")
+    outcomes = await _settled(before, large, after)
+    assert isinstance(outcomes[1], NatsStoreError) and "bytes, NATS takes" in str(outcomes[1])
+    assert [ack.seq for ack in (outcomes[0], outcomes[2]) if isinstance(ack, Ack)] == [1, 2]
+    assert client.is_connected and client.stats["reconnects"] == 0
+
+
 async def test_batches_beyond_max_batch_are_stored_in_order_too(client: Client) -> None:
     async with await JetStreamWriter.open(client, WriterOptions(max_batch=10)) as writer:
         acks = await _settled(*(writer.write("pipe.one", str(i).encode()) for i in range(95)))
