@@ -58,6 +58,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -110,6 +111,7 @@ class PartitionOptions:
     replicas: int = 1
 
 
+@functools.lru_cache(maxsize=8192)  # (asked several times over a task's life)
 def partition_of(task_id: str, partitions: int) -> int:
     """The partition of `task_id`: the first 8 bytes of its BLAKE2b digest, modulo `partitions` (the same in
     every process, whatever its hash seed)."""
