@@ -63,7 +63,6 @@ from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
 from worker_abstraction.orchestrator.core.state import TaskState, task_record
-from worker_abstraction.orchestrator.homes.nats.journal import record_of
 from worker_abstraction.orchestrator.homes.nats.partitioned_follow import SILENCE_SECONDS, Followers
 from worker_abstraction.orchestrator.homes.nats.partitioned_journal import (
     PartitionedJournal,
@@ -77,6 +76,7 @@ from worker_abstraction.orchestrator.homes.nats.partitioned_store import (
     PartitionedStoreOptions,
     decode_doc,
 )
+from worker_abstraction.orchestrator.homes.nats.records import record_of
 from worker_abstraction.stores import serial
 from worker_abstraction.stores.availability import Backoff, StoreAvailability, kept_running, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect

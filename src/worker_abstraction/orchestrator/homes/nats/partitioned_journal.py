@@ -49,8 +49,8 @@ from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.orchestrator.core.facts import ATTEMPT_BLOCK, Recorded, Resumable, tell
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Hold
-from worker_abstraction.orchestrator.homes.nats.journal import _matches, record_of
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStore
+from worker_abstraction.orchestrator.homes.nats.records import matches, record_of
 from worker_abstraction.stores.availability import Backoff, StoreAvailability
 from worker_abstraction.stores.jetstream.connection import NatsStoreError, NatsUnavailableError
 from worker_abstraction.stores.jetstream.pipeline import Ack, WrongLastSequenceError
@@ -346,7 +346,7 @@ class PartitionedJournal:
     async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
         """Every task's record that matches `query` (as its document stands), most recently accepted first."""
         await self.drain()
-        found = [doc for doc in await self._store.all_docs() if _matches(query, doc)]
+        found = [doc for doc in await self._store.all_docs() if matches(query, doc)]
         found.sort(key=lambda doc: (-doc.accepted_at, doc.task_id))
         return [record_of(doc) for doc in found[offset : offset + limit]]
 
