@@ -3,7 +3,8 @@
 While `down`, a request finds no responders (nats-py raises NoRespondersError, and its JetStream layer turns
 that into ServiceUnavailableError or NoStreamResponseError: what a cluster answers while a stream has no
 leader), and a publish finds the outgoing buffer full (OutboundBufferLimitError: what a connection that lost
-its server says). Tests hand it to the stores in place of a plain connection.
+its server says), whether it goes through `publish` or is handed to nats-py's pending buffer as a batch (as
+`JetStreamWriter` hands its writes). Tests hand it to the stores in place of a plain connection.
 """
 
 from __future__ import annotations
@@ -57,3 +58,10 @@ class FaultyConnection(Client):
             self._refuse(subject)
             raise self.publish_error
         await super().publish(subject, payload, reply, headers)
+
+    async def _send_command(self, cmd: bytes, priority: bool = False) -> None:
+        # (nats-py's own way out for every command; JetStreamWriter hands its batches of PUB/HPUB here)
+        if self.down and self.publishes_fail and cmd.startswith((b"PUB ", b"HPUB ")):
+            self._refuse(cmd.split(b" ", 2)[1].decode(errors="replace"))
+            raise self.publish_error
+        await super()._send_command(cmd, priority)

@@ -10,8 +10,8 @@ from processes import FAST_REGISTRY, FAST_WORKER, Start, wa
 
 from tests.nats_server import NatsServer
 from worker_abstraction import RemoteOrchestrator, TaskStatus
-from worker_abstraction.orchestrator.homes.nats.journal import record_of
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStore, PartitionedStoreOptions
+from worker_abstraction.stores import serial
 from worker_abstraction.stores.jetstream import NatsOptions, connect
 
 pytestmark = pytest.mark.timeout(90)
@@ -72,7 +72,7 @@ async def test_two_partitioned_daemons_complete_every_task_submitted_through_eit
         await client.close()
     docs = [one[0] for one in found if one is not None]
     assert len(docs) == len(ids) and all(doc.finished for doc in docs), docs
-    records = [record_of(doc) for doc in docs]
+    records = [serial.record_of(doc.record) for doc in docs]
     assert all(record.status is TaskStatus.COMPLETED and len(record.attempts) == 1 for record in records), records
     assert {doc.holder.rpartition("#")[0] for doc in docs} == {"a", "b"}  # (holder: replica#epoch)
 

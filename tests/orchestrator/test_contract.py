@@ -35,11 +35,12 @@ from worker_abstraction import (
     WorkerState,
 )
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
-from worker_abstraction.orchestrator.homes.nats.home import NatsHome
+from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 from worker_abstraction.stores.jetstream import NatsOptions
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 
 pytestmark = pytest.mark.timeout(180)
+PARTITIONS = 4  # the NATS home's (one daemon holds them all: few is enough)
 
 
 @dataclass
@@ -145,7 +146,9 @@ async def backend(kind: str, registry: str, directory: Path) -> AsyncIterator[As
             if kind == "daemon-sqlite":
                 options["store_path"] = str(directory / "tasks.db")
             elif nats is not None:
-                options["home"] = await NatsHome.open(NatsOptions((nats.url,)), replica=kind)
+                options["home"] = await PartitionedHome.open(
+                    NatsOptions((nats.url,)), replica=kind, partitions=PARTITIONS
+                )
             server = await stack.enter_async_context(OrchestratorServer(registry, port=0, **options))
             yield await stack.enter_async_context(RemoteOrchestrator(server.address))
             return
@@ -154,7 +157,7 @@ async def backend(kind: str, registry: str, directory: Path) -> AsyncIterator[As
             stack.push_async_callback(store.close)
             yield await stack.enter_async_context(AsyncOrchestrator(registry, task_store=store))
         elif nats is not None:
-            home = await NatsHome.open(NatsOptions((nats.url,)), replica=kind)
+            home = await PartitionedHome.open(NatsOptions((nats.url,)), replica=kind, partitions=PARTITIONS)
             yield await stack.enter_async_context(AsyncOrchestrator(registry, home=home))
         else:
             yield await stack.enter_async_context(AsyncOrchestrator(registry))

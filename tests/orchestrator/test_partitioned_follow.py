@@ -1,7 +1,8 @@
-"""What a PartitionedHome's followers hear, on a real nats-server: a watcher on another replica sees a task end
-that its runner stored but died before publishing (from the document, once the log stays silent), and one
-that ended while the watcher's connection to NATS was down (from the document, as soon as it is back); a
-task's updates are stored in order, the last one once its end is stored."""
+"""What a PartitionedHome's followers hear, on a real nats-server: a watcher on another replica hears a task
+update for update as its runner's caller does, and a failure as the same error; it sees a task end that its
+runner stored but died before publishing (from the document, once the log stays silent), and one that ended
+while the watcher's connection to NATS was down (from the document, as soon as it is back); a task's updates
+are stored in order, the last one once its end is stored."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tests.conftest import Gates, eventually
 from tests.nats_server import NatsServer
 from tests.orchestrator.fake_edge import FakeEdge, FakeRegistry, fake_worker
 from tests.tcp_proxy import TcpProxy
-from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskStatus
+from worker_abstraction import AsyncOrchestrator, RegistryServer, RetryPolicy, TaskFailedError, TaskStatus
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
@@ -164,3 +165,77 @@ async def test_updates_go_out_in_order_and_the_last_once_the_end_is_stored(
         assert stored == numbers
     finally:
         await orchestrator.aclose()
+
+
+Pair = tuple[tuple[AsyncOrchestrator, FakeEdge], tuple[AsyncOrchestrator, FakeEdge]]
+
+
+@pytest.fixture
+async def pair(nats_server: NatsServer) -> AsyncIterator[Pair]:
+    """Two replicas sharing the partitions, each with its own worker edge: (runner, watcher)."""
+    started: list[tuple[AsyncOrchestrator, FakeEdge]] = []
+    homes: list[PartitionedHome] = []
+    try:
+        for name in ("runner", "watcher"):
+            home = await PartitionedHome.open(NatsOptions((nats_server.url,)), replica=name, partitions=PARTITIONS)
+            homes.append(home)
+            edge = FakeEdge(WORKER)
+            directory = WorkerDirectory(cast(RegistryClient, FakeRegistry(WORKER)))
+            orchestrator = AsyncOrchestrator(
+                "fake-registry:1",
+                links=cast(WorkerLinks, edge),
+                directory=directory,
+                home=home,
+                retry_policy=RetryPolicy(max_attempts=1),
+            )
+            started.append((orchestrator, edge))
+            await orchestrator.wait_for_workers("job", timeout_seconds=5)
+
+        def shared() -> bool:  # each holds its share (none moves while the test runs)
+            owned = [set(home.leases.owned()) if home.leases is not None else set() for home in homes]
+            return all(owned) and sum(len(o) for o in owned) == PARTITIONS
+
+        await eventually(shared, timeout_seconds=20, what="the partitions are shared out")
+        yield started[0], started[1]
+    finally:
+        for orchestrator, _ in started:
+            await orchestrator.aclose()
+
+
+async def test_a_task_run_on_one_replica_is_heard_update_for_update_on_another(pair: Pair) -> None:
+    (runner, edge), (watcher, watcher_edge) = pair
+    handle = await runner.execute_task("job", {})  # (in a partition the runner holds: it runs it)
+    watched = await watcher.watch(handle.task_id)  # before anything is heard of it
+    async with asyncio.timeout(10):
+        attempt = await edge.next_sent()
+    attempt.accept()
+    attempt.say(TaskStatus.RUNNING)
+    attempt.say(TaskStatus.RUNNING)
+    attempt.say(TaskStatus.COMPLETED, output_json='"done"')
+    assert await handle.result(timeout_seconds=10) == "done"
+    assert await watched.result(timeout_seconds=10) == "done"
+    assert [(u.sequence, u.status) for u in watched.updates] == [(u.sequence, u.status) for u in handle.updates]
+    assert [u.sequence for u in watched.updates] == list(range(1, len(watched.updates) + 1))
+    assert [u.status for u in watched.updates][-3:] == [TaskStatus.RUNNING, TaskStatus.RUNNING, TaskStatus.COMPLETED]
+    assert watched.worker_id == handle.worker_id == "w1"
+    assert [a.number for a in watched.attempts] == [a.number for a in handle.attempts] == [1]
+    assert await watched.cancel("too late") is False  # it finished: nothing is asked of anyone
+    assert edge.cancels == [] and watcher_edge.sent == []
+    record = await watcher.task(handle.task_id)
+    assert (record.status, record.cancel_reason) == (TaskStatus.COMPLETED, "")
+
+
+async def test_a_failed_task_fails_the_same_way_where_it_is_watched(pair: Pair) -> None:
+    (runner, edge), (watcher, _) = pair
+    handle = await runner.execute_task("job", {})
+    watched = await watcher.watch(handle.task_id)
+    async with asyncio.timeout(10):
+        attempt = await edge.next_sent()
+    attempt.accept()
+    attempt.say(TaskStatus.FAILED, error_message="no luck")
+    with pytest.raises(TaskFailedError) as here:
+        await handle.result(timeout_seconds=10)
+    with pytest.raises(TaskFailedError) as there:
+        await watched.result(timeout_seconds=10)
+    assert str(there.value) == str(here.value) and "no luck" in str(there.value)
+    assert (there.value.task_id, there.value.error_message) == (here.value.task_id, here.value.error_message)

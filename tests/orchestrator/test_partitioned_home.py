@@ -1,10 +1,13 @@
 """PartitionedHome on a real nats-server: the contract's script tells the memory home's story; two replicas
 share the partitions and each task ends once; a replica that dies leaves its tasks to the other within the
-lease; idempotency keys hold across replicas; a task is canceled through a replica that does not run it."""
+lease, one that lives keeps them however long they run; idempotency keys hold across replicas; a task is
+listed and canceled through a replica that does not run it; dead letters are shared; a replica refuses
+tasks past its queue's bound; options that cannot work are refused."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -16,13 +19,18 @@ from tests.nats_server import NatsServer
 from tests.orchestrator.test_contract import backend, script
 from worker_abstraction import (
     AsyncOrchestrator,
+    QueueFullError,
     RegistryServer,
+    RetryPolicy,
     TaskCanceledError,
+    TaskFailedError,
+    TaskNotFoundError,
     TaskOptions,
     TaskStatus,
 )
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
-from worker_abstraction.stores.jetstream import NatsOptions
+from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStoreOptions
+from worker_abstraction.stores.jetstream import NatsOptions, NatsStoreError
 from worker_abstraction.stores.jetstream.partitions import partition_of
 
 pytestmark = pytest.mark.timeout(90)
@@ -188,11 +196,115 @@ async def test_a_task_is_canceled_through_the_replica_that_does_not_run_it(
     await eventually(lambda: handle.status is TaskStatus.RUNNING, what="it runs")
     # As its document stands, which says RUNNING once the fact that it was sent is written (behind).
     await eventually(lambda: _is(_status(other, handle.task_id), TaskStatus.RUNNING), what="running everywhere")
+
+    async def listed_by_other() -> list[TaskStatus]:
+        return [record.status for record in await other.tasks() if record.task_id == handle.task_id]
+
+    assert await listed_by_other() == [TaskStatus.RUNNING]  # listed too, as its document stands
     assert await other.cancel(handle.task_id, "not needed") is True
     with pytest.raises(TaskCanceledError):
         await asyncio.wait_for(handle.result(), 15)
     await eventually(lambda: _is(_status(other, handle.task_id), TaskStatus.CANCELED), what="canceled everywhere")
+    await eventually(lambda: _is(listed_by_other(), [TaskStatus.CANCELED]), what="listed as canceled elsewhere")
     assert await other.cancel(handle.task_id, "again") is False
+
+
+async def test_dead_letters_made_on_one_replica_are_listed_requeued_and_purged_through_another(
+    replica: Replica, start_worker: Callable[..., Any]
+) -> None:
+    await start_worker()
+    policy = RetryPolicy(max_attempts=2, initial_backoff_seconds=0.01, retry_task_errors=True)
+    runner, home_runner = await replica("runner", retry_policy=policy)
+    other, home_other = await replica("other", retry_policy=policy)
+    await _share_settled(home_runner, home_other)
+    await runner.wait_for_workers("explode", timeout_seconds=5)
+    await other.wait_for_workers("explode", timeout_seconds=5)
+    handle = await runner.execute_task("explode", {"message": "always"})
+    with pytest.raises(TaskFailedError):
+        await handle.result(timeout_seconds=15)
+
+    await eventually(lambda: _letters(other, 1), what="the dead letter is shared")
+    [letter] = await other.dead_letters()
+    assert (letter.task_id, letter.params) == (handle.task_id, {"message": "always"})
+    assert [a.status for a in letter.attempts] == [TaskStatus.FAILED, TaskStatus.FAILED]
+
+    again = await other.requeue_dead_letter(handle.task_id)  # taken from the shared ones: once
+    assert again.task_id != handle.task_id
+    with pytest.raises(TaskNotFoundError):
+        await runner.requeue_dead_letter(handle.task_id)
+    with pytest.raises(TaskFailedError):
+        await again.result(timeout_seconds=15)
+    await eventually(lambda: _letters(runner, 1), what="it failed for good again, seen by the runner")
+    [letter] = await runner.dead_letters()
+    assert letter.task_id == again.task_id
+    assert await runner.purge_dead_letters() == 1
+    assert await other.dead_letters() == []
+
+
+async def test_a_task_that_runs_for_many_leases_stays_with_its_replica_and_runs_once(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker()
+    lease = 1.0
+    a, home_a = await replica("a", lease_seconds=lease)
+    b, home_b = await replica("b", lease_seconds=lease)
+    await _share_settled(home_a, home_b)
+    await a.wait_for_workers("wait_for", timeout_seconds=5)
+    gate = "partitioned-long-run"
+    handle = await a.execute_task("wait_for", {"name": gate})
+    await eventually(lambda: handle.status is TaskStatus.RUNNING, what="it runs on a")
+    assert home_a.held == 1 and home_a.leases is not None
+    owned, since = home_a.leases.owned(), time.monotonic()
+    # The lease renewed for three of its lengths (what keeps the task where it runs, however long it runs).
+    await eventually(lambda: home_a.leases.held_until > since + 3 * lease, timeout_seconds=10, what="renewed")
+    assert home_a.leases.owned() == owned  # the same partitions, the same epochs: none lapsed or moved
+    assert (home_a.held, home_b.held) == (1, 0)
+    gates.open(gate)
+    assert await handle.result(timeout_seconds=10) == gate
+    await eventually(lambda: _is(_status(b, handle.task_id), TaskStatus.COMPLETED), what="finished, read elsewhere")
+    assert [attempt.number for attempt in (await b.task(handle.task_id)).attempts] == [1]  # run once
+
+
+async def test_a_replica_refuses_tasks_past_its_queues_bound_and_takes_them_again_once_some_ran(
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker(max_concurrent_tasks=1)
+    a, _ = await replica("a", max_queued=2)
+    await a.wait_for_workers("wait_for", timeout_seconds=5)
+    gate = "partitioned-full"
+    running = await a.execute_task("wait_for", {"name": gate})
+    await eventually(lambda: running.status is TaskStatus.RUNNING, what="one runs on the only slot")
+    waiting = [await a.execute_task("wait_for", {"name": gate}) for _ in range(2)]
+    with pytest.raises(QueueFullError):
+        await a.execute_task("wait_for", {"name": gate})
+    with pytest.raises(QueueFullError):  # (with a key, accepted another way: refused all the same)
+        await a.execute_task("wait_for", {"name": gate}, idempotency_key="partitioned-full")
+    gates.open(gate)
+    assert [await h.result(timeout_seconds=10) for h in (running, *waiting)] == [gate] * 3
+    # Room again: the refused key is accepted now, once, and runs.
+    later = await a.execute_task("wait_for", {"name": gate}, idempotency_key="partitioned-full")
+    assert await later.result(timeout_seconds=10) == gate
+    again = await a.execute_task("wait_for", {"name": gate}, idempotency_key="partitioned-full")
+    assert again.task_id == later.task_id
+
+
+async def test_options_that_cannot_work_are_refused(registry: RegistryServer, nats_server: NatsServer) -> None:
+    options = NatsOptions((nats_server.url,))
+    with pytest.raises(NatsStoreError, match="partitions"):
+        await PartitionedHome.open(options, replica="bad", partitions=0)
+    with pytest.raises(NatsStoreError, match="replicas"):
+        await PartitionedHome.open(options, replica="bad", store=PartitionedStoreOptions(replicas=7))
+    home = await PartitionedHome.open(options, replica="bad", partitions=PARTITIONS, lease_seconds=0.5)
+    orchestrator = AsyncOrchestrator(registry.address, home=home)
+    try:
+        with pytest.raises(NatsStoreError, match=r"lease_seconds must be at least 1, not 0\.5"):
+            await orchestrator.start()
+    finally:
+        await orchestrator.aclose()
+
+
+async def _letters(orchestrator: Any, count: int) -> bool:
+    return len(await orchestrator.dead_letters()) == count
 
 
 async def _is(value: Awaitable[object], expected: object) -> bool:

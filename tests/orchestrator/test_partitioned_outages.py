@@ -1,32 +1,42 @@
 """PartitionedHome daemons while NATS does not answer (a real nats-server, real workers, callers through the
 daemon's gRPC). Shorter than the lease (NATS stopped with SIGSTOP, past the writer's acknowledgement timeout):
-submissions are refused UNAVAILABLE (never INTERNAL), the daemon's health says NOT_SERVING and then SERVING
-again, and each task accepted before ends once after it. Longer than the lease (one daemon cut off from NATS
-by a TCP proxy): its partitions lapse and its runs stop, the other daemon takes the tasks over, and once the
-first is back its callers see each task end once, run once."""
+submissions, reads, cancels and dead-letter listings are refused UNAVAILABLE (never INTERNAL), the daemon's
+health says NOT_SERVING and then SERVING again (its metrics count the failures, its log says so once), and
+each task accepted before ends once after it. Longer than the lease (one daemon cut off from NATS by a TCP
+proxy): its partitions lapse and its runs stop, the other daemon takes the tasks over, and once the first is
+back its callers see each task end once, run once. A daemon whose reading of a partition fails (NATS not
+answering, or an error nobody foresaw) reads it again: the tasks it takes over still run."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, ClassVar
 
 import grpc
 import pytest
+from google.protobuf import empty_pb2
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from nats.aio.client import Client
+from nats.aio.msg import Msg
 
 from tests.conftest import Gates, eventually
+from tests.faulty_nats import FaultyConnection
 from tests.nats_server import NatsServer
-from tests.orchestrator.test_shared_outages import paused
 from tests.tcp_proxy import TcpProxy
 from worker_abstraction import OrchestratorUnavailableError, RegistryServer, RemoteOrchestrator, TaskStatus, _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
-from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStoreOptions
-from worker_abstraction.stores.jetstream import NatsOptions, UpdateLogOptions
+from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStore, PartitionedStoreOptions
+from worker_abstraction.stores.jetstream import NatsOptions, NatsUnavailableError, UpdateLogOptions, connect
+from worker_abstraction.stores.jetstream.partitions import PartitionOptions
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -40,26 +50,49 @@ Daemon = Callable[..., Awaitable[tuple[OrchestratorServer, PartitionedHome]]]
 
 @pytest.fixture
 async def daemon(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Daemon]:
-    """Start an orchestrator daemon on a PartitionedHome (`url`: where it reaches NATS)."""
+    """Start an orchestrator daemon on a PartitionedHome (`url`: where it reaches NATS; `connection`: the
+    connection it uses instead, a FaultyConnection; `store`: the class of its store)."""
     started: list[OrchestratorServer] = []
+    connections: list[Client] = []
 
     async def start(
-        name: str, *, url: str = nats_server.url, lease_seconds: float
+        name: str,
+        *,
+        url: str = nats_server.url,
+        lease_seconds: float,
+        connection: Client | None = None,
+        store: type[PartitionedStore] = PartitionedStore,
+        **options: Any,
     ) -> tuple[OrchestratorServer, PartitionedHome]:
-        store = PartitionedStoreOptions(
-            answer_timeout_seconds=ANSWER_SECONDS, updates=UpdateLogOptions(answer_timeout_seconds=ANSWER_SECONDS)
+        stored = PartitionedStoreOptions(
+            partitions=PARTITIONS,
+            answer_timeout_seconds=ANSWER_SECONDS,
+            updates=UpdateLogOptions(answer_timeout_seconds=ANSWER_SECONDS),
         )
-        home = await PartitionedHome.open(
-            NatsOptions((url,)), replica=name, partitions=PARTITIONS, lease_seconds=lease_seconds, store=store
-        )
-        server = OrchestratorServer(registry.address, port=0, home=home)
+        if connection is None and store is PartitionedStore:
+            home = await PartitionedHome.open(
+                NatsOptions((url,)), replica=name, partitions=PARTITIONS, lease_seconds=lease_seconds, store=stored
+            )
+        else:
+            if connection is None:
+                connection = await connect(NatsOptions((url,)))
+            connections.append(connection)
+            leased = PartitionOptions(partitions=PARTITIONS, lease_seconds=lease_seconds)
+            opened = await store.open(connection, stored)
+            home = PartitionedHome(connection, opened, replica=name, partitions=leased)
+        server = OrchestratorServer(registry.address, port=0, home=home, **options)
         await server.start()
         started.append(server)
         return server, home
 
     yield start
+    for connection in connections:
+        if isinstance(connection, FaultyConnection):
+            connection.down = False
     for server in started:
         await server.stop(None)
+    for connection in connections:
+        await connection.close()
 
 
 @pytest.fixture
@@ -68,6 +101,16 @@ async def proxy(nats_server: NatsServer) -> AsyncIterator[TcpProxy]:
     await proxy.start()
     yield proxy
     await proxy.aclose()
+
+
+@contextlib.contextmanager
+def paused(server: NatsServer) -> Iterator[None]:
+    """NATS stops answering (SIGSTOP): its connections stay open, its answers never come, until SIGCONT."""
+    server.process.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        server.process.send_signal(signal.SIGCONT)
 
 
 async def test_an_outage_shorter_than_the_lease_is_refused_unavailable_and_every_task_from_before_ends_once(
@@ -152,6 +195,127 @@ async def test_an_outage_longer_than_the_lease_stops_the_runs_and_each_task_ends
             assert [attempt.number for attempt in record.attempts] == [1]  # followed where it ran, not run again
     finally:
         await remote.aclose()
+
+
+async def test_reads_cancels_and_dead_letters_while_nats_does_not_answer_are_refused_unavailable(
+    daemon: Daemon, start_worker: Callable[..., Any], nats_server: NatsServer
+) -> None:
+    await start_worker()
+    server, _ = await daemon("a", lease_seconds=10.0)
+    remote = RemoteOrchestrator(server.address)
+    channel = aio.insecure_channel(server.address)
+    stub = pb_grpc.OrchestratorServiceStub(channel)
+    try:
+        await remote.wait_for_workers("echo", timeout_seconds=5)
+        with paused(nats_server):
+            # Through a session (its ack), as RemoteOrchestrator submits: the error its callers retry.
+            with pytest.raises(OrchestratorUnavailableError):
+                await remote.execute_task("echo", {"text": "hi"}, idempotency_key="outage-1")
+            calls = {
+                "SubmitTask": stub.SubmitTask(pb.SubmitTaskRequest(task=ECHO)),
+                "GetTask": stub.GetTask(pb.GetTaskRequest(task_id="some-task")),
+                "CancelTask": stub.CancelTask(pb.CancelTaskRequest(task_id="some-task")),
+                "ListDeadLetters": stub.ListDeadLetters(empty_pb2.Empty()),
+            }
+            codes = {}
+            for name, call in calls.items():
+                with pytest.raises(aio.AioRpcError) as refused:
+                    await call
+                codes[name] = refused.value.code()
+            assert codes == dict.fromkeys(calls, grpc.StatusCode.UNAVAILABLE)
+        # NATS answers again: the same submission (its key) is accepted, once, and runs.
+        handle = await remote.execute_task("echo", {"text": "hi"}, idempotency_key="outage-1")
+        assert await handle.result(timeout_seconds=15) == {"text": "hi"}
+        again = await remote.execute_task("echo", {"text": "hi"}, idempotency_key="outage-1")
+        assert again.task_id == handle.task_id
+    finally:
+        await channel.close(None)
+        await remote.aclose()
+
+
+async def test_while_nats_does_not_answer_the_daemon_is_not_serving_counts_it_and_logs_it_once(
+    daemon: Daemon, nats_server: NatsServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    connection = await FaultyConnection.open(nats_server.url)
+    metrics = OrchestratorMetrics()
+    server, _ = await daemon("a", lease_seconds=10.0, connection=connection, metrics=metrics)
+    channel = aio.insecure_channel(server.address)
+
+    def sample(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name)
+
+    try:
+        statuses = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
+        async with asyncio.timeout(20):
+            assert (await statuses.read()).status == SERVING
+            caplog.set_level(logging.INFO, logger="worker_abstraction.stores.availability")
+            connection.down = True
+            assert (await statuses.read()).status == NOT_SERVING
+            assert sample("wa_store_available") == 0
+            # (no event says "tried again": the count is read until NATS was asked three times in vain)
+            await eventually(lambda: (sample("wa_store_errors_total") or 0) >= 3, timeout_seconds=10, what="retries")
+            connection.down = False
+            assert (await statuses.read()).status == SERVING
+        assert sample("wa_store_available") == 1
+        said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name.endswith("stores.availability")]
+        assert [level for level, _ in said] == [logging.WARNING, logging.INFO], said  # once down, once back
+    finally:
+        await channel.close(None)
+
+
+class FirstReadsFail(PartitionedStore):
+    """A store whose first read of each partition fails with `error` (NATS not answering, or an error nobody
+    foresaw); `failing(error)` makes such a store class, with its own record of the partitions that failed."""
+
+    error: ClassVar[type[Exception]] = NatsUnavailableError
+    failed: ClassVar[set[int]] = set()
+
+    @classmethod
+    def failing(cls, error: type[Exception]) -> type[FirstReadsFail]:
+        return type("FirstReadsFail", (cls,), {"error": error, "failed": set()})
+
+    async def scan_partition(self, partition: int, seen: Callable[[Msg], None]) -> None:
+        if partition not in self.failed:
+            self.failed.add(partition)
+            raise self.error(f"reading partition {partition} failed")
+        await super().scan_partition(partition, seen)
+
+
+UNFORESEEN = "PartitionedHome reads a partition in a loop that is not kept running: an error nobody foresaw ends it"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(NatsUnavailableError, id="nats-error"),
+        pytest.param(RuntimeError, id="unforeseen-error", marks=pytest.mark.xfail(strict=True, reason=UNFORESEEN)),
+    ],
+)
+async def test_a_daemon_whose_first_read_of_its_partitions_failed_reads_them_again_and_runs_their_tasks(
+    daemon: Daemon, start_worker: Callable[..., Any], gates: Gates, error: type[Exception]
+) -> None:
+    await start_worker()
+    lease = 2.0
+    first, home_first = await daemon("first", lease_seconds=lease)
+    remote = RemoteOrchestrator(first.address)
+    try:
+        await remote.wait_for_workers("wait_for", timeout_seconds=5)
+        gate = f"scan-{error.__name__}"
+        handles = [await remote.execute_task("wait_for", {"name": gate}) for _ in range(TASKS)]
+        await eventually(lambda: all(h.status is TaskStatus.RUNNING for h in handles), what="they run on first")
+    finally:
+        await remote.aclose()
+    await home_first.client.close()  # first dies: second takes its partitions (and so its tasks) over
+
+    store = FirstReadsFail.failing(error)
+    second, home_second = await daemon("second", lease_seconds=lease, store=store)
+    await eventually(lambda: home_second.held == TASKS, timeout_seconds=10, what="second took the tasks over")
+    assert store.failed == set(range(PARTITIONS))  # (each partition's first read failed)
+    gates.open(gate)
+    for handle in handles:
+        watched = await second.orchestrator.watch(handle.task_id)
+        assert await watched.result(timeout_seconds=15) == gate
+        assert [a.number for a in (await second.orchestrator.task(handle.task_id)).attempts] == [1]
 
 
 def _all_facts_waiting(home: PartitionedHome) -> bool:

@@ -1,10 +1,11 @@
 """A daemon dies just after a worker refused a task (it was full) and the same attempt went to another worker;
-a successor resumes the task from the store. On either home (SQLite, NATS), the successor must find the
+a successor resumes the task from the store. On either home (SQLite; NATS, partitioned), the successor must find the
 attempt where it runs, or know it was never sent: it never asks the worker that refused it, the task runs on
 one worker only, and its record names only workers that were sent each attempt.
 
 The crash is a store whose writes from some point on are held back and then lost, as they are when a
-daemon is SIGKILLed before writes made behind are stored.
+daemon is SIGKILLed before writes made behind are stored (on NATS, the first daemon's connection is closed
+too, and the successor takes its partitions over once its lease has lapsed).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from nats.aio.client import Client
 
 from tests.conftest import eventually
 from tests.nats_server import NatsServer
@@ -23,18 +25,21 @@ from worker_abstraction import AsyncOrchestrator, RetryPolicy, TaskStatus
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.edge.dispatch import Answer
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
-from worker_abstraction.orchestrator.homes.nats.home import NatsHome
+from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
+from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStore, PartitionedStoreOptions
 from worker_abstraction.registry.client import RegistryClient
-from worker_abstraction.stores.jetstream import NatsOptions, WorkQueueOptions, connect
-from worker_abstraction.stores.jetstream.tasks import DISPATCHED, TaskDoc, TaskDocs
-from worker_abstraction.stores.jetstream.updates import UpdateLog
-from worker_abstraction.stores.jetstream.work import WorkQueue
+from worker_abstraction.stores.jetstream import NatsOptions, connect
+from worker_abstraction.stores.jetstream.partitions import PartitionOptions
+from worker_abstraction.stores.jetstream.pipeline import Ack
+from worker_abstraction.stores.jetstream.tasks import DISPATCHED, TaskDoc
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 from worker_abstraction.stores.tasks import TaskStore
 
 pytestmark = pytest.mark.timeout(60)
 
 WORKERS = (fake_worker("w1"), fake_worker("w2"))
+PARTITIONS = 4  # (the NATS home's: the first daemon, alone, holds them all)
+LEASE_SECONDS = 2.0  # the successor takes the partitions over this long (and a little) after the crash
 Names = Callable[[str], bool]  # does a write name this worker as the one the attempt was sent to?
 
 
@@ -99,20 +104,22 @@ class LosingStore(Losing):
         return getattr(self.inner, name)  # reads
 
 
-class LosingDocs(TaskDocs):
-    """The NATS task documents, whose changes can be lost (see `Losing`); a held change is the document it
-    would write. Set `losing` after opening."""
+class LosingPartitions(PartitionedStore):
+    """The partitioned home's store, whose document writes can be lost (see `Losing`); a held write is the
+    document it would write. Set `losing` after opening; once `dead`, writes go to the (closed) connection."""
 
     losing: Losing
+    dead = False
 
-    async def change(
-        self, task_id: str, apply: Callable[[TaskDoc], TaskDoc | None], *, holder: str | None = None
-    ) -> Any:
-        found = await self.get(task_id)
-        changed = apply(found[0]) if found is not None else None  # (what it would write)
-        if (changed is not None and self.losing.holds(changed)) or self.losing.reached.is_set():
-            return await self.losing.held()
-        return await self.losing.passed(changed, super().change(task_id, apply, holder=holder))
+    def write_doc(self, task_id: str, doc: TaskDoc, last_revision: int) -> asyncio.Future[Ack]:
+        if not self.dead and self.losing.holds(doc):
+            return cast("asyncio.Future[Ack]", self.losing.held())
+        return self.losing.passed(doc, super().write_doc(task_id, doc, last_revision))
+
+    def finish_doc(self, doc: TaskDoc) -> asyncio.Future[Ack]:
+        if not self.dead and self.losing.holds(doc):
+            return cast("asyncio.Future[Ack]", self.losing.held())
+        return self.losing.passed(doc, super().finish_doc(doc))
 
 
 class Backend:
@@ -174,40 +181,44 @@ class OnSqlite(Backend):
 
 
 class OnNats(Backend):
+    """On the partitioned home: the first daemon holds every partition; it dies (its connection closed, what
+    it held back lost) and the successor takes the partitions over once the first one's lease has lapsed."""
+
     def __init__(self, server: NatsServer) -> None:
         self.server = server
         self.names = lambda worker_id: lambda doc: doc.state == DISPATCHED and doc.worker_id == worker_id
-        self._first: AsyncOrchestrator | None = None
-        self._clients: list[Any] = []
-        self._shared: list[NatsHome] = []
+        self._orchestrators: list[AsyncOrchestrator] = []
+        self._client: Client | None = None
+        self._store: LosingPartitions | None = None
 
     async def first(self, edge: FakeEdge) -> AsyncOrchestrator:
-        client = await self._connect()
-        docs = await LosingDocs.open(client)
-        docs.losing = self.losing = Losing()
-        queue = await WorkQueue.open(client, WorkQueueOptions(lease_seconds=30))
-        shared = NatsHome(client, docs, queue, await UpdateLog.open(client), replica="first", prefetch=1)
-        self._first = _orchestrator(edge, home=shared)
-        return self._first
+        self._client = await connect(NatsOptions((self.server.url,)))
+        self._store = await LosingPartitions.open(self._client, PartitionedStoreOptions(partitions=PARTITIONS))
+        self._store.losing = self.losing = Losing()
+        leases = PartitionOptions(partitions=PARTITIONS, lease_seconds=LEASE_SECONDS)
+        home = PartitionedHome(self._client, self._store, replica="first", partitions=leases)
+        return self._opened(_orchestrator(edge, home=home))
 
     async def crash(self) -> None:
-        assert self._first is not None
-        self.losing.crash()
-        await self._first.aclose()  # (its work goes back to the queue at once: no waiting for the lease)
+        assert self._client is not None and self._store is not None
+        await self._client.close()  # nothing more of the first daemon reaches NATS; its lease is not kept
+        self._store.dead = True
+        self.losing.crash()  # what it held back is lost
+        # (the first daemon is closed at the end: cut off from NATS, it can no longer change anything)
 
     async def successor(self, edge: FakeEdge) -> AsyncOrchestrator:
-        shared = await NatsHome.open(NatsOptions((self.server.url,)), replica="successor")
-        self._shared.append(shared)
-        return _orchestrator(edge, home=shared)
+        home = await PartitionedHome.open(
+            NatsOptions((self.server.url,)), replica="successor", partitions=PARTITIONS, lease_seconds=LEASE_SECONDS
+        )
+        return self._opened(_orchestrator(edge, home=home))
 
-    async def _connect(self) -> Any:
-        client = await connect(NatsOptions((self.server.url,)))
-        self._clients.append(client)
-        return client
+    def _opened(self, orchestrator: AsyncOrchestrator) -> AsyncOrchestrator:
+        self._orchestrators.append(orchestrator)
+        return orchestrator
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.close()
+        for orchestrator in self._orchestrators:
+            await orchestrator.aclose()
 
 
 @pytest.fixture(params=["sqlite", "nats"])

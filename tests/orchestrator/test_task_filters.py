@@ -25,7 +25,7 @@ from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
-from worker_abstraction.orchestrator.homes.nats.home import NatsHome
+from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 from worker_abstraction.stores.jetstream import NatsOptions
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 
@@ -55,7 +55,7 @@ async def home(request: pytest.FixtureRequest, registry: RegistryServer, tmp_pat
                 await stack.enter_async_context(server)
                 return await stack.enter_async_context(RemoteOrchestrator(server.address))
             assert nats is not None
-            shared = await NatsHome.open(NatsOptions((nats.url,)), replica="filters")
+            shared = await PartitionedHome.open(NatsOptions((nats.url,)), replica="filters", partitions=4)
             return await stack.enter_async_context(AsyncOrchestrator(registry.address, home=shared, keep_finished=1))
 
         yield make

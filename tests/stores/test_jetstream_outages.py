@@ -1,7 +1,8 @@
 """The shared stores while NATS does not answer: every call says so as the store's own error, never as nats-py's.
 
 A `FaultyConnection` fails the way nats-py fails when a node dies (requests find no responders, publishes a
-full buffer), so each call of the task documents, the work queue and the update log is tried against it.
+full buffer), so each call of the task documents, the update log and the partitioned home's store (its
+documents, keys, dead letters and writer) is tried against it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from tests.faulty_nats import FaultyConnection
 from tests.nats_server import NatsServer
 from worker_abstraction.errors import StoreUnavailableError
+from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStore, PartitionedStoreOptions
 from worker_abstraction.stores.jetstream import (
     NatsUnavailableError,
     TaskDoc,
@@ -22,9 +24,8 @@ from worker_abstraction.stores.jetstream import (
     TaskDocsOptions,
     UpdateLog,
     UpdateLogOptions,
-    WorkQueue,
-    WorkQueueOptions,
 )
+from worker_abstraction.stores.jetstream.tasks import FINISHED
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,19 +34,24 @@ pytestmark = pytest.mark.timeout(60)
 class Stores:
     connection: FaultyConnection
     docs: TaskDocs
-    queue: WorkQueue
     log: UpdateLog
+    partitioned: PartitionedStore
 
 
 @pytest.fixture
 async def stores(nats_server: NatsServer) -> AsyncIterator[Stores]:
     connection = await FaultyConnection.open(nats_server.url)
     docs = await TaskDocs.open(connection, TaskDocsOptions(answer_timeout_seconds=2))
-    queue = await WorkQueue.open(connection, WorkQueueOptions(max_deliveries=1, answer_timeout_seconds=2))
     log = await UpdateLog.open(connection, UpdateLogOptions(answer_timeout_seconds=2))
-    yield Stores(connection, docs, queue, log)
+    partitioned = await PartitionedStore.open(
+        connection,
+        PartitionedStoreOptions(
+            partitions=4, answer_timeout_seconds=2, updates=UpdateLogOptions(answer_timeout_seconds=2)
+        ),
+    )
+    yield Stores(connection, docs, log, partitioned)
     connection.down = False
-    await queue.close()
+    await partitioned.aclose()
     await log.close()
     await connection.close()
 
@@ -54,19 +60,27 @@ def doc(task_id: str) -> TaskDoc:
     return TaskDoc(task_id=task_id, request=b"\x0a\x03req", capability="noop", accepted_at=time.time())
 
 
+def ended(task_id: str) -> TaskDoc:
+    return replace(doc(task_id), state=FINISHED, record=b"\x0a\x02t1")
+
+
 async def _all(docs: TaskDocs) -> list[TaskDoc]:
     return [found async for found in docs.all()]
 
 
-async def _first_followed(stores: Stores) -> tuple[int, bytes]:
-    updates = stores.log.follow("t1")
+async def _first_followed(log: UpdateLog) -> tuple[int, bytes]:
+    updates = log.follow("t1")
     try:
         return await anext(updates)
     finally:
         await updates.aclose()
 
 
-# Every call of the three stores a daemon makes on its own (its background loops) or for a caller.
+async def _scanned(store: PartitionedStore) -> None:
+    await store.scan_partition(store.partition("t1"), lambda _: None)
+
+
+# Every call of the stores a daemon makes on its own (its background loops) or for a caller.
 CALLS: dict[str, Callable[[Stores], Awaitable[object]]] = {
     "docs.create": lambda s: s.docs.create(doc("t2")),
     "docs.get": lambda s: s.docs.get("t1"),
@@ -79,13 +93,25 @@ CALLS: dict[str, Callable[[Stores], Awaitable[object]]] = {
     "docs.take_dead_letter": lambda s: s.docs.take_dead_letter("t1"),
     "docs.dead_letters": lambda s: s.docs.dead_letters(),
     "docs.all": lambda s: _all(s.docs),
-    "queue.put": lambda s: s.queue.put("noop", "t1"),
-    "queue.take": lambda s: s.queue.take("noop", 1, wait_seconds=0.5),
-    "queue.exhausted": lambda s: s.queue.exhausted(1, wait_seconds=0.5),
-    "queue.remove": lambda s: s.queue.remove(1),
     "log.publish": lambda s: s.log.publish("t1", 1, b"update"),
     "log.last": lambda s: s.log.last("t1"),
-    "log.follow": _first_followed,
+    "log.follow": lambda s: _first_followed(s.log),
+    "partitioned.create_doc": lambda s: s.partitioned.create_doc(doc("t2")),
+    "partitioned.create_doc(chosen)": lambda s: s.partitioned.create_doc(doc("t2"), chosen=True),
+    "partitioned.update_doc": lambda s: s.partitioned.update_doc(replace(doc("t1"), failures=1), 1),
+    "partitioned.get": lambda s: s.partitioned.get("t1"),
+    "partitioned.get_finished": lambda s: s.partitioned.get_finished("t1"),
+    "partitioned.finish_doc": lambda s: s.partitioned.finish_doc(ended("t1")),
+    "partitioned.purge_finished": lambda s: s.partitioned.purge_finished("t1", 1),
+    "partitioned.move_finished": lambda s: s.partitioned.move_finished(ended("t1"), 1),
+    "partitioned.delete": lambda s: s.partitioned.delete("t1"),
+    "partitioned.all_docs": lambda s: s.partitioned.all_docs(),
+    "partitioned.scan_partition": lambda s: _scanned(s.partitioned),
+    "partitioned.probe": lambda s: s.partitioned.probe(timeout_seconds=2),
+    "partitioned.claim_key": lambda s: s.partitioned.claim_key("key-2", "t2"),
+    "partitioned.put_dead_letter": lambda s: s.partitioned.put_dead_letter("t1", b"letter"),
+    "partitioned.log.last": lambda s: s.partitioned.log.last("t1"),
+    "partitioned.log.follow": lambda s: _first_followed(s.partitioned.log),
 }
 
 
@@ -93,31 +119,9 @@ CALLS: dict[str, Callable[[Stores], Awaitable[object]]] = {
 async def test_a_call_while_nats_does_not_answer_raises_the_stores_unavailable_error(stores: Stores, call: str) -> None:
     await stores.docs.create(doc("t1"))
     await stores.docs.claim_key("key-1", "t1")
+    await stores.partitioned.create_doc(doc("t1"))
     stores.connection.down = True
     with pytest.raises(StoreUnavailableError) as raised:
         await CALLS[call](stores)
     assert isinstance(raised.value, NatsUnavailableError)  # the store's own type, retried as UNAVAILABLE
     assert stores.connection.refused, "the call reached NATS"
-
-
-async def test_reading_exhausted_work_or_settling_it_while_nats_does_not_answer_raises_the_stores_error(
-    stores: Stores,
-) -> None:
-    queue, connection = stores.queue, stores.connection
-    for key in ("t1", "t2"):
-        await queue.put("poison", key)
-        (lease,) = await queue.take("poison", 1, wait_seconds=2)
-        await lease.give_back()  # its one delivery used: asked for more, the server advises it is exhausted
-    assert await queue.take("poison", 1, wait_seconds=0.5) == []
-    connection.down, connection.publishes_fail = True, False  # an advisory is fetched, its work not read
-    with pytest.raises(NatsUnavailableError):
-        await queue.exhausted(1, wait_seconds=5)
-    assert any(subject.startswith("$JS.API.STREAM.MSG.GET") for subject in connection.refused)
-
-    connection.down = False
-    (exhausted,) = await queue.exhausted(1, wait_seconds=5)  # the other one (the first comes back later)
-    connection.down, connection.publishes_fail = True, True
-    with pytest.raises(NatsUnavailableError):
-        await exhausted.settle()
-    connection.down = False
-    await exhausted.settle()
