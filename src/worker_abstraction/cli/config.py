@@ -119,10 +119,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "nats_home",
         str,
-        "queue",
-        "wa orchestrator: with store nats://..., how the daemons share tasks: queue (a lease per task) or "
-        "partitioned (opt-in: one lease per daemon over 32 partitions); every daemon of a deployment alike",
-        ("QUEUE", "PARTITIONED"),
+        "partitioned",
+        "wa orchestrator: with store nats://..., how the daemons share tasks: partitioned (each daemon leases a "
+        "share of 32 partitions; the only way now, kept so that configurations naming it still work)",
+        ("PARTITIONED",),
     ),
     Setting("max_queued", int, "100000", "wa orchestrator: tasks that may wait for a worker"),
     Setting(

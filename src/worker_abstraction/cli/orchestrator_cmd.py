@@ -41,12 +41,11 @@ example:
   wa orchestrator --registry 127.0.0.1:50051 --port 50052 --max-queued 100000 --metrics-port 9464
   wa orchestrator --http-port 8080     # then open http://127.0.0.1:8080/ (operators only with --auth-tokens)
   wa orchestrator --store nats://10.0.0.3:4222   # replicas sharing tasks on NATS JetStream (>= 2.11)
-  wa orchestrator --store nats://10.0.0.3:4222 --nats-home partitioned   # the same, one lease per daemon
 """
-# How daemons on --store nats:// share their tasks (`--nats-home`): NatsHome, a work-queue stream with a lease
-# per task, or PartitionedHome, one lease per daemon over the partitions task ids hash to. The two keep their
-# tasks in buckets of their own, so every daemon of one deployment must name the same.
-NATS_HOMES = ("queue", "partitioned")
+# How daemons on --store nats:// share their tasks (`--nats-home`): PartitionedHome, one lease per daemon over
+# the partitions task ids hash to. The only way left (the queue home, a lease per task, is gone); the setting
+# stays so that a configuration naming it keeps working.
+NATS_HOMES = ("partitioned",)
 
 _log = logging.getLogger(__name__)
 
@@ -103,9 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         default=settings.default("nats_home"),
         help=settings.help(
             "nats_home",
-            "with --store nats://: how the daemons share tasks: queue (each task leased from a work-queue "
-            "stream) or partitioned (new, opt-in, faster: each daemon leases a share of 32 partitions and runs "
-            "their tasks); the two keep tasks in different buckets, so switch every daemon at once",
+            "with --store nats://: how the daemons share tasks: partitioned (each daemon leases a share of 32 "
+            "partitions and runs their tasks; the only way now)",
         ),
     )
     parser.add_argument(
@@ -114,7 +112,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         metavar="SECONDS",
         default=30.0,
         help="with --store nats://: a replica that stops answering loses its tasks to the others within this "
-        "long (its leases on them run out); at least 1",
+        "long (its lease on its partitions runs out); at least 1",
     )
     parser.add_argument(
         "--replica",
@@ -196,16 +194,8 @@ async def _nats_home(args: argparse.Namespace) -> TaskHome:
         raise UsageError(f"--lease-seconds must be at least 1, got {args.lease_seconds}")
     nats = nats_options_of(args.store, args)
     # Imported here: nats-py costs a daemon with a SQLite store its start-up time for nothing.
-    if args.nats_home == "partitioned":
-        from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
+    from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 
-        partitioned = await PartitionedHome.open(nats, replica=replica, lease_seconds=args.lease_seconds)
-        _log.info("tasks shared on NATS JetStream in partitions as replica %s", replica)
-        return partitioned
-    from worker_abstraction.orchestrator.homes.nats.home import NatsHome
-    from worker_abstraction.stores.jetstream import WorkQueueOptions
-
-    work = WorkQueueOptions(lease_seconds=args.lease_seconds, replicas=nats.replicas)
-    home = await NatsHome.open(nats, replica=replica, work=work)
-    _log.info("tasks shared on NATS JetStream as replica %s", replica)
+    home = await PartitionedHome.open(nats, replica=replica, lease_seconds=args.lease_seconds)
+    _log.info("tasks shared on NATS JetStream in partitions as replica %s", replica)
     return home
