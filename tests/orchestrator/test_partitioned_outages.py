@@ -281,14 +281,11 @@ class FirstReadsFail(PartitionedStore):
         await super().scan_partition(partition, seen)
 
 
-UNFORESEEN = "PartitionedHome reads a partition in a loop that is not kept running: an error nobody foresaw ends it"
-
-
 @pytest.mark.parametrize(
     "error",
     [
         pytest.param(NatsUnavailableError, id="nats-error"),
-        pytest.param(RuntimeError, id="unforeseen-error", marks=pytest.mark.xfail(strict=True, reason=UNFORESEEN)),
+        pytest.param(RuntimeError, id="unforeseen-error"),
     ],
 )
 async def test_a_daemon_whose_first_read_of_its_partitions_failed_reads_them_again_and_runs_their_tasks(

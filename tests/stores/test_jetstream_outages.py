@@ -1,8 +1,8 @@
 """The shared stores while NATS does not answer: every call says so as the store's own error, never as nats-py's.
 
 A `FaultyConnection` fails the way nats-py fails when a node dies (requests find no responders, publishes a
-full buffer), so each call of the task documents, the update log and the partitioned home's store (its
-documents, keys, dead letters and writer) is tried against it.
+full buffer), so each call of the update log and the partitioned home's store (its documents, keys, dead
+letters and writer) is tried against it.
 """
 
 from __future__ import annotations
@@ -17,14 +17,7 @@ from tests.faulty_nats import FaultyConnection
 from tests.nats_server import NatsServer
 from worker_abstraction.errors import StoreUnavailableError
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStore, PartitionedStoreOptions
-from worker_abstraction.stores.jetstream import (
-    NatsUnavailableError,
-    TaskDoc,
-    TaskDocs,
-    TaskDocsOptions,
-    UpdateLog,
-    UpdateLogOptions,
-)
+from worker_abstraction.stores.jetstream import NatsUnavailableError, TaskDoc, UpdateLog, UpdateLogOptions
 from worker_abstraction.stores.jetstream.tasks import FINISHED
 
 pytestmark = pytest.mark.timeout(60)
@@ -33,7 +26,6 @@ pytestmark = pytest.mark.timeout(60)
 @dataclass
 class Stores:
     connection: FaultyConnection
-    docs: TaskDocs
     log: UpdateLog
     partitioned: PartitionedStore
 
@@ -41,7 +33,6 @@ class Stores:
 @pytest.fixture
 async def stores(nats_server: NatsServer) -> AsyncIterator[Stores]:
     connection = await FaultyConnection.open(nats_server.url)
-    docs = await TaskDocs.open(connection, TaskDocsOptions(answer_timeout_seconds=2))
     log = await UpdateLog.open(connection, UpdateLogOptions(answer_timeout_seconds=2))
     partitioned = await PartitionedStore.open(
         connection,
@@ -49,7 +40,7 @@ async def stores(nats_server: NatsServer) -> AsyncIterator[Stores]:
             partitions=4, answer_timeout_seconds=2, updates=UpdateLogOptions(answer_timeout_seconds=2)
         ),
     )
-    yield Stores(connection, docs, log, partitioned)
+    yield Stores(connection, log, partitioned)
     connection.down = False
     await partitioned.aclose()
     await log.close()
@@ -62,10 +53,6 @@ def doc(task_id: str) -> TaskDoc:
 
 def ended(task_id: str) -> TaskDoc:
     return replace(doc(task_id), state=FINISHED, record=b"\x0a\x02t1")
-
-
-async def _all(docs: TaskDocs) -> list[TaskDoc]:
-    return [found async for found in docs.all()]
 
 
 async def _first_followed(log: UpdateLog) -> tuple[int, bytes]:
@@ -82,17 +69,6 @@ async def _scanned(store: PartitionedStore) -> None:
 
 # Every call of the stores a daemon makes on its own (its background loops) or for a caller.
 CALLS: dict[str, Callable[[Stores], Awaitable[object]]] = {
-    "docs.create": lambda s: s.docs.create(doc("t2")),
-    "docs.get": lambda s: s.docs.get("t1"),
-    "docs.change": lambda s: s.docs.change("t1", lambda d: replace(d, failures=d.failures + 1)),
-    "docs.take_over": lambda s: s.docs.take_over("t1", "replica-b", 100),
-    "docs.delete": lambda s: s.docs.delete("t1"),
-    "docs.claim_key": lambda s: s.docs.claim_key("key-1", "t1"),
-    "docs.key_holder": lambda s: s.docs.key_holder("key-1"),
-    "docs.put_dead_letter": lambda s: s.docs.put_dead_letter("t1", b"letter"),
-    "docs.take_dead_letter": lambda s: s.docs.take_dead_letter("t1"),
-    "docs.dead_letters": lambda s: s.docs.dead_letters(),
-    "docs.all": lambda s: _all(s.docs),
     "log.publish": lambda s: s.log.publish("t1", 1, b"update"),
     "log.last": lambda s: s.log.last("t1"),
     "log.follow": lambda s: _first_followed(s.log),
@@ -109,6 +85,9 @@ CALLS: dict[str, Callable[[Stores], Awaitable[object]]] = {
     "partitioned.scan_partition": lambda s: _scanned(s.partitioned),
     "partitioned.probe": lambda s: s.partitioned.probe(timeout_seconds=2),
     "partitioned.claim_key": lambda s: s.partitioned.claim_key("key-2", "t2"),
+    "partitioned.letters.key_holder": lambda s: s.partitioned.letters.key_holder("key-1"),
+    "partitioned.letters.take_dead_letter": lambda s: s.partitioned.letters.take_dead_letter("t1"),
+    "partitioned.letters.dead_letters": lambda s: s.partitioned.letters.dead_letters(),
     "partitioned.put_dead_letter": lambda s: s.partitioned.put_dead_letter("t1", b"letter"),
     "partitioned.log.last": lambda s: s.partitioned.log.last("t1"),
     "partitioned.log.follow": lambda s: _first_followed(s.partitioned.log),
@@ -117,9 +96,8 @@ CALLS: dict[str, Callable[[Stores], Awaitable[object]]] = {
 
 @pytest.mark.parametrize("call", sorted(CALLS))
 async def test_a_call_while_nats_does_not_answer_raises_the_stores_unavailable_error(stores: Stores, call: str) -> None:
-    await stores.docs.create(doc("t1"))
-    await stores.docs.claim_key("key-1", "t1")
     await stores.partitioned.create_doc(doc("t1"))
+    await stores.partitioned.claim_key("key-1", "t1")
     stores.connection.down = True
     with pytest.raises(StoreUnavailableError) as raised:
         await CALLS[call](stores)

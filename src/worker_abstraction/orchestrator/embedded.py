@@ -61,9 +61,9 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         task_store: where accepted tasks are kept (e.g. SqliteTaskStore); unfinished ones are resumed by
             `start()`, finished ones and dead letters stay readable. Default: nothing is kept.
         keep_finished: finished tasks whose records are kept in memory for `task()` / `tasks()`.
-        home: where tasks live (`orchestrator.homes`), instead of `task_store`: e.g. a `NatsHome` shares
-            them with other orchestrators on NATS JetStream (tasks accepted here go to the shared queue and
-            run on whichever replica takes them; those of a replica that dies carry on elsewhere).
+        home: where tasks live (`orchestrator.homes`), instead of `task_store`: e.g. a `PartitionedHome`
+            shares them with other orchestrators on NATS JetStream (tasks accepted here run here, in a
+            partition this one holds; those of one that dies carry on where its partitions go).
         links: the connections to workers (inject a `WorkerLinks` to watch or break them).
         directory: the live view of workers (inject one to tune or observe discovery).
         clock: the source of time for deadlines, back-offs and probes.

@@ -40,7 +40,7 @@ class Engine:
     Args:
         crew: the collaborators every run works with.
         directory: the live view of workers.
-        home: where tasks live (`homes.local.LocalHome`, `homes.nats.NatsHome`).
+        home: where tasks live (`homes.local.LocalHome`, `homes.nats.partitioned.PartitionedHome`).
         index: the runs of this engine (live, and recently finished).
         queue_timeout_seconds: default limit on how long a task may wait for a worker (None: no limit).
         queue_without_workers: accept tasks for a capability no live worker offers yet (they wait);

@@ -52,9 +52,11 @@ class Hold:
         sink: where its updates go besides its handle (the NATS home's update log), if anywhere.
         alive: whether the hold lasts, asked before the run acts. None (the default): it always does, and
             the home never calls `lose` (a local home's holds: then the run keeps nothing of the hold).
+        max_output_bytes: the largest output (as JSON) the home can keep for this task (None: any the
+            message limit lets through); a larger one fails the task (OutputTooLarge), never half-kept.
     """
 
-    __slots__ = ("_alive", "_listeners", "journal", "lost_reason", "resume", "sink", "spec")
+    __slots__ = ("_alive", "_listeners", "journal", "lost_reason", "max_output_bytes", "resume", "sink", "spec")
 
     def __init__(
         self,
@@ -64,9 +66,11 @@ class Hold:
         resume: Resumable | None = None,
         sink: UpdateSink | None = None,
         alive: Callable[[], bool] | None = None,
+        max_output_bytes: int | None = None,
     ) -> None:
         self.spec = spec
         self.journal = journal
+        self.max_output_bytes = max_output_bytes
         self.resume = resume
         self.sink = sink
         self._alive = alive

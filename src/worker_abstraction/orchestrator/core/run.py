@@ -72,7 +72,8 @@ class TaskRun:
     """One task, from acceptance to its one terminal state."""
 
     # One per task the daemon holds, queued ones included: slots keep 100,000 of them small.
-    __slots__ = ("_crew", "_failures", "_hold", "_journal", "_queue_timeout", "_reserved", "_reuse_number", "_sent",
+    __slots__ = ("_crew", "_failures", "_hold", "_journal", "_max_output", "_queue_timeout", "_reserved",
+                 "_reuse_number", "_sent",
                  "_sinks", "_spans", "_timers", "avoid", "cancel_reason", "capability", "dead_lettered", "fairness_key",
                  "handle", "phase", "pinned", "preferred_tags", "priority", "required_tags", "retry", "spec",
                  "state")  # fmt: skip
@@ -85,6 +86,7 @@ class TaskRun:
         # The task as its home gave it: lost, the run stops. None: a hold never lost (a local home's), not
         # kept (100,000 queued tasks each keep a little less).
         self._hold = hold if hold.may_be_lost else None
+        self._max_output = hold.max_output_bytes
         self._journal = hold.journal
         self.state = TaskState(
             spec.task_id,
@@ -225,6 +227,17 @@ class TaskRun:
             state.append(update)
             return
         worker_id = state.worker_id
+        if update.status is TaskStatus.COMPLETED and self._max_output is not None:
+            size = len(update.output_json.encode())
+            if size > self._max_output:  # the home could not keep it: failed, not half-finished
+                self._crew.standing.answered(worker_id)
+                problem = (
+                    f"the output takes {size:,} bytes as JSON; the task store keeps at most {self._max_output:,} "
+                    "for this task (with its arguments)"
+                )
+                failure = TaskFailure("OutputTooLarge", problem, FailureOrigin.HANDLER, retryable=False)
+                self._attempt_failed(failure, None)
+                return
         if update.status is TaskStatus.COMPLETED or (update.status is TaskStatus.CANCELED and self.cancel_reason):
             self._crew.standing.answered(worker_id)
             self._finish(update)

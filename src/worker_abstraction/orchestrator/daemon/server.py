@@ -48,8 +48,8 @@ class OrchestratorServer:
             the workers over TLS with the same certificates; default plaintext.
         metrics: the orchestrator's metrics, the task store's commits among them (serve them with
             `metrics.serve()`); default none.
-        home: where tasks live instead of `store_path` (e.g. `homes.nats.NatsHome`, opened: tasks shared
-            with other daemons on NATS JetStream; closed with the server).
+        home: where tasks live instead of `store_path` (e.g. `homes.nats.partitioned.PartitionedHome`,
+            opened: tasks shared with other daemons on NATS JetStream; closed with the server).
         options: passed to AsyncOrchestrator (queue bounds, aging, ...).
     """
 

@@ -1,7 +1,7 @@
 """Shared state on NATS JetStream: the registry's workers in a KV bucket (several `wa registry` replicas, one
 view of the workers); for several orchestrator daemons sharing tasks, the task documents (what each task is
-and how far it got, changed by compare-and-set), the work queue (who holds which task) and the update log
-(every task's updates, replayable and followed from any replica)."""
+and how far it got, changed by compare-and-set), the partitions' leases (which daemon runs which tasks), the
+pipelined writer, and the update log (every task's updates, replayable and followed from any daemon)."""
 
 from worker_abstraction.stores.jetstream.connection import (
     MIN_SERVER_VERSION,
@@ -12,28 +12,21 @@ from worker_abstraction.stores.jetstream.connection import (
     connect,
     parse_servers,
 )
-from worker_abstraction.stores.jetstream.tasks import Held, StaleHolderError, TaskDoc, TaskDocs, TaskDocsOptions
+from worker_abstraction.stores.jetstream.tasks import SharedLetters, StaleHolderError, TaskDoc
 from worker_abstraction.stores.jetstream.updates import UpdateLog, UpdateLogOptions
-from worker_abstraction.stores.jetstream.work import Exhausted, Lease, WorkQueue, WorkQueueOptions
 from worker_abstraction.stores.jetstream.workers import JetStreamWorkerStore
 
 __all__ = [
     "MIN_SERVER_VERSION",
-    "Exhausted",
-    "Held",
     "JetStreamWorkerStore",
-    "Lease",
     "NatsOptions",
     "NatsStoreError",
     "NatsUnavailableError",
+    "SharedLetters",
     "StaleHolderError",
     "TaskDoc",
-    "TaskDocs",
-    "TaskDocsOptions",
     "UpdateLog",
     "UpdateLogOptions",
-    "WorkQueue",
-    "WorkQueueOptions",
     "check_server_version",
     "connect",
     "parse_servers",

@@ -395,6 +395,10 @@ class PartitionLeases:
     def _extend(self, until: float) -> None:
         if until <= self._held_until:
             return
+        # A lease that lapsed before this renewal was confirmed (its timer not run yet) stays lapsed: its
+        # partitions are dropped now and claimed again under new epochs, never revived under the old ones
+        # (runs that saw them lapse have stopped, and their tasks must be taken on again).
+        self._expire()
         self._held_until = until
         if self._lapse is not None:
             self._lapse.cancel()

@@ -2,7 +2,7 @@
 
 Task ids hash to partitions (`partition_of`), and each live daemon holds a share of them on one lease
 (`PartitionLeases`): no lease per task, and daemons never write the same keys, except a cancel from one
-daemon into a task another runs. Where `NatsHome` spends about ten NATS round trips on a task, one at a time,
+daemon into a task another runs. Where a lease per task would cost about ten NATS round trips a task, one at a time,
 this home writes everything through one `JetStreamWriter`, so the writes of every task made in a turn of
 the loop share one flush:
 
@@ -56,7 +56,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from worker_abstraction.errors import TaskExistsError
+from worker_abstraction.codec import payload_bytes
+from worker_abstraction.errors import InvalidParametersError, TaskExistsError
 from worker_abstraction.orchestrator.core.engine import new_task_id
 from worker_abstraction.orchestrator.core.facts import Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
@@ -93,6 +94,8 @@ CLOSE_SECONDS = 10.0  # how long a daemon stopping waits for NATS to take its la
 RELEASE_SECONDS = 5.0  # how long a partition given up waits for its runs' last facts
 FIRST_SHARE_SECONDS = 5.0  # how long `start` waits for this daemon's first partitions
 MAX_TAKES = 10  # takeovers of one task before it ends FAILED as a dead letter
+RECORD_ROOM = 64 * 2**10  # of a task's document, kept for its record's attempts, failures and metadata
+_DOC_ROOM = 4096  # of a NATS message, kept for a document's other fields and the message's headers
 _LOCAL_ID_DRAWS = 256  # ids drawn for a task before it goes wherever its id hashes
 RESCAN_SECONDS = 30.0  # how often a held partition is read again (what a lost poke left unheard)
 _PROBE_SECONDS = 1.0
@@ -291,6 +294,9 @@ class PartitionedHome:
     # ---- accepting -------------------------------------------------------------------------------------------
 
     def accept(self, spec: TaskSpec, then: Accepted, admit: Admit) -> None:
+        if self._output_room(spec) < 0:
+            then(None, InvalidParametersError([self._too_large(spec)]))
+            return
         if spec.options.idempotency_key or spec.options.task_id:
             self._spawn(self._accept_checked(spec, then, admit))
             return
@@ -303,6 +309,22 @@ class PartitionedHome:
 
     def flush(self) -> None:
         return None  # (the writer flushes on the loop's next turn)
+
+    def _output_room(self, spec: TaskSpec) -> int:
+        """The largest output (JSON bytes) a task's finished document can hold beside its arguments, as NATS's
+        max_payload lets a message be (negative: not even its arguments fit)."""
+        params = payload_bytes(spec.encoded_params)
+        # The document is JSON, its submission and record in base64 (4 bytes for 3), each holding the
+        # arguments; the record's attempts, failures and the rest get RECORD_ROOM.
+        return (self.client.max_payload - _DOC_ROOM) * 3 // 4 - 2 * params - RECORD_ROOM
+
+    def _too_large(self, spec: TaskSpec) -> str:
+        params = payload_bytes(spec.encoded_params)
+        room = max(0, ((self.client.max_payload - _DOC_ROOM) * 3 // 4 - RECORD_ROOM) // 2)
+        return (
+            f"the task's arguments take {params:,} bytes as JSON; tasks shared on NATS keep at most {room:,} "
+            f"(the NATS servers' max_payload is {self.client.max_payload:,} bytes: raise it there to carry more)"
+        )
 
     async def _accept_checked(self, spec: TaskSpec, then: Accepted, admit: Admit) -> None:
         try:
@@ -565,6 +587,10 @@ class PartitionedHome:
                 self.availability.failed(error)
                 await asyncio.sleep(backoff.pause())
                 continue
+            except Exception:  # a bug, or an error nobody foresaw: the partition is read again all the same
+                logger.exception("reading partition %d failed; reading it again", partition)
+                await asyncio.sleep(backoff.pause())
+                continue
             backoff.reset()
             await asyncio.sleep(RESCAN_SECONDS)
 
@@ -752,6 +778,7 @@ class PartitionedHome:
             resume=resume,
             sink=self.journal.sink(facts),
             alive=functools.partial(self._alive, facts.partition, facts.epoch),
+            max_output_bytes=max(0, self._output_room(spec)),
         )
         facts.hold = hold
         self.journal.held(facts)

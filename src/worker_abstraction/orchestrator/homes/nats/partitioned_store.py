@@ -21,9 +21,9 @@
   steps, each done once). `get` reads the finished key, then the live one, then the finished one again if the
   live one is gone: a task is in at least one of them at every moment, so a task that exists is always found,
   and a finished one is read as finished.
-- **Idempotency keys** (`wa_ptask_keys`): a key per idempotency key (its SHA-256, as `TaskDocs` names them),
+- **Idempotency keys** (`wa_ptask_keys`): a key per idempotency key (its SHA-256: `idempotency_digest`),
   created once (compare-and-set on "absent"), its value the task id that claimed it.
-- **Dead letters** (`wa_pdead_letters`): as `TaskDocs` keeps them (it is reused for them).
+- **Dead letters** (`wa_pdead_letters`): one key per task (`letter_key`), read through `SharedLetters`.
 - **Updates**: the update log's stream (`WA_UPDATES`, subjects `wa.updates.<token>`), written through the
   writer with the same headers `UpdateLog.publish` sets (stored once per task and number), unacknowledged
   (`send_update`: in order, nothing waited for). A watcher hears
@@ -37,7 +37,6 @@ import base64
 import contextlib
 import dataclasses
 import functools
-import hashlib
 import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -72,9 +71,14 @@ from worker_abstraction.stores.jetstream.pipeline import (
     WrongLastSequenceError,
     kv_subject,
 )
-from worker_abstraction.stores.jetstream.tasks import TaskDoc, TaskDocs
-from worker_abstraction.stores.jetstream.tasks import _decode as decode_doc
-from worker_abstraction.stores.jetstream.tasks import _encode as encode_doc
+from worker_abstraction.stores.jetstream.tasks import (
+    SharedLetters,
+    TaskDoc,
+    decode_doc,
+    encode_doc,
+    idempotency_digest,
+    letter_key,
+)
 from worker_abstraction.stores.jetstream.updates import (
     SEQUENCE_HEADER,
     SUBJECT_PREFIX,
@@ -237,7 +241,7 @@ class PartitionedStore:
         options: PartitionedStoreOptions,
         docs: KeyValue,
         keys: KeyValue,
-        letters: TaskDocs,
+        letters: SharedLetters,
         writer: JetStreamWriter,
         log: ScopedUpdateLog,
     ) -> None:
@@ -246,7 +250,7 @@ class PartitionedStore:
         self.partitions = options.partitions
         self.writer = writer
         self.log = log
-        self.letters = letters  # (only its dead-letter calls, and key_holder, are used)
+        self.letters = letters
         self._docs = docs
         self._keys = keys
         self._js = client.jetstream(timeout=options.answer_timeout_seconds)
@@ -289,7 +293,7 @@ class PartitionedStore:
         await _allow_msg_ttl(js, f"KV_{options.docs_bucket}")
         log = await ScopedUpdateLog.open_scoped(client, options.updates)
         writer = await JetStreamWriter.open(client, WriterOptions(ack_timeout_seconds=options.answer_timeout_seconds))
-        return cls(client, options, docs, keys, TaskDocs(docs, keys, letters), writer, log)
+        return cls(client, options, docs, keys, SharedLetters(keys, letters), writer, log)
 
     async def aclose(self) -> None:
         await self.writer.aclose()
@@ -582,7 +586,7 @@ class PartitionedStore:
         Raises:
             NatsStoreError: NATS did not answer.
         """
-        key = hashlib.sha256(idempotency_key.encode()).hexdigest()
+        key = idempotency_digest(idempotency_key)
         for _ in range(3):
             try:
                 await self.writer.kv_create(self.options.keys_bucket, key, task_id.encode())
@@ -608,7 +612,7 @@ class PartitionedStore:
 
     def put_dead_letter(self, task_id: str, entry: bytes) -> asyncio.Future[Ack]:
         """Keep a dead letter (the contract's DeadLetterEntry) where every daemon reads it."""
-        return self.writer.write(kv_subject(self.options.dead_letters_bucket, _token(task_id)), entry)
+        return self.writer.write(kv_subject(self.options.dead_letters_bucket, letter_key(task_id)), entry)
 
 
 async def _allow_msg_ttl(js: JetStreamContext, stream: str) -> None:
@@ -629,7 +633,7 @@ async def _allow_msg_ttl(js: JetStreamContext, stream: str) -> None:
 
 @functools.lru_cache(maxsize=8192)
 def _token(task_id: str) -> str:
-    # (as TaskDocs names keys: any id fits; a task's are made several times over its life)
+    # (any id fits; a task's are made several times over its life)
     return base64.urlsafe_b64encode(task_id.encode()).decode().rstrip("=") or "_"
 
 
