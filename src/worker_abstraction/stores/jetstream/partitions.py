@@ -276,7 +276,7 @@ class PartitionLeases:
     def epoch(self, partition: int) -> int | None:
         """The epoch under which this replica holds `partition`, or None if it does not."""
         hold = self._held.get(partition)
-        return hold.epoch if hold is not None and self.held(partition) else None
+        return hold.epoch if hold is not None and time.monotonic() < self._held_until else None
 
     def owned(self) -> dict[int, int]:
         """Every partition this replica holds now, with its epoch."""

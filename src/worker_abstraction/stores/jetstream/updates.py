@@ -86,6 +86,9 @@ def task_token(task_id: str) -> str:
     return hashlib.sha256(task_id.encode()).hexdigest()[:_TOKEN_CHARS]
 
 
+_SETTLE_SECONDS = 0.05  # how long a follow waits for its first live update before it reads the stream again
+
+
 class UpdateLog:
     """Every task's updates, as one replica publishes and follows them; open it with `UpdateLog.open`."""
 
@@ -188,8 +191,21 @@ class UpdateLog:
                 async for sequence, data in self._kept(token, seen):
                     seen = sequence
                     yield sequence, data
+            settling = not fresh
             while True:
-                item = await live.get()
+                if settling:
+                    # An update routed just before this replica's subscription counted, and stored just after
+                    # the read above, reaches neither: if nothing comes live at once, the stream is read again.
+                    settling = False
+                    try:
+                        item = await asyncio.wait_for(live.get(), _SETTLE_SECONDS)
+                    except TimeoutError:
+                        async for sequence, data in self._kept(token, seen):
+                            seen = sequence
+                            yield sequence, data
+                        continue
+                else:
+                    item = await live.get()
                 if item is None or item[0] > seen + 1:  # an overflow, or a gap: what the stream kept fills it
                     async for sequence, data in self._kept(token, seen):
                         seen = sequence

@@ -160,6 +160,7 @@ class PartitionedHome:
         self._sleep = sleep
         self._runs: Runs | None = None
         self._watches: dict[int, asyncio.Task[None]] = {}
+        self._giving_up: set[int] = set()  # partitions being released: their runs stop, none starts
         self._pokes: Subscription | None = None
         self._accepting: dict[str, asyncio.Future[AsyncTaskHandle]] = {}
         self._adopting: set[str] = set()
@@ -447,9 +448,12 @@ class PartitionedHome:
             _settle(accepting, self._started(spec, doc, revision, partition, epoch))
 
     def _started(self, spec: TaskSpec, doc: TaskDoc, revision: int, partition: int, epoch: int) -> AsyncTaskHandle:
-        """A task stored here for this daemon: its run, or (the partition lost meanwhile) a handle following it."""
-        if self._alive(partition, epoch):
+        """A task stored here for this daemon: its run, or (the partition lost or being given up meanwhile) a
+        handle following it, its partition's next holder told to take it (it may have read the partition
+        before the document was stored)."""
+        if self._may_run(partition, epoch):
             return self._run(spec, TaskFacts(doc, revision, partition, epoch), None)
+        self.store.poke(partition, spec.task_id)
         return self._follow(spec.task_id, spec.capability, spec.params, fresh=False)
 
     async def _known(self, task_id: str) -> AsyncTaskHandle | None:
@@ -561,10 +565,16 @@ class PartitionedHome:
     # ---- partitions ------------------------------------------------------------------------------------------
 
     def _alive(self, partition: int, epoch: int) -> bool:
+        """Whether the partition is held under `epoch` (its runs' facts may be written)."""
         leases = self.leases
         return leases is not None and leases.epoch(partition) == epoch
 
+    def _may_run(self, partition: int, epoch: int) -> bool:
+        """Whether a run may start in the partition: held under `epoch`, and not being given up."""
+        return partition not in self._giving_up and self._alive(partition, epoch)
+
     def _gained(self, partition: int, epoch: int) -> None:
+        self._giving_up.discard(partition)
         self._first_share.set()
         self._watch(partition, epoch)
 
@@ -636,6 +646,7 @@ class PartitionedHome:
             self.journal.lose(facts, f"partition {partition} {reason}")
 
     async def _releasing(self, partition: int) -> None:
+        self._giving_up.add(partition)  # (no run starts in it any more: see `_started`)
         self._stop_watching(partition)
         await self.journal.release(partition, RELEASE_SECONDS)
 
@@ -737,8 +748,9 @@ class PartitionedHome:
                 return
         spec = serial.spec_of(doc.request)
         base = 0 if fresh else await self.store.log.last(task_id)
-        if not self._alive(partition, epoch) or self._runs is None:
-            return  # (the next holder carries it on)
+        if not self._may_run(partition, epoch) or self._runs is None:
+            self.store.poke(partition, task_id)  # (the next holder carries it on: it may have read it before)
+            return
         resume = None if fresh else resumable(spec, doc)
         self._runs.announce(self._run(spec, TaskFacts(claimed, revision, partition, epoch, base=base), resume))
 

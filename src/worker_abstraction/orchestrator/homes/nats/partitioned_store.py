@@ -25,9 +25,9 @@
   created once (compare-and-set on "absent"), its value the task id that claimed it.
 - **Dead letters** (`wa_pdead_letters`): one key per task (`letter_key`), read through `SharedLetters`.
 - **Updates**: the update log's stream (`WA_UPDATES`, subjects `wa.updates.<token>`), written through the
-  writer with the same headers `UpdateLog.publish` sets (stored once per task and number), unacknowledged
-  (`send_update`: in order, nothing waited for). A watcher hears
-  one task's updates only (`ScopedUpdateLog`: a subscription per followed task, not one to every task's).
+  writer with the update's number in a header, as `UpdateLog.publish` sets it, unacknowledged (`send_update`:
+  in order, nothing waited for). A watcher hears one task's updates only (`ScopedUpdateLog`: a subscription
+  per followed task, not one to every task's).
 """
 
 from __future__ import annotations
@@ -603,10 +603,9 @@ class PartitionedStore:
     def send_update(self, task_id: str, sequence: int, data: bytes) -> None:
         """Store update number `sequence` of a task with the next batch, unacknowledged (`JetStreamWriter.send`):
         after every write made before it, with nothing to wait for; lost if NATS does not take it."""
-        token = task_token(task_id)
-        self.writer.send(
-            f"{SUBJECT_PREFIX}.{token}", data, headers={SEQUENCE_HEADER: str(sequence)}, msg_id=f"{token}:{sequence}"
-        )
+        # (no message id: nothing is sent twice, and a number two holders both sent is kept once by followers,
+        # who keep only numbers above the last they had)
+        self.writer.send(f"{SUBJECT_PREFIX}.{task_token(task_id)}", data, headers={SEQUENCE_HEADER: str(sequence)})
 
     # ---- dead letters ------------------------------------------------------------------------------------
 
