@@ -79,7 +79,9 @@ class Reads:
 async def _in_partitions(home: PartitionedHome) -> int:
     """Messages under the partitions' subjects (documents and markers), finished copies aside."""
     prefix = f"$KV.{home.store.options.docs_bucket}."
-    info = await home.store._js.stream_info(f"KV_{home.store.options.docs_bucket}", subjects_filter=prefix + ">")
+    info = await home.client.jetstream().stream_info(
+        f"KV_{home.store.options.docs_bucket}", subjects_filter=prefix + ">"
+    )
     subjects = info.state.subjects or {}
     return sum(count for subject, count in subjects.items() if not subject.startswith(prefix + "done."))
 
