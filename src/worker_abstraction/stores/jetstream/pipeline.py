@@ -228,15 +228,7 @@ class JetStreamWriter:
                 WriterFullError(f"{self.pending} JetStream writes are unanswered; {subject!r} not written")
             )
             return future
-        if expected_last_subject_sequence is not None or msg_id is not None:
-            headers = dict(headers or {})
-            if expected_last_subject_sequence is not None:
-                headers[_EXPECTED_LAST_SUBJECT_SEQUENCE] = str(expected_last_subject_sequence)
-            if msg_id is not None:
-                headers[_MSG_ID] = msg_id
-        self._queue.append(_Write(subject, data, headers, future))
-        if len(self._queue) == 1 or len(self._queue) >= self._options.max_batch:
-            self._wake.set()
+        self._enqueue(_Write(subject, data, _headers(headers, expected_last_subject_sequence, msg_id), future))
         return future
 
     def send(
@@ -252,13 +244,10 @@ class JetStreamWriter:
         once when the writer is closed or full, or NATS is not connected."""
         if self._closed or self.pending >= self._options.max_pending:
             return
-        if expected_last_subject_sequence is not None or msg_id is not None:
-            headers = dict(headers or {})
-            if expected_last_subject_sequence is not None:
-                headers[_EXPECTED_LAST_SUBJECT_SEQUENCE] = str(expected_last_subject_sequence)
-            if msg_id is not None:
-                headers[_MSG_ID] = msg_id
-        self._queue.append(_Write(subject, data, headers, None))
+        self._enqueue(_Write(subject, data, _headers(headers, expected_last_subject_sequence, msg_id), None))
+
+    def _enqueue(self, write: _Write) -> None:
+        self._queue.append(write)
         if len(self._queue) == 1 or len(self._queue) >= self._options.max_batch:
             self._wake.set()
 
@@ -443,6 +432,20 @@ def kv_subject(bucket: str, key: str) -> str:
     if not VALID_KEY_RE.match(key):
         raise NatsStoreError(f"invalid KV key {key!r}: letters, digits and '-/_=.' only")
     return f"$KV.{bucket}.{key}"
+
+
+def _headers(
+    headers: dict[str, str] | None, expected_last_subject_sequence: int | None, msg_id: str | None
+) -> dict[str, str] | None:
+    """A write's headers: its own, and JetStream's for a compare-and-set and a message id."""
+    if expected_last_subject_sequence is None and msg_id is None:
+        return headers
+    made = dict(headers or {})
+    if expected_last_subject_sequence is not None:
+        made[_EXPECTED_LAST_SUBJECT_SEQUENCE] = str(expected_last_subject_sequence)
+    if msg_id is not None:
+        made[_MSG_ID] = msg_id
+    return made
 
 
 def _command(subject: str, reply: str, headers: dict[str, str] | None, data: bytes) -> bytes:
