@@ -7,7 +7,7 @@ are stored in order, the last one once its end is stored."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
 
 import pytest
@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import Gates, eventually
 from tests.nats_server import NatsServer
 from tests.orchestrator.fake_edge import FakeEdge, FakeRegistry, fake_worker
+from tests.orchestrator.replicas import Replica, replicas
 from tests.tcp_proxy import TcpProxy
 from worker_abstraction import AsyncOrchestrator, RegistryServer, RetryPolicy, TaskFailedError, TaskStatus
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
@@ -27,32 +28,15 @@ from worker_abstraction.stores.jetstream import NatsOptions
 pytestmark = pytest.mark.timeout(60)
 
 PARTITIONS = 4
-Replica = Callable[..., Awaitable[tuple[AsyncOrchestrator, PartitionedHome]]]
 
 
 @pytest.fixture
 async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Replica]:
-    """Start one more orchestrator on the shared NATS (its own connection; `url`: reach NATS there)."""
-    started: list[AsyncOrchestrator] = []
-
-    async def start(
-        name: str, *, url: str = nats_server.url, lease_seconds: float = 10.0, silence_seconds: float = 60.0
-    ) -> tuple[AsyncOrchestrator, PartitionedHome]:
-        home = await PartitionedHome.open(
-            NatsOptions((url,)),
-            replica=name,
-            partitions=PARTITIONS,
-            lease_seconds=lease_seconds,
-            silence_seconds=silence_seconds,
-        )
-        orchestrator = AsyncOrchestrator(registry.address, home=home)
-        await orchestrator.start()
-        started.append(orchestrator)
-        return orchestrator, home
-
-    yield start
-    for orchestrator in started:
-        await orchestrator.aclose()
+    """Start one more orchestrator on the shared NATS (its own connection, as a separate daemon has)."""
+    async with replicas(
+        registry.address, nats_server.url, partitions=PARTITIONS, lease_seconds=10.0, silence_seconds=60.0
+    ) as start:
+        yield start
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import Gates, eventually
 from tests.nats_server import NatsServer
+from tests.orchestrator.replicas import Replica, replicas
 from tests.orchestrator.test_contract import backend, script
 from worker_abstraction import (
     AsyncOrchestrator,
@@ -36,28 +37,13 @@ from worker_abstraction.stores.jetstream.partitions import partition_of
 pytestmark = pytest.mark.timeout(90)
 
 PARTITIONS = 8
-Replica = Callable[..., Awaitable[tuple[AsyncOrchestrator, PartitionedHome]]]
 
 
 @pytest.fixture
 async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Replica]:
-    """Start one more orchestrator on the shared NATS (its own connection, as a separate daemon)."""
-    started: list[AsyncOrchestrator] = []
-
-    async def start(
-        name: str, *, lease_seconds: float = 10.0, **options: Any
-    ) -> tuple[AsyncOrchestrator, PartitionedHome]:
-        home = await PartitionedHome.open(
-            NatsOptions((nats_server.url,)), replica=name, partitions=PARTITIONS, lease_seconds=lease_seconds
-        )
-        orchestrator = AsyncOrchestrator(registry.address, home=home, **options)
-        await orchestrator.start()
-        started.append(orchestrator)
-        return orchestrator, home
-
-    yield start
-    for orchestrator in started:
-        await orchestrator.aclose()
+    """Start one more orchestrator on the shared NATS (its own connection, as a separate daemon has)."""
+    async with replicas(registry.address, nats_server.url, partitions=PARTITIONS, lease_seconds=10.0) as start:
+        yield start
 
 
 async def _share_settled(*homes: PartitionedHome) -> None:

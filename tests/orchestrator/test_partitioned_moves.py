@@ -6,7 +6,7 @@ it) is moved by the partition's next holder."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -14,10 +14,10 @@ from nats.aio.msg import Msg
 
 from tests.conftest import Gates, eventually
 from tests.nats_server import NatsServer
-from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskExistsError, TaskOptions, TaskStatus
+from tests.orchestrator.replicas import Replica, replicas
+from worker_abstraction import RegistryServer, TaskExistsError, TaskOptions, TaskStatus
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStoreOptions
-from worker_abstraction.stores.jetstream import NatsOptions
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -25,34 +25,19 @@ PARTITIONS = 8
 LEASE_SECONDS = 2.0
 FINISHED = 40
 RUNNING = 4
-Replica = Callable[..., Awaitable[tuple[AsyncOrchestrator, PartitionedHome]]]
 
 
 @pytest.fixture
 async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Replica]:
-    """Start one more orchestrator on the shared NATS; `before_start` sees its home before it takes partitions."""
-    started: list[AsyncOrchestrator] = []
-
-    async def start(
-        name: str, *, before_start: Callable[[PartitionedHome], None] | None = None
-    ) -> tuple[AsyncOrchestrator, PartitionedHome]:
-        home = await PartitionedHome.open(
-            NatsOptions((nats_server.url,)),
-            replica=name,
-            partitions=PARTITIONS,
-            lease_seconds=LEASE_SECONDS,
-            store=PartitionedStoreOptions(moved_marker_seconds=1),
-        )
-        if before_start is not None:
-            before_start(home)
-        orchestrator = AsyncOrchestrator(registry.address, home=home)
-        await orchestrator.start()
-        started.append(orchestrator)
-        return orchestrator, home
-
-    yield start
-    for orchestrator in started:
-        await orchestrator.aclose()
+    """Start one more orchestrator on the shared NATS (its own connection, as a separate daemon has)."""
+    async with replicas(
+        registry.address,
+        nats_server.url,
+        partitions=PARTITIONS,
+        lease_seconds=LEASE_SECONDS,
+        store=PartitionedStoreOptions(moved_marker_seconds=1),
+    ) as start:
+        yield start
 
 
 class Reads:

@@ -6,36 +6,24 @@ replica, never left half-finished; a large output that fits is kept and read bac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from tests.conftest import eventually
 from tests.nats_server import NatsServer
+from tests.orchestrator.replicas import Replica, replicas
 from worker_abstraction import AsyncOrchestrator, InvalidParametersError, RegistryServer, TaskFailedError, TaskStatus
-from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
-from worker_abstraction.stores.jetstream import NatsOptions
 
 pytestmark = pytest.mark.timeout(60)
-
-Replica = Callable[[str], Awaitable[tuple[AsyncOrchestrator, PartitionedHome]]]
 
 
 @pytest.fixture
 async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Replica]:
-    started: list[AsyncOrchestrator] = []
-
-    async def start(name: str) -> tuple[AsyncOrchestrator, PartitionedHome]:
-        home = await PartitionedHome.open(NatsOptions((nats_server.url,)), replica=name, partitions=4)
-        orchestrator = AsyncOrchestrator(registry.address, home=home)
-        await orchestrator.start()
-        started.append(orchestrator)
-        return orchestrator, home
-
-    yield start
-    for orchestrator in started:
-        await orchestrator.aclose()
+    """Start one more orchestrator on the shared NATS (its own connection, as a separate daemon has)."""
+    async with replicas(registry.address, nats_server.url, partitions=4) as start:
+        yield start
 
 
 async def test_arguments_the_shared_store_cannot_hold_are_refused_naming_the_limit(

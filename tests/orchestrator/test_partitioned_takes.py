@@ -5,44 +5,27 @@ daemon stopped (gave its partitions back) is carried on by the next one, not cou
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from tests.conftest import Gates, eventually
 from tests.nats_server import NatsServer
-from worker_abstraction import AsyncOrchestrator, RegistryServer, TaskFailedError, TaskStatus
-from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
-from worker_abstraction.stores.jetstream import NatsOptions
+from tests.orchestrator.replicas import Replica, replicas
+from worker_abstraction import RegistryServer, TaskFailedError, TaskStatus
 
 pytestmark = pytest.mark.timeout(90)
 
 PARTITIONS = 4
 LEASE_SECONDS = 2.0
-Replica = Callable[..., Awaitable[tuple[AsyncOrchestrator, PartitionedHome]]]
 
 
 @pytest.fixture
 async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Replica]:
-    started: list[AsyncOrchestrator] = []
-
-    async def start(name: str, *, max_takes: int = 10) -> tuple[AsyncOrchestrator, PartitionedHome]:
-        home = await PartitionedHome.open(
-            NatsOptions((nats_server.url,)),
-            replica=name,
-            partitions=PARTITIONS,
-            lease_seconds=LEASE_SECONDS,
-            max_takes=max_takes,
-        )
-        orchestrator = AsyncOrchestrator(registry.address, home=home)
-        await orchestrator.start()
-        started.append(orchestrator)
-        return orchestrator, home
-
-    yield start
-    for orchestrator in started:
-        await orchestrator.aclose()
+    """Start one more orchestrator on the shared NATS (its own connection, as a separate daemon has)."""
+    async with replicas(registry.address, nats_server.url, partitions=PARTITIONS, lease_seconds=LEASE_SECONDS) as start:
+        yield start
 
 
 async def test_a_task_taken_over_max_takes_times_ends_failed_as_a_dead_letter(
