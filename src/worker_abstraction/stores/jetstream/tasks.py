@@ -22,10 +22,12 @@ from typing import Any
 
 import orjson
 from nats.errors import Error as NatsError
-from nats.js.errors import APIError, KeyNotFoundError, NoKeysError
+from nats.js.client import JetStreamContext
+from nats.js.errors import APIError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from worker_abstraction.stores.jetstream.connection import WRONG_LAST_SEQUENCE, NatsStoreError, NatsUnavailableError
+from worker_abstraction.stores.jetstream.scan import is_deletion, last_values
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +73,13 @@ class StaleHolderError(NatsStoreError):
 
 
 class SharedLetters:
-    """The dead letters every daemon keeps in one bucket, and the idempotency keys' holders."""
+    """The dead letters every daemon keeps in one bucket (`letters_bucket`), and the idempotency keys' holders."""
 
-    def __init__(self, keys: KeyValue, letters: KeyValue) -> None:
+    def __init__(self, js: JetStreamContext, keys: KeyValue, letters: KeyValue, letters_bucket: str) -> None:
+        self._js = js
         self._keys = keys
         self._letters = letters
+        self._letters_bucket = letters_bucket
 
     async def take_dead_letter(self, task_id: str) -> bytes | None:
         """Remove a dead letter and return it; None if there is none (or another daemon took it first).
@@ -102,27 +106,16 @@ class SharedLetters:
         return bytes(entry.value)
 
     async def dead_letters(self) -> list[bytes]:
-        """Every dead letter kept (one read each).
+        """Every dead letter kept (one pass over the bucket).
 
         Raises:
             NatsUnavailableError: NATS did not answer.
         """
-        try:
-            keys = await self._letters.keys()
-        except NoKeysError:
-            return []
-        except (TimeoutError, NatsError, APIError) as error:
-            raise NatsUnavailableError(f"cannot list the dead letters: {error!r}") from error
+        bucket = self._letters_bucket
         found = []
-        for key in keys:
-            try:
-                entry = await self._letters.get(key)
-            except KeyNotFoundError:
-                continue
-            except (TimeoutError, NatsError, APIError) as error:
-                raise NatsUnavailableError(f"cannot read dead letter {key[:40]!r}: {error!r}") from error
-            if entry.value:
-                found.append(bytes(entry.value))
+        async for message in last_values(self._js, f"KV_{bucket}", f"$KV.{bucket}.>", what="the dead letters"):
+            if not is_deletion(message) and message.data:
+                found.append(bytes(message.data))
         return found
 
     async def key_holder(self, idempotency_key: str) -> str | None:

@@ -45,7 +45,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import (
-    DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
     RetentionPolicy,
@@ -71,6 +70,7 @@ from worker_abstraction.stores.jetstream.pipeline import (
     WrongLastSequenceError,
     kv_subject,
 )
+from worker_abstraction.stores.jetstream.scan import is_deletion, last_values
 from worker_abstraction.stores.jetstream.tasks import (
     SharedLetters,
     TaskDoc,
@@ -92,7 +92,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PartitionedStore", "PartitionedStoreOptions", "ScopedUpdateLog", "decode_doc", "encode_doc"]
 
-_SCAN_IDLE_SECONDS = 2.0  # a scan of every document waits this long for the next one before it gives up
 _FINISHED_PREFIX = "done."  # the keys of finished documents (no partition's subject filter matches them)
 _MOVED_HEADER = "Wa-Moved"  # on the marker a moved document leaves: its id was taken (removals have none)
 
@@ -293,7 +292,8 @@ class PartitionedStore:
         await _allow_msg_ttl(js, f"KV_{options.docs_bucket}")
         log = await ScopedUpdateLog.open_scoped(client, options.updates)
         writer = await JetStreamWriter.open(client, WriterOptions(ack_timeout_seconds=options.answer_timeout_seconds))
-        return cls(client, options, docs, keys, SharedLetters(keys, letters), writer, log)
+        shared = SharedLetters(js, keys, letters, options.dead_letters_bucket)
+        return cls(client, options, docs, keys, shared, writer, log)
 
     async def aclose(self) -> None:
         await self.writer.aclose()
@@ -472,39 +472,18 @@ class PartitionedStore:
         Raises:
             NatsUnavailableError: NATS did not answer.
         """
-        try:
-            info = await self._js.stream_info(self._docs_stream)
-            if not info.state.messages:
-                return []
-            reader = await self._js.subscribe(
-                self._docs_prefix + ">",
-                stream=self._docs_stream,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            )
-        except NATS_ERRORS as error:
-            raise NatsUnavailableError(f"cannot list the task documents: {error!r}") from error
         found: dict[str, TaskDoc] = {}
-        try:
-            while True:
-                try:
-                    message = await reader.next_msg(timeout=_SCAN_IDLE_SECONDS)
-                except NATS_ERRORS as error:
-                    raise NatsUnavailableError(f"listing the task documents stopped: {error!r}") from error
-                if not _is_deletion(message) and message.data:
-                    try:
-                        doc = decode_doc(message.data)
-                    except (ValueError, KeyError, TypeError) as error:
-                        logger.error("skipping an unreadable task document %s: %r", message.subject[:60], error)
-                    else:
-                        # (a task being moved is under both keys for a moment: the finished one counts)
-                        if doc.finished or doc.task_id not in found:
-                            found[doc.task_id] = doc
-                if message.metadata.num_pending == 0:
-                    return list(found.values())
-        finally:
-            with contextlib.suppress(*NATS_ERRORS):
-                await reader.unsubscribe()
+        async for message in last_values(self._js, self._docs_stream, self._docs_prefix + ">", what="the tasks"):
+            if is_deletion(message) or not message.data:
+                continue
+            try:
+                doc = decode_doc(message.data)
+            except (ValueError, KeyError, TypeError) as error:
+                logger.error("skipping an unreadable task document %s: %r", message.subject[:60], error)
+                continue
+            if doc.finished or doc.task_id not in found:  # (finishing, it is under both keys: the finished counts)
+                found[doc.task_id] = doc
+        return list(found.values())
 
     async def scan_partition(self, partition: int, seen: Callable[[Msg], None]) -> None:
         """Hear the last value of every document of a partition once (its unfinished tasks; deletion markers
@@ -513,34 +492,14 @@ class PartitionedStore:
         Raises:
             NatsUnavailableError: NATS did not answer (the documents heard so far were handed to `seen`).
         """
-        try:
-            reader = await self._js.subscribe(
-                self.partition_subjects(partition),
-                stream=self._docs_stream,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            )
-        except NATS_ERRORS as error:
-            raise NatsUnavailableError(f"cannot read partition {partition}: {error!r}") from error
-        try:
+        subjects, what = self.partition_subjects(partition), f"partition {partition}"
+        async for message in last_values(self._js, self._docs_stream, subjects, what=what):
+            if is_deletion(message):
+                continue
             try:
-                info = await reader.consumer_info()
-                if info.num_pending == 0 and (info.delivered is None or not info.delivered.consumer_seq):
-                    return  # (nothing in it)
-                while True:
-                    message = await reader.next_msg(timeout=_SCAN_IDLE_SECONDS)
-                    if not _is_deletion(message):
-                        try:
-                            seen(message)
-                        except Exception:  # one document's trouble must not stop the partition's
-                            logger.exception("a document of partition %d could not be handled", partition)
-                    if message.metadata.num_pending == 0:
-                        return
-            except NATS_ERRORS as error:
-                raise NatsUnavailableError(f"reading partition {partition} stopped: {error!r}") from error
-        finally:
-            with contextlib.suppress(*NATS_ERRORS):
-                await reader.unsubscribe()
+                seen(message)
+            except Exception:  # one document's trouble must not stop the partition's
+                logger.exception("a document of partition %d could not be handled", partition)
 
     def poke(self, partition: int, task_id: str) -> None:
         """Tell whoever holds a partition to read a task's document (one it does not run, or a cancel written
@@ -634,10 +593,3 @@ async def _allow_msg_ttl(js: JetStreamContext, stream: str) -> None:
 def _token(task_id: str) -> str:
     # (any id fits; a task's are made several times over its life)
     return base64.urlsafe_b64encode(task_id.encode()).decode().rstrip("=") or "_"
-
-
-def _is_deletion(message: Msg) -> bool:
-    headers = message.headers
-    if not headers:
-        return False
-    return headers.get(KV_OP) in (KV_DEL, KV_PURGE) or "Nats-Marker-Reason" in headers
