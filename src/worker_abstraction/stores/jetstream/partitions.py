@@ -82,6 +82,7 @@ from worker_abstraction.stores.jetstream.connection import (
     NatsStoreError,
     NatsUnavailableError,
 )
+from worker_abstraction.stores.jetstream.scan import delivered
 
 logger = logging.getLogger(__name__)
 
@@ -637,16 +638,23 @@ class PartitionLeases:
     # -- the watch -------------------------------------------------------------------------------------------
 
     async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
+        received, initial = 0, None
         try:
             async for entry in watcher:
-                if entry is None:  # everything the bucket held has been delivered
-                    self._synced.set()
-                    self._dirty.set()
+                if entry is None:  # everything the bucket held has been delivered (so nats-py says: `delivered`)
+                    initial = await delivered(watcher)
+                    if received >= initial:
+                        self._synced.set()
+                        self._dirty.set()
                     continue
+                received += 1
                 try:
                     self._on_entry(entry)
                 except Exception:  # one unreadable value must not stop the view
                     logger.exception("partition leases: skipping an unreadable entry %r", entry.key)
+                if initial is not None and received >= initial and not self._synced.is_set():
+                    self._synced.set()
+                    self._dirty.set()
         finally:
             with contextlib.suppress(Exception):
                 await watcher.stop()  # type: ignore[no-untyped-call]

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from nats.js.client import JetStreamContext
-from nats.js.kv import KV_DEL, KV_OP, KV_PURGE
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
 from worker_abstraction.stores.jetstream.connection import NATS_ERRORS, NatsUnavailableError
 
@@ -58,3 +58,19 @@ def is_deletion(message: Msg) -> bool:
     if not headers:
         return False
     return headers.get(KV_OP) in (KV_DEL, KV_PURGE) or "Nats-Marker-Reason" in headers
+
+
+async def delivered(watcher: KeyValue.KeyWatcher) -> int:
+    """How many entries the server had delivered to a nats-py KV watcher when the watcher signalled the end
+    of the initial values (None): a reader counts itself caught up only once it has read that many, since
+    the signal also comes while the first entries are on their way. 0 if the server cannot say (as nats-py
+    assumes).
+    """
+    subscription = getattr(watcher, "_sub", None)  # (nats-py 2.x keeps the watcher's consumer there)
+    if subscription is None:
+        return 0
+    try:
+        info = await subscription.consumer_info()
+    except Exception:  # (NATS did not answer: as nats-py assumes)
+        return 0
+    return int(info.delivered.consumer_seq) if info.delivered is not None else 0

@@ -45,6 +45,7 @@ from worker_abstraction.stores.jetstream.connection import (
     NatsUnavailableError,
     connect,
 )
+from worker_abstraction.stores.jetstream.scan import delivered
 from worker_abstraction.types import LoadReport, WorkerState
 
 logger = logging.getLogger(__name__)
@@ -301,7 +302,7 @@ class JetStreamWorkerStore:
         try:
             async for entry in watcher:
                 if entry is None:  # everything the bucket held has been delivered (so nats-py says)
-                    initial = await _delivered(watcher)
+                    initial = await delivered(watcher)
                     if received >= initial:
                         self._synced.set()
                     continue
@@ -435,20 +436,3 @@ def _decode(value: bytes) -> tuple[bytes, WorkerRecord | None]:
         owner=owner,
     )
     return op, record
-
-
-async def _delivered(watcher: KeyValue.KeyWatcher) -> int:
-    """How many entries the server had delivered to a watcher when it signalled the end of the initial values.
-
-    nats-py signals it when its consumer has nothing left to deliver and it has received nothing yet, which is
-    also true while the first entries are on their way (delivered by the server, not yet read): the cache then
-    counts itself synced only once it has read that many. 0 if the server cannot say (as nats-py assumes).
-    """
-    subscription = getattr(watcher, "_sub", None)  # (nats-py 2.x keeps the watcher's consumer there)
-    if subscription is None:
-        return 0
-    try:
-        info = await subscription.consumer_info()
-    except Exception:  # (NATS did not answer: as nats-py assumes)
-        return 0
-    return int(info.delivered.consumer_seq) if info.delivered is not None else 0
