@@ -141,8 +141,10 @@ async def run(args: argparse.Namespace) -> int:
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
         raise UsageError(f"--http-port must be 0..65535, got {args.http_port}")
     if args.nats_home not in NATS_HOMES:  # argparse checks the flag's value, not one from WA_NATS_HOME
+        gone = " (the queue home was removed: run its tasks to their end first)" if args.nats_home == "queue" else ""
         raise UsageError(
-            f"--nats-home (WA_NATS_HOME, config nats_home) must be {' or '.join(NATS_HOMES)}, got {args.nats_home!r}"
+            f"--nats-home (WA_NATS_HOME, config nats_home) must be {' or '.join(NATS_HOMES)}, "
+            f"got {args.nats_home[:40]!r}{gone}"
         )
     metrics = OrchestratorMetrics() if args.metrics_port is not None else None
     home = await _nats_home(args) if is_nats(args.store) else None
