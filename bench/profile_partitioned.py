@@ -65,7 +65,7 @@ from bench.nats_node import binary
 from bench.partitioned_probe import IN_FLIGHT, free_port, read_varz, run_in_flight, run_sequential, start_worker
 from worker_abstraction import AsyncOrchestrator, RegistryServer
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
-from worker_abstraction.stores.jetstream import NatsOptions, pipeline
+from worker_abstraction.stores.jetstream import NatsOptions, wire
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 
 _LISTENING = re.compile(r"Listening for client connections on [^\s]*:(\d+)")
@@ -118,7 +118,7 @@ def bucket_of(filename: str, function: str) -> str | None:
     if "/bench/" in path:
         return HARNESS
     if "worker_abstraction/" in path:
-        if path.endswith("stores/jetstream/pipeline.py"):
+        if path.endswith(("stores/jetstream/pipeline.py", "stores/jetstream/wire.py")):
             return WRITER
         if path.endswith("stores/jetstream/tasks.py"):
             return DOC_JSON if name in ("_encode", "_decode") else HOME
@@ -339,7 +339,7 @@ class _Messages:
         self.heard: Counter[str] = Counter()
         self._publish = Client.publish
         self._process = Client._process_msg
-        self._command = pipeline._command  # (the writer builds its batches' commands there, past Client.publish)
+        self._command = wire.command  # (the writer builds its batches' commands there, past Client.publish)
 
     def __enter__(self) -> _Messages:
         publish, process, messages = self._publish, self._process, self
@@ -361,13 +361,13 @@ class _Messages:
         command = self._command
         Client.publish = counted_publish  # type: ignore[method-assign,assignment]
         Client._process_msg = counted_process  # type: ignore[method-assign,assignment]
-        pipeline._command = counted_command
+        wire.command = counted_command
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         Client.publish = self._publish  # type: ignore[method-assign]
         Client._process_msg = self._process  # type: ignore[method-assign]
-        pipeline._command = self._command
+        wire.command = self._command
 
     def heard_kind(self, subject: bytes | str, data: bytes, headers: bytes | None) -> str:
         subject_bytes = subject.encode() if isinstance(subject, str) else subject

@@ -24,9 +24,9 @@ from worker_abstraction.stores.jetstream.pipeline import (
     WriterFullError,
     WriterOptions,
     WrongLastSequenceError,
-    _outcome,
     kv_subject,
 )
+from worker_abstraction.stores.jetstream.wire import outcome
 
 pytestmark = pytest.mark.timeout(60)
 BUCKET = "pipe_kv"
@@ -209,8 +209,8 @@ async def test_a_subject_no_stream_listens_on_fails_as_unavailable(writer: JetSt
 )
 def test_an_acknowledgement_reads_the_same_however_the_server_spells_it(answer: bytes, expected: Ack) -> None:
     client = Client()
-    assert _outcome("s.x", Msg(client, "_INBOX.x.1", data=answer)) == expected
-    assert isinstance(_outcome("s.x", Msg(client, "_INBOX.x.1", data=b"{not json")), NatsStoreError)
+    assert outcome("s.x", Msg(client, "_INBOX.x.1", data=answer)) == expected
+    assert isinstance(outcome("s.x", Msg(client, "_INBOX.x.1", data=b"{not json")), NatsStoreError)
 
 
 async def test_a_bad_bucket_or_key_is_refused_before_anything_is_sent(writer: JetStreamWriter) -> None:

@@ -39,54 +39,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import logging
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import ConnectionClosedError, ConnectionDrainingError, OutboundBufferLimitError
-from nats.js.api import Header
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, VALID_KEY_RE
 
-from worker_abstraction.stores.jetstream.connection import (
-    NATS_ERRORS,
-    WRONG_LAST_SEQUENCE,
-    NatsStoreError,
-    NatsUnavailableError,
+from worker_abstraction.stores.jetstream.connection import NATS_ERRORS, NatsStoreError, NatsUnavailableError
+from worker_abstraction.stores.jetstream.wire import (
+    Ack,
+    WriteRejectedError,
+    WrongLastSequenceError,
+    headers_of,
+    outcome,
+    publish_all,
 )
+
+__all__ = [
+    "Ack",
+    "JetStreamWriter",
+    "WriteRejectedError",
+    "WriterFullError",
+    "WriterOptions",
+    "WrongLastSequenceError",
+    "kv_subject",
+]
 
 logger = logging.getLogger(__name__)
 
 _WATCH_SECONDS = 0.1  # how soon a lost connection fails the writes waiting for their acknowledgements
-# The acknowledgement as nats-server 2.x writes it (without a domain): read without the JSON parser, a tenth
-# of a write's CPU; anything else (an error, a domain, another server's spelling) goes to the JSON parser.
-_PLAIN_ACK = re.compile(rb'\{"stream":"([^"\\]+)","seq":(\d+)(,"duplicate": ?true)?\}')
 _BUCKET = re.compile(r"^[a-zA-Z0-9_-]+$")
-# (Header's members hash as their names, not as their values: plain strings to look headers up)
-_EXPECTED_LAST_SUBJECT_SEQUENCE = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
-_MSG_ID = Header.MSG_ID.value
-_STATUS = Header.STATUS.value
-_UNAVAILABLE_CODE = 503  # JetStream's "temporarily unavailable" (no leader, no quorum)
 _NATS_OR_SOCKET: tuple[type[Exception], ...] = (*NATS_ERRORS, OSError)
 _UNREACHABLE = (ConnectionClosedError, ConnectionDrainingError, OutboundBufferLimitError, OSError, TimeoutError)
-_HEADER_LINE = "NATS/1.0\r\n"
-# (nats-py 2.x: `Client._send_command` appends to its pending buffer, `_flush_pending` wakes its flusher)
-_RAW_PUBLISH = all(hasattr(Client, name) for name in ("_send_command", "_flush_pending"))
-
-
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """A write the stream stored: its stream, its sequence there (a KV key's revision), and whether the
-    stream had stored its `msg_id` already (then `seq` is the first one's)."""
-
-    stream: str
-    seq: int
-    duplicate: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,20 +93,6 @@ class WriterOptions:
     max_delay_seconds: float = 0.0
     ack_timeout_seconds: float = 5.0
     max_pending: int = 10_000
-
-
-class WriteRejectedError(NatsStoreError):
-    """JetStream refused a write: `code` (an HTTP-like status), `err_code` (JetStream's own) and the
-    server's `description`."""
-
-    def __init__(self, subject: str, code: int, err_code: int, description: str) -> None:
-        super().__init__(f"JetStream refused the write to {subject!r}: {description} ({code}/{err_code})")
-        self.subject, self.code, self.err_code, self.description = subject, code, err_code, description
-
-
-class WrongLastSequenceError(WriteRejectedError):
-    """A compare-and-set lost: the subject's last sequence (a KV key's revision; 0 for a key that never
-    existed) was not the one the write expected. Nothing was written."""
 
 
 class WriterFullError(NatsUnavailableError):
@@ -228,7 +203,7 @@ class JetStreamWriter:
                 WriterFullError(f"{self.pending} JetStream writes are unanswered; {subject!r} not written")
             )
             return future
-        self._enqueue(_Write(subject, data, _headers(headers, expected_last_subject_sequence, msg_id), future))
+        self._enqueue(_Write(subject, data, headers_of(headers, expected_last_subject_sequence, msg_id), future))
         return future
 
     def send(
@@ -244,7 +219,7 @@ class JetStreamWriter:
         once when the writer is closed or full, or NATS is not connected."""
         if self._closed or self.pending >= self._options.max_pending:
             return
-        self._enqueue(_Write(subject, data, _headers(headers, expected_last_subject_sequence, msg_id), None))
+        self._enqueue(_Write(subject, data, headers_of(headers, expected_last_subject_sequence, msg_id), None))
 
     def _enqueue(self, write: _Write) -> None:
         self._queue.append(write)
@@ -359,7 +334,7 @@ class JetStreamWriter:
             messages.append((write, self._inbox + token))
             sent.append((write, token))
         try:
-            await _publish_all(self._client, messages)
+            await publish_all(self._client, [(w.subject, reply, w.headers, w.data) for w, reply in messages])
         except Exception as error:  # nats-py's and the transport's: the batch went nowhere
             reason = NatsUnavailableError if isinstance(error, _UNREACHABLE) else NatsStoreError
             for write, token in sent:
@@ -379,11 +354,11 @@ class JetStreamWriter:
             write.batch.remaining -= 1
         if write.future is None or write.future.done():
             return
-        outcome = _outcome(write.subject, msg)
-        if isinstance(outcome, Ack):
-            write.future.set_result(outcome)
+        answered = outcome(write.subject, msg)
+        if isinstance(answered, Ack):
+            write.future.set_result(answered)
         else:
-            write.future.set_exception(outcome)
+            write.future.set_exception(answered)
 
     def _check(self) -> None:
         """Fail the writes whose acknowledgement can no longer come: past their deadline, or sent on a
@@ -432,79 +407,6 @@ def kv_subject(bucket: str, key: str) -> str:
     if not VALID_KEY_RE.match(key):
         raise NatsStoreError(f"invalid KV key {key!r}: letters, digits and '-/_=.' only")
     return f"$KV.{bucket}.{key}"
-
-
-def _headers(
-    headers: dict[str, str] | None, expected_last_subject_sequence: int | None, msg_id: str | None
-) -> dict[str, str] | None:
-    """A write's headers: its own, and JetStream's for a compare-and-set and a message id."""
-    if expected_last_subject_sequence is None and msg_id is None:
-        return headers
-    made = dict(headers or {})
-    if expected_last_subject_sequence is not None:
-        made[_EXPECTED_LAST_SUBJECT_SEQUENCE] = str(expected_last_subject_sequence)
-    if msg_id is not None:
-        made[_MSG_ID] = msg_id
-    return made
-
-
-def _command(subject: str, reply: str, headers: dict[str, str] | None, data: bytes) -> bytes:
-    """The NATS protocol's PUB (or, with headers, HPUB) of one message, as nats-py's `publish` writes it."""
-    target = f"{subject} {reply}" if reply else subject
-    if not headers:
-        return b"".join((f"PUB {target} {len(data)}\r\n".encode(), data, b"\r\n"))
-    block = "".join([_HEADER_LINE, *(f"{name}: {value}\r\n" for name, value in headers.items()), "\r\n"]).encode()
-    return b"".join((f"HPUB {target} {len(block)} {len(block) + len(data)}\r\n".encode(), block, data, b"\r\n"))
-
-
-async def _publish_all(client: Client, messages: list[tuple[_Write, str]]) -> None:
-    """Publish a batch (each write with its reply subject, "" for none) as one write to the connection.
-
-    nats-py publishes one message per awaited call (a subject and header check, a command built, a flush
-    asked for): over a batch, most of a write's CPU. Its own pending buffer takes the batch in one piece
-    instead, and its flusher writes it out. With a nats-py whose internals differ, each message goes through
-    `publish`.
-    """
-    if not messages:
-        return
-    if not _RAW_PUBLISH:
-        for write, reply in messages:
-            await client.publish(write.subject, write.data, reply=reply, headers=write.headers)
-        return
-    if client.is_closed:
-        raise ConnectionClosedError
-    if client.is_draining_pubs:
-        raise ConnectionDrainingError
-    joined = b"".join([_command(write.subject, reply, write.headers, write.data) for write, reply in messages])
-    client.stats["out_msgs"] += len(messages)
-    client.stats["out_bytes"] += len(joined)
-    await client._send_command(joined)
-    flushing = client._flush_queue
-    if flushing is not None and flushing.empty():
-        await client._flush_pending()
-
-
-def _outcome(subject: str, msg: Msg) -> Ack | NatsStoreError:
-    status = msg.headers.get(_STATUS) if msg.headers else None
-    if status is not None and not msg.data:  # 503 "no responders": no stream listens on the subject (right now)
-        return NatsUnavailableError(f"no JetStream stream answered for {subject!r} (status {status})")
-    plain = _PLAIN_ACK.fullmatch(msg.data)
-    if plain is not None:
-        return Ack(plain[1].decode(), int(plain[2]), plain[3] is not None)
-    try:
-        answer: dict[str, Any] = json.loads(msg.data)
-        error = answer.get("error")
-        if error is None:
-            return Ack(str(answer["stream"]), int(answer["seq"]), bool(answer.get("duplicate", False)))
-        code, err_code = int(error.get("code", 0)), int(error.get("err_code", 0))
-        description = str(error.get("description", ""))
-    except (ValueError, KeyError, TypeError, AttributeError) as problem:
-        return NatsStoreError(f"unreadable JetStream acknowledgement for {subject!r}: {msg.data[:200]!r} ({problem!r})")
-    if err_code in WRONG_LAST_SEQUENCE:
-        return WrongLastSequenceError(subject, code, err_code, description)
-    if code == _UNAVAILABLE_CODE:
-        return NatsUnavailableError(f"JetStream could not store {subject!r}: {description} ({code}/{err_code})")
-    return WriteRejectedError(subject, code, err_code, description)
 
 
 def _fail(write: _Write, error: NatsStoreError) -> None:
