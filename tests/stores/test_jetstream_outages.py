@@ -84,11 +84,11 @@ CALLS: dict[str, Callable[[Stores], Awaitable[object]]] = {
     "partitioned.all_docs": lambda s: s.partitioned.all_docs(),
     "partitioned.scan_partition": lambda s: _scanned(s.partitioned),
     "partitioned.probe": lambda s: s.partitioned.probe(timeout_seconds=2),
-    "partitioned.claim_key": lambda s: s.partitioned.claim_key("key-2", "t2"),
+    "partitioned.claim_key": lambda s: s.partitioned.letters.claim_key("key-2", "t2"),
     "partitioned.letters.key_holder": lambda s: s.partitioned.letters.key_holder("key-1"),
     "partitioned.letters.take_dead_letter": lambda s: s.partitioned.letters.take_dead_letter("t1"),
     "partitioned.letters.dead_letters": lambda s: s.partitioned.letters.dead_letters(),
-    "partitioned.put_dead_letter": lambda s: s.partitioned.put_dead_letter("t1", b"letter"),
+    "partitioned.put_dead_letter": lambda s: s.partitioned.letters.put_dead_letter("t1", b"letter"),
     "partitioned.log.last": lambda s: s.partitioned.log.last("t1"),
     "partitioned.log.follow": lambda s: _first_followed(s.partitioned.log),
 }
@@ -97,7 +97,7 @@ CALLS: dict[str, Callable[[Stores], Awaitable[object]]] = {
 @pytest.mark.parametrize("call", sorted(CALLS))
 async def test_a_call_while_nats_does_not_answer_raises_the_stores_unavailable_error(stores: Stores, call: str) -> None:
     await stores.partitioned.create_doc(doc("t1"))
-    await stores.partitioned.claim_key("key-1", "t1")
+    await stores.partitioned.letters.claim_key("key-1", "t1")
     stores.connection.down = True
     with pytest.raises(StoreUnavailableError) as raised:
         await CALLS[call](stores)

@@ -63,10 +63,10 @@ async def test_a_document_is_created_once_and_read_back_from_another_daemon(repl
 
 async def test_an_idempotency_key_is_claimed_by_one_task_only(replica: Open) -> None:
     a, b = await replica(), await replica()
-    claims = await asyncio.gather(a.claim_key("order-42", "task-a"), b.claim_key("order-42", "task-b"))
+    claims = await asyncio.gather(a.letters.claim_key("order-42", "task-a"), b.letters.claim_key("order-42", "task-b"))
     assert claims[0] == claims[1] and claims[0] in {"task-a", "task-b"}
     assert await a.letters.key_holder("order-42") == claims[0]
-    assert await a.claim_key("order-43", "task-c") == "task-c"
+    assert await a.letters.claim_key("order-43", "task-c") == "task-c"
 
 
 async def test_a_damaged_document_is_reported_as_such_not_as_a_crash(replica: Open) -> None:

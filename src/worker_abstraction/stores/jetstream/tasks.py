@@ -14,6 +14,7 @@ key, the value the task id that claimed it).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -27,7 +28,9 @@ from nats.js.errors import APIError, KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from worker_abstraction.stores.jetstream.connection import WRONG_LAST_SEQUENCE, NatsStoreError, NatsUnavailableError
+from worker_abstraction.stores.jetstream.pipeline import JetStreamWriter, kv_subject
 from worker_abstraction.stores.jetstream.scan import is_deletion, last_values
+from worker_abstraction.stores.jetstream.wire import Ack, WrongLastSequenceError
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +76,47 @@ class StaleHolderError(NatsStoreError):
 
 
 class SharedLetters:
-    """The dead letters every daemon keeps in one bucket (`letters_bucket`), and the idempotency keys' holders."""
+    """The dead letters every daemon keeps in one bucket, and the idempotency keys, claimed once across the
+    daemons (written through `writer`)."""
 
-    def __init__(self, js: JetStreamContext, keys: KeyValue, letters: KeyValue, letters_bucket: str) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        keys: KeyValue,
+        letters: KeyValue,
+        writer: JetStreamWriter,
+        *,
+        keys_bucket: str,
+        letters_bucket: str,
+    ) -> None:
         self._js = js
         self._keys = keys
         self._letters = letters
+        self._writer = writer
+        self._keys_bucket = keys_bucket
         self._letters_bucket = letters_bucket
+
+    async def claim_key(self, idempotency_key: str, task_id: str) -> str:
+        """Claim an idempotency key for `task_id`; the task id that holds it (another one if claimed before).
+
+        Raises:
+            NatsStoreError: NATS did not answer.
+        """
+        key = idempotency_digest(idempotency_key)
+        for _ in range(3):
+            try:
+                await self._writer.kv_create(self._keys_bucket, key, task_id.encode())
+                return task_id
+            except WrongLastSequenceError:
+                pass
+            holder = await self.key_holder(idempotency_key)
+            if holder is not None:
+                return holder
+        raise NatsUnavailableError(f"the idempotency key of task {task_id[:40]!r} kept changing; not claimed")
+
+    def put_dead_letter(self, task_id: str, entry: bytes) -> asyncio.Future[Ack]:
+        """Keep a dead letter (the contract's DeadLetterEntry) where every daemon reads it."""
+        return self._writer.write(kv_subject(self._letters_bucket, letter_key(task_id)), entry)
 
     async def take_dead_letter(self, task_id: str) -> bytes | None:
         """Remove a dead letter and return it; None if there is none (or another daemon took it first).

@@ -342,7 +342,7 @@ class PartitionedHome:
         if not chosen:
             spec = self._local(spec)
         if key:
-            holder = await self.store.claim_key(key, spec.task_id)
+            holder = await self.store.letters.claim_key(key, spec.task_id)
             if holder != spec.task_id:
                 known = await self._known(holder)
                 if known is not None:

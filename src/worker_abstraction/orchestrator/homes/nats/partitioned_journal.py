@@ -299,7 +299,9 @@ class PartitionedJournal:
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         entry = _convert.dead_letter_to_pb(letter).SerializeToString()
-        self._spawn(self._retried(lambda: self._store.put_dead_letter(letter.task_id, entry), "keep a dead letter"))
+        self._spawn(
+            self._retried(lambda: self._store.letters.put_dead_letter(letter.task_id, entry), "keep a dead letter")
+        )
 
     def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
         for task_id in task_ids:

@@ -38,18 +38,15 @@ import contextlib
 import dataclasses
 import functools
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import (
-    DiscardPolicy,
     KeyValueConfig,
-    RetentionPolicy,
     StorageType,
-    StreamConfig,
 )
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
@@ -60,7 +57,6 @@ from worker_abstraction.stores.jetstream.connection import (
     NATS_ERRORS,
     NatsStoreError,
     NatsUnavailableError,
-    ensure_stream,
 )
 from worker_abstraction.stores.jetstream.partitions import partition_of
 from worker_abstraction.stores.jetstream.pipeline import (
@@ -68,29 +64,25 @@ from worker_abstraction.stores.jetstream.pipeline import (
     JetStreamWriter,
     WriterOptions,
     WrongLastSequenceError,
-    kv_subject,
 )
 from worker_abstraction.stores.jetstream.scan import is_deletion, last_values
+from worker_abstraction.stores.jetstream.scoped_updates import ScopedUpdateLog
 from worker_abstraction.stores.jetstream.tasks import (
     SharedLetters,
     TaskDoc,
     decode_doc,
     encode_doc,
-    idempotency_digest,
-    letter_key,
 )
 from worker_abstraction.stores.jetstream.updates import (
     SEQUENCE_HEADER,
     SUBJECT_PREFIX,
-    Listening,
-    UpdateLog,
     UpdateLogOptions,
     task_token,
 )
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PartitionedStore", "PartitionedStoreOptions", "ScopedUpdateLog", "decode_doc", "encode_doc"]
+__all__ = ["PartitionedStore", "PartitionedStoreOptions", "decode_doc", "encode_doc"]
 
 _FINISHED_PREFIX = "done."  # the keys of finished documents (no partition's subject filter matches them)
 _MOVED_HEADER = "Wa-Moved"  # on the marker a moved document leaves: its id was taken (removals have none)
@@ -121,116 +113,6 @@ class PartitionedStoreOptions:
     updates: UpdateLogOptions = field(default_factory=UpdateLogOptions)
 
 
-class ScopedUpdateLog(UpdateLog):
-    """The update log, followed one task at a time: a core subscription to `wa.updates.<token>` while a
-    follow of that task listens (made when it starts listening; `follow` waits for it before it reads what
-    the stream kept, so no update falls between the two), instead of one subscription to every task's."""
-
-    def __init__(self, client: Client, js: JetStreamContext, options: UpdateLogOptions) -> None:
-        super().__init__(js, options)
-        self._client = client
-        self._subscriptions: dict[str, asyncio.Future[Subscription]] = {}
-
-    @classmethod
-    async def open_scoped(cls, client: Client, options: UpdateLogOptions) -> ScopedUpdateLog:
-        """Create the stream if missing (as `UpdateLog.open` makes it); no subscription yet.
-
-        Raises:
-            NatsUnavailableError: the stream cannot be made.
-        """
-        js = client.jetstream(timeout=options.answer_timeout_seconds)
-        config = StreamConfig(
-            name=options.stream,
-            subjects=[f"{SUBJECT_PREFIX}.*"],
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            max_age=options.max_age_seconds,
-            max_msgs_per_subject=options.max_per_task,
-            max_bytes=options.max_bytes,
-            storage=StorageType.FILE,
-            num_replicas=options.replicas,
-            duplicate_window=options.duplicate_window_seconds,
-        )
-        try:
-            await ensure_stream(js, config)
-        except NATS_ERRORS as error:
-            raise NatsUnavailableError(f"cannot open the NATS update log {options.stream!r}: {error!r}") from error
-        return cls(client, js, options)
-
-    def listen(self, task_id: str) -> Listening:
-        listening = super().listen(task_id)
-        if listening.token not in self._subscriptions:
-            self._subscriptions[listening.token] = self._subscribe(listening.token)
-        return listening
-
-    def unlisten(self, listening: Listening) -> None:
-        super().unlisten(listening)
-        if listening.token in self._followers:
-            return
-        subscribing = self._subscriptions.pop(listening.token, None)
-        if subscribing is not None:
-            subscribing.add_done_callback(_unsubscribe)
-
-    async def subscribed(self, task_id: str) -> None:
-        """Return once the subscription to a listened task's updates is on its way to the server (its SUB is
-        written before anything this connection writes after this returns).
-
-        Raises:
-            NatsUnavailableError: it could not be made (a later call tries again).
-        """
-        token = task_token(task_id)
-        subscribing = self._subscriptions.get(token)
-        if subscribing is None:
-            return
-        try:
-            await asyncio.shield(subscribing)
-        except NATS_ERRORS as error:
-            if self._subscriptions.get(token) is subscribing and token in self._followers:
-                self._subscriptions[token] = self._subscribe(token)
-            raise NatsUnavailableError(f"cannot hear the updates of task {task_id[:40]!r}: {error!r}") from error
-
-    async def follow(
-        self, task_id: str, after: int = 0, *, fresh: bool = False, listening: Listening | None = None
-    ) -> AsyncGenerator[tuple[int, bytes], None]:
-        own = listening is None
-        if listening is None:
-            listening = self.listen(task_id)
-        try:
-            await self.subscribed(task_id)
-            async for item in super().follow(task_id, after, fresh=fresh, listening=listening):
-                yield item
-        finally:
-            if own:
-                self.unlisten(listening)
-
-    async def close(self) -> None:
-        subscriptions, self._subscriptions = list(self._subscriptions.values()), {}
-        for subscribing in subscriptions:
-            if not subscribing.done():
-                subscribing.cancel()
-            elif not subscribing.cancelled() and subscribing.exception() is None:
-                with contextlib.suppress(*NATS_ERRORS):
-                    await subscribing.result().unsubscribe()
-        await super().close()
-
-    def _subscribe(self, token: str) -> asyncio.Future[Subscription]:
-        subscribing = asyncio.ensure_future(self._client.subscribe(f"{SUBJECT_PREFIX}.{token}", cb=self._route))
-        subscribing.add_done_callback(_retrieved)
-        return subscribing
-
-
-def _retrieved(future: asyncio.Future[Subscription]) -> None:
-    if not future.cancelled():
-        future.exception()  # (its waiters hear it; unheard it is not an error)
-
-
-def _unsubscribe(future: asyncio.Future[Subscription]) -> None:
-    if future.cancelled() or future.exception() is not None:
-        return
-    unsubscribing = asyncio.ensure_future(future.result().unsubscribe())
-    unsubscribing.add_done_callback(lambda done: done.cancelled() or done.exception())
-
-
 class PartitionedStore:
     """The partitioned home's buckets, stream and writer; open it with `PartitionedStore.open`."""
 
@@ -239,7 +121,6 @@ class PartitionedStore:
         client: Client,
         options: PartitionedStoreOptions,
         docs: KeyValue,
-        keys: KeyValue,
         letters: SharedLetters,
         writer: JetStreamWriter,
         log: ScopedUpdateLog,
@@ -251,7 +132,6 @@ class PartitionedStore:
         self.log = log
         self.letters = letters
         self._docs = docs
-        self._keys = keys
         self._js = client.jetstream(timeout=options.answer_timeout_seconds)
         self._docs_stream = f"KV_{options.docs_bucket}"
         self._docs_prefix = f"$KV.{options.docs_bucket}."
@@ -292,8 +172,10 @@ class PartitionedStore:
         await _allow_msg_ttl(js, f"KV_{options.docs_bucket}")
         log = await ScopedUpdateLog.open_scoped(client, options.updates)
         writer = await JetStreamWriter.open(client, WriterOptions(ack_timeout_seconds=options.answer_timeout_seconds))
-        shared = SharedLetters(js, keys, letters, options.dead_letters_bucket)
-        return cls(client, options, docs, keys, shared, writer, log)
+        shared = SharedLetters(
+            js, keys, letters, writer, keys_bucket=options.keys_bucket, letters_bucket=options.dead_letters_bucket
+        )
+        return cls(client, options, docs, shared, writer, log)
 
     async def aclose(self) -> None:
         await self.writer.aclose()
@@ -539,24 +421,6 @@ class PartitionedStore:
 
     # ---- idempotency keys ----------------------------------------------------------------------------------
 
-    async def claim_key(self, idempotency_key: str, task_id: str) -> str:
-        """Claim an idempotency key for `task_id`; the task id that holds it (another one if claimed before).
-
-        Raises:
-            NatsStoreError: NATS did not answer.
-        """
-        key = idempotency_digest(idempotency_key)
-        for _ in range(3):
-            try:
-                await self.writer.kv_create(self.options.keys_bucket, key, task_id.encode())
-                return task_id
-            except WrongLastSequenceError:
-                pass
-            holder = await self.letters.key_holder(idempotency_key)
-            if holder is not None:
-                return holder
-        raise NatsUnavailableError(f"the idempotency key of task {task_id[:40]!r} kept changing; not claimed")
-
     # ---- updates -----------------------------------------------------------------------------------------
 
     def send_update(self, task_id: str, sequence: int, data: bytes) -> None:
@@ -567,10 +431,6 @@ class PartitionedStore:
         self.writer.send(f"{SUBJECT_PREFIX}.{task_token(task_id)}", data, headers={SEQUENCE_HEADER: str(sequence)})
 
     # ---- dead letters ------------------------------------------------------------------------------------
-
-    def put_dead_letter(self, task_id: str, entry: bytes) -> asyncio.Future[Ack]:
-        """Keep a dead letter (the contract's DeadLetterEntry) where every daemon reads it."""
-        return self.writer.write(kv_subject(self.options.dead_letters_bucket, letter_key(task_id)), entry)
 
 
 async def _allow_msg_ttl(js: JetStreamContext, stream: str) -> None:
