@@ -56,16 +56,12 @@ What holds:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import functools
-import hashlib
-import json
 import logging
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,9 +78,25 @@ from worker_abstraction.stores.jetstream.connection import (
     NatsStoreError,
     NatsUnavailableError,
 )
+from worker_abstraction.stores.jetstream.partition_keys import (
+    Owner,
+    assign,
+    decode_name,
+    dump,
+    encode_name,
+    loads,
+    member_incarnation,
+    owner_of,
+    owner_value,
+    partition_number,
+    partition_of,
+    preferred_owner,
+)
 from worker_abstraction.stores.jetstream.scan import delivered
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["TRUSTED_SHARE", "PartitionLeases", "PartitionOptions", "assign", "partition_of", "preferred_owner"]
 
 TRUSTED_SHARE = 5 / 6  # of lease_seconds from a confirmed renewal: how long partitions count as held
 _MARKER_TTL_SECONDS = 60  # how long expiry and deletion markers stay (watchers see them at once)
@@ -112,48 +124,11 @@ class PartitionOptions:
     replicas: int = 1
 
 
-@functools.lru_cache(maxsize=8192)  # (asked several times over a task's life)
-def partition_of(task_id: str, partitions: int) -> int:
-    """The partition of `task_id`: the first 8 bytes of its BLAKE2b digest, modulo `partitions` (the same in
-    every process, whatever its hash seed)."""
-    digest = hashlib.blake2b(task_id.encode(errors="surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % partitions
-
-
-def preferred_owner(partition: int, members: Iterable[str]) -> str | None:
-    """The member that wins `partition` by rendezvous (highest random weight) hashing; None without members."""
-    return max(members, key=lambda member: (_weight(partition, member), member), default=None)
-
-
-def assign(partitions: int, members: Iterable[str]) -> dict[str, set[int]]:
-    """Each member's share of the partitions. Adding a member moves only partitions it wins."""
-    names = sorted(set(members))
-    shares: dict[str, set[int]] = {name: set() for name in names}
-    for partition in range(partitions):
-        winner = preferred_owner(partition, names)
-        if winner is not None:
-            shares[winner].add(partition)
-    return shares
-
-
-def _weight(partition: int, member: str) -> int:
-    text = f"{partition}\x00{member}".encode(errors="surrogatepass")
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
-
-
 @dataclass(slots=True)
 class _Member:
     incarnation: str | None  # None: its key is gone
     revision: int
     heard: float  # (time.monotonic()) when a write of it was last seen
-
-
-@dataclass(frozen=True, slots=True)
-class _Owner:
-    holder: str  # "" when released (or deleted)
-    incarnation: str
-    epoch: int
-    revision: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,14 +175,14 @@ class PartitionLeases:
         self._sleep = sleep  # how the membership keeper waits between rounds (a test may hold it up)
         self._interval = options.lease_seconds / 3
         self._ttl = max(1, math.ceil(options.lease_seconds))
-        self._member_key = _MEMBER + _encode_name(replica)
+        self._member_key = _MEMBER + encode_name(replica)
         self._incarnation: str | None = None  # set while this replica is a member
         self._joining: str | None = None  # the incarnation of a create whose answer may have been lost
         self._member_revision = 0
         self._held_until = -math.inf  # (time.monotonic()) the held partitions count as held until then
         self._held: dict[int, _Hold] = {}
         self._members: dict[str, _Member] = {}
-        self._owners: dict[int, _Owner] = {}
+        self._owners: dict[int, Owner] = {}
         self._dead: set[str] = set()  # incarnations known to be over
         self._share: tuple[frozenset[str], set[int]] = (frozenset(), set())  # (members, what this one wins)
         self._synced = asyncio.Event()
@@ -350,7 +325,7 @@ class PartitionLeases:
     async def _join(self, began: float) -> None:
         incarnation = self._joining or secrets.token_hex(8)
         self._joining = incarnation
-        value = _dump({"replica": self.replica, "incarnation": incarnation})
+        value = dump({"replica": self.replica, "incarnation": incarnation})
         revision = await self._write(self._member_key, value, last=0, ttl=self._ttl)
         confirmed = revision is not None
         if revision is None:
@@ -358,7 +333,7 @@ class PartitionLeases:
             if found.value is None:  # a marker of the previous incarnation is the key's last revision
                 revision = await self._write(self._member_key, value, last=found.revision, ttl=self._ttl)
                 confirmed = revision is not None
-            elif _member_incarnation(found.value, self.replica) == incarnation:
+            elif member_incarnation(found.value, self.replica) == incarnation:
                 revision = found.revision  # an earlier create landed though its answer was lost
             elif not self._waiting_logged:
                 self._waiting_logged = True
@@ -374,7 +349,7 @@ class PartitionLeases:
 
     async def _renew(self, began: float) -> None:
         incarnation = self._incarnation
-        value = _dump({"replica": self.replica, "incarnation": incarnation})
+        value = dump({"replica": self.replica, "incarnation": incarnation})
         for _ in range(2):
             revision = await self._write(self._member_key, value, last=self._member_revision, ttl=self._ttl)
             if self._incarnation != incarnation:
@@ -386,7 +361,7 @@ class PartitionLeases:
             found = await self._read(self._member_key)
             if self._incarnation != incarnation:
                 return
-            if found.value is None or _member_incarnation(found.value, self.replica) != incarnation:
+            if found.value is None or member_incarnation(found.value, self.replica) != incarnation:
                 self._leave("its member key expired or was replaced")
                 return
             # A write whose answer was lost (a round that timed out while the connection was down) landed
@@ -500,7 +475,7 @@ class PartitionLeases:
             writes.append((n, epoch, previous.revision if previous is not None else 0))
         results = await asyncio.gather(
             *(
-                self._write(_OWNER + str(n), _owner_value(self.replica, incarnation, epoch), last=last, ttl=None)
+                self._write(_OWNER + str(n), owner_value(self.replica, incarnation, epoch), last=last, ttl=None)
                 for n, epoch, last in writes
             ),
             return_exceptions=True,
@@ -513,7 +488,7 @@ class PartitionLeases:
                 continue
             if result is None:
                 continue  # it changed first: the watch brings the new value
-            self._apply_owner(n, _Owner(self.replica, incarnation, epoch, result))
+            self._apply_owner(n, Owner(self.replica, incarnation, epoch, result))
             current = self._owners[n]
             trusted = time.monotonic() < self._held_until
             if self._incarnation == incarnation and trusted and current.revision == result and n not in self._held:
@@ -538,7 +513,7 @@ class PartitionLeases:
             logger.info("partition leases: %s releases partitions %s", self.replica, [n for n, _, _ in writes])
         results = await asyncio.gather(
             *(
-                self._write(_OWNER + str(n), _owner_value("", "", epoch), last=last, ttl=None)
+                self._write(_OWNER + str(n), owner_value("", "", epoch), last=last, ttl=None)
                 for n, epoch, last in writes
             ),
             return_exceptions=True,
@@ -578,7 +553,7 @@ class PartitionLeases:
             name for name, m in self._members.items() if m.incarnation is not None and m.incarnation not in self._dead
         }
 
-    def _alive(self, owner: _Owner) -> bool | None:
+    def _alive(self, owner: Owner) -> bool | None:
         """Whether the incarnation `owner` names is live: True, False (over for good) or None (not known yet)."""
         if owner.incarnation in self._dead:
             return False
@@ -592,13 +567,13 @@ class PartitionLeases:
             return False
         return None
 
-    async def _resolve(self, owners: list[_Owner]) -> None:
+    async def _resolve(self, owners: list[Owner]) -> None:
         """Read the member keys of the holders not known live or over (what the server answers now is later
         than the owner values seen: a key gone or held by another incarnation means theirs is over)."""
         unknown = [o for o in owners if o.holder and self._alive(o) is None]
         names = sorted({o.holder for o in unknown})
         found = dict(
-            zip(names, await asyncio.gather(*(self._read(_MEMBER + _encode_name(n)) for n in names)), strict=True)
+            zip(names, await asyncio.gather(*(self._read(_MEMBER + encode_name(n)) for n in names)), strict=True)
         )
         for owner in unknown:
             self._learn(owner.holder, found[owner.holder], about=owner.incarnation)
@@ -611,7 +586,7 @@ class PartitionLeases:
             for name, m in self._members.items()
             if m.incarnation is not None and m.incarnation not in self._dead and now - m.heard > silence
         ]
-        results = await asyncio.gather(*(self._read(_MEMBER + _encode_name(name)) for name, _ in silent))
+        results = await asyncio.gather(*(self._read(_MEMBER + encode_name(name)) for name, _ in silent))
         for (name, incarnation), seen in zip(silent, results, strict=True):
             self._learn(name, seen, about=incarnation)
 
@@ -619,7 +594,7 @@ class PartitionLeases:
         """Apply the leader's answer about `name`'s member key, read after `about` was seen: any other answer
         (gone, or another incarnation) means `about` is over. (The watch may have delivered later revisions
         meanwhile: the view takes the answer only if it is not older.)"""
-        incarnation = _member_incarnation(seen.value, name) if seen.value is not None else None
+        incarnation = member_incarnation(seen.value, name) if seen.value is not None else None
         if incarnation != about:
             self._bury(about)
         self._apply_member(name, incarnation, seen.revision)
@@ -664,18 +639,18 @@ class PartitionLeases:
             return
         gone = entry.operation in ("DEL", "PURGE")
         if entry.key.startswith(_MEMBER):
-            name = _decode_name(entry.key[len(_MEMBER) :])
-            incarnation = None if gone or name is None else _member_incarnation(entry.value or b"", name)
+            name = decode_name(entry.key[len(_MEMBER) :])
+            incarnation = None if gone or name is None else member_incarnation(entry.value or b"", name)
             if name is None or (incarnation is None and not gone):
                 logger.warning("partition leases: ignoring an unreadable member entry %r", entry.key)
                 return
             self._apply_member(name, incarnation, entry.revision)
         elif entry.key.startswith(_OWNER):
-            partition = _partition_number(entry.key[len(_OWNER) :], self.options.partitions)
+            partition = partition_number(entry.key[len(_OWNER) :], self.options.partitions)
             previous = self._owners.get(partition) if partition is not None else None
-            owner = _owner(entry.value or b"", entry.revision) if not gone else None
+            owner = owner_of(entry.value or b"", entry.revision) if not gone else None
             if gone:  # (deleted by hand: the epoch goes on from the last one seen)
-                owner = _Owner("", "", previous.epoch if previous is not None else 0, entry.revision)
+                owner = Owner("", "", previous.epoch if previous is not None else 0, entry.revision)
             if partition is None or owner is None:
                 logger.warning("partition leases: ignoring an unreadable owner entry %r", entry.key)
                 return
@@ -693,7 +668,7 @@ class PartitionLeases:
         if name == self.replica and mine is not None and incarnation != mine and revision > self._member_revision:
             self._leave("its member key expired" if incarnation is None else "another process took its name")
 
-    def _apply_owner(self, partition: int, owner: _Owner) -> None:
+    def _apply_owner(self, partition: int, owner: Owner) -> None:
         previous = self._owners.get(partition)
         if previous is not None and owner.revision <= previous.revision:
             return
@@ -709,14 +684,14 @@ class PartitionLeases:
         for _ in range(3):
             found = await self._read(_CONFIG)
             if found.value is not None:
-                count = _loads(found.value).get("partitions")
+                count = loads(found.value).get("partitions")
                 if count != wanted:
                     raise NatsStoreError(
                         f"the partition bucket {self.options.bucket!r} is shared into {count!r} partitions, not "
                         f"{wanted}: every replica must use one count (delete the bucket to change it)"
                     )
                 return
-            if await self._write(_CONFIG, _dump({"partitions": wanted}), last=found.revision, ttl=None) is not None:
+            if await self._write(_CONFIG, dump({"partitions": wanted}), last=found.revision, ttl=None) is not None:
                 return
         raise NatsUnavailableError(f"the partition count of {self.options.bucket!r} kept changing under this replica")
 
@@ -790,49 +765,3 @@ def _answer_timeout(options: PartitionOptions) -> float:
 
 def _unavailable(error: Exception) -> NatsUnavailableError:
     return NatsUnavailableError(f"the partition leases' NATS bucket failed: {error!r}")
-
-
-def _encode_name(name: str) -> str:
-    # KV keys allow [-/_=.a-zA-Z0-9]; replica names may hold anything, so they are base64url-encoded.
-    return base64.urlsafe_b64encode(name.encode(errors="surrogatepass")).decode().rstrip("=")
-
-
-def _decode_name(token: str) -> str | None:
-    try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except ValueError:
-        return None
-
-
-def _partition_number(text: str, partitions: int) -> int | None:
-    return int(text) if text.isdigit() and int(text) < partitions else None
-
-
-def _dump(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def _loads(value: bytes) -> dict[str, Any]:
-    try:
-        loaded = json.loads(value)
-    except ValueError:
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _member_incarnation(value: bytes, name: str) -> str | None:
-    loaded = _loads(value)
-    incarnation = loaded.get("incarnation")
-    return incarnation if loaded.get("replica") == name and isinstance(incarnation, str) and incarnation else None
-
-
-def _owner_value(holder: str, incarnation: str, epoch: int) -> bytes:
-    return _dump({"holder": holder, "incarnation": incarnation, "epoch": epoch})
-
-
-def _owner(value: bytes, revision: int) -> _Owner | None:
-    loaded = _loads(value)
-    holder, incarnation, epoch = loaded.get("holder"), loaded.get("incarnation"), loaded.get("epoch")
-    if not isinstance(holder, str) or not isinstance(incarnation, str) or type(epoch) is not int:
-        return None
-    return _Owner(holder, incarnation, epoch, revision)
