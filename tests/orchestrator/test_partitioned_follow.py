@@ -21,7 +21,7 @@ from worker_abstraction import AsyncOrchestrator, RegistryServer, RetryPolicy, T
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
-from worker_abstraction.orchestrator.homes.nats.partitioned_journal import TaskFacts
+from worker_abstraction.orchestrator.homes.nats.partitioned_facts import TaskFacts
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.stores.jetstream import NatsOptions
 

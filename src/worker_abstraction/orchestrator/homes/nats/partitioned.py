@@ -64,14 +64,9 @@ from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
 from worker_abstraction.orchestrator.core.state import TaskState, task_record
+from worker_abstraction.orchestrator.homes.nats.partitioned_facts import TaskFacts, holder_token, new_doc, resumable
 from worker_abstraction.orchestrator.homes.nats.partitioned_follow import SILENCE_SECONDS, Followers
-from worker_abstraction.orchestrator.homes.nats.partitioned_journal import (
-    PartitionedJournal,
-    TaskFacts,
-    holder_token,
-    new_doc,
-    resumable,
-)
+from worker_abstraction.orchestrator.homes.nats.partitioned_journal import PartitionedJournal
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import (
     PartitionedStore,
     PartitionedStoreOptions,

@@ -37,7 +37,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -46,15 +45,21 @@ from typing import Any
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
-from worker_abstraction.orchestrator.core.facts import ATTEMPT_BLOCK, Recorded, Resumable, tell
-from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.core.home import Hold
+from worker_abstraction.orchestrator.core.facts import Recorded, Resumable, tell
+from worker_abstraction.orchestrator.homes.nats.partitioned_facts import (
+    TaskFacts,
+    fail,
+    given_back,
+    new_doc,
+    sent_to,
+    succeed,
+)
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStore
 from worker_abstraction.orchestrator.homes.nats.records import matches, record_of
 from worker_abstraction.stores.availability import Backoff, StoreAvailability
 from worker_abstraction.stores.jetstream.connection import NatsStoreError, NatsUnavailableError
 from worker_abstraction.stores.jetstream.pipeline import Ack, WrongLastSequenceError
-from worker_abstraction.stores.jetstream.tasks import DISPATCHED, FINISHED, QUEUED, StaleHolderError, TaskDoc
+from worker_abstraction.stores.jetstream.tasks import FINISHED, QUEUED, StaleHolderError, TaskDoc
 from worker_abstraction.stores.tasks import Stored
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskUpdate, latest_worker
 
@@ -65,72 +70,6 @@ MOVE_TRIES = 60  # tries of a finished document's move (then the partition's nex
 _MOVED_REMEMBERED = 4096  # moves made lately, not made again when a late copy of the document is seen
 _RETRY_FIRST_SECONDS = 0.1
 _RETRY_CAP_SECONDS = 2.0
-
-
-def holder_token(replica: str, epoch: int) -> str:
-    """How a document names the daemon holding it: the replica and its partition's epoch."""
-    return f"{replica}#{epoch}"
-
-
-def new_doc(spec: TaskSpec, holder: str) -> TaskDoc:
-    """A new task's document (attempts up to ATTEMPT_BLOCK reserved)."""
-    return TaskDoc(
-        task_id=spec.task_id,
-        request=_convert.spec_to_pb(spec).SerializeToString(),
-        capability=spec.capability,
-        accepted_at=spec.created_at_ns / 1e9,
-        owner=spec.owner,
-        idempotency_key=spec.options.idempotency_key,
-        holder=holder,
-        reserved=ATTEMPT_BLOCK,
-    )
-
-
-def resumable(spec: TaskSpec, doc: TaskDoc) -> Resumable:
-    """Where a task taken over carries on from its document (attempt numbers above `doc.reserved`)."""
-    sent = doc.state == DISPATCHED
-    return Resumable(
-        spec=spec,
-        worker_id=doc.worker_id if sent else "",
-        worker_address=doc.worker_address if sent else "",
-        attempt=doc.attempt,
-        reserved=doc.reserved,
-        failures=doc.failures,
-        cancel_reason=doc.cancel_reason,
-        dispatched_at=doc.dispatched_at if sent else 0.0,
-    )
-
-
-class TaskFacts:
-    """A task this daemon holds: its document as made here, and how far NATS has it."""
-
-    __slots__ = ("backoff", "base", "dirty", "doc", "epoch", "gone", "handle", "hold", "holder", "last", "partition",
-                 "published", "releasing", "retrying", "revision", "sending", "settled", "task_id",
-                 "waiting")  # fmt: skip
-
-    def __init__(self, doc: TaskDoc, revision: int, partition: int, epoch: int, *, base: int = 0) -> None:
-        self.task_id = doc.task_id
-        self.doc = doc
-        self.revision = revision  # the document's revision NATS last confirmed
-        self.partition, self.epoch = partition, epoch
-        self.holder = doc.holder
-        self.hold: Hold | None = None
-        self.handle: AsyncTaskHandle | None = None  # its run's
-        self.base = base  # the run's updates are numbered after this one (the last a previous holder kept)
-        self.published = base  # the highest update number sent to the log
-        self.last: tuple[int, bytes] | None = None  # the terminal update, published once the end is stored
-        self.sending = False  # a write is on its way
-        self.dirty = False  # facts made since that write
-        self.waiting: list[asyncio.Future[None]] = []  # awaited facts, stored with the next write
-        self.retrying: object | None = None  # a retry pending (NATS did not answer) or a read-back under way
-        self.backoff: Backoff | None = None
-        self.releasing = False  # its partition is being given up: the run stopped, its writes go on
-        self.gone = False  # no longer held here: nothing more is written
-        self.settled: asyncio.Future[None] | None = None
-
-    @property
-    def quiet(self) -> bool:
-        return not self.sending and not self.dirty and self.retrying is None
 
 
 class PartitionedJournal:
@@ -221,7 +160,7 @@ class PartitionedJournal:
         if isinstance(facts.retrying, asyncio.TimerHandle):
             facts.retrying.cancel()
         facts.retrying = None
-        _fail(facts.waiting, StaleHolderError(facts.task_id, facts.holder, "another daemon (this one's hold was lost)"))
+        fail(facts.waiting, StaleHolderError(facts.task_id, facts.holder, "another daemon (this one's hold was lost)"))
         facts.waiting = []
         if facts.hold is not None:
             facts.hold.lose(reason)
@@ -236,7 +175,7 @@ class PartitionedJournal:
             facts.releasing = True
             if facts.hold is not None:
                 facts.hold.lose("its partition moved to another daemon")
-            self._behind(facts.task_id, _given_back)  # (its next holder does not count it as taken over)
+            self._behind(facts.task_id, given_back)  # (its next holder does not count it as taken over)
         waits = [self._settled(facts) for facts in group]
         if waits:
             try:
@@ -264,10 +203,10 @@ class PartitionedJournal:
         await self._awaited(task_id, lambda doc: replace(doc, reserved=max(doc.reserved, up_to)))
 
     def dispatched(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
-        self._behind(task_id, _sent(worker_id, worker_address, attempt))
+        self._behind(task_id, sent_to(worker_id, worker_address, attempt))
 
     async def dispatching(self, task_id: str, worker_id: str, worker_address: str, attempt: int) -> None:
-        await self._awaited(task_id, _sent(worker_id, worker_address, attempt))
+        await self._awaited(task_id, sent_to(worker_id, worker_address, attempt))
 
     def requeued(self, task_id: str, attempt: int, failures: int) -> None:
         def back(doc: TaskDoc) -> TaskDoc:
@@ -419,13 +358,13 @@ class PartitionedJournal:
         facts.sending = False
         error = NatsUnavailableError("the write was cancelled") if written.cancelled() else written.exception()
         if facts.gone:
-            _fail(waiters, StaleHolderError(facts.task_id, facts.holder, "another daemon (this one's hold was lost)"))
+            fail(waiters, StaleHolderError(facts.task_id, facts.holder, "another daemon (this one's hold was lost)"))
             return
         if error is None:
             if not finished:  # (a finished document is not on the live key: the purge is fenced by the last)
                 facts.revision = written.result().seq
             facts.backoff = None
-            _succeed(waiters)
+            succeed(waiters)
             if facts.dirty:
                 self._send(facts)
             elif finished:
@@ -443,7 +382,7 @@ class PartitionedJournal:
             facts.retrying = asyncio.get_running_loop().call_later(facts.backoff.pause(), self._retry, facts)
         else:  # refused for good (too large, say): the task cannot be kept; its run stops
             logger.error("the document of task %s cannot be written: %s", facts.task_id, error)
-            _fail(facts.waiting, error if isinstance(error, NatsStoreError) else NatsStoreError(repr(error)))
+            fail(facts.waiting, error if isinstance(error, NatsStoreError) else NatsStoreError(repr(error)))
             facts.waiting = []
             self.lose(facts, f"its document cannot be written: {error}")
 
@@ -493,7 +432,7 @@ class PartitionedJournal:
             if facts.retrying is asyncio.current_task():
                 facts.retrying = None
         if landed:  # this daemon's own end was stored, its acknowledgement lost (NATS stalled, say): it is written
-            _succeed(facts.waiting)
+            succeed(facts.waiting)
             facts.waiting = []
             self._ended(facts)
         else:
@@ -597,34 +536,3 @@ class PartitionedJournal:
         assert isinstance(task, asyncio.Task)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _sent(worker_id: str, worker_address: str, attempt: int) -> Callable[[TaskDoc], TaskDoc]:
-    def sent(doc: TaskDoc) -> TaskDoc:
-        return replace(
-            doc,
-            state=DISPATCHED,
-            worker_id=worker_id,
-            worker_address=worker_address,
-            attempt=max(doc.attempt, attempt),
-            dispatched_at=time.time(),
-        )
-
-    return sent
-
-
-def _given_back(doc: TaskDoc) -> TaskDoc:
-    return replace(doc, released=True)
-
-
-def _succeed(waiters: list[asyncio.Future[None]]) -> None:
-    for waiter in waiters:
-        if not waiter.done():
-            waiter.set_result(None)
-
-
-def _fail(waiters: list[asyncio.Future[None]], error: BaseException) -> None:
-    for waiter in waiters:
-        if not waiter.done():
-            waiter.set_exception(error)
-            waiter.exception()  # (its waiter hears it; a waiter gone meanwhile is not an error)
