@@ -90,7 +90,7 @@ OTHER = "other"
 BUCKETS = (NATS_PY, DOC_JSON, PROTOBUF, WRITER, CONSUMER, UPDATES, HOME, ENGINE, GRPC, ASYNCIO, GC, REGISTRY,
            HARNESS, OTHER)  # fmt: skip
 
-_CONSUMER_FUNCTIONS = frozenset({"_seen", "_consider", "_watching", "heard", "watch_partition", "_is_deletion",
+_CONSUMER_FUNCTIONS = frozenset({"seen", "consider", "watching", "poked", "scan_partition", "is_deletion",
                                  "task_id_of"})  # fmt: skip
 _UPDATE_FUNCTIONS = frozenset({"_updated", "send_update",
                                "task_token", "sink"})  # fmt: skip
@@ -244,7 +244,7 @@ INCLUSIVE: tuple[tuple[str, str], ...] = (
     ("JetStreamWriter._send_loop", "pipeline.py"),
     ("JetStreamWriter._on_ack", "pipeline.py"),
     ("PartitionedStore.watch_partition.<locals>.heard", "partitioned_store.py"),
-    ("PartitionedHome._seen", "partitioned.py"),
+    ("Takeover.seen", "partitioned_takeover.py"),
     ("PartitionedHome._created", "partitioned.py"),
     ("PartitionedHome._create", "partitioned.py"),
     ("PartitionedHome.accept", "partitioned.py"),

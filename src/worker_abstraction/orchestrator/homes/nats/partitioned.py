@@ -53,7 +53,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from nats.aio.client import Client
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from worker_abstraction.codec import payload_bytes
@@ -63,24 +62,24 @@ from worker_abstraction.orchestrator.core.facts import Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
-from worker_abstraction.orchestrator.core.state import TaskState, task_record
-from worker_abstraction.orchestrator.homes.nats.partitioned_facts import TaskFacts, holder_token, new_doc, resumable
+from worker_abstraction.orchestrator.core.state import TaskState
+from worker_abstraction.orchestrator.homes.nats.partitioned_facts import TaskFacts, holder_token, new_doc
 from worker_abstraction.orchestrator.homes.nats.partitioned_follow import SILENCE_SECONDS, Followers
 from worker_abstraction.orchestrator.homes.nats.partitioned_journal import PartitionedJournal
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import (
     PartitionedStore,
     PartitionedStoreOptions,
-    decode_doc,
 )
+from worker_abstraction.orchestrator.homes.nats.partitioned_takeover import Takeover
 from worker_abstraction.orchestrator.homes.nats.records import record_of
 from worker_abstraction.stores import serial
 from worker_abstraction.stores.availability import Backoff, StoreAvailability, kept_running, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.partitions import PartitionLeases, PartitionOptions
 from worker_abstraction.stores.jetstream.pipeline import Ack, WrongLastSequenceError
-from worker_abstraction.stores.jetstream.tasks import FINISHED, QUEUED, TaskDoc
+from worker_abstraction.stores.jetstream.tasks import TaskDoc
 from worker_abstraction.stores.jetstream.updates import UpdateLogOptions
-from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +91,12 @@ MAX_TAKES = 10  # takeovers of one task before it ends FAILED as a dead letter
 RECORD_ROOM = 64 * 2**10  # of a task's document, kept for its record's attempts, failures and metadata
 _DOC_ROOM = 4096  # of a NATS message, kept for a document's other fields and the message's headers
 _LOCAL_ID_DRAWS = 256  # ids drawn for a task before it goes wherever its id hashes
-RESCAN_SECONDS = 30.0  # how often a held partition is read again (what a lost poke left unheard)
 _PROBE_SECONDS = 1.0
 _PROBE_TIMEOUT_SECONDS = 2.0
 _RETRY_FIRST_SECONDS = 0.1
 _RETRY_CAP_SECONDS = 5.0
 _CANCEL_TRIES = 10
 _ABANDONED_REMEMBERED = 10_000
-_NO_CANCEL = b'"cancel_reason":""'  # (as the documents are encoded: compact JSON)
-_FINISHED = b'"state":"finished"'
 
 
 class _Owner:
@@ -158,7 +154,7 @@ class PartitionedHome:
         self._giving_up: set[int] = set()  # partitions being released: their runs stop, none starts
         self._pokes: Subscription | None = None
         self._accepting: dict[str, asyncio.Future[AsyncTaskHandle]] = {}
-        self._adopting: set[str] = set()
+        self._takeover = Takeover(self)
         self._followed: dict[str, tuple[AsyncTaskHandle, asyncio.Task[None]]] = {}
         self._followers = Followers(store.log, self.journal.finished_record, silence_seconds=silence_seconds)
         # Tasks whose acceptance here failed though their document may be stored naming this daemon: run them
@@ -242,7 +238,7 @@ class PartitionedHome:
         after `FIRST_SHARE_SECONDS` (they come later then)."""
         self._runs = runs
         self._reconnects = self.client.stats["reconnects"]
-        self._pokes = await self.store.hear_pokes(self._poked)
+        self._pokes = await self.store.hear_pokes(self._takeover.poked)
         kwargs: dict[str, Any] = {"availability": self.availability}
         if self._sleep is not None:
             kwargs["sleep"] = self._sleep
@@ -490,7 +486,7 @@ class PartitionedHome:
                 await asyncio.sleep(backoff.pause())
                 continue
             if found is not None:
-                self._consider(partition, epoch, *found)
+                self._takeover.consider(partition, epoch, *found)
             return
 
     async def _remove(self, task_id: str) -> None:
@@ -578,56 +574,7 @@ class PartitionedHome:
         if previous is not None:
             previous.cancel()
         if not self._closing:
-            self._watches[partition] = asyncio.ensure_future(self._watching(partition, epoch))
-
-    async def _watching(self, partition: int, epoch: int) -> None:
-        """Read the partition's documents now and every `RESCAN_SECONDS`, for as long as it is held under
-        `epoch` (cancel to stop)."""
-        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
-        while self._alive(partition, epoch):
-            raise_if_cancelled()
-            try:
-                await self.store.scan_partition(partition, functools.partial(self._seen, partition, epoch))
-            except NatsUnavailableError as error:
-                self.availability.failed(error)
-                await asyncio.sleep(backoff.pause())
-                continue
-            except Exception:  # a bug, or an error nobody foresaw: the partition is read again all the same
-                logger.exception("reading partition %d failed; reading it again", partition)
-                await asyncio.sleep(backoff.pause())
-                continue
-            backoff.reset()
-            await asyncio.sleep(RESCAN_SECONDS)
-
-    def _poked(self, partition: int, task_id: str) -> None:
-        """Another daemon wrote into a document of a partition: read it if that partition is held here."""
-        leases = self.leases
-        epoch = leases.epoch(partition) if leases is not None else None
-        if epoch is None or partition != self.store.partition(task_id):
-            return
-        self._spawn(self._read_poked(partition, epoch, task_id))
-
-    async def _read_poked(self, partition: int, epoch: int, task_id: str) -> None:
-        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
-        while self._alive(partition, epoch):
-            raise_if_cancelled()
-            try:
-                found = await self.store.get_live(task_id)
-                break
-            except NatsUnavailableError as error:
-                self.availability.failed(error)
-                await asyncio.sleep(backoff.pause())
-        else:
-            return
-        if found is None or not self._alive(partition, epoch):
-            return
-        doc, revision = found
-        facts = self.journal.facts(task_id)
-        if facts is None:
-            self._consider(partition, epoch, doc, revision)
-        elif doc.cancel_reason and not facts.doc.cancel_reason:
-            facts.doc = dataclasses.replace(facts.doc, cancel_reason=doc.cancel_reason)
-            self._cancel_run(task_id, doc.cancel_reason)
+            self._watches[partition] = asyncio.ensure_future(self._takeover.watching(partition, epoch))
 
     def _stop_watching(self, partition: int) -> None:
         watching = self._watches.pop(partition, None)
@@ -644,138 +591,6 @@ class PartitionedHome:
         self._giving_up.add(partition)  # (no run starts in it any more: see `_started`)
         self._stop_watching(partition)
         await self.journal.release(partition, RELEASE_SECONDS)
-
-    def _seen(self, partition: int, epoch: int, message: Msg) -> None:
-        """A document of a held partition, as stored: a task to take on, a cancel for one run here, or a
-        finished one to move out of the partition."""
-        if not self._alive(partition, epoch):
-            return
-        task_id = self.store.task_id_of(message.subject)
-        if task_id is None:
-            return
-        data = message.data
-        facts = self.journal.facts(task_id)
-        if facts is not None:
-            if _NO_CANCEL not in data and not facts.doc.cancel_reason:
-                reason = decode_doc(data).cancel_reason
-                if reason:
-                    facts.doc = dataclasses.replace(facts.doc, cancel_reason=reason)
-                    self._cancel_run(task_id, reason)
-            return
-        if task_id in self._accepting or task_id in self._adopting:
-            return
-        if _FINISHED in data and self.journal.moved(task_id):
-            return  # (the echo of a run's own end, most often: not decoded)
-        self._consider(partition, epoch, decode_doc(data), message.metadata.sequence.stream)
-
-    def _consider(self, partition: int, epoch: int, doc: TaskDoc, revision: int) -> None:
-        """A document of a held partition that no run here holds: move it if finished, else take it on."""
-        task_id = doc.task_id
-        if doc.finished:
-            self.journal.move(doc, revision)
-            return
-        if self.journal.facts(task_id) is not None or task_id in self._accepting or task_id in self._adopting:
-            return
-        if doc.holder == holder_token(self.replica, epoch) and task_id not in self._abandoned:
-            return  # (one this daemon runs, ran, or gave up on)
-        self._adopting.add(task_id)
-        self._spawn(self._adopt(partition, epoch, doc, revision))
-
-    async def _adopt(self, partition: int, epoch: int, doc: TaskDoc, revision: int) -> None:
-        """Claim a task of a held partition (its holder becomes this daemon), then run it here; while NATS does
-        not answer, try again (from its document as it then stands) for as long as the partition is held: a
-        task claimed here and not run would wait for the partition to move."""
-        task_id = doc.task_id
-        abandoned = self._abandoned.pop(task_id, None) is not None  # (made here, never run: from its start)
-        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
-        try:
-            while self._alive(partition, epoch):
-                raise_if_cancelled()
-                try:
-                    await self._adopt_once(partition, epoch, doc, revision, abandoned=abandoned)
-                    return
-                except NatsStoreError as error:
-                    self.availability.failed(error)
-                    logger.warning("task %s could not be taken on yet: %s; trying again", task_id, error)
-                    await asyncio.sleep(backoff.pause())
-                try:
-                    found = await self.store.get(task_id)
-                except NatsStoreError:
-                    continue  # (with the document as last read)
-                if found is None or found[0].finished:
-                    return
-                doc, revision = found
-        finally:
-            self._adopting.discard(task_id)
-
-    async def _adopt_once(self, partition: int, epoch: int, doc: TaskDoc, revision: int, *, abandoned: bool) -> None:
-        task_id, token = doc.task_id, holder_token(self.replica, epoch)
-        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
-        while True:
-            if not self._alive(partition, epoch):
-                return
-            raise_if_cancelled()
-            taken = 1 if doc.holder and not doc.released else 0  # (from a daemon that died, or was cut off)
-            claimed = dataclasses.replace(doc, holder=token, takes=doc.takes + taken, released=False)
-            try:
-                revision = await self.store.update_doc(claimed, revision)
-                break
-            except WrongLastSequenceError:
-                found = await self.store.get(task_id)  # (written meanwhile: a cancel, or our claim landed)
-            except NatsUnavailableError as error:
-                self.availability.failed(error)
-                await asyncio.sleep(backoff.pause())
-                continue
-            if found is None or found[0].finished:
-                return
-            if found[0].holder == token and not abandoned:
-                claimed, revision = found
-                break
-            doc, revision = found
-        fresh = (not doc.holder or abandoned) and not doc.cancel_reason and doc.state == QUEUED and not doc.attempt
-        if not fresh:  # its holder may have finished it and died before its live key was purged
-            ended = await self.store.get_finished(task_id)
-            if ended is not None:
-                self.journal.move(ended[0], revision, stored=True)
-                return
-            if claimed.takes >= self.max_takes:
-                await self._fail_exhausted(claimed, revision)
-                return
-        spec = serial.spec_of(doc.request)
-        base = 0 if fresh else await self.store.log.last(task_id)
-        if not self._may_run(partition, epoch) or self._runs is None:
-            self.store.poke(partition, task_id)  # (the next holder carries it on: it may have read it before)
-            return
-        resume = None if fresh else resumable(spec, doc)
-        self._runs.announce(self._run(spec, TaskFacts(claimed, revision, partition, epoch, base=base), resume))
-
-    async def _fail_exhausted(self, doc: TaskDoc, revision: int) -> None:
-        """End a task taken over `max_takes` times FAILED, as a dead letter (its record says why).
-
-        Raises:
-            NatsStoreError: NATS did not store its end (the caller tries again, from its document).
-        """
-        task_id = doc.task_id
-        message = f"taken over {doc.takes} times and never finished: every daemon that held it stopped"
-        update = TaskUpdate(task_id=task_id, status=TaskStatus.FAILED, error_message=message)
-        spec = serial.spec_of(doc.request)
-        record = task_record(spec, TaskStatus.FAILED, last_update=update, dead_lettered=True)
-        data = serial.record_bytes(record, encoded_params=spec.encoded_params)
-        ended = dataclasses.replace(doc, state=FINISHED, record=data, status=int(TaskStatus.FAILED))
-        try:
-            await self.store.finish_doc(ended)
-        except WrongLastSequenceError:  # (it ended meanwhile)
-            self.journal.move(ended, revision, stored=True)
-            return
-        self.journal.move(ended, revision, stored=True)
-        # Requeued as it was submitted (a new id, no old key), like any dead letter.
-        options = dataclasses.replace(spec.options, task_id="", idempotency_key="")
-        self.journal.dead_lettered(
-            DeadLetter(task_id, spec.capability, dict(spec.params), (), message, options, spec.owner)
-        )
-        sequence = await self.store.log.last(task_id) + 1
-        self.store.send_update(task_id, sequence, serial.update_bytes(update, sequence=sequence))
-        logger.error("task %s failed: %s", task_id, message)
 
     def _run(self, spec: TaskSpec, facts: TaskFacts, resume: Resumable | None) -> AsyncTaskHandle:
         assert self._runs is not None, "the home was started"
