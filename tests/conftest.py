@@ -14,6 +14,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests import nats_server as nats_server_process
+from tests.tcp_proxy import TcpProxy
 from tests.tracing import traced
 from worker_abstraction import BaseWorker, RegistryServer, TaskContext, capability
 
@@ -149,3 +150,13 @@ def nats_server(tmp_path: Path) -> Iterator[nats_server_process.NatsServer]:
     server = nats_server_process.start(tmp_path, server_binary)
     yield server
     server.stop()
+
+
+@pytest.fixture
+async def nats_proxy(nats_server: nats_server_process.NatsServer) -> AsyncIterator[TcpProxy]:
+    """A TCP proxy to `nats_server` (its `url`) that a test cuts and restores: to whoever connects through it,
+    NATS goes away and comes back."""
+    proxy = TcpProxy("127.0.0.1", nats_server.port)
+    await proxy.start()
+    yield proxy
+    await proxy.aclose()

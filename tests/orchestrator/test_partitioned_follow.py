@@ -39,14 +39,6 @@ async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIte
         yield start
 
 
-@pytest.fixture
-async def proxy(nats_server: NatsServer) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy("127.0.0.1", nats_server.port)
-    await proxy.start()
-    yield proxy
-    await proxy.aclose()
-
-
 async def test_a_watcher_sees_the_end_its_runner_stored_but_died_before_publishing(
     replica: Replica, start_worker: Callable[..., Any], gates: Gates, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,12 +71,12 @@ async def test_a_watcher_sees_the_end_its_runner_stored_but_died_before_publishi
 
 
 async def test_a_watcher_whose_connection_came_back_reads_the_end_it_missed_from_the_document(
-    replica: Replica, start_worker: Callable[..., Any], gates: Gates, proxy: TcpProxy
+    replica: Replica, start_worker: Callable[..., Any], gates: Gates, nats_proxy: TcpProxy
 ) -> None:
     await start_worker()
     runner, home_runner = await replica("runner")
     # It hears nothing for 60 s before it reads the document: only the reconnection can end it in time.
-    watcher, _ = await replica("watcher", url=proxy.url, silence_seconds=60.0)
+    watcher, _ = await replica("watcher", url=nats_proxy.url, silence_seconds=60.0)
     await runner.wait_for_workers("wait_for", timeout_seconds=5)
     gate = "follow-reconnected"
     handle = await runner.execute_task("wait_for", {"name": gate})
@@ -92,13 +84,13 @@ async def test_a_watcher_whose_connection_came_back_reads_the_end_it_missed_from
     watched = await watcher.watch(handle.task_id)
     await eventually(lambda: watched.status is TaskStatus.RUNNING, what="the watcher hears it run")
 
-    await proxy.cut()
+    await nats_proxy.cut()
     gates.open(gate)
     assert await handle.result(timeout_seconds=10) == gate
     final = handle.updates[-1].sequence
     await eventually(lambda: _last(home_runner, handle.task_id, final), what="the end is in the update log")
     assert not watched.done()  # (published while the watcher was cut off: it never reached it)
-    await proxy.restore()
+    await nats_proxy.restore()
     assert await asyncio.wait_for(watched.result(), 15) == gate
     assert [u.status for u in watched.updates].count(TaskStatus.COMPLETED) == 1
 

@@ -95,14 +95,6 @@ async def daemon(registry: RegistryServer, nats_server: NatsServer) -> AsyncIter
         await connection.close()
 
 
-@pytest.fixture
-async def proxy(nats_server: NatsServer) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy("127.0.0.1", nats_server.port)
-    await proxy.start()
-    yield proxy
-    await proxy.aclose()
-
-
 @contextlib.contextmanager
 def paused(server: NatsServer) -> Iterator[None]:
     """NATS stops answering (SIGSTOP): its connections stay open, its answers never come, until SIGCONT."""
@@ -160,11 +152,11 @@ async def test_an_outage_shorter_than_the_lease_is_refused_unavailable_and_every
 
 
 async def test_an_outage_longer_than_the_lease_stops_the_runs_and_each_task_ends_once_after_it(
-    daemon: Daemon, start_worker: Callable[..., Any], gates: Gates, proxy: TcpProxy
+    daemon: Daemon, start_worker: Callable[..., Any], gates: Gates, nats_proxy: TcpProxy
 ) -> None:
     await start_worker(max_concurrent_tasks=8)
     lease = 2.0
-    a, home_a = await daemon("a", url=proxy.url, lease_seconds=lease)
+    a, home_a = await daemon("a", url=nats_proxy.url, lease_seconds=lease)
     _, home_b = await daemon("b", lease_seconds=lease)
     await eventually(lambda: _shared(home_a, home_b), timeout_seconds=20, what="the partitions are shared out")
     remote = RemoteOrchestrator(a.address)
@@ -177,11 +169,11 @@ async def test_an_outage_longer_than_the_lease_stops_the_runs_and_each_task_ends
         await eventually(lambda: all(h.status is TaskStatus.RUNNING for h in handles), what="they run on a")
         assert home_a.held == TASKS and home_b.held == 0
 
-        await proxy.cut()  # a no longer reaches NATS; b and NATS run on
+        await nats_proxy.cut()  # a no longer reaches NATS; b and NATS run on
         await eventually(lambda: home_a.held == 0, timeout_seconds=10, what="a's partitions lapsed")
         assert not set(a.orchestrator.engine.index.live) & {h.task_id for h in handles}  # its runs stopped
         await eventually(lambda: home_b.held == TASKS, timeout_seconds=15, what="b took the tasks over")
-        await proxy.restore()
+        await nats_proxy.restore()
         gates.open(gate)
         # The callers, still on a, see each task end: from the update log once a is back, run once.
         assert [await h.result(timeout_seconds=30) for h in handles] == [gate] * TASKS

@@ -39,19 +39,11 @@ class Replica:
 
 
 @pytest.fixture
-async def proxy(nats_server: NatsServer) -> AsyncIterator[TcpProxy]:
-    proxy = TcpProxy("127.0.0.1", nats_server.port)
-    await proxy.start()
-    yield proxy
-    await proxy.aclose()
-
-
-@pytest.fixture
-async def replicas(proxy: TcpProxy) -> AsyncIterator[list[Replica]]:
+async def replicas(nats_proxy: TcpProxy) -> AsyncIterator[list[Replica]]:
     """Two registry replicas reaching NATS through the proxy (each counting into its own metrics)."""
     started: list[Replica] = []
     for _ in range(2):
-        store = await JetStreamWorkerStore.open(NatsOptions((proxy.url,)), key_ttl_seconds=TTL_SECONDS)
+        store = await JetStreamWorkerStore.open(NatsOptions((nats_proxy.url,)), key_ttl_seconds=TTL_SECONDS)
         metrics = RegistryMetrics()
         server = RegistryServer(
             port=0, ttl_seconds=TTL_SECONDS, sweep_interval_seconds=0.1, store=store, metrics=metrics
@@ -59,7 +51,7 @@ async def replicas(proxy: TcpProxy) -> AsyncIterator[list[Replica]]:
         await server.start()
         started.append(Replica(server, store, metrics))
     yield started
-    await proxy.restore()
+    await nats_proxy.restore()
     for replica in started:
         await replica.server.stop(None)
         await replica.store.aclose()
@@ -106,17 +98,17 @@ async def heard_after(address: str, moment: float) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def cut_off(proxy: TcpProxy) -> AsyncIterator[None]:
+async def cut_off(nats_proxy: TcpProxy) -> AsyncIterator[None]:
     """The replicas lose NATS until the block ends."""
-    await proxy.cut()
+    await nats_proxy.cut()
     try:
         yield
     finally:
-        await proxy.restore()
+        await nats_proxy.restore()
 
 
 async def test_a_worker_that_kept_heartbeating_through_a_nats_outage_longer_than_the_ttl_is_never_evicted(
-    replicas: list[Replica], proxy: TcpProxy, nats_server: NatsServer
+    replicas: list[Replica], nats_proxy: TcpProxy, nats_server: NatsServer
 ) -> None:
     a, b = (replica.server for replica in replicas)
     worker = ToolWorker(a.address, port=0, heartbeat_interval_seconds=0.2)
@@ -133,7 +125,7 @@ async def test_a_worker_that_kept_heartbeating_through_a_nats_outage_longer_than
         await worker.start()
         await eventually(lambda: heard_after(b.address, started_at), what="B lists the worker's heartbeats")
 
-        async with cut_off(proxy):  # the worker heartbeats on, to A
+        async with cut_off(nats_proxy):  # the worker heartbeats on, to A
             await asyncio.sleep(OUTAGE_SECONDS)  # (the outage lasts as long as the test says: no event ends it)
         resumed_at = time.time()
 
@@ -170,7 +162,7 @@ async def test_a_worker_that_kept_heartbeating_through_a_nats_outage_longer_than
 
 
 async def test_a_registry_whose_nats_does_not_answer_is_not_serving_until_it_answers_again(
-    replicas: list[Replica], proxy: TcpProxy
+    replicas: list[Replica], nats_proxy: TcpProxy
 ) -> None:
     a = replicas[0].server
     channel = aio.insecure_channel(a.address)
@@ -179,7 +171,7 @@ async def test_a_registry_whose_nats_does_not_answer_is_not_serving_until_it_ans
         statuses = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=""))
         async with asyncio.timeout(15):
             assert (await statuses.read()).status == serving
-            async with cut_off(proxy):
+            async with cut_off(nats_proxy):
                 assert (await statuses.read()).status == not_serving
             assert (await statuses.read()).status == serving
     finally:
