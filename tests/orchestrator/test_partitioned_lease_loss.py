@@ -74,20 +74,7 @@ async def test_a_replica_whose_lease_lapsed_stops_and_the_other_finishes_its_tas
 ) -> None:
     keeping = Keeping()
     options = NatsOptions((nats_server.url,))
-    a = await PartitionedHome.open(
-        options, replica="a", partitions=PARTITIONS, lease_seconds=LEASE_SECONDS, sleep=keeping
-    )
-    edge_a = FakeEdge(WORKER)
-    orchestrator_a = _orchestrator(edge_a, a)
-    opened.append(orchestrator_a)
-    await orchestrator_a.wait_for_workers("job", timeout_seconds=5)
-    assert a.leases is not None and len(a.leases.owned()) == PARTITIONS
-    handles = [await orchestrator_a.execute_task("job", {}) for _ in range(2)]  # both in a's partitions
-    async with asyncio.timeout(10):
-        running = await edge_a.next_sent()
-    running.accept()
-    running.say(TaskStatus.RUNNING)
-    assert a.held == 2  # one on the worker, one waiting for its only slot
+    a, edge_a, running, handles = await _a_runs_two(options, keeping, opened)
 
     keeping.pause()  # a renews nothing more: its partitions lapse (none is given up: nobody else is there)
     # Its runs stop when the keeper's deadline fires (they count as not held from that moment on): then
@@ -130,21 +117,9 @@ async def test_a_replica_whose_lease_lapsed_stops_its_run_at_its_workers_next_wo
 ) -> None:
     keeping = Keeping()
     options = NatsOptions((nats_server.url,))
-    a = await PartitionedHome.open(
-        options, replica="a", partitions=PARTITIONS, lease_seconds=LEASE_SECONDS, sleep=keeping
-    )
-    edge_a = FakeEdge(WORKER)
-    orchestrator_a = _orchestrator(edge_a, a)
-    opened.append(orchestrator_a)
-    await orchestrator_a.wait_for_workers("job", timeout_seconds=5)
+    a, edge_a, running, handles = await _a_runs_two(options, keeping, opened)
     leases = a.leases
-    assert leases is not None and len(leases.owned()) == PARTITIONS
-    handles = [await orchestrator_a.execute_task("job", {}) for _ in range(2)]  # both in a's partitions
-    async with asyncio.timeout(10):
-        running = await edge_a.next_sent()
-    running.accept()
-    running.say(TaskStatus.RUNNING)
-    assert a.held == 2  # one on the worker, one waiting for its only slot
+    assert leases is not None
     first = next(handle for handle in handles if handle.task_id == running.task_id)
 
     keeping.pause()
@@ -162,6 +137,28 @@ async def test_a_replica_whose_lease_lapsed_stops_its_run_at_its_workers_next_wo
 
     await _b_takes_over_and_finishes_both(options, opened, running, handles)
     assert edge_a.sent == [running]
+
+
+async def _a_runs_two(
+    options: NatsOptions, keeping: Keeping, opened: list[AsyncOrchestrator]
+) -> tuple[PartitionedHome, FakeEdge, Attempt, list[AsyncTaskHandle]]:
+    """Replica a, alone (every partition its own, its keeper's pauses `keeping`'s), runs two tasks on the one
+    slot of worker w1: one RUNNING there (its attempt returned), one waiting for the slot."""
+    a = await PartitionedHome.open(
+        options, replica="a", partitions=PARTITIONS, lease_seconds=LEASE_SECONDS, sleep=keeping
+    )
+    edge_a = FakeEdge(WORKER)
+    orchestrator_a = _orchestrator(edge_a, a)
+    opened.append(orchestrator_a)
+    await orchestrator_a.wait_for_workers("job", timeout_seconds=5)
+    assert a.leases is not None and len(a.leases.owned()) == PARTITIONS
+    handles = [await orchestrator_a.execute_task("job", {}) for _ in range(2)]  # both in a's partitions
+    async with asyncio.timeout(10):
+        running = await edge_a.next_sent()
+    running.accept()
+    running.say(TaskStatus.RUNNING)
+    assert a.held == 2  # one on the worker, one waiting for its only slot
+    return a, edge_a, running, handles
 
 
 async def _b_takes_over_and_finishes_both(
