@@ -2,28 +2,16 @@
 
 Task ids hash to partitions (`partition_of`), and each live daemon holds a share of them on one lease
 (`PartitionLeases`): no lease per task, and daemons never write the same keys, except a cancel from one
-daemon into a task another runs. Where a lease per task would cost about ten NATS round trips a task, one at a time,
-this home writes everything through one `JetStreamWriter`, so the writes of every task made in a turn of
-the loop share one flush:
+daemon into a task another runs. Where a lease per task would cost about ten NATS round trips a task, one
+at a time, this home writes everything through one `JetStreamWriter`, so the writes of every task made in a
+turn of the loop share one flush:
 
-- **Accepting.** A task whose id this daemon makes gets an id in a partition it holds (ids are drawn until
-  one lands there), so the daemon that accepts a task runs it, and its caller's handle is the run's own.
-  Its document is created (one compare-and-set on "absent", naming this daemon as its holder for the
-  partition's epoch); once NATS confirms it, the run starts. A caller-chosen id goes where it hashes; if
-  another daemon holds that partition, the document names no holder, and the caller's handle follows the
-  task's updates in the update log (subscribed to that task's subject alone, before the document exists).
-  An idempotency key is claimed first (a create in the keys bucket), once across the daemons. If NATS does
-  not confirm the document (it may be stored all the same), the caller hears UNAVAILABLE: a task it can find
-  again (by its key or its id) is run here if its document turns up, any other is removed.
-- **Running.** For each partition gained, the daemon reads the partition's documents (each one's last value:
-  its unfinished tasks), and again after a reconnection and every `RESCAN_SECONDS`; between those it hears
-  only pokes, which another daemon sends when it writes into a document of the partition (a task whose id it
-  did not choose, a cancel): never its own writes. A document it does not run is claimed (compare-and-set:
-  its holder becomes this daemon) and run:
-  from the start if nobody held it before, else resumed from its document with attempt numbers above any a
-  previous holder may have sent (`homes/journal.py`). Facts are written behind (`PartitionedJournal`).
-  A task whose finished document exists (its holder died before purging its live key) is purged instead:
-  the partition's subjects hold its unfinished tasks only, so gaining it replays those, not its history.
+- **Accepting** (`partitioned_intake.Intake`): a task gets an id in a partition this daemon holds, so the
+  daemon that accepts a task runs it; its document is created before its caller hears "accepted".
+- **Running** (`partitioned_takeover.Takeover`): each held partition's unfinished documents are read when it
+  is gained, after a reconnection and every 30 s, and pokes say which one another daemon wrote into; a
+  document this daemon does not run is claimed and run, from its start or resumed from where it got. Facts
+  are written behind (`PartitionedJournal`).
 - **Losing a partition.** Its lease lapsed: every run of the partition stops at once and writes nothing
   more (the daemon that takes it over resumes them). Given up to rebalance (`on_releasing`) or at `aclose`:
   its runs stop, what they wrote goes out, then the partition is released. A caller's handle on a run that
@@ -34,10 +22,8 @@ the loop share one flush:
 - **Cancelling.** From any daemon: the cancel is written into the document (compare-and-set), its holder is
   poked, reads it there and cancels its run (a holder that missed the poke sees it when it next writes the
   document, or at its next read of the partition).
-- **Work that keeps killing its holder**: a task taken over `MAX_TAKES` times from a daemon that did not give
-  it back (it died, or lost its lease, before the task ended; partitions given up to stop or to rebalance
-  mark their tasks given back first) ends FAILED, saying so, and becomes a dead letter, instead of taking
-  down every daemon in turn.
+- **Work that keeps killing its holder**: a task taken over `MAX_TAKES` times from daemons that did not give
+  it back ends FAILED, saying so, and becomes a dead letter (`Takeover`).
 - **Dead letters** are shared in a bucket of their own.
 """
 
@@ -48,23 +34,20 @@ import contextlib
 import dataclasses
 import functools
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
-from worker_abstraction.codec import payload_bytes
-from worker_abstraction.errors import InvalidParametersError, TaskExistsError
-from worker_abstraction.orchestrator.core.engine import new_task_id
 from worker_abstraction.orchestrator.core.facts import Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit, Hold, Runs
+from worker_abstraction.orchestrator.core.home import Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
 from worker_abstraction.orchestrator.core.state import TaskState
-from worker_abstraction.orchestrator.homes.nats.partitioned_facts import TaskFacts, holder_token, new_doc
+from worker_abstraction.orchestrator.homes.nats.partitioned_facts import TaskFacts
 from worker_abstraction.orchestrator.homes.nats.partitioned_follow import SILENCE_SECONDS, Followers
+from worker_abstraction.orchestrator.homes.nats.partitioned_intake import Intake
 from worker_abstraction.orchestrator.homes.nats.partitioned_journal import PartitionedJournal
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import (
     PartitionedStore,
@@ -76,8 +59,7 @@ from worker_abstraction.stores import serial
 from worker_abstraction.stores.availability import Backoff, StoreAvailability, kept_running, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.partitions import PartitionLeases, PartitionOptions
-from worker_abstraction.stores.jetstream.pipeline import Ack, WrongLastSequenceError
-from worker_abstraction.stores.jetstream.tasks import TaskDoc
+from worker_abstraction.stores.jetstream.pipeline import WrongLastSequenceError
 from worker_abstraction.stores.jetstream.updates import UpdateLogOptions
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec
 
@@ -88,15 +70,11 @@ CLOSE_SECONDS = 10.0  # how long a daemon stopping waits for NATS to take its la
 RELEASE_SECONDS = 5.0  # how long a partition given up waits for its runs' last facts
 FIRST_SHARE_SECONDS = 5.0  # how long `start` waits for this daemon's first partitions
 MAX_TAKES = 10  # takeovers of one task before it ends FAILED as a dead letter
-RECORD_ROOM = 64 * 2**10  # of a task's document, kept for its record's attempts, failures and metadata
-_DOC_ROOM = 4096  # of a NATS message, kept for a document's other fields and the message's headers
-_LOCAL_ID_DRAWS = 256  # ids drawn for a task before it goes wherever its id hashes
 _PROBE_SECONDS = 1.0
 _PROBE_TIMEOUT_SECONDS = 2.0
 _RETRY_FIRST_SECONDS = 0.1
 _RETRY_CAP_SECONDS = 5.0
 _CANCEL_TRIES = 10
-_ABANDONED_REMEMBERED = 10_000
 
 
 class _Owner:
@@ -153,13 +131,10 @@ class PartitionedHome:
         self._watches: dict[int, asyncio.Task[None]] = {}
         self._giving_up: set[int] = set()  # partitions being released: their runs stop, none starts
         self._pokes: Subscription | None = None
-        self._accepting: dict[str, asyncio.Future[AsyncTaskHandle]] = {}
+        self.intake = Intake(self)
         self._takeover = Takeover(self)
         self._followed: dict[str, tuple[AsyncTaskHandle, asyncio.Task[None]]] = {}
         self._followers = Followers(store.log, self.journal.finished_record, silence_seconds=silence_seconds)
-        # Tasks whose acceptance here failed though their document may be stored naming this daemon: run them
-        # if it turns up (their callers find them by key or id), by partition and epoch.
-        self._abandoned: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._background: set[asyncio.Task[Any]] = set()
         self._first_share = asyncio.Event()
         self._reconnects = 0
@@ -286,212 +261,10 @@ class PartitionedHome:
     # ---- accepting -------------------------------------------------------------------------------------------
 
     def accept(self, spec: TaskSpec, then: Accepted, admit: Admit) -> None:
-        if self._output_room(spec) < 0:
-            then(None, InvalidParametersError([self._too_large(spec)]))
-            return
-        if spec.options.idempotency_key or spec.options.task_id:
-            self._spawn(self._accept_checked(spec, then, admit))
-            return
-        try:
-            admit(spec)
-        except Exception as error:
-            then(None, error)
-            return
-        self._create(self._local(spec), chosen=False).add_done_callback(functools.partial(_told, then))
+        self.intake.accept(spec, then, admit)
 
     def flush(self) -> None:
         return None  # (the writer flushes on the loop's next turn)
-
-    def _output_room(self, spec: TaskSpec) -> int:
-        """The largest output (JSON bytes) a task's finished document can hold beside its arguments, as NATS's
-        max_payload lets a message be (negative: not even its arguments fit)."""
-        params = payload_bytes(spec.encoded_params)
-        # The document is JSON, its submission and record in base64 (4 bytes for 3), each holding the
-        # arguments; the record's attempts, failures and the rest get RECORD_ROOM.
-        return (self.client.max_payload - _DOC_ROOM) * 3 // 4 - 2 * params - RECORD_ROOM
-
-    def _too_large(self, spec: TaskSpec) -> str:
-        params = payload_bytes(spec.encoded_params)
-        room = max(0, ((self.client.max_payload - _DOC_ROOM) * 3 // 4 - RECORD_ROOM) // 2)
-        return (
-            f"the task's arguments take {params:,} bytes as JSON; tasks shared on NATS keep at most {room:,} "
-            f"(the NATS servers' max_payload is {self.client.max_payload:,} bytes: raise it there to carry more)"
-        )
-
-    async def _accept_checked(self, spec: TaskSpec, then: Accepted, admit: Admit) -> None:
-        try:
-            accepted = await self._accepted_checked(spec, admit)
-        except BaseException as error:
-            then(None, error)
-            if not isinstance(error, Exception):
-                raise
-            return
-        then(accepted, None)
-
-    async def _accepted_checked(self, spec: TaskSpec, admit: Admit) -> Acceptance:
-        key, chosen = spec.options.idempotency_key, bool(spec.options.task_id)
-        if not chosen:
-            spec = self._local(spec)
-        if key:
-            holder = await self.store.letters.claim_key(key, spec.task_id)
-            if holder != spec.task_id:
-                known = await self._known(holder)
-                if known is not None:
-                    return Acceptance(known, duplicate=True)
-                # An earlier try claimed the key and got no further: carried on under its id.
-                spec, chosen = dataclasses.replace(spec, task_id=holder), True
-        admit(spec)
-        try:
-            return Acceptance(await self._create(spec, chosen=chosen))
-        except TaskExistsError:
-            known = await self._known(spec.task_id) if key else None
-            if known is None:
-                raise
-            return Acceptance(known, duplicate=True)  # another try of this key made it meanwhile
-
-    def _local(self, spec: TaskSpec) -> TaskSpec:
-        """The spec with an id in a partition this daemon holds, if it holds any (its id is ours to choose)."""
-        leases = self.leases
-        if leases is None or leases.held(self.store.partition(spec.task_id)):
-            return spec
-        for _ in range(_LOCAL_ID_DRAWS):
-            task_id = new_task_id()
-            if leases.held(self.store.partition(task_id)):
-                return dataclasses.replace(spec, task_id=task_id)
-        return spec
-
-    def _create(self, spec: TaskSpec, *, chosen: bool) -> asyncio.Future[AsyncTaskHandle]:
-        """Store a new task's document; the handle its caller gets once it is stored."""
-        task_id = spec.task_id
-        if task_id in self._accepting:
-            failed: asyncio.Future[AsyncTaskHandle] = asyncio.get_running_loop().create_future()
-            failed.set_exception(TaskExistsError(task_id))
-            return failed
-        partition = self.store.partition(task_id)
-        epoch = self.leases.epoch(partition) if self.leases is not None else None
-        accepting: asyncio.Future[AsyncTaskHandle] = asyncio.get_running_loop().create_future()
-        self._accepting[task_id] = accepting
-        if chosen or epoch is None:
-            self._spawn(self._create_awaited(spec, partition, epoch, accepting, chosen=chosen))
-        else:
-            doc = new_doc(spec, holder_token(self.replica, epoch))
-            written = self.store.write_doc(task_id, doc, 0)
-            written.add_done_callback(functools.partial(self._created, spec, doc, partition, epoch, accepting))
-        return accepting
-
-    def _created(
-        self,
-        spec: TaskSpec,
-        doc: TaskDoc,
-        partition: int,
-        epoch: int,
-        accepting: asyncio.Future[AsyncTaskHandle],
-        written: asyncio.Future[Ack],
-    ) -> None:
-        self._accepting.pop(spec.task_id, None)
-        error = NatsUnavailableError("not written") if written.cancelled() else written.exception()
-        if error is not None:
-            if isinstance(error, WrongLastSequenceError):
-                error = TaskExistsError(spec.task_id)
-            elif isinstance(error, NatsUnavailableError):  # it may be stored all the same
-                self.availability.failed(error)
-                self._abandon(spec, partition, epoch)
-            _settle(accepting, error=error)
-            return
-        _settle(accepting, self._started(spec, doc, written.result().seq, partition, epoch))
-
-    async def _create_awaited(
-        self,
-        spec: TaskSpec,
-        partition: int,
-        epoch: int | None,
-        accepting: asyncio.Future[AsyncTaskHandle],
-        *,
-        chosen: bool,
-    ) -> None:
-        """`_create` for a caller-chosen id (a document deleted before counts as absent; a finished task of
-        that id does not) or one in a partition another daemon holds (followed from here: subscribed before
-        the document exists)."""
-        followed = None
-        try:
-            if epoch is None:
-                followed = self._follow(spec.task_id, spec.capability, spec.params, fresh=True)
-                await self.store.log.subscribed(spec.task_id)
-            doc = new_doc(spec, holder_token(self.replica, epoch) if epoch is not None else "")
-            revision = await self.store.create_doc(doc, chosen=chosen)
-            if epoch is None:
-                self.store.poke(partition, spec.task_id)  # (its partition's holder takes it on)
-        except BaseException as error:
-            if followed is not None:
-                self._unfollow_now(spec.task_id, followed)
-            self._accepting.pop(spec.task_id, None)
-            if epoch is not None and isinstance(error, NatsUnavailableError):
-                self._abandon(spec, partition, epoch)  # (one whose id nobody holds is taken on where it lands)
-            _settle(accepting, error=error)
-            if not isinstance(error, Exception):
-                raise
-            return
-        self._accepting.pop(spec.task_id, None)
-        if epoch is None:
-            assert followed is not None
-            _settle(accepting, followed)
-        else:
-            _settle(accepting, self._started(spec, doc, revision, partition, epoch))
-
-    def _started(self, spec: TaskSpec, doc: TaskDoc, revision: int, partition: int, epoch: int) -> AsyncTaskHandle:
-        """A task stored here for this daemon: its run, or (the partition lost or being given up meanwhile) a
-        handle following it, its partition's next holder told to take it (it may have read the partition
-        before the document was stored)."""
-        if self._may_run(partition, epoch):
-            return self._run(spec, TaskFacts(doc, revision, partition, epoch), None)
-        self.store.poke(partition, spec.task_id)
-        return self._follow(spec.task_id, spec.capability, spec.params, fresh=False)
-
-    async def _known(self, task_id: str) -> AsyncTaskHandle | None:
-        """A handle on a task that may have been accepted a moment ago (None: none, or its acceptance failed)."""
-        handle = self._runs.handle(task_id) if self._runs is not None else None
-        if handle is not None:
-            return handle
-        accepting = self._accepting.get(task_id)
-        if accepting is not None:
-            try:
-                return await asyncio.shield(accepting)
-            except Exception:
-                return None
-        return await self.follow(task_id)
-
-    def _abandon(self, spec: TaskSpec, partition: int, epoch: int) -> None:
-        """NATS did not confirm a new task's document, stored naming this daemon: the caller hears "no". One it
-        can find again (by its key, or its id of its choosing) is run here if the document turns up (its retry
-        finds it then); any other is removed."""
-        task_id = spec.task_id
-        if not (spec.options.idempotency_key or spec.options.task_id):
-            self._spawn(self._remove(task_id))
-            return
-        self._abandoned[task_id] = (partition, epoch)
-        if len(self._abandoned) > _ABANDONED_REMEMBERED:
-            self._abandoned.popitem(last=False)
-        self._spawn(self._recover(task_id, partition, epoch))
-
-    async def _recover(self, task_id: str, partition: int, epoch: int) -> None:
-        """Look for the document of a task abandoned here: if it was stored, run it (the watch shows it too
-        when it lands later, but not when it landed while the task was still being accepted)."""
-        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
-        while self._alive(partition, epoch) and task_id in self._abandoned:
-            raise_if_cancelled()
-            try:
-                found = await self.store.get(task_id)
-            except NatsUnavailableError as error:
-                self.availability.failed(error)
-                await asyncio.sleep(backoff.pause())
-                continue
-            if found is not None:
-                self._takeover.consider(partition, epoch, *found)
-            return
-
-    async def _remove(self, task_id: str) -> None:
-        with contextlib.suppress(NatsStoreError):
-            await self.store.delete(task_id)
 
     # ---- what callers ask ------------------------------------------------------------------------------------
 
@@ -588,7 +361,7 @@ class PartitionedHome:
             self.journal.lose(facts, f"partition {partition} {reason}")
 
     async def _releasing(self, partition: int) -> None:
-        self._giving_up.add(partition)  # (no run starts in it any more: see `_started`)
+        self._giving_up.add(partition)  # (no run starts in it any more: see `Intake`)
         self._stop_watching(partition)
         await self.journal.release(partition, RELEASE_SECONDS)
 
@@ -600,7 +373,7 @@ class PartitionedHome:
             resume=resume,
             sink=self.journal.sink(facts),
             alive=functools.partial(self._alive, facts.partition, facts.epoch),
-            max_output_bytes=max(0, self._output_room(spec)),
+            max_output_bytes=max(0, self.intake.output_room(spec)),
         )
         facts.hold = hold
         self.journal.held(facts)
@@ -686,31 +459,6 @@ class PartitionedHome:
         assert isinstance(task, asyncio.Task)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-
-def _told(then: Accepted, accepting: asyncio.Future[AsyncTaskHandle]) -> None:
-    if accepting.cancelled():
-        then(None, asyncio.CancelledError())
-    elif (error := accepting.exception()) is not None:
-        then(None, error)
-    else:
-        then(Acceptance(accepting.result()), None)
-
-
-def _settle(
-    future: asyncio.Future[AsyncTaskHandle],
-    handle: AsyncTaskHandle | None = None,
-    *,
-    error: BaseException | None = None,
-) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-        future.exception()  # (its waiters hear it; unheard it is not an error)
-    else:
-        assert handle is not None
-        future.set_result(handle)
 
 
 async def _cancelled(handle: AsyncTaskHandle, reason: str) -> None:

@@ -115,7 +115,7 @@ class Takeover:
                     facts.doc = dataclasses.replace(facts.doc, cancel_reason=reason)
                     self._home._cancel_run(task_id, reason)
             return
-        if task_id in self._home._accepting or task_id in self._adopting:
+        if task_id in self._home.intake.accepting or task_id in self._adopting:
             return
         if _FINISHED in data and self._home.journal.moved(task_id):
             return  # (the echo of a run's own end, most often: not decoded)
@@ -129,11 +129,11 @@ class Takeover:
             return
         if (
             self._home.journal.facts(task_id) is not None
-            or task_id in self._home._accepting
+            or task_id in self._home.intake.accepting
             or task_id in self._adopting
         ):
             return
-        if doc.holder == holder_token(self._home.replica, epoch) and task_id not in self._home._abandoned:
+        if doc.holder == holder_token(self._home.replica, epoch) and task_id not in self._home.intake.abandoned:
             return  # (one this daemon runs, ran, or gave up on)
         self._adopting.add(task_id)
         self._home._spawn(self._adopt(partition, epoch, doc, revision))
@@ -143,7 +143,7 @@ class Takeover:
         not answer, try again (from its document as it then stands) for as long as the partition is held: a
         task claimed here and not run would wait for the partition to move."""
         task_id = doc.task_id
-        abandoned = self._home._abandoned.pop(task_id, None) is not None  # (made here, never run: from its start)
+        abandoned = self._home.intake.abandoned.pop(task_id, None) is not None  # (made here, never run: from its start)
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
         try:
             while self._home._alive(partition, epoch):
