@@ -99,6 +99,13 @@ class Hold:
         for listener in listeners:
             listener(self.lost_reason)
 
+    def ended(self) -> None:
+        """The run is over here (its task ended, or it was handed over): what it registered is dropped, so
+        that the run, its home's facts and this hold, which refer to one another, are freed by their reference
+        counts rather than left to the cycle collector."""
+        self._listeners = None
+        self.sink = None
+
     def when_lost(self, listener: Callable[[str], None]) -> None:
         """Call `listener(reason)` once, when the hold is lost (at once if it is already)."""
         if self.lost_reason:

@@ -277,6 +277,7 @@ class TaskRun:
         self._crew.scheduler.discard(self)
         if self._spans is not None:
             self._spans.finished(Phase.HANDED_OVER.name, reason)
+        self._let_go()
         logger.warning("task %s: %s; its run here stops (another replica carries it on)", self.spec.task_id, reason,
                        extra=self._log_fields())  # fmt: skip
 
@@ -505,6 +506,16 @@ class TaskRun:
         metrics = self._crew.metrics
         if metrics is not None:
             metrics.task_finished(self.capability, update.status, self.spec.created_at_ns, self.state.attempts)
+        self._let_go()
+
+    def _let_go(self) -> None:
+        """Drop what only a running task needs: an engine keeps its latest finished runs for late watchers
+        (`TaskIndex`), and each would otherwise keep its hold (with its home's facts and callbacks) and its
+        attempts' sinks alive too, for the cycle collector to walk again and again."""
+        if self._hold is not None:
+            self._hold.ended()
+            self._hold = None
+        self._sinks = None
 
     def _hold_lost(self) -> bool:
         """True (and the run handed over) once its hold is lost: nothing more may be done on its behalf."""

@@ -102,6 +102,8 @@ class TaskState:
             position = len(self.updates)
             for listener in list(self._listeners):
                 listener(position, update)
+            if update.is_terminal:  # nothing follows: what they hold is freed with them, not kept with the state
+                self._listeners = None
 
     def listen(self, listener: Callable[[int, TaskUpdate], None], after: int = 0) -> None:
         """Call `listener(position, update)` for every update after position `after` (1-based): those there
