@@ -14,10 +14,23 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Protocol, Self, Unpack
 
+from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.options import TaskOptionFields, TaskOptions, options_of
 from worker_abstraction.orchestrator.core import batch
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
-from worker_abstraction.types import DeadLetter, TaskQuery, TaskQueryFields, TaskRecord, WorkerHealth, WorkerInfo
+from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle
+from worker_abstraction.types import (
+    DeadLetter,
+    TaskQuery,
+    TaskQueryFields,
+    TaskRecord,
+    TaskStatus,
+    WorkerHealth,
+    WorkerInfo,
+)
+from worker_abstraction.workflows.canvas import Canvas
+from worker_abstraction.workflows.model import WORKFLOW_CAPABILITY, Workflow
+from worker_abstraction.workflows.records import COMPLETED, WorkflowRecord, workflow_record
 
 
 class AsyncOrchestratorAPI(Protocol):
@@ -167,6 +180,117 @@ class AsyncOrchestratorAPI(Protocol):
         """Drop dead letters (all, or those given); returns how many were dropped."""
         ...
 
+    # ---- workflows (each is a task of its own, `WORKFLOW_CAPABILITY`: see `core.workflow_run`) ---------------
+
+    async def run_workflow(
+        self,
+        workflow: Workflow | Canvas | Mapping[str, Any],
+        *,
+        workflow_id: str = "",
+        idempotency_key: str = "",
+        priority: int = 0,
+    ) -> WorkflowHandle:
+        """Run a workflow (a `Workflow`, a canvas such as `chain(...)`, or its file format as a dict).
+
+        It is checked whole before anything runs, and stored before this returns; from then on the
+        orchestrator runs it to its end, across its own restarts (and on another daemon sharing NATS).
+
+        Args:
+            workflow_id: its id (empty: a new one); its steps' tasks are `<workflow_id>.<step>`.
+            idempotency_key: running again with a key already used returns the first run.
+            priority: the priority of its steps' tasks where they set none.
+
+        Raises:
+            InvalidParametersError: every problem found: unknown capabilities, cycles, references to
+                missing steps, literal parameters that break a capability's schema, bad options.
+        """
+        definition = _definition(workflow)
+        handle = await self.execute_task(
+            WORKFLOW_CAPABILITY,
+            {"workflow": definition},
+            task_id=workflow_id,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            timeout_seconds=0,
+        )
+        return WorkflowHandle(handle)
+
+    async def watch_workflow(self, workflow_id: str) -> WorkflowHandle:
+        """A handle on a workflow run, running or ended.
+
+        Raises:
+            TaskNotFoundError: no workflow has this id.
+        """
+        handle = await self.watch(workflow_id)
+        if handle.capability != WORKFLOW_CAPABILITY:
+            raise TaskNotFoundError(workflow_id, "the workflows (it is a task)")
+        return WorkflowHandle(handle)
+
+    async def workflow(self, workflow_id: str) -> WorkflowRecord:
+        """Where a workflow run stands: each step's status, output and error; the failed step.
+
+        Raises:
+            TaskNotFoundError: no workflow has this id.
+        """
+        return (await self.watch_workflow(workflow_id)).record()
+
+    async def workflows(self, *, status: TaskStatus | None = None, limit: int = 100) -> list[WorkflowRecord]:
+        """Workflow runs, most recent first (their steps as far as their task's latest update tells)."""
+        records = await self.tasks(capability=WORKFLOW_CAPABILITY, status=status, limit=limit)
+        found = []
+        for record in records:
+            definition = record.params.get("workflow") if isinstance(record.params, Mapping) else None
+            updates = [record.last_update] if record.last_update is not None else []
+            found.append(
+                workflow_record(
+                    record.task_id, definition if isinstance(definition, Mapping) else {}, updates, record.status
+                )
+            )
+        return found
+
+    async def cancel_workflow(self, workflow_id: str, reason: str = "") -> bool:
+        """Cancel a workflow run: its running steps are canceled, no other starts. False if it had ended.
+
+        Raises:
+            TaskNotFoundError: no workflow has this id.
+        """
+        await self.watch_workflow(workflow_id)
+        return await self.cancel(workflow_id, reason)
+
+    async def rerun_workflow(
+        self, workflow_id: str, step: str, *, downstream: bool = True, new_workflow_id: str = ""
+    ) -> WorkflowHandle:
+        """Run an ended workflow again from `step`, keeping the outputs of its completed steps: a new run
+        (its `rerun_of` names this one) in which `step` runs again, and with `downstream` every step that
+        waits for it too (otherwise those that completed keep their outputs). Steps that never completed run.
+
+        Raises:
+            TaskNotFoundError: no workflow has this id.
+            InvalidParametersError: it has no such step, or it has not ended.
+        """
+        handle = await self.watch_workflow(workflow_id)
+        record = handle.record()
+        if not record.status.is_terminal:
+            raise InvalidParametersError([f"workflow {workflow_id} is {record.status.name}: rerun one that ended"])
+        definition = handle.task.params.get("workflow")
+        made = Workflow.from_dict(definition)
+        if made.get(step) is None or (made.failure_step is not None and made.failure_step.name == step):
+            names = ", ".join(s.name for s in made.steps[:30])
+            raise InvalidParametersError([f"workflow {workflow_id} has no step {step[:64]!r} (its steps: {names})"])
+        again = {step} | (made.descendants(step) if downstream else set())
+        kept = {
+            name: one.output
+            for name, one in record.steps.items()
+            if one.status == COMPLETED and name not in again and made.get(name) is not made.failure_step
+        }
+        rerun = await self.execute_task(
+            WORKFLOW_CAPABILITY,
+            {"workflow": definition, "kept": kept, "rerun_of": workflow_id},
+            task_id=new_workflow_id,
+            timeout_seconds=0,
+        )
+        return WorkflowHandle(rerun)
+
     # ---- what each backend fills in -----------------------------------------------------------------
 
     async def _submit(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> AsyncTaskHandle:
@@ -174,3 +298,15 @@ class AsyncOrchestratorAPI(Protocol):
 
     async def _page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
         raise NotImplementedError
+
+
+def _definition(workflow: Workflow | Canvas | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(workflow, Canvas):
+        workflow = workflow.workflow()
+    if isinstance(workflow, Workflow):
+        return workflow.to_dict()
+    if isinstance(workflow, Mapping):
+        return dict(workflow)
+    raise InvalidParametersError(
+        [f"a workflow is a Workflow, a canvas or its file format, got {type(workflow).__name__}"]
+    )

@@ -14,6 +14,7 @@ from worker_abstraction._loop import LoopThread
 from worker_abstraction.options import TaskOptionFields, TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle as AsyncWorkflowHandle
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 from worker_abstraction.tls import TLSConfig
@@ -27,6 +28,9 @@ from worker_abstraction.types import (
     WorkerHealth,
     WorkerInfo,
 )
+from worker_abstraction.workflows.canvas import Canvas
+from worker_abstraction.workflows.model import Workflow
+from worker_abstraction.workflows.records import StepRecord, WorkflowRecord
 
 T = TypeVar("T")
 
@@ -92,6 +96,37 @@ class TaskHandle:
         return self._loop.run(self._core.wait(timeout_seconds))
 
     def result(self, timeout_seconds: float | None = None) -> Any:
+        return self._loop.run(self._core.result(timeout_seconds))
+
+    def cancel(self, reason: str = "") -> bool:
+        return self._loop.run(self._core.cancel(reason))
+
+
+class WorkflowRunHandle:
+    """Blocking twin of `WorkflowHandle`."""
+
+    def __init__(self, loop: LoopThread, core: AsyncWorkflowHandle) -> None:
+        self._loop = loop
+        self._core = core
+
+    @property
+    def workflow_id(self) -> str:
+        return self._core.workflow_id
+
+    @property
+    def status(self) -> TaskStatus:
+        return self._core.status
+
+    def record(self) -> WorkflowRecord:
+        return self._core.record()
+
+    def __iter__(self) -> Iterator[StepRecord]:
+        return _each(self._loop, aiter(self._core))
+
+    def wait(self, timeout_seconds: float | None = None) -> WorkflowRecord:
+        return self._loop.run(self._core.wait(timeout_seconds))
+
+    def result(self, timeout_seconds: float | None = None) -> dict[str, Any]:
         return self._loop.run(self._core.result(timeout_seconds))
 
     def cancel(self, reason: str = "") -> bool:
@@ -190,6 +225,36 @@ class Orchestrator:
 
     def purge_dead_letters(self, task_ids: Iterable[str] | None = None) -> int:
         return self._loop.run(self._core.purge_dead_letters(task_ids))
+
+    def run_workflow(
+        self,
+        workflow: Workflow | Canvas | Mapping[str, Any],
+        *,
+        workflow_id: str = "",
+        idempotency_key: str = "",
+        priority: int = 0,
+    ) -> WorkflowRunHandle:
+        made = self._core.run_workflow(workflow, workflow_id=workflow_id, idempotency_key=idempotency_key,
+                                       priority=priority)  # fmt: skip
+        return WorkflowRunHandle(self._loop, self._loop.run(made))
+
+    def watch_workflow(self, workflow_id: str) -> WorkflowRunHandle:
+        return WorkflowRunHandle(self._loop, self._loop.run(self._core.watch_workflow(workflow_id)))
+
+    def workflow(self, workflow_id: str) -> WorkflowRecord:
+        return self._loop.run(self._core.workflow(workflow_id))
+
+    def workflows(self, *, status: TaskStatus | None = None, limit: int = 100) -> list[WorkflowRecord]:
+        return self._loop.run(self._core.workflows(status=status, limit=limit))
+
+    def cancel_workflow(self, workflow_id: str, reason: str = "") -> bool:
+        return self._loop.run(self._core.cancel_workflow(workflow_id, reason))
+
+    def rerun_workflow(
+        self, workflow_id: str, step: str, *, downstream: bool = True, new_workflow_id: str = ""
+    ) -> WorkflowRunHandle:
+        made = self._core.rerun_workflow(workflow_id, step, downstream=downstream, new_workflow_id=new_workflow_id)
+        return WorkflowRunHandle(self._loop, self._loop.run(made))
 
     def close(self) -> None:
         self._loop.run(self._core.aclose())

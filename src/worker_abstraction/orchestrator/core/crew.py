@@ -15,7 +15,7 @@ from worker_abstraction.orchestrator.core.scheduler import Scheduler
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
 
 if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.core.run import TaskRun
+    from worker_abstraction.orchestrator.core.records import Run
 
 
 class Phase(enum.Enum):
@@ -37,7 +37,7 @@ class Phase(enum.Enum):
 
 
 class FinishedTasks(Protocol):
-    def finished(self, run: TaskRun) -> None:
+    def finished(self, run: Run) -> None:
         """The run ended: keep its record."""
         ...
 

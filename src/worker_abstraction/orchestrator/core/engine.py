@@ -26,10 +26,20 @@ from worker_abstraction.orchestrator.core.admission import Wanted, admit
 from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Hold, TaskHome
-from worker_abstraction.orchestrator.core.records import TaskIndex, newest_first
+from worker_abstraction.orchestrator.core.records import Run, TaskIndex, newest_first
 from worker_abstraction.orchestrator.core.run import TaskRun
+from worker_abstraction.orchestrator.core.workflow_run import WorkflowRun
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
-from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, WorkerHealth, WorkerInfo
+from worker_abstraction.types import (
+    CapabilitySpec,
+    DeadLetter,
+    TaskQuery,
+    TaskRecord,
+    TaskSpec,
+    WorkerHealth,
+    WorkerInfo,
+)
+from worker_abstraction.workflows.model import WORKFLOW_CAPABILITY, InvalidWorkflowError, Workflow
 
 logger = logging.getLogger(__name__)
 
@@ -156,10 +166,14 @@ class Engine:
     def run(self, hold: Hold) -> AsyncTaskHandle:
         """Run a task the home holds for this engine: from its start, or from where `hold.resume` says."""
         spec = hold.spec
-        queue_timeout = spec.options.queue_timeout_seconds
-        run = TaskRun(
-            hold, self.crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout
-        )
+        run: TaskRun | WorkflowRun
+        if spec.capability == WORKFLOW_CAPABILITY:
+            run = WorkflowRun(hold, self, self.index, self.crew.background)
+        else:
+            queue_timeout = spec.options.queue_timeout_seconds
+            run = TaskRun(
+                hold, self.crew, queue_timeout_seconds=self._queue_timeout if queue_timeout is None else queue_timeout
+            )
         self.index.add(run)
         if hold.sink is not None:
             run.handle.subscribe(hold.sink)
@@ -307,9 +321,35 @@ class Engine:
         problem = limits.too_large("the task's arguments", payload_bytes(spec.encoded_params))
         if problem is not None:
             raise InvalidParametersError([problem])
+        if spec.capability == WORKFLOW_CAPABILITY:
+            self._admit_workflow(spec)
+            return
         scheduler = self.crew.scheduler
         admit(spec, Wanted.of(spec), self.directory, scheduler, wait_for_workers=self._queue_without_workers)
         scheduler.check_room(spec.capability)
+
+    def _admit_workflow(self, spec: TaskSpec) -> None:
+        """A workflow is admitted whole: every problem with it, its steps' capabilities and their literal
+        parameters included, is listed at once (InvalidParametersError), before any step runs."""
+        unknown = sorted(set(spec.params) - {"workflow", "kept", "rerun_of"})
+        problems = [f"a workflow's arguments are workflow, kept and rerun_of, not {short(unknown)}"] if unknown else []
+        if not isinstance(spec.params.get("kept", {}), Mapping):
+            problems.append("kept (the outputs a rerun keeps) must map step names to outputs")
+        if not isinstance(spec.params.get("rerun_of", ""), str):
+            problems.append("rerun_of must be a workflow id")
+        try:
+            workflow = Workflow.from_dict(spec.params.get("workflow"))
+        except InvalidWorkflowError as invalid:
+            raise InvalidParametersError(problems + invalid.problems) from None
+        capabilities: dict[str, CapabilitySpec | None] | None = None
+        if not self._queue_without_workers:
+            capabilities = {}
+            for worker in self.directory.workers.values():
+                for capability in worker.capabilities:
+                    capabilities.setdefault(capability.name, capability)
+        problems += workflow.problems(capabilities)
+        if problems:
+            raise InvalidParametersError(problems)
 
     def _accepted(self, accepted: Acceptance | None, error: BaseException | None, then: Accepted) -> None:
         if accepted is not None and not accepted.duplicate:
@@ -317,7 +357,7 @@ class Engine:
             self.announce(accepted.handle)
         then(accepted, error)
 
-    def _handed_over(self, run: TaskRun, reason: str) -> None:
+    def _handed_over(self, run: Run, reason: str) -> None:
         """The run's hold was lost: it stops here (another engine carries the task on)."""
         run.hand_over(reason)
         self.index.remove(run)

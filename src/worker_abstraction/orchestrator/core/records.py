@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 from worker_abstraction.codec import payload_bytes
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.core.run import TaskRun
 from worker_abstraction.orchestrator.core.state import TaskState
-from worker_abstraction.types import TaskQuery, TaskRecord, TaskUpdate
+from worker_abstraction.types import TaskQuery, TaskRecord, TaskSpec, TaskUpdate
 
 # Finished runs kept in memory stop at this many bytes of arguments and outputs too (an estimate), not only at
 # `keep_finished`: 10,000 tasks of a megabyte each would otherwise hold tens of gigabytes. A store keeps them all.
@@ -35,7 +35,25 @@ def finished_handle(record: TaskRecord) -> AsyncTaskHandle:
     return AsyncTaskHandle(state, _Finished())
 
 
-def _held_bytes(run: TaskRun) -> int:
+class Run(Protocol):
+    """A task's run on this engine: a `Run` (a worker runs the task), or a `WorkflowRun`."""
+
+    @property
+    def spec(self) -> TaskSpec: ...
+
+    @property
+    def handle(self) -> AsyncTaskHandle: ...
+
+    def record(self) -> TaskRecord: ...
+
+    async def cancel(self, reason: str) -> bool: ...
+
+    def hand_over(self, reason: str) -> None: ...
+
+    def worker_left(self, worker_id: str, reason: str) -> None: ...
+
+
+def _held_bytes(run: Run) -> int:
     """About the bytes a finished run holds: its arguments (as JSON text and decoded) and its outputs."""
     return 2 * payload_bytes(run.spec.encoded_params) + sum(len(update.output_json) for update in run.handle.updates)
 
@@ -47,18 +65,18 @@ class TaskIndex:
     def __init__(self, *, keep_finished: int = 10_000) -> None:
         self._keep = keep_finished
         self._recent_bytes = 0  # what the runs in _recent hold (_held_bytes), at most KEEP_FINISHED_BYTES
-        self.live: dict[str, TaskRun] = {}
-        self._recent: OrderedDict[str, TaskRun] = OrderedDict()
+        self.live: dict[str, Run] = {}
+        self._recent: OrderedDict[str, Run] = OrderedDict()
 
-    def add(self, run: TaskRun) -> None:
+    def add(self, run: Run) -> None:
         self.live[run.spec.task_id] = run
 
-    def remove(self, run: TaskRun) -> None:
+    def remove(self, run: Run) -> None:
         """Forget a run that stopped here without finishing (its hold was lost)."""
         if self.live.get(run.spec.task_id) is run:
             del self.live[run.spec.task_id]
 
-    def finished(self, run: TaskRun) -> None:
+    def finished(self, run: Run) -> None:
         task_id = run.spec.task_id
         self.live.pop(task_id, None)
         previous = self._recent.pop(task_id, None)
@@ -70,7 +88,7 @@ class TaskIndex:
             _, oldest = self._recent.popitem(last=False)
             self._recent_bytes -= _held_bytes(oldest)
 
-    def get(self, task_id: str) -> TaskRun | None:
+    def get(self, task_id: str) -> Run | None:
         """A live or recently finished run."""
         return self.live.get(task_id) or self._recent.get(task_id)
 
@@ -79,7 +97,7 @@ class TaskIndex:
         filters (not its page)."""
         prefix, capability = query.task_id_prefix, query.capability
 
-        def matching(runs: Iterable[tuple[str, TaskRun]]) -> Iterator[TaskRecord]:
+        def matching(runs: Iterable[tuple[str, Run]]) -> Iterator[TaskRecord]:
             for task_id, run in runs:  # what the run tells cheaply first: records are made for the rest only
                 if (prefix and not task_id.startswith(prefix)) or (capability and run.spec.capability != capability):
                     continue

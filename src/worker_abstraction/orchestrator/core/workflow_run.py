@@ -1,0 +1,416 @@
+"""WorkflowRun: a workflow, run by the engine that holds it, its steps submitted as tasks of their own.
+
+A workflow is stored as a task of the capability `WORKFLOW_CAPABILITY` (its definition in its arguments), so
+it lives wherever tasks live, on every home: accepted once (its idempotency key owned by the home), held by
+one engine at a time, taken over by another when the hold is lost, resumed after a restart. What it stores
+beyond that is its steps' tasks, each under an id made from the workflow's and the step's names
+(`step_task_id`): a step is submitted under that id, and an id taken before means the step was submitted
+already (before a crash, or by the engine that held the workflow before), so it is followed instead. A
+resumed workflow thus finds every step where it stands, and no completed step runs again: nothing per step
+is stored but the step's own task.
+
+Each change of a step's status is an update of the workflow's task (RUNNING, its metadata naming the step,
+its status and its tasks), numbered and resumable like any task's; the terminal update's output is the
+workflow's record (every step's status, output and error, the failed step). A failing step cancels the
+running ones and starts no other (`fail_fast`), or lets the branches that do not depend on it go on; then
+the `on_failure` step runs, once (its id is fixed too), and the workflow fails naming the step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from worker_abstraction.errors import (
+    NoWorkerError,
+    QueueFullError,
+    TaskExistsError,
+    TaskNotFoundError,
+    WorkerAbstractionError,
+)
+from worker_abstraction.options import TaskOptions
+from worker_abstraction.orchestrator.core.crew import Phase
+from worker_abstraction.orchestrator.core.facts import Resumable
+from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.home import Acceptance, Hold
+from worker_abstraction.orchestrator.core.state import TaskState, task_record
+from worker_abstraction.types import FailureOrigin, TaskFailure, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
+from worker_abstraction.workflows.inputs import UnresolvedInputError, follow, resolve
+from worker_abstraction.workflows.model import Step, Workflow, order
+from worker_abstraction.workflows.records import (
+    CANCELED,
+    COMPLETED,
+    FAILED,
+    RUNNING,
+    SKIPPED,
+    WAITING,
+    StepRecord,
+    WorkflowRecord,
+    step_task_id,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRY_SUBMIT_SECONDS = (0.2, 5.0)  # a step refused for want of workers or room is submitted again, backing off
+
+
+class Steps(Protocol):
+    """What a workflow's run asks of the engine: its steps are tasks like any other."""
+
+    def spec(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> TaskSpec: ...
+
+    async def submit_spec(self, spec: TaskSpec) -> Acceptance: ...
+
+    async def watch(self, task_id: str) -> AsyncTaskHandle: ...
+
+    async def cancel(self, task_id: str, reason: str) -> bool: ...
+
+
+class Finished(Protocol):
+    def finished(self, run: Any) -> None: ...
+
+
+class StepFailed(Exception):
+    """A step ended without an output."""
+
+    def __init__(self, status: str, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+
+
+class WorkflowRun:
+    """One workflow held by this engine, from its start (or where it stood) to its one terminal state."""
+
+    def __init__(self, hold: Hold, steps: Steps, finished: Finished, background: set[asyncio.Task[Any]]) -> None:
+        spec = hold.spec
+        self.spec = spec
+        self.capability = spec.capability
+        self._hold = hold if hold.may_be_lost else None
+        self._journal = hold.journal
+        self._steps = steps
+        self._finished = finished
+        self._background = background
+        self.workflow = Workflow.from_dict(spec.params.get("workflow"))
+        self._kept: dict[str, Any] = dict(spec.params.get("kept") or {})
+        self._rerun_of = str(spec.params.get("rerun_of") or "")
+        self.state = TaskState(spec.task_id, spec.capability, spec.params, timeout_seconds=0)
+        self.handle = AsyncTaskHandle(self.state, self)
+        self.phase = Phase.WAITING
+        self.cancel_reason = ""
+        self.dead_lettered = False
+        self._canceling = asyncio.Event()
+        self._driver: asyncio.Task[None] | None = None
+        self._records: dict[str, StepRecord] = {
+            step.name: StepRecord(step.name, step.capability, WAITING) for step in self.workflow.steps
+        }
+        self._outputs: dict[str, Any] = {}
+        self._step_tasks: dict[str, list[str]] = {}  # step -> the task ids submitted for it (live ones)
+
+    # ---- the way in (what the engine calls) ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._drive()
+
+    def resume(self, found: Resumable) -> None:
+        if found.cancel_reason:
+            self.cancel_reason = found.cancel_reason
+            self._canceling.set()
+        self._drive()
+
+    def done(self) -> bool:
+        return self.phase is Phase.DONE or self.phase is Phase.HANDED_OVER
+
+    async def cancel(self, reason: str) -> bool:
+        """Cancel the workflow: its running steps are canceled, no new one starts. False if it had ended."""
+        if self.done():
+            return False
+        if not self.cancel_reason:
+            self.cancel_reason = reason
+            await self._journal.cancel_requested(self.spec.task_id, reason)
+            self._canceling.set()
+        return not self.done() or self.state.status is TaskStatus.CANCELED
+
+    def hand_over(self, reason: str) -> None:
+        """The workflow's hold was lost: stop driving it (its steps go on; the next holder follows them)."""
+        if self.done():
+            return
+        self.phase = Phase.HANDED_OVER
+        if self._driver is not None:
+            self._driver.cancel()
+        if self._hold is not None:
+            self._hold.ended()
+            self._hold = None
+        logger.warning("workflow %s: %s; its run here stops", self.spec.task_id, reason)
+
+    def worker_left(self, worker_id: str, reason: str) -> None:
+        """(Its steps' runs hear of it themselves.)"""
+
+    def record(self) -> TaskRecord:
+        state = self.state
+        last = state.updates[-1] if state.updates else None
+        return task_record(self.spec, state.status, last_update=last, cancel_reason=self.cancel_reason)
+
+    def workflow_record(self) -> WorkflowRecord:
+        failed = next((r for r in self._records.values() if r.status == FAILED), None)
+        return WorkflowRecord(
+            workflow_id=self.spec.task_id,
+            name=self.workflow.name,
+            status=self.state.status,
+            steps=dict(self._records),
+            failed_step=failed.name if failed is not None else "",
+            error=failed.error if failed is not None else "",
+            rerun_of=self._rerun_of,
+        )
+
+    # ---- driving ---------------------------------------------------------------------------------------------
+
+    def _drive(self) -> None:
+        self.phase = Phase.RUNNING
+        self._driver = asyncio.get_running_loop().create_task(self._run(), name=f"workflow {self.spec.task_id}")
+        self._background.add(self._driver)
+        self._driver.add_done_callback(self._background.discard)
+
+    def _alive(self) -> bool:
+        return self._hold is None or self._hold.alive()  # (a loss reaches `hand_over` through the engine)
+
+    async def _run(self) -> None:
+        self._say(None)
+        deadline = self.workflow.deadline_seconds or None
+        failure: tuple[str, str] | None = None
+        try:
+            async with asyncio.timeout(deadline):
+                failure = await self._run_steps()
+        except TimeoutError:
+            await self._cancel_running(f"the workflow's deadline ({deadline:g} s) passed")
+            failure = ("", f"the workflow did not finish within its deadline of {deadline:g} s")
+        if self._canceling.is_set():
+            self._finish(TaskStatus.CANCELED, self.cancel_reason or "canceled")
+            return
+        if failure is not None and self.workflow.failure_step is not None:
+            await self._on_failure(*failure)
+        if failure is None:
+            self._finish(TaskStatus.COMPLETED, "")
+        else:
+            step, error = failure
+            self._finish(TaskStatus.FAILED, f"step {step!r} failed: {error}" if step else error)
+
+    async def _run_steps(self) -> tuple[str, str] | None:
+        """Run the steps, each once its parents completed; the first failure (step, error), or None."""
+        for name, output in self._kept.items():  # outputs kept from the run this one reruns
+            if name in self._records:
+                self._outputs[name] = output
+                self._set(name, COMPLETED, output=output, kept=True)
+        pending = [step for step in order(self.workflow) if step.name not in self._outputs]
+        running: dict[asyncio.Task[Any], Step] = {}
+        failure: tuple[str, str] | None = None
+        canceling = asyncio.ensure_future(self._canceling.wait())
+        try:
+            while True:
+                if self._canceling.is_set():
+                    await self._cancel_running(self.cancel_reason or "the workflow was canceled", running)
+                    return None
+                blocked = failure is not None and self.workflow.fail_fast
+                for step in [] if blocked else list(pending):
+                    parents = [self._records[parent].status for parent in step.parents]
+                    if all(status == COMPLETED for status in parents):
+                        pending.remove(step)
+                        running[asyncio.ensure_future(self._run_step(step))] = step
+                    elif any(status in (FAILED, CANCELED, SKIPPED) for status in parents):
+                        pending.remove(step)
+                        self._set(step.name, SKIPPED, error="a step it waits for did not complete")
+                if not running:
+                    break
+                done, _ = await asyncio.wait([*running, canceling], return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    step_done = running.pop(finished, None)
+                    if step_done is None:
+                        continue
+                    error = finished.exception()
+                    if error is None:
+                        self._outputs[step_done.name] = finished.result()
+                        self._set(step_done.name, COMPLETED, output=finished.result())
+                        continue
+                    status, text = (
+                        (error.status, error.error) if isinstance(error, StepFailed) else (FAILED, str(error))
+                    )
+                    self._set(step_done.name, status, error=text)
+                    if failure is None:
+                        failure = (step_done.name, text)
+                        if self.workflow.fail_fast:
+                            await self._cancel_running(f"step {step_done.name!r} failed", running)
+            for step in pending:
+                self._set(step.name, SKIPPED, error="the workflow failed before it could start")
+            return failure
+        finally:
+            canceling.cancel()
+            for task in running:
+                task.cancel()
+
+    async def _cancel_running(self, reason: str, running: Mapping[asyncio.Task[Any], Step] | None = None) -> None:
+        """Cancel every step task submitted and not ended; wait for the step coroutines to see it."""
+        for step_name, task_ids in list(self._step_tasks.items()):
+            for task_id in task_ids:
+                with contextlib.suppress(WorkerAbstractionError):
+                    await self._steps.cancel(task_id, reason)
+            if self._records[step_name].status == RUNNING:
+                self._set(step_name, CANCELED, error=reason)
+        if running:
+            await asyncio.wait(list(running), timeout=5)
+            for task, step in list(running.items()):
+                if task.done() and not task.cancelled() and self._records[step.name].status == RUNNING:
+                    self._set(step.name, CANCELED, error=reason)
+
+    async def _run_step(self, step: Step) -> Any:
+        """The step's output, once its task (or, for a map, each element's) completed.
+
+        Raises:
+            StepFailed: a task of it failed or was canceled, or its parameters cannot be made.
+        """
+        try:
+            if step.map is None:
+                params = resolve(step.params, self._outputs)
+                task_id = step_task_id(self.spec.task_id, step.name)
+                self._step_tasks[step.name] = [task_id]
+                self._set(step.name, RUNNING, tasks=1)
+                return await self._task(step, task_id, params)
+            items = follow(step.map.over, self._outputs)
+        except UnresolvedInputError as error:
+            raise StepFailed(FAILED, f"its parameters cannot be made: {error}") from None
+        if not isinstance(items, list):
+            raise StepFailed(FAILED, f"it maps over a list, and the output it names is {type(items).__name__}")
+        try:
+            base = resolve(step.params, self._outputs)
+        except UnresolvedInputError as error:
+            raise StepFailed(FAILED, f"its parameters cannot be made: {error}") from None
+        ids = [step_task_id(self.spec.task_id, step.name, i) for i in range(len(items))]
+        self._step_tasks[step.name] = ids
+        self._set(step.name, RUNNING, tasks=len(ids))
+        room = asyncio.Semaphore(step.map.concurrency)
+
+        async def element(i: int) -> Any:
+            async with room:
+                return await self._task(step, ids[i], {**base, step.map.item: items[i]})  # type: ignore[union-attr]
+
+        elements = [asyncio.ensure_future(element(i)) for i in range(len(items))]
+        try:
+            return list(await asyncio.gather(*elements))
+        finally:
+            for one in elements:
+                one.cancel()
+
+    async def _task(self, step: Step, task_id: str, params: Mapping[str, Any]) -> Any:
+        handle = await self._submit(step, task_id, params)
+        try:
+            return await handle.result()
+        except WorkerAbstractionError as error:
+            status = CANCELED if handle.status is TaskStatus.CANCELED else FAILED
+            raise StepFailed(status, str(error)) from None
+
+    async def _submit(self, step: Step, task_id: str, params: Mapping[str, Any]) -> AsyncTaskHandle:
+        """The step's task: submitted under its fixed id, or followed if that id was taken (submitted
+        before). A refusal for want of workers or room is tried again, backing off, until the workflow ends."""
+        options = dataclasses.replace(step.options, task_id=task_id, idempotency_key="")
+        spec = dataclasses.replace(self._steps.spec(step.capability, params, options), owner=self.spec.owner)
+        pause = RETRY_SUBMIT_SECONDS[0]
+        while True:
+            try:
+                return (await self._steps.submit_spec(spec)).handle
+            except TaskExistsError:
+                try:
+                    return await self._steps.watch(task_id)
+                except TaskNotFoundError:  # (accepted by another engine a moment ago, not readable yet)
+                    pass
+            except (NoWorkerError, QueueFullError) as error:
+                logger.info("workflow %s: step %r waits: %s", self.spec.task_id, step.name, error)
+            except WorkerAbstractionError as error:
+                raise StepFailed(FAILED, str(error)) from None
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, RETRY_SUBMIT_SECONDS[1])
+
+    async def _on_failure(self, failed_step: str, error: str) -> None:
+        step = self.workflow.failure_step
+        assert step is not None
+        self._records[step.name] = StepRecord(step.name, step.capability, WAITING)
+        task_id = step_task_id(self.spec.task_id, step.name)
+        try:
+            params = resolve(step.params, self._outputs, {"step": failed_step, "error": error})
+        except UnresolvedInputError as problem:
+            self._set(step.name, FAILED, error=f"its parameters cannot be made: {problem}")
+            return
+        self._step_tasks[step.name] = [task_id]
+        self._set(step.name, RUNNING, tasks=1)
+        try:
+            output = await self._task(step, task_id, params)
+        except StepFailed as failed:
+            self._set(step.name, failed.status, error=failed.error)
+        else:
+            self._set(step.name, COMPLETED, output=output)
+
+    # ---- what it says ----------------------------------------------------------------------------------------
+
+    def _set(self, name: str, status: str, *, output: Any = None, error: str = "", tasks: int | None = None,
+             kept: bool = False) -> None:  # fmt: skip
+        record = self._records[name]
+        self._records[name] = dataclasses.replace(
+            record,
+            status=status,
+            output=output if status == COMPLETED else record.output,
+            error=error,
+            tasks=record.tasks if tasks is None else tasks,
+            kept=kept or record.kept,
+        )
+        if status != RUNNING:
+            self._step_tasks.pop(name, None)
+        self._say(self._records[name])
+
+    def _say(self, step: StepRecord | None) -> None:
+        if self.done() or not self._alive():
+            return
+        done = sum(1 for r in self._records.values() if r.status in (COMPLETED, SKIPPED, FAILED, CANCELED))
+        metadata = {"workflow": self.workflow.name}
+        if step is not None:
+            metadata |= {"step": step.name, "step_status": step.status, "tasks": str(step.tasks)}
+            if step.error:
+                metadata["error"] = step.error[:1000]
+        self.state.append(
+            TaskUpdate(
+                task_id=self.spec.task_id,
+                status=TaskStatus.RUNNING,
+                progress=done / max(1, len(self._records)),
+                progress_message=f"step {step.name} {step.status}" if step is not None else "started",
+                metadata=metadata,
+            )
+        )
+
+    def _finish(self, status: TaskStatus, error: str) -> None:
+        if self.done() or not self._alive():
+            return
+        record = self.workflow_record()
+        output = json.dumps(record.to_dict(), default=str)
+        failure = None
+        if status is TaskStatus.FAILED:
+            failure = TaskFailure("WorkflowFailed", error, FailureOrigin.HANDLER, retryable=False)
+        elif status is TaskStatus.CANCELED:
+            failure = TaskFailure("Canceled", error, FailureOrigin.CANCELED, retryable=False)
+        self.phase = Phase.DONE
+        self.state.append(
+            TaskUpdate(
+                task_id=self.spec.task_id,
+                status=status,
+                output_json=output,
+                error_message=error,
+                failure=failure,
+                metadata={"workflow": self.workflow.name},
+            )
+        )
+        self._finished.finished(self)
+        self._journal.finished(self)
+        if self._hold is not None:
+            self._hold.ended()
+            self._hold = None
