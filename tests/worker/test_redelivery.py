@@ -47,14 +47,28 @@ async def test_the_same_finished_delivery_again_is_answered_from_its_log_not_run
     assert await log_of(edge_stub, task.task_id) == before
 
 
-async def test_a_higher_attempt_of_a_finished_task_runs_afresh(edge_stub: pb_grpc.WorkerServiceStub) -> None:
+async def test_a_higher_attempt_of_a_completed_task_gets_its_outcome_without_running_again(
+    edge_stub: pb_grpc.WorkerServiceStub,
+) -> None:
+    # Its orchestrator never heard the first attempt end (it restarted before): the handler does not run again.
     first = make_task("echo", task_id="retried", attempt=1, text="x")
     assert (await execute(edge_stub, first)).accepted
     await log_of(edge_stub, "retried")
     second = make_task("echo", task_id="retried", attempt=2, text="x")
-    assert (await execute(edge_stub, second)).message == "accepted"
+    assert (await execute(edge_stub, second)).message == "already completed"
     log = await log_of(edge_stub, "retried")
-    assert {u.attempt for u in log} == {2} and _outcome(log)[0] == "TASK_STATUS_COMPLETED"
+    assert {u.attempt for u in log} == {2} and _outcome(log) == ("TASK_STATUS_COMPLETED", 2, {"text": "x"})
+    assert [pb.TaskStatus.Name(u.status) for u in log][-2:] == ["TASK_STATUS_RUNNING", "TASK_STATUS_COMPLETED"]
+
+
+async def test_a_higher_attempt_of_a_failed_task_runs_afresh(edge_stub: pb_grpc.WorkerServiceStub) -> None:
+    first = make_task("explode", task_id="again", attempt=1, message="once")
+    assert (await execute(edge_stub, first)).accepted
+    assert _outcome(await log_of(edge_stub, "again"))[0] == "TASK_STATUS_FAILED"
+    second = make_task("explode", task_id="again", attempt=2, message="once")
+    assert (await execute(edge_stub, second)).message == "accepted"
+    log = await log_of(edge_stub, "again")
+    assert {u.attempt for u in log} == {2} and _outcome(log)[0] == "TASK_STATUS_FAILED"
 
 
 @pytest.mark.parametrize(("attempt", "name"), [(2, "g"), (1, "other")])  # a newer attempt; another task

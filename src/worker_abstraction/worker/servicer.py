@@ -150,6 +150,16 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             return _refuse(task, pb.REJECT_REASON_INVALID_TASK, reason), None
         if task.attempt == known.attempt and fingerprint == known.fingerprint:
             return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already accepted"), known
+        if known.status is TaskStatus.COMPLETED and fingerprint == known.fingerprint:
+            # The same task completed here under an earlier attempt whose end its orchestrator never heard (it
+            # restarted, or another took the task over): the newer attempt gets that outcome, and the handler
+            # does not run again.
+            record = TaskRecord(task.task_id, task.capability_name, self._worker_id, task.attempt, fingerprint)
+            record.running()
+            record.completed(known.log[-1].output_json)
+            self.tasks.add(record)
+            self.tasks.finish(record)  # (it ran nothing: added and finished at once, for the counters)
+            return pb.ExecuteTaskResponse(task_id=task.task_id, accepted=True, message="already completed"), record
         if not known.is_terminal:
             # Two records cannot share an id while both run; the sender may try later or elsewhere.
             reason = f"an earlier attempt of task {short(task.task_id)} is still running on this worker"
