@@ -340,7 +340,7 @@ def _from_dict(data: Any, problems: list[str]) -> Workflow | None:
         return None
     unknown = set(data) - {"workflow", "fail_fast", "deadline_seconds", "steps", "on_failure"}
     if unknown:
-        problems.append(f"unknown workflow fields {sorted(map(short, unknown))[:10]}")
+        problems.append(f"unknown workflow fields {_listed(unknown)}")
     name = data.get("workflow", "")
     fail_fast, deadline = data.get("fail_fast", True), data.get("deadline_seconds", 0)
     if not isinstance(fail_fast, bool):
@@ -373,7 +373,7 @@ def _step_from(raw: Any, where: str, problems: list[str]) -> Step | None:
     known = {"name", "capability", "params", "after", "map", "retry", *STEP_OPTIONS}
     unknown = set(raw) - known
     if unknown:
-        problems.append(f"{where}: unknown fields {sorted(map(short, unknown))[:10]} (a step has {sorted(known)})")
+        problems.append(f"{where}: unknown fields {_listed(unknown)} (a step has {', '.join(sorted(known))})")
     name, capability = raw.get("name"), raw.get("capability")
     where = f"step {short(name)}" if isinstance(name, str) else where
     params = _from_plain(raw.get("params", {}), f"{where}.params", problems)
@@ -391,7 +391,7 @@ def _step_from(raw: Any, where: str, problems: list[str]) -> Step | None:
     if "retry" in raw:
         try:
             retry = RetryPolicy(**raw["retry"]) if isinstance(raw["retry"], dict) else None
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, InvalidTaskOptionsError) as error:
             problems.append(f"{where}: retry: {str(error)[:200]}")
         if not isinstance(raw["retry"], dict):
             problems.append(f"{where}: retry must be an object (max_attempts, initial_backoff_seconds, ...)")
@@ -416,12 +416,17 @@ def _map_from(raw: Any, where: str, problems: list[str]) -> MapOver | None:
         return None
     unknown = set(raw) - {"over", "as", "concurrency"}
     if unknown:
-        problems.append(f"{where}: map has unknown fields {sorted(map(short, unknown))[:10]}")
+        problems.append(f"{where}: map has unknown fields {_listed(unknown)}")
     over = _output_from(raw["over"], f"{where}.map.over", problems)
     item, concurrency = raw.get("as", "item"), raw.get("concurrency", DEFAULT_CONCURRENCY)
     if over is None:
         return None
     return MapOver(over, item if isinstance(item, str) else "", concurrency)
+
+
+def _listed(names: set[Any]) -> str:
+    shown = sorted(short(name) for name in names)
+    return ", ".join(shown[:10]) + (f" ... ({len(shown) - 10} more)" if len(shown) > 10 else "")
 
 
 def _options_to_dict(options: TaskOptions) -> dict[str, Any]:
