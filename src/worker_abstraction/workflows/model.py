@@ -37,7 +37,6 @@ from worker_abstraction.codec import short
 from worker_abstraction.errors import InvalidTaskOptionsError
 from worker_abstraction.options import MAX_ID_LENGTH, MAX_TIMEOUT_SECONDS, RetryPolicy, TaskOptions
 from worker_abstraction.types import CapabilitySpec
-from worker_abstraction.validation import parameter_problems
 
 # The capability under which a workflow is stored and run as a task of its own (never sent to a worker).
 WORKFLOW_CAPABILITY = "wa.workflow"
@@ -532,6 +531,8 @@ def _step_problems(step: Step, known: set[str], *, failure: bool) -> list[str]:
 def _capability_problems(step: Step, capabilities: Mapping[str, CapabilitySpec | None] | None) -> list[str]:
     if capabilities is None or not isinstance(step.capability, str):
         return []
+    # (Here, not at the top: a daemon's client reads workflows too, and must not load jsonschema for it.)
+    from worker_abstraction.validation import parameter_problems
     if step.capability not in capabilities:
         return [f"step {step.name!r}: no live worker offers capability {short(step.capability)}"]
     declared = capabilities[step.capability]
