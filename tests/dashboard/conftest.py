@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.workflows.steps import StepWorker
 from worker_abstraction import RegistryServer, RetryPolicy
 from worker_abstraction.auth import Authenticator, TokenFile
 from worker_abstraction.dashboard.server import DashboardServer
@@ -61,6 +62,19 @@ async def stored(
     path = str(tmp_path / "tasks.db")
     async with DashboardDaemon(registry.address, store_path=path, keep_finished=1) as server:
         await server.orchestrator.wait_for_workers("echo", timeout_seconds=5)
+        yield server
+
+
+@pytest.fixture
+async def flows(
+    registry: RegistryServer, start_worker: Callable[..., Any], tmp_path: Path
+) -> AsyncIterator[DashboardDaemon]:
+    """A daemon with a SQLite store keeping one finished task in memory, and a worker whose capabilities are
+    workflow steps (`tests.workflows.steps.StepWorker`: `numbers`, `double`, `total`, `gate`, `fail`, `note`)."""
+    await start_worker(StepWorker, max_concurrent_tasks=16)
+    path = str(tmp_path / "flows.db")
+    async with DashboardDaemon(registry.address, store_path=path, keep_finished=1) as server:
+        await server.orchestrator.wait_for_workers("gate", timeout_seconds=5)
         yield server
 
 

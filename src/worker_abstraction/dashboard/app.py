@@ -1,7 +1,7 @@
 """The dashboard's routes: its pages, their JSON API and the event stream, over an AsyncOrchestrator in this process.
 
-GET  /, /tasks/{id}, /workers/{id}  the page (one script renders each address; the login form, with 401,
-                                    when credentials are needed)
+GET  /, /tasks/{id}, /workers/{id}, the page (one script renders each address; the login form, with 401,
+     /workflows, /workflows/{id}    when credentials are needed)
 GET  ...?token=T, POST /login       sign in: sets the HttpOnly cookie and goes back to the page; POST /logout
 GET  /api/me                        who is looking: credentials checked or not, the name, operator or not
 GET  /api/overview                  workers, queue depths, dead letters, throughput and latency series
@@ -15,6 +15,8 @@ GET  /api/dead-letters              the dead letters
 POST /api/dead-letters/{id}/requeue submit it again (a new task id)
 POST /api/dead-letters/purge        drop the ones named in {"task_ids": [...]}, or all
 GET  /api/events                    server-sent events: `snapshot`, then `task`, `overview`, `reset`
+GET  /api/workflows, /api/workflows/{id}     the workflow runs; one run with its graph (`workflow_routes.py`)
+POST /api/workflows/{id}/cancel, .../rerun  cancel a run; run an ended one again from a step
 
 Every POST needs the `X-WA-Dashboard` header (see `access.py`).
 """
@@ -35,7 +37,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from worker_abstraction.dashboard import actions, queries, views
+from worker_abstraction.dashboard import actions, queries, views, workflow_routes
 from worker_abstraction.dashboard.access import COOKIE, Gate
 from worker_abstraction.dashboard.feed import CLOSED, Event, LiveFeed, TooManyClientsError
 from worker_abstraction.dashboard.names import WorkerNames
@@ -280,6 +282,8 @@ def build_app(
         Route("/", pages, methods=["GET"]),
         Route("/tasks/{task_id:path}", pages, methods=["GET"]),
         Route("/workers/{worker_id:path}", pages, methods=["GET"]),
+        Route("/workflows", pages, methods=["GET"]),
+        Route("/workflows/{workflow_id:path}", pages, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/api/me", guarded(api_me), methods=["GET"]),
@@ -293,6 +297,7 @@ def build_app(
         Route("/api/dead-letters/purge", guarded(purge), methods=["POST"]),
         Route("/api/dead-letters/{task_id:path}/requeue", guarded(requeue), methods=["POST"]),
         Route("/api/events", guarded(events), methods=["GET"]),
+        *workflow_routes.routes(orchestrator, guarded, gate),
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     return Starlette(routes=routes)
