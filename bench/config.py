@@ -54,6 +54,23 @@ class Config:
     daemon_queued_tasks: int = 100_000
     # The SQLite store alone on the daemon's disk (bench/storeprobe.py): tasks one after another.
     store_probe_tasks: int = 5_000
+    # Scenario 8: workflows through a daemon, on SQLite and on NATS (bench/workflow_caller.py).
+    workflow_task_warmup: int = 200
+    workflow_chain_warmup: int = 5
+    workflow_chain_steps: int = 10
+    workflow_chains: int = 20  # a round's chains, each followed by `workflow_tasks_per_chain` single tasks
+    workflow_tasks_per_chain: int = 10
+    workflow_throughput_warmup: int = 1_000
+    workflow_throughput_count: int = 10_000
+    workflow_map_elements: int = 10_000
+    workflow_map_concurrency: int = 256
+    # The store's bytes: a chain of each of these steps, a map of each of these elements, one at a time (the
+    # same in every mode: each figure's key names its size).
+    workflow_bytes_chains: tuple[int, ...] = (10, 50, 100)
+    workflow_bytes_maps: tuple[int, ...] = (100, 1_000)
+    # How long after a workflow's end its NATS streams are read: a finished task's live key leaves a marker
+    # that expires 10 s after it was written (PartitionedStoreOptions.moved_marker_seconds).
+    workflow_nats_settle_seconds: float = 12.0
 
 
 FULL = Config(mode="full")
@@ -82,6 +99,12 @@ QUICK = Config(
     daemon_throughput_count=2_000,
     daemon_burst=2_000,
     store_probe_tasks=3_000,
+    workflow_task_warmup=100,
+    workflow_chain_warmup=3,
+    workflow_chains=10,
+    workflow_throughput_warmup=500,
+    workflow_throughput_count=3_000,
+    workflow_map_elements=2_000,
 )
 
 # The daemons sharing tasks on NATS (scenario 7) take several NATS round trips per task: fewer tasks per round.
@@ -124,6 +147,14 @@ TINY = Config(
     daemon_burst=50,
     daemon_queued_tasks=200,
     store_probe_tasks=50,
+    workflow_task_warmup=5,
+    workflow_chain_warmup=1,
+    workflow_chains=2,
+    workflow_tasks_per_chain=3,
+    workflow_throughput_warmup=10,
+    workflow_throughput_count=100,
+    workflow_map_elements=50,
+    workflow_nats_settle_seconds=0.0,
 )
 
 # Scenario 7's two daemons on one NATS server, each fed by a caller of its own, both at once (`cluster_2_callers_`):

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bench.config import FULL
 from bench.procs import process_kind
+
+# The store's bytes are measured for workflows of these sizes (the same in every mode).
+CHAIN_SIZES, MAP_SIZES = FULL.workflow_bytes_chains, FULL.workflow_bytes_maps
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ TAGS = {
     "cluster_2_": "7b",
     "cluster_r3_": "7r",
 }
+# Scenario 8's stores, by prefix.
+WORKFLOW_TAGS = {"workflow_": "8", "workflow_nats_": "8n"}
 # Issue 25's targets for one daemon on one NATS server (`cluster_`), against the SQLite daemon of the same run.
 _SQLITE_TARGETS = {
     "latency_ratio": "≤ 2× SQLite",
@@ -80,6 +86,27 @@ def _callers_rows(prefix: str, tag: str, one: str) -> tuple[Row, ...]:
         Row(f"{prefix}caller_2_throughput_256", f"({tag}) caller 2 (at daemon 2), 256 in flight", "tasks/s"),
         Row(f"{prefix}daemon_cpu_us_per_task_256", f"({tag}) both daemons' CPU per task", "µs",
             _to_sqlite(prefix, "daemon_cpu_ratio")),
+    )  # fmt: skip
+
+
+def _workflow_rows(prefix: str, tag: str) -> tuple[Row, ...]:
+    """Scenario 8's rows for one store: workflows held to single tasks through the same daemon."""
+    bytes_rows = tuple(
+        Row(f"{prefix}store_bytes_{shape}_{size}", f"({tag}) stored: a {label} of {size:,}", "bytes")
+        for shape, label, sizes in (("chain", "chain", CHAIN_SIZES), ("map", "map", MAP_SIZES))
+        for size in sizes
+    )
+    return (
+        Row(f"{prefix}task_p50_us", f"({tag}) no-op task p50, between the chains", "µs"),
+        Row(f"{prefix}chain_step_us", f"({tag}) chain of {{chain}} no-op steps: wall time / step, p50", "µs",
+            ((f"{prefix}chain_step_ratio", "task p50"),), "≤ 1.5× task p50"),
+        Row(f"{prefix}throughput_256", f"({tag}) no-op tasks, 256 in flight", "tasks/s"),
+        Row(f"{prefix}map_elements_per_s", f"({tag}) map of {{elements}} no-op elements, {{concurrency}} at once",
+            "elem/s", ((f"{prefix}map_throughput_ratio", "256 in flight"),), "≥ 0.5× 256 in flight"),
+        Row(f"{prefix}daemon_cpu_us_per_task_256", f"({tag}) daemon CPU per task, 256 in flight", "µs"),
+        Row(f"{prefix}daemon_cpu_us_per_element", f"({tag}) daemon CPU per map element", "µs"),
+        *bytes_rows,
+        Row(f"{prefix}store_bytes_per_step", f"({tag}) stored per chain step (the line's slope)", "bytes"),
     )  # fmt: skip
 
 
@@ -178,6 +205,14 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
             ("cluster: one daemon on a 3-node NATS cluster, everything in 3 copies", "cluster_r3_"),
         )
     ),
+    (
+        "workflows: wa orchestrator with its SQLite store, RemoteOrchestrator in a caller process",
+        _workflow_rows("workflow_", WORKFLOW_TAGS["workflow_"]),
+    ),
+    (
+        "workflows: wa orchestrator --store nats:// (one NATS server)",
+        _workflow_rows("workflow_nats_", WORKFLOW_TAGS["workflow_nats_"]),
+    ),
 )
 
 
@@ -239,6 +274,7 @@ def table(doc: dict[str, Any]) -> str:
         out.append(_store_line(store))
     out.extend(cpu_lines(doc))
     out.extend(model_lines(doc))
+    out.extend(growth_lines(doc))
     reasons: dict[str, list[str]] = {}
     for key, why in unsound.items():
         reasons.setdefault(why, []).append(key)
@@ -310,11 +346,39 @@ def model_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def growth_lines(doc: dict[str, Any]) -> list[str]:
+    """How each store's bytes grow with a workflow's steps: bytes per step at each size measured, and the
+    straight line through them (for the chains and for the maps)."""
+    lines = []
+    for prefix, tag in WORKFLOW_TAGS.items():
+        growth: dict[str, dict[str, Any]] | None = doc["details"].get(f"{prefix}store_growth")
+        if not growth:
+            continue
+        for shape, line in growth.items():
+            sizes = ", ".join(f"{int(size):,} → {_number(per)}" for size, per in line["bytes_per_step"].items())
+            off = line["worst_deviation"]
+            fit = "" if off is None else f", the farthest size {off * 100:.2g} % off it"
+            fixed = line["per_workflow"]
+            lines.append(
+                f"({tag}) stored bytes per step, {shape}s of {sizes}; line: {_number(line['per_step'])} per step"
+                f" {'-' if fixed < 0 else '+'} {_number(abs(fixed))} per workflow{fit}"
+            )
+    return lines
+
+
 def _label(label: str, doc: dict[str, Any]) -> str:
-    """A row's label with the load the run chose filled in (the registry's heartbeat rate is calibrated)."""
+    """A row's label with the load the run chose filled in (the registry's heartbeat rate is calibrated; the
+    workflows' sizes depend on the mode)."""
     details = doc.get("details") or {}
     workers, rate = details.get("registry_heartbeat_workers"), details.get("registry_heartbeat_rate_per_worker")
-    return label.format(workers=f"{workers:,}" if workers else "?", rate=f"{rate:g}" if rate else "?")
+    shapes = details.get("workflow_shapes") or {}
+    return label.format(
+        workers=f"{workers:,}" if workers else "?",
+        rate=f"{rate:g}" if rate else "?",
+        chain=f"{shapes['chain_steps']:,}" if shapes else "?",
+        elements=f"{shapes['map_elements']:,}" if shapes else "?",
+        concurrency=f"{shapes['map_concurrency']:,}" if shapes else "?",
+    )
 
 
 def _format(cells: tuple[str, ...], widths: list[int]) -> str:

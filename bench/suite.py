@@ -19,11 +19,11 @@ import grpc
 
 import worker_abstraction
 from bench import floor, model
-from bench.config import Config
+from bench.config import FULL, Config
 from bench.loops import loop_name
 from bench.measure import Figure, Results
 from bench.procs import REPO, Children, ForeignCpu
-from bench.scenarios import cluster, daemon, queue, registry, tasks
+from bench.scenarios import cluster, daemon, queue, registry, tasks, workflows
 
 Scenario = Callable[[Children, Config], Awaitable[Results]]
 
@@ -35,6 +35,7 @@ SCENARIOS: tuple[tuple[str, Scenario], ...] = (
     ("queue", queue.measure),
     ("daemon", daemon.measure),
     ("cluster", cluster.measure),
+    ("workflows", workflows.measure),
 )
 
 # The keys issue 3 requires in latest.json (null when a scenario could not run).
@@ -53,6 +54,12 @@ REQUIRED_KEYS = (
 
 # The deployed paths (a caller program, a daemon): each figure is held to the floor measured beside its rounds.
 DEPLOYED_PREFIXES = ("daemon_", "daemon_memory_", *cluster.PREFIXES)
+
+# Scenario 8's figures, for each store: measured each round, and the store's bytes (measured once).
+WORKFLOW_ROUND_KEYS = tuple(
+    f"{prefix}{name}" for prefix in workflows.PREFIXES for name in (*workflows.ROUND_FIGURES, *workflows.CPU_FIGURES)
+)
+WORKFLOW_BYTES_KEYS = tuple(f"{prefix}{name}" for prefix in workflows.PREFIXES for name in workflows.bytes_keys(FULL))
 
 # Figures every complete run has; a failed scenario leaves its own as null.
 FIGURE_KEYS = (
@@ -105,10 +112,13 @@ FIGURE_KEYS = (
             "daemon_cpu_us_per_task_256",
         )
     ),
+    *WORKFLOW_ROUND_KEYS,
+    *WORKFLOW_BYTES_KEYS,
 )
 
-# Figures measured once per run (filling a daemon's queue with 100,000 tasks takes a minute a time).
-SINGLE_ROUND_KEYS = ("daemon_rss_mb_100k_queued", "daemon_memory_rss_mb_100k_queued")
+# Figures measured once per run (filling a daemon's queue with 100,000 tasks takes a minute a time; a store's
+# bytes for a workflow do not change from one round to the next).
+SINGLE_ROUND_KEYS = ("daemon_rss_mb_100k_queued", "daemon_memory_rss_mb_100k_queued", *WORKFLOW_BYTES_KEYS)
 # Figures measured in fewer than 3 rounds (the two callers' variants are kept short: bench.config.CLUSTER_CALLERS).
 ROUNDS_OF = dict.fromkeys(SINGLE_ROUND_KEYS, 1) | {
     key: 2 for key in FIGURE_KEYS if key.startswith(tuple(cluster.CALLERS_PREFIXES))
@@ -155,6 +165,15 @@ PAIRED_RATIOS = {
             ("latency_ratio", "task_p50_us", "floor_unary_p50_us"),
             ("throughput_ratio", "throughput_256", "floor_unary_throughput_256"),
             ("submit_burst_ratio", "submit_burst_per_s", "floor_unary_sequential_per_s"),
+        )
+    },
+    # Workflows against single tasks through the same daemon, each round's pair from the same minutes.
+    **{
+        f"{prefix}{ratio}": (f"{prefix}{figure}", f"{prefix}{tasks}")
+        for prefix in workflows.PREFIXES
+        for ratio, figure, tasks in (
+            ("chain_step_ratio", "chain_step_us", "task_p50_us"),
+            ("map_throughput_ratio", "map_elements_per_s", "throughput_256"),
         )
     },
 }

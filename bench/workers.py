@@ -20,6 +20,16 @@ class NoopWorker(BaseWorker):
         return None
 
     @capability
+    async def numbers(self, count: int) -> list[int]:
+        """The integers 0..count-1: the list a workflow's map step runs over."""
+        return list(range(count))
+
+    @capability
+    async def noop_item(self, item: int = 0) -> None:
+        """Do nothing with one element of a map and return None."""
+        return None
+
+    @capability
     async def sleep_ms(self, ms: int = 10) -> int:
         """Sleep `ms` milliseconds without using the CPU, then return `ms`."""
         await asyncio.sleep(ms / 1000)

@@ -75,11 +75,11 @@ async def measure(children: Children, config: Config) -> Results:
         if config.mode == "quick" and prefix not in _QUICK:
             continue
         with tempfile.TemporaryDirectory(prefix="wa-bench-nats-") as scratch:
-            servers = await _start_nats(children, Path(scratch), prefix, nodes)
+            servers = await start_nats(children, Path(scratch), prefix, nodes)
             urls = ",".join(server.ready_line.removeprefix(nats_node.READY) for server in servers)
-            nats = [_server_pid(server) for server in servers]
+            nats = [server_pid(server) for server in servers]
             started = [
-                await _start_daemon(children, f"{prefix}orchestrator-{i}", registry.address, urls, nodes)
+                await start_nats_daemon(children, f"{prefix}orchestrator-{i}", registry.address, urls, nodes)
                 for i in range(daemons)
             ]
             if callers == 1:
@@ -180,7 +180,7 @@ async def _go(callers: list[Child]) -> None:
         await caller.send_line(caller_module.GO)
 
 
-def _server_pid(node: Child) -> int:
+def server_pid(node: Child) -> int:
     """The nats-server process `bench.nats_node` started (its only child)."""
     found = child_pids(node.pid)
     if len(found) != 1:
@@ -188,7 +188,8 @@ def _server_pid(node: Child) -> int:
     return found[0]
 
 
-async def _start_nats(children: Children, scratch: Path, prefix: str, nodes: int) -> list[Child]:
+async def start_nats(children: Children, scratch: Path, prefix: str, nodes: int) -> list[Child]:
+    """`nodes` nats-servers (one node, or a cluster of them) keeping their files under `scratch`."""
     ports = _free_ports(2 * nodes)
     clients, routes = ports[:nodes], ports[nodes:]
     started = []
@@ -200,7 +201,8 @@ async def _start_nats(children: Children, scratch: Path, prefix: str, nodes: int
     return list(await asyncio.gather(*started))
 
 
-async def _start_daemon(children: Children, name: str, registry: str, urls: str, copies: int) -> Child:
+async def start_nats_daemon(children: Children, name: str, registry: str, urls: str, copies: int) -> Child:
+    """`wa orchestrator` on a free port, its tasks on the NATS servers at `urls`, in `copies` copies."""
     args = ("-m", "worker_abstraction.cli", "orchestrator", "--port", "0", "--registry", registry)
     # The home named although it is the default (and the only one left): the flag wins over WA_NATS_HOME and a
     # config file's nats_home, so a `queue` left there from the days of the queue home cannot stop the daemons.

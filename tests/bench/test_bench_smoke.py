@@ -55,3 +55,11 @@ def test_tiny_run_prints_the_table_and_writes_every_required_key(tmp_path: Path)
     assert "(7p)" not in completed.stdout and "(7pc)" not in completed.stdout
     assert "CPU per task at 256 in flight" in completed.stdout
     assert "model from (7)'s CPU per task" in completed.stdout
+    # Workflows (8) are held to single tasks through the same daemon, on SQLite and on NATS, and the store's
+    # bytes are given per step at each size.
+    for prefix in ("workflow_", "workflow_nats_"):
+        for ratio in ("chain_step_ratio", "map_throughput_ratio"):
+            assert isinstance(doc[prefix + ratio], float), prefix + ratio
+        assert set(details[prefix + "store_growth"]) == {"chain", "map"}
+    assert "(8) stored bytes per step, chains of 10 → " in completed.stdout
+    assert "(8n) stored bytes per step, maps of 100 → " in completed.stdout
