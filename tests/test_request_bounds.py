@@ -42,6 +42,7 @@ _WIRE_RANGE = {
     FieldDescriptor.TYPE_UINT64: (0, 2**64 - 1),
 }
 ANSWER_SECONDS = 5.0
+ECHO_FLOW = '{"workflow": "bounds", "steps": [{"name": "say", "capability": "echo", "params": {"text": "hi"}}]}'
 
 
 def _request_types() -> dict[str, Descriptor]:
@@ -188,7 +189,14 @@ async def _finished_tasks(channels: dict[str, aio.Channel]) -> dict[str, str]:
             worker, "WorkerService", "StreamTaskStatus", pb.GetTaskStatusRequest(task_id="bounds-known")
         ):
             pass
-    return {"daemon_task": submitted.task_id, "worker_task": "bounds-known"}
+        ran = await _unary(
+            daemon, "OrchestratorService", "RunWorkflow", pb.RunWorkflowRequest(definition_json=ECHO_FLOW)
+        )
+        async for _ in _stream(
+            daemon, "OrchestratorService", "WatchWorkflow", pb.WatchWorkflowRequest(workflow_id=ran.workflow_id)
+        ):
+            pass
+    return {"daemon_task": submitted.task_id, "worker_task": "bounds-known", "daemon_workflow": ran.workflow_id}
 
 
 def _method(service: str, name: str) -> Any:
@@ -252,6 +260,9 @@ def _baselines(known: dict[str, str]) -> dict[str, Callable[[Path], Message]]:
         "OrchestratorService/WatchTask": lambda path: pb.WatchTaskRequest(task_id=known["daemon_task"]),
         "OrchestratorService/ListTasks": lambda path: pb.ListTasksRequest(limit=10),
         "OrchestratorService/OpenSession": session,
+        "OrchestratorService/RunWorkflow": lambda path: pb.RunWorkflowRequest(definition_json=ECHO_FLOW),
+        "OrchestratorService/ListWorkflows": lambda path: pb.ListWorkflowsRequest(limit=10),
+        "OrchestratorService/WatchWorkflow": lambda path: pb.WatchWorkflowRequest(workflow_id=known["daemon_workflow"]),
     }
 
 
@@ -266,7 +277,7 @@ def _rpcs_with_ruled_fields() -> list[tuple[str, str]]:
 
 def test_the_boundary_test_covers_every_rpc_whose_request_has_a_ruled_field() -> None:
     assert {f"{s}/{m}" for s, m in _rpcs_with_ruled_fields()} == set(
-        _baselines({"worker_id": "", "worker_task": "", "daemon_task": ""})
+        _baselines({"worker_id": "", "worker_task": "", "daemon_task": "", "daemon_workflow": ""})
     )
 
 

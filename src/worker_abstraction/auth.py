@@ -125,6 +125,10 @@ RULES: Mapping[str, frozenset[Role]] = {
         for m in ("SubmitTask", "OpenSession", "WatchTask", "GetTask", "ListTasks", "CancelTask", "GetQueueStats")
     },
     _O + "ListWorkers": _CALLERS,
+    **{
+        _O + m: _CALLERS
+        for m in ("RunWorkflow", "GetWorkflow", "ListWorkflows", "WatchWorkflow", "CancelWorkflow", "RerunWorkflow")
+    },
 }
 
 

@@ -21,6 +21,7 @@ OPEN_ENDED = {
     "WorkerService/OpenTaskChannel",
     "OrchestratorService/WatchTask",
     "OrchestratorService/OpenSession",
+    "OrchestratorService/WatchWorkflow",
 }
 
 

@@ -379,6 +379,9 @@ class Known:
     task_ids: tuple[str, ...] = ()
 
 
+ECHO_FLOW = '{"workflow": "fz", "steps": [{"name": "say", "capability": "echo", "params": {"text": "hi"}}]}'
+
+
 def _task(capability: str = "echo") -> pb.Task:
     task = pb.Task(task_id=f"fz-{uuid.uuid4().hex[:12]}", capability_name=capability, timeout_seconds=5)
     task.parameters.add(key="text", value_json='"hi"')
@@ -423,4 +426,11 @@ def baselines(known: Known) -> dict[str, Callable[[], Message]]:
         "OrchestratorService/OpenSession": lambda: pb.SessionRequest(
             submits=[pb.SessionSubmit(request_id=1, submit=submit())]  # type: ignore[arg-type]
         ),
+        "OrchestratorService/RunWorkflow": lambda: pb.RunWorkflowRequest(definition_json=ECHO_FLOW),
+        # (a task's id: not a workflow's, answered NOT_FOUND like an unknown one)
+        "OrchestratorService/GetWorkflow": lambda: pb.GetWorkflowRequest(workflow_id=task_id),
+        "OrchestratorService/ListWorkflows": lambda: pb.ListWorkflowsRequest(limit=10),
+        "OrchestratorService/WatchWorkflow": lambda: pb.WatchWorkflowRequest(workflow_id=task_id),
+        "OrchestratorService/CancelWorkflow": lambda: pb.CancelWorkflowRequest(workflow_id=task_id, reason="fuzz"),
+        "OrchestratorService/RerunWorkflow": lambda: pb.RerunWorkflowRequest(workflow_id=task_id, step="say"),
     }

@@ -48,7 +48,7 @@ async def _ask(address: str, method: str, request: Any, token: str) -> tuple[grp
         stub = pb_grpc.OrchestratorServiceStub(channel)
         call = getattr(stub, method)(request, metadata=(("authorization", f"Bearer {token}"),), timeout=10)
         try:
-            if method == "WatchTask":
+            if method in ("WatchTask", "WatchWorkflow"):
                 return grpc.StatusCode.OK, [update async for update in call]
             return grpc.StatusCode.OK, await call
         except aio.AioRpcError as error:

@@ -44,6 +44,13 @@ from worker_abstraction._convert.workers import (
     worker_to_bytes,
     worker_to_pb,
 )
+from worker_abstraction._convert.workflows import (
+    event_to_pb,
+    run_from_pb,
+    run_to_pb,
+    step_from_pb,
+    step_to_pb,
+)
 
 __all__ = [
     "attempt_from_pb",
@@ -54,6 +61,7 @@ __all__ = [
     "dead_letter_to_pb",
     "error_from_pb",
     "error_to_pb",
+    "event_to_pb",
     "failure_from_pb",
     "failure_to_pb",
     "fill_submission",
@@ -73,8 +81,12 @@ __all__ = [
     "record_to_pb",
     "retry_policy_from_pb",
     "retry_policy_to_pb",
+    "run_from_pb",
+    "run_to_pb",
     "spec_from_pb",
     "spec_to_pb",
+    "step_from_pb",
+    "step_to_pb",
     "task_result",
     "task_to_pb",
     "timestamp",

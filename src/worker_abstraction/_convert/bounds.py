@@ -116,6 +116,10 @@ RULES: dict[str, Rule] = {
     "ListTasksRequest.since": Instant(lo_seconds=0),
     "ListTasksRequest.until": Instant(lo_seconds=0),
     "SessionSubmit.request_id": Ints(0, UINT64_MAX),
+    "RunWorkflowRequest.priority": Ints(INT32_MIN, INT32_MAX),
+    "ListWorkflowsRequest.statuses": Known(),
+    "ListWorkflowsRequest.limit": Ints(0, MAX_PAGE, " (0: 100)"),
+    "WatchWorkflowRequest.after_sequence": Ints(0, MAX_SEQUENCE, " (0: from the first event)"),
 }
 
 Check = Callable[[Message, str, list[str]], None]

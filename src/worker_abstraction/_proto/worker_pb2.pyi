@@ -651,3 +651,146 @@ class QueueStats(_message.Message):
     depths: _containers.RepeatedCompositeFieldContainer[QueueDepth]
     total_waiting: int
     def __init__(self, depths: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ..., total_waiting: _Optional[int] = ...) -> None: ...
+
+class RunWorkflowRequest(_message.Message):
+    __slots__ = ("definition_json", "workflow_id", "idempotency_key", "priority", "trace_context")
+    class TraceContextEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DEFINITION_JSON_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    definition_json: str
+    workflow_id: str
+    idempotency_key: str
+    priority: int
+    trace_context: _containers.ScalarMap[str, str]
+    def __init__(self, definition_json: _Optional[str] = ..., workflow_id: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., priority: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RunWorkflowResponse(_message.Message):
+    __slots__ = ("workflow_id", "duplicate")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    duplicate: bool
+    def __init__(self, workflow_id: _Optional[str] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class GetWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_id",)
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    def __init__(self, workflow_id: _Optional[str] = ...) -> None: ...
+
+class WorkflowStep(_message.Message):
+    __slots__ = ("name", "capability", "status", "output_json", "error", "tasks", "kept")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_JSON_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    KEPT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    capability: str
+    status: str
+    output_json: str
+    error: str
+    tasks: int
+    kept: bool
+    def __init__(self, name: _Optional[str] = ..., capability: _Optional[str] = ..., status: _Optional[str] = ..., output_json: _Optional[str] = ..., error: _Optional[str] = ..., tasks: _Optional[int] = ..., kept: _Optional[bool] = ...) -> None: ...
+
+class WorkflowRun(_message.Message):
+    __slots__ = ("workflow_id", "name", "status", "steps", "failed_step", "error", "rerun_of", "definition_json")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_STEP_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    RERUN_OF_FIELD_NUMBER: _ClassVar[int]
+    DEFINITION_JSON_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    name: str
+    status: TaskStatus
+    steps: _containers.RepeatedCompositeFieldContainer[WorkflowStep]
+    failed_step: str
+    error: str
+    rerun_of: str
+    definition_json: str
+    def __init__(self, workflow_id: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., steps: _Optional[_Iterable[_Union[WorkflowStep, _Mapping]]] = ..., failed_step: _Optional[str] = ..., error: _Optional[str] = ..., rerun_of: _Optional[str] = ..., definition_json: _Optional[str] = ...) -> None: ...
+
+class ListWorkflowsRequest(_message.Message):
+    __slots__ = ("statuses", "limit", "page_token")
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedScalarFieldContainer[TaskStatus]
+    limit: int
+    page_token: str
+    def __init__(self, statuses: _Optional[_Iterable[_Union[TaskStatus, str]]] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListWorkflowsResponse(_message.Message):
+    __slots__ = ("workflows", "next_page_token")
+    WORKFLOWS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    workflows: _containers.RepeatedCompositeFieldContainer[WorkflowRun]
+    next_page_token: str
+    def __init__(self, workflows: _Optional[_Iterable[_Union[WorkflowRun, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class WatchWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_id", "after_sequence")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    AFTER_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    after_sequence: int
+    def __init__(self, workflow_id: _Optional[str] = ..., after_sequence: _Optional[int] = ...) -> None: ...
+
+class WorkflowEvent(_message.Message):
+    __slots__ = ("sequence", "status", "step", "run")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    status: TaskStatus
+    step: WorkflowStep
+    run: WorkflowRun
+    def __init__(self, sequence: _Optional[int] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., step: _Optional[_Union[WorkflowStep, _Mapping]] = ..., run: _Optional[_Union[WorkflowRun, _Mapping]] = ...) -> None: ...
+
+class CancelWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_id", "reason")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    reason: str
+    def __init__(self, workflow_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class CancelWorkflowResponse(_message.Message):
+    __slots__ = ("workflow_id", "canceled", "status", "message")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    CANCELED_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    canceled: bool
+    status: TaskStatus
+    message: str
+    def __init__(self, workflow_id: _Optional[str] = ..., canceled: _Optional[bool] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class RerunWorkflowRequest(_message.Message):
+    __slots__ = ("workflow_id", "step", "only_this_step", "new_workflow_id")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    ONLY_THIS_STEP_FIELD_NUMBER: _ClassVar[int]
+    NEW_WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    step: str
+    only_this_step: bool
+    new_workflow_id: str
+    def __init__(self, workflow_id: _Optional[str] = ..., step: _Optional[str] = ..., only_this_step: _Optional[bool] = ..., new_workflow_id: _Optional[str] = ...) -> None: ...

@@ -686,6 +686,36 @@ class OrchestratorServiceStub:
                 request_serializer=worker__abstraction_dot_worker__pb2.SessionRequest.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.SessionResponse.FromString,
                 _registered_method=True)
+        self.RunWorkflow = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/RunWorkflow',
+                request_serializer=worker__abstraction_dot_worker__pb2.RunWorkflowRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.RunWorkflowResponse.FromString,
+                _registered_method=True)
+        self.GetWorkflow = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/GetWorkflow',
+                request_serializer=worker__abstraction_dot_worker__pb2.GetWorkflowRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.WorkflowRun.FromString,
+                _registered_method=True)
+        self.ListWorkflows = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ListWorkflows',
+                request_serializer=worker__abstraction_dot_worker__pb2.ListWorkflowsRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ListWorkflowsResponse.FromString,
+                _registered_method=True)
+        self.WatchWorkflow = channel.unary_stream(
+                '/worker_abstraction.OrchestratorService/WatchWorkflow',
+                request_serializer=worker__abstraction_dot_worker__pb2.WatchWorkflowRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.WorkflowEvent.FromString,
+                _registered_method=True)
+        self.CancelWorkflow = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/CancelWorkflow',
+                request_serializer=worker__abstraction_dot_worker__pb2.CancelWorkflowRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.CancelWorkflowResponse.FromString,
+                _registered_method=True)
+        self.RerunWorkflow = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/RerunWorkflow',
+                request_serializer=worker__abstraction_dot_worker__pb2.RerunWorkflowRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.RunWorkflowResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -777,6 +807,53 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RunWorkflow(self, request, context):
+        """Added: workflows, DAGs of capability calls (the README's "Workflows" has the file format). A workflow run
+        is held by a task of capability "wa.workflow" under the same id, so WatchTask, GetTask and CancelTask
+        also work on it, and a caller sees only its own runs as it sees only its own tasks.
+        Check a workflow whole and start it: INVALID_ARGUMENT lists every problem of the definition at once;
+        ALREADY_EXISTS: the id was used before; PERMISSION_DENIED: a step calls a capability the caller may not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetWorkflow(self, request, context):
+        """Where a workflow run stands: each step's status, output and error; the failed step. NOT_FOUND: no such run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkflows(self, request, context):
+        """Workflow runs, most recently started first, a page at a time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchWorkflow(self, request, context):
+        """Each change of a step's status from the first (or after after_sequence), numbered as WatchTask numbers
+        the run's task, ending with the run's end (whose event carries the whole run).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelWorkflow(self, request, context):
+        """Cancel a workflow run: its running steps are canceled, no other step starts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RerunWorkflow(self, request, context):
+        """Run an ended workflow again from one of its steps, keeping the outputs of its completed steps: a new run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -834,6 +911,36 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.OpenSession,
                     request_deserializer=worker__abstraction_dot_worker__pb2.SessionRequest.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.SessionResponse.SerializeToString,
+            ),
+            'RunWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunWorkflow,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.RunWorkflowRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.RunWorkflowResponse.SerializeToString,
+            ),
+            'GetWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetWorkflow,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.GetWorkflowRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.WorkflowRun.SerializeToString,
+            ),
+            'ListWorkflows': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkflows,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ListWorkflowsRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ListWorkflowsResponse.SerializeToString,
+            ),
+            'WatchWorkflow': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchWorkflow,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.WatchWorkflowRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.WorkflowEvent.SerializeToString,
+            ),
+            'CancelWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelWorkflow,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.CancelWorkflowRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.CancelWorkflowResponse.SerializeToString,
+            ),
+            'RerunWorkflow': grpc.unary_unary_rpc_method_handler(
+                    servicer.RerunWorkflow,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.RerunWorkflowRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.RunWorkflowResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1134,6 +1241,168 @@ class OrchestratorService:
             '/worker_abstraction.OrchestratorService/OpenSession',
             worker__abstraction_dot_worker__pb2.SessionRequest.SerializeToString,
             worker__abstraction_dot_worker__pb2.SessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/RunWorkflow',
+            worker__abstraction_dot_worker__pb2.RunWorkflowRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.RunWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/GetWorkflow',
+            worker__abstraction_dot_worker__pb2.GetWorkflowRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.WorkflowRun.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkflows(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ListWorkflows',
+            worker__abstraction_dot_worker__pb2.ListWorkflowsRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ListWorkflowsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/WatchWorkflow',
+            worker__abstraction_dot_worker__pb2.WatchWorkflowRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.WorkflowEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/CancelWorkflow',
+            worker__abstraction_dot_worker__pb2.CancelWorkflowRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.CancelWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RerunWorkflow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/RerunWorkflow',
+            worker__abstraction_dot_worker__pb2.RerunWorkflowRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.RunWorkflowResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -30,7 +30,8 @@ from worker_abstraction.types import (
 )
 from worker_abstraction.workflows.canvas import Canvas
 from worker_abstraction.workflows.model import WORKFLOW_CAPABILITY, Workflow
-from worker_abstraction.workflows.records import COMPLETED, WorkflowRecord, workflow_record
+from worker_abstraction.workflows.records import WorkflowRecord, definition_of, listed_record
+from worker_abstraction.workflows.rerun import rerun_params
 
 
 class AsyncOrchestratorAPI(Protocol):
@@ -204,7 +205,7 @@ class AsyncOrchestratorAPI(Protocol):
             InvalidParametersError: every problem found: unknown capabilities, cycles, references to
                 missing steps, literal parameters that break a capability's schema, bad options.
         """
-        definition = _definition(workflow)
+        definition = definition_of_workflow(workflow)
         handle = await self.execute_task(
             WORKFLOW_CAPABILITY,
             {"workflow": definition},
@@ -236,17 +237,7 @@ class AsyncOrchestratorAPI(Protocol):
 
     async def workflows(self, *, status: TaskStatus | None = None, limit: int = 100) -> list[WorkflowRecord]:
         """Workflow runs, most recent first (their steps as far as their task's latest update tells)."""
-        records = await self.tasks(capability=WORKFLOW_CAPABILITY, status=status, limit=limit)
-        found = []
-        for record in records:
-            definition = record.params.get("workflow") if isinstance(record.params, Mapping) else None
-            updates = [record.last_update] if record.last_update is not None else []
-            found.append(
-                workflow_record(
-                    record.task_id, definition if isinstance(definition, Mapping) else {}, updates, record.status
-                )
-            )
-        return found
+        return [listed_record(r) for r in await self.tasks(capability=WORKFLOW_CAPABILITY, status=status, limit=limit)]
 
     async def cancel_workflow(self, workflow_id: str, reason: str = "") -> bool:
         """Cancel a workflow run: its running steps are canceled, no other starts. False if it had ended.
@@ -269,23 +260,10 @@ class AsyncOrchestratorAPI(Protocol):
             InvalidParametersError: it has no such step, or it has not ended.
         """
         handle = await self.watch_workflow(workflow_id)
-        record = handle.record()
-        if not record.status.is_terminal:
-            raise InvalidParametersError([f"workflow {workflow_id} is {record.status.name}: rerun one that ended"])
-        definition = handle.task.params.get("workflow")
-        made = Workflow.from_dict(definition)
-        if made.get(step) is None or (made.failure_step is not None and made.failure_step.name == step):
-            names = ", ".join(s.name for s in made.steps[:30])
-            raise InvalidParametersError([f"workflow {workflow_id} has no step {step[:64]!r} (its steps: {names})"])
-        again = {step} | (made.descendants(step) if downstream else set())
-        kept = {
-            name: one.output
-            for name, one in record.steps.items()
-            if one.status == COMPLETED and name not in again and made.get(name) is not made.failure_step
-        }
+        params = rerun_params(definition_of(handle.task.params), handle.record(), step, downstream=downstream)
         rerun = await self.execute_task(
             WORKFLOW_CAPABILITY,
-            {"workflow": definition, "kept": kept, "rerun_of": workflow_id},
+            params,
             task_id=new_workflow_id,
             timeout_seconds=0,
         )
@@ -300,7 +278,8 @@ class AsyncOrchestratorAPI(Protocol):
         raise NotImplementedError
 
 
-def _definition(workflow: Workflow | Canvas | Mapping[str, Any]) -> dict[str, Any]:
+def definition_of_workflow(workflow: Workflow | Canvas | Mapping[str, Any]) -> dict[str, Any]:
+    """A workflow in its file format (as a dict), whichever way it was given."""
     if isinstance(workflow, Canvas):
         workflow = workflow.workflow()
     if isinstance(workflow, Workflow):

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker_abstraction.types import TaskStatus, TaskUpdate
+from worker_abstraction.types import TaskRecord, TaskStatus, TaskUpdate
 
 # A step's statuses.
 WAITING, RUNNING, COMPLETED, FAILED, CANCELED, SKIPPED = (
@@ -144,3 +144,25 @@ def _from_dict(data: Mapping[str, Any], workflow_id: str, status: TaskStatus, er
         str(data.get("error", "")) or error,
         str(data.get("rerun_of", "")),
     )
+
+
+def definition_of(params: Any) -> Mapping[str, Any]:
+    """The workflow definition in the arguments of the task that holds a run (empty if there is none)."""
+    definition = params.get("workflow") if isinstance(params, Mapping) else None
+    return definition if isinstance(definition, Mapping) else {}
+
+
+def listed_record(task: TaskRecord) -> WorkflowRecord:
+    """A run's record as far as its task's record tells (its latest update: the whole run once it ended)."""
+    updates = [task.last_update] if task.last_update is not None else []
+    return workflow_record(task.task_id, definition_of(task.params), updates, task.status)
+
+
+def step_capabilities(definition: Mapping[str, Any]) -> set[str]:
+    """The capabilities a definition's steps (its on-failure step too) call, as far as it names them."""
+    steps = definition.get("steps")
+    found = [raw for raw in steps if isinstance(raw, Mapping)] if isinstance(steps, list) else []
+    failure = definition.get("on_failure")
+    if isinstance(failure, Mapping):
+        found.append(failure)
+    return {raw["capability"] for raw in found if isinstance(raw.get("capability"), str)}

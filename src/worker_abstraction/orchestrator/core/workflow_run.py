@@ -62,7 +62,13 @@ RETRY_SUBMIT_SECONDS = (0.2, 5.0)  # a step refused for want of workers or room 
 class Steps(Protocol):
     """What a workflow's run asks of the engine: its steps are tasks like any other."""
 
-    def spec(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> TaskSpec: ...
+    def spec(
+        self,
+        capability: str,
+        params: Mapping[str, Any] | None,
+        options: TaskOptions,
+        trace_context: tuple[tuple[str, str], ...] = (),
+    ) -> TaskSpec: ...
 
     async def submit_spec(self, spec: TaskSpec) -> Acceptance: ...
 
@@ -316,7 +322,9 @@ class WorkflowRun:
         """The step's task: submitted under its fixed id, or followed if that id was taken (submitted
         before). A refusal for want of workers or room is tried again, backing off, until the workflow ends."""
         options = dataclasses.replace(step.options, task_id=task_id, idempotency_key="")
-        spec = dataclasses.replace(self._steps.spec(step.capability, params, options), owner=self.spec.owner)
+        # Under the run's owner, and in the run's trace: a workflow is one trace, each step's tasks in it.
+        made = self._steps.spec(step.capability, params, options, self.spec.trace_context)
+        spec = dataclasses.replace(made, owner=self.spec.owner)
         pause = RETRY_SUBMIT_SECONDS[0]
         while True:
             try:

@@ -15,13 +15,17 @@ from opentelemetry.trace import SpanKind
 
 from worker_abstraction import _convert, auth
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.errors import TaskNotFoundError
+from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import scoped_key
 from worker_abstraction.orchestrator.core.engine import Engine
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted
-from worker_abstraction.types import TaskQuery, TaskSpec
+from worker_abstraction.types import TaskQuery, TaskSpec, TaskStatus
+from worker_abstraction.workflows.model import WORKFLOW_CAPABILITY
+from worker_abstraction.workflows.records import definition_of, step_capabilities
+
+MAX_REASON = 4096  # characters of a cancel's reason
 
 
 def accept(engine: Engine, request: pb.SubmitTaskRequest, then: Accepted) -> None:
@@ -31,9 +35,14 @@ def accept(engine: Engine, request: pb.SubmitTaskRequest, then: Accepted) -> Non
 
     Raises:
         InvalidParametersError / InvalidTaskOptionsError: the request breaks the contract.
-        PermissionDeniedError: the caller may not call the capability.
+        PermissionDeniedError: the caller may not call the capability (or, for a workflow, one its steps call).
     """
-    spec = _callers(_convert.spec_from_pb(request))
+    accept_spec(engine, _convert.spec_from_pb(request), then)
+
+
+def accept_spec(engine: Engine, spec: TaskSpec, then: Accepted) -> None:
+    """`accept`, for a task the daemon made from a request of another kind (a workflow run)."""
+    spec = _callers(spec)
     if not tracing.enabled():
         engine.accept(spec, then)
         return
@@ -56,8 +65,8 @@ def accept(engine: Engine, request: pb.SubmitTaskRequest, then: Accepted) -> Non
         raise
 
 
-async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTaskHandle, bool]:
-    """`accept`, awaited: the task's handle, and whether it was a duplicate (see `accept`)."""
+async def submit(engine: Engine, request: pb.SubmitTaskRequest | TaskSpec) -> tuple[AsyncTaskHandle, bool]:
+    """`accept` (or `accept_spec`), awaited: the task's handle, and whether it was a duplicate."""
     acceptance: asyncio.Future[Acceptance] = asyncio.get_running_loop().create_future()
 
     def then(accepted: Acceptance | None, error: BaseException | None) -> None:
@@ -67,7 +76,10 @@ async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTa
             else:
                 acceptance.set_exception(error or RuntimeError("acceptance ended without an answer"))
 
-    accept(engine, request, then)
+    if isinstance(request, TaskSpec):
+        accept_spec(engine, request, then)
+    else:
+        accept(engine, request, then)
     accepted = await acceptance
     return accepted.handle, accepted.duplicate
 
@@ -75,7 +87,12 @@ async def submit(engine: Engine, request: pb.SubmitTaskRequest) -> tuple[AsyncTa
 def _callers(spec: TaskSpec) -> TaskSpec:
     """The spec as the calling principal's, if it may call the capability (PermissionDeniedError if not):
     its owner, and its idempotency key in the owner's own space (see `options.scoped_key`)."""
-    auth.check_may_call(spec.capability)
+    if spec.capability == WORKFLOW_CAPABILITY:
+        # A workflow's steps run under its owner: it is the caller's to run when each of them is its to call.
+        for capability in sorted(step_capabilities(definition_of(spec.params))):
+            auth.check_may_call(capability)
+    else:
+        auth.check_may_call(spec.capability)
     owner = auth.current_owner()
     if spec.owner != owner:  # (whatever the request claimed; most requests claim nothing, as they should)
         spec = dataclasses.replace(spec, owner=owner)
@@ -108,3 +125,25 @@ def scoped(query: TaskQuery) -> TaskQuery:
     """The query narrowed to the caller's own tasks when it may not see every task."""
     mine = auth.restricted_to()
     return query if mine is None else dataclasses.replace(query, owner=mine)
+
+
+async def cancel(engine: Engine, task_id: str, reason: str) -> tuple[bool, TaskStatus, str]:
+    """Cancel a task the caller may see: whether it was canceled, its status when asked, and what happened.
+
+    Raises:
+        TaskNotFoundError: nobody knows it, or it is another principal's.
+        InvalidParametersError: the reason is too long.
+    """
+    if len(reason) > MAX_REASON:
+        raise InvalidParametersError([f"reason may be at most {MAX_REASON} characters, got {len(reason)}"])
+    handle = await watch(engine, task_id)
+    status = handle.status
+    canceled = await engine.cancel(task_id, reason)
+    final = handle.updates[-1] if handle.done() and handle.updates else None
+    if not canceled:
+        message = "already finished"
+    elif final is not None and final.status is TaskStatus.CANCELED:
+        message = f"canceled: {final.error_message}"
+    else:
+        message = "canceling: its worker was asked to stop it"
+    return canceled, status, message

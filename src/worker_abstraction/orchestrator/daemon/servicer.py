@@ -17,13 +17,10 @@ from worker_abstraction import _convert
 from worker_abstraction._convert import bounds
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
-from worker_abstraction.codec import short
-from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
-from worker_abstraction.options import MAX_ID_LENGTH
-from worker_abstraction.orchestrator.daemon import callers
+from worker_abstraction.errors import InvalidParametersError
+from worker_abstraction.orchestrator.daemon import callers, workflows
 from worker_abstraction.orchestrator.daemon.session import CallerSession
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
-from worker_abstraction.types import TaskStatus
 
 Context = aio.ServicerContext[Any, Any]
 
@@ -70,18 +67,9 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
 
     async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.CancelTaskResponse:
         _check_id(request.task_id)
-        if len(request.reason) > 4096:
-            raise InvalidParametersError([f"reason may be at most 4096 characters, got {len(request.reason)}"])
-        handle = await callers.watch(self._engine, request.task_id)
-        status = handle.status
-        canceled = await self._engine.cancel(request.task_id, request.reason)
-        final = handle.updates[-1] if handle.done() and handle.updates else None
-        if not canceled:
+        canceled, status, message = await callers.cancel(self._engine, request.task_id, request.reason)
+        if message == "already finished":
             message = "task already finished"
-        elif final is not None and final.status is TaskStatus.CANCELED:
-            message = f"canceled: {final.error_message}"
-        else:
-            message = "canceling: the worker was asked to stop it"
         return pb.CancelTaskResponse(
             task_id=request.task_id,
             canceled=canceled,
@@ -132,9 +120,29 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         health = await self._orchestrator.worker_health()
         return pb.WorkerHealthList(workers=[_convert.health_to_pb(h) for h in health])
 
+    # ---- workflows (see `workflows.py`) ----------------------------------------------------------------
+
+    async def RunWorkflow(self, request: pb.RunWorkflowRequest, context: Context) -> pb.RunWorkflowResponse:
+        return await workflows.run(self._engine, request)
+
+    async def GetWorkflow(self, request: pb.GetWorkflowRequest, context: Context) -> pb.WorkflowRun:
+        return await workflows.get(self._engine, request)
+
+    async def ListWorkflows(self, request: pb.ListWorkflowsRequest, context: Context) -> pb.ListWorkflowsResponse:
+        return await workflows.page(self._engine, request)
+
+    async def WatchWorkflow(
+        self, request: pb.WatchWorkflowRequest, context: Context
+    ) -> AsyncIterator[pb.WorkflowEvent]:
+        async for event in workflows.watch(self._engine, request):
+            yield event
+
+    async def CancelWorkflow(self, request: pb.CancelWorkflowRequest, context: Context) -> pb.CancelWorkflowResponse:
+        return await workflows.cancel(self._engine, request)
+
+    async def RerunWorkflow(self, request: pb.RerunWorkflowRequest, context: Context) -> pb.RunWorkflowResponse:
+        return await workflows.rerun(self._engine, request)
+
 
 def _check_id(task_id: str) -> None:
-    if not task_id:
-        raise InvalidParametersError(["task_id is empty; name the task"])
-    if len(task_id) > MAX_ID_LENGTH:
-        raise TaskNotFoundError(short(task_id), "the orchestrator (ids are at most 256 characters)")
+    workflows.check_id(task_id, "task_id")

@@ -7,6 +7,7 @@ updates arrive over WatchTask and fill the same `AsyncTaskHandle` the embedded e
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -28,9 +29,10 @@ from worker_abstraction.errors import (
 )
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import TaskOptions
-from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
+from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI, definition_of_workflow
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.state import TaskState
+from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle
 from worker_abstraction.orchestrator.edge.follow import RECONNECT_WINDOW_SECONDS
 from worker_abstraction.orchestrator.remote.session import Followed, RemoteSession, observe
 from worker_abstraction.tls import TLSConfig, explain
@@ -39,10 +41,14 @@ from worker_abstraction.types import (
     TaskQuery,
     TaskRecord,
     TaskSpec,
+    TaskStatus,
     WorkerHealth,
     WorkerInfo,
     WorkerState,
 )
+from worker_abstraction.workflows.canvas import Canvas
+from worker_abstraction.workflows.model import WORKFLOW_CAPABILITY, Workflow
+from worker_abstraction.workflows.records import WorkflowRecord
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +187,11 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
             OrchestratorUnavailableError: the daemon could not be reached.
         """
         record = await self.task(task_id)
-        state = TaskState(task_id, record.capability, record.params)
+        return await self._known(task_id, record.capability, record.params)
+
+    async def _known(self, task_id: str, capability: str, params: Mapping[str, Any]) -> AsyncTaskHandle:
+        """A handle following a task known to be on the daemon."""
+        state = TaskState(task_id, capability, params)
         session = await self._open_session()
         if session is None:
             return self._follow(state)
@@ -210,6 +220,55 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
     async def _page(self, query: TaskQuery) -> tuple[list[TaskRecord], bool]:
         response = await self._call(self._stub.ListTasks, _convert.list_request_to_pb(query))
         return [_convert.record_from_pb(r) for r in response.tasks], bool(response.next_page_token)
+
+    # ---- workflows: the daemon's workflow calls; a run's handle follows the task that holds it ----------
+
+    async def run_workflow(
+        self,
+        workflow: Workflow | Canvas | Mapping[str, Any],
+        *,
+        workflow_id: str = "",
+        idempotency_key: str = "",
+        priority: int = 0,
+    ) -> WorkflowHandle:
+        definition = definition_of_workflow(workflow)
+        text = json.dumps(definition, ensure_ascii=False)
+        problem = limits.too_large("the workflow", len(text.encode()))
+        if problem is not None:
+            raise InvalidParametersError([problem])
+        request = pb.RunWorkflowRequest(
+            definition_json=text, workflow_id=workflow_id, idempotency_key=idempotency_key, priority=priority
+        )
+        if not tracing.enabled():
+            response = await self._call(self._stub.RunWorkflow, request)
+        else:
+            with tracing.submit_span(WORKFLOW_CAPABILITY, kind=SpanKind.CLIENT) as span:
+                request.trace_context.update(tracing.context_of(span))
+                response = await self._call(self._stub.RunWorkflow, request)
+                span.set_attribute("wa.task_id", response.workflow_id)
+        return WorkflowHandle(await self._known(response.workflow_id, WORKFLOW_CAPABILITY, {"workflow": definition}))
+
+    async def workflow(self, workflow_id: str) -> WorkflowRecord:
+        run = await self._call(self._stub.GetWorkflow, pb.GetWorkflowRequest(workflow_id=workflow_id))
+        return _convert.run_from_pb(run)
+
+    async def workflows(self, *, status: TaskStatus | None = None, limit: int = 100) -> list[WorkflowRecord]:
+        request = pb.ListWorkflowsRequest(statuses=[] if status is None else [int(status)], limit=limit)  # type: ignore[list-item]
+        response = await self._call(self._stub.ListWorkflows, request)
+        return [_convert.run_from_pb(run) for run in response.workflows]
+
+    async def cancel_workflow(self, workflow_id: str, reason: str = "") -> bool:
+        request = pb.CancelWorkflowRequest(workflow_id=workflow_id, reason=reason)
+        return bool((await self._call(self._stub.CancelWorkflow, request)).canceled)
+
+    async def rerun_workflow(
+        self, workflow_id: str, step: str, *, downstream: bool = True, new_workflow_id: str = ""
+    ) -> WorkflowHandle:
+        request = pb.RerunWorkflowRequest(
+            workflow_id=workflow_id, step=step, only_this_step=not downstream, new_workflow_id=new_workflow_id
+        )
+        response = await self._call(self._stub.RerunWorkflow, request)
+        return WorkflowHandle(await self.watch(response.workflow_id))
 
     async def dead_letters(self) -> list[DeadLetter]:
         """The daemon's dead letters."""
