@@ -33,6 +33,7 @@ from worker_abstraction.observability.metrics import (
     RegistryMetrics,
     WorkerMetrics,
 )
+from worker_abstraction.workflows import WORKFLOW_CAPABILITY, Workflow
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -303,3 +304,28 @@ async def test_a_scrape_on_the_loop_itself_leaves_out_the_gauges_read_there_inst
         text = generate_latest(metrics.registry).decode()  # on the loop: it cannot hand the read to itself
         assert time.monotonic() - began < 1.0  # (a wait for the loop would last READ_TIMEOUT_SECONDS, 5 s)
     assert "wa_dead_letters" not in text and "wa_tasks_total" in text
+
+
+async def test_a_workflow_is_counted_as_its_run_and_each_step_as_its_task(
+    registry: RegistryServer, start_worker: Callable[..., Any], serve: Callable[[Metrics], MetricsEndpoint]
+) -> None:
+    await start_worker()
+    metrics = OrchestratorMetrics()
+    endpoint = serve(metrics)
+    good = Workflow("good")
+    first = good.step("first", "echo", {"text": "a"})
+    good.step("second", "echo", {"text": first["text"]})
+    bad = Workflow("bad")
+    bad.step("boom", "explode", {})
+    async with AsyncOrchestrator(registry.address, metrics=metrics) as orchestrator:
+        await orchestrator.wait_for_workers("echo", timeout_seconds=5)
+        assert (await (await orchestrator.run_workflow(good)).wait(5)).status is TaskStatus.COMPLETED
+        assert (await (await orchestrator.run_workflow(bad)).wait(5)).status is TaskStatus.FAILED
+        samples = await scrape(endpoint)
+    assert labelled(samples, "wa_tasks_total") == {
+        labels(capability=WORKFLOW_CAPABILITY, status="COMPLETED"): 1,
+        labels(capability=WORKFLOW_CAPABILITY, status="FAILED"): 1,
+        labels(capability="echo", status="COMPLETED"): 2,
+        labels(capability="explode", status="FAILED"): 1,
+    }
+    assert value(samples, "wa_task_run_seconds_count", capability=WORKFLOW_CAPABILITY) == 2  # each run's length

@@ -228,6 +228,13 @@ class OrchestratorMetrics(Metrics):
         else:
             self._queue_wait(label).observe(max(0.0, (time.time_ns() - submitted_at_ns) / 1e9))
 
+    def run_finished(self, capability: str, status: TaskStatus, submitted_at_ns: int) -> None:
+        """A task the engine ran itself (a workflow's) ended with `status`: counted as a task, and its whole
+        length, from its submission, as its run."""
+        label = self.capability_label(capability)
+        self._tasks(label, status.name).inc()
+        self._run(label).observe(max(0.0, (time.time_ns() - submitted_at_ns) / 1e9))
+
     def task_retried(self, capability: str) -> None:
         """An attempt failed and the task will run again."""
         self._retries(self.capability_label(capability)).inc()

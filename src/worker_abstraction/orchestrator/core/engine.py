@@ -168,7 +168,7 @@ class Engine:
         spec = hold.spec
         run: TaskRun | WorkflowRun
         if spec.capability == WORKFLOW_CAPABILITY:
-            run = WorkflowRun(hold, self, self.index, self.crew.background)
+            run = WorkflowRun(hold, self, self.index, self.crew.background, self.crew.metrics)
         else:
             queue_timeout = spec.options.queue_timeout_seconds
             run = TaskRun(

@@ -77,6 +77,10 @@ class Steps(Protocol):
     async def cancel(self, task_id: str, reason: str) -> bool: ...
 
 
+class RunMetrics(Protocol):
+    def run_finished(self, capability: str, status: TaskStatus, submitted_at_ns: int) -> None: ...
+
+
 class Finished(Protocol):
     def finished(self, run: Any) -> None: ...
 
@@ -93,8 +97,16 @@ class StepFailed(Exception):
 class WorkflowRun:
     """One workflow held by this engine, from its start (or where it stood) to its one terminal state."""
 
-    def __init__(self, hold: Hold, steps: Steps, finished: Finished, background: set[asyncio.Task[Any]]) -> None:
+    def __init__(
+        self,
+        hold: Hold,
+        steps: Steps,
+        finished: Finished,
+        background: set[asyncio.Task[Any]],
+        metrics: RunMetrics | None = None,
+    ) -> None:
         spec = hold.spec
+        self._metrics = metrics
         self.spec = spec
         self.capability = spec.capability
         self._hold = hold if hold.may_be_lost else None
@@ -419,6 +431,8 @@ class WorkflowRun:
         )
         self._finished.finished(self)
         self._journal.finished(self)
+        if self._metrics is not None:
+            self._metrics.run_finished(self.capability, status, self.spec.created_at_ns)
         if self._hold is not None:
             self._hold.ended()
             self._hold = None
