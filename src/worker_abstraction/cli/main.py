@@ -27,6 +27,7 @@ from worker_abstraction.cli import (
     top_cmd,
     worker_cmd,
     workers_cmd,
+    workflow_cmd,
 )
 from worker_abstraction.cli.config import (
     LOG_LEVELS,
@@ -57,6 +58,7 @@ _COMMANDS: tuple[ModuleType, ...] = (
     queue_cmd,
     top_cmd,
     dlq_cmd,
+    workflow_cmd,
     config_cmd,
     certs_cmd,
     token_cmd,
