@@ -1,5 +1,5 @@
 // The dashboard page. Three addresses, one script: "/" (overview, the task list and its filters), "/tasks/ID"
-// (one task) and "/workers/ID" (one worker). Links between them change the address without a reload
+// (one task) and "/workers/ID" (one worker); workflows.js adds "/workflows" and "/workflows/ID" to `pages`. Links between them change the address without a reload
 // (history.pushState); a full load of any of them shows the same. Live data arrives as server-sent events from
 // /api/events (a snapshot first, then `task` rows as they change and the `overview` every second); the page
 // never polls. A filtered task list is a page of the daemon's whole store, read from /api/tasks?...
@@ -84,16 +84,34 @@ document.addEventListener("click", (event) => {
 });
 window.addEventListener("popstate", route);
 
+// Each address and the view that shows it: [path, view name, show(id)]. A path ending in "/" takes the rest of
+// the address as the id; any other is matched whole. "/" is the home view. Other scripts add theirs before
+// the page starts; `listeners` are how they follow the stream.
+const pages = [
+  ["/tasks/", "task", (id) => showTask(id)],
+  ["/workers/", "worker", (id) => showWorker(id)],
+];
+const listeners = { task: [], snapshot: [] };
+
+function decoded(text) {
+  try { return decodeURIComponent(text); } catch (error) { return text; } // a stray "%": the id as written
+}
+
 function route() {
   const path = location.pathname;
-  let name = "home", id = "";
-  if (path.startsWith("/tasks/")) [name, id] = ["task", decodeURIComponent(path.slice(7))];
-  else if (path.startsWith("/workers/")) [name, id] = ["worker", decodeURIComponent(path.slice(9))];
+  let [name, id, show] = ["home", "", showHome];
+  for (const [prefix, page, shower] of pages) {
+    const under = prefix.endsWith("/") && path.startsWith(prefix) && path.length > prefix.length;
+    if (under || path === prefix) {
+      [name, id, show] = [page, under ? decoded(path.slice(prefix.length)) : "", shower];
+      break;
+    }
+  }
   view = { name, id };
-  for (const each of ["home", "task", "worker"]) $("view-" + each).hidden = each !== name;
-  if (name === "task") showTask(id);
-  else if (name === "worker") showWorker(id);
-  else showHome();
+  for (const each of document.querySelectorAll("main[id^='view-']")) each.hidden = each.id !== "view-" + name;
+  $("nav-workflows").classList.toggle("here", name.startsWith("workflow"));
+  $("nav-tasks").classList.toggle("here", !name.startsWith("workflow"));
+  show(id);
   window.scrollTo(0, 0);
 }
 
@@ -425,6 +443,8 @@ async function loadTask(taskId) {
       ["status", el("span", { id: "task-status", "data-status": task.status }, badge(task.status),
         task.dead_lettered ? " (dead-lettered)" : "")],
       ["capability", task.capability],
+      task.capability === "wa.workflow" ? ["workflow", el("a", { href: "/workflows/" + encodeURIComponent(task.task_id),
+        "data-nav": true, id: "task-workflow" }, "its steps, as a graph")] : null,
       ["worker", workerLink(task.worker_id, task.worker_name), { id: "task-worker" }],
       ["submitted", when(task.submitted_at)],
       ["owner", task.owner || "–"],
@@ -533,6 +553,7 @@ function connect() {
     liveTasks = data.tasks;
     if (!query) resetTasks(data.tasks);
     if (data.overview) renderOverview(data.overview);
+    for (const listener of listeners.snapshot) listener(data);
   });
   source.addEventListener("task", (e) => {
     const task = JSON.parse(e.data);
@@ -545,6 +566,7 @@ function connect() {
     const shown = $("worker-tasks").querySelector(`tr[data-task="${CSS.escape(task.task_id)}"]`);
     if (shown) shown.replaceWith(taskRow(task, "worker-task-"));
     taskChanged(task.task_id);
+    for (const listener of listeners.task) listener(task);
   });
   source.addEventListener("overview", (e) => renderOverview(JSON.parse(e.data)));
   source.addEventListener("closed", () => source.close());
@@ -561,4 +583,4 @@ async function start() {
   route();
 }
 
-start();
+document.addEventListener("DOMContentLoaded", start); // (after every script of the page has added its views)
