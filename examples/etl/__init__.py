@@ -1,0 +1,1 @@
+"""The ETL example: its worker (`workers.py`) and workflow files (see README.md here)."""
