@@ -114,6 +114,11 @@ async def test_a_failed_step_shows_its_error_and_the_run_is_rerun_from_it(
         await expect(page.locator("#wf-step-error")).to_contain_text("ValueError: broken on purpose")
         await keep_screenshot(page, tmp_path, "workflow-failed.png")
         await page.evaluate("window.loadedOnce = true")
+        await page.click("#wf-body a:has-text('its updates')")  # the run as a task, and back to its graph
+        await expect(page.locator('#task-status[data-status="FAILED"]')).to_be_visible()
+        await page.click("#task-workflow")
+        await page.wait_for_url(url(flows, "/workflows/wf-failed"))
+        await page.click(node("bad"))
 
         await page.uncheck("#wf-downstream")
         await page.click("#wf-rerun")

@@ -333,7 +333,8 @@ function renderStep() {
         onclick: (e) => { e.preventDefault(); selectStep(p); } }, p), " "]) : "nothing"],
       ["tasks", el("span", { id: "wf-step-tasks" }, ...tasks)],
       step.error ? ["error", el("pre", { class: "err", id: "wf-step-error" }, step.error)] : null,
-      step.output !== null ? ["output", el("pre", { id: "wf-step-output" }, step.output)] : null,
+      step.output !== null ? ["output", el("pre", { id: "wf-step-output" }, step.output)] : step.status === "COMPLETED"
+        ? ["output", el("span", { class: "dim" }, "not read for this page while the run goes: its tasks have it")] : null,
     ]),
     ...[operator ? el("div", { class: "actions" },
       el("button", { class: "btn", id: "wf-rerun", onclick: () => rerun(step.name) }, "rerun from this step"),
