@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from examples.etl.workers import EtlWorker
 from tests.e2e.processes import REPO, STARTUP_SECONDS, STOP_SECONDS, env
 from worker_abstraction import RemoteOrchestrator
 
@@ -138,6 +139,19 @@ def fact(out: str, key: str) -> str:
     match = re.search(rf"^{key} +(.+)$", out, re.M)
     assert match is not None, f"no {key!r} in:\n{out}"
     return match.group(1)
+
+
+def test_the_etl_worker_declares_each_step_with_its_parameters() -> None:
+    declared = {
+        spec.name: [(p.name, p.type, p.required) for p in spec.parameters] for spec in EtlWorker.capability_specs()
+    }
+    assert declared == {
+        "extract": [("source", "string", True), ("chunk_size", "integer", False)],
+        "transform": [("chunk", "array", True), ("rates", "object", False), ("rates_file", "string", False)],
+        "aggregate": [("parts", "array", True)],
+        "report": [("total", "object", True), ("title", "string", False)],
+        "notify": [("step", "string", True), ("error", "string", True)],
+    }
 
 
 async def test_the_etl_examples_commands_run_fail_on_demand_and_rerun_from_the_failed_step(tmp_path: Path) -> None:
