@@ -14,6 +14,7 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
 from typing import Any, TypedDict
 
 from worker_abstraction.codec import short as _short
@@ -22,6 +23,8 @@ from worker_abstraction.errors import InvalidTaskOptionsError
 # Bounds that keep one task's options small and every deadline representable (a year is far beyond any
 # sane task, and far below where timers and datetimes overflow).
 MAX_TIMEOUT_SECONDS = 366 * 24 * 3600.0
+# How far ahead a delayed task may be set to start (the same year).
+MAX_DELAY_SECONDS = MAX_TIMEOUT_SECONDS
 # A task's run time when its caller gives none: long enough that a report, a batch job or an agent's loop is
 # not cut short by surprise, finite so that a handler that hangs frees its slot, and ends its task, within
 # the hour. Chosen, not inherited: Celery has no limit, Hatchet 60 s, Temporal makes the caller choose.
@@ -107,6 +110,10 @@ class TaskOptions:
         retry_policy: overrides the orchestrator's default RetryPolicy (None: the default).
         queue_timeout_seconds: how long the task may wait for a worker (None: the orchestrator's default).
         idempotency_key: submitting again with a key already used returns the first submission's task.
+        not_before: a delayed task: accepted and stored at once, sent to no worker before this instant (a
+            timezone-aware datetime; None: at once). Its queue timeout counts from then.
+        delay_seconds: the same, counted from when the orchestrator accepts the task (with both, the
+            later instant wins); at most `MAX_DELAY_SECONDS`.
 
     Raises:
         InvalidTaskOptionsError: a value out of range or of the wrong type (all listed).
@@ -123,6 +130,8 @@ class TaskOptions:
     retry_policy: RetryPolicy | None = None
     queue_timeout_seconds: float | None = None
     idempotency_key: str = ""
+    not_before: datetime | None = None
+    delay_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         # Normalised so that equal options compare equal and callers may pass any iterable or None.
@@ -170,6 +179,17 @@ class TaskOptions:
                 problems.append(
                     f"metadata[{_short(key)}] must be a string of at most {MAX_METADATA_VALUE_LENGTH} characters"
                 )
+        if not _number(self.delay_seconds) or not 0 <= self.delay_seconds <= MAX_DELAY_SECONDS:
+            problems.append(
+                f"delay_seconds must be 0 (none) to {MAX_DELAY_SECONDS:g}, got {_short(self.delay_seconds)}"
+            )
+        if self.not_before is not None and (
+            not isinstance(self.not_before, datetime) or self.not_before.utcoffset() is None
+        ):
+            problems.append(
+                f"not_before must be a timezone-aware datetime (e.g. datetime.now(UTC) + timedelta(minutes=5)), "
+                f"got {_short(self.not_before)}"
+            )
         if self.retry_policy is not None and not isinstance(self.retry_policy, RetryPolicy):
             problems.append(f"retry_policy must be a RetryPolicy, got {type(self.retry_policy).__name__}")
         return problems
@@ -178,6 +198,8 @@ class TaskOptions:
         # The common case, checked in one pass (every task is checked): no tags, metadata or policy to
         # look into, numbers in range, short printable names. Anything else gets the full listing.
         if self.required_tags or self.preferred_tags or self.metadata or self.retry_policy is not None:
+            return False
+        if self.not_before is not None or self.delay_seconds != 0:
             return False
         timeout, queue_timeout, priority = self.timeout_seconds, self.queue_timeout_seconds, self.priority
         if type(timeout) not in _REAL or not 0 <= timeout <= MAX_TIMEOUT_SECONDS:
@@ -208,6 +230,8 @@ class TaskOptionFields(TypedDict, total=False):
     retry_policy: RetryPolicy | None
     queue_timeout_seconds: float | None
     idempotency_key: str | None
+    not_before: datetime | None
+    delay_seconds: float
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(TaskOptions))

@@ -251,6 +251,7 @@ class TaskRecord:
     cancel_reason: str = ""  # set once a cancel was asked for
     idempotency_key: str = ""
     owner: str = ""  # the principal that submitted it (empty: the orchestrator checked no credentials)
+    not_before: datetime | None = None  # a delayed task's start, at the earliest
 
     @property
     def output(self) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -23,11 +24,16 @@ class _Timer:
 class ManualClock:
     def __init__(self) -> None:
         self.time = 1000.0
+        # Its wall clock starts at the real time (tasks are stamped with it when accepted) and moves with it.
+        self._epoch = time.time() - self.time
         self._timers: list[_Timer] = []
         self._order = itertools.count()
 
     def now(self) -> float:
         return self.time
+
+    def wall(self) -> float:
+        return self._epoch + self.time
 
     def call_later(self, delay_seconds: float, callback: Callable[[], None]) -> _Timer:
         timer = _Timer(self.time + max(0.0, delay_seconds), next(self._order), callback)

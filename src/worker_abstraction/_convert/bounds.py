@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidRequestError
-from worker_abstraction.options import MAX_ATTEMPTS, MAX_TIMEOUT_SECONDS
+from worker_abstraction.options import MAX_ATTEMPTS, MAX_DELAY_SECONDS, MAX_TIMEOUT_SECONDS
 from worker_abstraction.types import MAX_PAGE
 
 INT32_MAX = 2**31 - 1
@@ -115,6 +115,10 @@ RULES: dict[str, Rule] = {
     "ListTasksRequest.limit": Ints(0, MAX_PAGE, " (0: 100)"),
     "ListTasksRequest.since": Instant(lo_seconds=0),
     "ListTasksRequest.until": Instant(lo_seconds=0),
+    "SubmitTaskRequest.not_before": Instant(lo_seconds=0, hi_seconds=_LAST_TASK_SECOND),
+    "SubmitTaskRequest.delay_seconds": Reals(0, MAX_DELAY_SECONDS, " (0: none)"),
+    "RunWorkflowRequest.not_before": Instant(lo_seconds=0, hi_seconds=_LAST_TASK_SECOND),
+    "RunWorkflowRequest.delay_seconds": Reals(0, MAX_DELAY_SECONDS, " (0: none)"),
     "SessionSubmit.request_id": Ints(0, UINT64_MAX),
     "RunWorkflowRequest.priority": Ints(INT32_MIN, INT32_MAX),
     "ListWorkflowsRequest.statuses": Known(),

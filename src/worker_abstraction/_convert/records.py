@@ -95,6 +95,8 @@ def record_to_pb(record: TaskRecord, *, encoded_params: EncodedParams | None = N
         fill_update(message.last_update, record.last_update)
     if record.submitted_at is not None:
         set_timestamp(message.submitted_at, record.submitted_at)
+    if record.not_before is not None:
+        set_timestamp(message.not_before, record.not_before)
     return message
 
 
@@ -111,4 +113,5 @@ def record_from_pb(message: pb.TaskRecord) -> TaskRecord:
         cancel_reason=message.cancel_reason,
         idempotency_key=message.idempotency_key,
         owner=message.owner,
+        not_before=from_timestamp(message.not_before),
     )

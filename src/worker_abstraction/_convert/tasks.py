@@ -8,7 +8,7 @@ from typing import Any
 
 from worker_abstraction import _memory
 from worker_abstraction._convert import bounds
-from worker_abstraction._convert.workers import now_timestamp
+from worker_abstraction._convert.workers import from_timestamp, now_timestamp, set_timestamp
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.codec import LONE_SURROGATE, EncodedParams, decode_params, json_problem, payload_bytes
 from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError
@@ -254,6 +254,10 @@ def fill_submission(request: pb.SubmitTaskRequest, spec: TaskSpec) -> None:
         request.retry_policy.CopyFrom(retry_policy_to_pb(options.retry_policy))
     if options.queue_timeout_seconds is not None:
         request.queue_timeout_seconds = options.queue_timeout_seconds
+    if options.not_before is not None:
+        set_timestamp(request.not_before, options.not_before)
+    if options.delay_seconds:
+        request.delay_seconds = options.delay_seconds
 
 
 def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
@@ -285,7 +289,8 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
     queue_timeout = request.queue_timeout_seconds if request.HasField("queue_timeout_seconds") else None
     plain = not (
         task.priority or task.fairness_key or task.required_tags or task.preferred_tags or task.worker_id
-        or task.metadata or task.task_id or retry or request.idempotency_key
+        or task.metadata or task.task_id or retry or request.idempotency_key or request.HasField("not_before")
+        or request.delay_seconds
     )  # fmt: skip
     options: TaskOptions | None = None
     try:
@@ -306,6 +311,8 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
                 retry_policy=retry,
                 queue_timeout_seconds=queue_timeout,
                 idempotency_key=request.idempotency_key,
+                not_before=from_timestamp(request.not_before) if request.HasField("not_before") else None,
+                delay_seconds=request.delay_seconds,
             )
     except InvalidTaskOptionsError as error:
         option_problems += error.problems

@@ -11,6 +11,7 @@ written once over this contract, and a test pins all three.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self, Unpack
 
@@ -190,6 +191,8 @@ class AsyncOrchestratorAPI(Protocol):
         workflow_id: str = "",
         idempotency_key: str = "",
         priority: int = 0,
+        not_before: datetime | None = None,
+        delay_seconds: float = 0.0,
     ) -> WorkflowHandle:
         """Run a workflow (a `Workflow`, a canvas such as `chain(...)`, or its file format as a dict).
 
@@ -200,6 +203,8 @@ class AsyncOrchestratorAPI(Protocol):
             workflow_id: its id (empty: a new one); its steps' tasks are `<workflow_id>.<step>`.
             idempotency_key: running again with a key already used returns the first run.
             priority: the priority of its steps' tasks where they set none.
+            not_before: start no step before this instant (stored at once, visible as PENDING until then).
+            delay_seconds: the same, counted from its acceptance.
 
         Raises:
             InvalidParametersError: every problem found: unknown capabilities, cycles, references to
@@ -213,6 +218,8 @@ class AsyncOrchestratorAPI(Protocol):
             idempotency_key=idempotency_key,
             priority=priority,
             timeout_seconds=0,
+            not_before=not_before,
+            delay_seconds=delay_seconds,
         )
         return WorkflowHandle(handle)
 

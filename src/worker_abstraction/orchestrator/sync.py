@@ -7,6 +7,7 @@ each call on a private event loop thread; `TaskHandle` does the same for `AsyncT
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
@@ -233,9 +234,12 @@ class Orchestrator:
         workflow_id: str = "",
         idempotency_key: str = "",
         priority: int = 0,
+        not_before: datetime | None = None,
+        delay_seconds: float = 0.0,
     ) -> WorkflowRunHandle:
         made = self._core.run_workflow(workflow, workflow_id=workflow_id, idempotency_key=idempotency_key,
-                                       priority=priority)  # fmt: skip
+                                       priority=priority, not_before=not_before,
+                                       delay_seconds=delay_seconds)  # fmt: skip
         return WorkflowRunHandle(self._loop, self._loop.run(made))
 
     def watch_workflow(self, workflow_id: str) -> WorkflowRunHandle:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -18,6 +19,10 @@ class Clock(Protocol):
         """Monotonic seconds (only differences mean anything)."""
         ...
 
+    def wall(self) -> float:
+        """Seconds since the epoch (what a delayed task's `not_before` is compared with)."""
+        ...
+
     def call_later(self, delay_seconds: float, callback: Callable[[], None]) -> Timer:
         """Call `callback` once, `delay_seconds` from now, on the event loop."""
         ...
@@ -30,6 +35,9 @@ class LoopClock:
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
+
+    def wall(self) -> float:
+        return time.time()
 
     def call_later(self, delay_seconds: float, callback: Callable[[], None]) -> Timer:
         return asyncio.get_running_loop().call_later(max(0.0, delay_seconds), callback)

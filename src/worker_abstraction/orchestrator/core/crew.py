@@ -28,6 +28,7 @@ class Phase(enum.Enum):
     and from any phase but DONE, once the run's hold is lost: ──► HANDED_OVER
     """
 
+    DELAYED = "delayed"  # accepted, and not to start before its `not_before`: then WAITING
     WAITING = "waiting"  # in the scheduler's queue
     SENDING = "sending"  # placed on a worker, the dispatch on its way
     RUNNING = "running"  # the worker accepted it

@@ -15,13 +15,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction import limits
 from worker_abstraction.codec import encode_params, payload_bytes, short
-from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
+from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError, TaskNotFoundError
 from worker_abstraction.observability.tracing import NO_TRACE, TraceContext
-from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
+from worker_abstraction.options import MAX_DELAY_SECONDS, MAX_ID_LENGTH, TaskOptions
 from worker_abstraction.orchestrator.core.admission import Wanted, admit
 from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
@@ -168,7 +169,7 @@ class Engine:
         spec = hold.spec
         run: TaskRun | WorkflowRun
         if spec.capability == WORKFLOW_CAPABILITY:
-            run = WorkflowRun(hold, self, self.index, self.crew.background, self.crew.metrics)
+            run = WorkflowRun(hold, self, self.index, self.crew.background, self.crew.metrics, self.crew.clock)
         else:
             queue_timeout = spec.options.queue_timeout_seconds
             run = TaskRun(
@@ -387,16 +388,35 @@ def new_task_id() -> str:
 
 
 def _identified(spec: TaskSpec) -> TaskSpec:
-    """The spec with an id (a new one of ours unless it has one) and a creation time."""
-    if spec.task_id and spec.created_at_ns:
+    """The spec with an id (a new one of ours unless it has one) and a creation time, and a delay as the
+    instant it ends (counted from its acceptance, here).
+
+    Raises:
+        InvalidTaskOptionsError: a start further ahead than `MAX_DELAY_SECONDS`.
+    """
+    if not (spec.task_id and spec.created_at_ns):
+        spec = TaskSpec(
+            spec.task_id or new_task_id(),
+            spec.capability,
+            spec.params,
+            spec.encoded_params,
+            spec.options,
+            time.time_ns(),
+            spec.owner,
+            spec.trace_context,
+        )
+    options = spec.options
+    if options.not_before is None and not options.delay_seconds:
         return spec
-    return TaskSpec(
-        spec.task_id or new_task_id(),
-        spec.capability,
-        spec.params,
-        spec.encoded_params,
-        spec.options,
-        time.time_ns(),
-        spec.owner,
-        spec.trace_context,
-    )
+    accepted_at = spec.created_at_ns / 1e9
+    not_before = options.not_before
+    if options.delay_seconds:
+        due = datetime.fromtimestamp(accepted_at + options.delay_seconds, UTC)
+        not_before = due if not_before is None else max(not_before, due)
+        spec = dataclasses.replace(spec, options=dataclasses.replace(options, not_before=not_before, delay_seconds=0.0))
+    assert not_before is not None
+    if not_before.timestamp() - time.time() > MAX_DELAY_SECONDS:
+        raise InvalidTaskOptionsError(
+            [f"not_before may be at most {MAX_DELAY_SECONDS:g}s ahead, got {not_before.isoformat()}"]
+        )
+    return spec

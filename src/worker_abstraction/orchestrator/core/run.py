@@ -121,7 +121,23 @@ class TaskRun:
     # ---- the way in -------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Queue the task (its acceptance is stored; the scheduler had room for it)."""
+        """Queue the task (its acceptance is stored; the scheduler had room for it); a delayed one, at its
+        `not_before` (one timer on the clock: nothing runs while it waits)."""
+        not_before = self.spec.options.not_before
+        if not_before is not None:
+            wait = not_before.timestamp() - self._crew.clock.wall()
+            if wait > 0:
+                self.phase = Phase.DELAYED
+                self._timers.start("delay", wait, self._due)
+                return
+        self._queue()
+
+    def _due(self) -> None:
+        if self.phase is Phase.DELAYED and not self._hold_lost():
+            self.phase = Phase.WAITING
+            self._queue()
+
+    def _queue(self) -> None:
         self._enqueue()
         if self._queue_timeout is not None and self.phase is Phase.WAITING:
             self._timers.start("queue", self._queue_timeout, self._queue_expired)
@@ -191,7 +207,7 @@ class TaskRun:
             return self.state.status is TaskStatus.CANCELED
         if self.phase is Phase.WAITING:
             self._crew.scheduler.withdraw(self)
-        if self.phase in (Phase.WAITING, Phase.BACKOFF):
+        if self.phase in (Phase.WAITING, Phase.BACKOFF, Phase.DELAYED):
             self._finish_canceled(reason)
             return True
         self._timers.start("cancel", CANCEL_CONFIRM_SECONDS, self._cancel_unconfirmed)

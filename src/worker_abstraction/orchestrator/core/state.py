@@ -211,6 +211,7 @@ def task_record(
         cancel_reason=cancel_reason,
         idempotency_key=caller_key(spec.owner, spec.options.idempotency_key),
         owner=spec.owner,
+        not_before=spec.options.not_before,
     )
 
 

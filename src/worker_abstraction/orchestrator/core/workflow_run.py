@@ -34,6 +34,7 @@ from worker_abstraction.errors import (
     WorkerAbstractionError,
 )
 from worker_abstraction.options import TaskOptions
+from worker_abstraction.orchestrator.core.clock import Clock, LoopClock, Timer
 from worker_abstraction.orchestrator.core.crew import Phase
 from worker_abstraction.orchestrator.core.facts import Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
@@ -104,9 +105,12 @@ class WorkflowRun:
         finished: Finished,
         background: set[asyncio.Task[Any]],
         metrics: RunMetrics | None = None,
+        clock: Clock | None = None,
     ) -> None:
         spec = hold.spec
         self._metrics = metrics
+        self._clock = clock or LoopClock()
+        self._delay: Timer | None = None  # a delayed workflow's start
         self.spec = spec
         self.capability = spec.capability
         self._hold = hold if hold.may_be_lost else None
@@ -133,13 +137,22 @@ class WorkflowRun:
     # ---- the way in (what the engine calls) ---------------------------------------------------------------
 
     def start(self) -> None:
-        self._drive()
+        """Drive the workflow; a delayed one from its `not_before` on (one timer: nothing runs meanwhile)."""
+        not_before = self.spec.options.not_before
+        wait = not_before.timestamp() - self._clock.wall() if not_before is not None else 0.0
+        if wait > 0:
+            self.phase = Phase.DELAYED
+            self._delay = self._clock.call_later(wait, self._drive)
+        else:
+            self._drive()
 
     def resume(self, found: Resumable) -> None:
         if found.cancel_reason:
             self.cancel_reason = found.cancel_reason
             self._canceling.set()
-        self._drive()
+            self._drive()
+        else:
+            self.start()
 
     def done(self) -> bool:
         return self.phase is Phase.DONE or self.phase is Phase.HANDED_OVER
@@ -152,6 +165,9 @@ class WorkflowRun:
             self.cancel_reason = reason
             await self._journal.cancel_requested(self.spec.task_id, reason)
             self._canceling.set()
+        if self.phase is Phase.DELAYED:  # none of its steps started: it ends here
+            self._stop_delay()
+            self._finish(TaskStatus.CANCELED, self.cancel_reason)
         return not self.done() or self.state.status is TaskStatus.CANCELED
 
     def hand_over(self, reason: str) -> None:
@@ -159,6 +175,7 @@ class WorkflowRun:
         if self.done():
             return
         self.phase = Phase.HANDED_OVER
+        self._stop_delay()
         if self._driver is not None:
             self._driver.cancel()
         if self._hold is not None:
@@ -188,7 +205,15 @@ class WorkflowRun:
 
     # ---- driving ---------------------------------------------------------------------------------------------
 
+    def _stop_delay(self) -> None:
+        if self._delay is not None:
+            self._delay.cancel()
+            self._delay = None
+
     def _drive(self) -> None:
+        if self.done():
+            return
+        self._delay = None
         self.phase = Phase.RUNNING
         self._driver = asyncio.get_running_loop().create_task(self._run(), name=f"workflow {self.spec.task_id}")
         self._background.add(self._driver)

@@ -37,6 +37,8 @@ async def run(engine: Engine, request: pb.RunWorkflowRequest) -> pb.RunWorkflowR
             "idempotency_key": request.idempotency_key,
             "priority": request.priority,
             "timeout_seconds": 0,
+            "not_before": _convert.from_timestamp(request.not_before) if request.HasField("not_before") else None,
+            "delay_seconds": request.delay_seconds,
         },
     )
     caller_trace = tuple(sorted(tracing.carrier(request.trace_context).items()))

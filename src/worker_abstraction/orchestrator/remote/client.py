@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -28,7 +29,7 @@ from worker_abstraction.errors import (
     WorkerAbstractionError,
 )
 from worker_abstraction.observability import tracing
-from worker_abstraction.options import TaskOptions
+from worker_abstraction.options import TaskOptions, options_of
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI, definition_of_workflow
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.state import TaskState
@@ -230,15 +231,25 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         workflow_id: str = "",
         idempotency_key: str = "",
         priority: int = 0,
+        not_before: datetime | None = None,
+        delay_seconds: float = 0.0,
     ) -> WorkflowHandle:
         definition = definition_of_workflow(workflow)
         text = json.dumps(definition, ensure_ascii=False)
         problem = limits.too_large("the workflow", len(text.encode()))
         if problem is not None:
             raise InvalidParametersError([problem])
+        # (checked here as the engine checks them, so the message says which option is wrong)
+        options_of(None, {"not_before": not_before, "delay_seconds": delay_seconds, "priority": priority})
         request = pb.RunWorkflowRequest(
-            definition_json=text, workflow_id=workflow_id, idempotency_key=idempotency_key, priority=priority
+            definition_json=text,
+            workflow_id=workflow_id,
+            idempotency_key=idempotency_key,
+            priority=priority,
+            delay_seconds=delay_seconds,
         )
+        if not_before is not None:
+            _convert.set_timestamp(request.not_before, not_before)
         if not tracing.enabled():
             response = await self._call(self._stub.RunWorkflow, request)
         else:
