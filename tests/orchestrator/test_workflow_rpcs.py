@@ -164,8 +164,13 @@ async def test_every_refusal_has_its_status_code_and_says_what_to_fix(stub: pb_g
         ("{not json", "not JSON"),
         ("[1, 2]", "JSON object"),
         ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
-        ('{"workflow": "w", "steps": [{"name": "a", "capability": "total", "params": {"values": '
-         + "[" * 900 + "]" * 900 + "}}]}", "deep"),
+        (
+            '{"workflow": "w", "steps": [{"name": "a", "capability": "total", "params": {"values": '
+            + "[" * 900
+            + "]" * 900
+            + "}}]}",
+            "deep",
+        ),
     ):
         code, details = await _refusal(stub.RunWorkflow(pb.RunWorkflowRequest(definition_json=text)))
         assert code is grpc.StatusCode.INVALID_ARGUMENT and says in details, (text[:20], details)
