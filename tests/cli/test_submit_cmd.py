@@ -10,6 +10,7 @@ import io
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -249,3 +250,25 @@ async def test_through_a_daemon_a_queued_task_says_why_no_worker_takes_it(
         await client.aclose()
     line = next(line for line in "".join(printed).splitlines() if "queued" in line)
     assert "no worker offering it can take it now (gone at" in line, line
+
+
+async def test_delay_and_at_submit_a_delayed_task_that_task_get_shows_waiting_until_its_time(
+    daemon: OrchestratorServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert await submit("echo", "-p", "text=later", "--delay", "5m", "--detach", "--orchestrator", daemon.address) == 0
+    task_id = capsys.readouterr().out.strip()
+    record = await daemon.orchestrator.task(task_id)
+    assert record.status is TaskStatus.PENDING and record.not_before is not None
+    assert 295 < (record.not_before - datetime.now(UTC)).total_seconds() <= 300
+    args = build_parser(Settings.load({})).parse_args(["task", "get", task_id, "--orchestrator", daemon.address])
+    assert await args.run(args) == 0
+    shown = capsys.readouterr().out
+    assert "PENDING" in shown and "not before" in shown and "(in 5m)" in shown
+
+    at = (datetime.now(UTC) + timedelta(seconds=0.3)).isoformat()
+    assert await submit("echo", "-p", "text=soon", "--at", at, "--json", "--orchestrator", daemon.address) == 0
+    assert json_lines(capsys.readouterr().out)[-1]["output"] == {"text": "soon"}
+    for flag, value, says in (("--delay", "soon", "not a duration"), ("--at", "tomorrow", "ISO 8601")):
+        with pytest.raises(SystemExit):
+            await submit("echo", flag, value)
+        assert says in capsys.readouterr().err

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from worker_abstraction.cli import UsageError, add_registry_argument, non_negative_int
+from worker_abstraction.cli import UsageError, add_registry_argument, non_negative_int, times
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.params import decode
 from worker_abstraction.cli.tls import tls_of
@@ -148,6 +148,22 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     )
     parser.add_argument("--priority", type=int, default=0, help="higher runs first when workers are busy")
     parser.add_argument(
+        "--delay",
+        type=times.duration,
+        metavar="DURATION",
+        default=None,
+        help="a delayed task: stored now, started no sooner than DURATION after the orchestrator accepts it "
+        "(90, 30s, 5m, 2h, 1d)",
+    )
+    parser.add_argument(
+        "--at",
+        type=times.instant,
+        metavar="TIME",
+        default=None,
+        help="a delayed task: started no sooner than TIME (ISO 8601, e.g. 2026-12-08T09:00:00+01:00; "
+        "without an offset: this machine's local time)",
+    )
+    parser.add_argument(
         "--require-tag", action="append", default=[], metavar="TAG", help="run only on workers with this tag"
     )
     parser.add_argument("--prefer-tag", action="append", default=[], metavar="TAG", help="prefer workers with this tag")
@@ -217,6 +233,10 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
         options["retry_policy"] = RetryPolicy(**policy)
     if args.queue_timeout is not None:
         options["queue_timeout_seconds"] = args.queue_timeout
+    if args.delay is not None:
+        options["delay_seconds"] = args.delay
+    if args.at is not None:
+        options["not_before"] = args.at
     return options
 
 

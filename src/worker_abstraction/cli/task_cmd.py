@@ -273,6 +273,7 @@ def record_to_json(record: TaskRecord) -> dict[str, Any]:
         "cancel_reason": record.cancel_reason,
         "idempotency_key": record.idempotency_key,
         "owner": record.owner,
+        "not_before": iso(record.not_before),
     }
 
 
@@ -304,6 +305,14 @@ def render(record: TaskRecord, now: datetime | None = None) -> str:
         ("worker", worker_of(record) or "-"),
         ("submitted", submitted),
     ]
+    if record.not_before is not None:
+        ahead = (record.not_before - now).total_seconds()
+        when = (
+            f"in {ahead:.1f}s"
+            if 0 < ahead < 60
+            else (f"in {ahead / 60:.0f}m" if ahead > 0 else age(record.not_before, now))
+        )
+        facts.append(("not before", f"{_when(record.not_before)} ({when})"))
     if record.status is TaskStatus.COMPLETED:
         facts.append(("output", json.dumps(record.output, ensure_ascii=False)))
     elif record.error_message:
