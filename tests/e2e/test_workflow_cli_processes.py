@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,40 @@ async def test_cancel_stops_a_running_workflow_and_its_watcher_sees_the_end(star
     assert end["event"] == "result" and end["status"] == "CANCELED" and end["steps"]["total"]["status"] != "COMPLETED"
     again = await workflow(daemon, "cancel", workflow_id)
     assert (again.code, again.out.strip()) == (1, f"workflow {workflow_id}: already ended (CANCELED)")
+
+
+async def test_ctrl_c_while_waiting_leaves_the_run_to_the_daemon_and_says_how_to_reach_it(
+    start: Start, tmp_path: Path
+) -> None:
+    daemon = await cluster(start, tmp_path)
+    gate = tmp_path / "open"
+    squares = {"workflow": "squares", "steps": [
+        {"name": "numbers", "capability": "numbers", "params": {"count": 2}},
+        {"name": "squares", "capability": "square", "params": {"until_file": str(gate)},
+         "map": {"over": {"$output": "numbers"}, "as": "value"}},
+    ]}  # fmt: skip
+    file = tmp_path / "squares.json"
+    file.write_text(json.dumps(squares))
+    waiting = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "worker_abstraction.cli", "workflow", "run", str(file), "--id", "wf-held", "--watch",
+        "--orchestrator", daemon.address, env=env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert waiting.stdout is not None and waiting.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while (await waiting.stdout.readline()).decode().strip() != "squares RUNNING (2 tasks)":
+                pass
+            waiting.send_signal(signal.SIGINT)
+            err = (await waiting.stderr.read()).decode()
+            assert await waiting.wait() == 130
+    finally:
+        if waiting.returncode is None:
+            waiting.kill()
+            await waiting.wait()
+        await waiting.stdout.read()  # (to its end: the pipe is closed with it)
+    assert f"the orchestrator at {daemon.address} still runs workflow wf-held" in err
+    assert f"wa workflow watch wf-held --orchestrator {daemon.address}" in err
+    gate.touch()  # the run goes on without its caller
+    watched = await workflow(daemon, "watch", "wf-held", "--json")
+    assert watched.code == 0, watched.err
+    assert json.loads(watched.out.splitlines()[-1])["steps"]["squares"]["output"] == [1, 4]
