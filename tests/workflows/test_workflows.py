@@ -182,8 +182,14 @@ async def test_a_rerun_runs_the_failed_step_and_downstream_to_completion(orchest
     assert await handle.cancel("stop for now")
     record = await handle.wait(timeout_seconds=20)
     assert record.status is TaskStatus.CANCELED and record.steps["b"].status == "CANCELED"
+    assert record.steps["c"].status == "SKIPPED"  # never started: it does not wait for good
+    again = await orchestrator.rerun_workflow("wf-recover", "b", new_workflow_id="wf-recover-2")
+    # While it runs, its record says what it reruns and which outputs it kept.
+    await eventually(lambda: again.record().steps["b"].status == "RUNNING", what="b started again")
+    running = again.record()
+    assert running.rerun_of == "wf-recover" and running.steps["a"].kept and running.steps["a"].output == 2
+    assert (await orchestrator.workflow("wf-recover-2")).rerun_of == "wf-recover"
     GATES.open("b-open")
-    again = await orchestrator.rerun_workflow("wf-recover", "b")
     assert await again.result(timeout_seconds=20) == {"a": 2, "b": "b-open", "c": 6}
     assert RAN["wf-recover.a"] == 1 and RAN[step_task_id(again.workflow_id, "a")] == 0
 
@@ -223,3 +229,15 @@ async def test_a_workflow_run_from_its_file_format_is_listed_with_its_steps(orch
     listed = {record.workflow_id: record for record in await orchestrator.workflows()}
     assert listed["wf-listed"].status is TaskStatus.COMPLETED and listed["wf-listed"].name == "etl"
     assert listed["wf-listed"].outputs["aggregate"] == 28
+
+
+async def test_a_workflow_id_too_long_for_its_steps_ids_is_refused_before_anything_runs(
+    orchestrator: AsyncOrchestrator,
+) -> None:
+    flow = Workflow("long")
+    flow.step("step", "double", {"value": 1})
+    with pytest.raises(InvalidParametersError, match="too long for its steps' task ids"):
+        await orchestrator.run_workflow(flow, workflow_id="w" * 252)
+    assert (await (await orchestrator.run_workflow(flow, workflow_id="w" * 251)).result(timeout_seconds=20)) == {
+        "step": 2
+    }

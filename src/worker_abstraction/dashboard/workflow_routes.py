@@ -44,7 +44,7 @@ from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 from worker_abstraction.types import TaskQuery, TaskRecord
 from worker_abstraction.workflows.model import WORKFLOW_CAPABILITY
-from worker_abstraction.workflows.records import COMPLETED, WorkflowRecord, step_task_id, workflow_record
+from worker_abstraction.workflows.records import COMPLETED, WorkflowRecord, listed_record, step_task_id
 
 logger = logging.getLogger(__name__)
 
@@ -196,9 +196,7 @@ def routes(orchestrator: AsyncOrchestrator, guarded: Callable[[Handler], Handler
 
 def _listed(task: TaskRecord) -> WorkflowRecord:
     """An ended run's record, from its task record's final update (which holds it whole)."""
-    definition = task.params.get("workflow") if isinstance(task.params, Mapping) else None
-    updates = [task.last_update] if task.last_update is not None else []
-    return workflow_record(task.task_id, definition if isinstance(definition, Mapping) else {}, updates, task.status)
+    return listed_record(task)
 
 
 def _workflow_id(request: Request) -> str:

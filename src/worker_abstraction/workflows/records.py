@@ -84,9 +84,10 @@ class WorkflowRecord:
 
 
 def workflow_record(workflow_id: str, definition: Mapping[str, Any], updates: Sequence[TaskUpdate],
-                    status: TaskStatus) -> WorkflowRecord:  # fmt: skip
+                    status: TaskStatus, arguments: Mapping[str, Any] | None = None) -> WorkflowRecord:  # fmt: skip
     """A workflow's record from its task's updates (the terminal one holds it whole; before that, each
-    update names a step and its new status)."""
+    update names a step and its new status) and, for a rerun, its task's `arguments` (what it reruns, and
+    the outputs it kept)."""
     final = updates[-1] if updates and updates[-1].is_terminal else None
     if final is not None and final.output_json:
         try:
@@ -98,20 +99,30 @@ def workflow_record(workflow_id: str, definition: Mapping[str, Any], updates: Se
         for raw in definition.get("steps", []) or []
         if isinstance(raw, Mapping)
     }
+    arguments = arguments or {}
+    kept = arguments.get("kept")
+    kept = kept if isinstance(kept, Mapping) else {}
+    for name, output in kept.items():
+        if name in steps:
+            steps[name] = StepRecord(name, steps[name].capability, COMPLETED, output, "", 0, kept=True)
     for update in updates:
         name = update.metadata.get("step")
         if name is None or update.metadata.get("step_status") is None:
             continue
         step = steps.get(name) or StepRecord(name, "")
+        status_now = update.metadata.get("step_status", step.status)
+        still_kept = step.kept and status_now == COMPLETED
         steps[name] = StepRecord(
             name,
             step.capability,
-            update.metadata.get("step_status", step.status),
-            None,
+            status_now,
+            step.output if still_kept else None,
             update.metadata.get("error", ""),
             int(update.metadata.get("tasks", step.tasks) or 0),
+            still_kept,
         )
     failed = next((s for s in steps.values() if s.status == FAILED), None)
+    rerun_of = arguments.get("rerun_of")
     return WorkflowRecord(
         workflow_id,
         str(definition.get("workflow", "")),
@@ -119,6 +130,7 @@ def workflow_record(workflow_id: str, definition: Mapping[str, Any], updates: Se
         steps,
         failed.name if failed is not None else "",
         (final.error_message if final is not None else "") or (failed.error if failed is not None else ""),
+        rerun_of if isinstance(rerun_of, str) else "",
     )
 
 
@@ -155,7 +167,7 @@ def definition_of(params: Any) -> Mapping[str, Any]:
 def listed_record(task: TaskRecord) -> WorkflowRecord:
     """A run's record as far as its task's record tells (its latest update: the whole run once it ended)."""
     updates = [task.last_update] if task.last_update is not None else []
-    return workflow_record(task.task_id, definition_of(task.params), updates, task.status)
+    return workflow_record(task.task_id, definition_of(task.params), updates, task.status, task.params)
 
 
 def step_capabilities(definition: Mapping[str, Any]) -> set[str]:

@@ -349,6 +349,14 @@ class Engine:
                 for capability in worker.capabilities:
                     capabilities.setdefault(capability.name, capability)
         problems += workflow.problems(capabilities)
+        steps = [*workflow.steps, *([workflow.failure_step] if workflow.failure_step is not None else [])]
+        # Its steps' tasks are `<id>.<step>` (`.<i>` for a map's elements): each must be an id too.
+        longest = max((len(s.name) + (8 if s.map is not None else 0) for s in steps), default=0)
+        if len(spec.task_id) + 1 + longest > MAX_ID_LENGTH:
+            problems.append(
+                f"the workflow id ({len(spec.task_id)} characters) is too long for its steps' task ids "
+                f"(<id>.<step>, at most {MAX_ID_LENGTH} characters): shorten the id or the step names"
+            )
         if problems:
             raise InvalidParametersError(problems)
 

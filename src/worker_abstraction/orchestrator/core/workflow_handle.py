@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.types import TaskStatus
-from worker_abstraction.workflows.records import StepRecord, WorkflowRecord, workflow_record
+from worker_abstraction.workflows.records import StepRecord, WorkflowRecord, definition_of, workflow_record
 
 
 class WorkflowHandle:
@@ -35,10 +35,8 @@ class WorkflowHandle:
 
     def record(self) -> WorkflowRecord:
         """Where the workflow stands now: each step's status (and output, error)."""
-        definition = self._task.params.get("workflow")
-        return workflow_record(
-            self.workflow_id, definition if isinstance(definition, Mapping) else {}, self._task.updates, self.status
-        )
+        params = self._task.params
+        return workflow_record(self.workflow_id, definition_of(params), self._task.updates, self.status, params)
 
     async def result(self, timeout_seconds: float | None = None) -> dict[str, Any]:
         """Every step's output, by step, once the workflow completed.

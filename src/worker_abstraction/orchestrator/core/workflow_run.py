@@ -223,6 +223,17 @@ class WorkflowRun:
         return self._hold is None or self._hold.alive()  # (a loss reaches `hand_over` through the engine)
 
     async def _run(self) -> None:
+        try:
+            await self._go()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # (a bug of ours must not leave the workflow RUNNING for good)
+            logger.exception("workflow %s stopped on an unexpected error", self.spec.task_id)
+            with contextlib.suppress(Exception):
+                await self._cancel_running(f"the workflow stopped: {error!r}"[:500])
+            self._finish(TaskStatus.FAILED, f"the workflow stopped on an unexpected error: {error!r}"[:1000])
+
+    async def _go(self) -> None:
         self._say(None)
         deadline = self.workflow.deadline_seconds or None
         failure: tuple[str, str] | None = None
@@ -257,6 +268,8 @@ class WorkflowRun:
             while True:
                 if self._canceling.is_set():
                     await self._cancel_running(self.cancel_reason or "the workflow was canceled", running)
+                    for step in pending:
+                        self._set(step.name, SKIPPED, error="the workflow was canceled before it could start")
                     return None
                 blocked = failure is not None and self.workflow.fail_fast
                 for step in [] if blocked else list(pending):
