@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import sys
 import threading
@@ -314,9 +313,6 @@ async def _get(remote: RemoteOrchestrator, args: argparse.Namespace) -> int:
 
     record = await remote.workflow(args.workflow_id)
     params = (await remote.task(args.workflow_id)).params  # (the run's task holds its definition)
-    rerun_of = params.get("rerun_of") if isinstance(params, Mapping) else None
-    if not record.rerun_of and isinstance(rerun_of, str) and rerun_of:  # (a running rerun's record lacks it)
-        record = dataclasses.replace(record, rerun_of=rerun_of)
     definition = params.get("workflow") if isinstance(params, Mapping) else None
     _print_record(record, workflow_of(definition), args, event=False)
     return EXIT_OK
