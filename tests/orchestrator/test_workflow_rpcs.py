@@ -18,7 +18,7 @@ from opentelemetry.trace import SpanKind
 from tests.conftest import GATES, eventually
 from tests.tracing import named
 from tests.workflows.steps import RAN, StepWorker
-from worker_abstraction import OrchestratorServer, RegistryServer, RemoteOrchestrator
+from worker_abstraction import OrchestratorServer, RegistryServer, RemoteOrchestrator, TaskStatus
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 
@@ -223,3 +223,18 @@ async def test_the_remote_client_makes_the_same_calls_and_a_workflow_is_one_trac
     assert {trace.format_trace_id(s.context.trace_id) for s in handlers if s.context is not None} == {
         trace.format_trace_id(caller.context.trace_id)
     }
+
+
+async def test_two_handles_on_one_run_from_one_client_both_hear_its_end(daemon: OrchestratorServer) -> None:
+    flow = {"workflow": "w", "steps": [{"name": "wait", "capability": "gate", "params": {"name": "twice"}}]}
+    async with RemoteOrchestrator(daemon.address) as remote:
+        first = await remote.run_workflow(flow, workflow_id="wf-twice")
+        second = await remote.watch_workflow("wf-twice")
+        task = await remote.execute_task("gate", {"name": "twice-task"})
+        again = await remote.watch(task.task_id)
+        GATES.open("twice")
+        GATES.open("twice-task")
+        assert (await second.wait(timeout_seconds=10)).status is TaskStatus.COMPLETED
+        assert (await first.wait(timeout_seconds=10)).status is TaskStatus.COMPLETED
+        assert (await again.wait(timeout_seconds=10)).status is TaskStatus.COMPLETED
+        assert (await task.wait(timeout_seconds=10)).status is TaskStatus.COMPLETED

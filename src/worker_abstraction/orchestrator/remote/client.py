@@ -191,9 +191,14 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         return await self._known(task_id, record.capability, record.params)
 
     async def _known(self, task_id: str, capability: str, params: Mapping[str, Any]) -> AsyncTaskHandle:
-        """A handle following a task known to be on the daemon."""
-        state = TaskState(task_id, capability, params)
+        """A handle following a task known to be on the daemon (one already followed: the same state, so
+        every handle on it hears every update)."""
         session = await self._open_session()
+        if session is not None:
+            followed = session.following(task_id)
+            if followed is not None:
+                return self._handle(followed)
+        state = TaskState(task_id, capability, params)
         if session is None:
             return self._follow(state)
         session.follow(state, 0)

@@ -95,6 +95,11 @@ class RemoteSession:
         self._wake.set()
         return await accepted
 
+    def following(self, task_id: str) -> TaskState | None:
+        """The state of a task this session follows and that has not ended (None: none)."""
+        state = self._routes.get(task_id)
+        return state if state is not None and not state.done() else None
+
     def follow(self, state: TaskState, seen: int) -> None:
         """Follow a task this session did not submit (a watch, or one followed again after a break)."""
         self._routes[state.task_id] = state
