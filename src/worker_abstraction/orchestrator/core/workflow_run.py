@@ -23,7 +23,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any, Protocol
 
 from worker_abstraction.errors import (
@@ -58,6 +58,8 @@ from worker_abstraction.workflows.records import (
 logger = logging.getLogger(__name__)
 
 RETRY_SUBMIT_SECONDS = (0.2, 5.0)  # a step refused for want of workers or room is submitted again, backing off
+ENDED = frozenset((COMPLETED, SKIPPED, FAILED, CANCELED))  # a step's statuses once it will not run (again)
+UNLUCKY = frozenset((FAILED, CANCELED, SKIPPED))  # a parent in one of these: its children are skipped
 
 
 class Steps(Protocol):
@@ -133,6 +135,18 @@ class WorkflowRun:
         }
         self._outputs: dict[str, Any] = {}
         self._step_tasks: dict[str, list[str]] = {}  # step -> the task ids submitted for it (live ones)
+        # What `_set` keeps up to date as steps change, so that a change costs the same in a long workflow as in
+        # a short one: how many steps ended (the progress), and for each step how many of its parents have not
+        # completed and how many failed, were canceled or skipped (whether it may start, or never will).
+        self._ended = 0
+        self._children: dict[str, list[str]] = {}
+        self._not_completed: dict[str, int] = {}
+        self._unlucky: dict[str, int] = dict.fromkeys(self._records, 0)
+        for step in self.workflow.steps:
+            parents = step.parents
+            self._not_completed[step.name] = len(parents)
+            for parent in parents:
+                self._children.setdefault(parent, []).append(step.name)
 
     # ---- the way in (what the engine calls) ---------------------------------------------------------------
 
@@ -260,7 +274,7 @@ class WorkflowRun:
             if name in self._records:
                 self._outputs[name] = output
                 self._set(name, COMPLETED, output=output, kept=True)
-        pending = [step for step in order(self.workflow) if step.name not in self._outputs]
+        pending = [step for step in _start_order(self.workflow) if step.name not in self._outputs]
         running: dict[asyncio.Task[Any], Step] = {}
         failure: tuple[str, str] | None = None
         canceling = asyncio.ensure_future(self._canceling.wait())
@@ -272,14 +286,16 @@ class WorkflowRun:
                         self._set(step.name, SKIPPED, error="the workflow was canceled before it could start")
                     return None
                 blocked = failure is not None and self.workflow.fail_fast
-                for step in [] if blocked else list(pending):
-                    parents = [self._records[parent].status for parent in step.parents]
-                    if all(status == COMPLETED for status in parents):
-                        pending.remove(step)
-                        running[asyncio.ensure_future(self._run_step(step))] = step
-                    elif any(status in (FAILED, CANCELED, SKIPPED) for status in parents):
-                        pending.remove(step)
+                waiting: list[Step] = []
+                for step in [] if blocked else pending:
+                    if not self._not_completed[step.name]:  # every parent completed
+                        running[self._launch(step)] = step
+                    elif self._unlucky[step.name]:  # (a skip here reaches the steps after it in this same pass)
                         self._set(step.name, SKIPPED, error="a step it waits for did not complete")
+                    else:
+                        waiting.append(step)
+                if not blocked:
+                    pending = waiting
                 if not running:
                     break
                 done, _ = await asyncio.wait([*running, canceling], return_when=asyncio.FIRST_COMPLETED)
@@ -322,11 +338,21 @@ class WorkflowRun:
                 if task.done() and not task.cancelled() and self._records[step.name].status == RUNNING:
                     self._set(step.name, CANCELED, error=reason)
 
-    async def _run_step(self, step: Step) -> Any:
-        """The step's output, once its task (or, for a map, each element's) completed.
+    def _launch(self, step: Step) -> asyncio.Task[Any]:
+        """Start a step: the future of its output (it fails with StepFailed, or with what went wrong)."""
+        try:
+            running = self._start_step(step)
+        except Exception as error:  # (the future fails with it, as it would have had the step's coroutine raised it)
+            running = _failing(error)
+        return asyncio.ensure_future(running)
+
+    def _start_step(self, step: Step) -> Coroutine[Any, Any, Any]:
+        """Make the step's parameters and mark it RUNNING, now, in the turn of the loop that found it may start:
+        the update saying so then leaves with the one that let it start (one message to the caller, not two);
+        then the coroutine that runs its task (or, for a map, each element's) and returns its output.
 
         Raises:
-            StepFailed: a task of it failed or was canceled, or its parameters cannot be made.
+            StepFailed: its parameters cannot be made.
         """
         try:
             if step.map is None:
@@ -334,7 +360,7 @@ class WorkflowRun:
                 task_id = step_task_id(self.spec.task_id, step.name)
                 self._step_tasks[step.name] = [task_id]
                 self._set(step.name, RUNNING, tasks=1)
-                return await self._task(step, task_id, params)
+                return self._task(step, task_id, params)
             items = follow(step.map.over, self._outputs)
         except UnresolvedInputError as error:
             raise StepFailed(FAILED, f"its parameters cannot be made: {error}") from None
@@ -347,17 +373,36 @@ class WorkflowRun:
         ids = [step_task_id(self.spec.task_id, step.name, i) for i in range(len(items))]
         self._step_tasks[step.name] = ids
         self._set(step.name, RUNNING, tasks=len(ids))
-        room = asyncio.Semaphore(step.map.concurrency)
+        return self._map(step, ids, items, base)
 
-        async def element(i: int) -> Any:
-            async with room:
-                return await self._task(step, ids[i], {**base, step.map.item: items[i]})  # type: ignore[union-attr]
+    async def _map(self, step: Step, ids: list[str], items: list[Any], base: Mapping[str, Any]) -> list[Any]:
+        """Each element's task (its item as the parameter `step.map.item`, with `base`), at most the map's
+        `concurrency` at once, started in order; their outputs, in order.
 
-        elements = [asyncio.ensure_future(element(i)) for i in range(len(items))]
+        Raises:
+            StepFailed: a task of it failed or was canceled (the others are then canceled).
+        """
+        assert step.map is not None
+        item, concurrency = step.map.item, step.map.concurrency
+        outputs: list[Any] = [None] * len(ids)
+        taken = 0
+
+        # `concurrency` lanes, each running the next element once its last one completed: the elements start
+        # in order, at most `concurrency` at once, as a semaphore would let them, without a coroutine and a
+        # future waiting for each of the thousands that have not started yet.
+        async def lane() -> None:
+            nonlocal taken
+            while taken < len(ids):
+                i = taken
+                taken += 1
+                outputs[i] = await self._task(step, ids[i], {**base, item: items[i]})
+
+        lanes = [asyncio.ensure_future(lane()) for _ in range(min(max(1, concurrency), len(ids)))]
         try:
-            return list(await asyncio.gather(*elements))
+            await asyncio.gather(*lanes)
+            return outputs
         finally:
-            for one in elements:
+            for one in lanes:
                 one.cancel()
 
     async def _task(self, step: Step, task_id: str, params: Mapping[str, Any]) -> Any:
@@ -374,7 +419,7 @@ class WorkflowRun:
         options = dataclasses.replace(step.options, task_id=task_id, idempotency_key="")
         # Under the run's owner, and in the run's trace: a workflow is one trace, each step's tasks in it.
         made = self._steps.spec(step.capability, params, options, self.spec.trace_context)
-        spec = dataclasses.replace(made, owner=self.spec.owner)
+        spec = made if made.owner == self.spec.owner else dataclasses.replace(made, owner=self.spec.owner)
         pause = RETRY_SUBMIT_SECONDS[0]
         while True:
             try:
@@ -394,6 +439,8 @@ class WorkflowRun:
     async def _on_failure(self, failed_step: str, error: str) -> None:
         step = self.workflow.failure_step
         assert step is not None
+        replaced = self._records.get(step.name)
+        self._ended -= replaced is not None and replaced.status in ENDED
         self._records[step.name] = StepRecord(step.name, step.capability, WAITING)
         task_id = step_task_id(self.spec.task_id, step.name)
         try:
@@ -415,6 +462,11 @@ class WorkflowRun:
     def _set(self, name: str, status: str, *, output: Any = None, error: str = "", tasks: int | None = None,
              kept: bool = False) -> None:  # fmt: skip
         record = self._records[name]
+        if status != record.status:
+            self._ended += (status in ENDED) - (record.status in ENDED)
+            for child in self._children.get(name, ()):
+                self._not_completed[child] += (record.status == COMPLETED) - (status == COMPLETED)
+                self._unlucky[child] += (status in UNLUCKY) - (record.status in UNLUCKY)
         self._records[name] = dataclasses.replace(
             record,
             status=status,
@@ -430,7 +482,6 @@ class WorkflowRun:
     def _say(self, step: StepRecord | None) -> None:
         if self.done() or not self._alive():
             return
-        done = sum(1 for r in self._records.values() if r.status in (COMPLETED, SKIPPED, FAILED, CANCELED))
         metadata = {"workflow": self.workflow.name}
         if step is not None:
             metadata |= {"step": step.name, "step_status": step.status, "tasks": str(step.tasks)}
@@ -440,7 +491,7 @@ class WorkflowRun:
             TaskUpdate(
                 task_id=self.spec.task_id,
                 status=TaskStatus.RUNNING,
-                progress=done / max(1, len(self._records)),
+                progress=self._ended / max(1, len(self._records)),
                 progress_message=f"step {step.name} {step.status}" if step is not None else "started",
                 metadata=metadata,
             )
@@ -474,3 +525,34 @@ class WorkflowRun:
         if self._hold is not None:
             self._hold.ended()
             self._hold = None
+
+
+def _start_order(workflow: Workflow) -> list[Step]:
+    """`order(workflow)` made in one pass over the steps and their parents (it looks at every pending step once
+    per wave): a step's wave is one past its last parent's, and the steps of a wave keep the workflow's order.
+    A workflow `order` could not place whole (a cycle, a parent that is no step) is left to it."""
+    steps = workflow.steps
+    parents = {step.name: step.parents for step in steps}
+    children: dict[str, list[str]] = {}
+    left = {}
+    for name, of in parents.items():
+        left[name] = len(of)
+        for parent in of:
+            children.setdefault(parent, []).append(name)
+    wave = dict.fromkeys((name for name, count in left.items() if not count), 0)
+    ready = list(wave)
+    while ready:
+        name = ready.pop()
+        for child in children.get(name, ()):
+            left[child] -= 1
+            if not left[child]:
+                wave[child] = 1 + max(wave[parent] for parent in parents[child])
+                ready.append(child)
+    if len(wave) != len(steps) or len(parents) != len(steps):
+        return order(workflow)
+    position = {step.name: i for i, step in enumerate(steps)}
+    return sorted(steps, key=lambda step: (wave[step.name], position[step.name]))
+
+
+async def _failing(error: Exception) -> Any:
+    raise error
