@@ -16,7 +16,7 @@ watches (`throughput`, `map`), and at the end one `result JSON` line. Each round
 Then the store: a chain of each of `workflow_bytes_chains` steps and a map of each of `workflow_bytes_maps`
 elements, one at a time, each measured alone (`bench/store_bytes.py`): the bytes of its rows in the SQLite
 file, or what the NATS streams gained once the markers of its finished tasks expired
-(`workflow_nats_settle_seconds` after its end).
+(`workflow_nats_settle_seconds` after its end; and as long before the first, for the rounds' tasks).
 """
 
 from __future__ import annotations
@@ -123,6 +123,8 @@ async def measure_bytes(
         for elements in config.workflow_bytes_maps
     ]
     measured: list[dict[str, Any]] = []
+    if nats is not None:  # the markers of the rounds' tasks expire first, so that none does while one is measured
+        await asyncio.sleep(config.workflow_nats_settle_seconds)
     for shape, size, steps, flow in shapes:
         workflow_id = f"bench-bytes-{shape}-{size}"
         if sqlite is not None:
