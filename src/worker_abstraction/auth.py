@@ -129,6 +129,19 @@ RULES: Mapping[str, frozenset[Role]] = {
         _O + m: _CALLERS
         for m in ("RunWorkflow", "GetWorkflow", "ListWorkflows", "WatchWorkflow", "CancelWorkflow", "RerunWorkflow")
     },
+    **{
+        _O + m: _CALLERS
+        for m in (
+            "CreateSchedule",
+            "UpdateSchedule",
+            "GetSchedule",
+            "ListSchedules",
+            "PauseSchedule",
+            "ResumeSchedule",
+            "DeleteSchedule",
+            "TriggerSchedule",
+        )
+    },
 }
 
 

@@ -213,6 +213,28 @@ class TaskExistsError(TaskError):
         return {"task_id": self.task_id}
 
 
+class ScheduleNotFoundError(WorkerAbstractionError):
+    """No schedule has this name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule is named {name[:100]!r}")
+        self.name = name
+
+    def fields(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
+class ScheduleExistsError(WorkerAbstractionError):
+    """A schedule of this name exists already (update it, or remove it first)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a schedule named {name[:100]!r} exists already: update it, or remove it first")
+        self.name = name
+
+    def fields(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+
 class TaskRejectedError(TaskError):
     """The worker refused the task; `reason` is the worker's explanation."""
 

@@ -379,6 +379,7 @@ class Known:
     task_ids: tuple[str, ...] = ()
 
 
+ECHO_SCHEDULE = '{"name": "fz-schedule", "capability": "echo", "params": {"text": "hi"}, "every_seconds": 3600}'
 ECHO_FLOW = '{"workflow": "fz", "steps": [{"name": "say", "capability": "echo", "params": {"text": "hi"}}]}'
 
 
@@ -433,4 +434,12 @@ def baselines(known: Known) -> dict[str, Callable[[], Message]]:
         "OrchestratorService/WatchWorkflow": lambda: pb.WatchWorkflowRequest(workflow_id=task_id),
         "OrchestratorService/CancelWorkflow": lambda: pb.CancelWorkflowRequest(workflow_id=task_id, reason="fuzz"),
         "OrchestratorService/RerunWorkflow": lambda: pb.RerunWorkflowRequest(workflow_id=task_id, step="say"),
+        "OrchestratorService/CreateSchedule": lambda: pb.ScheduleRequest(schedule_json=ECHO_SCHEDULE),
+        "OrchestratorService/UpdateSchedule": lambda: pb.ScheduleRequest(schedule_json=ECHO_SCHEDULE),
+        "OrchestratorService/GetSchedule": lambda: pb.ScheduleName(name="fz-schedule"),
+        "OrchestratorService/ListSchedules": pb.google_dot_protobuf_dot_empty__pb2.Empty,
+        "OrchestratorService/PauseSchedule": lambda: pb.ScheduleName(name="fz-schedule"),
+        "OrchestratorService/ResumeSchedule": lambda: pb.ResumeScheduleRequest(name="fz-schedule"),
+        "OrchestratorService/DeleteSchedule": lambda: pb.ScheduleName(name="fz-schedule"),
+        "OrchestratorService/TriggerSchedule": lambda: pb.ScheduleName(name="fz-schedule"),
     }

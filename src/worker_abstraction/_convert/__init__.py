@@ -13,6 +13,7 @@ from worker_abstraction._convert.records import (
     record_from_pb,
     record_to_pb,
 )
+from worker_abstraction._convert.schedules import schedule_info_from_pb, schedule_info_to_pb
 from worker_abstraction._convert.tasks import (
     failure_from_pb,
     failure_to_pb,
@@ -84,6 +85,8 @@ __all__ = [
     "retry_policy_to_pb",
     "run_from_pb",
     "run_to_pb",
+    "schedule_info_from_pb",
+    "schedule_info_to_pb",
     "set_timestamp",
     "spec_from_pb",
     "spec_to_pb",

@@ -804,3 +804,63 @@ class RerunWorkflowRequest(_message.Message):
     only_this_step: bool
     new_workflow_id: str
     def __init__(self, workflow_id: _Optional[str] = ..., step: _Optional[str] = ..., only_this_step: _Optional[bool] = ..., new_workflow_id: _Optional[str] = ...) -> None: ...
+
+class ScheduleRequest(_message.Message):
+    __slots__ = ("schedule_json",)
+    SCHEDULE_JSON_FIELD_NUMBER: _ClassVar[int]
+    schedule_json: str
+    def __init__(self, schedule_json: _Optional[str] = ...) -> None: ...
+
+class ScheduleName(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ResumeScheduleRequest(_message.Message):
+    __slots__ = ("name", "run_now")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RUN_NOW_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    run_now: bool
+    def __init__(self, name: _Optional[str] = ..., run_now: _Optional[bool] = ...) -> None: ...
+
+class ScheduleRecord(_message.Message):
+    __slots__ = ("name", "schedule_json", "paused", "next_occurrence", "last_occurrence", "last_run", "fired", "skipped", "last_error", "created_at", "resumed_at", "owner")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_JSON_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_OCCURRENCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_OCCURRENCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_FIELD_NUMBER: _ClassVar[int]
+    FIRED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_AT_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    schedule_json: str
+    paused: bool
+    next_occurrence: _timestamp_pb2.Timestamp
+    last_occurrence: _timestamp_pb2.Timestamp
+    last_run: str
+    fired: int
+    skipped: int
+    last_error: str
+    created_at: _timestamp_pb2.Timestamp
+    resumed_at: _timestamp_pb2.Timestamp
+    owner: str
+    def __init__(self, name: _Optional[str] = ..., schedule_json: _Optional[str] = ..., paused: _Optional[bool] = ..., next_occurrence: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_occurrence: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_run: _Optional[str] = ..., fired: _Optional[int] = ..., skipped: _Optional[int] = ..., last_error: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resumed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., owner: _Optional[str] = ...) -> None: ...
+
+class ScheduleList(_message.Message):
+    __slots__ = ("schedules",)
+    SCHEDULES_FIELD_NUMBER: _ClassVar[int]
+    schedules: _containers.RepeatedCompositeFieldContainer[ScheduleRecord]
+    def __init__(self, schedules: _Optional[_Iterable[_Union[ScheduleRecord, _Mapping]]] = ...) -> None: ...
+
+class DeleteScheduleResponse(_message.Message):
+    __slots__ = ("deleted",)
+    DELETED_FIELD_NUMBER: _ClassVar[int]
+    deleted: bool
+    def __init__(self, deleted: _Optional[bool] = ...) -> None: ...

@@ -716,6 +716,46 @@ class OrchestratorServiceStub:
                 request_serializer=worker__abstraction_dot_worker__pb2.RerunWorkflowRequest.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.RunWorkflowResponse.FromString,
                 _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/CreateSchedule',
+                request_serializer=worker__abstraction_dot_worker__pb2.ScheduleRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ScheduleRecord.FromString,
+                _registered_method=True)
+        self.UpdateSchedule = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/UpdateSchedule',
+                request_serializer=worker__abstraction_dot_worker__pb2.ScheduleRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ScheduleRecord.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/GetSchedule',
+                request_serializer=worker__abstraction_dot_worker__pb2.ScheduleName.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ScheduleRecord.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ListSchedules',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ScheduleList.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/PauseSchedule',
+                request_serializer=worker__abstraction_dot_worker__pb2.ScheduleName.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ScheduleRecord.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ResumeSchedule',
+                request_serializer=worker__abstraction_dot_worker__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ScheduleRecord.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/DeleteSchedule',
+                request_serializer=worker__abstraction_dot_worker__pb2.ScheduleName.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
+        self.TriggerSchedule = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/TriggerSchedule',
+                request_serializer=worker__abstraction_dot_worker__pb2.ScheduleName.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.SubmitTaskResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -854,6 +894,62 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """Added: schedules, tasks (or workflows) fired on a cron expression or an interval, kept in the task home
+        and fired by every daemon sharing it, each occurrence once (its run's id is NAME@OCCURRENCE). A schedule
+        travels as JSON (the README's "Schedules" has its fields). A client sees only its own schedules.
+        INVALID_ARGUMENT lists every problem; ALREADY_EXISTS: the name is taken.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateSchedule(self, request, context):
+        """Replace a schedule's definition; how it went so far is kept. NOT_FOUND: no such schedule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Fire nothing until resumed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Fire again from now on (what passed while paused never runs; run_now: one run now).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TriggerSchedule(self, request, context):
+        """Run the schedule's task now, once, whatever its timing and policies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -941,6 +1037,46 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.RerunWorkflow,
                     request_deserializer=worker__abstraction_dot_worker__pb2.RerunWorkflowRequest.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.RunWorkflowResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ScheduleRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ScheduleRecord.SerializeToString,
+            ),
+            'UpdateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateSchedule,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ScheduleRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ScheduleRecord.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ScheduleName.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ScheduleRecord.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ScheduleList.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ScheduleName.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ScheduleRecord.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ScheduleRecord.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ScheduleName.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.DeleteScheduleResponse.SerializeToString,
+            ),
+            'TriggerSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSchedule,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ScheduleName.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.SubmitTaskResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1403,6 +1539,222 @@ class OrchestratorService:
             '/worker_abstraction.OrchestratorService/RerunWorkflow',
             worker__abstraction_dot_worker__pb2.RerunWorkflowRequest.SerializeToString,
             worker__abstraction_dot_worker__pb2.RunWorkflowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/CreateSchedule',
+            worker__abstraction_dot_worker__pb2.ScheduleRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ScheduleRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/UpdateSchedule',
+            worker__abstraction_dot_worker__pb2.ScheduleRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ScheduleRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/GetSchedule',
+            worker__abstraction_dot_worker__pb2.ScheduleName.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ScheduleRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ListSchedules',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ScheduleList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/PauseSchedule',
+            worker__abstraction_dot_worker__pb2.ScheduleName.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ScheduleRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ResumeSchedule',
+            worker__abstraction_dot_worker__pb2.ResumeScheduleRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ScheduleRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/DeleteSchedule',
+            worker__abstraction_dot_worker__pb2.ScheduleName.SerializeToString,
+            worker__abstraction_dot_worker__pb2.DeleteScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/TriggerSchedule',
+            worker__abstraction_dot_worker__pb2.ScheduleName.SerializeToString,
+            worker__abstraction_dot_worker__pb2.SubmitTaskResponse.FromString,
             options,
             channel_credentials,
             insecure,

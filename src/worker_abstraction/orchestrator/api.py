@@ -20,6 +20,7 @@ from worker_abstraction.options import TaskOptionFields, TaskOptions, options_of
 from worker_abstraction.orchestrator.core import batch
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle
+from worker_abstraction.schedules.model import Schedule, ScheduleInfo
 from worker_abstraction.types import (
     DeadLetter,
     TaskQuery,
@@ -275,6 +276,55 @@ class AsyncOrchestratorAPI(Protocol):
             timeout_seconds=0,
         )
         return WorkflowHandle(rerun)
+
+    # ---- schedules (see `schedules.model` and `core.timetable`) --------------------------------------------
+
+    async def add_schedule(self, schedule: Schedule) -> ScheduleInfo:
+        """Keep a schedule in the task home and fire it from now on (on every orchestrator sharing the home,
+        each occurrence run once).
+
+        Raises:
+            InvalidParametersError: every problem of the schedule (name, timing, zone, policies, options).
+            ScheduleExistsError: a schedule of this name exists.
+            PermissionDeniedError: (daemon) the caller may not call its capability.
+        """
+        ...
+
+    async def update_schedule(self, schedule: Schedule) -> ScheduleInfo:
+        """Replace a schedule's definition (found by its name); how it went so far is kept.
+
+        Raises:
+            ScheduleNotFoundError: no schedule has this name.
+        """
+        ...
+
+    async def schedule(self, name: str) -> ScheduleInfo:
+        """A schedule: what it is, how it went, its next occurrence.
+
+        Raises:
+            ScheduleNotFoundError: no schedule has this name.
+        """
+        ...
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule (a client of a daemon checking credentials: its own), by name."""
+        ...
+
+    async def pause_schedule(self, name: str) -> ScheduleInfo:
+        """Fire nothing until resumed."""
+        ...
+
+    async def resume_schedule(self, name: str, *, run_now: bool = False) -> ScheduleInfo:
+        """Fire again from now on: what passed while it was paused never runs; with `run_now`, one run now."""
+        ...
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Remove a schedule (its runs so far stay); False if there was none."""
+        ...
+
+    async def trigger_schedule(self, name: str) -> AsyncTaskHandle:
+        """Run the schedule's task now, once, whatever its timing and policies."""
+        ...
 
     # ---- what each backend fills in -----------------------------------------------------------------
 

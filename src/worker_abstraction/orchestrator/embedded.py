@@ -25,17 +25,26 @@ from worker_abstraction.orchestrator.core.health import Denied, WorkerStanding, 
 from worker_abstraction.orchestrator.core.home import TaskHome
 from worker_abstraction.orchestrator.core.records import TaskIndex
 from worker_abstraction.orchestrator.core.scheduler import Scheduler
+from worker_abstraction.orchestrator.core.timetable import Timetable
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.edge.follow import Reach
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
 from worker_abstraction.orchestrator.homes.journal import NullJournal, StoreJournal
 from worker_abstraction.orchestrator.homes.local import LocalHome
 from worker_abstraction.registry.client import RegistryClient
+from worker_abstraction.schedules.book import MemoryBook, ScheduleBook
+from worker_abstraction.schedules.model import Schedule, ScheduleInfo
 from worker_abstraction.stores.tasks import TaskStore
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, WorkerHealth, WorkerInfo
 
 logger = logging.getLogger(__name__)
+
+
+def schedule_book_of(home: TaskHome) -> ScheduleBook:
+    """Where a home keeps schedules: its own book if it has one (SQLite, NATS), else memory."""
+    make = getattr(home, "schedule_book", None)
+    return make() if callable(make) else MemoryBook()
 
 
 class AsyncOrchestrator(AsyncOrchestratorAPI):
@@ -146,6 +155,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             queue_timeout_seconds=queue_timeout_seconds,
             queue_without_workers=queue_without_workers,
         )
+        self.timetable = Timetable(schedule_book_of(home), self.engine, clock)
         self._started = False
         self._closed = False
 
@@ -174,12 +184,14 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             if not self._directory.synced.is_set():
                 logger.warning("no answer from registry %s yet; continuing without workers", self.registry)
         await self.engine.start()
+        await self.timetable.start()
 
     async def aclose(self) -> None:
         """Stop following tasks and close every connection."""
         if self._closed:
             return
         self._closed = True
+        await self.timetable.aclose()
         await self.engine.aclose()  # first: the tasks a shared home holds here go to other replicas at once
         if self._metrics is not None:
             self._metrics.unwatch()
@@ -227,6 +239,48 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
     async def queue_depths(self) -> dict[str, dict[int, int]]:
         """Tasks waiting for a worker, per capability and priority."""
         return self.engine.queue_depths()
+
+    # ---- schedules (`core.timetable`) -------------------------------------------------------------------
+
+    async def add_schedule(self, schedule: Schedule) -> ScheduleInfo:
+        await self._ready()
+        return await self.timetable.add(schedule, owner="")
+
+    async def update_schedule(self, schedule: Schedule) -> ScheduleInfo:
+        await self._ready()
+        return await self.timetable.update(schedule)
+
+    async def schedule(self, name: str) -> ScheduleInfo:
+        await self._ready()
+        return await self.timetable.get(name)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        await self._ready()
+        return await self.timetable.all()
+
+    async def pause_schedule(self, name: str) -> ScheduleInfo:
+        await self._ready()
+        return await self.timetable.pause(name)
+
+    async def resume_schedule(self, name: str, *, run_now: bool = False) -> ScheduleInfo:
+        await self._ready()
+        info = await self.timetable.resume(name)
+        if run_now:
+            await self.timetable.trigger(name)
+            info = await self.timetable.get(name)
+        return info
+
+    async def remove_schedule(self, name: str) -> bool:
+        await self._ready()
+        return await self.timetable.remove(name)
+
+    async def trigger_schedule(self, name: str) -> AsyncTaskHandle:
+        await self._ready()
+        return await self.timetable.trigger(name)
+
+    async def _ready(self) -> None:
+        if not self._started:
+            await self.start()
 
     async def _submit(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> AsyncTaskHandle:
         if not self._started:

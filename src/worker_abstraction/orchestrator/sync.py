@@ -18,6 +18,7 @@ from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle as AsyncWorkflowHandle
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
+from worker_abstraction.schedules.model import Schedule, ScheduleInfo
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import (
     Attempt,
@@ -259,6 +260,30 @@ class Orchestrator:
     ) -> WorkflowRunHandle:
         made = self._core.rerun_workflow(workflow_id, step, downstream=downstream, new_workflow_id=new_workflow_id)
         return WorkflowRunHandle(self._loop, self._loop.run(made))
+
+    def add_schedule(self, schedule: Schedule) -> ScheduleInfo:
+        return self._loop.run(self._core.add_schedule(schedule))
+
+    def update_schedule(self, schedule: Schedule) -> ScheduleInfo:
+        return self._loop.run(self._core.update_schedule(schedule))
+
+    def schedule(self, name: str) -> ScheduleInfo:
+        return self._loop.run(self._core.schedule(name))
+
+    def schedules(self) -> list[ScheduleInfo]:
+        return self._loop.run(self._core.schedules())
+
+    def pause_schedule(self, name: str) -> ScheduleInfo:
+        return self._loop.run(self._core.pause_schedule(name))
+
+    def resume_schedule(self, name: str, *, run_now: bool = False) -> ScheduleInfo:
+        return self._loop.run(self._core.resume_schedule(name, run_now=run_now))
+
+    def remove_schedule(self, name: str) -> bool:
+        return self._loop.run(self._core.remove_schedule(name))
+
+    def trigger_schedule(self, name: str) -> TaskHandle:
+        return self._handle(self._core.trigger_schedule(name))
 
     def close(self) -> None:
         self._loop.run(self._core.aclose())

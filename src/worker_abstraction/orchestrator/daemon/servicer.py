@@ -18,7 +18,7 @@ from worker_abstraction._convert import bounds
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import InvalidParametersError
-from worker_abstraction.orchestrator.daemon import callers, workflows
+from worker_abstraction.orchestrator.daemon import callers, schedules, workflows
 from worker_abstraction.orchestrator.daemon.session import CallerSession
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 
@@ -142,6 +142,32 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
 
     async def RerunWorkflow(self, request: pb.RerunWorkflowRequest, context: Context) -> pb.RunWorkflowResponse:
         return await workflows.rerun(self._engine, request)
+
+    # ---- schedules (see `schedules.py`) ----------------------------------------------------------------
+
+    async def CreateSchedule(self, request: pb.ScheduleRequest, context: Context) -> pb.ScheduleRecord:
+        return await schedules.create(self._orchestrator.timetable, request)
+
+    async def UpdateSchedule(self, request: pb.ScheduleRequest, context: Context) -> pb.ScheduleRecord:
+        return await schedules.update(self._orchestrator.timetable, request)
+
+    async def GetSchedule(self, request: pb.ScheduleName, context: Context) -> pb.ScheduleRecord:
+        return await schedules.get(self._orchestrator.timetable, request)
+
+    async def ListSchedules(self, request: empty_pb2.Empty, context: Context) -> pb.ScheduleList:
+        return await schedules.listed(self._orchestrator.timetable)
+
+    async def PauseSchedule(self, request: pb.ScheduleName, context: Context) -> pb.ScheduleRecord:
+        return await schedules.pause(self._orchestrator.timetable, request)
+
+    async def ResumeSchedule(self, request: pb.ResumeScheduleRequest, context: Context) -> pb.ScheduleRecord:
+        return await schedules.resume(self._orchestrator.timetable, request)
+
+    async def DeleteSchedule(self, request: pb.ScheduleName, context: Context) -> pb.DeleteScheduleResponse:
+        return await schedules.delete(self._orchestrator.timetable, request)
+
+    async def TriggerSchedule(self, request: pb.ScheduleName, context: Context) -> pb.SubmitTaskResponse:
+        return await schedules.trigger(self._orchestrator.timetable, request)
 
 
 def _check_id(task_id: str) -> None:

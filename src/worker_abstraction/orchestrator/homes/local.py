@@ -23,7 +23,9 @@ from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
 from worker_abstraction.orchestrator.homes.journal import NullJournal, StoreJournal
+from worker_abstraction.schedules.book import MemoryBook, ScheduleBook
 from worker_abstraction.stores.availability import StoreAvailability
+from worker_abstraction.stores.sqlite_schedules import SqliteScheduleBook
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,11 @@ class LocalHome:
     @property
     def availability(self) -> StoreAvailability | None:
         return None
+
+    def schedule_book(self) -> ScheduleBook:
+        """Schedules kept where the tasks are: a SQLite store's file, or memory."""
+        path = getattr(self.journal.store, "path", None) if isinstance(self.journal, StoreJournal) else None
+        return SqliteScheduleBook(path) if isinstance(path, str) else MemoryBook()
 
     @property
     def writable(self) -> bool:

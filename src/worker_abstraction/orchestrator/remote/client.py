@@ -36,6 +36,7 @@ from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle
 from worker_abstraction.orchestrator.edge.follow import RECONNECT_WINDOW_SECONDS
 from worker_abstraction.orchestrator.remote.session import Followed, RemoteSession, observe
+from worker_abstraction.schedules.model import Schedule, ScheduleInfo
 from worker_abstraction.tls import TLSConfig, explain
 from worker_abstraction.types import (
     DeadLetter,
@@ -285,6 +286,38 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         )
         response = await self._call(self._stub.RerunWorkflow, request)
         return WorkflowHandle(await self.watch(response.workflow_id))
+
+    # ---- schedules: the daemon's schedule calls --------------------------------------------------------
+
+    async def add_schedule(self, schedule: Schedule) -> ScheduleInfo:
+        request = pb.ScheduleRequest(schedule_json=json.dumps(schedule.check().to_dict(), ensure_ascii=False))
+        return _convert.schedule_info_from_pb(await self._call(self._stub.CreateSchedule, request))
+
+    async def update_schedule(self, schedule: Schedule) -> ScheduleInfo:
+        request = pb.ScheduleRequest(schedule_json=json.dumps(schedule.check().to_dict(), ensure_ascii=False))
+        return _convert.schedule_info_from_pb(await self._call(self._stub.UpdateSchedule, request))
+
+    async def schedule(self, name: str) -> ScheduleInfo:
+        found = await self._call(self._stub.GetSchedule, pb.ScheduleName(name=name))
+        return _convert.schedule_info_from_pb(found)
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        listed = await self._call(self._stub.ListSchedules, empty_pb2.Empty())
+        return [_convert.schedule_info_from_pb(record) for record in listed.schedules]
+
+    async def pause_schedule(self, name: str) -> ScheduleInfo:
+        return _convert.schedule_info_from_pb(await self._call(self._stub.PauseSchedule, pb.ScheduleName(name=name)))
+
+    async def resume_schedule(self, name: str, *, run_now: bool = False) -> ScheduleInfo:
+        request = pb.ResumeScheduleRequest(name=name, run_now=run_now)
+        return _convert.schedule_info_from_pb(await self._call(self._stub.ResumeSchedule, request))
+
+    async def remove_schedule(self, name: str) -> bool:
+        return bool((await self._call(self._stub.DeleteSchedule, pb.ScheduleName(name=name))).deleted)
+
+    async def trigger_schedule(self, name: str) -> AsyncTaskHandle:
+        response = await self._call(self._stub.TriggerSchedule, pb.ScheduleName(name=name))
+        return await self.watch(response.task_id)
 
     async def dead_letters(self) -> list[DeadLetter]:
         """The daemon's dead letters."""
