@@ -60,6 +60,7 @@ from worker_abstraction.stores.availability import Backoff, StoreAvailability, k
 from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
 from worker_abstraction.stores.jetstream.partitions import PartitionLeases, PartitionOptions
 from worker_abstraction.stores.jetstream.pipeline import WrongLastSequenceError
+from worker_abstraction.stores.jetstream.schedules import NatsScheduleBook
 from worker_abstraction.stores.jetstream.updates import UpdateLogOptions
 from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec
 
@@ -140,6 +141,7 @@ class PartitionedHome:
         self._reconnects = 0
         self._closing = False
         self._owns_client = False
+        self._schedules: NatsScheduleBook | None = None
 
     @classmethod
     async def open(
@@ -325,6 +327,16 @@ class PartitionedHome:
 
     async def purge_dead_letters(self, task_ids: Iterable[str] | None) -> int:
         return await self.journal.purge_dead_letters(task_ids)
+
+    def schedule_book(self) -> NatsScheduleBook:
+        """The schedules every daemon on this NATS shares, on this home's connection (one book, made on the first
+        call; its bucket, in as many copies as the tasks', is opened by the book's first call)."""
+        if self._schedules is None:
+            options = self.store.options
+            self._schedules = NatsScheduleBook(
+                self.client, replicas=options.replicas, answer_timeout_seconds=options.answer_timeout_seconds
+            )
+        return self._schedules
 
     # ---- partitions ------------------------------------------------------------------------------------------
 
