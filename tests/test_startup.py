@@ -48,6 +48,8 @@ COMMANDS = (
     "queue",
     "top",
     "dlq",
+    "workflow",
+    "schedule",
     "config",
     "certs",
     "token",
