@@ -266,6 +266,16 @@ class TaskRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitedQueue:
+    """Waiting tasks of a capability held back by its rate or concurrency limit (see `core.gates`)."""
+
+    capability: str
+    waiting: int
+    starts_in_seconds: float | None  # None: when one of its tasks in flight ends
+    limit: str
+
+
+@dataclass(frozen=True, slots=True)
 class WorkerHealth:
     """A worker as one orchestrator sees it: its standing, its circuit breaker, that orchestrator's tasks on it."""
 

@@ -651,12 +651,26 @@ class QueueDepth(_message.Message):
     def __init__(self, capability: _Optional[str] = ..., priority: _Optional[int] = ..., waiting: _Optional[int] = ...) -> None: ...
 
 class QueueStats(_message.Message):
-    __slots__ = ("depths", "total_waiting")
+    __slots__ = ("depths", "total_waiting", "limited")
     DEPTHS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_WAITING_FIELD_NUMBER: _ClassVar[int]
+    LIMITED_FIELD_NUMBER: _ClassVar[int]
     depths: _containers.RepeatedCompositeFieldContainer[QueueDepth]
     total_waiting: int
-    def __init__(self, depths: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ..., total_waiting: _Optional[int] = ...) -> None: ...
+    limited: _containers.RepeatedCompositeFieldContainer[LimitedQueue]
+    def __init__(self, depths: _Optional[_Iterable[_Union[QueueDepth, _Mapping]]] = ..., total_waiting: _Optional[int] = ..., limited: _Optional[_Iterable[_Union[LimitedQueue, _Mapping]]] = ...) -> None: ...
+
+class LimitedQueue(_message.Message):
+    __slots__ = ("capability", "waiting", "starts_in_seconds", "limit")
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    STARTS_IN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    waiting: int
+    starts_in_seconds: float
+    limit: str
+    def __init__(self, capability: _Optional[str] = ..., waiting: _Optional[int] = ..., starts_in_seconds: _Optional[float] = ..., limit: _Optional[str] = ...) -> None: ...
 
 class RunWorkflowRequest(_message.Message):
     __slots__ = ("definition_json", "workflow_id", "idempotency_key", "priority", "trace_context", "not_before", "delay_seconds")

@@ -127,6 +127,22 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         help=settings.help("aging", "a waiting task gains one priority level per this many seconds (no starvation)"),
     )
     parser.add_argument(
+        "--rate-limit",
+        action="append",
+        default=[],
+        metavar="CAPABILITY=RATE[,burst=N][,key=KEY]",
+        help="at most RATE task starts of CAPABILITY (e.g. 20/s, 1000/h, 100/10s), per KEY if given (fairness, "
+        "or param:NAME for an argument); tasks over it wait in the queue. Repeat for several capabilities",
+    )
+    parser.add_argument(
+        "--concurrency-limit",
+        action="append",
+        default=[],
+        metavar="CAPABILITY=N[,key=KEY][,strategy=S]",
+        help="at most N tasks of CAPABILITY in flight, per KEY if given; over it a task waits (strategy=queue), "
+        "is canceled (cancel_newest) or cancels the older ones of its key (cancel_in_progress)",
+    )
+    parser.add_argument(
         "--queue-without-workers",
         action="store_true",
         help="accept tasks for a capability no live worker offers yet: they wait (bounded by their queue "
@@ -136,6 +152,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     """Serve until a signal, then stop and return 0."""
+    from worker_abstraction.errors import InvalidParametersError
+    from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, RateLimit
     from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
@@ -146,6 +164,11 @@ async def run(args: argparse.Namespace) -> int:
             f"--nats-home (WA_NATS_HOME, config nats_home) must be {' or '.join(NATS_HOMES)}, "
             f"got {args.nats_home[:40]!r}{gone}"
         )
+    try:
+        rate_limits = [RateLimit.from_text(text) for text in args.rate_limit]
+        concurrency_limits = [ConcurrencyLimit.from_text(text) for text in args.concurrency_limit]
+    except InvalidParametersError as error:
+        raise UsageError(f"--rate-limit / --concurrency-limit: {'; '.join(error.problems)}") from None
     metrics = OrchestratorMetrics() if args.metrics_port is not None else None
     home = await _nats_home(args) if is_nats(args.store) else None
     tls, auth = tls_of(args), authenticator_of(args)
@@ -158,6 +181,8 @@ async def run(args: argparse.Namespace) -> int:
         max_queued=args.max_queued,
         aging_seconds=args.aging,
         queue_without_workers=args.queue_without_workers,
+        rate_limits=rate_limits,
+        concurrency_limits=concurrency_limits,
         tls=tls,
         auth=auth,
         metrics=metrics,

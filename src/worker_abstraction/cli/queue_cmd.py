@@ -34,6 +34,7 @@ async def run(args: argparse.Namespace) -> int:
     try:
         async with RemoteOrchestrator(args.orchestrator, tls=tls_of(args)) as orchestrator:
             depths = await orchestrator.queue_depths()
+            limited = await orchestrator.limited_queues()
     except OrchestratorUnavailableError as exc:
         print(unreachable(exc, args.orchestrator), file=sys.stderr)
         return 1
@@ -46,4 +47,7 @@ async def run(args: argparse.Namespace) -> int:
     for capability, priority, waiting in rows:
         print(f"{capability:<{width}}  {priority:>8}  {waiting:>7}")
     print(f"{'total':<{width}}  {'':>8}  {sum(r[2] for r in rows):>7}")
+    for held in limited:
+        when = "when one in flight ends" if held.starts_in_seconds is None else f"in {held.starts_in_seconds:.2f}s"
+        print(f"{held.capability}: {held.waiting} rate-limited ({held.limit}); the first may start {when}")
     return 0

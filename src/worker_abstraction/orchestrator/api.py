@@ -23,6 +23,7 @@ from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle
 from worker_abstraction.schedules.model import Schedule, ScheduleInfo
 from worker_abstraction.types import (
     DeadLetter,
+    LimitedQueue,
     TaskQuery,
     TaskQueryFields,
     TaskRecord,
@@ -77,6 +78,10 @@ class AsyncOrchestratorAPI(Protocol):
 
     async def queue_depths(self) -> dict[str, dict[int, int]]:
         """Tasks waiting for a worker, per capability and priority."""
+        ...
+
+    async def limited_queues(self) -> list[LimitedQueue]:
+        """Waiting tasks held back by a rate or concurrency limit, per capability, and when they may start."""
         ...
 
     async def execute_task(

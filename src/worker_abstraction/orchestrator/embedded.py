@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -20,6 +21,7 @@ from worker_abstraction.orchestrator.core.breaker import BreakerState, CircuitBr
 from worker_abstraction.orchestrator.core.clock import Clock, LoopClock
 from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.engine import Engine
+from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, Gates, RateLimit
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.health import Denied, WorkerStanding, denied_everywhere
 from worker_abstraction.orchestrator.core.home import TaskHome
@@ -36,9 +38,15 @@ from worker_abstraction.schedules.book import MemoryBook, ScheduleBook
 from worker_abstraction.schedules.model import Schedule, ScheduleInfo
 from worker_abstraction.stores.tasks import TaskStore
 from worker_abstraction.tls import TLSConfig
-from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, WorkerHealth, WorkerInfo
+from worker_abstraction.types import DeadLetter, LimitedQueue, TaskQuery, TaskRecord, WorkerHealth, WorkerInfo
 
 logger = logging.getLogger(__name__)
+
+
+def _daemons_up(home: TaskHome | None) -> Callable[[], int]:
+    """How many engines share the home's limits (a shared home says; one otherwise)."""
+    count = getattr(home, "daemons_up", None)
+    return count if callable(count) else lambda: 1
 
 
 def schedule_book_of(home: TaskHome) -> ScheduleBook:
@@ -80,6 +88,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             mTLS); default plaintext. Injected `links` and `directory` bring their own channels.
         metrics: count tasks, retries and waits there, and report the queue, the tasks in flight, the
             circuits and the dead letters when it is scraped (see `observability.metrics`); default none.
+        rate_limits: task starts per window, per capability (and key): tasks over a limit wait (`gates`).
+        concurrency_limits: tasks in flight per capability (and key), with a strategy (`gates`).
     """
 
     def __init__(
@@ -106,6 +116,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         tls: TLSConfig | None = None,
         metrics: OrchestratorMetrics | None = None,
         home: TaskHome | None = None,
+        rate_limits: Iterable[RateLimit] = (),
+        concurrency_limits: Iterable[ConcurrencyLimit] = (),
     ) -> None:
         if home is not None and task_store is not None:
             raise ValueError("give a task_store or a home, not both (a home keeps its tasks itself)")
@@ -133,6 +145,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             max_queued_per_capability=max_queued_per_capability,
             aging_seconds=aging_seconds,
             fairness_weights=fairness_weights,
+            gates=Gates(rate_limits, concurrency_limits, share=_daemons_up(home)),
         )
         if home is None:
             home = LocalHome(StoreJournal(task_store) if task_store is not None else NullJournal())
@@ -239,6 +252,13 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
     async def queue_depths(self) -> dict[str, dict[int, int]]:
         """Tasks waiting for a worker, per capability and priority."""
         return self.engine.queue_depths()
+
+    async def limited_queues(self) -> list[LimitedQueue]:
+        gates = self.engine.crew.scheduler.gates
+        return [
+            LimitedQueue(capability, waiting, None if math.isinf(wait) else wait, gates.describe(capability))
+            for capability, (waiting, wait) in sorted(self.engine.crew.scheduler.gated().items())
+        ]
 
     # ---- schedules (`core.timetable`) -------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import (
     Attempt,
     DeadLetter,
+    LimitedQueue,
     TaskQueryFields,
     TaskRecord,
     TaskStatus,
@@ -260,6 +261,9 @@ class Orchestrator:
     ) -> WorkflowRunHandle:
         made = self._core.rerun_workflow(workflow_id, step, downstream=downstream, new_workflow_id=new_workflow_id)
         return WorkflowRunHandle(self._loop, self._loop.run(made))
+
+    def limited_queues(self) -> list[LimitedQueue]:
+        return self._loop.run(self._core.limited_queues())
 
     def add_schedule(self, schedule: Schedule) -> ScheduleInfo:
         return self._loop.run(self._core.add_schedule(schedule))

@@ -34,6 +34,7 @@ class Wanted:
     priority: int
     fairness_key: str
     avoid: frozenset[str] = _NO_TAGS
+    gate: str = ""
 
     @classmethod
     def of(cls, spec: TaskSpec) -> Wanted:
@@ -51,6 +52,9 @@ class Wanted:
         raise AssertionError("admission never queues a task")
 
     def deny(self, error: Exception) -> None:
+        raise AssertionError("admission never queues a task")
+
+    def cancel_soon(self, reason: str) -> None:
         raise AssertionError("admission never queues a task")
 
 

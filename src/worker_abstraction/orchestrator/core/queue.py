@@ -116,6 +116,10 @@ class TaskQueue:
         head = self.peek(now)
         return self._level(head, now) if head is not None else -math.inf
 
+    def items(self) -> list[QueuedTask]:
+        """The waiting tasks, oldest arrival first."""
+        return sorted((item for heap in self._heaps.values() for item in heap), key=lambda item: item.arrival)
+
     def depth_by_priority(self) -> Counter[int]:
         return Counter(item.priority for heap in self._heaps.values() for item in heap)
 

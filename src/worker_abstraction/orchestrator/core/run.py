@@ -75,7 +75,7 @@ class TaskRun:
     __slots__ = ("_crew", "_failures", "_hold", "_journal", "_max_output", "_queue_timeout", "_reserved",
                  "_reuse_number", "_sent",
                  "_sinks", "_spans", "_timers", "avoid", "cancel_reason", "capability", "dead_lettered", "fairness_key",
-                 "handle", "phase", "pinned", "preferred_tags", "priority", "required_tags", "retry", "spec",
+                 "gate", "handle", "phase", "pinned", "preferred_tags", "priority", "required_tags", "retry", "spec",
                  "state")  # fmt: skip
 
     def __init__(self, hold: Hold, crew: Crew, *, queue_timeout_seconds: float | None = None) -> None:
@@ -103,6 +103,10 @@ class TaskRun:
         self.pinned = options.worker_id
         self.priority = options.priority
         self.fairness_key = options.fairness_key
+        gates = crew.scheduler.gates
+        self.gate = (
+            gates.key_of(spec.capability, options.fairness_key, spec.params) if gates.limited(spec.capability) else ""
+        )
         self.avoid = _NO_WORKERS  # workers that failed it (one shared empty set until one does)
         self.retry = options.retry_policy or crew.retry_policy
         self.cancel_reason = ""
@@ -194,6 +198,10 @@ class TaskRun:
         if self.phase is Phase.WAITING:
             failure = TaskFailure(type(error).__name__, str(error), FailureOrigin.REJECTED, retryable=False)
             self._finish(retries.failed(self.state, failure))
+
+    def cancel_soon(self, reason: str) -> None:
+        """Cancel it without waiting (a concurrency limit's strategy: see `gates`)."""
+        self._spawn(self.cancel(reason), f"cancel-{self.spec.task_id}")
 
     async def cancel(self, reason: str) -> bool:
         """Cancel the task (see the module docstring); False if it had already finished."""

@@ -15,12 +15,14 @@ The scheduler knows tasks only as `Placeable`s; it reserves a slot, then tells t
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Mapping
 from typing import Protocol
 
 from worker_abstraction.errors import QueueFullError
-from worker_abstraction.orchestrator.core.clock import Clock
+from worker_abstraction.orchestrator.core.clock import Clock, Timer
+from worker_abstraction.orchestrator.core.gates import Gates
 from worker_abstraction.orchestrator.core.health import WorkerStanding, denied_everywhere
 from worker_abstraction.orchestrator.core.queue import QueuedTask, TaskQueue
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
@@ -28,7 +30,7 @@ from worker_abstraction.types import WorkerInfo
 
 logger = logging.getLogger(__name__)
 
-QueueKey = tuple[str, frozenset[str], str]  # capability, required tags, pinned worker id
+QueueKey = tuple[str, frozenset[str], str, str]  # capability, required tags, pinned worker id, gate key
 
 _UNLIMITED_SLOTS = 1024  # how an unlimited worker counts when comparing how busy workers are
 
@@ -59,6 +61,15 @@ class Placeable(Protocol):
         """Workers that failed it: others are preferred."""
         ...
 
+    @property
+    def gate(self) -> str:
+        """The key its capability's limits count it under ("" for none; see `gates`)."""
+        ...
+
+    def cancel_soon(self, reason: str) -> None:
+        """Cancel it (a concurrency limit's strategy): at once if it waits, on its worker if it runs."""
+        ...
+
     def place(self, worker: WorkerInfo) -> None:
         """A slot on `worker` is reserved for it: go there."""
         ...
@@ -81,6 +92,7 @@ class Scheduler:
         max_queued_per_capability: Mapping[str, int] | None = None,
         aging_seconds: float = 10.0,
         fairness_weights: Mapping[str, int] | None = None,
+        gates: Gates | None = None,
     ) -> None:
         if max_queued < 0:
             raise ValueError(f"max_queued must be >= 0, got {max_queued}")
@@ -102,6 +114,10 @@ class Scheduler:
         self._held_back: dict[str, float] = {}  # worker id -> when it may get tasks again
         self._turn = 0
         self._pumping = False
+        self.gates = gates or Gates()
+        self._gate_timer: Timer | None = None
+        self._gate_timer_at = math.inf
+        self._gated: Counter[tuple[str, str]] = Counter()  # (capability, gate) -> tasks waiting on a limit now
         directory.on_change.append(self.pump)
         standing.on_recovered.append(self.pump)
         standing.on_denied.append(self.deny_refused)
@@ -121,7 +137,7 @@ class Scheduler:
     def depths(self) -> dict[str, dict[int, int]]:
         """Waiting tasks per capability and priority."""
         depths: dict[str, Counter[int]] = {}
-        for (capability, _, _), queue in self._queues.items():
+        for (capability, _, _, _), queue in self._queues.items():
             depths.setdefault(capability, Counter()).update(queue.depth_by_priority())
         return {capability: dict(sorted(c.items(), reverse=True)) for capability, c in sorted(depths.items())}
 
@@ -143,15 +159,17 @@ class Scheduler:
             return
         self.release(task)
         entry = self._entries.get(task)
-        if entry is None and not self._waiting_now and not self._pumping:
+        gated = self.gates.limited(task.capability)
+        if gated and entry is None and self._came.get(task) is None and not self._admit_concurrency(task):
+            return
+        if entry is None and not self._waiting_now and not self._pumping and not (gated and self._gate_wait(task)):
             # Nothing waits, so the line is empty: a worker with room takes the task straight away (should
             # it wait later, its place in line is that of the moment it came).
             now = self._clock.now()
             worker = self._pick(task, now)
             if worker is not None:
                 self._came.setdefault(task, now)
-                self._reserve(task, worker.worker_id)
-                task.place(worker)
+                self._start(task, worker)
                 return
         queue = self._queue(task)
         if entry is None:
@@ -214,6 +232,8 @@ class Scheduler:
         if not self._in_flight[worker_id]:
             del self._in_flight[worker_id]
         self._in_flight_capability[(worker_id, task.capability)] -= 1
+        if self.gates.limited(task.capability):
+            self.gates.vacate(task.capability, task.gate)
         self._held_back.pop(worker_id, None)  # it just finished one of ours: it has room again
         self.pump()
 
@@ -242,17 +262,79 @@ class Scheduler:
                 while len(queue):
                     head = queue.peek(now)
                     assert head is not None
+                    if key[3] or self.gates.limited(key[0]):
+                        wait = self._gate_wait(head.payload)
+                        if wait > 0:
+                            self._gate_pump_in(wait)
+                            break
                     worker = self._pick(head.payload, now)
                     if worker is None:
                         break
                     task: Placeable = queue.pop(now).payload
                     self._unmark_waiting(task)
-                    self._reserve(task, worker.worker_id)
-                    task.place(worker)
+                    self._start(task, worker)
                 if not len(queue) and self._queues.get(key) is queue:
                     del self._queues[key]
         finally:
             self._pumping = False
+
+    def gated(self) -> dict[str, tuple[int, float]]:
+        """Per capability: tasks waiting on a limit, and the seconds until the first may start (inf: until
+        one in flight ends)."""
+        found: dict[str, tuple[int, float]] = {}
+        for (capability, _, _, gate), queue in self._queues.items():
+            if not self.gates.limited(capability) or not len(queue):
+                continue
+            wait = self.gates.wait(capability, gate, self._clock.now())
+            if wait > 0:
+                count, soonest = found.get(capability, (0, math.inf))
+                found[capability] = (count + len(queue), min(soonest, wait))
+        return found
+
+    def _start(self, task: Placeable, worker: WorkerInfo) -> None:
+        self._reserve(task, worker.worker_id)
+        if self.gates.limited(task.capability):
+            self.gates.started(task.capability, task.gate, self._clock.now())
+        task.place(worker)
+
+    def _gate_wait(self, task: Placeable) -> float:
+        return self.gates.wait(task.capability, task.gate, self._clock.now())
+
+    def _gate_pump_in(self, wait: float) -> None:
+        """Pump again when the soonest closed gate opens (one timer; a task ending pumps anyway)."""
+        if math.isinf(wait):
+            return
+        at = self._clock.now() + wait
+        if at >= self._gate_timer_at and self._gate_timer is not None:
+            return
+        if self._gate_timer is not None:
+            self._gate_timer.cancel()
+        self._gate_timer_at = at
+        self._gate_timer = self._clock.call_later(wait, self._gate_opened)
+
+    def _gate_opened(self) -> None:
+        self._gate_timer, self._gate_timer_at = None, math.inf
+        self.pump()
+
+    def _admit_concurrency(self, task: Placeable) -> bool:
+        """A new task of a capability with a concurrency limit: its strategy (False: the task was canceled)."""
+        limit = self.gates.strategy(task.capability)
+        if limit is None or limit.strategy == "queue":
+            return True
+        held = [t for t, _ in self._reserved.items() if t.capability == task.capability and t.gate == task.gate]
+        queue = self._queues.get(_key(task))
+        waiting = [item.payload for item in queue.items()] if queue is not None else []
+        room = max(1, self.gates.shared(limit.max_in_flight))
+        if limit.strategy == "cancel_newest":
+            if len(held) + len(waiting) >= room:
+                task.cancel_soon(f"concurrency limit: {room} of key {task.gate or 'the capability'} run already")
+                return False
+            return True
+        # cancel_in_progress: the newest stays; the oldest of the others go, waiting ones first.
+        excess = len(held) + len(waiting) + 1 - room
+        for older in [*waiting, *held][: max(0, excess)]:
+            older.cancel_soon("superseded by a newer task of its key (concurrency limit, cancel_in_progress)")
+        return True
 
     def _has_room(self, task: Placeable, worker: WorkerInfo, now: float) -> bool:
         if self._held_back.get(worker.worker_id, 0.0) > now or not self._standing.allows(worker, now):
@@ -299,9 +381,11 @@ class Scheduler:
     def _reserve(self, task: Placeable, worker_id: str) -> None:
         self.release(task)
         self._reserved[task] = worker_id
+        if self.gates.limited(task.capability):
+            self.gates.occupy(task.capability, task.gate)
         self._in_flight[worker_id] += 1
         self._in_flight_capability[(worker_id, task.capability)] += 1
 
 
 def _key(task: Placeable) -> QueueKey:
-    return (task.capability, task.required_tags, task.pinned)
+    return (task.capability, task.required_tags, task.pinned, task.gate)

@@ -63,7 +63,16 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
             for capability, by_priority in (await self._orchestrator.queue_depths()).items()
             for priority, waiting in by_priority.items()
         ]
-        return pb.QueueStats(depths=depths, total_waiting=sum(d.waiting for d in depths))
+        limited = [
+            pb.LimitedQueue(
+                capability=held.capability,
+                waiting=held.waiting,
+                starts_in_seconds=-1.0 if held.starts_in_seconds is None else held.starts_in_seconds,
+                limit=held.limit,
+            )
+            for held in await self._orchestrator.limited_queues()
+        ]
+        return pb.QueueStats(depths=depths, total_waiting=sum(d.waiting for d in depths), limited=limited)
 
     async def CancelTask(self, request: pb.CancelTaskRequest, context: Context) -> pb.CancelTaskResponse:
         _check_id(request.task_id)

@@ -40,6 +40,7 @@ from worker_abstraction.schedules.model import Schedule, ScheduleInfo
 from worker_abstraction.tls import TLSConfig, explain
 from worker_abstraction.types import (
     DeadLetter,
+    LimitedQueue,
     TaskQuery,
     TaskRecord,
     TaskSpec,
@@ -139,6 +140,13 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         for depth in stats.depths:
             depths.setdefault(depth.capability, {})[depth.priority] = depth.waiting
         return depths
+
+    async def limited_queues(self) -> list[LimitedQueue]:
+        stats = await self._call(self._stub.GetQueueStats, empty_pb2.Empty())
+        return [
+            LimitedQueue(q.capability, q.waiting, None if q.starts_in_seconds < 0 else q.starts_in_seconds, q.limit)
+            for q in stats.limited
+        ]
 
     async def _submit(self, capability: str, params: Mapping[str, Any] | None, options: TaskOptions) -> AsyncTaskHandle:
         if not tracing.enabled():

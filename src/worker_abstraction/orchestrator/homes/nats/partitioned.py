@@ -201,6 +201,12 @@ class PartitionedHome:
     def writable(self) -> bool:
         return self.availability.available
 
+    def daemons_up(self) -> int:
+        """The daemons sharing this home now (members of the partition leases): each enforces its share of
+        every rate and concurrency limit (see `core.gates`)."""
+        leases = self.leases
+        return max(1, len(leases.members)) if leases is not None else 1
+
     @property
     def held(self) -> int:
         """Tasks this daemon holds now (in partitions whose lease still holds)."""

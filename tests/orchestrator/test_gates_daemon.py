@@ -1,0 +1,69 @@
+"""Limits through a daemon, in real time: a rate limit holds over any one-second window for tasks submitted
+at once, `wa queue` shows the ones held back and when they may start, and the daemon's flags are checked."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import Gates
+from worker_abstraction import OrchestratorServer, RegistryServer, RemoteOrchestrator
+from worker_abstraction.cli.config import Settings
+from worker_abstraction.cli.main import build_parser
+from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, RateLimit
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_a_rate_limit_through_a_daemon_holds_over_any_second_and_wa_queue_shows_what_waits(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates, capsys: pytest.CaptureFixture[str]
+) -> None:
+    await start_worker(max_concurrent_tasks=64)
+    limits = {"rate_limits": [RateLimit.parse("echo", "10/s")], "concurrency_limits": [ConcurrencyLimit("wait_for", 1)]}
+    async with OrchestratorServer(registry.address, port=0, **limits) as daemon:
+        remote = RemoteOrchestrator(daemon.address)
+        async with remote:
+            await remote.wait_for_workers("echo", timeout_seconds=10)
+            handles = [await remote.execute_task("echo", {"text": str(n)}) for n in range(25)]
+            held = [await remote.execute_task("wait_for", {"name": "slow"}) for _ in range(3)]
+            limited = {q.capability: q for q in await remote.limited_queues()}
+            assert limited["echo"].waiting >= 10 and limited["echo"].limit == "10/s"
+            assert 0 < (limited["echo"].starts_in_seconds or 0) <= 1.0
+            args = build_parser(Settings.load({})).parse_args(["queue", "--orchestrator", daemon.address])
+            assert await args.run(args) == 0
+            shown = capsys.readouterr().out
+            assert "echo:" in shown and "rate-limited (10/s)" in shown
+            assert (
+                "wait_for: 2 rate-limited (1 in flight (queue)); the first may start when one in flight ends" in shown
+            )
+            for handle in handles:
+                await handle.result(timeout_seconds=20)
+            records = [await remote.task(h.task_id) for h in handles]
+            gates.open("slow")
+            for handle in held:
+                await handle.result(timeout_seconds=10)
+    starts = sorted(r.attempts[0].started_at.timestamp() for r in records)
+    most = max(sum(1 for t in starts if first <= t < first + 1.0) for first in starts)
+    assert most <= 10, most
+    assert starts[-1] - starts[0] >= 1.5  # 25 at 10 per second: more than two seconds' worth
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--rate-limit", "echo", "CAPABILITY=RATE"),
+        ("--rate-limit", "echo=fast", "N/UNIT"),
+        ("--concurrency-limit", "echo=two", "whole number"),
+        ("--concurrency-limit", "echo=2,strategy=drop", "strategy"),
+    ],
+)
+async def test_a_bad_limit_flag_is_a_usage_error_that_says_what_to_fix(flag: str, value: str, says: str) -> None:
+    from worker_abstraction.cli import UsageError
+
+    args = build_parser(Settings.load({})).parse_args(["orchestrator", "--port", "0", flag, value])
+    with pytest.raises(UsageError, match=says):
+        async with asyncio.timeout(10):
+            await args.run(args)
