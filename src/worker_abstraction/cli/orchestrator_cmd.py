@@ -22,6 +22,7 @@ from worker_abstraction.cli import (
     add_registry_argument,
     serve_until_signal,
     serving_metrics,
+    times,
 )
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.credentials import authenticator_of
@@ -143,6 +144,28 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         "is canceled (cancel_newest) or cancels the older ones of its key (cancel_in_progress)",
     )
     parser.add_argument(
+        "--retention",
+        type=times.duration,
+        metavar="DURATION",
+        default=None,
+        help="drop finished tasks (and workflow runs) this long after they finish, with their idempotency keys "
+        "(e.g. 7d, 12h); default: keep them for good. Unfinished tasks never expire",
+    )
+    parser.add_argument(
+        "--retention-for",
+        action="append",
+        default=[],
+        metavar="CAPABILITY=DURATION",
+        help="the same for one capability (e.g. wa.workflow=30d); repeat for several",
+    )
+    parser.add_argument(
+        "--dead-letter-retention",
+        type=times.duration,
+        metavar="DURATION",
+        default=None,
+        help="drop dead letters this long after they were kept; default: keep them for good",
+    )
+    parser.add_argument(
         "--queue-without-workers",
         action="store_true",
         help="accept tasks for a capability no live worker offers yet: they wait (bounded by their queue "
@@ -154,6 +177,7 @@ async def run(args: argparse.Namespace) -> int:
     """Serve until a signal, then stop and return 0."""
     from worker_abstraction.errors import InvalidParametersError
     from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, RateLimit
+    from worker_abstraction.orchestrator.core.retention import Retention
     from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
     if args.http_port is not None and not 0 <= args.http_port <= 65535:
@@ -167,8 +191,16 @@ async def run(args: argparse.Namespace) -> int:
     try:
         rate_limits = [RateLimit.from_text(text) for text in args.rate_limit]
         concurrency_limits = [ConcurrencyLimit.from_text(text) for text in args.concurrency_limit]
-    except InvalidParametersError as error:
-        raise UsageError(f"--rate-limit / --concurrency-limit: {'; '.join(error.problems)}") from None
+        per_capability = {}
+        for text in args.retention_for:
+            capability, equals, kept = text.partition("=")
+            if not equals or not capability:
+                raise InvalidParametersError([f"--retention-for {text[:60]!r} is not CAPABILITY=DURATION"])
+            per_capability[capability] = times.duration(kept)
+        retention = Retention(args.retention, per_capability, args.dead_letter_retention)
+    except (InvalidParametersError, argparse.ArgumentTypeError) as error:
+        said = "; ".join(error.problems) if isinstance(error, InvalidParametersError) else str(error)
+        raise UsageError(f"limits or retention: {said}") from None
     metrics = OrchestratorMetrics() if args.metrics_port is not None else None
     home = await _nats_home(args) if is_nats(args.store) else None
     tls, auth = tls_of(args), authenticator_of(args)
@@ -183,6 +215,7 @@ async def run(args: argparse.Namespace) -> int:
         queue_without_workers=args.queue_without_workers,
         rate_limits=rate_limits,
         concurrency_limits=concurrency_limits,
+        retention=retention,
         tls=tls,
         auth=auth,
         metrics=metrics,

@@ -26,6 +26,7 @@ from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.health import Denied, WorkerStanding, denied_everywhere
 from worker_abstraction.orchestrator.core.home import TaskHome
 from worker_abstraction.orchestrator.core.records import TaskIndex
+from worker_abstraction.orchestrator.core.retention import Retention
 from worker_abstraction.orchestrator.core.scheduler import Scheduler
 from worker_abstraction.orchestrator.core.timetable import Timetable
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
@@ -90,6 +91,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             circuits and the dead letters when it is scraped (see `observability.metrics`); default none.
         rate_limits: task starts per window, per capability (and key): tasks over a limit wait (`gates`).
         concurrency_limits: tasks in flight per capability (and key), with a strategy (`gates`).
+        retention: how long finished tasks and dead letters are kept (`core.retention`; default: for good).
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         home: TaskHome | None = None,
         rate_limits: Iterable[RateLimit] = (),
         concurrency_limits: Iterable[ConcurrencyLimit] = (),
+        retention: Retention | None = None,
     ) -> None:
         if home is not None and task_store is not None:
             raise ValueError("give a task_store or a home, not both (a home keeps its tasks itself)")
@@ -167,6 +170,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             index,
             queue_timeout_seconds=queue_timeout_seconds,
             queue_without_workers=queue_without_workers,
+            retention=retention,
         )
         self.timetable = Timetable(schedule_book_of(home), self.engine, clock)
         self._started = False

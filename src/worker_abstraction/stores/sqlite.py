@@ -268,6 +268,39 @@ class SqliteTaskStore:
         rows = await self._query("SELECT entry, options FROM dead_letters ORDER BY added_at")
         return [StoredDeadLetter(bytes(entry), options) for entry, options in rows]
 
+    async def expire_finished(
+        self, before: float, *, capability: str | None = None, other_than: Sequence[str] = (), limit: int = 500
+    ) -> list[str]:
+        """Delete up to `limit` tasks that finished before `before` (epoch seconds): of `capability`, or of
+        any capability but those in `other_than`; their ids (their idempotency keys go with them). The space
+        is reused by later tasks: the file stops growing once as much expires as comes in."""
+        where, parameters = "state = 'finished' AND updated_at < ?", list[object]([before])
+        if capability is not None:
+            where += " AND capability = ?"
+            parameters.append(capability)
+        elif other_than:
+            where += f" AND capability NOT IN ({', '.join('?' for _ in other_than)})"
+            parameters += list(other_than)
+        rows = await self._query(
+            f"SELECT task_id FROM tasks WHERE {where} ORDER BY updated_at LIMIT ?", (*parameters, limit)
+        )
+        ids = [str(row[0]) for row in rows]
+        if ids:
+            await asyncio.gather(
+                *(self._write("DELETE FROM tasks WHERE task_id = ? AND state = 'finished'", (i,)) for i in ids)
+            )
+        return ids
+
+    async def expire_dead_letters(self, before: float, *, limit: int = 500) -> list[str]:
+        """Delete up to `limit` dead letters kept since before `before`; their ids."""
+        rows = await self._query(
+            "SELECT task_id FROM dead_letters WHERE added_at < ? ORDER BY added_at LIMIT ?", (before, limit)
+        )
+        ids = [str(row[0]) for row in rows]
+        if ids:
+            await asyncio.gather(*(self._write("DELETE FROM dead_letters WHERE task_id = ?", (i,)) for i in ids))
+        return ids
+
     async def close(self) -> None:
         self._closing = True  # no checkpoint pass starts from now on
         await self._run(_nothing)  # a pass under way ends first

@@ -43,6 +43,8 @@ _INDEXES = """
 CREATE INDEX IF NOT EXISTS tasks_unfinished ON tasks (state) WHERE state != 'finished';
 CREATE INDEX IF NOT EXISTS tasks_by_key ON tasks (idempotency_key) WHERE idempotency_key != '';
 CREATE INDEX IF NOT EXISTS tasks_by_age ON tasks (accepted_at);
+CREATE INDEX IF NOT EXISTS tasks_finished_at ON tasks (updated_at) WHERE state = 'finished';
+CREATE INDEX IF NOT EXISTS dead_letters_by_age ON dead_letters (added_at);
 """
 
 

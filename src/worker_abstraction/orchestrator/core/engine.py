@@ -28,6 +28,7 @@ from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Hold, TaskHome
 from worker_abstraction.orchestrator.core.records import Run, TaskIndex, newest_first
+from worker_abstraction.orchestrator.core.retention import Retention
 from worker_abstraction.orchestrator.core.run import TaskRun
 from worker_abstraction.orchestrator.core.workflow_run import WorkflowRun
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
@@ -67,8 +68,10 @@ class Engine:
         *,
         queue_timeout_seconds: float | None,
         queue_without_workers: bool = False,
+        retention: Retention | None = None,
     ) -> None:
         self.crew = crew
+        self.retention = retention or Retention()
         self.directory = directory
         self.home = home
         self.index = index
@@ -82,6 +85,31 @@ class Engine:
     async def start(self) -> None:
         """Start taking the tasks the home holds for this engine (unfinished ones it kept first)."""
         await self.home.start(self)
+        if self.retention.active:
+            sweeping = asyncio.get_running_loop().create_task(self._sweep(), name="retention")
+            self.crew.background.add(sweeping)
+            sweeping.add_done_callback(self.crew.background.discard)
+
+    async def expire_now(self) -> list[str]:
+        """One retention sweep, now: the ids of the finished tasks dropped (see `core.retention`)."""
+        now = time.time()
+        expired = self.index.expired(self.retention.kept_for, now)
+        self.index.forget(expired)
+        expire = getattr(self.home, "expire", None)
+        stored: list[str] = await expire(self.retention, now) if expire is not None else []
+        self.index.forget(stored)
+        return [*expired, *stored]
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.retention.sweep_seconds)
+            try:
+                expired = await self.expire_now()
+            except Exception:  # (a store that does not answer now may later: the sweep goes on)
+                logger.exception("the retention sweep failed; it runs again in %gs", self.retention.sweep_seconds)
+                continue
+            if expired:
+                logger.info("retention: %d finished task(s) expired", len(expired))
 
     # ---- accepting -------------------------------------------------------------------------------------------
 
@@ -221,15 +249,25 @@ class Engine:
         if handle is None:
             handle = await self.home.follow(task_id)
         if handle is None:
-            raise TaskNotFoundError(task_id, "the orchestrator")
+            raise self._unknown(task_id)
         return handle
 
     async def task(self, task_id: str) -> TaskRecord:
         run = self.index.get(task_id)
         record = run.record() if run is not None else await self.home.record(task_id)
         if record is None:
-            raise TaskNotFoundError(task_id, "the orchestrator")
+            raise self._unknown(task_id)
         return record
+
+    def _unknown(self, task_id: str) -> TaskNotFoundError:
+        """NOT_FOUND for a task; one made before what retention keeps says that it may have expired."""
+        kept = self.retention.finished_seconds
+        made = _made_at(task_id)
+        if kept is not None and made is not None and made < time.time() - kept:
+            return TaskNotFoundError(
+                task_id, f"the orchestrator (it may have expired: finished tasks are kept {kept:g}s)"
+            )
+        return TaskNotFoundError(task_id, "the orchestrator")
 
     async def submission(self, task_id: str) -> TaskSpec | None:
         """A task as it was submitted (options included), running or finished; None: not known."""
@@ -393,6 +431,13 @@ def new_task_id() -> str:
     store: a quarter less CPU per task written, and the gap widens as the file grows).
     """
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def _made_at(task_id: str) -> float | None:
+    """When one of our ids was made (its first 48 bits: milliseconds; see `new_task_id`); None for others."""
+    if len(task_id) != 32 or not all(c in "0123456789abcdef" for c in task_id):
+        return None
+    return int(task_id[:12], 16) / 1000
 
 
 def _identified(spec: TaskSpec) -> TaskSpec:

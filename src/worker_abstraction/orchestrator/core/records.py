@@ -3,8 +3,9 @@ keeps the others)."""
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from worker_abstraction.codec import payload_bytes
@@ -67,6 +68,7 @@ class TaskIndex:
         self._recent_bytes = 0  # what the runs in _recent hold (_held_bytes), at most KEEP_FINISHED_BYTES
         self.live: dict[str, Run] = {}
         self._recent: OrderedDict[str, Run] = OrderedDict()
+        self._ended_at: dict[str, float] = {}  # task id -> when it finished here (time.time())
 
     def add(self, run: Run) -> None:
         self.live[run.spec.task_id] = run
@@ -83,10 +85,28 @@ class TaskIndex:
         if previous is not None:
             self._recent_bytes -= _held_bytes(previous)
         self._recent[task_id] = run
+        self._ended_at[task_id] = time.time()
         self._recent_bytes += _held_bytes(run)
         while len(self._recent) > self._keep or (self._recent_bytes > KEEP_FINISHED_BYTES and len(self._recent) > 1):
-            _, oldest = self._recent.popitem(last=False)
+            gone, oldest = self._recent.popitem(last=False)
+            self._ended_at.pop(gone, None)
             self._recent_bytes -= _held_bytes(oldest)
+
+    def forget(self, task_ids: Iterable[str]) -> None:
+        """Forget finished runs (they expired)."""
+        for task_id in task_ids:
+            run = self._recent.pop(task_id, None)
+            if run is not None:
+                self._ended_at.pop(task_id, None)
+                self._recent_bytes -= _held_bytes(run)
+
+    def expired(self, kept_for: Callable[[str], float | None], now: float) -> list[str]:
+        """The finished runs here whose capability's retention passed (oldest first)."""
+        return [
+            task_id
+            for task_id, run in self._recent.items()
+            if (kept := kept_for(run.spec.capability)) is not None and self._ended_at.get(task_id, now) < now - kept
+        ]
 
     def get(self, task_id: str) -> Run | None:
         """A live or recently finished run."""

@@ -16,12 +16,14 @@ import functools
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 from worker_abstraction.errors import TaskExistsError
 from worker_abstraction.orchestrator.core.facts import Journal
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
+from worker_abstraction.orchestrator.core.retention import Retention
 from worker_abstraction.orchestrator.homes.journal import NullJournal, StoreJournal
 from worker_abstraction.schedules.book import MemoryBook, ScheduleBook
 from worker_abstraction.stores.availability import StoreAvailability
@@ -47,6 +49,37 @@ class LocalHome:
     @property
     def availability(self) -> StoreAvailability | None:
         return None
+
+    async def expire(self, retention: Retention, now: float) -> list[str]:
+        """Drop what the store keeps past its retention (finished tasks, then dead letters), a batch at a
+        time with a turn of the loop between batches; the ids of the tasks dropped."""
+        store = self.journal.store if isinstance(self.journal, StoreJournal) else None
+        expire = getattr(store, "expire_finished", None)
+        if store is None or expire is None:
+            return []
+        expired: list[str] = []
+        rounds: list[tuple[float, dict[str, Any]]] = [
+            (now - kept, {"capability": capability}) for capability, kept in retention.per_capability.items()
+        ]
+        if retention.finished_seconds is not None:
+            rounds.append((now - retention.finished_seconds, {"other_than": tuple(retention.per_capability)}))
+        for before, which in rounds:
+            while True:
+                batch = await expire(before, limit=retention.batch, **which)
+                expired += batch
+                if len(batch) < retention.batch:
+                    break
+                await asyncio.sleep(0)  # (submissions go on between batches)
+        if retention.dead_letters_seconds is not None and isinstance(self.journal, StoreJournal):
+            sweep_letters = getattr(store, "expire_dead_letters")  # noqa: B009  (a SQLite store's; see above)
+            letters = await sweep_letters(now - retention.dead_letters_seconds, limit=100_000)
+            self.journal.letters.purge(letters)
+        if expired:
+            gone = set(expired)
+            for key, task_id in list(self._keys.items()):
+                if task_id in gone:
+                    del self._keys[key]
+        return expired
 
     def schedule_book(self) -> ScheduleBook:
         """Schedules kept where the tasks are: a SQLite store's file, or memory."""
