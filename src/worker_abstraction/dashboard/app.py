@@ -1,7 +1,8 @@
 """The dashboard's routes: its pages, their JSON API and the event stream, over an AsyncOrchestrator in this process.
 
 GET  /, /tasks/{id}, /workers/{id}, the page (one script renders each address; the login form, with 401,
-     /workflows, /workflows/{id}    when credentials are needed)
+     /workflows, /workflows/{id},   when credentials are needed)
+     /schedules, /schedules/{name}
 GET  ...?token=T, POST /login       sign in: sets the HttpOnly cookie and goes back to the page; POST /logout
 GET  /api/me                        who is looking: credentials checked or not, the name, operator or not
 GET  /api/overview                  workers, queue depths, dead letters, throughput and latency series
@@ -17,6 +18,8 @@ POST /api/dead-letters/purge        drop the ones named in {"task_ids": [...]}, 
 GET  /api/events                    server-sent events: `snapshot`, then `task`, `overview`, `reset`
 GET  /api/workflows, /api/workflows/{id}     the workflow runs; one run with its graph (`workflow_routes.py`)
 POST /api/workflows/{id}/cancel, .../rerun  cancel a run; run an ended one again from a step
+GET  /api/schedules, /api/schedules/{name}   the schedules; one with its next occurrences and recent runs
+POST /api/schedules/{name}/pause, .../resume, .../trigger   (see `schedule_routes.py`)
 
 Every POST needs the `X-WA-Dashboard` header (see `access.py`).
 """
@@ -37,7 +40,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from worker_abstraction.dashboard import actions, queries, views, workflow_routes
+from worker_abstraction.dashboard import actions, queries, schedule_routes, views, workflow_routes
 from worker_abstraction.dashboard.access import COOKIE, Gate
 from worker_abstraction.dashboard.feed import CLOSED, Event, LiveFeed, TooManyClientsError
 from worker_abstraction.dashboard.names import WorkerNames
@@ -45,6 +48,7 @@ from worker_abstraction.errors import (
     InvalidParametersError,
     NoWorkerError,
     QueueFullError,
+    ScheduleNotFoundError,
     TaskNotFoundError,
     WorkerAbstractionError,
 )
@@ -116,7 +120,7 @@ def build_app(
                 return _error(verdict.status, verdict.reason)
             try:
                 return await handler(request)
-            except TaskNotFoundError as error:
+            except (TaskNotFoundError, ScheduleNotFoundError) as error:
                 return _error(404, str(error))
             except (InvalidParametersError, ValueError) as error:
                 return _error(400, str(error))
@@ -284,6 +288,8 @@ def build_app(
         Route("/workers/{worker_id:path}", pages, methods=["GET"]),
         Route("/workflows", pages, methods=["GET"]),
         Route("/workflows/{workflow_id:path}", pages, methods=["GET"]),
+        Route("/schedules", pages, methods=["GET"]),
+        Route("/schedules/{name:path}", pages, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/api/me", guarded(api_me), methods=["GET"]),
@@ -298,6 +304,7 @@ def build_app(
         Route("/api/dead-letters/{task_id:path}/requeue", guarded(requeue), methods=["POST"]),
         Route("/api/events", guarded(events), methods=["GET"]),
         *workflow_routes.routes(orchestrator, guarded, gate),
+        *schedule_routes.routes(orchestrator, guarded, gate),
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     return Starlette(routes=routes)

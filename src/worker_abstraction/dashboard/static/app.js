@@ -1,5 +1,6 @@
 // The dashboard page. Three addresses, one script: "/" (overview, the task list and its filters), "/tasks/ID"
-// (one task) and "/workers/ID" (one worker); workflows.js adds "/workflows" and "/workflows/ID" to `pages`. Links between them change the address without a reload
+// (one task) and "/workers/ID" (one worker); workflows.js adds "/workflows" and "/workflows/ID" to `pages`,
+// schedules.js "/schedules" and "/schedules/NAME". Links between them change the address without a reload
 // (history.pushState); a full load of any of them shows the same. Live data arrives as server-sent events from
 // /api/events (a snapshot first, then `task` rows as they change and the `overview` every second); the page
 // never polls. A filtered task list is a page of the daemon's whole store, read from /api/tasks?...
@@ -109,8 +110,10 @@ function route() {
   }
   view = { name, id };
   for (const each of document.querySelectorAll("main[id^='view-']")) each.hidden = each.id !== "view-" + name;
-  $("nav-workflows").classList.toggle("here", name.startsWith("workflow"));
-  $("nav-tasks").classList.toggle("here", !name.startsWith("workflow"));
+  // A header link is lit on the views whose names start with its data-views (the tasks' link on the rest).
+  const links = [...document.querySelectorAll("#nav a[data-views]")];
+  const lit = links.find((link) => name.startsWith(link.dataset.views));
+  for (const link of document.querySelectorAll("#nav a")) link.classList.toggle("here", lit ? link === lit : link.id === "nav-tasks");
   show(id);
   window.scrollTo(0, 0);
 }
