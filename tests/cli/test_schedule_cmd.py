@@ -173,7 +173,7 @@ async def test_pause_shows_it_paused_and_resume_with_run_now_runs_it_once(
     task_id, _ = await ran("yearly")
     assert task_id.startswith("yearly@manual-")
     assert said.startswith("schedule yearly: resumed: next at ") and " UTC (in " in said
-    assert said.endswith(f"; run now as {task_id}")
+    assert said.endswith(f"; one run now: {task_id}")
     assert await wa(daemon, "pause", "yearly", "--json") == 0
     assert json.loads(capsys.readouterr().out)["paused"] is True
 
@@ -267,6 +267,11 @@ async def test_the_json_form_is_taken_back_whole_renamed_or_as_an_update(
     assert await wa(daemon, "update", "--from-json", write(tmp_path / "changed.json", document), "--json") == 0
     assert json.loads(capsys.readouterr().out)["cron"] == "45 3 * * *"
     assert (await daemon.orchestrator.schedule("report")).schedule.overlap == "buffer_one"
+    assert await wa(daemon, "get", "report") == 0
+    assert facts(capsys.readouterr().out)["task options"] == (
+        '{"priority":5,"required_tags":["gpu"],"retry_policy":{"max_attempts":3,"retry_task_errors":false},'
+        '"timeout_seconds":30.0}'
+    )
 
     with pytest.raises(UsageError, match="--from-json gives the whole schedule: drop CAPABILITY, --cron"):
         await wa(daemon, "add", "x", "tick", "--cron", "@daily", "--from-json", saved)

@@ -446,7 +446,7 @@ def _resumed(args: argparse.Namespace, info: ScheduleInfo) -> int:
     if upcoming is not None:
         said += f": next at {moment(upcoming, info.schedule.timezone)} ({relative(upcoming, datetime.now(UTC))})"
     if args.run_now:
-        said += f"; run now as {info.state.last_run}"
+        said += f"; one run now: {info.state.last_run}"
     print(said)
     return EXIT_OK
 

@@ -122,7 +122,7 @@ def render(info: ScheduleInfo, status: str = "", now: datetime | None = None) ->
         ("overlap", schedule.overlap),
         ("missed", schedule.missed + (f" (within {span(schedule.grace_seconds)})" if schedule.missed == "all" else "")),
     ]
-    options = schedule.to_dict().get("options")
+    options = _options(schedule.to_dict().get("options") or {})
     if options:
         facts.append(("task options", _compact(options)))
     if schedule.description:
@@ -186,6 +186,30 @@ def definition_of(document: Any) -> Any:
     if not isinstance(document, dict):
         return document
     return {key: value for key, value in document.items() if key not in REPORTED}
+
+
+def _options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The task options as set; of a retry policy, its attempts and whether it retries task errors, and what
+    else it changes from a default RetryPolicy."""
+    from worker_abstraction.options import RetryPolicy
+
+    shown = dict(options)
+    policy = shown.get("retry_policy")
+    if isinstance(policy, Mapping):
+        default = RetryPolicy()
+        shown["retry_policy"] = {
+            key: value
+            for key, value in policy.items()
+            if key in _ALWAYS_SHOWN or value != _listed(getattr(default, key, None))
+        }
+    return shown
+
+
+_ALWAYS_SHOWN = ("max_attempts", "retry_task_errors")
+
+
+def _listed(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _compact(value: Any) -> str:
