@@ -8,8 +8,10 @@ heavy."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ from tests.cli.test_dlq_cmd import dead_address
 from tests.test_startup import HEAVY, SUBSYSTEMS, _found, _loaded
 from tests.workflows.steps import StepWorker
 from worker_abstraction import BaseWorker, RegistryServer, TaskContext, capability
-from worker_abstraction.cli import UsageError, schedule_cmd
+from worker_abstraction.cli import UsageError, schedule_definition
 from worker_abstraction.cli.config import SETTINGS, Settings
 from worker_abstraction.cli.main import build_parser, main
 from worker_abstraction.cli.schedule_view import definition_of, next_occurrences, render, render_table
@@ -244,7 +246,7 @@ async def test_a_workflow_schedule_runs_its_file(
 
 
 async def test_the_json_form_is_taken_back_whole_renamed_or_as_an_update(
-    daemon: OrchestratorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    daemon: OrchestratorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     argv = ("add", "report", "tick", "-p", "label=r", "--cron", "30 2 * * *", "--timezone", "America/New_York",
             "--overlap", "buffer_one", "--missed", "all", "--grace", "2h", "--timeout", "30", "--retries", "2",
@@ -261,6 +263,10 @@ async def test_the_json_form_is_taken_back_whole_renamed_or_as_an_update(
     copy = await daemon.orchestrator.schedule("report-copy")
     assert copy.schedule == Schedule.from_dict({**original.schedule.to_dict(), "name": "report-copy"})
     assert copy.schedule.options.retry_policy is not None and copy.schedule.options.retry_policy.max_attempts == 3
+    monkeypatch.setattr(sys, "stdin", io.StringIO(printed))  # `wa schedule get report --json | wa schedule add ...`
+    assert await wa(daemon, "add", "report-piped", "--from-json", "-") == 0
+    assert (await daemon.orchestrator.schedule("report-piped")).schedule.cron == "30 2 * * *"
+    capsys.readouterr()
 
     document = json.loads(printed)
     document["cron"] = "45 3 * * *"
@@ -412,9 +418,9 @@ def test_the_list_and_a_paused_interval_schedule() -> None:
 
 
 def test_the_parser_offers_the_models_policies_and_defaults() -> None:
-    assert schedule_cmd.OVERLAP == OVERLAP and schedule_cmd.MISSED == MISSED
-    assert (schedule_cmd.DEFAULT_OVERLAP, schedule_cmd.DEFAULT_MISSED) == (OVERLAP_SKIP, MISSED_LATEST)
-    assert Schedule("x", "y").grace_seconds == schedule_cmd.DEFAULT_GRACE_SECONDS
+    assert schedule_definition.OVERLAP == OVERLAP and schedule_definition.MISSED == MISSED
+    assert (schedule_definition.DEFAULT_OVERLAP, schedule_definition.DEFAULT_MISSED) == (OVERLAP_SKIP, MISSED_LATEST)
+    assert Schedule("x", "y").grace_seconds == schedule_definition.DEFAULT_GRACE_SECONDS
     parser = build_parser(Settings.load({}))
     add = parser.parse_args(["schedule", "add", "n", "cap", "--every", "5m", "--grace", "2h", "--start-at",
                              "2026-12-08T09:00:00+01:00", "--overlap", "allow_all"])  # fmt: skip
