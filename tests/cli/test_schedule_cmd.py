@@ -158,7 +158,7 @@ async def test_an_every_second_schedule_fires_and_get_and_list_show_it(
 
 
 async def test_pause_shows_it_paused_and_resume_with_run_now_runs_it_once(
-    daemon: OrchestratorServer, capsys: pytest.CaptureFixture[str]
+    daemon: OrchestratorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert await wa(daemon, "add", "yearly", "tick", "-p", "label=yearly", "--cron", "0 0 1 1 *") == 0
     capsys.readouterr()
@@ -169,6 +169,8 @@ async def test_pause_shows_it_paused_and_resume_with_run_now_runs_it_once(
     assert facts(out)["state"] == "paused" and out.splitlines()[-1] == "next: none while paused"
     assert await wa(daemon, "list") == 0
     assert table(capsys.readouterr().out)[1][3:] == ["-", "-", "0", "0", "yes"]
+    assert await wa(daemon, "update", "yearly", "tick", "-p", "label=yearly", "--cron", "0 0 2 1 *") == 0
+    assert facts(capsys.readouterr().out)["state"] == "paused"  # an update from flags leaves it paused
 
     assert await wa(daemon, "resume", "yearly", "--run-now") == 0
     said = capsys.readouterr().out.strip()
@@ -177,7 +179,14 @@ async def test_pause_shows_it_paused_and_resume_with_run_now_runs_it_once(
     assert said.startswith("schedule yearly: resumed: next at ") and " UTC (in " in said
     assert said.endswith(f"; one run now: {task_id}")
     assert await wa(daemon, "pause", "yearly", "--json") == 0
-    assert json.loads(capsys.readouterr().out)["paused"] is True
+    document = json.loads(capsys.readouterr().out)
+    assert document["paused"] is True and document["cron"] == "0 0 2 1 *"
+
+    # A JSON form that unpauses it resumes it, as `resume` does (from now on, nothing that passed meanwhile).
+    assert await wa(daemon, "update", "--from-json", write(tmp_path / "y.json", {**document, "paused": False})) == 0
+    resumed = await daemon.orchestrator.schedule("yearly")
+    assert not resumed.schedule.paused and resumed.state.resumed_at is not None
+    assert resumed.state.resumed_at > datetime.fromisoformat(document["resumed_at"])
 
 
 async def test_trigger_prints_the_run_and_with_wait_follows_it_to_its_end(

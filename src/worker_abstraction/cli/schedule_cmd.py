@@ -7,7 +7,8 @@ many seconds, each occurrence once, as the task NAME@OCCURRENCE (e.g. nightly@20
         make a schedule, then print it and its next occurrences. -p works as in `wa submit`; --workflow
         runs a workflow file (see `wa workflow run`); --from-json takes the schedule's JSON form whole (what
         `get --json` prints is taken too; NAME, when given, renames it). Every problem is listed.
-  wa schedule update ...          the same arguments: replaces the definition (what it fired so far is kept)
+  wa schedule update ...          the same arguments: replaces the definition (what it fired so far is kept;
+                                  paused or not, it stays so unless --paused, or --from-json unpauses it)
   wa schedule list [--json]       NAME, RUNS, TIMING, NEXT, LAST RUN (its status), FIRED, SKIPPED, PAUSED
   wa schedule get NAME [--json]   every fact, the last error if any, and the next 5 occurrences
   wa schedule pause NAME          it fires nothing until resumed
@@ -170,9 +171,24 @@ async def _define(remote: RemoteOrchestrator, args: argparse.Namespace, schedule
     if args.action == "add":
         info = await remote.add_schedule(schedule)
     else:
-        info = await remote.update_schedule(schedule)
+        info = await _update(remote, args, schedule)
     _print_info(args, info, await _status(remote, info), upcoming=True)
     return EXIT_OK
+
+
+async def _update(remote: RemoteOrchestrator, args: argparse.Namespace, schedule: Schedule) -> ScheduleInfo:
+    """Replace the definition. From flags, a paused schedule stays paused and an active one active (--paused
+    pauses it); a JSON form that unpauses a paused one resumes it, as `resume` does: what passed while it was
+    paused never runs (an update that merely unpaused it would count those occurrences as missed)."""
+    import dataclasses
+
+    current = await remote.schedule(schedule.name)
+    if args.from_json is None and not args.paused:
+        schedule = dataclasses.replace(schedule, paused=current.schedule.paused)
+    if not (current.schedule.paused and not schedule.paused):
+        return await remote.update_schedule(schedule)
+    await remote.update_schedule(dataclasses.replace(schedule, paused=True))
+    return await remote.resume_schedule(schedule.name)
 
 
 def _not_made(args: argparse.Namespace, exc: WorkerAbstractionError) -> int:
