@@ -88,6 +88,9 @@ async def test_a_schedule_is_listed_paused_with_its_button_and_run_now_shows_its
         await page.click(f"{row('nightly')} .sc-last a")
         await page.wait_for_url(url(daemon, f"/tasks/{quote(task_id)}"))
         await expect(page.locator('#task-status[data-status="COMPLETED"]')).to_be_visible()
+        await page.click("#task-schedule")  # a run's page leads back to its schedule
+        await page.wait_for_url(url(daemon, "/schedules/nightly"))
+        await expect(page.locator(f'#sc-runs tr[data-task="{task_id}"]')).to_be_visible()
         assert await page.evaluate("window.loadedOnce") is True
         assert await page.evaluate("window.hacked") is None
 

@@ -448,6 +448,8 @@ async function loadTask(taskId) {
       ["capability", task.capability],
       task.capability === "wa.workflow" ? ["workflow", el("a", { href: "/workflows/" + encodeURIComponent(task.task_id),
         "data-nav": true, id: "task-workflow" }, "its steps, as a graph")] : null,
+      scheduleOf(task) ? ["schedule", el("a", { href: "/schedules/" + encodeURIComponent(scheduleOf(task)),
+        "data-nav": true, id: "task-schedule" }, scheduleOf(task))] : null,
       ["worker", workerLink(task.worker_id, task.worker_name), { id: "task-worker" }],
       ["submitted", when(task.submitted_at)],
       ["owner", task.owner || "–"],
@@ -476,6 +478,12 @@ async function loadTask(taskId) {
           u.failure && u.failure.traceback && u.status !== "FAILED"
             ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "traceback" }, u.failure.traceback))
             : null))))));
+}
+
+// The schedule a task is a run of (its id is NAME@..., and the schedule's key is schedule:ID), or "".
+function scheduleOf(task) {
+  const at = task.task_id.indexOf("@");
+  return at > 0 && task.idempotency_key.endsWith("schedule:" + task.task_id) ? task.task_id.slice(0, at) : "";
 }
 
 function taskChanged(taskId) {
