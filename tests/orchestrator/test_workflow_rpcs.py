@@ -238,3 +238,45 @@ async def test_two_handles_on_one_run_from_one_client_both_hear_its_end(daemon: 
         assert (await first.wait(timeout_seconds=10)).status is TaskStatus.COMPLETED
         assert (await again.wait(timeout_seconds=10)).status is TaskStatus.COMPLETED
         assert (await task.wait(timeout_seconds=10)).status is TaskStatus.COMPLETED
+
+
+async def test_a_watch_resumed_after_a_restart_hears_every_step_change_of_the_resumed_run(
+    registry: RegistryServer, start_worker: Callable[..., Any], tmp_path: Any
+) -> None:
+    RAN.clear()
+    await start_worker(StepWorker, max_concurrent_tasks=16)
+    store = str(tmp_path / "tasks.db")
+    flow = {
+        "workflow": "resumed",
+        "steps": [
+            # Six steps done before the restart: the run before it said more than the resumed run will.
+            *({"name": f"a{i}", "capability": "double", "params": {"value": i}} for i in range(6)),
+            {"name": "b", "capability": "gate", "params": {"name": "resume-b"}, "after": [f"a{i}" for i in range(6)]},
+            {"name": "c", "capability": "double", "params": {"value": 3}, "after": ["b"]},
+        ],
+    }
+    seen: list[pb.WorkflowEvent] = []
+    async with OrchestratorServer(registry.address, port=0, store_path=store) as first:
+        await first.orchestrator.wait_for_workers("gate", timeout_seconds=10)
+        async with aio.insecure_channel(first.address) as channel:
+            stub = pb_grpc.OrchestratorServiceStub(channel)
+            await stub.RunWorkflow(pb.RunWorkflowRequest(definition_json=json.dumps(flow), workflow_id="wf-r"))
+            async for event in stub.WatchWorkflow(pb.WatchWorkflowRequest(workflow_id="wf-r"), timeout=20):
+                seen.append(event)
+                if (event.step.name, event.step.status) == ("b", "RUNNING"):
+                    break
+    async with (
+        OrchestratorServer(registry.address, port=0, store_path=store) as second,
+        aio.insecure_channel(second.address) as channel,
+    ):
+        stub = pb_grpc.OrchestratorServiceStub(channel)
+        GATES.open("resume-b")
+        request = pb.WatchWorkflowRequest(workflow_id="wf-r", after_sequence=seen[-1].sequence)
+        later = [event async for event in stub.WatchWorkflow(request, timeout=20)]
+    sequences = [e.sequence for e in seen + later]
+    assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+    changes = {(e.step.name, e.step.status) for e in later if e.HasField("step")}
+    # The resumed run tells every step again as it finds it: the watcher hears all of it, none dropped.
+    assert {(f"a{i}", "COMPLETED") for i in range(6)} | {("b", "COMPLETED"), ("c", "COMPLETED")} <= changes, changes
+    assert later[-1].status == pb.TASK_STATUS_COMPLETED
+    assert all(RAN[f"wf-r.a{i}"] == 1 for i in range(6))  # completed steps are not run again

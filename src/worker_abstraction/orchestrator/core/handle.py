@@ -71,6 +71,11 @@ class AsyncTaskHandle:
         return self._state.status
 
     @property
+    def resumed(self) -> bool:
+        """Its run here carries on one of an earlier daemon (or of this one before a restart)."""
+        return self._state.resumed
+
+    @property
     def updates(self) -> Sequence[TaskUpdate]:
         """Every update so far, in order."""
         return self._state.updates

@@ -148,6 +148,7 @@ class TaskRun:
 
     def resume(self, found: Resumable) -> None:
         """Carry on a task read back from the store after a restart."""
+        self.state.resumed = True
         # Any number up to the reservation may have been sent before the crash: the next one is above it.
         self._sent = max(found.attempt, found.reserved)
         self._reserved = found.reserved

@@ -33,6 +33,7 @@ class TaskState:
         "last_sequence",
         "params",
         "queue_timeout_seconds",
+        "resumed",
         "stale_updates",
         "task_id",
         "timeout_seconds",
@@ -63,6 +64,9 @@ class TaskState:
         self.last_sequence = 0  # of the current attempt's updates, as its worker numbered them
         self.stale_updates = 0  # updates from an attempt given up on (a "zombie" worker), ignored
         self.illegal_updates = 0  # updates that would break the lifecycle table, ignored
+        # Carried on from a store after a restart, or taken over from another daemon: its updates here are
+        # numbered from 1 again, so a watcher of the run before hears them all (see `daemon.callers`).
+        self.resumed = False
         self._ended = False
         # Made only when someone waits: most tasks are followed through listeners, and a queued task is
         # held as long as it waits, so every byte of it counts a hundred thousand times.

@@ -59,16 +59,22 @@ class WorkflowHandle:
         return await self._task.cancel(reason)
 
     async def __aiter__(self) -> AsyncIterator[StepRecord]:
-        """Each change of a step's status, from the first on (as `record()` would show that step then)."""
+        """Each change of a step's status, from the first on (as `record()` would show that step then); at the
+        end, every step whose last change was not heard (the run ended while this watcher was away, say)."""
+        told: dict[str, str] = {}
         async for update in self._task:
             name = update.metadata.get("step")
-            if name is None:
-                continue
-            yield StepRecord(
-                name,
-                "",
-                update.metadata.get("step_status", ""),
-                None,
-                update.metadata.get("error", ""),
-                int(update.metadata.get("tasks", "0") or 0),
-            )
+            if name is not None:
+                told[name] = update.metadata.get("step_status", "")
+                yield StepRecord(
+                    name,
+                    "",
+                    told[name],
+                    None,
+                    update.metadata.get("error", ""),
+                    int(update.metadata.get("tasks", "0") or 0),
+                )
+            if update.is_terminal:
+                for step in self.record().steps.values():
+                    if told.get(step.name) != step.status:
+                        yield step

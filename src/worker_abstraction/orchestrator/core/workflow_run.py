@@ -161,6 +161,7 @@ class WorkflowRun:
             self._drive()
 
     def resume(self, found: Resumable) -> None:
+        self.state.resumed = True
         if found.cancel_reason:
             self.cancel_reason = found.cancel_reason
             self._canceling.set()

@@ -121,6 +121,22 @@ async def watch(engine: Engine, task_id: str) -> AsyncTaskHandle:
     return await engine.watch(task_id)
 
 
+def sequence_of(position: int, after: int, *, resumed: bool, terminal: bool) -> int | None:
+    """The sequence number a watcher that saw a task's stream up to `after` gets the update at `position`
+    (1-based) of the run here under; None: it saw it already.
+
+    Positions number a run's updates gaplessly, so resuming is exact, but a run carried on after a restart
+    (or taken over from another daemon) numbers from 1 again: all of it is then new to a watcher of the run
+    before, and is numbered on from what that watcher saw (a workflow's steps are told again as its run
+    finds them; a task's updates say where it is now). A watcher of an older, longer stream still hears the end.
+    """
+    if resumed and after:
+        return after + position
+    if position > after:
+        return position
+    return after + 1 if terminal else None
+
+
 def scoped(query: TaskQuery) -> TaskQuery:
     """The query narrowed to the caller's own tasks when it may not see every task."""
     mine = auth.restricted_to()

@@ -47,15 +47,12 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         handle = await callers.watch(self._engine, request.task_id)
         # Positions in the handle's update list number the stream: gapless even for updates the
         # orchestrator made itself (a lost worker, a deadline), so resuming is exact.
-        position, after = 0, request.after_sequence
+        position, after, resumed = 0, request.after_sequence, handle.resumed
         async for update in handle:
             position += 1
-            if position > after:
-                yield _convert.update_to_pb(update, sequence=position)
-            elif update.is_terminal:
-                # After a restart of this daemon the positions start again: a watcher resuming from an
-                # older, longer stream must still hear how the task ended.
-                yield _convert.update_to_pb(update, sequence=after + 1)
+            sequence = callers.sequence_of(position, after, resumed=resumed, terminal=update.is_terminal)
+            if sequence is not None:
+                yield _convert.update_to_pb(update, sequence=sequence)
 
     async def GetQueueStats(self, request: empty_pb2.Empty, context: Context) -> pb.QueueStats:
         depths = [

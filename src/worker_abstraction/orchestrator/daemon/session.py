@@ -288,12 +288,13 @@ class _Follower:
     ones included, and this is a third of the size.
     """
 
-    __slots__ = ("after", "ended", "handle", "session")
+    __slots__ = ("after", "ended", "handle", "resumed", "session")
 
     def __init__(self, session: CallerSession, handle: AsyncTaskHandle, after: int) -> None:
         self.session = session
         self.handle = handle
         self.after = after  # the caller has seen the updates up to this position
+        self.resumed = handle.resumed
         self.ended = False
 
     @property
@@ -301,10 +302,10 @@ class _Follower:
         return self.handle.task_id
 
     def __call__(self, position: int, update: TaskUpdate) -> None:
-        if position <= self.after and not update.is_terminal:
+        sequence = callers.sequence_of(position, self.after, resumed=self.resumed, terminal=update.is_terminal)
+        if sequence is None:
             return  # seen already
-        # A caller that numbered a longer stream (this daemon restarted since) still hears the end.
-        self.session._push(update, max(position, self.after + 1))
+        self.session._push(update, sequence)
         if update.is_terminal:
             self.ended = True
             self.session._ended(self)

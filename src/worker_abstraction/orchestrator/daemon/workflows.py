@@ -72,13 +72,14 @@ async def watch(engine: Engine, request: pb.WatchWorkflowRequest) -> AsyncIterat
     """The run's events numbered as WatchTask numbers its task's updates (see the servicer's WatchTask)."""
     bounds.check(request)
     handle = await _watch(engine, request.workflow_id)
-    position, after = 0, request.after_sequence
+    position, after, resumed = 0, request.after_sequence, handle.resumed
     async for update in handle:
         position += 1
-        if position <= after and not update.is_terminal:
+        sequence = callers.sequence_of(position, after, resumed=resumed, terminal=update.is_terminal)
+        if sequence is None:
             continue
         run = WorkflowHandle(handle).record() if update.is_terminal else None
-        yield _convert.event_to_pb(update, position if position > after else after + 1, run)
+        yield _convert.event_to_pb(update, sequence, run)
 
 
 async def cancel(engine: Engine, request: pb.CancelWorkflowRequest) -> pb.CancelWorkflowResponse:

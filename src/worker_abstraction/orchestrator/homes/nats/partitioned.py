@@ -463,6 +463,9 @@ class PartitionedHome:
     def _unfollow_now(self, task_id: str, handle: AsyncTaskHandle) -> None:
         followed = self._followed.get(task_id)
         if followed is not None and followed[0] is handle:
+            # Forgotten at once, not when its feeding task has wound down: a watch of the task made meanwhile
+            # must get a live follower, not this one, which hears nothing more (a workflow's step stuck RUNNING).
+            del self._followed[task_id]
             followed[1].cancel()
 
     def _unfollow(self, task_id: str, feeding: asyncio.Task[None]) -> None:
