@@ -6,6 +6,7 @@ SQLite store after a downtime."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from worker_abstraction.errors import ScheduleExistsError, ScheduleNotFoundError
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
 from worker_abstraction.registry.client import RegistryClient
-from worker_abstraction.schedules import Schedule, ScheduleInfo
+from worker_abstraction.schedules import Schedule, ScheduleInfo, ScheduleState
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 
 pytestmark = pytest.mark.timeout(30)
@@ -260,3 +261,27 @@ async def test_occurrences_missed_while_no_orchestrator_was_up_follow_the_missed
         assert ran == [f"m@{_at(clock, -30):%Y%m%dT%H%M%SZ}"]
     if missed == "all":
         assert ran == [f"m@{_at(clock, -s):%Y%m%dT%H%M%SZ}" for s in (150, 90, 30)]
+
+
+def test_an_interval_without_start_at_counts_from_the_creation() -> None:
+    daily = Schedule("daily", "job", every_seconds=86_400)
+    state = ScheduleState(created_at=datetime(2026, 12, 7, 14, 50, tzinfo=UTC))
+    assert state.timing(daily).after(state.since(daily)) == datetime(2026, 12, 8, 14, 50, tzinfo=UTC)
+
+
+async def test_unpausing_through_update_never_fires_what_passed_while_paused(start: Start, clock: ManualClock) -> None:
+    orch, edge = await start()
+    beat = Schedule("u", "job", every_seconds=10, start_at=_at(clock), overlap="allow_all", missed="all")
+    await orch.add_schedule(beat)
+    await orch.pause_schedule("u")
+    clock.advance(45)
+    info = await orch.update_schedule(dataclasses.replace(beat, paused=False))
+    await _turns()
+    assert _ids(edge) == [] and info.next_occurrence == _at(clock, 5)
+
+
+async def test_two_triggers_at_once_are_two_runs(start: Start) -> None:
+    orch, _ = await start()
+    await orch.add_schedule(Schedule("twice", "job", every_seconds=3600))
+    first, second = await orch.trigger_schedule("twice"), await orch.trigger_schedule("twice")
+    assert first.task_id != second.task_id and (await orch.schedule("twice")).state.fired == 2

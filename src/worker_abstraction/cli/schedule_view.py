@@ -88,7 +88,7 @@ def next_occurrences(info: ScheduleInfo, count: int = NEXT_SHOWN) -> list[dateti
     """The schedule's next `count` occurrences, from the daemon's next one on (none while it is paused)."""
     found: list[datetime] = []
     upcoming = info.next_occurrence
-    timing_of = info.schedule.timing
+    timing_of = info.timing
     while upcoming is not None and len(found) < count:
         found.append(upcoming)
         try:

@@ -104,7 +104,7 @@ def next_occurrences(info: ScheduleInfo, count: int = NEXT_SHOWN) -> list[dateti
     while upcoming is not None and len(found) < count:
         found.append(upcoming)
         try:
-            upcoming = info.schedule.timing.after(upcoming)
+            upcoming = info.timing.after(upcoming)
         except ValueError:  # a cron expression with no occurrence soon after this one
             upcoming = None
     return found

@@ -237,6 +237,13 @@ class ScheduleState:
             owner=str(data.get("owner") or ""),
         )
 
+    def timing(self, schedule: Schedule) -> Timing:
+        """When the schedule fires: an interval counts from its `start_at`, or from its creation."""
+        timing = schedule.timing
+        if timing.every_seconds and timing.anchor is None:
+            return Timing(timing.cron, timing.every_seconds, timing.timezone, self.created_at.replace(microsecond=0))
+        return timing
+
     def since(self, schedule: Schedule) -> datetime:
         """The instant after which the schedule's occurrences count (none before: missed or not)."""
         moments = [self.created_at.replace(microsecond=0)]
@@ -261,6 +268,11 @@ class ScheduleInfo:
     @property
     def name(self) -> str:
         return self.schedule.name
+
+    @property
+    def timing(self) -> Timing:
+        """When it fires (an interval from its `start_at`, or from its creation)."""
+        return self.state.timing(self.schedule)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -121,6 +122,8 @@ class Timetable:
     async def update(self, schedule: Schedule) -> ScheduleInfo:
         schedule.check()
         entry = await self._entry(schedule.name)
+        if entry.schedule.paused and not schedule.paused:  # unpaused: from now on, as `resume` does
+            entry.state = dataclasses.replace(entry.state, resumed_at=self._now())
         await self.book.put_definition(schedule.name, _definition(schedule, entry.state))
         entry.schedule, entry.next = schedule, None
         self._rearm()
@@ -144,7 +147,7 @@ class Timetable:
         """Run the schedule's task now, once, whatever its timing and policies (a run of its own id)."""
         entry = await self._entry(name)
         now = self._now()
-        handle = await self._submit(entry, f"{name}@manual-{now:%Y%m%dT%H%M%S}-{now.microsecond:06d}")
+        handle = await self._submit(entry, f"{name}@manual-{now:%Y%m%dT%H%M%S}-{secrets.token_hex(4)}")
         await self._save(entry)
         return handle
 
@@ -193,7 +196,7 @@ class Timetable:
         if entry.schedule.paused:
             return None
         if entry.next is None:
-            entry.next = entry.schedule.timing.after(entry.state.since(entry.schedule))
+            entry.next = entry.state.timing(entry.schedule).after(entry.state.since(entry.schedule))
         return entry.next
 
     async def _fire_due(self) -> None:
@@ -205,7 +208,7 @@ class Timetable:
 
     async def _fire(self, entry: _Entry, now: datetime) -> None:
         schedule = entry.schedule
-        due, count = _due(schedule, entry.state.since(schedule), now)
+        due, count = _due(entry.state.timing(schedule), entry.state.since(schedule), now)
         on_time = [moment for moment in due if (now - moment).total_seconds() <= ON_TIME_SECONDS]
         missed = [moment for moment in due if moment not in on_time]
         chosen = list(on_time)
@@ -221,7 +224,7 @@ class Timetable:
             entry.state = dataclasses.replace(
                 entry.state, last_occurrence=due[-1], skipped=entry.state.skipped + passed
             )
-        entry.next = schedule.timing.after(max([now, *due]))
+        entry.next = entry.state.timing(schedule).after(max([now, *due]))
         await self._save(entry)
 
     async def _occur(self, entry: _Entry, moment: datetime) -> None:
@@ -358,9 +361,8 @@ def _state(state: ScheduleState) -> Document:
     return {key: value for key, value in made.items() if key not in _DEFINED}
 
 
-def _due(schedule: Schedule, since: datetime, now: datetime) -> tuple[list[datetime], int]:
+def _due(timing: Timing, since: datetime, now: datetime) -> tuple[list[datetime], int]:
     """The occurrences after `since` up to `now` (the latest `MAX_CATCH_UP + 1` of them), and how many."""
-    timing: Timing = schedule.timing
     if timing.every_seconds:
         first = timing.after(since)
         if first > now:
