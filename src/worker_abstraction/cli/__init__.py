@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.errors import OrchestratorUnavailableError, RegistryUnavailableError
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from worker_abstraction.tls import TLSConfig
 
 _log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -78,6 +81,39 @@ class StopSignals:
     def _remove_handlers(self) -> None:
         for sig in _STOP_SIGNALS:
             self._loop.remove_signal_handler(sig)
+
+
+class Interrupted(Exception):
+    """A command's wait was ended by SIGINT/SIGTERM (`signal`); what it waited for was canceled."""
+
+    def __init__(self, sig: signal.Signals) -> None:
+        super().__init__(sig.name)
+        self.signal = sig
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signal)
+
+
+async def unless_interrupted(work: Awaitable[T]) -> T:
+    """What `work` comes to, unless SIGINT/SIGTERM comes first (signals are caught on the main thread only).
+
+    Raises:
+        Interrupted: a signal came first; `work` was canceled.
+        (whatever `work` raised)
+    """
+    with contextlib.ExitStack() as stack:
+        signals = StopSignals()
+        if threading.current_thread() is threading.main_thread():  # only there can signals be caught
+            stack.enter_context(signals)
+        following = asyncio.ensure_future(work)
+        waiters: set[asyncio.Future[Any]] = {following, signals.received}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if not following.done():
+            following.cancel()
+            await asyncio.gather(following, return_exceptions=True)
+            raise Interrupted(signals.received.result())
+    return following.result()
 
 
 async def serve_until_signal(

@@ -43,14 +43,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import sys
-import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from worker_abstraction.cli import StopSignals, add_orchestrator_argument, unreachable
+from worker_abstraction.cli import Interrupted, add_orchestrator_argument, unless_interrupted, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.schedule_definition import add_definition_arguments, definition, settled
 from worker_abstraction.errors import (
@@ -311,23 +309,14 @@ async def _follow(remote: RemoteOrchestrator, handle: AsyncTaskHandle, args: arg
                 print(status_line(update), flush=True)
         return await handle.result()
 
-    with contextlib.ExitStack() as stack:
-        signals = StopSignals()
-        if threading.current_thread() is threading.main_thread():  # only there can signals be caught
-            stack.enter_context(signals)
-        following = asyncio.ensure_future(follow())
-        waiters: set[asyncio.Future[Any]] = {following, signals.received}
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if not following.done():
-            following.cancel()
-            await asyncio.gather(following, return_exceptions=True)
-            task, address = handle.task_id, remote.address
-            print(f"interrupted: the orchestrator at {address} still runs task {task}", file=sys.stderr)
-            hints = f"follow it: wa task watch {task} --orchestrator {address}; cancel it: wa cancel {task}"
-            print(f"  {hints} --orchestrator {address}", file=sys.stderr)
-            return 128 + int(signals.received.result())
     try:
-        output = following.result()
+        output = await unless_interrupted(follow())
+    except Interrupted as interrupted:
+        task, address = handle.task_id, remote.address
+        print(f"interrupted: the orchestrator at {address} still runs task {task}", file=sys.stderr)
+        hints = f"follow it: wa task watch {task} --orchestrator {address}; cancel it: wa cancel {task}"
+        print(f"  {hints} --orchestrator {address}", file=sys.stderr)
+        return interrupted.exit_code
     except (WorkerAbstractionError, TimeoutError) as exc:
         if isinstance(exc, OrchestratorUnavailableError):
             print(unreachable(exc, remote.address), file=sys.stderr)

@@ -37,16 +37,13 @@ ended or of a step it does not have; an id already taken; the daemon cannot be r
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
 import sys
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker_abstraction.cli import StopSignals, UsageError, add_orchestrator_argument, unreachable
+from worker_abstraction.cli import Interrupted, UsageError, add_orchestrator_argument, unless_interrupted, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.task_cmd import STATUS_NAMES, parse_status
 from worker_abstraction.errors import (
@@ -273,22 +270,13 @@ async def _follow(remote: RemoteOrchestrator, handle: WorkflowHandle, args: argp
                     print(describe_step(step, mapped=is_map(workflow, step.name)), flush=True)
         return await handle.wait()
 
-    with contextlib.ExitStack() as stack:
-        signals = StopSignals()
-        if threading.current_thread() is threading.main_thread():  # only there can signals be caught
-            stack.enter_context(signals)
-        following = asyncio.ensure_future(follow())
-        waiters: set[asyncio.Future[Any]] = {following, signals.received}
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        if not following.done():
-            following.cancel()
-            await asyncio.gather(following, return_exceptions=True)
-            print(f"interrupted: the orchestrator at {remote.address} still runs workflow {handle.workflow_id}",
-                  file=sys.stderr)  # fmt: skip
-            print(f"  {_hints(handle.workflow_id, remote.address)}", file=sys.stderr, flush=True)
-            return 128 + int(signals.received.result())
     try:
-        record = following.result()
+        record = await unless_interrupted(follow())
+    except Interrupted as interrupted:
+        print(f"interrupted: the orchestrator at {remote.address} still runs workflow {handle.workflow_id}",
+              file=sys.stderr)  # fmt: skip
+        print(f"  {_hints(handle.workflow_id, remote.address)}", file=sys.stderr, flush=True)
+        return interrupted.exit_code
     except OrchestratorUnavailableError as exc:
         print(f"{unreachable(exc, remote.address)}; {_hints(handle.workflow_id, remote.address)}", file=sys.stderr)
         return EXIT_FAILED
