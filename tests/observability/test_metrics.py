@@ -33,6 +33,8 @@ from worker_abstraction.observability.metrics import (
     RegistryMetrics,
     WorkerMetrics,
 )
+from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit
+from worker_abstraction.schedules import Schedule
 from worker_abstraction.workflows import WORKFLOW_CAPABILITY, Workflow
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -329,3 +331,27 @@ async def test_a_workflow_is_counted_as_its_run_and_each_step_as_its_task(
         labels(capability="explode", status="FAILED"): 1,
     }
     assert value(samples, "wa_task_run_seconds_count", capability=WORKFLOW_CAPABILITY) == 2  # each run's length
+
+
+async def test_tasks_held_by_a_limit_and_the_schedules_are_reported(
+    registry: RegistryServer,
+    start_worker: Callable[..., Any],
+    serve: Callable[[Metrics], MetricsEndpoint],
+    gates: Gates,
+) -> None:
+    await start_worker()
+    metrics = OrchestratorMetrics()
+    endpoint = serve(metrics)
+    async with AsyncOrchestrator(
+        registry.address, metrics=metrics, concurrency_limits=[ConcurrencyLimit("wait_for", 1)]
+    ) as orchestrator:
+        await orchestrator.wait_for_workers("wait_for", timeout_seconds=5)
+        held = [await orchestrator.execute_task("wait_for", {"name": "limit"}) for _ in range(3)]
+        await orchestrator.add_schedule(Schedule("hourly", "echo", {"text": "x"}, cron="0 * * * *"))
+        await orchestrator.add_schedule(Schedule("later", "echo", {"text": "y"}, every_seconds=3600, paused=True))
+        samples = await scrape(endpoint)
+        gates.open("limit")
+        for handle in held:
+            await handle.result(timeout_seconds=5)
+    assert value(samples, "wa_tasks_limited", capability="wait_for") == 2
+    assert value(samples, "wa_schedules", state="active") == 1 and value(samples, "wa_schedules", state="paused") == 1

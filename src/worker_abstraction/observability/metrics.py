@@ -42,7 +42,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -158,6 +158,8 @@ class OrchestratorSnapshot:
     circuits: Mapping[str, str]  # live worker id -> its breaker's state
     circuit_states: Sequence[str]  # every state a breaker can be in
     dead_letters: int
+    limited: Mapping[str, int] = field(default_factory=dict)  # capability -> tasks waiting on its limits
+    schedules: Mapping[str, int] = field(default_factory=dict)  # "active" / "paused" -> schedules
 
 
 class OrchestratorMetrics(Metrics):
@@ -248,7 +250,7 @@ class OrchestratorMetrics(Metrics):
         if snapshot is None:
             return []
         families = _families(_ORCHESTRATOR_GAUGES)
-        depth, in_flight, circuit, dead = families
+        depth, in_flight, circuit, dead, limited, schedules = families
         for capability, priorities in _bounded_depths(snapshot.queue_depths, self.capability_label):
             for priority, count in priorities:
                 depth.add_metric([capability, priority], count)
@@ -258,6 +260,10 @@ class OrchestratorMetrics(Metrics):
             for each in snapshot.circuit_states:
                 circuit.add_metric([worker_id, each], 1.0 if each == state else 0.0)
         dead.add_metric([], snapshot.dead_letters)
+        for capability, count in sorted(snapshot.limited.items()):
+            limited.add_metric([self.capability_label(capability)], count)
+        for state, count in sorted(snapshot.schedules.items()):
+            schedules.add_metric([state], count)
         return families
 
 
@@ -349,6 +355,8 @@ _ORCHESTRATOR_GAUGES = (
     ("wa_tasks_in_flight", "Tasks holding a slot on each live worker.", ("worker_id",)),
     ("wa_circuit_state", "Each live worker's breaker: 1 for its state, 0 for the others.", ("worker_id", "state")),
     ("wa_dead_letters", "Tasks in the dead-letter queue.", ()),
+    ("wa_tasks_limited", "Waiting tasks held back by their capability's rate or concurrency limit.", ("capability",)),
+    ("wa_schedules", "Schedules, active or paused.", ("state",)),
 )  # fmt: skip
 _REGISTRY_GAUGES = (("wa_workers", "Live workers by state.", ("state",)),)
 

@@ -367,6 +367,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             circuits={worker_id: self._standing.breakers.state(worker_id).value for worker_id in workers},
             circuit_states=[state.value for state in BreakerState],
             dead_letters=len(await self.engine.dead_letters()),
+            limited={held.capability: held.waiting for held in await self.limited_queues()},
+            schedules=self.timetable.counts(),
         )
 
     async def _probe(self, worker: WorkerInfo) -> str | None:

@@ -154,6 +154,11 @@ class Timetable:
     async def get(self, name: str) -> ScheduleInfo:
         return self._info(await self._entry(name))
 
+    def counts(self) -> dict[str, int]:
+        """Schedules known here, active and paused (what the metrics report)."""
+        paused = sum(1 for entry in self._entries.values() if entry.schedule.paused)
+        return {"active": len(self._entries) - paused, "paused": paused}
+
     async def all(self) -> list[ScheduleInfo]:
         if self.book.shared:
             await self._reload()
