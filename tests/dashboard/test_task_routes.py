@@ -229,3 +229,12 @@ async def test_signing_in_from_a_task_address_goes_back_to_it_and_nowhere_else(
                 assert sent.headers["location"] == "/", elsewhere
             linked = await web.get("/workers/w1", params={"token": OPERATOR})
             assert linked.status_code == 303 and linked.headers["location"] == "/workers/w1"
+
+
+async def test_a_delayed_task_shows_when_it_may_start(stored: OrchestratorServer, web: httpx.AsyncClient) -> None:
+    handle = await stored.orchestrator.execute_task("echo", {"text": "later"}, delay_seconds=600)
+    answer = await web.get(f"/api/tasks/{handle.task_id}")
+    assert answer.status_code == 200
+    shown = answer.json()
+    assert shown["status"] == "PENDING" and 590 < shown["not_before"] - shown["submitted_at"] < 601
+    assert await handle.cancel("not needed")

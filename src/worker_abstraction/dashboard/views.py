@@ -125,6 +125,7 @@ def record_view(record: TaskRecord, name_of: NameOf = _no_names) -> JSON:
         "worker_name": name_of(worker_id),
         "params": params_text(record.params),
         "submitted_at": seconds(record.submitted_at),
+        "not_before": seconds(record.not_before),
         "attempts": [attempt_view(a, name_of) for a in record.attempts],
         "last_update": update_view(record.last_update, name_of) if record.last_update is not None else None,
         "dead_lettered": record.dead_lettered,

@@ -452,6 +452,7 @@ async function loadTask(taskId) {
         "data-nav": true, id: "task-schedule" }, scheduleOf(task))] : null,
       ["worker", workerLink(task.worker_id, task.worker_name), { id: "task-worker" }],
       ["submitted", when(task.submitted_at)],
+      task.not_before ? ["not before", el("span", { id: "task-not-before" }, when(task.not_before))] : null,
       ["owner", task.owner || "–"],
       ["idempotency key", task.idempotency_key || "–"],
       ["cancel reason", task.cancel_reason || "–"],
