@@ -58,11 +58,13 @@ bench-quick: $(STAMP)
 
 # The fault-injection suites at the issue's size (`make test` runs them small): 500 tasks of 50-500 ms while a
 # worker is killed, one stopped past the TTL, the registry and the daemon restarted; then 50 workflows (10-12
-# steps, maps, failures) while their daemon is SIGKILLed and restarted three times, on SQLite and on NATS.
+# steps, maps, failures) while their daemon is SIGKILLed and restarted three times, on SQLite and on NATS; then
+# an every-second schedule for 60 s on two NATS daemons, one SIGKILLed and restarted: each occurrence once.
 # The tests set their own pytest timeouts from these numbers.
 chaos: $(STAMP)
 	WA_CHAOS_TASKS=500 WA_CHAOS_MIN_MS=50 WA_CHAOS_MAX_MS=500 $(PY) -m pytest tests/e2e/test_chaos.py -s
 	WA_WF_CHAOS_WORKFLOWS=50 $(PY) -m pytest tests/e2e/test_workflow_chaos.py -s -rxX
+	WA_SCHEDULE_SECONDS=60 $(PY) -m pytest tests/e2e/test_schedule_processes.py -s -rxX
 
 # The fuzz harness at full size (`make test` runs 4 cases per RPC and kind): 280 cases for each RPC and each
 # of its three kinds (raw bytes, hostile messages, random-filled messages), about 19,000 in all, against real
