@@ -1,7 +1,8 @@
 """Schedules on two `wa orchestrator` daemons sharing one NATS home, as real processes: each occurrence of an
 every-second schedule runs exactly once while one daemon is SIGKILLed and restarted (every daemon fires every
-occurrence, and the home's claim on the run's id, `NAME@OCCURRENCE`, lets one through), and a schedule made
-through one daemon is seen, paused and stopped on the other.
+occurrence, and the home's claim on the run's id, `NAME@OCCURRENCE`, lets one through); a schedule made
+through one daemon is seen, paused and stopped on the other; and occurrences missed while both daemons were
+down (past the on-time window) run once each after their restart, within the `missed="all"` grace.
 
 The worker notes every run in a ledger file (`_schedule_workers.py`). What has no event across processes (a
 run reaching the ledger, a record ending) is awaited with `eventually`, within a bound; nothing sleeps.
@@ -11,6 +12,7 @@ run reaching the ledger, a record ending) is awaited with `eventually`, within a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections import Counter
@@ -25,7 +27,7 @@ from processes import FAST_REGISTRY, FAST_WORKER, Daemon, Start
 from tests.conftest import eventually
 from tests.nats_server import NatsServer
 from worker_abstraction import RemoteOrchestrator, TaskStatus
-from worker_abstraction.orchestrator.core.timetable import REFRESH_SECONDS
+from worker_abstraction.orchestrator.core.timetable import ON_TIME_SECONDS, REFRESH_SECONDS
 from worker_abstraction.schedules import MISSED_ALL, OVERLAP_ALLOW_ALL, Schedule, run_id
 from worker_abstraction.types import TaskRecord
 
@@ -207,3 +209,39 @@ async def test_a_schedule_made_on_one_daemon_is_seen_and_paused_on_the_other_and
     assert on_a_now.schedule.paused and on_a_now.next_occurrence is None
     assert sorted(record.task_id for record in records) == sorted(run.task_id for run in runs)
     assert len(runs) >= 3 and not gaps([run.task_id for run in runs])
+
+
+async def test_occurrences_missed_while_both_daemons_are_down_run_once_after_within_the_grace(
+    start: Start, tmp_path: Path, nats_server: NatsServer
+) -> None:
+    ledger = tmp_path / "ledger"
+    registry, a, b = await system(start, nats_server)
+    async with RemoteOrchestrator(a.address) as on_a:
+        await on_a.add_schedule(every_second("tick", ledger))
+    before = {run.task_id for run in await until_ran(ledger, 3)}
+    for daemon in (a, b):
+        assert await daemon.stop(signal.SIGKILL) == -signal.SIGKILL
+    down_at = datetime.now(UTC)
+    # The outage's length (not a synchronisation): past the on-time window, so its occurrences count as missed.
+    await asyncio.sleep(ON_TIME_SECONDS + 3)
+    a, b = await daemon_on(start, registry, nats_server, "a"), await daemon_on(start, registry, nats_server, "b")
+    up_at = datetime.now(UTC)
+    await eventually(
+        lambda: any(occurrence(run.task_id) > up_at + timedelta(seconds=2) for run in ledger_runs(ledger)),
+        timeout_seconds=RUN_SECONDS,
+        what="runs after the restart",
+    )
+    async with RemoteOrchestrator(b.address) as on_b:
+        await on_b.pause_schedule("tick")
+        runs, records = await settled(on_b, "tick", ledger)
+        info = await on_b.schedule("tick")
+
+    task_ids = [run.task_id for run in runs]
+    repeated = {t: [r for r in runs if r.task_id == t] for t, n in Counter(task_ids).items() if n > 1}
+    assert not repeated, f"occurrences run more than once: {repeated}"
+    assert not gaps(task_ids), f"occurrences never run: {gaps(task_ids)} (ledger: {task_ids})"
+    missed = [t for t in task_ids if down_at < occurrence(t) < up_at - timedelta(seconds=ON_TIME_SECONDS)]
+    assert missed, f"no occurrence of the outage ran late (down {down_at}, up {up_at}): {task_ids}"
+    assert set(task_ids) > before
+    assert sorted(record.task_id for record in records) == sorted(task_ids)
+    assert (info.state.skipped, info.state.last_error) == (0, "")
