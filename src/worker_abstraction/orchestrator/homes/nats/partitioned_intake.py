@@ -8,8 +8,10 @@ partition, the document names no holder, its holder is poked, and the caller's h
 updates in the update log (subscribed to that task's subject alone, before the document exists). An
 idempotency key is claimed first, once across the daemons. If NATS does not confirm the document (it may
 be stored all the same), the caller hears UNAVAILABLE: a task it can find again (by its key or its id) is
-run here if its document turns up, any other is removed. What a task may carry is what a NATS message
-holds (`output_room`).
+run here if its document turns up, any other is removed. An id found taken has its task's document read by
+its partition's holder, which may have missed it (`_exists`): a task stored by a daemon killed before it
+poked the holder is carried on the next time its id is submitted (as a workflow's next holder does). What a
+task may carry is what a NATS message holds (`output_room`).
 """
 
 from __future__ import annotations
@@ -163,6 +165,7 @@ class Intake:
         if error is not None:
             if isinstance(error, WrongLastSequenceError):
                 error = TaskExistsError(spec.task_id)
+                self._exists(partition, spec.task_id)
             elif isinstance(error, NatsUnavailableError):  # it may be stored all the same
                 self._home.availability.failed(error)
                 self._abandon(spec, partition, epoch)
@@ -195,7 +198,9 @@ class Intake:
             if followed is not None:
                 self._home._unfollow_now(spec.task_id, followed)
             self.accepting.pop(spec.task_id, None)
-            if epoch is not None and isinstance(error, NatsUnavailableError):
+            if isinstance(error, TaskExistsError):
+                self._exists(partition, spec.task_id)
+            elif epoch is not None and isinstance(error, NatsUnavailableError):
                 self._abandon(spec, partition, epoch)  # (one whose id nobody holds is taken on where it lands)
             _settle(accepting, error=error)
             if not isinstance(error, Exception):
@@ -216,6 +221,17 @@ class Intake:
             return self._home._run(spec, TaskFacts(doc, revision, partition, epoch), None)
         self._home.store.poke(partition, spec.task_id)
         return self._home._follow(spec.task_id, spec.capability, spec.params, fresh=False)
+
+    def _exists(self, partition: int, task_id: str) -> None:
+        """An id being accepted is a task's stored before, perhaps nobody's to run yet: its creator may have died
+        before it poked the partition's holder, and this daemon's reads of the partition pass over an id while
+        it is being accepted. The partition's holder reads its document: this daemon if it holds it (a
+        workflow's next holder submitting a step again, under its fixed id), else the daemon a poke reaches."""
+        leases = self._home.leases
+        if leases is not None and leases.held(partition):
+            self._home._takeover.poked(partition, task_id)
+        else:
+            self._home.store.poke(partition, task_id)
 
     async def _known(self, task_id: str) -> AsyncTaskHandle | None:
         """A handle on a task that may have been accepted a moment ago (None: none, or its acceptance failed)."""
