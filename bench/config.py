@@ -71,6 +71,17 @@ class Config:
     # How long after a workflow's end its NATS streams are read: a finished task's live key leaves a marker
     # that expires 10 s after it was written (PartitionedStoreOptions.moved_marker_seconds).
     workflow_nats_settle_seconds: float = 12.0
+    # Scenario 9: time and flow control through a daemon on SQLite (bench/time_caller.py).
+    delayed_tasks: int = 10_000  # submitted with a delay, then waiting in the daemon
+    delayed_seconds: float = 30.0  # their delay
+    delayed_window_seconds: float = 10.0  # the daemon's CPU is read over this long, idle and with them waiting
+    firing_tasks: int = 200  # a round's delayed tasks whose start is compared with their not_before
+    firing_lead_seconds: float = 1.5  # the first one's not_before, from when the round begins
+    firing_spread_seconds: float = 3.0  # the rest spread evenly over this long after it
+    retention_filled_tasks: int = 100_000  # finished tasks in the store a sweep then drops
+    retention_baseline_tasks: int = 1_000  # sequential tasks measured before the sweep starts
+    retention_steady_tasks: int = 5_000  # a round of the steady load, with a sweep after each
+    retention_steady_rounds: int = 5  # (the same in every mode: each round's figure is named by its number)
 
 
 FULL = Config(mode="full")
@@ -105,6 +116,9 @@ QUICK = Config(
     workflow_throughput_warmup=500,
     workflow_throughput_count=3_000,
     workflow_map_elements=2_000,
+    delayed_seconds=15.0,
+    delayed_window_seconds=5.0,
+    retention_baseline_tasks=500,
 )
 
 # The daemons sharing tasks on NATS (scenario 7) take several NATS round trips per task: fewer tasks per round.
@@ -155,6 +169,15 @@ TINY = Config(
     workflow_throughput_count=100,
     workflow_map_elements=50,
     workflow_nats_settle_seconds=0.0,
+    delayed_tasks=100,
+    delayed_seconds=3.0,
+    delayed_window_seconds=0.5,
+    firing_tasks=20,
+    firing_lead_seconds=0.5,
+    firing_spread_seconds=0.3,
+    retention_filled_tasks=1_000,
+    retention_baseline_tasks=20,
+    retention_steady_tasks=50,
 )
 
 # Scenario 7's two daemons on one NATS server, each fed by a caller of its own, both at once (`cluster_2_callers_`):

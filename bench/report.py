@@ -10,6 +10,7 @@ from bench.procs import process_kind
 
 # The store's bytes are measured for workflows of these sizes (the same in every mode).
 CHAIN_SIZES, MAP_SIZES = FULL.workflow_bytes_chains, FULL.workflow_bytes_maps
+STEADY_ROUNDS = FULL.retention_steady_rounds  # (9d)'s rounds (the same in every mode)
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,35 @@ def _workflow_rows(prefix: str, tag: str) -> tuple[Row, ...]:
         Row(f"{prefix}daemon_cpu_us_per_element", f"({tag}) daemon CPU per map element", "µs"),
         *bytes_rows,
         Row(f"{prefix}store_bytes_per_step", f"({tag}) stored per chain step (the line's slope)", "bytes"),
+    )  # fmt: skip
+
+
+def _time_rows() -> tuple[Row, ...]:
+    """Scenario 9's rows: delayed tasks (9a, 9b) and retention (9c, 9d) through one daemon on SQLite."""
+    steady = tuple(
+        Row(f"retention_steady_db_mib_round_{n}", f"(9d) database after round {n} and its sweep", "MiB")
+        for n in range(1, STEADY_ROUNDS + 1)
+    )
+    return (
+        Row("delayed_idle_cpu_share", "(9a) daemon CPU, idle (no task)", "core"),
+        Row("delayed_waiting_cpu_share", "(9a) daemon CPU, {delayed} delayed tasks waiting", "core",
+            target="= idle"),
+        Row("delayed_idle_rss_mb", "(9a) daemon RSS, idle", "MiB"),
+        Row("delayed_waiting_rss_mb", "(9a) daemon RSS, {delayed} delayed tasks waiting", "MiB"),
+        Row("delayed_lateness_p50_ms", "(9b) delayed task's start after its not_before: p50", "ms"),
+        Row("delayed_lateness_p99_ms", "(9b) the same: p99", "ms", target="≤ 50 ms"),
+        Row("delayed_lateness_max_ms", "(9b) the same: max", "ms"),
+        Row("delayed_lateness_min_ms", "(9b) the same: min (negative: early)", "ms", target="≥ 0"),
+        Row("retention_task_p50_us", "(9c) no-op task p50, {filled} finished in the store", "µs"),
+        Row("retention_task_p99_us", "(9c) no-op task p99, the same", "µs"),
+        Row("retention_sweep_task_p50_us", "(9c) no-op task p50 while a sweep drops them", "µs",
+            (("retention_sweep_latency_ratio", "without"),)),
+        Row("retention_sweep_task_p99_us", "(9c) no-op task p99 while it does", "µs",
+            (("retention_sweep_p99_ratio", "without"),)),
+        Row("retention_sweep_seconds", "(9c) the sweep's time", "s"),
+        Row("retention_swept_tasks", "(9c) tasks it dropped", "tasks"),
+        *steady,
+        Row("retention_steady_growth_mib", "(9d) growth from round 1 to the last", "MiB", target="≈ 0"),
     )  # fmt: skip
 
 
@@ -213,6 +243,10 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
         "workflows: wa orchestrator --store nats:// (one NATS server)",
         _workflow_rows("workflow_nats_", WORKFLOW_TAGS["workflow_nats_"]),
     ),
+    (
+        "time and flow control: wa orchestrator with its SQLite store, delayed tasks and retention",
+        _time_rows(),
+    ),
 )
 
 
@@ -223,6 +257,8 @@ def _number(value: float | None) -> str:
         return f"{value:,.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}"
+    if 0 < abs(value) < 0.01:  # (a share of a core that small still says something)
+        return f"{value:.2g}"
     return f"{value:.2f}"
 
 
@@ -275,6 +311,7 @@ def table(doc: dict[str, Any]) -> str:
     out.extend(cpu_lines(doc))
     out.extend(model_lines(doc))
     out.extend(growth_lines(doc))
+    out.extend(time_lines(doc))
     reasons: dict[str, list[str]] = {}
     for key, why in unsound.items():
         reasons.setdefault(why, []).append(key)
@@ -366,13 +403,52 @@ def growth_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def time_lines(doc: dict[str, Any]) -> list[str]:
+    """Scenario 9 beyond its rows: the daemon's CPU to the nanosecond, the delayed tasks' end, the sweep's
+    pace, and the store's files after each round of the steady load."""
+    found: dict[str, Any] = doc["details"].get("time_flow") or {}
+    lines = []
+    delayed = found.get("delayed")
+    if delayed:
+        lines.append(
+            f"(9a) daemon CPU from its threads' run time (schedstat): idle {delayed['idle_cpu_share_schedstat']:.5f},"
+            f" with {delayed['tasks']:,} delayed tasks waiting {delayed['waiting_cpu_share_schedstat']:.5f} of a core;"
+            f" they were submitted in {delayed['seconds']:.1f} s, {delayed['finished']:,} ran to their end"
+        )
+    sweep = found.get("sweep")
+    if sweep:
+        filled = sweep["filled"]
+        pace = sweep["swept_per_s"]
+        lines.append(
+            f"(9c) store filled with {filled['tasks']:,} tasks through the daemon in {filled['seconds']:.1f} s"
+            f" ({filled['store']['database_bytes'] / 2**20:.1f} MiB); the sweep dropped"
+            f" {_number(pace) if pace else '?'} tasks/s; {sweep['tasks_before']:,} tasks measured before it,"
+            f" {sweep['tasks_during']:,} during it (the slowest {sweep['max_during_us'] / 1e3:.1f} ms)"
+        )
+    steady = found.get("steady")
+    if steady:
+        files = ", ".join(
+            f"{one['file_bytes'] / 2**20:.1f} + {one['log_bytes'] / 2**20:.1f}" for one in steady["rounds"]
+        )
+        lines.append(
+            f"(9d) {steady['tasks_per_round']:,} tasks a round; the file and its log on disk after each round, MiB:"
+            f" {files}"
+        )
+    return lines
+
+
 def _label(label: str, doc: dict[str, Any]) -> str:
     """A row's label with the load the run chose filled in (the registry's heartbeat rate is calibrated; the
     workflows' sizes depend on the mode)."""
     details = doc.get("details") or {}
     workers, rate = details.get("registry_heartbeat_workers"), details.get("registry_heartbeat_rate_per_worker")
     shapes = details.get("workflow_shapes") or {}
+    timing = details.get("time_flow") or {}
+    delayed = (timing.get("delayed") or {}).get("tasks")
+    filled = ((timing.get("sweep") or {}).get("filled") or {}).get("tasks")
     return label.format(
+        delayed=f"{delayed:,}" if delayed else "?",
+        filled=f"{filled:,}" if filled else "?",
         workers=f"{workers:,}" if workers else "?",
         rate=f"{rate:g}" if rate else "?",
         chain=f"{shapes['chain_steps']:,}" if shapes else "?",

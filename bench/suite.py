@@ -23,7 +23,7 @@ from bench.config import FULL, Config
 from bench.loops import loop_name
 from bench.measure import Figure, Results
 from bench.procs import REPO, Children, ForeignCpu
-from bench.scenarios import cluster, daemon, queue, registry, tasks, workflows
+from bench.scenarios import cluster, daemon, queue, registry, tasks, time_flow, workflows
 
 Scenario = Callable[[Children, Config], Awaitable[Results]]
 
@@ -36,6 +36,7 @@ SCENARIOS: tuple[tuple[str, Scenario], ...] = (
     ("daemon", daemon.measure),
     ("cluster", cluster.measure),
     ("workflows", workflows.measure),
+    ("time and flow control", time_flow.measure),
 )
 
 # The keys issue 3 requires in latest.json (null when a scenario could not run).
@@ -114,11 +115,18 @@ FIGURE_KEYS = (
     ),
     *WORKFLOW_ROUND_KEYS,
     *WORKFLOW_BYTES_KEYS,
+    *time_flow.FIGURE_KEYS,
 )
 
 # Figures measured once per run (filling a daemon's queue with 100,000 tasks takes a minute a time; a store's
-# bytes for a workflow do not change from one round to the next).
-SINGLE_ROUND_KEYS = ("daemon_rss_mb_100k_queued", "daemon_memory_rss_mb_100k_queued", *WORKFLOW_BYTES_KEYS)
+# bytes for a workflow do not change from one round to the next; scenario 9 waits out a delay and fills a store
+# once).
+SINGLE_ROUND_KEYS = (
+    "daemon_rss_mb_100k_queued",
+    "daemon_memory_rss_mb_100k_queued",
+    *WORKFLOW_BYTES_KEYS,
+    *time_flow.SINGLE_ROUND_KEYS,
+)
 # Figures measured in fewer than 3 rounds (the two callers' variants are kept short: bench.config.CLUSTER_CALLERS).
 ROUNDS_OF = dict.fromkeys(SINGLE_ROUND_KEYS, 1) | {
     key: 2 for key in FIGURE_KEYS if key.startswith(tuple(cluster.CALLERS_PREFIXES))
@@ -149,6 +157,9 @@ RATIOS = {
         )
         if not (prefix in cluster.CALLERS_PREFIXES and ratio == "latency_ratio")
     },
+    # Sequential tasks while a retention sweep runs against the same before it, through the same daemon.
+    "retention_sweep_latency_ratio": ("retention_sweep_task_p50_us", "retention_task_p50_us"),
+    "retention_sweep_p99_ratio": ("retention_sweep_task_p99_us", "retention_task_p99_us"),
     # Two daemons, each fed by its own caller, against one daemon fed by one caller.
     **{
         f"{prefix}throughput_ratio_to_one": (f"{prefix}throughput_256", f"{one}throughput_256")

@@ -63,3 +63,10 @@ def test_tiny_run_prints_the_table_and_writes_every_required_key(tmp_path: Path)
         assert set(details[prefix + "store_growth"]) == {"chain", "map"}
     assert "(8) stored bytes per step, chains of 10 → " in completed.stdout
     assert "(8n) stored bytes per step, maps of 100 → " in completed.stdout
+    # Time and flow control (9): every delayed task ran, a sweep ran beside sequential tasks, and the store's
+    # size was read after each steady round.
+    timing = details["time_flow"]
+    assert timing["delayed"]["finished"] == TINY.delayed_tasks
+    assert isinstance(doc["retention_sweep_latency_ratio"], float)
+    assert len(timing["steady"]["rounds"]) == TINY.retention_steady_rounds
+    assert "(9a) daemon CPU from its threads' run time" in completed.stdout
