@@ -7,8 +7,10 @@ The server `wa orchestrator --store PATH --retention SECONDS` runs (Orchestrator
 (`Retention.sweep_seconds`, which it has no flag for), and a benchmark must know when a sweep runs. Here the
 periodic sweep is a day away, and each line `sweep` on stdin runs one sweep at once, through the engine's
 `expire_now()`, which is what the periodic sweep runs. Once it ends the daemon prints
-`swept {"tasks": N, "began": T0, "ended": T1}` (T0 and T1 on CLOCK_MONOTONIC, which every process shares).
-It prints `orchestrator listening on HOST:PORT` once it serves, and stops on SIGTERM.
+`swept {"began": T0, "ended": T1}` (on CLOCK_MONOTONIC, which every process shares). A line `count` then has it
+print `counted {"tasks": N}`, how many tasks that sweep dropped (counted on request, so that counting them
+delays no task measured beside the sweep). It prints `orchestrator listening on HOST:PORT` once it serves,
+and stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from worker_abstraction.orchestrator.core.retention import Retention
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 READY = "orchestrator listening on "
-SWEEP = "sweep"
-SWEPT = "swept "  # then a JSON object
+SWEEP, SWEPT = "sweep", "swept "  # then a JSON object
+COUNT, COUNTED = "count", "counted "  # (the same)
 _A_DAY = 86_400.0
 
 
@@ -45,16 +47,20 @@ async def serve(arguments: argparse.Namespace) -> None:
     print(READY + server.address, flush=True)
     commands = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(commands), sys.stdin)
+    expired: list[str] = []
     try:
         while line := await commands.readline():
-            if line.decode().strip() != SWEEP:
+            command = line.decode().strip()
+            if command == SWEEP:
+                began = time.clock_gettime(time.CLOCK_MONOTONIC)
+                expired = await server.orchestrator.engine.expire_now()
+                ended = time.clock_gettime(time.CLOCK_MONOTONIC)
+                print(SWEPT + json.dumps({"began": began, "ended": ended}), flush=True)
+            elif command == COUNT:
+                # (a task the engine still held finished is named twice: by its memory and by the store)
+                print(COUNTED + json.dumps({"tasks": len(set(expired))}), flush=True)
+            else:
                 raise RuntimeError(f"unknown command {line[:40]!r}")
-            began = time.clock_gettime(time.CLOCK_MONOTONIC)
-            expired = await server.orchestrator.engine.expire_now()
-            ended = time.clock_gettime(time.CLOCK_MONOTONIC)
-            # (a task the engine still held finished is named twice: once by its memory, once by the store)
-            tasks = len(set(expired))
-            print(SWEPT + json.dumps({"tasks": tasks, "began": began, "ended": ended}), flush=True)
         await asyncio.Event().wait()  # stdin closed: serve on until SIGTERM
     finally:
         await server.stop(grace_seconds=1.0)

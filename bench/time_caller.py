@@ -15,9 +15,10 @@ line. WHAT is one of:
   JSON` (how many, how long it took, and the earliest instant one can be due, on CLOCK_MONOTONIC), `wait
   waiting` (the bench reads the daemon's CPU and RSS while they wait), and each is followed to its end.
 - `fill`: `retention_filled_tasks` no-op tasks at 256 in flight (the store then holds them finished).
-- `sweep`: sequential no-op tasks (submit, then the result), each one's start on CLOCK_MONOTONIC and its
-  seconds; `phase baseline done` after `retention_baseline_tasks` of them, and on until `go` on stdin (the
-  bench runs a sweep meanwhile).
+- `sweep`: sequential no-op tasks (submit, then the result); `phase baseline done` after
+  `retention_baseline_tasks` of them, and on until the bench, which runs a sweep meanwhile, sends its span
+  (`span BEGAN ENDED` on CLOCK_MONOTONIC): then the p50, p99 and max of the tasks that ended before it, and
+  of those that overlapped it.
 - `steady`: `retention_steady_rounds` rounds of `retention_steady_tasks` no-op tasks at 256 in flight, with
   `wait round` after each (the bench runs a sweep and reads the store's size).
 """
@@ -27,21 +28,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import worker_abstraction  # noqa: F401  (before anything loads gRPC, as in a caller program)
-from bench.caller import PHASE, READY, RESULT, _read_go, _say, _system_clock, _wait_for_go
+from bench.caller import PHASE, READY, RESULT, _say, _system_clock, _wait_for_go
 from bench.config import CONFIGS, Config
 from bench.loops import run
-from bench.measure import Errors, throughput
-from bench.time_figures import lateness, lateness_ms
+from bench.measure import Errors, percentile, throughput
+from bench.time_figures import lateness, lateness_ms, split_by_span
 from worker_abstraction import AsyncTaskHandle, RemoteOrchestrator
 
 NOOP = "noop"
 IN_FLIGHT = 256
 SUBMITTED = PHASE + "submitted "  # then a JSON object
+SPAN = "span "  # then a sweep's start and end on CLOCK_MONOTONIC: the bench's answer to `sweep`
 _LONGEST_SAMPLING_SECONDS = 900.0  # `sweep` stops by itself after this long without the bench's `go`
 _FIRING_WARMUP_TASKS = 20
 
@@ -147,12 +150,13 @@ async def fill(remote: RemoteOrchestrator, config: Config, errors: Errors) -> di
 
 
 async def sweep(remote: RemoteOrchestrator, config: Config, errors: Errors) -> dict[str, Any]:
-    """Sequential tasks until the bench's `go`: (start on CLOCK_MONOTONIC, seconds) of each."""
+    """Sequential tasks until the bench sends the sweep's span (`span BEGAN ENDED`, on CLOCK_MONOTONIC): the
+    figures of those before it and of those during it (`split_by_span`)."""
     samples: list[tuple[float, float]] = []
-    stop = asyncio.ensure_future(_read_go())
+    told = asyncio.ensure_future(asyncio.to_thread(sys.stdin.readline))
     deadline = _system_clock() + _LONGEST_SAMPLING_SECONDS
     said = False
-    while not stop.done() and _system_clock() < deadline:
+    while not told.done() and _system_clock() < deadline:
         began = _system_clock()
         try:
             await (await remote.execute_task(NOOP, {})).result(timeout_seconds=60)
@@ -163,10 +167,31 @@ async def sweep(remote: RemoteOrchestrator, config: Config, errors: Errors) -> d
         if not said and len(samples) >= config.retention_baseline_tasks:
             _say(PHASE + "baseline done")
             said = True
-    if not stop.done():
+    if not told.done():
         raise RuntimeError(f"the bench said nothing for {_LONGEST_SAMPLING_SECONDS:g}s")
-    await stop
-    return {"samples": samples}
+    word, began, ended = (await told).split()
+    if word != SPAN.strip():
+        raise RuntimeError(f"the bench said {word!r}, not {SPAN.strip()!r}")
+    split = split_by_span(samples, float(began), float(ended))
+    slowest = max((sample for sample in samples if sample[0] < float(ended)), key=lambda sample: sample[1])
+    return {
+        "before": _latency_figures(split.before),
+        "during": _latency_figures(split.during),
+        # where the slowest task before the sweep's end began, from the sweep's start (s): a stall's place
+        "slowest_began_after_sweep": slowest[0] - float(began),
+    }
+
+
+def _latency_figures(samples: list[float]) -> dict[str, Any]:
+    """p50, p99 and max in microseconds, and how many (None for none)."""
+    if not samples:
+        return {"tasks": 0, "p50_us": None, "p99_us": None, "max_us": None}
+    return {
+        "tasks": len(samples),
+        "p50_us": percentile(samples, 50) * 1e6,
+        "p99_us": percentile(samples, 99) * 1e6,
+        "max_us": max(samples) * 1e6,
+    }
 
 
 async def steady(remote: RemoteOrchestrator, config: Config, errors: Errors) -> dict[str, Any]:

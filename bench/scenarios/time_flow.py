@@ -46,7 +46,7 @@ from bench.measure import Errors, Figure, Results, percentile
 from bench.procs import Child, Children, cpu_seconds, rss_mb
 from bench.scenarios.daemon import start_daemon
 from bench.scenarios.tasks import WORKERS, start_registry, start_worker
-from bench.time_figures import cpu_share, growth_after_first, split_by_span, store_size
+from bench.time_figures import cpu_share, growth_after_first, store_size
 
 _CALLER_SECONDS = 900.0  # the longest the caller may say nothing
 _SETTLE_SECONDS = 1.0  # after the delayed tasks are in, before their window (the last commits, the collector)
@@ -171,25 +171,26 @@ async def _sweep(
     caller = await _start_caller(children, "time-sweep-caller", "sweep", daemon, config)
     await _expect(caller, caller_module.PHASE + "baseline done")
     swept = await _sweep_now(daemon)
-    await caller.send_line(caller_module.GO)
+    await caller.send_line(f"{time_caller.SPAN}{swept['began']!r} {swept['ended']!r}")
     found = await _result(children, caller, errors)
+    swept["tasks"] = await _swept_tasks(daemon)
     await children.stop(daemon)
-    split = split_by_span([tuple(sample) for sample in found["samples"]], swept["began"], swept["ended"])
-    if not split.before or not split.during:
-        raise RuntimeError(
-            f"{len(split.before)} tasks before the sweep and {len(split.during)} during it ({swept['seconds']:.2f}s)"
-        )
-    figures["retention_task_p50_us"] = Figure((percentile(split.before, 50) * 1e6,))
-    figures["retention_task_p99_us"] = Figure((percentile(split.before, 99) * 1e6,))
-    figures["retention_sweep_task_p50_us"] = Figure((percentile(split.during, 50) * 1e6,))
-    figures["retention_sweep_task_p99_us"] = Figure((percentile(split.during, 99) * 1e6,))
+    before, during = found["before"], found["during"]
+    if not before["tasks"] or not during["tasks"]:
+        raise RuntimeError(f"{before['tasks']} tasks before the sweep and {during['tasks']} during it ({swept})")
+    figures["retention_task_p50_us"] = Figure((before["p50_us"],))
+    figures["retention_task_p99_us"] = Figure((before["p99_us"],))
+    figures["retention_sweep_task_p50_us"] = Figure((during["p50_us"],))
+    figures["retention_sweep_task_p99_us"] = Figure((during["p99_us"],))
     figures["retention_sweep_seconds"] = Figure((swept["seconds"],))
     figures["retention_swept_tasks"] = Figure((float(swept["tasks"]),))
     details["sweep"] = {
         "filled": filled | {"store": dataclasses.asdict(filled_size)},
-        "tasks_before": len(split.before),
-        "tasks_during": len(split.during),
-        "max_during_us": max(split.during) * 1e6,
+        "tasks_before": before["tasks"],
+        "tasks_during": during["tasks"],
+        "max_before_us": before["max_us"],
+        "max_during_us": during["max_us"],
+        "slowest_began_after_sweep_seconds": found["slowest_began_after_sweep"],
         "swept_per_s": swept["tasks"] / swept["seconds"] if swept["seconds"] else None,
         "store_after": dataclasses.asdict(store_size(path)),
     }
@@ -212,7 +213,9 @@ async def _steady(
         await _expect(caller, caller_module.WAIT + "round")
         swept = await _sweep_now(daemon)
         size = store_size(path)
-        rounds.append(dataclasses.asdict(size) | {"swept": swept["tasks"], "sweep_seconds": swept["seconds"]})
+        rounds.append(
+            dataclasses.asdict(size) | {"swept": await _swept_tasks(daemon), "sweep_seconds": swept["seconds"]}
+        )
         await caller.send_line(caller_module.GO)
     found = await _result(children, caller, errors)
     await children.stop(daemon)
@@ -234,13 +237,23 @@ async def _start_retention_daemon(children: Children, name: str, registry: str, 
 
 
 async def _sweep_now(daemon: Child) -> dict[str, Any]:
-    """Have the daemon run one sweep now: how many tasks it dropped, when it began and ended, how long it took."""
-    await daemon.send_line(retention_daemon.SWEEP)
-    line = await daemon.read_line(_CALLER_SECONDS)
-    if not line.startswith(retention_daemon.SWEPT):
-        raise RuntimeError(f"{daemon.name} said {line!r}, expected {retention_daemon.SWEPT!r}")
-    swept: dict[str, Any] = json.loads(line.removeprefix(retention_daemon.SWEPT))
+    """Have the daemon run one sweep now: when it began and ended (CLOCK_MONOTONIC), how long it took."""
+    swept = await _ask(daemon, retention_daemon.SWEEP, retention_daemon.SWEPT)
     return swept | {"seconds": swept["ended"] - swept["began"]}
+
+
+async def _swept_tasks(daemon: Child) -> int:
+    """How many tasks the daemon's last sweep dropped."""
+    return int((await _ask(daemon, retention_daemon.COUNT, retention_daemon.COUNTED))["tasks"])
+
+
+async def _ask(daemon: Child, command: str, answer: str) -> dict[str, Any]:
+    await daemon.send_line(command)
+    line = await daemon.read_line(_CALLER_SECONDS)
+    if not line.startswith(answer):
+        raise RuntimeError(f"{daemon.name} said {line!r}, expected {answer!r}")
+    found: dict[str, Any] = json.loads(line.removeprefix(answer))
+    return found
 
 
 async def _expect(caller: Child, expected: str) -> None:

@@ -1,10 +1,13 @@
 """Retention: how long finished tasks (workflow runs too) and dead letters are kept, and the sweep that
 drops them.
 
-A sweep runs every `sweep_seconds`, in batches of `batch` deletions with a turn of the loop between them, so
-submissions never wait behind it. A task expires `finished_seconds` (or its capability's own time) after it
-finished; its idempotency key expires with it (the same key then makes a new task). An expired id is
-answered NOT_FOUND, saying that it may have expired. Unfinished tasks never expire.
+A sweep runs every `sweep_seconds`, in batches of `batch` deletions, resting after each batch as long as it
+took: it takes at most about half of the loop's time, and submissions go on beside it (a sweep of 100,000
+tasks with only a turn of the loop between batches of 500 tripled the p50 of the tasks submitted meanwhile;
+so, and in batches of 100, it adds about a third, and takes 3 to 4 s on 2 vCPUs: bench scenario 9c). A task
+expires `finished_seconds` (or its capability's own time) after it finished; its idempotency key expires
+with it (the same key then makes a new task). An expired id is answered NOT_FOUND, saying that it may have
+expired. Unfinished tasks never expire.
 """
 
 from __future__ import annotations
@@ -28,14 +31,14 @@ class Retention:
         per_capability: the same for single capabilities (e.g. `{"wa.workflow": 30 * 86400}`).
         dead_letters_seconds: dead letters, from when they were kept.
         sweep_seconds: how often the sweep runs.
-        batch: deletions per batch.
+        batch: deletions per batch (each is one commit that holds the loop: about 0.4 ms for 100).
     """
 
     finished_seconds: float | None = None
     per_capability: Mapping[str, float] = field(default_factory=dict)
     dead_letters_seconds: float | None = None
     sweep_seconds: float = 60.0
-    batch: int = 500
+    batch: int = 100
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "per_capability", dict(self.per_capability or {}))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -52,12 +53,15 @@ class LocalHome:
 
     async def expire(self, retention: Retention, now: float) -> list[str]:
         """Drop what the store keeps past its retention (finished tasks, then dead letters), a batch at a
-        time with a turn of the loop between batches; the ids of the tasks dropped."""
+        time, resting after each as long as it took (so the sweep takes at most about half of the loop's
+        time: a sweep of 100,000 tasks with a turn between batches tripled the p50 of the tasks beside it);
+        the ids of the tasks dropped."""
         store = self.journal.store if isinstance(self.journal, StoreJournal) else None
         expire = getattr(store, "expire_finished", None)
         if store is None or expire is None:
             return []
         expired: list[str] = []
+        gone: set[str] = set()  # (the same, to drop their idempotency keys)
         rounds: list[tuple[float, dict[str, Any]]] = [
             (now - kept, {"capability": capability}) for capability, kept in retention.per_capability.items()
         ]
@@ -65,20 +69,29 @@ class LocalHome:
             rounds.append((now - retention.finished_seconds, {"other_than": tuple(retention.per_capability)}))
         for before, which in rounds:
             while True:
+                began = time.perf_counter()
                 batch = await expire(before, limit=retention.batch, **which)
                 expired += batch
+                gone.update(batch)
                 if len(batch) < retention.batch:
                     break
-                await asyncio.sleep(0)  # (submissions go on between batches)
+                await asyncio.sleep(time.perf_counter() - began)  # (submissions go on meanwhile)
         if retention.dead_letters_seconds is not None and isinstance(self.journal, StoreJournal):
             sweep_letters = getattr(store, "expire_dead_letters")  # noqa: B009  (a SQLite store's; see above)
-            letters = await sweep_letters(now - retention.dead_letters_seconds, limit=100_000)
-            self.journal.letters.purge(letters)
-        if expired:
-            gone = set(expired)
-            for key, task_id in list(self._keys.items()):
-                if task_id in gone:
+            while True:
+                began = time.perf_counter()
+                letters = await sweep_letters(now - retention.dead_letters_seconds, limit=retention.batch)
+                self.journal.letters.purge(letters)
+                if len(letters) < retention.batch:
+                    break
+                await asyncio.sleep(time.perf_counter() - began)
+        # The keys of the tasks dropped go too, a few thousand at a time (up to KEEP_KEYS are remembered).
+        remembered = list(self._keys.items()) if gone else []
+        for at in range(0, len(remembered), 5_000):
+            for key, task_id in remembered[at : at + 5_000]:
+                if task_id in gone and self._keys.get(key) == task_id:
                     del self._keys[key]
+            await asyncio.sleep(0)
         return expired
 
     def schedule_book(self) -> ScheduleBook:
