@@ -415,6 +415,15 @@ def time_lines(doc: dict[str, Any]) -> list[str]:
             f" with {delayed['tasks']:,} delayed tasks waiting {delayed['waiting_cpu_share_schedstat']:.5f} of a core;"
             f" they were submitted in {delayed['seconds']:.1f} s, {delayed['finished']:,} ran to their end"
         )
+    firing = found.get("firing")
+    if firing:
+        rounds = firing["rounds"]
+        earliest = min(one["min_ms"] for one in rounds)
+        when = f"at most {-earliest:.2f} ms before" if earliest < 0 else f"the earliest {earliest:.2f} ms after"
+        lines.append(
+            f"(9b) {firing['early']} of {sum(one['tasks'] for one in rounds):,} delayed tasks started before their"
+            f" not_before ({when}); p99 of every round's tasks together {_number(firing['all_rounds_p99_ms'])} ms"
+        )
     sweep = found.get("sweep")
     if sweep:
         filled = sweep["filled"]
@@ -423,7 +432,8 @@ def time_lines(doc: dict[str, Any]) -> list[str]:
             f"(9c) store filled with {filled['tasks']:,} tasks through the daemon in {filled['seconds']:.1f} s"
             f" ({filled['store']['database_bytes'] / 2**20:.1f} MiB); the sweep dropped"
             f" {_number(pace) if pace else '?'} tasks/s; {sweep['tasks_before']:,} tasks measured before it,"
-            f" {sweep['tasks_during']:,} during it (the slowest {sweep['max_during_us'] / 1e3:.1f} ms)"
+            f" {sweep['tasks_during']:,} during it (the slowest {sweep['max_during_us'] / 1e3:.1f} ms, begun"
+            f" {sweep['slowest_began_after_sweep_seconds']:.2f} s after the sweep began)"
         )
     steady = found.get("steady")
     if steady:

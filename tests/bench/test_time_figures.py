@@ -90,8 +90,11 @@ def test_the_time_lines_give_the_cpu_to_the_nanosecond_the_sweeps_pace_and_the_f
     details = {
         "delayed": {"tasks": 10_000, "seconds": 2.4, "finished": 10_000,
                     "idle_cpu_share_schedstat": 0.000123, "waiting_cpu_share_schedstat": 0.000141},
+        "firing": {"early": 3, "all_rounds_p99_ms": 1.41, "rounds": [
+            {"tasks": 200, "min_ms": -0.96}, {"tasks": 200, "min_ms": -1.15}, {"tasks": 200, "min_ms": 0.2}]},
         "sweep": {"filled": {"tasks": 100_000, "seconds": 25.5, "store": {"database_bytes": 60 * 2**20}},
-                  "swept_per_s": 77_929.2, "tasks_before": 500, "tasks_during": 304, "max_during_us": 28_650.0},
+                  "swept_per_s": 77_929.2, "tasks_before": 500, "tasks_during": 304, "max_during_us": 28_650.0,
+                  "slowest_began_after_sweep_seconds": 0.114},
         "steady": {"tasks_per_round": 5_000, "rounds": [
             {"file_bytes": 3 * 2**20, "log_bytes": 16 * 2**20}, {"file_bytes": 3 * 2**20, "log_bytes": 16 * 2**20}]},
     }  # fmt: skip
@@ -101,7 +104,10 @@ def test_the_time_lines_give_the_cpu_to_the_nanosecond_the_sweeps_pace_and_the_f
     assert lines == [
         "(9a) daemon CPU from its threads' run time (schedstat): idle 0.00012, with 10,000 delayed tasks waiting"
         " 0.00014 of a core; they were submitted in 2.4 s, 10,000 ran to their end",
+        "(9b) 3 of 600 delayed tasks started before their not_before (at most 1.15 ms before); p99 of every"
+        " round's tasks together 1.41 ms",
         "(9c) store filled with 100,000 tasks through the daemon in 25.5 s (60.0 MiB); the sweep dropped 77,929"
-        " tasks/s; 500 tasks measured before it, 304 during it (the slowest 28.6 ms)",
+        " tasks/s; 500 tasks measured before it, 304 during it (the slowest 28.6 ms, begun 0.11 s after the sweep"
+        " began)",
         "(9d) 5,000 tasks a round; the file and its log on disk after each round, MiB: 3.0 + 16.0, 3.0 + 16.0",
     ]
