@@ -84,6 +84,9 @@ class Engine:
 
     async def start(self) -> None:
         """Start taking the tasks the home holds for this engine (unfinished ones it kept first)."""
+        use_retention = getattr(self.home, "use_retention", None)
+        if use_retention is not None:  # (a home whose store expires what ended by itself: NATS)
+            use_retention(self.retention)
         await self.home.start(self)
         if self.retention.active:
             sweeping = asyncio.get_running_loop().create_task(self._sweep(), name="retention")

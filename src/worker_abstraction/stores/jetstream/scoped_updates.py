@@ -9,7 +9,6 @@ from collections.abc import AsyncGenerator
 
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
 from worker_abstraction.stores.jetstream.connection import NATS_ERRORS, NatsUnavailableError, ensure_stream
@@ -18,6 +17,7 @@ from worker_abstraction.stores.jetstream.updates import (
     Listening,
     UpdateLog,
     UpdateLogOptions,
+    stream_config,
     task_token,
 )
 
@@ -40,18 +40,7 @@ class ScopedUpdateLog(UpdateLog):
             NatsUnavailableError: the stream cannot be made.
         """
         js = client.jetstream(timeout=options.answer_timeout_seconds)
-        config = StreamConfig(
-            name=options.stream,
-            subjects=[f"{SUBJECT_PREFIX}.*"],
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            max_age=options.max_age_seconds,
-            max_msgs_per_subject=options.max_per_task,
-            max_bytes=options.max_bytes,
-            storage=StorageType.FILE,
-            num_replicas=options.replicas,
-            duplicate_window=options.duplicate_window_seconds,
-        )
+        config = stream_config(options)
         try:
             await ensure_stream(js, config)
         except NATS_ERRORS as error:

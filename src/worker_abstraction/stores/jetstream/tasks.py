@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 from dataclasses import dataclass, fields
@@ -114,9 +115,34 @@ class SharedLetters:
                 return holder
         raise NatsUnavailableError(f"the idempotency key of task {task_id[:40]!r} kept changing; not claimed")
 
-    def put_dead_letter(self, task_id: str, entry: bytes) -> asyncio.Future[Ack]:
-        """Keep a dead letter (the contract's DeadLetterEntry) where every daemon reads it."""
-        return self._writer.write(kv_subject(self._letters_bucket, letter_key(task_id)), entry)
+    async def expire_key(self, idempotency_key: str, task_id: str, headers: dict[str, str]) -> None:
+        """Write an idempotency key again with `headers` (a `Nats-TTL`: it expires then), if it still names
+        `task_id` (compare-and-set: a key claimed meanwhile by another task is left alone).
+
+        Raises:
+            NatsStoreError: NATS did not answer, or did not store it.
+        """
+        key = idempotency_digest(idempotency_key)
+        try:
+            entry = await self._keys.get(key)
+        except KeyNotFoundError:
+            return
+        except (TimeoutError, NatsError, APIError) as error:
+            raise NatsUnavailableError(f"the idempotency keys are unreachable: {error!r}") from error
+        if entry.value is None or entry.revision is None or entry.value.decode() != task_id:
+            return
+        subject = kv_subject(self._keys_bucket, key)
+        with contextlib.suppress(WrongLastSequenceError):  # (claimed or rewritten meanwhile)
+            await self._writer.write(
+                subject, entry.value, headers=headers, expected_last_subject_sequence=entry.revision
+            )
+
+    def put_dead_letter(
+        self, task_id: str, entry: bytes, *, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[Ack]:
+        """Keep a dead letter (the contract's DeadLetterEntry) where every daemon reads it (`headers`: a
+        `Nats-TTL`, say)."""
+        return self._writer.write(kv_subject(self._letters_bucket, letter_key(task_id)), entry, headers=headers)
 
     async def take_dead_letter(self, task_id: str) -> bytes | None:
         """Remove a dead letter and return it; None if there is none (or another daemon took it first).

@@ -7,7 +7,8 @@ any replica follows them: first what the stream kept, then what is published fro
 
 - The stream (`WA_UPDATES` by default, limits retention) has one subject per task, `wa.updates.<token>`
   (the token a digest of the task id, so any id fits). It keeps a task's updates for `max_age_seconds`,
-  at most `max_per_task` of them (the oldest go first), and `max_bytes` in all.
+  at most `max_per_task` of them (the oldest go first), and `max_bytes` in all. A finished task's last update
+  may roll its earlier ones up and carry a TTL (a retention), so that its updates expire with it.
 - `publish` waits until the stream stored the update. Its `Nats-Msg-Id` is the task and the number, so a
   replica that takes a task over and publishes an update again (it cannot know whether the dead one did)
   stores it once.
@@ -86,6 +87,25 @@ def task_token(task_id: str) -> str:
     return hashlib.sha256(task_id.encode()).hexdigest()[:_TOKEN_CHARS]
 
 
+def stream_config(options: UpdateLogOptions) -> StreamConfig:
+    """The update log's stream. It takes rollups and per-message TTLs: a finished task's last update may roll
+    its earlier ones up and expire (a retention: `homes.nats.partitioned_expiry`)."""
+    return StreamConfig(
+        name=options.stream,
+        subjects=[f"{SUBJECT_PREFIX}.*"],
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        max_age=options.max_age_seconds,
+        max_msgs_per_subject=options.max_per_task,
+        max_bytes=options.max_bytes,
+        storage=StorageType.FILE,
+        num_replicas=options.replicas,
+        duplicate_window=options.duplicate_window_seconds,
+        allow_rollup_hdrs=True,
+        allow_msg_ttl=True,
+    )
+
+
 _SETTLE_SECONDS = 0.05  # how long a follow waits for its first live update before it reads the stream again
 
 
@@ -109,18 +129,7 @@ class UpdateLog:
         if min(options.max_per_task, options.max_bytes, options.live_backlog) < 1 or not 1 <= options.replicas <= 5:
             raise NatsStoreError(f"update log options: {options!r} (each bound at least 1, replicas 1 to 5)")
         js = client.jetstream(timeout=options.answer_timeout_seconds)
-        config = StreamConfig(
-            name=options.stream,
-            subjects=[f"{SUBJECT_PREFIX}.*"],
-            retention=RetentionPolicy.LIMITS,
-            discard=DiscardPolicy.OLD,
-            max_age=options.max_age_seconds,
-            max_msgs_per_subject=options.max_per_task,
-            max_bytes=options.max_bytes,
-            storage=StorageType.FILE,
-            num_replicas=options.replicas,
-            duplicate_window=options.duplicate_window_seconds,
-        )
+        config = stream_config(options)
         log = cls(js, options)
         try:
             await ensure_stream(js, config)

@@ -25,6 +25,8 @@ turn of the loop share one flush:
 - **Work that keeps killing its holder**: a task taken over `MAX_TAKES` times from daemons that did not give
   it back ends FAILED, saying so, and becomes a dead letter (`Takeover`).
 - **Dead letters** are shared in a bucket of their own.
+- **Retention** (`use_retention`): finished tasks, their keys and updates, and dead letters expire by per-message
+  TTLs (`partitioned_expiry`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from worker_abstraction.orchestrator.core.facts import Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Accepted, Admit, Hold, Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
+from worker_abstraction.orchestrator.core.retention import Retention
 from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.orchestrator.homes.nats.partitioned_facts import TaskFacts
 from worker_abstraction.orchestrator.homes.nats.partitioned_follow import SILENCE_SECONDS, Followers
@@ -196,6 +199,11 @@ class PartitionedHome:
         return home
 
     # ---- life -----------------------------------------------------------------------------------------------
+
+    def use_retention(self, retention: Retention) -> None:
+        """Let what tasks finishing from now on leave on NATS expire as `retention` says, by per-message TTLs (see
+        `partitioned_expiry`): the engine tells it before `start`; no sweep is needed (nor `expire`)."""
+        self.store.use_retention(retention)
 
     @property
     def writable(self) -> bool:

@@ -22,6 +22,10 @@ own handle has them all); they read the task's document when the log stays silen
 end. A finished task's last update goes to the log only once its finished document is stored, so a watcher
 never sees an end that the document does not record; and after the others, so it is the last one stored.
 
+Retention (`partitioned_expiry`): a finished document carries its TTL; its last update is a rollup with
+the same TTL; its idempotency key is written again with one once the end is stored (by whoever moves it
+too: its holder may have died first); dead letters carry theirs.
+
 A task ends with its finished document written to its finished key (`PartitionedStore.finish_doc`: once,
 whoever writes it; the write that counts), not over its live document. Its live key is purged next,
 fenced by the revision this daemon last wrote, unacknowledged (`purge_finished_soon`), so a daemon that gains
@@ -238,9 +242,7 @@ class PartitionedJournal:
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         entry = _convert.dead_letter_to_pb(letter).SerializeToString()
-        self._spawn(
-            self._retried(lambda: self._store.letters.put_dead_letter(letter.task_id, entry), "keep a dead letter")
-        )
+        self._spawn(self._retried(lambda: self._store.put_dead_letter(letter.task_id, entry), "keep a dead letter"))
 
     def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
         for task_id in task_ids:
@@ -443,11 +445,19 @@ class PartitionedJournal:
         """Its finished document is stored: its last update goes to the log (after the others), it is no longer
         held, and its document moves out of the partition."""
         self._forget(facts)
+        doc = facts.doc
         if facts.last is not None:
             sequence, data = facts.last
-            self._store.send_update(facts.task_id, sequence, data)
+            self._store.send_last_update(facts.task_id, doc.capability, sequence, data)
             facts.published = max(facts.published, sequence)
         self._store.purge_finished_soon(facts.task_id, facts.revision)
+        self._expire_key(doc)
+
+    def _expire_key(self, doc: TaskDoc) -> None:
+        """Let a finished task's idempotency key expire with it (under a retention), tried again while NATS does
+        not answer."""
+        if doc.idempotency_key and self._store.expiry.key_headers(doc.capability) is not None:
+            self._spawn(self._retried(functools.partial(self._store.expire_key, doc), "let an idempotency key expire"))
 
     async def _move(self, doc: TaskDoc, revision: int, stored: bool) -> None:
         backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
@@ -458,6 +468,7 @@ class PartitionedJournal:
                         await self._store.purge_finished(doc.task_id, revision)
                 else:
                     await self._store.move_finished(doc, revision)
+                self._expire_key(doc)  # (its holder may have died before it did)
                 return
             except NatsUnavailableError as error:
                 if attempt == MOVE_TRIES:

@@ -24,6 +24,9 @@
 - **Idempotency keys** (`wa_ptask_keys`): a key per idempotency key (its SHA-256: `idempotency_digest`),
   created once (compare-and-set on "absent"), its value the task id that claimed it.
 - **Dead letters** (`wa_pdead_letters`): one key per task (`letter_key`), read through `SharedLetters`.
+- **Retention** (`use_retention`, see `partitioned_expiry`): what a finished task leaves expires by per-message
+  TTLs: its finished document, its idempotency key (written again once the end is stored: `expire_key`), its
+  updates (its last one a rollup of the others: `send_last_update`); dead letters by theirs.
 - **Updates**: the update log's stream (`WA_UPDATES`, subjects `wa.updates.<token>`), written through the
   writer with the update's number in a header, as `UpdateLog.publish` sets it, unacknowledged (`send_update`:
   in order, nothing waited for). A watcher hears one task's updates only (`ScopedUpdateLog`: a subscription
@@ -53,6 +56,8 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
 from worker_abstraction.errors import TaskExistsError
+from worker_abstraction.orchestrator.core.retention import Retention
+from worker_abstraction.orchestrator.homes.nats.partitioned_expiry import Expiry
 from worker_abstraction.stores.jetstream.connection import (
     NATS_ERRORS,
     NatsStoreError,
@@ -132,6 +137,7 @@ class PartitionedStore:
         self.log = log
         self.letters = letters
         self._docs = docs
+        self.expiry = Expiry()
         self._js = client.jetstream(timeout=options.answer_timeout_seconds)
         self._docs_stream = f"KV_{options.docs_bucket}"
         self._docs_prefix = f"$KV.{options.docs_bucket}."
@@ -169,13 +175,18 @@ class PartitionedStore:
             except NATS_ERRORS as error:
                 raise NatsUnavailableError(f"cannot open the NATS bucket {name!r}: {error!r}") from error
         docs, keys, letters = buckets
-        await _allow_msg_ttl(js, f"KV_{options.docs_bucket}")
+        for name in (options.docs_bucket, options.keys_bucket, options.dead_letters_bucket):
+            await _allow_msg_ttl(js, f"KV_{name}")
         log = await ScopedUpdateLog.open_scoped(client, options.updates)
         writer = await JetStreamWriter.open(client, WriterOptions(ack_timeout_seconds=options.answer_timeout_seconds))
         shared = SharedLetters(
             js, keys, letters, writer, keys_bucket=options.keys_bucket, letters_bucket=options.dead_letters_bucket
         )
         return cls(client, options, docs, shared, writer, log)
+
+    def use_retention(self, retention: Retention) -> None:
+        """Keep what tasks finishing from now on leave (and dead letters kept from now on) as `retention` says."""
+        self.expiry = Expiry(retention)
 
     async def aclose(self) -> None:
         await self.writer.aclose()
@@ -309,9 +320,12 @@ class PartitionedStore:
 
     def finish_doc(self, doc: TaskDoc) -> asyncio.Future[Ack]:
         """Write a task's finished document to its finished key, once: the write that ends the task (a second
-        end fails with `WrongLastSequenceError`)."""
+        end fails with `WrongLastSequenceError`). It expires as the retention says of its capability."""
         return self.writer.write(
-            self._docs_prefix + self.finished_key(doc.task_id), encode_doc(doc), expected_last_subject_sequence=0
+            self._docs_prefix + self.finished_key(doc.task_id),
+            encode_doc(doc),
+            headers=self.expiry.finished_headers(doc.capability),
+            expected_last_subject_sequence=0,
         )
 
     def purge_finished(self, task_id: str, revision: int) -> asyncio.Future[Ack]:
@@ -421,6 +435,17 @@ class PartitionedStore:
 
     # ---- idempotency keys ----------------------------------------------------------------------------------
 
+    async def expire_key(self, doc: TaskDoc) -> None:
+        """Let a finished task's idempotency key expire with it (as the retention says of its capability), if it
+        still names the task; nothing if it has none, or the retention keeps it for good.
+
+        Raises:
+            NatsStoreError: NATS did not answer, or did not store it.
+        """
+        headers = self.expiry.key_headers(doc.capability)
+        if doc.idempotency_key and headers is not None:
+            await self.letters.expire_key(doc.idempotency_key, doc.task_id, headers)
+
     # ---- updates -----------------------------------------------------------------------------------------
 
     def send_update(self, task_id: str, sequence: int, data: bytes) -> None:
@@ -430,12 +455,26 @@ class PartitionedStore:
         # who keep only numbers above the last they had)
         self.writer.send(f"{SUBJECT_PREFIX}.{task_token(task_id)}", data, headers={SEQUENCE_HEADER: str(sequence)})
 
+    def send_last_update(self, task_id: str, capability: str, sequence: int, data: bytes) -> None:
+        """`send_update` for a finished task's last update: under a retention, a rollup of the task's updates
+        (the earlier ones go at once) that expires with the task; without one, an update like the others."""
+        expiring = self.expiry.last_update_headers(capability)
+        if not expiring:
+            self.send_update(task_id, sequence, data)
+            return
+        headers = {SEQUENCE_HEADER: str(sequence), **expiring}
+        self.writer.send(f"{SUBJECT_PREFIX}.{task_token(task_id)}", data, headers=headers)
+
     # ---- dead letters ------------------------------------------------------------------------------------
+
+    def put_dead_letter(self, task_id: str, entry: bytes) -> asyncio.Future[Ack]:
+        """Keep a dead letter where every daemon reads it, for as long as the retention keeps dead letters."""
+        return self.letters.put_dead_letter(task_id, entry, headers=self.expiry.letter_headers())
 
 
 async def _allow_msg_ttl(js: JetStreamContext, stream: str) -> None:
-    """Let the documents' stream take per-message TTLs (the moved markers expire by them), if a bucket made
-    before did not (a stream may be changed to allow them, never back).
+    """Let a bucket's stream take per-message TTLs (the moved markers and what retention keeps expire by them),
+    if a bucket made before did not (a stream may be changed to allow them, never back).
 
     Raises:
         NatsUnavailableError: NATS did not answer.

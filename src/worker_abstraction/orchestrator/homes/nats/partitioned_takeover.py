@@ -233,5 +233,7 @@ class Takeover:
             DeadLetter(task_id, spec.capability, dict(spec.params), (), message, options, spec.owner)
         )
         sequence = await self._home.store.log.last(task_id) + 1
-        self._home.store.send_update(task_id, sequence, serial.update_bytes(update, sequence=sequence))
+        self._home.store.send_last_update(
+            task_id, doc.capability, sequence, serial.update_bytes(update, sequence=sequence)
+        )
         logger.error("task %s failed: %s", task_id, message)
