@@ -13,11 +13,13 @@ import pytest
 from nats.js.client import JetStreamContext
 
 from tests.conftest import Gates, eventually
+from tests.e2e.processes import Start, start  # noqa: F401  (the fixture that starts `wa` processes)
 from tests.nats_server import NatsServer
 from tests.orchestrator.replicas import Replica, replicas
 from worker_abstraction import (
     AsyncOrchestrator,
     RegistryServer,
+    RemoteOrchestrator,
     RetryPolicy,
     TaskNotFoundError,
     TaskStatus,
@@ -25,7 +27,8 @@ from worker_abstraction import (
 from worker_abstraction.orchestrator.core.retention import Retention
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStoreOptions
-from worker_abstraction.stores.jetstream.tasks import idempotency_digest
+from worker_abstraction.stores.jetstream.partitions import partition_of
+from worker_abstraction.stores.jetstream.tasks import idempotency_digest, letter_key
 from worker_abstraction.stores.jetstream.updates import SUBJECT_PREFIX, task_token
 
 pytestmark = pytest.mark.timeout(90)
@@ -38,8 +41,8 @@ STORE = PartitionedStoreOptions(moved_marker_seconds=1)  # (the marker a finishe
 
 @pytest.fixture
 async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Replica]:
-    async with replicas(registry.address, nats_server.url, partitions=PARTITIONS, store=STORE) as start:
-        yield start
+    async with replicas(registry.address, nats_server.url, partitions=PARTITIONS, store=STORE) as open_replica:
+        yield open_replica
 
 
 @pytest.fixture
@@ -154,3 +157,42 @@ async def _subjects_empty(js: JetStreamContext, stream: str) -> bool:
 
 async def _not(js: JetStreamContext, traces: dict[str, set[str]]) -> bool:
     return not await _holds_any(js, traces)
+
+
+async def test_a_daemon_on_nats_lets_what_ended_expire_as_its_retention_flags_say(
+    registry: RegistryServer,
+    start_worker: Callable[..., Any],
+    start: Start,  # noqa: F811  (the fixture imported above)
+    nats_server: NatsServer,
+    js: JetStreamContext,
+) -> None:
+    await start_worker()
+    daemon = await start(
+        "orchestrator", "--port", "0", "--registry", registry.address, "--store", nats_server.url,
+        "--retention", "1h", "--retention-for", "echo=1s", "--dead-letter-retention", "1s",
+    )  # fmt: skip
+    async with RemoteOrchestrator(daemon.address) as remote:
+        await remote.wait_for_workers("echo", timeout_seconds=10)
+        echo = await remote.execute_task("echo", {"text": "x"}, idempotency_key="daemon-key")
+        kept = await remote.execute_task("sleepy", {"seconds": 0})
+        failing = await remote.execute_task("explode", {}, retry_policy=_RETRY_ONCE)
+        for handle in (echo, kept, failing):
+            await handle.wait(timeout_seconds=10)
+        assert [letter.task_id for letter in await remote.dead_letters()] == [failing.task_id]
+        traces = {
+            # (the daemon's home has 32 partitions, and leaves a 10 s marker on a finished task's live key)
+            DOCS: {
+                f"$KV.wa_ptasks.{partition_of(echo.task_id, 32)}.{letter_key(echo.task_id)}",
+                f"$KV.wa_ptasks.done.{letter_key(echo.task_id)}",
+            },
+            KEYS: {f"$KV.wa_ptask_keys.{idempotency_digest('daemon-key')}"},
+            UPDATES: {f"{SUBJECT_PREFIX}.{task_token(echo.task_id)}"},
+        }
+        assert await _holds_any(js, traces)
+        await eventually(lambda: _not(js, traces), timeout_seconds=20, what="NATS holds nothing of the echo task")
+        await eventually(lambda: _subjects_empty(js, LETTERS), timeout_seconds=10, what="the dead letter expires")
+        again = await remote.execute_task("echo", {"text": "x"}, idempotency_key="daemon-key")
+        assert again.task_id != echo.task_id  # its key expired with it
+        for handle in (kept, failing):  # kept for an hour
+            assert f"$KV.wa_ptasks.done.{letter_key(handle.task_id)}" in await _subjects(js, DOCS)
+            assert (await remote.task(handle.task_id)).status in (TaskStatus.COMPLETED, TaskStatus.FAILED)
