@@ -196,3 +196,18 @@ async def test_a_daemon_on_nats_lets_what_ended_expire_as_its_retention_flags_sa
         for handle in (kept, failing):  # kept for an hour
             assert f"$KV.wa_ptasks.done.{letter_key(handle.task_id)}" in await _subjects(js, DOCS)
             assert (await remote.task(handle.task_id)).status in (TaskStatus.COMPLETED, TaskStatus.FAILED)
+
+
+async def test_dead_letters_purged_leave_nothing_behind(
+    replica: Replica, start_worker: Callable[..., Any], js: JetStreamContext
+) -> None:
+    await start_worker()
+    orch, _ = await replica("a")  # (no retention: dead letters stay until taken)
+    await orch.wait_for_workers("explode", timeout_seconds=10)
+    failing = [await orch.execute_task("explode", {}, retry_policy=_RETRY_ONCE) for _ in range(2)]
+    for handle in failing:
+        await handle.wait(timeout_seconds=10)
+    assert {letter.task_id for letter in await orch.dead_letters()} == {h.task_id for h in failing}
+    assert await orch.purge_dead_letters() == 2
+    assert await orch.dead_letters() == []
+    await eventually(lambda: _subjects_empty(js, LETTERS), timeout_seconds=10, what="no deletion marker stays")

@@ -26,9 +26,9 @@ import orjson
 from nats.errors import Error as NatsError
 from nats.js.client import JetStreamContext
 from nats.js.errors import APIError, KeyNotFoundError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_OP, KV_PURGE, KeyValue
 
-from worker_abstraction.stores.jetstream.connection import WRONG_LAST_SEQUENCE, NatsStoreError, NatsUnavailableError
+from worker_abstraction.stores.jetstream.connection import NatsStoreError, NatsUnavailableError
 from worker_abstraction.stores.jetstream.pipeline import JetStreamWriter, kv_subject
 from worker_abstraction.stores.jetstream.scan import is_deletion, last_values
 from worker_abstraction.stores.jetstream.wire import Ack, WrongLastSequenceError
@@ -36,6 +36,7 @@ from worker_abstraction.stores.jetstream.wire import Ack, WrongLastSequenceError
 logger = logging.getLogger(__name__)
 
 QUEUED, DISPATCHED, FINISHED = "queued", "dispatched", "finished"
+_TAKEN_HEADERS = {KV_OP: KV_PURGE, "Nats-Rollup": "sub", "Nats-TTL": "1s"}  # (a dead letter taken: see its removal)
 _BYTES_FIELDS = ("request", "record")
 
 
@@ -148,7 +149,7 @@ class SharedLetters:
         """Remove a dead letter and return it; None if there is none (or another daemon took it first).
 
         Raises:
-            NatsUnavailableError: NATS did not answer.
+            NatsStoreError: NATS did not answer, or did not store the removal.
         """
         try:
             entry = await self._letters.get(letter_key(task_id))
@@ -158,14 +159,15 @@ class SharedLetters:
             raise _unavailable(task_id, error) from error
         if entry.value is None:
             return None
+        # Purged (its bucket keeps nothing of it once the marker's second is up), not deleted: a deletion marker
+        # would stay for good.
+        subject = kv_subject(self._letters_bucket, letter_key(task_id))
         try:
-            await self._letters.delete(letter_key(task_id), last=entry.revision)
-        except APIError as error:
-            if error.err_code in WRONG_LAST_SEQUENCE:
-                return None  # another daemon took it first
-            raise _unavailable(task_id, error) from error
-        except (TimeoutError, NatsError) as error:
-            raise _unavailable(task_id, error) from error
+            await self._writer.write(
+                subject, b"", headers=_TAKEN_HEADERS, expected_last_subject_sequence=entry.revision
+            )
+        except WrongLastSequenceError:
+            return None  # another daemon took it first
         return bytes(entry.value)
 
     async def dead_letters(self) -> list[bytes]:
