@@ -137,9 +137,15 @@ class TaskRun:
         self._queue()
 
     def _due(self) -> None:
-        if self.phase is Phase.DELAYED and not self._hold_lost():
-            self.phase = Phase.WAITING
-            self._queue()
+        if self.phase is not Phase.DELAYED or self._hold_lost():
+            return
+        not_before = self.spec.options.not_before
+        early = not_before.timestamp() - self._crew.clock.wall() if not_before is not None else 0.0
+        if early > 0:  # (a loop's timer may fire a little early: uvloop counts whole milliseconds)
+            self._timers.start("delay", early + 0.001, self._due)
+            return
+        self.phase = Phase.WAITING
+        self._queue()
 
     def _queue(self) -> None:
         self._enqueue()

@@ -156,7 +156,7 @@ class WorkflowRun:
         wait = not_before.timestamp() - self._clock.wall() if not_before is not None else 0.0
         if wait > 0:
             self.phase = Phase.DELAYED
-            self._delay = self._clock.call_later(wait, self._drive)
+            self._delay = self._clock.call_later(wait, self._due)
         else:
             self._drive()
 
@@ -219,6 +219,14 @@ class WorkflowRun:
         )
 
     # ---- driving ---------------------------------------------------------------------------------------------
+
+    def _due(self) -> None:
+        not_before = self.spec.options.not_before
+        early = not_before.timestamp() - self._clock.wall() if not_before is not None else 0.0
+        if early > 0:  # (a loop's timer may fire a little early: uvloop counts whole milliseconds)
+            self._delay = self._clock.call_later(early + 0.001, self._due)
+        else:
+            self._drive()
 
     def _stop_delay(self) -> None:
         if self._delay is not None:
