@@ -101,7 +101,7 @@ class Engine:
         expire = getattr(self.home, "expire", None)
         stored: list[str] = await expire(self.retention, now) if expire is not None else []
         self.index.forget(stored)
-        return [*expired, *stored]
+        return list(dict.fromkeys([*expired, *stored]))  # (one held in memory is in the store too)
 
     async def _sweep(self) -> None:
         while True:
@@ -264,7 +264,8 @@ class Engine:
 
     def _unknown(self, task_id: str) -> TaskNotFoundError:
         """NOT_FOUND for a task; one made before what retention keeps says that it may have expired."""
-        kept = self.retention.finished_seconds
+        times = [self.retention.finished_seconds, *self.retention.per_capability.values()]
+        kept = min((t for t in times if t is not None), default=None)  # (its capability is unknown here)
         made = _made_at(task_id)
         if kept is not None and made is not None and made < time.time() - kept:
             return TaskNotFoundError(
