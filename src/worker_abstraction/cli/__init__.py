@@ -188,6 +188,31 @@ async def serving_metrics(
 DEFAULT_ORCHESTRATOR = "127.0.0.1:50052"  # for the commands that need a daemon when none is configured
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def actions_of(
+    parser: argparse.ArgumentParser, settings: Settings
+) -> Callable[[str, str, str], argparse.ArgumentParser]:
+    """The maker of a command's actions (`wa workflow run`, `wa schedule add`...), each with the daemon flags."""
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    def action(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        made = actions.add_parser(name, help=summary, description=description, formatter_class=parser.formatter_class)
+        add_orchestrator_argument(made, settings)
+        return made
+
+    return action
+
+
 def non_negative_int(text: str) -> int:
     """An argparse type: an integer of at least 0."""
     try:

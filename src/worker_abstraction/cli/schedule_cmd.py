@@ -48,7 +48,7 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from worker_abstraction.cli import Interrupted, add_orchestrator_argument, unless_interrupted, unreachable
+from worker_abstraction.cli import Interrupted, actions_of, unless_interrupted, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.schedule_definition import add_definition_arguments, definition, settled
 from worker_abstraction.errors import (
@@ -84,12 +84,7 @@ STATUS_READS = 16  # task reads at once for the list's LAST RUN statuses
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def action(name: str, summary: str, description: str) -> argparse.ArgumentParser:
-        made = actions.add_parser(name, help=summary, description=description, formatter_class=parser.formatter_class)
-        add_orchestrator_argument(made, settings)
-        return made
+    action = actions_of(parser, settings)
 
     add = action("add", "make a schedule", "Make a schedule, then print it and its next occurrences.")
     update = action(

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from worker_abstraction.cli import add_orchestrator_argument, unknown_task, unreachable
+from worker_abstraction.cli import add_orchestrator_argument, positive_int, unknown_task, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.output import iso, print_error, status_line
 from worker_abstraction.cli.tls import tls_of
@@ -92,16 +92,6 @@ def parse_when(text: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     get = actions.add_parser(
@@ -135,7 +125,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     )
     listing.add_argument("--until", type=parse_when, metavar="WHEN", help="only tasks submitted before WHEN")
     listing.add_argument("--id", dest="id_prefix", metavar="PREFIX", help="only tasks whose id starts with PREFIX")
-    listing.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="show at most N tasks")
+    listing.add_argument("--limit", type=positive_int, default=50, metavar="N", help="show at most N tasks")
     listing.add_argument("--all", action="store_true", help="show every task, ignoring --limit")
     watch = actions.add_parser(
         "watch",

@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from worker_abstraction.cli import Interrupted, UsageError, add_orchestrator_argument, unless_interrupted, unreachable
+from worker_abstraction.cli import Interrupted, UsageError, actions_of, positive_int, unless_interrupted, unreachable
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.task_cmd import STATUS_NAMES, parse_status
 from worker_abstraction.errors import (
@@ -75,23 +75,8 @@ EXIT_OK, EXIT_FAILED, EXIT_NOT_RUN = 0, 1, 2
 STDIN = "-"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
-    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-
-    def action(name: str, summary: str, description: str) -> argparse.ArgumentParser:
-        made = actions.add_parser(name, help=summary, description=description, formatter_class=parser.formatter_class)
-        add_orchestrator_argument(made, settings)
-        return made
+    action = actions_of(parser, settings)
 
     run = action("run", "run a workflow file", "Run the workflow in FILE (JSON; - for stdin) and print its id.")
     run.add_argument("file", metavar="FILE", help="the workflow file (JSON), or - to read it from stdin")
@@ -109,7 +94,7 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     listing.add_argument(
         "--status", type=parse_status, metavar="STATUS", help=f"only runs in this state ({', '.join(STATUS_NAMES)})"
     )
-    listing.add_argument("--limit", type=_positive_int, default=50, metavar="N", help="show at most N runs")
+    listing.add_argument("--limit", type=positive_int, default=50, metavar="N", help="show at most N runs")
     watch = action("watch", "follow a run until it ends", "Print each step's change until the run ends, then it.")
     watch.add_argument("workflow_id", metavar="ID", help="the id `wa workflow run` printed")
     cancel = action("cancel", "cancel a run", "Cancel a run: its running steps are canceled, no other starts.")
