@@ -262,6 +262,10 @@ def _baselines(known: dict[str, str]) -> dict[str, Callable[[Path], Message]]:
         "OrchestratorService/OpenSession": session,
         "OrchestratorService/RunWorkflow": lambda path: pb.RunWorkflowRequest(definition_json=ECHO_FLOW),
         "OrchestratorService/ListWorkflows": lambda path: pb.ListWorkflowsRequest(limit=10),
+        "OrchestratorService/SetLimits": lambda path: pb.Limits(
+            rate_limits=[pb.RateLimitSpec(capability="echo", rate="1000/s")],
+            concurrency_limits=[pb.ConcurrencyLimitSpec(capability="echo", max_in_flight=1000)],
+        ),
         "OrchestratorService/WatchWorkflow": lambda path: pb.WatchWorkflowRequest(workflow_id=known["daemon_workflow"]),
     }
 

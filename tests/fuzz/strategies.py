@@ -442,4 +442,10 @@ def baselines(known: Known) -> dict[str, Callable[[], Message]]:
         "OrchestratorService/ResumeSchedule": lambda: pb.ResumeScheduleRequest(name="fz-schedule"),
         "OrchestratorService/DeleteSchedule": lambda: pb.ScheduleName(name="fz-schedule"),
         "OrchestratorService/TriggerSchedule": lambda: pb.ScheduleName(name="fz-schedule"),
+        "OrchestratorService/ListLimits": pb.google_dot_protobuf_dot_empty__pb2.Empty,
+        "OrchestratorService/SetLimits": lambda: pb.Limits(
+            rate_limits=[pb.RateLimitSpec(capability="echo", rate="1000/s")],
+            concurrency_limits=[pb.ConcurrencyLimitSpec(capability="echo", max_in_flight=1000)],
+        ),
+        "OrchestratorService/RemoveLimits": lambda: pb.RemoveLimitsRequest(capability="echo"),
     }

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Gates
-from worker_abstraction import OrchestratorServer, RegistryServer, RemoteOrchestrator
+from worker_abstraction import InvalidParametersError, OrchestratorServer, RegistryServer, RemoteOrchestrator
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.main import build_parser
 from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, RateLimit
@@ -67,3 +67,27 @@ async def test_a_bad_limit_flag_is_a_usage_error_that_says_what_to_fix(flag: str
     with pytest.raises(UsageError, match=says):
         async with asyncio.timeout(10):
             await args.run(args)
+
+
+async def test_limits_are_set_listed_and_removed_at_run_time_and_checked_against_the_workers(
+    registry: RegistryServer, start_worker: Callable[..., Any]
+) -> None:
+    await start_worker()
+    async with OrchestratorServer(registry.address, port=0) as daemon, RemoteOrchestrator(daemon.address) as remote:
+        await remote.wait_for_workers("echo", timeout_seconds=10)
+        made = await remote.set_limits(
+            RateLimit.parse("echo", "5/s", key="param:text", burst=2), ConcurrencyLimit("wait_for", 3)
+        )
+        assert [(r.capability, r.count, r.window_seconds, r.key, r.burst) for r in made.rate_limits] == [
+            ("echo", 5, 1.0, "param:text", 2)
+        ]
+        assert [(c.capability, c.max_in_flight) for c in (await remote.limits()).concurrency_limits] == [
+            ("wait_for", 3)
+        ]
+        with pytest.raises(InvalidParametersError) as refused:
+            await remote.set_limits(RateLimit.parse("no_such_capability", "1/s"), RateLimit.parse("echo", "1/s",
+                                    key="param:nope"))  # fmt: skip
+        said = str(refused.value)
+        assert "no live worker offers capability 'no_such_capability'" in said and "no parameter 'nope'" in said
+        assert (await remote.remove_limits("echo")).rate_limits == ()
+        assert [c.capability for c in (await remote.limits()).concurrency_limits] == ["wait_for"]

@@ -127,3 +127,9 @@ async def test_a_clients_schedules_are_its_own_and_fire_only_what_it_may_call(
         assert code is grpc.StatusCode.OK
         code, record = await _ask(address, "GetTask", pb.GetTaskRequest(task_id=run.task_id), ALICE)
         assert code is grpc.StatusCode.OK and record.owner == "client/alice"
+        # The daemon's limits are its operators' to set.
+        limits = pb.Limits(rate_limits=[pb.RateLimitSpec(capability="echo", rate="1/s")])
+        code, details = await _ask(address, "SetLimits", limits, ALICE)
+        assert code is grpc.StatusCode.PERMISSION_DENIED, details
+        code, listed = await _ask(address, "SetLimits", limits, ROOT)
+        assert code is grpc.StatusCode.OK and [r.rate for r in listed.rate_limits] == ["1/1s"]

@@ -120,6 +120,8 @@ RULES: dict[str, Rule] = {
     "RunWorkflowRequest.not_before": Instant(lo_seconds=0, hi_seconds=_LAST_TASK_SECOND),
     "RunWorkflowRequest.delay_seconds": Reals(0, MAX_DELAY_SECONDS, " (0: none)"),
     "SessionSubmit.request_id": Ints(0, UINT64_MAX),
+    "RateLimitSpec.burst": Ints(0, 1_000_000, " (0: the rate's count)"),
+    "ConcurrencyLimitSpec.max_in_flight": Ints(1, 1_000_000),
     "RunWorkflowRequest.priority": Ints(INT32_MIN, INT32_MAX),
     "ListWorkflowsRequest.statuses": Known(),
     "ListWorkflowsRequest.limit": Ints(0, MAX_PAGE, " (0: 100)"),

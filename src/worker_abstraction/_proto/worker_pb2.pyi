@@ -878,3 +878,41 @@ class DeleteScheduleResponse(_message.Message):
     DELETED_FIELD_NUMBER: _ClassVar[int]
     deleted: bool
     def __init__(self, deleted: _Optional[bool] = ...) -> None: ...
+
+class RateLimitSpec(_message.Message):
+    __slots__ = ("capability", "rate", "burst", "key")
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    rate: str
+    burst: int
+    key: str
+    def __init__(self, capability: _Optional[str] = ..., rate: _Optional[str] = ..., burst: _Optional[int] = ..., key: _Optional[str] = ...) -> None: ...
+
+class ConcurrencyLimitSpec(_message.Message):
+    __slots__ = ("capability", "max_in_flight", "key", "strategy")
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    MAX_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    max_in_flight: int
+    key: str
+    strategy: str
+    def __init__(self, capability: _Optional[str] = ..., max_in_flight: _Optional[int] = ..., key: _Optional[str] = ..., strategy: _Optional[str] = ...) -> None: ...
+
+class Limits(_message.Message):
+    __slots__ = ("rate_limits", "concurrency_limits")
+    RATE_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_LIMITS_FIELD_NUMBER: _ClassVar[int]
+    rate_limits: _containers.RepeatedCompositeFieldContainer[RateLimitSpec]
+    concurrency_limits: _containers.RepeatedCompositeFieldContainer[ConcurrencyLimitSpec]
+    def __init__(self, rate_limits: _Optional[_Iterable[_Union[RateLimitSpec, _Mapping]]] = ..., concurrency_limits: _Optional[_Iterable[_Union[ConcurrencyLimitSpec, _Mapping]]] = ...) -> None: ...
+
+class RemoveLimitsRequest(_message.Message):
+    __slots__ = ("capability",)
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    def __init__(self, capability: _Optional[str] = ...) -> None: ...

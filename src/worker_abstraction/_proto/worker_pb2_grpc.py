@@ -756,6 +756,21 @@ class OrchestratorServiceStub:
                 request_serializer=worker__abstraction_dot_worker__pb2.ScheduleName.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.SubmitTaskResponse.FromString,
                 _registered_method=True)
+        self.ListLimits = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ListLimits',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.Limits.FromString,
+                _registered_method=True)
+        self.SetLimits = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/SetLimits',
+                request_serializer=worker__abstraction_dot_worker__pb2.Limits.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.Limits.FromString,
+                _registered_method=True)
+        self.RemoveLimits = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/RemoveLimits',
+                request_serializer=worker__abstraction_dot_worker__pb2.RemoveLimitsRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.Limits.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -950,6 +965,27 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListLimits(self, request, context):
+        """Added: the rate and concurrency limits of this daemon (operators only). A limit set here holds until the
+        daemon restarts (its flags make limits last); one naming a capability no live worker offers, or a
+        parameter its capability does not declare, is INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetLimits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveLimits(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1077,6 +1113,21 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.TriggerSchedule,
                     request_deserializer=worker__abstraction_dot_worker__pb2.ScheduleName.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.SubmitTaskResponse.SerializeToString,
+            ),
+            'ListLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLimits,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.Limits.SerializeToString,
+            ),
+            'SetLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetLimits,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.Limits.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.Limits.SerializeToString,
+            ),
+            'RemoveLimits': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveLimits,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.RemoveLimitsRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.Limits.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1755,6 +1806,87 @@ class OrchestratorService:
             '/worker_abstraction.OrchestratorService/TriggerSchedule',
             worker__abstraction_dot_worker__pb2.ScheduleName.SerializeToString,
             worker__abstraction_dot_worker__pb2.SubmitTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ListLimits',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            worker__abstraction_dot_worker__pb2.Limits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/SetLimits',
+            worker__abstraction_dot_worker__pb2.Limits.SerializeToString,
+            worker__abstraction_dot_worker__pb2.Limits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveLimits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/RemoveLimits',
+            worker__abstraction_dot_worker__pb2.RemoveLimitsRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.Limits.FromString,
             options,
             channel_credentials,
             insecure,

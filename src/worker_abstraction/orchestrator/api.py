@@ -18,6 +18,7 @@ from typing import Any, Protocol, Self, Unpack
 from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.options import TaskOptionFields, TaskOptions, options_of
 from worker_abstraction.orchestrator.core import batch
+from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, LimitSet, RateLimit
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle
 from worker_abstraction.schedules.model import Schedule, ScheduleInfo
@@ -78,6 +79,23 @@ class AsyncOrchestratorAPI(Protocol):
 
     async def queue_depths(self) -> dict[str, dict[int, int]]:
         """Tasks waiting for a worker, per capability and priority."""
+        ...
+
+    async def limits(self) -> LimitSet:
+        """The rate and concurrency limits this orchestrator holds to."""
+        ...
+
+    async def set_limits(self, *limits: RateLimit | ConcurrencyLimit) -> LimitSet:
+        """Set limits (each replaces its capability's limit of its kind) until the orchestrator stops.
+
+        Raises:
+            InvalidParametersError: a limit that cannot work, or that names a capability no live worker offers
+                or a parameter its capability does not declare (all listed).
+        """
+        ...
+
+    async def remove_limits(self, capability: str) -> LimitSet:
+        """Drop a capability's rate and concurrency limits."""
         ...
 
     async def limited_queues(self) -> list[LimitedQueue]:

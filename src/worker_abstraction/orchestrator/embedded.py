@@ -12,7 +12,7 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from worker_abstraction import _rpc
-from worker_abstraction.errors import NoWorkerError
+from worker_abstraction.errors import InvalidParametersError, NoWorkerError
 from worker_abstraction.observability import tracing
 from worker_abstraction.observability.metrics import OrchestratorMetrics, OrchestratorSnapshot
 from worker_abstraction.options import RetryPolicy, TaskOptions
@@ -21,7 +21,7 @@ from worker_abstraction.orchestrator.core.breaker import BreakerState, CircuitBr
 from worker_abstraction.orchestrator.core.clock import Clock, LoopClock
 from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.engine import Engine
-from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, Gates, RateLimit
+from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, Gates, LimitSet, RateLimit
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.health import Denied, WorkerStanding, denied_everywhere
 from worker_abstraction.orchestrator.core.home import TaskHome
@@ -256,6 +256,45 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
     async def queue_depths(self) -> dict[str, dict[int, int]]:
         """Tasks waiting for a worker, per capability and priority."""
         return self.engine.queue_depths()
+
+    async def limits(self) -> LimitSet:
+        return self.engine.crew.scheduler.gates.current
+
+    async def set_limits(self, *limits: RateLimit | ConcurrencyLimit) -> LimitSet:
+        if not self._started:
+            await self.start()
+        problems: list[str] = []
+        for limit in limits:
+            problems += [f"{limit.capability[:60]!r}: {p}" for p in limit.problems()]
+            offering = self._directory.capable(limit.capability)
+            if not offering:
+                known = sorted({c.name for w in self._directory.workers.values() for c in w.capabilities})[:20]
+                problems.append(
+                    f"no live worker offers capability {limit.capability[:60]!r} (offered now: {', '.join(known)}); "
+                    "set its limits once one is up, or with the daemon's --rate-limit / --concurrency-limit"
+                )
+            elif limit.key.startswith("param:"):
+                name = limit.key.removeprefix("param:")
+                spec = offering[0].capability(limit.capability)
+                if spec is not None and spec.parameters and spec.parameter(name) is None:
+                    declared = ", ".join(p.name for p in spec.parameters)
+                    problems.append(f"capability {limit.capability[:60]!r} has no parameter {name!r} ({declared})")
+        if problems:
+            raise InvalidParametersError(problems)
+        gates = self.engine.crew.scheduler.gates
+        for limit in limits:
+            if isinstance(limit, RateLimit):
+                gates.set_rate(limit)
+            else:
+                gates.set_concurrency(limit)
+        self.engine.crew.scheduler.pump()
+        return gates.current
+
+    async def remove_limits(self, capability: str) -> LimitSet:
+        gates = self.engine.crew.scheduler.gates
+        gates.remove(capability)
+        self.engine.crew.scheduler.pump()
+        return gates.current
 
     async def limited_queues(self) -> list[LimitedQueue]:
         gates = self.engine.crew.scheduler.gates

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, Unpack
 from worker_abstraction._loop import LoopThread
 from worker_abstraction.options import TaskOptionFields, TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
+from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, LimitSet, RateLimit
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle as AsyncWorkflowHandle
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
@@ -261,6 +262,15 @@ class Orchestrator:
     ) -> WorkflowRunHandle:
         made = self._core.rerun_workflow(workflow_id, step, downstream=downstream, new_workflow_id=new_workflow_id)
         return WorkflowRunHandle(self._loop, self._loop.run(made))
+
+    def limits(self) -> LimitSet:
+        return self._loop.run(self._core.limits())
+
+    def set_limits(self, *limits: RateLimit | ConcurrencyLimit) -> LimitSet:
+        return self._loop.run(self._core.set_limits(*limits))
+
+    def remove_limits(self, capability: str) -> LimitSet:
+        return self._loop.run(self._core.remove_limits(capability))
 
     def limited_queues(self) -> list[LimitedQueue]:
         return self._loop.run(self._core.limited_queues())

@@ -136,6 +136,14 @@ class ConcurrencyLimit:
         return self
 
 
+@dataclass(frozen=True, slots=True)
+class LimitSet:
+    """The limits an orchestrator holds to (see `limits()` / `set_limits()`)."""
+
+    rate_limits: tuple[RateLimit, ...] = ()
+    concurrency_limits: tuple[ConcurrencyLimit, ...] = ()
+
+
 class _Window:
     """One key's starts: a sliding log (at most `count` per window) and a bucket (at most `burst` at once)."""
 
@@ -203,6 +211,15 @@ class Gates:
 
     def set_concurrency(self, limit: ConcurrencyLimit) -> None:
         self._concurrency[limit.check().capability] = limit
+
+    def remove(self, capability: str) -> None:
+        """Drop a capability's limits (its tasks waiting on them may start at once)."""
+        self._rates.pop(capability, None)
+        self._concurrency.pop(capability, None)
+
+    @property
+    def current(self) -> LimitSet:
+        return LimitSet(tuple(self._rates.values()), tuple(self._concurrency.values()))
 
     @property
     def rate_limits(self) -> list[RateLimit]:

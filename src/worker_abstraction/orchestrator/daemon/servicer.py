@@ -15,6 +15,7 @@ from grpc import aio
 
 from worker_abstraction import _convert
 from worker_abstraction._convert import bounds
+from worker_abstraction._convert.limits import limits_from_pb, limits_to_pb
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import InvalidParametersError
@@ -148,6 +149,21 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
 
     async def RerunWorkflow(self, request: pb.RerunWorkflowRequest, context: Context) -> pb.RunWorkflowResponse:
         return await workflows.rerun(self._engine, request)
+
+    # ---- limits (operators only: see `auth.RULES`) --------------------------------------------------------
+
+    async def ListLimits(self, request: empty_pb2.Empty, context: Context) -> pb.Limits:
+        return limits_to_pb(await self._orchestrator.limits())
+
+    async def SetLimits(self, request: pb.Limits, context: Context) -> pb.Limits:
+        bounds.check(request)
+        made = limits_from_pb(request)
+        return limits_to_pb(await self._orchestrator.set_limits(*made.rate_limits, *made.concurrency_limits))
+
+    async def RemoveLimits(self, request: pb.RemoveLimitsRequest, context: Context) -> pb.Limits:
+        if not 1 <= len(request.capability) <= 256:
+            raise InvalidParametersError(["capability must name a capability (1-256 characters)"])
+        return limits_to_pb(await self._orchestrator.remove_limits(request.capability))
 
     # ---- schedules (see `schedules.py`) ----------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from worker_abstraction.errors import (
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import TaskOptions, options_of
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI, definition_of_workflow
+from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, LimitSet, RateLimit
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle
@@ -140,6 +141,25 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         for depth in stats.depths:
             depths.setdefault(depth.capability, {})[depth.priority] = depth.waiting
         return depths
+
+    async def limits(self) -> LimitSet:
+        from worker_abstraction._convert.limits import limits_from_pb
+
+        return limits_from_pb(await self._call(self._stub.ListLimits, empty_pb2.Empty()))
+
+    async def set_limits(self, *limits: RateLimit | ConcurrencyLimit) -> LimitSet:
+        from worker_abstraction._convert.limits import limits_from_pb, limits_to_pb
+
+        rates = tuple(limit for limit in limits if isinstance(limit, RateLimit))
+        concurrency = tuple(limit for limit in limits if isinstance(limit, ConcurrencyLimit))
+        request = limits_to_pb(LimitSet(rates, concurrency))
+        return limits_from_pb(await self._call(self._stub.SetLimits, request))
+
+    async def remove_limits(self, capability: str) -> LimitSet:
+        from worker_abstraction._convert.limits import limits_from_pb
+
+        request = pb.RemoveLimitsRequest(capability=capability)
+        return limits_from_pb(await self._call(self._stub.RemoveLimits, request))
 
     async def limited_queues(self) -> list[LimitedQueue]:
         stats = await self._call(self._stub.GetQueueStats, empty_pb2.Empty())
