@@ -46,6 +46,7 @@ COMMANDS = (
     "workers",
     "health",
     "queue",
+    "limits",
     "top",
     "dlq",
     "workflow",

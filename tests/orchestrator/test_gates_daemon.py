@@ -4,6 +4,7 @@ at once, `wa queue` shows the ones held back and when they may start, and the da
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -91,3 +92,28 @@ async def test_limits_are_set_listed_and_removed_at_run_time_and_checked_against
         assert "no live worker offers capability 'no_such_capability'" in said and "no parameter 'nope'" in said
         assert (await remote.remove_limits("echo")).rate_limits == ()
         assert [c.capability for c in (await remote.limits()).concurrency_limits] == ["wait_for"]
+
+
+async def test_wa_limits_sets_lists_and_removes(
+    registry: RegistryServer, start_worker: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    await start_worker()
+    async with OrchestratorServer(registry.address, port=0) as daemon:
+        await daemon.orchestrator.wait_for_workers("echo", timeout_seconds=10)
+
+        async def wa(*argv: str) -> int:
+            args = build_parser(Settings.load({})).parse_args(["limits", *argv, "--orchestrator", daemon.address])
+            async with asyncio.timeout(10):
+                code: int = await args.run(args)
+            return code
+
+        assert await wa("set", "--rate", "echo=20/s,burst=5,key=param:text", "--concurrency", "echo=2") == 0
+        assert "echo: at most 20/s, burst 5 per param:text starts" in capsys.readouterr().out
+        assert await wa("list", "--json") == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert listed["concurrency_limits"] == [{"capability": "echo", "max_in_flight": 2, "key": "",
+                                                 "strategy": "queue"}]  # fmt: skip
+        assert await wa("set", "--rate", "nothing=1/s") == 2
+        assert "no live worker offers capability 'nothing'" in capsys.readouterr().err
+        assert await wa("remove", "echo") == 0
+        assert capsys.readouterr().out == "no limits\n"
