@@ -15,6 +15,7 @@ from tests.conftest import Gates
 from tests.dashboard.conftest import CLIENT, OPERATOR, POST, DashboardDaemon, dead_letter, finished, sse
 from worker_abstraction import RegistryServer, TaskStatus
 from worker_abstraction.auth import Authenticator
+from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit
 from worker_abstraction.orchestrator.daemon.server import OrchestratorServer
 
 pytestmark = pytest.mark.timeout(30)
@@ -238,3 +239,17 @@ async def test_a_delayed_task_shows_when_it_may_start(stored: OrchestratorServer
     shown = answer.json()
     assert shown["status"] == "PENDING" and 590 < shown["not_before"] - shown["submitted_at"] < 601
     assert await handle.cancel("not needed")
+
+
+async def test_the_overview_tells_which_tasks_a_limit_holds_back(
+    stored: OrchestratorServer, web: httpx.AsyncClient, gates: Gates
+) -> None:
+    await stored.orchestrator.set_limits(ConcurrencyLimit("wait_for", 1))
+    held = [await stored.orchestrator.execute_task("wait_for", {"name": "overview-limit"}) for _ in range(3)]
+    overview = (await web.get("/api/overview")).json()
+    assert overview["limited"] == [
+        {"capability": "wait_for", "waiting": 2, "starts_in_seconds": None, "limit": "1 in flight (queue)"}
+    ]
+    gates.open("overview-limit")
+    for handle in held:
+        await handle.result(timeout_seconds=10)

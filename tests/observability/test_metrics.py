@@ -349,9 +349,12 @@ async def test_tasks_held_by_a_limit_and_the_schedules_are_reported(
         held = [await orchestrator.execute_task("wait_for", {"name": "limit"}) for _ in range(3)]
         await orchestrator.add_schedule(Schedule("hourly", "echo", {"text": "x"}, cron="0 * * * *"))
         await orchestrator.add_schedule(Schedule("later", "echo", {"text": "y"}, every_seconds=3600, paused=True))
+        waiting = await orchestrator.execute_task("echo", {"text": "later"}, delay_seconds=3600)
         samples = await scrape(endpoint)
+        assert await waiting.cancel("done with it")
         gates.open("limit")
         for handle in held:
             await handle.result(timeout_seconds=5)
     assert value(samples, "wa_tasks_limited", capability="wait_for") == 2
     assert value(samples, "wa_schedules", state="active") == 1 and value(samples, "wa_schedules", state="paused") == 1
+    assert value(samples, "wa_tasks_delayed") == 1

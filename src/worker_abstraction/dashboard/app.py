@@ -97,6 +97,7 @@ async def overview(orchestrator: AsyncOrchestrator, feed: LiveFeed) -> views.JSO
     return {
         "workers": [views.worker_view(h) for h in sorted(health, key=lambda h: h.worker.name or h.worker.worker_id)],
         "queue": views.queue_view(await orchestrator.queue_depths()),
+        "limited": [views.limited_view(held) for held in await orchestrator.limited_queues()],
         "dead_letters": [views.dead_letter_view(d) for d in letters[-200:]],
         "dead_letter_count": len(letters),
         "series": feed.throughput.series(time.time(), SERIES_SECONDS),

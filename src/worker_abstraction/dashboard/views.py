@@ -16,6 +16,7 @@ from worker_abstraction.types import (
     MAX_TRACEBACK,
     Attempt,
     DeadLetter,
+    LimitedQueue,
     TaskRecord,
     TaskStatus,
     TaskUpdate,
@@ -77,6 +78,16 @@ def queue_view(depths: Mapping[str, Mapping[int, int]]) -> list[JSON]:
         for capability, by_priority in sorted(depths.items())
         for priority, waiting in sorted(by_priority.items(), reverse=True)
     ]
+
+
+def limited_view(held: LimitedQueue) -> JSON:
+    """Waiting tasks a capability's limit holds back, and when the first may start (None: when one ends)."""
+    return {
+        "capability": held.capability,
+        "waiting": held.waiting,
+        "starts_in_seconds": held.starts_in_seconds,
+        "limit": text(held.limit, 200),
+    }
 
 
 def attempt_view(attempt: Attempt, name_of: NameOf = _no_names) -> JSON:

@@ -160,6 +160,7 @@ class OrchestratorSnapshot:
     dead_letters: int
     limited: Mapping[str, int] = field(default_factory=dict)  # capability -> tasks waiting on its limits
     schedules: Mapping[str, int] = field(default_factory=dict)  # "active" / "paused" -> schedules
+    delayed: int = 0  # tasks accepted whose not_before has not come
 
 
 class OrchestratorMetrics(Metrics):
@@ -250,7 +251,7 @@ class OrchestratorMetrics(Metrics):
         if snapshot is None:
             return []
         families = _families(_ORCHESTRATOR_GAUGES)
-        depth, in_flight, circuit, dead, limited, schedules = families
+        depth, in_flight, circuit, dead, limited, schedules, delayed = families
         for capability, priorities in _bounded_depths(snapshot.queue_depths, self.capability_label):
             for priority, count in priorities:
                 depth.add_metric([capability, priority], count)
@@ -264,6 +265,7 @@ class OrchestratorMetrics(Metrics):
             limited.add_metric([self.capability_label(capability)], count)
         for state, count in sorted(snapshot.schedules.items()):
             schedules.add_metric([state], count)
+        delayed.add_metric([], snapshot.delayed)
         return families
 
 
@@ -357,6 +359,7 @@ _ORCHESTRATOR_GAUGES = (
     ("wa_dead_letters", "Tasks in the dead-letter queue.", ()),
     ("wa_tasks_limited", "Waiting tasks held back by their capability's rate or concurrency limit.", ("capability",)),
     ("wa_schedules", "Schedules, active or paused.", ("state",)),
+    ("wa_tasks_delayed", "Tasks accepted that wait for their not_before.", ()),
 )  # fmt: skip
 _REGISTRY_GAUGES = (("wa_workers", "Live workers by state.", ("state",)),)
 

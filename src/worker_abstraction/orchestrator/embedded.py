@@ -19,7 +19,7 @@ from worker_abstraction.options import RetryPolicy, TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.core.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.core.clock import Clock, LoopClock
-from worker_abstraction.orchestrator.core.crew import Crew
+from worker_abstraction.orchestrator.core.crew import Crew, Phase
 from worker_abstraction.orchestrator.core.engine import Engine
 from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, Gates, LimitSet, RateLimit
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
@@ -408,6 +408,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             dead_letters=len(await self.engine.dead_letters()),
             limited={held.capability: held.waiting for held in await self.limited_queues()},
             schedules=self.timetable.counts(),
+            delayed=sum(1 for run in list(self.engine.index.live.values()) if run.phase is Phase.DELAYED),
         )
 
     async def _probe(self, worker: WorkerInfo) -> str | None:

@@ -299,6 +299,10 @@ function renderOverview(overview) {
   $("queue").tBodies[0].replaceChildren(...overview.queue.map((q) =>
     el("tr", {}, el("td", {}, q.capability), el("td", {}, q.priority), el("td", {}, q.waiting))));
   $("queue-empty").hidden = overview.queue.length > 0;
+  $("queue-limited").replaceChildren(...(overview.limited || []).map((held) =>
+    el("li", { "data-capability": held.capability },
+      `${held.capability}: ${held.waiting} held back by its limit (${held.limit}); the first may start `,
+      held.starts_in_seconds === null ? "when one in flight ends" : `in ${held.starts_in_seconds.toFixed(2)} s`)));
 
   $("dead").tBodies[0].replaceChildren(...overview.dead_letters.map((d) =>
     el("tr", { id: "dead-" + d.task_id, "data-task": d.task_id },
