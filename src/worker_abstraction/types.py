@@ -252,6 +252,7 @@ class TaskRecord:
     idempotency_key: str = ""
     owner: str = ""  # the principal that submitted it (empty: the orchestrator checked no credentials)
     not_before: datetime | None = None  # a delayed task's start, at the earliest
+    expires_at: datetime | None = None  # when a finished task is dropped (None: kept for good)
 
     @property
     def output(self) -> Any:

@@ -71,7 +71,7 @@ async def test_dlq_list_json_of_a_task_the_daemon_forgot_keeps_the_same_keys(
     assert [a["status"] for a in listed["attempts"]] == ["FAILED", "FAILED"]
     assert listed.keys() == {
         "task_id", "capability", "status", "params", "output", "error_message", "worker_id", "submitted_at",
-        "attempts", "dead_lettered", "cancel_reason", "idempotency_key", "owner", "not_before",
+        "attempts", "dead_lettered", "cancel_reason", "idempotency_key", "owner", "not_before", "expires_at",
     }  # fmt: skip
 
 

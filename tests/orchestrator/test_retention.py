@@ -71,6 +71,10 @@ async def test_a_capability_may_be_kept_for_its_own_time_and_dead_letters_for_th
     for handle in (echo, kept, failing):
         await handle.wait(timeout_seconds=10)
     assert [d.task_id for d in await orch.dead_letters()] == [failing.task_id]
+    record = await orch.task(kept.task_id)  # its record says when it goes (its capability's time, 3600 s)
+    assert record.expires_at is not None and record.last_update is not None
+    assert abs(record.expires_at.timestamp() - record.last_update.timestamp_ns / 1e9 - 3600) < 0.01
+    assert (await orch.task(echo.task_id)).expires_at is not None
     expired = await orch.engine.expire_now()
     assert echo.task_id in expired and kept.task_id not in expired and failing.task_id not in expired
     assert (await orch.task(kept.task_id)).status is TaskStatus.COMPLETED

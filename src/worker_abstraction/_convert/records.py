@@ -97,6 +97,8 @@ def record_to_pb(record: TaskRecord, *, encoded_params: EncodedParams | None = N
         set_timestamp(message.submitted_at, record.submitted_at)
     if record.not_before is not None:
         set_timestamp(message.not_before, record.not_before)
+    if record.expires_at is not None:
+        set_timestamp(message.expires_at, record.expires_at)
     return message
 
 
@@ -114,4 +116,5 @@ def record_from_pb(message: pb.TaskRecord) -> TaskRecord:
         idempotency_key=message.idempotency_key,
         owner=message.owner,
         not_before=from_timestamp(message.not_before),
+        expires_at=from_timestamp(message.expires_at),
     )

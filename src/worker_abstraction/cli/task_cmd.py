@@ -264,6 +264,7 @@ def record_to_json(record: TaskRecord) -> dict[str, Any]:
         "idempotency_key": record.idempotency_key,
         "owner": record.owner,
         "not_before": iso(record.not_before),
+        "expires_at": iso(record.expires_at),
     }
 
 
@@ -314,6 +315,8 @@ def render(record: TaskRecord, now: datetime | None = None) -> str:
     ]
     if record.owner:
         facts.append(("owner", record.owner))
+    if record.expires_at is not None:
+        facts.append(("expires", _when(record.expires_at)))
     width = max(len(key) for key, _ in facts)
     lines = [f"{key:<{width}}  {value}" for key, value in facts]
     lines.append(f"attempts ({len(record.attempts)}):" if record.attempts else "attempts: none yet")

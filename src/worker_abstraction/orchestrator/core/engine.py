@@ -260,7 +260,15 @@ class Engine:
         record = run.record() if run is not None else await self.home.record(task_id)
         if record is None:
             raise self._unknown(task_id)
-        return record
+        return self._expiring(record)
+
+    def _expiring(self, record: TaskRecord) -> TaskRecord:
+        """The record with when it is dropped, if it finished and its capability has a retention."""
+        kept = self.retention.kept_for(record.capability)
+        last = record.last_update
+        if kept is None or last is None or not record.status.is_terminal or not last.timestamp_ns:
+            return record
+        return dataclasses.replace(record, expires_at=datetime.fromtimestamp(last.timestamp_ns / 1e9 + kept, UTC))
 
     def _unknown(self, task_id: str) -> TaskNotFoundError:
         """NOT_FOUND for a task; one made before what retention keeps says that it may have expired."""
@@ -290,7 +298,10 @@ class Engine:
         for record in await self.home.page(query, limit=offset + limit + 1):
             found.setdefault(record.task_id, record)
         ordered = sorted(found.values(), key=newest_first)
-        return ordered[offset : offset + limit], len(ordered) > offset + limit
+        page = ordered[offset : offset + limit]
+        if self.retention.active:
+            page = [self._expiring(record) for record in page]
+        return page, len(ordered) > offset + limit
 
     async def cancel(self, task_id: str, reason: str) -> bool:
         reason = reason or "canceled by the caller"
