@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import Gates
 from worker_abstraction import AsyncOrchestrator, RegistryServer, RetryPolicy, TaskNotFoundError, TaskStatus
+from worker_abstraction.observability.metrics import OrchestratorMetrics
 from worker_abstraction.orchestrator.core.retention import Retention
 from worker_abstraction.stores.sqlite import SqliteTaskStore
 
@@ -27,9 +28,11 @@ async def start(registry: RegistryServer, start_worker: Callable[..., Any], tmp_
     await start_worker(max_concurrent_tasks=64)
     opened: list[tuple[AsyncOrchestrator, SqliteTaskStore]] = []
 
-    async def make(retention: Retention) -> AsyncOrchestrator:
+    async def make(retention: Retention, metrics: OrchestratorMetrics | None = None) -> AsyncOrchestrator:
         store = await SqliteTaskStore(str(tmp_path / "tasks.db")).open()
-        orchestrator = AsyncOrchestrator(registry.address, task_store=store, retention=retention, keep_finished=10)
+        orchestrator = AsyncOrchestrator(
+            registry.address, task_store=store, retention=retention, keep_finished=10, metrics=metrics
+        )
         opened.append((orchestrator, store))
         await orchestrator.wait_for_workers("echo", timeout_seconds=10)
         return orchestrator
@@ -43,7 +46,8 @@ async def start(registry: RegistryServer, start_worker: Callable[..., Any], tmp_
 async def test_finished_tasks_past_retention_expire_and_their_ids_and_keys_with_them(
     start: Start, gates: Gates
 ) -> None:
-    orch: AsyncOrchestrator = await start(Retention(finished_seconds=0, sweep_seconds=3600))
+    metrics = OrchestratorMetrics()
+    orch: AsyncOrchestrator = await start(Retention(finished_seconds=0, sweep_seconds=3600), metrics)
     done = [await orch.execute_task("echo", {"text": str(n)}, idempotency_key=f"k{n}") for n in range(30)]
     for handle in done:
         await handle.result(timeout_seconds=10)
@@ -51,6 +55,7 @@ async def test_finished_tasks_past_retention_expire_and_their_ids_and_keys_with_
     expired = await orch.engine.expire_now()
     assert set(expired) >= {h.task_id for h in done}
     assert waiting.task_id not in expired
+    assert metrics.registry.get_sample_value("wa_tasks_expired_total") == len(expired)
     with pytest.raises(TaskNotFoundError, match="may have expired"):
         await orch.task(done[0].task_id)
     assert (await orch.task(waiting.task_id)).status in (TaskStatus.PENDING, TaskStatus.RUNNING)

@@ -193,6 +193,9 @@ class OrchestratorMetrics(Metrics):
             buckets=TASK_SECONDS_BUCKETS,
             registry=registry,
         )
+        self._expired = Counter(
+            "wa_tasks_expired", "Finished tasks a retention sweep dropped (on NATS, TTLs drop them).", registry=registry
+        )
         self.retries = Counter(
             "wa_retries", "Failed attempts scheduled to run again.", ["capability"], registry=registry
         )
@@ -237,6 +240,10 @@ class OrchestratorMetrics(Metrics):
         label = self.capability_label(capability)
         self._tasks(label, status.name).inc()
         self._run(label).observe(max(0.0, (time.time_ns() - submitted_at_ns) / 1e9))
+
+    def tasks_expired(self, count: int) -> None:
+        """A retention sweep dropped `count` finished tasks."""
+        self._expired.inc(count)
 
     def task_retried(self, capability: str) -> None:
         """An attempt failed and the task will run again."""

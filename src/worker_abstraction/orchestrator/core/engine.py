@@ -101,7 +101,10 @@ class Engine:
         expire = getattr(self.home, "expire", None)
         stored: list[str] = await expire(self.retention, now) if expire is not None else []
         self.index.forget(stored)
-        return list(dict.fromkeys([*expired, *stored]))  # (one held in memory is in the store too)
+        dropped = list(dict.fromkeys([*expired, *stored]))  # (one held in memory is in the store too)
+        if dropped and self.crew.metrics is not None:
+            self.crew.metrics.tasks_expired(len(dropped))
+        return dropped
 
     async def _sweep(self) -> None:
         while True:
