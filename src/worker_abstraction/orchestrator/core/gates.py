@@ -31,6 +31,7 @@ _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*(ms|s|m|h|d|sec|min|hour|
 _UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0, "d": 86400.0,
           "day": 86400.0}  # fmt: skip
 _KEY = re.compile(r"^(|fairness|param:[A-Za-z_][A-Za-z0-9_.-]{0,99})$")
+WINDOW_MARGIN_SECONDS = 0.01  # see `_Window.wait`
 MAX_KEYS = 100_000  # keys remembered per limit (idle ones are forgotten first)
 STRATEGIES = ("queue", "cancel_newest", "cancel_in_progress")
 
@@ -156,6 +157,9 @@ class _Window:
 
     def wait(self, count: int, window: float, burst: int, now: float) -> float:
         """Seconds until a start may happen (0: now)."""
+        # The window is held a little wider than it is, so that a worker that times the starts as they
+        # reach it (a few milliseconds later, each by its own delay) still finds at most `count` per window.
+        window += WINDOW_MARGIN_SECONDS
         log = self._log
         while log and log[0] <= now - window:
             log.popleft()
