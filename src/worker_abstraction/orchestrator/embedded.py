@@ -19,12 +19,13 @@ from worker_abstraction.options import RetryPolicy, TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.core.breaker import BreakerState, CircuitBreakers
 from worker_abstraction.orchestrator.core.clock import Clock, LoopClock
-from worker_abstraction.orchestrator.core.crew import Crew, Phase
+from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.engine import Engine
 from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, Gates, LimitSet, RateLimit
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.health import Denied, WorkerStanding, denied_everywhere
 from worker_abstraction.orchestrator.core.home import TaskHome
+from worker_abstraction.orchestrator.core.phase import Phase
 from worker_abstraction.orchestrator.core.records import TaskIndex
 from worker_abstraction.orchestrator.core.retention import Retention
 from worker_abstraction.orchestrator.core.scheduler import Scheduler

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -16,25 +15,6 @@ from worker_abstraction.orchestrator.edge.link import WorkerLinks
 
 if TYPE_CHECKING:
     from worker_abstraction.orchestrator.core.records import Run
-
-
-class Phase(enum.Enum):
-    """Where a `TaskRun` is in its life::
-
-    WAITING ──place──► SENDING ──accepted──► RUNNING ──terminal──► DONE
-       ▲                  │ busy / unreachable   │ failed, retryable
-       └──────────────────┴───────────── BACKOFF ◄┘
-
-    and from any phase but DONE, once the run's hold is lost: ──► HANDED_OVER
-    """
-
-    DELAYED = "delayed"  # accepted, and not to start before its `not_before`: then WAITING
-    WAITING = "waiting"  # in the scheduler's queue
-    SENDING = "sending"  # placed on a worker, the dispatch on its way
-    RUNNING = "running"  # the worker accepted it
-    BACKOFF = "backoff"  # an attempt failed; the next one waits for its back-off
-    DONE = "done"
-    HANDED_OVER = "handed over"  # its hold was lost: another replica carries the task on, this run does nothing
 
 
 class FinishedTasks(Protocol):

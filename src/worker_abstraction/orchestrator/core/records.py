@@ -6,15 +6,13 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from worker_abstraction.codec import payload_bytes
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
+from worker_abstraction.orchestrator.core.phase import Phase
 from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.types import TaskQuery, TaskRecord, TaskSpec, TaskUpdate
-
-if TYPE_CHECKING:
-    from worker_abstraction.orchestrator.core.crew import Phase
 
 # Finished runs kept in memory stop at this many bytes of arguments and outputs too (an estimate), not only at
 # `keep_finished`: 10,000 tasks of a megabyte each would otherwise hold tens of gigabytes. A store keeps them all.

@@ -41,11 +41,12 @@ from worker_abstraction.observability.task_spans import RunSpans
 from worker_abstraction.orchestrator.core import retries
 from worker_abstraction.orchestrator.core.admission import lowered
 from worker_abstraction.orchestrator.core.clock import NamedTimers
-from worker_abstraction.orchestrator.core.crew import Crew, Phase
+from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.deadletters import dead_letter
 from worker_abstraction.orchestrator.core.facts import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Hold
+from worker_abstraction.orchestrator.core.phase import Phase
 from worker_abstraction.orchestrator.core.sinks import AttemptSinks
 from worker_abstraction.orchestrator.core.state import TaskState, task_record
 from worker_abstraction.orchestrator.edge.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer

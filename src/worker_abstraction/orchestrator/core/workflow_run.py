@@ -35,10 +35,10 @@ from worker_abstraction.errors import (
 )
 from worker_abstraction.options import TaskOptions
 from worker_abstraction.orchestrator.core.clock import Clock, LoopClock, Timer
-from worker_abstraction.orchestrator.core.crew import Phase
 from worker_abstraction.orchestrator.core.facts import Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Hold
+from worker_abstraction.orchestrator.core.phase import Phase
 from worker_abstraction.orchestrator.core.state import TaskState, task_record
 from worker_abstraction.types import FailureOrigin, TaskFailure, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
 from worker_abstraction.workflows.inputs import UnresolvedInputError, follow, resolve
