@@ -198,7 +198,33 @@ async def start_nats(children: Children, scratch: Path, prefix: str, nodes: int)
         if nodes > 1:
             args += [str(routes[i]), ",".join(map(str, routes))]
         started.append(children.start(f"{prefix}nats-{i + 1}", *args, ready_prefix=nats_node.READY))
-    return list(await asyncio.gather(*started))
+    servers = list(await asyncio.gather(*started))
+    if nodes > 1:
+        await _jetstream_ready([f"nats://127.0.0.1:{port}" for port in clients])
+    return servers
+
+
+async def _jetstream_ready(urls: list[str], timeout_seconds: float = 60.0) -> None:
+    """Until the cluster's JetStream answers (its nodes listen before they have elected a leader; a daemon
+    started in between finds no stream to answer it)."""
+    import nats
+    from nats.errors import Error as NatsError
+
+    client = await nats.connect(servers=urls, connect_timeout=5)
+    try:
+        js = client.jetstream(timeout=2)
+        deadline = asyncio.get_running_loop().time() + timeout_seconds
+        while True:
+            try:
+                await js.account_info()
+                return
+            except (NatsError, TimeoutError) as error:
+                if asyncio.get_running_loop().time() > deadline:
+                    said = f"the NATS cluster's JetStream did not answer in {timeout_seconds:g}s: {error!r}"
+                    raise RuntimeError(said) from error
+                await asyncio.sleep(0.2)  # (pacing the asks: the cluster has no event to wait on)
+    finally:
+        await client.close()
 
 
 async def start_nats_daemon(children: Children, name: str, registry: str, urls: str, copies: int) -> Child:

@@ -324,7 +324,11 @@ class WorkflowRun:
                     if failure is None:
                         failure = (step_done.name, text)
                         if self.workflow.fail_fast:
-                            await self._cancel_running(f"step {step_done.name!r} failed", running)
+                            failed = await self._cancel_running(f"step {step_done.name!r} failed", running)
+                            if status != FAILED and failed is not None:  # (a step that failed, not one canceled)
+                                failure = failed
+                    elif status == FAILED and self._records[failure[0]].status != FAILED:
+                        failure = (step_done.name, text)
             for step in pending:
                 self._set(step.name, SKIPPED, error="the workflow failed before it could start")
             return failure
@@ -333,19 +337,35 @@ class WorkflowRun:
             for task in running:
                 task.cancel()
 
-    async def _cancel_running(self, reason: str, running: Mapping[asyncio.Task[Any], Step] | None = None) -> None:
-        """Cancel every step task submitted and not ended; wait for the step coroutines to see it."""
-        for step_name, task_ids in list(self._step_tasks.items()):
+    async def _cancel_running(
+        self, reason: str, running: Mapping[asyncio.Task[Any], Step] | None = None
+    ) -> tuple[str, str] | None:
+        """Cancel every step task submitted and not ended; wait for the step coroutines to see it. Each step
+        ends as its task did: one that had already completed or failed (a run carried on after a restart
+        may hear a sibling's cancel first) keeps that outcome. The first step found FAILED, or None."""
+        for task_ids in list(self._step_tasks.values()):
             for task_id in task_ids:
                 with contextlib.suppress(WorkerAbstractionError):
                     await self._steps.cancel(task_id, reason)
-            if self._records[step_name].status == RUNNING:
-                self._set(step_name, CANCELED, error=reason)
+        failed: tuple[str, str] | None = None
         if running:
             await asyncio.wait(list(running), timeout=5)
             for task, step in list(running.items()):
-                if task.done() and not task.cancelled() and self._records[step.name].status == RUNNING:
-                    self._set(step.name, CANCELED, error=reason)
+                if self._records[step.name].status != RUNNING or not task.done() or task.cancelled():
+                    continue
+                error = task.exception()
+                if error is None:
+                    self._outputs[step.name] = task.result()
+                    self._set(step.name, COMPLETED, output=task.result())
+                    continue
+                status, text = (error.status, error.error) if isinstance(error, StepFailed) else (FAILED, str(error))
+                self._set(step.name, status, error=text)
+                if status == FAILED and failed is None:
+                    failed = (step.name, text)
+        for step_name in list(self._step_tasks):
+            if self._records[step_name].status == RUNNING:
+                self._set(step_name, CANCELED, error=reason)
+        return failed
 
     def _launch(self, step: Step) -> asyncio.Task[Any]:
         """Start a step: the future of its output (it fails with StepFailed, or with what went wrong)."""
