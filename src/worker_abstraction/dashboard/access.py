@@ -71,6 +71,10 @@ class Gate:
             return Verdict(403, f"{principal.name} is not an operator: the dashboard is for operators only")
         return ADMITTED
 
+    def who(self, request: Request) -> str:
+        """The name of an admitted request's sender, for the log ("an operator" when nobody is checked)."""
+        return self.visitor(request).name or "an operator"
+
     def visitor(self, request: Request) -> Visitor:
         """Who an admitted request comes from (call after `check` let it in)."""
         if self.auth is None:
@@ -96,3 +100,14 @@ class Gate:
             return self.check_token(token.strip())
         verdict = self.check_token(request.cookies.get(COOKIE, ""))
         return Verdict(verdict.status, verdict.reason, by_cookie=True)
+
+
+async def bounded_body(request: Request, limit: int) -> bytes:
+    """A POST's body, read as it comes, refused past `limit` bytes (ValueError) rather than held whole."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ValueError(f"the request body may be at most {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -41,7 +41,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from worker_abstraction.dashboard import actions, queries, schedule_routes, views, workflow_routes
-from worker_abstraction.dashboard.access import COOKIE, Gate
+from worker_abstraction.dashboard.access import COOKIE, Gate, bounded_body
 from worker_abstraction.dashboard.feed import CLOSED, Event, LiveFeed, TooManyClientsError
 from worker_abstraction.dashboard.names import WorkerNames
 from worker_abstraction.errors import (
@@ -156,7 +156,7 @@ def build_app(
         if request.method == "GET":
             return _login_page(200)
         try:
-            body = await _body(request)
+            body = await bounded_body(request, MAX_BODY)
         except ValueError as error:
             return _error(400, str(error))
         form = parse_qs(body.decode("utf-8", "replace"))
@@ -198,15 +198,12 @@ def build_app(
         return JSONResponse(found)
 
     async def cancel(request: Request) -> Response:
-        status = await actions.cancel(orchestrator, _task_id(request), by=_by(request))
+        status = await actions.cancel(orchestrator, _task_id(request), by=gate.who(request))
         return JSONResponse({"status": status.name})
 
     async def retry(request: Request) -> Response:
-        handle = await actions.retry(orchestrator, _task_id(request), by=_by(request))
+        handle = await actions.retry(orchestrator, _task_id(request), by=gate.who(request))
         return JSONResponse({"task_id": handle.task_id, "status": handle.status.name})
-
-    def _by(request: Request) -> str:
-        return gate.visitor(request).name or "an operator"
 
     async def api_worker(request: Request) -> Response:
         worker_id = str(request.path_params["worker_id"])
@@ -235,7 +232,7 @@ def build_app(
         return JSONResponse({"task_id": handle.task_id, "status": handle.status.name})
 
     async def purge(request: Request) -> Response:
-        body = await _body(request)
+        body = await bounded_body(request, MAX_BODY)
         task_ids: list[str] | None = None
         if body.strip():
             try:
@@ -316,16 +313,6 @@ def _task_id(request: Request) -> str:
     if not task_id or len(task_id) > MAX_ID_LENGTH:
         raise TaskNotFoundError(views.text(task_id, 64), "the orchestrator")
     return task_id
-
-
-async def _body(request: Request) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ValueError(f"the request body may be at most {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _sse(event: Event) -> str:

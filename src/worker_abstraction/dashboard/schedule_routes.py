@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker_abstraction.dashboard import views
-from worker_abstraction.dashboard.access import Gate
+from worker_abstraction.dashboard.access import Gate, bounded_body
 from worker_abstraction.dashboard.schedule_views import next_occurrences, schedule_row, schedule_view
 from worker_abstraction.errors import ScheduleNotFoundError, WorkerAbstractionError
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
@@ -81,14 +81,14 @@ def routes(orchestrator: AsyncOrchestrator, guarded: Callable[[Handler], Handler
 
     async def pause(request: Request) -> Response:
         info = await orchestrator.pause_schedule(_name(request))
-        logger.info("schedule %s paused from the dashboard by %s", info.name, _by(request))
+        logger.info("schedule %s paused from the dashboard by %s", info.name, gate.who(request))
         return JSONResponse(schedule_row(info, await last_status(orchestrator, info)))
 
     async def resume(request: Request) -> Response:
         name = _name(request)
-        run_now = _run_now(await _body(request))
+        run_now = _run_now(await bounded_body(request, MAX_BODY))
         info = await orchestrator.resume_schedule(name, run_now=run_now)
-        logger.info("schedule %s resumed from the dashboard by %s (run now: %s)", name, _by(request), run_now)
+        logger.info("schedule %s resumed from the dashboard by %s (run now: %s)", name, gate.who(request), run_now)
         return JSONResponse(schedule_row(info, await last_status(orchestrator, info)))
 
     async def trigger(request: Request) -> Response:
@@ -96,14 +96,11 @@ def routes(orchestrator: AsyncOrchestrator, guarded: Callable[[Handler], Handler
         logger.info(
             "schedule %s triggered from the dashboard by %s: %s",
             _name(request),
-            _by(request),
+            gate.who(request),
             handle.task_id,
             extra={"task_id": handle.task_id},
         )
         return JSONResponse({"task_id": handle.task_id, "status": handle.status.name})
-
-    def _by(request: Request) -> str:
-        return gate.visitor(request).name or "an operator"
 
     return [
         Route("/api/schedules", guarded(api_schedules), methods=["GET"]),
@@ -138,13 +135,3 @@ def _run_now(body: bytes) -> bool:
     if not isinstance(run_now, bool):
         raise ValueError('"run_now" must be true or false')
     return run_now
-
-
-async def _body(request: Request) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ValueError(f"the request body may be at most {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from worker_abstraction.dashboard import queries, views
-from worker_abstraction.dashboard.access import Gate
+from worker_abstraction.dashboard.access import Gate, bounded_body
 from worker_abstraction.dashboard.actions import ActionRefusedError
 from worker_abstraction.dashboard.workflow_views import (
     Graph,
@@ -160,7 +160,7 @@ def routes(orchestrator: AsyncOrchestrator, guarded: Callable[[Handler], Handler
         _, record = await read(orchestrator, workflow_id)
         if record.status.is_terminal:
             raise ActionRefusedError(workflow_id, f"it has ended ({record.status.name}): there is nothing to cancel")
-        by = _by(request)
+        by = gate.who(request)
         if not await orchestrator.cancel_workflow(workflow_id, f"canceled from the dashboard by {by}"):
             raise ActionRefusedError(workflow_id, "it ended before the cancel reached it")
         logger.info("workflow %s canceled from the dashboard by %s", workflow_id, by, extra={"task_id": workflow_id})
@@ -168,7 +168,7 @@ def routes(orchestrator: AsyncOrchestrator, guarded: Callable[[Handler], Handler
 
     async def rerun(request: Request) -> Response:
         workflow_id = _workflow_id(request)
-        step, downstream = _rerun_body(await _body(request))
+        step, downstream = _rerun_body(await bounded_body(request, MAX_BODY))
         _, record = await read(orchestrator, workflow_id)
         if not record.status.is_terminal:
             raise ActionRefusedError(workflow_id, f"it is {record.status.name}: only a run that ended can be rerun")
@@ -177,14 +177,11 @@ def routes(orchestrator: AsyncOrchestrator, guarded: Callable[[Handler], Handler
             "workflow %s rerun from step %s by %s as %s",
             workflow_id,
             step,
-            _by(request),
+            gate.who(request),
             handle.workflow_id,
             extra={"task_id": workflow_id},
         )
         return JSONResponse({"workflow_id": handle.workflow_id, "status": handle.status.name})
-
-    def _by(request: Request) -> str:
-        return gate.visitor(request).name or "an operator"
 
     return [
         Route("/api/workflows", guarded(api_workflows), methods=["GET"]),
@@ -224,13 +221,3 @@ def _rerun_body(body: bytes) -> tuple[str, bool]:
     if not isinstance(downstream, bool):
         raise ValueError('"downstream" must be true or false')
     return step, downstream
-
-
-async def _body(request: Request) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ValueError(f"the request body may be at most {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
