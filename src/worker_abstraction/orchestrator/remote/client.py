@@ -1,7 +1,8 @@
 """RemoteOrchestrator: the same calls as AsyncOrchestrator, served by an orchestrator daemon.
 
 Errors the daemon raises arrive as the same classes with the same fields (see `_rpc.py`); a task's
-updates arrive over WatchTask and fill the same `AsyncTaskHandle` the embedded engine gives out.
+updates arrive over the session (or WatchTask, see `follow.py`) and fill the same `AsyncTaskHandle` the
+embedded engine gives out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-import grpc
 from google.protobuf import empty_pb2
 from grpc import aio
 from opentelemetry.trace import SpanKind
@@ -35,8 +35,8 @@ from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, LimitSe
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle
-from worker_abstraction.orchestrator.edge.follow import RECONNECT_WINDOW_SECONDS
-from worker_abstraction.orchestrator.remote.session import Followed, RemoteSession, observe
+from worker_abstraction.orchestrator.remote.follow import Followers
+from worker_abstraction.orchestrator.remote.session import RemoteSession
 from worker_abstraction.schedules.model import Schedule, ScheduleInfo
 from worker_abstraction.tls import TLSConfig, explain
 from worker_abstraction.types import (
@@ -57,7 +57,6 @@ from worker_abstraction.workflows.records import WorkflowRecord
 logger = logging.getLogger(__name__)
 
 _WORKER_POLL_SECONDS = 0.1
-_RESUME_BACKOFF_SECONDS = 0.2
 
 
 class RemoteOrchestrator(AsyncOrchestratorAPI):
@@ -86,10 +85,10 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         self._timeout = call_timeout_seconds
         self._channel = channel_factory(address) if tls is None else _rpc.channel(address, tls)
         self._stub = pb_grpc.OrchestratorServiceStub(self._channel)
-        self._followers: set[asyncio.Task[None]] = set()
         self._session: RemoteSession | None = None
         self._opening = asyncio.Lock()
         self._unary_only = False  # the daemon has no OpenSession (an older one)
+        self._followers = Followers(self._stub, self._unavailable, self._open_session, lambda: self._unary_only)
 
     async def start(self) -> None:
         """Nothing to start: the daemon runs the engine (calls connect on first use)."""
@@ -97,9 +96,7 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
     async def aclose(self) -> None:
         if self._session is not None:
             await self._session.aclose()
-        for follower in list(self._followers):
-            follower.cancel()
-        await asyncio.gather(*self._followers, return_exceptions=True)
+        await self._followers.aclose()
         await self._channel.close(None)
 
     async def workers(self) -> list[WorkerInfo]:
@@ -388,7 +385,7 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
             return self._session
         async with self._opening:
             if self._session is None or not self._session.is_open:
-                session = RemoteSession(self._stub, self._unavailable, self._resume)
+                session = RemoteSession(self._stub, self._unavailable, self._followers.resume)
                 if not await session.open():
                     # Unreachable: the unary call that follows says so. An older daemon: unary from now on.
                     self._unary_only = session.unsupported
@@ -396,58 +393,9 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
                 self._session = session
         return self._session
 
-    def _resume(self, followed: Followed) -> None:
-        """The session broke: follow its tasks again on a new one, from where each got."""
-        resumer = asyncio.get_running_loop().create_task(self._follow_again(followed), name="resume-session")
-        self._followers.add(resumer)
-        resumer.add_done_callback(self._followers.discard)
-
-    async def _follow_again(self, followed: Followed) -> None:
-        loop = asyncio.get_running_loop()
-        given_up_at = loop.time() + RECONNECT_WINDOW_SECONDS
-        while loop.time() < given_up_at:
-            session = await self._open_session()
-            if session is not None:
-                for state, seen in followed:
-                    if not state.done():
-                        session.follow(state, seen)
-                return
-            if self._unary_only:
-                for state, _ in followed:
-                    self._follow(state)
-                return
-            await asyncio.sleep(_RESUME_BACKOFF_SECONDS)
-        for state, _ in followed:
-            state.lose_track(self._unavailable(f"unreachable for {RECONNECT_WINDOW_SECONDS:g}s; watch it again"))
-
     def _follow(self, state: TaskState) -> AsyncTaskHandle:
-        follower = asyncio.get_running_loop().create_task(self._watch(state), name=f"watch-{state.task_id}")
-        self._followers.add(follower)
-        follower.add_done_callback(self._followers.discard)
+        self._followers.follow(state)
         return self._handle(state)
-
-    async def _watch(self, state: TaskState) -> None:
-        loop = asyncio.get_running_loop()
-        silent_since: float | None = None
-        seen = 0  # updates received: the daemon numbers WatchTask updates by their position
-        while not state.done():
-            request = pb.WatchTaskRequest(task_id=state.task_id, after_sequence=seen)
-            try:
-                async for message in self._stub.WatchTask(request):
-                    silent_since = None
-                    seen = max(seen, message.sequence)
-                    observe(state, _convert.update_from_pb(message))
-            except aio.AioRpcError as error:
-                if error.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                    state.lose_track(_rpc.error_from(error, self._unavailable))
-                    return
-            if state.done():
-                return
-            silent_since = silent_since if silent_since is not None else loop.time()
-            if loop.time() - silent_since > RECONNECT_WINDOW_SECONDS:
-                state.lose_track(self._unavailable(f"unreachable for {RECONNECT_WINDOW_SECONDS:g}s; watch it again"))
-                return
-            await asyncio.sleep(_RESUME_BACKOFF_SECONDS)
 
 
 class _RemoteOwner:
