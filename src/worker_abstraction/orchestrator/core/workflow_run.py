@@ -23,26 +23,20 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from worker_abstraction.errors import (
-    NoWorkerError,
-    QueueFullError,
-    TaskExistsError,
-    TaskNotFoundError,
-    WorkerAbstractionError,
-)
-from worker_abstraction.options import TaskOptions
+from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.orchestrator.core.clock import Clock, LoopClock, Timer
 from worker_abstraction.orchestrator.core.facts import Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
-from worker_abstraction.orchestrator.core.home import Acceptance, Hold
+from worker_abstraction.orchestrator.core.home import Hold
 from worker_abstraction.orchestrator.core.phase import Phase
 from worker_abstraction.orchestrator.core.state import TaskState, task_record
-from worker_abstraction.types import FailureOrigin, TaskFailure, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
-from worker_abstraction.workflows.inputs import UnresolvedInputError, follow, resolve
-from worker_abstraction.workflows.model import Step, Workflow, order
+from worker_abstraction.orchestrator.core.workflow_steps import StepFailed, Steps, StepTasks, start_order
+from worker_abstraction.types import FailureOrigin, TaskFailure, TaskRecord, TaskStatus, TaskUpdate
+from worker_abstraction.workflows.inputs import UnresolvedInputError, resolve
+from worker_abstraction.workflows.model import Step, Workflow
 from worker_abstraction.workflows.records import (
     CANCELED,
     COMPLETED,
@@ -57,27 +51,8 @@ from worker_abstraction.workflows.records import (
 
 logger = logging.getLogger(__name__)
 
-RETRY_SUBMIT_SECONDS = (0.2, 5.0)  # a step refused for want of workers or room is submitted again, backing off
 ENDED = frozenset((COMPLETED, SKIPPED, FAILED, CANCELED))  # a step's statuses once it will not run (again)
 UNLUCKY = frozenset((FAILED, CANCELED, SKIPPED))  # a parent in one of these: its children are skipped
-
-
-class Steps(Protocol):
-    """What a workflow's run asks of the engine: its steps are tasks like any other."""
-
-    def spec(
-        self,
-        capability: str,
-        params: Mapping[str, Any] | None,
-        options: TaskOptions,
-        trace_context: tuple[tuple[str, str], ...] = (),
-    ) -> TaskSpec: ...
-
-    async def submit_spec(self, spec: TaskSpec) -> Acceptance: ...
-
-    async def watch(self, task_id: str) -> AsyncTaskHandle: ...
-
-    async def cancel(self, task_id: str, reason: str) -> bool: ...
 
 
 class RunMetrics(Protocol):
@@ -86,15 +61,6 @@ class RunMetrics(Protocol):
 
 class Finished(Protocol):
     def finished(self, run: Any) -> None: ...
-
-
-class StepFailed(Exception):
-    """A step ended without an output."""
-
-    def __init__(self, status: str, error: str) -> None:
-        super().__init__(error)
-        self.status = status
-        self.error = error
 
 
 class WorkflowRun:
@@ -135,6 +101,7 @@ class WorkflowRun:
         }
         self._outputs: dict[str, Any] = {}
         self._step_tasks: dict[str, list[str]] = {}  # step -> the task ids submitted for it (live ones)
+        self._tasks = StepTasks(spec, steps, self._started)
         # What `_set` keeps up to date as steps change, so that a change costs the same in a long workflow as in
         # a short one: how many steps ended (the progress), and for each step how many of its parents have not
         # completed and how many failed, were canceled or skipped (whether it may start, or never will).
@@ -283,7 +250,7 @@ class WorkflowRun:
             if name in self._records:
                 self._outputs[name] = output
                 self._set(name, COMPLETED, output=output, kept=True)
-        pending = [step for step in _start_order(self.workflow) if step.name not in self._outputs]
+        pending = [step for step in start_order(self.workflow) if step.name not in self._outputs]
         running: dict[asyncio.Task[Any], Step] = {}
         failure: tuple[str, str] | None = None
         canceling = asyncio.ensure_future(self._canceling.wait())
@@ -298,7 +265,7 @@ class WorkflowRun:
                 waiting: list[Step] = []
                 for step in [] if blocked else pending:
                     if not self._not_completed[step.name]:  # every parent completed
-                        running[self._launch(step)] = step
+                        running[self._tasks.launch(step, self._outputs)] = step
                     elif self._unlucky[step.name]:  # (a skip here reaches the steps after it in this same pass)
                         self._set(step.name, SKIPPED, error="a step it waits for did not complete")
                     else:
@@ -367,104 +334,6 @@ class WorkflowRun:
                 self._set(step_name, CANCELED, error=reason)
         return failed
 
-    def _launch(self, step: Step) -> asyncio.Task[Any]:
-        """Start a step: the future of its output (it fails with StepFailed, or with what went wrong)."""
-        try:
-            running = self._start_step(step)
-        except Exception as error:  # (the future fails with it, as it would have had the step's coroutine raised it)
-            running = _failing(error)
-        return asyncio.ensure_future(running)
-
-    def _start_step(self, step: Step) -> Coroutine[Any, Any, Any]:
-        """Make the step's parameters and mark it RUNNING, now, in the turn of the loop that found it may start:
-        the update saying so then leaves with the one that let it start (one message to the caller, not two);
-        then the coroutine that runs its task (or, for a map, each element's) and returns its output.
-
-        Raises:
-            StepFailed: its parameters cannot be made.
-        """
-        try:
-            if step.map is None:
-                params = resolve(step.params, self._outputs)
-                task_id = step_task_id(self.spec.task_id, step.name)
-                self._step_tasks[step.name] = [task_id]
-                self._set(step.name, RUNNING, tasks=1)
-                return self._task(step, task_id, params)
-            items = follow(step.map.over, self._outputs)
-        except UnresolvedInputError as error:
-            raise StepFailed(FAILED, f"its parameters cannot be made: {error}") from None
-        if not isinstance(items, list):
-            raise StepFailed(FAILED, f"it maps over a list, and the output it names is {type(items).__name__}")
-        try:
-            base = resolve(step.params, self._outputs)
-        except UnresolvedInputError as error:
-            raise StepFailed(FAILED, f"its parameters cannot be made: {error}") from None
-        ids = [step_task_id(self.spec.task_id, step.name, i) for i in range(len(items))]
-        self._step_tasks[step.name] = ids
-        self._set(step.name, RUNNING, tasks=len(ids))
-        return self._map(step, ids, items, base)
-
-    async def _map(self, step: Step, ids: list[str], items: list[Any], base: Mapping[str, Any]) -> list[Any]:
-        """Each element's task (its item as the parameter `step.map.item`, with `base`), at most the map's
-        `concurrency` at once, started in order; their outputs, in order.
-
-        Raises:
-            StepFailed: a task of it failed or was canceled (the others are then canceled).
-        """
-        assert step.map is not None
-        item, concurrency = step.map.item, step.map.concurrency
-        outputs: list[Any] = [None] * len(ids)
-        taken = 0
-
-        # `concurrency` lanes, each running the next element once its last one completed: the elements start
-        # in order, at most `concurrency` at once, as a semaphore would let them, without a coroutine and a
-        # future waiting for each of the thousands that have not started yet.
-        async def lane() -> None:
-            nonlocal taken
-            while taken < len(ids):
-                i = taken
-                taken += 1
-                outputs[i] = await self._task(step, ids[i], {**base, item: items[i]})
-
-        lanes = [asyncio.ensure_future(lane()) for _ in range(min(max(1, concurrency), len(ids)))]
-        try:
-            await asyncio.gather(*lanes)
-            return outputs
-        finally:
-            for one in lanes:
-                one.cancel()
-
-    async def _task(self, step: Step, task_id: str, params: Mapping[str, Any]) -> Any:
-        handle = await self._submit(step, task_id, params)
-        try:
-            return await handle.result()
-        except WorkerAbstractionError as error:
-            status = CANCELED if handle.status is TaskStatus.CANCELED else FAILED
-            raise StepFailed(status, str(error)) from None
-
-    async def _submit(self, step: Step, task_id: str, params: Mapping[str, Any]) -> AsyncTaskHandle:
-        """The step's task: submitted under its fixed id, or followed if that id was taken (submitted
-        before). A refusal for want of workers or room is tried again, backing off, until the workflow ends."""
-        options = dataclasses.replace(step.options, task_id=task_id, idempotency_key="")
-        # Under the run's owner, and in the run's trace: a workflow is one trace, each step's tasks in it.
-        made = self._steps.spec(step.capability, params, options, self.spec.trace_context)
-        spec = made if made.owner == self.spec.owner else dataclasses.replace(made, owner=self.spec.owner)
-        pause = RETRY_SUBMIT_SECONDS[0]
-        while True:
-            try:
-                return (await self._steps.submit_spec(spec)).handle
-            except TaskExistsError:
-                try:
-                    return await self._steps.watch(task_id)
-                except TaskNotFoundError:  # (accepted by another engine a moment ago, not readable yet)
-                    pass
-            except (NoWorkerError, QueueFullError) as error:
-                logger.info("workflow %s: step %r waits: %s", self.spec.task_id, step.name, error)
-            except WorkerAbstractionError as error:
-                raise StepFailed(FAILED, str(error)) from None
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, RETRY_SUBMIT_SECONDS[1])
-
     async def _on_failure(self, failed_step: str, error: str) -> None:
         step = self.workflow.failure_step
         assert step is not None
@@ -477,14 +346,17 @@ class WorkflowRun:
         except UnresolvedInputError as problem:
             self._set(step.name, FAILED, error=f"its parameters cannot be made: {problem}")
             return
-        self._step_tasks[step.name] = [task_id]
-        self._set(step.name, RUNNING, tasks=1)
+        self._started(step.name, [task_id])
         try:
-            output = await self._task(step, task_id, params)
+            output = await self._tasks.task(step, task_id, params)
         except StepFailed as failed:
             self._set(step.name, failed.status, error=failed.error)
         else:
             self._set(step.name, COMPLETED, output=output)
+
+    def _started(self, name: str, task_ids: list[str]) -> None:
+        self._step_tasks[name] = task_ids
+        self._set(name, RUNNING, tasks=len(task_ids))
 
     # ---- what it says ----------------------------------------------------------------------------------------
 
@@ -554,34 +426,3 @@ class WorkflowRun:
         if self._hold is not None:
             self._hold.ended()
             self._hold = None
-
-
-def _start_order(workflow: Workflow) -> list[Step]:
-    """`order(workflow)` made in one pass over the steps and their parents (it looks at every pending step once
-    per wave): a step's wave is one past its last parent's, and the steps of a wave keep the workflow's order.
-    A workflow `order` could not place whole (a cycle, a parent that is no step) is left to it."""
-    steps = workflow.steps
-    parents = {step.name: step.parents for step in steps}
-    children: dict[str, list[str]] = {}
-    left = {}
-    for name, of in parents.items():
-        left[name] = len(of)
-        for parent in of:
-            children.setdefault(parent, []).append(name)
-    wave = dict.fromkeys((name for name, count in left.items() if not count), 0)
-    ready = list(wave)
-    while ready:
-        name = ready.pop()
-        for child in children.get(name, ()):
-            left[child] -= 1
-            if not left[child]:
-                wave[child] = 1 + max(wave[parent] for parent in parents[child])
-                ready.append(child)
-    if len(wave) != len(steps) or len(parents) != len(steps):
-        return order(workflow)
-    position = {step.name: i for i, step in enumerate(steps)}
-    return sorted(steps, key=lambda step: (wave[step.name], position[step.name]))
-
-
-async def _failing(error: Exception) -> Any:
-    raise error
