@@ -12,21 +12,21 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction import limits
 from worker_abstraction.codec import encode_params, payload_bytes, short
-from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError, TaskNotFoundError
+from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.observability.tracing import NO_TRACE, TraceContext
-from worker_abstraction.options import MAX_DELAY_SECONDS, MAX_ID_LENGTH, TaskOptions
+from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
+from worker_abstraction.orchestrator.core import expiry
 from worker_abstraction.orchestrator.core.admission import Wanted, admit
 from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Hold, TaskHome
+from worker_abstraction.orchestrator.core.identity import check_capability, identified, new_task_id
 from worker_abstraction.orchestrator.core.records import Run, TaskIndex, newest_first
 from worker_abstraction.orchestrator.core.retention import Retention
 from worker_abstraction.orchestrator.core.run import TaskRun
@@ -89,33 +89,15 @@ class Engine:
             use_retention(self.retention)
         await self.home.start(self)
         if self.retention.active:
-            sweeping = asyncio.get_running_loop().create_task(self._sweep(), name="retention")
+            sweeping = asyncio.get_running_loop().create_task(
+                expiry.sweep(self.retention, self.expire_now), name="retention"
+            )
             self.crew.background.add(sweeping)
             sweeping.add_done_callback(self.crew.background.discard)
 
     async def expire_now(self) -> list[str]:
         """One retention sweep, now: the ids of the finished tasks dropped (see `core.retention`)."""
-        now = time.time()
-        expired = self.index.expired(self.retention.kept_for, now)
-        self.index.forget(expired)
-        expire = getattr(self.home, "expire", None)
-        stored: list[str] = await expire(self.retention, now) if expire is not None else []
-        self.index.forget(stored)
-        dropped = list(dict.fromkeys([*expired, *stored]))  # (one held in memory is in the store too)
-        if dropped and self.crew.metrics is not None:
-            self.crew.metrics.tasks_expired(len(dropped))
-        return dropped
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(self.retention.sweep_seconds)
-            try:
-                expired = await self.expire_now()
-            except Exception:  # (a store that does not answer now may later: the sweep goes on)
-                logger.exception("the retention sweep failed; it runs again in %gs", self.retention.sweep_seconds)
-                continue
-            if expired:
-                logger.info("retention: %d finished task(s) expired", len(expired))
+        return await expiry.expire_now(self.index, self.home, self.retention, self.crew.metrics)
 
     # ---- accepting -------------------------------------------------------------------------------------------
 
@@ -162,8 +144,8 @@ class Engine:
         Raises:
             InvalidParametersError: a bad capability name (nothing is stored, and `then` is not called).
         """
-        _check_capability(spec.capability)
-        self.home.accept(_identified(spec), lambda accepted, error: self._accepted(accepted, error, then), self._admit)
+        check_capability(spec.capability)
+        self.home.accept(identified(spec), lambda accepted, error: self._accepted(accepted, error, then), self._admit)
 
     def flush(self) -> None:
         """Store now the acceptances made so far rather than on the loop's next turn (after a batch of them,
@@ -182,7 +164,7 @@ class Engine:
         Raises:
             InvalidParametersError: a bad capability name, or arguments that cannot be sent.
         """
-        _check_capability(capability)
+        check_capability(capability)
         if params is not None and not isinstance(params, Mapping):
             raise InvalidParametersError([f"params must be a mapping of names to values, got {short(params)}"])
         params = dict(params or {})
@@ -266,23 +248,10 @@ class Engine:
         return self._expiring(record)
 
     def _expiring(self, record: TaskRecord) -> TaskRecord:
-        """The record with when it is dropped, if it finished and its capability has a retention."""
-        kept = self.retention.kept_for(record.capability)
-        last = record.last_update
-        if kept is None or last is None or not record.status.is_terminal or not last.timestamp_ns:
-            return record
-        return dataclasses.replace(record, expires_at=datetime.fromtimestamp(last.timestamp_ns / 1e9 + kept, UTC))
+        return expiry.expiring(record, self.retention)
 
     def _unknown(self, task_id: str) -> TaskNotFoundError:
-        """NOT_FOUND for a task; one made before what retention keeps says that it may have expired."""
-        times = [self.retention.finished_seconds, *self.retention.per_capability.values()]
-        kept = min((t for t in times if t is not None), default=None)  # (its capability is unknown here)
-        made = _made_at(task_id)
-        if kept is not None and made is not None and made < time.time() - kept:
-            return TaskNotFoundError(
-                task_id, f"the orchestrator (it may have expired: finished tasks are kept {kept:g}s)"
-            )
-        return TaskNotFoundError(task_id, "the orchestrator")
+        return expiry.unknown(task_id, self.retention)
 
     async def submission(self, task_id: str) -> TaskSpec | None:
         """A task as it was submitted (options included), running or finished; None: not known."""
@@ -432,62 +401,3 @@ class Engine:
         for run in list(self.index.live.values()):
             run.worker_left(worker.worker_id, reason)
         self.crew.standing.left(worker.worker_id)
-
-
-def _check_capability(capability: object) -> None:
-    if not isinstance(capability, str) or not capability or len(capability) > MAX_ID_LENGTH:
-        raise InvalidParametersError(
-            [f"capability must be a name of 1..{MAX_ID_LENGTH} characters, got {short(capability)}"]
-        )
-
-
-def new_task_id() -> str:
-    """A fresh task id, 32 hex digits: the millisecond it was made (48 bits), then 80 random bits.
-
-    Ids made later sort later (as UUIDv7's and ULID's do), so a store's index on them grows at one end: a
-    batch of new tasks touches a page or two of it, not one page per task (measured with the SQLite
-    store: a quarter less CPU per task written, and the gap widens as the file grows).
-    """
-    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
-
-
-def _made_at(task_id: str) -> float | None:
-    """When one of our ids was made (its first 48 bits: milliseconds; see `new_task_id`); None for others."""
-    if len(task_id) != 32 or not all(c in "0123456789abcdef" for c in task_id):
-        return None
-    return int(task_id[:12], 16) / 1000
-
-
-def _identified(spec: TaskSpec) -> TaskSpec:
-    """The spec with an id (a new one of ours unless it has one) and a creation time, and a delay as the
-    instant it ends (counted from its acceptance, here).
-
-    Raises:
-        InvalidTaskOptionsError: a start further ahead than `MAX_DELAY_SECONDS`.
-    """
-    if not (spec.task_id and spec.created_at_ns):
-        spec = TaskSpec(
-            spec.task_id or new_task_id(),
-            spec.capability,
-            spec.params,
-            spec.encoded_params,
-            spec.options,
-            time.time_ns(),
-            spec.owner,
-            spec.trace_context,
-        )
-    options = spec.options
-    if options.not_before is None and not options.delay_seconds:
-        return spec
-    accepted_at = spec.created_at_ns / 1e9
-    not_before = options.not_before
-    if options.delay_seconds:
-        due = datetime.fromtimestamp(accepted_at + options.delay_seconds, UTC)
-        not_before = due if not_before is None else max(not_before, due)
-        spec = dataclasses.replace(spec, options=dataclasses.replace(options, not_before=not_before, delay_seconds=0.0))
-    assert not_before is not None
-    if not_before.timestamp() - time.time() > MAX_DELAY_SECONDS:
-        raise InvalidTaskOptionsError(
-            [f"not_before may be at most {MAX_DELAY_SECONDS:g}s ahead, got {not_before.isoformat()}"]
-        )
-    return spec

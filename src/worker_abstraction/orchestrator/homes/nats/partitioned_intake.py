@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 
 from worker_abstraction.codec import payload_bytes
 from worker_abstraction.errors import InvalidParametersError, TaskExistsError
-from worker_abstraction.orchestrator.core.engine import new_task_id
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Admit
+from worker_abstraction.orchestrator.core.identity import new_task_id
 from worker_abstraction.orchestrator.homes.nats.partitioned_facts import TaskFacts, holder_token, new_doc
 from worker_abstraction.stores.availability import Backoff, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsStoreError, NatsUnavailableError
