@@ -6,7 +6,8 @@ in a `Hold` from its home (its spec, where to resume, the journal its facts go t
 of them calls back into a run except through the two narrow doors it opens: the scheduler tells it where
 to go (`place`), and each attempt's `AttemptSink` passes on what its worker says.
 
-Its phases and the moves between them are drawn beside `Phase` (crew.py).
+Its phases and the moves between them are drawn beside `Phase` (crew.py). An attempt's way to its worker,
+its worker's answer and the retry decision are in `attempts.py`; the cancel path is in `canceling.py`.
 
 - **Attempt numbers** only grow, and each is reserved in the journal before it is sent, so no number ever
   runs on two workers, even across a crash. A dispatch the worker provably did not run (it was full) keeps
@@ -29,7 +30,6 @@ Its phases and the moves between them are drawn beside `Phase` (crew.py).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -38,18 +38,19 @@ from typing import Any
 from worker_abstraction import lifecycle
 from worker_abstraction.observability import tracing
 from worker_abstraction.observability.task_spans import RunSpans
-from worker_abstraction.orchestrator.core import retries
+from worker_abstraction.orchestrator.core import attempts, canceling, retries
 from worker_abstraction.orchestrator.core.admission import lowered
+from worker_abstraction.orchestrator.core.canceling import CANCEL_CONFIRM_SECONDS as CANCEL_CONFIRM_SECONDS
+from worker_abstraction.orchestrator.core.canceling import CANCEL_RESEND_SECONDS as CANCEL_RESEND_SECONDS
 from worker_abstraction.orchestrator.core.clock import NamedTimers
 from worker_abstraction.orchestrator.core.crew import Crew
-from worker_abstraction.orchestrator.core.deadletters import dead_letter
 from worker_abstraction.orchestrator.core.facts import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Hold
 from worker_abstraction.orchestrator.core.phase import Phase
 from worker_abstraction.orchestrator.core.sinks import AttemptSinks
 from worker_abstraction.orchestrator.core.state import TaskState, task_record
-from worker_abstraction.orchestrator.edge.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer
+from worker_abstraction.orchestrator.edge.dispatch import AttemptSink
 from worker_abstraction.types import (
     FailureOrigin,
     TaskFailure,
@@ -64,9 +65,6 @@ logger = logging.getLogger(__name__)
 # The worker enforces the timeout itself; the run's own deadline comes a little later, so the worker's
 # FAILED update wins when it can, and a silent worker still cannot hold the task forever.
 DEADLINE_SLACK_SECONDS = 2.0
-BUSY_HOLD_SECONDS = 0.25  # a worker that refused for capacity gets no task for this long
-CANCEL_RESEND_SECONDS = 1.0
-CANCEL_CONFIRM_SECONDS = 30.0  # a cancel the worker never confirms ends the task after this long
 
 
 class TaskRun:
@@ -175,7 +173,7 @@ class TaskRun:
             sink = self._open_sink(found.attempt, found.worker_address)
             self._crew.links.get(found.worker_address).follow(sink)
             if self.cancel_reason:  # asked for before the restart: carried out now
-                self._spawn(self._cancel_on_worker(), "resend-cancel")
+                self._spawn(canceling.cancel_on_worker(self), "resend-cancel")
         elif self.cancel_reason:
             self._finish_canceled(self.cancel_reason)
         else:
@@ -183,23 +181,7 @@ class TaskRun:
 
     def place(self, worker: WorkerInfo) -> None:
         """The scheduler reserved a slot on `worker` for this task: send it there."""
-        if self._hold_lost():
-            return
-        state = self.state
-        reused = self._reuse_number
-        number = state.attempt if reused else max(self._sent, state.attempt) + 1
-        self._reuse_number = False
-        self.phase = Phase.SENDING
-        state.begin_attempt(number, worker.worker_id, worker.address)
-        self._crew.standing.dispatched(worker.worker_id)
-        self._start_deadline()
-        # The worker's handler continues the attempt's span (or, untraced here, the caller's).
-        trace_context = self._spans.placed(number, worker.worker_id) if self._spans is not None else None
-        if reused or number > self._reserved:
-            sending = self._store_and_send(worker, number, trace_context, reused=reused)
-            self._spawn(sending, f"store-{self.spec.task_id}")
-        else:
-            self._send(worker, number, trace_context)
+        attempts.place(self, worker)
 
     def deny(self, error: Exception) -> None:
         """No worker that could run it takes tasks from this orchestrator (the scheduler took it out of line)."""
@@ -213,23 +195,7 @@ class TaskRun:
 
     async def cancel(self, reason: str) -> bool:
         """Cancel the task (see the module docstring); False if it had already finished."""
-        if self.phase is Phase.DONE:
-            return False
-        if self.cancel_reason:
-            return True
-        self.cancel_reason = reason
-        await self._journal.cancel_requested(self.spec.task_id, reason)
-        if self.done():  # it ended while the request was being stored
-            return self.state.status is TaskStatus.CANCELED
-        if self.phase is Phase.WAITING:
-            self._crew.scheduler.withdraw(self)
-        if self.phase in (Phase.WAITING, Phase.BACKOFF, Phase.DELAYED):
-            self._finish_canceled(reason)
-            return True
-        self._timers.start("cancel", CANCEL_CONFIRM_SECONDS, self._cancel_unconfirmed)
-        if self.phase is Phase.SENDING:  # the cancel follows the dispatch once the worker has it
-            return True
-        return await self._cancel_on_worker()
+        return await canceling.cancel(self, reason)
 
     # ---- what workers say (through an attempt's sink) ------------------------------------------------------
 
@@ -268,7 +234,7 @@ class TaskRun:
                     "for this task (with its arguments)"
                 )
                 failure = TaskFailure("OutputTooLarge", problem, FailureOrigin.HANDLER, retryable=False)
-                self._attempt_failed(failure, None)
+                attempts.failed(self, failure, None)
                 return
         if update.status is TaskStatus.COMPLETED or (update.status is TaskStatus.CANCELED and self.cancel_reason):
             self._crew.standing.answered(worker_id)
@@ -277,17 +243,17 @@ class TaskRun:
             # Nobody asked: the worker gave the task up (it is stopping). That is the worker's failure.
             given_up = update.failure or TaskFailure(lifecycle.CANCELED, update.error_message)
             failure = TaskFailure(given_up.type, given_up.message, FailureOrigin.INFRASTRUCTURE, retryable=True)
-            self._attempt_failed(failure, None)
+            attempts.failed(self, failure, None)
         else:
             self._crew.standing.answered(worker_id)  # it answered: the task failed, not the worker
             failure = update.failure or TaskFailure("Error", update.error_message)
-            self._attempt_failed(failure, update)
+            attempts.failed(self, failure, update)
 
     def on_lost(self, number: int, reason: str) -> None:
         if not self.is_current(number) or self._hold_lost():
             return
         message = f"attempt {number} on worker {self.state.worker_id}: {reason}"
-        self._attempt_failed(TaskFailure(lifecycle.WORKER_LOST, message, FailureOrigin.INFRASTRUCTURE), None)
+        attempts.failed(self, TaskFailure(lifecycle.WORKER_LOST, message, FailureOrigin.INFRASTRUCTURE), None)
 
     def worker_left(self, worker_id: str, reason: str) -> None:
         """The registry says the worker left: its attempt here will never report back."""
@@ -322,177 +288,6 @@ class TaskRun:
                            dead_lettered=self.dead_lettered, cancel_reason=self.cancel_reason)  # fmt: skip
 
     # ---- inside ------------------------------------------------------------------------------------------
-
-    async def _store_and_send(
-        self, worker: WorkerInfo, number: int, trace: tracing.TraceContext | None, *, reused: bool
-    ) -> None:
-        """Store what must be stored before attempt `number` goes to `worker`, then send it.
-
-        A new number past the reservation: the next block is reserved first (never reused after a crash). A
-        number a worker refused, sent again (to another worker, perhaps): the fact naming the worker is
-        stored first, so that a run resumed after a crash looks for the attempt where it was sent, never
-        on the worker that refused it while it runs on this one.
-        """
-        journal, task_id = self._journal, self.spec.task_id
-        try:
-            if reused:
-                await journal.dispatching(task_id, worker.worker_id, worker.address, number)
-            else:
-                self._reserved = number + ATTEMPT_BLOCK - 1
-                await journal.reserve(task_id, self._reserved)
-        except Exception as error:  # a store that cannot write: fail loudly, never hang
-            if not self.done():  # (a lost hold: the run was handed over, and says nothing)
-                self._dispatch_failed(error)
-            return
-        self._send(worker, number, trace, stored=reused)
-
-    def _send(
-        self, worker: WorkerInfo, number: int, trace: tracing.TraceContext | None, *, stored: bool = False
-    ) -> None:
-        crew = self._crew
-        try:
-            # Canceled, expired or handed over while its number was being stored: it goes nowhere, and no
-            # fact names a worker it was not sent to.
-            if not self.is_current(number) or self._hold_lost():
-                return
-            if not stored:
-                self._journal.dispatched(self.spec.task_id, worker.worker_id, worker.address, number)
-            self._sent = max(self._sent, number)
-            sink = self._open_sink(number, worker.address)
-            answered = crew.links.get(worker.address).dispatch(
-                self.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace
-            )
-        except Exception as error:  # a bug: fail loudly, never hang
-            self._dispatch_failed(error)
-            return
-        answered.add_done_callback(functools.partial(self._answered, worker, number))
-
-    def _dispatch_failed(self, error: BaseException) -> None:
-        logger.error("dispatching task %s failed", self.spec.task_id, exc_info=error, extra=self._log_fields())
-        failure = TaskFailure("OrchestratorError", repr(error), FailureOrigin.INFRASTRUCTURE, retryable=False)
-        self._finish(retries.failed(self.state, failure))
-
-    def _answered(self, worker: WorkerInfo, number: int, answered: asyncio.Future[DispatchAnswer]) -> None:
-        """The worker's answer to attempt `number`."""
-        if answered.cancelled() or not self.is_current(number) or self._hold_lost():
-            return
-        if (error := answered.exception()) is not None:
-            self._dispatch_failed(error)
-            return
-        crew, answer = self._crew, answered.result()
-        spans = self._spans
-        if spans is not None:
-            refused = answer.answer is not Answer.ACCEPTED and answer.answer is not Answer.BUSY
-            spans.answered(answer.answer.value, answer.message if refused else None)
-        if answer.answer is Answer.ACCEPTED:
-            self.phase = Phase.RUNNING
-            if self.cancel_reason:  # canceled while the dispatch was on its way
-                self._spawn(self._cancel_on_worker(), f"cancel-{self.spec.task_id}")
-            return
-        if self.cancel_reason:
-            self._finish_canceled(self.cancel_reason)
-            return
-        if answer.answer is Answer.REJECTED:
-            crew.standing.answered(worker.worker_id)
-            failure = TaskFailure(lifecycle.REJECTED, answer.message, FailureOrigin.REJECTED, retryable=False)
-            self._finish(retries.failed(self.state, failure))
-            return
-        crew.scheduler.release(self)
-        if answer.answer is Answer.BUSY:
-            self.state.forget_attempt()
-            self._reuse_number = True  # it provably did not run there
-            # Waiting again, stored as such: a run resumed from here does not look for it on that worker.
-            self._journal.requeued(self.spec.task_id, number, self._failures)
-            if spans is not None:
-                spans.attempt_ended(None)
-            crew.scheduler.hold_back(worker.worker_id, BUSY_HOLD_SECONDS)
-        else:  # unreachable, or not a worker: never the task's fault; it goes to another worker
-            logger.info("task %s could not be handed to worker %s (%s); it waits for another",
-                        self.spec.task_id, worker.worker_id, answer.message, extra=self._log_fields())  # fmt: skip
-            crew.standing.failed(worker.worker_id, f"task dispatch failed: {answer.message}")
-            self.state.end_attempt(TaskStatus.FAILED, f"{lifecycle.DISPATCH_FAILED}: {answer.message}")
-            self.state.worker_id = self.state.worker_address = ""
-            self.avoid = self.avoid | {worker.worker_id}
-            if spans is not None:
-                spans.attempt_ended(answer.message)
-        self._timers.stop("deadline")
-        self.phase = Phase.WAITING
-        self._enqueue()
-
-    def _attempt_failed(self, failure: TaskFailure, update: TaskUpdate | None) -> None:
-        """The current attempt failed: retry it, or end the task."""
-        if self._hold_lost():
-            return
-        state, crew = self.state, self._crew
-        number, worker_id = state.attempt, state.worker_id
-        state.end_attempt(TaskStatus.FAILED, failure.text)
-        self._timers.stop("deadline")
-        if self._spans is not None:
-            self._spans.attempt_ended(failure.text)
-        infrastructure = failure.origin is FailureOrigin.INFRASTRUCTURE
-        if infrastructure:
-            crew.standing.failed(worker_id, failure.text)
-        if self.cancel_reason:  # canceled: a failed attempt is not run again
-            self._finish_canceled(self.cancel_reason)
-            return
-        self._failures += 1
-        worth_it = retries.retryable(self.retry, failure)
-        if worth_it and self._failures < self.retry.max_attempts:
-            delay = self.retry.backoff_seconds(self._failures)
-            logger.info(
-                "task %s attempt %d on worker %s failed (%s); retrying in %.2fs",
-                self.spec.task_id, number, worker_id, failure.text, delay, extra=self._log_fields(),
-            )  # fmt: skip
-            crew.scheduler.release(self)
-            self.avoid = self.avoid | {worker_id}
-            self.phase = Phase.BACKOFF
-            state.append(retries.retrying(state, failure))
-            state.worker_id = state.worker_address = ""  # waiting again: no worker has it
-            self._journal.requeued(self.spec.task_id, number, self._failures)
-            self._timers.start("backoff", delay, self._retry)
-            if crew.metrics is not None:
-                crew.metrics.task_retried(self.capability)
-            return
-        if worth_it:  # it was worth retrying and ran out of attempts
-            self.dead_lettered = True
-            self._journal.dead_lettered(dead_letter(self.spec, self.retry, state.attempts, failure.text))
-        self._finish(update if update is not None else retries.failed(state, failure))
-
-    def _retry(self) -> None:
-        if self.phase is Phase.BACKOFF:
-            self.phase = Phase.WAITING
-            self._enqueue()
-
-    async def _cancel_on_worker(self) -> bool:
-        state = self.state
-        if self._hold_lost():
-            return False
-        link = self._crew.links.get(state.worker_address)
-        answer = await link.cancel(self.spec.task_id, self.cancel_reason)
-        if self.done():
-            return state.status is TaskStatus.CANCELED
-        if answer is CancelAnswer.FINISHED:
-            return False  # its terminal update is on the way: it ends as it ended
-        if answer is CancelAnswer.UNSUPPORTED:
-            note = f"worker {state.worker_id} cannot cancel tasks (no CancelTask), so its late result is ignored"
-            logger.warning("task %s canceled here: %s", self.spec.task_id, note, extra=self._log_fields())
-            self._finish_canceled(f"{self.cancel_reason} ({note})")
-            return True
-        if answer in (CancelAnswer.UNREACHABLE, CancelAnswer.UNKNOWN):
-            # Not delivered: keep asking until the task ends one way or another (a lost worker's attempt
-            # fails and, being canceled, is not retried; the confirmation timer ends it at the latest).
-            self._timers.start("resend-cancel", CANCEL_RESEND_SECONDS, self._resend_cancel)
-        return True
-
-    def _resend_cancel(self) -> None:
-        if self.phase is Phase.RUNNING:
-            self._spawn(self._cancel_on_worker(), "resend-cancel")
-
-    def _cancel_unconfirmed(self) -> None:
-        if not self.done():
-            worker = self.state.worker_id
-            self._finish_canceled(f"{self.cancel_reason} (worker {worker} did not confirm within "
-                                  f"{CANCEL_CONFIRM_SECONDS:g}s; its late result is ignored)")  # fmt: skip
 
     def _queue_expired(self) -> None:
         # Only a task still waiting expires; one that reached a worker runs under its execution deadline.
