@@ -279,15 +279,9 @@ class WorkflowRun:
                     step_done = running.pop(finished, None)
                     if step_done is None:
                         continue
-                    error = finished.exception()
-                    if error is None:
-                        self._outputs[step_done.name] = finished.result()
-                        self._set(step_done.name, COMPLETED, output=finished.result())
+                    status, text = self._record_end(step_done, finished)
+                    if status == COMPLETED:
                         continue
-                    status, text = (
-                        (error.status, error.error) if isinstance(error, StepFailed) else (FAILED, str(error))
-                    )
-                    self._set(step_done.name, status, error=text)
                     if failure is None:
                         failure = (step_done.name, text)
                         if self.workflow.fail_fast:
@@ -303,6 +297,17 @@ class WorkflowRun:
             canceling.cancel()
             for task in running:
                 task.cancel()
+
+    def _record_end(self, step: Step, finished: asyncio.Task[Any]) -> tuple[str, str]:
+        """Record how a step's coroutine ended: COMPLETED with its output, or its status and error."""
+        error = finished.exception()
+        if error is None:
+            self._outputs[step.name] = finished.result()
+            self._set(step.name, COMPLETED, output=finished.result())
+            return COMPLETED, ""
+        status, text = (error.status, error.error) if isinstance(error, StepFailed) else (FAILED, str(error))
+        self._set(step.name, status, error=text)
+        return status, text
 
     async def _cancel_running(
         self, reason: str, running: Mapping[asyncio.Task[Any], Step] | None = None
@@ -320,13 +325,7 @@ class WorkflowRun:
             for task, step in list(running.items()):
                 if self._records[step.name].status != RUNNING or not task.done() or task.cancelled():
                     continue
-                error = task.exception()
-                if error is None:
-                    self._outputs[step.name] = task.result()
-                    self._set(step.name, COMPLETED, output=task.result())
-                    continue
-                status, text = (error.status, error.error) if isinstance(error, StepFailed) else (FAILED, str(error))
-                self._set(step.name, status, error=text)
+                status, text = self._record_end(step, task)
                 if status == FAILED and failed is None:
                     failed = (step.name, text)
         for step_name in list(self._step_tasks):
