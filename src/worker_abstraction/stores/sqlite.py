@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +34,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from worker_abstraction.stores import sqlite_reads
 from worker_abstraction.stores.lock import StoreLock, database_file
+from worker_abstraction.stores.sqlite_batch import MOOT, Fact, commit, settle
+from worker_abstraction.stores.sqlite_checkpoint import CHECKPOINT_BYTES, LOG_LIMIT_BYTES, LogCheckpoints
 from worker_abstraction.stores.sqlite_schema import connect, prepare
 from worker_abstraction.stores.tasks import Stored, StoredDeadLetter, StoredTask
 from worker_abstraction.types import TaskQuery
@@ -46,11 +48,6 @@ _SOON, _LATER = "soon", "later"  # when the scheduled commit runs: next turn, or
 # How long facts written behind may wait for a commit somebody waits for (an acceptance), so that they share
 # it rather than cost one of their own.
 BEHIND_SECONDS = 0.005
-
-# The log's size at which a checkpoint starts (on the reader thread, while commits go on; the writer never
-# checkpoints itself), and the size at which commits wait for it: the log stays under that plus one group commit.
-CHECKPOINT_BYTES = 16 * 2**20
-LOG_LIMIT_BYTES = 64 * 2**20
 
 
 class SqliteTaskStore:
@@ -78,9 +75,7 @@ class SqliteTaskStore:
     ) -> None:
         self.path = str(path)
         self._on_commit = on_commit
-        self._on_checkpoint = on_checkpoint
         self._checkpoint_bytes = checkpoint_bytes
-        self._log_limit_bytes = max(log_limit_bytes, checkpoint_bytes)
         self._behind_seconds = behind_seconds
         self._db: sqlite3.Connection | None = None  # the writer, used on the loop's thread only
         # The reader thread owns the other connection: sqlite3 connections are not shared across threads.
@@ -90,18 +85,21 @@ class SqliteTaskStore:
         # A database kept in memory is private to its connection: the writer reads it too, on the loop.
         file = database_file(self.path)
         self._in_memory = file is None
-        self._log = f"{file}-wal"  # its size is what was written since the log started over (see prepare)
-        self._pending: list[_Fact] = []  # facts not yet committed, in order
+        self._pending: list[Fact] = []  # facts not yet committed, in order
         # What this batch's facts written behind share: one future, done when their commit ends.
         self._behind: asyncio.Future[None] | None = None
         # Task id -> the position in `_pending` of its dispatched fact: a finished fact in the same batch
         # makes it moot (the finished fact writes the worker a listing reads), so it is not written at all.
         self._dispatched: dict[str, int] = {}
-        self._checkpoint_running = False
-        self._log_grew = False  # a commit wrote to the log since the checkpoint's first pass began
-        self._held = False  # commits wait: for a checkpoint's last pass, or for it to end (the log at its limit)
-        self._checkpoint_began = self._held_since = 0.0  # (perf_counter)
-        self._closing = False
+        self._checkpoints = LogCheckpoints(
+            f"{file}-wal",
+            self._executor,
+            lambda: self._reader,
+            self._commit_pending,
+            checkpoint_bytes=checkpoint_bytes,
+            log_limit_bytes=max(log_limit_bytes, checkpoint_bytes),
+            on_checkpoint=on_checkpoint,
+        )
         self._commit_due: str | None = None  # _SOON or _LATER once a commit is scheduled
         self._soon: asyncio.Handle | None = None  # the commit on the next turn, if one is due
         self._later: asyncio.TimerHandle | None = None  # the commit of facts written behind, if one is due
@@ -187,7 +185,7 @@ class SqliteTaskStore:
     def finished(self, task_id: str, record: bytes, status: int, worker_id: str = "") -> asyncio.Future[None]:
         moot = self._dispatched.pop(task_id, None)
         if moot is not None:
-            self._pending[moot] = _MOOT
+            self._pending[moot] = MOOT
         return self._write(
             "UPDATE tasks SET state = 'finished', record = ?, status = ?, worker_id = ?, updated_at = ? "
             "WHERE task_id = ?",
@@ -196,61 +194,19 @@ class SqliteTaskStore:
         )
 
     async def unfinished(self) -> list[StoredTask]:
-        rows = await self._query(
-            "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason, failures, reserved, "
-            "dispatched_at FROM tasks "
-            "WHERE state != 'finished' ORDER BY accepted_at, updated_at"
-        )
-        return [StoredTask(*row) for row in rows]
+        return await sqlite_reads.unfinished(self._query)
 
     async def finished_record(self, task_id: str) -> bytes | None:
-        rows = await self._query(
-            "SELECT record FROM tasks WHERE task_id = ? AND state = 'finished' AND record IS NOT NULL", (task_id,)
-        )
-        return bytes(rows[0][0]) if rows else None
+        return await sqlite_reads.finished_record(self._query, task_id)
 
     async def finished_by_key(self, idempotency_key: str) -> bytes | None:
-        rows = await self._query(
-            "SELECT record FROM tasks WHERE idempotency_key = ? AND state = 'finished' AND record IS NOT NULL "
-            "ORDER BY accepted_at DESC LIMIT 1",
-            (idempotency_key,),
-        )
-        return bytes(rows[0][0]) if rows else None
+        return await sqlite_reads.finished_by_key(self._query, idempotency_key)
 
     async def submission(self, task_id: str) -> StoredTask | None:
-        rows = await self._query("SELECT task_id, task, options FROM tasks WHERE task_id = ?", (task_id,))
-        return StoredTask(rows[0][0], bytes(rows[0][1]), rows[0][2]) if rows else None
+        return await sqlite_reads.submission(self._query, task_id)
 
     async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[bytes]:
-        where, parameters = ["state = 'finished'", "record IS NOT NULL"], list[Any]()
-        if query.statuses:
-            where.append(f"status IN ({', '.join('?' * len(query.statuses))})")
-            parameters.extend(int(status) for status in query.statuses)
-        if query.capability:
-            where.append("capability = ?")
-            parameters.append(query.capability)
-        if query.owner is not None:
-            where.append("owner = ?")
-            parameters.append(query.owner)
-        if query.worker_id:  # the worker of the latest attempt, written with the finished record
-            where.append("worker_id = ?")
-            parameters.append(query.worker_id)
-        # Submitted is read as accepted (a column; the record's submitted_at is inside its blob): moments apart,
-        # unless a caller set its task's creation time itself.
-        if query.since is not None:
-            where.append("accepted_at >= ?")
-            parameters.append(query.since_seconds)
-        if query.until is not None:
-            where.append("accepted_at < ?")
-            parameters.append(query.until_seconds)
-        if query.task_id_prefix:  # the range lets the primary key's index find them; substr makes it exact
-            where.append("task_id >= ? AND substr(task_id, 1, ?) = ?")
-            parameters.extend((query.task_id_prefix, len(query.task_id_prefix), query.task_id_prefix))
-        rows = await self._query(
-            f"SELECT record FROM tasks WHERE {' AND '.join(where)} ORDER BY accepted_at DESC, task_id LIMIT ? OFFSET ?",
-            (*parameters, limit, offset),
-        )
-        return [bytes(row[0]) for row in rows]
+        return await sqlite_reads.finished_records(self._query, query, limit=limit, offset=offset)
 
     def dead_lettered(self, task_id: str, entry: bytes, options: str) -> asyncio.Future[None]:
         return self._write(
@@ -265,8 +221,7 @@ class SqliteTaskStore:
         )
 
     async def dead_letters(self) -> list[StoredDeadLetter]:
-        rows = await self._query("SELECT entry, options FROM dead_letters ORDER BY added_at")
-        return [StoredDeadLetter(bytes(entry), options) for entry, options in rows]
+        return await sqlite_reads.dead_letters(self._query)
 
     async def expire_finished(
         self, before: float, *, capability: str | None = None, other_than: Sequence[str] = (), limit: int = 500
@@ -316,9 +271,9 @@ class SqliteTaskStore:
         return ids
 
     async def close(self) -> None:
-        self._closing = True  # no checkpoint pass starts from now on
+        self._checkpoints.closing = True  # no checkpoint pass starts from now on
         await self._run(_nothing)  # a pass under way ends first
-        self._held = False
+        self._checkpoints.held = False
         self._commit_pending()
         if self._db is not None:
             self._db.close()
@@ -337,7 +292,7 @@ class SqliteTaskStore:
         loop's next turn: for a caller that has just made a batch of them (a message's submissions), whose
         answers then leave a turn sooner. Nothing happens while commits wait for a checkpoint (they are
         committed once it ends) or when no such fact waits."""
-        if self._commit_due is _SOON and not self._held:
+        if self._commit_due is _SOON and not self._checkpoints.held:
             self._commit_pending()
 
     def _write(
@@ -355,7 +310,7 @@ class SqliteTaskStore:
         written: asyncio.Future[None] | None = None if behind else loop.create_future()
         if behind and self._behind is None:
             self._behind = loop.create_future()
-        if not self._held:
+        if not self._checkpoints.held:
             if not behind:
                 if self._commit_due is not _SOON:
                     self._commit_due = _SOON
@@ -373,7 +328,7 @@ class SqliteTaskStore:
         return written
 
     def _commit_pending(self) -> None:
-        if self._held:
+        if self._checkpoints.held:
             return  # committed once the checkpoint ends
         self._commit_due = None
         if self._soon is not None:
@@ -388,106 +343,22 @@ class SqliteTaskStore:
         if not batch:
             return
         if self._on_commit is None:
-            outcomes = self._commit(batch)
+            outcomes = commit(self._db, batch)
         else:
             began = time.perf_counter()
-            outcomes = self._commit(batch)
+            outcomes = commit(self._db, batch)
             self._on_commit(time.perf_counter() - began)
-        _settle(batch, outcomes, behind)
+        settle(batch, outcomes, behind)
         if self._db is not None:  # (a closed store refuses every write; that is not a broken file)
             self._note_writable(any(outcome is None for outcome in outcomes))
         if not self._in_memory:
-            self._watch_log()
+            self._checkpoints.watch()
 
     def _note_writable(self, writable: bool) -> None:
         if writable != self.writable:
             self.writable = writable
             if self.on_writable is not None:
                 self.on_writable(writable)
-
-    def _watch_log(self) -> None:
-        """After a commit: start a checkpoint once the log is big enough, hold commits once it is too big."""
-        self._log_grew = True
-        try:
-            size = os.stat(self._log).st_size
-        except OSError:
-            return
-        if size > self._checkpoint_bytes and not self._checkpoint_running and not self._closing:
-            self._checkpoint_running, self._log_grew = True, False
-            self._checkpoint_began = time.perf_counter()
-            self._executor.submit(self._copy_log, asyncio.get_running_loop(), self._last_pass)
-        if size >= self._log_limit_bytes and self._checkpoint_running:
-            self._hold()  # until the checkpoint ends
-
-    def _hold(self) -> None:
-        if not self._held:
-            self._held, self._held_since = True, time.perf_counter()
-
-    def _copy_log(self, loop: asyncio.AbstractEventLoop, then: Callable[[], None]) -> None:
-        """One pass of a checkpoint, on the reader thread; `then` runs on the loop once it ends."""
-        try:
-            if self._reader is not None:
-                # PASSIVE: copies what it can and never waits for the writer. The log is synced before it is
-                # copied, the database once the whole log is in it (not after a first pass that commits outran).
-                self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
-            pass  # the next checkpoint tries again; the log only grows meanwhile
-        finally:
-            loop.call_soon_threadsafe(then)
-
-    def _last_pass(self) -> None:
-        if self._closing:
-            self._checkpoint_running = False
-        elif not self._log_grew:
-            self._checkpointed()  # nothing was committed during the first pass: it copied the whole log
-        else:
-            # Commits wait while the last pass copies what they wrote during the first; only then is the whole
-            # log in the database, and can the next commit start it over.
-            self._hold()
-            self._executor.submit(self._copy_log, asyncio.get_running_loop(), self._checkpointed)
-
-    def _checkpointed(self) -> None:
-        ended = time.perf_counter()
-        held = ended - self._held_since if self._held else 0.0
-        self._checkpoint_running = self._held = False
-        self._commit_pending()  # the first commit after a complete checkpoint starts the log over
-        if self._on_checkpoint is not None:
-            self._on_checkpoint(ended - self._checkpoint_began, held)
-
-    def _commit(self, batch: list[_Fact]) -> list[BaseException | None]:
-        if self._db is None:
-            return [sqlite3.ProgrammingError("the store is closed")] * len(batch)
-        try:
-            self._db.execute("BEGIN")
-            # Consecutive writes of one kind go in one call (in their order): a turn's facts come in runs.
-            start = 0
-            while start < len(batch):
-                sql = batch[start][0]
-                end = start + 1
-                while end < len(batch) and batch[end][0] == sql:
-                    end += 1
-                if not sql:
-                    pass  # moot facts
-                elif end - start == 1:
-                    self._db.execute(sql, batch[start][1])
-                else:
-                    self._db.executemany(sql, [fact[1] for fact in batch[start:end]])
-                start = end
-            self._db.execute("COMMIT")
-            return [None] * len(batch)
-        except sqlite3.Error:
-            if self._db.in_transaction:
-                self._db.execute("ROLLBACK")
-        # One statement failed: each on its own, so only that one fails.
-        outcomes: list[BaseException | None] = []
-        for sql, parameters, _, _ in batch:
-            try:
-                if sql:
-                    self._db.execute(sql, parameters)
-                outcomes.append(None)
-            except sqlite3.Error as error:
-                outcomes.append(error)
-        return outcomes
 
     def _fetch(self, sql: str, parameters: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         assert self._reader is not None, "open() the store first"
@@ -512,31 +383,3 @@ class SqliteTaskStore:
 
 def _nothing() -> None:
     return None
-
-
-# sql ("": moot), parameters, its own future (none if written behind), who is told as its commit ends
-_Fact = tuple[str, tuple[Any, ...], "asyncio.Future[None] | None", Stored | None]
-_MOOT: _Fact = ("", (), None, None)
-
-
-def _settle(batch: list[_Fact], outcomes: list[BaseException | None], behind: asyncio.Future[None] | None) -> None:
-    failed: BaseException | None = None
-    for (_, _, written, then), outcome in zip(batch, outcomes, strict=True):
-        if then is not None:
-            try:
-                then(outcome)
-            except Exception:  # (one waiter's fault: the others are still told, as a future's callbacks are)
-                logger.exception("a task store write's callback failed")
-        if written is None:
-            failed = failed or outcome
-        elif written.done():
-            continue
-        elif outcome is None:
-            written.set_result(None)
-        else:
-            written.set_exception(outcome)
-    if behind is not None and not behind.done():
-        if failed is None:
-            behind.set_result(None)
-        else:
-            behind.set_exception(failed)
