@@ -59,91 +59,41 @@ import asyncio
 import contextlib
 import logging
 import math
-import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig
 from nats.js.client import JetStreamContext
-from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from worker_abstraction.stores.availability import Backoff, StoreAvailability
-from worker_abstraction.stores.jetstream.connection import (
-    NATS_ERRORS,
-    WRONG_LAST_SEQUENCE,
-    NatsStoreError,
-    NatsUnavailableError,
-)
+from worker_abstraction.stores.jetstream.connection import NATS_ERRORS, NatsStoreError, NatsUnavailableError
 from worker_abstraction.stores.jetstream.partition_keys import (
     Owner,
     assign,
-    decode_name,
-    dump,
     encode_name,
-    loads,
-    member_incarnation,
-    owner_of,
     owner_value,
-    partition_number,
     partition_of,
     preferred_owner,
 )
-from worker_abstraction.stores.jetstream.scan import delivered
+from worker_abstraction.stores.jetstream.partition_membership import TRUSTED_SHARE, PartitionMembership
+from worker_abstraction.stores.jetstream.partition_view import (
+    _MARKER_TTL_SECONDS,
+    _MEMBER,
+    _OWNER,
+    PartitionOptions,
+    _Hold,
+    _Member,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TRUSTED_SHARE", "PartitionLeases", "PartitionOptions", "assign", "partition_of", "preferred_owner"]
 
-TRUSTED_SHARE = 5 / 6  # of lease_seconds from a confirmed renewal: how long partitions count as held
-_MARKER_TTL_SECONDS = 60  # how long expiry and deletion markers stay (watchers see them at once)
-_MEMBER, _OWNER, _CONFIG = "member.", "owner.", "config"
-_MAX_DEAD = 10_000  # incarnations remembered as over, beyond those some key still names
-_SILENCE_GRACE_SECONDS = 1.0  # beyond T + L/3: the server's expiry delay, before a silent member is re-read
 
-
-@dataclass(frozen=True, slots=True)
-class PartitionOptions:
-    """How the partitions are shared.
-
-    Args:
-        partitions: how many partitions task ids hash to; every replica of one bucket uses the same count.
-        lease_seconds: a replica's lease: it renews it every third of this, counts its partitions held for
-            `TRUSTED_SHARE` of it after a confirmed renewal, and its member key outlives its last write by
-            this, rounded up to whole seconds (at least 1).
-        bucket: the KV bucket's name.
-        replicas: copies of the bucket in a NATS cluster (1, or 3 for R3).
-    """
-
-    partitions: int = 32
-    lease_seconds: float = 10.0
-    bucket: str = "wa_partitions"
-    replicas: int = 1
-
-
-@dataclass(slots=True)
-class _Member:
-    incarnation: str | None  # None: its key is gone
-    revision: int
-    heard: float  # (time.monotonic()) when a write of it was last seen
-
-
-@dataclass(frozen=True, slots=True)
-class _Hold:
-    epoch: int
-    revision: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Found:
-    value: bytes | None  # None: no live value (absent, deleted or expired)
-    revision: int  # 0 when absent
-
-
-class PartitionLeases:
+class PartitionLeases(PartitionMembership):
     """This replica's share of the partitions; open it with `PartitionLeases.open`.
 
     Callbacks, called on the event loop; one that raises is logged and never stops the keeper:
@@ -300,113 +250,6 @@ class PartitionLeases:
         if self._watching is not None:
             await _cancel(self._watching)
 
-    # -- the lease: the member key ------------------------------------------------------------------------
-
-    async def _keep_membership(self) -> None:
-        backoff = Backoff(self._interval / 8, self._interval / 2)
-        delay = 0.0
-        while True:
-            await self._sleep(delay)
-            began = time.monotonic()
-            try:
-                await (self._renew(began) if self._incarnation is not None else self._join(began))
-            except NatsUnavailableError as error:
-                self.availability.failed(error)
-                delay = backoff.pause()
-                continue
-            except Exception:  # the keeper itself never stops
-                logger.exception("partition leases: a membership round of %s failed", self.replica)
-                delay = backoff.pause()
-                continue
-            self.availability.answered()
-            backoff.reset()
-            delay = max(0.0, began + self._interval - time.monotonic())
-
-    async def _join(self, began: float) -> None:
-        incarnation = self._joining or secrets.token_hex(8)
-        self._joining = incarnation
-        value = dump({"replica": self.replica, "incarnation": incarnation})
-        revision = await self._write(self._member_key, value, last=0, ttl=self._ttl)
-        confirmed = revision is not None
-        if revision is None:
-            found = await self._read(self._member_key)
-            if found.value is None:  # a marker of the previous incarnation is the key's last revision
-                revision = await self._write(self._member_key, value, last=found.revision, ttl=self._ttl)
-                confirmed = revision is not None
-            elif member_incarnation(found.value, self.replica) == incarnation:
-                revision = found.revision  # an earlier create landed though its answer was lost
-            elif not self._waiting_logged:
-                self._waiting_logged = True
-                logger.info("partition leases: %s waits for its previous member key to expire", self.replica)
-        if revision is None:
-            return
-        self._joining, self._waiting_logged = None, False
-        self._incarnation, self._member_revision = incarnation, revision
-        if confirmed:
-            self._extend(began + TRUSTED_SHARE * self.options.lease_seconds)
-        logger.info("partition leases: %s joined (incarnation %s)", self.replica, incarnation)
-        self._dirty.set()
-
-    async def _renew(self, began: float) -> None:
-        incarnation = self._incarnation
-        value = dump({"replica": self.replica, "incarnation": incarnation})
-        for _ in range(2):
-            revision = await self._write(self._member_key, value, last=self._member_revision, ttl=self._ttl)
-            if self._incarnation != incarnation:
-                return  # it left meanwhile
-            if revision is not None:
-                self._member_revision = revision
-                self._extend(began + TRUSTED_SHARE * self.options.lease_seconds)
-                return
-            found = await self._read(self._member_key)
-            if self._incarnation != incarnation:
-                return
-            if found.value is None or member_incarnation(found.value, self.replica) != incarnation:
-                self._leave("its member key expired or was replaced")
-                return
-            # A write whose answer was lost (a round that timed out while the connection was down) landed
-            # since: write again on it, in this round, which then counts from `began` as any other.
-            self._member_revision = max(self._member_revision, found.revision)
-
-    def _extend(self, until: float) -> None:
-        if until <= self._held_until:
-            return
-        # A lease that lapsed before this renewal was confirmed (its timer not run yet) stays lapsed: its
-        # partitions are dropped now and claimed again under new epochs, never revived under the old ones
-        # (runs that saw them lapse have stopped, and their tasks must be taken on again).
-        self._expire()
-        self._held_until = until
-        if self._lapse is not None:
-            self._lapse.cancel()
-        self._lapse = asyncio.get_running_loop().call_later(max(0.0, until - time.monotonic()), self._lapsed)
-
-    def _lapsed(self) -> None:
-        left = self._held_until - time.monotonic()
-        self._lapse = asyncio.get_running_loop().call_later(left, self._lapsed) if left > 0 else None  # (early)
-        self._expire()
-
-    def _expire(self) -> None:
-        """Drop every held partition once the lease is no longer trusted (the timer's work, or a late timer's)."""
-        if self._held and time.monotonic() >= self._held_until:
-            lease = TRUSTED_SHARE * self.options.lease_seconds
-            self._drop_all(f"lapsed: no renewal of the lease confirmed within {lease:.1f}s")
-            self._dirty.set()
-
-    def _leave(self, reason: str) -> None:
-        if self._held and time.monotonic() < self._held_until:
-            logger.error(
-                "partition leases: %s's member key is gone while it held partitions: clocks disagree", self.replica
-            )
-        logger.warning("partition leases: %s is no longer a member (%s); it joins again", self.replica, reason)
-        if self._incarnation is not None:
-            self._bury(self._incarnation)  # (over for good: ids are never reused)
-        self._incarnation, self._member_revision, self._held_until = None, 0, -math.inf
-        if self._lapse is not None:
-            self._lapse.cancel()
-            self._lapse = None
-        self._drop_all(f"left the members: {reason}")
-        self._dirty.set()
-
     # -- the share: owner keys ----------------------------------------------------------------------------
 
     async def _keep_balance(self) -> None:
@@ -529,202 +372,6 @@ class PartitionLeases:
             except Exception:
                 logger.exception("partition leases: on_releasing(%d) failed; releasing it anyway", partition)
 
-    def _drop(self, partition: int, reason: str) -> None:
-        if self._held.pop(partition, None) is not None:
-            self._tell(self.on_lost, partition, reason)
-
-    def _drop_all(self, reason: str) -> None:
-        if self._held:
-            logger.warning("partition leases: %s lost %d partitions: %s", self.replica, len(self._held), reason)
-        for partition in sorted(self._held):
-            self._drop(partition, reason)
-
-    def _tell(self, callbacks: list[Callable[[int, Any], None]], partition: int, detail: Any) -> None:
-        for callback in list(callbacks):
-            try:
-                callback(partition, detail)
-            except Exception:
-                logger.exception("partition leases: a callback on partition %d failed", partition)
-
-    # -- who is live ----------------------------------------------------------------------------------------
-
-    def _live_names(self) -> set[str]:
-        return {
-            name for name, m in self._members.items() if m.incarnation is not None and m.incarnation not in self._dead
-        }
-
-    def _alive(self, owner: Owner) -> bool | None:
-        """Whether the incarnation `owner` names is live: True, False (over for good) or None (not known yet)."""
-        if owner.incarnation in self._dead:
-            return False
-        member = self._members.get(owner.holder)
-        if member is None:
-            return None
-        if member.incarnation == owner.incarnation:
-            return True
-        if member.revision > owner.revision:  # the key changed after that incarnation wrote this owner value
-            self._bury(owner.incarnation)
-            return False
-        return None
-
-    async def _resolve(self, owners: list[Owner]) -> None:
-        """Read the member keys of the holders not known live or over (what the server answers now is later
-        than the owner values seen: a key gone or held by another incarnation means theirs is over)."""
-        unknown = [o for o in owners if o.holder and self._alive(o) is None]
-        names = sorted({o.holder for o in unknown})
-        found = dict(
-            zip(names, await asyncio.gather(*(self._read(_MEMBER + encode_name(n)) for n in names)), strict=True)
-        )
-        for owner in unknown:
-            self._learn(owner.holder, found[owner.holder], about=owner.incarnation)
-
-    async def _recheck_silent(self, now: float) -> None:
-        """Read again the member keys not heard of for longer than they can live (a watch that missed a marker)."""
-        silence = self._ttl + self._interval + _SILENCE_GRACE_SECONDS
-        silent = [
-            (name, m.incarnation)
-            for name, m in self._members.items()
-            if m.incarnation is not None and m.incarnation not in self._dead and now - m.heard > silence
-        ]
-        results = await asyncio.gather(*(self._read(_MEMBER + encode_name(name)) for name, _ in silent))
-        for (name, incarnation), seen in zip(silent, results, strict=True):
-            self._learn(name, seen, about=incarnation)
-
-    def _learn(self, name: str, seen: _Found, *, about: str) -> None:
-        """Apply the leader's answer about `name`'s member key, read after `about` was seen: any other answer
-        (gone, or another incarnation) means `about` is over. (The watch may have delivered later revisions
-        meanwhile: the view takes the answer only if it is not older.)"""
-        incarnation = member_incarnation(seen.value, name) if seen.value is not None else None
-        if incarnation != about:
-            self._bury(about)
-        self._apply_member(name, incarnation, seen.revision)
-        member = self._members.get(name)
-        if member is not None:
-            member.heard = time.monotonic()
-            if member.incarnation in self._dead:
-                member.incarnation = None
-
-    def _bury(self, incarnation: str) -> None:
-        self._dead.add(incarnation)
-        if len(self._dead) > _MAX_DEAD:
-            named = {o.incarnation for o in self._owners.values()} | {m.incarnation for m in self._members.values()}
-            self._dead &= named
-
-    # -- the watch -------------------------------------------------------------------------------------------
-
-    async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
-        received, initial = 0, None
-        try:
-            async for entry in watcher:
-                if entry is None:  # everything the bucket held has been delivered (so nats-py says: `delivered`)
-                    initial = await delivered(watcher)
-                    if received >= initial:
-                        self._synced.set()
-                        self._dirty.set()
-                    continue
-                received += 1
-                try:
-                    self._on_entry(entry)
-                except Exception:  # one unreadable value must not stop the view
-                    logger.exception("partition leases: skipping an unreadable entry %r", entry.key)
-                if initial is not None and received >= initial and not self._synced.is_set():
-                    self._synced.set()
-                    self._dirty.set()
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-    def _on_entry(self, entry: KeyValue.Entry) -> None:
-        if entry.revision is None:
-            return
-        gone = entry.operation in ("DEL", "PURGE")
-        if entry.key.startswith(_MEMBER):
-            name = decode_name(entry.key[len(_MEMBER) :])
-            incarnation = None if gone or name is None else member_incarnation(entry.value or b"", name)
-            if name is None or (incarnation is None and not gone):
-                logger.warning("partition leases: ignoring an unreadable member entry %r", entry.key)
-                return
-            self._apply_member(name, incarnation, entry.revision)
-        elif entry.key.startswith(_OWNER):
-            partition = partition_number(entry.key[len(_OWNER) :], self.options.partitions)
-            previous = self._owners.get(partition) if partition is not None else None
-            owner = owner_of(entry.value or b"", entry.revision) if not gone else None
-            if gone:  # (deleted by hand: the epoch goes on from the last one seen)
-                owner = Owner("", "", previous.epoch if previous is not None else 0, entry.revision)
-            if partition is None or owner is None:
-                logger.warning("partition leases: ignoring an unreadable owner entry %r", entry.key)
-                return
-            self._apply_owner(partition, owner)
-        self._dirty.set()
-
-    def _apply_member(self, name: str, incarnation: str | None, revision: int) -> None:
-        previous = self._members.get(name)
-        if previous is not None and revision <= previous.revision:
-            return
-        if previous is not None and previous.incarnation is not None and previous.incarnation != incarnation:
-            self._bury(previous.incarnation)
-        self._members[name] = _Member(incarnation, revision, time.monotonic())
-        mine = self._incarnation
-        if name == self.replica and mine is not None and incarnation != mine and revision > self._member_revision:
-            self._leave("its member key expired" if incarnation is None else "another process took its name")
-
-    def _apply_owner(self, partition: int, owner: Owner) -> None:
-        previous = self._owners.get(partition)
-        if previous is not None and owner.revision <= previous.revision:
-            return
-        self._owners[partition] = owner
-        hold = self._held.get(partition)
-        if hold is not None and owner.revision > hold.revision and owner.incarnation != self._incarnation:
-            self._drop(partition, f"taken by {owner.holder!r}" if owner.holder else "released by another writer")
-
-    # -- the bucket ------------------------------------------------------------------------------------------
-
-    async def _agree_on_count(self) -> None:
-        wanted = self.options.partitions
-        for _ in range(3):
-            found = await self._read(_CONFIG)
-            if found.value is not None:
-                count = loads(found.value).get("partitions")
-                if count != wanted:
-                    raise NatsStoreError(
-                        f"the partition bucket {self.options.bucket!r} is shared into {count!r} partitions, not "
-                        f"{wanted}: every replica must use one count (delete the bucket to change it)"
-                    )
-                return
-            if await self._write(_CONFIG, dump({"partitions": wanted}), last=found.revision, ttl=None) is not None:
-                return
-        raise NatsUnavailableError(f"the partition count of {self.options.bucket!r} kept changing under this replica")
-
-    async def _write(self, key: str, value: bytes, *, last: int, ttl: int | None, purge: bool = False) -> int | None:
-        """Write one value if `last` is still the key's revision (0: none); its revision, or None if not."""
-        headers = {"Nats-Expected-Last-Subject-Sequence": str(last)}
-        if purge:
-            headers["KV-Operation"] = "PURGE"
-            headers["Nats-Rollup"] = "sub"
-        try:
-            ack = await self._js.publish(self._subject_prefix + key, value, headers=headers, msg_ttl=ttl)
-        except APIError as error:
-            if error.err_code in WRONG_LAST_SEQUENCE:
-                return None
-            raise _unavailable(error) from error
-        except NATS_ERRORS as error:  # disconnected, or no answer in time
-            raise _unavailable(error) from error
-        return int(ack.seq)
-
-    async def _read(self, key: str) -> _Found:
-        """The key's last revision, from the stream's leader (a direct get may answer from a lagging copy)."""
-        try:
-            message = await self._js.get_msg(self._stream, subject=self._subject_prefix + key, direct=False)
-        except NotFoundError:
-            return _Found(None, 0)
-        except NATS_ERRORS as error:
-            raise _unavailable(error) from error
-        headers = message.headers or {}
-        revision = int(message.seq or 0)
-        if headers.get("KV-Operation") in ("DEL", "PURGE") or "Nats-Marker-Reason" in headers:
-            return _Found(None, revision)
-        return _Found(message.data or b"", revision)
-
 
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
@@ -761,7 +408,3 @@ def _answer_timeout(options: PartitionOptions) -> float:
     # Well within a renewal interval's reach of the trusted share: a round that waits this long still leaves
     # time for a retry before the partitions lapse.
     return min(5.0, max(0.5, options.lease_seconds / 4))
-
-
-def _unavailable(error: Exception) -> NatsUnavailableError:
-    return NatsUnavailableError(f"the partition leases' NATS bucket failed: {error!r}")
