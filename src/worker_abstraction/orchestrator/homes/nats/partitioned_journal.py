@@ -23,13 +23,14 @@ end. A finished task's last update goes to the log only once its finished docume
 never sees an end that the document does not record; and after the others, so it is the last one stored.
 
 Retention (`partitioned_expiry`): a finished document carries its TTL; its last update is a rollup with
-the same TTL; its idempotency key is written again with one once the end is stored (by whoever moves it
-too: its holder may have died first); dead letters carry theirs.
+the same TTL; its idempotency key is written again with one once the end is stored
+(`partitioned_housekeeping`); dead letters carry theirs.
 
 A task ends with its finished document written to its finished key (`PartitionedStore.finish_doc`: once,
 whoever writes it; the write that counts), not over its live document. Its live key is purged next,
 fenced by the revision this daemon last wrote, unacknowledged (`purge_finished_soon`), so a daemon that gains
-the partition later replays only what is unfinished. The purge is housekeeping after the fact: one that did
+the partition later replays only what is unfinished (`partitioned_housekeeping` moves the document of a
+task that ended elsewhere, or was left in its partition). The purge is housekeeping after the fact: one that did
 not happen (the daemon died, NATS did not take it) is made by whoever holds the partition next, which looks
 for a task's finished document before it runs a task it takes on (`PartitionedHome`), and purges its live
 key instead.
@@ -38,18 +39,14 @@ key instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 from worker_abstraction import _convert
-from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.errors import InvalidParametersError
-from worker_abstraction.orchestrator.core.facts import Recorded, Resumable, tell
+from worker_abstraction.orchestrator.core.facts import Recorded, tell
 from worker_abstraction.orchestrator.homes.nats.partitioned_facts import (
     TaskFacts,
     fail,
@@ -58,25 +55,23 @@ from worker_abstraction.orchestrator.homes.nats.partitioned_facts import (
     sent_to,
     succeed,
 )
+from worker_abstraction.orchestrator.homes.nats.partitioned_housekeeping import Housekeeping
+from worker_abstraction.orchestrator.homes.nats.partitioned_reads import JournalReads
 from worker_abstraction.orchestrator.homes.nats.partitioned_store import PartitionedStore
-from worker_abstraction.orchestrator.homes.nats.records import matches, record_of
 from worker_abstraction.stores.availability import Backoff, StoreAvailability
 from worker_abstraction.stores.jetstream.connection import NatsStoreError, NatsUnavailableError
 from worker_abstraction.stores.jetstream.pipeline import Ack, WrongLastSequenceError
 from worker_abstraction.stores.jetstream.tasks import FINISHED, QUEUED, StaleHolderError, TaskDoc
 from worker_abstraction.stores.tasks import Stored
-from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskUpdate, latest_worker
+from worker_abstraction.types import DeadLetter, TaskSpec, TaskUpdate, latest_worker
 
 logger = logging.getLogger(__name__)
 
-LETTER_TRIES = 30
-MOVE_TRIES = 60  # tries of a finished document's move (then the partition's next owner makes it)
-_MOVED_REMEMBERED = 4096  # moves made lately, not made again when a late copy of the document is seen
 _RETRY_FIRST_SECONDS = 0.1
 _RETRY_CAP_SECONDS = 2.0
 
 
-class PartitionedJournal:
+class PartitionedJournal(JournalReads):
     """The journal of the tasks a `PartitionedHome` holds (a `homes.journal.Journal`).
 
     Args:
@@ -104,9 +99,7 @@ class PartitionedJournal:
         self._tasks: dict[str, TaskFacts] = {}
         self._partitions: dict[int, dict[str, TaskFacts]] = {}
         self._inflight: set[asyncio.Future[Ack]] = set()
-        self._background: set[asyncio.Task[None]] = set()
-        self._moving: dict[str, asyncio.Task[None]] = {}  # (not waited for by `drain`: the next owner moves them)
-        self._moved: OrderedDict[str, None] = OrderedDict()
+        self._house = Housekeeping(store, availability)
 
     # ---- the home's side ----------------------------------------------------------------------------------
 
@@ -130,24 +123,17 @@ class PartitionedJournal:
         return functools.partial(self._updated, facts)
 
     def move(self, doc: TaskDoc, revision: int, *, stored: bool = False) -> None:
-        """Move a finished document out of its partition (module docstring): its live key purged if `revision`
-        is still its last, after it is copied to its finished key unless it is `stored` there. Not made again
-        while under way or done lately; tried again while NATS does not answer."""
-        task_id = doc.task_id
-        if task_id in self._moving or task_id in self._moved:
-            return
-        moving = asyncio.ensure_future(self._move(doc, revision, stored))
-        self._moving[task_id] = moving
-        moving.add_done_callback(functools.partial(self._move_ended, task_id))
+        """Move a finished document out of its partition (`Housekeeping.move`)."""
+        self._house.move(doc, revision, stored=stored)
 
     def moved(self, task_id: str) -> bool:
         """Whether a task's finished document is being moved, or was lately (by this daemon)."""
-        return task_id in self._moving or task_id in self._moved
+        return self._house.moved(task_id)
 
     @property
     def moving(self) -> int:
         """Finished documents being moved out of their partitions now."""
-        return len(self._moving)
+        return self._house.moving
 
     def hold_lost(self, facts: TaskFacts, reason: str) -> None:
         """The run's hold was lost (seen by the run, or told by the home): nothing more is written for it,
@@ -242,69 +228,25 @@ class PartitionedJournal:
 
     def dead_lettered(self, letter: DeadLetter) -> None:
         entry = _convert.dead_letter_to_pb(letter).SerializeToString()
-        self._spawn(self._retried(lambda: self._store.put_dead_letter(letter.task_id, entry), "keep a dead letter"))
+        self._house.spawn(
+            self._house.retried(lambda: self._store.put_dead_letter(letter.task_id, entry), "keep a dead letter")
+        )
 
     def dead_letters_removed(self, task_ids: Sequence[str]) -> None:
         for task_id in task_ids:
             take = functools.partial(self._store.letters.take_dead_letter, task_id)
-            self._spawn(self._retried(take, "remove a dead letter"))
-
-    async def dead_letters(self) -> list[DeadLetter]:
-        await self.drain()
-        letters = []
-        for entry in await self._store.letters.dead_letters():
-            try:
-                letters.append(_convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(entry)))
-            except (InvalidParametersError, ValueError) as error:
-                logger.error("skipping an unreadable dead letter: %s", error)
-        return letters
-
-    async def take_dead_letter(self, task_id: str) -> DeadLetter | None:
-        await self.drain()
-        entry = await self._store.letters.take_dead_letter(task_id)
-        return None if entry is None else _convert.dead_letter_from_pb(pb.DeadLetterEntry.FromString(entry))
-
-    async def purge_dead_letters(self, task_ids: Iterable[str] | None) -> int:
-        await self.drain()
-        ids = [letter.task_id for letter in await self.dead_letters()] if task_ids is None else list(task_ids)
-        return sum([await self._store.letters.take_dead_letter(task_id) is not None for task_id in ids])
-
-    async def unfinished(self) -> list[Resumable]:
-        return []  # a partition's tasks come to whichever daemon holds it (PartitionedHome)
-
-    async def finished_record(self, task_id: str) -> TaskRecord | None:
-        found = await self._store.get(task_id)
-        if found is None or not found[0].finished or not found[0].record:
-            return None
-        return _convert.record_from_pb(pb.TaskRecord.FromString(found[0].record))
-
-    async def finished_by_key(self, idempotency_key: str) -> TaskRecord | None:
-        task_id = await self._store.letters.key_holder(idempotency_key)
-        return await self.finished_record(task_id) if task_id else None
-
-    async def submission(self, task_id: str) -> TaskSpec | None:
-        found = await self._store.get(task_id)
-        return None if found is None else _convert.spec_from_pb(pb.SubmitTaskRequest.FromString(found[0].request))
-
-    async def finished_records(self, query: TaskQuery, *, limit: int, offset: int) -> list[TaskRecord]:
-        """Every task's record that matches `query` (as its document stands), most recently accepted first."""
-        await self.drain()
-        found = [doc for doc in await self._store.all_docs() if matches(query, doc)]
-        found.sort(key=lambda doc: (-doc.accepted_at, doc.task_id))
-        return [record_of(doc) for doc in found[offset : offset + limit]]
+            self._house.spawn(self._house.retried(take, "remove a dead letter"))
 
     async def drain(self) -> None:
         """Wait for every write on its way (dead letters and retries included)."""
         for _ in range(100):
-            pending: list[asyncio.Future[Any]] = [*self._inflight, *self._background]
+            pending: list[asyncio.Future[Any]] = [*self._inflight, *self._house.background]
             if not pending:
                 return
             await asyncio.gather(*pending, return_exceptions=True)
 
     async def aclose(self) -> None:
-        for task in [*self._background, *self._moving.values()]:
-            task.cancel()
-        await asyncio.gather(*self._background, *self._moving.values(), return_exceptions=True)
+        await self._house.aclose()
         for facts in list(self._tasks.values()):
             self.lose(facts, "the daemon stopped")
 
@@ -377,7 +319,7 @@ class PartitionedJournal:
         if isinstance(error, WrongLastSequenceError):
             recovering = asyncio.ensure_future(self._read_back(facts))
             facts.retrying = recovering
-            self._keep(recovering)
+            self._house.keep(recovering)
         elif isinstance(error, NatsUnavailableError):
             self._availability.failed(error)
             facts.backoff = facts.backoff or Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
@@ -451,43 +393,7 @@ class PartitionedJournal:
             self._store.send_last_update(facts.task_id, doc.capability, sequence, data)
             facts.published = max(facts.published, sequence)
         self._store.purge_finished_soon(facts.task_id, facts.revision)
-        self._expire_key(doc)
-
-    def _expire_key(self, doc: TaskDoc) -> None:
-        """Let a finished task's idempotency key expire with it (under a retention), tried again while NATS does
-        not answer."""
-        if doc.idempotency_key and self._store.expiry.key_headers(doc.capability) is not None:
-            self._spawn(self._retried(functools.partial(self._store.expire_key, doc), "let an idempotency key expire"))
-
-    async def _move(self, doc: TaskDoc, revision: int, stored: bool) -> None:
-        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
-        for attempt in range(1, MOVE_TRIES + 1):
-            try:
-                if stored:
-                    with contextlib.suppress(WrongLastSequenceError):  # (purged before, or written since)
-                        await self._store.purge_finished(doc.task_id, revision)
-                else:
-                    await self._store.move_finished(doc, revision)
-                self._expire_key(doc)  # (its holder may have died before it did)
-                return
-            except NatsUnavailableError as error:
-                if attempt == MOVE_TRIES:
-                    logger.warning("task %s was not moved out of its partition: %s", doc.task_id, error)
-                    return
-                self._availability.failed(error)
-                await asyncio.sleep(backoff.pause())
-            except NatsStoreError as error:
-                logger.error("task %s cannot be moved out of its partition: %s", doc.task_id, error)
-                return
-
-    def _move_ended(self, task_id: str, moving: asyncio.Task[None]) -> None:
-        if self._moving.get(task_id) is moving:
-            del self._moving[task_id]
-        self._moved[task_id] = None
-        if len(self._moved) > _MOVED_REMEMBERED:
-            self._moved.popitem(last=False)
-        if not moving.cancelled() and moving.exception() is not None:
-            logger.error("moving task %s failed", task_id, exc_info=moving.exception())
+        self._house.expire_key(doc)
 
     # ---- updates ------------------------------------------------------------------------------------------
 
@@ -523,27 +429,3 @@ class PartitionedJournal:
         settled = facts.settled
         if settled is not None and not settled.done() and (facts.quiet or facts.gone):
             settled.set_result(None)
-
-    async def _retried(self, write: Callable[[], object], what: str) -> None:
-        backoff = Backoff(_RETRY_FIRST_SECONDS, _RETRY_CAP_SECONDS)
-        for attempt in range(1, LETTER_TRIES + 1):
-            try:
-                result = write()
-                if asyncio.isfuture(result) or asyncio.iscoroutine(result):
-                    await result
-                return
-            except NatsStoreError as error:
-                if attempt == LETTER_TRIES:
-                    logger.error("could not %s: %s", what, error)
-                    return
-                self._availability.failed(error)
-                await asyncio.sleep(backoff.pause())
-
-    def _spawn(self, work: object) -> None:
-        assert asyncio.iscoroutine(work)
-        self._keep(asyncio.ensure_future(work))
-
-    def _keep(self, task: asyncio.Future[None]) -> None:
-        assert isinstance(task, asyncio.Task)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
