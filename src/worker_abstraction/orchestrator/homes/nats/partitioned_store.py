@@ -38,25 +38,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import dataclasses
 import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import (
-    KeyValueConfig,
-    StorageType,
-)
-from nats.js.client import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 
 from worker_abstraction.errors import TaskExistsError
 from worker_abstraction.orchestrator.core.retention import Retention
+from worker_abstraction.orchestrator.homes.nats.partitioned_buckets import PartitionedStoreOptions, open_buckets
 from worker_abstraction.orchestrator.homes.nats.partitioned_expiry import Expiry
 from worker_abstraction.stores.jetstream.connection import (
     NATS_ERRORS,
@@ -67,7 +61,6 @@ from worker_abstraction.stores.jetstream.partitions import partition_of
 from worker_abstraction.stores.jetstream.pipeline import (
     Ack,
     JetStreamWriter,
-    WriterOptions,
     WrongLastSequenceError,
 )
 from worker_abstraction.stores.jetstream.scan import is_deletion, last_values
@@ -81,7 +74,6 @@ from worker_abstraction.stores.jetstream.tasks import (
 from worker_abstraction.stores.jetstream.updates import (
     SEQUENCE_HEADER,
     SUBJECT_PREFIX,
-    UpdateLogOptions,
     task_token,
 )
 
@@ -91,31 +83,6 @@ __all__ = ["PartitionedStore", "PartitionedStoreOptions", "decode_doc", "encode_
 
 _FINISHED_PREFIX = "done."  # the keys of finished documents (no partition's subject filter matches them)
 _MOVED_HEADER = "Wa-Moved"  # on the marker a moved document leaves: its id was taken (removals have none)
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionedStoreOptions:
-    """Where a partitioned home keeps its tasks.
-
-    Args:
-        partitions: how many partitions task ids hash to (the same on every daemon: the leases check it).
-        docs_bucket, keys_bucket, dead_letters_bucket: the KV buckets of the documents, the idempotency keys
-            and the dead letters.
-        replicas: copies of each bucket and stream in a NATS cluster (1, or 3 for R3).
-        answer_timeout_seconds: how long a read, or a write's acknowledgement, is waited for.
-        moved_marker_seconds: how long the marker a finished document leaves on its live key lasts (whole
-            seconds, at least 1): a caller-chosen id is refused meanwhile even without the finished copy.
-        updates: the update log's stream.
-    """
-
-    partitions: int = 32
-    docs_bucket: str = "wa_ptasks"
-    keys_bucket: str = "wa_ptask_keys"
-    dead_letters_bucket: str = "wa_pdead_letters"
-    replicas: int = 1
-    answer_timeout_seconds: float = 5.0
-    moved_marker_seconds: int = 10
-    updates: UpdateLogOptions = field(default_factory=UpdateLogOptions)
 
 
 class PartitionedStore:
@@ -158,30 +125,7 @@ class PartitionedStore:
             NatsStoreError: bad options; NatsUnavailableError: NATS did not answer.
         """
         options = options or PartitionedStoreOptions()
-        if not 1 <= options.replicas <= 5 or options.partitions < 1 or options.moved_marker_seconds < 1:
-            raise NatsStoreError(
-                f"partitioned store options: {options!r} (replicas 1 to 5, partitions >= 1, moved_marker_seconds >= 1)"
-            )
-        js = client.jetstream(timeout=options.answer_timeout_seconds)
-        buckets = []
-        for name in (options.docs_bucket, options.keys_bucket, options.dead_letters_bucket):
-            try:
-                try:
-                    buckets.append(await js.key_value(name))
-                except BucketNotFoundError:
-                    # (nats-py makes every bucket with per-message TTL allowed: the moved markers expire by it)
-                    config = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, replicas=options.replicas)
-                    buckets.append(await js.create_key_value(config))
-            except NATS_ERRORS as error:
-                raise NatsUnavailableError(f"cannot open the NATS bucket {name!r}: {error!r}") from error
-        docs, keys, letters = buckets
-        for name in (options.docs_bucket, options.keys_bucket, options.dead_letters_bucket):
-            await _allow_msg_ttl(js, f"KV_{name}")
-        log = await ScopedUpdateLog.open_scoped(client, options.updates)
-        writer = await JetStreamWriter.open(client, WriterOptions(ack_timeout_seconds=options.answer_timeout_seconds))
-        shared = SharedLetters(
-            js, keys, letters, writer, keys_bucket=options.keys_bucket, letters_bucket=options.dead_letters_bucket
-        )
+        docs, shared, writer, log = await open_buckets(client, options)
         return cls(client, options, docs, shared, writer, log)
 
     def use_retention(self, retention: Retention) -> None:
@@ -470,22 +414,6 @@ class PartitionedStore:
     def put_dead_letter(self, task_id: str, entry: bytes) -> asyncio.Future[Ack]:
         """Keep a dead letter where every daemon reads it, for as long as the retention keeps dead letters."""
         return self.letters.put_dead_letter(task_id, entry, headers=self.expiry.letter_headers())
-
-
-async def _allow_msg_ttl(js: JetStreamContext, stream: str) -> None:
-    """Let a bucket's stream take per-message TTLs (the moved markers and what retention keeps expire by them),
-    if a bucket made before did not (a stream may be changed to allow them, never back).
-
-    Raises:
-        NatsUnavailableError: NATS did not answer.
-    """
-    try:
-        info = await js.stream_info(stream)
-        if not info.config.allow_msg_ttl:
-            logger.info("letting the stream %s take per-message TTLs", stream)
-            await js.update_stream(dataclasses.replace(info.config, allow_msg_ttl=True))
-    except NATS_ERRORS as error:
-        raise NatsUnavailableError(f"cannot let {stream!r} take per-message TTLs: {error!r}") from error
 
 
 @functools.lru_cache(maxsize=8192)
