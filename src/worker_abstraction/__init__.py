@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from worker_abstraction.context import TaskContext
     from worker_abstraction.errors import (
         BindError,
+        ChunksDroppedError,
+        InputTimeoutError,
+        InvalidAnswerError,
         InvalidCapabilityError,
         InvalidParametersError,
         InvalidRequestError,
@@ -38,11 +41,13 @@ if TYPE_CHECKING:
         TaskExistsError,
         TaskFailedError,
         TaskNotFoundError,
+        TaskNotWaitingError,
         TaskRejectedError,
         TaskTimeoutError,
         WorkerAbstractionError,
         WorkerNotFoundError,
     )
+    from worker_abstraction.exchanges import Approval, InputAnswer, InputExchange, InputRequest, OutputChunk
     from worker_abstraction.options import RetryPolicy, TaskOptions
     from worker_abstraction.orchestrator import (
         AsyncOrchestrator,
@@ -75,6 +80,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Approval",
     "AsyncOrchestrator",
     "AsyncOrchestratorAPI",
     "AsyncTaskHandle",
@@ -82,8 +88,14 @@ __all__ = [
     "BaseWorker",
     "BindError",
     "CapabilitySpec",
+    "ChunksDroppedError",
     "DeadLetter",
     "FailureOrigin",
+    "InputAnswer",
+    "InputExchange",
+    "InputRequest",
+    "InputTimeoutError",
+    "InvalidAnswerError",
     "InvalidCapabilityError",
     "InvalidParametersError",
     "InvalidRequestError",
@@ -95,6 +107,7 @@ __all__ = [
     "Orchestrator",
     "OrchestratorServer",
     "OrchestratorUnavailableError",
+    "OutputChunk",
     "ParameterSpec",
     "PermissionDeniedError",
     "QueueFullError",
@@ -114,6 +127,7 @@ __all__ = [
     "TaskFailure",
     "TaskHandle",
     "TaskNotFoundError",
+    "TaskNotWaitingError",
     "TaskOptions",
     "TaskRecord",
     "TaskRejectedError",
@@ -134,6 +148,7 @@ __all__ = [
 _MODULES: dict[str, tuple[str, ...]] = {
     "worker_abstraction.context": ("TaskContext",),
     "worker_abstraction.errors": tuple(name for name in __all__ if name.endswith("Error")),
+    "worker_abstraction.exchanges": ("Approval", "InputAnswer", "InputExchange", "InputRequest", "OutputChunk"),
     "worker_abstraction.options": ("RetryPolicy", "TaskOptions"),
     "worker_abstraction.orchestrator": (
         "AsyncOrchestrator",

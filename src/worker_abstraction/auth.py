@@ -117,13 +117,14 @@ RULES: Mapping[str, frozenset[Role]] = {
     **{_S + m: _READERS for m in ("GetAvailableWorkers", "GetWorkerById", "WatchWorkers")},
     **{
         _W + m: frozenset({Role.ORCHESTRATOR})
-        for m in ("ExecuteTask", "OpenTaskChannel", "CancelTask", "StreamTaskStatus")
+        for m in ("ExecuteTask", "OpenTaskChannel", "CancelTask", "StreamTaskStatus", "ProvideInput")
     },
     _W + "GetWorkerInfo": frozenset({Role.ORCHESTRATOR, Role.OPERATOR}),
     **{
         _O + m: _CALLERS
         for m in ("SubmitTask", "OpenSession", "WatchTask", "GetTask", "ListTasks", "CancelTask", "GetQueueStats")
     },
+    _O + "ProvideInput": _CALLERS,  # (ApproveTask and DenyTask: operators only)
     _O + "ListWorkers": _CALLERS,
     **{
         _O + m: _CALLERS

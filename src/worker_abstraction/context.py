@@ -7,7 +7,12 @@ import threading
 import time
 from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import pydantic_core
+
+if TYPE_CHECKING:
+    from worker_abstraction.worker.asking import Questions
 
 
 class _Reported:
@@ -53,6 +58,8 @@ class TaskContext:
         loop: asyncio.AbstractEventLoop,
         cancel_requested: asyncio.Event | None = None,
         attempt: int = 1,
+        publish_chunk: Callable[[str, str, bool], bool] | None = None,
+        questions: Questions | None = None,
     ) -> None:
         self.task_id = task_id
         self.capability = capability
@@ -66,6 +73,8 @@ class TaskContext:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._cancel_requested = cancel_requested or asyncio.Event()
+        self._publish_chunk = publish_chunk
+        self._questions = questions
 
     def _begin(self, timeout_seconds: float) -> None:
         """The handler starts now (a plain one may have waited for a thread): its deadline counts from here."""
@@ -103,3 +112,65 @@ class TaskContext:
         else:
             self._loop.call_soon_threadsafe(self._publish_progress, value, message)
         return _REPORTED
+
+    def emit(self, chunk: Any, *, last: bool = False) -> _Reported:
+        """Stream one piece of output to whoever follows the task, now: a `str` goes as text (tokens, lines),
+        anything else as JSON (rows, events). Chunks arrive in order, numbered from 1; the handler's return
+        value stays the task's result. `last=True` says no chunk follows.
+
+        Safe from async handlers and from plain handlers running in the thread pool; `await` is optional.
+        Chunks emitted after the task stopped running are dropped.
+        """
+        if isinstance(chunk, str):
+            text, data_json = chunk, ""
+        else:
+            text, data_json = "", pydantic_core.to_json(chunk).decode()
+        publish = self._publish_chunk
+        if publish is not None:
+            if threading.get_ident() == self._loop_thread:
+                publish(text, data_json, last)
+            else:
+                self._loop.call_soon_threadsafe(publish, text, data_json, last)
+        return _REPORTED
+
+    async def request_input(
+        self,
+        prompt: str,
+        *,
+        schema: dict[str, Any] | str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109  (the wait's own bound, as the issue's API names it)
+    ) -> Any:
+        """Ask for input and wait for the answer: the task shows INPUT_REQUIRED with `prompt` and `schema` (a JSON
+        Schema the answer must satisfy; None: any JSON value) until someone answers (`handle.provide_input`,
+        `wa respond`, the dashboard). Returns the answer's value. The task's execution timeout stops while it
+        waits; `timeout` (seconds; None: no limit) bounds the wait itself.
+
+        Raises:
+            InputTimeoutError: nobody answered within `timeout` (uncaught, the task fails as InputTimeout).
+            InvalidParametersError: a prompt, schema or timeout that cannot be used.
+        """
+        if self._questions is None:
+            raise RuntimeError("this task's worker cannot ask for input")
+        answer = await self._questions.ask(prompt, schema, timeout)
+        self._shift()
+        return answer.value
+
+    def request_input_blocking(
+        self, prompt: str, *, schema: dict[str, Any] | str | None = None, timeout: float | None = None
+    ) -> Any:
+        """`request_input` from a plain handler running in the thread pool: blocks the thread until answered."""
+        if threading.get_ident() == self._loop_thread:
+            raise RuntimeError("request_input_blocking is for plain handlers; async handlers await request_input")
+        asked = asyncio.run_coroutine_threadsafe(self.request_input(prompt, schema=schema, timeout=timeout), self._loop)
+        return asked.result()
+
+    def _shift(self) -> None:
+        """The deadline moves on by the time spent waiting (it does not count as running)."""
+        if self._deadline_monotonic is None or self._questions is None:
+            return
+        scope = self._questions.deadline.scope
+        when = scope.when() if scope is not None else None
+        if when is not None:
+            remaining = max(0.0, when - self._loop.time())
+            self._deadline_monotonic = time.monotonic() + remaining
+            self.deadline = datetime.now(UTC) + timedelta(seconds=remaining)

@@ -15,11 +15,15 @@ WorkerAbstractionError
 ├── QueueFullError              the orchestrator's queue is at its bound (RESOURCE_EXHAUSTED)
 ├── RateLimitedError            the caller is over its rate of calls (RESOURCE_EXHAUSTED)
 ├── InvalidParametersError      task arguments that cannot be sent (INVALID_ARGUMENT)
-│   └── InvalidTaskOptionsError task options out of range (INVALID_ARGUMENT)
+│   ├── InvalidTaskOptionsError task options out of range (INVALID_ARGUMENT)
+│   └── InvalidAnswerError      an answer to a task's question that breaks its schema (INVALID_ARGUMENT)
+├── InputTimeoutError           nobody answered a handler's question in time (raised in the handler)
 └── TaskError                   something about one task
     ├── TaskNotFoundError       nobody knows the task id (NOT_FOUND)
     ├── TaskExistsError         the task id is taken (ALREADY_EXISTS)
     ├── TaskRejectedError       the worker refused the task, with its reason (FAILED_PRECONDITION)
+    ├── ChunksDroppedError      a stream reader fell behind the chunks kept for it
+    ├── TaskNotWaitingError     the task waits for no such answer or approval (FAILED_PRECONDITION)
     ├── TaskFailedError         the task ended FAILED, with the worker's error message
     ├── TaskCanceledError       the task ended CANCELED
     └── TaskTimeoutError        no terminal state within the timeout
@@ -141,6 +145,24 @@ class InvalidTaskOptionsError(InvalidParametersError):
     what = "task options"
 
 
+class InvalidAnswerError(InvalidParametersError):
+    """An answer to a task's question that its schema refuses; `problems` lists every issue found. The task
+    keeps waiting for a valid one."""
+
+    what = "answer"
+
+
+class InputTimeoutError(WorkerAbstractionError, TimeoutError):
+    """Raised in a handler by `ctx.request_input` when nobody answered before the question's timeout."""
+
+    def __init__(self, request_id: str, timeout_seconds: float) -> None:
+        super().__init__(f"nobody answered input request {request_id[:100]!r} within {timeout_seconds:g}s")
+        self.request_id, self.timeout_seconds = request_id, timeout_seconds
+
+    def fields(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "timeout_seconds": self.timeout_seconds}
+
+
 class PermissionDeniedError(WorkerAbstractionError):
     """The caller is known but may not do this (another principal's worker id, a capability it may not use)."""
 
@@ -244,6 +266,32 @@ class TaskRejectedError(TaskError):
 
     def fields(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "reason": self.reason}
+
+
+class TaskNotWaitingError(TaskError):
+    """The task waits for no such thing: no input (or input to another request), or no approval."""
+
+    def __init__(self, task_id: str, detail: str) -> None:
+        super().__init__(task_id, f"task {task_id[:100]!r} {detail}")
+        self.detail = detail
+
+    def fields(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "detail": self.detail}
+
+
+class ChunksDroppedError(TaskError):
+    """A reader of a task's streamed output fell too far behind: chunks `after + 1` to `up_to` are no longer kept."""
+
+    def __init__(self, task_id: str, after: int, up_to: int) -> None:
+        super().__init__(
+            task_id,
+            f"task {task_id[:100]!r}: chunks {after + 1} to {up_to} of its output are no longer kept (a reader that "
+            f"falls this far behind gets the chunks from {up_to + 1} on: stream(after={up_to}), or the result)",
+        )
+        self.after, self.up_to = after, up_to
+
+    def fields(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "after": self.after, "up_to": self.up_to}
 
 
 class TaskFailedError(TaskError):

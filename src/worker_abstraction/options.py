@@ -114,6 +114,8 @@ class TaskOptions:
             timezone-aware datetime; None: at once). Its queue timeout counts from then.
         delay_seconds: the same, counted from when the orchestrator accepts the task (with both, the
             later instant wins); at most `MAX_DELAY_SECONDS`.
+        require_approval: the task waits (APPROVAL_REQUIRED) until an operator approves it (`wa approve`),
+            and ends CANCELED if one denies it (`wa deny`).
 
     Raises:
         InvalidTaskOptionsError: a value out of range or of the wrong type (all listed).
@@ -132,6 +134,7 @@ class TaskOptions:
     idempotency_key: str = ""
     not_before: datetime | None = None
     delay_seconds: float = 0.0
+    require_approval: bool = False
 
     def __post_init__(self) -> None:
         # Normalised so that equal options compare equal and callers may pass any iterable or None.
@@ -190,6 +193,8 @@ class TaskOptions:
                 f"not_before must be a timezone-aware datetime (e.g. datetime.now(UTC) + timedelta(minutes=5)), "
                 f"got {_short(self.not_before)}"
             )
+        if not isinstance(self.require_approval, bool):
+            problems.append(f"require_approval must be True or False, got {_short(self.require_approval)}")
         if self.retry_policy is not None and not isinstance(self.retry_policy, RetryPolicy):
             problems.append(f"retry_policy must be a RetryPolicy, got {type(self.retry_policy).__name__}")
         return problems
@@ -199,7 +204,7 @@ class TaskOptions:
         # look into, numbers in range, short printable names. Anything else gets the full listing.
         if self.required_tags or self.preferred_tags or self.metadata or self.retry_policy is not None:
             return False
-        if self.not_before is not None or self.delay_seconds != 0:
+        if self.not_before is not None or self.delay_seconds != 0 or self.require_approval is not False:
             return False
         timeout, queue_timeout, priority = self.timeout_seconds, self.queue_timeout_seconds, self.priority
         if type(timeout) not in _REAL or not 0 <= timeout <= MAX_TIMEOUT_SECONDS:
@@ -232,6 +237,7 @@ class TaskOptionFields(TypedDict, total=False):
     idempotency_key: str | None
     not_before: datetime | None
     delay_seconds: float
+    require_approval: bool
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(TaskOptions))

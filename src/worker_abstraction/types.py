@@ -11,6 +11,7 @@ from typing import Any, TypedDict
 
 from worker_abstraction._dataclass import quick_init
 from worker_abstraction.errors import InvalidParametersError
+from worker_abstraction.exchanges import Approval, InputAnswer, InputExchange, InputRequest, OutputChunk
 from worker_abstraction.options import TaskOptions
 
 
@@ -23,6 +24,8 @@ class TaskStatus(enum.IntEnum):
     COMPLETED = 3
     FAILED = 4
     CANCELED = 5
+    INPUT_REQUIRED = 6  # the handler asked for input and waits for an answer
+    APPROVAL_REQUIRED = 7  # the task waits for an operator's approval before it goes to a worker
 
     @property
     def is_terminal(self) -> bool:
@@ -192,6 +195,10 @@ class TaskUpdate:
     timestamp_ns: int = 0
     metadata: dict[str, str] = field(default_factory=dict)
     failure: TaskFailure | None = None  # set on FAILED and CANCELED updates
+    chunk: OutputChunk | None = None  # a piece of streamed output (RUNNING updates only)
+    input_request: InputRequest | None = None  # the handler's question (INPUT_REQUIRED updates)
+    input_answer: InputAnswer | None = None  # the answer it was given (the RUNNING update after one)
+    approval: Approval | None = None  # the decision that ended an APPROVAL_REQUIRED wait
 
     @property
     def is_terminal(self) -> bool:
@@ -253,6 +260,16 @@ class TaskRecord:
     owner: str = ""  # the principal that submitted it (empty: the orchestrator checked no credentials)
     not_before: datetime | None = None  # a delayed task's start, at the earliest
     expires_at: datetime | None = None  # when a finished task is dropped (None: kept for good)
+    inputs: tuple[InputExchange, ...] = ()  # the handler's questions and their answers, in order
+    approval: Approval | None = None  # the approval decision, once made
+    approval_required: bool = False  # the task had to be approved before it ran
+
+    @property
+    def input_request(self) -> InputRequest | None:
+        """The question the task waits on now (None: it waits for no input)."""
+        if self.status is TaskStatus.INPUT_REQUIRED and self.inputs and self.inputs[-1].answer is None:
+            return self.inputs[-1].request
+        return None
 
     @property
     def output(self) -> Any:

@@ -78,3 +78,31 @@ def _warn_once(capability: str, parameter: str, problem: str) -> None:
     logger.warning(
         "capability %r parameter %r: schema ignored, only its type is checked: %s", capability, parameter, problem
     )
+
+
+def answer_problems(schema_json: str, value_json: str) -> list[str]:
+    """Every way an answer (JSON text) breaks the JSON Schema of the question it answers (empty: it is valid).
+
+    A value that is not JSON, or too large, is a problem too. A question's schema was checked when it was asked.
+    """
+    if len(value_json) > MAX_ANSWER:
+        return [f"the answer takes {len(value_json):,} characters as JSON; at most {MAX_ANSWER:,} are taken"]
+    try:
+        value = json.loads(value_json)
+    except ValueError as error:
+        return [f"the answer is not JSON ({short(str(error))}): {short(value_json)}"]
+    try:
+        validator = schemas.validator("any", schema_json)
+        errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
+    except Exception as unchecked:  # (an unusable schema, a value nested too deep)
+        return [f"the answer cannot be checked against the question's schema ({type(unchecked).__name__})"]
+    problems = []
+    for found in errors[:_MAX_LISTED]:
+        where = "".join(f"[{short(p)}]" for p in found.absolute_path)[:120]
+        problems.append(f"answer{where}: {_message(found, value)}"[:_MAX_PROBLEM])
+    if len(errors) > _MAX_LISTED:
+        problems.append(f"answer: {len(errors) - _MAX_LISTED} more problems")
+    return problems
+
+
+MAX_ANSWER = 1024 * 1024  # characters of an answer as JSON

@@ -126,6 +126,7 @@ RULES: dict[str, Rule] = {
     "ListWorkflowsRequest.statuses": Known(),
     "ListWorkflowsRequest.limit": Ints(0, MAX_PAGE, " (0: 100)"),
     "WatchWorkflowRequest.after_sequence": Ints(0, MAX_SEQUENCE, " (0: from the first event)"),
+    "ProvideInputRequest.attempt": Ints(0, INT32_MAX, " (0: the current one)"),
 }
 
 Check = Callable[[Message, str, list[str]], None]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from worker_abstraction._convert import exchanges as _exchanges
 from worker_abstraction._convert.tasks import (
     STATUSES,
     fill_update,
@@ -99,6 +100,11 @@ def record_to_pb(record: TaskRecord, *, encoded_params: EncodedParams | None = N
         set_timestamp(message.not_before, record.not_before)
     if record.expires_at is not None:
         set_timestamp(message.expires_at, record.expires_at)
+    for exchange in record.inputs:
+        _exchanges.fill_exchange(message.inputs.add(), exchange)
+    if record.approval is not None:
+        _exchanges.fill_approval(message.approval, record.approval)
+    message.approval_required = record.approval_required
     return message
 
 
@@ -117,4 +123,7 @@ def record_from_pb(message: pb.TaskRecord) -> TaskRecord:
         owner=message.owner,
         not_before=from_timestamp(message.not_before),
         expires_at=from_timestamp(message.expires_at),
+        inputs=tuple(_exchanges.exchange_from_pb(e) for e in message.inputs),
+        approval=_exchanges.approval_from_pb(message.approval) if message.HasField("approval") else None,
+        approval_required=message.approval_required,
     )

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
 
 from worker_abstraction import _memory
 from worker_abstraction._convert import bounds
+from worker_abstraction._convert import exchanges as _exchanges
 from worker_abstraction._convert.workers import from_timestamp, now_timestamp, set_timestamp
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.codec import LONE_SURROGATE, EncodedParams, decode_params, json_problem, payload_bytes
 from worker_abstraction.errors import InvalidParametersError, InvalidTaskOptionsError
+from worker_abstraction.exchanges import InputAnswer, InputRequest, OutputChunk
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import MAX_ID_LENGTH, RetryPolicy, TaskOptions
 from worker_abstraction.types import FailureOrigin, TaskFailure, TaskSpec, TaskStatus, TaskUpdate, traceback_tail
@@ -29,6 +32,9 @@ def task_result(
     progress_message: str = "",
     attempt: int = 0,
     failure: TaskFailure | None = None,
+    chunk: OutputChunk | None = None,
+    input_request: InputRequest | None = None,
+    input_answer: InputAnswer | None = None,
 ) -> pb.TaskResult:
     message = pb.TaskResult(
         attempt=attempt,
@@ -44,6 +50,12 @@ def task_result(
     )
     if failure is not None:
         fill_failure(message.failure, failure)
+    if chunk is not None:
+        _exchanges.fill_chunk(message.chunk, chunk)
+    if input_request is not None:
+        _exchanges.fill_request(message.input_request, input_request)
+    if input_answer is not None:
+        _exchanges.fill_answer(message.input_answer, input_answer)
     return message
 
 
@@ -110,7 +122,7 @@ def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
     elif status is not TaskStatus.RUNNING:
         # Only a terminal update, or a retry's PENDING, carries a failure: RUNNING (the common one) never does.
         failure = _failure_of(message, status)
-    return TaskUpdate(
+    update = TaskUpdate(
         task_id=message.task_id,
         status=status,
         sequence=message.sequence,
@@ -124,6 +136,20 @@ def update_from_pb(message: pb.TaskResult) -> TaskUpdate:
         metadata=dict(message.metadata) if message.metadata else {},
         failure=failure,
     )
+    if status is TaskStatus.COMPLETED or status is TaskStatus.PENDING:
+        return update  # (the common ones carry no chunk, question, answer or approval)
+    return _with_exchanges(update, message)
+
+
+def _with_exchanges(update: TaskUpdate, message: pb.TaskResult) -> TaskUpdate:
+    """`update` with the chunk, question, answer or approval `message` carries, if any."""
+    chunk = _exchanges.chunk_from_pb(message.chunk) if message.HasField("chunk") else None
+    request = _exchanges.request_from_pb(message.input_request) if message.HasField("input_request") else None
+    answer = _exchanges.answer_from_pb(message.input_answer) if message.HasField("input_answer") else None
+    approval = _exchanges.approval_from_pb(message.approval) if message.HasField("approval") else None
+    if chunk is None and request is None and answer is None and approval is None:
+        return update
+    return dataclasses.replace(update, chunk=chunk, input_request=request, input_answer=answer, approval=approval)
 
 
 def update_to_pb(update: TaskUpdate, *, sequence: int | None = None) -> pb.TaskResult:
@@ -151,6 +177,14 @@ def fill_update(message: pb.TaskResult, update: TaskUpdate) -> None:
         message.completed_at.seconds, message.completed_at.nanos = divmod(update.timestamp_ns, 1_000_000_000)
     if update.failure is not None:
         fill_failure(message.failure, update.failure)
+    if update.chunk is not None:
+        _exchanges.fill_chunk(message.chunk, update.chunk)
+    if update.input_request is not None:
+        _exchanges.fill_request(message.input_request, update.input_request)
+    if update.input_answer is not None:
+        _exchanges.fill_answer(message.input_answer, update.input_answer)
+    if update.approval is not None:
+        _exchanges.fill_approval(message.approval, update.approval)
 
 
 def parameters_to_pb(encoded: EncodedParams) -> list[pb.TaskParameter]:
@@ -258,6 +292,8 @@ def fill_submission(request: pb.SubmitTaskRequest, spec: TaskSpec) -> None:
         set_timestamp(request.not_before, options.not_before)
     if options.delay_seconds:
         request.delay_seconds = options.delay_seconds
+    if options.require_approval:
+        request.require_approval = True
 
 
 def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
@@ -290,7 +326,7 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
     plain = not (
         task.priority or task.fairness_key or task.required_tags or task.preferred_tags or task.worker_id
         or task.metadata or task.task_id or retry or request.idempotency_key or request.HasField("not_before")
-        or request.delay_seconds
+        or request.delay_seconds or request.require_approval
     )  # fmt: skip
     options: TaskOptions | None = None
     try:
@@ -313,6 +349,7 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
                 idempotency_key=request.idempotency_key,
                 not_before=from_timestamp(request.not_before) if request.HasField("not_before") else None,
                 delay_seconds=request.delay_seconds,
+                require_approval=request.require_approval,
             )
     except InvalidTaskOptionsError as error:
         option_problems += error.problems

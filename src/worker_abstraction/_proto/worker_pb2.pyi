@@ -26,6 +26,8 @@ class TaskStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TASK_STATUS_COMPLETED: _ClassVar[TaskStatus]
     TASK_STATUS_FAILED: _ClassVar[TaskStatus]
     TASK_STATUS_CANCELED: _ClassVar[TaskStatus]
+    TASK_STATUS_INPUT_REQUIRED: _ClassVar[TaskStatus]
+    TASK_STATUS_APPROVAL_REQUIRED: _ClassVar[TaskStatus]
 
 class FailureOrigin(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -60,6 +62,8 @@ TASK_STATUS_RUNNING: TaskStatus
 TASK_STATUS_COMPLETED: TaskStatus
 TASK_STATUS_FAILED: TaskStatus
 TASK_STATUS_CANCELED: TaskStatus
+TASK_STATUS_INPUT_REQUIRED: TaskStatus
+TASK_STATUS_APPROVAL_REQUIRED: TaskStatus
 FAILURE_ORIGIN_UNSPECIFIED: FailureOrigin
 FAILURE_ORIGIN_HANDLER: FailureOrigin
 FAILURE_ORIGIN_TIMEOUT: FailureOrigin
@@ -206,7 +210,7 @@ class Task(_message.Message):
     def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., capability_name: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., timeout_seconds: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., fairness_key: _Optional[str] = ..., required_tags: _Optional[_Iterable[str]] = ..., preferred_tags: _Optional[_Iterable[str]] = ..., attempt: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class TaskResult(_message.Message):
-    __slots__ = ("task_id", "status", "output_json", "error_message", "completed_at", "metadata", "sequence", "progress", "progress_message", "worker_id", "attempt", "failure")
+    __slots__ = ("task_id", "status", "output_json", "error_message", "completed_at", "metadata", "sequence", "progress", "progress_message", "worker_id", "attempt", "failure", "chunk", "input_request", "input_answer", "approval")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -226,6 +230,10 @@ class TaskResult(_message.Message):
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    INPUT_REQUEST_FIELD_NUMBER: _ClassVar[int]
+    INPUT_ANSWER_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     status: TaskStatus
     output_json: str
@@ -238,7 +246,71 @@ class TaskResult(_message.Message):
     worker_id: str
     attempt: int
     failure: TaskFailure
-    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., output_json: _Optional[str] = ..., error_message: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., sequence: _Optional[int] = ..., progress: _Optional[float] = ..., progress_message: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., failure: _Optional[_Union[TaskFailure, _Mapping]] = ...) -> None: ...
+    chunk: OutputChunk
+    input_request: InputRequest
+    input_answer: InputAnswer
+    approval: Approval
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., output_json: _Optional[str] = ..., error_message: _Optional[str] = ..., completed_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., sequence: _Optional[int] = ..., progress: _Optional[float] = ..., progress_message: _Optional[str] = ..., worker_id: _Optional[str] = ..., attempt: _Optional[int] = ..., failure: _Optional[_Union[TaskFailure, _Mapping]] = ..., chunk: _Optional[_Union[OutputChunk, _Mapping]] = ..., input_request: _Optional[_Union[InputRequest, _Mapping]] = ..., input_answer: _Optional[_Union[InputAnswer, _Mapping]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ...) -> None: ...
+
+class OutputChunk(_message.Message):
+    __slots__ = ("index", "text", "data_json", "last")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    text: str
+    data_json: str
+    last: bool
+    def __init__(self, index: _Optional[int] = ..., text: _Optional[str] = ..., data_json: _Optional[str] = ..., last: _Optional[bool] = ...) -> None: ...
+
+class InputRequest(_message.Message):
+    __slots__ = ("request_id", "prompt", "schema_json", "deadline")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    prompt: str
+    schema_json: str
+    deadline: _timestamp_pb2.Timestamp
+    def __init__(self, request_id: _Optional[str] = ..., prompt: _Optional[str] = ..., schema_json: _Optional[str] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class InputAnswer(_message.Message):
+    __slots__ = ("request_id", "value_json", "answered_by", "answered_at")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_AT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    value_json: str
+    answered_by: str
+    answered_at: _timestamp_pb2.Timestamp
+    def __init__(self, request_id: _Optional[str] = ..., value_json: _Optional[str] = ..., answered_by: _Optional[str] = ..., answered_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Approval(_message.Message):
+    __slots__ = ("approved", "decided_by", "reason", "decided_at")
+    APPROVED_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    approved: bool
+    decided_by: str
+    reason: str
+    decided_at: _timestamp_pb2.Timestamp
+    def __init__(self, approved: _Optional[bool] = ..., decided_by: _Optional[str] = ..., reason: _Optional[str] = ..., decided_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class InputExchange(_message.Message):
+    __slots__ = ("request", "answer", "asked_at", "attempt")
+    REQUEST_FIELD_NUMBER: _ClassVar[int]
+    ANSWER_FIELD_NUMBER: _ClassVar[int]
+    ASKED_AT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    request: InputRequest
+    answer: InputAnswer
+    asked_at: _timestamp_pb2.Timestamp
+    attempt: int
+    def __init__(self, request: _Optional[_Union[InputRequest, _Mapping]] = ..., answer: _Optional[_Union[InputAnswer, _Mapping]] = ..., asked_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TaskFailure(_message.Message):
     __slots__ = ("type", "message", "retryable", "origin", "traceback")
@@ -326,6 +398,30 @@ class StreamTaskStatusResponse(_message.Message):
     result: TaskResult
     def __init__(self, result: _Optional[_Union[TaskResult, _Mapping]] = ...) -> None: ...
 
+class ProvideInputRequest(_message.Message):
+    __slots__ = ("task_id", "request_id", "value_json", "answered_by", "attempt")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_BY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    request_id: str
+    value_json: str
+    answered_by: str
+    attempt: int
+    def __init__(self, task_id: _Optional[str] = ..., request_id: _Optional[str] = ..., value_json: _Optional[str] = ..., answered_by: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class ProvideInputResponse(_message.Message):
+    __slots__ = ("task_id", "request_id", "status")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    request_id: str
+    status: TaskStatus
+    def __init__(self, task_id: _Optional[str] = ..., request_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ...) -> None: ...
+
 class CancelTaskRequest(_message.Message):
     __slots__ = ("task_id", "reason")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -394,6 +490,22 @@ class WorkerEvent(_message.Message):
     reason: str
     def __init__(self, type: _Optional[_Union[WorkerEventType, str]] = ..., worker: _Optional[_Union[WorkerInfo, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class ApprovalRequest(_message.Message):
+    __slots__ = ("task_id", "reason")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    reason: str
+    def __init__(self, task_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ApprovalResponse(_message.Message):
+    __slots__ = ("task_id", "status")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    status: TaskStatus
+    def __init__(self, task_id: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ...) -> None: ...
+
 class SessionRequest(_message.Message):
     __slots__ = ("submits", "watches", "unwatch")
     SUBMITS_FIELD_NUMBER: _ClassVar[int]
@@ -451,7 +563,7 @@ class GetTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class TaskRecord(_message.Message):
-    __slots__ = ("task_id", "capability", "status", "parameters", "last_update", "attempts", "submitted_at", "dead_lettered", "cancel_reason", "idempotency_key", "owner", "not_before", "expires_at")
+    __slots__ = ("task_id", "capability", "status", "parameters", "last_update", "attempts", "submitted_at", "dead_lettered", "cancel_reason", "idempotency_key", "owner", "not_before", "expires_at", "inputs", "approval", "approval_required")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -465,6 +577,9 @@ class TaskRecord(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    APPROVAL_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     capability: str
     status: TaskStatus
@@ -478,7 +593,10 @@ class TaskRecord(_message.Message):
     owner: str
     not_before: _timestamp_pb2.Timestamp
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, task_id: _Optional[str] = ..., capability: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., last_update: _Optional[_Union[TaskResult, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_lettered: _Optional[bool] = ..., cancel_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    inputs: _containers.RepeatedCompositeFieldContainer[InputExchange]
+    approval: Approval
+    approval_required: bool
+    def __init__(self, task_id: _Optional[str] = ..., capability: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., last_update: _Optional[_Union[TaskResult, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_lettered: _Optional[bool] = ..., cancel_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[InputExchange, _Mapping]]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., approval_required: _Optional[bool] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("statuses", "capability", "limit", "page_token", "worker_id", "since", "until", "task_id_prefix")
@@ -603,7 +721,7 @@ class PurgeDeadLettersResponse(_message.Message):
     def __init__(self, purged: _Optional[int] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds", "exact_timeout_seconds", "owner", "not_before", "delay_seconds")
+    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds", "exact_timeout_seconds", "owner", "not_before", "delay_seconds", "require_approval")
     TASK_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -612,6 +730,7 @@ class SubmitTaskRequest(_message.Message):
     OWNER_FIELD_NUMBER: _ClassVar[int]
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     task: Task
     idempotency_key: str
     retry_policy: RetryPolicy
@@ -620,7 +739,8 @@ class SubmitTaskRequest(_message.Message):
     owner: str
     not_before: _timestamp_pb2.Timestamp
     delay_seconds: float
-    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ..., exact_timeout_seconds: _Optional[float] = ..., owner: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay_seconds: _Optional[float] = ...) -> None: ...
+    require_approval: bool
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ..., exact_timeout_seconds: _Optional[float] = ..., owner: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay_seconds: _Optional[float] = ..., require_approval: _Optional[bool] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("task_id", "worker_id", "worker_address", "duplicate")

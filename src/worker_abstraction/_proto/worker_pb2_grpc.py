@@ -61,6 +61,11 @@ class WorkerServiceStub:
                 request_serializer=worker__abstraction_dot_worker__pb2.CancelTaskRequest.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.CancelTaskResponse.FromString,
                 _registered_method=True)
+        self.ProvideInput = channel.unary_unary(
+                '/worker_abstraction.WorkerService/ProvideInput',
+                request_serializer=worker__abstraction_dot_worker__pb2.ProvideInputRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ProvideInputResponse.FromString,
+                _registered_method=True)
 
 
 class WorkerServiceServicer:
@@ -107,6 +112,15 @@ class WorkerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProvideInput(self, request, context):
+        """Added: the answer to a task's pending InputRequest, from its orchestrator. NOT_FOUND: unknown task;
+        FAILED_PRECONDITION: the task waits for no such request; INVALID_ARGUMENT: the value does not satisfy the
+        request's schema (every problem listed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_WorkerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +148,11 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.CancelTask,
                     request_deserializer=worker__abstraction_dot_worker__pb2.CancelTaskRequest.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.CancelTaskResponse.SerializeToString,
+            ),
+            'ProvideInput': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProvideInput,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ProvideInputRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ProvideInputResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -272,6 +291,33 @@ class WorkerService:
             '/worker_abstraction.WorkerService/CancelTask',
             worker__abstraction_dot_worker__pb2.CancelTaskRequest.SerializeToString,
             worker__abstraction_dot_worker__pb2.CancelTaskResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProvideInput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.WorkerService/ProvideInput',
+            worker__abstraction_dot_worker__pb2.ProvideInputRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ProvideInputResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -771,6 +817,21 @@ class OrchestratorServiceStub:
                 request_serializer=worker__abstraction_dot_worker__pb2.RemoveLimitsRequest.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.Limits.FromString,
                 _registered_method=True)
+        self.ProvideInput = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ProvideInput',
+                request_serializer=worker__abstraction_dot_worker__pb2.ProvideInputRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ProvideInputResponse.FromString,
+                _registered_method=True)
+        self.ApproveTask = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ApproveTask',
+                request_serializer=worker__abstraction_dot_worker__pb2.ApprovalRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ApprovalResponse.FromString,
+                _registered_method=True)
+        self.DenyTask = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/DenyTask',
+                request_serializer=worker__abstraction_dot_worker__pb2.ApprovalRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.ApprovalResponse.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -986,6 +1047,30 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProvideInput(self, request, context):
+        """Added: human in the loop. Answer a task's pending input request (the value is checked against its
+        schema first: INVALID_ARGUMENT lists every problem, and the task keeps waiting; FAILED_PRECONDITION: the
+        task waits for no input, or for another request). The answer, and who gave it, are in the task's record.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ApproveTask(self, request, context):
+        """Added: approve a task waiting for approval (APPROVAL_REQUIRED): it goes to the queue. Operators only
+        when credentials are on. FAILED_PRECONDITION: the task does not wait for approval.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DenyTask(self, request, context):
+        """Added: deny it: the task ends CANCELED, the reason in its record. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1128,6 +1213,21 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.RemoveLimits,
                     request_deserializer=worker__abstraction_dot_worker__pb2.RemoveLimitsRequest.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.Limits.SerializeToString,
+            ),
+            'ProvideInput': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProvideInput,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ProvideInputRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ProvideInputResponse.SerializeToString,
+            ),
+            'ApproveTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ApproveTask,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ApprovalRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ApprovalResponse.SerializeToString,
+            ),
+            'DenyTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.DenyTask,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ApprovalRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.ApprovalResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1887,6 +1987,87 @@ class OrchestratorService:
             '/worker_abstraction.OrchestratorService/RemoveLimits',
             worker__abstraction_dot_worker__pb2.RemoveLimitsRequest.SerializeToString,
             worker__abstraction_dot_worker__pb2.Limits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProvideInput(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ProvideInput',
+            worker__abstraction_dot_worker__pb2.ProvideInputRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ProvideInputResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ApproveTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ApproveTask',
+            worker__abstraction_dot_worker__pb2.ApprovalRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ApprovalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DenyTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/DenyTask',
+            worker__abstraction_dot_worker__pb2.ApprovalRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.ApprovalResponse.FromString,
             options,
             channel_credentials,
             insecure,

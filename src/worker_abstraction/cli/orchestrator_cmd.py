@@ -166,6 +166,14 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         help="drop dead letters this long after they were kept; default: keep them for good",
     )
     parser.add_argument(
+        "--require-approval",
+        action="append",
+        default=[],
+        metavar="CAPABILITY",
+        help="every task of this capability waits for an operator's approval before it runs (`wa approve` / "
+        "`wa deny`); repeat for more capabilities",
+    )
+    parser.add_argument(
         "--queue-without-workers",
         action="store_true",
         help="accept tasks for a capability no live worker offers yet: they wait (bounded by their queue "
@@ -213,6 +221,7 @@ async def run(args: argparse.Namespace) -> int:
         max_queued=args.max_queued,
         aging_seconds=args.aging,
         queue_without_workers=args.queue_without_workers,
+        approval_required=args.require_approval,
         rate_limits=rate_limits,
         concurrency_limits=concurrency_limits,
         retention=retention,

@@ -205,6 +205,25 @@ class OrchestratorMetrics(Metrics):
             buckets=STORE_SECONDS_BUCKETS,
             registry=registry,
         )
+        self.inputs = Counter(
+            "wa_input_requests", "Questions handlers asked (ctx.request_input).", ["capability"], registry=registry
+        )
+        self.input_wait_seconds = Histogram(
+            "wa_input_wait_seconds",
+            "Seconds from a handler's question to its answer.",
+            ["capability"],
+            buckets=TASK_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.chunks = Counter(
+            "wa_output_chunks",
+            "Pieces of streamed output handlers emitted (ctx.emit).",
+            ["capability"],
+            registry=registry,
+        )
+        self._inputs = _Children(self.inputs)
+        self._input_wait = _Children(self.input_wait_seconds)
+        self._chunks = _Children(self.chunks)
         self._tasks = _Children(self.tasks)
         self._queue_wait = _Children(self.queue_wait_seconds)
         self._run = _Children(self.run_seconds)
@@ -240,6 +259,18 @@ class OrchestratorMetrics(Metrics):
         label = self.capability_label(capability)
         self._tasks(label, status.name).inc()
         self._run(label).observe(max(0.0, (time.time_ns() - submitted_at_ns) / 1e9))
+
+    def input_asked(self, capability: str) -> None:
+        """A handler asked a question."""
+        self._inputs(self.capability_label(capability)).inc()
+
+    def input_answered(self, capability: str, seconds: float) -> None:
+        """A question was answered `seconds` after it was asked."""
+        self._input_wait(self.capability_label(capability)).observe(seconds)
+
+    def chunk_streamed(self, capability: str) -> None:
+        """A handler streamed one piece of output."""
+        self._chunks(self.capability_label(capability)).inc()
 
     def tasks_expired(self, count: int) -> None:
         """A retention sweep dropped `count` finished tasks."""

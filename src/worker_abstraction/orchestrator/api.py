@@ -16,6 +16,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, Unpack
 
 from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
+from worker_abstraction.exchanges import InputAnswer
 from worker_abstraction.options import TaskOptionFields, TaskOptions, options_of
 from worker_abstraction.orchestrator.core import batch
 from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, LimitSet, RateLimit
@@ -169,6 +170,34 @@ class AsyncOrchestratorAPI(Protocol):
         """Cancel a task; see `AsyncTaskHandle.cancel`. False if it had already finished.
 
         Raises:
+            TaskNotFoundError: the task is unknown.
+        """
+        ...
+
+    async def provide_input(self, task_id: str, value: Any, *, request_id: str = "") -> InputAnswer:
+        """Answer the question a task waits on (INPUT_REQUIRED) with `value`; see `AsyncTaskHandle.provide_input`.
+
+        Raises:
+            InvalidAnswerError: the value breaks the question's schema (every problem listed); it keeps waiting.
+            TaskNotWaitingError: the task waits for no input, or for another question than `request_id`.
+            TaskNotFoundError: the task is unknown.
+        """
+        ...
+
+    async def approve(self, task_id: str, reason: str = "") -> TaskStatus:
+        """Approve a task waiting for approval (APPROVAL_REQUIRED): it goes on. Returns its status after.
+
+        Raises:
+            TaskNotWaitingError: the task waits for no approval.
+            TaskNotFoundError: the task is unknown.
+        """
+        ...
+
+    async def deny(self, task_id: str, reason: str = "") -> TaskStatus:
+        """Deny a task waiting for approval: it ends CANCELED, `reason` in its record.
+
+        Raises:
+            TaskNotWaitingError: the task waits for no approval.
             TaskNotFoundError: the task is unknown.
         """
         ...

@@ -13,6 +13,7 @@ from opentelemetry.trace import SpanKind
 
 from worker_abstraction import _rpc
 from worker_abstraction.errors import InvalidParametersError, NoWorkerError
+from worker_abstraction.exchanges import InputAnswer, answer_json
 from worker_abstraction.observability import tracing
 from worker_abstraction.observability.metrics import OrchestratorMetrics, OrchestratorSnapshot
 from worker_abstraction.options import RetryPolicy, TaskOptions
@@ -40,7 +41,15 @@ from worker_abstraction.schedules.book import MemoryBook, ScheduleBook
 from worker_abstraction.schedules.model import Schedule, ScheduleInfo
 from worker_abstraction.stores.tasks import TaskStore
 from worker_abstraction.tls import TLSConfig
-from worker_abstraction.types import DeadLetter, LimitedQueue, TaskQuery, TaskRecord, WorkerHealth, WorkerInfo
+from worker_abstraction.types import (
+    DeadLetter,
+    LimitedQueue,
+    TaskQuery,
+    TaskRecord,
+    TaskStatus,
+    WorkerHealth,
+    WorkerInfo,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +102,8 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         rate_limits: task starts per window, per capability (and key): tasks over a limit wait (`gates`).
         concurrency_limits: tasks in flight per capability (and key), with a strategy (`gates`).
         retention: how long finished tasks and dead letters are kept (`core.retention`; default: for good).
+        approval_required: capabilities whose every task waits for an operator's approval before it runs
+            (`approve` / `deny`; a single task asks for it with `require_approval=True`).
     """
 
     def __init__(
@@ -122,6 +133,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         rate_limits: Iterable[RateLimit] = (),
         concurrency_limits: Iterable[ConcurrencyLimit] = (),
         retention: Retention | None = None,
+        approval_required: Iterable[str] = (),
     ) -> None:
         if home is not None and task_store is not None:
             raise ValueError("give a task_store or a home, not both (a home keeps its tasks itself)")
@@ -163,6 +175,7 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             clock=clock,
             retry_policy=retry_policy or RetryPolicy(),
             metrics=metrics,
+            approval_required=frozenset(approval_required),
         )
         self.engine = Engine(
             crew,
@@ -371,6 +384,15 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             TaskNotFoundError: the orchestrator does not know the task.
         """
         return await self.engine.cancel(task_id, reason)
+
+    async def provide_input(self, task_id: str, value: Any, *, request_id: str = "") -> InputAnswer:
+        return await self.engine.provide_input(task_id, answer_json(value), request_id=request_id)
+
+    async def approve(self, task_id: str, reason: str = "") -> TaskStatus:
+        return self.engine.decide(task_id, True, reason=reason)
+
+    async def deny(self, task_id: str, reason: str = "") -> TaskStatus:
+        return self.engine.decide(task_id, False, reason=reason)
 
     async def task(self, task_id: str) -> TaskRecord:
         """Where a task stands: status, latest update, every attempt (finished tasks too, see `keep_finished`).

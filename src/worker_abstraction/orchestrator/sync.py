@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any, TypeVar, Unpack
 
 from worker_abstraction._loop import LoopThread
+from worker_abstraction.exchanges import InputAnswer, InputRequest, OutputChunk
 from worker_abstraction.options import TaskOptionFields, TaskOptions
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, LimitSet, RateLimit
@@ -104,6 +105,19 @@ class TaskHandle:
 
     def cancel(self, reason: str = "") -> bool:
         return self._loop.run(self._core.cancel(reason))
+
+    @property
+    def input_request(self) -> InputRequest | None:
+        return self._core.input_request
+
+    def input_requested(self, timeout_seconds: float | None = None) -> InputRequest:
+        return self._loop.run(self._core.input_requested(timeout_seconds))
+
+    def provide_input(self, value: Any, *, request_id: str = "") -> InputAnswer:
+        return self._loop.run(self._core.provide_input(value, request_id=request_id))
+
+    def stream(self, after: int = 0) -> Iterator[OutputChunk]:
+        return _each(self._loop, self._core.stream(after))
 
 
 class WorkflowRunHandle:
@@ -211,6 +225,15 @@ class Orchestrator:
 
     def cancel(self, task_id: str, reason: str = "") -> bool:
         return self._loop.run(self._core.cancel(task_id, reason))
+
+    def provide_input(self, task_id: str, value: Any, *, request_id: str = "") -> InputAnswer:
+        return self._loop.run(self._core.provide_input(task_id, value, request_id=request_id))
+
+    def approve(self, task_id: str, reason: str = "") -> TaskStatus:
+        return self._loop.run(self._core.approve(task_id, reason))
+
+    def deny(self, task_id: str, reason: str = "") -> TaskStatus:
+        return self._loop.run(self._core.deny(task_id, reason))
 
     def task(self, task_id: str) -> TaskRecord:
         return self._loop.run(self._core.task(task_id))

@@ -8,13 +8,17 @@ down under the task never had the task's fault, so its failures are infrastructu
 from __future__ import annotations
 
 from worker_abstraction import lifecycle
+from worker_abstraction.errors import InputTimeoutError
 from worker_abstraction.types import FailureOrigin, TaskFailure
 
 WORKER_ERROR = "WorkerError"  # the worker itself failed to run the task (not its handler)
 
 
 def handler_error(error: BaseException) -> TaskFailure:
-    """The handler raised `error`."""
+    """The handler raised `error` (an unanswered question's `InputTimeoutError`: nobody answered in time, which
+    asking again would not change)."""
+    if isinstance(error, InputTimeoutError):
+        return TaskFailure(lifecycle.INPUT_TIMEOUT, str(error), FailureOrigin.TIMEOUT, retryable=False)
     return TaskFailure(type(error).__name__, str(error), FailureOrigin.HANDLER, retryable=True)
 
 

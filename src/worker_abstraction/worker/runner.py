@@ -21,6 +21,7 @@ from worker_abstraction.context import TaskContext
 from worker_abstraction.observability import tracing
 from worker_abstraction.types import TaskFailure, TaskStatus, traceback_tail
 from worker_abstraction.worker import failures, tasklog
+from worker_abstraction.worker.asking import Questions
 from worker_abstraction.worker.tasks import TaskRecord
 
 TRACEBACK_LINE = 1_000  # characters of one line of a handler's traceback sent with its failure
@@ -81,6 +82,8 @@ async def _run(
     try:
         async with asyncio.timeout(None) as scope:
             loop = asyncio.get_running_loop()
+            if record.questions is not None:  # (it stops the deadline while the handler waits for an answer)
+                record.questions.deadline.scope = scope
 
             def begin() -> None:  # the handler starts: its time counts from now (not while it waited)
                 if timeout_seconds > 0:
@@ -178,6 +181,7 @@ def _prepare(
     limited = timeout_seconds > 0
     context: TaskContext | None = None
     if definition.context_parameter is not None:
+        record.questions = Questions(record)
         context = arguments[definition.context_parameter] = TaskContext(
             task_id=record.task_id,
             capability=definition.spec.name,
@@ -190,6 +194,8 @@ def _prepare(
             publish_progress=record.progress,
             loop=loop,
             cancel_requested=record.cancel_requested,
+            publish_chunk=record.chunk,
+            questions=record.questions,
         )
     if definition.is_async:
 

@@ -21,6 +21,7 @@ from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.codec import short
+from worker_abstraction.errors import InvalidAnswerError, TaskNotWaitingError
 from worker_abstraction.observability import tracing
 from worker_abstraction.observability.metrics import WorkerMetrics
 from worker_abstraction.options import MAX_ID_LENGTH
@@ -245,6 +246,28 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
             runner.cancel()  # not started yet: nothing to clean up
         else:
             asyncio.get_running_loop().call_later(self.cancel_grace_seconds, runner.cancel)
+
+    async def ProvideInput(self, request: pb.ProvideInputRequest, context: Context) -> pb.ProvideInputResponse:
+        await _check_id(request.task_id, context)
+        problems = bounds.problems(request)
+        if problems:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
+        record = self.tasks.get(request.task_id)
+        if record is None or (request.attempt and request.attempt != record.attempt):
+            where = "this worker" if record is None else f"this worker as attempt {request.attempt}"
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"task {short(request.task_id)} is unknown to {where}")
+        if record.questions is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"task {short(request.task_id)} waits for no input"
+            )
+        try:
+            answer = record.questions.answer(request.request_id, request.value_json, request.answered_by)
+        except (TaskNotWaitingError, InvalidAnswerError) as error:
+            code = grpc.StatusCode.INVALID_ARGUMENT if isinstance(error, InvalidAnswerError) else None
+            await context.abort(code or grpc.StatusCode.FAILED_PRECONDITION, str(error)[:900])
+        return pb.ProvideInputResponse(
+            task_id=record.task_id, request_id=answer.request_id, status=pb.TASK_STATUS_RUNNING
+        )
 
     async def StreamTaskStatus(
         self, request: pb.GetTaskStatusRequest, context: Context

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.exchanges import InputAnswer, InputRequest, OutputChunk
 from worker_abstraction.lifecycle import attempt_allowed
 from worker_abstraction.types import TaskFailure, TaskStatus
 
@@ -36,9 +38,11 @@ class TaskRecord:
         "cancel_reason",
         "cancel_requested",
         "capability",
+        "chunks",
         "fingerprint",
         "listener",
         "log",
+        "questions",
         "task_id",
         "worker_id",
     )
@@ -55,6 +59,8 @@ class TaskRecord:
         self._changed: asyncio.Future[None] | None = None
         self.cancel_requested = asyncio.Event()  # what the handler's context watches
         self.cancel_reason = ""
+        self.chunks = 0  # streamed so far (`ctx.emit`): the next one is numbered one more
+        self.questions: Any = None  # the handler's questions (`asking.Questions`), once its context is made
         self._append(TaskStatus.PENDING)
 
     @property
@@ -72,6 +78,23 @@ class TaskRecord:
         # A late report from a handler that already finished (e.g. a thread outliving its timeout) is moot.
         if self.status is TaskStatus.RUNNING:
             self._append(TaskStatus.RUNNING, progress=fraction, progress_message=message)
+
+    def chunk(self, text: str, data_json: str, last: bool) -> bool:
+        """Stream one piece of output as a RUNNING update (False: the task no longer runs, nothing sent)."""
+        if self.status is not TaskStatus.RUNNING:
+            return False
+        self.chunks += 1
+        self._append(TaskStatus.RUNNING, chunk=OutputChunk(self.chunks, text, data_json, last))
+        return True
+
+    def ask(self, request: InputRequest) -> None:
+        """The handler asks for input: INPUT_REQUIRED until it is answered (or gives up waiting)."""
+        self._move(TaskStatus.INPUT_REQUIRED, input_request=request)
+
+    def answered(self, answer: InputAnswer | None) -> None:
+        """The handler goes on: with `answer`, or without one (it stopped waiting)."""
+        if self.status is TaskStatus.INPUT_REQUIRED:
+            self._move(TaskStatus.RUNNING, input_answer=answer)
 
     def completed(self, output_json: str) -> None:
         self._move(TaskStatus.COMPLETED, output_json=output_json, progress=1.0)
@@ -174,7 +197,9 @@ class TaskTable:
         self.active_by_capability[record.capability] -= 1
         if self._tasks.get(record.task_id) is not record:
             return  # replaced already: the id belongs to a newer record, maybe still running
-        held = sum(len(update.output_json) for update in record.log)
+        held = sum(
+            len(update.output_json) + len(update.chunk.text) + len(update.chunk.data_json) for update in record.log
+        )
         self._finished[record.task_id] = held
         self._finished_bytes += held
         while len(self._finished) > self._keep_finished or (

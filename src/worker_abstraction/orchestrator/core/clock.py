@@ -53,22 +53,27 @@ class NamedTimers:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._timers: dict[str, Timer] | None = None  # made with the first timer: a queued task has none
+        # Each timer with when it is due (the clock's time): made with the first timer, a queued task has none.
+        self._timers: dict[str, tuple[Timer, float]] | None = None
 
     def start(self, name: str, delay_seconds: float, callback: Callable[[], None]) -> None:
         """Call `callback` after `delay_seconds`, instead of what a timer of this name would have called."""
         if self._timers is None:
             self._timers = {}
         self.stop(name)
-        self._timers[name] = self._clock.call_later(delay_seconds, callback)
+        self._timers[name] = (self._clock.call_later(delay_seconds, callback), self._clock.now() + delay_seconds)
 
-    def stop(self, name: str) -> None:
-        timer = self._timers.pop(name, None) if self._timers is not None else None
-        if timer is not None:
-            timer.cancel()
+    def stop(self, name: str) -> float | None:
+        """Stop the timer of this name; returns the seconds it had left (None: there was none)."""
+        found = self._timers.pop(name, None) if self._timers is not None else None
+        if found is None:
+            return None
+        timer, due = found
+        timer.cancel()
+        return max(0.0, due - self._clock.now())
 
     def stop_all(self) -> None:
         if self._timers is not None:
-            for timer in self._timers.values():
+            for timer, _ in self._timers.values():
                 timer.cancel()
             self._timers = None

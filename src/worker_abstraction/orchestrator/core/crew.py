@@ -34,4 +34,5 @@ class Crew:
     clock: Clock
     retry_policy: RetryPolicy
     metrics: OrchestratorMetrics | None = None  # None: nothing is counted
+    approval_required: frozenset[str] = frozenset()  # capabilities whose tasks wait for an operator's approval
     background: set[asyncio.Task[Any]] = field(default_factory=set)  # dispatches and cancels in flight

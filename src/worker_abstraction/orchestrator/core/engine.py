@@ -18,7 +18,8 @@ from typing import Any
 
 from worker_abstraction import limits
 from worker_abstraction.codec import encode_params, payload_bytes, short
-from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
+from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError, TaskNotWaitingError
+from worker_abstraction.exchanges import InputAnswer
 from worker_abstraction.observability.tracing import NO_TRACE, TraceContext
 from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
 from worker_abstraction.orchestrator.core import expiry
@@ -38,6 +39,7 @@ from worker_abstraction.types import (
     TaskQuery,
     TaskRecord,
     TaskSpec,
+    TaskStatus,
     WorkerHealth,
     WorkerInfo,
 )
@@ -286,6 +288,43 @@ class Engine:
         if asked is None:
             raise TaskNotFoundError(task_id, "the orchestrator")
         return asked
+
+    # ---- human in the loop ---------------------------------------------------------------------------------
+
+    async def provide_input(
+        self, task_id: str, value_json: str, *, request_id: str = "", answered_by: str = ""
+    ) -> InputAnswer:
+        """Answer the question a task waits on (see `core.asking`).
+
+        Raises:
+            TaskNotFoundError: no task has this id here.
+            TaskNotWaitingError: the task waits for no input, or for another question.
+            InvalidAnswerError: the value breaks the question's schema.
+        """
+        return await self._live_run(task_id, "input").provide_input(
+            value_json, request_id=request_id, answered_by=answered_by
+        )
+
+    def decide(self, task_id: str, approved: bool, *, decided_by: str = "", reason: str = "") -> TaskStatus:
+        """Approve or deny a task waiting for approval (see `core.approval`); returns its status after it.
+
+        Raises:
+            TaskNotFoundError: no task has this id here.
+            TaskNotWaitingError: the task waits for no approval.
+        """
+        run = self._live_run(task_id, "approval")
+        run.decide(approved, decided_by, reason)
+        return run.state.status
+
+    def _live_run(self, task_id: str, what: str) -> TaskRun:
+        run = self.index.live.get(task_id)
+        if run is None:
+            if self.index.get(task_id) is not None:
+                raise TaskNotWaitingError(task_id, f"has finished: it waits for no {what}")
+            raise self._unknown(task_id)
+        if not isinstance(run, TaskRun):
+            raise TaskNotWaitingError(task_id, f"is a workflow: its steps, not the workflow, may wait for {what}")
+        return run
 
     # ---- dead letters ----------------------------------------------------------------------------------------
 

@@ -14,12 +14,16 @@ from typing import Any, Protocol
 
 from worker_abstraction import lifecycle
 from worker_abstraction.errors import (
+    ChunksDroppedError,
     TaskCanceledError,
     TaskFailedError,
+    TaskNotWaitingError,
     TaskRejectedError,
     TaskTimeoutError,
 )
+from worker_abstraction.exchanges import InputAnswer, InputRequest, OutputChunk, answer_json
 from worker_abstraction.orchestrator.core.state import TaskState
+from worker_abstraction.lifecycle import INPUT_TIMEOUT
 from worker_abstraction.types import Attempt, FailureOrigin, TaskStatus, TaskUpdate
 
 
@@ -27,6 +31,8 @@ class TaskOwner(Protocol):
     """Whoever runs the task behind a handle."""
 
     async def cancel(self, reason: str) -> bool: ...
+
+    async def provide_input(self, value_json: str, *, request_id: str = "", answered_by: str = "") -> InputAnswer: ...
 
 
 class AsyncTaskHandle:
@@ -161,6 +167,73 @@ class AsyncTaskHandle:
             return False
         return await self._owner.cancel(reason or "canceled by the caller")
 
+    @property
+    def input_request(self) -> InputRequest | None:
+        """The question the task waits on now (None: it waits for no input): its id, prompt, schema, deadline."""
+        updates = self._state.updates
+        last = updates[-1] if updates else None
+        return last.input_request if last is not None and last.status is TaskStatus.INPUT_REQUIRED else None
+
+    async def input_requested(self, timeout_seconds: float | None = None) -> InputRequest:
+        """Wait until the task asks for input, and return the question (at once if it waits on one now).
+
+        Raises:
+            TaskTimeoutError: no question within `timeout_seconds`.
+            TaskError: the task ended first (as `result()` would raise; TaskNotWaitingError if it completed).
+        """
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                while (request := self.input_request) is None:
+                    final = self._state.final
+                    if final is not None:
+                        if final.status is TaskStatus.COMPLETED:
+                            raise TaskNotWaitingError(self.task_id, "completed without asking for input")
+                        raise outcome_error(self._state, final)
+                    if self._state.done() and self._state.broken is not None:
+                        raise self._state.broken
+                    await self._state.wait_changed()
+        except TimeoutError:
+            raise TaskTimeoutError(self.task_id, timeout_seconds or 0.0) from None
+        return request
+
+    async def provide_input(self, value: Any, *, request_id: str = "") -> InputAnswer:
+        """Answer the question the task waits on with `value` (any JSON value), checked against its schema.
+
+        Raises:
+            InvalidAnswerError: the value breaks the schema (every problem listed); the task keeps waiting.
+            TaskNotWaitingError: the task waits for no input (or for another question than `request_id`).
+        """
+        return await self._owner.provide_input(answer_json(value), request_id=request_id)
+
+    async def stream(self, after: int = 0) -> AsyncIterator[OutputChunk]:
+        """The task's streamed output (`ctx.emit`), chunk by chunk in order, from the one after chunk number
+        `after` (0: from the first), as it comes, until the task ends. Resumable: a reader that stopped at
+        chunk N goes on with `stream(after=N)`.
+
+        Raises:
+            ChunksDroppedError: chunks after `after` are no longer kept: the orchestrator keeps the latest
+                `MAX_CHUNK_BYTES` of a task's chunks for readers that fall behind (`core.state`).
+            OrchestratorUnavailableError: the handle lost contact with the daemon.
+        """
+        position = 0
+        state = self._state
+        while True:
+            while position < len(state.updates):
+                update = state.updates[position]
+                position += 1
+                chunk = update.chunk
+                if chunk is None or chunk.index <= after:
+                    continue
+                if chunk.index > after + 1:  # (the oldest chunks of a long stream are not kept for ever)
+                    raise ChunksDroppedError(self.task_id, after, chunk.index - 1)
+                after = chunk.index
+                yield chunk
+            if state.done():
+                if state.broken is not None:
+                    raise state.broken
+                return
+            await state.wait_changed()
+
     async def result(self, timeout_seconds: float | None = None) -> Any:
         """The task's decoded output.
 
@@ -183,7 +256,7 @@ def outcome_error(state: TaskState, final: TaskUpdate) -> Exception:
     failure = final.failure
     if final.status is TaskStatus.CANCELED:
         return TaskCanceledError(state.task_id, final.error_message)
-    if failure is not None and failure.origin is FailureOrigin.TIMEOUT:
+    if failure is not None and failure.origin is FailureOrigin.TIMEOUT and failure.type != INPUT_TIMEOUT:
         if failure.type == lifecycle.QUEUE_TIMEOUT:
             return TaskTimeoutError(state.task_id, state.queue_timeout_seconds or 0.0, in_queue=True)
         return TaskTimeoutError(state.task_id, state.timeout_seconds)

@@ -15,6 +15,7 @@ class Phase(enum.Enum):
     and from any phase but DONE, once the run's hold is lost: ──► HANDED_OVER
     """
 
+    APPROVAL = "approval"  # waits for an operator's approval (`approval`): then DELAYED or WAITING, or DONE
     DELAYED = "delayed"  # accepted, and not to start before its `not_before`: then WAITING
     WAITING = "waiting"  # in the scheduler's queue
     SENDING = "sending"  # placed on a worker, the dispatch on its way

@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 from worker_abstraction.codec import payload_bytes
+from worker_abstraction.errors import TaskNotWaitingError
+from worker_abstraction.exchanges import InputAnswer
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.phase import Phase
 from worker_abstraction.orchestrator.core.state import TaskState
@@ -22,8 +24,16 @@ KEEP_FINISHED_BYTES = 64 * 2**20
 class _Finished:
     """The owner of a handle on a task that ended before this orchestrator started: nothing to cancel."""
 
+    __slots__ = ("task_id",)
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+
     async def cancel(self, reason: str) -> bool:
         return False
+
+    async def provide_input(self, value_json: str, *, request_id: str = "", answered_by: str = "") -> InputAnswer:
+        raise TaskNotWaitingError(self.task_id, "has finished: it waits for no input")
 
 
 def finished_handle(record: TaskRecord) -> AsyncTaskHandle:
@@ -34,7 +44,7 @@ def finished_handle(record: TaskRecord) -> AsyncTaskHandle:
         state.worker_id = record.attempts[-1].worker_id
         state.attempt = record.attempts[-1].number
     state.append(record.last_update or TaskUpdate(task_id=record.task_id, status=record.status))
-    return AsyncTaskHandle(state, _Finished())
+    return AsyncTaskHandle(state, _Finished(record.task_id))
 
 
 class Run(Protocol):

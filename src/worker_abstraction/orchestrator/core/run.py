@@ -36,9 +36,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction import lifecycle
+from worker_abstraction.exchanges import InputAnswer
 from worker_abstraction.observability import tracing
 from worker_abstraction.observability.task_spans import RunSpans
-from worker_abstraction.orchestrator.core import attempts, canceling, retries
+from worker_abstraction.orchestrator.core import approval, asking, attempts, canceling, retries
 from worker_abstraction.orchestrator.core.admission import lowered
 from worker_abstraction.orchestrator.core.canceling import CANCEL_CONFIRM_SECONDS as CANCEL_CONFIRM_SECONDS
 from worker_abstraction.orchestrator.core.canceling import CANCEL_RESEND_SECONDS as CANCEL_RESEND_SECONDS
@@ -71,11 +72,36 @@ class TaskRun:
     """One task, from acceptance to its one terminal state."""
 
     # One per task the daemon holds, queued ones included: slots keep 100,000 of them small.
-    __slots__ = ("_crew", "_failures", "_hold", "_journal", "_max_output", "_queue_timeout", "_reserved",
-                 "_reuse_number", "_sent",
-                 "_sinks", "_spans", "_timers", "avoid", "cancel_reason", "capability", "dead_lettered", "fairness_key",
-                 "gate", "handle", "phase", "pinned", "preferred_tags", "priority", "required_tags", "retry", "spec",
-                 "state")  # fmt: skip
+    __slots__ = (
+        "_crew",
+        "_deadline_left",
+        "_failures",
+        "_hold",
+        "_journal",
+        "_max_output",
+        "_queue_timeout",
+        "_reserved",
+        "_reuse_number",
+        "_sent",
+        "_sinks",
+        "_spans",
+        "_timers",
+        "avoid",
+        "cancel_reason",
+        "capability",
+        "dead_lettered",
+        "fairness_key",
+        "gate",
+        "handle",
+        "phase",
+        "pinned",
+        "preferred_tags",
+        "priority",
+        "required_tags",
+        "retry",
+        "spec",
+        "state",
+    )  # fmt: skip
 
     def __init__(self, hold: Hold, crew: Crew, *, queue_timeout_seconds: float | None = None) -> None:
         spec = hold.spec
@@ -116,6 +142,7 @@ class TaskRun:
         self._sent = 0  # the highest attempt number that may have been sent
         self._reserved = ATTEMPT_BLOCK  # attempt numbers up to this one are reserved in the journal
         self._reuse_number = False  # the next dispatch keeps the current number (the last one never ran)
+        self._deadline_left: float | None = None  # the deadline's seconds left, stopped while it waits for input
         self._timers = NamedTimers(crew.clock)
         self._sinks: AttemptSinks | None = None  # made with the first attempt: 100,000 queued tasks have none
         # None while tracing is off: then each hook below costs one check.
@@ -125,7 +152,14 @@ class TaskRun:
 
     def start(self) -> None:
         """Queue the task (its acceptance is stored; the scheduler had room for it); a delayed one, at its
-        `not_before` (one timer on the clock: nothing runs while it waits)."""
+        `not_before` (one timer on the clock: nothing runs while it waits); one that needs approval, once
+        approved (`approval`)."""
+        if approval.required(self):
+            approval.wait(self)
+            return
+        self._begin()
+
+    def _begin(self) -> None:
         not_before = self.spec.options.not_before
         if not_before is not None:
             wait = not_before.timestamp() - self._crew.clock.wall()
@@ -206,6 +240,14 @@ class TaskRun:
     def is_current(self, number: int) -> bool:
         return self.state.attempt == number and self.phase in (Phase.SENDING, Phase.RUNNING)
 
+    async def provide_input(self, value_json: str, *, request_id: str = "", answered_by: str = "") -> InputAnswer:
+        """Answer the question the task waits on (see `asking.provide_input`)."""
+        return await asking.provide_input(self, value_json, request_id=request_id, answered_by=answered_by)
+
+    def decide(self, approved: bool, decided_by: str = "", reason: str = "") -> None:
+        """Approve a task waiting for approval (it goes on), or deny it (it ends CANCELED): see `approval`."""
+        (approval.approve if approved else approval.deny)(self, decided_by, reason)
+
     def on_update(self, number: int, update: TaskUpdate) -> None:
         state = self.state
         if not self.is_current(number) or (update.attempt and update.attempt != number):
@@ -222,6 +264,10 @@ class TaskRun:
             state.illegal_updates += 1
             return
         if not update.is_terminal:
+            if update.chunk is not None and self._crew.metrics is not None:
+                self._crew.metrics.chunk_streamed(self.capability)
+            if update.status is TaskStatus.INPUT_REQUIRED or state.status is TaskStatus.INPUT_REQUIRED:
+                asking.on_update(self, update)
             state.append(update)
             return
         worker_id = state.worker_id
@@ -285,7 +331,9 @@ class TaskRun:
         state = self.state
         last = state.updates[-1] if state.updates else None
         return task_record(self.spec, state.status, attempts=state.attempts, last_update=last,
-                           dead_lettered=self.dead_lettered, cancel_reason=self.cancel_reason)  # fmt: skip
+                           dead_lettered=self.dead_lettered, cancel_reason=self.cancel_reason,
+                           inputs=asking.inputs_of(state.updates), approval=approval.decision_of(self),
+                           approval_required=approval.required(self))  # fmt: skip
 
     # ---- inside ------------------------------------------------------------------------------------------
 

@@ -8,11 +8,14 @@ watcher) and read by any number of `AsyncTaskHandle`s. It holds no policy: decid
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction.errors import WorkerAbstractionError
+from worker_abstraction.exchanges import Approval, InputExchange
 from worker_abstraction.options import caller_key
 from worker_abstraction.types import Attempt, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
 
@@ -23,12 +26,14 @@ class TaskState:
     __slots__ = (
         "_broken",
         "_changed",
+        "_chunks",
         "_done",
         "_ended",
         "_listeners",
         "attempt",
         "attempts",
         "capability",
+        "chunk_bytes",
         "illegal_updates",
         "last_sequence",
         "params",
@@ -67,6 +72,8 @@ class TaskState:
         # Carried on from a store after a restart, or taken over from another daemon: its updates here are
         # numbered from 1 again, so a watcher of the run before hears them all (see `daemon.callers`).
         self.resumed = False
+        self.chunk_bytes = 0  # of the streamed chunks kept in `updates`
+        self._chunks: collections.deque[int] | None = None  # positions of the kept chunks, oldest first
         self._ended = False
         # Made only when someone waits: most tasks are followed through listeners, and a queued task is
         # held as long as it waits, so every byte of it counts a hundred thousand times.
@@ -98,6 +105,8 @@ class TaskState:
         if self._ended:
             return
         self.updates.append(update)
+        if update.chunk is not None:
+            self._keep_chunk(update.chunk.size)
         if update.is_terminal:
             self._end_attempt(update)
             self._end()
@@ -108,6 +117,20 @@ class TaskState:
                 listener(position, update)
             if update.is_terminal:  # nothing follows: what they hold is freed with them, not kept with the state
                 self._listeners = None
+
+    def _keep_chunk(self, size: int) -> None:
+        """Count a chunk just appended; past MAX_CHUNK_BYTES the oldest chunks give way to one shared mark
+        (a reader that falls that far behind is told which chunks it cannot have: `ChunksDroppedError`)."""
+        if self._chunks is None:
+            self._chunks = collections.deque()
+        self._chunks.append(len(self.updates) - 1)
+        self.chunk_bytes += size + CHUNK_OVERHEAD
+        while self.chunk_bytes > MAX_CHUNK_BYTES and len(self._chunks) > 1:
+            position = self._chunks.popleft()
+            dropped = self.updates[position].chunk
+            assert dropped is not None
+            self.chunk_bytes -= dropped.size + CHUNK_OVERHEAD
+            self.updates[position] = _dropped_mark(self.task_id)
 
     def listen(self, listener: Callable[[int, TaskUpdate], None], after: int = 0) -> None:
         """Call `listener(position, update)` for every update after position `after` (1-based): those there
@@ -193,6 +216,16 @@ class TaskState:
             self._changed = None
 
 
+MAX_CHUNK_BYTES = 16 * 2**20  # of one task's streamed chunks kept for readers that fall behind
+CHUNK_OVERHEAD = 200  # bytes a kept chunk costs besides its text
+DROPPED = "wa-dropped"  # metadata key of the mark that stands where a chunk was dropped
+
+
+@functools.lru_cache(maxsize=64)
+def _dropped_mark(task_id: str) -> TaskUpdate:
+    return TaskUpdate(task_id, TaskStatus.RUNNING, metadata={DROPPED: "chunk"})
+
+
 def task_record(
     spec: TaskSpec,
     status: TaskStatus,
@@ -201,6 +234,9 @@ def task_record(
     last_update: TaskUpdate | None = None,
     dead_lettered: bool = False,
     cancel_reason: str = "",
+    inputs: tuple[InputExchange, ...] = (),
+    approval: Approval | None = None,
+    approval_required: bool = False,
 ) -> TaskRecord:
     """The record of the task submitted as `spec`, with what is known of how it went."""
     return TaskRecord(
@@ -216,6 +252,9 @@ def task_record(
         idempotency_key=caller_key(spec.owner, spec.options.idempotency_key),
         owner=spec.owner,
         not_before=spec.options.not_before,
+        inputs=inputs,
+        approval=approval,
+        approval_required=approval_required,
     )
 
 

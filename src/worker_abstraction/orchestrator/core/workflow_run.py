@@ -26,7 +26,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from worker_abstraction.errors import WorkerAbstractionError
+from worker_abstraction.errors import TaskNotWaitingError, WorkerAbstractionError
+from worker_abstraction.exchanges import InputAnswer
 from worker_abstraction.orchestrator.core.clock import Clock, LoopClock, Timer
 from worker_abstraction.orchestrator.core.facts import Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
@@ -138,6 +139,10 @@ class WorkflowRun:
 
     def done(self) -> bool:
         return self.phase is Phase.DONE or self.phase is Phase.HANDED_OVER
+
+    async def provide_input(self, value_json: str, *, request_id: str = "", answered_by: str = "") -> InputAnswer:
+        """A workflow asks nothing itself: its steps (tasks of their own) may."""
+        raise TaskNotWaitingError(self.spec.task_id, "is a workflow: answer the step task that asks, by its id")
 
     async def cancel(self, reason: str) -> bool:
         """Cancel the workflow: its running steps are canceled, no new one starts. False if it had ended."""

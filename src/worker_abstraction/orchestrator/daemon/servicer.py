@@ -19,7 +19,7 @@ from worker_abstraction._convert.limits import limits_from_pb, limits_to_pb
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import InvalidParametersError
-from worker_abstraction.orchestrator.daemon import callers, schedules, workflows
+from worker_abstraction.orchestrator.daemon import asking, callers, schedules, workflows
 from worker_abstraction.orchestrator.daemon.session import CallerSession
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 
@@ -190,6 +190,15 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
 
     async def TriggerSchedule(self, request: pb.ScheduleName, context: Context) -> pb.SubmitTaskResponse:
         return await schedules.trigger(self._orchestrator.timetable, request)
+
+    async def ProvideInput(self, request: pb.ProvideInputRequest, context: Context) -> pb.ProvideInputResponse:
+        return await asking.provide_input(self._engine, request)
+
+    async def ApproveTask(self, request: pb.ApprovalRequest, context: Context) -> pb.ApprovalResponse:
+        return await asking.decide(self._engine, request, approved=True)
+
+    async def DenyTask(self, request: pb.ApprovalRequest, context: Context) -> pb.ApprovalResponse:
+        return await asking.decide(self._engine, request, approved=False)
 
 
 def _check_id(task_id: str) -> None:

@@ -19,6 +19,7 @@ from grpc import aio
 from worker_abstraction import _convert, _rpc
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
+from worker_abstraction.errors import InvalidAnswerError, TaskNotWaitingError
 from worker_abstraction.orchestrator.core.clock import Clock, LoopClock
 from worker_abstraction.orchestrator.edge.channel import TaskChannel
 from worker_abstraction.orchestrator.edge.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer, answer_of
@@ -137,6 +138,26 @@ class WorkerLink:
                 return CancelAnswer.UNSUPPORTED
             return CancelAnswer.UNREACHABLE
         return CancelAnswer.CANCELING if response.canceled else CancelAnswer.FINISHED
+
+    async def provide_input(
+        self, task_id: str, request_id: str, value_json: str, answered_by: str, attempt: int
+    ) -> None:
+        """Pass an answer on to the worker whose handler waits for it.
+
+        Raises:
+            InvalidAnswerError: the worker's own check of the value refused it.
+            TaskNotWaitingError: the worker waits for no such answer, or could not be reached.
+        """
+        request = pb.ProvideInputRequest(
+            task_id=task_id, request_id=request_id, value_json=value_json, answered_by=answered_by, attempt=attempt
+        )
+        try:
+            await self._stub.ProvideInput(request, timeout=_CANCEL_TIMEOUT_SECONDS)
+        except aio.AioRpcError as error:
+            detail = f"{error.code().name}: {(error.details() or '')[:300]}"
+            if error.code() is grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidAnswerError([detail]) from None
+            raise TaskNotWaitingError(task_id, f"could not be given the answer by its worker ({detail})") from None
 
     async def reach(self) -> tuple[Reach, str]:
         """Whether a worker answers at this address (`GetWorkerInfo`, which every worker serves)."""

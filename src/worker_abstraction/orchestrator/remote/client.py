@@ -28,6 +28,7 @@ from worker_abstraction.errors import (
     OrchestratorUnavailableError,
     WorkerAbstractionError,
 )
+from worker_abstraction.exchanges import InputAnswer, answer_json
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import TaskOptions, options_of
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI, definition_of_workflow
@@ -240,6 +241,35 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         response = await self._call(self._stub.CancelTask, pb.CancelTaskRequest(task_id=task_id, reason=reason))
         return bool(response.canceled)
 
+    async def provide_input(self, task_id: str, value: Any, *, request_id: str = "") -> InputAnswer:
+        """Answer the question a task waits on (see `AsyncTaskHandle.provide_input`); who answered is what the
+        daemon's credentials say.
+
+        Raises:
+            InvalidAnswerError: the value breaks the question's schema (every problem listed).
+            TaskNotWaitingError: the task waits for no input, or for another question.
+            TaskNotFoundError: the daemon does not know the task.
+        """
+        value_json = value if isinstance(value, _Encoded) else answer_json(value)
+        request = pb.ProvideInputRequest(task_id=task_id, request_id=request_id, value_json=value_json)
+        response = await self._call(self._stub.ProvideInput, request)
+        return InputAnswer(response.request_id, value_json)
+
+    async def approve(self, task_id: str, reason: str = "") -> TaskStatus:
+        """Approve a task waiting for approval: it goes on (operators only, when credentials are on).
+
+        Raises:
+            TaskNotWaitingError: the task waits for no approval.
+            TaskNotFoundError: the daemon does not know the task.
+        """
+        response = await self._call(self._stub.ApproveTask, pb.ApprovalRequest(task_id=task_id, reason=reason))
+        return TaskStatus(response.status) if response.status in _STATUS_VALUES else TaskStatus.UNKNOWN
+
+    async def deny(self, task_id: str, reason: str = "") -> TaskStatus:
+        """Deny a task waiting for approval: it ends CANCELED with `reason` (operators only)."""
+        response = await self._call(self._stub.DenyTask, pb.ApprovalRequest(task_id=task_id, reason=reason))
+        return TaskStatus(response.status) if response.status in _STATUS_VALUES else TaskStatus.UNKNOWN
+
     async def task(self, task_id: str) -> TaskRecord:
         """Where a task stands on the daemon, finished or not (see `AsyncOrchestrator.task`).
 
@@ -404,3 +434,15 @@ class _RemoteOwner:
 
     async def cancel(self, reason: str) -> bool:
         return await self._remote.cancel(self._task_id, reason)
+
+    async def provide_input(self, value_json: str, *, request_id: str = "", answered_by: str = "") -> InputAnswer:
+        return await self._remote.provide_input(self._task_id, _Encoded(value_json), request_id=request_id)
+
+
+class _Encoded(str):
+    """An answer already encoded as JSON (a handle's): sent as it is."""
+
+    __slots__ = ()
+
+
+_STATUS_VALUES = frozenset(int(s) for s in TaskStatus)

@@ -14,6 +14,8 @@ from typing import Any
 
 from nats.aio.client import Client
 
+from worker_abstraction.errors import TaskNotWaitingError
+from worker_abstraction.exchanges import InputAnswer
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Runs
 from worker_abstraction.orchestrator.core.records import finished_handle
@@ -40,6 +42,10 @@ class _Owner:
 
     async def cancel(self, reason: str) -> bool:
         return bool(await self._home.cancel(self._task_id, reason))
+
+    async def provide_input(self, value_json: str, *, request_id: str = "", answered_by: str = "") -> InputAnswer:
+        # (The task runs on another daemon: `Engine.provide_input` answers its worker directly.)
+        raise TaskNotWaitingError(self._task_id, "runs on another daemon: answer it through the orchestrator")
 
 
 class CallerSide:

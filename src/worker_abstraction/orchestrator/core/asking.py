@@ -1,0 +1,103 @@
+"""A run's questions and answers (human in the loop), on the orchestrator's side.
+
+A handler asks through its worker (`ctx.request_input`): the attempt's INPUT_REQUIRED update carries the
+question. While it waits, the run's own deadline (the backstop behind the worker's) stops, and starts again
+with what was left once the worker says RUNNING; a question with a timeout gets a backstop of its own, so a
+worker that goes silent cannot leave the task waiting for ever. An answer (`provide_input`) is checked
+against the question's schema here first (a wrong one is refused with every problem listed, and the task
+keeps waiting), then passed on to the worker, whose RUNNING update carries it, and who gave it, into the
+task's record (`inputs_of`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from worker_abstraction import lifecycle, validation
+from worker_abstraction.errors import InvalidAnswerError, TaskNotWaitingError
+from worker_abstraction.exchanges import InputAnswer, InputExchange, InputRequest
+from worker_abstraction.orchestrator.core import retries
+from worker_abstraction.orchestrator.core.phase import Phase
+from worker_abstraction.types import FailureOrigin, TaskFailure, TaskStatus, TaskUpdate
+
+if TYPE_CHECKING:
+    from worker_abstraction.orchestrator.core.run import TaskRun
+
+INPUT_SLACK_SECONDS = 5.0  # past a question's deadline, how long its worker has to say it gave up waiting
+
+
+def waiting_request(updates: Sequence[TaskUpdate]) -> InputRequest | None:
+    """The question a task waits on now (None: it waits for no input)."""
+    last = updates[-1] if updates else None
+    return last.input_request if last is not None and last.status is TaskStatus.INPUT_REQUIRED else None
+
+
+def on_update(run: TaskRun, update: TaskUpdate) -> None:
+    """An attempt's update that starts or ends a wait for input (before it is appended)."""
+    timers = run._timers
+    if update.status is TaskStatus.INPUT_REQUIRED:
+        left = timers.stop("deadline")
+        if left is not None:
+            run._deadline_left = left
+        request = update.input_request
+        if request is not None and request.deadline_ns:
+            wait = request.deadline_ns / 1e9 - run._crew.clock.wall() + INPUT_SLACK_SECONDS
+            timers.start("input", wait, lambda: _unanswered(run, request))
+        metrics = run._crew.metrics
+        if metrics is not None:
+            metrics.input_asked(run.capability)
+    elif run.state.status is TaskStatus.INPUT_REQUIRED:  # RUNNING again: answered, or the handler gave up
+        timers.stop("input")
+        if run._deadline_left is not None:
+            timers.start("deadline", run._deadline_left, run._overran)
+            run._deadline_left = None
+        metrics = run._crew.metrics
+        if metrics is not None and update.input_answer is not None:
+            asked = run.state.updates[-1].timestamp_ns
+            waited = (update.timestamp_ns - asked) / 1e9 if asked and update.timestamp_ns else 0.0
+            metrics.input_answered(run.capability, max(0.0, waited))
+
+
+def _unanswered(run: TaskRun, request: InputRequest) -> None:
+    """A question's deadline passed, and its worker did not say it stopped waiting: the task fails."""
+    if run.phase is not Phase.RUNNING or waiting_request(run.state.updates) is not request:
+        return
+    message = f"nobody answered input request {request.request_id!r} in time, and its worker went silent"
+    failure = TaskFailure(lifecycle.INPUT_TIMEOUT, message, FailureOrigin.TIMEOUT, retryable=False)
+    run._finish(retries.failed(run.state, failure))
+
+
+async def provide_input(run: TaskRun, value_json: str, *, request_id: str, answered_by: str) -> InputAnswer:
+    """Answer the question the task waits on: checked here, then passed on to its worker.
+
+    Raises:
+        TaskNotWaitingError: the task waits for no input, or for another question than `request_id`.
+        InvalidAnswerError: the value breaks the question's schema (every problem listed).
+    """
+    state, task_id = run.state, run.spec.task_id
+    request = waiting_request(state.updates) if run.phase is Phase.RUNNING else None
+    if request is None:
+        raise TaskNotWaitingError(task_id, f"waits for no input (it is {state.status.name})")
+    if request_id and request_id != request.request_id:
+        raise TaskNotWaitingError(task_id, f"waits for input {request.request_id!r}, not {request_id[:100]!r}")
+    problems = validation.answer_problems(request.schema_json, value_json)
+    if problems:
+        raise InvalidAnswerError(problems)
+    link = run._crew.links.get(state.worker_address)
+    await link.provide_input(task_id, request.request_id, value_json, answered_by, state.attempt)
+    return InputAnswer(request.request_id, value_json, answered_by, time.time_ns())
+
+
+def inputs_of(updates: Sequence[TaskUpdate]) -> tuple[InputExchange, ...]:
+    """A task's questions and their answers, in order, from its updates."""
+    exchanges: list[InputExchange] = []
+    for update in updates:
+        if update.input_request is not None:
+            exchanges.append(InputExchange(update.input_request, None, update.timestamp_ns, update.attempt))
+        elif update.input_answer is not None and exchanges and exchanges[-1].answer is None:
+            last = exchanges[-1]
+            if last.request.request_id == update.input_answer.request_id:
+                exchanges[-1] = InputExchange(last.request, update.input_answer, last.asked_at_ns, last.attempt)
+    return tuple(exchanges)
