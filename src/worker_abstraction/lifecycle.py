@@ -56,8 +56,8 @@ DISPATCH_FAILED = "DispatchFailed"  # the task could not be handed to the worker
 REJECTED = "Rejected"  # the worker refused the task as invalid
 CANCELED = "Canceled"  # someone canceled the task
 WORKER_STOPPED = "WorkerStopped"  # the worker stopped before the task finished; nobody asked, so retry elsewhere
-OUTPUT_NOT_SERIALIZABLE = "TypeError"
-INPUT_TIMEOUT = "InputTimeout"  # nobody answered a handler's question in time (a failure, not an overrun)  # the handler returned something JSON cannot carry
+OUTPUT_NOT_SERIALIZABLE = "TypeError"  # the handler returned something JSON cannot carry
+INPUT_TIMEOUT = "InputTimeout"  # nobody answered a handler's question in time (a failure, not an overrun)
 
 
 def allowed(current: TaskStatus, following: TaskStatus) -> bool:

@@ -75,7 +75,7 @@ async def test_the_wait_has_its_own_timeout_and_not_the_run_timeout(registry: Re
         await handle.provide_input({"approved": False})
         assert (await handle.result())["answer"] == {"approved": False}
         # The question's own timeout ends the task.
-        late = await orchestrator.execute_task("review", {"item": "y", "timeout": 0.3})
+        late = await orchestrator.execute_task("review", {"item": "y", "wait": 0.3})
         with pytest.raises(TaskFailedError) as failed:
             await late.result(timeout_seconds=10)
         assert failed.value.error_type == "InputTimeout"

@@ -20,9 +20,9 @@ class AskingWorker(BaseWorker):
     name = "asking-worker"
 
     @capability(description="Ask whether to go on, then answer with what was said")
-    async def review(self, item: str, ctx: TaskContext, timeout: float = 0) -> dict[str, Any]:
+    async def review(self, item: str, ctx: TaskContext, wait: float = 0) -> dict[str, Any]:
         ctx.report_progress(0.1, "asking")
-        answer = await ctx.request_input(f"Ship {item}?", schema=APPROVAL_SCHEMA, timeout=timeout or None)
+        answer = await ctx.request_input(f"Ship {item}?", schema=APPROVAL_SCHEMA, timeout=wait or None)
         return {"item": item, "answer": answer}
 
     @capability(description="Ask twice")

@@ -22,8 +22,8 @@ from worker_abstraction.errors import (
     TaskTimeoutError,
 )
 from worker_abstraction.exchanges import InputAnswer, InputRequest, OutputChunk, answer_json
-from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.lifecycle import INPUT_TIMEOUT
+from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.types import Attempt, FailureOrigin, TaskStatus, TaskUpdate
 
 
