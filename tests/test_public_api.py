@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_all_is_pinned() -> None:
     assert worker_abstraction.__all__ == [
+        "Approval",
         "AsyncOrchestrator",
         "AsyncOrchestratorAPI",
         "AsyncTaskHandle",
@@ -37,8 +38,14 @@ def test_all_is_pinned() -> None:
         "BaseWorker",
         "BindError",
         "CapabilitySpec",
+        "ChunksDroppedError",
         "DeadLetter",
         "FailureOrigin",
+        "InputAnswer",
+        "InputExchange",
+        "InputRequest",
+        "InputTimeoutError",
+        "InvalidAnswerError",
         "InvalidCapabilityError",
         "InvalidParametersError",
         "InvalidRequestError",
@@ -50,6 +57,7 @@ def test_all_is_pinned() -> None:
         "Orchestrator",
         "OrchestratorServer",
         "OrchestratorUnavailableError",
+        "OutputChunk",
         "ParameterSpec",
         "PermissionDeniedError",
         "QueueFullError",
@@ -69,6 +77,7 @@ def test_all_is_pinned() -> None:
         "TaskFailure",
         "TaskHandle",
         "TaskNotFoundError",
+        "TaskNotWaitingError",
         "TaskOptions",
         "TaskRecord",
         "TaskRejectedError",

@@ -256,6 +256,10 @@ def _baselines(known: dict[str, str]) -> dict[str, Callable[[Path], Message]]:
             tasks=[_task(task_id=f"b-{next(_numbers)}")]
         ),
         "WorkerService/StreamTaskStatus": lambda path: pb.GetTaskStatusRequest(task_id=known["worker_task"]),
+        "WorkerService/ProvideInput": lambda path: pb.ProvideInputRequest(task_id=known["worker_task"], value_json="1"),
+        "OrchestratorService/ProvideInput": lambda path: pb.ProvideInputRequest(
+            task_id=known["daemon_task"], value_json="1"
+        ),
         "OrchestratorService/SubmitTask": submit,
         "OrchestratorService/WatchTask": lambda path: pb.WatchTaskRequest(task_id=known["daemon_task"]),
         "OrchestratorService/ListTasks": lambda path: pb.ListTasksRequest(limit=10),

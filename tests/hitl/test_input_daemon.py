@@ -66,52 +66,54 @@ async def test_input_approval_and_chunks_through_the_daemon(
 
 async def test_the_rpcs_from_the_generated_stubs_alone(registry: RegistryServer, start_worker: Any) -> None:
     await start_worker(AskingWorker)
-    async with OrchestratorServer(registry.address, port=0, approval_required=["noop"]) as daemon:
-        async with aio.insecure_channel(daemon.address) as channel:
-            stub = pb_grpc.OrchestratorServiceStub(channel)
-            await RemoteOrchestrator(daemon.address).wait_for_workers("review", timeout_seconds=10)
-            submitted = await stub.SubmitTask(
-                pb.SubmitTaskRequest(
-                    task=pb.Task(capability_name="review", parameters=[pb.TaskParameter(key="item", value_json='"z"')])
-                )
+    async with (
+        OrchestratorServer(registry.address, port=0, approval_required=["noop"]) as daemon,
+        aio.insecure_channel(daemon.address) as channel,
+    ):
+        stub = pb_grpc.OrchestratorServiceStub(channel)
+        await RemoteOrchestrator(daemon.address).wait_for_workers("review", timeout_seconds=10)
+        submitted = await stub.SubmitTask(
+            pb.SubmitTaskRequest(
+                task=pb.Task(capability_name="review", parameters=[pb.TaskParameter(key="item", value_json='"z"')])
             )
-            statuses = []
-            async for update in stub.WatchTask(pb.WatchTaskRequest(task_id=submitted.task_id)):
-                statuses.append(update.status)
-                if update.status == pb.TASK_STATUS_INPUT_REQUIRED:
-                    assert update.input_request.prompt == "Ship z?"
-                    with pytest.raises(aio.AioRpcError) as wrong:
-                        await stub.ProvideInput(
-                            pb.ProvideInputRequest(task_id=submitted.task_id, value_json='{"approved": 1}')
-                        )
-                    assert wrong.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-                    assert "boolean" in (wrong.value.details() or "")
-                    answered = await stub.ProvideInput(
-                        pb.ProvideInputRequest(task_id=submitted.task_id, value_json='{"approved": true}')
+        )
+        statuses = []
+        async for update in stub.WatchTask(pb.WatchTaskRequest(task_id=submitted.task_id)):
+            statuses.append(update.status)
+            if update.status == pb.TASK_STATUS_INPUT_REQUIRED:
+                assert update.input_request.prompt == "Ship z?"
+                with pytest.raises(aio.AioRpcError) as wrong:
+                    await stub.ProvideInput(
+                        pb.ProvideInputRequest(task_id=submitted.task_id, value_json='{"approved": 1}')
                     )
-                    assert answered.request_id == update.input_request.request_id
-                if update.status == pb.TASK_STATUS_COMPLETED:
-                    break
-            assert pb.TASK_STATUS_INPUT_REQUIRED in statuses
-            for bad, code in (
-                (pb.ProvideInputRequest(task_id="nope", value_json="1"), grpc.StatusCode.NOT_FOUND),
-                (
-                    pb.ProvideInputRequest(task_id=submitted.task_id, value_json="1"),
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                ),
-                (
-                    pb.ProvideInputRequest(task_id=submitted.task_id, value_json="{"),
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                ),
-                (pb.ProvideInputRequest(task_id="", value_json="1"), grpc.StatusCode.INVALID_ARGUMENT),
-                (pb.ProvideInputRequest(task_id="x", value_json=""), grpc.StatusCode.INVALID_ARGUMENT),
-            ):
-                with pytest.raises(aio.AioRpcError) as refused:
-                    await stub.ProvideInput(bad)
-                assert refused.value.code() is code, (bad, refused.value.details())
+                assert wrong.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+                assert "boolean" in (wrong.value.details() or "")
+                answered = await stub.ProvideInput(
+                    pb.ProvideInputRequest(task_id=submitted.task_id, value_json='{"approved": true}')
+                )
+                assert answered.request_id == update.input_request.request_id
+            if update.status == pb.TASK_STATUS_COMPLETED:
+                break
+        assert pb.TASK_STATUS_INPUT_REQUIRED in statuses
+        for bad, code in (
+            (pb.ProvideInputRequest(task_id="nope", value_json="1"), grpc.StatusCode.NOT_FOUND),
+            (
+                pb.ProvideInputRequest(task_id=submitted.task_id, value_json="1"),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ),
+            (
+                pb.ProvideInputRequest(task_id=submitted.task_id, value_json="{"),
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ),
+            (pb.ProvideInputRequest(task_id="", value_json="1"), grpc.StatusCode.INVALID_ARGUMENT),
+            (pb.ProvideInputRequest(task_id="x", value_json=""), grpc.StatusCode.INVALID_ARGUMENT),
+        ):
             with pytest.raises(aio.AioRpcError) as refused:
-                await stub.ApproveTask(pb.ApprovalRequest(task_id=submitted.task_id))
-            assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
+                await stub.ProvideInput(bad)
+            assert refused.value.code() is code, (bad, refused.value.details())
+        with pytest.raises(aio.AioRpcError) as refused:
+            await stub.ApproveTask(pb.ApprovalRequest(task_id=submitted.task_id))
+        assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
 
 
 async def test_a_waiting_task_survives_a_daemon_restart(
@@ -119,15 +121,19 @@ async def test_a_waiting_task_survives_a_daemon_restart(
 ) -> None:
     await start_worker(AskingWorker)
     store = str(tmp_path / "tasks.db")
-    async with OrchestratorServer(registry.address, port=0, store_path=store) as first:
-        async with RemoteOrchestrator(first.address) as remote:
-            await remote.wait_for_workers("review", timeout_seconds=10)
-            handle = await remote.execute_task("review", {"item": "restart"})
-            await handle.input_requested(timeout_seconds=10)
-    async with OrchestratorServer(registry.address, port=0, store_path=store) as second:
-        async with RemoteOrchestrator(second.address) as remote:
-            again = await remote.watch(handle.task_id)
-            request = await again.input_requested(timeout_seconds=10)
-            assert request.prompt == "Ship restart?"
-            await remote.provide_input(handle.task_id, {"approved": True})
-            assert (await again.result(timeout_seconds=10))["answer"] == {"approved": True}
+    async with (
+        OrchestratorServer(registry.address, port=0, store_path=store) as first,
+        RemoteOrchestrator(first.address) as remote,
+    ):
+        await remote.wait_for_workers("review", timeout_seconds=10)
+        handle = await remote.execute_task("review", {"item": "restart"})
+        await handle.input_requested(timeout_seconds=10)
+    async with (
+        OrchestratorServer(registry.address, port=0, store_path=store) as second,
+        RemoteOrchestrator(second.address) as remote,
+    ):
+        again = await remote.watch(handle.task_id)
+        request = await again.input_requested(timeout_seconds=10)
+        assert request.prompt == "Ship restart?"
+        await remote.provide_input(handle.task_id, {"approved": True})
+        assert (await again.result(timeout_seconds=10))["answer"] == {"approved": True}
