@@ -414,6 +414,7 @@ def baselines(known: Known) -> dict[str, Callable[[], Message]]:
         "WorkerService/GetWorkerInfo": pb.google_dot_protobuf_dot_empty__pb2.Empty,
         "WorkerService/OpenTaskChannel": lambda: pb.TaskChannelRequest(tasks=[_task()]),
         "WorkerService/CancelTask": lambda: pb.CancelTaskRequest(task_id=task_id, reason="fuzz"),
+        "WorkerService/ProvideInput": lambda: pb.ProvideInputRequest(task_id=task_id, value_json='"fuzz"'),
         "OrchestratorService/SubmitTask": submit,
         "OrchestratorService/WatchTask": lambda: pb.WatchTaskRequest(task_id=task_id),
         "OrchestratorService/GetQueueStats": pb.google_dot_protobuf_dot_empty__pb2.Empty,
@@ -448,4 +449,7 @@ def baselines(known: Known) -> dict[str, Callable[[], Message]]:
             concurrency_limits=[pb.ConcurrencyLimitSpec(capability="echo", max_in_flight=1000)],
         ),
         "OrchestratorService/RemoveLimits": lambda: pb.RemoveLimitsRequest(capability="echo"),
+        "OrchestratorService/ProvideInput": lambda: pb.ProvideInputRequest(task_id=task_id, value_json='"fuzz"'),
+        "OrchestratorService/ApproveTask": lambda: pb.ApprovalRequest(task_id=task_id, reason="fuzz"),
+        "OrchestratorService/DenyTask": lambda: pb.ApprovalRequest(task_id=task_id, reason="fuzz"),
     }

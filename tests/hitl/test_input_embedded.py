@@ -123,3 +123,26 @@ async def test_chunks_stream_in_order_and_resume(registry: RegistryServer, start
         rows = await orchestrator.execute_task("rows", {"count": 3})
         got = [chunk async for chunk in rows.stream()]
         assert [c.data for c in got] == [{"row": 0}, {"row": 1}, {"row": 2}] and got[-1].last
+
+
+async def test_waits_and_chunks_are_counted_and_traced(registry: RegistryServer, start_worker, spans) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from worker_abstraction.observability.metrics import OrchestratorMetrics
+
+    await start_worker(AskingWorker)
+    metrics = OrchestratorMetrics(CollectorRegistry())
+    async with await _orchestrator(registry, metrics=metrics) as orchestrator:
+        handle = await orchestrator.execute_task("review", {"item": "traced"})
+        await handle.input_requested(timeout_seconds=5)
+        await handle.provide_input({"approved": True})
+        await handle.result()
+        streamed = await orchestrator.execute_task("tokens", {"count": 5})
+        assert await streamed.result() == 5
+    sample = metrics.registry.get_sample_value
+    assert sample("wa_input_requests_total", {"capability": "review"}) == 1
+    assert sample("wa_input_wait_seconds_count", {"capability": "review"}) == 1
+    assert sample("wa_output_chunks_total", {"capability": "tokens"}) == 5
+    [wait] = [span for span in spans.get_finished_spans() if span.name == "input wait"]
+    assert wait.attributes is not None and wait.attributes["wa.answered"] is True
+    assert wait.attributes["wa.request_id"] == "input-1"

@@ -17,7 +17,7 @@ from worker_abstraction.observability.tracing import TraceContext
 class RunSpans:
     """The open spans of one task run; every method is safe to call in any phase."""
 
-    __slots__ = ("_attempt", "_dispatch", "_parent", "_previous", "_queue", "task_id", "trace_id")
+    __slots__ = ("_attempt", "_dispatch", "_input", "_parent", "_previous", "_queue", "task_id", "trace_id")
 
     def __init__(self, task_id: str, capability: str, trace_context: TraceContext) -> None:
         self.task_id = task_id
@@ -34,6 +34,29 @@ class RunSpans:
         self._attempt: Span | None = None
         self._dispatch: Span | None = None
         self._previous: Span | None = None
+        self._input: Span | None = None
+
+    def input_wait(self, request_id: str) -> None:
+        """The handler asked for input: an "input wait" span under the attempt, until it goes on."""
+        self._end_input()
+        context = trace.set_span_in_context(self._attempt) if self._attempt is not None else self._parent
+        self._input = tracing.tracer().start_span(
+            "input wait", context=context, attributes={"wa.task_id": self.task_id, "wa.request_id": request_id}
+        )
+
+    def input_ended(self, answered_by: str | None) -> None:
+        """The handler goes on: answered (by `answered_by`), or it stopped waiting (None)."""
+        span = self._input
+        if span is not None:
+            span.set_attribute("wa.answered", answered_by is not None)
+            if answered_by:
+                span.set_attribute("wa.answered_by", answered_by)
+        self._end_input()
+
+    def _end_input(self) -> None:
+        span, self._input = self._input, None
+        if span is not None:
+            span.end()
 
     def waiting(self) -> None:
         """The task waits in the queue (accepted, retried, or back from a worker that could not take it)."""
@@ -88,6 +111,7 @@ class RunSpans:
     def finished(self, status: str, error: str | None) -> None:
         """The task ended: every open span ends, the attempt's with the task's outcome."""
         self.answered("ended", error)
+        self._end_input()
         self._end_queue()
         attempt = self._attempt
         if attempt is not None:

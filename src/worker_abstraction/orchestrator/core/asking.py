@@ -48,11 +48,15 @@ def on_update(run: TaskRun, update: TaskUpdate) -> None:
         metrics = run._crew.metrics
         if metrics is not None:
             metrics.input_asked(run.capability)
+        if run._spans is not None and request is not None:
+            run._spans.input_wait(request.request_id)
     elif run.state.status is TaskStatus.INPUT_REQUIRED:  # RUNNING again: answered, or the handler gave up
         timers.stop("input")
         if run._deadline_left is not None:
             timers.start("deadline", run._deadline_left, run._overran)
             run._deadline_left = None
+        if run._spans is not None:
+            run._spans.input_ended(update.input_answer.answered_by if update.input_answer is not None else None)
         metrics = run._crew.metrics
         if metrics is not None and update.input_answer is not None:
             asked = run.state.updates[-1].timestamp_ns
