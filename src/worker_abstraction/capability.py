@@ -44,6 +44,7 @@ class CapabilityDef:
     is_async: bool
     context_parameter: str | None
     parameters: tuple[_Parameter, ...]
+    frees_slot_on_input: bool = False  # a question ends the attempt, freeing its slot (see `worker.asking`)
 
     def parse_arguments(self, values_json: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
         """Decode and type-check JSON arguments; returns (arguments, every problem found)."""
@@ -93,6 +94,7 @@ def capability(
     description: str | None = None,
     max_concurrent_tasks: int = 0,
     required_tags: Sequence[str] = (),
+    frees_slot_on_input: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -104,6 +106,7 @@ def capability(
     description: str | None = None,
     max_concurrent_tasks: int = 0,
     required_tags: Sequence[str] = (),
+    frees_slot_on_input: bool = False,
 ) -> F | Callable[[F], F]:
     """Mark a `BaseWorker` method as a capability; works bare (`@capability`) or called.
 
@@ -117,6 +120,10 @@ def capability(
         description: overrides the docstring.
         max_concurrent_tasks: at most this many of its tasks run at once on one worker (0: no own limit).
         required_tags: worker tags it needs (e.g. ("gpu",)); tasks for it only go to workers carrying them.
+        frees_slot_on_input: a question (`ctx.request_input`) ends the attempt and frees its slot; once
+            answered, the task runs again from the start on any capable worker, and each question already
+            answered returns its answer at once. The handler must be deterministic up to each question and
+            its side effects before one idempotent (see `worker.asking`).
 
     Raises:
         InvalidCapabilityError: at import time, naming the method, when the signature cannot be described.
@@ -127,7 +134,7 @@ def capability(
     def mark(fn: F) -> F:
         definition = describe(fn, name=name, description=description)
         spec = replace(definition.spec, max_concurrent_tasks=max_concurrent_tasks, required_tags=tuple(required_tags))
-        setattr(fn, _ATTRIBUTE, replace(definition, spec=spec))
+        setattr(fn, _ATTRIBUTE, replace(definition, spec=spec, frees_slot_on_input=frees_slot_on_input))
         return fn
 
     return mark(function) if function is not None else mark

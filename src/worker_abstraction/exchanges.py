@@ -12,6 +12,7 @@ Free of protobuf (`_convert.exchanges` carries them on the wire).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +22,12 @@ from worker_abstraction.errors import InvalidAnswerError
 MAX_PROMPT = 8 * 1024  # characters of a question's prompt
 MAX_SCHEMA = 64 * 1024  # characters of a question's JSON Schema
 MAX_REQUEST_ID = 128  # characters of a question's id
+# A slot-freeing wait: the INPUT_REQUIRED update that ends its attempt carries this metadata key (its worker ran
+# the handler up to the question and freed the slot), and a later attempt carries the answers given so far as
+# `Task.metadata[ANSWERS]` (JSON: request id -> [value JSON, who answered, when in ns]), which the handler's
+# questions are answered from again, in order, before it asks the next one.
+SUSPENDED = "wa-suspended"
+ANSWERS = "wa-answers"
 
 
 def answer_json(value: Any) -> str:
@@ -122,3 +129,24 @@ class Approval:
     @property
     def decided_at(self) -> datetime | None:
         return _when(self.decided_at_ns)
+
+
+def replayed(metadata: Mapping[str, str]) -> dict[str, InputAnswer]:
+    """The answers a task's metadata carries from earlier attempts (`ANSWERS`); none when it carries none or
+    they cannot be read."""
+    text = metadata.get(ANSWERS, "")
+    if not text:
+        return {}
+    try:
+        found = json.loads(text)
+        return {
+            str(request_id): InputAnswer(str(request_id), str(value), str(by), int(when))
+            for request_id, (value, by, when) in found.items()
+        }
+    except (ValueError, TypeError, AttributeError):
+        return {}
+
+
+def answers_json(answers: Mapping[str, InputAnswer]) -> str:
+    """`ANSWERS` as a task's metadata carries them."""
+    return json.dumps({a.request_id: [a.value_json, a.answered_by, a.answered_at_ns] for a in answers.values()})

@@ -48,3 +48,22 @@ class AskingWorker(BaseWorker):
     @capability(description="Return at once")
     async def noop(self) -> str:
         return "ok"
+
+
+class FreeingWorker(BaseWorker):
+    """Its questions free the slot (one slot only): the task runs again, from the start, once answered."""
+
+    name = "freeing-worker"
+    starts = 0  # handler starts, across every instance: a replay runs the handler again
+
+    @capability(description="Ask two questions, freeing the slot each time", frees_slot_on_input=True,
+                max_concurrent_tasks=1)  # fmt: skip
+    async def interview(self, who: str, ctx: TaskContext) -> dict[str, Any]:
+        FreeingWorker.starts += 1
+        name = await ctx.request_input(f"{who}: your name?", schema={"type": "string"})
+        age = await ctx.request_input(f"{name}: your age?", schema={"type": "integer", "minimum": 0})
+        return {"who": who, "name": name, "age": age}
+
+    @capability(description="Return at once", max_concurrent_tasks=1)
+    async def quick(self) -> str:
+        return "quick"

@@ -35,6 +35,7 @@ def task_result(
     chunk: OutputChunk | None = None,
     input_request: InputRequest | None = None,
     input_answer: InputAnswer | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> pb.TaskResult:
     message = pb.TaskResult(
         attempt=attempt,
@@ -56,6 +57,8 @@ def task_result(
         _exchanges.fill_request(message.input_request, input_request)
     if input_answer is not None:
         _exchanges.fill_answer(message.input_answer, input_answer)
+    if metadata:
+        message.metadata.update(metadata)
     return message
 
 

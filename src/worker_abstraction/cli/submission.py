@@ -1,6 +1,7 @@
 """One `wa submit`: submit the task, follow it, print it as text or JSON, and stop cleanly on a signal.
 
-On a terminal, a task that reports progress also gets a progress bar on stderr (`progress.py`).
+On a terminal, a task that reports progress also gets a progress bar on stderr (`progress.py`). With
+`stream`, the task's streamed output is printed as it comes, between its status lines (`chunks.py`).
 
 A signal (Ctrl-C, SIGTERM) or a reader that left stdout ends the following, never the task a daemon
 holds: the daemon keeps it, and stderr says how to follow or cancel it. A task of the orchestrator in
@@ -20,7 +21,8 @@ from typing import Any, TypeVar
 
 from worker_abstraction import AsyncOrchestrator, AsyncTaskHandle, RegistryClient
 from worker_abstraction.cli import StopSignals, unreachable
-from worker_abstraction.cli.output import error_to_json, print_error, status_line, update_to_json
+from worker_abstraction.cli.chunks import ChunkPrinter
+from worker_abstraction.cli.output import error_to_json, is_output, print_error, status_line, update_to_json
 from worker_abstraction.cli.params import settle
 from worker_abstraction.cli.progress import ProgressBar
 from worker_abstraction.errors import (
@@ -80,8 +82,10 @@ class Submission:
         orchestrator: str | None,
         json_output: bool,
         tls: TLSConfig | None = None,
+        stream: bool = False,
     ) -> None:
         self.capability = capability
+        self.stream = stream
         self.tls = tls
         self.registry = registry
         self.address = orchestrator
@@ -207,9 +211,17 @@ class Submission:
     async def _follow(self, handle: AsyncTaskHandle, orchestrator: AsyncOrchestratorAPI) -> int:
         waiting_for = "" if handle.worker_id or self.json else await self._unusable(orchestrator)
         self._submitted(handle, detached=False, waiting_for=waiting_for)
+        chunks = ChunkPrinter(json_output=self.json) if self.stream else None
         try:
             with ProgressBar(self.capability, enabled=not self.json) as bar:
                 async for update in handle:
+                    if is_output(update) and (chunks is not None or not self.json):
+                        # Streamed output, no change of status: printed with --stream, else not at all in text.
+                        if chunks is not None:
+                            chunks.take(update)
+                        continue
+                    if chunks is not None:
+                        chunks.end_line()
                     if self.json:
                         self._print_json(update_to_json(update))
                     else:

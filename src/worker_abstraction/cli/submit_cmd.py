@@ -20,6 +20,13 @@ With --json, stdout has one JSON object per line: {"event": "submitted", "task_i
 "task_id", "status", "output"}, or "error": {"type", "message"} instead of "output" when the task did not
 complete (task_id and status are null when it was never submitted).
 
+With --stream, the output the handler streams as it works (`ctx.emit`) is printed as it comes, between the
+status lines: text chunks as they are (no newline added; a status line after them starts a line of its
+own), JSON chunks one per line; with --json, one {"event": "chunk", "task_id", "index", "text" or "data",
+"last"} per chunk. Without --stream, updates that only carry a chunk print no status line (with --json they
+are still one "update" object each). A task that asks for input shows INPUT_REQUIRED with its question;
+answer it with `wa respond TASK_ID --value JSON` from another shell.
+
 With --detach (a daemon only), the task id alone is printed (with --json, the "submitted" object) and the
 command exits 0 at once; `wa task watch ID` follows the task later.
 
@@ -57,6 +64,7 @@ examples:
   wa submit word_count --param text="the quick brown fox" --param min_len=4 --timeout 10
   wa submit word_count -p text=@README.md --json | jq -c 'select(.event == "result") | .output'
   cat opts.json | wa submit render -p options=@- --orchestrator 127.0.0.1:50052 --retries 2
+  wa submit summarize -p text=@notes.txt --stream --orchestrator 127.0.0.1:50052
   wa submit nightly_report --detach --idempotency-key report-2025-06-01 --orchestrator 127.0.0.1:50052
 """
 
@@ -115,6 +123,11 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object per line: each update, the result")
     parser.add_argument(
+        "--stream",
+        action="store_true",
+        help="print the output the task streams (ctx.emit) as it comes: text as it is, JSON one per line",
+    )
+    parser.add_argument(
         "--detach",
         action="store_true",
         help="print the task id and exit 0 without waiting (needs an orchestrator daemon)",
@@ -162,6 +175,12 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         default=None,
         help="a delayed task: started no sooner than TIME (ISO 8601, e.g. 2026-12-08T09:00:00+01:00; "
         "without an offset: this machine's local time)",
+    )
+    parser.add_argument(
+        "--require-approval",
+        action="store_true",
+        help="the task waits (APPROVAL_REQUIRED) until an operator runs `wa approve` (or `wa deny`: it ends "
+        "CANCELED); needs an orchestrator daemon",
     )
     parser.add_argument(
         "--require-tag", action="append", default=[], metavar="TAG", help="run only on workers with this tag"
@@ -244,7 +263,8 @@ async def run(args: argparse.Namespace) -> int:
     """Submit the task and follow it to its end (or not, with --detach); the exit code described in --help.
 
     Raises:
-        UsageError: --detach without a daemon, or a parameter that cannot be read.
+        UsageError: --detach or --require-approval without a daemon, --detach with --stream, or a parameter
+            that cannot be read.
     """
     from worker_abstraction.cli.submission import Submission
 
@@ -254,12 +274,26 @@ async def run(args: argparse.Namespace) -> int:
             "--detach needs an orchestrator daemon (--orchestrator, WA_ORCHESTRATOR or the config file): "
             "a task of an orchestrator in this process would end with it"
         )
+    if args.require_approval and address is None:
+        raise UsageError(
+            "--require-approval needs an orchestrator daemon (--orchestrator, WA_ORCHESTRATOR or the config file): "
+            "`wa approve` reaches a daemon's tasks, not those of an orchestrator in this process"
+        )
+    if args.detach and args.stream:
+        raise UsageError("--stream prints the task's output as it comes, --detach does not wait for it: give one")
     submission = Submission(
-        args.capability, registry=args.registry, orchestrator=address, json_output=args.json, tls=tls_of(args)
+        args.capability,
+        registry=args.registry,
+        orchestrator=address,
+        json_output=args.json,
+        tls=tls_of(args),
+        stream=args.stream,
     )
     params = read_params(args.params, sys.stdin)
     try:
         options = task_options(args)
+        if args.require_approval:  # (not in task_options: `wa schedule` shares those, and has no such flag)
+            options["require_approval"] = True
     except InvalidTaskOptionsError as exc:
         return submission.not_run(exc)
     return await submission.run(params, options, detach=args.detach, wait_seconds=args.wait)

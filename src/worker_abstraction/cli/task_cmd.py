@@ -1,8 +1,10 @@
 """Look up the tasks an orchestrator daemon holds or remembers: one task, a list, or one task's updates live.
 
   wa task get TASK_ID [--json]   where it stands: capability, status, worker, submitted, output or error,
-                                 cancel reason, dead-lettered, idempotency key; then one line per attempt
-                                 (number, worker, start, duration, status, error)
+                                 cancel reason, dead-lettered, idempotency key, approval (when needed);
+                                 then one line per attempt (number, worker, start, duration, status,
+                                 error), then each question its handler asked with its answer (value, by
+                                 whom, when)
   wa task list [--status S ...] [--capability NAME] [--worker ID] [--since WHEN] [--until WHEN]
                [--id PREFIX] [--limit N | --all] [--json]
                                  a table, newest first: ID, CAPABILITY, STATUS, ATTEMPTS, WORKER,
@@ -12,15 +14,18 @@
                                  from the first to the terminal one, then the output as JSON; the error
                                  of a task that did not complete goes to stderr
 
-STATUS is pending, running, completed, failed or canceled, in any case; --status may be repeated or given
-several values. WHEN is an ISO 8601 instant (2024-05-01T12:00:00+02:00; without an offset: UTC) or a time
-ago (90s, 15m, 2h, 7d); --since is inclusive, --until exclusive. --worker names the worker of the task's
-latest attempt (its id, as WORKER shows it).
+STATUS is pending, running, completed, failed, canceled, input_required (its handler asked a question:
+`wa respond`) or approval_required (it waits for `wa approve` / `wa deny`), in any case; --status may be
+repeated or given several values. WHEN is an ISO 8601 instant (2024-05-01T12:00:00+02:00; without an
+offset: UTC) or a time ago (90s, 15m, 2h, 7d); --since is inclusive, --until exclusive. --worker names the
+worker of the task's latest attempt (its id, as WORKER shows it).
 
 With --json, `get` prints one object and `list` a list of them, with the keys task_id, capability, status,
 params, output (decoded), error_message, worker_id, submitted_at, attempts (number, worker_id, started_at,
-ended_at, status, error_message; times in ISO 8601, or null), dead_lettered, cancel_reason, idempotency_key
-and owner (the principal that submitted it; empty without credentials).
+ended_at, status, error_message; times in ISO 8601, or null), dead_lettered, cancel_reason, idempotency_key,
+owner (the principal that submitted it; empty without credentials), inputs (request {request_id, prompt,
+schema, deadline}, answer {request_id, value, answered_by, answered_at} or null, asked_at, attempt),
+approval ({approved, decided_by, reason, decided_at} or null) and approval_required.
 
 exit codes: 0 found (`watch`: the task completed); 1 the task is unknown to the daemon, the daemon cannot
 be reached, or (`watch`) the task failed or was canceled; 2 a usage error.
@@ -38,7 +43,8 @@ from typing import TYPE_CHECKING, Any
 
 from worker_abstraction.cli import add_orchestrator_argument, positive_int, unknown_task, unreachable
 from worker_abstraction.cli.config import Settings
-from worker_abstraction.cli.output import iso, print_error, status_line
+from worker_abstraction.cli.exchanges_view import approval_fact, exchange_lines, exchanges_to_json, waiting_outcome
+from worker_abstraction.cli.output import is_output, iso, print_error, status_line
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.cli.workers_cmd import age
 from worker_abstraction.errors import OrchestratorUnavailableError, TaskNotFoundError, WorkerAbstractionError
@@ -57,6 +63,7 @@ examples:
   wa task list --all --json | jq '.[] | select(.dead_lettered) | .task_id'
   wa task list --status failed --worker 3f9a0c1e --since 2h
   wa task list --id 0190c2
+  wa task list --status input_required approval_required
   wa task watch 5919c1f0d4e44c5f9d0f3a8be0c1d2e3
 """
 
@@ -200,7 +207,8 @@ async def _watch(remote: RemoteOrchestrator, record: TaskRecord) -> int:
     handle = await remote.watch(record.task_id)
     try:
         async for update in handle:
-            print(describe_update(update), flush=True)
+            if not is_output(update):  # (a streamed chunk is no change of status)
+                print(describe_update(update), flush=True)
         output = await handle.result()
     except (WorkerAbstractionError, TimeoutError) as exc:
         print_error(exc)
@@ -265,6 +273,7 @@ def record_to_json(record: TaskRecord) -> dict[str, Any]:
         "owner": record.owner,
         "not_before": iso(record.not_before),
         "expires_at": iso(record.expires_at),
+        **exchanges_to_json(record),
     }
 
 
@@ -277,7 +286,7 @@ def _outcome(record: TaskRecord) -> str:
     update = record.last_update
     if record.status is TaskStatus.RUNNING and update is not None and (update.progress or update.progress_message):
         return f"{update.progress:.0%} {update.progress_message}".rstrip()
-    return ""
+    return waiting_outcome(record)
 
 
 def _shorten(text: str, width: int = _RESULT_WIDTH) -> str:
@@ -315,6 +324,8 @@ def render(record: TaskRecord, now: datetime | None = None) -> str:
     ]
     if record.owner:
         facts.append(("owner", record.owner))
+    if (approval := approval_fact(record)) is not None:
+        facts.append(("approval", approval))
     if record.expires_at is not None:
         facts.append(("expires", _when(record.expires_at)))
     width = max(len(key) for key, _ in facts)
@@ -322,6 +333,7 @@ def render(record: TaskRecord, now: datetime | None = None) -> str:
     lines.append(f"attempts ({len(record.attempts)}):" if record.attempts else "attempts: none yet")
     rows = [_attempt_row(a, now) for a in record.attempts]
     lines += ["  " + line for line in _align(rows)]
+    lines += exchange_lines(record, now)
     return "\n".join(lines)
 
 

@@ -19,7 +19,9 @@ from worker_abstraction.types import TaskStatus
 logger = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({TaskStatus.FAILED, TaskStatus.CANCELED})
-CANCELABLE = frozenset({TaskStatus.PENDING, TaskStatus.RUNNING})
+CANCELABLE = frozenset(
+    {TaskStatus.PENDING, TaskStatus.RUNNING, TaskStatus.INPUT_REQUIRED, TaskStatus.APPROVAL_REQUIRED}
+)
 
 
 class ActionRefusedError(WorkerAbstractionError):

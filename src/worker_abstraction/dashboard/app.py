@@ -2,13 +2,15 @@
 
 GET  /, /tasks/{id}, /workers/{id}, the page (one script renders each address; the login form, with 401,
      /workflows, /workflows/{id},   when credentials are needed)
-     /schedules, /schedules/{name}
+     /schedules, /schedules/{name},
+     /inbox
 GET  ...?token=T, POST /login       sign in: sets the HttpOnly cookie and goes back to the page; POST /logout
 GET  /api/me                        who is looking: credentials checked or not, the name, operator or not
 GET  /api/overview                  workers, queue depths, dead letters, throughput and latency series
 GET  /api/tasks                     the latest tasks (the live list), newest first; with any of the filters
                                     of `queries.py`, a page of every task the daemon stores that match
-GET  /api/tasks/{id}                one task: its record, every attempt, every update (404: unknown)
+GET  /api/tasks/{id}                one task: its record, every attempt, its latest updates but chunks, its
+                                    questions and answers, its approval (404: unknown)
 POST /api/tasks/{id}/cancel         cancel it (409 once finished)
 POST /api/tasks/{id}/retry          submit a FAILED or CANCELED task again as a new task (see `actions.py`)
 GET  /api/workers/{id}              one worker as the daemon sees it, and its latest tasks (404: unknown)
@@ -20,6 +22,8 @@ GET  /api/workflows, /api/workflows/{id}     the workflow runs; one run with its
 POST /api/workflows/{id}/cancel, .../rerun  cancel a run; run an ended one again from a step
 GET  /api/schedules, /api/schedules/{name}   the schedules; one with its next occurrences and recent runs
 POST /api/schedules/{name}/pause, .../resume, .../trigger   (see `schedule_routes.py`)
+GET  /api/inbox, /api/tasks/{id}/chunks      the tasks waiting for a person; a task's streamed output, live
+POST /api/tasks/{id}/answer, .../approve, .../deny   answer its question; approve or deny it (`hitl_routes.py`)
 
 Every POST needs the `X-WA-Dashboard` header (see `access.py`).
 """
@@ -40,7 +44,15 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from worker_abstraction.dashboard import actions, queries, schedule_routes, views, workflow_routes
+from worker_abstraction.dashboard import (
+    actions,
+    hitl_routes,
+    hitl_views,
+    queries,
+    schedule_routes,
+    views,
+    workflow_routes,
+)
 from worker_abstraction.dashboard.access import COOKIE, Gate, bounded_body
 from worker_abstraction.dashboard.feed import CLOSED, Event, LiveFeed, TooManyClientsError
 from worker_abstraction.dashboard.names import WorkerNames
@@ -54,7 +66,7 @@ from worker_abstraction.errors import (
 )
 from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
-from worker_abstraction.types import TaskQuery
+from worker_abstraction.types import TaskQuery, TaskStatus
 
 KEEPALIVE_SECONDS = 15.0  # an SSE comment this often keeps proxies from closing an idle stream
 MAX_BODY = 64 * 1024  # bytes of a POST body read
@@ -188,12 +200,18 @@ def build_app(
         record = await orchestrator.task(task_id)
         handle = await orchestrator.watch(task_id)
         found = views.record_view(record, name_of)
-        found["updates"] = [views.update_view(u, name_of) for u in list(handle.updates)[-MAX_UPDATES:]]
-        found["updates_total"] = len(handle.updates)
+        shown, total = hitl_views.state_updates(handle.updates, MAX_UPDATES)
+        found["updates"] = [{**views.update_view(u, name_of), "note": hitl_views.exchange_note(u)} for u in shown]
+        found["updates_total"] = total
+        found.update(hitl_views.exchanges_view(record))
+        found["chunks"] = hitl_views.chunk_count(handle.updates)
         operator = gate.visitor(request).operator
         found["may"] = {
             "cancel": operator and record.status in actions.CANCELABLE,
             "retry": operator and record.status in actions.RETRYABLE,
+            "answer": operator and record.input_request is not None,
+            "approve": operator and record.status is TaskStatus.APPROVAL_REQUIRED,
+            "deny": operator and record.status is TaskStatus.APPROVAL_REQUIRED,
         }
         return JSONResponse(found)
 
@@ -288,6 +306,7 @@ def build_app(
         Route("/workflows/{workflow_id:path}", pages, methods=["GET"]),
         Route("/schedules", pages, methods=["GET"]),
         Route("/schedules/{name:path}", pages, methods=["GET"]),
+        Route("/inbox", pages, methods=["GET"]),
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/api/me", guarded(api_me), methods=["GET"]),
@@ -295,6 +314,7 @@ def build_app(
         Route("/api/tasks", guarded(api_tasks), methods=["GET"]),
         Route("/api/tasks/{task_id:path}/cancel", guarded(cancel), methods=["POST"]),
         Route("/api/tasks/{task_id:path}/retry", guarded(retry), methods=["POST"]),
+        *hitl_routes.routes(orchestrator, guarded, gate, name_of),
         Route("/api/tasks/{task_id:path}", guarded(api_task), methods=["GET"]),
         Route("/api/workers/{worker_id:path}", guarded(api_worker), methods=["GET"]),
         Route("/api/dead-letters", guarded(api_dead_letters), methods=["GET"]),

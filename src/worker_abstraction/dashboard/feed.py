@@ -27,6 +27,14 @@ from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.types import TaskStatus, TaskUpdate
 
 
+def _exchange(update: TaskUpdate) -> bool:
+    """An update that asks, answers or decides (and carries no progress of its own)."""
+    if update.is_terminal:
+        return False
+    exchanged = update.input_request is not None or update.input_answer is not None or update.approval is not None
+    return exchanged or update.status is TaskStatus.APPROVAL_REQUIRED
+
+
 class TooManyClientsError(WorkerAbstractionError):
     """The feed already serves its maximum of browsers."""
 
@@ -157,6 +165,8 @@ class LiveFeed:
         handle.subscribe(functools.partial(self._updated, task_id, self._monotonic()))
 
     def _updated(self, task_id: str, accepted_at: float, position: int, update: TaskUpdate) -> None:
+        if update.chunk is not None:  # streamed output changes nothing a row shows (`hitl_routes` streams it)
+            return
         now = self._now()
         if update.is_terminal:
             latency = max(0.0, self._monotonic() - accepted_at)
@@ -168,8 +178,9 @@ class LiveFeed:
         if update.worker_id and update.worker_id != row["worker_id"]:
             row["worker_id"], row["worker_name"] = update.worker_id, self.name_of(update.worker_id)
         row["attempt"] = update.attempt or row["attempt"]
-        row["progress"] = update.progress
-        row["message"] = text(update.progress_message, 200)
+        if not _exchange(update):  # a question, an answer or a decision says nothing of progress: kept
+            row["progress"] = update.progress
+            row["message"] = text(update.progress_message, 200)
         row["error"] = text(update.error_message, 300)
         row["updated_at"] = now
         if update.is_terminal:

@@ -8,6 +8,16 @@ past it the handler gets `InputTimeoutError` (and the task fails with it, unless
 
 Question ids are numbered per attempt ("input-1", "input-2", ...): the same handler asks the same questions in
 the same order, so an id names the same question again in a later attempt.
+
+**Waits that free the slot** (`@capability(frees_slot_on_input=True)`): a question ends the attempt instead
+of waiting in it. The handler is unwound (`Suspended`, which `except Exception` does not catch), the task's
+INPUT_REQUIRED update is marked `SUSPENDED`, and the slot is free at once. Once the question is answered, the
+orchestrator sends the task again, to any capable worker, with every answer given so far (`ANSWERS`); the
+handler runs from the start, and each question already answered returns its answer at once, in order. So
+the handler must reach the same questions in the same order (deterministic up to each one: decide by its
+arguments and the answers, not by the clock or chance), and what it does before a question may be done again
+(make it idempotent, or keep it after the last question), as with any durable-execution replay. It survives
+the death of the worker and the restart of the orchestrator while it waits.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from worker_abstraction import schemas, validation
@@ -49,10 +60,12 @@ class PausableDeadline:
 class Questions:
     """The questions of one task's attempt on this worker: at most one waits at a time."""
 
-    __slots__ = ("_asked", "_record", "_waiting", "deadline")
+    __slots__ = ("_asked", "_frees_slot", "_record", "_replay", "_waiting", "deadline")
 
-    def __init__(self, record: TaskRecord) -> None:
+    def __init__(self, record: TaskRecord, *, frees_slot: bool = False, replay: Mapping[str, InputAnswer] = {}) -> None:
         self._record = record
+        self._frees_slot = frees_slot
+        self._replay = replay  # answers given in earlier attempts, by question id
         self._asked = 0
         self._waiting: tuple[InputRequest, asyncio.Future[InputAnswer]] | None = None
         self.deadline = PausableDeadline()
@@ -77,8 +90,15 @@ class Questions:
         if self._waiting is not None:
             raise RuntimeError("this task waits for an answer already: ask one question at a time")
         self._asked += 1
+        request_id = f"input-{self._asked}"
+        given = self._replay.get(request_id)
+        if given is not None:  # answered before this attempt (a slot-freeing wait): at once
+            return given
         deadline_ns = time.time_ns() + int(timeout_seconds * 1e9) if timeout_seconds else 0
-        request = InputRequest(f"input-{self._asked}", prompt, schema_json, deadline_ns)
+        request = InputRequest(request_id, prompt, schema_json, deadline_ns)
+        if self._frees_slot:
+            self._record.suspend(request)
+            raise Suspended(request_id)
         answered: asyncio.Future[InputAnswer] = asyncio.get_running_loop().create_future()
         self._waiting = (request, answered)
         self.deadline.pause()
@@ -119,6 +139,10 @@ class Questions:
         answered.set_result(answer)
         self._record.answered(answer)  # RUNNING again, with the answer, before the handler goes on
         return answer
+
+
+class Suspended(BaseException):
+    """Unwinds a handler whose question frees its slot (a BaseException: `except Exception` lets it through)."""
 
 
 def _schema_text(schema: dict[str, Any] | str | None) -> str:

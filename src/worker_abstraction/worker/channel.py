@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 from worker_abstraction import _rpc, limits
 from worker_abstraction._proto import worker_pb2 as pb
+from worker_abstraction.exchanges import SUSPENDED
 from worker_abstraction.worker.tasks import TaskRecord
 
 Accept = Callable[[pb.Task], tuple[pb.ExecuteTaskResponse, TaskRecord | None]]
@@ -79,7 +80,7 @@ class ChannelSession:
     def _on_update(self, update: pb.TaskResult) -> None:
         self._updates.append(update)
         self._wake.set()
-        if update.status in _TERMINAL:
+        if update.status in _TERMINAL or (update.metadata and SUSPENDED in update.metadata):
             record = self._open.pop(update.task_id, None)
             if record is not None:
                 record.listener = None

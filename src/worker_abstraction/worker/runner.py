@@ -18,10 +18,11 @@ from opentelemetry.trace import Span
 from worker_abstraction import limits
 from worker_abstraction.capability import CapabilityDef
 from worker_abstraction.context import TaskContext
+from worker_abstraction.exchanges import replayed
 from worker_abstraction.observability import tracing
 from worker_abstraction.types import TaskFailure, TaskStatus, traceback_tail
 from worker_abstraction.worker import failures, tasklog
-from worker_abstraction.worker.asking import Questions
+from worker_abstraction.worker.asking import Questions, Suspended
 from worker_abstraction.worker.tasks import TaskRecord
 
 TRACEBACK_LINE = 1_000  # characters of one line of a handler's traceback sent with its failure
@@ -97,6 +98,8 @@ async def _run(
             failure = failures.deadline_exceeded(timeout_seconds)
         else:
             failure, raised = failures.handler_error(error), error
+    except Suspended:  # (its question freed the slot: the attempt ended INPUT_REQUIRED, nothing more to say)
+        return
     except asyncio.CancelledError:
         failure = cut_short(record)
         record.canceled(failure)
@@ -181,7 +184,7 @@ def _prepare(
     limited = timeout_seconds > 0
     context: TaskContext | None = None
     if definition.context_parameter is not None:
-        record.questions = Questions(record)
+        record.questions = Questions(record, frees_slot=definition.frees_slot_on_input, replay=replayed(metadata))
         context = arguments[definition.context_parameter] = TaskContext(
             task_id=record.task_id,
             capability=definition.spec.name,

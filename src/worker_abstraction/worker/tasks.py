@@ -15,7 +15,7 @@ from typing import Any
 
 from worker_abstraction import _convert
 from worker_abstraction._proto import worker_pb2 as pb
-from worker_abstraction.exchanges import InputAnswer, InputRequest, OutputChunk
+from worker_abstraction.exchanges import SUSPENDED, InputAnswer, InputRequest, OutputChunk
 from worker_abstraction.lifecycle import attempt_allowed
 from worker_abstraction.types import TaskFailure, TaskStatus
 
@@ -43,6 +43,7 @@ class TaskRecord:
         "listener",
         "log",
         "questions",
+        "suspended",
         "task_id",
         "worker_id",
     )
@@ -61,6 +62,7 @@ class TaskRecord:
         self.cancel_reason = ""
         self.chunks = 0  # streamed so far (`ctx.emit`): the next one is numbered one more
         self.questions: Any = None  # the handler's questions (`asking.Questions`), once its context is made
+        self.suspended = False  # it ended at a question that frees the slot (see `suspend`)
         self._append(TaskStatus.PENDING)
 
     @property
@@ -69,7 +71,8 @@ class TaskRecord:
 
     @property
     def is_terminal(self) -> bool:
-        return self._status.is_terminal
+        """Whether the attempt is over here: ended, or suspended at a question (`suspend`)."""
+        return self._status.is_terminal or self.suspended
 
     def running(self) -> None:
         self._move(TaskStatus.RUNNING)
@@ -90,6 +93,11 @@ class TaskRecord:
     def ask(self, request: InputRequest) -> None:
         """The handler asks for input: INPUT_REQUIRED until it is answered (or gives up waiting)."""
         self._move(TaskStatus.INPUT_REQUIRED, input_request=request)
+
+    def suspend(self, request: InputRequest) -> None:
+        """The handler asks a question that frees the slot: the attempt ends here, INPUT_REQUIRED, marked so."""
+        self.suspended = True
+        self._move(TaskStatus.INPUT_REQUIRED, input_request=request, metadata={SUSPENDED: "1"})
 
     def answered(self, answer: InputAnswer | None) -> None:
         """The handler goes on: with `answer`, or without one (it stopped waiting)."""
@@ -146,7 +154,7 @@ class TaskRecord:
                 update = self.log[position]
                 position += 1
                 yield update
-                if TaskStatus(update.status).is_terminal:
+                if TaskStatus(update.status).is_terminal or (update.metadata and SUSPENDED in update.metadata):
                     return
             if self.is_terminal:
                 return

@@ -1,7 +1,8 @@
 // The dashboard page. Three addresses, one script: "/" (overview, the task list and its filters), "/tasks/ID"
 // (one task) and "/workers/ID" (one worker); workflows.js adds "/workflows" and "/workflows/ID" to `pages`,
 // schedules.js "/schedules" and "/schedules/NAME". Links between them change the address without a reload
-// (history.pushState); a full load of any of them shows the same. Live data arrives as server-sent events from
+// (history.pushState); a full load of any of them shows the same. hitl.js adds "/inbox" and, on a task's page,
+// its questions, approval and streamed output. Live data arrives as server-sent events from
 // /api/events (a snapshot first, then `task` rows as they change and the `overview` every second); the page
 // never polls. A filtered task list is a page of the daemon's whole store, read from /api/tasks?...
 "use strict";
@@ -87,12 +88,13 @@ window.addEventListener("popstate", route);
 
 // Each address and the view that shows it: [path, view name, show(id)]. A path ending in "/" takes the rest of
 // the address as the id; any other is matched whole. "/" is the home view. Other scripts add theirs before
-// the page starts; `listeners` are how they follow the stream.
+// the page starts; `listeners` are how they follow the stream (`task`, `snapshot`), the address (`route`, each
+// time the view changes) and the task page (`taskLoaded`, each time it read its task).
 const pages = [
   ["/tasks/", "task", (id) => showTask(id)],
   ["/workers/", "worker", (id) => showWorker(id)],
 ];
-const listeners = { task: [], snapshot: [] };
+const listeners = { task: [], snapshot: [], route: [], taskLoaded: [] };
 
 function decoded(text) {
   try { return decodeURIComponent(text); } catch (error) { return text; } // a stray "%": the id as written
@@ -109,6 +111,7 @@ function route() {
     }
   }
   view = { name, id };
+  for (const listener of listeners.route) listener(view);
   for (const each of document.querySelectorAll("main[id^='view-']")) each.hidden = each.id !== "view-" + name;
   // A header link is lit on the views whose names start with its data-views (the tasks' link on the rest).
   const links = [...document.querySelectorAll("#nav a[data-views]")];
@@ -479,10 +482,11 @@ async function loadTask(taskId) {
         el("td", {}, clock(u.at)), el("td", {}, badge(u.status)), el("td", {}, u.attempt || "–"),
         el("td", {}, workerLink(u.worker_id, u.worker_name)),
         el("td", {}, Math.round(u.progress * 100) + "%"),
-        el("td", { class: u.error ? "err" : "" }, u.error || u.message || (u.output ? "output: " + u.output.slice(0, 80) : ""),
+        el("td", { class: u.error ? "err" : "" }, u.error || u.note || u.message || (u.output ? "output: " + u.output.slice(0, 80) : ""),
           u.failure && u.failure.traceback && u.status !== "FAILED"
             ? el("details", {}, el("summary", {}, "traceback"), el("pre", { class: "traceback" }, u.failure.traceback))
             : null))))));
+  for (const listener of listeners.taskLoaded) listener(task);
 }
 
 // The schedule a task is a run of (its id is NAME@..., and the schedule's key is schedule:ID), or "".

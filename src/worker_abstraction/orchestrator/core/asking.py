@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from worker_abstraction import lifecycle, validation
 from worker_abstraction.errors import InvalidAnswerError, TaskNotWaitingError
-from worker_abstraction.exchanges import InputAnswer, InputExchange, InputRequest
+from worker_abstraction.exchanges import InputAnswer, InputExchange, InputRequest, answers_json
 from worker_abstraction.orchestrator.core import retries
 from worker_abstraction.orchestrator.core.phase import Phase
 from worker_abstraction.types import FailureOrigin, TaskFailure, TaskStatus, TaskUpdate
@@ -65,12 +65,60 @@ def on_update(run: TaskRun, update: TaskUpdate) -> None:
 
 
 def _unanswered(run: TaskRun, request: InputRequest) -> None:
-    """A question's deadline passed, and its worker did not say it stopped waiting: the task fails."""
-    if run.phase is not Phase.RUNNING or waiting_request(run.state.updates) is not request:
+    """A question's deadline passed, and its worker did not say it stopped waiting (or none holds the task: a
+    wait that freed the slot): the task fails."""
+    if run.phase not in (Phase.RUNNING, Phase.ASKING) or waiting_request(run.state.updates) is not request:
         return
-    message = f"nobody answered input request {request.request_id!r} in time, and its worker went silent"
+    silent = ", and its worker went silent" if run.phase is Phase.RUNNING else ""
+    message = f"nobody answered input request {request.request_id!r} in time{silent}"
     failure = TaskFailure(lifecycle.INPUT_TIMEOUT, message, FailureOrigin.TIMEOUT, retryable=False)
     run._finish(retries.failed(run.state, failure))
+
+
+def suspended(run: TaskRun, update: TaskUpdate) -> None:
+    """The handler's question freed its worker's slot: the attempt is over, and the task waits for the answer on
+    no worker (ASKING), then goes back to the queue with every answer so far (see `worker.asking`)."""
+    state, crew = run.state, run._crew
+    crew.standing.answered(state.worker_id)
+    run._timers.stop("deadline")
+    crew.scheduler.release(run)
+    run.phase = Phase.ASKING
+    state.append(update)
+    state.end_attempt(TaskStatus.INPUT_REQUIRED)
+    state.worker_id = state.worker_address = ""  # no worker has it
+    # Stored as "waiting for a worker": a daemon restarted meanwhile sends it again, and its handler asks again.
+    run._journal.requeued(run.spec.task_id, state.attempt, run._failures)
+    request = update.input_request
+    if request is not None and request.deadline_ns:
+        wait = request.deadline_ns / 1e9 - crew.clock.wall()
+        run._timers.start("input", wait, lambda: _unanswered(run, request))
+    if crew.metrics is not None:
+        crew.metrics.input_asked(run.capability)
+    if run._spans is not None:
+        run._spans.attempt_ended(None, answer="suspended")
+        if request is not None:
+            run._spans.input_wait(request.request_id)
+
+
+def _answer_suspended(run: TaskRun, request: InputRequest, value_json: str, answered_by: str) -> InputAnswer:
+    """The answer to a question whose wait freed the slot: kept with the task, which goes back to the queue."""
+    state = run.state
+    answer = InputAnswer(request.request_id, value_json, answered_by, time.time_ns())
+    given = {a.request.request_id: a.answer for a in inputs_of(state.updates) if a.answer is not None}
+    given[request.request_id] = answer
+    run._answers = answers_json(given)
+    run._timers.stop("input")
+    state.append(TaskUpdate(run.spec.task_id, TaskStatus.PENDING, timestamp_ns=answer.answered_at_ns,
+                            input_answer=answer))  # fmt: skip
+    if run._spans is not None:
+        run._spans.input_ended(answered_by)
+    metrics = run._crew.metrics
+    if metrics is not None:
+        asked = next((u.timestamp_ns for u in reversed(state.updates) if u.input_request is request), 0)
+        metrics.input_answered(run.capability, max(0.0, (answer.answered_at_ns - asked) / 1e9) if asked else 0.0)
+    run.phase = Phase.WAITING
+    run._enqueue()
+    return answer
 
 
 async def provide_input(run: TaskRun, value_json: str, *, request_id: str, answered_by: str) -> InputAnswer:
@@ -81,7 +129,7 @@ async def provide_input(run: TaskRun, value_json: str, *, request_id: str, answe
         InvalidAnswerError: the value breaks the question's schema (every problem listed).
     """
     state, task_id = run.state, run.spec.task_id
-    request = waiting_request(state.updates) if run.phase is Phase.RUNNING else None
+    request = waiting_request(state.updates) if run.phase in (Phase.RUNNING, Phase.ASKING) else None
     if request is None:
         raise TaskNotWaitingError(task_id, f"waits for no input (it is {state.status.name})")
     if request_id and request_id != request.request_id:
@@ -89,6 +137,8 @@ async def provide_input(run: TaskRun, value_json: str, *, request_id: str, answe
     problems = validation.answer_problems(request.schema_json, value_json)
     if problems:
         raise InvalidAnswerError(problems)
+    if run.phase is Phase.ASKING:
+        return _answer_suspended(run, request, value_json, answered_by)
     link = run._crew.links.get(state.worker_address)
     await link.provide_input(task_id, request.request_id, value_json, answered_by, state.attempt)
     return InputAnswer(request.request_id, value_json, answered_by, time.time_ns())

@@ -86,7 +86,7 @@ def _send(
         run._sent = max(run._sent, number)
         sink = run._open_sink(number, worker.address)
         answered = crew.links.get(worker.address).dispatch(
-            run.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace
+            run.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace, answers=run._answers
         )
     except Exception as error:  # a bug: fail loudly, never hang
         _dispatch_failed(run, error)

@@ -32,7 +32,7 @@ async def cancel(run: TaskRun, reason: str) -> bool:
         return run.state.status is TaskStatus.CANCELED
     if run.phase is Phase.WAITING:
         run._crew.scheduler.withdraw(run)
-    if run.phase in (Phase.WAITING, Phase.BACKOFF, Phase.DELAYED, Phase.APPROVAL):
+    if run.phase in (Phase.WAITING, Phase.BACKOFF, Phase.DELAYED, Phase.APPROVAL, Phase.ASKING):
         run._finish_canceled(reason)
         return True
     run._timers.start("cancel", CANCEL_CONFIRM_SECONDS, functools.partial(cancel_unconfirmed, run))

@@ -20,6 +20,7 @@ class Phase(enum.Enum):
     WAITING = "waiting"  # in the scheduler's queue
     SENDING = "sending"  # placed on a worker, the dispatch on its way
     RUNNING = "running"  # the worker accepted it
+    ASKING = "asking"  # its handler's question freed the worker's slot: it waits for the answer, on no worker
     BACKOFF = "backoff"  # an attempt failed; the next one waits for its back-off
     DONE = "done"
     HANDED_OVER = "handed over"  # its hold was lost: another replica carries the task on, this run does nothing

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker_abstraction import lifecycle
-from worker_abstraction.exchanges import InputAnswer
+from worker_abstraction.exchanges import SUSPENDED, InputAnswer
 from worker_abstraction.observability import tracing
 from worker_abstraction.observability.task_spans import RunSpans
 from worker_abstraction.orchestrator.core import approval, asking, attempts, canceling, retries
@@ -73,6 +73,7 @@ class TaskRun:
 
     # One per task the daemon holds, queued ones included: slots keep 100,000 of them small.
     __slots__ = (
+        "_answers",
         "_crew",
         "_deadline_left",
         "_failures",
@@ -143,6 +144,7 @@ class TaskRun:
         self._reserved = ATTEMPT_BLOCK  # attempt numbers up to this one are reserved in the journal
         self._reuse_number = False  # the next dispatch keeps the current number (the last one never ran)
         self._deadline_left: float | None = None  # the deadline's seconds left, stopped while it waits for input
+        self._answers: str | None = None  # answers given while no worker held it (`asking`), sent with it
         self._timers = NamedTimers(crew.clock)
         self._sinks: AttemptSinks | None = None  # made with the first attempt: 100,000 queued tasks have none
         # None while tracing is off: then each hook below costs one check.
@@ -266,6 +268,9 @@ class TaskRun:
         if not update.is_terminal:
             if update.chunk is not None and self._crew.metrics is not None:
                 self._crew.metrics.chunk_streamed(self.capability)
+            if update.status is TaskStatus.INPUT_REQUIRED and update.metadata and SUSPENDED in update.metadata:
+                asking.suspended(self, update)
+                return
             if update.status is TaskStatus.INPUT_REQUIRED or state.status is TaskStatus.INPUT_REQUIRED:
                 asking.on_update(self, update)
             state.append(update)

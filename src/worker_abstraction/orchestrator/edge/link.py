@@ -20,6 +20,7 @@ from worker_abstraction import _convert, _rpc
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import InvalidAnswerError, TaskNotWaitingError
+from worker_abstraction.exchanges import ANSWERS
 from worker_abstraction.orchestrator.core.clock import Clock, LoopClock
 from worker_abstraction.orchestrator.edge.channel import TaskChannel
 from worker_abstraction.orchestrator.edge.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer, answer_of
@@ -62,14 +63,18 @@ class WorkerLink:
         worker_id: str,
         sink: AttemptSink,
         trace_context: tuple[tuple[str, str], ...] | None = None,
+        answers: str | None = None,
     ) -> asyncio.Future[DispatchAnswer]:
         """Hand one attempt of a task to the worker: the future is its answer, and its updates then flow to
         `sink` until it ends. On the open task channel that costs no task of its own (most dispatches); a
         channel to open, or the seed's ExecuteTask, is awaited by a task of the link's.
 
-        `trace_context` is what the worker's handler continues (default: the submission's).
+        `trace_context` is what the worker's handler continues (default: the submission's); `answers` the
+        answers its questions were given in earlier attempts (`exchanges.ANSWERS`), if any.
         """
         task = _convert.task_to_pb(spec, attempt=attempt, worker_id=worker_id, trace_context=trace_context)
+        if answers:
+            task.metadata[ANSWERS] = answers
         channel = self.task_channel
         if self._fast_path and channel is not None and channel.is_open:
             return channel.submit_soon(task, sink)
