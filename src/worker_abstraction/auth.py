@@ -125,6 +125,7 @@ RULES: Mapping[str, frozenset[Role]] = {
         for m in ("SubmitTask", "OpenSession", "WatchTask", "GetTask", "ListTasks", "CancelTask", "GetQueueStats")
     },
     _O + "ProvideInput": _CALLERS,  # (ApproveTask and DenyTask: operators only)
+    _O + "ClaimTask": _CALLERS,
     _O + "ListWorkers": _CALLERS,
     **{
         _O + m: _CALLERS

@@ -263,6 +263,7 @@ class TaskRecord:
     inputs: tuple[InputExchange, ...] = ()  # the handler's questions and their answers, in order
     approval: Approval | None = None  # the approval decision, once made
     approval_required: bool = False  # the task had to be approved before it ran
+    claimed_by: str = ""  # who holds its pending question (a human worker's inbox: `claim`)
 
     @property
     def input_request(self) -> InputRequest | None:

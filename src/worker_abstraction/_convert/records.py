@@ -105,6 +105,7 @@ def record_to_pb(record: TaskRecord, *, encoded_params: EncodedParams | None = N
     if record.approval is not None:
         _exchanges.fill_approval(message.approval, record.approval)
     message.approval_required = record.approval_required
+    message.claimed_by = record.claimed_by
     return message
 
 
@@ -126,4 +127,5 @@ def record_from_pb(message: pb.TaskRecord) -> TaskRecord:
         inputs=tuple(_exchanges.exchange_from_pb(e) for e in message.inputs),
         approval=_exchanges.approval_from_pb(message.approval) if message.HasField("approval") else None,
         approval_required=message.approval_required,
+        claimed_by=message.claimed_by,
     )

@@ -490,6 +490,16 @@ class WorkerEvent(_message.Message):
     reason: str
     def __init__(self, type: _Optional[_Union[WorkerEventType, str]] = ..., worker: _Optional[_Union[WorkerInfo, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class ClaimRequest(_message.Message):
+    __slots__ = ("task_id", "release", "claimant")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    CLAIMANT_FIELD_NUMBER: _ClassVar[int]
+    task_id: str
+    release: bool
+    claimant: str
+    def __init__(self, task_id: _Optional[str] = ..., release: _Optional[bool] = ..., claimant: _Optional[str] = ...) -> None: ...
+
 class ApprovalRequest(_message.Message):
     __slots__ = ("task_id", "reason")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -563,7 +573,7 @@ class GetTaskRequest(_message.Message):
     def __init__(self, task_id: _Optional[str] = ...) -> None: ...
 
 class TaskRecord(_message.Message):
-    __slots__ = ("task_id", "capability", "status", "parameters", "last_update", "attempts", "submitted_at", "dead_lettered", "cancel_reason", "idempotency_key", "owner", "not_before", "expires_at", "inputs", "approval", "approval_required")
+    __slots__ = ("task_id", "capability", "status", "parameters", "last_update", "attempts", "submitted_at", "dead_lettered", "cancel_reason", "idempotency_key", "owner", "not_before", "expires_at", "inputs", "approval", "approval_required", "claimed_by")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     CAPABILITY_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
@@ -580,6 +590,7 @@ class TaskRecord(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_FIELD_NUMBER: _ClassVar[int]
     APPROVAL_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_BY_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     capability: str
     status: TaskStatus
@@ -596,7 +607,8 @@ class TaskRecord(_message.Message):
     inputs: _containers.RepeatedCompositeFieldContainer[InputExchange]
     approval: Approval
     approval_required: bool
-    def __init__(self, task_id: _Optional[str] = ..., capability: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., last_update: _Optional[_Union[TaskResult, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_lettered: _Optional[bool] = ..., cancel_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[InputExchange, _Mapping]]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., approval_required: _Optional[bool] = ...) -> None: ...
+    claimed_by: str
+    def __init__(self, task_id: _Optional[str] = ..., capability: _Optional[str] = ..., status: _Optional[_Union[TaskStatus, str]] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., last_update: _Optional[_Union[TaskResult, _Mapping]] = ..., attempts: _Optional[_Iterable[_Union[AttemptRecord, _Mapping]]] = ..., submitted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., dead_lettered: _Optional[bool] = ..., cancel_reason: _Optional[str] = ..., idempotency_key: _Optional[str] = ..., owner: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[InputExchange, _Mapping]]] = ..., approval: _Optional[_Union[Approval, _Mapping]] = ..., approval_required: _Optional[bool] = ..., claimed_by: _Optional[str] = ...) -> None: ...
 
 class ListTasksRequest(_message.Message):
     __slots__ = ("statuses", "capability", "limit", "page_token", "worker_id", "since", "until", "task_id_prefix")

@@ -832,6 +832,11 @@ class OrchestratorServiceStub:
                 request_serializer=worker__abstraction_dot_worker__pb2.ApprovalRequest.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.ApprovalResponse.FromString,
                 _registered_method=True)
+        self.ClaimTask = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ClaimTask',
+                request_serializer=worker__abstraction_dot_worker__pb2.ClaimRequest.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.TaskRecord.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -1071,6 +1076,15 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimTask(self, request, context):
+        """Added: a person takes (or, with release, gives back) a task waiting for input, so that nobody else answers
+        it meanwhile (human workers' inboxes: `wa inbox`). FAILED_PRECONDITION: it waits for no input, or another
+        person holds it. Returns the task's record, claimed_by set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1228,6 +1242,11 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.DenyTask,
                     request_deserializer=worker__abstraction_dot_worker__pb2.ApprovalRequest.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.ApprovalResponse.SerializeToString,
+            ),
+            'ClaimTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimTask,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.ClaimRequest.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.TaskRecord.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2068,6 +2087,33 @@ class OrchestratorService:
             '/worker_abstraction.OrchestratorService/DenyTask',
             worker__abstraction_dot_worker__pb2.ApprovalRequest.SerializeToString,
             worker__abstraction_dot_worker__pb2.ApprovalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ClaimTask',
+            worker__abstraction_dot_worker__pb2.ClaimRequest.SerializeToString,
+            worker__abstraction_dot_worker__pb2.TaskRecord.FromString,
             options,
             channel_credentials,
             insecure,

@@ -174,12 +174,27 @@ class AsyncOrchestratorAPI(Protocol):
         """
         ...
 
-    async def provide_input(self, task_id: str, value: Any, *, request_id: str = "") -> InputAnswer:
+    async def provide_input(
+        self, task_id: str, value: Any, *, request_id: str = "", answered_by: str = ""
+    ) -> InputAnswer:
         """Answer the question a task waits on (INPUT_REQUIRED) with `value`; see `AsyncTaskHandle.provide_input`.
+        `answered_by` names who answers (recorded with the answer; through a daemon with credentials on, the
+        caller's principal is recorded instead).
 
         Raises:
             InvalidAnswerError: the value breaks the question's schema (every problem listed); it keeps waiting.
             TaskNotWaitingError: the task waits for no input, or for another question than `request_id`.
+            TaskNotFoundError: the task is unknown.
+        """
+        ...
+
+    async def claim(self, task_id: str, claimant: str = "", *, release: bool = False) -> TaskRecord:
+        """Take a task waiting for input for `claimant` (a person at a human worker's inbox), so that nobody
+        else answers it; `release=True` gives it back. Through a daemon with credentials on, the claimant is
+        the caller's principal. Returns its record (`claimed_by`).
+
+        Raises:
+            TaskNotWaitingError: it waits for no input, or someone else holds it.
             TaskNotFoundError: the task is unknown.
         """
         ...

@@ -385,8 +385,15 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         """
         return await self.engine.cancel(task_id, reason)
 
-    async def provide_input(self, task_id: str, value: Any, *, request_id: str = "") -> InputAnswer:
-        return await self.engine.provide_input(task_id, answer_json(value), request_id=request_id)
+    async def provide_input(
+        self, task_id: str, value: Any, *, request_id: str = "", answered_by: str = ""
+    ) -> InputAnswer:
+        return await self.engine.provide_input(
+            task_id, answer_json(value), request_id=request_id, answered_by=answered_by
+        )
+
+    async def claim(self, task_id: str, claimant: str = "", *, release: bool = False) -> TaskRecord:
+        return self.engine.claim(task_id, claimant, release=release)
 
     async def approve(self, task_id: str, reason: str = "") -> TaskStatus:
         return self.engine.decide(task_id, True, reason=reason)

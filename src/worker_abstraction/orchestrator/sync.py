@@ -226,8 +226,11 @@ class Orchestrator:
     def cancel(self, task_id: str, reason: str = "") -> bool:
         return self._loop.run(self._core.cancel(task_id, reason))
 
-    def provide_input(self, task_id: str, value: Any, *, request_id: str = "") -> InputAnswer:
-        return self._loop.run(self._core.provide_input(task_id, value, request_id=request_id))
+    def provide_input(self, task_id: str, value: Any, *, request_id: str = "", answered_by: str = "") -> InputAnswer:
+        return self._loop.run(self._core.provide_input(task_id, value, request_id=request_id, answered_by=answered_by))
+
+    def claim(self, task_id: str, claimant: str = "", *, release: bool = False) -> TaskRecord:
+        return self._loop.run(self._core.claim(task_id, claimant, release=release))
 
     def approve(self, task_id: str, reason: str = "") -> TaskStatus:
         return self._loop.run(self._core.approve(task_id, reason))

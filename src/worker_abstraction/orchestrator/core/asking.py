@@ -134,6 +134,10 @@ async def provide_input(run: TaskRun, value_json: str, *, request_id: str, answe
         raise TaskNotWaitingError(task_id, f"waits for no input (it is {state.status.name})")
     if request_id and request_id != request.request_id:
         raise TaskNotWaitingError(task_id, f"waits for input {request.request_id!r}, not {request_id[:100]!r}")
+    if run.claimed_by and run.claimed_by != (answered_by or "anyone"):
+        raise TaskNotWaitingError(
+            task_id, f"is claimed by {run.claimed_by[:100]!r}: only they answer it (or release it)"
+        )
     problems = validation.answer_problems(request.schema_json, value_json)
     if problems:
         raise InvalidAnswerError(problems)
@@ -142,6 +146,26 @@ async def provide_input(run: TaskRun, value_json: str, *, request_id: str, answe
     link = run._crew.links.get(state.worker_address)
     await link.provide_input(task_id, request.request_id, value_json, answered_by, state.attempt)
     return InputAnswer(request.request_id, value_json, answered_by, time.time_ns())
+
+
+def claim(run: TaskRun, claimant: str, *, release: bool, force: bool) -> None:
+    """Take the task's pending question for `claimant` (a person at a human worker's inbox), or give it back.
+
+    Raises:
+        TaskNotWaitingError: it waits for no input, or another claimant holds it (`force`, an operator's
+            release, lets go of anyone's).
+    """
+    task_id, holder = run.spec.task_id, run.claimed_by
+    if run.phase not in (Phase.RUNNING, Phase.ASKING) or waiting_request(run.state.updates) is None:
+        raise TaskNotWaitingError(task_id, f"waits for no input (it is {run.state.status.name})")
+    if release:
+        if holder and holder != claimant and not force:
+            raise TaskNotWaitingError(task_id, f"is held by {holder[:100]!r}: only they (or an operator) release it")
+        run.claimed_by = ""
+        return
+    if holder and holder != claimant:
+        raise TaskNotWaitingError(task_id, f"is claimed by {holder[:100]!r} already")
+    run.claimed_by = claimant or "anyone"
 
 
 def inputs_of(updates: Sequence[TaskUpdate]) -> tuple[InputExchange, ...]:

@@ -316,6 +316,17 @@ class Engine:
         run.decide(approved, decided_by, reason)
         return run.state.status
 
+    def claim(self, task_id: str, claimant: str, *, release: bool = False, force: bool = False) -> TaskRecord:
+        """Take (or give back) a task's pending question for `claimant`; returns its record (see `core.asking`).
+
+        Raises:
+            TaskNotFoundError: no task has this id here.
+            TaskNotWaitingError: it waits for no input, or another claimant holds it.
+        """
+        run = self._live_run(task_id, "input")
+        run.claim(claimant, release=release, force=force)
+        return run.record()
+
     def _live_run(self, task_id: str, what: str) -> TaskRun:
         run = self.index.live.get(task_id)
         if run is None:

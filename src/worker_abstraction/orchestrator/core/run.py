@@ -90,6 +90,7 @@ class TaskRun:
         "avoid",
         "cancel_reason",
         "capability",
+        "claimed_by",
         "dead_lettered",
         "fairness_key",
         "gate",
@@ -144,6 +145,7 @@ class TaskRun:
         self._reserved = ATTEMPT_BLOCK  # attempt numbers up to this one are reserved in the journal
         self._reuse_number = False  # the next dispatch keeps the current number (the last one never ran)
         self._deadline_left: float | None = None  # the deadline's seconds left, stopped while it waits for input
+        self.claimed_by = ""  # who holds its pending question (`asking.claim`)
         self._answers: str | None = None  # answers given while no worker held it (`asking`), sent with it
         self._timers = NamedTimers(crew.clock)
         self._sinks: AttemptSinks | None = None  # made with the first attempt: 100,000 queued tasks have none
@@ -246,6 +248,10 @@ class TaskRun:
         """Answer the question the task waits on (see `asking.provide_input`)."""
         return await asking.provide_input(self, value_json, request_id=request_id, answered_by=answered_by)
 
+    def claim(self, claimant: str, *, release: bool = False, force: bool = False) -> None:
+        """Take (or give back) the task's pending question, so nobody else answers it (see `asking.claim`)."""
+        asking.claim(self, claimant, release=release, force=force)
+
     def decide(self, approved: bool, decided_by: str = "", reason: str = "") -> None:
         """Approve a task waiting for approval (it goes on), or deny it (it ends CANCELED): see `approval`."""
         (approval.approve if approved else approval.deny)(self, decided_by, reason)
@@ -338,7 +344,7 @@ class TaskRun:
         return task_record(self.spec, state.status, attempts=state.attempts, last_update=last,
                            dead_lettered=self.dead_lettered, cancel_reason=self.cancel_reason,
                            inputs=asking.inputs_of(state.updates), approval=approval.decision_of(self),
-                           approval_required=approval.required(self))  # fmt: skip
+                           approval_required=approval.required(self), claimed_by=self.claimed_by)  # fmt: skip
 
     # ---- inside ------------------------------------------------------------------------------------------
 

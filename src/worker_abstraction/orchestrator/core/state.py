@@ -237,6 +237,7 @@ def task_record(
     inputs: tuple[InputExchange, ...] = (),
     approval: Approval | None = None,
     approval_required: bool = False,
+    claimed_by: str = "",
 ) -> TaskRecord:
     """The record of the task submitted as `spec`, with what is known of how it went."""
     return TaskRecord(
@@ -255,6 +256,7 @@ def task_record(
         inputs=inputs,
         approval=approval,
         approval_required=approval_required,
+        claimed_by=claimed_by,
     )
 
 

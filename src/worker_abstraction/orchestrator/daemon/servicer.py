@@ -200,6 +200,9 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
     async def DenyTask(self, request: pb.ApprovalRequest, context: Context) -> pb.ApprovalResponse:
         return await asking.decide(self._engine, request, approved=False)
 
+    async def ClaimTask(self, request: pb.ClaimRequest, context: Context) -> pb.TaskRecord:
+        return await asking.claim(self._engine, request)
+
 
 def _check_id(task_id: str) -> None:
     workflows.check_id(task_id, "task_id")

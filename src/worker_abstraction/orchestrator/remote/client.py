@@ -241,9 +241,11 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         response = await self._call(self._stub.CancelTask, pb.CancelTaskRequest(task_id=task_id, reason=reason))
         return bool(response.canceled)
 
-    async def provide_input(self, task_id: str, value: Any, *, request_id: str = "") -> InputAnswer:
+    async def provide_input(
+        self, task_id: str, value: Any, *, request_id: str = "", answered_by: str = ""
+    ) -> InputAnswer:
         """Answer the question a task waits on (see `AsyncTaskHandle.provide_input`); who answered is what the
-        daemon's credentials say.
+        daemon's credentials say (`answered_by` when it checks none).
 
         Raises:
             InvalidAnswerError: the value breaks the question's schema (every problem listed).
@@ -251,9 +253,15 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
             TaskNotFoundError: the daemon does not know the task.
         """
         value_json = value if isinstance(value, _Encoded) else answer_json(value)
-        request = pb.ProvideInputRequest(task_id=task_id, request_id=request_id, value_json=value_json)
+        request = pb.ProvideInputRequest(
+            task_id=task_id, request_id=request_id, value_json=value_json, answered_by=answered_by
+        )
         response = await self._call(self._stub.ProvideInput, request)
-        return InputAnswer(response.request_id, value_json)
+        return InputAnswer(response.request_id, value_json, answered_by)
+
+    async def claim(self, task_id: str, claimant: str = "", *, release: bool = False) -> TaskRecord:
+        request = pb.ClaimRequest(task_id=task_id, claimant=claimant, release=release)
+        return _convert.record_from_pb(await self._call(self._stub.ClaimTask, request))
 
     async def approve(self, task_id: str, reason: str = "") -> TaskStatus:
         """Approve a task waiting for approval: it goes on (operators only, when credentials are on).
