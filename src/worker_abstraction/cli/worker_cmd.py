@@ -48,6 +48,11 @@ _log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     parser.add_argument("worker", metavar="WORKER", help="the worker class, as package.module:ClassName")
+    add_worker_options(parser, settings)
+
+
+def add_worker_options(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    """Every flag of a worker process (`wa worker`, `wa inbox serve`)."""
     parser.add_argument(
         "--registry",
         metavar="HOST:PORT[,HOST:PORT...]",
@@ -171,7 +176,11 @@ def _import(module_name: str) -> ModuleType:
 
 async def run(args: argparse.Namespace) -> int:
     """Start the worker, serve until a signal, then stop it gracefully and return 0."""
-    worker_class = load_worker_class(args.worker)
+    return await run_worker(load_worker_class(args.worker), args)
+
+
+async def run_worker(worker_class: type[BaseWorker], args: argparse.Namespace) -> int:
+    """Run `worker_class` with the flags of `add_worker_options` until a signal; returns 0."""
     metrics = WorkerMetrics() if args.metrics_port is not None else None
     worker = worker_class(
         registry=args.registry or None,
