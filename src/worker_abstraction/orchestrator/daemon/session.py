@@ -38,8 +38,14 @@ from worker_abstraction.types import TaskUpdate
 logger = logging.getLogger(__name__)
 
 MAX_IN_FLIGHT = 1024  # submissions of one session being accepted at once
-# Updates waiting for a caller that stopped reading: past this many bytes the session is closed (the caller
-# follows its tasks again when it reconnects) rather than the daemon's memory growing without bound.
+# Past this many bytes of updates waiting for the caller, the tasks' followers pause: they push nothing more
+# and are caught up from their tasks' own updates (`TaskState`, bounded) as the caller reads. A slow reader
+# of a streaming task costs the daemon this much, not the stream.
+PAUSE_BYTES = 256 * 1024
+_UPDATE_BYTES = 64  # what an update costs besides its output and chunk (an estimate, for MAX_BACKLOG_BYTES)
+# Updates waiting for a caller that stopped reading, and those its paused followers owe it: past this many bytes
+# the session is closed (the caller follows its tasks again when it reconnects) rather than the daemon keeping
+# ever more tasks' updates for it.
 MAX_BACKLOG_BYTES = 64 * 2**20
 MAX_WATCHED = 1_000_000  # tasks one session follows at once
 # Updates of tasks older than the caller's latest submission wait this long at most for the next ack, while
@@ -62,6 +68,8 @@ class CallerSession:
         self._next = pb.SessionResponse()
         self._wake = asyncio.Event()
         self._stops: dict[str, _Follower] = {}  # task id -> what follows it
+        self._paused: dict[str, _Follower] = {}  # followers waiting for the caller to read (see PAUSE_BYTES)
+        self._owed = 0  # bytes (estimated) of the updates the paused followers have not pushed yet
         self._in_flight = 0  # submissions being accepted (at most MAX_IN_FLIGHT)
         self._room = asyncio.Event()  # set when one ends
         self._backlog = 0  # bytes of updates made since the last write began
@@ -88,10 +96,13 @@ class CallerSession:
                     budget = limits.payload_limit()
                     if backlog <= budget:
                         yield message
-                        continue
-                    # Large outputs go in messages of their own: together they would pass the size limit.
-                    for number, run in enumerate(_rpc.split_by_size(list(message.updates), budget)):
-                        yield pb.SessionResponse(acks=message.acks if number == 0 else (), updates=run)
+                    else:
+                        # Large outputs go in messages of their own: together they would pass the size limit.
+                        for number, run in enumerate(_rpc.split_by_size(list(message.updates), budget)):
+                            yield pb.SessionResponse(acks=message.acks if number == 0 else (), updates=run)
+                    if self._paused:  # the caller read: the paused followers go on
+                        self._catch_up()
+                    continue
                 if reader.done() and (_failed(reader) or (not self._in_flight and not self._stops)):
                     # A reader error (bytes that were not a message) ends the stream at once, with its status;
                     # the caller follows its tasks again as after any break.
@@ -106,6 +117,7 @@ class CallerSession:
             for follower in self._stops.values():
                 follower.cancel()
             self._stops.clear()
+            self._paused.clear()
 
     def _waits(self, reader_done: bool) -> bool:
         """Whether the updates made so far wait for the next ack (see UPDATE_HOLD_SECONDS)."""
@@ -244,10 +256,21 @@ class CallerSession:
         message.sequence = sequence
         self._wake.set()
         self._backlog += message.ByteSize()
-        if self._backlog > MAX_BACKLOG_BYTES and self._stop is not None and self._stopping is None:
+        self._check_backlog()
+
+    def owe(self, update: TaskUpdate, owed: bool) -> None:
+        """Count an update a paused follower owes the caller (`owed`), or one it has now pushed (not `owed`)."""
+        cost = len(update.output_json) + (update.chunk.size if update.chunk is not None else 0) + _UPDATE_BYTES
+        self._owed = self._owed + cost if owed else max(0, self._owed - cost)
+        if owed:
+            self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        """Past MAX_BACKLOG_BYTES waiting or owed, the caller has stopped reading: the session ends."""
+        if self._backlog + self._owed > MAX_BACKLOG_BYTES and self._stop is not None and self._stopping is None:
             reason = (
-                f"the caller stopped reading: {len(self._next.updates)} updates ({self._backlog:,} bytes) waited; "
-                "follow the tasks again"
+                f"the caller stopped reading: {len(self._next.updates)} updates ({self._backlog:,} bytes) waited, "
+                f"and {self._owed:,} bytes more were owed; follow the tasks again"
             )
             logger.warning("session closed: %s", reason)
             self._stopping = asyncio.ensure_future(self._stop(reason))  # (the writer may wait on the caller)
@@ -256,6 +279,21 @@ class CallerSession:
             for follower in self._stops.values():
                 follower.cancel()
             self._stops.clear()
+            self._paused.clear()
+
+    def _catch_up(self) -> None:
+        """Push the paused followers' updates from their tasks' own, while the caller keeps up."""
+        while self._paused and self._backlog <= PAUSE_BYTES and self._stopping is None:
+            task_id, follower = next(iter(self._paused.items()))
+            updates = follower.handle.updates
+            while 0 <= follower.behind < len(updates) and self._backlog <= PAUSE_BYTES:
+                follower.behind += 1
+                update = updates[follower.behind - 1]
+                self.owe(update, False)
+                follower.deliver(follower.behind, update)
+            if follower.behind < 0 or follower.behind >= len(updates):  # (ended, or caught up: live again)
+                self._paused.pop(task_id, None)
+                follower.behind = -1
 
     def _ended(self, follower: _Follower) -> None:
         if self._stops.get(follower.task_id) is follower:
@@ -288,7 +326,7 @@ class _Follower:
     ones included, and this is a third of the size.
     """
 
-    __slots__ = ("after", "ended", "handle", "resumed", "session")
+    __slots__ = ("after", "behind", "ended", "handle", "resumed", "session")
 
     def __init__(self, session: CallerSession, handle: AsyncTaskHandle, after: int) -> None:
         self.session = session
@@ -296,12 +334,25 @@ class _Follower:
         self.after = after  # the caller has seen the updates up to this position
         self.resumed = handle.resumed
         self.ended = False
+        self.behind = -1  # paused (see PAUSE_BYTES): the last position pushed; -1: live
 
     @property
     def task_id(self) -> str:
         return self.handle.task_id
 
     def __call__(self, position: int, update: TaskUpdate) -> None:
+        session = self.session
+        if self.behind >= 0:
+            session.owe(update, True)  # paused: the session catches it up from the task's updates
+            return
+        if session._backlog > PAUSE_BYTES and not self.ended:
+            self.behind = position - 1
+            session._paused[self.task_id] = self
+            session.owe(update, True)
+            return
+        self.deliver(position, update)
+
+    def deliver(self, position: int, update: TaskUpdate) -> None:
         sequence = callers.sequence_of(position, self.after, resumed=self.resumed, terminal=update.is_terminal)
         if sequence is None:
             return  # seen already
@@ -312,3 +363,5 @@ class _Follower:
 
     def cancel(self) -> None:
         self.handle.unsubscribe(self)
+        if self.session._paused.get(self.task_id) is self:
+            del self.session._paused[self.task_id]
