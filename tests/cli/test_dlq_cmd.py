@@ -72,6 +72,7 @@ async def test_dlq_list_json_of_a_task_the_daemon_forgot_keeps_the_same_keys(
     assert listed.keys() == {
         "task_id", "capability", "status", "params", "output", "error_message", "worker_id", "submitted_at",
         "attempts", "dead_lettered", "cancel_reason", "idempotency_key", "owner", "not_before", "expires_at",
+        "inputs", "approval", "approval_required",
     }  # fmt: skip
 
 

@@ -213,7 +213,8 @@ class Submission:
         self._submitted(handle, detached=False, waiting_for=waiting_for)
         chunks = ChunkPrinter(json_output=self.json) if self.stream else None
         try:
-            with ProgressBar(self.capability, enabled=not self.json) as bar:
+            # (No bar with --stream: streamed text has the terminal, and a bar's redraws would cut through it.)
+            with ProgressBar(self.capability, enabled=not self.json and not self.stream) as bar:
                 async for update in handle:
                     if is_output(update) and (chunks is not None or not self.json):
                         # Streamed output, no change of status: printed with --stream, else not at all in text.

@@ -11,7 +11,7 @@ string (`text=hello world`). KEY=@PATH reads VALUE from a file, KEY=@- from stdi
 way: JSON, or else the text as it is. The first line names the task and the worker running it, then one
 line per status update (PENDING, RUNNING, COMPLETED, ...), then the output as JSON; errors go to stderr.
 When stderr is a terminal, a task that reports progress also gets a progress bar there, cleared at its end
-(stdout is the same with or without it; no bar with --json or --detach).
+(stdout is the same with or without it; no bar with --json, --stream or --detach).
 
 With --json, stdout has one JSON object per line: {"event": "submitted", "task_id", "worker_id",
 "worker_address", "orchestrator"}, then one {"event": "update", "task_id", "status", "sequence",
