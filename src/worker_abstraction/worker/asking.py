@@ -28,7 +28,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from worker_abstraction import schemas, validation
 from worker_abstraction.errors import InputTimeoutError, InvalidAnswerError, InvalidParametersError, TaskNotWaitingError
 from worker_abstraction.exchanges import MAX_PROMPT, MAX_SCHEMA, InputAnswer, InputRequest
 from worker_abstraction.worker.tasks import TaskRecord
@@ -132,6 +131,8 @@ class Questions:
             raise TaskNotWaitingError(
                 self._record.task_id, f"waits for input {request.request_id!r}, not {request_id[:100]!r}"
             )
+        from worker_abstraction import validation  # (jsonschema: loaded by the first answer, not by every worker)
+
         problems = validation.answer_problems(request.schema_json, value_json)
         if problems:
             raise InvalidAnswerError(problems)
@@ -163,6 +164,8 @@ def _question_problems(prompt: Any, schema_json: str, timeout_seconds: Any) -> l
     if len(schema_json) > MAX_SCHEMA:
         problems.append(f"schema takes {len(schema_json):,} characters as JSON; at most {MAX_SCHEMA:,} are taken")
     elif schema_json:
+        from worker_abstraction import schemas  # (jsonschema: loaded by the first question with a schema)
+
         problems += [f"schema: {problem}" for problem in schemas.schema_problems(schema_json)]
     if timeout_seconds is not None and (
         isinstance(timeout_seconds, bool)
