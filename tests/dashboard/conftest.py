@@ -10,8 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.conftest import GATES
+from tests.hitl.workers import AskingWorker
 from tests.workflows.steps import StepWorker
-from worker_abstraction import RegistryServer, RetryPolicy
+from worker_abstraction import RegistryServer, RetryPolicy, TaskContext, capability
 from worker_abstraction.auth import Authenticator, TokenFile
 from worker_abstraction.dashboard.server import DashboardServer
 from worker_abstraction.errors import TaskFailedError
@@ -75,6 +77,33 @@ async def flows(
     path = str(tmp_path / "flows.db")
     async with DashboardDaemon(registry.address, store_path=path, keep_finished=1) as server:
         await server.orchestrator.wait_for_workers("gate", timeout_seconds=5)
+        yield server
+
+
+class StreamingAsker(AskingWorker):
+    """AskingWorker (`review`, `twice`, `tokens`, `rows`, `noop`) and `drip`, which streams in two parts."""
+
+    @capability
+    async def drip(self, gate: str, first: list[str], then: list[str], ctx: TaskContext) -> int:
+        """Stream `first`, wait until the test opens the gate called `gate`, stream `then`."""
+        for word in first:
+            ctx.emit(word)
+        await GATES.async_gate(gate).wait()
+        for word in then:
+            ctx.emit(word)
+        return len(first) + len(then)
+
+
+GATED = "noop"  # the capability whose every task waits for approval on the `asking` daemon
+
+
+@pytest.fixture
+async def asking(registry: RegistryServer, start_worker: Callable[..., Any]) -> AsyncIterator[DashboardDaemon]:
+    """A daemon whose every `noop` task waits for an operator's approval, and a worker whose handlers ask
+    questions and stream output (`StreamingAsker`)."""
+    await start_worker(StreamingAsker)
+    async with DashboardDaemon(registry.address, approval_required=[GATED]) as server:
+        await server.orchestrator.wait_for_workers("drip", timeout_seconds=5)
         yield server
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from worker_abstraction.dashboard.feed import CLOSED, LiveFeed, TooManyClientsError
 from worker_abstraction.dashboard.stats import SAMPLES_PER_SECOND, Throughput
+from worker_abstraction.exchanges import InputRequest, OutputChunk
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.types import TaskStatus, TaskUpdate
@@ -93,3 +94,22 @@ def test_throughput_counts_per_second_with_bounded_latency_samples() -> None:
     for second in range(200, 220):
         stats.record(second, TaskStatus.COMPLETED, 0.1)
     assert stats.series(220.0)["completed"] == [1] * 5  # only the window is kept
+
+
+async def test_streamed_chunks_publish_nothing_and_a_question_keeps_the_rows_progress() -> None:
+    feed = LiveFeed()
+    browser = feed.subscribe()
+    handle, state = task("asks")
+    feed.accepted(handle)
+    assert (await browser.next(1)) is not None  # its first row
+    state.append(
+        TaskUpdate("asks", TaskStatus.RUNNING, worker_id="w1", attempt=1, progress=0.4, progress_message="half")
+    )
+    assert (await browser.next(1)) is not None
+    for index in range(1, 4):
+        state.append(TaskUpdate("asks", TaskStatus.RUNNING, attempt=1, chunk=OutputChunk(index, "token")))
+    assert await browser.next(0.01) is None  # the chunks are streamed by their own route, not as rows
+    state.append(TaskUpdate("asks", TaskStatus.INPUT_REQUIRED, attempt=1, input_request=InputRequest("q1", "go?")))
+    event = await browser.next(1)
+    assert event is not None and event.data["status"] == "INPUT_REQUIRED"
+    assert (event.data["progress"], event.data["message"]) == (0.4, "half")

@@ -136,7 +136,7 @@ async def test_retry_submits_a_failed_task_again_with_its_options_from_the_store
     await finished(stored, "echo", text="pushes the failed one out of memory")
 
     detail = (await web.get(f"/api/tasks/{handle.task_id}")).json()
-    assert detail["may"] == {"cancel": False, "retry": True}
+    assert detail["may"] == {"cancel": False, "retry": True, "answer": False, "approve": False, "deny": False}
     assert "raise ValueError(message)" in detail["last_update"]["failure"]["traceback"]
     retried = await web.post(f"/api/tasks/{handle.task_id}/retry", headers=POST)
     assert retried.status_code == 200

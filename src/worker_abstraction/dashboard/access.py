@@ -39,7 +39,7 @@ class Visitor:
 
     auth: bool  # the dashboard checks credentials (so the page offers to sign out)
     name: str  # the principal's name ("" when credentials are not checked)
-    operator: bool  # may cancel, retry, requeue and purge (with credentials off: anyone who can reach it)
+    operator: bool  # may cancel, retry, requeue, purge, answer, approve and deny (credentials off: anyone)
 
 
 class Gate:

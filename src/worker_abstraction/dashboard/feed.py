@@ -2,10 +2,11 @@
 
 `LiveFeed.accepted` is hung on the engine's `on_accepted` seam: it makes a row for each task and
 subscribes to the task's updates, so every change of status reaches the hub as it happens, on the event
-loop, without polling. Each connected browser holds a `Subscription`; what is published is queued for it
-keyed by what it describes (one task's row, the overview), so a slow browser gets the latest version of each
-thing instead of a growing backlog. Past `queue_limit` distinct pending things it is sent one `reset`
-instead (reload the list), and its backlog is dropped.
+loop, without polling (streamed output chunks excepted: they change nothing a row shows, and a task's page
+follows them on a stream of its own, see `hitl_routes`). Each connected browser holds a `Subscription`;
+what is published is queued for it keyed by what it describes (one task's row, the overview), so a slow
+browser gets the latest version of each thing instead of a growing backlog. Past `queue_limit` distinct
+pending things it is sent one `reset` instead (reload the list), and its backlog is dropped.
 
 Memory is bounded: `max_tasks` rows, `max_clients` subscriptions of at most `queue_limit` events each.
 """
