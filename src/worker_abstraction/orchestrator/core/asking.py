@@ -11,19 +11,21 @@ task's record (`inputs_of`).
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from worker_abstraction import lifecycle, validation
 from worker_abstraction.errors import InvalidAnswerError, TaskNotWaitingError
-from worker_abstraction.exchanges import InputAnswer, InputExchange, InputRequest, answers_json
+from worker_abstraction.exchanges import SUSPENDED, InputAnswer, InputExchange, InputRequest, answers_json
 from worker_abstraction.orchestrator.core import retries
 from worker_abstraction.orchestrator.core.phase import Phase
-from worker_abstraction.types import FailureOrigin, TaskFailure, TaskStatus, TaskUpdate
+from worker_abstraction.types import FailureOrigin, TaskFailure, TaskRecord, TaskStatus, TaskUpdate, WorkerInfo
 
 if TYPE_CHECKING:
     from worker_abstraction.orchestrator.core.run import TaskRun
+    from worker_abstraction.orchestrator.edge.link import WorkerLinks
 
 INPUT_SLACK_SECONDS = 5.0  # past a question's deadline, how long its worker has to say it gave up waiting
 
@@ -166,6 +168,54 @@ def claim(run: TaskRun, claimant: str, *, release: bool, force: bool) -> None:
     if holder and holder != claimant:
         raise TaskNotWaitingError(task_id, f"is claimed by {holder[:100]!r} already")
     run.claimed_by = claimant or "anyone"
+
+
+async def answer_elsewhere(
+    task_id: str,
+    updates: Sequence[TaskUpdate],
+    workers: Mapping[str, WorkerInfo],
+    links: WorkerLinks,
+    value_json: str,
+    *,
+    request_id: str,
+    answered_by: str,
+) -> InputAnswer:
+    """Answer a task another orchestrator runs (a shared home): straight to the worker whose handler waits,
+    which tells that orchestrator as it tells it everything.
+
+    Raises:
+        TaskNotWaitingError: it waits for no input (or another question), or on no worker this one sees.
+        InvalidAnswerError: the value breaks the question's schema.
+    """
+    request = waiting_request(updates)
+    if request is None:
+        status = updates[-1].status.name if updates else "PENDING"
+        raise TaskNotWaitingError(task_id, f"waits for no input (it is {status})")
+    if request_id and request_id != request.request_id:
+        raise TaskNotWaitingError(task_id, f"waits for input {request.request_id!r}, not {request_id[:100]!r}")
+    problems = validation.answer_problems(request.schema_json, value_json)
+    if problems:
+        raise InvalidAnswerError(problems)
+    asked = updates[-1]
+    worker = workers.get(asked.worker_id)
+    if SUSPENDED in asked.metadata or worker is None:
+        where = "on no worker (its wait freed the slot)" if SUSPENDED in asked.metadata else "on a worker not seen here"
+        raise TaskNotWaitingError(task_id, f"waits {where}: answer it through the orchestrator that runs it")
+    await links.get(worker.address).provide_input(task_id, request.request_id, value_json, answered_by, asked.attempt)
+    return InputAnswer(request.request_id, value_json, answered_by, time.time_ns())
+
+
+def with_exchanges(record: TaskRecord, updates: Sequence[TaskUpdate]) -> TaskRecord:
+    """`record` (as a shared home keeps it) with what the task's updates say of its questions and approval."""
+    if not updates:
+        return record
+    last = updates[-1]
+    status = last.status if last.status in (TaskStatus.INPUT_REQUIRED, TaskStatus.APPROVAL_REQUIRED) else record.status
+    decided = next((u.approval for u in updates if u.approval is not None), None)
+    required = record.approval_required or any(u.status is TaskStatus.APPROVAL_REQUIRED for u in updates)
+    return dataclasses.replace(
+        record, status=status, inputs=inputs_of(updates), approval=decided, approval_required=required
+    )
 
 
 def inputs_of(updates: Sequence[TaskUpdate]) -> tuple[InputExchange, ...]:

@@ -22,7 +22,7 @@ from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError,
 from worker_abstraction.exchanges import InputAnswer
 from worker_abstraction.observability.tracing import NO_TRACE, TraceContext
 from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
-from worker_abstraction.orchestrator.core import expiry
+from worker_abstraction.orchestrator.core import asking, expiry
 from worker_abstraction.orchestrator.core.admission import Wanted, admit
 from worker_abstraction.orchestrator.core.crew import Crew
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
@@ -247,6 +247,9 @@ class Engine:
         record = run.record() if run is not None else await self.home.record(task_id)
         if record is None:
             raise self._unknown(task_id)
+        published = getattr(self.home, "updates", None)
+        if run is None and not record.status.is_terminal and published is not None:
+            record = asking.with_exchanges(record, await published(task_id))  # (another engine runs it)
         return self._expiring(record)
 
     def _expiring(self, record: TaskRecord) -> TaskRecord:
@@ -301,6 +304,14 @@ class Engine:
             TaskNotWaitingError: the task waits for no input, or for another question.
             InvalidAnswerError: the value breaks the question's schema.
         """
+        published = getattr(self.home, "updates", None)
+        if self.index.get(task_id) is None and published is not None:  # (another engine runs it: a shared home)
+            await self.task(task_id)  # (NOT_FOUND for an unknown task)
+            updates = await published(task_id)
+            return await asking.answer_elsewhere(
+                task_id, updates, self.directory.workers, self.crew.links, value_json,
+                request_id=request_id, answered_by=answered_by,
+            )  # fmt: skip
         return await self._live_run(task_id, "input").provide_input(
             value_json, request_id=request_id, answered_by=answered_by
         )

@@ -163,6 +163,14 @@ class UpdateLog:
             raise NatsUnavailableError(f"cannot read the updates of task {task_id[:40]!r}: {error!r}") from error
         return _sequence_of(stored.headers)
 
+    async def kept(self, task_id: str, after: int = 0) -> list[tuple[int, bytes]]:
+        """What the stream holds of a task's updates now, numbered above `after`, in order (one read).
+
+        Raises:
+            NatsUnavailableError: the stream cannot be read.
+        """
+        return [item async for item in self._kept(task_token(task_id), after)]
+
     def listen(self, task_id: str) -> Listening:
         """Start keeping a task's live updates for a `follow` to come (at once: none published from now on
         is missed); `unlisten` it when done."""

@@ -27,7 +27,7 @@ from worker_abstraction.stores import serial
 from worker_abstraction.stores.jetstream.connection import NatsUnavailableError
 from worker_abstraction.stores.jetstream.pipeline import WrongLastSequenceError
 from worker_abstraction.stores.jetstream.schedules import NatsScheduleBook
-from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskUpdate
 
 _CANCEL_TRIES = 10
 
@@ -77,6 +77,10 @@ class CallerSide:
             return finished_handle(serial.record_of(doc.record))
         spec = serial.spec_of(doc.request)
         return self._follow(task_id, spec.capability, spec.params, fresh=False)
+
+    async def updates(self, task_id: str) -> list[TaskUpdate]:
+        """The updates the task's holder has published so far (a task run elsewhere: its questions, say)."""
+        return [serial.update_of(data) for _, data in await self.store.log.kept(task_id)]
 
     async def record(self, task_id: str) -> TaskRecord | None:
         found = await self.store.get(task_id)

@@ -1,0 +1,51 @@
+"""Input, approvals and streamed output on the shared NATS home, through two orchestrators: the task runs on
+one, and the other sees its question and its chunks, and answers it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.hitl.workers import AskingWorker
+from tests.nats_server import NatsServer
+from tests.orchestrator.replicas import Replica, replicas
+from worker_abstraction import RegistryServer, TaskStatus
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+async def replica(registry: RegistryServer, nats_server: NatsServer) -> AsyncIterator[Replica]:
+    async with replicas(registry.address, nats_server.url, partitions=4, lease_seconds=10.0) as start:
+        yield start
+
+
+async def test_one_orchestrator_runs_the_task_and_the_other_answers_and_streams_it(
+    replica: Replica, start_worker: Any
+) -> None:
+    await start_worker(AskingWorker)
+    first, _ = await replica("a")
+    await first.wait_for_workers("review", timeout_seconds=10)
+    handle = await first.execute_task("review", {"item": "shared"})
+    request = await handle.input_requested(timeout_seconds=20)
+    assert request.prompt == "Ship shared?"
+    record = await first.task(handle.task_id)
+    assert record.status is TaskStatus.INPUT_REQUIRED and record.input_request is not None
+    second, _ = await replica("b")
+    await second.wait_for_workers("review", timeout_seconds=10)
+    seen = await second.task(handle.task_id)
+    assert seen.input_request is not None and seen.input_request.prompt == "Ship shared?"
+    await second.provide_input(handle.task_id, {"approved": True})
+    assert (await handle.result(timeout_seconds=20))["answer"] == {"approved": True}
+
+    streaming = await first.execute_task("tokens", {"count": 500})
+    watched = await second.watch(streaming.task_id)
+    assert [chunk.index async for chunk in watched.stream()] == list(range(1, 501))
+    assert await streaming.result(timeout_seconds=20) == 500
+
+    gated = await first.execute_task("noop", {}, require_approval=True)
+    assert (await first.task(gated.task_id)).status is TaskStatus.APPROVAL_REQUIRED
+    await first.approve(gated.task_id)
+    assert await gated.result(timeout_seconds=20) == "ok"
