@@ -129,7 +129,10 @@ class _FakeLink:
         worker_id: str,
         sink: AttemptSink,
         trace_context: tuple[tuple[str, str], ...] | None = None,
+        answers: str | None = None,
     ) -> asyncio.Future[DispatchAnswer]:
+        if answers:
+            self._edge.answers[(spec.task_id, attempt)] = answers
         answer: asyncio.Future[DispatchAnswer] = asyncio.get_running_loop().create_future()
         sent = Attempt(spec.task_id, attempt, worker_id, self.address, sink, answer)
         _heard(self._edge.sent, self._edge._sent, sent)
@@ -147,6 +150,11 @@ class _FakeLink:
         call = Cancel(task_id, reason, self.address, asyncio.get_running_loop().create_future())
         _heard(self._edge.cancels, self._edge._cancels, call)
         return await call.answer
+
+    async def provide_input(
+        self, task_id: str, request_id: str, value_json: str, answered_by: str, attempt: int
+    ) -> None:
+        self._edge.inputs.append((task_id, request_id, value_json, answered_by, attempt))
 
     async def reach(self) -> tuple[Reach, str]:
         return self._edge.reach.get(self.address, (Reach.ANSWERED, ""))
@@ -169,6 +177,8 @@ class FakeEdge:
         self.followed: list[Attempt] = []
         self.cancels: list[Cancel] = []
         self.forgotten: list[AttemptSink] = []
+        self.answers: dict[tuple[str, int], str] = {}  # answers sent with an attempt (a slot-freeing wait's)
+        self.inputs: list[tuple[str, str, str, str, int]] = []  # answers passed on to workers
         self.reach: dict[str, tuple[Reach, str]] = {}  # by address; default: every probe is answered
         self._sent: asyncio.Queue[Attempt] = asyncio.Queue()
         self._followed: asyncio.Queue[Attempt] = asyncio.Queue()
