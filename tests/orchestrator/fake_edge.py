@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from worker_abstraction.orchestrator.edge.dispatch import Answer, AttemptSink, CancelAnswer, DispatchAnswer
 from worker_abstraction.orchestrator.edge.follow import Reach
@@ -76,8 +76,9 @@ class Attempt:
         answer = self.answer
         return answer is not None and answer.done() and answer.result().answer is Answer.ACCEPTED
 
-    def say(self, status: TaskStatus, *, output_json: str = "", error_message: str = "") -> bool:
-        """The worker's next update of this attempt; False if nobody listens to it any more."""
+    def say(self, status: TaskStatus, *, output_json: str = "", error_message: str = "", **extra: Any) -> bool:
+        """The worker's next update of this attempt (`extra`: more of its fields: a question, an answer, ...);
+        False if nobody listens to it any more."""
         if not self.sink.active():
             return False
         self._sequence += 1
@@ -89,6 +90,7 @@ class Attempt:
             error_message=error_message,
             worker_id=self.worker_id,
             attempt=self.number,
+            **extra,
         )
         self.sink.deliver(update)
         return True

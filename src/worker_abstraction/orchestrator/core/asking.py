@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from worker_abstraction.orchestrator.core.run import TaskRun
     from worker_abstraction.orchestrator.edge.link import WorkerLinks
 
+# The phases a run may wait for an answer in: its worker holds it (its dispatch's answer may not be heard yet),
+# or its wait freed the slot.
+_ASKED = frozenset({Phase.SENDING, Phase.RUNNING, Phase.ASKING})
 INPUT_SLACK_SECONDS = 5.0  # past a question's deadline, how long its worker has to say it gave up waiting
 
 
@@ -69,7 +72,7 @@ def on_update(run: TaskRun, update: TaskUpdate) -> None:
 def _unanswered(run: TaskRun, request: InputRequest) -> None:
     """A question's deadline passed, and its worker did not say it stopped waiting (or none holds the task: a
     wait that freed the slot): the task fails."""
-    if run.phase not in (Phase.RUNNING, Phase.ASKING) or waiting_request(run.state.updates) is not request:
+    if run.phase not in _ASKED or waiting_request(run.state.updates) is not request:
         return
     silent = ", and its worker went silent" if run.phase is Phase.RUNNING else ""
     message = f"nobody answered input request {request.request_id!r} in time{silent}"
@@ -131,7 +134,7 @@ async def provide_input(run: TaskRun, value_json: str, *, request_id: str, answe
         InvalidAnswerError: the value breaks the question's schema (every problem listed).
     """
     state, task_id = run.state, run.spec.task_id
-    request = waiting_request(state.updates) if run.phase in (Phase.RUNNING, Phase.ASKING) else None
+    request = waiting_request(state.updates) if run.phase in _ASKED else None
     if request is None:
         raise TaskNotWaitingError(task_id, f"waits for no input (it is {state.status.name})")
     if request_id and request_id != request.request_id:
@@ -158,7 +161,7 @@ def claim(run: TaskRun, claimant: str, *, release: bool, force: bool) -> None:
             release, lets go of anyone's).
     """
     task_id, holder = run.spec.task_id, run.claimed_by
-    if run.phase not in (Phase.RUNNING, Phase.ASKING) or waiting_request(run.state.updates) is None:
+    if run.phase not in _ASKED or waiting_request(run.state.updates) is None:
         raise TaskNotWaitingError(task_id, f"waits for no input (it is {run.state.status.name})")
     if release:
         if holder and holder != claimant and not force:
