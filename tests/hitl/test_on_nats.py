@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import eventually
 from tests.hitl.workers import AskingWorker
 from tests.nats_server import NatsServer
 from tests.orchestrator.replicas import Replica, replicas
-from worker_abstraction import RegistryServer, TaskStatus
+from worker_abstraction import RegistryServer, TaskCanceledError, TaskNotWaitingError, TaskStatus
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -45,7 +46,23 @@ async def test_one_orchestrator_runs_the_task_and_the_other_answers_and_streams_
     assert [chunk.index async for chunk in watched.stream()] == list(range(1, 501))
     assert await streaming.result(timeout_seconds=20) == 500
 
+    # Approved, and denied, through the orchestrator that does not run them.
     gated = await first.execute_task("noop", {}, require_approval=True)
     assert (await first.task(gated.task_id)).status is TaskStatus.APPROVAL_REQUIRED
-    await first.approve(gated.task_id)
+    assert (await second.task(gated.task_id)).status is TaskStatus.APPROVAL_REQUIRED
+    assert await second.approve(gated.task_id, "fine") is TaskStatus.PENDING
     assert await gated.result(timeout_seconds=20) == "ok"
+    decided = (await first.task(gated.task_id)).approval
+    assert decided is not None and decided.approved and decided.reason == "fine"
+
+    async def stored_with_its_decision() -> bool:  # (the other reads it once the end is stored: written behind)
+        record = await second.task(gated.task_id)
+        return record.status is TaskStatus.COMPLETED and record.approval == decided
+
+    await eventually(stored_with_its_decision, timeout_seconds=10, what="the decision in the stored record")
+    refused = await first.execute_task("noop", {}, require_approval=True)
+    await second.deny(refused.task_id, "not now")
+    with pytest.raises(TaskCanceledError, match="not now"):
+        await refused.result(timeout_seconds=20)
+    with pytest.raises(TaskNotWaitingError):
+        await second.approve(refused.task_id)

@@ -86,7 +86,7 @@ def routes(
         reason = _reason(await bounded_body(request, MAX_DECISION_BODY), required=not approved)
         record = await orchestrator.task(task_id)
         try:
-            status = engine.decide(task_id, approved, decided_by=visitor.name, reason=reason)
+            status = await engine.decide(task_id, approved, decided_by=visitor.name, reason=reason)
         except TaskNotFoundError:
             raise ActionRefusedError(task_id, f"it waits for no approval (it is {record.status.name})") from None
         said = "approved" if approved else "denied"

@@ -396,10 +396,10 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
         return self.engine.claim(task_id, claimant, release=release)
 
     async def approve(self, task_id: str, reason: str = "") -> TaskStatus:
-        return self.engine.decide(task_id, True, reason=reason)
+        return await self.engine.decide(task_id, True, reason=reason)
 
     async def deny(self, task_id: str, reason: str = "") -> TaskStatus:
-        return self.engine.decide(task_id, False, reason=reason)
+        return await self.engine.decide(task_id, False, reason=reason)
 
     async def task(self, task_id: str) -> TaskRecord:
         """Where a task stands: status, latest update, every attempt (finished tasks too, see `keep_finished`).

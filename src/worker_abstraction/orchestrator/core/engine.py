@@ -10,6 +10,7 @@ where it is stored, who else may run it and how idempotency keys are kept is its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -316,16 +317,28 @@ class Engine:
             value_json, request_id=request_id, answered_by=answered_by
         )
 
-    def decide(self, task_id: str, approved: bool, *, decided_by: str = "", reason: str = "") -> TaskStatus:
-        """Approve or deny a task waiting for approval (see `core.approval`); returns its status after it.
+    async def decide(self, task_id: str, approved: bool, *, decided_by: str = "", reason: str = "") -> TaskStatus:
+        """Approve or deny a task waiting for approval (see `core.approval`); returns its status after it. A
+        task another engine runs (a shared home) gets the decision through its home, which tells that engine.
 
         Raises:
-            TaskNotFoundError: no task has this id here.
+            TaskNotFoundError: no task has this id.
             TaskNotWaitingError: the task waits for no approval.
         """
+        elsewhere = getattr(self.home, "decide", None)
+        if self.index.get(task_id) is None and elsewhere is not None:
+            status: TaskStatus = await elsewhere(task_id, approved, decided_by, reason)
+            return status
         run = self._live_run(task_id, "approval")
         run.decide(approved, decided_by, reason)
         return run.state.status
+
+    def decided(self, task_id: str, approved: bool, decided_by: str, reason: str) -> None:
+        run = self.index.live.get(task_id)
+        if isinstance(run, TaskRun):
+            # (decided here already, or it no longer waits: the first decision stands)
+            with contextlib.suppress(TaskNotWaitingError):
+                run.decide(approved, decided_by, reason)
 
     def claim(self, task_id: str, claimant: str, *, release: bool = False, force: bool = False) -> TaskRecord:
         """Take (or give back) a task's pending question for `claimant`; returns its record (see `core.asking`).

@@ -123,6 +123,10 @@ class Runs(Protocol):
         """Run a held task here: from its start, or from `hold.resume`. Returns its run's handle."""
         ...
 
+    def decided(self, task_id: str, approved: bool, decided_by: str, reason: str) -> None:
+        """Another engine wrote an operator's decision on a task run here (one waiting for approval)."""
+        ...
+
     def announce(self, handle: AsyncTaskHandle) -> None:
         """Tell the engine's observers of a task it did not accept but runs (one resumed from the store)."""
         ...

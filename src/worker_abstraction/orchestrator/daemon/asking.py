@@ -57,5 +57,5 @@ async def decide(engine: Engine, request: pb.ApprovalRequest, *, approved: bool)
     if len(request.reason) > MAX_REASON:
         raise InvalidRequestError([f"reason may be at most {MAX_REASON} characters, got {len(request.reason):,}"])
     await callers.check_visible(engine, request.task_id)
-    status = engine.decide(request.task_id, approved, decided_by=auth.current_owner(), reason=request.reason)
+    status = await engine.decide(request.task_id, approved, decided_by=auth.current_owner(), reason=request.reason)
     return pb.ApprovalResponse(task_id=request.task_id, status=int(status))  # type: ignore[arg-type]

@@ -63,6 +63,9 @@ class TaskDoc:
     status: int = 0  # the final TaskStatus once finished
     takes: int = 0  # how often a daemon took it over from one that did not give it back
     released: bool = False  # its holder gave it back (stopping, or rebalancing): the next take is not counted
+    # An operator's decision on a task waiting for approval, written by any daemon for its holder to carry out:
+    # JSON [approved, decided by, reason] ("": none).
+    decision: str = ""
 
     @property
     def finished(self) -> bool:

@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -342,6 +343,16 @@ class PartitionedHome(CallerSide):
         handle = self._runs.handle(task_id) if self._runs is not None else None
         if handle is not None and not handle.done():
             self._spawn(_cancelled(handle, reason))
+
+    def _decide_run(self, task_id: str, decision: str) -> None:
+        """Another daemon wrote an operator's decision into the document of a task run here: the run takes it."""
+        try:
+            approved, decided_by, reason = json.loads(decision)
+        except (ValueError, TypeError):
+            logger.warning("task %s: a decision that cannot be read was ignored: %.80r", task_id, decision)
+            return
+        if self._runs is not None:
+            self._runs.decided(task_id, bool(approved), str(decided_by), str(reason))
 
     # ---- staying up ------------------------------------------------------------------------------------------
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from nats.aio.client import Client
 
-from worker_abstraction.errors import TaskNotWaitingError
+from worker_abstraction.errors import TaskNotFoundError, TaskNotWaitingError
 from worker_abstraction.exchanges import InputAnswer
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Runs
@@ -27,7 +28,7 @@ from worker_abstraction.stores import serial
 from worker_abstraction.stores.jetstream.connection import NatsUnavailableError
 from worker_abstraction.stores.jetstream.pipeline import WrongLastSequenceError
 from worker_abstraction.stores.jetstream.schedules import NatsScheduleBook
-from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskUpdate
+from worker_abstraction.types import DeadLetter, TaskQuery, TaskRecord, TaskSpec, TaskStatus, TaskUpdate
 
 _CANCEL_TRIES = 10
 
@@ -91,6 +92,33 @@ class CallerSide:
 
     async def page(self, query: TaskQuery, *, limit: int) -> list[TaskRecord]:
         return await self.journal.finished_records(query, limit=limit, offset=0)
+
+    async def decide(self, task_id: str, approved: bool, decided_by: str, reason: str) -> TaskStatus:
+        """Approve or deny a task waiting for approval wherever it runs: written into its document, where its
+        holder sees it and carries it out (see `approval`); returns the status it goes on in.
+
+        Raises:
+            TaskNotFoundError: no such task.
+            TaskNotWaitingError: it waits for no approval, or a decision was written already.
+        """
+        for _ in range(_CANCEL_TRIES):
+            found = await self.store.get(task_id)
+            if found is None:
+                raise TaskNotFoundError(task_id, "the orchestrator")
+            doc, revision = found
+            updates = await self.updates(task_id)
+            if doc.finished or not updates or updates[-1].status is not TaskStatus.APPROVAL_REQUIRED:
+                raise TaskNotWaitingError(task_id, "waits for no approval")
+            if doc.decision:
+                raise TaskNotWaitingError(task_id, "was decided on already")
+            decision = json.dumps([approved, decided_by, reason])
+            try:
+                await self.store.update_doc(dataclasses.replace(doc, decision=decision), revision)
+            except WrongLastSequenceError:
+                continue  # written meanwhile: read it again
+            self.store.poke(self.store.partition(task_id), task_id)
+            return TaskStatus.PENDING if approved else TaskStatus.CANCELED
+        raise NatsUnavailableError(f"task {task_id[:40]!r} kept changing; the decision was not written")
 
     async def cancel(self, task_id: str, reason: str) -> bool | None:
         """Cancel a task wherever it runs: written into its document, where its holder sees it."""

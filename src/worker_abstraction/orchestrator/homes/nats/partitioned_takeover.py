@@ -36,6 +36,7 @@ _RETRY_FIRST_SECONDS = 0.1
 _RETRY_CAP_SECONDS = 5.0
 _NO_CANCEL = b'"cancel_reason":""'  # (as the documents are encoded: compact JSON)
 _FINISHED = b'"state":"finished"'
+_NO_DECISION = b'"decision":""'
 
 
 class Takeover:
@@ -94,9 +95,13 @@ class Takeover:
         facts = self._home.journal.facts(task_id)
         if facts is None:
             self.consider(partition, epoch, doc, revision)
-        elif doc.cancel_reason and not facts.doc.cancel_reason:
-            facts.doc = dataclasses.replace(facts.doc, cancel_reason=doc.cancel_reason)
-            self._home._cancel_run(task_id, doc.cancel_reason)
+        else:
+            if doc.cancel_reason and not facts.doc.cancel_reason:
+                facts.doc = dataclasses.replace(facts.doc, cancel_reason=doc.cancel_reason)
+                self._home._cancel_run(task_id, doc.cancel_reason)
+            if doc.decision and not facts.doc.decision:
+                facts.doc = dataclasses.replace(facts.doc, decision=doc.decision)
+                self._home._decide_run(task_id, doc.decision)
 
     def seen(self, partition: int, epoch: int, message: Msg) -> None:
         """A document of a held partition, as stored: a task to take on, a cancel for one run here, or a
@@ -114,6 +119,11 @@ class Takeover:
                 if reason:
                     facts.doc = dataclasses.replace(facts.doc, cancel_reason=reason)
                     self._home._cancel_run(task_id, reason)
+            if _NO_DECISION not in data and not facts.doc.decision:
+                decision = decode_doc(data).decision
+                if decision:
+                    facts.doc = dataclasses.replace(facts.doc, decision=decision)
+                    self._home._decide_run(task_id, decision)
             return
         if task_id in self._home.intake.accepting or task_id in self._adopting:
             return
