@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import eventually
 from tests.hitl.workers import FreeingWorker
 from worker_abstraction import (
     AsyncOrchestrator,
@@ -61,6 +62,11 @@ async def test_the_wait_survives_its_worker_and_a_daemon_restart(
         handle = await remote.execute_task("interview", {"who": "bob"})
         await handle.input_requested(timeout_seconds=10)
         await first_worker.stop(grace_seconds=0)  # the worker that asked is gone
+
+        async def gone() -> bool:
+            return all(w.worker_id != first_worker.worker_id for w in await remote.workers())
+
+        await eventually(gone, timeout_seconds=10, what="the registry forgets the stopped worker")
     await start_worker(FreeingWorker)
     async with (
         OrchestratorServer(registry.address, port=0, store_path=store) as daemon,
