@@ -146,3 +146,18 @@ async def test_waits_and_chunks_are_counted_and_traced(registry: RegistryServer,
     [wait] = [span for span in spans.get_finished_spans() if span.name == "input wait"]
     assert wait.attributes is not None and wait.attributes["wa.answered"] is True
     assert wait.attributes["wa.request_id"] == "input-1"
+
+
+async def test_questions_answers_and_chunks_carry_the_progress_reported_before_them(
+    registry: RegistryServer, start_worker
+) -> None:
+    await start_worker(AskingWorker)
+    async with await _orchestrator(registry) as orchestrator:
+        handle = await orchestrator.execute_task("review", {"item": "p"})
+        await handle.input_requested(timeout_seconds=5)
+        asked = handle.updates[-1]
+        assert (asked.progress, asked.progress_message) == (0.1, "asking")  # what the handler reported before
+        await handle.provide_input({"approved": True})
+        await handle.result(timeout_seconds=5)
+        answered = next(u for u in handle.updates if u.input_answer is not None)
+        assert answered.progress == 0.1

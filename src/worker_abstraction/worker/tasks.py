@@ -33,6 +33,7 @@ class TaskRecord:
 
     __slots__ = (
         "_changed",
+        "_progress",
         "_status",
         "attempt",
         "cancel_reason",
@@ -60,6 +61,7 @@ class TaskRecord:
         self._changed: asyncio.Future[None] | None = None
         self.cancel_requested = asyncio.Event()  # what the handler's context watches
         self.cancel_reason = ""
+        self._progress: tuple[float, str] = (0.0, "")  # the latest progress reported: later updates carry it on
         self.chunks = 0  # streamed so far (`ctx.emit`): the next one is numbered one more
         self.questions: Any = None  # the handler's questions (`asking.Questions`), once its context is made
         self.suspended = False  # it ended at a question that frees the slot (see `suspend`)
@@ -80,6 +82,7 @@ class TaskRecord:
     def progress(self, fraction: float, message: str) -> None:
         # A late report from a handler that already finished (e.g. a thread outliving its timeout) is moot.
         if self.status is TaskStatus.RUNNING:
+            self._progress = (fraction, message)
             self._append(TaskStatus.RUNNING, progress=fraction, progress_message=message)
 
     def chunk(self, text: str, data_json: str, last: bool) -> bool:
@@ -87,12 +90,15 @@ class TaskRecord:
         if self.status is not TaskStatus.RUNNING:
             return False
         self.chunks += 1
-        self._append(TaskStatus.RUNNING, chunk=OutputChunk(self.chunks, text, data_json, last))
+        fraction, message = self._progress
+        chunk = OutputChunk(self.chunks, text, data_json, last)
+        self._append(TaskStatus.RUNNING, chunk=chunk, progress=fraction, progress_message=message)
         return True
 
     def ask(self, request: InputRequest) -> None:
         """The handler asks for input: INPUT_REQUIRED until it is answered (or gives up waiting)."""
-        self._move(TaskStatus.INPUT_REQUIRED, input_request=request)
+        fraction, message = self._progress
+        self._move(TaskStatus.INPUT_REQUIRED, input_request=request, progress=fraction, progress_message=message)
 
     def suspend(self, request: InputRequest) -> None:
         """The handler asks a question that frees the slot: the attempt ends here, INPUT_REQUIRED, marked so."""
@@ -102,7 +108,8 @@ class TaskRecord:
     def answered(self, answer: InputAnswer | None) -> None:
         """The handler goes on: with `answer`, or without one (it stopped waiting)."""
         if self.status is TaskStatus.INPUT_REQUIRED:
-            self._move(TaskStatus.RUNNING, input_answer=answer)
+            fraction, message = self._progress
+            self._move(TaskStatus.RUNNING, input_answer=answer, progress=fraction, progress_message=message)
 
     def completed(self, output_json: str) -> None:
         self._move(TaskStatus.COMPLETED, output_json=output_json, progress=1.0)
