@@ -10,7 +10,6 @@ where it is stored, who else may run it and how idempotency keys are kept is its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -19,13 +18,13 @@ from typing import Any
 
 from worker_abstraction import limits
 from worker_abstraction.codec import encode_params, payload_bytes, short
-from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError, TaskNotWaitingError
-from worker_abstraction.exchanges import InputAnswer
+from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.observability.tracing import NO_TRACE, TraceContext
 from worker_abstraction.options import MAX_ID_LENGTH, TaskOptions
 from worker_abstraction.orchestrator.core import asking, expiry
 from worker_abstraction.orchestrator.core.admission import Wanted, admit
 from worker_abstraction.orchestrator.core.crew import Crew
+from worker_abstraction.orchestrator.core.engine_hitl import HumanInTheLoop
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Acceptance, Accepted, Hold, TaskHome
 from worker_abstraction.orchestrator.core.identity import check_capability, identified, new_task_id
@@ -40,7 +39,6 @@ from worker_abstraction.types import (
     TaskQuery,
     TaskRecord,
     TaskSpec,
-    TaskStatus,
     WorkerHealth,
     WorkerInfo,
 )
@@ -49,7 +47,7 @@ from worker_abstraction.workflows.model import WORKFLOW_CAPABILITY, InvalidWorkf
 logger = logging.getLogger(__name__)
 
 
-class Engine:
+class Engine(HumanInTheLoop):
     """Accepts, runs, tracks and cancels tasks that live in a `TaskHome`.
 
     Args:
@@ -292,74 +290,6 @@ class Engine:
         if asked is None:
             raise TaskNotFoundError(task_id, "the orchestrator")
         return asked
-
-    # ---- human in the loop ---------------------------------------------------------------------------------
-
-    async def provide_input(
-        self, task_id: str, value_json: str, *, request_id: str = "", answered_by: str = ""
-    ) -> InputAnswer:
-        """Answer the question a task waits on (see `core.asking`).
-
-        Raises:
-            TaskNotFoundError: no task has this id here.
-            TaskNotWaitingError: the task waits for no input, or for another question.
-            InvalidAnswerError: the value breaks the question's schema.
-        """
-        published = getattr(self.home, "updates", None)
-        if self.index.get(task_id) is None and published is not None:  # (another engine runs it: a shared home)
-            await self.task(task_id)  # (NOT_FOUND for an unknown task)
-            updates = await published(task_id)
-            return await asking.answer_elsewhere(
-                task_id, updates, self.directory.workers, self.crew.links, value_json,
-                request_id=request_id, answered_by=answered_by,
-            )  # fmt: skip
-        return await self._live_run(task_id, "input").provide_input(
-            value_json, request_id=request_id, answered_by=answered_by
-        )
-
-    async def decide(self, task_id: str, approved: bool, *, decided_by: str = "", reason: str = "") -> TaskStatus:
-        """Approve or deny a task waiting for approval (see `core.approval`); returns its status after it. A
-        task another engine runs (a shared home) gets the decision through its home, which tells that engine.
-
-        Raises:
-            TaskNotFoundError: no task has this id.
-            TaskNotWaitingError: the task waits for no approval.
-        """
-        elsewhere = getattr(self.home, "decide", None)
-        if self.index.get(task_id) is None and elsewhere is not None:
-            status: TaskStatus = await elsewhere(task_id, approved, decided_by, reason)
-            return status
-        run = self._live_run(task_id, "approval")
-        run.decide(approved, decided_by, reason)
-        return run.state.status
-
-    def decided(self, task_id: str, approved: bool, decided_by: str, reason: str) -> None:
-        run = self.index.live.get(task_id)
-        if isinstance(run, TaskRun):
-            # (decided here already, or it no longer waits: the first decision stands)
-            with contextlib.suppress(TaskNotWaitingError):
-                run.decide(approved, decided_by, reason)
-
-    def claim(self, task_id: str, claimant: str, *, release: bool = False, force: bool = False) -> TaskRecord:
-        """Take (or give back) a task's pending question for `claimant`; returns its record (see `core.asking`).
-
-        Raises:
-            TaskNotFoundError: no task has this id here.
-            TaskNotWaitingError: it waits for no input, or another claimant holds it.
-        """
-        run = self._live_run(task_id, "input")
-        run.claim(claimant, release=release, force=force)
-        return run.record()
-
-    def _live_run(self, task_id: str, what: str) -> TaskRun:
-        run = self.index.live.get(task_id)
-        if run is None:
-            if self.index.get(task_id) is not None:
-                raise TaskNotWaitingError(task_id, f"has finished: it waits for no {what}")
-            raise self._unknown(task_id)
-        if not isinstance(run, TaskRun):
-            raise TaskNotWaitingError(task_id, f"is a workflow: its steps, not the workflow, may wait for {what}")
-        return run
 
     # ---- dead letters ----------------------------------------------------------------------------------------
 
