@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 
 from tests import nats_server as nats_server_process
-from tests.conftest import Gates
+from tests.conftest import Gates, eventually
+from tests.hitl.workers import AskingWorker
 from worker_abstraction import (
     AsyncOrchestrator,
     AsyncOrchestratorAPI,
+    InvalidAnswerError,
     InvalidParametersError,
     InvalidTaskOptionsError,
     NoWorkerError,
@@ -122,7 +124,32 @@ async def script(orch: AsyncOrchestratorAPI, gates: Gates, tag: str) -> Story:
         await requeued.result(timeout_seconds=10)
     story("purged", await orch.purge_dead_letters(), await orch.dead_letters())
     story("queue", await orch.queue_depths())
+
+    # Agents at work: a question answered (a wrong answer first), a gate approved and one denied, chunks.
+    asking = await orch.execute_task("review", {"item": tag})
+    question = await asking.input_requested(timeout_seconds=10)
+    with pytest.raises(InvalidAnswerError) as wrong:
+        await asking.provide_input({"approved": "maybe"})
+    story("wrong answer", wrong.value.problems, (await orch.task(asking.task_id)).status)
+    await orch.provide_input(asking.task_id, {"approved": True}, request_id=question.request_id)
+    outcome = await asking.result(timeout_seconds=10)
+    story("answered", question.prompt.replace(tag, "<tag>"), question.schema, outcome["answer"])
+    exchanges = (await orch.task(asking.task_id)).inputs
+    story("exchanges", [(e.request.request_id, e.answer.value if e.answer else None) for e in exchanges])
+    for decision in ("approve", "deny"):
+        gated = await orch.execute_task("noop", {}, require_approval=True)
+        gate = gated.task_id
+        await eventually(lambda gate=gate: _waits_for_approval(orch, gate), timeout_seconds=10, what="the gate")
+        status = await (orch.approve if decision == "approve" else orch.deny)(gated.task_id, decision)
+        ended = (await gated.wait(timeout_seconds=10)).status
+        story("gate", decision, status, ended, (await orch.task(gated.task_id)).approval_required)
+    streamed = await orch.execute_task("tokens", {"count": 300})
+    story("chunks", [chunk.index async for chunk in streamed.stream()] == list(range(1, 301)), await streamed.result())
     return story
+
+
+async def _waits_for_approval(orch: AsyncOrchestratorAPI, task_id: str) -> bool:
+    return (await orch.task(task_id)).status is TaskStatus.APPROVAL_REQUIRED
 
 
 # Every home, embedded and behind a daemon (each on a store of its own: listings see every task it holds).
@@ -167,6 +194,7 @@ async def test_a_script_runs_unchanged_on_every_backend_and_every_home(
     registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates, tmp_path: Path
 ) -> None:
     await start_worker()
+    await start_worker(AskingWorker)
     stories = {}
     for kind in HOMES:
         directory = tmp_path / kind
@@ -176,7 +204,7 @@ async def test_a_script_runs_unchanged_on_every_backend_and_every_home(
     here = stories["memory"]
     for kind, there in stories.items():
         assert there.lines == here.lines, kind
-    assert ("health", [(WorkerState.ACTIVE, "closed")]) in here.lines
+    assert ("health", [(WorkerState.ACTIVE, "closed")] * 2) in here.lines
     refused = [line for line in here.lines if line[0] == "refused"]
     assert [kind for _, kind, _, _ in refused] == [
         "InvalidParametersError",
