@@ -137,3 +137,24 @@ async def test_a_waiting_task_survives_a_daemon_restart(
         assert request.prompt == "Ship restart?"
         await remote.provide_input(handle.task_id, {"approved": True})
         assert (await again.result(timeout_seconds=10))["answer"] == {"approved": True}
+
+
+async def test_a_task_waiting_for_approval_survives_a_daemon_restart(
+    registry: RegistryServer, start_worker: Any, tmp_path: Path
+) -> None:
+    await start_worker(AskingWorker)
+    store = str(tmp_path / "tasks.db")
+    async with (
+        OrchestratorServer(registry.address, port=0, store_path=store) as first,
+        RemoteOrchestrator(first.address) as remote,
+    ):
+        await remote.wait_for_workers("noop", timeout_seconds=10)
+        gated = await remote.execute_task("noop", {}, require_approval=True)
+        assert (await remote.task(gated.task_id)).status is TaskStatus.APPROVAL_REQUIRED
+    async with (
+        OrchestratorServer(registry.address, port=0, store_path=store) as second,
+        RemoteOrchestrator(second.address) as remote,
+    ):
+        assert (await remote.task(gated.task_id)).status is TaskStatus.APPROVAL_REQUIRED
+        await remote.approve(gated.task_id, "after the restart")
+        assert await (await remote.watch(gated.task_id)).result(timeout_seconds=10) == "ok"
