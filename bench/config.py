@@ -82,6 +82,15 @@ class Config:
     retention_baseline_tasks: int = 1_000  # sequential tasks measured before the sweep starts
     retention_steady_tasks: int = 5_000  # a round of the steady load, with a sweep after each
     retention_steady_rounds: int = 5  # (the same in every mode: each round's figure is named by its number)
+    # Scenario 10: streamed output and input requests through a daemon (bench/stream_caller.py).
+    stream_chunks: int = 10_000  # (10a) chunks one handler streams in a round, and the floor's messages
+    stream_chunk_bytes: int = 100
+    stream_warmup_chunks: int = 1_000  # one stream of this many before the rounds (and before the floor's)
+    slow_readers: int = 100  # (10b) readers that read a few chunks of a streaming task, then stall
+    slow_read_chunks: int = 5  # the few each reads
+    slow_rest_chunks: int = 10_000  # what the task streams once they stall
+    input_warmup: int = 50  # (10c) tasks that ask for input, and no-op tasks, before the rounds
+    input_count: int = 500  # a round's tasks that ask for input, and as many no-op tasks between them
 
 
 FULL = Config(mode="full")
@@ -119,6 +128,8 @@ QUICK = Config(
     delayed_seconds=15.0,
     delayed_window_seconds=5.0,
     retention_baseline_tasks=500,
+    input_warmup=20,
+    input_count=200,
 )
 
 # The daemons sharing tasks on NATS (scenario 7) take several NATS round trips per task: fewer tasks per round.
@@ -178,6 +189,12 @@ TINY = Config(
     retention_filled_tasks=1_000,
     retention_baseline_tasks=20,
     retention_steady_tasks=50,
+    stream_chunks=300,
+    stream_warmup_chunks=50,
+    slow_readers=10,
+    slow_rest_chunks=300,
+    input_warmup=3,
+    input_count=20,
 )
 
 # Scenario 7's two daemons on one NATS server, each fed by a caller of its own, both at once (`cluster_2_callers_`):

@@ -5,7 +5,10 @@ proto, no serializers, so the figure is gRPC itself) and prints `floor listening
 
 - `/bench.Floor/Unary`: a no-op unary call (empty request, empty response);
 - `/bench.Floor/Stream`: a server stream of three empty messages, so that one unary call followed by
-  one stream is the seed's per-task shape (ExecuteTask, then StreamTaskStatus: PENDING, RUNNING, COMPLETED).
+  one stream is the seed's per-task shape (ExecuteTask, then StreamTaskStatus: PENDING, RUNNING, COMPLETED);
+- `/bench.Floor/Chunks`: a server stream of COUNT messages of SIZE bytes (the request is `b"COUNT SIZE"`),
+  each numbered as `bench.chunks.numbered` numbers a streamed chunk: what the streaming scenario's chunks
+  through the daemon are held to (`chunk_stream`).
 
 It also answers the registry's `RegisterWorker` and `WorkerHeartbeat` with a constant `success=true`
 response without decoding the request, so the registry scenario's load generator can be pointed at it:
@@ -21,11 +24,13 @@ import asyncio
 import itertools
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import grpc
 from grpc import aio
 
+from bench.chunks import numbered
 from bench.config import LATENCY_BLOCKS, Config
 from bench.loops import run
 from bench.measure import (
@@ -44,6 +49,7 @@ from bench.procs import Child, Children, CpuWatch
 SERVICE = "bench.Floor"
 UNARY = f"/{SERVICE}/Unary"
 STREAM = f"/{SERVICE}/Stream"
+CHUNKS = f"/{SERVICE}/Chunks"
 STREAM_MESSAGES = 3
 READY_PREFIX = "floor listening on "
 REGISTRY_SERVICE = "worker_abstraction.RegistryService"
@@ -60,6 +66,31 @@ async def _stream(request: bytes, context: aio.ServicerContext[bytes, bytes]) ->
         yield b""
 
 
+async def _chunks(request: bytes, context: aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
+    count, size = (int(word) for word in request.split())
+    for index in range(count):
+        yield numbered(index, size).encode()
+
+
+async def chunk_stream(method: aio.UnaryStreamMultiCallable[bytes, bytes], count: int, size: int) -> float:
+    """One call of `/bench.Floor/Chunks`: its messages per second, from the call to the last message, each
+    checked for its place and size as the streaming caller checks a chunk.
+
+    Raises:
+        RuntimeError: a message out of place, of another size, or missing.
+    """
+    began = time.perf_counter()
+    index = 0
+    async for message in method(f"{count} {size}".encode()):
+        if len(message) != size or message[:8] != b"%08d" % index:
+            raise RuntimeError(f"the floor's message {index} was {message[:16]!r}, {len(message)} bytes")
+        index += 1
+    elapsed = time.perf_counter() - began
+    if index != count:
+        raise RuntimeError(f"the floor streamed {index} of {count} messages")
+    return count / elapsed
+
+
 async def _success(request: bytes, context: aio.ServicerContext[bytes, bytes]) -> bytes:
     return SUCCESS
 
@@ -71,14 +102,15 @@ async def _success_each(
         yield SUCCESS
 
 
-async def serve(host: str, port: int) -> None:
-    """Serve the floor methods until SIGINT/SIGTERM."""
+def handlers() -> tuple[grpc.GenericRpcHandler, ...]:
+    """The floor's methods and the registry's constant answers."""
     # Without serializers gRPC hands the handlers the raw bytes and sends theirs as they are.
     handler = grpc.method_handlers_generic_handler(
         SERVICE,
         {
             "Unary": grpc.unary_unary_rpc_method_handler(_unary),
             "Stream": grpc.unary_stream_rpc_method_handler(_stream),
+            "Chunks": grpc.unary_stream_rpc_method_handler(_chunks),
         },
     )
     registry = grpc.method_handlers_generic_handler(
@@ -89,8 +121,13 @@ async def serve(host: str, port: int) -> None:
             "HeartbeatStream": grpc.stream_stream_rpc_method_handler(_success_each),
         },
     )
+    return handler, registry
+
+
+async def serve(host: str, port: int) -> None:
+    """Serve the floor methods until SIGINT/SIGTERM."""
     server = aio.server()
-    server.add_generic_rpc_handlers((handler, registry))
+    server.add_generic_rpc_handlers(handlers())
     bound = server.add_insecure_port(f"{host}:{port}")
     await server.start()
     stop = asyncio.Event()
@@ -199,13 +236,14 @@ class FloorBeside:
     machine's speed drifts over the minutes between the floor scenario and a later one).
 
     Kinds: `latency` (one of a round's LATENCY_BLOCKS blocks of sequential calls; `latency end` closes the round
-    with the p50 of its blocks' calls), `throughput` (calls per second at 256 in flight) and `sequential`
-    (calls per second, one after the other, as many as the one-by-one round's tasks).
-    `figures(prefix)` gives them as `{prefix}floor_unary_p50_us`, `{prefix}floor_unary_throughput_256` and
-    `{prefix}floor_unary_sequential_per_s`.
+    with the p50 of its blocks' calls), `throughput` (calls per second at 256 in flight), `sequential`
+    (calls per second, one after the other, as many as the one-by-one round's tasks) and `chunks` (one server
+    stream of `stream_chunks` messages of `stream_chunk_bytes`: messages per second, `chunk_stream`).
+    `figures(prefix)` gives them as `{prefix}floor_unary_p50_us`, `{prefix}floor_unary_throughput_256`,
+    `{prefix}floor_unary_sequential_per_s` and `{prefix}floor_chunks_per_s`.
     """
 
-    KINDS = ("latency", "throughput", "sequential")
+    KINDS = ("latency", "throughput", "sequential", "chunks")
 
     def __init__(self, children: Children, config: Config) -> None:
         self._children = children
@@ -263,6 +301,12 @@ class FloorBeside:
             self._rounds[kind].append(per_second)
         elif kind == "throughput":
             self._rounds[kind].append(await throughput(self._unary, config.floor_throughput_count, 256, self._errors))
+        elif kind == "chunks":
+            assert self._channel is not None
+            method = self._channel.unary_stream(CHUNKS, None, None)
+            if not self._rounds[kind]:  # (the first round is warmed up: its first call is not a round)
+                await chunk_stream(method, config.stream_warmup_chunks, config.stream_chunk_bytes)
+            self._rounds[kind].append(await chunk_stream(method, config.stream_chunks, config.stream_chunk_bytes))
         else:
             raise ValueError(f"no floor round of kind {kind[:40]!r}; kinds: {', '.join(self.KINDS)}")
         if self._errors.total:
@@ -274,6 +318,7 @@ class FloorBeside:
             "latency": "floor_unary_p50_us",
             "throughput": "floor_unary_throughput_256",
             "sequential": "floor_unary_sequential_per_s",
+            "chunks": "floor_chunks_per_s",
         }
         return {f"{prefix}{names[kind]}": Figure(tuple(made)) for kind, made in self._rounds.items() if made}
 

@@ -140,6 +140,32 @@ def _time_rows() -> tuple[Row, ...]:
     )  # fmt: skip
 
 
+def _stream_rows() -> tuple[Row, ...]:
+    """Scenario 10's rows: streamed chunks (10a), the daemon's RSS with readers (10b), input requests (10c)."""
+    readers = (
+        ("slow_watchers", "after its stream, {readers} WatchTask readers stalled"),
+        ("live_readers", "after its stream, {readers} RemoteOrchestrator readers reading on"),
+        ("slow_readers", "after its stream, {readers} RemoteOrchestrator readers stalled"),
+    )
+    return (
+        Row("stream_chunks_per_s", "(10a) {chunks} chunks of {chunk_bytes} B from one handler, in order", "chunks/s",
+            (("stream_chunk_ratio", "bare stream"),), "≥ 0.5× bare stream"),
+        Row("stream_floor_chunks_per_s", "(10a) floor beside: bare grpc.aio server stream of as many", "msgs/s"),
+        Row("stream_rss_mb_before", "(10b) daemon RSS, a streaming task at its gate, no reader yet", "MiB"),
+        Row("stream_rss_mb_growth_alone", "(10b) what its stream adds with no reader but the caller", "MiB"),
+        *(
+            Row(f"stream_rss_mb_{name}", f"(10b) {label}", "MiB",
+                ((f"stream_rss_ratio_{name}", "before"),), "≈ before + alone" if name == "slow_readers" else "")
+            for name, label in readers
+        ),
+        Row("input_resume_p50_us", "(10c) provide_input to the task's result: p50", "µs",
+            (("input_resume_ratio", "no-op p50"),), "≤ 3× no-op p50"),
+        Row("input_resume_p99_us", "(10c) the same: p99", "µs"),
+        Row("input_noop_p50_us", "(10c) no-op task p50, in the same rounds", "µs"),
+        Row("input_noop_p99_us", "(10c) no-op task p99", "µs"),
+    )  # fmt: skip
+
+
 SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
     (
         "floor: bare grpc.aio, 2 processes",
@@ -247,6 +273,10 @@ SECTIONS: tuple[tuple[str, tuple[Row, ...]], ...] = (
         "time and flow control: wa orchestrator with its SQLite store, delayed tasks and retention",
         _time_rows(),
     ),
+    (
+        "streaming and input: wa orchestrator with its SQLite store, one StreamWorker, RemoteOrchestrator callers",
+        _stream_rows(),
+    ),
 )
 
 
@@ -312,6 +342,7 @@ def table(doc: dict[str, Any]) -> str:
     out.extend(model_lines(doc))
     out.extend(growth_lines(doc))
     out.extend(time_lines(doc))
+    out.extend(stream_lines(doc))
     reasons: dict[str, list[str]] = {}
     for key, why in unsound.items():
         reasons.setdefault(why, []).append(key)
@@ -447,6 +478,27 @@ def time_lines(doc: dict[str, Any]) -> list[str]:
     return lines
 
 
+def stream_lines(doc: dict[str, Any]) -> list[str]:
+    """Scenario 10b beyond its rows: on each kind of reader's daemon, how much its RSS grew while a task streamed
+    with no reader but the caller, and while the next one streamed past the readers (from its gate, before they
+    came, to its second question), and where it stood once that task and the readers were gone."""
+    slow: dict[str, Any] = doc["details"].get("stream_slow") or {}
+    daemons: dict[str, dict[str, Any]] = slow.get("daemons") or {}
+    if not daemons:
+        return []
+    lines = [
+        f"(10b) daemon RSS growth while a task streamed {slow['chunks_per_task']:,} chunks of {slow['chunk_bytes']} B,"
+        f" MiB, with no reader but the caller / with {slow['readers']:,} readers (then, the task and the readers gone):"
+    ]
+    for name, one in daemons.items():
+        alone, readers = one["alone"], one["with_readers"]
+        lines.append(
+            f"  {name.replace('_', ' ')}: {alone['rss_mb_growth']:+.1f} / {readers['rss_mb_growth']:+.1f}"
+            f" (then {readers['rss_mb_after']:.1f}); idle {one['idle_rss_mb']:.1f}"
+        )
+    return lines
+
+
 def _label(label: str, doc: dict[str, Any]) -> str:
     """A row's label with the load the run chose filled in (the registry's heartbeat rate is calibrated; the
     workflows' sizes depend on the mode)."""
@@ -456,7 +508,11 @@ def _label(label: str, doc: dict[str, Any]) -> str:
     timing = details.get("time_flow") or {}
     delayed = (timing.get("delayed") or {}).get("tasks")
     filled = ((timing.get("sweep") or {}).get("filled") or {}).get("tasks")
+    stream = details.get("stream_shapes") or {}
     return label.format(
+        chunks=f"{stream['chunks']:,}" if stream else "?",
+        chunk_bytes=f"{stream['chunk_bytes']:,}" if stream else "?",
+        readers=f"{stream['readers']:,}" if stream else "?",
         delayed=f"{delayed:,}" if delayed else "?",
         filled=f"{filled:,}" if filled else "?",
         workers=f"{workers:,}" if workers else "?",

@@ -23,7 +23,7 @@ from bench.config import FULL, Config
 from bench.loops import loop_name
 from bench.measure import Figure, Results
 from bench.procs import REPO, Children, ForeignCpu
-from bench.scenarios import cluster, daemon, queue, registry, tasks, time_flow, workflows
+from bench.scenarios import cluster, daemon, queue, registry, streaming, tasks, time_flow, workflows
 
 Scenario = Callable[[Children, Config], Awaitable[Results]]
 
@@ -37,6 +37,7 @@ SCENARIOS: tuple[tuple[str, Scenario], ...] = (
     ("cluster", cluster.measure),
     ("workflows", workflows.measure),
     ("time and flow control", time_flow.measure),
+    ("streaming and input", streaming.measure),
 )
 
 # The keys issue 3 requires in latest.json (null when a scenario could not run).
@@ -116,6 +117,7 @@ FIGURE_KEYS = (
     *WORKFLOW_ROUND_KEYS,
     *WORKFLOW_BYTES_KEYS,
     *time_flow.FIGURE_KEYS,
+    *streaming.FIGURE_KEYS,
 )
 
 # Figures measured once per run (filling a daemon's queue with 100,000 tasks takes a minute a time; a store's
@@ -126,6 +128,7 @@ SINGLE_ROUND_KEYS = (
     "daemon_memory_rss_mb_100k_queued",
     *WORKFLOW_BYTES_KEYS,
     *time_flow.SINGLE_ROUND_KEYS,
+    *streaming.SINGLE_ROUND_KEYS,
 )
 # Figures measured in fewer than 3 rounds (the two callers' variants are kept short: bench.config.CLUSTER_CALLERS).
 ROUNDS_OF = dict.fromkeys(SINGLE_ROUND_KEYS, 1) | {
@@ -160,6 +163,11 @@ RATIOS = {
     # Sequential tasks while a retention sweep runs against the same before it, through the same daemon.
     "retention_sweep_latency_ratio": ("retention_sweep_task_p50_us", "retention_task_p50_us"),
     "retention_sweep_p99_ratio": ("retention_sweep_task_p99_us", "retention_task_p99_us"),
+    # The daemon's RSS once a task streamed past its readers, against its RSS at the task's gate before they came
+    # (the median of the three daemons', one per kind of reader).
+    **{
+        f"stream_rss_ratio_{name}": (f"stream_rss_mb_{name}", "stream_rss_mb_before") for name in streaming.READER_KINDS
+    },
     # Two daemons, each fed by its own caller, against one daemon fed by one caller.
     **{
         f"{prefix}throughput_ratio_to_one": (f"{prefix}throughput_256", f"{one}throughput_256")
@@ -187,6 +195,10 @@ PAIRED_RATIOS = {
             ("map_throughput_ratio", "map_elements_per_s", "throughput_256"),
         )
     },
+    # Streamed chunks against a bare gRPC server stream of the same messages just before each round, and the
+    # resumption of a task that asked for input against no-op tasks in the same rounds.
+    "stream_chunk_ratio": ("stream_chunks_per_s", "stream_floor_chunks_per_s"),
+    "input_resume_ratio": ("input_resume_p50_us", "input_noop_p50_us"),
 }
 
 
