@@ -10,7 +10,13 @@ import pytest
 from grpc import aio
 
 from tests.hitl.workers import AskingWorker
-from worker_abstraction import OrchestratorServer, RegistryServer, RemoteOrchestrator
+from worker_abstraction import (
+    AsyncOrchestrator,
+    OrchestratorServer,
+    RegistryServer,
+    RemoteOrchestrator,
+    TaskNotFoundError,
+)
 from worker_abstraction._proto import worker_pb2 as pb
 
 pytestmark = pytest.mark.timeout(60)
@@ -59,3 +65,22 @@ async def test_readers_that_stop_reading_get_every_chunk_later(
             assert indexes == list(range(1, CHUNKS + 1))
             assert sequences == list(range(sequences[0], sequences[0] + len(sequences)))
             reader.cancel()
+
+
+async def test_finished_streaming_tasks_leave_a_bounded_memory_of_their_chunks(
+    registry: RegistryServer, start_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The engine keeps its latest finished runs for late readers up to KEEP_FINISHED_BYTES, chunks counted.
+    monkeypatch.setattr("worker_abstraction.orchestrator.core.records.KEEP_FINISHED_BYTES", 1_000_000)
+    await start_worker(AskingWorker)
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("tokens", timeout_seconds=10)
+        ids = []
+        for _ in range(4):  # each holds about 2,000 x (100 + 200) bytes: two of them fill the bound
+            handle = await orchestrator.execute_task("tokens", {"count": 2000, "size": 100})
+            assert await handle.result(timeout_seconds=20) == 2000
+            ids.append(handle.task_id)
+        latest = await orchestrator.watch(ids[-1])
+        assert [c.index async for c in latest.stream()] == list(range(1, 2001))  # the latest: kept, chunks and all
+        with pytest.raises(TaskNotFoundError):
+            await orchestrator.watch(ids[0])  # the oldest gave way (no store keeps it here)

@@ -13,7 +13,7 @@ from worker_abstraction.errors import TaskNotWaitingError
 from worker_abstraction.exchanges import InputAnswer
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.phase import Phase
-from worker_abstraction.orchestrator.core.state import TaskState
+from worker_abstraction.orchestrator.core.state import CHUNK_OVERHEAD, TaskState
 from worker_abstraction.types import TaskQuery, TaskRecord, TaskSpec, TaskUpdate
 
 # Finished runs kept in memory stop at this many bytes of arguments and outputs too (an estimate), not only at
@@ -69,8 +69,14 @@ class Run(Protocol):
 
 
 def _held_bytes(run: Run) -> int:
-    """About the bytes a finished run holds: its arguments (as JSON text and decoded) and its outputs."""
-    return 2 * payload_bytes(run.spec.encoded_params) + sum(len(update.output_json) for update in run.handle.updates)
+    """About the bytes a finished run holds: its arguments (as JSON text and decoded), its outputs and the
+    chunks it streamed (kept for late readers: a streaming task's weigh the most)."""
+    held = 2 * payload_bytes(run.spec.encoded_params)
+    for update in run.handle.updates:
+        held += len(update.output_json)
+        if update.chunk is not None:
+            held += update.chunk.size + CHUNK_OVERHEAD
+    return held
 
 
 class TaskIndex:

@@ -41,7 +41,7 @@ MAX_IN_FLIGHT = 1024  # submissions of one session being accepted at once
 # Past this many bytes of updates waiting for the caller, the tasks' followers pause: they push nothing more
 # and are caught up from their tasks' own updates (`TaskState`, bounded) as the caller reads. A slow reader
 # of a streaming task costs the daemon this much, not the stream.
-PAUSE_BYTES = 256 * 1024
+PAUSE_BYTES = 64 * 1024
 _UPDATE_BYTES = 64  # what an update costs besides its output and chunk (an estimate, for MAX_BACKLOG_BYTES)
 # Updates waiting for a caller that stopped reading, and those its paused followers owe it: past this many bytes
 # the session is closed (the caller follows its tasks again when it reconnects) rather than the daemon keeping
