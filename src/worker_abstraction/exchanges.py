@@ -145,8 +145,3 @@ def replayed(metadata: Mapping[str, str]) -> dict[str, InputAnswer]:
         }
     except (ValueError, TypeError, AttributeError):
         return {}
-
-
-def answers_json(answers: Mapping[str, InputAnswer]) -> str:
-    """`ANSWERS` as a task's metadata carries them."""
-    return json.dumps({a.request_id: [a.value_json, a.answered_by, a.answered_at_ns] for a in answers.values()})

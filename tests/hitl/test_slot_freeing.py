@@ -80,3 +80,29 @@ async def test_the_wait_survives_its_worker_and_a_daemon_restart(
             pass
         await remote.provide_input(handle.task_id, 7)
         assert await again.result(timeout_seconds=10) == {"who": "bob", "name": "Bob", "age": 7}
+
+
+async def test_answers_given_before_a_daemon_restart_are_kept(
+    registry: RegistryServer, start_worker: Any, tmp_path: Path
+) -> None:
+    await start_worker(FreeingWorker)
+    store = str(tmp_path / "tasks.db")
+    async with (
+        OrchestratorServer(registry.address, port=0, store_path=store) as daemon,
+        RemoteOrchestrator(daemon.address) as remote,
+    ):
+        await remote.wait_for_workers("interview", timeout_seconds=10)
+        handle = await remote.execute_task("interview", {"who": "ann"})
+        await handle.input_requested(timeout_seconds=10)
+        await handle.provide_input("Ann")
+        while (await handle.input_requested(timeout_seconds=10)).prompt != "Ann: your age?":
+            pass  # (the answered question may still be the latest the handle heard)
+    async with (
+        OrchestratorServer(registry.address, port=0, store_path=store) as daemon,
+        RemoteOrchestrator(daemon.address) as remote,
+    ):
+        again = await remote.watch(handle.task_id)
+        # Sent again after the restart with the answer it was given: the first question is not asked again.
+        assert (await again.input_requested(timeout_seconds=20)).prompt == "Ann: your age?"
+        await remote.provide_input(handle.task_id, 30)
+        assert await again.result(timeout_seconds=10) == {"who": "ann", "name": "Ann", "age": 30}

@@ -176,6 +176,12 @@ class SqliteTaskStore:
             behind=True,
         )
 
+    def answered(self, task_id: str, answers: str) -> asyncio.Future[None]:
+        return self._write(
+            "UPDATE tasks SET answers = ?, updated_at = ? WHERE task_id = ? AND state != 'finished'",
+            (answers, time.time(), task_id),
+        )
+
     def cancel_requested(self, task_id: str, reason: str) -> asyncio.Future[None]:
         return self._write(
             "UPDATE tasks SET cancel_reason = ?, updated_at = ? WHERE task_id = ? AND state != 'finished'",

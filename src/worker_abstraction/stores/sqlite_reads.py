@@ -18,7 +18,7 @@ Query = Callable[..., Awaitable[list[tuple[Any, ...]]]]  # (sql, parameters=()) 
 async def unfinished(fetch: Query) -> list[StoredTask]:
     rows = await fetch(
         "SELECT task_id, task, options, worker_id, worker_address, attempt, cancel_reason, failures, reserved, "
-        "dispatched_at FROM tasks "
+        "dispatched_at, answers FROM tasks "
         "WHERE state != 'finished' ORDER BY accepted_at, updated_at"
     )
     return [StoredTask(*row) for row in rows]

@@ -37,6 +37,7 @@ _ADDED_COLUMNS = {
     "reserved": "INTEGER NOT NULL DEFAULT 0",  # attempt numbers up to this may have been sent
     "owner": "TEXT NOT NULL DEFAULT ''",  # the principal that submitted it
     "dispatched_at": "REAL NOT NULL DEFAULT 0",  # when its current attempt was sent (a resume keeps it)
+    "answers": "TEXT NOT NULL DEFAULT ''",  # the answers a slot-freeing wait was given so far
 }
 
 _INDEXES = """

@@ -30,6 +30,7 @@ class StoredTask:
     failures: int = 0  # attempts that ran and failed so far (what the retry budget counts)
     reserved: int = 0  # attempt numbers up to this one may have been sent (stored before any is)
     dispatched_at: float = 0.0  # when the attempt on `worker_id` was sent (epoch seconds; 0: unknown)
+    answers: str = ""  # the answers a slot-freeing wait was given so far (`exchanges.ANSWERS`; "": none)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,9 @@ class TaskStore(Protocol):
     def requeued(self, task_id: str, attempt: int = 0, failures: int = 0) -> Awaitable[None]: ...
 
     def cancel_requested(self, task_id: str, reason: str) -> Awaitable[None]: ...
+
+    def answered(self, task_id: str, answers: str) -> Awaitable[None]:
+        """The answers a task's questions were given while no worker held it (`exchanges.ANSWERS`, all so far)."""
 
     def finished(self, task_id: str, record: bytes, status: int, worker_id: str = "") -> Awaitable[None]:
         """The task ended: `record` is its serialized TaskRecord, `status` its final TaskStatus, `worker_id` the

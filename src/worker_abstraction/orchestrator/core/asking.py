@@ -12,13 +12,14 @@ task's record (`inputs_of`).
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from worker_abstraction import lifecycle, validation
 from worker_abstraction.errors import InvalidAnswerError, TaskNotWaitingError
-from worker_abstraction.exchanges import SUSPENDED, InputAnswer, InputExchange, InputRequest, answers_json
+from worker_abstraction.exchanges import SUSPENDED, InputAnswer, InputExchange, InputRequest
 from worker_abstraction.orchestrator.core import retries
 from worker_abstraction.orchestrator.core.phase import Phase
 from worker_abstraction.types import FailureOrigin, TaskFailure, TaskRecord, TaskStatus, TaskUpdate, WorkerInfo
@@ -105,13 +106,18 @@ def suspended(run: TaskRun, update: TaskUpdate) -> None:
             run._spans.input_wait(request.request_id)
 
 
-def _answer_suspended(run: TaskRun, request: InputRequest, value_json: str, answered_by: str) -> InputAnswer:
-    """The answer to a question whose wait freed the slot: kept with the task, which goes back to the queue."""
+async def _answer_suspended(run: TaskRun, request: InputRequest, value_json: str, answered_by: str) -> InputAnswer:
+    """The answer to a question whose wait freed the slot: stored with the task (with the answers before it),
+    which goes back to the queue."""
     state = run.state
     answer = InputAnswer(request.request_id, value_json, answered_by, time.time_ns())
-    given = {a.request.request_id: a.answer for a in inputs_of(state.updates) if a.answer is not None}
-    given[request.request_id] = answer
-    run._answers = answers_json(given)
+    given = json.loads(run._answers) if run._answers else {}  # (those of the runs before a restart too)
+    given[request.request_id] = [value_json, answered_by, answer.answered_at_ns]
+    answers = json.dumps(given)
+    await run._journal.answered(run.spec.task_id, answers)
+    if run.phase is not Phase.ASKING or waiting_request(state.updates) is not request:
+        raise TaskNotWaitingError(run.spec.task_id, "was answered, canceled or ended while the answer was stored")
+    run._answers = answers
     run._timers.stop("input")
     state.append(TaskUpdate(run.spec.task_id, TaskStatus.PENDING, timestamp_ns=answer.answered_at_ns,
                             input_answer=answer))  # fmt: skip
@@ -147,7 +153,7 @@ async def provide_input(run: TaskRun, value_json: str, *, request_id: str, answe
     if problems:
         raise InvalidAnswerError(problems)
     if run.phase is Phase.ASKING:
-        return _answer_suspended(run, request, value_json, answered_by)
+        return await _answer_suspended(run, request, value_json, answered_by)
     link = run._crew.links.get(state.worker_address)
     await link.provide_input(task_id, request.request_id, value_json, answered_by, state.attempt)
     return InputAnswer(request.request_id, value_json, answered_by, time.time_ns())

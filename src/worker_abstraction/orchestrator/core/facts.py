@@ -33,6 +33,7 @@ class Resumable:
     failures: int
     cancel_reason: str
     dispatched_at: float = 0.0  # when the attempt on `worker_id` was sent (epoch seconds; 0: unknown)
+    answers: str = ""  # the answers a slot-freeing wait was given so far (`exchanges.ANSWERS`; "": none)
 
 
 class Recorded(Protocol):
@@ -77,6 +78,11 @@ class Journal(Protocol):
     def requeued(self, task_id: str, attempt: int, failures: int) -> None: ...
 
     async def cancel_requested(self, task_id: str, reason: str) -> None: ...
+
+    async def answered(self, task_id: str, answers: str) -> None:
+        """Stored before an answer to a wait that freed the slot is taken: every answer so far (`ANSWERS`), sent
+        with the task again after a restart."""
+        ...
 
     def finished(self, task: Recorded) -> None:
         """The task ended (its record is made only if it is kept)."""

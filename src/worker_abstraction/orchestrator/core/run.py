@@ -196,6 +196,7 @@ class TaskRun:
         self._sent = max(found.attempt, found.reserved)
         self._reserved = found.reserved
         self._failures, self.cancel_reason = found.failures, found.cancel_reason
+        self._answers = found.answers or None
         self.state.attempt = found.attempt
         if found.worker_id:
             # It may still run there: follow it from its first update. A worker that lost it answers

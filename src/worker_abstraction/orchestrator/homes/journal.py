@@ -51,6 +51,9 @@ class NullJournal:
     async def cancel_requested(self, task_id: str, reason: str) -> None:
         return None
 
+    async def answered(self, task_id: str, answers: str) -> None:
+        return None
+
     def finished(self, task: Recorded) -> None:
         return None
 
@@ -135,6 +138,9 @@ class StoreJournal:
     async def cancel_requested(self, task_id: str, reason: str) -> None:
         await self._write(self.store.cancel_requested(task_id, reason))
 
+    async def answered(self, task_id: str, answers: str) -> None:
+        await self._write(self.store.answered(task_id, answers))
+
     def finished(self, task: Recorded) -> None:
         record = task.record()
         data = serial.record_bytes(record, encoded_params=task.spec.encoded_params)
@@ -176,6 +182,7 @@ class StoreJournal:
                     failures=stored.failures,
                     cancel_reason=stored.cancel_reason,
                     dispatched_at=stored.dispatched_at,
+                    answers=stored.answers,
                 )
             )
         return found

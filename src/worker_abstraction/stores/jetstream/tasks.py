@@ -66,6 +66,7 @@ class TaskDoc:
     # An operator's decision on a task waiting for approval, written by any daemon for its holder to carry out:
     # JSON [approved, decided by, reason] ("": none).
     decision: str = ""
+    answers: str = ""  # the answers a slot-freeing wait was given so far (`exchanges.ANSWERS`)
 
     @property
     def finished(self) -> bool:

@@ -48,6 +48,7 @@ def resumable(spec: TaskSpec, doc: TaskDoc) -> Resumable:
         failures=doc.failures,
         cancel_reason=doc.cancel_reason,
         dispatched_at=doc.dispatched_at if sent else 0.0,
+        answers=doc.answers,
     )
 
 

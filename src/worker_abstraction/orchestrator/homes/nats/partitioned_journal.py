@@ -206,6 +206,9 @@ class PartitionedJournal(JournalReads):
 
         self._behind(task_id, back)
 
+    async def answered(self, task_id: str, answers: str) -> None:
+        await self._awaited(task_id, lambda doc: replace(doc, answers=answers))
+
     async def cancel_requested(self, task_id: str, reason: str) -> None:
         await self._awaited(task_id, lambda doc: replace(doc, cancel_reason=doc.cancel_reason or reason))
 
