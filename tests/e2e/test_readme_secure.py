@@ -9,18 +9,16 @@ line submits a task, whose result must be printed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
-import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.processes import REPO, STARTUP_SECONDS, STOP_SECONDS, env
+from tests.e2e.processes import REPO, STARTUP_SECONDS, env
+from tests.examples.readme_block import servers
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,27 +39,6 @@ def _in_use(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-@contextlib.asynccontextmanager
-async def shell(directory: Path) -> AsyncIterator[list[asyncio.subprocess.Process]]:
-    """The servers a block starts; all of them stopped (their process groups) at the end."""
-    started: list[asyncio.subprocess.Process] = []
-    try:
-        yield started
-    finally:
-        for process in started:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in started:
-            try:
-                async with asyncio.timeout(STOP_SECONDS):
-                    await process.wait()
-            except TimeoutError:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
-            if process.stdout is not None:
-                await process.stdout.read()  # (to its end: the pipe is closed with it)
-
-
 async def run_block(lines: list[str], directory: Path) -> str:
     """Run the block's lines in `directory`; the last line's stdout."""
     variables = env(
@@ -72,7 +49,7 @@ async def run_block(lines: list[str], directory: Path) -> str:
         }
     )
     output = ""
-    async with shell(directory) as started:
+    async with servers() as started:
         for number, line in enumerate(lines):
             command = line.split("  #", 1)[0].strip()
             if command.endswith("&"):

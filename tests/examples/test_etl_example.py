@@ -1,124 +1,28 @@
 """examples/etl/README.md's commands, run line by line exactly as written, as a user pastes them into a shell
 in the repository root: what each prints is what the README says it prints.
 
-The block marked `<!-- example test: etl ... -->` runs in a fresh directory that holds `examples` (a link to
-the repository's), with the venv's `wa` on PATH. A line ending in `&` is a server, started and waited for
-until it prints its readiness line; any other line must exit 0, or 1 when its comment says "exits 1". The
-default ports the lines rely on are taken from free ones through WA_REGISTRY_PORT and WA_ORCHESTRATOR_PORT
-(and the clients' WA_REGISTRY and WA_ORCHESTRATOR), so the lines stay verbatim and nothing else is disturbed.
+The block marked `<!-- example test: etl ... -->` runs (by `readme_block`) in a fresh directory that holds
+`examples` (a link to the repository's), with the venv's `wa` on PATH and its servers on free ports. A line
+ending in `&` is a server, waited for until it prints its readiness line; any other line must exit 0, or 1
+when its comment says "exits 1".
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
-import os
 import re
-import signal
-import socket
-import sys
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from examples.etl.workers import EtlWorker
-from tests.e2e.processes import REPO, STARTUP_SECONDS, STOP_SECONDS, env
-from worker_abstraction import RemoteOrchestrator
+from tests.e2e.processes import REPO
+from tests.examples.readme_block import block, run_block
 
 pytestmark = pytest.mark.timeout(120)
 
 README = REPO / "examples" / "etl" / "README.md"
 REPORT = "Orders: 10 orders, 1,032.62 EUR (FR 375.50, DE 238.15, US 231.93, JP 96.38, GB 90.66)"
-
-
-@dataclass
-class Ran:
-    line: str
-    code: int
-    out: str
-    err: str
-
-
-def block() -> list[str]:
-    """The marked ```sh block of the example's README, one string per line."""
-    match = re.search(r"<!-- example test: etl[^>]*-->\n```sh\n(.*?)\n```", README.read_text(), re.S)
-    assert match is not None, "examples/etl/README.md lost its marked block"
-    return [line for line in match.group(1).splitlines() if line.strip()]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-@contextlib.asynccontextmanager
-async def servers() -> AsyncIterator[list[asyncio.subprocess.Process]]:
-    """The servers the block starts; each stopped (its process group) at the end."""
-    started: list[asyncio.subprocess.Process] = []
-    try:
-        yield started
-    finally:
-        for process in started:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in started:
-            try:
-                async with asyncio.timeout(STOP_SECONDS):
-                    await process.wait()
-            except TimeoutError:
-                os.killpg(process.pid, signal.SIGKILL)
-                await process.wait()
-            if process.stdout is not None:
-                await process.stdout.read()  # (to its end: the pipe is closed with it)
-
-
-async def run_block(lines: list[str], directory: Path) -> list[Ran]:
-    """Run the lines in `directory`; what each command line printed, in order."""
-    registry, daemon = _free_port(), _free_port()
-    variables = env(
-        {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "WA_CONFIG": "",  # (no wa.toml of the machine's)
-            "WA_REGISTRY_PORT": str(registry),
-            "WA_REGISTRY": f"127.0.0.1:{registry}",
-            "WA_ORCHESTRATOR_PORT": str(daemon),
-            "WA_ORCHESTRATOR": f"127.0.0.1:{daemon}",
-        }
-    )
-    ran: list[Ran] = []
-    async with servers() as started:
-        for number, line in enumerate(lines):
-            command = line.split("  #", 1)[0].strip()
-            if command.endswith("&"):
-                with (directory / f"server-{number}.err").open("wb") as log:
-                    process = await asyncio.create_subprocess_shell(
-                        command.removesuffix("&").strip(), cwd=directory, env=variables,
-                        stdout=asyncio.subprocess.PIPE, stderr=log, start_new_session=True,
-                    )  # fmt: skip
-                started.append(process)
-                assert process.stdout is not None
-                async with asyncio.timeout(STARTUP_SECONDS):
-                    ready = (await process.stdout.readline()).decode()
-                assert "listening on" in ready, f"{command!r}: {(directory / f'server-{number}.err').read_text()}"
-                continue
-            if not ran:  # (a user types slower than this: the daemon hears of the worker before the first run)
-                async with RemoteOrchestrator(f"127.0.0.1:{daemon}") as remote:
-                    await remote.wait_for_workers("extract", timeout_seconds=20)
-            process = await asyncio.create_subprocess_shell(
-                command, cwd=directory, env=variables, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, start_new_session=True,
-            )  # fmt: skip
-            async with asyncio.timeout(60):
-                out, err = await process.communicate()
-            expected = 1 if "exits 1" in line else 0
-            assert process.returncode == expected, f"{command!r} exited {process.returncode}: {err.decode()[-2000:]}"
-            ran.append(Ran(command, process.returncode, out.decode(), err.decode()))
-    return ran
 
 
 def steps(out: str) -> dict[str, str]:
@@ -155,10 +59,10 @@ def test_the_etl_worker_declares_each_step_with_its_parameters() -> None:
 
 
 async def test_the_etl_examples_commands_run_fail_on_demand_and_rerun_from_the_failed_step(tmp_path: Path) -> None:
-    lines = block()
+    lines = block(README, "etl")
     assert sum(line.split("  #")[0].strip().endswith("&") for line in lines) == 3  # registry, worker, daemon
     (tmp_path / "examples").symlink_to(REPO / "examples", target_is_directory=True)
-    run, got, _, failed, failed_got, _, rerun, listed = await run_block(lines, tmp_path)
+    run, got, _, failed, failed_got, _, rerun, listed = await run_block(lines, tmp_path, wait_for="extract")
 
     assert run.line == "wa workflow run examples/etl/etl.json --id etl-1 --wait"
     assert fact(run.out, "status") == "COMPLETED" and fact(run.out, "steps") == "4/4 completed"

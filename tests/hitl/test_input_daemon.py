@@ -3,6 +3,8 @@ in another language would use them), a daemon restarted while a task waits for i
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -116,22 +118,26 @@ async def test_the_rpcs_from_the_generated_stubs_alone(registry: RegistryServer,
         assert refused.value.code() is grpc.StatusCode.FAILED_PRECONDITION
 
 
+@contextlib.asynccontextmanager
+async def _daemon_on(registry: RegistryServer, store: Path) -> AsyncIterator[RemoteOrchestrator]:
+    """A daemon on the task store `store` and a caller of it, both closed at the end: two in a row restart it."""
+    async with (
+        OrchestratorServer(registry.address, port=0, store_path=str(store)) as daemon,
+        RemoteOrchestrator(daemon.address) as remote,
+    ):
+        yield remote
+
+
 async def test_a_waiting_task_survives_a_daemon_restart(
     registry: RegistryServer, start_worker: Any, tmp_path: Path
 ) -> None:
     await start_worker(AskingWorker)
-    store = str(tmp_path / "tasks.db")
-    async with (
-        OrchestratorServer(registry.address, port=0, store_path=store) as first,
-        RemoteOrchestrator(first.address) as remote,
-    ):
+    store = tmp_path / "tasks.db"
+    async with _daemon_on(registry, store) as remote:
         await remote.wait_for_workers("review", timeout_seconds=10)
         handle = await remote.execute_task("review", {"item": "restart"})
         await handle.input_requested(timeout_seconds=10)
-    async with (
-        OrchestratorServer(registry.address, port=0, store_path=store) as second,
-        RemoteOrchestrator(second.address) as remote,
-    ):
+    async with _daemon_on(registry, store) as remote:
         again = await remote.watch(handle.task_id)
         request = await again.input_requested(timeout_seconds=10)
         assert request.prompt == "Ship restart?"
@@ -143,18 +149,12 @@ async def test_a_task_waiting_for_approval_survives_a_daemon_restart(
     registry: RegistryServer, start_worker: Any, tmp_path: Path
 ) -> None:
     await start_worker(AskingWorker)
-    store = str(tmp_path / "tasks.db")
-    async with (
-        OrchestratorServer(registry.address, port=0, store_path=store) as first,
-        RemoteOrchestrator(first.address) as remote,
-    ):
+    store = tmp_path / "tasks.db"
+    async with _daemon_on(registry, store) as remote:
         await remote.wait_for_workers("noop", timeout_seconds=10)
         gated = await remote.execute_task("noop", {}, require_approval=True)
         assert (await remote.task(gated.task_id)).status is TaskStatus.APPROVAL_REQUIRED
-    async with (
-        OrchestratorServer(registry.address, port=0, store_path=store) as second,
-        RemoteOrchestrator(second.address) as remote,
-    ):
+    async with _daemon_on(registry, store) as remote:
         assert (await remote.task(gated.task_id)).status is TaskStatus.APPROVAL_REQUIRED
         await remote.approve(gated.task_id, "after the restart")
         assert await (await remote.watch(gated.task_id)).result(timeout_seconds=10) == "ok"

@@ -9,7 +9,9 @@ from worker_abstraction.exchanges import Approval, InputAnswer, InputExchange, I
 
 
 def _set_ns(field: Timestamp, nanoseconds: int) -> None:
-    field.seconds, field.nanos = divmod(nanoseconds, 1_000_000_000)
+    """Set `field` to a time in ns since the epoch; 0 (no time) leaves it unset."""
+    if nanoseconds:
+        field.seconds, field.nanos = divmod(nanoseconds, 1_000_000_000)
 
 
 def _ns(field: Timestamp) -> int:
@@ -34,8 +36,7 @@ def fill_request(message: pb.InputRequest, request: InputRequest) -> None:
     message.request_id = request.request_id
     message.prompt = request.prompt
     message.schema_json = request.schema_json
-    if request.deadline_ns:
-        _set_ns(message.deadline, request.deadline_ns)
+    _set_ns(message.deadline, request.deadline_ns)
 
 
 def request_from_pb(message: pb.InputRequest) -> InputRequest:
@@ -46,8 +47,7 @@ def fill_answer(message: pb.InputAnswer, answer: InputAnswer) -> None:
     message.request_id = answer.request_id
     message.value_json = answer.value_json
     message.answered_by = answer.answered_by
-    if answer.answered_at_ns:
-        _set_ns(message.answered_at, answer.answered_at_ns)
+    _set_ns(message.answered_at, answer.answered_at_ns)
 
 
 def answer_from_pb(message: pb.InputAnswer) -> InputAnswer:
@@ -58,8 +58,7 @@ def fill_approval(message: pb.Approval, approval: Approval) -> None:
     message.approved = approval.approved
     message.decided_by = approval.decided_by
     message.reason = approval.reason
-    if approval.decided_at_ns:
-        _set_ns(message.decided_at, approval.decided_at_ns)
+    _set_ns(message.decided_at, approval.decided_at_ns)
 
 
 def approval_from_pb(message: pb.Approval) -> Approval:
@@ -70,8 +69,7 @@ def fill_exchange(message: pb.InputExchange, exchange: InputExchange) -> None:
     fill_request(message.request, exchange.request)
     if exchange.answer is not None:
         fill_answer(message.answer, exchange.answer)
-    if exchange.asked_at_ns:
-        _set_ns(message.asked_at, exchange.asked_at_ns)
+    _set_ns(message.asked_at, exchange.asked_at_ns)
     message.attempt = exchange.attempt
 
 
