@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import Gates, eventually
 from tests.nats_server import NatsServer
 from tests.orchestrator.replicas import Replica, replicas
+from tests.hitl.workers import AskingWorker
 from tests.orchestrator.test_contract import backend, script
 from worker_abstraction import (
     AsyncOrchestrator,
@@ -60,6 +61,7 @@ async def test_the_contract_script_tells_the_memory_homes_story(
     registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates, tmp_path: Path, nats_server: NatsServer
 ) -> None:
     await start_worker()
+    await start_worker(AskingWorker)  # (the script's questions, approvals and streams)
     (tmp_path / "memory").mkdir()
     async with backend("memory", registry.address, tmp_path / "memory") as orchestrator:
         here = await script(orchestrator, gates, "partitioned")
