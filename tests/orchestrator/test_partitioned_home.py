@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import Gates, eventually
+from tests.hitl.workers import AskingWorker
 from tests.nats_server import NatsServer
 from tests.orchestrator.replicas import Replica, replicas
-from tests.hitl.workers import AskingWorker
 from tests.orchestrator.test_contract import backend, script
 from worker_abstraction import (
     AsyncOrchestrator,
