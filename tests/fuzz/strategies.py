@@ -452,4 +452,5 @@ def baselines(known: Known) -> dict[str, Callable[[], Message]]:
         "OrchestratorService/ProvideInput": lambda: pb.ProvideInputRequest(task_id=task_id, value_json='"fuzz"'),
         "OrchestratorService/ApproveTask": lambda: pb.ApprovalRequest(task_id=task_id, reason="fuzz"),
         "OrchestratorService/DenyTask": lambda: pb.ApprovalRequest(task_id=task_id, reason="fuzz"),
+        "OrchestratorService/ClaimTask": lambda: pb.ClaimRequest(task_id=task_id, claimant="fuzz"),
     }
