@@ -58,13 +58,13 @@ async def test_a_slot_freeing_wait_outlives_its_killed_worker(start: Start) -> N
         await remote.wait_for_workers("interview", timeout_seconds=WAIT_SECONDS)
         task_id = await _submit(daemon.address, "interview", "who=kim")
         handle = await remote.watch(task_id)
-        await handle.input_requested(timeout_seconds=WAIT_SECONDS)
+        asked = await handle.input_requested(timeout_seconds=WAIT_SECONDS)
         await first.stop(signal.SIGKILL)  # the worker that asked dies: the task waits on no worker anyway
         await start("worker", "tests.hitl.workers:FreeingWorker", "--port", "0", "--registry", registry.address,
                     *FAST_WORKER, cwd=REPO)  # fmt: skip
         assert (await wa("respond", task_id, "--text", "Kim", *at)).code == 0
-        while (await handle.input_requested(timeout_seconds=WAIT_SECONDS)).prompt != "Kim: your age?":
-            pass  # (the answered question may still be the latest the handle heard)
+        following = await handle.input_requested(timeout_seconds=WAIT_SECONDS, after=asked.request_id)
+        assert following.prompt == "Kim: your age?"
         assert (await wa("respond", task_id, "--value", "41", *at)).code == 0
         assert await handle.result(timeout_seconds=WAIT_SECONDS) == {"who": "kim", "name": "Kim", "age": 41}
 

@@ -55,9 +55,8 @@ async def test_two_questions_in_turn_and_the_request_id_is_checked(registry: Reg
         handle = await orchestrator.execute_task("twice", {})
         first = await handle.input_requested(timeout_seconds=5)
         await orchestrator.provide_input(handle.task_id, "a", request_id=first.request_id)
-        while (second := handle.input_request) is None or second.request_id == first.request_id:
-            await asyncio.wait_for(handle.input_requested(), 5)
-            await asyncio.sleep(0)
+        second = await handle.input_requested(timeout_seconds=5, after=first.request_id)
+        assert second.prompt == "second?"
         with pytest.raises(TaskNotWaitingError):
             await orchestrator.provide_input(handle.task_id, 1, request_id=first.request_id)
         await handle.provide_input(2)

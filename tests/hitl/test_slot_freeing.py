@@ -35,9 +35,7 @@ async def test_a_question_frees_the_slot_and_the_answer_resumes_the_handler(
         # The only slot is free: another task runs meanwhile.
         assert await (await orchestrator.execute_task("quick", {})).result(timeout_seconds=10) == "quick"
         await handle.provide_input("Ada")
-        second = await handle.input_requested(timeout_seconds=10)
-        while second.request_id == first.request_id:
-            second = await handle.input_requested(timeout_seconds=10)
+        second = await handle.input_requested(timeout_seconds=10, after=first.request_id)
         assert second.prompt == "Ada: your age?"
         await handle.provide_input(36)
         assert await handle.result(timeout_seconds=10) == {"who": "ada", "name": "Ada", "age": 36}
@@ -76,8 +74,8 @@ async def test_the_wait_survives_its_worker_and_a_daemon_restart(
         request = await again.input_requested(timeout_seconds=40)  # asked again by the new worker
         assert request.prompt == "bob: your name?"
         await remote.provide_input(handle.task_id, "Bob")
-        while (await again.input_requested(timeout_seconds=10)).prompt != "Bob: your age?":
-            pass
+        next_one = await again.input_requested(timeout_seconds=20, after=request.request_id)
+        assert next_one.prompt == "Bob: your age?"
         await remote.provide_input(handle.task_id, 7)
         assert await again.result(timeout_seconds=10) == {"who": "bob", "name": "Bob", "age": 7}
 
@@ -93,10 +91,9 @@ async def test_answers_given_before_a_daemon_restart_are_kept(
     ):
         await remote.wait_for_workers("interview", timeout_seconds=10)
         handle = await remote.execute_task("interview", {"who": "ann"})
-        await handle.input_requested(timeout_seconds=10)
+        first = await handle.input_requested(timeout_seconds=10)
         await handle.provide_input("Ann")
-        while (await handle.input_requested(timeout_seconds=10)).prompt != "Ann: your age?":
-            pass  # (the answered question may still be the latest the handle heard)
+        assert (await handle.input_requested(timeout_seconds=20, after=first.request_id)).prompt == "Ann: your age?"
     async with (
         OrchestratorServer(registry.address, port=0, store_path=store) as daemon,
         RemoteOrchestrator(daemon.address) as remote,

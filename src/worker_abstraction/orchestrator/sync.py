@@ -110,8 +110,8 @@ class TaskHandle:
     def input_request(self) -> InputRequest | None:
         return self._core.input_request
 
-    def input_requested(self, timeout_seconds: float | None = None) -> InputRequest:
-        return self._loop.run(self._core.input_requested(timeout_seconds))
+    def input_requested(self, timeout_seconds: float | None = None, *, after: str = "") -> InputRequest:
+        return self._loop.run(self._core.input_requested(timeout_seconds, after=after))
 
     def provide_input(self, value: Any, *, request_id: str = "") -> InputAnswer:
         return self._loop.run(self._core.provide_input(value, request_id=request_id))

@@ -174,8 +174,9 @@ class AsyncTaskHandle:
         last = updates[-1] if updates else None
         return last.input_request if last is not None and last.status is TaskStatus.INPUT_REQUIRED else None
 
-    async def input_requested(self, timeout_seconds: float | None = None) -> InputRequest:
+    async def input_requested(self, timeout_seconds: float | None = None, *, after: str = "") -> InputRequest:
         """Wait until the task asks for input, and return the question (at once if it waits on one now).
+        `after`: the id of a question already answered: wait for another one (the next).
 
         Raises:
             TaskTimeoutError: no question within `timeout_seconds`.
@@ -183,14 +184,14 @@ class AsyncTaskHandle:
         """
         try:
             async with asyncio.timeout(timeout_seconds):
-                while (request := self.input_request) is None:
+                while (request := self.input_request) is None or (after and request.request_id == after):
                     final = self._state.final
                     if final is not None:
                         if final.status is TaskStatus.COMPLETED:
                             raise TaskNotWaitingError(self.task_id, "completed without asking for input")
                         raise outcome_error(self._state, final)
-                    if self._state.done() and self._state.broken is not None:
-                        raise self._state.broken
+                    if self._state.done():  # (no more updates: lost track of the task)
+                        raise self._state.broken or TaskNotWaitingError(self.task_id, "is no longer followed")
                     await self._state.wait_changed()
         except TimeoutError:
             raise TaskTimeoutError(self.task_id, timeout_seconds or 0.0) from None
