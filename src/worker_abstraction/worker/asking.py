@@ -61,10 +61,12 @@ class Questions:
 
     __slots__ = ("_asked", "_frees_slot", "_record", "_replay", "_waiting", "deadline")
 
-    def __init__(self, record: TaskRecord, *, frees_slot: bool = False, replay: Mapping[str, InputAnswer] = {}) -> None:
+    def __init__(
+        self, record: TaskRecord, *, frees_slot: bool = False, replay: Mapping[str, InputAnswer] | None = None
+    ) -> None:
         self._record = record
         self._frees_slot = frees_slot
-        self._replay = replay  # answers given in earlier attempts, by question id
+        self._replay = replay or {}  # answers given in earlier attempts, by question id
         self._asked = 0
         self._waiting: tuple[InputRequest, asyncio.Future[InputAnswer]] | None = None
         self.deadline = PausableDeadline()
