@@ -25,16 +25,20 @@ def predict(cpu_us_per_task: dict[str, float], cores: int, measured: float | Non
     and nats-server entries). `cores` is this machine's, for the ceiling every process shared here, and
     `measured` the variant's throughput at 256 in flight here (tasks/s), to say how busy the cores were."""
     daemon_us, nats_us, total_us = (cpu_us_per_task.get(kind) for kind in ("daemon", "nats", "total"))
-    if not daemon_us or not nats_us or not total_us:
+    if not daemon_us or nats_us is None or not total_us:
         return None
-    per_daemon, nats_ceiling = 1e6 / daemon_us, 1e6 / nats_us
+    per_daemon = 1e6 / daemon_us
+    # (A nats-server whose CPU was below /proc's resolution over the rounds, as in a tiny run: no ceiling seen.)
+    nats_ceiling = 1e6 / nats_us if nats_us else None
     return {
         "daemon_cpu_us_per_task": daemon_us,
         "nats_cpu_us_per_task": nats_us,
         "per_daemon_core": per_daemon,  # tasks/s one daemon can run on one core
         "nats_ceiling": nats_ceiling,  # tasks/s at which the nats-server fills one core
-        "nats_saturates_at_daemons": nats_ceiling / per_daemon,
-        "throughput": {str(n): min(n * per_daemon, nats_ceiling) for n in DAEMON_COUNTS},
+        "nats_saturates_at_daemons": None if nats_ceiling is None else nats_ceiling / per_daemon,
+        "throughput": {
+            str(n): n * per_daemon if nats_ceiling is None else min(n * per_daemon, nats_ceiling) for n in DAEMON_COUNTS
+        },
         # Here every process (callers and workers too) shared the machine's cores: at most this many tasks/s.
         "machine_cores": cores,
         "machine_total_cpu_us_per_task": total_us,

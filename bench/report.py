@@ -399,10 +399,12 @@ def model_lines(doc: dict[str, Any]) -> list[str]:
     for prefix, made in (doc["details"].get("cluster_model") or {}).items():
         tag = TAGS[prefix]
         reach = ", ".join(f"{n} → {_number(value)}" for n, value in made["throughput"].items())
+        saturates = made["nats_saturates_at_daemons"]
+        full = "never seen" if saturates is None else f"N ≈ {saturates:.1f}"
         lines.append(
             f"model from ({tag})'s CPU per task (daemon {_number(made['daemon_cpu_us_per_task'])} µs, nats-server"
             f" {_number(made['nats_cpu_us_per_task'])} µs), N daemons on N cores: {reach} tasks/s (nats-server's"
-            f" core full from N ≈ {made['nats_saturates_at_daemons']:.1f})"
+            f" core full from {full})"
         )
         cores = made["machine_cores"]
         busy = "" if made["busy_cores"] is None else f", which kept {made['busy_cores']:.2f} of {cores} cores busy"

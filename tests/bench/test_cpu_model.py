@@ -50,3 +50,9 @@ def test_the_table_prints_each_paths_cpu_by_kind_and_the_model() -> None:
     assert lines[2].startswith("model from (7)'s CPU per task (daemon 2,000 µs, nats-server 800 µs)")
     assert "1 → 500, 2 → 1,000, 4 → 1,250, 8 → 1,250 tasks/s" in lines[2]
     assert "measured 300, which kept 1.14 of 2 cores busy" in lines[3]
+
+
+def test_a_nats_server_below_the_cpu_resolution_sets_no_ceiling() -> None:
+    made = model.predict({"daemon": 2000.0, "nats": 0.0, "total": 4000.0}, cores=2)
+    assert made is not None and made["nats_ceiling"] is None and made["nats_saturates_at_daemons"] is None
+    assert made["throughput"]["2"] == pytest.approx(1000.0)
