@@ -39,6 +39,9 @@ class TaskContext:
         worker_id: the worker running the task.
         attempt: which try of the task this is, counting from 1 (an orchestrator that does not number its
             tries, as a seed-built one, always reads as 1).
+        session_key: the task's session key (empty: none): the key's tasks come to this worker while it lives,
+            so state kept for the key here is there for the next of them.
+        session_moved: the worker the key's earlier tasks ran on is gone: state kept for the key there is lost.
         deadline: when this worker stops the handler for overrunning the task's `timeout_seconds`, counted
             from when the task started running here, in UTC (None when it has no timeout). It is the same
             instant `time_remaining_seconds()` counts down to.
@@ -60,6 +63,8 @@ class TaskContext:
         attempt: int = 1,
         publish_chunk: Callable[[str, str, bool], bool] | None = None,
         questions: Questions | None = None,
+        session_key: str = "",
+        session_moved: bool = False,
     ) -> None:
         self.task_id = task_id
         self.capability = capability
@@ -73,6 +78,8 @@ class TaskContext:
         self._loop = loop
         self._loop_thread = threading.get_ident()
         self._cancel_requested = cancel_requested or asyncio.Event()
+        self.session_key = session_key
+        self.session_moved = session_moved
         self._publish_chunk = publish_chunk
         self._questions = questions
 

@@ -116,6 +116,8 @@ class TaskOptions:
             later instant wins); at most `MAX_DELAY_SECONDS`.
         require_approval: the task waits (APPROVAL_REQUIRED) until an operator approves it (`wa approve`),
             and ends CANCELED if one denies it (`wa deny`).
+        session_key: the tasks of one key go to the worker the first of them went to, while it lives and has
+            room (soft affinity); when it is gone the key moves, and the handler sees `ctx.session_moved`.
 
     Raises:
         InvalidTaskOptionsError: a value out of range or of the wrong type (all listed).
@@ -135,13 +137,14 @@ class TaskOptions:
     not_before: datetime | None = None
     delay_seconds: float = 0.0
     require_approval: bool = False
+    session_key: str = ""
 
     def __post_init__(self) -> None:
         # Normalised so that equal options compare equal and callers may pass any iterable or None.
         object.__setattr__(self, "required_tags", tuple(sorted(_iterable(self.required_tags))))
         object.__setattr__(self, "preferred_tags", tuple(sorted(_iterable(self.preferred_tags))))
         object.__setattr__(self, "metadata", dict(self.metadata or {}))
-        for name in ("fairness_key", "worker_id", "task_id", "idempotency_key"):
+        for name in ("fairness_key", "worker_id", "task_id", "idempotency_key", "session_key"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, "")
         problems = self.problems()
@@ -170,7 +173,7 @@ class TaskOptions:
             or not (_INT32[0] <= self.priority <= _INT32[1])
         ):
             problems.append(f"priority must be a 32-bit integer, got {_short(self.priority)}")
-        for name in ("fairness_key", "worker_id", "task_id", "idempotency_key"):
+        for name in ("fairness_key", "worker_id", "task_id", "idempotency_key", "session_key"):
             problems += _strings(name, (getattr(self, name),), 1, allow_empty=True)
         problems += _strings("required_tags", self.required_tags, MAX_TAGS)
         problems += _strings("preferred_tags", self.preferred_tags, MAX_TAGS)
@@ -215,7 +218,7 @@ class TaskOptions:
             return False
         if type(priority) is not int or not _INT32[0] <= priority <= _INT32[1]:
             return False
-        for text in (self.fairness_key, self.worker_id, self.task_id, self.idempotency_key):
+        for text in (self.fairness_key, self.worker_id, self.task_id, self.idempotency_key, self.session_key):
             if type(text) is not str or len(text) > MAX_ID_LENGTH or not text.isprintable():
                 return False
         return True
@@ -238,6 +241,7 @@ class TaskOptionFields(TypedDict, total=False):
     not_before: datetime | None
     delay_seconds: float
     require_approval: bool
+    session_key: str | None
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(TaskOptions))

@@ -132,6 +132,7 @@ class _FakeLink:
         sink: AttemptSink,
         trace_context: tuple[tuple[str, str], ...] | None = None,
         answers: str | None = None,
+        session_moved: bool = False,
     ) -> asyncio.Future[DispatchAnswer]:
         if answers:
             self._edge.answers[(spec.task_id, attempt)] = answers

@@ -232,6 +232,8 @@ def _fill_task(
     created.priority = options.priority
     created.fairness_key = options.fairness_key
     created.attempt = attempt
+    if options.session_key:
+        created.session_key = options.session_key
     add = created.parameters.add
     for key, text in spec.encoded_params:
         add(key=key, value_json=text)
@@ -297,6 +299,8 @@ def fill_submission(request: pb.SubmitTaskRequest, spec: TaskSpec) -> None:
         request.delay_seconds = options.delay_seconds
     if options.require_approval:
         request.require_approval = True
+    if options.session_key:
+        request.session_key = options.session_key
 
 
 def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
@@ -329,7 +333,7 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
     plain = not (
         task.priority or task.fairness_key or task.required_tags or task.preferred_tags or task.worker_id
         or task.metadata or task.task_id or retry or request.idempotency_key or request.HasField("not_before")
-        or request.delay_seconds or request.require_approval
+        or request.delay_seconds or request.require_approval or request.session_key
     )  # fmt: skip
     options: TaskOptions | None = None
     try:
@@ -353,6 +357,7 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
                 not_before=from_timestamp(request.not_before) if request.HasField("not_before") else None,
                 delay_seconds=request.delay_seconds,
                 require_approval=request.require_approval,
+                session_key=request.session_key,
             )
     except InvalidTaskOptionsError as error:
         option_problems += error.problems

@@ -166,7 +166,7 @@ class TaskParameter(_message.Message):
     def __init__(self, key: _Optional[str] = ..., value_json: _Optional[str] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("task_id", "worker_id", "capability_name", "parameters", "timeout_seconds", "created_at", "metadata", "priority", "fairness_key", "required_tags", "preferred_tags", "attempt", "trace_context")
+    __slots__ = ("task_id", "worker_id", "capability_name", "parameters", "timeout_seconds", "created_at", "metadata", "priority", "fairness_key", "required_tags", "preferred_tags", "attempt", "trace_context", "session_key", "session_moved")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +194,8 @@ class Task(_message.Message):
     PREFERRED_TAGS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     TRACE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_MOVED_FIELD_NUMBER: _ClassVar[int]
     task_id: str
     worker_id: str
     capability_name: str
@@ -207,7 +209,9 @@ class Task(_message.Message):
     preferred_tags: _containers.RepeatedScalarFieldContainer[str]
     attempt: int
     trace_context: _containers.ScalarMap[str, str]
-    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., capability_name: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., timeout_seconds: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., fairness_key: _Optional[str] = ..., required_tags: _Optional[_Iterable[str]] = ..., preferred_tags: _Optional[_Iterable[str]] = ..., attempt: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    session_key: str
+    session_moved: bool
+    def __init__(self, task_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., capability_name: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[TaskParameter, _Mapping]]] = ..., timeout_seconds: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., fairness_key: _Optional[str] = ..., required_tags: _Optional[_Iterable[str]] = ..., preferred_tags: _Optional[_Iterable[str]] = ..., attempt: _Optional[int] = ..., trace_context: _Optional[_Mapping[str, str]] = ..., session_key: _Optional[str] = ..., session_moved: _Optional[bool] = ...) -> None: ...
 
 class TaskResult(_message.Message):
     __slots__ = ("task_id", "status", "output_json", "error_message", "completed_at", "metadata", "sequence", "progress", "progress_message", "worker_id", "attempt", "failure", "chunk", "input_request", "input_answer", "approval")
@@ -733,7 +737,7 @@ class PurgeDeadLettersResponse(_message.Message):
     def __init__(self, purged: _Optional[int] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds", "exact_timeout_seconds", "owner", "not_before", "delay_seconds", "require_approval")
+    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds", "exact_timeout_seconds", "owner", "not_before", "delay_seconds", "require_approval", "session_key")
     TASK_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -743,6 +747,7 @@ class SubmitTaskRequest(_message.Message):
     NOT_BEFORE_FIELD_NUMBER: _ClassVar[int]
     DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_APPROVAL_FIELD_NUMBER: _ClassVar[int]
+    SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
     task: Task
     idempotency_key: str
     retry_policy: RetryPolicy
@@ -752,7 +757,8 @@ class SubmitTaskRequest(_message.Message):
     not_before: _timestamp_pb2.Timestamp
     delay_seconds: float
     require_approval: bool
-    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ..., exact_timeout_seconds: _Optional[float] = ..., owner: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay_seconds: _Optional[float] = ..., require_approval: _Optional[bool] = ...) -> None: ...
+    session_key: str
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ..., exact_timeout_seconds: _Optional[float] = ..., owner: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay_seconds: _Optional[float] = ..., require_approval: _Optional[bool] = ..., session_key: _Optional[str] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("task_id", "worker_id", "worker_address", "duplicate")

@@ -191,6 +191,12 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         "--fairness-key", metavar="KEY", default="", help="e.g. a tenant: keys of equal priority take turns"
     )
     parser.add_argument(
+        "--session-key",
+        metavar="KEY",
+        default="",
+        help="the tasks of one key go to one worker while it lives (the handler sees ctx.session_key)",
+    )
+    parser.add_argument(
         "--wait",
         type=float,
         metavar="SECONDS",
@@ -294,6 +300,8 @@ async def run(args: argparse.Namespace) -> int:
         options = task_options(args)
         if args.require_approval:  # (not in task_options: `wa schedule` shares those, and has no such flag)
             options["require_approval"] = True
+        if args.session_key:
+            options["session_key"] = args.session_key
     except InvalidTaskOptionsError as exc:
         return submission.not_run(exc)
     return await submission.run(params, options, detach=args.detach, wait_seconds=args.wait)

@@ -38,6 +38,7 @@ async def run_task(
     metadata: Mapping[str, str],
     executor: Executor,
     span: Span | None = None,
+    session: tuple[str, bool] = ("", False),
 ) -> None:
     """Drive a task from PENDING to a terminal state; never raises (a failing handler means FAILED).
 
@@ -45,11 +46,11 @@ async def run_task(
     handler span, when tracing is on) is current while the handler runs and ends with the task's outcome.
     """
     if span is None:
-        await _run(record, definition, owner, arguments, timeout_seconds, metadata, executor)
+        await _run(record, definition, owner, arguments, timeout_seconds, metadata, executor, session)
         return
     with trace.use_span(span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
         try:
-            await _run(record, definition, owner, arguments, timeout_seconds, metadata, executor)
+            await _run(record, definition, owner, arguments, timeout_seconds, metadata, executor, session)
         finally:
             status = record.status
             span.set_attribute("wa.status", status.name)
@@ -65,11 +66,12 @@ async def _run(
     timeout_seconds: float,
     metadata: Mapping[str, str],
     executor: Executor,
+    session: tuple[str, bool],
 ) -> None:
     started = time.perf_counter()
     record.running()
     try:
-        call = _prepare(record, definition, owner, arguments, timeout_seconds, metadata, executor)
+        call = _prepare(record, definition, owner, arguments, timeout_seconds, metadata, executor, session)
     except Exception as error:
         # The handler never started, so it is not the handler's failure; but the task must still end, or its
         # sender waits for ever.
@@ -175,6 +177,7 @@ def _prepare(
     timeout_seconds: float,
     metadata: Mapping[str, str],
     executor: Executor,
+    session: tuple[str, bool] = ("", False),
 ) -> Callable[[Callable[[], None]], Awaitable[Any]]:
     """The handler call, ready to await with what to do when the handler starts: at once for an async
     handler, once a thread takes it for a plain one (which may wait for one when every thread is busy)."""
@@ -199,6 +202,8 @@ def _prepare(
             cancel_requested=record.cancel_requested,
             publish_chunk=record.chunk,
             questions=record.questions,
+            session_key=session[0],
+            session_moved=session[1],
         )
     if definition.is_async:
 

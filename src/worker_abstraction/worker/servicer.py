@@ -129,6 +129,7 @@ class WorkerServicer(pb_grpc.WorkerServiceServicer):  # type: ignore[misc]  # ge
                 arguments,
                 timeout_seconds=task.timeout_seconds,  # 0..MAX_TIMEOUT_SECONDS: checked by admission
                 metadata=task.metadata,
+                session=(task.session_key, task.session_moved),
                 executor=self._executor,
                 span=span,
             ),

@@ -35,6 +35,7 @@ class Wanted:
     fairness_key: str
     avoid: frozenset[str] = _NO_TAGS
     gate: str = ""
+    session_key: str = ""
 
     @classmethod
     def of(cls, spec: TaskSpec) -> Wanted:

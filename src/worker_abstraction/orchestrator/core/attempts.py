@@ -37,6 +37,9 @@ def place(run: TaskRun, worker: WorkerInfo) -> None:
     run._reuse_number = False
     run.phase = Phase.SENDING
     state.begin_attempt(number, worker.worker_id, worker.address)
+    if run.session_key:  # (the key's worker was gone: it moves here, and the handler is told)
+        live = run._crew.scheduler.workers.keys()
+        run.session_moved = run._crew.scheduler.sessions.bind(run.session_key, worker.worker_id, live=live)
     run._crew.standing.dispatched(worker.worker_id)
     run._start_deadline()
     # The worker's handler continues the attempt's span (or, untraced here, the caller's).
@@ -86,7 +89,13 @@ def _send(
         run._sent = max(run._sent, number)
         sink = run._open_sink(number, worker.address)
         answered = crew.links.get(worker.address).dispatch(
-            run.spec, attempt=number, worker_id=worker.worker_id, sink=sink, trace_context=trace, answers=run._answers
+            run.spec,
+            attempt=number,
+            worker_id=worker.worker_id,
+            sink=sink,
+            trace_context=trace,
+            answers=run._answers,
+            session_moved=run.session_moved,
         )
     except Exception as error:  # a bug: fail loudly, never hang
         _dispatch_failed(run, error)

@@ -101,6 +101,8 @@ class TaskRun:
         "priority",
         "required_tags",
         "retry",
+        "session_key",
+        "session_moved",
         "spec",
         "state",
     )  # fmt: skip
@@ -130,6 +132,8 @@ class TaskRun:
         self.pinned = options.worker_id
         self.priority = options.priority
         self.fairness_key = options.fairness_key
+        self.session_key = options.session_key
+        self.session_moved = False  # the scheduler says so as it places it: the key's worker was gone
         gates = crew.scheduler.gates
         self.gate = (
             gates.key_of(spec.capability, options.fairness_key, spec.params) if gates.limited(spec.capability) else ""

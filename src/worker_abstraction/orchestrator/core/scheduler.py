@@ -25,6 +25,7 @@ from worker_abstraction.orchestrator.core.clock import Clock, Timer
 from worker_abstraction.orchestrator.core.gates import Gates
 from worker_abstraction.orchestrator.core.health import WorkerStanding, denied_everywhere
 from worker_abstraction.orchestrator.core.queue import QueuedTask, TaskQueue
+from worker_abstraction.orchestrator.core.sessions import SessionBindings
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.types import WorkerInfo
 
@@ -59,6 +60,11 @@ class Placeable(Protocol):
     @property
     def avoid(self) -> frozenset[str]:
         """Workers that failed it: others are preferred."""
+        ...
+
+    @property
+    def session_key(self) -> str:
+        """Its session key (see `sessions`; empty: none)."""
         ...
 
     @property
@@ -112,6 +118,7 @@ class Scheduler:
         self._in_flight: Counter[str] = Counter()
         self._in_flight_capability: Counter[tuple[str, str]] = Counter()
         self._held_back: dict[str, float] = {}  # worker id -> when it may get tasks again
+        self.sessions = SessionBindings()  # session key -> its worker (bound as its tasks are placed: `attempts`)
         self._turn = 0
         self._pumping = False
         self.gates = gates or Gates()
@@ -140,6 +147,11 @@ class Scheduler:
         for (capability, _, _, _), queue in self._queues.items():
             depths.setdefault(capability, Counter()).update(queue.depth_by_priority())
         return {capability: dict(sorted(c.items(), reverse=True)) for capability, c in sorted(depths.items())}
+
+    @property
+    def workers(self) -> Mapping[str, WorkerInfo]:
+        """The live workers, by id."""
+        return self._directory.workers
 
     def check_room(self, capability: str) -> None:
         """Raise QueueFullError if a task for `capability` could not wait now."""
@@ -354,12 +366,14 @@ class Scheduler:
         self._turn += 1
         count = len(candidates)
         avoid = task.avoid
+        bound = self.sessions.worker_of(task.session_key) if task.session_key else None
 
-        def preference(index: int) -> tuple[bool, int, float, int]:
+        def preference(index: int) -> tuple[bool, bool, int, float, int]:
             worker = candidates[index]
             preferred = len(task.preferred_tags & worker.tag_set)
             share = self._in_flight[worker.worker_id] / (worker.max_concurrent_tasks or _UNLIMITED_SLOTS)
-            return (worker.worker_id in avoid, -preferred, share, (index - self._turn) % count)
+            elsewhere = worker.worker_id != bound  # (the key's worker first, when it has room)
+            return (worker.worker_id in avoid, elsewhere, -preferred, share, (index - self._turn) % count)
 
         return candidates[min(range(count), key=preference)]
 

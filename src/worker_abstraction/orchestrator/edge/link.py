@@ -64,6 +64,7 @@ class WorkerLink:
         sink: AttemptSink,
         trace_context: tuple[tuple[str, str], ...] | None = None,
         answers: str | None = None,
+        session_moved: bool = False,
     ) -> asyncio.Future[DispatchAnswer]:
         """Hand one attempt of a task to the worker: the future is its answer, and its updates then flow to
         `sink` until it ends. On the open task channel that costs no task of its own (most dispatches); a
@@ -75,6 +76,8 @@ class WorkerLink:
         task = _convert.task_to_pb(spec, attempt=attempt, worker_id=worker_id, trace_context=trace_context)
         if answers:
             task.metadata[ANSWERS] = answers
+        if session_moved:
+            task.session_moved = True
         channel = self.task_channel
         if self._fast_path and channel is not None and channel.is_open:
             return channel.submit_soon(task, sink)
