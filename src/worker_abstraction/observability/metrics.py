@@ -41,18 +41,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from worker_abstraction.observability.collectors import StateCollector, StoreCollector, gauge_families
 from worker_abstraction.types import Attempt, TaskStatus
 
 if TYPE_CHECKING:
     # prometheus_client (and the HTTP server) load when a metrics object is made: a process that counts
     # nothing, as most workers and every `wa` client command, never imports them.
     from prometheus_client import CollectorRegistry, Counter, Histogram
-    from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+    from prometheus_client.metrics_core import Metric
 
     from worker_abstraction.auth import Authenticator
     from worker_abstraction.observability.exposition import LoopReader, MetricsEndpoint
@@ -88,13 +89,13 @@ class Metrics:
         self._max_capabilities = max_capabilities
         self._capabilities: set[str] = set()
         self._capabilities_lock = threading.Lock()  # labels are also made on the scraping thread
-        self._store: _StoreCollector | None = None
+        self._store: StoreCollector | None = None
 
     def watch_store(self, availability: StoreAvailability) -> None:
         """Report whether a shared store answers (`wa_store_available`) and how often it did not
         (`wa_store_errors_total`), read from `availability` at each scrape."""
         if self._store is None:
-            self._store = _StoreCollector()
+            self._store = StoreCollector()
             self.registry.register(self._store)
         self._store.availability = availability
 
@@ -229,7 +230,7 @@ class OrchestratorMetrics(Metrics):
         self._run = _Children(self.run_seconds)
         self._retries = _Children(self.retries)
         self._state: LoopReader[OrchestratorSnapshot] = LoopReader("the orchestrator's queue and workers")
-        registry.register(_StateCollector(self._state_families, _ORCHESTRATOR_GAUGES))
+        registry.register(StateCollector(self._state_families, _ORCHESTRATOR_GAUGES))
 
     def watch(self, read: Callable[[], Coroutine[Any, Any, OrchestratorSnapshot]]) -> None:
         """Report the gauges from `read()`, run on the calling coroutine's loop at each scrape."""
@@ -288,7 +289,7 @@ class OrchestratorMetrics(Metrics):
         snapshot = self._state.read()
         if snapshot is None:
             return []
-        families = _families(_ORCHESTRATOR_GAUGES)
+        families = gauge_families(_ORCHESTRATOR_GAUGES)
         depth, in_flight, circuit, dead, limited, schedules, delayed = families
         for capability, priorities in _bounded_depths(snapshot.queue_depths, self.capability_label):
             for priority, count in priorities:
@@ -331,7 +332,7 @@ class RegistryMetrics(Metrics):
             registry=registry,
         )
         self._workers: LoopReader[Mapping[str, int]] = LoopReader("the registry's workers")
-        registry.register(_StateCollector(self._worker_families, _REGISTRY_GAUGES))
+        registry.register(StateCollector(self._worker_families, _REGISTRY_GAUGES))
 
     def watch(self, read: Callable[[], Coroutine[Any, Any, Mapping[str, int]]]) -> None:
         """Report `wa_workers` from `read()` (live workers by state name), run on the calling coroutine's loop."""
@@ -345,7 +346,7 @@ class RegistryMetrics(Metrics):
         counts = self._workers.read()
         if counts is None:
             return []
-        [workers] = _families(_REGISTRY_GAUGES)
+        [workers] = gauge_families(_REGISTRY_GAUGES)
         for state in sorted({"ACTIVE", "SUSPECT", *counts}):
             workers.add_metric([state], counts.get(state, 0))
         return [workers]
@@ -400,52 +401,6 @@ _ORCHESTRATOR_GAUGES = (
     ("wa_tasks_delayed", "Tasks accepted that wait for their not_before.", ()),
 )  # fmt: skip
 _REGISTRY_GAUGES = (("wa_workers", "Live workers by state.", ("state",)),)
-
-
-def _families(gauges: Iterable[tuple[str, str, tuple[str, ...]]]) -> list[GaugeMetricFamily]:
-    from prometheus_client.metrics_core import GaugeMetricFamily
-
-    return [GaugeMetricFamily(name, text, labels=list(labels)) for name, text, labels in gauges]
-
-
-class _StateCollector:
-    """A prometheus_client collector of gauges made at scrape time; `describe` names them without reading."""
-
-    def __init__(
-        self, collect: Callable[[], Sequence[Metric]], gauges: Sequence[tuple[str, str, tuple[str, ...]]]
-    ) -> None:
-        self._collect = collect
-        self._gauges = gauges
-
-    def describe(self) -> Sequence[Metric]:
-        return _families(self._gauges)
-
-    def collect(self) -> Sequence[Metric]:
-        return self._collect()
-
-
-class _StoreCollector:
-    """The shared store's two metrics, read at scrape time (a bool and an int: safe from the scraping thread)."""
-
-    def __init__(self) -> None:
-        self.availability: StoreAvailability | None = None
-
-    def describe(self) -> Sequence[Metric]:
-        return self._families(True, 0)
-
-    def collect(self) -> Sequence[Metric]:
-        found = self.availability
-        return [] if found is None else self._families(found.available, found.errors)
-
-    @staticmethod
-    def _families(available: bool, errors: int) -> Sequence[Metric]:
-        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
-
-        up = GaugeMetricFamily("wa_store_available", "1 while the shared store (NATS) answers, 0 during an outage.")
-        up.add_metric([], 1.0 if available else 0.0)
-        failed = CounterMetricFamily("wa_store_errors", "Calls to the shared store that found it not answering.")
-        failed.add_metric([], errors)
-        return [up, failed]
 
 
 def _bounded_depths(
