@@ -34,11 +34,11 @@ from worker_abstraction.orchestrator.core.timetable import Timetable
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.orchestrator.edge.follow import Reach
 from worker_abstraction.orchestrator.edge.link import WorkerLinks
+from worker_abstraction.orchestrator.embedded_schedules import EmbeddedSchedules
 from worker_abstraction.orchestrator.homes.journal import NullJournal, StoreJournal
 from worker_abstraction.orchestrator.homes.local import LocalHome
 from worker_abstraction.registry.client import RegistryClient
 from worker_abstraction.schedules.book import MemoryBook, ScheduleBook
-from worker_abstraction.schedules.model import Schedule, ScheduleInfo
 from worker_abstraction.stores.tasks import TaskStore
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import (
@@ -66,7 +66,7 @@ def schedule_book_of(home: TaskHome) -> ScheduleBook:
     return make() if callable(make) else MemoryBook()
 
 
-class AsyncOrchestrator(AsyncOrchestratorAPI):
+class AsyncOrchestrator(EmbeddedSchedules, AsyncOrchestratorAPI):
     """Queues tasks, hands them to capable workers with free slots, and follows them to their end.
 
     `RemoteOrchestrator` offers the same calls served by a daemon (see `AsyncOrchestratorAPI`).
@@ -316,44 +316,6 @@ class AsyncOrchestrator(AsyncOrchestratorAPI):
             LimitedQueue(capability, waiting, None if math.isinf(wait) else wait, gates.describe(capability))
             for capability, (waiting, wait) in sorted(self.engine.crew.scheduler.gated().items())
         ]
-
-    # ---- schedules (`core.timetable`) -------------------------------------------------------------------
-
-    async def add_schedule(self, schedule: Schedule) -> ScheduleInfo:
-        await self._ready()
-        return await self.timetable.add(schedule, owner="")
-
-    async def update_schedule(self, schedule: Schedule) -> ScheduleInfo:
-        await self._ready()
-        return await self.timetable.update(schedule)
-
-    async def schedule(self, name: str) -> ScheduleInfo:
-        await self._ready()
-        return await self.timetable.get(name)
-
-    async def schedules(self) -> list[ScheduleInfo]:
-        await self._ready()
-        return await self.timetable.all()
-
-    async def pause_schedule(self, name: str) -> ScheduleInfo:
-        await self._ready()
-        return await self.timetable.pause(name)
-
-    async def resume_schedule(self, name: str, *, run_now: bool = False) -> ScheduleInfo:
-        await self._ready()
-        info = await self.timetable.resume(name)
-        if run_now:
-            await self.timetable.trigger(name)
-            info = await self.timetable.get(name)
-        return info
-
-    async def remove_schedule(self, name: str) -> bool:
-        await self._ready()
-        return await self.timetable.remove(name)
-
-    async def trigger_schedule(self, name: str) -> AsyncTaskHandle:
-        await self._ready()
-        return await self.timetable.trigger(name)
 
     async def _ready(self) -> None:
         if not self._started:

@@ -28,7 +28,7 @@ from worker_abstraction.errors import (
     OrchestratorUnavailableError,
     WorkerAbstractionError,
 )
-from worker_abstraction.exchanges import InputAnswer, answer_json
+from worker_abstraction.exchanges import InputAnswer
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import TaskOptions, options_of
 from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI, definition_of_workflow
@@ -36,6 +36,7 @@ from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, LimitSe
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.state import TaskState
 from worker_abstraction.orchestrator.core.workflow_handle import WorkflowHandle
+from worker_abstraction.orchestrator.remote.asking import RemoteAsking
 from worker_abstraction.orchestrator.remote.follow import Followers
 from worker_abstraction.orchestrator.remote.session import RemoteSession
 from worker_abstraction.schedules.model import Schedule, ScheduleInfo
@@ -60,7 +61,7 @@ logger = logging.getLogger(__name__)
 _WORKER_POLL_SECONDS = 0.1
 
 
-class RemoteOrchestrator(AsyncOrchestratorAPI):
+class RemoteOrchestrator(RemoteAsking, AsyncOrchestratorAPI):
     """Submits tasks to an orchestrator daemon (`wa orchestrator`) and follows them.
 
     Args:
@@ -241,43 +242,6 @@ class RemoteOrchestrator(AsyncOrchestratorAPI):
         response = await self._call(self._stub.CancelTask, pb.CancelTaskRequest(task_id=task_id, reason=reason))
         return bool(response.canceled)
 
-    async def provide_input(
-        self, task_id: str, value: Any, *, request_id: str = "", answered_by: str = ""
-    ) -> InputAnswer:
-        """Answer the question a task waits on (see `AsyncTaskHandle.provide_input`); who answered is what the
-        daemon's credentials say (`answered_by` when it checks none).
-
-        Raises:
-            InvalidAnswerError: the value breaks the question's schema (every problem listed).
-            TaskNotWaitingError: the task waits for no input, or for another question.
-            TaskNotFoundError: the daemon does not know the task.
-        """
-        value_json = value if isinstance(value, _Encoded) else answer_json(value)
-        request = pb.ProvideInputRequest(
-            task_id=task_id, request_id=request_id, value_json=value_json, answered_by=answered_by
-        )
-        response = await self._call(self._stub.ProvideInput, request)
-        return InputAnswer(response.request_id, value_json, answered_by)
-
-    async def claim(self, task_id: str, claimant: str = "", *, release: bool = False) -> TaskRecord:
-        request = pb.ClaimRequest(task_id=task_id, claimant=claimant, release=release)
-        return _convert.record_from_pb(await self._call(self._stub.ClaimTask, request))
-
-    async def approve(self, task_id: str, reason: str = "") -> TaskStatus:
-        """Approve a task waiting for approval: it goes on (operators only, when credentials are on).
-
-        Raises:
-            TaskNotWaitingError: the task waits for no approval.
-            TaskNotFoundError: the daemon does not know the task.
-        """
-        response = await self._call(self._stub.ApproveTask, pb.ApprovalRequest(task_id=task_id, reason=reason))
-        return TaskStatus(response.status) if response.status in _STATUS_VALUES else TaskStatus.UNKNOWN
-
-    async def deny(self, task_id: str, reason: str = "") -> TaskStatus:
-        """Deny a task waiting for approval: it ends CANCELED with `reason` (operators only)."""
-        response = await self._call(self._stub.DenyTask, pb.ApprovalRequest(task_id=task_id, reason=reason))
-        return TaskStatus(response.status) if response.status in _STATUS_VALUES else TaskStatus.UNKNOWN
-
     async def task(self, task_id: str) -> TaskRecord:
         """Where a task stands on the daemon, finished or not (see `AsyncOrchestrator.task`).
 
@@ -444,13 +408,4 @@ class _RemoteOwner:
         return await self._remote.cancel(self._task_id, reason)
 
     async def provide_input(self, value_json: str, *, request_id: str = "", answered_by: str = "") -> InputAnswer:
-        return await self._remote.provide_input(self._task_id, _Encoded(value_json), request_id=request_id)
-
-
-class _Encoded(str):
-    """An answer already encoded as JSON (a handle's): sent as it is."""
-
-    __slots__ = ()
-
-
-_STATUS_VALUES = frozenset(int(s) for s in TaskStatus)
+        return await self._remote._answer(self._task_id, value_json, request_id=request_id, answered_by=answered_by)
