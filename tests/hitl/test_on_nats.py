@@ -46,6 +46,13 @@ async def test_one_orchestrator_runs_the_task_and_the_other_answers_and_streams_
     assert [chunk.index async for chunk in watched.stream()] == list(range(1, 501))
     assert await streaming.result(timeout_seconds=20) == 500
 
+    async def stored_finished() -> bool:  # (the other reads it once the end is stored: written behind)
+        return (await second.task(streaming.task_id)).status is TaskStatus.COMPLETED
+
+    await eventually(stored_finished, timeout_seconds=10, what="the streamed task's stored end")
+    late = await second.watch(streaming.task_id)  # (a reader that comes after the end still gets every chunk)
+    assert [chunk.index async for chunk in late.stream()] == list(range(1, 501))
+
     # Approved, and denied, through the orchestrator that does not run them.
     gated = await first.execute_task("noop", {}, require_approval=True)
     assert (await first.task(gated.task_id)).status is TaskStatus.APPROVAL_REQUIRED

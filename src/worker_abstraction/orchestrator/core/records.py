@@ -36,13 +36,18 @@ class _Finished:
         raise TaskNotWaitingError(self.task_id, "has finished: it waits for no input")
 
 
-def finished_handle(record: TaskRecord) -> AsyncTaskHandle:
-    """A handle on a task that finished before this orchestrator started: it replays the final update."""
+def finished_handle(record: TaskRecord, chunks: Iterable[TaskUpdate] = ()) -> AsyncTaskHandle:
+    """A handle on a task that finished before this orchestrator started (or elsewhere): it replays the
+    streamed output its home still holds (`chunks`: updates carrying a chunk, in order), then the final
+    update."""
     state = TaskState(record.task_id, record.capability, record.params)
     state.attempts = list(record.attempts)
     if record.attempts:
         state.worker_id = record.attempts[-1].worker_id
         state.attempt = record.attempts[-1].number
+    for update in chunks:
+        if update.chunk is not None and not update.is_terminal:
+            state.append(update)
     state.append(record.last_update or TaskUpdate(task_id=record.task_id, status=record.status))
     return AsyncTaskHandle(state, _Finished(record.task_id))
 

@@ -74,8 +74,8 @@ class CallerSide:
         if found is None:
             return None
         doc = found[0]
-        if doc.finished and doc.record:
-            return finished_handle(serial.record_of(doc.record))
+        if doc.finished and doc.record:  # (with the chunks its update log still holds: read them late too)
+            return finished_handle(serial.record_of(doc.record), await self.updates(task_id))
         spec = serial.spec_of(doc.request)
         return self._follow(task_id, spec.capability, spec.params, fresh=False)
 
