@@ -24,6 +24,7 @@ GET  /api/schedules, /api/schedules/{name}   the schedules; one with its next oc
 POST /api/schedules/{name}/pause, .../resume, .../trigger   (see `schedule_routes.py`)
 GET  /api/inbox, /api/tasks/{id}/chunks      the tasks waiting for a person; a task's streamed output, live
 POST /api/tasks/{id}/answer, .../approve, .../deny   answer its question; approve or deny it (`hitl_routes.py`)
+GET  /.well-known/agent-card.json, POST /a2a, ...   the team as an A2A agent (`interop/a2a_routes.py`)
 
 Every POST needs the `X-WA-Dashboard` header (see `access.py`).
 """
@@ -64,6 +65,7 @@ from worker_abstraction.errors import (
     TaskNotFoundError,
     WorkerAbstractionError,
 )
+from worker_abstraction.interop.a2a_routes import a2a_routes
 from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.orchestrator.embedded import AsyncOrchestrator
 from worker_abstraction.types import TaskQuery, TaskStatus
@@ -323,6 +325,7 @@ def build_app(
         Route("/api/events", guarded(events), methods=["GET"]),
         *workflow_routes.routes(orchestrator, guarded, gate),
         *schedule_routes.routes(orchestrator, guarded, gate),
+        *a2a_routes(orchestrator, gate.auth),  # the team as an A2A agent (`interop.a2a_routes`)
         Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     ]
     return Starlette(routes=routes)
