@@ -75,6 +75,13 @@ def call(capability: str, params: dict[str, Any], **fields: Any) -> SendMessageR
                                               parts=parts, **fields))  # fmt: skip
 
 
+def said(text: str, **metadata: Any) -> SendMessageRequest:
+    """A request whose message is text, with `metadata` (e.g. `capability=...`)."""
+    message = Message(role=Role.ROLE_USER, message_id="m-text", parts=[Part(text=text)])
+    message.metadata.update(metadata)
+    return SendMessageRequest(message=message)
+
+
 def answer(task_id: str, value: Any, context_id: str = "") -> SendMessageRequest:
     message = Message(role=Role.ROLE_USER, message_id=f"answer-{task_id}", task_id=task_id, parts=[data(value)])
     if context_id:
