@@ -22,6 +22,7 @@ from worker_abstraction.cli import (
     health_cmd,
     inbox_cmd,
     limits_cmd,
+    mcp_cmd,
     orchestrator_cmd,
     queue_cmd,
     registry_cmd,
@@ -74,6 +75,7 @@ _COMMANDS: tuple[ModuleType, ...] = (
     config_cmd,
     certs_cmd,
     token_cmd,
+    mcp_cmd,
 )
 
 
