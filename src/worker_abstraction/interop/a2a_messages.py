@@ -78,6 +78,21 @@ def data_of(parts: Sequence[Part]) -> list[Any]:
     return [json_of(part.data) for part in parts if part.HasField("data")]
 
 
+def values_of(parts: Sequence[Part]) -> list[Any]:
+    """What the parts carry, in order: text as a string, data as JSON, a file by its URL (raw bytes are left
+    out)."""
+    found: list[Any] = []
+    for part in parts:
+        kind = part.WhichOneof("content")
+        if kind == "text":
+            found.append(part.text)
+        elif kind == "data":
+            found.append(json_of(part.data))
+        elif kind == "url":
+            found.append(part.url)
+    return found
+
+
 def text_of(parts: Sequence[Part]) -> str:
     """The text parts, joined by new lines."""
     return "\n".join(part.text for part in parts if part.HasField("text"))
