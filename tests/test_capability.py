@@ -52,6 +52,7 @@ def test_specs_are_derived_from_hints_defaults_and_docstrings() -> None:
                 ParameterSpec("text", "string", "the text to count in.", True),
                 ParameterSpec("min_len", "integer", "shortest word that counts.", False),
             ),
+            output_schema='{"additionalProperties": {"type": "integer"}, "type": "object"}',  # (its return type)
         ),
         CapabilitySpec(
             name="summarise",
@@ -71,6 +72,7 @@ def test_specs_are_derived_from_hints_defaults_and_docstrings() -> None:
             ),
             max_concurrent_tasks=2,
             required_tags=("gpu",),
+            output_schema='{"additionalProperties": {"type": "number"}, "type": "object"}',
         ),
     ]
 

@@ -90,6 +90,7 @@ def test_all_is_pinned() -> None:
         "WorkerNotFoundError",
         "WorkerState",
         "capability",
+        "schema_capability",
     ]
     assert sorted(worker_abstraction.__all__) == worker_abstraction.__all__
 

@@ -271,6 +271,7 @@ def _baselines(known: dict[str, str]) -> dict[str, Callable[[Path], Message]]:
             concurrency_limits=[pb.ConcurrencyLimitSpec(capability="echo", max_in_flight=1000)],
         ),
         "OrchestratorService/WatchWorkflow": lambda path: pb.WatchWorkflowRequest(workflow_id=known["daemon_workflow"]),
+        "OrchestratorService/SetVersionSplit": lambda path: pb.VersionSplit(capability="echo", weights={"^1": 1}),
     }
 
 

@@ -14,7 +14,7 @@ from worker_abstraction import (
 
 # Eager because its module has its name: whichever submodule loaded `worker_abstraction.capability` first
 # would otherwise leave the module where the decorator belongs. It is cheap (pydantic loads on first use).
-from worker_abstraction.capability import capability
+from worker_abstraction.capability import capability, schema_capability
 
 if TYPE_CHECKING:
     from worker_abstraction.context import TaskContext
@@ -140,6 +140,7 @@ __all__ = [
     "WorkerNotFoundError",
     "WorkerState",
     "capability",
+    "schema_capability",
 ]
 
 # Each public name is imported from its module on first use (see `_lazy`), so that importing the package

@@ -127,6 +127,7 @@ RULES: Mapping[str, frozenset[Role]] = {
     _O + "ProvideInput": _CALLERS,  # (ApproveTask and DenyTask: operators only)
     _O + "ClaimTask": _CALLERS,
     _O + "ListWorkers": _CALLERS,
+    _O + "ListVersionSplits": _CALLERS,  # (SetVersionSplit: operators only)
     **{
         _O + m: _CALLERS
         for m in ("RunWorkflow", "GetWorkflow", "ListWorkflows", "WatchWorkflow", "CancelWorkflow", "RerunWorkflow")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin, get_type_hints, overload
 
@@ -45,6 +45,7 @@ class CapabilityDef:
     context_parameter: str | None
     parameters: tuple[_Parameter, ...]
     frees_slot_on_input: bool = False  # a question ends the attempt, freeing its slot (see `worker.asking`)
+    checks_schemas: bool = False  # the arguments are checked against the parameters' JSON Schemas too
 
     def parse_arguments(self, values_json: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
         """Decode and type-check JSON arguments; returns (arguments, every problem found)."""
@@ -69,6 +70,10 @@ class CapabilityDef:
                 arguments[name] = parameter.adapter.validate_json(raw, strict=True)
             except pydantic.ValidationError as error:
                 problems.append(_describe(name, parameter.spec.type, raw, error))
+        if self.checks_schemas and not problems:
+            from worker_abstraction.validation import parameter_problems
+
+            problems = parameter_problems(self.spec, arguments)
         return arguments, problems
 
 
@@ -95,6 +100,9 @@ def capability(
     max_concurrent_tasks: int = 0,
     required_tags: Sequence[str] = (),
     frees_slot_on_input: bool = False,
+    version: str = "",
+    deprecated: str = "",
+    stateless: bool = False,
 ) -> Callable[[F], F]: ...
 
 
@@ -107,6 +115,9 @@ def capability(
     max_concurrent_tasks: int = 0,
     required_tags: Sequence[str] = (),
     frees_slot_on_input: bool = False,
+    version: str = "",
+    deprecated: str = "",
+    stateless: bool = False,
 ) -> F | Callable[[F], F]:
     """Mark a `BaseWorker` method as a capability; works bare (`@capability`) or called.
 
@@ -124,16 +135,32 @@ def capability(
             answered, the task runs again from the start on any capable worker, and each question already
             answered returns its answer at once. The handler must be deterministic up to each question and
             its side effects before one idempotent (see `worker.asking`).
+        version: its semantic version, MAJOR.MINOR.PATCH (default `1.0.0`); callers may ask for a range
+            (`summarize@^2`), and workers of several versions serve side by side (see `versions`).
+        deprecated: this version is deprecated: say what to use instead (it still runs; orchestrators report
+            the tasks sent to it).
+        stateless: it keeps no state between tasks: session keys do not bind its tasks to one worker.
+
+    The return annotation, when it has a JSON form (not `Any`, not `None`), is the capability's output
+    schema (MCP clients get `structuredContent` by it).
 
     Raises:
         InvalidCapabilityError: at import time, naming the method, when the signature cannot be described.
     """
     if max_concurrent_tasks < 0:
         raise InvalidCapabilityError(f"max_concurrent_tasks must be >= 0, got {max_concurrent_tasks}")
+    _check_version(version, name)
 
     def mark(fn: F) -> F:
         definition = describe(fn, name=name, description=description)
-        spec = replace(definition.spec, max_concurrent_tasks=max_concurrent_tasks, required_tags=tuple(required_tags))
+        spec = replace(
+            definition.spec,
+            max_concurrent_tasks=max_concurrent_tasks,
+            required_tags=tuple(required_tags),
+            version=version,
+            deprecated=deprecated,
+            stateless=stateless,
+        )
         setattr(fn, _ATTRIBUTE, replace(definition, spec=spec, frees_slot_on_input=frees_slot_on_input))
         return fn
 
@@ -201,6 +228,7 @@ def describe(fn: Callable[..., Any], *, name: str | None = None, description: st
         name=cap_name,
         description=description if description is not None else summary,
         parameters=tuple(p.spec for p in parameters),
+        output_schema=_output_schema(hints.get("return", Any)),
     )
     return CapabilityDef(
         spec=capability_spec,
@@ -209,6 +237,107 @@ def describe(fn: Callable[..., Any], *, name: str | None = None, description: st
         context_parameter=context_parameter,
         parameters=tuple(parameters),
     )
+
+
+def _output_schema(hint: Any) -> str:
+    """The JSON Schema of a return annotation, as JSON text ("" when there is none to give)."""
+    import pydantic
+
+    if hint is Any or hint is None or hint is type(None) or hint is inspect.Signature.empty:
+        return ""
+    try:
+        return json.dumps(pydantic.TypeAdapter(hint).json_schema(mode="serialization"), sort_keys=True)
+    except Exception:  # a type without a JSON form: the output is whatever the handler returns
+        return ""
+
+
+def _check_version(version: str, name: str | None) -> None:
+    from worker_abstraction.versions import version_problems
+
+    problems = version_problems(version) if version else []
+    if problems:
+        raise InvalidCapabilityError(f"capability {name or ''}: {problems[0]}".replace(":  ", ": "))
+
+
+def schema_capability(
+    name: str,
+    handler: Callable[[dict[str, Any], TaskContext], Awaitable[Any]],
+    *,
+    input_schema: Mapping[str, Any] | None = None,
+    output_schema: Mapping[str, Any] | None = None,
+    description: str = "",
+    version: str = "",
+    deprecated: str = "",
+    stateless: bool = False,
+    max_concurrent_tasks: int = 0,
+    required_tags: Sequence[str] = (),
+) -> CapabilityDef:
+    """A capability described by JSON Schemas instead of type hints, for tools found at run time (an MCP
+    server's, an A2A agent's): serve it with `BaseWorker.set_capabilities`.
+
+    Args:
+        name: the capability's name.
+        handler: `async def handler(arguments, ctx)`: the task's arguments, decoded and checked against
+            `input_schema`, and its context; returns the output.
+        input_schema: an object schema; each of its `properties` is a parameter (with its schema), those in
+            `required` required (None: no parameters).
+        output_schema: the JSON Schema of the output (None: not declared).
+        description, version, deprecated, stateless, max_concurrent_tasks, required_tags: as for `capability`.
+
+    Raises:
+        InvalidCapabilityError: a bad name or version, or an input schema that is not an object's.
+    """
+    import pydantic
+
+    if not _NAME.match(name):
+        raise InvalidCapabilityError(f"capability name {name!r} must match {_NAME.pattern}")
+    _check_version(version, name)
+    schema = dict(input_schema or {})
+    properties = schema.get("properties") or {}
+    if schema.get("type", "object") != "object" or not isinstance(properties, Mapping):
+        raise InvalidCapabilityError(f"capability {name!r}: the input schema must describe an object")
+    required = set(schema.get("required") or ())
+    any_json: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(Any)
+    parameters = tuple(
+        _Parameter(
+            spec=ParameterSpec(
+                name=str(key),
+                type=_json_type(value) if isinstance(value, Mapping) else "any",
+                description=str(value.get("description", "")) if isinstance(value, Mapping) else "",
+                required=key in required,
+                json_schema=json.dumps(value, sort_keys=True) if isinstance(value, Mapping) else "",
+            ),
+            adapter=any_json,
+        )
+        for key, value in properties.items()
+    )
+    spec = CapabilitySpec(
+        name=name,
+        description=description,
+        parameters=tuple(p.spec for p in parameters),
+        max_concurrent_tasks=max_concurrent_tasks,
+        required_tags=tuple(required_tags),
+        version=version,
+        output_schema=json.dumps(dict(output_schema), sort_keys=True) if output_schema else "",
+        deprecated=deprecated,
+        stateless=stateless,
+    )
+
+    async def call(owner: object, **arguments: Any) -> Any:
+        context = arguments.pop(_CONTEXT)
+        return await handler(arguments, context)
+
+    return CapabilityDef(
+        spec=spec,
+        function=call,
+        is_async=True,
+        context_parameter=_CONTEXT,
+        parameters=parameters,
+        checks_schemas=True,
+    )
+
+
+_CONTEXT = " context"  # (no parameter can be called so: a name of a schema capability's handler's context)
 
 
 def _split_annotated(hint: Any) -> str:

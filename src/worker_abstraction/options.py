@@ -118,6 +118,11 @@ class TaskOptions:
             and ends CANCELED if one denies it (`wa deny`).
         session_key: the tasks of one key go to the worker the first of them went to, while it lives and has
             room (soft affinity); when it is gone the key moves, and the handler sees `ctx.session_moved`.
+        version: the capability versions it may run on, a range such as "^2", "~1.4" or ">=1.2 <3" (empty:
+            any; see `versions`). `execute_task("summarize@^2", ...)` says the same.
+        session_hard: hard affinity: the task waits for its key's worker (busy, or gone and perhaps coming
+            back) up to `session_wait_seconds` from its acceptance; then it goes as with soft affinity.
+        session_wait_seconds: how long a hard-affine task waits for its key's worker (0: 30 seconds).
 
     Raises:
         InvalidTaskOptionsError: a value out of range or of the wrong type (all listed).
@@ -138,13 +143,16 @@ class TaskOptions:
     delay_seconds: float = 0.0
     require_approval: bool = False
     session_key: str = ""
+    version: str = ""
+    session_hard: bool = False
+    session_wait_seconds: float = 0.0
 
     def __post_init__(self) -> None:
         # Normalised so that equal options compare equal and callers may pass any iterable or None.
         object.__setattr__(self, "required_tags", tuple(sorted(_iterable(self.required_tags))))
         object.__setattr__(self, "preferred_tags", tuple(sorted(_iterable(self.preferred_tags))))
         object.__setattr__(self, "metadata", dict(self.metadata or {}))
-        for name in ("fairness_key", "worker_id", "task_id", "idempotency_key", "session_key"):
+        for name in ("fairness_key", "worker_id", "task_id", "idempotency_key", "session_key", "version"):
             if getattr(self, name) is None:
                 object.__setattr__(self, name, "")
         problems = self.problems()
@@ -196,6 +204,19 @@ class TaskOptions:
                 f"not_before must be a timezone-aware datetime (e.g. datetime.now(UTC) + timedelta(minutes=5)), "
                 f"got {_short(self.not_before)}"
             )
+        if not isinstance(self.version, str):
+            problems.append(f"version must be a version range such as '^2', got {_short(self.version)}")
+        elif self.version:
+            from worker_abstraction.versions import range_problems
+
+            problems += range_problems(self.version)
+        if not isinstance(self.session_hard, bool):
+            problems.append(f"session_hard must be True or False, got {_short(self.session_hard)}")
+        if not _number(self.session_wait_seconds) or not 0 <= self.session_wait_seconds <= MAX_TIMEOUT_SECONDS:
+            problems.append(
+                f"session_wait_seconds must be 0 (the default) to {MAX_TIMEOUT_SECONDS:g}, "
+                f"got {_short(self.session_wait_seconds)}"
+            )
         if not isinstance(self.require_approval, bool):
             problems.append(f"require_approval must be True or False, got {_short(self.require_approval)}")
         if self.retry_policy is not None and not isinstance(self.retry_policy, RetryPolicy):
@@ -208,6 +229,8 @@ class TaskOptions:
         if self.required_tags or self.preferred_tags or self.metadata or self.retry_policy is not None:
             return False
         if self.not_before is not None or self.delay_seconds != 0 or self.require_approval is not False:
+            return False
+        if self.version or self.session_hard is not False or self.session_wait_seconds != 0:
             return False
         timeout, queue_timeout, priority = self.timeout_seconds, self.queue_timeout_seconds, self.priority
         if type(timeout) not in _REAL or not 0 <= timeout <= MAX_TIMEOUT_SECONDS:
@@ -242,9 +265,26 @@ class TaskOptionFields(TypedDict, total=False):
     delay_seconds: float
     require_approval: bool
     session_key: str | None
+    version: str | None
+    session_hard: bool
+    session_wait_seconds: float
 
 
 OPTION_NAMES = frozenset(f.name for f in fields(TaskOptions))
+
+
+def versioned(capability: str, options: TaskOptions) -> tuple[str, TaskOptions]:
+    """A capability named with a version range, `summarize@^2`: (`summarize`, the options asking for `^2`);
+    a version the options name already wins.
+
+    Raises:
+        InvalidTaskOptionsError: the range does not parse.
+    """
+    name, _, wanted = capability.partition("@")
+    wanted = wanted.strip()
+    if not wanted or options.version:
+        return name, options
+    return name, replace(options, version=wanted)
 
 
 def options_of(options: TaskOptions | None, overrides: Mapping[str, Any]) -> TaskOptions:

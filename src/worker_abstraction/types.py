@@ -88,6 +88,15 @@ class CapabilitySpec:
     parameters: tuple[ParameterSpec, ...] = ()
     max_concurrent_tasks: int = 0  # per worker; 0: only the worker's own limit
     required_tags: tuple[str, ...] = ()  # worker tags this capability needs, e.g. ("gpu",)
+    version: str = ""  # its semantic version (empty: "1.0.0"; see `versions`)
+    output_schema: str = ""  # the JSON Schema of its output, as JSON text (empty: not declared)
+    deprecated: str = ""  # this version is deprecated: what to use instead (empty: it is not)
+    stateless: bool = False  # it keeps no state between tasks: session keys do not bind its tasks
+
+    @property
+    def semver(self) -> str:
+        """Its version, `1.0.0` when it declares none."""
+        return self.version or "1.0.0"
 
     def parameter(self, name: str) -> ParameterSpec | None:
         return next((p for p in self.parameters if p.name == name), None)

@@ -453,4 +453,6 @@ def baselines(known: Known) -> dict[str, Callable[[], Message]]:
         "OrchestratorService/ApproveTask": lambda: pb.ApprovalRequest(task_id=task_id, reason="fuzz"),
         "OrchestratorService/DenyTask": lambda: pb.ApprovalRequest(task_id=task_id, reason="fuzz"),
         "OrchestratorService/ClaimTask": lambda: pb.ClaimRequest(task_id=task_id, claimant="fuzz"),
+        "OrchestratorService/ListVersionSplits": pb.google_dot_protobuf_dot_empty__pb2.Empty,
+        "OrchestratorService/SetVersionSplit": lambda: pb.VersionSplit(capability="echo", weights={"^1": 1}),
     }

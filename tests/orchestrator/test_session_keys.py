@@ -4,6 +4,7 @@ workers, and when the key's worker is gone the key moves to another, whose first
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from typing import Any
 
@@ -80,3 +81,72 @@ def test_bindings_are_bounded_and_a_forgotten_key_binds_again_as_new() -> None:
     bindings.bind("b", "w2", live={"w2"})
     bindings.bind("c", "w2", live={"w2"})
     assert len(bindings) == 2 and bindings.worker_of("a") is None  # the least recently used went
+
+
+class SlowWhereWorker(BaseWorker):
+    max_concurrent_tasks = 1
+
+    @capability
+    async def where(self, ctx: TaskContext, hold: float = 0.0) -> dict[str, Any]:
+        """Say which worker ran it (after holding its only slot for `hold` seconds)."""
+        await asyncio.sleep(hold)  # (the work itself: it keeps the worker busy)
+        return {"worker": ctx.worker_id, "key": ctx.session_key, "moved": ctx.session_moved}
+
+
+class StatelessWhereWorker(WhereWorker):
+    stateless = True
+
+
+async def test_hard_affinity_waits_for_the_keys_busy_worker_and_soft_does_not(
+    registry: RegistryServer, start_worker: Any
+) -> None:
+    for _ in range(2):
+        await start_worker(SlowWhereWorker)
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("where", count=2, timeout_seconds=10)
+        first = await (await orchestrator.execute_task("where", {}, session_key="k")).result(timeout_seconds=10)
+        home = first["worker"]
+        busy = await orchestrator.execute_task("where", {"hold": 2.0}, session_key="k")  # holds home's only slot
+        hard = await orchestrator.execute_task("where", {}, session_key="k", session_hard=True)
+        soft = await orchestrator.execute_task("where", {}, session_key="k")
+        assert (await soft.result(timeout_seconds=10))["worker"] != home  # (soft: ran elsewhere at once)
+        assert not busy.done()  # (so the hard one waited for home while it was busy, and runs there after)
+        assert (await hard.result(timeout_seconds=10))["worker"] == home
+        assert (await busy.result(timeout_seconds=10))["worker"] == home
+
+
+async def test_hard_affinity_gives_up_on_a_gone_worker_after_its_wait_and_the_key_moves(
+    registry: RegistryServer, start_worker: Any
+) -> None:
+    workers = [await start_worker(WhereWorker) for _ in range(2)]
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("where", count=2, timeout_seconds=10)
+        home = (await _where(orchestrator, "cart")).get("worker")
+        await next(w for w in workers if w.worker_id == home).stop(grace_seconds=0)
+
+        async def forgotten() -> bool:
+            return all(w.worker_id != home for w in await orchestrator.workers())
+
+        await eventually(forgotten, timeout_seconds=10, what="the registry forgets the key's worker")
+        waiting = await orchestrator.execute_task(
+            "where", {}, session_key="cart", session_hard=True, session_wait_seconds=0.5
+        )
+        ran = await waiting.result(timeout_seconds=10)
+        assert ran["worker"] != home and ran["moved"] is True
+        record = await orchestrator.task(waiting.task_id)
+        assert record.submitted_at is not None
+        waited = (record.attempts[0].started_at - record.submitted_at).total_seconds()
+        assert waited >= 0.4, waited  # (it waited for the gone worker before it gave up on it)
+
+
+async def test_a_stateless_workers_tasks_are_not_bound_to_their_key(
+    registry: RegistryServer, start_worker: Any
+) -> None:
+    for _ in range(3):
+        await start_worker(StatelessWhereWorker)
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("where", count=3, timeout_seconds=10)
+        (spec,) = (await orchestrator.workers())[0].capabilities
+        assert spec.stateless
+        ran = Counter([(await _where(orchestrator, "same-key"))["worker"] for _ in range(12)])
+        assert len(ran) == 3, ran  # (spread as if it had no key)

@@ -117,6 +117,8 @@ RULES: dict[str, Rule] = {
     "ListTasksRequest.until": Instant(lo_seconds=0),
     "SubmitTaskRequest.not_before": Instant(lo_seconds=0, hi_seconds=_LAST_TASK_SECOND),
     "SubmitTaskRequest.delay_seconds": Reals(0, MAX_DELAY_SECONDS, " (0: none)"),
+    "SubmitTaskRequest.session_wait_seconds": Reals(0, MAX_TIMEOUT_SECONDS, " (0: the default)"),
+    "VersionSplit.weights": Ints(0, 1_000_000),  # (each value of the map)
     "RunWorkflowRequest.not_before": Instant(lo_seconds=0, hi_seconds=_LAST_TASK_SECOND),
     "RunWorkflowRequest.delay_seconds": Reals(0, MAX_DELAY_SECONDS, " (0: none)"),
     "SessionSubmit.request_id": Ints(0, UINT64_MAX),

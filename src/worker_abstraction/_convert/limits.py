@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction.errors import InvalidParametersError
 from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, LimitSet, RateLimit
@@ -48,3 +50,13 @@ def limits_from_pb(message: pb.Limits) -> LimitSet:
     if problems:
         raise InvalidParametersError(problems)
     return LimitSet(tuple(rates), tuple(concurrency))
+
+
+def splits_to_pb(splits: Mapping[str, Mapping[str, int]]) -> pb.VersionSplits:
+    return pb.VersionSplits(
+        splits=[pb.VersionSplit(capability=name, weights=dict(weights)) for name, weights in sorted(splits.items())]
+    )
+
+
+def splits_from_pb(message: pb.VersionSplits) -> dict[str, dict[str, int]]:
+    return {split.capability: dict(split.weights) for split in message.splits}

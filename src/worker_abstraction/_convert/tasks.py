@@ -18,6 +18,7 @@ from worker_abstraction.exchanges import InputAnswer, InputRequest, OutputChunk
 from worker_abstraction.observability import tracing
 from worker_abstraction.options import MAX_ID_LENGTH, RetryPolicy, TaskOptions
 from worker_abstraction.types import FailureOrigin, TaskFailure, TaskSpec, TaskStatus, TaskUpdate, traceback_tail
+from worker_abstraction.versions import split_capability
 
 
 def task_result(
@@ -301,6 +302,12 @@ def fill_submission(request: pb.SubmitTaskRequest, spec: TaskSpec) -> None:
         request.require_approval = True
     if options.session_key:
         request.session_key = options.session_key
+    if options.version:
+        request.version = options.version
+    if options.session_hard:
+        request.session_hard = True
+    if options.session_wait_seconds:
+        request.session_wait_seconds = options.session_wait_seconds
 
 
 def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
@@ -333,7 +340,8 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
     plain = not (
         task.priority or task.fairness_key or task.required_tags or task.preferred_tags or task.worker_id
         or task.metadata or task.task_id or retry or request.idempotency_key or request.HasField("not_before")
-        or request.delay_seconds or request.require_approval or request.session_key
+        or request.delay_seconds or request.require_approval or request.session_key or request.version
+        or request.session_hard or request.session_wait_seconds or "@" in task.capability_name
     )  # fmt: skip
     options: TaskOptions | None = None
     try:
@@ -358,10 +366,13 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
                 delay_seconds=request.delay_seconds,
                 require_approval=request.require_approval,
                 session_key=request.session_key,
+                version=_wanted_version(task.capability_name, request.version),
+                session_hard=request.session_hard,
+                session_wait_seconds=request.session_wait_seconds,
             )
     except InvalidTaskOptionsError as error:
         option_problems += error.problems
-    if not task.capability_name or len(task.capability_name) > MAX_ID_LENGTH:
+    if not task.capability_name.partition("@")[0] or len(task.capability_name) > MAX_ID_LENGTH:
         param_problems.append(f"task.capability_name must name a capability (1..{MAX_ID_LENGTH} characters)")
     stamp = task.created_at
     if param_problems:
@@ -370,7 +381,7 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         raise InvalidTaskOptionsError(option_problems)
     return TaskSpec(
         task_id=task.task_id,
-        capability=task.capability_name,
+        capability=task.capability_name.partition("@")[0],  # ("name@range": the range is in the options)
         params=params,
         encoded_params=encoded,
         options=options,
@@ -379,6 +390,11 @@ def spec_from_pb(request: pb.SubmitTaskRequest) -> TaskSpec:
         # Only the W3C fields, bounded: a hostile carrier costs nothing downstream (nor in the store).
         trace_context=tuple(sorted(tracing.carrier(task.trace_context).items())) if task.trace_context else (),
     )
+
+
+def _wanted_version(capability_name: str, version: str) -> str:
+    """The version range a submission asks for: its `version`, else the range of a "name@range" name."""
+    return version or split_capability(capability_name)[1]
 
 
 @functools.lru_cache(maxsize=256)

@@ -68,6 +68,10 @@ def capability_to_pb(spec: CapabilitySpec) -> pb.ToolCapability:
         ],
         max_concurrent_tasks=spec.max_concurrent_tasks,
         required_tags=list(spec.required_tags),
+        version=spec.version,
+        output_schema_json=spec.output_schema,
+        deprecated=spec.deprecated,
+        stateless=spec.stateless,
     )
 
 
@@ -83,6 +87,10 @@ def capability_from_pb(message: pb.ToolCapability) -> CapabilitySpec:
         ),
         max_concurrent_tasks=message.max_concurrent_tasks,
         required_tags=tuple(message.required_tags),
+        version=message.version,
+        output_schema=message.output_schema_json,
+        deprecated=message.deprecated,
+        stateless=message.stateless,
     )
 
 

@@ -95,18 +95,26 @@ class ToolParameter(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., description: _Optional[str] = ..., required: _Optional[bool] = ..., json_schema: _Optional[str] = ...) -> None: ...
 
 class ToolCapability(_message.Message):
-    __slots__ = ("name", "description", "parameters", "max_concurrent_tasks", "required_tags")
+    __slots__ = ("name", "description", "parameters", "max_concurrent_tasks", "required_tags", "version", "output_schema_json", "deprecated", "stateless")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     MAX_CONCURRENT_TASKS_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_TAGS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
+    DEPRECATED_FIELD_NUMBER: _ClassVar[int]
+    STATELESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     parameters: _containers.RepeatedCompositeFieldContainer[ToolParameter]
     max_concurrent_tasks: int
     required_tags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ToolParameter, _Mapping]]] = ..., max_concurrent_tasks: _Optional[int] = ..., required_tags: _Optional[_Iterable[str]] = ...) -> None: ...
+    version: str
+    output_schema_json: str
+    deprecated: str
+    stateless: bool
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ToolParameter, _Mapping]]] = ..., max_concurrent_tasks: _Optional[int] = ..., required_tags: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ..., output_schema_json: _Optional[str] = ..., deprecated: _Optional[str] = ..., stateless: _Optional[bool] = ...) -> None: ...
 
 class WorkerInfo(_message.Message):
     __slots__ = ("worker_id", "name", "version", "address", "tags", "last_heartbeat", "capabilities", "current_load", "max_concurrent_tasks", "load_report", "state", "state_reason")
@@ -494,6 +502,27 @@ class WorkerEvent(_message.Message):
     reason: str
     def __init__(self, type: _Optional[_Union[WorkerEventType, str]] = ..., worker: _Optional[_Union[WorkerInfo, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class VersionSplit(_message.Message):
+    __slots__ = ("capability", "weights")
+    class WeightsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    CAPABILITY_FIELD_NUMBER: _ClassVar[int]
+    WEIGHTS_FIELD_NUMBER: _ClassVar[int]
+    capability: str
+    weights: _containers.ScalarMap[str, int]
+    def __init__(self, capability: _Optional[str] = ..., weights: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class VersionSplits(_message.Message):
+    __slots__ = ("splits",)
+    SPLITS_FIELD_NUMBER: _ClassVar[int]
+    splits: _containers.RepeatedCompositeFieldContainer[VersionSplit]
+    def __init__(self, splits: _Optional[_Iterable[_Union[VersionSplit, _Mapping]]] = ...) -> None: ...
+
 class ClaimRequest(_message.Message):
     __slots__ = ("task_id", "release", "claimant")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
@@ -737,7 +766,7 @@ class PurgeDeadLettersResponse(_message.Message):
     def __init__(self, purged: _Optional[int] = ...) -> None: ...
 
 class SubmitTaskRequest(_message.Message):
-    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds", "exact_timeout_seconds", "owner", "not_before", "delay_seconds", "require_approval", "session_key")
+    __slots__ = ("task", "idempotency_key", "retry_policy", "queue_timeout_seconds", "exact_timeout_seconds", "owner", "not_before", "delay_seconds", "require_approval", "session_key", "version", "session_hard", "session_wait_seconds")
     TASK_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     RETRY_POLICY_FIELD_NUMBER: _ClassVar[int]
@@ -748,6 +777,9 @@ class SubmitTaskRequest(_message.Message):
     DELAY_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_APPROVAL_FIELD_NUMBER: _ClassVar[int]
     SESSION_KEY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_HARD_FIELD_NUMBER: _ClassVar[int]
+    SESSION_WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     task: Task
     idempotency_key: str
     retry_policy: RetryPolicy
@@ -758,7 +790,10 @@ class SubmitTaskRequest(_message.Message):
     delay_seconds: float
     require_approval: bool
     session_key: str
-    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ..., exact_timeout_seconds: _Optional[float] = ..., owner: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay_seconds: _Optional[float] = ..., require_approval: _Optional[bool] = ..., session_key: _Optional[str] = ...) -> None: ...
+    version: str
+    session_hard: bool
+    session_wait_seconds: float
+    def __init__(self, task: _Optional[_Union[Task, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., retry_policy: _Optional[_Union[RetryPolicy, _Mapping]] = ..., queue_timeout_seconds: _Optional[float] = ..., exact_timeout_seconds: _Optional[float] = ..., owner: _Optional[str] = ..., not_before: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., delay_seconds: _Optional[float] = ..., require_approval: _Optional[bool] = ..., session_key: _Optional[str] = ..., version: _Optional[str] = ..., session_hard: _Optional[bool] = ..., session_wait_seconds: _Optional[float] = ...) -> None: ...
 
 class SubmitTaskResponse(_message.Message):
     __slots__ = ("task_id", "worker_id", "worker_address", "duplicate")

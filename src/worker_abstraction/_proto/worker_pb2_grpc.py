@@ -837,6 +837,16 @@ class OrchestratorServiceStub:
                 request_serializer=worker__abstraction_dot_worker__pb2.ClaimRequest.SerializeToString,
                 response_deserializer=worker__abstraction_dot_worker__pb2.TaskRecord.FromString,
                 _registered_method=True)
+        self.ListVersionSplits = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/ListVersionSplits',
+                request_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.VersionSplits.FromString,
+                _registered_method=True)
+        self.SetVersionSplit = channel.unary_unary(
+                '/worker_abstraction.OrchestratorService/SetVersionSplit',
+                request_serializer=worker__abstraction_dot_worker__pb2.VersionSplit.SerializeToString,
+                response_deserializer=worker__abstraction_dot_worker__pb2.VersionSplits.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServiceServicer:
@@ -1085,6 +1095,21 @@ class OrchestratorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListVersionSplits(self, request, context):
+        """Added: how this orchestrator splits each capability's tasks between its versions (canaries).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetVersionSplit(self, request, context):
+        """Added: set a capability's split (empty weights: remove it); operators only. INVALID_ARGUMENT: a weight
+        or version range that does not parse. Returns every split.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1247,6 +1272,16 @@ def add_OrchestratorServiceServicer_to_server(servicer, server):
                     servicer.ClaimTask,
                     request_deserializer=worker__abstraction_dot_worker__pb2.ClaimRequest.FromString,
                     response_serializer=worker__abstraction_dot_worker__pb2.TaskRecord.SerializeToString,
+            ),
+            'ListVersionSplits': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersionSplits,
+                    request_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.VersionSplits.SerializeToString,
+            ),
+            'SetVersionSplit': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetVersionSplit,
+                    request_deserializer=worker__abstraction_dot_worker__pb2.VersionSplit.FromString,
+                    response_serializer=worker__abstraction_dot_worker__pb2.VersionSplits.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2114,6 +2149,60 @@ class OrchestratorService:
             '/worker_abstraction.OrchestratorService/ClaimTask',
             worker__abstraction_dot_worker__pb2.ClaimRequest.SerializeToString,
             worker__abstraction_dot_worker__pb2.TaskRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersionSplits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/ListVersionSplits',
+            google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            worker__abstraction_dot_worker__pb2.VersionSplits.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetVersionSplit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/worker_abstraction.OrchestratorService/SetVersionSplit',
+            worker__abstraction_dot_worker__pb2.VersionSplit.SerializeToString,
+            worker__abstraction_dot_worker__pb2.VersionSplits.FromString,
             options,
             channel_credentials,
             insecure,

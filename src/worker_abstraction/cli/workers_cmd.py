@@ -4,7 +4,8 @@ The state is ACTIVE, or SUSPECT with its reason (e.g. `SUSPECT (no heartbeat for
 that stopped heartbeating but is not evicted yet.
 
 With --json, print a JSON list instead, one object per worker with the keys worker_id, name, version,
-address, tags, capabilities (name, description, parameters: name, type, description, required),
+address, tags, capabilities (name, version, deprecated, stateless, description, parameters: name, type,
+description, required),
 current_load, last_heartbeat (ISO 8601, or null), state ("ACTIVE" or "SUSPECT") and state_reason
 (empty when ACTIVE). Exits 1 when the registry cannot be reached.
 
@@ -28,7 +29,7 @@ from worker_abstraction.cli import add_registry_argument, cannot_reach, unreacha
 from worker_abstraction.cli.config import Settings
 from worker_abstraction.cli.tls import tls_of
 from worker_abstraction.errors import OrchestratorUnavailableError, PermissionDeniedError, RegistryUnavailableError
-from worker_abstraction.types import WorkerHealth, WorkerInfo
+from worker_abstraction.types import CapabilitySpec, WorkerHealth, WorkerInfo
 
 NAME = "workers"
 SUMMARY = "list the live workers"
@@ -77,6 +78,9 @@ def worker_to_json(worker: WorkerInfo) -> dict[str, Any]:
         "capabilities": [
             {
                 "name": cap.name,
+                "version": cap.semver,
+                "deprecated": cap.deprecated,
+                "stateless": cap.stateless,
                 "description": cap.description,
                 "parameters": [
                     {"name": p.name, "type": p.type, "description": p.description, "required": p.required}
@@ -90,6 +94,12 @@ def worker_to_json(worker: WorkerInfo) -> dict[str, Any]:
         "state": worker.state.name,
         "state_reason": worker.state_reason,
     }
+
+
+def capability_label(capability: CapabilitySpec) -> str:
+    """A capability as the table shows it: its name, `@version` when it declares one, `(deprecated)`."""
+    label = f"{capability.name}@{capability.version}" if capability.version else capability.name
+    return f"{label}(deprecated)" if capability.deprecated else label
 
 
 def state(worker: WorkerInfo) -> str:
@@ -119,7 +129,7 @@ def render_table(workers: list[WorkerInfo], now: datetime, health: dict[str, Wor
             w.worker_id,
             w.name,
             w.address,
-            ",".join(c.name for c in w.capabilities) or "-",
+            ",".join(capability_label(c) for c in w.capabilities) or "-",
             str(w.current_load),
             age(w.last_heartbeat, now),
             *(() if health is None else (health[w.worker_id].circuit, str(health[w.worker_id].in_flight))),

@@ -17,7 +17,7 @@ from typing import Any, Protocol, Self, Unpack
 
 from worker_abstraction.errors import InvalidParametersError, TaskNotFoundError
 from worker_abstraction.exchanges import InputAnswer
-from worker_abstraction.options import TaskOptionFields, TaskOptions, options_of
+from worker_abstraction.options import TaskOptionFields, TaskOptions, options_of, versioned
 from worker_abstraction.orchestrator.core import batch
 from worker_abstraction.orchestrator.core.gates import ConcurrencyLimit, LimitSet, RateLimit
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
@@ -103,6 +103,19 @@ class AsyncOrchestratorAPI(Protocol):
         """Waiting tasks held back by a rate or concurrency limit, per capability, and when they may start."""
         ...
 
+    async def version_splits(self) -> dict[str, dict[str, int]]:
+        """How each capability's tasks are split between its versions: capability -> {range: weight}."""
+        ...
+
+    async def set_version_split(self, capability: str, weights: Mapping[str, int]) -> dict[str, dict[str, int]]:
+        """Split a capability's tasks between its versions by weight, e.g. `{"1.0.0": 90, "2.0.0": 10}` for a
+        canary (empty: no split); until the orchestrator stops. Returns every split (see `core.splits`).
+
+        Raises:
+            InvalidParametersError: a range that does not parse or a weight out of range (all listed).
+        """
+        ...
+
     async def execute_task(
         self,
         capability: str,
@@ -135,7 +148,8 @@ class AsyncOrchestratorAPI(Protocol):
             OrchestratorUnavailableError: (daemon) it could not be reached; whether it accepted the task is
                 unknown, so submit again with the same `idempotency_key` to be sure of exactly one task.
         """
-        return await self._submit(capability, params, options_of(options, overrides))
+        capability, chosen = versioned(capability, options_of(options, overrides))
+        return await self._submit(capability, params, chosen)
 
     def execute_many(
         self,
@@ -155,7 +169,7 @@ class AsyncOrchestratorAPI(Protocol):
             The errors of `execute_task`, for the first task that hits them; tasks already submitted keep
             running.
         """
-        chosen = options_of(options, overrides)
+        capability, chosen = versioned(capability, options_of(options, overrides))
         return batch.execute_many(self._submit, capability, params, chosen, max_pending=max_pending)
 
     async def watch(self, task_id: str) -> AsyncTaskHandle:

@@ -310,6 +310,15 @@ class AsyncOrchestrator(EmbeddedSchedules, AsyncOrchestratorAPI):
         self.engine.crew.scheduler.pump()
         return gates.current
 
+    async def version_splits(self) -> dict[str, dict[str, int]]:
+        return self.engine.crew.scheduler.splits.all()
+
+    async def set_version_split(self, capability: str, weights: Mapping[str, int]) -> dict[str, dict[str, int]]:
+        scheduler = self.engine.crew.scheduler
+        scheduler.splits.set(capability, weights)
+        scheduler.pump()
+        return scheduler.splits.all()
+
     async def limited_queues(self) -> list[LimitedQueue]:
         gates = self.engine.crew.scheduler.gates
         return [

@@ -301,6 +301,12 @@ class Orchestrator:
     def limited_queues(self) -> list[LimitedQueue]:
         return self._loop.run(self._core.limited_queues())
 
+    def version_splits(self) -> dict[str, dict[str, int]]:
+        return self._loop.run(self._core.version_splits())
+
+    def set_version_split(self, capability: str, weights: Mapping[str, int]) -> dict[str, dict[str, int]]:
+        return self._loop.run(self._core.set_version_split(capability, weights))
+
     def add_schedule(self, schedule: Schedule) -> ScheduleInfo:
         return self._loop.run(self._core.add_schedule(schedule))
 

@@ -84,6 +84,6 @@ def _weight(event: WorkerEvent) -> int:
         return 256
     size = 512 + len(worker.name) + len(worker.address) + sum(len(tag) for tag in worker.tags)
     for capability in worker.capabilities:
-        size += 128 + len(capability.name) + len(capability.description)
+        size += 128 + len(capability.name) + len(capability.description) + len(capability.output_schema)
         size += sum(64 + len(p.name) + len(p.description) + len(p.json_schema) for p in capability.parameters)
     return size

@@ -7,7 +7,7 @@ number and length of its names, and its parameter schemas must be usable (see `s
 
 from __future__ import annotations
 
-from worker_abstraction import schemas
+from worker_abstraction import schemas, versions
 from worker_abstraction.codec import ascii_decimal, json_problem, short
 from worker_abstraction.options import MAX_ID_LENGTH
 from worker_abstraction.types import PARAMETER_TYPES, CapabilitySpec, WorkerInfo
@@ -56,6 +56,10 @@ def _capability_problems(cap: CapabilitySpec, where: str) -> list[str]:
     problems += _tags(f"{where}.required_tags", cap.required_tags)
     if cap.max_concurrent_tasks < 0:
         problems.append(f"{where}.max_concurrent_tasks must be >= 0 (0: no limit), got {cap.max_concurrent_tasks}")
+    if cap.version:
+        problems += [f"{where}.{problem}" for problem in versions.version_problems(cap.version)]
+    problems += _text(f"{where}.deprecated", cap.deprecated, MAX_DESCRIPTION_LENGTH, printable=False)
+    problems += [f"{where}.output_schema_json: {problem}" for problem in _schema_problems(cap.output_schema)]
     if len(cap.parameters) > MAX_PARAMETERS:
         problems.append(f"{where} may take at most {MAX_PARAMETERS} parameters, got {len(cap.parameters)}")
     parameter_names: set[str] = set()

@@ -7,9 +7,10 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from types import TracebackType
+from dataclasses import replace
+from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar
 
 from worker_abstraction import _rpc
@@ -79,6 +80,7 @@ class BaseWorker:
     version: ClassVar[str] = "0.1.0"
     max_concurrent_tasks: ClassVar[int | None] = None  # None: `default_slots`; 0: no limit
     capabilities: ClassVar[dict[str, CapabilityDef]] = {}
+    stateless: ClassVar[bool] = False  # True: every capability keeps no state between tasks (see `sessions`)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -139,6 +141,7 @@ class BaseWorker:
                 "worker for a thread; keep max_concurrent_tasks <= max_threads",
                 type(self).__name__, self.slots, threads, ", ".join(plain[:5]),
             )  # fmt: skip
+        self._definitions: dict[str, CapabilityDef] = dict(self.capabilities)  # what it serves (set_capabilities)
         self._load_meter = LoadMeter()
         self._cancel_grace = cancel_grace_seconds
         self._heartbeat_interval = heartbeat_interval_seconds
@@ -183,7 +186,9 @@ class BaseWorker:
             address=self.address,
             version=self.worker_version,
             tags=self.tags,
-            capabilities=tuple(self.capability_specs()),
+            capabilities=tuple(
+                replace(d.spec, stateless=True) if self.stateless else d.spec for d in self._definitions.values()
+            ),
             current_load=self.load,
             max_concurrent_tasks=self.slots,
         )
@@ -198,11 +203,11 @@ class BaseWorker:
         Raises:
             InvalidWorkerInfoError: the registry refused this worker's description.
         """
-        if not self.capabilities:
+        if not self._definitions:
             logger.warning("%s declares no @capability methods", type(self).__name__)
         self._servicer = WorkerServicer(
             self,
-            self.capabilities,
+            self._definitions,
             self.info,
             self._executor,
             max_concurrent_tasks=self.slots,
@@ -235,6 +240,30 @@ class BaseWorker:
             except BaseException:
                 await self._server.stop(None)
                 raise
+
+    async def set_capabilities(self, definitions: Iterable[CapabilityDef]) -> None:
+        """Serve these capabilities from now on, instead of the ones served so far (tools found at run time:
+        see `capability.schema_capability`); once started, the worker registers again at once, so
+        orchestrators see the change. Tasks running keep running.
+
+        Raises:
+            InvalidCapabilityError: two definitions of one name.
+            InvalidWorkerInfoError: the registry refused the new description.
+        """
+        found: dict[str, CapabilityDef] = {}
+        for definition in definitions:
+            if definition.spec.name in found:
+                raise InvalidCapabilityError(f"{self.name}: two definitions of capability {definition.spec.name!r}")
+            found[definition.spec.name] = definition
+        self._definitions.clear()  # (in place: the servicer serves from this very mapping)
+        self._definitions.update(found)
+        if self._membership is not None:
+            await self._membership.refresh()
+
+    @property
+    def served(self) -> Mapping[str, CapabilityDef]:
+        """The capabilities this worker serves now, by name."""
+        return MappingProxyType(self._definitions)
 
     async def wait_registered(self, timeout_seconds: float = 10.0) -> None:
         """Wait until the registry has accepted this worker."""

@@ -68,6 +68,16 @@ class Membership:
                 logger.warning("could not deregister (the registry will evict this worker): %s", error)
             self.registered.clear()
 
+    async def refresh(self) -> None:
+        """Register again now, with what the worker says of itself now (its capabilities changed); while the
+        registry is unreachable, the membership keeps trying in the background as it does anyway."""
+        try:
+            await self._register()
+        except RegistryUnavailableError as error:
+            logger.warning("registry unreachable, will keep trying: %s", error)
+            self.registered.clear()
+            self._wake.set()
+
     def nudge(self) -> None:
         """Send the next heartbeat now (e.g. the load changed a lot)."""
         self._wake.set()

@@ -14,6 +14,8 @@ from worker_abstraction.orchestrator.core.scheduler import Placeable, Scheduler
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.types import TaskSpec, WorkerInfo
 from worker_abstraction.validation import parameter_problems
+from worker_abstraction.versions import ANY as ANY_VERSION
+from worker_abstraction.versions import VersionRange
 
 _NO_TAGS: frozenset[str] = frozenset()
 
@@ -36,6 +38,8 @@ class Wanted:
     avoid: frozenset[str] = _NO_TAGS
     gate: str = ""
     session_key: str = ""
+    versions: VersionRange = ANY_VERSION
+    session_until: float = 0.0
 
     @classmethod
     def of(cls, spec: TaskSpec) -> Wanted:
@@ -47,6 +51,7 @@ class Wanted:
             options.worker_id,
             options.priority,
             options.fairness_key,
+            versions=VersionRange.parse(options.version) if options.version else ANY_VERSION,
         )
 
     def place(self, worker: WorkerInfo) -> None:
@@ -81,7 +86,10 @@ def admit(
     if not fitting:
         wanted = [f"tags {sorted(task.required_tags)}"] if task.required_tags else []
         wanted += [f"worker {task.pinned!r}"] if task.pinned else []
-        offers = "; ".join(f"{w.worker_id} tags {sorted(w.tags)}" for w in capable[:20])
+        wanted += [f"version {task.versions}"] if task.versions.alternatives else []
+        offers = "; ".join(
+            f"{w.worker_id} {_version_of(w, spec.capability)} tags {sorted(w.tags)}" for w in capable[:20]
+        )
         needs = {t for w in capable for c in w.capabilities if c.name == spec.capability for t in c.required_tags}
         if needs:
             wanted.append(f"the capability's own required tags {sorted(needs)}")
@@ -97,6 +105,11 @@ def admit(
     problems = parameter_problems(declared, spec.params) if declared is not None else []
     if problems:
         raise InvalidParametersError(problems)
+
+
+def _version_of(worker: WorkerInfo, capability: str) -> str:
+    spec = worker.capability(capability)
+    return f"version {spec.semver}" if spec is not None else ""
 
 
 def _why_no_worker(directory: WorkerDirectory) -> str:

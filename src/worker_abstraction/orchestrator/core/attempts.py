@@ -37,8 +37,11 @@ def place(run: TaskRun, worker: WorkerInfo) -> None:
     run._reuse_number = False
     run.phase = Phase.SENDING
     state.begin_attempt(number, worker.worker_id, worker.address)
-    if run.session_key:  # (the key's worker was gone: it moves here, and the handler is told)
-        live = run._crew.scheduler.workers.keys()
+    spec = worker.capability(run.capability)
+    if spec is not None and spec.deprecated:
+        _report_deprecated(run.capability, spec.semver, spec.deprecated)
+    if run.session_key and not (spec is not None and spec.stateless):
+        live = run._crew.scheduler.workers.keys()  # (the key's worker was gone: it moves here, the handler told)
         run.session_moved = run._crew.scheduler.sessions.bind(run.session_key, worker.worker_id, live=live)
     run._crew.standing.dispatched(worker.worker_id)
     run._start_deadline()
@@ -49,6 +52,17 @@ def place(run: TaskRun, worker: WorkerInfo) -> None:
         run._spawn(sending, f"store-{run.spec.task_id}")
     else:
         _send(run, worker, number, trace_context)
+
+
+_DEPRECATED_SEEN: set[tuple[str, str]] = set()
+
+
+def _report_deprecated(capability: str, version: str, advice: str) -> None:
+    """Log, once per capability version, that tasks go to a deprecated version (`wa versions` lists them)."""
+    if (capability, version) in _DEPRECATED_SEEN or len(_DEPRECATED_SEEN) >= 1024:
+        return
+    _DEPRECATED_SEEN.add((capability, version))
+    logger.warning("tasks of %r go to deprecated version %s: %s", capability, version, advice[:200])
 
 
 async def _store_and_send(

@@ -49,6 +49,7 @@ from worker_abstraction.orchestrator.core.facts import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Hold
 from worker_abstraction.orchestrator.core.phase import Phase
+from worker_abstraction.orchestrator.core.sessions import SESSION_WAIT_SECONDS
 from worker_abstraction.orchestrator.core.sinks import AttemptSinks
 from worker_abstraction.orchestrator.core.state import TaskState, task_record
 from worker_abstraction.orchestrator.edge.dispatch import AttemptSink
@@ -60,6 +61,8 @@ from worker_abstraction.types import (
     TaskUpdate,
     WorkerInfo,
 )
+from worker_abstraction.versions import ANY as ANY_VERSION
+from worker_abstraction.versions import VersionRange
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +106,10 @@ class TaskRun:
         "retry",
         "session_key",
         "session_moved",
+        "session_until",
         "spec",
         "state",
+        "versions",
     )  # fmt: skip
 
     def __init__(self, hold: Hold, crew: Crew, *, queue_timeout_seconds: float | None = None) -> None:
@@ -134,6 +139,12 @@ class TaskRun:
         self.fairness_key = options.fairness_key
         self.session_key = options.session_key
         self.session_moved = False  # the scheduler says so as it places it: the key's worker was gone
+        self.session_until = (
+            crew.clock.now() + (options.session_wait_seconds or SESSION_WAIT_SECONDS)
+            if options.session_hard and options.session_key
+            else 0.0
+        )
+        self.versions = VersionRange.parse(options.version) if options.version else ANY_VERSION
         gates = crew.scheduler.gates
         self.gate = (
             gates.key_of(spec.capability, options.fairness_key, spec.params) if gates.limited(spec.capability) else ""

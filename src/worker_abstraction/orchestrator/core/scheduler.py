@@ -9,6 +9,11 @@ until one of our tasks on it ends or a short back-off passes. Among the workers 
 carrying more preferred tags wins, then the one with the lowest share of its slots in use; remaining ties
 rotate, so equal workers take turns.
 
+A task asking for a version range fits only workers whose version of the capability is in it (its queue is
+the range's own); a capability with a version split (`splits`) first narrows the candidates to the version
+whose turn it is. A task with a session key prefers the key's worker (`sessions`); one with hard affinity
+waits for it, in a queue of its own, until its session wait ends.
+
 The scheduler knows tasks only as `Placeable`s; it reserves a slot, then tells the task where it goes.
 """
 
@@ -26,12 +31,15 @@ from worker_abstraction.orchestrator.core.gates import Gates
 from worker_abstraction.orchestrator.core.health import WorkerStanding, denied_everywhere
 from worker_abstraction.orchestrator.core.queue import QueuedTask, TaskQueue
 from worker_abstraction.orchestrator.core.sessions import SessionBindings
+from worker_abstraction.orchestrator.core.splits import VersionSplits
 from worker_abstraction.orchestrator.edge.discovery import WorkerDirectory
 from worker_abstraction.types import WorkerInfo
+from worker_abstraction.versions import VersionRange
 
 logger = logging.getLogger(__name__)
 
-QueueKey = tuple[str, frozenset[str], str, str]  # capability, required tags, pinned worker id, gate key
+# capability, required tags, pinned worker id, gate key, version range, hard session key
+QueueKey = tuple[str, frozenset[str], str, str, str, str]
 
 _UNLIMITED_SLOTS = 1024  # how an unlimited worker counts when comparing how busy workers are
 
@@ -70,6 +78,16 @@ class Placeable(Protocol):
     @property
     def gate(self) -> str:
         """The key its capability's limits count it under ("" for none; see `gates`)."""
+        ...
+
+    @property
+    def versions(self) -> VersionRange:
+        """The capability versions it may run on."""
+        ...
+
+    @property
+    def session_until(self) -> float:
+        """Hard affinity: until this instant (the clock's) it waits for its key's worker (0: soft)."""
         ...
 
     def cancel_soon(self, reason: str) -> None:
@@ -119,6 +137,7 @@ class Scheduler:
         self._in_flight_capability: Counter[tuple[str, str]] = Counter()
         self._held_back: dict[str, float] = {}  # worker id -> when it may get tasks again
         self.sessions = SessionBindings()  # session key -> its worker (bound as its tasks are placed: `attempts`)
+        self.splits = VersionSplits()
         self._turn = 0
         self._pumping = False
         self.gates = gates or Gates()
@@ -144,7 +163,7 @@ class Scheduler:
     def depths(self) -> dict[str, dict[int, int]]:
         """Waiting tasks per capability and priority."""
         depths: dict[str, Counter[int]] = {}
-        for (capability, _, _, _), queue in self._queues.items():
+        for (capability, *_), queue in self._queues.items():
             depths.setdefault(capability, Counter()).update(queue.depth_by_priority())
         return {capability: dict(sorted(c.items(), reverse=True)) for capability, c in sorted(depths.items())}
 
@@ -259,6 +278,8 @@ class Scheduler:
         spec = worker.capability(task.capability)
         if spec is None or (task.pinned and worker.worker_id != task.pinned):
             return False
+        if task.versions.alternatives and not task.versions.allows(spec.semver):
+            return False
         if spec.required_tags and not {t.lower() for t in spec.required_tags} <= worker.tag_set:
             return False
         return task.required_tags <= worker.tag_set
@@ -294,7 +315,7 @@ class Scheduler:
         """Per capability: tasks waiting on a limit, and the seconds until the first may start (inf: until
         one in flight ends)."""
         found: dict[str, tuple[int, float]] = {}
-        for (capability, _, _, gate), queue in self._queues.items():
+        for (capability, _, _, gate, _, _), queue in self._queues.items():
             if not self.gates.limited(capability) or not len(queue):
                 continue
             wait = self.gates.wait(capability, gate, self._clock.now())
@@ -361,12 +382,26 @@ class Scheduler:
         candidates = [
             w for w in self._directory.capable(task.capability) if self.fits(task, w) and self._has_room(task, w, now)
         ]
+        bound = self.sessions.worker_of(task.session_key) if task.session_key else None
+        if bound is not None and task.session_until:
+            if now < task.session_until:  # hard affinity: its key's worker, or nothing yet
+                candidates = [w for w in candidates if w.worker_id == bound]
+                if not candidates:
+                    self._gate_pump_in(task.session_until - now)
+                    return None
+            else:
+                bound = None
         if not candidates:
             return None
+        if task.capability in self.splits:
+            candidates = list(self.splits.choose(task.capability, candidates))
         self._turn += 1
         count = len(candidates)
         avoid = task.avoid
-        bound = self.sessions.worker_of(task.session_key) if task.session_key else None
+        if bound is not None:
+            spec = candidates[0].capability(task.capability)
+            if spec is not None and spec.stateless:  # (nothing kept for the key: it goes anywhere)
+                bound = None
 
         def preference(index: int) -> tuple[bool, bool, int, float, int]:
             worker = candidates[index]
@@ -402,4 +437,5 @@ class Scheduler:
 
 
 def _key(task: Placeable) -> QueueKey:
-    return (task.capability, task.required_tags, task.pinned, task.gate)
+    hard = task.session_key if task.session_until else ""  # (waiting for its worker, it holds up no other)
+    return (task.capability, task.required_tags, task.pinned, task.gate, task.versions.text, hard)

@@ -5,6 +5,12 @@ run elsewhere, and the key stays where it was. Once the key's worker is gone (it
 moves to the worker the next task of it goes to, and that task is told (`Task.session_moved`, the handler's
 `ctx.session_moved`): what the old worker kept for the key is lost. The bindings are bounded (the least
 recently used keys are forgotten first: their next task binds again, as a new key's would, and is not told).
+
+Hard affinity (`TaskOptions.session_hard`): a task of a bound key waits for the key's worker, busy or gone (it
+may come back: a worker restarted with its id), up to its session wait (`SESSION_WAIT_SECONDS` by default,
+counted from its acceptance); then it goes as with soft affinity. A capability that declares itself stateless
+(`@capability(stateless=True)`, or a worker's `stateless = True`) neither binds keys nor waits for them: its
+tasks go wherever there is room.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections import OrderedDict
 from collections.abc import Container
 
 MAX_SESSIONS = 100_000  # keys remembered at once
+SESSION_WAIT_SECONDS = 30.0  # how long a hard-affine task waits for its key's worker, by default
 
 
 class SessionBindings:

@@ -15,7 +15,7 @@ from grpc import aio
 
 from worker_abstraction import _convert
 from worker_abstraction._convert import bounds
-from worker_abstraction._convert.limits import limits_from_pb, limits_to_pb
+from worker_abstraction._convert.limits import limits_from_pb, limits_to_pb, splits_to_pb
 from worker_abstraction._proto import worker_pb2 as pb
 from worker_abstraction._proto import worker_pb2_grpc as pb_grpc
 from worker_abstraction.errors import InvalidParametersError
@@ -164,6 +164,13 @@ class OrchestratorServicer(pb_grpc.OrchestratorServiceServicer):  # type: ignore
         if not 1 <= len(request.capability) <= 256:
             raise InvalidParametersError(["capability must name a capability (1-256 characters)"])
         return limits_to_pb(await self._orchestrator.remove_limits(request.capability))
+
+    async def ListVersionSplits(self, request: empty_pb2.Empty, context: Context) -> pb.VersionSplits:
+        return splits_to_pb(await self._orchestrator.version_splits())
+
+    async def SetVersionSplit(self, request: pb.VersionSplit, context: Context) -> pb.VersionSplits:
+        bounds.check(request)
+        return splits_to_pb(await self._orchestrator.set_version_split(request.capability, dict(request.weights)))
 
     # ---- schedules (see `schedules.py`) ----------------------------------------------------------------
 

@@ -160,6 +160,17 @@ class RemoteOrchestrator(RemoteAsking, AsyncOrchestratorAPI):
         request = pb.RemoveLimitsRequest(capability=capability)
         return limits_from_pb(await self._call(self._stub.RemoveLimits, request))
 
+    async def version_splits(self) -> dict[str, dict[str, int]]:
+        from worker_abstraction._convert.limits import splits_from_pb
+
+        return splits_from_pb(await self._call(self._stub.ListVersionSplits, empty_pb2.Empty()))
+
+    async def set_version_split(self, capability: str, weights: Mapping[str, int]) -> dict[str, dict[str, int]]:
+        from worker_abstraction._convert.limits import splits_from_pb
+
+        request = pb.VersionSplit(capability=capability, weights=dict(weights))
+        return splits_from_pb(await self._call(self._stub.SetVersionSplit, request))
+
     async def limited_queues(self) -> list[LimitedQueue]:
         stats = await self._call(self._stub.GetQueueStats, empty_pb2.Empty())
         return [
