@@ -47,7 +47,11 @@ _log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
-    parser.add_argument("worker", metavar="WORKER", help="the worker class, as package.module:ClassName")
+    served = parser.add_mutually_exclusive_group(required=True)  # what the worker serves: one of these
+    served.add_argument("worker", metavar="WORKER", nargs="?", help="the worker class, as package.module:ClassName")
+    served.add_argument(
+        "--mcp", metavar="COMMAND_OR_URL", help="serve the tools of the MCP server COMMAND_OR_URL (no WORKER)"
+    )
     add_worker_options(parser, settings)
 
 
@@ -176,6 +180,14 @@ def _import(module_name: str) -> ModuleType:
 
 async def run(args: argparse.Namespace) -> int:
     """Start the worker, serve until a signal, then stop it gracefully and return 0."""
+    if args.mcp:
+        if args.worker:
+            raise UsageError("give WORKER or --mcp COMMAND_OR_URL, not both")
+        from worker_abstraction.interop.mcp_worker import McpWorker
+
+        return await run_worker(McpWorker.serving(args.mcp), args)
+    if not args.worker:
+        raise UsageError("WORKER is required (package.module:ClassName), unless --mcp COMMAND_OR_URL is given")
     return await run_worker(load_worker_class(args.worker), args)
 
 
