@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.conftest import Gates, eventually
+from tests.e2e.processes import Start, start  # noqa: F401  (the fixture that starts `wa` processes)
 from tests.interop.a2a_agent import SkillAgent, serving
 from worker_abstraction import RegistryServer
 from worker_abstraction.errors import TaskCanceledError, TaskFailedError
@@ -81,3 +82,17 @@ async def test_an_agents_failure_fails_our_task_with_its_message(orchestrator: A
     with pytest.raises(TaskFailedError) as failed:
         await handle.result(timeout_seconds=10)
     assert failed.value.error_type == "RemoteAgentError" and "nothing to reverse" in failed.value.error_message
+
+
+async def test_wa_worker_a2a_serves_the_agents_skills_from_the_command_line(
+    registry: RegistryServer,
+    agent: tuple[str, SkillAgent],
+    start: Start,  # noqa: F811
+) -> None:
+    process = await start("worker", "--a2a", agent[0], "--registry", registry.address, "--heartbeat-interval", "0.2")
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        (worker,) = await orchestrator.wait_for_workers("reverse", timeout_seconds=10)
+        assert worker.worker_id == process.worker_id
+        handle = await orchestrator.execute_task("reverse", {"text": "drawer"})
+        assert await handle.result(timeout_seconds=10) == "reward"
+    assert await process.stop() == 0
