@@ -104,9 +104,7 @@ async def test_wa_worker_mcp_serves_a_command_with_no_python_written(registry: R
         assert ready.startswith("worker ") and " listening on " in ready
         async with daemon_on(registry) as daemon, RemoteOrchestrator(daemon.address) as remote:
             await remote.wait_for_workers("add", timeout_seconds=10)
-            assert await (await remote.execute_task("add", {"a": 1, "b": 1})).result(timeout_seconds=10) == {
-                "total": 2
-            }
+            assert await (await remote.execute_task("add", {"a": 1, "b": 1})).result(timeout_seconds=10) == {"total": 2}
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(20):
             assert await process.wait() == 0
