@@ -49,6 +49,7 @@ _log = logging.getLogger(__name__)
 def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
     served = parser.add_mutually_exclusive_group(required=True)  # what the worker serves: one of these
     served.add_argument("worker", metavar="WORKER", nargs="?", help="the worker class, as package.module:ClassName")
+    served.add_argument("--a2a", metavar="URL", help="serve the skills of the A2A agent at URL (no WORKER)")
     served.add_argument(
         "--mcp", metavar="COMMAND_OR_URL", help="serve the tools of the MCP server COMMAND_OR_URL (no WORKER)"
     )
@@ -186,8 +187,16 @@ async def run(args: argparse.Namespace) -> int:
         from worker_abstraction.interop.mcp_worker import McpWorker
 
         return await run_worker(McpWorker.serving(args.mcp), args)
+    if args.a2a:
+        if args.worker:
+            raise UsageError("give WORKER or --a2a URL, not both")
+        from worker_abstraction.interop.a2a_worker import A2AWorker
+
+        return await run_worker(A2AWorker.serving(args.a2a), args)
     if not args.worker:
-        raise UsageError("WORKER is required (package.module:ClassName), unless --mcp COMMAND_OR_URL is given")
+        raise UsageError(
+            "WORKER is required (package.module:ClassName), unless --a2a URL or --mcp COMMAND_OR_URL is given"
+        )
     return await run_worker(load_worker_class(args.worker), args)
 
 
