@@ -3,7 +3,9 @@
 //
 //   node client.js --orchestrator 127.0.0.1:50052 --capability word_count --param text='"a b c"'
 //
-// Each --param is KEY=JSON. Exits 0 when the task completed, 1 otherwise.
+// Each --param is KEY=JSON. --version RANGE asks for capability versions in a range (e.g. ^2), and
+// --session-key KEY sends the task to the worker its key's earlier tasks went to. Exits 0 when the task
+// completed, 1 otherwise.
 "use strict";
 
 const path = require("path");
@@ -28,7 +30,12 @@ const parameters = options.params.map((pair) => {
 });
 
 const daemon = new contract.OrchestratorService(options.orchestrator, grpc.credentials.createInsecure());
-daemon.SubmitTask({ task: { capability_name: options.capability, parameters } }, (error, submitted) => {
+const request = {
+  task: { capability_name: options.capability, parameters },
+  version: options.version || "",
+  session_key: options["session-key"] || "",
+};
+daemon.SubmitTask(request, (error, submitted) => {
   if (error) {
     console.error(`refused: ${error.code} ${error.details}`);
     process.exit(2);

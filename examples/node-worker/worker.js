@@ -3,7 +3,12 @@
 // CancelTask, and runs one capability, `word_count`. OpenTaskChannel (the fast path) is left out: the
 // orchestrator asks for it, hears UNIMPLEMENTED, and uses ExecuteTask + StreamTaskStatus instead.
 //
-//   node worker.js --registry 127.0.0.1:50051 [--port 0] [--name node-worker]
+//   node worker.js --registry 127.0.0.1:50051 [--port 0] [--name node-worker] [--version 1.0.0]
+//
+// --version is the capability's semantic version (ToolCapability.version): callers may ask for a range
+// (`wa submit word_count@^2`). A task's session key (Task.session_key, with session_moved when its earlier
+// worker is gone) comes back in the output, with the counts this worker keeps per key: the state a key's
+// tasks find when they all come to one worker.
 //
 // It prints one line once it serves: `worker WORKER_ID listening on HOST:PORT`.
 "use strict";
@@ -27,6 +32,7 @@ const args = Object.fromEntries(
 const registryAddress = args.registry || "127.0.0.1:50051";
 const workerId = `node-${crypto.randomUUID()}`;
 const name = args.name || "node-worker";
+const capabilityVersion = args.version || "1.0.0";
 
 // The capability: what the registry lists, and what runs it.
 const CAPABILITIES = [
@@ -34,13 +40,23 @@ const CAPABILITIES = [
     name: "word_count",
     description: "Count the words of a text (served by a Node.js worker)",
     parameters: [{ name: "text", type: "string", description: "the text", required: true }],
+    version: capabilityVersion,
   },
 ];
-function wordCount(params) {
+const perSession = new Map(); // session key -> words counted for it here (what a stateful worker keeps)
+function wordCount(params, request) {
   const text = params.text;
   if (typeof text !== "string") throw new TypeError("text must be a string");
   const words = text.split(/\s+/).filter((word) => word.length > 0);
-  return { words: words.length, language: "node" };
+  const output = { words: words.length, language: "node" };
+  if (args.version) output.version = capabilityVersion;
+  if (request.session_key) {
+    const total = (perSession.get(request.session_key) || 0) + words.length;
+    perSession.set(request.session_key, total);
+    Object.assign(output, { session_key: request.session_key, session_total: total,
+                            session_moved: Boolean(request.session_moved), worker_id: workerId });
+  }
+  return output;
 }
 
 // Each task's update log, numbered 1, 2, 3, ... (TaskResult.sequence): StreamTaskStatus replays it.
@@ -60,12 +76,12 @@ function append(task, status, fields = {}) {
 }
 const TERMINAL = new Set(["TASK_STATUS_COMPLETED", "TASK_STATUS_FAILED", "TASK_STATUS_CANCELED"]);
 
-function run(task, params) {
+function run(task, params, request) {
   setImmediate(() => {
     append(task, "TASK_STATUS_RUNNING");
     if (task.canceled) return append(task, "TASK_STATUS_CANCELED", { error_message: task.canceled });
     try {
-      const output = wordCount(params);
+      const output = wordCount(params, request);
       append(task, "TASK_STATUS_COMPLETED", { output_json: JSON.stringify(output), progress: 1 });
     } catch (error) {
       append(task, "TASK_STATUS_FAILED", {
@@ -98,7 +114,7 @@ const service = {
     const task = { id: request.task_id, attempt: request.attempt || 0, log: [], listeners: new Set(), canceled: "" };
     tasks.set(task.id, task);
     append(task, "TASK_STATUS_PENDING");
-    run(task, params);
+    run(task, params, request);
     callback(null, { task_id: task.id, accepted: true });
   },
 

@@ -57,13 +57,13 @@ async def node_ready() -> None:
 
 
 @pytest.fixture
-async def node_worker(node_ready: None) -> AsyncIterator[Callable[[str], Awaitable[asyncio.subprocess.Process]]]:
+async def node_worker(node_ready: None) -> AsyncIterator[Callable[..., Awaitable[asyncio.subprocess.Process]]]:
     """Starts `node worker.js --registry ADDRESS` and returns once it serves; kills it at the end."""
     started: list[asyncio.subprocess.Process] = []
 
-    async def _start(registry: str) -> asyncio.subprocess.Process:
+    async def _start(registry: str, *extra: str) -> asyncio.subprocess.Process:
         node = await asyncio.create_subprocess_exec(
-            "node", "worker.js", "--registry", registry, cwd=EXAMPLES / "node-worker",
+            "node", "worker.js", "--registry", registry, *extra, cwd=EXAMPLES / "node-worker",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         started.append(node)
@@ -119,3 +119,42 @@ async def test_a_node_worker_and_a_node_caller_join_the_team(
             return not any(w.offers("word_count") for w in await remote.workers())
 
         await eventually(gone, timeout_seconds=WAIT_SECONDS, what="the stopped Node worker leaves the registry")
+
+
+async def test_node_workers_with_versions_and_session_keys(
+    start: Start, node_worker: Callable[..., Awaitable[asyncio.subprocess.Process]]
+) -> None:
+    """Two Node workers of two versions: a range picks one, a canary split shares tasks between them, and the
+    tasks of one session key all reach one worker, which keeps the key's count."""
+    registry = await start("registry", "--port", "0", *FAST_REGISTRY)
+    await node_worker(registry.address, "--version", "1.2.0")
+    await node_worker(registry.address, "--version", "2.0.0")
+    daemon = await start("orchestrator", "--port", "0", "--registry", registry.address)
+    async with RemoteOrchestrator(daemon.address) as remote:
+        await remote.wait_for_workers("word_count", count=2, timeout_seconds=WAIT_SECONDS)
+        versions = sorted(w.capability("word_count").version for w in await remote.workers())  # type: ignore[union-attr]
+        assert versions == ["1.2.0", "2.0.0"]
+        for wanted, version in (("^2", "2.0.0"), ("~1.2", "1.2.0")):
+            handle = await remote.execute_task(f"word_count@{wanted}", {"text": "a b"})
+            assert (await handle.result(timeout_seconds=WAIT_SECONDS))["version"] == version
+
+        client = EXAMPLES / "node-client"
+        totals = []
+        for text in ("one", "two three", "four five six"):
+            code, out, err = await _node("client.js", "--orchestrator", daemon.address, "--capability", "word_count",
+                                         "--param", f'text="{text}"', "--session-key", "cart-7",
+                                         cwd=client)  # fmt: skip
+            assert code == 0, err
+            totals.append(json.loads(out.splitlines()[-1]))
+        assert len({t["worker_id"] for t in totals}) == 1 and [t["session_total"] for t in totals] == [1, 3, 6]
+        code, out, err = await _node("client.js", "--orchestrator", daemon.address, "--capability", "word_count",
+                                     "--version", "^1", "--param", 'text="x"', cwd=client)  # fmt: skip
+        assert code == 0 and json.loads(out.splitlines()[-1])["version"] == "1.2.0", err
+
+        split = await wa("versions", "split", "word_count", "1.2.0=3", "2.0.0=1", "--orchestrator", daemon.address)
+        assert split.code == 0, split.err
+        ran = [
+            (await (await remote.execute_task("word_count", {"text": "a"})).result(timeout_seconds=WAIT_SECONDS))
+            for _ in range(40)
+        ]
+        assert sorted(r["version"] for r in ran).count("2.0.0") == 10  # (3:1, turn by turn)

@@ -155,6 +155,8 @@ async def test_versions_and_splits_through_the_daemon_and_wa(
         await remote.wait_for_workers("summarize", count=2, timeout_seconds=10)
         assert await (await remote.execute_task("summarize@^2", {})).result(timeout_seconds=10) == "2.1.0"
         at = ("--orchestrator", daemon.address)
+        assert await _wa("submit", "summarize@>=2 <3", "--json", *at) == 0
+        assert json.loads(capsys.readouterr().out.splitlines()[-1])["output"] == "2.1.0"
         assert await _wa("versions", "split", "summarize", "1.4.0=0", "^2=1", *at) == 0
         shown = capsys.readouterr().out
         assert "summarize: 1.4.0 (1 worker, deprecated: use ^2), 2.1.0 (1 worker); split 1.4.0=0 ^2=1" in shown

@@ -40,6 +40,7 @@ from worker_abstraction.orchestrator.api import AsyncOrchestratorAPI
 from worker_abstraction.orchestrator.remote.client import RemoteOrchestrator
 from worker_abstraction.tls import TLSConfig
 from worker_abstraction.types import CapabilitySpec, WorkerState
+from worker_abstraction.versions import split_capability
 
 EXIT_COMPLETED, EXIT_FAILED, EXIT_NOT_RUN = 0, 1, 2
 CANCEL_WAIT_SECONDS = 5.0  # how long an interrupted in-process submit waits for the worker to confirm a cancel
@@ -84,7 +85,7 @@ class Submission:
         tls: TLSConfig | None = None,
         stream: bool = False,
     ) -> None:
-        self.capability = capability
+        self.capability, self.version = split_capability(capability)  # ("summarize@^2": a version range)
         self.stream = stream
         self.tls = tls
         self.registry = registry
@@ -163,6 +164,8 @@ class Submission:
     ) -> int:
         try:
             params = settle(params, await self._guard(self._declared(orchestrator)))
+            if self.version:
+                options = {"version": self.version, **options}
             handle = await self._guard(orchestrator.execute_task(self.capability, params, **options))
         except Interrupted as interrupt:
             if self.address is not None:
