@@ -45,6 +45,7 @@ async def test_the_event_stream_pushes_a_submitted_tasks_row_as_it_runs_and_comp
         assert kind == "snapshot" and first["tasks"] == []
         [worker] = first["overview"]["workers"]
         assert "echo" in worker["capabilities"]
+        assert "echo@1.0.0" in worker["capability_versions"]  # (no version declared: 1.0.0)
         handle = await daemon.orchestrator.execute_task("wait_for", {"name": "go"})
         async for kind, data in events:
             if kind != "task" or data["task_id"] != handle.task_id:

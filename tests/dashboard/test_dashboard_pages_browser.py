@@ -161,7 +161,7 @@ async def test_a_workers_address_opens_its_page_and_every_row_names_it_with_its_
         await expect(page.locator("#worker-state")).to_contain_text("ACTIVE")
         await expect(page.locator("#worker-circuit")).to_contain_text("closed")
         await expect(page.locator("#worker-slots")).to_contain_text(f"of {worker.max_concurrent_tasks}")
-        await expect(page.locator("#worker-capabilities")).to_contain_text("wait_for")
+        await expect(page.locator("#worker-capabilities")).to_contain_text("wait_for@1.0.0")
         await expect(page.locator(f"#worker-task-{after}")).to_be_visible()
         await expect(page.locator(f"#worker-task-{before}")).to_be_visible()
 

@@ -68,6 +68,10 @@ def worker_view(health: WorkerHealth) -> JSON:
         "free_slots": report.free_slots if report is not None else None,
         "cpu": report.cpu_utilization if report is not None else None,
         "capabilities": [c.name for c in worker.capabilities],
+        # Each as `name@version` (every capability has one: 1.0.0 when it declares none), deprecated marked.
+        "capability_versions": [
+            f"{c.name}@{c.semver}" + (" (deprecated)" if c.deprecated else "") for c in worker.capabilities
+        ],
         "last_heartbeat": seconds(worker.last_heartbeat),
     }
 

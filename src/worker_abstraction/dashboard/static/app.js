@@ -292,7 +292,7 @@ function renderOverview(overview) {
       el("td", {}, el("span", { class: "bar" }, el("span", { style: `width:${Math.round(used * 100)}%` })),
         `${w.in_flight} / ${slots || "∞"}`),
       el("td", {}, w.in_flight),
-      el("td", { class: "mono" }, w.capabilities.join(", ")));
+      el("td", { class: "mono" }, w.capability_versions.join(", ")));
   }));
   $("workers-empty").hidden = workers.length > 0;
   const capabilities = new Set([...workers.flatMap((w) => w.capabilities), ...overview.queue.map((q) => q.capability)]);
@@ -530,7 +530,7 @@ function renderWorkerFacts(w) {
     ["slots", el("span", { id: "worker-slots" }, `${w.in_flight} in use of ${slots || "∞"}` +
       (w.free_slots !== null ? ` (the worker reports ${w.free_slots} free)` : ""))],
     ["load", w.cpu !== null ? `${w.load} tasks, CPU ${(w.cpu * 100).toFixed(0)}%` : `${w.load} tasks`],
-    ["capabilities", el("span", { class: "mono", id: "worker-capabilities" }, w.capabilities.join(", "))],
+    ["capabilities", el("span", { class: "mono", id: "worker-capabilities" }, w.capability_versions.join(", "))],
     ["tags", w.tags.join(", ") || "–"],
     ["version", w.version || "–"],
     ["last heartbeat", when(w.last_heartbeat)],
