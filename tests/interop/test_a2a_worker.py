@@ -4,13 +4,16 @@ ours to answer, and canceling our task cancels the agent's."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 from tests.conftest import Gates, eventually
+from tests.dashboard.conftest import DashboardDaemon
 from tests.e2e.processes import Start, start  # noqa: F401  (the fixture that starts `wa` processes)
 from tests.interop.a2a_agent import SkillAgent, serving
+from tests.interop.a2a_support import TeamWorker
 from worker_abstraction import RegistryServer
 from worker_abstraction.errors import TaskCanceledError, TaskFailedError
 from worker_abstraction.interop.a2a_worker import A2AWorker
@@ -96,3 +99,30 @@ async def test_wa_worker_a2a_serves_the_agents_skills_from_the_command_line(
         handle = await orchestrator.execute_task("reverse", {"text": "drawer"})
         assert await handle.result(timeout_seconds=10) == "reward"
     assert await process.stop() == 0
+
+
+async def test_a_team_of_ours_wrapped_keeps_its_schemas_and_streams(
+    registry: RegistryServer, start_worker: Callable[..., Any], gates: Gates
+) -> None:
+    await start_worker(TeamWorker)
+    other = RegistryServer(port=0, ttl_seconds=1.0, sweep_interval_seconds=0.1)  # (the wrapper's own team)
+    await other.start()
+    try:
+        async with DashboardDaemon(registry.address) as team:
+            await team.orchestrator.wait_for_workers("spell", timeout_seconds=5)
+            assert team.dashboard is not None
+            wrapper = A2AWorker(other.address, url=team.dashboard.url, heartbeat_interval_seconds=0.1)
+            await wrapper.start()
+            try:
+                async with AsyncOrchestrator(other.address) as orchestrator:
+                    (worker,) = await orchestrator.wait_for_workers("spell", timeout_seconds=5)
+                    spell = worker.capability("spell")
+                    assert spell is not None and [p.name for p in spell.parameters] == ["word", "gate"]
+                    handle = await orchestrator.execute_task("spell", {"word": "hi", "gate": "wrapped"})
+                    gates.open("wrapped")
+                    assert [c.data async for c in handle.stream()] == ["h", "i"]
+                    assert await handle.result(timeout_seconds=10) == {"word": "hi", "letters": 2}
+            finally:
+                await wrapper.stop(grace_seconds=0.5)
+    finally:
+        await other.stop(None)
