@@ -118,3 +118,28 @@ async def test_a_daemon_told_to_queue_without_workers_runs_the_task_once_one_arr
     watched = await wa("task", "watch", task_id, "--orchestrator", daemon.address)
     assert watched.code == 0, watched.err
     assert watched.out.splitlines()[-2].startswith("COMPLETED"), watched.out
+
+
+async def test_a_daemon_started_with_a_version_split_and_callers_asking_for_ranges(start: Start) -> None:
+    """`wa orchestrator --version-split` splits from the first task; `wa submit CAP@RANGE` picks a version;
+    `wa versions` shows them, the deprecated one marked."""
+    registry = await start("registry", "--port", "0", *FAST_REGISTRY)
+    for worker in ("SummarizeOne", "SummarizeTwo"):
+        await start("worker", f"_version_workers:{worker}", "--port", "0", "--registry", registry.address, *FAST_WORKER)
+    daemon = await start(
+        "orchestrator", "--port", "0", "--registry", registry.address, "--version-split", "summarize:1.0.0=1,^2=3"
+    )
+    async with AsyncOrchestrator(registry.address) as watcher:
+        await watcher.wait_for_workers("summarize", count=2, timeout_seconds=10)
+    done = await wa("submit", "summarize@^1", "-p", "text=hello", "--json", "--orchestrator", daemon.address)
+    assert done.code == 0 and json.loads(done.out.splitlines()[-1])["output"]["version"] == "1.0.0", done.err
+    versions = []
+    for _ in range(8):
+        done = await wa("submit", "summarize", "-p", "text=x", "--json", "--orchestrator", daemon.address)
+        assert done.code == 0, done.err
+        versions.append(json.loads(done.out.splitlines()[-1])["output"]["version"])
+    assert versions.count("2.0.0") == 6 and versions.count("1.0.0") == 2, versions
+    listed = await wa("versions", "list", "--orchestrator", daemon.address)
+    assert "summarize: 1.0.0 (1 worker, deprecated: use ^2), 2.0.0 (1 worker); split 1.0.0=1 ^2=3" in listed.out
+    bad = await wa("orchestrator", "--port", "0", "--registry", registry.address, "--version-split", "summarize:^^1=1")
+    assert bad.code == 2 and "does not parse" in bad.err

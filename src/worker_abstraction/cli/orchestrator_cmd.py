@@ -144,6 +144,14 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         "is canceled (cancel_newest) or cancels the older ones of its key (cancel_in_progress)",
     )
     parser.add_argument(
+        "--version-split",
+        action="append",
+        default=[],
+        metavar="CAPABILITY:RANGE=WEIGHT[,RANGE=WEIGHT...]",
+        help="split CAPABILITY's tasks between its versions by weight, e.g. summarize:1.0.0=90,^2=10 (a canary; "
+        "`wa versions split` changes it while the daemon runs)",
+    )
+    parser.add_argument(
         "--retention",
         type=times.duration,
         metavar="DURATION",
@@ -206,6 +214,7 @@ async def run(args: argparse.Namespace) -> int:
                 raise InvalidParametersError([f"--retention-for {text[:60]!r} is not CAPABILITY=DURATION"])
             per_capability[capability] = times.duration(kept)
         retention = Retention(args.retention, per_capability, args.dead_letter_retention)
+        splits = [_split_of(text) for text in args.version_split]
     except (InvalidParametersError, argparse.ArgumentTypeError) as error:
         said = "; ".join(error.problems) if isinstance(error, InvalidParametersError) else str(error)
         raise UsageError(f"limits or retention: {said}") from None
@@ -240,6 +249,8 @@ async def run(args: argparse.Namespace) -> int:
             await server.start()
         except StoreInUseError as error:  # one store, one daemon: refused like an unusable flag, exit 2
             raise UsageError(str(error)) from error
+        for capability, weights in splits:
+            await server.orchestrator.set_version_split(capability, weights)
         # What start-up made (modules, classes, the stores' clients) lives as long as the daemon: out of the
         # collector's sight, each of its passes no longer walks it again (a pass per few hundred tasks).
         gc.freeze()
@@ -252,6 +263,26 @@ async def run(args: argparse.Namespace) -> int:
             stop=lambda: server.stop(grace_seconds=1.0),
             what="orchestrator server",
         )
+
+
+def _split_of(text: str) -> tuple[str, dict[str, int]]:
+    """`summarize:1.0.0=90,^2=10` -> ("summarize", {"1.0.0": 90, "^2": 10}).
+
+    Raises:
+        InvalidParametersError: not CAPABILITY:RANGE=WEIGHT[,...], or a split that cannot be set.
+    """
+    from worker_abstraction.cli.versions_cmd import weights_of
+    from worker_abstraction.errors import InvalidParametersError
+    from worker_abstraction.orchestrator.core.splits import split_problems
+
+    capability, colon, entries = text.partition(":")
+    if not colon or not capability or not entries:
+        raise InvalidParametersError([f"--version-split {text[:60]!r} is not CAPABILITY:RANGE=WEIGHT[,RANGE=WEIGHT]"])
+    weights = weights_of(entries.split(","))
+    problems = split_problems(capability, weights)
+    if problems:
+        raise InvalidParametersError(problems)
+    return capability, weights
 
 
 async def _nats_home(args: argparse.Namespace) -> TaskHome:

@@ -8,8 +8,8 @@ to within one task, not merely on average. A range no candidate satisfies takes 
 the others while its workers are full or gone); a version in no range gets no task while some range has a
 candidate. A capability with no split, or whose ranges no candidate satisfies, goes to any version.
 
-The split is the orchestrator's own setting, in memory: a daemon starts with none (`--version-split`), and
-each daemon of a shared home holds its own.
+The split is the orchestrator's own setting, in memory: a daemon starts with those its `--version-split`
+flags give, and each daemon of a shared home holds its own.
 """
 
 from __future__ import annotations
