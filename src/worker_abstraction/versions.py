@@ -241,3 +241,13 @@ def range_problems(text: str) -> list[str]:
     except VersionError as error:
         return [str(error)]
     return []
+
+
+def preference(version: str, deprecated: str) -> tuple[bool, Version]:
+    """How a capability's versions rank when one description of it is shown (an MCP tool, an A2A skill): the
+    newest version that is not deprecated first (sort descending); one that does not parse ranks last."""
+    try:
+        parsed = Version.parse(version)
+    except VersionError:
+        parsed = Version(0, 0, 0, ("invalid",))
+    return (not deprecated, parsed)

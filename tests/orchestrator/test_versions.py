@@ -171,3 +171,17 @@ async def test_versions_and_splits_through_the_daemon_and_wa(
         assert await _wa("workers", "--registry", registry.address) == 0
         table = capsys.readouterr().out
         assert "summarize@1.4.0(deprecated)" in table and "summarize@2.1.0" in table
+
+
+def test_an_mcp_tool_and_an_a2a_skill_describe_the_newest_version_that_is_not_deprecated() -> None:
+    from worker_abstraction import CapabilitySpec, WorkerInfo
+    from worker_abstraction.interop.a2a_card import capabilities_of
+    from worker_abstraction.interop.mcp_tools import tools_of
+
+    def worker(worker_id: str, version: str, deprecated: str = "") -> WorkerInfo:
+        spec = CapabilitySpec("summarize", f"v{version}", version=version, deprecated=deprecated)
+        return WorkerInfo(worker_id, worker_id, "127.0.0.1:1", capabilities=(spec,))
+
+    team = [worker("a", "3.0.0", deprecated="broken"), worker("b", "2.10.0"), worker("c", "2.9.0"), worker("d", "")]
+    assert tools_of(team)["summarize"].definition().description == "v2.10.0"
+    assert [spec.description for spec in capabilities_of(team)] == ["v2.10.0"]

@@ -34,6 +34,7 @@ from google.protobuf import struct_pb2
 
 from worker_abstraction.interop.a2a_messages import CAPABILITY_KEY, PARAMS_KEY, json_of
 from worker_abstraction.types import CapabilitySpec, ParameterSpec, WorkerInfo
+from worker_abstraction.versions import preference
 
 CALL_EXTENSION = "urn:worker-abstraction:a2a:capability-call"
 JSONRPC_PATH = "/a2a"
@@ -81,11 +82,14 @@ def skill_of(spec: CapabilitySpec) -> AgentSkill:
 
 
 def capabilities_of(workers: Iterable[WorkerInfo]) -> list[CapabilitySpec]:
-    """Each capability the workers offer, once (the first worker's description of it), by name."""
+    """Each capability the workers offer, once, by name: the description of its newest version that is not
+    deprecated (several versions may serve side by side; see `versions.preference`)."""
     found: dict[str, CapabilitySpec] = {}
     for worker in workers:
         for spec in worker.capabilities:
-            found.setdefault(spec.name, spec)
+            known = found.get(spec.name)
+            if known is None or preference(spec.semver, spec.deprecated) > preference(known.semver, known.deprecated):
+                found[spec.name] = spec
     return [found[name] for name in sorted(found)]
 
 

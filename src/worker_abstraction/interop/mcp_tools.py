@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from worker_abstraction.errors import WorkerAbstractionError
 from worker_abstraction.types import PARAMETER_TYPES, CapabilitySpec, ParameterSpec, WorkerInfo, WorkerState
+from worker_abstraction.versions import preference
 
 if TYPE_CHECKING:
     from mcp_types import Tool
@@ -120,15 +121,17 @@ def _parameter_schema(parameter: ParameterSpec) -> dict[str, Any]:
 
 def tools_of(workers: Iterable[WorkerInfo]) -> dict[str, TeamTool]:
     """The tools the live workers offer, by name. Workers that offer a capability under one name with
-    different specs (a rolling upgrade) give the tool of the first, in worker id order."""
-    tools: dict[str, TeamTool] = {}
+    different specs (several versions, a rolling upgrade) give the tool of its newest version that is not
+    deprecated (ties: the first in worker id order); a call may still run on any version."""
+    chosen: dict[str, CapabilitySpec] = {}
     for worker in sorted(workers, key=lambda w: w.worker_id):
         if worker.state is WorkerState.EVICTED:
             continue
         for spec in worker.capabilities:
-            if spec.name not in tools:
-                tools[spec.name] = tool_of(spec)
-    return tools
+            known = chosen.get(spec.name)
+            if known is None or preference(spec.semver, spec.deprecated) > preference(known.semver, known.deprecated):
+                chosen[spec.name] = spec
+    return {name: tool_of(spec) for name, spec in chosen.items()}
 
 
 class ToolWatch:
