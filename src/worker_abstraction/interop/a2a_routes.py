@@ -49,6 +49,7 @@ def a2a_routes(orchestrator: AsyncOrchestrator, auth: Authenticator | None) -> l
     )
     from worker_abstraction.interop.a2a_card import JSONRPC_PATH, REST_PATH, WORKERS_PATH, agent_card
     from worker_abstraction.interop.a2a_handler import A2ARequestHandler
+    from worker_abstraction.interop.http_bounds import BodyBound
 
     builder = CallerContextBuilder()
     secured = auth is not None
@@ -92,8 +93,8 @@ def a2a_routes(orchestrator: AsyncOrchestrator, auth: Authenticator | None) -> l
     rest = Router(create_rest_routes(handler_for(""), context_builder=builder))
     return [
         Route("/.well-known/agent-card.json", card_route, methods=["GET"]),
-        Route(JSONRPC_PATH, A2AGate(request_response(team.handle_requests), auth), methods=["POST"]),
-        Mount(REST_PATH, app=A2AGate(rest, auth)),
+        Route(JSONRPC_PATH, BodyBound(A2AGate(request_response(team.handle_requests), auth)), methods=["POST"]),
+        Mount(REST_PATH, app=BodyBound(A2AGate(rest, auth))),
         Route(WORKERS_PATH + "/{worker_id}/.well-known/agent-card.json", card_route, methods=["GET"]),
-        Route(WORKERS_PATH + "/{worker_id}", A2AGate(request_response(worker_rpc), auth), methods=["POST"]),
+        Route(WORKERS_PATH + "/{worker_id}", BodyBound(A2AGate(request_response(worker_rpc), auth)), methods=["POST"]),
     ]

@@ -138,6 +138,9 @@ class McpServer:
         app: ASGIApp = self._server.streamable_http_app(host=host)
         if self.options.require_token:
             app = _bearer_required(app)
+        from worker_abstraction.interop.http_bounds import BodyBound
+
+        app = BodyBound(app)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listener = socket.socket(family, socket.SOCK_STREAM)
         try:
