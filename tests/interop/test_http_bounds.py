@@ -44,6 +44,9 @@ async def test_the_a2a_routes_refuse_a_body_past_the_bound(registry: RegistrySer
 
 async def test_wa_mcp_over_http_refuses_a_body_past_the_bound(registry: RegistryServer, start_worker: Any) -> None:
     await start_worker()
-    async with daemon_on(registry) as daemon, http_mcp(daemon.address) as (_, url):
-        async with httpx.AsyncClient(timeout=10) as http:
-            await _refused_then_served(url, http, accept="application/json, text/event-stream")
+    async with (
+        daemon_on(registry) as daemon,
+        http_mcp(daemon.address) as (_, url),
+        httpx.AsyncClient(timeout=10) as http,
+    ):
+        await _refused_then_served(url, http, accept="application/json, text/event-stream")
