@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import os
 import re
 import signal
@@ -56,8 +58,14 @@ async def run(orch: AsyncOrchestrator, capability: str, **params: Any) -> Any:
 # ------------------------------------------------------------------------------------------ seed_worker
 
 
+def _without_output_schemas(specs: list[CapabilitySpec]) -> list[CapabilitySpec]:
+    return [dataclasses.replace(spec, output_schema="") for spec in specs]
+
+
 def test_seed_worker_declares_the_seeds_two_tools() -> None:
-    assert SeedWorker.capability_specs() == [
+    processor = SeedWorker.capability_specs()[0]
+    assert json.loads(processor.output_schema) == {"type": "object", "additionalProperties": {"type": "string"}}
+    assert _without_output_schemas(SeedWorker.capability_specs()) == [
         CapabilitySpec(
             name="dummy_processor",
             description="A simple processor that converts input text to uppercase.",
@@ -90,7 +98,8 @@ async def test_error_simulator_fails_with_the_seeds_message(orch: AsyncOrchestra
 
 
 def test_text_stats_worker_declares_its_capabilities() -> None:
-    assert TextStatsWorker.capability_specs() == [
+    assert all(spec.output_schema for spec in TextStatsWorker.capability_specs())  # (from their return types)
+    assert _without_output_schemas(TextStatsWorker.capability_specs()) == [
         CapabilitySpec(
             name="word_count",
             description="Count the words of at least `min_len` characters.",
