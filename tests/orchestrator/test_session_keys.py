@@ -5,6 +5,7 @@ workers, and when the key's worker is gone the key moves to another, whose first
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from typing import Any
 
@@ -150,3 +151,31 @@ async def test_a_stateless_workers_tasks_are_not_bound_to_their_key(
         assert spec.stateless
         ran = Counter([(await _where(orchestrator, "same-key"))["worker"] for _ in range(12)])
         assert len(ran) == 3, ran  # (spread as if it had no key)
+
+
+async def test_wa_submit_with_a_hard_session_key(
+    registry: RegistryServer, start_worker: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from worker_abstraction.cli import UsageError
+    from worker_abstraction.cli.config import Settings
+    from worker_abstraction.cli.main import build_parser
+
+    async def wa(*argv: str) -> int:
+        args = build_parser(Settings.load({})).parse_args(list(argv))
+        async with asyncio.timeout(10):
+            code: int = await args.run(args)
+        return code
+
+    for _ in range(2):
+        await start_worker(WhereWorker)
+    async with OrchestratorServer(registry.address, port=0) as daemon:
+        await daemon.orchestrator.wait_for_workers("where", count=2, timeout_seconds=10)
+        ran = []
+        for _ in range(4):
+            code = await wa("submit", "where", "--session-key", "k", "--session-hard", "5", "--json",
+                            "--orchestrator", daemon.address)  # fmt: skip
+            assert code == 0
+            ran.append(json.loads(capsys.readouterr().out.splitlines()[-1])["output"]["worker"])
+        assert len(set(ran)) == 1
+        with pytest.raises(UsageError, match="--session-key"):  # (`wa` prints it and exits 2)
+            await wa("submit", "where", "--session-hard", "5", "--orchestrator", daemon.address)

@@ -197,6 +197,14 @@ def add_arguments(parser: argparse.ArgumentParser, settings: Settings) -> None:
         help="the tasks of one key go to one worker while it lives (the handler sees ctx.session_key)",
     )
     parser.add_argument(
+        "--session-hard",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="with --session-key: wait up to SECONDS for the key's worker (busy, or gone and coming back) "
+        "rather than run elsewhere (hard affinity; 0: the daemon's default, 30 s)",
+    )
+    parser.add_argument(
         "--wait",
         type=float,
         metavar="SECONDS",
@@ -302,6 +310,11 @@ async def run(args: argparse.Namespace) -> int:
             options["require_approval"] = True
         if args.session_key:
             options["session_key"] = args.session_key
+        if args.session_hard is not None:
+            if not args.session_key:
+                raise UsageError("--session-hard waits for the worker of a session key: give --session-key too")
+            options["session_hard"] = True
+            options["session_wait_seconds"] = args.session_hard
     except InvalidTaskOptionsError as exc:
         return submission.not_run(exc)
     return await submission.run(params, options, detach=args.detach, wait_seconds=args.wait)
