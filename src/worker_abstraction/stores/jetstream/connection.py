@@ -133,6 +133,21 @@ async def connect(options: NatsOptions, *, name: str = "wa-registry") -> Client:
     return client
 
 
+CLOSE_SECONDS = 5.0  # how long closing a connection may take
+
+
+async def close(client: Client, *, timeout_seconds: float = CLOSE_SECONDS) -> None:
+    """Close a connection, within `timeout_seconds` and whatever state it is in: nats-py's close can wait for
+    good on a connection whose server went away while it was reconnecting, and a store closing must not."""
+    try:
+        async with asyncio.timeout(timeout_seconds):
+            await client.close()
+    except TimeoutError:
+        logger.warning("NATS: the connection did not close within %gs; left behind", timeout_seconds)
+    except Exception as error:  # (an error of the closing connection itself: it is closed as far as we care)
+        logger.debug("NATS: closing the connection: %r", error)
+
+
 async def _log_error(error: Exception) -> None:
     # Lost connections and the like: nats-py reconnects by itself; say so once per error, without a traceback.
     logger.warning("NATS: %r", error)

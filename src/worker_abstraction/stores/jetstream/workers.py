@@ -43,6 +43,7 @@ from worker_abstraction.stores.jetstream.connection import (
     NatsOptions,
     NatsStoreError,
     NatsUnavailableError,
+    close,
     connect,
 )
 from worker_abstraction.stores.jetstream.scan import delivered
@@ -165,7 +166,7 @@ class JetStreamWorkerStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
             self._watch_task = None
-        await self._client.close()
+        await close(self._client)
 
     def listen(self, listener: Callable[[WorkerChange], None]) -> None:
         self._listeners.append(listener)

@@ -59,7 +59,13 @@ from worker_abstraction.orchestrator.homes.nats.partitioned_store import (
 )
 from worker_abstraction.orchestrator.homes.nats.partitioned_takeover import Takeover
 from worker_abstraction.stores.availability import Backoff, StoreAvailability, kept_running, raise_if_cancelled
-from worker_abstraction.stores.jetstream.connection import NatsOptions, NatsStoreError, NatsUnavailableError, connect
+from worker_abstraction.stores.jetstream.connection import (
+    NatsOptions,
+    NatsStoreError,
+    NatsUnavailableError,
+    close,
+    connect,
+)
 from worker_abstraction.stores.jetstream.partitions import PartitionLeases, PartitionOptions
 from worker_abstraction.stores.jetstream.schedules import NatsScheduleBook
 from worker_abstraction.stores.jetstream.updates import UpdateLogOptions
@@ -256,8 +262,7 @@ class PartitionedHome(CallerSide):
         await self.journal.aclose()
         await self.store.aclose()
         if self._owns_client:
-            with contextlib.suppress(Exception):
-                await self.client.close()
+            await close(self.client)
 
     # ---- accepting -------------------------------------------------------------------------------------------
 
