@@ -138,6 +138,37 @@ async def test_a_canary_split_of_90_10_over_1000_tasks_lands_within_3_percent(
             await orchestrator.set_version_split("summarize", {"^1": 0})
 
 
+class BusyV1(BaseWorker):
+    max_concurrent_tasks = 3
+
+    @capability(name="render", version="1.0.0")
+    async def render(self) -> str:
+        await asyncio.sleep(0.002)  # (the work: its few slots are busy while tasks wait)
+        return "1.0.0"
+
+
+class BusyV2(BaseWorker):
+    max_concurrent_tasks = 3
+
+    @capability(name="render", version="2.0.0")
+    async def render(self) -> str:
+        await asyncio.sleep(0.002)
+        return "2.0.0"
+
+
+async def test_a_split_holds_under_load_when_every_slot_is_busy(registry: RegistryServer, start_worker: Any) -> None:
+    """Tasks due to the busy 90 % version wait for its slots rather than spill over to the canary's."""
+    await start_worker(BusyV1)
+    await start_worker(BusyV2)
+    async with AsyncOrchestrator(registry.address) as orchestrator:
+        await orchestrator.wait_for_workers("render", count=2, timeout_seconds=10)
+        await orchestrator.set_version_split("render", {"1.0.0": 90, "2.0.0": 10})
+        counts: Counter[str] = Counter()
+        async for handle in orchestrator.execute_many("render", ({} for _ in range(1000)), max_pending=200):
+            counts[await handle.result()] += 1
+        assert abs(counts["1.0.0"] - 900) <= 30 and abs(counts["2.0.0"] - 100) <= 30, counts
+
+
 async def _wa(*argv: str) -> int:
     """`wa ARGV...` in this process; its exit code."""
     args = build_parser(Settings.load({})).parse_args(list(argv))

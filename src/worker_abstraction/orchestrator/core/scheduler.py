@@ -379,9 +379,8 @@ class Scheduler:
         return not limit or self._in_flight_capability[(worker.worker_id, task.capability)] < limit
 
     def _pick(self, task: Placeable, now: float) -> WorkerInfo | None:
-        candidates = [
-            w for w in self._directory.capable(task.capability) if self.fits(task, w) and self._has_room(task, w, now)
-        ]
+        fitting = [w for w in self._directory.capable(task.capability) if self.fits(task, w)]
+        candidates = [w for w in fitting if self._has_room(task, w, now)]
         bound = self.sessions.worker_of(task.session_key) if task.session_key else None
         if bound is not None and task.session_until:
             if now < task.session_until:  # hard affinity: its key's worker, or nothing yet
@@ -391,10 +390,14 @@ class Scheduler:
                     return None
             else:
                 bound = None
+        turn = None
+        if task.capability in self.splits and not any(w.worker_id == bound for w in candidates):
+            usable = [w for w in fitting if self._standing.allows(w, now)]  # (busy or not: see `splits`)
+            turn = self.splits.turn(task.capability, usable)
+            if turn is not None:
+                candidates = [w for w in candidates if w.worker_id in turn.members]
         if not candidates:
             return None
-        if task.capability in self.splits:
-            candidates = list(self.splits.choose(task.capability, candidates))
         self._turn += 1
         count = len(candidates)
         avoid = task.avoid
@@ -410,7 +413,10 @@ class Scheduler:
             elsewhere = worker.worker_id != bound  # (the key's worker first, when it has room)
             return (worker.worker_id in avoid, elsewhere, -preferred, share, (index - self._turn) % count)
 
-        return candidates[min(range(count), key=preference)]
+        picked = candidates[min(range(count), key=preference)]
+        if turn is not None:
+            self.splits.take(task.capability, turn)
+        return picked
 
     def _queue(self, task: Placeable) -> TaskQueue:
         key = _key(task)

@@ -2,11 +2,13 @@
 
 An operator sets a split per capability (`wa versions split summarize 1.0.0=90 2.0.0=10`, or
 `set_version_split`): each key a version range, each value its weight. As the scheduler places a task of the
-capability, the ranges that the task's candidate workers (live, fitting, with room) satisfy share it out in
-proportion to their weights, by smooth weighted round robin: over any run of tasks each range gets its share
-to within one task, not merely on average. A range no candidate satisfies takes no turn (its share goes to
-the others while its workers are full or gone); a version in no range gets no task while some range has a
-candidate. A capability with no split, or whose ranges no candidate satisfies, goes to any version.
+capability, the ranges that its usable workers (live, fitting, in good standing; busy or not) satisfy share
+it out in proportion to their weights, by smooth weighted round robin: over any run of tasks each range gets
+its share to within one task, not merely on average, whatever the load. A task whose range's workers are all
+busy waits for one of them (the split holds under load, as a canary's share should); a range no usable worker
+satisfies takes no turn (its workers gone, suspect or their circuit open: its share goes to the others); a
+version in no range gets no task while some range has a worker. A capability with no split, or whose ranges
+no usable worker satisfies, goes to any version.
 
 The split is the orchestrator's own setting, in memory: a daemon starts with those its `--version-split`
 flags give, and each daemon of a shared home holds its own.
@@ -15,6 +17,7 @@ flags give, and each daemon of a shared home holds its own.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from worker_abstraction.codec import short
 from worker_abstraction.errors import InvalidRequestError
@@ -59,29 +62,41 @@ class VersionSplits:
             return
         self._splits[capability] = tuple((VersionRange.parse(text), int(w)) for text, w in sorted(weights.items()))
 
-    def choose(self, capability: str, candidates: Sequence[WorkerInfo]) -> Sequence[WorkerInfo]:
-        """The candidates of the version whose turn it is (all of them when no split applies)."""
+    def turn(self, capability: str, usable: Sequence[WorkerInfo]) -> Turn | None:
+        """Whose turn it is among the ranges that `usable` workers (live, fitting, in good standing, full or
+        not) satisfy, without taking it (None: no split applies). The scheduler `take`s it once the task is
+        placed on one of its `members`; until then every look gives the same turn, so a task due to a version
+        whose workers are all busy waits for one of them rather than going to another version."""
         entries = self._splits.get(capability)
         if not entries:
-            return candidates
-        groups: list[tuple[str, int, list[WorkerInfo]]] = []
+            return None
+        present: list[tuple[str, int, frozenset[str]]] = []
         for wanted, weight in entries:
-            group = [w for w in candidates if _allows(wanted, w, capability)]
-            if group and weight > 0:
-                groups.append((wanted.text, weight, group))
-        if not groups:
-            return candidates
-        total = sum(weight for _, weight, _ in groups)
-        best: tuple[str, int, list[WorkerInfo]] | None = None
-        best_credit = 0
-        for text, weight, group in groups:
-            credit = self._credit.get((capability, text), 0) + weight
-            self._credit[(capability, text)] = credit
-            if best is None or credit > best_credit:
-                best, best_credit = (text, weight, group), credit
-        assert best is not None
-        self._credit[(capability, best[0])] = best_credit - total
-        return best[2]
+            members = frozenset(w.worker_id for w in usable if _allows(wanted, w, capability))
+            if members and weight > 0:
+                present.append((wanted.text, weight, members))
+        if not present:
+            return None
+        best = max(present, key=lambda p: self._credit.get((capability, p[0]), 0) + p[1])  # (ties: the first)
+        return Turn(best[0], best[2], tuple((text, weight) for text, weight, _ in present))
+
+    def take(self, capability: str, turn: Turn) -> None:
+        """The task of `turn` was placed: each present range gains its weight, the chosen one gives the total
+        back (smooth weighted round robin)."""
+        total = 0
+        for text, weight in turn.weights:
+            self._credit[(capability, text)] = self._credit.get((capability, text), 0) + weight
+            total += weight
+        self._credit[(capability, turn.chosen)] -= total
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """A version range's turn: its text, the usable workers of a version in it, and every range present."""
+
+    chosen: str
+    members: frozenset[str]
+    weights: tuple[tuple[str, int], ...]
 
 
 def _allows(wanted: VersionRange, worker: WorkerInfo, capability: str) -> bool:
