@@ -196,7 +196,7 @@ class A2ARequestHandler(RequestHandler):
         task's handle and how many of its updates come before what the message started."""
         if message.task_id:
             return await self._answer(message, caller)
-        call = call_of(message, self._parameters_of)
+        call = call_of(message, self._parameters_of, sole=self._sole())
         caller.check_may_call(call.capability)
         context_id = message.context_id
         key = idempotency_key(context_id, message.message_id or uuid.uuid4().hex)
@@ -227,6 +227,15 @@ class A2ARequestHandler(RequestHandler):
             answered_by=caller.owner,
         )
         return handle, after
+
+    def _sole(self) -> str | None:
+        """The one capability this agent (the team, or its one worker) offers now; None: several, or none."""
+        workers = self.orchestrator.engine.directory.workers
+        offering = (
+            [workers[self.worker_id]] if self.worker_id in workers else [] if self.worker_id else workers.values()
+        )
+        names = {spec.name for worker in offering for spec in worker.capabilities}
+        return next(iter(names)) if len(names) == 1 else None
 
     def _parameters_of(self, capability: str) -> tuple[ParameterSpec, ...] | None:
         for worker in self.orchestrator.engine.directory.workers.values():

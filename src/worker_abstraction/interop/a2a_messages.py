@@ -98,20 +98,30 @@ def text_of(parts: Sequence[Part]) -> str:
     return "\n".join(part.text for part in parts if part.HasField("text"))
 
 
-def call_of(message: Message, parameters_of: ParametersOf | None = None) -> Call:
+SKILL_KEYS = ("skill", "skill_id", "skillId")  # (metadata keys other clients name a skill by)
+
+
+def call_of(message: Message, parameters_of: ParametersOf | None = None, sole: str | None = None) -> Call:
     """The capability a message names and its arguments.
 
     Args:
         message: the A2A message that starts a task.
         parameters_of: `capability -> Sequence[ParameterSpec] | None`, the parameters a capability takes
             (for a text message; None: unknown).
+        sole: the one capability the agent offers, if it offers one only: what a message naming none calls
+            (a plain text message from a client that knows nothing of our data parts).
 
     Raises:
         InvalidParamsError: the message names no capability, or its arguments are not an object.
     """
     data = data_of(message.parts)
     named = next((d for d in data if isinstance(d, dict) and CAPABILITY_KEY in d), None)
-    capability = named[CAPABILITY_KEY] if named is not None else metadata_of(message).get(CAPABILITY_KEY)
+    metadata = metadata_of(message) if named is None else {}
+    capability = named[CAPABILITY_KEY] if named is not None else metadata.get(CAPABILITY_KEY)
+    for key in SKILL_KEYS:
+        if not capability:
+            capability = metadata.get(key)
+    capability = capability or sole
     if not isinstance(capability, str) or not capability:
         raise InvalidParamsError(
             message=f'the message names no capability: send a data part {{"{CAPABILITY_KEY}": NAME, '
