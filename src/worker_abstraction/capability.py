@@ -256,7 +256,7 @@ def _check_version(version: str, name: str | None) -> None:
 
     problems = version_problems(version) if version else []
     if problems:
-        raise InvalidCapabilityError(f"capability {name or ''}: {problems[0]}".replace(":  ", ": "))
+        raise InvalidCapabilityError(f"capability {name!r}: {problems[0]}" if name else problems[0])
 
 
 def schema_capability(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import eventually
+from tests.conftest import GATES, Gates, eventually
 from worker_abstraction import (
     AsyncOrchestrator,
     BaseWorker,
@@ -88,9 +88,10 @@ class SlowWhereWorker(BaseWorker):
     max_concurrent_tasks = 1
 
     @capability
-    async def where(self, ctx: TaskContext, hold: float = 0.0) -> dict[str, Any]:
-        """Say which worker ran it (after holding its only slot for `hold` seconds)."""
-        await asyncio.sleep(hold)  # (the work itself: it keeps the worker busy)
+    async def where(self, ctx: TaskContext, gate: str = "") -> dict[str, Any]:
+        """Say which worker ran it (holding its only slot until the test's `gate` opens, if it names one)."""
+        if gate:
+            await GATES.async_gate(gate).wait()
         return {"worker": ctx.worker_id, "key": ctx.session_key, "moved": ctx.session_moved}
 
 
@@ -99,7 +100,7 @@ class StatelessWhereWorker(WhereWorker):
 
 
 async def test_hard_affinity_waits_for_the_keys_busy_worker_and_soft_does_not(
-    registry: RegistryServer, start_worker: Any
+    registry: RegistryServer, start_worker: Any, gates: Gates
 ) -> None:
     for _ in range(2):
         await start_worker(SlowWhereWorker)
@@ -107,11 +108,12 @@ async def test_hard_affinity_waits_for_the_keys_busy_worker_and_soft_does_not(
         await orchestrator.wait_for_workers("where", count=2, timeout_seconds=10)
         first = await (await orchestrator.execute_task("where", {}, session_key="k")).result(timeout_seconds=10)
         home = first["worker"]
-        busy = await orchestrator.execute_task("where", {"hold": 2.0}, session_key="k")  # holds home's only slot
+        busy = await orchestrator.execute_task("where", {"gate": "busy"}, session_key="k")  # home's only slot
         hard = await orchestrator.execute_task("where", {}, session_key="k", session_hard=True)
         soft = await orchestrator.execute_task("where", {}, session_key="k")
         assert (await soft.result(timeout_seconds=10))["worker"] != home  # (soft: ran elsewhere at once)
-        assert not busy.done()  # (so the hard one waited for home while it was busy, and runs there after)
+        assert not hard.done() and hard.worker_id == ""  # (hard: waits for home, though the other is free)
+        gates.open("busy")
         assert (await hard.result(timeout_seconds=10))["worker"] == home
         assert (await busy.result(timeout_seconds=10))["worker"] == home
 

@@ -51,7 +51,7 @@ class Wanted:
             options.worker_id,
             options.priority,
             options.fairness_key,
-            versions=VersionRange.parse(options.version) if options.version else ANY_VERSION,
+            versions=VersionRange.parse(options.version),
         )
 
     def place(self, worker: WorkerInfo) -> None:

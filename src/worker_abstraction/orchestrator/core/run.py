@@ -49,7 +49,7 @@ from worker_abstraction.orchestrator.core.facts import ATTEMPT_BLOCK, Resumable
 from worker_abstraction.orchestrator.core.handle import AsyncTaskHandle
 from worker_abstraction.orchestrator.core.home import Hold
 from worker_abstraction.orchestrator.core.phase import Phase
-from worker_abstraction.orchestrator.core.sessions import SESSION_WAIT_SECONDS
+from worker_abstraction.orchestrator.core.sessions import hard_until
 from worker_abstraction.orchestrator.core.sinks import AttemptSinks
 from worker_abstraction.orchestrator.core.state import TaskState, task_record
 from worker_abstraction.orchestrator.edge.dispatch import AttemptSink
@@ -61,7 +61,6 @@ from worker_abstraction.types import (
     TaskUpdate,
     WorkerInfo,
 )
-from worker_abstraction.versions import ANY as ANY_VERSION
 from worker_abstraction.versions import VersionRange
 
 logger = logging.getLogger(__name__)
@@ -139,12 +138,8 @@ class TaskRun:
         self.fairness_key = options.fairness_key
         self.session_key = options.session_key
         self.session_moved = False  # the scheduler says so as it places it: the key's worker was gone
-        self.session_until = (
-            crew.clock.now() + (options.session_wait_seconds or SESSION_WAIT_SECONDS)
-            if options.session_hard and options.session_key
-            else 0.0
-        )
-        self.versions = VersionRange.parse(options.version) if options.version else ANY_VERSION
+        self.session_until = hard_until(options, crew.clock.now())
+        self.versions = VersionRange.parse(options.version)  # (empty: any version)
         gates = crew.scheduler.gates
         self.gate = (
             gates.key_of(spec.capability, options.fairness_key, spec.params) if gates.limited(spec.capability) else ""

@@ -18,8 +18,17 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Container
 
+from worker_abstraction.options import TaskOptions
+
 MAX_SESSIONS = 100_000  # keys remembered at once
 SESSION_WAIT_SECONDS = 30.0  # how long a hard-affine task waits for its key's worker, by default
+
+
+def hard_until(options: TaskOptions, now: float) -> float:
+    """Until when (the clock's) a task with these options waits for its key's worker (0: soft affinity)."""
+    if not (options.session_hard and options.session_key):
+        return 0.0
+    return now + (options.session_wait_seconds or SESSION_WAIT_SECONDS)
 
 
 class SessionBindings:
