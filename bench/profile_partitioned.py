@@ -62,7 +62,7 @@ from nats.aio.client import Client
 from bench.loops import loop_name
 from bench.loops import run as run_on_loop
 from bench.partitioned_probe import IN_FLIGHT, nats_server, read_varz, run_in_flight, run_sequential, start_worker
-from worker_abstraction import AsyncOrchestrator, RegistryServer
+from worker_abstraction import AsyncOrchestrator, RegistryServer, collector
 from worker_abstraction.orchestrator.homes.nats.partitioned import PartitionedHome
 from worker_abstraction.stores.jetstream import NatsOptions, wire
 from worker_abstraction.stores.sqlite import SqliteTaskStore
@@ -715,6 +715,7 @@ async def main(args: argparse.Namespace) -> None:
             with nats_server(directory) as (url, varz, nats_pid):
                 async with _workers(registry.address, 2) as worker_pids:
                     servers = _Servers(url, varz, nats_pid, worker_pids)
+                    collector.tune()  # the collector as `wa orchestrator` sets it (unless WA_GC_THRESHOLD=0)
                     for name in args.homes:
                         results.append(await _home(name, args, directory, registry.address, servers))
         finally:
