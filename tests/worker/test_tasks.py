@@ -6,7 +6,8 @@ import pytest
 
 from worker_abstraction import lifecycle
 from worker_abstraction.types import TaskStatus
-from worker_abstraction.worker.tasks import IllegalTransitionError, TaskRecord, TaskTable
+from worker_abstraction.worker import tasks
+from worker_abstraction.worker.tasks import IllegalTransitionError, ResumeOutOfRangeError, TaskRecord, TaskTable
 
 
 def test_a_record_follows_the_one_attempt_table_in_lifecycle(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,3 +58,68 @@ def test_a_record_replaced_after_it_finished_leaves_the_window_consistent() -> N
     assert table.get("a") is new  # running again: not in the finished window
     table.finish(new)  # now the newest finished: "b" goes
     assert (table.get("a"), table.get("b"), table.active) == (new, None, 0)
+
+
+# ---- a bounded log -------------------------------------------------------------------------------------------
+
+
+def _streamed(count: int, size: int) -> TaskRecord:
+    record = TaskRecord("t", "echo", "w")
+    record.running()
+    for _ in range(count):
+        assert record.chunk("x" * size, "", False)
+    return record
+
+
+def test_a_record_that_streams_on_keeps_its_latest_output_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "KEEP_BYTES", 10_000)
+    record = _streamed(1_000, 100)  # 100 KB streamed, and 1,002 updates in all
+    assert record.held_bytes <= 10_000
+    assert record.last_sequence == 1_002 and record.first > 1
+    assert [u.sequence for u in record.log] == list(range(record.first, 1_003))  # no hole in what is kept
+    assert record.log[-1].chunk.index == 1_000
+    record.completed("null")
+    assert TaskStatus(record.log[-1].status) is TaskStatus.COMPLETED and record.last_sequence == 1_003
+
+
+def test_a_record_keeps_at_most_its_number_of_updates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "KEEP_UPDATES", 100)
+    record = TaskRecord("t", "echo", "w")
+    record.running()
+    for step in range(1_000):
+        record.progress(step / 1_000, "")
+    assert len(record.log) <= 100 and record.last_sequence == 1_002
+
+
+async def _read(record: TaskRecord, after: int, *, from_start: bool = False) -> list[int]:
+    return [update.sequence async for update in record.follow(after, from_start=from_start)]
+
+
+async def test_a_resume_within_what_is_kept_gets_every_later_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "KEEP_BYTES", 10_000)
+    record = _streamed(1_000, 100)
+    record.completed("null")
+    first = record.first
+    assert await _read(record, first - 1) == list(range(first, 1_004))
+    assert await _read(record, 1_002) == [1_003]
+
+
+async def test_a_resume_before_what_is_kept_is_refused_naming_where_to_resume(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "KEEP_BYTES", 10_000)
+    record = _streamed(1_000, 100)
+    record.completed("null")
+    for after, from_start in ((1, False), (0, True), (record.first - 2, False)):
+        with pytest.raises(ResumeOutOfRangeError, match=f"resume after {record.first - 1} or later"):
+            await _read(record, after, from_start=from_start)
+    assert await _read(record, 0) == [1_003]  # (no resume point: the latest update, as ever)
+
+
+async def test_a_reader_left_behind_by_the_stream_is_stopped_not_handed_a_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tasks, "KEEP_BYTES", 10_000)
+    record = _streamed(10, 100)
+    reader = record.follow(0, from_start=True)
+    assert (await anext(reader)).sequence == 1
+    for _ in range(1_000):  # the stream runs on while the reader holds update 1
+        record.chunk("x" * 100, "", False)
+    with pytest.raises(ResumeOutOfRangeError, match="was dropped before it was read"):
+        await anext(reader)

@@ -4,6 +4,13 @@ Every state change of a task is appended to its log with the next sequence numbe
 subscriber reads the log by position, so a reconnecting subscriber that says "after N" gets exactly the
 updates it has not seen: no gap, no repeat, and no sleep needed to avoid the race between "task finished"
 and "subscriber connected".
+
+A log is bounded: a handler that streams output (or reports progress) without end would otherwise grow its
+worker's memory until the task ends. Past `KEEP_BYTES` of outputs, chunks and progress messages (or
+`KEEP_UPDATES` updates), the oldest updates are dropped, a quarter of the budget at a time; a subscriber that
+asks to resume before what is kept is refused (`ResumeOutOfRangeError`: OUT_OF_RANGE on the wire, naming the
+first update still kept), never handed a log with a hole in it. Live subscribers, who read each update as it
+comes, never notice.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ class IllegalTransitionError(RuntimeError):
 
 
 class ResumeOutOfRangeError(ValueError):
-    """A subscriber asked to resume after a sequence number the task never produced."""
+    """A subscriber asked to resume after a sequence number the task never produced, or whose updates are no
+    longer kept (see the module docstring)."""
 
 
 class TaskRecord:
@@ -33,6 +41,7 @@ class TaskRecord:
 
     __slots__ = (
         "_changed",
+        "_kept",
         "_progress",
         "_status",
         "attempt",
@@ -41,6 +50,7 @@ class TaskRecord:
         "capability",
         "chunks",
         "fingerprint",
+        "first",
         "listener",
         "log",
         "questions",
@@ -56,6 +66,8 @@ class TaskRecord:
         self.capability = capability
         self.worker_id = worker_id
         self.log: list[pb.TaskResult] = []
+        self.first = 1  # the sequence number of log[0] (more than 1 once the oldest updates were dropped)
+        self._kept = 0  # the bytes the log holds, as `_weight` counts them
         # Push delivery for the task channel (the fast path): called with each new update, no task per reader.
         self.listener: Callable[[pb.TaskResult], None] | None = None
         self._changed: asyncio.Future[None] | None = None
@@ -131,16 +143,29 @@ class TaskRecord:
             raise IllegalTransitionError(f"task {self.task_id}: {self.status.name} -> {status.name}")
         self._append(status, **fields)
 
+    @property
+    def held_bytes(self) -> int:
+        """About how many bytes the log holds (outputs, chunks, progress messages, and each update's own)."""
+        return self._kept
+
+    @property
+    def last_sequence(self) -> int:
+        """The sequence number of the latest update."""
+        return self.first + len(self.log) - 1
+
     def _append(self, status: TaskStatus, **fields: object) -> None:
         update = _convert.task_result(
             self.task_id,
             status,
-            sequence=len(self.log) + 1,
+            sequence=self.first + len(self.log),
             worker_id=self.worker_id,
             attempt=self.attempt,
             **fields,  # type: ignore[arg-type]
         )
         self.log.append(update)
+        self._kept += _weight(update)
+        if self._kept > KEEP_BYTES or len(self.log) > KEEP_UPDATES:
+            self._drop_oldest()
         self._status = status  # kept as the enum: read on every move, never rebuilt from the message
         if self.listener is not None:
             self.listener(update)
@@ -148,18 +173,47 @@ class TaskRecord:
             self._changed.set_result(None)
         self._changed = None
 
+    def _drop_oldest(self) -> None:
+        """Drop the oldest updates until the log holds at most three quarters of either budget (the latest one
+        is always kept)."""
+        dropped, freed = 0, 0
+        while dropped < len(self.log) - 1 and (
+            self._kept - freed > KEEP_BYTES * 3 // 4 or len(self.log) - dropped > KEEP_UPDATES * 3 // 4
+        ):
+            freed += _weight(self.log[dropped])
+            dropped += 1
+        del self.log[:dropped]
+        self.first += dropped
+        self._kept -= freed
+
     async def follow(self, after_sequence: int = 0, *, from_start: bool = False) -> AsyncIterator[pb.TaskResult]:
         """Yield the current update (or those after `after_sequence`, or all with `from_start`), then each
-        new one, up to the terminal one."""
-        if after_sequence < 0 or after_sequence > len(self.log):
+        new one, up to the terminal one.
+
+        Raises:
+            ResumeOutOfRangeError: `after_sequence` is past the latest update, or the updates after it (or
+                all of them, with `from_start`) are no longer all kept.
+        """
+        last = self.last_sequence
+        if after_sequence < 0 or after_sequence > last:
+            raise ResumeOutOfRangeError(f"after_sequence {after_sequence} is outside 0..{last} for task {self.task_id}")
+        if (after_sequence > 0 or from_start) and after_sequence < self.first - 1:
             raise ResumeOutOfRangeError(
-                f"after_sequence {after_sequence} is outside 0..{len(self.log)} for task {self.task_id}"
+                f"updates {after_sequence + 1}..{self.first - 1} of task {self.task_id} are no longer kept (a worker "
+                f"keeps the latest {KEEP_BYTES // 2**20} MiB of a task's output, chunks and progress, and "
+                f"{KEEP_UPDATES:,} updates); resume after {self.first - 1} or later"
             )
-        position = after_sequence if after_sequence > 0 or from_start else len(self.log) - 1
+        following = after_sequence + 1 if after_sequence > 0 or from_start else last  # the next one to yield
         while True:
-            while position < len(self.log):
-                update = self.log[position]
-                position += 1
+            while following <= self.last_sequence:
+                if following < self.first:  # (a reader slower than the handler: what it needs next was dropped)
+                    raise ResumeOutOfRangeError(
+                        f"update {following} of task {self.task_id} was dropped before it was read (a worker keeps "
+                        f"the latest {KEEP_BYTES // 2**20} MiB of a task's output, chunks and progress); resume after "
+                        f"{self.first - 1} or later"
+                    )
+                update = self.log[following - self.first]
+                following += 1
                 yield update
                 if TaskStatus(update.status).is_terminal or (update.metadata and SUSPENDED in update.metadata):
                     return
@@ -171,6 +225,16 @@ class TaskRecord:
 
 
 KEEP_FINISHED_BYTES = 64 * 2**20  # outputs of finished tasks kept for late readers (StreamTaskStatus)
+KEEP_BYTES = 16 * 2**20  # of one task's outputs, chunks and progress messages kept for resumes (see the docstring)
+KEEP_UPDATES = 100_000  # updates of one task kept for resumes
+_UPDATE_WEIGHT = 64  # what an update costs besides its texts (an estimate)
+
+
+def _weight(update: pb.TaskResult) -> int:
+    """About how many bytes an update holds: its output, its chunk's text and data, its progress message."""
+    chunk = update.chunk
+    texts = len(update.output_json) + len(chunk.text) + len(chunk.data_json) + len(update.progress_message)
+    return texts + _UPDATE_WEIGHT
 
 
 class TaskTable:
@@ -212,9 +276,7 @@ class TaskTable:
         self.active_by_capability[record.capability] -= 1
         if self._tasks.get(record.task_id) is not record:
             return  # replaced already: the id belongs to a newer record, maybe still running
-        held = sum(
-            len(update.output_json) + len(update.chunk.text) + len(update.chunk.data_json) for update in record.log
-        )
+        held = record.held_bytes
         self._finished[record.task_id] = held
         self._finished_bytes += held
         while len(self._finished) > self._keep_finished or (
