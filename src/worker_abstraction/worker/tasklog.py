@@ -19,7 +19,8 @@ arguments or output: they can be large, or secret.
 
 Received and succeeded may be written at the end of the event loop's turn, with the others of that turn
 (`log.SAME_TURN`): one write to stderr per turn rather than two per task. "received" is logged before the
-task's handler is started, so it is out before the handler runs.
+task's handler is started, so it is out before the handler runs; "succeeded" is made once the task's answer
+is on its way (two turns of the loop later), so the answer never waits for its line.
 
 These calls sit on every task's path, so they cost next to nothing when their level is off: the level is
 checked before the `extra` dict is made, and messages take lazy %-args, formatted only by a handler that emits
@@ -28,6 +29,7 @@ them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from worker_abstraction.observability import log
@@ -53,17 +55,25 @@ def received(record: TaskRecord) -> None:
 
 
 def succeeded(record: TaskRecord, seconds: float) -> None:
-    """The handler returned after `seconds`, and its output is on its way."""
+    """The handler returned after `seconds`, and its output is on its way.
+
+    On an event loop the line is made two turns later: the task's answer, queued in this turn, is written
+    first (a line costs tens of microseconds, which the answer need not wait for). The context (a task's span,
+    for the trace id) goes with it.
+    """
     if logger.isEnabledFor(_INFO):
         value, unit = _duration(seconds)
-        logger.info(
-            "task %s[%s] succeeded in %.2f %s",
-            record.capability,
-            record.task_id,
-            value,
-            unit,
-            extra=_same_turn(record),
-        )
+        arguments = (record.capability, record.task_id, value, unit, _same_turn(record))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # (no loop on this thread: now)
+            _succeeded(*arguments)
+            return
+        loop.call_soon(loop.call_soon, _succeeded, *arguments)
+
+
+def _succeeded(capability: str, task_id: str, value: float, unit: str, extra: dict[str, object]) -> None:
+    logger.info("task %s[%s] succeeded in %.2f %s", capability, task_id, value, unit, extra=extra)
 
 
 def failed(record: TaskRecord, failure: TaskFailure, seconds: float, raised: BaseException | None = None) -> None:
