@@ -186,6 +186,12 @@ class TaskRecord:
         self.first += dropped
         self._kept -= freed
 
+    def _not_kept(self, what: str) -> ResumeOutOfRangeError:
+        return ResumeOutOfRangeError(
+            f"{what} (a worker keeps the latest {KEEP_BYTES // 2**20} MiB of a task's output, chunks and progress, "
+            f"and {KEEP_UPDATES:,} updates); resume after {self.first - 1} or later"
+        )
+
     async def follow(self, after_sequence: int = 0, *, from_start: bool = False) -> AsyncIterator[pb.TaskResult]:
         """Yield the current update (or those after `after_sequence`, or all with `from_start`), then each
         new one, up to the terminal one.
@@ -198,20 +204,14 @@ class TaskRecord:
         if after_sequence < 0 or after_sequence > last:
             raise ResumeOutOfRangeError(f"after_sequence {after_sequence} is outside 0..{last} for task {self.task_id}")
         if (after_sequence > 0 or from_start) and after_sequence < self.first - 1:
-            raise ResumeOutOfRangeError(
-                f"updates {after_sequence + 1}..{self.first - 1} of task {self.task_id} are no longer kept (a worker "
-                f"keeps the latest {KEEP_BYTES // 2**20} MiB of a task's output, chunks and progress, and "
-                f"{KEEP_UPDATES:,} updates); resume after {self.first - 1} or later"
+            raise self._not_kept(
+                f"updates {after_sequence + 1}..{self.first - 1} of task {self.task_id} are no longer kept"
             )
         following = after_sequence + 1 if after_sequence > 0 or from_start else last  # the next one to yield
         while True:
             while following <= self.last_sequence:
                 if following < self.first:  # (a reader slower than the handler: what it needs next was dropped)
-                    raise ResumeOutOfRangeError(
-                        f"update {following} of task {self.task_id} was dropped before it was read (a worker keeps "
-                        f"the latest {KEEP_BYTES // 2**20} MiB of a task's output, chunks and progress); resume after "
-                        f"{self.first - 1} or later"
-                    )
+                    raise self._not_kept(f"update {following} of task {self.task_id} was dropped before it was read")
                 update = self.log[following - self.first]
                 following += 1
                 yield update
