@@ -34,7 +34,7 @@ from worker_abstraction.errors import (
 from worker_abstraction.observability.metrics import RegistryMetrics
 from worker_abstraction.registry.events import EventHub, WorkerEvent, WorkerEventType
 from worker_abstraction.registry.validation import registration_problems
-from worker_abstraction.stores.availability import Backoff, StoreAvailability
+from worker_abstraction.stores.availability import Backoff, StoreAvailability, raise_if_cancelled
 from worker_abstraction.stores.base import SharedWorkerStore, WorkerChange, WorkerRecord, WorkerStore
 from worker_abstraction.types import LoadReport, WorkerInfo, WorkerState
 
@@ -255,6 +255,7 @@ class Registry:
         backoff = Backoff(min(_FIRST_RETRY_SECONDS, interval_seconds), interval_seconds)
         logged_at = -_RELOG_SECONDS
         while True:
+            raise_if_cancelled()  # (a store's call may have swallowed the cancel: nats-py can make it a timeout)
             await asyncio.sleep(interval_seconds if self.availability.available else backoff.pause())
             try:
                 await self.sweep()

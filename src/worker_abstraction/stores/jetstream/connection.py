@@ -138,7 +138,15 @@ CLOSE_SECONDS = 5.0  # how long closing a connection may take
 
 async def close(client: Client, *, timeout_seconds: float = CLOSE_SECONDS) -> None:
     """Close a connection, within `timeout_seconds` and whatever state it is in: nats-py's close can wait for
-    good on a connection whose server went away while it was reconnecting, and a store closing must not."""
+    good on a connection whose server went away while it was reconnecting, and a store closing must not.
+
+    Its reconnecting loop is also left one more try to give up by itself: close() stops it with a cancel, which
+    the loop can lose (a connection refused as the cancel comes reads as a failed try, on Python 3.11), and
+    then it would try for good, and keep whoever closes the event loop waiting for it.
+    """
+    options = getattr(client, "options", None)
+    if isinstance(options, dict):
+        options["max_reconnect_attempts"] = 1
     try:
         async with asyncio.timeout(timeout_seconds):
             await client.close()
