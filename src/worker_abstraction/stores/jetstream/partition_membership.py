@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 
-from worker_abstraction.stores.availability import Backoff
+from worker_abstraction.stores.availability import Backoff, raise_if_cancelled
 from worker_abstraction.stores.jetstream.connection import NatsUnavailableError
 from worker_abstraction.stores.jetstream.partition_keys import dump, member_incarnation
 from worker_abstraction.stores.jetstream.partition_view import PartitionView
@@ -38,6 +38,7 @@ class PartitionMembership(PartitionView):
         backoff = Backoff(self._interval / 8, self._interval / 2)
         delay = 0.0
         while True:
+            raise_if_cancelled()  # (a NATS call may have swallowed the cancel: closing waits for this loop)
             await self._sleep(delay)
             began = time.monotonic()
             try:
